@@ -1,0 +1,49 @@
+# PMM Reference Meter — developer entry points.
+# `make run` and `make test` work on a fresh Debian/Ubuntu machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RUN_DIR ?= var/run-sim
+JOBS ?= 2
+
+.PHONY: all setup run test test-fast soak lint bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
+	@$(PY) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  echo "installing python3-venv"; \
+	  (apt-get update -qq && apt-get install -y -qq python3-venv) >/dev/null 2>&1 || \
+	  (sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv); }
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(VPY) -m meterd.app.simrun --config config/sim.toml --state-dir $(RUN_DIR)
+
+test: $(STAMP)
+	$(VPY) -m pytest -n $(JOBS) -q tests
+
+test-fast: $(STAMP)
+	$(VPY) -m pytest -n $(JOBS) -q -m 'not slow' tests
+
+soak: $(STAMP)
+	PMM_SOAK=1 $(VPY) -m pytest -q -m slow tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check meterd hw ciu tests bench
+	$(VENV)/bin/mypy meterd/core meterd/proto
+	$(VENV)/bin/lint-imports
+
+bench: $(STAMP)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""atm90e36 package."""

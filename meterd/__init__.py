@@ -1,0 +1,1 @@
+"""meterd package."""

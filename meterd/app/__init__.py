@@ -1,0 +1,1 @@
+"""Composition root of meterd: read config, pick back ends, wire, run."""
