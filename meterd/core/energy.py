@@ -65,7 +65,7 @@ ALL_KEYS: tuple[RegisterKey, ...] = tuple((q, c) for c in Channel for q in Quant
 
 def obis_c(quantity: Quantity | Derived, channel: Channel) -> int:
     """OBIS C code of a quantity on a channel (e.g. +A on L2 -> 41)."""
-    return quantity.value + channel.obis_offset
+    return int(quantity.value) + channel.obis_offset
 
 
 def quadrant_split(energy: ChannelEnergy, importing: bool) -> dict[Quantity, int]:

@@ -1,0 +1,110 @@
+"""JSON views of the meter for the local API (units in every key name)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meterd.core.energy import Derived, Quantity, obis_c
+from meterd.core.model import MeterIdentity, MeterSnapshot
+from meterd.core.reading import PHASES, Channel
+
+ENERGY_KEYS: dict[Quantity | Derived, str] = {
+    Quantity.ACTIVE_IMPORT: "active_import_wh",
+    Quantity.ACTIVE_EXPORT: "active_export_wh",
+    Derived.ACTIVE_ABSOLUTE: "active_absolute_wh",
+    Derived.REACTIVE_IMPORT: "reactive_import_varh",
+    Derived.REACTIVE_EXPORT: "reactive_export_varh",
+    Quantity.REACTIVE_Q1: "reactive_q1_varh",
+    Quantity.REACTIVE_Q2: "reactive_q2_varh",
+    Quantity.REACTIVE_Q3: "reactive_q3_varh",
+    Quantity.REACTIVE_Q4: "reactive_q4_varh",
+    Quantity.APPARENT_IMPORT: "apparent_import_vah",
+    Quantity.APPARENT_EXPORT: "apparent_export_vah",
+}
+
+
+def milli_to_unit(value: int) -> float:
+    """Milli-units (mWh) to units (Wh), exact to the printed 3 decimals."""
+    return round(value / 1000, 3)
+
+
+def energy_view(snapshot: MeterSnapshot) -> dict[str, dict[str, float]]:
+    """Energy registers per channel in Wh / varh / VAh."""
+    out: dict[str, dict[str, float]] = {}
+    for channel in Channel:
+        name = "total" if channel is Channel.TOTAL else channel.value
+        out[name] = {key: milli_to_unit(snapshot.energy(q, channel)) for q, key in ENERGY_KEYS.items()}
+    return out
+
+
+def energy_obis(snapshot: MeterSnapshot) -> dict[str, float]:
+    """Energy registers keyed by OBIS code (1.0.C.8.0.255), in Wh / varh / VAh."""
+    return {f"1.0.{obis_c(q, ch)}.8.0.255": milli_to_unit(snapshot.energy(q, ch))
+            for ch in Channel for q in ENERGY_KEYS}
+
+
+def status_view(identity: MeterIdentity, snapshot: MeterSnapshot, flags: set[str],
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `meterctl --json status` object."""
+    reading = snapshot.reading
+    phases: dict[str, dict[str, float]] = {}
+    freq = reading.frequency_hz if reading else 0.0
+    for ch in PHASES:
+        p = reading.phase(ch) if reading else None
+        phases[ch.value] = {
+            "voltage_v": round(p.voltage_v, 3) if p else 0.0,
+            "current_a": round(p.current_a, 4) if p else 0.0,
+            "active_power_w": round(p.active_power_w, 3) if p else 0.0,
+            "reactive_power_var": round(p.reactive_power_var, 3) if p else 0.0,
+            "apparent_power_va": round(p.apparent_power_va, 3) if p else 0.0,
+            "power_factor": round(p.power_factor, 4) if p else 0.0,
+            "angle_deg": round(p.angle_deg, 2) if p else 0.0,
+            "frequency_hz": round(freq, 3),
+        }
+    total = {
+        "active_power_w": round(reading.total_active_power_w, 3) if reading else 0.0,
+        "reactive_power_var": round(reading.total_reactive_power_var, 3) if reading else 0.0,
+        "apparent_power_va": round(reading.total_apparent_power_va, 3) if reading else 0.0,
+        "power_factor": round(reading.total_power_factor, 4) if reading else 0.0,
+        "neutral_current_a": round(reading.neutral_current_a, 4) if reading else 0.0,
+    }
+    view: dict[str, Any] = {
+        "serial": identity.serial,
+        "logical_device_name": identity.logical_device_name,
+        "firmware_version": identity.firmware_version,
+        "utc": snapshot.utc.isoformat(),
+        "frequency_hz": round(freq, 3),
+        "temperature_c": round(reading.temperature_c, 1) if reading else None,
+        "phases": phases,
+        "total": total,
+        "energy": energy_view(snapshot),
+        "status_word": snapshot.status_word,
+        "status_flags": sorted(flags),
+    }
+    if extra:
+        view.update(extra)
+    return view
+
+
+def status_table(view: dict[str, Any]) -> str:
+    """The human `meterctl status` table."""
+    lines = [f"Meter {view['serial']}  {view['utc']}  f={view['frequency_hz']:.2f} Hz"]
+    lines.append(f"{'':8}{'U (V)':>10}{'I (A)':>10}{'P (W)':>12}{'Q (var)':>12}{'S (VA)':>12}{'PF':>8}")
+    for name, p in view["phases"].items():
+        lines.append(f"{name:8}{p['voltage_v']:>10.2f}{p['current_a']:>10.3f}{p['active_power_w']:>12.1f}"
+                     f"{p['reactive_power_var']:>12.1f}{p['apparent_power_va']:>12.1f}{p['power_factor']:>8.3f}")
+    t = view["total"]
+    lines.append(f"{'total':8}{'':>10}{'':>10}{t['active_power_w']:>12.1f}{t['reactive_power_var']:>12.1f}"
+                 f"{t['apparent_power_va']:>12.1f}{t['power_factor']:>8.3f}")
+    lines.append("")
+    lines.append(f"{'Energy':22}{'total':>14}{'L1':>14}{'L2':>14}{'L3':>14}")
+    e = view["energy"]
+    for key in e["total"]:
+        lines.append(f"{key:22}" + "".join(f"{e[ch][key]:>14.3f}" for ch in ("total", "L1", "L2", "L3")))
+    flags = ", ".join(view["status_flags"]) or "none"
+    lines.append("")
+    lines.append(f"Status flags: {flags}")
+    for key in ("relay", "tamper", "credit", "links"):
+        if key in view:
+            lines.append(f"{key.capitalize()}: {view[key]}")
+    return "\n".join(lines)

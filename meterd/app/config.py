@@ -1,0 +1,217 @@
+"""meterd configuration: TOML read once, validated into typed, frozen sections.
+
+Every section is a dataclass; every field carries its range or choices in ``metadata``. Unknown
+sections or keys, wrong types and out-of-range values raise :class:`ConfigError` naming the file,
+the dotted key and the reason (the daemon prints that one line and exits with status 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meterd.core.errors import ConfigError
+
+
+def rng(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict[str, Any]:
+    """Field metadata: inclusive range."""
+    return {"min": lo, "max": hi, **kw}
+
+
+def choices(*values: Any) -> dict[str, Any]:
+    """Field metadata: allowed values."""
+    return {"choices": values}
+
+
+@dataclass(frozen=True)
+class MeterSection:
+    """Nameplate and metrology: nominal_voltage_v (V), basic/max current (A), frequency (Hz)."""
+
+    serial: str = "PMM1221000001"
+    logical_device_name: str = "PMM1221000000001"
+    manufacturer_flag: str = field(default="PMM", metadata={"length": 3})
+    nominal_voltage_v: float = field(default=230.0, metadata=rng(50, 480))
+    basic_current_a: float = field(default=5.0, metadata=rng(0.1, 100))
+    max_current_a: float = field(default=100.0, metadata=rng(1, 200))
+    starting_current_pct: float = field(default=0.4, metadata=rng(0.0, 5.0))
+    frequency_hz: int = field(default=50, metadata=choices(50, 60))
+    led_imp_per_kwh: int = field(default=1000, metadata=rng(1, 100_000))
+    cycle_s: float = field(default=1.0, metadata=rng(0.1, 10.0))
+
+
+@dataclass(frozen=True)
+class HardwareSection:
+    """Back ends and wiring (BCM pin numbers)."""
+
+    backend: str = field(default="sim", metadata=choices("sim", "pi"))
+    pin_factory: str = field(default="", metadata=choices("", "mock", "lgpio", "rpigpio", "native"))
+    spi_bus: int = field(default=0, metadata=rng(0, 6))
+    spi_device: int = field(default=0, metadata=rng(0, 3))
+    spi_speed_hz: int = field(default=500_000, metadata=rng(50_000, 1_200_000))
+    led_pin: int = field(default=17, metadata=rng(0, 27))
+    power_fail_pin: int = field(default=6, metadata=rng(0, 27))
+
+
+@dataclass(frozen=True)
+class FrontEndSection:
+    """ATM90E36 set-up: meter constant (imp/kWh) and energy register LSB (fraction of a CF pulse)."""
+
+    meter_constant_imp_per_kwh: int = field(default=10_000, metadata=rng(100, 100_000))
+    energy_lsb_cf: float = field(default=0.01, metadata=choices(0.1, 0.01))
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    """Where state lives and the energy loss bound (Wh per register) and checkpoint period (s)."""
+
+    state_dir: str = "/var/lib/meterd"
+    checkpoint_bound_wh: float = field(default=10.0, metadata=rng(0.001, 1000))
+    checkpoint_period_s: float = field(default=900.0, metadata=rng(1, 86_400))
+
+
+@dataclass(frozen=True)
+class ApiSection:
+    """Local API: UNIX socket path (relative paths are under the state directory)."""
+
+    socket: str = "meterd.sock"
+
+
+@dataclass(frozen=True)
+class DlmsSection:
+    """DLMS/COSEM links: TCP wrapper (port 0 disables it), HDLC on a serial port or a sim pty."""
+
+    tcp_host: str = "127.0.0.1"
+    tcp_port: int = field(default=4059, metadata=rng(0, 65535))
+    hdlc_port: str = ""
+    hdlc_baud: int = field(default=9600, metadata=choices(300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
+    optical_port: str = ""
+    keys_file: str = "keys.toml"
+
+
+@dataclass(frozen=True)
+class SimSection:
+    """Simulator: speed (× real time; 0 = as fast as possible), start time, initial load, scenario."""
+
+    speed: float = field(default=1.0, metadata=rng(0, 100_000))
+    start_utc: str = "2026-01-01T00:00:00+00:00"
+    voltage_v: float = field(default=230.0, metadata=rng(0, 480))
+    current_a: float = field(default=5.0, metadata=rng(0, 200))
+    power_factor: str = "1.0"
+    scenario: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``path`` is the file it came from."""
+
+    path: str = "<defaults>"
+    meter: MeterSection = field(default_factory=MeterSection)
+    hardware: HardwareSection = field(default_factory=HardwareSection)
+    frontend: FrontEndSection = field(default_factory=FrontEndSection)
+    storage: StorageSection = field(default_factory=StorageSection)
+    api: ApiSection = field(default_factory=ApiSection)
+    dlms: DlmsSection = field(default_factory=DlmsSection)
+    sim: SimSection = field(default_factory=SimSection)
+
+    @property
+    def state_dir(self) -> Path:
+        """The state directory (absolute, or relative to the working directory)."""
+        return Path(self.storage.state_dir)
+
+    def under_state(self, name: str) -> Path:
+        """A path from the config, made relative to the state directory when not absolute."""
+        p = Path(name)
+        return p if p.is_absolute() else self.state_dir / p
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name]
+                             for f in dataclasses.fields(Config) if f.name != "path"}
+
+
+def _check_type(file: str, key: str, value: Any, hint: Any) -> Any:
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = hint if isinstance(hint, type) else None
+    if expected is None or isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        name = getattr(hint, "__name__", str(hint))
+        raise ConfigError(file, key, f"expected {name}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_meta(file: str, key: str, value: Any, meta: typing.Mapping[str, Any]) -> None:
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(file, key, f"{value!r} is not one of {', '.join(map(repr, meta['choices']))}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(file, key, f"{value!r} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(file, key, f"{value!r} is above the maximum {hi}")
+    if "length" in meta and len(value) != meta["length"]:
+        raise ConfigError(file, key, f"must be exactly {meta['length']} characters")
+
+
+def _build_section(file: str, name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(file, name, "must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{name}.{key}"
+        if key not in fields:
+            raise ConfigError(file, dotted, f"unknown key (known: {', '.join(sorted(fields))})")
+        hint = hints[key]
+        if isinstance(hint, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        value = _check_type(file, dotted, value, hint)
+        _check_meta(file, dotted, value, fields[key].metadata)
+        values[key] = value
+    return cls(**values)
+
+
+def _cross_checks(cfg: Config) -> None:
+    f = cfg.path
+    if cfg.meter.max_current_a < cfg.meter.basic_current_a:
+        raise ConfigError(f, "meter.max_current_a", "must not be below meter.basic_current_a")
+    milli = 1e6 * cfg.frontend.energy_lsb_cf / cfg.frontend.meter_constant_imp_per_kwh
+    if abs(milli - round(milli)) > 1e-9 or round(milli) < 1:
+        raise ConfigError(f, "frontend.meter_constant_imp_per_kwh",
+                          f"energy LSB {cfg.frontend.energy_lsb_cf} CF at this constant is {milli:g} mWh;"
+                          " it must be a whole number of mWh")
+    try:
+        start = _dt.datetime.fromisoformat(cfg.sim.start_utc)
+    except ValueError as exc:
+        raise ConfigError(f, "sim.start_utc", f"not an ISO 8601 date-time: {exc}") from None
+    if start.tzinfo is None:
+        raise ConfigError(f, "sim.start_utc", "must carry a UTC offset, e.g. +00:00")
+    if cfg.hardware.backend == "sim" and cfg.hardware.pin_factory not in ("", "mock"):
+        raise ConfigError(f, "hardware.pin_factory", "the sim back end uses the mock pin factory")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a configuration file; raises :class:`ConfigError`."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(file, "-", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(file, "-", f"cannot read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "-", f"invalid TOML: {exc}") from None
+    sections: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(file, name, f"unknown section (known: {', '.join(sorted(SECTIONS))})")
+        sections[name] = _build_section(file, name, SECTIONS[name], value)
+    cfg = Config(path=file, **sections)
+    _cross_checks(cfg)
+    return cfg

@@ -1,0 +1,186 @@
+"""The metering cycle: front end -> energy registers -> listeners -> durable checkpoint.
+
+:class:`MeteringService` is the one owner of meter state. Each call to :meth:`cycle` reads the
+front end once, applies the starting-current rule, adds the increments to the four-quadrant
+registers (integer milli-units), hands the cycle to the listeners (tariffs, demand, profiles,
+credit, supervision...) and persists when :class:`~meterd.core.checkpoint.CheckpointPolicy`
+says so. It implements :class:`~meterd.core.model.MeterModel` for the adapters.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from meterd.core.checkpoint import CheckpointPolicy, CheckpointStore
+from meterd.core.clock import Clock
+from meterd.core.energy import CreepRule, EnergyRegisters, Quantity, RegisterKey, cycle_deltas
+from meterd.core.model import MeterIdentity, MeterSnapshot, ProfileBuffer
+from meterd.core.reading import Channel, FrontEnd, Reading
+
+log = logging.getLogger("meterd.metering")
+
+
+class CycleListener(Protocol):
+    """Something that acts on every metering cycle and keeps state saved with the registers."""
+
+    name: str
+
+    def on_cycle(self, utc: _dt.datetime, deltas: Mapping[RegisterKey, int],
+                 registers: EnergyRegisters, reading: Reading) -> None:
+        """Called once per cycle after the registers were updated."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state to store with the energy checkpoint."""
+        ...
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load state saved by :meth:`state_dict`."""
+        ...
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one cycle did: the reading, the register increments, whether it persisted."""
+
+    reading: Reading
+    deltas: Mapping[RegisterKey, int]
+    persisted: bool
+
+    @property
+    def led_energy_mwh(self) -> int:
+        """Active energy of the cycle for the pulse LED: import plus export, total (mWh)."""
+        return (self.deltas.get((Quantity.ACTIVE_IMPORT, Channel.TOTAL), 0)
+                + self.deltas.get((Quantity.ACTIVE_EXPORT, Channel.TOTAL), 0))
+
+
+STATUS_BITS: dict[str, int] = {
+    "checksum_error": 0, "sag": 1, "phase_loss": 2, "voltage_sequence_error": 3,
+    "current_sequence_error": 4, "neutral_overcurrent": 5, "reverse_power": 6, "power_fail": 7,
+    "clock_invalid": 8, "tamper": 9, "relay_open": 10,
+}
+
+
+@dataclass
+class MeteringService:
+    """The meter: one owner of registers, reading and checkpoint."""
+
+    frontend: FrontEnd
+    clock: Clock
+    store: CheckpointStore
+    identity_info: MeterIdentity
+    creep: CreepRule = field(default_factory=CreepRule)
+    policy: CheckpointPolicy = field(default_factory=CheckpointPolicy)
+    listeners: list[CycleListener] = field(default_factory=list)
+    profiles: dict[str, ProfileBuffer] = field(default_factory=dict)
+    status_sources: list[Callable[[], set[str]]] = field(default_factory=list)
+    clock_listeners: list[Callable[[_dt.datetime, _dt.datetime, str], None]] = field(default_factory=list)
+    registers: EnergyRegisters = field(default_factory=EnergyRegisters)
+    last_reading: Reading | None = None
+    cycles: int = 0
+    powered: bool = True
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Restore the last checkpoint and start the front end."""
+        checkpoint = self.store.load()
+        if checkpoint is not None:
+            self.registers.restore(checkpoint.registers)
+            for listener in self.listeners:
+                state = checkpoint.extra.get(listener.name)
+                if state is not None:
+                    listener.restore(state)
+            log.info("restored checkpoint %d from %s", checkpoint.seq, checkpoint.utc.isoformat())
+        self.frontend.start()
+        self.policy.saved(self.clock.mono())
+
+    def cycle(self) -> CycleResult:
+        """Run one metering cycle."""
+        reading = self.frontend.read()
+        deltas = cycle_deltas(reading, self.creep)
+        self.registers.add(deltas)
+        self.policy.note_cycle(deltas)
+        self.last_reading = reading
+        self.cycles += 1
+        utc = self.clock.utc()
+        for listener in self.listeners:
+            listener.on_cycle(utc, deltas, self.registers, reading)
+        persisted = False
+        if self.policy.due(self.clock.mono()):
+            self.persist()
+            persisted = True
+        return CycleResult(reading=reading, deltas=deltas, persisted=persisted)
+
+    def persist(self) -> None:
+        """Commit registers and listener state now."""
+        extra = {listener.name: listener.state_dict() for listener in self.listeners}
+        self.store.save(self.clock.utc(), self.registers.snapshot(), extra)
+        self.policy.saved(self.clock.mono())
+
+    def power_fail(self) -> None:
+        """The power-fail input fired: last-gasp checkpoint (zero loss)."""
+        self.powered = False
+        self.persist()
+        log.warning("power fail: last-gasp checkpoint written")
+
+    def power_restored(self) -> None:
+        """Supply is back after a power-fail signal."""
+        self.powered = True
+
+    # -- MeterModel -------------------------------------------------------------------------
+
+    @property
+    def identity(self) -> MeterIdentity:
+        return self.identity_info
+
+    def snapshot(self) -> MeterSnapshot:
+        """Registers as published: anything unsaved is persisted first, so a value an observer
+        has seen is never taken back by a crash."""
+        if self.policy.dirty:
+            self.persist()
+        return MeterSnapshot(utc=self.clock.utc(), reading=self.last_reading,
+                             registers=self.registers.snapshot(), status_word=self.status_word())
+
+    def status_flags(self) -> set[str]:
+        """Current status flag names (chip flags folded to meter-level names, plus sources)."""
+        flags: set[str] = set()
+        if self.last_reading is not None:
+            for name in self.last_reading.status:
+                for base in STATUS_BITS:
+                    if name == base or name.startswith(base + "_"):
+                        flags.add(base)
+            if self.last_reading.total_active_power_w < 0:
+                flags.add("reverse_power")
+        if not self.powered:
+            flags.add("power_fail")
+        for source in self.status_sources:
+            flags |= source()
+        return flags
+
+    def status_word(self) -> int:
+        """Meter status 0-0:96.10.1.255 as a bit field (see :data:`STATUS_BITS`)."""
+        word = 0
+        for name in self.status_flags():
+            bit = STATUS_BITS.get(name)
+            if bit is not None:
+                word |= 1 << bit
+        return word
+
+    def now_utc(self) -> _dt.datetime:
+        return self.clock.utc()
+
+    def set_clock(self, new_utc: _dt.datetime, source: str) -> None:
+        """Set the meter clock and tell the listeners (profiles mark the change)."""
+        old = self.clock.utc()
+        self.clock.set_utc(new_utc)
+        log.info("clock set by %s: %s -> %s", source, old.isoformat(), new_utc.isoformat())
+        for listener in self.clock_listeners:
+            listener(old, new_utc, source)
+
+    def profile(self, obis: str) -> ProfileBuffer | None:
+        return self.profiles.get(obis)

@@ -1,0 +1,104 @@
+"""SQLite checkpoint of the energy registers (and of state saved with them).
+
+Durability rules:
+  * one small database file (``energy.db``) with page_size 1024, WAL journal and
+    ``synchronous=FULL``: a committed checkpoint survives kill -9 and power loss;
+  * one row, updated in place, holding every base register as a packed big-endian int64 array
+    (milli-units, in :data:`meterd.core.energy.ALL_KEYS` order) plus a compressed JSON blob for
+    state that must move in step with the registers (rate registers, demand, credit);
+  * a checkpoint whose registers are below the stored ones is refused (registers never go
+    backwards); the sequence number grows by one per save;
+  * ``PRAGMA user_version`` carries the schema version; unknown newer versions are refused.
+A checkpoint is one page of WAL per save, so a day at one save a minute writes about 1.5 MB.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sqlite3
+import struct
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from meterd.core.checkpoint import Checkpoint
+from meterd.core.energy import ALL_KEYS, RegisterKey
+from meterd.core.errors import StateError
+
+SCHEMA_VERSION = 1
+_PACK = struct.Struct(">" + "q" * len(ALL_KEYS))
+
+
+def _pack(registers: Mapping[RegisterKey, int]) -> bytes:
+    return _PACK.pack(*(int(registers.get(k, 0)) for k in ALL_KEYS))
+
+
+def _unpack(blob: bytes) -> dict[RegisterKey, int]:
+    if len(blob) != _PACK.size:
+        raise StateError(f"energy checkpoint has {len(blob)} bytes, expected {_PACK.size}")
+    return dict(zip(ALL_KEYS, _PACK.unpack(blob), strict=True))
+
+
+class EnergyStore:
+    """The energy checkpoint database."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA page_size=1024")
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+        self._last: Checkpoint | None = self._read()
+        self.saves = 0
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(f"{self.path}: schema version {version} is newer than this meterd ({SCHEMA_VERSION})")
+        if version == 0:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,"
+                " utc TEXT NOT NULL, registers BLOB NOT NULL, extra BLOB NOT NULL)"
+            )
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+
+    def _read(self) -> Checkpoint | None:
+        row = self._db.execute("SELECT seq, utc, registers, extra FROM checkpoint WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        seq, utc, blob, extra = row
+        return Checkpoint(seq=seq, utc=_dt.datetime.fromisoformat(utc), registers=_unpack(blob),
+                          extra=json.loads(zlib.decompress(extra)))
+
+    def load(self) -> Checkpoint | None:
+        """The last committed checkpoint, or None for a new meter."""
+        return self._last
+
+    def save(self, utc: _dt.datetime, registers: Mapping[RegisterKey, int],
+             extra: Mapping[str, Any] | None = None) -> Checkpoint:
+        """Commit a checkpoint durably; refuses registers that went backwards."""
+        if self._last is not None:
+            for key, old in self._last.registers.items():
+                if registers.get(key, 0) < old:
+                    raise StateError(f"register {key[0].name}/{key[1].value} would go backwards")
+        seq = 1 if self._last is None else self._last.seq + 1
+        extra_blob = zlib.compress(json.dumps(extra or {}, separators=(",", ":"), sort_keys=True).encode(), 6)
+        self._db.execute(
+            "INSERT INTO checkpoint (id, seq, utc, registers, extra) VALUES (1, ?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, utc = excluded.utc,"
+            " registers = excluded.registers, extra = excluded.extra",
+            (seq, utc.isoformat(), _pack(registers), extra_blob),
+        )
+        self._last = Checkpoint(seq=seq, utc=utc, registers=dict(registers), extra=dict(extra or {}))
+        self.saves += 1
+        return self._last
+
+    def close(self) -> None:
+        """Close the database (a clean shutdown also folds the WAL back)."""
+        self._db.close()

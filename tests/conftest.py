@@ -1,0 +1,28 @@
+"""Shared test set-up: every test runs on simulated hardware (gpiozero mock pins)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
+
+
+@pytest.fixture
+def mock_pins():
+    """A fresh gpiozero MockFactory for the test, reset afterwards."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    previous = Device.pin_factory
+    Device.pin_factory = factory
+    yield factory
+    factory.reset()
+    Device.pin_factory = previous
+
+
+def soak_enabled() -> bool:
+    """Long soak tests run in full only with PMM_SOAK=1; CI runs their short form."""
+    return os.environ.get("PMM_SOAK") == "1"
