@@ -1,0 +1,117 @@
+"""Harmonics per IEC 61000-4-7 on synchronised 10/12-cycle windows (power-quality.md §6).
+
+The window between two fundamental zero crossings 10 (50 Hz) or 12 (60 Hz) cycles apart is
+resampled onto 2048 points at exact instants with a Kaiser-windowed sinc interpolator (band-limited:
+the 8 kHz samples carry everything below 4 kHz), so that harmonic h falls exactly on DFT line
+k = cycles·h with a rectangular window. Resample-then-cubic (§6.2 b) stays at ~0.1 % error at order
+50 because of the default polyphase filter's ripple; the direct windowed sinc keeps it below 0.01 %.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+from meterd.pq.history import SampleHistory
+from meterd.pq.source import FloatArray
+
+MAX_ORDER = 50
+RESAMPLED_POINTS = 2048
+_HALF_TAPS = 24
+_KAISER_BETA = 9.0
+
+
+def resample_window(history: SampleHistory, rows: slice, start: float, stop: float,
+                    n_points: int = RESAMPLED_POINTS) -> FloatArray:
+    """Values of the channels in ``rows`` at n_points instants start + n·(stop−start)/n_points.
+
+    Indices are fractional sample positions; the result has shape (rows, n_points), units as input.
+    """
+    t = start + np.arange(n_points) * ((stop - start) / n_points)
+    base = np.floor(t).astype(np.int64)
+    offsets = np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)
+    taps = base[:, None] + offsets[None, :]
+    u = t[:, None] - taps  # distance from each tap (samples)
+    ratio = np.clip(u / (_HALF_TAPS + 0.0), -1.0, 1.0)
+    weights = np.sinc(u) * special.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / special.i0(_KAISER_BETA)
+    samples = history.get_at(rows, taps)  # (rows, n_points, taps)
+    return np.asarray(np.einsum("rnt,nt->rn", samples, weights), dtype=np.float64)
+
+
+def interpolation_margin() -> int:
+    """Samples needed on each side of a window by the interpolator."""
+    return _HALF_TAPS + 1
+
+
+def line_rms(window: FloatArray) -> FloatArray:
+    """RMS of every DFT line of equally spaced samples (last axis): √2·|X_k|/N, DC |X_0|/N."""
+    n = window.shape[-1]
+    y = np.abs(np.fft.rfft(window, axis=-1)) * (math.sqrt(2.0) / n)
+    y[..., 0] /= math.sqrt(2.0)
+    return np.asarray(y, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class HarmonicResult:
+    """Harmonic analysis of one channel over one 10/12-cycle window (V or A, RMS).
+
+    Arrays are indexed by order h = 0…50 (index 0: DC for ``harmonic_rms``, 0 elsewhere).
+    Distortion factors are in % of the fundamental of the same kind; None when the fundamental is
+    too small to give a meaningful ratio (for currents, below the configured minimum).
+    """
+
+    harmonic_rms: FloatArray
+    subgroup_rms: FloatArray
+    group_rms: FloatArray
+    interharmonic_subgroup_rms: FloatArray
+    thd_pct: float | None
+    thds_pct: float | None
+    thdg_pct: float | None
+    thd40_pct: float | None
+
+    @property
+    def fundamental_rms(self) -> float:
+        """RMS of the fundamental component (V or A)."""
+        return float(self.harmonic_rms[1])
+
+    def harmonic_pct(self) -> FloatArray:
+        """Individual harmonic ratios u_h = Ysg,h / Ysg,1 · 100 % (index = order)."""
+        if self.subgroup_rms[1] <= 0:
+            return np.zeros_like(self.subgroup_rms)
+        return np.asarray(self.subgroup_rms / self.subgroup_rms[1] * 100.0, dtype=np.float64)
+
+
+def distortion_pct(values: FloatArray, last_order: int = MAX_ORDER) -> float:
+    """sqrt(Σ_{h=2..H} Y_h²) / Y_1 · 100 % for an array indexed by order."""
+    return float(math.sqrt(float(np.sum(values[2 : last_order + 1] ** 2))) / values[1] * 100.0)
+
+
+def analyse_lines(lines: FloatArray, cycles: int, min_fundamental: float = 0.0) -> HarmonicResult:
+    """Harmonic components, subgroups, groups and THD from the line RMS of a ``cycles``-cycle window."""
+    orders = np.arange(MAX_ORDER + 1)
+    k = orders * cycles
+    sq = lines**2
+    harmonic = lines[k]
+    subgroup = np.sqrt(sq[k] + sq[np.maximum(k - 1, 0)] * (orders > 0) + sq[k + 1] * (orders > 0))
+    half = cycles // 2
+    group = np.zeros(MAX_ORDER + 1)
+    ih = np.zeros(MAX_ORDER + 1)
+    for h in range(1, MAX_ORDER + 1):
+        c = h * cycles
+        group[h] = math.sqrt(0.5 * sq[c - half] + float(np.sum(sq[c - half + 1 : c + half])) + 0.5 * sq[c + half])
+        ih[h] = math.sqrt(float(np.sum(sq[c + 2 : c + cycles - 1])))
+    subgroup[0] = 0.0
+    ok = harmonic[1] > max(min_fundamental, 1e-12)
+    return HarmonicResult(
+        harmonic_rms=harmonic,
+        subgroup_rms=subgroup,
+        group_rms=group,
+        interharmonic_subgroup_rms=ih,
+        thd_pct=distortion_pct(harmonic) if ok else None,
+        thds_pct=distortion_pct(subgroup) if ok else None,
+        thdg_pct=distortion_pct(group) if ok else None,
+        thd40_pct=distortion_pct(harmonic, 40) if ok else None,
+    )
