@@ -1,0 +1,5 @@
+"""``python -m meterd``: the meter daemon."""
+
+from meterd.app.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""The meterd process: wires config, hardware, the meter service, its adapters, and runs the loop.
+
+One asyncio loop owns all meter state. Every cycle (``[meter] cycle_s`` of meter time) it runs
+the metering service, executes the intents (pulse LED), pings the systemd watchdog when the cycle
+was healthy, and sleeps until the next cycle. In simulation the meter clock is a
+:class:`~meterd.core.clock.SimClock` advanced by exactly one cycle per iteration and the loop
+sleeps ``cycle_s / speed`` of real time (no sleep at speed 0), so any speed gives the same result.
+SIGTERM/SIGINT end the loop cleanly with a final checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as _dt
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from meterd.api.server import ApiServer
+from meterd.app.config import Config
+from meterd.app.hardware import Hardware, build_hardware
+from meterd.core.checkpoint import CheckpointPolicy
+from meterd.core.clock import Clock, SimClock
+from meterd.core.energy import CreepRule
+from meterd.core.model import MeterIdentity
+from meterd.runtime.clocks import HostClock
+from meterd.runtime.notify import Notifier
+from meterd.services.metering import MeteringService
+from meterd.store.energy_store import EnergyStore
+
+log = logging.getLogger("meterd")
+
+FIRMWARE_VERSION = "PMM1221-0.1.0"
+
+
+class Daemon:
+    """Everything one meterd process runs."""
+
+    def __init__(self, cfg: Config, *, speed: float | None = None, state_dir: str | None = None) -> None:
+        if state_dir is not None:
+            cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, state_dir=state_dir))
+        if speed is not None:
+            cfg = dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, speed=speed))
+        self.cfg = cfg
+        self.notifier = Notifier()
+        self.api = ApiServer()
+        self._stop = asyncio.Event()
+        self.meter: MeteringService | None = None
+        self.hardware: Hardware | None = None
+        self.store: EnergyStore | None = None
+        self.clock: Clock | None = None
+        self.missed_cycles = 0
+        self.info: dict[str, Any] = {}
+        self.status_extras: dict[str, Callable[[], Any]] = {}
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def build(self) -> MeteringService:
+        """Create the clock, hardware, store and meter service (no I/O loops yet)."""
+        cfg = self.cfg
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.store = EnergyStore(cfg.state_dir / "energy.db")
+        last = self.store.load()
+        if cfg.hardware.backend == "sim":
+            start = _dt.datetime.fromisoformat(cfg.sim.start_utc)
+            if last is not None and last.utc > start:
+                start = last.utc  # the simulated world carries on where the meter stopped
+            self.clock = SimClock(start_utc=start)
+        else:
+            self.clock = HostClock()
+        self.hardware = build_hardware(cfg, self.clock)
+        identity = MeterIdentity(
+            serial=cfg.meter.serial, logical_device_name=cfg.meter.logical_device_name,
+            manufacturer_flag=cfg.meter.manufacturer_flag, firmware_version=FIRMWARE_VERSION,
+            firmware_signature=firmware_signature())
+        start_current_a = cfg.meter.basic_current_a * cfg.meter.starting_current_pct / 100.0
+        self.meter = MeteringService(
+            frontend=self.hardware.frontend, clock=self.clock, store=self.store, identity_info=identity,
+            creep=CreepRule(start_current_a=start_current_a),
+            policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
+                                    period_s=cfg.storage.checkpoint_period_s))
+        return self.meter
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit status."""
+        meter = self.build()
+        meter.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        from meterd.app.routes import register_routes
+
+        register_routes(self)
+        socket_path = self.cfg.under_state(self.cfg.api.socket)
+        await self.api.start(socket_path)
+        self.info["api_socket"] = str(socket_path)
+        from meterd.app.links import start_links
+
+        await start_links(self)
+        self._announce()
+        self.notifier.ready(self.status_line())
+        try:
+            await self._loop()
+        finally:
+            self.notifier.stopping()
+            await self.shutdown()
+        return 0
+
+    def _announce(self) -> None:
+        for key, value in sorted(self.info.items()):
+            log.info("%s: %s", key, value)
+
+    async def _loop(self) -> None:
+        assert self.meter is not None and self.hardware is not None
+        loop = asyncio.get_running_loop()
+        cycle_s = self.cfg.meter.cycle_s
+        sim = isinstance(self.clock, SimClock)
+        speed = self.cfg.sim.speed if sim else 1.0
+        real_period = cycle_s / speed if speed > 0 else 0.0
+        watchdog_every = self.notifier.watchdog_interval_s
+        last_ping = loop.time()
+        deadline = loop.time()
+        while not self._stop.is_set():
+            if sim:
+                assert isinstance(self.clock, SimClock)
+                self.clock.advance(cycle_s)
+            self.hardware.before_cycle()
+            result = self.meter.cycle()
+            self.hardware.after_cycle(result, cycle_s)
+            if watchdog_every is not None and loop.time() - last_ping >= watchdog_every:
+                self.notifier.watchdog()
+                self.notifier.status(self.status_line())
+                last_ping = loop.time()
+            if real_period == 0.0:
+                await asyncio.sleep(0)
+                continue
+            deadline += real_period
+            delay = deadline - loop.time()
+            if delay < -10 * real_period:  # far behind (host suspended?): resynchronise
+                self.missed_cycles += int(-delay / real_period)
+                deadline = loop.time()
+                delay = 0.0
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=max(delay, 0.0))
+            except TimeoutError:
+                pass
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`."""
+        if self.meter is None or self.meter.last_reading is None:
+            return "starting"
+        r = self.meter.last_reading
+        return f"metering: P={r.total_active_power_w:.0f} W, f={r.frequency_hz:.2f} Hz, cycles={self.meter.cycles}"
+
+    def request_stop(self) -> None:
+        """Ask the loop to end (tests, API)."""
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        """Final checkpoint and release of every resource."""
+        from meterd.app.links import stop_links
+
+        await stop_links(self)
+        await self.api.close()
+        if self.meter is not None:
+            self.meter.persist()
+        if self.hardware is not None:
+            self.hardware.close()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped cleanly")
+
+
+def firmware_signature() -> str:
+    """SHA-256 over the installed meterd sources: the identity of the running image."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
