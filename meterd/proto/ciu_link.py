@@ -1,0 +1,804 @@
+"""Sans-I/O core of the MCU-CIU link: framing, authentication, reliable delivery, supervision, pairing.
+
+Bytes go in through :meth:`LinkEndpoint.receive_bytes`, events come out; bytes to write are taken
+with :meth:`LinkEndpoint.data_to_send` (or returned by :meth:`LinkEndpoint.send`). Timers
+(retransmission, heartbeats, loss detection, hello retries) run on an injected monotonic clock
+when :meth:`LinkEndpoint.poll` is called. No I/O, no threads, no system clock: the same object
+runs in tests, in the simulator and on the devices. The wire format is described in
+``docs/ciu-link.md``.
+
+Frame on the wire (HDLC-like byte stuffing, FLAG 0x7E, ESC 0x7D, escaped byte XOR 0x20)::
+
+    FLAG | ver(1) kind(1) ctr(4) seq(4) ack(4) payload(n) mac(8) crc(2) | FLAG
+
+``mac`` is HMAC-SHA-256 truncated to 8 bytes over the sender's role byte and ver..payload, keyed
+with the session key (HELLO frames: the pair key). ``crc`` is CRC-16/CCITT-FALSE over
+ver..mac. ``ctr`` is a per-session, per-direction frame counter that must strictly increase
+(replay protection for every frame); ``seq`` numbers DATA frames (stop-and-wait ARQ, duplicates
+are re-acknowledged but not delivered twice); ``ack`` acknowledges a DATA ``seq``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import enum
+import hashlib
+import hmac
+import struct
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+VERSION = 1
+FLAG = 0x7E
+ESC = 0x7D
+MAC_LEN = 8
+NONCE_LEN = 16
+KEY_LEN = 32
+MAX_FRAME_LEN = 1024
+_HEADER = struct.Struct(">BBIII")
+_U32 = 0xFFFFFFFF
+_NO_KEY = bytes(32)  # pairing frames carry their own proof; their MAC only pads the format
+
+FieldValue = int | str | bool
+Fields = Mapping[str, FieldValue]
+
+
+class LinkError(Exception):
+    """Base of the errors raised by the CIU link core."""
+
+
+class CodecError(LinkError):
+    """A message payload could not be encoded or decoded."""
+
+
+class Role(enum.Enum):
+    """Which end of the link an endpoint is; the byte is mixed into every MAC (no reflection)."""
+
+    METER = b"M"
+    CIU = b"C"
+
+    @property
+    def peer(self) -> Role:
+        return Role.CIU if self is Role.METER else Role.METER
+
+
+class FrameKind(enum.IntEnum):
+    """Link-level frame kinds."""
+
+    DATA = 0x01
+    ACK = 0x02
+    HEARTBEAT = 0x03
+    HELLO = 0x10
+    HELLO_ACK = 0x11
+    PAIR_INIT = 0x20
+    PAIR_RESP = 0x21
+    PAIR_DONE = 0x22
+
+
+class MsgKind(enum.IntEnum):
+    """Application messages carried in DATA frames."""
+
+    TOKEN_SUBMIT = 0x01  # CIU -> meter: request_id, fields {digits}
+    TOKEN_RESULT = 0x02  # meter -> CIU: request_id, fields {accepted, code, ...}
+    STATUS = 0x03  # meter -> CIU: fields {credit, unit, mode, relay, power_w, tamper, low_credit...}
+    SHORT_CODE = 0x04  # CIU -> meter: request_id, fields {code}
+    SHORT_CODE_REPLY = 0x05  # meter -> CIU: request_id, fields {code, ...}
+    TIME = 0x06  # meter -> CIU: fields {utc_s}
+
+
+class ShortCode(enum.IntEnum):
+    """Keypad short codes a customer types (code then ENTER) to ask the meter for information."""
+
+    CREDIT = 1
+    LAST_TOKEN = 2
+    POWER = 3
+    TAMPER = 4
+    TIME = 5
+    RELAY = 6
+    ENERGY = 7
+
+
+class MonoClock(Protocol):
+    """The part of the meter clock this core needs: monotonic seconds (s)."""
+
+    def mono(self) -> float: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """One application message: its kind, a request id (0 when unused) and scalar fields."""
+
+    kind: MsgKind
+    request_id: int = 0
+    fields: Fields = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        """Binary form: kind u8, request_id u32, count u8, then per field key, tag, value."""
+        if not 0 <= self.request_id <= _U32:
+            raise CodecError("request_id out of range")
+        if len(self.fields) > 255:
+            raise CodecError("too many fields")
+        out = bytearray(struct.pack(">BIB", int(self.kind), self.request_id, len(self.fields)))
+        for key, value in self.fields.items():
+            out += _encode_field(key, value)
+        return bytes(out)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Message:
+        """Inverse of :meth:`encode`; raises :class:`CodecError` on malformed input."""
+        if len(data) < 6:
+            raise CodecError("message too short")
+        kind_b, request_id, count = struct.unpack_from(">BIB", data, 0)
+        try:
+            kind = MsgKind(kind_b)
+        except ValueError as exc:
+            raise CodecError(f"unknown message kind {kind_b}") from exc
+        pos = 6
+        fields: dict[str, FieldValue] = {}
+        for _ in range(count):
+            key, value, pos = _decode_field(data, pos)
+            fields[key] = value
+        if pos != len(data):
+            raise CodecError("trailing bytes in message")
+        return cls(kind, request_id, fields)
+
+
+def _encode_field(key: str, value: FieldValue) -> bytes:
+    key_b = key.encode("utf-8")
+    if not 0 < len(key_b) <= 255:
+        raise CodecError("bad field key")
+    head = bytes([len(key_b)]) + key_b
+    if isinstance(value, bool):
+        return head + b"b" + (b"\x01" if value else b"\x00")
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise CodecError(f"field {key} out of int64 range")
+        return head + b"i" + struct.pack(">q", value)
+    if isinstance(value, str):
+        text = value.encode("utf-8")
+        if len(text) > 255:
+            raise CodecError(f"field {key} too long")
+        return head + b"s" + bytes([len(text)]) + text
+    raise CodecError(f"field {key}: unsupported type {type(value).__name__}")
+
+
+def _take(data: bytes, pos: int, n: int) -> bytes:
+    if pos + n > len(data):
+        raise CodecError("truncated message")
+    return data[pos : pos + n]
+
+
+def _decode_field(data: bytes, pos: int) -> tuple[str, FieldValue, int]:
+    key_len = _take(data, pos, 1)[0]
+    try:
+        key = _take(data, pos + 1, key_len).decode("utf-8")
+        pos += 1 + key_len
+        tag = _take(data, pos, 1)
+        pos += 1
+        if tag == b"b":
+            return key, _take(data, pos, 1) != b"\x00", pos + 1
+        if tag == b"i":
+            return key, int(struct.unpack(">q", _take(data, pos, 8))[0]), pos + 8
+        if tag == b"s":
+            n = _take(data, pos, 1)[0]
+            return key, _take(data, pos + 1, n).decode("utf-8"), pos + 1 + n
+    except UnicodeDecodeError as exc:
+        raise CodecError("bad utf-8 in message") from exc
+    raise CodecError(f"unknown field tag {tag!r}")
+
+
+def token_submit(request_id: int, digits: str) -> Message:
+    """CIU -> meter: a token of 20 decimal digits typed by the customer."""
+    if len(digits) != 20 or not digits.isdigit():
+        raise CodecError("a token has exactly 20 decimal digits")
+    return Message(MsgKind.TOKEN_SUBMIT, request_id, {"digits": digits})
+
+
+def short_code(request_id: int, code: int) -> Message:
+    """CIU -> meter: a keypad short code (see :class:`ShortCode`)."""
+    return Message(MsgKind.SHORT_CODE, request_id, {"code": int(code)})
+
+
+# ---------------------------------------------------------------------------------------------
+# Framing
+# ---------------------------------------------------------------------------------------------
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) of ``data``."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def mac(key: bytes, sender: Role, body: bytes) -> bytes:
+    """HMAC-SHA-256 of the sender's role byte and ``body``, truncated to :data:`MAC_LEN` bytes."""
+    return hmac.new(key, sender.value + body, hashlib.sha256).digest()[:MAC_LEN]
+
+
+def stuff(frame: bytes) -> bytes:
+    """Delimit and byte-stuff a frame for the wire."""
+    out = bytearray([FLAG])
+    for b in frame:
+        if b in (FLAG, ESC):
+            out += bytes([ESC, b ^ 0x20])
+        else:
+            out.append(b)
+    out.append(FLAG)
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame (CRC already checked, MAC not yet)."""
+
+    kind: int
+    ctr: int
+    seq: int
+    ack: int
+    payload: bytes
+    tag: bytes
+
+    @property
+    def body(self) -> bytes:
+        return _HEADER.pack(VERSION, self.kind, self.ctr, self.seq, self.ack) + self.payload
+
+
+def build_frame(key: bytes, sender: Role, kind: FrameKind, ctr: int, seq: int, ack: int, payload: bytes) -> bytes:
+    """Encode, authenticate, checksum and stuff one frame."""
+    body = _HEADER.pack(VERSION, int(kind), ctr & _U32, seq & _U32, ack & _U32) + payload
+    raw = body + mac(key, sender, body)
+    return stuff(raw + struct.pack(">H", crc16(raw)))
+
+
+class Deframer:
+    """Splits a byte stream into frames; resynchronises on FLAG after garbage or overruns."""
+
+    def __init__(self, max_len: int = MAX_FRAME_LEN) -> None:
+        self._buf = bytearray()
+        self._escaped = False
+        self._in_frame = False
+        self._max_len = max_len
+
+    def feed(self, data: bytes) -> list[Frame | str]:
+        """Return decoded frames, or a short reason string for each rejected one."""
+        out: list[Frame | str] = []
+        for b in data:
+            if b == FLAG:
+                if self._in_frame and self._buf:
+                    out.append(_parse(bytes(self._buf)))
+                self._buf.clear()
+                self._escaped = False
+                self._in_frame = True
+            elif not self._in_frame:
+                continue
+            elif b == ESC:
+                self._escaped = True
+            else:
+                self._buf.append(b ^ 0x20 if self._escaped else b)
+                self._escaped = False
+                if len(self._buf) > self._max_len:
+                    out.append("overrun")
+                    self._buf.clear()
+                    self._in_frame = False
+        return out
+
+
+def _parse(raw: bytes) -> Frame | str:
+    if len(raw) < _HEADER.size + MAC_LEN + 2:
+        return "short"
+    if crc16(raw[:-2]) != struct.unpack(">H", raw[-2:])[0]:
+        return "crc"
+    ver, kind, ctr, seq, ack = _HEADER.unpack_from(raw, 0)
+    if ver != VERSION:
+        return "version"
+    return Frame(kind, ctr, seq, ack, raw[_HEADER.size : -2 - MAC_LEN], raw[-2 - MAC_LEN : -2])
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    """A fresh authenticated session is established."""
+
+    session: int
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    """The session ended: ``reason`` is ``"timeout"`` (no valid frame), ``"no-ack"`` or ``"rehello"``."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """A new (never delivered before in this session) application message from the peer."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class MessageDelivered:
+    """The peer acknowledged one of our messages."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class FrameRejected:
+    """A frame was dropped: ``crc``, ``short``, ``overrun``, ``version``, ``mac``, ``replay``, ``state``, ``codec``."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class PairingComplete:
+    """Pairing succeeded: store ``pair_key`` (32 bytes, secret); show ``fingerprint`` on both displays."""
+
+    pair_key: bytes = field(repr=False)
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class PairingFailed:
+    """Pairing failed (wrong code, or timeout)."""
+
+    reason: str
+
+
+LinkEvent = LinkUp | LinkDown | MessageReceived | MessageDelivered | FrameRejected | PairingComplete | PairingFailed
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairing: finite-field Diffie-Hellman (RFC 3526 group 14) bound to the code shown on the meter LCD
+# ---------------------------------------------------------------------------------------------
+
+DH_P = int(
+    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD"
+    "EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED"
+    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F"
+    "83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B"
+    "E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA0510"
+    "15728E5A8AACAA68FFFFFFFFFFFFFFFF",
+    16,
+)
+DH_G = 2
+DH_LEN = 256
+
+
+def _dh_public(secret: int) -> bytes:
+    return pow(DH_G, secret, DH_P).to_bytes(DH_LEN, "big")
+
+
+def _dh_shared(secret: int, peer_public: bytes) -> bytes:
+    y = int.from_bytes(peer_public, "big")
+    if not 1 < y < DH_P - 1:
+        raise CodecError("bad DH public value")
+    return pow(y, secret, DH_P).to_bytes(DH_LEN, "big")
+
+
+@dataclass
+class _Pairing:
+    code: str
+    secret: int
+    public: bytes
+    deadline_mono: float
+    transcript: bytes = b""
+    code_key: bytes = b""
+
+
+def _code_key(code: str, shared: bytes, transcript: bytes) -> bytes:
+    """Key binding the DH secret and transcript to the pairing code typed by the installer."""
+    return hmac.new(hashlib.sha256(code.encode()).digest(), shared + transcript, hashlib.sha256).digest()
+
+
+def _derive_pair_key(code_key: bytes, transcript: bytes) -> bytes:
+    return hmac.new(code_key, b"pmm-ciu pair key" + transcript, hashlib.sha256).digest()
+
+
+def _confirm(code_key: bytes, who: bytes, transcript: bytes) -> bytes:
+    return hmac.new(code_key, who + transcript, hashlib.sha256).digest()
+
+
+def fingerprint(transcript: bytes) -> str:
+    """6-digit number both displays show after pairing; the installer checks they are equal."""
+    return f"{int.from_bytes(hashlib.sha256(transcript).digest()[:4], 'big') % 1_000_000:06d}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The endpoint
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Timers (s) and limits of the link. Defaults suit 9600 Bd."""
+
+    rto_s: float = 0.5
+    max_retries: int = 8
+    heartbeat_s: float = 2.0
+    loss_timeout_s: float = 7.0
+    hello_retry_s: float = 1.0
+    pairing_timeout_s: float = 120.0
+    max_queue: int = 64
+
+
+class LinkState(enum.Enum):
+    """Session state of an endpoint."""
+
+    DOWN = "down"
+    UP = "up"
+
+
+@dataclass
+class _Session:
+    key: bytes
+    ident: int
+    tx_ctr: int = 0
+    rx_ctr: int = 0
+    tx_seq: int = 0
+    rx_seq: int = 0
+
+
+@dataclass
+class _InFlight:
+    message: Message
+    seq: int
+    sent_mono: float
+    tries: int
+
+
+@dataclass
+class LinkStats:
+    """Counters for diagnostics (frames, retransmissions, rejections)."""
+
+    frames_tx: int = 0
+    frames_rx: int = 0
+    retransmissions: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+class LinkEndpoint:
+    """One end of the MCU-CIU link (meter = responder, CIU = initiator of sessions and pairing)."""
+
+    def __init__(
+        self,
+        role: Role,
+        clock: MonoClock,
+        random_bytes: Callable[[int], bytes],
+        pair_key: bytes | None = None,
+        config: LinkConfig | None = None,
+    ) -> None:
+        if pair_key is not None and len(pair_key) != KEY_LEN:
+            raise LinkError("pair key must be 32 bytes")
+        self.role = role
+        self.config = config or LinkConfig()
+        self.stats = LinkStats()
+        self._clock = clock
+        self._rand = random_bytes
+        self._pair_key = pair_key
+        self._deframer = Deframer()
+        self._out = bytearray()
+        self._outbox: deque[Message] = deque()
+        self._inflight: _InFlight | None = None
+        self._session: _Session | None = None
+        self._pending: _Session | None = None  # meter: offered by HELLO_ACK, not yet confirmed
+        self._hello_nonce: bytes | None = None
+        self._last_rx_mono = clock.mono()
+        self._last_tx_mono = clock.mono()
+        self._last_hello_mono = float("-inf")
+        self._pairing: _Pairing | None = None
+        self._sessions = 0
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> LinkState:
+        return LinkState.UP if self._session is not None else LinkState.DOWN
+
+    @property
+    def paired(self) -> bool:
+        return self._pair_key is not None
+
+    @property
+    def pending_messages(self) -> int:
+        """Messages not yet acknowledged by the peer (queued or in flight)."""
+        return len(self._outbox) + (1 if self._inflight else 0)
+
+    def set_pair_key(self, pair_key: bytes) -> None:
+        """Install a (new) pair key; drops the current session."""
+        if len(pair_key) != KEY_LEN:
+            raise LinkError("pair key must be 32 bytes")
+        self._pair_key = pair_key
+        self._session = self._pending = None
+
+    def send(self, message: Message) -> bytes:
+        """Queue ``message`` for reliable delivery (kept across sessions) and return bytes to write."""
+        if len(self._outbox) >= self.config.max_queue:
+            raise LinkError("link queue full")
+        message.encode()  # validate now, not at transmission
+        self._outbox.append(message)
+        self._pump_outbox()
+        return self.data_to_send()
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the wire now (and forget)."""
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def receive_bytes(self, data: bytes) -> list[LinkEvent]:
+        """Feed received bytes; returns the events they cause (acks go to :meth:`data_to_send`)."""
+        events: list[LinkEvent] = []
+        for item in self._deframer.feed(data):
+            if isinstance(item, str):
+                events.append(self._reject(item))
+            else:
+                events.extend(self._on_frame(item))
+        return events
+
+    def poll(self) -> list[LinkEvent]:
+        """Run the timers; call every few tens of milliseconds (and after clock steps in tests)."""
+        now = self._clock.mono()
+        events: list[LinkEvent] = []
+        events.extend(self._poll_pairing(now))
+        if self._session is not None and now - self._last_rx_mono > self.config.loss_timeout_s:
+            events.append(self._drop_session("timeout"))
+        if self._session is None:
+            self._maybe_hello(now)
+            return events
+        events.extend(self._poll_retransmit(now))
+        if self._session is not None and now - self._last_tx_mono >= self.config.heartbeat_s:
+            self._emit(FrameKind.HEARTBEAT, 0, 0, b"")
+        return events
+
+    def start_pairing(self, code: str) -> bytes:
+        """Enter pairing with the code shown on the meter LCD (both ends call this with the same code).
+
+        The CIU sends PAIR_INIT at once; the meter waits for it. Returns bytes to write.
+        """
+        if not (6 <= len(code) <= 12 and code.isdigit()):
+            raise LinkError("pairing code is 6 to 12 digits")
+        secret = int.from_bytes(self._rand(32), "big") | 1
+        self._pairing = _Pairing(code, secret, _dh_public(secret), self._clock.mono() + self.config.pairing_timeout_s)
+        if self.role is Role.CIU:
+            self._send_raw(_NO_KEY, FrameKind.PAIR_INIT, 0, 0, 0, self._pairing.public)
+        return self.data_to_send()
+
+    @staticmethod
+    def new_pairing_code(random_bytes: Callable[[int], bytes], digits: int = 8) -> str:
+        """A random decimal pairing code for the meter LCD."""
+        return f"{int.from_bytes(random_bytes(8), 'big') % 10**digits:0{digits}d}"
+
+    # -- frames in -------------------------------------------------------------------------
+
+    def _reject(self, reason: str) -> FrameRejected:
+        self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
+        return FrameRejected(reason)
+
+    def _on_frame(self, frame: Frame) -> list[LinkEvent]:
+        self.stats.frames_rx += 1
+        kind = frame.kind
+        if kind in (FrameKind.PAIR_INIT, FrameKind.PAIR_RESP, FrameKind.PAIR_DONE):
+            return self._on_pairing(frame)
+        if self._pair_key is None:
+            return [self._reject("state")]
+        if kind == FrameKind.HELLO and self.role is Role.METER:
+            return self._on_hello(frame)
+        if kind == FrameKind.HELLO_ACK and self.role is Role.CIU:
+            return self._on_hello_ack(frame)
+        if kind in (FrameKind.DATA, FrameKind.ACK, FrameKind.HEARTBEAT):
+            return self._on_session_frame(frame)
+        return [self._reject("state")]
+
+    def _check(self, key: bytes, frame: Frame) -> bool:
+        return hmac.compare_digest(mac(key, self.role.peer, frame.body), frame.tag)
+
+    def _on_hello(self, frame: Frame) -> list[LinkEvent]:
+        assert self._pair_key is not None
+        if not self._check(self._pair_key, frame) or len(frame.payload) != NONCE_LEN:
+            return [self._reject("mac")]
+        nonce_m = self._rand(NONCE_LEN)
+        key = _session_key(self._pair_key, frame.payload, nonce_m)
+        self._sessions += 1
+        self._pending = _Session(key, self._sessions)
+        self._send_raw(self._pair_key, FrameKind.HELLO_ACK, 0, 0, 0, frame.payload + nonce_m)
+        return []
+
+    def _on_hello_ack(self, frame: Frame) -> list[LinkEvent]:
+        assert self._pair_key is not None
+        if not self._check(self._pair_key, frame):
+            return [self._reject("mac")]
+        if self._hello_nonce is None or frame.payload[:NONCE_LEN] != self._hello_nonce:
+            return [self._reject("replay")]
+        if len(frame.payload) != 2 * NONCE_LEN:
+            return [self._reject("short")]
+        key = _session_key(self._pair_key, self._hello_nonce, frame.payload[NONCE_LEN:])
+        self._hello_nonce = None
+        self._sessions += 1
+        events: list[LinkEvent] = []
+        if self._session is not None:
+            events.append(self._drop_session("rehello"))
+        self._start_session(_Session(key, self._sessions))
+        events.append(LinkUp(self._sessions))
+        self._emit(FrameKind.HEARTBEAT, 0, 0, b"")  # confirms the session to the meter
+        self._pump_outbox()
+        return events
+
+    def _on_session_frame(self, frame: Frame) -> list[LinkEvent]:
+        events: list[LinkEvent] = []
+        session = self._session
+        if session is None or not self._check(session.key, frame):
+            pending = self._pending
+            if pending is None or not self._check(pending.key, frame):
+                return [self._reject("mac")]
+            if session is not None:
+                events.append(self._drop_session("rehello"))
+            self._pending = None
+            self._start_session(pending)
+            events.append(LinkUp(pending.ident))
+            session = pending
+        if frame.ctr <= session.rx_ctr:
+            return [*events, self._reject("replay")]
+        session.rx_ctr = frame.ctr
+        self._last_rx_mono = self._clock.mono()
+        if frame.kind == FrameKind.ACK:
+            events.extend(self._on_ack(frame.ack))
+        elif frame.kind == FrameKind.DATA:
+            events.extend(self._on_data(session, frame))
+        self._pump_outbox()
+        return events
+
+    def _on_ack(self, seq: int) -> list[LinkEvent]:
+        inflight = self._inflight
+        if inflight is None or inflight.seq != seq:
+            return []
+        self._inflight = None
+        return [MessageDelivered(inflight.message)]
+
+    def _on_data(self, session: _Session, frame: Frame) -> list[LinkEvent]:
+        if frame.seq == session.rx_seq:  # a retransmission we already delivered: ack again only
+            self._emit(FrameKind.ACK, 0, frame.seq, b"")
+            return []
+        if frame.seq != session.rx_seq + 1:
+            return [self._reject("state")]
+        try:
+            message = Message.decode(frame.payload)
+        except CodecError:
+            return [self._reject("codec")]
+        session.rx_seq = frame.seq
+        self._emit(FrameKind.ACK, 0, frame.seq, b"")
+        return [MessageReceived(message)]
+
+    # -- frames out ------------------------------------------------------------------------
+
+    def _send_raw(self, key: bytes, kind: FrameKind, ctr: int, seq: int, ack: int, payload: bytes) -> None:
+        self._out += build_frame(key, self.role, kind, ctr, seq, ack, payload)
+        self.stats.frames_tx += 1
+        self._last_tx_mono = self._clock.mono()
+
+    def _emit(self, kind: FrameKind, seq: int, ack: int, payload: bytes) -> None:
+        session = self._session
+        assert session is not None
+        session.tx_ctr += 1
+        self._send_raw(session.key, kind, session.tx_ctr, seq, ack, payload)
+
+    def _pump_outbox(self) -> None:
+        session = self._session
+        if session is None or self._inflight is not None or not self._outbox:
+            return
+        message = self._outbox.popleft()
+        session.tx_seq += 1
+        self._inflight = _InFlight(message, session.tx_seq, self._clock.mono(), 1)
+        self._emit(FrameKind.DATA, session.tx_seq, 0, message.encode())
+
+    def _poll_retransmit(self, now: float) -> list[LinkEvent]:
+        inflight = self._inflight
+        if inflight is None or now - inflight.sent_mono < self.config.rto_s:
+            return []
+        if inflight.tries > self.config.max_retries:
+            return [self._drop_session("no-ack")]
+        inflight.tries += 1
+        inflight.sent_mono = now
+        self.stats.retransmissions += 1
+        self._emit(FrameKind.DATA, inflight.seq, 0, inflight.message.encode())
+        return []
+
+    def _maybe_hello(self, now: float) -> None:
+        if self.role is not Role.CIU or self._pair_key is None or self._pairing is not None:
+            return
+        if now - self._last_hello_mono < self.config.hello_retry_s:
+            return
+        self._last_hello_mono = now
+        self._hello_nonce = self._rand(NONCE_LEN)
+        self._send_raw(self._pair_key, FrameKind.HELLO, 0, 0, 0, self._hello_nonce)
+
+    def _start_session(self, session: _Session) -> None:
+        self._session = session
+        self._last_rx_mono = self._clock.mono()
+        if self._inflight is not None:  # not acknowledged: send again first in the new session
+            self._outbox.appendleft(self._inflight.message)
+            self._inflight = None
+
+    def _drop_session(self, reason: str) -> LinkDown:
+        self._session = None
+        if self._inflight is not None:
+            self._outbox.appendleft(self._inflight.message)
+            self._inflight = None
+        self._last_hello_mono = float("-inf")
+        return LinkDown(reason)
+
+    # -- pairing ---------------------------------------------------------------------------
+
+    def _poll_pairing(self, now: float) -> list[LinkEvent]:
+        pairing = self._pairing
+        if pairing is None:
+            return []
+        if now > pairing.deadline_mono:
+            self._pairing = None
+            return [PairingFailed("timeout")]
+        if self.role is Role.CIU and now - self._last_tx_mono >= self.config.hello_retry_s:
+            self._send_raw(_NO_KEY, FrameKind.PAIR_INIT, 0, 0, 0, pairing.public)
+        return []
+
+    def _on_pairing(self, frame: Frame) -> list[LinkEvent]:
+        pairing = self._pairing
+        if pairing is None:
+            return [self._reject("state")]
+        try:
+            if frame.kind == FrameKind.PAIR_INIT and self.role is Role.METER:
+                return self._on_pair_init(pairing, frame)
+            if frame.kind == FrameKind.PAIR_RESP and self.role is Role.CIU:
+                return self._on_pair_resp(pairing, frame)
+            if frame.kind == FrameKind.PAIR_DONE and self.role is Role.METER:
+                return self._on_pair_done(pairing, frame)
+        except CodecError:
+            return [self._reject("codec")]
+        return [self._reject("state")]
+
+    def _on_pair_init(self, pairing: _Pairing, frame: Frame) -> list[LinkEvent]:
+        if len(frame.payload) != DH_LEN:
+            return [self._reject("short")]
+        shared = _dh_shared(pairing.secret, frame.payload)
+        pairing.transcript = frame.payload + pairing.public
+        pairing.code_key = _code_key(pairing.code, shared, pairing.transcript)
+        confirm = _confirm(pairing.code_key, b"M", pairing.transcript)
+        self._send_raw(_NO_KEY, FrameKind.PAIR_RESP, 0, 0, 0, pairing.public + confirm)
+        return []
+
+    def _on_pair_resp(self, pairing: _Pairing, frame: Frame) -> list[LinkEvent]:
+        if len(frame.payload) != DH_LEN + 32:
+            return [self._reject("short")]
+        meter_public, confirm = frame.payload[:DH_LEN], frame.payload[DH_LEN:]
+        transcript = pairing.public + meter_public
+        code_key = _code_key(pairing.code, _dh_shared(pairing.secret, meter_public), transcript)
+        self._pairing = None
+        if not hmac.compare_digest(confirm, _confirm(code_key, b"M", transcript)):
+            return [PairingFailed("code")]
+        self._send_raw(_NO_KEY, FrameKind.PAIR_DONE, 0, 0, 0, _confirm(code_key, b"C", transcript))
+        pair_key = _derive_pair_key(code_key, transcript)
+        self.set_pair_key(pair_key)
+        return [PairingComplete(pair_key, fingerprint(transcript))]
+
+    def _on_pair_done(self, pairing: _Pairing, frame: Frame) -> list[LinkEvent]:
+        if not pairing.code_key:
+            return [self._reject("state")]
+        self._pairing = None
+        if not hmac.compare_digest(frame.payload, _confirm(pairing.code_key, b"C", pairing.transcript)):
+            return [PairingFailed("code")]
+        pair_key = _derive_pair_key(pairing.code_key, pairing.transcript)
+        self.set_pair_key(pair_key)
+        return [PairingComplete(pair_key, fingerprint(pairing.transcript))]
+
+
+def _session_key(pair_key: bytes, nonce_c: bytes, nonce_m: bytes) -> bytes:
+    return hmac.new(pair_key, b"pmm-ciu session" + nonce_c + nonce_m, hashlib.sha256).digest()
