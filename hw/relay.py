@@ -288,7 +288,7 @@ class _Timer:
         self.cancelled = True
 
 
-class _CoilPin(MockPin):
+class _CoilPin(MockPin):  # type: ignore[misc]
     """A mock output pin that tells a listener about each state change."""
 
     listener: Callable[[bool], None] | None = None

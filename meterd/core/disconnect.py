@@ -103,7 +103,6 @@ class Refusal(enum.Enum):
     NOT_IN_MODE = "not enabled in this control_mode"
     NOT_FROM_STATE = "no transition from the present control_state"
     BLOCKED = "blocked by an active local disconnect cause"
-    RELAY_FAULT = "relay fault: the disconnector does not follow commands"
 
 
 class ActionResult(enum.IntEnum):
@@ -120,7 +119,6 @@ _REFUSAL_RESULT = {
     Refusal.NOT_IN_MODE: ActionResult.READ_WRITE_DENIED,
     Refusal.NOT_FROM_STATE: ActionResult.OTHER_REASON,
     Refusal.BLOCKED: ActionResult.TEMPORARY_FAILURE,
-    Refusal.RELAY_FAULT: ActionResult.HARDWARE_FAULT,
 }
 
 

@@ -1,0 +1,108 @@
+"""SQLite persistence of the disconnector state (relay position, class 70 state, counters).
+
+Durability rules: one small database (``relay.db``), WAL journal, ``synchronous=FULL``; one row
+updated in place per save, each save its own transaction, so a save that returned survives
+kill -9 and power loss. The load-control service saves *before* each coil pulse (marked pending)
+and again after the feedback check. ``PRAGMA user_version`` carries the schema version; newer
+unknown versions are refused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sqlite3
+from pathlib import Path
+
+from meterd.core.errors import StateError
+from meterd.services.load_control import RelayRecord
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS relay_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    control_state INTEGER NOT NULL CHECK (control_state IN (0, 1, 2)),
+    control_mode INTEGER NOT NULL CHECK (control_mode BETWEEN 0 AND 6),
+    relay_closed INTEGER NOT NULL CHECK (relay_closed IN (0, 1)),
+    operation_count INTEGER NOT NULL CHECK (operation_count >= 0),
+    last_change_utc TEXT,
+    pending INTEGER NOT NULL CHECK (pending IN (0, 1))
+)
+"""
+
+
+class RelayStore:
+    """The disconnector state database; implements the service's ``RelayStateStore`` port."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._migrate()
+        self.saves = 0
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(f"{self.path}: relay schema version {version} is newer than {SCHEMA_VERSION}")
+        if version < SCHEMA_VERSION:
+            with self._transaction():
+                self._db.execute(_SCHEMA)
+                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _transaction(self) -> _Tx:
+        return _Tx(self._db)
+
+    def load(self) -> RelayRecord | None:
+        """The saved record, or None on a fresh meter."""
+        row = self._db.execute(
+            "SELECT control_state, control_mode, relay_closed, operation_count, last_change_utc, pending "
+            "FROM relay_state WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        state, mode, closed, count, changed, pending = row
+        changed_utc = _dt.datetime.fromisoformat(changed) if changed else None
+        return RelayRecord(control_state=state, control_mode=mode, relay_closed=bool(closed),
+                           operation_count=count, last_change_utc=changed_utc, pending=bool(pending))
+
+    def save(self, record: RelayRecord) -> None:
+        """Write ``record`` durably; the operation counter never goes backwards."""
+        previous = self.load()
+        if previous is not None and record.operation_count < previous.operation_count:
+            raise StateError("relay operation counter would go backwards")
+        changed = record.last_change_utc.isoformat() if record.last_change_utc else None
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO relay_state (id, control_state, control_mode, relay_closed, operation_count,"
+                " last_change_utc, pending) VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                " control_state = excluded.control_state, control_mode = excluded.control_mode,"
+                " relay_closed = excluded.relay_closed, operation_count = excluded.operation_count,"
+                " last_change_utc = excluded.last_change_utc, pending = excluded.pending",
+                (record.control_state, record.control_mode, int(record.relay_closed),
+                 record.operation_count, changed, int(record.pending)))
+        self.saves += 1
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def __enter__(self) -> RelayStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error (autocommit connection)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
