@@ -11,6 +11,7 @@ SIGTERM/SIGINT end the loop cleanly with a final checkpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as _dt
 import logging
@@ -145,10 +146,8 @@ class Daemon:
                 self.missed_cycles += int(-delay / real_period)
                 deadline = loop.time()
                 delay = 0.0
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(delay, 0.0))
-            except TimeoutError:
-                pass
 
     def status_line(self) -> str:
         """One line for `systemctl status`."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Protocol
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 
 
 class Clock(Protocol):

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 log = logging.getLogger("meterd.clock")
 
 

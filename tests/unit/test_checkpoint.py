@@ -14,7 +14,7 @@ from meterd.core.reading import Channel
 from meterd.store.energy_store import EnergyStore
 
 KEY = (Quantity.ACTIVE_IMPORT, Channel.TOTAL)
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_policy_keeps_unsaved_energy_within_the_bound_at_steady_load():
