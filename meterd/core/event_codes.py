@@ -1,0 +1,213 @@
+"""The meter's event codes: one table per event log, each code with its name, text and source.
+
+Codes are DLMS ``unsigned`` (0…255), the value of the event code objects 0-0:96.11.x.255. Where
+the IDIS companion specification (DLMS UA Blue Book event numbering as used by IDIS package 2)
+defines a code, it is used as is (``source="IDIS"``). Where it has none (mostly the *end* of a
+tamper episode, per-phase reverse current, the token, firmware and security logs), the project
+defines one (``source="project"``) in the block 195…255, which IDIS leaves free for an electricity
+meter without M-Bus channels (IDIS 231…255 is manufacturer-specific).
+
+Each code belongs to one or more logs (:class:`LogId`); the :class:`~meterd.core.events.EventRecorder`
+routes a recorded code to every log listed here. The power-failure log 1-0:99.97.0.255 carries
+no event code column; it holds the end time and duration of long power failures.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+
+class LogId(enum.Enum):
+    """An event log, valued by its short name."""
+
+    STANDARD = "standard"
+    FRAUD = "fraud"
+    DISCONNECTOR = "disconnector"
+    POWER_QUALITY = "power_quality"
+    COMMUNICATION = "communication"
+    POWER_FAILURE = "power_failure"
+    FIRMWARE = "firmware"
+    TOKEN = "token"
+    SECURITY = "security"
+
+
+@dataclass(frozen=True)
+class LogObis:
+    """OBIS codes of one log: the profile (class 7) and its event code object (class 1, or None)."""
+
+    profile: str
+    event_code: str | None
+
+
+# IDIS numbering: 0-0:99.98.0 standard, .1 fraud, .2 disconnector, .4 power quality, .5
+# communication (.3 is the M-Bus log, not used). .6, .7, .8 are project choices (no IDIS code).
+LOG_OBIS: Mapping[LogId, LogObis] = MappingProxyType({
+    LogId.STANDARD: LogObis("0.0.99.98.0.255", "0.0.96.11.0.255"),
+    LogId.FRAUD: LogObis("0.0.99.98.1.255", "0.0.96.11.1.255"),
+    LogId.DISCONNECTOR: LogObis("0.0.99.98.2.255", "0.0.96.11.2.255"),
+    LogId.POWER_QUALITY: LogObis("0.0.99.98.4.255", "0.0.96.11.4.255"),
+    LogId.COMMUNICATION: LogObis("0.0.99.98.5.255", "0.0.96.11.5.255"),
+    LogId.FIRMWARE: LogObis("0.0.99.98.6.255", "0.0.96.11.6.255"),
+    LogId.TOKEN: LogObis("0.0.99.98.7.255", "0.0.96.11.7.255"),
+    LogId.SECURITY: LogObis("0.0.99.98.8.255", "0.0.96.11.8.255"),
+    LogId.POWER_FAILURE: LogObis("1.0.99.97.0.255", None),
+})
+
+
+@dataclass(frozen=True)
+class EventCode:
+    """One event code: number (0…255), symbolic name, human text, logs it goes to, source."""
+
+    code: int
+    name: str
+    text: str
+    logs: tuple[LogId, ...]
+    source: str = "IDIS"
+
+
+_S, _F, _D, _Q = LogId.STANDARD, LogId.FRAUD, LogId.DISCONNECTOR, LogId.POWER_QUALITY
+_C, _P, _W, _T, _X = LogId.COMMUNICATION, LogId.POWER_FAILURE, LogId.FIRMWARE, LogId.TOKEN, LogId.SECURITY
+
+_TABLE: tuple[EventCode, ...] = (
+    # --- standard event log (IDIS) ---
+    EventCode(1, "POWER_DOWN", "Power down", (_S,)),
+    EventCode(2, "POWER_UP", "Power up", (_S,)),
+    EventCode(3, "DST_CHANGED", "Daylight saving time enabled or disabled", (_S,)),
+    EventCode(4, "CLOCK_ADJUSTED_OLD", "Clock adjusted (old date/time)", (_S,)),
+    EventCode(5, "CLOCK_ADJUSTED_NEW", "Clock adjusted (new date/time)", (_S,)),
+    EventCode(6, "CLOCK_INVALID", "Clock invalid", (_S,)),
+    EventCode(7, "REPLACE_BATTERY", "Replace battery", (_S,)),
+    EventCode(8, "BATTERY_VOLTAGE_LOW", "Battery voltage low", (_S,)),
+    EventCode(9, "TOU_ACTIVATED", "Passive TOU calendar activated", (_S,)),
+    EventCode(10, "ERROR_REGISTER_CLEARED", "Error register cleared", (_S,)),
+    EventCode(11, "ALARM_REGISTER_CLEARED", "Alarm register cleared", (_S,)),
+    EventCode(12, "PROGRAM_MEMORY_ERROR", "Program memory error", (_S,)),
+    EventCode(13, "RAM_ERROR", "RAM error", (_S,)),
+    EventCode(14, "NV_MEMORY_ERROR", "NV memory error", (_S,)),
+    EventCode(15, "WATCHDOG_ERROR", "Watchdog error", (_S,)),
+    EventCode(16, "MEASUREMENT_SYSTEM_ERROR", "Measurement system error", (_S,)),
+    EventCode(17, "FIRMWARE_READY", "Firmware ready for activation", (_S, _W)),
+    EventCode(18, "FIRMWARE_ACTIVATED", "Firmware activated", (_S, _W)),
+    EventCode(47, "PARAMETERS_CHANGED", "One or more parameters changed", (_S,)),
+    # --- fraud detection log (IDIS) ---
+    EventCode(40, "TERMINAL_COVER_REMOVED", "Terminal cover removed", (_F,)),
+    EventCode(41, "TERMINAL_COVER_CLOSED", "Terminal cover closed", (_F,)),
+    EventCode(42, "STRONG_DC_FIELD", "Strong DC field detected", (_F,)),
+    EventCode(43, "NO_STRONG_DC_FIELD", "No strong DC field anymore", (_F,)),
+    EventCode(44, "METER_COVER_REMOVED", "Meter cover removed", (_F,)),
+    EventCode(45, "METER_COVER_CLOSED", "Meter cover closed", (_F,)),
+    EventCode(46, "AUTHENTICATION_FAILURES", "Association authentication failure (n times)", (_F, _X)),
+    EventCode(48, "KEY_CHANGED", "Security key changed", (_S, _X)),
+    EventCode(49, "DECRYPTION_FAILURE", "Decryption or authentication failure", (_F, _X)),
+    EventCode(50, "REPLAY_ATTACK", "Replay attack", (_F, _X)),
+    # --- disconnector control log (IDIS) ---
+    EventCode(59, "READY_FOR_RECONNECTION", "Disconnector ready for manual reconnection", (_D,)),
+    EventCode(60, "MANUAL_DISCONNECTION", "Manual disconnection", (_D,)),
+    EventCode(61, "MANUAL_CONNECTION", "Manual connection", (_D,)),
+    EventCode(62, "REMOTE_DISCONNECTION", "Remote disconnection", (_D,)),
+    EventCode(63, "REMOTE_CONNECTION", "Remote connection", (_D,)),
+    EventCode(64, "LOCAL_DISCONNECTION", "Local disconnection", (_D,)),
+    EventCode(65, "LIMITER_EXCEEDED", "Limiter threshold exceeded", (_D,)),
+    EventCode(66, "LIMITER_OK", "Limiter threshold ok", (_D,)),
+    EventCode(67, "LIMITER_CHANGED", "Limiter threshold changed", (_D,)),
+    EventCode(68, "DISCONNECT_FAILURE", "Disconnect/reconnect failure", (_D,)),
+    EventCode(69, "LOCAL_RECONNECTION", "Local reconnection", (_D,)),
+    # --- power quality log (IDIS) ---
+    EventCode(76, "UNDER_VOLTAGE_L1", "Under voltage L1", (_Q,)),
+    EventCode(77, "UNDER_VOLTAGE_L2", "Under voltage L2", (_Q,)),
+    EventCode(78, "UNDER_VOLTAGE_L3", "Under voltage L3", (_Q,)),
+    EventCode(79, "OVER_VOLTAGE_L1", "Over voltage L1", (_Q,)),
+    EventCode(80, "OVER_VOLTAGE_L2", "Over voltage L2", (_Q,)),
+    EventCode(81, "OVER_VOLTAGE_L3", "Over voltage L3", (_Q,)),
+    EventCode(82, "MISSING_VOLTAGE_L1", "Missing voltage L1", (_Q,)),
+    EventCode(83, "MISSING_VOLTAGE_L2", "Missing voltage L2", (_Q,)),
+    EventCode(84, "MISSING_VOLTAGE_L3", "Missing voltage L3", (_Q,)),
+    EventCode(85, "VOLTAGE_NORMAL_L1", "Voltage L1 normal", (_Q,)),
+    EventCode(86, "VOLTAGE_NORMAL_L2", "Voltage L2 normal", (_Q,)),
+    EventCode(87, "VOLTAGE_NORMAL_L3", "Voltage L3 normal", (_Q,)),
+    EventCode(88, "PHASE_SEQUENCE_REVERSAL", "Phase sequence reversal", (_Q, _F)),
+    EventCode(89, "MISSING_NEUTRAL", "Missing neutral", (_Q,)),
+    EventCode(90, "PHASE_ASYMMETRY", "Phase asymmetry (current imbalance)", (_F,)),
+    EventCode(91, "CURRENT_REVERSAL", "Current reversal", (_F,)),
+    # --- project codes: ends of tamper episodes and per-phase tampers (fraud log) ---
+    EventCode(195, "PHASE_SEQUENCE_NORMAL", "Phase sequence normal", (_Q, _F), "project"),
+    EventCode(196, "PHASE_ASYMMETRY_END", "Current imbalance ended", (_F,), "project"),
+    EventCode(197, "REVERSE_CURRENT_L1", "Reverse current L1", (_F,), "project"),
+    EventCode(198, "REVERSE_CURRENT_L2", "Reverse current L2", (_F,), "project"),
+    EventCode(199, "REVERSE_CURRENT_L3", "Reverse current L3", (_F,), "project"),
+    EventCode(200, "REVERSE_CURRENT_END_L1", "Reverse current L1 ended", (_F,), "project"),
+    EventCode(201, "REVERSE_CURRENT_END_L2", "Reverse current L2 ended", (_F,), "project"),
+    EventCode(202, "REVERSE_CURRENT_END_L3", "Reverse current L3 ended", (_F,), "project"),
+    EventCode(203, "NEUTRAL_MISMATCH", "Neutral current mismatch", (_F,), "project"),
+    EventCode(204, "NEUTRAL_MISMATCH_END", "Neutral current mismatch ended", (_F,), "project"),
+    EventCode(205, "MISSING_POTENTIAL_L1", "Missing potential L1 (current without voltage)", (_F,), "project"),
+    EventCode(206, "MISSING_POTENTIAL_L2", "Missing potential L2 (current without voltage)", (_F,), "project"),
+    EventCode(207, "MISSING_POTENTIAL_L3", "Missing potential L3 (current without voltage)", (_F,), "project"),
+    EventCode(208, "MISSING_POTENTIAL_END_L1", "Missing potential L1 ended", (_F,), "project"),
+    EventCode(209, "MISSING_POTENTIAL_END_L2", "Missing potential L2 ended", (_F,), "project"),
+    EventCode(210, "MISSING_POTENTIAL_END_L3", "Missing potential L3 ended", (_F,), "project"),
+    EventCode(211, "CURRENT_WITHOUT_VOLTAGE", "Current without voltage (all phases)", (_F,), "project"),
+    EventCode(212, "CURRENT_WITHOUT_VOLTAGE_END", "Current without voltage ended", (_F,), "project"),
+    # --- project codes: power failure ---
+    EventCode(215, "LONG_POWER_FAILURE", "Long power failure (end time, duration)", (_P,), "project"),
+    EventCode(216, "SHORT_POWER_FAILURE", "Short power failure (end time, duration)", (_S,), "project"),
+    # --- project codes: communication log ---
+    EventCode(220, "LOCAL_SESSION_OPENED", "Local (optical) association opened", (_C,), "project"),
+    EventCode(221, "LOCAL_SESSION_CLOSED", "Local (optical) association closed", (_C,), "project"),
+    EventCode(222, "REMOTE_SESSION_OPENED", "Remote association opened", (_C,), "project"),
+    EventCode(223, "REMOTE_SESSION_CLOSED", "Remote association closed", (_C,), "project"),
+    EventCode(224, "MODEM_CONNECTED", "Modem connected to the network", (_C,), "project"),
+    EventCode(225, "MODEM_DISCONNECTED", "Modem disconnected from the network", (_C,), "project"),
+    EventCode(226, "CIU_LINK_LOST", "Customer interface unit link lost", (_C,), "project"),
+    EventCode(227, "CIU_LINK_RESTORED", "Customer interface unit link restored", (_C,), "project"),
+    # --- project codes: firmware log ---
+    EventCode(230, "FIRMWARE_TRANSFER_STARTED", "Firmware image transfer started", (_W,), "project"),
+    EventCode(231, "FIRMWARE_VERIFY_FAILED", "Firmware image verification failed", (_W, _S), "project"),
+    EventCode(232, "FIRMWARE_ACTIVATION_FAILED", "Firmware activation failed", (_W, _S), "project"),
+    EventCode(233, "FIRMWARE_SELF_CHECK_OK", "Firmware self-check after update passed", (_W,), "project"),
+    # --- project codes: token log ---
+    EventCode(240, "TOKEN_ACCEPTED", "Credit token accepted", (_T,), "project"),
+    EventCode(241, "TOKEN_REJECTED_INVALID", "Token rejected: invalid", (_T,), "project"),
+    EventCode(242, "TOKEN_REJECTED_USED", "Token rejected: already used", (_T,), "project"),
+    EventCode(243, "TOKEN_REJECTED_OLD", "Token rejected: too old", (_T,), "project"),
+    EventCode(244, "TOKEN_REJECTED_KEY_EXPIRED", "Token rejected: key expired", (_T,), "project"),
+    EventCode(245, "TOKEN_MANAGEMENT_ACCEPTED", "Management token accepted", (_T,), "project"),
+    EventCode(246, "KEY_CHANGE_TOKEN_ACCEPTED", "Key change token accepted", (_T, _X), "project"),
+    # --- project codes: security log ---
+    EventCode(250, "ASSOCIATION_REJECTED", "Association rejected", (_X,), "project"),
+    EventCode(251, "FRAME_COUNTER_RESERVED", "Invocation counter range reserved", (_X,), "project"),
+    EventCode(252, "UNAUTHORISED_CLOCK_SET", "Clock set refused", (_X,), "project"),
+)
+
+EVENT_CODES: Mapping[int, EventCode] = MappingProxyType({e.code: e for e in _TABLE})
+BY_NAME: Mapping[str, EventCode] = MappingProxyType({e.name: e for e in EVENT_CODES.values()})
+
+
+def codes_of(log: LogId) -> Mapping[int, EventCode]:
+    """The code table of one log (code → definition)."""
+    return MappingProxyType({c: e for c, e in EVENT_CODES.items() if log in e.logs})
+
+
+def lookup(code: int) -> EventCode:
+    """The definition of ``code``; :class:`KeyError` for a code the meter does not know."""
+    return EVENT_CODES[code]
+
+
+def code(name: str) -> int:
+    """The number of the event called ``name`` (e.g. ``code("POWER_DOWN") == 1``)."""
+    return BY_NAME[name].code
+
+
+def check_table() -> None:
+    """Raise ValueError if the table has duplicate numbers/names or codes outside 0…255."""
+    numbers = [e.code for e in _TABLE]
+    names = [e.name for e in _TABLE]
+    if len(set(numbers)) != len(numbers) or len(set(names)) != len(names):
+        raise ValueError("duplicate event code or name")
+    if any(not 0 <= n <= 255 for n in numbers):
+        raise ValueError("event code outside 0..255")
+    if any(not e.logs for e in _TABLE):
+        raise ValueError("event code without a log")

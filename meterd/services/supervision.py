@@ -1,0 +1,312 @@
+"""Supervision use case: tamper, voltage-quality and power-cut events, alarms, once per cycle.
+
+``Supervision.on_cycle(utc, reading, inputs)`` runs, in order: power-cut detection (on a cut it
+calls the last-gasp callback, then records "power down"), the tamper detectors, and the per-phase
+voltage monitor (under / over / missing voltage with programmable thresholds in V and minimum
+durations in s; "voltage normal" ends an episode). While a power cut is in progress the electrical
+detectors are frozen (the readings are meaningless), the input-driven tampers (cover, magnet) keep
+running. ``on_start(now_utc)`` accounts the outage that stopped the meter. Events go through the
+:class:`~meterd.core.events.EventRecorder`; the alarm register listens to it. Active tampers,
+voltage levels, alarms and power state are saved in a :class:`~meterd.core.events.StateStore`
+so that an episode open across a restart ends exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from meterd.core import event_codes as ec
+from meterd.core.alarms import ALL_BITS, AlarmRegister
+from meterd.core.errors import ConfigError
+from meterd.core.event_codes import LogId
+from meterd.core.events import DEFAULT_DEPTHS, EventEntry, EventLog, EventRecorder, EventStore, StateStore
+from meterd.core.power_fail import PowerFailMonitor, PowerFailSettings, PowerFailure, PowerState, PowerUpdate
+from meterd.core.reading import PHASES, Channel, Reading
+from meterd.core.tamper import InputStates, Persistence, Tamper, TamperMonitor, TamperSettings
+
+LastGasp = Callable[[_dt.datetime], None]
+
+
+class VoltageLevel(enum.Enum):
+    """Classification of one phase voltage."""
+
+    NORMAL = "normal"
+    UNDER = "under"
+    OVER = "over"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class VoltageSettings:
+    """Programmable voltage-event thresholds (V) and minimum durations (s).
+
+    Defaults: Un 230 V, under < 207 V (−10 %), over > 253 V (+10 %), missing < 23 V (10 %),
+    hysteresis 4.6 V (2 %); under/over must last 60 s (sustained, power-quality.md §5.11),
+    missing voltage 5 s; restoration must last 10 s / 5 s.
+    """
+
+    under_v: float = 207.0
+    over_v: float = 253.0
+    missing_v: float = 23.0
+    hysteresis_v: float = 4.6
+    sustained: Persistence = Persistence(60.0, 10.0)
+    missing: Persistence = Persistence(5.0, 5.0)
+
+    def __post_init__(self) -> None:
+        if self.hysteresis_v <= 0:
+            raise ConfigError("meterd.toml", "voltage.hysteresis_v", "must be > 0")
+        if not 0 < self.missing_v + self.hysteresis_v < self.under_v:
+            raise ConfigError("meterd.toml", "voltage.missing_v", "missing + hysteresis must be below under_v")
+        if not self.under_v + self.hysteresis_v < self.over_v - self.hysteresis_v:
+            raise ConfigError("meterd.toml", "voltage.over_v", "over_v - hysteresis must exceed under_v + hysteresis")
+
+    def persistence_of(self, level: VoltageLevel) -> Persistence:
+        """Minimum durations for entering / leaving ``level``."""
+        return self.missing if level is VoltageLevel.MISSING else self.sustained
+
+
+def classify(voltage_v: float, current: VoltageLevel, s: VoltageSettings) -> VoltageLevel:
+    """The level of ``voltage_v`` (V) given the present level (hysteresis on the way back)."""
+    h = s.hysteresis_v
+    missing_v = s.missing_v + (h if current is VoltageLevel.MISSING else 0.0)
+    under_v = s.under_v + (h if current in (VoltageLevel.UNDER, VoltageLevel.MISSING) else 0.0)
+    over_v = s.over_v - (h if current is VoltageLevel.OVER else 0.0)
+    if voltage_v < missing_v:
+        return VoltageLevel.MISSING
+    if voltage_v < under_v:
+        return VoltageLevel.UNDER
+    if voltage_v > over_v:
+        return VoltageLevel.OVER
+    return VoltageLevel.NORMAL
+
+
+@dataclass(frozen=True)
+class VoltageEvent:
+    """A qualified change of one phase's voltage level, stamped at its onset."""
+
+    phase: Channel
+    level: VoltageLevel
+    code: int
+    utc: _dt.datetime
+    voltage_v: float
+
+
+_LEVEL_CODE = {VoltageLevel.UNDER: "UNDER_VOLTAGE", VoltageLevel.OVER: "OVER_VOLTAGE",
+               VoltageLevel.MISSING: "MISSING_VOLTAGE", VoltageLevel.NORMAL: "VOLTAGE_NORMAL"}
+
+
+class PhaseVoltageMonitor:
+    """Per-phase voltage level with minimum durations; one event per qualified level change."""
+
+    def __init__(self, settings: VoltageSettings | None = None,
+                 levels: Mapping[Channel, VoltageLevel] | None = None) -> None:
+        self.settings = settings or VoltageSettings()
+        self._levels = {p: VoltageLevel.NORMAL for p in PHASES}
+        self._levels.update(levels or {})
+        self._candidates: dict[Channel, tuple[VoltageLevel, float, _dt.datetime]] = {}
+
+    @property
+    def levels(self) -> Mapping[Channel, VoltageLevel]:
+        """The qualified level of each phase."""
+        return dict(self._levels)
+
+    def update(self, utc: _dt.datetime, mono_s: float, reading: Reading) -> list[VoltageEvent]:
+        """Evaluate one cycle; returns the qualified level changes."""
+        events = []
+        for phase in PHASES:
+            event = self._update_phase(phase, reading.phase(phase).voltage_v, mono_s, utc)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _update_phase(self, phase: Channel, voltage_v: float, mono_s: float,
+                      utc: _dt.datetime) -> VoltageEvent | None:
+        level = self._levels[phase]
+        seen = classify(voltage_v, level, self.settings)
+        if seen is level:
+            self._candidates.pop(phase, None)
+            return None
+        candidate = self._candidates.get(phase)
+        if candidate is None or candidate[0] is not seen:
+            candidate = (seen, mono_s, utc)
+            self._candidates[phase] = candidate
+        leaving = seen is VoltageLevel.NORMAL
+        rule = self.settings.persistence_of(level if leaving else seen)
+        if mono_s - candidate[1] < (rule.end_s if leaving else rule.start_s):
+            return None
+        self._levels[phase] = seen
+        del self._candidates[phase]
+        code = ec.code(f"{_LEVEL_CODE[seen]}_{phase.value}")
+        return VoltageEvent(phase, seen, code, candidate[2], voltage_v)
+
+
+class SupervisionStore(EventStore, StateStore, Protocol):
+    """A store that keeps both event logs and state records (``meterd.store.event_store``)."""
+
+
+@dataclass(frozen=True)
+class SupervisionSettings:
+    """Settings of the whole supervision: tamper, voltage, power cut, log depths, alarm filter."""
+
+    tamper: TamperSettings = field(default_factory=TamperSettings)
+    voltage: VoltageSettings = field(default_factory=VoltageSettings)
+    power: PowerFailSettings = field(default_factory=PowerFailSettings)
+    depths: Mapping[LogId, int] = field(default_factory=lambda: dict(DEFAULT_DEPTHS))
+    alarm_filter: int = ALL_BITS
+
+
+_TAMPER_KEY = "tamper"
+_VOLTAGE_KEY = "voltage"
+_POWER_KEY = "power"
+
+
+class Supervision:
+    """Runs the supervision of one meter; owned by the metering loop (one thread)."""
+
+    def __init__(self, settings: SupervisionSettings | None = None, store: SupervisionStore | None = None,
+                 last_gasp: LastGasp | None = None) -> None:
+        self.settings = settings or SupervisionSettings()
+        self._store = store
+        self._last_gasp = last_gasp
+        self.recorder = EventRecorder(self.settings.depths, store)
+        self.alarms = AlarmRegister(self.settings.alarm_filter, store)
+        self.recorder.add_listener(self.alarms.on_event)
+        self.tamper = TamperMonitor(self.settings.tamper, self._saved_tampers())
+        self.voltage = PhaseVoltageMonitor(self.settings.voltage, self._saved_levels())
+        self.power = PowerFailMonitor(self.settings.power, self._saved_power())
+
+    # --- restoring state -------------------------------------------------------------------
+    def _load(self, key: str) -> Mapping[str, object] | None:
+        return self._store.load_state(key) if self._store is not None else None
+
+    def _save(self, key: str, value: Mapping[str, object]) -> None:
+        if self._store is not None:
+            self._store.save_state(key, value)
+
+    def _saved_tampers(self) -> list[Tamper]:
+        saved = self._load(_TAMPER_KEY) or {}
+        names = saved.get("active", [])
+        return [Tamper.from_name(str(n)) for n in names] if isinstance(names, list) else []
+
+    def _saved_levels(self) -> dict[Channel, VoltageLevel]:
+        saved = self._load(_VOLTAGE_KEY) or {}
+        return {p: VoltageLevel(str(saved[p.value])) for p in PHASES if p.value in saved}
+
+    def _saved_power(self) -> PowerState | None:
+        saved = self._load(_POWER_KEY)
+        return PowerState.from_record(saved) if saved is not None else None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def on_start(self, now_utc: _dt.datetime) -> PowerFailure | None:
+        """At meter start: record the outage that stopped the meter (if any) and its class."""
+        failure = self.power.start(now_utc)
+        if failure is not None:
+            if failure.estimated_start:
+                self.recorder.record(ec.code("POWER_DOWN"), failure.start_utc, {"estimated": True})
+            self._record_restoration(failure)
+        self._save(_POWER_KEY, self.power.state.to_record())
+        return failure
+
+    def on_stop(self, utc: _dt.datetime) -> None:
+        """A clean service stop: the next start is not counted as a power failure."""
+        self.power.stop(utc)
+        self._save(_POWER_KEY, self.power.state.to_record())
+
+    # --- per cycle -------------------------------------------------------------------------
+    def on_cycle(self, utc: _dt.datetime, reading: Reading | None,
+                 inputs: InputStates | Mapping[str, bool] | None = None,
+                 mono_s: float | None = None) -> list[EventEntry]:
+        """Run one supervision cycle; returns the events recorded, in order.
+
+        ``mono_s`` defaults to ``reading.mono_s``; it is required when ``reading`` is None.
+        """
+        states = inputs if isinstance(inputs, InputStates) else InputStates.from_mapping(inputs or {})
+        now_mono = mono_s if mono_s is not None else (reading.mono_s if reading is not None else None)
+        if now_mono is None:
+            raise ValueError("mono_s is required when there is no reading")
+        recorded = self._apply_power(self.power.update(utc, now_mono, reading, states))
+        electrical = None if self.power.in_outage else reading
+        recorded += self._run_tamper(utc, now_mono, electrical, states)
+        if electrical is not None:
+            recorded += self._run_voltage(utc, now_mono, electrical)
+        return recorded
+
+    def on_power_fail_input(self, utc: _dt.datetime, mono_s: float, asserted: bool) -> list[EventEntry]:
+        """The power-fail input changed: act at once (last gasp), not at the next cycle."""
+        return self._apply_power(self.power.input_changed(utc, mono_s, asserted))
+
+    def _apply_power(self, update: PowerUpdate) -> list[EventEntry]:
+        recorded: list[EventEntry] = []
+        if update.down_utc is not None:
+            try:
+                if self._last_gasp is not None:
+                    self._last_gasp(update.down_utc)
+            finally:
+                recorded.append(self.recorder.record(ec.code("POWER_DOWN"), update.down_utc))
+        if update.restored is not None:
+            recorded += self._record_restoration(update.restored)
+        if update.save:
+            self._save(_POWER_KEY, self.power.state.to_record())
+        return recorded
+
+    def _record_restoration(self, failure: PowerFailure) -> list[EventEntry]:
+        detail = {"duration_s": failure.duration_s, "start_utc": failure.start_utc.isoformat(),
+                  "estimated_start": failure.estimated_start, "clock_suspect": failure.clock_suspect}
+        kind = "LONG_POWER_FAILURE" if failure.long else "SHORT_POWER_FAILURE"
+        return [self.recorder.record(ec.code("POWER_UP"), failure.end_utc, {"duration_s": failure.duration_s}),
+                self.recorder.record(ec.code(kind), failure.end_utc, detail)]
+
+    def _run_tamper(self, utc: _dt.datetime, mono_s: float, reading: Reading | None,
+                    inputs: InputStates) -> list[EventEntry]:
+        events = self.tamper.update(utc, mono_s, reading, inputs)
+        if events:
+            self._save(_TAMPER_KEY, {"active": self.tamper.status_names()})
+        return [self.recorder.record(e.code, e.utc, e.detail) for e in events]
+
+    def _run_voltage(self, utc: _dt.datetime, mono_s: float, reading: Reading) -> list[EventEntry]:
+        events = self.voltage.update(utc, mono_s, reading)
+        if events:
+            self._save(_VOLTAGE_KEY, {p.value: lvl.value for p, lvl in self.voltage.levels.items()})
+        return [self.recorder.record(e.code, e.utc, {"voltage_v": round(e.voltage_v, 2)}) for e in events]
+
+    # --- accessors for the LCD, the API and DLMS --------------------------------------------
+    def tamper_status(self) -> list[str]:
+        """Names of the active tampers (e.g. ``["terminal_cover_open"]``)."""
+        return self.tamper.status_names()
+
+    def alarm_register(self) -> int:
+        """The alarm register 0-0:97.98.0.255."""
+        return self.alarms.value
+
+    def alarm_filter(self) -> int:
+        """The alarm filter 0-0:97.98.10.255."""
+        return self.alarms.filter
+
+    def set_alarm_filter(self, mask: int, utc: _dt.datetime) -> None:
+        """Write the alarm filter and record "one or more parameters changed"."""
+        self.alarms.set_filter(mask)
+        self.recorder.record(ec.code("PARAMETERS_CHANGED"), utc, {"object": "0.0.97.98.10.255"})
+
+    def clear_alarms(self, utc: _dt.datetime, mask: int = ALL_BITS) -> int:
+        """Clear alarm bits (command); records "alarm register cleared"; returns the cleared bits."""
+        cleared = self.alarms.clear(mask)
+        self.recorder.record(ec.code("ALARM_REGISTER_CLEARED"), utc, {"cleared": cleared})
+        return cleared
+
+    def power_counters(self) -> dict[str, int]:
+        """Power-failure counters: any phase (0-0:96.7.21.255), long (0-0:96.7.9.255), long time (s)."""
+        s = self.power.state
+        return {"failures": s.failures, "long_failures": s.long_failures,
+                "long_failure_time_s": s.long_failure_time_s}
+
+    def recent_events(self, limit: int = 20) -> list[dict[str, object]]:
+        """The newest ``limit`` events across all logs, newest first (``meterctl events``)."""
+        return [e.as_dict() for e in self.recorder.recent(limit)]
+
+    def profile(self, obis: str) -> EventLog | None:
+        """The event log (a ProfileBuffer) with profile OBIS ``obis``, or None."""
+        return self.recorder.profile(obis)
