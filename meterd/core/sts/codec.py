@@ -15,11 +15,12 @@ from typing import Any
 from meterd.core.sts.cipher import BlockCipher64, core_cipher_factory
 from meterd.core.sts.errors import TokenFormatError
 
-UTC = _dt.timezone.utc
+UTC = _dt.UTC
 TOKEN_DIGITS = 20
 TOKEN_LIMIT = 1 << 66
 MASK64 = (1 << 64) - 1
 TID_MAX = (1 << 24) - 1
+_POW10: tuple[int, ...] = tuple(int(10**i) for i in range(40))
 
 #: Base dates of the 24-bit TID minute counter (IEC 62055-41:2014 and later).
 BASE_DATES: dict[int, _dt.datetime] = {
@@ -121,14 +122,14 @@ def datetime_to_tid(when_utc: _dt.datetime, base_date: int) -> int:
 
 def _band_base(exponent: int) -> int:
     """Sum of 16384 * 10^(i-1) for i = 1..exponent: the lowest value of band ``exponent``."""
-    return sum(16384 * 10 ** (i - 1) for i in range(1, exponent + 1))
+    return sum(16384 * _POW10[i - 1] for i in range(1, exponent + 1))
 
 
 def decode_amount16(field16: int) -> int:
     """16-bit exponent/mantissa field -> integer value (0.1 units for credit, W for MPL/MPPUL)."""
     exponent = (field16 >> 14) & 0b11
     mantissa = field16 & 0x3FFF
-    return mantissa * 10**exponent + _band_base(exponent)
+    return mantissa * _POW10[exponent] + _band_base(exponent)
 
 
 def encode_amount16(value: int) -> int:
@@ -137,7 +138,7 @@ def encode_amount16(value: int) -> int:
         raise ValueError("amount outside the 16-bit STS range")
     for exponent in range(4):
         base = _band_base(exponent)
-        mantissa = -(-(value - base) // 10**exponent)
+        mantissa = -(-(value - base) // _POW10[exponent])
         if mantissa < 16384:
             return (exponent << 14) | max(mantissa, 0)
     raise ValueError("amount outside the 16-bit STS range")  # unreachable after the range check
@@ -147,7 +148,7 @@ def decode_currency20(field20: int) -> int:
     """20-bit sign/exponent/mantissa currency field -> signed value in 0.00001 currency units."""
     sign = (field20 >> 19) & 1
     exponent = (field20 >> 14) & 0x1F
-    magnitude = (field20 & 0x3FFF) * 10**exponent + _band_base(exponent)
+    magnitude = (field20 & 0x3FFF) * _POW10[exponent] + _band_base(exponent)
     return -magnitude if sign else magnitude
 
 
@@ -158,7 +159,7 @@ def encode_currency20(value_1e5: int) -> int:
     for exponent in range(32):
         base = _band_base(exponent)
         span = magnitude - base
-        step = 10**exponent
+        step = _POW10[exponent]
         mantissa = span // step if sign else -(-span // step)
         if mantissa < 16384:
             return (sign << 19) | (exponent << 14) | max(mantissa, 0)

@@ -1,0 +1,120 @@
+"""SQLite home of the STS decoder state (key register, TID memory, staged key-change sections).
+
+Durability rules: WAL journal, ``synchronous=FULL``; every ``save`` is one transaction that is on
+disk when it returns, so the processor can report a token only after its TID is durable and a
+replayed token is refused after a restart. An optional companion record (e.g. the credit account
+after a credit token) is written in the same transaction. The database file holds the decoder key:
+it is created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from meterd.core.sts.errors import StsStateError
+from meterd.core.sts.state import StsState
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sts_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sts_state (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL,
+                                      generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sts_companion (name TEXT PRIMARY KEY, doc TEXT NOT NULL,
+                                          generation INTEGER NOT NULL);
+"""
+
+
+class SqliteStsStore:
+    """``StsStateStore`` on one SQLite file; ``companion_name`` names the companion record."""
+
+    def __init__(self, path: str | Path, companion_name: str = "credit") -> None:
+        self._path = Path(path)
+        self._companion_name = companion_name
+        self._create_private_file()
+        try:
+            self._db = sqlite3.connect(str(self._path), isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._check_schema()
+        except sqlite3.Error as exc:
+            raise StsStateError(f"cannot open STS state store: {exc}") from None
+
+    def _create_private_file(self) -> None:
+        if not self._path.exists():
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+
+    def _check_schema(self) -> None:
+        row = self._db.execute("SELECT value FROM sts_meta WHERE name = 'schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO sts_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise StsStateError(f"STS state store schema {row[0]} is not {SCHEMA_VERSION}")
+
+    def load(self) -> StsState | None:
+        """The last saved state, or None for a store never commissioned."""
+        try:
+            row = self._db.execute("SELECT doc FROM sts_state WHERE id = 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StsStateError(f"cannot read STS state: {exc}") from None
+        if row is None:
+            return None
+        try:
+            doc = json.loads(row[0])
+        except json.JSONDecodeError:
+            raise StsStateError("STS state record is not valid JSON") from None
+        return StsState.from_dict(doc)
+
+    def load_companion(self) -> dict[str, Any] | None:
+        """The companion record saved with the last state that had one, or None."""
+        row = self._db.execute("SELECT doc FROM sts_companion WHERE name = ?",
+                               (self._companion_name,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def save(self, state: StsState, companion: Mapping[str, Any] | None = None) -> None:
+        """Write ``state`` (and ``companion``) in one durable transaction."""
+        doc = json.dumps(state.to_dict(), sort_keys=True)
+        extra = None if companion is None else json.dumps(dict(companion), sort_keys=True)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            gen = self._next_generation()
+            self._db.execute("INSERT OR REPLACE INTO sts_state (id, doc, generation) VALUES (1, ?, ?)",
+                             (doc, gen))
+            if extra is not None:
+                self._db.execute("INSERT OR REPLACE INTO sts_companion VALUES (?, ?, ?)",
+                                 (self._companion_name, extra, gen))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StsStateError(f"cannot save STS state: {exc}") from None
+
+    def _next_generation(self) -> int:
+        row = self._db.execute("SELECT generation FROM sts_state WHERE id = 1").fetchone()
+        return 1 if row is None else int(row[0]) + 1
+
+    def generation(self) -> int:
+        """How many saves this store has seen (0 when empty); for tests and diagnostics."""
+        row = self._db.execute("SELECT generation FROM sts_state WHERE id = 1").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def __enter__(self) -> SqliteStsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
