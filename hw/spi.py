@@ -1,0 +1,109 @@
+"""SPI transport: the spidev surface the chip drivers use, the real back end, and an in-memory host.
+
+A driver only sees a :class:`SpiDevice` (the subset of ``spidev.SpiDev`` it calls). On a
+Raspberry Pi that is ``spidev.SpiDev`` opened by :func:`open_spidev`; in simulation it is
+:class:`SimSpiDev`, which hands each ``xfer2`` frame (one CS-low window, 8 SCLK cycles per byte)
+to an :class:`SpiSlave` such as the ATM90E36 simulator.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+
+class SpiError(OSError):
+    """Base of the SPI transport errors."""
+
+
+class SpiDeviceMissing(SpiError, FileNotFoundError):
+    """The ``/dev/spidevB.D`` node does not exist (SPI not enabled, wrong bus or device)."""
+
+
+class SpiDevice(Protocol):
+    """What the drivers use of ``spidev.SpiDev``. Mode, speed (Hz) and word size are attributes."""
+
+    mode: int
+    max_speed_hz: int
+    bits_per_word: int
+
+    def open(self, bus: int, device: int) -> None:
+        """Open ``/dev/spidev<bus>.<device>``."""
+        ...
+
+    def xfer2(self, data: list[int]) -> list[int]:
+        """Clock ``data`` out with CS held low for the whole list; return the bytes clocked in."""
+        ...
+
+    def close(self) -> None:
+        """Release the device."""
+        ...
+
+
+class SpiSlave(Protocol):
+    """A simulated SPI slave: one call = one CS-low window of ``8 * len(tx)`` clocks."""
+
+    def transfer(self, tx: bytes) -> bytes:
+        """Receive ``tx`` on MOSI and return the same number of bytes driven on MISO."""
+        ...
+
+
+def open_spidev(bus: int, device: int, speed_hz: int = 500_000, mode: int = 3) -> SpiDevice:
+    """Open the real ``spidev`` device (mode 3, 8-bit words, ``speed_hz``) on a Pi.
+
+    ``spidev`` is imported here only, so the rest of the package imports on any PC. The device
+    is opened before mode/speed are set (setting them first fails with EBADF). Raises
+    :class:`SpiDeviceMissing` when the node does not exist and :class:`SpiError` when the
+    ``spidev`` module is not installed.
+    """
+    path = f"/dev/spidev{bus}.{device}"
+    if not os.path.exists(path):
+        raise SpiDeviceMissing(2, f"{path} does not exist: enable SPI (dtparam=spi=on) or check bus/device", path)
+    try:
+        import spidev  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise SpiError(f"the spidev module is not installed ({exc}); install the 'pi' extra") from exc
+    dev: SpiDevice = spidev.SpiDev()
+    dev.open(bus, device)
+    dev.mode = mode
+    dev.max_speed_hz = speed_hz
+    dev.bits_per_word = 8
+    return dev
+
+
+class SimSpiDev:
+    """An in-memory stand-in for ``spidev.SpiDev`` that passes frames to a :class:`SpiSlave`.
+
+    With ``record=True`` every frame is kept in :attr:`frames` as ``(tx, rx)`` byte strings so
+    tests can assert exact bytes on the wire. It starts open, like a device returned by
+    :func:`open_spidev`; ``close()`` makes further transfers fail as spidev does.
+    """
+
+    def __init__(self, slave: SpiSlave, record: bool = False) -> None:
+        self.slave = slave
+        self.mode = 0
+        self.max_speed_hz = 0
+        self.bits_per_word = 8
+        self.record = record
+        self.frames: list[tuple[bytes, bytes]] = []
+        self._open = True
+
+    def open(self, bus: int, device: int) -> None:
+        """Mark the device open (bus and device are accepted for spidev compatibility)."""
+        self._open = True
+
+    def xfer2(self, data: list[int]) -> list[int]:
+        """One CS-low window: hand ``data`` to the slave and return its reply bytes."""
+        if not self._open:
+            raise SpiError("SimSpiDev is not open")
+        tx = bytes(data)
+        rx = self.slave.transfer(tx)
+        if len(rx) != len(tx):
+            raise SpiError(f"slave answered {len(rx)} bytes to a {len(tx)}-byte frame")
+        if self.record:
+            self.frames.append((tx, rx))
+        return list(rx)
+
+    def close(self) -> None:
+        """Mark the device closed."""
+        self._open = False
