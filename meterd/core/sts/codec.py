@@ -256,8 +256,8 @@ def split_fields(token_class: int, block: int, ea: int) -> DecodedToken:
         return DecodedToken(2, subclass, block, ok, None, None, _kct_fields(subclass, block, ea))
     tid = (block >> 32) & 0xFFFFFF
     if token_class == 0:
-        rnd = None if subclass in CURRENCY_SUBCLASSES else (block >> 56) & 0xF
-        return DecodedToken(0, subclass, block, ok, tid, rnd, _credit_fields(subclass, block))
+        # Currency tokens carry amount bits 19..16 in the RND position; reported as rnd too.
+        return DecodedToken(0, subclass, block, ok, tid, (block >> 56) & 0xF, _credit_fields(subclass, block))
     if token_class == 2:
         fields = _management_fields(subclass, block, ea)
         return DecodedToken(2, subclass, block, ok, tid, (block >> 56) & 0xF, fields)
