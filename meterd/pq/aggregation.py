@@ -1,0 +1,146 @@
+"""IEC 61000-4-30 aggregation of 10/12-cycle values: 150/180-cycle, clock-aligned 10-min and 2-h (§4).
+
+Each aggregate is the square root of the mean of the squared inputs (RMS and harmonic subgroups);
+distortion ratios are computed from the aggregated subgroups. An aggregate is flagged when any of
+its inputs was flagged (a dip, swell or interruption touched the window, or a sample gap).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from meterd.pq.harmonics import MAX_ORDER
+from meterd.pq.source import N_ROWS, FloatArray
+
+TEN_MIN_S = 600
+TWO_HOURS_S = 7200
+UTC = _dt.UTC
+
+
+@dataclass(frozen=True)
+class WindowValues:
+    """One 10/12-cycle window of all seven channels (V, A).
+
+    rms: RMS per row; subgroup_rms: harmonic subgroups per row, shape (7, 51); start/end as sample
+    indices and POSIX seconds; flagged: an event or gap touched it; resync: first window after a
+    10-min tick.
+    """
+
+    start_index: float
+    end_index: float
+    start_posix_s: float
+    end_posix_s: float
+    rms: FloatArray
+    subgroup_rms: FloatArray
+    flagged: bool
+    resync: bool = False
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """An aggregated interval: kind "150/180-cycle", "10-min" or "2-h"; UTC at its end.
+
+    rms / rms_min / rms_max per row (V, A); subgroup_rms (7, 51); thds_pct per row (None when the
+    fundamental is zero); under_/over_deviation_pct per row against Udin (voltage rows, §4.6).
+    """
+
+    kind: str
+    end_utc: _dt.datetime
+    n_values: int
+    flagged: bool
+    rms: FloatArray
+    rms_min: FloatArray
+    rms_max: FloatArray
+    subgroup_rms: FloatArray
+    under_deviation_pct: FloatArray
+    over_deviation_pct: FloatArray
+
+    @property
+    def thds_pct(self) -> list[float | None]:
+        """THDS (orders 2–50, % of the fundamental subgroup) per row from the aggregated subgroups."""
+        out: list[float | None] = []
+        for row in self.subgroup_rms:
+            out.append(None if row[1] <= 0 else math.sqrt(float(np.sum(row[2:] ** 2))) / float(row[1]) * 100.0)
+        return out
+
+
+@dataclass
+class _Acc:
+    """Running sums of one aggregation interval."""
+
+    udin_v: float
+    n: int = 0
+    flagged: bool = False
+    sq: FloatArray = field(default_factory=lambda: np.zeros(N_ROWS))
+    lo: FloatArray = field(default_factory=lambda: np.full(N_ROWS, np.inf))
+    hi: FloatArray = field(default_factory=lambda: np.zeros(N_ROWS))
+    sg: FloatArray = field(default_factory=lambda: np.zeros((N_ROWS, MAX_ORDER + 1)))
+    under_sq: FloatArray = field(default_factory=lambda: np.zeros(N_ROWS))
+    over_sq: FloatArray = field(default_factory=lambda: np.zeros(N_ROWS))
+
+    def add(self, rms: FloatArray, subgroup: FloatArray, flagged: bool, lo: FloatArray | None = None,
+            hi: FloatArray | None = None, weight: int = 1) -> None:
+        self.n += weight
+        self.flagged |= flagged
+        self.sq += weight * rms**2
+        self.sg += weight * subgroup**2
+        self.lo = np.minimum(self.lo, rms if lo is None else lo)
+        self.hi = np.maximum(self.hi, rms if hi is None else hi)
+        self.under_sq += weight * np.minimum(rms, self.udin_v) ** 2
+        self.over_sq += weight * np.maximum(rms, self.udin_v) ** 2
+
+    def result(self, kind: str, end_posix_s: float) -> Aggregate:
+        n = max(self.n, 1)
+        under = (self.udin_v - np.sqrt(self.under_sq / n)) / self.udin_v * 100.0
+        over = (np.sqrt(self.over_sq / n) - self.udin_v) / self.udin_v * 100.0
+        return Aggregate(kind, _dt.datetime.fromtimestamp(round(end_posix_s, 3), tz=UTC), self.n, self.flagged,
+                         np.sqrt(self.sq / n), self.lo, self.hi, np.sqrt(self.sg / n), under, over)
+
+
+class Aggregator:
+    """Builds 150/180-cycle, 10-min and 2-h aggregates from consecutive 10/12-cycle windows."""
+
+    def __init__(self, udin_v: float, cycles_per_window: int = 10) -> None:
+        self._udin = udin_v
+        self._per_short = 15
+        self._short_kind = f"{15 * cycles_per_window}-cycle"
+        self._short = _Acc(udin_v)
+        self._ten: _Acc | None = None
+        self._ten_key = 0
+        self._two: _Acc | None = None
+        self._two_key = 0
+
+    def feed(self, w: WindowValues) -> list[Aggregate]:
+        """Add one window; return the aggregates it completed (oldest first)."""
+        out: list[Aggregate] = []
+        key = int(w.start_posix_s // TEN_MIN_S)
+        if self._ten is not None and key != self._ten_key:
+            out += self._close_ten()
+        if self._ten is None:
+            self._ten, self._ten_key = _Acc(self._udin), key
+        if w.resync:
+            self._short = _Acc(self._udin)
+        self._ten.add(w.rms, w.subgroup_rms, w.flagged)
+        self._short.add(w.rms, w.subgroup_rms, w.flagged)
+        if self._short.n == self._per_short:
+            out.append(self._short.result(self._short_kind, w.end_posix_s))
+            self._short = _Acc(self._udin)
+        return out
+
+    def _close_ten(self) -> list[Aggregate]:
+        assert self._ten is not None
+        ten = self._ten.result("10-min", (self._ten_key + 1) * TEN_MIN_S)
+        out = [ten]
+        key2 = (self._ten_key * TEN_MIN_S) // TWO_HOURS_S
+        if self._two is not None and key2 != self._two_key:
+            out.append(self._two.result("2-h", (self._two_key + 1) * TWO_HOURS_S))
+            self._two = None
+        if self._two is None:
+            self._two, self._two_key = _Acc(self._udin), key2
+        self._two.add(ten.rms, ten.subgroup_rms, ten.flagged, ten.rms_min, ten.rms_max)
+        self._ten = None
+        return out

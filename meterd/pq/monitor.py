@@ -1,0 +1,298 @@
+"""PqMonitor: the power-quality façade fed with waveform blocks (events, latest values, aggregates).
+
+Pipeline per block: zero crossings and Urms(1/2) per voltage channel; Urms(1/2) values of the three
+phases merged in time order into the dip/swell/interruption detector; contiguous 10/12-cycle
+windows on the U1 grid (resynchronised at each 10-min tick) giving RMS, harmonics, sustained
+under/over-voltage and aggregates; Class A 10-s frequency; flickermeter per phase with Pst per
+10-min interval and Plt per 2 h. Values become final one nominal cycle after their window ends
+(the time a zero crossing needs to be confirmed), so results never depend on block size.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from meterd.pq.aggregation import TEN_MIN_S, TWO_HOURS_S, Aggregate, Aggregator, WindowValues
+from meterd.pq.errors import SampleStreamError
+from meterd.pq.events import PqEvent, RmsEventDetector, SustainedDetector, phase_of_row
+from meterd.pq.flicker import SETTLING_S, Flickermeter, plt_from_pst, pst_from_pinst
+from meterd.pq.frequency import FrequencyValue, TenSecondFrequency
+from meterd.pq.harmonics import (
+    MAX_ORDER,
+    HarmonicResult,
+    analyse_lines,
+    interpolation_margin,
+    line_rms,
+    resample_window,
+)
+from meterd.pq.history import SampleHistory
+from meterd.pq.rms import HalfCycleRms, HalfCycleValue, window_mean_square
+from meterd.pq.settings import PqSettings
+from meterd.pq.source import CURRENT_ROWS, N_ROWS, ROW_NAMES, ROW_U1, VOLTAGE_ROWS, WaveformBlock
+from meterd.pq.timebase import IndexTimebase
+from meterd.pq.zerocross import Mark, ZeroCrossingDetector
+
+CHIP_DFT_MAX_ORDER = 32
+
+
+@dataclass(frozen=True)
+class FlickerValue:
+    """Pst of one phase for a 10-min interval ending at end_utc (flagged: settling, event or gap)."""
+
+    phase: int
+    end_utc: _dt.datetime
+    pst: float
+    flagged: bool
+
+
+@dataclass(frozen=True)
+class PqValues:
+    """Snapshot of the latest power-quality values.
+
+    urms_half_v: latest Urms(1/2) per phase (V). rms_10cycle: latest 10/12-cycle RMS per channel
+    name (V, A). frequency_hz: latest 10-s frequency (Hz). thd_pct / harmonic_pct: THDS (% of the
+    fundamental, orders 2–50) and individual harmonic ratios (index = order, %) per channel name;
+    None where not available. pst / plt: latest per phase. aggregates: latest of each kind.
+    indicative: True when the values come from the chip registers, not from IEC methods.
+    """
+
+    indicative: bool = False
+    utc: _dt.datetime | None = None
+    urms_half_v: dict[int, float] = field(default_factory=dict)
+    rms_10cycle: dict[str, float] = field(default_factory=dict)
+    frequency_hz: float | None = None
+    frequency_flagged: bool = False
+    thd_pct: dict[str, float | None] = field(default_factory=dict)
+    harmonic_pct: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    harmonics: dict[str, HarmonicResult] = field(default_factory=dict)
+    pst: dict[int, FlickerValue] = field(default_factory=dict)
+    plt: dict[int, float] = field(default_factory=dict)
+    aggregates: dict[str, Aggregate] = field(default_factory=dict)
+    active_events: tuple[str, ...] = ()
+
+
+def indicative_from_chip(thd_u_pct: Sequence[float], thd_i_pct: Sequence[float],
+                         harmonic_ratios: dict[str, Sequence[float]]) -> PqValues:
+    """Register-only fallback: the chip's THD+N per phase and its DFT ratios (orders 2–32, %).
+
+    thd_u_pct / thd_i_pct: THD+N of U1..U3 and I1..I3 (%). harmonic_ratios: channel name ("U1",
+    "I2", …) → ratios in % of the fundamental, first entry order 2. Marked ``indicative``: the chip's
+    window, THD+N definition and order range are not IEC 61000-4-7 quantities (power-quality.md §1).
+    """
+    thd: dict[str, float | None] = {}
+    for names, values in ((("U1", "U2", "U3"), thd_u_pct), (("I1", "I2", "I3"), thd_i_pct)):
+        thd.update({n: float(v) for n, v in zip(names, values, strict=False)})
+    ratios: dict[str, tuple[float, ...]] = {}
+    for name, values in harmonic_ratios.items():
+        if name not in ROW_NAMES:
+            raise ValueError(f"unknown channel {name!r}")
+        orders = [0.0, 100.0] + [float(v) for v in values[: CHIP_DFT_MAX_ORDER - 1]]
+        ratios[name] = tuple(orders + [math.nan] * (MAX_ORDER + 1 - len(orders)))
+    return PqValues(indicative=True, thd_pct=thd, harmonic_pct=ratios)
+
+
+class _Window:
+    """A 10/12-cycle window waiting for its flags: sample-index boundaries, resync flag."""
+
+    def __init__(self, start: float, stop: float, resync: bool) -> None:
+        self.start, self.stop, self.resync = start, stop, resync
+
+
+class PqMonitor:
+    """Power quality of a three-phase four-wire supply from a continuous waveform stream."""
+
+    def __init__(self, settings: PqSettings | None = None) -> None:
+        self.settings = s = settings if settings is not None else PqSettings()
+        self._fs = s.sample_rate_hz
+        self._period = self._fs / s.f_nom_hz
+        self._horizon_lag = int(math.ceil(self._period)) + interpolation_margin() + 8
+        self._timebase = IndexTimebase(self._fs)
+        self._flicker_k = Flickermeter(self._fs, s.f_nom_hz, s.lamp_model).k
+        self._events = RmsEventDetector(s, self._timebase.utc, self._fs)
+        self._sustained = SustainedDetector(s, self._timebase.utc, self._fs)
+        self._aggregator = Aggregator(s.udin_v, s.cycles_per_window)
+        self._values = PqValues()
+        self._pst_history: dict[int, list[FlickerValue]] = {phase_of_row(r): [] for r in VOLTAGE_ROWS}
+        self._expected_index: int | None = None
+        self._reset_stream(0)
+
+    def _reset_stream(self, next_index: int) -> None:
+        """(Re)start the sample-level state: at start-up and after a gap in the sample indices."""
+        s = self.settings
+        self._history = SampleHistory(N_ROWS, 1 << 15)
+        self._history.reset(next_index)
+        dead_band = s.volts(s.interruption_threshold_pct) / 2.0
+        self._zc = {r: ZeroCrossingDetector(self._fs, s.f_nom_hz, dead_band) for r in VOLTAGE_ROWS}
+        self._half = {r: HalfCycleRms(r, self._period) for r in VOLTAGE_ROWS}
+        self._flicker = {r: Flickermeter(self._fs, s.f_nom_hz, s.lamp_model, self._flicker_k) for r in VOLTAGE_ROWS}
+        self._pending_half: list[HalfCycleValue] = []
+        self._rising: list[float] = []
+        self._win_start: float | None = None
+        self._win_resync = False
+        self._pending_windows: list[_Window] = []
+        self._frequency = TenSecondFrequency(self._fs, self._timebase.posix_s)
+        self._pending_freq: list[FrequencyValue] = []
+        self._pinst: dict[int, list[np.ndarray]] = {r: [] for r in VOLTAGE_ROWS}
+        self._pinst_key: int | None = None
+        self._pinst_settling = False
+        self._pending_pst: list[tuple[int, float, dict[int, float], bool]] = []
+        self._settled_index = next_index + SETTLING_S * self._fs
+        self._gap_flag = self._expected_index is not None
+
+    def feed(self, block: WaveformBlock) -> list[PqEvent]:
+        """Process one block; return the events that ended (dips, swells, interruptions, UV/OV)."""
+        if block.sample_rate_hz != self._fs:
+            raise SampleStreamError(f"sample rate {block.sample_rate_hz} Hz, expected {self._fs} Hz")
+        if self._expected_index is not None and block.first_index != self._expected_index:
+            self._reset_stream(block.first_index)
+        elif self._expected_index is None:
+            self._history.reset(block.first_index)
+            self._settled_index = block.first_index + SETTLING_S * self._fs
+        self._expected_index = block.end_index
+        self._timebase.observe(block.first_index, block.utc_first)
+        self._history.append(block.first_index, block.samples)
+        for row in VOLTAGE_ROWS:
+            self._process_channel(row, block)
+        self._process_flicker(block)
+        return self._release(block.end_index - self._horizon_lag)
+
+    def _process_channel(self, row: int, block: WaveformBlock) -> None:
+        zc = self._zc[row]
+        for mark in zc.process(block.first_index, block.samples[row]):
+            value = self._half[row].on_mark(mark, zc.period, self._history)
+            if value is not None:
+                self._pending_half.append(value)
+            if row == ROW_U1 and mark.direction > 0:
+                self._on_reference_rising(mark)
+        zc.trim(8)
+
+    def _on_reference_rising(self, mark: Mark) -> None:
+        self._pending_freq += self._frequency.on_rising(mark.index, mark.real)
+        self._rising.append(mark.index)
+        if self._win_start is None:
+            self._win_start = mark.index
+        cycles = self.settings.cycles_per_window
+        marks = [m for m in self._rising if m >= self._win_start]
+        if len(marks) <= cycles:
+            return
+        start, stop = marks[0], marks[cycles]
+        self._pending_windows.append(_Window(start, stop, self._win_resync))
+        tick = self._timebase.index_at((self._timebase.posix_s(start) // TEN_MIN_S + 1) * TEN_MIN_S)
+        self._win_resync = start < tick <= stop
+        self._win_start = next(m for m in marks if m >= tick) if self._win_resync else stop
+        self._rising = [m for m in self._rising if m >= self._win_start]
+
+    def _process_flicker(self, block: WaveformBlock) -> None:
+        """Run the flickermeters (all phases advance in lock-step) and file Pinst by 10-min interval."""
+        pinst = {r: self._flicker[r].process(block.first_index, block.samples[r]) for r in VOLTAGE_ROWS}
+        idx = pinst[VOLTAGE_ROWS[0]][0]
+        if idx.size == 0:
+            return
+        keys = np.floor_divide(self._timebase.posix_s(0) + idx / self._fs, TEN_MIN_S)
+        for key in np.unique(keys):
+            if self._pinst_key is not None and int(key) != self._pinst_key:
+                self._close_pst_interval()
+            self._pinst_key = int(key)
+            sel = keys == key
+            for r in VOLTAGE_ROWS:
+                self._pinst[r].append(pinst[r][1][sel])
+            self._pinst_settling |= bool(idx[sel][0] < self._settled_index)
+
+    def _close_pst_interval(self) -> None:
+        assert self._pinst_key is not None
+        values = {r: np.concatenate(chunks) for r, chunks in self._pinst.items() if chunks}
+        end_posix = (self._pinst_key + 1) * TEN_MIN_S
+        psts = {r: pst_from_pinst(v) for r, v in values.items() if v.size > 100}
+        self._pending_pst.append((self._pinst_key, end_posix, psts, self._pinst_settling or self._gap_flag))
+        self._pinst = {r: [] for r in VOLTAGE_ROWS}
+        self._pinst_settling = False
+        self._gap_flag = False
+
+    def _release(self, horizon: float) -> list[PqEvent]:
+        """Finalise everything whose window ended before ``horizon`` (sample index)."""
+        events: list[PqEvent] = []
+        ready = sorted((v for v in self._pending_half if v.end_index <= horizon),
+                       key=lambda v: (v.end_index, v.row))
+        self._pending_half = [v for v in self._pending_half if v.end_index > horizon]
+        for value in ready:
+            events += self._events.feed(value)
+            self._values.urms_half_v[phase_of_row(value.row)] = value.rms_v
+        while self._pending_windows and self._pending_windows[0].stop <= horizon:
+            events += self._finish_window(self._pending_windows.pop(0))
+        self._release_frequency(horizon)
+        self._release_pst(horizon)
+        self._events.forget_before(horizon - 2 * TEN_MIN_S * self._fs)
+        self._values = _replace(self._values, active_events=tuple(self._events.active_kinds()))
+        return events
+
+    def _finish_window(self, w: _Window) -> list[PqEvent]:
+        s = self.settings
+        rms = np.array([math.sqrt(max(window_mean_square(self._history, r, w.start, w.stop), 0.0))
+                        for r in range(N_ROWS)])
+        lines = line_rms(resample_window(self._history, slice(0, N_ROWS), w.start, w.stop))
+        results = [analyse_lines(lines[r], s.cycles_per_window,
+                                 s.min_current_for_thd_a if r in CURRENT_ROWS else 0.01 * s.udin_v)
+                   for r in range(N_ROWS)]
+        flagged = self._events.touched(w.start, w.stop) or self._gap_flag
+        window = WindowValues(w.start, w.stop, self._timebase.posix_s(w.start), self._timebase.posix_s(w.stop),
+                              rms, np.array([h.subgroup_rms for h in results]), flagged, w.resync)
+        events: list[PqEvent] = []
+        for r in VOLTAGE_ROWS:
+            events += self._sustained.feed(r, w.start, w.stop, float(rms[r]))
+        v = self._values
+        v.rms_10cycle.update({ROW_NAMES[r]: float(rms[r]) for r in range(N_ROWS)})
+        v.harmonics.update({ROW_NAMES[r]: results[r] for r in range(N_ROWS)})
+        v.thd_pct.update({ROW_NAMES[r]: results[r].thds_pct for r in range(N_ROWS)})
+        v.harmonic_pct.update({ROW_NAMES[r]: tuple(results[r].harmonic_pct()) for r in range(N_ROWS)})
+        for agg in self._aggregator.feed(window):
+            v.aggregates[agg.kind] = agg
+        self._values = _replace(v, utc=self._timebase.utc(w.stop))
+        return events
+
+    def _release_frequency(self, horizon: float) -> None:
+        while self._pending_freq and self._pending_freq[0].end_index <= horizon:
+            f = self._pending_freq.pop(0)
+            flagged = self._events.touched(f.start_index, f.end_index) or self._gap_flag
+            self._values = _replace(self._values, frequency_hz=f.frequency_hz, frequency_flagged=flagged)
+
+    def _release_pst(self, horizon: float) -> None:
+        while self._pending_pst and self._timebase.index_at(self._pending_pst[0][1]) <= horizon:
+            key, end_posix, psts, flagged = self._pending_pst.pop(0)
+            start_i = self._timebase.index_at(key * TEN_MIN_S)
+            flagged = flagged or self._events.touched(start_i, self._timebase.index_at(end_posix))
+            end_utc = _dt.datetime.fromtimestamp(end_posix, tz=_dt.UTC)
+            for row, pst in psts.items():
+                self._on_pst(FlickerValue(phase_of_row(row), end_utc, pst, flagged))
+
+    def _on_pst(self, value: FlickerValue) -> None:
+        self._values.pst[value.phase] = value
+        hist = self._pst_history[value.phase]
+        hist.append(value)
+        two_h = int(value.end_utc.timestamp() - 1) // TWO_HOURS_S
+        hist[:] = [h for h in hist if int(h.end_utc.timestamp() - 1) // TWO_HOURS_S == two_h]
+        if len(hist) == TWO_HOURS_S // TEN_MIN_S:
+            self._values.plt[value.phase] = plt_from_pst([h.pst for h in hist])
+
+    def latest(self) -> PqValues:
+        """The latest values (a snapshot; dictionaries are copies)."""
+        v = self._values
+        return _replace(v, urms_half_v=dict(v.urms_half_v), rms_10cycle=dict(v.rms_10cycle),
+                        thd_pct=dict(v.thd_pct), harmonic_pct=dict(v.harmonic_pct), harmonics=dict(v.harmonics),
+                        pst=dict(v.pst), plt=dict(v.plt), aggregates=dict(v.aggregates))
+
+    @staticmethod
+    def indicative_from_chip(thd_u_pct: Sequence[float], thd_i_pct: Sequence[float],
+                             harmonic_ratios: dict[str, Sequence[float]]) -> PqValues:
+        """See :func:`indicative_from_chip`."""
+        return indicative_from_chip(thd_u_pct, thd_i_pct, harmonic_ratios)
+
+
+def _replace(v: PqValues, **changes: object) -> PqValues:
+    import dataclasses
+
+    return dataclasses.replace(v, **changes)  # type: ignore[arg-type]
