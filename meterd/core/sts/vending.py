@@ -37,7 +37,7 @@ def max_power_limit_token(cipher: BlockCipher64, tid: int, limit_w: int) -> str:
     return management_token(cipher, 0, tid, encode_amount16(limit_w))
 
 
-def test_token(control: int, mfr_code: int = 0, four_digit_mfr: bool = False) -> str:
+def meter_test_token(control: int, mfr_code: int = 0, four_digit_mfr: bool = False) -> str:
     """Class 1 InitiateMeterTest/Display (not encrypted)."""
     if four_digit_mfr:
         block = (1 << 60) | ((control & 0xFFFFFFF) << 32) | ((mfr_code & 0xFFFF) << 16)
