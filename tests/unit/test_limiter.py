@@ -19,7 +19,7 @@ from meterd.core.limiter import (
 )
 from meterd.core.reading import PhaseValues, Reading
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
