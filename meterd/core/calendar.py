@@ -334,9 +334,12 @@ class ActivityCalendar:
         self._days.clear()
 
     def activate_if_due(self, wall: _dt.datetime) -> bool:
-        """Activate the passive calendar when ``wall`` (local) reached its activation time."""
+        """Activate the passive calendar once ``wall`` (local) is past its activation time.
+
+        Energy of an interval ending exactly at the activation time still uses the old set.
+        """
         due = self.activate_passive_at
-        if self.passive is None or due is None or wall < due:
+        if self.passive is None or due is None or wall <= due:
             return False
         self.activate_passive()
         return True

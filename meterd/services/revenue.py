@@ -1,0 +1,439 @@
+"""Revenue use case: tariff split, demand, load/daily profiles and billing, once per metering cycle.
+
+:class:`RevenueService` is a metering-cycle listener (``name``, ``on_cycle``, ``state_dict``,
+``restore``). Time rules:
+
+* A cycle reported at ``utc`` carries the energy of the interval ending at ``utc``. It is booked
+  to the rate in force just before ``utc`` in legal time (see :mod:`meterd.core.legal_time` for
+  the DST gap and repeated hour).
+* Load-profile and demand boundaries are multiples of their period in local *normal* time
+  (UTC + time zone, no DST), so they never repeat or vanish at DST changes. Daily-profile and
+  billing boundaries are local midnights / the billing schedule in legal time.
+* A boundary at ``b`` closes with the registers as they stood at ``b``: a cycle ending exactly at
+  ``b`` belongs to the closing period; a cycle straddling ``b`` belongs to the next one.
+* Gaps: when cycles stop for longer than ``max_cycle_gap_s`` or :meth:`on_power_restore` reports
+  an outage, every missed boundary is caught up at its own time (demand windows with no energy,
+  profile rows marked PDN, daily rows, billing); profile catch-up is bounded by the ring depth.
+* Clock set forward: boundaries skipped by the set are not executed, except billing, which runs
+  once for the latest skipped schedule time. Clock set backward: no profile row, demand window or
+  billing repeats; the next one happens when the clock passes the last one done. Either way the
+  next profile rows carry CAD plus CLOCK_FORWARD / CLOCK_BACKWARD, and windows that contain the
+  set are not used for maximum demand.
+
+Persistence: profile rows and billing snapshots go to the stores at once (one transaction
+each); rate registers, demand, accumulators, schedule and calendar are in :meth:`state_dict`,
+which the metering service saves with the energy checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from meterd.core.billing import BILLING_PROFILE_OBIS, BillingPeriods, BillingSchedule, BillingSnapshot
+from meterd.core.calendar import ActivityCalendar, CalendarSet, single_rate_calendar
+from meterd.core.demand import DemandConfig, DemandRegisters
+from meterd.core.energy import EnergyRegisters, RegisterKey
+from meterd.core.legal_time import ClockSettings, LegalTime, LocalTime
+from meterd.core.model import ProfileBuffer, ProfileRow
+from meterd.core.profile import (
+    DAILY_PROFILE_OBIS,
+    LOAD_PROFILE_OBIS,
+    LoadProfile,
+    ProfileConfig,
+    ProfileStatus,
+    default_daily_profile_channels,
+    default_load_profile_channels,
+)
+from meterd.core.reading import Reading
+from meterd.core.tariff import TariffRegisters
+
+STATE_VERSION = 1
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+class ProfileStore(Protocol):
+    """Durable profile rows (one transaction per row)."""
+
+    def append_row(self, obis: str, row: ProfileRow) -> None:
+        """Store one row of profile ``obis`` and trim the profile to its depth."""
+        ...
+
+    def load_rows(self, obis: str, limit: int) -> list[ProfileRow]:
+        """The newest ``limit`` rows of ``obis``, oldest first."""
+        ...
+
+    def clear(self, obis: str) -> None:
+        """Delete every row of ``obis`` (capture objects or period changed)."""
+        ...
+
+
+class BillingStore(Protocol):
+    """Durable billing snapshots (one transaction per snapshot)."""
+
+    def save_snapshot(self, snapshot: BillingSnapshot) -> None:
+        """Store one closed billing period."""
+        ...
+
+    def load_snapshots(self, limit: int) -> list[BillingSnapshot]:
+        """The newest ``limit`` snapshots, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class RevenueConfig:
+    """Static revenue configuration (legal time, rates, demand, profiles, billing)."""
+
+    clock: ClockSettings = field(default_factory=ClockSettings)
+    rates: int = 4
+    demand: DemandConfig = field(default_factory=DemandConfig)
+    load_profile: ProfileConfig = field(default_factory=lambda: ProfileConfig(default_load_profile_channels()))
+    daily_profile: ProfileConfig = field(
+        default_factory=lambda: ProfileConfig(default_daily_profile_channels(), 86400, 400))
+    billing: BillingSchedule = field(default_factory=BillingSchedule)
+    billing_periods: int = 12
+    max_cycle_gap_s: float = 10.0
+
+
+def _iso(value: _dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _dt_or_none(text: str | None) -> _dt.datetime | None:
+    return None if text is None else _dt.datetime.fromisoformat(text)
+
+
+class RevenueService:
+    """Tariffs, demand, profiles and billing driven by the metering cycle."""
+
+    name = "revenue"
+
+    def __init__(self, config: RevenueConfig | None = None, calendar: ActivityCalendar | CalendarSet | None = None,
+                 profile_store: ProfileStore | None = None, billing_store: BillingStore | None = None) -> None:
+        self.config = cfg = config or RevenueConfig()
+        if calendar is None:
+            calendar = single_rate_calendar()
+        self.calendar = calendar if isinstance(calendar, ActivityCalendar) else ActivityCalendar(calendar)
+        self.legal = LegalTime(cfg.clock)
+        self.tariff = TariffRegisters(cfg.rates)
+        self.demand = DemandRegisters(DemandConfig(cfg.demand.period_s, cfg.demand.number_of_periods, cfg.rates))
+        self.load_profile = LoadProfile(LOAD_PROFILE_OBIS, cfg.load_profile)
+        self.daily_profile = LoadProfile(DAILY_PROFILE_OBIS, cfg.daily_profile)
+        self.billing = BillingPeriods(cfg.billing_periods, cfg.rates)
+        self._profile_store = profile_store
+        self._billing_store = billing_store
+        self._registers: EnergyRegisters | None = None
+        self._last_utc: _dt.datetime | None = None
+        self._next: dict[str, _dt.datetime] = {}
+        self._prev: dict[str, _dt.datetime] = {}
+        self._next_event = _EPOCH
+        self._outages: list[tuple[_dt.datetime, _dt.datetime]] = []
+        self._rate = 1
+        self._rate_lo = self._rate_hi = _EPOCH
+        self._gap = _dt.timedelta(seconds=cfg.max_cycle_gap_s)
+        if profile_store is not None or billing_store is not None:
+            self._load_stores()
+
+    # -- the cycle --------------------------------------------------------------------------
+
+    def on_cycle(self, utc: _dt.datetime, deltas: Mapping[RegisterKey, int], registers: EnergyRegisters,
+                 reading: Reading | None = None) -> None:
+        """Book one cycle ending at ``utc`` (aware): ``deltas`` (milli-units) are already in ``registers``."""
+        self._registers = registers
+        last = self._last_utc
+        if last is None:
+            self._start(utc, registers.snapshot(), deltas)
+        elif utc < last:
+            self.on_clock_set(last, utc)
+        elif utc - last > self._gap:
+            self._outages.append((last, utc))
+        rate = self._rate if self._rate_lo <= utc <= self._rate_hi else self._rate_for(utc)
+        if utc > self._next_event:
+            self._run_due(utc, self._totals_before(registers, deltas), inclusive=False)
+        self.tariff.apply(deltas, rate)
+        if reading is not None:
+            p = reading.phases
+            self.load_profile.add_voltages((p[0].voltage_v, p[1].voltage_v, p[2].voltage_v))
+        if utc == self._next_event:
+            self._run_due(utc, registers.snapshot(), inclusive=True)
+        self._last_utc = utc
+
+    @staticmethod
+    def _totals_before(registers: EnergyRegisters, deltas: Mapping[RegisterKey, int]) -> dict[RegisterKey, int]:
+        totals = registers.snapshot()
+        for key, delta in deltas.items():
+            totals[key] -= delta
+        return totals
+
+    def _start(self, utc: _dt.datetime, totals: dict[RegisterKey, int],
+               deltas: Mapping[RegisterKey, int]) -> None:
+        """First cycle ever: open every period at ``utc`` with the registers before this cycle."""
+        before = dict(totals)
+        for key, delta in deltas.items():
+            before[key] -= delta
+        if not self.demand.started:
+            self.demand.begin(utc, before)
+        self.load_profile.start(before)
+        self.daily_profile.start(before)
+        self.tariff.reconcile(before, self._rate_for(utc))
+        self._schedule_all(utc)
+        self._reconcile_with_stores()
+
+    # -- boundaries ---------------------------------------------------------------------------
+
+    def _regular_after(self, utc: _dt.datetime, period_s: int) -> _dt.datetime:
+        """First boundary strictly after ``utc`` of a period aligned in local normal time."""
+        offset_s = self.config.clock.normal_offset_min * 60
+        local_s = (utc - _EPOCH).total_seconds() + offset_s
+        n = math.floor(local_s / period_s) + 1
+        return _EPOCH + _dt.timedelta(seconds=n * period_s - offset_s)
+
+    def _after(self, kind: str, utc: _dt.datetime) -> _dt.datetime:
+        if kind == "demand":
+            return self._regular_after(utc, self.demand.config.period_s)
+        if kind == "lp":
+            return self._regular_after(utc, self.load_profile.config.capture_period_s)
+        if kind == "daily":
+            return self.legal.next_local_midnight(utc)
+        wall = self.config.billing.next_after(self.legal.local(utc).wall)
+        return self.legal.to_utc(wall)
+
+    def _schedule_all(self, utc: _dt.datetime) -> None:
+        for kind in ("demand", "lp", "daily", "billing"):
+            self._schedule(kind, utc)
+
+    def _schedule(self, kind: str, after: _dt.datetime) -> None:
+        """Next boundary of ``kind`` after ``after`` and after the last one done (never repeats)."""
+        done = self._prev.get(kind)
+        self._next[kind] = self._after(kind, after if done is None else max(after, done))
+        self._next_event = min(self._next.values())
+
+    def _run_due(self, utc: _dt.datetime, totals: dict[RegisterKey, int], inclusive: bool) -> None:
+        """Execute every boundary before ``utc`` (or at it, when ``inclusive``) in time order."""
+        while True:
+            kind, when = min(self._next.items(), key=lambda item: item[1])
+            if when > utc or (when == utc and not inclusive):
+                break
+            self._execute(kind, when, totals, utc)
+        self._prune_outages()
+
+    def _execute(self, kind: str, when: _dt.datetime, totals: dict[RegisterKey, int], now: _dt.datetime) -> None:
+        prev = self._prev.get(kind)
+        if kind == "demand":
+            self.demand.close(when, totals, self._rate_for(when))
+        elif kind == "lp":
+            self._capture(self.load_profile, when, prev, totals)
+        elif kind == "daily":
+            self._capture(self.daily_profile, when, prev, totals)
+        else:
+            self._bill(when, "schedule", totals)
+        self._prev[kind] = when
+        self._schedule(kind, self._skip_far(kind, when, now))
+
+    def _skip_far(self, kind: str, when: _dt.datetime, now: _dt.datetime) -> _dt.datetime:
+        """Bound catch-up after a long gap: only the last ``depth`` periods are replayed."""
+        if kind == "lp":
+            depth = self.load_profile.config.capture_period_s * self.load_profile.config.max_entries
+        elif kind == "demand":
+            depth = self.demand.config.window_s * 2
+        else:
+            return when
+        earliest = now - _dt.timedelta(seconds=depth)
+        return max(when, earliest)
+
+    def _capture(self, profile: LoadProfile, when: _dt.datetime, prev: _dt.datetime | None,
+                 totals: dict[RegisterKey, int]) -> None:
+        status = ProfileStatus(0)
+        if self.legal.local(when).dst_active:
+            status |= ProfileStatus.DST
+        start = prev if prev is not None else when - _dt.timedelta(seconds=profile.capture_period_s)
+        if any(a < when and b > start for a, b in self._outages):
+            status |= ProfileStatus.PDN
+        row = profile.capture(when, totals, status)
+        if self._profile_store is not None:
+            self._profile_store.append_row(profile.obis, row)
+
+    def _prune_outages(self) -> None:
+        horizon = min(self._prev.values(), default=None)
+        if horizon is not None and self._outages:
+            day = _dt.timedelta(days=1)
+            self._outages = [(a, b) for a, b in self._outages if b > horizon - day]
+
+    def _bill(self, when: _dt.datetime, reason: str, totals: Mapping[RegisterKey, int]) -> BillingSnapshot:
+        snap = self.billing.close_period(when, reason, totals, self.tariff, self.demand)
+        if self._billing_store is not None:
+            self._billing_store.save_snapshot(snap)
+        return snap
+
+    # -- tariff ---------------------------------------------------------------------------------
+
+    def _rate_for(self, utc: _dt.datetime) -> int:
+        """Rate of the interval ending at ``utc``; caches it until the next possible change."""
+        wall = self.legal.tariff_wall(utc)
+        if self.calendar.activate_if_due(wall):
+            self._rate_hi = _EPOCH
+        rate = self.calendar.rate_before(wall)
+        candidates = [self.legal.to_utc(self.calendar.next_switch_after(wall))]
+        change = self.legal.next_change(utc)
+        if change is not None:
+            candidates.append(change)
+        due = self.calendar.activate_passive_at if self.calendar.passive is not None else None
+        if due is not None:
+            candidates.append(self.legal.to_utc(due))
+        later = [c for c in candidates if c > utc]
+        self._rate, self._rate_lo = rate, utc
+        self._rate_hi = min(later) if later else utc
+        return rate
+
+    @property
+    def current_rate(self) -> int:
+        """Currently active rate (0-0:96.14.0.255), as of the last cycle."""
+        return self._rate
+
+    # -- events from the metering service -----------------------------------------------------
+
+    def on_clock_set(self, old_utc: _dt.datetime, new_utc: _dt.datetime, source: str = "") -> None:
+        """The meter clock was set from ``old_utc`` to ``new_utc`` (``source`` is informative)."""
+        self._rate_lo = self._rate_hi = _EPOCH
+        if self._last_utc is None or new_utc == old_utc:
+            return
+        forward = new_utc > old_utc
+        flags = ProfileStatus.CAD | (ProfileStatus.CLOCK_FORWARD if forward else ProfileStatus.CLOCK_BACKWARD)
+        self.load_profile.pending |= flags
+        self.daily_profile.pending |= flags
+        self.demand.mark_disturbed()
+        if forward:
+            self._forward(new_utc)
+        self._last_utc = new_utc
+
+    def _forward(self, new_utc: _dt.datetime) -> None:
+        """Skip boundaries jumped over; bill once for the latest skipped schedule time."""
+        missed_billing: _dt.datetime | None = None
+        while self._next["billing"] <= new_utc:
+            missed_billing = self._next["billing"]
+            self._schedule("billing", missed_billing)
+        if missed_billing is not None and self._registers is not None:
+            self._prev["billing"] = missed_billing
+            self._bill(missed_billing, "schedule", self._registers.snapshot())
+        for kind in ("demand", "lp", "daily"):
+            if self._next[kind] <= new_utc:
+                self._schedule(kind, new_utc)
+
+    def on_power_restore(self, down_utc: _dt.datetime, up_utc: _dt.datetime) -> None:
+        """Supply was lost from ``down_utc`` to ``up_utc``: profile periods touched get PDN."""
+        self._outages.append((down_utc, up_utc))
+
+    def mdi_reset(self, utc: _dt.datetime) -> BillingSnapshot:
+        """End the billing period on command (MD reset) at ``utc``, with the latest registers."""
+        totals = self._registers.snapshot() if self._registers is not None else self.tariff.totals()
+        return self._bill(utc, "command", totals)
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def set_clock_settings(self, settings: ClockSettings) -> None:
+        """Write time zone / DST attributes of the clock; schedules are recomputed."""
+        self.config = dataclasses.replace(self.config, clock=settings)
+        self.legal = LegalTime(settings)
+        self._rate_lo = self._rate_hi = _EPOCH
+        if self._last_utc is not None:
+            self._schedule_all(self._last_utc)
+
+    def set_load_profile_config(self, config: ProfileConfig) -> None:
+        """Write capture objects / period of the load profile: its buffer is cleared."""
+        self.load_profile.reconfigure(config)
+        if self._profile_store is not None:
+            self._profile_store.clear(LOAD_PROFILE_OBIS)
+        if self._registers is not None:
+            self.load_profile.start(self._registers.snapshot())
+        self._prev.pop("lp", None)
+        if self._last_utc is not None:
+            self._schedule("lp", self._last_utc)
+
+    def set_passive_calendar(self, passive: CalendarSet, activate_at_local: _dt.datetime | None) -> None:
+        """Write the passive calendar and its activation time (naive local)."""
+        self.calendar.set_passive(passive, activate_at_local)
+        self._rate_lo = self._rate_hi = _EPOCH
+
+    # -- accessors ----------------------------------------------------------------------------
+
+    def local_time(self, utc: _dt.datetime) -> LocalTime:
+        """Legal time at ``utc``."""
+        return self.legal.local(utc)
+
+    def profile(self, obis: str) -> ProfileBuffer | None:
+        """Load profile 1-0:99.1.0.255, daily profile 1-0:99.2.0.255, billing profile 0-0:98.1.0.255."""
+        buffers: dict[str, ProfileBuffer] = {
+            LOAD_PROFILE_OBIS: self.load_profile, DAILY_PROFILE_OBIS: self.daily_profile,
+            BILLING_PROFILE_OBIS: self.billing,
+        }
+        return buffers.get(obis)
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state for the energy checkpoint (rows and snapshots live in the stores)."""
+        return {
+            "version": STATE_VERSION,
+            "last_utc": _iso(self._last_utc),
+            "next": {k: v.isoformat() for k, v in self._next.items()},
+            "prev": {k: v.isoformat() for k, v in self._prev.items()},
+            "outages": [[a.isoformat(), b.isoformat()] for a, b in self._outages],
+            "tariff": self.tariff.to_dict(),
+            "demand": self.demand.to_dict(),
+            "load_profile": {"config": self.load_profile.config.to_dict(), **self.load_profile.state_dict()},
+            "daily_profile": self.daily_profile.state_dict(),
+            "calendar": self.calendar.to_dict(),
+            "clock": self.config.clock.to_dict(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load :meth:`state_dict` output, then reconcile with the rows already in the stores."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"revenue state version {state.get('version')!r} is not {STATE_VERSION}")
+        self.set_clock_settings(ClockSettings.from_dict(state["clock"]))
+        self.calendar = ActivityCalendar.from_dict(state["calendar"])
+        self.tariff = TariffRegisters.from_dict(state["tariff"])
+        self.demand = DemandRegisters.from_dict(state["demand"])
+        lp_config = ProfileConfig.from_dict(state["load_profile"]["config"])
+        if lp_config != self.load_profile.config:
+            self.load_profile.reconfigure(lp_config)
+        self.load_profile.restore_state(state["load_profile"])
+        self.daily_profile.restore_state(state["daily_profile"])
+        self._last_utc = _dt_or_none(state.get("last_utc"))
+        self._next = {k: _dt.datetime.fromisoformat(v) for k, v in state["next"].items()}
+        self._prev = {k: _dt.datetime.fromisoformat(v) for k, v in state["prev"].items()}
+        self._outages = [(_dt.datetime.fromisoformat(a), _dt.datetime.fromisoformat(b)) for a, b in state["outages"]]
+        self._rate_lo = self._rate_hi = _EPOCH
+        self._load_stores()
+
+    def _load_stores(self) -> None:
+        """Reload rows and snapshots; never repeat a boundary the stores already hold."""
+        for profile in (self.load_profile, self.daily_profile):
+            if self._profile_store is None:
+                break
+            profile.clear()
+            for row in self._profile_store.load_rows(profile.obis, profile.config.max_entries):
+                profile.append(row)
+        if self._billing_store is not None:
+            self.billing = BillingPeriods(self.config.billing_periods, self.config.rates)
+            for snap in self._billing_store.load_snapshots(self.config.billing_periods):
+                self.billing.add(snap)
+        self._reconcile_with_stores()
+
+    def _reconcile_with_stores(self) -> None:
+        """Rows or snapshots newer than the checkpoint exist: do not repeat their boundaries."""
+        done = {"lp": self.load_profile.last_row, "daily": self.daily_profile.last_row}
+        for kind, row in done.items():
+            self._not_before(kind, None if row is None else row.utc)
+        self._not_before("billing", self.billing.last_billing_utc)
+        if self._next:
+            self._next_event = min(self._next.values())
+
+    def _not_before(self, kind: str, done: _dt.datetime | None) -> None:
+        if done is not None and kind in self._next and self._next[kind] <= done:
+            self._prev[kind] = done
+            self._schedule(kind, done)

@@ -1,0 +1,114 @@
+"""SQLite store of profile rows (load profile, daily profile): one transaction per row.
+
+Durability rules: WAL journal, ``synchronous=FULL`` by default, so a row is on disk when
+:meth:`SqliteProfileStore.append_row` returns; the insert and the trim of that profile to its
+depth commit together. ``PRAGMA user_version`` carries the schema version; a newer one is refused.
+Implements :class:`meterd.services.revenue.ProfileStore`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from meterd.core.errors import StateError
+from meterd.core.model import ProfileRow
+
+SCHEMA_VERSION = 1
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS profile_rows (obis TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " utc_us INTEGER NOT NULL, vals TEXT NOT NULL, PRIMARY KEY (obis, seq)) WITHOUT ROWID",
+)
+
+
+class ProfileStoreError(StateError):
+    """The profile database is unreadable or from a newer schema."""
+
+
+def to_us(utc: _dt.datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    delta = utc - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(utc_us: int) -> _dt.datetime:
+    """Inverse of :func:`to_us`."""
+    return _EPOCH + _dt.timedelta(microseconds=utc_us)
+
+
+def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], version: int) -> sqlite3.Connection:
+    """Open (and create) a WAL database with ``schema`` at ``version``."""
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError("synchronous must be FULL or NORMAL")
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise ProfileStoreError(f"{path}: {exc}") from exc
+    if found > version:
+        conn.close()
+        raise ProfileStoreError(f"{path}: schema version {found} is newer than {version}")
+    with conn:
+        conn.execute("BEGIN")
+        for statement in schema:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={version}")
+    return conn
+
+
+class SqliteProfileStore:
+    """Profile rows keyed by profile OBIS, trimmed to a depth per profile."""
+
+    def __init__(self, path: Path | str, depth: Mapping[str, int] | None = None,
+                 default_depth: int = 5760, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.depth = dict(depth or {})
+        self.default_depth = default_depth
+        self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA_VERSION)
+
+    def append_row(self, obis: str, row: ProfileRow) -> None:
+        """Insert one row and trim the profile, in one transaction."""
+        depth = self.depth.get(obis, self.default_depth)
+        vals = json.dumps(list(row.values), separators=(",", ":"))
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            last = self._conn.execute("SELECT MAX(seq) FROM profile_rows WHERE obis = ?", (obis,)).fetchone()[0]
+            seq = 1 if last is None else last + 1
+            self._conn.execute("INSERT INTO profile_rows VALUES (?, ?, ?, ?)", (obis, seq, to_us(row.utc), vals))
+            self._conn.execute("DELETE FROM profile_rows WHERE obis = ? AND seq <= ?", (obis, seq - depth))
+
+    def load_rows(self, obis: str, limit: int) -> list[ProfileRow]:
+        """The newest ``limit`` rows of ``obis``, oldest first."""
+        cur = self._conn.execute(
+            "SELECT utc_us, vals FROM profile_rows WHERE obis = ? ORDER BY seq DESC LIMIT ?", (obis, limit))
+        rows = [ProfileRow(from_us(u), tuple(json.loads(v))) for u, v in cur.fetchall()]
+        rows.reverse()
+        return rows
+
+    def count(self, obis: str) -> int:
+        """Rows held for ``obis``."""
+        return int(self._conn.execute("SELECT COUNT(*) FROM profile_rows WHERE obis = ?", (obis,)).fetchone()[0])
+
+    def clear(self, obis: str) -> None:
+        """Delete every row of ``obis``."""
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM profile_rows WHERE obis = ?", (obis,))
+
+    def close(self) -> None:
+        """Close the database."""
+        self._conn.close()
+
+    def __enter__(self) -> SqliteProfileStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
