@@ -14,7 +14,7 @@ from gpiozero.pins.mock import MockFactory
 from hw.changeover import Changeover
 from hw.relay import LatchingRelay, ManualScheduler, RelayFault, RelayTiming, SimRelay, build_sim_relay
 from meterd.core.clock import SimClock
-from meterd.core.disconnect import TRANSITIONS, ActionResult, ControlState, Trigger
+from meterd.core.disconnect import TRANSITION_EVENT, TRANSITIONS, ActionResult, ControlState, Trigger
 from meterd.core.disconnect import DisconnectorEvent as Ev
 from meterd.core.limiter import LimiterConfig, LimiterState
 from meterd.core.reading import PhaseValues, Reading
@@ -113,8 +113,9 @@ def test_every_transition_through_the_service(rig, name: str) -> None:
     assert r.sim.closed is wanted and r.lc.output_state is wanted
     moved = (t.source is C) != wanted
     assert r.sim.operations - pulses_before == int(moved)
-    code, _, detail = r.sink.events[-1]
-    assert detail["transition"] == name and code == int(Ev(code))
+    code, utc, detail = r.sink.events[-1]
+    assert detail["transition"] == name and code == int(TRANSITION_EVENT[name])
+    assert utc == r.clock.utc() - dt.timedelta(seconds=3.0)
 
 
 def test_remote_methods_return_the_dlms_result(rig) -> None:
@@ -394,3 +395,23 @@ def test_interlock_never_violated_in_long_sim(rig) -> None:
         r.settle(2.0)
     assert r.sim.overlaps == 0
     assert isinstance(r.sim, SimRelay) and r.relay.timing == RelayTiming()
+
+
+@pytest.mark.parametrize("mode", range(7))
+def test_random_trigger_sequences_keep_relay_and_state_in_step(rig, mode: int) -> None:
+    import random
+
+    rnd = random.Random(1000 + mode)
+    r = rig(mode=mode)
+    for _ in range(60):
+        trigger = rnd.choice(list(Trigger))
+        before = r.lc.control_state
+        outcome = r.lc.command(trigger)
+        r.settle(rnd.choice((0.01, 0.2, 2.0)))
+        assert outcome.accepted or r.lc.control_state is before
+    r.settle(5.0)
+    assert r.sim.closed is (r.lc.control_state is C) is r.lc.output_state
+    assert r.sim.overlaps == 0 and not r.lc.status().relay_fault
+    record = r.store.load()
+    assert record is not None and record.control_state == int(r.lc.control_state) and not record.pending
+    assert record.operation_count == r.relay.pulses
