@@ -3,9 +3,9 @@
 Every log is a ring of configurable depth: when full, the oldest entry goes. Logs are read through
 :class:`meterd.core.model.ProfileBuffer`: the first capture column is the clock 0-0:1.0.0.255; the
 event logs 0-0:99.98.x.255 then carry their event code object 0-0:96.11.x.255; the power-failure
-log 1-0:99.97.0.255 carries the failure duration 0-0:96.7.19.255 (s) instead. A
-:class:`~meterd.core.model.ProfileRow` holds the clock in ``utc`` and the remaining columns, in
-order, in ``values`` (``values[i]`` belongs to ``columns[i + 1]``).
+log 1-0:99.97.0.255 carries the failure duration 0-0:96.7.19.255 (s) instead. As in every
+profile of the meter, a :class:`~meterd.core.model.ProfileRow` has one value per column:
+``values[0]`` is the clock as ISO 8601 UTC text (also in ``utc``), then the code or duration.
 
 Each recorded event gets a global sequence number and is persisted through :class:`EventStore`
 (one transaction per event, all its logs at once) before it becomes visible in memory.
@@ -176,7 +176,7 @@ class EventLog:
 
     def row(self, entry: EventEntry) -> ProfileRow:
         """The profile row of one entry."""
-        values: list[RowValue] = []
+        values: list[RowValue] = [entry.utc.isoformat()]
         if len(self._base) > 1:
             values.append(entry.code)
         for extra in self._extra:

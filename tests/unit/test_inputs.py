@@ -1,0 +1,121 @@
+"""hw.inputs: cover, magnet and power-fail inputs on gpiozero mock pins, software debounce."""
+
+from __future__ import annotations
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from hw.inputs import COVER_OPEN, MAGNETIC_FIELD, POWER_FAIL, InputConfig, InputError, MeterInputs
+
+
+class Mono:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def rig():
+    factory = MockFactory()
+    mono = Mono()
+    inputs = MeterInputs(factory, mono)
+    factory.pin(5).drive_low()      # cover closed (NC switch to GND)
+    factory.pin(13).drive_high()    # no magnet
+    factory.pin(6).drive_high()     # supply good
+    mono.t += 1.0
+    inputs.poll()
+    yield factory, mono, inputs
+    inputs.close()
+    factory.reset()
+
+
+def test_closed_cover_and_quiet_inputs_read_inactive(rig) -> None:
+    _, _, inputs = rig
+    assert inputs.poll() == {COVER_OPEN: False, MAGNETIC_FIELD: False, POWER_FAIL: False}
+
+
+def test_cover_open_needs_stable_level_for_debounce_time(rig) -> None:
+    factory, mono, inputs = rig
+    changes = []
+    inputs.add_listener(lambda name, active, t: changes.append((name, active, t)))
+    factory.pin(5).drive_high()
+    assert inputs.poll()[COVER_OPEN] is False
+    mono.t += 0.06
+    assert inputs.poll()[COVER_OPEN] is False
+    mono.t += 0.06
+    assert inputs.poll()[COVER_OPEN] is True
+    assert changes == [(COVER_OPEN, True, mono.t)]
+
+
+def test_bouncing_contact_gives_one_change(rig) -> None:
+    factory, mono, inputs = rig
+    changes = []
+    inputs.add_listener(lambda name, active, t: changes.append(active), (COVER_OPEN,))
+    pin = factory.pin(5)
+    edges_before = inputs.inputs[COVER_OPEN].edges
+    for _ in range(5):            # 5 bounces 10 ms apart: bounce_time is not applied by mock pins
+        pin.drive_high()
+        mono.t += 0.01
+        inputs.poll()
+        pin.drive_low()
+        mono.t += 0.01
+        inputs.poll()
+    pin.drive_high()
+    mono.t += 0.2
+    inputs.poll()
+    assert changes == [True]
+    assert inputs.inputs[COVER_OPEN].edges - edges_before == 11
+
+
+def test_chatter_that_returns_to_the_start_level_gives_nothing(rig) -> None:
+    factory, mono, inputs = rig
+    changes = []
+    inputs.add_listener(lambda name, active, t: changes.append(active))
+    pin = factory.pin(13)
+    for _ in range(10):
+        pin.drive_low()
+        mono.t += 0.1
+        inputs.poll()
+        pin.drive_high()
+        mono.t += 0.1
+        inputs.poll()
+    mono.t += 1.0
+    inputs.poll()
+    assert changes == []
+    assert inputs.states()[MAGNETIC_FIELD] is False
+
+
+def test_magnet_sensor_is_active_low(rig) -> None:
+    factory, mono, inputs = rig
+    factory.pin(13).drive_low()
+    mono.t += 0.25
+    assert inputs.poll()[MAGNETIC_FIELD] is True
+
+
+def test_power_fail_is_reported_at_the_edge_without_polling(rig) -> None:
+    factory, mono, inputs = rig
+    seen = []
+    inputs.add_listener(lambda name, active, t: seen.append((name, active, t)), (POWER_FAIL,))
+    mono.t = 200.0
+    factory.pin(6).drive_low()
+    assert seen == [(POWER_FAIL, True, 200.0)]
+    assert inputs.states()[POWER_FAIL] is True
+    factory.pin(6).drive_high()
+    assert seen[-1] == (POWER_FAIL, False, 200.0)
+
+
+def test_configuration_is_checked() -> None:
+    factory = MockFactory()
+    with pytest.raises(InputError):
+        InputConfig(5, debounce_s=-0.1)
+    with pytest.raises(InputError):
+        MeterInputs(factory, Mono(), {"door": InputConfig(7)})
+    custom = MeterInputs(factory, Mono(), {COVER_OPEN: InputConfig(20, active_when_pressed=False, debounce_s=0)})
+    factory.pin(20).drive_low()
+    assert custom.states()[COVER_OPEN] is False
+    factory.pin(20).drive_high()
+    assert custom.states()[COVER_OPEN] is True
+    custom.close()
+    factory.reset()
