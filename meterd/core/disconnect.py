@@ -154,8 +154,9 @@ class Outcome:
 class DisconnectorEvent(enum.IntEnum):
     """Event codes of the disconnector control log (0-0:96.11.2.255).
 
-    59-69 follow the IDIS event code table for the disconnector control log; 230-255 is the
-    manufacturer-specific range, used here for relay faults and the supply changeover.
+    59-69 follow the IDIS event code table for the disconnector control log (the same numbers as
+    ``meterd.core.event_codes``); 234-239 are project codes in the block that table keeps free
+    (195-255), used here for relay faults, limiter lockout, over-current and the supply changeover.
     """
 
     READY_FOR_MANUAL_RECONNECTION = 59
@@ -169,12 +170,12 @@ class DisconnectorEvent(enum.IntEnum):
     LIMITER_THRESHOLD_CHANGED = 67
     DISCONNECT_RECONNECT_FAILURE = 68
     LOCAL_RECONNECTION = 69
-    RELAY_FAULT_RETRIES_EXHAUSTED = 240
-    LIMITER_LOCKOUT = 241
-    OVERCURRENT_TRIP = 242
-    SUPPLY_SWAP_TO_SOLAR = 243
-    SUPPLY_SWAP_TO_GRID = 244
-    SUPPLY_BOTH_LOST = 245
+    RELAY_FAULT_RETRIES_EXHAUSTED = 234
+    LIMITER_LOCKOUT = 235
+    OVERCURRENT_TRIP = 236
+    SUPPLY_SWAP_TO_SOLAR = 237
+    SUPPLY_SWAP_TO_GRID = 238
+    SUPPLY_BOTH_LOST = 239
 
 
 TRANSITION_EVENT: dict[str, DisconnectorEvent] = {

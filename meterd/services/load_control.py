@@ -51,7 +51,7 @@ from meterd.core.supply import Source, SupplyConfig, SupplySelector, SwapEvent, 
 class EventSink(Protocol):
     """Where events go (the disconnector control log)."""
 
-    def record(self, code: int, utc: _dt.datetime, detail: dict[str, Any]) -> None: ...
+    def record(self, code: int, utc: _dt.datetime, detail: dict[str, Any]) -> object: ...
 
 
 class RelayResult(Protocol):

@@ -120,3 +120,15 @@ def test_every_transition_has_an_event_code() -> None:
     assert set(TRANSITION_EVENT) == set(TRANSITIONS)
     assert TRANSITION_EVENT["b"] is DisconnectorEvent.REMOTE_DISCONNECTION
     assert int(DisconnectorEvent.LIMITER_THRESHOLD_EXCEEDED) == 65
+
+
+def test_event_codes_agree_with_the_meter_code_table() -> None:
+    """Every code is either the same disconnector-log event in meterd.core.event_codes or not
+    used there for anything else."""
+    from meterd.core import event_codes
+
+    for event in DisconnectorEvent:
+        known = event_codes.EVENT_CODES.get(int(event))
+        if known is not None:
+            assert event_codes.LogId.DISCONNECTOR in known.logs, event
+    assert event_codes.EVENT_CODES[62].name == "REMOTE_DISCONNECTION"

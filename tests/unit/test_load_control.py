@@ -415,3 +415,20 @@ def test_random_trigger_sequences_keep_relay_and_state_in_step(rig, mode: int) -
     record = r.store.load()
     assert record is not None and record.control_state == int(r.lc.control_state) and not record.pending
     assert record.operation_count == r.relay.pulses
+
+
+def test_events_land_in_the_disconnector_log(tmp_path: Path) -> None:
+    from meterd.core.event_codes import LogId
+    from meterd.core.events import EventRecorder
+
+    r = Rig(tmp_path, mode=1)
+    recorder = EventRecorder()
+    lc = LoadControl(r.relay, r.store, recorder, r.clock, r.sched, r.config)
+    lc.start()
+    r.settle()
+    lc.remote_disconnect()
+    r.settle()
+    codes = [e.code for e in recorder.recent(10)]
+    assert codes == [int(Ev.REMOTE_DISCONNECTION)]
+    assert [e.code for e in recorder.log(LogId.DISCONNECTOR).entries()] == codes
+    r.close()
