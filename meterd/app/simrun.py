@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from meterd.api.meterctl import request
+from meterd.app.meterctl import request
 from meterd.app.config import load_config
 from meterd.core.errors import ConfigError
 
