@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import select
@@ -116,10 +117,8 @@ class PtyWire:
         self._stop.set()
         self._thread.join(timeout=1.0)
         for fd in self._fds:
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._fds.clear()
 
     def __enter__(self) -> PtyWire:
@@ -176,10 +175,22 @@ class SimWire:
         self._rng = random.Random(seed)
         self._queues: list[deque[tuple[float, int]]] = [deque(), deque()]
         self._busy_until = [0.0, 0.0]
-        self.cut = False
+        self._cut = False
         self.bytes_sent = [0, 0]
         self.a = SimWireEnd(self, 0)
         self.b = SimWireEnd(self, 1)
+
+    @property
+    def cut(self) -> bool:
+        """True while the line is cut: bytes on the wire and bytes written meanwhile are lost."""
+        return self._cut
+
+    @cut.setter
+    def cut(self, value: bool) -> None:
+        self._cut = value
+        if value:
+            for queue in self._queues:
+                queue.clear()
 
     def transmit(self, direction: int, data: bytes) -> None:
         t = max(self._now(), self._busy_until[direction])

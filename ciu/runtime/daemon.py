@@ -1,0 +1,41 @@
+"""The CIU's main loop step: keypad keys in, link pumped, display refreshed when the view changed."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ciu.core.state import KEYMAP, View
+from ciu.runtime.client import CiuLinkClient
+from ciu.ui.render import render
+
+
+class Keypad(Protocol):
+    def poll(self) -> list[str]: ...
+
+
+class CiuLoop:
+    """One iteration per :meth:`step`; the app calls it every 20 ms, tests call it with a SimClock."""
+
+    def __init__(self, client: CiuLinkClient, keypad: Keypad, device: Any) -> None:
+        self.client = client
+        self._keypad = keypad
+        self._device = device
+        self._shown: View | None = None
+        self.frames = 0
+
+    def step(self) -> bool:
+        """Handle keys and link traffic; returns True when a new frame was sent to the display."""
+        for legend in self._keypad.poll():
+            key = KEYMAP.get(legend)
+            if key is not None:
+                self.client.press(key)
+        self.client.pump()
+        view = self.client.state.view()
+        if view == self._shown:
+            return False
+        image = render(view)
+        mode = getattr(self._device, "mode", "RGB")
+        self._device.display(image if mode == "RGB" else image.convert(mode))
+        self._shown = view
+        self.frames += 1
+        return True

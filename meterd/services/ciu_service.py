@@ -1,0 +1,200 @@
+"""Meter side of the MCU-CIU link: answers token entries and short codes, pushes display data and time.
+
+The service owns a :class:`~meterd.proto.ciu_link.LinkEndpoint` (role METER) and two injected
+callbacks, so it depends on neither the STS decoder nor the meter model directly:
+
+- ``submit_token(digits) -> dict``: applies a 20-digit token; the dict has at least
+  ``accepted`` (bool) and ``code`` (str, e.g. ``"accepted"``, ``"used"``, ``"invalid"``) and may
+  carry ``amount``, ``credit``, ``unit``.
+- ``display_data() -> dict``: what the CIU shows (``credit``, ``unit``, ``low_credit``, ``mode``,
+  ``relay``, ``power_w``, ``tamper``, ``import_kwh``...).
+
+A token request is answered from a small cache when its request id comes again (the CIU resends
+unacknowledged messages after a link loss), so a token is never applied twice by the link.
+Bytes in through :meth:`receive_bytes`, timers through :meth:`poll`, bytes out from
+:meth:`data_to_send`: the runtime does the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from meterd.proto.ciu_link import (
+    FieldValue,
+    LinkEndpoint,
+    LinkEvent,
+    LinkState,
+    LinkUp,
+    Message,
+    MessageReceived,
+    MonoClock,
+    MsgKind,
+    PairingComplete,
+    ShortCode,
+)
+
+log = logging.getLogger(__name__)
+
+SHORT_CODE_FIELDS: dict[ShortCode, tuple[str, ...]] = {
+    ShortCode.CREDIT: ("credit", "unit", "low_credit"),
+    ShortCode.LAST_TOKEN: ("last_token", "last_token_code", "last_token_amount"),
+    ShortCode.POWER: ("power_w", "power_l1_w", "power_l2_w", "power_l3_w"),
+    ShortCode.TAMPER: ("tamper", "cover_open", "magnet"),
+    ShortCode.TIME: ("utc_s",),
+    ShortCode.RELAY: ("relay", "mode"),
+    ShortCode.ENERGY: ("import_kwh", "export_kwh"),
+}
+
+
+def to_fields(data: Mapping[str, Any]) -> dict[str, FieldValue]:
+    """Keep the scalar items of ``data`` as link fields (floats become decimal strings, 3 places max)."""
+    out: dict[str, FieldValue] = {}
+    for key, value in data.items():
+        if isinstance(value, bool | int | str):
+            out[key] = value
+        elif isinstance(value, float):
+            out[key] = f"{value:.3f}".rstrip("0").rstrip(".")
+    return out
+
+
+class CiuService:
+    """Use case: serve the customer interface unit over the link."""
+
+    def __init__(
+        self,
+        link: LinkEndpoint,
+        clock: MonoClock,
+        submit_token: Callable[[str], Mapping[str, Any]],
+        display_data: Callable[[], Mapping[str, Any]],
+        utc_s: Callable[[], int] | None = None,
+        status_period_s: float = 5.0,
+        time_period_s: float = 60.0,
+        result_cache: int = 32,
+        on_pair_key: Callable[[bytes, str], None] | None = None,
+    ) -> None:
+        self.link = link
+        self._clock = clock
+        self._submit_token = submit_token
+        self._display_data = display_data
+        self._utc_s = utc_s
+        self._status_period_s = status_period_s
+        self._time_period_s = time_period_s
+        self._results: OrderedDict[int, dict[str, FieldValue]] = OrderedDict()
+        self._cache_size = result_cache
+        self._on_pair_key = on_pair_key
+        self._next_status_mono = float("-inf")
+        self._next_time_mono = float("-inf")
+        self.last_token: dict[str, FieldValue] = {}
+        self._out = bytearray()
+        self.tokens_submitted = 0
+
+    def receive_bytes(self, data: bytes) -> list[LinkEvent]:
+        """Feed bytes from the cable; handles messages and returns the link events for logging."""
+        events = self.link.receive_bytes(data)
+        for event in events:
+            self._on_event(event)
+        return events
+
+    def poll(self) -> list[LinkEvent]:
+        """Run link timers and periodic pushes (status every ``status_period_s``, time every ``time_period_s``)."""
+        events = self.link.poll()
+        for event in events:
+            self._on_event(event)
+        self._periodic()
+        return events
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the cable now."""
+        out = bytes(self._out) + self.link.data_to_send()
+        self._out.clear()
+        return out
+
+    def _send(self, message: Message) -> None:
+        self._out += self.link.send(message)
+
+    def start_pairing(self, code: str) -> bytes:
+        """Open pairing with ``code`` (shown on the meter LCD); returns bytes to write."""
+        self._out += self.link.start_pairing(code)
+        return self.data_to_send()
+
+    def push_status(self) -> None:
+        """Queue a STATUS message with the current display data (only while the link is up)."""
+        if self.link.state is LinkState.UP:
+            self._send(Message(MsgKind.STATUS, 0, to_fields(self._display_data())))
+            self._next_status_mono = self._clock.mono() + self._status_period_s
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _periodic(self) -> None:
+        if self.link.state is not LinkState.UP or self.link.pending_messages:
+            return
+        now = self._clock.mono()
+        if self._utc_s is not None and now >= self._next_time_mono:
+            self._send(Message(MsgKind.TIME, 0, {"utc_s": self._utc_s()}))
+            self._next_time_mono = now + self._time_period_s
+        elif now >= self._next_status_mono:
+            self.push_status()
+
+    def _on_event(self, event: LinkEvent) -> None:
+        if isinstance(event, LinkUp):
+            self._next_status_mono = self._next_time_mono = float("-inf")
+        elif isinstance(event, PairingComplete) and self._on_pair_key is not None:
+            self._on_pair_key(event.pair_key, event.fingerprint)
+        elif isinstance(event, MessageReceived):
+            self._on_message(event.message)
+
+    def _on_message(self, message: Message) -> None:
+        if message.kind is MsgKind.TOKEN_SUBMIT:
+            self._on_token(message)
+        elif message.kind is MsgKind.SHORT_CODE:
+            self._on_short_code(message)
+        else:
+            log.info("CIU link: ignoring message kind %s from the CIU", message.kind.name)
+
+    def _on_token(self, message: Message) -> None:
+        request_id = message.request_id
+        result = self._results.get(request_id)
+        if result is None:
+            result = self._apply(str(message.fields.get("digits", "")))
+            self._results[request_id] = result
+            while len(self._results) > self._cache_size:
+                self._results.popitem(last=False)
+        self._send(Message(MsgKind.TOKEN_RESULT, request_id, result))
+        self.push_status()
+
+    def _apply(self, digits: str) -> dict[str, FieldValue]:
+        if len(digits) != 20 or not digits.isdigit():
+            return {"accepted": False, "code": "format"}
+        try:
+            raw = self._submit_token(digits)
+        except Exception:  # the token path must answer the CIU whatever failed behind it
+            log.exception("token application failed")
+            raw = {"accepted": False, "code": "meter-error"}
+        result = to_fields(raw)
+        result.setdefault("accepted", False)
+        result.setdefault("code", "accepted" if result["accepted"] else "rejected")
+        self.tokens_submitted += 1
+        self.last_token = {
+            "last_token": digits,
+            "last_token_code": result["code"],
+            "last_token_amount": result.get("amount", ""),
+        }
+        return result
+
+    def _on_short_code(self, message: Message) -> None:
+        code_value = message.fields.get("code", 0)
+        try:
+            code = ShortCode(int(code_value))
+        except ValueError:
+            self._send(Message(MsgKind.SHORT_CODE_REPLY, message.request_id, {"code": int(code_value), "error": "unknown"}))
+            return
+        data = dict(to_fields(self._display_data()))
+        data.update(self.last_token)
+        if self._utc_s is not None:
+            data["utc_s"] = self._utc_s()
+        reply: dict[str, FieldValue] = {"code": int(code)}
+        reply.update({k: data[k] for k in SHORT_CODE_FIELDS[code] if k in data})
+        self._send(Message(MsgKind.SHORT_CODE_REPLY, message.request_id, reply))

@@ -1,0 +1,233 @@
+"""Meter LCD screens (128x64 mono): one display item per screen, with OBIS code, status symbols, English/Arabic.
+
+Every screen has the same frame: a header with the item's OBIS code on the left and the status
+symbols on the right (power direction, relay, battery, tamper), a label line (English left to
+right, Arabic right to left), a value line (at least 9 digits for energy) and a unit line. The
+phasor screen draws the vector diagram instead. :func:`render_item` is pure: same inputs, same
+pixels, which the golden-image tests rely on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+from hw.lcd import draw_text
+from meterd.ui.display_data import DisplayData
+
+WIDTH = 128
+HEIGHT = 64
+INK = 1  # mode "1": 1 = dark segment
+
+
+@dataclass(frozen=True)
+class DisplayItem:
+    """One entry of the scroll list: identifier, OBIS code, labels, whether shown on battery."""
+
+    ident: str
+    obis: str
+    label_en: str
+    label_ar: str
+    phase: str = ""  # "L1".."L3" for per-phase items
+    on_battery: bool = False
+
+
+# value text, unit text (English), unit text (Arabic)
+ValueFn = Callable[[DisplayData], tuple[str, str, str]]
+
+
+def _phase_index(item: DisplayItem) -> int:
+    return int(item.phase[1]) - 1
+
+
+def _fmt_energy(kwh: float) -> str:
+    return f"{kwh:010.3f}"  # 9 digits and a point: 000123.456
+
+
+def _value(item: DisplayItem, d: DisplayData) -> tuple[str, str, str]:
+    ident = item.ident
+    if ident == "credit":
+        return f"{d.credit:9.2f}".strip(), d.credit_unit, _AR_UNITS.get(d.credit_unit, d.credit_unit)
+    if ident == "import":
+        return _fmt_energy(d.import_energy_kwh), "kWh", "kWh"
+    if ident == "export":
+        return _fmt_energy(d.export_energy_kwh), "kWh", "kWh"
+    if ident == "max_demand":
+        when = d.max_demand_time.strftime("%d-%m %H:%M") if d.max_demand_time else "--"
+        return f"{d.max_demand_kw:.3f}", f"kW {when}", f"kW {when}"
+    if ident == "power":
+        return f"{abs(d.active_power_w) / 1000:.3f}", "kW", "kW"
+    if ident == "frequency":
+        return f"{d.frequency_hz:.2f}", "Hz", "Hz"
+    if ident.startswith("voltage"):
+        return f"{d.voltage_v[_phase_index(item)]:.1f}", "V", "V"
+    if ident.startswith("current"):
+        return f"{d.current_a[_phase_index(item)]:.2f}", "A", "A"
+    if ident.startswith("pf"):
+        return f"{d.power_factor[_phase_index(item)]:.3f}", "", ""
+    if ident == "time":
+        return d.local_time.strftime("%H:%M:%S"), d.local_time.strftime("%Y-%m-%d"), d.local_time.strftime("%Y-%m-%d")
+    if ident == "relay":
+        return ("ON", "closed", "موصول") if d.relay_closed else ("OFF", "open", "مفصول")
+    if ident == "battery":
+        return ("LOW", "replace", "استبدال") if d.battery_low else ("OK", "", "")
+    if ident == "tamper":
+        return _tamper_text(d)
+    raise KeyError(f"no value for display item {ident!r}")
+
+
+def _tamper_text(d: DisplayData) -> tuple[str, str, str]:
+    if not d.tampered:
+        return "NONE", "", ""
+    en = [n for n, on in (("cover", d.cover_open), ("magnet", d.magnet)) if on] + list(d.tamper_other)
+    ar = [n for n, on in (("الغطاء", d.cover_open), ("مغناطيس", d.magnet)) if on] + list(d.tamper_other)
+    return "ALARM", " ".join(en), " ".join(ar)
+
+
+_AR_UNITS = {"kWh": "kWh", "EGP": "ج.م", "USD": "$"}
+
+
+def _item(ident: str, obis: str, en: str, ar: str, phase: str = "", battery: bool = False) -> DisplayItem:
+    return DisplayItem(ident, obis, en, ar, phase, battery)
+
+
+DEFAULT_ITEMS: tuple[DisplayItem, ...] = (
+    _item("credit", "0-0:19.10.0.255", "Credit", "الرصيد", battery=True),
+    _item("import", "1-0:1.8.0.255", "Import energy", "الطاقة المستوردة", battery=True),
+    _item("export", "1-0:2.8.0.255", "Export energy", "الطاقة المصدرة", battery=True),
+    _item("max_demand", "1-0:1.6.0.255", "Max demand", "أقصى طلب", battery=True),
+    _item("power", "1-0:1.7.0.255", "Active power", "القدرة الفعالة"),
+    *(_item(f"voltage_l{n}", f"1-0:{c}.7.0.255", "Voltage", "الجهد", f"L{n}") for n, c in ((1, 32), (2, 52), (3, 72))),
+    *(_item(f"current_l{n}", f"1-0:{c}.7.0.255", "Current", "التيار", f"L{n}") for n, c in ((1, 31), (2, 51), (3, 71))),
+    *(_item(f"pf_l{n}", f"1-0:{c}.7.0.255", "Power factor", "معامل القدرة", f"L{n}") for n, c in ((1, 33), (2, 53), (3, 73))),
+    _item("frequency", "1-0:14.7.0.255", "Frequency", "التردد"),
+    _item("phasor", "1-0:81.7.0.255", "Phasors", "المتجهات"),
+    _item("time", "0-0:1.0.0.255", "Time and date", "الوقت والتاريخ", battery=True),
+    _item("relay", "0-0:96.3.10.255", "Relay", "المرحل", battery=True),
+    _item("battery", "0-0:96.6.3.255", "Battery", "البطارية", battery=True),
+    _item("tamper", "0-0:96.11.1.255", "Tamper", "العبث", battery=True),
+)
+
+ITEMS_BY_ID = {item.ident: item for item in DEFAULT_ITEMS}
+
+
+def items_from_ids(idents: list[str]) -> tuple[DisplayItem, ...]:
+    """The scroll list from configuration (a list of item identifiers); unknown ones raise KeyError."""
+    missing = [i for i in idents if i not in ITEMS_BY_ID]
+    if missing:
+        raise KeyError(f"unknown display items: {', '.join(missing)}")
+    return tuple(ITEMS_BY_ID[i] for i in idents)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------------------------
+
+
+def render_item(item: DisplayItem, data: DisplayData, lang: str = "en", on_battery: bool = False) -> Image.Image:
+    """Draw one display item into a new 128x64 mode-"1" image."""
+    image = Image.new("1", (WIDTH, HEIGHT), 0)
+    draw = ImageDraw.Draw(image)
+    _header(draw, item, data, on_battery)
+    if item.ident == "phasor":
+        _phasor(draw, data, lang)
+        return image
+    _label(draw, item, lang)
+    value, unit_en, unit_ar = _value(item, data)
+    draw_text(draw, (WIDTH - 1, 42), value, 17, INK, anchor="rs", bold=True)
+    unit = unit_ar if lang == "ar" else unit_en
+    if unit:
+        draw_text(draw, (WIDTH - 1, HEIGHT - 1), unit, 11 if lang == "en" else 12, INK, anchor="rd")
+    return image
+
+
+def _label(draw: ImageDraw.ImageDraw, item: DisplayItem, lang: str) -> None:
+    if lang == "ar":
+        draw_text(draw, (WIDTH - 1, 11), item.label_ar, 13, INK, anchor="ra")
+        if item.phase:
+            draw_text(draw, (1, 13), item.phase, 10, INK, anchor="la", bold=True)
+    else:
+        text = f"{item.label_en} {item.phase}".strip()
+        draw_text(draw, (1, 13), text, 11, INK, anchor="la")
+
+
+def _header(draw: ImageDraw.ImageDraw, item: DisplayItem, data: DisplayData, on_battery: bool) -> None:
+    draw_text(draw, (0, 0), item.obis, 8, INK, anchor="la")
+    x = WIDTH - 1
+    if data.tampered:
+        x = _tamper_symbol(draw, x)
+    x = _battery_symbol(draw, x, data.battery_low, on_battery)
+    x = _relay_symbol(draw, x, data.relay_closed)
+    _direction_symbol(draw, x, data.active_power_w)
+    draw.line((0, 10, WIDTH - 1, 10), fill=INK)
+
+
+def _tamper_symbol(draw: ImageDraw.ImageDraw, right: int) -> int:
+    left = right - 8
+    draw.polygon([(left, 8), (right, 8), ((left + right) // 2, 0)], outline=INK)
+    draw.line(((left + right) // 2, 3, (left + right) // 2, 5), fill=INK)
+    return left - 3
+
+
+def _battery_symbol(draw: ImageDraw.ImageDraw, right: int, low: bool, on_battery: bool) -> int:
+    left = right - 12
+    draw.rectangle((left + 2, 1, right, 7), outline=INK, fill=INK if on_battery else 0)
+    draw.rectangle((left, 3, left + 1, 5), fill=INK)
+    if not low and not on_battery:
+        draw.rectangle((left + 4, 3, right - 2, 5), fill=INK)
+    return left - 3
+
+
+def _relay_symbol(draw: ImageDraw.ImageDraw, right: int, closed: bool) -> int:
+    left = right - 11
+    draw.line((left, 6, left + 3, 6), fill=INK)
+    draw.line((right - 3, 6, right, 6), fill=INK)
+    draw.line((left + 3, 6, right - 3, 6 if closed else 1), fill=INK)
+    return left - 3
+
+
+def _direction_symbol(draw: ImageDraw.ImageDraw, right: int, power_w: float) -> int:
+    left = right - 8
+    if abs(power_w) < 1.0:
+        draw.rectangle((left + 2, 2, right - 2, 6), outline=INK)
+    elif power_w > 0:  # import: arrow into the house (right)
+        draw.polygon([(left, 0), (right, 4), (left, 8)], fill=INK)
+    else:  # export: arrow out to the grid (left)
+        draw.polygon([(right, 0), (left, 4), (right, 8)], fill=INK)
+    return left - 3
+
+
+def _phasor(draw: ImageDraw.ImageDraw, data: DisplayData, lang: str) -> None:
+    """Vector diagram: voltages full radius, currents scaled to the largest current (60-100 %)."""
+    cx, cy, radius = 103, 38, 19
+    draw.ellipse((cx - 1, cy - 1, cx + 1, cy + 1), fill=INK)
+    draw.arc((cx - radius, cy - radius, cx + radius, cy + radius), 0, 360, fill=INK)
+    i_max = max(max(data.current_a), 1e-9)
+    for n in range(3):
+        _vector(draw, cx, cy, radius, data.voltage_angle_deg[n], f"U{n + 1}", head=False)
+        length = radius * (0.35 + 0.35 * data.current_a[n] / i_max)
+        _vector(draw, cx, cy, length, data.current_angle_deg[n], "", head=True)
+    title = "المتجهات" if lang == "ar" else "Phasors"
+    if lang == "ar":
+        draw_text(draw, (70, 11), title, 12, INK, anchor="ra")
+    else:
+        draw_text(draw, (1, 13), title, 10, INK, anchor="la")
+    for n in range(3):
+        phi = (data.voltage_angle_deg[n] - data.current_angle_deg[n] + 180) % 360 - 180
+        draw_text(draw, (1, 33 + 10 * n), f"φ{n + 1} {phi:+.0f}°", 9, INK, anchor="la")
+
+
+def _vector(draw: ImageDraw.ImageDraw, cx: int, cy: int, length: float, angle_deg: float, name: str, head: bool) -> None:
+    a = math.radians(angle_deg)
+    x, y = cx + length * math.cos(a), cy - length * math.sin(a)
+    draw.line((cx, cy, round(x), round(y)), fill=INK)
+    if head:
+        for side in (-1, 1):
+            b = a + math.pi + side * math.radians(25)
+            draw.line((round(x), round(y), round(x + 4 * math.cos(b)), round(y - 4 * math.sin(b))), fill=INK)
+    if name:
+        tx, ty = cx + (length + 5) * math.cos(a), cy - (length + 5) * math.sin(a)
+        draw_text(draw, (round(tx), round(ty)), name[1], 8, INK, anchor="mm")
