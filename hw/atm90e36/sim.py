@@ -324,9 +324,11 @@ class Atm90e36Sim:
             self._t_last = now
         if now >= self._next_refresh:
             period = self._setup().period_s
-            t_refresh = self._refresh_base + math.floor((now - self._refresh_base) / period) * period
-            self._refresh(t_refresh)
-            self._next_refresh = t_refresh + period
+            k = math.floor((now - self._refresh_base) / period)
+            if self._refresh_base + (k + 1) * period <= now:   # float rounding at a boundary
+                k += 1
+            self._refresh(self._refresh_base + k * period)
+            self._next_refresh = self._refresh_base + (k + 1) * period
         if self._dft_start is not None and now - self._dft_start >= _DFT_DURATION_S:
             self._finish_dft()
         for block in rm.BLOCKS:
