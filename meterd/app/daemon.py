@@ -16,6 +16,7 @@ import dataclasses
 import datetime as _dt
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,12 +86,30 @@ class Daemon:
                                     period_s=cfg.storage.checkpoint_period_s))
         return self.meter
 
+    def _watch_power_fail(self) -> None:
+        """The power-fail input: last-gasp checkpoint on the falling supply, resume when back."""
+        from hw.inputs import POWER_FAIL
+
+        assert self.hardware is not None and self.meter is not None
+        loop = asyncio.get_running_loop()
+        meter = self.meter
+
+        def changed(_name: str, active: bool, _mono_s: float) -> None:
+            action = meter.power_fail if active else meter.power_restored
+            if threading.current_thread() is threading.main_thread():
+                action()
+            else:  # a real pin's edge arrives on gpiozero's thread
+                loop.call_soon_threadsafe(action)
+
+        self.hardware.inputs.add_listener(changed, (POWER_FAIL,))
+
     # -- running ----------------------------------------------------------------------------
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit status."""
         meter = self.build()
         meter.start()
+        self._watch_power_fail()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)

@@ -1,0 +1,101 @@
+"""Build the hardware a meter runs on, real or simulated, from the configuration.
+
+``[hardware] backend = "pi"``: spidev for the ATM90E36, the configured gpiozero pin factory.
+``"sim"``: the same driver over :class:`hw.spi.SimSpiDev` in front of the register-exact
+simulator, gpiozero's MockFactory, and a :class:`~meterd.app.sim_world.SimWorld` for
+``meterctl sim``. Everything above this module is identical for both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from hw.atm90e36.driver import Atm90e36, Atm90e36Config
+from hw.inputs import POWER_FAIL, InputConfig, MeterInputs
+from hw.spi import SimSpiDev, open_spidev
+from meterd.app.config import Config
+from meterd.app.sim_world import SimWorld
+from meterd.bridge.frontend import Atm90e36FrontEnd
+from meterd.core.clock import Clock
+from meterd.services.metering import CycleResult
+
+log = logging.getLogger("meterd.hardware")
+
+
+@dataclass
+class Hardware:
+    """The meter's devices, with the hooks the daemon loop calls around each cycle."""
+
+    frontend: Atm90e36FrontEnd
+    inputs: MeterInputs
+    pin_factory: Any
+    sim: SimWorld | None = None
+    led: Any = None
+    closers: list[Any] = field(default_factory=list)
+
+    def before_cycle(self) -> None:
+        """Scenario events due now, then confirm debounced inputs."""
+        if self.sim is not None:
+            self.sim.before_cycle(self.frontend.clock.mono())
+        self.inputs.poll()
+
+    def after_cycle(self, result: CycleResult, cycle_s: float) -> None:
+        """Execute the cycle's intents: pulse the LED for the active energy."""
+        if self.led is not None:
+            self.led.emit(result.led_energy_mwh, cycle_s)
+
+    def close(self) -> None:
+        """Release every device."""
+        for closer in reversed(self.closers):
+            closer()
+        self.inputs.close()
+        self.frontend.close()
+
+
+def chip_config(cfg: Config) -> Atm90e36Config:
+    """ATM90E36 configuration from the meter's nameplate and front-end settings."""
+    from fractions import Fraction
+
+    return Atm90e36Config(
+        meter_constant_imp_per_kwh=cfg.frontend.meter_constant_imp_per_kwh,
+        energy_lsb_cf=Fraction(1, 100) if cfg.frontend.energy_lsb_cf == 0.01 else Fraction(1, 10),
+        mains_frequency_hz=cfg.meter.frequency_hz,
+        nominal_voltage_v=cfg.meter.nominal_voltage_v,
+        starting_current_a=cfg.meter.basic_current_a * cfg.meter.starting_current_pct / 100.0,
+    )
+
+
+def pin_factory_for(cfg: Config) -> Any:
+    """gpiozero pin factory: MockFactory in sim; on a Pi the configured one (by name, through
+    gpiozero's own selection), or gpiozero's default order (lgpio, rpigpio, native)."""
+    if cfg.hardware.backend == "sim":
+        from gpiozero.pins.mock import MockFactory
+
+        return MockFactory()
+    if cfg.hardware.pin_factory:
+        os.environ["GPIOZERO_PIN_FACTORY"] = cfg.hardware.pin_factory
+    return None
+
+
+def build_hardware(cfg: Config, clock: Clock) -> Hardware:
+    """Real or simulated hardware per ``cfg.hardware.backend``."""
+    factory = pin_factory_for(cfg)
+    sim: SimWorld | None = None
+    if cfg.hardware.backend == "sim":
+        sim = SimWorld(clock.mono, factory, cfg.hardware.power_fail_pin, cfg.sim.voltage_v, cfg.sim.current_a,
+                       cfg.sim.power_factor, float(cfg.meter.frequency_hz))
+        spi: Any = SimSpiDev(sim.chip)
+        sleep: Any = lambda _s: None  # noqa: E731  the simulated chip resets instantly
+    else:
+        spi = open_spidev(cfg.hardware.spi_bus, cfg.hardware.spi_device, cfg.hardware.spi_speed_hz)
+        import time
+
+        sleep = time.sleep
+    driver = Atm90e36(spi, chip_config(cfg), sleep=sleep)
+    frontend = Atm90e36FrontEnd(driver, clock)
+    inputs = MeterInputs(factory, clock.mono, {POWER_FAIL: InputConfig(cfg.hardware.power_fail_pin, pull_up=True,
+                                                                       active_when_pressed=True, debounce_s=0.0)})
+    return Hardware(frontend=frontend, inputs=inputs, pin_factory=factory, sim=sim)

@@ -1,0 +1,106 @@
+"""The simulated world around a simulated meter: grid, metering IC, input pins.
+
+It is what ``meterctl sim ...`` drives: phase loads (``set_load``), scenario files
+(``load_scenario``), power cuts (``power_cut``: the grid goes dark and the supply supervisor's
+power-fail pin goes low, exactly what the meter sees on a real bench).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from gpiozero.pins.mock import MockFactory
+
+from hw.atm90e36.sim import Atm90e36Sim
+from hw.sim.grid import Grid, GridError, phi_from_pf
+
+PHASE_NAMES = {"A": "L1", "B": "L2", "C": "L3", "L1": "L1", "L2": "L2", "L3": "L3"}
+_PF = re.compile(r"^\s*(-?)\s*(\d+(?:\.\d*)?|\.\d+)\s*([LlCc]?)\s*$")
+
+
+def parse_power_factor(text: str) -> float:
+    """Voltage-to-current angle (°) from "1", "0.5L" (lagging, Q > 0), "0.8C" (leading),
+    "-0.5L" (export); raises ValueError for anything else."""
+    match = _PF.match(str(text))
+    if not match:
+        raise ValueError(f"power factor {text!r}: expected like 1, 0.5L, 0.8C or -0.5L")
+    sign, magnitude, kind = match.groups()
+    pf = float(magnitude)
+    if not 0.0 <= pf <= 1.0:
+        raise ValueError(f"power factor {text!r}: magnitude must be within 0..1")
+    return phi_from_pf(-pf if sign else pf, "C" if kind.upper() == "C" else "L")
+
+
+class SimWorld:
+    """Grid + chip + pins of one simulated meter."""
+
+    def __init__(self, clock: Callable[[], float], pin_factory: MockFactory, power_fail_pin: int,
+                 voltage_v: float, current_a: float, power_factor: str, frequency_hz: float) -> None:
+        self.grid = Grid(clock)
+        self.grid.set_frequency(frequency_hz)
+        self.grid.set_all_phases(voltage_v=voltage_v, current_a=current_a,
+                                 phi_deg=parse_power_factor(power_factor))
+        self.chip = Atm90e36Sim(self.grid, clock)
+        self.pins = pin_factory
+        self.power_fail_pin = power_fail_pin
+        self._powered_state: Any = None
+        self.scenario: Any = None
+
+    def set_load(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``{"phase", "voltage_v", "current_a", "power_factor", "frequency_hz"}``."""
+        phase = str(body.get("phase", "all"))
+        changes: dict[str, Any] = {}
+        if "voltage_v" in body:
+            changes["voltage_v"] = _number(body["voltage_v"], "voltage_v", 0, 480)
+        if "current_a" in body:
+            changes["current_a"] = _number(body["current_a"], "current_a", 0, 200)
+        if "power_factor" in body:
+            changes["phi_deg"] = parse_power_factor(str(body["power_factor"]))
+        try:
+            if "frequency_hz" in body:
+                self.grid.set_frequency(_number(body["frequency_hz"], "frequency_hz", 40, 70))
+            if changes:
+                if phase == "all":
+                    self.grid.set_all_phases(**changes)
+                elif phase in PHASE_NAMES:
+                    self.grid.set_phase(PHASE_NAMES[phase], **changes)
+                else:
+                    raise ValueError(f"phase {phase!r}: expected A, B, C or all")
+        except GridError as exc:
+            raise ValueError(str(exc)) from None
+        return {"phase": phase, **{k: v for k, v in body.items() if k != "phase"}}
+
+    def load_scenario(self, text: str, name: str) -> dict[str, Any]:
+        """Load a TOML scenario; its events are applied as meter time passes."""
+        from hw.sim.scenario import Scenario
+
+        self.scenario = Scenario.from_toml(text, name=name, start_s=self.grid.state_time())
+        return {"scenario": name, "events": len(self.scenario.events)}
+
+    def before_cycle(self, now_s: float) -> None:
+        """Apply scenario events that fell due."""
+        if self.scenario is not None:
+            self.scenario.apply_due(self.grid, now_s, self)
+
+    def power_cut(self, cut: bool) -> None:
+        """Cut or restore the supply: grid dark/lit and the power-fail pin low/high."""
+        if cut:
+            if self._powered_state is None:
+                self._powered_state = self.grid.state
+                self.grid.set_all_phases(on=False)
+            self.pins.pin(self.power_fail_pin).drive_low()
+        else:
+            if self._powered_state is not None:
+                self.grid.set_state(self._powered_state)
+                self._powered_state = None
+            self.pins.pin(self.power_fail_pin).drive_high()
+
+
+def _number(value: Any, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}={value} out of range {lo}..{hi}")
+    return float(value)
