@@ -1,8 +1,10 @@
 """Power cut detection and outage accounting (short vs long power failures).
 
 A power cut is seen while running when the power-fail input asserts (supply supervisor, the
-"last gasp" edge) or when every phase voltage drops below ``supply_loss_v`` (V); it ends when the
-input is released and some phase is back at ``supply_loss_v + restore_hysteresis_v`` or above.
+"last gasp" edge) or when every phase voltage drops below ``supply_loss_v`` (V) while no phase
+carries more than ``cut_max_current_a`` (A) — voltage gone with current still flowing is the
+"current without voltage" tamper, not a cut; it ends when the input is released and the voltage
+condition clears (some phase back at ``supply_loss_v + restore_hysteresis_v`` or above).
 If the meter itself stops, the outage is measured at the next start from the RTC: from the
 persisted outage start (last-gasp time) or, failing that, from the last-alive heartbeat
 (persisted every ``heartbeat_period_s``) to the start time. Outages shorter than ``long_failure_s``
@@ -30,16 +32,18 @@ STATE_KEY = "power"
 
 @dataclass(frozen=True)
 class PowerFailSettings:
-    """Supply-loss threshold (V), restore hysteresis (V), long-failure boundary (s), heartbeat (s)."""
+    """Supply-loss threshold (V), restore hysteresis (V), largest current of a cut (A),
+    long-failure boundary (s), heartbeat period (s), minimum durations of a cut and a restoration."""
 
     supply_loss_v: float = 23.0
     restore_hysteresis_v: float = 4.6
+    cut_max_current_a: float = 0.1
     long_failure_s: float = 180.0
     heartbeat_period_s: float = 1.0
     persistence: Persistence = Persistence(0.0, 0.0)
 
     def __post_init__(self) -> None:
-        for key in ("supply_loss_v", "long_failure_s", "heartbeat_period_s"):
+        for key in ("supply_loss_v", "cut_max_current_a", "long_failure_s", "heartbeat_period_s"):
             if getattr(self, key) <= 0:
                 raise ConfigError("meterd.toml", f"power_fail.{key}", "must be > 0")
         if self.restore_hysteresis_v < 0:
@@ -124,7 +128,8 @@ class PowerFailMonitor:
     def _voltage_says_lost(self, reading: Reading) -> bool:
         s = self.settings
         limit_v = s.supply_loss_v + (s.restore_hysteresis_v if self.in_outage else 0.0)
-        return all(p.voltage_v < limit_v for p in reading.phases)
+        no_current = all(p.current_a <= s.cut_max_current_a for p in reading.phases)
+        return no_current and all(p.voltage_v < limit_v for p in reading.phases)
 
     def update(self, utc: _dt.datetime, mono_s: float, reading: Reading | None,
                inputs: InputStates) -> PowerUpdate:

@@ -186,3 +186,11 @@ def test_ride_through_cut_while_running_records_down_and_up(tmp_path) -> None:
     assert events[-1].detail["duration_s"] == 20
     # the cut is not reported as missing voltage on each phase
     assert sup.recorder.log(LogId.POWER_QUALITY).entries_in_use() == 0
+
+
+def test_voltage_gone_with_current_flowing_is_not_a_cut() -> None:
+    m = PowerFailMonitor()
+    dead_with_load = Reading(mono_s=1.0, phases=tuple(PhaseValues(voltage_v=0.0, current_a=6.0) for _ in range(3)),
+                             energy={})
+    assert m.update(at(1), 1.0, dead_with_load, InputStates()).down_utc is None
+    assert not m.in_outage
