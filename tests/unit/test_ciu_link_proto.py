@@ -1,0 +1,165 @@
+"""Unit tests of the sans-I/O CIU link core: codec, framing, deframing under noise, pairing."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meterd.core.clock import SimClock
+from meterd.proto.ciu_link import (
+    FLAG,
+    CodecError,
+    Deframer,
+    Frame,
+    FrameKind,
+    LinkEndpoint,
+    LinkError,
+    LinkState,
+    Message,
+    MsgKind,
+    PairingComplete,
+    PairingFailed,
+    Role,
+    build_frame,
+    crc16,
+    short_code,
+    token_submit,
+)
+
+KEY = bytes(range(32))
+
+
+def rand(seed: int):
+    rng = random.Random(seed)
+    return lambda n: bytes(rng.getrandbits(8) for _ in range(n))
+
+
+def test_crc16_is_ccitt_false() -> None:
+    assert crc16(b"123456789") == 0x29B1
+
+
+def test_message_round_trip_with_all_field_types() -> None:
+    msg = Message(MsgKind.STATUS, 42, {"credit": "153.25", "relay": True, "power_w": -2300, "unit": "كيلوواط"})
+    assert Message.decode(msg.encode()) == msg
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=20), st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1),
+                                                                   st.text(max_size=60)), max_size=10),
+       st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_message_codec_round_trips(fields: dict, request_id: int) -> None:
+    msg = Message(MsgKind.SHORT_CODE_REPLY, request_id, fields)
+    assert Message.decode(msg.encode()) == msg
+
+
+@given(st.binary(max_size=80))
+@settings(max_examples=300, deadline=None)
+def test_message_decoder_never_crashes_on_garbage(data: bytes) -> None:
+    try:
+        Message.decode(data)
+    except CodecError:
+        pass
+
+
+def test_token_message_requires_20_digits() -> None:
+    with pytest.raises(CodecError):
+        token_submit(1, "1234")
+    assert token_submit(1, "0" * 20).fields == {"digits": "0" * 20}
+
+
+@given(st.lists(st.binary(max_size=40), min_size=1, max_size=5), st.integers(1, 7))
+@settings(max_examples=200, deadline=None)
+def test_frames_survive_arbitrary_splitting_and_stuffing(payloads: list[bytes], chunk: int) -> None:
+    wire = b"".join(build_frame(KEY, Role.CIU, FrameKind.DATA, i + 1, i + 1, 0, p) for i, p in enumerate(payloads))
+    deframer = Deframer()
+    out: list = []
+    for i in range(0, len(wire), chunk):
+        out += deframer.feed(wire[i : i + chunk])
+    assert [f.payload for f in out if isinstance(f, Frame)] == payloads
+
+
+def test_payload_with_flag_and_escape_bytes_is_stuffed() -> None:
+    frame = build_frame(KEY, Role.METER, FrameKind.DATA, 1, 1, 0, bytes([FLAG, 0x7D, FLAG]))
+    assert frame.count(FLAG) == 2
+
+
+@given(st.binary(min_size=1, max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_deframer_resynchronises_after_garbage(garbage: bytes) -> None:
+    good = build_frame(KEY, Role.CIU, FrameKind.HEARTBEAT, 5, 0, 0, b"")
+    out = Deframer().feed(garbage + bytes([FLAG]) + good)
+    frames = [f for f in out if isinstance(f, Frame)]
+    assert frames and frames[-1].ctr == 5
+
+
+def test_corrupted_byte_is_detected_by_crc() -> None:
+    frame = bytearray(build_frame(KEY, Role.CIU, FrameKind.DATA, 1, 1, 0, b"\x01hello"))
+    frame[6] ^= 0x04
+    assert Deframer().feed(bytes(frame)) == ["crc"]
+
+
+def test_reflected_frame_is_refused() -> None:
+    """A frame the meter sent, fed back to the meter, fails the MAC (role byte differs)."""
+    clock = SimClock()
+    meter = LinkEndpoint(Role.METER, clock, rand(1), KEY)
+    own = build_frame(KEY, Role.METER, FrameKind.HELLO, 0, 0, 0, bytes(16))
+    assert [e.reason for e in meter.receive_bytes(own)] == ["mac"]
+
+
+def _exchange(a: LinkEndpoint, b: LinkEndpoint, data: bytes) -> list:
+    events: list = []
+    while data:
+        events += b.receive_bytes(data)
+        data, a, b = b.data_to_send(), b, a
+    return events
+
+
+def test_pairing_with_the_right_code_gives_both_sides_the_same_key() -> None:
+    clock = SimClock()
+    meter = LinkEndpoint(Role.METER, clock, rand(1))
+    ciu = LinkEndpoint(Role.CIU, clock, rand(2))
+    code = LinkEndpoint.new_pairing_code(rand(3))
+    assert len(code) == 8 and code.isdigit()
+    meter.start_pairing(code)
+    events = _exchange(ciu, meter, ciu.start_pairing(code))
+    done = [e for e in events if isinstance(e, PairingComplete)]
+    assert len(done) == 2 and done[0].pair_key == done[1].pair_key and done[0].fingerprint == done[1].fingerprint
+    assert meter.paired and ciu.paired
+    assert "pair_key" not in repr(done[0])  # the key never shows up in logs
+    for _ in range(30):
+        clock.advance(0.1)
+        ciu.poll()
+        _exchange(ciu, meter, ciu.data_to_send())
+    assert meter.state is LinkState.UP and ciu.state is LinkState.UP
+
+
+def test_pairing_with_a_wrong_code_fails_on_both_sides() -> None:
+    clock = SimClock()
+    meter = LinkEndpoint(Role.METER, clock, rand(1))
+    ciu = LinkEndpoint(Role.CIU, clock, rand(2))
+    meter.start_pairing("12345678")
+    events = _exchange(ciu, meter, ciu.start_pairing("12345679"))
+    assert [e for e in events if isinstance(e, PairingFailed)]
+    assert not meter.paired and not ciu.paired
+
+
+def test_pairing_times_out() -> None:
+    clock = SimClock()
+    meter = LinkEndpoint(Role.METER, clock, rand(1))
+    meter.start_pairing("12345678")
+    clock.advance(121)
+    assert meter.poll() == [PairingFailed("timeout")]
+
+
+def test_queue_limit_and_bad_keys() -> None:
+    clock = SimClock()
+    with pytest.raises(LinkError):
+        LinkEndpoint(Role.CIU, clock, rand(1), b"short")
+    ciu = LinkEndpoint(Role.CIU, clock, rand(1), KEY)
+    for i in range(64):
+        ciu.send(short_code(i, 1))
+    with pytest.raises(LinkError):
+        ciu.send(short_code(99, 1))
