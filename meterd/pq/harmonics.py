@@ -38,7 +38,7 @@ def resample_window(history: SampleHistory, rows: slice, start: float, stop: flo
     ratio = np.clip(u / (_HALF_TAPS + 0.0), -1.0, 1.0)
     weights = np.sinc(u) * special.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / special.i0(_KAISER_BETA)
     samples = history.get_at(rows, taps)  # (rows, n_points, taps)
-    return np.asarray(np.einsum("rnt,nt->rn", samples, weights), dtype=np.float64)
+    return np.asarray(np.matmul(samples[:, :, None, :], weights[None, :, :, None])[:, :, 0, 0], dtype=np.float64)
 
 
 def interpolation_margin() -> int:
@@ -97,12 +97,12 @@ def analyse_lines(lines: FloatArray, cycles: int, min_fundamental: float = 0.0) 
     harmonic = lines[k]
     subgroup = np.sqrt(sq[k] + sq[np.maximum(k - 1, 0)] * (orders > 0) + sq[k + 1] * (orders > 0))
     half = cycles // 2
+    centres = k[1:, None]
     group = np.zeros(MAX_ORDER + 1)
+    inner = np.sum(sq[centres + np.arange(-half + 1, half)[None, :]], axis=1)
+    group[1:] = np.sqrt(inner + 0.5 * sq[k[1:] - half] + 0.5 * sq[k[1:] + half])
     ih = np.zeros(MAX_ORDER + 1)
-    for h in range(1, MAX_ORDER + 1):
-        c = h * cycles
-        group[h] = math.sqrt(0.5 * sq[c - half] + float(np.sum(sq[c - half + 1 : c + half])) + 0.5 * sq[c + half])
-        ih[h] = math.sqrt(float(np.sum(sq[c + 2 : c + cycles - 1])))
+    ih[1:] = np.sqrt(np.sum(sq[centres + np.arange(2, cycles - 1)[None, :]], axis=1))
     subgroup[0] = 0.0
     ok = harmonic[1] > max(min_fundamental, 1e-12)
     return HarmonicResult(

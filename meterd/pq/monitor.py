@@ -145,7 +145,21 @@ class PqMonitor:
         self._gap_flag = self._expected_index is not None
 
     def feed(self, block: WaveformBlock) -> list[PqEvent]:
-        """Process one block; return the events that ended (dips, swells, interruptions, UV/OV)."""
+        """Process one block; return the events that ended (dips, swells, interruptions, UV/OV).
+
+        Long blocks are processed in chunks of at most 0.5 s (the results do not depend on it).
+        """
+        chunk = int(self._fs // 2)
+        if block.n_samples <= chunk:
+            return self._feed(block)
+        events: list[PqEvent] = []
+        for s in range(0, block.n_samples, chunk):
+            events += self._feed(WaveformBlock(block.first_index + s, block.samples[:, s : s + chunk],
+                                               block.sample_rate_hz,
+                                               block.utc_first + _dt.timedelta(seconds=s / self._fs)))
+        return events
+
+    def _feed(self, block: WaveformBlock) -> list[PqEvent]:
         if block.sample_rate_hz != self._fs:
             raise SampleStreamError(f"sample rate {block.sample_rate_hz} Hz, expected {self._fs} Hz")
         if self._expected_index is not None and block.first_index != self._expected_index:

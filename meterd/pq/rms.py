@@ -29,11 +29,11 @@ def _trapezoid_mean(g: np.ndarray, a: float, b: float) -> float:
     ia, ib = math.ceil(a), math.floor(b)
     if ib < ia:  # both ends inside one sample interval
         ga, gb = _lerp(g, a), _lerp(g, b)
-        return (ga + gb) / 2.0
+        return float((ga + gb) / 2.0)
     inner = float(np.sum(g[ia : ib + 1])) - (g[ia] + g[ib]) / 2.0
     left = (ia - a) * (_lerp(g, a) + g[ia]) / 2.0
     right = (b - ib) * (g[ib] + _lerp(g, b)) / 2.0
-    return (inner + left + right) / (b - a)
+    return float((inner + left + right) / (b - a))
 
 
 def _lerp(g: np.ndarray, pos: float) -> float:

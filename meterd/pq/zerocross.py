@@ -46,8 +46,9 @@ class ZeroCrossingDetector:
     def _phase_delay(self, period: float) -> float:
         """Phase delay of the pre-filter (samples) at the frequency of ``period`` samples."""
         w = 2 * np.pi / period
-        _, h = signal.sosfreqz(self._sos, worN=[w])
-        return float(-np.angle(h[0]) / w)
+        z = np.exp(-1j * w * np.arange(3))
+        h = np.prod((self._sos[:, :3] @ z) / (self._sos[:, 3:] @ z))
+        return float(-np.angle(h) / w)
 
     def process(self, first_index: int, x: FloatArray) -> list[Mark]:
         """Feed consecutive samples (V); return the marks that became known, in time order."""
