@@ -7,6 +7,11 @@ log 1-0:99.97.0.255 carries the failure duration 0-0:96.7.19.255 (s) instead. As
 profile of the meter, a :class:`~meterd.core.model.ProfileRow` has one value per column:
 ``values[0]`` is the clock as ISO 8601 UTC text (also in ``utc``), then the code or duration.
 
+Entries stay in recording order (a FIFO, as DLMS buffers are). Tamper and voltage events are
+stamped with the onset time and recorded once their minimum duration has passed, so an entry can
+carry an earlier time than one recorded just before it; range selection filters by time and
+keeps recording order.
+
 Each recorded event gets a global sequence number and is persisted through :class:`EventStore`
 (one transaction per event, all its logs at once) before it becomes visible in memory.
 """

@@ -178,6 +178,7 @@ class Supervision:
         self.tamper = TamperMonitor(self.settings.tamper, self._saved_tampers())
         self.voltage = PhaseVoltageMonitor(self.settings.voltage, self._saved_levels())
         self.power = PowerFailMonitor(self.settings.power, self._saved_power())
+        self._started = False
 
     # --- restoring state -------------------------------------------------------------------
     def _load(self, key: str) -> Mapping[str, object] | None:
@@ -202,7 +203,12 @@ class Supervision:
 
     # --- lifecycle -------------------------------------------------------------------------
     def on_start(self, now_utc: _dt.datetime) -> PowerFailure | None:
-        """At meter start: record the outage that stopped the meter (if any) and its class."""
+        """At meter start: record the outage that stopped the meter (if any) and its class.
+
+        Called once, before the first cycle; ``on_cycle`` calls it itself if the owner did not,
+        so the first heartbeat can never overwrite the last-alive time of the previous run.
+        """
+        self._started = True
         failure = self.power.start(now_utc)
         if failure is not None:
             if failure.estimated_start:
@@ -224,6 +230,8 @@ class Supervision:
 
         ``mono_s`` defaults to ``reading.mono_s``; it is required when ``reading`` is None.
         """
+        if not self._started:
+            self.on_start(utc)
         states = inputs if isinstance(inputs, InputStates) else InputStates.from_mapping(inputs or {})
         now_mono = mono_s if mono_s is not None else (reading.mono_s if reading is not None else None)
         if now_mono is None:
@@ -237,6 +245,8 @@ class Supervision:
 
     def on_power_fail_input(self, utc: _dt.datetime, mono_s: float, asserted: bool) -> list[EventEntry]:
         """The power-fail input changed: act at once (last gasp), not at the next cycle."""
+        if not self._started:
+            self.on_start(utc)
         return self._apply_power(self.power.input_changed(utc, mono_s, asserted))
 
     def _apply_power(self, update: PowerUpdate) -> list[EventEntry]:

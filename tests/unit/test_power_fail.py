@@ -194,3 +194,16 @@ def test_voltage_gone_with_current_flowing_is_not_a_cut() -> None:
                              energy={})
     assert m.update(at(1), 1.0, dead_with_load, InputStates()).down_utc is None
     assert not m.in_outage
+
+
+def test_first_cycle_without_on_start_still_accounts_the_outage(tmp_path) -> None:
+    clock = SimClock(T0)
+    with SqliteEventStore(tmp_path / "events.db") as store:
+        sup = Supervision(store=store)
+        _run(sup, clock, 10)
+    clock.advance(300.0)
+    with SqliteEventStore(tmp_path / "events.db") as store:
+        sup = Supervision(store=store)
+        _run(sup, clock, 3)
+        assert sup.power_counters()["long_failures"] == 1
+        assert sup.recorder.log(LogId.POWER_FAILURE).entries()[0].detail["duration_s"] == 301
