@@ -1,1 +1,4 @@
-"""cosem package."""
+"""DLMS/COSEM server of the meter (IEC 62056-5-3 LN referencing), the only importer of gurux_dlms.
+
+Entry point for the composition root: :func:`meterd.cosem.server.build_session_factory`.
+"""

@@ -1,0 +1,347 @@
+"""COSEM interface-class adapters: gurux object classes whose attributes read the meter model.
+
+gurux's GET-Normal path never calls ``onPreRead``, so live values must come from the object:
+each adapter overrides ``getValue`` (encoding its own A-XDR, ``e.byteArray = True``), offers
+``write(e) -> error code`` for SET (called by the server's ``onPreWrite``) and overrides
+``invoke`` for ACTION. Values are produced by small callables given at construction, so the OBIS
+map in :mod:`meterd.cosem.objects` stays declarative. gurux's camelCase stays in this package.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gurux_dlms.enums import ErrorCode
+from gurux_dlms.objects import (
+    GXDLMSAssociationLogicalName,
+    GXDLMSClock,
+    GXDLMSData,
+    GXDLMSHdlcSetup,
+    GXDLMSProfileGeneric,
+    GXDLMSRegister,
+    GXDLMSSapAssignment,
+    GXDLMSSecuritySetup,
+)
+from gurux_dlms.objects.enums import AssociationStatus
+
+from meterd.cosem import axdr
+from meterd.cosem.errors import ApduError, CosemError
+from meterd.cosem.profile import ProfileReader
+
+_log = logging.getLogger("meterd.cosem")
+
+Getter = Callable[[], tuple[int, axdr.Scalar]]
+
+OK = int(ErrorCode.OK)
+DENIED = int(ErrorCode.READ_WRITE_DENIED)
+TYPE_UNMATCHED = int(ErrorCode.UNMATCHED_TYPE)
+OTHER_REASON = int(ErrorCode.OTHER_REASON)
+TEMPORARY_FAILURE = int(ErrorCode.TEMPORARY_FAILURE)
+
+
+def _answer(e: Any, raw: bytes) -> bytes:
+    e.byteArray = True
+    return raw
+
+
+def _deny(e: Any) -> None:
+    e.error = ErrorCode.READ_WRITE_DENIED
+    return None
+
+
+class ValueData(GXDLMSData):
+    """Data (class 1) whose value attribute comes from a getter returning (A-XDR tag, value)."""
+
+    def __init__(self, ln: str, getter: Getter) -> None:
+        super().__init__(ln)
+        self._getter = getter
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index == 2:
+            return _answer(e, axdr.encode_value(*self._getter()))
+        return super().getValue(settings, e)
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        return _deny(e)
+
+
+class ValueRegister(GXDLMSRegister):
+    """Register (class 3): value from a getter, scaler as a power-of-ten exponent, unit code."""
+
+    def __init__(self, ln: str, getter: Getter, scaler: int, unit: int) -> None:
+        super().__init__(ln)
+        self._getter = getter
+        self.scaler_exponent = scaler
+        self.unit = unit
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index == 2:
+            return _answer(e, axdr.encode_value(*self._getter()))
+        if e.index == 3:
+            return _answer(e, axdr.encode_scaler_unit(self.scaler_exponent, self.unit))
+        return super().getValue(settings, e)
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        return _deny(e)  # reset is not allowed on cumulative registers
+
+
+class ModelClock(GXDLMSClock):
+    """Clock (class 8) 0-0:1.0.0.255 served in UTC (time zone 0, deviation 0).
+
+    Attribute 2 is writable; methods 1 adjust_to_quarter, 3 adjust_to_minute and 6 shift_time
+    (−900…900 s) are served. Every change goes through ``set_clock(new_utc)``.
+    """
+
+    def __init__(self, ln: str, now_utc: Callable[[], _dt.datetime],
+                 set_clock: Callable[[_dt.datetime], None]) -> None:
+        super().__init__(ln)
+        self._now = now_utc
+        self._set = set_clock
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        values: dict[int, bytes] = {
+            2: axdr.encode_value(axdr.OCTET_STRING, axdr.encode_datetime(self._now())),
+            3: axdr.encode_value(axdr.INT16, 0),
+            4: axdr.encode_value(axdr.UINT8, 0),
+            5: axdr.encode_value(axdr.OCTET_STRING, b"\xff" * 12),
+            6: axdr.encode_value(axdr.OCTET_STRING, b"\xff" * 12),
+            7: axdr.encode_value(axdr.INT8, 0),
+            8: axdr.encode_value(axdr.BOOLEAN, False),
+            9: axdr.encode_value(axdr.ENUM, 1),
+        }
+        if e.index in values:
+            return _answer(e, values[e.index])
+        return super().getValue(settings, e)
+
+    def write(self, e: Any) -> int:
+        """SET attribute 2 (octet-string date-time)."""
+        if e.index != 2:
+            return DENIED
+        if not isinstance(e.value, bytes | bytearray):
+            return TYPE_UNMATCHED
+        try:
+            new_utc = axdr.decode_datetime(bytes(e.value))
+        except ApduError:
+            return OTHER_REASON
+        self._set(new_utc)
+        return OK
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        now = self._now()
+        if e.index == 6:
+            if not isinstance(e.parameters, int) or not -900 <= e.parameters <= 900:
+                e.error = ErrorCode.OTHER_REASON
+                return None
+            self._set(now + _dt.timedelta(seconds=e.parameters))
+        elif e.index in (1, 3):
+            step = 900 if e.index == 1 else 60
+            base = now.replace(microsecond=0)
+            seconds = int(base.timestamp())
+            rounded = (seconds + step // 2) // step * step
+            self._set(_dt.datetime.fromtimestamp(rounded, tz=_dt.UTC))
+        else:
+            e.error = ErrorCode.READ_WRITE_DENIED
+        return None
+
+
+class ModelAssociation(GXDLMSAssociationLogicalName):
+    """Association LN (class 15, version 1); attribute 7 (secret) is never served.
+
+    For the current association (0-0:40.0.0.255) method 1 (reply_to_HLS_authentication) calls
+    ``hls_reply(f_stoc) -> f_ctos | None`` supplied by the server session.
+    """
+
+    def __init__(self, ln: str, client_sap: int, server_sap: int, mechanism: int, context_id: int,
+                 conformance: int, max_pdu: int, security_setup_ln: str | None) -> None:
+        super().__init__(ln)
+        self.version = 1
+        self.clientSAP, self.serverSAP = client_sap, server_sap
+        self.authenticationMechanismName.mechanismId = mechanism
+        self.applicationContextName.contextId = context_id
+        self.conformance_wire = conformance
+        self.max_pdu = max_pdu
+        self.security_setup_ln = security_setup_ln
+        self.hls_reply: Callable[[bytes], bytes | None] | None = None
+
+    def getAssociationStatus(self) -> int:
+        return int(self.associationStatus)
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index == 3:
+            return _answer(e, axdr.encode_structure(axdr.encode_value(axdr.INT8, self.clientSAP),
+                                                    axdr.encode_value(axdr.UINT16, self.serverSAP)))
+        if e.index == 4:
+            oid = bytes.fromhex("608574050801") + bytes((self.applicationContextName.contextId,))
+            return _answer(e, axdr.encode_value(axdr.OCTET_STRING, oid))
+        if e.index == 5:
+            return _answer(e, self._context_info())
+        if e.index == 6:
+            oid = bytes.fromhex("608574050802") + bytes((self.authenticationMechanismName.mechanismId,))
+            return _answer(e, axdr.encode_value(axdr.OCTET_STRING, oid))
+        if e.index == 7:
+            return _deny(e)
+        if e.index == 8:
+            return _answer(e, axdr.encode_value(axdr.ENUM, int(self.associationStatus)))
+        if e.index == 9:
+            raw = axdr.obis_bytes(self.security_setup_ln) if self.security_setup_ln else b"\x00" * 6
+            return _answer(e, axdr.encode_value(axdr.OCTET_STRING, raw))
+        return super().getValue(settings, e)
+
+    def _context_info(self) -> bytes:
+        conformance = bytes((axdr.BIT_STRING, 24)) + self.conformance_wire.to_bytes(3, "big")
+        return axdr.encode_structure(
+            conformance, axdr.encode_value(axdr.UINT16, self.max_pdu),
+            axdr.encode_value(axdr.UINT16, self.max_pdu), axdr.encode_value(axdr.UINT8, 6),
+            axdr.encode_value(axdr.INT8, 0), axdr.encode_value(axdr.OCTET_STRING, b""))
+
+    def write(self, e: Any) -> int:
+        """No association attribute is writable."""
+        return DENIED
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        if e.index != 1 or self.hls_reply is None:
+            return _deny(e)
+        params = e.parameters
+        reply = self.hls_reply(bytes(params)) if isinstance(params, bytes | bytearray) else None
+        if reply is None:
+            self.associationStatus = AssociationStatus.NON_ASSOCIATED
+            e.error = ErrorCode.READ_WRITE_DENIED
+            return None
+        self.associationStatus = AssociationStatus.ASSOCIATED
+        return bytearray(reply)
+
+
+class ModelSecuritySetup(GXDLMSSecuritySetup):
+    """Security setup (class 64, version 1), suite 0, authenticated and encrypted both ways.
+
+    Method 2 (key_transfer) unwraps keys with the master key (AES key wrap, RFC 3394) and hands
+    them to ``stage_keys`` (applied after the response has been protected with the old keys).
+    """
+
+    POLICY_ALL_AE = 0x04 | 0x08 | 0x20 | 0x40
+
+    def __init__(self, ln: str, server_title: bytes, client_title: Callable[[], bytes | None],
+                 stage_keys: Callable[[Sequence[tuple[int, bytes]]], int]) -> None:
+        super().__init__(ln)
+        self.version = 1
+        self._server_title = server_title
+        self._client_title = client_title
+        self._stage = stage_keys
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        values = {
+            2: lambda: axdr.encode_value(axdr.ENUM, self.POLICY_ALL_AE),
+            3: lambda: axdr.encode_value(axdr.ENUM, 0),
+            4: lambda: axdr.encode_value(axdr.OCTET_STRING, self._client_title() or b""),
+            5: lambda: axdr.encode_value(axdr.OCTET_STRING, self._server_title),
+            6: lambda: axdr.encode_array([]),
+        }
+        if e.index in values:
+            return _answer(e, values[e.index]())
+        return super().getValue(settings, e)
+
+    def write(self, e: Any) -> int:
+        """Policy and suite are fixed by the keys file."""
+        return DENIED
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        if e.index != 2:
+            return _deny(e)
+        items: list[tuple[int, bytes]] = []
+        try:
+            for item in e.parameters:
+                items.append((int(item[0]), bytes(item[1])))
+        except (TypeError, ValueError, IndexError):
+            e.error = ErrorCode.UNMATCHED_TYPE
+            return None
+        error = self._stage(items)
+        if error != OK:
+            e.error = ErrorCode(error)
+        return None
+
+    @classmethod
+    def applyKeys(cls, settings: Any, e: Any) -> None:
+        """Keys are applied by the session after the response is sealed."""
+
+
+class ModelSapAssignment(GXDLMSSapAssignment):
+    """SAP assignment (class 17): the logical devices behind each server SAP."""
+
+    def __init__(self, ln: str, devices: Sequence[tuple[int, str]]) -> None:
+        super().__init__(ln)
+        self._devices = tuple(devices)
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index == 2:
+            return _answer(e, axdr.encode_array([
+                axdr.encode_structure(axdr.encode_value(axdr.UINT16, sap),
+                                      axdr.encode_value(axdr.OCTET_STRING, name.encode("ascii")))
+                for sap, name in self._devices]))
+        return super().getValue(settings, e)
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        return _deny(e)
+
+
+class ModelHdlcSetup(GXDLMSHdlcSetup):
+    """IEC HDLC setup (class 23, version 1), read-only view of the link parameters."""
+
+    BAUD_CODES = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6, 38400: 7, 57600: 8,
+                  115200: 9}
+
+    def __init__(self, ln: str, baud: int, max_info: int, inactivity_s: int, inter_octet_ms: int,
+                 device_address: int) -> None:
+        super().__init__(ln)
+        self._values = {
+            2: (axdr.ENUM, self.BAUD_CODES.get(baud, 5)), 3: (axdr.UINT8, 1), 4: (axdr.UINT8, 1),
+            5: (axdr.UINT16, max_info), 6: (axdr.UINT16, max_info), 7: (axdr.UINT16, inter_octet_ms),
+            8: (axdr.UINT16, inactivity_s), 9: (axdr.UINT16, device_address),
+        }
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        if e.index in self._values:
+            return _answer(e, axdr.encode_value(*self._values[e.index]))
+        return super().getValue(settings, e)
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        return _deny(e)
+
+
+class ModelProfile(GXDLMSProfileGeneric):
+    """Profile generic (class 7) served from a :class:`ProfileReader` with our own encoder.
+
+    Attribute 2 honours selective access by range (selector 1) and by entry (selector 2).
+    """
+
+    def __init__(self, ln: str, reader: ProfileReader) -> None:
+        super().__init__(ln)
+        self._reader = reader
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        r = self._reader
+        try:
+            if e.index == 2:
+                return _answer(e, r.buffer(e.selector, e.parameters))
+        except CosemError as exc:
+            _log.info("profile %s: refused selective access: %s", self.logicalName, exc)
+            e.error = ErrorCode.OTHER_REASON
+            return None
+        values = {
+            3: r.capture_objects, 4: lambda: axdr.encode_value(axdr.UINT32, r.capture_period_s),
+            5: lambda: axdr.encode_value(axdr.ENUM, 1), 6: r.sort_object,
+            7: lambda: axdr.encode_value(axdr.UINT32, r.entries_in_use()),
+            8: lambda: axdr.encode_value(axdr.UINT32, r.profile_entries()),
+        }
+        if e.index in values:
+            return _answer(e, values[e.index]())
+        return super().getValue(settings, e)
+
+    def write(self, e: Any) -> int:
+        """The profile configuration is fixed."""
+        return DENIED
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        return _deny(e)

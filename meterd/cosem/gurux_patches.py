@@ -1,0 +1,194 @@
+"""Run-time patches for the defects of gurux-dlms 1.0.203 on the server paths the meter uses.
+
+The meter uses gurux only as the A-XDR codec, the COSEM interface-class attribute encoders and the
+LN service dispatcher (``GXDLMSLNCommandHandler``); framing, association control (ACSE) and
+ciphering are the meter's own code (see ``docs/dlms.md``). That removes most of the ~22 defects
+listed in the project's DLMS reference; the remaining ones sit on the LN GET/SET/ACTION paths and
+are fixed here. Every patch records whether the stock library still had the defect when it was
+applied (:attr:`Patch.defect_in_stock`); the unit tests assert that, so an upstream change is
+noticed and the patch reviewed. :func:`apply` is idempotent and checks the pinned version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from gurux_dlms import GXDLMSSettings, ValueEventArgs
+from gurux_dlms.GXDLMSLNParameters import GXDLMSLNParameters
+from gurux_dlms.GXDLMSLongTransaction import GXDLMSLongTransaction
+
+from meterd.cosem.errors import CosemError
+
+PINNED_VERSION = "1.0.203"
+_log = logging.getLogger("meterd.cosem.gurux")
+
+
+@dataclass
+class Patch:
+    """One fix: ``probe()`` is True while the defect is present; ``fix()`` removes it."""
+
+    name: str
+    description: str
+    probe: Callable[[], bool]
+    fix: Callable[[], None]
+    defect_in_stock: bool | None = field(default=None)
+    applied: bool = False
+
+    def apply(self) -> None:
+        """Record the stock state, then fix (once)."""
+        if self.applied:
+            return
+        self.defect_in_stock = self.probe()
+        self.fix()
+        self.applied = True
+
+
+# --- 1. GXDLMSLNParameters: isMultipleBlocks() / setStatus() are called by the SET handler -------
+
+def _lnparams_probe() -> bool:
+    return not (hasattr(GXDLMSLNParameters, "isMultipleBlocks") and hasattr(GXDLMSLNParameters, "setStatus"))
+
+
+def _lnparams_fix() -> None:
+    def is_multiple_blocks(self: Any) -> bool:
+        return bool(self.multipleBlocks)
+
+    def set_status(self: Any, value: int) -> None:
+        self.status = value
+
+    GXDLMSLNParameters.isMultipleBlocks = is_multiple_blocks
+    GXDLMSLNParameters.setStatus = set_status
+
+
+# --- 2. GXDLMSSettings: getMaxPduSize(), setConnected() and the ``gbtWndowSize`` typo -----------
+
+def _settings_probe() -> bool:
+    return not all(hasattr(GXDLMSSettings, n) for n in ("getMaxPduSize", "setConnected", "gbtWndowSize"))
+
+
+def _settings_fix() -> None:
+    def get_max_pdu_size(self: Any) -> int:
+        return int(self.maxPduSize)
+
+    def set_connected(self: Any, value: int) -> None:
+        self.connected = value
+
+    GXDLMSSettings.getMaxPduSize = get_max_pdu_size
+    GXDLMSSettings.setConnected = set_connected
+    GXDLMSSettings.gbtWndowSize = property(lambda self: self.gbtWindowSize)
+
+
+# --- 3. GXDLMSLongTransaction.setData() is called between GET blocks ---------------------------
+
+def _transaction_probe() -> bool:
+    return not hasattr(GXDLMSLongTransaction, "setData")
+
+
+def _transaction_fix() -> None:
+    def set_data(self: Any, buff: Any) -> None:
+        remaining = bytes(buff.array()[buff.position:]) if hasattr(buff, "array") else bytes(buff)
+        self.data.clear()
+        self.data.set(remaining)
+
+    GXDLMSLongTransaction.setData = set_data
+
+
+# --- 4. ValueEventArgs: not iterable, ``server`` never set, missing accessors ------------------
+
+def _vea_probe() -> bool:
+    holder = _Holder()
+    e = ValueEventArgs(holder, None, 2)
+    try:
+        iter(e)  # type: ignore[call-overload]
+        iterable = True
+    except TypeError:
+        iterable = False
+    return (not iterable or e.server is None or not hasattr(ValueEventArgs, "setValue")
+            or not hasattr(ValueEventArgs, "isSkipMaxPduSize") or not hasattr(ValueEventArgs, "getRowEndIndex"))
+
+
+class _Holder:
+    """Stand-in for a server: the event-args constructor only reads ``.settings``."""
+
+    def __init__(self) -> None:
+        self.settings = GXDLMSSettings(True, None)
+
+
+def _vea_fix() -> None:
+    stock_init = ValueEventArgs.__init__
+
+    def init(self: Any, s: Any, target: Any, index: int, selector: int = 0, parameters: Any = None) -> None:
+        stock_init(self, s, target, index, selector, parameters)
+        if not isinstance(s, GXDLMSSettings):
+            self.server = s
+
+    def iterate(self: Any) -> Any:
+        return iter((self,))
+
+    def set_value(self: Any, value: Any) -> None:
+        self.value = value
+
+    ValueEventArgs.__init__ = init
+    ValueEventArgs.__iter__ = iterate
+    ValueEventArgs.setValue = set_value
+    ValueEventArgs.isSkipMaxPduSize = property(lambda self: self.skipMaxPduSize)
+    ValueEventArgs.getRowEndIndex = lambda self: self.rowEndIndex
+
+
+# --- 5. print() noise on stdout from library internals -----------------------------------------
+
+_NOISY_MODULES = (
+    "gurux_dlms.GXDLMSLNCommandHandler", "gurux_dlms.GXDLMS", "gurux_dlms._GXAPDU",
+    "gurux_dlms.GXDLMSSettings", "gurux_dlms.GXDLMSChippering", "gurux_dlms.GXSecure",
+    "gurux_dlms.GXDLMSChipperingStream", "gurux_dlms.objects.GXDLMSProfileGeneric",
+    "gurux_dlms.objects.GXDLMSSecuritySetup", "gurux_dlms.objects.GXDLMSObjectCollection",
+    "gurux_dlms.GXDLMSConverter",
+)
+
+
+def _log_print(*args: Any, **_kwargs: Any) -> None:
+    _log.debug("gurux: %s", " ".join(str(a) for a in args))
+
+
+def _print_probe() -> bool:
+    import importlib
+
+    return any(getattr(importlib.import_module(m), "print", None) is not _log_print for m in _NOISY_MODULES)
+
+
+def _print_fix() -> None:
+    import importlib
+
+    for name in _NOISY_MODULES:
+        importlib.import_module(name).print = _log_print  # type: ignore[attr-defined]
+
+
+PATCHES: dict[str, Patch] = {
+    p.name: p
+    for p in (
+        Patch("lnparams_accessors", "SET handler calls missing isMultipleBlocks()/setStatus()",
+              _lnparams_probe, _lnparams_fix),
+        Patch("settings_accessors", "GET-next-block calls missing getMaxPduSize(), reads gbtWndowSize; "
+              "ACTION calls missing setConnected()", _settings_probe, _settings_fix),
+        Patch("transaction_set_data", "GET-next-block calls missing GXDLMSLongTransaction.setData()",
+              _transaction_probe, _transaction_fix),
+        Patch("value_event_args", "ACTION does list(e); object_list access rights need e.server; "
+              "setValue/isSkipMaxPduSize/getRowEndIndex missing", _vea_probe, _vea_fix),
+        Patch("quiet_stdout", "library internals print() to stdout", _print_probe, _print_fix),
+    )
+}
+
+
+def apply() -> dict[str, Patch]:
+    """Apply every patch once; raises :class:`CosemError` on an unexpected gurux version."""
+    version = metadata.version("gurux-dlms")
+    if version != PINNED_VERSION:
+        raise CosemError(f"gurux-dlms {version} is not the reviewed {PINNED_VERSION}; re-check the patches")
+    for patch in PATCHES.values():
+        patch.apply()
+    return PATCHES
+

@@ -1,0 +1,142 @@
+"""The DLMS keys file: LLS password, security-suite-0 keys and the server system title.
+
+TOML, mode 0600 (anything readable by group or others is refused)::
+
+    [server]
+    system_title = "504D4D0000000001"          # 8 octets, hex
+
+    [reader]                                   # client SAP 17, LLS
+    lls_password = "12345678"
+
+    [management]                               # client SAP 1, HLS-GMAC, suite 0
+    global_unicast_key = "000102...0F"         # 16 octets (AES-128), hex
+    authentication_key = "D0D1...DF"
+    master_key = "0001...0F"                   # KEK for key_transfer (RFC 3394 wrap)
+
+Keys never appear in ``repr`` or logs. :meth:`DlmsKeys.save` writes the file atomically with
+mode 0600 (used after a key_transfer through Security setup).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from meterd.cosem.errors import KeyFileError
+
+_KEY_NAMES = ("global_unicast_key", "authentication_key", "master_key")
+KEY_IDS = {0: "global_unicast_key", 2: "authentication_key", 3: "master_key"}
+
+
+@dataclass(frozen=True)
+class DlmsKeys:
+    """Secrets of the DLMS server (hidden from ``repr``)."""
+
+    server_system_title: bytes
+    lls_password: bytes = field(repr=False)
+    global_unicast_key: bytes = field(repr=False)
+    authentication_key: bytes = field(repr=False)
+    master_key: bytes = field(repr=False)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.server_system_title) != 8:
+            raise KeyFileError("server system_title must be 8 octets")
+        for name in _KEY_NAMES:
+            if len(getattr(self, name)) not in (16, 32):
+                raise KeyFileError(f"management {name} must be 16 or 32 octets")
+
+    def with_key(self, name: str, value: bytes) -> DlmsKeys:
+        """A copy with one management key replaced."""
+        if name not in _KEY_NAMES:
+            raise KeyFileError(f"unknown key {name}")
+        return replace(self, **{name: value})
+
+    def save(self, path: Path | None = None) -> None:
+        """Write the keys file atomically with mode 0600."""
+        target = path or self.path
+        if target is None:
+            raise KeyFileError("no keys file path to save to")
+        text = (
+            "[server]\n"
+            f'system_title = "{self.server_system_title.hex().upper()}"\n\n'
+            "[reader]\n"
+            f'lls_password = "{self.lls_password.decode("latin-1")}"\n\n'
+            "[management]\n"
+            + "".join(f'{n} = "{getattr(self, n).hex().upper()}"\n' for n in _KEY_NAMES)
+        )
+        tmp = target.with_name(target.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+
+
+def _hex(table: dict[str, Any], section: str, key: str) -> bytes:
+    raw = table.get(key)
+    if not isinstance(raw, str):
+        raise KeyFileError(f"[{section}] {key}: missing or not a string")
+    try:
+        return bytes.fromhex(raw)
+    except ValueError as exc:
+        raise KeyFileError(f"[{section}] {key}: not hexadecimal") from exc
+
+
+def _section(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    table = doc.get(name)
+    if not isinstance(table, dict):
+        raise KeyFileError(f"section [{name}] missing")
+    return table
+
+
+def parse_keys(doc: dict[str, Any], path: Path | None = None) -> DlmsKeys:
+    """Validate a parsed keys document."""
+    unknown = set(doc) - {"server", "reader", "management"}
+    if unknown:
+        raise KeyFileError(f"unknown sections {sorted(unknown)}")
+    server, reader, mgmt = (_section(doc, n) for n in ("server", "reader", "management"))
+    password = reader.get("lls_password")
+    if not isinstance(password, str) or not password:
+        raise KeyFileError("[reader] lls_password: missing or empty")
+    return DlmsKeys(
+        server_system_title=_hex(server, "server", "system_title"),
+        lls_password=password.encode("latin-1"),
+        global_unicast_key=_hex(mgmt, "management", "global_unicast_key"),
+        authentication_key=_hex(mgmt, "management", "authentication_key"),
+        master_key=_hex(mgmt, "management", "master_key"),
+        path=path,
+    )
+
+
+def load_keys(path: Path) -> DlmsKeys:
+    """Read and validate the keys file; refuse it unless its mode is 0600 (or stricter)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot stat ({exc.strerror})") from exc
+    if mode & 0o077:
+        raise KeyFileError(f"{path}: mode {mode:o} is too open, use 0600")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise KeyFileError(f"{path}: unreadable ({type(exc).__name__})") from exc
+    return parse_keys(doc, path)
+
+
+class KeyRing:
+    """The current keys, shared by every session; key_transfer replaces them and saves the file."""
+
+    def __init__(self, keys: DlmsKeys, persist: bool = True) -> None:
+        self.current = keys
+        self._persist = persist and keys.path is not None
+
+    def replace(self, name: str, value: bytes) -> None:
+        """Install a new management key (and write the keys file when it came from one)."""
+        self.current = self.current.with_key(name, value)
+        if self._persist:
+            self.current.save()

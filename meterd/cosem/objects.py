@@ -1,0 +1,309 @@
+"""The COSEM object model of the meter: one place mapping OBIS codes to the meter model.
+
+An :class:`ObjectRegistry` holds *factories*; each server session (one per link or connection)
+calls :meth:`ObjectRegistry.build` to get fresh gurux objects bound to the shared
+:class:`~meterd.core.model.MeterModel`. Later features (tariffs, billing, prepayment,
+disconnector, event logs) plug in with ``registry.add(factory)``; a factory receives a
+:class:`CosemContext` and yields :class:`CosemEntry` items (object + :class:`Access` rule)::
+
+    def disconnect_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+        yield CosemEntry(MyDisconnect("0.0.96.3.10.255", ctx.model), Access(methods={1, 2}))
+
+    registry = default_registry()
+    registry.add(disconnect_objects)
+
+Access levels: the public client (SAP 16) reads only entries with ``public=True``; the reader
+(SAP 17, LLS) reads everything except ``hidden`` attributes; the management client (SAP 1,
+HLS-GMAC) also writes ``write`` attributes and invokes ``methods``.
+
+Units of the served values: energy registers are the meter's integer milli-units as
+long64-unsigned with scaler −3 (Wh, varh, VAh); voltages double-long-unsigned, scaler −2, V;
+currents double-long-unsigned, scaler −3, A; powers double-long-unsigned, scaler −1 (W, var,
+VA), split by direction (import/export codes); power factor long, scaler −3; frequency
+long-unsigned, scaler −2, Hz.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from meterd.core.energy import Derived, Quantity, obis_c
+from meterd.core.model import MeterModel
+from meterd.core.reading import PHASES, Channel, PhaseValues, Reading
+from meterd.cosem import axdr
+from meterd.cosem.adapters import (
+    ModelAssociation,
+    ModelClock,
+    ModelHdlcSetup,
+    ModelProfile,
+    ModelSapAssignment,
+    ModelSecuritySetup,
+    ValueData,
+    ValueRegister,
+)
+from meterd.cosem.profile import ProfileReader
+
+# DLMS unit codes (IEC 62056-6-2 table 4)
+UNIT_W, UNIT_VA, UNIT_VAR, UNIT_WH, UNIT_VAH, UNIT_VARH = 27, 28, 29, 30, 31, 32
+UNIT_A, UNIT_V, UNIT_HZ, UNIT_NONE = 33, 35, 44, 255
+ENERGY_UNITS = {"Wh": UNIT_WH, "varh": UNIT_VARH, "VAh": UNIT_VAH}
+LOAD_PROFILE_LN = "1.0.99.1.0.255"
+
+
+class AccessLevel(enum.IntEnum):
+    """What an association may do."""
+
+    PUBLIC = 0
+    READER = 1
+    MANAGER = 2
+
+
+@dataclass(frozen=True)
+class AssociationConfig:
+    """One association: client SAP, instance E of 0-0:40.0.E.255, mechanism, level.
+
+    ``mechanism``: 0 none, 1 LLS, 5 HLS-GMAC; ``ciphered``: security suite 0 with authenticated
+    and encrypted APDUs required; ``security_instance``: E of 0-0:43.0.E.255 / 0-0:43.1.E.255.
+    """
+
+    name: str
+    client_sap: int
+    instance: int
+    mechanism: int
+    level: AccessLevel
+    ciphered: bool = False
+    security_instance: int | None = None
+
+    @property
+    def logical_name(self) -> str:
+        """OBIS of this association object."""
+        return f"0.0.40.0.{self.instance}.255"
+
+
+DEFAULT_ASSOCIATIONS: tuple[AssociationConfig, ...] = (
+    AssociationConfig("public", 16, 1, 0, AccessLevel.PUBLIC),
+    AssociationConfig("reader", 17, 2, 1, AccessLevel.READER),
+    AssociationConfig("management", 1, 3, 5, AccessLevel.MANAGER, ciphered=True, security_instance=3),
+)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Access rule of one object (see module docstring)."""
+
+    public: bool = False
+    write: frozenset[int] = frozenset()
+    methods: frozenset[int] = frozenset()
+    hidden: frozenset[int] = frozenset()
+
+
+@dataclass
+class CosemEntry:
+    """A gurux object and who may use it."""
+
+    obj: Any
+    access: Access = field(default_factory=Access)
+
+
+@dataclass
+class CosemContext:
+    """What factories may bind objects to (one context per server session).
+
+    ``set_clock(new_utc)`` changes the meter clock on behalf of this session;
+    ``frame_counter(instance)`` is the last accepted client invocation counter of a security
+    setup; ``client_title()`` the system title of the current ciphered client;
+    ``stage_keys(items)`` queues a key transfer and returns a DLMS result code.
+    """
+
+    model: MeterModel
+    association: AssociationConfig
+    associations: Sequence[AssociationConfig]
+    server_sap: int
+    server_title: bytes
+    conformance: int
+    max_pdu: int
+    set_clock: Callable[[Any], None]
+    frame_counter: Callable[[int], int]
+    client_title: Callable[[], bytes | None]
+    stage_keys: Callable[[Sequence[tuple[int, bytes]]], int]
+    hdlc: dict[str, int] = field(default_factory=dict)
+
+
+ObjectFactory = Callable[[CosemContext], Iterable[CosemEntry]]
+
+
+class ObjectRegistry:
+    """Ordered collection of object factories."""
+
+    def __init__(self) -> None:
+        self._factories: list[ObjectFactory] = []
+
+    def add(self, factory: ObjectFactory) -> None:
+        """Register a factory; its objects follow those of earlier factories."""
+        self._factories.append(factory)
+
+    def build(self, ctx: CosemContext) -> list[CosemEntry]:
+        """Fresh objects for one session; duplicate logical names raise ``ValueError``."""
+        entries: list[CosemEntry] = []
+        seen: set[str] = set()
+        for factory in self._factories:
+            for entry in factory(ctx):
+                if entry.obj.logicalName in seen:
+                    raise ValueError(f"duplicate COSEM object {entry.obj.logicalName}")
+                seen.add(entry.obj.logicalName)
+                entries.append(entry)
+        return entries
+
+
+# --- factories -------------------------------------------------------------------------------
+
+def identity_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+    """Logical device name, serial number, firmware identifier and signature, meter status."""
+    ident = ctx.model.identity
+    yield CosemEntry(ValueData("0.0.42.0.0.255", lambda: (axdr.OCTET_STRING, ident.logical_device_name)),
+                     Access(public=True))
+    yield CosemEntry(ValueData("0.0.96.1.0.255", lambda: (axdr.OCTET_STRING, ident.serial)), Access(public=True))
+    yield CosemEntry(ValueData("1.0.0.2.0.255", lambda: (axdr.OCTET_STRING, ident.firmware_version)))
+    yield CosemEntry(ValueData("1.0.0.2.8.255",
+                               lambda: (axdr.OCTET_STRING, bytes.fromhex(ident.firmware_signature))))
+    yield CosemEntry(ValueData("0.0.96.10.1.255", lambda: (axdr.UINT32, ctx.model.snapshot().status_word)))
+
+
+def clock_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+    """The clock 0-0:1.0.0.255 (writable and adjustable by the management client)."""
+    yield CosemEntry(ModelClock("0.0.1.0.0.255", ctx.model.now_utc, ctx.set_clock),
+                     Access(public=True, write=frozenset({2}), methods=frozenset({1, 3, 6})))
+
+
+def _energy_getter(model: MeterModel, quantity: Quantity | Derived, channel: Channel) -> Callable[[], tuple[int, int]]:
+    return lambda: (axdr.UINT64, model.snapshot().energy(quantity, channel))
+
+
+def energy_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+    """Every base and derived energy register, total and per phase (1-0:C.8.0.255)."""
+    from meterd.core.energy import UNITS
+
+    for channel in Channel:
+        for quantity in (*Quantity, *Derived):
+            ln = f"1.0.{obis_c(quantity, channel)}.8.0.255"
+            unit = ENERGY_UNITS[UNITS[quantity]]
+            yield CosemEntry(ValueRegister(ln, _energy_getter(ctx.model, quantity, channel), -3, unit))
+
+
+@dataclass(frozen=True)
+class Instant:
+    """One instantaneous quantity: OBIS C code, A-XDR type, scaler, unit, value in SI units."""
+
+    c: int
+    tag: int
+    scaler: int
+    unit: int
+    value: Callable[[Reading], float]
+
+
+def _phase(channel: Channel, fn: Callable[[PhaseValues], float]) -> Callable[[Reading], float]:
+    return lambda r: fn(r.phase(channel))
+
+
+def _instants() -> list[Instant]:
+    u32, i16, u16 = axdr.UINT32, axdr.INT16, axdr.UINT16
+    out = [
+        Instant(1, u32, -1, UNIT_W, lambda r: max(r.total_active_power_w, 0.0)),
+        Instant(2, u32, -1, UNIT_W, lambda r: max(-r.total_active_power_w, 0.0)),
+        Instant(3, u32, -1, UNIT_VAR, lambda r: max(r.total_reactive_power_var, 0.0)),
+        Instant(4, u32, -1, UNIT_VAR, lambda r: max(-r.total_reactive_power_var, 0.0)),
+        Instant(9, u32, -1, UNIT_VA, lambda r: r.total_apparent_power_va),
+        Instant(13, i16, -3, UNIT_NONE, lambda r: r.total_power_factor),
+        Instant(14, u16, -2, UNIT_HZ, lambda r: r.frequency_hz),
+        Instant(91, u32, -3, UNIT_A, lambda r: r.neutral_current_a),
+    ]
+    for ch in PHASES:
+        off = ch.obis_offset
+        out += [
+            Instant(off + 12, u32, -2, UNIT_V, _phase(ch, lambda p: p.voltage_v)),
+            Instant(off + 11, u32, -3, UNIT_A, _phase(ch, lambda p: p.current_a)),
+            Instant(off + 1, u32, -1, UNIT_W, _phase(ch, lambda p: max(p.active_power_w, 0.0))),
+            Instant(off + 2, u32, -1, UNIT_W, _phase(ch, lambda p: max(-p.active_power_w, 0.0))),
+            Instant(off + 3, u32, -1, UNIT_VAR, _phase(ch, lambda p: max(p.reactive_power_var, 0.0))),
+            Instant(off + 4, u32, -1, UNIT_VAR, _phase(ch, lambda p: max(-p.reactive_power_var, 0.0))),
+            Instant(off + 9, u32, -1, UNIT_VA, _phase(ch, lambda p: p.apparent_power_va)),
+            Instant(off + 13, i16, -3, UNIT_NONE, _phase(ch, lambda p: p.power_factor)),
+        ]
+    return out
+
+
+INSTANTANEOUS: tuple[Instant, ...] = tuple(_instants())
+
+
+def _instant_getter(model: MeterModel, spec: Instant) -> Callable[[], tuple[int, int]]:
+    def read() -> tuple[int, int]:
+        reading = model.snapshot().reading
+        value = spec.value(reading) if reading is not None else 0.0
+        return spec.tag, round(value / 10.0 ** spec.scaler)
+    return read
+
+
+def instantaneous_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+    """Instantaneous values 1-0:C.7.0.255 (voltage, current, P, Q, S, PF, f, neutral current)."""
+    for spec in INSTANTANEOUS:
+        yield CosemEntry(ValueRegister(f"1.0.{spec.c}.7.0.255", _instant_getter(ctx.model, spec),
+                                       spec.scaler, spec.unit))
+
+
+def _association(ctx: CosemContext, cfg: AssociationConfig, ln: str) -> ModelAssociation:
+    sec = f"0.0.43.0.{cfg.security_instance}.255" if cfg.security_instance is not None else None
+    return ModelAssociation(ln, cfg.client_sap, ctx.server_sap, cfg.mechanism, 3 if cfg.ciphered else 1,
+                            ctx.conformance, ctx.max_pdu, sec)
+
+
+def association_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+    """Current association 0-0:40.0.0.255, one instance per client and the SAP assignment."""
+    current = ctx.association
+    yield CosemEntry(_association(ctx, current, "0.0.40.0.0.255"),
+                     Access(public=True, hidden=frozenset({7}), methods=frozenset({1})))
+    for cfg in ctx.associations:
+        if cfg.level <= current.level:
+            yield CosemEntry(_association(ctx, cfg, cfg.logical_name), Access(hidden=frozenset({7})))
+    yield CosemEntry(ModelSapAssignment("0.0.41.0.0.255", [(ctx.server_sap, ctx.model.identity.logical_device_name)]))
+
+
+def security_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+    """Security setup 0-0:43.0.E.255 and its frame counter 0-0:43.1.E.255 per ciphered association."""
+    for cfg in ctx.associations:
+        e = cfg.security_instance
+        if e is None:
+            continue
+        is_current = cfg is ctx.association
+        yield CosemEntry(ModelSecuritySetup(f"0.0.43.0.{e}.255", ctx.server_title,
+                                            ctx.client_title if is_current else (lambda: None), ctx.stage_keys),
+                         Access(methods=frozenset({2}) if is_current else frozenset()))
+        yield CosemEntry(ValueData(f"0.0.43.1.{e}.255", lambda e=e: (axdr.UINT32, ctx.frame_counter(e))),
+                         Access(public=True))
+
+
+def communication_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+    """IEC HDLC setup 0-0:22.0.0.255 (link parameters, read-only)."""
+    h = ctx.hdlc
+    yield CosemEntry(ModelHdlcSetup("0.0.22.0.0.255", h.get("baud", 9600), h.get("max_info", 128),
+                                    h.get("inactivity_s", 120), h.get("inter_octet_ms", 0),
+                                    h.get("device_address", 0x10)))
+
+
+def profile_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
+    """Load profile 1-0:99.1.0.255 when the model has one."""
+    buffer = ctx.model.profile(LOAD_PROFILE_LN)
+    if buffer is not None:
+        yield CosemEntry(ModelProfile(LOAD_PROFILE_LN, ProfileReader(buffer)))
+
+
+def default_registry() -> ObjectRegistry:
+    """The registry of the base meter (identity, clock, energy, instantaneous, associations,
+    security, communication, load profile)."""
+    registry = ObjectRegistry()
+    for factory in (identity_objects, clock_objects, energy_objects, instantaneous_objects,
+                    association_objects, security_objects, communication_objects, profile_objects):
+        registry.add(factory)
+    return registry

@@ -1,0 +1,254 @@
+"""DLMS security suite 0 (AES-GCM-128, 12-octet tags) with persistent invocation counters.
+
+AES-GCM comes from ``cryptography`` (gurux's pure-Python GCM is ≈7 ms per KB and is not used).
+Counters protect against replay and nonce reuse, so they are persisted **before use**:
+
+* outgoing (server) invocation counter: reserved from the :class:`CounterStore` in blocks, so a
+  restart skips the unused rest of a block and never reuses a nonce;
+* incoming (client) invocation counter: accepted only if greater than the last accepted value,
+  and stored before the request is served (replays and stale counters raise
+  :class:`ReplayError`).
+
+Counter names are ``"<association>/out"`` and ``"<association>/in"``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import struct
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from meterd.cosem.axdr import length_bytes
+from meterd.cosem.errors import ApduError, ReplayError, SecurityError
+
+TAG_LEN = 12
+SC_AUTH, SC_ENC = 0x10, 0x20
+SC_AUTH_ENC = SC_AUTH | SC_ENC
+GENERAL_GLO = 0xDB
+# plain xDLMS tag -> glo-ciphered tag (IEC 62056-5-3 table 7)
+GLO_OF_PLAIN = {0xC0: 0xC8, 0xC1: 0xC9, 0xC2: 0xCA, 0xC3: 0xCB, 0xC4: 0xCC, 0xC5: 0xCD, 0xC7: 0xCF,
+                0x01: 0x21, 0x08: 0x28, 0x0E: 0x2E}
+PLAIN_OF_GLO = {v: k for k, v in GLO_OF_PLAIN.items()}
+MAX_COUNTER = 0xFFFFFFFF
+
+
+class CounterStore(Protocol):
+    """Durable invocation counters (implemented in ``meterd.store.dlms_security_store``)."""
+
+    def reserve(self, name: str, count: int) -> int:
+        """Durably reserve ``count`` outgoing values; return the first (values start at 1)."""
+        ...
+
+    def last_accepted(self, name: str) -> int:
+        """The last accepted incoming counter (0 when none)."""
+        ...
+
+    def accept(self, name: str, value: int) -> bool:
+        """Durably store ``value`` if it is greater than the last accepted one; else False."""
+        ...
+
+
+class MemoryCounterStore:
+    """A non-durable :class:`CounterStore` for tests and throwaway simulations."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, int] = {}
+        self._last: dict[str, int] = {}
+
+    def reserve(self, name: str, count: int) -> int:
+        first = self._next.get(name, 1)
+        self._next[name] = first + count
+        return first
+
+    def last_accepted(self, name: str) -> int:
+        return self._last.get(name, 0)
+
+    def accept(self, name: str, value: int) -> bool:
+        if value <= self._last.get(name, 0):
+            return False
+        self._last[name] = value
+        return True
+
+
+class OutgoingCounter:
+    """Hands out server invocation counters from durably reserved blocks."""
+
+    def __init__(self, store: CounterStore, name: str, block: int = 64) -> None:
+        self._store, self._name, self._block = store, name, block
+        self._next = 0
+        self._limit = 0
+
+    def take(self) -> int:
+        """The next unused counter value."""
+        if self._next >= self._limit:
+            self._next = self._store.reserve(self._name, self._block)
+            self._limit = self._next + self._block
+        if self._next > MAX_COUNTER:
+            raise SecurityError("invocation counter exhausted: change the keys")
+        value = self._next
+        self._next += 1
+        return value
+
+
+def _gcm(key: bytes, iv: bytes, aad: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+    enc = Cipher(algorithms.AES(key), modes.GCM(iv)).encryptor()
+    enc.authenticate_additional_data(aad)
+    ciphertext = enc.update(plaintext) + enc.finalize()
+    return ciphertext, enc.tag[:TAG_LEN]
+
+
+def _gcm_open(key: bytes, iv: bytes, aad: bytes, ciphertext: bytes, tag: bytes) -> bytes:
+    dec = Cipher(algorithms.AES(key), modes.GCM(iv, tag, min_tag_length=TAG_LEN)).decryptor()
+    dec.authenticate_additional_data(aad)
+    try:
+        return dec.update(ciphertext) + dec.finalize()
+    except InvalidTag as exc:
+        raise SecurityError("authentication tag mismatch") from exc
+
+
+def protect(sc: int, key: bytes, auth_key: bytes, system_title: bytes, ic: int, plain: bytes) -> bytes:
+    """``SC || IC || ciphertext || tag`` of an APDU (security control ``sc``)."""
+    iv = system_title + struct.pack(">I", ic)
+    if sc & 0x0F:
+        raise SecurityError("only security suite 0 is supported")
+    if sc & SC_ENC:
+        aad = bytes((sc,)) + auth_key if sc & SC_AUTH else b""
+        body, tag = _gcm(key, iv, aad, plain)
+        return bytes((sc,)) + struct.pack(">I", ic) + body + (tag if sc & SC_AUTH else b"")
+    if sc & SC_AUTH:
+        _, tag = _gcm(key, iv, bytes((sc,)) + auth_key + plain, b"")
+        return bytes((sc,)) + struct.pack(">I", ic) + plain + tag
+    raise SecurityError("security control requests no protection")
+
+
+def unprotect(key: bytes, auth_key: bytes, system_title: bytes, payload: bytes) -> tuple[int, int, bytes]:
+    """Check and decrypt ``SC || IC || body``; returns (sc, ic, plaintext)."""
+    if len(payload) < 5:
+        raise ApduError("ciphered payload too short")
+    sc, ic = payload[0], struct.unpack(">I", payload[1:5])[0]
+    body = payload[5:]
+    if sc & 0x0F:
+        raise SecurityError(f"security suite {sc & 0x0F} is not supported")
+    iv = system_title + payload[1:5]
+    if sc & SC_AUTH and len(body) < TAG_LEN:
+        raise ApduError("ciphered payload shorter than its tag")
+    if sc & SC_ENC:
+        if sc & SC_AUTH:
+            return sc, ic, _gcm_open(key, iv, bytes((sc,)) + auth_key, body[:-TAG_LEN], body[-TAG_LEN:])
+        return sc, ic, Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).decryptor().update(body)
+    if sc & SC_AUTH:
+        plain, tag = body[:-TAG_LEN], body[-TAG_LEN:]
+        _gcm_open(key, iv, bytes((sc,)) + auth_key + plain, b"", tag)
+        return sc, ic, plain
+    raise SecurityError("unprotected payload in a ciphered APDU")
+
+
+def gmac(key: bytes, auth_key: bytes, system_title: bytes, ic: int, challenge: bytes) -> bytes:
+    """HLS-GMAC response ``SC(0x10) || IC || GMAC(SC || AK || challenge)`` (17 octets)."""
+    _, tag = _gcm(key, system_title + struct.pack(">I", ic), bytes((SC_AUTH,)) + auth_key + challenge, b"")
+    return bytes((SC_AUTH,)) + struct.pack(">I", ic) + tag
+
+
+def gmac_matches(expected: bytes, received: bytes) -> bool:
+    """Constant-time comparison of two HLS responses."""
+    return hmac.compare_digest(expected, received)
+
+
+def read_ber_length(data: bytes, pos: int) -> tuple[int, int]:
+    """(length, next position) of a BER/A-XDR length at ``pos``."""
+    if pos >= len(data):
+        raise ApduError("truncated length")
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    n = first & 0x7F
+    if n == 0 or n > 3 or pos + 1 + n > len(data):
+        raise ApduError("bad length encoding")
+    return int.from_bytes(data[pos + 1:pos + 1 + n], "big"), pos + 1 + n
+
+
+@dataclass
+class CipheredApdu:
+    """A glo- or general-glo-ciphered APDU split into its parts."""
+
+    tag: int
+    system_title: bytes | None
+    payload: bytes
+
+
+def split_ciphered(apdu: bytes) -> CipheredApdu:
+    """Split a glo-xxx or general-glo-ciphering APDU (raises :class:`ApduError`)."""
+    tag, pos = apdu[0], 1
+    title = None
+    if tag == GENERAL_GLO:
+        n, pos = read_ber_length(apdu, pos)
+        title = apdu[pos:pos + n]
+        if len(title) != 8:
+            raise ApduError("general-glo-ciphering needs an 8-octet system title")
+        pos += n
+    length, pos = read_ber_length(apdu, pos)
+    if pos + length != len(apdu):
+        raise ApduError("ciphered APDU length mismatch")
+    return CipheredApdu(tag, title, apdu[pos:])
+
+
+def build_ciphered(tag: int, payload: bytes, system_title: bytes | None = None) -> bytes:
+    """Assemble a glo-xxx (``system_title`` None) or general-glo-ciphering APDU."""
+    head = bytes((tag,))
+    if system_title is not None:
+        head += length_bytes(len(system_title)) + system_title
+    return head + length_bytes(len(payload)) + payload
+
+
+class SecurityContext:
+    """Suite-0 keys, counters and replay check of one ciphered association."""
+
+    def __init__(self, name: str, server_title: bytes, ek: bytes, ak: bytes, store: CounterStore) -> None:
+        self.name = name
+        self.server_title = server_title
+        self.ek, self.ak = ek, ak
+        self.client_title: bytes | None = None
+        self._store = store
+        self._out = OutgoingCounter(store, f"{name}/out")
+
+    def rekey(self, ek: bytes, ak: bytes) -> None:
+        """Use new keys from now on (counters keep increasing)."""
+        self.ek, self.ak = ek, ak
+
+    def next_ic(self) -> int:
+        """A fresh, durably reserved server invocation counter."""
+        return self._out.take()
+
+    def check_incoming(self, ic: int) -> None:
+        """Accept a client invocation counter once; raises :class:`ReplayError` otherwise."""
+        if not self._store.accept(f"{self.name}/in", ic):
+            raise ReplayError("client invocation counter replayed or stale")
+
+    def last_incoming(self) -> int:
+        """The last accepted client invocation counter (0-0:43.1.E.255)."""
+        return self._store.last_accepted(f"{self.name}/in")
+
+    def open(self, apdu: bytes) -> tuple[int, bytes]:
+        """Check a ciphered request; returns (security control, inner plain APDU)."""
+        if self.client_title is None:
+            raise SecurityError("no client system title")
+        parts = split_ciphered(apdu)
+        if parts.system_title is not None and parts.system_title != self.client_title:
+            raise SecurityError("system title differs from the one of the association")
+        sc, ic, plain = unprotect(self.ek, self.ak, self.client_title, parts.payload)
+        self.check_incoming(ic)
+        return sc, plain
+
+    def seal(self, request_tag: int, sc: int, plain: bytes) -> bytes:
+        """Protect a response in the family of the request (glo-xxx or general-glo)."""
+        payload = protect(sc, self.ek, self.ak, self.server_title, self.next_ic(), plain)
+        if request_tag == GENERAL_GLO:
+            return build_ciphered(GENERAL_GLO, payload, self.server_title)
+        glo = GLO_OF_PLAIN.get(plain[0])
+        if glo is None:
+            return plain
+        return build_ciphered(glo, payload)

@@ -1,0 +1,636 @@
+"""The DLMS/COSEM server: associations, security and LN services for one link or connection.
+
+Layers, outermost first:
+
+* :class:`WrapperSession` (IEC 62056-47 TCP wrapper) or :class:`HdlcSession` (HDLC,
+  :mod:`meterd.proto.hdlc`): both implement :class:`meterd.proto.session.ByteSession`;
+* :class:`CosemServer`: APDU in, APDU out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
+  (glo- and general-glo-ciphering, HLS-GMAC, invocation counters) are our own code; GET, SET
+  and ACTION are dispatched by gurux's ``GXDLMSLNCommandHandler`` against the objects of
+  :mod:`meterd.cosem.objects`, with :class:`_DispatchHost` answering its server call-backs.
+
+Entry point for the composition root: :func:`build_session_factory`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+from gurux_dlms import GXByteBuffer, GXDLMSSettings
+from gurux_dlms.enums import AccessMode, ErrorCode, InterfaceType, MethodAccessMode, ObjectType
+from gurux_dlms.GXDLMSLNCommandHandler import GXDLMSLNCommandHandler
+from gurux_dlms.objects import GXDLMSObjectCollection
+from gurux_dlms.objects.enums import AssociationStatus
+
+from meterd.core.model import MeterModel
+from meterd.cosem import acse, gurux_patches
+from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
+from meterd.cosem.keys import KEY_IDS, KeyRing
+from meterd.cosem.objects import (
+    DEFAULT_ASSOCIATIONS,
+    AccessLevel,
+    AssociationConfig,
+    CosemContext,
+    CosemEntry,
+    ObjectRegistry,
+    default_registry,
+)
+from meterd.cosem.security import (
+    GENERAL_GLO,
+    PLAIN_OF_GLO,
+    SC_AUTH,
+    SC_AUTH_ENC,
+    CounterStore,
+    SecurityContext,
+    gmac,
+    gmac_matches,
+    split_ciphered,
+    unprotect,
+)
+from meterd.proto import hdlc
+
+gurux_patches.apply()
+_log = logging.getLogger("meterd.cosem")
+
+GET_REQUEST, SET_REQUEST, ACTION_REQUEST = 0xC0, 0xC1, 0xC3
+GET_RESPONSE, SET_RESPONSE, ACTION_RESPONSE = 0xC4, 0xC5, 0xC7
+EXCEPTION_RESPONSE = 0xD8
+# exception-response: state-error, service-error (IEC 62056-5-3 §9.5)
+STATE_SERVICE_NOT_ALLOWED, STATE_SERVICE_UNKNOWN = 1, 2
+SERVICE_OPERATION_NOT_POSSIBLE, SERVICE_NOT_SUPPORTED, SERVICE_OTHER_REASON = 1, 2, 3
+SERVICE_PDU_TOO_LONG, SERVICE_DECIPHERING_ERROR, SERVICE_INVOCATION_COUNTER_ERROR = 4, 5, 6
+CIPHER_OVERHEAD = 32  # general-glo header + SC + IC + tag, octets
+MIN_PDU = 64
+_KNOWN_CLASSES = {int(t) for t in ObjectType}
+_HLS_METHOD = bytes((0, 15, 0, 0, 40, 0, 0, 255, 1))  # class 15, 0-0:40.0.0.255, method 1
+
+
+def exception_response(state_error: int, service_error: int) -> bytes:
+    """An exception-response APDU."""
+    return bytes((EXCEPTION_RESPONSE, state_error, service_error))
+
+
+def data_access_error(apdu: bytes, code: int) -> bytes:
+    """The error answer in the family of a GET/SET/ACTION request; exception-response otherwise."""
+    if len(apdu) >= 3 and apdu[1] == 1:
+        invoke = apdu[2]
+        if apdu[0] == GET_REQUEST:
+            return bytes((GET_RESPONSE, 1, invoke, 1, code))
+        if apdu[0] == SET_REQUEST:
+            return bytes((SET_RESPONSE, 1, invoke, code))
+        if apdu[0] == ACTION_REQUEST:
+            return bytes((ACTION_RESPONSE, 1, invoke, code, 0))
+    return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
+
+
+class _Phase(enum.Enum):
+    IDLE = "idle"
+    PENDING = "pending HLS"
+    ASSOCIATED = "associated"
+
+
+class _DispatchHost:
+    """The call-backs gurux's LN command handler expects from a ``GXDLMSServer``."""
+
+    def __init__(self, settings: Any, session: CosemServer) -> None:
+        self.settings = settings
+        self.transaction: Any = None
+        self._session = session
+
+    def getTransaction(self) -> Any:
+        return self.transaction
+
+    def setTransaction(self, value: Any) -> None:
+        self.transaction = value
+
+    def notifyRead(self) -> None:
+        """GET-Normal: values come from the objects themselves."""
+
+    def onPreRead(self, *args: Any) -> None:
+        """Values come from the objects themselves."""
+
+    def onPostRead(self, *args: Any) -> None:
+        """Nothing to do after a read."""
+
+    def onPreWrite(self, items: Sequence[Any]) -> None:
+        for e in items:
+            writer = getattr(e.target, "write", None)
+            e.error = ErrorCode(writer(e)) if writer else ErrorCode.READ_WRITE_DENIED
+            e.handled = True
+            if e.error == ErrorCode.OK:
+                _log.info("SET %s/%d by %s", e.target.logicalName, e.index, self._session.association_name)
+
+    def onPostWrite(self, items: Sequence[Any]) -> None:
+        """Writes were done in ``onPreWrite``."""
+
+    def onPreAction(self, items: Sequence[Any]) -> None:
+        for e in items:
+            _log.info("ACTION %s/%d by %s", e.target.logicalName, e.index, self._session.association_name)
+
+    def onPostAction(self, items: Sequence[Any]) -> None:
+        """Actions report through ``e.error``."""
+
+    def onFindObject(self, *args: Any) -> None:
+        return None
+
+    def onGetAttributeAccess(self, e: Any) -> int:
+        return self._session.attribute_access(e.target, e.index)
+
+    def onGetMethodAccess(self, e: Any) -> int:
+        return self._session.method_access(e.target, e.index)
+
+    def notifyConnected(self, _info: Any) -> None:
+        self._session.on_hls_done(True)
+
+    def onInvalidConnection(self, _info: Any) -> None:
+        self._session.on_hls_done(False)
+
+    @classmethod
+    def generateConfirmedServiceError(cls, service: int, type_: int, code: int) -> list[int]:
+        return [0x0E, service, type_, code]
+
+
+@dataclass
+class ServerConfig:
+    """Server-wide settings: server SAP (logical device), max PDU we receive/send (octets)."""
+
+    server_sap: int = 1
+    max_pdu: int = 1024
+    associations: tuple[AssociationConfig, ...] = DEFAULT_ASSOCIATIONS
+    hdlc: dict[str, int] | None = None
+
+
+class CosemServer:
+    """One DLMS server instance (one association at a time) bound to the shared meter model."""
+
+    def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore,
+                 registry: ObjectRegistry | None = None, config: ServerConfig | None = None) -> None:
+        self.model = model
+        self.keys = keys
+        self.store = store
+        self.registry = registry or default_registry()
+        self.config = config or ServerConfig()
+        self._assoc: AssociationConfig | None = None
+        self._phase = _Phase.IDLE
+        self._security: SecurityContext | None = None
+        self._settings: Any = None
+        self._host: _DispatchHost | None = None
+        self._access: dict[int, CosemEntry] = {}
+        self._current_assoc_obj: Any = None
+        self._stoc = b""
+        self._ctos = b""
+        self._pending_keys: list[tuple[str, bytes]] = []
+        self._max_pdu = self.config.max_pdu
+
+    @property
+    def association_name(self) -> str:
+        """Name of the current association ("none" when idle)."""
+        return self._assoc.name if self._assoc and self._phase is not _Phase.IDLE else "none"
+
+    @property
+    def associated(self) -> bool:
+        """True once the association is fully established (HLS pass 4 done)."""
+        return self._phase is _Phase.ASSOCIATED
+
+    # --- entry points ---------------------------------------------------------------------------
+
+    def handle_apdu(self, client_sap: int, apdu: bytes) -> bytes | None:
+        """Serve one request APDU; returns the response APDU (None: no answer)."""
+        if not apdu:
+            return None
+        try:
+            return self._dispatch(client_sap, apdu)
+        except ReplayError as exc:
+            _log.warning("client SAP %d: %s", client_sap, exc)
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_INVOCATION_COUNTER_ERROR)
+        except SecurityError as exc:
+            _log.warning("client SAP %d: rejected protected APDU: %s", client_sap, exc)
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
+        except (ApduError, CosemError) as exc:
+            _log.info("client SAP %d: bad APDU: %s", client_sap, exc)
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
+
+    def release(self, reason: str = "link closed") -> None:
+        """Drop the association (link closed, DISC, inactivity)."""
+        if self._phase is not _Phase.IDLE:
+            _log.info("association %s released: %s", self.association_name, reason)
+        self._phase = _Phase.IDLE
+        self._security = None
+        self._pending_keys = []
+        if self._host is not None:
+            self._host.transaction = None
+
+    # --- dispatch -------------------------------------------------------------------------------
+
+    def _dispatch(self, client_sap: int, apdu: bytes) -> bytes | None:
+        tag = apdu[0]
+        if tag == acse.AARQ:
+            return self._on_aarq(client_sap, apdu)
+        if tag == acse.RLRQ:
+            return self._on_rlrq(apdu)
+        if self._phase is _Phase.IDLE or self._assoc is None or client_sap != self._assoc.client_sap:
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
+        if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD:
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_PDU_TOO_LONG)
+        if tag == GENERAL_GLO or tag in PLAIN_OF_GLO:
+            return self._on_ciphered(apdu)
+        if self._assoc.ciphered:
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
+        return self._serve_plain(apdu)
+
+    def _on_ciphered(self, apdu: bytes) -> bytes:
+        if self._security is None:
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)
+        sc, plain = self._security.open(apdu)
+        if sc != SC_AUTH_ENC:
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
+        if not plain:
+            raise ApduError("empty ciphered APDU")
+        if apdu[0] != GENERAL_GLO and PLAIN_OF_GLO[apdu[0]] != plain[0]:
+            raise ApduError("glo tag does not match the ciphered service")
+        response = self._serve_plain(plain)
+        sealed = self._security.seal(apdu[0], sc, response)
+        self._apply_pending_keys()
+        return sealed
+
+    def _serve_plain(self, apdu: bytes) -> bytes:
+        if self._phase is _Phase.PENDING and not self._is_hls_action(apdu):
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
+        if apdu[0] not in (GET_REQUEST, SET_REQUEST, ACTION_REQUEST) or len(apdu) < 3:
+            return exception_response(STATE_SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
+        if apdu[1] == 1 and len(apdu) >= 5 and struct.unpack(">H", apdu[3:5])[0] not in _KNOWN_CLASSES:
+            return data_access_error(apdu, int(ErrorCode.UNDEFINED_OBJECT))
+        if apdu[1] == 3 or (apdu[0] == SET_REQUEST and apdu[1] in (4, 5)):
+            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))  # *-with-list not offered
+        return self._gurux_dispatch(apdu)
+
+    def _gurux_dispatch(self, apdu: bytes) -> bytes:
+        assert self._host is not None
+        data = GXByteBuffer(bytearray(apdu))
+        data.position = 1
+        reply = GXByteBuffer()
+        handler = {GET_REQUEST: GXDLMSLNCommandHandler.handleGetRequest,
+                   SET_REQUEST: GXDLMSLNCommandHandler.handleSetRequest}.get(apdu[0])
+        try:
+            if handler is not None:
+                handler(self._settings, self._host, data, reply, None)
+            else:
+                GXDLMSLNCommandHandler.handleMethodRequest(self._settings, self._host, data, None, reply, None)
+        except Exception:  # gurux raises bare exceptions on malformed data: answer, never crash
+            _log.info("request %s failed in the dispatcher", apdu[:16].hex(), exc_info=True)
+            self._host.transaction = None
+            self._settings.setCount(0)
+            self._settings.setIndex(0)
+            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))
+        out = bytes(reply.array())
+        return out if out else data_access_error(apdu, int(ErrorCode.OTHER_REASON))
+
+    def _is_hls_action(self, apdu: bytes) -> bool:
+        return (len(apdu) >= 12 and apdu[0] == ACTION_REQUEST and apdu[1] == 1
+                and apdu[3:12] == _HLS_METHOD)
+
+    # --- ACSE -----------------------------------------------------------------------------------
+
+    def _find_association(self, client_sap: int) -> AssociationConfig | None:
+        return next((a for a in self.config.associations if a.client_sap == client_sap), None)
+
+    def _reject(self, context_id: int, diagnostic: int, why: str, client_sap: int,
+                user_info: bytes | None = None) -> bytes:
+        _log.warning("association refused for client SAP %d: %s", client_sap, why)
+        self.release("rejected")
+        return acse.Aare(context_id or 1, acse.RESULT_REJECTED_PERMANENT, diagnostic,
+                         user_information=user_info).encode()
+
+    def _on_aarq(self, client_sap: int, apdu: bytes) -> bytes:
+        self.release("new AARQ")
+        assoc = self._find_association(client_sap)
+        try:
+            aarq = acse.parse_aarq(apdu)
+        except ApduError as exc:
+            return self._reject(1, acse.DIAG_NO_REASON, f"malformed AARQ ({exc})", client_sap)
+        if assoc is None:
+            return self._reject(aarq.context_id, acse.DIAG_NO_REASON, "unknown client SAP", client_sap)
+        expected_ctx = acse.CONTEXT_LN_CIPHERED if assoc.ciphered else acse.CONTEXT_LN
+        if aarq.context_id != expected_ctx:
+            return self._reject(aarq.context_id, acse.DIAG_CONTEXT_NOT_SUPPORTED, "context name", client_sap)
+        if aarq.mechanism != assoc.mechanism:
+            return self._reject(aarq.context_id, acse.DIAG_MECHANISM_NOT_RECOGNISED,
+                                f"mechanism {aarq.mechanism} offered, {assoc.mechanism} required", client_sap)
+        if assoc.mechanism == acse.MECH_LLS and not self._lls_ok(aarq.auth_value):
+            return self._reject(aarq.context_id, acse.DIAG_AUTH_FAILURE, "wrong LLS password", client_sap)
+        security = None
+        if assoc.ciphered:
+            security = SecurityContext(assoc.name, self.keys.current.server_system_title,
+                                       self.keys.current.global_unicast_key,
+                                       self.keys.current.authentication_key, self.store)
+            if not aarq.calling_title or len(aarq.calling_title) != 8:
+                return self._reject(aarq.context_id, acse.DIAG_NO_REASON, "no client system title", client_sap)
+            if not aarq.auth_value or not 8 <= len(aarq.auth_value) <= 64:
+                return self._reject(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap)
+            security.client_title = aarq.calling_title
+        return self._accept(assoc, aarq, security, client_sap)
+
+    def _lls_ok(self, password: bytes | None) -> bool:
+        import hmac
+
+        return password is not None and hmac.compare_digest(password, self.keys.current.lls_password)
+
+    def _initiate(self, aarq: acse.Aarq, security: SecurityContext | None) -> acse.InitiateRequest:
+        info = aarq.user_information
+        if info is None:
+            raise ApduError("no xDLMS InitiateRequest")
+        if security is not None:
+            if info[0] != 0x21:
+                raise SecurityError("the InitiateRequest must be glo-ciphered")
+            sc, ic, info = unprotect(security.ek, security.ak, security.client_title or b"",
+                                     split_ciphered(info).payload)
+            if sc != SC_AUTH_ENC:
+                raise SecurityError("the InitiateRequest must be authenticated and encrypted")
+            security.check_incoming(ic)
+        return acse.parse_initiate_request(info)
+
+    def _accept(self, assoc: AssociationConfig, aarq: acse.Aarq, security: SecurityContext | None,
+                client_sap: int) -> bytes:
+        try:
+            request = self._initiate(aarq, security)
+        except (ApduError, SecurityError) as exc:
+            return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap)
+        error = None
+        negotiated = request.conformance & acse.SERVER_CONFORMANCE
+        client_pdu = request.max_pdu_size or 0xFFFF
+        if request.dlms_version < 6:
+            error = acse.INIT_ERR_DLMS_VERSION_TOO_LOW
+        elif not negotiated:
+            error = acse.INIT_ERR_INCOMPATIBLE_CONFORMANCE
+        elif client_pdu < MIN_PDU:
+            error = acse.INIT_ERR_PDU_TOO_SHORT
+        if error is not None:
+            return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"initiate error {error}", client_sap,
+                                acse.initiate_error(error))
+        self._assoc, self._security = assoc, security
+        self._max_pdu = min(self.config.max_pdu, client_pdu)
+        self._build_objects(assoc, negotiated)
+        response = acse.initiate_response(negotiated, self.config.max_pdu)
+        aare = acse.Aare(aarq.context_id, acse.RESULT_ACCEPTED, acse.DIAG_NONE)
+        if security is not None:
+            response = security.seal(0x21, SC_AUTH_ENC, response)
+            aare.responding_title = security.server_title
+        if assoc.mechanism == acse.MECH_HLS_GMAC:
+            self._ctos = aarq.auth_value or b""
+            self._stoc = secrets.token_bytes(16)
+            aare.diagnostic, aare.mechanism, aare.stoc = acse.DIAG_AUTH_REQUIRED, assoc.mechanism, self._stoc
+            self._phase = _Phase.PENDING
+        else:
+            self._phase = _Phase.ASSOCIATED
+            self._set_status(AssociationStatus.ASSOCIATED)
+        aare.user_information = response
+        _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._phase.value)
+        return aare.encode()
+
+    def _on_rlrq(self, apdu: bytes) -> bytes:
+        user_info = acse.parse_rlrq(apdu)
+        answer = None
+        if user_info and self._security is not None and self._assoc is not None:
+            answer = self._security.seal(0x21, SC_AUTH_ENC, acse.initiate_response(
+                acse.SERVER_CONFORMANCE, self.config.max_pdu))
+        self.release("RLRQ")
+        return acse.rlre(answer)
+
+    # --- HLS ------------------------------------------------------------------------------------
+
+    def _hls_reply(self, f_stoc: bytes) -> bytes | None:
+        sec = self._security
+        if sec is None or sec.client_title is None or len(f_stoc) != 17 or f_stoc[0] != SC_AUTH:
+            return None
+        ic = struct.unpack(">I", f_stoc[1:5])[0]
+        expected = gmac(sec.ek, sec.ak, sec.client_title, ic, self._stoc)
+        if not gmac_matches(expected, f_stoc):
+            _log.warning("HLS-GMAC: client %s failed authentication", self.association_name)
+            return None
+        return gmac(sec.ek, sec.ak, sec.server_title, sec.next_ic(), self._ctos)
+
+    def on_hls_done(self, ok: bool) -> None:
+        """Called after ACTION reply_to_HLS_authentication."""
+        if self._phase is not _Phase.PENDING:
+            return
+        if ok:
+            self._phase = _Phase.ASSOCIATED
+            _log.info("association %s established (HLS-GMAC)", self.association_name)
+        else:
+            self.release("HLS failed")
+
+    def _set_status(self, status: int) -> None:
+        if self._current_assoc_obj is not None:
+            self._current_assoc_obj.associationStatus = status
+
+    # --- objects and access ---------------------------------------------------------------------
+
+    def _build_objects(self, assoc: AssociationConfig, conformance: int) -> None:
+        ctx = CosemContext(
+            model=self.model, association=assoc, associations=self.config.associations,
+            server_sap=self.config.server_sap, server_title=self.keys.current.server_system_title,
+            conformance=conformance, max_pdu=self.config.max_pdu,
+            set_clock=lambda utc: self.model.set_clock(utc, f"dlms:{assoc.name}"),
+            frame_counter=self._frame_counter, client_title=self._client_title,
+            stage_keys=self._stage_keys, hdlc=dict(self.config.hdlc or {}),
+        )
+        entries = self.registry.build(ctx)
+        settings = GXDLMSSettings(True, None)
+        settings.interfaceType = InterfaceType.WRAPPER  # no LLC bytes: framing is ours
+        settings.negotiatedConformance = acse.wire_to_gurux_conformance(conformance)
+        overhead = CIPHER_OVERHEAD if assoc.ciphered else 0
+        settings.maxPduSize = max(MIN_PDU, self._max_pdu - overhead)
+        collection = GXDLMSObjectCollection()
+        for entry in entries:
+            collection.append(entry.obj)
+        settings.objects = collection
+        settings.connected = 2  # ConnectionState.DLMS: gurux only checks it is not NONE
+        self._settings = settings
+        self._host = _DispatchHost(settings, self)
+        self._access = {id(e.obj): e for e in entries}
+        self._current_assoc_obj = entries_current = next(
+            (e.obj for e in entries if e.obj.logicalName == "0.0.40.0.0.255"), None)
+        if entries_current is not None:
+            visible = [e.obj for e in entries if self._visible(e, assoc)]
+            entries_current.objectList.clear()
+            for obj in visible:
+                entries_current.objectList.append(obj)
+            entries_current.hls_reply = self._hls_reply if assoc.mechanism == acse.MECH_HLS_GMAC else None
+            entries_current.associationStatus = AssociationStatus.ASSOCIATION_PENDING
+
+    @staticmethod
+    def _visible(entry: CosemEntry, assoc: AssociationConfig) -> bool:
+        return assoc.level > AccessLevel.PUBLIC or entry.access.public
+
+    def attribute_access(self, obj: Any, index: int) -> int:
+        """gurux AccessMode of an attribute for the current association."""
+        entry = self._access.get(id(obj))
+        if entry is None or self._assoc is None or index in entry.access.hidden:
+            return int(AccessMode.NO_ACCESS)
+        level = self._assoc.level
+        if level is AccessLevel.PUBLIC and not entry.access.public:
+            return int(AccessMode.NO_ACCESS)
+        if level is AccessLevel.MANAGER and index in entry.access.write and self.associated:
+            return int(AccessMode.READ_WRITE)
+        return int(AccessMode.READ)
+
+    def method_access(self, obj: Any, index: int) -> int:
+        """gurux MethodAccessMode of a method for the current association."""
+        entry = self._access.get(id(obj))
+        if entry is None or self._assoc is None or index not in entry.access.methods:
+            return int(MethodAccessMode.NO_ACCESS)
+        if obj is self._current_assoc_obj:
+            allowed = index == 1 and self._phase is _Phase.PENDING
+        else:
+            allowed = self._assoc.level is AccessLevel.MANAGER and self.associated
+        return int(MethodAccessMode.ACCESS if allowed else MethodAccessMode.NO_ACCESS)
+
+    def _frame_counter(self, instance: int) -> int:
+        assoc = next((a for a in self.config.associations if a.security_instance == instance), None)
+        return self.store.last_accepted(f"{assoc.name}/in") if assoc else 0
+
+    def _client_title(self) -> bytes | None:
+        return self._security.client_title if self._security else None
+
+    # --- key transfer ---------------------------------------------------------------------------
+
+    def _stage_keys(self, items: Sequence[tuple[int, bytes]]) -> int:
+        staged: list[tuple[str, bytes]] = []
+        kek = self.keys.current.master_key
+        for key_id, wrapped in items:
+            name = KEY_IDS.get(key_id)
+            if name is None:
+                return int(ErrorCode.READ_WRITE_DENIED)
+            try:
+                staged.append((name, aes_key_unwrap(kek, wrapped)))
+            except (InvalidUnwrap, ValueError):
+                _log.warning("key_transfer refused: key %d does not unwrap with the master key", key_id)
+                return int(ErrorCode.OTHER_REASON)
+        self._pending_keys = staged
+        return int(ErrorCode.OK)
+
+    def _apply_pending_keys(self) -> None:
+        if not self._pending_keys:
+            return
+        for name, value in self._pending_keys:
+            self.keys.replace(name, value)
+            _log.warning("key %s changed through key_transfer", name)
+        self._pending_keys = []
+        if self._security is not None:
+            self._security.rekey(self.keys.current.global_unicast_key, self.keys.current.authentication_key)
+
+
+# --- framing sessions --------------------------------------------------------------------------
+
+WRAPPER_VERSION = 1
+_WRAPPER_HEADER = struct.Struct(">HHHH")
+
+
+class WrapperSession:
+    """IEC 62056-47 TCP/UDP wrapper framing around a :class:`CosemServer` (a ByteSession)."""
+
+    def __init__(self, server: CosemServer, inactivity_timeout_s: float = 120.0,
+                 max_apdu: int = 0xFFFF) -> None:
+        self.server = server
+        self._buf = bytearray()
+        self._timeout_s = inactivity_timeout_s
+        self._max_apdu = max_apdu
+
+    @property
+    def inactivity_timeout_s(self) -> float:
+        return self._timeout_s
+
+    def receive(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        out: list[bytes] = []
+        while len(self._buf) >= _WRAPPER_HEADER.size:
+            version, src, dst, length = _WRAPPER_HEADER.unpack_from(self._buf)
+            if version != WRAPPER_VERSION:
+                _log.info("wrapper: bad version %d, input discarded", version)
+                self._buf.clear()
+                break
+            if len(self._buf) < _WRAPPER_HEADER.size + length:
+                break
+            apdu = bytes(self._buf[_WRAPPER_HEADER.size:_WRAPPER_HEADER.size + length])
+            del self._buf[:_WRAPPER_HEADER.size + length]
+            if dst != self.server.config.server_sap:
+                continue
+            response = self.server.handle_apdu(src, apdu)
+            if response is not None:
+                out.append(_WRAPPER_HEADER.pack(WRAPPER_VERSION, dst, src, len(response)) + response)
+        return out
+
+    def timeout(self) -> list[bytes]:
+        self._buf.clear()
+        self.server.release("inactivity")
+        return []
+
+    def close(self) -> None:
+        self.server.release("connection closed")
+
+
+class HdlcSession:
+    """HDLC framing (IEC 62056-46) around a :class:`CosemServer` (a ByteSession)."""
+
+    def __init__(self, server: CosemServer, params: hdlc.HdlcParameters | None = None,
+                 inactivity_timeout_s: float = 120.0) -> None:
+        self.server = server
+        self.link = hdlc.HdlcLink(params)
+        self._timeout_s = inactivity_timeout_s
+
+    @property
+    def inactivity_timeout_s(self) -> float:
+        return self._timeout_s
+
+    def receive(self, data: bytes) -> list[bytes]:
+        return self._run(self.link.receive(data))
+
+    def _run(self, events: list[hdlc.HdlcEvent]) -> list[bytes]:
+        out: list[bytes] = []
+        for event in events:
+            if isinstance(event, hdlc.Send):
+                out.append(event.data)
+            elif isinstance(event, hdlc.ApduReceived):
+                response = self.server.handle_apdu(event.client_sap, event.apdu)
+                out += self._run(self.link.send_apdu(response)) if response is not None else []
+            else:
+                self.server.release(event.reason)
+        return out
+
+    def timeout(self) -> list[bytes]:
+        return self._run(self.link.timeout())
+
+    def close(self) -> None:
+        self.server.release("link closed")
+
+
+def build_session_factory(model: MeterModel, security_store: CounterStore, keys: KeyRing,
+                          link: str = "wrapper", registry: ObjectRegistry | None = None,
+                          config: ServerConfig | None = None,
+                          hdlc_params: hdlc.HdlcParameters | None = None,
+                          inactivity_timeout_s: float = 120.0) -> Callable[[], WrapperSession | HdlcSession]:
+    """A factory of fresh sessions ("wrapper" or "hdlc") sharing the model, keys and counters."""
+    if link not in ("wrapper", "hdlc"):
+        raise CosemError(f"unknown link type {link!r}")
+    shared_registry = registry or default_registry()
+    cfg = config or ServerConfig()
+    if link == "hdlc" and cfg.hdlc is None:
+        p = hdlc_params or hdlc.HdlcParameters()
+        cfg = ServerConfig(cfg.server_sap, cfg.max_pdu, cfg.associations,
+                           {"max_info": p.max_info_rx, "inactivity_s": int(inactivity_timeout_s),
+                            "device_address": p.physical_address or 0})
+
+    def make() -> WrapperSession | HdlcSession:
+        server = CosemServer(model, keys, security_store, shared_registry, cfg)
+        if link == "wrapper":
+            return WrapperSession(server, inactivity_timeout_s)
+        return HdlcSession(server, hdlc_params, inactivity_timeout_s)
+
+    return make

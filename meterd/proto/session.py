@@ -1,0 +1,40 @@
+"""The byte-session port between link runtimes and protocol servers.
+
+A runtime (TCP wrapper, RS-485 HDLC, optical port) owns one :class:`ByteSession` per link or
+connection. It feeds every received chunk to :meth:`ByteSession.receive` and writes back the
+returned chunks in order; it never knows what protocol runs inside. The composition root injects a
+:class:`SessionFactory`, so runtimes never import the COSEM server.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ByteSession(Protocol):
+    """One protocol endpoint on one link."""
+
+    def receive(self, data: bytes) -> list[bytes]:
+        """Consume received bytes; return the chunks to send, in order (possibly none)."""
+        ...
+
+    def timeout(self) -> list[bytes]:
+        """The link was idle for the inactivity time: drop link state; return chunks to send."""
+        ...
+
+    def close(self) -> None:
+        """The link is gone: release the association and any held resources."""
+        ...
+
+    @property
+    def inactivity_timeout_s(self) -> float:
+        """Idle time (s) after which the runtime calls :meth:`timeout`; 0 disables it."""
+        ...
+
+
+class SessionFactory(Protocol):
+    """Builds a fresh session for a new connection or a restarted serial link."""
+
+    def __call__(self) -> ByteSession:
+        """A new session with no association."""
+        ...
