@@ -41,10 +41,10 @@ def check_against_truth(sm: SimMeter, r0, t0_truth, duration_s: float) -> None:
         name = TRUTH_NAME[ch]
         before, after = t0_truth[name], truth1[name]
 
-        def true_delta(field: str) -> float:
+        def true_delta(field: str, after=after, before=before) -> float:
             return (getattr(after, field) - getattr(before, field)) * 1000.0  # milli-units
 
-        def meas(q: Quantity | Derived) -> int:
+        def meas(q: Quantity | Derived, ch=ch) -> int:
             return regs.get(q, ch) - r0.get(q, ch)
 
         pairs = [
