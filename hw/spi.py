@@ -60,7 +60,7 @@ def open_spidev(bus: int, device: int, speed_hz: int = 500_000, mode: int = 3) -
     if not os.path.exists(path):
         raise SpiDeviceMissing(2, f"{path} does not exist: enable SPI (dtparam=spi=on) or check bus/device", path)
     try:
-        import spidev  # type: ignore[import-not-found]
+        import spidev
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise SpiError(f"the spidev module is not installed ({exc}); install the 'pi' extra") from exc
     dev: SpiDevice = spidev.SpiDev()

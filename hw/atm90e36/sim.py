@@ -301,18 +301,18 @@ class Atm90e36Sim:
         mmode0 = r[0x33]
         s16 = rm.to_signed16
         nominal = 60.0 if mmode0 & 0x1000 else 50.0
-        th = {name: rm.BY_NAME[name].unit * r[rm.addr(name)]  # type: ignore[operator]
+        th = {name: (rm.BY_NAME[name].unit or 0.0) * r[rm.addr(name)]
               for name in ("PStartTh", "QStartTh", "SStartTh", "PPhaseTh", "QPhaseTh", "SPhaseTh")}
         return _Setup(
             quantum_mwh=pl / 45e6, ratio=1 if mmode0 & 0x0200 else 10,
             enabled=(bool(mmode0 & 4), bool(mmode0 & 2), bool(mmode0 & 1)),
             abs_p=bool(mmode0 & 0x08), abs_q=bool(mmode0 & 0x10), vector_pf=bool(mmode0 & 0x40),
             period_s=16 / nominal, nominal_hz=nominal,
-            gains=tuple(1 + s16(r[0x47 + 2 * i]) / 32768 for i in range(3)),  # type: ignore[arg-type]
-            p_off=tuple(s16(r[0x41 + 2 * i]) * _OFFSET_W_PER_LSB for i in range(3)),  # type: ignore[arg-type]
-            q_off=tuple(s16(r[0x42 + 2 * i]) * _OFFSET_W_PER_LSB for i in range(3)),  # type: ignore[arg-type]
-            f_gains=tuple(1 + s16(r[0x54 + i]) / 32768 for i in range(3)),  # type: ignore[arg-type]
-            f_off=tuple(s16(r[0x51 + i]) * _OFFSET_W_PER_LSB for i in range(3)),  # type: ignore[arg-type]
+            gains=_triple(lambda i: 1 + s16(r[0x47 + 2 * i]) / 32768),
+            p_off=_triple(lambda i: s16(r[0x41 + 2 * i]) * _OFFSET_W_PER_LSB),
+            q_off=_triple(lambda i: s16(r[0x42 + 2 * i]) * _OFFSET_W_PER_LSB),
+            f_gains=_triple(lambda i: 1 + s16(r[0x54 + i]) / 32768),
+            f_off=_triple(lambda i: s16(r[0x51 + i]) * _OFFSET_W_PER_LSB),
             th=th,
         )
 
@@ -523,6 +523,11 @@ class Atm90e36Sim:
     def warn_out(self) -> bool:
         """The WarnOut pin: high while any checksum error is latched."""
         return any(self._block_error.values())
+
+
+def _triple(value: Callable[[int], float]) -> tuple[float, float, float]:
+    """(value(0), value(1), value(2)) for phases A, B, C."""
+    return (value(0), value(1), value(2))
 
 
 def _below(peak_v: float, threshold: int) -> bool:

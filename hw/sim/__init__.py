@@ -1,1 +1,1 @@
-"""sim package."""
+"""The simulated world the simulated chips measure: the grid model and timed scenarios."""
