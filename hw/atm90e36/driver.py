@@ -351,7 +351,11 @@ class Atm90e36:
         raise SpiIntegrityError(f"read of 0x{address:03X}: LastSPIData never settled")
 
     def write_register(self, address: int, value: int) -> None:
-        """Write a 16-bit register; retry until LastSPIData echoes the value (bounded)."""
+        """Write a 16-bit register; retry until LastSPIData echoes the value (bounded).
+
+        A mismatching echo is read once more before rewriting, so a corrupted echo read does not
+        repeat a write with side effects (start registers).
+        """
         value &= 0xFFFF
         echo = -1
         for attempt in range(self.max_retries + 1):
@@ -359,6 +363,8 @@ class Atm90e36:
                 self.stats.write_retries += 1
             self._raw_write(address, value)
             echo = self._raw_read(LAST_SPI_DATA)
+            if echo != value:   # a corrupted echo read? LastSPIData re-reads itself unchanged
+                echo = self._raw_read(LAST_SPI_DATA)
             if echo == value:
                 return
         if echo in (0xFFFF, 0x0000):

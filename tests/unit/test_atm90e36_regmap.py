@@ -26,8 +26,8 @@ def test_reserved_addresses_absent_and_known_names() -> None:
 
 
 def test_read_to_clear_set_and_blocks() -> None:
-    expected = {0x01, 0x02} | set(range(0x80, 0x95)) | set(range(0xA0, 0xB0))
-    assert rm.READ_TO_CLEAR == expected
+    read_to_clear = {0x01, 0x02} | set(range(0x80, 0x95)) | set(range(0xA0, 0xB0))
+    assert set(rm.READ_TO_CLEAR) == read_to_clear
     assert [r.addr for r in rm.REGISTERS.values() if r.block == 1] == list(range(0x41, 0x4D))
     assert rm.block_of(0x47) is rm.BLOCKS[1] and rm.block_of(0x40) is None
 
