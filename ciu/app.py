@@ -1,0 +1,220 @@
+"""Composition root of the CIU daemon: read the configuration, build keypad, display and link, run the loop.
+
+Run ``ciu --config /etc/ciu/ciu.toml`` on the CIU's Pi, or in simulation for example
+``ciu --port /dev/pts/5 --display capture --capture-dir var/ciu --keypad stdin --key-file var/ciu/pair.key``.
+Configuration (TOML, every key optional; unknown keys are refused)::
+
+    [link]     port = "/dev/ttyAMA5"  baud = 9600  key_file = "/var/lib/ciu/pair.key"
+    [display]  kind = "st7789"  width = 240  height = 240  spi_port = 0  spi_device = 0
+               gpio_dc = 24  gpio_rst = 25  gpio_light = 18  capture_dir = "var/ciu"
+    [keypad]   kind = "matrix"  rows = [5, 6, 13, 19]  cols = [12, 16, 20, 21]  socket = "var/ciu/keys.sock"
+    [ui]       lang = "en"
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ciu.core.state import CiuState
+from ciu.runtime.client import CiuLinkClient
+from ciu.runtime.daemon import CiuLoop
+from ciu.runtime.notify import notify, watchdog_interval_s
+from hw.keypad import MatrixKeypad, SocketKeypad, StreamKeypad
+from hw.lcd import make_device, raqm_available
+from hw.serial_link import open_port
+from meterd.proto.ciu_link import KEY_LEN, LinkEndpoint, Role
+
+log = logging.getLogger("ciu")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "link": {"port": "/dev/ttyAMA5", "baud": 9600, "key_file": "/var/lib/ciu/pair.key"},
+    "display": {"kind": "st7789", "width": 240, "height": 240, "spi_port": 0, "spi_device": 0, "gpio_dc": 24,
+                "gpio_rst": 25, "gpio_light": 18, "capture_dir": "var/ciu"},
+    "keypad": {"kind": "matrix", "rows": [5, 6, 13, 19], "cols": [12, 16, 20, 21], "socket": "var/ciu/keys.sock"},
+    "ui": {"lang": "en"},
+}
+
+
+class CiuConfigError(Exception):
+    """The CIU configuration is invalid: file, key and reason in the message."""
+
+
+class MonotonicClock:
+    """The real monotonic clock (s); only the composition root reads real time."""
+
+    def mono(self) -> float:
+        return time.monotonic()
+
+
+def load_config(path: str | None, overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Defaults, then the TOML file, then command-line overrides; unknown sections/keys raise."""
+    config = {section: dict(values) for section, values in DEFAULTS.items()}
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if path:
+        with open(path, "rb") as fh:
+            layers.append((path, tomllib.load(fh)))
+    layers.append(("command line", overrides))
+    for source, layer in layers:
+        for section, values in layer.items():
+            if section not in config:
+                raise CiuConfigError(f"{source}: [{section}]: unknown section")
+            for key, value in values.items():
+                if key not in config[section]:
+                    raise CiuConfigError(f"{source}: {section}.{key}: unknown key")
+                if not isinstance(value, type(config[section][key])):
+                    raise CiuConfigError(f"{source}: {section}.{key}: expected {type(config[section][key]).__name__}")
+                config[section][key] = value
+    if config["ui"]["lang"] not in ("en", "ar"):
+        raise CiuConfigError("ui.lang: must be en or ar")
+    return config
+
+
+def read_pair_key(path: Path) -> bytes | None:
+    """The pair key (64 hex digits) or None before pairing."""
+    if not path.is_file():
+        return None
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) != KEY_LEN:
+        raise CiuConfigError(f"{path}: pair key must be {KEY_LEN} bytes")
+    return key
+
+
+def write_pair_key(path: Path, key: bytes) -> None:
+    """Store the pair key with mode 0600, atomically (write, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    log.info("pair key stored in %s", path)
+
+
+def build_keypad(cfg: dict[str, Any]) -> Any:
+    kind = cfg["kind"]
+    if kind == "matrix":
+        return MatrixKeypad(cfg["rows"], cfg["cols"])
+    if kind == "stdin":
+        if sys.stdin.isatty():
+            import tty
+
+            tty.setcbreak(sys.stdin.fileno())
+        return StreamKeypad(sys.stdin.fileno())
+    if kind == "socket":
+        Path(cfg["socket"]).parent.mkdir(parents=True, exist_ok=True)
+        return SocketKeypad(cfg["socket"])
+    raise CiuConfigError(f"keypad.kind: unknown keypad {kind!r} (matrix, stdin, socket)")
+
+
+def build_display(cfg: dict[str, Any]) -> Any:
+    kind = cfg["kind"]
+    mode = "RGB"
+    if kind in ("dummy", "capture", "gif"):
+        return make_device(kind, cfg["width"], cfg["height"], mode, capture_dir=cfg["capture_dir"])
+    return make_device(kind, cfg["width"], cfg["height"], mode, spi_port=cfg["spi_port"], spi_device=cfg["spi_device"],
+                       gpio_dc=cfg["gpio_dc"], gpio_rst=cfg["gpio_rst"], gpio_light=cfg["gpio_light"],
+                       bus_speed_hz=32_000_000)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="ciu", description="PMM customer interface unit daemon")
+    parser.add_argument("--config", help="TOML configuration file")
+    parser.add_argument("--port", help="serial port path or pyserial URL of the meter link")
+    parser.add_argument("--key-file", help="file holding the pair key")
+    parser.add_argument("--display", help="dummy, capture, gif, st7789 or st7567")
+    parser.add_argument("--capture-dir", help="directory for captured frames (capture, gif)")
+    parser.add_argument("--keypad", help="matrix, stdin or socket:PATH")
+    parser.add_argument("--lang", choices=["en", "ar"])
+    parser.add_argument("--run-seconds", type=float, default=0.0, help="stop after this many seconds (tests)")
+    parser.add_argument("--tick-s", type=float, default=0.02, help="loop period (s)")
+    return parser.parse_args(argv)
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {"link": {}, "display": {}, "keypad": {}, "ui": {}}
+    for value, section, key in ((args.port, "link", "port"), (args.key_file, "link", "key_file"),
+                                (args.display, "display", "kind"), (args.capture_dir, "display", "capture_dir"),
+                                (args.lang, "ui", "lang")):
+        if value is not None:
+            out[section][key] = value
+    if args.keypad:
+        kind, _, path = args.keypad.partition(":")
+        out["keypad"]["kind"] = kind
+        if path:
+            out["keypad"]["socket"] = path
+    return out
+
+
+class _Stop(Exception):
+    """Raised in the loop by SIGTERM so the daemon stops cleanly."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Stop()
+
+
+def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: float = 0.02) -> int:
+    if not raqm_available():
+        log.warning("Pillow has no raqm layout (libfribidi0 missing): Arabic falls back to reshaper + bidi")
+    clock = MonotonicClock()
+    key_path = Path(config["link"]["key_file"])
+    link = LinkEndpoint(Role.CIU, clock, secrets.token_bytes, read_pair_key(key_path))
+    port = open_port(config["link"]["port"], config["link"]["baud"], timeout_s=0.0)
+    state = CiuState(clock, lambda: secrets.randbits(32), lang=config["ui"]["lang"])
+    client = CiuLinkClient(state, link, port, on_pair_key=lambda key: write_pair_key(key_path, key))
+    keypad = build_keypad(config["keypad"])
+    loop = CiuLoop(client, keypad, build_display(config["display"]))
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    notify("READY=1\nSTATUS=CIU running")
+    log.info("CIU running on %s (%s)", config["link"]["port"], "paired" if link.paired else "not paired")
+    watchdog_s = watchdog_interval_s()
+    start = next_ping = clock.mono()
+    last_screen = None
+    try:
+        while not run_seconds or clock.mono() - start < run_seconds:
+            loop.step()
+            view = state.view()
+            if (view.screen, view.notice, view.link_up) != last_screen:
+                last_screen = (view.screen, view.notice, view.link_up)
+                log.info("screen %s notice=%s link=%s result=%s", view.screen.value, view.notice or "-",
+                         "up" if view.link_up else "down", dict(view.result) or "-")
+            if watchdog_s is not None and clock.mono() >= next_ping:
+                notify("WATCHDOG=1")
+                next_ping = clock.mono() + watchdog_s
+            time.sleep(tick_s)
+    except (KeyboardInterrupt, _Stop):
+        pass
+    finally:
+        notify("STOPPING=1")
+        with contextlib.suppress(AttributeError, OSError):
+            keypad.close()
+        port.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``ciu`` command."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config, overrides_from(args))
+    except (CiuConfigError, OSError, tomllib.TOMLDecodeError) as exc:
+        log.error("configuration: %s", exc)
+        return 2
+    return run(config, args.run_seconds, args.tick_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
