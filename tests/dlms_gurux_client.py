@@ -10,10 +10,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from dlms_fakes import CLIENT_TITLE, SERVER_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD
 from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
 from gurux_dlms.enums import Authentication, InterfaceType, Security
 from gurux_dlms.secure import GXDLMSSecureClient
+
+from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD
 
 
 class DlmsClientError(Exception):
