@@ -14,8 +14,10 @@ Frame on the wire (HDLC-like byte stuffing, FLAG 0x7E, ESC 0x7D, escaped byte XO
 ``mac`` is HMAC-SHA-256 truncated to 8 bytes over the sender's role byte and ver..payload, keyed
 with the session key (HELLO frames: the pair key). ``crc`` is CRC-16/CCITT-FALSE over
 ver..mac. ``ctr`` is a per-session, per-direction frame counter that must strictly increase
-(replay protection for every frame); ``seq`` numbers DATA frames (stop-and-wait ARQ, duplicates
-are re-acknowledged but not delivered twice); ``ack`` acknowledges a DATA ``seq``.
+(replay protection for every frame); ``seq`` numbers DATA frames within a session (stop-and-wait ARQ, duplicates
+are re-acknowledged but not delivered twice); ``ack`` acknowledges a DATA ``seq`` in ACK frames and
+carries the session-independent message number in DATA frames, so a message re-sent in a new
+session after a lost acknowledgement is recognised and not delivered again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ MAC_LEN = 8
 NONCE_LEN = 16
 KEY_LEN = 32
 MAX_FRAME_LEN = 1024
+RECENT_MESSAGES = 64  # message numbers remembered to drop repeats across sessions
 _HEADER = struct.Struct(">BBIII")
 _U32 = 0xFFFFFFFF
 _NO_KEY = bytes(32)  # pairing frames carry their own proof; their MAC only pads the format
@@ -450,8 +453,15 @@ class _Session:
 
 
 @dataclass
+class _Outgoing:
+    message: Message
+    msg_no: int  # session-independent message number, carried in the ack field of DATA frames
+
+
+@dataclass
 class _InFlight:
     message: Message
+    msg_no: int
     seq: int
     sent_mono: float
     tries: int
@@ -488,7 +498,9 @@ class LinkEndpoint:
         self._pair_key = pair_key
         self._deframer = Deframer()
         self._out = bytearray()
-        self._outbox: deque[Message] = deque()
+        self._outbox: deque[_Outgoing] = deque()
+        self._next_msg_no = int.from_bytes(random_bytes(4), "big") | 1
+        self._recent_rx: deque[int] = deque(maxlen=RECENT_MESSAGES)
         self._inflight: _InFlight | None = None
         self._session: _Session | None = None
         self._pending: _Session | None = None  # meter: offered by HELLO_ACK, not yet confirmed
@@ -526,7 +538,8 @@ class LinkEndpoint:
         if len(self._outbox) >= self.config.max_queue:
             raise LinkError("link queue full")
         message.encode()  # validate now, not at transmission
-        self._outbox.append(message)
+        self._outbox.append(_Outgoing(message, self._next_msg_no))
+        self._next_msg_no = (self._next_msg_no + 1) & _U32 or 1
         self._pump_outbox()
         return self.data_to_send()
 
@@ -677,6 +690,9 @@ class LinkEndpoint:
             return [self._reject("codec")]
         session.rx_seq = frame.seq
         self._emit(FrameKind.ACK, 0, frame.seq, b"")
+        if frame.ack in self._recent_rx:  # delivered in an earlier session, its ack was lost
+            return []
+        self._recent_rx.append(frame.ack)
         return [MessageReceived(message)]
 
     # -- frames out ------------------------------------------------------------------------
@@ -696,10 +712,10 @@ class LinkEndpoint:
         session = self._session
         if session is None or self._inflight is not None or not self._outbox:
             return
-        message = self._outbox.popleft()
+        item = self._outbox.popleft()
         session.tx_seq += 1
-        self._inflight = _InFlight(message, session.tx_seq, self._clock.mono(), 1)
-        self._emit(FrameKind.DATA, session.tx_seq, 0, message.encode())
+        self._inflight = _InFlight(item.message, item.msg_no, session.tx_seq, self._clock.mono(), 1)
+        self._emit(FrameKind.DATA, session.tx_seq, item.msg_no, item.message.encode())
 
     def _poll_retransmit(self, now: float) -> list[LinkEvent]:
         inflight = self._inflight
@@ -710,7 +726,7 @@ class LinkEndpoint:
         inflight.tries += 1
         inflight.sent_mono = now
         self.stats.retransmissions += 1
-        self._emit(FrameKind.DATA, inflight.seq, 0, inflight.message.encode())
+        self._emit(FrameKind.DATA, inflight.seq, inflight.msg_no, inflight.message.encode())
         return []
 
     def _maybe_hello(self, now: float) -> None:
@@ -725,15 +741,16 @@ class LinkEndpoint:
     def _start_session(self, session: _Session) -> None:
         self._session = session
         self._last_rx_mono = self._clock.mono()
-        if self._inflight is not None:  # not acknowledged: send again first in the new session
-            self._outbox.appendleft(self._inflight.message)
+        self._requeue_inflight()  # not acknowledged: send again first in the new session
+
+    def _requeue_inflight(self) -> None:
+        if self._inflight is not None:
+            self._outbox.appendleft(_Outgoing(self._inflight.message, self._inflight.msg_no))
             self._inflight = None
 
     def _drop_session(self, reason: str) -> LinkDown:
         self._session = None
-        if self._inflight is not None:
-            self._outbox.appendleft(self._inflight.message)
-            self._inflight = None
+        self._requeue_inflight()
         self._last_hello_mono = float("-inf")
         return LinkDown(reason)
 

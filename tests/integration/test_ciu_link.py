@@ -160,3 +160,15 @@ def test_wrong_pair_key_never_links() -> None:
     pair.ciu = LinkEndpoint(Role.CIU, pair.clock, rand_source(5), bytes(32))
     pair.run(3.0)
     assert pair.meter.state is LinkState.DOWN and pair.ciu.state is LinkState.DOWN
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_very_noisy_wire_with_session_drops_still_delivers_each_token_once(seed: int) -> None:
+    pair = LinkPair(faults=WireFaults(corrupt_p=0.01, drop_p=0.01), seed=seed)
+    sent = tokens(30)
+    for digits in sent:
+        pair.ciu.send(token_submit(int(digits), digits))
+    pair.run(240.0, dt_s=0.02)
+    assert any(isinstance(e, LinkDown) for e in pair.ciu_events), "the noise should have broken sessions"
+    assert received(pair.meter_events, MsgKind.TOKEN_SUBMIT) == sent
+    assert pair.ciu.pending_messages == 0
