@@ -120,6 +120,12 @@ class CiuService:
         self._out += self.link.start_pairing(code)
         return self.data_to_send()
 
+    def open_pairing(self, random_bytes: Callable[[int], bytes]) -> str:
+        """Open pairing with a fresh 8-digit code; show the returned code on the meter LCD."""
+        code = LinkEndpoint.new_pairing_code(random_bytes)
+        self.start_pairing(code)
+        return code
+
     def push_status(self) -> None:
         """Queue a STATUS message with the current display data (only while the link is up)."""
         if self.link.state is LinkState.UP:

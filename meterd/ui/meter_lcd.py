@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from meterd.ui.display_data import DisplayData
-from meterd.ui.screens import DEFAULT_ITEMS, DisplayItem, render_item
+from meterd.ui.screens import DEFAULT_ITEMS, DisplayItem, render_item, render_pairing
 
 
 class MonoClock(Protocol):
@@ -41,6 +41,7 @@ class MeterLcd:
         self._data = DisplayData()
         self.on_battery = False
         self._shown: tuple[object, ...] | None = None
+        self._pairing: tuple[str, str | None] | None = None
         self.frames = 0
 
     @property
@@ -89,11 +90,18 @@ class MeterLcd:
         self._index = idents.index(ident)
         self._next_scroll_mono = self._clock.mono() + self._button_pause_s
 
+    def show_pairing(self, code: str, fingerprint: str | None = None) -> None:
+        """Show the CIU pairing code (then, once paired, the fingerprint) instead of the scroll list."""
+        self._pairing = (code, fingerprint)
+
+    def end_pairing(self) -> None:
+        self._pairing = None
+
     def tick(self) -> bool:
         """Auto-scroll when due and send a frame if the picture changed; True when a frame was sent."""
         if self._clock.mono() >= self._next_scroll_mono:
             self._step(1, self._scroll_s)
-        key = (self.current, self._data, self.lang, self.on_battery)
+        key = (self.current, self._data, self.lang, self.on_battery, self._pairing)
         if key == self._shown:
             return False
         self._device.display(self.render())
@@ -103,7 +111,10 @@ class MeterLcd:
 
     def render(self) -> Image.Image:
         """The current screen as a 128x64 mode-"1" image."""
-        image = render_item(self.current, self._data, self.lang, self.on_battery)
+        if self._pairing is not None:
+            image = render_pairing(*self._pairing, lang=self.lang)
+        else:
+            image = render_item(self.current, self._data, self.lang, self.on_battery)
         mode = getattr(self._device, "mode", "1")
         return image if mode == "1" else image.convert(mode)
 

@@ -231,3 +231,20 @@ def _vector(draw: ImageDraw.ImageDraw, cx: int, cy: int, length: float, angle_de
     if name:
         tx, ty = cx + (length + 5) * math.cos(a), cy - (length + 5) * math.sin(a)
         draw_text(draw, (round(tx), round(ty)), name[1], 8, INK, anchor="mm")
+
+
+def render_pairing(code: str, fingerprint: str | None, lang: str = "en") -> Image.Image:
+    """Pairing screens: the code the installer types on the CIU, then the fingerprint to compare."""
+    image = Image.new("1", (WIDTH, HEIGHT), 0)
+    draw = ImageDraw.Draw(image)
+    if fingerprint is None:
+        title, value = ("رمز الاقتران", code) if lang == "ar" else ("CIU pairing code", code)
+    else:
+        title, value = ("تم الاقتران، البصمة", fingerprint) if lang == "ar" else ("Paired, fingerprint", fingerprint)
+    if lang == "ar":
+        draw_text(draw, (WIDTH - 1, 0), title, 13, INK, anchor="ra")
+    else:
+        draw_text(draw, (1, 2), title, 11, INK, anchor="la")
+    draw.line((0, 19, WIDTH - 1, 19), fill=INK)
+    draw_text(draw, (WIDTH // 2, 42), value, 20, INK, anchor="mm", bold=True)
+    return image

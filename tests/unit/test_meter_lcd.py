@@ -86,3 +86,17 @@ def test_every_item_renders_and_obis_codes_are_unique() -> None:
         for lang in ("en", "ar"):
             image = render_item(item, DisplayData(), lang)
             assert image.getbbox() is not None
+
+
+def test_pairing_overlay_replaces_and_returns_to_the_scroll_list() -> None:
+    from meterd.ui.screens import render_pairing
+
+    _, device, lcd = make()
+    lcd.show_pairing("12345678")
+    assert lcd.tick()
+    assert device.image.tobytes() == render_pairing("12345678", None).tobytes()
+    lcd.show_pairing("12345678", "654321")
+    assert lcd.tick()
+    lcd.end_pairing()
+    lcd.tick()
+    assert device.image.tobytes() == render_item(lcd.current, DisplayData()).tobytes()

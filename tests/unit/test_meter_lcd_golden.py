@@ -59,3 +59,13 @@ def test_meter_screen_matches_golden(ident: str, data: DisplayData, battery: boo
     image = render_item(ITEMS_BY_ID[ident], data, lang, on_battery=battery)
     assert image.size == (128, 64) and image.mode == "1"
     check_golden(image, f"{ident}{'-bat' if battery else ''}-{lang}", GOLDEN, tmp_path)
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_pairing_screens_match_golden(lang: str, tmp_path: Path) -> None:
+    if lang == "ar" and not raqm_available():
+        pytest.skip("Arabic goldens are drawn with raqm (install libfribidi0)")
+    from meterd.ui.screens import render_pairing
+
+    check_golden(render_pairing("04271953", None, lang), f"pairing-code-{lang}", GOLDEN, tmp_path)
+    check_golden(render_pairing("04271953", "042917", lang), f"pairing-done-{lang}", GOLDEN, tmp_path)
