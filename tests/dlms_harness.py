@@ -163,3 +163,27 @@ class LengthFramedIO:
         self._fill(2)
         length = ((self._buf[0] & 0x07) << 8) | self._buf[1]
         return self.recv(length + 1)
+
+
+def length_framed_hdlc_transport(io: Any, client_sap: int) -> Any:
+    """A dlms-cosem HdlcTransport that reads frames by length and retries its flag search.
+
+    dlms-cosem cuts frames at the first 0x7E it finds; when that octet is payload the parse
+    fails and it would wait for more data. Here the whole frame is already buffered, so the
+    search is retried from the next flag inside the buffer before reading the line again.
+    """
+    from dlms_cosem.hdlc import state as cosem_state
+    from dlms_cosem.io import HdlcTransport
+
+    class _Transport(HdlcTransport):  # type: ignore[misc]
+        def next_event(self) -> Any:
+            while True:
+                event = self.hdlc_connection.next_event()
+                if event is not cosem_state.NEED_DATA:
+                    return event
+                conn = self.hdlc_connection
+                if conn.buffer_search_position < len(conn.buffer):
+                    continue
+                conn.receive_data(self.recv_frame())
+
+    return _Transport(client_logical_address=client_sap, server_logical_address=1, io=LengthFramedIO(io))
