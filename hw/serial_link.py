@@ -215,3 +215,21 @@ class SimWire:
     def waiting(self, direction: int) -> int:
         now = self._now()
         return sum(1 for t, _ in self._queues[direction] if t <= now)
+
+
+def main() -> None:
+    """``python -m hw.serial_link [baud]``: create a paced pty wire and print both ends until Ctrl-C."""
+    import sys
+
+    baud = int(sys.argv[1]) if len(sys.argv) > 1 else 9600
+    with PtyWire(baud) as wire:
+        print(f"meter end: {wire.path_a}\nCIU end:   {wire.path_b}\n({baud} Bd, Ctrl-C to stop)", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -42,17 +42,20 @@ class FakeMeter:
 
 
 class Rig:
-    def __init__(self, faults: WireFaults | None = None, seed: int = 3) -> None:
+    def __init__(self, faults: WireFaults | None = None, seed: int = 3, key: bytes | None = PAIR_KEY) -> None:
         self.clock = SimClock()
         self.wire = SimWire(self.clock.mono, baud=9600, faults=faults, seed=seed)
         self.meter = FakeMeter()
-        meter_link = LinkEndpoint(Role.METER, self.clock, rand_source(seed), PAIR_KEY)
+        meter_link = LinkEndpoint(Role.METER, self.clock, rand_source(seed), key)
+        self.stored: dict[str, tuple[bytes, str] | bytes] = {}
         self.service = CiuService(meter_link, self.clock, self.meter.submit_token, self.meter.display_data,
-                                  utc_s=lambda: int(self.clock.utc_timestamp()))
+                                  utc_s=lambda: int(self.clock.utc_timestamp()),
+                                  on_pair_key=lambda k, fp: self.stored.__setitem__("meter", (k, fp)))
         ids = iter(range(1000, 2000))
         self.state = CiuState(self.clock, lambda: next(ids))
-        ciu_link = LinkEndpoint(Role.CIU, self.clock, rand_source(seed + 1), PAIR_KEY)
-        self.client = CiuLinkClient(self.state, ciu_link, self.wire.b)
+        ciu_link = LinkEndpoint(Role.CIU, self.clock, rand_source(seed + 1), key)
+        self.client = CiuLinkClient(self.state, ciu_link, self.wire.b,
+                                    on_pair_key=lambda k: self.stored.__setitem__("ciu", k))
         self.read_fd, self.write_fd = os.pipe()
         self.device = dummy(width=240, height=240, mode="RGB")
         self.loop = CiuLoop(self.client, StreamKeypad(self.read_fd), self.device)
@@ -144,3 +147,36 @@ def test_short_code_shows_meter_information(rig: Rig) -> None:
     assert view.screen is Screen.INFO
     assert view.info == {"code": 7, "import_kwh": "1234.5", "export_kwh": "0"}
     assert rig.service.link.state is LinkState.UP
+
+
+def test_installer_pairs_the_ciu_by_typing_the_code_shown_on_the_meter() -> None:
+    rig = Rig(key=None)
+    try:
+        rig.run(1.0)
+        assert not rig.state.view().paired and not rig.state.view().link_up
+        code = rig.service.open_pairing(rand_source(42))  # the meter LCD shows this code
+        rig.type("80\n" + code + "\n")
+        rig.run(3.0)
+        meter_key, fingerprint = rig.stored["meter"]
+        assert rig.stored["ciu"] == meter_key
+        view = rig.state.view()
+        assert view.screen is Screen.PAIR_RESULT and view.info["fingerprint"] == fingerprint
+        assert view.link_up and rig.service.link.state is LinkState.UP
+        rig.type(TOKEN + "\n")
+        rig.run(1.0)
+        assert rig.meter.applied == [TOKEN]
+    finally:
+        rig.close()
+
+
+def test_wrong_pairing_code_is_refused() -> None:
+    rig = Rig(key=None)
+    try:
+        code = rig.service.open_pairing(rand_source(42))
+        wrong = code[:-1] + str((int(code[-1]) + 1) % 10)
+        rig.type("80\n" + wrong + "\n")
+        rig.run(3.0)
+        assert "meter" not in rig.stored and "ciu" not in rig.stored
+        assert rig.state.view().notice == "pair_failed"
+    finally:
+        rig.close()
