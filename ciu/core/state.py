@@ -130,7 +130,10 @@ class CiuState:
             self._home()
 
     def link_changed(self, up: bool) -> None:
-        self._set(link_up=up)
+        notice = self._view.notice
+        if self._view.screen is Screen.WAITING and notice in ("", "queued"):
+            notice = "" if up else "queued"
+        self._set(link_up=up, notice=notice)
 
     def paired_changed(self, paired: bool, fingerprint: str = "") -> None:
         if fingerprint:

@@ -110,3 +110,14 @@ def test_language_toggle_and_low_credit_alarm() -> None:
     assert state.view().alarm
     state.on_status({"credit": "50", "low_credit": False})
     assert not state.view().alarm
+
+
+def test_queued_notice_follows_the_link_while_waiting() -> None:
+    _, state = make()
+    type_keys(state, "9" * 20)
+    state.press("ENTER")
+    assert state.view().notice == "queued"  # link never came up yet
+    state.link_changed(True)
+    assert state.view().notice == ""
+    state.link_changed(False)
+    assert state.view().notice == "queued"
