@@ -1,6 +1,6 @@
 """Meter digital inputs: terminal-cover switch, magnetic-field sensor, power-fail signal.
 
-Each input is a gpiozero ``Button`` on an explicit pin factory (``lgpio`` on the Pi, ``MockFactory``
+Each input is a gpiozero ``DigitalInputDevice`` on an explicit pin factory (``lgpio`` on the Pi, ``MockFactory``
 in simulation and tests). Debounce is done here, in software, with an injected monotonic clock
 (``mono() -> s``): mock pins ignore ``bounce_time`` and real factories differ, so gpiozero's own
 debounce is not used. A raw level must stay unchanged for ``debounce_s`` before the debounced
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpiozero import Button
+from gpiozero import DigitalInputDevice
 
 Mono = Callable[[], float]
 Listener = Callable[[str, bool, float], None]
@@ -68,17 +68,17 @@ class DebouncedInput:
         self._mono = mono
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
-        # hold_time only bounds how long close() waits for gpiozero's hold thread (when_held unused)
-        self._button = Button(config.pin, pull_up=config.pull_up, hold_time=0.02, pin_factory=pin_factory)
+        # a plain input device: no hold thread to start and join (a Button would add one)
+        self._button = DigitalInputDevice(config.pin, pull_up=config.pull_up, pin_factory=pin_factory)
         self._raw = self._read_raw()
         self._raw_since_s = mono()
         self._stable = self._raw
         self.edges = 0
-        self._button.when_pressed = self._on_edge
-        self._button.when_released = self._on_edge
+        self._button.when_activated = self._on_edge
+        self._button.when_deactivated = self._on_edge
 
     def _read_raw(self) -> bool:
-        return bool(self._button.is_pressed) == self.config.active_when_pressed
+        return bool(self._button.is_active) == self.config.active_when_pressed
 
     @property
     def active(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import datetime as _dt
 import logging
 import signal
@@ -194,6 +195,7 @@ class Daemon:
         log.info("stopped cleanly")
 
 
+@functools.lru_cache(maxsize=1)
 def firmware_signature() -> str:
     """SHA-256 over the installed meterd sources: the identity of the running image."""
     import hashlib
