@@ -24,14 +24,14 @@ TEST_KEK = bytes.fromhex("101112131415161718191A1B1C1D1E1F")
 TEST_PASSWORD = b"TESTPASS"
 
 
-def test_keys(path: Path | None = None) -> DlmsKeys:
+def make_keys(path: Path | None = None) -> DlmsKeys:
     """Throwaway keys (never used outside tests)."""
     return DlmsKeys(SERVER_TITLE, TEST_PASSWORD, TEST_GUEK, TEST_GAK, TEST_KEK, path)
 
 
-def test_keyring(path: Path | None = None) -> KeyRing:
-    """A key ring with :func:`test_keys`, saved to ``path`` when given."""
-    keys = test_keys(path)
+def make_keyring(path: Path | None = None) -> KeyRing:
+    """A key ring with :func:`make_keys`, saved to ``path`` when given."""
+    keys = make_keys(path)
     if path is not None:
         keys.save()
     return KeyRing(keys, persist=path is not None)

@@ -19,7 +19,7 @@ from meterd.cosem.server import build_session_factory
 from meterd.proto.hdlc import HdlcParameters
 from meterd.runtime.dlms_serial import SerialLink
 from meterd.runtime.dlms_tcp import start_tcp_server
-from tests.dlms_fakes import FakeMeter, test_keyring
+from tests.dlms_fakes import FakeMeter, make_keyring
 
 
 class LoopThread:
@@ -58,7 +58,7 @@ class Meter:
     def __init__(self, profile_rows: int = 96, max_info: int = 2030, with_pty: bool = True) -> None:
         self.model = FakeMeter(profile_rows)
         self.store = MemoryCounterStore()
-        self.keys = test_keyring()
+        self.keys = make_keyring()
         self.loop = LoopThread()
         self.wrapper_factory = build_session_factory(self.model, self.store, self.keys, link="wrapper")
         params = HdlcParameters(max_info_tx=max_info, max_info_rx=max_info)
