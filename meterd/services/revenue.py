@@ -277,14 +277,17 @@ class RevenueService:
         if self.calendar.activate_if_due(wall):
             self._rate_hi = _EPOCH
         rate = self.calendar.rate_before(wall)
-        candidates = [self.legal.to_utc(self.calendar.next_switch_after(wall))]
-        change = self.legal.next_change(utc)
+        # The rate of an interval ending at t changes only for t just after a switch instant, a
+        # DST edge or the activation time; it holds up to and including that instant.
+        tiny = _dt.timedelta(microseconds=1)
+        candidates = [self.legal.to_utc(self.calendar.next_switch_after(wall - tiny))]
+        change = self.legal.next_change(utc - tiny)
         if change is not None:
             candidates.append(change)
         due = self.calendar.activate_passive_at if self.calendar.passive is not None else None
         if due is not None:
             candidates.append(self.legal.to_utc(due))
-        later = [c for c in candidates if c > utc]
+        later = [c for c in candidates if c >= utc]
         self._rate, self._rate_lo = rate, utc
         self._rate_hi = min(later) if later else utc
         return rate
