@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import datetime as _dt
+import functools
 import logging
 import signal
 import threading
@@ -112,6 +112,9 @@ class Daemon:
         meter.start()
         self._watch_power_fail()
         loop = asyncio.get_running_loop()
+        assert self.hardware is not None
+        speed = self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0
+        self.hardware.scheduler = lambda delay_s, action: loop.call_later(delay_s / speed if speed else 0.0, action)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         from meterd.app.routes import register_routes

@@ -9,12 +9,14 @@ simulator, gpiozero's MockFactory, and a :class:`~meterd.app.sim_world.SimWorld`
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from hw.atm90e36.driver import Atm90e36, Atm90e36Config
+from hw.gpio import make_pin_factory, output_device, resolve_factory_name
 from hw.inputs import POWER_FAIL, InputConfig, MeterInputs
+from hw.pulse_led import PulseLed
 from hw.spi import SimSpiDev, open_spidev
 from meterd.app.config import Config
 from meterd.app.sim_world import SimWorld
@@ -33,8 +35,16 @@ class Hardware:
     inputs: MeterInputs
     pin_factory: Any
     sim: SimWorld | None = None
-    led: Any = None
+    led: PulseLed | None = None
     closers: list[Any] = field(default_factory=list)
+    scheduler: Callable[[float, Callable[[], None]], Any] | None = None
+
+    def schedule(self, delay_s: float, action: Callable[[], None]) -> Any:
+        """Run ``action`` after ``delay_s`` (s) through the owner's scheduler, or now without one."""
+        if self.scheduler is None:
+            action()
+            return None
+        return self.scheduler(delay_s, action)
 
     def before_cycle(self) -> None:
         """Scenario events due now, then confirm debounced inputs."""
@@ -45,7 +55,7 @@ class Hardware:
     def after_cycle(self, result: CycleResult, cycle_s: float) -> None:
         """Execute the cycle's intents: pulse the LED for the active energy."""
         if self.led is not None:
-            self.led.emit(result.led_energy_mwh, cycle_s)
+            self.led.feed(result.led_energy_mwh, cycle_s)
 
     def close(self) -> None:
         """Release every device."""
@@ -69,15 +79,11 @@ def chip_config(cfg: Config) -> Atm90e36Config:
 
 
 def pin_factory_for(cfg: Config) -> Any:
-    """gpiozero pin factory: MockFactory in sim; on a Pi the configured one (by name, through
-    gpiozero's own selection), or gpiozero's default order (lgpio, rpigpio, native)."""
+    """gpiozero pin factory: MockFactory in sim; on a Pi the configured one, else
+    $GPIOZERO_PIN_FACTORY, else lgpio (works on Pi 3, 4 and 5)."""
     if cfg.hardware.backend == "sim":
-        from gpiozero.pins.mock import MockFactory
-
-        return MockFactory()
-    if cfg.hardware.pin_factory:
-        os.environ["GPIOZERO_PIN_FACTORY"] = cfg.hardware.pin_factory
-    return None
+        return make_pin_factory("mock")
+    return make_pin_factory(resolve_factory_name(configured=cfg.hardware.pin_factory or None))
 
 
 def build_hardware(cfg: Config, clock: Clock) -> Hardware:
@@ -98,4 +104,10 @@ def build_hardware(cfg: Config, clock: Clock) -> Hardware:
     frontend = Atm90e36FrontEnd(driver, clock)
     inputs = MeterInputs(factory, clock.mono, {POWER_FAIL: InputConfig(cfg.hardware.power_fail_pin, pull_up=True,
                                                                        active_when_pressed=True, debounce_s=0.0)})
-    return Hardware(frontend=frontend, inputs=inputs, pin_factory=factory, sim=sim)
+    hardware = Hardware(frontend=frontend, inputs=inputs, pin_factory=factory, sim=sim)
+    led_device = output_device(cfg.hardware.led_pin, factory)
+    hardware.led = PulseLed(led_device, imp_per_kwh=cfg.meter.led_imp_per_kwh, scheduler=hardware.schedule)
+    hardware.closers.append(led_device.close)
+    if sim is not None:
+        sim.input_pins = {name: item.config.pin for name, item in inputs.inputs.items() if name != POWER_FAIL}
+    return hardware

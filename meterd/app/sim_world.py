@@ -15,6 +15,7 @@ from gpiozero.pins.mock import MockFactory
 
 from hw.atm90e36.sim import Atm90e36Sim
 from hw.sim.grid import Grid, GridError, phi_from_pf
+from hw.sim.scenario import Scenario, ScenarioError
 
 PHASE_NAMES = {"A": "L1", "B": "L2", "C": "L3", "L1": "L1", "L2": "L2", "L3": "L3"}
 _PF = re.compile(r"^\s*(-?)\s*(\d+(?:\.\d*)?|\.\d+)\s*([LlCc]?)\s*$")
@@ -43,6 +44,8 @@ class SimWorld:
         self.grid.set_all_phases(voltage_v=voltage_v, current_a=current_a,
                                  phi_deg=parse_power_factor(power_factor))
         self.chip = Atm90e36Sim(self.grid, clock)
+        self.clock = clock
+        self.input_pins: dict[str, int] = {}
         self.pins = pin_factory
         self.power_fail_pin = power_fail_pin
         self._powered_state: Any = None
@@ -73,16 +76,35 @@ class SimWorld:
         return {"phase": phase, **{k: v for k, v in body.items() if k != "phase"}}
 
     def load_scenario(self, text: str, name: str) -> dict[str, Any]:
-        """Load a TOML scenario; its events are applied as meter time passes."""
-        from hw.sim.scenario import Scenario
-
-        self.scenario = Scenario.from_toml(text, name=name, start_s=self.grid.state_time())
+        """Load a TOML scenario (format: :mod:`hw.sim.scenario`); it starts now and its events are
+        applied as meter time passes. World signals: ``power_fail`` (true/false) cuts the supply and
+        drives the power-fail pin; ``cover_open``, ``magnetic_field`` drive those input pins."""
+        try:
+            self.scenario = Scenario.from_text(text, self.grid, source=name, start_s=self.clock(),
+                                               handlers=self.signal_handlers())
+        except ScenarioError as exc:
+            raise ValueError(str(exc)) from None
         return {"scenario": name, "events": len(self.scenario.events)}
+
+    def signal_handlers(self) -> dict[str, Callable[[Any], None]]:
+        """Scenario ``signal`` names and what they do to the simulated world."""
+        handlers: dict[str, Callable[[Any], None]] = {"power_fail": lambda v: self.power_cut(bool(v))}
+        for name, pin in self.input_pins.items():
+            handlers[name] = lambda v, pin=pin: self.drive_input(pin, bool(v))
+        return handlers
+
+    def drive_input(self, pin: int, active_low: bool) -> None:
+        """Pull an active-low input pin low (True) or let it go high (False)."""
+        mock = self.pins.pin(pin)
+        if active_low:
+            mock.drive_low()
+        else:
+            mock.drive_high()
 
     def before_cycle(self, now_s: float) -> None:
         """Apply scenario events that fell due."""
         if self.scenario is not None:
-            self.scenario.apply_due(self.grid, now_s, self)
+            self.scenario.apply_due(now_s)
 
     def power_cut(self, cut: bool) -> None:
         """Cut or restore the supply: grid dark/lit and the power-fail pin low/high."""

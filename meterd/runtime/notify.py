@@ -2,7 +2,8 @@
 
 The protocol is one datagram of ``KEY=VALUE`` lines to the AF_UNIX socket named by
 ``NOTIFY_SOCKET`` (a leading ``@`` means the abstract namespace). Without the variable every call
-is a no-op, so the same entry point runs under systemd, in tests and on a laptop.
+is a no-op, so the same entry point runs under systemd, in tests and on a laptop. Sends never
+block: a notification the receiver cannot take right now is dropped.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ class Notifier:
         if address.startswith("@"):
             address = "\0" + address[1:]
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as sock:
                 sock.connect(address)
-                sock.sendall(message)
-        except OSError:
+                sock.send(message)
+        except OSError:  # includes a full receiver queue (EAGAIN): never block the meter's loop
             return False
         return True
 
