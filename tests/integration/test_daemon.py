@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -59,10 +60,8 @@ def test_daemon_end_to_end(tmp_path, notify_socket):
         messages = []
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any("WATCHDOG=1" in m for m in messages):
-            try:
+            with contextlib.suppress(TimeoutError):
                 messages.append(sock.recv(4096).decode())
-            except TimeoutError:
-                pass
         assert any(m.startswith("READY=1") and "STATUS=" in m and f"MAINPID={proc.pid}" in m for m in messages)
         assert any("WATCHDOG=1" in m for m in messages)
 
