@@ -1,0 +1,137 @@
+"""DLMS server benchmark: read a 60-day, 15-minute, 8-channel load profile (5760 rows).
+
+Links: TCP wrapper (LLS, HLS-GMAC; dlms-cosem client) and HDLC on a pty with max info field 128
+(dlms-cosem, which never negotiates) and 2030 (gurux client). Prints wall time, server CPU (the
+server's event-loop thread), bytes on the wire, and for HDLC the line time those bytes need at
+9600 Bd 8N1 and its ratio to the line time of the bare A-XDR buffer.
+
+Run from the repository root: ``.venv/bin/python bench/bench_dlms.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import structlog  # noqa: E402
+from dlms_cosem import cosem, enumerations  # noqa: E402
+from dlms_cosem.client import DlmsClient  # noqa: E402
+from dlms_cosem.io import BlockingTcpIO, TcpTransport  # noqa: E402
+from dlms_cosem.security import HighLevelSecurityGmacAuthentication, LowLevelSecurityAuthentication  # noqa: E402
+from gurux_dlms.objects import GXDLMSProfileGeneric  # noqa: E402
+
+from meterd.cosem.profile import ProfileReader  # noqa: E402
+from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD  # noqa: E402
+from tests.dlms_gurux_client import GuruxSession, make_client  # noqa: E402
+from tests.dlms_harness import Meter, PtyIO, length_framed_hdlc_transport  # noqa: E402
+
+ROWS = 60 * 96
+BAUD = 9600
+LP = cosem.CosemAttribute(enumerations.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2)
+
+
+async def _thread_cpu() -> float:
+    return time.thread_time()
+
+
+def server_cpu(meter: Meter) -> float:
+    return float(meter.loop.run(_thread_cpu()))
+
+
+def measure(name: str, meter: Meter, read) -> float:
+    cpu0, t0 = server_cpu(meter), time.perf_counter()
+    size = read()
+    wall, cpu = time.perf_counter() - t0, server_cpu(meter) - cpu0
+    print(f"{name} transfer: {wall:.3f} s")
+    print(f"{name} server CPU: {cpu:.3f} s")
+    if size:
+        print(f"{name} profile bytes: {size} B")
+    return wall
+
+
+def wrapper_read(meter: Meter, hls: bool) -> int:
+    io = BlockingTcpIO(host="127.0.0.1", port=meter.port)
+    transport = TcpTransport(client_logical_address=1 if hls else 17, server_logical_address=1, io=io)
+    if hls:
+        client = DlmsClient(transport=transport, authentication=HighLevelSecurityGmacAuthentication(challenge_length=16),
+                            encryption_key=TEST_GUEK, authentication_key=TEST_GAK, client_system_title=CLIENT_TITLE,
+                            client_initial_invocation_counter=meter.next_client_ic())
+    else:
+        client = DlmsClient(transport=transport, authentication=LowLevelSecurityAuthentication(secret=TEST_PASSWORD))
+    with client.session() as c:
+        return len(c.get(LP))
+
+
+def hdlc_cosem_read(meter: Meter, hls: bool) -> tuple[int, PtyIO]:
+    io = PtyIO(meter.pty.slave_path, timeout=10)
+    transport = length_framed_hdlc_transport(io, 1 if hls else 17)
+    if hls:
+        client = DlmsClient(transport=transport, authentication=HighLevelSecurityGmacAuthentication(challenge_length=16),
+                            encryption_key=TEST_GUEK, authentication_key=TEST_GAK, client_system_title=CLIENT_TITLE,
+                            client_initial_invocation_counter=meter.next_client_ic())
+    else:
+        client = DlmsClient(transport=transport, authentication=LowLevelSecurityAuthentication(secret=TEST_PASSWORD))
+    with client.session() as c:
+        return len(c.get(LP)), io
+
+
+def hdlc_gurux_read(meter: Meter, sap: int, max_info: int) -> tuple[int, PtyIO]:
+    io = PtyIO(meter.pty.slave_path, timeout=10)
+    client = make_client(sap, hdlc=True, max_info=max_info, invocation_counter=meter.next_client_ic())
+    gs = GuruxSession(client, io.send, io.receive)
+    gs.connect()
+    pg = GXDLMSProfileGeneric("1.0.99.1.0.255")
+    gs.read(pg, 3)
+    rows = gs.read_raw(pg, 2)
+    gs.close()
+    io.close()
+    if len(rows) != ROWS:
+        raise RuntimeError(f"gurux read {len(rows)} rows, expected {ROWS}")
+    return 0, io
+
+
+def line_report(name: str, io: PtyIO, payload: int, wall_s: float) -> None:
+    wire = io.bytes_in + io.bytes_out
+    line_s = wire * 10 / BAUD
+    pure_s = payload * 10 / BAUD
+    print(f"{name} bytes on the wire: {wire} B")
+    print(f"{name} line time at {BAUD} Bd: {line_s:.1f} s")
+    print(f"{name} ratio to the bare buffer line time: {line_s / pure_s:.3f}")
+    print(f"{name} measured transfer / line time (pty is unpaced): {wall_s / line_s:.4f}")
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    meter = Meter(profile_rows=ROWS, max_info=2030)
+    buffer_len = len(ProfileReader(meter.model.load_profile).buffer(0, None))
+    print(f"profile rows: {ROWS}")
+    print(f"profile A-XDR size: {buffer_len} B")
+    t0 = time.perf_counter()
+    ProfileReader(meter.model.load_profile).buffer(0, None)
+    print(f"profile encode: {time.perf_counter() - t0:.4f} s")
+    try:
+        measure("wrapper LLS", meter, lambda: wrapper_read(meter, False))
+        measure("wrapper HLS-GMAC", meter, lambda: wrapper_read(meter, True))
+        for label, fn in (("HDLC info 128 LLS", lambda: hdlc_cosem_read(meter, False)),
+                          ("HDLC info 128 HLS-GMAC", lambda: hdlc_cosem_read(meter, True)),
+                          ("HDLC info 2030 LLS", lambda: hdlc_gurux_read(meter, 17, 2030)),
+                          ("HDLC info 2030 HLS-GMAC", lambda: hdlc_gurux_read(meter, 1, 2030))):
+            box: dict[str, PtyIO] = {}
+
+            def run(fn=fn, box=box) -> int:
+                size, box["io"] = fn()
+                return size
+
+            wall = measure(label, meter, run)
+            line_report(label, box["io"], buffer_len, wall)
+    finally:
+        meter.stop()
+
+
+if __name__ == "__main__":
+    main()
