@@ -52,7 +52,7 @@ def _deny(e: Any) -> None:
     return None
 
 
-class ValueData(GXDLMSData):
+class ValueData(GXDLMSData):  # type: ignore[misc]  # gurux is untyped
     """Data (class 1) whose value attribute comes from a getter returning (A-XDR tag, value)."""
 
     def __init__(self, ln: str, getter: Getter) -> None:
@@ -68,7 +68,7 @@ class ValueData(GXDLMSData):
         return _deny(e)
 
 
-class ValueRegister(GXDLMSRegister):
+class ValueRegister(GXDLMSRegister):  # type: ignore[misc]  # gurux is untyped
     """Register (class 3): value from a getter, scaler as a power-of-ten exponent, unit code."""
 
     def __init__(self, ln: str, getter: Getter, scaler: int, unit: int) -> None:
@@ -88,7 +88,7 @@ class ValueRegister(GXDLMSRegister):
         return _deny(e)  # reset is not allowed on cumulative registers
 
 
-class ModelClock(GXDLMSClock):
+class ModelClock(GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
     """Clock (class 8) 0-0:1.0.0.255 served in UTC (time zone 0, deviation 0).
 
     Attribute 2 is writable; methods 1 adjust_to_quarter, 3 adjust_to_minute and 6 shift_time
@@ -147,7 +147,7 @@ class ModelClock(GXDLMSClock):
         return None
 
 
-class ModelAssociation(GXDLMSAssociationLogicalName):
+class ModelAssociation(GXDLMSAssociationLogicalName):  # type: ignore[misc]  # gurux is untyped
     """Association LN (class 15, version 1); attribute 7 (secret) is never served.
 
     For the current association (0-0:40.0.0.255) method 1 (reply_to_HLS_authentication) calls
@@ -214,7 +214,7 @@ class ModelAssociation(GXDLMSAssociationLogicalName):
         return bytearray(reply)
 
 
-class ModelSecuritySetup(GXDLMSSecuritySetup):
+class ModelSecuritySetup(GXDLMSSecuritySetup):  # type: ignore[misc]  # gurux is untyped
     """Security setup (class 64, version 1), suite 0, authenticated and encrypted both ways.
 
     Method 2 (key_transfer) unwraps keys with the master key (AES key wrap, RFC 3394) and hands
@@ -267,7 +267,7 @@ class ModelSecuritySetup(GXDLMSSecuritySetup):
         """Keys are applied by the session after the response is sealed."""
 
 
-class ModelSapAssignment(GXDLMSSapAssignment):
+class ModelSapAssignment(GXDLMSSapAssignment):  # type: ignore[misc]  # gurux is untyped
     """SAP assignment (class 17): the logical devices behind each server SAP."""
 
     def __init__(self, ln: str, devices: Sequence[tuple[int, str]]) -> None:
@@ -286,7 +286,7 @@ class ModelSapAssignment(GXDLMSSapAssignment):
         return _deny(e)
 
 
-class ModelHdlcSetup(GXDLMSHdlcSetup):
+class ModelHdlcSetup(GXDLMSHdlcSetup):  # type: ignore[misc]  # gurux is untyped
     """IEC HDLC setup (class 23, version 1), read-only view of the link parameters."""
 
     BAUD_CODES = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6, 38400: 7, 57600: 8,
@@ -310,7 +310,7 @@ class ModelHdlcSetup(GXDLMSHdlcSetup):
         return _deny(e)
 
 
-class ModelProfile(GXDLMSProfileGeneric):
+class ModelProfile(GXDLMSProfileGeneric):  # type: ignore[misc]  # gurux is untyped
     """Profile generic (class 7) served from a :class:`ProfileReader` with our own encoder.
 
     Attribute 2 honours selective access by range (selector 1) and by entry (selector 2).
@@ -329,7 +329,7 @@ class ModelProfile(GXDLMSProfileGeneric):
             _log.info("profile %s: refused selective access: %s", self.logicalName, exc)
             e.error = ErrorCode.OTHER_REASON
             return None
-        values = {
+        values: dict[int, Callable[[], bytes]] = {
             3: r.capture_objects, 4: lambda: axdr.encode_value(axdr.UINT32, r.capture_period_s),
             5: lambda: axdr.encode_value(axdr.ENUM, 1), 6: r.sort_object,
             7: lambda: axdr.encode_value(axdr.UINT32, r.entries_in_use()),

@@ -134,7 +134,14 @@ def encode_value(tag: int, value: Scalar) -> bytes:
     if tag == NULL:
         return b"\x00"
     if tag in (OCTET_STRING, VISIBLE_STRING):
-        raw = value.encode("ascii", "replace") if isinstance(value, str) else bytes(value or b"")
+        if isinstance(value, str):
+            raw = value.encode("ascii", "replace")
+        elif isinstance(value, bytes | bytearray):
+            raw = bytes(value)
+        elif value is None:
+            raw = b""
+        else:
+            raise ApduError(f"octet or visible string expected, got {type(value).__name__}")
         return bytes((tag,)) + length_bytes(len(raw)) + raw
     fmt = _SCALAR_FORMATS.get(tag)
     if fmt is None:

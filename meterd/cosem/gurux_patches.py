@@ -103,7 +103,7 @@ def _vea_probe() -> bool:
     holder = _Holder()
     e = ValueEventArgs(holder, None, 2)
     try:
-        iter(e)  # type: ignore[call-overload]
+        iter(e)
         iterable = True
     except TypeError:
         iterable = False

@@ -53,7 +53,8 @@ class DlmsKeys:
         """A copy with one management key replaced."""
         if name not in _KEY_NAMES:
             raise KeyFileError(f"unknown key {name}")
-        return replace(self, **{name: value})
+        changes: dict[str, Any] = {name: value}
+        return replace(self, **changes)
 
     def save(self, path: Path | None = None) -> None:
         """Write the keys file atomically with mode 0600."""

@@ -270,6 +270,10 @@ def association_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
     yield CosemEntry(ModelSapAssignment("0.0.41.0.0.255", [(ctx.server_sap, ctx.model.identity.logical_device_name)]))
 
 
+def _frame_counter_getter(ctx: CosemContext, instance: int) -> Callable[[], tuple[int, int]]:
+    return lambda: (axdr.UINT32, ctx.frame_counter(instance))
+
+
 def security_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
     """Security setup 0-0:43.0.E.255 and its frame counter 0-0:43.1.E.255 per ciphered association."""
     for cfg in ctx.associations:
@@ -280,8 +284,7 @@ def security_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
         yield CosemEntry(ModelSecuritySetup(f"0.0.43.0.{e}.255", ctx.server_title,
                                             ctx.client_title if is_current else (lambda: None), ctx.stage_keys),
                          Access(methods=frozenset({2}) if is_current else frozenset()))
-        yield CosemEntry(ValueData(f"0.0.43.1.{e}.255", lambda e=e: (axdr.UINT32, ctx.frame_counter(e))),
-                         Access(public=True))
+        yield CosemEntry(ValueData(f"0.0.43.1.{e}.255", _frame_counter_getter(ctx, e)), Access(public=True))
 
 
 def communication_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
