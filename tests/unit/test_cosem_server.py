@@ -156,3 +156,23 @@ def test_fuzz_wrapper_stream_never_crashes(data):
     session = _factory()()
     out = session.receive(data)
     assert all(isinstance(chunk, bytes) for chunk in out)
+
+
+def test_tcp_runtime_closes_idle_connections_and_releases_the_association():
+    import socket
+
+    from meterd.cosem.server import WrapperSession
+    from tests.dlms_harness import LoopThread
+
+    server = CosemServer(FakeMeter(), make_keyring(), MemoryCounterStore())
+    loop = LoopThread()
+    try:
+        port = loop.tcp(lambda: WrapperSession(server, inactivity_timeout_s=0.2))
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(bytes(make_client(16).aarqRequest()[0]))
+            assert sock.recv(4096)[8] == 0x61
+            assert server.associated
+            assert sock.recv(4096) == b""  # closed after 0.2 s idle
+        assert not server.associated  # the association was released with the connection
+    finally:
+        loop.stop()
