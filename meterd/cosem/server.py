@@ -216,6 +216,10 @@ class CosemServer:
         except (ApduError, CosemError) as exc:
             _log.info("client SAP %d: bad APDU: %s", client_sap, exc)
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
+        except Exception:  # last line of defence: a request must never take the link down
+            _log.exception("client SAP %d: request failed", client_sap)
+            self.release("internal error")
+            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
 
     def release(self, reason: str = "link closed") -> None:
         """Drop the association (link closed, DISC, inactivity)."""
@@ -246,9 +250,10 @@ class CosemServer:
         return self._serve_plain(apdu)
 
     def _on_ciphered(self, apdu: bytes) -> bytes:
-        if self._security is None:
+        security = self._security  # kept: a failed HLS releases the association while serving
+        if security is None:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)
-        sc, plain = self._security.open(apdu)
+        sc, plain = security.open(apdu)
         if sc != SC_AUTH_ENC:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
         if not plain:
@@ -256,7 +261,7 @@ class CosemServer:
         if apdu[0] != GENERAL_GLO and PLAIN_OF_GLO[apdu[0]] != plain[0]:
             raise ApduError("glo tag does not match the ciphered service")
         response = self._serve_plain(plain)
-        sealed = self._security.seal(apdu[0], sc, response)
+        sealed = security.seal(apdu[0], sc, response)
         self._apply_pending_keys()
         return sealed
 

@@ -169,3 +169,24 @@ def test_key_transfer_changes_the_keys_after_the_response(tmp_path):
     gs.read(GXDLMSClock(), 2)
     with pytest.raises(DlmsClientError):  # does not unwrap with the master key
         gs.method(setup, 2, bytearray(b"\x01\x01\x02\x02\x16\x02\x09\x18") + bytes(24), DataType.ARRAY)
+
+
+def test_wrong_hls_response_refuses_the_association(caplog):
+    from gurux_dlms import GXReplyData
+
+    from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
+
+    session = _factory(FakeMeter())()
+    transport = InMemoryTransport(session)
+    client = make_client(1)
+    gs = GuruxSession(client, transport.send, transport.receive)
+    reply = GXReplyData()
+    gs._block(client.aarqRequest(), reply)
+    client.parseAareResponse(reply.data)
+    client.settings.stoCChallenge = bytearray(16)  # answer a challenge the meter did not send
+    reply.clear()
+    with pytest.raises(DlmsClientError):
+        for frame in client.getApplicationAssociationRequest():
+            gs._packet(frame, reply)
+    assert not session.server.associated
+    assert "failed authentication" in caplog.text
