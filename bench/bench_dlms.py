@@ -104,6 +104,19 @@ def line_report(name: str, io: PtyIO, payload: int, wall_s: float) -> None:
     print(f"{name} measured transfer / line time (pty is unpaced): {wall_s / line_s:.4f}")
 
 
+def association_setup(meter: Meter) -> None:
+    """Median in-memory association set-up (AARQ..AARE, plus HLS pass 3/4), no transport."""
+    from tests.dlms_gurux_client import connect_in_memory
+
+    for label, sap in (("LLS", 17), ("HLS-GMAC", 1)):
+        times = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            connect_in_memory(meter.wrapper_factory(), sap, invocation_counter=meter.next_client_ic())
+            times.append(time.perf_counter() - t0)
+        print(f"association set-up {label}: {sorted(times)[len(times) // 2] * 1000:.1f} ms")
+
+
 def main() -> None:
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
@@ -114,6 +127,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ProfileReader(meter.model.load_profile).buffer(0, None)
     print(f"profile encode: {time.perf_counter() - t0:.4f} s")
+    association_setup(meter)
     try:
         measure("wrapper LLS", meter, lambda: wrapper_read(meter, False))
         measure("wrapper HLS-GMAC", meter, lambda: wrapper_read(meter, True))
