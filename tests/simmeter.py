@@ -39,10 +39,14 @@ class SimMeter:
             self.hardware.before_cycle()
             result = self.meter.cycle()
             self.hardware.after_cycle(result, cycle_s)
+            for hook in self.daemon.cycle_hooks:
+                hook(result)
 
     def close(self) -> None:
         """Stop the way the daemon does: final checkpoint, devices and store closed."""
         self.meter.persist()
+        for closer in reversed(self.daemon.closers):
+            closer()
         self.hardware.close()
         assert self.daemon.store is not None
         self.daemon.store.close()

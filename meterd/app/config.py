@@ -118,6 +118,18 @@ class Config:
     api: ApiSection = field(default_factory=ApiSection)
     dlms: DlmsSection = field(default_factory=DlmsSection)
     sim: SimSection = field(default_factory=SimSection)
+    features: dict[str, Any] = field(default_factory=dict)
+
+    def feature(self, name: str) -> Any:
+        """The parsed ``[name]`` section of a feature (its defaults when the file has none)."""
+        if name not in self.features:
+            from meterd.app.features import sections
+
+            cls = sections().get(name)
+            if cls is None:
+                raise KeyError(f"no feature section {name!r}")
+            return cls()
+        return self.features[name]
 
     @property
     def state_dir(self) -> Path:
@@ -131,12 +143,19 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name]
-                             for f in dataclasses.fields(Config) if f.name != "path"}
+                             for f in dataclasses.fields(Config) if f.name not in ("path", "features")}
 
 
 def _check_type(file: str, key: str, value: Any, hint: Any) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    origin = typing.get_origin(hint)
+    if origin in (list, tuple, dict):
+        if not isinstance(value, list if origin is not dict else dict):
+            raise ConfigError(file, key, f"expected {'a table' if origin is dict else 'an array'}, got {value!r}")
+        return tuple(value) if origin is tuple else value
+    if hint is Any:
+        return value
     expected = hint if isinstance(hint, type) else None
     if expected is None or isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
         name = getattr(hint, "__name__", str(hint))
@@ -159,6 +178,11 @@ def _check_meta(file: str, key: str, value: Any, meta: typing.Mapping[str, Any])
 def _build_section(file: str, name: str, cls: type, raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(file, name, "must be a table")
+    for sub in [f for f in dataclasses.fields(cls) if dataclasses.is_dataclass(f.type) or
+                (isinstance(f.default_factory, type) and dataclasses.is_dataclass(f.default_factory))]:
+        if sub.name in raw and isinstance(raw[sub.name], dict):
+            nested_cls = typing.get_type_hints(cls)[sub.name]
+            raw = {**raw, sub.name: _build_section(file, f"{name}.{sub.name}", nested_cls, raw[sub.name])}
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -172,7 +196,10 @@ def _build_section(file: str, name: str, cls: type, raw: Any) -> Any:
         value = _check_type(file, dotted, value, hint)
         _check_meta(file, dotted, value, fields[key].metadata)
         values[key] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(file, name, str(exc)) from None
 
 
 def _cross_checks(cfg: Config) -> None:
@@ -207,11 +234,19 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "-", f"invalid TOML: {exc}") from None
+    from meterd.app.features import sections as feature_sections
+
+    optional = feature_sections()
     sections: dict[str, Any] = {}
+    features: dict[str, Any] = {}
     for name, value in raw.items():
-        if name not in SECTIONS:
-            raise ConfigError(file, name, f"unknown section (known: {', '.join(sorted(SECTIONS))})")
-        sections[name] = _build_section(file, name, SECTIONS[name], value)
-    cfg = Config(path=file, **sections)
+        if name in SECTIONS:
+            sections[name] = _build_section(file, name, SECTIONS[name], value)
+        elif name in optional:
+            features[name] = _build_section(file, name, optional[name], value)
+        else:
+            known = sorted([*SECTIONS, *optional])
+            raise ConfigError(file, name, f"unknown section (known: {', '.join(known)})")
+    cfg = Config(path=file, features=features, **sections)
     _cross_checks(cfg)
     return cfg

@@ -57,6 +57,11 @@ class Daemon:
         self.clock: Clock | None = None
         self.missed_cycles = 0
         self.info: dict[str, Any] = {}
+        self.services: dict[str, Any] = {}
+        self.cycle_hooks: list[Callable[[Any], None]] = []
+        self.cosem_factories: list[Any] = []
+        self.closers: list[Callable[[], None]] = []
+        self.links: list[Any] = []
         self.status_extras: dict[str, Callable[[], Any]] = {}
 
     # -- wiring -----------------------------------------------------------------------------
@@ -85,6 +90,9 @@ class Daemon:
             creep=CreepRule(start_current_a=start_current_a),
             policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
                                     period_s=cfg.storage.checkpoint_period_s))
+        from meterd.app.features import attach_all
+
+        attach_all(self)
         return self.meter
 
     def _watch_power_fail(self) -> None:
@@ -123,9 +131,9 @@ class Daemon:
         socket_path = self.cfg.under_state(self.cfg.api.socket)
         await self.api.start(socket_path)
         self.info["api_socket"] = str(socket_path)
-        from meterd.app.links import start_links
+        from meterd.app.features import start_all
 
-        await start_links(self)
+        await start_all(self)
         self._announce()
         self.notifier.ready(self.status_line())
         try:
@@ -156,6 +164,8 @@ class Daemon:
             self.hardware.before_cycle()
             result = self.meter.cycle()
             self.hardware.after_cycle(result, cycle_s)
+            for hook in self.cycle_hooks:
+                hook(result)
             if watchdog_every is not None and loop.time() - last_ping >= watchdog_every:
                 self.notifier.watchdog()
                 self.notifier.status(self.status_line())
@@ -185,12 +195,13 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Final checkpoint and release of every resource."""
-        from meterd.app.links import stop_links
-
-        await stop_links(self)
+        for link in reversed(self.links):
+            await link.close()
         await self.api.close()
         if self.meter is not None:
             self.meter.persist()
+        for closer in reversed(self.closers):
+            closer()
         if self.hardware is not None:
             self.hardware.close()
         if self.store is not None:
