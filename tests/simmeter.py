@@ -19,6 +19,20 @@ def sim_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     return cfg
 
 
+def sim_config_file(tmp_path: Path, **replacements: str) -> Path:
+    """config/sim.toml as a file for a meterd process under test: DLMS on a free TCP port (so
+    parallel tests never collide), with ``key = value`` lines replaced by ``replacements``."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "config" / "sim.toml").read_text()
+    replacements = {"tcp_port": "0", **replacements}
+    for key, value in replacements.items():
+        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+    path = tmp_path / "sim.toml"
+    path.write_text(text)
+    return path
+
+
 class SimMeter:
     """A started meter with its simulated world; ``run(seconds, cycle_s)`` drives it."""
 

@@ -36,7 +36,7 @@ class MeterSnapshot:
     """A consistent view of the meter at one instant.
 
     registers: base energy registers in milli-units (mWh, mvarh, mVAh); reading: the latest
-    front-end cycle (None before the first); status_word: bit flags of 0-0:96.10.1.255.
+    front-end cycle (None before the first); status_word: bit flags of the operating status 0-0:96.5.0.255.
     """
 
     utc: _dt.datetime

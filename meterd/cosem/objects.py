@@ -169,7 +169,7 @@ def identity_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
     yield CosemEntry(ValueData("1.0.0.2.0.255", lambda: (axdr.OCTET_STRING, ident.firmware_version)))
     yield CosemEntry(ValueData("1.0.0.2.8.255",
                                lambda: (axdr.OCTET_STRING, bytes.fromhex(ident.firmware_signature))))
-    yield CosemEntry(ValueData("0.0.96.10.1.255", lambda: (axdr.UINT32, ctx.model.snapshot().status_word)))
+    yield CosemEntry(ValueData("0.0.96.5.0.255", lambda: (axdr.UINT32, ctx.model.snapshot().status_word)))
 
 
 def clock_objects(ctx: CosemContext) -> Iterable[CosemEntry]:

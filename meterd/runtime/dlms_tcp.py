@@ -28,6 +28,7 @@ class DlmsTcpServer:
         self._max = max_connections
         self.connections = 0
         self.server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def port(self) -> int:
@@ -43,10 +44,14 @@ class DlmsTcpServer:
         return self
 
     async def close(self) -> None:
-        """Stop accepting and wait for the listener to close."""
+        """Stop accepting, end the open sessions (releasing their associations), wait for both."""
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+        sessions = list(self._tasks)
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -56,12 +61,19 @@ class DlmsTcpServer:
             return
         self.connections += 1
         session = self._factory()
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             await self._pump(session, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             _log.info("DLMS connection from %s dropped: %s", peer, exc)
+        except asyncio.CancelledError:
+            _log.info("DLMS connection from %s closed: the meter is stopping", peer)
         finally:
             self.connections -= 1
+            if task is not None:
+                self._tasks.discard(task)
             session.close()
             writer.close()
 

@@ -163,7 +163,7 @@ class MeteringService:
         return flags
 
     def status_word(self) -> int:
-        """Meter status 0-0:96.10.1.255 as a bit field (see :data:`STATUS_BITS`)."""
+        """Meter status 0-0:96.5.0.255 (operating status) as a bit field (see :data:`STATUS_BITS`)."""
         word = 0
         for name in self.status_flags():
             bit = STATUS_BITS.get(name)

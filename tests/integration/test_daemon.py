@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from meterd.app.meterctl import request
+from tests.simmeter import sim_config_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +53,7 @@ def test_daemon_end_to_end(tmp_path, notify_socket):
     path, sock = notify_socket
     state = tmp_path / "state"
     env = dict(os.environ, NOTIFY_SOCKET=str(path), WATCHDOG_USEC="200000")
-    proc = subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", "config/sim.toml",
+    proc = subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", str(sim_config_file(tmp_path)),
                              "--state-dir", str(state), "--speed", "20"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -79,6 +80,9 @@ def test_daemon_end_to_end(tmp_path, notify_socket):
         assert l1["power_factor"] == pytest.approx(0.5, abs=0.01)
         assert l1["reactive_power_var"] == pytest.approx(230 * 5 * 0.866, rel=0.01)
         assert status["energy"]["total"]["active_import_wh"] > 0
+        links = status["links"]
+        assert links["dlms_tcp"].startswith("127.0.0.1:") and "/dev/pts/" in links["dlms_hdlc"]
+        assert "mode E" in links["dlms_optical"]
         table = meterctl(state, "status").stdout
         assert "active_import_wh" in table and "L1" in table
 

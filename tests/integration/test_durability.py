@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 from meterd.app.meterctl import request
 from meterd.core.energy import ALL_KEYS
 from tests.conftest import soak_enabled
-from tests.simmeter import SimMeter
+from tests.simmeter import SimMeter, sim_config_file
 
 BOUND_MILLI = 10_000
 REPO = Path(__file__).resolve().parents[2]
@@ -90,7 +89,10 @@ def test_power_fail_last_gasp_loses_nothing(tmp_path):
 
 # -- real processes ------------------------------------------------------------------------
 
-def start_meterd(state: Path, config: Path = REPO / "config/sim.toml") -> subprocess.Popen[bytes]:
+def start_meterd(state: Path, config: Path | None = None) -> subprocess.Popen[bytes]:
+    if config is None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        config = sim_config_file(state.parent)
     env = dict(os.environ, METERD_LOG_LEVEL="WARNING")
     return subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", str(config),
                              "--state-dir", str(state), "--speed", "0"], cwd=REPO, env=env,
@@ -147,8 +149,8 @@ def run_kill_cycles(tmp_path: Path, kills: int) -> None:
 
 def test_kill_9_after_power_fail_is_exact(tmp_path):
     state = tmp_path / "state"
-    idle = tmp_path / "idle.toml"  # the restart sees no load, so nothing is added after it
-    idle.write_text(re.sub(r"(?m)^current_a = .*$", "current_a = 0.0", (REPO / "config/sim.toml").read_text()))
+    (tmp_path / "idle").mkdir()
+    idle = sim_config_file(tmp_path / "idle", current_a="0.0")  # the restart adds nothing
     proc = start_meterd(state)
     try:
         status(state, proc)

@@ -1,0 +1,115 @@
+"""DLMS/COSEM links of the meter: TCP wrapper, HDLC on RS-485 and the optical port (mode E).
+
+Uses the core ``[dlms]`` section: ``tcp_host`` ("" disables the wrapper), ``tcp_port`` (0 picks a
+free port, reported), ``hdlc_port`` and
+``optical_port`` ("" = off, "pty" = a pseudo-terminal whose path is reported, otherwise a device
+such as /dev/ttyAMA3; RS-485 ports use the kernel's RS-485 mode), ``hdlc_baud``, ``keys_file``.
+Every link serves one object registry: the base model plus what other features registered in
+``daemon.cosem_factories``. On the simulated meter a missing keys file is created with random
+throwaway keys (mode 0600); on a Pi the keys file must be provisioned.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meterd.cosem.keys import KeyRing, load_keys
+from meterd.cosem.objects import ObjectRegistry, default_registry
+from meterd.cosem.server import build_session_factory
+from meterd.proto.iec62056_21 import ModeESignOn
+from meterd.runtime.dlms_serial import SerialLink
+from meterd.runtime.dlms_tcp import DlmsTcpServer
+from meterd.store.dlms_security_store import DlmsSecurityStore
+
+if TYPE_CHECKING:
+    from meterd.app.daemon import Daemon
+
+SECTION = None
+log = logging.getLogger("meterd.dlms")
+
+
+def write_throwaway_keys(path: Path) -> None:
+    """Random keys for a simulated meter (never for a real one), mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "# Throwaway DLMS keys of a simulated meter, made at first start.\n"
+        f'[server]\nsystem_title = "504D4D{secrets.token_hex(5).upper()}"\n'
+        f'[reader]\nlls_password = "{secrets.token_hex(8)}"\n'
+        "[management]\n"
+        f'global_unicast_key = "{secrets.token_hex(16).upper()}"\n'
+        f'authentication_key = "{secrets.token_hex(16).upper()}"\n'
+        f'master_key = "{secrets.token_hex(16).upper()}"\n'
+    )
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def registry_for(daemon: Daemon) -> ObjectRegistry:
+    """The base objects plus every feature's factories."""
+    registry = default_registry()
+    for factory in daemon.cosem_factories:
+        registry.add(factory)
+    return registry
+
+
+def attach(daemon: Daemon) -> None:
+    """Load keys and open the invocation-counter store (links start with the loop)."""
+    cfg = daemon.cfg
+    keys_path = cfg.under_state(cfg.dlms.keys_file)
+    if cfg.hardware.backend == "sim" and not keys_path.exists():
+        write_throwaway_keys(keys_path)
+    daemon.services["dlms_keys"] = KeyRing(load_keys(keys_path))
+    store = DlmsSecurityStore(cfg.state_dir / "dlms_security.db")
+    daemon.services["dlms_security_store"] = store
+    daemon.closers.append(store.close)
+    daemon.info["dlms_keys_file"] = str(keys_path)
+
+
+async def start(daemon: Daemon) -> None:
+    """Open the configured links; their addresses go into ``daemon.info``."""
+    cfg = daemon.cfg.dlms
+    assert daemon.meter is not None
+    model, keys = daemon.meter, daemon.services["dlms_keys"]
+    store = daemon.services["dlms_security_store"]
+    registry = registry_for(daemon)
+    if cfg.tcp_port >= 0 and cfg.tcp_host:
+        try:
+            server = await DlmsTcpServer(build_session_factory(model, store, keys, "wrapper", registry)).start(
+                cfg.tcp_host, cfg.tcp_port)
+        except OSError as exc:  # metering goes on without this link; say so loudly
+            log.error("DLMS wrapper on %s:%d not available: %s", cfg.tcp_host, cfg.tcp_port, exc.strerror)
+            daemon.info["dlms_tcp"] = f"unavailable ({exc.strerror})"
+        else:
+            daemon.links.append(server)
+            daemon.info["dlms_tcp"] = f"{cfg.tcp_host}:{server.port} (wrapper; SAP 16 public, 17 LLS, 1 HLS-GMAC)"
+    for kind, port in (("dlms_hdlc", cfg.hdlc_port), ("dlms_optical", cfg.optical_port)):
+        if not port:
+            continue
+        try:
+            link = await _serial_link(daemon, kind, port, registry, keys, store)
+        except OSError as exc:
+            log.error("DLMS %s on %s not available: %s", kind, port, exc)
+            daemon.info[kind] = f"unavailable ({exc})"
+            continue
+        daemon.links.append(link)
+        mode = ", IEC 62056-21 mode E" if kind == "dlms_optical" else ""
+        daemon.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
+
+
+async def _serial_link(daemon: Daemon, kind: str, port: str, registry: ObjectRegistry, keys: Any,
+                       store: Any) -> SerialLink:
+    cfg = daemon.cfg.dlms
+    assert daemon.meter is not None
+    factory = build_session_factory(daemon.meter, store, keys, "hdlc", registry)
+    device = None if port == "pty" else port
+    optical = None
+    if kind == "dlms_optical":
+        ident = daemon.meter.identity.serial[-16:]
+        optical = ModeESignOn(daemon.cfg.meter.manufacturer_flag, ident, max_baud=cfg.hdlc_baud)
+    rs485 = "kernel" if device is not None and kind == "dlms_hdlc" else "none"
+    return await SerialLink(factory, device, cfg.hdlc_baud, rs485=rs485, optical=optical).start()
