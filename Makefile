@@ -12,12 +12,13 @@ JOBS ?= 2
 
 all: test
 
+# Debian/Ubuntu packages the meter and its tests need: venv support, libfribidi (Arabic text
+# shaping through Pillow's raqm), systemd-analyze (offline unit verification).
+SYS_PKGS := python3-venv libfribidi0 systemd
+
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
-	@$(PY) -c 'import venv, ensurepip' 2>/dev/null || { \
-	  echo "installing python3-venv"; \
-	  (apt-get update -qq && apt-get install -y -qq python3-venv) >/dev/null 2>&1 || \
-	  (sudo apt-get update -qq && sudo apt-get install -y -qq python3-venv); }
+	@bash tools/sysdeps.sh $(SYS_PKGS)
 	$(PY) -m venv $(VENV)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'

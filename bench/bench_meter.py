@@ -1,0 +1,93 @@
+"""Metering foundation numbers: cycle CPU, meterd peak RSS, 24 h of simulation, SD-card writes.
+
+Prints ``name: value unit`` lines. Uses the daemon's own wiring (tests/simmeter.py) in-process,
+and a real meterd process for the resident-set size.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from meterd.app.meterctl import request  # noqa: E402
+from tests.simmeter import SimMeter  # noqa: E402
+
+
+def wchar() -> int:
+    """Bytes this process has handed to write(2) so far."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cycle_cpu(tmp: Path) -> float:
+    sm = SimMeter(tmp / "cpu", sim={"current_a": 10.0, "power_factor": "0.9L"})
+    sm.run(50)
+    t0 = time.process_time()
+    sm.run(1000)
+    cpu = time.process_time() - t0
+    sm.close()
+    return cpu
+
+
+def day(tmp: Path, name: str, current_a: float, seconds: int) -> tuple[float, int, int]:
+    """Wall time (s) and bytes written / checkpoints for ``seconds`` of meter time at a load."""
+    sm = SimMeter(tmp / name, sim={"current_a": current_a, "power_factor": "0.95L"})
+    store = sm.daemon.store
+    assert store is not None
+    w0, s0, t0 = wchar(), store.saves, time.perf_counter()
+    sm.run(seconds)
+    wall = time.perf_counter() - t0
+    written, saves = wchar() - w0, store.saves - s0
+    sm.close()
+    return wall, written, saves
+
+
+def peak_rss_kib(tmp: Path) -> int:
+    state = tmp / "rss"
+    proc = subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", str(REPO / "config/sim.toml"),
+                             "--state-dir", str(state), "--speed", "0"], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if request(str(state / "meterd.sock"), "GET", "/status")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        time.sleep(10)  # keep it busy at full speed, with API reads
+        for _ in range(20):
+            request(str(state / "meterd.sock"), "GET", "/status")
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        print(f"cpu_per_1000_cycles: {cycle_cpu(tmp):.3f} s")
+        print(f"meterd_peak_rss: {peak_rss_kib(tmp) / 1024:.1f} MiB")
+        wall, written, saves = day(tmp, "day", 1.45, 86_400)  # 1 kW average household
+        print(f"simulate_24h_wall: {wall:.1f} s (1 s cycle, full speed)")
+        print(f"bytes_written_per_day_1kW: {written / 1e6:.2f} MB ({saves} checkpoints)")
+        wall2, written2, saves2 = day(tmp, "heavy", 10.0, 7_200)  # 6.9 kW, 2 h extrapolated
+        print(f"bytes_written_per_day_6.9kW: {written2 * 12 / 1e6:.2f} MB ({saves2 * 12} checkpoints, from 2 h)")
+        print("bytes_written_budget: 5.00 MB/day")
+        print(f"loss_bound: 10 Wh per register (checkpoint every {86_400 / max(saves, 1):.0f} s at 1 kW)")
+        _ = os.getpid()
+
+
+if __name__ == "__main__":
+    main()
