@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= var/run-sim
 JOBS ?= 2
 
-.PHONY: all setup run test test-fast soak lint bench clean
+.PHONY: all setup run test soak lint bench clean
 
 all: test
 
@@ -29,10 +29,8 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(VPY) -m meterd.app.simrun --config config/sim.toml --state-dir $(RUN_DIR)
 
+# Every test, with the short form of the soak tests (`make soak` runs their full length).
 test: $(STAMP)
-	$(VPY) -m pytest -n $(JOBS) -q tests
-
-test-fast: $(STAMP)
 	$(VPY) -m pytest -n $(JOBS) -q -m 'not slow' tests
 
 soak: $(STAMP)
