@@ -1,0 +1,31 @@
+"""The architecture and typing rules hold: import-linter layer contracts, mypy strict on the pure
+core and protocols, ruff on everything (the same checks as `make lint`)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_import_layers_are_kept():
+    out = run(str(BIN / "lint-imports"), "--no-cache")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "BROKEN" not in out.stdout
+
+
+def test_core_and_protocols_are_strictly_typed():
+    out = run(str(BIN / "mypy"), "--no-incremental", "meterd/core", "meterd/proto")
+    assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_ruff_is_clean():
+    out = run(str(BIN / "ruff"), "check", "--no-cache", "meterd", "hw", "ciu", "tests", "bench")
+    assert out.returncode == 0, out.stdout[-3000:]
