@@ -56,6 +56,7 @@ class HardwareSection:
     spi_speed_hz: int = field(default=500_000, metadata=rng(50_000, 1_200_000))
     led_pin: int = field(default=17, metadata=rng(0, 27))
     power_fail_pin: int = field(default=6, metadata=rng(0, 27))
+    clock_helper_socket: str = "/run/meter-clock/clock.sock"
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,10 @@ class Daemon:
                 start = last.utc  # the simulated world carries on where the meter stopped
             self.clock = SimClock(start_utc=start)
         else:
-            self.clock = HostClock()
+            from meterd.runtime.clock_helper import ClockHelperClient
+
+            helper = ClockHelperClient(cfg.hardware.clock_helper_socket)
+            self.clock = HostClock(setter=helper.set_utc)
         self.hardware = build_hardware(cfg, self.clock)
         identity = MeterIdentity(
             serial=cfg.meter.serial, logical_device_name=cfg.meter.logical_device_name,
