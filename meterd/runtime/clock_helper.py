@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -159,10 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default="meterd", help="group allowed to use the socket")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(Path(args.socket), ClockHelper(LinuxRtc(args.rtc)), args.group or None))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

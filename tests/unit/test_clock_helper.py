@@ -62,7 +62,7 @@ def test_meterd_sets_the_clock_through_the_socket(tmp_path):
     helper = ClockHelper(rtc, settime=stepped.append)
     path = tmp_path / "clock.sock"
     loop = asyncio.new_event_loop()
-    task = loop.create_task(serve_forever(path, helper, group=None))
+    loop.create_task(serve_forever(path, helper, group=None))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
