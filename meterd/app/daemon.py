@@ -56,6 +56,7 @@ class Daemon:
         self.store: EnergyStore | None = None
         self.clock: Clock | None = None
         self.missed_cycles = 0
+        self.late_cycles = 0
         self.info: dict[str, Any] = {}
         self.services: dict[str, Any] = {}
         self.cycle_hooks: list[Callable[[Any], None]] = []
@@ -130,6 +131,10 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         from meterd.app.routes import register_routes
 
+        self.status_extras["loop"] = lambda: {
+            "cycles": self.meter.cycles if self.meter else 0, "late_cycles": self.late_cycles,
+            "missed_cycles": self.missed_cycles, "speed": self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0}
+
         register_routes(self)
         socket_path = self.cfg.under_state(self.cfg.api.socket)
         await self.api.start(socket_path)
@@ -178,6 +183,8 @@ class Daemon:
                 continue
             deadline += real_period
             delay = deadline - loop.time()
+            if delay < -real_period:  # this cycle ended more than a whole period late
+                self.late_cycles += 1
             if delay < -10 * real_period:  # far behind (host suspended?): resynchronise
                 self.missed_cycles += int(-delay / real_period)
                 deadline = loop.time()

@@ -79,3 +79,42 @@ def test_wrong_password_is_refused(meter):
     gs = GuruxSession(make_client(17, password=b"WRONGPWD"), io.send, io.receive)
     with pytest.raises(Exception):  # noqa: B017  the AARE rejects the association
         gs.connect()
+
+
+def test_three_associations_at_once_while_metering_keeps_time(tmp_path):
+    """Three clients read everything concurrently; the real-time metering loop never falls behind."""
+    import threading
+
+    from gurux_dlms.objects import GXDLMSProfileGeneric
+
+    m = MeterdProcess(tmp_path, speed="1", cycle_s="0.2")
+    errors: list[BaseException] = []
+
+    def client(sap: int, ic: int) -> None:
+        try:
+            for _ in range(3):
+                gs = gurux(m, sap, ic=ic)
+                ic += 100_000  # every protected APDU uses one invocation counter value
+                try:
+                    for obj in gs.object_list():
+                        if obj.logicalName.startswith("0.0.40.0.") or isinstance(obj, GXDLMSProfileGeneric):
+                            continue
+                        gs.read(obj, 2)
+                finally:
+                    gs.close()
+        except BaseException as exc:  # collected and re-raised in the test thread
+            errors.append(exc)
+
+    try:
+        start_cycles = m.status()["loop"]["cycles"]
+        threads = [threading.Thread(target=client, args=(sap, ic)) for sap, ic in ((17, 0), (17, 0), (1, 1))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        loop = m.status()["loop"]
+        assert loop["late_cycles"] == 0 and loop["missed_cycles"] == 0
+        assert loop["cycles"] > start_cycles
+    finally:
+        assert m.stop() == 0
