@@ -58,7 +58,7 @@ class SimMeter:
 
     def close(self) -> None:
         """Stop the way the daemon does: final checkpoint, devices and store closed."""
-        self.meter.persist()
+        self.meter.persist(sync=True)
         for closer in reversed(self.daemon.closers):
             closer()
         self.hardware.close()

@@ -69,11 +69,13 @@ class FrontEndSection:
 
 @dataclass(frozen=True)
 class StorageSection:
-    """Where state lives and the energy loss bound (Wh per register) and checkpoint period (s)."""
+    """Where state lives; the energy loss bound (Wh per register) on a crash of meterd, the
+    checkpoint period (s), and how often a checkpoint is also forced to the medium (s)."""
 
     state_dir: str = "/var/lib/meterd"
     checkpoint_bound_wh: float = field(default=10.0, metadata=rng(0.001, 1000))
     checkpoint_period_s: float = field(default=900.0, metadata=rng(1, 86_400))
+    sync_period_s: float = field(default=300.0, metadata=rng(1, 86_400))
 
 
 @dataclass(frozen=True)

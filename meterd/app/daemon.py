@@ -93,7 +93,8 @@ class Daemon:
             frontend=self.hardware.frontend, clock=self.clock, store=self.store, identity_info=identity,
             creep=CreepRule(start_current_a=start_current_a),
             policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
-                                    period_s=cfg.storage.checkpoint_period_s))
+                                    period_s=cfg.storage.checkpoint_period_s,
+                                    sync_period_s=cfg.storage.sync_period_s))
         from meterd.app.features import attach_all
 
         attach_all(self)
@@ -209,7 +210,7 @@ class Daemon:
             await link.close()
         await self.api.close()
         if self.meter is not None:
-            self.meter.persist()
+            self.meter.persist(sync=True)
         for closer in reversed(self.closers):
             closer()
         if self.hardware is not None:

@@ -10,6 +10,14 @@ Rule (all energies in milli-units, times in monotonic seconds):
     so no observer ever sees a value that a crash could take back.
 When one cycle alone adds more than the bound (a very large load, or a very long cycle) the policy
 persists every cycle and the loss is at most one cycle's energy; shorten the cycle for such sites.
+
+Two strengths of "persisted" (see :class:`CheckpointStore`):
+  * committed: the transaction is in the operating system's hands. It survives kill -9, a crash
+    or an OOM kill of meterd, which is what the loss bound is about;
+  * synced: also forced to the medium (fsync). Every ``sync_period_s``, on the power-fail input
+    (last gasp) and at shutdown. A power cut that the power-fail input did not announce loses at
+    most the energy since the last synced checkpoint (the kernel usually writes sooner).
+Committing without syncing each time keeps SD-card writes near one small WAL frame per save.
 """
 
 from __future__ import annotations
@@ -40,8 +48,8 @@ class CheckpointStore(Protocol):
         ...
 
     def save(self, utc: _dt.datetime, registers: Mapping[RegisterKey, int],
-             extra: Mapping[str, Any] | None = None) -> Checkpoint:
-        """Commit durably; must refuse registers that went backwards."""
+             extra: Mapping[str, Any] | None = None, sync: bool = True) -> Checkpoint:
+        """Commit (and with ``sync`` force to the medium); must refuse registers that went backwards."""
         ...
 
 
@@ -51,15 +59,17 @@ class CheckpointPolicy:
 
     bound_milli: int = 10_000
     period_s: float = 900.0
+    sync_period_s: float = 300.0
     _unsaved: dict[RegisterKey, int] = field(default_factory=dict)
     _last_cycle_max: int = 0
     _last_save_mono: float | None = None
+    _last_sync_mono: float | None = None
 
     def __post_init__(self) -> None:
         if self.bound_milli <= 0:
             raise ValueError("bound_milli must be positive")
-        if self.period_s <= 0:
-            raise ValueError("period_s must be positive")
+        if self.period_s <= 0 or self.sync_period_s <= 0:
+            raise ValueError("period_s and sync_period_s must be positive")
 
     def note_cycle(self, deltas: Mapping[RegisterKey, int]) -> None:
         """Record the increments (milli-units) a cycle added to the live registers."""
@@ -89,7 +99,13 @@ class CheckpointPolicy:
             return True
         return now_mono - self._last_save_mono >= self.period_s
 
-    def saved(self, now_mono: float) -> None:
-        """Record that everything counted so far has been persisted."""
+    def sync_due(self, now_mono: float) -> bool:
+        """True when the next save should also be forced to the medium."""
+        return self._last_sync_mono is None or now_mono - self._last_sync_mono >= self.sync_period_s
+
+    def saved(self, now_mono: float, synced: bool = True) -> None:
+        """Record that everything counted so far has been committed (and ``synced``)."""
         self._unsaved.clear()
         self._last_save_mono = now_mono
+        if synced:
+            self._last_sync_mono = now_mono

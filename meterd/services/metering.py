@@ -97,7 +97,7 @@ class MeteringService:
                     listener.restore(state)
             log.info("restored checkpoint %d from %s", checkpoint.seq, checkpoint.utc.isoformat())
         self.frontend.start()
-        self.policy.saved(self.clock.mono())
+        self.policy.saved(self.clock.mono(), synced=False)
 
     def cycle(self) -> CycleResult:
         """Run one metering cycle."""
@@ -116,16 +116,20 @@ class MeteringService:
             persisted = True
         return CycleResult(reading=reading, deltas=deltas, persisted=persisted)
 
-    def persist(self) -> None:
-        """Commit registers and listener state now."""
+    def persist(self, sync: bool | None = None) -> None:
+        """Commit registers and listener state now; ``sync`` forces them to the medium
+        (default: when the policy's sync period has passed)."""
+        now = self.clock.mono()
+        if sync is None:
+            sync = self.policy.sync_due(now)
         extra = {listener.name: listener.state_dict() for listener in self.listeners}
-        self.store.save(self.clock.utc(), self.registers.snapshot(), extra)
-        self.policy.saved(self.clock.mono())
+        self.store.save(self.clock.utc(), self.registers.snapshot(), extra, sync=sync)
+        self.policy.saved(now, synced=sync)
 
     def power_fail(self) -> None:
-        """The power-fail input fired: last-gasp checkpoint (zero loss)."""
+        """The power-fail input fired: last-gasp checkpoint, forced to the medium (zero loss)."""
         self.powered = False
-        self.persist()
+        self.persist(sync=True)
         log.warning("power fail: last-gasp checkpoint written")
 
     def power_restored(self) -> None:

@@ -1,8 +1,11 @@
 """SQLite checkpoint of the energy registers (and of state saved with them).
 
 Durability rules:
-  * one small database file (``energy.db``) with page_size 1024, WAL journal and
-    ``synchronous=FULL``: a committed checkpoint survives kill -9 and power loss;
+  * one small database file (``energy.db``) with page_size 1024 and a WAL journal; a save is
+    committed with ``synchronous=NORMAL`` (survives kill -9 and any crash of meterd: the
+    transaction is in the kernel's page cache) or, with ``sync=True``, with ``synchronous=FULL``
+    (the WAL is fsynced: survives power loss) — the policy decides which, see
+    :mod:`meterd.core.checkpoint`;
   * one row, updated in place, holding every base register as a packed big-endian int64 array
     (milli-units, in :data:`meterd.core.energy.ALL_KEYS` order) plus a compressed JSON blob for
     state that must move in step with the registers (rate registers, demand, credit);
@@ -52,8 +55,10 @@ class EnergyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._migrate()
+        self._sync = True
         self._last: Checkpoint | None = self._read()
         self.saves = 0
+        self.synced_saves = 0
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -81,13 +86,16 @@ class EnergyStore:
         return self._last
 
     def save(self, utc: _dt.datetime, registers: Mapping[RegisterKey, int],
-             extra: Mapping[str, Any] | None = None) -> Checkpoint:
-        """Commit a checkpoint durably; refuses registers that went backwards."""
+             extra: Mapping[str, Any] | None = None, sync: bool = True) -> Checkpoint:
+        """Commit a checkpoint (fsynced with ``sync``); refuses registers that went backwards."""
         if self._last is not None:
             for key, old in self._last.registers.items():
                 if registers.get(key, 0) < old:
                     raise StateError(f"register {key[0].name}/{key[1].value} would go backwards")
         seq = 1 if self._last is None else self._last.seq + 1
+        if sync != self._sync:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+            self._sync = sync
         extra_blob = zlib.compress(json.dumps(extra or {}, separators=(",", ":"), sort_keys=True).encode(), 6)
         self._db.execute(
             "INSERT INTO checkpoint (id, seq, utc, registers, extra) VALUES (1, ?, ?, ?, ?)"
@@ -97,8 +105,14 @@ class EnergyStore:
         )
         self._last = Checkpoint(seq=seq, utc=utc, registers=dict(registers), extra=dict(extra or {}))
         self.saves += 1
+        self.synced_saves += int(sync)
         return self._last
 
     def close(self) -> None:
         """Close the database (a clean shutdown also folds the WAL back)."""
         self._db.close()
+
+    @property
+    def page_size(self) -> int:
+        """SQLite page size (bytes): the WAL grows by one such frame per save."""
+        return int(self._db.execute("PRAGMA page_size").fetchone()[0])

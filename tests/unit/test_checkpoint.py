@@ -69,3 +69,24 @@ def test_store_refuses_a_newer_schema(tmp_path):
     db.close()
     with pytest.raises(StateError, match="newer"):
         EnergyStore(path)
+
+
+def test_sync_follows_its_own_period():
+    policy = CheckpointPolicy(bound_milli=10_000, period_s=60, sync_period_s=300)
+    assert policy.sync_due(0.0)  # nothing synced yet
+    policy.saved(0.0, synced=True)
+    policy.note_cycle({KEY: 20_000})
+    assert policy.due(1.0) and not policy.sync_due(1.0)
+    policy.saved(1.0, synced=False)
+    assert not policy.sync_due(299.0) and policy.sync_due(300.0)
+
+
+def test_store_counts_synced_saves(tmp_path):
+    store = EnergyStore(tmp_path / "energy.db")
+    t = dt.datetime(2026, 3, 1, tzinfo=UTC)
+    store.save(t, {KEY: 1}, sync=False)
+    store.save(t, {KEY: 2}, sync=True)
+    store.save(t, {KEY: 3}, sync=False)
+    assert (store.saves, store.synced_saves, store.page_size) == (3, 1, 1024)
+    store.close()
+    assert EnergyStore(tmp_path / "energy.db").load().registers[KEY] == 3
