@@ -261,6 +261,19 @@ class ManualScheduler:
         """Number of callbacks not yet run or cancelled."""
         return sum(1 for t in self._queue if not t.cancelled)
 
+    def run_due(self) -> int:
+        """Run, in due order, every callback due at or before the clock's present time without
+        moving the clock (for an owner that advances the clock itself); returns how many ran.
+        Callbacks scheduled meanwhile run too when they are already due."""
+        ran = 0
+        now = self._clock.mono()
+        while self._queue and self._queue[0].due_mono <= now:
+            timer = self._queue.pop(0)
+            if not timer.cancelled:
+                timer.callback(*timer.args)
+                ran += 1
+        return ran
+
     def advance(self, dt_s: float) -> None:
         """Move time forward by ``dt_s`` (s), running every callback that falls due on the way."""
         end = self._clock.mono() + dt_s
@@ -315,7 +328,8 @@ class SimRelay:
     driver's ``DigitalOutputDevice`` objects get the same pins. The contact moves
     ``switching_time_s`` (s, <= 20 ms per datasheet) after a coil is energised, if that coil is
     still on; it then drives the auxiliary input. ``overlaps`` counts any instant both coils were
-    on (must stay 0).
+    on (must stay 0). ``contact_listeners`` are called with the new position (True = closed)
+    each time the main contacts move (the simulated world cuts its load current with them).
     """
 
     def __init__(self, factory: MockFactory, set_pin: int, reset_pin: int, feedback_pin: int | None,
@@ -331,6 +345,7 @@ class SimRelay:
         self.overlaps = 0
         self.fault = RelayFault.NONE
         self.coil_edges: list[tuple[float, str, bool]] = []
+        self.contact_listeners: list[Callable[[bool], None]] = []
         self._energised = {"set": False, "reset": False}
         self._epoch = {"set": 0, "reset": 0}
         self._feedback = None if feedback_pin is None else factory.pin(feedback_pin)
@@ -357,10 +372,14 @@ class SimRelay:
         target = name == "set"
         if self.fault is RelayFault.WELDED and self.closed:
             return
-        if target != self.closed:
+        moved = target != self.closed
+        if moved:
             self.closed = target
             self.operations += 1
         self.sync_feedback()
+        if moved:
+            for listener in self.contact_listeners:
+                listener(target)
 
     def sync_feedback(self) -> None:
         """Drive the auxiliary input to the contact position (unless feedback is faulty)."""

@@ -183,6 +183,20 @@ class Limiter:
         self._under_since = None
         self._trip_mono = None
 
+    def restore(self, state: LimiterState, attempts: int, trip_cause: Cause | None,
+                now_mono: float) -> None:
+        """Put back a persisted state after a restart. The monotonic clock restarted, so a trip's
+        reconnect delay and the attempt-reset time count again from ``now_mono`` (s); a lockout
+        stays until a person clears it."""
+        self.state = state
+        self.attempts = max(0, attempts)
+        tripped = state is not LimiterState.ARMED
+        self.trip_cause = (trip_cause or Cause.THRESHOLD) if tripped else None
+        self._over_since.clear()
+        self._under_since = None
+        self._trip_mono = now_mono if tripped else None
+        self._last_reconnect_mono = now_mono if self.attempts else None
+
     # ------------------------------------------------------------------ per cycle
 
     def monitored_value(self, reading: Reading) -> float:

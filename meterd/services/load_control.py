@@ -104,7 +104,10 @@ class RelayRecord:
 
     control_state / control_mode: class 70 attributes 3 and 4; relay_closed: the commanded relay
     position; operation_count: coil pulses over the meter's life; last_change_utc: time of the
-    last pulse; pending: saved before a pulse whose feedback has not been checked yet.
+    last pulse; pending: saved before a pulse whose feedback has not been checked yet;
+    limiter_state / limiter_attempts / limiter_cause: the class 71 limiter's trip or lockout
+    and its automatic reconnection count (a restart must not clear a lockout); local_causes:
+    the local disconnect causes holding the supply off ("limiter", "credit").
     """
 
     control_state: int
@@ -113,6 +116,10 @@ class RelayRecord:
     operation_count: int = 0
     last_change_utc: _dt.datetime | None = None
     pending: bool = False
+    limiter_state: str = LimiterState.ARMED.value
+    limiter_attempts: int = 0
+    limiter_cause: str | None = None
+    local_causes: tuple[str, ...] = ()
 
 
 class RelayStateStore(Protocol):
@@ -151,6 +158,7 @@ class LoadControlStatus:
     limiter_state: LimiterState
     local_causes: frozenset[str]
     supply: Source | None
+    limiter_attempts: int = 0
 
 
 LIMITER_CAUSE = "limiter"
@@ -189,6 +197,7 @@ class LoadControl:
         if record is not None:
             self.dc = DisconnectControl(record.control_mode, ControlState(record.control_state))
             self._record = record
+            self._restore_local(record)
         else:
             self._record = replace(self._record, relay_closed=self.dc.wanted_output)
         sensed = self._relay.sensed_closed()
@@ -201,6 +210,12 @@ class LoadControl:
             self.dc.output_state = bool(sensed)
         self.started = True
         self._drive(fresh=True)
+
+    def _restore_local(self, record: RelayRecord) -> None:
+        cause = Cause(record.limiter_cause) if record.limiter_cause else None
+        self.limiter.restore(LimiterState(record.limiter_state), record.limiter_attempts, cause,
+                             self._clock.mono())
+        self._causes = set(record.local_causes)
 
     # ------------------------------------------------------------------ class 70 API
 
@@ -285,13 +300,17 @@ class LoadControl:
     def credit_disconnect(self) -> Outcome:
         """The credit account ran out: local disconnection (g)."""
         self._causes.add(CREDIT_CAUSE)
-        return self.command(Trigger.LOCAL_DISCONNECT, cause=CREDIT_CAUSE)
+        outcome = self.command(Trigger.LOCAL_DISCONNECT, cause=CREDIT_CAUSE)
+        self._save(pending=self._record.pending)
+        return outcome
 
     def credit_reconnect(self) -> Outcome:
         """Credit is available again: local reconnection (h) if nothing else holds the supply off
         and the control mode allows it; otherwise the meter waits for a button press."""
         self._causes.discard(CREDIT_CAUSE)
-        return self.command(Trigger.LOCAL_RECONNECT, cause=CREDIT_CAUSE)
+        outcome = self.command(Trigger.LOCAL_RECONNECT, cause=CREDIT_CAUSE)
+        self._save(pending=self._record.pending)
+        return outcome
 
     # ------------------------------------------------------------------ limiter
 
@@ -329,6 +348,7 @@ class LoadControl:
             self._log(DisconnectorEvent.LIMITER_THRESHOLD_OK, attempt=self.limiter.attempts, **detail)
             self._causes.discard(LIMITER_CAUSE)
             self.command(Trigger.LOCAL_RECONNECT, cause=LIMITER_CAUSE)
+        self._save(pending=self._record.pending)
 
     # ------------------------------------------------------------------ supply changeover
 
@@ -407,8 +427,12 @@ class LoadControl:
     # ------------------------------------------------------------------ persistence, events, status
 
     def _save(self, pending: bool) -> None:
+        lim = self.limiter
         self._record = replace(self._record, control_state=int(self.dc.control_state),
-                               control_mode=self.dc.control_mode, pending=pending)
+                               control_mode=self.dc.control_mode, pending=pending,
+                               limiter_state=lim.state.value, limiter_attempts=lim.attempts,
+                               limiter_cause=lim.trip_cause.value if lim.trip_cause else None,
+                               local_causes=tuple(sorted(self._causes)))
         self._store.save(self._record)
 
     def _log(self, code: DisconnectorEvent, **detail: Any) -> None:
@@ -421,7 +445,7 @@ class LoadControl:
             output_state=self.dc.output_state, relay_fault=self._fault,
             operation_count=self._record.operation_count, last_change_utc=self._record.last_change_utc,
             limiter_state=self.limiter.state, local_causes=frozenset(self._causes),
-            supply=self.supply.active if self.supply else None)
+            supply=self.supply.active if self.supply else None, limiter_attempts=self.limiter.attempts)
 
 
 def _swap_code(event: SwapEvent) -> DisconnectorEvent:

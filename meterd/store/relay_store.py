@@ -16,7 +16,7 @@ from pathlib import Path
 from meterd.core.errors import StateError
 from meterd.services.load_control import RelayRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS relay_state (
@@ -29,6 +29,14 @@ CREATE TABLE IF NOT EXISTS relay_state (
     pending INTEGER NOT NULL CHECK (pending IN (0, 1))
 )
 """
+
+_V2_COLUMNS = (
+    "limiter_state TEXT NOT NULL DEFAULT 'armed' CHECK (limiter_state IN ('armed', 'tripped', 'locked_out'))",
+    "limiter_attempts INTEGER NOT NULL DEFAULT 0 CHECK (limiter_attempts >= 0)",
+    "limiter_cause TEXT",
+    "local_causes TEXT NOT NULL DEFAULT ''",
+)
+"""Version 2: the limiter's trip/lockout, its reconnection attempts and the local causes."""
 
 
 class RelayStore:
@@ -49,7 +57,10 @@ class RelayStore:
             raise StateError(f"{self.path}: relay schema version {version} is newer than {SCHEMA_VERSION}")
         if version < SCHEMA_VERSION:
             with self._transaction():
-                self._db.execute(_SCHEMA)
+                if version < 1:
+                    self._db.execute(_SCHEMA)
+                for column in _V2_COLUMNS:
+                    self._db.execute(f"ALTER TABLE relay_state ADD COLUMN {column}")
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def _transaction(self) -> _Tx:
@@ -58,14 +69,17 @@ class RelayStore:
     def load(self) -> RelayRecord | None:
         """The saved record, or None on a fresh meter."""
         row = self._db.execute(
-            "SELECT control_state, control_mode, relay_closed, operation_count, last_change_utc, pending "
-            "FROM relay_state WHERE id = 1").fetchone()
+            "SELECT control_state, control_mode, relay_closed, operation_count, last_change_utc, pending,"
+            " limiter_state, limiter_attempts, limiter_cause, local_causes"
+            " FROM relay_state WHERE id = 1").fetchone()
         if row is None:
             return None
-        state, mode, closed, count, changed, pending = row
+        state, mode, closed, count, changed, pending, lim_state, attempts, cause, causes = row
         changed_utc = _dt.datetime.fromisoformat(changed) if changed else None
         return RelayRecord(control_state=state, control_mode=mode, relay_closed=bool(closed),
-                           operation_count=count, last_change_utc=changed_utc, pending=bool(pending))
+                           operation_count=count, last_change_utc=changed_utc, pending=bool(pending),
+                           limiter_state=lim_state, limiter_attempts=attempts, limiter_cause=cause,
+                           local_causes=tuple(c for c in causes.split(",") if c))
 
     def save(self, record: RelayRecord) -> None:
         """Write ``record`` durably; the operation counter never goes backwards."""
@@ -76,12 +90,16 @@ class RelayStore:
         with self._transaction():
             self._db.execute(
                 "INSERT INTO relay_state (id, control_state, control_mode, relay_closed, operation_count,"
-                " last_change_utc, pending) VALUES (1, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                " last_change_utc, pending, limiter_state, limiter_attempts, limiter_cause, local_causes)"
+                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
                 " control_state = excluded.control_state, control_mode = excluded.control_mode,"
                 " relay_closed = excluded.relay_closed, operation_count = excluded.operation_count,"
-                " last_change_utc = excluded.last_change_utc, pending = excluded.pending",
+                " last_change_utc = excluded.last_change_utc, pending = excluded.pending,"
+                " limiter_state = excluded.limiter_state, limiter_attempts = excluded.limiter_attempts,"
+                " limiter_cause = excluded.limiter_cause, local_causes = excluded.local_causes",
                 (record.control_state, record.control_mode, int(record.relay_closed),
-                 record.operation_count, changed, int(record.pending)))
+                 record.operation_count, changed, int(record.pending), record.limiter_state,
+                 record.limiter_attempts, record.limiter_cause, ",".join(record.local_causes)))
         self.saves += 1
 
     def close(self) -> None:
