@@ -8,6 +8,11 @@ Integer arithmetic throughout, exact:
   consumption of E mWh at P minor units per kWh costs exactly E * P micro-minor units, and an STS
   currency token of V * 0.00001 currency units adds V * 10**(minor_digits + 1) micro-minor units.
 
+Durability: ``token_seq`` counts the tokens applied (credit and ClearCredit). The STS store saves
+the account after a token in the same transaction as the token's TID (``companion``); the energy
+checkpoint saves it every checkpoint. At start the copy with the higher ``token_seq`` wins
+(:meth:`CreditAccount.newer`), so an accepted token is never lost nor applied twice.
+
 The account never acts: it returns a ``CreditIntent`` (warn low, disconnect, reconnect allowed) that
 the disconnect service executes. Time comes from an injected clock; whether "now" is a friendly
 period (friendly hours, weekends, holidays) comes from an injected predicate, since the calendar
@@ -112,6 +117,7 @@ class CreditAccount:
         self.mode = mode
         self._balance = 0
         self._emergency_owed = 0
+        self.token_seq = 0
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -124,6 +130,11 @@ class CreditAccount:
     def credit(self) -> int:
         """Balance in display units (milli-kWh or minor units), rounded towards minus infinity."""
         return self._balance // self._config.scale
+
+    @property
+    def config(self) -> CreditConfig:
+        """The account policy."""
+        return self._config
 
     @property
     def emergency_owed(self) -> int:
@@ -181,8 +192,10 @@ class CreditAccount:
         raise CreditError("token unit does not match the credit account")
 
     def apply_token(self, result: TokenResult) -> CreditIntent:
-        """Apply an accepted class 0 token (electricity in kWh, or currency)."""
-        return self.add_credit(self.token_amount_units(result))
+        """Apply an accepted class 0 token (electricity in kWh, or currency) or ClearCredit."""
+        intent = self.clear() if is_clear_credit(result) else self.add_credit(self.token_amount_units(result))
+        self.token_seq += 1
+        return intent
 
     def clear(self) -> CreditIntent:
         """ClearCredit (STS class 2 subclass 1): balance and emergency credit to zero."""
@@ -219,7 +232,7 @@ class CreditAccount:
 
     def companion(self, result: TokenResult) -> Mapping[str, Any] | None:
         """The account state after applying ``result`` (saved with the token's TID)."""
-        if result.token_class != 0:
+        if result.token_class != 0 and not is_clear_credit(result):
             return None
         preview = CreditAccount(self._config, self._clock, self._is_friendly, self.mode)
         preview.restore(self.to_dict())
@@ -231,7 +244,8 @@ class CreditAccount:
     def to_dict(self) -> dict[str, Any]:
         """Serialisable state (config is not included; it comes from the configuration file)."""
         return {"version": STATE_VERSION, "unit": self._config.unit.value, "mode": self.mode.value,
-                "balance_units": self._balance, "emergency_owed_units": self._emergency_owed}
+                "balance_units": self._balance, "emergency_owed_units": self._emergency_owed,
+                "token_seq": self.token_seq}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Load state saved by ``to_dict``; StateError if it does not fit this account."""
@@ -241,8 +255,19 @@ class CreditAccount:
             self.mode = CreditMode(data["mode"])
             self._balance = int(data["balance_units"])
             self._emergency_owed = int(data["emergency_owed_units"])
+            self.token_seq = int(data.get("token_seq", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"bad credit state: {exc.__class__.__name__}") from None
+
+    @staticmethod
+    def newer(checkpoint: Mapping[str, Any] | None, companion: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """Of the checkpointed and the token-time copies of the account, the one to restore: the
+        companion when it saw more tokens (a token after the last checkpoint), else the checkpoint."""
+        if companion is None:
+            return checkpoint
+        if checkpoint is None:
+            return companion
+        return companion if int(companion.get("token_seq", 0)) > int(checkpoint.get("token_seq", 0)) else checkpoint
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], config: CreditConfig, clock: Clock,
@@ -251,3 +276,12 @@ class CreditAccount:
         account = cls(config, clock, is_friendly)
         account.restore(data)
         return account
+
+
+CLEAR_ALL_REGISTERS = 0xFFFF
+
+
+def is_clear_credit(result: TokenResult) -> bool:
+    """An STS class 2 subclass 1 ClearCredit token for the electricity credit register (0) or all."""
+    return (result.token_class == 2 and result.subclass == 1
+            and result.management.get("register_to_clear") in (0, CLEAR_ALL_REGISTERS))

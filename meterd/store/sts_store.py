@@ -5,6 +5,8 @@ disk when it returns, so the processor can report a token only after its TID is 
 replayed token is refused after a restart. An optional companion record (e.g. the credit account
 after a credit token) is written in the same transaction. The database file holds the decoder key:
 it is created with mode 0600.
+
+Also the STS keys file (TOML, mode 0600): the decoder key register a meter is commissioned with.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from meterd.core.sts.errors import StsStateError
-from meterd.core.sts.state import StsState
+from meterd.core.sts.state import KeyRegister, StsState
 
 SCHEMA_VERSION = 1
 
@@ -118,3 +121,51 @@ class SqliteStsStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# --- the STS keys file: the decoder key register a meter is commissioned with -----------------
+
+KEYS_FILE_HEADER = (
+    "# STS decoder key register of this meter. Mode 0600: the key must not be readable by others.\n"
+    "# Used once, to commission an empty STS store; afterwards key change tokens update the store.\n"
+)
+
+
+def load_key_register(path: str | Path) -> KeyRegister:
+    """Read the ``[decoder]`` table of an STS keys file (TOML, mode 0600 or stricter).
+
+    Fields: ``key_hex`` (8 bytes EA07, 16 bytes EA11), ``ea``, ``kt``, ``krn``, ``ti``, ``ken``,
+    ``sgc``, ``base_date``. StsStateError names the problem but never the key.
+    """
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+    except OSError as exc:
+        raise StsStateError(f"STS keys file {file}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise StsStateError(f"STS keys file {file} is readable by others (mode {mode & 0o777:o}); chmod 600")
+    try:
+        doc = tomllib.loads(file.read_text(encoding="utf-8"))
+        table = doc["decoder"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
+        raise StsStateError(f"STS keys file {file}: no valid [decoder] table ({exc.__class__.__name__})") from None
+    return KeyRegister.from_dict(table)
+
+
+def write_key_register(path: str | Path, register: KeyRegister, note: str = "") -> None:
+    """Write an STS keys file atomically with mode 0600 (``note``: a comment line, e.g. its origin)."""
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    lines = [KEYS_FILE_HEADER]
+    if note:
+        lines.append(f"# {note}\n")
+    lines.append("[decoder]\n")
+    for name, value in register.to_dict().items():
+        lines.append(f'{name} = "{value}"\n' if isinstance(value, str) else f"{name} = {value}\n")
+    tmp = file.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("".join(lines))
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(file)

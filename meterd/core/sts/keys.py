@@ -18,6 +18,10 @@ from meterd.core.sts.errors import CipherKeyError
 
 DesFactory = Callable[[bytes], BlockCipher64]
 
+#: The public STS test vending key (DKGA04, STS 531-1 test specifications, tests/data/sts-vectors.json).
+#: Simulated and lab meters only: a real meter's decoder key comes from its keys file.
+TEST_VENDING_KEY_DKGA04 = bytes.fromhex("abababababababab949494949494949401234567")
+
 KT_INITIALISATION = 0
 KT_DEFAULT = 1
 KT_UNIQUE = 2
