@@ -1,14 +1,21 @@
 """Composition root of the CIU daemon: read the configuration, build keypad, display and link, run the loop.
 
-Run ``ciu --config /etc/ciu/ciu.toml`` on the CIU's Pi, or in simulation for example
-``ciu --port /dev/pts/5 --display capture --capture-dir var/ciu --keypad stdin --key-file var/ciu/pair.key``.
+On the CIU's Pi: ``ciu --config /etc/ciu/ciu.toml`` (``systemd/ciu.service``). The simulated CIU
+next to a simulated meter (``make run`` starts it): ``python -m ciu --port /dev/pts/N --state-dir
+var/run-sim/ciu``; its files are then ``<state-dir>/pair.key`` (pair key, 0600),
+``<state-dir>/keys.sock`` (the keypad: ``python -m ciu.keys <that socket>``; stdin too when it is
+a terminal) and ``<state-dir>/screens/screen.png`` (the current screen, plus the last frames).
 Configuration (TOML, every key optional; unknown keys are refused)::
 
     [link]     port = "/dev/ttyAMA5"  baud = 9600  key_file = "/var/lib/ciu/pair.key"
     [display]  kind = "st7789"  width = 240  height = 240  spi_port = 0  spi_device = 0
-               gpio_dc = 24  gpio_rst = 25  gpio_light = 18  capture_dir = "var/ciu"
+               gpio_dc = 24  gpio_rst = 25  gpio_light = 18  capture_dir = "var/ciu/screens"
     [keypad]   kind = "matrix"  rows = [5, 6, 13, 19]  cols = [12, 16, 20, 21]  socket = "var/ciu/keys.sock"
     [ui]       lang = "en"
+
+Without a file the back ends are the PC ones: ``display.kind = "png"`` and ``keypad.kind = "sim"``
+(the UNIX socket keypad, plus stdin when it is a terminal); the Pi's file names ``st7789`` and
+``matrix``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from ciu.core.state import CiuState
 from ciu.runtime.client import CiuLinkClient
 from ciu.runtime.daemon import CiuLoop
 from ciu.runtime.notify import notify, watchdog_interval_s
-from hw.keypad import MatrixKeypad, SocketKeypad, StreamKeypad
+from hw.keypad import CompositeKeypad, MatrixKeypad, SocketKeypad, StreamKeypad
 from hw.lcd import make_device, raqm_available
 from hw.serial_link import open_port
 from meterd.proto.ciu_link import KEY_LEN, LinkEndpoint, Role
@@ -38,9 +45,9 @@ log = logging.getLogger("ciu")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "link": {"port": "/dev/ttyAMA5", "baud": 9600, "key_file": "/var/lib/ciu/pair.key"},
-    "display": {"kind": "st7789", "width": 240, "height": 240, "spi_port": 0, "spi_device": 0, "gpio_dc": 24,
-                "gpio_rst": 25, "gpio_light": 18, "capture_dir": "var/ciu"},
-    "keypad": {"kind": "matrix", "rows": [5, 6, 13, 19], "cols": [12, 16, 20, 21], "socket": "var/ciu/keys.sock"},
+    "display": {"kind": "png", "width": 240, "height": 240, "spi_port": 0, "spi_device": 0, "gpio_dc": 24,
+                "gpio_rst": 25, "gpio_light": 18, "capture_dir": "var/ciu/screens"},
+    "keypad": {"kind": "sim", "rows": [5, 6, 13, 19], "cols": [12, 16, 20, 21], "socket": "var/ciu/keys.sock"},
     "ui": {"lang": "en"},
 }
 
@@ -102,26 +109,47 @@ def write_pair_key(path: Path, key: bytes) -> None:
     log.info("pair key stored in %s", path)
 
 
+class TerminalKeypad(StreamKeypad):
+    """Keys typed on stdin; a terminal is put in cbreak mode (no echo) and restored on close."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdin.fileno())
+        self._saved: list[Any] | None = None
+        if sys.stdin.isatty():
+            import termios
+            import tty
+
+            self._saved = termios.tcgetattr(self._fd)
+            tty.setcbreak(self._fd)
+
+    def close(self) -> None:
+        if self._saved is not None:
+            import termios
+
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
+            self._saved = None
+
+
 def build_keypad(cfg: dict[str, Any]) -> Any:
+    """``matrix`` (GPIO), ``stdin``, ``socket`` (UNIX socket) or ``sim`` (socket, plus stdin on a terminal)."""
     kind = cfg["kind"]
     if kind == "matrix":
         return MatrixKeypad(cfg["rows"], cfg["cols"])
     if kind == "stdin":
-        if sys.stdin.isatty():
-            import tty
-
-            tty.setcbreak(sys.stdin.fileno())
-        return StreamKeypad(sys.stdin.fileno())
-    if kind == "socket":
+        return TerminalKeypad()
+    if kind in ("socket", "sim"):
         Path(cfg["socket"]).parent.mkdir(parents=True, exist_ok=True)
-        return SocketKeypad(cfg["socket"])
-    raise CiuConfigError(f"keypad.kind: unknown keypad {kind!r} (matrix, stdin, socket)")
+        pads: list[Any] = [SocketKeypad(cfg["socket"])]
+        if kind == "sim" and sys.stdin.isatty():
+            pads.append(TerminalKeypad())
+        return pads[0] if len(pads) == 1 else CompositeKeypad(pads)
+    raise CiuConfigError(f"keypad.kind: unknown keypad {kind!r} (matrix, stdin, socket, sim)")
 
 
 def build_display(cfg: dict[str, Any]) -> Any:
     kind = cfg["kind"]
     mode = "RGB"
-    if kind in ("dummy", "capture", "gif"):
+    if kind in ("dummy", "capture", "gif", "png"):
         return make_device(kind, cfg["width"], cfg["height"], mode, capture_dir=cfg["capture_dir"])
     return make_device(kind, cfg["width"], cfg["height"], mode, spi_port=cfg["spi_port"], spi_device=cfg["spi_device"],
                        gpio_dc=cfg["gpio_dc"], gpio_rst=cfg["gpio_rst"], gpio_light=cfg["gpio_light"],
@@ -132,10 +160,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ciu", description="PMM customer interface unit daemon")
     parser.add_argument("--config", help="TOML configuration file")
     parser.add_argument("--port", help="serial port path or pyserial URL of the meter link")
+    parser.add_argument("--state-dir", help="directory for pair.key, keys.sock and screens/ (simulated CIU)")
     parser.add_argument("--key-file", help="file holding the pair key")
-    parser.add_argument("--display", help="dummy, capture, gif, st7789 or st7567")
+    parser.add_argument("--display", help="png, dummy, capture, gif, st7789 or st7567")
     parser.add_argument("--capture-dir", help="directory for captured frames (capture, gif)")
-    parser.add_argument("--keypad", help="matrix, stdin or socket:PATH")
+    parser.add_argument("--keypad", help="matrix, stdin, socket:PATH or sim (socket and stdin)")
     parser.add_argument("--lang", choices=["en", "ar"])
     parser.add_argument("--run-seconds", type=float, default=0.0, help="stop after this many seconds (tests)")
     parser.add_argument("--tick-s", type=float, default=0.02, help="loop period (s)")
@@ -144,6 +173,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {"link": {}, "display": {}, "keypad": {}, "ui": {}}
+    if args.state_dir:
+        state = Path(args.state_dir)
+        out["link"]["key_file"] = str(state / "pair.key")
+        out["display"]["capture_dir"] = str(state / "screens")
+        out["keypad"]["socket"] = str(state / "keys.sock")
     for value, section, key in ((args.port, "link", "port"), (args.key_file, "link", "key_file"),
                                 (args.display, "display", "kind"), (args.capture_dir, "display", "capture_dir"),
                                 (args.lang, "ui", "lang")):
@@ -155,6 +189,18 @@ def overrides_from(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if path:
             out["keypad"]["socket"] = path
     return out
+
+
+def announce(config: dict[str, dict[str, Any]]) -> None:
+    """Tell the user where the simulated keypad and the screen images are (stdout, one line each)."""
+    keypad, display = config["keypad"], config["display"]
+    if keypad["kind"] in ("socket", "sim"):
+        extra = " and this terminal" if keypad["kind"] == "sim" and sys.stdin.isatty() else ""
+        print(f"CIU keypad: {keypad['socket']} (type: python -m ciu.keys {keypad['socket']}){extra}", flush=True)
+    if display["kind"] == "png":
+        print(f"CIU screens: {Path(display['capture_dir']) / 'screen.png'} (last frames beside it)", flush=True)
+    elif display["kind"] in ("capture", "gif"):
+        print(f"CIU screens: {display['capture_dir']}", flush=True)
 
 
 class _Stop(Exception):
@@ -177,6 +223,7 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
     keypad = build_keypad(config["keypad"])
     loop = CiuLoop(client, keypad, build_display(config["display"]))
     signal.signal(signal.SIGTERM, _on_sigterm)
+    announce(config)
     notify("READY=1\nSTATUS=CIU running")
     log.info("CIU running on %s (%s)", config["link"]["port"], "paired" if link.paired else "not paired")
     watchdog_s = watchdog_interval_s()
@@ -197,6 +244,8 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
     except (KeyboardInterrupt, _Stop):
         pass
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
         notify("STOPPING=1")
         with contextlib.suppress(AttributeError, OSError):
             keypad.close()

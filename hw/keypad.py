@@ -9,6 +9,7 @@ Both return key characters of the keypad legend (``0``-``9``, ``*``, ``#``, ``A`
   a socket): digits as typed, Enter -> ``#``, Backspace -> ``*``, letters a-d -> ``A``-``D``.
 - :class:`SocketKeypad` listens on a UNIX stream socket and feeds what clients type into a
   :class:`StreamKeypad` (the simulator's "keypad" for tests and the lab dashboard).
+- :class:`CompositeKeypad` reads several keypads as one.
 """
 
 from __future__ import annotations
@@ -135,3 +136,22 @@ class SocketKeypad:
         self._server.close()
         if os.path.exists(self._path):
             os.unlink(self._path)
+
+
+class CompositeKeypad:
+    """Several keypads read as one (the simulator's socket keypad and the terminal)."""
+
+    def __init__(self, pads: list[Any]) -> None:
+        self.pads = pads
+
+    def poll(self) -> list[str]:
+        keys: list[str] = []
+        for pad in self.pads:
+            keys += pad.poll()
+        return keys
+
+    def close(self) -> None:
+        for pad in self.pads:
+            close = getattr(pad, "close", None)
+            if close is not None:
+                close()

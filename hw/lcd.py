@@ -1,7 +1,8 @@
 """LCD back ends (luma.lcd on SPI, luma's dummy and capture devices) and the text drawing they share.
 
 - :func:`make_device` builds a luma device: ``"dummy"`` (in memory), ``"capture"`` (one PNG per
-  frame in a directory), ``"gif"`` (animated GIF), or a real controller ``"st7567"`` (128x64
+  frame in a directory), ``"gif"`` (animated GIF), ``"png"`` (:class:`PngDevice`: the current
+  screen as ``screen.png`` plus a bounded ring of the last frames, for long simulator runs), or a real controller ``"st7567"`` (128x64
   mono meter LCD) / ``"st7789"`` (240x240 colour CIU LCD) on SPI, with its DC/RST/backlight lines
   driven through gpiozero (:class:`GpioZeroAdapter`), so neither RPi.GPIO nor rpi-lgpio is needed.
 - :func:`draw_text` draws Latin text with DejaVu Sans (basic layout) and Arabic with Noto Sans
@@ -16,9 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from PIL import ImageDraw, ImageFont, features
+from PIL import Image, ImageDraw, ImageFont, features
 
-DEVICE_KINDS = ("dummy", "capture", "gif", "st7567", "st7789")
+DEVICE_KINDS = ("dummy", "capture", "gif", "png", "st7567", "st7789")
 
 
 class LcdError(Exception):
@@ -152,10 +153,48 @@ def make_device(kind: str = "dummy", width: int = 128, height: int = 64, mode: s
         return dummy(width=width, height=height, rotate=rotate, mode=mode)
     if kind in ("capture", "gif"):
         return _emulator(kind, width, height, mode, rotate, capture_dir)
+    if kind == "png":
+        return PngDevice(Path(capture_dir or "."), width, height, mode)
     if kind in ("st7567", "st7789"):
         return _real(kind, width, height, rotate, spi, spi_port, spi_device, gpio_dc, gpio_rst, gpio_light,
                      bus_speed_hz, pin_factory)
     raise LcdError(f"unknown LCD kind {kind!r}; expected one of {', '.join(DEVICE_KINDS)}")
+
+
+class PngDevice:
+    """A display that writes each frame as ``screen.png`` (atomically replaced) and keeps the last
+    ``keep`` frames as ``frame_NNNNNN.png``, so a simulator running for days does not fill the disk."""
+
+    def __init__(self, directory: Path, width: int = 128, height: int = 64, mode: str = "1", keep: int = 32) -> None:
+        self.directory = directory
+        self.width, self.height, self.mode = width, height, mode
+        self.size = (width, height)
+        self.keep = keep
+        self.frames = 0
+        self.image: Image.Image | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def screen_path(self) -> Path:
+        return self.directory / "screen.png"
+
+    def display(self, image: Image.Image) -> None:
+        """Store ``image`` as the current screen and as the newest frame of the ring."""
+        if image.size != self.size:
+            raise LcdError(f"frame is {image.size}, the display is {self.size}")
+        self.image = image.copy()
+        tmp = self.directory / ".screen.tmp.png"
+        image.save(tmp, format="PNG")
+        os.replace(tmp, self.screen_path)
+        if self.keep > 0:
+            image.save(self.directory / f"frame_{self.frames:06d}.png", format="PNG")
+            old = self.directory / f"frame_{self.frames - self.keep:06d}.png"
+            if self.frames >= self.keep:
+                old.unlink(missing_ok=True)
+        self.frames += 1
+
+    def cleanup(self) -> None:
+        """Nothing to release (luma device interface)."""
 
 
 def _emulator(kind: str, width: int, height: int, mode: str, rotate: int, capture_dir: str | Path | None) -> Any:

@@ -39,14 +39,26 @@ def char_time_s(baud: int) -> float:
     return 10.0 / baud
 
 
-def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0) -> Any:
-    """Open a pyserial port (path or URL) in 8N1; ``timeout_s = 0`` makes reads non-blocking."""
+def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0, rs485: bool = False) -> Any:
+    """Open a pyserial port (path or URL) in 8N1; ``timeout_s = 0`` makes reads non-blocking.
+
+    ``rs485=True`` turns on the kernel RS-485 mode (RTS drives the transceiver's DE while sending)
+    and fails loudly where the UART driver lacks it.
+    """
     import serial  # imported here: hw back ends import their libraries lazily
+    import serial.rs485
 
     try:
-        return serial.serial_for_url(url, baudrate=baud, timeout=timeout_s, write_timeout=1.0)
-    except serial.SerialException as exc:
+        port = serial.serial_for_url(url, baudrate=baud, timeout=timeout_s, write_timeout=1.0)
+    except (serial.SerialException, ValueError) as exc:
         raise SerialLinkError(f"cannot open {url}: {exc}") from exc
+    if rs485:
+        try:
+            port.rs485_mode = serial.rs485.RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False)
+        except (ValueError, OSError) as exc:
+            port.close()
+            raise SerialLinkError(f"{url}: kernel RS-485 mode unavailable: {exc}") from exc
+    return port
 
 
 class PacedWriter:

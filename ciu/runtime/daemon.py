@@ -1,7 +1,10 @@
-"""The CIU's main loop step: keypad keys in, link pumped, display refreshed when the view changed."""
+"""The CIU's main loop step: keypad keys in, link pumped, display refreshed when the view changed.
+
+The clock on the screen shows hours and minutes, so the seconds of the view do not cause frames."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ciu.core.state import KEYMAP, View
@@ -20,7 +23,7 @@ class CiuLoop:
         self.client = client
         self._keypad = keypad
         self._device = device
-        self._shown: View | None = None
+        self._shown: tuple[View, int | None] | None = None
         self.frames = 0
 
     def step(self) -> bool:
@@ -31,11 +34,13 @@ class CiuLoop:
                 self.client.press(key)
         self.client.pump()
         view = self.client.state.view()
-        if view == self._shown:
+        minute = None if view.utc_s is None else view.utc_s // 60
+        shown = (replace(view, utc_s=None), minute)  # the screen shows hours and minutes only
+        if shown == self._shown:
             return False
         image = render(view)
         mode = getattr(self._device, "mode", "RGB")
         self._device.display(image if mode == "RGB" else image.convert(mode))
-        self._shown = view
+        self._shown = shown
         self.frames += 1
         return True

@@ -44,6 +44,9 @@ TEXTS: dict[str, dict[str, str]] = {
     "code_limit": {"en": "Credit limit", "ar": "تجاوز حد الرصيد"},
     "code_meter-error": {"en": "Meter error", "ar": "خطأ في العداد"},
     "code_rejected": {"en": "Rejected", "ar": "مرفوض"},
+    "code_not_enabled": {"en": "No prepayment", "ar": "الدفع المسبق غير مفعل"},
+    "code_not_commissioned": {"en": "Meter has no key", "ar": "العداد بدون مفتاح"},
+    "code_locked": {"en": "Entry locked", "ar": "الإدخال مقفل"},
     # short code pages
     "info_1": {"en": "Credit", "ar": "الرصيد"},
     "info_2": {"en": "Last token", "ar": "آخر رمز"},

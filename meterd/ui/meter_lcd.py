@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from meterd.ui.display_data import DisplayData
-from meterd.ui.screens import DEFAULT_ITEMS, DisplayItem, render_item, render_pairing
+from meterd.ui.screens import DEFAULT_ITEMS, DisplayItem, render_item, render_pairing, screen_key
 
 
 class MonoClock(Protocol):
@@ -101,7 +101,8 @@ class MeterLcd:
         """Auto-scroll when due and send a frame if the picture changed; True when a frame was sent."""
         if self._clock.mono() >= self._next_scroll_mono:
             self._step(1, self._scroll_s)
-        key = (self.current, self._data, self.lang, self.on_battery, self._pairing)
+        key = (self._pairing, self.lang) if self._pairing else screen_key(self.current, self._data, self.lang,
+                                                                             self.on_battery)
         if key == self._shown:
             return False
         self._device.display(self.render())

@@ -122,6 +122,26 @@ def items_from_ids(idents: list[str]) -> tuple[DisplayItem, ...]:
     return tuple(ITEMS_BY_ID[i] for i in idents)
 
 
+def screen_key(item: DisplayItem, data: DisplayData, lang: str, on_battery: bool) -> tuple[object, ...]:
+    """What decides the pixels of ``render_item``: equal keys draw equal images, so a controller
+    redraws only when the visible text or symbols change, not on every new measurement."""
+    header = (data.tampered, data.battery_low, data.relay_closed, _direction(data.active_power_w))
+    if item.ident == "phasor":
+        body: tuple[object, ...] = (
+            tuple(round(a) for a in data.voltage_angle_deg), tuple(round(a) for a in data.current_angle_deg),
+            tuple(round(i, 1) for i in data.current_a))
+    else:
+        body = _value(item, data)
+    return (item, lang, on_battery, header, body)
+
+
+def _direction(power_w: float) -> int:
+    """0 idle (under 1 W), 1 import, -1 export: the header arrow."""
+    if abs(power_w) < 1.0:
+        return 0
+    return 1 if power_w > 0 else -1
+
+
 # ---------------------------------------------------------------------------------------------
 # Drawing
 # ---------------------------------------------------------------------------------------------
@@ -191,9 +211,10 @@ def _relay_symbol(draw: ImageDraw.ImageDraw, right: int, closed: bool) -> int:
 
 def _direction_symbol(draw: ImageDraw.ImageDraw, right: int, power_w: float) -> int:
     left = right - 8
-    if abs(power_w) < 1.0:
+    direction = _direction(power_w)
+    if direction == 0:
         draw.rectangle((left + 2, 2, right - 2, 6), outline=INK)
-    elif power_w > 0:  # import: arrow into the house (right)
+    elif direction > 0:  # import: arrow into the house (right)
         draw.polygon([(left, 0), (right, 4), (left, 8)], fill=INK)
     else:  # export: arrow out to the grid (left)
         draw.polygon([(right, 0), (left, 4), (right, 8)], fill=INK)

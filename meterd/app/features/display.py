@@ -1,0 +1,315 @@
+"""The meter's own LCD (128x64): live values each cycle, scroll list, button, battery mode, English/Arabic.
+
+Section ``[display]``:
+
+* ``kind``: ``"auto"`` (``png`` on the simulated meter, ``st7567`` on a Pi), ``"png"`` (the
+  current screen as ``<state_dir>/<capture_dir>/screen.png`` plus the last 32 frames),
+  ``"dummy"`` (in memory), ``"st7567"`` (luma.lcd on SPI ``spi_port``.``spi_device`` with BCM
+  ``gpio_dc``, ``gpio_rst``, ``gpio_light``; -1 = no backlight line) or ``"off"``.
+* ``items``: the scroll list, each entry an item id (``"credit"``, ``"import"``, ``"voltage_l1"``…)
+  or its OBIS code (``"1-0:1.8.0.255"`` import energy, ``"0-0:19.10.0.255"`` credit, ...);
+  ``scroll_s`` (s) between items, ``button_pause_s`` (s) of auto-scroll pause after a button press.
+* ``lang``: ``"en"`` or ``"ar"``.
+
+Values shown: per-phase U (V), I (A), PF and phasors, total P (kW), f (Hz), import/export
+energy 1-0:1.8.0 / 1-0:2.8.0 (kWh, read from the registers without forcing a checkpoint, so
+after a kill -9 the value shown may exceed the stored one by at most the checkpoint bound),
+maximum demand 1-0:1.6.0 from ``services["revenue"]``, credit from ``services["credit_view"]``,
+relay from ``services["load_control"]`` (else the ``relay_open`` status flag), tamper from
+``services["supervision"]`` (else the ``tamper`` flag), battery mode while the power-fail input is
+active. A frame is drawn only when the visible text or symbols change, or on a scroll.
+
+API: ``POST /display/button`` ``{"button": "next"|"previous"}``, ``POST /display/show``
+``{"item": id-or-OBIS}``, ``POST /display/lang`` ``{"lang": "en"|"ar"}``, ``GET /display``.
+Scenario signal ``display_button`` (any value: one press of "next").
+:func:`live_values` (also used by the CIU feature) gathers the values for other displays.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from meterd.app.config import choices, rng
+from meterd.core.energy import Quantity
+from meterd.ui.display_data import DisplayData
+from meterd.ui.meter_lcd import MeterLcd
+from meterd.ui.screens import DEFAULT_ITEMS, ITEMS_BY_ID, DisplayItem
+
+if TYPE_CHECKING:
+    from meterd.app.daemon import Daemon
+
+log = logging.getLogger("meterd.display")
+
+
+@dataclass(frozen=True)
+class DisplaySection:
+    """``[display]``: device, scroll list (item ids or OBIS codes), timing (s), language, wiring (BCM)."""
+
+    kind: str = field(default="auto", metadata=choices("auto", "png", "dummy", "st7567", "off"))
+    capture_dir: str = "lcd"
+    items: tuple[str, ...] = tuple(item.ident for item in DEFAULT_ITEMS)
+    scroll_s: float = field(default=6.0, metadata=rng(1.0, 600.0))
+    button_pause_s: float = field(default=30.0, metadata=rng(1.0, 3600.0))
+    lang: str = field(default="en", metadata=choices("en", "ar"))
+    spi_port: int = field(default=1, metadata=rng(0, 6))
+    spi_device: int = field(default=0, metadata=rng(0, 3))
+    gpio_dc: int = field(default=24, metadata=rng(0, 27))
+    gpio_rst: int = field(default=25, metadata=rng(0, 27))
+    gpio_light: int = field(default=-1, metadata=rng(-1, 27))
+
+    def __post_init__(self) -> None:
+        resolve_items(self.items)  # unknown ids or OBIS codes are refused when the config is read
+
+
+SECTION = DisplaySection
+
+
+def resolve_items(entries: tuple[str, ...] | list[str]) -> tuple[DisplayItem, ...]:
+    """Display items from ids or OBIS codes (ValueError naming the unknown ones)."""
+    by_obis = {item.obis: item for item in DEFAULT_ITEMS}
+    found: list[DisplayItem] = []
+    unknown: list[str] = []
+    for entry in map(str, entries):
+        item = ITEMS_BY_ID.get(entry) or by_obis.get(entry)
+        if item is None:
+            unknown.append(entry)
+        else:
+            found.append(item)
+    if unknown:
+        raise ValueError(f"unknown display items: {', '.join(unknown)} (known: {', '.join(ITEMS_BY_ID)})")
+    if not found:
+        raise ValueError("the display list is empty")
+    return tuple(found)
+
+
+# ---------------------------------------------------------------------------------------------
+# Live values, shared with the CIU
+# ---------------------------------------------------------------------------------------------
+
+
+def credit_values(daemon: Daemon) -> dict[str, Any] | None:
+    """Credit as ``{credit, unit, low_credit, mode, emergency}`` from ``services["credit_view"]``, or None.
+
+    Energy accounts show kWh (``credit_kwh``); currency accounts the balance in currency units
+    (``credit`` in minor units / 10**``minor_digits``, unit = ``currency``).
+    """
+    view_fn = daemon.services.get("credit_view")
+    if view_fn is None:
+        return None
+    view = view_fn()
+    if view.get("credit_kwh") is not None:
+        credit, unit = float(view["credit_kwh"]), "kWh"
+    elif view.get("currency"):
+        credit, unit = float(view.get("credit", 0)) / 10 ** int(view.get("minor_digits", 0)), str(view["currency"])
+    else:
+        credit, unit = float(view.get("credit", 0.0) or 0.0), str(view.get("unit", "kWh"))
+    emergency = view.get("emergency", False)
+    if isinstance(emergency, dict):
+        emergency = emergency.get("active", False)
+    return {"credit": round(credit, 3), "unit": unit, "low_credit": bool(view.get("low_credit", False)),
+            "mode": str(view.get("mode", "prepaid")), "emergency": bool(emergency)}
+
+
+def relay_closed(daemon: Daemon) -> bool:
+    """The supply relay state: the load-control output when present, else the status flags."""
+    control = daemon.services.get("load_control")
+    if control is not None:
+        return bool(control.status().output_state)
+    assert daemon.meter is not None
+    return "relay_open" not in daemon.meter.status_flags()
+
+
+def tamper_names(daemon: Daemon) -> list[str]:
+    """Active tampers (``terminal_cover_open``, ``magnetic_field``...) or ``["tamper"]`` from the flags."""
+    supervision = daemon.services.get("supervision")
+    if supervision is not None and hasattr(supervision, "tamper_status"):
+        return list(supervision.tamper_status())
+    assert daemon.meter is not None
+    return ["tamper"] if "tamper" in daemon.meter.status_flags() else []
+
+
+def energy_kwh(daemon: Daemon) -> tuple[float, float]:
+    """Active import and export energy (kWh), totals 1-0:1.8.0.255 and 1-0:2.8.0.255."""
+    assert daemon.meter is not None
+    registers = daemon.meter.registers
+    return registers.get(Quantity.ACTIVE_IMPORT) / 1e6, registers.get(Quantity.ACTIVE_EXPORT) / 1e6
+
+
+def live_values(daemon: Daemon) -> dict[str, Any]:
+    """What a customer display shows: power (W), energy (kWh), credit, relay, tamper (scalars only)."""
+    meter = daemon.meter
+    assert meter is not None
+    reading = meter.last_reading
+    out: dict[str, Any] = {"power_w": 0.0, "power_l1_w": 0.0, "power_l2_w": 0.0, "power_l3_w": 0.0}
+    if reading is not None:
+        out["power_w"] = round(reading.total_active_power_w, 1)
+        for n, phase in enumerate(reading.phases, start=1):
+            out[f"power_l{n}_w"] = round(phase.active_power_w, 1)
+    out["import_kwh"], out["export_kwh"] = (round(v, 3) for v in energy_kwh(daemon))
+    credit = credit_values(daemon)
+    if credit is not None:
+        out.update(credit)
+    else:
+        out["mode"] = "postpaid"
+    out["relay"] = relay_closed(daemon)
+    tampers = tamper_names(daemon)
+    out["tamper"] = bool(tampers)
+    out["cover_open"] = any("cover" in name for name in tampers)
+    out["magnet"] = any("magnet" in name for name in tampers)
+    return out
+
+
+def _max_demand(daemon: Daemon) -> tuple[float, _dt.datetime | None]:
+    revenue = daemon.services.get("revenue")
+    if revenue is None:
+        return 0.0, None
+    from meterd.core.demand import DemandQuantity
+
+    md = revenue.demand.max_demand(DemandQuantity.ACTIVE_IMPORT)
+    when = md.capture_utc
+    if when is not None:
+        when = _local(daemon, when)
+    return md.value_w / 1000.0, when
+
+
+def _local(daemon: Daemon, utc: _dt.datetime) -> _dt.datetime:
+    revenue = daemon.services.get("revenue")
+    if revenue is not None:
+        return revenue.local_time(utc).wall  # type: ignore[no-any-return]
+    return utc.replace(tzinfo=None)
+
+
+def display_data(daemon: Daemon) -> DisplayData:
+    """One :class:`DisplayData` snapshot of the live meter."""
+    meter = daemon.meter
+    assert meter is not None and daemon.clock is not None
+    values: dict[str, Any] = {}
+    reading = meter.last_reading
+    if reading is not None:
+        phases = reading.phases
+        values.update(
+            voltage_v=tuple(p.voltage_v for p in phases), current_a=tuple(p.current_a for p in phases),
+            power_factor=tuple(p.power_factor for p in phases),
+            voltage_angle_deg=tuple(p.voltage_angle_deg for p in phases),
+            current_angle_deg=tuple(p.voltage_angle_deg - p.angle_deg for p in phases),
+            active_power_w=reading.total_active_power_w, reactive_power_var=reading.total_reactive_power_var,
+            frequency_hz=reading.frequency_hz)
+    values["import_energy_kwh"], values["export_energy_kwh"] = energy_kwh(daemon)
+    values["max_demand_kw"], values["max_demand_time"] = _max_demand(daemon)
+    credit = credit_values(daemon)
+    if credit is not None:
+        values.update(credit=credit["credit"], credit_unit=credit["unit"], low_credit=credit["low_credit"])
+    values["local_time"] = _local(daemon, daemon.clock.utc())
+    values["relay_closed"] = relay_closed(daemon)
+    tampers = tamper_names(daemon)
+    values["cover_open"] = any("cover" in name for name in tampers)
+    values["magnet"] = any("magnet" in name for name in tampers)
+    values["tamper_other"] = tuple(n for n in tampers if "cover" not in n and "magnet" not in n)
+    return DisplayData(**values)
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring
+# ---------------------------------------------------------------------------------------------
+
+
+def _device(daemon: Daemon, cfg: DisplaySection) -> Any:
+    from hw.lcd import make_device
+
+    kind = cfg.kind
+    if kind == "auto":
+        kind = "png" if daemon.cfg.hardware.backend == "sim" else "st7567"
+    if kind in ("png", "dummy"):
+        return make_device(kind, 128, 64, "1", capture_dir=daemon.cfg.under_state(cfg.capture_dir))
+    assert daemon.hardware is not None
+    return make_device("st7567", 128, 64, "1", spi_port=cfg.spi_port, spi_device=cfg.spi_device,
+                       gpio_dc=cfg.gpio_dc, gpio_rst=cfg.gpio_rst,
+                       gpio_light=None if cfg.gpio_light < 0 else cfg.gpio_light,
+                       pin_factory=daemon.hardware.pin_factory)
+
+
+class MeterDisplay:
+    """The LCD controller fed from the live meter once per cycle."""
+
+    def __init__(self, daemon: Daemon, lcd: MeterLcd, device: Any) -> None:
+        self._daemon = daemon
+        self.lcd = lcd
+        self.device = device
+
+    def on_cycle(self, _result: Any = None) -> None:
+        """Take this cycle's values, follow the power-fail input, scroll if due, draw if changed."""
+        assert self._daemon.hardware is not None
+        self.lcd.set_mains(not self._daemon.hardware.inputs.states().get("power_fail", False))
+        self.lcd.update(display_data(self._daemon))
+        self.lcd.tick()
+
+    def view(self) -> dict[str, Any]:
+        """Current item, language, battery mode, frames drawn, and the capture file when any."""
+        screen = getattr(self.device, "screen_path", None)
+        return {"item": self.lcd.current.ident, "obis": self.lcd.current.obis, "lang": self.lcd.lang,
+                "on_battery": self.lcd.on_battery, "frames": self.lcd.frames,
+                "screen": str(screen) if screen is not None else None}
+
+    def button(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        which = str(body.get("button", "next"))
+        if which not in ("next", "previous"):
+            raise ValueError("button must be next or previous")
+        (self.lcd.button_next if which == "next" else self.lcd.button_previous)()
+        self.lcd.tick()
+        return 200, self.view()
+
+    def show(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        item = resolve_items([str(body.get("item", ""))])[0]
+        self.lcd.show_item(item.ident)
+        self.lcd.tick()
+        return 200, self.view()
+
+    def set_lang(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        self.lcd.set_language(str(body.get("lang", "")))
+        self.lcd.tick()
+        return 200, self.view()
+
+
+def attach(daemon: Daemon) -> None:
+    """Build the LCD, feed it every cycle, offer it as ``services["display"]`` (pairing code screen)."""
+    cfg: DisplaySection = daemon.cfg.feature("display")
+    if cfg.kind == "off":
+        return
+    assert daemon.clock is not None and daemon.hardware is not None
+    device = _device(daemon, cfg)
+    items = resolve_items(cfg.items)
+    if "credit_view" not in daemon.services:  # no prepayment in this meter: no credit screen
+        items = tuple(i for i in items if i.ident != "credit") or items
+    lcd = MeterLcd(device, daemon.clock, items, lang=cfg.lang, scroll_s=cfg.scroll_s,
+                   button_pause_s=cfg.button_pause_s)
+    display = MeterDisplay(daemon, lcd, device)
+    daemon.services["display"] = display
+    daemon.cycle_hooks.append(display.on_cycle)
+    daemon.status_extras["display"] = display.view
+    daemon.api.route("GET", "/display", lambda _body: (200, display.view()))
+    daemon.api.route("POST", "/display/button", display.button)
+    daemon.api.route("POST", "/display/show", display.show)
+    daemon.api.route("POST", "/display/lang", display.set_lang)
+    if daemon.hardware.sim is not None:
+        _add_scenario_signal(daemon, display)
+    daemon.closers.append(device.cleanup)
+    screen = getattr(device, "screen_path", None)
+    if screen is not None:
+        daemon.info["lcd_screen"] = str(screen)
+
+
+def _add_scenario_signal(daemon: Daemon, display: MeterDisplay) -> None:
+    """Scenario signal ``display_button``: a press of the scroll button."""
+    assert daemon.hardware is not None and daemon.hardware.sim is not None
+    sim = daemon.hardware.sim
+    base = sim.signal_handlers
+
+    def handlers() -> dict[str, Any]:
+        found = base()
+        found["display_button"] = lambda _value: display.lcd.button_next()
+        return found
+
+    sim.signal_handlers = handlers  # type: ignore[method-assign]
