@@ -1,0 +1,112 @@
+"""The meter LCD feature inside a whole simulated meter: live values, scroll list from config, button, battery mode."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from meterd.app.features.display import DisplaySection, display_data, live_values, resolve_items
+from meterd.core.energy import Quantity
+from meterd.ui.screens import render_item
+from tests.simmeter import SimMeter
+
+
+@pytest.fixture
+def meter(tmp_path: Path):  # type: ignore[no-untyped-def]
+    m = SimMeter(tmp_path)
+    yield m
+    m.close()
+
+
+def api(meter: SimMeter, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    return asyncio.run(meter.daemon.api.dispatch(method, path, body or {}))
+
+
+def test_screen_png_follows_the_live_meter_and_frames_only_on_change(meter: SimMeter, tmp_path: Path) -> None:
+    display = meter.daemon.services["display"]
+    meter.run(3)
+    first = display.lcd.current
+    screen = tmp_path / "lcd" / "screen.png"
+    drawn = Image.open(screen)
+    assert drawn.size == (128, 64)
+    expected = render_item(first, display_data(meter.daemon), display.lcd.lang, False)
+    assert drawn.convert("1").tobytes() == expected.tobytes()
+    frames = display.lcd.frames
+    meter.run(3)  # steady load, same item, energy below the next displayed digit: few or no frames
+    assert display.lcd.frames - frames <= 3
+    data = display_data(meter.daemon)
+    reading = meter.meter.last_reading
+    assert reading is not None
+    assert data.voltage_v[0] == pytest.approx(reading.phases[0].voltage_v)
+    assert data.active_power_w == pytest.approx(reading.total_active_power_w)
+    assert data.import_energy_kwh == meter.meter.registers.get(Quantity.ACTIVE_IMPORT) / 1e6 > 0
+
+
+def with_feature(monkeypatch: pytest.MonkeyPatch, name: str, section: object) -> None:
+    """SimMeter's overrides cover the core sections only: put a feature section in its config."""
+    import tests.simmeter as simmeter
+
+    plain = simmeter.sim_config
+
+    def patched(state_dir: Path, **sections: dict) -> object:
+        cfg = plain(state_dir, **sections)
+        return dataclasses.replace(cfg, features={**cfg.features, name: section})
+
+    monkeypatch.setattr(simmeter, "sim_config", patched)
+
+
+def test_scroll_list_from_obis_codes_and_button_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with_feature(monkeypatch, "display", DisplaySection(items=("1-0:1.8.0.255", "voltage_l2", "0-0:1.0.0.255"),
+                                                        scroll_s=5.0))
+    meter = SimMeter(tmp_path)
+    try:
+        lcd = meter.daemon.services["display"].lcd
+        assert [i.ident for i in lcd.items] == ["import", "voltage_l2", "time"]
+        meter.run(5)
+        assert lcd.current.ident == "voltage_l2"  # auto-scroll after 5 s
+        code, view = api(meter, "POST", "/display/button", {"button": "next"})
+        assert code == 200 and view["item"] == "time" and view["obis"] == "0-0:1.0.0.255"
+        meter.run(10)
+        assert lcd.current.ident == "time"  # the button pauses auto-scroll (30 s)
+        code, view = api(meter, "POST", "/display/show", {"item": "1-0:1.8.0.255"})
+        assert view["item"] == "import"
+        assert api(meter, "POST", "/display/lang", {"lang": "ar"})[1]["lang"] == "ar"
+        assert api(meter, "POST", "/display/button", {"button": "sideways"})[0] == 400
+    finally:
+        meter.close()
+
+
+def test_unknown_items_are_refused_with_their_names() -> None:
+    with pytest.raises(ValueError, match="1-0:99.9.9.255"):
+        DisplaySection(items=("credit", "1-0:99.9.9.255"))
+    assert [i.ident for i in resolve_items(["1-0:32.7.0.255"])] == ["voltage_l1"]
+
+
+def test_power_cut_switches_to_the_battery_list_and_scenario_button(meter: SimMeter) -> None:
+    lcd = meter.daemon.services["display"].lcd
+    meter.run(2)
+    assert not lcd.on_battery
+    meter.world.power_cut(True)
+    meter.run(2)
+    assert lcd.on_battery and all(i.on_battery for i in lcd.items)
+    meter.world.power_cut(False)
+    meter.run(2)
+    assert not lcd.on_battery
+    before = lcd.current.ident
+    meter.world.load_scenario('[[events]]\nat_s = 1\nsignal = "display_button"\nvalue = true\n', "button")
+    meter.run(2)
+    assert lcd.current.ident != before
+
+
+def test_live_values_carry_credit_relay_and_tamper(meter: SimMeter) -> None:
+    meter.run(2)
+    values = live_values(meter.daemon)
+    assert values["power_w"] == pytest.approx(meter.meter.last_reading.total_active_power_w, abs=0.1)
+    assert isinstance(values["relay"], bool) and values["tamper"] is False
+    if "credit_view" in meter.daemon.services:
+        assert values["unit"] == "kWh" and values["mode"] in ("prepaid", "postpaid")
+        assert "credit" in [i.ident for i in meter.daemon.services["display"].lcd.items]
