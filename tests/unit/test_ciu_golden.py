@@ -28,6 +28,7 @@ VIEWS = {
     "result-accepted": View(Screen.RESULT, link_up=True,
                             result={"accepted": True, "code": "accepted", "amount": "50", "credit": "203.25", "unit": "kWh"}),
     "result-used": View(Screen.RESULT, link_up=True, result={"accepted": False, "code": "used"}),
+    "result-not-enabled": View(Screen.RESULT, link_up=True, result={"accepted": False, "code": "not_enabled"}),
     "info-energy": View(Screen.INFO, link_up=True, info={"code": 7, "import_kwh": "12345.678", "export_kwh": "12.5"}),
     "info-last-token": View(Screen.INFO, link_up=True, info={"code": 2, "last_token": "12345678901234567890",
                                                               "last_token_code": "accepted"}),
