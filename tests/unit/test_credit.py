@@ -162,3 +162,26 @@ def test_credit_account_as_sts_gate_persists_credit_with_tid(tmp_path) -> None: 
     assert store.load_companion() == acc.to_dict()
     assert proc.submit(credit_token(c, 6_000_001, 1_000_000)).result == ResultName.OVERFLOW
     assert acc.credit == 50_000
+
+
+def test_token_sequence_picks_the_newer_copy_and_clear_credit_is_a_token() -> None:
+    from meterd.core.credit import is_clear_credit
+
+    account = energy_account()
+    checkpoint = account.to_dict()
+    companion = account.companion(token(10))
+    assert companion is not None and companion["token_seq"] == 1 and companion["balance_units"] == 1_000_000  # 1 kWh in mWh
+    assert CreditAccount.newer(checkpoint, companion) is companion  # token after the checkpoint
+    account.apply_token(token(10))
+    account.consume(1_000, 1)
+    later = account.to_dict()
+    assert CreditAccount.newer(later, companion) is later  # checkpoint after the token
+    assert CreditAccount.newer(None, companion) is companion and CreditAccount.newer(later, None) is later
+    clear = TokenResult("Accept", 2, 1, 77, management={"action": "clear_credit", "register_to_clear": 0})
+    other_register = TokenResult("Accept", 2, 1, 78, management={"register_to_clear": 3})
+    assert is_clear_credit(clear) and not is_clear_credit(other_register)
+    assert account.companion(other_register) is None
+    after_clear = account.companion(clear)
+    assert after_clear is not None and after_clear["balance_units"] == 0 and after_clear["token_seq"] == 2
+    account.apply_token(clear)
+    assert account.credit == 0 and account.token_seq == 2

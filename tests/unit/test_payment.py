@@ -310,3 +310,21 @@ def test_vend_tool_makes_tokens_the_sim_meter_accepts(tmp_path: Path, capsys: py
         assert vend.main(["credit", "--kwh", "-1", "--config", str(config)], now_utc=now) == 1
     finally:
         m.close()
+
+
+def test_real_relay_opens_at_zero_credit_and_closes_after_a_token(tmp_path: Path) -> None:
+    m = build(tmp_path, **never_friendly())
+    try:
+        lc = m.daemon.services.get("load_control")
+        if lc is None:
+            pytest.skip("the load_control feature is not in this build")
+        m.run(5)
+        assert view(m)["relay"] == "disconnect" and not lc.status().output_state
+        before = import_mwh(m)
+        m.run(10)
+        assert import_mwh(m) == before  # the simulated contact cut the load
+        assert submit(m, credit_token(cipher(), 900, 10))["result"] == "Accept"
+        m.run(10)
+        assert lc.status().output_state and import_mwh(m) > before
+    finally:
+        m.close()
