@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import tempfile
 import time
@@ -52,6 +53,38 @@ def main() -> None:
             proc.submit(tok)  # all Used: no write
         print(f"submit_reject_used: {(time.perf_counter() - start) / len(tokens) * 1e6:.1f} us")
         store.close()
+    payment_feature()
+
+
+def payment_feature() -> None:
+    """The prepayment feature on a whole simulated meter: credit per cycle, a token end to end."""
+    import sys
+    from unittest import mock
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from meterd.app.features.payment import PaymentSection, sim_key_register
+    from tests import simmeter
+
+    original = simmeter.sim_config
+
+    def with_payment(sd: Path, **sections: object) -> object:
+        cfg = original(sd, **sections)  # type: ignore[arg-type]
+        return dataclasses.replace(cfg, features={**cfg.features, "payment": PaymentSection(mode="prepaid")})
+
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(simmeter, "sim_config", with_payment):
+        meter = simmeter.SimMeter(Path(tmp))
+        service = meter.daemon.services["payment"]
+        result = meter.meter.cycle()
+        utc = meter.clock.utc()  # type: ignore[union-attr]
+        cost = per_call_us(lambda: service.on_cycle(utc, result.deltas, meter.meter.registers, result.reading), 5000)
+        print(f"payment_on_cycle: {cost:.1f} us")
+        cipher = sts_cipher_factory(7, sim_key_register(PaymentSection()).key)
+        tokens = [credit_token(cipher, 7_000_000 + i, 10) for i in range(50)]
+        start = time.perf_counter()
+        for tok in tokens:
+            meter.daemon.services["submit_token"](tok, "bench")
+        print(f"submit_token_feature_end_to_end: {(time.perf_counter() - start) / len(tokens) * 1e3:.2f} ms")
+        meter.close()
 
 
 if __name__ == "__main__":

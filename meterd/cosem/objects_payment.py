@@ -72,7 +72,11 @@ class LastTokenView(Protocol):
 class PaymentPort(Protocol):
     """What the objects need from the payment feature."""
 
-    last_token: LastTokenView
+    @property
+    def last_token(self) -> LastTokenView:
+        """The last token entered."""
+        ...
+
     last_charge_units: int
     last_cycle_utc: _dt.datetime | None
 

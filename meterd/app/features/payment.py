@@ -199,7 +199,7 @@ class FriendlyPeriods:
         revenue = self._services.get("revenue")
         if not self._holidays or revenue is None:
             return False
-        return revenue.calendar.special_days.day_id_for(wall.date()) is not None  # type: ignore[no-any-return]
+        return revenue.calendar.special_days.day_id_for(wall.date()) is not None
 
     def __call__(self, utc: _dt.datetime) -> bool:
         wall = self._wall(utc)
