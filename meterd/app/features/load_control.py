@@ -12,7 +12,7 @@ Wires :class:`meterd.services.load_control.LoadControl` to the hardware and the 
   clock, fired in due order at each cycle; on a Pi on the asyncio loop;
 * limiter (class 71, 0-0:17.0.0.255): fed with every cycle's reading (total active power, W,
   1-0:1.7.0.255, or the highest phase current, A); over-current and overload protection;
-* button: a GPIO input debounced here (``hw.inputs.DebouncedInput``), press = manual
+* button: a GPIO input debounced here (:class:`DebouncedButton`), press = manual
   reconnection (e), hold >= ``long_press_s`` = manual disconnection (f); in sim the scenario
   signal ``button`` (true = pressed) and ``POST /relay/button`` drive it;
 * optional grid/solar changeover (``hw.changeover``) when both contactor pins are set;
@@ -27,13 +27,15 @@ import asyncio
 import dataclasses
 import datetime as _dt
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gpiozero import DigitalInputDevice
+
 from hw.changeover import Changeover
-from hw.inputs import DebouncedInput, InputConfig
 from hw.relay import LatchingRelay, ManualScheduler, RelayTiming, SimRelay
 from meterd.api.server import ApiError
 from meterd.app.config import choices, rng
@@ -249,11 +251,70 @@ def _wrap_set_load(world: SimWorld, load: SimLoadSide) -> None:
     world.set_load = set_load  # type: ignore[method-assign]
 
 
-class RelayButton:
-    """The push button: debounced press/release edges into manual reconnection (short press) or
-    manual disconnection (held for at least ``long_press_s``)."""
+class DebouncedButton:
+    """A push button on a GPIO input (active low, internal pull-up), debounced here against the
+    meter's monotonic clock.
 
-    def __init__(self, lc: LoadControl, long_press_s: float, device: DebouncedInput | None = None) -> None:
+    Every edge is stamped; a level counts once it has lasted ``debounce_s`` (s), confirmed either
+    at the next edge (so a press shorter than a metering cycle is not lost) or by :meth:`poll`.
+    Edges may arrive on gpiozero's thread; confirmed changes are queued and handed to the
+    listener only in :meth:`poll`, on the owner's loop.
+    """
+
+    def __init__(self, pin: int, pin_factory: Any, mono: Callable[[], float], debounce_s: float) -> None:
+        self._device = DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory)
+        self._mono = mono
+        self.debounce_s = debounce_s
+        self._lock = threading.Lock()
+        self._raw = bool(self._device.is_active)
+        self._raw_since = mono()
+        self._stable = self._raw
+        self._queue: deque[tuple[bool, float]] = deque()
+        self.listener: Callable[[bool, float], None] | None = None
+        self.edges = 0
+        self._device.when_activated = self._edge
+        self._device.when_deactivated = self._edge
+
+    @property
+    def pressed(self) -> bool:
+        """The debounced state."""
+        return self._stable
+
+    def _edge(self, *_: object) -> None:
+        now = self._mono()
+        with self._lock:
+            level = bool(self._device.is_active)
+            if level == self._raw:
+                return
+            self.edges += 1
+            self._confirm(now)
+            self._raw, self._raw_since = level, now
+
+    def _confirm(self, now: float) -> None:
+        if self._raw != self._stable and now - self._raw_since >= self.debounce_s:
+            self._stable = self._raw
+            self._queue.append((self._stable, self._raw_since))
+
+    def poll(self) -> None:
+        """Confirm a level that has lasted long enough and deliver queued changes."""
+        with self._lock:
+            self._confirm(self._mono())
+            changes = list(self._queue)
+            self._queue.clear()
+        for pressed, since in changes:
+            if self.listener is not None:
+                self.listener(pressed, since)
+
+    def close(self) -> None:
+        """Release the pin."""
+        self._device.close()
+
+
+class RelayButton:
+    """Button presses into class 70 triggers: a press reconnects (e) when ready for
+    reconnection; holding it at least ``long_press_s`` (s) disconnects (f)."""
+
+    def __init__(self, lc: LoadControl, long_press_s: float, device: DebouncedButton | None = None) -> None:
         self._lc = lc
         self.long_press_s = long_press_s
         self.device = device
@@ -261,9 +322,9 @@ class RelayButton:
         self.presses = 0
         self.last_outcome: Outcome | None = None
         if device is not None:
-            device.add_listener(self._changed)
+            device.listener = self._changed
 
-    def _changed(self, _name: str, pressed: bool, mono_s: float) -> None:
+    def _changed(self, pressed: bool, mono_s: float) -> None:
         if pressed:
             self._down_since = mono_s
             return
@@ -399,9 +460,7 @@ def attach(daemon: Daemon) -> None:
     lc = LoadControl(relay, store, events, clock, scheduler, config, changeover=changeover)
     device = None
     if section.button_pin != NO_PIN:
-        device = DebouncedInput("button", InputConfig(section.button_pin, pull_up=True, active_when_pressed=True,
-                                                      debounce_s=section.button_debounce_s),
-                                hw.pin_factory, clock.mono)
+        device = DebouncedButton(section.button_pin, hw.pin_factory, clock.mono, section.button_debounce_s)
     feature = LoadControlFeature(lc=lc, relay=relay, store=store, events=events,
                                  button=RelayButton(lc, section.long_press_s, device), timers=timers,
                                  sim_relay=sim_relay, changeover=changeover)
