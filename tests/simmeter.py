@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from meterd.app.config import Config, load_config
+from meterd.app.config import SECTIONS, Config, load_config
 from meterd.app.daemon import Daemon
 
 
@@ -14,14 +14,19 @@ def sim_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     """config/sim.toml with the state directory and any section fields replaced."""
     cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "sim.toml")
     cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, state_dir=str(state_dir)))
+    features = dict(cfg.features)
     for name, changes in sections.items():
-        cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)})
-    return cfg
+        if name in SECTIONS:
+            cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)})
+        else:  # a feature's section, e.g. payment={"mode": "prepaid"}
+            features[name] = dataclasses.replace(cfg.feature(name), **changes)
+    return dataclasses.replace(cfg, features=features)
 
 
-def sim_config_file(tmp_path: Path, **replacements: str) -> Path:
+def sim_config_file(tmp_path: Path, extra_toml: str = "", **replacements: str) -> Path:
     """config/sim.toml as a file for a meterd process under test: DLMS on a free TCP port (so
-    parallel tests never collide), with ``key = value`` lines replaced by ``replacements``."""
+    parallel tests never collide), with ``key = value`` lines replaced by ``replacements`` and
+    ``extra_toml`` (more tables, e.g. a feature section) appended."""
     import re
 
     text = (Path(__file__).resolve().parents[1] / "config" / "sim.toml").read_text()
@@ -29,7 +34,7 @@ def sim_config_file(tmp_path: Path, **replacements: str) -> Path:
     for key, value in replacements.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
     path = tmp_path / "sim.toml"
-    path.write_text(text)
+    path.write_text(text + ("\n" + extra_toml if extra_toml else ""))
     return path
 
 

@@ -6,6 +6,11 @@
   meterctl sim power-fail | power-restore
   meterctl token 12345678901234567890
   meterctl events [--limit N]
+  meterctl credit [mode prepaid|postpaid | emergency]
+  meterctl relay [disconnect|reconnect]
+  meterctl tariff | billing-reset
+  meterctl ciu [pair]
+  meterctl display button next|previous
   meterctl sts decode TOKEN --key HEX --ea 7|11 --base-date 1993|2014|2035   (offline)
 
 The socket comes from --socket, else $METERD_SOCKET, else the [api] socket of --config /
@@ -91,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("digits")
     ev = sub.add_parser("events", help="recent events from all logs")
     ev.add_argument("--limit", type=int, default=50)
+    cr = sub.add_parser("credit", help="prepayment credit; switch payment mode; emergency credit")
+    cr.add_argument("action", nargs="*", help="mode prepaid|postpaid, or emergency")
+    rl = sub.add_parser("relay", help="relay state; local disconnect or reconnect")
+    rl.add_argument("action", nargs="?", choices=["disconnect", "reconnect"])
+    sub.add_parser("tariff", help="active rate, rate registers, maximum demand")
+    sub.add_parser("billing-reset", help="end the billing period now (MD reset)")
+    ci = sub.add_parser("ciu", help="CIU link state; open pairing")
+    ci.add_argument("action", nargs="?", choices=["pair"])
+    dp = sub.add_parser("display", help="meter LCD")
+    dp.add_argument("action", choices=["button"])
+    dp.add_argument("button", choices=["next", "previous"])
     sts = sub.add_parser("sts", help="offline STS tools", add_help=False)
     sts.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -155,10 +171,35 @@ def _dispatch(args: argparse.Namespace) -> int:
             _print(args, _call(args, "POST", f"/sim/{args.sim_command}", {}))
     elif args.command == "token":
         _print(args, _call(args, "POST", "/token", {"token": args.digits}))
+    elif args.command == "credit":
+        _print(args, _credit(args))
+    elif args.command == "relay":
+        _print(args, _call(args, "POST", "/relay", {"action": args.action}) if args.action
+               else _call(args, "GET", "/relay"))
+    elif args.command == "tariff":
+        _print(args, _call(args, "GET", "/tariff"))
+    elif args.command == "billing-reset":
+        _print(args, _call(args, "POST", "/billing/reset", {}))
+    elif args.command == "ciu":
+        _print(args, _call(args, "POST", "/ciu/pair", {}) if args.action else _call(args, "GET", "/ciu"))
+    elif args.command == "display":
+        _print(args, _call(args, "POST", "/display/button", {"button": args.button}))
     elif args.command == "events":
         _print(args, _call(args, "GET", "/events", None) if args.limit == 50 else
                _call(args, "POST", "/events", {"limit": args.limit}))
     return 0
+
+
+def _credit(args: argparse.Namespace) -> dict[str, Any]:
+    action = args.action
+    if not action:
+        return _call(args, "GET", "/credit")
+    if action[0] == "mode" and len(action) == 2 and action[1] in ("prepaid", "postpaid"):
+        return _call(args, "POST", "/credit/mode", {"mode": action[1]})
+    if action == ["emergency"]:
+        return _call(args, "POST", "/credit/emergency", {})
+    print("meterctl: credit [mode prepaid|postpaid | emergency]", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _print(args: argparse.Namespace, payload: dict[str, Any]) -> None:

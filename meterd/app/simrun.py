@@ -55,7 +55,9 @@ def banner(view: dict[str, Any], socket_path: Path, config: str) -> str:
         f"  {ctl} sim scenario config/scenarios/evening.toml",
     ]
     if "ciu_keypad" in links:
-        lines.append(f"  type a token on the CIU keypad: {links['ciu_keypad']}")
+        lines.append(f"  type a token on the CIU keypad: python -m ciu.keys {links['ciu_keypad']}")
+        lines.append("  make a token for this meter: python -m meterd.tools.vend credit --kwh 10 --config "
+                     f"{config}")
     if "ciu_screens" in links:
         lines.append(f"  CIU screen images: {links['ciu_screens']}")
     lines.append(f"Stop with Ctrl-C. Config: {config}")

@@ -80,6 +80,7 @@ class MeteringService:
     status_sources: list[Callable[[], set[str]]] = field(default_factory=list)
     clock_listeners: list[Callable[[_dt.datetime, _dt.datetime, str], None]] = field(default_factory=list)
     registers: EnergyRegisters = field(default_factory=EnergyRegisters)
+    committed: EnergyRegisters = field(default_factory=EnergyRegisters)
     last_reading: Reading | None = None
     cycles: int = 0
     powered: bool = True
@@ -91,6 +92,7 @@ class MeteringService:
         checkpoint = self.store.load()
         if checkpoint is not None:
             self.registers.restore(checkpoint.registers)
+            self.committed.restore(checkpoint.registers)
             for listener in self.listeners:
                 state = checkpoint.extra.get(listener.name)
                 if state is not None:
@@ -123,7 +125,9 @@ class MeteringService:
         if sync is None:
             sync = self.policy.sync_due(now)
         extra = {listener.name: listener.state_dict() for listener in self.listeners}
-        self.store.save(self.clock.utc(), self.registers.snapshot(), extra, sync=sync)
+        values = self.registers.snapshot()
+        self.store.save(self.clock.utc(), values, extra, sync=sync)
+        self.committed.restore(values)
         self.policy.saved(now, synced=sync)
 
     def power_fail(self) -> None:
@@ -137,6 +141,10 @@ class MeteringService:
         self.powered = True
 
     # -- MeterModel -------------------------------------------------------------------------
+    # Two views of the registers: ``registers`` are live (they include energy not yet
+    # committed); ``committed`` are the values of the last checkpoint, which no crash can take
+    # back. Displays that refresh on their own (LCD, CIU) show ``committed``; a request from an
+    # observer (API, DLMS) commits first and then sees the live values, which are then equal.
 
     @property
     def identity(self) -> MeterIdentity:

@@ -43,6 +43,8 @@ def test_screen_png_follows_the_live_meter_and_frames_only_on_change(meter: SimM
     assert reading is not None
     assert data.voltage_v[0] == pytest.approx(reading.phases[0].voltage_v)
     assert data.active_power_w == pytest.approx(reading.total_active_power_w)
+    meter.meter.persist()  # the display shows the last committed registers
+    data = display_data(meter.daemon)
     assert data.import_energy_kwh == meter.meter.registers.get(Quantity.ACTIVE_IMPORT) / 1e6 > 0
 
 

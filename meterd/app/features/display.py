@@ -12,8 +12,8 @@ Section ``[display]``:
 * ``lang``: ``"en"`` or ``"ar"``.
 
 Values shown: per-phase U (V), I (A), PF and phasors, total P (kW), f (Hz), import/export
-energy 1-0:1.8.0 / 1-0:2.8.0 (kWh, read from the registers without forcing a checkpoint, so
-after a kill -9 the value shown may exceed the stored one by at most the checkpoint bound),
+energy 1-0:1.8.0 / 1-0:2.8.0 (kWh, the last committed checkpoint: never a value a crash could take
+back, at most the checkpoint bound behind the live register),
 maximum demand 1-0:1.6.0 from ``services["revenue"]``, credit from ``services["credit_view"]``,
 relay from ``services["load_control"]`` (else the ``relay_open`` status flag), tamper from
 ``services["supervision"]`` (else the ``tamper`` flag), battery mode while the power-fail input is
@@ -134,7 +134,7 @@ def tamper_names(daemon: Daemon) -> list[str]:
 def energy_kwh(daemon: Daemon) -> tuple[float, float]:
     """Active import and export energy (kWh), totals 1-0:1.8.0.255 and 1-0:2.8.0.255."""
     assert daemon.meter is not None
-    registers = daemon.meter.registers
+    registers = daemon.meter.committed
     return registers.get(Quantity.ACTIVE_IMPORT) / 1e6, registers.get(Quantity.ACTIVE_EXPORT) / 1e6
 
 
