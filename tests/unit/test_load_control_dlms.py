@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 from gurux_dlms.enums import DataType
-from gurux_dlms.objects import GXDLMSData, GXDLMSDisconnectControl, GXDLMSLimiter, GXDLMSRegister, GXDLMSScriptTable
+from gurux_dlms.objects import (
+    GXDLMSData,
+    GXDLMSDisconnectControl,
+    GXDLMSLimiter,
+    GXDLMSRegister,
+    GXDLMSScriptTable,
+)
 
 from meterd.app.features.dlms import registry_for
 from meterd.core.disconnect import ControlState
