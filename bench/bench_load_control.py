@@ -1,7 +1,11 @@
 """Load-control timing in simulation: from the metering cycle whose reading completes the limiter's
 minimum over-threshold duration to the coil pulse (in cycles and simulated ms), contact opening
 time, remote-disconnect latency, and the host cost of the per-cycle limiter path and of a durable
-relay-state save. Prints "name: value unit" lines."""
+relay-state save. The ``meter_*`` lines measure through the whole simulated meter (the daemon's
+own wiring, ``tests.simmeter``): cycles from the first metered reading over the threshold to the
+coil pulse and to the first metered reading with 0 A, for overloads starting at several points
+inside a cycle, and the host cost of a whole metering cycle with load control attached.
+Prints "name: value unit" lines."""
 
 from __future__ import annotations
 
@@ -119,9 +123,66 @@ def save_cost_ms(tmp: Path, n: int = 200) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
+def _sim_meter(state_dir: Path, **lc: Any) -> Any:
+    import dataclasses
+
+    from meterd.app.daemon import Daemon
+    from meterd.app.features.load_control import LoadControlSection
+    from tests.simmeter import SimMeter, sim_config
+
+    meter = SimMeter.__new__(SimMeter)
+    cfg = sim_config(state_dir)
+    cfg = dataclasses.replace(cfg, features={**cfg.features, "load_control": LoadControlSection(**lc)})
+    meter.daemon = Daemon(cfg)
+    meter.meter = meter.daemon.build()
+    meter.meter.start()
+    meter.hardware = meter.daemon.hardware
+    meter.world = meter.hardware.sim
+    meter.clock = meter.daemon.clock
+    return meter
+
+
+def whole_meter_trip(tmp: Path, offset_s: float) -> tuple[int, int]:
+    """(cycles first over reading -> coil pulse, cycles first over reading -> first 0 A reading)
+    for an overload that starts ``offset_s`` into a cycle; min over-threshold time MIN_OVER_S."""
+    meter = _sim_meter(tmp / f"meter{offset_s}", threshold_normal=5000.0, min_over_threshold_s=MIN_OVER_S)
+    feature = meter.daemon.services["load_control_feature"]
+    meter.run(3)
+    meter.world.load_scenario(f"[[events]]\nat_s = {2 + offset_s}\nphase = \"all\"\ncurrent_a = 10.0\n", "step")
+    cycle, first_over, pulse, zero = 0, None, None, None
+    while zero is None and cycle < 100:
+        meter.run(1)
+        cycle += 1
+        reading = meter.meter.last_reading
+        if first_over is None and reading.total_active_power_w > 5000.0:
+            first_over = cycle
+        if pulse is None and any(name == "reset" and on for _, name, on in feature.sim_relay.coil_edges):
+            pulse = cycle
+        if first_over is not None and max(p.current_a for p in reading.phases) == 0.0:
+            zero = cycle
+    meter.close()
+    assert first_over is not None and pulse is not None and zero is not None
+    return pulse - first_over, zero - first_over
+
+
+def whole_meter_cycle_ms(tmp: Path, n: int = 300) -> float:
+    meter = _sim_meter(tmp / "cost")
+    t0 = time.perf_counter()
+    meter.run(n)
+    cost = (time.perf_counter() - t0) / n * 1e3
+    meter.close()
+    return cost
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        whole = [whole_meter_trip(tmp, off) for off in (0.0, 0.25, 0.5, 0.75)]
+        print(f"meter_min_over_threshold: {MIN_OVER_S:.0f} s ({MIN_OVER_S / CYCLE_S:.0f} cycles)")
+        print(f"meter_first_over_reading_to_coil_pulse: {min(p for p, _ in whole)}..{max(p for p, _ in whole)} cycles")
+        print(f"meter_first_over_reading_to_zero_current_reading: {min(z for _, z in whole)}.."
+              f"{max(z for _, z in whole)} cycles")
+        print(f"meter_cycle_cost_host_with_load_control: {whole_meter_cycle_ms(tmp):.2f} ms/cycle")
         trips = [limiter_trip(tmp, i) for i in range(RUNS)]
         cycles = [c for c, _, _ in trips]
         print(f"limiter_trip_runs: {RUNS} runs")

@@ -248,6 +248,7 @@ class ManualScheduler:
         self._clock = clock
         self._queue: list[_Timer] = []
         self._seq = 0
+        self.due_mono: float | None = None
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> _Timer:
         """Schedule ``callback(*args)`` ``delay`` seconds (s) from now."""
@@ -264,13 +265,18 @@ class ManualScheduler:
     def run_due(self) -> int:
         """Run, in due order, every callback due at or before the clock's present time without
         moving the clock (for an owner that advances the clock itself); returns how many ran.
-        Callbacks scheduled meanwhile run too when they are already due."""
+        Callbacks scheduled meanwhile run too when they are already due. While a callback runs,
+        :attr:`due_mono` holds the time (s) it was due, so it can date what it does."""
         ran = 0
         now = self._clock.mono()
         while self._queue and self._queue[0].due_mono <= now:
             timer = self._queue.pop(0)
             if not timer.cancelled:
-                timer.callback(*timer.args)
+                self.due_mono = timer.due_mono
+                try:
+                    timer.callback(*timer.args)
+                finally:
+                    self.due_mono = None
                 ran += 1
         return ran
 

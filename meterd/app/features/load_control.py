@@ -9,7 +9,8 @@ Wires :class:`meterd.services.load_control.LoadControl` to the hardware and the 
   and load changes made meanwhile (``meterctl sim set``, scenarios) are remembered and come back
   when the contacts close;
 * timers (coil pulse, feedback check, retries): in simulation they run on the meter's simulated
-  clock, fired in due order at each cycle; on a Pi on the asyncio loop;
+  clock, fired in due order before each cycle's reading (a contact move is dated at its due
+  time in the grid model); on a Pi on the asyncio loop;
 * limiter (class 71, 0-0:17.0.0.255): fed with every cycle's reading (total active power, W,
   1-0:1.7.0.255, or the highest phase current, A); over-current and overload protection;
 * button: a GPIO input debounced here (:class:`DebouncedButton`), press = manual
@@ -37,6 +38,7 @@ from gpiozero import DigitalInputDevice
 
 from hw.changeover import Changeover
 from hw.relay import LatchingRelay, ManualScheduler, RelayTiming, SimRelay
+from hw.sim.grid import GridError
 from meterd.api.server import ApiError
 from meterd.app.config import choices, rng
 from meterd.core.disconnect import ControlState, Outcome, Trigger
@@ -198,16 +200,22 @@ class SimLoadSide:
         """The load that comes back on closing (None while closed)."""
         return self._held
 
-    def contact(self, closed: bool) -> None:
-        """The relay's main contacts moved to ``closed``."""
+    def contact(self, closed: bool, at_s: float | None = None) -> None:
+        """The relay's main contacts moved to ``closed`` at ``at_s`` (s, monotonic; None = now)."""
         if not closed and self._held is None:
             self._held = self.grid.state
             self.grid.set_state = self._set_while_open  # type: ignore[method-assign]
-            self._apply(_cut(self._held))
+            self._dated(_cut(self._held), at_s)
         elif closed and self._held is not None:
             held, self._held = self._held, None
             del self.grid.set_state  # the class method again
-            self._apply(held)
+            self._dated(held, at_s)
+
+    def _dated(self, state: GridState, at_s: float | None) -> None:
+        try:
+            self._apply(state, at_s)
+        except GridError:  # a later change is already in the model: the contact moves now
+            self._apply(state)
 
     def set_current(self, phase_index: int | None, current_a: float) -> None:
         """Record an explicit load current (A) for one phase (None = all) while open."""
@@ -479,9 +487,20 @@ def _attach_sim(feature: LoadControlFeature, world: SimWorld, section: LoadContr
     assert feature.sim_relay is not None
     load = SimLoadSide(world.grid)
     feature.load_side = load
-    feature.sim_relay.contact_listeners.append(load.contact)
+    timers = feature.timers
+    assert timers is not None
+    feature.sim_relay.contact_listeners.append(lambda closed: load.contact(closed, timers.due_mono))
     if not feature.sim_relay.closed:
         load.contact(False)
+    scenario_step = world.before_cycle
+
+    def before_cycle(now_s: float) -> None:
+        """Relay timers that fell due since the last cycle run before the front end reads, each
+        dated at its due time (the contacts open 10 ms after the coil pulse, not a cycle later)."""
+        timers.run_due()
+        scenario_step(now_s)
+
+    world.before_cycle = before_cycle  # type: ignore[method-assign]
     _wrap_set_load(world, load)
     if section.button_pin != NO_PIN:
         world.input_pins["button"] = section.button_pin
