@@ -124,22 +124,9 @@ def save_cost_ms(tmp: Path, n: int = 200) -> tuple[float, float]:
 
 
 def _sim_meter(state_dir: Path, **lc: Any) -> Any:
-    import dataclasses
+    from tests.simmeter import SimMeter
 
-    from meterd.app.daemon import Daemon
-    from meterd.app.features.load_control import LoadControlSection
-    from tests.simmeter import SimMeter, sim_config
-
-    meter = SimMeter.__new__(SimMeter)
-    cfg = sim_config(state_dir)
-    cfg = dataclasses.replace(cfg, features={**cfg.features, "load_control": LoadControlSection(**lc)})
-    meter.daemon = Daemon(cfg)
-    meter.meter = meter.daemon.build()
-    meter.meter.start()
-    meter.hardware = meter.daemon.hardware
-    meter.world = meter.hardware.sim
-    meter.clock = meter.daemon.clock
-    return meter
+    return SimMeter(state_dir, load_control=lc)
 
 
 def whole_meter_trip(tmp: Path, offset_s: float) -> tuple[int, int]:

@@ -4,7 +4,6 @@ relay faults, restart without a pulse, API routes and the services other feature
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,11 @@ import pytest
 from hw.relay import RelayFault
 from meterd.api.server import ApiError
 from meterd.app.config import ConfigError, load_config
-from meterd.app.daemon import Daemon
-from meterd.app.features.load_control import LoadControlFeature, LoadControlSection
+from meterd.app.features.load_control import LoadControlFeature
 from meterd.core.disconnect import ControlState
 from meterd.core.disconnect import DisconnectorEvent as Ev
 from meterd.core.limiter import LimiterState
-from tests.simmeter import SimMeter, sim_config
+from tests.simmeter import SimMeter
 
 C, R, D = ControlState.CONNECTED, ControlState.READY_FOR_RECONNECTION, ControlState.DISCONNECTED
 LIMITS = {"threshold_normal": 5000.0, "min_over_threshold_s": 5.0, "min_under_threshold_s": 5.0,
@@ -26,18 +24,10 @@ LIMITS = {"threshold_normal": 5000.0, "min_over_threshold_s": 5.0, "min_under_th
 
 
 class LcMeter(SimMeter):
-    """SimMeter with a ``[load_control]`` section (tests/simmeter.py replaces core sections only)."""
+    """SimMeter with a ``[load_control]`` section and helpers."""
 
     def __init__(self, state_dir: Path, **lc: Any) -> None:
-        cfg = sim_config(state_dir)
-        cfg = dataclasses.replace(cfg, features={**cfg.features, "load_control": LoadControlSection(**lc)})
-        self.daemon = Daemon(cfg)
-        self.meter = self.daemon.build()
-        self.meter.start()
-        assert self.daemon.hardware is not None and self.daemon.hardware.sim is not None
-        self.hardware = self.daemon.hardware
-        self.world = self.daemon.hardware.sim
-        self.clock = self.daemon.clock
+        super().__init__(state_dir, load_control=lc)
         self.closed = False
 
     def close(self) -> None:
