@@ -10,6 +10,8 @@ given explicitly. Within a segment every phase is a fixed set of phasors:
 * current: fundamental RMS ``current_a`` (A) lagging the voltage by ``phi_deg`` (positive =
   inductive, Q > 0; 180° = pure export), harmonics ``i_harmonics`` referenced like the voltage's;
 * ``on`` = False models an interruption of that phase (voltage and current 0);
+* ``load_connected`` = False models the meter's load-side contacts open: voltage present, no
+  current flows, ``current_a`` is kept as the load that flows again when they close;
 * optional amplitude modulation of the voltage for flicker (:class:`Flicker`).
 
 Grid-wide: frequency (Hz) and an extra neutral current (A RMS, at ``neutral_extra_angle_deg``)
@@ -125,6 +127,7 @@ class PhaseState:
     i_harmonics: tuple[Harmonic, ...] = ()
     on: bool = True
     flicker: Flicker | None = None
+    load_connected: bool = True
 
     def __post_init__(self) -> None:
         if self.voltage_v < 0 or self.current_a < 0:
@@ -137,8 +140,9 @@ class PhaseState:
 
     @property
     def i1_a(self) -> float:
-        """Fundamental current RMS (A), 0 when the phase is off."""
-        return self.current_a if self.on else 0.0
+        """Fundamental current RMS (A) that flows: 0 when the phase is off or the load is
+        disconnected (the meter's relay open); ``current_a`` is then the load that returns."""
+        return self.current_a if self.on and self.load_connected else 0.0
 
     @property
     def current_angle_deg(self) -> float:
@@ -353,6 +357,10 @@ class Grid:
             raise GridError(f"frequency {frequency_hz} Hz out of range")
         return self.set_state(replace(self.state, frequency_hz=float(frequency_hz)), at_s)
 
+    def set_load_connected(self, connected: bool, at_s: float | None = None) -> float:
+        """Connect or disconnect the load on all phases (the meter's relay); returns the time."""
+        return self.set_all_phases(at_s=at_s, load_connected=bool(connected))
+
     def set_neutral_extra(self, current_a: float, angle_deg: float = 0.0, at_s: float | None = None) -> float:
         """Set the extra neutral-only current (A RMS at ``angle_deg`` vs the L1 reference)."""
         if current_a < 0:
@@ -419,7 +427,7 @@ def _harmonic_tuple(value: Any) -> tuple[Harmonic, ...]:
 
 
 _PHASE_KEYS = {"voltage_v", "current_a", "phi_deg", "voltage_angle_deg", "u_harmonics", "i_harmonics",
-               "on", "flicker", "pf", "pf_kind"}
+               "on", "flicker", "pf", "pf_kind", "load_connected"}
 
 
 def _changed_phase(phase: PhaseState, changes: dict[str, Any]) -> PhaseState:
@@ -462,7 +470,7 @@ def _fill_segment(out: np.ndarray, seg: _Segment, t: np.ndarray, t0: float) -> N
         u = _series(theta, ph.voltage_angle_deg, ph.voltage_v, ph.voltage_angle_deg, ph.u_harmonics)
         if ph.flicker is not None:
             u *= ph.flicker.factor(t - t0)
-        i = _series(theta, ph.voltage_angle_deg, ph.current_a, ph.current_angle_deg, ph.i_harmonics)
+        i = _series(theta, ph.voltage_angle_deg, ph.i1_a, ph.current_angle_deg, ph.i_harmonics)
         out[2 * p] = u
         out[2 * p + 1] = i
         neutral += i

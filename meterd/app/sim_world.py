@@ -46,6 +46,8 @@ class SimWorld:
         self.chip = Atm90e36Sim(self.grid, clock)
         self.clock = clock
         self.input_pins: dict[str, int] = {}
+        self.extra_signals: dict[str, Callable[[Any], None]] = {}
+        self.cycle_hooks: list[Callable[[float], None]] = []
         self.pins = pin_factory
         self.power_fail_pin = power_fail_pin
         self._powered_state: Any = None
@@ -91,6 +93,7 @@ class SimWorld:
         handlers: dict[str, Callable[[Any], None]] = {"power_fail": lambda v: self.power_cut(bool(v))}
         for name, pin in self.input_pins.items():
             handlers[name] = lambda v, pin=pin: self.drive_input(pin, bool(v))
+        handlers.update(self.extra_signals)  # signals other parts of the simulated world react to
         return handlers
 
     def drive_input(self, pin: int, active_low: bool) -> None:
@@ -102,7 +105,10 @@ class SimWorld:
             mock.drive_high()
 
     def before_cycle(self, now_s: float) -> None:
-        """Apply scenario events that fell due."""
+        """Run the world's own timers (``cycle_hooks``, e.g. a relay's contacts), then the scenario
+        events that fell due."""
+        for hook in self.cycle_hooks:
+            hook(now_s)
         if self.scenario is not None:
             self.scenario.apply_due(now_s)
 

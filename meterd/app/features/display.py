@@ -304,12 +304,4 @@ def attach(daemon: Daemon) -> None:
 def _add_scenario_signal(daemon: Daemon, display: MeterDisplay) -> None:
     """Scenario signal ``display_button``: a press of the scroll button."""
     assert daemon.hardware is not None and daemon.hardware.sim is not None
-    sim = daemon.hardware.sim
-    base = sim.signal_handlers
-
-    def handlers() -> dict[str, Any]:
-        found = base()
-        found["display_button"] = lambda _value: display.lcd.button_next()
-        return found
-
-    sim.signal_handlers = handlers  # type: ignore[method-assign]
+    daemon.hardware.sim.extra_signals["display_button"] = lambda _value: display.lcd.button_next()

@@ -25,7 +25,6 @@ Wires :class:`meterd.services.load_control.LoadControl` to the hardware and the 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as _dt
 import logging
 import threading
@@ -50,7 +49,7 @@ from meterd.services.load_control import LoadControl, LoadControlConfig, LoadCon
 from meterd.store.relay_store import RelayStore
 
 if TYPE_CHECKING:
-    from hw.sim.grid import Grid, GridState
+    from hw.sim.grid import Grid
     from meterd.app.daemon import Daemon
     from meterd.app.sim_world import SimWorld
 
@@ -177,86 +176,28 @@ class LoopScheduler:
 
 
 class SimLoadSide:
-    """The load behind the simulated relay: while the contacts are open the grid model's phase
-    currents are 0 A; changes asked for meanwhile are kept and applied when they close.
-
-    It intercepts ``grid.set_state`` (the one funnel of every grid change) while open: a change
-    of a phase current is taken as the new load; every other change (voltage, frequency, phase
-    on/off, harmonics) goes through at once.
-    """
+    """The load behind the simulated relay: the grid model's load is disconnected while the
+    contacts are open (voltage stays, no current flows) and the same load flows again when they
+    close; load changes made meanwhile (``meterctl sim set``, scenarios) are kept by the grid."""
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
-        self._held: GridState | None = None
-        self._apply = grid.set_state
 
     @property
     def open(self) -> bool:
         """True while the contacts are open (load cut)."""
-        return self._held is not None
-
-    @property
-    def held(self) -> GridState | None:
-        """The load that comes back on closing (None while closed)."""
-        return self._held
+        return not self.grid.state.phases[0].load_connected
 
     def contact(self, closed: bool, at_s: float | None = None) -> None:
         """The relay's main contacts moved to ``closed`` at ``at_s`` (s, monotonic; None = now)."""
-        if not closed and self._held is None:
-            self._held = self.grid.state
-            self.grid.set_state = self._set_while_open  # type: ignore[method-assign]
-            self._dated(_cut(self._held), at_s)
-        elif closed and self._held is not None:
-            held, self._held = self._held, None
-            del self.grid.set_state  # the class method again
-            self._dated(held, at_s)
-
-    def _dated(self, state: GridState, at_s: float | None) -> None:
-        try:
-            self._apply(state, at_s)
-        except GridError:  # a later change is already in the model: the contact moves now
-            self._apply(state)
-
-    def set_current(self, phase_index: int | None, current_a: float) -> None:
-        """Record an explicit load current (A) for one phase (None = all) while open."""
-        if self._held is None:
+        if closed == (not self.open):
             return
-        phases = list(self._held.phases)
-        for i in range(3) if phase_index is None else (phase_index,):
-            phases[i] = dataclasses.replace(phases[i], current_a=current_a)
-        self._held = dataclasses.replace(self._held, phases=(phases[0], phases[1], phases[2]))
-
-    def _set_while_open(self, state: GridState, at_s: float | None = None) -> float:
-        assert self._held is not None
-        actual = self.grid.state
-        phases = []
-        for new, now, held in zip(state.phases, actual.phases, self._held.phases, strict=True):
-            current = new.current_a if new.current_a != now.current_a else held.current_a
-            phases.append(dataclasses.replace(new, current_a=current))
-        self._held = dataclasses.replace(state, phases=(phases[0], phases[1], phases[2]))
-        return self._apply(_cut(self._held), at_s)
+        try:
+            self.grid.set_load_connected(closed, at_s)
+        except GridError:  # a later change is already in the model: the contact moves now
+            self.grid.set_load_connected(closed)
 
 
-def _cut(state: GridState) -> GridState:
-    a, b, c = (dataclasses.replace(p, current_a=0.0) for p in state.phases)
-    return dataclasses.replace(state, phases=(a, b, c))
-
-
-_PHASE_INDEX = {"A": 0, "B": 1, "C": 2, "L1": 0, "L2": 1, "L3": 2, "all": None}
-
-
-def _wrap_set_load(world: SimWorld, load: SimLoadSide) -> None:
-    """``meterctl sim set current_a=0`` while open must still mean "no load after closing"."""
-    original = world.set_load
-
-    def set_load(body: dict[str, Any]) -> dict[str, Any]:
-        answer = original(body)
-        phase = str(body.get("phase", "all"))
-        if load.open and "current_a" in body and phase in _PHASE_INDEX:
-            load.set_current(_PHASE_INDEX[phase], float(body["current_a"]))
-        return answer
-
-    world.set_load = set_load  # type: ignore[method-assign]
 
 
 class DebouncedButton:
@@ -492,16 +433,9 @@ def _attach_sim(feature: LoadControlFeature, world: SimWorld, section: LoadContr
     feature.sim_relay.contact_listeners.append(lambda closed: load.contact(closed, timers.due_mono))
     if not feature.sim_relay.closed:
         load.contact(False)
-    scenario_step = world.before_cycle
-
-    def before_cycle(now_s: float) -> None:
-        """Relay timers that fell due since the last cycle run before the front end reads, each
-        dated at its due time (the contacts open 10 ms after the coil pulse, not a cycle later)."""
-        timers.run_due()
-        scenario_step(now_s)
-
-    world.before_cycle = before_cycle  # type: ignore[method-assign]
-    _wrap_set_load(world, load)
+    # relay timers that fell due since the last cycle run before the front end reads, each dated
+    # at its due time (the contacts open 10 ms after the coil pulse, not a cycle later)
+    world.cycle_hooks.append(lambda _now_s: timers.run_due())
     if section.button_pin != NO_PIN:
         world.input_pins["button"] = section.button_pin
 
@@ -509,12 +443,7 @@ def _attach_sim(feature: LoadControlFeature, world: SimWorld, section: LoadContr
         feature.solar_voltage_v = float(value)
 
     if section.supply is not None:
-        original = world.signal_handlers
-
-        def handlers() -> dict[str, Callable[[Any], None]]:
-            return {**original(), "solar_voltage_v": solar}
-
-        world.signal_handlers = handlers  # type: ignore[method-assign]
+        world.extra_signals["solar_voltage_v"] = solar
 
 
 def _hook(daemon: Daemon, feature: LoadControlFeature) -> None:
