@@ -7,7 +7,7 @@
   meterctl token 12345678901234567890
   meterctl events [--limit N]
   meterctl credit [mode prepaid|postpaid | emergency]
-  meterctl relay [disconnect|reconnect]
+  meterctl relay [disconnect|reconnect|remote-disconnect|remote-reconnect|mode N|button [--long]]
   meterctl tariff | billing-reset
   meterctl ciu [pair]
   meterctl display button next|previous
@@ -98,8 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=50)
     cr = sub.add_parser("credit", help="prepayment credit; switch payment mode; emergency credit")
     cr.add_argument("action", nargs="*", help="mode prepaid|postpaid, or emergency")
-    rl = sub.add_parser("relay", help="relay state; local disconnect or reconnect")
-    rl.add_argument("action", nargs="?", choices=["disconnect", "reconnect"])
+    rl = sub.add_parser("relay", help="relay state; local or remote disconnect/reconnect; control mode; button")
+    rl.add_argument("action", nargs="?",
+                    choices=["disconnect", "reconnect", "remote-disconnect", "remote-reconnect", "mode", "button"])
+    rl.add_argument("value", nargs="?", type=int, help="control mode 0..6 (with 'mode')")
+    rl.add_argument("--long", action="store_true", help="a long button press (local disconnect)")
     sub.add_parser("tariff", help="active rate, rate registers, maximum demand")
     sub.add_parser("billing-reset", help="end the billing period now (MD reset)")
     ci = sub.add_parser("ciu", help="CIU link state; open pairing")
@@ -174,8 +177,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "credit":
         _print(args, _credit(args))
     elif args.command == "relay":
-        _print(args, _call(args, "POST", "/relay", {"action": args.action}) if args.action
-               else _call(args, "GET", "/relay"))
+        _print(args, _relay(args))
     elif args.command == "tariff":
         _print(args, _call(args, "GET", "/tariff"))
     elif args.command == "billing-reset":
@@ -188,6 +190,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print(args, _call(args, "GET", "/events", None) if args.limit == 50 else
                _call(args, "POST", "/events", {"limit": args.limit}))
     return 0
+
+
+def _relay(args: argparse.Namespace) -> dict[str, Any]:
+    if args.action is None:
+        return _call(args, "GET", "/relay")
+    if args.action == "mode":
+        if args.value is None:
+            print("meterctl: relay mode N (0..6)", file=sys.stderr)
+            raise SystemExit(2)
+        return _call(args, "POST", "/relay", {"control_mode": args.value})
+    if args.action == "button":
+        return _call(args, "POST", "/relay/button", {"long": args.long})
+    return _call(args, "POST", "/relay", {"action": args.action.replace("-", "_")})
 
 
 def _credit(args: argparse.Namespace) -> dict[str, Any]:
