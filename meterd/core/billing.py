@@ -191,4 +191,4 @@ class BillingPeriods:
 
 
 def _rate_values(rates: TariffRegisters, rate: int) -> dict[RegisterKey, int]:
-    return {(q, c): rates.get(q, c, rate) for c in Channel for q in Quantity}
+    return {(q, c): rates.get(q, c, rate) for q, c in rates.keys}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -197,6 +197,43 @@ class DemandRegisters:
             "disturbed_left": self._disturbed_left,
         }
 
+    def to_compact(self) -> list[Any]:
+        """Compact checkpoint form: times as POSIX seconds, maxima as window energy (milli-units·h
+        over the window), last averages left out (they follow from the window)."""
+        quantities = list(DemandQuantity)
+        window_s = self.config.window_s
+        maxima = []
+        for (q, r), m in self._max.items():
+            energy = m.value_milli * window_s / 3600
+            value: int | str = int(energy) if energy.denominator == 1 else str(m.value_milli)
+            maxima.append([quantities.index(q), r, value, _ep(m.capture_utc)])
+        start = self._start_energy
+        return [self.config.period_s, self.config.number_of_periods, self.config.rates,
+                [self._window[q] for q in quantities],
+                None if start is None else [start[q] for q in quantities],
+                _ep(self.start_utc), _ep(self.last_capture_utc), maxima, self._disturbed_left]
+
+    @classmethod
+    def from_compact(cls, data: Sequence[Any]) -> DemandRegisters:
+        """Inverse of :meth:`to_compact`."""
+        period_s, n, rates, window, start, start_utc, last_utc, maxima, disturbed = data
+        regs = cls(DemandConfig(int(period_s), int(n), int(rates)))
+        quantities = list(DemandQuantity)
+        if len(window) != len(quantities) or any(len(w) != regs.config.number_of_periods for w in window):
+            raise DemandError("demand window does not match the configuration")
+        regs._window = {q: [int(v) for v in w] for q, w in zip(quantities, window, strict=True)}
+        if start is not None:
+            regs._start_energy = {q: int(v) for q, v in zip(quantities, start, strict=True)}
+        regs.start_utc, regs.last_capture_utc = _from_ep(start_utc), _from_ep(last_utc)
+        window_s = regs.config.window_s
+        if regs.last_capture_utc is not None:
+            regs._last_avg = {q: Fraction(sum(w) * 3600, window_s) for q, w in regs._window.items()}
+        for qi, r, value, when in maxima:
+            milli = Fraction(value) if isinstance(value, str) else Fraction(int(value) * 3600, window_s)
+            regs._max[(quantities[int(qi)], int(r))] = MaxDemand(milli, _from_ep(when))
+        regs._disturbed_left = int(disturbed)
+        return regs
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DemandRegisters:
         """Inverse of :meth:`to_dict`."""
@@ -214,6 +251,23 @@ class DemandRegisters:
         regs._max = {(DemandQuantity[q], int(r)): MaxDemand.from_dict(m) for q, r, m in data["max"]}
         regs._disturbed_left = int(data.get("disturbed_left", 0))
         return regs
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+def _ep(utc: _dt.datetime | None) -> int | float | None:
+    """POSIX seconds (int when whole) of an aware datetime, for compact state."""
+    if utc is None:
+        return None
+    delta = utc - _EPOCH
+    if delta.microseconds:
+        return delta.total_seconds()
+    return delta.days * 86400 + delta.seconds
+
+
+def _from_ep(value: float | None) -> _dt.datetime | None:
+    return None if value is None else _EPOCH + _dt.timedelta(seconds=value)
 
 
 def _iso(text: str | None) -> _dt.datetime | None:

@@ -280,17 +280,24 @@ class LoadProfile:
         self._rows.clear()
         self._times.clear()
 
+    def _interval_keys(self) -> list[RegisterKey]:
+        return [c.key for c in self.config.channels if c.kind is ColumnKind.INTERVAL_ENERGY]
+
     def state_dict(self) -> dict[str, Any]:
-        """Accumulator state (rows are persisted separately)."""
-        return {
-            "base": None if self._base is None else [[q.name, c.value, v] for (q, c), v in self._base.items()],
-            "vsum": list(self._vsum), "vcount": self._vcount, "pending": int(self.pending),
-        }
+        """Accumulator state, compact (rows are persisted separately): interval bases in column
+        order, voltage sums (V) and count, pending status bits."""
+        base = None if self._base is None else [self._base[k] for k in self._interval_keys()]
+        return {"base": base, "v": [*self._vsum, self._vcount] if self._volt_phases else None,
+                "p": int(self.pending)}
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
         """Inverse of :meth:`state_dict`."""
         base = state.get("base")
-        self._base = None if base is None else {(Quantity[q], Channel(c)): int(v) for q, c, v in base}
-        self._vsum = [float(v) for v in state["vsum"]]
-        self._vcount = int(state["vcount"])
-        self.pending = ProfileStatus(int(state["pending"]))
+        keys = self._interval_keys()
+        if base is not None and len(base) != len(keys):
+            raise ProfileError(f"{self.obis}: saved interval bases do not match the capture objects")
+        self._base = None if base is None else {k: int(v) for k, v in zip(keys, base, strict=True)}
+        volts = state.get("v")
+        self._vsum = [0.0, 0.0, 0.0] if volts is None else [float(v) for v in volts[:3]]
+        self._vcount = 0 if volts is None else int(volts[3])
+        self.pending = ProfileStatus(int(state["p"]))

@@ -21,8 +21,11 @@
   set are not used for maximum demand.
 
 Persistence: profile rows and billing snapshots go to the stores at once (one transaction
-each); rate registers, demand, accumulators, schedule and calendar are in :meth:`state_dict`,
-which the metering service saves with the energy checkpoint.
+each). Settings that change rarely (calendar with special days and passive set, clock time zone
+and DST rules, load-profile capture objects and period) go to the settings store when they
+change (:meth:`settings_dict`). Rate registers, demand, accumulators and schedule are in
+:meth:`state_dict`, which the metering service saves with every energy checkpoint; it is kept
+compact (times as POSIX seconds, registers as lists in a fixed order): about 0.5 KiB of JSON.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from meterd.core.billing import BILLING_PROFILE_OBIS, BillingPeriods, BillingSchedule, BillingSnapshot
-from meterd.core.calendar import ActivityCalendar, CalendarSet, single_rate_calendar
+from meterd.core.calendar import ActivityCalendar, CalendarSet, SpecialDaysTable, single_rate_calendar
 from meterd.core.demand import DemandConfig, DemandRegisters
 from meterd.core.energy import EnergyRegisters, RegisterKey
 from meterd.core.legal_time import ClockSettings, LegalTime, LocalTime
@@ -49,10 +52,10 @@ from meterd.core.profile import (
     default_daily_profile_channels,
     default_load_profile_channels,
 )
-from meterd.core.reading import Reading
+from meterd.core.reading import Channel, Reading
 from meterd.core.tariff import TariffRegisters
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
@@ -84,6 +87,18 @@ class BillingStore(Protocol):
         ...
 
 
+class SettingsStore(Protocol):
+    """Durable revenue settings (calendar, clock rules, profile configuration): one JSON document."""
+
+    def save_settings(self, settings: Mapping[str, Any]) -> None:
+        """Replace the stored settings."""
+        ...
+
+    def load_settings(self) -> dict[str, Any] | None:
+        """The stored settings, or None."""
+        ...
+
+
 @dataclass(frozen=True)
 class RevenueConfig:
     """Static revenue configuration (legal time, rates, demand, profiles, billing)."""
@@ -97,14 +112,26 @@ class RevenueConfig:
     billing: BillingSchedule = field(default_factory=BillingSchedule)
     billing_periods: int = 12
     max_cycle_gap_s: float = 10.0
+    rate_channels: tuple[Channel, ...] | None = (Channel.TOTAL,)
 
 
-def _iso(value: _dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+def _ep(utc: _dt.datetime | None) -> int | float | None:
+    """POSIX seconds (int when whole) for compact state."""
+    if utc is None:
+        return None
+    delta = utc - _EPOCH
+    return delta.total_seconds() if delta.microseconds else delta.days * 86400 + delta.seconds
 
 
-def _dt_or_none(text: str | None) -> _dt.datetime | None:
-    return None if text is None else _dt.datetime.fromisoformat(text)
+def _from_ep(value: float | None) -> _dt.datetime | None:
+    return None if value is None else _EPOCH + _dt.timedelta(seconds=value)
+
+
+def _when(value: float | str) -> _dt.datetime:
+    """A time from compact (POSIX seconds) or older (ISO text) state."""
+    if isinstance(value, str):
+        return _dt.datetime.fromisoformat(value)
+    return _EPOCH + _dt.timedelta(seconds=value)
 
 
 class RevenueService:
@@ -113,13 +140,14 @@ class RevenueService:
     name = "revenue"
 
     def __init__(self, config: RevenueConfig | None = None, calendar: ActivityCalendar | CalendarSet | None = None,
-                 profile_store: ProfileStore | None = None, billing_store: BillingStore | None = None) -> None:
+                 profile_store: ProfileStore | None = None, billing_store: BillingStore | None = None,
+                 settings_store: SettingsStore | None = None) -> None:
         self.config = cfg = config or RevenueConfig()
         if calendar is None:
             calendar = single_rate_calendar()
         self.calendar = calendar if isinstance(calendar, ActivityCalendar) else ActivityCalendar(calendar)
         self.legal = LegalTime(cfg.clock)
-        self.tariff = TariffRegisters(cfg.rates)
+        self.tariff = TariffRegisters(cfg.rates, cfg.rate_channels)
         self.demand = DemandRegisters(DemandConfig(cfg.demand.period_s, cfg.demand.number_of_periods, cfg.rates))
         self.load_profile = LoadProfile(LOAD_PROFILE_OBIS, cfg.load_profile)
         self.daily_profile = LoadProfile(DAILY_PROFILE_OBIS, cfg.daily_profile)
@@ -135,6 +163,13 @@ class RevenueService:
         self._rate = 1
         self._rate_lo = self._rate_hi = _EPOCH
         self._gap = _dt.timedelta(seconds=cfg.max_cycle_gap_s)
+        self._settings_store = settings_store
+        if settings_store is not None:
+            saved = settings_store.load_settings()
+            if saved is not None:
+                self.apply_settings(saved)
+            else:
+                self._save_settings()
         if profile_store is not None or billing_store is not None:
             self._load_stores()
 
@@ -276,6 +311,7 @@ class RevenueService:
         wall = self.legal.tariff_wall(utc)
         if self.calendar.activate_if_due(wall):
             self._rate_hi = _EPOCH
+            self._save_settings()
         rate = self.calendar.rate_before(wall)
         # The rate of an interval ending at t changes only for t just after a switch instant, a
         # DST edge or the activation time; it holds up to and including that instant.
@@ -344,6 +380,7 @@ class RevenueService:
         self._rate_lo = self._rate_hi = _EPOCH
         if self._last_utc is not None:
             self._schedule_all(self._last_utc)
+        self._save_settings()
 
     def set_load_profile_config(self, config: ProfileConfig) -> None:
         """Write capture objects / period of the load profile: its buffer is cleared."""
@@ -355,11 +392,47 @@ class RevenueService:
         self._prev.pop("lp", None)
         if self._last_utc is not None:
             self._schedule("lp", self._last_utc)
+        self._save_settings()
 
     def set_passive_calendar(self, passive: CalendarSet, activate_at_local: _dt.datetime | None) -> None:
         """Write the passive calendar and its activation time (naive local)."""
         self.calendar.set_passive(passive, activate_at_local)
         self._rate_lo = self._rate_hi = _EPOCH
+        self._save_settings()
+
+    def set_special_days(self, table: SpecialDaysTable) -> None:
+        """Write the special days table (0-0:11.0.0.255)."""
+        self.calendar.set_special_days(table)
+        self._rate_lo = self._rate_hi = _EPOCH
+        self._save_settings()
+
+    def activate_passive_calendar(self) -> None:
+        """Class 20 method 1: the passive calendar becomes active now."""
+        self.calendar.activate_passive()
+        self._rate_lo = self._rate_hi = _EPOCH
+        self._save_settings()
+
+    # -- settings -------------------------------------------------------------------------------
+
+    def settings_dict(self) -> dict[str, Any]:
+        """Rarely changing settings (calendar, clock rules, load-profile configuration)."""
+        return {"calendar": self.calendar.to_dict(), "clock": self.config.clock.to_dict(),
+                "load_profile": self.load_profile.config.to_dict()}
+
+    def apply_settings(self, settings: Mapping[str, Any]) -> None:
+        """Load :meth:`settings_dict` output (at start, before the checkpoint is restored)."""
+        self.calendar = ActivityCalendar.from_dict(settings["calendar"])
+        clock = ClockSettings.from_dict(settings["clock"])
+        self.config = dataclasses.replace(self.config, clock=clock)
+        self.legal = LegalTime(clock)
+        lp_config = ProfileConfig.from_dict(settings["load_profile"])
+        if lp_config != self.load_profile.config:
+            self.load_profile.reconfigure(lp_config)
+        self._rate_lo = self._rate_hi = _EPOCH
+
+    def _save_settings(self) -> None:
+        if self._settings_store is not None:
+            self._settings_store.save_settings(self.settings_dict())
 
     # -- accessors ----------------------------------------------------------------------------
 
@@ -378,38 +451,37 @@ class RevenueService:
     # -- persistence ----------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able state for the energy checkpoint (rows and snapshots live in the stores)."""
-        return {
+        """Compact JSON-able state for the energy checkpoint (rows, snapshots and settings live in
+        their stores; without a settings store the settings are included)."""
+        state: dict[str, Any] = {
             "version": STATE_VERSION,
-            "last_utc": _iso(self._last_utc),
-            "next": {k: v.isoformat() for k, v in self._next.items()},
-            "prev": {k: v.isoformat() for k, v in self._prev.items()},
-            "outages": [[a.isoformat(), b.isoformat()] for a, b in self._outages],
-            "tariff": self.tariff.to_dict(),
-            "demand": self.demand.to_dict(),
-            "load_profile": {"config": self.load_profile.config.to_dict(), **self.load_profile.state_dict()},
-            "daily_profile": self.daily_profile.state_dict(),
-            "calendar": self.calendar.to_dict(),
-            "clock": self.config.clock.to_dict(),
+            "last": _ep(self._last_utc),
+            "next": {k: _ep(v) for k, v in self._next.items()},
+            "prev": {k: _ep(v) for k, v in self._prev.items()},
+            "out": [[_ep(a), _ep(b)] for a, b in self._outages],
+            "rates": self.tariff.to_compact(),
+            "md": self.demand.to_compact(),
+            "lp": self.load_profile.state_dict(),
+            "dp": self.daily_profile.state_dict(),
         }
+        if self._settings_store is None:
+            state["settings"] = self.settings_dict()
+        return state
 
     def restore(self, state: Mapping[str, Any]) -> None:
         """Load :meth:`state_dict` output, then reconcile with the rows already in the stores."""
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"revenue state version {state.get('version')!r} is not {STATE_VERSION}")
-        self.set_clock_settings(ClockSettings.from_dict(state["clock"]))
-        self.calendar = ActivityCalendar.from_dict(state["calendar"])
-        self.tariff = TariffRegisters.from_dict(state["tariff"])
-        self.demand = DemandRegisters.from_dict(state["demand"])
-        lp_config = ProfileConfig.from_dict(state["load_profile"]["config"])
-        if lp_config != self.load_profile.config:
-            self.load_profile.reconfigure(lp_config)
-        self.load_profile.restore_state(state["load_profile"])
-        self.daily_profile.restore_state(state["daily_profile"])
-        self._last_utc = _dt_or_none(state.get("last_utc"))
-        self._next = {k: _dt.datetime.fromisoformat(v) for k, v in state["next"].items()}
-        self._prev = {k: _dt.datetime.fromisoformat(v) for k, v in state["prev"].items()}
-        self._outages = [(_dt.datetime.fromisoformat(a), _dt.datetime.fromisoformat(b)) for a, b in state["outages"]]
+        if "settings" in state:
+            self.apply_settings(state["settings"])
+        self.tariff = TariffRegisters.from_compact(state["rates"])
+        self.demand = DemandRegisters.from_compact(state["md"])
+        self.load_profile.restore_state(state["lp"])
+        self.daily_profile.restore_state(state["dp"])
+        self._last_utc = _from_ep(state.get("last"))
+        self._next = {k: _when(v) for k, v in state["next"].items()}
+        self._prev = {k: _when(v) for k, v in state["prev"].items()}
+        self._outages = [(_when(a), _when(b)) for a, b in state["out"]]
         self._rate_lo = self._rate_hi = _EPOCH
         self._load_stores()
 

@@ -2,22 +2,27 @@
 
 Durability rules: WAL journal, ``synchronous=FULL`` by default; a snapshot is on disk when
 :meth:`SqliteBillingStore.save_snapshot` returns. The billing counter is the primary key, so a
-snapshot is never stored twice. Implements :class:`meterd.services.revenue.BillingStore`.
+snapshot is never stored twice. It also keeps the revenue settings document (calendar, clock
+rules, profile configuration), replaced in one transaction when a setting changes. Implements
+:class:`meterd.services.revenue.BillingStore` and :class:`meterd.services.revenue.SettingsStore`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from types import TracebackType
 
 from meterd.core.billing import BillingSnapshot
 from meterd.store.profile_store import ProfileStoreError, open_db, to_us
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS billing_snapshots (counter INTEGER PRIMARY KEY, utc_us INTEGER NOT NULL,"
     " reason TEXT NOT NULL, data TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, data TEXT NOT NULL)",
 )
 
 
@@ -51,6 +56,18 @@ class SqliteBillingStore:
         snaps = [BillingSnapshot.from_dict(json.loads(d)) for (d,) in cur.fetchall()]
         snaps.reverse()
         return snaps
+
+    def save_settings(self, settings: Mapping[str, Any]) -> None:
+        """Replace the revenue settings document."""
+        data = json.dumps(settings, separators=(",", ":"), sort_keys=True)
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("INSERT OR REPLACE INTO settings VALUES ('revenue', ?)", (data,))
+
+    def load_settings(self) -> dict[str, Any] | None:
+        """The revenue settings document, or None."""
+        row = self._conn.execute("SELECT data FROM settings WHERE name = 'revenue'").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def close(self) -> None:
         """Close the database."""
