@@ -11,6 +11,8 @@
   billing boundaries are local midnights / the billing schedule in legal time.
 * A boundary at ``b`` closes with the registers as they stood at ``b``: a cycle ending exactly at
   ``b`` belongs to the closing period; a cycle straddling ``b`` belongs to the next one.
+* Supply down while cycles go on (every phase voltage below :data:`SUPPLY_DOWN_V`): the profile
+  rows of those periods are marked PDN.
 * Gaps: when cycles stop for longer than ``max_cycle_gap_s`` or :meth:`on_power_restore` reports
   an outage, every missed boundary is caught up at its own time (demand windows with no energy,
   profile rows marked PDN, daily rows, billing); profile catch-up is bounded by the ring depth.
@@ -56,6 +58,7 @@ from meterd.core.reading import Channel, Reading
 from meterd.core.tariff import TariffRegisters
 
 STATE_VERSION = 2
+SUPPLY_DOWN_V = 20.0  # a cycle with every phase below this (V) is a supply outage (PDN)
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
@@ -192,7 +195,11 @@ class RevenueService:
         self.tariff.apply(deltas, rate)
         if reading is not None:
             p = reading.phases
-            self.load_profile.add_voltages((p[0].voltage_v, p[1].voltage_v, p[2].voltage_v))
+            volts = (p[0].voltage_v, p[1].voltage_v, p[2].voltage_v)
+            self.load_profile.add_voltages(volts)
+            if max(volts) < SUPPLY_DOWN_V:
+                self.load_profile.pending |= ProfileStatus.PDN
+                self.daily_profile.pending |= ProfileStatus.PDN
         if utc == self._next_event:
             self._run_due(utc, registers.snapshot(), inclusive=True)
         self._last_utc = utc
