@@ -167,7 +167,7 @@ class BillingPeriods:
 
     def row(self, snap: BillingSnapshot) -> ProfileRow:
         """The billing profile row of a snapshot (MD in milli-units, rounded; time ISO or "")."""
-        values: list[int | float | str] = [snap.utc.isoformat(), snap.counter]
+        values: list[int | float | str] = [snap.counter]
         values += [snap.registers.get((q, Channel.TOTAL), 0) for q in Quantity]
         for q in (Quantity.ACTIVE_IMPORT, Quantity.ACTIVE_EXPORT):
             values += [snap.rate_registers.get(r, {}).get((q, Channel.TOTAL), 0) for r in range(1, self.rates + 1)]

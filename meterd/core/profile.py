@@ -5,14 +5,15 @@ A :class:`LoadProfile` holds its capture objects (columns), capture period and a
 revenue service) decides when to capture: at clock-aligned boundaries of the capture period.
 
 Column kinds (choice documented for DLMS clients):
-  * clock 0-0:1.0.0.255 — the capture instant, as ISO 8601 UTC text in ``values[0]``;
+  * clock 0-0:1.0.0.255 — the capture instant, ``ProfileRow.utc`` (not in ``values``);
   * status 0-0:96.10.1.255 — :class:`ProfileStatus` bits;
   * interval energy 1-0:C.29.0.255 — energy of the capture period (milli-units, scaler −3);
     the default load profile uses interval values for +A, −A, QI, QII, QIII, QIV;
   * cumulative energy 1-0:C.8.0.255 (or C.8.E for rate E) — register snapshots (daily profile);
   * average voltage 1-0:32/52/72.27.0.255 — mean of the cycle voltages of the period (0.01 V).
 
-Rows are strictly increasing in time. Changing the capture objects or the period clears the
+A row's time is the clock column; ``ProfileRow.values`` holds the other columns in order
+(the :class:`~meterd.core.model.ProfileBuffer` convention). Rows are strictly increasing in time. Changing the capture objects or the period clears the
 buffer, as the Blue Book requires.
 """
 
@@ -236,7 +237,7 @@ class LoadProfile:
             self.start(totals)
         assert self._base is not None
         word = int(status | self.pending)
-        values = tuple(self._value(c, utc, totals, word) for c in self.config.channels)
+        values = tuple(self._value(c, totals, word) for c in self.config.channels[1:])
         self.start(totals)
         self._vsum = [0.0, 0.0, 0.0]
         self._vcount = 0
@@ -245,8 +246,7 @@ class LoadProfile:
         self.append(row)
         return row
 
-    def _value(self, ch: ProfileChannel, utc: _dt.datetime, totals: Mapping[RegisterKey, int],
-               word: int) -> int | str:
+    def _value(self, ch: ProfileChannel, totals: Mapping[RegisterKey, int], word: int) -> int | str:
         kind = ch.kind
         if kind is ColumnKind.INTERVAL_ENERGY:
             assert self._base is not None
@@ -256,9 +256,7 @@ class LoadProfile:
         if kind is ColumnKind.AVERAGE_VOLTAGE:
             n = self._vcount
             return round(self._vsum[PHASES.index(ch.channel)] * 100 / n) if n else 0
-        if kind is ColumnKind.STATUS:
-            return word
-        return utc.isoformat()
+        return word
 
     def append(self, row: ProfileRow) -> None:
         """Store a row (also used to reload persisted rows); keeps at most ``max_entries``."""

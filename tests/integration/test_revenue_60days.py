@@ -377,7 +377,7 @@ def test_load_profile_rows(reference):
     assert len(rows) == len(want) == svc.load_profile.entries_in_use()
     for row, (b, word, energies, volts) in zip(rows, want, strict=True):
         assert row.utc == b
-        assert row.values == (b.isoformat(), word, *energies, *volts)
+        assert row.values == (word, *energies, *volts)
     times = [r.utc for r in rows]
     assert times == sorted(set(times))
     assert stores[0].load_rows(LOAD_PROFILE_OBIS, 10_000) == rows
@@ -386,24 +386,24 @@ def test_load_profile_rows(reference):
 def test_profile_status_marks_outage_and_clock_changes(reference):
     svc, _, _, _ = reference
     by_time = {r.utc: r.values for r in svc.load_profile.rows_by_entry(1, 0)}
-    outage_rows = [t for t, v in by_time.items() if v[1] & ProfileStatus.PDN]
+    outage_rows = [t for t, v in by_time.items() if v[0] & ProfileStatus.PDN]
     assert outage_rows[0] == dt.datetime(2026, 4, 8, 8, 15, tzinfo=U)
     assert outage_rows[-1] == dt.datetime(2026, 4, 8, 10, 30, tzinfo=U)
     assert len(outage_rows) == 10
-    assert all(by_time[t][2] == 0 for t in outage_rows[1:-1])
+    assert all(by_time[t][1] == 0 for t in outage_rows[1:-1])
     back = by_time[dt.datetime(2026, 4, 17, 9, 15, tzinfo=U)]
-    assert back[1] & ProfileStatus.CAD and back[1] & ProfileStatus.CLOCK_BACKWARD
+    assert back[0] & ProfileStatus.CAD and back[0] & ProfileStatus.CLOCK_BACKWARD
     fwd = by_time[dt.datetime(2026, 4, 27, 14, 0, tzinfo=U)]
-    assert fwd[1] & ProfileStatus.CAD and fwd[1] & ProfileStatus.CLOCK_FORWARD
+    assert fwd[0] & ProfileStatus.CAD and fwd[0] & ProfileStatus.CLOCK_FORWARD
     assert dt.datetime(2026, 4, 27, 13, 30, tzinfo=U) not in by_time       # skipped by the forward set
-    assert by_time[dt.datetime(2026, 4, 1, tzinfo=U)][1] & ProfileStatus.DST
-    assert not by_time[dt.datetime(2026, 5, 8, tzinfo=U)][1] & ProfileStatus.DST
+    assert by_time[dt.datetime(2026, 4, 1, tzinfo=U)][0] & ProfileStatus.DST
+    assert not by_time[dt.datetime(2026, 5, 8, tzinfo=U)][0] & ProfileStatus.DST
 
 
 def test_daily_profile(reference):
     svc, _, _, exp = reference
     rows = svc.daily_profile.rows_by_entry(1, 0)
-    assert [(r.utc, r.values[1], r.values[2:]) for r in rows] == exp.daily_rows
+    assert [(r.utc, r.values[0], r.values[1:]) for r in rows] == exp.daily_rows
     # 60 midnights in the scenario, but the clock set forward by 50 min 30 s moves the cycles to
     # hh:mm:30, so the last cycle (meter time 22:59:30 UTC) comes 30 s before the last midnight
     assert len(rows) == 59 and rows[-1].utc == dt.datetime(2026, 5, 7, 23, tzinfo=U)

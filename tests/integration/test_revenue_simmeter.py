@@ -153,14 +153,14 @@ def test_load_profile_rows_marks_and_energy(scenario):
     assert 5700 <= len(rows) <= DAYS * 96  # 60 days at 15 min fit; a forward set skips its rows
     times = [r.utc for r in rows]
     assert times == sorted(set(times))
-    status = [ProfileStatus(r.values[1]) for r in rows]
+    status = [ProfileStatus(r.values[0]) for r in rows]
     assert sum(1 for s in status if s & ProfileStatus.PDN) >= OUTAGE[2] - OUTAGE[1]
     assert sum(1 for s in status if s & ProfileStatus.CLOCK_FORWARD) == 1
     assert sum(1 for s in status if s & ProfileStatus.CLOCK_BACKWARD) == 1
     dst_rows = [r.utc for r, s in zip(rows, status, strict=True) if s & ProfileStatus.DST]
     assert dst_rows and min(dst_rows) == dt.datetime(2026, 3, 29, 1, 0, tzinfo=dt.UTC)  # 03:00 CEST
     # interval energies add up to the register as it stood at the last capture (the row base)
-    assert sum(int(r.values[2]) for r in rows) == lp.state_dict()["base"][0]
+    assert sum(int(r.values[1]) for r in rows) == lp.state_dict()["base"][0]
 
 
 def test_daily_profile_at_local_midnights(scenario):
@@ -169,7 +169,7 @@ def test_daily_profile_at_local_midnights(scenario):
     assert DAYS - 2 <= len(rows) <= DAYS
     locals_ = [r.utc.astimezone(BERLIN) for r in rows]
     assert all((t.hour, t.minute) == (0, 0) for t in locals_)
-    values = [r.values[2] for r in rows]
+    values = [r.values[1] for r in rows]
     assert values == sorted(values)
 
 

@@ -59,12 +59,12 @@ def test_ring_keeps_twelve_and_profile_rows():
                              totals.snapshot(), rates, demand)
     assert periods.entries_in_use() == 12 and periods.counter == 14
     rows = periods.rows_by_entry(1, 0)
-    assert rows[0].values[1] == 3 and rows[-1].values[1] == 14
-    assert len(rows[0].values) == len(periods.columns)
+    assert rows[0].values[0] == 3 and rows[-1].values[0] == 14
+    assert len(rows[0].values) == len(periods.columns) - 1  # the clock column is the row time
     cols = [(c.obis, c.attribute) for c in periods.columns]
     assert ("1.0.1.6.0.255", 5) in cols and ("1.0.1.8.2.255", 2) in cols
     first = periods.rows_by_entry(1, 1)[0]
-    assert first.values[cols.index(("1.0.1.8.2.255", 2))] == 5000
+    assert first.values[cols.index(("1.0.1.8.2.255", 2)) - 1] == 5000
     assert periods.rows_between(rows[1].utc, rows[2].utc) == rows[1:3]
     with pytest.raises(BillingError):
         BillingPeriods(max_periods=11)

@@ -46,18 +46,18 @@ def test_interval_values_voltage_average_and_status():
     lp.add_voltages((232.0, 231.0, 229.5))
     lp.pending |= ProfileStatus.CAD
     row = lp.capture(at(15), {AI: 1600, Q1: 40}, ProfileStatus.DST)
-    assert row.values[0] == at(15).isoformat()
-    assert row.values[1] == ProfileStatus.DST | ProfileStatus.CAD
-    assert row.values[2] == 600 and row.values[4] == 40
+    assert row.utc == at(15)
+    assert row.values[0] == ProfileStatus.DST | ProfileStatus.CAD
+    assert row.values[1] == 600 and row.values[3] == 40
     assert row.values[-3:] == (23100, 23100, 22925)
     second = lp.capture(at(30), {AI: 1700, Q1: 40}, ProfileStatus(0))
-    assert second.values[1] == 0 and second.values[2] == 100 and second.values[-1] == 0
+    assert second.values[0] == 0 and second.values[1] == 100 and second.values[-1] == 0
 
 
 def test_cumulative_daily_columns():
     daily = LoadProfile("1.0.99.2.0.255", ProfileConfig(default_daily_profile_channels(), 86400, 10))
     row = daily.capture(at(0), {AI: 123}, ProfileStatus(0))
-    assert daily.columns[2].obis == "1.0.1.8.0.255" and row.values[2] == 123
+    assert daily.columns[2].obis == "1.0.1.8.0.255" and row.values[1] == 123
 
 
 def test_order_ring_and_selection():

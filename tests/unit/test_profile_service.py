@@ -25,11 +25,11 @@ def test_reconfigure_clears_buffer_and_store(tmp_path):
         svc, regs = RevenueService(profile_store=store), EnergyRegisters()
         run(svc, regs, T0, 60)
         assert svc.load_profile.entries_in_use() == 4 == store.count(LOAD_PROFILE_OBIS)
-        assert svc.load_profile.last_row.values[2] == 15_000
+        assert svc.load_profile.last_row.values[1] == 15_000
         svc.set_load_profile_config(ProfileConfig(default_load_profile_channels(), 300))
         assert svc.load_profile.entries_in_use() == 0 == store.count(LOAD_PROFILE_OBIS)
         run(svc, regs, T0 + dt.timedelta(hours=1), 10)
-        assert [r.values[2] for r in svc.load_profile.rows_by_entry(1, 0)] == [5000, 5000]
+        assert [r.values[1] for r in svc.load_profile.rows_by_entry(1, 0)] == [5000, 5000]
 
 
 def test_long_gap_catch_up_is_bounded_by_depth():
@@ -39,7 +39,7 @@ def test_long_gap_catch_up_is_bounded_by_depth():
     svc.on_cycle(T0 + dt.timedelta(days=30, minutes=15), {}, regs)
     rows = svc.load_profile.rows_by_entry(1, 0)
     assert len(rows) == 10 and rows[-1].utc == T0 + dt.timedelta(days=30, minutes=15)
-    assert all(r.values[1] & ProfileStatus.PDN for r in rows)
+    assert all(r.values[0] & ProfileStatus.PDN for r in rows)
     assert svc.demand.started
 
 

@@ -1,0 +1,184 @@
+"""Tariff, demand, billing and profiles over DLMS with gurux's client (a library we did not write),
+on a whole simulated meter: the reader reads the activity calendar, special days, rate, demand and
+maximum-demand registers; the management association writes a passive calendar with an
+activation time and it takes over; special days are inserted by method; the end-of-billing script
+closes a period; after a restart the load profile is read by range and equals the stored rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from gurux_dlms import GXDateTime
+from gurux_dlms.enums import DataType
+from gurux_dlms.objects import (
+    GXDLMSActivityCalendar,
+    GXDLMSData,
+    GXDLMSDemandRegister,
+    GXDLMSExtendedRegister,
+    GXDLMSProfileGeneric,
+    GXDLMSRegister,
+    GXDLMSRegisterActivation,
+    GXDLMSScriptTable,
+    GXDLMSSpecialDaysTable,
+)
+
+from meterd.app.features.dlms import registry_for
+from meterd.core.demand import DemandQuantity
+from meterd.core.energy import Quantity
+from meterd.core.profile import LOAD_PROFILE_OBIS
+from meterd.core.reading import Channel
+from meterd.cosem.server import build_session_factory
+from tests.dlms_fakes import make_keys
+from tests.dlms_gurux_client import DlmsClientError, GuruxSession, InMemoryTransport, make_client
+from tests.simmeter import SimMeter
+
+pytestmark = pytest.mark.interop
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)  # a Monday
+
+
+def open_meter(state_dir: Path) -> SimMeter:
+    return SimMeter(state_dir, sim={"start_utc": START.isoformat(), "current_a": 0.2},
+                    display={"kind": "dummy"}, revenue={"max_cycle_gap_s": 2000.0})
+
+
+@pytest.fixture
+def meter(tmp_path: Path):  # type: ignore[no-untyped-def]
+    make_keys(tmp_path / "dlms-keys.toml").save()  # throwaway test keys the gurux client knows
+    m = open_meter(tmp_path)
+    m.run(86400, 900)
+    yield m
+    m.close()
+
+
+class Client:
+    """A gurux client of one association on a fresh session of the meter's own registry."""
+
+    def __init__(self, meter: SimMeter, sap: int, ic: int = 1) -> None:
+        d = meter.daemon
+        factory = build_session_factory(d.meter, d.services["dlms_security_store"], d.services["dlms_keys"],
+                                        "wrapper", registry_for(d))
+        transport = InMemoryTransport(factory())
+        self.gs = GuruxSession(make_client(sap, invocation_counter=ic), transport.send, transport.receive)
+        self.gs.connect()
+
+    def __enter__(self) -> GuruxSession:
+        return self.gs
+
+    def __exit__(self, *exc: object) -> None:
+        self.gs.close()
+
+
+def read_calendar(gs: GuruxSession) -> GXDLMSActivityCalendar:
+    cal = GXDLMSActivityCalendar()
+    for attribute in range(2, 11):
+        gs.read(cal, attribute)
+    return cal
+
+
+def test_reader_reads_calendar_registers_and_demand(meter: SimMeter) -> None:
+    svc = meter.daemon.services["revenue"]
+    with Client(meter, 17) as gs:
+        cal = read_calendar(gs)
+        assert cal.calendarNameActive == "PMM3R"
+        assert [bytes(s.name) for s in cal.seasonProfileActive] == [b"winter", b"summer"]
+        assert [(w.monday, w.saturday) for w in cal.weekProfileTableActive] == [(1, 3), (2, 3)]
+        weekday = cal.dayProfileTableActive[0]
+        assert [(str(a.startTime)[:5], a.scriptSelector) for a in weekday.daySchedules] == [
+            ("00:00", 1), ("07:00", 2), ("17:00", 3), ("20:00", 2), ("22:00", 1)]
+        assert {a.scriptLogicalName for a in weekday.daySchedules} == {"0.0.10.0.100.255"}
+        days = GXDLMSSpecialDaysTable()
+        gs.read(days, 2)
+        assert [(e.index, e.dayId) for e in days.entries] == [(1, 3), (2, 3), (3, 3), (4, 3)]
+        for rate in (1, 2, 3):
+            reg = GXDLMSRegister(f"1.0.1.8.{rate}.255")
+            gs.read(reg, 3)
+            assert gs.read(reg, 2) == pytest.approx(svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, rate) / 1000)
+        current = GXDLMSData("0.0.96.14.0.255")
+        assert gs.read(current, 2) == svc.current_rate
+        activation = GXDLMSRegisterActivation("0.0.14.0.0.255")
+        assert bytes(gs.read(activation, 4)) == f"RATE {svc.current_rate}".encode()
+        demand = GXDLMSDemandRegister("1.0.1.4.0.255")
+        gs.read(demand, 4)
+        assert gs.read(demand, 8) == 900 and gs.read(demand, 9) == 1
+        md = GXDLMSExtendedRegister("1.0.1.6.0.255")
+        gs.read(md, 3)
+        held = svc.demand.max_demand(DemandQuantity.ACTIVE_IMPORT, 0)
+        assert gs.read(md, 2) == pytest.approx(float(held.value_milli) / 1000, abs=0.001)
+        assert gs.read(md, 5) is not None
+        with pytest.raises(DlmsClientError):  # the reader may not write the calendar
+            cal.calendarNamePassive = "X"
+            gs.write(cal, 6)
+
+
+def test_management_rewrites_the_calendar_and_it_takes_over(meter: SimMeter) -> None:
+    svc = meter.daemon.services["revenue"]
+    with Client(meter, 17) as gs:
+        cal = read_calendar(gs)
+    # passive: the active calendar with a flat rate 2 on weekdays, activated at local midnight
+    cal.calendarNamePassive = "FLAT2"
+    cal.seasonProfilePassive = cal.seasonProfileActive
+    cal.weekProfileTablePassive = cal.weekProfileTableActive
+    for day in cal.dayProfileTableActive[:2]:
+        for action in day.daySchedules:
+            action.scriptSelector = 2
+    cal.dayProfileTablePassive = cal.dayProfileTableActive
+    activate_local = dt.datetime(2026, 1, 7, 0, 0)
+    cal.time = GXDateTime(activate_local)
+    with Client(meter, 1) as gs:
+        for attribute in (6, 7, 8, 9, 10):
+            gs.write(cal, attribute)
+        days = GXDLMSSpecialDaysTable()
+        gs.method(days, 1, [7, bytearray(b"\x07\xea\x01\x08\xff"), 3], DataType.STRUCTURE)  # 8 Jan 2026
+    assert svc.calendar.passive is not None and svc.calendar.passive.name == "FLAT2"
+    assert svc.calendar.activate_passive_at == activate_local
+    assert any(e.index == 7 and e.day_id == 3 for e in svc.calendar.special_days.entries)
+    with Client(meter, 17) as gs:
+        again = read_calendar(gs)
+        assert again.calendarNamePassive == "FLAT2" and again.calendarNameActive == "PMM3R"
+    meter.run(86400 - 3600, 900)  # 6 Jan (old calendar) up to 7 Jan 00:00 CET, the activation time
+    assert svc.calendar.active.name == "PMM3R"
+    before = {r: svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, r) for r in (1, 2, 3)}
+    meter.run(86400, 900)  # 7 Jan (a Wednesday): flat rate 2
+    assert svc.calendar.active.name == "FLAT2" and svc.calendar.activate_passive_at is None
+    after = {r: svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, r) for r in (1, 2, 3)}
+    assert after[1] == before[1] and after[3] == before[3] and after[2] > before[2]
+    with Client(meter, 17) as gs:
+        assert read_calendar(gs).calendarNameActive == "FLAT2"
+
+
+def test_billing_script_and_load_profile_by_range_after_restart(tmp_path: Path) -> None:
+    make_keys(tmp_path / "dlms-keys.toml").save()
+    meter = open_meter(tmp_path)
+    try:
+        meter.run(2 * 86400, 900)
+        with Client(meter, 1) as gs:
+            gs.method(GXDLMSScriptTable("0.0.10.0.1.255"), 1, 1, DataType.UINT16)
+            counter = GXDLMSData("0.0.0.1.0.255")
+            assert gs.read(counter, 2) == 1
+        meter.run(3600, 900)
+    finally:
+        meter.close()
+    meter = open_meter(tmp_path)
+    try:
+        svc = meter.daemon.services["revenue"]
+        assert svc.billing.counter == 1
+        start, end = START + dt.timedelta(hours=6), START + dt.timedelta(hours=30)
+        expected = svc.load_profile.rows_between(start, end)
+        assert len(expected) == 97
+        with Client(meter, 17) as gs:
+            pg = GXDLMSProfileGeneric(LOAD_PROFILE_OBIS)
+            gs.read(pg, 3)
+            rows = gs.rows_by_range(pg, start, end)
+            billing = GXDLMSProfileGeneric("0.0.98.1.0.255")
+            gs.read(billing, 3)
+            # raw: gurux's parser maps a column by object only, and the billing profile has two
+            # columns (value, capture time) of each maximum-demand object
+            billing_rows = gs.read_raw(billing, 2)
+        assert len(rows) == len(expected)
+        for got, want in zip(rows, expected, strict=True):
+            assert list(got[1:]) == list(want.values)
+        assert len(billing_rows) == 1 and billing_rows[0][1] == 1  # clock, then the billing counter
+    finally:
+        meter.close()
