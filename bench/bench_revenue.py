@@ -1,6 +1,12 @@
-"""Benchmark: 60 simulated days at 1-s cycles through RevenueService with SQLite stores.
+"""Benchmark: 60 simulated days of the revenue function.
 
-Prints the wall time of the simulation, the per-cycle cost and the database sizes afterwards.
+1. Service level: 60 days at 1-s cycles through RevenueService with SQLite stores.
+2. Whole meter: 60 days of the simulated meter (daemon wiring, every feature attached) at 15-min
+   cycles (``tests.simmeter.SimMeter``), as the accelerated sim runs it.
+
+Prints the time of each simulation, the per-cycle cost, the database sizes afterwards and the
+size of the revenue state written with every energy checkpoint (JSON).
+Usage: ``python bench/bench_revenue.py [days]``.
 """
 
 from __future__ import annotations
@@ -62,5 +68,32 @@ def main() -> None:
         print(f"revenue_sqlite_size: {size / 1024:.0f} KiB")
 
 
+def whole_meter() -> None:
+    """60 days of the whole simulated meter at 15-min cycles."""
+    import json
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))
+    from tests.simmeter import SimMeter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sm = SimMeter(Path(tmp), sim={"start_utc": "2026-03-01T00:00:00+00:00", "current_a": 0.25},
+                      revenue={"max_cycle_gap_s": 1800.0}, display={"kind": "dummy"})
+        start, cpu = time.perf_counter(), time.process_time()
+        sm.run(DAYS * 86400, 900)
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        svc = sm.daemon.services["revenue"]
+        state = len(json.dumps(svc.state_dict(), separators=(",", ":")))
+        rows = svc.load_profile.entries_in_use()
+        sm.close()
+        sizes = {p.name: p.stat().st_size for p in Path(tmp).iterdir() if p.suffix == ".db"}
+        print(f"meter_{DAYS}d_15min_cycles: {elapsed:.1f} s wall, {cpu:.1f} s CPU")
+        print(f"meter_load_profile_rows: {rows} rows")
+        print(f"meter_revenue_state: {state} B JSON per checkpoint")
+        for name in ("profiles.db", "billing.db", "energy.db"):
+            print(f"meter_{name}: {sizes.get(name, 0) / 1024:.0f} KiB")
+
+
 if __name__ == "__main__":
     main()
+    whole_meter()
