@@ -146,10 +146,17 @@ class ObjectRegistry:
         self._factories.append(factory)
 
     def build(self, ctx: CosemContext) -> list[CosemEntry]:
-        """Fresh objects for one session; duplicate logical names raise ``ValueError``."""
+        """Fresh objects for one session; duplicate logical names raise ``ValueError``, except
+        that a factory with a ``replaces`` attribute (a set of logical names) supersedes the
+        objects of those names made by earlier factories (e.g. the revenue function's clock with
+        time zone and DST replaces the plain UTC clock)."""
         entries: list[CosemEntry] = []
         seen: set[str] = set()
         for factory in self._factories:
+            replaced = set(getattr(factory, "replaces", ()))
+            if replaced:
+                entries = [e for e in entries if e.obj.logicalName not in replaced]
+                seen -= replaced
             for entry in factory(ctx):
                 if entry.obj.logicalName in seen:
                     raise ValueError(f"duplicate COSEM object {entry.obj.logicalName}")

@@ -669,6 +669,10 @@ def _tariff_scripts(rates: int) -> list[tuple[int, bytes]]:
             for r in range(1, rates + 1)]
 
 
+LOAD_PROFILE_REPLACES = "1.0.99.1.0.255"
+CLOCK_REPLACES = "0.0.1.0.0.255"
+
+
 def revenue_factory(service: RevenueService, serve_load_profile: bool = False,
                     serve_clock: bool = False) -> Callable[[CosemContext], Iterable[CosemEntry]]:
     """The COSEM factory of the revenue function for ``daemon.cosem_factories``."""
@@ -719,6 +723,8 @@ def revenue_factory(service: RevenueService, serve_load_profile: bool = False,
             yield CosemEntry(LegalClock(ctx, service), Access(public=True, write=frozenset({2, 3, 5, 6, 7, 8}),
                                                               methods=frozenset({1, 3, 6})))
 
+    replaced = ({LOAD_PROFILE_REPLACES} if serve_load_profile else set()) | ({CLOCK_REPLACES} if serve_clock else set())
+    objects.replaces = frozenset(replaced)  # type: ignore[attr-defined]
     return objects
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 from types import TracebackType
+from typing import Any
 
 from meterd.core.billing import BillingSnapshot
 from meterd.store.profile_store import ProfileStoreError, open_db, to_us

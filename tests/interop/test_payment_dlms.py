@@ -41,7 +41,8 @@ def build(state_dir: Path, **payment: Any) -> SimMeter:
 @pytest.fixture
 def meter(tmp_path: Path):  # type: ignore[no-untyped-def]
     make_keys(tmp_path / "dlms-keys.toml").save()  # throwaway test keys the gurux client knows
-    m = build(tmp_path, mode="prepaid", friendly_hours="", friendly_weekdays=(), emergency_amount=500,
+    m = build(tmp_path, mode="prepaid", friendly_hours="", friendly_weekdays=(), friendly_holidays=False,
+              emergency_amount=500,
               emergency_threshold=100)
     yield m
     m.close()

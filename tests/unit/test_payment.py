@@ -77,7 +77,7 @@ def build(state_dir: Path, **payment: Any) -> SimMeter:
 
 
 def never_friendly(**extra: Any) -> dict[str, Any]:
-    return {"mode": "prepaid", "friendly_hours": "", "friendly_weekdays": (), **extra}
+    return {"mode": "prepaid", "friendly_hours": "", "friendly_weekdays": (), "friendly_holidays": False, **extra}
 
 
 def cipher(krn: int = 1) -> Any:
@@ -149,8 +149,9 @@ def test_credit_runs_down_warns_disconnects_at_zero_and_reconnects_after_a_token
 
 
 def test_no_disconnect_inside_friendly_hours_then_disconnect_after(tmp_path: Path) -> None:
-    # sim time starts 2026-01-01 00:00 UTC (a Thursday); friendly 00:00-00:30 only
-    m = build(tmp_path, mode="prepaid", friendly_hours="00:00-00:30", friendly_weekdays=())
+    # sim time starts 2026-01-01 00:00 UTC (a Thursday) = 01:00 local time (the revenue calendar's
+    # default zone is CET, UTC+1 in winter); friendly 01:00-01:30 local only
+    m = build(tmp_path, mode="prepaid", friendly_hours="01:00-01:30", friendly_weekdays=(), friendly_holidays=False)
     try:
         lc, _ = with_fakes(m)
         m.run(600, cycle_s=10)  # no credit at all, 10 min into the friendly period

@@ -63,7 +63,11 @@ class LoadControlSection:
     """``[load_control]``: BCM pins (-1 = not wired), coil timing (ms, s), class 70 mode at first
     start, limiter thresholds (W, or A with ``monitored = "current"``) and durations (s),
     reconnection delay (s) and attempts, over-current (A) and overload (W) protection, button,
-    changeover contactor pins and source thresholds (V, s)."""
+    changeover contactor pins and source thresholds (V, s).
+
+    The defaults never limit a load within the meter's rating (3 × 230 V × Imax 100 A = 69 kW):
+    the demand thresholds (100 kW) and the protection (120 A per phase, 90 kW) sit above it; a
+    utility sets its own demand limits here, through DLMS (class 71) or an STS token."""
 
     set_pin: int = field(default=22, metadata=rng(0, 27))
     reset_pin: int = field(default=23, metadata=rng(0, 27))
@@ -75,16 +79,16 @@ class LoadControlSection:
     max_retries: int = field(default=2, metadata=rng(0, 10))
     control_mode: int = field(default=5, metadata=rng(0, 6))
     monitored: str = field(default="active_power", metadata=choices("active_power", "current"))
-    threshold_normal: float = field(default=20_000.0, metadata=rng(0.001, 1_000_000))
-    threshold_emergency: float = field(default=5_000.0, metadata=rng(0.001, 1_000_000))
+    threshold_normal: float = field(default=100_000.0, metadata=rng(0.001, 1_000_000))
+    threshold_emergency: float = field(default=100_000.0, metadata=rng(0.001, 1_000_000))
     min_over_threshold_s: float = field(default=60.0, metadata=rng(0, 86_400))
     min_under_threshold_s: float = field(default=30.0, metadata=rng(0, 86_400))
     reconnect_delay_s: float = field(default=60.0, metadata=rng(0, 86_400))
     max_reconnect_attempts: int = field(default=3, metadata=rng(0, 100))
     attempt_reset_s: float = field(default=3600.0, metadata=rng(0, 7 * 86_400))
-    phase_current_limit_a: float = field(default=100.0, metadata=rng(0.1, 200))
+    phase_current_limit_a: float = field(default=120.0, metadata=rng(0.1, 200))
     overcurrent_duration_s: float = field(default=5.0, metadata=rng(0, 3600))
-    overload_power_w: float = field(default=69_000.0, metadata=rng(1, 200_000))
+    overload_power_w: float = field(default=90_000.0, metadata=rng(1, 200_000))
     overload_duration_s: float = field(default=10.0, metadata=rng(0, 3600))
     button_pin: int = field(default=26, metadata=rng(-1, 27))
     button_debounce_s: float = field(default=0.05, metadata=rng(0.01, 1.0))

@@ -217,7 +217,7 @@ def attach(daemon: Daemon) -> None:
         assert buffer is not None
         meter.profiles[obis] = buffer
     daemon.services["revenue"] = service
-    daemon.cosem_factories.append(revenue_factory(service))
+    daemon.cosem_factories.append(revenue_factory(service, serve_load_profile=True, serve_clock=True))
     daemon.status_extras["tariff"] = lambda: {"rate": service.current_rate,
                                               "billing_counter": service.billing.counter}
     daemon.closers.extend((profiles.close, billing.close))
