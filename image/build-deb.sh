@@ -34,10 +34,10 @@ put 644 "${repo}/config/pi.toml" etc/meterd/meterd.toml
 
 doc="${staging}/usr/share/doc/${package}"
 install -d -m 755 "${doc}"
+install -m 644 "${repo}/README.md" "${doc}/README.md"   # the units' Documentation= points here
 cat >"${doc}/copyright" <<COPYRIGHT
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: pmm-reference-meter
-Source: https://github.com/pmm-reference-meter/pmm-reference-meter
 
 Files: *
 Copyright: 2026 PMM Reference Meter developers
