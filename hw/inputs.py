@@ -73,6 +73,7 @@ class DebouncedInput:
         self._raw = self._read_raw()
         self._raw_since_s = mono()
         self._stable = self._raw
+        self.stable_since_s = self._raw_since_s
         self.edges = 0
         self._button.when_activated = self._on_edge
         self._button.when_deactivated = self._on_edge
@@ -86,6 +87,11 @@ class DebouncedInput:
         return self._stable
 
     @property
+    def since_s(self) -> float:
+        """Monotonic time (s) of the raw edge that led to the present debounced state."""
+        return self.stable_since_s
+
+    @property
     def raw(self) -> bool:
         """The last raw level seen, as active/inactive."""
         return self._raw
@@ -93,6 +99,11 @@ class DebouncedInput:
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(name, active, mono_s)`` on each debounced change."""
         self._listeners.append(listener)
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        """The listeners registered so far."""
+        return tuple(self._listeners)
 
     def _on_edge(self, *_: object) -> None:
         now_s = self._mono()
@@ -110,6 +121,7 @@ class DebouncedInput:
         if self._raw == self._stable or now_s - self._raw_since_s < self.config.debounce_s:
             return False
         self._stable = self._raw
+        self.stable_since_s = self._raw_since_s
         return True
 
     def _notify(self, changed: bool, now_s: float) -> None:
@@ -124,6 +136,15 @@ class DebouncedInput:
             changed = self._confirm(now_s)
         self._notify(changed, now_s)
         return changed
+
+    def resync(self) -> None:
+        """Take the present pin level as the debounced state without telling the listeners
+        (start-up: the level found at boot is a state, not an edge)."""
+        with self._lock:
+            self._raw = self._read_raw()
+            self._raw_since_s = self._mono()
+            self._stable = self._raw
+            self.stable_since_s = self._raw_since_s
 
     def close(self) -> None:
         """Release the pin."""
@@ -140,6 +161,21 @@ class MeterInputs:
         if unknown:
             raise InputError(f"unknown inputs: {sorted(unknown)}")
         self.inputs = {name: DebouncedInput(name, cfg, pin_factory, mono) for name, cfg in wanted.items()}
+
+    def replace(self, name: str, config: InputConfig, pin_factory: Any, mono: Mono) -> DebouncedInput:
+        """Rebuild input ``name`` on ``config`` (another pin, debounce or polarity); the old pin is
+        released first. Listeners of the old input are carried over."""
+        if name not in DEFAULT_CONFIG:
+            raise InputError(f"unknown input {name!r}")
+        old = self.inputs.get(name)
+        listeners = old.listeners if old is not None else ()
+        if old is not None:
+            old.close()
+        item = DebouncedInput(name, config, pin_factory, mono)
+        for listener in listeners:
+            item.add_listener(listener)
+        self.inputs[name] = item
+        return item
 
     def poll(self) -> dict[str, bool]:
         """Confirm stable levels and return the debounced states by name."""

@@ -151,6 +151,14 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(210, "MISSING_POTENTIAL_END_L3", "Missing potential L3 ended", (_F,), "project"),
     EventCode(211, "CURRENT_WITHOUT_VOLTAGE", "Current without voltage (all phases)", (_F,), "project"),
     EventCode(212, "CURRENT_WITHOUT_VOLTAGE_END", "Current without voltage ended", (_F,), "project"),
+    # --- project codes: power-quality events of the waveform analysis (IEC 61000-4-30, EN 50160);
+    # recorded at their start time with the duration (s) and residual / maximum voltage (V) ---
+    EventCode(213, "VOLTAGE_DIP", "Voltage dip", (_Q,), "project"),
+    EventCode(214, "VOLTAGE_SWELL", "Voltage swell", (_Q,), "project"),
+    EventCode(217, "SHORT_INTERRUPTION", "Short supply interruption (up to 180 s)", (_Q,), "project"),
+    EventCode(218, "LONG_INTERRUPTION", "Long supply interruption (over 180 s)", (_Q,), "project"),
+    EventCode(234, "SUSTAINED_UNDERVOLTAGE", "Under-voltage (10/12-cycle RMS)", (_Q,), "project"),
+    EventCode(235, "SUSTAINED_OVERVOLTAGE", "Over-voltage (10/12-cycle RMS)", (_Q,), "project"),
     # --- project codes: power failure ---
     EventCode(215, "LONG_POWER_FAILURE", "Long power failure (end time, duration)", (_P,), "project"),
     EventCode(216, "SHORT_POWER_FAILURE", "Short power failure (end time, duration)", (_S,), "project"),

@@ -4,8 +4,8 @@ Every log is a ring of configurable depth: when full, the oldest entry goes. Log
 :class:`meterd.core.model.ProfileBuffer`: the first capture column is the clock 0-0:1.0.0.255; the
 event logs 0-0:99.98.x.255 then carry their event code object 0-0:96.11.x.255; the power-failure
 log 1-0:99.97.0.255 carries the failure duration 0-0:96.7.19.255 (s) instead. As in every
-profile of the meter, a :class:`~meterd.core.model.ProfileRow` has one value per column:
-``values[0]`` is the clock as ISO 8601 UTC text (also in ``utc``), then the code or duration.
+profile of the meter, a :class:`~meterd.core.model.ProfileRow` carries the capture time in
+``utc`` and one value per non-clock column in ``values`` (the code, or the duration).
 
 Entries stay in recording order (a FIFO, as DLMS buffers are). Tamper and voltage events are
 stamped with the onset time and recorded once their minimum duration has passed, so an entry can
@@ -180,8 +180,8 @@ class EventLog:
         self._entries.clear()
 
     def row(self, entry: EventEntry) -> ProfileRow:
-        """The profile row of one entry."""
-        values: list[RowValue] = [entry.utc.isoformat()]
+        """The profile row of one entry: time in ``utc``, the non-clock columns in ``values``."""
+        values: list[RowValue] = []
         if len(self._base) > 1:
             values.append(entry.code)
         for extra in self._extra:
