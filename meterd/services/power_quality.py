@@ -1,0 +1,193 @@
+"""Power-quality use case: waveform blocks → :class:`~meterd.pq.monitor.PqMonitor` → events and profile.
+
+:class:`PowerQualityService` feeds the monitor with each block, records every finished event in
+the power-quality log (dip, swell, short/long interruption, sustained under/over-voltage, stamped
+at its start with duration (s), residual or maximum voltage (V) and phases), and appends a profile
+row per 10-min aggregate. Without a waveform stream (a Pi without the DMA bridge) it holds the
+chip's indicative THD+N and DFT ratios instead (:func:`~meterd.pq.monitor.indicative_from_chip`).
+
+The power-quality profile: one row per 10-min aggregate (a DLMS profile generic buffer).
+Columns (after the clock 0-0:1.0.0.255, the end of the interval in UTC): 10-min RMS of U1, U2,
+U3 (V, 1-0:C.5.0.255 with C = 32, 52, 72), THDS of U1, U2, U3 (% of the fundamental, orders
+2–50, 1-0:C.7.124.255), Pst of L1, L2, L3 of the interval (1-0:C.7.130.255, project code in the
+manufacturer range of value group E) and the flag (1 when a dip, swell, interruption or a
+sample gap touched the interval, IEC 61000-4-30 §4.7). Rows are values, the time is the row's
+``utc`` (the ProfileBuffer convention); a ring of ``depth`` rows (default 1008 = 7 days).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from meterd.core import event_codes as ec
+from meterd.core.model import CaptureColumn, ProfileRow
+from meterd.pq.aggregation import Aggregate
+from meterd.pq.events import DIP, INTERRUPTION, OVERVOLTAGE, SWELL, UNDERVOLTAGE, PqEvent
+from meterd.pq.monitor import PqMonitor, PqValues
+from meterd.pq.source import VOLTAGE_ROWS, WaveformBlock
+
+PQ_PROFILE_OBIS = "1.0.99.14.0.255"
+CLOCK_OBIS = "0.0.1.0.0.255"
+VOLTAGE_C = (32, 52, 72)
+CURRENT_C = (31, 51, 71)
+THD_E = 124
+PST_E = 130
+PLT_E = 131
+
+
+def rms_10min_obis(c: int) -> str:
+    """10-min RMS (last average) of quantity C (V or A)."""
+    return f"1.0.{c}.5.0.255"
+
+
+def thd_obis(c: int) -> str:
+    """THD of quantity C (%)."""
+    return f"1.0.{c}.7.{THD_E}.255"
+
+
+def pst_obis(c: int) -> str:
+    """Pst of the voltage C."""
+    return f"1.0.{c}.7.{PST_E}.255"
+
+
+def plt_obis(c: int) -> str:
+    """Plt of the voltage C."""
+    return f"1.0.{c}.7.{PLT_E}.255"
+
+
+FLAG_OBIS = "0.0.96.10.4.255"
+
+COLUMNS: tuple[CaptureColumn, ...] = (
+    CaptureColumn(CLOCK_OBIS, 8),
+    *(CaptureColumn(rms_10min_obis(c), 3) for c in VOLTAGE_C),
+    *(CaptureColumn(thd_obis(c), 3) for c in VOLTAGE_C),
+    *(CaptureColumn(pst_obis(c), 3) for c in VOLTAGE_C),
+    CaptureColumn(FLAG_OBIS, 1),
+)
+
+
+class PqProfile:
+    """Ring of 10-min power-quality rows; implements :class:`meterd.core.model.ProfileBuffer`."""
+
+    def __init__(self, depth: int = 1008) -> None:
+        if depth < 1:
+            raise ValueError("depth must be at least 1")
+        self.depth = depth
+        self._rows: deque[ProfileRow] = deque(maxlen=depth)
+
+    @property
+    def columns(self) -> Sequence[CaptureColumn]:
+        """Clock, U RMS ×3, THD U ×3, Pst ×3, flag."""
+        return COLUMNS
+
+    @property
+    def capture_period_s(self) -> int:
+        """600 s (10-min intervals)."""
+        return 600
+
+    def entries_in_use(self) -> int:
+        """Rows held."""
+        return len(self._rows)
+
+    def add(self, aggregate: Aggregate, pst: Mapping[int, float]) -> ProfileRow:
+        """Append the row of a 10-min aggregate; ``pst`` by phase 1…3 (missing: 0)."""
+        thd = aggregate.thds_pct
+        values: list[int | float | str] = [round(float(aggregate.rms[r]), 2) for r in VOLTAGE_ROWS]
+        values += [round(thd[r] or 0.0, 2) for r in VOLTAGE_ROWS]
+        values += [round(pst.get(p, 0.0), 3) for p in (1, 2, 3)]
+        values.append(int(aggregate.flagged))
+        row = ProfileRow(aggregate.end_utc, tuple(values))
+        self._rows.append(row)
+        return row
+
+    def rows_between(self, start_utc: _dt.datetime, end_utc: _dt.datetime) -> list[ProfileRow]:
+        """Rows with start_utc <= time <= end_utc, oldest first."""
+        return [r for r in self._rows if start_utc <= r.utc <= end_utc]
+
+    def rows_by_entry(self, first: int, last: int) -> list[ProfileRow]:
+        """Rows numbered first..last (1 = oldest; last 0 = up to the newest)."""
+        held = list(self._rows)
+        stop = len(held) if last == 0 else min(last, len(held))
+        return held[max(first, 1) - 1:stop]
+
+
+class EventSink(Protocol):
+    """Where events go (the :class:`~meterd.core.events.EventRecorder`)."""
+
+    def record(self, code: int, utc: _dt.datetime, detail: Mapping[str, object] | None = None) -> object:
+        """Record event ``code`` at ``utc``."""
+        ...
+
+
+def event_code(event: PqEvent) -> int:
+    """The power-quality log code of a finished event."""
+    if event.kind == INTERRUPTION:
+        return ec.code("LONG_INTERRUPTION" if event.is_long_interruption else "SHORT_INTERRUPTION")
+    names = {DIP: "VOLTAGE_DIP", SWELL: "VOLTAGE_SWELL", UNDERVOLTAGE: "SUSTAINED_UNDERVOLTAGE",
+             OVERVOLTAGE: "SUSTAINED_OVERVOLTAGE"}
+    return ec.code(names[event.kind])
+
+
+def event_detail(event: PqEvent) -> dict[str, object]:
+    """Scalars stored with the event: kind, phases ("1,3"), duration (s), residual / maximum (V)."""
+    detail: dict[str, object] = {"kind": event.kind, "phases": ",".join(str(p) for p in event.phases),
+                                 "duration_s": round(event.duration_s, 3), "worst_phase": event.worst_phase}
+    if event.residual_v is not None:
+        detail["residual_v"] = round(event.residual_v, 2)
+    if event.max_v is not None:
+        detail["max_v"] = round(event.max_v, 2)
+    return detail
+
+
+class PowerQualityService:
+    """Runs the PQ chain of one meter (waveform analysis, or the chip's indicative values)."""
+
+    def __init__(self, monitor: PqMonitor | None, events: EventSink | None, profile_depth: int = 1008,
+                 keep_events: int = 20) -> None:
+        self.monitor = monitor
+        self._events = events
+        self.profile = PqProfile(profile_depth)
+        self.recent: deque[PqEvent] = deque(maxlen=keep_events)
+        self.event_count = 0
+        self._chip_values: PqValues | None = None
+        self._last_ten: _dt.datetime | None = None
+
+    @property
+    def indicative(self) -> bool:
+        """True when the values come from the chip's registers (no waveform stream)."""
+        return self.monitor is None
+
+    def feed(self, block: WaveformBlock) -> list[PqEvent]:
+        """Analyse one block; record the events that ended and the new 10-min row."""
+        assert self.monitor is not None
+        events = self.monitor.feed(block)
+        for event in events:
+            self.recent.append(event)
+            self.event_count += 1
+            if self._events is not None:
+                self._events.record(event_code(event), event.start_utc, event_detail(event))
+        self._profile_row()
+        return events
+
+    def _profile_row(self) -> None:
+        assert self.monitor is not None
+        values = self.monitor.latest()
+        ten = values.aggregates.get("10-min")
+        if ten is None or ten.end_utc == self._last_ten:
+            return
+        self._last_ten = ten.end_utc
+        pst = {p: v.pst for p, v in values.pst.items() if v.end_utc == ten.end_utc}
+        self.profile.add(ten, pst)
+
+    def set_chip_values(self, values: PqValues) -> None:
+        """Indicative values read from the chip (fallback without a waveform stream)."""
+        self._chip_values = values
+
+    def values(self) -> PqValues:
+        """The latest values: from the analysis, or the chip's (indicative), or empty."""
+        if self.monitor is not None:
+            return self.monitor.latest()
+        return self._chip_values or PqValues(indicative=True)
