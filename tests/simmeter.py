@@ -15,6 +15,9 @@ def sim_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "sim.toml")
     cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, state_dir=str(state_dir)))
     features = dict(cfg.features)
+    if "power_quality" not in sections:
+        # the waveform analysis costs ~60 ms per simulated second: tests that want it ask for it
+        sections = {**sections, "power_quality": {"enabled": False}}
     for name, changes in sections.items():
         if name in SECTIONS:
             cfg = dataclasses.replace(cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)})
@@ -31,6 +34,8 @@ def sim_config_file(tmp_path: Path, extra_toml: str = "", **replacements: str) -
 
     text = (Path(__file__).resolve().parents[1] / "config" / "sim.toml").read_text()
     replacements = {"tcp_port": "0", **replacements}
+    if "[power_quality]" not in extra_toml:  # ~60 ms per simulated second: on only when asked for
+        text = re.sub(r"(?m)^(\[power_quality\]\s*\nenabled = )true", r"\1false", text)
     for key, value in replacements.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
     path = tmp_path / "sim.toml"

@@ -157,8 +157,8 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(214, "VOLTAGE_SWELL", "Voltage swell", (_Q,), "project"),
     EventCode(217, "SHORT_INTERRUPTION", "Short supply interruption (up to 180 s)", (_Q,), "project"),
     EventCode(218, "LONG_INTERRUPTION", "Long supply interruption (over 180 s)", (_Q,), "project"),
-    EventCode(234, "SUSTAINED_UNDERVOLTAGE", "Under-voltage (10/12-cycle RMS)", (_Q,), "project"),
-    EventCode(235, "SUSTAINED_OVERVOLTAGE", "Over-voltage (10/12-cycle RMS)", (_Q,), "project"),
+    EventCode(253, "SUSTAINED_UNDERVOLTAGE", "Under-voltage (10/12-cycle RMS)", (_Q,), "project"),
+    EventCode(254, "SUSTAINED_OVERVOLTAGE", "Over-voltage (10/12-cycle RMS)", (_Q,), "project"),
     # --- project codes: power failure ---
     EventCode(215, "LONG_POWER_FAILURE", "Long power failure (end time, duration)", (_P,), "project"),
     EventCode(216, "SHORT_POWER_FAILURE", "Short power failure (end time, duration)", (_S,), "project"),
@@ -171,6 +171,16 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(225, "MODEM_DISCONNECTED", "Modem disconnected from the network", (_C,), "project"),
     EventCode(226, "CIU_LINK_LOST", "Customer interface unit link lost", (_C,), "project"),
     EventCode(227, "CIU_LINK_RESTORED", "Customer interface unit link restored", (_C,), "project"),
+    EventCode(228, "CIU_PAIRED", "Customer interface unit paired", (_C, _X), "project"),
+    EventCode(229, "CIU_PAIRING_FAILED", "Customer interface unit pairing failed", (_C, _X), "project"),
+    # --- project codes: disconnector log (meterd.core.disconnect.DisconnectorEvent) ---
+    EventCode(234, "RELAY_FAULT_RETRIES_EXHAUSTED", "Relay did not follow its coils; retries used up", (_D,),
+              "project"),
+    EventCode(235, "LIMITER_LOCKOUT", "Limiter locked out after its reconnection attempts", (_D,), "project"),
+    EventCode(236, "OVERCURRENT_TRIP", "Over-current or overload protection opened the relay", (_D,), "project"),
+    EventCode(237, "SUPPLY_SWAP_TO_SOLAR", "Supply changed over to solar", (_D,), "project"),
+    EventCode(238, "SUPPLY_SWAP_TO_GRID", "Supply changed over to grid", (_D,), "project"),
+    EventCode(239, "SUPPLY_BOTH_LOST", "Grid and solar supply both lost", (_D,), "project"),
     # --- project codes: firmware log ---
     EventCode(230, "FIRMWARE_TRANSFER_STARTED", "Firmware image transfer started", (_W,), "project"),
     EventCode(231, "FIRMWARE_VERIFY_FAILED", "Firmware image verification failed", (_W, _S), "project"),
@@ -184,6 +194,9 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(244, "TOKEN_REJECTED_KEY_EXPIRED", "Token rejected: key expired", (_T,), "project"),
     EventCode(245, "TOKEN_MANAGEMENT_ACCEPTED", "Management token accepted", (_T,), "project"),
     EventCode(246, "KEY_CHANGE_TOKEN_ACCEPTED", "Key change token accepted", (_T, _X), "project"),
+    EventCode(247, "CREDIT_LOW", "Credit below the low-credit threshold", (_T,), "project"),
+    EventCode(248, "CREDIT_EXHAUSTED", "Credit exhausted", (_T,), "project"),
+    EventCode(249, "EMERGENCY_CREDIT_GRANTED", "Emergency credit granted", (_T,), "project"),
     # --- project codes: security log ---
     EventCode(250, "ASSOCIATION_REJECTED", "Association rejected", (_X,), "project"),
     EventCode(251, "FRAME_COUNTER_RESERVED", "Invocation counter range reserved", (_X,), "project"),

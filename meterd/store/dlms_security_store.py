@@ -13,10 +13,9 @@ Durability rules:
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
-from meterd.core.errors import StateError
+from meterd.store.sqlite import open_database, schema_version
 
 SCHEMA_VERSION = 1
 
@@ -26,16 +25,11 @@ class DlmsSecurityStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_database(self.path, "FULL")
         self._migrate()
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StateError(f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}")
+        version = schema_version(self._db, self.path, SCHEMA_VERSION)
         if version == 0:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("CREATE TABLE IF NOT EXISTS outgoing (name TEXT PRIMARY KEY, next INTEGER NOT NULL)")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import sqlite3
 import struct
 import zlib
 from collections.abc import Mapping
@@ -29,6 +28,7 @@ from typing import Any
 from meterd.core.checkpoint import Checkpoint
 from meterd.core.energy import ALL_KEYS, RegisterKey
 from meterd.core.errors import StateError
+from meterd.store.sqlite import open_database, schema_version
 
 SCHEMA_VERSION = 1
 _PACK = struct.Struct(">" + "q" * len(ALL_KEYS))
@@ -49,11 +49,7 @@ class EnergyStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA page_size=1024")
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_database(self.path, "FULL")
         self._migrate()
         self._sync = True
         self._last: Checkpoint | None = self._read()
@@ -61,9 +57,7 @@ class EnergyStore:
         self.synced_saves = 0
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StateError(f"{self.path}: schema version {version} is newer than this meterd ({SCHEMA_VERSION})")
+        version = schema_version(self._db, self.path, SCHEMA_VERSION)
         if version == 0:
             self._db.execute("BEGIN")
             self._db.execute(

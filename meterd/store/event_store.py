@@ -23,6 +23,7 @@ from types import TracebackType
 from meterd.core.errors import StateError
 from meterd.core.event_codes import LogId
 from meterd.core.events import DetailValue, EventEntry
+from meterd.store.sqlite import open_database
 
 SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -62,9 +63,7 @@ class SqliteEventStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db = open_database(self.path, synchronous, error=EventStoreError)
         self._migrate()
 
     def _migrate(self) -> None:

@@ -17,6 +17,7 @@ from types import TracebackType
 
 from meterd.core.errors import StateError
 from meterd.core.model import ProfileRow
+from meterd.store.sqlite import open_database, schema_version
 
 SCHEMA_VERSION = 1
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -43,18 +44,12 @@ def from_us(utc_us: int) -> _dt.datetime:
 
 def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], version: int) -> sqlite3.Connection:
     """Open (and create) a WAL database with ``schema`` at ``version``."""
-    if synchronous not in ("FULL", "NORMAL"):
-        raise ValueError("synchronous must be FULL or NORMAL")
+    conn = open_database(path, synchronous, error=ProfileStoreError)
     try:
-        conn = sqlite3.connect(str(path), isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        found = conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise ProfileStoreError(f"{path}: {exc}") from exc
-    if found > version:
+        schema_version(conn, path, version, error=ProfileStoreError)
+    except ProfileStoreError:
         conn.close()
-        raise ProfileStoreError(f"{path}: schema version {found} is newer than {version}")
+        raise
     with conn:
         conn.execute("BEGIN")
         for statement in schema:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from meterd.core.errors import StateError
 from meterd.services.load_control import RelayRecord
+from meterd.store.sqlite import open_database
 
 SCHEMA_VERSION = 2
 
@@ -45,9 +46,7 @@ class RelayStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_database(self.path, "FULL")
         self._migrate()
         self.saves = 0
 

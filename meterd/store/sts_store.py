@@ -21,6 +21,7 @@ from typing import Any
 
 from meterd.core.sts.errors import StsStateError
 from meterd.core.sts.state import KeyRegister, StsState
+from meterd.store.sqlite import open_database
 
 SCHEMA_VERSION = 1
 
@@ -41,9 +42,7 @@ class SqliteStsStore:
         self._companion_name = companion_name
         self._create_private_file()
         try:
-            self._db = sqlite3.connect(str(self._path), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = open_database(self._path, "FULL", error=StsStateError)
             self._db.executescript(_SCHEMA)
             self._check_schema()
         except sqlite3.Error as exc:

@@ -24,7 +24,8 @@ def pq_log(meter: SimMeter) -> list[tuple[str, dt.datetime, dict[str, object]]]:
 
 
 def test_evening_scenario_dip_gives_one_dip_record(tmp_path: Path) -> None:
-    meter = SimMeter(tmp_path, sim={"start_utc": START.isoformat()}, display={"kind": "dummy"})
+    meter = SimMeter(tmp_path, sim={"start_utc": START.isoformat()}, display={"kind": "dummy"},
+                     power_quality={"enabled": True})
     try:
         meter.run(3)
         t0 = meter.clock.utc()

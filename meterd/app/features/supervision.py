@@ -23,8 +23,8 @@ Wires :class:`meterd.services.supervision.Supervision` into the daemon:
 * routes ``GET /events`` (newest 50 across logs), ``POST /events {"limit": N, "log": name}``,
   ``POST /alarms/clear {"mask": M}`` (default all bits).
 
-Heartbeat: the last-alive time is saved every ``heartbeat_period_s`` (default 60 s: one small
-SQLite transaction a minute, not one per second, for SD cards); an outage without a last gasp
+Heartbeat: the last-alive time is saved every ``heartbeat_period_s`` (default 300 s: one small
+SQLite transaction every five minutes, for SD cards); an outage without a last gasp
 (e.g. a crash) is then dated up to one period early. Section ``[supervision]``: pins and
 debounce (s), tamper thresholds (W, A, V, %), minimum durations (s) per detector, voltage
 thresholds (V), outage short/long limit (s), heartbeat period (s), log depths (entries), alarm
@@ -99,7 +99,7 @@ class SupervisionSection:
     # power cuts
     supply_loss_v: float = field(default=23.0, metadata=rng(1, 480))
     long_failure_s: float = field(default=180.0, metadata=rng(1, 86_400))
-    heartbeat_period_s: float = field(default=60.0, metadata=rng(1, 3600))
+    heartbeat_period_s: float = field(default=300.0, metadata=rng(1, 3600))
     # log depths (entries)
     standard_depth: int = field(default=100, metadata=_DEPTH)
     fraud_depth: int = field(default=100, metadata=_DEPTH)
