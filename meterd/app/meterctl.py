@@ -5,7 +5,9 @@
   meterctl sim scenario FILE
   meterctl sim power-fail | power-restore
   meterctl token 12345678901234567890
-  meterctl events [--limit N]
+  meterctl events [--limit N] [--log standard|fraud|disconnector|power_quality|...]
+  meterctl alarms-clear [--mask M]
+  meterctl pq
   meterctl credit [mode prepaid|postpaid | emergency]
   meterctl relay [disconnect|reconnect|remote-disconnect|remote-reconnect|mode N|button [--long]]
   meterctl tariff | billing-reset
@@ -94,8 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_parser("power-restore", help="restore the supply")
     tok = sub.add_parser("token", help="enter a 20-digit STS token")
     tok.add_argument("digits")
-    ev = sub.add_parser("events", help="recent events from all logs")
+    ev = sub.add_parser("events", help="recent events from all logs (or one)")
     ev.add_argument("--limit", type=int, default=50)
+    ev.add_argument("--log", help="one log: standard, fraud, disconnector, power_quality, communication, ...")
+    al = sub.add_parser("alarms-clear", help="clear the alarm register (0-0:97.98.0.255)")
+    al.add_argument("--mask", type=lambda v: int(v, 0), help="bits to clear (default all)")
+    sub.add_parser("pq", help="power quality: RMS, THD, harmonics, flicker, aggregates")
     cr = sub.add_parser("credit", help="prepayment credit; switch payment mode; emergency credit")
     cr.add_argument("action", nargs="*", help="mode prepaid|postpaid, or emergency")
     rl = sub.add_parser("relay", help="relay state; local or remote disconnect/reconnect; control mode; button")
@@ -187,8 +193,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "display":
         _print(args, _call(args, "POST", "/display/button", {"button": args.button}))
     elif args.command == "events":
-        _print(args, _call(args, "GET", "/events", None) if args.limit == 50 else
-               _call(args, "POST", "/events", {"limit": args.limit}))
+        body: dict[str, Any] = {"limit": args.limit}
+        if args.log:
+            body["log"] = args.log
+        _print(args, _call(args, "POST", "/events", body))
+    elif args.command == "alarms-clear":
+        _print(args, _call(args, "POST", "/alarms/clear", {} if args.mask is None else {"mask": args.mask}))
+    elif args.command == "pq":
+        _print(args, _call(args, "GET", "/pq"))
     return 0
 
 

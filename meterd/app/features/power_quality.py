@@ -177,6 +177,7 @@ def attach(daemon: Daemon) -> None:
     section: PowerQualitySection = cfg.feature("power_quality")
     if not section.enabled:
         daemon.status_extras["power_quality"] = lambda: {"enabled": False}
+        daemon.api.route("GET", "/pq", lambda _body: (200, {"enabled": False}))
         return
     meter, clock, hw = daemon.meter, daemon.clock, daemon.hardware
     assert meter is not None and clock is not None and hw is not None
