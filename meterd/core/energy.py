@@ -68,6 +68,19 @@ def obis_c(quantity: Quantity | Derived, channel: Channel) -> int:
     return int(quantity.value) + channel.obis_offset
 
 
+def register_value(values: Mapping[RegisterKey, int], quantity: Quantity | Derived,
+                   channel: Channel = Channel.TOTAL) -> int:
+    """A base or derived register (milli-units) from a mapping of base registers."""
+    if quantity is Derived.REACTIVE_IMPORT:
+        return values[(Quantity.REACTIVE_Q1, channel)] + values[(Quantity.REACTIVE_Q2, channel)]
+    if quantity is Derived.REACTIVE_EXPORT:
+        return values[(Quantity.REACTIVE_Q3, channel)] + values[(Quantity.REACTIVE_Q4, channel)]
+    if quantity is Derived.ACTIVE_ABSOLUTE:
+        return values[(Quantity.ACTIVE_IMPORT, channel)] + values[(Quantity.ACTIVE_EXPORT, channel)]
+    assert isinstance(quantity, Quantity)
+    return values[(quantity, channel)]
+
+
 def quadrant_split(energy: ChannelEnergy, importing: bool) -> dict[Quantity, int]:
     """Split one channel's cycle energy into the base quantities (milli-units).
 
@@ -119,15 +132,7 @@ class EnergyRegisters:
 
     def get(self, quantity: Quantity | Derived, channel: Channel = Channel.TOTAL) -> int:
         """A base or derived register in milli-units (mWh, mvarh, mVAh)."""
-        v = self._values
-        if quantity is Derived.REACTIVE_IMPORT:
-            return v[(Quantity.REACTIVE_Q1, channel)] + v[(Quantity.REACTIVE_Q2, channel)]
-        if quantity is Derived.REACTIVE_EXPORT:
-            return v[(Quantity.REACTIVE_Q3, channel)] + v[(Quantity.REACTIVE_Q4, channel)]
-        if quantity is Derived.ACTIVE_ABSOLUTE:
-            return v[(Quantity.ACTIVE_IMPORT, channel)] + v[(Quantity.ACTIVE_EXPORT, channel)]
-        assert isinstance(quantity, Quantity)
-        return v[(quantity, channel)]
+        return register_value(self._values, quantity, channel)
 
     def snapshot(self) -> dict[RegisterKey, int]:
         """A copy of every base register."""

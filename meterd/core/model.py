@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from meterd.core.energy import Derived, Quantity, RegisterKey
+from meterd.core.energy import Derived, Quantity, RegisterKey, register_value
 from meterd.core.reading import Channel, Reading
 
 
@@ -46,15 +46,7 @@ class MeterSnapshot:
 
     def energy(self, quantity: Quantity | Derived, channel: Channel = Channel.TOTAL) -> int:
         """A base or derived register (milli-units)."""
-        r = self.registers
-        if quantity is Derived.REACTIVE_IMPORT:
-            return r[(Quantity.REACTIVE_Q1, channel)] + r[(Quantity.REACTIVE_Q2, channel)]
-        if quantity is Derived.REACTIVE_EXPORT:
-            return r[(Quantity.REACTIVE_Q3, channel)] + r[(Quantity.REACTIVE_Q4, channel)]
-        if quantity is Derived.ACTIVE_ABSOLUTE:
-            return r[(Quantity.ACTIVE_IMPORT, channel)] + r[(Quantity.ACTIVE_EXPORT, channel)]
-        assert isinstance(quantity, Quantity)
-        return r[(quantity, channel)]
+        return register_value(self.registers, quantity, channel)
 
 
 @dataclass(frozen=True)
