@@ -63,6 +63,13 @@ def _bits(*alarms: Alarm) -> int:
     return mask
 
 
+def tamper_mask() -> int:
+    """Every fraud/tamper alarm bit: what an STS ClearTamper token (class 2, subclass 5) clears."""
+    return _bits(Alarm.FRAUD_ATTEMPT, Alarm.TERMINAL_COVER, Alarm.MAGNETIC_FIELD, Alarm.REVERSE_CURRENT,
+                 Alarm.NEUTRAL_MISMATCH, Alarm.MISSING_POTENTIAL, Alarm.PHASE_SEQUENCE,
+                 Alarm.CURRENT_WITHOUT_VOLTAGE, Alarm.CURRENT_IMBALANCE, Alarm.METER_COVER)
+
+
 def _fraud(alarm: Alarm) -> int:
     return _bits(alarm, Alarm.FRAUD_ATTEMPT)
 

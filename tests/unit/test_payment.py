@@ -329,3 +329,19 @@ def test_real_relay_opens_at_zero_credit_and_closes_after_a_token(tmp_path: Path
         assert lc.status().output_state and import_mwh(m) > before
     finally:
         m.close()
+
+
+def test_clear_tamper_token_clears_the_latched_tamper_alarms(prepaid) -> None:  # type: ignore[no-untyped-def]
+    from meterd.core.alarms import Alarm
+    from meterd.core.sts.vending import management_token
+
+    supervision = prepaid.daemon.services["supervision"]
+    prepaid.hardware.sim.signal_handlers()["magnetic_field"](True)
+    prepaid.run(30)
+    prepaid.hardware.sim.signal_handlers()["magnetic_field"](False)
+    prepaid.run(30)
+    assert supervision.alarm_register() & Alarm.MAGNETIC_FIELD.mask
+    assert submit(prepaid, management_token(cipher(), 5, 300, 0))["accepted"]  # ClearTamper
+    assert not supervision.alarm_register() & Alarm.MAGNETIC_FIELD.mask
+    rate = submit(prepaid, management_token(cipher(), 2, 301, 7))  # SetTariffRate: accepted, no effect
+    assert rate["accepted"]

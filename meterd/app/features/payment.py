@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from meterd.api.server import ApiError
 from meterd.app.config import choices, rng
 from meterd.core import event_codes
+from meterd.core.alarms import tamper_mask
 from meterd.core.clock import Clock
 from meterd.core.credit import (
     CreditAccount,
@@ -364,6 +365,14 @@ class PaymentService:
                 load_control.set_max_power_w(float(limit) if limit else None)
             else:
                 log.warning("max power limit token accepted but no load control to apply it")
+        elif result.token_class == 2 and result.subclass == 5:  # ClearTamper: the latched tamper alarms
+            supervision = self._services.get("supervision")
+            if supervision is not None:
+                supervision.clear_alarms(self._clock.utc(), tamper_mask())
+            else:
+                log.warning("clear-tamper token accepted but no supervision to clear")
+        # SetTariffRate (class 2, subclass 2) is "reserved for future definition" in IEC 62055-41
+        # (2018): it is accepted, recorded in the token log and changes nothing.
 
     def _apply(self, intent: CreditIntent) -> None:
         if intent.warn_low and not self._low:
