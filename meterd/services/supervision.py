@@ -162,6 +162,7 @@ class SupervisionSettings:
 _TAMPER_KEY = "tamper"
 _VOLTAGE_KEY = "voltage"
 _POWER_KEY = "power"
+_LATCH_KEY = "rtc_tamper_latch"
 
 
 class Supervision:
@@ -216,6 +217,16 @@ class Supervision:
             self._record_restoration(failure)
         self._save(_POWER_KEY, self.power.state.to_record())
         return failure
+
+    def on_latched_cover_open(self, opened_utc: _dt.datetime) -> bool:
+        """A cover opening the RTC latched while the meter had no power (its battery-backed
+        timestamp input): recorded once, at the latched time; returns True when it was new."""
+        seen = self._load(_LATCH_KEY) or {}
+        if seen.get("utc") == opened_utc.isoformat():
+            return False
+        self.recorder.record(ec.code("TERMINAL_COVER_REMOVED"), opened_utc, {"while_unpowered": True})
+        self._save(_LATCH_KEY, {"utc": opened_utc.isoformat()})
+        return True
 
     def on_stop(self, utc: _dt.datetime) -> None:
         """A clean service stop: the next start is not counted as a power failure."""

@@ -147,3 +147,26 @@ def test_power_cut_clock_set_alarms_api_and_restart(tmp_path: Path) -> None:
         assert sup.alarm_register() == 0
     finally:
         again.close()
+
+
+def test_cover_opened_while_unpowered_is_read_from_the_rtc_latch_once(tmp_path):
+    """The RTC's battery-backed timestamp input latched a cover opening during an outage."""
+    import datetime as _dt
+
+    from meterd.app.features.supervision import read_rtc_tamper_latch
+
+    latch = tmp_path / "timestamp0"
+    opened = _dt.datetime(2025, 12, 31, 23, 10, 5, tzinfo=_dt.UTC)
+    latch.write_text(f"{int(opened.timestamp())}\n")
+    meter = SimMeter(tmp_path / "state", display={"kind": "dummy"}, supervision={"rtc_tamper_file": str(latch)})
+    try:
+        supervision = meter.daemon.services["supervision"]
+        rows = [e for e in supervision.recent_events(50) if e.get("name") == "TERMINAL_COVER_REMOVED"]
+        assert len(rows) == 1 and rows[0]["utc"].startswith("2025-12-31T23:10:05")
+        assert latch.read_text() == "0"  # cleared
+        latch.write_text(f"{int(opened.timestamp())}\n")  # a driver that cannot clear it
+        read_rtc_tamper_latch(latch, supervision)
+        rows = [e for e in supervision.recent_events(50) if e.get("name") == "TERMINAL_COVER_REMOVED"]
+        assert len(rows) == 1  # not recorded twice
+    finally:
+        meter.close()

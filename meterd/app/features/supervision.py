@@ -34,10 +34,12 @@ filter. Not done: a cover opened while the meter is unpowered (needs an RTC-latc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as _dt
 import logging
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hw.inputs import COVER_OPEN, MAGNETIC_FIELD, POWER_FAIL, InputConfig
@@ -100,6 +102,7 @@ class SupervisionSection:
     supply_loss_v: float = field(default=23.0, metadata=rng(1, 480))
     long_failure_s: float = field(default=180.0, metadata=rng(1, 86_400))
     heartbeat_period_s: float = field(default=300.0, metadata=rng(1, 3600))
+    rtc_tamper_file: str = "/sys/class/rtc/rtc0/timestamp0"
     # log depths (entries)
     standard_depth: int = field(default=100, metadata=_DEPTH)
     fraud_depth: int = field(default=100, metadata=_DEPTH)
@@ -164,6 +167,7 @@ def attach(daemon: Daemon) -> None:
     if failure is not None:
         log.info("%s power failure of %d s ended at start", "long" if failure.long else "short", failure.duration_s)
     daemon.closers.append(lambda: supervision.on_stop(clock.utc()))  # runs before the store closes
+    read_rtc_tamper_latch(Path(section.rtc_tamper_file) if section.rtc_tamper_file else None, supervision)
     _build_inputs(daemon, section)
 
     daemon.cycle_hooks.append(InputEdges(daemon, supervision).on_cycle)
@@ -184,6 +188,29 @@ def attach(daemon: Daemon) -> None:
     _routes(daemon, supervision)
     daemon.info["supervision"] = (f"events in {store.path.name}, cover pin {section.cover_pin}, "
                                   f"magnet pin {section.magnet_pin}, long failure ≥ {section.long_failure_s:g} s")
+
+
+def read_rtc_tamper_latch(path: Path | None, supervision: Supervision) -> None:
+    """At start: a cover opened while the meter was unpowered, latched by the RTC's battery-backed
+    timestamp input (PCF2127/2129, RV3028: sysfs ``timestamp0``, seconds since the epoch, 0 when
+    nothing was latched). Recorded once at its own time, then cleared (write 0) when the driver
+    allows it. Absent file (no such RTC, or the simulator): nothing to do."""
+    if path is None or not path.exists():
+        return
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        seconds = int(text) if text else 0
+    except (OSError, ValueError) as exc:
+        log.warning("RTC tamper timestamp %s unreadable: %s", path, exc)
+        return
+    if seconds <= 0:
+        return
+    opened = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC)
+    if supervision.on_latched_cover_open(opened):
+        log.warning("terminal cover was opened while unpowered, at %s (RTC latch)", opened.isoformat())
+    # a read-only latch is cleared by the RTC driver itself; the stored time avoids repeats
+    with contextlib.suppress(OSError):
+        path.write_text("0", encoding="ascii")
 
 
 def _build_inputs(daemon: Daemon, section: SupervisionSection) -> None:
