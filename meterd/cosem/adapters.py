@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gurux_dlms.enums import ErrorCode
@@ -34,6 +34,8 @@ from meterd.cosem.profile import ProfileReader
 _log = logging.getLogger("meterd.cosem")
 
 Getter = Callable[[], tuple[int, axdr.Scalar]]
+AttributeValue = bytes | Callable[[], bytes]
+"""An attribute's A-XDR encoding, or a callable producing it at GET time."""
 
 OK = int(ErrorCode.OK)
 DENIED = int(ErrorCode.READ_WRITE_DENIED)
@@ -52,24 +54,49 @@ def _deny(e: Any) -> None:
     return None
 
 
-class ValueData(GXDLMSData):  # type: ignore[misc]  # gurux is untyped
+class AttributeTable:
+    """Mixin (before the gurux class) serving GET from ``attribute_values()``; read-only by default.
+
+    ``attribute_values`` maps attribute index -> encoded A-XDR (or a callable producing it); it is
+    consulted from attribute 2 on, other indices fall back to the gurux class. ``write`` answers
+    read-write-denied and ``invoke`` refuses every method unless a subclass overrides them.
+    """
+
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        """The attributes this object encodes itself."""
+        return {}
+
+    def getValue(self, settings: Any, e: Any) -> Any:
+        values = self.attribute_values() if e.index >= 2 else {}
+        if e.index in values:
+            value = values[e.index]
+            return _answer(e, value() if callable(value) else value)
+        return super().getValue(settings, e)  # type: ignore[misc]  # the gurux class after the mixin
+
+    def write(self, e: Any) -> int:
+        """No attribute is writable."""
+        return DENIED
+
+    def invoke(self, settings: Any, e: Any) -> Any:
+        return _deny(e)
+
+
+class ValueData(AttributeTable, GXDLMSData):  # type: ignore[misc]  # gurux is untyped
     """Data (class 1) whose value attribute comes from a getter returning (A-XDR tag, value)."""
 
     def __init__(self, ln: str, getter: Getter) -> None:
         super().__init__(ln)
         self._getter = getter
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index == 2:
-            return _answer(e, axdr.encode_value(*self._getter()))
-        return super().getValue(settings, e)
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        return _deny(e)
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {2: lambda: axdr.encode_value(*self._getter())}
 
 
-class ValueRegister(GXDLMSRegister):  # type: ignore[misc]  # gurux is untyped
-    """Register (class 3): value from a getter, scaler as a power-of-ten exponent, unit code."""
+class ValueRegister(AttributeTable, GXDLMSRegister):  # type: ignore[misc]  # gurux is untyped
+    """Register (class 3): value from a getter, scaler as a power-of-ten exponent, unit code.
+
+    Method 1 (reset) is refused: the registers are cumulative.
+    """
 
     def __init__(self, ln: str, getter: Getter, scaler: int, unit: int) -> None:
         super().__init__(ln)
@@ -77,18 +104,12 @@ class ValueRegister(GXDLMSRegister):  # type: ignore[misc]  # gurux is untyped
         self.scaler_exponent = scaler
         self.unit = unit
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index == 2:
-            return _answer(e, axdr.encode_value(*self._getter()))
-        if e.index == 3:
-            return _answer(e, axdr.encode_scaler_unit(self.scaler_exponent, self.unit))
-        return super().getValue(settings, e)
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        return _deny(e)  # reset is not allowed on cumulative registers
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {2: lambda: axdr.encode_value(*self._getter()),
+                3: lambda: axdr.encode_scaler_unit(self.scaler_exponent, self.unit)}
 
 
-class ModelClock(GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
+class ModelClock(AttributeTable, GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
     """Clock (class 8) 0-0:1.0.0.255 served in UTC (time zone 0, deviation 0).
 
     Attribute 2 is writable; methods 1 adjust_to_quarter, 3 adjust_to_minute and 6 shift_time
@@ -101,8 +122,8 @@ class ModelClock(GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
         self._now = now_utc
         self._set = set_clock
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        values: dict[int, bytes] = {
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {
             2: axdr.encode_value(axdr.OCTET_STRING, axdr.encode_datetime(self._now())),
             3: axdr.encode_value(axdr.INT16, 0),
             4: axdr.encode_value(axdr.UINT8, 0),
@@ -112,9 +133,6 @@ class ModelClock(GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
             8: axdr.encode_value(axdr.BOOLEAN, False),
             9: axdr.encode_value(axdr.ENUM, 1),
         }
-        if e.index in values:
-            return _answer(e, values[e.index])
-        return super().getValue(settings, e)
 
     def write(self, e: Any) -> int:
         """SET attribute 2 (octet-string date-time)."""
@@ -147,7 +165,7 @@ class ModelClock(GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
         return None
 
 
-class ModelAssociation(GXDLMSAssociationLogicalName):  # type: ignore[misc]  # gurux is untyped
+class ModelAssociation(AttributeTable, GXDLMSAssociationLogicalName):  # type: ignore[misc]  # gurux is untyped
     """Association LN (class 15, version 1); attribute 7 (secret) is never served.
 
     For the current association (0-0:40.0.0.255) method 1 (reply_to_HLS_authentication) calls
@@ -170,25 +188,24 @@ class ModelAssociation(GXDLMSAssociationLogicalName):  # type: ignore[misc]  # g
         return int(self.associationStatus)
 
     def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index == 3:
-            return _answer(e, axdr.encode_structure(axdr.encode_value(axdr.INT8, self.clientSAP),
-                                                    axdr.encode_value(axdr.UINT16, self.serverSAP)))
-        if e.index == 4:
-            oid = bytes.fromhex("608574050801") + bytes((self.applicationContextName.contextId,))
-            return _answer(e, axdr.encode_value(axdr.OCTET_STRING, oid))
-        if e.index == 5:
-            return _answer(e, self._context_info())
-        if e.index == 6:
-            oid = bytes.fromhex("608574050802") + bytes((self.authenticationMechanismName.mechanismId,))
-            return _answer(e, axdr.encode_value(axdr.OCTET_STRING, oid))
         if e.index == 7:
             return _deny(e)
-        if e.index == 8:
-            return _answer(e, axdr.encode_value(axdr.ENUM, int(self.associationStatus)))
-        if e.index == 9:
-            raw = axdr.obis_bytes(self.security_setup_ln) if self.security_setup_ln else b"\x00" * 6
-            return _answer(e, axdr.encode_value(axdr.OCTET_STRING, raw))
         return super().getValue(settings, e)
+
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        """Attributes 3-6, 8, 9; no association attribute is writable."""
+        return {
+            3: lambda: axdr.encode_structure(axdr.encode_value(axdr.INT8, self.clientSAP),
+                                             axdr.encode_value(axdr.UINT16, self.serverSAP)),
+            4: lambda: axdr.encode_value(axdr.OCTET_STRING, bytes.fromhex("608574050801")
+                                         + bytes((self.applicationContextName.contextId,))),
+            5: self._context_info,
+            6: lambda: axdr.encode_value(axdr.OCTET_STRING, bytes.fromhex("608574050802")
+                                         + bytes((self.authenticationMechanismName.mechanismId,))),
+            8: lambda: axdr.encode_value(axdr.ENUM, int(self.associationStatus)),
+            9: lambda: axdr.encode_value(axdr.OCTET_STRING, axdr.obis_bytes(self.security_setup_ln)
+                                         if self.security_setup_ln else b"\x00" * 6),
+        }
 
     def _context_info(self) -> bytes:
         conformance = bytes((axdr.BIT_STRING, 24)) + self.conformance_wire.to_bytes(3, "big")
@@ -196,10 +213,6 @@ class ModelAssociation(GXDLMSAssociationLogicalName):  # type: ignore[misc]  # g
             conformance, axdr.encode_value(axdr.UINT16, self.max_pdu),
             axdr.encode_value(axdr.UINT16, self.max_pdu), axdr.encode_value(axdr.UINT8, 6),
             axdr.encode_value(axdr.INT8, 0), axdr.encode_value(axdr.OCTET_STRING, b""))
-
-    def write(self, e: Any) -> int:
-        """No association attribute is writable."""
-        return DENIED
 
     def invoke(self, settings: Any, e: Any) -> Any:
         if e.index != 1 or self.hls_reply is None:
@@ -214,7 +227,7 @@ class ModelAssociation(GXDLMSAssociationLogicalName):  # type: ignore[misc]  # g
         return bytearray(reply)
 
 
-class ModelSecuritySetup(GXDLMSSecuritySetup):  # type: ignore[misc]  # gurux is untyped
+class ModelSecuritySetup(AttributeTable, GXDLMSSecuritySetup):  # type: ignore[misc]  # gurux is untyped
     """Security setup (class 64, version 1), suite 0, authenticated and encrypted both ways.
 
     Method 2 (key_transfer) unwraps keys with the master key (AES key wrap, RFC 3394) and hands
@@ -231,21 +244,14 @@ class ModelSecuritySetup(GXDLMSSecuritySetup):  # type: ignore[misc]  # gurux is
         self._client_title = client_title
         self._stage = stage_keys
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        values = {
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {
             2: lambda: axdr.encode_value(axdr.ENUM, self.POLICY_ALL_AE),
             3: lambda: axdr.encode_value(axdr.ENUM, 0),
             4: lambda: axdr.encode_value(axdr.OCTET_STRING, self._client_title() or b""),
             5: lambda: axdr.encode_value(axdr.OCTET_STRING, self._server_title),
             6: lambda: axdr.encode_array([]),
-        }
-        if e.index in values:
-            return _answer(e, values[e.index]())
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        """Policy and suite are fixed by the keys file."""
-        return DENIED
+        }  # policy and suite are fixed by the keys file (not writable)
 
     def invoke(self, settings: Any, e: Any) -> Any:
         if e.index != 2:
@@ -267,26 +273,21 @@ class ModelSecuritySetup(GXDLMSSecuritySetup):  # type: ignore[misc]  # gurux is
         """Keys are applied by the session after the response is sealed."""
 
 
-class ModelSapAssignment(GXDLMSSapAssignment):  # type: ignore[misc]  # gurux is untyped
+class ModelSapAssignment(AttributeTable, GXDLMSSapAssignment):  # type: ignore[misc]  # gurux is untyped
     """SAP assignment (class 17): the logical devices behind each server SAP."""
 
     def __init__(self, ln: str, devices: Sequence[tuple[int, str]]) -> None:
         super().__init__(ln)
         self._devices = tuple(devices)
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index == 2:
-            return _answer(e, axdr.encode_array([
-                axdr.encode_structure(axdr.encode_value(axdr.UINT16, sap),
-                                      axdr.encode_value(axdr.OCTET_STRING, name.encode("ascii")))
-                for sap, name in self._devices]))
-        return super().getValue(settings, e)
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        return _deny(e)
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {2: lambda: axdr.encode_array([
+            axdr.encode_structure(axdr.encode_value(axdr.UINT16, sap),
+                                  axdr.encode_value(axdr.OCTET_STRING, name.encode("ascii")))
+            for sap, name in self._devices])}
 
 
-class ModelHdlcSetup(GXDLMSHdlcSetup):  # type: ignore[misc]  # gurux is untyped
+class ModelHdlcSetup(AttributeTable, GXDLMSHdlcSetup):  # type: ignore[misc]  # gurux is untyped
     """IEC HDLC setup (class 23, version 1), read-only view of the link parameters."""
 
     BAUD_CODES = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6, 38400: 7, 57600: 8,
@@ -301,16 +302,11 @@ class ModelHdlcSetup(GXDLMSHdlcSetup):  # type: ignore[misc]  # gurux is untyped
             8: (axdr.UINT16, inactivity_s), 9: (axdr.UINT16, device_address),
         }
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index in self._values:
-            return _answer(e, axdr.encode_value(*self._values[e.index]))
-        return super().getValue(settings, e)
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        return _deny(e)
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {i: axdr.encode_value(*v) for i, v in self._values.items()}
 
 
-class ModelProfile(GXDLMSProfileGeneric):  # type: ignore[misc]  # gurux is untyped
+class ModelProfile(AttributeTable, GXDLMSProfileGeneric):  # type: ignore[misc]  # gurux is untyped
     """Profile generic (class 7) served from a :class:`ProfileReader` with our own encoder.
 
     Attribute 2 honours selective access by range (selector 1) and by entry (selector 2).
@@ -321,27 +317,21 @@ class ModelProfile(GXDLMSProfileGeneric):  # type: ignore[misc]  # gurux is unty
         self._reader = reader
 
     def getValue(self, settings: Any, e: Any) -> Any:
-        r = self._reader
         try:
             if e.index == 2:
-                return _answer(e, r.buffer(e.selector, e.parameters))
+                return _answer(e, self._reader.buffer(e.selector, e.parameters))
         except CosemError as exc:
             _log.info("profile %s: refused selective access: %s", self.logicalName, exc)
             e.error = ErrorCode.OTHER_REASON
             return None
-        values: dict[int, Callable[[], bytes]] = {
+        return super().getValue(settings, e)
+
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        """Attributes 3-8; the profile configuration is fixed (not writable)."""
+        r = self._reader
+        return {
             3: r.capture_objects, 4: lambda: axdr.encode_value(axdr.UINT32, r.capture_period_s),
             5: lambda: axdr.encode_value(axdr.ENUM, 1), 6: r.sort_object,
             7: lambda: axdr.encode_value(axdr.UINT32, r.entries_in_use()),
             8: lambda: axdr.encode_value(axdr.UINT32, r.profile_entries()),
         }
-        if e.index in values:
-            return _answer(e, values[e.index]())
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        """The profile configuration is fixed."""
-        return DENIED
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        return _deny(e)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gurux_dlms.enums import ErrorCode
@@ -36,7 +36,7 @@ from gurux_dlms.objects import GXDLMSDisconnectControl, GXDLMSLimiter, GXDLMSScr
 from meterd.core.disconnect import ActionResult, ControlModeError, ControlState, Trigger
 from meterd.core.limiter import EmergencyProfile, LimiterConfig, LimiterConfigError, Monitored
 from meterd.cosem import axdr
-from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED
+from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED, AttributeTable, AttributeValue
 from meterd.cosem.errors import ApduError
 from meterd.cosem.objects import Access, CosemContext, CosemEntry, ObjectFactory
 from meterd.services.load_control import LoadControl
@@ -56,11 +56,6 @@ _CURRENT_LNS = {"1.0.31.7.0.255", "1.0.51.7.0.255", "1.0.71.7.0.255"}
 _UNSPECIFIED_DATETIME = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")
 
 
-def _answer(e: Any, raw: bytes) -> bytes:
-    e.byteArray = True
-    return raw
-
-
 def _fail(e: Any, code: int) -> None:
     e.error = ErrorCode(code)
 
@@ -72,7 +67,7 @@ def _is_int(value: Any) -> bool:
 # --------------------------------------------------------------------------- class 70
 
 
-class DisconnectControlObject(GXDLMSDisconnectControl):  # type: ignore[misc]  # gurux is untyped
+class DisconnectControlObject(AttributeTable, GXDLMSDisconnectControl):  # type: ignore[misc]  # gurux is untyped
     """Disconnect control (class 70) bound to the meter's :class:`LoadControl`."""
 
     def __init__(self, ln: str, lc: LoadControl) -> None:
@@ -80,16 +75,13 @@ class DisconnectControlObject(GXDLMSDisconnectControl):  # type: ignore[misc]  #
         self.version = 0
         self._lc = lc
 
-    def getValue(self, settings: Any, e: Any) -> Any:
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
         lc = self._lc
-        values = {
-            2: (axdr.BOOLEAN, lc.output_state),
-            3: (axdr.ENUM, int(lc.control_state)),
-            4: (axdr.ENUM, lc.control_mode),
+        return {
+            2: lambda: axdr.encode_value(axdr.BOOLEAN, lc.output_state),
+            3: lambda: axdr.encode_value(axdr.ENUM, int(lc.control_state)),
+            4: lambda: axdr.encode_value(axdr.ENUM, lc.control_mode),
         }
-        if e.index in values:
-            return _answer(e, axdr.encode_value(*values[e.index]))
-        return super().getValue(settings, e)
 
     def write(self, e: Any) -> int:
         """SET attribute 4 (mode), 2 (output_state) or 3 (control_state) through the table."""
@@ -143,8 +135,8 @@ class DisconnectControlObject(GXDLMSDisconnectControl):  # type: ignore[misc]  #
 # --------------------------------------------------------------------------- class 9
 
 
-class DisconnectScriptTable(GXDLMSScriptTable):  # type: ignore[misc]  # gurux is untyped
-    """Disconnector script table (class 9): scripts 1 and 2 call class 70 methods 1 and 2."""
+class DisconnectScriptTable(AttributeTable, GXDLMSScriptTable):  # type: ignore[misc]  # gurux is untyped
+    """Disconnector script table (class 9): scripts 1 and 2 call class 70 methods 1 and 2 (fixed)."""
 
     SCRIPTS = {SCRIPT_REMOTE_DISCONNECT: 1, SCRIPT_REMOTE_RECONNECT: 2}
 
@@ -152,24 +144,21 @@ class DisconnectScriptTable(GXDLMSScriptTable):  # type: ignore[misc]  # gurux i
         super().__init__(ln)
         self._target = target
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index == 2:
-            scripts = []
-            for script_id, method in self.SCRIPTS.items():
-                action = axdr.encode_structure(
-                    axdr.encode_value(axdr.ENUM, 2),  # execute a method
-                    axdr.encode_value(axdr.UINT16, CLASS_DISCONNECT_CONTROL),
-                    axdr.encode_logical_name(DISCONNECT_CONTROL_LN),
-                    axdr.encode_value(axdr.INT8, method),
-                    axdr.encode_value(axdr.INT8, 0))
-                scripts.append(axdr.encode_structure(axdr.encode_value(axdr.UINT16, script_id),
-                                                     axdr.encode_array([action])))
-            return _answer(e, axdr.encode_array(scripts))
-        return super().getValue(settings, e)
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {2: self._scripts}
 
-    def write(self, e: Any) -> int:
-        """The scripts are fixed."""
-        return DENIED
+    def _scripts(self) -> bytes:
+        scripts = []
+        for script_id, method in self.SCRIPTS.items():
+            action = axdr.encode_structure(
+                axdr.encode_value(axdr.ENUM, 2),  # execute a method
+                axdr.encode_value(axdr.UINT16, CLASS_DISCONNECT_CONTROL),
+                axdr.encode_logical_name(DISCONNECT_CONTROL_LN),
+                axdr.encode_value(axdr.INT8, method),
+                axdr.encode_value(axdr.INT8, 0))
+            scripts.append(axdr.encode_structure(axdr.encode_value(axdr.UINT16, script_id),
+                                                 axdr.encode_array([action])))
+        return axdr.encode_array(scripts)
 
     def invoke(self, settings: Any, e: Any) -> Any:
         if e.index != 1 or not _is_int(e.parameters):
@@ -189,7 +178,7 @@ class DisconnectScriptTable(GXDLMSScriptTable):  # type: ignore[misc]  # gurux i
 # --------------------------------------------------------------------------- class 71
 
 
-class LimiterObject(GXDLMSLimiter):  # type: ignore[misc]  # gurux is untyped
+class LimiterObject(AttributeTable, GXDLMSLimiter):  # type: ignore[misc]  # gurux is untyped
     """Limiter (class 71) bound to the service's :class:`~meterd.core.limiter.Limiter`."""
 
     def __init__(self, ln: str, lc: LoadControl, now_utc: Callable[[], _dt.datetime]) -> None:
@@ -208,8 +197,8 @@ class LimiterObject(GXDLMSLimiter):  # type: ignore[misc]  # gurux is untyped
     def _from_units(self, raw: int) -> float:
         return raw * 10.0 ** MONITORED_SCALER[self._config.monitored]
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        encoders: dict[int, Callable[[], bytes]] = {
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {
             2: self._monitored, 3: lambda: self._threshold(self._lc.limiter.threshold_active(self._now())),
             4: lambda: self._threshold(self._config.threshold_normal),
             5: lambda: self._threshold(self._config.threshold_emergency),
@@ -221,9 +210,6 @@ class LimiterObject(GXDLMSLimiter):  # type: ignore[misc]  # gurux is untyped
             10: lambda: axdr.encode_value(axdr.BOOLEAN, self._lc.limiter.emergency_active(self._now())),
             11: self._actions,
         }
-        if e.index in encoders:
-            return _answer(e, encoders[e.index]())
-        return super().getValue(settings, e)
 
     def _threshold(self, value: float) -> bytes:
         return axdr.encode_value(axdr.UINT32, min(self._units(value), 0xFFFFFFFF))
@@ -286,10 +272,6 @@ class LimiterObject(GXDLMSLimiter):  # type: ignore[misc]  # gurux is untyped
             if not all(0 <= i <= 0xFFFF for i in ids):
                 raise ValueError("group ids are long-unsigned")
             return {"emergency_group_ids": frozenset(ids)}
-        return None
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        _fail(e, DENIED)
         return None
 
 

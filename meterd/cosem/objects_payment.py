@@ -33,7 +33,7 @@ from gurux_dlms.enums import ErrorCode
 from gurux_dlms.objects import GXDLMSAccount, GXDLMSCharge, GXDLMSCredit, GXDLMSTokenGateway
 
 from meterd.cosem import axdr
-from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED
+from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED, AttributeTable, AttributeValue
 from meterd.cosem.objects import Access, CosemContext, CosemEntry
 
 ACCOUNT_LN = "0.0.19.0.0.255"
@@ -127,11 +127,6 @@ def _reference_list(lns: Iterable[str]) -> bytes:
     return axdr.encode_array([axdr.encode_logical_name(ln) for ln in lns])
 
 
-def _answer(e: Any, raw: bytes) -> bytes:
-    e.byteArray = True
-    return raw
-
-
 def _currency(view: Mapping[str, Any]) -> bytes:
     if view["unit"] == "energy":
         return axdr.encode_structure(axdr.encode_value(axdr.VISIBLE_STRING, "Wh"), axdr.encode_value(axdr.INT8, 0),
@@ -141,8 +136,8 @@ def _currency(view: Mapping[str, Any]) -> bytes:
                                  axdr.encode_value(axdr.ENUM, 2))
 
 
-class PaymentAccount(GXDLMSAccount):  # type: ignore[misc]  # gurux is untyped
-    """Account (class 111) 0-0:19.0.0.255."""
+class PaymentAccount(AttributeTable, GXDLMSAccount):  # type: ignore[misc]  # gurux is untyped
+    """Account (class 111) 0-0:19.0.0.255; methods (activate/close/reset) are not offered."""
 
     def __init__(self, port: PaymentPort) -> None:
         super().__init__(ACCOUNT_LN)
@@ -164,11 +159,8 @@ class PaymentAccount(GXDLMSAccount):  # type: ignore[misc]  # gurux is untyped
             17: _i32(0), 18: axdr.encode_value(axdr.UINT16, 0), 19: axdr.encode_value(axdr.UINT32, 0),
         }
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        values = self._values(self._port.credit_view()) if e.index >= 2 else {}
-        if e.index in values:
-            return _answer(e, values[e.index])
-        return super().getValue(settings, e)
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return self._values(self._port.credit_view())
 
     def write(self, e: Any) -> int:
         """SET attribute 2: structure {payment_mode (1 postpaid, 2 prepaid), account_status}."""
@@ -184,12 +176,8 @@ class PaymentAccount(GXDLMSAccount):  # type: ignore[misc]  # gurux is untyped
         self._port.set_mode(names[mode])
         return OK
 
-    def invoke(self, settings: Any, e: Any) -> Any:
-        e.error = ErrorCode.READ_WRITE_DENIED  # activate/close/reset: not offered
-        return None
 
-
-class PaymentCredit(GXDLMSCredit):  # type: ignore[misc]  # gurux is untyped
+class PaymentCredit(AttributeTable, GXDLMSCredit):  # type: ignore[misc]  # gurux is untyped
     """Credit (class 112): the token credit (type 0) or the emergency credit (type 2)."""
 
     def __init__(self, ln: str, port: PaymentPort, emergency: bool) -> None:
@@ -214,14 +202,8 @@ class PaymentCredit(GXDLMSCredit):  # type: ignore[misc]  # gurux is untyped
                 5: _i32(warning), 6: _i32(0), 7: config, 8: axdr.encode_value(axdr.ENUM, status),
                 9: _i32(preset), 10: _i32(threshold), 11: _datetime(None)}
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        values = self._values(self._port.credit_view()) if e.index >= 2 else {}
-        if e.index in values:
-            return _answer(e, values[e.index])
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        return DENIED
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return self._values(self._port.credit_view())
 
     def invoke(self, settings: Any, e: Any) -> Any:
         """Method 3 invoke_credit on the emergency credit; anything else is refused."""
@@ -233,7 +215,7 @@ class PaymentCredit(GXDLMSCredit):  # type: ignore[misc]  # gurux is untyped
         return None
 
 
-class PaymentCharge(GXDLMSCharge):  # type: ignore[misc]  # gurux is untyped
+class PaymentCharge(AttributeTable, GXDLMSCharge):  # type: ignore[misc]  # gurux is untyped
     """Charge (class 113) 0-0:19.20.0.255: consumption based collection from 1-0:1.8.0."""
 
     def __init__(self, port: PaymentPort) -> None:
@@ -252,11 +234,9 @@ class PaymentCharge(GXDLMSCharge):  # type: ignore[misc]  # gurux is untyped
             for rate, price in self._port.charge_table()])
         return axdr.encode_structure(scaling, commodity, table)
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index < 2:
-            return super().getValue(settings, e)
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
         view = self._port.credit_view()
-        values: dict[int, Callable[[], bytes]] = {
+        return {
             2: lambda: _i32(int(view["consumed"])), 3: lambda: axdr.encode_value(axdr.ENUM, 0),
             4: lambda: axdr.encode_value(axdr.UINT8, 1), 5: self._unit_charge, 6: self._unit_charge,
             7: lambda: _datetime(None), 8: lambda: axdr.encode_value(axdr.UINT32, 1),
@@ -264,29 +244,19 @@ class PaymentCharge(GXDLMSCharge):  # type: ignore[misc]  # gurux is untyped
             11: lambda: _i32(self._port.last_charge_units), 12: lambda: _i32(0),
             13: lambda: axdr.encode_value(axdr.UINT16, 0),
         }
-        if e.index in values:
-            return _answer(e, values[e.index]())
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        return DENIED
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        e.error = ErrorCode.READ_WRITE_DENIED
-        return None
 
 
-class PaymentTokenGateway(GXDLMSTokenGateway):  # type: ignore[misc]  # gurux is untyped
+class PaymentTokenGateway(AttributeTable, GXDLMSTokenGateway):  # type: ignore[misc]  # gurux is untyped
     """Token gateway (class 115) 0-0:19.40.0.255; method 1 enters an STS token (20 ASCII digits)."""
 
     def __init__(self, port: PaymentPort) -> None:
         super().__init__(TOKEN_GATEWAY_LN)
         self._port = port
 
-    def getValue(self, settings: Any, e: Any) -> Any:
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
         last = self._port.last_token
         status = _STATUS_BY_RESULT.get(last.result, EXECUTION_FAILURE) if last.result else 8
-        values: dict[int, Callable[[], bytes]] = {
+        return {
             2: lambda: axdr.encode_value(axdr.OCTET_STRING, last.digits.encode("ascii", "replace")),
             3: lambda: _datetime(last.utc),
             4: lambda: axdr.encode_array([axdr.encode_value(axdr.OCTET_STRING, last.result.encode("ascii"))]
@@ -294,12 +264,6 @@ class PaymentTokenGateway(GXDLMSTokenGateway):  # type: ignore[misc]  # gurux is
             5: lambda: axdr.encode_value(axdr.ENUM, DELIVERY.get(last.source, 0)),
             6: lambda: axdr.encode_structure(axdr.encode_value(axdr.ENUM, status), _bits([False] * 8)),
         }
-        if e.index in values:
-            return _answer(e, values[e.index]())
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        return DENIED
 
     def invoke(self, settings: Any, e: Any) -> Any:
         """Method 1 enter(token): the result is in attributes 2, 3, 4 and 6."""

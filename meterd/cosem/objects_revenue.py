@@ -42,7 +42,7 @@ import dataclasses
 import datetime as _dt
 import logging
 import struct
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from gurux_dlms.enums import ErrorCode
@@ -79,6 +79,8 @@ from meterd.cosem.adapters import (
     OK,
     OTHER_REASON,
     TYPE_UNMATCHED,
+    AttributeTable,
+    AttributeValue,
     ModelClock,
     ModelProfile,
     ValueData,
@@ -106,11 +108,6 @@ RATE_QUANTITIES: tuple[Quantity | Derived, ...] = (*Quantity, *Derived)
 
 
 # --- A-XDR helpers ------------------------------------------------------------------------------
-
-def _answer(e: Any, raw: bytes) -> bytes:
-    e.byteArray = True
-    return raw
-
 
 def _octets(value: Any) -> bytes:
     if not isinstance(value, bytes | bytearray):
@@ -277,7 +274,7 @@ class PassiveStaging:
                     raise CalendarError(f"day {day.day_id} uses rate {s.rate} of {top}")
 
 
-class ActivityCalendarObject(GXDLMSActivityCalendar):  # type: ignore[misc]  # gurux is untyped
+class ActivityCalendarObject(AttributeTable, GXDLMSActivityCalendar):  # type: ignore[misc]  # gurux is untyped
     """Activity calendar (class 20) 0-0:13.0.0.255."""
 
     def __init__(self, service: RevenueService, staging: PassiveStaging) -> None:
@@ -285,10 +282,10 @@ class ActivityCalendarObject(GXDLMSActivityCalendar):  # type: ignore[misc]  # g
         self._svc = service
         self._staging = staging
 
-    def getValue(self, settings: Any, e: Any) -> Any:
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
         active = self._svc.calendar.active
         st = self._staging
-        values: dict[int, Callable[[], bytes]] = {
+        return {
             2: lambda: axdr.encode_value(axdr.OCTET_STRING, active.name),
             3: lambda: encode_seasons(active.seasons), 4: lambda: encode_weeks(active.week_profiles),
             5: lambda: encode_days(active.day_profiles),
@@ -296,9 +293,6 @@ class ActivityCalendarObject(GXDLMSActivityCalendar):  # type: ignore[misc]  # g
             8: lambda: encode_weeks(st.weeks), 9: lambda: encode_days(st.days),
             10: lambda: axdr.encode_value(axdr.OCTET_STRING, encode_local_datetime(st.activate_at)),
         }
-        if e.index in values:
-            return _answer(e, values[e.index]())
-        return super().getValue(settings, e)
 
     def write(self, e: Any) -> int:
         """SET attributes 6..10 (passive calendar, activation time)."""
@@ -339,7 +333,7 @@ class ActivityCalendarObject(GXDLMSActivityCalendar):  # type: ignore[misc]  # g
         return None
 
 
-class SpecialDaysObject(GXDLMSSpecialDaysTable):  # type: ignore[misc]  # gurux is untyped
+class SpecialDaysObject(AttributeTable, GXDLMSSpecialDaysTable):  # type: ignore[misc]  # gurux is untyped
     """Special days table (class 11) 0-0:11.0.0.255."""
 
     def __init__(self, service: RevenueService) -> None:
@@ -357,11 +351,8 @@ class SpecialDaysObject(GXDLMSSpecialDaysTable):  # type: ignore[misc]  # gurux 
         index, date, day_id = _items(value, 3)
         return SpecialDay(int(index), _from_date5(_octets(date)), int(day_id))
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index == 2:
-            entries = self._svc.calendar.special_days.entries
-            return _answer(e, axdr.encode_array([self.encode_entry(x) for x in entries]))
-        return super().getValue(settings, e)
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {2: lambda: axdr.encode_array([self.encode_entry(x) for x in self._svc.calendar.special_days.entries])}
 
     def _set(self, entries: Iterable[SpecialDay]) -> int:
         try:
@@ -400,8 +391,8 @@ class SpecialDaysObject(GXDLMSSpecialDaysTable):  # type: ignore[misc]  # gurux 
         return None
 
 
-class RevenueScriptTable(GXDLMSScriptTable):  # type: ignore[misc]  # gurux is untyped
-    """Script table (class 9): tariff scripts (one per rate) or the end-of-billing script."""
+class RevenueScriptTable(AttributeTable, GXDLMSScriptTable):  # type: ignore[misc]  # gurux is untyped
+    """Script table (class 9): tariff scripts (one per rate) or the end-of-billing script (fixed)."""
 
     def __init__(self, ln: str, scripts: Sequence[tuple[int, bytes]],
                  execute: Callable[[int], bool] | None) -> None:
@@ -409,16 +400,10 @@ class RevenueScriptTable(GXDLMSScriptTable):  # type: ignore[misc]  # gurux is u
         self._scripts = tuple(scripts)
         self._execute = execute
 
-    def getValue(self, settings: Any, e: Any) -> Any:
-        if e.index == 2:
-            return _answer(e, axdr.encode_array([axdr.encode_structure(
-                axdr.encode_value(axdr.UINT16, sid), axdr.encode_array([action]))
-                for sid, action in self._scripts]))
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        """Scripts are fixed."""
-        return DENIED
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {2: lambda: axdr.encode_array([axdr.encode_structure(
+            axdr.encode_value(axdr.UINT16, sid), axdr.encode_array([action]))
+            for sid, action in self._scripts])}
 
     def invoke(self, settings: Any, e: Any) -> Any:
         if e.index != 1 or self._execute is None or not isinstance(e.parameters, int):
@@ -444,41 +429,38 @@ def rate_register_ln(quantity: Quantity | Derived, rate: int) -> str:
     return f"1.0.{obis_c(quantity, Channel.TOTAL)}.8.{rate}.255"
 
 
-class RegisterActivationObject(GXDLMSRegisterActivation):  # type: ignore[misc]  # gurux is untyped
-    """Register activation (class 6) 0-0:14.0.0.255: one mask of rate registers per rate."""
+class RegisterActivationObject(AttributeTable, GXDLMSRegisterActivation):  # type: ignore[misc]  # gurux is untyped
+    """Register activation (class 6) 0-0:14.0.0.255: one mask of rate registers per rate.
+
+    Read-only: the calendar drives the active mask.
+    """
 
     def __init__(self, service: RevenueService) -> None:
         super().__init__(REGISTER_ACTIVATION_LN)
         self._svc = service
         self._rates = service.tariff.rates
 
-    def getValue(self, settings: Any, e: Any) -> Any:
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
         n = len(RATE_QUANTITIES)
-        if e.index == 2:
-            return _answer(e, axdr.encode_array([axdr.encode_structure(
+        rates = range(1, self._rates + 1)
+        return {
+            2: lambda: axdr.encode_array([axdr.encode_structure(
                 axdr.encode_value(axdr.UINT16, 3), axdr.encode_value(axdr.OCTET_STRING,
                                                                      axdr.obis_bytes(rate_register_ln(q, r))))
-                for r in range(1, self._rates + 1) for q in RATE_QUANTITIES]))
-        if e.index == 3:
-            return _answer(e, axdr.encode_array([axdr.encode_structure(
+                for r in rates for q in RATE_QUANTITIES]),
+            3: lambda: axdr.encode_array([axdr.encode_structure(
                 axdr.encode_value(axdr.OCTET_STRING, _mask_name(r)),
                 axdr.encode_array([axdr.encode_value(axdr.UINT8, (r - 1) * n + i + 1) for i in range(n)]))
-                for r in range(1, self._rates + 1)]))
-        if e.index == 4:
-            return _answer(e, axdr.encode_value(axdr.OCTET_STRING, _mask_name(self._svc.current_rate)))
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        """The calendar drives the active mask."""
-        return DENIED
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        e.error = ErrorCode.READ_WRITE_DENIED
-        return None
+                for r in rates]),
+            4: lambda: axdr.encode_value(axdr.OCTET_STRING, _mask_name(self._svc.current_rate)),
+        }
 
 
-class DemandObject(GXDLMSDemandRegister):  # type: ignore[misc]  # gurux is untyped
-    """Demand register (class 5) 1-0:C.4.0.255 (milli-units per hour, scaler −3)."""
+class DemandObject(AttributeTable, GXDLMSDemandRegister):  # type: ignore[misc]  # gurux is untyped
+    """Demand register (class 5) 1-0:C.4.0.255 (milli-units per hour, scaler −3).
+
+    Read-only: period and number of periods come from the configuration.
+    """
 
     def __init__(self, service: RevenueService, quantity: DemandQuantity, model: Any) -> None:
         super().__init__(f"1.0.{quantity.value}.4.0.255")
@@ -486,9 +468,9 @@ class DemandObject(GXDLMSDemandRegister):  # type: ignore[misc]  # gurux is unty
         self._q = quantity
         self._model = model
 
-    def getValue(self, settings: Any, e: Any) -> Any:
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
         d = self._svc.demand
-        values: dict[int, Callable[[], bytes]] = {
+        return {
             2: lambda: axdr.encode_value(axdr.UINT32, round(d.current_average(
                 self._q, self._model.snapshot().registers))),
             3: lambda: axdr.encode_value(axdr.UINT32, round(d.last_average(self._q))),
@@ -499,17 +481,6 @@ class DemandObject(GXDLMSDemandRegister):  # type: ignore[misc]  # gurux is unty
             8: lambda: axdr.encode_value(axdr.UINT32, d.config.period_s),
             9: lambda: axdr.encode_value(axdr.UINT16, d.config.number_of_periods),
         }
-        if e.index in values:
-            return _answer(e, values[e.index]())
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        """Period and number of periods come from the configuration."""
-        return DENIED
-
-    def invoke(self, settings: Any, e: Any) -> Any:
-        e.error = ErrorCode.READ_WRITE_DENIED
-        return None
 
 
 def _datetime_or_unset(utc: _dt.datetime | None) -> bytes:
@@ -517,8 +488,11 @@ def _datetime_or_unset(utc: _dt.datetime | None) -> bytes:
     return axdr.encode_value(axdr.OCTET_STRING, raw)
 
 
-class MaxDemandObject(GXDLMSExtendedRegister):  # type: ignore[misc]  # gurux is untyped
-    """Maximum demand (class 4) 1-0:C.6.E.255; method 1 (reset) ends the billing period."""
+class MaxDemandObject(AttributeTable, GXDLMSExtendedRegister):  # type: ignore[misc]  # gurux is untyped
+    """Maximum demand (class 4) 1-0:C.6.E.255; method 1 (reset) ends the billing period.
+
+    Not writable: maximum demand is measured.
+    """
 
     def __init__(self, service: RevenueService, quantity: DemandQuantity, rate: int,
                  bill: Callable[[], bool]) -> None:
@@ -528,21 +502,14 @@ class MaxDemandObject(GXDLMSExtendedRegister):  # type: ignore[misc]  # gurux is
         self._rate = rate
         self._bill = bill
 
-    def getValue(self, settings: Any, e: Any) -> Any:
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
         md = self._svc.demand.max_demand(self._q, self._rate)
-        values: dict[int, Callable[[], bytes]] = {
+        return {
             2: lambda: axdr.encode_value(axdr.UINT32, round(md.value_milli)),
             3: lambda: axdr.encode_scaler_unit(-3, _DEMAND_UNITS[self._q]),
             4: lambda: axdr.encode_value(axdr.UINT8, 0),
             5: lambda: _datetime_or_unset(md.capture_utc),
         }
-        if e.index in values:
-            return _answer(e, values[e.index]())
-        return super().getValue(settings, e)
-
-    def write(self, e: Any) -> int:
-        """Maximum demand is measured."""
-        return DENIED
 
     def invoke(self, settings: Any, e: Any) -> Any:
         if e.index != 1 or not self._bill():
@@ -600,10 +567,11 @@ class LegalClock(ModelClock):
         super().__init__("0.0.1.0.0.255", ctx.model.now_utc, ctx.set_clock)
         self._svc = service
 
-    def getValue(self, settings: Any, e: Any) -> Any:
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
         s = self._svc.config.clock
         local = self._svc.local_time(self._now())
-        values: dict[int, Callable[[], bytes]] = {
+        return {
+            **super().attribute_values(),
             3: lambda: axdr.encode_value(axdr.INT16, s.time_zone_min),
             4: lambda: axdr.encode_value(axdr.UINT8, int(local.status())),
             5: lambda: axdr.encode_value(axdr.OCTET_STRING, _pattern_bytes(s.dst_begin)),
@@ -611,9 +579,6 @@ class LegalClock(ModelClock):
             7: lambda: axdr.encode_value(axdr.INT8, s.dst_deviation_min),
             8: lambda: axdr.encode_value(axdr.BOOLEAN, s.dst_enabled),
         }
-        if e.index in values:
-            return _answer(e, values[e.index]())
-        return super().getValue(settings, e)
 
     def write(self, e: Any) -> int:
         """SET 2 (time, UTC) or the legal-time attributes 3, 5, 6, 7, 8."""
