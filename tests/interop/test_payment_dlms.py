@@ -14,15 +14,14 @@ import pytest
 from gurux_dlms.enums import DataType
 from gurux_dlms.objects import GXDLMSAccount, GXDLMSCharge, GXDLMSCredit, GXDLMSTokenGateway
 
-from meterd.app.features.dlms import registry_for
 from meterd.app.features.payment import PaymentSection, sim_key_register
 from meterd.core.sts.vending import credit_token
-from meterd.cosem.server import build_session_factory
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests import simmeter
 from tests.dlms_fakes import make_keys
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, InMemoryTransport, make_client
+from tests.dlms_gurux_client import DlmsClientError
 from tests.simmeter import SimMeter
+from tests.simmeter_dlms import Client
 
 pytestmark = pytest.mark.interop
 
@@ -48,22 +47,6 @@ def meter(tmp_path: Path):  # type: ignore[no-untyped-def]
     m.close()
 
 
-class Client:
-    """A gurux client of one association on a fresh session of the meter's own registry."""
-
-    def __init__(self, meter: SimMeter, sap: int, ic: int = 1) -> None:
-        d = meter.daemon
-        factory = build_session_factory(d.meter, d.services["dlms_security_store"], d.services["dlms_keys"],
-                                        "wrapper", registry_for(d))
-        transport = InMemoryTransport(factory())
-        self.gs = GuruxSession(make_client(sap, invocation_counter=ic), transport.send, transport.receive)
-        self.gs.connect()
-
-    def __enter__(self) -> GuruxSession:
-        return self.gs
-
-    def __exit__(self, *exc: object) -> None:
-        self.gs.close()
 
 
 def token(tid: int, tenths: int) -> str:

@@ -24,15 +24,14 @@ from gurux_dlms.objects import (
     GXDLMSSpecialDaysTable,
 )
 
-from meterd.app.features.dlms import registry_for
 from meterd.core.demand import DemandQuantity
 from meterd.core.energy import Quantity
 from meterd.core.profile import LOAD_PROFILE_OBIS
 from meterd.core.reading import Channel
-from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import make_keys
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, InMemoryTransport, make_client
+from tests.dlms_gurux_client import DlmsClientError, GuruxSession
 from tests.simmeter import SimMeter
+from tests.simmeter_dlms import Client
 
 pytestmark = pytest.mark.interop
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)  # a Monday
@@ -52,22 +51,6 @@ def meter(tmp_path: Path):  # type: ignore[no-untyped-def]
     m.close()
 
 
-class Client:
-    """A gurux client of one association on a fresh session of the meter's own registry."""
-
-    def __init__(self, meter: SimMeter, sap: int, ic: int = 1) -> None:
-        d = meter.daemon
-        factory = build_session_factory(d.meter, d.services["dlms_security_store"], d.services["dlms_keys"],
-                                        "wrapper", registry_for(d))
-        transport = InMemoryTransport(factory())
-        self.gs = GuruxSession(make_client(sap, invocation_counter=ic), transport.send, transport.receive)
-        self.gs.connect()
-
-    def __enter__(self) -> GuruxSession:
-        return self.gs
-
-    def __exit__(self, *exc: object) -> None:
-        self.gs.close()
 
 
 def read_calendar(gs: GuruxSession) -> GXDLMSActivityCalendar:

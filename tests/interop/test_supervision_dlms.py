@@ -12,14 +12,12 @@ import pytest
 from gurux_dlms.enums import DataType
 from gurux_dlms.objects import GXDLMSData, GXDLMSProfileGeneric
 
-from meterd.app.features.dlms import registry_for
 from meterd.core import event_codes as ec
 from meterd.core.alarms import Alarm
 from meterd.core.event_codes import LogId
-from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import make_keys
-from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
 from tests.simmeter import SimMeter
+from tests.simmeter_dlms import Client
 
 pytestmark = pytest.mark.interop
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -33,22 +31,6 @@ def open_meter(state_dir: Path) -> SimMeter:
                     power_quality={"enabled": False})
 
 
-class Client:
-    """A gurux client of one association on a fresh session of the meter's own registry."""
-
-    def __init__(self, meter: SimMeter, sap: int, ic: int = 1) -> None:
-        d = meter.daemon
-        factory = build_session_factory(d.meter, d.services["dlms_security_store"], d.services["dlms_keys"],
-                                        "wrapper", registry_for(d))
-        transport = InMemoryTransport(factory())
-        self.gs = GuruxSession(make_client(sap, invocation_counter=ic), transport.send, transport.receive)
-        self.gs.connect()
-
-    def __enter__(self) -> GuruxSession:
-        return self.gs
-
-    def __exit__(self, *exc: object) -> None:
-        self.gs.close()
 
 
 def as_utc(value: object) -> dt.datetime:
