@@ -119,6 +119,7 @@ def flatten(view: dict) -> dict[str, float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 200 start/kill cycles of a whole meterd process
 def test_kill_9_soak_never_goes_backwards(tmp_path):
     run_kill_cycles(tmp_path, 200)
 
