@@ -109,6 +109,8 @@ def credit_values(daemon: Daemon) -> dict[str, Any] | None:
     emergency = view.get("emergency", False)
     if isinstance(emergency, dict):
         emergency = emergency.get("active", False)
+    if view.get("mode") == "postpaid":  # the balance is informative only: say so beside it
+        unit = f"{unit} (postpaid)"
     return {"credit": round(credit, 3), "unit": unit, "low_credit": bool(view.get("low_credit", False)),
             "mode": str(view.get("mode", "prepaid")), "emergency": bool(emergency)}
 
