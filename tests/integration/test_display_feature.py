@@ -110,5 +110,5 @@ def test_live_values_carry_credit_relay_and_tamper(meter: SimMeter) -> None:
     assert values["power_w"] == pytest.approx(meter.meter.last_reading.total_active_power_w, abs=0.1)
     assert isinstance(values["relay"], bool) and values["tamper"] is False
     if "credit_view" in meter.daemon.services:
-        assert values["unit"] == "kWh" and values["mode"] in ("prepaid", "postpaid")
+        assert values["unit"] == ("kWh (postpaid)" if values["mode"] == "postpaid" else "kWh")
         assert "credit" in [i.ident for i in meter.daemon.services["display"].lcd.items]
