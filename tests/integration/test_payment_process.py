@@ -10,12 +10,12 @@ import pytest
 from meterd.tools import vend
 from tests.meterd_process import MeterdProcess
 
-# config/sim.toml ends with the [sim] table; a [payment] table is appended after its last key.
-PAYMENT_TOML = '"1.0"\n\n[payment]\nmode = "prepaid"\nfriendly_hours = ""\nfriendly_weekdays = []\n'
+PAYMENT_TOML = ('[payment]\nmode = "prepaid"\nfriendly_hours = ""\nfriendly_weekdays = []\n'
+                'friendly_holidays = false\n')
 
 
 def start(tmp_path: Path) -> MeterdProcess:
-    return MeterdProcess(tmp_path, speed="10", power_factor=PAYMENT_TOML)
+    return MeterdProcess(tmp_path, speed="10", extra_toml=PAYMENT_TOML)
 
 
 def test_token_survives_kill_9_and_its_replay_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
