@@ -87,7 +87,7 @@ def test_three_associations_at_once_while_metering_keeps_time(tmp_path):
 
     from gurux_dlms.objects import GXDLMSProfileGeneric
 
-    m = MeterdProcess(tmp_path, speed="1", cycle_s="0.2")
+    m = MeterdProcess(tmp_path, speed="1", cycle_s="0.5")
     errors: list[BaseException] = []
 
     def client(sap: int, ic: int) -> None:
