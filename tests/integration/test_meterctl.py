@@ -52,15 +52,23 @@ def test_a_vended_token_is_accepted_once(meter, tmp_path):
     assert again.returncode == 1 or json.loads(again.stdout)["accepted"] is False
 
 
-def test_control_commands(meter):
-    ok(meter, "relay", "disconnect")
-    relay = ok(meter, "relay")
-    assert relay["output_state"] == "disconnected" and relay["control_state"] == "ready_for_reconnection"
-    ok(meter, "relay", "reconnect")  # the coil pulse waits for the relay's minimum interval
+def wait_output(meter: MeterdProcess, state: str) -> dict:
+    """The relay's output state follows the command once the coil pulse has run and the next
+    metering cycle has read the auxiliary contact; poll for it instead of racing the cycle."""
     deadline = time.monotonic() + 10
-    while ok(meter, "relay")["output_state"] != "connected":
-        assert time.monotonic() < deadline, "relay did not reconnect"
+    while (relay := ok(meter, "relay"))["output_state"] != state:
+        assert time.monotonic() < deadline, f"relay output did not become {state}"
         time.sleep(0.1)
+    return relay
+
+
+def test_control_commands(meter):
+    answer = ok(meter, "relay", "disconnect")
+    assert answer["accepted"] is True and answer["after"] == "ready_for_reconnection"
+    relay = wait_output(meter, "disconnected")
+    assert relay["control_state"] == "ready_for_reconnection"
+    ok(meter, "relay", "reconnect")  # the coil pulse waits for the relay's minimum interval
+    assert wait_output(meter, "connected")["control_state"] == "connected"
     ok(meter, "display", "button", "next")
     ok(meter, "alarms-clear")
     ok(meter, "credit", "mode", "postpaid")
