@@ -13,6 +13,8 @@ U3 (V, 1-0:C.5.0.255 with C = 32, 52, 72), THDS of U1, U2, U3 (% of the fundamen
 manufacturer range of value group E) and the flag (1 when a dip, swell, interruption or a
 sample gap touched the interval, IEC 61000-4-30 §4.7). Rows are values, the time is the row's
 ``utc`` (the ProfileBuffer convention); a ring of ``depth`` rows (default 1008 = 7 days).
+With a :class:`RowStore` every row is written durably (one transaction) before it is visible,
+and the newest ``depth`` rows are restored when the profile is built (the meter restarted).
 """
 
 from __future__ import annotations
@@ -69,14 +71,32 @@ COLUMNS: tuple[CaptureColumn, ...] = (
 )
 
 
-class PqProfile:
-    """Ring of 10-min power-quality rows; implements :class:`meterd.core.model.ProfileBuffer`."""
+class RowStore(Protocol):
+    """Durable profile rows (:class:`meterd.store.profile_store.SqliteProfileStore`)."""
 
-    def __init__(self, depth: int = 1008) -> None:
+    def append_row(self, obis: str, row: ProfileRow) -> None:
+        """Store one row of profile ``obis`` (and trim that profile to its depth)."""
+        ...
+
+    def load_rows(self, obis: str, limit: int) -> list[ProfileRow]:
+        """The newest ``limit`` rows of ``obis``, oldest first."""
+        ...
+
+
+class PqProfile:
+    """Ring of 10-min power-quality rows; implements :class:`meterd.core.model.ProfileBuffer`.
+
+    ``store``: where rows are persisted (restored at construction); None keeps them in RAM only.
+    """
+
+    def __init__(self, depth: int = 1008, store: RowStore | None = None) -> None:
         if depth < 1:
             raise ValueError("depth must be at least 1")
         self.depth = depth
+        self._store = store
         self._rows: deque[ProfileRow] = deque(maxlen=depth)
+        if store is not None:
+            self._rows.extend(store.load_rows(PQ_PROFILE_OBIS, depth))
 
     @property
     def columns(self) -> Sequence[CaptureColumn]:
@@ -100,8 +120,14 @@ class PqProfile:
         values += [round(pst.get(p, 0.0), 3) for p in (1, 2, 3)]
         values.append(int(aggregate.flagged))
         row = ProfileRow(aggregate.end_utc, tuple(values))
+        if self._store is not None:
+            self._store.append_row(PQ_PROFILE_OBIS, row)  # on disk before it is visible
         self._rows.append(row)
         return row
+
+    def last_utc(self) -> _dt.datetime | None:
+        """Time of the newest row (None when empty)."""
+        return self._rows[-1].utc if self._rows else None
 
     def rows_between(self, start_utc: _dt.datetime, end_utc: _dt.datetime) -> list[ProfileRow]:
         """Rows with start_utc <= time <= end_utc, oldest first."""
@@ -146,14 +172,14 @@ class PowerQualityService:
     """Runs the PQ chain of one meter (waveform analysis, or the chip's indicative values)."""
 
     def __init__(self, monitor: PqMonitor | None, events: EventSink | None, profile_depth: int = 1008,
-                 keep_events: int = 20) -> None:
+                 keep_events: int = 20, store: RowStore | None = None) -> None:
         self.monitor = monitor
         self._events = events
-        self.profile = PqProfile(profile_depth)
+        self.profile = PqProfile(profile_depth, store)
         self.recent: deque[PqEvent] = deque(maxlen=keep_events)
         self.event_count = 0
         self._chip_values: PqValues | None = None
-        self._last_ten: _dt.datetime | None = None
+        self._last_ten: _dt.datetime | None = self.profile.last_utc()
 
     @property
     def indicative(self) -> bool:
@@ -176,8 +202,8 @@ class PowerQualityService:
         assert self.monitor is not None
         values = self.monitor.latest()
         ten = values.aggregates.get("10-min")
-        if ten is None or ten.end_utc == self._last_ten:
-            return
+        if ten is None or (self._last_ten is not None and ten.end_utc <= self._last_ten):
+            return  # already held (also across a restart: a row is never written twice)
         self._last_ten = ten.end_utc
         pst = {p: v.pst for p, v in values.pst.items() if v.end_utc == ten.end_utc}
         self.profile.add(ten, pst)
