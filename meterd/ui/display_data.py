@@ -36,7 +36,8 @@ class DisplayData:
     low_credit: bool = False
     local_time: dt.datetime = dt.datetime(2026, 1, 1)
     relay_closed: bool = True
-    battery_low: bool = False
+    battery_low: bool = False  # the RTC backup battery is low (RTC_VL_READ BACKUP_LOW/EMPTY)
+    battery_known: bool = True  # False when the RTC reports no battery flags
     cover_open: bool = False
     magnet: bool = False
     tamper_other: tuple[str, ...] = field(default_factory=tuple)

@@ -73,6 +73,8 @@ def _value(item: DisplayItem, d: DisplayData) -> tuple[str, str, str]:
     if ident == "relay":
         return ("ON", "closed", "موصول") if d.relay_closed else ("OFF", "open", "مفصول")
     if ident == "battery":
+        if not d.battery_known:
+            return "--", "unknown", "غير معروف"
         return ("LOW", "replace", "استبدال") if d.battery_low else ("OK", "", "")
     if ident == "tamper":
         return _tamper_text(d)
@@ -125,7 +127,8 @@ def items_from_ids(idents: list[str]) -> tuple[DisplayItem, ...]:
 def screen_key(item: DisplayItem, data: DisplayData, lang: str, on_battery: bool) -> tuple[object, ...]:
     """What decides the pixels of ``render_item``: equal keys draw equal images, so a controller
     redraws only when the visible text or symbols change, not on every new measurement."""
-    header = (data.tampered, data.battery_low, data.relay_closed, _direction(data.active_power_w))
+    header = (data.tampered, data.battery_low and data.battery_known, data.relay_closed,
+              _direction(data.active_power_w))
     if item.ident == "phasor":
         body: tuple[object, ...] = (
             tuple(round(a) for a in data.voltage_angle_deg), tuple(round(a) for a in data.current_angle_deg),
@@ -179,7 +182,7 @@ def _header(draw: ImageDraw.ImageDraw, item: DisplayItem, data: DisplayData, on_
     x = WIDTH - 1
     if data.tampered:
         x = _tamper_symbol(draw, x)
-    x = _battery_symbol(draw, x, data.battery_low, on_battery)
+    x = _battery_symbol(draw, x, data.battery_low and data.battery_known, on_battery)
     x = _relay_symbol(draw, x, data.relay_closed)
     _direction_symbol(draw, x, data.active_power_w)
     draw.line((0, 10, WIDTH - 1, 10), fill=INK)

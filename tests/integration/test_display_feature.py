@@ -112,3 +112,52 @@ def test_live_values_carry_credit_relay_and_tamper(meter: SimMeter) -> None:
     if "credit_view" in meter.daemon.services:
         assert values["unit"] == ("kWh (postpaid)" if values["mode"] == "postpaid" else "kWh")
         assert "credit" in [i.ident for i in meter.daemon.services["display"].lcd.items]
+
+
+def battery_events(meter: SimMeter) -> list[object]:
+    from meterd.core import event_codes
+    from meterd.core.event_codes import LogId
+
+    code = event_codes.code("BATTERY_VOLTAGE_LOW")
+    return [e for e in meter.daemon.services["events"].log(LogId.STANDARD).entries() if e.code == code]
+
+
+def battery_scenario(*changes: tuple[float, bool]) -> str:
+    return "".join(f'[[events]]\nat_s = {at}\nsignal = "battery_low"\nvalue = {str(v).lower()}\n\n' for at, v in changes)
+
+
+def test_rtc_battery_low_shows_on_the_lcd_and_logs_one_event_per_occurrence(tmp_path: Path) -> None:
+    meter = SimMeter(tmp_path)
+    try:
+        display = meter.daemon.services["display"]
+        lcd = display.lcd
+        lcd.show_item("battery")
+        meter.run(2)
+        assert display_data(meter.daemon).battery_low is False and display.view()["rtc_battery"] == "ok"
+        meter.world.load_scenario(battery_scenario((1, True)), "battery")
+        meter.run(62)  # flags are read every battery_check_s = 60 s
+        lcd.show_item("battery")
+        lcd.tick()
+        data = display_data(meter.daemon)
+        assert data.battery_low and display.view()["rtc_battery"] == "low"
+        from meterd.ui.screens import screen_key
+
+        assert screen_key(lcd.current, data, "en", False)[-1] == ("LOW", "replace", "استبدال")
+        drawn = Image.open(tmp_path / "lcd" / "screen.png").convert("1")
+        assert drawn.tobytes() == render_item(lcd.current, data, "en", False).tobytes()
+        assert drawn.tobytes() != render_item(lcd.current, dataclasses.replace(data, battery_low=False)).tobytes()
+        meter.run(180)  # still low: no second event
+        assert len(battery_events(meter)) == 1
+        meter.world.load_scenario(battery_scenario((1, False), (100, True)), "battery again")
+        meter.run(200)  # good, then low again: a new occurrence
+        assert len(battery_events(meter)) == 2
+    finally:
+        meter.close()
+    meter = SimMeter(tmp_path)  # a restart with the battery still low is the same occurrence
+    try:
+        meter.world.load_scenario(battery_scenario((0, True)), "still low")
+        meter.run(3)
+        assert meter.daemon.services["display"].battery.low is True
+        assert len(battery_events(meter)) == 2
+    finally:
+        meter.close()

@@ -10,14 +10,20 @@ Section ``[display]``:
   or its OBIS code (``"1-0:1.8.0.255"`` import energy, ``"0-0:19.10.0.255"`` credit, ...);
   ``scroll_s`` (s) between items, ``button_pause_s`` (s) of auto-scroll pause after a button press.
 * ``lang``: ``"en"`` or ``"ar"``.
+* ``rtc_device``: the RTC whose backup-battery flags (``RTC_VL_READ``: BACKUP_LOW, BACKUP_EMPTY)
+  feed the battery item, read every ``battery_check_s`` (s); ``""`` = none (battery shown as
+  unknown). The simulated meter has a simulated RTC instead, driven by the scenario signal
+  ``battery_low`` (true/false). A low battery records BATTERY_VOLTAGE_LOW (standard event log,
+  code 8) once per occurrence (remembered across restarts in ``<state_dir>/display-state.json``;
+  the code table has no "battery ok" code, so the end is not logged).
 
 Values shown: per-phase U (V), I (A), PF and phasors, total P (kW), f (Hz), import/export
 energy 1-0:1.8.0 / 1-0:2.8.0 (kWh, the last committed checkpoint: never a value a crash could take
 back, at most the checkpoint bound behind the live register),
 maximum demand 1-0:1.6.0 from ``services["revenue"]``, credit from ``services["credit_view"]``,
 relay from ``services["load_control"]`` (else the ``relay_open`` status flag), tamper from
-``services["supervision"]`` (else the ``tamper`` flag), battery mode while the power-fail input is
-active. A frame is drawn only when the visible text or symbols change, or on a scroll.
+``services["supervision"]`` (else the ``tamper`` flag), the RTC backup battery (OK, LOW or
+unknown), battery mode while the power-fail input is active. A frame is drawn only when the visible text or symbols change, or on a scroll.
 
 API: ``POST /display/button`` ``{"button": "next"|"previous"}``, ``POST /display/show``
 ``{"item": id-or-OBIS}``, ``POST /display/lang`` ``{"lang": "en"|"ar"}``, ``GET /display``.
@@ -28,12 +34,18 @@ Scenario signal ``display_button`` (any value: one press of "next").
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meterd.app.config import choices, rng
+from meterd.core import event_codes
 from meterd.core.energy import Quantity
+from meterd.runtime.rtc import VL_BACKUP_EMPTY, VL_BACKUP_LOW, LinuxRtc, SimRtc
 from meterd.ui.display_data import DisplayData
 from meterd.ui.meter_lcd import MeterLcd
 from meterd.ui.screens import DEFAULT_ITEMS, ITEMS_BY_ID, DisplayItem
@@ -59,6 +71,8 @@ class DisplaySection:
     gpio_dc: int = field(default=24, metadata=rng(0, 27))
     gpio_rst: int = field(default=25, metadata=rng(0, 27))
     gpio_light: int = field(default=-1, metadata=rng(-1, 27))
+    rtc_device: str = "/dev/rtc0"
+    battery_check_s: float = field(default=60.0, metadata=rng(1.0, 3600.0))
 
     def __post_init__(self) -> None:
         resolve_items(self.items)  # unknown ids or OBIS codes are refused when the config is read
@@ -210,7 +224,83 @@ def display_data(daemon: Daemon) -> DisplayData:
     values["cover_open"] = any("cover" in name for name in tampers)
     values["magnet"] = any("magnet" in name for name in tampers)
     values["tamper_other"] = tuple(n for n in tampers if "cover" not in n and "magnet" not in n)
+    display = daemon.services.get("display")
+    if isinstance(display, MeterDisplay) and display.battery is not None:
+        low = display.battery.low
+        values["battery_low"], values["battery_known"] = bool(low), low is not None
     return DisplayData(**values)
+
+
+# ---------------------------------------------------------------------------------------------
+# RTC backup battery
+# ---------------------------------------------------------------------------------------------
+
+
+def write_json_atomic(path: Path, value: dict[str, Any]) -> None:
+    """Replace ``path`` with ``value`` as JSON: write a temporary file, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(value, fh, separators=(",", ":"), sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; {} when the file is missing or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+class BatteryWatch:
+    """The RTC's backup battery: ``RTC_VL_READ`` flags read every ``period_s`` (s, monotonic).
+
+    ``low`` is True (BACKUP_LOW or BACKUP_EMPTY set), False, or None when the RTC reports no
+    flags. BATTERY_VOLTAGE_LOW (standard event log) is recorded once per occurrence: on the
+    change to low, and not again until the battery has been seen good; the latch survives a
+    restart through ``state_path``.
+    """
+
+    def __init__(self, rtc: Any, mono: Callable[[], float], period_s: float,
+                 record: Callable[[dict[str, Any]], None], state_path: Path) -> None:
+        self.rtc = rtc
+        self._mono = mono
+        self._period_s = period_s
+        self._record = record
+        self._state_path = state_path
+        self._latched = bool(read_json(state_path).get("battery_low", False))
+        self._next_mono = float("-inf")
+        self._warned = False
+        self.low: bool | None = None
+
+    def poll(self) -> None:
+        """Read the flags when due; record the event on a new low battery."""
+        now = self._mono()
+        if now < self._next_mono:
+            return
+        self._next_mono = now + self._period_s
+        flags = self._flags()
+        self.low = None if flags is None else bool(flags & (VL_BACKUP_LOW | VL_BACKUP_EMPTY))
+        if self.low is None or self.low == self._latched:
+            return
+        self._latched = self.low
+        if self.low:
+            log.warning("RTC backup battery low (flags 0x%x)", flags)
+            self._record({"flags": flags})
+        write_json_atomic(self._state_path, {"battery_low": self._latched})
+
+    def _flags(self) -> int | None:
+        try:
+            return self.rtc.flags()  # type: ignore[no-any-return]
+        except OSError as exc:  # no such device, no permission: the battery state is unknown
+            if not self._warned:
+                log.warning("RTC battery flags unreadable: %s", exc)
+                self._warned = True
+            return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,14 +326,17 @@ def _device(daemon: Daemon, cfg: DisplaySection) -> Any:
 class MeterDisplay:
     """The LCD controller fed from the live meter once per cycle."""
 
-    def __init__(self, daemon: Daemon, lcd: MeterLcd, device: Any) -> None:
+    def __init__(self, daemon: Daemon, lcd: MeterLcd, device: Any, battery: BatteryWatch | None = None) -> None:
         self._daemon = daemon
         self.lcd = lcd
         self.device = device
+        self.battery = battery
 
     def on_cycle(self, _result: Any = None) -> None:
         """Take this cycle's values, follow the power-fail input, scroll if due, draw if changed."""
         assert self._daemon.hardware is not None
+        if self.battery is not None:
+            self.battery.poll()
         self.lcd.set_mains(not self._daemon.hardware.inputs.states().get("power_fail", False))
         self.lcd.update(display_data(self._daemon))
         self.lcd.tick()
@@ -251,8 +344,10 @@ class MeterDisplay:
     def view(self) -> dict[str, Any]:
         """Current item, language, battery mode, frames drawn, and the capture file when any."""
         screen = getattr(self.device, "screen_path", None)
+        battery = None if self.battery is None or self.battery.low is None else \
+            ("low" if self.battery.low else "ok")
         return {"item": self.lcd.current.ident, "obis": self.lcd.current.obis, "lang": self.lcd.lang,
-                "on_battery": self.lcd.on_battery, "frames": self.lcd.frames,
+                "on_battery": self.lcd.on_battery, "rtc_battery": battery, "frames": self.lcd.frames,
                 "screen": str(screen) if screen is not None else None}
 
     def button(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -287,7 +382,7 @@ def attach(daemon: Daemon) -> None:
         items = tuple(i for i in items if i.ident != "credit") or items
     lcd = MeterLcd(device, daemon.clock, items, lang=cfg.lang, scroll_s=cfg.scroll_s,
                    button_pause_s=cfg.button_pause_s)
-    display = MeterDisplay(daemon, lcd, device)
+    display = MeterDisplay(daemon, lcd, device, _battery_watch(daemon, cfg))
     daemon.services["display"] = display
     daemon.cycle_hooks.append(display.on_cycle)
     daemon.status_extras["display"] = display.view
@@ -303,7 +398,35 @@ def attach(daemon: Daemon) -> None:
         daemon.info["lcd_screen"] = str(screen)
 
 
+def _battery_watch(daemon: Daemon, cfg: DisplaySection) -> BatteryWatch | None:
+    """The RTC battery watch: a simulated RTC in sim, ``rtc_device`` on a Pi, none for ``""``."""
+    assert daemon.clock is not None and daemon.hardware is not None
+    if daemon.hardware.sim is not None:
+        rtc: Any = SimRtc(vl_flags=0)
+    elif cfg.rtc_device:
+        rtc = LinuxRtc(cfg.rtc_device)
+    else:
+        return None
+    clock = daemon.clock
+
+    def record(detail: dict[str, Any]) -> None:
+        events = daemon.services.get("events")
+        if events is not None:
+            events.record(event_codes.code("BATTERY_VOLTAGE_LOW"), clock.utc(), detail)
+
+    return BatteryWatch(rtc, clock.mono, cfg.battery_check_s, record, daemon.cfg.state_dir / "display-state.json")
+
+
+def _set_sim_battery(display: MeterDisplay, low: Any) -> None:
+    """Scenario signal ``battery_low``: the simulated RTC's BACKUP_LOW flag set (true) or cleared."""
+    assert display.battery is not None
+    rtc = display.battery.rtc
+    flags = rtc.vl_flags or 0
+    rtc.vl_flags = flags | VL_BACKUP_LOW if low else flags & ~VL_BACKUP_LOW
+
+
 def _add_scenario_signal(daemon: Daemon, display: MeterDisplay) -> None:
-    """Scenario signal ``display_button``: a press of the scroll button."""
+    """Scenario signals ``display_button`` (a press of the scroll button) and ``battery_low``."""
     assert daemon.hardware is not None and daemon.hardware.sim is not None
     daemon.hardware.sim.extra_signals["display_button"] = lambda _value: display.lcd.button_next()
+    daemon.hardware.sim.extra_signals["battery_low"] = lambda value: _set_sim_battery(display, bool(value))
