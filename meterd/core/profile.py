@@ -128,6 +128,15 @@ def default_load_profile_channels() -> tuple[ProfileChannel, ...]:
     return (ProfileChannel(ColumnKind.CLOCK), ProfileChannel(ColumnKind.STATUS), *energy, *volts)
 
 
+def capturable_channels() -> tuple[ProfileChannel, ...]:
+    """Every capture object a profile of this meter can hold, clock first: status, interval and
+    cumulative energy of every base quantity on every channel, average voltage per phase."""
+    energy = tuple(ProfileChannel(kind, q, c) for kind in (ColumnKind.INTERVAL_ENERGY, ColumnKind.CUMULATIVE_ENERGY)
+                   for q in Quantity for c in Channel)
+    volts = tuple(ProfileChannel(ColumnKind.AVERAGE_VOLTAGE, None, ph) for ph in PHASES)
+    return (ProfileChannel(ColumnKind.CLOCK), ProfileChannel(ColumnKind.STATUS), *energy, *volts)
+
+
 def default_daily_profile_channels() -> tuple[ProfileChannel, ...]:
     """Clock, status and cumulative +A, −A, QI..QIV, +S, −S (total)."""
     return (ProfileChannel(ColumnKind.CLOCK), ProfileChannel(ColumnKind.STATUS),
@@ -214,6 +223,14 @@ class LoadProfile:
     def last_row(self) -> ProfileRow | None:
         """The newest row."""
         return self._rows[-1] if self._rows else None
+
+    def last_value(self, channel: ProfileChannel) -> int | None:
+        """The value ``channel`` had in the newest row (None: not captured by this profile, or
+        no row yet). This is what the capture object itself reads (e.g. 1-0:1.29.0.255)."""
+        if channel.kind is ColumnKind.CLOCK or channel not in self.config.channels or not self._rows:
+            return None
+        value = self._rows[-1].values[self.config.channels.index(channel) - 1]
+        return int(value)
 
     def add_voltages(self, volts: Sequence[float]) -> None:
         """Accumulate one cycle's phase voltages (V) for the average columns."""

@@ -27,6 +27,10 @@ OBIS map (values read the service on every GET; encodings are ours, see :mod:`me
 * 0-0:0.1.0.255 billing period counter (class 1, double-long-unsigned), 0-0:0.1.2.255 time of
   the last billing (class 1, date-time, UTC).
 * 1-0:99.2.0.255 daily profile and 0-0:98.1.0.255 billing profile (class 7, read-only).
+* Capture objects of the profiles that are not registers elsewhere, each reading its column in
+  the newest row (0 until captured): profile status 0-0:96.10.1.255 (class 1, long-unsigned),
+  interval energy 1-0:C.29.0.255 for every base quantity and channel (class 3, long64-unsigned,
+  scaler −3: Wh, varh, VAh), average voltage 1-0:32/52/72.27.0.255 (class 3, scaler −2, V).
 * With ``serve_load_profile``: 1-0:99.1.0.255 (class 7) whose capture objects (3) and capture
   period (4, 60..3600 s dividing a day) are writable, which clears the buffer. With
   ``serve_clock``: 0-0:1.0.0.255 (class 8) serving and writing time zone (3), DST begin (5),
@@ -71,7 +75,14 @@ from meterd.core.demand import DemandQuantity
 from meterd.core.energy import UNITS, Derived, Quantity, obis_c
 from meterd.core.errors import MeterError
 from meterd.core.legal_time import ClockSettings, DateTimePattern
-from meterd.core.profile import DAILY_PROFILE_OBIS, LOAD_PROFILE_OBIS, ProfileChannel, ProfileConfig
+from meterd.core.profile import (
+    DAILY_PROFILE_OBIS,
+    LOAD_PROFILE_OBIS,
+    ColumnKind,
+    ProfileChannel,
+    ProfileConfig,
+    capturable_channels,
+)
 from meterd.core.reading import Channel
 from meterd.cosem import axdr
 from meterd.cosem.adapters import (
@@ -87,7 +98,16 @@ from meterd.cosem.adapters import (
     ValueRegister,
 )
 from meterd.cosem.errors import ApduError
-from meterd.cosem.objects import ENERGY_UNITS, UNIT_VA, UNIT_VAR, UNIT_W, Access, CosemContext, CosemEntry
+from meterd.cosem.objects import (
+    ENERGY_UNITS,
+    UNIT_V,
+    UNIT_VA,
+    UNIT_VAR,
+    UNIT_W,
+    Access,
+    CosemContext,
+    CosemEntry,
+)
 from meterd.cosem.profile import ProfileReader
 from meterd.services.revenue import RevenueService
 
@@ -542,13 +562,7 @@ class LoadProfileObject(ModelProfile):
         return OK
 
     def _channels(self, value: Any) -> tuple[ProfileChannel, ...]:
-        from meterd.core.profile import ColumnKind
-        from meterd.core.reading import PHASES
-
-        known: list[ProfileChannel] = [ProfileChannel(ColumnKind.CLOCK), ProfileChannel(ColumnKind.STATUS)]
-        known += [ProfileChannel(k, q, c) for k in (ColumnKind.INTERVAL_ENERGY, ColumnKind.CUMULATIVE_ENERGY)
-                  for q in Quantity for c in Channel]
-        known += [ProfileChannel(ColumnKind.AVERAGE_VOLTAGE, None, ph) for ph in PHASES]
+        known = capturable_channels()
         by_ref = {(ch.column.class_id, axdr.obis_bytes(ch.column.obis), ch.column.attribute): ch for ch in known}
         picked = []
         for item in _items(value):
@@ -623,6 +637,41 @@ def _pattern_from(raw: bytes) -> DateTimePattern:
                            deviation_min=None if dev == axdr.DEVIATION_UNSPECIFIED else dev)
 
 
+# --- capture objects of the profiles -------------------------------------------------------------
+
+def _last_captured(service: RevenueService, channel: ProfileChannel) -> int:
+    """The value ``channel`` had in the newest row of the load profile, else of the daily
+    profile; 0 while neither profile has captured it."""
+    for profile in (service.load_profile, service.daily_profile):
+        value = profile.last_value(channel)
+        if value is not None:
+            return value
+    return 0
+
+
+def _capture_getter(service: RevenueService, channel: ProfileChannel, tag: int) -> Callable[[], tuple[int, int]]:
+    return lambda: (tag, _last_captured(service, channel))
+
+
+def capture_object_entries(service: RevenueService) -> Iterable[CosemEntry]:
+    """The capture objects of the load and daily profiles that are not registers of their own:
+    status 0-0:96.10.1.255 (class 1, long-unsigned: the :class:`ProfileStatus` word), interval
+    energy 1-0:C.29.0.255 of every base quantity and channel (class 3, long64-unsigned, scaler −3:
+    Wh, varh, VAh) and average voltage 1-0:32/52/72.27.0.255 (class 3, double-long-unsigned,
+    scaler −2, V). Each reads the value of its column in the newest profile row, so a head end
+    resolves every capture object a profile can be given (attribute 3 of 1-0:99.1.0.255)."""
+    for ch in capturable_channels():
+        column = ch.column
+        if ch.kind is ColumnKind.STATUS:
+            yield CosemEntry(ValueData(column.obis, _capture_getter(service, ch, axdr.UINT16)))
+        elif ch.kind is ColumnKind.INTERVAL_ENERGY:
+            assert ch.quantity is not None
+            unit = ENERGY_UNITS[UNITS[ch.quantity]]
+            yield CosemEntry(ValueRegister(column.obis, _capture_getter(service, ch, axdr.UINT64), -3, unit))
+        elif ch.kind is ColumnKind.AVERAGE_VOLTAGE:
+            yield CosemEntry(ValueRegister(column.obis, _capture_getter(service, ch, axdr.UINT32), -2, UNIT_V))
+
+
 # --- the factory ----------------------------------------------------------------------------------
 
 def _rate_getter(service: RevenueService, quantity: Quantity | Derived, rate: int) -> Callable[[], tuple[int, int]]:
@@ -682,6 +731,7 @@ def revenue_factory(service: RevenueService, serve_load_profile: bool = False,
             buffer = service.profile(ln)
             assert buffer is not None
             yield CosemEntry(ModelProfile(ln, ProfileReader(buffer)))
+        yield from capture_object_entries(service)
         if serve_load_profile:
             yield CosemEntry(LoadProfileObject(service), Access(write=frozenset({3, 4})))
         if serve_clock:
