@@ -161,7 +161,7 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(254, "SUSTAINED_OVERVOLTAGE", "Over-voltage (10/12-cycle RMS)", (_Q,), "project"),
     # --- project codes: power failure ---
     EventCode(215, "LONG_POWER_FAILURE", "Long power failure (end time, duration)", (_P,), "project"),
-    EventCode(216, "SHORT_POWER_FAILURE", "Short power failure (end time, duration)", (_S,), "project"),
+    EventCode(216, "SHORT_POWER_FAILURE", "Short power failure (end time, duration)", (_S, _P), "project"),
     # --- project codes: communication log ---
     EventCode(220, "LOCAL_SESSION_OPENED", "Local (optical) association opened", (_C,), "project"),
     EventCode(221, "LOCAL_SESSION_CLOSED", "Local (optical) association closed", (_C,), "project"),

@@ -3,7 +3,9 @@
 Every log is a ring of configurable depth: when full, the oldest entry goes. Logs are read through
 :class:`meterd.core.model.ProfileBuffer`: the first capture column is the clock 0-0:1.0.0.255; the
 event logs 0-0:99.98.x.255 then carry their event code object 0-0:96.11.x.255; the power-failure
-log 1-0:99.97.0.255 carries the failure duration 0-0:96.7.19.255 (s) instead. As in every
+log 1-0:99.97.0.255 carries the failure duration 0-0:96.7.19.255 (s) instead (short and long
+power failures both, each with its duration; over DLMS the threshold 0-0:96.7.20.255 tells them
+apart, in memory the entry's code). As in every
 profile of the meter, a :class:`~meterd.core.model.ProfileRow` carries the capture time in
 ``utc`` and one value per non-clock column in ``values`` (the code, or the duration).
 
@@ -37,7 +39,7 @@ RowValue = int | float | str
 
 DEFAULT_DEPTHS: Mapping[LogId, int] = MappingProxyType({
     LogId.STANDARD: 100, LogId.FRAUD: 100, LogId.DISCONNECTOR: 100, LogId.POWER_QUALITY: 100,
-    LogId.COMMUNICATION: 100, LogId.POWER_FAILURE: 10, LogId.FIRMWARE: 20, LogId.TOKEN: 100,
+    LogId.COMMUNICATION: 100, LogId.POWER_FAILURE: 50, LogId.FIRMWARE: 20, LogId.TOKEN: 100,
     LogId.SECURITY: 100,
 })
 

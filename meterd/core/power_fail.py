@@ -11,8 +11,9 @@ persisted outage start (last-gasp time) or, failing that, from the last-alive he
 (default 180 s, EN 50160) are short power failures, the others long ones.
 
 Counters: 0-0:96.7.21.255 power failures in any phase (every cut, short or long),
-0-0:96.7.9.255 long power failures in any phase; the long-failure log 1-0:99.97.0.255 holds
-end time and duration (s, 0-0:96.7.19.255). A clean stop (service shutdown) is not an outage.
+0-0:96.7.9.255 long power failures in any phase; the power-failure log 1-0:99.97.0.255 holds
+every failure, short and long, with its end time and duration (s, 0-0:96.7.19.255); the
+threshold between them is 0-0:96.7.20.255 (s). A clean stop (service shutdown) is not an outage.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from meterd.core.tamper import InputStates, Persistence, Qualifier
 
 FAILURES_OBIS = "0.0.96.7.21.255"
 LONG_FAILURES_OBIS = "0.0.96.7.9.255"
+LONG_FAILURE_THRESHOLD_OBIS = "0.0.96.7.20.255"
 STATE_KEY = "power"
 
 

@@ -4,8 +4,9 @@ OBIS map (values read the supervision service on every GET):
 
 * 0-0:99.98.x.255 (class 7), x = 0 standard, 1 fraud, 2 disconnector, 4 power quality,
   5 communication, 6 firmware, 7 token, 8 security: event logs, capture objects clock
-  0-0:1.0.0.255 and the log's event code object; 1-0:99.97.0.255 (class 7): long power failures
-  (clock = end time, duration 0-0:96.7.19.255 in s). Read by range (selector 1 on the clock) or
+  0-0:1.0.0.255 and the log's event code object; 1-0:99.97.0.255 (class 7): power failures,
+  long and short, each with its duration (clock = end time, duration 0-0:96.7.19.255 in s; a
+  failure is long when its duration reaches the threshold 0-0:96.7.20.255). Read by range (selector 1 on the clock) or
   by entry (selector 2); capture period 0 (event-driven); profile entries = the log's depth.
 * 0-0:96.11.x.255 (class 1, unsigned): code of the newest event of log x (0 when empty).
 * 0-0:97.98.0.255 (class 1, double-long-unsigned): alarm register 1. A write (management only)
@@ -15,7 +16,8 @@ OBIS map (values read the supervision service on every GET):
 * 0-0:96.7.21.255 (class 1, long-unsigned): power failures in any phase (short and long);
   0-0:96.7.9.255 (class 1, long-unsigned): long power failures in any phase;
   0-0:96.7.19.255 (class 3, double-long-unsigned, s): duration of the last long power failure
-  (the value the power-failure log captures).
+  (the value the power-failure log captures); 0-0:96.7.20.255 (class 3, double-long-unsigned, s):
+  time threshold for a long power failure (``long_failure_s``, default 180 s, EN 50160).
 
 Reads are for the reader and the management association; writes for the management one.
 """
@@ -25,10 +27,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from meterd.core import event_codes as ec
 from meterd.core.alarms import ALARM_FILTER_OBIS, ALARM_REGISTER_OBIS, ALL_BITS
 from meterd.core.event_codes import LOG_OBIS, LogId
 from meterd.core.events import POWER_FAILURE_DURATION_OBIS, EventLog
-from meterd.core.power_fail import FAILURES_OBIS, LONG_FAILURES_OBIS
+from meterd.core.power_fail import FAILURES_OBIS, LONG_FAILURE_THRESHOLD_OBIS, LONG_FAILURES_OBIS
 from meterd.cosem import axdr
 from meterd.cosem.adapters import OK, OTHER_REASON, TYPE_UNMATCHED, ModelProfile, ValueData, ValueRegister
 from meterd.cosem.objects import Access, CosemContext, CosemEntry, ObjectFactory
@@ -64,8 +67,11 @@ def _last_code(log: EventLog) -> Callable[[], tuple[int, int]]:
 
 
 def _last_duration(log: EventLog) -> Callable[[], tuple[int, int]]:
+    """Duration (s) of the newest long power failure of the power-failure log (short ones skipped)."""
+    long_code = ec.code("LONG_POWER_FAILURE")
+
     def read() -> tuple[int, int]:
-        entries = log.entries()
+        entries = [e for e in log.entries() if e.code == long_code]
         value = entries[-1].detail.get("duration_s", 0) if entries else 0
         return axdr.UINT32, int(value) if isinstance(value, int | float) else 0
     return read
@@ -104,5 +110,8 @@ def supervision_factory(supervision: Supervision) -> ObjectFactory:
                                    lambda: (axdr.UINT16, min(counters()["long_failures"], 0xFFFF))))
         failures = supervision.recorder.log(LogId.POWER_FAILURE)
         yield CosemEntry(ValueRegister(POWER_FAILURE_DURATION_OBIS, _last_duration(failures), 0, UNIT_SECOND))
+        threshold_s = round(supervision.settings.power.long_failure_s)
+        yield CosemEntry(ValueRegister(LONG_FAILURE_THRESHOLD_OBIS, lambda: (axdr.UINT32, threshold_s), 0,
+                                       UNIT_SECOND))
 
     return factory

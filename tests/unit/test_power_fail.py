@@ -131,7 +131,8 @@ def test_outage_across_restart_with_last_gasp(tmp_path, off_s: int, kind: str) -
         short_row = [] if long else [(ec.code(kind), clock.utc())]
         assert std == [(1, cut), (2, clock.utc()), *short_row]
         pf_log = sup.recorder.log(LogId.POWER_FAILURE).rows_by_entry(1, 0)
-        assert [r.values[0] for r in pf_log] == ([off_s] if long else [])
+        assert [r.values[0] for r in pf_log] == [off_s]  # short and long, each with its duration
+        assert [e.code for e in sup.recorder.log(LogId.POWER_FAILURE).entries()] == [ec.code(kind)]
         assert sup.power_counters() == {"failures": 1, "long_failures": int(long),
                                         "long_failure_time_s": off_s if long else 0}
 
@@ -168,7 +169,10 @@ def test_counters_accumulate_over_several_restarts(tmp_path) -> None:
         sup = Supervision(store=store)
         sup.on_start(clock.utc())
         assert sup.power_counters() == {"failures": 4, "long_failures": 2, "long_failure_time_s": 600}
-        assert [r.values[0] for r in sup.recorder.log(LogId.POWER_FAILURE).rows_by_entry(1, 0)] == [200, 400]
+        pf_log = sup.recorder.log(LogId.POWER_FAILURE)
+        assert [r.values[0] for r in pf_log.rows_by_entry(1, 0)] == [10, 200, 50, 400]
+        long_code = ec.code("LONG_POWER_FAILURE")
+        assert [e.detail["duration_s"] for e in pf_log.entries() if e.code == long_code] == [200, 400]
 
 
 def test_ride_through_cut_while_running_records_down_and_up(tmp_path) -> None:

@@ -109,7 +109,7 @@ class SupervisionSection:
     disconnector_depth: int = field(default=100, metadata=_DEPTH)
     power_quality_depth: int = field(default=100, metadata=_DEPTH)
     communication_depth: int = field(default=100, metadata=_DEPTH)
-    power_failure_depth: int = field(default=10, metadata=_DEPTH)
+    power_failure_depth: int = field(default=50, metadata=_DEPTH)  # short and long failures
     firmware_depth: int = field(default=20, metadata=_DEPTH)
     token_depth: int = field(default=100, metadata=_DEPTH)
     security_depth: int = field(default=100, metadata=_DEPTH)
