@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from hw.lcd import draw_text
+from hw.lcd import draw_text, text_width
 from meterd.ui.display_data import DisplayData
 
 WIDTH = 128
@@ -81,12 +81,47 @@ def _value(item: DisplayItem, d: DisplayData) -> tuple[str, str, str]:
     raise KeyError(f"no value for display item {ident!r}")
 
 
+# tamper id (``meterd.core.tamper`` status names, per-phase ones without their ``_Ln`` suffix)
+# -> short English and Arabic labels that fit the 128-px unit line with a "+N" count
+TAMPER_LABELS: dict[str, tuple[str, str]] = {
+    "terminal_cover_open": ("Cover open", "الغطاء مفتوح"),
+    "magnetic_field": ("Magnet", "مجال مغناطيسي"),
+    "reverse_current": ("Reverse I", "تيار عكسي"),
+    "neutral_mismatch": ("Neutral fault", "خلل المحايد"),
+    "missing_potential": ("No voltage", "فقد الجهد"),
+    "phase_sequence": ("Phase order", "تتابع الأطوار"),
+    "current_without_voltage": ("I without U", "تيار بلا جهد"),
+    "current_imbalance": ("I imbalance", "عدم اتزان التيار"),
+    "tamper": ("Tamper", "عبث"),
+}
+
+
+def tamper_label(name: str, lang: str) -> str:
+    """Short label of one tamper id, e.g. ``reverse_current_L2`` -> "Reverse I L2" / "تيار عكسي ف2".
+
+    Arabic has no Latin letters in its font, so the phase is written "ف" (phase) and its digit."""
+    base, phase = name, ""
+    if len(name) > 3 and name[-3:-1] == "_L" and name[-1] in "123":
+        base, phase = name[:-3], name[-1]
+    en, ar = TAMPER_LABELS.get(base, TAMPER_LABELS["tamper"])
+    if lang == "ar":
+        return f"{ar} ف{phase}" if phase else ar
+    return f"{en} L{phase}" if phase else en
+
+
+def tamper_ids(d: DisplayData) -> list[str]:
+    """The active tampers as ids: cover, magnet, then the others in detector order."""
+    ids = [n for n, on in (("terminal_cover_open", d.cover_open), ("magnetic_field", d.magnet)) if on]
+    return ids + list(d.tamper_other)
+
+
 def _tamper_text(d: DisplayData) -> tuple[str, str, str]:
-    if not d.tampered:
+    """"ALARM" and the first tamper's label, with "+N" when N more are active."""
+    ids = tamper_ids(d)
+    if not ids:
         return "NONE", "", ""
-    en = [n for n, on in (("cover", d.cover_open), ("magnet", d.magnet)) if on] + list(d.tamper_other)
-    ar = [n for n, on in (("الغطاء", d.cover_open), ("مغناطيس", d.magnet)) if on] + list(d.tamper_other)
-    return "ALARM", " ".join(en), " ".join(ar)
+    more = f" +{len(ids) - 1}" if len(ids) > 1 else ""
+    return "ALARM", tamper_label(ids[0], "en") + more, tamper_label(ids[0], "ar") + more
 
 
 _AR_UNITS = {"kWh": "kWh", "EGP": "ج.م", "USD": "$"}
@@ -163,8 +198,27 @@ def render_item(item: DisplayItem, data: DisplayData, lang: str = "en", on_batte
     draw_text(draw, (WIDTH - 1, 42), value, 17, INK, anchor="rs", bold=True)
     unit = unit_ar if lang == "ar" else unit_en
     if unit:
-        draw_text(draw, (WIDTH - 1, HEIGHT - 1), unit, 11 if lang == "en" else 12, INK, anchor="rd")
+        _unit_line(draw, unit, lang)
     return image
+
+
+def _unit_line(draw: ImageDraw.ImageDraw, unit: str, lang: str) -> None:
+    """The bottom line, right-aligned and shrunk to fit; in Arabic a trailing count "+N" is drawn
+    at the left end in the Latin font (the Arabic font has no "+")."""
+    count = ""
+    if lang == "ar" and " +" in unit and unit.rpartition(" +")[2].isdigit():
+        unit, _, number = unit.rpartition(" +")
+        count = f"+{number}"
+        draw_text(draw, (1, HEIGHT - 1), count, 11, INK, anchor="ld")
+    width = WIDTH - 1 - (text_width(count, 11) + 4 if count else 0)
+    draw_text(draw, (WIDTH - 1, HEIGHT - 1), unit, fit_size(unit, 11 if lang == "en" else 12, width), INK, anchor="rd")
+
+
+def fit_size(text: str, size_px: int, width_px: int = WIDTH - 1, min_px: int = 8) -> int:
+    """The largest font size up to ``size_px`` at which ``text`` fits ``width_px``."""
+    while size_px > min_px and text_width(text, size_px) > width_px:
+        size_px -= 1
+    return size_px
 
 
 def _label(draw: ImageDraw.ImageDraw, item: DisplayItem, lang: str) -> None:

@@ -100,3 +100,39 @@ def test_pairing_overlay_replaces_and_returns_to_the_scroll_list() -> None:
     lcd.end_pairing()
     lcd.tick()
     assert device.image.tobytes() == render_item(lcd.current, DisplayData()).tobytes()
+
+
+def _glyph(font: object, ch: str) -> bytes:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("1", (40, 40), 0)
+    ImageDraw.Draw(image).text((5, 5), ch, font=font, fill=1)  # type: ignore[arg-type]
+    return image.tobytes()
+
+
+def test_every_tamper_id_has_labels_that_fit_and_have_glyphs() -> None:
+    from hw.lcd import load_font, text_width
+    from meterd.core.tamper import ALL_TAMPERS
+    from meterd.ui.screens import tamper_label
+
+    names = [t.name for t in ALL_TAMPERS] + ["tamper"]
+    arabic_font = load_font(12, arabic=True)
+    missing = _glyph(arabic_font, "\ue000")  # a private-use code point: the font's "no glyph" box
+    assert _glyph(arabic_font, "+") == missing  # why the count is drawn in the Latin font
+    for name in names:
+        en, ar = tamper_label(name, "en"), tamper_label(name, "ar")
+        assert (en == "Tamper") == (name == "tamper"), name  # every detector has its own label
+        assert "_" not in en and text_width(en + " +9", 11) <= 127, en
+        assert text_width(ar, 12) + text_width("+9", 11) + 4 <= 127, ar
+        assert all(_glyph(arabic_font, ch) != missing for ch in ar if not ch.isspace()), ar
+    assert tamper_label("reverse_current_L2", "en") == "Reverse I L2"
+    assert tamper_label("reverse_current_L2", "ar").endswith("ف2")
+
+
+def test_tamper_screen_shows_the_first_item_and_a_count() -> None:
+    from meterd.ui.screens import ITEMS_BY_ID, screen_key
+
+    data = DisplayData(magnet=True, tamper_other=("phase_sequence", "current_imbalance"))
+    assert screen_key(ITEMS_BY_ID["tamper"], data, "en", False)[-1] == ("ALARM", "Magnet +2", "مجال مغناطيسي +2")
+    one = DisplayData(tamper_other=("neutral_mismatch",))
+    assert screen_key(ITEMS_BY_ID["tamper"], one, "en", False)[-1] == ("ALARM", "Neutral fault", "خلل المحايد")

@@ -29,11 +29,14 @@ DATA = DisplayData(
 EXPORTING = DisplayData(active_power_w=-2500.0, relay_closed=False, battery_low=True, credit=0.5, low_credit=True,
                         local_time=dt.datetime(2026, 3, 4, 23, 59, 59))
 
+ELECTRICAL = DisplayData(active_power_w=-1200.0, cover_open=False,
+                         tamper_other=("reverse_current_L2", "current_imbalance", "missing_potential_L3"))
+
 CASES = [
     ("credit", DATA, False), ("import", DATA, False), ("export", EXPORTING, False), ("max_demand", DATA, False),
     ("power", DATA, False), ("voltage_l1", DATA, False), ("current_l2", DATA, False), ("pf_l3", DATA, False),
     ("phasor", DATA, False), ("time", DATA, False), ("relay", EXPORTING, False), ("battery", EXPORTING, False),
-    ("tamper", DATA, False), ("credit", EXPORTING, True),
+    ("tamper", DATA, False), ("credit", EXPORTING, True), ("tamper-electrical", ELECTRICAL, False),
 ]
 
 
@@ -56,7 +59,7 @@ def check_golden(image: Image.Image, name: str, directory: Path, tmp_path: Path)
 def test_meter_screen_matches_golden(ident: str, data: DisplayData, battery: bool, lang: str, tmp_path: Path) -> None:
     if lang == "ar" and not raqm_available():
         pytest.skip("Arabic goldens are drawn with raqm (install libfribidi0)")
-    image = render_item(ITEMS_BY_ID[ident], data, lang, on_battery=battery)
+    image = render_item(ITEMS_BY_ID[ident.partition("-")[0]], data, lang, on_battery=battery)
     assert image.size == (128, 64) and image.mode == "1"
     check_golden(image, f"{ident}{'-bat' if battery else ''}-{lang}", GOLDEN, tmp_path)
 
