@@ -260,7 +260,13 @@ def decode_days(value: Any) -> tuple[DayProfile, ...]:
 
 
 class PassiveStaging:
-    """The passive calendar as written so far (shared by every session of the meter)."""
+    """The passive calendar as written so far (shared by every session of the meter).
+
+    The activation time (attribute 10) is the meter's (``service.calendar.activate_passive_at``)
+    unless a client wrote it in the current staging round; a round ends when a passive calendar
+    is activated (at its time or by method 1), so a time that has passed never re-arms an
+    activation when only the calendar itself is rewritten afterwards.
+    """
 
     def __init__(self, service: RevenueService) -> None:
         self.service = service
@@ -269,7 +275,20 @@ class PassiveStaging:
         self.seasons: tuple[Season, ...] = passive.seasons if passive else ()
         self.weeks: tuple[WeekProfile, ...] = passive.week_profiles if passive else ()
         self.days: tuple[DayProfile, ...] = passive.day_profiles if passive else ()
-        self.activate_at: _dt.datetime | None = service.calendar.activate_passive_at
+        self._written: tuple[int, _dt.datetime | None] | None = None  # (round, time) of a write
+
+    @property
+    def activate_at(self) -> _dt.datetime | None:
+        """Activation time (naive local): written in this round, else the meter's."""
+        written = self._written
+        if written is not None and written[0] == self.service.calendar_activations:
+            return written[1]
+        self._written = None
+        return self.service.calendar.activate_passive_at
+
+    @activate_at.setter
+    def activate_at(self, when: _dt.datetime | None) -> None:
+        self._written = (self.service.calendar_activations, when)
 
     def build(self) -> CalendarSet:
         """The staged calendar (raises :class:`CalendarError` when inconsistent)."""

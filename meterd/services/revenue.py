@@ -165,6 +165,7 @@ class RevenueService:
         self._outages: list[tuple[_dt.datetime, _dt.datetime]] = []
         self._rate = 1
         self._rate_lo = self._rate_hi = _EPOCH
+        self.calendar_activations = 0  # passive calendars activated in this run (time or command)
         self._gap = _dt.timedelta(seconds=cfg.max_cycle_gap_s)
         self._settings_store = settings_store
         if settings_store is not None:
@@ -317,6 +318,7 @@ class RevenueService:
         """Rate of the interval ending at ``utc``; caches it until the next possible change."""
         wall = self.legal.tariff_wall(utc)
         if self.calendar.activate_if_due(wall):
+            self.calendar_activations += 1
             self._rate_hi = _EPOCH
             self._save_settings()
         rate = self.calendar.rate_before(wall)
@@ -416,6 +418,7 @@ class RevenueService:
     def activate_passive_calendar(self) -> None:
         """Class 20 method 1: the passive calendar becomes active now."""
         self.calendar.activate_passive()
+        self.calendar_activations += 1
         self._rate_lo = self._rate_hi = _EPOCH
         self._save_settings()
 

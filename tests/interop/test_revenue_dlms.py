@@ -165,3 +165,59 @@ def test_billing_script_and_load_profile_by_range_after_restart(tmp_path: Path) 
         assert len(billing_rows) == 1 and billing_rows[0][1] == 1  # clock, then the billing counter
     finally:
         meter.close()
+
+
+def _unset_time() -> bytes:
+    from meterd.cosem.objects_revenue import encode_local_datetime
+
+    return encode_local_datetime(None)
+
+
+def test_passive_calendar_rewritten_twice_in_one_run(meter: SimMeter) -> None:
+    """After the first passive calendar took over at its time, attribute 10 reads "not set" and
+    rewriting only the passive set does not re-arm an activation with the past time; a second
+    activation time then activates the second set."""
+    svc = meter.daemon.services["revenue"]
+    with Client(meter, 17) as gs:
+        cal = read_calendar(gs)
+
+    def flat(name: str, rate: int) -> None:
+        cal.calendarNamePassive = name
+        cal.seasonProfilePassive = cal.seasonProfileActive
+        cal.weekProfileTablePassive = cal.weekProfileTableActive
+        for day in cal.dayProfileTableActive:
+            for action in day.daySchedules:
+                action.scriptSelector = rate
+        cal.dayProfileTablePassive = cal.dayProfileTableActive
+
+    flat("FLAT2", 2)
+    cal.time = GXDateTime(dt.datetime(2026, 1, 7, 0, 0))
+    with Client(meter, 1, ic=1000) as gs:
+        for attribute in (6, 7, 8, 9, 10):
+            gs.write(cal, attribute)
+    meter.run(2 * 86400, 900)  # past 7 Jan 00:00: FLAT2 is active
+    assert svc.calendar.active.name == "FLAT2" and svc.calendar.activate_passive_at is None
+    with Client(meter, 17) as gs:
+        assert bytes(gs.read_raw(GXDLMSActivityCalendar(), 10)) == _unset_time()
+    flat("FLAT3", 3)
+    with Client(meter, 1, ic=2000) as gs:
+        for attribute in (6, 9):  # the calendar only, no activation time
+            gs.write(cal, attribute)
+    assert svc.calendar.passive is not None and svc.calendar.passive.name == "FLAT3"
+    assert svc.calendar.activate_passive_at is None
+    rate3 = svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, 3)
+    meter.run(86400, 900)
+    assert svc.calendar.active.name == "FLAT2"  # not re-armed by the old, past time
+    assert svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, 3) == rate3
+    second = dt.datetime(2026, 1, 9, 12, 0)  # the meter is at 9 Jan 01:00 local
+    cal.time = GXDateTime(second)
+    with Client(meter, 1, ic=3000) as gs:
+        gs.write(cal, 10)
+    assert svc.calendar.activate_passive_at == second
+    with Client(meter, 17) as gs:
+        assert read_calendar(gs).time.value.replace(tzinfo=None) == second
+    meter.run(86400, 900)
+    assert svc.calendar.active.name == "FLAT3" and svc.calendar.activate_passive_at is None
+    assert svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, 3) > rate3
+    with Client(meter, 17) as gs:
+        assert bytes(gs.read_raw(GXDLMSActivityCalendar(), 10)) == _unset_time()
