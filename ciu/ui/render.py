@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from ciu.core.state import Screen, View
 from ciu.ui.texts import text
-from hw.lcd import draw_text
+from hw.lcd import draw_text, text_width
 
 WIDTH = 240
 HEIGHT = 240
@@ -108,12 +108,24 @@ def _entry_lines(entry: str) -> tuple[str, str]:
     return " ".join(groups[:3]), " ".join(groups[3:])
 
 
+def fit_size(value: str, size_px: int, width_px: int, bold: bool = False, min_px: int = 10) -> int:
+    """The largest font size up to ``size_px`` at which ``value`` is at most ``width_px`` wide."""
+    while size_px > min_px and text_width(value, size_px, bold) > width_px:
+        size_px -= 1
+    return size_px
+
+
+ENTRY_BOX = (4, 66, WIDTH - 5, 142)
+
+
 def _entry(c: _Canvas, view: View) -> None:
     c.line(36, c.t("enter_token"), 18, DIM)
     first, second = _entry_lines(view.entry)
-    c.draw.rectangle((4, 66, WIDTH - 5, 142), outline=DIM)
-    c.center(74, first or "_", 26, FG, bold=True)
-    c.center(108, second, 26, FG, bold=True)
+    c.draw.rectangle(ENTRY_BOX, outline=DIM)
+    # both lines at the size at which a full first line (3 groups of 4) fits inside the box
+    size = fit_size("0000 0000 0000", 26, ENTRY_BOX[2] - ENTRY_BOX[0] - 12, bold=True)
+    c.center(75, first or "_", size, FG, bold=True)
+    c.center(108, second, size, FG, bold=True)
     count = len(view.entry.replace(" ", ""))
     c.center(150, f"{count}/20", 16, GREEN if count == 20 else DIM)
     if view.notice:
@@ -149,8 +161,20 @@ def _info(c: _Canvas, view: View) -> None:
     info = view.info
     code = int(info.get("code", 0))
     c.line(36, c.t(f"info_{code}"), 20, DIM, bold=True)
+    if code == 7:
+        _energy(c, info)
+        return
     for i, value in enumerate(_info_lines(c, code, info)[:4]):
         c.center(72 + 34 * i, value, 22 if i == 0 else 17, FG, bold=i == 0)
+
+
+def _energy(c: _Canvas, info: Any) -> None:
+    """Short code 7: each label above its value (import 1-0:1.8.0, export 1-0:2.8.0, kWh)."""
+    for i, (label, key) in enumerate((("import", "import_kwh"), ("export", "export_kwh"))):
+        y = 70 + 64 * i
+        c.line(y, c.t(label), 16, DIM)
+        value = f"{info.get(key, '--')} kWh"
+        c.center(y + 22, value, fit_size(value, 22, WIDTH - 16, bold=True), FG, bold=True)
 
 
 def _info_lines(c: _Canvas, code: int, info: Any) -> list[str]:
@@ -173,8 +197,6 @@ def _info_lines(c: _Canvas, code: int, info: Any) -> list[str]:
         return [moment.strftime("%H:%M:%S"), moment.strftime("%Y-%m-%d")]
     if code == 6:
         return [c.t("relay_on" if info.get("relay") else "relay_off")]
-    if code == 7:
-        return [f"{info.get('import_kwh', '--')} kWh", c.t("import"), f"{info.get('export_kwh', '--')} kWh", c.t("export")]
     return [str(info.get("error", "--"))]
 
 

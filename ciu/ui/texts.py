@@ -34,6 +34,7 @@ TEXTS: dict[str, dict[str, str]] = {
     "pair_check": {"en": "Meter must show", "ar": "يجب أن يعرض العداد"},
     "pair_failed": {"en": "Pairing failed", "ar": "فشل الاقتران"},
     # token result codes from the meter
+    "code_accepted": {"en": "Accepted", "ar": "مقبول"},
     "code_used": {"en": "Already used", "ar": "رمز مستخدم"},
     "code_old": {"en": "Too old", "ar": "رمز قديم"},
     "code_invalid": {"en": "Invalid token", "ar": "رمز غير صالح"},

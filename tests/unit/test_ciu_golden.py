@@ -60,3 +60,29 @@ def test_arabic_screens_are_laid_out_right_to_left() -> None:
     en_box, ar_box = en.point(lambda v: 255 if v > 60 else 0).getbbox(), ar.point(lambda v: 255 if v > 60 else 0).getbbox()
     assert en_box is not None and ar_box is not None
     assert en_box[0] < 20 and ar_box[2] > 220  # label at the left in English, at the right in Arabic
+
+
+def test_every_token_result_code_has_a_text_in_both_languages() -> None:
+    from ciu.ui.texts import text
+    from meterd.app.features.ciu import RESULT_CODES
+
+    codes = set(RESULT_CODES.values()) | {"invalid", "not_enabled", "format", "meter-error", "rejected"}
+    for code in sorted(codes):
+        for lang in ("en", "ar"):
+            assert text(f"code_{code}", lang) != f"code_{code}", (code, lang)
+
+
+@pytest.mark.parametrize("lang", ["en", "ar"])
+def test_a_full_token_stays_inside_the_entry_box(lang: str) -> None:
+    from dataclasses import replace
+
+    from ciu.ui.render import ENTRY_BOX
+
+    for digits in ("1234 5678 9012 3456 7890", "8888 8888 8888 8888 8888", "0000 0000 0000 0000 0000"):
+        image = render(replace(VIEWS["entry-full"], entry=digits, lang=lang)).convert("L")
+        left, top, right, bottom = ENTRY_BOX
+        inside = image.crop((left + 1, top + 1, right, bottom)).point(lambda v: 255 if v > 200 else 0)
+        box = inside.getbbox()
+        assert box is not None and box[0] >= 3 and box[2] <= right - left - 4, (digits, box)
+        border = image.crop((left, top, left + 1, bottom)).point(lambda v: 255 if v > 200 else 0)
+        assert border.getbbox() is None  # no digit pixel on the box's outline
