@@ -283,6 +283,11 @@ class TamperMonitor:
                                           _detail(tamper, reading)))
         return events
 
+    def open_episode(self, tamper: Tamper) -> None:
+        """Mark ``tamper`` active without an event: its start was recorded elsewhere (the RTC's
+        latch of a cover opened while unpowered); the end is then detected as usual."""
+        self._qualifiers[tamper] = Qualifier(self.settings.persistence_of(tamper.kind), True)
+
     def status(self) -> frozenset[Tamper]:
         """The tampers with an open episode."""
         return frozenset(t for t, q in self._qualifiers.items() if q.active)

@@ -26,7 +26,7 @@ from meterd.core.event_codes import LogId
 from meterd.core.events import DEFAULT_DEPTHS, EventEntry, EventLog, EventRecorder, EventStore, StateStore
 from meterd.core.power_fail import PowerFailMonitor, PowerFailSettings, PowerFailure, PowerState, PowerUpdate
 from meterd.core.reading import PHASES, Channel, Reading
-from meterd.core.tamper import InputStates, Persistence, Tamper, TamperMonitor, TamperSettings
+from meterd.core.tamper import InputStates, Persistence, Tamper, TamperKind, TamperMonitor, TamperSettings
 
 LastGasp = Callable[[_dt.datetime], None]
 
@@ -218,13 +218,27 @@ class Supervision:
         self._save(_POWER_KEY, self.power.state.to_record())
         return failure
 
-    def on_latched_cover_open(self, opened_utc: _dt.datetime) -> bool:
+    def on_latched_cover_open(self, opened_utc: _dt.datetime, now_utc: _dt.datetime, cover_open_now: bool) -> bool:
         """A cover opening the RTC latched while the meter had no power (its battery-backed
-        timestamp input): recorded once, at the latched time; returns True when it was new."""
+        timestamp input), seen at start ``now_utc`` with the cover input in ``cover_open_now``.
+
+        Recorded once: "terminal cover removed" at the latched time. If the cover is closed now,
+        "terminal cover closed" at ``now_utc`` (the first moment the meter can see it); if it is
+        still open, the cover episode is left open so the input's closing ends it (and the open
+        input at start is not recorded a second time). A cover episode already open (opened
+        while powered) is not opened again. Returns True when the latch was new.
+        """
         seen = self._load(_LATCH_KEY) or {}
         if seen.get("utc") == opened_utc.isoformat():
             return False
-        self.recorder.record(ec.code("TERMINAL_COVER_REMOVED"), opened_utc, {"while_unpowered": True})
+        cover = Tamper(TamperKind.TERMINAL_COVER)
+        if cover not in self.tamper.status():
+            self.recorder.record(ec.code("TERMINAL_COVER_REMOVED"), opened_utc, {"while_unpowered": True})
+            if cover_open_now:
+                self.tamper.open_episode(cover)
+            else:
+                self.recorder.record(ec.code("TERMINAL_COVER_CLOSED"), now_utc, {"while_unpowered": True})
+            self._save(_TAMPER_KEY, {"active": self.tamper.status_names()})
         self._save(_LATCH_KEY, {"utc": opened_utc.isoformat()})
         return True
 

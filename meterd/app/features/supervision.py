@@ -28,7 +28,8 @@ SQLite transaction every five minutes, for SD cards); an outage without a last g
 (e.g. a crash) is then dated up to one period early. Section ``[supervision]``: pins and
 debounce (s), tamper thresholds (W, A, V, %), minimum durations (s) per detector, voltage
 thresholds (V), outage short/long limit (s), heartbeat period (s), log depths (entries), alarm
-filter. Not done: a cover opened while the meter is unpowered (needs an RTC-latched tamper input).
+filter. A cover opened while the meter is unpowered is read at start from the RTC's battery-backed
+timestamp input (``rtc_tamper_file``, :func:`read_rtc_tamper_latch`).
 """
 
 from __future__ import annotations
@@ -167,8 +168,9 @@ def attach(daemon: Daemon) -> None:
     if failure is not None:
         log.info("%s power failure of %d s ended at start", "long" if failure.long else "short", failure.duration_s)
     daemon.closers.append(lambda: supervision.on_stop(clock.utc()))  # runs before the store closes
-    read_rtc_tamper_latch(Path(section.rtc_tamper_file) if section.rtc_tamper_file else None, supervision)
     _build_inputs(daemon, section)
+    read_rtc_tamper_latch(Path(section.rtc_tamper_file) if section.rtc_tamper_file else None, supervision,
+                          clock.utc(), hw.inputs.states()[COVER_OPEN])
 
     daemon.cycle_hooks.append(InputEdges(daemon, supervision).on_cycle)
     power_fail = PowerFailEvents(daemon, supervision)
@@ -190,11 +192,14 @@ def attach(daemon: Daemon) -> None:
                                   f"magnet pin {section.magnet_pin}, long failure ≥ {section.long_failure_s:g} s")
 
 
-def read_rtc_tamper_latch(path: Path | None, supervision: Supervision) -> None:
+def read_rtc_tamper_latch(path: Path | None, supervision: Supervision, now_utc: _dt.datetime,
+                          cover_open_now: bool) -> None:
     """At start: a cover opened while the meter was unpowered, latched by the RTC's battery-backed
     timestamp input (PCF2127/2129, RV3028: sysfs ``timestamp0``, seconds since the epoch, 0 when
-    nothing was latched). Recorded once at its own time, then cleared (write 0) when the driver
-    allows it. Absent file (no such RTC, or the simulator): nothing to do."""
+    nothing was latched). One "cover removed" at the latched time; "cover closed" at start when
+    the cover input (``cover_open_now``, debounced) already shows it closed, else when it closes
+    (:meth:`Supervision.on_latched_cover_open`). Then cleared (write 0) when the driver allows it;
+    the stored latch time avoids repeats. Absent file (no such RTC, or the simulator): nothing to do."""
     if path is None or not path.exists():
         return
     try:
@@ -206,7 +211,7 @@ def read_rtc_tamper_latch(path: Path | None, supervision: Supervision) -> None:
     if seconds <= 0:
         return
     opened = _dt.datetime.fromtimestamp(seconds, tz=_dt.UTC)
-    if supervision.on_latched_cover_open(opened):
+    if supervision.on_latched_cover_open(opened, now_utc, cover_open_now):
         log.warning("terminal cover was opened while unpowered, at %s (RTC latch)", opened.isoformat())
     # a read-only latch is cleared by the RTC driver itself; the stored time avoids repeats
     with contextlib.suppress(OSError):
