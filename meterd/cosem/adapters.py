@@ -20,6 +20,7 @@ from gurux_dlms.objects import (
     GXDLMSClock,
     GXDLMSData,
     GXDLMSHdlcSetup,
+    GXDLMSIECLocalPortSetup,
     GXDLMSProfileGeneric,
     GXDLMSRegister,
     GXDLMSSapAssignment,
@@ -288,18 +289,44 @@ class ModelSapAssignment(AttributeTable, GXDLMSSapAssignment):  # type: ignore[m
 
 
 class ModelHdlcSetup(AttributeTable, GXDLMSHdlcSetup):  # type: ignore[misc]  # gurux is untyped
-    """IEC HDLC setup (class 23, version 1), read-only view of the link parameters."""
+    """IEC HDLC setup (class 23, version 1), read-only view of one HDLC link's parameters:
+    baud rate (Bd), window 1 both ways, max info field lengths transmit/receive (octets),
+    inter-octet time-out (ms), inactivity time-out (s), physical device address."""
 
     BAUD_CODES = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6, 38400: 7, 57600: 8,
                   115200: 9}
 
-    def __init__(self, ln: str, baud: int, max_info: int, inactivity_s: int, inter_octet_ms: int,
-                 device_address: int) -> None:
+    def __init__(self, ln: str, baud: int, max_info_tx: int, max_info_rx: int, inactivity_s: int,
+                 inter_octet_ms: int, device_address: int) -> None:
         super().__init__(ln)
+        if baud not in self.BAUD_CODES:
+            raise CosemError(f"HDLC setup: no comm_speed code for {baud} Bd")
         self._values = {
-            2: (axdr.ENUM, self.BAUD_CODES.get(baud, 5)), 3: (axdr.UINT8, 1), 4: (axdr.UINT8, 1),
-            5: (axdr.UINT16, max_info), 6: (axdr.UINT16, max_info), 7: (axdr.UINT16, inter_octet_ms),
+            2: (axdr.ENUM, self.BAUD_CODES[baud]), 3: (axdr.UINT8, 1), 4: (axdr.UINT8, 1),
+            5: (axdr.UINT16, max_info_tx), 6: (axdr.UINT16, max_info_rx), 7: (axdr.UINT16, inter_octet_ms),
             8: (axdr.UINT16, inactivity_s), 9: (axdr.UINT16, device_address),
+        }
+
+    def attribute_values(self) -> Mapping[int, AttributeValue]:
+        return {i: axdr.encode_value(*v) for i, v in self._values.items()}
+
+
+class ModelIecLocalPortSetup(AttributeTable, GXDLMSIECLocalPortSetup):  # type: ignore[misc]  # gurux is untyped
+    """IEC local port setup (class 19) of the optical port, read-only: default mode IEC 62056-21
+    (modes A…E, 0), default baud rate 300 Bd (0), proposed baud rate (the highest offered in the
+    mode E identification), response time 20 ms (0), device address; attributes 7-9 (mode C
+    passwords) hold empty strings (the meter has none) and are hidden by the object's access rule."""
+
+    BAUD_CODES = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6}
+
+    def __init__(self, ln: str, proposed_baud: int, device_address: str) -> None:
+        super().__init__(ln)
+        if proposed_baud not in self.BAUD_CODES:
+            raise CosemError(f"IEC local port setup: no baud code for {proposed_baud} Bd")
+        self._values = {
+            2: (axdr.ENUM, 0), 3: (axdr.ENUM, 0), 4: (axdr.ENUM, self.BAUD_CODES[proposed_baud]),
+            5: (axdr.ENUM, 0), 6: (axdr.OCTET_STRING, device_address.encode("ascii")),
+            7: (axdr.OCTET_STRING, b""), 8: (axdr.OCTET_STRING, b""), 9: (axdr.OCTET_STRING, b""),
         }
 
     def attribute_values(self) -> Mapping[int, AttributeValue]:

@@ -20,7 +20,7 @@ Units of the served values: energy registers are the meter's integer milli-units
 long64-unsigned with scaler −3 (Wh, varh, VAh); voltages double-long-unsigned, scaler −2, V;
 currents double-long-unsigned, scaler −3, A; powers double-long-unsigned, scaler −1 (W, var,
 VA), split by direction (import/export codes); power factor long, scaler −3; frequency
-long-unsigned, scaler −2, Hz.
+long-unsigned, scaler −2, Hz; phase angles 1-0:81.7.E.255 long, scaler −1, degrees.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from meterd.cosem.adapters import (
     ModelAssociation,
     ModelClock,
     ModelHdlcSetup,
+    ModelIecLocalPortSetup,
     ModelProfile,
     ModelSapAssignment,
     ModelSecuritySetup,
@@ -49,6 +50,7 @@ from meterd.cosem.profile import ProfileReader
 # DLMS unit codes (IEC 62056-6-2 table 4)
 UNIT_W, UNIT_VA, UNIT_VAR, UNIT_WH, UNIT_VAH, UNIT_VARH = 27, 28, 29, 30, 31, 32
 UNIT_A, UNIT_V, UNIT_HZ, UNIT_NONE = 33, 35, 44, 255
+UNIT_DEGREE = 8
 ENERGY_UNITS = {"Wh": UNIT_WH, "varh": UNIT_VARH, "VAh": UNIT_VAH}
 LOAD_PROFILE_LN = "1.0.99.1.0.255"
 
@@ -115,7 +117,9 @@ class CosemContext:
     ``set_clock(new_utc)`` changes the meter clock on behalf of this session;
     ``frame_counter(instance)`` is the last accepted client invocation counter of a security
     setup; ``client_title()`` the system title of the current ciphered client;
-    ``stage_keys(items)`` queues a key transfer and returns a DLMS result code.
+    ``stage_keys(items)`` queues a key transfer and returns a DLMS result code; ``hdlc`` the
+    parameters of this session's HDLC link (empty on the TCP wrapper); ``optical`` the mode E
+    parameters of the optical port (None on other links).
     """
 
     model: MeterModel
@@ -130,6 +134,7 @@ class CosemContext:
     client_title: Callable[[], bytes | None]
     stage_keys: Callable[[Sequence[tuple[int, bytes]]], int]
     hdlc: dict[str, int] = field(default_factory=dict)
+    optical: dict[str, Any] | None = None
 
 
 ObjectFactory = Callable[[CosemContext], Iterable[CosemEntry]]
@@ -202,17 +207,62 @@ def energy_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
 
 @dataclass(frozen=True)
 class Instant:
-    """One instantaneous quantity: OBIS C code, A-XDR type, scaler, unit, value in SI units."""
+    """One instantaneous quantity 1-0:C.7.E.255: OBIS C code, A-XDR type, scaler, unit, value in
+    SI units (V, A, W, var, VA, Hz, °), OBIS E code."""
 
     c: int
     tag: int
     scaler: int
     unit: int
     value: Callable[[Reading], float]
+    e: int = 0
+
+    @property
+    def logical_name(self) -> str:
+        """The OBIS code, dotted (e.g. "1.0.81.7.15.255")."""
+        return f"1.0.{self.c}.7.{self.e}.255"
 
 
 def _phase(channel: Channel, fn: Callable[[PhaseValues], float]) -> Callable[[Reading], float]:
     return lambda r: fn(r.phase(channel))
+
+
+def _wrap_deg(angle: float) -> float:
+    """An angle folded into −180…+180 ° (+180 kept)."""
+    folded = (angle + 180.0) % 360.0 - 180.0
+    return 180.0 if folded == -180.0 else folded
+
+
+def _voltage_angle(ref: Channel, value: Channel) -> Callable[[Reading], float]:
+    return lambda r: _wrap_deg(r.phase(ref).voltage_angle_deg - r.phase(value).voltage_angle_deg)
+
+
+def _current_angle(ref: Channel, value: Channel) -> Callable[[Reading], float]:
+    # current phasor of a phase = its voltage angle − angle_deg (voltage-to-current angle)
+    def angle(r: Reading) -> float:
+        current = r.phase(value).voltage_angle_deg - r.phase(value).angle_deg
+        return _wrap_deg(r.phase(ref).voltage_angle_deg - current)
+    return angle
+
+
+# phase angle quantities of 1-0:81.7.E (E = 10 × reference index + value index)
+ANGLE_INDEX = {("U", Channel.L1): 0, ("U", Channel.L2): 1, ("U", Channel.L3): 2,
+               ("I", Channel.L1): 4, ("I", Channel.L2): 5, ("I", Channel.L3): 6}
+
+
+def _angles() -> list[Instant]:
+    """Phase angles 1-0:81.7.E.255 (°, long, scaler −1): from the reference quantity to the
+    value quantity, positive when the value lags the reference (the sense of the metering chip's
+    voltage-to-current angle), folded into −180…+180 °. Served: every voltage vs U(L1)
+    (E = 0, 1, 2), every current vs U(L1) (E = 4, 5, 6) and each current vs its own phase
+    voltage (E = 15, 26; E = 4 is L1's)."""
+    l1 = Channel.L1
+    out = [Instant(81, axdr.INT16, -1, UNIT_DEGREE, _voltage_angle(l1, ch), ANGLE_INDEX[("U", ch)]) for ch in PHASES]
+    out += [Instant(81, axdr.INT16, -1, UNIT_DEGREE, _current_angle(l1, ch), ANGLE_INDEX[("I", ch)]) for ch in PHASES]
+    for ch in PHASES[1:]:
+        e = 10 * ANGLE_INDEX[("U", ch)] + ANGLE_INDEX[("I", ch)]
+        out.append(Instant(81, axdr.INT16, -1, UNIT_DEGREE, _current_angle(ch, ch), e))
+    return out
 
 
 def _instants() -> list[Instant]:
@@ -239,7 +289,7 @@ def _instants() -> list[Instant]:
             Instant(off + 9, u32, -1, UNIT_VA, _phase(ch, lambda p: p.apparent_power_va)),
             Instant(off + 13, i16, -3, UNIT_NONE, _phase(ch, lambda p: p.power_factor)),
         ]
-    return out
+    return out + _angles()
 
 
 INSTANTANEOUS: tuple[Instant, ...] = tuple(_instants())
@@ -254,9 +304,10 @@ def _instant_getter(model: MeterModel, spec: Instant) -> Callable[[], tuple[int,
 
 
 def instantaneous_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
-    """Instantaneous values 1-0:C.7.0.255 (voltage, current, P, Q, S, PF, f, neutral current)."""
+    """Instantaneous values 1-0:C.7.E.255 (voltage, current, P, Q, S, PF, f, neutral current,
+    phase angles)."""
     for spec in INSTANTANEOUS:
-        yield CosemEntry(ValueRegister(f"1.0.{spec.c}.7.0.255", _instant_getter(ctx.model, spec),
+        yield CosemEntry(ValueRegister(spec.logical_name, _instant_getter(ctx.model, spec),
                                        spec.scaler, spec.unit))
 
 
@@ -295,11 +346,18 @@ def security_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
 
 
 def communication_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
-    """IEC HDLC setup 0-0:22.0.0.255 (link parameters, read-only)."""
+    """On an HDLC link, the IEC HDLC setup 0-0:22.0.0.255 with the link's own parameters
+    (read-only); on the optical port also the IEC local port setup 0-0:20.0.0.255 (mode E,
+    read-only, its mode-C passwords hidden). Nothing on the TCP wrapper."""
     h = ctx.hdlc
-    yield CosemEntry(ModelHdlcSetup("0.0.22.0.0.255", h.get("baud", 9600), h.get("max_info", 128),
-                                    h.get("inactivity_s", 120), h.get("inter_octet_ms", 0),
-                                    h.get("device_address", 0x10)))
+    if h:
+        yield CosemEntry(ModelHdlcSetup("0.0.22.0.0.255", h.get("baud", 9600), h.get("max_info_tx", 128),
+                                        h.get("max_info_rx", 128), h.get("inactivity_s", 120),
+                                        h.get("inter_octet_ms", 0), h.get("device_address", 0)))
+    if ctx.optical is not None:
+        yield CosemEntry(ModelIecLocalPortSetup("0.0.20.0.0.255", int(ctx.optical.get("baud", 9600)),
+                                                str(ctx.optical.get("device_address", ""))),
+                         Access(hidden=frozenset({7, 8, 9})))
 
 
 def profile_objects(ctx: CosemContext) -> Iterable[CosemEntry]:

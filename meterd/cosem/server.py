@@ -14,13 +14,15 @@ Entry point for the composition root: :func:`build_session_factory`.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as _dt
 import enum
 import logging
 import secrets
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from gurux_dlms import GXByteBuffer, GXDLMSSettings
@@ -29,6 +31,7 @@ from gurux_dlms.GXDLMSLNCommandHandler import GXDLMSLNCommandHandler
 from gurux_dlms.objects import GXDLMSObjectCollection
 from gurux_dlms.objects.enums import AssociationStatus
 
+from meterd.core import event_codes
 from meterd.core.model import MeterModel
 from meterd.cosem import acse, gurux_patches
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
@@ -157,14 +160,37 @@ class _DispatchHost:
         return [0x0E, service, type_, code]
 
 
+class EventSink(Protocol):
+    """Where security and communication events go (``meterd.core.events.EventRecorder``)."""
+
+    def record(self, code: int, utc: _dt.datetime, detail: Mapping[str, object] | None = None) -> object:
+        """Record event ``code`` (0-0:96.11.x.255 value) at ``utc`` with scalar ``detail``."""
+        ...
+
+
+# links whose associations count as local (IEC 62056-21 optical port) in the communication log
+LOCAL_LINKS = frozenset({"optical"})
+
+
 @dataclass
 class ServerConfig:
-    """Server-wide settings: server SAP (logical device), max PDU we receive/send (octets)."""
+    """Server-wide settings.
+
+    ``server_sap``: logical device; ``max_pdu``: max PDU we receive/send (octets); ``hdlc``: the
+    link parameters served by the IEC HDLC setup 0-0:22.0.0.255 (None: not an HDLC link, the
+    object is not served); ``events``: sink of security and communication events (None: log
+    only); ``link_name``: the link named in event details ("tcp", "rs485", "optical", ...);
+    ``optical``: mode E parameters served by the IEC local port setup 0-0:20.0.0.255 (None:
+    not the optical port).
+    """
 
     server_sap: int = 1
     max_pdu: int = 1024
     associations: tuple[AssociationConfig, ...] = DEFAULT_ASSOCIATIONS
     hdlc: dict[str, int] | None = None
+    events: EventSink | None = None
+    link_name: str = "wrapper"
+    optical: dict[str, Any] | None = None
 
 
 class CosemServer:
@@ -188,6 +214,7 @@ class CosemServer:
         self._ctos = b""
         self._pending_keys: list[tuple[str, bytes]] = []
         self._max_pdu = self.config.max_pdu
+        self._client_sap = 0
 
     @property
     def association_name(self) -> str:
@@ -208,10 +235,12 @@ class CosemServer:
         try:
             return self._dispatch(client_sap, apdu)
         except ReplayError as exc:
-            _log.warning("client SAP %d: %s", client_sap, exc)
+            _log.warning("client SAP %d on %s: %s", client_sap, self.config.link_name, exc)
+            self._event("REPLAY_ATTACK", client_sap, str(exc))
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_INVOCATION_COUNTER_ERROR)
         except SecurityError as exc:
-            _log.warning("client SAP %d: rejected protected APDU: %s", client_sap, exc)
+            _log.warning("client SAP %d on %s: rejected protected APDU: %s", client_sap, self.config.link_name, exc)
+            self._event("DECRYPTION_FAILURE", client_sap, str(exc))
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
         except (ApduError, CosemError) as exc:
             _log.info("client SAP %d: bad APDU: %s", client_sap, exc)
@@ -225,11 +254,32 @@ class CosemServer:
         """Drop the association (link closed, DISC, inactivity)."""
         if self._phase is not _Phase.IDLE:
             _log.info("association %s released: %s", self.association_name, reason)
+        if self._phase is _Phase.ASSOCIATED:
+            self._session_event(False, reason)
         self._phase = _Phase.IDLE
         self._security = None
         self._pending_keys = []
         if self._host is not None:
             self._host.transaction = None
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def _event(self, name: str, client_sap: int, reason: str, **extra: object) -> None:
+        """Record event ``name`` with the client SAP, link and reason (never key material)."""
+        sink = self.config.events
+        if sink is None:
+            return
+        detail: dict[str, object] = {"client_sap": client_sap, "link": self.config.link_name,
+                                     "reason": reason[:80], **extra}
+        try:
+            sink.record(event_codes.code(name), self.model.now_utc(), detail)
+        except Exception:  # an event store failure must never take the link down
+            _log.exception("DLMS event %s not recorded", name)
+
+    def _session_event(self, opened: bool, reason: str) -> None:
+        where = "LOCAL" if self.config.link_name in LOCAL_LINKS else "REMOTE"
+        name = f"{where}_SESSION_{'OPENED' if opened else 'CLOSED'}"
+        self._event(name, self._client_sap, reason, association=self.association_name)
 
     # --- dispatch -------------------------------------------------------------------------------
 
@@ -307,8 +357,9 @@ class CosemServer:
         return next((a for a in self.config.associations if a.client_sap == client_sap), None)
 
     def _reject(self, context_id: int, diagnostic: int, why: str, client_sap: int,
-                user_info: bytes | None = None) -> bytes:
-        _log.warning("association refused for client SAP %d: %s", client_sap, why)
+                user_info: bytes | None = None, event: str = "ASSOCIATION_REJECTED") -> bytes:
+        _log.warning("association refused for client SAP %d on %s: %s", client_sap, self.config.link_name, why)
+        self._event(event, client_sap, why)
         self.release("rejected")
         return acse.Aare(context_id or 1, acse.RESULT_REJECTED_PERMANENT, diagnostic,
                          user_information=user_info).encode()
@@ -329,7 +380,8 @@ class CosemServer:
             return self._reject(aarq.context_id, acse.DIAG_MECHANISM_NOT_RECOGNISED,
                                 f"mechanism {aarq.mechanism} offered, {assoc.mechanism} required", client_sap)
         if assoc.mechanism == acse.MECH_LLS and not self._lls_ok(aarq.auth_value):
-            return self._reject(aarq.context_id, acse.DIAG_AUTH_FAILURE, "wrong LLS password", client_sap)
+            return self._reject(aarq.context_id, acse.DIAG_AUTH_FAILURE, "wrong LLS password", client_sap,
+                                event="AUTHENTICATION_FAILURES")
         security = None
         if assoc.ciphered:
             security = SecurityContext(assoc.name, self.keys.current.server_system_title,
@@ -338,7 +390,8 @@ class CosemServer:
             if not aarq.calling_title or len(aarq.calling_title) != 8:
                 return self._reject(aarq.context_id, acse.DIAG_NO_REASON, "no client system title", client_sap)
             if not aarq.auth_value or not 8 <= len(aarq.auth_value) <= 64:
-                return self._reject(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap)
+                return self._reject(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap,
+                                    event="AUTHENTICATION_FAILURES")
             security.client_title = aarq.calling_title
         return self._accept(assoc, aarq, security, client_sap)
 
@@ -365,7 +418,13 @@ class CosemServer:
                 client_sap: int) -> bytes:
         try:
             request = self._initiate(aarq, security)
-        except (ApduError, SecurityError) as exc:
+        except ReplayError as exc:
+            return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap,
+                                event="REPLAY_ATTACK")
+        except SecurityError as exc:
+            return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap,
+                                event="DECRYPTION_FAILURE")
+        except ApduError as exc:
             return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap)
         error = None
         negotiated = request.conformance & acse.SERVER_CONFORMANCE
@@ -379,7 +438,7 @@ class CosemServer:
         if error is not None:
             return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"initiate error {error}", client_sap,
                                 acse.initiate_error(error))
-        self._assoc, self._security = assoc, security
+        self._assoc, self._security, self._client_sap = assoc, security, client_sap
         self._max_pdu = min(self.config.max_pdu, client_pdu)
         self._build_objects(assoc, negotiated)
         response = acse.initiate_response(negotiated, self.config.max_pdu)
@@ -395,6 +454,7 @@ class CosemServer:
         else:
             self._phase = _Phase.ASSOCIATED
             self._set_status(AssociationStatus.ASSOCIATED)
+            self._session_event(True, "AARQ accepted")
         aare.user_information = response
         _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._phase.value)
         return aare.encode()
@@ -417,7 +477,9 @@ class CosemServer:
         ic = struct.unpack(">I", f_stoc[1:5])[0]
         expected = gmac(sec.ek, sec.ak, sec.client_title, ic, self._stoc)
         if not gmac_matches(expected, f_stoc):
-            _log.warning("HLS-GMAC: client %s failed authentication", self.association_name)
+            _log.warning("HLS-GMAC: client %s (SAP %d) on %s failed authentication", self.association_name,
+                         self._client_sap, self.config.link_name)
+            self._event("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response")
             return None
         return gmac(sec.ek, sec.ak, sec.server_title, sec.next_ic(), self._ctos)
 
@@ -428,6 +490,7 @@ class CosemServer:
         if ok:
             self._phase = _Phase.ASSOCIATED
             _log.info("association %s established (HLS-GMAC)", self.association_name)
+            self._session_event(True, "HLS-GMAC passed")
         else:
             self.release("HLS failed")
 
@@ -444,7 +507,7 @@ class CosemServer:
             conformance=conformance, max_pdu=self.config.max_pdu,
             set_clock=lambda utc: self.model.set_clock(utc, f"dlms:{assoc.name}"),
             frame_counter=self._frame_counter, client_title=self._client_title,
-            stage_keys=self._stage_keys, hdlc=dict(self.config.hdlc or {}),
+            stage_keys=self._stage_keys, hdlc=dict(self.config.hdlc or {}), optical=self.config.optical,
         )
         entries = self.registry.build(ctx)
         settings = GXDLMSSettings(True, None)
@@ -527,6 +590,7 @@ class CosemServer:
         for name, value in self._pending_keys:
             self.keys.replace(name, value)
             _log.warning("key %s changed through key_transfer", name)
+            self._event("KEY_CHANGED", self._client_sap, "key_transfer", key=name)
         self._pending_keys = []
         if self._security is not None:
             self._security.rekey(self.keys.current.global_unicast_key, self.keys.current.authentication_key)
@@ -620,17 +684,31 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
                           link: str = "wrapper", registry: ObjectRegistry | None = None,
                           config: ServerConfig | None = None,
                           hdlc_params: hdlc.HdlcParameters | None = None,
-                          inactivity_timeout_s: float = 120.0) -> Callable[[], WrapperSession | HdlcSession]:
-    """A factory of fresh sessions ("wrapper" or "hdlc") sharing the model, keys and counters."""
+                          inactivity_timeout_s: float = 120.0, events: EventSink | None = None,
+                          link_name: str | None = None, baud: int = 9600,
+                          optical: dict[str, Any] | None = None) -> Callable[[], WrapperSession | HdlcSession]:
+    """A factory of fresh sessions ("wrapper" or "hdlc") sharing the model, keys and counters.
+
+    ``events`` receives the security and communication events; ``link_name`` names the link in
+    them (default: ``link``). On an HDLC link the IEC HDLC setup 0-0:22.0.0.255 shows ``baud``
+    (Bd), the info field length and inactivity time-out of the link; ``optical`` (the mode E
+    parameters ``baud`` (max offered, Bd) and ``device_address``) adds the IEC local port setup
+    0-0:20.0.0.255.
+    """
     if link not in ("wrapper", "hdlc"):
         raise CosemError(f"unknown link type {link!r}")
     shared_registry = registry or default_registry()
     cfg = config or ServerConfig()
-    if link == "hdlc" and cfg.hdlc is None:
+    hdlc_view = cfg.hdlc
+    if link == "hdlc" and hdlc_view is None:
         p = hdlc_params or hdlc.HdlcParameters()
-        cfg = ServerConfig(cfg.server_sap, cfg.max_pdu, cfg.associations,
-                           {"max_info": p.max_info_rx, "inactivity_s": int(inactivity_timeout_s),
-                            "device_address": p.physical_address or 0})
+        hdlc_view = {"baud": baud, "max_info_tx": p.max_info_tx, "max_info_rx": p.max_info_rx,
+                     "inactivity_s": int(inactivity_timeout_s),
+                     "device_address": p.physical_address or 0}
+    cfg = dataclasses.replace(cfg, hdlc=hdlc_view if link == "hdlc" else None,
+                              events=events if events is not None else cfg.events,
+                              link_name=link_name or (cfg.link_name if config is not None else link),
+                              optical=optical if optical is not None else cfg.optical)
 
     def make() -> WrapperSession | HdlcSession:
         server = CosemServer(model, keys, security_store, shared_registry, cfg)

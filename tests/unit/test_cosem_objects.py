@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from gurux_dlms.objects import GXDLMSData, GXDLMSRegister
 
 from meterd.core.energy import Derived, Quantity, obis_c
-from meterd.core.reading import Channel
+from meterd.core.reading import Channel, PhaseValues
 from meterd.cosem import axdr
 from meterd.cosem.adapters import ValueData
 from meterd.cosem.objects import (
@@ -16,7 +18,7 @@ from meterd.cosem.objects import (
     ObjectRegistry,
     default_registry,
 )
-from tests.dlms_fakes import FakeMeter
+from tests.dlms_fakes import FakeMeter, sample_reading
 from tests.dlms_gurux_client import connect_in_memory
 from tests.unit.test_cosem_server import _factory
 
@@ -50,9 +52,87 @@ def test_required_objects_exist():
     names = _names(1)
     for ln in ("0.0.42.0.0.255", "0.0.96.1.0.255", "1.0.0.2.0.255", "1.0.0.2.8.255", "0.0.1.0.0.255",
                "0.0.96.5.0.255", "0.0.40.0.0.255", "0.0.40.0.1.255", "0.0.40.0.2.255", "0.0.40.0.3.255",
-               "0.0.43.0.3.255", "0.0.43.1.3.255", "0.0.41.0.0.255", "0.0.22.0.0.255", "1.0.99.1.0.255",
-               "1.0.32.7.0.255", "1.0.91.7.0.255", "1.0.14.7.0.255", "1.0.13.7.0.255"):
+               "0.0.43.0.3.255", "0.0.43.1.3.255", "0.0.41.0.0.255", "1.0.99.1.0.255",
+               "1.0.32.7.0.255", "1.0.91.7.0.255", "1.0.14.7.0.255", "1.0.13.7.0.255",
+               "1.0.81.7.1.255", "1.0.81.7.4.255", "1.0.81.7.15.255", "1.0.81.7.26.255"):
         assert ln in names, ln
+    # the TCP wrapper is no HDLC link and no optical port
+    assert "0.0.22.0.0.255" not in names and "0.0.20.0.0.255" not in names
+
+
+def _angle_meter() -> FakeMeter:
+    meter = FakeMeter()
+    phases = tuple(PhaseValues(voltage_v=230.0, current_a=5.0, active_power_w=1000.0, power_factor=0.9,
+                               angle_deg=phi, voltage_angle_deg=u)
+                   for phi, u in ((25.8, 0.0), (-30.0, -121.5), (170.0, 119.0)))
+    meter.reading = dataclasses.replace(sample_reading(), phases=phases)
+    return meter
+
+
+def test_phase_angles_are_served_in_tenths_of_a_degree():
+    meter = _angle_meter()
+    gs, _ = connect_in_memory(_factory(meter)(), 17)
+    expected = {
+        0: 0.0,          # U(L1) vs itself
+        1: 121.5,        # U(L2) lags U(L1)
+        2: -119.0,       # U(L3) leads U(L1) by 119 deg
+        4: 25.8,         # I(L1) lags U(L1): the phase's voltage-to-current angle
+        5: 91.5,         # I(L2) at -121.5 + 30 = -91.5 deg
+        6: 51.0,         # I(L3) at 119 - 170 = -51 deg: lags U(L1) by 51
+        15: -30.0,       # I(L2) leads U(L2)
+        26: 170.0,       # I(L3) vs U(L3)
+    }
+    for e, angle in expected.items():
+        reg = GXDLMSRegister(f"1.0.81.7.{e}.255")
+        gs.read(reg, 3)
+        assert reg.scaler == pytest.approx(0.1) and reg.unit == 8, e  # degrees
+        gs.read(reg, 2)
+        assert reg.value == pytest.approx(angle), e
+
+
+def test_angles_fold_into_plus_minus_180():
+    meter = _angle_meter()
+    phases = list(meter.reading.phases)
+    phases[2] = dataclasses.replace(phases[2], voltage_angle_deg=119.0, angle_deg=-100.0)  # I(L3) at 219 deg
+    meter.reading = dataclasses.replace(meter.reading, phases=tuple(phases))
+    gs, _ = connect_in_memory(_factory(meter)(), 17)
+    reg = GXDLMSRegister("1.0.81.7.6.255")
+    gs.read(reg, 3)
+    gs.read(reg, 2)
+    assert reg.value == pytest.approx(141.0)  # 0 - 219 = -219 -> +141
+
+
+def test_hdlc_setup_shows_the_link_settings_and_local_port_setup_the_optical_port():
+    from gurux_dlms.objects import GXDLMSHdlcSetup, GXDLMSIECLocalPortSetup
+
+    from meterd.cosem.security import MemoryCounterStore
+    from meterd.cosem.server import build_session_factory
+    from meterd.proto.hdlc import HdlcParameters
+    from tests.dlms_fakes import make_keyring
+
+    params = HdlcParameters(max_info_tx=512, max_info_rx=256)
+    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), link="hdlc",
+                                    hdlc_params=params, inactivity_timeout_s=90, baud=19200, link_name="optical",
+                                    optical={"baud": 4800, "device_address": "42"})
+    gs, _ = connect_in_memory(factory(), 17)
+    setup = GXDLMSHdlcSetup("0.0.22.0.0.255")
+    for attr in range(2, 10):
+        gs.read(setup, attr)
+    assert int(setup.communicationSpeed) == 6  # 19200 Bd
+    assert (setup.maximumInfoLengthTransmit, setup.maximumInfoLengthReceive) == (512, 256)
+    assert (setup.windowSizeTransmit, setup.windowSizeReceive, setup.inactivityTimeout) == (1, 1, 90)
+    port = GXDLMSIECLocalPortSetup("0.0.20.0.0.255")
+    for attr in (2, 3, 4, 5):
+        gs.read(port, attr)
+    assert (int(port.defaultMode), int(port.defaultBaudrate), int(port.proposedBaudrate)) == (0, 0, 4)
+    from tests.dlms_gurux_client import DlmsClientError
+
+    with pytest.raises(DlmsClientError):
+        gs.read(port, 7)  # mode C password: never served
+    rs485 = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), link="hdlc", baud=9600)()
+    gs, _ = connect_in_memory(rs485, 17)
+    names = {obj.logicalName for obj in rs485.server._settings.objects}
+    assert "0.0.22.0.0.255" in names and "0.0.20.0.0.255" not in names
 
 
 def test_registry_accepts_new_factories_and_refuses_duplicates():

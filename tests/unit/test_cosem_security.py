@@ -106,11 +106,23 @@ def _factory(meter: FakeMeter, ring=None, store=None):
     return build_session_factory(meter, store or MemoryCounterStore(), ring or make_keyring(), link="wrapper")
 
 
-def test_wrong_hls_key_is_refused_and_logged_without_secrets(caplog):
-    factory = _factory(FakeMeter())
+def test_wrong_hls_key_is_refused_logged_and_recorded_without_secrets(caplog):
+    from meterd.core import event_codes
+    from meterd.core.event_codes import LogId
+    from meterd.core.events import EventRecorder
+
+    recorder = EventRecorder()
+    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), link="wrapper",
+                                    events=recorder, link_name="tcp")
     with pytest.raises(Exception):  # noqa: B017 - gurux raises a bare Exception on a refused HLS
         connect_in_memory(factory(), 1, gak=bytes(16))
-    assert TEST_GAK.hex() not in caplog.text.lower()
+    assert "association refused for client SAP 1 on tcp" in caplog.text
+    assert "authentication tag mismatch" in caplog.text
+    [event] = recorder.log(LogId.SECURITY).entries()
+    assert event.code == event_codes.code("DECRYPTION_FAILURE")
+    assert event.detail["client_sap"] == 1 and event.detail["link"] == "tcp"
+    for secret in (TEST_GAK.hex(), TEST_GUEK.hex()):
+        assert secret not in caplog.text.lower() and secret not in repr(event).lower()
 
 
 def test_replayed_request_is_answered_with_an_invocation_counter_error():

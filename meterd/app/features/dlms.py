@@ -7,18 +7,24 @@ such as /dev/ttyAMA3; RS-485 ports use the kernel's RS-485 mode), ``hdlc_baud``,
 Every link serves one object registry: the base model plus what other features registered in
 ``daemon.cosem_factories``. On the simulated meter a missing keys file is created with random
 throwaway keys (mode 0600); on a Pi the keys file must be provisioned.
+
+Security events (authentication failures, deciphering failures, replayed invocation counters,
+key changes, refused associations) and the communication log (associations opened/closed, local
+on the optical port, remote otherwise) go to ``daemon.services["events"]`` (the supervision's
+event recorder) with the client SAP and the link name ("tcp", "rs485", "optical").
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, default_registry
-from meterd.cosem.server import build_session_factory
+from meterd.cosem.server import HdlcSession, WrapperSession, build_session_factory
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink
 from meterd.runtime.dlms_tcp import DlmsTcpServer
@@ -70,16 +76,26 @@ def attach(daemon: Daemon) -> None:
     daemon.info["dlms_keys_file"] = str(keys_path)
 
 
+def session_factory(daemon: Daemon, link: str = "wrapper", link_name: str = "tcp",
+                    registry: ObjectRegistry | None = None,
+                    **kwargs: Any) -> Callable[[], WrapperSession | HdlcSession]:
+    """Sessions of one link of this meter: its model, keys, counter store, object registry and
+    event recorder (``link``: "wrapper" or "hdlc"; ``link_name`` goes into event details;
+    ``kwargs``: more :func:`~meterd.cosem.server.build_session_factory` arguments)."""
+    assert daemon.meter is not None
+    return build_session_factory(daemon.meter, daemon.services["dlms_security_store"], daemon.services["dlms_keys"],
+                                 link, registry or registry_for(daemon), events=daemon.services.get("events"),
+                                 link_name=link_name, **kwargs)
+
+
 async def start(daemon: Daemon) -> None:
     """Open the configured links; their addresses go into ``daemon.info``."""
     cfg = daemon.cfg.dlms
     assert daemon.meter is not None
-    model, keys = daemon.meter, daemon.services["dlms_keys"]
-    store = daemon.services["dlms_security_store"]
     registry = registry_for(daemon)
     if cfg.tcp_port >= 0 and cfg.tcp_host:
         try:
-            server = await DlmsTcpServer(build_session_factory(model, store, keys, "wrapper", registry)).start(
+            server = await DlmsTcpServer(session_factory(daemon, "wrapper", "tcp", registry)).start(
                 cfg.tcp_host, cfg.tcp_port)
         except OSError as exc:  # metering goes on without this link; say so loudly
             log.error("DLMS wrapper on %s:%d not available: %s", cfg.tcp_host, cfg.tcp_port, exc.strerror)
@@ -91,7 +107,7 @@ async def start(daemon: Daemon) -> None:
         if not port:
             continue
         try:
-            link = await _serial_link(daemon, kind, port, registry, keys, store)
+            link = await _serial_link(daemon, kind, port, registry)
         except OSError as exc:
             log.error("DLMS %s on %s not available: %s", kind, port, exc)
             daemon.info[kind] = f"unavailable ({exc})"
@@ -101,15 +117,17 @@ async def start(daemon: Daemon) -> None:
         daemon.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
 
 
-async def _serial_link(daemon: Daemon, kind: str, port: str, registry: ObjectRegistry, keys: Any,
-                       store: Any) -> SerialLink:
+async def _serial_link(daemon: Daemon, kind: str, port: str, registry: ObjectRegistry) -> SerialLink:
     cfg = daemon.cfg.dlms
     assert daemon.meter is not None
-    factory = build_session_factory(daemon.meter, store, keys, "hdlc", registry)
     device = None if port == "pty" else port
     optical = None
     if kind == "dlms_optical":
         ident = daemon.meter.identity.serial[-16:]
         optical = ModeESignOn(daemon.cfg.meter.manufacturer_flag, ident, max_baud=cfg.hdlc_baud)
+        factory = session_factory(daemon, "hdlc", "optical", registry, baud=cfg.hdlc_baud,
+                                  optical={"baud": cfg.hdlc_baud, "device_address": ""})
+    else:
+        factory = session_factory(daemon, "hdlc", "rs485", registry, baud=cfg.hdlc_baud)
     rs485 = "kernel" if device is not None and kind == "dlms_hdlc" else "none"
     return await SerialLink(factory, device, cfg.hdlc_baud, rs485=rs485, optical=optical).start()
