@@ -87,7 +87,8 @@ class ApiSection:
 
 @dataclass(frozen=True)
 class DlmsSection:
-    """DLMS/COSEM links: TCP wrapper (port 0 disables it), HDLC on a serial port or a sim pty."""
+    """DLMS/COSEM links: TCP wrapper (port 0: one the kernel picks; tcp_host "" disables it), HDLC
+    on a serial port or a sim pty."""
 
     tcp_host: str = "127.0.0.1"
     tcp_port: int = field(default=4059, metadata=rng(0, 65535))
@@ -99,7 +100,9 @@ class DlmsSection:
 
 @dataclass(frozen=True)
 class SimSection:
-    """Simulator: speed (× real time; 0 = as fast as possible), start time, initial load, scenario."""
+    """Simulator: speed (× real time; 0 = as fast as possible), start time, initial load (V, A, power
+    factor as ``meterctl sim set --pf`` takes it: 1, 0.5L, 0.8C, -0.5L), and a scenario file (TOML,
+    :mod:`hw.sim.scenario`; path relative to the working directory) played from the first cycle."""
 
     speed: float = field(default=1.0, metadata=rng(0, 100_000))
     start_utc: str = "2026-01-01T00:00:00+00:00"
@@ -222,6 +225,78 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f, "sim.start_utc", "must carry a UTC offset, e.g. +00:00")
     if cfg.hardware.backend == "sim" and cfg.hardware.pin_factory not in ("", "mock"):
         raise ConfigError(f, "hardware.pin_factory", "the sim back end uses the mock pin factory")
+    _check_sim(cfg)
+    _check_pins(cfg)
+
+
+#: The "not wired" value of optional pin keys (e.g. ``load_control.button_pin = -1``).
+NO_PIN = -1
+#: Display kinds that drive no GPIO line (its ``gpio_*`` keys are then unused).
+_DISPLAY_WITHOUT_PINS = ("png", "dummy", "off")
+
+
+def _check_sim(cfg: Config) -> None:
+    """``[sim]``: the power factor with the simulator's own parser; the scenario file read and
+    parsed exactly as ``meterctl sim scenario`` would."""
+    from meterd.app.sim_world import parse_power_factor
+
+    f = cfg.path
+    try:
+        parse_power_factor(cfg.sim.power_factor)
+    except ValueError as exc:
+        raise ConfigError(f, "sim.power_factor", str(exc)) from None
+    if cfg.sim.scenario:
+        if cfg.hardware.backend != "sim":
+            raise ConfigError(f, "sim.scenario", 'a scenario needs [hardware] backend = "sim"')
+        read_scenario(cfg)
+
+
+def read_scenario(cfg: Config) -> str:
+    """The text of ``[sim] scenario`` (a path, relative to the working directory), checked by
+    parsing it against a throwaway grid; raises :class:`ConfigError` naming the file and key."""
+    from hw.sim.grid import Grid
+    from hw.sim.scenario import Scenario, ScenarioError
+
+    path = cfg.sim.scenario
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(cfg.path, "sim.scenario", f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(cfg.path, "sim.scenario", f"{path}: cannot read: {exc}") from None
+    try:
+        Scenario.from_text(text, Grid(lambda: 0.0), source=path)
+    except ScenarioError as exc:
+        raise ConfigError(cfg.path, "sim.scenario", f"invalid scenario: {exc}") from None
+    return text
+
+
+def pin_keys(cfg: Config) -> dict[str, int]:
+    """Every GPIO line (BCM number) the configuration wires, by dotted key: the ``*_pin`` keys
+    of every section, core or feature (defaults included, since the features always attach),
+    and the display's ``gpio_*`` lines when it drives an LCD; "not wired" (-1) left out."""
+    from meterd.app.features import sections as feature_sections
+
+    found: dict[str, int] = {}
+    named: dict[str, Any] = {name: getattr(cfg, name) for name in SECTIONS}
+    named.update({name: cfg.feature(name) for name in feature_sections()})
+    for name, section in named.items():
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            wired = f.name.endswith("_pin") or (f.name.startswith("gpio_") and name == "display" and
+                                                getattr(section, "kind", "") not in _DISPLAY_WITHOUT_PINS)
+            if wired and isinstance(value, int) and not isinstance(value, bool) and value != NO_PIN:
+                found[f"{name}.{f.name}"] = value
+    return found
+
+
+def _check_pins(cfg: Config) -> None:
+    """No GPIO line is wired to two functions."""
+    owner: dict[int, str] = {}
+    for key, pin in pin_keys(cfg).items():
+        if pin in owner:
+            raise ConfigError(cfg.path, key, f"GPIO {pin} is also {owner[pin]}; each pin serves one function")
+        owner[pin] = key
 
 
 def load_config(path: str | Path) -> Config:

@@ -18,7 +18,7 @@ from hw.gpio import make_pin_factory, output_device, resolve_factory_name
 from hw.inputs import POWER_FAIL, InputConfig, MeterInputs
 from hw.pulse_led import PulseLed
 from hw.spi import SimSpiDev, open_spidev
-from meterd.app.config import Config
+from meterd.app.config import Config, read_scenario
 from meterd.app.sim_world import SimWorld
 from meterd.bridge.frontend import Atm90e36FrontEnd
 from meterd.core.clock import Clock
@@ -47,7 +47,8 @@ class Hardware:
         return self.scheduler(delay_s, action)
 
     def before_cycle(self) -> None:
-        """Scenario events due now, then confirm debounced inputs."""
+        """Scenario events due now (a ``[sim] scenario`` is loaded by the first call), then
+        confirm debounced inputs."""
         if self.sim is not None:
             self.sim.before_cycle(self.frontend.clock.mono())
         self.inputs.poll()
@@ -110,4 +111,7 @@ def build_hardware(cfg: Config, clock: Clock) -> Hardware:
     hardware.closers.append(led_device.close)
     if sim is not None:
         sim.input_pins = {name: item.config.pin for name, item in inputs.inputs.items() if name != POWER_FAIL}
+        if cfg.sim.scenario:
+            sim.start_scenario(read_scenario(cfg), cfg.sim.scenario)
+            log.info("scenario %s plays from the first cycle", cfg.sim.scenario)
     return hardware

@@ -52,6 +52,7 @@ class SimWorld:
         self.power_fail_pin = power_fail_pin
         self._powered_state: Any = None
         self.scenario: Any = None
+        self._pending_scenario: tuple[str, str] | None = None
 
     def set_load(self, body: dict[str, Any]) -> dict[str, Any]:
         """Apply ``{"phase", "voltage_v", "current_a", "power_factor", "frequency_hz"}``."""
@@ -86,7 +87,18 @@ class SimWorld:
                                                handlers=self.signal_handlers())
         except ScenarioError as exc:
             raise ValueError(str(exc)) from None
+        self._pending_scenario = None
         return {"scenario": name, "events": len(self.scenario.events)}
+
+    def start_scenario(self, text: str, name: str) -> None:
+        """Play a scenario from the first cycle on (``[sim] scenario``): it is loaded by the first
+        :meth:`before_cycle`, once every part of the meter has named its input pins and signals,
+        so it starts at that cycle's time. Raises ValueError at once for a malformed scenario."""
+        try:
+            Scenario.from_text(text, Grid(self.clock), source=name)
+        except ScenarioError as exc:
+            raise ValueError(str(exc)) from None
+        self._pending_scenario = (text, name)
 
     def signal_handlers(self) -> dict[str, Callable[[Any], None]]:
         """Scenario ``signal`` names and what they do to the simulated world."""
@@ -107,6 +119,8 @@ class SimWorld:
     def before_cycle(self, now_s: float) -> None:
         """Run the world's own timers (``cycle_hooks``, e.g. a relay's contacts), then the scenario
         events that fell due."""
+        if self._pending_scenario is not None:
+            self.load_scenario(*self._pending_scenario)
         for hook in self.cycle_hooks:
             hook(now_s)
         if self.scenario is not None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 
 import pytest
 
 from meterd.app.config import load_config
+from meterd.app.main import main
 from meterd.core.errors import ConfigError
 
 
@@ -56,3 +59,98 @@ def test_daemon_exits_2_with_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "meter.nominal_voltage_v" in lines[0] and str(p) in lines[0] and "below the minimum" in lines[0]
+
+
+def check_config(path) -> subprocess.CompletedProcess[str]:
+    """``meterd check-config --config PATH`` through the command line's entry point, in-process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["check-config", "--config", str(path)])
+    return subprocess.CompletedProcess(["meterd", "check-config"], code, out.getvalue(), err.getvalue())
+
+
+def test_check_config_process_exits_2_with_one_line(tmp_path):
+    p = write(tmp_path, '[sim]\npower_factor = "2.0X"\n')
+    proc = subprocess.run([sys.executable, "-m", "meterd", "check-config", "--config", str(p)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(p) in lines[0] and "sim.power_factor" in lines[0] and "2.0X" in lines[0]
+
+
+def assert_one_line_error(path, key: str, *words: str) -> str:
+    """``meterd check-config`` exits 2 with one line naming the file, the key and the reason."""
+    proc = check_config(path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(path) in lines[0] and key in lines[0], lines[0]
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(("value", "reason"), [("2.0X", "expected like"), ("1.5", "within 0..1"),
+                                               ("", "expected like")])
+def test_sim_power_factor_is_checked_with_the_simulator_parser(tmp_path, value, reason):
+    assert_one_line_error(write(tmp_path, f'[sim]\npower_factor = "{value}"\n'), "sim.power_factor", reason)
+
+
+@pytest.mark.parametrize("value", ["1", "0.5L", "0.8C", "-0.5L", ".9l"])
+def test_good_sim_power_factors_pass(tmp_path, value):
+    proc = check_config(write(tmp_path, f'[sim]\npower_factor = "{value}"\n'))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith(": ok")
+
+
+def test_missing_scenario_file_is_a_config_error(tmp_path):
+    missing = tmp_path / "nonexistent.toml"
+    assert_one_line_error(write(tmp_path, f'[sim]\nscenario = "{missing}"\n'), "sim.scenario",
+                          str(missing), "file not found")
+
+
+def test_invalid_scenario_file_is_a_config_error(tmp_path):
+    bad = tmp_path / "bad-scenario.toml"
+    bad.write_text('[[events]]\nat_s = 1\nphase = "L1"\nvoltage = 100\n')
+    line = assert_one_line_error(write(tmp_path, f'[sim]\nscenario = "{bad}"\n'), "sim.scenario",
+                                 "invalid scenario", str(bad))
+    assert "voltage" in line
+
+
+def test_scenario_needs_the_sim_back_end(tmp_path):
+    good = tmp_path / "s.toml"
+    good.write_text("[[events]]\nat_s = 1\nfrequency_hz = 49.9\n")
+    assert load_config(write(tmp_path, f'[sim]\nscenario = "{good}"\n')).sim.scenario == str(good)
+    with pytest.raises(ConfigError, match="backend") as err:
+        load_config(write(tmp_path, f'[hardware]\nbackend = "pi"\n[sim]\nscenario = "{good}"\n'))
+    assert err.value.key == "sim.scenario"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "other", "pin"),
+    [
+        ("[supervision]\ncover_pin = 17\n", "supervision.cover_pin", "hardware.led_pin", 17),
+        ("[hardware]\nled_pin = 13\n", "supervision.magnet_pin", "hardware.led_pin", 13),
+        ("[load_control]\nbutton_pin = 6\n", "load_control.button_pin", "hardware.power_fail_pin", 6),
+        ("[load_control]\nchangeover_grid_pin = 5\nchangeover_solar_pin = 16\n",
+         "load_control.changeover_grid_pin", "supervision.cover_pin", 5),
+        ('[display]\nkind = "st7567"\ngpio_rst = 22\n', "display.gpio_rst", "load_control.set_pin", 22),
+        ('[display]\ngpio_light = 27\n', "display.gpio_light", "load_control.feedback_pin", 27),
+    ],
+)
+def test_a_gpio_pin_wired_twice_is_named(tmp_path, text, key, other, pin):
+    assert_one_line_error(write(tmp_path, text), key, other, f"GPIO {pin} ")
+
+
+def test_unwired_pins_and_a_display_without_lcd_never_clash(tmp_path):
+    # -1 is "not wired" (two changeover pins and the backlight share it); a PNG display drives no line
+    text = ('[load_control]\nbutton_pin = -1\nfeedback_pin = -1\n'
+            '[display]\nkind = "png"\ngpio_dc = 17\ngpio_light = -1\n')
+    proc = check_config(write(tmp_path, text))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_shipped_configs_have_no_pin_clash():
+    for name in ("config/sim.toml", "config/pi.toml"):
+        proc = check_config(name)
+        assert proc.returncode == 0, proc.stderr
