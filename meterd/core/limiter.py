@@ -19,6 +19,10 @@ The same trip/reconnect logic also carries:
 
 * the STS maximum power limit (class 2 sub 0 token, W) via :meth:`Limiter.set_max_power_w`,
   compared with total active power whatever the monitored value is;
+* the STS maximum phase power unbalance limit (class 2 sub 6 token, W) via
+  :meth:`Limiter.set_max_phase_unbalance_w`, compared with the spread of the phase active powers
+  (highest minus lowest of 1-0:21.7.0 / 41.7.0 / 61.7.0, W); like the power limit it must be
+  exceeded for ``min_over_threshold_duration_s`` before it trips;
 * per-phase over-current protection (A, ``phase_current_limit_a`` for ``overcurrent_duration_s``);
 * overload protection on total active power (W, ``overload_power_w`` for ``overload_duration_s``).
 
@@ -29,7 +33,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from meterd.core.errors import MeterError
 from meterd.core.reading import Reading
@@ -51,6 +57,7 @@ class Cause(enum.Enum):
 
     THRESHOLD = "threshold"
     MAX_POWER = "max_power"
+    UNBALANCE = "unbalance"
     OVERCURRENT = "overcurrent"
     OVERLOAD = "overload"
 
@@ -133,6 +140,40 @@ class LimiterConfig:
         if self.max_reconnect_attempts < 0:
             raise LimiterConfigError("max_reconnect_attempts must be >= 0")
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (W, A, s; the emergency activation as ISO 8601 UTC)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS}
+        out["monitored"] = self.monitored.value
+        profile = self.emergency_profile
+        out["emergency_profile"] = None if profile is None else {
+            "profile_id": profile.profile_id, "activation_utc": profile.activation_utc.isoformat(),
+            "duration_s": profile.duration_s}
+        out["emergency_group_ids"] = sorted(self.emergency_group_ids)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LimiterConfig:
+        """Inverse of :meth:`to_dict`; LimiterConfigError when a field is missing or out of range."""
+        try:
+            values: dict[str, Any] = {name: type(getattr(_DEFAULTS, name))(data[name]) for name in _SCALARS}
+            raw = data["emergency_profile"]
+            profile = None if raw is None else EmergencyProfile(
+                int(raw["profile_id"]), _dt.datetime.fromisoformat(str(raw["activation_utc"])),
+                float(raw["duration_s"]))
+            return cls(monitored=Monitored(data["monitored"]), emergency_profile=profile,
+                       emergency_group_ids=frozenset(int(i) for i in data["emergency_group_ids"]), **values)
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, LimiterConfigError):
+                raise
+            raise LimiterConfigError(f"bad limiter settings record: {exc.__class__.__name__}") from None
+
+
+_SCALARS = ("threshold_normal", "threshold_emergency", "min_over_threshold_duration_s",
+            "min_under_threshold_duration_s", "reconnect_delay_s", "max_reconnect_attempts",
+            "attempt_reset_s", "phase_current_limit_a", "overcurrent_duration_s", "overload_power_w",
+            "overload_duration_s")
+_DEFAULTS = LimiterConfig()
+
 
 class Limiter:
     """Two-stage demand limiter with STS power limit and over-current/overload protection."""
@@ -142,6 +183,7 @@ class Limiter:
         self.state = LimiterState.ARMED
         self.attempts = 0
         self.max_power_w: float | None = None
+        self.max_phase_unbalance_w: float | None = None
         self.trip_cause: Cause | None = None
         self._over_since: dict[Cause, float] = {}
         self._under_since: float | None = None
@@ -156,6 +198,14 @@ class Limiter:
             raise LimiterConfigError("maximum power limit must be >= 0 W")
         self.max_power_w = limit_w or None
         self._over_since.pop(Cause.MAX_POWER, None)
+
+    def set_max_phase_unbalance_w(self, limit_w: float | None) -> None:
+        """STS maximum phase power unbalance limit (W) from a class 2 sub 6 token; None or 0
+        removes it (as for the maximum power limit)."""
+        if limit_w is not None and limit_w < 0:
+            raise LimiterConfigError("maximum phase power unbalance limit must be >= 0 W")
+        self.max_phase_unbalance_w = limit_w or None
+        self._over_since.pop(Cause.UNBALANCE, None)
 
     def set_config(self, config: LimiterConfig) -> None:
         """Replace the settings (thresholds changed by DLMS); running timers restart."""
@@ -218,6 +268,9 @@ class Limiter:
         }
         if self.max_power_w is not None:
             out[Cause.MAX_POWER] = (power_w, self.max_power_w, cfg.min_over_threshold_duration_s)
+        if self.max_phase_unbalance_w is not None:
+            out[Cause.UNBALANCE] = (phase_unbalance_w(reading), self.max_phase_unbalance_w,
+                                    cfg.min_over_threshold_duration_s)
         return out
 
     def evaluate(self, reading: Reading, now_utc: _dt.datetime) -> list[LimiterAction]:
@@ -290,7 +343,13 @@ class Limiter:
             self.attempts = 0
 
 
-_SEVERITY = (Cause.OVERCURRENT, Cause.OVERLOAD, Cause.MAX_POWER, Cause.THRESHOLD)
+_SEVERITY = (Cause.OVERCURRENT, Cause.OVERLOAD, Cause.MAX_POWER, Cause.UNBALANCE, Cause.THRESHOLD)
+
+
+def phase_unbalance_w(reading: Reading) -> float:
+    """Phase power unbalance (W): the highest minus the lowest phase active power."""
+    powers = [p.active_power_w for p in reading.phases]
+    return max(powers) - min(powers)
 
 
 def _most_severe(causes: list[Cause]) -> Cause:

@@ -7,6 +7,10 @@ it is *lost* once the voltage has stayed below ``loss_voltage_v`` for ``loss_dur
 when the active one is lost and the other is healthy, and (with ``auto_return``) back to the
 preferred source once it is healthy again. Every swap is returned as a :class:`SwapEvent`; the
 owner drives the changeover contactors and logs the event. Pure: time is passed in (s, monotonic).
+
+The solar source may instead be judged from a voltage-detect input (present / absent, already
+debounced against contact bounce by its owner): absent counts as below ``loss_voltage_v`` and
+present as at or above ``restore_voltage_v``, with the same minimum durations.
 """
 
 from __future__ import annotations
@@ -71,7 +75,8 @@ class SwapEvent:
     reason: SwapReason
     mono_s: float
     grid_voltage_v: float
-    solar_voltage_v: float
+    solar_voltage_v: float | None
+    solar_present: bool | None = None
 
 
 class _Health:
@@ -82,13 +87,17 @@ class _Health:
         self._since: float | None = None
 
     def update(self, voltage_v: float, now: float, cfg: SupplyConfig) -> None:
+        self.update_levels(voltage_v < cfg.loss_voltage_v, voltage_v >= cfg.restore_voltage_v, now, cfg)
+
+    def update_levels(self, low: bool, good: bool, now: float, cfg: SupplyConfig) -> None:
+        """``low``: below the loss level; ``good``: at or above the restore level."""
         if self.healthy is None:
-            self.healthy = voltage_v >= cfg.loss_voltage_v
+            self.healthy = not low
             return
         if self.healthy:
-            self._track(voltage_v < cfg.loss_voltage_v, now, cfg.loss_duration_s)
+            self._track(low, now, cfg.loss_duration_s)
         else:
-            self._track(voltage_v >= cfg.restore_voltage_v, now, cfg.restore_duration_s)
+            self._track(good, now, cfg.restore_duration_s)
 
     def _track(self, condition: bool, now: float, duration_s: float) -> None:
         if not condition:
@@ -114,14 +123,30 @@ class SupplySelector:
         """The debounced judgement of ``source`` (None before the first sample)."""
         return self._health[source].healthy
 
-    def update(self, grid_voltage_v: float, solar_voltage_v: float, now_mono: float) -> SwapEvent | None:
-        """Feed one sample of both voltages (V) at ``now_mono`` (s); returns a swap or None."""
-        self._health[Source.GRID].update(grid_voltage_v, now_mono, self.config)
-        self._health[Source.SOLAR].update(solar_voltage_v, now_mono, self.config)
+    def restore(self, active: Source) -> None:
+        """Put back the source selected before a restart. When it is not the preferred one, the
+        preferred source must first stay healthy for ``restore_duration_s`` before a return."""
+        self.active = active
+        if active is not self.config.preferred:
+            self._health[self.config.preferred].healthy = False
+
+    def update(self, grid_voltage_v: float, solar_voltage_v: float | None, now_mono: float,
+               solar_present: bool | None = None) -> SwapEvent | None:
+        """Feed one sample at ``now_mono`` (s): the grid voltage (V) and either the solar voltage
+        (V) or, when ``solar_present`` is given, the solar voltage-detect input (the voltage is
+        then ignored); returns a swap or None."""
+        cfg = self.config
+        self._health[Source.GRID].update(grid_voltage_v, now_mono, cfg)
+        if solar_present is not None:
+            self._health[Source.SOLAR].update_levels(not solar_present, solar_present, now_mono, cfg)
+            solar_voltage_v = None
+        else:
+            self._health[Source.SOLAR].update(solar_voltage_v or 0.0, now_mono, cfg)
         target, reason = self._decide()
         if reason is None:
             return None
-        event = SwapEvent(self.active, target, reason, now_mono, grid_voltage_v, solar_voltage_v)
+        event = SwapEvent(self.active, target, reason, now_mono, grid_voltage_v, solar_voltage_v,
+                          solar_present)
         self.active = target
         return event
 

@@ -107,7 +107,11 @@ class RelayRecord:
     last pulse; pending: saved before a pulse whose feedback has not been checked yet;
     limiter_state / limiter_attempts / limiter_cause: the class 71 limiter's trip or lockout
     and its automatic reconnection count (a restart must not clear a lockout); local_causes:
-    the local disconnect causes holding the supply off ("limiter", "credit").
+    the local disconnect causes holding the supply off ("limiter", "credit");
+    max_power_w / max_phase_unbalance_w: the STS class 2 subclass 0 / 6 limits (W, None = no
+    limit; a token cannot be entered twice, so they must survive a restart); limiter_config: the
+    class 71 settings last written over DLMS (None = the configuration file's); supply_source:
+    the grid/solar source the changeover selected last (None without a changeover).
     """
 
     control_state: int
@@ -120,6 +124,10 @@ class RelayRecord:
     limiter_attempts: int = 0
     limiter_cause: str | None = None
     local_causes: tuple[str, ...] = ()
+    max_power_w: float | None = None
+    max_phase_unbalance_w: float | None = None
+    limiter_config: LimiterConfig | None = None
+    supply_source: str | None = None
 
 
 class RelayStateStore(Protocol):
@@ -182,6 +190,7 @@ class LoadControl:
         self.limiter = Limiter(self.config.limiter)
         self.supply = SupplySelector(self.config.supply) if self.config.supply else None
         self._causes: set[str] = set()
+        self._written_config: LimiterConfig | None = None   # class 71 settings written over DLMS
         self._record = RelayRecord(int(self.dc.control_state), self.dc.control_mode, True)
         self._position: bool | None = None   # verified (or trusted) relay position
         self._attempt = 0
@@ -210,8 +219,16 @@ class LoadControl:
             self.dc.output_state = bool(sensed)
         self.started = True
         self._drive(fresh=True)
+        self._drive_changeover()
 
     def _restore_local(self, record: RelayRecord) -> None:
+        if record.limiter_config is not None:
+            self._written_config = record.limiter_config
+            self.limiter.set_config(record.limiter_config)
+        self.limiter.set_max_power_w(record.max_power_w)
+        self.limiter.set_max_phase_unbalance_w(record.max_phase_unbalance_w)
+        if self.supply is not None and record.supply_source is not None:
+            self.supply.restore(Source(record.supply_source))
         cause = Cause(record.limiter_cause) if record.limiter_cause else None
         self.limiter.restore(LimiterState(record.limiter_state), record.limiter_attempts, cause,
                              self._clock.mono())
@@ -318,13 +335,26 @@ class LoadControl:
         """Maximum power limit (W) from an STS class 2 token; None or 0 removes it."""
         old = self.limiter.max_power_w
         self.limiter.set_max_power_w(limit_w)
+        self._save(pending=self._record.pending)
         self._log(DisconnectorEvent.LIMITER_THRESHOLD_CHANGED, source="sts", old_w=old,
                   new_w=self.limiter.max_power_w)
 
+    def set_max_phase_unbalance_w(self, limit_w: float | None) -> None:
+        """Maximum phase power unbalance limit (W) from an STS class 2 subclass 6 token; None or
+        0 removes it. Saved before the event is logged."""
+        old = self.limiter.max_phase_unbalance_w
+        self.limiter.set_max_phase_unbalance_w(limit_w)
+        self._save(pending=self._record.pending)
+        self._log(DisconnectorEvent.LIMITER_THRESHOLD_CHANGED, source="sts", limit="phase_unbalance",
+                  old_w=old, new_w=self.limiter.max_phase_unbalance_w)
+
     def set_limiter_config(self, config: LimiterConfig) -> None:
-        """New class 71 settings (DLMS write)."""
+        """New class 71 settings (DLMS write); they replace the configuration file's, also after a
+        restart."""
         old = self.limiter.config
         self.limiter.set_config(config)
+        self._written_config = config
+        self._save(pending=self._record.pending)
         self._log(DisconnectorEvent.LIMITER_THRESHOLD_CHANGED, source="dlms",
                   old_normal=old.threshold_normal, new_normal=config.threshold_normal,
                   old_emergency=old.threshold_emergency, new_emergency=config.threshold_emergency)
@@ -352,15 +382,18 @@ class LoadControl:
 
     # ------------------------------------------------------------------ supply changeover
 
-    def on_supply_voltages(self, grid_voltage_v: float, solar_voltage_v: float) -> SwapEvent | None:
-        """Feed both source voltages (V); swaps the changeover when the selector says so."""
+    def on_supply_voltages(self, grid_voltage_v: float, solar_voltage_v: float | None,
+                           solar_present: bool | None = None) -> SwapEvent | None:
+        """Feed the grid voltage (V) and the solar source's voltage (V) or, from a voltage-detect
+        input, its presence; swaps the changeover when the selector says so."""
         if self.supply is None:
             return None
-        event = self.supply.update(grid_voltage_v, solar_voltage_v, self._clock.mono())
+        event = self.supply.update(grid_voltage_v, solar_voltage_v, self._clock.mono(), solar_present)
         if event is not None:
             self._log(_swap_code(event), reason=event.reason.value, from_source=event.from_source.value,
                       to_source=event.to_source.value, grid_v=event.grid_voltage_v,
-                      solar_v=event.solar_voltage_v)
+                      solar_v=event.solar_voltage_v, solar_present=event.solar_present)
+            self._save(pending=self._record.pending)
         self._drive_changeover()
         return event
 
@@ -432,7 +465,10 @@ class LoadControl:
                                control_mode=self.dc.control_mode, pending=pending,
                                limiter_state=lim.state.value, limiter_attempts=lim.attempts,
                                limiter_cause=lim.trip_cause.value if lim.trip_cause else None,
-                               local_causes=tuple(sorted(self._causes)))
+                               local_causes=tuple(sorted(self._causes)), max_power_w=lim.max_power_w,
+                               max_phase_unbalance_w=lim.max_phase_unbalance_w,
+                               limiter_config=self._written_config,
+                               supply_source=self.supply.active.value if self.supply else None)
         self._store.save(self._record)
 
     def _log(self, code: DisconnectorEvent, **detail: Any) -> None:

@@ -10,14 +10,19 @@ unknown versions are refused.
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import logging
 import sqlite3
 from pathlib import Path
 
 from meterd.core.errors import StateError
+from meterd.core.limiter import LimiterConfig, LimiterConfigError
 from meterd.services.load_control import RelayRecord
 from meterd.store.sqlite import open_database
 
-SCHEMA_VERSION = 2
+log = logging.getLogger("meterd.relay_store")
+
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS relay_state (
@@ -39,6 +44,19 @@ _V2_COLUMNS = (
 )
 """Version 2: the limiter's trip/lockout, its reconnection attempts and the local causes."""
 
+_V3_COLUMNS = (
+    "max_power_w REAL CHECK (max_power_w IS NULL OR max_power_w > 0)",
+    "max_phase_unbalance_w REAL CHECK (max_phase_unbalance_w IS NULL OR max_phase_unbalance_w > 0)",
+    "limiter_config TEXT",
+    "supply_source TEXT CHECK (supply_source IS NULL OR supply_source IN ('grid', 'solar'))",
+)
+"""Version 3: the STS power and phase-unbalance limits (W), the class 71 settings written over
+DLMS (JSON, see ``LimiterConfig.to_dict``) and the changeover's selected source."""
+
+_COLUMNS = ("control_state", "control_mode", "relay_closed", "operation_count", "last_change_utc", "pending",
+            "limiter_state", "limiter_attempts", "limiter_cause", "local_causes", "max_power_w",
+            "max_phase_unbalance_w", "limiter_config", "supply_source")
+
 
 class RelayStore:
     """The disconnector state database; implements the service's ``RelayStateStore`` port."""
@@ -58,7 +76,10 @@ class RelayStore:
             with self._transaction():
                 if version < 1:
                     self._db.execute(_SCHEMA)
-                for column in _V2_COLUMNS:
+                if version < 2:
+                    for column in _V2_COLUMNS:
+                        self._db.execute(f"ALTER TABLE relay_state ADD COLUMN {column}")
+                for column in _V3_COLUMNS:
                     self._db.execute(f"ALTER TABLE relay_state ADD COLUMN {column}")
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -67,18 +88,29 @@ class RelayStore:
 
     def load(self) -> RelayRecord | None:
         """The saved record, or None on a fresh meter."""
-        row = self._db.execute(
-            "SELECT control_state, control_mode, relay_closed, operation_count, last_change_utc, pending,"
-            " limiter_state, limiter_attempts, limiter_cause, local_causes"
-            " FROM relay_state WHERE id = 1").fetchone()
+        row = self._db.execute(f"SELECT {', '.join(_COLUMNS)} FROM relay_state WHERE id = 1").fetchone()
         if row is None:
             return None
-        state, mode, closed, count, changed, pending, lim_state, attempts, cause, causes = row
+        (state, mode, closed, count, changed, pending, lim_state, attempts, cause, causes, max_power_w,
+         unbalance_w, limiter_json, source) = row
         changed_utc = _dt.datetime.fromisoformat(changed) if changed else None
         return RelayRecord(control_state=state, control_mode=mode, relay_closed=bool(closed),
                            operation_count=count, last_change_utc=changed_utc, pending=bool(pending),
                            limiter_state=lim_state, limiter_attempts=attempts, limiter_cause=cause,
-                           local_causes=tuple(c for c in causes.split(",") if c))
+                           local_causes=tuple(c for c in causes.split(",") if c), max_power_w=max_power_w,
+                           max_phase_unbalance_w=unbalance_w, limiter_config=self._limiter_config(limiter_json),
+                           supply_source=source)
+
+    def _limiter_config(self, text: str | None) -> LimiterConfig | None:
+        """The saved class 71 settings; a record that no longer validates is logged and left out
+        (the configuration file's settings apply) rather than stopping the meter."""
+        if text is None:
+            return None
+        try:
+            return LimiterConfig.from_dict(json.loads(text))
+        except (json.JSONDecodeError, LimiterConfigError) as exc:
+            log.error("%s: saved limiter settings unusable, using the configuration file's: %s", self.path, exc)
+            return None
 
     def save(self, record: RelayRecord) -> None:
         """Write ``record`` durably; the operation counter never goes backwards."""
@@ -86,19 +118,17 @@ class RelayStore:
         if previous is not None and record.operation_count < previous.operation_count:
             raise StateError("relay operation counter would go backwards")
         changed = record.last_change_utc.isoformat() if record.last_change_utc else None
+        limiter_json = (json.dumps(record.limiter_config.to_dict(), sort_keys=True)
+                        if record.limiter_config is not None else None)
+        values = (record.control_state, record.control_mode, int(record.relay_closed), record.operation_count,
+                  changed, int(record.pending), record.limiter_state, record.limiter_attempts,
+                  record.limiter_cause, ",".join(record.local_causes), record.max_power_w,
+                  record.max_phase_unbalance_w, limiter_json, record.supply_source)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS)
         with self._transaction():
             self._db.execute(
-                "INSERT INTO relay_state (id, control_state, control_mode, relay_closed, operation_count,"
-                " last_change_utc, pending, limiter_state, limiter_attempts, limiter_cause, local_causes)"
-                " VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-                " control_state = excluded.control_state, control_mode = excluded.control_mode,"
-                " relay_closed = excluded.relay_closed, operation_count = excluded.operation_count,"
-                " last_change_utc = excluded.last_change_utc, pending = excluded.pending,"
-                " limiter_state = excluded.limiter_state, limiter_attempts = excluded.limiter_attempts,"
-                " limiter_cause = excluded.limiter_cause, local_causes = excluded.local_causes",
-                (record.control_state, record.control_mode, int(record.relay_closed),
-                 record.operation_count, changed, int(record.pending), record.limiter_state,
-                 record.limiter_attempts, record.limiter_cause, ",".join(record.local_causes)))
+                f"INSERT INTO relay_state (id, {', '.join(_COLUMNS)}) VALUES (1{', ?' * len(_COLUMNS)})"
+                f" ON CONFLICT(id) DO UPDATE SET {updates}", values)
         self.saves += 1
 
     def close(self) -> None:

@@ -254,3 +254,37 @@ def test_limiter_attributes_and_threshold_write(link):
         assert m.f.lc.limiter.config.threshold_normal == pytest.approx(3000.0)
     finally:
         reader.close()
+
+
+def test_limiter_settings_written_over_dlms_survive_a_restart(tmp_path):
+    settings = {"threshold_normal": 5000.0, "min_over_threshold_s": 5.0, "min_under_threshold_s": 5.0}
+    ln = Link(LcMeter(tmp_path / "m", **settings))
+    try:
+        gs = ln.session(1)
+        try:
+            lim = GXDLMSLimiter(LIMITER_LN)
+            lim.thresholdNormal = 30_000      # 3000 W
+            lim.setDataType(4, DataType.UINT32)
+            gs.write(lim, 4)
+            lim.minOverThresholdDuration = 2
+            gs.write(lim, 6)
+        finally:
+            gs.close()
+    finally:
+        ln.stop()
+        ln.meter.close()
+    ln = Link(LcMeter(tmp_path / "m", **settings))    # the configuration still says 5000 W, 5 s
+    try:
+        cfg = ln.meter.f.lc.limiter.config
+        assert cfg.threshold_normal == pytest.approx(3000.0) and cfg.min_over_threshold_duration_s == 2.0
+        gs = ln.session(1)
+        try:
+            lim = GXDLMSLimiter(LIMITER_LN)
+            assert gs.read_raw(lim, 4) == 30_000 and gs.read_raw(lim, 6) == 2
+            ln.meter.run(4)                    # 3.45 kW > 3 kW for more than 2 s
+            assert state(gs)[:2] == (False, R)
+        finally:
+            gs.close()
+    finally:
+        ln.stop()
+        ln.meter.close()

@@ -356,7 +356,8 @@ def status_dict(st: LoadControlStatus, feature: LoadControlFeature) -> dict[str,
                     "monitored": lim.config.monitored.name.lower(),
                     "threshold_normal": lim.config.threshold_normal,
                     "threshold_emergency": lim.config.threshold_emergency,
-                    "max_power_w": lim.max_power_w, "trip_cause": lim.trip_cause.value if lim.trip_cause else None},
+                    "max_power_w": lim.max_power_w, "max_phase_unbalance_w": lim.max_phase_unbalance_w,
+                    "trip_cause": lim.trip_cause.value if lim.trip_cause else None},
         "local_causes": sorted(st.local_causes),
         "button_presses": feature.button.presses,
         "recent_events": list(feature.events.recent)[-5:],
@@ -376,6 +377,16 @@ def _sim_initial_closed(store: RelayStore) -> bool:
     if record is None:
         return True
     return record.relay_closed if not record.pending else not record.relay_closed
+
+
+def _initial_source(store: RelayStore, section: LoadControlSection) -> str:
+    """The source the changeover contactors close first: the one selected before the restart
+    (so a meter running on solar does not close onto a dead grid for a moment), else the
+    preferred one."""
+    record = store.load()
+    if record is not None and record.supply_source is not None:
+        return record.supply_source
+    return section.supply_preferred
 
 
 def _feedback_pull(section: LoadControlSection) -> bool | None:
@@ -405,7 +416,7 @@ def attach(daemon: Daemon) -> None:
     changeover = None
     if section.supply is not None:
         changeover = Changeover.from_pins(section.changeover_grid_pin, section.changeover_solar_pin, scheduler,
-                                          section.changeover_dead_time_s, section.supply_preferred,
+                                          section.changeover_dead_time_s, _initial_source(store, section),
                                           pin_factory=hw.pin_factory)
     events = EventForwarder(daemon.services)
     config = LoadControlConfig(control_mode=section.control_mode, max_retries=section.max_retries,

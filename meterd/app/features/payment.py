@@ -12,7 +12,9 @@ or a friendly period) ``credit_reconnect()``. Postpaid: the balance is only trac
 
 Tokens (IEC 62055-41 STS) come from the API (``POST /token``), the CIU keypad (through
 ``daemon.services["submit_token"]``) and DLMS (token gateway 0-0:19.40.0.255, method 1, management
-association). Class 2 SetMaximumPowerLimit goes to ``load_control.set_max_power_w`` (W).
+association). Class 2 SetMaximumPowerLimit goes to ``load_control.set_max_power_w`` (W) and
+SetMaximumPhasePowerUnbalanceLimit to ``load_control.set_max_phase_unbalance_w`` (W); 0 removes a
+limit. Both are kept in the relay store and survive a restart.
 
 Keys: the decoder key register comes once from the keys file ``keys_file`` (TOML ``[decoder]``,
 mode 0600, path relative to the state directory) into the STS store ``store_file`` (SQLite, 0600);
@@ -365,6 +367,13 @@ class PaymentService:
                 load_control.set_max_power_w(float(limit) if limit else None)
             else:
                 log.warning("max power limit token accepted but no load control to apply it")
+        elif result.token_class == 2 and result.subclass == 6:  # SetMaximumPhasePowerUnbalanceLimit
+            limit = result.management.get("max_phase_unbalance_w")
+            load_control = self._services.get("load_control")
+            if load_control is not None:
+                load_control.set_max_phase_unbalance_w(float(limit) if limit else None)
+            else:
+                log.warning("phase unbalance limit token accepted but no load control to apply it")
         elif result.token_class == 2 and result.subclass == 5:  # ClearTamper: the latched tamper alarms
             supervision = self._services.get("supervision")
             if supervision is not None:

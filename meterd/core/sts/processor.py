@@ -224,7 +224,8 @@ class TokenProcessor:
         f = decoded.fields
         action = MANAGEMENT_NAMES.get(decoded.subclass, f"class2_sub{decoded.subclass}")
         values = {k: v for k, v in f.items() if k not in ("field16", "pad")}
-        if decoded.subclass == 0 and f["max_power_limit_w"] > self._config.max_power_limit_w:
+        limit_w = f.get("max_power_limit_w", f.get("max_phase_unbalance_w"))
+        if limit_w is not None and limit_w > self._config.max_power_limit_w:
             raise _Reject(ResultName.RANGE, decoded)
         if decoded.subclass == 5:
             values["clear_tamper"] = True

@@ -37,6 +37,11 @@ def max_power_limit_token(cipher: BlockCipher64, tid: int, limit_w: int) -> str:
     return management_token(cipher, 0, tid, encode_amount16(limit_w))
 
 
+def max_phase_unbalance_limit_token(cipher: BlockCipher64, tid: int, limit_w: int) -> str:
+    """Class 2 subclass 6 SetMaximumPhasePowerUnbalanceLimit (W, rounded up to representable)."""
+    return management_token(cipher, 6, tid, encode_amount16(limit_w))
+
+
 def meter_test_token(control: int, mfr_code: int = 0, four_digit_mfr: bool = False) -> str:
     """Class 1 InitiateMeterTest/Display (not encrypted)."""
     if four_digit_mfr:
