@@ -68,6 +68,14 @@ class View:
     notice: str = ""  # text id: err_length, queued, no_reply, pair_failed...
     alarm: bool = False  # low credit
     utc_s: int | None = None
+    utc_offset_s: int | None = None  # the meter's legal time minus UTC (s); None: a v1 meter, show UTC
+
+    @property
+    def local_s(self) -> int | None:
+        """Seconds of the meter's legal time (POSIX-like count), or UTC when no offset is known."""
+        if self.utc_s is None:
+            return None
+        return self.utc_s + (self.utc_offset_s or 0)
 
 
 @dataclass(frozen=True)
@@ -149,8 +157,10 @@ class CiuState:
     def on_status(self, fields: Mapping[str, FieldValue]) -> None:
         self._set(status=dict(fields), alarm=bool(fields.get("low_credit", False)))
 
-    def on_time(self, utc_s: int) -> None:
+    def on_time(self, utc_s: int, utc_offset_s: int | None = None) -> None:
+        """TIME from the meter: UTC (s) and, from a v2 meter, its legal-time offset (s)."""
         self._time_base = (utc_s, self._clock.mono())
+        self._set(utc_offset_s=utc_offset_s)
 
     def on_token_result(self, request_id: int, fields: Mapping[str, FieldValue]) -> None:
         """A result arrives (possibly late, after a link loss): always shown, it is the customer's money."""

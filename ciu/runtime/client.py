@@ -22,6 +22,7 @@ from meterd.proto.ciu_link import (
     MsgKind,
     PairingComplete,
     PairingFailed,
+    parse_time_fields,
     short_code,
     token_submit,
 )
@@ -96,4 +97,4 @@ class CiuLinkClient:
         elif message.kind is MsgKind.STATUS:
             self.state.on_status(message.fields)
         elif message.kind is MsgKind.TIME:
-            self.state.on_time(int(message.fields.get("utc_s", 0)))
+            self.state.on_time(*parse_time_fields(message.fields))

@@ -34,7 +34,7 @@ class CiuLoop:
                 self.client.press(key)
         self.client.pump()
         view = self.client.state.view()
-        minute = None if view.utc_s is None else view.utc_s // 60
+        minute = None if view.local_s is None else view.local_s // 60
         shown = (replace(view, utc_s=None), minute)  # the screen shows hours and minutes only
         if shown == self._shown:
             return False

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from ciu.core.state import Screen, View
 from ciu.ui.texts import text
 from hw.lcd import draw_text, text_width
+from meterd.proto.ciu_link import parse_time_fields
 
 WIDTH = 240
 HEIGHT = 240
@@ -74,8 +75,10 @@ def _status_bar(c: _Canvas, view: View) -> None:
     label = "link_ok" if ok else ("link_down" if view.paired else "not_paired")
     x, anchor = (WIDTH - 20, "ra") if c.rtl else (20, "la")
     draw_text(c.draw, (x, 5), c.t(label), 13, FG, anchor=anchor)
-    if view.utc_s is not None:
-        clock = dt.datetime.fromtimestamp(view.utc_s, tz=dt.UTC).strftime("%H:%M")
+    if view.local_s is not None:  # the meter's legal time; a v1 meter sends UTC only: say so
+        clock = dt.datetime.fromtimestamp(view.local_s, tz=dt.UTC).strftime("%H:%M")
+        if view.utc_offset_s is None:
+            clock += " UTC"
         x, anchor = (6, "la") if c.rtl else (WIDTH - 6, "ra")
         draw_text(c.draw, (x, 6), clock, 13, FG, anchor=anchor, bold=True)
 
@@ -193,11 +196,21 @@ def _info_lines(c: _Canvas, code: int, info: Any) -> list[str]:
     if code == 5:
         if "utc_s" not in info:
             return ["--"]
-        moment = dt.datetime.fromtimestamp(int(info["utc_s"]), tz=dt.UTC)
-        return [moment.strftime("%H:%M:%S"), moment.strftime("%Y-%m-%d")]
+        utc_s, offset_s = parse_time_fields(info)
+        moment = dt.datetime.fromtimestamp(utc_s + (offset_s or 0), tz=dt.UTC)
+        return [moment.strftime("%H:%M:%S"), moment.strftime("%Y-%m-%d"), _utc_offset_text(offset_s)]
     if code == 6:
         return [c.t("relay_on" if info.get("relay") else "relay_off")]
     return [str(info.get("error", "--"))]
+
+
+def _utc_offset_text(offset_s: int | None) -> str:
+    """"UTC+02:00" for the legal time's offset, "UTC" when the meter sent none."""
+    if offset_s is None:
+        return "UTC"
+    sign = "-" if offset_s < 0 else "+"
+    hours, minutes = divmod(abs(offset_s) // 60, 60)
+    return f"UTC{sign}{hours:02d}:{minutes:02d}"
 
 
 def _pair_entry(c: _Canvas, view: View) -> None:

@@ -88,7 +88,7 @@ class MsgKind(enum.IntEnum):
     STATUS = 0x03  # meter -> CIU: fields {credit, unit, mode, relay, power_w, tamper, low_credit...}
     SHORT_CODE = 0x04  # CIU -> meter: request_id, fields {code}
     SHORT_CODE_REPLY = 0x05  # meter -> CIU: request_id, fields {code, ...}
-    TIME = 0x06  # meter -> CIU: fields {utc_s}
+    TIME = 0x06  # meter -> CIU: fields {utc_s} (v1); v2 adds {time_v, utc_offset_s, dst}
 
 
 class ShortCode(enum.IntEnum):
@@ -207,6 +207,33 @@ def token_submit(request_id: int, digits: str) -> Message:
 def short_code(request_id: int, code: int) -> Message:
     """CIU -> meter: a keypad short code (see :class:`ShortCode`)."""
     return Message(MsgKind.SHORT_CODE, request_id, {"code": int(code)})
+
+
+#: Version of the time fields: 1 = ``utc_s`` only; 2 adds ``utc_offset_s`` and ``dst``.
+TIME_FIELDS_VERSION = 2
+
+
+def time_fields(utc_s: int, utc_offset_s: int | None = None, dst: bool = False) -> dict[str, FieldValue]:
+    """Time fields of TIME (and of the short-code 5 reply): ``utc_s`` (POSIX s), and with the
+    meter's legal time ``time_v`` = 2, ``utc_offset_s`` (local minus UTC, s) and ``dst``.
+    A v1 receiver reads ``utc_s`` and ignores the rest."""
+    fields: dict[str, FieldValue] = {"utc_s": int(utc_s)}
+    if utc_offset_s is not None:
+        fields.update(time_v=TIME_FIELDS_VERSION, utc_offset_s=int(utc_offset_s), dst=bool(dst))
+    return fields
+
+
+def parse_time_fields(fields: Fields) -> tuple[int, int | None]:
+    """``(utc_s, utc_offset_s)`` from time fields; the offset is None from a v1 sender (or an
+    implausible one, beyond ±18 h)."""
+    utc_s = fields.get("utc_s", 0)
+    offset = fields.get("utc_offset_s")
+    version = fields.get("time_v", 1)
+    utc = utc_s if isinstance(utc_s, int) and not isinstance(utc_s, bool) else 0
+    if not isinstance(version, int) or version < 2 or not isinstance(offset, int) or isinstance(offset, bool) \
+            or abs(offset) > 18 * 3600:
+        return utc, None
+    return utc, offset
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ callbacks, so it depends on neither the STS decoder nor the meter model directly
   carry ``amount``, ``credit``, ``unit``.
 - ``display_data() -> dict``: what the CIU shows (``credit``, ``unit``, ``low_credit``, ``mode``,
   ``relay``, ``power_w``, ``tamper``, ``import_kwh``...).
+- optionally ``utc_s() -> int`` (POSIX s) and ``legal_offset() -> (utc_offset_s, dst) | None``:
+  TIME carries the meter's legal time (local minus UTC, s) so the CIU shows local time; a change
+  of the offset (DST) is pushed at once.
 
 A token request is answered from a small cache when its request id comes again (the CIU resends
 unacknowledged messages after a link loss), so a token is never applied twice by the link.
@@ -34,6 +37,7 @@ from meterd.proto.ciu_link import (
     MsgKind,
     PairingComplete,
     ShortCode,
+    time_fields,
 )
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,7 @@ SHORT_CODE_FIELDS: dict[ShortCode, tuple[str, ...]] = {
     ShortCode.LAST_TOKEN: ("last_token", "last_token_code", "last_token_amount"),
     ShortCode.POWER: ("power_w", "power_l1_w", "power_l2_w", "power_l3_w"),
     ShortCode.TAMPER: ("tamper", "cover_open", "magnet"),
-    ShortCode.TIME: ("utc_s",),
+    ShortCode.TIME: ("utc_s", "time_v", "utc_offset_s", "dst"),
     ShortCode.RELAY: ("relay", "mode"),
     ShortCode.ENERGY: ("import_kwh", "export_kwh"),
 }
@@ -70,6 +74,7 @@ class CiuService:
         submit_token: Callable[[str], Mapping[str, Any]],
         display_data: Callable[[], Mapping[str, Any]],
         utc_s: Callable[[], int] | None = None,
+        legal_offset: Callable[[], tuple[int, bool] | None] | None = None,
         status_period_s: float = 5.0,
         time_period_s: float = 60.0,
         result_cache: int = 32,
@@ -80,6 +85,8 @@ class CiuService:
         self._submit_token = submit_token
         self._display_data = display_data
         self._utc_s = utc_s
+        self._legal_offset = legal_offset
+        self._sent_offset: tuple[int, bool] | None = None
         self._status_period_s = status_period_s
         self._time_period_s = time_period_s
         self._results: OrderedDict[int, dict[str, FieldValue]] = OrderedDict()
@@ -138,11 +145,22 @@ class CiuService:
         if self.link.state is not LinkState.UP or self.link.pending_messages:
             return
         now = self._clock.mono()
-        if self._utc_s is not None and now >= self._next_time_mono:
-            self._send(Message(MsgKind.TIME, 0, {"utc_s": self._utc_s()}))
+        if self._utc_s is not None and (now >= self._next_time_mono or self._offset() != self._sent_offset):
+            self._sent_offset = self._offset()  # a DST change is pushed at once
+            self._send(Message(MsgKind.TIME, 0, self._time_fields()))
             self._next_time_mono = now + self._time_period_s
         elif now >= self._next_status_mono:
             self.push_status()
+
+    def _offset(self) -> tuple[int, bool] | None:
+        return None if self._legal_offset is None else self._legal_offset()
+
+    def _time_fields(self) -> dict[str, FieldValue]:
+        assert self._utc_s is not None
+        offset = self._offset()
+        if offset is None:
+            return time_fields(self._utc_s())
+        return time_fields(self._utc_s(), offset[0], offset[1])
 
     def _on_event(self, event: LinkEvent) -> None:
         if isinstance(event, LinkUp):
@@ -200,7 +218,7 @@ class CiuService:
         data = dict(to_fields(self._display_data()))
         data.update(self.last_token)
         if self._utc_s is not None:
-            data["utc_s"] = self._utc_s()
+            data.update(self._time_fields())
         reply: dict[str, FieldValue] = {"code": int(code)}
         reply.update({k: data[k] for k in SHORT_CODE_FIELDS[code] if k in data})
         self._send(Message(MsgKind.SHORT_CODE_REPLY, message.request_id, reply))

@@ -19,7 +19,7 @@ STATUS = {"credit": "153.25", "unit": "kWh", "relay": True, "low_credit": False}
 UTC_S = 1772633109  # 2026-03-04 14:05:09 UTC
 
 VIEWS = {
-    "home": View(Screen.HOME, link_up=True, status=STATUS, utc_s=UTC_S),
+    "home": View(Screen.HOME, link_up=True, status=STATUS, utc_s=UTC_S, utc_offset_s=7200),  # shows 16:05
     "home-low-credit-no-link": View(Screen.HOME, link_up=False, alarm=True, utc_s=UTC_S,
                                     status={**STATUS, "credit": "3.5", "low_credit": True}),
     "entry-partial": View(Screen.ENTRY, entry="1234 5678 9012 3456 78", link_up=True, notice="err_length"),
@@ -32,6 +32,8 @@ VIEWS = {
     "info-energy": View(Screen.INFO, link_up=True, info={"code": 7, "import_kwh": "12345.678", "export_kwh": "12.5"}),
     "info-last-token": View(Screen.INFO, link_up=True, info={"code": 2, "last_token": "12345678901234567890",
                                                               "last_token_code": "accepted"}),
+    "info-time": View(Screen.INFO, link_up=True, utc_s=UTC_S, utc_offset_s=7200,
+                      info={"code": 5, "utc_s": UTC_S, "time_v": 2, "utc_offset_s": 7200, "dst": False}),
     "pair-entry": View(Screen.PAIR_ENTRY, entry="0427", link_up=False),
     "pair-ok": View(Screen.PAIR_RESULT, link_up=True, notice="paired", info={"fingerprint": "042917"}),
     "not-paired": View(Screen.HOME, paired=False),

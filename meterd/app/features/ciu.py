@@ -20,7 +20,8 @@ A real installation pairs with the documented procedure (docs/ciu-link.md): ``PO
 
 Tokens go to ``services["submit_token"](digits, "ciu")`` (the payment feature); without it the CIU
 gets ``accepted = False, code = "not_enabled"``. Display data: :func:`~meterd.app.features.display.live_values`
-(power W, energy kWh 1-0:1.8.0/2.8.0, credit 0-0:19.10.0, relay, tamper). Link lost/restored and
+(power W, energy kWh 1-0:1.8.0/2.8.0, credit 0-0:19.10.0, relay, tamper). TIME carries UTC and the
+legal time's offset from ``services["revenue"]`` (the clock 0-0:1.0.0's deviation), so the CIU shows local time. Link lost/restored and
 pairing go to ``services["events"]`` when present. The link runs on real monotonic time (its
 timers are protocol timers on a real line), independent of the simulated meter clock's speed.
 """
@@ -150,7 +151,7 @@ class MeterCiu:
         clock = RealMono()
         link = LinkEndpoint(Role.METER, clock, secrets.token_bytes, key)
         self.service = CiuService(link, clock, self.submit_token, lambda: live_values(daemon), utc_s=self._utc_s,
-                                  status_period_s=cfg.status_period_s)
+                                  legal_offset=self._legal_offset, status_period_s=cfg.status_period_s)
         self.pairing_code: str | None = None
         self.fingerprint: str | None = None
         self._was_up = False
@@ -162,6 +163,14 @@ class MeterCiu:
     def _utc_s(self) -> int:
         assert self._daemon.clock is not None
         return int(self._daemon.clock.utc().timestamp())
+
+    def _legal_offset(self) -> tuple[int, bool] | None:
+        """The meter's legal time as (local minus UTC in s, DST active), from ``services["revenue"]``."""
+        revenue = self._daemon.services.get("revenue")
+        if revenue is None or self._daemon.clock is None:
+            return None
+        local = revenue.local_time(self._daemon.clock.utc())
+        return int(local.utc_offset_min) * 60, bool(local.dst_active)
 
     def submit_token(self, digits: str) -> dict[str, Any]:
         """Apply a token typed on the CIU through the payment feature; fields for TOKEN_RESULT."""
