@@ -15,7 +15,8 @@ OBIS map (class 3 registers, values read on every GET; 0 where no value exists y
 * 1-0:99.14.0.255 (class 7): the power-quality profile (see :mod:`meterd.services.power_quality`).
 * 0-0:96.10.4.255 (class 1, unsigned): 1 when the last 10-min interval is flagged (an event or
   a sample gap touched it); 0-0:96.10.5.255 (class 1, unsigned): 1 when the values are
-  indicative (chip registers).
+  indicative (chip registers); 0-0:96.10.6.255 (class 1, unsigned, project code): the Plt flags,
+  bit 0/1/2 set when the last Plt of L1/L2/L3 holds a flagged Pst.
 
 All read-only, for the reader and the management association.
 """
@@ -43,6 +44,7 @@ from meterd.services.power_quality import (
 UNIT_PERCENT = 56
 MAX_HARMONIC = 50
 INDICATIVE_OBIS = "0.0.96.10.5.255"
+PLT_FLAGS_OBIS = "0.0.96.10.6.255"
 CHANNELS: dict[int, str] = {32: "U1", 52: "U2", 72: "U3", 31: "I1", 51: "I2", 71: "I3"}
 ROWS: dict[str, int] = {"U1": 0, "I1": 1, "U2": 2, "I2": 3, "U3": 4, "I3": 5}
 
@@ -90,6 +92,13 @@ def _flagged(service: PowerQualityService) -> Callable[[], tuple[int, int]]:
     return read
 
 
+def _plt_flags(service: PowerQualityService) -> Callable[[], tuple[int, int]]:
+    def read() -> tuple[int, int]:
+        flags = service.values().plt_flagged
+        return axdr.UINT8, sum(1 << (phase - 1) for phase, flagged in flags.items() if flagged)
+    return read
+
+
 def pq_factory(service: PowerQualityService) -> ObjectFactory:
     """The factory registering the power-quality objects for every DLMS session."""
 
@@ -108,5 +117,6 @@ def pq_factory(service: PowerQualityService) -> ObjectFactory:
         yield CosemEntry(ModelProfile(PQ_PROFILE_OBIS, ProfileReader(service.profile, service.profile.depth)))
         yield CosemEntry(ValueData(FLAG_OBIS, _flagged(service)))
         yield CosemEntry(ValueData(INDICATIVE_OBIS, lambda: (axdr.UINT8, int(service.indicative))))
+        yield CosemEntry(ValueData(PLT_FLAGS_OBIS, _plt_flags(service)))
 
     return factory

@@ -57,7 +57,8 @@ class PqValues:
     urms_half_v: latest Urms(1/2) per phase (V). rms_10cycle: latest 10/12-cycle RMS per channel
     name (V, A). frequency_hz: latest 10-s frequency (Hz). thd_pct / harmonic_pct: THDS (% of the
     fundamental, orders 2–50) and individual harmonic ratios (index = order, %) per channel name;
-    None where not available. pst / plt: latest per phase. aggregates: latest of each kind.
+    None where not available. pst / plt: latest per phase; plt_flagged: per phase, True when any
+    of the 12 Pst of that Plt was flagged (IEC 61000-4-30 §4.7). aggregates: latest of each kind.
     indicative: True when the values come from the chip registers, not from IEC methods.
     """
 
@@ -72,6 +73,7 @@ class PqValues:
     harmonics: dict[str, HarmonicResult] = field(default_factory=dict)
     pst: dict[int, FlickerValue] = field(default_factory=dict)
     plt: dict[int, float] = field(default_factory=dict)
+    plt_flagged: dict[int, bool] = field(default_factory=dict)
     aggregates: dict[str, Aggregate] = field(default_factory=dict)
     active_events: tuple[str, ...] = ()
 
@@ -96,6 +98,42 @@ def indicative_from_chip(thd_u_pct: Sequence[float], thd_i_pct: Sequence[float],
     return PqValues(indicative=True, thd_pct=thd, harmonic_pct=ratios)
 
 
+@dataclass(frozen=True)
+class PltValue:
+    """Plt of one phase for the 2-h interval ending at end_utc; flagged when any of its Pst was."""
+
+    phase: int
+    end_utc: _dt.datetime
+    plt: float
+    flagged: bool
+
+
+class PltSeries:
+    """The Pst of the current 2-h UTC interval of one phase → a Plt when all 12 are in (§7.7).
+
+    The flag of each Pst (settling, event, gap) travels with it: a Plt holding a flagged Pst is
+    flagged (IEC 61000-4-30 §4.7). A missing Pst (a gap longer than an interval) leaves that 2-h
+    interval without a Plt.
+    """
+
+    def __init__(self) -> None:
+        self._held: list[FlickerValue] = []
+
+    def add(self, value: FlickerValue) -> PltValue | None:
+        """Take the next Pst; returns the Plt when it completes its 2-h interval."""
+        two_h = _two_hour_key(value.end_utc)
+        self._held = [h for h in self._held if _two_hour_key(h.end_utc) == two_h] + [value]
+        if len(self._held) < TWO_HOURS_S // TEN_MIN_S:
+            return None
+        return PltValue(value.phase, value.end_utc, plt_from_pst([h.pst for h in self._held]),
+                        any(h.flagged for h in self._held))
+
+
+def _two_hour_key(end_utc: _dt.datetime) -> int:
+    """The 2-h UTC interval an interval ending at ``end_utc`` belongs to."""
+    return int(end_utc.timestamp() - 1) // TWO_HOURS_S
+
+
 class _Window:
     """A 10/12-cycle window waiting for its flags: sample-index boundaries, resync flag."""
 
@@ -117,7 +155,7 @@ class PqMonitor:
         self._sustained = SustainedDetector(s, self._timebase.utc, self._fs)
         self._aggregator = Aggregator(s.udin_v, s.cycles_per_window)
         self._values = PqValues()
-        self._pst_history: dict[int, list[FlickerValue]] = {phase_of_row(r): [] for r in VOLTAGE_ROWS}
+        self._plt = {phase_of_row(r): PltSeries() for r in VOLTAGE_ROWS}
         self._expected_index: int | None = None
         self._reset_stream(0)
 
@@ -285,19 +323,18 @@ class PqMonitor:
 
     def _on_pst(self, value: FlickerValue) -> None:
         self._values.pst[value.phase] = value
-        hist = self._pst_history[value.phase]
-        hist.append(value)
-        two_h = int(value.end_utc.timestamp() - 1) // TWO_HOURS_S
-        hist[:] = [h for h in hist if int(h.end_utc.timestamp() - 1) // TWO_HOURS_S == two_h]
-        if len(hist) == TWO_HOURS_S // TEN_MIN_S:
-            self._values.plt[value.phase] = plt_from_pst([h.pst for h in hist])
+        plt = self._plt[value.phase].add(value)
+        if plt is not None:
+            self._values.plt[value.phase] = plt.plt
+            self._values.plt_flagged[value.phase] = plt.flagged
 
     def latest(self) -> PqValues:
         """The latest values (a snapshot; dictionaries are copies)."""
         v = self._values
         return _replace(v, urms_half_v=dict(v.urms_half_v), rms_10cycle=dict(v.rms_10cycle),
                         thd_pct=dict(v.thd_pct), harmonic_pct=dict(v.harmonic_pct), harmonics=dict(v.harmonics),
-                        pst=dict(v.pst), plt=dict(v.plt), aggregates=dict(v.aggregates))
+                        pst=dict(v.pst), plt=dict(v.plt), plt_flagged=dict(v.plt_flagged),
+                        aggregates=dict(v.aggregates))
 
     @staticmethod
     def indicative_from_chip(thd_u_pct: Sequence[float], thd_i_pct: Sequence[float],

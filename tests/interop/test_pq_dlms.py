@@ -61,6 +61,7 @@ def test_pq_registers_and_profile_by_range_after_restart(tmp_path: Path) -> None
             assert gs.read(rms, 2) / 100 == pytest.approx(230.0 * (1 + 0.04**2 + 0.03**2) ** 0.5, abs=0.1)
             assert gs.read(GXDLMSData("0.0.96.10.4.255"), 2) == 1
             assert gs.read(GXDLMSData("0.0.96.10.5.255"), 2) == 0  # waveform analysis: not indicative
+            assert gs.read(GXDLMSData("0.0.96.10.6.255"), 2) == 0  # no Plt, no Plt flag
     finally:
         meter.close()
     meter = open_meter(tmp_path, START + dt.timedelta(seconds=130))

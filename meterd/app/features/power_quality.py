@@ -238,7 +238,8 @@ def pq_view(service: PowerQualityService, source: str, timer: CycleTimer, detail
         "enabled": True, "source": source, "indicative": service.indicative,
         "thd_pct": {k: _round(x) for k, x in sorted(v.thd_pct.items())},
         "frequency_hz": _round(v.frequency_hz, 3), "pst": {str(p): _round(x.pst, 3) for p, x in v.pst.items()},
-        "plt": {str(p): _round(x, 3) for p, x in v.plt.items()}, "active_events": list(v.active_events),
+        "plt": {str(p): _round(x, 3) for p, x in v.plt.items()},
+        "plt_flagged": {str(p): x for p, x in v.plt_flagged.items()}, "active_events": list(v.active_events),
         "events": service.event_count, "cycle": timer.view(),
     }
     if detail:
