@@ -5,9 +5,10 @@ Counters protect against replay and nonce reuse, so they are persisted **before 
 
 * outgoing (server) invocation counter: reserved from the :class:`CounterStore` in blocks, so a
   restart skips the unused rest of a block and never reuses a nonce;
-* incoming (client) invocation counter: accepted only if greater than the last accepted value,
-  and stored before the request is served (replays and stale counters raise
-  :class:`ReplayError`).
+* incoming (client) invocation counter: accepted only if greater than the last accepted value
+  (replays and stale counters raise :class:`ReplayError`); the store makes that durable before
+  the request is served, with a high-water mark raised in blocks (one commit per block, not per
+  request; after a restart everything up to the mark counts as used).
 
 Counter names are ``"<association>/out"`` and ``"<association>/in"``.
 """
@@ -48,7 +49,8 @@ class CounterStore(Protocol):
         ...
 
     def accept(self, name: str, value: int) -> bool:
-        """Durably store ``value`` if it is greater than the last accepted one; else False."""
+        """Accept ``value`` if it is greater than the last accepted one, else False; durable: a
+        value once accepted is refused for ever, across restarts."""
         ...
 
 

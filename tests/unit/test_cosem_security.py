@@ -75,15 +75,67 @@ def test_replayed_and_stale_client_counters_are_rejected():
 
 def test_counters_persist_before_use_and_survive_a_restart(tmp_path):
     path = tmp_path / "dlms_security.db"
-    store = DlmsSecurityStore(path)
+    store = DlmsSecurityStore(path, in_block=10)
     out = OutgoingCounter(store, "m/out", block=4)
     used = [out.take() for _ in range(6)]
     assert used == [1, 2, 3, 4, 5, 6]
     assert store.accept("m/in", 100)
+    assert store.accept("m/in", 105) and not store.accept("m/in", 105) and not store.accept("m/in", 101)
+    assert store.last_accepted("m/in") == 105
     store.close()  # "kill": the rest of the second block is never used
-    store = DlmsSecurityStore(path)
+    store = DlmsSecurityStore(path, in_block=10)
     assert OutgoingCounter(store, "m/out", block=4).take() == 9
-    assert not store.accept("m/in", 100) and store.last_accepted("m/in") == 100
+    # the whole block up to the stored mark (100 + 10) counts as used after a restart
+    assert store.last_accepted("m/in") == 110
+    for stale in (100, 105, 106, 110):
+        assert not store.accept("m/in", stale), stale
+    assert store.accept("m/in", 111)
+
+
+def _commits(store: DlmsSecurityStore) -> list[str]:
+    seen: list[str] = []
+    store._db.set_trace_callback(lambda sql: seen.append(sql) if sql.strip().upper() == "COMMIT" else None)
+    return seen
+
+
+@pytest.mark.parametrize("block", [4, 64])
+def test_incoming_counter_commits_once_per_block_and_refuses_replays_across_restarts(tmp_path, block):
+    path = tmp_path / "dlms_security.db"
+    store = DlmsSecurityStore(path, in_block=block)
+    commits = _commits(store)
+    for ic in range(1, 1001):
+        assert store.accept("management/in", ic)
+        assert not store.accept("management/in", ic)  # replay
+        assert not store.accept("management/in", ic - 1)  # stale
+    assert len(commits) <= 1000 / block + 1
+    assert len(commits) >= 1000 // (block + 1)  # the mark really is on disk
+    store.close()
+    store = DlmsSecurityStore(path, in_block=block)
+    for used in (1, 500, 999, 1000):
+        assert not store.accept("management/in", used), used
+    ceiling = store.last_accepted("management/in")
+    assert 1000 <= ceiling <= 1000 + block
+    assert not store.accept("management/in", ceiling)
+    assert store.accept("management/in", ceiling + 1)
+
+
+def test_replays_are_refused_over_dlms_after_a_restart(tmp_path):
+    path = tmp_path / "dlms_security.db"
+    meter = FakeMeter()
+    store = DlmsSecurityStore(path)
+    gs, transport = connect_in_memory(_factory(meter, store=store)(), 1, invocation_counter=7)
+    request = bytes(gs.client.read(GXDLMSData("0.0.42.0.0.255"), 2)[0])
+    transport.send(request)
+    assert transport.receive()[8] == 0xDB  # a ciphered answer
+    store.close()
+    store = DlmsSecurityStore(path)  # restart: the captured request is replayed on a new association
+    gs2, transport2 = connect_in_memory(_factory(meter, store=store)(), 1,
+                                        invocation_counter=store.last_accepted("management/in") + 1)
+    transport2.send(request)
+    assert transport2.receive()[8:] == b"\xd8\x01\x06"  # invocation-counter-error
+    with pytest.raises(Exception):  # noqa: B017 - a stale AARQ counter is refused at association
+        connect_in_memory(_factory(meter, store=store)(), 1, invocation_counter=8)
+    store.close()
 
 
 def test_keys_file_is_validated_and_must_be_private(tmp_path):
