@@ -180,9 +180,16 @@ class CreditAccount:
         return self.intent(reconnect_allowed=True)
 
     def token_amount_units(self, result: TokenResult) -> int:
-        """Internal units an accepted STS class 0 token adds; CreditError if it does not fit."""
+        """Internal units an accepted STS class 0 token adds; CreditError if it does not fit.
+
+        Only electricity credit fits this meter: subclass 0 (0.1 kWh) for an energy account,
+        subclass 4 (electricity currency) for a currency account. Water, gas and time credit
+        (subclasses 1-3 and 5-7) never become electricity credit.
+        """
         if result.token_class != 0:
             raise CreditError("not a credit token")
+        if not is_electricity_credit(result):
+            raise CreditError(f"{result.commodity or 'unknown'} credit does not fit an electricity meter")
         if self._config.unit is CreditUnit.ENERGY and result.amount_tenths is not None and result.unit == "kWh":
             return result.amount_tenths * MWH_PER_TENTH_KWH
         if self._config.unit is CreditUnit.CURRENCY and result.currency_1e5 is not None:
@@ -220,9 +227,12 @@ class CreditAccount:
     # --- STS gate (TokenGate protocol) --------------------------------------------------------
 
     def vet(self, result: TokenResult) -> ResultName | None:
-        """Refuse a credit token that does not fit (Range) or would overflow the register."""
+        """Refuse a credit token for another commodity (Function, as an unsupported subclass), one
+        that does not fit the account's unit (Range) or would overflow the register (Overflow)."""
         if result.token_class != 0:
             return None
+        if not is_electricity_credit(result):
+            return ResultName.FUNCTION
         try:
             units = self.token_amount_units(result)
         except CreditError:
@@ -279,6 +289,14 @@ class CreditAccount:
 
 
 CLEAR_ALL_REGISTERS = 0xFFFF
+ELECTRICITY_CREDIT_SUBCLASSES = frozenset({0, 4})
+"""STS class 0 subclasses that carry electricity credit: 0 (0.1 kWh) and 4 (currency)."""
+
+
+def is_electricity_credit(result: TokenResult) -> bool:
+    """An STS class 0 token whose commodity is electricity (subclass 0 or 4)."""
+    return (result.token_class == 0 and result.subclass in ELECTRICITY_CREDIT_SUBCLASSES
+            and result.commodity in (None, "electricity"))
 
 
 def is_clear_credit(result: TokenResult) -> bool:

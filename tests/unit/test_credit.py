@@ -185,3 +185,19 @@ def test_token_sequence_picks_the_newer_copy_and_clear_credit_is_a_token() -> No
     assert after_clear is not None and after_clear["balance_units"] == 0 and after_clear["token_seq"] == 2
     account.apply_token(clear)
     assert account.credit == 0 and account.token_seq == 2
+
+
+@pytest.mark.parametrize("subclass, commodity", [(1, "water"), (2, "gas"), (3, "time"),
+                                                 (5, "water"), (6, "gas"), (7, "time")])
+def test_other_commodities_never_become_electricity_credit(subclass: int, commodity: str) -> None:
+    for unit in (CreditUnit.ENERGY, CreditUnit.CURRENCY):
+        acc = CreditAccount(CreditConfig(unit=unit, prices_minor_per_kwh={1: 100}), SimClock(), never)
+        other = TokenResult(ResultName.ACCEPT.value, 0, subclass, 5, None, amount_tenths=10, unit="m3",
+                            commodity=commodity, currency_1e5=100_000 if subclass >= 4 else None)
+        assert acc.vet(other) == ResultName.FUNCTION
+        with pytest.raises(CreditError):
+            acc.apply_token(other)
+        assert acc.balance_units == 0 and acc.token_seq == 0
+    electricity = TokenResult(ResultName.ACCEPT.value, 0, 4, 5, None, commodity="electricity", currency_1e5=100_000)
+    currency = CreditAccount(CreditConfig(unit=CreditUnit.CURRENCY, prices_minor_per_kwh={1: 100}), SimClock(), never)
+    assert currency.vet(electricity) is None

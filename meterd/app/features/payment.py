@@ -156,7 +156,9 @@ class PaymentSection:
 
     def sts_config(self) -> StsConfig:
         """The decoder policy."""
-        credit = frozenset({4, 5, 6, 7}) if self.unit == "currency" else frozenset({0})
+        # electricity credit only: 0.1 kWh (subclass 0) or electricity currency (subclass 4); water,
+        # gas and time credit (1-3, 5-7) are refused with FunctionError and change nothing
+        credit = frozenset({4}) if self.unit == "currency" else frozenset({0})
         return StsConfig(mfr_code=self.mfr_code, credit_subclasses=credit, lockout_after=self.lockout_after,
                          max_power_limit_w=self.max_power_limit_w)
 
