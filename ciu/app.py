@@ -203,15 +203,32 @@ def announce(config: dict[str, dict[str, Any]]) -> None:
         print(f"CIU screens: {display['capture_dir']}", flush=True)
 
 
-class _Stop(Exception):
-    """Raised in the loop by SIGTERM so the daemon stops cleanly."""
+class StopRequest:
+    """SIGTERM/SIGINT handler that only records the request; the loop ends at its next check.
 
+    Nothing is raised from the handler, so a second signal (``make run`` forwards SIGINT to the
+    CIU and then sends SIGTERM) can arrive at any point, clean-up included, without a traceback.
+    """
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Stop()
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self)
 
 
 def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: float = 0.02) -> int:
+    stop = StopRequest()
+    stop.install()  # first: a stop request during start-up ends the loop before its first step
     if not raqm_available():
         log.warning("Pillow has no raqm layout (libfribidi0 missing): Arabic falls back to reshaper + bidi")
     clock = MonotonicClock()
@@ -222,7 +239,6 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
     client = CiuLinkClient(state, link, port, on_pair_key=lambda key: write_pair_key(key_path, key))
     keypad = build_keypad(config["keypad"])
     loop = CiuLoop(client, keypad, build_display(config["display"]))
-    signal.signal(signal.SIGTERM, _on_sigterm)
     announce(config)
     notify("READY=1\nSTATUS=CIU running")
     log.info("CIU running on %s (%s)", config["link"]["port"], "paired" if link.paired else "not paired")
@@ -230,7 +246,7 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
     start = next_ping = clock.mono()
     last_screen = None
     try:
-        while not run_seconds or clock.mono() - start < run_seconds:
+        while not stop.requested and (not run_seconds or clock.mono() - start < run_seconds):
             loop.step()
             view = state.view()
             if (view.screen, view.notice, view.link_up) != last_screen:
@@ -241,15 +257,13 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
                 notify("WATCHDOG=1")
                 next_ping = clock.mono() + watchdog_s
             time.sleep(tick_s)
-    except (KeyboardInterrupt, _Stop):
-        pass
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the clean-up short
-            signal.signal(sig, signal.SIG_IGN)
-        notify("STOPPING=1")
+        notify("STOPPING=1")  # signals still only set the flag: the clean-up always completes
         with contextlib.suppress(AttributeError, OSError):
             keypad.close()
         port.close()
+    if stop.signum is not None:
+        log.info("CIU stopped (%s)", signal.Signals(stop.signum).name)
     return 0
 
 

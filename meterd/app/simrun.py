@@ -20,10 +20,24 @@ from meterd.app.meterctl import request
 from meterd.core.errors import ConfigError
 
 
-def wait_for_api(socket_path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> dict[str, Any]:
-    """Poll the API until meterd answers; raises RuntimeError if it dies first."""
+class StopFlag:
+    """SIGINT/SIGTERM only set this flag: a second Ctrl-C during the shutdown raises nothing."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __call__(self, _signum: int, _frame: object) -> None:
+        self.set = True
+
+
+def wait_for_api(socket_path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 30.0,
+                 stop: StopFlag | None = None) -> dict[str, Any] | None:
+    """Poll the API until meterd answers (None when a stop was asked for first); raises
+    RuntimeError if meterd dies first."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if stop is not None and stop.set:
+            return None
         if proc.poll() is not None:
             raise RuntimeError(f"meterd exited with status {proc.returncode}")
         try:
@@ -81,19 +95,22 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "meterd", "run", "--config", args.config, "--state-dir", str(state_dir)]
     if args.speed is not None:
         cmd += ["--speed", str(args.speed)]
+    stop = StopFlag()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     meterd = subprocess.Popen(cmd)
     children = [meterd]
     try:
-        view = wait_for_api(socket_path, meterd)
+        view = wait_for_api(socket_path, meterd, stop=stop)
+        if view is None:
+            return 0
         print(banner(view, socket_path, args.config), flush=True)
         ciu_port = view.get("links", {}).get("ciu_link")
         if ciu_port:
             ciu_cmd = [sys.executable, "-m", "ciu", "--port", str(ciu_port), "--state-dir", str(state_dir / "ciu")]
             children.append(subprocess.Popen(ciu_cmd))
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
+        while not stop.set and all(child.poll() is None for child in children):
+            time.sleep(0.1)
     except RuntimeError as exc:
         print(f"simrun: {exc}", file=sys.stderr)
         return 1
