@@ -9,7 +9,7 @@ TOML, mode 0600 (anything readable by group or others is refused)::
     lls_password = "12345678"
 
     [management]                               # client SAP 1, HLS-GMAC, suite 0
-    global_unicast_key = "000102...0F"         # 16 octets (AES-128), hex
+    global_unicast_key = "000102...0F"         # 16 octets (suite 0: AES-128), hex
     authentication_key = "D0D1...DF"
     master_key = "0001...0F"                   # KEK for key_transfer (RFC 3394 wrap)
 
@@ -28,6 +28,7 @@ from typing import Any
 from meterd.cosem.errors import KeyFileError
 
 _KEY_NAMES = ("global_unicast_key", "authentication_key", "master_key")
+SUITE0_KEY_LEN = 16  # security suite 0: AES-GCM-128 and AES-128 key wrap (octets)
 KEY_IDS = {0: "global_unicast_key", 2: "authentication_key", 3: "master_key"}
 
 
@@ -45,9 +46,12 @@ class DlmsKeys:
     def __post_init__(self) -> None:
         if len(self.server_system_title) != 8:
             raise KeyFileError("server system_title must be 8 octets")
+        where = f"{self.path}: " if self.path is not None else ""
         for name in _KEY_NAMES:
-            if len(getattr(self, name)) not in (16, 32):
-                raise KeyFileError(f"management {name} must be 16 or 32 octets")
+            length = len(getattr(self, name))
+            if length != SUITE0_KEY_LEN:
+                raise KeyFileError(f"{where}[management] {name} is {length} octets; security suite 0 "
+                                   f"(AES-128) needs {SUITE0_KEY_LEN}")
 
     def with_key(self, name: str, value: bytes) -> DlmsKeys:
         """A copy with one management key replaced."""

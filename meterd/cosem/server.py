@@ -35,7 +35,7 @@ from meterd.core import event_codes
 from meterd.core.model import MeterModel
 from meterd.cosem import acse, gurux_patches
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
-from meterd.cosem.keys import KEY_IDS, KeyRing
+from meterd.cosem.keys import KEY_IDS, SUITE0_KEY_LEN, KeyRing
 from meterd.cosem.objects import (
     DEFAULT_ASSOCIATIONS,
     AccessLevel,
@@ -577,10 +577,15 @@ class CosemServer:
             if name is None:
                 return int(ErrorCode.READ_WRITE_DENIED)
             try:
-                staged.append((name, aes_key_unwrap(kek, wrapped)))
+                key = aes_key_unwrap(kek, wrapped)
             except (InvalidUnwrap, ValueError):
                 _log.warning("key_transfer refused: key %d does not unwrap with the master key", key_id)
                 return int(ErrorCode.OTHER_REASON)
+            if len(key) != SUITE0_KEY_LEN:
+                _log.warning("key_transfer refused: key %d is %d octets, suite 0 needs %d", key_id, len(key),
+                             SUITE0_KEY_LEN)
+                return int(ErrorCode.OTHER_REASON)
+            staged.append((name, key))
         self._pending_keys = staged
         return int(ErrorCode.OK)
 

@@ -254,3 +254,31 @@ def test_wrong_hls_response_refuses_the_association(caplog):
             gs._packet(frame, reply)
     assert not session.server.associated
     assert "failed authentication" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["global_unicast_key", "authentication_key", "master_key"])
+def test_keys_other_than_16_octets_are_refused_for_suite_0(tmp_path, key):
+    path = tmp_path / "dlms-keys.toml"
+    make_keyring(path)
+    long_key = bytes(range(0xA0, 0xC0))  # 32 octets: AES-256, not suite 0
+    text = path.read_text()
+    current = {"global_unicast_key": TEST_GUEK, "authentication_key": TEST_GAK, "master_key": TEST_KEK}[key]
+    path.write_text(text.replace(current.hex().upper(), long_key.hex().upper()))
+    with pytest.raises(KeyFileError) as info:
+        keyfile.load_keys(path)
+    message = str(info.value)
+    assert str(path) in message and key in message and "32 octets" in message and "suite 0" in message
+    assert long_key.hex() not in message.lower() and long_key.hex().upper() not in message
+
+
+def test_key_transfer_of_a_32_octet_key_is_refused_and_the_keys_stay(tmp_path):
+    ring = make_keyring(tmp_path / "keys.toml")
+    gs, _ = connect_in_memory(_factory(FakeMeter(), ring=ring)(), 1)
+    from gurux_dlms.objects import GXDLMSSecuritySetup
+
+    wrapped = aes_key_wrap(TEST_KEK, bytes(range(32)))  # 40 octets
+    payload = bytearray(b"\x01\x01\x02\x02\x16\x00\x09\x28") + wrapped  # {enum 0 (GUEK), octet[40]}
+    with pytest.raises(DlmsClientError):
+        gs.method(GXDLMSSecuritySetup("0.0.43.0.3.255"), 2, payload, DataType.ARRAY)
+    assert ring.current.global_unicast_key == TEST_GUEK
+    gs.read(GXDLMSClock(), 2)  # the association goes on with the old keys
