@@ -104,7 +104,57 @@ def status_table(view: dict[str, Any]) -> str:
     flags = ", ".join(view["status_flags"]) or "none"
     lines.append("")
     lines.append(f"Status flags: {flags}")
-    for key in ("relay", "tamper", "credit", "links"):
-        if key in view:
-            lines.append(f"{key.capitalize()}: {view[key]}")
+    if "tamper" in view:
+        lines.append(f"Tamper: {text_value(view['tamper'])}")
+    for key in ("relay", "credit", "links"):
+        if isinstance(view.get(key), dict):
+            lines.append("")
+            lines.append(key.capitalize())
+            lines.extend("  " + row for row in aligned(flat_rows(view[key])))
     return "\n".join(lines)
+
+
+def text_value(value: Any) -> str:
+    """One value as a person reads it: yes/no, "-" for none, lists comma-separated ("none" when
+    empty), a table inline as ``key=value`` pairs."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={_inline(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple):
+        return ", ".join(_inline(v) for v in value) or "none"
+    return str(value)
+
+
+def _inline(value: Any) -> str:
+    """A value nested inside another: tables in braces so their pairs stay apart."""
+    return f"{{{text_value(value)}}}" if isinstance(value, dict) and value else text_value(value)
+
+
+def flat_rows(table: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A nested API object as (dotted key, text value) rows, e.g. ``("limiter.state", "armed")``."""
+    rows: list[tuple[str, str]] = []
+    for key, value in table.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows.extend(flat_rows(value, f"{name}."))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            rows.extend((f"{name}[{i}]", text_value(item)) for i, item in enumerate(value))  # e.g. events
+        else:
+            rows.append((name, text_value(value)))
+    return rows
+
+
+def aligned(rows: list[tuple[str, str]]) -> list[str]:
+    """``key  value`` lines, the values in one column."""
+    width = max((len(k) for k, _ in rows), default=0) + 2
+    return [f"{k:{width}}{v}" for k, v in rows]
+
+
+def text_table(payload: dict[str, Any]) -> str:
+    """Any API answer as aligned ``key  value`` rows (``meterctl`` without ``--json``)."""
+    return "\n".join(aligned(flat_rows(payload)))

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meterd.api.views import status_table
+from meterd.api.views import status_table, text_table
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -233,8 +233,7 @@ def _print(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(payload, sort_keys=True))
     else:
-        for key, value in payload.items():
-            print(f"{key}: {value}")
+        print(text_table(payload))
 
 
 if __name__ == "__main__":
