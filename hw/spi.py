@@ -61,7 +61,7 @@ def open_spidev(bus: int, device: int, speed_hz: int = 500_000, mode: int = 3) -
         raise SpiDeviceMissing(2, f"{path} does not exist: enable SPI (dtparam=spi=on) or check bus/device", path)
     try:
         import spidev
-    except ImportError as exc:  # pragma: no cover - depends on the machine
+    except ImportError as exc:
         raise SpiError(f"the spidev module is not installed ({exc}); install the 'pi' extra") from exc
     dev: SpiDevice = spidev.SpiDev()
     dev.open(bus, device)

@@ -73,3 +73,60 @@ def test_sim_spidev_passes_frames_and_records() -> None:
 def test_open_spidev_reports_missing_node() -> None:
     with pytest.raises(SpiDeviceMissing, match="/dev/spidev9.7"):
         open_spidev(9, 7)
+
+
+class RecordingSpiDev:
+    """``spidev.SpiDev`` as the C module behaves: attributes can only be set on an open device
+    (EBADF otherwise); every open and attribute write is logged in order."""
+
+    log: list[tuple[str, object]] = []
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "is_open", False)
+        RecordingSpiDev.log = []
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if not self.is_open:
+            raise OSError(9, "Bad file descriptor")
+        RecordingSpiDev.log.append((name, value))
+        object.__setattr__(self, name, value)
+
+    def open(self, bus: int, device: int) -> None:
+        RecordingSpiDev.log.append(("open", (bus, device)))
+        object.__setattr__(self, "is_open", True)
+
+
+@pytest.fixture
+def fake_spidev(monkeypatch):
+    """A fake ``spidev`` module and a ``/dev/spidev0.1`` node that exists."""
+    import os
+    import sys
+    import types
+
+    module = types.ModuleType("spidev")
+    module.SpiDev = RecordingSpiDev  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "spidev", module)
+    real_exists = os.path.exists
+    monkeypatch.setattr("hw.spi.os.path.exists", lambda p: p == "/dev/spidev0.1" or real_exists(p))
+    return module
+
+
+def test_open_spidev_opens_then_sets_mode_speed_and_word_size(fake_spidev) -> None:
+    dev = open_spidev(0, 1, speed_hz=200_000)
+    assert isinstance(dev, RecordingSpiDev)
+    assert RecordingSpiDev.log == [("open", (0, 1)), ("mode", 3), ("max_speed_hz", 200_000), ("bits_per_word", 8)]
+    assert (dev.mode, dev.max_speed_hz, dev.bits_per_word) == (3, 200_000, 8)
+
+
+def test_open_spidev_default_speed(fake_spidev) -> None:
+    open_spidev(0, 1)
+    assert ("max_speed_hz", 500_000) in RecordingSpiDev.log and RecordingSpiDev.log[0] == ("open", (0, 1))
+
+
+def test_open_spidev_without_the_module(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "spidev", None)
+    monkeypatch.setattr("hw.spi.os.path.exists", lambda p: True)
+    with pytest.raises(SpiError, match="spidev module is not installed"):
+        open_spidev(0, 0)
