@@ -1,9 +1,15 @@
 """DLMS server benchmark: read a 60-day, 15-minute, 8-channel load profile (5760 rows).
 
 Links: TCP wrapper (LLS, HLS-GMAC; dlms-cosem client) and HDLC on a pty with max info field 128
-(dlms-cosem, which never negotiates) and 2030 (gurux client). Prints wall time, server CPU (the
-server's event-loop thread), bytes on the wire, and for HDLC the line time those bytes need at
-9600 Bd 8N1 and its ratio to the line time of the bare A-XDR buffer.
+(dlms-cosem, which never negotiates) and 2030 (gurux client). The server uses the real SQLite
+invocation-counter store (``DlmsSecurityStore``, synchronous=FULL) in a temporary directory.
+Prints wall time, server CPU (the server's event-loop thread), bytes on the wire, and for HDLC:
+
+* line time: the bytes both ways at 9600 Bd, 10 bits per octet (start, 8 data, stop);
+* framing overhead ratio: bytes on the wire / bytes of the bare A-XDR buffer (HDLC, APDU and
+  ciphering headers, RR/REQUEST-next round trips);
+* server-added time / line time: the server's CPU time during the transfer (what the meter adds
+  to a real 9600 Bd exchange, window 1) over the line time, PASS when at most 10 %.
 
 Run from the repository root: ``.venv/bin/python bench/bench_dlms.py``.
 """
@@ -25,12 +31,17 @@ from dlms_cosem.security import HighLevelSecurityGmacAuthentication, LowLevelSec
 from gurux_dlms.objects import GXDLMSProfileGeneric  # noqa: E402
 
 from meterd.cosem.profile import ProfileReader  # noqa: E402
-from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD  # noqa: E402
+from meterd.cosem.server import build_session_factory  # noqa: E402
+from meterd.proto.hdlc import HdlcParameters  # noqa: E402
+from meterd.store.dlms_security_store import DlmsSecurityStore  # noqa: E402
+from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD, FakeMeter, make_keyring  # noqa: E402
 from tests.dlms_gurux_client import GuruxSession, make_client  # noqa: E402
-from tests.dlms_harness import Meter, PtyIO, length_framed_hdlc_transport  # noqa: E402
+from tests.dlms_harness import LoopThread, PtyIO, length_framed_hdlc_transport  # noqa: E402
 
 ROWS = 60 * 96
 BAUD = 9600
+BITS_PER_OCTET = 10  # start bit, 8 data bits, stop bit (8N1)
+SERVER_SHARE_GOAL = 0.10  # the meter may add at most 10 % to the line time
 LP = cosem.CosemAttribute(enumerations.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2)
 
 
@@ -42,7 +53,31 @@ def server_cpu(meter: Meter) -> float:
     return float(meter.loop.run(_thread_cpu()))
 
 
-def measure(name: str, meter: Meter, read) -> float:
+class Meter:
+    """A fake meter served on TCP (wrapper) and a pty (HDLC) with the SQLite counter store."""
+
+    def __init__(self, state_dir: Path, profile_rows: int, max_info: int) -> None:
+        self.model = FakeMeter(profile_rows)
+        self.store = DlmsSecurityStore(state_dir / "dlms_security.db")
+        self.keys = make_keyring()
+        self.loop = LoopThread()
+        self.wrapper_factory = build_session_factory(self.model, self.store, self.keys, link="wrapper")
+        params = HdlcParameters(max_info_tx=max_info, max_info_rx=max_info)
+        hdlc_factory = build_session_factory(self.model, self.store, self.keys, link="hdlc", hdlc_params=params,
+                                             baud=BAUD)
+        self.port = self.loop.tcp(self.wrapper_factory)
+        self.pty = self.loop.serial(hdlc_factory)
+
+    def next_client_ic(self) -> int:
+        return self.store.last_accepted("management/in") + 1
+
+    def stop(self) -> None:
+        self.loop.stop()
+        self.store.close()
+
+
+def measure(name: str, meter: Meter, read) -> tuple[float, float]:
+    """(wall time, server CPU time) of one read, both in s."""
     cpu0, t0 = server_cpu(meter), time.perf_counter()
     size = read()
     wall, cpu = time.perf_counter() - t0, server_cpu(meter) - cpu0
@@ -50,7 +85,7 @@ def measure(name: str, meter: Meter, read) -> float:
     print(f"{name} server CPU: {cpu:.3f} s")
     if size:
         print(f"{name} profile bytes: {size} B")
-    return wall
+    return wall, cpu
 
 
 def wrapper_read(meter: Meter, hls: bool) -> int:
@@ -94,14 +129,19 @@ def hdlc_gurux_read(meter: Meter, sap: int, max_info: int) -> tuple[int, PtyIO]:
     return 0, io
 
 
-def line_report(name: str, io: PtyIO, payload: int, wall_s: float) -> None:
+def line_report(name: str, io: PtyIO, payload: int, wall_s: float, server_cpu_s: float) -> bool:
+    """Print the 9600 Bd figures of one HDLC read; True when the server stays within the goal."""
     wire = io.bytes_in + io.bytes_out
-    line_s = wire * 10 / BAUD
-    pure_s = payload * 10 / BAUD
-    print(f"{name} bytes on the wire: {wire} B")
-    print(f"{name} line time at {BAUD} Bd: {line_s:.1f} s")
-    print(f"{name} ratio to the bare buffer line time: {line_s / pure_s:.3f}")
+    line_s = wire * BITS_PER_OCTET / BAUD
+    share = server_cpu_s / line_s
+    verdict = "PASS" if share <= SERVER_SHARE_GOAL else "FAIL"
+    print(f"{name} bytes on the wire (both ways): {wire} B")
+    print(f"{name} line time at {BAUD} Bd, {BITS_PER_OCTET} bits/octet: {line_s:.1f} s")
+    print(f"{name} framing overhead ratio (wire bytes / bare A-XDR buffer bytes): {wire / payload:.3f}")
+    print(f"{name} server-added time / line time: {server_cpu_s:.3f} s / {line_s:.1f} s = {share * 100:.3f} % "
+          f"(goal <= {SERVER_SHARE_GOAL * 100:.0f} %): {verdict}")
     print(f"{name} measured transfer / line time (pty is unpaced): {wall_s / line_s:.4f}")
+    return verdict == "PASS"
 
 
 def association_setup(meter: Meter) -> None:
@@ -118,9 +158,13 @@ def association_setup(meter: Meter) -> None:
 
 
 def main() -> None:
+    import tempfile
+
     logging.disable(logging.WARNING)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    meter = Meter(profile_rows=ROWS, max_info=2030)
+    state = tempfile.TemporaryDirectory(prefix="bench_dlms_")
+    meter = Meter(Path(state.name), profile_rows=ROWS, max_info=2030)
+    print(f"counter store: {meter.store.path.name} (SQLite, synchronous=FULL)")
     buffer_len = len(ProfileReader(meter.model.load_profile).buffer(0, None))
     print(f"profile rows: {ROWS}")
     print(f"profile A-XDR size: {buffer_len} B")
@@ -128,6 +172,7 @@ def main() -> None:
     ProfileReader(meter.model.load_profile).buffer(0, None)
     print(f"profile encode: {time.perf_counter() - t0:.4f} s")
     association_setup(meter)
+    verdicts: list[bool] = []
     try:
         measure("wrapper LLS", meter, lambda: wrapper_read(meter, False))
         measure("wrapper HLS-GMAC", meter, lambda: wrapper_read(meter, True))
@@ -141,10 +186,13 @@ def main() -> None:
                 size, box["io"] = fn()
                 return size
 
-            wall = measure(label, meter, run)
-            line_report(label, box["io"], buffer_len, wall)
+            wall, cpu = measure(label, meter, run)
+            verdicts.append(line_report(label, box["io"], buffer_len, wall, cpu))
+        print(f"HDLC {BAUD} Bd server-added time goal (<= {SERVER_SHARE_GOAL * 100:.0f} % of line time): "
+              f"{'PASS' if all(verdicts) else 'FAIL'} ({sum(verdicts)}/{len(verdicts)} cases)")
     finally:
         meter.stop()
+        state.cleanup()
 
 
 if __name__ == "__main__":
