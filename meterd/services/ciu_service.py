@@ -13,7 +13,10 @@ callbacks, so it depends on neither the STS decoder nor the meter model directly
   of the offset (DST) is pushed at once.
 
 A token request is answered from a small cache when its request id comes again (the CIU resends
-unacknowledged messages after a link loss), so a token is never applied twice by the link.
+unacknowledged messages after a link loss), so a token is never applied twice by the link. With a
+:class:`ResultStore` the cache (and the last token, short code 2) is saved after each applied
+token, before its result is sent, and loaded at start: a resend after a meter restart gets the
+original result too.
 Bytes in through :meth:`receive_bytes`, timers through :meth:`poll`, bytes out from
 :meth:`data_to_send`: the runtime does the I/O.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from meterd.proto.ciu_link import (
     FieldValue,
@@ -53,6 +56,18 @@ SHORT_CODE_FIELDS: dict[ShortCode, tuple[str, ...]] = {
 }
 
 
+class ResultStore(Protocol):
+    """Where the recent token results survive a restart (the app provides the file)."""
+
+    def load(self) -> tuple[list[tuple[int, dict[str, FieldValue]]], dict[str, FieldValue]]:
+        """(request id, result) pairs, oldest first, and the last-token fields."""
+        ...
+
+    def save(self, results: list[tuple[int, dict[str, FieldValue]]], last_token: dict[str, FieldValue]) -> None:
+        """Replace the stored results and last token (atomically)."""
+        ...
+
+
 def to_fields(data: Mapping[str, Any]) -> dict[str, FieldValue]:
     """Keep the scalar items of ``data`` as link fields (floats become decimal strings, 3 places max)."""
     out: dict[str, FieldValue] = {}
@@ -79,6 +94,7 @@ class CiuService:
         time_period_s: float = 60.0,
         result_cache: int = 32,
         on_pair_key: Callable[[bytes, str], None] | None = None,
+        result_store: ResultStore | None = None,
     ) -> None:
         self.link = link
         self._clock = clock
@@ -97,6 +113,10 @@ class CiuService:
         self.last_token: dict[str, FieldValue] = {}
         self._out = bytearray()
         self.tokens_submitted = 0
+        self._store = result_store
+        if result_store is not None:
+            results, self.last_token = result_store.load()
+            self._results.update(results[-result_cache:])
 
     def receive_bytes(self, data: bytes) -> list[LinkEvent]:
         """Feed bytes from the cable; handles messages and returns the link events for logging."""
@@ -186,6 +206,8 @@ class CiuService:
             self._results[request_id] = result
             while len(self._results) > self._cache_size:
                 self._results.popitem(last=False)
+            if self._store is not None:
+                self._store.save(list(self._results.items()), self.last_token)
         self._send(Message(MsgKind.TOKEN_RESULT, request_id, result))
         self.push_status()
 

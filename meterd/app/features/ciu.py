@@ -13,6 +13,9 @@ Section ``[ciu]``:
   the two come up paired. The sim CIU's keypad socket ``<sim_ciu_dir>/keys.sock`` and screen
   ``<sim_ciu_dir>/screens/screen.png`` go into ``daemon.info`` (``ciu_keypad``, ``ciu_screens``).
 * ``status_period_s`` (s) between STATUS pushes; ``poll_s`` (s) of the link timer.
+* ``results_file``: the last 32 token results by request id and the last token, kept across
+  restarts (JSON under the state dir, replaced atomically), so a CIU resend after a meter restart
+  gets its original answer.
 
 A real installation pairs with the documented procedure (docs/ciu-link.md): ``POST /ciu/pair``
 (``meterctl ciu pair``) opens pairing and shows an 8-digit code on the meter LCD; the installer types
@@ -38,10 +41,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meterd.app.config import choices, rng
-from meterd.app.features.display import credit_values, live_values
+from meterd.app.features.display import credit_values, live_values, read_json, write_json_atomic
 from meterd.core import event_codes
 from meterd.proto.ciu_link import (
     KEY_LEN,
+    FieldValue,
     LinkDown,
     LinkEndpoint,
     LinkEvent,
@@ -70,6 +74,7 @@ class CiuSection:
     sim_prepair: bool = True
     sim_ciu_dir: str = "ciu"
     status_period_s: float = field(default=5.0, metadata=rng(1.0, 600.0))
+    results_file: str = "ciu-results.json"
     poll_s: float = field(default=0.05, metadata=rng(0.01, 0.5))
 
 
@@ -133,6 +138,37 @@ def sim_prepair(meter_key: Path, ciu_key: Path) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------
+# Token results kept across restarts
+# ---------------------------------------------------------------------------------------------
+
+
+def _scalars(value: Any) -> dict[str, FieldValue]:
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): v for k, v in value.items() if isinstance(v, bool | int | str)}
+
+
+class JsonResultStore:
+    """The CIU service's recent token results and last token in one JSON file, replaced atomically
+    (write, fsync, rename) after each applied token. An unreadable file counts as empty."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> tuple[list[tuple[int, dict[str, FieldValue]]], dict[str, FieldValue]]:
+        saved = read_json(self.path)
+        entries = saved.get("results")
+        entries = entries if isinstance(entries, list) else []
+        results = [(int(e[0]), _scalars(e[1])) for e in entries if isinstance(e, list) and len(e) == 2 and isinstance(e[0], int) and not isinstance(e[0], bool)
+                   and isinstance(e[1], dict)]
+        return results, _scalars(saved.get("last_token"))
+
+    def save(self, results: list[tuple[int, dict[str, FieldValue]]], last_token: dict[str, FieldValue]) -> None:
+        write_json_atomic(self.path, {"version": 1, "results": [[rid, fields] for rid, fields in results],
+                                      "last_token": last_token})
+
+
+# ---------------------------------------------------------------------------------------------
 # The feature object
 # ---------------------------------------------------------------------------------------------
 
@@ -151,7 +187,8 @@ class MeterCiu:
         clock = RealMono()
         link = LinkEndpoint(Role.METER, clock, secrets.token_bytes, key)
         self.service = CiuService(link, clock, self.submit_token, lambda: live_values(daemon), utc_s=self._utc_s,
-                                  legal_offset=self._legal_offset, status_period_s=cfg.status_period_s)
+                                  legal_offset=self._legal_offset, status_period_s=cfg.status_period_s,
+                                  result_store=JsonResultStore(daemon.cfg.under_state(cfg.results_file)))
         self.pairing_code: str | None = None
         self.fingerprint: str | None = None
         self._was_up = False
