@@ -6,11 +6,18 @@ replayed token is refused after a restart. An optional companion record (e.g. th
 after a credit token) is written in the same transaction. The database file holds the decoder key:
 it is created with mode 0600.
 
+Schema 2 adds ``sts_memo``: small records that must also survive a restart but are not part of
+the decoder state, each written in its own durable transaction: the lockout counter and the end
+of a running lockout (``lockout``), and the last token entered with its time, source and result
+(``last_token``, what the token gateway 0-0:19.40.0.255 shows). A schema 1 file gains the table
+in place.
+
 Also the STS keys file (TOML, mode 0600): the decoder key register a meter is commissioned with.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 import sqlite3
@@ -23,7 +30,7 @@ from meterd.core.sts.errors import StsStateError
 from meterd.core.sts.state import KeyRegister, StsState
 from meterd.store.sqlite import open_database
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sts_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,6 +38,7 @@ CREATE TABLE IF NOT EXISTS sts_state (id INTEGER PRIMARY KEY CHECK (id = 1), doc
                                       generation INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sts_companion (name TEXT PRIMARY KEY, doc TEXT NOT NULL,
                                           generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sts_memo (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
 
 
@@ -58,6 +66,8 @@ class SqliteStsStore:
         row = self._db.execute("SELECT value FROM sts_meta WHERE name = 'schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO sts_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) == 1:  # schema 1 -> 2: sts_memo was created by _SCHEMA above
+            self._db.execute("UPDATE sts_meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
         elif int(row[0]) != SCHEMA_VERSION:
             raise StsStateError(f"STS state store schema {row[0]} is not {SCHEMA_VERSION}")
 
@@ -97,6 +107,42 @@ class SqliteStsStore:
         except sqlite3.Error as exc:
             self._rollback()
             raise StsStateError(f"cannot save STS state: {exc}") from None
+
+    def load_lockout(self) -> tuple[int, _dt.datetime | None]:
+        """The token lockout counter and the end of a running lockout (UTC); (0, None) if never saved."""
+        doc = self._load_memo("lockout")
+        if doc is None:
+            return 0, None
+        until = doc.get("until_utc")
+        return int(doc.get("rejects", 0)), _dt.datetime.fromisoformat(until) if until else None
+
+    def save_lockout(self, rejects: int, until_utc: _dt.datetime | None) -> None:
+        """Write the token lockout counter durably (processor ``LockoutStore`` port)."""
+        self._save_memo("lockout", {"rejects": rejects, "until_utc": until_utc.isoformat() if until_utc else None})
+
+    def load_last_token(self) -> dict[str, Any] | None:
+        """The last token entered (digits, utc ISO 8601, source, result), or None."""
+        return self._load_memo("last_token")
+
+    def save_last_token(self, record: Mapping[str, Any]) -> None:
+        """Write the last token entered durably."""
+        self._save_memo("last_token", record)
+
+    def _load_memo(self, name: str) -> dict[str, Any] | None:
+        try:
+            row = self._db.execute("SELECT doc FROM sts_memo WHERE name = ?", (name,)).fetchone()
+            return None if row is None else dict(json.loads(row[0]))
+        except (sqlite3.Error, json.JSONDecodeError, TypeError, ValueError) as exc:
+            raise StsStateError(f"cannot read STS {name} record: {exc.__class__.__name__}") from None
+
+    def _save_memo(self, name: str, doc: Mapping[str, Any]) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("INSERT OR REPLACE INTO sts_memo VALUES (?, ?)", (name, json.dumps(dict(doc), sort_keys=True)))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StsStateError(f"cannot save STS {name} record: {exc}") from None
 
     def _next_generation(self) -> int:
         row = self._db.execute("SELECT generation FROM sts_state WHERE id = 1").fetchone()

@@ -61,3 +61,20 @@ def test_unit_credit_of_another_commodity_is_refused(tmp_path: Path, subclass: i
         assert submit(m, credit_token(cipher(), 410, 50))["result"] == "Accept"
     finally:
         m.close()
+
+
+def test_keypad_lockout_survives_a_restart_of_the_meter(tmp_path: Path) -> None:
+    wrong_key = sts_cipher_factory(7, bytes(8))
+    m = SimMeter(tmp_path, payment=NEVER_FRIENDLY)
+    for tid in range(3):
+        assert submit(m, credit_token(wrong_key, 500 + tid, 10))["result"] == "CRCError"
+    m.close()
+    m = SimMeter(tmp_path, payment=NEVER_FRIENDLY)
+    try:
+        locked = submit(m, credit_token(cipher(), 510, 10))
+        assert locked["result"] == "TokenLockout" and 0 < locked["lockout_s"] <= 10.0
+        assert m.daemon.services["payment"].last_token.result == "TokenLockout"
+        m.run(11)
+        assert submit(m, credit_token(cipher(), 510, 10))["result"] == "Accept"
+    finally:
+        m.close()

@@ -29,7 +29,9 @@ Durability (kill -9): the credit account is a ``CycleListener`` saved in the ene
 credit / ClearCredit token is saved by the STS store in the same SQLite transaction as the
 token's TID. At start the copy that saw more tokens wins (``CreditAccount.newer``): a token's
 credit is never lost and never applied twice, and a replayed token is refused (UsedError).
-Mode switches and emergency credit force an energy checkpoint at once.
+Mode switches and emergency credit force an energy checkpoint at once. The token lockout counter
+(and the end of a running lockout) and the last token entered (what the token gateway shows) are
+kept in the STS store too, so a restart neither resets the lockout nor empties the gateway.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meterd.api.server import ApiError
 from meterd.app.config import choices, rng
@@ -220,6 +222,31 @@ class LastToken:
     source: str = ""
     result: str = ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (UTC as ISO 8601)."""
+        return {"digits": self.digits, "utc": self.utc.isoformat() if self.utc else None,
+                "source": self.source, "result": self.result}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> LastToken:
+        """Inverse of :meth:`to_dict`; an empty record for None or a damaged one."""
+        if not data:
+            return cls()
+        try:
+            utc = _dt.datetime.fromisoformat(data["utc"]) if data.get("utc") else None
+            return cls(str(data["digits"])[:20], utc, str(data["source"]), str(data["result"]))
+        except (KeyError, TypeError, ValueError):
+            log.warning("last token record unusable; the token gateway starts empty")
+            return cls()
+
+
+class TokenMemo(Protocol):
+    """Durable home of the last token entered (``SqliteStsStore`` fits)."""
+
+    def load_last_token(self) -> dict[str, Any] | None: ...
+
+    def save_last_token(self, record: Mapping[str, Any]) -> None: ...
+
 
 class PaymentService:
     """Token entry, the credit account on the metering cycle, and the relay intent.
@@ -231,7 +258,7 @@ class PaymentService:
 
     def __init__(self, section: PaymentSection, clock: Clock, services: dict[str, Any],
                  processor: TokenProcessor | None, persist: Callable[[], None],
-                 companion: Mapping[str, Any] | None = None) -> None:
+                 companion: Mapping[str, Any] | None = None, memo: TokenMemo | None = None) -> None:
         self.section = section
         self._clock = clock
         self._services = services
@@ -247,7 +274,8 @@ class PaymentService:
         self.last_cycle_utc: _dt.datetime | None = None
         self.relay_off = False
         self._low = False
-        self.last_token = LastToken()
+        self._memo = memo
+        self.last_token = LastToken.from_dict(memo.load_last_token()) if memo is not None else LastToken()
 
     # --- CycleListener ------------------------------------------------------------------------
 
@@ -428,6 +456,11 @@ class PaymentService:
 
     def _remember(self, digits: str, source: str, result: str) -> None:
         self.last_token = LastToken(digits[:20], self._clock.utc(), source, result)
+        if self._memo is not None:
+            try:
+                self._memo.save_last_token(self.last_token.to_dict())
+            except StsError as exc:  # the token itself was handled; only the display record is lost
+                log.error("last token not saved: %s", exc)
 
     @staticmethod
     def _result_view(result: TokenResult) -> dict[str, Any]:
@@ -464,7 +497,8 @@ def _open_processor(daemon: Daemon, section: PaymentSection, gate: TokenGate) ->
             log.error("STS decoder not commissioned: %s", exc)
             return store, None
         log.info("STS decoder commissioned from %s", keys_path)
-    return store, TokenProcessor(store, sts_cipher_factory, daemon.clock, section.sts_config(), gate)
+    return store, TokenProcessor(store, sts_cipher_factory, daemon.clock, section.sts_config(), gate,
+                                 lockout_store=store)
 
 
 class _Gate:
@@ -488,7 +522,7 @@ def attach(daemon: Daemon) -> None:
     gate = _Gate()
     store, processor = _open_processor(daemon, section, gate)
     service = PaymentService(section, daemon.clock, daemon.services, processor, meter.persist,
-                             store.load_companion())
+                             store.load_companion(), memo=store)
     gate.account = service.account
     meter.listeners.append(service)
     daemon.closers.append(store.close)

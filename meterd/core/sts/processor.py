@@ -50,7 +50,8 @@ class StsConfig:
     * ``management_subclasses``: class 2 non-key-change subclasses accepted.
     * ``kct_timeout_s``: a partial key-change set older than this (s) is forgotten.
     * ``lockout_after`` rejects in a row lock the keypad for ``lockout_base_s`` (s), doubling per
-      further reject up to ``lockout_max_s``; 0 disables lockout. The counter lives in RAM.
+      further reject up to ``lockout_max_s``; 0 disables lockout. The counter and the end of the
+      lockout are kept by an optional :class:`LockoutStore`, so a restart does not reset them.
     """
 
     mfr_code: int = 0
@@ -75,10 +76,23 @@ class TokenGate(Protocol):
         ...
 
 
+class LockoutStore(Protocol):
+    """Durable home of the lockout counter (IEC 62055-41 lists it among what survives power loss)."""
+
+    def load_lockout(self) -> tuple[int, _dt.datetime | None]:
+        """(rejects in a row, end of the running lockout in UTC or None); (0, None) when never saved."""
+        ...
+
+    def save_lockout(self, rejects: int, until_utc: _dt.datetime | None) -> None:
+        """Write the counter and the lockout end durably."""
+        ...
+
+
 @dataclass
 class _Lockout:
     rejects: int = 0
     until_mono: float = 0.0
+    until_utc: _dt.datetime | None = None
 
 
 class _Reject(Exception):  # noqa: N818 - internal control flow, never escapes the processor
@@ -107,7 +121,8 @@ class TokenProcessor:
     """Decodes, validates and applies STS tokens; persists before reporting."""
 
     def __init__(self, state_store: StsStateStore, cipher_factory: CipherFactory, clock: Clock,
-                 config: StsConfig, gate: TokenGate | None = None) -> None:
+                 config: StsConfig, gate: TokenGate | None = None,
+                 lockout_store: LockoutStore | None = None) -> None:
         loaded = state_store.load()
         if loaded is None:
             raise StsStateError("the STS decoder has not been commissioned (no key register)")
@@ -117,7 +132,24 @@ class TokenProcessor:
         self._config = config
         self._gate = gate
         self._state = loaded
-        self._lockout = _Lockout()
+        self._lockout_store = lockout_store
+        self._lockout = self._restored_lockout()
+
+    def _restored_lockout(self) -> _Lockout:
+        """The persisted counter; a running lockout goes on for the time it had left (by UTC,
+        bounded by ``lockout_max_s`` so a clock step cannot lock the keypad for longer)."""
+        if self._lockout_store is None:
+            return _Lockout()
+        rejects, until_utc = self._lockout_store.load_lockout()
+        if until_utc is None:
+            return _Lockout(max(0, rejects))
+        left_s = min(max((until_utc - self._clock.utc()).total_seconds(), 0.0), self._config.lockout_max_s)
+        return _Lockout(max(0, rejects), self._clock.mono() + left_s, until_utc)
+
+    @property
+    def lockout_rejects(self) -> int:
+        """Rejected (CRC) tokens in a row."""
+        return self._lockout.rejects
 
     @property
     def state(self) -> StsState:
@@ -166,7 +198,9 @@ class TokenProcessor:
         if not decoded.crc_ok:
             self._count_reject()
             raise _Reject(ResultName.CRC)
-        self._lockout = _Lockout()
+        if self._lockout.rejects or self._lockout.until_utc is not None:
+            self._lockout = _Lockout()
+            self._save_lockout()
         return decoded
 
     def _count_reject(self) -> None:
@@ -178,6 +212,12 @@ class TokenProcessor:
         if excess >= 0:
             lock_s = min(cfg.lockout_base_s * 2**excess, cfg.lockout_max_s)
             self._lockout.until_mono = self._clock.mono() + lock_s
+            self._lockout.until_utc = self._clock.utc() + _dt.timedelta(seconds=lock_s)
+        self._save_lockout()
+
+    def _save_lockout(self) -> None:
+        if self._lockout_store is not None:
+            self._lockout_store.save_lockout(self._lockout.rejects, self._lockout.until_utc)
 
     def _class1(self, decoded: DecodedToken) -> _Outcome:
         if not decoded.crc_ok:
