@@ -57,7 +57,13 @@ _STATUS_BY_RESULT = {
     "CRCError": AUTHENTICATION_FAILURE, "OldError": VALIDATION_FAILURE, "UsedError": VALIDATION_FAILURE,
     "KeyExpiredError": VALIDATION_FAILURE, "DDTKError": VALIDATION_FAILURE, "MfrCodeError": VALIDATION_FAILURE,
 }
-DELIVERY = {"dlms": 0, "remote": 0, "keypad": 1, "ciu": 1, "api": 2, "meterctl": 2}
+# Token delivery method (class 115 attribute 5): (0) via remote communications, (1) via local
+# communications, (2) via manual entry. Keypad entry (on the meter or the CIU) is manual entry;
+# the token gateway's own method (DLMS) is remote; the local API (meterctl, a lab tool on the
+# meter's socket) is local communications, and so is any other local source.
+DELIVERY_REMOTE, DELIVERY_LOCAL, DELIVERY_MANUAL = 0, 1, 2
+DELIVERY = {"dlms": DELIVERY_REMOTE, "remote": DELIVERY_REMOTE, "keypad": DELIVERY_MANUAL,
+            "ciu": DELIVERY_MANUAL, "api": DELIVERY_LOCAL, "meterctl": DELIVERY_LOCAL}
 
 
 class LastTokenView(Protocol):
@@ -261,7 +267,7 @@ class PaymentTokenGateway(AttributeTable, GXDLMSTokenGateway):  # type: ignore[m
             3: lambda: _datetime(last.utc),
             4: lambda: axdr.encode_array([axdr.encode_value(axdr.OCTET_STRING, last.result.encode("ascii"))]
                                          if last.result else []),
-            5: lambda: axdr.encode_value(axdr.ENUM, DELIVERY.get(last.source, 0)),
+            5: lambda: axdr.encode_value(axdr.ENUM, DELIVERY.get(last.source, DELIVERY_LOCAL)),
             6: lambda: axdr.encode_structure(axdr.encode_value(axdr.ENUM, status), _bits([False] * 8)),
         }
 

@@ -116,3 +116,30 @@ def test_management_switches_mode_and_invokes_emergency_credit(meter: SimMeter) 
         with pytest.raises(DlmsClientError):  # the reader may not write
             gs.write(account, 2)
     assert meter.daemon.services["credit_view"]()["mode"] == "postpaid"
+
+
+@pytest.mark.parametrize("source, method", [("keypad", 2), ("ciu", 2), ("api", 1), ("meterctl", 1)])
+def test_gateway_reports_how_a_local_token_was_delivered(meter: SimMeter, source: str, method: int) -> None:
+    digits = token(30, 10)
+    assert meter.daemon.services["submit_token"](digits, source)["result"] == "Accept"
+    with Client(meter, 17) as gs:
+        gateway = GXDLMSTokenGateway()
+        assert gs.read_raw(gateway, 5) == method  # 2 manual entry, 1 local communications
+        assert bytes(gs.read_raw(gateway, 2)).decode() == digits
+
+
+def test_gateway_shows_the_last_token_after_a_restart(tmp_path: Path) -> None:
+    make_keys(tmp_path / "dlms-keys.toml").save()
+    m = build(tmp_path, mode="prepaid")
+    digits = token(40, 10)
+    assert m.daemon.services["submit_token"](digits, "keypad")["result"] == "Accept"
+    m.close()
+    m = build(tmp_path, mode="prepaid")
+    try:
+        with Client(m, 17) as gs:
+            gateway = GXDLMSTokenGateway()
+            assert bytes(gs.read_raw(gateway, 2)).decode() == digits
+            assert gs.read_raw(gateway, 5) == 2 and gs.read_raw(gateway, 6)[0] == 3
+            assert [bytes(d).decode() for d in gs.read_raw(gateway, 4)] == ["Accept"]
+    finally:
+        m.close()
