@@ -658,6 +658,9 @@ class HdlcSession:
         self.server = server
         self.link = hdlc.HdlcLink(params)
         self._timeout_s = inactivity_timeout_s
+        self.ended = False
+        """True once the client disconnected the data link (DISC); the optical port then returns
+        to its mode E sign-on."""
 
     @property
     def inactivity_timeout_s(self) -> float:
@@ -676,6 +679,7 @@ class HdlcSession:
                 out += self._run(self.link.send_apdu(response)) if response is not None else []
             else:
                 self.server.release(event.reason)
+                self.ended = self.ended or self.link.state is hdlc.LinkState.NDM
         return out
 
     def timeout(self) -> list[bytes]:

@@ -10,8 +10,11 @@ by the injected factory (``meterd.cosem.server.build_session_factory(..., link="
   :attr:`SerialLink.slave_path` is the device a client opens (pty baud and parity are not
   enforced, see platform notes §4).
 * With ``optical=ModeESignOn(...)`` the line starts at 300 Bd 7E1 in the sign-on; after the
-  option select it switches to the agreed rate, 8N1, HDLC. After the HDLC inactivity time the
-  session is reset and the port returns to the sign-on.
+  option select it switches to the agreed rate, 8N1, HDLC. After the HDLC inactivity time, or
+  once the client disconnected the data link (DISC answered; a session with a true ``ended``
+  attribute), the session is closed and the port returns to the sign-on at 300 Bd 7E1. The
+  line settings change only after the pending output left the UART (``flush``: tcdrain), so
+  the last answer is sent at the rate it was meant for.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class SerialLink:
         self._session: ByteSession | None = None
         self._out = bytearray()
         self._idle: asyncio.TimerHandle | None = None
+        self._sign_on_after_flush = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -129,7 +133,25 @@ class SerialLink:
             return
         session = self._ensure_session()
         self._write(b"".join(session.receive(data)))
+        if self._optical is not None and getattr(session, "ended", False):
+            self._back_to_sign_on()
+            return
         self._arm_timer(session.inactivity_timeout_s)
+
+    def _back_to_sign_on(self) -> None:
+        """Close the HDLC session and return the optical port to the mode E sign-on (300 Bd 7E1)
+        once the pending output has been written."""
+        assert self._optical is not None
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._out:
+            self._sign_on_after_flush = True
+            return
+        self._apply_events(self._optical.reset())
 
     def _ensure_session(self) -> ByteSession:
         if self._session is None:
@@ -150,6 +172,7 @@ class SerialLink:
             return
         import serial
 
+        self._serial.flush()  # tcdrain: what was written goes out at the old settings
         self._serial.baudrate = baud
         self._serial.bytesize = serial.SEVENBITS if framing == "7E1" else serial.EIGHTBITS
         self._serial.parity = serial.PARITY_EVEN if framing == "7E1" else serial.PARITY_NONE
@@ -171,9 +194,7 @@ class SerialLink:
         if self._session is not None:
             self._write(b"".join(self._session.timeout()))
             if self._optical is not None:
-                self._session.close()
-                self._session = None
-                self._apply_events(self._optical.reset())
+                self._back_to_sign_on()
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -196,3 +217,6 @@ class SerialLink:
             self._loop.add_writer(self._fd, self._flush)
         else:
             self._loop.remove_writer(self._fd)
+            if self._sign_on_after_flush and self._optical is not None:
+                self._sign_on_after_flush = False
+                self._back_to_sign_on()
