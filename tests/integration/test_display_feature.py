@@ -71,7 +71,8 @@ def test_scroll_list_from_obis_codes_and_button_api(tmp_path: Path, monkeypatch:
         meter.run(5)
         assert lcd.current.ident == "voltage_l2"  # auto-scroll after 5 s
         code, view = api(meter, "POST", "/display/button", {"button": "next"})
-        assert code == 200 and view["item"] == "time" and view["obis"] == "0-0:1.0.0.255"
+        assert code == 200, view
+        assert view["item"] == "time" and view["obis"] == "0-0:1.0.0.255"
         meter.run(10)
         assert lcd.current.ident == "time"  # the button pauses auto-scroll (30 s)
         code, view = api(meter, "POST", "/display/show", {"item": "1-0:1.8.0.255"})
@@ -159,5 +160,36 @@ def test_rtc_battery_low_shows_on_the_lcd_and_logs_one_event_per_occurrence(tmp_
         meter.run(3)
         assert meter.daemon.services["display"].battery.low is True
         assert len(battery_events(meter)) == 2
+    finally:
+        meter.close()
+
+
+def test_gpio_scroll_button_is_debounced_and_steps_the_list(tmp_path: Path) -> None:
+    meter = SimMeter(tmp_path, display={"button_pin": 16, "button_debounce_s": 0.05})
+    try:
+        display = meter.daemon.services["display"]
+        pin = meter.hardware.pin_factory.pin(16)
+        meter.run(1)
+        start = display.lcd.current.ident
+        idents = [i.ident for i in display.lcd.items]
+        for _ in range(3):  # contact bounce: many edges at one instant, then held down
+            pin.drive_low()
+            pin.drive_high()
+        pin.drive_low()
+        meter.run(1)
+        assert display.presses == 1 and display.lcd.current.ident == idents[(idents.index(start) + 1) % len(idents)]
+        meter.run(10)
+        assert display.presses == 1  # held: one press; the button paused auto-scroll (6 s)
+        pin.drive_high()
+        meter.run(1)
+        pin.drive_low()  # a glitch shorter than the debounce time is not a press
+        pin.drive_high()
+        meter.run(1)
+        assert display.presses == 1
+        pin.drive_low()
+        meter.run(1)
+        pin.drive_high()
+        meter.run(1)
+        assert display.presses == 2 and display.view()["button_presses"] == 2
     finally:
         meter.close()

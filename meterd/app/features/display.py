@@ -10,6 +10,10 @@ Section ``[display]``:
   or its OBIS code (``"1-0:1.8.0.255"`` import energy, ``"0-0:19.10.0.255"`` credit, ...);
   ``scroll_s`` (s) between items, ``button_pause_s`` (s) of auto-scroll pause after a button press.
 * ``lang``: ``"en"`` or ``"ar"``.
+* ``button_pin``: BCM pin of the scroll push button (to GND, internal pull-up; -1 = none), debounced
+  in software for ``button_debounce_s`` (s) against the meter clock (the relay button's
+  :class:`~meterd.app.features.load_control.DebouncedButton`); a press shows the next item and
+  pauses auto-scroll, like ``POST /display/button``.
 * ``rtc_device``: the RTC whose backup-battery flags (``RTC_VL_READ``: BACKUP_LOW, BACKUP_EMPTY)
   feed the battery item, read every ``battery_check_s`` (s); ``""`` = none (battery shown as
   unknown). The simulated meter has a simulated RTC instead, driven by the scenario signal
@@ -71,6 +75,8 @@ class DisplaySection:
     gpio_dc: int = field(default=24, metadata=rng(0, 27))
     gpio_rst: int = field(default=25, metadata=rng(0, 27))
     gpio_light: int = field(default=-1, metadata=rng(-1, 27))
+    button_pin: int = field(default=-1, metadata=rng(-1, 27))
+    button_debounce_s: float = field(default=0.05, metadata=rng(0.0, 1.0))
     rtc_device: str = "/dev/rtc0"
     battery_check_s: float = field(default=60.0, metadata=rng(1.0, 3600.0))
 
@@ -326,15 +332,28 @@ def _device(daemon: Daemon, cfg: DisplaySection) -> Any:
 class MeterDisplay:
     """The LCD controller fed from the live meter once per cycle."""
 
-    def __init__(self, daemon: Daemon, lcd: MeterLcd, device: Any, battery: BatteryWatch | None = None) -> None:
+    def __init__(self, daemon: Daemon, lcd: MeterLcd, device: Any, battery: BatteryWatch | None = None,
+                 button: Any = None) -> None:
         self._daemon = daemon
         self.lcd = lcd
         self.device = device
         self.battery = battery
+        self.scroll_button = button  # a DebouncedButton on the scroll-button pin, or None
+        self.presses = 0
+        if button is not None:
+            button.listener = self._on_button
+
+    def _on_button(self, pressed: bool, _since_mono: float) -> None:
+        """A debounced press (not the release) of the scroll button: next item."""
+        if pressed:
+            self.presses += 1
+            self.lcd.button_next()
 
     def on_cycle(self, _result: Any = None) -> None:
         """Take this cycle's values, follow the power-fail input, scroll if due, draw if changed."""
         assert self._daemon.hardware is not None
+        if self.scroll_button is not None:
+            self.scroll_button.poll()
         if self.battery is not None:
             self.battery.poll()
         self.lcd.set_mains(not self._daemon.hardware.inputs.states().get("power_fail", False))
@@ -348,6 +367,7 @@ class MeterDisplay:
             ("low" if self.battery.low else "ok")
         return {"item": self.lcd.current.ident, "obis": self.lcd.current.obis, "lang": self.lcd.lang,
                 "on_battery": self.lcd.on_battery, "rtc_battery": battery, "frames": self.lcd.frames,
+                "button_presses": self.presses,
                 "screen": str(screen) if screen is not None else None}
 
     def button(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -382,7 +402,7 @@ def attach(daemon: Daemon) -> None:
         items = tuple(i for i in items if i.ident != "credit") or items
     lcd = MeterLcd(device, daemon.clock, items, lang=cfg.lang, scroll_s=cfg.scroll_s,
                    button_pause_s=cfg.button_pause_s)
-    display = MeterDisplay(daemon, lcd, device, _battery_watch(daemon, cfg))
+    display = MeterDisplay(daemon, lcd, device, _battery_watch(daemon, cfg), _scroll_button(daemon, cfg))
     daemon.services["display"] = display
     daemon.cycle_hooks.append(display.on_cycle)
     daemon.status_extras["display"] = display.view
@@ -393,9 +413,21 @@ def attach(daemon: Daemon) -> None:
     if daemon.hardware.sim is not None:
         _add_scenario_signal(daemon, display)
     daemon.closers.append(device.cleanup)
+    if display.scroll_button is not None:
+        daemon.closers.append(display.scroll_button.close)
     screen = getattr(device, "screen_path", None)
     if screen is not None:
         daemon.info["lcd_screen"] = str(screen)
+
+
+def _scroll_button(daemon: Daemon, cfg: DisplaySection) -> Any:
+    """The scroll push button on ``button_pin`` (None when -1), debounced on the meter clock."""
+    if cfg.button_pin < 0:
+        return None
+    from meterd.app.features.load_control import DebouncedButton  # the relay button's debouncer
+
+    assert daemon.clock is not None and daemon.hardware is not None
+    return DebouncedButton(cfg.button_pin, daemon.hardware.pin_factory, daemon.clock.mono, cfg.button_debounce_s)
 
 
 def _battery_watch(daemon: Daemon, cfg: DisplaySection) -> BatteryWatch | None:
