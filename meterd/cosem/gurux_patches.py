@@ -49,36 +49,57 @@ class Patch:
 
 # --- 1. GXDLMSLNParameters: isMultipleBlocks() / setStatus() are called by the SET handler -------
 
-def _lnparams_probe() -> bool:
-    return not (hasattr(GXDLMSLNParameters, "isMultipleBlocks") and hasattr(GXDLMSLNParameters, "setStatus"))
+def _lnparams_multiple_blocks_probe() -> bool:
+    return not hasattr(GXDLMSLNParameters, "isMultipleBlocks")
 
 
-def _lnparams_fix() -> None:
+def _lnparams_multiple_blocks_fix() -> None:
     def is_multiple_blocks(self: Any) -> bool:
         return bool(self.multipleBlocks)
 
+    GXDLMSLNParameters.isMultipleBlocks = is_multiple_blocks
+
+
+def _lnparams_set_status_probe() -> bool:
+    return not hasattr(GXDLMSLNParameters, "setStatus")
+
+
+def _lnparams_set_status_fix() -> None:
     def set_status(self: Any, value: int) -> None:
         self.status = value
 
-    GXDLMSLNParameters.isMultipleBlocks = is_multiple_blocks
     GXDLMSLNParameters.setStatus = set_status
 
 
 # --- 2. GXDLMSSettings: getMaxPduSize(), setConnected() and the ``gbtWndowSize`` typo -----------
 
-def _settings_probe() -> bool:
-    return not all(hasattr(GXDLMSSettings, n) for n in ("getMaxPduSize", "setConnected", "gbtWndowSize"))
+def _settings_max_pdu_probe() -> bool:
+    return not hasattr(GXDLMSSettings, "getMaxPduSize")
 
 
-def _settings_fix() -> None:
+def _settings_max_pdu_fix() -> None:
     def get_max_pdu_size(self: Any) -> int:
         return int(self.maxPduSize)
 
+    GXDLMSSettings.getMaxPduSize = get_max_pdu_size
+
+
+def _settings_set_connected_probe() -> bool:
+    return not hasattr(GXDLMSSettings, "setConnected")
+
+
+def _settings_set_connected_fix() -> None:
     def set_connected(self: Any, value: int) -> None:
         self.connected = value
 
-    GXDLMSSettings.getMaxPduSize = get_max_pdu_size
     GXDLMSSettings.setConnected = set_connected
+
+
+def _settings_gbt_typo_probe() -> bool:
+    return not hasattr(GXDLMSSettings(True, None), "gbtWndowSize")
+
+
+def _settings_gbt_typo_fix() -> None:
     GXDLMSSettings.gbtWndowSize = property(lambda self: self.gbtWindowSize)
 
 
@@ -99,18 +120,6 @@ def _transaction_fix() -> None:
 
 # --- 4. ValueEventArgs: not iterable, ``server`` never set, missing accessors ------------------
 
-def _vea_probe() -> bool:
-    holder = _Holder()
-    e = ValueEventArgs(holder, None, 2)
-    try:
-        iter(e)
-        iterable = True
-    except TypeError:
-        iterable = False
-    return (not iterable or e.server is None or not hasattr(ValueEventArgs, "setValue")
-            or not hasattr(ValueEventArgs, "isSkipMaxPduSize") or not hasattr(ValueEventArgs, "getRowEndIndex"))
-
-
 class _Holder:
     """Stand-in for a server: the event-args constructor only reads ``.settings``."""
 
@@ -118,7 +127,30 @@ class _Holder:
         self.settings = GXDLMSSettings(True, None)
 
 
-def _vea_fix() -> None:
+def _event_args() -> Any:
+    return ValueEventArgs(_Holder(), None, 2)
+
+
+def _vea_iterable_probe() -> bool:
+    try:
+        iter(_event_args())
+    except TypeError:
+        return True
+    return False
+
+
+def _vea_iterable_fix() -> None:
+    def iterate(self: Any) -> Any:
+        return iter((self,))
+
+    ValueEventArgs.__iter__ = iterate
+
+
+def _vea_server_probe() -> bool:
+    return _event_args().server is None
+
+
+def _vea_server_fix() -> None:
     stock_init = ValueEventArgs.__init__
 
     def init(self: Any, s: Any, target: Any, index: int, selector: int = 0, parameters: Any = None) -> None:
@@ -126,16 +158,25 @@ def _vea_fix() -> None:
         if not isinstance(s, GXDLMSSettings):
             self.server = s
 
-    def iterate(self: Any) -> Any:
-        return iter((self,))
+    ValueEventArgs.__init__ = init
 
+
+def _missing_attribute_probe(name: str) -> Callable[[], bool]:
+    return lambda: not hasattr(_event_args(), name)
+
+
+def _vea_set_value_fix() -> None:
     def set_value(self: Any, value: Any) -> None:
         self.value = value
 
-    ValueEventArgs.__init__ = init
-    ValueEventArgs.__iter__ = iterate
     ValueEventArgs.setValue = set_value
+
+
+def _vea_skip_max_pdu_fix() -> None:
     ValueEventArgs.isSkipMaxPduSize = property(lambda self: self.skipMaxPduSize)
+
+
+def _vea_row_end_index_fix() -> None:
     ValueEventArgs.getRowEndIndex = lambda self: self.rowEndIndex
 
 
@@ -155,9 +196,14 @@ def _log_print(*args: Any, **_kwargs: Any) -> None:
 
 
 def _print_probe() -> bool:
-    import importlib
+    """True when a library path known to print (an HDLC frame check that fails) writes to stdout."""
+    import io
+    from contextlib import redirect_stdout
 
-    return any(getattr(importlib.import_module(m), "print", None) is not _log_print for m in _NOISY_MODULES)
+    captured = io.StringIO()
+    with redirect_stdout(captured):
+        GXDLMSSettings(True, None).checkFrame(0x32, None)
+    return captured.getvalue() != ""
 
 
 def _print_fix() -> None:
@@ -170,14 +216,28 @@ def _print_fix() -> None:
 PATCHES: dict[str, Patch] = {
     p.name: p
     for p in (
-        Patch("lnparams_accessors", "SET handler calls missing isMultipleBlocks()/setStatus()",
-              _lnparams_probe, _lnparams_fix),
-        Patch("settings_accessors", "GET-next-block calls missing getMaxPduSize(), reads gbtWndowSize; "
-              "ACTION calls missing setConnected()", _settings_probe, _settings_fix),
+        Patch("lnparams_is_multiple_blocks", "SET handler calls missing GXDLMSLNParameters.isMultipleBlocks()",
+              _lnparams_multiple_blocks_probe, _lnparams_multiple_blocks_fix),
+        Patch("lnparams_set_status", "SET handler calls missing GXDLMSLNParameters.setStatus()",
+              _lnparams_set_status_probe, _lnparams_set_status_fix),
+        Patch("settings_get_max_pdu_size", "GET-next-block calls missing GXDLMSSettings.getMaxPduSize()",
+              _settings_max_pdu_probe, _settings_max_pdu_fix),
+        Patch("settings_set_connected", "ACTION calls missing GXDLMSSettings.setConnected()",
+              _settings_set_connected_probe, _settings_set_connected_fix),
+        Patch("settings_gbt_wndow_size", "GET-next-block reads the misspelt settings.gbtWndowSize",
+              _settings_gbt_typo_probe, _settings_gbt_typo_fix),
         Patch("transaction_set_data", "GET-next-block calls missing GXDLMSLongTransaction.setData()",
               _transaction_probe, _transaction_fix),
-        Patch("value_event_args", "ACTION does list(e); object_list access rights need e.server; "
-              "setValue/isSkipMaxPduSize/getRowEndIndex missing", _vea_probe, _vea_fix),
+        Patch("value_event_args_iterable", "ACTION handler does list(e) on a ValueEventArgs",
+              _vea_iterable_probe, _vea_iterable_fix),
+        Patch("value_event_args_server", "ValueEventArgs.server never set: object_list access rights empty",
+              _vea_server_probe, _vea_server_fix),
+        Patch("value_event_args_set_value", "ValueEventArgs.setValue() missing",
+              _missing_attribute_probe("setValue"), _vea_set_value_fix),
+        Patch("value_event_args_skip_max_pdu", "ValueEventArgs.isSkipMaxPduSize missing",
+              _missing_attribute_probe("isSkipMaxPduSize"), _vea_skip_max_pdu_fix),
+        Patch("value_event_args_row_end_index", "ValueEventArgs.getRowEndIndex() missing",
+              _missing_attribute_probe("getRowEndIndex"), _vea_row_end_index_fix),
         Patch("quiet_stdout", "library internals print() to stdout", _print_probe, _print_fix),
     )
 }

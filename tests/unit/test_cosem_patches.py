@@ -24,8 +24,11 @@ def patches():
 
 
 def test_every_patch_saw_its_defect_in_the_pinned_stock_library(patches):
-    assert set(patches) == {"lnparams_accessors", "settings_accessors", "transaction_set_data",
-                            "value_event_args", "quiet_stdout"}
+    assert set(patches) == {
+        "lnparams_is_multiple_blocks", "lnparams_set_status", "settings_get_max_pdu_size",
+        "settings_set_connected", "settings_gbt_wndow_size", "transaction_set_data",
+        "value_event_args_iterable", "value_event_args_server", "value_event_args_set_value",
+        "value_event_args_skip_max_pdu", "value_event_args_row_end_index", "quiet_stdout"}
     for patch in patches.values():
         assert patch.applied
         assert patch.defect_in_stock is True, f"{patch.name}: upstream fixed it? review the patch"
@@ -93,3 +96,30 @@ def test_library_print_goes_to_the_log_not_stdout(patches, caplog):
         assert settings.checkFrame(0x32, None) is False  # a library path that prints
     assert out.getvalue() == ""
     assert "Invalid HDLC Frame" in caplog.text
+
+
+def test_each_probe_sees_only_its_own_defect(patches, monkeypatch):
+    """A partial upstream fix is noticed: undoing one fix makes exactly its probe report again."""
+    undo = {
+        "lnparams_set_status": (GXDLMSLNParameters, "setStatus"),
+        "settings_set_connected": (GXDLMSSettings, "setConnected"),
+        "settings_gbt_wndow_size": (GXDLMSSettings, "gbtWndowSize"),
+        "value_event_args_set_value": (ValueEventArgs, "setValue"),
+        "value_event_args_row_end_index": (ValueEventArgs, "getRowEndIndex"),
+    }
+    for name, (cls, attr) in undo.items():
+        with monkeypatch.context() as m:
+            m.delattr(cls, attr)
+            still = {n for n, p in patches.items() if p.probe()}
+        assert still == {name}, name
+
+
+def test_quiet_stdout_probe_watches_what_gurux_prints(patches, monkeypatch):
+    import builtins
+    import sys
+
+    settings_module = sys.modules["gurux_dlms.GXDLMSSettings"]  # the package exports the class by that name
+    monkeypatch.setattr(settings_module, "print", builtins.print)  # the stock behaviour is back
+    assert patches["quiet_stdout"].probe() is True
+    monkeypatch.setattr(settings_module, "print", lambda *args, **kwargs: None)  # silent by other means
+    assert patches["quiet_stdout"].probe() is False
