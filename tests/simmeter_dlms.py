@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from meterd.app.features.dlms import registry_for
-from meterd.cosem.server import build_session_factory
+from meterd.app.features.dlms import session_factory
 from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
 from tests.simmeter import SimMeter
 
@@ -13,9 +12,7 @@ class Client:
     (the same objects the daemon serves on its links); ``ic`` is the first invocation counter."""
 
     def __init__(self, meter: SimMeter, sap: int, ic: int = 1) -> None:
-        d = meter.daemon
-        factory = build_session_factory(d.meter, d.services["dlms_security_store"], d.services["dlms_keys"],
-                                        "wrapper", registry_for(d))
+        factory = session_factory(meter.daemon, "wrapper", "tcp")  # with the meter's event recorder
         transport = InMemoryTransport(factory())
         self.gs = GuruxSession(make_client(sap, invocation_counter=ic), transport.send, transport.receive)
         self.gs.connect()
