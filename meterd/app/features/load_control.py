@@ -16,7 +16,11 @@ Wires :class:`meterd.services.load_control.LoadControl` to the hardware and the 
 * button: a GPIO input debounced here (:class:`DebouncedButton`), press = manual
   reconnection (e), hold >= ``long_press_s`` = manual disconnection (f); in sim the scenario
   signal ``button`` (true = pressed) and ``POST /relay/button`` drive it;
-* optional grid/solar changeover (``hw.changeover``) when both contactor pins are set;
+* optional grid/solar changeover (``hw.changeover``) when both contactor pins are set; the grid
+  is judged from the metered phase voltages, the solar source from ``solar_present_pin`` when it
+  is wired (a voltage-detect module, active high, debounced like the button; in sim the scenario
+  signal ``solar_present`` drives it), else from the simulated ``solar_voltage_v`` signal (V);
+  the selected source is saved with the relay record and restored at start;
 * COSEM objects (``meterd.cosem.objects_load_control``), events to ``daemon.services["events"]``,
   ``daemon.services["load_control"]``, ``status_extras["relay"]``, the ``relay_open`` status bit,
   and the routes ``GET /relay``, ``POST /relay``, ``POST /relay/button``.
@@ -96,6 +100,8 @@ class LoadControlSection:
     changeover_grid_pin: int = field(default=NO_PIN, metadata=rng(-1, 27))
     changeover_solar_pin: int = field(default=NO_PIN, metadata=rng(-1, 27))
     changeover_dead_time_s: float = field(default=0.1, metadata=rng(0.01, 10))
+    solar_present_pin: int = field(default=NO_PIN, metadata=rng(-1, 27))
+    solar_present_debounce_s: float = field(default=0.05, metadata=rng(0.01, 1.0))
     supply_preferred: str = field(default="grid", metadata=choices("grid", "solar"))
     supply_loss_voltage_v: float = field(default=138.0, metadata=rng(1, 480))
     supply_restore_voltage_v: float = field(default=195.5, metadata=rng(1, 480))
@@ -105,11 +111,14 @@ class LoadControlSection:
 
     def __post_init__(self) -> None:
         pins = [p for p in (self.set_pin, self.reset_pin, self.feedback_pin, self.button_pin,
-                            self.changeover_grid_pin, self.changeover_solar_pin) if p != NO_PIN]
+                            self.changeover_grid_pin, self.changeover_solar_pin, self.solar_present_pin)
+                if p != NO_PIN]
         if len(pins) != len(set(pins)):
             raise ValueError("load_control pins must all differ")
         if (self.changeover_grid_pin == NO_PIN) != (self.changeover_solar_pin == NO_PIN):
             raise ValueError("changeover needs both changeover_grid_pin and changeover_solar_pin")
+        if self.solar_present_pin != NO_PIN and self.changeover_grid_pin == NO_PIN:
+            raise ValueError("solar_present_pin needs the changeover (changeover_grid_pin, changeover_solar_pin)")
         if self.min_interval_s * 1000 < self.pulse_width_ms + self.settle_ms:
             raise ValueError("min_interval_s must cover pulse_width_ms + settle_ms")
 
@@ -206,7 +215,8 @@ class SimLoadSide:
 
 class DebouncedButton:
     """A push button on a GPIO input (active low, internal pull-up), debounced here against the
-    meter's monotonic clock.
+    meter's monotonic clock. With ``pull_up=False`` the same logic serves an active-high input
+    with the internal pull-down (the solar voltage-detect module).
 
     Every edge is stamped; a level counts once it has lasted ``debounce_s`` (s), confirmed either
     at the next edge (so a press shorter than a metering cycle is not lost) or by :meth:`poll`.
@@ -214,8 +224,9 @@ class DebouncedButton:
     listener only in :meth:`poll`, on the owner's loop.
     """
 
-    def __init__(self, pin: int, pin_factory: Any, mono: Callable[[], float], debounce_s: float) -> None:
-        self._device = DigitalInputDevice(pin, pull_up=True, pin_factory=pin_factory)
+    def __init__(self, pin: int, pin_factory: Any, mono: Callable[[], float], debounce_s: float,
+                 pull_up: bool = True) -> None:
+        self._device = DigitalInputDevice(pin, pull_up=pull_up, pin_factory=pin_factory)
         self._mono = mono
         self.debounce_s = debounce_s
         self._lock = threading.Lock()
@@ -316,6 +327,7 @@ class LoadControlFeature:
     load_side: SimLoadSide | None = None
     changeover: Changeover | None = None
     solar_voltage_v: float = 0.0
+    solar_input: DebouncedButton | None = None
     cycles: int = 0
     closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -328,7 +340,17 @@ class LoadControlFeature:
         reading = result.reading
         self.lc.on_reading(reading)
         if self.changeover is not None:
-            self.lc.on_supply_voltages(lowest_phase_voltage_v(reading), self.solar_voltage_v)
+            self._supply(reading)
+
+    def _supply(self, reading: Any) -> None:
+        """Grid from the metered phase voltages (V); solar from its voltage-detect input when
+        wired, else from the simulated solar voltage (V)."""
+        grid_v = lowest_phase_voltage_v(reading)
+        if self.solar_input is not None:
+            self.solar_input.poll()
+            self.lc.on_supply_voltages(grid_v, None, solar_present=self.solar_input.pressed)
+        else:
+            self.lc.on_supply_voltages(grid_v, self.solar_voltage_v)
 
     def status_flags(self) -> set[str]:
         """The ``relay_open`` bit of the meter status word."""
@@ -364,6 +386,8 @@ def status_dict(st: LoadControlStatus, feature: LoadControlFeature) -> dict[str,
     }
     if st.supply is not None:
         view["supply"] = st.supply.value
+        if feature.solar_input is not None:
+            view["solar_present"] = feature.solar_input.pressed
     if feature.sim_relay is not None:
         view["sim"] = {"contact_closed": feature.sim_relay.closed, "coil_overlaps": feature.sim_relay.overlaps,
                        "fault": feature.sim_relay.fault.value}
@@ -433,6 +457,10 @@ def attach(daemon: Daemon) -> None:
         feature.closers.append(device.close)
     if changeover is not None:
         feature.closers.append(changeover.close)
+    if section.solar_present_pin != NO_PIN:
+        feature.solar_input = DebouncedButton(section.solar_present_pin, hw.pin_factory, clock.mono,
+                                              section.solar_present_debounce_s, pull_up=False)
+        feature.closers.append(feature.solar_input.close)
     if hw.sim is not None:
         _attach_sim(feature, hw.sim, section)
     lc.start()
@@ -450,15 +478,35 @@ def _attach_sim(feature: LoadControlFeature, world: SimWorld, section: LoadContr
         load.contact(False)
     # relay timers that fell due since the last cycle run before the front end reads, each dated
     # at its due time (the contacts open 10 ms after the coil pulse, not a cycle later)
-    world.cycle_hooks.append(lambda _now_s: timers.run_due())
+
+    def run_timers(_now_s: float) -> None:
+        timers.run_due()
+
+    world.cycle_hooks.append(run_timers)
     if section.button_pin != NO_PIN:
         world.input_pins["button"] = section.button_pin
+    _attach_sim_solar(feature, world, section)
+
+
+def _attach_sim_solar(feature: LoadControlFeature, world: SimWorld, section: LoadControlSection) -> None:
+    """Scenario signals of the solar source: ``solar_voltage_v`` (V) and, with the voltage-detect
+    input wired, ``solar_present`` (true = the module drives its output high)."""
 
     def solar(value: Any) -> None:
         feature.solar_voltage_v = float(value)
 
     if section.supply is not None:
         world.extra_signals["solar_voltage_v"] = solar
+    if section.solar_present_pin != NO_PIN:
+        pin = world.pins.pin(section.solar_present_pin)
+
+        def solar_present(value: Any) -> None:  # the voltage-detect module's output: high = present
+            if value:
+                pin.drive_high()
+            else:
+                pin.drive_low()
+
+        world.extra_signals["solar_present"] = solar_present
 
 
 def _hook(daemon: Daemon, feature: LoadControlFeature) -> None:
