@@ -18,7 +18,12 @@ from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE, TEST_GAK, TEST_GUEK, TE
 
 
 class DlmsClientError(Exception):
-    """The meter answered with an error."""
+    """The meter answered with an error; ``code`` is gurux's error code (for a GET/SET the
+    data-access-result, e.g. 3 read-write-denied, 4 object-undefined)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class InMemoryTransport:
@@ -79,7 +84,7 @@ class GuruxSession:
         while not self.client.getData(rd, reply, None):
             rd.set(self._receive())
         if reply.error != 0:
-            raise DlmsClientError(f"meter error {reply.error}")
+            raise DlmsClientError(f"meter error {reply.error}", int(reply.error))
 
     def _block(self, frames: Any, reply: Any) -> None:
         if isinstance(frames, bytes | bytearray):

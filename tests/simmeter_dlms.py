@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from meterd.app.features.dlms import session_factory
+from meterd.app.features.dlms import registry_for, session_factory
+from meterd.cosem.server import build_session_factory
 from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
 from tests.simmeter import SimMeter
 
@@ -22,3 +23,31 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.gs.close()
+
+
+class ServedLinks:
+    """The meter's own registry served the way the daemon serves it: a TCP wrapper port and an
+    HDLC pseudo-terminal (not paced: a pty ignores the baud rate), on an asyncio loop in a
+    background thread, for blocking clients. Nothing may drive the meter's cycles while a client
+    talks to it (one owner of the model at a time)."""
+
+    def __init__(self, meter: SimMeter) -> None:
+        from tests.dlms_harness import LoopThread
+
+        d = meter.daemon
+        self.store = d.services["dlms_security_store"]
+        registry = registry_for(d)
+        self.loop = LoopThread()
+        self.port = self.loop.tcp(build_session_factory(d.meter, self.store, d.services["dlms_keys"],
+                                                        "wrapper", registry))
+        link = self.loop.serial(build_session_factory(d.meter, self.store, d.services["dlms_keys"],
+                                                      "hdlc", registry))
+        assert link.slave_path is not None
+        self.pty_path: str = link.slave_path
+
+    def next_client_ic(self) -> int:
+        """The management client's next invocation counter (the last accepted one + 1)."""
+        return int(self.store.last_accepted("management/in")) + 1
+
+    def stop(self) -> None:
+        self.loop.stop()

@@ -1,0 +1,373 @@
+"""Interop matrix on the whole simulated meter (every feature's objects, power quality included),
+with clients this project did not write: gurux's client and dlms-cosem (pydlms's decoder where
+dlms-cosem has none), over the TCP wrapper and over HDLC on a pty, for each association:
+public (SAP 16, no security), reader (SAP 17, LLS) and management (SAP 1, HLS-GMAC).
+
+Each client walks the object list the association itself serves (nothing is hard-coded: objects
+added to the meter are read too), reads every attribute advertised as readable and decodes it with
+its own decoder; attributes advertised without read access must be refused with the standard
+read-write-denied result. Then the clock is set (allowed only to the management association) and
+the load profile is read by range and compared with the stored rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dlms_cosem import cosem, enumerations, utils
+from dlms_cosem import time as cosem_time
+from dlms_cosem.client import DataResultError
+from dlms_cosem.client import DlmsClient as CosemClient
+from dlms_cosem.cosem.selective_access import CaptureObject, RangeDescriptor
+from dlms_cosem.exceptions import DlmsClientException
+from dlms_cosem.io import BlockingTcpIO, TcpTransport
+from dlms_cosem.security import (
+    HighLevelSecurityGmacAuthentication,
+    LowLevelSecurityAuthentication,
+    NoSecurityAuthentication,
+)
+from gurux_dlms import GXDateTime
+from gurux_dlms.enums import AccessMode, ObjectType
+from gurux_dlms.objects import GXDLMSClock, GXDLMSProfileGeneric, GXDLMSRegister
+
+from meterd.core.profile import LOAD_PROFILE_OBIS
+from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD, make_keys
+from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
+from tests.dlms_harness import PtyIO, SocketIO, length_framed_hdlc_transport
+from tests.simmeter import SimMeter
+from tests.simmeter_dlms import ServedLinks
+
+pytestmark = pytest.mark.interop
+
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+LINKS = ("wrapper", "hdlc-pty")
+SECURITY = {16: "none", 17: "lls", 1: "hls-gmac"}
+MATRIX = [pytest.param(link, sap, id=f"{link}-{SECURITY[sap]}") for link in LINKS for sap in SECURITY]
+READ_WRITE_DENIED = 3
+OBJECT_UNDEFINED = 4
+SCALER_UNIT = {3: 3, 4: 3, 5: 4}  # class id -> attribute holding scaler_unit
+CLOCK_LN = "0.0.1.0.0.255"
+CLOCK = cosem.CosemAttribute(enumerations.CosemInterface.CLOCK, cosem.Obis(0, 0, 1, 0, 0), 2)
+LP = cosem.CosemAttribute(enumerations.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2)
+OBJECT_LIST = cosem.CosemAttribute(enumerations.CosemInterface.ASSOCIATION_LN, cosem.Obis(0, 0, 40, 0, 0), 2)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimMeter, ServedLinks]]:
+    state: Path = tmp_path_factory.mktemp("matrix")
+    make_keys(state / "dlms-keys.toml").save()  # throwaway test keys the clients know
+    # power quality from the chip's registers: the same COSEM objects as the waveform chain, cheaply
+    meter = SimMeter(state, sim={"start_utc": START.isoformat(), "current_a": 0.2}, display={"kind": "dummy"},
+                     revenue={"max_cycle_gap_s": 2000.0},
+                     power_quality={"enabled": True, "source": "chip", "chip_period_s": 5.0})
+    meter.run(86400, 900)
+    links = ServedLinks(meter)
+    yield meter, links
+    links.stop()
+    meter.close()
+
+
+@pytest.fixture
+def server_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """The server's own log: a request that raised inside the server is logged there."""
+    caplog.set_level(logging.INFO, logger="meterd.cosem")
+    return caplog
+
+
+def assert_no_server_failure(log: pytest.LogCaptureFixture) -> None:
+    """No warning, traceback, failed request or bad APDU in the server's log (the association's own
+    INFO records prove the log of the server's thread was captured)."""
+    records = [r for r in log.records if r.name.startswith("meterd.cosem")]
+    assert any("association" in r.getMessage() for r in records)
+    failures = [r.getMessage() for r in records if r.levelno >= logging.WARNING or r.exc_info
+                or "failed" in r.getMessage() or "bad APDU" in r.getMessage()]
+    assert failures == []
+
+
+# ---------------------------------------------------------------- gurux
+
+
+def _io(links: ServedLinks, link: str) -> SocketIO | PtyIO:
+    return SocketIO(links.port) if link == "wrapper" else PtyIO(links.pty_path)
+
+
+class _Gurux:
+    """A gurux association on one link; closes the association and the line."""
+
+    def __init__(self, links: ServedLinks, link: str, sap: int) -> None:
+        self.io = _io(links, link)
+        client = make_client(sap, hdlc=link != "wrapper", invocation_counter=links.next_client_ic())
+        self.gs = GuruxSession(client, self.io.send, self.io.receive)
+        self.gs.connect()
+
+    def __enter__(self) -> GuruxSession:
+        return self.gs
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.gs.close()
+        finally:
+            self.io.close()
+
+
+def _attribute_order(obj: Any) -> list[int]:
+    """Every attribute; a profile's capture objects (3) before its buffer (2), which gurux needs."""
+    order = list(range(1, obj.getAttributeCount() + 1))
+    if obj.objectType == ObjectType.PROFILE_GENERIC:
+        order.remove(3)
+        order.insert(1, 3)
+    return order
+
+
+def _readable(access: Any) -> bool:
+    return int(access) & int(AccessMode.READ) != 0
+
+
+def _check_gurux_value(obj: Any, attribute: int, value: Any) -> None:
+    """Values gurux decoded have the types their class defines."""
+    where = f"{obj.logicalName} class {int(obj.objectType)} attribute {attribute}"
+    if attribute == 1:
+        assert obj.logicalName.count(".") == 5, where
+    elif obj.objectType in (ObjectType.REGISTER, ObjectType.EXTENDED_REGISTER) and attribute == 2:
+        assert isinstance(value, int | float) and not isinstance(value, bool), where
+    elif attribute == SCALER_UNIT.get(int(obj.objectType)):
+        assert obj.scaler != 0 and int(obj.unit) > 0, where  # gurux keeps 10**scaler; unit enum 1..255
+    elif obj.objectType == ObjectType.CLOCK and attribute == 2:
+        assert isinstance(obj.time, GXDateTime) and obj.time.value.year >= 2026, where
+    elif obj.objectType == ObjectType.PROFILE_GENERIC and attribute == 2:
+        assert all(len(row) == len(obj.captureObjects) for row in obj.buffer), where
+
+
+@pytest.mark.parametrize("link,sap", MATRIX)
+def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap: int) -> None:
+    meter, links = served
+    read = refused = 0
+    failures: list[str] = []
+    with _Gurux(links, link, sap) as gs:
+        objects = list(gs.object_list())
+        names = {o.logicalName for o in objects}
+        assert CLOCK_LN in names and "0.0.40.0.0.255" in names
+        if sap == 16:
+            assert len(objects) < 10 and "1.0.1.8.0.255" not in names
+        else:  # the whole meter: energy, instantaneous, profiles, power quality, payment
+            assert {"1.0.1.8.0.255", "1.0.32.7.0.255", LOAD_PROFILE_OBIS, "0.0.19.0.0.255"} <= names
+            assert len(objects) > 190
+        for obj in objects:
+            for attribute in _attribute_order(obj):
+                if _readable(obj.getAccess(attribute)):
+                    try:
+                        value = gs.read(obj, attribute)
+                        _check_gurux_value(obj, attribute, value)
+                        read += 1
+                    except (DlmsClientError, AssertionError, ValueError, TypeError) as exc:
+                        failures.append(f"{obj.logicalName}/{attribute}: {exc!r}")
+                else:
+                    with pytest.raises(DlmsClientError) as denied:
+                        gs.read(obj, attribute)
+                    assert denied.value.code == READ_WRITE_DENIED, f"{obj.logicalName}/{attribute}"
+                    refused += 1
+        # the association answers normally after every refusal
+        assert gs.read(GXDLMSClock(), 2) is not None
+    assert failures == []
+    assert refused >= 1  # at least the association's secret (attribute 7)
+    assert read > (20 if sap == 16 else 1000)
+    assert_no_server_failure(server_log)
+
+
+@pytest.mark.parametrize("link", LINKS)
+def test_gurux_public_client_is_refused_what_it_does_not_see(served, server_log, link: str) -> None:
+    meter, links = served
+    with _Gurux(links, "wrapper", 17) as gs:
+        reader_view = {o.logicalName: o for o in gs.object_list()}
+    with _Gurux(links, link, 16) as gs:
+        public_view = {o.logicalName for o in gs.object_list()}
+        hidden = [o for ln, o in reader_view.items() if ln not in public_view]
+        assert len(hidden) > 150
+        codes = set()
+        for obj in hidden:
+            with pytest.raises(DlmsClientError) as denied:
+                gs.read_raw(obj, 2)
+            codes.add(denied.value.code)
+        assert codes <= {READ_WRITE_DENIED, OBJECT_UNDEFINED}
+        register = GXDLMSRegister("1.0.1.8.0.255")
+        with pytest.raises(DlmsClientError):
+            gs.read(register, 2)
+        assert gs.read(GXDLMSClock(), 2) is not None
+    assert_no_server_failure(server_log)
+
+
+@pytest.mark.parametrize("link,sap", MATRIX)
+def test_gurux_sets_the_clock_only_in_the_management_association(served, link: str, sap: int) -> None:
+    meter, links = served
+    before = meter.clock.utc()
+    target = before.replace(microsecond=0) + dt.timedelta(seconds=90)
+    with _Gurux(links, link, sap) as gs:
+        clock = GXDLMSClock()
+        gs.read(clock, 2)
+        clock.time = GXDateTime(target)
+        if sap != 1:
+            with pytest.raises(DlmsClientError) as denied:
+                gs.write(clock, 2)
+            assert denied.value.code == READ_WRITE_DENIED
+            assert meter.clock.utc() == before
+            return
+        gs.write(clock, 2)
+        assert meter.clock.utc() == target
+        gs.read(clock, 2)
+        assert clock.time.value.astimezone(dt.UTC) == target
+
+
+def _stored_rows(meter: SimMeter, start: dt.datetime, end: dt.datetime) -> list[Any]:
+    return list(meter.daemon.services["revenue"].load_profile.rows_between(start, end))
+
+
+@pytest.mark.parametrize("link,sap", MATRIX)
+def test_gurux_reads_the_load_profile_by_range(served, link: str, sap: int) -> None:
+    meter, links = served
+    start, end = START + dt.timedelta(hours=6), START + dt.timedelta(hours=12)
+    with _Gurux(links, link, sap) as gs:
+        pg = GXDLMSProfileGeneric(LOAD_PROFILE_OBIS)
+        if sap == 16:
+            with pytest.raises(DlmsClientError) as denied:
+                gs.read(pg, 3)
+            assert denied.value.code in (READ_WRITE_DENIED, OBJECT_UNDEFINED)
+            return
+        gs.read(pg, 3)
+        rows = gs.rows_by_range(pg, start, end)
+    stored = _stored_rows(meter, start, end)
+    assert len(stored) == 25  # one row every 15 min, both ends included
+    assert [r[0].value.astimezone(dt.UTC) for r in rows] == [s.utc for s in stored]
+    assert all(len(r) == len(pg.captureObjects) for r in rows)
+
+
+# ---------------------------------------------------------------- dlms-cosem
+
+
+def _cosem_client(links: ServedLinks, link: str, sap: int) -> CosemClient:
+    if link == "wrapper":
+        transport = TcpTransport(client_logical_address=sap, server_logical_address=1,
+                                 io=BlockingTcpIO(host="127.0.0.1", port=links.port))
+    else:  # dlms-cosem's own reader cuts frames at the first 0x7E: read them by length
+        transport = length_framed_hdlc_transport(PtyIO(links.pty_path), sap)
+    if sap == 16:
+        return CosemClient(transport=transport, authentication=NoSecurityAuthentication())
+    if sap == 17:
+        return CosemClient(transport=transport, authentication=LowLevelSecurityAuthentication(secret=TEST_PASSWORD))
+    return CosemClient(transport=transport, authentication=HighLevelSecurityGmacAuthentication(challenge_length=32),
+                       encryption_key=TEST_GUEK, authentication_key=TEST_GAK, client_system_title=CLIENT_TITLE,
+                       client_initial_invocation_counter=links.next_client_ic())
+
+
+@pytest.fixture(autouse=True)
+def _quiet_dlms_cosem() -> Iterator[None]:
+    """dlms-cosem logs every frame at debug level through structlog: keep warnings only."""
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    yield
+    structlog.reset_defaults()
+
+
+def _decode(raw: bytes) -> Any:
+    """dlms-cosem's decoder; it has none for bit-string, which pydlms's decoder then reads."""
+    try:
+        return utils.parse_as_dlms_data(raw)
+    except NotImplementedError as exc:
+        assert "BitString" in str(exc)
+        from pydlms import decode_data
+
+        value, end = decode_data(raw)
+        assert end == len(raw) and "BIT_STRING" in repr(value)
+        return value
+
+
+def _utc(raw: bytes) -> dt.datetime:
+    """A COSEM date-time decoded by dlms-cosem, as aware UTC. The deviation must be specified;
+    dlms-cosem returns a naive datetime for deviation 0 (it tests the offset for truth)."""
+    assert len(raw) == 12 and raw[9:11] != b"\x80\x00"
+    value, _status = cosem_time.datetime_from_bytes(raw)
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _check_cosem_value(class_id: int, attribute: int, value: Any) -> None:
+    where = f"class {class_id} attribute {attribute}"
+    if attribute == 1:
+        assert isinstance(value, bytes) and len(value) == 6, where
+    elif class_id in (3, 4) and attribute == 2:
+        assert isinstance(value, int) and not isinstance(value, bool), where
+    elif attribute == SCALER_UNIT.get(class_id):
+        scaler, unit = value
+        assert -12 <= scaler <= 12 and 1 <= unit <= 255, where
+    elif class_id == 8 and attribute == 2:
+        assert _utc(value).year >= 2026, where
+    elif class_id == 7 and attribute in (2, 3):
+        assert isinstance(value, list), where
+
+
+@pytest.mark.parametrize("link,sap", MATRIX)
+def test_dlms_cosem_reads_every_readable_attribute(served, server_log, link: str, sap: int) -> None:
+    meter, links = served
+    failures: list[str] = []
+    read = refused = 0
+    with _cosem_client(links, link, sap).session() as c:
+        object_list = utils.parse_as_dlms_data(c.get(OBJECT_LIST))  # decoded by dlms-cosem itself
+        lns = {bytes(ln) for _cls, _ver, ln, _rights in object_list}
+        assert bytes([0, 0, 1, 0, 0, 255]) in lns
+        assert (bytes([1, 0, 1, 8, 0, 255]) in lns) is (sap != 16)
+        for class_id, _version, ln, (attribute_rights, _method_rights) in object_list:
+            for attribute, mode, _selectors in attribute_rights:
+                target = cosem.CosemAttribute(enumerations.CosemInterface(class_id), cosem.Obis.from_bytes(ln),
+                                              attribute)
+                if mode not in (1, 3):  # neither read-only nor read-and-write: refused, the standard way
+                    with pytest.raises(DataResultError, match="READ_WRITE_DENIED"):
+                        c.get(target)
+                    refused += 1
+                    continue
+                try:
+                    _check_cosem_value(class_id, attribute, _decode(c.get(target)))
+                    read += 1
+                except (DataResultError, DlmsClientException, AssertionError, ValueError, TypeError) as exc:
+                    failures.append(f"{cosem.Obis.from_bytes(ln).to_string()}/{attribute}: {exc!r}")
+    assert failures == []
+    assert read > (20 if sap == 16 else 1000)
+    assert refused >= 1  # at least the association's secret (attribute 7)
+    assert_no_server_failure(server_log)
+
+
+@pytest.mark.parametrize("link,sap", MATRIX)
+def test_dlms_cosem_sets_the_clock_only_in_the_management_association(served, link: str, sap: int) -> None:
+    meter, links = served
+    before = meter.clock.utc()
+    target = before.replace(microsecond=0) + dt.timedelta(seconds=90)
+    with _cosem_client(links, link, sap).session() as c:
+        response = c.set(CLOCK, b"\x09\x0c" + cosem_time.datetime_to_bytes(target))
+        if sap != 1:
+            assert response.result == enumerations.DataAccessResult.READ_WRITE_DENIED
+            assert meter.clock.utc() == before
+            return
+        assert response.result == enumerations.DataAccessResult.SUCCESS
+        read_back = _utc(utils.parse_as_dlms_data(c.get(CLOCK)))
+    assert meter.clock.utc() == target
+    assert read_back == target
+
+
+@pytest.mark.parametrize("link,sap", MATRIX)
+def test_dlms_cosem_reads_the_load_profile_by_range(served, link: str, sap: int) -> None:
+    meter, links = served
+    start, end = START + dt.timedelta(hours=12), START + dt.timedelta(hours=15)
+    clock_column = CaptureObject(CLOCK)
+    with _cosem_client(links, link, sap).session() as c:
+        descriptor = RangeDescriptor(clock_column, start, end)
+        if sap == 16:
+            with pytest.raises(DataResultError, match="READ_WRITE_DENIED|OBJECT_UNDEFINED"):
+                c.get(LP, access_descriptor=descriptor)
+            return
+        rows = utils.parse_as_dlms_data(c.get(LP, access_descriptor=descriptor))
+    stored = _stored_rows(meter, start, end)
+    assert len(stored) == 13
+    assert [_utc(r[0]) for r in rows] == [s.utc for s in stored]
+    assert [list(r[1:]) for r in rows] == [list(s.values) for s in stored]
