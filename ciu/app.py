@@ -12,10 +12,14 @@ Configuration (TOML, every key optional; unknown keys are refused)::
                gpio_dc = 24  gpio_rst = 25  gpio_light = 18  capture_dir = "var/ciu/screens"
     [keypad]   kind = "matrix"  rows = [5, 6, 13, 19]  cols = [12, 16, 20, 21]  socket = "var/ciu/keys.sock"
     [ui]       lang = "en"
+    [buzzer]   pin = 17  pin_factory = "auto"  low_credit_repeat_s = 600.0
 
 Without a file the back ends are the PC ones: ``display.kind = "png"`` and ``keypad.kind = "sim"``
 (the UNIX socket keypad, plus stdin when it is a terminal); the Pi's file names ``st7789`` and
-``matrix``.
+``matrix``. The buzzer (``pin`` BCM, -1 = none; a gpiozero ``Buzzer``, active high) beeps on low
+credit (again every ``low_credit_repeat_s``) and on a token result; short code 81 mutes it.
+``pin_factory = "auto"`` is gpiozero's default factory (lgpio) with the matrix keypad and a mock pin
+with the PC back ends, so the simulated CIU runs the same buzzer code.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ciu.core.buzzer import Buzzer
 from ciu.core.state import CiuState
 from ciu.runtime.client import CiuLinkClient
 from ciu.runtime.daemon import CiuLoop
 from ciu.runtime.notify import notify, watchdog_interval_s
+from hw.gpio import make_pin_factory
 from hw.keypad import CompositeKeypad, MatrixKeypad, SocketKeypad, StreamKeypad
 from hw.lcd import make_device, raqm_available
 from hw.serial_link import open_port
@@ -49,6 +55,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                 "gpio_rst": 25, "gpio_light": 18, "capture_dir": "var/ciu/screens"},
     "keypad": {"kind": "sim", "rows": [5, 6, 13, 19], "cols": [12, 16, 20, 21], "socket": "var/ciu/keys.sock"},
     "ui": {"lang": "en"},
+    "buzzer": {"pin": 17, "pin_factory": "auto", "low_credit_repeat_s": 600.0},
 }
 
 
@@ -83,6 +90,10 @@ def load_config(path: str | None, overrides: dict[str, dict[str, Any]]) -> dict[
                 config[section][key] = value
     if config["ui"]["lang"] not in ("en", "ar"):
         raise CiuConfigError("ui.lang: must be en or ar")
+    if not -1 <= config["buzzer"]["pin"] <= 27:
+        raise CiuConfigError("buzzer.pin: must be a BCM pin 0-27, or -1 for none")
+    if config["buzzer"]["low_credit_repeat_s"] < 10.0:
+        raise CiuConfigError("buzzer.low_credit_repeat_s: must be at least 10 s")
     return config
 
 
@@ -144,6 +155,20 @@ def build_keypad(cfg: dict[str, Any]) -> Any:
             pads.append(TerminalKeypad())
         return pads[0] if len(pads) == 1 else CompositeKeypad(pads)
     raise CiuConfigError(f"keypad.kind: unknown keypad {kind!r} (matrix, stdin, socket, sim)")
+
+
+def build_buzzer(cfg: dict[str, Any], keypad_kind: str, clock: MonotonicClock) -> tuple[Buzzer | None, Any]:
+    """The buzzer and its gpiozero device (to close), or (None, None) without a pin."""
+    if cfg["pin"] < 0:
+        return None, None
+    from gpiozero import Buzzer as GpioBuzzer
+
+    name = cfg["pin_factory"]
+    if name == "auto":
+        name = "" if keypad_kind == "matrix" else "mock"
+    factory = make_pin_factory(name) if name else None
+    device = GpioBuzzer(cfg["pin"], active_high=True, initial_value=False, pin_factory=factory)
+    return Buzzer(lambda on: device.on() if on else device.off(), clock, cfg["low_credit_repeat_s"]), device
 
 
 def build_display(cfg: dict[str, Any]) -> Any:
@@ -238,7 +263,8 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
     state = CiuState(clock, lambda: secrets.randbits(32), lang=config["ui"]["lang"])
     client = CiuLinkClient(state, link, port, on_pair_key=lambda key: write_pair_key(key_path, key))
     keypad = build_keypad(config["keypad"])
-    loop = CiuLoop(client, keypad, build_display(config["display"]))
+    buzzer, buzzer_device = build_buzzer(config["buzzer"], config["keypad"]["kind"], clock)
+    loop = CiuLoop(client, keypad, build_display(config["display"]), buzzer)
     announce(config)
     notify("READY=1\nSTATUS=CIU running")
     log.info("CIU running on %s (%s)", config["link"]["port"], "paired" if link.paired else "not paired")
@@ -261,6 +287,8 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
         notify("STOPPING=1")  # signals still only set the flag: the clean-up always completes
         with contextlib.suppress(AttributeError, OSError):
             keypad.close()
+        if buzzer_device is not None:
+            buzzer_device.close()
         port.close()
     if stop.signum is not None:
         log.info("CIU stopped (%s)", signal.Signals(stop.signum).name)

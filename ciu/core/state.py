@@ -4,7 +4,7 @@ Keys: ``"0"``-``"9"``, ``BACK``, ``ENTER``, ``CLEAR``, ``LANG`` (English/Arabic)
 (cycles through the short codes). Typing 20 digits then ENTER submits a token; typing a 1-2
 digit short code then ENTER asks the meter for information (1 credit, 2 last token, 3 power,
 4 tamper, 5 time, 6 relay, 7 energy); ``80`` then ENTER opens pairing: the installer types the
-code shown on the meter LCD, then ENTER. Time is the injected monotonic clock (s).
+code shown on the meter LCD, then ENTER; ``81`` then ENTER mutes the buzzer (again: unmutes). Time is the injected monotonic clock (s).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ciu.core.entry import TOKEN_DIGITS, TokenEntry, group_digits
 from meterd.proto.ciu_link import FieldValue, MonoClock, ShortCode
 
 PAIRING_SHORT_CODE = "80"
+MUTE_SHORT_CODE = "81"  # buzzer off / on (local: not sent to the meter)
 DIGIT_KEYS = frozenset("0123456789")
 KEYS = DIGIT_KEYS | {"BACK", "ENTER", "CLEAR", "LANG", "INFO"}
 # keypad legend (hw.keypad) -> CIU key
@@ -69,6 +70,7 @@ class View:
     alarm: bool = False  # low credit
     utc_s: int | None = None
     utc_offset_s: int | None = None  # the meter's legal time minus UTC (s); None: a v1 meter, show UTC
+    muted: bool = False  # buzzer muted by short code 81
 
     @property
     def local_s(self) -> int | None:
@@ -205,6 +207,12 @@ class CiuState:
             self._entry.clear()
             self._wait(request_id, entry=group_digits(digits))
             return [SendToken(request_id, digits)]
+        if digits == MUTE_SHORT_CODE:
+            muted = not self._view.muted
+            self._home(notice="buzzer_off" if muted else "buzzer_on")
+            self._set(muted=muted)
+            self._deadline_mono = self._clock.mono() + self._timers.result_s  # the notice then goes
+            return []
         if digits == PAIRING_SHORT_CODE:
             self._entry.clear()
             self._pair.clear()

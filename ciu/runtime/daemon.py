@@ -1,4 +1,4 @@
-"""The CIU's main loop step: keypad keys in, link pumped, display refreshed when the view changed.
+"""The CIU's main loop step: keypad keys in, link pumped, buzzer fed, display refreshed when the view changed.
 
 The clock on the screen shows hours and minutes, so the seconds of the view do not cause frames."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
+from ciu.core.buzzer import Buzzer
 from ciu.core.state import KEYMAP, View
 from ciu.runtime.client import CiuLinkClient
 from ciu.ui.render import render
@@ -19,10 +20,11 @@ class Keypad(Protocol):
 class CiuLoop:
     """One iteration per :meth:`step`; the app calls it every 20 ms, tests call it with a SimClock."""
 
-    def __init__(self, client: CiuLinkClient, keypad: Keypad, device: Any) -> None:
+    def __init__(self, client: CiuLinkClient, keypad: Keypad, device: Any, buzzer: Buzzer | None = None) -> None:
         self.client = client
         self._keypad = keypad
         self._device = device
+        self.buzzer = buzzer
         self._shown: tuple[View, int | None] | None = None
         self.frames = 0
 
@@ -34,6 +36,9 @@ class CiuLoop:
                 self.client.press(key)
         self.client.pump()
         view = self.client.state.view()
+        if self.buzzer is not None:
+            self.buzzer.observe(view)
+            self.buzzer.tick()
         minute = None if view.local_s is None else view.local_s // 60
         shown = (replace(view, utc_s=None), minute)  # the screen shows hours and minutes only
         if shown == self._shown:

@@ -33,6 +33,8 @@ TEXTS: dict[str, dict[str, str]] = {
     "paired": {"en": "Paired", "ar": "تم الاقتران"},
     "pair_check": {"en": "Meter must show", "ar": "يجب أن يعرض العداد"},
     "pair_failed": {"en": "Pairing failed", "ar": "فشل الاقتران"},
+    "buzzer_off": {"en": "Buzzer off", "ar": "الصافرة متوقفة"},
+    "buzzer_on": {"en": "Buzzer on", "ar": "الصافرة تعمل"},
     # token result codes from the meter
     "code_accepted": {"en": "Accepted", "ar": "مقبول"},
     "code_used": {"en": "Already used", "ar": "رمز مستخدم"},
