@@ -323,7 +323,7 @@ class ModelIecLocalPortSetup(AttributeTable, GXDLMSIECLocalPortSetup):  # type: 
         super().__init__(ln)
         if proposed_baud not in self.BAUD_CODES:
             raise CosemError(f"IEC local port setup: no baud code for {proposed_baud} Bd")
-        self._values = {
+        self._values: dict[int, tuple[int, axdr.Scalar]] = {
             2: (axdr.ENUM, 0), 3: (axdr.ENUM, 0), 4: (axdr.ENUM, self.BAUD_CODES[proposed_baud]),
             5: (axdr.ENUM, 0), 6: (axdr.OCTET_STRING, device_address.encode("ascii")),
             7: (axdr.OCTET_STRING, b""), 8: (axdr.OCTET_STRING, b""), 9: (axdr.OCTET_STRING, b""),
