@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from meterd.core.sts import (
     commission,
 )
 from meterd.core.sts.cipher import core_cipher_factory
+from meterd.core.sts.codec import encode_token
 from meterd.core.sts.vending import (
     credit_token,
     currency_token,
@@ -360,3 +362,28 @@ def test_any_valid_credit_token_round_trips(tid: int, field16: int) -> None:
         assert result.result == ResultName.USED  # slots are pre-filled with TID 0
     else:
         assert result.result == ResultName.ACCEPT and result.amount_tenths == decode_amount16(field16)
+
+
+_VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "sts-vectors.json").read_text())
+NEGATIVE = [v for v in _VECTORS if v["kind"] == "negative_token"]
+
+
+@pytest.mark.parametrize("vec", NEGATIVE, ids=[v["id"] for v in NEGATIVE])
+def test_negative_vectors_through_the_processor_are_crc_errors(vec: dict[str, Any]) -> None:
+    key_inputs = vec["key_inputs"]
+    reg = KeyRegister(key=bytes.fromhex(vec["decoder_key_hex"]), ea=vec["ea"], kt=key_inputs["kt"],
+                      krn=key_inputs["krn"], ti=int(key_inputs["ti"]), ken=key_inputs["ken"],
+                      sgc=int(key_inputs["sgc"]), base_date=key_inputs["base_date"])
+    proc, store, _ = make(reg)
+    saves = len(store.saved)
+    result = proc.submit(vec["token"])
+    assert result.result == ResultName.CRC and not result.accepted and result.number == 13
+    assert len(store.saved) == saves and proc.state.tid_memory == store.saved[-1].tid_memory
+
+
+def test_reserved_class_3_is_a_function_error_when_its_crc_holds() -> None:
+    proc, store, _ = make()
+    saves = len(store.saved)
+    well_formed = encode_token(3, (4 << 60) | (5 << 56) | (123 << 32) | (77 << 16), None)
+    assert proc.submit(well_formed).result == ResultName.FUNCTION
+    assert proc.lockout_rejects == 0 and len(store.saved) == saves

@@ -184,7 +184,7 @@ class TokenProcessor:
         if token_class == 1:
             return self._class1(split_fields(1, transferred, self._state.key_register.ea))
         if token_class == 3:
-            raise _Reject(ResultName.FUNCTION)
+            raise _Reject(self._reserved_class(transferred))
         decoded = self._decrypt(token_class, transferred)
         if token_class == 2 and decoded.subclass in KCT_SUBCLASSES:
             return self._key_change(decoded)
@@ -202,6 +202,19 @@ class TokenProcessor:
             self._lockout = _Lockout()
             self._save_lockout()
         return decoded
+
+    def _reserved_class(self, transferred: int) -> ResultName:
+        """Class 3 is reserved. The class bits are protected only by the CRC, so a token whose CRC
+        fails both on the block as received and on the decrypted block is a corrupted token
+        (CRCError, counted towards lockout: a mistyped digit can turn a class 0/2 token into
+        class 3); a class 3 token whose CRC holds is well formed but unsupported (FunctionError)."""
+        register = self._state.key_register
+        cipher = self._cipher_factory(register.ea, register.key)
+        decrypted = int.from_bytes(cipher.decrypt_block(transferred.to_bytes(8, "big")), "big")
+        if any(split_fields(3, block, register.ea).crc_ok for block in (transferred, decrypted)):
+            return ResultName.FUNCTION
+        self._count_reject()
+        return ResultName.CRC
 
     def _count_reject(self) -> None:
         cfg = self._config
