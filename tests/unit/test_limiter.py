@@ -166,3 +166,38 @@ def test_config_validation() -> None:
         LimiterConfig(min_over_threshold_duration_s=-1)
     with pytest.raises(LimiterConfigError):
         LimiterConfig(max_reconnect_attempts=-1)
+
+
+def spread(t: float, phase_w: tuple[float, float, float]) -> Reading:
+    phases = tuple(PhaseValues(voltage_v=230.0, current_a=5.0, active_power_w=w) for w in phase_w)
+    return Reading(mono_s=t, phases=phases, energy={}, total_active_power_w=sum(phase_w))  # type: ignore[arg-type]
+
+
+def test_phase_unbalance_limit_uses_the_minimum_duration_and_the_spread_of_phase_powers() -> None:
+    lim = Limiter(CFG)
+    lim.set_max_phase_unbalance_w(1_000.0)           # 900 W spread, high total: never over the limit
+    assert all(not lim.evaluate(spread(t, (3_000.0, 2_100.0, 2_500.0)), NOW) for t in range(0, 30))
+    assert lim.state is LimiterState.ARMED
+    lim = Limiter(CFG)
+    lim.set_max_phase_unbalance_w(1_200.0)
+    for t in range(0, 9):                            # spread 1.3 kW for 9 s, then balanced
+        assert lim.evaluate(spread(t, (2_000.0, 700.0, 1_000.0)), NOW) == []
+    assert lim.evaluate(spread(9, (1_000.0, 1_000.0, 1_000.0)), NOW) == []
+    actions = [a for t in range(10, 21) for a in lim.evaluate(spread(t, (2_000.0, 700.0, 1_000.0)), NOW)]
+    assert [(a.kind, a.cause, a.value, a.threshold, a.mono_s) for a in actions] == [
+        (ActionKind.DISCONNECT, Cause.UNBALANCE, 1_300.0, 1_200.0, 20)]
+    lim.set_max_phase_unbalance_w(0.0)
+    assert lim.max_phase_unbalance_w is None and Cause.UNBALANCE not in lim.limits(spread(0, (9e3, 0, 0)), NOW)
+    with pytest.raises(LimiterConfigError):
+        lim.set_max_phase_unbalance_w(-1.0)
+
+
+def test_limiter_config_round_trips_through_its_dict() -> None:
+    cfg = LimiterConfig(monitored=Monitored.CURRENT, threshold_normal=40.0, max_reconnect_attempts=7,
+                        emergency_profile=EmergencyProfile(3, NOW, 900.0), emergency_group_ids=frozenset({3}))
+    assert LimiterConfig.from_dict(cfg.to_dict()) == cfg
+    assert LimiterConfig.from_dict(LimiterConfig().to_dict()) == LimiterConfig()
+    with pytest.raises(LimiterConfigError):
+        LimiterConfig.from_dict({**cfg.to_dict(), "threshold_normal": 0})
+    with pytest.raises(LimiterConfigError):
+        LimiterConfig.from_dict({"monitored": "1-0:1.7.0.255"})

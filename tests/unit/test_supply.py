@@ -112,3 +112,34 @@ def test_changeover_break_before_make(changeover) -> None:
     assert co.select("solar") is False
     with pytest.raises(ValueError):
         co.select("diesel")
+
+
+def test_solar_presence_input_is_judged_with_the_same_durations() -> None:
+    sel = SupplySelector(CFG)
+    assert sel.update(230.0, None, 0.0, solar_present=True) is None
+    assert sel.update(0.0, None, 1.0, solar_present=True) is None     # grid low for < 2 s
+    event = sel.update(0.0, None, 3.0, solar_present=True)
+    assert event is not None and event.to_source is Source.SOLAR and event.reason is SwapReason.LOSS
+    assert event.solar_present is True and event.solar_voltage_v is None
+    sel.update(230.0, None, 4.0, solar_present=False)                 # solar goes, grid is back
+    assert sel.update(230.0, None, 5.0, solar_present=False) is None  # grid not trusted yet (10 s)
+    events = [e for t in range(6, 16) if (e := sel.update(230.0, None, float(t), solar_present=False))]
+    # solar absent for 2 s while the grid still has to prove itself: both lost, then the grid
+    assert [(e.to_source, e.reason, e.mono_s) for e in events] == [
+        (Source.SOLAR, SwapReason.BOTH_LOST, 6.0), (Source.GRID, SwapReason.LOSS, 14.0)]
+    absent = SupplySelector(CFG)
+    absent.update(230.0, None, 0.0, solar_present=False)
+    lost = [e for t in range(1, 5) if (e := absent.update(0.0, None, float(t), solar_present=False))]
+    assert [e.reason for e in lost] == [SwapReason.BOTH_LOST]
+
+
+def test_restored_source_and_the_preferred_one_must_prove_itself() -> None:
+    sel = SupplySelector(CFG)
+    sel.restore(Source.SOLAR)
+    assert sel.active is Source.SOLAR and sel.healthy(Source.GRID) is False
+    assert run(sel, 0.0, 9.5, 230.0, 230.0) == []
+    events = run(sel, 9.5, 12.0, 230.0, 230.0)
+    assert [(e.to_source, e.reason) for e in events] == [(Source.GRID, SwapReason.RETURN)]
+    stays = SupplySelector(CFG)
+    stays.restore(Source.GRID)
+    assert stays.healthy(Source.GRID) is None and run(stays, 0.0, 5.0, 230.0, 230.0) == []
