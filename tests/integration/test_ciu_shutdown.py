@@ -37,9 +37,9 @@ def test_sigint_then_sigterm_exit_cleanly(tmp_path: Path, second: signal.Signals
             for _ in range(n):  # more signals during the clean-up
                 proc.send_signal(signal.SIGTERM)
             try:
-                _, stderr = proc.communicate(timeout=20)
+                _, stderr = proc.communicate(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 raise
-            assert proc.returncode == 0, stderr
+            assert proc.returncode == 0, (proc.returncode, stderr)
             assert "Traceback" not in stderr and "CIU stopped (SIGINT)" in stderr, stderr
