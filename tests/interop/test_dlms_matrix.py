@@ -145,7 +145,7 @@ def _check_gurux_value(obj: Any, attribute: int, value: Any) -> None:
 @pytest.mark.parametrize("link,sap", MATRIX)
 def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap: int) -> None:
     meter, links = served
-    read = refused = 0
+    read = refused = scaled = 0
     failures: list[str] = []
     with _Gurux(links, link, sap) as gs:
         objects = list(gs.object_list())
@@ -163,6 +163,7 @@ def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap
                         value = gs.read(obj, attribute)
                         _check_gurux_value(obj, attribute, value)
                         read += 1
+                        scaled += attribute == SCALER_UNIT.get(int(obj.objectType))
                     except (DlmsClientError, AssertionError, ValueError, TypeError) as exc:
                         failures.append(f"{obj.logicalName}/{attribute}: {exc!r}")
                 else:
@@ -175,6 +176,7 @@ def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap
     assert failures == []
     assert refused >= 1  # at least the association's secret (attribute 7)
     assert read > (20 if sap == 16 else 1000)
+    assert scaled == sum(int(o.objectType) in SCALER_UNIT for o in objects)  # every register has one
     assert_no_server_failure(server_log)
 
 
@@ -312,7 +314,7 @@ def _check_cosem_value(class_id: int, attribute: int, value: Any) -> None:
 def test_dlms_cosem_reads_every_readable_attribute(served, server_log, link: str, sap: int) -> None:
     meter, links = served
     failures: list[str] = []
-    read = refused = 0
+    read = refused = scaled = 0
     with _cosem_client(links, link, sap).session() as c:
         object_list = utils.parse_as_dlms_data(c.get(OBJECT_LIST))  # decoded by dlms-cosem itself
         lns = {bytes(ln) for _cls, _ver, ln, _rights in object_list}
@@ -330,11 +332,13 @@ def test_dlms_cosem_reads_every_readable_attribute(served, server_log, link: str
                 try:
                     _check_cosem_value(class_id, attribute, _decode(c.get(target)))
                     read += 1
+                    scaled += attribute == SCALER_UNIT.get(class_id)
                 except (DataResultError, DlmsClientException, AssertionError, ValueError, TypeError) as exc:
                     failures.append(f"{cosem.Obis.from_bytes(ln).to_string()}/{attribute}: {exc!r}")
     assert failures == []
     assert read > (20 if sap == 16 else 1000)
     assert refused >= 1  # at least the association's secret (attribute 7)
+    assert scaled == sum(class_id in SCALER_UNIT for class_id, *_ in object_list)
     assert_no_server_failure(server_log)
 
 
@@ -360,8 +364,9 @@ def test_dlms_cosem_reads_the_load_profile_by_range(served, link: str, sap: int)
     meter, links = served
     start, end = START + dt.timedelta(hours=12), START + dt.timedelta(hours=15)
     clock_column = CaptureObject(CLOCK)
+    cet = dt.timezone(dt.timedelta(hours=1))  # the bounds go out as local time with deviation -60
     with _cosem_client(links, link, sap).session() as c:
-        descriptor = RangeDescriptor(clock_column, start, end)
+        descriptor = RangeDescriptor(clock_column, start.astimezone(cet), end.astimezone(cet))
         if sap == 16:
             with pytest.raises(DataResultError, match="READ_WRITE_DENIED|OBJECT_UNDEFINED"):
                 c.get(LP, access_descriptor=descriptor)
@@ -371,3 +376,60 @@ def test_dlms_cosem_reads_the_load_profile_by_range(served, link: str, sap: int)
     assert len(stored) == 13
     assert [_utc(r[0]) for r in rows] == [s.utc for s in stored]
     assert [list(r[1:]) for r in rows] == [list(s.values) for s in stored]
+
+
+# ---------------------------------------------------------------- pydlms (a third, strict decoder)
+
+# pydlms's serial transport polls the line every 5 ms: over the pty it walks only the public view;
+# the other pty cells are dlms-cosem's and gurux's.
+PYDLMS_MATRIX = [p for p in MATRIX if p.values[0] == "wrapper" or p.values[1] == 16]
+
+
+def _pydlms_client(links: ServedLinks, link: str, sap: int) -> Any:
+    from pydlms import DlmsClient, Mechanism, SecurityContext
+
+    settings: dict[str, Any] = {}
+    if sap == 17:
+        settings = {"mechanism": Mechanism.LLS, "password": TEST_PASSWORD}
+    elif sap == 1:
+        settings = {"mechanism": Mechanism.HLS_GMAC, "security": SecurityContext(
+            encryption_key=TEST_GUEK, authentication_key=TEST_GAK, client_system_title=CLIENT_TITLE,
+            invocation_counter=links.next_client_ic())}
+    if link == "wrapper":
+        return DlmsClient.tcp("127.0.0.1", links.port, client_sap=sap, **settings)
+    return DlmsClient.serial(links.pty_path, 9600, client_sap=sap, **settings)
+
+
+@pytest.mark.parametrize("link,sap", PYDLMS_MATRIX)
+def test_pydlms_reads_every_value_attribute(served, server_log, link: str, sap: int) -> None:
+    """Attribute 2 of every object (the value, buffer, list or setting of its class) and the
+    scaler_unit of every register, where the association view grants read access."""
+    from pydlms.cosem.types import DataType
+
+    meter, links = served
+    failures: list[str] = []
+    scaled = registers = 0
+    with _pydlms_client(links, link, sap) as m:
+        view = m.get_association_view()
+        assert len(view) < 10 if sap == 16 else len(view) > 190
+        for entry in view:
+            assert entry.rights is not None, entry
+            attributes = [2] + ([SCALER_UNIT[entry.class_id]] if entry.class_id in SCALER_UNIT else [])
+            registers += entry.class_id in SCALER_UNIT
+            for attribute in attributes:
+                if not entry.rights.can_read(attribute):
+                    continue
+                try:
+                    value = m.get(entry.logical_name, entry.class_id, attribute)
+                    if attribute == SCALER_UNIT.get(entry.class_id):
+                        assert value.tag == DataType.STRUCTURE and len(value.value) == 2
+                        scaler, unit = (item.value for item in value.value)
+                        assert -12 <= scaler <= 12 and 1 <= unit <= 255
+                        scaled += 1
+                    elif entry.class_id in (3, 4):
+                        assert isinstance(value.to_python(), int)
+                except Exception as exc:  # noqa: BLE001  every failure is listed, then asserted
+                    failures.append(f"{entry.logical_name}/{attribute}: {exc!r}")
+    assert failures == []
+    assert scaled == registers
+    assert_no_server_failure(server_log)
