@@ -4,11 +4,21 @@ The voltage is low-passed (2nd-order Butterworth at 1.2·f_nom) to suppress harm
 is the last sign change of the filtered signal before it leaves a ±``min_amplitude_v`` dead band
 on the other side (a Schmitt trigger, so that noise during an interruption does not count). Its
 position is interpolated linearly and shifted back by the filter's phase delay at the measured
-frequency. Without crossings the detector free-runs on the last good period.
+frequency. Without a crossing for 1.5 nominal half cycles (interruption, deep dip) the detector
+free-runs on the last good period, from the last good mark: a crossing is good when it lies
+half a period (±20 %) after the mark before it. The crossing the filter's ringing makes just
+after the voltage collapsed is late (it is not good), so the grid continues from the crossing
+before it and stays on the supply's own grid through the interruption. When the voltage
+returns, a crossing off that grid by more than 5 % of a half period (the filter's step response,
+or a real phase jump) is used only once the next crossing confirms it half a period later. The period is updated
+from good crossings one period apart (within ±5 %), as the median of the last five, so that one
+crossing the filter's ringing moved cannot change the free-running period.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +52,11 @@ class ZeroCrossingDetector:
         self._pending: float | None = None
         self.marks: list[Mark] = []  # recent marks, oldest first (trimmed by the caller)
         self._last_by_dir: dict[int, Mark] = {}
+        self._good: Mark | None = None  # the last real mark half a period after its predecessor
+        self._good_by_dir: dict[int, Mark] = {}
+        self._candidate: Mark | None = None  # a real crossing off the free-running grid, unconfirmed
+        self._anchor: Mark | None = None  # a confirmed crossing the free-running grid moves onto
+        self._periods: deque[float] = deque(maxlen=5)  # recent good periods (samples); the median is used
 
     def _phase_delay(self, period: float) -> float:
         """Phase delay of the pre-filter (samples) at the frequency of ``period`` samples."""
@@ -92,27 +107,68 @@ class ZeroCrossingDetector:
         self._pending = None
         self._strong_sign = sign
 
-    def _accept(self, mark: Mark, out: list[Mark]) -> None:
+    def _accept(self, mark: Mark, out: list[Mark]) -> bool:
         last = self.marks[-1] if self.marks else None
-        same = self._last_by_dir.get(mark.direction)
+        half = self.period / 2
+        if mark.real and last is not None and not last.real and abs(mark.index - last.index - half) > 0.025 * self.period:
+            # off the free-running grid: two consistent crossings move the grid onto them
+            if self._confirms(mark):
+                self._anchor, self._candidate = mark, None
+            else:
+                self._candidate = mark
+            return False
+        if last is None and mark.real and not self._confirms(mark):
+            self._candidate = mark  # the first crossing (filter start-up): confirmed by the next one
+            return False
         if last is not None and mark.index <= last.index:
-            return
+            return False
+        same = self._last_by_dir.get(mark.direction)
         if same is not None and mark.index - same.index < 0.4 * self._nominal_period:
-            return
-        if mark.real and same is not None and same.real:
-            period = mark.index - same.index
-            if 0.5 * self._nominal_period <= period <= 1.5 * self._nominal_period:
-                self.period = period
-                self._delay = self._phase_delay(period)
+            return False
+        if mark.real:
+            self._candidate = None
+        if mark.real and (last is None or abs(mark.index - last.index - half) <= 0.1 * self.period):
+            good = self._good_by_dir.get(mark.direction)
+            if same is not None and good is same:
+                period = mark.index - same.index
+                if abs(period - self.period) <= 0.05 * self.period:
+                    self._periods.append(period)
+                    self.period = float(np.median(self._periods))
+                    self._delay = self._phase_delay(self.period)
+            self._good = self._good_by_dir[mark.direction] = mark
         self.marks.append(mark)
         self._last_by_dir[mark.direction] = mark
         out.append(mark)
+        return True
+
+    def _confirms(self, mark: Mark) -> bool:
+        """True when ``mark`` lies half a period (±20 %) after the held off-grid crossing."""
+        c = self._candidate
+        return c is not None and c.direction != mark.direction and \
+            abs(mark.index - c.index - self.period / 2) <= 0.1 * self.period
 
     def _free_run_until(self, position: int, out: list[Mark]) -> None:
-        """Synthesise marks while no crossing arrived within one nominal cycle of the last mark."""
-        while self.marks and position > self.marks[-1].index + self._nominal_period:
-            last = self.marks[-1]
-            self._accept(Mark(last.index + self.period / 2, -last.direction, False), out)
+        """Synthesise marks while no crossing arrived within 1.5 nominal half cycles of the last mark."""
+        while self.marks and position > self.marks[-1].index + 0.75 * self._nominal_period:
+            if not self._accept(self._next_free_run(), out):
+                break
+
+    def _next_free_run(self) -> Mark:
+        """The next grid mark: half a period after the last mark; on the grid of a confirmed pair
+        of crossings off the old grid (re-lock), or, when the last real mark was not good (the
+        filter's ringing), on the grid of the last good mark."""
+        last = self.marks[-1]
+        half = self.period / 2
+        anchor, self._anchor = self._anchor, None
+        if anchor is None and last.real and self._good is not None and self._good is not last \
+                and last.index - self._good.index < 2 * self.period:
+            anchor = self._good
+        if anchor is None:
+            return Mark(last.index + half, -last.direction, False)
+        k = math.floor((last.index + 0.25 * half - anchor.index) / half) + 1
+        if anchor.direction * (-1) ** k == last.direction:
+            k += 1
+        return Mark(anchor.index + k * half, anchor.direction * (-1) ** k, False)
 
     def trim(self, keep: int) -> None:
         """Keep only the newest ``keep`` marks."""

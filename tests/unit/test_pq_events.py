@@ -159,3 +159,114 @@ def test_settings_are_validated() -> None:
         PqSettings(swell_threshold_pct=101.0)
     with pytest.raises(PqConfigError):
         PqSettings(hysteresis_pct=0.0)
+
+
+# --- exact expectations from ideal windows (power-quality.md §3.1, §5.2–5.4, §5.9) -------------------------
+# An independent reference: Urms(1/2) of every channel over the ideal one-cycle windows that start at
+# that channel's true zero crossings (integrated in closed form from the step schedule), merged in time
+# order, with the polyphase start/end rules. A compliant detector must reproduce its records.
+
+OMEGA = 2 * math.pi * F
+UDIN = 230.0
+
+
+def _energy(a: float, b: float, phi: float) -> float:
+    """∫_a^b (√2·Udin·sin(ωt − φ))² dt (V²·s)."""
+    return 2 * UDIN**2 * ((b - a) / 2 - (math.sin(2 * (OMEGA * b - phi)) - math.sin(2 * (OMEGA * a - phi))) / (4 * OMEGA))
+
+
+def _ideal_rms(steps: list[tuple[float, float, float]], phi: float, a: float, b: float) -> float:
+    cuts = sorted({a, b, *(x for on, off, _ in steps for x in (on, off) if a < x < b)})
+    total = 0.0
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
+        mid = (lo + hi) / 2
+        level = next((pu for on, off, pu in steps if on <= mid < off), 1.0)
+        total += level**2 * _energy(lo, hi, phi)
+    return math.sqrt(total / (b - a))
+
+
+def ideal_records(steps: dict[int, list[tuple[float, float, float]]], seconds: float, kind: str,
+                  threshold_pct: float, hysteresis_pct: float = 2.0) -> list[tuple[float, float, float]]:
+    """(start s, duration s, residual or maximum V) of the ``kind`` events the rules give."""
+    values = []
+    for p in range(3):
+        phi, offset = 2 * math.pi * p / 3, p * CYCLE_S / 3
+        starts = np.arange(offset, seconds - 2 * CYCLE_S, CYCLE_S / 2)
+        values += [(c + CYCLE_S, p, _ideal_rms(steps.get(p + 1, []), phi, c, c + CYCLE_S)) for c in starts]
+    values.sort()
+    high = kind == "swell"
+    thr = UDIN * threshold_pct / 100
+    end = UDIN * (threshold_pct + (-hysteresis_pct if high else hysteresis_pct)) / 100
+    latest: dict[int, float] = {}
+    records: list[tuple[float, float, float]] = []
+    open_: list[float] | None = None
+    for t, p, v in values:
+        latest[p] = v
+        beyond = [x > thr if high else x < thr for x in latest.values()]
+        back = [x <= end if high else x >= end for x in latest.values()]
+        if open_ is None:
+            if (len(latest) == 3 and all(beyond)) if kind == "interruption" else any(beyond):
+                open_ = [t, (max if high else min)(latest.values())]
+        else:
+            open_[1] = (max if high else min)(open_[1], v)
+            if any(back) if kind == "interruption" else all(back):
+                records.append((open_[0], t - open_[0], open_[1]))
+                open_ = None
+    return records
+
+
+def assert_matches_ideal(steps: dict[int, list[tuple[float, float, float]]], kind: str, threshold_pct: float,
+                         seconds: float = 1.2, tol_s: float = HALF_CYCLE_TOL_S) -> tuple[float, float, float]:
+    expected = ideal_records(steps, seconds, kind, threshold_pct)
+    got = [e for e in run(grid(seconds, steps))[0] if e.kind == kind]
+    assert len(got) == len(expected) == 1, (got, expected)
+    start, duration, extreme = expected[0]
+    event = got[0]
+    assert event.start_index / FS == pytest.approx(start, abs=tol_s)
+    assert (event.start_utc - T0).total_seconds() == pytest.approx(start, abs=tol_s + 0.6e-3)  # ms stamps
+    assert event.duration_s == pytest.approx(duration, abs=tol_s)
+    measured = event.max_v if kind == "swell" else event.residual_v
+    assert measured == pytest.approx(extreme, abs=0.002 * UDIN)  # Class A: ±0.2 % of Udin
+    return expected[0]
+
+
+@pytest.mark.parametrize(("level", "extra_cycles"), [
+    (1.20, 0.5),   # edge window m = 1.105 > 1.10: start ½ cycle after onset, end N + 1 → N + ½
+    (1.17, 0.0),   # m = 1.088 in (1.08, 1.10]: start 1 cycle, end N + 1 → N
+    (1.13, -0.5),  # m = 1.067 <= 1.08: start 1 cycle, end N + ½ → N − ½
+])
+def test_swell_at_zero_crossing_follows_the_half_cycle_rules(level: float, extra_cycles: float) -> None:
+    onset, n_cycles = 0.4, 10
+    start, duration, extreme = assert_matches_ideal({1: [(onset, onset + n_cycles * CYCLE_S, level)]}, "swell", 110)
+    m = math.sqrt((1 + level**2) / 2)
+    assert start == pytest.approx(onset + (0.5 if m > 1.10 else 1.0) * CYCLE_S, abs=1e-9)
+    assert duration == pytest.approx((n_cycles + extra_cycles) * CYCLE_S, abs=1e-9)
+    assert extreme == pytest.approx(level * UDIN, rel=1e-9)
+
+
+@pytest.mark.parametrize("onset", [0.405, 0.4025, 0.4083])  # 90°, 45°, 150° on phase 1
+@pytest.mark.parametrize("level", [1.2, 1.14])
+def test_swell_off_zero_crossing_matches_the_ideal_windows(onset: float, level: float) -> None:
+    assert_matches_ideal({1: [(onset, onset + 0.2, level)]}, "swell", 110)
+
+
+@pytest.mark.parametrize("onset", [0.405, 0.4083])
+def test_dip_off_zero_crossing_matches_the_ideal_windows(onset: float) -> None:
+    assert_matches_ideal({1: [(onset, onset + 0.2, 0.4)], 2: [(onset + 0.05, onset + 0.12, 0.7)]}, "dip", 90)
+
+
+@pytest.mark.parametrize(("onset", "length_s", "level", "tol_s"), [
+    (0.4, 0.2, 0.0, HALF_CYCLE_TOL_S),      # at phase 1's zero crossing (phases 2 and 3 mid-cycle)
+    (0.405, 0.3, 0.0, HALF_CYCLE_TOL_S),    # at phase 1's peak
+    (0.4083, 0.25, 0.0, HALF_CYCLE_TOL_S),  # 150°
+    # a 2 % residual (below the 5 % threshold) keeps real crossings coming through the interruption,
+    # so the grid follows the pre-filter's step response at the return: within 1 ms (Class A: ½ cycle)
+    (0.4, 0.2, 0.02, 1.0e-3),
+])
+def test_interruption_matches_the_ideal_windows(onset: float, length_s: float, level: float, tol_s: float) -> None:
+    steps = {p: [(onset, onset + length_s, level)] for p in (1, 2, 3)}
+    start, duration, _ = assert_matches_ideal(steps, "interruption", 5, tol_s=tol_s)
+    # starts when the last phase has a whole window below 5 %; ends at the first window back above 7 %
+    assert onset + CYCLE_S <= start <= onset + 1.5 * CYCLE_S
+    assert onset + length_s < start + duration <= onset + length_s + CYCLE_S / 2
+    assert_matches_ideal(steps, "dip", 90, tol_s=tol_s)  # the supply loss is also a dip (residual < 5 %)
