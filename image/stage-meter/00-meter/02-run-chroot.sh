@@ -4,7 +4,7 @@
 
 variant="$(cat /usr/lib/meterd/image-variant)"
 
-# System users and groups (meterd: spi gpio dialout i2c; meter-clock: rtc; or ciu).
+# System users and groups (meterd: spi gpio dialout i2c rtc; meter-clock: rtc; or ciu).
 /usr/lib/meterd/create-users "${variant}"
 
 # The project in its own venv; Debian's lgpio, spidev, systemd, numpy ... are used from the

@@ -290,8 +290,10 @@ class BatteryWatch:
             return
         self._next_mono = now + self._period_s
         flags = self._flags()
-        self.low = None if flags is None else bool(flags & (VL_BACKUP_LOW | VL_BACKUP_EMPTY))
-        if self.low is None or self.low == self._latched:
+        if flags is None:  # unreadable (no device, no flags, or the clock helper holds it): keep the last state
+            return
+        self.low = bool(flags & (VL_BACKUP_LOW | VL_BACKUP_EMPTY))
+        if self.low == self._latched:
             return
         self._latched = self.low
         if self.low:
