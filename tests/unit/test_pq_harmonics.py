@@ -76,15 +76,17 @@ def test_square_wave_series_thd_in_closed_form() -> None:
     assert res.thd_pct == pytest.approx(expected, rel=1e-3)
 
 
-@pytest.mark.parametrize("f_hz", [50.0, 49.8])
-def test_monitor_reports_harmonics_of_all_phases_from_the_stream(f_hz: float) -> None:
+@pytest.mark.parametrize(("f_hz", "f_nom_hz"), [(50.0, 50.0), (49.8, 50.0), (60.0, 60.0), (59.7, 60.0)])
+def test_monitor_reports_harmonics_of_all_phases_from_the_stream(f_hz: float, f_nom_hz: float) -> None:
+    """At 60 Hz the windows are 12 cycles (§3.2, §6.1) and orders 34–50 lie above 2 kHz."""
     amps, phases = _spectrum(7)
     n = int(FS * 0.8)
     x = np.zeros((7, n))
     for p in range(3):
         x[2 * p] = _signal(amps, phases + p, f_hz, n)
     x[1] = _signal(amps / 23.0, phases, f_hz, n)
-    mon = PqMonitor(PqSettings())
+    mon = PqMonitor(PqSettings(f_nom_hz=f_nom_hz))
+    assert mon.settings.cycles_per_window == (12 if f_nom_hz == 60.0 else 10)
     t0 = dt.datetime(2026, 3, 1, 12, 0, 1, tzinfo=dt.UTC)
     for s in range(0, n, 800):
         mon.feed(WaveformBlock(s, x[:, s : s + 800], FS, t0 + dt.timedelta(seconds=s / FS)))
