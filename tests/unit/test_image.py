@@ -229,12 +229,14 @@ def test_pin_plan_has_no_conflicts():
         assert line in lines
         for pin in pins:
             claim(pin, line)
-    for key in ("led_pin", "power_fail_pin"):
-        claim(cfg["hardware"][key], f"hardware.{key}")
-    for key in ("set_pin", "reset_pin", "feedback_pin", "button_pin"):
-        claim(cfg["load_control"][key], f"load_control.{key}")
-    for key in ("gpio_dc", "gpio_rst", "gpio_light"):
-        claim(cfg["display"][key], f"display.{key}")
+    # every line the meter wires, feature defaults included (a section the file leaves out still
+    # attaches with its default pins, which must fit the board too)
+    from meterd.app.config import load_config, pin_keys
+
+    wired = pin_keys(load_config(ROOT / "config" / "pi.toml"))
+    assert {"hardware.led_pin", "load_control.set_pin", "supervision.cover_pin", "display.gpio_dc"} <= set(wired)
+    for key, pin in wired.items():
+        claim(pin, key)
     assert cfg["display"]["spi_port"] == 1 and cfg["hardware"]["spi_bus"] == 0
 
 
