@@ -70,20 +70,32 @@ def check_against_truth(sm: SimMeter, r0, t0_truth, duration_s: float) -> None:
     assert duration_s == pytest.approx(3600.0)
 
 
+PHASE_NAMES = ["L1", "L2", "L3"]
+
+
+def single_phase_for(current_a: float, pf: str, direction: str) -> str:
+    """The phase a single-phase point loads: a Latin-square rotation, so that every phase sees
+    every current, every power factor and both directions, at the cost of one phase per point."""
+    rank = CURRENTS_A.index(current_a) + POWER_FACTORS.index(pf) + ["import", "export"].index(direction)
+    return PHASE_NAMES[rank % 3]
+
+
 POINTS = [
     pytest.param(current, pf, direction, layout,
                  id=f"{current:g}A-pf{pf}-{direction}-{layout}")
     for current, pf, direction, layout in itertools.product(
-        CURRENTS_A, POWER_FACTORS, ["import", "export"], ["balanced", "single"])
+        CURRENTS_A, POWER_FACTORS, ["import", "export"],
+        ["balanced", "single-L1", "single-L2", "single-L3"])
+    if not layout.startswith("single") or layout == f"single-{single_phase_for(current, pf, direction)}"
 ]
 
 
-@pytest.mark.parametrize(("current_a", "pf", "direction", "layout"), POINTS)
-def test_registers_equal_true_energy_after_an_hour(tmp_path, current_a, pf, direction, layout):
+def measure_an_hour(tmp_path, current_a: float, pf: str, direction: str, loaded: list[str]) -> None:
+    """Load the ``loaded`` phases at ``current_a`` (A), 230 V and ``pf`` for one simulated hour
+    and compare every register of every channel with the grid's true energy."""
     sm = SimMeter(tmp_path, sim={"current_a": 0.0})
     try:
         phi = parse_power_factor(("-" if direction == "export" else "") + pf)
-        loaded = ["L1", "L2", "L3"] if layout == "balanced" else ["L2"]
         for phase in loaded:
             sm.world.grid.set_phase(phase, voltage_v=230.0, current_a=current_a, phi_deg=phi)
         t0_truth = sm.world.grid.truth(sm.clock.mono())
@@ -94,8 +106,40 @@ def test_registers_equal_true_energy_after_an_hour(tmp_path, current_a, pf, dire
         sm.run(3600.0, cycle_s)
         check_against_truth(sm, EnergyRegisters(r0), t0_truth, 3600.0)
         assert sm.meter.registers.get(Derived.ACTIVE_ABSOLUTE) > 0
+        for phase in PHASE_NAMES:  # the energy lands on the loaded phases only
+            channel = Channel(phase)
+            assert (sm.meter.registers.get(Derived.ACTIVE_ABSOLUTE, channel) > 0) == (phase in loaded), phase
     finally:
         sm.close()
+
+
+@pytest.mark.parametrize(("current_a", "pf", "direction", "layout"), POINTS)
+def test_registers_equal_true_energy_after_an_hour(tmp_path, current_a, pf, direction, layout):
+    loaded = PHASE_NAMES if layout == "balanced" else [layout.removeprefix("single-")]
+    measure_an_hour(tmp_path, current_a, pf, direction, loaded)
+
+
+def test_single_phase_points_cover_every_phase():
+    singles = [p.values for p in POINTS if p.values[3].startswith("single")]
+    assert len(singles) == len(CURRENTS_A) * len(POWER_FACTORS) * 2
+    for index, values in ((0, CURRENTS_A), (1, POWER_FACTORS), (2, ["import", "export"])):
+        for value in values:
+            assert {s[3] for s in singles if s[index] == value} == {"single-L1", "single-L2", "single-L3"}, value
+
+
+OTHER_PHASES = [
+    pytest.param(current, pf, direction, phase, id=f"{current:g}A-pf{pf}-{direction}-{phase}")
+    for current, pf, direction, phase in itertools.product(CURRENTS_A, POWER_FACTORS, ["import", "export"],
+                                                           PHASE_NAMES)
+    if phase != single_phase_for(current, pf, direction)
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("current_a", "pf", "direction", "phase"), OTHER_PHASES)
+def test_every_single_phase_point_on_the_other_phases(tmp_path, current_a, pf, direction, phase):
+    """The full product (``make soak``); ``make test`` runs each point on its rotated phase."""
+    measure_an_hour(tmp_path, current_a, pf, direction, [phase])
 
 
 def test_below_starting_current_nothing_registers(tmp_path):
