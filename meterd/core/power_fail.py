@@ -7,7 +7,10 @@ carries more than ``cut_max_current_a`` (A) — voltage gone with current still 
 condition clears (some phase back at ``supply_loss_v + restore_hysteresis_v`` or above).
 If the meter itself stops, the outage is measured at the next start from the RTC: from the
 persisted outage start (last-gasp time) or, failing that, from the last-alive heartbeat
-(persisted every ``heartbeat_period_s``) to the start time. Outages shorter than ``long_failure_s``
+(persisted every ``heartbeat_period_s``) to the start time. A finer last-alive time kept where
+writing is free (:meth:`PowerFailMonitor.seen_alive`: a RAM file that survives a crash of the
+daemon, or the RTC's battery-backed RAM that also survives a power cut) narrows that estimate;
+the failure carries the uncertainty of its start (s). Outages shorter than ``long_failure_s``
 (default 180 s, EN 50160) are short power failures, the others long ones.
 
 Counters: 0-0:96.7.21.255 power failures in any phase (every cut, short or long),
@@ -95,6 +98,7 @@ class PowerFailure:
     long: bool
     estimated_start: bool = False
     clock_suspect: bool = False
+    start_uncertainty_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class PowerFailMonitor:
         self._voltage_lost = False
         self._input_lost = False
         self._heartbeat_mono: float | None = None
+        self._alive_resolution_s = self.settings.heartbeat_period_s
 
     @property
     def state(self) -> PowerState:
@@ -178,6 +183,17 @@ class PowerFailMonitor:
             long_failure_time_s=s.long_failure_time_s + (duration_s if long else 0))
         return PowerFailure(start_utc, end_utc, duration_s, long, estimated, clock_suspect=raw_s < 0)
 
+    def seen_alive(self, utc: _dt.datetime, resolution_s: float) -> bool:
+        """Before :meth:`start`: a last-alive time kept with a finer ``resolution_s`` (s) than the
+        persisted heartbeat. Used when it is newer than the persisted one (and there is no
+        last-gasp time, which is exact); returns True when it was taken."""
+        s = self._state
+        if s.outage_start_utc is not None or s.clean_stop or s.last_alive_utc is None or utc <= s.last_alive_utc:
+            return False
+        self._state = replace(s, last_alive_utc=utc)
+        self._alive_resolution_s = resolution_s
+        return True
+
     def start(self, now_utc: _dt.datetime) -> PowerFailure | None:
         """At meter start: the outage that stopped the meter, or None (first start, clean stop)."""
         s = self._state
@@ -186,6 +202,8 @@ class PowerFailMonitor:
             return None
         estimated = s.outage_start_utc is None
         failure = self._finish(now_utc, estimated)
+        if estimated:
+            failure = replace(failure, start_uncertainty_s=self._alive_resolution_s)
         self._qualifier = Qualifier(self.settings.persistence, False)
         return failure
 

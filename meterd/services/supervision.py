@@ -148,6 +148,21 @@ class SupervisionStore(EventStore, StateStore, Protocol):
     """A store that keeps both event logs and state records (``meterd.store.event_store``)."""
 
 
+class AliveCell(Protocol):
+    """A last-alive time kept where a write costs nothing (a RAM file, the RTC's battery-backed
+    RAM): written every ``resolution_s`` while the supply is up, read once at start."""
+
+    resolution_s: float
+
+    def read(self) -> _dt.datetime | None:
+        """The last time written (None: nothing valid)."""
+        ...
+
+    def write(self, utc: _dt.datetime) -> None:
+        """Keep ``utc`` as the last-alive time."""
+        ...
+
+
 @dataclass(frozen=True)
 class SupervisionSettings:
     """Settings of the whole supervision: tamper, voltage, power cut, log depths, alarm filter."""
@@ -169,10 +184,12 @@ class Supervision:
     """Runs the supervision of one meter; owned by the metering loop (one thread)."""
 
     def __init__(self, settings: SupervisionSettings | None = None, store: SupervisionStore | None = None,
-                 last_gasp: LastGasp | None = None) -> None:
+                 last_gasp: LastGasp | None = None, alive: AliveCell | None = None) -> None:
         self.settings = settings or SupervisionSettings()
         self._store = store
         self._last_gasp = last_gasp
+        self._alive = alive
+        self._alive_mono: float | None = None
         self.recorder = EventRecorder(self.settings.depths, store)
         self.alarms = AlarmRegister(self.settings.alarm_filter, store)
         self.recorder.add_listener(self.alarms.on_event)
@@ -210,10 +227,15 @@ class Supervision:
         so the first heartbeat can never overwrite the last-alive time of the previous run.
         """
         self._started = True
+        fine = self._alive.read() if self._alive is not None else None
+        if fine is not None and fine <= now_utc:
+            assert self._alive is not None
+            self.power.seen_alive(fine, self._alive.resolution_s)
         failure = self.power.start(now_utc)
         if failure is not None:
             if failure.estimated_start:
-                self.recorder.record(ec.code("POWER_DOWN"), failure.start_utc, {"estimated": True})
+                self.recorder.record(ec.code("POWER_DOWN"), failure.start_utc,
+                                     {"estimated": True, "start_uncertainty_s": failure.start_uncertainty_s})
             self._record_restoration(failure)
         self._save(_POWER_KEY, self.power.state.to_record())
         return failure
@@ -262,6 +284,7 @@ class Supervision:
         if now_mono is None:
             raise ValueError("mono_s is required when there is no reading")
         recorded = self._apply_power(self.power.update(utc, now_mono, reading, states))
+        self._keep_alive(utc, now_mono)
         electrical = None if self.power.in_outage else reading
         recorded += self._run_tamper(utc, now_mono, electrical, states)
         if electrical is not None:
@@ -273,6 +296,15 @@ class Supervision:
         if not self._started:
             self.on_start(utc)
         return self._apply_power(self.power.input_changed(utc, mono_s, asserted))
+
+    def _keep_alive(self, utc: _dt.datetime, mono_s: float) -> None:
+        """Write the fine last-alive time every ``resolution_s`` while the supply is up."""
+        cell = self._alive
+        if cell is None or self.power.in_outage:
+            return
+        if self._alive_mono is None or mono_s - self._alive_mono >= cell.resolution_s:
+            self._alive_mono = mono_s
+            cell.write(utc)
 
     def _apply_power(self, update: PowerUpdate) -> list[EventEntry]:
         recorded: list[EventEntry] = []
@@ -290,7 +322,8 @@ class Supervision:
 
     def _record_restoration(self, failure: PowerFailure) -> list[EventEntry]:
         detail = {"duration_s": failure.duration_s, "start_utc": failure.start_utc.isoformat(),
-                  "estimated_start": failure.estimated_start, "clock_suspect": failure.clock_suspect}
+                  "estimated_start": failure.estimated_start, "clock_suspect": failure.clock_suspect,
+                  "start_uncertainty_s": failure.start_uncertainty_s}
         kind = "LONG_POWER_FAILURE" if failure.long else "SHORT_POWER_FAILURE"
         return [self.recorder.record(ec.code("POWER_UP"), failure.end_utc, {"duration_s": failure.duration_s}),
                 self.recorder.record(ec.code(kind), failure.end_utc, detail)]

@@ -151,7 +151,7 @@ def test_outage_without_last_gasp_is_estimated_from_heartbeat(tmp_path) -> None:
         assert failure is not None and failure.estimated_start and failure.long
         assert failure.start_utc == last_alive
         down = sup.recorder.log(LogId.STANDARD).entries()[-2]
-        assert (down.code, down.utc, down.detail) == (1, last_alive, {"estimated": True})
+        assert (down.code, down.utc, down.detail) == (1, last_alive, {"estimated": True, "start_uncertainty_s": 1.0})
         assert sup.recorder.log(LogId.POWER_FAILURE).entries()[0].detail["duration_s"] == 901
 
 

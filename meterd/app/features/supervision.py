@@ -23,9 +23,15 @@ Wires :class:`meterd.services.supervision.Supervision` into the daemon:
 * routes ``GET /events`` (newest 50 across logs), ``POST /events {"limit": N, "log": name}``,
   ``POST /alarms/clear {"mask": M}`` (default all bits).
 
-Heartbeat: the last-alive time is saved every ``heartbeat_period_s`` (default 300 s: one small
-SQLite transaction every five minutes, for SD cards); an outage without a last gasp
-(e.g. a crash) is then dated up to one period early. Section ``[supervision]``: pins and
+Heartbeat: the power-fail input (the supply supervisor's last gasp) dates a power cut exactly.
+Without it (a crash of meterd, a supervisor that did not fire) the outage starts at the last-alive
+time: saved in SQLite every ``heartbeat_period_s`` (default 300 s: one small transaction every
+five minutes, for SD cards) and, every second, in ``alive_file`` (:class:`AliveFile`, 16 bytes
+rewritten in place, no flash wear): by default in meterd's runtime directory (``/run/meterd``,
+tmpfs, kept across a crash or restart of meterd but not across a power cut; in simulation the
+state directory), or the battery-backed RAM of an RTC that has some (``/sys/bus/nvmem/devices/
+<rtc>_nvram0/nvmem`` for a DS1307 or MCP7940, not the board's PCF2129), which also survives a
+power cut; ``"off"`` disables it. The outage's "power down" carries the start uncertainty (s). Section ``[supervision]``: pins and
 debounce (s), tamper thresholds (W, A, V, %), minimum durations (s) per detector, voltage
 thresholds (V), outage short/long limit (s), heartbeat period (s), log depths (entries), alarm
 filter. A cover opened while the meter is unpowered is read at start from the RTC's battery-backed
@@ -38,6 +44,8 @@ import asyncio
 import contextlib
 import datetime as _dt
 import logging
+import os
+import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +70,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("meterd.supervision")
 
 _PIN = rng(0, 27)
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _DURATION = rng(0, 3600)
 _DEPTH = rng(1, 10_000)
 
@@ -103,6 +112,7 @@ class SupervisionSection:
     supply_loss_v: float = field(default=23.0, metadata=rng(1, 480))
     long_failure_s: float = field(default=180.0, metadata=rng(1, 86_400))
     heartbeat_period_s: float = field(default=300.0, metadata=rng(1, 3600))
+    alive_file: str = ""  # "" runtime directory (sim: state directory), "off", or an absolute path
     rtc_tamper_file: str = "/sys/class/rtc/rtc0/timestamp0"
     # log depths (entries)
     standard_depth: int = field(default=100, metadata=_DEPTH)
@@ -163,7 +173,8 @@ def attach(daemon: Daemon) -> None:
     assert meter is not None and clock is not None and hw is not None
     store = SqliteEventStore(cfg.state_dir / "events.db")
     daemon.closers.append(store.close)
-    supervision = Supervision(section.settings(), store)
+    path = alive_path(section.alive_file, cfg.state_dir, sim=hw.sim is not None)
+    supervision = Supervision(section.settings(), store, alive=AliveFile(path) if path is not None else None)
     failure = supervision.on_start(clock.utc())
     if failure is not None:
         log.info("%s power failure of %d s ended at start", "long" if failure.long else "short", failure.duration_s)
@@ -190,6 +201,61 @@ def attach(daemon: Daemon) -> None:
     _routes(daemon, supervision)
     daemon.info["supervision"] = (f"events in {store.path.name}, cover pin {section.cover_pin}, "
                                   f"magnet pin {section.magnet_pin}, long failure ≥ {section.long_failure_s:g} s")
+
+
+def alive_path(setting: str, state_dir: Path, sim: bool) -> Path | None:
+    """Where the fine last-alive time goes: ``setting`` as an absolute path, None for "off", else
+    meterd's runtime directory (``$RUNTIME_DIRECTORY``, ``/run/meterd``), the state directory in
+    simulation."""
+    if setting == "off":
+        return None
+    if setting:
+        return Path(setting)
+    if sim:
+        return state_dir / "alive"
+    return Path(os.environ.get("RUNTIME_DIRECTORY", "/run/meterd").split(":")[0]) / "alive"
+
+
+class AliveFile:
+    """The last-alive time (ms since the epoch) in 16 bytes rewritten in place: the milliseconds
+    and their complement (little-endian uint64), so a torn or foreign content reads as nothing. A plain file on tmpfs, or an RTC's nvmem. Write failures are logged once, never raised:
+    this only refines the dating of an outage."""
+
+    resolution_s = 1.0
+    _FORMAT = struct.Struct("<QQ")
+    _MASK = 0xFFFF_FFFF_FFFF_FFFF
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._failed = False
+
+    def read(self) -> _dt.datetime | None:
+        """The time last written, or None (absent, unreadable or inconsistent)."""
+        try:
+            with self.path.open("rb") as f:
+                raw = f.read(self._FORMAT.size)
+        except OSError:
+            return None
+        if len(raw) != self._FORMAT.size:
+            return None
+        ms, check = self._FORMAT.unpack(raw)
+        if ms == 0 or check != ms ^ self._MASK:
+            return None
+        return _EPOCH + _dt.timedelta(milliseconds=ms)
+
+    def write(self, utc: _dt.datetime) -> None:
+        """Rewrite the 16 bytes with ``utc`` (ms, rounded down)."""
+        ms = (utc - _EPOCH) // _dt.timedelta(milliseconds=1)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.pwrite(fd, self._FORMAT.pack(ms, ms ^ self._MASK), 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if not self._failed:
+                log.warning("last-alive file %s not writable: %s", self.path, exc)
+            self._failed = True
 
 
 def read_rtc_tamper_latch(path: Path | None, supervision: Supervision, now_utc: _dt.datetime,
