@@ -177,6 +177,14 @@ class DemandRegisters:
         """Every maximum demand held, keyed by (quantity, rate 0..n)."""
         return {(q, r): self.max_demand(q, r) for q in DemandQuantity for r in range(self.config.rates + 1)}
 
+    def reconfigured(self, config: DemandConfig) -> DemandRegisters:
+        """Registers for a new period / number of periods / rate count: the windows restart (not
+        begun: the caller begins the first subperiod); maximum demands recorded so far are kept
+        for the total and for the rates that still exist."""
+        regs = DemandRegisters(config)
+        regs._max = {(q, r): m for (q, r), m in self._max.items() if r <= config.rates}
+        return regs
+
     def reset_max(self) -> None:
         """MD reset: clear all maximum demands."""
         self._max.clear()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import datetime as _dt
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -165,6 +166,12 @@ class ProfileConfig:
         return {"channels": [c.to_dict() for c in self.channels],
                 "capture_period_s": self.capture_period_s, "max_entries": self.max_entries}
 
+    def definition(self) -> str:
+        """The capture definition as canonical text (capture objects and period, not the depth):
+        rows made under another definition do not belong to this buffer."""
+        return json.dumps({"channels": [c.to_dict() for c in self.channels],
+                           "capture_period_s": self.capture_period_s}, sort_keys=True, separators=(",", ":"))
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfileConfig:
         """Inverse of :meth:`to_dict`."""
@@ -306,7 +313,8 @@ class LoadProfile:
                 "p": int(self.pending)}
 
     def restore_state(self, state: Mapping[str, Any]) -> None:
-        """Inverse of :meth:`state_dict`."""
+        """Inverse of :meth:`state_dict` (raises :class:`ProfileError` for state of other capture
+        objects)."""
         base = state.get("base")
         keys = self._interval_keys()
         if base is not None and len(base) != len(keys):

@@ -93,6 +93,21 @@ class TariffRegisters:
         self.apply(missing, rate)
         return missing
 
+    def resized(self, rates: int, channels: tuple[Channel, ...] | None = None
+                ) -> tuple[TariffRegisters, dict[RegisterKey, int]]:
+        """The same registers with ``rates`` rates (and ``channels``): new rates start at 0; the
+        energy of removed rates (and channels) is returned per key, summed (milli-units). The
+        total registers still hold that energy; only its split by rate is given up."""
+        new = TariffRegisters(rates, channels)
+        dropped: dict[RegisterKey, int] = {}
+        for r in range(1, self.rates + 1):
+            for key, value in self._values[r].items():
+                if r <= new.rates and key in new._values[r]:
+                    new._values[r][key] = value
+                elif value:
+                    dropped[key] = dropped.get(key, 0) + value
+        return new, dropped
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict: {"rates": n, "values": {rate: {"<C>:<channel>": milli-units}}}."""
         return {

@@ -21,7 +21,8 @@ OBIS map (values read the service on every GET; encodings are ours, see :mod:`me
   milli-units as long64-unsigned with scaler −3 (Wh, varh, VAh).
 * 1-0:C.4.0.255 (class 5), C = 1, 2, 3, 4, 9, 10: demand, current and last average (mW, mvar,
   mVA: double-long-unsigned, scaler −3), capture time, start of the current period, period (s)
-  and number of periods (sliding window; 1 = block).
+  and number of periods (sliding window; 1 = block). Period (8) and number of periods (9) are
+  writable (common to all demand registers): the windows restart, recorded maxima are kept.
 * 1-0:C.6.E.255 (class 4), E = 0 (all rates) .. rates: maximum demand with its capture time;
   method 1 reset ends the billing period (MD reset, like the script above).
 * 0-0:0.1.0.255 billing period counter (class 1, double-long-unsigned), 0-0:0.1.2.255 time of
@@ -498,7 +499,9 @@ class RegisterActivationObject(AttributeTable, GXDLMSRegisterActivation):  # typ
 class DemandObject(AttributeTable, GXDLMSDemandRegister):  # type: ignore[misc]  # gurux is untyped
     """Demand register (class 5) 1-0:C.4.0.255 (milli-units per hour, scaler −3).
 
-    Read-only: period and number of periods come from the configuration.
+    Attributes 8 (period, s: 60..3600 dividing a day) and 9 (number of periods, 1..60) are
+    writable and shared by every demand register: a write restarts the windows (maximum demands
+    recorded so far are kept) and is persisted with the revenue settings.
     """
 
     def __init__(self, service: RevenueService, quantity: DemandQuantity, model: Any) -> None:
@@ -520,6 +523,26 @@ class DemandObject(AttributeTable, GXDLMSDemandRegister):  # type: ignore[misc] 
             8: lambda: axdr.encode_value(axdr.UINT32, d.config.period_s),
             9: lambda: axdr.encode_value(axdr.UINT16, d.config.number_of_periods),
         }
+
+    def write(self, e: Any) -> int:
+        """SET 8 (period, s) or 9 (number of periods)."""
+        config = self._svc.demand.config
+        try:
+            if isinstance(e.value, bool) or not isinstance(e.value, int):
+                raise ApduError(f"unsigned integer expected, got {type(e.value).__name__}")
+            if e.index == 8:
+                self._svc.set_demand_config(int(e.value), config.number_of_periods)
+            elif e.index == 9:
+                self._svc.set_demand_config(config.period_s, int(e.value))
+            else:
+                return DENIED
+        except ApduError as exc:
+            _log.info("demand attribute %d refused: %s", e.index, exc)
+            return TYPE_UNMATCHED
+        except MeterError as exc:
+            _log.info("demand attribute %d refused: %s", e.index, exc)
+            return OTHER_REASON
+        return OK
 
 
 def _datetime_or_unset(utc: _dt.datetime | None) -> bytes:
@@ -740,7 +763,7 @@ def revenue_factory(service: RevenueService, serve_load_profile: bool = False,
                 unit = ENERGY_UNITS[UNITS[q]]
                 yield CosemEntry(ValueRegister(rate_register_ln(q, rate), _rate_getter(service, q, rate), -3, unit))
         for dq in DemandQuantity:
-            yield CosemEntry(DemandObject(service, dq, ctx.model))
+            yield CosemEntry(DemandObject(service, dq, ctx.model), Access(write=frozenset({8, 9})))
             for rate in range(service.tariff.rates + 1):
                 yield CosemEntry(MaxDemandObject(service, dq, rate, bill), Access(methods=manage))
         yield CosemEntry(ValueData(BILLING_COUNTER_OBIS, lambda: (axdr.UINT32, service.billing.counter)))

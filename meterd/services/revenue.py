@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from meterd.core import event_codes
 from meterd.core.billing import BILLING_PROFILE_OBIS, BillingPeriods, BillingSchedule, BillingSnapshot
 from meterd.core.calendar import ActivityCalendar, CalendarSet, SpecialDaysTable, single_rate_calendar
 from meterd.core.demand import DemandConfig, DemandRegisters
@@ -50,12 +52,15 @@ from meterd.core.profile import (
     LOAD_PROFILE_OBIS,
     LoadProfile,
     ProfileConfig,
+    ProfileError,
     ProfileStatus,
     default_daily_profile_channels,
     default_load_profile_channels,
 )
 from meterd.core.reading import Channel, Reading
 from meterd.core.tariff import TariffRegisters
+
+log = logging.getLogger("meterd.revenue")
 
 STATE_VERSION = 2
 SUPPLY_DOWN_V = 20.0  # a cycle with every phase below this (V) is a supply outage (PDN)
@@ -75,6 +80,22 @@ class ProfileStore(Protocol):
 
     def clear(self, obis: str) -> None:
         """Delete every row of ``obis`` (capture objects or period changed)."""
+        ...
+
+    def load_definition(self, obis: str) -> str | None:
+        """The capture definition the stored rows of ``obis`` were made under, if recorded."""
+        ...
+
+    def redefine(self, obis: str, definition: str, clear: bool) -> None:
+        """Record the capture definition of ``obis``, deleting its rows when ``clear``."""
+        ...
+
+
+class EventSink(Protocol):
+    """Where the service records meter events (the supervision's event recorder)."""
+
+    def record(self, code: int, utc: _dt.datetime, detail: Mapping[str, object] | None = None) -> object:
+        """Record event ``code`` at ``utc``."""
         ...
 
 
@@ -144,7 +165,7 @@ class RevenueService:
 
     def __init__(self, config: RevenueConfig | None = None, calendar: ActivityCalendar | CalendarSet | None = None,
                  profile_store: ProfileStore | None = None, billing_store: BillingStore | None = None,
-                 settings_store: SettingsStore | None = None) -> None:
+                 settings_store: SettingsStore | None = None, events: EventSink | None = None) -> None:
         self.config = cfg = config or RevenueConfig()
         if calendar is None:
             calendar = single_rate_calendar()
@@ -167,6 +188,10 @@ class RevenueService:
         self._rate_lo = self._rate_hi = _EPOCH
         self.calendar_activations = 0  # passive calendars activated in this run (time or command)
         self._gap = _dt.timedelta(seconds=cfg.max_cycle_gap_s)
+        self.events = events
+        self._restart: set[str] = set()  # "demand", "lp", "daily": begin anew at the next cycle
+        self._redefined: set[str] = set()  # profiles cleared at start: their saved state is void
+        self._changes: list[dict[str, object]] = []  # configuration changes to record as events
         self._settings_store = settings_store
         if settings_store is not None:
             saved = settings_store.load_settings()
@@ -190,6 +215,10 @@ class RevenueService:
             self.on_clock_set(last, utc)
         elif utc - last > self._gap:
             self._outages.append((last, utc))
+        if self._restart and last is not None:
+            self._begin_anew(last, self._totals_before(registers, deltas))
+        if self._changes:
+            self._record_changes(utc)
         rate = self._rate if self._rate_lo <= utc <= self._rate_hi else self._rate_for(utc)
         if utc > self._next_event:
             self._run_due(utc, self._totals_before(registers, deltas), inclusive=False)
@@ -223,8 +252,33 @@ class RevenueService:
         self.load_profile.start(before)
         self.daily_profile.start(before)
         self.tariff.reconcile(before, self._rate_for(utc))
+        self._restart.clear()
         self._schedule_all(utc)
         self._reconcile_with_stores()
+
+    def _begin_anew(self, utc: _dt.datetime, totals: dict[RegisterKey, int]) -> None:
+        """Begin the periods whose configuration changed at ``utc`` with the registers ``totals``
+        as they stood then (the last cycle of the previous run, or of the old configuration)."""
+        for kind in sorted(self._restart):
+            if kind == "demand":
+                self.demand.begin(utc, totals)
+            else:
+                (self.load_profile if kind == "lp" else self.daily_profile).start(totals)
+            self._prev.pop(kind, None)
+            self._schedule(kind, utc)
+        self._restart.clear()
+
+    def _changed(self, obj: str, text: str) -> None:
+        """A configuration change of the meter (logged now, recorded as an event at the next cycle)."""
+        log.warning("%s: %s", obj, text)
+        self._changes.append({"object": obj, "change": text})
+
+    def _record_changes(self, utc: _dt.datetime) -> None:
+        if self.events is not None:
+            code = event_codes.code("PARAMETERS_CHANGED")
+            for detail in self._changes:
+                self.events.record(code, utc, detail)
+        self._changes.clear()
 
     # -- boundaries ---------------------------------------------------------------------------
 
@@ -395,12 +449,30 @@ class RevenueService:
         """Write capture objects / period of the load profile: its buffer is cleared."""
         self.load_profile.reconfigure(config)
         if self._profile_store is not None:
-            self._profile_store.clear(LOAD_PROFILE_OBIS)
+            self._profile_store.redefine(LOAD_PROFILE_OBIS, config.definition(), clear=True)
         if self._registers is not None:
             self.load_profile.start(self._registers.snapshot())
         self._prev.pop("lp", None)
         if self._last_utc is not None:
             self._schedule("lp", self._last_utc)
+        self._save_settings()
+
+    def set_demand_config(self, period_s: int, number_of_periods: int) -> None:
+        """Write the demand period (s) and number of periods (class 5 attributes 8 and 9 of
+        1-0:C.4.0.255): validated (raises :class:`~meterd.core.demand.DemandError`), the windows
+        restart now, recorded maxima are kept, and the setting is persisted."""
+        new = DemandConfig(period_s, number_of_periods, self.config.rates)
+        if new == self.demand.config:
+            return
+        old = self.demand.config
+        self.config = dataclasses.replace(self.config, demand=new)
+        self.demand = self.demand.reconfigured(new)
+        self._changed("1.0.1.4.0.255", f"demand {old.period_s} s x {old.number_of_periods} -> "
+                                        f"{new.period_s} s x {new.number_of_periods}: windows restarted")
+        if self._last_utc is not None and self._registers is not None:
+            self._restart.add("demand")
+            self._begin_anew(self._last_utc, self._registers.snapshot())
+            self._record_changes(self._last_utc)
         self._save_settings()
 
     def set_passive_calendar(self, passive: CalendarSet, activate_at_local: _dt.datetime | None) -> None:
@@ -425,9 +497,12 @@ class RevenueService:
     # -- settings -------------------------------------------------------------------------------
 
     def settings_dict(self) -> dict[str, Any]:
-        """Rarely changing settings (calendar, clock rules, load-profile configuration)."""
+        """Rarely changing settings (calendar, clock rules, load-profile configuration, demand
+        period and number of periods)."""
+        d = self.config.demand
         return {"calendar": self.calendar.to_dict(), "clock": self.config.clock.to_dict(),
-                "load_profile": self.load_profile.config.to_dict()}
+                "load_profile": self.load_profile.config.to_dict(),
+                "demand": {"period_s": d.period_s, "number_of_periods": d.number_of_periods}}
 
     def apply_settings(self, settings: Mapping[str, Any]) -> None:
         """Load :meth:`settings_dict` output (at start, before the checkpoint is restored)."""
@@ -438,6 +513,12 @@ class RevenueService:
         lp_config = ProfileConfig.from_dict(settings["load_profile"])
         if lp_config != self.load_profile.config:
             self.load_profile.reconfigure(lp_config)
+        demand = settings.get("demand")
+        if demand is not None:
+            config = DemandConfig(int(demand["period_s"]), int(demand["number_of_periods"]), self.config.rates)
+            self.config = dataclasses.replace(self.config, demand=config)
+            if self.demand.config != config and not self.demand.started:
+                self.demand = DemandRegisters(config)
         self._rate_lo = self._rate_hi = _EPOCH
 
     def _save_settings(self) -> None:
@@ -479,15 +560,31 @@ class RevenueService:
         return state
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Load :meth:`state_dict` output, then reconcile with the rows already in the stores."""
+        """Load :meth:`state_dict` output, then reconcile with the rows already in the stores.
+
+        The configuration in force wins over the saved state, as on a meter whose parameters were
+        changed: rate registers are widened (new rates at 0) or narrowed (the energy of removed
+        rates stays in the totals only); demand windows restart with the new period and number
+        of periods (recorded maxima are kept); a profile whose capture objects or period changed
+        is cleared. Each change is logged and recorded as a PARAMETERS_CHANGED event.
+        """
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"revenue state version {state.get('version')!r} is not {STATE_VERSION}")
         if "settings" in state:
             self.apply_settings(state["settings"])
-        self.tariff = TariffRegisters.from_compact(state["rates"])
-        self.demand = DemandRegisters.from_compact(state["md"])
-        self.load_profile.restore_state(state["lp"])
-        self.daily_profile.restore_state(state["dp"])
+        self.tariff = self._fit_tariff(TariffRegisters.from_compact(state["rates"]))
+        self.demand = self._fit_demand(DemandRegisters.from_compact(state["md"]))
+        self._sync_definitions()
+        for kind, profile, key in (("lp", self.load_profile, "lp"), ("daily", self.daily_profile, "dp")):
+            if profile.obis in self._redefined:
+                self._restart.add(kind)
+                continue
+            try:
+                profile.restore_state(state[key])
+            except ProfileError as exc:
+                profile.reconfigure(profile.config)
+                self._restart.add(kind)
+                self._changed(profile.obis, f"capture objects changed, accumulators restarted ({exc})")
         self._last_utc = _from_ep(state.get("last"))
         self._next = {k: _when(v) for k, v in state["next"].items()}
         self._prev = {k: _when(v) for k, v in state["prev"].items()}
@@ -495,8 +592,57 @@ class RevenueService:
         self._rate_lo = self._rate_hi = _EPOCH
         self._load_stores()
 
+    def _fit_tariff(self, saved: TariffRegisters) -> TariffRegisters:
+        """The saved rate registers in the configured number of rates and channels."""
+        cfg = self.config
+        channels = tuple(Channel) if cfg.rate_channels is None else tuple(cfg.rate_channels)
+        if saved.rates == cfg.rates and saved.channels == channels:
+            return saved
+        fitted, dropped = saved.resized(cfg.rates, cfg.rate_channels)
+        text = f"rates {saved.rates} -> {cfg.rates}"
+        if dropped:
+            parts = [f"{key[0].value + key[1].obis_offset}.8 {value / 1000:.3f}"
+                     for key, value in sorted(dropped.items(), key=lambda kv: (kv[0][1].obis_offset, kv[0][0].value))]
+            text += "; energy of removed rates kept in the totals only (Wh, varh, VAh): " + ", ".join(parts)
+        self._changed("0.0.14.0.0.255", text)
+        return fitted
+
+    def _fit_demand(self, saved: DemandRegisters) -> DemandRegisters:
+        """The saved demand registers under the configured period, number of periods and rates."""
+        d = self.config.demand
+        want = DemandConfig(d.period_s, d.number_of_periods, self.config.rates)
+        if saved.config == want:
+            return saved
+        old = saved.config
+        self._changed("1.0.1.4.0.255", f"demand {old.period_s} s x {old.number_of_periods}, {old.rates} rates -> "
+                                        f"{want.period_s} s x {want.number_of_periods}, {want.rates} rates: "
+                                        "windows restarted, maxima kept")
+        self._restart.add("demand")
+        return saved.reconfigured(want)
+
+    def _sync_definitions(self) -> None:
+        """Clear stored rows made under another capture definition (objects or period)."""
+        store = self._profile_store
+        if store is None:
+            return
+        for profile in (self.load_profile, self.daily_profile):
+            definition = profile.config.definition()
+            stored = store.load_definition(profile.obis)
+            if stored == definition:
+                continue
+            stale = stored is not None
+            if stored is None:  # rows from before definitions were recorded: judge by their width
+                rows = store.load_rows(profile.obis, 1)
+                stale = bool(rows) and len(rows[-1].values) != len(profile.config.channels) - 1
+            store.redefine(profile.obis, definition, clear=stale)
+            if stale:
+                profile.clear()
+                self._redefined.add(profile.obis)
+                self._changed(profile.obis, "capture objects or capture period changed: buffer cleared")
+
     def _load_stores(self) -> None:
         """Reload rows and snapshots; never repeat a boundary the stores already hold."""
+        self._sync_definitions()
         for profile in (self.load_profile, self.daily_profile):
             if self._profile_store is None:
                 break

@@ -2,7 +2,10 @@
 
 Durability rules: WAL journal, ``synchronous=FULL`` by default, so a row is on disk when
 :meth:`SqliteProfileStore.append_row` returns; the insert and the trim of that profile to its
-depth commit together. ``PRAGMA user_version`` carries the schema version; a newer one is refused.
+depth commit together. Each profile's capture definition (capture objects and period) is kept
+beside its rows, so rows made under another definition are recognised and cleared with it
+in one transaction (the table was added without a version change: older databases gain it
+empty). ``PRAGMA user_version`` carries the schema version; a newer one is refused.
 Implements :class:`meterd.services.revenue.ProfileStore`.
 """
 
@@ -24,6 +27,7 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS profile_rows (obis TEXT NOT NULL, seq INTEGER NOT NULL,"
     " utc_us INTEGER NOT NULL, vals TEXT NOT NULL, PRIMARY KEY (obis, seq)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS profile_definition (obis TEXT PRIMARY KEY, definition TEXT NOT NULL) WITHOUT ROWID",
 )
 
 
@@ -96,6 +100,20 @@ class SqliteProfileStore:
         with self._conn:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute("DELETE FROM profile_rows WHERE obis = ?", (obis,))
+
+    def load_definition(self, obis: str) -> str | None:
+        """The capture definition the rows of ``obis`` were made under (None: not recorded)."""
+        row = self._conn.execute("SELECT definition FROM profile_definition WHERE obis = ?", (obis,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def redefine(self, obis: str, definition: str, clear: bool) -> None:
+        """Record the capture definition of ``obis``, deleting its rows when ``clear``, in one
+        transaction."""
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            if clear:
+                self._conn.execute("DELETE FROM profile_rows WHERE obis = ?", (obis,))
+            self._conn.execute("INSERT OR REPLACE INTO profile_definition VALUES (?, ?)", (obis, definition))
 
     def close(self) -> None:
         """Close the database."""

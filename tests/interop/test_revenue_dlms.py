@@ -221,3 +221,43 @@ def test_passive_calendar_rewritten_twice_in_one_run(meter: SimMeter) -> None:
     assert svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, 3) > rate3
     with Client(meter, 17) as gs:
         assert bytes(gs.read_raw(GXDLMSActivityCalendar(), 10)) == _unset_time()
+
+
+def test_management_writes_demand_period_and_number_of_periods(tmp_path: Path) -> None:
+    make_keys(tmp_path / "dlms-keys.toml").save()
+    meter = open_meter(tmp_path)
+    try:
+        meter.run(86400, 900)
+        svc = meter.daemon.services["revenue"]
+        held = svc.demand.max_demand(DemandQuantity.ACTIVE_IMPORT, 0)
+        demand = GXDLMSDemandRegister("1.0.1.4.0.255")
+        with Client(meter, 1, ic=100) as gs:
+            demand.period = 300
+            gs.write(demand, 8)
+            demand.numberOfPeriods = 3
+            gs.write(demand, 9)
+            demand.period = 7  # does not divide a day
+            with pytest.raises(DlmsClientError):
+                gs.write(demand, 8)
+        assert (svc.demand.config.period_s, svc.demand.config.number_of_periods) == (300, 3)
+        assert svc.demand.max_demand(DemandQuantity.ACTIVE_IMPORT, 0) == held  # maxima kept
+        meter.run(3600, 60)
+        with Client(meter, 17) as gs:
+            export = GXDLMSDemandRegister("1.0.2.4.0.255")  # the setting is common to all
+            assert gs.read(export, 8) == 300 and gs.read(export, 9) == 3
+            gs.read(demand, 6)
+            assert demand.captureTime.value.timestamp() % 300 == 0
+            gs.read(demand, 4)
+            last = gs.read(demand, 3)
+        want = float(svc.demand.last_average(DemandQuantity.ACTIVE_IMPORT)) / 1000
+        assert want > 0 and last == pytest.approx(want, abs=0.001)
+        assert svc.demand.last_capture_utc == meter.clock.utc() - dt.timedelta(seconds=meter.clock.utc().timestamp() % 300)
+    finally:
+        meter.close()
+    meter = open_meter(tmp_path)  # persisted with the revenue settings
+    try:
+        with Client(meter, 17) as gs:
+            demand = GXDLMSDemandRegister("1.0.1.4.0.255")
+            assert gs.read(demand, 8) == 300 and gs.read(demand, 9) == 3
+    finally:
+        meter.close()

@@ -85,3 +85,17 @@ def test_round_trip_and_config_checks():
             DemandConfig(**bad)
     with pytest.raises(DemandError):
         DemandRegisters().close(at(1), {}, 1)
+
+
+def test_reconfigured_restarts_windows_and_keeps_maxima_of_existing_rates() -> None:
+    t0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    regs = DemandRegisters(DemandConfig(900, 1, 3))
+    key = (Quantity.ACTIVE_IMPORT, Channel.TOTAL)
+    regs.begin(t0, {key: 0})
+    regs.close(t0 + dt.timedelta(seconds=900), {key: 500_000}, 3)  # 500 Wh in 15 min: 2 kW in rate 3
+    assert regs.max_demand(DemandQuantity.ACTIVE_IMPORT, 3).value_w == 2000
+    new = regs.reconfigured(DemandConfig(300, 3, 2))
+    assert not new.started and new.config.window_s == 900
+    assert new.max_demand(DemandQuantity.ACTIVE_IMPORT, 0) == regs.max_demand(DemandQuantity.ACTIVE_IMPORT, 0)
+    assert new.max_demand(DemandQuantity.ACTIVE_IMPORT, 3).capture_utc is None  # rate 3 no longer exists
+    assert new.last_average(DemandQuantity.ACTIVE_IMPORT) == 0

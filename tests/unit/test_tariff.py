@@ -56,3 +56,19 @@ def test_reconcile_books_energy_that_predates_the_tariff():
     rates.apply({(Quantity.ACTIVE_IMPORT, Channel.TOTAL): 1}, 1)
     with pytest.raises(StateError):
         rates.reconcile(totals.snapshot(), 1)
+
+
+def test_resized_widens_at_zero_and_narrowing_returns_removed_energy() -> None:
+    regs = TariffRegisters(3, (Channel.TOTAL,))
+    a = (Quantity.ACTIVE_IMPORT, Channel.TOTAL)
+    q1 = (Quantity.REACTIVE_Q1, Channel.TOTAL)
+    for rate, wh in ((1, 5), (2, 7), (3, 11)):
+        regs.apply({a: wh * 1000, q1: wh}, rate)
+    wider, dropped = regs.resized(5, (Channel.TOTAL,))
+    assert dropped == {}
+    assert [wider.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, r) for r in range(1, 6)] == [5000, 7000, 11000, 0, 0]
+    narrower, dropped = regs.resized(2, (Channel.TOTAL,))
+    assert narrower.rates == 2 and narrower.total(Quantity.ACTIVE_IMPORT) == 12000
+    assert dropped == {a: 11000, q1: 11}
+    with pytest.raises(TariffError):
+        narrower.apply({a: 1}, 3)

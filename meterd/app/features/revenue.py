@@ -7,7 +7,11 @@ Wires :class:`meterd.services.revenue.RevenueService` into the daemon:
 * profile rows go to ``<state_dir>/profiles.db``, billing snapshots and the settings document
   (calendar, clock rules, load-profile configuration, written when they change) to
   ``<state_dir>/billing.db``. Settings written remotely (DLMS) survive restarts; editing the
-  ``[revenue]`` section of the config file replaces them at the next start;
+  ``[revenue]`` section of the config file replaces them at the next start, and the state
+  saved under the old section is fitted to the new one as on a re-parameterised meter (rate
+  registers widened at 0 or narrowed, the removed rates' energy staying in the totals; demand
+  windows restarted, maxima kept; a load profile with other capture objects or period
+  cleared), each change logged and recorded as a PARAMETERS_CHANGED event;
 * ``daemon.meter.profiles``: load profile 1-0:99.1.0.255, daily profile 1-0:99.2.0.255 and
   billing profile 0-0:98.1.0.255;
 * COSEM objects from :mod:`meterd.cosem.objects_revenue` (calendar, special days, scripts,
@@ -209,7 +213,7 @@ def attach(daemon: Daemon) -> None:
     billing = SqliteBillingStore(cfg.state_dir / "billing.db", keep=section.billing_periods)
     calendar = build_calendar(section.calendar or default_calendar(), section.rates)
     service = RevenueService(config, calendar, profiles, billing,
-                             _FileBoundSettings(billing, section.fingerprint()))
+                             _FileBoundSettings(billing, section.fingerprint()), daemon.services.get("events"))
     meter.listeners.append(service)
     meter.clock_listeners.append(service.on_clock_set)
     for obis in (LOAD_PROFILE_OBIS, DAILY_PROFILE_OBIS, BILLING_PROFILE_OBIS):
