@@ -32,9 +32,10 @@ from dlms_cosem.security import (
 )
 from gurux_dlms import GXDateTime
 from gurux_dlms.enums import AccessMode, ObjectType
-from gurux_dlms.objects import GXDLMSClock, GXDLMSProfileGeneric, GXDLMSRegister
+from gurux_dlms.objects import GXDLMSAssociationLogicalName, GXDLMSClock, GXDLMSProfileGeneric, GXDLMSRegister
 
 from meterd.core.profile import LOAD_PROFILE_OBIS
+from tests.conftest import soak_enabled
 from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD, make_keys
 from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
 from tests.dlms_harness import PtyIO, SocketIO, length_framed_hdlc_transport
@@ -47,6 +48,10 @@ START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 LINKS = ("wrapper", "hdlc-pty")
 SECURITY = {16: "none", 17: "lls", 1: "hls-gmac"}
 MATRIX = [pytest.param(link, sap, id=f"{link}-{SECURITY[sap]}") for link in LINKS for sap in SECURITY]
+# gurux's client ciphers in pure Python (~5 ms a request): its HLS-GMAC walks of ~1900 attributes
+# are soak tests; their short form reads the first and last object of each group (below)
+GURUX_WALK = [pytest.param(*p.values, id=p.id, marks=[pytest.mark.slow] if p.values[1] == 1 else [])
+              for p in MATRIX]
 READ_WRITE_DENIED = 3
 OBJECT_UNDEFINED = 4
 SCALER_UNIT = {3: 3, 4: 3, 5: 4}  # class id -> attribute holding scaler_unit
@@ -123,6 +128,20 @@ def _attribute_order(obj: Any) -> list[int]:
     return order
 
 
+def _walked(objects: list[Any], sap: int) -> list[Any]:
+    """The objects a gurux walk reads: all, except in the short form of the HLS-GMAC walks, which
+    reads the first and the last object of each class and OBIS group differing only in E (e.g.
+    harmonic orders 1-0:32.7.E.255, rates 1-0:1.8.E.255); dlms-cosem and the other cells read all."""
+    if sap != 1 or soak_enabled():
+        return objects
+    groups: dict[tuple[int, str], list[Any]] = {}
+    for obj in objects:
+        a, b, c, d, _e, f = obj.logicalName.split(".")
+        groups.setdefault((int(obj.objectType), f"{a}.{b}.{c}.{d}.{f}"), []).append(obj)
+    ends = {id(group[0]) for group in groups.values()} | {id(group[-1]) for group in groups.values()}
+    return [obj for obj in objects if id(obj) in ends]
+
+
 def _readable(access: Any) -> bool:
     return int(access) & int(AccessMode.READ) != 0
 
@@ -142,7 +161,7 @@ def _check_gurux_value(obj: Any, attribute: int, value: Any) -> None:
         assert all(len(row) == len(obj.captureObjects) for row in obj.buffer), where
 
 
-@pytest.mark.parametrize("link,sap", MATRIX)
+@pytest.mark.parametrize("link,sap", GURUX_WALK)
 def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap: int) -> None:
     meter, links = served
     read = refused = scaled = 0
@@ -151,12 +170,15 @@ def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap
         objects = list(gs.object_list())
         names = {o.logicalName for o in objects}
         assert CLOCK_LN in names and "0.0.40.0.0.255" in names
+        # gurux drops objects of classes it does not know: none may be missing from the walk
+        assert len(objects) == len(gs.read_raw(GXDLMSAssociationLogicalName("0.0.40.0.0.255"), 2))
         if sap == 16:
             assert len(objects) < 10 and "1.0.1.8.0.255" not in names
         else:  # the whole meter: energy, instantaneous, profiles, power quality, payment
             assert {"1.0.1.8.0.255", "1.0.32.7.0.255", LOAD_PROFILE_OBIS, "0.0.19.0.0.255"} <= names
             assert len(objects) > 190
-        for obj in objects:
+        walked = _walked(objects, sap)
+        for obj in walked:
             for attribute in _attribute_order(obj):
                 if _readable(obj.getAccess(attribute)):
                     try:
@@ -175,8 +197,8 @@ def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap
         assert gs.read(GXDLMSClock(), 2) is not None
     assert failures == []
     assert refused >= 1  # at least the association's secret (attribute 7)
-    assert read > (20 if sap == 16 else 1000)
-    assert scaled == sum(int(o.objectType) in SCALER_UNIT for o in objects)  # every register has one
+    assert read > (20 if sap == 16 else 500)
+    assert scaled == sum(int(o.objectType) in SCALER_UNIT for o in walked)  # every register has one
     assert_no_server_failure(server_log)
 
 
@@ -287,6 +309,12 @@ def _decode(raw: bytes) -> Any:
         return value
 
 
+def _interface(class_id: int) -> Any:
+    """dlms-cosem's enum member, or the bare class id for a class it has no name for."""
+    known = {int(i) for i in enumerations.CosemInterface}
+    return enumerations.CosemInterface(class_id) if class_id in known else class_id
+
+
 def _utc(raw: bytes) -> dt.datetime:
     """A COSEM date-time decoded by dlms-cosem, as aware UTC. The deviation must be specified;
     dlms-cosem returns a naive datetime for deviation 0 (it tests the offset for truth)."""
@@ -322,8 +350,7 @@ def test_dlms_cosem_reads_every_readable_attribute(served, server_log, link: str
         assert (bytes([1, 0, 1, 8, 0, 255]) in lns) is (sap != 16)
         for class_id, _version, ln, (attribute_rights, _method_rights) in object_list:
             for attribute, mode, _selectors in attribute_rights:
-                target = cosem.CosemAttribute(enumerations.CosemInterface(class_id), cosem.Obis.from_bytes(ln),
-                                              attribute)
+                target = cosem.CosemAttribute(_interface(class_id), cosem.Obis.from_bytes(ln), attribute)
                 if mode not in (1, 3):  # neither read-only nor read-and-write: refused, the standard way
                     with pytest.raises(DataResultError, match="READ_WRITE_DENIED"):
                         c.get(target)
@@ -347,8 +374,9 @@ def test_dlms_cosem_sets_the_clock_only_in_the_management_association(served, li
     meter, links = served
     before = meter.clock.utc()
     target = before.replace(microsecond=0) + dt.timedelta(seconds=90)
+    cet = dt.timezone(dt.timedelta(hours=1))  # sent as local time with deviation -60
     with _cosem_client(links, link, sap).session() as c:
-        response = c.set(CLOCK, b"\x09\x0c" + cosem_time.datetime_to_bytes(target))
+        response = c.set(CLOCK, b"\x09\x0c" + cosem_time.datetime_to_bytes(target.astimezone(cet)))
         if sap != 1:
             assert response.result == enumerations.DataAccessResult.READ_WRITE_DENIED
             assert meter.clock.utc() == before
