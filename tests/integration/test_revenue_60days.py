@@ -185,7 +185,10 @@ def local_midnights() -> list[dt.datetime]:
 MIDNIGHTS = local_midnights()
 BILLINGS = [m for m in MIDNIGHTS if (m + 3 * H).day == 1]
 LP_KEYS = [AI, AE, Q1, Q2, Q3, Q4]
-DEMAND_KEYS = {DemandQuantity.ACTIVE_IMPORT: [AI], DemandQuantity.APPARENT_IMPORT: [SI]}
+# every demand quantity the scenario moves: import, export (every 37th minute), reactive by quadrant
+DEMAND_KEYS = {DemandQuantity.ACTIVE_IMPORT: [AI], DemandQuantity.ACTIVE_EXPORT: [AE],
+               DemandQuantity.REACTIVE_IMPORT: [Q1, Q2], DemandQuantity.REACTIVE_EXPORT: [Q3, Q4],
+               DemandQuantity.APPARENT_IMPORT: [SI], DemandQuantity.APPARENT_EXPORT: [SE]}
 ORDER = ["demand", "lp", "daily", "billing"]
 
 
@@ -417,6 +420,8 @@ def test_demand_maxima_and_times(reference):
         assert (md.value_milli, md.capture_utc) == (value, when), (q, r)
     held = {(q, r) for q in DEMAND_KEYS for r in range(5) if svc.demand.max_demand(q, r).capture_utc}
     assert held == set(exp.md)
+    for q in (DemandQuantity.ACTIVE_EXPORT, DemandQuantity.REACTIVE_IMPORT, DemandQuantity.REACTIVE_EXPORT):
+        assert exp.md[(q, 0)][0] > 0, q  # export and reactive maxima are really exercised
 
 
 def test_billing_snapshots_equal_registers_at_period_end(reference):
