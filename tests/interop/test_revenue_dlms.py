@@ -261,3 +261,39 @@ def test_management_writes_demand_period_and_number_of_periods(tmp_path: Path) -
             assert gs.read(demand, 8) == 300 and gs.read(demand, 9) == 3
     finally:
         meter.close()
+
+
+def test_management_writes_load_profile_capture_objects(meter: SimMeter) -> None:
+    """Writing attribute 3 of 1-0:99.1.0.255 clears the buffer; new rows carry the new columns,
+    each of them an object the client reads on its own."""
+    from gurux_dlms.objects import GXDLMSCaptureObject, GXDLMSClock
+
+    svc = meter.daemon.services["revenue"]
+    assert svc.load_profile.entries_in_use() > 90  # a day of quarter hours
+    pg = GXDLMSProfileGeneric(LOAD_PROFILE_OBIS)
+    pg.captureObjects = [(GXDLMSClock("0.0.1.0.0.255"), GXDLMSCaptureObject(2, 0)),
+                         (GXDLMSData("0.0.96.10.1.255"), GXDLMSCaptureObject(2, 0)),
+                         (GXDLMSRegister("1.0.1.8.0.255"), GXDLMSCaptureObject(2, 0)),
+                         (GXDLMSRegister("1.0.21.29.0.255"), GXDLMSCaptureObject(2, 0)),
+                         (GXDLMSRegister("1.0.32.27.0.255"), GXDLMSCaptureObject(2, 0))]
+    with Client(meter, 1, ic=100) as gs:
+        gs.write(pg, 3)
+    assert svc.load_profile.entries_in_use() == 0
+    with Client(meter, 17) as gs:
+        pg = GXDLMSProfileGeneric(LOAD_PROFILE_OBIS)
+        gs.read(pg, 3)
+        assert gs.read(pg, 7) == 0 and gs.read_raw(pg, 2) in ([], None)
+    meter.run(3600, 900)
+    with Client(meter, 17) as gs:
+        pg = GXDLMSProfileGeneric(LOAD_PROFILE_OBIS)
+        gs.read(pg, 3)
+        assert [co.logicalName for co, _ in pg.captureObjects] == [
+            "0.0.1.0.0.255", "0.0.96.10.1.255", "1.0.1.8.0.255", "1.0.21.29.0.255", "1.0.32.27.0.255"]
+        rows = gs.read_raw(pg, 2)
+        l1_interval = gs.read_raw(GXDLMSRegister("1.0.21.29.0.255"), 2)
+    stored = svc.load_profile.rows_by_entry(1, 0)
+    assert len(rows) == len(stored) == 4
+    assert [list(r[1:]) for r in rows] == [list(s.values) for s in stored]
+    registers = meter.meter.registers.snapshot()
+    assert stored[-1].values[1] == registers[(Quantity.ACTIVE_IMPORT, Channel.TOTAL)]  # cumulative +A
+    assert l1_interval == stored[-1].values[2] > 0  # +A on L1 in the last quarter hour
