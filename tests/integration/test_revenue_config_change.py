@@ -150,3 +150,30 @@ def test_changed_load_profile_is_cleared_and_meterd_starts(tmp_path: Path) -> No
         assert meter.daemon.services["revenue"].load_profile.entries_in_use() == 6
     finally:
         meter.close()
+
+
+def test_remotely_written_profile_definition_survives_a_restart(tmp_path: Path) -> None:
+    """A capture definition written at run time (as over DLMS) is the stored one: a restart with
+    the same [revenue] section keeps its rows."""
+    import dataclasses
+
+    meter = open_meter(tmp_path)
+    try:
+        meter.run(3600, 60)
+        svc = meter.daemon.services["revenue"]
+        config = dataclasses.replace(svc.load_profile.config, capture_period_s=300,
+                                     channels=svc.load_profile.config.channels[:3])
+        svc.set_load_profile_config(config)
+        meter.run(3600, 60)
+        rows = svc.load_profile.rows_by_entry(1, 0)
+        assert len(rows) == 12 and all(len(r.values) == 2 for r in rows)
+    finally:
+        meter.close()
+    meter = open_meter(tmp_path)
+    try:
+        svc = meter.daemon.services["revenue"]
+        assert svc.load_profile.config.capture_period_s == 300
+        assert svc.load_profile.rows_by_entry(1, 0) == rows
+        assert not any(c["object"] == LOAD_PROFILE_OBIS for c in changes(meter))
+    finally:
+        meter.close()
