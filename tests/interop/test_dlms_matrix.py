@@ -195,6 +195,12 @@ def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap
                     refused += 1
         # the association answers normally after every refusal
         assert gs.read(GXDLMSClock(), 2) is not None
+    listed = {(int(o.objectType), o.logicalName) for o in objects}
+    columns = [(p.logicalName, c) for p in walked if p.objectType == ObjectType.PROFILE_GENERIC
+               for c, _ in p.captureObjects]
+    assert sap == 16 or len(columns) > 20
+    failures += [f"{ln}: capture object {c.logicalName} is not in the object list" for ln, c in columns
+                 if (int(c.objectType), c.logicalName) not in listed]  # columns are objects of the view
     assert failures == []
     assert refused >= 1  # at least the association's secret (attribute 7)
     assert read > (20 if sap == 16 else 500)
