@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from meterd.app.features.dlms import registry_for, session_factory
-from meterd.cosem.server import build_session_factory
+from meterd.app.features.dlms import session_factory
 from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
 from tests.simmeter import SimMeter
 
@@ -34,14 +33,10 @@ class ServedLinks:
     def __init__(self, meter: SimMeter) -> None:
         from tests.dlms_harness import LoopThread
 
-        d = meter.daemon
-        self.store = d.services["dlms_security_store"]
-        registry = registry_for(d)
+        self.store = meter.daemon.services["dlms_security_store"]
         self.loop = LoopThread()
-        self.port = self.loop.tcp(build_session_factory(d.meter, self.store, d.services["dlms_keys"],
-                                                        "wrapper", registry))
-        link = self.loop.serial(build_session_factory(d.meter, self.store, d.services["dlms_keys"],
-                                                      "hdlc", registry))
+        self.port = self.loop.tcp(session_factory(meter.daemon, "wrapper", "tcp"))
+        link = self.loop.serial(session_factory(meter.daemon, "hdlc", "rs485"))
         assert link.slave_path is not None
         self.pty_path: str = link.slave_path
 
