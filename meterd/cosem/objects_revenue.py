@@ -12,11 +12,14 @@ OBIS map (values read the service on every GET; encodings are ours, see :mod:`me
 * 0-0:11.0.0.255 special days table (class 11): attribute 2 writable, methods 1 insert and
   2 delete (by index). Dates: 5-octet COSEM date, year 0xFFFF = every year.
 * 0-0:10.0.100.255 tariff script table (class 9): script n activates rate n (register
-  activation mask "RATE n"); driven by the calendar, execute is refused.
+  activation mask "RATE n"). The calendar executes them at its switch times; method 1
+  execute(n) by the management client puts rate n in force from now until the next switch time
+  of the day profile (or local midnight, or the passive calendar's activation), after which
+  the calendar rules again (the override survives a restart).
 * 0-0:10.0.1.255 end-of-billing script table (class 9): method 1 execute(1) ends the billing
   period now (MD reset).
 * 0-0:14.0.0.255 register activation (class 6): the rate registers and one mask per rate;
-  attribute 4 is the active mask. 0-0:96.14.0.255 (class 1): current rate (unsigned).
+  attribute 4 is the active mask; writing "RATE n" to it is the same as executing script n. 0-0:96.14.0.255 (class 1): current rate (unsigned).
 * 1-0:C.8.E.255 (class 3), C = 1..10 and 15, E = 1..rates: energy per rate, total channel, in
   milli-units as long64-unsigned with scaler −3 (Wh, varh, VAh).
 * 1-0:C.4.0.255 (class 5), C = 1, 2, 3, 4, 9, 10: demand, current and last average (mW, mvar,
@@ -469,10 +472,22 @@ def rate_register_ln(quantity: Quantity | Derived, rate: int) -> str:
     return f"1.0.{obis_c(quantity, Channel.TOTAL)}.8.{rate}.255"
 
 
+def _force(service: RevenueService, rate: int) -> bool:
+    """Force ``rate`` until the next calendar switch (tariff script / active mask write)."""
+    try:
+        until = service.force_rate(rate)
+    except (MeterError, ValueError) as exc:
+        _log.info("rate %d refused: %s", rate, exc)
+        return False
+    _log.info("rate %d in force until %s (tariff script)", rate, until.isoformat())
+    return True
+
+
 class RegisterActivationObject(AttributeTable, GXDLMSRegisterActivation):  # type: ignore[misc]  # gurux is untyped
     """Register activation (class 6) 0-0:14.0.0.255: one mask of rate registers per rate.
 
-    Read-only: the calendar drives the active mask.
+    Attribute 4 (active mask) follows the calendar; writing a mask name "RATE n" does what
+    tariff script n does: rate n until the next switch of the calendar.
     """
 
     def __init__(self, service: RevenueService) -> None:
@@ -494,6 +509,20 @@ class RegisterActivationObject(AttributeTable, GXDLMSRegisterActivation):  # typ
                 for r in rates]),
             4: lambda: axdr.encode_value(axdr.OCTET_STRING, _mask_name(self._svc.current_rate)),
         }
+
+    def write(self, e: Any) -> int:
+        """SET 4: the active mask, by name ("RATE n")."""
+        if e.index != 4:
+            return DENIED
+        try:
+            name = _octets(e.value).decode("ascii")
+        except (ApduError, UnicodeDecodeError):
+            return TYPE_UNMATCHED
+        rate = next((r for r in range(1, self._rates + 1) if _mask_name(r).decode() == name), None)
+        if rate is None:
+            _log.info("register activation: no mask %r", name)
+            return OTHER_REASON
+        return OK if _force(self._svc, rate) else OTHER_REASON
 
 
 class DemandObject(AttributeTable, GXDLMSDemandRegister):  # type: ignore[misc]  # gurux is untyped
@@ -752,11 +781,12 @@ def revenue_factory(service: RevenueService, serve_load_profile: bool = False,
         yield CosemEntry(ActivityCalendarObject(service, staging[0]),
                          Access(write=frozenset({6, 7, 8, 9, 10}), methods=manage))
         yield CosemEntry(SpecialDaysObject(service), Access(write=frozenset({2}), methods=frozenset({1, 2})))
-        yield CosemEntry(RevenueScriptTable(TARIFF_SCRIPTS_LN, _tariff_scripts(service.tariff.rates), None))
+        yield CosemEntry(RevenueScriptTable(TARIFF_SCRIPTS_LN, _tariff_scripts(service.tariff.rates),
+                                            lambda sid: _force(service, sid)), Access(methods=manage))
         billing_action = _action(2, 4, "1.0.1.6.0.255", 1, axdr.encode_value(axdr.INT8, 0))
         yield CosemEntry(RevenueScriptTable(BILLING_SCRIPTS_LN, [(1, billing_action)],
                                             lambda sid: sid == 1 and bill()), Access(methods=manage))
-        yield CosemEntry(RegisterActivationObject(service))
+        yield CosemEntry(RegisterActivationObject(service), Access(write=frozenset({4})))
         yield CosemEntry(ValueData(CURRENT_RATE_LN, lambda: (axdr.UINT8, service.current_rate)))
         for rate in range(1, service.tariff.rates + 1):
             for q in RATE_QUANTITIES:

@@ -58,7 +58,7 @@ from meterd.core.profile import (
     default_load_profile_channels,
 )
 from meterd.core.reading import Channel, Reading
-from meterd.core.tariff import TariffRegisters
+from meterd.core.tariff import TariffError, TariffRegisters
 
 log = logging.getLogger("meterd.revenue")
 
@@ -187,6 +187,7 @@ class RevenueService:
         self._rate = 1
         self._rate_lo = self._rate_hi = _EPOCH
         self.calendar_activations = 0  # passive calendars activated in this run (time or command)
+        self._override: tuple[int, _dt.datetime, _dt.datetime] | None = None  # (rate, from, until)
         self._gap = _dt.timedelta(seconds=cfg.max_cycle_gap_s)
         self.events = events
         self._restart: set[str] = set()  # "demand", "lp", "daily": begin anew at the next cycle
@@ -386,10 +387,42 @@ class RevenueService:
         due = self.calendar.activate_passive_at if self.calendar.passive is not None else None
         if due is not None:
             candidates.append(self.legal.to_utc(due))
+        override = self._override
+        if override is not None:
+            forced, since, until = override
+            if since < utc <= until:
+                rate = forced
+                candidates.append(until)
+            elif utc <= since:
+                candidates.append(since)
+            else:
+                self._override = None
         later = [c for c in candidates if c >= utc]
         self._rate, self._rate_lo = rate, utc
         self._rate_hi = min(later) if later else utc
         return rate
+
+    def force_rate(self, rate: int) -> _dt.datetime:
+        """Tariff script ``rate`` of 0-0:10.0.100.255 (or the register activation mask "RATE n"
+        written to 0-0:14.0.0.255): energy after the last cycle goes to ``rate`` until the next
+        switch time of the calendar's day profile (or local midnight, or the passive calendar's
+        activation), then the calendar rules again. Returns that end (UTC); raises
+        :class:`~meterd.core.tariff.TariffError` for a rate the meter does not have or
+        :class:`ValueError` before the first cycle."""
+        if not 1 <= rate <= self.tariff.rates:
+            raise TariffError(f"rate {rate} outside 1..{self.tariff.rates}")
+        now = self._last_utc
+        if now is None:
+            raise ValueError("no metering cycle yet")
+        self._override = None
+        self._rate_for(now)  # the calendar's own next change after now
+        until = self._rate_hi if self._rate_hi > now else self.legal.to_utc(
+            self.calendar.next_switch_after(self.legal.tariff_wall(now)))
+        self._override = (rate, now, until)
+        self._rate_lo = self._rate_hi = _EPOCH
+        self._rate = rate
+        log.info("rate %d forced until %s", rate, until.isoformat())
+        return until
 
     @property
     def current_rate(self) -> int:
@@ -555,6 +588,9 @@ class RevenueService:
             "lp": self.load_profile.state_dict(),
             "dp": self.daily_profile.state_dict(),
         }
+        if self._override is not None:
+            rate, since, until = self._override
+            state["force"] = [rate, _ep(since), _ep(until)]
         if self._settings_store is None:
             state["settings"] = self.settings_dict()
         return state
@@ -589,6 +625,10 @@ class RevenueService:
         self._next = {k: _when(v) for k, v in state["next"].items()}
         self._prev = {k: _when(v) for k, v in state["prev"].items()}
         self._outages = [(_when(a), _when(b)) for a, b in state["out"]]
+        force = state.get("force")
+        self._override = None
+        if force is not None and 1 <= int(force[0]) <= self.tariff.rates:
+            self._override = (int(force[0]), _when(force[1]), _when(force[2]))
         self._rate_lo = self._rate_hi = _EPOCH
         self._load_stores()
 

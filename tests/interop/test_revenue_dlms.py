@@ -297,3 +297,40 @@ def test_management_writes_load_profile_capture_objects(meter: SimMeter) -> None
     registers = meter.meter.registers.snapshot()
     assert stored[-1].values[1] == registers[(Quantity.ACTIVE_IMPORT, Channel.TOTAL)]  # cumulative +A
     assert l1_interval == stored[-1].values[2] > 0  # +A on L1 in the last quarter hour
+
+
+def test_tariff_script_and_active_mask_force_a_rate_until_the_next_switch(meter: SimMeter) -> None:
+    """It is 6 Jan 01:00 CET (a Tuesday, rate 1 until 07:00): script 3 puts rate 3 in force until
+    07:00, then the calendar's rate 2; writing mask "RATE 1" at 08:00 holds rate 1 until 17:00."""
+    svc = meter.daemon.services["revenue"]
+
+    def a_plus() -> list[int]:
+        return [svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, r) for r in (1, 2, 3)]
+
+    assert svc.current_rate == 1
+    with Client(meter, 17) as gs, pytest.raises(DlmsClientError):  # the reader may not execute it
+        gs.method(GXDLMSScriptTable("0.0.10.0.100.255"), 1, 3, DataType.UINT16)
+    with Client(meter, 1, ic=100) as gs:
+        with pytest.raises(DlmsClientError):
+            gs.method(GXDLMSScriptTable("0.0.10.0.100.255"), 1, 4, DataType.UINT16)  # no rate 4
+        gs.method(GXDLMSScriptTable("0.0.10.0.100.255"), 1, 3, DataType.UINT16)
+    with Client(meter, 17) as gs:
+        assert gs.read(GXDLMSData("0.0.96.14.0.255"), 2) == 3
+        assert bytes(gs.read(GXDLMSRegisterActivation("0.0.14.0.0.255"), 4)) == b"RATE 3"
+    before = a_plus()
+    meter.run(6 * 3600, 900)  # to 07:00 CET
+    during = a_plus()
+    assert during[0] == before[0] and during[1] == before[1] and during[2] > before[2]
+    meter.run(3600, 900)  # 07:00-08:00: the calendar's rate 2
+    after = a_plus()
+    assert after[2] == during[2] and after[1] > during[1] and svc.current_rate == 2
+    activation = GXDLMSRegisterActivation("0.0.14.0.0.255")
+    activation.activeMask = b"RATE 1"
+    with Client(meter, 1, ic=200) as gs:
+        gs.write(activation, 4)
+    assert svc.current_rate == 1
+    meter.run(9 * 3600, 900)  # 08:00-17:00 in rate 1 instead of 2
+    held = a_plus()
+    assert held[1] == after[1] and held[0] > after[0]
+    meter.run(3600, 900)  # 17:00-18:00: the calendar's peak
+    assert a_plus()[2] > held[2] and svc.current_rate == 3
