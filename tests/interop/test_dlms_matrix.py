@@ -1,7 +1,8 @@
 """Interop matrix on the whole simulated meter (every feature's objects, power quality included),
-with clients this project did not write: gurux's client and dlms-cosem (pydlms's decoder where
-dlms-cosem has none), over the TCP wrapper and over HDLC on a pty, for each association:
-public (SAP 16, no security), reader (SAP 17, LLS) and management (SAP 1, HLS-GMAC).
+with clients this project did not write: gurux's client, dlms-cosem and pydlms, over the TCP wrapper
+and over HDLC on a pty, for each association: public (SAP 16, no security), reader (SAP 17, LLS)
+and management (SAP 1, HLS-GMAC). pydlms also decodes the bit-strings dlms-cosem cannot, and
+sends what dlms-cosem cannot encode (a range with selected columns, an entry descriptor).
 
 Each client walks the object list the association itself serves (nothing is hard-coded: objects
 added to the meter are read too), reads every attribute advertised as readable and decodes it with
@@ -467,3 +468,54 @@ def test_pydlms_reads_every_value_attribute(served, server_log, link: str, sap: 
     assert failures == []
     assert scaled == registers
     assert_no_server_failure(server_log)
+
+
+AUTHENTICATED = [p for p in MATRIX if p.values[1] != 16]
+
+
+@pytest.mark.parametrize("link,sap", AUTHENTICATED)
+def test_pydlms_reads_the_load_profile_by_range_with_columns_and_by_entry(served, link: str, sap: int) -> None:
+    """What dlms-cosem cannot encode: a range with selected columns and an entry descriptor."""
+    from pydlms import CosemDateTime, ObisCode
+    from pydlms.apdu import xdlms
+
+    meter, links = served
+    start, end = START + dt.timedelta(hours=2), START + dt.timedelta(hours=3)
+    stored = _stored_rows(meter, start, end)
+    entries = list(meter.daemon.services["revenue"].load_profile.rows_by_entry(3, 5))
+    assert len(stored) == 5 and len(entries) == 3
+
+    def utc(raw: bytes) -> dt.datetime:
+        return CosemDateTime.from_bytes(raw).to_datetime().astimezone(dt.UTC)
+
+    with _pydlms_client(links, link, sap) as m:
+        bounds = (xdlms.date_time_value(start), xdlms.date_time_value(end))
+        whole = m.read_profile(LOAD_PROFILE_OBIS, xdlms.range_descriptor(*bounds))
+        assert [utc(r[0]) for r in whole.rows] == [s.utc for s in stored]
+        assert [r[1:] for r in whole.rows] == [list(s.values) for s in stored]
+        last = whole.columns[-1]  # the clock and the last column only
+        clock_column = (8, ObisCode(0, 0, 1, 0, 0, 255), 2, 0)
+        narrow = m.read_profile(LOAD_PROFILE_OBIS, xdlms.range_descriptor(*bounds, selected_values=[clock_column, last]))
+        assert [(utc(t), v) for t, v in narrow.rows] == [(s.utc, s.values[-1]) for s in stored]
+        by_entry = m.read_profile(LOAD_PROFILE_OBIS, xdlms.entry_descriptor(3, 5, 2, 3))
+        assert by_entry.columns == whole.columns[1:3]
+        assert by_entry.rows == [list(e.values[:2]) for e in entries]
+
+
+@pytest.mark.parametrize("link,sap", MATRIX)
+def test_pydlms_sets_the_clock_only_in_the_management_association(served, link: str, sap: int) -> None:
+    from pydlms import ServiceError
+
+    meter, links = served
+    before = meter.clock.utc()
+    target = before.replace(microsecond=0) + dt.timedelta(seconds=90)
+    with _pydlms_client(links, link, sap) as m:
+        if sap != 1:
+            with pytest.raises(ServiceError) as denied:
+                m.set_clock(target)
+            assert int(denied.value.result) == READ_WRITE_DENIED
+            assert meter.clock.utc() == before
+            return
+        m.set_clock(target)
+        assert meter.clock.utc() == target
+        assert m.get_clock().to_datetime().astimezone(dt.UTC) == target
