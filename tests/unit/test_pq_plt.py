@@ -40,3 +40,16 @@ def test_a_missing_pst_leaves_that_interval_without_plt() -> None:
     series = PltSeries()
     assert feed(series, [pst(i) for i in range(12) if i != 4]) == []
     assert len(feed(series, [pst(i) for i in range(12, 24)])) == 1
+
+
+def test_plt_flags_object_sets_one_bit_per_flagged_phase() -> None:
+    from meterd.cosem import axdr
+    from meterd.cosem.objects_pq import _plt_flags
+    from meterd.pq.monitor import PqValues
+    from meterd.services.power_quality import PowerQualityService
+
+    service = PowerQualityService(None, None)
+    service.set_chip_values(PqValues(plt={1: 0.5, 2: 0.4, 3: 0.9}, plt_flagged={1: True, 2: False, 3: True}))
+    assert _plt_flags(service)() == (axdr.UINT8, 0b101)
+    service.set_chip_values(PqValues())
+    assert _plt_flags(service)() == (axdr.UINT8, 0)
