@@ -96,6 +96,17 @@ class DlmsSection:
     hdlc_baud: int = field(default=9600, metadata=choices(300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
     optical_port: str = ""
     keys_file: str = "keys.toml"
+    # authentication lockout per link and client SAP: after lockout_failures consecutive failures
+    # (wrong LLS password, wrong HLS keys or reply) associations are refused for lockout_s (s),
+    # doubling per further failure up to lockout_max_s (s)
+    lockout_failures: int = field(default=3, metadata=rng(1, 100))
+    lockout_s: float = field(default=60.0, metadata=rng(1, 86_400))
+    lockout_max_s: float = field(default=3600.0, metadata=rng(1, 604_800))
+
+    def __post_init__(self) -> None:
+        if self.lockout_max_s < self.lockout_s:
+            raise ValueError(f"lockout_max_s ({self.lockout_max_s:g} s) must not be below lockout_s"
+                             f" ({self.lockout_s:g} s)")
 
 
 @dataclass(frozen=True)

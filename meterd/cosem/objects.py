@@ -119,7 +119,8 @@ class CosemContext:
     setup; ``client_title()`` the system title of the current ciphered client;
     ``stage_keys(items)`` queues a key transfer and returns a DLMS result code; ``hdlc`` the
     parameters of this session's HDLC link (empty on the TCP wrapper); ``optical`` the mode E
-    parameters of the optical port (None on other links).
+    parameters of the optical port (None on other links); ``link_name`` the link of this session
+    ("tcp", "rs485", "optical"; local when in :data:`LOCAL_LINKS`).
     """
 
     model: MeterModel
@@ -135,7 +136,12 @@ class CosemContext:
     stage_keys: Callable[[Sequence[tuple[int, bytes]]], int]
     hdlc: dict[str, int] = field(default_factory=dict)
     optical: dict[str, Any] | None = None
+    link_name: str = ""
 
+
+# links whose sessions are local (the IEC 62056-21 optical port): the communication log and the
+# token gateway's delivery method tell them from the remote ones (TCP wrapper, RS-485)
+LOCAL_LINKS = frozenset({"optical"})
 
 ObjectFactory = Callable[[CosemContext], Iterable[CosemEntry]]
 

@@ -11,14 +11,23 @@ Counters protect against replay and nonce reuse, so they are persisted **before 
   request; after a restart everything up to the mark counts as used).
 
 Counter names are ``"<association>/out"`` and ``"<association>/in"``.
+
+Authentication lockout (:class:`AuthLockout`): per link and client SAP, consecutive
+authentication failures are counted; after ``LockoutPolicy.failures`` of them every association
+attempt of that client on that link is refused for ``lockout_s`` seconds, doubling per further
+failure up to ``max_lockout_s``; a successful authentication resets the count. The state is kept
+by a :class:`LockoutStore` (durable in ``meterd.store.dlms_security_store``), so a restart does
+not end a lockout.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import hmac
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -254,3 +263,199 @@ class SecurityContext:
         if glo is None:
             return plain
         return build_ciphered(glo, payload)
+
+
+# --- authentication lockout ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """When repeated authentication failures lock a client out of one link.
+
+    ``failures``: consecutive failures (per link and client SAP) that start a lockout (≥ 1);
+    ``lockout_s``: length of the first lockout (s); each further failure doubles it, up to
+    ``max_lockout_s`` (s).
+    """
+
+    failures: int = 3
+    lockout_s: float = 60.0
+    max_lockout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.failures < 1:
+            raise ValueError("failures must be at least 1")
+        if not 0 < self.lockout_s <= self.max_lockout_s:
+            raise ValueError("lockout_s must be positive and not above max_lockout_s")
+
+    def lockout_for(self, failures: int) -> float:
+        """Lockout (s) started by the ``failures``-th consecutive failure; 0 below the limit."""
+        excess = failures - self.failures
+        if excess < 0:
+            return 0.0
+        if excess >= 64:  # 2**64 × any positive base is far above any cap
+            return self.max_lockout_s
+        return min(self.lockout_s * 2.0**excess, self.max_lockout_s)
+
+
+@runtime_checkable
+class LockoutStore(Protocol):
+    """Durable lockout states per link and client SAP: (consecutive failures, end of the running
+    or last lockout in UTC or None, attempts refused during it and not yet reported); implemented
+    in ``meterd.store.dlms_security_store``."""
+
+    def load_lockouts(self, link: str) -> dict[int, tuple[int, _dt.datetime | None, int]]:
+        """The stored states of ``link``, by client SAP."""
+        ...
+
+    def save_lockout(self, link: str, client_sap: int, failures: int, until_utc: _dt.datetime | None,
+                     refused: int) -> None:
+        """Store a state durably before returning (0, None, 0 removes the record)."""
+        ...
+
+
+class MemoryLockoutStore:
+    """A non-durable :class:`LockoutStore` for tests and stores without lockout support."""
+
+    def __init__(self) -> None:
+        self.states: dict[tuple[str, int], tuple[int, _dt.datetime | None, int]] = {}
+        self.saves = 0
+
+    def load_lockouts(self, link: str) -> dict[int, tuple[int, _dt.datetime | None, int]]:
+        return {sap: st for (name, sap), st in self.states.items() if name == link}
+
+    def save_lockout(self, link: str, client_sap: int, failures: int, until_utc: _dt.datetime | None,
+                     refused: int) -> None:
+        self.saves += 1
+        if failures == 0 and until_utc is None and refused == 0:
+            self.states.pop((link, client_sap), None)
+        else:
+            self.states[(link, client_sap)] = (failures, until_utc, refused)
+
+
+class LockoutClock(Protocol):
+    """The time the lockout needs (``meterd.core.clock.Clock`` provides it)."""
+
+    def mono(self) -> float:
+        """Monotonic seconds (s)."""
+        ...
+
+    def utc(self) -> _dt.datetime:
+        """UTC, timezone-aware."""
+        ...
+
+
+class UtcOnlyClock:
+    """A :class:`LockoutClock` built on a UTC source alone (``mono`` follows UTC: a clock step
+    moves running lockouts; used when no monotonic clock is injected)."""
+
+    def __init__(self, utc: Callable[[], _dt.datetime]) -> None:
+        self._utc = utc
+
+    def mono(self) -> float:
+        return self._utc().timestamp()
+
+    def utc(self) -> _dt.datetime:
+        return self._utc()
+
+
+@dataclass
+class _LockEntry:
+    failures: int = 0
+    until_mono: float | None = None  # end of the running lockout (monotonic s); None: not locked
+    until_utc: _dt.datetime | None = None
+    lockout_s: float = 0.0  # length of the running lockout (s)
+    refused: int = 0  # association attempts refused during it, not yet reported
+
+
+@dataclass(frozen=True)
+class LockoutEnded:
+    """A lockout that ended with refused attempts to report (one event per lockout)."""
+
+    client_sap: int
+    refused: int
+    lockout_s: float
+    failures: int
+
+
+class AuthLockout:
+    """Consecutive authentication failures and lockouts of the clients of one link.
+
+    Running lockouts are timed with the monotonic clock (a clock set does not shorten or stretch
+    them); the stored end is UTC, so after a restart a lockout goes on for the time it had left,
+    bounded by its own length (a clock step while meterd was down cannot lengthen it). Writes
+    are few: one per failure outside a lockout, and while locked only when the count of refused
+    attempts reaches a power of two (after a crash the reported count is then a lower bound).
+    """
+
+    def __init__(self, store: LockoutStore, policy: LockoutPolicy, link: str, clock: LockoutClock) -> None:
+        self.policy = policy
+        self.link = link
+        self._store = store
+        self._clock = clock
+        self._entries: dict[int, _LockEntry] = {}
+        now_mono, now_utc = clock.mono(), clock.utc()
+        for sap, (failures, until_utc, refused) in store.load_lockouts(link).items():
+            entry = _LockEntry(failures=max(0, failures), refused=max(0, refused), until_utc=until_utc)
+            if until_utc is not None:
+                entry.lockout_s = policy.lockout_for(entry.failures) or policy.lockout_s
+                left_s = min(max((until_utc - now_utc).total_seconds(), 0.0), entry.lockout_s)
+                entry.until_mono = now_mono + left_s
+            self._entries[sap] = entry
+
+    def failures(self, client_sap: int) -> int:
+        """Consecutive authentication failures of ``client_sap`` on this link."""
+        entry = self._entries.get(client_sap)
+        return entry.failures if entry else 0
+
+    def remaining_s(self, client_sap: int) -> float:
+        """Seconds (s) left of the lockout of ``client_sap``; 0 when it may try to associate."""
+        entry = self._entries.get(client_sap)
+        if entry is None or entry.until_mono is None:
+            return 0.0
+        return max(0.0, entry.until_mono - self._clock.mono())
+
+    def refuse(self, client_sap: int) -> int:
+        """Count one attempt refused during the lockout; returns the count so far."""
+        entry = self._entries.setdefault(client_sap, _LockEntry())
+        entry.refused += 1
+        if entry.refused & (entry.refused - 1) == 0:  # 1, 2, 4, 8, ...: log2(n) writes for n attempts
+            self._save(client_sap, entry)
+        return entry.refused
+
+    def failure(self, client_sap: int) -> float:
+        """Count one authentication failure (durable before returning); returns the lockout it
+        starts (s), 0 below the limit."""
+        entry = self._entries.setdefault(client_sap, _LockEntry())
+        entry.failures += 1
+        lock_s = self.policy.lockout_for(entry.failures)
+        if lock_s > 0:
+            entry.lockout_s = lock_s
+            entry.until_mono = self._clock.mono() + lock_s
+            entry.until_utc = self._clock.utc() + _dt.timedelta(seconds=lock_s)
+        self._save(client_sap, entry)
+        return lock_s
+
+    def success(self, client_sap: int) -> None:
+        """A successful authentication: the count starts again from 0."""
+        entry = self._entries.pop(client_sap, None)
+        if entry is not None:
+            self._store.save_lockout(self.link, client_sap, 0, None, 0)
+
+    def ended(self) -> list[LockoutEnded]:
+        """Lockouts over since the last call that refused attempts (each reported once)."""
+        now = self._clock.mono()
+        out: list[LockoutEnded] = []
+        for sap, entry in self._entries.items():
+            if entry.until_mono is None or now < entry.until_mono:
+                continue
+            if entry.refused:
+                out.append(LockoutEnded(sap, entry.refused, entry.lockout_s, entry.failures))
+                entry.refused = 0
+                entry.until_mono = entry.until_utc = None
+                self._save(sap, entry)
+            else:
+                entry.until_mono = None
+        return out
+
+    def _save(self, client_sap: int, entry: _LockEntry) -> None:
+        self._store.save_lockout(self.link, client_sap, entry.failures, entry.until_utc, entry.refused)

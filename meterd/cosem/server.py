@@ -32,12 +32,14 @@ from gurux_dlms.objects import GXDLMSObjectCollection
 from gurux_dlms.objects.enums import AssociationStatus
 
 from meterd.core import event_codes
+from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
 from meterd.cosem import acse, gurux_patches
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
 from meterd.cosem.keys import KEY_IDS, SUITE0_KEY_LEN, KeyRing
 from meterd.cosem.objects import (
     DEFAULT_ASSOCIATIONS,
+    LOCAL_LINKS,
     AccessLevel,
     AssociationConfig,
     CosemContext,
@@ -50,8 +52,13 @@ from meterd.cosem.security import (
     PLAIN_OF_GLO,
     SC_AUTH,
     SC_AUTH_ENC,
+    AuthLockout,
     CounterStore,
+    LockoutPolicy,
+    LockoutStore,
+    MemoryLockoutStore,
     SecurityContext,
+    UtcOnlyClock,
     gmac,
     gmac_matches,
     split_ciphered,
@@ -168,10 +175,6 @@ class EventSink(Protocol):
         ...
 
 
-# links whose associations count as local (IEC 62056-21 optical port) in the communication log
-LOCAL_LINKS = frozenset({"optical"})
-
-
 @dataclass
 class ServerConfig:
     """Server-wide settings.
@@ -181,7 +184,8 @@ class ServerConfig:
     object is not served); ``events``: sink of security and communication events (None: log
     only); ``link_name``: the link named in event details ("tcp", "rs485", "optical", ...);
     ``optical``: mode E parameters served by the IEC local port setup 0-0:20.0.0.255 (None:
-    not the optical port).
+    not the optical port); ``lockout``: when repeated authentication failures lock a client SAP
+    out of this link.
     """
 
     server_sap: int = 1
@@ -191,18 +195,31 @@ class ServerConfig:
     events: EventSink | None = None
     link_name: str = "wrapper"
     optical: dict[str, Any] | None = None
+    lockout: LockoutPolicy = LockoutPolicy()
+
+
+def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
+                 clock: Clock | None = None) -> AuthLockout:
+    """The authentication lockout of one link: durable in ``store`` when it is a
+    :class:`~meterd.cosem.security.LockoutStore`, in memory otherwise; timed by ``clock``
+    (monotonic for running lockouts) or, without one, by ``utc`` alone."""
+    lockout_store = store if isinstance(store, LockoutStore) else MemoryLockoutStore()
+    return AuthLockout(lockout_store, config.lockout, config.link_name, clock or UtcOnlyClock(utc))
 
 
 class CosemServer:
     """One DLMS server instance (one association at a time) bound to the shared meter model."""
 
     def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore,
-                 registry: ObjectRegistry | None = None, config: ServerConfig | None = None) -> None:
+                 registry: ObjectRegistry | None = None, config: ServerConfig | None = None,
+                 lockout: AuthLockout | None = None) -> None:
         self.model = model
         self.keys = keys
         self.store = store
         self.registry = registry or default_registry()
         self.config = config or ServerConfig()
+        self.lockout = lockout or make_lockout(store, self.config, model.now_utc)
+        """Authentication failures and lockouts of this link (shared by its sessions)."""
         self._assoc: AssociationConfig | None = None
         self._phase = _Phase.IDLE
         self._security: SecurityContext | None = None
@@ -357,15 +374,53 @@ class CosemServer:
         return next((a for a in self.config.associations if a.client_sap == client_sap), None)
 
     def _reject(self, context_id: int, diagnostic: int, why: str, client_sap: int,
-                user_info: bytes | None = None, event: str = "ASSOCIATION_REJECTED") -> bytes:
+                user_info: bytes | None = None, event: str = "ASSOCIATION_REJECTED",
+                extra: Mapping[str, object] | None = None) -> bytes:
         _log.warning("association refused for client SAP %d on %s: %s", client_sap, self.config.link_name, why)
-        self._event(event, client_sap, why)
+        self._event(event, client_sap, why, **(extra or {}))
         self.release("rejected")
         return acse.Aare(context_id or 1, acse.RESULT_REJECTED_PERMANENT, diagnostic,
                          user_information=user_info).encode()
 
+    # --- authentication failures and lockout ----------------------------------------------------
+
+    def _auth_failed(self, context_id: int, diagnostic: int, why: str, client_sap: int,
+                     event: str = "AUTHENTICATION_FAILURES") -> bytes:
+        """Count an authentication failure (it may start a lockout), record it, refuse the AARQ."""
+        extra = self._count_failure(client_sap)
+        return self._reject(context_id, diagnostic, why, client_sap, event=event, extra=extra)
+
+    def _count_failure(self, client_sap: int) -> dict[str, object]:
+        lock_s = self.lockout.failure(client_sap)
+        extra: dict[str, object] = {"failures": self.lockout.failures(client_sap)}
+        if lock_s > 0:
+            extra["lockout_s"] = lock_s
+            _log.warning("client SAP %d locked out of %s for %.0f s after %d authentication failures",
+                         client_sap, self.config.link_name, lock_s, extra["failures"])
+        return extra
+
+    def _locked_out(self, client_sap: int) -> bool:
+        """True (and the attempt counted, without an event) while ``client_sap`` is locked out."""
+        left_s = self.lockout.remaining_s(client_sap)
+        if left_s <= 0:
+            return False
+        refused = self.lockout.refuse(client_sap)
+        (_log.warning if refused == 1 else _log.debug)(
+            "association refused for client SAP %d on %s: locked out for %.0f s more (attempt %d)",
+            client_sap, self.config.link_name, left_s, refused)
+        return True
+
+    def _report_ended_lockouts(self) -> None:
+        """One event per lockout that refused attempts, once it is over."""
+        for ended in self.lockout.ended():
+            self._event("AUTHENTICATION_FAILURES", ended.client_sap, "association attempts refused during a lockout",
+                        refused=ended.refused, lockout_s=ended.lockout_s, failures=ended.failures)
+
+    # --- association establishment --------------------------------------------------------------
+
     def _on_aarq(self, client_sap: int, apdu: bytes) -> bytes:
         self.release("new AARQ")
+        self._report_ended_lockouts()
         assoc = self._find_association(client_sap)
         try:
             aarq = acse.parse_aarq(apdu)
@@ -373,6 +428,8 @@ class CosemServer:
             return self._reject(1, acse.DIAG_NO_REASON, f"malformed AARQ ({exc})", client_sap)
         if assoc is None:
             return self._reject(aarq.context_id, acse.DIAG_NO_REASON, "unknown client SAP", client_sap)
+        if self._locked_out(client_sap):
+            return acse.Aare(aarq.context_id or 1, acse.RESULT_REJECTED_TRANSIENT, acse.DIAG_AUTH_FAILURE).encode()
         expected_ctx = acse.CONTEXT_LN_CIPHERED if assoc.ciphered else acse.CONTEXT_LN
         if aarq.context_id != expected_ctx:
             return self._reject(aarq.context_id, acse.DIAG_CONTEXT_NOT_SUPPORTED, "context name", client_sap)
@@ -380,8 +437,7 @@ class CosemServer:
             return self._reject(aarq.context_id, acse.DIAG_MECHANISM_NOT_RECOGNISED,
                                 f"mechanism {aarq.mechanism} offered, {assoc.mechanism} required", client_sap)
         if assoc.mechanism == acse.MECH_LLS and not self._lls_ok(aarq.auth_value):
-            return self._reject(aarq.context_id, acse.DIAG_AUTH_FAILURE, "wrong LLS password", client_sap,
-                                event="AUTHENTICATION_FAILURES")
+            return self._auth_failed(aarq.context_id, acse.DIAG_AUTH_FAILURE, "wrong LLS password", client_sap)
         security = None
         if assoc.ciphered:
             security = SecurityContext(assoc.name, self.keys.current.server_system_title,
@@ -390,8 +446,7 @@ class CosemServer:
             if not aarq.calling_title or len(aarq.calling_title) != 8:
                 return self._reject(aarq.context_id, acse.DIAG_NO_REASON, "no client system title", client_sap)
             if not aarq.auth_value or not 8 <= len(aarq.auth_value) <= 64:
-                return self._reject(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap,
-                                    event="AUTHENTICATION_FAILURES")
+                return self._auth_failed(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap)
             security.client_title = aarq.calling_title
         return self._accept(assoc, aarq, security, client_sap)
 
@@ -421,9 +476,9 @@ class CosemServer:
         except ReplayError as exc:
             return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap,
                                 event="REPLAY_ATTACK")
-        except SecurityError as exc:
-            return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap,
-                                event="DECRYPTION_FAILURE")
+        except SecurityError as exc:  # wrong keys: the client failed to prove it holds them
+            return self._auth_failed(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap,
+                                     event="DECRYPTION_FAILURE")
         except ApduError as exc:
             return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap)
         error = None
@@ -454,6 +509,8 @@ class CosemServer:
         else:
             self._phase = _Phase.ASSOCIATED
             self._set_status(AssociationStatus.ASSOCIATED)
+            if assoc.mechanism != acse.MECH_NONE:
+                self.lockout.success(client_sap)
             self._session_event(True, "AARQ accepted")
         aare.user_information = response
         _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._phase.value)
@@ -472,14 +529,18 @@ class CosemServer:
 
     def _hls_reply(self, f_stoc: bytes) -> bytes | None:
         sec = self._security
-        if sec is None or sec.client_title is None or len(f_stoc) != 17 or f_stoc[0] != SC_AUTH:
+        if sec is None or sec.client_title is None:
             return None
-        ic = struct.unpack(">I", f_stoc[1:5])[0]
-        expected = gmac(sec.ek, sec.ak, sec.client_title, ic, self._stoc)
-        if not gmac_matches(expected, f_stoc):
+        if self._locked_out(self._client_sap):  # locked out by another session after this AARQ
+            return None
+        expected = None
+        if len(f_stoc) == 17 and f_stoc[0] == SC_AUTH:
+            expected = gmac(sec.ek, sec.ak, sec.client_title, struct.unpack(">I", f_stoc[1:5])[0], self._stoc)
+        if expected is None or not gmac_matches(expected, f_stoc):
             _log.warning("HLS-GMAC: client %s (SAP %d) on %s failed authentication", self.association_name,
                          self._client_sap, self.config.link_name)
-            self._event("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response")
+            extra = self._count_failure(self._client_sap)
+            self._event("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response", **extra)
             return None
         return gmac(sec.ek, sec.ak, sec.server_title, sec.next_ic(), self._ctos)
 
@@ -489,6 +550,7 @@ class CosemServer:
             return
         if ok:
             self._phase = _Phase.ASSOCIATED
+            self.lockout.success(self._client_sap)
             _log.info("association %s established (HLS-GMAC)", self.association_name)
             self._session_event(True, "HLS-GMAC passed")
         else:
@@ -508,6 +570,7 @@ class CosemServer:
             set_clock=lambda utc: self.model.set_clock(utc, f"dlms:{assoc.name}"),
             frame_counter=self._frame_counter, client_title=self._client_title,
             stage_keys=self._stage_keys, hdlc=dict(self.config.hdlc or {}), optical=self.config.optical,
+            link_name=self.config.link_name,
         )
         entries = self.registry.build(ctx)
         settings = GXDLMSSettings(True, None)
@@ -695,14 +758,18 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
                           hdlc_params: hdlc.HdlcParameters | None = None,
                           inactivity_timeout_s: float = 120.0, events: EventSink | None = None,
                           link_name: str | None = None, baud: int = 9600,
-                          optical: dict[str, Any] | None = None) -> Callable[[], WrapperSession | HdlcSession]:
+                          optical: dict[str, Any] | None = None, lockout: LockoutPolicy | None = None,
+                          clock: Clock | None = None,
+                          auth_lockout: AuthLockout | None = None) -> Callable[[], WrapperSession | HdlcSession]:
     """A factory of fresh sessions ("wrapper" or "hdlc") sharing the model, keys and counters.
 
     ``events`` receives the security and communication events; ``link_name`` names the link in
     them (default: ``link``). On an HDLC link the IEC HDLC setup 0-0:22.0.0.255 shows ``baud``
     (Bd), the info field length and inactivity time-out of the link; ``optical`` (the mode E
     parameters ``baud`` (max offered, Bd) and ``device_address``) adds the IEC local port setup
-    0-0:20.0.0.255.
+    0-0:20.0.0.255. The sessions share one authentication lockout per link: ``auth_lockout``, or
+    one made with ``lockout`` (the policy; default 3 failures, 60 s doubling to 1 h), kept in
+    ``security_store`` when it stores lockouts and timed by ``clock`` (default: the model's UTC).
     """
     if link not in ("wrapper", "hdlc"):
         raise CosemError(f"unknown link type {link!r}")
@@ -717,10 +784,12 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
     cfg = dataclasses.replace(cfg, hdlc=hdlc_view if link == "hdlc" else None,
                               events=events if events is not None else cfg.events,
                               link_name=link_name or (cfg.link_name if config is not None else link),
-                              optical=optical if optical is not None else cfg.optical)
+                              optical=optical if optical is not None else cfg.optical,
+                              lockout=lockout if lockout is not None else cfg.lockout)
+    shared_lockout = auth_lockout or make_lockout(security_store, cfg, model.now_utc, clock)
 
     def make() -> WrapperSession | HdlcSession:
-        server = CosemServer(model, keys, security_store, shared_registry, cfg)
+        server = CosemServer(model, keys, security_store, shared_registry, cfg, shared_lockout)
         if link == "wrapper":
             return WrapperSession(server, inactivity_timeout_s)
         return HdlcSession(server, hdlc_params, inactivity_timeout_s)

@@ -16,16 +16,21 @@ Durability rules:
     per ``in_block`` requests instead of one per request (an fsync costs milliseconds, far more
     on an SD card); the price is that after a restart a client continues above the mark (it reads
     it as the frame counter 0-0:43.1.E.255, as it does after any doubt);
+  * authentication lockouts (``auth_lockout``, schema 2; a schema 1 file gets the table in place):
+    per link and client SAP the consecutive failures, the end of the running lockout (UTC) and the
+    attempts refused during it; each change is one transaction, on disk before the call returns
+    (implements ``meterd.cosem.security.LockoutStore``);
   * ``PRAGMA user_version`` carries the schema version; newer unknown versions are refused.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 from pathlib import Path
 
 from meterd.store.sqlite import open_database, schema_version
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 IN_BLOCK = 64
 MAX_COUNTER = 0xFFFFFFFF
 
@@ -45,12 +50,20 @@ class DlmsSecurityStore:
 
     def _migrate(self) -> None:
         version = schema_version(self._db, self.path, SCHEMA_VERSION)
-        if version == 0:
-            self._db.execute("BEGIN IMMEDIATE")
+        if version == SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
             self._db.execute("CREATE TABLE IF NOT EXISTS outgoing (name TEXT PRIMARY KEY, next INTEGER NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS incoming (name TEXT PRIMARY KEY, last INTEGER NOT NULL)")
+            self._db.execute("CREATE TABLE IF NOT EXISTS auth_lockout (link TEXT NOT NULL, client_sap INTEGER NOT NULL, "
+                             "failures INTEGER NOT NULL, until_utc TEXT, refused INTEGER NOT NULL, "
+                             "PRIMARY KEY (link, client_sap))")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def reserve(self, name: str, count: int) -> int:
         """Durably reserve ``count`` outgoing counter values; return the first (values start at 1)."""
@@ -101,6 +114,39 @@ class DlmsSecurityStore:
             self._mark[name] = new_mark
         self._last[name] = value
         return True
+
+    def load_lockouts(self, link: str) -> dict[int, tuple[int, _dt.datetime | None, int]]:
+        """The stored authentication lockout states of ``link``: client SAP -> (consecutive
+        failures, end of the running or last lockout in UTC or None, refused attempts not yet
+        reported)."""
+        rows = self._db.execute("SELECT client_sap, failures, until_utc, refused FROM auth_lockout WHERE link=?",
+                                (link,)).fetchall()
+        out: dict[int, tuple[int, _dt.datetime | None, int]] = {}
+        for sap, failures, until, refused in rows:
+            until_utc = _dt.datetime.fromisoformat(until) if until else None
+            if until_utc is not None and until_utc.tzinfo is None:
+                until_utc = until_utc.replace(tzinfo=_dt.UTC)
+            out[int(sap)] = (int(failures), until_utc, int(refused))
+        return out
+
+    def save_lockout(self, link: str, client_sap: int, failures: int, until_utc: _dt.datetime | None,
+                     refused: int) -> None:
+        """Store one lockout state durably (all zero / None deletes the record)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if failures == 0 and until_utc is None and refused == 0:
+                self._db.execute("DELETE FROM auth_lockout WHERE link=? AND client_sap=?", (link, client_sap))
+            else:
+                until = until_utc.isoformat() if until_utc else None
+                self._db.execute(
+                    "INSERT INTO auth_lockout(link, client_sap, failures, until_utc, refused) VALUES(?, ?, ?, ?, ?) "
+                    "ON CONFLICT(link, client_sap) DO UPDATE SET failures=excluded.failures, "
+                    "until_utc=excluded.until_utc, refused=excluded.refused",
+                    (link, client_sap, failures, until, refused))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the database."""

@@ -12,6 +12,10 @@ Security events (authentication failures, deciphering failures, replayed invocat
 key changes, refused associations) and the communication log (associations opened/closed, local
 on the optical port, remote otherwise) go to ``daemon.services["events"]`` (the supervision's
 event recorder) with the client SAP and the link name ("tcp", "rs485", "optical").
+
+Repeated authentication failures lock a client SAP out of one link (``lockout_failures``,
+``lockout_s``, ``lockout_max_s``); the lockout state is kept in the invocation-counter store
+(``dlms_security.db``), so a restart does not end it, and it is timed by the meter's clock.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, default_registry
+from meterd.cosem.security import AuthLockout, LockoutPolicy, UtcOnlyClock
 from meterd.cosem.server import HdlcSession, WrapperSession, build_session_factory
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink
@@ -76,16 +81,36 @@ def attach(daemon: Daemon) -> None:
     daemon.info["dlms_keys_file"] = str(keys_path)
 
 
+def lockout_policy(daemon: Daemon) -> LockoutPolicy:
+    """The authentication lockout policy of the ``[dlms]`` section."""
+    cfg = daemon.cfg.dlms
+    return LockoutPolicy(cfg.lockout_failures, cfg.lockout_s, cfg.lockout_max_s)
+
+
+def auth_lockout(daemon: Daemon, link_name: str) -> AuthLockout:
+    """The one authentication lockout of ``link_name`` (every session factory of that link
+    shares it), kept in the counter store and timed by the meter's clock."""
+    lockouts: dict[str, AuthLockout] = daemon.services.setdefault("dlms_lockouts", {})
+    if link_name not in lockouts:
+        assert daemon.meter is not None
+        clock = daemon.clock or UtcOnlyClock(daemon.meter.now_utc)
+        lockouts[link_name] = AuthLockout(daemon.services["dlms_security_store"], lockout_policy(daemon),
+                                          link_name, clock)
+    return lockouts[link_name]
+
+
 def session_factory(daemon: Daemon, link: str = "wrapper", link_name: str = "tcp",
                     registry: ObjectRegistry | None = None,
                     **kwargs: Any) -> Callable[[], WrapperSession | HdlcSession]:
-    """Sessions of one link of this meter: its model, keys, counter store, object registry and
-    event recorder (``link``: "wrapper" or "hdlc"; ``link_name`` goes into event details;
-    ``kwargs``: more :func:`~meterd.cosem.server.build_session_factory` arguments)."""
+    """Sessions of one link of this meter: its model, keys, counter store, object registry,
+    event recorder and authentication lockout (``link``: "wrapper" or "hdlc"; ``link_name`` goes
+    into event details; ``kwargs``: more :func:`~meterd.cosem.server.build_session_factory`
+    arguments)."""
     assert daemon.meter is not None
     return build_session_factory(daemon.meter, daemon.services["dlms_security_store"], daemon.services["dlms_keys"],
                                  link, registry or registry_for(daemon), events=daemon.services.get("events"),
-                                 link_name=link_name, **kwargs)
+                                 link_name=link_name, lockout=lockout_policy(daemon),
+                                 auth_lockout=auth_lockout(daemon, link_name), **kwargs)
 
 
 async def start(daemon: Daemon) -> None:
