@@ -12,8 +12,10 @@ OBIS                   class  content
 0-0:19.20.0.255        113    Charge, consumption based: total charged (2), unit charge
                               per rate (5, 6), last collection (10, 11)
 0-0:19.40.0.255        115    Token gateway: last token (2, 20 ASCII digits), time (3),
-                              description (4), delivery method (5), status (6); method 1
-                              enter(octet-string of 20 ASCII digits) (management only)
+                              description (4), delivery method (5: 1 local on the
+                              optical port, 0 remote on the wrapper and RS-485), status
+                              (6); method 1 enter(octet-string of 20 ASCII digits)
+                              (management only)
 =====================  =====  ==========================================================
 
 Amounts are double-long in the account's display unit: Wh for an energy account (currency
@@ -34,7 +36,7 @@ from gurux_dlms.objects import GXDLMSAccount, GXDLMSCharge, GXDLMSCredit, GXDLMS
 
 from meterd.cosem import axdr
 from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED, AttributeTable, AttributeValue
-from meterd.cosem.objects import Access, CosemContext, CosemEntry
+from meterd.cosem.objects import LOCAL_LINKS, Access, CosemContext, CosemEntry
 
 ACCOUNT_LN = "0.0.19.0.0.255"
 TOKEN_CREDIT_LN = "0.0.19.10.0.255"
@@ -59,11 +61,26 @@ _STATUS_BY_RESULT = {
 }
 # Token delivery method (class 115 attribute 5): (0) via remote communications, (1) via local
 # communications, (2) via manual entry. Keypad entry (on the meter or the CIU) is manual entry;
-# the token gateway's own method (DLMS) is remote; the local API (meterctl, a lab tool on the
-# meter's socket) is local communications, and so is any other local source.
+# the token gateway's own method (DLMS) records the source "dlms:<link>": local communications on
+# the optical port (LOCAL_LINKS), remote on the TCP wrapper and RS-485 ("dlms" alone, as stored by
+# older versions, is remote); the local API (meterctl, a lab tool on the meter's socket) is local
+# communications, and so is any other local source.
 DELIVERY_REMOTE, DELIVERY_LOCAL, DELIVERY_MANUAL = 0, 1, 2
 DELIVERY = {"dlms": DELIVERY_REMOTE, "remote": DELIVERY_REMOTE, "keypad": DELIVERY_MANUAL,
             "ciu": DELIVERY_MANUAL, "api": DELIVERY_LOCAL, "meterctl": DELIVERY_LOCAL}
+
+
+def dlms_source(link_name: str) -> str:
+    """The token source recorded for an entry through the token gateway on ``link_name``."""
+    return f"dlms:{link_name}" if link_name else "dlms"
+
+
+def delivery_method(source: str) -> int:
+    """Class 115 attribute 5 value of a token ``source``."""
+    kind, _, link = source.partition(":")
+    if kind == "dlms" and link:
+        return DELIVERY_LOCAL if link in LOCAL_LINKS else DELIVERY_REMOTE
+    return DELIVERY.get(source, DELIVERY_LOCAL)
 
 
 class LastTokenView(Protocol):
@@ -253,11 +270,13 @@ class PaymentCharge(AttributeTable, GXDLMSCharge):  # type: ignore[misc]  # guru
 
 
 class PaymentTokenGateway(AttributeTable, GXDLMSTokenGateway):  # type: ignore[misc]  # gurux is untyped
-    """Token gateway (class 115) 0-0:19.40.0.255; method 1 enters an STS token (20 ASCII digits)."""
+    """Token gateway (class 115) 0-0:19.40.0.255; method 1 enters an STS token (20 ASCII digits)
+    with the source ``dlms:<link_name>`` (the session's link)."""
 
-    def __init__(self, port: PaymentPort) -> None:
+    def __init__(self, port: PaymentPort, link_name: str = "") -> None:
         super().__init__(TOKEN_GATEWAY_LN)
         self._port = port
+        self._source = dlms_source(link_name)
 
     def attribute_values(self) -> Mapping[int, AttributeValue]:
         last = self._port.last_token
@@ -267,7 +286,7 @@ class PaymentTokenGateway(AttributeTable, GXDLMSTokenGateway):  # type: ignore[m
             3: lambda: _datetime(last.utc),
             4: lambda: axdr.encode_array([axdr.encode_value(axdr.OCTET_STRING, last.result.encode("ascii"))]
                                          if last.result else []),
-            5: lambda: axdr.encode_value(axdr.ENUM, DELIVERY.get(last.source, DELIVERY_LOCAL)),
+            5: lambda: axdr.encode_value(axdr.ENUM, delivery_method(last.source)),
             6: lambda: axdr.encode_structure(axdr.encode_value(axdr.ENUM, status), _bits([False] * 8)),
         }
 
@@ -282,18 +301,18 @@ class PaymentTokenGateway(AttributeTable, GXDLMSTokenGateway):  # type: ignore[m
         if not isinstance(raw, bytes | bytearray):
             e.error = ErrorCode.UNMATCHED_TYPE
             return None
-        self._port.submit_token(bytes(raw).decode("ascii", "replace"), "dlms")
+        self._port.submit_token(bytes(raw).decode("ascii", "replace"), self._source)
         return None
 
 
 def payment_objects(port: PaymentPort) -> Callable[[CosemContext], Iterable[CosemEntry]]:
     """The registry factory of the payment objects bound to ``port``."""
 
-    def factory(_ctx: CosemContext) -> Iterable[CosemEntry]:
+    def factory(ctx: CosemContext) -> Iterable[CosemEntry]:
         yield CosemEntry(PaymentAccount(port), Access(write=frozenset({2})))
         yield CosemEntry(PaymentCredit(TOKEN_CREDIT_LN, port, emergency=False), Access())
         yield CosemEntry(PaymentCredit(EMERGENCY_CREDIT_LN, port, emergency=True), Access(methods=frozenset({3})))
         yield CosemEntry(PaymentCharge(port), Access())
-        yield CosemEntry(PaymentTokenGateway(port), Access(methods=frozenset({1})))
+        yield CosemEntry(PaymentTokenGateway(port, ctx.link_name), Access(methods=frozenset({1})))
 
     return factory
