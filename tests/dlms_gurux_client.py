@@ -106,8 +106,8 @@ class GuruxSession:
         self.client.parseAareResponse(reply.data)
         reply.clear()
         if self.client.authentication > Authentication.LOW:
-            for frame in self.client.getApplicationAssociationRequest():
-                self._packet(frame, reply)
+            # the reply_to_HLS answer may come in HDLC segments (small info fields): RR for the rest
+            self._block(self.client.getApplicationAssociationRequest(), reply)
             self.client.parseApplicationAssociationResponse(reply.data)
 
     def read(self, obj: Any, attribute: int) -> Any:

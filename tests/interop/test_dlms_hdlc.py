@@ -9,6 +9,7 @@ from dlms_cosem import cosem, enumerations, utils
 from dlms_cosem.client import DlmsClient as CosemClient
 from dlms_cosem.cosem.selective_access import CaptureObject, RangeDescriptor
 from dlms_cosem.security import HighLevelSecurityGmacAuthentication, LowLevelSecurityAuthentication
+from gurux_dlms import GXDateTime
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSProfileGeneric, GXDLMSRegister
 
 from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD, UTC
@@ -118,3 +119,32 @@ def test_pydlms_serial_over_pty(meter):
     with DlmsClient.serial(meter.pty.slave_path, 9600, client_sap=17, mechanism=Mechanism.LLS,
                            password=TEST_PASSWORD) as m:
         assert m.get_clock() is not None
+
+
+def test_info_field_of_32_octets_segments_every_ciphered_apdu(meter):
+    """HLS-GMAC over an HDLC link of 32-octet info fields: the reply_to_HLS answer, the requests
+    and the responses are all segmented (gurux: association, clock GET and SET; pydlms, which
+    negotiates the field strictly: the whole association view and a profile range)."""
+    from pydlms import DlmsClient, Mechanism, SecurityContext
+    from pydlms.apdu import xdlms
+    from pydlms.hdlc.connection import HdlcParameters
+
+    gs, io = _gurux_pty(meter, 1, max_info=32)
+    try:
+        assert gs.client.hdlcSettings.maxInfoRX == 32
+        clock = GXDLMSClock()
+        gs.read(clock, 2)
+        target = dt.datetime(2026, 9, 1, 6, 30, tzinfo=UTC)
+        clock.time = GXDateTime(target)
+        gs.write(clock, 2)
+        assert meter.model.clock_sets[-1][0] == target
+    finally:
+        gs.close()
+        io.close()
+    security = SecurityContext(encryption_key=TEST_GUEK, authentication_key=TEST_GAK,
+                               client_system_title=CLIENT_TITLE, invocation_counter=meter.next_client_ic())
+    with DlmsClient.serial(meter.pty.slave_path, 9600, client_sap=1, mechanism=Mechanism.HLS_GMAC,
+                           security=security, hdlc_parameters=HdlcParameters(max_info_tx=32, max_info_rx=32)) as m:
+        assert len(m.get_association_view()) >= 90
+        bounds = [xdlms.date_time_value(dt.datetime(2026, 1, 2, h, tzinfo=UTC)) for h in (0, 2)]
+        assert len(m.read_profile("1.0.99.1.0.255", xdlms.range_descriptor(*bounds)).rows) == 9
