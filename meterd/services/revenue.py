@@ -372,8 +372,9 @@ class RevenueService:
     def _rate_for(self, utc: _dt.datetime) -> int:
         """Rate of the interval ending at ``utc``; caches it until the next possible change."""
         wall = self.legal.tariff_wall(utc)
+        planned = self.calendar.activate_passive_at
         if self.calendar.activate_if_due(wall):
-            self.calendar_activations += 1
+            self._activated(utc if planned is None else min(utc, self.legal.to_utc(planned)))
             self._rate_hi = _EPOCH
             self._save_settings()
         rate = self.calendar.rate_before(wall)
@@ -423,6 +424,15 @@ class RevenueService:
         self._rate = rate
         log.info("rate %d forced until %s", rate, until.isoformat())
         return until
+
+    def _activated(self, utc: _dt.datetime) -> None:
+        """The passive calendar became active at ``utc``: count it and record TOU_ACTIVATED."""
+        self.calendar_activations += 1
+        self._override = None  # a forced rate ends at a calendar activation
+        log.info("calendar %r activated", self.calendar.active.name)
+        if self.events is not None:
+            self.events.record(event_codes.code("TOU_ACTIVATED"), utc,
+                               {"object": "0.0.13.0.0.255", "calendar": self.calendar.active.name})
 
     @property
     def current_rate(self) -> int:
@@ -523,7 +533,10 @@ class RevenueService:
     def activate_passive_calendar(self) -> None:
         """Class 20 method 1: the passive calendar becomes active now."""
         self.calendar.activate_passive()
-        self.calendar_activations += 1
+        if self._last_utc is not None:
+            self._activated(self._last_utc)
+        else:
+            self.calendar_activations += 1
         self._rate_lo = self._rate_hi = _EPOCH
         self._save_settings()
 

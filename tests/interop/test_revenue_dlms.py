@@ -219,6 +219,13 @@ def test_passive_calendar_rewritten_twice_in_one_run(meter: SimMeter) -> None:
     meter.run(86400, 900)
     assert svc.calendar.active.name == "FLAT3" and svc.calendar.activate_passive_at is None
     assert svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, 3) > rate3
+    from meterd.core import event_codes
+    from meterd.core.event_codes import LogId
+
+    log = meter.daemon.services["events"].log(LogId.STANDARD)
+    activated = [e for e in log.entries() if e.code == event_codes.code("TOU_ACTIVATED")]
+    assert [e.detail["calendar"] for e in activated] == ["FLAT2", "FLAT3"]
+    assert activated[1].utc == dt.datetime(2026, 1, 9, 11, 0, tzinfo=dt.UTC)
     with Client(meter, 17) as gs:
         assert bytes(gs.read_raw(GXDLMSActivityCalendar(), 10)) == _unset_time()
 
