@@ -435,6 +435,11 @@ class RevenueService:
                                {"object": "0.0.13.0.0.255", "calendar": self.calendar.active.name})
 
     @property
+    def forced_rate(self) -> tuple[int, _dt.datetime] | None:
+        """(rate, until UTC) while a tariff script holds a rate against the calendar, else None."""
+        return None if self._override is None else (self._override[0], self._override[2])
+
+    @property
     def current_rate(self) -> int:
         """Currently active rate (0-0:96.14.0.255), as of the last cycle."""
         return self._rate

@@ -35,6 +35,7 @@ def test_forced_rate_holds_to_the_next_switch_and_survives_a_restart():
         svc.force_rate(5)
     until = svc.force_rate(3)
     assert until == T0 + dt.timedelta(days=1) and svc.current_rate == 3
+    assert svc.forced_rate == (3, until)
     run(svc, regs, T0 + dt.timedelta(hours=1), 60)
     assert rates(svc) == [60_000, 0, 60_000, 0]
     state = svc.state_dict()
@@ -44,4 +45,4 @@ def test_forced_rate_holds_to_the_next_switch_and_survives_a_restart():
     assert rates(again) == [60_000, 0, 60_000 + 22 * 60_000, 0]
     run(again, regs, T0 + dt.timedelta(days=1), 60)  # the calendar rules again
     assert rates(again) == [120_000, 0, 60_000 + 22 * 60_000, 0] and again.current_rate == 1
-    assert "force" not in again.state_dict()
+    assert "force" not in again.state_dict() and again.forced_rate is None

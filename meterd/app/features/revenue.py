@@ -231,7 +231,7 @@ def attach(daemon: Daemon) -> None:
 
 
 def tariff_view(service: RevenueService, utc: _dt.datetime) -> dict[str, Any]:
-    """``GET /tariff``: current rate, legal time, calendar summary, rate registers (Wh, varh,
+    """``GET /tariff``: current rate (and a rate forced by a tariff script, until when), legal time, calendar summary, rate registers (Wh, varh,
     VAh), maximum demand (W, var, VA, with UTC time) and billing state."""
     local = service.local_time(utc)
     cal = service.calendar
@@ -245,6 +245,8 @@ def tariff_view(service: RevenueService, utc: _dt.datetime) -> dict[str, Any]:
                 "value": m.value_w, "utc": None if m.capture_utc is None else m.capture_utc.isoformat()}
     return {
         "rate": service.current_rate,
+        "forced_rate": None if service.forced_rate is None else {
+            "rate": service.forced_rate[0], "until_utc": service.forced_rate[1].isoformat()},
         "local_time": local.wall.isoformat(), "dst_active": local.dst_active,
         "calendar": {"active": cal.active.name, "passive": None if cal.passive is None else cal.passive.name,
                      "activate_passive_at": None if cal.activate_passive_at is None
