@@ -1,12 +1,15 @@
 """Metering foundation numbers: cycle CPU, meterd peak RSS, 24 h of simulation, SD-card writes.
 
 Prints ``name: value unit`` lines. Uses the daemon's own wiring (tests/simmeter.py) in-process,
-and a real meterd process for the resident-set size.
+and a real meterd process for the resident-set size. CPU and 24 h wall time are given with the
+waveform analysis (power quality) off and on; the costly PQ-on figures are measured over fewer
+cycles and scaled (``PMM_BENCH_PQ_CYCLES``, default 200; ``PMM_BENCH_PQ_SECONDS``, default 3600).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -26,14 +29,29 @@ def io_counters() -> tuple[int, int]:
     return int(fields["wchar"]), int(fields["write_bytes"])
 
 
-def cycle_cpu(tmp: Path) -> float:
-    sm = SimMeter(tmp / "cpu", sim={"current_a": 10.0, "power_factor": "0.9L"})
+def cycle_cpu(tmp: Path, name: str, cycles: int, power_quality: bool) -> float:
+    """CPU time (s) of the process per 1000 one-second metering cycles, measured over ``cycles``
+    cycles (after 50 warm-up cycles) and scaled to 1000; every feature attached, the waveform
+    analysis (power quality) on or off."""
+    sm = SimMeter(tmp / name, sim={"current_a": 10.0, "power_factor": "0.9L"},
+                  power_quality={"enabled": power_quality})
     sm.run(50)
     t0 = time.process_time()
-    sm.run(1000)
+    sm.run(cycles)
     cpu = time.process_time() - t0
     sm.close()
-    return cpu
+    return cpu * 1000 / cycles
+
+
+def day_wall_pq(tmp: Path, seconds: int) -> float:
+    """Wall time (s) of ``seconds`` of meter time at 1 kW with power quality on, scaled to 24 h."""
+    sm = SimMeter(tmp / "day-pq", sim={"current_a": 1.45, "power_factor": "0.95L"}, display={"kind": "dummy"},
+                  power_quality={"enabled": True})
+    t0 = time.perf_counter()
+    sm.run(seconds)
+    wall = time.perf_counter() - t0
+    sm.close()
+    return wall * 86_400 / seconds
 
 
 def day(tmp: Path, name: str, current_a: float, seconds: int) -> tuple[float, int, int, int]:
@@ -52,13 +70,24 @@ def day(tmp: Path, name: str, current_a: float, seconds: int) -> tuple[float, in
 
 
 def peak_rss_kib(tmp: Path) -> int:
+    """Peak resident set (KiB) of a meterd process running config/sim.toml (every feature, power
+    quality on) at full speed, its DLMS wrapper on a port the kernel picks (never a fixed one)."""
     state = tmp / "rss"
-    proc = subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", str(REPO / "config/sim.toml"),
-                             "--state-dir", str(state), "--speed", "0"], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = tmp / "rss.toml"
+    text = (REPO / "config/sim.toml").read_text()
+    config.write_text(re.sub(r"(?m)^tcp_port = .*$", "tcp_port = 0", text))
+    log = tmp / "rss.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", str(config),
+                                 "--state-dir", str(state), "--speed", "0"], cwd=REPO,
+                                stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"meterd exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("meterd did not answer on its API socket within 30 s")
             try:
                 if request(str(state / "meterd.sock"), "GET", "/status")[0] == 200:
                     break
@@ -77,10 +106,18 @@ def peak_rss_kib(tmp: Path) -> int:
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        print(f"cpu_per_1000_cycles: {cycle_cpu(tmp):.3f} s")
-        print(f"meterd_peak_rss: {peak_rss_kib(tmp) / 1024:.1f} MiB")
+        print(f"cpu_per_1000_cycles_pq_off: {cycle_cpu(tmp, 'cpu', 1000, False):.3f} s"
+              " (every feature attached, power quality off)")
+        pq_cycles = int(os.environ.get("PMM_BENCH_PQ_CYCLES", "200"))
+        print(f"cpu_per_1000_cycles_pq_on: {cycle_cpu(tmp, 'cpu-pq', pq_cycles, True):.3f} s"
+              f" (every feature attached, power quality on; measured over {pq_cycles} cycles, scaled)")
+        print(f"meterd_peak_rss: {peak_rss_kib(tmp) / 1024:.1f} MiB (config/sim.toml, power quality on)")
         wall, written, block, saves = day(tmp, "day", 1.45, 86_400)  # 1 kW average household
-        print(f"simulate_24h_wall: {wall:.1f} s (1 s cycle, full speed, every feature attached)")
+        print(f"simulate_24h_wall_pq_off: {wall:.1f} s (1 s cycle, full speed, every feature attached,"
+              " power quality off)")
+        pq_s = int(os.environ.get("PMM_BENCH_PQ_SECONDS", "3600"))
+        print(f"simulate_24h_wall_pq_on: {day_wall_pq(tmp, pq_s):.1f} s (power quality on; measured over"
+              f" {pq_s} s of meter time, scaled to 24 h)")
         print(f"bytes_written_per_day_1kW: {written / 1e6:.2f} MB written, {block / 1e6:.2f} MB to storage"
               f" ({saves} checkpoints)")
         _, written2, block2, saves2 = day(tmp, "heavy", 10.0, 7_200)  # 6.9 kW, 2 h extrapolated
