@@ -99,6 +99,7 @@ def test_results_do_not_depend_on_block_size_across_a_tick(kind: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 137-sample blocks: about 40 000 calls
 @pytest.mark.parametrize("kind", ["137", "random"])
 def test_results_do_not_depend_on_block_size_over_a_whole_interval(kind: str) -> None:
     check(kind, 11 * 60, ticks=2)
