@@ -6,7 +6,7 @@ Nothing here is a real secret: the keys are test constants used only against thi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from meterd.core.clock import SimClock
@@ -121,3 +121,19 @@ class FakeMeter:
 
     def profile(self, obis: str) -> ProfileBuffer | None:
         return self.load_profile if obis == "1.0.99.1.0.255" else None
+
+
+class ListSink:
+    """An event sink keeping (code, utc, detail)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, dt.datetime, dict[str, object]]] = []
+
+    def record(self, code: int, utc: dt.datetime, detail: Mapping[str, object] | None = None) -> None:
+        self.events.append((code, utc, dict(detail or {})))
+
+    def codes(self) -> list[int]:
+        return [c for c, _, _ in self.events]
+
+    def of(self, code: int) -> list[dict[str, object]]:
+        return [d for c, _, d in self.events if c == code]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping
-
 import pytest
 from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 from gurux_dlms.enums import DataType
@@ -15,27 +12,11 @@ from meterd.core.event_codes import LogId
 from meterd.core.events import EventRecorder
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
-from tests.dlms_fakes import TEST_GAK, TEST_GUEK, TEST_KEK, TEST_PASSWORD, FakeMeter, make_keyring
+from tests.dlms_fakes import TEST_GAK, TEST_GUEK, TEST_KEK, TEST_PASSWORD, FakeMeter, ListSink, make_keyring
 from tests.dlms_gurux_client import DlmsClientError, connect_in_memory, make_client
 
 AUTH_FAIL, KEY_CHANGED, DECRYPT_FAIL, REPLAY = (ec.code(n) for n in (
     "AUTHENTICATION_FAILURES", "KEY_CHANGED", "DECRYPTION_FAILURE", "REPLAY_ATTACK"))
-
-
-class ListSink:
-    """An event sink keeping (code, utc, detail)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[int, dt.datetime, dict[str, object]]] = []
-
-    def record(self, code: int, utc: dt.datetime, detail: Mapping[str, object] | None = None) -> None:
-        self.events.append((code, utc, dict(detail or {})))
-
-    def codes(self) -> list[int]:
-        return [c for c, _, _ in self.events]
-
-    def of(self, code: int) -> list[dict[str, object]]:
-        return [d for c, _, d in self.events if c == code]
 
 
 def _factory(sink: ListSink, meter: FakeMeter | None = None, link_name: str = "tcp", ring=None):

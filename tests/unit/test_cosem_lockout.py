@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from meterd.cosem.security import (
 )
 from meterd.cosem.server import build_session_factory
 from meterd.store.dlms_security_store import DlmsSecurityStore
-from tests.dlms_fakes import UTC, FakeMeter, make_keyring
+from tests.dlms_fakes import UTC, FakeMeter, ListSink, make_keyring
 from tests.dlms_gurux_client import (
     DlmsClientError,
     GuruxSession,
@@ -44,19 +43,6 @@ ACCEPTED, REJECTED_PERMANENT, REJECTED_TRANSIENT = 0, 1, 2
 WRONG = bytes(make_client(17, password=b"guessed!").aarqRequest()[0])
 RIGHT = bytes(make_client(17).aarqRequest()[0])
 PUBLIC = bytes(make_client(16).aarqRequest()[0])
-
-
-class ListSink:
-    """An event sink keeping (code, utc, detail)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[int, dt.datetime, dict[str, object]]] = []
-
-    def record(self, code: int, utc: dt.datetime, detail: Mapping[str, object] | None = None) -> None:
-        self.events.append((code, utc, dict(detail or {})))
-
-    def codes(self) -> list[int]:
-        return [c for c, _, _ in self.events]
 
 
 class Rig:

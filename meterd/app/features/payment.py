@@ -386,24 +386,23 @@ class PaymentService:
 
     # --- inside ----------------------------------------------------------------------------------
 
+    def _set_limit(self, result: TokenResult, field_name: str, setter: str) -> None:
+        """Hand a class 2 limit (W; 0 = no limit) to load control's ``setter``."""
+        limit = result.management.get(field_name)
+        load_control = self._services.get("load_control")
+        if load_control is None:
+            log.warning("%s token accepted but no load control to apply it", field_name)
+            return
+        getattr(load_control, setter)(float(limit) if limit else None)
+
     def _execute(self, result: TokenResult) -> None:
         if result.token_class == 0 or is_clear_credit(result):
             self._apply(self.account.apply_token(result))
             self._persist()
-        elif result.token_class == 2 and result.subclass == 0:
-            limit = result.management.get("max_power_limit_w")
-            load_control = self._services.get("load_control")
-            if load_control is not None:
-                load_control.set_max_power_w(float(limit) if limit else None)
-            else:
-                log.warning("max power limit token accepted but no load control to apply it")
+        elif result.token_class == 2 and result.subclass == 0:  # SetMaximumPowerLimit
+            self._set_limit(result, "max_power_limit_w", "set_max_power_w")
         elif result.token_class == 2 and result.subclass == 6:  # SetMaximumPhasePowerUnbalanceLimit
-            limit = result.management.get("max_phase_unbalance_w")
-            load_control = self._services.get("load_control")
-            if load_control is not None:
-                load_control.set_max_phase_unbalance_w(float(limit) if limit else None)
-            else:
-                log.warning("phase unbalance limit token accepted but no load control to apply it")
+            self._set_limit(result, "max_phase_unbalance_w", "set_max_phase_unbalance_w")
         elif result.token_class == 2 and result.subclass == 5:  # ClearTamper: the latched tamper alarms
             supervision = self._services.get("supervision")
             if supervision is not None:
