@@ -286,6 +286,37 @@ class LegalTime:
                 return when
         raise LegalTimeError(f"wall time {wall} cannot be mapped to UTC")
 
+    def utc_of_wall(self, wall: _dt.datetime, dst_hint: bool | None = None) -> _dt.datetime:
+        """UTC of a naive wall time given without a deviation (clock attribute 2 written with
+        deviation 0x8000 "not specified"); deterministic around DST changes:
+
+        * a wall time that occurs once: that instant;
+        * a wall time of the repeated hour (DST end): ``dst_hint`` True picks the pass in DST,
+          False the pass in normal time, None (status not specified) the earlier pass;
+        * a wall time of the skipped hour (DST begin gap): read with the UTC offset in force just
+          before the gap, so it lands as far past the gap as it was into it (EU: 02:30 on the
+          spring-forward day is 01:30 UTC, shown as 03:30, as a clock not yet put forward would
+          show it). ``dst_hint`` is ignored here.
+
+        Unlike :meth:`to_utc` (tariff switch times, where the whole gap maps to its end), wall times
+        keep their distance across the gap.
+        """
+        as_normal = (wall - self._normal).replace(tzinfo=UTC)
+        as_dst = (wall - self._normal - self._dst_dev).replace(tzinfo=UTC)
+        candidates = sorted({as_normal, as_dst})
+        fits = [u for u in candidates if self.local(u).wall == wall]
+        if len(fits) > 1 and dst_hint is not None:
+            return next((u for u in fits if self.local(u).dst_active == dst_hint), fits[0])
+        if fits:
+            return fits[0]
+        lo, hi = candidates[0], candidates[-1]
+        for when, _is_begin in self.events_around(lo):
+            if lo < when <= hi:
+                dst_before, _ = self._dst_at(when, left_limit=True)
+                offset_before = self._normal + (self._dst_dev if dst_before else _dt.timedelta(0))
+                return (wall - offset_before).replace(tzinfo=UTC)
+        raise LegalTimeError(f"wall time {wall} cannot be mapped to UTC")
+
     def next_change(self, utc: _dt.datetime) -> _dt.datetime | None:
         """The next instant after ``utc`` at which the tariff wall time jumps (DST edges)."""
         candidates: list[_dt.datetime] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from gurux_dlms.objects import (
 )
 from gurux_dlms.objects.enums import AssociationStatus
 
+from meterd.core.legal_time import ClockSettings, ClockStatus, LegalTime, LegalTimeError, LocalTime
 from meterd.cosem import axdr
 from meterd.cosem.errors import ApduError, CosemError
 from meterd.cosem.profile import ProfileReader
@@ -43,6 +45,9 @@ DENIED = int(ErrorCode.READ_WRITE_DENIED)
 TYPE_UNMATCHED = int(ErrorCode.UNMATCHED_TYPE)
 OTHER_REASON = int(ErrorCode.OTHER_REASON)
 TEMPORARY_FAILURE = int(ErrorCode.TEMPORARY_FAILURE)
+
+_CLOCK_DT = struct.Struct(">HBBBBBBBhB")  # COSEM date-time: year .. hundredths, deviation, status
+_UTC_ONLY = LegalTime(ClockSettings())  # time zone 0, no DST
 
 
 def _answer(e: Any, raw: bytes) -> bytes:
@@ -110,24 +115,59 @@ class ValueRegister(AttributeTable, GXDLMSRegister):  # type: ignore[misc]  # gu
                 3: lambda: axdr.encode_scaler_unit(self.scaler_exponent, self.unit)}
 
 
-class ModelClock(AttributeTable, GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
-    """Clock (class 8) 0-0:1.0.0.255 served in UTC (time zone 0, deviation 0).
+def encode_clock_datetime(local: LocalTime) -> bytes:
+    """12-octet COSEM date-time of legal time: local wall date-time, hundredths of a second,
+    deviation (minutes, UTC = local + deviation: −60 in CET, −120 in CEST) and clock status
+    (0x80 daylight saving active)."""
+    w = local.wall
+    return _CLOCK_DT.pack(w.year, w.month, w.day, w.isoweekday(), w.hour, w.minute, w.second,
+                          w.microsecond // 10000, local.deviation_min, int(local.status()))
 
-    Attribute 2 is writable; methods 1 adjust_to_quarter, 3 adjust_to_minute and 6 shift_time
-    (−900…900 s) are served. Every change goes through ``set_clock(new_utc)``.
+
+def decode_clock_datetime(raw: bytes, legal: LegalTime) -> _dt.datetime:
+    """UTC (aware) of a 12-octet date-time written to the clock; raises :class:`ApduError`.
+
+    With a deviation the instant is exact (UTC = local + deviation). With deviation 0x8000 (not
+    specified) the value is local time under the meter's legal-time rules
+    (:meth:`LegalTime.utc_of_wall`): in the repeated hour the status' daylight-saving bit picks the
+    pass (status 0xFF: the earlier pass); a time in the spring-forward gap is read with the offset
+    in force before the gap.
+    """
+    decoded = axdr.decode_datetime(raw)  # validates; with deviation 0x8000 the wall time as UTC
+    if _CLOCK_DT.unpack(raw)[8] != axdr.DEVIATION_UNSPECIFIED:
+        return decoded
+    status = raw[11]
+    hint = None if status == 0xFF else bool(status & ClockStatus.DAYLIGHT_SAVING_ACTIVE)
+    try:
+        return legal.utc_of_wall(decoded.replace(tzinfo=None), hint)
+    except LegalTimeError as exc:
+        raise ApduError(str(exc)) from exc
+
+
+class ModelClock(AttributeTable, GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
+    """Clock (class 8) 0-0:1.0.0.255 in legal (local) time.
+
+    ``legal()`` gives the meter's legal-time rules (default: UTC, no DST). Attribute 2 is the local
+    date-time with its deviation (UTC = local + deviation, minutes) and the clock status (0x80 while
+    DST is in force); 3 is the time zone, 4 the status. Attribute 2 is writable (see
+    :func:`decode_clock_datetime`); methods 1 adjust_to_quarter, 3 adjust_to_minute (rounded in
+    local time) and 6 shift_time (−900…900 s) are served. Every change goes through
+    ``set_clock(new_utc)``.
     """
 
     def __init__(self, ln: str, now_utc: Callable[[], _dt.datetime],
-                 set_clock: Callable[[_dt.datetime], None]) -> None:
+                 set_clock: Callable[[_dt.datetime], None],
+                 legal: Callable[[], LegalTime] | None = None) -> None:
         super().__init__(ln)
         self._now = now_utc
         self._set = set_clock
+        self._legal = legal or (lambda: _UTC_ONLY)
 
     def attribute_values(self) -> Mapping[int, AttributeValue]:
         return {
-            2: axdr.encode_value(axdr.OCTET_STRING, axdr.encode_datetime(self._now())),
-            3: axdr.encode_value(axdr.INT16, 0),
-            4: axdr.encode_value(axdr.UINT8, 0),
+            2: lambda: axdr.encode_value(axdr.OCTET_STRING, encode_clock_datetime(self._local())),
+            3: lambda: axdr.encode_value(axdr.INT16, self._legal().settings.time_zone_min),
+            4: lambda: axdr.encode_value(axdr.UINT8, int(self._local().status())),
             5: axdr.encode_value(axdr.OCTET_STRING, b"\xff" * 12),
             6: axdr.encode_value(axdr.OCTET_STRING, b"\xff" * 12),
             7: axdr.encode_value(axdr.INT8, 0),
@@ -135,15 +175,19 @@ class ModelClock(AttributeTable, GXDLMSClock):  # type: ignore[misc]  # gurux is
             9: axdr.encode_value(axdr.ENUM, 1),
         }
 
+    def _local(self) -> LocalTime:
+        return self._legal().local(self._now())
+
     def write(self, e: Any) -> int:
-        """SET attribute 2 (octet-string date-time)."""
+        """SET attribute 2 (octet-string date-time, local time with or without deviation)."""
         if e.index != 2:
             return DENIED
         if not isinstance(e.value, bytes | bytearray):
             return TYPE_UNMATCHED
         try:
-            new_utc = axdr.decode_datetime(bytes(e.value))
-        except ApduError:
+            new_utc = decode_clock_datetime(bytes(e.value), self._legal())
+        except ApduError as exc:
+            _log.info("clock time refused: %s", exc)
             return OTHER_REASON
         self._set(new_utc)
         return OK
@@ -157,9 +201,9 @@ class ModelClock(AttributeTable, GXDLMSClock):  # type: ignore[misc]  # gurux is
             self._set(now + _dt.timedelta(seconds=e.parameters))
         elif e.index in (1, 3):
             step = 900 if e.index == 1 else 60
-            base = now.replace(microsecond=0)
-            seconds = int(base.timestamp())
-            rounded = (seconds + step // 2) // step * step
+            offset_s = self._legal().local(now).utc_offset_min * 60  # round the local time
+            seconds = int(now.replace(microsecond=0).timestamp()) + offset_s
+            rounded = (seconds + step // 2) // step * step - offset_s
             self._set(_dt.datetime.fromtimestamp(rounded, tz=_dt.UTC))
         else:
             e.error = ErrorCode.READ_WRITE_DENIED

@@ -37,8 +37,9 @@ OBIS map (values read the service on every GET; encodings are ours, see :mod:`me
   scaler −3: Wh, varh, VAh), average voltage 1-0:32/52/72.27.0.255 (class 3, scaler −2, V).
 * With ``serve_load_profile``: 1-0:99.1.0.255 (class 7) whose capture objects (3) and capture
   period (4, 60..3600 s dividing a day) are writable, which clears the buffer. With
-  ``serve_clock``: 0-0:1.0.0.255 (class 8) serving and writing time zone (3), DST begin (5),
-  end (6), deviation (7) and enabled (8) from the legal-time rules. Both are off while the base
+  ``serve_clock``: 0-0:1.0.0.255 (class 8) in legal time: time (2, local date-time with its
+  deviation and DST status bit), time zone (3), status (4), DST begin (5), end (6), deviation (7)
+  and enabled (8) from the legal-time rules, all but 4 writable. Both are off while the base
   registry serves these objects itself.
 
 Writes and actions are for the management association; the registry's access rules decide.
@@ -646,19 +647,22 @@ class LoadProfileObject(ModelProfile):
 
 
 class LegalClock(ModelClock):
-    """Clock 0-0:1.0.0.255 with the legal-time attributes of the revenue service (writable)."""
+    """Clock 0-0:1.0.0.255 in the legal time of the revenue service, its rules writable.
+
+    Attribute 2 is local time with its deviation and the DST status bit (CET winter: deviation −60,
+    status 0x00; CEST: −120, 0x80); a written time without deviation is local time under these
+    rules (see :func:`meterd.cosem.adapters.decode_clock_datetime`). Time zone (3), status (4),
+    DST begin/end/deviation/enabled (5–8) come from the same rules.
+    """
 
     def __init__(self, ctx: CosemContext, service: RevenueService) -> None:
-        super().__init__("0.0.1.0.0.255", ctx.model.now_utc, ctx.set_clock)
+        super().__init__("0.0.1.0.0.255", ctx.model.now_utc, ctx.set_clock, lambda: service.legal)
         self._svc = service
 
     def attribute_values(self) -> Mapping[int, AttributeValue]:
         s = self._svc.config.clock
-        local = self._svc.local_time(self._now())
         return {
             **super().attribute_values(),
-            3: lambda: axdr.encode_value(axdr.INT16, s.time_zone_min),
-            4: lambda: axdr.encode_value(axdr.UINT8, int(local.status())),
             5: lambda: axdr.encode_value(axdr.OCTET_STRING, _pattern_bytes(s.dst_begin)),
             6: lambda: axdr.encode_value(axdr.OCTET_STRING, _pattern_bytes(s.dst_end)),
             7: lambda: axdr.encode_value(axdr.INT8, s.dst_deviation_min),
@@ -666,7 +670,7 @@ class LegalClock(ModelClock):
         }
 
     def write(self, e: Any) -> int:
-        """SET 2 (time, UTC) or the legal-time attributes 3, 5, 6, 7, 8."""
+        """SET 2 (time, local with or without deviation) or the legal-time attributes 3, 5, 6, 7, 8."""
         if e.index == 2:
             return int(super().write(e))
         s = self._svc.config.clock

@@ -121,3 +121,50 @@ def test_dst_disabled_and_next_midnight():
 def test_settings_dict_round_trip():
     s = eu_clock_settings(120)
     assert ClockSettings.from_dict(s.to_dict()) == s
+
+
+def test_utc_of_wall_is_exact_outside_dst_changes():
+    lt = LegalTime(eu_clock_settings(60))
+    assert lt.utc_of_wall(dt.datetime(2026, 1, 15, 13, 0, 0, 250000)) == utc(2026, 1, 15, 12, 0, 0, 250000)
+    assert lt.utc_of_wall(dt.datetime(2026, 7, 1, 14)) == utc(2026, 7, 1, 12)
+    # the DST hint only matters in the repeated hour: the rules decide everywhere else
+    assert lt.utc_of_wall(dt.datetime(2026, 7, 1, 14), dst_hint=False) == utc(2026, 7, 1, 12)
+    assert lt.utc_of_wall(dt.datetime(2026, 1, 15, 13), dst_hint=True) == utc(2026, 1, 15, 12)
+    assert LegalTime(ClockSettings()).utc_of_wall(dt.datetime(2026, 7, 1, 14)) == utc(2026, 7, 1, 14)
+
+
+def test_utc_of_wall_in_the_repeated_hour_follows_the_dst_hint_else_the_first_pass():
+    lt = LegalTime(eu_clock_settings(60))
+    wall = dt.datetime(2026, 10, 25, 2, 30)
+    assert lt.utc_of_wall(wall) == utc(2026, 10, 25, 0, 30)  # first pass (CEST)
+    assert lt.utc_of_wall(wall, dst_hint=True) == utc(2026, 10, 25, 0, 30)
+    assert lt.utc_of_wall(wall, dst_hint=False) == utc(2026, 10, 25, 1, 30)  # second pass (CET)
+    # the edges of the repeated hour: 02:00 occurs twice, 03:00 once (CET)
+    assert lt.utc_of_wall(dt.datetime(2026, 10, 25, 2), dst_hint=False) == utc(2026, 10, 25, 1)
+    assert lt.utc_of_wall(dt.datetime(2026, 10, 25, 3), dst_hint=True) == utc(2026, 10, 25, 2)
+    for hint in (None, True, False):  # what it maps to reads back as the wall time written
+        assert lt.local(lt.utc_of_wall(wall, hint)).wall == wall
+
+
+def test_utc_of_wall_in_the_spring_gap_uses_the_offset_before_the_gap():
+    lt = LegalTime(eu_clock_settings(60))
+    assert lt.utc_of_wall(dt.datetime(2026, 3, 29, 2)) == utc(2026, 3, 29, 1)
+    assert lt.utc_of_wall(dt.datetime(2026, 3, 29, 2, 30)) == utc(2026, 3, 29, 1, 30)
+    assert lt.utc_of_wall(dt.datetime(2026, 3, 29, 2, 30), dst_hint=True) == utc(2026, 3, 29, 1, 30)
+    assert lt.local(utc(2026, 3, 29, 1, 30)).wall == dt.datetime(2026, 3, 29, 3, 30)
+    # a gap time is what a clock still on normal time shows: 02:30 is the instant shown as 03:30
+    assert lt.utc_of_wall(dt.datetime(2026, 3, 29, 2, 30)) == lt.utc_of_wall(dt.datetime(2026, 3, 29, 3, 30))
+    # across the gap wall times keep their distance (to_utc, for tariffs, moves them all to 03:00)
+    assert lt.utc_of_wall(dt.datetime(2026, 3, 29, 2, 59, 59)) - lt.utc_of_wall(dt.datetime(2026, 3, 29, 1, 59, 59)) \
+        == dt.timedelta(hours=1)
+
+
+def test_utc_of_wall_with_a_negative_dst_deviation():
+    # "winter time" modelled as DST with deviation -60 (normal time UTC+1, DST UTC+0 from Oct to Mar):
+    # the clock falls back at the DST begin and jumps forward at its end
+    s = ClockSettings(-60, DateTimePattern(month=10, day_of_month=LAST_DAY, day_of_week=7, hour=1, deviation_min=0),
+                      DateTimePattern(month=3, day_of_month=LAST_DAY, day_of_week=7, hour=1, deviation_min=0), -60, True)
+    lt = LegalTime(s)
+    assert lt.utc_of_wall(dt.datetime(2026, 10, 25, 1, 30), dst_hint=False) == utc(2026, 10, 25, 0, 30)
+    assert lt.utc_of_wall(dt.datetime(2026, 10, 25, 1, 30), dst_hint=True) == utc(2026, 10, 25, 1, 30)
+    assert lt.utc_of_wall(dt.datetime(2026, 3, 29, 1, 30)) == utc(2026, 3, 29, 1, 30)  # gap: offset before (+0)
