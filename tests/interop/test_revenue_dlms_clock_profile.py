@@ -78,6 +78,11 @@ def test_clock_time_zone_and_dst_are_read_and_written(meter: SimMeter) -> None:
         gs.write(clock, 3)
         clock.enabled = False
         gs.write(clock, 8)
+        gs.read(clock, 2)  # the time follows the new rules at once: UTC+2, no DST bit
+        now = meter.clock.utc().replace(microsecond=0)
+        assert clock.time.value.utcoffset() == dt.timedelta(hours=2)
+        assert clock.time.value.replace(tzinfo=None) == (now + dt.timedelta(hours=2)).replace(tzinfo=None)
+        assert clock.time.status & 0x80 == 0
     finally:
         gs.close()
     settings = svc.config.clock
