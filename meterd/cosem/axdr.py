@@ -7,8 +7,11 @@ profile); a profile buffer is a regular table, so each row is packed with one pr
 long64-unsigned, 0x18 float64.
 
 COSEM date-time (12 octets): year(2) month day weekday hour minute second hundredths deviation(2)
-status. The meter serves UTC with deviation 0; on input the deviation follows the IDIS / gurux
-convention ``UTC = local + deviation`` (minutes), 0x8000 meaning "not specified" (taken as UTC).
+status. Profile capture times and range bounds go out as UTC with deviation 0 (the same instant
+for every client); the clock object itself serves legal local time with its deviation and DST
+status (``meterd.cosem.adapters.encode_clock_datetime``). On input the deviation follows the
+IDIS / gurux convention ``UTC = local + deviation`` (minutes), 0x8000 meaning "not specified",
+which these helpers take as UTC.
 """
 
 from __future__ import annotations
