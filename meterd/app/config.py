@@ -69,13 +69,22 @@ class FrontEndSection:
 
 @dataclass(frozen=True)
 class StorageSection:
-    """Where state lives; the energy loss bound (Wh per register) on a crash of meterd, the
-    checkpoint period (s), and how often a checkpoint is also forced to the medium (s)."""
+    """Where state lives; the energy journal (a memory-mapped file on a RAM file system that keeps
+    every cycle across a crash of meterd; ``journal_dir`` "" = ``/run/meterd`` on a Pi, ``/dev/shm``
+    in simulation); without it the energy loss bound (Wh per register) on a crash of meterd and
+    the checkpoint period (s); how often a checkpoint is forced to the medium (s)."""
 
     state_dir: str = "/var/lib/meterd"
     checkpoint_bound_wh: float = field(default=10.0, metadata=rng(0.001, 1000))
     checkpoint_period_s: float = field(default=900.0, metadata=rng(1, 86_400))
     sync_period_s: float = field(default=300.0, metadata=rng(1, 86_400))
+    journal: bool = True
+    journal_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if self.journal_dir and not Path(self.journal_dir).is_absolute():
+            raise ValueError(f"journal_dir {self.journal_dir!r} must be an absolute path"
+                             " (or empty: /run/meterd on a Pi, /dev/shm in simulation)")
 
 
 @dataclass(frozen=True)

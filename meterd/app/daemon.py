@@ -16,6 +16,7 @@ import dataclasses
 import datetime as _dt
 import functools
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -25,13 +26,14 @@ from typing import Any
 from meterd.api.server import ApiServer
 from meterd.app.config import Config
 from meterd.app.hardware import Hardware, build_hardware
-from meterd.core.checkpoint import CheckpointPolicy
+from meterd.core.checkpoint import CheckpointPolicy, choose_checkpoint
 from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
 from meterd.core.model import MeterIdentity
 from meterd.runtime.clocks import HostClock
 from meterd.runtime.notify import Notifier
 from meterd.services.metering import MeteringService
+from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, JournalError, shared_journal_path
 from meterd.store.energy_store import EnergyStore
 
 log = logging.getLogger("meterd")
@@ -54,6 +56,7 @@ class Daemon:
         self.meter: MeteringService | None = None
         self.hardware: Hardware | None = None
         self.store: EnergyStore | None = None
+        self.journal: EnergyJournal | None = None
         self.clock: Clock | None = None
         self.missed_cycles = 0
         self.late_cycles = 0
@@ -72,7 +75,8 @@ class Daemon:
         cfg = self.cfg
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.store = EnergyStore(cfg.state_dir / "energy.db")
-        last = self.store.load()
+        self.journal = self._open_journal(self.store)
+        last, _ = choose_checkpoint(self.store.load(), self.journal.load() if self.journal else None)
         if cfg.hardware.backend == "sim":
             start = _dt.datetime.fromisoformat(cfg.sim.start_utc)
             if last is not None and last.utc > start:
@@ -91,14 +95,55 @@ class Daemon:
         start_current_a = cfg.meter.basic_current_a * cfg.meter.starting_current_pct / 100.0
         self.meter = MeteringService(
             frontend=self.hardware.frontend, clock=self.clock, store=self.store, identity_info=identity,
-            creep=CreepRule(start_current_a=start_current_a),
+            creep=CreepRule(start_current_a=start_current_a), journal=self.journal,
             policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
                                     period_s=cfg.storage.checkpoint_period_s,
                                     sync_period_s=cfg.storage.sync_period_s))
+        if self.journal is not None:  # closed last, after the final synced checkpoint
+            journal, meter = self.journal, self.meter
+            self.closers.append(lambda: journal.close(discard=meter.journal_redundant()))
         from meterd.app.features import attach_all
 
         attach_all(self)
         return self.meter
+
+    def journal_path(self) -> Path | None:
+        """Where the energy journal lives: ``[storage] journal_dir``, else systemd's runtime
+        directory (``$RUNTIME_DIRECTORY``, ``/run/meterd``) on a Pi, ``/dev/shm`` (or, without
+        it, the state directory) in simulation; None when ``[storage] journal = false``."""
+        cfg = self.cfg
+        if not cfg.storage.journal:
+            return None
+        sim = cfg.hardware.backend == "sim"
+        directory = cfg.storage.journal_dir
+        if not directory:
+            if sim:
+                directory = "/dev/shm" if Path("/dev/shm").is_dir() else str(cfg.state_dir)
+            else:
+                directory = os.environ.get("RUNTIME_DIRECTORY", "/run/meterd").split(":")[0]
+        if Path(directory) == cfg.state_dir:
+            return cfg.state_dir / JOURNAL_NAME
+        return shared_journal_path(directory, cfg.state_dir) if sim else Path(directory) / JOURNAL_NAME
+
+    def _open_journal(self, store: EnergyStore) -> EnergyJournal | None:
+        """The energy journal, bound to this meter's serial and energy database; None (the
+        database alone keeps the loss bound, as without a RAM file system) when it is switched
+        off or cannot be opened."""
+        path = self.journal_path()
+        if path is None:
+            log.info("energy journal off: the database keeps the loss bound")
+            return None
+        try:
+            journal = EnergyJournal(path, identity=f"{self.cfg.meter.serial}/{store.instance}")
+        except JournalError as exc:
+            log.warning("energy journal unavailable (%s): the database keeps the loss bound", exc)
+            return None
+        for why in journal.rejected:
+            log.warning("energy journal %s: %s", path, why)
+        if path.parent == self.cfg.state_dir:
+            log.warning("energy journal %s is not on a RAM file system: the kernel writes it back", path)
+        self.info["energy_journal"] = str(path)
+        return journal
 
     def _watch_power_fail(self) -> None:
         """The power-fail input: last-gasp checkpoint on the falling supply, resume when back."""

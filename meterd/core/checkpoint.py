@@ -1,6 +1,20 @@
 """When to persist the energy registers: the loss bound made explicit.
 
-Rule (all energies in milli-units, times in monotonic seconds):
+Two ways to keep the registers across a crash of meterd:
+
+* with an energy journal (:class:`CheckpointJournal`, a memory-mapped file on tmpfs, see
+  ``meterd.store.energy_journal``) the meter copies its state into the journal at the end of every
+  cycle in which something changed. The journal survives kill -9 and any crash of meterd (not a
+  power cut or a reboot), and costs no storage writes, so a crash loses nothing counted in a
+  finished cycle, and observers may see journal values. The database then only has to survive
+  power cuts: ``CheckpointPolicy(journaled=True)`` saves to it, always synced, every
+  ``sync_period_s`` if anything changed, on the power-fail input and at shutdown;
+* without one (``journaled=False``, no RAM file system) the database alone carries the loss
+  bound, with the rules below.
+
+At start :func:`choose_checkpoint` picks between the database and the journal.
+
+Rule without a journal (all energies in milli-units, times in monotonic seconds):
   * persist at once when the power-fail input fires (zero loss);
   * persist when, for any register, the energy not yet persisted plus the energy the next cycle is
     expected to add (the largest increment of the last cycle) would exceed ``bound_milli``; so at a
@@ -18,6 +32,9 @@ Two strengths of "persisted" (see :class:`CheckpointStore`):
     (last gasp) and at shutdown. A power cut that the power-fail input did not announce loses at
     most the energy since the last synced checkpoint (the kernel usually writes sooner).
 Committing without syncing each time keeps SD-card writes near one small WAL frame per save.
+
+Either way a power cut that the power-fail input did not announce loses at most the energy since
+the last synced save (``sync_period_s``, 5 min by default).
 """
 
 from __future__ import annotations
@@ -48,18 +65,53 @@ class CheckpointStore(Protocol):
         ...
 
     def save(self, utc: _dt.datetime, registers: Mapping[RegisterKey, int],
-             extra: Mapping[str, Any] | None = None, sync: bool = True) -> Checkpoint:
-        """Commit (and with ``sync`` force to the medium); must refuse registers that went backwards."""
+             extra: Mapping[str, Any] | None = None, sync: bool = True, seq: int | None = None) -> Checkpoint:
+        """Commit (and with ``sync`` force to the medium) as number ``seq`` (default: the next);
+        must refuse registers that went backwards and a ``seq`` that does not grow."""
         ...
+
+
+class CheckpointJournal(Protocol):
+    """Port: a record of the checkpoint that survives the death of meterd without storage writes."""
+
+    def load(self) -> Checkpoint | None:
+        """The newest valid checkpoint of this meter in the journal, or None."""
+        ...
+
+    def write(self, checkpoint: Checkpoint) -> None:
+        """Record ``checkpoint``; a write interrupted at any point leaves the previous one valid."""
+        ...
+
+
+def choose_checkpoint(stored: Checkpoint | None, journaled: Checkpoint | None) -> tuple[Checkpoint | None, str]:
+    """The checkpoint to restore at start, and why: the journal's when its sequence number is
+    newer than the database's and none of its registers is below the database's (registers never
+    go backwards); the database's otherwise. ``journaled`` must already be checked (CRC, meter
+    identity) by the journal."""
+    if journaled is None:
+        return stored, "database (no valid journal)"
+    if stored is None:
+        return journaled, "journal (database empty)"
+    if journaled.seq <= stored.seq:
+        return stored, f"database (journal {journaled.seq} is not newer)"
+    behind = [key for key, value in stored.registers.items() if journaled.registers.get(key, 0) < value]
+    if behind:
+        key = behind[0]
+        return stored, (f"database (journal {journaled.seq} has {key[0].name}/{key[1].value}"
+                        " below the database)")
+    return journaled, f"journal (database is at {stored.seq})"
 
 
 @dataclass
 class CheckpointPolicy:
-    """Tracks unsaved energy and decides when the registers must be persisted."""
+    """Tracks unsaved energy and decides when the registers must be persisted (saved to the
+    database). ``journaled``: an energy journal holds every cycle, so the database is saved
+    every ``sync_period_s`` only, and always synced."""
 
     bound_milli: int = 10_000
     period_s: float = 900.0
     sync_period_s: float = 300.0
+    journaled: bool = False
     _unsaved: dict[RegisterKey, int] = field(default_factory=dict)
     _last_cycle_max: int = 0
     _last_save_mono: float | None = None
@@ -93,6 +145,8 @@ class CheckpointPolicy:
         """True when the registers must be persisted now."""
         if not self._unsaved:
             return False
+        if self.journaled:
+            return self._last_save_mono is None or now_mono - self._last_save_mono >= self.sync_period_s
         if self.max_unsaved() + self._last_cycle_max > self.bound_milli:
             return True
         if self._last_save_mono is None:
@@ -101,6 +155,8 @@ class CheckpointPolicy:
 
     def sync_due(self, now_mono: float) -> bool:
         """True when the next save should also be forced to the medium."""
+        if self.journaled:
+            return True
         return self._last_sync_mono is None or now_mono - self._last_sync_mono >= self.sync_period_s
 
     def saved(self, now_mono: float, synced: bool = True) -> None:

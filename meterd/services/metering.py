@@ -3,19 +3,29 @@
 :class:`MeteringService` is the one owner of meter state. Each call to :meth:`cycle` reads the
 front end once, applies the starting-current rule, adds the increments to the four-quadrant
 registers (integer milli-units), hands the cycle to the listeners (tariffs, demand, profiles,
-credit, supervision...) and persists when :class:`~meterd.core.checkpoint.CheckpointPolicy`
-says so. It implements :class:`~meterd.core.model.MeterModel` for the adapters.
+credit, supervision...), copies the state into the energy journal when there is one (every cycle
+in which something changed: it survives kill -9 and costs no storage writes) and saves to the
+database when :class:`~meterd.core.checkpoint.CheckpointPolicy` says so. One sequence number
+counts the states written to either. It implements :class:`~meterd.core.model.MeterModel` for
+the adapters.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from meterd.core.checkpoint import CheckpointPolicy, CheckpointStore
+from meterd.core.checkpoint import (
+    Checkpoint,
+    CheckpointJournal,
+    CheckpointPolicy,
+    CheckpointStore,
+    choose_checkpoint,
+)
 from meterd.core.clock import Clock
 from meterd.core.energy import CreepRule, EnergyRegisters, Quantity, RegisterKey, cycle_deltas
 from meterd.core.model import MeterIdentity, MeterSnapshot, ProfileBuffer
@@ -84,12 +94,25 @@ class MeteringService:
     last_reading: Reading | None = None
     cycles: int = 0
     powered: bool = True
+    journal: CheckpointJournal | None = None
+    seq: int = 0
+    restored_from: str = ""
+    _journaled: Checkpoint | None = None
+    _journaled_json: str = ""
+    _stored_seq: int = 0
+    _stored_synced: bool = False
 
     # -- life cycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Restore the last checkpoint and start the front end."""
-        checkpoint = self.store.load()
+        stored = self.store.load()
+        journaled = self.journal.load() if self.journal is not None else None
+        checkpoint, self.restored_from = choose_checkpoint(stored, journaled)
+        self.policy.journaled = self.journal is not None
+        self._stored_seq = 0 if stored is None else stored.seq
+        # numbers grow past anything already in the journal, even a slot that was not taken
+        self.seq = max(self._stored_seq, 0 if journaled is None else journaled.seq)
         if checkpoint is not None:
             self.registers.restore(checkpoint.registers)
             self.committed.restore(checkpoint.registers)
@@ -97,9 +120,14 @@ class MeteringService:
                 state = checkpoint.extra.get(listener.name)
                 if state is not None:
                     listener.restore(state)
-            log.info("restored checkpoint %d from %s", checkpoint.seq, checkpoint.utc.isoformat())
+            log.info("restored checkpoint %d of %s from the %s", checkpoint.seq, checkpoint.utc.isoformat(),
+                     self.restored_from)
+        else:
+            log.info("new meter: no checkpoint (%s)", self.restored_from)
         self.frontend.start()
         self.policy.saved(self.clock.mono(), synced=False)
+        if checkpoint is not None and checkpoint is journaled:
+            self.persist(sync=True)  # the database catches up with the journal at once
 
     def cycle(self) -> CycleResult:
         """Run one metering cycle."""
@@ -116,6 +144,8 @@ class MeteringService:
         if self.policy.due(self.clock.mono()):
             self.persist()
             persisted = True
+        elif self.journal is not None:
+            self._journal_write()
         return CycleResult(reading=reading, deltas=deltas, persisted=persisted)
 
     def persist(self, sync: bool | None = None) -> None:
@@ -124,11 +154,41 @@ class MeteringService:
         now = self.clock.mono()
         if sync is None:
             sync = self.policy.sync_due(now)
+        checkpoint = self._journal_write(force=True)
+        self.store.save(checkpoint.utc, checkpoint.registers, checkpoint.extra, sync=sync, seq=checkpoint.seq)
+        self._stored_seq, self._stored_synced = checkpoint.seq, sync
+        self.committed.restore(checkpoint.registers)
+        self.policy.saved(now, synced=sync)
+
+    def _journal_write(self, force: bool = False) -> Checkpoint:
+        """The current state as the next checkpoint, copied into the journal (if any). Without
+        ``force`` nothing is written (and the last checkpoint returned) when nothing changed."""
         extra = {listener.name: listener.state_dict() for listener in self.listeners}
         values = self.registers.snapshot()
-        self.store.save(self.clock.utc(), values, extra, sync=sync)
-        self.committed.restore(values)
-        self.policy.saved(now, synced=sync)
+        extra_json = json.dumps(extra, separators=(",", ":"), sort_keys=True)  # a copy, to compare
+        last = self._journaled
+        if not force and last is not None and last.registers == values and self._journaled_json == extra_json:
+            return last
+        self.seq += 1
+        checkpoint = Checkpoint(seq=self.seq, utc=self.clock.utc(), registers=values, extra=extra)
+        if self.journal is not None:
+            try:
+                self.journal.write(checkpoint)
+            except Exception:  # noqa: BLE001 - any failure: fall back to the database alone
+                log.exception("energy journal failed: the database alone keeps the registers from now on")
+                self.journal = None
+                self.policy.journaled = False
+                if not force:
+                    self.persist(sync=True)
+                return checkpoint
+            self.committed.restore(values)
+        self._journaled, self._journaled_json = checkpoint, extra_json
+        return checkpoint
+
+    def journal_redundant(self) -> bool:
+        """True when the database holds, synced, the last state written to the journal (after
+        a clean shutdown, for example): the journal file may then be removed."""
+        return self._stored_synced and self._stored_seq == self.seq
 
     def power_fail(self) -> None:
         """The power-fail input fired: last-gasp checkpoint, forced to the medium (zero loss)."""
@@ -142,18 +202,21 @@ class MeteringService:
 
     # -- MeterModel -------------------------------------------------------------------------
     # Two views of the registers: ``registers`` are live (they include energy not yet
-    # committed); ``committed`` are the values of the last checkpoint, which no crash can take
-    # back. Displays that refresh on their own (LCD, CIU) show ``committed``; a request from an
-    # observer (API, DLMS) commits first and then sees the live values, which are then equal.
+    # committed); ``committed`` are the values of the last checkpoint (journal or database),
+    # which no crash of meterd can take back. Displays that refresh on their own (LCD, CIU) show
+    # ``committed``; a request from an observer (API, DLMS) commits first and then sees the live
+    # values, which are then equal. With a journal, ``committed`` follows every cycle.
 
     @property
     def identity(self) -> MeterIdentity:
         return self.identity_info
 
     def snapshot(self) -> MeterSnapshot:
-        """Registers as published: anything unsaved is persisted first, so a value an observer
-        has seen is never taken back by a crash."""
-        if self.policy.dirty:
+        """Registers as published: anything unsaved is journaled (with a journal) or persisted
+        first, so a value an observer has seen is never taken back by a crash of meterd."""
+        if self.journal is not None:
+            self._journal_write()
+        elif self.policy.dirty:
             self.persist()
         return MeterSnapshot(utc=self.clock.utc(), reading=self.last_reading,
                              registers=self.registers.snapshot(), status_word=self.status_word())

@@ -11,8 +11,14 @@ Durability rules:
     state that must move in step with the registers (rate registers, demand, credit);
   * a checkpoint whose registers are below the stored ones is refused (registers never go
     backwards); the sequence number grows by one per save;
-  * ``PRAGMA user_version`` carries the schema version; unknown newer versions are refused.
-A checkpoint is one page of WAL per save, so a day at one save a minute writes about 1.5 MB.
+  * the sequence number is the caller's when it gives one (it must grow): the meter numbers its
+    states once for this database and the energy journal (:mod:`meterd.store.energy_journal`);
+  * a random instance id, made with the database (table ``meta``), names this database: the
+    energy journal is bound to it, so a journal never applies to another meter or database;
+  * ``PRAGMA user_version`` carries the schema version (2; version 1 files gain the ``meta``
+    table); unknown newer versions are refused.
+A checkpoint is one or two pages of WAL per save: with the energy journal a save every
+``sync_period_s`` (5 min) writes well under 1 MB a day.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import struct
+import uuid
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,18 +37,34 @@ from meterd.core.energy import ALL_KEYS, RegisterKey
 from meterd.core.errors import StateError
 from meterd.store.sqlite import open_database, schema_version
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _PACK = struct.Struct(">" + "q" * len(ALL_KEYS))
+REGISTERS_SIZE = _PACK.size
 
 
-def _pack(registers: Mapping[RegisterKey, int]) -> bytes:
+def pack_registers(registers: Mapping[RegisterKey, int]) -> bytes:
+    """Registers (milli-units) as big-endian int64 in :data:`ALL_KEYS` order."""
     return _PACK.pack(*(int(registers.get(k, 0)) for k in ALL_KEYS))
 
 
-def _unpack(blob: bytes) -> dict[RegisterKey, int]:
+def unpack_registers(blob: bytes) -> dict[RegisterKey, int]:
+    """The inverse of :func:`pack_registers`."""
     if len(blob) != _PACK.size:
         raise StateError(f"energy checkpoint has {len(blob)} bytes, expected {_PACK.size}")
     return dict(zip(ALL_KEYS, _PACK.unpack(blob), strict=True))
+
+
+def encode_extra(extra: Mapping[str, Any] | None, level: int = 6) -> bytes:
+    """State saved with the registers: compact JSON, zlib-compressed."""
+    return zlib.compress(json.dumps(extra or {}, separators=(",", ":"), sort_keys=True).encode(), level)
+
+
+def decode_extra(blob: bytes) -> dict[str, Any]:
+    """The inverse of :func:`encode_extra`."""
+    value = json.loads(zlib.decompress(blob))
+    if not isinstance(value, dict):
+        raise StateError("energy checkpoint extra state is not an object")
+    return value
 
 
 class EnergyStore:
@@ -52,50 +75,67 @@ class EnergyStore:
         self._db = open_database(self.path, "FULL")
         self._migrate()
         self._sync = True
+        self.instance = self._instance()
         self._last: Checkpoint | None = self._read()
         self.saves = 0
         self.synced_saves = 0
 
     def _migrate(self) -> None:
         version = schema_version(self._db, self.path, SCHEMA_VERSION)
+        if version == SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN")
         if version == 0:
-            self._db.execute("BEGIN")
             self._db.execute(
                 "CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,"
                 " utc TEXT NOT NULL, registers BLOB NOT NULL, extra BLOB NOT NULL)"
             )
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            self._db.execute("COMMIT")
+        self._db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")  # version 2
+        self._db.execute("INSERT INTO meta (key, value) VALUES ('instance', ?)", (uuid.uuid4().hex,))
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._db.execute("COMMIT")
+
+    def _instance(self) -> str:
+        """This database's random instance id (made with it, or when it was upgraded)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'instance'").fetchone()
+        if row is None:
+            raise StateError(f"{self.path}: no instance id")
+        return str(row[0])
 
     def _read(self) -> Checkpoint | None:
         row = self._db.execute("SELECT seq, utc, registers, extra FROM checkpoint WHERE id = 1").fetchone()
         if row is None:
             return None
         seq, utc, blob, extra = row
-        return Checkpoint(seq=seq, utc=_dt.datetime.fromisoformat(utc), registers=_unpack(blob),
-                          extra=json.loads(zlib.decompress(extra)))
+        return Checkpoint(seq=seq, utc=_dt.datetime.fromisoformat(utc), registers=unpack_registers(blob),
+                          extra=decode_extra(extra))
 
     def load(self) -> Checkpoint | None:
         """The last committed checkpoint, or None for a new meter."""
         return self._last
 
     def save(self, utc: _dt.datetime, registers: Mapping[RegisterKey, int],
-             extra: Mapping[str, Any] | None = None, sync: bool = True) -> Checkpoint:
-        """Commit a checkpoint (fsynced with ``sync``); refuses registers that went backwards."""
+             extra: Mapping[str, Any] | None = None, sync: bool = True, seq: int | None = None) -> Checkpoint:
+        """Commit a checkpoint (fsynced with ``sync``) as number ``seq`` (default: the next);
+        refuses registers that went backwards and a sequence number that does not grow."""
         if self._last is not None:
             for key, old in self._last.registers.items():
                 if registers.get(key, 0) < old:
                     raise StateError(f"register {key[0].name}/{key[1].value} would go backwards")
-        seq = 1 if self._last is None else self._last.seq + 1
+        last_seq = 0 if self._last is None else self._last.seq
+        if seq is None:
+            seq = last_seq + 1
+        elif seq <= last_seq:
+            raise StateError(f"checkpoint {seq} is not newer than the stored {last_seq}")
         if sync != self._sync:
             self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
             self._sync = sync
-        extra_blob = zlib.compress(json.dumps(extra or {}, separators=(",", ":"), sort_keys=True).encode(), 6)
+        extra_blob = encode_extra(extra)
         self._db.execute(
             "INSERT INTO checkpoint (id, seq, utc, registers, extra) VALUES (1, ?, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, utc = excluded.utc,"
             " registers = excluded.registers, extra = excluded.extra",
-            (seq, utc.isoformat(), _pack(registers), extra_blob),
+            (seq, utc.isoformat(), pack_registers(registers), extra_blob),
         )
         self._last = Checkpoint(seq=seq, utc=utc, registers=dict(registers), extra=dict(extra or {}))
         self.saves += 1
