@@ -145,7 +145,7 @@ class MeteringService:
             self.persist()
             persisted = True
         elif self.journal is not None:
-            self._journal_write()
+            self.journal_write()
         return CycleResult(reading=reading, deltas=deltas, persisted=persisted)
 
     def persist(self, sync: bool | None = None) -> None:
@@ -154,13 +154,13 @@ class MeteringService:
         now = self.clock.mono()
         if sync is None:
             sync = self.policy.sync_due(now)
-        checkpoint = self._journal_write(force=True)
+        checkpoint = self.journal_write(force=True)
         self.store.save(checkpoint.utc, checkpoint.registers, checkpoint.extra, sync=sync, seq=checkpoint.seq)
         self._stored_seq, self._stored_synced = checkpoint.seq, sync
         self.committed.restore(checkpoint.registers)
         self.policy.saved(now, synced=sync)
 
-    def _journal_write(self, force: bool = False) -> Checkpoint:
+    def journal_write(self, force: bool = False) -> Checkpoint:
         """The current state as the next checkpoint, copied into the journal (if any). Without
         ``force`` nothing is written (and the last checkpoint returned) when nothing changed."""
         extra = {listener.name: listener.state_dict() for listener in self.listeners}
@@ -215,7 +215,7 @@ class MeteringService:
         """Registers as published: anything unsaved is journaled (with a journal) or persisted
         first, so a value an observer has seen is never taken back by a crash of meterd."""
         if self.journal is not None:
-            self._journal_write()
+            self.journal_write()
         elif self.policy.dirty:
             self.persist()
         return MeterSnapshot(utc=self.clock.utc(), reading=self.last_reading,
