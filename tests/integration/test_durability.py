@@ -306,3 +306,34 @@ def test_a_failing_journal_falls_back_to_the_database(tmp_path):
         assert sm.daemon.store.saves > saves
     finally:
         sm.close()
+
+
+def test_without_a_usable_journal_directory_the_database_keeps_the_bound(tmp_path):
+    """A journal directory that does not exist (no tmpfs, no systemd runtime directory): the meter
+    logs it and runs as without a journal, commits driven by the loss bound."""
+    sm = SimMeter(tmp_path / "state", sim={"current_a": 20.0}, storage={"journal_dir": str(tmp_path / "none")})
+    try:
+        assert sm.daemon.journal is None and not sm.meter.policy.journaled
+        worst = 0
+        for _ in range(40):
+            sm.run(1)
+            stored = sm.daemon.store.load()
+            on_disk = stored.registers if stored is not None else dict.fromkeys(ALL_KEYS, 0)
+            behind = max(sm.meter.registers.snapshot()[k] - on_disk[k] for k in ALL_KEYS)
+            assert behind <= BOUND_MILLI
+            worst = max(worst, behind)
+        assert worst > 0  # between commits, as before the journal
+    finally:
+        sm.close()
+
+
+def test_journal_paths(tmp_path):
+    state = tmp_path / "state"
+    shared = journal_file(state, storage={"journal_dir": str(tmp_path)})
+    assert shared is not None and shared.parent == tmp_path and shared.name.endswith("-energy.journal")
+    assert shared != journal_file(tmp_path / "other", storage={"journal_dir": str(tmp_path)})
+    assert journal_file(state, storage={"journal_dir": str(state)}) == state / "energy.journal"
+    assert journal_file(state, storage={"journal": False}) is None
+    pi = Daemon(sim_config(state, hardware={"backend": "pi", "pin_factory": "mock"},
+                           storage={"journal_dir": "/run/meterd"}))
+    assert pi.journal_path() == Path("/run/meterd/energy.journal")
