@@ -69,8 +69,8 @@ def discard(meter: SimMeter) -> None:
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "database-only"])
 def test_200_random_crashes(tmp_path, journal):
     """With the journal: zero loss against the last cycle; without: at most the bound. 200 crash
-    points with PMM_SOAK=1; the short form runs 40 with the journal, 20 without."""
-    crashes = 200 if soak_enabled() else (40 if journal else 20)
+    points with PMM_SOAK=1; the short form runs 100 with the journal, 40 without."""
+    crashes = 200 if soak_enabled() else (100 if journal else 40)
     rng = random.Random(20261124)
     storage = {"journal": journal}
     live_dir = tmp_path / "live"
