@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,7 +59,7 @@ class PqValues:
     name (V, A). frequency_hz: latest 10-s frequency (Hz). thd_pct / harmonic_pct: THDS (% of the
     fundamental, orders 2–50) and individual harmonic ratios (index = order, %) per channel name;
     None where not available. pst / plt: latest per phase; plt_flagged: per phase, True when any
-    of the 12 Pst of that Plt was flagged (IEC 61000-4-30 §4.7). aggregates: latest of each kind.
+    of the Pst of that Plt was flagged or fewer than 12 were present (IEC 61000-4-30 §4.7). aggregates: latest of each kind.
     indicative: True when the values come from the chip registers, not from IEC methods.
     """
 
@@ -109,24 +110,44 @@ class PltValue:
 
 
 class PltSeries:
-    """The Pst of the current 2-h UTC interval of one phase → a Plt when all 12 are in (§7.7).
+    """The Pst of the current 2-h UTC interval of one phase → a Plt when that interval closes (§7.7).
 
     The flag of each Pst (settling, event, gap) travels with it: a Plt holding a flagged Pst is
-    flagged (IEC 61000-4-30 §4.7). A missing Pst (a gap longer than an interval) leaves that 2-h
-    interval without a Plt.
+    flagged (IEC 61000-4-30 §4.7). The Plt is given when the Pst of the last 10-min interval of the
+    2-h interval arrives; when some of the 12 Pst are missing (a gap or an outage longer than an
+    interval), it is the Plt of the Pst present and it is flagged (incomplete data, §4.5). When the
+    last interval itself is missing, that 2-h interval has no Plt. Only Pst whose interval ends in
+    the same aligned 2-h interval are ever combined.
     """
 
     def __init__(self) -> None:
         self._held: list[FlickerValue] = []
 
     def add(self, value: FlickerValue) -> PltValue | None:
-        """Take the next Pst; returns the Plt when it completes its 2-h interval."""
+        """Take the next Pst; returns the Plt when it closes its 2-h interval."""
         two_h = _two_hour_key(value.end_utc)
-        self._held = [h for h in self._held if _two_hour_key(h.end_utc) == two_h] + [value]
-        if len(self._held) < TWO_HOURS_S // TEN_MIN_S:
+        self._held = [h for h in self._held
+                      if _two_hour_key(h.end_utc) == two_h and h.end_utc != value.end_utc] + [value]
+        if int(value.end_utc.timestamp()) % TWO_HOURS_S:
             return None
+        complete = len(self._held) == TWO_HOURS_S // TEN_MIN_S
         return PltValue(value.phase, value.end_utc, plt_from_pst([h.pst for h in self._held]),
-                        any(h.flagged for h in self._held))
+                        not complete or any(h.flagged for h in self._held))
+
+    def restore(self, values: Sequence[FlickerValue], now_utc: _dt.datetime) -> None:
+        """Take back the Pst of the running 2-h interval (after a restart at ``now_utc``).
+
+        Only values whose 10-min interval ended in the 2-h interval running at ``now_utc`` and not
+        after ``now_utc`` are kept (oldest first; one per interval), so a Pst of an earlier 2-h
+        interval or day never enters a Plt.
+        """
+        current = int(now_utc.timestamp()) // TWO_HOURS_S
+        kept = {v.end_utc: v for v in values if _two_hour_key(v.end_utc) == current and v.end_utc <= now_utc}
+        self._held = [kept[k] for k in sorted(kept)]
+
+    def held(self) -> tuple[FlickerValue, ...]:
+        """The Pst of the running 2-h interval held so far, oldest first."""
+        return tuple(self._held)
 
 
 def _two_hour_key(end_utc: _dt.datetime) -> int:
@@ -156,6 +177,7 @@ class PqMonitor:
         self._aggregator = Aggregator(s.udin_v, s.cycles_per_window)
         self._values = PqValues()
         self._plt = {phase_of_row(r): PltSeries() for r in VOLTAGE_ROWS}
+        self._new_pst: deque[FlickerValue] = deque(maxlen=TWO_HOURS_S // TEN_MIN_S * len(VOLTAGE_ROWS))
         self._expected_index: int | None = None
         self._reset_stream(0)
 
@@ -323,10 +345,33 @@ class PqMonitor:
 
     def _on_pst(self, value: FlickerValue) -> None:
         self._values.pst[value.phase] = value
+        self._new_pst.append(value)
         plt = self._plt[value.phase].add(value)
         if plt is not None:
             self._values.plt[value.phase] = plt.plt
             self._values.plt_flagged[value.phase] = plt.flagged
+
+    def take_new_pst(self) -> list[FlickerValue]:
+        """The Pst released since the last call (oldest first), to be persisted by the caller."""
+        values = list(self._new_pst)
+        self._new_pst.clear()
+        return values
+
+    def restore_pst(self, values: Sequence[FlickerValue], now_utc: _dt.datetime) -> None:
+        """Seed the Plt series with persisted Pst after a restart at ``now_utc`` (UTC).
+
+        Each phase keeps the values of the 2-h interval running at ``now_utc``
+        (:meth:`PltSeries.restore`); the newest of them becomes the latest Pst shown.
+        """
+        for phase, series in self._plt.items():
+            series.restore([v for v in values if v.phase == phase], now_utc)
+            held = series.held()
+            if held and phase not in self._values.pst:
+                self._values.pst[phase] = held[-1]
+
+    def plt_held(self, phase: int) -> tuple[FlickerValue, ...]:
+        """The Pst of phase 1…3 held for the running 2-h interval, oldest first."""
+        return self._plt[phase].held()
 
     def latest(self) -> PqValues:
         """The latest values (a snapshot; dictionaries are copies)."""

@@ -15,6 +15,12 @@ sample gap touched the interval, IEC 61000-4-30 §4.7). Rows are values, the tim
 ``utc`` (the ProfileBuffer convention); a ring of ``depth`` rows (default 1008 = 7 days).
 With a :class:`RowStore` every row is written durably (one transaction) before it is visible,
 and the newest ``depth`` rows are restored when the profile is built (the meter restarted).
+
+The Plt of the running 2-h interval survives a restart: with a :class:`PstStore` each released
+Pst (exact value, flag, end of its 10-min interval) is written durably, one transaction per
+interval, and at the first block after start the monitor takes back those of the 2-h interval
+running at that block's time (:meth:`~meterd.pq.monitor.PqMonitor.restore_pst`). Intervals lost in
+the outage are simply absent: that Plt is then computed from the Pst present and flagged.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from meterd.core import event_codes as ec
 from meterd.core.model import CaptureColumn, ProfileRow
 from meterd.pq.aggregation import Aggregate
 from meterd.pq.events import DIP, INTERRUPTION, OVERVOLTAGE, SWELL, UNDERVOLTAGE, PqEvent
-from meterd.pq.monitor import PqMonitor, PqValues
+from meterd.pq.monitor import FlickerValue, PqMonitor, PqValues
 from meterd.pq.source import VOLTAGE_ROWS, WaveformBlock
 
 PQ_PROFILE_OBIS = "1.0.99.14.0.255"
@@ -80,6 +86,18 @@ class RowStore(Protocol):
 
     def load_rows(self, obis: str, limit: int) -> list[ProfileRow]:
         """The newest ``limit`` rows of ``obis``, oldest first."""
+        ...
+
+
+class PstStore(Protocol):
+    """Durable Pst of the last 2 h (:class:`meterd.store.profile_store.SqlitePqStore`)."""
+
+    def save_pst(self, end_utc: _dt.datetime, values: Sequence[tuple[int, float, bool]]) -> None:
+        """Store (phase, Pst, flagged) of the 10-min interval ending at ``end_utc`` (one transaction)."""
+        ...
+
+    def load_pst(self) -> list[tuple[_dt.datetime, int, float, bool]]:
+        """Every stored (interval end UTC, phase, Pst, flagged), oldest first."""
         ...
 
 
@@ -172,8 +190,14 @@ class PowerQualityService:
     """Runs the PQ chain of one meter (waveform analysis, or the chip's indicative values)."""
 
     def __init__(self, monitor: PqMonitor | None, events: EventSink | None, profile_depth: int = 1008,
-                 keep_events: int = 20, store: RowStore | None = None) -> None:
+                 keep_events: int = 20, store: RowStore | None = None,
+                 pst_store: PstStore | None = None) -> None:
         self.monitor = monitor
+        self._pst_store = pst_store
+        self._pst_to_restore: list[FlickerValue] | None = None
+        if monitor is not None and pst_store is not None:
+            self._pst_to_restore = [FlickerValue(phase, end, pst, flagged)
+                                    for end, phase, pst, flagged in pst_store.load_pst()]
         self._events = events
         self.profile = PqProfile(profile_depth, store)
         self.recent: deque[PqEvent] = deque(maxlen=keep_events)
@@ -189,7 +213,11 @@ class PowerQualityService:
     def feed(self, block: WaveformBlock) -> list[PqEvent]:
         """Analyse one block; record the events that ended and the new 10-min row."""
         assert self.monitor is not None
+        if self._pst_to_restore is not None:  # first block after start: the stream's own time
+            self.monitor.restore_pst(self._pst_to_restore, block.utc_first)
+            self._pst_to_restore = None
         events = self.monitor.feed(block)
+        self._save_pst()
         for event in events:
             self.recent.append(event)
             self.event_count += 1
@@ -197,6 +225,18 @@ class PowerQualityService:
                 self._events.record(event_code(event), event.start_utc, event_detail(event))
         self._profile_row()
         return events
+
+    def _save_pst(self) -> None:
+        """Persist the Pst released by the last block, one transaction per 10-min interval."""
+        assert self.monitor is not None
+        if self._pst_store is None:
+            return
+        new = self.monitor.take_new_pst()
+        by_end: dict[_dt.datetime, list[tuple[int, float, bool]]] = {}
+        for v in new:
+            by_end.setdefault(v.end_utc, []).append((v.phase, v.pst, v.flagged))
+        for end_utc, values in sorted(by_end.items()):
+            self._pst_store.save_pst(end_utc, values)
 
     def _profile_row(self) -> None:
         assert self.monitor is not None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -125,3 +125,42 @@ class SqliteProfileStore:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+_PST_TABLE = ("CREATE TABLE IF NOT EXISTS pq_pst (end_us INTEGER NOT NULL, phase INTEGER NOT NULL,"
+              " pst REAL NOT NULL, flagged INTEGER NOT NULL, PRIMARY KEY (end_us, phase)) WITHOUT ROWID")
+PST_KEEP_S = 7200
+
+
+class SqlitePqStore(SqliteProfileStore):
+    """The power-quality database ``pq.db``: the PQ profile rows plus the Pst of the running Plt.
+
+    Beside the profile rows, table ``pq_pst`` holds the Pst of each phase (exact value, not the
+    profile's rounded one) with the end of its 10-min interval (UTC) and its flag, for the last
+    2 h only, so that the Plt of the running 2-h interval survives a restart. One transaction per
+    10-min interval: its Pst of every phase are inserted and the rows older than 2 h before it
+    deleted together. The table was added without a version change: older files gain it empty.
+    Implements :class:`meterd.services.power_quality.PstStore`.
+    """
+
+    def __init__(self, path: Path | str, depth: Mapping[str, int] | None = None,
+                 default_depth: int = 5760, synchronous: str = "FULL") -> None:
+        super().__init__(path, depth, default_depth, synchronous)
+        with self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute(_PST_TABLE)
+
+    def save_pst(self, end_utc: _dt.datetime, values: Sequence[tuple[int, float, bool]]) -> None:
+        """Store the (phase, Pst, flagged) of the 10-min interval ending at ``end_utc``, in one
+        transaction that also drops the values ending 2 h or more before it."""
+        end_us = to_us(end_utc)
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("INSERT OR REPLACE INTO pq_pst VALUES (?, ?, ?, ?)",
+                                   [(end_us, int(p), float(v), int(bool(f))) for p, v, f in values])
+            self._conn.execute("DELETE FROM pq_pst WHERE end_us <= ?", (end_us - PST_KEEP_S * 1_000_000,))
+
+    def load_pst(self) -> list[tuple[_dt.datetime, int, float, bool]]:
+        """Every stored (interval end UTC, phase, Pst, flagged), oldest first."""
+        cur = self._conn.execute("SELECT end_us, phase, pst, flagged FROM pq_pst ORDER BY end_us, phase")
+        return [(from_us(e), int(p), float(v), bool(f)) for e, p, v, f in cur.fetchall()]

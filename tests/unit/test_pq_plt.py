@@ -36,10 +36,22 @@ def test_one_flagged_pst_flags_its_plt_only(flagged_index: int) -> None:
     assert [p.flagged for p in first + second] == [True, False]  # type: ignore[attr-defined]
 
 
-def test_a_missing_pst_leaves_that_interval_without_plt() -> None:
+def test_a_missing_pst_gives_a_flagged_plt_of_the_pst_present() -> None:
     series = PltSeries()
-    assert feed(series, [pst(i) for i in range(12) if i != 4]) == []
-    assert len(feed(series, [pst(i) for i in range(12, 24)])) == 1
+    present = [pst(i, 0.3 + 0.1 * i) for i in range(12) if i != 4]
+    got = feed(series, present)
+    assert len(got) == 1 and got[0].flagged  # type: ignore[attr-defined]
+    expected = (sum(v.pst**3 for v in present) / 11) ** (1 / 3)
+    assert got[0].plt == pytest.approx(expected, rel=1e-12)  # type: ignore[attr-defined]
+    clean = feed(series, [pst(i) for i in range(12, 24)])
+    assert len(clean) == 1 and not clean[0].flagged  # type: ignore[attr-defined]
+
+
+def test_a_missing_last_pst_leaves_that_interval_without_plt() -> None:
+    series = PltSeries()
+    assert feed(series, [pst(i) for i in range(11)]) == []
+    got = feed(series, [pst(i) for i in range(12, 24)])
+    assert len(got) == 1 and not got[0].flagged  # type: ignore[attr-defined]
 
 
 def test_plt_flags_object_sets_one_bit_per_flagged_phase() -> None:

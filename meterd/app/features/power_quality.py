@@ -16,8 +16,9 @@ Wires :class:`meterd.services.power_quality.PowerQualityService` into the daemon
 * COSEM objects from :mod:`meterd.cosem.objects_pq` (THD, harmonics 2–50, Pst/Plt, 10-min
   RMS, the PQ profile 1-0:99.14.0.255 also in ``daemon.meter.profiles``);
 * the PQ profile rows in ``<state_dir>/pq.db`` (SQLite, WAL, one transaction per row, trimmed to
-  ``profile_depth``, versioned schema: :class:`meterd.store.profile_store.SqliteProfileStore`),
-  restored at start;
+  ``profile_depth``, versioned schema: :class:`meterd.store.profile_store.SqlitePqStore`),
+  restored at start; beside them the exact Pst of the last 2 h (one transaction per 10-min
+  interval), from which the running 2-h Plt interval is restored at start;
 * ``status_extras["power_quality"]``: source, ``indicative``, THD per channel, frequency, Pst, Plt,
   active and recent events and the analysis time per cycle (ms, mean and max); ``GET /pq``.
 
@@ -43,7 +44,7 @@ from meterd.pq.monitor import CHIP_DFT_MAX_ORDER, PqMonitor, PqValues, indicativ
 from meterd.pq.settings import PqSettings
 from meterd.pq.source import WaveformBlock
 from meterd.services.power_quality import PQ_PROFILE_OBIS, PowerQualityService, event_detail
-from meterd.store.profile_store import SqliteProfileStore
+from meterd.store.profile_store import SqlitePqStore
 
 if TYPE_CHECKING:
     from meterd.app.daemon import Daemon
@@ -192,9 +193,10 @@ def attach(daemon: Daemon) -> None:
         raise ValueError("power_quality.source = waveform needs a waveform stream (the simulated grid)")
     settings = section.pq_settings(cfg.meter.nominal_voltage_v, cfg.meter.frequency_hz)
     monitor = PqMonitor(settings) if source == "waveform" else None
-    store = SqliteProfileStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
+    store = SqlitePqStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
     daemon.closers.append(store.close)
-    service = PowerQualityService(monitor, daemon.services.get("events"), section.profile_depth, store=store)
+    service = PowerQualityService(monitor, daemon.services.get("events"), section.profile_depth, store=store,
+                                  pst_store=store)
     timer = CycleTimer()
     if monitor is not None:
         assert hw.sim is not None
