@@ -7,11 +7,11 @@ profile); a profile buffer is a regular table, so each row is packed with one pr
 long64-unsigned, 0x18 float64.
 
 COSEM date-time (12 octets): year(2) month day weekday hour minute second hundredths deviation(2)
-status. Profile capture times and range bounds go out as UTC with deviation 0 (the same instant
-for every client); the clock object itself serves legal local time with its deviation and DST
-status (``meterd.cosem.adapters.encode_clock_datetime``). On input the deviation follows the
-IDIS / gurux convention ``UTC = local + deviation`` (minutes), 0x8000 meaning "not specified",
-which these helpers take as UTC.
+status. Profile capture times go out as UTC with deviation 0 (the same instant for every
+client); the clock object itself serves legal local time with its deviation and DST status
+(``meterd.cosem.adapters.encode_clock_datetime``). On input the deviation follows the IDIS /
+gurux convention ``UTC = local + deviation`` (minutes); 0x8000 means "not specified": local
+time under the meter's legal-time rules when :func:`decode_datetime` is given them, else UTC.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import datetime as _dt
 import struct
 from collections.abc import Sequence
 
+from meterd.core.legal_time import ClockStatus, LegalTime, LegalTimeError
 from meterd.cosem.errors import ApduError
 
 UTC = _dt.UTC
@@ -40,11 +41,19 @@ def encode_datetime(utc: _dt.datetime) -> bytes:
                     t.microsecond // 10000, 0, 0x00)
 
 
-def decode_datetime(raw: bytes) -> _dt.datetime:
-    """An aware UTC datetime from a 12-octet COSEM date-time; raises :class:`ApduError`."""
+def decode_datetime(raw: bytes, legal: LegalTime | None = None) -> _dt.datetime:
+    """An aware UTC datetime from a 12-octet COSEM date-time; raises :class:`ApduError`.
+
+    With a deviation (−720…720 min) the instant is exact: UTC = date-time + deviation. With
+    deviation 0x8000 (not specified) it is the local wall time of ``legal``
+    (:meth:`LegalTime.utc_of_wall`, the rules of the clock 0-0:1.0.0.255): in the repeated hour of
+    the DST end the status' daylight-saving bit (0x80) picks the pass, set the first (in DST),
+    clear the second, status 0xFF (not specified) the first; a time in the skipped hour of the DST
+    begin is read with the offset in force before it. Without ``legal`` it is taken as UTC.
+    """
     if len(raw) != DATETIME_LEN:
         raise ApduError(f"date-time must be {DATETIME_LEN} octets, got {len(raw)}")
-    year, month, day, _dow, hour, minute, second, hundredths, deviation, _status = _DT.unpack(raw)
+    year, month, day, _dow, hour, minute, second, hundredths, deviation, status = _DT.unpack(raw)
     if 0xFF in (month, day, hour, minute) or year == 0xFFFF:
         raise ApduError("wildcards are not accepted in an absolute date-time")
     second = 0 if second == 0xFF else second
@@ -54,10 +63,19 @@ def decode_datetime(raw: bytes) -> _dt.datetime:
     except ValueError as exc:
         raise ApduError(f"invalid date-time: {exc}") from exc
     if deviation == DEVIATION_UNSPECIFIED:
-        return local
+        return local if legal is None else _utc_of_wall(local.replace(tzinfo=None), status, legal)
     if not -720 <= deviation <= 720:
         raise ApduError(f"deviation {deviation} min out of range")
     return local + _dt.timedelta(minutes=deviation)
+
+
+def _utc_of_wall(wall: _dt.datetime, status: int, legal: LegalTime) -> _dt.datetime:
+    """UTC of a wall time sent without deviation; ``status`` is the date-time's clock status."""
+    dst_hint = None if status == 0xFF else bool(status & ClockStatus.DAYLIGHT_SAVING_ACTIVE)
+    try:
+        return legal.utc_of_wall(wall, dst_hint)
+    except LegalTimeError as exc:
+        raise ApduError(str(exc)) from exc
 
 
 def length_bytes(n: int) -> bytes:

@@ -2,7 +2,10 @@
 
 Selector 1, range_descriptor: structure(restricting_object, from_value, to_value,
 selected_values); the restricting object must be the clock column and the values COSEM
-date-time octet strings; rows with from <= capture time <= to are returned (UTC).
+date-time octet strings; rows with from <= capture time <= to are returned. A bound with a
+deviation is an exact instant; a bound with deviation 0x8000 (not specified) is local time under
+the legal-time rules bound by :func:`local_time_rules` for the request being served (the server
+binds the meter's rules, the same as the clock 0-0:1.0.0.255's), UTC when none are bound.
 Selector 2, entry_descriptor: structure(from_entry, to_entry, from_selected_value,
 to_selected_value); entries count from 1 (oldest), to_entry 0 means the newest, column
 indices count from 1, to 0 means the last column. A non-empty ``selected_values`` list picks
@@ -11,12 +14,36 @@ columns by (class, logical name, attribute, data index).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as _dt
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+from meterd.core.legal_time import LegalTime
 from meterd.core.model import CaptureColumn, ProfileBuffer, ProfileRow
 from meterd.cosem import axdr
 from meterd.cosem.errors import ApduError
+
+LegalTimeSource = Callable[[], LegalTime]
+_RANGE_RULES: ContextVar[LegalTimeSource | None] = ContextVar("profile_range_rules", default=None)
+
+
+@contextmanager
+def local_time_rules(legal: LegalTimeSource | None) -> Iterator[None]:
+    """Within this block, range bounds without deviation are local time under ``legal()`` (read
+    when the bound is decoded, so a rules change applies at once); ``None``: UTC."""
+    token = _RANGE_RULES.set(legal)
+    try:
+        yield
+    finally:
+        _RANGE_RULES.reset(token)
+
+
+def _range_bound(raw: bytes) -> _dt.datetime:
+    """UTC of a range bound (12-octet COSEM date-time)."""
+    source = _RANGE_RULES.get()
+    return axdr.decode_datetime(raw, None if source is None else source())
 
 
 def _column_ref(col: CaptureColumn) -> tuple[int, bytes, int, int]:
@@ -82,7 +109,7 @@ class ProfileReader:
             raise ApduError("restricting object must be the clock column")
         if not isinstance(start, bytes | bytearray) or not isinstance(end, bytes | bytearray):
             raise ApduError("range limits must be date-time octet strings")
-        rows = self._buffer.rows_between(axdr.decode_datetime(bytes(start)), axdr.decode_datetime(bytes(end)))
+        rows = self._buffer.rows_between(_range_bound(bytes(start)), _range_bound(bytes(end)))
         return self._encode(rows, self._selected(selected, columns))
 
     def _selected(self, selected: Any, columns: Sequence[CaptureColumn]) -> Sequence[int]:

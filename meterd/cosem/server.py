@@ -34,7 +34,7 @@ from gurux_dlms.objects.enums import AssociationStatus
 from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
-from meterd.cosem import acse, gurux_patches
+from meterd.cosem import acse, gurux_patches, profile
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
 from meterd.cosem.keys import KEY_IDS, SUITE0_KEY_LEN, KeyRing
 from meterd.cosem.objects import (
@@ -185,7 +185,8 @@ class ServerConfig:
     only); ``link_name``: the link named in event details ("tcp", "rs485", "optical", ...);
     ``optical``: mode E parameters served by the IEC local port setup 0-0:20.0.0.255 (None:
     not the optical port); ``lockout``: when repeated authentication failures lock a client SAP
-    out of this link.
+    out of this link; ``legal``: the meter's legal-time rules (those of the clock 0-0:1.0.0.255),
+    by which a profile range bound sent without deviation is read as local time (None: as UTC).
     """
 
     server_sap: int = 1
@@ -196,6 +197,7 @@ class ServerConfig:
     link_name: str = "wrapper"
     optical: dict[str, Any] | None = None
     lockout: LockoutPolicy = LockoutPolicy()
+    legal: profile.LegalTimeSource | None = None
 
 
 def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
@@ -351,10 +353,11 @@ class CosemServer:
         handler = {GET_REQUEST: GXDLMSLNCommandHandler.handleGetRequest,
                    SET_REQUEST: GXDLMSLNCommandHandler.handleSetRequest}.get(apdu[0])
         try:
-            if handler is not None:
-                handler(self._settings, self._host, data, reply, None)
-            else:
-                GXDLMSLNCommandHandler.handleMethodRequest(self._settings, self._host, data, None, reply, None)
+            with profile.local_time_rules(self.config.legal):
+                if handler is not None:
+                    handler(self._settings, self._host, data, reply, None)
+                else:
+                    GXDLMSLNCommandHandler.handleMethodRequest(self._settings, self._host, data, None, reply, None)
         except Exception:  # gurux raises bare exceptions on malformed data: answer, never crash
             _log.info("request %s failed in the dispatcher", apdu[:16].hex(), exc_info=True)
             self._host.transaction = None
@@ -759,8 +762,8 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
                           inactivity_timeout_s: float = 120.0, events: EventSink | None = None,
                           link_name: str | None = None, baud: int = 9600,
                           optical: dict[str, Any] | None = None, lockout: LockoutPolicy | None = None,
-                          clock: Clock | None = None,
-                          auth_lockout: AuthLockout | None = None) -> Callable[[], WrapperSession | HdlcSession]:
+                          clock: Clock | None = None, auth_lockout: AuthLockout | None = None,
+                          legal: profile.LegalTimeSource | None = None) -> Callable[[], WrapperSession | HdlcSession]:
     """A factory of fresh sessions ("wrapper" or "hdlc") sharing the model, keys and counters.
 
     ``events`` receives the security and communication events; ``link_name`` names the link in
@@ -770,6 +773,8 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
     0-0:20.0.0.255. The sessions share one authentication lockout per link: ``auth_lockout``, or
     one made with ``lockout`` (the policy; default 3 failures, 60 s doubling to 1 h), kept in
     ``security_store`` when it stores lockouts and timed by ``clock`` (default: the model's UTC).
+    ``legal`` gives the meter's legal-time rules: profile range bounds sent without deviation are
+    local time under them (default: UTC).
     """
     if link not in ("wrapper", "hdlc"):
         raise CosemError(f"unknown link type {link!r}")
@@ -785,7 +790,8 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
                               events=events if events is not None else cfg.events,
                               link_name=link_name or (cfg.link_name if config is not None else link),
                               optical=optical if optical is not None else cfg.optical,
-                              lockout=lockout if lockout is not None else cfg.lockout)
+                              lockout=lockout if lockout is not None else cfg.lockout,
+                              legal=legal if legal is not None else cfg.legal)
     shared_lockout = auth_lockout or make_lockout(security_store, cfg, model.now_utc, clock)
 
     def make() -> WrapperSession | HdlcSession:

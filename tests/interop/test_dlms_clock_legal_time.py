@@ -5,7 +5,8 @@ Attribute 2 is read as the local wall time with its deviation (UTC = local + dev
 winter, −120 in summer) and the clock status' daylight-saving bit, and each client decodes it to
 the meter's instant. Writes with a deviation are exact instants; writes without one (0x8000) are
 local time under the meter's rules, the status' DST bit choosing the pass in the repeated autumn
-hour (not specified: the first pass), a time in the spring gap read with the offset before it."""
+hour (not specified: the first pass), a time in the spring gap read with the offset before it.
+The load profile read by a range whose bounds carry no deviation is read in the same local time."""
 
 from __future__ import annotations
 
@@ -210,3 +211,69 @@ def test_time_is_set_with_or_without_deviation(served, client: str, send: Any, i
     send(links)
     assert meter.clock.utc() == instant
     _assert_legal(links, client, instant, wall, deviation_min, dst)  # read back by the client that set it
+
+
+# --------------------------------------------------------------- load profile by a local-time range
+
+SUMMER_START = utc(2026, 7, 1, 6)
+READER = 17
+
+
+@pytest.fixture(scope="module")
+def summer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimMeter, ServedLinks]]:
+    state: Path = tmp_path_factory.mktemp("legal-profile")
+    make_keys(state / "dlms-keys.toml").save()
+    meter = SimMeter(state, sim={"start_utc": SUMMER_START.isoformat(), "current_a": 0.2},
+                     display={"kind": "dummy"}, revenue={"max_cycle_gap_s": 2000.0})
+    meter.run(6 * 3600, 900)  # load profile rows every 15 min, 06:15..12:00 UTC (08:15..14:00 CEST)
+    links = ServedLinks(meter)
+    yield meter, links
+    links.stop()
+    meter.close()
+
+
+def _gurux_rows(links: ServedLinks, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    from gurux_dlms import GXReplyData
+    from gurux_dlms.objects import GXDLMSProfileGeneric
+
+    bounds = [GXDateTime(start), GXDateTime(end)]
+    for bound in bounds:
+        bound.skip |= DateTimeSkips.DEVITATION  # deviation 0x8000: the meter's local time
+    with _Gurux(links, READER) as gs:
+        pg = GXDLMSProfileGeneric("1.0.99.1.0.255")
+        gs.read(pg, 3)
+        reply = GXReplyData()
+        gs._block(gs.client.readRowsByRange(pg, *bounds), reply)
+        rows = gs.client.updateValue(pg, 2, reply.value)
+    return [r[0].value.astimezone(U) for r in rows]
+
+
+def _pydlms_rows(links: ServedLinks, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    from pydlms import CosemDateTime
+    from pydlms.apdu import xdlms
+
+    with _pydlms(links, MANAGEMENT) as m:  # naive bounds: deviation 0x8000, status 0xFF
+        bounds = (xdlms.date_time_value(start.replace(tzinfo=None)), xdlms.date_time_value(end.replace(tzinfo=None)))
+        read = m.read_profile("1.0.99.1.0.255", xdlms.range_descriptor(*bounds))
+    return [CosemDateTime.from_bytes(r[0]).to_datetime().astimezone(U) for r in read.rows]
+
+
+def _cosem_rows(links: ServedLinks, start: dt.datetime, end: dt.datetime) -> list[dt.datetime]:
+    from dlms_cosem.cosem.selective_access import CaptureObject, RangeDescriptor
+
+    profile = cosem.CosemAttribute(enumerations.CosemInterface.PROFILE_GENERIC, cosem.Obis(1, 0, 99, 1, 0), 2)
+    descriptor = RangeDescriptor(CaptureObject(CLOCK), start.replace(tzinfo=None), end.replace(tzinfo=None))
+    with _cosem(links, MANAGEMENT).session() as c:  # naive bounds: deviation 0x8000, status 0x00
+        rows = utils.parse_as_dlms_data(c.get(profile, access_descriptor=descriptor))
+    return [cosem_time.datetime_from_bytes(r[0])[0].astimezone(U) for r in rows]
+
+
+@pytest.mark.parametrize("read_rows", [_gurux_rows, _pydlms_rows, _cosem_rows], ids=CLIENTS)
+def test_the_load_profile_is_read_by_a_range_in_local_time_without_deviation(summer, read_rows: Any) -> None:
+    meter, links = summer
+    wall_start, wall_end = utc(2026, 7, 1, 10), utc(2026, 7, 1, 11)  # 10:00..11:00 as wall time (CEST)
+    svc = meter.daemon.services["revenue"]
+    local = [r.utc for r in svc.load_profile.rows_between(utc(2026, 7, 1, 8), utc(2026, 7, 1, 9))]
+    as_utc = [r.utc for r in svc.load_profile.rows_between(wall_start, wall_end)]
+    assert len(local) == 5 and len(as_utc) == 5 and local != as_utc  # the two readings differ by 2 h
+    assert read_rows(links, wall_start, wall_end) == local

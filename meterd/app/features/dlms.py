@@ -16,6 +16,10 @@ event recorder) with the client SAP and the link name ("tcp", "rs485", "optical"
 Repeated authentication failures lock a client SAP out of one link (``lockout_failures``,
 ``lockout_s``, ``lockout_max_s``); the lockout state is kept in the invocation-counter store
 (``dlms_security.db``), so a restart does not end it, and it is timed by the meter's clock.
+
+With the revenue feature (``services["revenue"]``) the links read a profile range bound sent
+without deviation as local time under its legal-time rules, as the clock 0-0:1.0.0.255 does;
+without it such bounds are UTC.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, default_registry
+from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy, UtcOnlyClock
 from meterd.cosem.server import HdlcSession, WrapperSession, build_session_factory
 from meterd.proto.iec62056_21 import ModeESignOn
@@ -99,14 +104,24 @@ def auth_lockout(daemon: Daemon, link_name: str) -> AuthLockout:
     return lockouts[link_name]
 
 
+def legal_time(daemon: Daemon) -> LegalTimeSource | None:
+    """The meter's legal-time rules (read at each use: a clock-rules write applies at once), from
+    the revenue service; None without it (date-times without deviation are then UTC)."""
+    revenue = daemon.services.get("revenue")
+    if revenue is None:
+        return None
+    return lambda: revenue.legal
+
+
 def session_factory(daemon: Daemon, link: str = "wrapper", link_name: str = "tcp",
                     registry: ObjectRegistry | None = None,
                     **kwargs: Any) -> Callable[[], WrapperSession | HdlcSession]:
     """Sessions of one link of this meter: its model, keys, counter store, object registry,
-    event recorder and authentication lockout (``link``: "wrapper" or "hdlc"; ``link_name`` goes
-    into event details; ``kwargs``: more :func:`~meterd.cosem.server.build_session_factory`
-    arguments)."""
+    event recorder, authentication lockout and legal-time rules (``link``: "wrapper" or "hdlc";
+    ``link_name`` goes into event details; ``kwargs``: more
+    :func:`~meterd.cosem.server.build_session_factory` arguments)."""
     assert daemon.meter is not None
+    kwargs.setdefault("legal", legal_time(daemon))
     return build_session_factory(daemon.meter, daemon.services["dlms_security_store"], daemon.services["dlms_keys"],
                                  link, registry or registry_for(daemon), events=daemon.services.get("events"),
                                  link_name=link_name, lockout=lockout_policy(daemon),
