@@ -54,6 +54,7 @@ from meterd.cosem.security import (
     SC_AUTH_ENC,
     AuthLockout,
     CounterStore,
+    LockoutClock,
     LockoutPolicy,
     LockoutStore,
     MemoryLockoutStore,
@@ -186,7 +187,8 @@ class ServerConfig:
     ``optical``: mode E parameters served by the IEC local port setup 0-0:20.0.0.255 (None:
     not the optical port); ``lockout``: when repeated authentication failures lock a client SAP
     out of this link; ``legal``: the meter's legal-time rules (those of the clock 0-0:1.0.0.255),
-    by which a profile range bound sent without deviation is read as local time (None: as UTC).
+    by which a profile range bound sent without deviation is read as local time (None: as UTC);
+    ``event_window_s``: the window (s) of the events limited by :class:`EventLimiter`.
     """
 
     server_sap: int = 1
@@ -198,6 +200,82 @@ class ServerConfig:
     optical: dict[str, Any] | None = None
     lockout: LockoutPolicy = LockoutPolicy()
     legal: profile.LegalTimeSource | None = None
+    event_window_s: float = 60.0
+
+
+# events an unauthenticated client can cause at will (unknown SAP, malformed AARQ, replayed
+# ciphered AARQ or APDU): at most one per window per link and event (see EventLimiter)
+RATE_LIMITED_EVENTS = frozenset({"ASSOCIATION_REJECTED", "REPLAY_ATTACK"})
+
+
+@dataclass
+class _EventWindow:
+    start_mono: float  # when the last recorded event of this name was recorded (monotonic s)
+    suppressed: int = 0  # events not recorded since then
+    client_sap: int = 0  # of the last one not recorded
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SuppressedEvents:
+    """Events of one name not recorded in a window that is over, to report in one event."""
+
+    name: str
+    count: int
+    client_sap: int
+    reason: str
+
+
+class EventLimiter:
+    """At most one event per ``window_s`` (s) per event name on one link (one limiter per link,
+    shared by its sessions), so a client flooding refused AARQs cannot wear the event store.
+
+    :meth:`admit` says whether an event is recorded and how many of its name were not recorded
+    before it (that count goes into its detail); :meth:`overdue` gives, once, the counts of
+    windows that are over, for an event of their own. Timed by the monotonic clock (a clock set
+    neither ends nor stretches a window); the counts are in memory (a restart loses at most one
+    window's count per name).
+    """
+
+    def __init__(self, clock: LockoutClock, window_s: float = 60.0) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be positive")
+        self.window_s = window_s
+        self._clock = clock
+        self._windows: dict[str, _EventWindow] = {}
+        self._pending = 0  # names with suppressed events
+
+    def admit(self, name: str, client_sap: int, reason: str) -> int | None:
+        """None: inside the window of the last recorded ``name`` event (counted, not recorded);
+        otherwise the number of ``name`` events not recorded before this one, which starts a new
+        window."""
+        now = self._clock.mono()
+        window = self._windows.get(name)
+        if window is not None and 0.0 <= now - window.start_mono < self.window_s:
+            window.suppressed += 1
+            window.client_sap, window.reason = client_sap, reason
+            if window.suppressed == 1:
+                self._pending += 1
+            return None
+        suppressed = window.suppressed if window is not None else 0
+        if suppressed:
+            self._pending -= 1
+        self._windows[name] = _EventWindow(now)
+        return suppressed
+
+    def overdue(self) -> list[SuppressedEvents]:
+        """Events not recorded in windows now over, each window reported once (the report is a
+        recorded event: it starts a new window)."""
+        if not self._pending:
+            return []
+        now = self._clock.mono()
+        out: list[SuppressedEvents] = []
+        for name, window in self._windows.items():
+            if window.suppressed and not 0.0 <= now - window.start_mono < self.window_s:
+                out.append(SuppressedEvents(name, window.suppressed, window.client_sap, window.reason))
+                self._windows[name] = _EventWindow(now)
+                self._pending -= 1
+        return out
 
 
 def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
@@ -214,7 +292,7 @@ class CosemServer:
 
     def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore,
                  registry: ObjectRegistry | None = None, config: ServerConfig | None = None,
-                 lockout: AuthLockout | None = None) -> None:
+                 lockout: AuthLockout | None = None, event_limit: EventLimiter | None = None) -> None:
         self.model = model
         self.keys = keys
         self.store = store
@@ -222,6 +300,8 @@ class CosemServer:
         self.config = config or ServerConfig()
         self.lockout = lockout or make_lockout(store, self.config, model.now_utc)
         """Authentication failures and lockouts of this link (shared by its sessions)."""
+        self.event_limit = event_limit or EventLimiter(UtcOnlyClock(model.now_utc), self.config.event_window_s)
+        """The rate limit of this link's :data:`RATE_LIMITED_EVENTS` (shared by its sessions)."""
         self._assoc: AssociationConfig | None = None
         self._phase = _Phase.IDLE
         self._security: SecurityContext | None = None
@@ -252,10 +332,17 @@ class CosemServer:
         if not apdu:
             return None
         try:
+            return self._serve(client_sap, apdu)
+        finally:
+            self._report_suppressed()
+
+    def _serve(self, client_sap: int, apdu: bytes) -> bytes | None:
+        try:
             return self._dispatch(client_sap, apdu)
         except ReplayError as exc:
-            _log.warning("client SAP %d on %s: %s", client_sap, self.config.link_name, exc)
-            self._event("REPLAY_ATTACK", client_sap, str(exc))
+            recorded = self._event("REPLAY_ATTACK", client_sap, str(exc))
+            (_log.warning if recorded else _log.debug)("client SAP %d on %s: %s", client_sap,
+                                                       self.config.link_name, exc)
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_INVOCATION_COUNTER_ERROR)
         except SecurityError as exc:
             _log.warning("client SAP %d on %s: rejected protected APDU: %s", client_sap, self.config.link_name, exc)
@@ -283,17 +370,39 @@ class CosemServer:
 
     # --- events ---------------------------------------------------------------------------------
 
-    def _event(self, name: str, client_sap: int, reason: str, **extra: object) -> None:
-        """Record event ``name`` with the client SAP, link and reason (never key material)."""
+    def _event(self, name: str, client_sap: int, reason: str, **extra: object) -> bool:
+        """Record event ``name`` with the client SAP, link and reason (never key material).
+
+        :data:`RATE_LIMITED_EVENTS` go through the link's :class:`EventLimiter`: False when this
+        one is only counted; a recorded one carries ``suppressed``, the count not recorded before
+        it, when there were any."""
+        if name in RATE_LIMITED_EVENTS:
+            suppressed = self.event_limit.admit(name, client_sap, reason)
+            if suppressed is None:
+                return False
+            if suppressed:
+                extra = {**extra, "suppressed": suppressed}
+        self._record(name, {"client_sap": client_sap, "link": self.config.link_name, "reason": reason[:80],
+                            **extra})
+        return True
+
+    def _record(self, name: str, detail: Mapping[str, object]) -> None:
         sink = self.config.events
         if sink is None:
             return
-        detail: dict[str, object] = {"client_sap": client_sap, "link": self.config.link_name,
-                                     "reason": reason[:80], **extra}
         try:
             sink.record(event_codes.code(name), self.model.now_utc(), detail)
         except Exception:  # an event store failure must never take the link down
             _log.exception("DLMS event %s not recorded", name)
+
+    def _report_suppressed(self) -> None:
+        """One event per rate-limit window that is over with events not recorded: the last one's
+        client SAP and reason, and ``suppressed``, their count."""
+        for over in self.event_limit.overdue():
+            _log.warning("%d %s events on %s not recorded in %.0f s (rate limit)", over.count, over.name,
+                         self.config.link_name, self.event_limit.window_s)
+            self._record(over.name, {"client_sap": over.client_sap, "link": self.config.link_name,
+                                     "reason": over.reason[:80], "suppressed": over.count})
 
     def _session_event(self, opened: bool, reason: str) -> None:
         where = "LOCAL" if self.config.link_name in LOCAL_LINKS else "REMOTE"
@@ -379,8 +488,9 @@ class CosemServer:
     def _reject(self, context_id: int, diagnostic: int, why: str, client_sap: int,
                 user_info: bytes | None = None, event: str = "ASSOCIATION_REJECTED",
                 extra: Mapping[str, object] | None = None) -> bytes:
-        _log.warning("association refused for client SAP %d on %s: %s", client_sap, self.config.link_name, why)
-        self._event(event, client_sap, why, **(extra or {}))
+        recorded = self._event(event, client_sap, why, **(extra or {}))
+        (_log.warning if recorded else _log.debug)("association refused for client SAP %d on %s: %s", client_sap,
+                                                   self.config.link_name, why)
         self.release("rejected")
         return acse.Aare(context_id or 1, acse.RESULT_REJECTED_PERMANENT, diagnostic,
                          user_information=user_info).encode()
@@ -763,7 +873,8 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
                           link_name: str | None = None, baud: int = 9600,
                           optical: dict[str, Any] | None = None, lockout: LockoutPolicy | None = None,
                           clock: Clock | None = None, auth_lockout: AuthLockout | None = None,
-                          legal: profile.LegalTimeSource | None = None) -> Callable[[], WrapperSession | HdlcSession]:
+                          legal: profile.LegalTimeSource | None = None,
+                          event_limit: EventLimiter | None = None) -> Callable[[], WrapperSession | HdlcSession]:
     """A factory of fresh sessions ("wrapper" or "hdlc") sharing the model, keys and counters.
 
     ``events`` receives the security and communication events; ``link_name`` names the link in
@@ -774,7 +885,9 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
     one made with ``lockout`` (the policy; default 3 failures, 60 s doubling to 1 h), kept in
     ``security_store`` when it stores lockouts and timed by ``clock`` (default: the model's UTC).
     ``legal`` gives the meter's legal-time rules: profile range bounds sent without deviation are
-    local time under them (default: UTC).
+    local time under them (default: UTC). The sessions also share one :class:`EventLimiter`
+    (``event_limit``, or one of ``cfg.event_window_s`` timed by ``clock``) for the events any
+    client can cause (:data:`RATE_LIMITED_EVENTS`).
     """
     if link not in ("wrapper", "hdlc"):
         raise CosemError(f"unknown link type {link!r}")
@@ -793,9 +906,10 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
                               lockout=lockout if lockout is not None else cfg.lockout,
                               legal=legal if legal is not None else cfg.legal)
     shared_lockout = auth_lockout or make_lockout(security_store, cfg, model.now_utc, clock)
+    shared_limit = event_limit or EventLimiter(clock or UtcOnlyClock(model.now_utc), cfg.event_window_s)
 
     def make() -> WrapperSession | HdlcSession:
-        server = CosemServer(model, keys, security_store, shared_registry, cfg, shared_lockout)
+        server = CosemServer(model, keys, security_store, shared_registry, cfg, shared_lockout, shared_limit)
         if link == "wrapper":
             return WrapperSession(server, inactivity_timeout_s)
         return HdlcSession(server, hdlc_params, inactivity_timeout_s)

@@ -16,6 +16,9 @@ event recorder) with the client SAP and the link name ("tcp", "rs485", "optical"
 Repeated authentication failures lock a client SAP out of one link (``lockout_failures``,
 ``lockout_s``, ``lockout_max_s``); the lockout state is kept in the invocation-counter store
 (``dlms_security.db``), so a restart does not end it, and it is timed by the meter's clock.
+Events any client can cause (refused AARQs: unknown SAP, malformed, wrong context or mechanism;
+replayed invocation counters) are recorded at most once a minute per link and event, the count of
+those not recorded going into the next one (``daemon.services["dlms_event_limits"]``).
 
 With the revenue feature (``services["revenue"]``) the links read a profile range bound sent
 without deviation as local time under its legal-time rules, as the clock 0-0:1.0.0.255 does;
@@ -34,7 +37,7 @@ from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, default_registry
 from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy, UtcOnlyClock
-from meterd.cosem.server import HdlcSession, WrapperSession, build_session_factory
+from meterd.cosem.server import EventLimiter, HdlcSession, WrapperSession, build_session_factory
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink
 from meterd.runtime.dlms_tcp import DlmsTcpServer
@@ -104,6 +107,16 @@ def auth_lockout(daemon: Daemon, link_name: str) -> AuthLockout:
     return lockouts[link_name]
 
 
+def event_limiter(daemon: Daemon, link_name: str) -> EventLimiter:
+    """The one rate limit of ``link_name``'s refused-AARQ and replay events (every session factory
+    of that link shares it), timed by the meter's clock."""
+    limits: dict[str, EventLimiter] = daemon.services.setdefault("dlms_event_limits", {})
+    if link_name not in limits:
+        assert daemon.meter is not None
+        limits[link_name] = EventLimiter(daemon.clock or UtcOnlyClock(daemon.meter.now_utc))
+    return limits[link_name]
+
+
 def legal_time(daemon: Daemon) -> LegalTimeSource | None:
     """The meter's legal-time rules (read at each use: a clock-rules write applies at once), from
     the revenue service; None without it (date-times without deviation are then UTC)."""
@@ -117,15 +130,16 @@ def session_factory(daemon: Daemon, link: str = "wrapper", link_name: str = "tcp
                     registry: ObjectRegistry | None = None,
                     **kwargs: Any) -> Callable[[], WrapperSession | HdlcSession]:
     """Sessions of one link of this meter: its model, keys, counter store, object registry,
-    event recorder, authentication lockout and legal-time rules (``link``: "wrapper" or "hdlc";
-    ``link_name`` goes into event details; ``kwargs``: more
+    event recorder, authentication lockout, event rate limit and legal-time rules (``link``:
+    "wrapper" or "hdlc"; ``link_name`` goes into event details; ``kwargs``: more
     :func:`~meterd.cosem.server.build_session_factory` arguments)."""
     assert daemon.meter is not None
     kwargs.setdefault("legal", legal_time(daemon))
     return build_session_factory(daemon.meter, daemon.services["dlms_security_store"], daemon.services["dlms_keys"],
                                  link, registry or registry_for(daemon), events=daemon.services.get("events"),
                                  link_name=link_name, lockout=lockout_policy(daemon),
-                                 auth_lockout=auth_lockout(daemon, link_name), **kwargs)
+                                 auth_lockout=auth_lockout(daemon, link_name),
+                                 event_limit=event_limiter(daemon, link_name), **kwargs)
 
 
 async def start(daemon: Daemon) -> None:
