@@ -150,5 +150,16 @@ def test_the_meter_shares_one_limit_per_link(tmp_path: Path):
 
         assert limit("tcp") is limit("tcp") and limit("tcp") is not limit("rs485")
         assert limit("tcp").window_s == 60.0
+        recorder = meter.daemon.services["events"]
+
+        def rejected() -> list[dict[str, object]]:
+            return [dict(e.detail) for e in reversed(recorder.recent(100)) if e.code == REJECTED]
+
+        for _ in range(5):  # each on a new connection (a new session factory too): one limit for the link
+            session_factory(meter.daemon, "wrapper", "tcp")().receive(UNKNOWN_SAP)
+        assert len(rejected()) == 1
+        meter.run(60)  # the meter's clock: the window is over
+        session_factory(meter.daemon, "wrapper", "tcp")().receive(PUBLIC)
+        assert [d.get("suppressed") for d in rejected()] == [None, 4]  # stored in the meter's event logs
     finally:
         meter.close()
