@@ -29,7 +29,7 @@ from gurux_dlms.objects import (
 )
 from gurux_dlms.objects.enums import AssociationStatus
 
-from meterd.core.legal_time import ClockSettings, ClockStatus, LegalTime, LegalTimeError, LocalTime
+from meterd.core.legal_time import ClockSettings, LegalTime, LocalTime
 from meterd.cosem import axdr
 from meterd.cosem.errors import ApduError, CosemError
 from meterd.cosem.profile import ProfileReader
@@ -133,15 +133,7 @@ def decode_clock_datetime(raw: bytes, legal: LegalTime) -> _dt.datetime:
     pass (status 0xFF: the earlier pass); a time in the spring-forward gap is read with the offset
     in force before the gap.
     """
-    decoded = axdr.decode_datetime(raw)  # validates; with deviation 0x8000 the wall time as UTC
-    if _CLOCK_DT.unpack(raw)[8] != axdr.DEVIATION_UNSPECIFIED:
-        return decoded
-    status = raw[11]
-    hint = None if status == 0xFF else bool(status & ClockStatus.DAYLIGHT_SAVING_ACTIVE)
-    try:
-        return legal.utc_of_wall(decoded.replace(tzinfo=None), hint)
-    except LegalTimeError as exc:
-        raise ApduError(str(exc)) from exc
+    return axdr.decode_datetime(raw, legal)
 
 
 class ModelClock(AttributeTable, GXDLMSClock):  # type: ignore[misc]  # gurux is untyped
