@@ -19,7 +19,8 @@ import pytest
 
 from hw.sim.grid import Flicker
 from meterd.pq.flicker import plt_from_pst
-from meterd.pq.monitor import PqValues
+from meterd.pq.monitor import FlickerValue, PqValues
+from tests.conftest import soak_enabled
 from tests.simmeter import SimMeter
 
 DAY = dt.datetime(2026, 6, 2, tzinfo=dt.UTC)
@@ -90,3 +91,46 @@ def test_plt_after_a_restart_equals_the_uninterrupted_run(tmp_path: Path) -> Non
         assert [v.end_utc for v in held[phase]] == BEFORE[1:] + AFTER  # not the Pst ending at 00:00
         assert got.plt[phase] == pytest.approx(plt_from_pst(held_after[phase]), rel=1e-12)
     assert got.pst[1].end_utc == AFTER[-1]
+
+
+@pytest.mark.slow
+def test_continuous_analysis_plt_after_a_restart_matches_the_uninterrupted_run(tmp_path: Path) -> None:
+    """Continuous analysis (every second analysed), steady flicker (sine 10 Hz, ΔU/U 0.5 %).
+
+    Full form (``PMM_SOAK=1``, about 2 × 2 h of simulated time): from 23:58 to 02:00, restart at
+    00:55, all 12 Pst present. Without it: from 01:38 to 02:00, restart at 01:52. The Pst before
+    the restart are taken back exactly; the Pst of the interval holding the restart is computed
+    from the seconds after it (flagged: settling), so that Plt is flagged and close to (0.1 %), not equal to,
+    the uninterrupted one.
+    """
+    end = DAY + dt.timedelta(hours=2, seconds=2)
+    if soak_enabled():
+        begin, restart = DAY - dt.timedelta(minutes=2), DAY + dt.timedelta(minutes=55)
+    else:
+        begin, restart = DAY + dt.timedelta(minutes=98), DAY + dt.timedelta(minutes=112)
+    flicker = Flicker("sine", 10.0, 0.5)
+
+    def run_from(state_dir: Path, t0: dt.datetime, t1: dt.datetime) -> tuple[PqValues, dict[int, tuple[FlickerValue, ...]]]:
+        meter = start(state_dir, t0)
+        try:
+            meter.world.grid.set_all_phases(flicker=flicker)
+            meter.run((t1 - t0).total_seconds())
+            service = meter.daemon.services["power_quality"]
+            return pq(meter), {p: service.monitor.plt_held(p) for p in (1, 2, 3)}
+        finally:
+            meter.close()
+
+    ref, ref_held = run_from(tmp_path / "ref", begin, end)
+    run_from(tmp_path / "cut", begin, restart)
+    got, held = run_from(tmp_path / "cut", restart, end)
+
+    window = DAY + dt.timedelta(hours=2)
+    for phase in (1, 2, 3):
+        kept = [v for v in ref_held[phase] if v.end_utc <= restart]
+        assert held[phase][: len(kept)] == tuple(kept)  # exact values and flags taken back
+        assert [v.end_utc for v in held[phase]] == [v.end_utc for v in ref_held[phase]]
+        assert held[phase][-1].end_utc == window
+        assert got.plt_flagged[phase] is True  # the restart interval's Pst is flagged (settling)
+        assert got.plt[phase] == pytest.approx(ref.plt[phase], rel=1e-3)
+    if soak_enabled():
+        assert len(ref_held[1]) == 12 and ref.plt_flagged == {1: False, 2: False, 3: False}
