@@ -35,7 +35,7 @@ from gurux_dlms.objects import GXDLMSDisconnectControl, GXDLMSLimiter, GXDLMSScr
 
 from meterd.core.disconnect import ActionResult, ControlModeError, ControlState, Trigger
 from meterd.core.limiter import EmergencyProfile, LimiterConfig, LimiterConfigError, Monitored
-from meterd.cosem import axdr
+from meterd.cosem import axdr, profile
 from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED, AttributeTable, AttributeValue
 from meterd.cosem.errors import ApduError
 from meterd.cosem.objects import Access, CosemContext, CosemEntry, ObjectFactory
@@ -296,7 +296,7 @@ def _profile_from(value: Any) -> EmergencyProfile | None:
         raise TypeError("activation time must be an octet-string date-time")
     if not 0 <= profile_id <= 0xFFFF or duration < 0:
         raise ValueError("emergency profile id or duration out of range")
-    return EmergencyProfile(profile_id, axdr.decode_datetime(raw), float(duration))
+    return EmergencyProfile(profile_id, profile.request_datetime(raw), float(duration))
 
 
 # --------------------------------------------------------------------------- factory

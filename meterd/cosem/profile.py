@@ -40,8 +40,10 @@ def local_time_rules(legal: LegalTimeSource | None) -> Iterator[None]:
         _RANGE_RULES.reset(token)
 
 
-def _range_bound(raw: bytes) -> _dt.datetime:
-    """UTC of a range bound (12-octet COSEM date-time)."""
+def request_datetime(raw: bytes) -> _dt.datetime:
+    """UTC of a 12-octet COSEM date-time in the request being served (a range bound, a written
+    activation time): without deviation, local time under the rules bound by
+    :func:`local_time_rules`."""
     source = _RANGE_RULES.get()
     return axdr.decode_datetime(raw, None if source is None else source())
 
@@ -109,7 +111,7 @@ class ProfileReader:
             raise ApduError("restricting object must be the clock column")
         if not isinstance(start, bytes | bytearray) or not isinstance(end, bytes | bytearray):
             raise ApduError("range limits must be date-time octet strings")
-        rows = self._buffer.rows_between(_range_bound(bytes(start)), _range_bound(bytes(end)))
+        rows = self._buffer.rows_between(request_datetime(bytes(start)), request_datetime(bytes(end)))
         return self._encode(rows, self._selected(selected, columns))
 
     def _selected(self, selected: Any, columns: Sequence[CaptureColumn]) -> Sequence[int]:

@@ -146,3 +146,13 @@ def test_the_server_reads_bounds_without_deviation_as_local_time_when_it_has_rul
     assert _gurux_range(lambda: CET, start, end, deviation=False) == local
     assert _gurux_range(None, start, end, deviation=False) == _quarters(start, end)  # no rules: UTC
     assert _gurux_range(lambda: CET, start, end, deviation=True) == _quarters(start, end)  # exact
+
+
+def test_an_emergency_profile_activation_time_without_deviation_is_local_time() -> None:
+    """Class 71 attribute 7 (emergency profile) written in wall time reads like a range bound."""
+    from meterd.cosem.objects_load_control import _profile_from
+
+    value = [7, wall(dt.datetime(2026, 7, 1, 14, 0)), 3600]
+    with profile.local_time_rules(lambda: CET):
+        assert _profile_from(value).activation_utc == utc(2026, 7, 1, 12)
+    assert _profile_from(value).activation_utc == utc(2026, 7, 1, 14)  # no rules bound: UTC
