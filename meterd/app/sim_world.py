@@ -104,9 +104,13 @@ class SimWorld:
         """Scenario ``signal`` names and what they do to the simulated world."""
         handlers: dict[str, Callable[[Any], None]] = {"power_fail": lambda v: self.power_cut(bool(v))}
         for name, pin in self.input_pins.items():
-            handlers[name] = lambda v, pin=pin: self.drive_input(pin, bool(v))
+            handlers[name] = self._input_handler(pin)
         handlers.update(self.extra_signals)  # signals other parts of the simulated world react to
         return handlers
+
+    def _input_handler(self, pin: int) -> Callable[[Any], None]:
+        """A scenario signal handler that drives ``pin`` (true = active, pulled low)."""
+        return lambda value: self.drive_input(pin, bool(value))
 
     def drive_input(self, pin: int, active_low: bool) -> None:
         """Pull an active-low input pin low (True) or let it go high (False)."""
