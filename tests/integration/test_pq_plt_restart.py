@@ -94,6 +94,7 @@ def test_plt_after_a_restart_equals_the_uninterrupted_run(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # full form: about 4 h of simulated time analysed at 8 kHz
 def test_continuous_analysis_plt_after_a_restart_matches_the_uninterrupted_run(tmp_path: Path) -> None:
     """Continuous analysis (every second analysed), steady flicker (sine 10 Hz, ΔU/U 0.5 %).
 
