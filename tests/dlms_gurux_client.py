@@ -164,3 +164,22 @@ def connect_in_memory(session: Any, sap: int, **kwargs: Any) -> tuple[GuruxSessi
 
 
 __all__ = ["SERVER_TITLE", "DlmsClientError", "GuruxSession", "InMemoryTransport", "connect_in_memory", "make_client"]
+
+
+def send_wrong_hls_reply(session: Any, invocation_counter: int = 1) -> None:
+    """Open an HLS-GMAC association (SAP 1) on an in-memory ``session`` and answer the meter's
+    challenge as if it had been all zeros; the meter must refuse the reply (DlmsClientError)."""
+    transport = InMemoryTransport(session)
+    client = make_client(1, invocation_counter=invocation_counter)
+    gs = GuruxSession(client, transport.send, transport.receive)
+    reply = GXReplyData()
+    gs._block(client.aarqRequest(), reply)
+    client.parseAareResponse(reply.data)
+    client.settings.stoCChallenge = bytearray(16)  # answer a challenge the meter did not send
+    reply.clear()
+    try:
+        for frame in client.getApplicationAssociationRequest():
+            gs._packet(frame, reply)
+    except DlmsClientError:
+        return
+    raise AssertionError("the meter accepted a wrong HLS-GMAC reply")

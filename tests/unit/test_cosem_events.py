@@ -13,7 +13,7 @@ from meterd.core.events import EventRecorder
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import TEST_GAK, TEST_GUEK, TEST_KEK, TEST_PASSWORD, FakeMeter, ListSink, make_keyring
-from tests.dlms_gurux_client import DlmsClientError, connect_in_memory, make_client
+from tests.dlms_gurux_client import connect_in_memory, make_client
 
 AUTH_FAIL, KEY_CHANGED, DECRYPT_FAIL, REPLAY = (ec.code(n) for n in (
     "AUTHENTICATION_FAILURES", "KEY_CHANGED", "DECRYPTION_FAILURE", "REPLAY_ATTACK"))
@@ -67,23 +67,10 @@ def test_wrong_hls_key_records_a_decryption_failure_and_a_log_line(caplog):
 
 
 def test_wrong_hls_response_records_an_authentication_failure(caplog):
-    from gurux_dlms import GXReplyData
-
-    from tests.dlms_gurux_client import GuruxSession, InMemoryTransport
+    from tests.dlms_gurux_client import send_wrong_hls_reply
 
     sink = ListSink()
-    session = _factory(sink)()
-    transport = InMemoryTransport(session)
-    client = make_client(1)
-    gs = GuruxSession(client, transport.send, transport.receive)
-    reply = GXReplyData()
-    gs._block(client.aarqRequest(), reply)
-    client.parseAareResponse(reply.data)
-    client.settings.stoCChallenge = bytearray(16)  # answer a challenge the meter did not send
-    reply.clear()
-    with pytest.raises(DlmsClientError):
-        for frame in client.getApplicationAssociationRequest():
-            gs._packet(frame, reply)
+    send_wrong_hls_reply(_factory(sink)())
     assert "failed authentication" in caplog.text
     assert sink.codes() == [AUTH_FAIL]
     assert sink.events[0][2] == {"client_sap": 1, "link": "tcp", "reason": "wrong HLS-GMAC response",

@@ -33,6 +33,7 @@ from tests.dlms_gurux_client import (
     InMemoryTransport,
     connect_in_memory,
     make_client,
+    send_wrong_hls_reply,
 )
 
 AUTH_FAIL = ec.code("AUTHENTICATION_FAILURES")
@@ -130,24 +131,10 @@ def test_the_public_client_and_other_links_are_not_affected():
     assert tcp.aarq(RIGHT)[0] == REJECTED_TRANSIENT
 
 
-def _wrong_hls_reply(session, invocation_counter: int) -> None:
-    transport = InMemoryTransport(session)
-    client = make_client(1, invocation_counter=invocation_counter)
-    gs = GuruxSession(client, transport.send, transport.receive)
-    reply = GXReplyData()
-    gs._block(client.aarqRequest(), reply)
-    client.parseAareResponse(reply.data)
-    client.settings.stoCChallenge = bytearray(16)  # answer a challenge the meter did not send
-    reply.clear()
-    with pytest.raises(DlmsClientError):
-        for frame in client.getApplicationAssociationRequest():
-            gs._packet(frame, reply)
-
-
 def test_wrong_hls_replies_and_wrong_keys_lock_the_management_client_out():
     rig = Rig()
-    _wrong_hls_reply(rig.factory(), 10)
-    _wrong_hls_reply(rig.factory(), 20)
+    send_wrong_hls_reply(rig.factory(), 10)
+    send_wrong_hls_reply(rig.factory(), 20)
     with pytest.raises(Exception, match="rejected"):  # wrong keys: the InitiateRequest fails its tag
         connect_in_memory(rig.factory(), 1, gak=bytes(16), invocation_counter=30)
     assert rig.sink.codes() == [AUTH_FAIL, AUTH_FAIL, DECRYPT_FAIL]
@@ -164,14 +151,14 @@ def test_wrong_hls_replies_and_wrong_keys_lock_the_management_client_out():
 def test_a_lockout_is_refused_at_hls_pass_3_when_it_started_after_the_aarq():
     rig = Rig()
     for ic in (10, 20):
-        _wrong_hls_reply(rig.factory(), ic)
+        send_wrong_hls_reply(rig.factory(), ic)
     transport = InMemoryTransport(rig.factory())
     client = make_client(1, invocation_counter=30)
     gs = GuruxSession(client, transport.send, transport.receive)
     reply = GXReplyData()
     gs._block(client.aarqRequest(), reply)  # accepted, HLS pending
     client.parseAareResponse(reply.data)
-    _wrong_hls_reply(rig.factory(), 40)  # the third failure, on another connection: locked out
+    send_wrong_hls_reply(rig.factory(), 40)  # the third failure, on another connection: locked out
     client.ciphering.invocationCounter = 100  # above the other connection's counters
     reply.clear()
     with pytest.raises(DlmsClientError):  # the right reply, refused

@@ -236,22 +236,10 @@ def test_key_transfer_changes_the_keys_after_the_response(tmp_path):
 
 
 def test_wrong_hls_response_refuses_the_association(caplog):
-    from gurux_dlms import GXReplyData
-
-    from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
+    from tests.dlms_gurux_client import send_wrong_hls_reply
 
     session = _factory(FakeMeter())()
-    transport = InMemoryTransport(session)
-    client = make_client(1)
-    gs = GuruxSession(client, transport.send, transport.receive)
-    reply = GXReplyData()
-    gs._block(client.aarqRequest(), reply)
-    client.parseAareResponse(reply.data)
-    client.settings.stoCChallenge = bytearray(16)  # answer a challenge the meter did not send
-    reply.clear()
-    with pytest.raises(DlmsClientError):
-        for frame in client.getApplicationAssociationRequest():
-            gs._packet(frame, reply)
+    send_wrong_hls_reply(session)
     assert not session.server.associated
     assert "failed authentication" in caplog.text
 
