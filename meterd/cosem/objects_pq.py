@@ -16,7 +16,7 @@ OBIS map (class 3 registers, values read on every GET; 0 where no value exists y
 * 0-0:96.10.4.255 (class 1, unsigned): 1 when the last 10-min interval is flagged (an event or
   a sample gap touched it); 0-0:96.10.5.255 (class 1, unsigned): 1 when the values are
   indicative (chip registers); 0-0:96.10.6.255 (class 1, unsigned, project code): the Plt flags,
-  bit 0/1/2 set when the last Plt of L1/L2/L3 holds a flagged Pst.
+  bit 0/1/2 set when the last Plt of L1/L2/L3 holds a flagged Pst or lacks some of its 12 Pst.
 
 All read-only, for the reader and the management association.
 """
