@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from meterd.app.features.dlms import session_factory
 from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
+from tests.dlms_harness import PtyIO, SocketIO
 from tests.simmeter import SimMeter
 
 
@@ -46,3 +47,27 @@ class ServedLinks:
 
     def stop(self) -> None:
         self.loop.stop()
+
+
+def link_io(links: ServedLinks, link: str) -> SocketIO | PtyIO:
+    """The client side of a served link: ``wrapper`` (TCP) or the HDLC pty."""
+    return SocketIO(links.port) if link == "wrapper" else PtyIO(links.pty_path)
+
+
+class GuruxAssociation:
+    """A gurux association on one served link; closes the association and the line."""
+
+    def __init__(self, links: ServedLinks, link: str, sap: int) -> None:
+        self.io = link_io(links, link)
+        client = make_client(sap, hdlc=link != "wrapper", invocation_counter=links.next_client_ic())
+        self.gs = GuruxSession(client, self.io.send, self.io.receive)
+        self.gs.connect()
+
+    def __enter__(self) -> GuruxSession:
+        return self.gs
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.gs.close()
+        finally:
+            self.io.close()

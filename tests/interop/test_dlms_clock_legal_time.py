@@ -27,10 +27,8 @@ from gurux_dlms.enums import ClockStatus, DateTimeSkips
 from gurux_dlms.objects import GXDLMSClock
 
 from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, make_keys
-from tests.dlms_gurux_client import GuruxSession, make_client
-from tests.dlms_harness import SocketIO
 from tests.simmeter import SimMeter
-from tests.simmeter_dlms import ServedLinks
+from tests.simmeter_dlms import GuruxAssociation, ServedLinks
 
 pytestmark = pytest.mark.interop
 
@@ -66,23 +64,6 @@ def _quiet_dlms_cosem() -> Iterator[None]:
     structlog.reset_defaults()
 
 
-class _Gurux:
-    def __init__(self, links: ServedLinks, sap: int) -> None:
-        self.io = SocketIO(links.port)
-        self.gs = GuruxSession(make_client(sap, invocation_counter=links.next_client_ic()), self.io.send,
-                               self.io.receive)
-        self.gs.connect()
-
-    def __enter__(self) -> GuruxSession:
-        return self.gs
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.gs.close()
-        finally:
-            self.io.close()
-
-
 def _cosem(links: ServedLinks, sap: int) -> CosemClient:
     transport = TcpTransport(client_logical_address=sap, server_logical_address=1,
                              io=BlockingTcpIO(host="127.0.0.1", port=links.port))
@@ -106,7 +87,7 @@ def _pydlms(links: ServedLinks, sap: int) -> Any:
 def _read(links: ServedLinks, client: str, sap: int = PUBLIC) -> tuple[dt.datetime, bool]:
     """Attribute 2 as the client decodes it: (aware local date-time, daylight-saving bit)."""
     if client == "gurux":
-        with _Gurux(links, sap) as gs:
+        with GuruxAssociation(links, "wrapper", sap) as gs:
             clock = GXDLMSClock()
             gs.read(clock, 2)
             return clock.time.value, bool(clock.time.status & ClockStatus.DAYLIGHT_SAVE_ACTIVE)
@@ -153,7 +134,7 @@ def _gurux_set(links: ServedLinks, value: dt.datetime, deviation: bool, status: 
     if not deviation:
         when.skip |= DateTimeSkips.DEVITATION  # 0x8000: local time of the meter
     when.status = status
-    with _Gurux(links, MANAGEMENT) as gs:
+    with GuruxAssociation(links, "wrapper", MANAGEMENT) as gs:
         clock = GXDLMSClock()
         clock.time = when
         gs.write(clock, 2)
@@ -239,7 +220,7 @@ def _gurux_rows(links: ServedLinks, start: dt.datetime, end: dt.datetime) -> lis
     bounds = [GXDateTime(start), GXDateTime(end)]
     for bound in bounds:
         bound.skip |= DateTimeSkips.DEVITATION  # deviation 0x8000: the meter's local time
-    with _Gurux(links, READER) as gs:
+    with GuruxAssociation(links, "wrapper", READER) as gs:
         pg = GXDLMSProfileGeneric("1.0.99.1.0.255")
         gs.read(pg, 3)
         reply = GXReplyData()

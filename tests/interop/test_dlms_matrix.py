@@ -38,10 +38,10 @@ from gurux_dlms.objects import GXDLMSAssociationLogicalName, GXDLMSClock, GXDLMS
 from meterd.core.profile import LOAD_PROFILE_OBIS
 from tests.conftest import soak_enabled
 from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD, make_keys
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
-from tests.dlms_harness import PtyIO, SocketIO, length_framed_hdlc_transport
+from tests.dlms_gurux_client import DlmsClientError
+from tests.dlms_harness import PtyIO, length_framed_hdlc_transport
 from tests.simmeter import SimMeter
-from tests.simmeter_dlms import ServedLinks
+from tests.simmeter_dlms import GuruxAssociation, ServedLinks
 
 pytestmark = pytest.mark.interop
 
@@ -97,29 +97,6 @@ def assert_no_server_failure(log: pytest.LogCaptureFixture) -> None:
 # ---------------------------------------------------------------- gurux
 
 
-def _io(links: ServedLinks, link: str) -> SocketIO | PtyIO:
-    return SocketIO(links.port) if link == "wrapper" else PtyIO(links.pty_path)
-
-
-class _Gurux:
-    """A gurux association on one link; closes the association and the line."""
-
-    def __init__(self, links: ServedLinks, link: str, sap: int) -> None:
-        self.io = _io(links, link)
-        client = make_client(sap, hdlc=link != "wrapper", invocation_counter=links.next_client_ic())
-        self.gs = GuruxSession(client, self.io.send, self.io.receive)
-        self.gs.connect()
-
-    def __enter__(self) -> GuruxSession:
-        return self.gs
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.gs.close()
-        finally:
-            self.io.close()
-
-
 def _attribute_order(obj: Any) -> list[int]:
     """Every attribute; a profile's capture objects (3) before its buffer (2), which gurux needs."""
     order = list(range(1, obj.getAttributeCount() + 1))
@@ -167,7 +144,7 @@ def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap
     meter, links = served
     read = refused = scaled = 0
     failures: list[str] = []
-    with _Gurux(links, link, sap) as gs:
+    with GuruxAssociation(links, link, sap) as gs:
         objects = list(gs.object_list())
         names = {o.logicalName for o in objects}
         assert CLOCK_LN in names and "0.0.40.0.0.255" in names
@@ -212,9 +189,9 @@ def test_gurux_reads_every_readable_attribute(served, server_log, link: str, sap
 @pytest.mark.parametrize("link", LINKS)
 def test_gurux_public_client_is_refused_what_it_does_not_see(served, server_log, link: str) -> None:
     meter, links = served
-    with _Gurux(links, "wrapper", 17) as gs:
+    with GuruxAssociation(links, "wrapper", 17) as gs:
         reader_view = {o.logicalName: o for o in gs.object_list()}
-    with _Gurux(links, link, 16) as gs:
+    with GuruxAssociation(links, link, 16) as gs:
         public_view = {o.logicalName for o in gs.object_list()}
         hidden = [o for ln, o in reader_view.items() if ln not in public_view]
         assert len(hidden) > 150
@@ -236,7 +213,7 @@ def test_gurux_sets_the_clock_only_in_the_management_association(served, link: s
     meter, links = served
     before = meter.clock.utc()
     target = before.replace(microsecond=0) + dt.timedelta(seconds=90)
-    with _Gurux(links, link, sap) as gs:
+    with GuruxAssociation(links, link, sap) as gs:
         clock = GXDLMSClock()
         gs.read(clock, 2)
         clock.time = GXDateTime(target)
@@ -260,7 +237,7 @@ def _stored_rows(meter: SimMeter, start: dt.datetime, end: dt.datetime) -> list[
 def test_gurux_reads_the_load_profile_by_range(served, link: str, sap: int) -> None:
     meter, links = served
     start, end = START + dt.timedelta(hours=6), START + dt.timedelta(hours=12)
-    with _Gurux(links, link, sap) as gs:
+    with GuruxAssociation(links, link, sap) as gs:
         pg = GXDLMSProfileGeneric(LOAD_PROFILE_OBIS)
         if sap == 16:
             with pytest.raises(DlmsClientError) as denied:

@@ -3,21 +3,11 @@
 import datetime as dt
 
 from meterd.core.demand import DemandQuantity
-from meterd.core.energy import EnergyRegisters, Quantity
+from meterd.core.energy import EnergyRegisters
 from meterd.core.profile import LOAD_PROFILE_OBIS, ProfileConfig, ProfileStatus, default_load_profile_channels
-from meterd.core.reading import Channel
 from meterd.services.revenue import RevenueConfig, RevenueService
 from meterd.store.profile_store import SqliteProfileStore
-
-AI = (Quantity.ACTIVE_IMPORT, Channel.TOTAL)
-T0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
-
-
-def run(svc, registers, start, minutes, step_s=60):
-    for i in range(1, minutes * 60 // step_s + 1):
-        d = {AI: 1000}
-        registers.add(d)
-        svc.on_cycle(start + dt.timedelta(seconds=i * step_s), d, registers)
+from tests.revenue_helpers import AI, T0, run
 
 
 def test_reconfigure_clears_buffer_and_store(tmp_path):

@@ -9,16 +9,7 @@ from meterd.core.energy import EnergyRegisters, Quantity
 from meterd.core.reading import Channel
 from meterd.core.tariff import TariffError
 from meterd.services.revenue import RevenueService
-
-AI = (Quantity.ACTIVE_IMPORT, Channel.TOTAL)
-T0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
-
-
-def run(svc, registers, start, minutes, step_s=60):
-    for i in range(1, minutes * 60 // step_s + 1):
-        d = {AI: 1000}
-        registers.add(d)
-        svc.on_cycle(start + dt.timedelta(seconds=i * step_s), d, registers)
+from tests.revenue_helpers import T0, run
 
 
 def rates(svc):
