@@ -39,7 +39,7 @@ soak: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check meterd hw ciu tests bench
-	$(VENV)/bin/mypy meterd/core meterd/proto
+	$(VENV)/bin/mypy meterd hw ciu
 	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)

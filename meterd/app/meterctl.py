@@ -169,7 +169,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(view, sort_keys=True) if args.json else status_table(view))
     elif args.command == "sim":
         if args.sim_command == "set":
-            body = {k: v for k, v in {"phase": args.phase, "voltage_v": args.voltage, "current_a": args.current,
+            body: dict[str, Any] = {k: v for k, v in {"phase": args.phase, "voltage_v": args.voltage, "current_a": args.current,
                                       "power_factor": args.pf, "frequency_hz": args.frequency}.items()
                     if v is not None}
             _print(args, _call(args, "POST", "/sim/set", body))
@@ -193,7 +193,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "display":
         _print(args, _call(args, "POST", "/display/button", {"button": args.button}))
     elif args.command == "events":
-        body: dict[str, Any] = {"limit": args.limit}
+        body = {"limit": args.limit}
         if args.log:
             body["log"] = args.log
         _print(args, _call(args, "POST", "/events", body))

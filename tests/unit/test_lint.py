@@ -1,5 +1,5 @@
-"""The architecture and typing rules hold: import-linter layer contracts, mypy strict on the pure
-core and protocols, ruff on everything (the same checks as `make lint`)."""
+"""The architecture and typing rules hold: import-linter layer contracts, mypy strict on
+meterd, hw and ciu, ruff on everything (the same checks as `make lint`)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ def test_import_layers_are_kept():
     assert "BROKEN" not in out.stdout
 
 
-def test_core_and_protocols_are_strictly_typed():
-    out = run(str(BIN / "mypy"), "--no-incremental", "meterd/core", "meterd/proto")
+def test_meterd_hw_and_ciu_are_strictly_typed():
+    out = run(str(BIN / "mypy"), "--no-incremental", "meterd", "hw", "ciu")
     assert out.returncode == 0, out.stdout[-3000:]
 
 
