@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from meterd.core.credit import CreditView
 from meterd.core.energy import Derived, Quantity, obis_c
 from meterd.core.model import MeterIdentity, MeterSnapshot
 from meterd.core.reading import PHASES, Channel
+from meterd.core.sts.outcome import TokenOutcome
 
 ENERGY_KEYS: dict[Quantity | Derived, str] = {
     Quantity.ACTIVE_IMPORT: "active_import_wh",
@@ -158,3 +160,46 @@ def aligned(rows: list[tuple[str, str]]) -> list[str]:
 def text_table(payload: dict[str, Any]) -> str:
     """Any API answer as aligned ``key  value`` rows (``meterctl`` without ``--json``)."""
     return "\n".join(aligned(flat_rows(payload)))
+
+
+def credit_json(view: CreditView) -> dict[str, Any]:
+    """``GET /credit`` (and ``credit`` in ``/status`` and token answers): the credit account.
+
+    Amounts in the account's display unit (``credit_unit``: Wh, or minor currency units such as
+    ``EUR/100``); ``credit_kwh`` for energy accounts.
+    """
+    em = view.emergency
+    return {
+        "mode": view.mode.value, "unit": view.unit.value, "credit": view.credit, "credit_unit": view.credit_unit,
+        "credit_kwh": view.credit_kwh, "currency": view.currency, "minor_digits": view.minor_digits,
+        "low_credit": view.low_credit, "low_credit_threshold": view.low_credit_threshold,
+        "emergency": {"available": em.available, "active": em.active, "owed": em.owed, "amount": em.amount,
+                      "threshold": em.threshold},
+        "friendly": view.friendly, "rate": view.rate, "relay": view.relay, "relay_off": view.relay_off,
+        "consumed": view.consumed, "token_seq": view.token_seq,
+        "key": None if view.key is None else dict(view.key),
+    }
+
+
+def token_json(outcome: TokenOutcome) -> dict[str, Any]:
+    """``POST /token``: the token's result (class, subclass, TID, amount, management attributes,
+    lockout time in s when known) and the credit account after it."""
+    out: dict[str, Any] = {"result": outcome.result, "accepted": outcome.accepted, "display": outcome.display,
+                           "number": outcome.number}
+    if outcome.decoded:
+        out.update({"class": outcome.token_class, "subclass": outcome.subclass, "tid": outcome.tid})
+    if outcome.amount_tenths is not None:
+        out["amount"] = {"tenths": outcome.amount_tenths, "unit": outcome.unit}
+    if outcome.currency_1e5 is not None:
+        out["amount"] = {"currency_1e5": outcome.currency_1e5}
+    if outcome.management:
+        out["management"] = dict(outcome.management)
+    if outcome.lockout_s is not None:
+        out["lockout_s"] = round(outcome.lockout_s, 1)
+    out["credit"] = credit_json(outcome.credit_after)
+    return out
+
+
+def emergency_json(granted: bool, view: CreditView) -> dict[str, Any]:
+    """``POST /credit/emergency``: whether emergency credit was granted, and the account after."""
+    return {"granted": granted, "credit": credit_json(view)}

@@ -25,6 +25,7 @@ import datetime as _dt
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from meterd.core.clock import Clock
@@ -286,6 +287,99 @@ class CreditAccount:
         account = cls(config, clock, is_friendly)
         account.restore(data)
         return account
+
+
+@dataclass(frozen=True)
+class EmergencyCreditView:
+    """The emergency credit of a :class:`CreditView`; amounts in the account's display unit."""
+
+    available: bool
+    """Emergency credit can be requested now."""
+    active: bool
+    """Emergency credit is in use (not yet repaid)."""
+    owed: int
+    """Emergency credit still to be repaid (display units)."""
+    amount: int
+    """What one grant adds (display units)."""
+    threshold: int
+    """Emergency credit may be requested while the credit is below this (display units)."""
+
+
+@dataclass(frozen=True)
+class CreditView:
+    """One snapshot of the credit account as the meter shows it (COSEM, LCD, CIU, local API).
+
+    Amounts (``credit``, ``low_credit_threshold``, ``consumed``, the emergency amounts) are in the
+    account's display unit: Wh for an energy account, minor currency units (e.g. cents) for a
+    currency account. ``rate`` is the tariff rate charged (0-0:96.14.0), ``disconnect`` the
+    account's relay intent, ``relay_off`` whether the payment function holds the relay open,
+    ``key`` the STS decoder key attributes (KRN, KT, TI, KEN, SGC, EA, base date; never the key)
+    or None without a decoder.
+    """
+
+    mode: CreditMode
+    unit: CreditUnit
+    credit: int
+    currency: str | None
+    """Currency name of a currency account; None for an energy account."""
+    minor_digits: int
+    """Decimal digits of the minor unit (0 for an energy account)."""
+    low_credit: bool
+    low_credit_threshold: int
+    emergency: EmergencyCreditView
+    friendly: bool
+    rate: int
+    disconnect: bool
+    relay_off: bool
+    consumed: int
+    token_seq: int
+    key: Mapping[str, int] | None
+
+    @classmethod
+    def of(cls, account: CreditAccount, currency_name: str, *, friendly: bool, rate: int, relay_off: bool,
+           consumed_units: int, key: Mapping[str, int] | None) -> CreditView:
+        """The view of ``account`` now; ``consumed_units`` in internal units (mWh or micro-minor units)."""
+        cfg = account.config
+        intent = account.intent()
+        energy = cfg.unit is CreditUnit.ENERGY
+        return cls(
+            mode=account.mode, unit=cfg.unit, credit=account.credit, currency=None if energy else currency_name,
+            minor_digits=0 if energy else cfg.minor_digits, low_credit=intent.warn_low,
+            low_credit_threshold=cfg.low_credit_threshold,
+            emergency=EmergencyCreditView(available=account.emergency_available, active=intent.emergency_active,
+                                          owed=account.emergency_owed, amount=cfg.emergency_amount,
+                                          threshold=cfg.emergency_threshold),
+            friendly=friendly, rate=rate, disconnect=intent.disconnect, relay_off=relay_off,
+            consumed=consumed_units // cfg.scale, token_seq=account.token_seq,
+            key=None if key is None else MappingProxyType(dict(key)))
+
+    @property
+    def credit_unit(self) -> str:
+        """The display unit: ``"Wh"``, or ``"<currency>/<10**minor_digits>"`` (e.g. ``EUR/100``)."""
+        return "Wh" if self.currency is None else f"{self.currency}/{10**self.minor_digits}"
+
+    @property
+    def credit_kwh(self) -> float | None:
+        """The credit of an energy account in kWh; None for a currency account."""
+        return self.credit / 1000 if self.unit is CreditUnit.ENERGY else None
+
+    @property
+    def relay(self) -> str:
+        """The relay intent as ``"connect"`` or ``"disconnect"``."""
+        return "disconnect" if self.disconnect else "connect"
+
+    @property
+    def shown_credit(self) -> float:
+        """The credit for a customer display, 3 decimals: kWh, or currency units (not minor units)."""
+        kwh = self.credit_kwh
+        return round(kwh if kwh is not None else self.credit / 10**self.minor_digits, 3)
+
+    @property
+    def shown_unit(self) -> str:
+        """The unit beside :attr:`shown_credit`: ``kWh`` or the currency, with ``(postpaid)`` in
+        postpaid mode (the balance is informative only)."""
+        unit = "kWh" if self.currency is None else self.currency
+        return f"{unit} (postpaid)" if self.mode is CreditMode.POSTPAID else unit
 
 
 CLEAR_ALL_REGISTERS = 0xFFFF

@@ -22,7 +22,8 @@ Amounts are double-long in the account's display unit: Wh for an energy account 
 attribute: name "Wh", scale 0, unit 1 consumption) or minor currency units for a currency account
 (scale −minor digits, unit 2 monetary). Every attribute is encoded here (own A-XDR); the gurux
 classes only lend their class id, version and attribute/method counts. Everything is read from a
-:class:`PaymentPort` at GET time; writes and actions go through it.
+:class:`PaymentPort` at GET time (the account as one
+:class:`~meterd.core.credit.CreditView`); writes and actions go through it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 from gurux_dlms.enums import ErrorCode
 from gurux_dlms.objects import GXDLMSAccount, GXDLMSCharge, GXDLMSCredit, GXDLMSTokenGateway
 
+from meterd.core.credit import CreditUnit, CreditView
 from meterd.cosem import axdr
 from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED, AttributeTable, AttributeValue
 from meterd.cosem.objects import LOCAL_LINKS, Access, CosemContext, CosemEntry
@@ -84,7 +86,7 @@ def delivery_method(source: str) -> int:
 
 
 class LastTokenView(Protocol):
-    """The last token entered (see the payment feature's ``LastToken``)."""
+    """The last token entered (see :class:`meterd.services.payment.LastToken`)."""
 
     digits: str
     utc: _dt.datetime | None
@@ -93,7 +95,7 @@ class LastTokenView(Protocol):
 
 
 class PaymentPort(Protocol):
-    """What the objects need from the payment feature."""
+    """What the objects need from the payment service (:class:`meterd.services.payment.PaymentService`)."""
 
     @property
     def last_token(self) -> LastTokenView:
@@ -103,20 +105,20 @@ class PaymentPort(Protocol):
     last_charge_units: int
     last_cycle_utc: _dt.datetime | None
 
-    def credit_view(self) -> dict[str, Any]:
-        """The credit account view (see ``daemon.services["credit_view"]``)."""
+    def credit_view(self) -> CreditView:
+        """The credit account now."""
         ...
 
-    def submit_token(self, digits: str, source: str) -> dict[str, Any]:
-        """Enter a token."""
+    def submit_token(self, digits: str, source: str) -> object:
+        """Enter a token (its result shows in the gateway's last token)."""
         ...
 
-    def set_mode(self, mode: str) -> dict[str, Any]:
+    def set_mode(self, mode: str) -> object:
         """Switch prepaid/postpaid."""
         ...
 
-    def request_emergency(self) -> dict[str, Any]:
-        """Grant emergency credit when available."""
+    def request_emergency(self) -> bool:
+        """Grant emergency credit when available; True when granted."""
         ...
 
     def charge_table(self) -> list[tuple[int, int]]:
@@ -150,12 +152,12 @@ def _reference_list(lns: Iterable[str]) -> bytes:
     return axdr.encode_array([axdr.encode_logical_name(ln) for ln in lns])
 
 
-def _currency(view: Mapping[str, Any]) -> bytes:
-    if view["unit"] == "energy":
+def _currency(view: CreditView) -> bytes:
+    if view.unit is CreditUnit.ENERGY:
         return axdr.encode_structure(axdr.encode_value(axdr.VISIBLE_STRING, "Wh"), axdr.encode_value(axdr.INT8, 0),
                                      axdr.encode_value(axdr.ENUM, 1))
-    return axdr.encode_structure(axdr.encode_value(axdr.VISIBLE_STRING, str(view["currency"])),
-                                 axdr.encode_value(axdr.INT8, -int(view["minor_digits"])),
+    return axdr.encode_structure(axdr.encode_value(axdr.VISIBLE_STRING, str(view.currency)),
+                                 axdr.encode_value(axdr.INT8, -view.minor_digits),
                                  axdr.encode_value(axdr.ENUM, 2))
 
 
@@ -166,19 +168,19 @@ class PaymentAccount(AttributeTable, GXDLMSAccount):  # type: ignore[misc]  # gu
         super().__init__(ACCOUNT_LN)
         self._port = port
 
-    def _values(self, view: Mapping[str, Any]) -> dict[int, bytes]:
-        credit = int(view["credit"])
-        emergency = view["emergency"]
-        status = _bits([credit > 0, bool(view["low_credit"]), False, bool(emergency["available"]), False,
-                        bool(emergency["active"]), credit <= 0, False])
+    def _values(self, view: CreditView) -> dict[int, bytes]:
+        credit = view.credit
+        emergency = view.emergency
+        status = _bits([credit > 0, view.low_credit, False, emergency.available, False,
+                        emergency.active, credit <= 0, False])
         return {
-            2: axdr.encode_structure(axdr.encode_value(axdr.ENUM, PAYMENT_MODE[view["mode"]]),
+            2: axdr.encode_structure(axdr.encode_value(axdr.ENUM, PAYMENT_MODE[view.mode.value]),
                                      axdr.encode_value(axdr.ENUM, ACCOUNT_ACTIVE)),
-            3: axdr.encode_value(axdr.UINT8, 2 if emergency["active"] else 1),
+            3: axdr.encode_value(axdr.UINT8, 2 if emergency.active else 1),
             4: status, 5: _i32(credit), 6: _i32(max(-credit, 0)), 7: _i32(0), 8: _i32(0),
             9: _reference_list((TOKEN_CREDIT_LN, EMERGENCY_CREDIT_LN)), 10: _reference_list((CHARGE_LN,)),
             11: axdr.encode_array([]), 12: axdr.encode_array([]), 13: _datetime(None), 14: _datetime(None),
-            15: _currency(view), 16: _i32(int(view["low_credit_threshold"])),
+            15: _currency(view), 16: _i32(view.low_credit_threshold),
             17: _i32(0), 18: axdr.encode_value(axdr.UINT16, 0), 19: axdr.encode_value(axdr.UINT32, 0),
         }
 
@@ -208,19 +210,19 @@ class PaymentCredit(AttributeTable, GXDLMSCredit):  # type: ignore[misc]  # guru
         self._port = port
         self._emergency = emergency
 
-    def _values(self, view: Mapping[str, Any]) -> dict[int, bytes]:
-        credit, em = int(view["credit"]), view["emergency"]
-        emergency_left = min(max(credit, 0), int(em["owed"])) if em["active"] else 0
+    def _values(self, view: CreditView) -> dict[int, bytes]:
+        credit, em = view.credit, view.emergency
+        emergency_left = min(max(credit, 0), em.owed) if em.active else 0
         if self._emergency:
             amount, kind, priority = emergency_left, 2, 2
-            status = 3 if em["active"] else (1 if em["available"] else 0)
+            status = 3 if em.active else (1 if em.available else 0)
             config = _bits([True, True, True, False, False])
-            warning, preset, threshold = 0, int(em["amount"]), int(em["threshold"])
+            warning, preset, threshold = 0, em.amount, em.threshold
         else:
             amount, kind, priority = credit - emergency_left, 0, 1
             status = 4 if credit <= 0 else 3
             config = _bits([True, False, False, False, True])
-            warning, preset, threshold = int(view["low_credit_threshold"]), 0, 0
+            warning, preset, threshold = view.low_credit_threshold, 0, 0
         return {2: _i32(amount), 3: axdr.encode_value(axdr.ENUM, kind), 4: axdr.encode_value(axdr.UINT8, priority),
                 5: _i32(warning), 6: _i32(0), 7: config, 8: axdr.encode_value(axdr.ENUM, status),
                 9: _i32(preset), 10: _i32(threshold), 11: _datetime(None)}
@@ -233,7 +235,7 @@ class PaymentCredit(AttributeTable, GXDLMSCredit):  # type: ignore[misc]  # guru
         if not self._emergency or e.index != 3:
             e.error = ErrorCode.READ_WRITE_DENIED
             return None
-        if not self._port.request_emergency()["granted"]:
+        if not self._port.request_emergency():
             e.error = ErrorCode.TEMPORARY_FAILURE
         return None
 
@@ -260,7 +262,7 @@ class PaymentCharge(AttributeTable, GXDLMSCharge):  # type: ignore[misc]  # guru
     def attribute_values(self) -> Mapping[int, AttributeValue]:
         view = self._port.credit_view()
         return {
-            2: lambda: _i32(int(view["consumed"])), 3: lambda: axdr.encode_value(axdr.ENUM, 0),
+            2: lambda: _i32(view.consumed), 3: lambda: axdr.encode_value(axdr.ENUM, 0),
             4: lambda: axdr.encode_value(axdr.UINT8, 1), 5: self._unit_charge, 6: self._unit_charge,
             7: lambda: _datetime(None), 8: lambda: axdr.encode_value(axdr.UINT32, 1),
             9: lambda: _bits([False, False]), 10: lambda: _datetime(self._port.last_cycle_utc),

@@ -4,6 +4,7 @@ on the real paced pty pair (token entry and the installer's pairing procedure)."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,11 @@ from ciu.runtime.client import CiuLinkClient
 from hw.serial_link import open_port
 from meterd.app.features import ciu as ciu_feature
 from meterd.core import event_codes
+from meterd.core.credit import CreditMode, CreditUnit, CreditView, EmergencyCreditView
+from meterd.core.sts.outcome import TokenOutcome
 from meterd.proto.ciu_link import LinkDown, LinkEndpoint, LinkUp, Role
+from meterd.services.ciu_meter import token_fields
+from meterd.store.pair_key import sim_prepair
 from tests.simmeter import SimMeter
 
 
@@ -26,6 +31,30 @@ class FakeEvents:
 
     def record(self, code: int, utc: Any, detail: dict[str, Any] | None = None) -> None:
         self.recorded.append((code, dict(detail or {})))
+
+
+def credit(wh: int) -> CreditView:
+    """A prepaid energy account holding ``wh`` (Wh)."""
+    return CreditView(mode=CreditMode.PREPAID, unit=CreditUnit.ENERGY, credit=wh, currency=None, minor_digits=0,
+                      low_credit=False, low_credit_threshold=0,
+                      emergency=EmergencyCreditView(available=False, active=False, owed=0, amount=0, threshold=0),
+                      friendly=False, rate=1, disconnect=False, relay_off=False, consumed=0, token_seq=0, key=None)
+
+
+def outcome(result: str, accepted: bool, display: str, before_wh: int, after_wh: int) -> TokenOutcome:
+    return TokenOutcome(result=result, accepted=accepted, display=display, number=0,
+                        credit_before=credit(before_wh), credit_after=credit(after_wh))
+
+
+class FakePayment:
+    """Records the tokens the CIU hands to the payment service; every one is accepted."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[str, str]] = []
+
+    def submit_token(self, digits: str, source: str) -> TokenOutcome:
+        self.applied.append((digits, source))
+        return outcome("Accept", True, "Accept", 0, 0)
 
 
 class Mono:
@@ -46,28 +75,26 @@ def test_sim_prepair_writes_one_private_key_to_both_state_dirs(meter: SimMeter, 
     assert meter_key.stat().st_mode & 0o777 == 0o600 and ciu_key.stat().st_mode & 0o777 == 0o600
     assert meter.daemon.services["ciu"].service.link.paired
     ciu_key.write_text("00" * 32)  # a stale CIU copy is replaced by the meter's key on the next start
-    assert ciu_feature.sim_prepair(meter_key, ciu_key) == bytes.fromhex(meter_key.read_text())
+    assert sim_prepair(meter_key, ciu_key) == bytes.fromhex(meter_key.read_text())
     assert ciu_key.read_text() == meter_key.read_text()
 
 
 def test_token_answer_fields_and_no_prepayment(meter: SimMeter) -> None:
-    fields = ciu_feature.token_fields({"result": "UsedError", "accepted": False, "display": "Used"},
-                                      {"credit": 5.0, "unit": "kWh"}, {"credit": 5.0, "unit": "kWh"})
+    fields = token_fields(outcome("UsedError", False, "Used", 5000, 5000))
     assert fields == {"accepted": False, "result": "UsedError", "code": "used", "display": "Used", "credit": 5.0,
                       "unit": "kWh"}
-    fields = ciu_feature.token_fields({"result": "Accept", "accepted": True}, {"credit": 1.5, "unit": "kWh"},
-                                      {"credit": 11.5, "unit": "kWh"})
+    fields = token_fields(outcome("Accept", True, "Accept", 1500, 11500))
     assert fields["code"] == "accepted" and fields["amount"] == 10.0 and fields["credit"] == 11.5
     ciu = meter.daemon.services["ciu"]
-    meter.daemon.services.pop("submit_token", None)
+    ciu.links = dataclasses.replace(ciu.links, payment=None)  # a meter without prepayment
     assert ciu.submit_token("1" * 20) == {"accepted": False, "code": "not_enabled",
                                            "display": "Prepayment not enabled"}
 
 
 def test_link_loss_and_recovery_are_recorded_once_each(meter: SimMeter) -> None:
     events = FakeEvents()
-    meter.daemon.services["events"] = events
     ciu = meter.daemon.services["ciu"]
+    ciu.links = dataclasses.replace(ciu.links, events=events)
     ciu.on_events([LinkUp(1), LinkDown("timeout"), LinkDown("no-ack"), LinkUp(2), LinkDown("rehello"), LinkUp(3)])
     names = [event_codes.lookup(code).name for code, _ in events.recorded]
     assert names == ["CIU_LINK_RESTORED", "CIU_LINK_LOST", "CIU_LINK_RESTORED"]
@@ -102,15 +129,9 @@ async def pump_until(ciu: InProcessCiu, predicate: Callable[[], bool], timeout_s
 
 def test_token_and_pairing_over_the_paced_pty_pair(meter: SimMeter, tmp_path: Path) -> None:
     daemon = meter.daemon
-    events = FakeEvents()
-    daemon.services["events"] = events
-    applied: list[tuple[str, str]] = []
-
-    def submit(digits: str, source: str) -> dict[str, Any]:
-        applied.append((digits, source))
-        return {"result": "Accept", "accepted": True, "display": "Accept"}
-
-    daemon.services["submit_token"] = submit
+    events, payment = FakeEvents(), FakePayment()
+    ciu_service = daemon.services["ciu"]
+    ciu_service.links = dataclasses.replace(ciu_service.links, events=events, payment=payment)
 
     async def scenario() -> None:
         await ciu_feature.start(daemon)
@@ -120,7 +141,7 @@ def test_token_and_pairing_over_the_paced_pty_pair(meter: SimMeter, tmp_path: Pa
             assert await pump_until(ciu, lambda: ciu.state.view().link_up, 10.0), "link never came up"
             ciu.type("31415926535897932384#")
             assert await pump_until(ciu, lambda: ciu.state.view().screen is Screen.RESULT, 10.0)
-            assert applied == [("31415926535897932384", "ciu")]
+            assert payment.applied == [("31415926535897932384", "ciu")]
             assert ciu.state.view().result["code"] == "accepted"
             # the installer's procedure: open pairing on the meter, type 80#, the code and # on the CIU
             code, answer = await daemon.api.dispatch("POST", "/ciu/pair", {})

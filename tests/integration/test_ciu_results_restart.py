@@ -82,7 +82,7 @@ def test_resend_after_a_meter_restart_gets_the_original_result(tmp_path: Path) -
         token = vend(meter, 100)  # 10.0 kWh
         first = Cable(meter, tmp_path).submit(0x5151, token)
         assert first["accepted"] is True and first["code"] == "accepted"
-        credit = meter.daemon.services["credit_view"]()
+        credit = meter.daemon.services["payment"].credit_view()
     finally:
         meter.close()
     meter = SimMeter(tmp_path)  # the meter restarts before the CIU saw the answer; the CIU resends
@@ -90,7 +90,7 @@ def test_resend_after_a_meter_restart_gets_the_original_result(tmp_path: Path) -
         cable = Cable(meter, tmp_path)
         again = cable.submit(0x5151, token)
         assert again == first
-        assert meter.daemon.services["credit_view"]() == credit  # not applied a second time
+        assert meter.daemon.services["payment"].credit_view() == credit  # not applied a second time
         other = cable.submit(0x5252, token)  # the same token under a new request id: STS says used
         assert other["accepted"] is False and other["code"] == "used"
         cable.ciu.send(short_code(9, 2))  # the last token survived the restart too
@@ -102,7 +102,7 @@ def test_resend_after_a_meter_restart_gets_the_original_result(tmp_path: Path) -
 
 
 def test_result_file_round_trip_and_damage(tmp_path: Path) -> None:
-    from meterd.app.features.ciu import JsonResultStore
+    from meterd.store.ciu_results import JsonResultStore
 
     store = JsonResultStore(tmp_path / "r.json")
     assert store.load() == ([], {})

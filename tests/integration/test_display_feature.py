@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from meterd.app.features.display import DisplaySection, display_data, live_values, resolve_items
+from meterd.app.features.display import DisplaySection
 from meterd.core.energy import Quantity
+from meterd.ui.display_data import DisplayData
+from meterd.ui.live_values import live_values
+from meterd.ui.meter_display import resolve_items
 from meterd.ui.screens import render_item
 from tests.simmeter import SimMeter
 
@@ -33,19 +36,24 @@ def test_screen_png_follows_the_live_meter_and_frames_only_on_change(meter: SimM
     screen = tmp_path / "lcd" / "screen.png"
     drawn = Image.open(screen)
     assert drawn.size == (128, 64)
-    expected = render_item(first, display_data(meter.daemon), display.lcd.lang, False)
+    expected = render_item(first, display_data(meter), display.lcd.lang, False)
     assert drawn.convert("1").tobytes() == expected.tobytes()
     frames = display.lcd.frames
     meter.run(3)  # steady load, same item, energy below the next displayed digit: few or no frames
     assert display.lcd.frames - frames <= 3
-    data = display_data(meter.daemon)
+    data = display_data(meter)
     reading = meter.meter.last_reading
     assert reading is not None
     assert data.voltage_v[0] == pytest.approx(reading.phases[0].voltage_v)
     assert data.active_power_w == pytest.approx(reading.total_active_power_w)
     meter.meter.persist()  # the display shows the last committed registers
-    data = display_data(meter.daemon)
+    data = display_data(meter)
     assert data.import_energy_kwh == meter.meter.registers.get(Quantity.ACTIVE_IMPORT) / 1e6 > 0
+
+
+def display_data(meter: SimMeter) -> DisplayData:
+    """What the meter LCD shows now."""
+    return meter.daemon.services["display"].data()  # type: ignore[no-any-return]
 
 
 def with_feature(monkeypatch: pytest.MonkeyPatch, name: str, section: object) -> None:
@@ -107,10 +115,10 @@ def test_power_cut_switches_to_the_battery_list_and_scenario_button(meter: SimMe
 
 def test_live_values_carry_credit_relay_and_tamper(meter: SimMeter) -> None:
     meter.run(2)
-    values = live_values(meter.daemon)
+    values = live_values(meter.daemon.services["display"].sources)
     assert values["power_w"] == pytest.approx(meter.meter.last_reading.total_active_power_w, abs=0.1)
     assert isinstance(values["relay"], bool) and values["tamper"] is False
-    if "credit_view" in meter.daemon.services:
+    if "payment" in meter.daemon.services:
         assert values["unit"] == ("kWh (postpaid)" if values["mode"] == "postpaid" else "kWh")
         assert "credit" in [i.ident for i in meter.daemon.services["display"].lcd.items]
 
@@ -134,12 +142,12 @@ def test_rtc_battery_low_shows_on_the_lcd_and_logs_one_event_per_occurrence(tmp_
         lcd = display.lcd
         lcd.show_item("battery")
         meter.run(2)
-        assert display_data(meter.daemon).battery_low is False and display.view()["rtc_battery"] == "ok"
+        assert display_data(meter).battery_low is False and display.view()["rtc_battery"] == "ok"
         meter.world.load_scenario(battery_scenario((1, True)), "battery")
         meter.run(62)  # flags are read every battery_check_s = 60 s
         lcd.show_item("battery")
         lcd.tick()
-        data = display_data(meter.daemon)
+        data = display_data(meter)
         assert data.battery_low and display.view()["rtc_battery"] == "low"
         from meterd.ui.screens import screen_key
 

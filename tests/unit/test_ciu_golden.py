@@ -66,7 +66,7 @@ def test_arabic_screens_are_laid_out_right_to_left() -> None:
 
 def test_every_token_result_code_has_a_text_in_both_languages() -> None:
     from ciu.ui.texts import text
-    from meterd.app.features.ciu import RESULT_CODES
+    from meterd.services.ciu_meter import RESULT_CODES
 
     codes = set(RESULT_CODES.values()) | {"invalid", "not_enabled", "format", "meter-error", "rejected"}
     for code in sorted(codes):

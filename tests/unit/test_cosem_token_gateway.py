@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from gurux_dlms.enums import DataType
 from gurux_dlms.objects import GXDLMSTokenGateway
 
+from meterd.core.credit import CreditView
 from meterd.cosem.objects import default_registry
 from meterd.cosem.objects_payment import (
     DELIVERY_LOCAL,
@@ -46,18 +46,18 @@ class FakePayment:
     last_charge_units: int = 0
     last_cycle_utc: dt.datetime | None = None
 
-    def submit_token(self, digits: str, source: str) -> dict[str, Any]:
+    def submit_token(self, digits: str, source: str) -> object:
         self.submitted.append((digits, source))
         self.last_token = Last(digits, self.meter.now_utc(), source, "Accept")
-        return {"result": "Accept"}
+        return None
 
-    def credit_view(self) -> dict[str, Any]:
+    def credit_view(self) -> CreditView:
         raise AssertionError("not read by these tests")
 
-    def set_mode(self, mode: str) -> dict[str, Any]:
+    def set_mode(self, mode: str) -> CreditView:
         raise AssertionError("not used")
 
-    def request_emergency(self) -> dict[str, Any]:
+    def request_emergency(self) -> bool:
         raise AssertionError("not used")
 
     def charge_table(self) -> list[tuple[int, int]]:

@@ -9,7 +9,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-from collections import ChainMap
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -17,7 +16,8 @@ from unittest import mock
 import pytest
 
 from meterd.api.server import ApiError
-from meterd.app.features.payment import FriendlyPeriods, PaymentSection, sim_key_register
+from meterd.api.views import credit_json
+from meterd.app.features.payment import PaymentSection, sim_key_register
 from meterd.core.calendar import (
     ActivityCalendar,
     SpecialDay,
@@ -25,10 +25,13 @@ from meterd.core.calendar import (
     YearDate,
     single_rate_calendar,
 )
+from meterd.core.credit import CreditView
 from meterd.core.energy import Quantity
 from meterd.core.reading import Channel
 from meterd.core.sts.keys import TEST_VENDING_KEY_DKGA04, dkga04
+from meterd.core.sts.outcome import TokenOutcome
 from meterd.core.sts.vending import credit_token, currency_token, key_change_tokens, max_power_limit_token
+from meterd.services.payment import FriendlyPeriods
 from meterd.services.sts_crypto import sts_cipher_factory
 from meterd.store.sts_store import load_key_register
 from meterd.tools import vend
@@ -88,16 +91,16 @@ def with_fakes(meter: SimMeter) -> tuple[FakeLoadControl, FakeEvents]:
     """Recorders seen by the payment feature only (other features keep the real services)."""
     lc, ev = FakeLoadControl(), FakeEvents()
     service = meter.daemon.services["payment"]
-    service._services = ChainMap({"load_control": lc, "events": ev}, meter.daemon.services)
+    service.links = dataclasses.replace(service.links, load_control=lc, events=ev)
     return lc, ev
 
 
-def view(meter: SimMeter) -> dict[str, Any]:
-    return meter.daemon.services["credit_view"]()  # type: ignore[no-any-return]
+def view(meter: SimMeter) -> CreditView:
+    return meter.daemon.services["payment"].credit_view()  # type: ignore[no-any-return]
 
 
-def submit(meter: SimMeter, token: str, source: str = "test") -> dict[str, Any]:
-    return meter.daemon.services["submit_token"](token, source)  # type: ignore[no-any-return]
+def submit(meter: SimMeter, token: str, source: str = "test") -> TokenOutcome:
+    return meter.daemon.services["payment"].submit_token(token, source)  # type: ignore[no-any-return]
 
 
 def import_mwh(meter: SimMeter) -> int:
@@ -118,32 +121,33 @@ def test_sim_meter_is_commissioned_with_the_public_test_key(tmp_path: Path) -> N
         assert os.stat(keys).st_mode & 0o777 == 0o600
         # the DKGA04/EA07 vector of tests/data/sts-vectors.json (STS 531-1-07 test data)
         assert load_key_register(keys).key.hex() == "87f3ecbb2e46b48f"
-        assert view(m)["key"]["krn"] == 1 and "key_hex" not in json.dumps(view(m))
-        assert view(m)["mode"] == "postpaid"  # the default: never disconnects until switched
+        assert view(m).key is not None and view(m).key["krn"] == 1
+        assert "key_hex" not in json.dumps(credit_json(view(m)))
+        assert view(m).mode == "postpaid"  # the default: never disconnects until switched
     finally:
         m.close()
 
 
 def test_credit_runs_down_warns_disconnects_at_zero_and_reconnects_after_a_token(prepaid: SimMeter) -> None:
     lc, ev = with_fakes(prepaid)
-    assert submit(prepaid, credit_token(cipher(), 100, 1))["accepted"]  # 0.1 kWh = 100 Wh
+    assert submit(prepaid, credit_token(cipher(), 100, 1)).accepted  # 0.1 kWh = 100 Wh
     start_mwh = import_mwh(prepaid)
     prepaid.run(40)
     v = view(prepaid)
     used = import_mwh(prepaid) - start_mwh
     assert prepaid.daemon.services["payment"].account.balance_units == 100_000 - used  # exact, in mWh
     assert used == pytest.approx(40 * WH_PER_S_AT_DEFAULT_LOAD * 1000, rel=0.02)
-    assert not v["low_credit"] and lc.calls == []
+    assert not v.low_credit and lc.calls == []
     prepaid.run(20)  # 100 Wh - 60 s x 0.958 Wh/s < 50 Wh threshold
-    assert view(prepaid)["low_credit"]
+    assert view(prepaid).low_credit
     assert lc.calls == []
     prepaid.run(50)  # past zero
     v = view(prepaid)
-    assert v["credit"] <= 0 and v["relay"] == "disconnect" and lc.calls == ["disconnect"]
+    assert v.credit <= 0 and v.relay == "disconnect" and lc.calls == ["disconnect"]
     prepaid.run(10)
     assert lc.calls == ["disconnect"]  # asked once
     result = submit(prepaid, credit_token(cipher(), 101, 10))  # 1 kWh
-    assert result["result"] == "Accept" and result["credit"]["relay"] == "connect"
+    assert result.result == "Accept" and result.credit_after.relay == "connect"
     assert lc.calls == ["disconnect", "reconnect"]
     assert ev.codes.count(240) == 2  # TOKEN_ACCEPTED, both tokens
 
@@ -156,9 +160,9 @@ def test_no_disconnect_inside_friendly_hours_then_disconnect_after(tmp_path: Pat
         lc, _ = with_fakes(m)
         m.run(600, cycle_s=10)  # no credit at all, 10 min into the friendly period
         v = view(m)
-        assert v["credit"] < 0 and v["friendly"] and v["relay"] == "connect" and lc.calls == []
+        assert v.credit < 0 and v.friendly and v.relay == "connect" and lc.calls == []
         m.run(1300, cycle_s=10)  # 00:31:40: friendly period over
-        assert view(m)["relay"] == "disconnect" and lc.calls == ["disconnect"]
+        assert view(m).relay == "disconnect" and lc.calls == ["disconnect"]
     finally:
         m.close()
 
@@ -174,8 +178,8 @@ def test_weekends_and_calendar_holidays_are_friendly() -> None:
         def local_time(utc: dt.datetime) -> Any:
             return mock.Mock(wall=(utc + dt.timedelta(hours=1)).replace(tzinfo=None))  # UTC+1
 
-    without = FriendlyPeriods(section, {})
-    with_calendar = FriendlyPeriods(section, {"revenue": Revenue()})
+    without = FriendlyPeriods(section.policy(), None)
+    with_calendar = FriendlyPeriods(section.policy(), Revenue())  # type: ignore[arg-type]
     wednesday_noon = dt.datetime(2025, 12, 24, 12, 0, tzinfo=UTC)
     assert not without(wednesday_noon) and not with_calendar(wednesday_noon)
     assert without(dt.datetime(2025, 12, 27, 12, 0, tzinfo=UTC))  # Saturday
@@ -192,17 +196,17 @@ def test_emergency_credit_and_mode_switch(prepaid: SimMeter) -> None:
     prepaid.run(5)
     assert lc.calls == ["disconnect"]
     granted = prepaid.daemon.services["payment"].request_emergency()
-    assert granted["granted"] and granted["credit"]["emergency"]["active"] and lc.calls[-1] == "reconnect"
-    assert not prepaid.daemon.services["payment"].request_emergency()["granted"]  # once until repaid
+    assert granted and view(prepaid).emergency.active and lc.calls[-1] == "reconnect"
+    assert not prepaid.daemon.services["payment"].request_emergency()  # once until repaid
     prepaid.run(60)  # 30 Wh of emergency credit lasts about 31 s
     assert lc.calls[-1] == "disconnect"
     v = prepaid.daemon.services["payment"].set_mode("postpaid")
-    assert v["mode"] == "postpaid" and v["relay"] == "connect" and lc.calls[-1] == "reconnect"
+    assert v.mode == "postpaid" and v.relay == "connect" and lc.calls[-1] == "reconnect"
     prepaid.run(30)
-    assert lc.calls[-1] == "reconnect" and view(prepaid)["credit"] < 0
+    assert lc.calls[-1] == "reconnect" and view(prepaid).credit < 0
     # a token first repays the emergency credit
     submit(prepaid, credit_token(cipher(), 200, 10))
-    assert view(prepaid)["emergency"]["owed"] == 0
+    assert view(prepaid).emergency.owed == 0
 
 
 def test_currency_account_charges_the_rate_price_exactly(tmp_path: Path) -> None:
@@ -213,12 +217,12 @@ def test_currency_account_charges_the_rate_price_exactly(tmp_path: Path) -> None
         r = submit(m, currency_token(cipher(), 300, 500_000))  # 5.00000 currency units = 500 cents
         account = m.daemon.services["payment"].account
         credited = account.balance_units  # the token value, rounded up to what the field can carry
-        assert r["accepted"] and view(m)["credit"] == 500 and 500 * 10**6 <= credited < 501 * 10**6
+        assert r.accepted and view(m).credit == 500 and 500 * 10**6 <= credited < 501 * 10**6
         before = import_mwh(m)
         m.run(60)
         used = import_mwh(m) - before
         assert account.balance_units == credited - used * 2537  # micro-cents, exact at rate 1
-        assert submit(m, credit_token(cipher(), 301, 10))["result"] == "FunctionError"  # kWh token, money meter
+        assert submit(m, credit_token(cipher(), 301, 10)).result == "FunctionError"  # kWh token, money meter
     finally:
         m.close()
 
@@ -226,15 +230,15 @@ def test_currency_account_charges_the_rate_price_exactly(tmp_path: Path) -> None
 def test_replayed_token_refused_after_restart_and_credit_kept(tmp_path: Path) -> None:
     m = build(tmp_path, **never_friendly())
     token = credit_token(cipher(), 400, 50)  # 5 kWh
-    assert submit(m, token)["accepted"]
+    assert submit(m, token).accepted
     m.run(30)
-    credit = view(m)["credit"]
+    credit = view(m).credit
     m.close()
     again = build(tmp_path, **never_friendly())
     try:
-        assert view(again)["credit"] == credit
-        assert submit(again, token)["result"] == "UsedError"
-        assert view(again)["credit"] == credit
+        assert view(again).credit == credit
+        assert submit(again, token).result == "UsedError"
+        assert view(again).credit == credit
     finally:
         again.close()
 
@@ -245,7 +249,7 @@ def test_token_credit_survives_a_crash_before_the_energy_checkpoint(tmp_path: Pa
     m.meter.persist()  # the last checkpoint before the token
     service = m.daemon.services["payment"]
     with mock.patch.object(service, "_persist", lambda: None):  # the crash comes before any checkpoint
-        assert submit(m, credit_token(cipher(), 500, 20))["accepted"]
+        assert submit(m, credit_token(cipher(), 500, 20)).accepted
     for closer in reversed(m.daemon.closers):  # release files and pins, but no final checkpoint:
         closer()                               # what kill -9 leaves behind
     m.hardware.close()
@@ -253,9 +257,9 @@ def test_token_credit_survives_a_crash_before_the_energy_checkpoint(tmp_path: Pa
     again = build(tmp_path, **never_friendly())
     try:
         v = view(again)
-        assert v["token_seq"] == 1 and 1900 < v["credit"] <= 2000
-        assert submit(again, credit_token(cipher(), 500, 20))["result"] == "UsedError"
-        assert view(again)["credit"] == v["credit"]
+        assert v.token_seq == 1 and 1900 < v.credit <= 2000
+        assert submit(again, credit_token(cipher(), 500, 20)).result == "UsedError"
+        assert view(again).credit == v.credit
     finally:
         again.close()
 
@@ -263,17 +267,17 @@ def test_token_credit_survives_a_crash_before_the_energy_checkpoint(tmp_path: Pa
 def test_key_change_moves_the_meter_to_the_new_key(prepaid: SimMeter) -> None:
     new_key = dkga04(TEST_VENDING_KEY_DKGA04, PaymentSection().key_inputs(2))
     kct = key_change_tokens(cipher(1), 7, new_key, krn=2, kt=2, ti=1)
-    assert submit(prepaid, kct[3])["result"] == "1stKCT"
+    assert submit(prepaid, kct[3]).result == "1stKCT"
     done = submit(prepaid, kct[4])
-    assert done["result"] == "Accept" and done["credit"]["key"]["krn"] == 2
-    assert submit(prepaid, credit_token(cipher(1), 600, 10))["result"] == "CRCError"  # old key refused
-    assert submit(prepaid, credit_token(cipher(2), 601, 10))["result"] == "Accept"
-    assert view(prepaid)["credit"] == 1000
+    assert done.result == "Accept" and done.credit_after.key is not None and done.credit_after.key["krn"] == 2
+    assert submit(prepaid, credit_token(cipher(1), 600, 10)).result == "CRCError"  # old key refused
+    assert submit(prepaid, credit_token(cipher(2), 601, 10)).result == "Accept"
+    assert view(prepaid).credit == 1000
 
 
 def test_max_power_token_goes_to_load_control(prepaid: SimMeter) -> None:
     lc, _ = with_fakes(prepaid)
-    assert submit(prepaid, max_power_limit_token(cipher(), 700, 4000))["result"] == "Accept"
+    assert submit(prepaid, max_power_limit_token(cipher(), 700, 4000)).result == "Accept"
     assert lc.max_power_w == 4000
 
 
@@ -300,14 +304,14 @@ def test_vend_tool_makes_tokens_the_sim_meter_accepts(tmp_path: Path, capsys: py
         assert vend.main(["credit", "--kwh", "2.5", "--config", str(config)], now_utc=now) == 0
         assert vend.main(["credit", "--kwh", "1", "--config", str(config)], now_utc=now) == 0  # same minute
         first, second = capsys.readouterr().out.split()
-        assert submit(m, first)["result"] == "Accept" and submit(m, second)["result"] == "Accept"
-        assert view(m)["credit"] == 3500
+        assert submit(m, first).result == "Accept" and submit(m, second).result == "Accept"
+        assert view(m).credit == 3500
         assert vend.main(["key-change", "--new-krn", "3", "--config", str(config)], now_utc=now) == 0
         for token in capsys.readouterr().out.split():
             last = submit(m, token)
-        assert last["result"] == "Accept" and view(m)["key"]["krn"] == 3
+        assert last.result == "Accept" and view(m).key is not None and view(m).key["krn"] == 3
         assert vend.main(["credit", "--kwh", "1", "--krn", "3", "--json", "--config", str(config)], now_utc=now) == 0
-        assert submit(m, json.loads(capsys.readouterr().out)["tokens"][0])["result"] == "Accept"
+        assert submit(m, json.loads(capsys.readouterr().out)["tokens"][0]).result == "Accept"
         assert vend.main(["credit", "--kwh", "-1", "--config", str(config)], now_utc=now) == 1
     finally:
         m.close()
@@ -320,11 +324,11 @@ def test_real_relay_opens_at_zero_credit_and_closes_after_a_token(tmp_path: Path
         if lc is None:
             pytest.skip("the load_control feature is not in this build")
         m.run(5)
-        assert view(m)["relay"] == "disconnect" and not lc.status().output_state
+        assert view(m).relay == "disconnect" and not lc.status().output_state
         before = import_mwh(m)
         m.run(10)
         assert import_mwh(m) == before  # the simulated contact cut the load
-        assert submit(m, credit_token(cipher(), 900, 10))["result"] == "Accept"
+        assert submit(m, credit_token(cipher(), 900, 10)).result == "Accept"
         m.run(10)
         assert lc.status().output_state and import_mwh(m) > before
     finally:
@@ -341,7 +345,7 @@ def test_clear_tamper_token_clears_the_latched_tamper_alarms(prepaid) -> None:  
     prepaid.hardware.sim.signal_handlers()["magnetic_field"](False)
     prepaid.run(30)
     assert supervision.alarm_register() & Alarm.MAGNETIC_FIELD.mask
-    assert submit(prepaid, management_token(cipher(), 5, 300, 0))["accepted"]  # ClearTamper
+    assert submit(prepaid, management_token(cipher(), 5, 300, 0)).accepted  # ClearTamper
     assert not supervision.alarm_register() & Alarm.MAGNETIC_FIELD.mask
     rate = submit(prepaid, management_token(cipher(), 2, 301, 7))  # SetTariffRate: accepted, no effect
-    assert rate["accepted"]
+    assert rate.accepted

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from meterd.api.views import token_json
 from meterd.app.features.payment import PaymentSection, sim_key_register
 from meterd.core.sts.vending import credit_token
 from meterd.services.sts_crypto import sts_cipher_factory
@@ -41,17 +42,17 @@ def snapshot(m: SimMeter) -> tuple[Any, ...]:
 
 
 def fuzz(m: SimMeter, ea: int) -> None:
-    submit = m.daemon.services["submit_token"]
+    submit = m.daemon.services["payment"].submit_token
     valid = credit_token(sts_cipher_factory(ea, sim_key_register(PaymentSection(ea=ea)).key), 700, 10)
     accepted: list[str] = []
 
     def check(token: str) -> None:
         before = snapshot(m)
         result = submit(token, "keypad")
-        assert set(result) >= {"result", "accepted", "credit"}
-        if not result["accepted"]:
-            assert snapshot(m) == before, result["result"]
-        elif result["result"] == "Accept" and result.get("tid") is not None:
+        assert set(token_json(result)) >= {"result", "accepted", "credit"}
+        if not result.accepted:
+            assert snapshot(m) == before, result.result
+        elif result.result == "Accept" and result.tid is not None:
             accepted.append(token)           # (KCT sections and class 1 tests carry no TID)
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=not SOAK,
@@ -69,7 +70,7 @@ def fuzz(m: SimMeter, ea: int) -> None:
     corrupted()
     for token in accepted:        # every accepted TID was recorded: a replay changes nothing
         before = snapshot(m)
-        assert not submit(token, "keypad")["accepted"] and snapshot(m) == before
+        assert not submit(token, "keypad").accepted and snapshot(m) == before
 
 
 @pytest.mark.parametrize("ea", [7, 11])
@@ -87,7 +88,7 @@ def test_negative_vectors_through_the_payment_feature_are_crc_errors(tmp_path: P
     m = SimMeter(tmp_path, payment=PREPAID)   # the sim meter's key is the vectors' decoder key
     try:
         before = snapshot(m)
-        result = m.daemon.services["submit_token"](token, "keypad")
-        assert result["result"] == "CRCError" and result["display"] == "Reject" and snapshot(m) == before
+        result = m.daemon.services["payment"].submit_token(token, "keypad")
+        assert result.result == "CRCError" and result.display == "Reject" and snapshot(m) == before
     finally:
         m.close()

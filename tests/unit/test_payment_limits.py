@@ -12,6 +12,7 @@ import pytest
 from meterd.app.features.payment import PaymentSection, sim_key_register
 from meterd.core.disconnect import ControlState
 from meterd.core.disconnect import DisconnectorEvent as Ev
+from meterd.core.sts.outcome import TokenOutcome
 from meterd.core.sts.vending import max_phase_unbalance_limit_token, max_power_limit_token
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests.simmeter import SimMeter
@@ -28,8 +29,8 @@ def meter(state_dir: Path) -> SimMeter:
     return SimMeter(state_dir, load_control=LOAD_CONTROL)
 
 
-def submit(m: SimMeter, token: str) -> dict[str, Any]:
-    return m.daemon.services["submit_token"](token, "keypad")  # type: ignore[no-any-return]
+def submit(m: SimMeter, token: str) -> TokenOutcome:
+    return m.daemon.services["payment"].submit_token(token, "keypad")  # type: ignore[no-any-return]
 
 
 def relay(m: SimMeter) -> dict[str, Any]:
@@ -39,12 +40,12 @@ def relay(m: SimMeter) -> dict[str, Any]:
 def test_max_power_limit_token_survives_a_restart(tmp_path: Path) -> None:
     m = meter(tmp_path)
     token = max_power_limit_token(cipher(), 800, 3000)        # 3 kW < the 3.45 kW default load
-    assert submit(m, token)["result"] == "Accept"
+    assert submit(m, token).result == "Accept"
     m.close()
     m = meter(tmp_path)
     try:
         assert relay(m)["limiter"]["max_power_w"] == 3000.0
-        assert submit(m, token)["result"] == "UsedError"       # it cannot be entered again
+        assert submit(m, token).result == "UsedError"       # it cannot be entered again
         m.run(7)
         lc = m.daemon.services["load_control"]
         assert lc.control_state is R and lc.limiter.trip_cause.value == "max_power"
@@ -56,7 +57,7 @@ def test_phase_unbalance_token_trips_only_after_the_minimum_duration(tmp_path: P
     m = meter(tmp_path)
     try:
         lc = m.daemon.services["load_control"]
-        assert submit(m, max_phase_unbalance_limit_token(cipher(), 801, 1500))["result"] == "Accept"
+        assert submit(m, max_phase_unbalance_limit_token(cipher(), 801, 1500)).result == "Accept"
         assert relay(m)["limiter"]["max_phase_unbalance_w"] == 1500.0
         m.world.set_load({"phase": "A", "current_a": 15.0})   # A 3.45 kW, B and C 1.15 kW: 2.3 kW spread
         m.run(3)                                              # over for less than 5 s
@@ -79,12 +80,12 @@ def test_phase_unbalance_token_trips_only_after_the_minimum_duration(tmp_path: P
 
 def test_phase_unbalance_limit_survives_a_restart_and_zero_removes_it(tmp_path: Path) -> None:
     m = meter(tmp_path)
-    assert submit(m, max_phase_unbalance_limit_token(cipher(), 802, 1500))["result"] == "Accept"
+    assert submit(m, max_phase_unbalance_limit_token(cipher(), 802, 1500)).result == "Accept"
     m.close()
     m = meter(tmp_path)
     try:
         assert relay(m)["limiter"]["max_phase_unbalance_w"] == 1500.0
-        assert submit(m, max_phase_unbalance_limit_token(cipher(), 803, 0))["result"] == "Accept"
+        assert submit(m, max_phase_unbalance_limit_token(cipher(), 803, 0)).result == "Accept"
         assert relay(m)["limiter"]["max_phase_unbalance_w"] is None
         m.world.set_load({"phase": "A", "current_a": 30.0})
         m.run(10)

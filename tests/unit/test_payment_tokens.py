@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from meterd.app.features.payment import PaymentSection, sim_key_register
+from meterd.core.sts.outcome import TokenOutcome
 from meterd.core.sts.vending import credit_token, currency_token
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests.simmeter import SimMeter
@@ -21,8 +22,8 @@ def cipher(ea: int = 7) -> Any:
     return sts_cipher_factory(ea, sim_key_register(PaymentSection(ea=ea)).key)
 
 
-def submit(m: SimMeter, token: str, source: str = "keypad") -> dict[str, Any]:
-    return m.daemon.services["submit_token"](token, source)  # type: ignore[no-any-return]
+def submit(m: SimMeter, token: str, source: str = "keypad") -> TokenOutcome:
+    return m.daemon.services["payment"].submit_token(token, source)  # type: ignore[no-any-return]
 
 
 def memory(m: SimMeter) -> tuple[Any, ...]:
@@ -44,11 +45,11 @@ def test_currency_credit_of_another_commodity_is_refused(currency_meter: SimMete
     m = currency_meter
     before = memory(m)
     result = submit(m, currency_token(cipher(), 400, 500_000, subclass=subclass))
-    assert result["result"] == "FunctionError" and not result["accepted"]
-    assert memory(m) == before and result["credit"]["credit"] == 0
+    assert result.result == "FunctionError" and not result.accepted
+    assert memory(m) == before and result.credit_after.credit == 0
     # the same TID as electricity currency is still free: nothing was recorded
     accepted = submit(m, currency_token(cipher(), 400, 500_000, subclass=4))
-    assert accepted["result"] == "Accept" and accepted["credit"]["credit"] == 500
+    assert accepted.result == "Accept" and accepted.credit_after.credit == 500
 
 
 @pytest.mark.parametrize("subclass", [1, 2, 3])   # water, gas, time in units
@@ -56,9 +57,9 @@ def test_unit_credit_of_another_commodity_is_refused(tmp_path: Path, subclass: i
     m = SimMeter(tmp_path, payment=NEVER_FRIENDLY)
     try:
         before = memory(m)
-        assert submit(m, credit_token(cipher(), 410, 50, subclass=subclass))["result"] == "FunctionError"
+        assert submit(m, credit_token(cipher(), 410, 50, subclass=subclass)).result == "FunctionError"
         assert memory(m) == before
-        assert submit(m, credit_token(cipher(), 410, 50))["result"] == "Accept"
+        assert submit(m, credit_token(cipher(), 410, 50)).result == "Accept"
     finally:
         m.close()
 
@@ -67,14 +68,14 @@ def test_keypad_lockout_survives_a_restart_of_the_meter(tmp_path: Path) -> None:
     wrong_key = sts_cipher_factory(7, bytes(8))
     m = SimMeter(tmp_path, payment=NEVER_FRIENDLY)
     for tid in range(3):
-        assert submit(m, credit_token(wrong_key, 500 + tid, 10))["result"] == "CRCError"
+        assert submit(m, credit_token(wrong_key, 500 + tid, 10)).result == "CRCError"
     m.close()
     m = SimMeter(tmp_path, payment=NEVER_FRIENDLY)
     try:
         locked = submit(m, credit_token(cipher(), 510, 10))
-        assert locked["result"] == "TokenLockout" and 0 < locked["lockout_s"] <= 10.0
+        assert locked.result == "TokenLockout" and locked.lockout_s is not None and 0 < locked.lockout_s <= 10.0
         assert m.daemon.services["payment"].last_token.result == "TokenLockout"
         m.run(11)
-        assert submit(m, credit_token(cipher(), 510, 10))["result"] == "Accept"
+        assert submit(m, credit_token(cipher(), 510, 10)).result == "Accept"
     finally:
         m.close()
