@@ -250,7 +250,9 @@ class PaymentService:
         return int(revenue.current_rate) if revenue is not None else 1
 
     def credit_view(self) -> CreditView:
-        """The credit account now: built on the first read after a change, then shared."""
+        """The credit account: built on the first read after a change (a cycle, a token, a mode switch,
+        emergency credit, a restore), then shared by every reader until the next change. The
+        friendly period and the rate in it are those of that moment; cycles refresh them."""
         if self._view is None:
             key = self.processor.key_info() if self.processor is not None else None
             self._view = CreditView.of(self.account, self.policy.currency_name,

@@ -69,6 +69,7 @@ class CiuSection:
 
 SECTION = CiuSection
 
+
 def _later(delay_s: float, action: Callable[[], None]) -> object:
     """Run ``action`` after ``delay_s`` (s, real time) on the running loop."""
     return asyncio.get_running_loop().call_later(delay_s, action)

@@ -1,22 +1,14 @@
 """Prepayment: STS token entry, the credit account (prepaid or postpaid) and its COSEM objects.
 
-Section ``[payment]`` (:class:`PaymentSection`). The credit account (:mod:`meterd.core.credit`)
-counts energy (Wh, internally mWh) or currency (minor units, internally micro-minor units) and is
-run down every metering cycle by the active import energy of the cycle (1-0:1.8.0, mWh) at the
-revenue feature's current rate (0-0:96.14.0; rate 1 without revenue). Prepaid: below
-``low_credit_threshold`` a warning, at zero credit the relay opens through
-``load_control.credit_disconnect()`` unless "now" is friendly (``friendly_hours`` local
-``HH:MM-HH:MM``, ``friendly_weekdays`` 0 = Monday, and the special days (holidays) of the revenue
-calendar when ``friendly_holidays``); when credit is back (token, emergency credit, postpaid mode,
-or a friendly period) ``credit_reconnect()``. Postpaid: the balance is only tracked.
-
-The service is :class:`meterd.services.payment.PaymentService` (``daemon.services["payment"]``);
-its neighbours (revenue, load control, supervision, events) are looked up once, here.
-Tokens (IEC 62055-41 STS) come from the API (``POST /token``), the CIU keypad (the CIU feature
-calls the service) and DLMS (token gateway 0-0:19.40.0.255, method 1, management
-association). Class 2 SetMaximumPowerLimit goes to ``load_control.set_max_power_w`` (W) and
-SetMaximumPhasePowerUnbalanceLimit to ``load_control.set_max_phase_unbalance_w`` (W); 0 removes a
-limit. Both are kept in the relay store and survive a restart.
+Section ``[payment]`` (:class:`PaymentSection`): the account policy (amounts in Wh or minor
+currency units), friendly periods (``friendly_hours`` local ``HH:MM-HH:MM``, ``friendly_weekdays``
+0 = Monday, the revenue calendar's special days when ``friendly_holidays``) and the STS decoder.
+The use case is :class:`meterd.services.payment.PaymentService` (``daemon.services["payment"]``;
+how the account runs down, disconnects and applies class 2 tokens is told there); its
+neighbours (revenue, load control, supervision, events) are looked up once, here. Tokens (IEC
+62055-41 STS) come from the API (``POST /token``), the CIU keypad (the CIU feature calls the
+service) and DLMS (token gateway 0-0:19.40.0.255, method 1, management association); the STS
+power limits are kept in the relay store and survive a restart.
 
 Keys: the decoder key register comes once from the keys file ``keys_file`` (TOML ``[decoder]``,
 mode 0600, path relative to the state directory) into the STS store ``store_file`` (SQLite, 0600);
