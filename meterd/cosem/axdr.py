@@ -86,6 +86,19 @@ def length_bytes(n: int) -> bytes:
     return bytes((0x80 | len(raw),)) + raw
 
 
+def read_ber_length(data: bytes, pos: int) -> tuple[int, int]:
+    """(length, next position) of a BER/A-XDR length at ``pos``."""
+    if pos >= len(data):
+        raise ApduError("truncated length")
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    n = first & 0x7F
+    if n == 0 or n > 3 or pos + 1 + n > len(data):
+        raise ApduError("bad length encoding")
+    return int.from_bytes(data[pos + 1:pos + 1 + n], "big"), pos + 1 + n
+
+
 def column_type(values: Sequence[int | float | str]) -> int:
     """The narrowest A-XDR type holding every value of one column."""
     if any(isinstance(v, str) for v in values):

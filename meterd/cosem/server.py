@@ -65,7 +65,7 @@ from meterd.cosem.security import (
     split_ciphered,
     unprotect,
 )
-from meterd.proto import hdlc
+from meterd.proto import hdlc, wrapper
 
 gurux_patches.apply()
 _log = logging.getLogger("meterd.cosem")
@@ -779,46 +779,35 @@ class CosemServer:
 
 # --- framing sessions --------------------------------------------------------------------------
 
-WRAPPER_VERSION = 1
-_WRAPPER_HEADER = struct.Struct(">HHHH")
-
-
 class WrapperSession:
-    """IEC 62056-47 TCP/UDP wrapper framing around a :class:`CosemServer` (a ByteSession)."""
+    """IEC 62056-47 TCP/UDP wrapper framing (:mod:`meterd.proto.wrapper`) around a
+    :class:`CosemServer` (a ByteSession); frames to another destination wPort are ignored."""
 
     def __init__(self, server: CosemServer, inactivity_timeout_s: float = 120.0,
-                 max_apdu: int = 0xFFFF) -> None:
+                 max_apdu: int = wrapper.MAX_APDU) -> None:
         self.server = server
-        self._buf = bytearray()
+        self.decoder = wrapper.WrapperDecoder(max_apdu)
         self._timeout_s = inactivity_timeout_s
-        self._max_apdu = max_apdu
 
     @property
     def inactivity_timeout_s(self) -> float:
         return self._timeout_s
 
     def receive(self, data: bytes) -> list[bytes]:
-        self._buf += data
         out: list[bytes] = []
-        while len(self._buf) >= _WRAPPER_HEADER.size:
-            version, src, dst, length = _WRAPPER_HEADER.unpack_from(self._buf)
-            if version != WRAPPER_VERSION:
-                _log.info("wrapper: bad version %d, input discarded", version)
-                self._buf.clear()
-                break
-            if len(self._buf) < _WRAPPER_HEADER.size + length:
-                break
-            apdu = bytes(self._buf[_WRAPPER_HEADER.size:_WRAPPER_HEADER.size + length])
-            del self._buf[:_WRAPPER_HEADER.size + length]
-            if dst != self.server.config.server_sap:
+        for event in self.decoder.feed(data):
+            if isinstance(event, wrapper.Discarded):
+                _log.info("wrapper: %s, %d octets of input discarded", event.reason, event.octets)
                 continue
-            response = self.server.handle_apdu(src, apdu)
+            if event.destination != self.server.config.server_sap:
+                continue
+            response = self.server.handle_apdu(event.source, event.apdu)
             if response is not None:
-                out.append(_WRAPPER_HEADER.pack(WRAPPER_VERSION, dst, src, len(response)) + response)
+                out.append(event.reply(response).encode())
         return out
 
     def timeout(self) -> list[bytes]:
-        self._buf.clear()
+        self.decoder.clear()
         self.server.release("inactivity")
         return []
 
