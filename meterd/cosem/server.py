@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from gurux_dlms import GXByteBuffer, GXDLMSSettings
 from gurux_dlms.enums import AccessMode, ErrorCode, InterfaceType, MethodAccessMode, ObjectType
 from gurux_dlms.GXDLMSLNCommandHandler import GXDLMSLNCommandHandler
@@ -36,7 +35,9 @@ from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
 from meterd.cosem import acse, gurux_patches, profile
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
-from meterd.cosem.keys import KEY_IDS, SUITE0_KEY_LEN, KeyRing
+from meterd.cosem.event_limit import RATE_LIMITED_EVENTS, EventLimiter
+from meterd.cosem.key_transfer import KeyTransfer
+from meterd.cosem.keys import KeyRing
 from meterd.cosem.objects import (
     DEFAULT_ASSOCIATIONS,
     LOCAL_LINKS,
@@ -54,7 +55,6 @@ from meterd.cosem.security import (
     SC_AUTH_ENC,
     AuthLockout,
     CounterStore,
-    LockoutClock,
     LockoutPolicy,
     LockoutStore,
     MemoryLockoutStore,
@@ -203,81 +203,6 @@ class ServerConfig:
     event_window_s: float = 60.0
 
 
-# events an unauthenticated client can cause at will (unknown SAP, malformed AARQ, replayed
-# ciphered AARQ or APDU): at most one per window per link and event (see EventLimiter)
-RATE_LIMITED_EVENTS = frozenset({"ASSOCIATION_REJECTED", "REPLAY_ATTACK"})
-
-
-@dataclass
-class _EventWindow:
-    start_mono: float  # when the last recorded event of this name was recorded (monotonic s)
-    suppressed: int = 0  # events not recorded since then
-    client_sap: int = 0  # of the last one not recorded
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class SuppressedEvents:
-    """Events of one name not recorded in a window that is over, to report in one event."""
-
-    name: str
-    count: int
-    client_sap: int
-    reason: str
-
-
-class EventLimiter:
-    """At most one event per ``window_s`` (s) per event name on one link (one limiter per link,
-    shared by its sessions), so a client flooding refused AARQs cannot wear the event store.
-
-    :meth:`admit` says whether an event is recorded and how many of its name were not recorded
-    before it (that count goes into its detail); :meth:`overdue` gives, once, the counts of
-    windows that are over, for an event of their own. Timed by the monotonic clock (a clock set
-    neither ends nor stretches a window); the counts are in memory (a restart loses at most one
-    window's count per name).
-    """
-
-    def __init__(self, clock: LockoutClock, window_s: float = 60.0) -> None:
-        if window_s <= 0:
-            raise ValueError("window_s must be positive")
-        self.window_s = window_s
-        self._clock = clock
-        self._windows: dict[str, _EventWindow] = {}
-        self._pending = 0  # names with suppressed events
-
-    def admit(self, name: str, client_sap: int, reason: str) -> int | None:
-        """None: inside the window of the last recorded ``name`` event (counted, not recorded);
-        otherwise the number of ``name`` events not recorded before this one, which starts a new
-        window."""
-        now = self._clock.mono()
-        window = self._windows.get(name)
-        if window is not None and 0.0 <= now - window.start_mono < self.window_s:
-            window.suppressed += 1
-            window.client_sap, window.reason = client_sap, reason
-            if window.suppressed == 1:
-                self._pending += 1
-            return None
-        suppressed = window.suppressed if window is not None else 0
-        if suppressed:
-            self._pending -= 1
-        self._windows[name] = _EventWindow(now)
-        return suppressed
-
-    def overdue(self) -> list[SuppressedEvents]:
-        """Events not recorded in windows now over, each window reported once (the report is a
-        recorded event: it starts a new window)."""
-        if not self._pending:
-            return []
-        now = self._clock.mono()
-        out: list[SuppressedEvents] = []
-        for name, window in self._windows.items():
-            if window.suppressed and not 0.0 <= now - window.start_mono < self.window_s:
-                out.append(SuppressedEvents(name, window.suppressed, window.client_sap, window.reason))
-                self._windows[name] = _EventWindow(now)
-                self._pending -= 1
-        return out
-
-
 def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
                  clock: Clock | None = None) -> AuthLockout:
     """The authentication lockout of one link: durable in ``store`` when it is a
@@ -311,7 +236,7 @@ class CosemServer:
         self._current_assoc_obj: Any = None
         self._stoc = b""
         self._ctos = b""
-        self._pending_keys: list[tuple[str, bytes]] = []
+        self._key_transfer = KeyTransfer(keys)
         self._max_pdu = self.config.max_pdu
         self._client_sap = 0
 
@@ -364,7 +289,7 @@ class CosemServer:
             self._session_event(False, reason)
         self._phase = _Phase.IDLE
         self._security = None
-        self._pending_keys = []
+        self._key_transfer.discard()
         if self._host is not None:
             self._host.transaction = None
 
@@ -682,7 +607,7 @@ class CosemServer:
             conformance=conformance, max_pdu=self.config.max_pdu,
             set_clock=lambda utc: self.model.set_clock(utc, f"dlms:{assoc.name}"),
             frame_counter=self._frame_counter, client_title=self._client_title,
-            stage_keys=self._stage_keys, hdlc=dict(self.config.hdlc or {}), optical=self.config.optical,
+            stage_keys=self._key_transfer.stage, hdlc=dict(self.config.hdlc or {}), optical=self.config.optical,
             link_name=self.config.link_name,
         )
         entries = self.registry.build(ctx)
@@ -745,35 +670,12 @@ class CosemServer:
 
     # --- key transfer ---------------------------------------------------------------------------
 
-    def _stage_keys(self, items: Sequence[tuple[int, bytes]]) -> int:
-        staged: list[tuple[str, bytes]] = []
-        kek = self.keys.current.master_key
-        for key_id, wrapped in items:
-            name = KEY_IDS.get(key_id)
-            if name is None:
-                return int(ErrorCode.READ_WRITE_DENIED)
-            try:
-                key = aes_key_unwrap(kek, wrapped)
-            except (InvalidUnwrap, ValueError):
-                _log.warning("key_transfer refused: key %d does not unwrap with the master key", key_id)
-                return int(ErrorCode.OTHER_REASON)
-            if len(key) != SUITE0_KEY_LEN:
-                _log.warning("key_transfer refused: key %d is %d octets, suite 0 needs %d", key_id, len(key),
-                             SUITE0_KEY_LEN)
-                return int(ErrorCode.OTHER_REASON)
-            staged.append((name, key))
-        self._pending_keys = staged
-        return int(ErrorCode.OK)
-
     def _apply_pending_keys(self) -> None:
-        if not self._pending_keys:
-            return
-        for name, value in self._pending_keys:
-            self.keys.replace(name, value)
-            _log.warning("key %s changed through key_transfer", name)
+        changed = False
+        for name in self._key_transfer.apply():
             self._event("KEY_CHANGED", self._client_sap, "key_transfer", key=name)
-        self._pending_keys = []
-        if self._security is not None:
+            changed = True
+        if changed and self._security is not None:
             self._security.rekey(self.keys.current.global_unicast_key, self.keys.current.authentication_key)
 
 

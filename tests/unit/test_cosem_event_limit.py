@@ -1,4 +1,4 @@
-"""Rate limit of the events any client can cause (meterd.cosem.server.EventLimiter): refused AARQs
+"""Rate limit of the events any client can cause (meterd.cosem.event_limit.EventLimiter): refused AARQs
 (unknown client SAP, malformed AARQ: ASSOCIATION_REJECTED 250) and replayed ciphered AARQs
 (REPLAY_ATTACK 50) are recorded at most once per 60 s window per link and event; the count of those
 not recorded goes into the next recorded one (detail ``suppressed``), or into an event of its own
@@ -16,8 +16,9 @@ import pytest
 
 from meterd.core import event_codes as ec
 from meterd.core.clock import SimClock
+from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.security import MemoryCounterStore
-from meterd.cosem.server import EventLimiter, build_session_factory
+from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import UTC, FakeMeter, ListSink, make_keyring
 from tests.dlms_gurux_client import make_client
 

@@ -33,11 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, default_registry
 from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy, UtcOnlyClock
-from meterd.cosem.server import EventLimiter, HdlcSession, WrapperSession, build_session_factory
+from meterd.cosem.server import HdlcSession, WrapperSession, build_session_factory
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink
 from meterd.runtime.dlms_tcp import DlmsTcpServer
