@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import enum
 import logging
 import secrets
 import struct
@@ -33,7 +32,8 @@ from gurux_dlms.objects.enums import AssociationStatus
 from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
-from meterd.cosem import acse, gurux_patches, profile
+from meterd.cosem import acse, association, gurux_patches, profile
+from meterd.cosem.association import Association, Phase, Request, Trigger
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
 from meterd.cosem.event_limit import RATE_LIMITED_EVENTS, EventLimiter
 from meterd.cosem.key_transfer import KeyTransfer
@@ -101,10 +101,15 @@ def data_access_error(apdu: bytes, code: int) -> bytes:
     return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
 
 
-class _Phase(enum.Enum):
-    IDLE = "idle"
-    PENDING = "pending HLS"
-    ASSOCIATED = "associated"
+_SERVICE_REQUESTS = {GET_REQUEST: Request.GET, SET_REQUEST: Request.SET, ACTION_REQUEST: Request.ACTION}
+
+
+def _requests_of(apdu: bytes) -> tuple[Request, ...]:
+    """What a plain xDLMS request APDU asks for, in terms of :mod:`meterd.cosem.association`:
+    the HLS reply (class 15 0-0:40.0.0.255 method 1) is both that and an ACTION."""
+    if len(apdu) >= 12 and apdu[0] == ACTION_REQUEST and apdu[1] == 1 and apdu[3:12] == _HLS_METHOD:
+        return (Request.HLS_REPLY, Request.ACTION)
+    return (_SERVICE_REQUESTS.get(apdu[0], Request.OTHER),)
 
 
 class _DispatchHost:
@@ -228,7 +233,7 @@ class CosemServer:
         self.event_limit = event_limit or EventLimiter(UtcOnlyClock(model.now_utc), self.config.event_window_s)
         """The rate limit of this link's :data:`RATE_LIMITED_EVENTS` (shared by its sessions)."""
         self._assoc: AssociationConfig | None = None
-        self._phase = _Phase.IDLE
+        self._association = Association()
         self._security: SecurityContext | None = None
         self._settings: Any = None
         self._host: _DispatchHost | None = None
@@ -243,12 +248,12 @@ class CosemServer:
     @property
     def association_name(self) -> str:
         """Name of the current association ("none" when idle)."""
-        return self._assoc.name if self._assoc and self._phase is not _Phase.IDLE else "none"
+        return self._assoc.name if self._assoc and self._association.phase is not Phase.IDLE else "none"
 
     @property
     def associated(self) -> bool:
         """True once the association is fully established (HLS pass 4 done)."""
-        return self._phase is _Phase.ASSOCIATED
+        return self._association.phase is Phase.ASSOCIATED
 
     # --- entry points ---------------------------------------------------------------------------
 
@@ -283,11 +288,16 @@ class CosemServer:
 
     def release(self, reason: str = "link closed") -> None:
         """Drop the association (link closed, DISC, inactivity)."""
-        if self._phase is not _Phase.IDLE:
-            _log.info("association %s released: %s", self.association_name, reason)
-        if self._phase is _Phase.ASSOCIATED:
-            self._session_event(False, reason)
-        self._phase = _Phase.IDLE
+        self._leave(Trigger.RELEASED, reason)
+
+    def _leave(self, trigger: Trigger, reason: str) -> None:
+        """Back to no association by ``trigger``; keys and state of the association go."""
+        name = self.association_name
+        moved = self._association.apply(trigger)
+        if moved.before is not Phase.IDLE:
+            _log.info("association %s released: %s", name, reason)
+        if moved.closed:
+            self._session_event(False, reason, name)
         self._security = None
         self._key_transfer.discard()
         if self._host is not None:
@@ -329,10 +339,10 @@ class CosemServer:
             self._record(over.name, {"client_sap": over.client_sap, "link": self.config.link_name,
                                      "reason": over.reason[:80], "suppressed": over.count})
 
-    def _session_event(self, opened: bool, reason: str) -> None:
+    def _session_event(self, opened: bool, reason: str, association: str) -> None:
         where = "LOCAL" if self.config.link_name in LOCAL_LINKS else "REMOTE"
         name = f"{where}_SESSION_{'OPENED' if opened else 'CLOSED'}"
-        self._event(name, self._client_sap, reason, association=self.association_name)
+        self._event(name, self._client_sap, reason, association=association)
 
     # --- dispatch -------------------------------------------------------------------------------
 
@@ -342,7 +352,7 @@ class CosemServer:
             return self._on_aarq(client_sap, apdu)
         if tag == acse.RLRQ:
             return self._on_rlrq(apdu)
-        if self._phase is _Phase.IDLE or self._assoc is None or client_sap != self._assoc.client_sap:
+        if not self._association.serves_data() or self._assoc is None or client_sap != self._assoc.client_sap:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
         if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_PDU_TOO_LONG)
@@ -369,7 +379,7 @@ class CosemServer:
         return sealed
 
     def _serve_plain(self, apdu: bytes) -> bytes:
-        if self._phase is _Phase.PENDING and not self._is_hls_action(apdu):
+        if not any(self._association.allows(r) for r in _requests_of(apdu)):
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
         if apdu[0] not in (GET_REQUEST, SET_REQUEST, ACTION_REQUEST) or len(apdu) < 3:
             return exception_response(STATE_SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
@@ -401,10 +411,6 @@ class CosemServer:
         out = bytes(reply.array())
         return out if out else data_access_error(apdu, int(ErrorCode.OTHER_REASON))
 
-    def _is_hls_action(self, apdu: bytes) -> bool:
-        return (len(apdu) >= 12 and apdu[0] == ACTION_REQUEST and apdu[1] == 1
-                and apdu[3:12] == _HLS_METHOD)
-
     # --- ACSE -----------------------------------------------------------------------------------
 
     def _find_association(self, client_sap: int) -> AssociationConfig | None:
@@ -416,7 +422,7 @@ class CosemServer:
         recorded = self._event(event, client_sap, why, **(extra or {}))
         (_log.warning if recorded else _log.debug)("association refused for client SAP %d on %s: %s", client_sap,
                                                    self.config.link_name, why)
-        self.release("rejected")
+        self._leave(Trigger.AARQ_REFUSED, "rejected")
         return acse.Aare(context_id or 1, acse.RESULT_REJECTED_PERMANENT, diagnostic,
                          user_information=user_info).encode()
 
@@ -543,15 +549,15 @@ class CosemServer:
             self._ctos = aarq.auth_value or b""
             self._stoc = secrets.token_bytes(16)
             aare.diagnostic, aare.mechanism, aare.stoc = acse.DIAG_AUTH_REQUIRED, assoc.mechanism, self._stoc
-            self._phase = _Phase.PENDING
+            self._association.apply(Trigger.AARQ_ACCEPTED_HLS)
         else:
-            self._phase = _Phase.ASSOCIATED
+            self._association.apply(Trigger.AARQ_ACCEPTED)
             self._set_status(AssociationStatus.ASSOCIATED)
             if assoc.mechanism != acse.MECH_NONE:
                 self.lockout.success(client_sap)
-            self._session_event(True, "AARQ accepted")
+            self._session_event(True, "AARQ accepted", assoc.name)
         aare.user_information = response
-        _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._phase.value)
+        _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._association.phase.value)
         return aare.encode()
 
     def _on_rlrq(self, apdu: bytes) -> bytes:
@@ -583,16 +589,17 @@ class CosemServer:
         return gmac(sec.ek, sec.ak, sec.server_title, sec.next_ic(), self._ctos)
 
     def on_hls_done(self, ok: bool) -> None:
-        """Called after ACTION reply_to_HLS_authentication."""
-        if self._phase is not _Phase.PENDING:
+        """Called after ACTION reply_to_HLS_authentication (ignored unless HLS is pending)."""
+        trigger = Trigger.HLS_PASSED if ok else Trigger.HLS_FAILED
+        if not association.step(self._association.phase, trigger).taken:
             return
-        if ok:
-            self._phase = _Phase.ASSOCIATED
-            self.lockout.success(self._client_sap)
-            _log.info("association %s established (HLS-GMAC)", self.association_name)
-            self._session_event(True, "HLS-GMAC passed")
-        else:
-            self.release("HLS failed")
+        if not ok:
+            self._leave(trigger, "HLS failed")
+            return
+        self._association.apply(trigger)
+        self.lockout.success(self._client_sap)
+        _log.info("association %s established (HLS-GMAC)", self.association_name)
+        self._session_event(True, "HLS-GMAC passed", self.association_name)
 
     def _set_status(self, status: int) -> None:
         if self._current_assoc_obj is not None:
@@ -646,7 +653,7 @@ class CosemServer:
         level = self._assoc.level
         if level is AccessLevel.PUBLIC and not entry.access.public:
             return int(AccessMode.NO_ACCESS)
-        if level is AccessLevel.MANAGER and index in entry.access.write and self.associated:
+        if level is AccessLevel.MANAGER and index in entry.access.write and self._association.allows(Request.SET):
             return int(AccessMode.READ_WRITE)
         return int(AccessMode.READ)
 
@@ -656,9 +663,9 @@ class CosemServer:
         if entry is None or self._assoc is None or index not in entry.access.methods:
             return int(MethodAccessMode.NO_ACCESS)
         if obj is self._current_assoc_obj:
-            allowed = index == 1 and self._phase is _Phase.PENDING
+            allowed = index == 1 and self._association.allows(Request.HLS_REPLY)
         else:
-            allowed = self._assoc.level is AccessLevel.MANAGER and self.associated
+            allowed = self._assoc.level is AccessLevel.MANAGER and self._association.allows(Request.ACTION)
         return int(MethodAccessMode.ACCESS if allowed else MethodAccessMode.NO_ACCESS)
 
     def _frame_counter(self, instance: int) -> int:
