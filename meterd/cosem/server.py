@@ -20,8 +20,7 @@ import logging
 import secrets
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from gurux_dlms import GXByteBuffer, GXDLMSSettings
 from gurux_dlms.enums import AccessMode, ErrorCode, InterfaceType, MethodAccessMode, ObjectType
@@ -34,18 +33,17 @@ from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
 from meterd.cosem import acse, association, gurux_patches, profile
 from meterd.cosem.association import Association, Phase, Request, Trigger
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
 from meterd.cosem.event_limit import RATE_LIMITED_EVENTS, EventLimiter
 from meterd.cosem.key_transfer import KeyTransfer
 from meterd.cosem.keys import KeyRing
 from meterd.cosem.objects import (
-    DEFAULT_ASSOCIATIONS,
     LOCAL_LINKS,
     AccessLevel,
     AssociationConfig,
     CosemContext,
     CosemEntry,
-    ObjectRegistry,
     default_registry,
 )
 from meterd.cosem.security import (
@@ -55,7 +53,6 @@ from meterd.cosem.security import (
     SC_AUTH_ENC,
     AuthLockout,
     CounterStore,
-    LockoutPolicy,
     LockoutStore,
     MemoryLockoutStore,
     SecurityContext,
@@ -173,41 +170,6 @@ class _DispatchHost:
         return [0x0E, service, type_, code]
 
 
-class EventSink(Protocol):
-    """Where security and communication events go (``meterd.core.events.EventRecorder``)."""
-
-    def record(self, code: int, utc: _dt.datetime, detail: Mapping[str, object] | None = None) -> object:
-        """Record event ``code`` (0-0:96.11.x.255 value) at ``utc`` with scalar ``detail``."""
-        ...
-
-
-@dataclass
-class ServerConfig:
-    """Server-wide settings.
-
-    ``server_sap``: logical device; ``max_pdu``: max PDU we receive/send (octets); ``hdlc``: the
-    link parameters served by the IEC HDLC setup 0-0:22.0.0.255 (None: not an HDLC link, the
-    object is not served); ``events``: sink of security and communication events (None: log
-    only); ``link_name``: the link named in event details ("tcp", "rs485", "optical", ...);
-    ``optical``: mode E parameters served by the IEC local port setup 0-0:20.0.0.255 (None:
-    not the optical port); ``lockout``: when repeated authentication failures lock a client SAP
-    out of this link; ``legal``: the meter's legal-time rules (those of the clock 0-0:1.0.0.255),
-    by which a profile range bound sent without deviation is read as local time (None: as UTC);
-    ``event_window_s``: the window (s) of the events limited by :class:`EventLimiter`.
-    """
-
-    server_sap: int = 1
-    max_pdu: int = 1024
-    associations: tuple[AssociationConfig, ...] = DEFAULT_ASSOCIATIONS
-    hdlc: dict[str, int] | None = None
-    events: EventSink | None = None
-    link_name: str = "wrapper"
-    optical: dict[str, Any] | None = None
-    lockout: LockoutPolicy = LockoutPolicy()
-    legal: profile.LegalTimeSource | None = None
-    event_window_s: float = 60.0
-
-
 def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
                  clock: Clock | None = None) -> AuthLockout:
     """The authentication lockout of one link: durable in ``store`` when it is a
@@ -220,14 +182,13 @@ def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.date
 class CosemServer:
     """One DLMS server instance (one association at a time) bound to the shared meter model."""
 
-    def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore,
-                 registry: ObjectRegistry | None = None, config: ServerConfig | None = None,
+    def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore, config: ServerConfig | None = None,
                  lockout: AuthLockout | None = None, event_limit: EventLimiter | None = None) -> None:
         self.model = model
         self.keys = keys
         self.store = store
-        self.registry = registry or default_registry()
         self.config = config or ServerConfig()
+        self.registry = self.config.registry or default_registry()
         self.lockout = lockout or make_lockout(store, self.config, model.now_utc)
         """Authentication failures and lockouts of this link (shared by its sessions)."""
         self.event_limit = event_limit or EventLimiter(UtcOnlyClock(model.now_utc), self.config.event_window_s)
@@ -614,7 +575,7 @@ class CosemServer:
             conformance=conformance, max_pdu=self.config.max_pdu,
             set_clock=lambda utc: self.model.set_clock(utc, f"dlms:{assoc.name}"),
             frame_counter=self._frame_counter, client_title=self._client_title,
-            stage_keys=self._key_transfer.stage, hdlc=dict(self.config.hdlc or {}), optical=self.config.optical,
+            stage_keys=self._key_transfer.stage, hdlc=self.config.hdlc_setup, optical=self.config.optical,
             link_name=self.config.link_name,
         )
         entries = self.registry.build(ctx)
@@ -764,52 +725,28 @@ class HdlcSession:
 
 
 def build_session_factory(model: MeterModel, security_store: CounterStore, keys: KeyRing,
-                          link: str = "wrapper", registry: ObjectRegistry | None = None,
-                          config: ServerConfig | None = None,
-                          hdlc_params: hdlc.HdlcParameters | None = None,
-                          inactivity_timeout_s: float = 120.0, events: EventSink | None = None,
-                          link_name: str | None = None, baud: int = 9600,
-                          optical: dict[str, Any] | None = None, lockout: LockoutPolicy | None = None,
-                          clock: Clock | None = None, auth_lockout: AuthLockout | None = None,
-                          legal: profile.LegalTimeSource | None = None,
+                          config: ServerConfig | None = None, *, clock: Clock | None = None,
+                          auth_lockout: AuthLockout | None = None,
                           event_limit: EventLimiter | None = None) -> Callable[[], WrapperSession | HdlcSession]:
-    """A factory of fresh sessions ("wrapper" or "hdlc") sharing the model, keys and counters.
+    """A factory of fresh sessions of one link (``config``, default: a TCP wrapper link) sharing the
+    model, keys, counters and object registry.
 
-    ``events`` receives the security and communication events; ``link_name`` names the link in
-    them (default: ``link``). On an HDLC link the IEC HDLC setup 0-0:22.0.0.255 shows ``baud``
-    (Bd), the info field length and inactivity time-out of the link; ``optical`` (the mode E
-    parameters ``baud`` (max offered, Bd) and ``device_address``) adds the IEC local port setup
-    0-0:20.0.0.255. The sessions share one authentication lockout per link: ``auth_lockout``, or
-    one made with ``lockout`` (the policy; default 3 failures, 60 s doubling to 1 h), kept in
-    ``security_store`` when it stores lockouts and timed by ``clock`` (default: the model's UTC).
-    ``legal`` gives the meter's legal-time rules: profile range bounds sent without deviation are
-    local time under them (default: UTC). The sessions also share one :class:`EventLimiter`
-    (``event_limit``, or one of ``cfg.event_window_s`` timed by ``clock``) for the events any
-    client can cause (:data:`RATE_LIMITED_EVENTS`).
+    The sessions share one authentication lockout per link: ``auth_lockout``, or one made with
+    ``config.lockout``, kept in ``security_store`` when it stores lockouts and timed by ``clock``
+    (default: the model's UTC); and one :class:`~meterd.cosem.event_limit.EventLimiter` for the
+    events any client can cause (``event_limit``, or one of ``config.event_window_s`` timed by
+    ``clock``).
     """
-    if link not in ("wrapper", "hdlc"):
-        raise CosemError(f"unknown link type {link!r}")
-    shared_registry = registry or default_registry()
     cfg = config or ServerConfig()
-    hdlc_view = cfg.hdlc
-    if link == "hdlc" and hdlc_view is None:
-        p = hdlc_params or hdlc.HdlcParameters()
-        hdlc_view = {"baud": baud, "max_info_tx": p.max_info_tx, "max_info_rx": p.max_info_rx,
-                     "inactivity_s": int(inactivity_timeout_s),
-                     "device_address": p.physical_address or 0}
-    cfg = dataclasses.replace(cfg, hdlc=hdlc_view if link == "hdlc" else None,
-                              events=events if events is not None else cfg.events,
-                              link_name=link_name or (cfg.link_name if config is not None else link),
-                              optical=optical if optical is not None else cfg.optical,
-                              lockout=lockout if lockout is not None else cfg.lockout,
-                              legal=legal if legal is not None else cfg.legal)
+    if cfg.registry is None:
+        cfg = dataclasses.replace(cfg, registry=default_registry())
     shared_lockout = auth_lockout or make_lockout(security_store, cfg, model.now_utc, clock)
     shared_limit = event_limit or EventLimiter(clock or UtcOnlyClock(model.now_utc), cfg.event_window_s)
 
     def make() -> WrapperSession | HdlcSession:
-        server = CosemServer(model, keys, security_store, shared_registry, cfg, shared_lockout, shared_limit)
-        if link == "wrapper":
-            return WrapperSession(server, inactivity_timeout_s)
-        return HdlcSession(server, hdlc_params, inactivity_timeout_s)
+        server = CosemServer(model, keys, security_store, cfg, shared_lockout, shared_limit)
+        if cfg.link == "wrapper":
+            return WrapperSession(server, cfg.inactivity_timeout_s)
+        return HdlcSession(server, cfg.hdlc_params, cfg.inactivity_timeout_s)
 
     return make

@@ -131,7 +131,7 @@ LDN = GXDLMSData("0.0.42.0.0.255")
 
 
 def _session():
-    return build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), link="wrapper")()
+    return build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring())()
 
 
 def _pending_hls(session) -> GuruxSession:

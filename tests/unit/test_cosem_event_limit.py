@@ -16,6 +16,7 @@ import pytest
 
 from meterd.core import event_codes as ec
 from meterd.core.clock import SimClock
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
@@ -46,8 +47,8 @@ class Rig:
         self.factories = {name: self.factory(name) for name in ("tcp", "rs485")}
 
     def factory(self, link_name: str) -> Any:
-        return build_session_factory(self.meter, self.store, self.keys, "wrapper", events=self.sink,
-                                     link_name=link_name, clock=self.clock, event_limit=self.limit)
+        return build_session_factory(self.meter, self.store, self.keys, ServerConfig(events=self.sink, link_name=link_name),
+                                     clock=self.clock, event_limit=self.limit)
 
     def send(self, frame: bytes, link: str = "tcp") -> bytes:
         """The answer to ``frame`` on a fresh connection of ``link``."""

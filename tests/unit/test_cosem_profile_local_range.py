@@ -17,6 +17,7 @@ from gurux_dlms.objects import GXDLMSProfileGeneric
 
 from meterd.core.legal_time import ClockSettings, LegalTime, eu_clock_settings
 from meterd.cosem import axdr, profile
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.errors import ApduError
 from meterd.cosem.profile import ProfileReader
 from meterd.cosem.security import MemoryCounterStore
@@ -125,7 +126,7 @@ def _gurux_range(legal: profile.LegalTimeSource | None, start: dt.datetime, end:
     """Rows read by a gurux client (reader association) with bounds sent with or without deviation."""
     meter = FakeMeter(profile_rows=0)
     meter.load_profile = FakeProfile(96 * 4, utc(2026, 6, 30))
-    factory = build_session_factory(meter, MemoryCounterStore(), make_keyring(), "wrapper", legal=legal)
+    factory = build_session_factory(meter, MemoryCounterStore(), make_keyring(), ServerConfig(legal=legal))
     gs, _ = connect_in_memory(factory(), 17)
     pg = GXDLMSProfileGeneric("1.0.99.1.0.255")
     gs.read(pg, 3)

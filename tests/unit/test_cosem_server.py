@@ -20,7 +20,7 @@ GET_LDN = bytes.fromhex("c001c1000100002a0000ff0200")
 
 
 def _factory(meter=None):
-    return build_session_factory(meter or FakeMeter(), MemoryCounterStore(), make_keyring(), link="wrapper")
+    return build_session_factory(meter or FakeMeter(), MemoryCounterStore(), make_keyring())
 
 
 def _associated(sap: int = 17, meter=None) -> CosemServer:
