@@ -2,7 +2,8 @@
 
 Layers, outermost first:
 
-* :class:`WrapperSession` (IEC 62056-47 TCP wrapper) or :class:`HdlcSession` (HDLC,
+* :class:`~meterd.cosem.sessions.WrapperSession` (IEC 62056-47 TCP wrapper,
+  :mod:`meterd.proto.wrapper`) or :class:`~meterd.cosem.sessions.HdlcSession` (HDLC,
   :mod:`meterd.proto.hdlc`): both implement :class:`meterd.proto.session.ByteSession`;
 * :class:`CosemServer`: APDU in, APDU out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
   (glo- and general-glo-ciphering, HLS-GMAC, invocation counters) are our own code; GET, SET
@@ -62,7 +63,7 @@ from meterd.cosem.security import (
     split_ciphered,
     unprotect,
 )
-from meterd.proto import hdlc, wrapper
+from meterd.cosem.sessions import HdlcSession, WrapperSession
 
 gurux_patches.apply()
 _log = logging.getLogger("meterd.cosem")
@@ -645,83 +646,6 @@ class CosemServer:
             changed = True
         if changed and self._security is not None:
             self._security.rekey(self.keys.current.global_unicast_key, self.keys.current.authentication_key)
-
-
-# --- framing sessions --------------------------------------------------------------------------
-
-class WrapperSession:
-    """IEC 62056-47 TCP/UDP wrapper framing (:mod:`meterd.proto.wrapper`) around a
-    :class:`CosemServer` (a ByteSession); frames to another destination wPort are ignored."""
-
-    def __init__(self, server: CosemServer, inactivity_timeout_s: float = 120.0,
-                 max_apdu: int = wrapper.MAX_APDU) -> None:
-        self.server = server
-        self.decoder = wrapper.WrapperDecoder(max_apdu)
-        self._timeout_s = inactivity_timeout_s
-
-    @property
-    def inactivity_timeout_s(self) -> float:
-        return self._timeout_s
-
-    def receive(self, data: bytes) -> list[bytes]:
-        out: list[bytes] = []
-        for event in self.decoder.feed(data):
-            if isinstance(event, wrapper.Discarded):
-                _log.info("wrapper: %s, %d octets of input discarded", event.reason, event.octets)
-                continue
-            if event.destination != self.server.config.server_sap:
-                continue
-            response = self.server.handle_apdu(event.source, event.apdu)
-            if response is not None:
-                out.append(event.reply(response).encode())
-        return out
-
-    def timeout(self) -> list[bytes]:
-        self.decoder.clear()
-        self.server.release("inactivity")
-        return []
-
-    def close(self) -> None:
-        self.server.release("connection closed")
-
-
-class HdlcSession:
-    """HDLC framing (IEC 62056-46) around a :class:`CosemServer` (a ByteSession)."""
-
-    def __init__(self, server: CosemServer, params: hdlc.HdlcParameters | None = None,
-                 inactivity_timeout_s: float = 120.0) -> None:
-        self.server = server
-        self.link = hdlc.HdlcLink(params)
-        self._timeout_s = inactivity_timeout_s
-        self.ended = False
-        """True once the client disconnected the data link (DISC); the optical port then returns
-        to its mode E sign-on."""
-
-    @property
-    def inactivity_timeout_s(self) -> float:
-        return self._timeout_s
-
-    def receive(self, data: bytes) -> list[bytes]:
-        return self._run(self.link.receive(data))
-
-    def _run(self, events: list[hdlc.HdlcEvent]) -> list[bytes]:
-        out: list[bytes] = []
-        for event in events:
-            if isinstance(event, hdlc.Send):
-                out.append(event.data)
-            elif isinstance(event, hdlc.ApduReceived):
-                response = self.server.handle_apdu(event.client_sap, event.apdu)
-                out += self._run(self.link.send_apdu(response)) if response is not None else []
-            else:
-                self.server.release(event.reason)
-                self.ended = self.ended or self.link.state is hdlc.LinkState.NDM
-        return out
-
-    def timeout(self) -> list[bytes]:
-        return self._run(self.link.timeout())
-
-    def close(self) -> None:
-        self.server.release("link closed")
 
 
 def build_session_factory(model: MeterModel, security_store: CounterStore, keys: KeyRing,

@@ -161,7 +161,7 @@ def test_fuzz_wrapper_stream_never_crashes(data):
 def test_tcp_runtime_closes_idle_connections_and_releases_the_association():
     import socket
 
-    from meterd.cosem.server import WrapperSession
+    from meterd.cosem.sessions import WrapperSession
     from tests.dlms_harness import LoopThread
 
     server = CosemServer(FakeMeter(), make_keyring(), MemoryCounterStore())

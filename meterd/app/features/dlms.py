@@ -39,7 +39,8 @@ from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
 from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy, UtcOnlyClock
-from meterd.cosem.server import HdlcSession, WrapperSession, build_session_factory
+from meterd.cosem.server import build_session_factory
+from meterd.cosem.sessions import HdlcSession, WrapperSession
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink
 from meterd.runtime.dlms_tcp import DlmsTcpServer
