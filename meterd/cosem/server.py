@@ -6,9 +6,10 @@ Layers, outermost first:
   :mod:`meterd.proto.wrapper`) or :class:`~meterd.cosem.sessions.HdlcSession` (HDLC,
   :mod:`meterd.proto.hdlc`): both implement :class:`meterd.proto.session.ByteSession`;
 * :class:`CosemServer`: APDU in, APDU out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
-  (glo- and general-glo-ciphering, HLS-GMAC, invocation counters) are our own code; GET, SET
-  and ACTION are dispatched by gurux's ``GXDLMSLNCommandHandler`` against the objects of
-  :mod:`meterd.cosem.objects`, with :class:`_DispatchHost` answering its server call-backs.
+  (glo- and general-glo-ciphering, HLS-GMAC, invocation counters) are our own code; the
+  association phases follow the table of :mod:`meterd.cosem.association`; GET, SET and ACTION
+  go to :class:`meterd.cosem.xdlms.LnDispatcher` (gurux's ``GXDLMSLNCommandHandler``) against
+  the objects of :mod:`meterd.cosem.objects`.
 
 Entry point for the composition root: :func:`build_session_factory`.
 """
@@ -20,19 +21,16 @@ import datetime as _dt
 import logging
 import secrets
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from gurux_dlms import GXByteBuffer, GXDLMSSettings
-from gurux_dlms.enums import AccessMode, ErrorCode, InterfaceType, MethodAccessMode, ObjectType
-from gurux_dlms.GXDLMSLNCommandHandler import GXDLMSLNCommandHandler
-from gurux_dlms.objects import GXDLMSObjectCollection
+from gurux_dlms.enums import AccessMode, MethodAccessMode
 from gurux_dlms.objects.enums import AssociationStatus
 
 from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
-from meterd.cosem import acse, association, gurux_patches, profile
+from meterd.cosem import acse, association
 from meterd.cosem.association import Association, Phase, Request, Trigger
 from meterd.cosem.config import ServerConfig
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
@@ -64,112 +62,24 @@ from meterd.cosem.security import (
     unprotect,
 )
 from meterd.cosem.sessions import HdlcSession, WrapperSession
+from meterd.cosem.xdlms import (
+    SERVICE_DECIPHERING_ERROR,
+    SERVICE_INVOCATION_COUNTER_ERROR,
+    SERVICE_NOT_SUPPORTED,
+    SERVICE_OPERATION_NOT_POSSIBLE,
+    SERVICE_OTHER_REASON,
+    SERVICE_PDU_TOO_LONG,
+    STATE_SERVICE_NOT_ALLOWED,
+    LnDispatcher,
+    exception_response,
+    ln_settings,
+    requests_of,
+)
 
-gurux_patches.apply()
 _log = logging.getLogger("meterd.cosem")
 
-GET_REQUEST, SET_REQUEST, ACTION_REQUEST = 0xC0, 0xC1, 0xC3
-GET_RESPONSE, SET_RESPONSE, ACTION_RESPONSE = 0xC4, 0xC5, 0xC7
-EXCEPTION_RESPONSE = 0xD8
-# exception-response: state-error, service-error (IEC 62056-5-3 §9.5)
-STATE_SERVICE_NOT_ALLOWED, STATE_SERVICE_UNKNOWN = 1, 2
-SERVICE_OPERATION_NOT_POSSIBLE, SERVICE_NOT_SUPPORTED, SERVICE_OTHER_REASON = 1, 2, 3
-SERVICE_PDU_TOO_LONG, SERVICE_DECIPHERING_ERROR, SERVICE_INVOCATION_COUNTER_ERROR = 4, 5, 6
 CIPHER_OVERHEAD = 32  # general-glo header + SC + IC + tag, octets
 MIN_PDU = 64
-_KNOWN_CLASSES = {int(t) for t in ObjectType}
-_HLS_METHOD = bytes((0, 15, 0, 0, 40, 0, 0, 255, 1))  # class 15, 0-0:40.0.0.255, method 1
-
-
-def exception_response(state_error: int, service_error: int) -> bytes:
-    """An exception-response APDU."""
-    return bytes((EXCEPTION_RESPONSE, state_error, service_error))
-
-
-def data_access_error(apdu: bytes, code: int) -> bytes:
-    """The error answer in the family of a GET/SET/ACTION request; exception-response otherwise."""
-    if len(apdu) >= 3 and apdu[1] == 1:
-        invoke = apdu[2]
-        if apdu[0] == GET_REQUEST:
-            return bytes((GET_RESPONSE, 1, invoke, 1, code))
-        if apdu[0] == SET_REQUEST:
-            return bytes((SET_RESPONSE, 1, invoke, code))
-        if apdu[0] == ACTION_REQUEST:
-            return bytes((ACTION_RESPONSE, 1, invoke, code, 0))
-    return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
-
-
-_SERVICE_REQUESTS = {GET_REQUEST: Request.GET, SET_REQUEST: Request.SET, ACTION_REQUEST: Request.ACTION}
-
-
-def _requests_of(apdu: bytes) -> tuple[Request, ...]:
-    """What a plain xDLMS request APDU asks for, in terms of :mod:`meterd.cosem.association`:
-    the HLS reply (class 15 0-0:40.0.0.255 method 1) is both that and an ACTION."""
-    if len(apdu) >= 12 and apdu[0] == ACTION_REQUEST and apdu[1] == 1 and apdu[3:12] == _HLS_METHOD:
-        return (Request.HLS_REPLY, Request.ACTION)
-    return (_SERVICE_REQUESTS.get(apdu[0], Request.OTHER),)
-
-
-class _DispatchHost:
-    """The call-backs gurux's LN command handler expects from a ``GXDLMSServer``."""
-
-    def __init__(self, settings: Any, session: CosemServer) -> None:
-        self.settings = settings
-        self.transaction: Any = None
-        self._session = session
-
-    def getTransaction(self) -> Any:
-        return self.transaction
-
-    def setTransaction(self, value: Any) -> None:
-        self.transaction = value
-
-    def notifyRead(self) -> None:
-        """GET-Normal: values come from the objects themselves."""
-
-    def onPreRead(self, *args: Any) -> None:
-        """Values come from the objects themselves."""
-
-    def onPostRead(self, *args: Any) -> None:
-        """Nothing to do after a read."""
-
-    def onPreWrite(self, items: Sequence[Any]) -> None:
-        for e in items:
-            writer = getattr(e.target, "write", None)
-            e.error = ErrorCode(writer(e)) if writer else ErrorCode.READ_WRITE_DENIED
-            e.handled = True
-            if e.error == ErrorCode.OK:
-                _log.info("SET %s/%d by %s", e.target.logicalName, e.index, self._session.association_name)
-
-    def onPostWrite(self, items: Sequence[Any]) -> None:
-        """Writes were done in ``onPreWrite``."""
-
-    def onPreAction(self, items: Sequence[Any]) -> None:
-        for e in items:
-            _log.info("ACTION %s/%d by %s", e.target.logicalName, e.index, self._session.association_name)
-
-    def onPostAction(self, items: Sequence[Any]) -> None:
-        """Actions report through ``e.error``."""
-
-    def onFindObject(self, *args: Any) -> None:
-        return None
-
-    def onGetAttributeAccess(self, e: Any) -> int:
-        return self._session.attribute_access(e.target, e.index)
-
-    def onGetMethodAccess(self, e: Any) -> int:
-        return self._session.method_access(e.target, e.index)
-
-    def notifyConnected(self, _info: Any) -> None:
-        self._session.on_hls_done(True)
-
-    def onInvalidConnection(self, _info: Any) -> None:
-        self._session.on_hls_done(False)
-
-    @classmethod
-    def generateConfirmedServiceError(cls, service: int, type_: int, code: int) -> list[int]:
-        return [0x0E, service, type_, code]
-
 
 def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
                  clock: Clock | None = None) -> AuthLockout:
@@ -198,7 +108,7 @@ class CosemServer:
         self._association = Association()
         self._security: SecurityContext | None = None
         self._settings: Any = None
-        self._host: _DispatchHost | None = None
+        self._dispatcher: LnDispatcher | None = None
         self._access: dict[int, CosemEntry] = {}
         self._current_assoc_obj: Any = None
         self._stoc = b""
@@ -262,8 +172,8 @@ class CosemServer:
             self._session_event(False, reason, name)
         self._security = None
         self._key_transfer.discard()
-        if self._host is not None:
-            self._host.transaction = None
+        if self._dispatcher is not None:
+            self._dispatcher.reset()
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -341,37 +251,11 @@ class CosemServer:
         return sealed
 
     def _serve_plain(self, apdu: bytes) -> bytes:
-        if not any(self._association.allows(r) for r in _requests_of(apdu)):
+        if not any(self._association.allows(r) for r in requests_of(apdu)):
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
-        if apdu[0] not in (GET_REQUEST, SET_REQUEST, ACTION_REQUEST) or len(apdu) < 3:
-            return exception_response(STATE_SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
-        if apdu[1] == 1 and len(apdu) >= 5 and struct.unpack(">H", apdu[3:5])[0] not in _KNOWN_CLASSES:
-            return data_access_error(apdu, int(ErrorCode.UNDEFINED_OBJECT))
-        if apdu[1] == 3 or (apdu[0] == SET_REQUEST and apdu[1] in (4, 5)):
-            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))  # *-with-list not offered
-        return self._gurux_dispatch(apdu)
+        assert self._dispatcher is not None  # built with the association
+        return self._dispatcher.serve(apdu)
 
-    def _gurux_dispatch(self, apdu: bytes) -> bytes:
-        assert self._host is not None
-        data = GXByteBuffer(bytearray(apdu))
-        data.position = 1
-        reply = GXByteBuffer()
-        handler = {GET_REQUEST: GXDLMSLNCommandHandler.handleGetRequest,
-                   SET_REQUEST: GXDLMSLNCommandHandler.handleSetRequest}.get(apdu[0])
-        try:
-            with profile.local_time_rules(self.config.legal):
-                if handler is not None:
-                    handler(self._settings, self._host, data, reply, None)
-                else:
-                    GXDLMSLNCommandHandler.handleMethodRequest(self._settings, self._host, data, None, reply, None)
-        except Exception:  # gurux raises bare exceptions on malformed data: answer, never crash
-            _log.info("request %s failed in the dispatcher", apdu[:16].hex(), exc_info=True)
-            self._host.transaction = None
-            self._settings.setCount(0)
-            self._settings.setIndex(0)
-            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))
-        out = bytes(reply.array())
-        return out if out else data_access_error(apdu, int(ErrorCode.OTHER_REASON))
 
     # --- ACSE -----------------------------------------------------------------------------------
 
@@ -580,18 +464,10 @@ class CosemServer:
             link_name=self.config.link_name,
         )
         entries = self.registry.build(ctx)
-        settings = GXDLMSSettings(True, None)
-        settings.interfaceType = InterfaceType.WRAPPER  # no LLC bytes: framing is ours
-        settings.negotiatedConformance = acse.wire_to_gurux_conformance(conformance)
         overhead = CIPHER_OVERHEAD if assoc.ciphered else 0
-        settings.maxPduSize = max(MIN_PDU, self._max_pdu - overhead)
-        collection = GXDLMSObjectCollection()
-        for entry in entries:
-            collection.append(entry.obj)
-        settings.objects = collection
-        settings.connected = 2  # ConnectionState.DLMS: gurux only checks it is not NONE
-        self._settings = settings
-        self._host = _DispatchHost(settings, self)
+        self._settings = ln_settings([e.obj for e in entries], acse.wire_to_gurux_conformance(conformance),
+                                     max(MIN_PDU, self._max_pdu - overhead))
+        self._dispatcher = LnDispatcher(self._settings, self, self.config.legal)
         self._access = {id(e.obj): e for e in entries}
         self._current_assoc_obj = entries_current = next(
             (e.obj for e in entries if e.obj.logicalName == "0.0.40.0.0.255"), None)
