@@ -27,18 +27,17 @@ from typing import Any
 from gurux_dlms.enums import AccessMode, MethodAccessMode
 from gurux_dlms.objects.enums import AssociationStatus
 
-from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
 from meterd.cosem import acse, association
 from meterd.cosem.association import Association, Phase, Request, Trigger
 from meterd.cosem.config import ServerConfig
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
-from meterd.cosem.event_limit import RATE_LIMITED_EVENTS, EventLimiter
+from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.key_transfer import KeyTransfer
 from meterd.cosem.keys import KeyRing
+from meterd.cosem.link_events import LinkEvents
 from meterd.cosem.objects import (
-    LOCAL_LINKS,
     AccessLevel,
     AssociationConfig,
     CosemContext,
@@ -103,7 +102,9 @@ class CosemServer:
         self.lockout = lockout or make_lockout(store, self.config, model.now_utc)
         """Authentication failures and lockouts of this link (shared by its sessions)."""
         self.event_limit = event_limit or EventLimiter(UtcOnlyClock(model.now_utc), self.config.event_window_s)
-        """The rate limit of this link's :data:`RATE_LIMITED_EVENTS` (shared by its sessions)."""
+        """The rate limit of this link's :data:`~meterd.cosem.event_limit.RATE_LIMITED_EVENTS`
+        (shared by its sessions)."""
+        self._events = LinkEvents(self.config.events, self.config.link_name, self.event_limit, model.now_utc)
         self._assoc: AssociationConfig | None = None
         self._association = Association()
         self._security: SecurityContext | None = None
@@ -136,19 +137,19 @@ class CosemServer:
         try:
             return self._serve(client_sap, apdu)
         finally:
-            self._report_suppressed()
+            self._events.report_suppressed()
 
     def _serve(self, client_sap: int, apdu: bytes) -> bytes | None:
         try:
             return self._dispatch(client_sap, apdu)
         except ReplayError as exc:
-            recorded = self._event("REPLAY_ATTACK", client_sap, str(exc))
+            recorded = self._events.record("REPLAY_ATTACK", client_sap, str(exc))
             (_log.warning if recorded else _log.debug)("client SAP %d on %s: %s", client_sap,
                                                        self.config.link_name, exc)
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_INVOCATION_COUNTER_ERROR)
         except SecurityError as exc:
             _log.warning("client SAP %d on %s: rejected protected APDU: %s", client_sap, self.config.link_name, exc)
-            self._event("DECRYPTION_FAILURE", client_sap, str(exc))
+            self._events.record("DECRYPTION_FAILURE", client_sap, str(exc))
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
         except (ApduError, CosemError) as exc:
             _log.info("client SAP %d: bad APDU: %s", client_sap, exc)
@@ -169,52 +170,11 @@ class CosemServer:
         if moved.before is not Phase.IDLE:
             _log.info("association %s released: %s", name, reason)
         if moved.closed:
-            self._session_event(False, reason, name)
+            self._events.session(False, self._client_sap, reason, name)
         self._security = None
         self._key_transfer.discard()
         if self._dispatcher is not None:
             self._dispatcher.reset()
-
-    # --- events ---------------------------------------------------------------------------------
-
-    def _event(self, name: str, client_sap: int, reason: str, **extra: object) -> bool:
-        """Record event ``name`` with the client SAP, link and reason (never key material).
-
-        :data:`RATE_LIMITED_EVENTS` go through the link's :class:`EventLimiter`: False when this
-        one is only counted; a recorded one carries ``suppressed``, the count not recorded before
-        it, when there were any."""
-        if name in RATE_LIMITED_EVENTS:
-            suppressed = self.event_limit.admit(name, client_sap, reason)
-            if suppressed is None:
-                return False
-            if suppressed:
-                extra = {**extra, "suppressed": suppressed}
-        self._record(name, {"client_sap": client_sap, "link": self.config.link_name, "reason": reason[:80],
-                            **extra})
-        return True
-
-    def _record(self, name: str, detail: Mapping[str, object]) -> None:
-        sink = self.config.events
-        if sink is None:
-            return
-        try:
-            sink.record(event_codes.code(name), self.model.now_utc(), detail)
-        except Exception:  # an event store failure must never take the link down
-            _log.exception("DLMS event %s not recorded", name)
-
-    def _report_suppressed(self) -> None:
-        """One event per rate-limit window that is over with events not recorded: the last one's
-        client SAP and reason, and ``suppressed``, their count."""
-        for over in self.event_limit.overdue():
-            _log.warning("%d %s events on %s not recorded in %.0f s (rate limit)", over.count, over.name,
-                         self.config.link_name, self.event_limit.window_s)
-            self._record(over.name, {"client_sap": over.client_sap, "link": self.config.link_name,
-                                     "reason": over.reason[:80], "suppressed": over.count})
-
-    def _session_event(self, opened: bool, reason: str, association: str) -> None:
-        where = "LOCAL" if self.config.link_name in LOCAL_LINKS else "REMOTE"
-        name = f"{where}_SESSION_{'OPENED' if opened else 'CLOSED'}"
-        self._event(name, self._client_sap, reason, association=association)
 
     # --- dispatch -------------------------------------------------------------------------------
 
@@ -265,7 +225,7 @@ class CosemServer:
     def _reject(self, context_id: int, diagnostic: int, why: str, client_sap: int,
                 user_info: bytes | None = None, event: str = "ASSOCIATION_REJECTED",
                 extra: Mapping[str, object] | None = None) -> bytes:
-        recorded = self._event(event, client_sap, why, **(extra or {}))
+        recorded = self._events.record(event, client_sap, why, **(extra or {}))
         (_log.warning if recorded else _log.debug)("association refused for client SAP %d on %s: %s", client_sap,
                                                    self.config.link_name, why)
         self._leave(Trigger.AARQ_REFUSED, "rejected")
@@ -303,8 +263,9 @@ class CosemServer:
     def _report_ended_lockouts(self) -> None:
         """One event per lockout that refused attempts, once it is over."""
         for ended in self.lockout.ended():
-            self._event("AUTHENTICATION_FAILURES", ended.client_sap, "association attempts refused during a lockout",
-                        refused=ended.refused, lockout_s=ended.lockout_s, failures=ended.failures)
+            self._events.record("AUTHENTICATION_FAILURES", ended.client_sap,
+                                "association attempts refused during a lockout",
+                                refused=ended.refused, lockout_s=ended.lockout_s, failures=ended.failures)
 
     # --- association establishment --------------------------------------------------------------
 
@@ -401,7 +362,7 @@ class CosemServer:
             self._set_status(AssociationStatus.ASSOCIATED)
             if assoc.mechanism != acse.MECH_NONE:
                 self.lockout.success(client_sap)
-            self._session_event(True, "AARQ accepted", assoc.name)
+            self._events.session(True, self._client_sap, "AARQ accepted", assoc.name)
         aare.user_information = response
         _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._association.phase.value)
         return aare.encode()
@@ -430,7 +391,7 @@ class CosemServer:
             _log.warning("HLS-GMAC: client %s (SAP %d) on %s failed authentication", self.association_name,
                          self._client_sap, self.config.link_name)
             extra = self._count_failure(self._client_sap)
-            self._event("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response", **extra)
+            self._events.record("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response", **extra)
             return None
         return gmac(sec.ek, sec.ak, sec.server_title, sec.next_ic(), self._ctos)
 
@@ -445,7 +406,7 @@ class CosemServer:
         self._association.apply(trigger)
         self.lockout.success(self._client_sap)
         _log.info("association %s established (HLS-GMAC)", self.association_name)
-        self._session_event(True, "HLS-GMAC passed", self.association_name)
+        self._events.session(True, self._client_sap, "HLS-GMAC passed", self.association_name)
 
     def _set_status(self, status: int) -> None:
         if self._current_assoc_obj is not None:
@@ -518,7 +479,7 @@ class CosemServer:
     def _apply_pending_keys(self) -> None:
         changed = False
         for name in self._key_transfer.apply():
-            self._event("KEY_CHANGED", self._client_sap, "key_transfer", key=name)
+            self._events.record("KEY_CHANGED", self._client_sap, "key_transfer", key=name)
             changed = True
         if changed and self._security is not None:
             self._security.rekey(self.keys.current.global_unicast_key, self.keys.current.authentication_key)

@@ -131,5 +131,6 @@ def test_every_field_value_round_trips(value: CosemDateTime) -> None:
 
 @given(st.datetimes(min_value=dt.datetime(2000, 1, 1), max_value=dt.datetime(2099, 12, 31), timezones=st.just(U)))
 def test_utc_round_trips_to_the_hundredth(when: dt.datetime) -> None:
-    assert decode_utc(encode_utc(when)) == when.replace(microsecond=when.microsecond // 10000 * 10000)
-    assert decode_utc(encode_legal(CET.local(when)), CET) == when.replace(microsecond=when.microsecond // 10000 * 10000)
+    to_the_hundredth = when.replace(microsecond=when.microsecond // 10000 * 10000)
+    assert decode_utc(encode_utc(when)) == to_the_hundredth
+    assert decode_utc(encode_legal(CET.local(when)), CET) == to_the_hundredth

@@ -47,8 +47,9 @@ class Rig:
         self.factories = {name: self.factory(name) for name in ("tcp", "rs485")}
 
     def factory(self, link_name: str) -> Any:
-        return build_session_factory(self.meter, self.store, self.keys, ServerConfig(events=self.sink, link_name=link_name),
-                                     clock=self.clock, event_limit=self.limit)
+        config = ServerConfig(events=self.sink, link_name=link_name)
+        return build_session_factory(self.meter, self.store, self.keys, config, clock=self.clock,
+                                     event_limit=self.limit)
 
     def send(self, frame: bytes, link: str = "tcp") -> bytes:
         """The answer to ``frame`` on a fresh connection of ``link``."""
