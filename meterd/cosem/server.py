@@ -80,6 +80,7 @@ _log = logging.getLogger("meterd.cosem")
 CIPHER_OVERHEAD = 32  # general-glo header + SC + IC + tag, octets
 MIN_PDU = 64
 
+
 def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
                  clock: Clock | None = None) -> AuthLockout:
     """The authentication lockout of one link: durable in ``store`` when it is a
@@ -215,7 +216,6 @@ class CosemServer:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
         assert self._dispatcher is not None  # built with the association
         return self._dispatcher.serve(apdu)
-
 
     # --- ACSE -----------------------------------------------------------------------------------
 
