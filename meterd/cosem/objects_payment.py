@@ -34,8 +34,9 @@ from typing import Any, Protocol
 from gurux_dlms.enums import ErrorCode
 from gurux_dlms.objects import GXDLMSAccount, GXDLMSCharge, GXDLMSCredit, GXDLMSTokenGateway
 
-from meterd.cosem import axdr, datetime_codec
+from meterd.cosem import axdr
 from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED, AttributeTable, AttributeValue
+from meterd.cosem.datetime_codec import UNSPECIFIED, encode_utc
 from meterd.cosem.objects import LOCAL_LINKS, Access, CosemContext, CosemEntry
 
 ACCOUNT_LN = "0.0.19.0.0.255"
@@ -49,7 +50,7 @@ PAYMENT_MODE = {"postpaid": 1, "prepaid": 2}  # Blue Book: 1 credit mode, 2 prep
 ACCOUNT_ACTIVE = 2
 INT32_MAX = 2**31 - 1
 INT16_MAX = 2**15 - 1
-NOT_SPECIFIED = datetime_codec.UNSPECIFIED
+NOT_SPECIFIED = UNSPECIFIED
 
 # Token gateway status codes (class 115 attribute 6).
 TOKEN_EXECUTION_OK, FORMAT_FAILURE, AUTHENTICATION_FAILURE, VALIDATION_FAILURE, EXECUTION_FAILURE = 3, 4, 5, 6, 7
@@ -142,7 +143,7 @@ def _bits(bits: Iterable[bool]) -> bytes:
 
 
 def _datetime(utc: _dt.datetime | None) -> bytes:
-    raw = NOT_SPECIFIED if utc is None else datetime_codec.encode_utc(utc)
+    raw = NOT_SPECIFIED if utc is None else encode_utc(utc)
     return axdr.encode_value(axdr.OCTET_STRING, raw)
 
 
