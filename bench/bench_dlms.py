@@ -30,6 +30,7 @@ from dlms_cosem.io import BlockingTcpIO, TcpTransport  # noqa: E402
 from dlms_cosem.security import HighLevelSecurityGmacAuthentication, LowLevelSecurityAuthentication  # noqa: E402
 from gurux_dlms.objects import GXDLMSProfileGeneric  # noqa: E402
 
+from meterd.cosem.config import ServerConfig  # noqa: E402
 from meterd.cosem.profile import ProfileReader  # noqa: E402
 from meterd.cosem.server import build_session_factory  # noqa: E402
 from meterd.proto.hdlc import HdlcParameters  # noqa: E402
@@ -61,10 +62,10 @@ class Meter:
         self.store = DlmsSecurityStore(state_dir / "dlms_security.db")
         self.keys = make_keyring()
         self.loop = LoopThread()
-        self.wrapper_factory = build_session_factory(self.model, self.store, self.keys, link="wrapper")
+        self.wrapper_factory = build_session_factory(self.model, self.store, self.keys)
         params = HdlcParameters(max_info_tx=max_info, max_info_rx=max_info)
-        hdlc_factory = build_session_factory(self.model, self.store, self.keys, link="hdlc", hdlc_params=params,
-                                             baud=BAUD)
+        hdlc_factory = build_session_factory(self.model, self.store, self.keys,
+                                             ServerConfig(link="hdlc", hdlc_params=params, baud=BAUD))
         self.port = self.loop.tcp(self.wrapper_factory)
         self.pty = self.loop.serial(hdlc_factory)
 

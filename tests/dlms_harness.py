@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
 from meterd.proto.hdlc import HdlcParameters
@@ -60,10 +61,10 @@ class Meter:
         self.store = MemoryCounterStore()
         self.keys = make_keyring()
         self.loop = LoopThread()
-        self.wrapper_factory = build_session_factory(self.model, self.store, self.keys, link="wrapper")
+        self.wrapper_factory = build_session_factory(self.model, self.store, self.keys)
         params = HdlcParameters(max_info_tx=max_info, max_info_rx=max_info)
-        self.hdlc_factory = build_session_factory(self.model, self.store, self.keys, link="hdlc",
-                                                  hdlc_params=params)
+        self.hdlc_factory = build_session_factory(self.model, self.store, self.keys,
+                                                  ServerConfig(link="hdlc", hdlc_params=params))
         self.port = self.loop.tcp(self.wrapper_factory)
         self.hdlc_port = self.loop.tcp(self.hdlc_factory)
         self.pty = self.loop.serial(self.hdlc_factory) if with_pty else None

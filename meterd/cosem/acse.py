@@ -10,9 +10,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from meterd.cosem.axdr import length_bytes
+from meterd.cosem.axdr import length_bytes, read_ber_length
 from meterd.cosem.errors import ApduError
-from meterd.cosem.security import read_ber_length
 
 AARQ, AARE, RLRQ, RLRE = 0x60, 0x61, 0x62, 0x63
 _CONTEXT_PREFIX = bytes.fromhex("608574050801")    # 2.16.756.5.8.1.x application context name

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +29,7 @@ from gurux_dlms.objects import (
 from gurux_dlms.objects.enums import AssociationStatus
 
 from meterd.core.legal_time import ClockSettings, LegalTime, LocalTime
-from meterd.cosem import axdr
+from meterd.cosem import axdr, datetime_codec
 from meterd.cosem.errors import ApduError, CosemError
 from meterd.cosem.profile import ProfileReader
 
@@ -46,7 +45,6 @@ TYPE_UNMATCHED = int(ErrorCode.UNMATCHED_TYPE)
 OTHER_REASON = int(ErrorCode.OTHER_REASON)
 TEMPORARY_FAILURE = int(ErrorCode.TEMPORARY_FAILURE)
 
-_CLOCK_DT = struct.Struct(">HBBBBBBBhB")  # COSEM date-time: year .. hundredths, deviation, status
 _UTC_ONLY = LegalTime(ClockSettings())  # time zone 0, no DST
 
 
@@ -119,9 +117,7 @@ def encode_clock_datetime(local: LocalTime) -> bytes:
     """12-octet COSEM date-time of legal time: local wall date-time, hundredths of a second,
     deviation (minutes, UTC = local + deviation: −60 in CET, −120 in CEST) and clock status
     (0x80 daylight saving active)."""
-    w = local.wall
-    return _CLOCK_DT.pack(w.year, w.month, w.day, w.isoweekday(), w.hour, w.minute, w.second,
-                          w.microsecond // 10000, local.deviation_min, int(local.status()))
+    return datetime_codec.encode_legal(local)
 
 
 def decode_clock_datetime(raw: bytes, legal: LegalTime) -> _dt.datetime:
@@ -133,7 +129,7 @@ def decode_clock_datetime(raw: bytes, legal: LegalTime) -> _dt.datetime:
     pass (status 0xFF: the earlier pass); a time in the spring-forward gap is read with the offset
     in force before the gap.
     """
-    return axdr.decode_datetime(raw, legal)
+    return datetime_codec.decode_utc(raw, legal)
 
 
 class ModelClock(AttributeTable, GXDLMSClock):  # type: ignore[misc]  # gurux is untyped

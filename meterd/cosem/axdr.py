@@ -1,4 +1,5 @@
-"""Struct-based A-XDR encoding for the hot paths: COSEM date-time and profile generic buffers.
+"""Struct-based A-XDR encoding for the hot paths (profile generic buffers), typed scalars and the
+BER / A-XDR length octets.
 
 gurux encodes values one by one through generic code (≈1.5 s for a 5760-row, 9-column load
 profile); a profile buffer is a regular table, so each row is packed with one precompiled
@@ -6,12 +7,8 @@ profile); a profile buffer is a regular table, so each row is packed with one pr
 0x06 double-long-unsigned, 0x09 octet-string, 0x0A visible-string, 0x14 long64, 0x15
 long64-unsigned, 0x18 float64.
 
-COSEM date-time (12 octets): year(2) month day weekday hour minute second hundredths deviation(2)
-status. Profile capture times go out as UTC with deviation 0 (the same instant for every
-client); the clock object itself serves legal local time with its deviation and DST status
-(``meterd.cosem.adapters.encode_clock_datetime``). On input the deviation follows the IDIS /
-gurux convention ``UTC = local + deviation`` (minutes); 0x8000 means "not specified": local
-time under the meter's legal-time rules when :func:`decode_datetime` is given them, else UTC.
+Profile capture times go out as UTC with deviation 0 (the same instant for every client), through
+:func:`meterd.cosem.datetime_codec.encode_utc`, the codec of every COSEM date-time.
 """
 
 from __future__ import annotations
@@ -20,62 +17,13 @@ import datetime as _dt
 import struct
 from collections.abc import Sequence
 
-from meterd.core.legal_time import ClockStatus, LegalTime, LegalTimeError
+from meterd.cosem.datetime_codec import DATETIME_LEN, encode_utc
 from meterd.cosem.errors import ApduError
-
-UTC = _dt.UTC
-DATETIME_LEN = 12
-_DT = struct.Struct(">HBBBBBBBhB")
-DEVIATION_UNSPECIFIED = -0x8000
 
 ARRAY, STRUCTURE, OCTET_STRING, VISIBLE_STRING = 0x01, 0x02, 0x09, 0x0A
 INT32, UINT32, INT64, UINT64, FLOAT64 = 0x05, 0x06, 0x14, 0x15, 0x18
 
 _VALUE_FORMATS = {INT32: "i", UINT32: "I", INT64: "q", UINT64: "Q", FLOAT64: "d"}
-
-
-def encode_datetime(utc: _dt.datetime) -> bytes:
-    """COSEM date-time (12 octets) of an aware datetime, as UTC with deviation 0."""
-    t = utc.astimezone(UTC)
-    return _DT.pack(t.year, t.month, t.day, t.isoweekday(), t.hour, t.minute, t.second,
-                    t.microsecond // 10000, 0, 0x00)
-
-
-def decode_datetime(raw: bytes, legal: LegalTime | None = None) -> _dt.datetime:
-    """An aware UTC datetime from a 12-octet COSEM date-time; raises :class:`ApduError`.
-
-    With a deviation (−720…720 min) the instant is exact: UTC = date-time + deviation. With
-    deviation 0x8000 (not specified) it is the local wall time of ``legal``
-    (:meth:`LegalTime.utc_of_wall`, the rules of the clock 0-0:1.0.0.255): in the repeated hour of
-    the DST end the status' daylight-saving bit (0x80) picks the pass, set the first (in DST),
-    clear the second, status 0xFF (not specified) the first; a time in the skipped hour of the DST
-    begin is read with the offset in force before it. Without ``legal`` it is taken as UTC.
-    """
-    if len(raw) != DATETIME_LEN:
-        raise ApduError(f"date-time must be {DATETIME_LEN} octets, got {len(raw)}")
-    year, month, day, _dow, hour, minute, second, hundredths, deviation, status = _DT.unpack(raw)
-    if 0xFF in (month, day, hour, minute) or year == 0xFFFF:
-        raise ApduError("wildcards are not accepted in an absolute date-time")
-    second = 0 if second == 0xFF else second
-    hundredths = 0 if hundredths == 0xFF else hundredths
-    try:
-        local = _dt.datetime(year, month, day, hour, minute, second, hundredths * 10000, tzinfo=UTC)
-    except ValueError as exc:
-        raise ApduError(f"invalid date-time: {exc}") from exc
-    if deviation == DEVIATION_UNSPECIFIED:
-        return local if legal is None else _utc_of_wall(local.replace(tzinfo=None), status, legal)
-    if not -720 <= deviation <= 720:
-        raise ApduError(f"deviation {deviation} min out of range")
-    return local + _dt.timedelta(minutes=deviation)
-
-
-def _utc_of_wall(wall: _dt.datetime, status: int, legal: LegalTime) -> _dt.datetime:
-    """UTC of a wall time sent without deviation; ``status`` is the date-time's clock status."""
-    dst_hint = None if status == 0xFF else bool(status & ClockStatus.DAYLIGHT_SAVING_ACTIVE)
-    try:
-        return legal.utc_of_wall(wall, dst_hint)
-    except LegalTimeError as exc:
-        raise ApduError(str(exc)) from exc
 
 
 def length_bytes(n: int) -> bytes:
@@ -84,6 +32,19 @@ def length_bytes(n: int) -> bytes:
         return bytes((n,))
     raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return bytes((0x80 | len(raw),)) + raw
+
+
+def read_ber_length(data: bytes, pos: int) -> tuple[int, int]:
+    """(length, next position) of a BER/A-XDR length at ``pos``."""
+    if pos >= len(data):
+        raise ApduError("truncated length")
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    n = first & 0x7F
+    if n == 0 or n > 3 or pos + 1 + n > len(data):
+        raise ApduError("bad length encoding")
+    return int.from_bytes(data[pos + 1:pos + 1 + n], "big"), pos + 1 + n
 
 
 def column_type(values: Sequence[int | float | str]) -> int:
@@ -125,7 +86,7 @@ class ProfileEncoder:
         if self._row is not None:
             args: list[object] = list(self._head)
             if self._with_clock:
-                args += (OCTET_STRING, DATETIME_LEN, encode_datetime(utc))
+                args += (OCTET_STRING, DATETIME_LEN, encode_utc(utc))
             for tag, value in zip(self._types, values, strict=True):
                 args += (tag, value)
             return self._row.pack(*args)
@@ -134,7 +95,7 @@ class ProfileEncoder:
     def _encode_slow(self, utc: _dt.datetime, values: Sequence[int | float | str]) -> bytes:
         out = bytearray(self._head)
         if self._with_clock:
-            out += bytes((OCTET_STRING, DATETIME_LEN)) + encode_datetime(utc)
+            out += bytes((OCTET_STRING, DATETIME_LEN)) + encode_utc(utc)
         for tag, value in zip(self._types, values, strict=True):
             if tag == VISIBLE_STRING:
                 raw = str(value).encode("ascii", "replace")

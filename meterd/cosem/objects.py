@@ -110,6 +110,29 @@ class CosemEntry:
     access: Access = field(default_factory=Access)
 
 
+@dataclass(frozen=True)
+class HdlcSetup:
+    """What the IEC HDLC setup 0-0:22.0.0.255 of an HDLC link shows: ``baud`` (Bd), the maximum
+    information field lengths (octets), the inactivity time-out (s), the inter-octet time-out (ms)
+    and the physical device address."""
+
+    baud: int = 9600
+    max_info_tx: int = 128
+    max_info_rx: int = 128
+    inactivity_s: int = 120
+    inter_octet_ms: int = 0
+    device_address: int = 0
+
+
+@dataclass(frozen=True)
+class OpticalSetup:
+    """What the IEC local port setup 0-0:20.0.0.255 of the optical port shows: the highest mode E
+    ``baud`` offered (Bd) and the device address ("" = none)."""
+
+    baud: int = 9600
+    device_address: str = ""
+
+
 @dataclass
 class CosemContext:
     """What factories may bind objects to (one context per server session).
@@ -118,7 +141,7 @@ class CosemContext:
     ``frame_counter(instance)`` is the last accepted client invocation counter of a security
     setup; ``client_title()`` the system title of the current ciphered client;
     ``stage_keys(items)`` queues a key transfer and returns a DLMS result code; ``hdlc`` the
-    parameters of this session's HDLC link (empty on the TCP wrapper); ``optical`` the mode E
+    parameters of this session's HDLC link (None on the TCP wrapper); ``optical`` the mode E
     parameters of the optical port (None on other links); ``link_name`` the link of this session
     ("tcp", "rs485", "optical"; local when in :data:`LOCAL_LINKS`).
     """
@@ -134,8 +157,8 @@ class CosemContext:
     frame_counter: Callable[[int], int]
     client_title: Callable[[], bytes | None]
     stage_keys: Callable[[Sequence[tuple[int, bytes]]], int]
-    hdlc: dict[str, int] = field(default_factory=dict)
-    optical: dict[str, Any] | None = None
+    hdlc: HdlcSetup | None = None
+    optical: OpticalSetup | None = None
     link_name: str = ""
 
 
@@ -356,13 +379,11 @@ def communication_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
     (read-only); on the optical port also the IEC local port setup 0-0:20.0.0.255 (mode E,
     read-only, its mode-C passwords hidden). Nothing on the TCP wrapper."""
     h = ctx.hdlc
-    if h:
-        yield CosemEntry(ModelHdlcSetup("0.0.22.0.0.255", h.get("baud", 9600), h.get("max_info_tx", 128),
-                                        h.get("max_info_rx", 128), h.get("inactivity_s", 120),
-                                        h.get("inter_octet_ms", 0), h.get("device_address", 0)))
+    if h is not None:
+        yield CosemEntry(ModelHdlcSetup("0.0.22.0.0.255", h.baud, h.max_info_tx, h.max_info_rx, h.inactivity_s,
+                                        h.inter_octet_ms, h.device_address))
     if ctx.optical is not None:
-        yield CosemEntry(ModelIecLocalPortSetup("0.0.20.0.0.255", int(ctx.optical.get("baud", 9600)),
-                                                str(ctx.optical.get("device_address", ""))),
+        yield CosemEntry(ModelIecLocalPortSetup("0.0.20.0.0.255", ctx.optical.baud, ctx.optical.device_address),
                          Access(hidden=frozenset({7, 8, 9})))
 
 

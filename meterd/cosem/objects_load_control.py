@@ -35,7 +35,7 @@ from gurux_dlms.objects import GXDLMSDisconnectControl, GXDLMSLimiter, GXDLMSScr
 
 from meterd.core.disconnect import ActionResult, ControlModeError, ControlState, Trigger
 from meterd.core.limiter import EmergencyProfile, LimiterConfig, LimiterConfigError, Monitored
-from meterd.cosem import axdr, profile
+from meterd.cosem import axdr, datetime_codec, profile
 from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED, AttributeTable, AttributeValue
 from meterd.cosem.errors import ApduError
 from meterd.cosem.objects import Access, CosemContext, CosemEntry, ObjectFactory
@@ -53,7 +53,6 @@ MONITORED_LN = {Monitored.ACTIVE_POWER: "1.0.1.7.0.255", Monitored.CURRENT: "1.0
 MONITORED_SCALER = {Monitored.ACTIVE_POWER: -1, Monitored.CURRENT: -3}
 """Scaler of the monitored register: thresholds travel in 0.1 W or mA."""
 _CURRENT_LNS = {"1.0.31.7.0.255", "1.0.51.7.0.255", "1.0.71.7.0.255"}
-_UNSPECIFIED_DATETIME = bytes.fromhex("FFFFFFFFFFFFFFFFFF8000FF")
 
 
 def _fail(e: Any, code: int) -> None:
@@ -223,10 +222,10 @@ class LimiterObject(AttributeTable, GXDLMSLimiter):  # type: ignore[misc]  # gur
         p = self._config.emergency_profile
         if p is None:
             return axdr.encode_structure(axdr.encode_value(axdr.UINT16, 0),
-                                         axdr.encode_value(axdr.OCTET_STRING, _UNSPECIFIED_DATETIME),
+                                         axdr.encode_value(axdr.OCTET_STRING, datetime_codec.UNSPECIFIED),
                                          axdr.encode_value(axdr.UINT32, 0))
         return axdr.encode_structure(axdr.encode_value(axdr.UINT16, p.profile_id),
-                                     axdr.encode_value(axdr.OCTET_STRING, axdr.encode_datetime(p.activation_utc)),
+                                     axdr.encode_value(axdr.OCTET_STRING, datetime_codec.encode_utc(p.activation_utc)),
                                      axdr.encode_value(axdr.UINT32, round(p.duration_s)))
 
     @staticmethod

@@ -38,6 +38,7 @@ from gurux_dlms.objects import GXDLMSAccount, GXDLMSCharge, GXDLMSCredit, GXDLMS
 from meterd.core.credit import CreditUnit, CreditView
 from meterd.cosem import axdr
 from meterd.cosem.adapters import DENIED, OK, OTHER_REASON, TYPE_UNMATCHED, AttributeTable, AttributeValue
+from meterd.cosem.datetime_codec import UNSPECIFIED, encode_utc
 from meterd.cosem.objects import LOCAL_LINKS, Access, CosemContext, CosemEntry
 
 ACCOUNT_LN = "0.0.19.0.0.255"
@@ -51,7 +52,7 @@ PAYMENT_MODE = {"postpaid": 1, "prepaid": 2}  # Blue Book: 1 credit mode, 2 prep
 ACCOUNT_ACTIVE = 2
 INT32_MAX = 2**31 - 1
 INT16_MAX = 2**15 - 1
-NOT_SPECIFIED = bytes((0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x80, 0x00, 0xFF))
+NOT_SPECIFIED = UNSPECIFIED
 
 # Token gateway status codes (class 115 attribute 6).
 TOKEN_EXECUTION_OK, FORMAT_FAILURE, AUTHENTICATION_FAILURE, VALIDATION_FAILURE, EXECUTION_FAILURE = 3, 4, 5, 6, 7
@@ -144,7 +145,7 @@ def _bits(bits: Iterable[bool]) -> bytes:
 
 
 def _datetime(utc: _dt.datetime | None) -> bytes:
-    raw = NOT_SPECIFIED if utc is None else axdr.encode_datetime(utc)
+    raw = NOT_SPECIFIED if utc is None else encode_utc(utc)
     return axdr.encode_value(axdr.OCTET_STRING, raw)
 
 

@@ -89,7 +89,7 @@ from meterd.core.profile import (
     capturable_channels,
 )
 from meterd.core.reading import Channel
-from meterd.cosem import axdr
+from meterd.cosem import axdr, datetime_codec
 from meterd.cosem.adapters import (
     DENIED,
     OK,
@@ -125,7 +125,7 @@ BILLING_SCRIPTS_LN = "0.0.10.0.1.255"
 REGISTER_ACTIVATION_LN = "0.0.14.0.0.255"
 CURRENT_RATE_LN = "0.0.96.14.0.255"
 LAST_BILLING_LN = "0.0.0.1.2.255"
-_WILD_YEAR = 0xFFFF
+_WILD_YEAR = datetime_codec.YEAR_NOT_SPECIFIED
 _DEMAND_UNITS = {DemandQuantity.ACTIVE_IMPORT: UNIT_W, DemandQuantity.ACTIVE_EXPORT: UNIT_W,
                  DemandQuantity.REACTIVE_IMPORT: UNIT_VAR, DemandQuantity.REACTIVE_EXPORT: UNIT_VAR,
                  DemandQuantity.APPARENT_IMPORT: UNIT_VA, DemandQuantity.APPARENT_EXPORT: UNIT_VA}
@@ -148,24 +148,12 @@ def _items(value: Any, n: int | None = None) -> list[Any]:
 
 def encode_local_datetime(wall: _dt.datetime | None, year_wild: bool = False) -> bytes:
     """12-octet date-time of a naive local time, deviation unspecified (None: all wildcards)."""
-    if wall is None:
-        return struct.pack(">HBBBBBBBhB", _WILD_YEAR, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-                           axdr.DEVIATION_UNSPECIFIED, 0xFF)
-    year = _WILD_YEAR if year_wild else wall.year
-    dow = 0xFF if year_wild else wall.isoweekday()
-    return struct.pack(">HBBBBBBBhB", year, wall.month, wall.day, dow, wall.hour, wall.minute, wall.second,
-                       0, axdr.DEVIATION_UNSPECIFIED, 0xFF)
+    return datetime_codec.encode_wall(wall, year_wild)
 
 
 def decode_local_datetime(raw: bytes) -> tuple[int | None, int, int, int, int, int] | None:
     """(year or None, month, day, hour, minute, second) of a local date-time; None if unset."""
-    if len(raw) != 12:
-        raise ApduError("date-time must be 12 octets")
-    year, month, day, _dow, hour, minute, second, _h, _dev, _st = struct.unpack(">HBBBBBBBhB", raw)
-    if month == 0xFF or day == 0xFF:
-        return None
-    fix = [0 if v == 0xFF else v for v in (hour, minute, second)]
-    return (None if year == _WILD_YEAR else year, month, day, fix[0], fix[1], fix[2])
+    return datetime_codec.decode_wall(raw)
 
 
 def _date5(date: YearDate) -> bytes:
@@ -576,7 +564,7 @@ class DemandObject(AttributeTable, GXDLMSDemandRegister):  # type: ignore[misc] 
 
 
 def _datetime_or_unset(utc: _dt.datetime | None) -> bytes:
-    raw = encode_local_datetime(None) if utc is None else axdr.encode_datetime(utc)
+    raw = datetime_codec.UNSPECIFIED if utc is None else datetime_codec.encode_utc(utc)
     return axdr.encode_value(axdr.OCTET_STRING, raw)
 
 
@@ -694,22 +682,16 @@ class LegalClock(ModelClock):
 
 def _pattern_bytes(p: DateTimePattern | None) -> bytes:
     if p is None:
-        return encode_local_datetime(None)
-    dev = axdr.DEVIATION_UNSPECIFIED if p.deviation_min is None else p.deviation_min
-    return struct.pack(">HBBBBBBBhB", _WILD_YEAR if p.year is None else p.year, p.month,
-                       0xFF if p.day_of_month is None else p.day_of_month,
-                       0xFF if p.day_of_week is None else p.day_of_week, p.hour, p.minute, p.second, 0xFF, dev, 0xFF)
+        return datetime_codec.UNSPECIFIED
+    return datetime_codec.CosemDateTime(p.year, p.month, p.day_of_month, p.day_of_week, p.hour, p.minute, p.second,
+                                        deviation_min=p.deviation_min).encode()
 
 
 def _pattern_from(raw: bytes) -> DateTimePattern:
-    if len(raw) != 12:
-        raise ApduError("date-time must be 12 octets")
-    year, month, dom, dow, hour, minute, second, _h, dev, _st = struct.unpack(">HBBBBBBBhB", raw)
-    return DateTimePattern(month=month, day_of_month=None if dom == 0xFF else dom,
-                           day_of_week=None if dow == 0xFF else dow, hour=0 if hour == 0xFF else hour,
-                           minute=0 if minute == 0xFF else minute, second=0 if second == 0xFF else second,
-                           year=None if year == _WILD_YEAR else year,
-                           deviation_min=None if dev == axdr.DEVIATION_UNSPECIFIED else dev)
+    f = datetime_codec.CosemDateTime.decode(raw)
+    return DateTimePattern(month=datetime_codec.NOT_SPECIFIED if f.month is None else f.month,
+                           day_of_month=f.day, day_of_week=f.weekday, hour=f.hour or 0, minute=f.minute or 0,
+                           second=f.second or 0, year=f.year, deviation_min=f.deviation_min)
 
 
 # --- capture objects of the profiles -------------------------------------------------------------
@@ -820,4 +802,4 @@ def revenue_factory(service: RevenueService, serve_load_profile: bool = False,
 
 
 def _last_billing(utc: _dt.datetime | None) -> bytes:
-    return encode_local_datetime(None) if utc is None else axdr.encode_datetime(utc)
+    return datetime_codec.UNSPECIFIED if utc is None else datetime_codec.encode_utc(utc)

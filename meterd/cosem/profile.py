@@ -22,7 +22,7 @@ from typing import Any
 
 from meterd.core.legal_time import LegalTime
 from meterd.core.model import CaptureColumn, ProfileBuffer, ProfileRow
-from meterd.cosem import axdr
+from meterd.cosem import axdr, datetime_codec
 from meterd.cosem.errors import ApduError
 
 LegalTimeSource = Callable[[], LegalTime]
@@ -45,7 +45,7 @@ def request_datetime(raw: bytes) -> _dt.datetime:
     activation time): without deviation, local time under the rules bound by
     :func:`local_time_rules`."""
     source = _RANGE_RULES.get()
-    return axdr.decode_datetime(raw, None if source is None else source())
+    return datetime_codec.decode_utc(raw, None if source is None else source())
 
 
 def _column_ref(col: CaptureColumn) -> tuple[int, bytes, int, int]:

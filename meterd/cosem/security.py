@@ -32,7 +32,7 @@ from typing import Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from meterd.cosem.axdr import length_bytes
+from meterd.cosem.axdr import length_bytes, read_ber_length
 from meterd.cosem.errors import ApduError, ReplayError, SecurityError
 
 TAG_LEN = 12
@@ -167,19 +167,6 @@ def gmac(key: bytes, auth_key: bytes, system_title: bytes, ic: int, challenge: b
 def gmac_matches(expected: bytes, received: bytes) -> bool:
     """Constant-time comparison of two HLS responses."""
     return hmac.compare_digest(expected, received)
-
-
-def read_ber_length(data: bytes, pos: int) -> tuple[int, int]:
-    """(length, next position) of a BER/A-XDR length at ``pos``."""
-    if pos >= len(data):
-        raise ApduError("truncated length")
-    first = data[pos]
-    if first < 0x80:
-        return first, pos + 1
-    n = first & 0x7F
-    if n == 0 or n > 3 or pos + 1 + n > len(data):
-        raise ApduError("bad length encoding")
-    return int.from_bytes(data[pos + 1:pos + 1 + n], "big"), pos + 1 + n
 
 
 @dataclass

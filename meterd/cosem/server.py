@@ -2,12 +2,14 @@
 
 Layers, outermost first:
 
-* :class:`WrapperSession` (IEC 62056-47 TCP wrapper) or :class:`HdlcSession` (HDLC,
+* :class:`~meterd.cosem.sessions.WrapperSession` (IEC 62056-47 TCP wrapper,
+  :mod:`meterd.proto.wrapper`) or :class:`~meterd.cosem.sessions.HdlcSession` (HDLC,
   :mod:`meterd.proto.hdlc`): both implement :class:`meterd.proto.session.ByteSession`;
 * :class:`CosemServer`: APDU in, APDU out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
-  (glo- and general-glo-ciphering, HLS-GMAC, invocation counters) are our own code; GET, SET
-  and ACTION are dispatched by gurux's ``GXDLMSLNCommandHandler`` against the objects of
-  :mod:`meterd.cosem.objects`, with :class:`_DispatchHost` answering its server call-backs.
+  (glo- and general-glo-ciphering, HLS-GMAC, invocation counters) are our own code; the
+  association phases follow the table of :mod:`meterd.cosem.association`; GET, SET and ACTION
+  go to :class:`meterd.cosem.xdlms.LnDispatcher` (gurux's ``GXDLMSLNCommandHandler``) against
+  the objects of :mod:`meterd.cosem.objects`.
 
 Entry point for the composition root: :func:`build_session_factory`.
 """
@@ -16,35 +18,30 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import enum
 import logging
 import secrets
 import struct
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
-from gurux_dlms import GXByteBuffer, GXDLMSSettings
-from gurux_dlms.enums import AccessMode, ErrorCode, InterfaceType, MethodAccessMode, ObjectType
-from gurux_dlms.GXDLMSLNCommandHandler import GXDLMSLNCommandHandler
-from gurux_dlms.objects import GXDLMSObjectCollection
+from gurux_dlms.enums import AccessMode, MethodAccessMode
 from gurux_dlms.objects.enums import AssociationStatus
 
-from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
-from meterd.cosem import acse, gurux_patches, profile
+from meterd.cosem import acse, association
+from meterd.cosem.association import Association, Phase, Request, Trigger
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
-from meterd.cosem.keys import KEY_IDS, SUITE0_KEY_LEN, KeyRing
+from meterd.cosem.event_limit import EventLimiter
+from meterd.cosem.key_transfer import KeyTransfer
+from meterd.cosem.keys import KeyRing
+from meterd.cosem.link_events import LinkEvents
 from meterd.cosem.objects import (
-    DEFAULT_ASSOCIATIONS,
-    LOCAL_LINKS,
     AccessLevel,
     AssociationConfig,
     CosemContext,
     CosemEntry,
-    ObjectRegistry,
     default_registry,
 )
 from meterd.cosem.security import (
@@ -54,8 +51,6 @@ from meterd.cosem.security import (
     SC_AUTH_ENC,
     AuthLockout,
     CounterStore,
-    LockoutClock,
-    LockoutPolicy,
     LockoutStore,
     MemoryLockoutStore,
     SecurityContext,
@@ -65,217 +60,25 @@ from meterd.cosem.security import (
     split_ciphered,
     unprotect,
 )
-from meterd.proto import hdlc
+from meterd.cosem.sessions import HdlcSession, WrapperSession
+from meterd.cosem.xdlms import (
+    SERVICE_DECIPHERING_ERROR,
+    SERVICE_INVOCATION_COUNTER_ERROR,
+    SERVICE_NOT_SUPPORTED,
+    SERVICE_OPERATION_NOT_POSSIBLE,
+    SERVICE_OTHER_REASON,
+    SERVICE_PDU_TOO_LONG,
+    STATE_SERVICE_NOT_ALLOWED,
+    LnDispatcher,
+    exception_response,
+    ln_settings,
+    requests_of,
+)
 
-gurux_patches.apply()
 _log = logging.getLogger("meterd.cosem")
 
-GET_REQUEST, SET_REQUEST, ACTION_REQUEST = 0xC0, 0xC1, 0xC3
-GET_RESPONSE, SET_RESPONSE, ACTION_RESPONSE = 0xC4, 0xC5, 0xC7
-EXCEPTION_RESPONSE = 0xD8
-# exception-response: state-error, service-error (IEC 62056-5-3 §9.5)
-STATE_SERVICE_NOT_ALLOWED, STATE_SERVICE_UNKNOWN = 1, 2
-SERVICE_OPERATION_NOT_POSSIBLE, SERVICE_NOT_SUPPORTED, SERVICE_OTHER_REASON = 1, 2, 3
-SERVICE_PDU_TOO_LONG, SERVICE_DECIPHERING_ERROR, SERVICE_INVOCATION_COUNTER_ERROR = 4, 5, 6
 CIPHER_OVERHEAD = 32  # general-glo header + SC + IC + tag, octets
 MIN_PDU = 64
-_KNOWN_CLASSES = {int(t) for t in ObjectType}
-_HLS_METHOD = bytes((0, 15, 0, 0, 40, 0, 0, 255, 1))  # class 15, 0-0:40.0.0.255, method 1
-
-
-def exception_response(state_error: int, service_error: int) -> bytes:
-    """An exception-response APDU."""
-    return bytes((EXCEPTION_RESPONSE, state_error, service_error))
-
-
-def data_access_error(apdu: bytes, code: int) -> bytes:
-    """The error answer in the family of a GET/SET/ACTION request; exception-response otherwise."""
-    if len(apdu) >= 3 and apdu[1] == 1:
-        invoke = apdu[2]
-        if apdu[0] == GET_REQUEST:
-            return bytes((GET_RESPONSE, 1, invoke, 1, code))
-        if apdu[0] == SET_REQUEST:
-            return bytes((SET_RESPONSE, 1, invoke, code))
-        if apdu[0] == ACTION_REQUEST:
-            return bytes((ACTION_RESPONSE, 1, invoke, code, 0))
-    return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
-
-
-class _Phase(enum.Enum):
-    IDLE = "idle"
-    PENDING = "pending HLS"
-    ASSOCIATED = "associated"
-
-
-class _DispatchHost:
-    """The call-backs gurux's LN command handler expects from a ``GXDLMSServer``."""
-
-    def __init__(self, settings: Any, session: CosemServer) -> None:
-        self.settings = settings
-        self.transaction: Any = None
-        self._session = session
-
-    def getTransaction(self) -> Any:
-        return self.transaction
-
-    def setTransaction(self, value: Any) -> None:
-        self.transaction = value
-
-    def notifyRead(self) -> None:
-        """GET-Normal: values come from the objects themselves."""
-
-    def onPreRead(self, *args: Any) -> None:
-        """Values come from the objects themselves."""
-
-    def onPostRead(self, *args: Any) -> None:
-        """Nothing to do after a read."""
-
-    def onPreWrite(self, items: Sequence[Any]) -> None:
-        for e in items:
-            writer = getattr(e.target, "write", None)
-            e.error = ErrorCode(writer(e)) if writer else ErrorCode.READ_WRITE_DENIED
-            e.handled = True
-            if e.error == ErrorCode.OK:
-                _log.info("SET %s/%d by %s", e.target.logicalName, e.index, self._session.association_name)
-
-    def onPostWrite(self, items: Sequence[Any]) -> None:
-        """Writes were done in ``onPreWrite``."""
-
-    def onPreAction(self, items: Sequence[Any]) -> None:
-        for e in items:
-            _log.info("ACTION %s/%d by %s", e.target.logicalName, e.index, self._session.association_name)
-
-    def onPostAction(self, items: Sequence[Any]) -> None:
-        """Actions report through ``e.error``."""
-
-    def onFindObject(self, *args: Any) -> None:
-        return None
-
-    def onGetAttributeAccess(self, e: Any) -> int:
-        return self._session.attribute_access(e.target, e.index)
-
-    def onGetMethodAccess(self, e: Any) -> int:
-        return self._session.method_access(e.target, e.index)
-
-    def notifyConnected(self, _info: Any) -> None:
-        self._session.on_hls_done(True)
-
-    def onInvalidConnection(self, _info: Any) -> None:
-        self._session.on_hls_done(False)
-
-    @classmethod
-    def generateConfirmedServiceError(cls, service: int, type_: int, code: int) -> list[int]:
-        return [0x0E, service, type_, code]
-
-
-class EventSink(Protocol):
-    """Where security and communication events go (``meterd.core.events.EventRecorder``)."""
-
-    def record(self, code: int, utc: _dt.datetime, detail: Mapping[str, object] | None = None) -> object:
-        """Record event ``code`` (0-0:96.11.x.255 value) at ``utc`` with scalar ``detail``."""
-        ...
-
-
-@dataclass
-class ServerConfig:
-    """Server-wide settings.
-
-    ``server_sap``: logical device; ``max_pdu``: max PDU we receive/send (octets); ``hdlc``: the
-    link parameters served by the IEC HDLC setup 0-0:22.0.0.255 (None: not an HDLC link, the
-    object is not served); ``events``: sink of security and communication events (None: log
-    only); ``link_name``: the link named in event details ("tcp", "rs485", "optical", ...);
-    ``optical``: mode E parameters served by the IEC local port setup 0-0:20.0.0.255 (None:
-    not the optical port); ``lockout``: when repeated authentication failures lock a client SAP
-    out of this link; ``legal``: the meter's legal-time rules (those of the clock 0-0:1.0.0.255),
-    by which a profile range bound sent without deviation is read as local time (None: as UTC);
-    ``event_window_s``: the window (s) of the events limited by :class:`EventLimiter`.
-    """
-
-    server_sap: int = 1
-    max_pdu: int = 1024
-    associations: tuple[AssociationConfig, ...] = DEFAULT_ASSOCIATIONS
-    hdlc: dict[str, int] | None = None
-    events: EventSink | None = None
-    link_name: str = "wrapper"
-    optical: dict[str, Any] | None = None
-    lockout: LockoutPolicy = LockoutPolicy()
-    legal: profile.LegalTimeSource | None = None
-    event_window_s: float = 60.0
-
-
-# events an unauthenticated client can cause at will (unknown SAP, malformed AARQ, replayed
-# ciphered AARQ or APDU): at most one per window per link and event (see EventLimiter)
-RATE_LIMITED_EVENTS = frozenset({"ASSOCIATION_REJECTED", "REPLAY_ATTACK"})
-
-
-@dataclass
-class _EventWindow:
-    start_mono: float  # when the last recorded event of this name was recorded (monotonic s)
-    suppressed: int = 0  # events not recorded since then
-    client_sap: int = 0  # of the last one not recorded
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class SuppressedEvents:
-    """Events of one name not recorded in a window that is over, to report in one event."""
-
-    name: str
-    count: int
-    client_sap: int
-    reason: str
-
-
-class EventLimiter:
-    """At most one event per ``window_s`` (s) per event name on one link (one limiter per link,
-    shared by its sessions), so a client flooding refused AARQs cannot wear the event store.
-
-    :meth:`admit` says whether an event is recorded and how many of its name were not recorded
-    before it (that count goes into its detail); :meth:`overdue` gives, once, the counts of
-    windows that are over, for an event of their own. Timed by the monotonic clock (a clock set
-    neither ends nor stretches a window); the counts are in memory (a restart loses at most one
-    window's count per name).
-    """
-
-    def __init__(self, clock: LockoutClock, window_s: float = 60.0) -> None:
-        if window_s <= 0:
-            raise ValueError("window_s must be positive")
-        self.window_s = window_s
-        self._clock = clock
-        self._windows: dict[str, _EventWindow] = {}
-        self._pending = 0  # names with suppressed events
-
-    def admit(self, name: str, client_sap: int, reason: str) -> int | None:
-        """None: inside the window of the last recorded ``name`` event (counted, not recorded);
-        otherwise the number of ``name`` events not recorded before this one, which starts a new
-        window."""
-        now = self._clock.mono()
-        window = self._windows.get(name)
-        if window is not None and 0.0 <= now - window.start_mono < self.window_s:
-            window.suppressed += 1
-            window.client_sap, window.reason = client_sap, reason
-            if window.suppressed == 1:
-                self._pending += 1
-            return None
-        suppressed = window.suppressed if window is not None else 0
-        if suppressed:
-            self._pending -= 1
-        self._windows[name] = _EventWindow(now)
-        return suppressed
-
-    def overdue(self) -> list[SuppressedEvents]:
-        """Events not recorded in windows now over, each window reported once (the report is a
-        recorded event: it starts a new window)."""
-        if not self._pending:
-            return []
-        now = self._clock.mono()
-        out: list[SuppressedEvents] = []
-        for name, window in self._windows.items():
-            if window.suppressed and not 0.0 <= now - window.start_mono < self.window_s:
-                out.append(SuppressedEvents(name, window.suppressed, window.client_sap, window.reason))
-                self._windows[name] = _EventWindow(now)
-                self._pending -= 1
-        return out
 
 
 def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
@@ -290,40 +93,41 @@ def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.date
 class CosemServer:
     """One DLMS server instance (one association at a time) bound to the shared meter model."""
 
-    def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore,
-                 registry: ObjectRegistry | None = None, config: ServerConfig | None = None,
+    def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore, config: ServerConfig | None = None,
                  lockout: AuthLockout | None = None, event_limit: EventLimiter | None = None) -> None:
         self.model = model
         self.keys = keys
         self.store = store
-        self.registry = registry or default_registry()
         self.config = config or ServerConfig()
+        self.registry = self.config.registry or default_registry()
         self.lockout = lockout or make_lockout(store, self.config, model.now_utc)
         """Authentication failures and lockouts of this link (shared by its sessions)."""
         self.event_limit = event_limit or EventLimiter(UtcOnlyClock(model.now_utc), self.config.event_window_s)
-        """The rate limit of this link's :data:`RATE_LIMITED_EVENTS` (shared by its sessions)."""
+        """The rate limit of this link's :data:`~meterd.cosem.event_limit.RATE_LIMITED_EVENTS`
+        (shared by its sessions)."""
+        self._events = LinkEvents(self.config.events, self.config.link_name, self.event_limit, model.now_utc)
         self._assoc: AssociationConfig | None = None
-        self._phase = _Phase.IDLE
+        self._association = Association()
         self._security: SecurityContext | None = None
         self._settings: Any = None
-        self._host: _DispatchHost | None = None
+        self._dispatcher: LnDispatcher | None = None
         self._access: dict[int, CosemEntry] = {}
         self._current_assoc_obj: Any = None
         self._stoc = b""
         self._ctos = b""
-        self._pending_keys: list[tuple[str, bytes]] = []
+        self._key_transfer = KeyTransfer(keys)
         self._max_pdu = self.config.max_pdu
         self._client_sap = 0
 
     @property
     def association_name(self) -> str:
         """Name of the current association ("none" when idle)."""
-        return self._assoc.name if self._assoc and self._phase is not _Phase.IDLE else "none"
+        return self._assoc.name if self._assoc and self._association.phase is not Phase.IDLE else "none"
 
     @property
     def associated(self) -> bool:
         """True once the association is fully established (HLS pass 4 done)."""
-        return self._phase is _Phase.ASSOCIATED
+        return self._association.phase is Phase.ASSOCIATED
 
     # --- entry points ---------------------------------------------------------------------------
 
@@ -334,19 +138,19 @@ class CosemServer:
         try:
             return self._serve(client_sap, apdu)
         finally:
-            self._report_suppressed()
+            self._events.report_suppressed()
 
     def _serve(self, client_sap: int, apdu: bytes) -> bytes | None:
         try:
             return self._dispatch(client_sap, apdu)
         except ReplayError as exc:
-            recorded = self._event("REPLAY_ATTACK", client_sap, str(exc))
+            recorded = self._events.record("REPLAY_ATTACK", client_sap, str(exc))
             (_log.warning if recorded else _log.debug)("client SAP %d on %s: %s", client_sap,
                                                        self.config.link_name, exc)
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_INVOCATION_COUNTER_ERROR)
         except SecurityError as exc:
             _log.warning("client SAP %d on %s: rejected protected APDU: %s", client_sap, self.config.link_name, exc)
-            self._event("DECRYPTION_FAILURE", client_sap, str(exc))
+            self._events.record("DECRYPTION_FAILURE", client_sap, str(exc))
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
         except (ApduError, CosemError) as exc:
             _log.info("client SAP %d: bad APDU: %s", client_sap, exc)
@@ -358,56 +162,20 @@ class CosemServer:
 
     def release(self, reason: str = "link closed") -> None:
         """Drop the association (link closed, DISC, inactivity)."""
-        if self._phase is not _Phase.IDLE:
-            _log.info("association %s released: %s", self.association_name, reason)
-        if self._phase is _Phase.ASSOCIATED:
-            self._session_event(False, reason)
-        self._phase = _Phase.IDLE
+        self._leave(Trigger.RELEASED, reason)
+
+    def _leave(self, trigger: Trigger, reason: str) -> None:
+        """Back to no association by ``trigger``; keys and state of the association go."""
+        name = self.association_name
+        moved = self._association.apply(trigger)
+        if moved.before is not Phase.IDLE:
+            _log.info("association %s released: %s", name, reason)
+        if moved.closed:
+            self._events.session(False, self._client_sap, reason, name)
         self._security = None
-        self._pending_keys = []
-        if self._host is not None:
-            self._host.transaction = None
-
-    # --- events ---------------------------------------------------------------------------------
-
-    def _event(self, name: str, client_sap: int, reason: str, **extra: object) -> bool:
-        """Record event ``name`` with the client SAP, link and reason (never key material).
-
-        :data:`RATE_LIMITED_EVENTS` go through the link's :class:`EventLimiter`: False when this
-        one is only counted; a recorded one carries ``suppressed``, the count not recorded before
-        it, when there were any."""
-        if name in RATE_LIMITED_EVENTS:
-            suppressed = self.event_limit.admit(name, client_sap, reason)
-            if suppressed is None:
-                return False
-            if suppressed:
-                extra = {**extra, "suppressed": suppressed}
-        self._record(name, {"client_sap": client_sap, "link": self.config.link_name, "reason": reason[:80],
-                            **extra})
-        return True
-
-    def _record(self, name: str, detail: Mapping[str, object]) -> None:
-        sink = self.config.events
-        if sink is None:
-            return
-        try:
-            sink.record(event_codes.code(name), self.model.now_utc(), detail)
-        except Exception:  # an event store failure must never take the link down
-            _log.exception("DLMS event %s not recorded", name)
-
-    def _report_suppressed(self) -> None:
-        """One event per rate-limit window that is over with events not recorded: the last one's
-        client SAP and reason, and ``suppressed``, their count."""
-        for over in self.event_limit.overdue():
-            _log.warning("%d %s events on %s not recorded in %.0f s (rate limit)", over.count, over.name,
-                         self.config.link_name, self.event_limit.window_s)
-            self._record(over.name, {"client_sap": over.client_sap, "link": self.config.link_name,
-                                     "reason": over.reason[:80], "suppressed": over.count})
-
-    def _session_event(self, opened: bool, reason: str) -> None:
-        where = "LOCAL" if self.config.link_name in LOCAL_LINKS else "REMOTE"
-        name = f"{where}_SESSION_{'OPENED' if opened else 'CLOSED'}"
-        self._event(name, self._client_sap, reason, association=self.association_name)
+        self._key_transfer.discard()
+        if self._dispatcher is not None:
+            self._dispatcher.reset()
 
     # --- dispatch -------------------------------------------------------------------------------
 
@@ -417,7 +185,7 @@ class CosemServer:
             return self._on_aarq(client_sap, apdu)
         if tag == acse.RLRQ:
             return self._on_rlrq(apdu)
-        if self._phase is _Phase.IDLE or self._assoc is None or client_sap != self._assoc.client_sap:
+        if not self._association.serves_data() or self._assoc is None or client_sap != self._assoc.client_sap:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
         if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_PDU_TOO_LONG)
@@ -444,41 +212,10 @@ class CosemServer:
         return sealed
 
     def _serve_plain(self, apdu: bytes) -> bytes:
-        if self._phase is _Phase.PENDING and not self._is_hls_action(apdu):
+        if not any(self._association.allows(r) for r in requests_of(apdu)):
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
-        if apdu[0] not in (GET_REQUEST, SET_REQUEST, ACTION_REQUEST) or len(apdu) < 3:
-            return exception_response(STATE_SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
-        if apdu[1] == 1 and len(apdu) >= 5 and struct.unpack(">H", apdu[3:5])[0] not in _KNOWN_CLASSES:
-            return data_access_error(apdu, int(ErrorCode.UNDEFINED_OBJECT))
-        if apdu[1] == 3 or (apdu[0] == SET_REQUEST and apdu[1] in (4, 5)):
-            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))  # *-with-list not offered
-        return self._gurux_dispatch(apdu)
-
-    def _gurux_dispatch(self, apdu: bytes) -> bytes:
-        assert self._host is not None
-        data = GXByteBuffer(bytearray(apdu))
-        data.position = 1
-        reply = GXByteBuffer()
-        handler = {GET_REQUEST: GXDLMSLNCommandHandler.handleGetRequest,
-                   SET_REQUEST: GXDLMSLNCommandHandler.handleSetRequest}.get(apdu[0])
-        try:
-            with profile.local_time_rules(self.config.legal):
-                if handler is not None:
-                    handler(self._settings, self._host, data, reply, None)
-                else:
-                    GXDLMSLNCommandHandler.handleMethodRequest(self._settings, self._host, data, None, reply, None)
-        except Exception:  # gurux raises bare exceptions on malformed data: answer, never crash
-            _log.info("request %s failed in the dispatcher", apdu[:16].hex(), exc_info=True)
-            self._host.transaction = None
-            self._settings.setCount(0)
-            self._settings.setIndex(0)
-            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))
-        out = bytes(reply.array())
-        return out if out else data_access_error(apdu, int(ErrorCode.OTHER_REASON))
-
-    def _is_hls_action(self, apdu: bytes) -> bool:
-        return (len(apdu) >= 12 and apdu[0] == ACTION_REQUEST and apdu[1] == 1
-                and apdu[3:12] == _HLS_METHOD)
+        assert self._dispatcher is not None  # built with the association
+        return self._dispatcher.serve(apdu)
 
     # --- ACSE -----------------------------------------------------------------------------------
 
@@ -488,10 +225,10 @@ class CosemServer:
     def _reject(self, context_id: int, diagnostic: int, why: str, client_sap: int,
                 user_info: bytes | None = None, event: str = "ASSOCIATION_REJECTED",
                 extra: Mapping[str, object] | None = None) -> bytes:
-        recorded = self._event(event, client_sap, why, **(extra or {}))
+        recorded = self._events.record(event, client_sap, why, **(extra or {}))
         (_log.warning if recorded else _log.debug)("association refused for client SAP %d on %s: %s", client_sap,
                                                    self.config.link_name, why)
-        self.release("rejected")
+        self._leave(Trigger.AARQ_REFUSED, "rejected")
         return acse.Aare(context_id or 1, acse.RESULT_REJECTED_PERMANENT, diagnostic,
                          user_information=user_info).encode()
 
@@ -526,8 +263,9 @@ class CosemServer:
     def _report_ended_lockouts(self) -> None:
         """One event per lockout that refused attempts, once it is over."""
         for ended in self.lockout.ended():
-            self._event("AUTHENTICATION_FAILURES", ended.client_sap, "association attempts refused during a lockout",
-                        refused=ended.refused, lockout_s=ended.lockout_s, failures=ended.failures)
+            self._events.record("AUTHENTICATION_FAILURES", ended.client_sap,
+                                "association attempts refused during a lockout",
+                                refused=ended.refused, lockout_s=ended.lockout_s, failures=ended.failures)
 
     # --- association establishment --------------------------------------------------------------
 
@@ -618,15 +356,15 @@ class CosemServer:
             self._ctos = aarq.auth_value or b""
             self._stoc = secrets.token_bytes(16)
             aare.diagnostic, aare.mechanism, aare.stoc = acse.DIAG_AUTH_REQUIRED, assoc.mechanism, self._stoc
-            self._phase = _Phase.PENDING
+            self._association.apply(Trigger.AARQ_ACCEPTED_HLS)
         else:
-            self._phase = _Phase.ASSOCIATED
+            self._association.apply(Trigger.AARQ_ACCEPTED)
             self._set_status(AssociationStatus.ASSOCIATED)
             if assoc.mechanism != acse.MECH_NONE:
                 self.lockout.success(client_sap)
-            self._session_event(True, "AARQ accepted")
+            self._events.session(True, self._client_sap, "AARQ accepted", assoc.name)
         aare.user_information = response
-        _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._phase.value)
+        _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._association.phase.value)
         return aare.encode()
 
     def _on_rlrq(self, apdu: bytes) -> bytes:
@@ -653,21 +391,22 @@ class CosemServer:
             _log.warning("HLS-GMAC: client %s (SAP %d) on %s failed authentication", self.association_name,
                          self._client_sap, self.config.link_name)
             extra = self._count_failure(self._client_sap)
-            self._event("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response", **extra)
+            self._events.record("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response", **extra)
             return None
         return gmac(sec.ek, sec.ak, sec.server_title, sec.next_ic(), self._ctos)
 
     def on_hls_done(self, ok: bool) -> None:
-        """Called after ACTION reply_to_HLS_authentication."""
-        if self._phase is not _Phase.PENDING:
+        """Called after ACTION reply_to_HLS_authentication (ignored unless HLS is pending)."""
+        trigger = Trigger.HLS_PASSED if ok else Trigger.HLS_FAILED
+        if not association.step(self._association.phase, trigger).taken:
             return
-        if ok:
-            self._phase = _Phase.ASSOCIATED
-            self.lockout.success(self._client_sap)
-            _log.info("association %s established (HLS-GMAC)", self.association_name)
-            self._session_event(True, "HLS-GMAC passed")
-        else:
-            self.release("HLS failed")
+        if not ok:
+            self._leave(trigger, "HLS failed")
+            return
+        self._association.apply(trigger)
+        self.lockout.success(self._client_sap)
+        _log.info("association %s established (HLS-GMAC)", self.association_name)
+        self._events.session(True, self._client_sap, "HLS-GMAC passed", self.association_name)
 
     def _set_status(self, status: int) -> None:
         if self._current_assoc_obj is not None:
@@ -682,22 +421,14 @@ class CosemServer:
             conformance=conformance, max_pdu=self.config.max_pdu,
             set_clock=lambda utc: self.model.set_clock(utc, f"dlms:{assoc.name}"),
             frame_counter=self._frame_counter, client_title=self._client_title,
-            stage_keys=self._stage_keys, hdlc=dict(self.config.hdlc or {}), optical=self.config.optical,
+            stage_keys=self._key_transfer.stage, hdlc=self.config.hdlc_setup, optical=self.config.optical,
             link_name=self.config.link_name,
         )
         entries = self.registry.build(ctx)
-        settings = GXDLMSSettings(True, None)
-        settings.interfaceType = InterfaceType.WRAPPER  # no LLC bytes: framing is ours
-        settings.negotiatedConformance = acse.wire_to_gurux_conformance(conformance)
         overhead = CIPHER_OVERHEAD if assoc.ciphered else 0
-        settings.maxPduSize = max(MIN_PDU, self._max_pdu - overhead)
-        collection = GXDLMSObjectCollection()
-        for entry in entries:
-            collection.append(entry.obj)
-        settings.objects = collection
-        settings.connected = 2  # ConnectionState.DLMS: gurux only checks it is not NONE
-        self._settings = settings
-        self._host = _DispatchHost(settings, self)
+        self._settings = ln_settings([e.obj for e in entries], acse.wire_to_gurux_conformance(conformance),
+                                     max(MIN_PDU, self._max_pdu - overhead))
+        self._dispatcher = LnDispatcher(self._settings, self, self.config.legal)
         self._access = {id(e.obj): e for e in entries}
         self._current_assoc_obj = entries_current = next(
             (e.obj for e in entries if e.obj.logicalName == "0.0.40.0.0.255"), None)
@@ -721,7 +452,7 @@ class CosemServer:
         level = self._assoc.level
         if level is AccessLevel.PUBLIC and not entry.access.public:
             return int(AccessMode.NO_ACCESS)
-        if level is AccessLevel.MANAGER and index in entry.access.write and self.associated:
+        if level is AccessLevel.MANAGER and index in entry.access.write and self._association.allows(Request.SET):
             return int(AccessMode.READ_WRITE)
         return int(AccessMode.READ)
 
@@ -731,9 +462,9 @@ class CosemServer:
         if entry is None or self._assoc is None or index not in entry.access.methods:
             return int(MethodAccessMode.NO_ACCESS)
         if obj is self._current_assoc_obj:
-            allowed = index == 1 and self._phase is _Phase.PENDING
+            allowed = index == 1 and self._association.allows(Request.HLS_REPLY)
         else:
-            allowed = self._assoc.level is AccessLevel.MANAGER and self.associated
+            allowed = self._assoc.level is AccessLevel.MANAGER and self._association.allows(Request.ACTION)
         return int(MethodAccessMode.ACCESS if allowed else MethodAccessMode.NO_ACCESS)
 
     def _frame_counter(self, instance: int) -> int:
@@ -745,173 +476,38 @@ class CosemServer:
 
     # --- key transfer ---------------------------------------------------------------------------
 
-    def _stage_keys(self, items: Sequence[tuple[int, bytes]]) -> int:
-        staged: list[tuple[str, bytes]] = []
-        kek = self.keys.current.master_key
-        for key_id, wrapped in items:
-            name = KEY_IDS.get(key_id)
-            if name is None:
-                return int(ErrorCode.READ_WRITE_DENIED)
-            try:
-                key = aes_key_unwrap(kek, wrapped)
-            except (InvalidUnwrap, ValueError):
-                _log.warning("key_transfer refused: key %d does not unwrap with the master key", key_id)
-                return int(ErrorCode.OTHER_REASON)
-            if len(key) != SUITE0_KEY_LEN:
-                _log.warning("key_transfer refused: key %d is %d octets, suite 0 needs %d", key_id, len(key),
-                             SUITE0_KEY_LEN)
-                return int(ErrorCode.OTHER_REASON)
-            staged.append((name, key))
-        self._pending_keys = staged
-        return int(ErrorCode.OK)
-
     def _apply_pending_keys(self) -> None:
-        if not self._pending_keys:
-            return
-        for name, value in self._pending_keys:
-            self.keys.replace(name, value)
-            _log.warning("key %s changed through key_transfer", name)
-            self._event("KEY_CHANGED", self._client_sap, "key_transfer", key=name)
-        self._pending_keys = []
-        if self._security is not None:
+        changed = False
+        for name in self._key_transfer.apply():
+            self._events.record("KEY_CHANGED", self._client_sap, "key_transfer", key=name)
+            changed = True
+        if changed and self._security is not None:
             self._security.rekey(self.keys.current.global_unicast_key, self.keys.current.authentication_key)
 
 
-# --- framing sessions --------------------------------------------------------------------------
-
-WRAPPER_VERSION = 1
-_WRAPPER_HEADER = struct.Struct(">HHHH")
-
-
-class WrapperSession:
-    """IEC 62056-47 TCP/UDP wrapper framing around a :class:`CosemServer` (a ByteSession)."""
-
-    def __init__(self, server: CosemServer, inactivity_timeout_s: float = 120.0,
-                 max_apdu: int = 0xFFFF) -> None:
-        self.server = server
-        self._buf = bytearray()
-        self._timeout_s = inactivity_timeout_s
-        self._max_apdu = max_apdu
-
-    @property
-    def inactivity_timeout_s(self) -> float:
-        return self._timeout_s
-
-    def receive(self, data: bytes) -> list[bytes]:
-        self._buf += data
-        out: list[bytes] = []
-        while len(self._buf) >= _WRAPPER_HEADER.size:
-            version, src, dst, length = _WRAPPER_HEADER.unpack_from(self._buf)
-            if version != WRAPPER_VERSION:
-                _log.info("wrapper: bad version %d, input discarded", version)
-                self._buf.clear()
-                break
-            if len(self._buf) < _WRAPPER_HEADER.size + length:
-                break
-            apdu = bytes(self._buf[_WRAPPER_HEADER.size:_WRAPPER_HEADER.size + length])
-            del self._buf[:_WRAPPER_HEADER.size + length]
-            if dst != self.server.config.server_sap:
-                continue
-            response = self.server.handle_apdu(src, apdu)
-            if response is not None:
-                out.append(_WRAPPER_HEADER.pack(WRAPPER_VERSION, dst, src, len(response)) + response)
-        return out
-
-    def timeout(self) -> list[bytes]:
-        self._buf.clear()
-        self.server.release("inactivity")
-        return []
-
-    def close(self) -> None:
-        self.server.release("connection closed")
-
-
-class HdlcSession:
-    """HDLC framing (IEC 62056-46) around a :class:`CosemServer` (a ByteSession)."""
-
-    def __init__(self, server: CosemServer, params: hdlc.HdlcParameters | None = None,
-                 inactivity_timeout_s: float = 120.0) -> None:
-        self.server = server
-        self.link = hdlc.HdlcLink(params)
-        self._timeout_s = inactivity_timeout_s
-        self.ended = False
-        """True once the client disconnected the data link (DISC); the optical port then returns
-        to its mode E sign-on."""
-
-    @property
-    def inactivity_timeout_s(self) -> float:
-        return self._timeout_s
-
-    def receive(self, data: bytes) -> list[bytes]:
-        return self._run(self.link.receive(data))
-
-    def _run(self, events: list[hdlc.HdlcEvent]) -> list[bytes]:
-        out: list[bytes] = []
-        for event in events:
-            if isinstance(event, hdlc.Send):
-                out.append(event.data)
-            elif isinstance(event, hdlc.ApduReceived):
-                response = self.server.handle_apdu(event.client_sap, event.apdu)
-                out += self._run(self.link.send_apdu(response)) if response is not None else []
-            else:
-                self.server.release(event.reason)
-                self.ended = self.ended or self.link.state is hdlc.LinkState.NDM
-        return out
-
-    def timeout(self) -> list[bytes]:
-        return self._run(self.link.timeout())
-
-    def close(self) -> None:
-        self.server.release("link closed")
-
-
 def build_session_factory(model: MeterModel, security_store: CounterStore, keys: KeyRing,
-                          link: str = "wrapper", registry: ObjectRegistry | None = None,
-                          config: ServerConfig | None = None,
-                          hdlc_params: hdlc.HdlcParameters | None = None,
-                          inactivity_timeout_s: float = 120.0, events: EventSink | None = None,
-                          link_name: str | None = None, baud: int = 9600,
-                          optical: dict[str, Any] | None = None, lockout: LockoutPolicy | None = None,
-                          clock: Clock | None = None, auth_lockout: AuthLockout | None = None,
-                          legal: profile.LegalTimeSource | None = None,
+                          config: ServerConfig | None = None, *, clock: Clock | None = None,
+                          auth_lockout: AuthLockout | None = None,
                           event_limit: EventLimiter | None = None) -> Callable[[], WrapperSession | HdlcSession]:
-    """A factory of fresh sessions ("wrapper" or "hdlc") sharing the model, keys and counters.
+    """A factory of fresh sessions of one link (``config``, default: a TCP wrapper link) sharing the
+    model, keys, counters and object registry.
 
-    ``events`` receives the security and communication events; ``link_name`` names the link in
-    them (default: ``link``). On an HDLC link the IEC HDLC setup 0-0:22.0.0.255 shows ``baud``
-    (Bd), the info field length and inactivity time-out of the link; ``optical`` (the mode E
-    parameters ``baud`` (max offered, Bd) and ``device_address``) adds the IEC local port setup
-    0-0:20.0.0.255. The sessions share one authentication lockout per link: ``auth_lockout``, or
-    one made with ``lockout`` (the policy; default 3 failures, 60 s doubling to 1 h), kept in
-    ``security_store`` when it stores lockouts and timed by ``clock`` (default: the model's UTC).
-    ``legal`` gives the meter's legal-time rules: profile range bounds sent without deviation are
-    local time under them (default: UTC). The sessions also share one :class:`EventLimiter`
-    (``event_limit``, or one of ``cfg.event_window_s`` timed by ``clock``) for the events any
-    client can cause (:data:`RATE_LIMITED_EVENTS`).
+    The sessions share one authentication lockout per link: ``auth_lockout``, or one made with
+    ``config.lockout``, kept in ``security_store`` when it stores lockouts and timed by ``clock``
+    (default: the model's UTC); and one :class:`~meterd.cosem.event_limit.EventLimiter` for the
+    events any client can cause (``event_limit``, or one of ``config.event_window_s`` timed by
+    ``clock``).
     """
-    if link not in ("wrapper", "hdlc"):
-        raise CosemError(f"unknown link type {link!r}")
-    shared_registry = registry or default_registry()
     cfg = config or ServerConfig()
-    hdlc_view = cfg.hdlc
-    if link == "hdlc" and hdlc_view is None:
-        p = hdlc_params or hdlc.HdlcParameters()
-        hdlc_view = {"baud": baud, "max_info_tx": p.max_info_tx, "max_info_rx": p.max_info_rx,
-                     "inactivity_s": int(inactivity_timeout_s),
-                     "device_address": p.physical_address or 0}
-    cfg = dataclasses.replace(cfg, hdlc=hdlc_view if link == "hdlc" else None,
-                              events=events if events is not None else cfg.events,
-                              link_name=link_name or (cfg.link_name if config is not None else link),
-                              optical=optical if optical is not None else cfg.optical,
-                              lockout=lockout if lockout is not None else cfg.lockout,
-                              legal=legal if legal is not None else cfg.legal)
+    if cfg.registry is None:
+        cfg = dataclasses.replace(cfg, registry=default_registry())
     shared_lockout = auth_lockout or make_lockout(security_store, cfg, model.now_utc, clock)
     shared_limit = event_limit or EventLimiter(clock or UtcOnlyClock(model.now_utc), cfg.event_window_s)
 
     def make() -> WrapperSession | HdlcSession:
-        server = CosemServer(model, keys, security_store, shared_registry, cfg, shared_lockout, shared_limit)
-        if link == "wrapper":
-            return WrapperSession(server, inactivity_timeout_s)
-        return HdlcSession(server, hdlc_params, inactivity_timeout_s)
+        server = CosemServer(model, keys, security_store, cfg, shared_lockout, shared_limit)
+        if cfg.link == "wrapper":
+            return WrapperSession(server, cfg.inactivity_timeout_s)
+        return HdlcSession(server, cfg.hdlc_params, cfg.inactivity_timeout_s)
 
     return make

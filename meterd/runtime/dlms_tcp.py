@@ -1,7 +1,8 @@
 """DLMS over TCP (IEC 62056-47 wrapper): an asyncio server, one protocol session per connection.
 
-The runtime knows nothing of COSEM: the composition root passes a session factory (see
-``meterd.cosem.server.build_session_factory(..., link="wrapper")``); every accepted connection
+The runtime knows nothing of COSEM nor of the wrapper header (``meterd.proto.wrapper``, framed by
+the session): the composition root passes a session factory (see
+``meterd.cosem.server.build_session_factory`` with a wrapper ``ServerConfig``); every accepted connection
 gets a fresh :class:`~meterd.proto.session.ByteSession`. A connection idle for the session's
 inactivity time is closed. The simulator default address is 127.0.0.1:4059.
 """

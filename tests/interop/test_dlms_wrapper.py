@@ -145,11 +145,11 @@ def test_dlms_cosem_range_read_and_clock_set(meter):
         desc = RangeDescriptor(clock_col, dt.datetime(2026, 1, 2, tzinfo=UTC), dt.datetime(2026, 1, 2, 1, tzinfo=UTC))
         rows = utils.parse_as_dlms_data(c.get(LP, access_descriptor=desc))
         assert len(rows) == 5
-        from meterd.cosem.axdr import encode_datetime
+        from meterd.cosem.datetime_codec import encode_utc
 
         when = dt.datetime(2026, 6, 1, 0, 0, 30, tzinfo=UTC)
         response = c.set(cosem.CosemAttribute(enumerations.CosemInterface.CLOCK, cosem.Obis(0, 0, 1, 0, 0), 2),
-                         b"\x09\x0c" + encode_datetime(when))
+                         b"\x09\x0c" + encode_utc(when))
         assert "SUCCESS" in repr(response) or getattr(response, "result", None) is not None
     assert meter.model.clock_sets[-1][0] == when
 

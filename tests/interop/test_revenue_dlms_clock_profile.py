@@ -11,6 +11,7 @@ import pytest
 from gurux_dlms.objects import GXDLMSClock, GXDLMSProfileGeneric
 
 from meterd.core.profile import LOAD_PROFILE_OBIS
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.objects import ObjectRegistry, association_objects, security_objects
 from meterd.cosem.objects_revenue import revenue_factory
 from meterd.cosem.server import build_session_factory
@@ -37,7 +38,7 @@ def session(meter: SimMeter, sap: int) -> GuruxSession:
                     revenue_factory(d.services["revenue"], serve_load_profile=True, serve_clock=True)):
         registry.add(factory)
     make = build_session_factory(d.meter, d.services["dlms_security_store"], d.services["dlms_keys"],
-                                 "wrapper", registry)
+                                 ServerConfig(registry=registry))
     transport = InMemoryTransport(make())
     gs = GuruxSession(make_client(sap), transport.send, transport.receive)
     gs.connect()

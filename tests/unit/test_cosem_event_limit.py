@@ -1,4 +1,4 @@
-"""Rate limit of the events any client can cause (meterd.cosem.server.EventLimiter): refused AARQs
+"""Rate limit of the events any client can cause (meterd.cosem.event_limit.EventLimiter): refused AARQs
 (unknown client SAP, malformed AARQ: ASSOCIATION_REJECTED 250) and replayed ciphered AARQs
 (REPLAY_ATTACK 50) are recorded at most once per 60 s window per link and event; the count of those
 not recorded goes into the next recorded one (detail ``suppressed``), or into an event of its own
@@ -16,8 +16,10 @@ import pytest
 
 from meterd.core import event_codes as ec
 from meterd.core.clock import SimClock
+from meterd.cosem.config import ServerConfig
+from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.security import MemoryCounterStore
-from meterd.cosem.server import EventLimiter, build_session_factory
+from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import UTC, FakeMeter, ListSink, make_keyring
 from tests.dlms_gurux_client import make_client
 
@@ -45,8 +47,9 @@ class Rig:
         self.factories = {name: self.factory(name) for name in ("tcp", "rs485")}
 
     def factory(self, link_name: str) -> Any:
-        return build_session_factory(self.meter, self.store, self.keys, "wrapper", events=self.sink,
-                                     link_name=link_name, clock=self.clock, event_limit=self.limit)
+        config = ServerConfig(events=self.sink, link_name=link_name)
+        return build_session_factory(self.meter, self.store, self.keys, config, clock=self.clock,
+                                     event_limit=self.limit)
 
     def send(self, frame: bytes, link: str = "tcp") -> bytes:
         """The answer to ``frame`` on a fresh connection of ``link``."""

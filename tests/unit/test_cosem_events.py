@@ -10,6 +10,7 @@ from gurux_dlms.objects import GXDLMSClock, GXDLMSData, GXDLMSSecuritySetup
 from meterd.core import event_codes as ec
 from meterd.core.event_codes import LogId
 from meterd.core.events import EventRecorder
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import TEST_GAK, TEST_GUEK, TEST_KEK, TEST_PASSWORD, FakeMeter, ListSink, make_keyring
@@ -20,8 +21,8 @@ AUTH_FAIL, KEY_CHANGED, DECRYPT_FAIL, REPLAY = (ec.code(n) for n in (
 
 
 def _factory(sink: ListSink, meter: FakeMeter | None = None, link_name: str = "tcp", ring=None):
-    return build_session_factory(meter or FakeMeter(), MemoryCounterStore(), ring or make_keyring(), "wrapper",
-                                 events=sink, link_name=link_name)
+    return build_session_factory(meter or FakeMeter(), MemoryCounterStore(), ring or make_keyring(),
+                                 ServerConfig(events=sink, link_name=link_name))
 
 
 def _no_secrets(sink: ListSink) -> None:
@@ -130,7 +131,7 @@ def test_associations_opened_and_closed_go_to_the_communication_log(link, where)
 
 def test_events_reach_the_security_and_communication_logs_of_a_recorder():
     recorder = EventRecorder()
-    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), "wrapper", events=recorder)
+    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), ServerConfig(events=recorder))
     factory().receive(bytes(make_client(17, password=b"wrong").aarqRequest()[0]))
     gs, _ = connect_in_memory(factory(), 16)
     gs.close()
@@ -144,7 +145,7 @@ def test_a_failing_sink_never_breaks_the_link(caplog):
         def record(self, *args: object) -> None:
             raise OSError("disk full")
 
-    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), "wrapper", events=Broken())
+    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), ServerConfig(events=Broken()))
     gs, _ = connect_in_memory(factory(), 17)
     gs.read(GXDLMSClock(), 2)
     assert "not recorded" in caplog.text

@@ -12,7 +12,7 @@ from gurux_dlms.objects import GXDLMSProfileGeneric
 from meterd.app.features.dlms import session_factory
 from meterd.core import event_codes as ec
 from meterd.core.event_codes import LogId
-from meterd.cosem import axdr
+from meterd.cosem import datetime_codec
 from tests.dlms_fakes import make_keys
 from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
 from tests.simmeter import SimMeter
@@ -39,7 +39,7 @@ def test_failed_lls_login_is_read_from_the_security_log_over_dlms(tmp_path: Path
             rows = gs.read_raw(pg, 2)
         codes = [row[1] for row in rows]
         assert codes == [ec.code("AUTHENTICATION_FAILURES")]
-        assert axdr.decode_datetime(bytes(rows[0][0])) == failed_at.replace(microsecond=0)
+        assert datetime_codec.decode_utc(bytes(rows[0][0])) == failed_at.replace(microsecond=0)
         sup = meter.daemon.services["supervision"]
         [entry] = sup.recorder.log(LogId.SECURITY).entries()
         assert entry.detail["client_sap"] == 17 and entry.detail["link"] == "tcp"

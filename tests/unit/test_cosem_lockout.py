@@ -18,6 +18,7 @@ from meterd.app.config import load_config
 from meterd.core import event_codes as ec
 from meterd.core.clock import SimClock
 from meterd.core.errors import ConfigError
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.security import (
     AuthLockout,
     LockoutPolicy,
@@ -55,8 +56,8 @@ class Rig:
         self.meter = FakeMeter(clock=self.clock)
         self.sink = sink or ListSink()
         self.store = store if store is not None else MemoryCounterStore()
-        self.factory = build_session_factory(self.meter, self.store, make_keyring(), "wrapper", events=self.sink,
-                                             link_name=link_name, lockout=policy, clock=self.clock)
+        config = ServerConfig(events=self.sink, link_name=link_name, lockout=policy or LockoutPolicy())
+        self.factory = build_session_factory(self.meter, self.store, make_keyring(), config, clock=self.clock)
 
     def aarq(self, frame: bytes) -> tuple[int, int]:
         """(association result, diagnostic) of the AARE answering ``frame`` on a fresh connection."""
@@ -124,8 +125,8 @@ def test_the_public_client_and_other_links_are_not_affected():
     gs, _ = connect_in_memory(tcp.factory(), 16)
     gs.read(GXDLMSClock(), 2)
     gs.close()
-    rs485 = build_session_factory(tcp.meter, tcp.store, make_keyring(), "hdlc", events=sink, link_name="rs485",
-                                  clock=tcp.clock)
+    rs485 = build_session_factory(tcp.meter, tcp.store, make_keyring(),
+                                  ServerConfig(link="hdlc", events=sink, link_name="rs485"), clock=tcp.clock)
     gs, _ = connect_in_memory(rs485(), 17)  # the same client SAP on another link
     gs.read(GXDLMSClock(), 2)
     assert tcp.aarq(RIGHT)[0] == REJECTED_TRANSIENT
@@ -231,8 +232,8 @@ def test_events_and_writes_stay_bounded_during_a_three_hour_attack():
     """One wrong password a second for 3 h: 10,800 attempts, a few events and writes."""
     lockouts = MemoryLockoutStore()
     rig = Rig()
-    rig.factory = build_session_factory(rig.meter, rig.store, make_keyring(), "wrapper", events=rig.sink,
-                                        link_name="tcp", clock=rig.clock,
+    rig.factory = build_session_factory(rig.meter, rig.store, make_keyring(),
+                                        ServerConfig(events=rig.sink, link_name="tcp"), clock=rig.clock,
                                         auth_lockout=AuthLockout(lockouts, LockoutPolicy(), "tcp", rig.clock))
     refused = 0
     for _ in range(3 * 3600):

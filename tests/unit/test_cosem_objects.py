@@ -105,15 +105,17 @@ def test_angles_fold_into_plus_minus_180():
 def test_hdlc_setup_shows_the_link_settings_and_local_port_setup_the_optical_port():
     from gurux_dlms.objects import GXDLMSHdlcSetup, GXDLMSIECLocalPortSetup
 
+    from meterd.cosem.config import ServerConfig
+    from meterd.cosem.objects import OpticalSetup
     from meterd.cosem.security import MemoryCounterStore
     from meterd.cosem.server import build_session_factory
     from meterd.proto.hdlc import HdlcParameters
     from tests.dlms_fakes import make_keyring
 
     params = HdlcParameters(max_info_tx=512, max_info_rx=256)
-    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), link="hdlc",
-                                    hdlc_params=params, inactivity_timeout_s=90, baud=19200, link_name="optical",
-                                    optical={"baud": 4800, "device_address": "42"})
+    config = ServerConfig(link="hdlc", hdlc_params=params, inactivity_timeout_s=90, baud=19200, link_name="optical",
+                          optical=OpticalSetup(baud=4800, device_address="42"))
+    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), config)
     gs, _ = connect_in_memory(factory(), 17)
     setup = GXDLMSHdlcSetup("0.0.22.0.0.255")
     for attr in range(2, 10):
@@ -129,7 +131,8 @@ def test_hdlc_setup_shows_the_link_settings_and_local_port_setup_the_optical_por
 
     with pytest.raises(DlmsClientError):
         gs.read(port, 7)  # mode C password: never served
-    rs485 = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), link="hdlc", baud=9600)()
+    rs485 = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(),
+                                  ServerConfig(link="hdlc", baud=9600))()
     gs, _ = connect_in_memory(rs485, 17)
     names = {obj.logicalName for obj in rs485.server._settings.objects}
     assert "0.0.22.0.0.255" in names and "0.0.20.0.0.255" not in names
@@ -142,11 +145,13 @@ def test_registry_accepts_new_factories_and_refuses_duplicates():
         yield CosemEntry(ValueData("0.0.19.50.1.255", lambda: (axdr.UINT32, 5000)), Access(public=True))
 
     registry.add(prepayment)
+    from meterd.cosem.config import ServerConfig
     from meterd.cosem.security import MemoryCounterStore
     from meterd.cosem.server import build_session_factory
     from tests.dlms_fakes import make_keyring
 
-    session = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), registry=registry)()
+    session = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(),
+                                    ServerConfig(registry=registry))()
     gs, _ = connect_in_memory(session, 16)
     limit = GXDLMSData("0.0.19.50.1.255")
     gs.read(limit, 2)

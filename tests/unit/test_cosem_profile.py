@@ -11,7 +11,7 @@ from gurux_dlms.internal._GXCommon import _GXCommon
 from gurux_dlms.internal._GXDataInfo import _GXDataInfo
 from gurux_dlms.objects import GXDLMSProfileGeneric
 
-from meterd.cosem import axdr
+from meterd.cosem import axdr, datetime_codec
 from meterd.cosem.errors import ApduError
 from meterd.cosem.profile import ProfileReader
 from tests.dlms_fakes import UTC, FakeMeter, FakeProfile
@@ -29,7 +29,7 @@ def _gurux_encode(rows) -> bytes:
     for row in rows:
         bb.setUInt8(DataType.STRUCTURE)
         _GXCommon.setObjectCount(1 + len(row.values), bb)
-        _GXCommon.setData(settings, bb, DataType.OCTET_STRING, axdr.encode_datetime(row.utc))
+        _GXCommon.setData(settings, bb, DataType.OCTET_STRING, datetime_codec.encode_utc(row.utc))
         for v in row.values:
             _GXCommon.setData(settings, bb, DataType.UINT32, v)
     return bytes(bb.array())
@@ -44,14 +44,14 @@ def test_encoder_output_is_identical_to_gurux_per_value_encoding():
 
 def test_datetime_round_trip_and_deviation():
     t = dt.datetime(2026, 2, 28, 23, 59, 59, 990000, tzinfo=UTC)
-    assert axdr.decode_datetime(axdr.encode_datetime(t)) == t
-    raw = bytearray(axdr.encode_datetime(dt.datetime(2026, 1, 1, 12, tzinfo=UTC)))
+    assert datetime_codec.decode_utc(datetime_codec.encode_utc(t)) == t
+    raw = bytearray(datetime_codec.encode_utc(dt.datetime(2026, 1, 1, 12, tzinfo=UTC)))
     raw[9:11] = (-60).to_bytes(2, "big", signed=True)  # CET written as local time, deviation -60
-    assert axdr.decode_datetime(bytes(raw)) == dt.datetime(2026, 1, 1, 11, tzinfo=UTC)
+    assert datetime_codec.decode_utc(bytes(raw)) == dt.datetime(2026, 1, 1, 11, tzinfo=UTC)
     raw[9:11] = b"\x80\x00"
-    assert axdr.decode_datetime(bytes(raw)) == dt.datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert datetime_codec.decode_utc(bytes(raw)) == dt.datetime(2026, 1, 1, 12, tzinfo=UTC)
     with pytest.raises(ApduError):
-        axdr.decode_datetime(b"\xff" * 12)
+        datetime_codec.decode_utc(b"\xff" * 12)
 
 
 def test_column_types_widen_as_needed():
@@ -68,8 +68,8 @@ def _decode(raw: bytes):
 
 def _range(reader: ProfileReader, start, end, selected=()):
     clock = [8, bytearray(axdr.obis_bytes("0.0.1.0.0.255")), 2, 0]
-    return _decode(reader.buffer(1, [clock, bytearray(axdr.encode_datetime(start)),
-                                     bytearray(axdr.encode_datetime(end)), list(selected)]))
+    return _decode(reader.buffer(1, [clock, bytearray(datetime_codec.encode_utc(start)),
+                                     bytearray(datetime_codec.encode_utc(end)), list(selected)]))
 
 
 def test_range_and_entry_selection():

@@ -1,5 +1,5 @@
 """Profile range bounds sent without a deviation (0x8000) are the meter's legal local time, by the
-rules of the clock 0-0:1.0.0.255 (meterd.cosem.axdr.decode_datetime, meterd.cosem.profile,
+rules of the clock 0-0:1.0.0.255 (meterd.cosem.datetime_codec.decode_utc, meterd.cosem.profile,
 meterd.cosem.server ``legal``); with a deviation they stay exact instants; without legal-time
 rules they are UTC. The rules are CET/CEST (EU, normal offset +60 min)."""
 
@@ -16,7 +16,8 @@ from gurux_dlms.internal._GXDataInfo import _GXDataInfo
 from gurux_dlms.objects import GXDLMSProfileGeneric
 
 from meterd.core.legal_time import ClockSettings, LegalTime, eu_clock_settings
-from meterd.cosem import axdr, profile
+from meterd.cosem import axdr, datetime_codec, profile
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.errors import ApduError
 from meterd.cosem.profile import ProfileReader
 from meterd.cosem.security import MemoryCounterStore
@@ -57,15 +58,15 @@ def wall(value: dt.datetime, deviation: int = UNSPECIFIED, status: int = 0) -> b
                  id="fold-with-deviation"),
 ])
 def test_a_date_time_without_deviation_is_local_time_under_the_rules(raw: bytes, expected: dt.datetime) -> None:
-    assert axdr.decode_datetime(raw, CET) == expected
+    assert datetime_codec.decode_utc(raw, CET) == expected
 
 
 def test_without_rules_a_date_time_without_deviation_stays_utc() -> None:
     raw = wall(dt.datetime(2026, 7, 1, 14, 0))
-    assert axdr.decode_datetime(raw) == utc(2026, 7, 1, 14)
-    assert axdr.decode_datetime(raw, LegalTime(ClockSettings())) == utc(2026, 7, 1, 14)  # UTC rules: the same
+    assert datetime_codec.decode_utc(raw) == utc(2026, 7, 1, 14)
+    assert datetime_codec.decode_utc(raw, LegalTime(ClockSettings())) == utc(2026, 7, 1, 14)  # UTC rules: the same
     with pytest.raises(ApduError):
-        axdr.decode_datetime(wall(dt.datetime(2026, 7, 1, 14, 0), deviation=900), CET)  # out of ±720
+        datetime_codec.decode_utc(wall(dt.datetime(2026, 7, 1, 14, 0), deviation=900), CET)  # out of ±720
 
 
 def _decode(raw: bytes) -> list[list[object]]:
@@ -74,7 +75,7 @@ def _decode(raw: bytes) -> list[list[object]]:
 
 def _times(reader: ProfileReader, start: bytes, end: bytes) -> list[dt.datetime]:
     rows = _decode(reader.buffer(1, [CLOCK_COLUMN, bytearray(start), bytearray(end), []]))
-    return [axdr.decode_datetime(bytes(r[0])) for r in rows]
+    return [datetime_codec.decode_utc(bytes(r[0])) for r in rows]
 
 
 def _quarters(first: dt.datetime, last: dt.datetime) -> list[dt.datetime]:
@@ -125,7 +126,7 @@ def _gurux_range(legal: profile.LegalTimeSource | None, start: dt.datetime, end:
     """Rows read by a gurux client (reader association) with bounds sent with or without deviation."""
     meter = FakeMeter(profile_rows=0)
     meter.load_profile = FakeProfile(96 * 4, utc(2026, 6, 30))
-    factory = build_session_factory(meter, MemoryCounterStore(), make_keyring(), "wrapper", legal=legal)
+    factory = build_session_factory(meter, MemoryCounterStore(), make_keyring(), ServerConfig(legal=legal))
     gs, _ = connect_in_memory(factory(), 17)
     pg = GXDLMSProfileGeneric("1.0.99.1.0.255")
     gs.read(pg, 3)

@@ -12,6 +12,7 @@ from gurux_dlms.enums import DataType
 from gurux_dlms.objects import GXDLMSClock, GXDLMSData
 
 from meterd.cosem import keys as keyfile
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.errors import KeyFileError, ReplayError, SecurityError
 from meterd.cosem.security import (
     SC_AUTH,
@@ -155,7 +156,7 @@ def test_keys_file_is_validated_and_must_be_private(tmp_path):
 
 
 def _factory(meter: FakeMeter, ring=None, store=None):
-    return build_session_factory(meter, store or MemoryCounterStore(), ring or make_keyring(), link="wrapper")
+    return build_session_factory(meter, store or MemoryCounterStore(), ring or make_keyring())
 
 
 def test_wrong_hls_key_is_refused_logged_and_recorded_without_secrets(caplog):
@@ -164,8 +165,8 @@ def test_wrong_hls_key_is_refused_logged_and_recorded_without_secrets(caplog):
     from meterd.core.events import EventRecorder
 
     recorder = EventRecorder()
-    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), link="wrapper",
-                                    events=recorder, link_name="tcp")
+    factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(),
+                                    ServerConfig(events=recorder, link_name="tcp"))
     with pytest.raises(Exception):  # noqa: B017 - gurux raises a bare Exception on a refused HLS
         connect_in_memory(factory(), 1, gak=bytes(16))
     assert "association refused for client SAP 1 on tcp" in caplog.text

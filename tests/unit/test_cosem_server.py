@@ -20,7 +20,7 @@ GET_LDN = bytes.fromhex("c001c1000100002a0000ff0200")
 
 
 def _factory(meter=None):
-    return build_session_factory(meter or FakeMeter(), MemoryCounterStore(), make_keyring(), link="wrapper")
+    return build_session_factory(meter or FakeMeter(), MemoryCounterStore(), make_keyring())
 
 
 def _associated(sap: int = 17, meter=None) -> CosemServer:
@@ -161,7 +161,7 @@ def test_fuzz_wrapper_stream_never_crashes(data):
 def test_tcp_runtime_closes_idle_connections_and_releases_the_association():
     import socket
 
-    from meterd.cosem.server import WrapperSession
+    from meterd.cosem.sessions import WrapperSession
     from tests.dlms_harness import LoopThread
 
     server = CosemServer(FakeMeter(), make_keyring(), MemoryCounterStore())

@@ -12,6 +12,7 @@ from gurux_dlms.enums import DataType
 from gurux_dlms.objects import GXDLMSTokenGateway
 
 from meterd.core.credit import CreditView
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.objects import default_registry
 from meterd.cosem.objects_payment import (
     DELIVERY_LOCAL,
@@ -75,8 +76,8 @@ def test_a_token_entered_over_dlms_reports_the_delivery_method_of_its_link(link,
     port = FakePayment(meter)
     registry = default_registry()
     registry.add(payment_objects(port))
-    factory = build_session_factory(meter, MemoryCounterStore(), make_keyring(), link, registry,
-                                    link_name=link_name)
+    factory = build_session_factory(meter, MemoryCounterStore(), make_keyring(),
+                                    ServerConfig(link=link, registry=registry, link_name=link_name))
     gs, _ = connect_in_memory(factory(), 1)
     gateway = GXDLMSTokenGateway()
     gs.method(gateway, 1, TOKEN.encode(), DataType.OCTET_STRING)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import serial
 
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
 from meterd.proto.hdlc import Frame
@@ -90,8 +91,9 @@ class Rig:
             return self.port
 
         monkeypatch.setattr(dlms_serial, "_open_port", open_port)
-        self.factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(), link="hdlc",
-                                             inactivity_timeout_s=inactivity_s, link_name="optical")
+        self.factory = build_session_factory(FakeMeter(), MemoryCounterStore(), make_keyring(),
+                                             ServerConfig(link="hdlc", inactivity_timeout_s=inactivity_s,
+                                                          link_name="optical"))
         self.link = SerialLink(self.factory, "/dev/ttyFAKE0", 9600,
                                optical=ModeESignOn("PMM", "PMM1221000042", max_baud=9600))
 

@@ -22,6 +22,7 @@ from gurux_dlms.objects import (
 from meterd.app.features.dlms import registry_for
 from meterd.core.disconnect import ControlState
 from meterd.core.disconnect import DisconnectorEvent as Ev
+from meterd.cosem.config import ServerConfig
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import make_keyring
@@ -39,7 +40,8 @@ class Link:
         self.meter = meter
         self.store = MemoryCounterStore()
         self.loop = LoopThread()
-        factory = build_session_factory(meter.meter, self.store, make_keyring(), "wrapper", registry_for(meter.daemon))
+        factory = build_session_factory(meter.meter, self.store, make_keyring(),
+                                        ServerConfig(registry=registry_for(meter.daemon)))
         self.port = self.loop.tcp(factory)
 
     def session(self, sap: int) -> GuruxSession:

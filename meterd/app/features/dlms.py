@@ -31,13 +31,16 @@ import logging
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from meterd.cosem.config import LinkKind, ServerConfig
+from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.keys import KeyRing, load_keys
-from meterd.cosem.objects import ObjectRegistry, default_registry
+from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
 from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy, UtcOnlyClock
-from meterd.cosem.server import EventLimiter, HdlcSession, WrapperSession, build_session_factory
+from meterd.cosem.server import build_session_factory
+from meterd.cosem.sessions import HdlcSession, WrapperSession
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink
 from meterd.runtime.dlms_tcp import DlmsTcpServer
@@ -126,20 +129,20 @@ def legal_time(daemon: Daemon) -> LegalTimeSource | None:
     return lambda: revenue.legal
 
 
-def session_factory(daemon: Daemon, link: str = "wrapper", link_name: str = "tcp",
-                    registry: ObjectRegistry | None = None,
-                    **kwargs: Any) -> Callable[[], WrapperSession | HdlcSession]:
+def session_factory(daemon: Daemon, link: LinkKind = "wrapper", link_name: str = "tcp",
+                    registry: ObjectRegistry | None = None, baud: int = 9600,
+                    optical: OpticalSetup | None = None) -> Callable[[], WrapperSession | HdlcSession]:
     """Sessions of one link of this meter: its model, keys, counter store, object registry,
     event recorder, authentication lockout, event rate limit and legal-time rules (``link``:
-    "wrapper" or "hdlc"; ``link_name`` goes into event details; ``kwargs``: more
-    :func:`~meterd.cosem.server.build_session_factory` arguments)."""
+    "wrapper" or "hdlc"; ``link_name`` goes into event details; ``baud`` (Bd) and ``optical``: what
+    the HDLC setup and the optical port's local port setup show)."""
     assert daemon.meter is not None
-    kwargs.setdefault("legal", legal_time(daemon))
+    config = ServerConfig(link=link, link_name=link_name, registry=registry or registry_for(daemon), baud=baud,
+                          optical=optical, lockout=lockout_policy(daemon), legal=legal_time(daemon),
+                          events=daemon.services.get("events"))
     return build_session_factory(daemon.meter, daemon.services["dlms_security_store"], daemon.services["dlms_keys"],
-                                 link, registry or registry_for(daemon), events=daemon.services.get("events"),
-                                 link_name=link_name, lockout=lockout_policy(daemon),
-                                 auth_lockout=auth_lockout(daemon, link_name),
-                                 event_limit=event_limiter(daemon, link_name), **kwargs)
+                                 config, auth_lockout=auth_lockout(daemon, link_name),
+                                 event_limit=event_limiter(daemon, link_name))
 
 
 async def start(daemon: Daemon) -> None:
@@ -180,7 +183,7 @@ async def _serial_link(daemon: Daemon, kind: str, port: str, registry: ObjectReg
         ident = daemon.meter.identity.serial[-16:]
         optical = ModeESignOn(daemon.cfg.meter.manufacturer_flag, ident, max_baud=cfg.hdlc_baud)
         factory = session_factory(daemon, "hdlc", "optical", registry, baud=cfg.hdlc_baud,
-                                  optical={"baud": cfg.hdlc_baud, "device_address": ""})
+                                  optical=OpticalSetup(baud=cfg.hdlc_baud))
     else:
         factory = session_factory(daemon, "hdlc", "rs485", registry, baud=cfg.hdlc_baud)
     rs485 = "kernel" if device is not None and kind == "dlms_hdlc" else "none"

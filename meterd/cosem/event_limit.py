@@ -1,0 +1,88 @@
+"""Rate limit of the DLMS events any client can cause at will, one limiter per link.
+
+An unauthenticated client can make the server record an event with every request (unknown client
+SAP, malformed AARQ, a replayed ciphered AARQ or APDU): :data:`RATE_LIMITED_EVENTS` are recorded at
+most once per window per link and event name, and the count of those not recorded is reported with
+the next recorded one or, once the window is over, in an event of its own
+(:meth:`EventLimiter.overdue`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meterd.cosem.security import LockoutClock
+
+RATE_LIMITED_EVENTS = frozenset({"ASSOCIATION_REJECTED", "REPLAY_ATTACK"})
+"""Event names (``meterd.core.event_codes``) limited to one per window per link: refused AARQs and
+replayed invocation counters."""
+
+
+@dataclass
+class _EventWindow:
+    start_mono: float  # when the last recorded event of this name was recorded (monotonic s)
+    suppressed: int = 0  # events not recorded since then
+    client_sap: int = 0  # of the last one not recorded
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SuppressedEvents:
+    """Events of one name not recorded in a window that is over, to report in one event."""
+
+    name: str
+    count: int
+    client_sap: int
+    reason: str
+
+
+class EventLimiter:
+    """At most one event per ``window_s`` (s) per event name on one link (one limiter per link,
+    shared by its sessions), so a client flooding refused AARQs cannot wear the event store.
+
+    :meth:`admit` says whether an event is recorded and how many of its name were not recorded
+    before it (that count goes into its detail); :meth:`overdue` gives, once, the counts of
+    windows that are over, for an event of their own. Timed by the monotonic clock (a clock set
+    neither ends nor stretches a window); the counts are in memory (a restart loses at most one
+    window's count per name).
+    """
+
+    def __init__(self, clock: LockoutClock, window_s: float = 60.0) -> None:
+        if window_s <= 0:
+            raise ValueError("window_s must be positive")
+        self.window_s = window_s
+        self._clock = clock
+        self._windows: dict[str, _EventWindow] = {}
+        self._pending = 0  # names with suppressed events
+
+    def admit(self, name: str, client_sap: int, reason: str) -> int | None:
+        """None: inside the window of the last recorded ``name`` event (counted, not recorded);
+        otherwise the number of ``name`` events not recorded before this one, which starts a new
+        window."""
+        now = self._clock.mono()
+        window = self._windows.get(name)
+        if window is not None and 0.0 <= now - window.start_mono < self.window_s:
+            window.suppressed += 1
+            window.client_sap, window.reason = client_sap, reason
+            if window.suppressed == 1:
+                self._pending += 1
+            return None
+        suppressed = window.suppressed if window is not None else 0
+        if suppressed:
+            self._pending -= 1
+        self._windows[name] = _EventWindow(now)
+        return suppressed
+
+    def overdue(self) -> list[SuppressedEvents]:
+        """Events not recorded in windows now over, each window reported once (the report is a
+        recorded event: it starts a new window)."""
+        if not self._pending:
+            return []
+        now = self._clock.mono()
+        out: list[SuppressedEvents] = []
+        for name, window in self._windows.items():
+            if window.suppressed and not 0.0 <= now - window.start_mono < self.window_s:
+                out.append(SuppressedEvents(name, window.suppressed, window.client_sap, window.reason))
+                self._windows[name] = _EventWindow(now)
+                self._pending -= 1
+        return out

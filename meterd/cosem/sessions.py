@@ -1,0 +1,109 @@
+"""The framing sessions of the DLMS server: one per TCP connection or serial link.
+
+Each is a :class:`meterd.proto.session.ByteSession` around an :class:`ApduServer` (the COSEM
+server, :class:`meterd.cosem.server.CosemServer`): :class:`WrapperSession` frames APDUs with the
+IEC 62056-47 wrapper (:mod:`meterd.proto.wrapper`), :class:`HdlcSession` with HDLC
+(:mod:`meterd.proto.hdlc`, IEC 62056-46). Both release the association when the link ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from meterd.cosem.config import ServerConfig
+from meterd.proto import hdlc, wrapper
+
+_log = logging.getLogger("meterd.cosem")
+
+
+class ApduServer(Protocol):
+    """APDU in, APDU out, for one association at a time."""
+
+    @property
+    def config(self) -> ServerConfig:
+        """The link's settings (``server_sap`` is the wrapper's destination wPort)."""
+        ...
+
+    def handle_apdu(self, client_sap: int, apdu: bytes) -> bytes | None:
+        """Serve one request APDU; the response APDU (None: no answer)."""
+        ...
+
+    def release(self, reason: str = "link closed") -> None:
+        """Drop the association."""
+        ...
+
+
+class WrapperSession:
+    """IEC 62056-47 TCP/UDP wrapper framing (:mod:`meterd.proto.wrapper`) around a
+    :class:`ApduServer` (a ByteSession); frames to another destination wPort are ignored."""
+
+    def __init__(self, server: ApduServer, inactivity_timeout_s: float = 120.0,
+                 max_apdu: int = wrapper.MAX_APDU) -> None:
+        self.server = server
+        self.decoder = wrapper.WrapperDecoder(max_apdu)
+        self._timeout_s = inactivity_timeout_s
+
+    @property
+    def inactivity_timeout_s(self) -> float:
+        return self._timeout_s
+
+    def receive(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        for event in self.decoder.feed(data):
+            if isinstance(event, wrapper.Discarded):
+                _log.info("wrapper: %s, %d octets of input discarded", event.reason, event.octets)
+                continue
+            if event.destination != self.server.config.server_sap:
+                continue
+            response = self.server.handle_apdu(event.source, event.apdu)
+            if response is not None:
+                out.append(event.reply(response).encode())
+        return out
+
+    def timeout(self) -> list[bytes]:
+        self.decoder.clear()
+        self.server.release("inactivity")
+        return []
+
+    def close(self) -> None:
+        self.server.release("connection closed")
+
+
+class HdlcSession:
+    """HDLC framing (IEC 62056-46) around a :class:`ApduServer` (a ByteSession)."""
+
+    def __init__(self, server: ApduServer, params: hdlc.HdlcParameters | None = None,
+                 inactivity_timeout_s: float = 120.0) -> None:
+        self.server = server
+        self.link = hdlc.HdlcLink(params)
+        self._timeout_s = inactivity_timeout_s
+        self.ended = False
+        """True once the client disconnected the data link (DISC); the optical port then returns
+        to its mode E sign-on."""
+
+    @property
+    def inactivity_timeout_s(self) -> float:
+        return self._timeout_s
+
+    def receive(self, data: bytes) -> list[bytes]:
+        return self._run(self.link.receive(data))
+
+    def _run(self, events: list[hdlc.HdlcEvent]) -> list[bytes]:
+        out: list[bytes] = []
+        for event in events:
+            if isinstance(event, hdlc.Send):
+                out.append(event.data)
+            elif isinstance(event, hdlc.ApduReceived):
+                response = self.server.handle_apdu(event.client_sap, event.apdu)
+                out += self._run(self.link.send_apdu(response)) if response is not None else []
+            else:
+                self.server.release(event.reason)
+                self.ended = self.ended or self.link.state is hdlc.LinkState.NDM
+        return out
+
+    def timeout(self) -> list[bytes]:
+        return self._run(self.link.timeout())
+
+    def close(self) -> None:
+        self.server.release("link closed")
