@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from meterd.app.config import load_config
-from meterd.app.meterctl import request
+from meterd.app.meterctl import SIM_RUN_SOCKET, request
 from meterd.core.errors import ConfigError
 from meterd.runtime.state_lock import probe
 
@@ -126,11 +126,11 @@ def banner(view: dict[str, Any], socket_path: Path, config: str) -> str:
     for key in sorted(links):
         if key != "api_socket":
             lines.append(f"  {key:17}: {links[key]}")
+    lines += ["", "Try, in another terminal (after `source .venv/bin/activate`):",
+              f"  export METERD_SOCKET={socket_path.resolve()}"
+              + ("   # needed only outside this directory" if socket_path.resolve() == SIM_RUN_SOCKET.resolve()
+                 else "")]
     lines += [
-        "",
-        "Try, in another terminal (after `source .venv/bin/activate`; meterctl finds the socket",
-        "of var/run-sim by itself when started from this directory):",
-        f"  export METERD_SOCKET={socket_path.resolve()}",
         "  meterctl status",
         "  meterctl sim set --phase A --voltage 230 --current 10 --pf 0.5L",
         "  meterctl sim scenario config/scenarios/evening.toml",

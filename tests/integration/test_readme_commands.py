@@ -114,3 +114,11 @@ def test_every_readme_command_runs_as_printed(workdir: Path) -> None:
         if out.returncode != 0 or "Traceback" in out.stdout + out.stderr:
             failures.append(f"$ {line}\n  exit {out.returncode} after {took:.1f} s\n{out.stdout}{out.stderr}")
     assert not failures, "\n".join(failures)
+
+
+def test_the_socket_make_run_prints_works_from_anywhere(workdir: Path, tmp_path: Path) -> None:
+    printed = re.search(r"(?m)^  export METERD_SOCKET=(\S+)", (workdir / "simrun.log").read_text())
+    assert printed and Path(printed.group(1)) == (workdir / "var/run-sim/meterd.sock").resolve()
+    out = subprocess.run(["bash", "-c", f"{printed.group(0).strip()}; meterctl status --json"], cwd=tmp_path,
+                         env=environment(), capture_output=True, text=True, timeout=DEADLINE_S)
+    assert out.returncode == 0 and '"serial": "PMM1221000001"' in out.stdout, out.stderr
