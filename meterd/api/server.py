@@ -41,6 +41,7 @@ class ApiServer:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Handler] = {}
         self._server: asyncio.base_events.Server | None = None
+        self._socket: tuple[Path, int, int] | None = None  # path, st_dev, st_ino of the bound socket
 
     def route(self, method: str, path: str, handler: Handler) -> None:
         """Register ``handler`` for ``method path``."""
@@ -53,12 +54,25 @@ class ApiServer:
             socket_path.unlink()
         self._server = await asyncio.start_unix_server(self._serve, path=str(socket_path))
         os.chmod(socket_path, 0o660)
+        st = socket_path.stat()
+        self._socket = (socket_path, st.st_dev, st.st_ino)
 
     async def close(self) -> None:
-        """Stop listening."""
+        """Stop listening and remove the socket file (only if it is still the one this server
+        bound), so that clients tell a stopped meter from a refused connection."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+            self._server = None
+        if self._socket is not None:
+            path, dev, ino = self._socket
+            self._socket = None
+            try:
+                st = path.stat()
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    path.unlink()
+            except FileNotFoundError:
+                pass
 
     async def dispatch(self, method: str, path: str, body: Payload) -> tuple[int, Payload]:
         """Run the handler of a route; errors become JSON error payloads."""

@@ -32,6 +32,7 @@ from meterd.core.energy import CreepRule
 from meterd.core.model import MeterIdentity
 from meterd.runtime.clocks import HostClock
 from meterd.runtime.notify import Notifier
+from meterd.runtime.state_lock import StateLock
 from meterd.services.metering import MeteringService
 from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, JournalError, shared_journal_path
 from meterd.store.energy_store import EnergyStore
@@ -166,6 +167,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit status."""
+        self.closers.append(StateLock(self.cfg.state_dir, self.journal_path()).release)  # released last
         meter = self.build()
         meter.start()
         self._watch_power_fail()

@@ -38,13 +38,28 @@ class Hardware:
     led: PulseLed | None = None
     closers: list[Any] = field(default_factory=list)
     scheduler: Callable[[float, Callable[[], None]], Any] | None = None
+    pending: dict[int, Any] = field(default_factory=dict)  # timers not yet fired, by sequence number
+    _timer_seq: int = 0
 
     def schedule(self, delay_s: float, action: Callable[[], None]) -> Any:
-        """Run ``action`` after ``delay_s`` (s) through the owner's scheduler, or now without one."""
+        """Run ``action`` after ``delay_s`` (s) through the owner's scheduler, or now without one.
+        The timer is kept until it fires, so that :meth:`close` cancels it."""
         if self.scheduler is None:
             action()
             return None
-        return self.scheduler(delay_s, action)
+        key = self._timer_seq
+        self._timer_seq += 1
+        self.pending[key] = None
+
+        def fire() -> None:
+            if key in self.pending:  # not cancelled by close()
+                del self.pending[key]
+                action()
+
+        handle = self.scheduler(delay_s, fire)
+        if key in self.pending:
+            self.pending[key] = handle
+        return handle
 
     def before_cycle(self) -> None:
         """Scenario events due now (a ``[sim] scenario`` is loaded by the first call), then
@@ -59,7 +74,11 @@ class Hardware:
             self.led.feed(result.led_energy_mwh, cycle_s)
 
     def close(self) -> None:
-        """Release every device."""
+        """Cancel the timers not yet fired (pulse LED edges), then release every device."""
+        for handle in self.pending.values():
+            if handle is not None:
+                handle.cancel()
+        self.pending.clear()
         for closer in reversed(self.closers):
             closer()
         self.inputs.close()

@@ -59,12 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     setup_logging(args.log_level)
     from meterd.app.daemon import Daemon
+    from meterd.runtime.state_lock import StateLockError
 
     daemon = Daemon(cfg, speed=args.speed, state_dir=args.state_dir)
     try:
         return asyncio.run(daemon.run())
     except ConfigError as exc:
         print(f"meterd: config error: {exc}", file=sys.stderr)
+        return 2
+    except StateLockError as exc:  # another meterd runs on this state directory
+        print(f"meterd: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0

@@ -1,6 +1,6 @@
 """meterctl: the command-line client of meterd's local API.
 
-  meterctl [--json] status
+  meterctl status
   meterctl sim set --phase A|B|C|all [--voltage V] [--current A] [--pf 0.5L|0.8C|1] [--frequency Hz]
   meterctl sim scenario FILE
   meterctl sim power-fail | power-restore
@@ -15,9 +15,16 @@
   meterctl display button next|previous
   meterctl sts decode TOKEN --key HEX --ea 7|11 --base-date 1993|2014|2035   (offline)
 
-The socket comes from --socket, else $METERD_SOCKET, else the [api] socket of --config /
-$METERD_CONFIG / /etc/meterd/meterd.toml. Exit status: 0 ok, 1 the meter refused, 2 usage or
-connection error.
+``--json`` (raw JSON instead of tables), ``--socket PATH`` and ``--config FILE`` go before or
+after the command. The socket is the first of: ``--socket``; the ``[api] socket`` under the
+``[storage] state_dir`` of ``--config``; ``$METERD_SOCKET`` (``make run`` prints it); the
+config named by ``$METERD_CONFIG``; ``var/run-sim/meterd.sock`` (what ``make run`` makes) when
+it exists here; the config ``/etc/meterd/meterd.toml``.
+
+Energy and credit are printed with the same decimals everywhere (kWh and Wh with three), never
+as a negative zero. Exit status: 0 ok; 1 the meter refused (a token rejected, a command not
+accepted, an API error); 2 usage error, or meterd not reachable (not running, stale socket);
+141 when the reader of the output went away (``meterctl events | head``), silently.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meterd.api.views import status_table, text_table
+from meterd.api.views import status_table, text_table, text_value
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -63,27 +70,69 @@ def request(socket_path: str, method: str, path: str, body: dict[str, Any] | Non
         conn.close()
 
 
-def find_socket(args: argparse.Namespace) -> str:
-    """Resolve the API socket path from the arguments, the environment or the config."""
-    if args.socket:
-        return str(args.socket)
-    if os.environ.get("METERD_SOCKET"):
-        return os.environ["METERD_SOCKET"]
-    config = args.config or os.environ.get("METERD_CONFIG") or "/etc/meterd/meterd.toml"
+SIM_RUN_SOCKET = Path("var/run-sim/meterd.sock")  # where `make run` puts it, from the source tree
+SYSTEM_CONFIG = "/etc/meterd/meterd.toml"
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_CLOSED_PIPE = 128 + 13  # as a tool killed by SIGPIPE
+
+
+class Failure(Exception):
+    """A failed command: one line for stderr and the exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def config_socket(config: str) -> str:
+    """The API socket a meterd run with ``config`` listens on (``[api] socket`` under
+    ``[storage] state_dir``, as the daemon computes it)."""
     from meterd.app.config import load_config  # the client reads the same config as the daemon
 
     cfg = load_config(config)
     return str(cfg.under_state(cfg.api.socket))
 
 
+def find_socket(args: argparse.Namespace) -> str:
+    """Resolve the API socket path: --socket, --config, $METERD_SOCKET, $METERD_CONFIG, the
+    `make run` socket when it exists here, the system config."""
+    if args.socket:
+        return str(args.socket)
+    if args.config:
+        return config_socket(args.config)
+    if os.environ.get("METERD_SOCKET"):
+        return os.environ["METERD_SOCKET"]
+    if os.environ.get("METERD_CONFIG"):
+        return config_socket(os.environ["METERD_CONFIG"])
+    if SIM_RUN_SOCKET.exists():
+        return str(SIM_RUN_SOCKET)
+    if not Path(SYSTEM_CONFIG).exists():
+        raise Failure(f"no meterd socket found: give --socket PATH or --config FILE, set METERD_SOCKET, or run "
+                      f"`make run` here ({SIM_RUN_SOCKET}); {SYSTEM_CONFIG} does not exist", EXIT_USAGE)
+    return config_socket(SYSTEM_CONFIG)
+
+
+def common_options(top: bool) -> argparse.ArgumentParser:
+    """--socket, --config and --json, accepted before and after the command words (after it,
+    without a default, so that they do not undo what was given before)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    unset = None if top else argparse.SUPPRESS
+    parser.add_argument("--socket", default=unset, help="API socket path")
+    parser.add_argument("--config", default=unset, help="meterd config file (to find the socket)")
+    parser.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS,
+                        help="print the API's JSON instead of tables")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="meterctl", description="Talk to the local meterd.")
-    parser.add_argument("--socket", help="API socket path")
-    parser.add_argument("--config", help="meterd config file (to find the socket)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="meterctl", description="Talk to the local meterd.",
+                                     parents=[common_options(top=True)])
+    common = common_options(top=False)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_with_parents(common))
     sub.add_parser("status", help="instantaneous values, energy registers and status")
-    sim = sub.add_parser("sim", help="drive the simulated grid").add_subparsers(dest="sim_command", required=True)
+    sim = sub.add_parser("sim", help="drive the simulated grid").add_subparsers(
+        dest="sim_command", required=True, parser_class=_with_parents(common))
     s = sim.add_parser("set", help="set a phase's voltage, current, power factor")
     s.add_argument("--phase", default="all", choices=["A", "B", "C", "all", "L1", "L2", "L3"])
     s.add_argument("--voltage", type=float, help="RMS voltage (V)")
@@ -121,20 +170,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _with_parents(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """An ArgumentParser class whose instances (the sub-command parsers) all take ``common``'s
+    options."""
+
+    class SubParser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["parents"] = [*kwargs.get("parents", []), common]
+            super().__init__(*args, **kwargs)
+
+    return SubParser
+
+
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    socket_path = find_socket(args)
     try:
-        status, payload = request(find_socket(args), method, path, body)
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        print(f"meterctl: cannot reach meterd: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        status, payload = request(socket_path, method, path, body)
+    except FileNotFoundError:
+        raise Failure(f"meterd is not running (no socket at {socket_path})", EXIT_USAGE) from None
+    except ConnectionRefusedError:
+        raise Failure(f"meterd is not running (stale socket {socket_path})", EXIT_USAGE) from None
+    except PermissionError:
+        raise Failure(f"no permission to use {socket_path} (meterd's user and group may)", EXIT_USAGE) from None
+    except TimeoutError:
+        raise Failure(f"meterd did not answer on {socket_path}", EXIT_USAGE) from None
+    except OSError as exc:
+        raise Failure(f"cannot reach meterd on {socket_path}: {exc.strerror or exc}", EXIT_USAGE) from None
     if status != 200:
-        print(f"meterctl: {payload.get('error', status)}", file=sys.stderr)
-        raise SystemExit(1)
+        raise Failure(str(payload.get("error", f"HTTP status {status}")), EXIT_REFUSED)
     return payload
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_CLOSED_PIPE
+
+
+def _main(argv: list[str]) -> int:
     command_at = _first_positional(argv)
     if command_at is not None and argv[command_at] == "sts":
         from meterd.tools.sts_cli import main as sts_main  # offline: no meterd needed
@@ -142,12 +218,28 @@ def main(argv: list[str] | None = None) -> int:
         return sts_main(argv[command_at + 1:])
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        status = _dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler
+        return status
+    except Failure as exc:
+        sys.stdout.flush()
+        print(f"meterctl: {exc}", file=sys.stderr)
+        return exc.status
     except SystemExit as exc:
         return int(exc.code or 0)
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # config errors and the like: one line, status 2
         print(f"meterctl: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+
+
+def _quiet_stdout() -> None:
+    """The reader is gone: point stdout at /dev/null so that the interpreter's final flush
+    finds nothing to complain about."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _first_positional(argv: list[str]) -> int | None:
@@ -166,7 +258,7 @@ def _first_positional(argv: list[str]) -> int | None:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         view = _call(args, "GET", "/status")
-        print(json.dumps(view, sort_keys=True) if args.json else status_table(view))
+        print(json.dumps(view, sort_keys=True) if args.json else status_table(_status_numbers(view)))
     elif args.command == "sim":
         if args.sim_command == "set":
             body: dict[str, Any] = {k: v for k, v in {"phase": args.phase, "voltage_v": args.voltage, "current_a": args.current,
@@ -179,11 +271,23 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             _print(args, _call(args, "POST", f"/sim/{args.sim_command}", {}))
     elif args.command == "token":
-        _print(args, _call(args, "POST", "/token", {"token": args.digits}))
+        answer = _call(args, "POST", "/token", {"token": args.digits})
+        _print(args, answer)
+        if answer.get("accepted") is False:
+            reason = answer.get("result", "refused")
+            shown = answer.get("display")
+            raise Failure(f"token refused: {reason}" + (f" ({shown})" if shown and shown != reason else ""),
+                          EXIT_REFUSED)
     elif args.command == "credit":
-        _print(args, _credit(args))
+        answer = _credit(args)
+        _print(args, answer)
+        if answer.get("granted") is False:
+            raise Failure("emergency credit not granted", EXIT_REFUSED)
     elif args.command == "relay":
-        _print(args, _relay(args))
+        answer = _relay(args)
+        _print(args, answer)
+        if answer.get("accepted") is False:
+            raise Failure(f"relay command not accepted{_reason(answer)}", EXIT_REFUSED)
     elif args.command == "tariff":
         _print(args, _call(args, "GET", "/tariff"))
     elif args.command == "billing-reset":
@@ -196,7 +300,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         body = {"limit": args.limit}
         if args.log:
             body["log"] = args.log
-        _print(args, _call(args, "POST", "/events", body))
+        answer = _call(args, "POST", "/events", body)
+        print(json.dumps(answer, sort_keys=True) if args.json else events_table(answer.get("events", [])))
     elif args.command == "alarms-clear":
         _print(args, _call(args, "POST", "/alarms/clear", {} if args.mask is None else {"mask": args.mask}))
     elif args.command == "pq":
@@ -229,11 +334,84 @@ def _credit(args: argparse.Namespace) -> dict[str, Any]:
     raise SystemExit(2)
 
 
+def _reason(answer: dict[str, Any]) -> str:
+    """``: why`` from an answer's reason field, when it has one."""
+    for key in ("reason", "error", "result"):
+        if isinstance(answer.get(key), str):
+            return f": {answer[key]}"
+    return ""
+
+
 def _print(args: argparse.Namespace, payload: dict[str, Any]) -> None:
     if args.json:
         print(json.dumps(payload, sort_keys=True))
     else:
-        print(text_table(payload))
+        print(text_table(readable_numbers(payload)))
+
+
+ENERGY_SUFFIXES = ("_kwh", "_wh", "_varh", "_vah")
+ENERGY_DECIMALS = 3  # kWh to the Wh, Wh to the mWh: the registers' resolution
+
+
+def readable_numbers(value: Any, key: str = "") -> Any:
+    """A copy of an API answer for the tables: energy and credit in kWh, Wh, varh or VAh (keys
+    ending ``_kwh``, ``_wh``, ...) with :data:`ENERGY_DECIMALS` decimals, and no negative zero
+    anywhere."""
+    if isinstance(value, dict):
+        return {k: readable_numbers(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [readable_numbers(v, key) for v in value]
+    if isinstance(value, float):
+        if key.endswith(ENERGY_SUFFIXES):
+            return fixed(value, ENERGY_DECIMALS)
+        return _no_negative_zero(value)
+    return value
+
+
+def _status_numbers(view: dict[str, Any]) -> dict[str, Any]:
+    """The status view for :func:`status_table`: no negative zero; the credit section (printed
+    as rows) with the energy decimals of :func:`readable_numbers`."""
+    out = {k: _no_negative_zero(v) for k, v in view.items()}
+    if isinstance(view.get("credit"), dict):
+        out["credit"] = readable_numbers(view["credit"])
+    return out
+
+
+def _no_negative_zero(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _no_negative_zero(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_negative_zero(v) for v in value]
+    if isinstance(value, float) and value == 0:
+        return 0.0
+    return value
+
+
+def fixed(value: float, decimals: int) -> str:
+    """``value`` with ``decimals`` decimals, never ``-0.000``."""
+    text = f"{value:.{decimals}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def events_table(events: list[dict[str, Any]]) -> str:
+    """Events as a table: time (UTC), log(s), code, name, details (newest first, as the API
+    gives them)."""
+    if not events:
+        return "no events"
+    rows = [(str(e.get("utc", "-")), ",".join(e.get("logs", [])) or "-", str(e.get("code", "-")),
+             str(e.get("name", "-")), _details(e)) for e in events]
+    head = ("time (UTC)", "log", "code", "name", "details")
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
+    return "\n".join("  ".join(f"{cell:<{w}}" for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+                     for row in [head, *rows]).rstrip()
+
+
+def _details(event: dict[str, Any]) -> str:
+    """An event's details as ``key=value`` pairs, else its text."""
+    detail = event.get("detail")
+    if isinstance(detail, dict) and detail:
+        return text_value(readable_numbers(detail))
+    return str(event.get("text") or "-")
 
 
 if __name__ == "__main__":

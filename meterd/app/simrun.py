@@ -3,21 +3,36 @@
 Starts ``meterd run`` with the given config, waits for its API, prints where everything is
 (API socket, DLMS ports and ptys, CIU link, screen images) and how to drive it, then starts the
 CIU daemon on the meter's CIU link when the meter offers one. Ctrl-C stops both cleanly.
+
+The launcher supervises its children: when one of them ends, it says which and how (exit status
+or signal), stops the other cleanly and exits with status 1. The children die with the launcher
+(``PR_SET_PDEATHSIG``: the kernel sends them SIGTERM when it ends, ``kill -9`` included), so no
+orphan meter keeps writing the state directory. A state directory a running meterd holds is
+refused before anything starts (exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import dataclasses
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from meterd.app.config import load_config
-from meterd.app.meterctl import request
+from meterd.app.meterctl import SIM_RUN_SOCKET, request
 from meterd.core.errors import ConfigError
+from meterd.runtime.state_lock import probe
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+POLL_S = 0.05         # how often the launcher looks at its children and the API (s)
+STOP_TIMEOUT_S = 15.0  # a child that has not stopped this long after SIGTERM is killed (s)
 
 
 class StopFlag:
@@ -30,6 +45,57 @@ class StopFlag:
         self.set = True
 
 
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child receive SIGTERM when this process ends (Linux
+    ``prctl(PR_SET_PDEATHSIG)``), and end at once if this process is already gone."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the launcher died between fork and prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def how_it_ended(returncode: int) -> str:
+    """``exited with status N`` or ``was killed by signal SIGKILL`` (Popen's returncode)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"was killed by signal {name}"
+    return f"exited with status {returncode}"
+
+
+@dataclasses.dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> str | None:
+        """SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT_S`; a note when it had to be killed."""
+        if self.proc.poll() is not None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+            return None
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return f"{self.name} (pid {self.proc.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s: killed"
+
+
+def spawn(name: str, cmd: list[str]) -> Child:
+    """Start ``cmd`` as a child that dies with the launcher."""
+    return Child(name, subprocess.Popen(cmd, preexec_fn=die_with_parent()))  # noqa: PLW1509  no threads here
+
+
 def wait_for_api(socket_path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 30.0,
                  stop: StopFlag | None = None) -> dict[str, Any] | None:
     """Poll the API until meterd answers (None when a stop was asked for first); raises
@@ -39,21 +105,20 @@ def wait_for_api(socket_path: Path, proc: subprocess.Popen[bytes], timeout_s: fl
         if stop is not None and stop.set:
             return None
         if proc.poll() is not None:
-            raise RuntimeError(f"meterd exited with status {proc.returncode}")
+            raise RuntimeError(f"meterd (pid {proc.pid}) {how_it_ended(proc.returncode)} before its API answered")
         try:
             status, view = request(str(socket_path), "GET", "/status", timeout=2.0)
             if status == 200:
                 return view
         except OSError:
             pass
-        time.sleep(0.2)
-    raise RuntimeError("meterd did not answer within 30 s")
+        time.sleep(POLL_S)
+    raise RuntimeError(f"meterd did not answer within {timeout_s:.0f} s")
 
 
 def banner(view: dict[str, Any], socket_path: Path, config: str) -> str:
     """What the user needs to know, in a few lines."""
     links = view.get("links", {})
-    ctl = f"meterctl --socket {socket_path}"
     lines = [
         f"PMM1221 simulated meter {view['serial']} is running.",
         f"  local API socket : {socket_path}",
@@ -61,12 +126,14 @@ def banner(view: dict[str, Any], socket_path: Path, config: str) -> str:
     for key in sorted(links):
         if key != "api_socket":
             lines.append(f"  {key:17}: {links[key]}")
+    lines += ["", "Try, in another terminal (after `source .venv/bin/activate`):",
+              f"  export METERD_SOCKET={socket_path.resolve()}"
+              + ("   # needed only outside this directory" if socket_path.resolve() == SIM_RUN_SOCKET.resolve()
+                 else "")]
     lines += [
-        "",
-        "Try, in another terminal (after `source .venv/bin/activate`):",
-        f"  {ctl} status",
-        f"  {ctl} sim set --phase A --voltage 230 --current 10 --pf 0.5L",
-        f"  {ctl} sim scenario config/scenarios/evening.toml",
+        "  meterctl status",
+        "  meterctl sim set --phase A --voltage 230 --current 10 --pf 0.5L",
+        "  meterctl sim scenario config/scenarios/evening.toml",
     ]
     if "ciu_keypad" in links:
         lines.append(f"  type a token on the CIU keypad: python -m ciu.keys {links['ciu_keypad']}")
@@ -76,6 +143,16 @@ def banner(view: dict[str, Any], socket_path: Path, config: str) -> str:
         lines.append(f"  CIU screen images: {links['ciu_screens']}")
     lines.append(f"Stop with Ctrl-C. Config: {config}")
     return "\n".join(lines)
+
+
+def supervise(children: list[Child], stop: StopFlag) -> Child | None:
+    """Wait until a stop is asked for (None) or a child ends (that child)."""
+    while not stop.set:
+        for child in children:
+            if child.proc.poll() is not None:
+                return child
+        time.sleep(POLL_S)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,40 +167,47 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simrun: config error: {exc}", file=sys.stderr)
         return 2
     state_dir = Path(args.state_dir)
+    holder = probe(state_dir)
+    if holder is not None:
+        print(f"simrun: state directory {state_dir} is in use by another meterd (pid {holder}); "
+              "stop it first or choose another --state-dir", file=sys.stderr)
+        return 2
     state_dir.mkdir(parents=True, exist_ok=True)
-    socket_path = state_dir / cfg.api.socket
+    cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, state_dir=str(state_dir)))
+    socket_path = cfg.under_state(cfg.api.socket)
     cmd = [sys.executable, "-m", "meterd", "run", "--config", args.config, "--state-dir", str(state_dir)]
     if args.speed is not None:
         cmd += ["--speed", str(args.speed)]
     stop = StopFlag()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
-    meterd = subprocess.Popen(cmd)
+    meterd = spawn("meterd", cmd)
     children = [meterd]
+    status = 0
     try:
-        view = wait_for_api(socket_path, meterd, stop=stop)
+        view = wait_for_api(socket_path, meterd.proc, stop=stop)
         if view is None:
             return 0
         print(banner(view, socket_path, args.config), flush=True)
         ciu_port = view.get("links", {}).get("ciu_link")
         if ciu_port:
-            ciu_cmd = [sys.executable, "-m", "ciu", "--port", str(ciu_port), "--state-dir", str(state_dir / "ciu")]
-            children.append(subprocess.Popen(ciu_cmd))
-        while not stop.set and all(child.poll() is None for child in children):
-            time.sleep(0.1)
+            children.append(spawn("ciu", [sys.executable, "-m", "ciu", "--port", str(ciu_port),
+                                          "--state-dir", str(state_dir / "ciu")]))
+        ended = supervise(children, stop)
+        if ended is not None:
+            others = [c.name for c in children if c is not ended and c.proc.poll() is None]
+            print(f"simrun: {ended.name} (pid {ended.proc.pid}) {how_it_ended(ended.proc.returncode)}"
+                  + (f"; stopping {', '.join(others)}" if others else ""), file=sys.stderr, flush=True)
+            status = 1
     except RuntimeError as exc:
         print(f"simrun: {exc}", file=sys.stderr)
-        return 1
+        status = 1
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    return 0
+        for child in reversed(children):  # the CIU first, then the meter it talks to
+            note = child.stop()
+            if note:
+                print(f"simrun: {note}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

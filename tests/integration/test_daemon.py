@@ -111,4 +111,4 @@ def test_daemon_end_to_end(tmp_path, notify_socket):
 
 def test_meterctl_without_meter_exits_2(tmp_path):
     out = meterctl(tmp_path, "status")
-    assert out.returncode == 2 and "cannot reach meterd" in out.stderr
+    assert out.returncode == 2 and "meterd is not running (no socket at" in out.stderr

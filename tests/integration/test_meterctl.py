@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -59,7 +61,10 @@ def test_a_vended_token_is_accepted_once(meter, tmp_path):
     first = ok(meter, "token", token)
     assert first["accepted"] is True
     again = ctl(meter, "token", token)
-    assert again.returncode == 1 or json.loads(again.stdout)["accepted"] is False
+    assert again.returncode == 1 and json.loads(again.stdout)["accepted"] is False
+    assert again.stderr == "meterctl: token refused: UsedError (Used)\n"
+    human = ctl(meter, "token", token, json_out=False)
+    assert human.returncode == 1 and re.search(r"(?m)^result +UsedError$", human.stdout), human.stdout
 
 
 def wait_output(meter: MeterdProcess, state: str) -> dict:
@@ -83,8 +88,12 @@ def test_control_commands(meter):
     names = [e["name"] for e in events]
     assert names[:2] == ["MANUAL_CONNECTION", "MANUAL_DISCONNECTION"], names  # newest first
     assert all(e["logs"] == ["disconnector"] for e in events)
-    human = text(meter, "events", "--log", "disconnector", "--limit", "10")
-    assert "name=MANUAL_DISCONNECTION" in human and "events[0]" in human
+    human = text(meter, "events", "--log", "disconnector", "--limit", "10").splitlines()
+    assert human[0].split() == ["time", "(UTC)", "log", "code", "name", "details"]
+    rows = [line.split()[:4] for line in human[1:]]
+    assert [r[1:] for r in rows[:2]] == [["disconnector", str(events[0]["code"]), "MANUAL_CONNECTION"],
+                                         ["disconnector", str(events[1]["code"]), "MANUAL_DISCONNECTION"]]
+    assert rows[0][0] == events[0]["utc"]
     ok(meter, "display", "button", "next")
     ok(meter, "alarms-clear")
     ok(meter, "credit", "mode", "postpaid")
@@ -118,3 +127,74 @@ def test_human_answers_are_rows_and_json_is_unchanged(meter):
     view = ok(meter, "status")
     assert isinstance(view["relay"], dict) and isinstance(view["tamper"], list)
     assert isinstance(view["credit"], dict) and isinstance(view["links"], dict)
+
+
+def test_options_after_the_command(meter):
+    out = subprocess.run([sys.executable, "-m", "meterd.app.meterctl", "status", "--json", "--socket", meter.socket],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["serial"] == meter.view["serial"]
+    out = subprocess.run([sys.executable, "-m", "meterd.app.meterctl", "sim", "set", "--phase", "A", "--current", "5",
+                          "--socket", meter.socket, "--json"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0 and json.loads(out.stdout)["phase"] == "A", out.stderr
+    out = subprocess.run([sys.executable, "-m", "meterd.app.meterctl", "--json", "relay", "--socket", meter.socket],
+                         capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0 and "control_state" in json.loads(out.stdout), out.stderr
+
+
+def plain_ctl(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in ("METERD_SOCKET", "METERD_CONFIG")}
+    environ["PYTHONPATH"] = os.pathsep.join([str(REPO), environ.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "meterd.app.meterctl", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**environ, **(env or {})}, timeout=60)
+
+
+def test_socket_found_from_config_environment_and_make_run_directory(meter, tmp_path):
+    config = tmp_path / "meter.toml"
+    config.write_text(re.sub(r"(?m)^state_dir = .*$", f'state_dir = "{meter.state}"', meter.config.read_text()))
+    by_config = plain_ctl("--json", "status", "--config", str(config), cwd=tmp_path)
+    assert by_config.returncode == 0 and json.loads(by_config.stdout)["serial"] == meter.view["serial"], by_config.stderr
+    by_env = plain_ctl("--json", "status", cwd=tmp_path, env={"METERD_SOCKET": meter.socket})
+    assert by_env.returncode == 0, by_env.stderr
+    by_config_env = plain_ctl("--json", "status", cwd=tmp_path, env={"METERD_CONFIG": str(config)})
+    assert by_config_env.returncode == 0, by_config_env.stderr
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "run-sim").symlink_to(meter.state)  # the directory `make run` uses, seen from here
+    here = plain_ctl("--json", "status", cwd=tmp_path)
+    assert here.returncode == 0 and json.loads(here.stdout)["serial"] == meter.view["serial"], here.stderr
+
+
+def test_not_running_and_stale_socket_are_told_apart(tmp_path):
+    missing = plain_ctl("--socket", str(tmp_path / "meterd.sock"), "status", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == f"meterctl: meterd is not running (no socket at {tmp_path / 'meterd.sock'})\n"
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.bind(str(stale))  # bound, never listening: a connection is refused
+        out = plain_ctl("status", "--socket", str(stale), cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr == f"meterctl: meterd is not running (stale socket {stale})\n"
+    nothing = plain_ctl("status", cwd=tmp_path)  # no make run here, and no /etc/meterd on a test machine
+    if not os.path.exists("/etc/meterd/meterd.toml"):
+        assert nothing.returncode == 2 and "no meterd socket found" in nothing.stderr, nothing.stderr
+
+
+def test_quiet_on_a_closed_pipe(meter):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before meterctl writes a byte
+    try:
+        proc = subprocess.run([sys.executable, "-m", "meterd.app.meterctl", "--socket", meter.socket, "tariff"],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == "" and proc.returncode == 141
+
+
+def test_credit_decimals_are_the_same_everywhere(meter):
+    credit = text(meter, "credit")
+    kwh = re.search(r"(?m)^credit_kwh +(\S+)$", credit)
+    assert kwh and re.fullmatch(r"-?\d+\.\d{3}", kwh.group(1)), credit
+    status = text(meter, "status")
+    in_status = re.search(r"(?m)^  credit_kwh +(\S+)$", status)
+    assert in_status and re.fullmatch(r"-?\d+\.\d{3}", in_status.group(1)), status
+    negative_zero = re.compile(r"(?<![\d.])-0(\.0+)?(?![\d.])")
+    assert not negative_zero.search(credit) and not negative_zero.search(status)
