@@ -41,7 +41,7 @@ from ciu.core.state import CiuState
 from ciu.runtime.client import CiuLinkClient
 from ciu.runtime.daemon import CiuLoop
 from ciu.runtime.notify import notify, watchdog_interval_s
-from hw.gpio import make_pin_factory
+from hw import gpio
 from hw.keypad import CompositeKeypad, MatrixKeypad, SocketKeypad, StreamKeypad
 from hw.lcd import make_device, raqm_available
 from hw.serial_link import open_port
@@ -161,13 +161,11 @@ def build_buzzer(cfg: dict[str, Any], keypad_kind: str, clock: MonotonicClock) -
     """The buzzer and its gpiozero device (to close), or (None, None) without a pin."""
     if cfg["pin"] < 0:
         return None, None
-    from gpiozero import Buzzer as GpioBuzzer
-
     name = cfg["pin_factory"]
     if name == "auto":
         name = "" if keypad_kind == "matrix" else "mock"
-    factory = make_pin_factory(name) if name else None
-    device = GpioBuzzer(cfg["pin"], active_high=True, initial_value=False, pin_factory=factory)
+    factory = gpio.make_pin_factory(name) if name else None
+    device = gpio.buzzer(cfg["pin"], factory)
     return Buzzer(lambda on: device.on() if on else device.off(), clock, cfg["low_credit_repeat_s"]), device
 
 
