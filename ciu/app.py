@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -40,11 +39,13 @@ from ciu.core.buzzer import Buzzer
 from ciu.core.state import CiuState
 from ciu.runtime.client import CiuLinkClient
 from ciu.runtime.daemon import CiuLoop
-from ciu.runtime.notify import notify, watchdog_interval_s
-from hw.gpio import make_pin_factory
+from hw import gpio
 from hw.keypad import CompositeKeypad, MatrixKeypad, SocketKeypad, StreamKeypad
 from hw.lcd import make_device, raqm_available
+from hw.monotonic import MonotonicClock
+from hw.secret_file import SecretFileError, SecretFileMissing, read_secret_text, write_secret_text
 from hw.serial_link import open_port
+from hw.systemd_notify import Notifier
 from meterd.proto.ciu_link import KEY_LEN, LinkEndpoint, Role
 
 log = logging.getLogger("ciu")
@@ -61,13 +62,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 class CiuConfigError(Exception):
     """The CIU configuration is invalid: file, key and reason in the message."""
-
-
-class MonotonicClock:
-    """The real monotonic clock (s); only the composition root reads real time."""
-
-    def mono(self) -> float:
-        return time.monotonic()
 
 
 def load_config(path: str | None, overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -98,25 +92,25 @@ def load_config(path: str | None, overrides: dict[str, dict[str, Any]]) -> dict[
 
 
 def read_pair_key(path: Path) -> bytes | None:
-    """The pair key (64 hex digits) or None before pairing."""
-    if not path.is_file():
+    """The pair key (64 hex digits, file mode 0600 or stricter) or None before pairing."""
+    try:
+        text = read_secret_text(path, encoding="ascii")
+    except SecretFileMissing:
         return None
-    key = bytes.fromhex(path.read_text().strip())
+    except SecretFileError as exc:
+        raise CiuConfigError(f"pair key file {exc}") from None
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        raise CiuConfigError(f"{path}: pair key is not hexadecimal") from None
     if len(key) != KEY_LEN:
         raise CiuConfigError(f"{path}: pair key must be {KEY_LEN} bytes")
     return key
 
 
 def write_pair_key(path: Path, key: bytes) -> None:
-    """Store the pair key with mode 0600, atomically (write, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Store the pair key with mode 0600, atomically (write, fsync, rename, directory fsync)."""
+    write_secret_text(path, key.hex() + "\n", encoding="ascii")
     log.info("pair key stored in %s", path)
 
 
@@ -161,13 +155,11 @@ def build_buzzer(cfg: dict[str, Any], keypad_kind: str, clock: MonotonicClock) -
     """The buzzer and its gpiozero device (to close), or (None, None) without a pin."""
     if cfg["pin"] < 0:
         return None, None
-    from gpiozero import Buzzer as GpioBuzzer
-
     name = cfg["pin_factory"]
     if name == "auto":
         name = "" if keypad_kind == "matrix" else "mock"
-    factory = make_pin_factory(name) if name else None
-    device = GpioBuzzer(cfg["pin"], active_high=True, initial_value=False, pin_factory=factory)
+    factory = gpio.make_pin_factory(name) if name else None
+    device = gpio.buzzer(cfg["pin"], factory)
     return Buzzer(lambda on: device.on() if on else device.off(), clock, cfg["low_credit_repeat_s"]), device
 
 
@@ -266,9 +258,10 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
     buzzer, buzzer_device = build_buzzer(config["buzzer"], config["keypad"]["kind"], clock)
     loop = CiuLoop(client, keypad, build_display(config["display"]), buzzer)
     announce(config)
-    notify("READY=1\nSTATUS=CIU running")
+    notifier = Notifier()
+    notifier.ready("CIU running")
     log.info("CIU running on %s (%s)", config["link"]["port"], "paired" if link.paired else "not paired")
-    watchdog_s = watchdog_interval_s()
+    watchdog_s = notifier.watchdog_interval_s
     start = next_ping = clock.mono()
     last_screen = None
     try:
@@ -280,11 +273,11 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
                 log.info("screen %s notice=%s link=%s result=%s", view.screen.value, view.notice or "-",
                          "up" if view.link_up else "down", dict(view.result) or "-")
             if watchdog_s is not None and clock.mono() >= next_ping:
-                notify("WATCHDOG=1")
+                notifier.watchdog()
                 next_ping = clock.mono() + watchdog_s
             time.sleep(tick_s)
     finally:
-        notify("STOPPING=1")  # signals still only set the flag: the clean-up always completes
+        notifier.stopping()  # signals still only set the flag: the clean-up always completes
         with contextlib.suppress(AttributeError, OSError):
             keypad.close()
         if buzzer_device is not None:
@@ -304,7 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     except (CiuConfigError, OSError, tomllib.TOMLDecodeError) as exc:
         log.error("configuration: %s", exc)
         return 2
-    return run(config, args.run_seconds, args.tick_s)
+    try:
+        return run(config, args.run_seconds, args.tick_s)
+    except CiuConfigError as exc:  # e.g. a pair key file others may read
+        log.error("configuration: %s", exc)
+        return 2
 
 
 if __name__ == "__main__":

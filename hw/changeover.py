@@ -14,10 +14,12 @@ from typing import Any, Protocol
 
 from gpiozero import DigitalOutputDevice
 
+from hw.errors import HwError
+
 SOURCES = ("grid", "solar")
 
 
-class ChangeoverError(Exception):
+class ChangeoverError(HwError):
     """Base of changeover driver errors."""
 
 

@@ -12,11 +12,13 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from hw.errors import HwError
+
 ENV_VAR = "GPIOZERO_PIN_FACTORY"
 FACTORY_NAMES = ("lgpio", "rpigpio", "pigpio", "native", "mock", "mockpwm")
 
 
-class GpioError(Exception):
+class GpioError(HwError):
     """Base of the GPIO back-end errors."""
 
 
@@ -64,3 +66,10 @@ def button(pin: int | str, factory: Any, *, pull_up: bool | None = True, bounce_
     """A ``gpiozero.Button`` on ``pin`` built on ``factory`` (debounce belongs in our code, see platform §1)."""
     from gpiozero import Button
     return Button(pin, pull_up=pull_up, bounce_time=bounce_time, pin_factory=factory)
+
+
+def buzzer(pin: int | str, factory: Any | None = None) -> Any:
+    """A ``gpiozero.Buzzer`` (active high, starts silent) on ``pin``; ``factory`` None is gpiozero's
+    default factory ($GPIOZERO_PIN_FACTORY, else lgpio)."""
+    from gpiozero import Buzzer
+    return Buzzer(pin, active_high=True, initial_value=False, pin_factory=factory)

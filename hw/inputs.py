@@ -25,6 +25,8 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice
 
+from hw.errors import HwError
+
 Mono = Callable[[], float]
 Listener = Callable[[str, bool, float], None]
 
@@ -33,7 +35,7 @@ MAGNETIC_FIELD = "magnetic_field"
 POWER_FAIL = "power_fail"
 
 
-class InputError(Exception):
+class InputError(HwError):
     """Base of the input driver errors (bad configuration)."""
 
 

@@ -19,13 +19,15 @@ import select
 import socket
 from typing import Any
 
+from hw.errors import HwError
+
 LAYOUT_4X4 = ("123A", "456B", "789C", "*0#D")
 LAYOUT_4X3 = ("123", "456", "789", "*0#")
 LEGEND = frozenset("0123456789*#ABCD")
 _STREAM_MAP = {"\r": "#", "\n": "#", "\x7f": "*", "\b": "*", "a": "A", "b": "B", "c": "C", "d": "D"}
 
 
-class KeypadError(Exception):
+class KeypadError(HwError):
     """Base of the keypad errors."""
 
 

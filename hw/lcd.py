@@ -19,10 +19,12 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont, features
 
+from hw.errors import HwError
+
 DEVICE_KINDS = ("dummy", "capture", "gif", "png", "st7567", "st7789")
 
 
-class LcdError(Exception):
+class LcdError(HwError):
     """Base of the errors of the LCD back ends."""
 
 

@@ -31,8 +31,10 @@ from typing import Any, Protocol
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPin
 
+from hw.errors import HwError
 
-class RelayError(Exception):
+
+class RelayError(HwError):
     """Base of every relay driver error."""
 
 

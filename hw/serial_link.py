@@ -1,6 +1,8 @@
 """Byte links for the MCU-CIU cable: a real serial port, a paced pty pair, and an in-memory null modem.
 
-- :func:`open_port` opens a pyserial port from a device path or URL (``/dev/ttyAMA5``, ``loop://``).
+- :func:`open_port` opens a pyserial port from a device path or URL (``/dev/ttyAMA5``, ``loop://``),
+  optionally in the kernel RS-485 mode; :func:`set_line` changes its rate and framing. No other
+  module of the meter or the CIU imports pyserial.
 - :class:`PacedWriter` spaces written bytes at the configured baud (10 bit times per character),
   so a pty behaves like the real cable in time.
 - :class:`PtyWire` joins two pty pairs with a forwarding thread that paces bytes at the baud
@@ -23,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hw.errors import HwError
 
-class SerialLinkError(Exception):
+
+class SerialLinkError(HwError):
     """Base of the errors of this module."""
 
 
@@ -39,17 +43,19 @@ def char_time_s(baud: int) -> float:
     return 10.0 / baud
 
 
-def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0, rs485: bool = False) -> Any:
-    """Open a pyserial port (path or URL) in 8N1; ``timeout_s = 0`` makes reads non-blocking.
+def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0, rs485: bool = False,
+              write_timeout_s: float | None = 1.0) -> Any:
+    """Open a pyserial port (path or URL) in 8N1; ``timeout_s = 0`` makes reads non-blocking,
+    ``write_timeout_s = 0`` writes (s, None = block until written).
 
-    ``rs485=True`` turns on the kernel RS-485 mode (RTS drives the transceiver's DE while sending)
-    and fails loudly where the UART driver lacks it.
+    ``rs485=True`` turns on the kernel RS-485 mode (``TIOCSRS485``: RTS drives the transceiver's
+    DE while sending) and fails loudly where the UART driver lacks it.
     """
     import serial  # imported here: hw back ends import their libraries lazily
     import serial.rs485
 
     try:
-        port = serial.serial_for_url(url, baudrate=baud, timeout=timeout_s, write_timeout=1.0)
+        port = serial.serial_for_url(url, baudrate=baud, timeout=timeout_s, write_timeout=write_timeout_s)
     except (serial.SerialException, ValueError) as exc:
         raise SerialLinkError(f"cannot open {url}: {exc}") from exc
     if rs485:
@@ -59,6 +65,24 @@ def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0, rs485: bool = 
             port.close()
             raise SerialLinkError(f"{url}: kernel RS-485 mode unavailable: {exc}") from exc
     return port
+
+
+#: Character framings :func:`set_line` knows: 8 data bits no parity, 7 data bits even parity.
+FRAMINGS = ("8N1", "7E1")
+
+
+def set_line(port: Any, baud: int, framing: str) -> None:
+    """Switch an open pyserial port to ``baud`` (Bd) and ``framing`` (one of :data:`FRAMINGS`),
+    after the pending output left the UART (``flush``: tcdrain), so it goes out at the old settings."""
+    if framing not in FRAMINGS:
+        raise SerialLinkError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
+    import serial
+
+    seven_e_one = framing == "7E1"
+    port.flush()
+    port.baudrate = baud
+    port.bytesize = serial.SEVENBITS if seven_e_one else serial.EIGHTBITS
+    port.parity = serial.PARITY_EVEN if seven_e_one else serial.PARITY_NONE
 
 
 class PacedWriter:

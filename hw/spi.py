@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 from typing import Protocol
 
+from hw.errors import HwError
 
-class SpiError(OSError):
+
+class SpiError(HwError, OSError):
     """Base of the SPI transport errors."""
 
 

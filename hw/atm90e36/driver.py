@@ -22,12 +22,6 @@ from hw.atm90e36 import regmap as rm
 from hw.atm90e36.errors import ChecksumError, ChipNotResponding, SpiIntegrityError
 from hw.spi import SpiDevice
 
-LAST_SPI_DATA = 0x0F
-SYS_STATUS0 = 0x01
-SYS_STATUS1 = 0x02
-EN_STATUS0 = 0x95
-EN_STATUS1 = 0x96
-
 _PGA_CODES = {1: 0, 2: 1, 4: 2}
 _DPGA_CODES = {1: 0, 2: 1, 4: 2, 8: 3}
 _THRESHOLD_W_PER_LSB = 0.00032
@@ -164,14 +158,14 @@ class Atm90e36Config:
         def limit(value: float | None, lsb: float, name: str) -> int:
             return 0xFFFF if value is None else _uint16(round(value / lsb), name)
         return {
-            0x03: _uint16(self.func_en0, "func_en0"), 0x04: _uint16(self.func_en1, "func_en1"),
-            0x07: _uint16(self.zx_config, "zx_config"),
-            0x08: self.voltage_threshold_reg(self.sag_threshold_pct),
-            0x09: self.voltage_threshold_reg(self.phase_loss_threshold_pct),
-            0x0A: limit(self.neutral_warn_calc_a, 0.001, "neutral_warn_calc_a"),
-            0x0B: limit(self.neutral_warn_a, 0.001, "neutral_warn_a"),
-            0x0C: limit(self.thd_u_warn_pct, 0.01, "thd_u_warn_pct"),
-            0x0D: limit(self.thd_i_warn_pct, 0.01, "thd_i_warn_pct"),
+            rm.FUNC_EN0: _uint16(self.func_en0, "func_en0"), rm.FUNC_EN1: _uint16(self.func_en1, "func_en1"),
+            rm.ZX_CONFIG: _uint16(self.zx_config, "zx_config"),
+            rm.SAG_TH: self.voltage_threshold_reg(self.sag_threshold_pct),
+            rm.PHASE_LOSS_TH: self.voltage_threshold_reg(self.phase_loss_threshold_pct),
+            rm.IN_WARN_TH0: limit(self.neutral_warn_calc_a, 0.001, "neutral_warn_calc_a"),
+            rm.IN_WARN_TH1: limit(self.neutral_warn_a, 0.001, "neutral_warn_a"),
+            rm.THDNU_TH: limit(self.thd_u_warn_pct, 0.01, "thd_u_warn_pct"),
+            rm.THDNI_TH: limit(self.thd_i_warn_pct, 0.01, "thd_i_warn_pct"),
         }
 
     def block_values(self, index: int) -> dict[int, int]:
@@ -179,29 +173,29 @@ class Atm90e36Config:
         if index == 0:
             th = self._threshold_reg()
             pl = self.pl_constant
-            return {0x31: pl >> 16, 0x32: pl & 0xFFFF, 0x33: self.mmode0(), 0x34: self.mmode1(),
-                    0x35: th, 0x36: th, 0x37: th, 0x38: th, 0x39: th, 0x3A: th}
+            return {rm.PL_CONST_H: pl >> 16, rm.PL_CONST_L: pl & 0xFFFF, rm.MMODE0: self.mmode0(),
+                    rm.MMODE1: self.mmode1(), **dict.fromkeys(rm.START_THRESHOLDS, th)}
         if index == 1:
             values: dict[int, int] = {}
             for i in range(3):
-                values[0x41 + 2 * i] = _int16(self.p_offset[i], "p_offset")
-                values[0x42 + 2 * i] = _int16(self.q_offset[i], "q_offset")
+                values[rm.POFFSET[i]] = _int16(self.p_offset[i], "p_offset")
+                values[rm.QOFFSET[i]] = _int16(self.q_offset[i], "q_offset")
             for i in range(3):
-                values[0x47 + 2 * i] = _int16(self.energy_gain[i], "energy_gain")
-                values[0x48 + 2 * i] = _uint16(self.phase_delay[i], "phase_delay")
+                values[rm.GAIN[i]] = _int16(self.energy_gain[i], "energy_gain")
+                values[rm.PHI[i]] = _uint16(self.phase_delay[i], "phase_delay")
             return values
         if index == 2:
-            values = {0x51 + i: _int16(self.fundamental_p_offset[i], "fundamental_p_offset") for i in range(3)}
-            values.update({0x54 + i: _int16(self.fundamental_gain[i], "fundamental_gain") for i in range(3)})
+            values = {rm.POFFSET_F[i]: _int16(self.fundamental_p_offset[i], "fundamental_p_offset") for i in range(3)}
+            values.update({rm.PGAIN_F[i]: _int16(self.fundamental_gain[i], "fundamental_gain") for i in range(3)})
             return values
         values = {}
         for i in range(3):
-            values[0x61 + 4 * i] = _uint16(self.u_gain[i], "u_gain")
-            values[0x62 + 4 * i] = _uint16(self.i_gain[i], "i_gain")
-            values[0x63 + 4 * i] = _int16(self.u_offset[i], "u_offset")
-            values[0x64 + 4 * i] = _int16(self.i_offset[i], "i_offset")
-        values[0x6D] = _uint16(self.n_gain, "n_gain")
-        values[0x6E] = _int16(self.n_offset, "n_offset")
+            values[rm.UGAIN[i]] = _uint16(self.u_gain[i], "u_gain")
+            values[rm.IGAIN[i]] = _uint16(self.i_gain[i], "i_gain")
+            values[rm.UOFFSET[i]] = _int16(self.u_offset[i], "u_offset")
+            values[rm.IOFFSET[i]] = _int16(self.i_offset[i], "i_offset")
+        values[rm.IGAIN_N] = _uint16(self.n_gain, "n_gain")
+        values[rm.IOFFSET_N] = _int16(self.n_offset, "n_offset")
         return values
 
 
@@ -339,11 +333,11 @@ class Atm90e36:
         consecutive reads agree, and that value is returned (the register is never re-read).
         """
         value = self._raw_read(address)
-        previous = self._raw_read(LAST_SPI_DATA)
+        previous = self._raw_read(rm.LAST_SPI_DATA)
         if previous == value:
             return value
         for _ in range(self.max_retries + 1):
-            current = self._raw_read(LAST_SPI_DATA)
+            current = self._raw_read(rm.LAST_SPI_DATA)
             if current == previous:
                 self.stats.read_recoveries += 1
                 return current
@@ -362,9 +356,9 @@ class Atm90e36:
             if attempt:
                 self.stats.write_retries += 1
             self._raw_write(address, value)
-            echo = self._raw_read(LAST_SPI_DATA)
+            echo = self._raw_read(rm.LAST_SPI_DATA)
             if echo != value:   # a corrupted echo read? LastSPIData re-reads itself unchanged
-                echo = self._raw_read(LAST_SPI_DATA)
+                echo = self._raw_read(rm.LAST_SPI_DATA)
             if echo == value:
                 return
         if echo in (0xFFFF, 0x0000):
@@ -400,19 +394,19 @@ class Atm90e36:
         Raises :class:`ChipNotResponding` (no chip, wrong reset values), :class:`ChecksumError`
         (a block did not take its values, or CSxErr after 0x8765), :class:`SpiIntegrityError`.
         """
-        self._raw_write(0x00, rm.SOFT_RESET_CODE)
+        self._raw_write(rm.SOFT_RESET, rm.SOFT_RESET_CODE)
         self._sleep(self.config.soft_reset_wait_s)
         self._check_reset_values()
         for address, value in self.config.special_registers().items():
             self.write_register(address, value)
-        self.read_register(SYS_STATUS0)
+        self.read_register(rm.SYS_STATUS0)
         for block in rm.BLOCKS:
             self._program_block(block, self.config.block_values(block.index))
-        self.read_register(SYS_STATUS1)
+        self.read_register(rm.SYS_STATUS1)
         self._read_energy_counts()  # discard what accumulated before configuration
 
     def _check_reset_values(self) -> None:
-        expected = {0x30: rm.START_POWER_UP, 0x0E: 0x7E44, 0x33: 0x0087}
+        expected = {a: rm.REGISTERS[a].reset for a in (rm.CONFIG_START, rm.DMA_CTRL, rm.MMODE0)}
         for address, reset in expected.items():
             value = self.read_register(address)
             if value in (0xFFFF, 0x0000):
@@ -428,7 +422,7 @@ class Atm90e36:
         expected = rm.checksum(values[a] for a in block.addrs)
         self.write_register(block.cs_addr, expected)
         self.write_register(block.start_addr, rm.START_OPERATE)
-        status = self.read_register(SYS_STATUS0)
+        status = self.read_register(rm.SYS_STATUS0)
         chip_cs = self.read_register(block.cs_addr)
         if status >> block.err_bit & 1 or chip_cs != expected:
             raise ChecksumError(f"CS{block.index}: driver wrote 0x{expected:04X}, chip computes 0x{chip_cs:04X}"
@@ -444,35 +438,35 @@ class Atm90e36:
     def read_measurements(self) -> Measurements:
         """Read every measurement register and the four status registers (SysStatus0/1 clear)."""
         phases = tuple(self._read_phase(i) for i in range(3))
-        status = decode_flags(self.read_register(SYS_STATUS0), _SYS0_FLAGS)
-        status |= decode_flags(self.read_register(SYS_STATUS1), _SYS1_FLAGS)
-        status |= decode_flags(self.read_register(EN_STATUS0), _EN0_FLAGS)
-        status |= decode_flags(self.read_register(EN_STATUS1), _EN1_FLAGS)
+        status = decode_flags(self.read_register(rm.SYS_STATUS0), _SYS0_FLAGS)
+        status |= decode_flags(self.read_register(rm.SYS_STATUS1), _SYS1_FLAGS)
+        status |= decode_flags(self.read_register(rm.EN_STATUS0), _EN0_FLAGS)
+        status |= decode_flags(self.read_register(rm.EN_STATUS1), _EN1_FLAGS)
         return Measurements(
             phases=(phases[0], phases[1], phases[2]),
-            total_active_power_w=self.read_pair(0xB0),
-            total_reactive_power_var=self.read_pair(0xB4),
-            total_apparent_power_va=self.read_pair(0xB8),
-            total_power_factor=self._read_scaled(0xBC),
-            frequency_hz=self._read_scaled(0xF8),
-            temperature_c=self._read_scaled(0xFC),
-            neutral_current_a=self._read_scaled(0xD8),
-            neutral_current_calc_a=self._read_scaled(0xDC),
+            total_active_power_w=self.read_pair(rm.PMEAN_T),
+            total_reactive_power_var=self.read_pair(rm.QMEAN_T),
+            total_apparent_power_va=self.read_pair(rm.SAMEAN_T),
+            total_power_factor=self._read_scaled(rm.PFMEAN_T),
+            frequency_hz=self._read_scaled(rm.FREQ),
+            temperature_c=self._read_scaled(rm.TEMP),
+            neutral_current_a=self._read_scaled(rm.IRMS_N1),
+            neutral_current_calc_a=self._read_scaled(rm.IRMS_N0),
             status=frozenset(status),
         )
 
     def _read_phase(self, i: int) -> PhaseMeasurement:
         return PhaseMeasurement(
-            voltage_v=self.read_pair(0xD9 + i),
-            current_a=self.read_pair(0xDD + i),
-            active_power_w=self.read_pair(0xB1 + i),
-            reactive_power_var=self.read_pair(0xB5 + i),
-            apparent_power_va=self.read_pair(0xB9 + i),
-            power_factor=self._read_scaled(0xBD + i),
-            angle_deg=self._read_scaled(0xF9 + i),
-            voltage_angle_deg=self._read_scaled(0xFD + i),
-            thd_u_pct=self._read_scaled(0xF1 + i),
-            thd_i_pct=self._read_scaled(0xF5 + i),
+            voltage_v=self.read_pair(rm.URMS[i]),
+            current_a=self.read_pair(rm.IRMS[i]),
+            active_power_w=self.read_pair(rm.PMEAN[i]),
+            reactive_power_var=self.read_pair(rm.QMEAN[i]),
+            apparent_power_va=self.read_pair(rm.SMEAN[i]),
+            power_factor=self._read_scaled(rm.PFMEAN[i]),
+            angle_deg=self._read_scaled(rm.PANGLE[i]),
+            voltage_angle_deg=self._read_scaled(rm.UANGLE[i]),
+            thd_u_pct=self._read_scaled(rm.THDNU[i]),
+            thd_i_pct=self._read_scaled(rm.THDNI[i]),
         )
 
     def read_energy(self) -> EnergyCounts:
@@ -490,7 +484,7 @@ class Atm90e36:
             values = {name: self.read_register(rm.energy_addr(stem, letter, suffix))
                       for name, stem, suffix in _ENERGY_FIELDS}
             counts[channel] = ChannelCounts(**values)
-        return counts, self.read_register(0x94)
+        return counts, self.read_register(rm.SVENERGY_T)
 
     def close(self) -> None:
         """Close the SPI device."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from hw.errors import HwError
 
-class Atm90e36Error(Exception):
+
+class Atm90e36Error(HwError):
     """Base of every error raised by the ATM90E36 driver."""
 
 

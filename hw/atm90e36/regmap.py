@@ -313,6 +313,114 @@ def energy_addr(stem: str, channel: str, suffix: str = "") -> int:
     return BY_NAME[energy_name(stem, channel, suffix)].addr
 
 
+def phase_addrs(pattern: str) -> tuple[int, int, int]:
+    """Addresses of a per-phase register family for phases A, B, C; ``pattern`` holds ``{}`` where
+    the datasheet name has the phase letter (``"Urms{}"`` → UrmsA, UrmsB, UrmsC)."""
+    a, b, c = (addr(pattern.format(ph)) for ph in PHASE_LETTERS)
+    return a, b, c
+
+
+# ---- register addresses by datasheet name ------------------------------------------------------
+# The driver and the simulator name registers only through these (or :func:`addr`).
+
+# Status and special registers (0x00–0x0F)
+SOFT_RESET = addr("SoftReset")              # write SOFT_RESET_CODE: full chip reset
+SYS_STATUS0 = addr("SysStatus0")            # CSxErr, phase sequence errors, sag/phase loss (R/C)
+SYS_STATUS1 = addr("SysStatus1")            # neutral/THD+N warnings, reverse flags, DFTDone (R/C)
+FUNC_EN0 = addr("FuncEn0")                  # function enable 0
+FUNC_EN1 = addr("FuncEn1")                  # function enable 1
+ZX_CONFIG = addr("ZXConfig")                # zero-crossing configuration
+SAG_TH = addr("SagTh")                      # voltage sag threshold
+PHASE_LOSS_TH = addr("PhaseLossTh")         # voltage phase-loss threshold
+IN_WARN_TH0 = addr("INWarnTh0")             # calculated neutral current warning threshold (1 mA)
+IN_WARN_TH1 = addr("INWarnTh1")             # sampled neutral current warning threshold (1 mA)
+THDNU_TH = addr("THDNUTh")                  # voltage THD+N warning threshold (0.01 %)
+THDNI_TH = addr("THDNITh")                  # current THD+N warning threshold (0.01 %)
+DMA_CTRL = addr("DMACtrl")                  # DMA mode interface control
+LAST_SPI_DATA = addr("LastSPIData")         # payload of the last SPI read or write
+
+# Configuration block (ConfigStart, CS0)
+CONFIG_START = addr("ConfigStart")
+PL_CONST_H = addr("PLconstH")               # high word of PL_constant
+PL_CONST_L = addr("PLconstL")               # low word of PL_constant
+MMODE0 = addr("MMode0")                     # metering mode 0 (frequency, energy LSB, abs sums)
+MMODE1 = addr("MMode1")                     # metering mode 1 (PGA gains)
+START_THRESHOLDS: tuple[int, ...] = tuple(addr(n) for n in (
+    "PStartTh", "QStartTh", "SStartTh", "PPhaseTh", "QPhaseTh", "SPhaseTh"))
+"""The start-up and phase no-load thresholds of P, Q and S (0.00032 W, var, VA per LSB)."""
+
+# Calibration block (CalStart, CS1)
+CAL_START = addr("CalStart")
+POFFSET = phase_addrs("Poffset{}")          # active power offset (0.00256 W)
+QOFFSET = phase_addrs("Qoffset{}")          # reactive power offset (0.00256 var)
+GAIN = phase_addrs("Gain{}")                # energy gain (1 + g / 32768)
+PHI = phase_addrs("Phi{}")                  # phase delay compensation
+
+# Fundamental/harmonic block (HarmStart, CS2)
+HARM_START = addr("HarmStart")
+POFFSET_F = phase_addrs("POffset{}F")       # fundamental active power offset (0.00256 W)
+PGAIN_F = phase_addrs("PGain{}F")           # fundamental active power gain (1 + g / 32768)
+
+# Measurement calibration block (AdjStart, CS3)
+ADJ_START = addr("AdjStart")
+UGAIN = phase_addrs("Ugain{}")              # voltage RMS gain
+IGAIN = phase_addrs("Igain{}")              # current RMS gain
+UOFFSET = phase_addrs("Uoffset{}")          # voltage offset
+IOFFSET = phase_addrs("Ioffset{}")          # current offset
+IGAIN_N = addr("IgainN")                    # sampled neutral current gain
+IOFFSET_N = addr("IoffsetN")                # sampled neutral current offset
+
+# Energy status and the apparent energy of the vector sum
+SVENERGY_T = addr("SVenergyT")              # total (vector sum) apparent energy (R/C)
+EN_STATUS0 = addr("EnStatus0")              # no-load and CF reverse flags
+EN_STATUS1 = addr("EnStatus1")              # sag and phase-loss per phase
+SVMEAN_T = addr("SVmeanT")                  # vector-sum total apparent power (4 VA), LSB at SVmeanTLSB
+
+# Measurements (MSW registers of a pair carry their LSB companion in REGISTERS[...].lsb_addr)
+PMEAN_T = addr("PmeanT")                    # total active power (4 W)
+QMEAN_T = addr("QmeanT")                    # total reactive power (4 var)
+SAMEAN_T = addr("SAmeanT")                  # total arithmetic-sum apparent power (4 VA)
+PFMEAN_T = addr("PFmeanT")                  # total power factor (0.001)
+PMEAN_TF = addr("PmeanTF")                  # total fundamental active power (4 W)
+PMEAN_TH = addr("PmeanTH")                  # total harmonic active power (4 W)
+PMEAN = phase_addrs("Pmean{}")              # active power (1 W)
+QMEAN = phase_addrs("Qmean{}")              # reactive power (1 var)
+SMEAN = phase_addrs("Smean{}")              # apparent power (1 VA)
+PFMEAN = phase_addrs("PFmean{}")            # power factor (0.001)
+PMEAN_F = phase_addrs("Pmean{}F")           # fundamental active power (1 W)
+PMEAN_H = phase_addrs("Pmean{}H")           # harmonic active power (1 W)
+URMS = phase_addrs("Urms{}")                # voltage RMS (0.01 V)
+IRMS = phase_addrs("Irms{}")                # current RMS (0.001 A)
+IRMS_N1 = addr("IrmsN1")                    # neutral current RMS, sampled (1 mA)
+IRMS_N0 = addr("IrmsN0")                    # neutral current RMS, calculated from iA+iB+iC (1 mA)
+THDNU = phase_addrs("THDNU{}")              # voltage THD+N (0.01 %)
+THDNI = phase_addrs("THDNI{}")              # current THD+N (0.01 %)
+FREQ = addr("Freq")                         # frequency (0.01 Hz)
+TEMP = addr("Temp")                         # chip temperature (1 °C)
+PANGLE = phase_addrs("PAngle{}")            # voltage-to-current angle (0.1°)
+UANGLE = phase_addrs("Uangle{}")            # voltage angle against phase A (0.1°)
+
+MEASUREMENTS: frozenset[int] = frozenset(
+    a for a, r in REGISTERS.items() if r.access is Access.R and PMEAN_T <= a <= UANGLE[2])
+"""The measurement registers refreshed each measurement period (powers, power factors, RMS,
+THD+N, frequency, temperature, angles: PmeanT 0xB0 to UangleC 0xFF)."""
+
+# DFT / harmonic analysis
+DFT_CTRL = addr("DFT_CTRL")                 # bit 0: start one DFT, self-clears when done
+
+
+def harmonic_addrs(prefix: str) -> tuple[int, ...]:
+    """HR2..HR32 addresses of one DFT channel (``prefix`` "AI", "BI", "CI", "AV", "BV" or "CV")."""
+    return tuple(addr(f"{prefix}_HR{order}") for order in range(2, 33))
+
+
+KEPT_BY_SOFT_RESET: frozenset[int] = frozenset(
+    a for a, r in REGISTERS.items() if "_HR" in r.name or r.name.endswith("_THD")) | frozenset(
+    addr(n) for n in ("DetectCtrl", "DetectTh1", "DetectTh2", "DetectTh3"))
+"""Registers a soft reset leaves as they are: the DFT results 0x100–0x1BF and the detector
+latches 0x10–0x13 (everything else returns to its reset value)."""
+
+
 def block_of(address: int) -> ChecksumBlock | None:
     """The checksum block protecting ``address``, if any."""
     reg = REGISTERS.get(address)

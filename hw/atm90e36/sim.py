@@ -70,6 +70,8 @@ _CS_SYS0 = {0: 14, 1: 12, 2: 10, 3: 8}
 _REV_P_BIT = {"T": 3, "A": 2, "B": 1, "C": 0}
 _REV_Q_BIT = {"T": 7, "A": 6, "B": 5, "C": 4}
 _CHANNELS = ("T", "A", "B", "C")
+_LSB_OF = {a: r.lsb_addr for a, r in rm.REGISTERS.items() if r.lsb_addr is not None}
+"""The LSB companion of each MSW register of a pair, by address."""
 
 
 class _Acc:
@@ -168,8 +170,7 @@ class Atm90e36Sim:
         self._next_refresh = math.inf
 
     def _soft_reset(self, now: float) -> None:
-        keep = frozenset(range(0x100, 0x1C0)) | frozenset(range(0x10, 0x14))
-        self._reset_registers(keep)
+        self._reset_registers(rm.KEPT_BY_SOFT_RESET)
         self._t_last = now
         self._refresh_base = now
         self._next_refresh = now + self._setup().period_s
@@ -177,13 +178,13 @@ class Atm90e36Sim:
     @staticmethod
     def _make_accumulators() -> dict[tuple[str, str], _Acc]:
         accs: dict[tuple[str, str], _Acc] = {}
-        for i, ch in enumerate(_CHANNELS):
-            accs[(ch, "P")] = _Acc(0x80 + i, 0x84 + i, _REV_P_BIT[ch])
-            accs[(ch, "Q")] = _Acc(0x88 + i, 0x8C + i, _REV_Q_BIT[ch])
-            accs[(ch, "S")] = _Acc(0x90 + i, None, None)
-            accs[(ch, "F")] = _Acc(0xA0 + i, 0xA4 + i, None)
-            accs[(ch, "H")] = _Acc(0xA8 + i, 0xAC + i, None)
-        accs[("T", "SV")] = _Acc(0x94, None, None)
+        for ch in _CHANNELS:
+            accs[(ch, "P")] = _Acc(rm.energy_addr("APenergy", ch), rm.energy_addr("ANenergy", ch), _REV_P_BIT[ch])
+            accs[(ch, "Q")] = _Acc(rm.energy_addr("RPenergy", ch), rm.energy_addr("RNenergy", ch), _REV_Q_BIT[ch])
+            accs[(ch, "S")] = _Acc(rm.energy_addr("SAenergy", ch), None, None)
+            accs[(ch, "F")] = _Acc(rm.energy_addr("APenergy", ch, "F"), rm.energy_addr("ANenergy", ch, "F"), None)
+            accs[(ch, "H")] = _Acc(rm.energy_addr("APenergy", ch, "H"), rm.energy_addr("ANenergy", ch, "H"), None)
+        accs[("T", "SV")] = _Acc(rm.SVENERGY_T, None, None)
         return accs
 
     # ---- SPI ------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ class Atm90e36Sim:
         return value ^ (1 << (self._frames_read // self.corrupt_every) % 16)
 
     def _read(self, address: int) -> int:
-        if address == 0x0F:
+        if address == rm.LAST_SPI_DATA:
             return self._last
         value = self._register_value(address)
         self._last = value
@@ -230,7 +231,7 @@ class Atm90e36Sim:
         for block in rm.BLOCKS:
             if address == block.cs_addr:
                 return self._computed_cs(block)
-        if address == 0x04:
+        if address == rm.FUNC_EN1:
             return self._regs[address] & ~0x3100 & 0xFFFF
         return self._regs[address]
 
@@ -241,7 +242,7 @@ class Atm90e36Sim:
     def _write(self, address: int, value: int) -> None:
         self._last = value
         now = self._t_last
-        if address == 0x00:
+        if address == rm.SOFT_RESET:
             if value == rm.SOFT_RESET_CODE:
                 self._soft_reset(now)
             return
@@ -261,7 +262,7 @@ class Atm90e36Sim:
                 return
             self._setup_cache = None
         self._regs[address] = value
-        if address == 0x1D1 and value & 1:
+        if address == rm.DFT_CTRL and value & 1:
             self._dft_start = now
 
     def _write_start(self, block: rm.ChecksumBlock, value: int) -> None:
@@ -285,10 +286,10 @@ class Atm90e36Sim:
         return not (self._block_error[0] or self._block_error[1] or self._block_error[3])
 
     def _metering(self) -> bool:
-        return self._measuring() and self._running(0x40)
+        return self._measuring() and self._running(rm.CAL_START)
 
     def _harmonic_metering(self) -> bool:
-        return self._metering() and self._running(0x50) and not self._block_error[2]
+        return self._metering() and self._running(rm.HARM_START) and not self._block_error[2]
 
     def _setup(self) -> _Setup:
         if self._setup_cache is None:
@@ -297,8 +298,8 @@ class Atm90e36Sim:
 
     def _build_setup(self) -> _Setup:
         r = self._regs
-        pl = (r[0x31] << 16) | r[0x32]
-        mmode0 = r[0x33]
+        pl = (r[rm.PL_CONST_H] << 16) | r[rm.PL_CONST_L]
+        mmode0 = r[rm.MMODE0]
         s16 = rm.to_signed16
         nominal = 60.0 if mmode0 & 0x1000 else 50.0
         th = {name: (rm.BY_NAME[name].unit or 0.0) * r[rm.addr(name)]
@@ -308,11 +309,11 @@ class Atm90e36Sim:
             enabled=(bool(mmode0 & 4), bool(mmode0 & 2), bool(mmode0 & 1)),
             abs_p=bool(mmode0 & 0x08), abs_q=bool(mmode0 & 0x10), vector_pf=bool(mmode0 & 0x40),
             period_s=16 / nominal, nominal_hz=nominal,
-            gains=_triple(lambda i: 1 + s16(r[0x47 + 2 * i]) / 32768),
-            p_off=_triple(lambda i: s16(r[0x41 + 2 * i]) * _OFFSET_W_PER_LSB),
-            q_off=_triple(lambda i: s16(r[0x42 + 2 * i]) * _OFFSET_W_PER_LSB),
-            f_gains=_triple(lambda i: 1 + s16(r[0x54 + i]) / 32768),
-            f_off=_triple(lambda i: s16(r[0x51 + i]) * _OFFSET_W_PER_LSB),
+            gains=_triple(lambda i: 1 + s16(r[rm.GAIN[i]]) / 32768),
+            p_off=_triple(lambda i: s16(r[rm.POFFSET[i]]) * _OFFSET_W_PER_LSB),
+            q_off=_triple(lambda i: s16(r[rm.QOFFSET[i]]) * _OFFSET_W_PER_LSB),
+            f_gains=_triple(lambda i: 1 + s16(r[rm.PGAIN_F[i]]) / 32768),
+            f_off=_triple(lambda i: s16(r[rm.POFFSET_F[i]]) * _OFFSET_W_PER_LSB),
             th=th,
         )
 
@@ -333,7 +334,7 @@ class Atm90e36Sim:
             self._finish_dft()
         for block in rm.BLOCKS:
             if self._block_error[block.index]:
-                self._regs[0x01] |= 1 << _CS_SYS0[block.index]
+                self._regs[rm.SYS_STATUS0] |= 1 << _CS_SYS0[block.index]
 
     def _integrate(self, t_from: float, t_to: float) -> None:
         setup = self._setup()
@@ -354,7 +355,7 @@ class Atm90e36Sim:
                 total = 0xFFFF
             self._regs[address] = total
         if acc.rev_bit is not None and acc.last_dir and acc.last_dir != direction:
-            self._regs[0x02] |= 1 << acc.rev_bit
+            self._regs[rm.SYS_STATUS1] |= 1 << acc.rev_bit
         acc.last_dir = direction
         return pending
 
@@ -371,23 +372,24 @@ class Atm90e36Sim:
         state = self.grid.state_at(t)
         setup = self._setup()
         if not self._measuring():
-            for a in range(0xB0, 0x100):
-                if a not in (0xFC,):
+            for a in rm.MEASUREMENTS:
+                if a != rm.TEMP:
                     self._regs[a] = 0
-            self._regs[0x98] = self._regs[0x99] = 0
+            self._put_pair(rm.SVMEAN_T, 0.0, 4.0, signed=False)
             return
         meas = [self._phase_measurement(i, ph, setup) for i, ph in enumerate(state.phases)]
         self._store_phases(meas, state)
         self._store_totals(meas, setup)
         self._store_status(state, meas, setup)
-        self._put16(0xFC, self.temperature_c, 1.0, True)
+        self._put16(rm.TEMP, self.temperature_c, 1.0, True)
 
     def _phase_measurement(self, i: int, ph: PhaseState, setup: _Setup) -> dict[str, float]:
         r = self._regs
         pw = ph.powers
-        base = 0x61 + 4 * i
-        u = max(pw.urms_v * r[base] / _NOMINAL_UGAIN + rm.to_signed16(r[base + 2]) * _U_OFFSET_V_PER_LSB, 0.0)
-        cur = max(pw.irms_a * r[base + 1] / _NOMINAL_IGAIN + rm.to_signed16(r[base + 3]) * _I_OFFSET_A_PER_LSB, 0.0)
+        u = max(pw.urms_v * r[rm.UGAIN[i]] / _NOMINAL_UGAIN + rm.to_signed16(r[rm.UOFFSET[i]]) * _U_OFFSET_V_PER_LSB,
+                0.0)
+        cur = max(pw.irms_a * r[rm.IGAIN[i]] / _NOMINAL_IGAIN + rm.to_signed16(r[rm.IOFFSET[i]]) * _I_OFFSET_A_PER_LSB,
+                  0.0)
         p = pw.p_w * setup.gains[i] + setup.p_off[i]
         q = pw.q_var * setup.gains[i] + setup.q_off[i]
         p_fund = pw.p_fund_w * setup.f_gains[i] + setup.f_off[i]
@@ -397,20 +399,20 @@ class Atm90e36Sim:
     def _store_phases(self, meas: list[dict[str, float]], state: GridState) -> None:
         a_angle = state.phases[0].voltage_angle_deg
         for i, (m, ph) in enumerate(zip(meas, state.phases, strict=True)):
-            self._put_pair(0xD9 + i, 0xE9 + i, m["u"], 0.01, signed=False)
-            self._put_pair(0xDD + i, 0xED + i, m["i"], 0.001, signed=False)
-            self._put_pair(0xB1 + i, 0xC1 + i, m["p"], 1.0, signed=True)
-            self._put_pair(0xB5 + i, 0xC5 + i, m["q"], 1.0, signed=True)
-            self._put_pair(0xB9 + i, 0xC9 + i, m["s"], 1.0, signed=False, limit=0x7FFFFF00)
-            self._put_pair(0xD1 + i, 0xE1 + i, m["pf"], 1.0, signed=True)
-            self._put_pair(0xD5 + i, 0xE5 + i, m["ph"], 1.0, signed=True)
-            self._put16(0xBD + i, m["p"] / m["s"] if m["s"] > 0 else 0.0, 0.001, True, limit=1000)
+            self._put_pair(rm.URMS[i], m["u"], 0.01, signed=False)
+            self._put_pair(rm.IRMS[i], m["i"], 0.001, signed=False)
+            self._put_pair(rm.PMEAN[i], m["p"], 1.0, signed=True)
+            self._put_pair(rm.QMEAN[i], m["q"], 1.0, signed=True)
+            self._put_pair(rm.SMEAN[i], m["s"], 1.0, signed=False, limit=0x7FFFFF00)
+            self._put_pair(rm.PMEAN_F[i], m["pf"], 1.0, signed=True)
+            self._put_pair(rm.PMEAN_H[i], m["ph"], 1.0, signed=True)
+            self._put16(rm.PFMEAN[i], m["p"] / m["s"] if m["s"] > 0 else 0.0, 0.001, True, limit=1000)
             live = m["u"] > 0 and m["i"] > 0
-            self._put16(0xF9 + i, _norm_deg(ph.phi_deg) if live else 0.0, 0.1, True)
+            self._put16(rm.PANGLE[i], _norm_deg(ph.phi_deg) if live else 0.0, 0.1, True)
             both_on = state.phases[0].on and ph.on and i > 0
-            self._put16(0xFD + i, _norm_deg(ph.voltage_angle_deg - a_angle) if both_on else 0.0, 0.1, True)
-            self._put16(0xF1 + i, m["thd_u"], 0.01, False)
-            self._put16(0xF5 + i, m["thd_i"], 0.01, False)
+            self._put16(rm.UANGLE[i], _norm_deg(ph.voltage_angle_deg - a_angle) if both_on else 0.0, 0.1, True)
+            self._put16(rm.THDNU[i], m["thd_u"], 0.01, False)
+            self._put16(rm.THDNI[i], m["thd_i"], 0.01, False)
 
     def _store_totals(self, meas: list[dict[str, float]], setup: _Setup) -> None:
         on = [m for m, en in zip(meas, setup.enabled, strict=True) if en]
@@ -418,64 +420,65 @@ class Atm90e36Sim:
         q_t = sum(abs(m["q"]) if setup.abs_q else m["q"] for m in on)
         s_t = sum(m["s"] for m in on)
         s_vec = math.hypot(p_t, q_t)
-        self._put_pair(0xB0, 0xC0, p_t, 4.0, signed=True)
-        self._put_pair(0xB4, 0xC4, q_t, 4.0, signed=True)
-        self._put_pair(0xB8, 0xC8, s_t, 4.0, signed=False, limit=0x7FFFFF00)
-        self._put_pair(0x98, 0x99, s_vec, 4.0, signed=False, limit=0x7FFFFF00)
-        self._put_pair(0xD0, 0xE0, sum(m["pf"] for m in on), 4.0, signed=True)
-        self._put_pair(0xD4, 0xE4, sum(m["ph"] for m in on), 4.0, signed=True)
+        self._put_pair(rm.PMEAN_T, p_t, 4.0, signed=True)
+        self._put_pair(rm.QMEAN_T, q_t, 4.0, signed=True)
+        self._put_pair(rm.SAMEAN_T, s_t, 4.0, signed=False, limit=0x7FFFFF00)
+        self._put_pair(rm.SVMEAN_T, s_vec, 4.0, signed=False, limit=0x7FFFFF00)
+        self._put_pair(rm.PMEAN_TF, sum(m["pf"] for m in on), 4.0, signed=True)
+        self._put_pair(rm.PMEAN_TH, sum(m["ph"] for m in on), 4.0, signed=True)
         s_pf = s_vec if setup.vector_pf else s_t
-        self._put16(0xBC, p_t / s_pf if s_pf > 0 else 0.0, 0.001, True, limit=1000)
+        self._put16(rm.PFMEAN_T, p_t / s_pf if s_pf > 0 else 0.0, 0.001, True, limit=1000)
 
     def _store_status(self, state: GridState, meas: list[dict[str, float]], setup: _Setup) -> None:
         r = self._regs
-        sag = [_below(m["peak"], r[0x08]) for m in meas]
-        loss = [_below(m["peak"], r[0x09]) for m in meas]
-        r[0x96] = sum((1 << (6 - i)) * sag[i] + (1 << (2 - i)) * loss[i] for i in range(3))
+        sag = [_below(m["peak"], r[rm.SAG_TH]) for m in meas]
+        loss = [_below(m["peak"], r[rm.PHASE_LOSS_TH]) for m in meas]
+        r[rm.EN_STATUS1] = sum((1 << (6 - i)) * sag[i] + (1 << (2 - i)) * loss[i] for i in range(3))
         sys0 = (8 if any(sag) else 0) | (4 if any(loss) else 0)
         present = [ph.on and m["u"] > 0 and not lost for ph, m, lost in zip(state.phases, meas, loss, strict=True)]
         if all(present) and not _sequence_ok([ph.voltage_angle_deg for ph in state.phases]):
             sys0 |= 0x80
         if all(m["i"] > 1e-3 for m in meas) and not _sequence_ok([ph.current_angle_deg for ph in state.phases]):
             sys0 |= 0x40
-        r[0x01] |= sys0
+        r[rm.SYS_STATUS0] |= sys0
         freq = setup.nominal_hz if all(sag) else state.frequency_hz
-        self._put16(0xF8, freq, 0.01, False)
+        self._put16(rm.FREQ, freq, 0.01, False)
         n0 = state.neutral_rms_a(include_extra=False)
-        n1 = max(state.neutral_rms_a() * r[0x6D] / _NOMINAL_IGAIN
-                 + rm.to_signed16(r[0x6E]) * _I_OFFSET_A_PER_LSB, 0.0)
-        self._put16(0xDC, n0, 0.001, False)
-        self._put16(0xD8, n1, 0.001, False)
-        sys1 = (0x8000 if r[0xD8] > r[0x0B] else 0) | (0x4000 if r[0xDC] > r[0x0A] else 0)
-        sys1 |= 0x0800 if any(r[0xF1 + i] > r[0x0C] for i in range(3)) else 0
-        sys1 |= 0x0400 if any(r[0xF5 + i] > r[0x0D] for i in range(3)) else 0
-        r[0x02] |= sys1
+        n1 = max(state.neutral_rms_a() * r[rm.IGAIN_N] / _NOMINAL_IGAIN
+                 + rm.to_signed16(r[rm.IOFFSET_N]) * _I_OFFSET_A_PER_LSB, 0.0)
+        self._put16(rm.IRMS_N0, n0, 0.001, False)
+        self._put16(rm.IRMS_N1, n1, 0.001, False)
+        sys1 = (0x8000 if r[rm.IRMS_N1] > r[rm.IN_WARN_TH1] else 0) | (0x4000 if r[rm.IRMS_N0] > r[rm.IN_WARN_TH0] else 0)
+        sys1 |= 0x0800 if any(r[a] > r[rm.THDNU_TH] for a in rm.THDNU) else 0
+        sys1 |= 0x0400 if any(r[a] > r[rm.THDNI_TH] for a in rm.THDNI) else 0
+        r[rm.SYS_STATUS1] |= sys1
         flow = self._flow(state, setup)
         noload = flow.noload
         cf_rev = sum(1 << bit for bit, key in enumerate((("T", "P"), ("T", "Q"), ("T", "F"), ("T", "H")))
                      if self._accs[key].last_dir < 0)
-        r[0x95] = ((noload["Q"] << 15) | (noload["P"] << 14) | (noload["S"] << 13) | (noload["SV"] << 12)
+        r[rm.EN_STATUS0] = ((noload["Q"] << 15) | (noload["P"] << 14) | (noload["S"] << 13) | (noload["SV"] << 12)
                    | cf_rev)
 
     def _finish_dft(self) -> None:
         state = self.grid.state_at(self._t_last)
-        for i, ph in enumerate(state.phases):
-            for base, harmonics, fund_addr, fund in (
-                    (0x100 + 0x20 * i, ph.i_harmonics, 0x1C0 + 2 * i, ph.i1_a / 3.2656e-3),
-                    (0x160 + 0x20 * i, ph.u_harmonics, 0x1C1 + 2 * i, ph.u1_v / 3.2656e-2)):
+        for letter, ph in zip(rm.PHASE_LETTERS, state.phases, strict=True):
+            for prefix, harmonics, fund in ((f"{letter}I", ph.i_harmonics, ph.i1_a / 3.2656e-3),
+                                            (f"{letter}V", ph.u_harmonics, ph.u1_v / 3.2656e-2)):
                 mags = {h.order: h.magnitude for h in harmonics if 2 <= h.order <= 32}
-                for order in range(2, 33):
-                    self._regs[base + order - 2] = min(round(mags.get(order, 0.0) * 16384), 0xFFFF)
+                for order, address in enumerate(rm.harmonic_addrs(prefix), start=2):
+                    self._regs[address] = min(round(mags.get(order, 0.0) * 16384), 0xFFFF)
                 thd = math.sqrt(sum(m * m for m in mags.values()))
-                self._regs[base + 0x1F] = min(round(thd * 16384), 0xFFFF)
-                self._regs[fund_addr] = min(round(fund), 0xFFFF)
-        self._regs[0x1D1] &= ~1 & 0xFFFF
-        self._regs[0x02] |= 0x0200
+                self._regs[rm.addr(f"{prefix}_THD")] = min(round(thd * 16384), 0xFFFF)
+                self._regs[rm.addr(f"{prefix}_FUND")] = min(round(fund), 0xFFFF)
+        self._regs[rm.DFT_CTRL] &= ~1 & 0xFFFF
+        self._regs[rm.SYS_STATUS1] |= 0x0200  # DFTDone
         self._dft_start = None
 
     # ---- encoding -------------------------------------------------------------------------
-    def _put_pair(self, msw: int, lsw: int, value: float, unit: float, signed: bool,
-                  limit: int | None = None) -> None:
+    def _put_pair(self, msw: int, value: float, unit: float, signed: bool, limit: int | None = None) -> None:
+        """Store ``value`` (in ``unit`` per MSW LSB) in a MSW/LSW pair; the LSW is the register's
+        companion in the map (only its bits 15..8 carry data)."""
+        lsw = _LSB_OF[msw]
         raw = round(value / unit * 256) << 8
         high = limit if limit is not None else (0x7FFFFF00 if signed else 0xFFFFFF00)
         low = -0x80000000 if signed else 0

@@ -47,6 +47,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hw.errors import HwError
+
 SAMPLE_RATE_HZ = 8000
 """Waveform sample rate (Hz), the ATM90E36 ADC output rate."""
 
@@ -59,7 +61,7 @@ ROW_ORDER = ("U1", "I1", "U2", "I2", "U3", "I3", "IN")
 _WH_PER_WS = 1.0 / 3600.0
 
 
-class GridError(ValueError):
+class GridError(HwError, ValueError):
     """An invalid grid change (unknown phase or key, time going backwards, bad value)."""
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hw.errors import HwError
 from hw.sim.grid import Flicker, Grid, GridError
 
 _PHASE_KEYS = {"voltage_v", "current_a", "pf", "pf_kind", "phi_deg", "voltage_angle_deg",
@@ -49,7 +50,7 @@ _OTHER_KEYS = {"at_s", "phase", "signal", "value"}
 _PHASES = {"L1", "L2", "L3", "all"}
 
 
-class ScenarioError(ValueError):
+class ScenarioError(HwError, ValueError):
     """A scenario file or event that cannot be applied."""
 
 

@@ -58,6 +58,11 @@ class HardwareSection:
     power_fail_pin: int = field(default=6, metadata=rng(0, 27))
     clock_helper_socket: str = "/run/meter-clock/clock.sock"
 
+    @property
+    def simulated(self) -> bool:
+        """True for ``backend = "sim"`` (what each part then uses: ``meterd.app.hardware.Backends``)."""
+        return self.backend == "sim"
+
 
 @dataclass(frozen=True)
 class FrontEndSection:
@@ -243,7 +248,7 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f, "sim.start_utc", f"not an ISO 8601 date-time: {exc}") from None
     if start.tzinfo is None:
         raise ConfigError(f, "sim.start_utc", "must carry a UTC offset, e.g. +00:00")
-    if cfg.hardware.backend == "sim" and cfg.hardware.pin_factory not in ("", "mock"):
+    if cfg.hardware.simulated and cfg.hardware.pin_factory not in ("", "mock"):
         raise ConfigError(f, "hardware.pin_factory", "the sim back end uses the mock pin factory")
     _check_sim(cfg)
     _check_pins(cfg)
@@ -266,7 +271,7 @@ def _check_sim(cfg: Config) -> None:
     except ValueError as exc:
         raise ConfigError(f, "sim.power_factor", str(exc)) from None
     if cfg.sim.scenario:
-        if cfg.hardware.backend != "sim":
+        if not cfg.hardware.simulated:
             raise ConfigError(f, "sim.scenario", 'a scenario needs [hardware] backend = "sim"')
         read_scenario(cfg)
 

@@ -23,15 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hw.systemd_notify import Notifier
 from meterd.api.server import ApiServer
 from meterd.app.config import Config
-from meterd.app.hardware import Hardware, build_hardware
+from meterd.app.hardware import Hardware, backends_for, build_hardware
 from meterd.core.checkpoint import CheckpointPolicy, choose_checkpoint
 from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
 from meterd.core.model import MeterIdentity
 from meterd.runtime.clocks import HostClock
-from meterd.runtime.notify import Notifier
 from meterd.runtime.state_lock import StateLock
 from meterd.services.metering import MeteringService
 from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, JournalError, shared_journal_path
@@ -78,7 +78,8 @@ class Daemon:
         self.store = EnergyStore(cfg.state_dir / "energy.db")
         self.journal = self._open_journal(self.store)
         last, _ = choose_checkpoint(self.store.load(), self.journal.load() if self.journal else None)
-        if cfg.hardware.backend == "sim":
+        backends = backends_for(cfg)
+        if backends.clock == "sim":
             start = _dt.datetime.fromisoformat(cfg.sim.start_utc)
             if last is not None and last.utc > start:
                 start = last.utc  # the simulated world carries on where the meter stopped
@@ -88,7 +89,7 @@ class Daemon:
 
             helper = ClockHelperClient(cfg.hardware.clock_helper_socket)
             self.clock = HostClock(setter=helper.set_utc)
-        self.hardware = build_hardware(cfg, self.clock)
+        self.hardware = build_hardware(cfg, self.clock, backends)
         identity = MeterIdentity(
             serial=cfg.meter.serial, logical_device_name=cfg.meter.logical_device_name,
             manufacturer_flag=cfg.meter.manufacturer_flag, firmware_version=FIRMWARE_VERSION,
@@ -115,7 +116,7 @@ class Daemon:
         cfg = self.cfg
         if not cfg.storage.journal:
             return None
-        sim = cfg.hardware.backend == "sim"
+        sim = backends_for(cfg).simulated
         directory = cfg.storage.journal_dir
         if not directory:
             if sim:

@@ -4,6 +4,9 @@
 ``"sim"``: the same driver over :class:`hw.spi.SimSpiDev` in front of the register-exact
 simulator, gpiozero's MockFactory, and a :class:`~meterd.app.sim_world.SimWorld` for
 ``meterctl sim``. Everything above this module is identical for both.
+
+:func:`backends_for` decides once, from the configuration, which back end each part uses
+(:class:`Backends`); the daemon and the features ask that object, never the configuration string.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from hw.atm90e36.driver import Atm90e36, Atm90e36Config
 from hw.gpio import make_pin_factory, output_device, resolve_factory_name
@@ -26,11 +29,45 @@ from meterd.services.metering import CycleResult
 
 log = logging.getLogger("meterd.hardware")
 
+ClockKind = Literal["sim", "host"]
+LcdKind = Literal["png", "st7567"]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Which back end each part of the meter runs on, decided once by :func:`backends_for`.
+
+    ``simulated``: the register-exact chip simulator behind the driver, a simulated world
+    (grid, scenario, input pins) and mock GPIO pins; else spidev and real pins.
+    ``pin_factory``: the gpiozero pin factory's name (``"mock"`` in simulation; on a Pi the
+    configured one, "" = $GPIOZERO_PIN_FACTORY, else lgpio, which works on Pi 3, 4 and 5).
+    ``clock``: ``"sim"`` (simulated time from ``[sim] start_utc``, run at ``[sim] speed``) or
+    ``"host"`` (the Pi's system clock, set through the clock helper).
+    ``lcd``: the meter LCD device for ``[display] kind = "auto"``: PNG frames or the ST7567.
+    ``throwaway_keys``: missing key files (DLMS, STS) may be created with throwaway or published
+    test keys, and the simulated CIU may be pre-paired; never on a real meter.
+    """
+
+    simulated: bool
+    pin_factory: str
+    clock: ClockKind
+    lcd: LcdKind
+    throwaway_keys: bool
+
+
+def backends_for(cfg: Config) -> Backends:
+    """The back ends of ``[hardware] backend`` (a pure function of the configuration)."""
+    if cfg.hardware.simulated:
+        return Backends(simulated=True, pin_factory="mock", clock="sim", lcd="png", throwaway_keys=True)
+    return Backends(simulated=False, pin_factory=cfg.hardware.pin_factory, clock="host", lcd="st7567",
+                    throwaway_keys=False)
+
 
 @dataclass
 class Hardware:
     """The meter's devices, with the hooks the daemon loop calls around each cycle."""
 
+    backends: Backends
     frontend: Atm90e36FrontEnd
     inputs: MeterInputs
     pin_factory: Any
@@ -98,19 +135,12 @@ def chip_config(cfg: Config) -> Atm90e36Config:
     )
 
 
-def pin_factory_for(cfg: Config) -> Any:
-    """gpiozero pin factory: MockFactory in sim; on a Pi the configured one, else
-    $GPIOZERO_PIN_FACTORY, else lgpio (works on Pi 3, 4 and 5)."""
-    if cfg.hardware.backend == "sim":
-        return make_pin_factory("mock")
-    return make_pin_factory(resolve_factory_name(configured=cfg.hardware.pin_factory or None))
-
-
-def build_hardware(cfg: Config, clock: Clock) -> Hardware:
-    """Real or simulated hardware per ``cfg.hardware.backend``."""
-    factory = pin_factory_for(cfg)
+def build_hardware(cfg: Config, clock: Clock, backends: Backends | None = None) -> Hardware:
+    """Real or simulated hardware per ``backends`` (default: :func:`backends_for` ``cfg``)."""
+    backends = backends or backends_for(cfg)
+    factory = make_pin_factory(resolve_factory_name(configured=backends.pin_factory or None))
     sim: SimWorld | None = None
-    if cfg.hardware.backend == "sim":
+    if backends.simulated:
         sim = SimWorld(clock.mono, factory, cfg.hardware.power_fail_pin, cfg.sim.voltage_v, cfg.sim.current_a,
                        cfg.sim.power_factor, float(cfg.meter.frequency_hz))
         spi: Any = SimSpiDev(sim.chip)
@@ -124,7 +154,7 @@ def build_hardware(cfg: Config, clock: Clock) -> Hardware:
     frontend = Atm90e36FrontEnd(driver, clock)
     inputs = MeterInputs(factory, clock.mono, {POWER_FAIL: InputConfig(cfg.hardware.power_fail_pin, pull_up=True,
                                                                        active_when_pressed=True, debounce_s=0.0)})
-    hardware = Hardware(frontend=frontend, inputs=inputs, pin_factory=factory, sim=sim)
+    hardware = Hardware(backends=backends, frontend=frontend, inputs=inputs, pin_factory=factory, sim=sim)
     led_device = output_device(cfg.hardware.led_pin, factory)
     hardware.led = PulseLed(led_device, imp_per_kwh=cfg.meter.led_imp_per_kwh, scheduler=hardware.schedule)
     hardware.closers.append(led_device.close)

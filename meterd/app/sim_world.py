@@ -11,10 +11,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from gpiozero.pins.mock import MockFactory
-
 from hw.atm90e36.sim import Atm90e36Sim
 from hw.sim.grid import Grid, GridError, phi_from_pf
+from hw.sim.pins import SimPins
 from hw.sim.scenario import Scenario, ScenarioError
 
 PHASE_NAMES = {"A": "L1", "B": "L2", "C": "L3", "L1": "L1", "L2": "L2", "L3": "L3"}
@@ -37,7 +36,7 @@ def parse_power_factor(text: str) -> float:
 class SimWorld:
     """Grid + chip + pins of one simulated meter."""
 
-    def __init__(self, clock: Callable[[], float], pin_factory: MockFactory, power_fail_pin: int,
+    def __init__(self, clock: Callable[[], float], pin_factory: Any, power_fail_pin: int,
                  voltage_v: float, current_a: float, power_factor: str, frequency_hz: float) -> None:
         self.grid = Grid(clock)
         self.grid.set_frequency(frequency_hz)
@@ -48,7 +47,7 @@ class SimWorld:
         self.input_pins: dict[str, int] = {}
         self.extra_signals: dict[str, Callable[[Any], None]] = {}
         self.cycle_hooks: list[Callable[[float], None]] = []
-        self.pins = pin_factory
+        self.pins = SimPins(pin_factory)
         self.power_fail_pin = power_fail_pin
         self._powered_state: Any = None
         self.scenario: Any = None
@@ -114,11 +113,7 @@ class SimWorld:
 
     def drive_input(self, pin: int, active_low: bool) -> None:
         """Pull an active-low input pin low (True) or let it go high (False)."""
-        mock = self.pins.pin(pin)
-        if active_low:
-            mock.drive_low()
-        else:
-            mock.drive_high()
+        self.pins.drive_active_low(pin, active_low)
 
     def before_cycle(self, now_s: float) -> None:
         """Run the world's own timers (``cycle_hooks``, e.g. a relay's contacts), then the scenario
@@ -136,12 +131,12 @@ class SimWorld:
             if self._powered_state is None:
                 self._powered_state = self.grid.state
                 self.grid.set_all_phases(on=False)
-            self.pins.pin(self.power_fail_pin).drive_low()
+            self.pins.drive(self.power_fail_pin, high=False)
         else:
             if self._powered_state is not None:
                 self.grid.set_state(self._powered_state)
                 self._powered_state = None
-            self.pins.pin(self.power_fail_pin).drive_high()
+            self.pins.drive(self.power_fail_pin, high=True)
 
 
 def _number(value: Any, name: str, lo: float, hi: float) -> float:

@@ -19,12 +19,12 @@ mode 0600 (used after a key_transfer through Security setup).
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hw.secret_file import SecretFileError, read_secret_text, write_secret_text
 from meterd.cosem.errors import KeyFileError
 
 _KEY_NAMES = ("global_unicast_key", "authentication_key", "master_key")
@@ -73,13 +73,7 @@ class DlmsKeys:
             "[management]\n"
             + "".join(f'{n} = "{getattr(self, n).hex().upper()}"\n' for n in _KEY_NAMES)
         )
-        tmp = target.with_name(target.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        write_secret_text(target, text)
 
 
 def _hex(table: dict[str, Any], section: str, key: str) -> bytes:
@@ -121,14 +115,12 @@ def parse_keys(doc: dict[str, Any], path: Path | None = None) -> DlmsKeys:
 def load_keys(path: Path) -> DlmsKeys:
     """Read and validate the keys file; refuse it unless its mode is 0600 (or stricter)."""
     try:
-        mode = path.stat().st_mode & 0o777
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot stat ({exc.strerror})") from exc
-    if mode & 0o077:
-        raise KeyFileError(f"{path}: mode {mode:o} is too open, use 0600")
+        text = read_secret_text(path)
+    except SecretFileError as exc:
+        raise KeyFileError(str(exc)) from exc
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise KeyFileError(f"{path}: unreadable ({type(exc).__name__})") from exc
     return parse_keys(doc, path)
 

@@ -13,15 +13,18 @@ import logging
 import time
 from collections.abc import Callable
 
+from hw.monotonic import monotonic_s
+
 UTC = _dt.UTC
 log = logging.getLogger("meterd.clock")
 
 
 class HostClock:
-    """Meter time from the host: monotonic from CLOCK_MONOTONIC, UTC from CLOCK_REALTIME + offset."""
+    """Meter time from the host: monotonic from CLOCK_MONOTONIC (:mod:`hw.monotonic`), UTC from
+    CLOCK_REALTIME + offset."""
 
     def __init__(self, setter: Callable[[_dt.datetime], None] | None = None,
-                 mono: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 mono: Callable[[], float] = monotonic_s, wall: Callable[[], float] = time.time) -> None:
         self._setter = setter
         self._mono = mono
         self._wall = wall

@@ -4,8 +4,9 @@
 descriptor; nothing blocks the loop) and feeds a :class:`~meterd.proto.session.ByteSession` made
 by the injected factory (``meterd.cosem.server.build_session_factory(..., link="hdlc")``).
 
-* Real ports are opened with pyserial; ``rs485="kernel"`` turns on the kernel RS-485 mode
-  (``TIOCSRS485``: RTS drives the transceiver's DE) and fails loudly where the driver lacks it.
+* Real ports are opened by :func:`hw.serial_link.open_port`; ``rs485="kernel"`` turns on the
+  kernel RS-485 mode (``TIOCSRS485``: RTS drives the transceiver's DE) and fails loudly where
+  the driver lacks it.
 * ``port=None`` creates a pseudo-terminal for the simulator: the meter holds the master side and
   :attr:`SerialLink.slave_path` is the device a client opens (pty baud and parity are not
   enforced, see platform notes §4).
@@ -26,32 +27,19 @@ import tty
 from collections.abc import Callable
 from typing import Any
 
+from hw.serial_link import SerialLinkError, open_port, set_line
 from meterd.proto import iec62056_21 as mode_e
 from meterd.proto.session import ByteSession
 
 _log = logging.getLogger("meterd.runtime.dlms_serial")
 READ_CHUNK = 4096
 
-
-class SerialLinkError(Exception):
-    """The serial port could not be opened or configured."""
+__all__ = ["SerialLink", "SerialLinkError"]
 
 
 def _open_port(port: str, baud: int, rs485: str) -> Any:
-    import serial
-    import serial.rs485
-
-    try:
-        handle = serial.serial_for_url(port, baudrate=baud, timeout=0, write_timeout=0)
-    except (serial.SerialException, ValueError) as exc:
-        raise SerialLinkError(f"{port}: {exc}") from exc
-    if rs485 == "kernel":
-        try:
-            handle.rs485_mode = serial.rs485.RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False)
-        except (ValueError, OSError) as exc:
-            handle.close()
-            raise SerialLinkError(f"{port}: kernel RS-485 mode unavailable: {exc}") from exc
-    return handle
+    """The pyserial port, non-blocking both ways; ``rs485 = "kernel"`` in kernel RS-485 mode."""
+    return open_port(port, baud, timeout_s=0.0, rs485=rs485 == "kernel", write_timeout_s=0.0)
 
 
 class SerialLink:
@@ -170,12 +158,7 @@ class SerialLink:
     def _set_line(self, baud: int, framing: str) -> None:
         if self._serial is None:
             return
-        import serial
-
-        self._serial.flush()  # tcdrain: what was written goes out at the old settings
-        self._serial.baudrate = baud
-        self._serial.bytesize = serial.SEVENBITS if framing == "7E1" else serial.EIGHTBITS
-        self._serial.parity = serial.PARITY_EVEN if framing == "7E1" else serial.PARITY_NONE
+        set_line(self._serial, baud, framing)
 
     # --- time-outs --------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hw.secret_file import SecretFileError, read_secret_text, write_secret_text
 from meterd.core.sts.errors import StsStateError
 from meterd.core.sts.state import KeyRegister, StsState
 from meterd.store.sqlite import open_database
@@ -184,33 +185,22 @@ def load_key_register(path: str | Path) -> KeyRegister:
     """
     file = Path(path)
     try:
-        mode = file.stat().st_mode
-    except OSError as exc:
-        raise StsStateError(f"STS keys file {file}: {exc.strerror}") from None
-    if mode & 0o077:
-        raise StsStateError(f"STS keys file {file} is readable by others (mode {mode & 0o777:o}); chmod 600")
+        text = read_secret_text(file)
+    except SecretFileError as exc:
+        raise StsStateError(f"STS keys file {exc}") from None
     try:
-        doc = tomllib.loads(file.read_text(encoding="utf-8"))
-        table = doc["decoder"]
-    except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
+        table = tomllib.loads(text)["decoder"]
+    except (tomllib.TOMLDecodeError, KeyError) as exc:
         raise StsStateError(f"STS keys file {file}: no valid [decoder] table ({exc.__class__.__name__})") from None
     return KeyRegister.from_dict(table)
 
 
 def write_key_register(path: str | Path, register: KeyRegister, note: str = "") -> None:
     """Write an STS keys file atomically with mode 0600 (``note``: a comment line, e.g. its origin)."""
-    file = Path(path)
-    file.parent.mkdir(parents=True, exist_ok=True)
     lines = [KEYS_FILE_HEADER]
     if note:
         lines.append(f"# {note}\n")
     lines.append("[decoder]\n")
     for name, value in register.to_dict().items():
         lines.append(f'{name} = "{value}"\n' if isinstance(value, str) else f"{name} = {value}\n")
-    tmp = file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write("".join(lines))
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(file)
+    write_secret_text(path, "".join(lines))

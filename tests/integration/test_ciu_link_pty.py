@@ -45,6 +45,7 @@ def wait_for(predicate, service: CiuService, port, timeout_s: float) -> bool:
 
 def test_ciu_process_over_paced_pty(tmp_path: Path) -> None:
     key_file = tmp_path / "pair.key"
+    key_file.touch(mode=0o600)  # a pair key file is private
     key_file.write_text(PAIR_KEY.hex())
     sock_path = tmp_path / "keys.sock"
     meter = FakeMeter()

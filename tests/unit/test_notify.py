@@ -10,7 +10,7 @@ import types
 
 import pytest
 
-from meterd.runtime.notify import Notifier
+from hw.systemd_notify import Notifier
 
 
 @pytest.fixture

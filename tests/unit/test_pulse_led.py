@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from hw.gpio import UnknownPinFactory, button, make_pin_factory, output_device, resolve_factory_name
+from hw.gpio import UnknownPinFactory, button, buzzer, make_pin_factory, output_device, resolve_factory_name
 from hw.pulse_led import PulseLed
+from hw.sim.pins import SimPins
 
 
 class FakeScheduler:
@@ -96,3 +97,32 @@ def test_mock_factory_builds_devices() -> None:
     assert pwm.pin(12).state == pytest.approx(0.4)
     factory.reset()
     pwm.reset()
+
+
+def test_buzzer_is_active_high_and_starts_silent() -> None:
+    factory = make_pin_factory("mock")
+    device = buzzer(22, factory)
+    assert factory.pin(22).state == 0
+    device.on()
+    assert factory.pin(22).state == 1
+    device.off()
+    assert factory.pin(22).state == 0
+    device.close()
+    factory.reset()
+
+
+def test_sim_pins_drive_levels_the_input_drivers_read() -> None:
+    factory = make_pin_factory("mock")
+    cover = button(5, factory)  # pull-up: pressed while the pin is low
+    pins = SimPins(factory)
+    pins.drive(5, high=False)
+    assert cover.is_pressed
+    pins.drive(5, high=True)
+    assert not cover.is_pressed
+    pins.drive_active_low(5, True)
+    assert cover.is_pressed
+    pins.drive_active_low(5, False)
+    assert not cover.is_pressed
+    assert pins.pin(5) is factory.pin(5)
+    cover.close()
+    factory.reset()

@@ -1,5 +1,9 @@
 """systemd service notification (sd_notify) and watchdog pings, without a hard dependency.
 
+The one client of both daemons: meterd (``systemd/meterd.service``) and the CIU
+(``systemd/ciu.service``) send READY, STATUS, WATCHDOG and STOPPING through :class:`Notifier`;
+the watchdog ping interval is half of ``WATCHDOG_USEC`` (s) when ``WATCHDOG_PID`` is unset or ours.
+
 The protocol is one datagram of ``KEY=VALUE`` lines to the AF_UNIX socket named by
 ``NOTIFY_SOCKET`` (a leading ``@`` means the abstract namespace). Without the variable every call
 is a no-op, so the same entry point runs under systemd, in tests and on a laptop.
