@@ -28,6 +28,7 @@ period that the filter's ringing moved cannot change it.
 
 from __future__ import annotations
 
+import cmath
 import math
 import statistics
 from collections import deque
@@ -50,13 +51,32 @@ class Mark:
     real: bool
 
 
+def prefilter_sos(sample_rate_hz: float, f_nom_hz: float) -> FloatArray:
+    """The detector's low-pass: 2nd-order Butterworth at 1.2·f_nom (second-order sections)."""
+    return np.asarray(signal.butter(2, 1.2 * f_nom_hz, fs=sample_rate_hz, output="sos"), dtype=np.float64)
+
+
+class PreFilter:
+    """The detectors' low-pass run over several channels at once (one filter call per block)."""
+
+    def __init__(self, sample_rate_hz: float, f_nom_hz: float, channels: int) -> None:
+        self._sos = prefilter_sos(sample_rate_hz, f_nom_hz)
+        self._zi = np.zeros((self._sos.shape[0], channels, 2))
+
+    def filter(self, x: FloatArray) -> FloatArray:
+        """Filtered samples of consecutive blocks, shape (channels, n) as ``x`` (V)."""
+        y, self._zi = signal.sosfilt(self._sos, x, axis=-1, zi=self._zi)
+        return np.asarray(y, dtype=np.float64)
+
+
 class ZeroCrossingDetector:
     """Turns one voltage channel's samples into a stream of half-cycle marks (fractional indices)."""
 
     def __init__(self, sample_rate_hz: float, f_nom_hz: float, min_amplitude_v: float) -> None:
         self._fs = sample_rate_hz
-        self._sos = signal.butter(2, 1.2 * f_nom_hz, fs=sample_rate_hz, output="sos")
+        self._sos = prefilter_sos(sample_rate_hz, f_nom_hz)
         self._zi = np.zeros((self._sos.shape[0], 2))
+        self._sections = [tuple(float(c) for c in row) for row in self._sos]  # for the phase delay
         self._dead_band = min_amplitude_v
         self._nominal_period = sample_rate_hz / f_nom_hz  # samples
         self.period = self._nominal_period  # samples, last good measurement
@@ -79,14 +99,23 @@ class ZeroCrossingDetector:
 
     def _phase_delay(self, period: float) -> float:
         """Phase delay of the pre-filter (samples) at the frequency of ``period`` samples."""
-        w = 2 * np.pi / period
-        z = np.exp(-1j * w * np.arange(3))
-        h = np.prod((self._sos[:, :3] @ z) / (self._sos[:, 3:] @ z))
-        return float(-np.angle(h) / w)
+        w = 2 * math.pi / period
+        z1, z2 = cmath.exp(-1j * w), cmath.exp(-2j * w)
+        h = complex(1.0)
+        for b0, b1, b2, a0, a1, a2 in self._sections:
+            h *= (b0 + b1 * z1 + b2 * z2) / (a0 + a1 * z1 + a2 * z2)
+        return -cmath.phase(h) / w
 
-    def process(self, first_index: int, x: FloatArray) -> list[Mark]:
-        """Feed consecutive samples (V); return the marks that became known, in time order."""
-        y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
+    def process(self, first_index: int, x: FloatArray, filtered: FloatArray | None = None) -> list[Mark]:
+        """Feed consecutive samples (V); return the marks that became known, in time order.
+
+        ``filtered``: the same samples through :func:`prefilter_sos` with carried state (a
+        :class:`PreFilter` shared by several channels); None filters here.
+        """
+        if filtered is None:
+            y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
+        else:
+            y = filtered
         yy = np.concatenate(([self._prev_y], y))
         self._prev_y = float(y[-1])
         if self._raw.size and self._raw_first + self._raw.size == first_index:
@@ -149,17 +178,17 @@ class ZeroCrossingDetector:
         hi = math.ceil(estimate + self._search) + 1
         if lo < self._raw_first or hi > known_until:
             return estimate
-        seg = self._raw[lo - self._raw_first : hi - self._raw_first]
-        if float(np.max(np.abs(seg))) < self._dead_band / 2:
+        seg = self._raw[lo - self._raw_first : hi - self._raw_first].tolist()  # ~35 values: plain floats
+        if max(max(seg), -min(seg)) < self._dead_band / 2:
             return None
-        pos = direction * seg >= 0
-        change = np.flatnonzero(pos[1:] != pos[:-1])
-        if change.size > 1:
+        up = [direction * v >= 0 for v in seg]  # the crossing's own direction made rising
+        changes = [i for i in range(len(up) - 1) if up[i] != up[i + 1]]
+        if len(changes) > 1:
             return estimate
-        if change.size == 0 or not pos[-1]:
+        if not changes or not up[-1]:
             return None
-        c = int(change[0])
-        raw = lo + c + float(seg[c] / (seg[c] - seg[c + 1]))
+        c = changes[0]
+        raw = lo + c + seg[c] / (seg[c] - seg[c + 1])
         offsets = self._offsets[direction]
         offsets.append(estimate - raw)
         placed = raw + statistics.median(offsets)
