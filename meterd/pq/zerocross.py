@@ -28,6 +28,7 @@ period that the filter's ringing moved cannot change it.
 
 from __future__ import annotations
 
+import bisect
 import cmath
 import math
 import statistics
@@ -122,6 +123,7 @@ class ZeroCrossingDetector:
             self._raw = np.concatenate((self._raw, x))
         else:
             self._raw, self._raw_first = np.asarray(x, dtype=np.float64), first_index
+        self._index_raw()
         out: list[Mark] = []
         for kind, at, value in self._events(first_index, yy):
             self._free_run_until(at, out)
@@ -136,6 +138,15 @@ class ZeroCrossingDetector:
             self._raw_first += self._raw.size - self._raw_keep
             self._raw = self._raw[-self._raw_keep :]
         return out
+
+    def _index_raw(self) -> None:
+        """Sign changes and strong samples of the raw samples held, found once per block for
+        :meth:`_place` (positions relative to ``_raw_first``; a change at c lies between c and c+1)."""
+        raw = self._raw
+        nonneg, nonpos = raw >= 0, raw <= 0
+        self._changes = {1: np.flatnonzero(nonneg[1:] != nonneg[:-1]).tolist(),  # rising made rising
+                         -1: np.flatnonzero(nonpos[1:] != nonpos[:-1]).tolist()}  # falling made rising
+        self._strong_count = np.concatenate(([0], np.cumsum(np.abs(raw) >= self._dead_band / 2))).tolist()
 
     def _events(self, first_index: int, yy: FloatArray) -> list[tuple[int, int, float]]:
         """(kind, sample index, value) sorted by index: kind 0 crossing (value: direction), 1 strong flip."""
@@ -178,17 +189,19 @@ class ZeroCrossingDetector:
         hi = math.ceil(estimate + self._search) + 1
         if lo < self._raw_first or hi > known_until:
             return estimate
-        seg = self._raw[lo - self._raw_first : hi - self._raw_first].tolist()  # ~35 values: plain floats
-        if max(max(seg), -min(seg)) < self._dead_band / 2:
+        r0, r1 = lo - self._raw_first, hi - self._raw_first
+        if self._strong_count[r1] == self._strong_count[r0]:  # all within half the dead band
             return None
-        up = [direction * v >= 0 for v in seg]  # the crossing's own direction made rising
-        changes = [i for i in range(len(up) - 1) if up[i] != up[i + 1]]
-        if len(changes) > 1:
+        changes = self._changes[direction]
+        first = bisect.bisect_left(changes, r0)
+        n_changes = bisect.bisect_left(changes, r1 - 1) - first  # changes at r0 … r1 − 2
+        if n_changes > 1:
             return estimate
-        if not changes or not up[-1]:
+        if n_changes == 0 or direction * float(self._raw[r1 - 1]) < 0:
             return None
-        c = changes[0]
-        raw = lo + c + seg[c] / (seg[c] - seg[c + 1])
+        c = changes[first]
+        a, b = float(self._raw[c]), float(self._raw[c + 1])
+        raw = self._raw_first + c + a / (a - b)
         offsets = self._offsets[direction]
         offsets.append(estimate - raw)
         placed = raw + statistics.median(offsets)
