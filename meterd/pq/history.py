@@ -9,6 +9,8 @@ same however the stream was cut into blocks.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from meterd.pq.errors import SampleStreamError
@@ -86,6 +88,27 @@ class SampleHistory:
         if seg_first == seg_last:
             return float(sums[row, last % cap]) - before
         return (float(sums[row, (seg_last - 1) % cap]) - before) + float(sums[row, last % cap])
+
+    def mean_square(self, row: int, start: float, stop: float) -> float:
+        """Mean of x² (V², A²) over [start, stop] (fractional sample indices), x² piecewise linear
+        between the squared samples (trapezoidal rule; whole intervals from the running sums)."""
+        buf, cap = self._buf, self._capacity
+        i0, j0 = math.floor(start), math.floor(stop)
+        if i0 < self.start_index or math.ceil(stop) >= self.end_index:
+            raise SampleStreamError(f"window {start}..{stop} outside history {self.start_index}..{self.end_index}")
+        fa, fb = start - i0, stop - j0
+        a0, a1 = float(buf[row, i0 % cap]) ** 2, float(buf[row, (i0 + 1) % cap]) ** 2
+        ga = a0 if fa == 0.0 else a0 * (1.0 - fa) + a1 * fa  # x² at start
+        b0 = float(buf[row, j0 % cap]) ** 2
+        gb = b0 if fb == 0.0 else b0 * (1.0 - fb) + float(buf[row, (j0 + 1) % cap]) ** 2 * fb  # x² at stop
+        ia = i0 if fa == 0.0 else i0 + 1  # first whole sample inside
+        if j0 < ia:  # both ends inside one sample interval
+            return (ga + gb) / 2.0
+        g_ia = a0 if ia == i0 else a1
+        inner = self.square_sum(row, ia, j0) - (g_ia + b0) / 2.0
+        left = (ia - start) * (ga + g_ia) / 2.0
+        right = (stop - j0) * (b0 + gb) / 2.0
+        return (inner + left + right) / (stop - start)
 
     def value(self, row: int, index: int) -> float:
         """One sample (V or A)."""

@@ -270,7 +270,7 @@ class PqMonitor:
         if idx.size == 0:
             return
         keys = np.floor_divide(self._timebase.posix_s(0) + idx / self._fs, TEN_MIN_S)
-        for key in np.unique(keys):
+        for key in (keys[:1] if keys[0] == keys[-1] else np.unique(keys)):  # mostly one interval
             if self._pinst_key is not None and int(key) != self._pinst_key:
                 self._close_pst_interval()
             self._pinst_key = int(key)

@@ -19,24 +19,9 @@ def window_mean_square(history: SampleHistory, row: int, start: float, stop: flo
 
     x² is taken as the piecewise-linear curve through the squared samples (trapezoidal rule): the
     whole sample intervals inside come from the history's running sums, the fractional ends are
-    interpolated.
+    interpolated (:meth:`SampleHistory.mean_square`).
     """
-    ia, ib = math.ceil(start), math.floor(stop)
-    if ib < ia:  # both ends inside one sample interval
-        return (_lerp_square(history, row, start) + _lerp_square(history, row, stop)) / 2.0
-    ga, gb = history.value(row, ia) ** 2, history.value(row, ib) ** 2
-    inner = history.square_sum(row, ia, ib) - (ga + gb) / 2.0
-    left = (ia - start) * (_lerp_square(history, row, start) + ga) / 2.0
-    right = (stop - ib) * (gb + _lerp_square(history, row, stop)) / 2.0
-    return (inner + left + right) / (stop - start)
-
-
-def _lerp_square(history: SampleHistory, row: int, pos: float) -> float:
-    """x² at a fractional position, linear between the squared samples around it."""
-    i = math.floor(pos)
-    f = pos - i
-    g0 = history.value(row, i) ** 2
-    return g0 if f == 0.0 else g0 * (1.0 - f) + history.value(row, i + 1) ** 2 * f
+    return history.mean_square(row, start, stop)
 
 
 @dataclass(frozen=True)
