@@ -45,6 +45,11 @@ def _weight_table() -> FloatArray:
     return np.ascontiguousarray(table, dtype=np.float64)
 
 
+def prepare_tables() -> None:
+    """Compute the interpolator's weight table now (≈ 20 ms once), not inside the first window."""
+    _weight_table()
+
+
 def resample_window(history: SampleHistory, rows: slice, start: float, stop: float,
                     n_points: int = RESAMPLED_POINTS) -> FloatArray:
     """Values of the channels in ``rows`` at n_points instants start + n·(stop−start)/n_points.

@@ -29,6 +29,7 @@ from meterd.pq.harmonics import (
     analyse_rows,
     interpolation_margin,
     line_rms,
+    prepare_tables,
     resample_window,
 )
 from meterd.pq.history import SampleHistory
@@ -172,6 +173,7 @@ class PqMonitor:
         self._horizon_lag = int(math.ceil(self._period)) + interpolation_margin() + 8
         self._timebase = IndexTimebase(self._fs)
         self._flicker_k = Flickermeter(self._fs, s.f_nom_hz, s.lamp_model).k
+        prepare_tables()
         self._events = RmsEventDetector(s, self._timebase.utc, self._fs)
         self._sustained = SustainedDetector(s, self._timebase.utc, self._fs)
         self._aggregator = Aggregator(s.udin_v, s.cycles_per_window)
