@@ -9,7 +9,9 @@ k = cycles·h with a rectangular window. Resample-then-cubic (§6.2 b) stays at 
 The interpolator's 48 weights depend only on where an output instant falls between two samples;
 they are computed once, for 4096 positions per sample interval, and looked up (nearest position:
 a timing error of at most 1/8192 sample, 15 ns at 8 kHz, which moves order 50 by less than
-3·10⁻⁴ rad and changes no line by more than a few 10⁻⁶ of the fundamental).
+3·10⁻⁴ rad and changes no line by more than a few 10⁻⁶ of the fundamental). The interpolation
+runs in single precision (half the memory traffic of the 7 × 2048 × 48 products): a relative
+rounding of 10⁻⁷ per sample, below 10⁻⁵ of the smallest harmonic the tests resolve.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special
 
@@ -33,7 +36,7 @@ _TABLE_STEPS = 4096  # weight sets per sample interval
 
 
 @functools.cache
-def _weight_table() -> FloatArray:
+def _weight_table() -> npt.NDArray[np.float32]:
     """Interpolator weights for output positions q/_TABLE_STEPS after a sample, q = 0…_TABLE_STEPS.
 
     Row q holds the weights of the samples at offsets −23…+24 from the sample before the position.
@@ -42,7 +45,7 @@ def _weight_table() -> FloatArray:
     u = frac[:, None] - np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)[None, :]  # distance from each tap (samples)
     ratio = np.clip(u / float(_HALF_TAPS), -1.0, 1.0)
     table = np.sinc(u) * special.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / special.i0(_KAISER_BETA)
-    return np.ascontiguousarray(table, dtype=np.float64)
+    return np.ascontiguousarray(table, dtype=np.float32)
 
 
 def prepare_tables() -> None:
@@ -60,9 +63,9 @@ def resample_window(history: SampleHistory, rows: slice, start: float, stop: flo
     base = np.floor(t).astype(np.int64)
     weights = _weight_table()[np.rint((t - base) * _TABLE_STEPS).astype(np.int64)]  # (n_points, taps)
     first = int(base[0]) - _HALF_TAPS + 1
-    segment = history.get(rows, first, int(base[-1]) + _HALF_TAPS + 1)  # (rows, samples)
+    segment = history.get(rows, first, int(base[-1]) + _HALF_TAPS + 1).astype(np.float32)  # (rows, samples)
     taps = sliding_window_view(segment, 2 * _HALF_TAPS, axis=1)[:, base - base[0]]  # (rows, n_points, taps)
-    return np.asarray(np.einsum("rnj,nj->rn", taps, weights), dtype=np.float64)
+    return np.asarray(np.einsum("rnj,nj->rn", taps, weights), dtype=np.float64)  # back to double for the FFT
 
 
 def interpolation_margin() -> int:
