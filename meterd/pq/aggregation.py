@@ -2,7 +2,11 @@
 
 Each aggregate is the square root of the mean of the squared inputs (RMS and harmonic subgroups);
 distortion ratios are computed from the aggregated subgroups. An aggregate is flagged when any of
-its inputs was flagged (a dip, swell or interruption touched the window, or a sample gap).
+its inputs was flagged (a dip, swell or interruption touched the window, or a sample gap), and
+when its interval was only partly measured (``partial``, IEC 61000-4-30 §4.5 incomplete data): a
+10-min interval whose windows leave more than one window's length (0.2 s) of its 600 s uncovered,
+as the first interval after every start (the stream begins inside it) or an interval the stream
+left before its end; a 2-h interval without 12 complete 10-min intervals.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Aggregate:
 
     rms / rms_min / rms_max per row (V, A); subgroup_rms (7, 51); thds_pct per row (None when the
     fundamental is zero); under_/over_deviation_pct per row against Udin (voltage rows, §4.6).
+    partial: the interval was only partly measured (then ``flagged`` is set too).
     """
 
     kind: str
@@ -58,6 +63,7 @@ class Aggregate:
     subgroup_rms: FloatArray
     under_deviation_pct: FloatArray
     over_deviation_pct: FloatArray
+    partial: bool = False
 
     @property
     def thds_pct(self) -> list[float | None]:
@@ -81,6 +87,16 @@ class _Acc:
     sg: FloatArray = field(default_factory=lambda: np.zeros((N_ROWS, MAX_ORDER + 1)))
     under_sq: FloatArray = field(default_factory=lambda: np.zeros(N_ROWS))
     over_sq: FloatArray = field(default_factory=lambda: np.zeros(N_ROWS))
+    covered_s: float = 0.0  # time of the interval covered by its windows (s)
+    covered_to_s: float = -math.inf  # POSIX end (s) of the coverage counted so far
+    complete_parts: int = 0  # complete inputs (10-min values of a 2-h interval)
+
+    def cover(self, start_s: float, end_s: float, lo_s: float, hi_s: float) -> None:
+        """Count [start_s, end_s] ∩ [lo_s, hi_s] (POSIX s) not counted yet (windows come in order)."""
+        a, b = max(start_s, lo_s, self.covered_to_s), min(end_s, hi_s)
+        if b > a:
+            self.covered_s += b - a
+        self.covered_to_s = max(self.covered_to_s, b)
 
     def add(self, rms: FloatArray, subgroup: FloatArray, flagged: bool, lo: FloatArray | None = None,
             hi: FloatArray | None = None, weight: int = 1) -> None:
@@ -93,12 +109,13 @@ class _Acc:
         self.under_sq += weight * np.minimum(rms, self.udin_v) ** 2
         self.over_sq += weight * np.maximum(rms, self.udin_v) ** 2
 
-    def result(self, kind: str, end_posix_s: float) -> Aggregate:
+    def result(self, kind: str, end_posix_s: float, partial: bool = False) -> Aggregate:
         n = max(self.n, 1)
         under = (self.udin_v - np.sqrt(self.under_sq / n)) / self.udin_v * 100.0
         over = (np.sqrt(self.over_sq / n) - self.udin_v) / self.udin_v * 100.0
-        return Aggregate(kind, _dt.datetime.fromtimestamp(round(end_posix_s, 3), tz=UTC), self.n, self.flagged,
-                         np.sqrt(self.sq / n), self.lo, self.hi, np.sqrt(self.sg / n), under, over)
+        return Aggregate(kind, _dt.datetime.fromtimestamp(round(end_posix_s, 3), tz=UTC), self.n,
+                         self.flagged or partial, np.sqrt(self.sq / n), self.lo, self.hi, np.sqrt(self.sg / n),
+                         under, over, partial)
 
 
 class Aggregator:
@@ -106,6 +123,7 @@ class Aggregator:
 
     def __init__(self, udin_v: float, cycles_per_window: int = 10) -> None:
         self._udin = udin_v
+        self._window_s = cycles_per_window / (50.0 if cycles_per_window == 10 else 60.0)  # nominal (s)
         self._per_short = 15
         self._short_kind = f"{15 * cycles_per_window}-cycle"
         self._short = _Acc(udin_v)
@@ -125,6 +143,7 @@ class Aggregator:
         if w.resync:
             self._short = _Acc(self._udin)
         self._ten.add(w.rms, w.subgroup_rms, w.flagged)
+        self._ten.cover(w.start_posix_s, w.end_posix_s, key * TEN_MIN_S, (key + 1) * TEN_MIN_S)
         self._short.add(w.rms, w.subgroup_rms, w.flagged)
         if self._short.n == self._per_short:
             out.append(self._short.result(self._short_kind, w.end_posix_s))
@@ -133,14 +152,22 @@ class Aggregator:
 
     def _close_ten(self) -> list[Aggregate]:
         assert self._ten is not None
-        ten = self._ten.result("10-min", (self._ten_key + 1) * TEN_MIN_S)
+        ten = self._ten.result("10-min", (self._ten_key + 1) * TEN_MIN_S,
+                               partial=self._ten.covered_s < TEN_MIN_S - self._window_s)
         out = [ten]
         key2 = (self._ten_key * TEN_MIN_S) // TWO_HOURS_S
         if self._two is not None and key2 != self._two_key:
-            out.append(self._two.result("2-h", (self._two_key + 1) * TWO_HOURS_S))
-            self._two = None
+            out.append(self._close_two())
         if self._two is None:
             self._two, self._two_key = _Acc(self._udin), key2
         self._two.add(ten.rms, ten.subgroup_rms, ten.flagged, ten.rms_min, ten.rms_max)
+        self._two.complete_parts += not ten.partial
         self._ten = None
         return out
+
+    def _close_two(self) -> Aggregate:
+        assert self._two is not None
+        two = self._two.result("2-h", (self._two_key + 1) * TWO_HOURS_S,
+                               partial=self._two.complete_parts < TWO_HOURS_S // TEN_MIN_S)
+        self._two = None
+        return two

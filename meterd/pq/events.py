@@ -112,7 +112,7 @@ class RmsEventDetector:
                 self._track(rule, value)
                 if rule.ends(self._latest):
                     out.append(self._finish(rule, value.end_index))
-            elif rule.starts(self._latest):
+            elif rule.beyond(value.rms_v) and rule.starts(self._latest):  # only the new value can start it
                 self._begin(rule, value.end_index)
         return out
 

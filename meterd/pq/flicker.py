@@ -61,7 +61,8 @@ class _Filters:
 
 
 class Flickermeter:
-    """Streaming flickermeter: feed samples (V) of one channel, get Pinst at 100 Hz."""
+    """Streaming flickermeter: feed samples (V) of one channel, or of several channels in lock-step
+    (shape (channels, n), each with its own filter states), get Pinst at 100 Hz."""
 
     def __init__(self, fs_hz: float, f_mains_hz: float, lamp: str = "230V", scale_k: float | None = None) -> None:
         self._f = _Filters(fs_hz, f_mains_hz, lamp)
@@ -72,48 +73,54 @@ class Flickermeter:
         self._started = False
         self.k = scale_k if scale_k is not None else calibrated_k(fs_hz, f_mains_hz, lamp)
 
-    def _start(self, mean_square: float) -> None:
+    def _start(self, mean_square: FloatArray) -> None:
+        """Filter states at steady state for the first second's mean square of each channel (V²)."""
         f = self._f
-        self._zi_aa = signal.sosfilt_zi(f.anti_alias) * mean_square
-        self._zi_ref = signal.lfilter_zi(f.ref_b, f.ref_a) * mean_square
-        self._zi_chain = np.zeros((f.chain.shape[0], 2))
+        ms = mean_square[:, None]
+        self._zi_aa = signal.sosfilt_zi(f.anti_alias)[:, None, :] * ms[None, :, :]
+        self._zi_ref = signal.lfilter_zi(f.ref_b, f.ref_a)[None, :] * ms
+        self._zi_chain = np.zeros((f.chain.shape[0], ms.shape[0], 2))
         self._zi_chain[0] = signal.sosfilt_zi(f.hp)[0] * 1.0
-        self._zi_smooth = np.zeros((1, 2))
+        self._zi_smooth = np.zeros((1, ms.shape[0], 2))
         self._started = True
 
     def process(self, first_index: int, x: FloatArray, full_rate: bool = False) -> tuple[np.ndarray, FloatArray]:
         """Feed consecutive samples (V); return (sample indices, Pinst) of the new Pinst values.
 
-        Pinst comes at 100 Hz for the statistics, or at the 1 kHz chain rate with ``full_rate``
-        (needed to catch the true maximum of Pinst).
+        ``x`` is one channel (n,) or channels in lock-step (channels, n); Pinst has the same
+        leading shape. Pinst comes at 100 Hz for the statistics, or at the 1 kHz chain rate with
+        ``full_rate`` (needed to catch the true maximum of Pinst).
         """
+        one = x.ndim == 1
+        x2 = x[None, :] if one else x
         if not self._started:
             if not self._prebuffer:
                 self._pre_first = first_index
-            self._prebuffer.append(x)
-            held = np.concatenate(self._prebuffer)
-            if held.size < self._init_len:
-                return np.zeros(0, dtype=np.int64), np.zeros(0)
+            self._prebuffer.append(x2)
+            held = np.concatenate(self._prebuffer, axis=1)
+            if held.shape[1] < self._init_len:
+                empty = np.zeros(0) if one else np.zeros((x2.shape[0], 0))
+                return np.zeros(0, dtype=np.int64), empty
             self._prebuffer = []
-            self._start(float(np.mean(held[: self._init_len] ** 2)))
-            first_index, x = self._pre_first, held
-        idx, p = self._run(first_index, x)
-        if full_rate:
-            return idx, p
-        keep = idx % (DECIMATION * STAT_DECIMATION) == 0
-        return idx[keep], p[keep]
+            self._start(np.mean(held[:, : self._init_len] ** 2, axis=1))
+            first_index, x2 = self._pre_first, held
+        idx, p = self._run(first_index, x2)
+        if not full_rate:
+            keep = idx % (DECIMATION * STAT_DECIMATION) == 0
+            idx, p = idx[keep], p[:, keep]
+        return idx, (p[0] if one else p)
 
     def _run(self, first_index: int, x: FloatArray) -> tuple[np.ndarray, FloatArray]:
         f = self._f
-        s, self._zi_aa = signal.sosfilt(f.anti_alias, x * x, zi=self._zi_aa)
-        idx = first_index + np.arange(x.size)
+        s, self._zi_aa = signal.sosfilt(f.anti_alias, x * x, axis=-1, zi=self._zi_aa)
+        idx = first_index + np.arange(x.shape[1])
         keep = idx % DECIMATION == 0
-        s, idx = s[keep], idx[keep]
-        if s.size == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0)
-        ref, self._zi_ref = signal.lfilter(f.ref_b, f.ref_a, s, zi=self._zi_ref)
-        y, self._zi_chain = signal.sosfilt(f.chain, s / ref, zi=self._zi_chain)
-        p, self._zi_smooth = signal.sosfilt(f.smooth, y * y, zi=self._zi_smooth)
+        s, idx = s[:, keep], idx[keep]
+        if idx.size == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((x.shape[0], 0))
+        ref, self._zi_ref = signal.lfilter(f.ref_b, f.ref_a, s, axis=-1, zi=self._zi_ref)
+        y, self._zi_chain = signal.sosfilt(f.chain, s / ref, axis=-1, zi=self._zi_chain)
+        p, self._zi_smooth = signal.sosfilt(f.smooth, y * y, axis=-1, zi=self._zi_smooth)
         return idx, p * self.k
 
 

@@ -5,14 +5,24 @@ resampled onto 2048 points at exact instants with a Kaiser-windowed sinc interpo
 the 8 kHz samples carry everything below 4 kHz), so that harmonic h falls exactly on DFT line
 k = cycles·h with a rectangular window. Resample-then-cubic (§6.2 b) stays at ~0.1 % error at order
 50 because of the default polyphase filter's ripple; the direct windowed sinc keeps it below 0.01 %.
+
+The interpolator's 48 weights depend only on where an output instant falls between two samples;
+they are computed once, for 4096 positions per sample interval, and looked up (nearest position:
+a timing error of at most 1/8192 sample, 15 ns at 8 kHz, which moves order 50 by less than
+3·10⁻⁴ rad and changes no line by more than a few 10⁻⁶ of the fundamental). The interpolation
+runs in single precision (half the memory traffic of the 7 × 2048 × 48 products): a relative
+rounding of 10⁻⁷ per sample, below 10⁻⁵ of the smallest harmonic the tests resolve.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special
 
 from meterd.pq.history import SampleHistory
@@ -22,6 +32,25 @@ MAX_ORDER = 50
 RESAMPLED_POINTS = 2048
 _HALF_TAPS = 24
 _KAISER_BETA = 9.0
+_TABLE_STEPS = 4096  # weight sets per sample interval
+
+
+@functools.cache
+def _weight_table() -> npt.NDArray[np.float32]:
+    """Interpolator weights for output positions q/_TABLE_STEPS after a sample, q = 0…_TABLE_STEPS.
+
+    Row q holds the weights of the samples at offsets −23…+24 from the sample before the position.
+    """
+    frac = np.arange(_TABLE_STEPS + 1) / _TABLE_STEPS
+    u = frac[:, None] - np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)[None, :]  # distance from each tap (samples)
+    ratio = np.clip(u / float(_HALF_TAPS), -1.0, 1.0)
+    table = np.sinc(u) * special.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / special.i0(_KAISER_BETA)
+    return np.ascontiguousarray(table, dtype=np.float32)
+
+
+def prepare_tables() -> None:
+    """Compute the interpolator's weight table now (≈ 20 ms once), not inside the first window."""
+    _weight_table()
 
 
 def resample_window(history: SampleHistory, rows: slice, start: float, stop: float,
@@ -32,13 +61,11 @@ def resample_window(history: SampleHistory, rows: slice, start: float, stop: flo
     """
     t = start + np.arange(n_points) * ((stop - start) / n_points)
     base = np.floor(t).astype(np.int64)
-    offsets = np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)
-    taps = base[:, None] + offsets[None, :]
-    u = t[:, None] - taps  # distance from each tap (samples)
-    ratio = np.clip(u / (_HALF_TAPS + 0.0), -1.0, 1.0)
-    weights = np.sinc(u) * special.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / special.i0(_KAISER_BETA)
-    samples = history.get_at(rows, taps)  # (rows, n_points, taps)
-    return np.asarray(np.matmul(samples[:, :, None, :], weights[None, :, :, None])[:, :, 0, 0], dtype=np.float64)
+    weights = _weight_table()[np.rint((t - base) * _TABLE_STEPS).astype(np.int64)]  # (n_points, taps)
+    first = int(base[0]) - _HALF_TAPS + 1
+    segment = history.get(rows, first, int(base[-1]) + _HALF_TAPS + 1).astype(np.float32)  # (rows, samples)
+    taps = sliding_window_view(segment, 2 * _HALF_TAPS, axis=1)[:, base - base[0]]  # (rows, n_points, taps)
+    return np.asarray(np.einsum("rnj,nj->rn", taps, weights), dtype=np.float64)  # back to double for the FFT
 
 
 def interpolation_margin() -> int:
@@ -91,27 +118,46 @@ def distortion_pct(values: FloatArray, last_order: int = MAX_ORDER) -> float:
 
 def analyse_lines(lines: FloatArray, cycles: int, min_fundamental: float = 0.0) -> HarmonicResult:
     """Harmonic components, subgroups, groups and THD from the line RMS of a ``cycles``-cycle window."""
+    return analyse_rows(lines[None, :], cycles, [min_fundamental])[0]
+
+
+@functools.cache
+def _line_indices(cycles: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """DFT line indices of a ``cycles``-cycle window: harmonic k, its two neighbours (0 for order 0),
+    the group's inner lines and half-weight edges (orders 1…50), the centred interharmonic subgroup."""
     orders = np.arange(MAX_ORDER + 1)
     k = orders * cycles
-    sq = lines**2
-    harmonic = lines[k]
-    subgroup = np.sqrt(sq[k] + sq[np.maximum(k - 1, 0)] * (orders > 0) + sq[k + 1] * (orders > 0))
+    neighbours = np.stack([np.maximum(k - 1, 0), k + 1])
     half = cycles // 2
     centres = k[1:, None]
-    group = np.zeros(MAX_ORDER + 1)
-    inner = np.sum(sq[centres + np.arange(-half + 1, half)[None, :]], axis=1)
-    group[1:] = np.sqrt(inner + 0.5 * sq[k[1:] - half] + 0.5 * sq[k[1:] + half])
-    ih = np.zeros(MAX_ORDER + 1)
-    ih[1:] = np.sqrt(np.sum(sq[centres + np.arange(2, cycles - 1)[None, :]], axis=1))
-    subgroup[0] = 0.0
-    ok = harmonic[1] > max(min_fundamental, 1e-12)
-    return HarmonicResult(
-        harmonic_rms=harmonic,
-        subgroup_rms=subgroup,
-        group_rms=group,
-        interharmonic_subgroup_rms=ih,
-        thd_pct=distortion_pct(harmonic) if ok else None,
-        thds_pct=distortion_pct(subgroup) if ok else None,
-        thdg_pct=distortion_pct(group) if ok else None,
-        thd40_pct=distortion_pct(harmonic, 40) if ok else None,
-    )
+    inner = centres + np.arange(-half + 1, half)[None, :]
+    edges = np.stack([k[1:] - half, k[1:] + half])
+    ih = centres + np.arange(2, cycles - 1)[None, :]
+    return k, neighbours, inner, edges, ih
+
+
+def analyse_rows(lines: FloatArray, cycles: int, min_fundamentals: list[float]) -> list[HarmonicResult]:
+    """:func:`analyse_lines` of every row of ``lines`` (rows, lines) at once; one minimum per row."""
+    k, neighbours, inner, edges, ih_lines = _line_indices(cycles)
+    sq = lines**2
+    harmonic = lines[:, k]
+    subgroup = np.sqrt(sq[:, k] + sq[:, neighbours[0]] + sq[:, neighbours[1]])
+    subgroup[:, 0] = 0.0
+    group = np.zeros_like(harmonic)
+    group[:, 1:] = np.sqrt(np.sum(sq[:, inner], axis=2) + 0.5 * sq[:, edges[0]] + 0.5 * sq[:, edges[1]])
+    ih = np.zeros_like(harmonic)
+    ih[:, 1:] = np.sqrt(np.sum(sq[:, ih_lines], axis=2))
+    results = []
+    for r, minimum in enumerate(min_fundamentals):
+        ok = harmonic[r, 1] > max(minimum, 1e-12)
+        results.append(HarmonicResult(
+            harmonic_rms=harmonic[r],
+            subgroup_rms=subgroup[r],
+            group_rms=group[r],
+            interharmonic_subgroup_rms=ih[r],
+            thd_pct=distortion_pct(harmonic[r]) if ok else None,
+            thds_pct=distortion_pct(subgroup[r]) if ok else None,
+            thdg_pct=distortion_pct(group[r]) if ok else None,
+            thd40_pct=distortion_pct(harmonic[r], 40) if ok else None,
+        ))
+    return results

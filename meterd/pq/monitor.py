@@ -26,17 +26,18 @@ from meterd.pq.frequency import FrequencyValue, TenSecondFrequency
 from meterd.pq.harmonics import (
     MAX_ORDER,
     HarmonicResult,
-    analyse_lines,
+    analyse_rows,
     interpolation_margin,
     line_rms,
+    prepare_tables,
     resample_window,
 )
 from meterd.pq.history import SampleHistory
 from meterd.pq.rms import HalfCycleRms, HalfCycleValue, window_mean_square
 from meterd.pq.settings import PqSettings
-from meterd.pq.source import CURRENT_ROWS, N_ROWS, ROW_NAMES, ROW_U1, VOLTAGE_ROWS, WaveformBlock
+from meterd.pq.source import CURRENT_ROWS, N_ROWS, ROW_NAMES, ROW_U1, VOLTAGE_ROWS, FloatArray, WaveformBlock
 from meterd.pq.timebase import IndexTimebase
-from meterd.pq.zerocross import Mark, ZeroCrossingDetector
+from meterd.pq.zerocross import Mark, PreFilter, ZeroCrossingDetector
 
 CHIP_DFT_MAX_ORDER = 32
 
@@ -172,6 +173,7 @@ class PqMonitor:
         self._horizon_lag = int(math.ceil(self._period)) + interpolation_margin() + 8
         self._timebase = IndexTimebase(self._fs)
         self._flicker_k = Flickermeter(self._fs, s.f_nom_hz, s.lamp_model).k
+        prepare_tables()
         self._events = RmsEventDetector(s, self._timebase.utc, self._fs)
         self._sustained = SustainedDetector(s, self._timebase.utc, self._fs)
         self._aggregator = Aggregator(s.udin_v, s.cycles_per_window)
@@ -188,8 +190,9 @@ class PqMonitor:
         self._history.reset(next_index)
         dead_band = s.volts(s.interruption_threshold_pct) / 2.0
         self._zc = {r: ZeroCrossingDetector(self._fs, s.f_nom_hz, dead_band) for r in VOLTAGE_ROWS}
+        self._prefilter = PreFilter(self._fs, s.f_nom_hz, len(VOLTAGE_ROWS))
         self._half = {r: HalfCycleRms(r, self._period) for r in VOLTAGE_ROWS}
-        self._flicker = {r: Flickermeter(self._fs, s.f_nom_hz, s.lamp_model, self._flicker_k) for r in VOLTAGE_ROWS}
+        self._flicker = Flickermeter(self._fs, s.f_nom_hz, s.lamp_model, self._flicker_k)  # U1, U2, U3
         self._pending_half: list[HalfCycleValue] = []
         self._rising: list[float] = []
         self._win_start: float | None = None
@@ -230,14 +233,15 @@ class PqMonitor:
         self._expected_index = block.end_index
         self._timebase.observe(block.first_index, block.utc_first)
         self._history.append(block.first_index, block.samples)
-        for row in VOLTAGE_ROWS:
-            self._process_channel(row, block)
+        filtered = self._prefilter.filter(block.samples[list(VOLTAGE_ROWS)])
+        for i, row in enumerate(VOLTAGE_ROWS):
+            self._process_channel(row, block, filtered[i])
         self._process_flicker(block)
         return self._release(block.end_index - self._horizon_lag)
 
-    def _process_channel(self, row: int, block: WaveformBlock) -> None:
+    def _process_channel(self, row: int, block: WaveformBlock, filtered: FloatArray) -> None:
         zc = self._zc[row]
-        for mark in zc.process(block.first_index, block.samples[row]):
+        for mark in zc.process(block.first_index, block.samples[row], filtered):
             value = self._half[row].on_mark(mark, zc.period, self._history)
             if value is not None:
                 self._pending_half.append(value)
@@ -263,18 +267,18 @@ class PqMonitor:
 
     def _process_flicker(self, block: WaveformBlock) -> None:
         """Run the flickermeters (all phases advance in lock-step) and file Pinst by 10-min interval."""
-        pinst = {r: self._flicker[r].process(block.first_index, block.samples[r]) for r in VOLTAGE_ROWS}
-        idx = pinst[VOLTAGE_ROWS[0]][0]
+        idx, values = self._flicker.process(block.first_index, block.samples[list(VOLTAGE_ROWS)])
+        pinst = {r: values[i] for i, r in enumerate(VOLTAGE_ROWS)}
         if idx.size == 0:
             return
         keys = np.floor_divide(self._timebase.posix_s(0) + idx / self._fs, TEN_MIN_S)
-        for key in np.unique(keys):
+        for key in (keys[:1] if keys[0] == keys[-1] else np.unique(keys)):  # mostly one interval
             if self._pinst_key is not None and int(key) != self._pinst_key:
                 self._close_pst_interval()
             self._pinst_key = int(key)
             sel = keys == key
             for r in VOLTAGE_ROWS:
-                self._pinst[r].append(pinst[r][1][sel])
+                self._pinst[r].append(pinst[r][sel])
             self._pinst_settling |= bool(idx[sel][0] < self._settled_index)
 
     def _close_pst_interval(self) -> None:
@@ -309,9 +313,9 @@ class PqMonitor:
         rms = np.array([math.sqrt(max(window_mean_square(self._history, r, w.start, w.stop), 0.0))
                         for r in range(N_ROWS)])
         lines = line_rms(resample_window(self._history, slice(0, N_ROWS), w.start, w.stop))
-        results = [analyse_lines(lines[r], s.cycles_per_window,
-                                 s.min_current_for_thd_a if r in CURRENT_ROWS else 0.01 * s.udin_v)
-                   for r in range(N_ROWS)]
+        results = analyse_rows(lines, s.cycles_per_window,
+                               [s.min_current_for_thd_a if r in CURRENT_ROWS else 0.01 * s.udin_v
+                                for r in range(N_ROWS)])
         flagged = self._events.touched(w.start, w.stop) or self._gap_flag
         window = WindowValues(w.start, w.stop, self._timebase.posix_s(w.start), self._timebase.posix_s(w.stop),
                               rms, np.array([h.subgroup_rms for h in results]), flagged, w.resync)

@@ -10,36 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 from meterd.pq.history import SampleHistory
 from meterd.pq.zerocross import Mark
 
 
 def window_mean_square(history: SampleHistory, row: int, start: float, stop: float) -> float:
-    """Mean of x² (V² or A²) over the continuous interval [start, stop] in fractional sample indices."""
-    i0 = math.floor(start)
-    i1 = math.ceil(stop)
-    g = history.get(row, i0, i1 + 1) ** 2
-    return _trapezoid_mean(g, start - i0, stop - i0)
+    """Mean of x² (V² or A²) over the continuous interval [start, stop] in fractional sample indices.
 
-
-def _trapezoid_mean(g: np.ndarray, a: float, b: float) -> float:
-    """Mean of the piecewise-linear curve through g[0], g[1], … over [a, b] (positions in samples)."""
-    ia, ib = math.ceil(a), math.floor(b)
-    if ib < ia:  # both ends inside one sample interval
-        ga, gb = _lerp(g, a), _lerp(g, b)
-        return float((ga + gb) / 2.0)
-    inner = float(np.sum(g[ia : ib + 1])) - (g[ia] + g[ib]) / 2.0
-    left = (ia - a) * (_lerp(g, a) + g[ia]) / 2.0
-    right = (b - ib) * (g[ib] + _lerp(g, b)) / 2.0
-    return float((inner + left + right) / (b - a))
-
-
-def _lerp(g: np.ndarray, pos: float) -> float:
-    i = min(math.floor(pos), len(g) - 2)
-    f = pos - i
-    return float(g[i] * (1.0 - f) + g[i + 1] * f)
+    x² is taken as the piecewise-linear curve through the squared samples (trapezoidal rule): the
+    whole sample intervals inside come from the history's running sums, the fractional ends are
+    interpolated (:meth:`SampleHistory.mean_square`).
+    """
+    return history.mean_square(row, start, stop)
 
 
 @dataclass(frozen=True)

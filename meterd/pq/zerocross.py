@@ -4,20 +4,34 @@ The voltage is low-passed (2nd-order Butterworth at 1.2·f_nom) to suppress harm
 is the last sign change of the filtered signal before it leaves a ±``min_amplitude_v`` dead band
 on the other side (a Schmitt trigger, so that noise during an interruption does not count). Its
 position is interpolated linearly and shifted back by the filter's phase delay at the measured
-frequency. Without a crossing for 1.5 nominal half cycles (interruption, deep dip) the detector
-free-runs on the last good period, from the last good mark: a crossing is good when it lies
-half a period (±20 %) after the mark before it. The crossing the filter's ringing makes just
-after the voltage collapsed is late (it is not good), so the grid continues from the crossing
-before it and stays on the supply's own grid through the interruption. When the voltage
-returns, a crossing off that grid by more than 5 % of a half period (the filter's step response,
-or a real phase jump) is used only once the next crossing confirms it half a period later. The period is updated
-from good crossings one period apart (within ±5 %), as the median of the last five, so that one
-crossing the filter's ringing moved cannot change the free-running period.
+frequency. That estimate is exact only in steady state: after an amplitude step the filter's step
+response moves it by up to 7 samples for about two cycles. So when it lies more than a quarter
+sample off the raw signal's crossing, the crossing is placed on the raw signal instead: the one sign change of the raw samples within a tenth of a period of the estimate
+(linear interpolation between the two straddling samples), plus the steady offset between the
+filtered estimate and the raw crossing (the median of the last nine, per direction: harmonics
+move the raw crossing away from the fundamental's by a constant amount, an amplitude step does
+not move it at all). Where the raw signal crosses several times there (a distorted waveform),
+the filtered estimate is used; where it does not cross there, or stays within half the dead band
+(the supply has collapsed), the filtered crossing is the filter's ringing and is dropped.
+
+Without a crossing for 1.5 nominal half cycles (interruption, deep dip) the detector free-runs on
+the last good period, from the last good mark: a crossing is good when it lies half a period
+(±20 %) after the mark before it. The crossing the filter's ringing makes just after the voltage
+collapsed is late (it is not good), so the grid continues from the crossing before it and stays
+on the supply's own grid through the interruption. When the voltage returns, a crossing off that
+grid by more than 5 % of a half period (a real phase jump) is used only once the next crossing
+confirms it half a period later. The period is the median of the last five good periods (two
+good crossings of one direction) lying within ±15 % of nominal (42.5–57.5 Hz at 50 Hz, wider than
+EN 50160's 47–52 Hz), so that it follows any supply frequency within three cycles while one
+period that the filter's ringing moved cannot change it.
 """
 
 from __future__ import annotations
 
+import bisect
+import cmath
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -25,6 +39,8 @@ import numpy as np
 from scipy import signal
 
 from meterd.pq.source import FloatArray
+
+_DISTURBED_SAMPLES = 0.25  # a filtered estimate this far (samples) off the raw crossing is disturbed
 
 
 @dataclass(frozen=True)
@@ -36,13 +52,32 @@ class Mark:
     real: bool
 
 
+def prefilter_sos(sample_rate_hz: float, f_nom_hz: float) -> FloatArray:
+    """The detector's low-pass: 2nd-order Butterworth at 1.2·f_nom (second-order sections)."""
+    return np.asarray(signal.butter(2, 1.2 * f_nom_hz, fs=sample_rate_hz, output="sos"), dtype=np.float64)
+
+
+class PreFilter:
+    """The detectors' low-pass run over several channels at once (one filter call per block)."""
+
+    def __init__(self, sample_rate_hz: float, f_nom_hz: float, channels: int) -> None:
+        self._sos = prefilter_sos(sample_rate_hz, f_nom_hz)
+        self._zi = np.zeros((self._sos.shape[0], channels, 2))
+
+    def filter(self, x: FloatArray) -> FloatArray:
+        """Filtered samples of consecutive blocks, shape (channels, n) as ``x`` (V)."""
+        y, self._zi = signal.sosfilt(self._sos, x, axis=-1, zi=self._zi)
+        return np.asarray(y, dtype=np.float64)
+
+
 class ZeroCrossingDetector:
     """Turns one voltage channel's samples into a stream of half-cycle marks (fractional indices)."""
 
     def __init__(self, sample_rate_hz: float, f_nom_hz: float, min_amplitude_v: float) -> None:
         self._fs = sample_rate_hz
-        self._sos = signal.butter(2, 1.2 * f_nom_hz, fs=sample_rate_hz, output="sos")
+        self._sos = prefilter_sos(sample_rate_hz, f_nom_hz)
         self._zi = np.zeros((self._sos.shape[0], 2))
+        self._sections = [tuple(float(c) for c in row) for row in self._sos]  # for the phase delay
         self._dead_band = min_amplitude_v
         self._nominal_period = sample_rate_hz / f_nom_hz  # samples
         self.period = self._nominal_period  # samples, last good measurement
@@ -57,19 +92,38 @@ class ZeroCrossingDetector:
         self._candidate: Mark | None = None  # a real crossing off the free-running grid, unconfirmed
         self._anchor: Mark | None = None  # a confirmed crossing the free-running grid moves onto
         self._periods: deque[float] = deque(maxlen=5)  # recent good periods (samples); the median is used
+        self._raw: FloatArray = np.zeros(0)  # the newest raw samples (V), for placing crossings on them
+        self._raw_first = 0  # sample index of self._raw[0]
+        self._raw_keep = int(2 * self._nominal_period)
+        self._search = self._nominal_period / 10  # half-width of the raw crossing search (samples)
+        self._offsets: dict[int, deque[float]] = {1: deque(maxlen=9), -1: deque(maxlen=9)}
 
     def _phase_delay(self, period: float) -> float:
         """Phase delay of the pre-filter (samples) at the frequency of ``period`` samples."""
-        w = 2 * np.pi / period
-        z = np.exp(-1j * w * np.arange(3))
-        h = np.prod((self._sos[:, :3] @ z) / (self._sos[:, 3:] @ z))
-        return float(-np.angle(h) / w)
+        w = 2 * math.pi / period
+        z1, z2 = cmath.exp(-1j * w), cmath.exp(-2j * w)
+        h = complex(1.0)
+        for b0, b1, b2, a0, a1, a2 in self._sections:
+            h *= (b0 + b1 * z1 + b2 * z2) / (a0 + a1 * z1 + a2 * z2)
+        return -cmath.phase(h) / w
 
-    def process(self, first_index: int, x: FloatArray) -> list[Mark]:
-        """Feed consecutive samples (V); return the marks that became known, in time order."""
-        y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
+    def process(self, first_index: int, x: FloatArray, filtered: FloatArray | None = None) -> list[Mark]:
+        """Feed consecutive samples (V); return the marks that became known, in time order.
+
+        ``filtered``: the same samples through :func:`prefilter_sos` with carried state (a
+        :class:`PreFilter` shared by several channels); None filters here.
+        """
+        if filtered is None:
+            y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
+        else:
+            y = filtered
         yy = np.concatenate(([self._prev_y], y))
         self._prev_y = float(y[-1])
+        if self._raw.size and self._raw_first + self._raw.size == first_index:
+            self._raw = np.concatenate((self._raw, x))
+        else:
+            self._raw, self._raw_first = np.asarray(x, dtype=np.float64), first_index
+        self._index_raw()
         out: list[Mark] = []
         for kind, at, value in self._events(first_index, yy):
             self._free_run_until(at, out)
@@ -78,9 +132,21 @@ class ZeroCrossingDetector:
                 if int(value) != self._strong_sign and self._strong_sign != 0:
                     self._pending = at - 1 + yy[at - first_index] / (yy[at - first_index] - yy[at - first_index + 1])
             else:
-                self._on_strong(int(value), out)
+                self._on_strong(int(value), at, out)
         self._free_run_until(first_index + len(x), out)
+        if self._raw.size > self._raw_keep:
+            self._raw_first += self._raw.size - self._raw_keep
+            self._raw = self._raw[-self._raw_keep :]
         return out
+
+    def _index_raw(self) -> None:
+        """Sign changes and strong samples of the raw samples held, found once per block for
+        :meth:`_place` (positions relative to ``_raw_first``; a change at c lies between c and c+1)."""
+        raw = self._raw
+        nonneg, nonpos = raw >= 0, raw <= 0
+        self._changes = {1: np.flatnonzero(nonneg[1:] != nonneg[:-1]).tolist(),  # rising made rising
+                         -1: np.flatnonzero(nonpos[1:] != nonpos[:-1]).tolist()}  # falling made rising
+        self._strong_count = np.concatenate(([0], np.cumsum(np.abs(raw) >= self._dead_band / 2))).tolist()
 
     def _events(self, first_index: int, yy: FloatArray) -> list[tuple[int, int, float]]:
         """(kind, sample index, value) sorted by index: kind 0 crossing (value: direction), 1 strong flip."""
@@ -101,11 +167,47 @@ class ZeroCrossingDetector:
         if direction == self._strong_sign:
             self._pending = None
 
-    def _on_strong(self, sign: int, out: list[Mark]) -> None:
+    def _on_strong(self, sign: int, at: int, out: list[Mark]) -> None:
         if self._pending is not None:
-            self._accept(Mark(self._pending - self._delay, sign, True), out)
+            index = self._place(self._pending - self._delay, sign, at)
+            if index is not None:
+                self._accept(Mark(index, sign, True), out)
         self._pending = None
         self._strong_sign = sign
+
+    def _place(self, estimate: float, direction: int, known_until: int) -> float | None:
+        """The crossing near the filtered ``estimate`` placed on the raw samples (see the module text).
+
+        Within a tenth of a period of the estimate: one sign change of the raw signal in the
+        crossing's direction gives the crossing; several (a distorted waveform) leave the estimate;
+        none, or one the other way, or a raw signal within half the dead band (a collapsed supply)
+        mean that the filtered crossing is the filter's ringing or its step response: None.
+        Only raw samples before ``known_until`` (the sample that confirmed the crossing) are used,
+        so the result does not depend on how the stream is cut into blocks.
+        """
+        lo = math.floor(estimate - self._search)
+        hi = math.ceil(estimate + self._search) + 1
+        if lo < self._raw_first or hi > known_until:
+            return estimate
+        r0, r1 = lo - self._raw_first, hi - self._raw_first
+        if self._strong_count[r1] == self._strong_count[r0]:  # all within half the dead band
+            return None
+        changes = self._changes[direction]
+        first = bisect.bisect_left(changes, r0)
+        n_changes = bisect.bisect_left(changes, r1 - 1) - first  # changes at r0 … r1 − 2
+        if n_changes > 1:
+            return estimate
+        if n_changes == 0 or direction * float(self._raw[r1 - 1]) < 0:
+            return None
+        c = changes[first]
+        a, b = float(self._raw[c]), float(self._raw[c + 1])
+        raw = self._raw_first + c + a / (a - b)
+        offsets = self._offsets[direction]
+        offsets.append(estimate - raw)
+        placed = raw + statistics.median(offsets)
+        # in steady state the (smooth) filtered estimate is kept: interpolating between raw samples
+        # that carry harmonics up to 2.5 kHz jitters by a few hundredths of a sample
+        return estimate if abs(estimate - placed) <= _DISTURBED_SAMPLES else placed
 
     def _accept(self, mark: Mark, out: list[Mark]) -> bool:
         last = self.marks[-1] if self.marks else None
@@ -131,9 +233,9 @@ class ZeroCrossingDetector:
             good = self._good_by_dir.get(mark.direction)
             if same is not None and good is same:
                 period = mark.index - same.index
-                if abs(period - self.period) <= 0.05 * self.period:
+                if abs(period - self._nominal_period) <= 0.15 * self._nominal_period:
                     self._periods.append(period)
-                    self.period = float(np.median(self._periods))
+                    self.period = statistics.median(self._periods)
                     self._delay = self._phase_delay(self.period)
             self._good = self._good_by_dir[mark.direction] = mark
         self.marks.append(mark)
@@ -148,8 +250,13 @@ class ZeroCrossingDetector:
             abs(mark.index - c.index - self.period / 2) <= 0.1 * self.period
 
     def _free_run_until(self, position: int, out: list[Mark]) -> None:
-        """Synthesise marks while no crossing arrived within 1.5 nominal half cycles of the last mark."""
-        while self.marks and position > self.marks[-1].index + 0.75 * self._nominal_period:
+        """Synthesise marks while no crossing arrived within 1.5 nominal half cycles of the last mark.
+
+        ``position`` is a sample index of the filtered signal, which lags the marks by the filter's
+        delay (about 35 samples at 47 Hz): without that allowance a 47 Hz half cycle (85 samples)
+        would look missing before its crossing could be seen.
+        """
+        while self.marks and position - self._delay > self.marks[-1].index + 0.75 * self._nominal_period:
             if not self._accept(self._next_free_run(), out):
                 break
 

@@ -11,7 +11,8 @@ Columns (after the clock 0-0:1.0.0.255, the end of the interval in UTC): 10-min 
 U3 (V, 1-0:C.5.0.255 with C = 32, 52, 72), THDS of U1, U2, U3 (% of the fundamental, orders
 2–50, 1-0:C.7.124.255), Pst of L1, L2, L3 of the interval (1-0:C.7.130.255, project code in the
 manufacturer range of value group E) and the flag (1 when a dip, swell, interruption or a
-sample gap touched the interval, IEC 61000-4-30 §4.7). Rows are values, the time is the row's
+sample gap touched the interval, or the interval was only partly measured, as the first one after
+a start, IEC 61000-4-30 §4.7). Rows are values, the time is the row's
 ``utc`` (the ProfileBuffer convention); a ring of ``depth`` rows (default 1008 = 7 days).
 With a :class:`RowStore` every row is written durably (one transaction) before it is visible,
 and the newest ``depth`` rows are restored when the profile is built (the meter restarted).
