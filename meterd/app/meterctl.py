@@ -70,7 +70,7 @@ def find_socket(args: argparse.Namespace) -> str:
     if os.environ.get("METERD_SOCKET"):
         return os.environ["METERD_SOCKET"]
     config = args.config or os.environ.get("METERD_CONFIG") or "/etc/meterd/meterd.toml"
-    from meterd.app.config import load_config  # the client reads the same config as the daemon
+    from meterd.app.features import load_config  # the client reads the same config as the daemon
 
     cfg = load_config(config)
     return str(cfg.under_state(cfg.api.socket))

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from meterd.app.config import load_config
+from meterd.app.features import load_config
 from meterd.app.meterctl import request
 from meterd.core.errors import ConfigError
 

@@ -39,7 +39,7 @@ class Link:
         self.meter = meter
         self.store = MemoryCounterStore()
         self.loop = LoopThread()
-        factory = build_session_factory(meter.meter, self.store, make_keyring(), "wrapper", registry_for(meter.daemon))
+        factory = build_session_factory(meter.meter, self.store, make_keyring(), "wrapper", registry_for(meter.daemon.context()))
         self.port = self.loop.tcp(factory)
 
     def session(self, sap: int) -> GuruxSession:
