@@ -1,7 +1,8 @@
 """What a feature module is, and what it receives from the daemon.
 
-A feature module ``meterd.app.features.<name>`` (see :class:`Feature`) defines ``SECTION``, its
-``[<name>]`` config dataclass or None, ``attach(ctx)`` and optionally ``async start(ctx)``.
+A feature module ``meterd.app.features.<name>`` defines ``SECTION``, its ``[<name>]`` config
+dataclass (fields with ``rng``/``choices`` metadata from :mod:`meterd.app.config`) or None,
+``attach(ctx)`` and optionally ``async start(ctx)``.
 ``attach`` gets a :class:`FeatureContext`: the built meter (service, clock, hardware, API) and
 the hooks it may add to. It resolves what it needs from ``ctx.registry`` there, once, and
 provides what it offers others (:mod:`meterd.app.registry`). It runs in
@@ -14,7 +15,7 @@ import this, and the configuration knows neither.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -67,14 +68,3 @@ class FeatureContext:
     info: dict[str, Any] = field(default_factory=dict)
     status_extras: dict[str, Callable[[], Any]] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
-
-
-class Feature(Protocol):
-    """A feature module (``start`` is optional and found with ``getattr``)."""
-
-    SECTION: type | None
-
-    def attach(self, ctx: FeatureContext) -> None: ...
-
-
-StartFn = Callable[[FeatureContext], Awaitable[None]]
