@@ -24,6 +24,7 @@ from hw.relay import ManualScheduler, build_sim_relay  # noqa: E402
 from meterd.core.clock import SimClock  # noqa: E402
 from meterd.core.limiter import LimiterConfig  # noqa: E402
 from meterd.core.reading import PhaseValues, Reading  # noqa: E402
+from meterd.runtime.load_control import LoadControlUnit
 from meterd.services.load_control import LoadControl, LoadControlConfig, RelayRecord  # noqa: E402
 from meterd.store.relay_store import RelayStore  # noqa: E402
 
@@ -133,7 +134,7 @@ def whole_meter_trip(tmp: Path, offset_s: float) -> tuple[int, int]:
     """(cycles first over reading -> coil pulse, cycles first over reading -> first 0 A reading)
     for an overload that starts ``offset_s`` into a cycle; min over-threshold time MIN_OVER_S."""
     meter = _sim_meter(tmp / f"meter{offset_s}", threshold_normal=5000.0, min_over_threshold_s=MIN_OVER_S)
-    feature = meter.daemon.services["load_control_feature"]
+    feature = meter.service(LoadControlUnit)
     meter.run(3)
     meter.world.load_scenario(f"[[events]]\nat_s = {2 + offset_s}\nphase = \"all\"\ncurrent_a = 10.0\n", "step")
     cycle, first_over, pulse, zero = 0, None, None, None

@@ -82,7 +82,7 @@ def whole_meter() -> None:
         start, cpu = time.perf_counter(), time.process_time()
         sm.run(DAYS * 86400, 900)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
-        svc = sm.daemon.services["revenue"]
+        svc = sm.service(RevenueService)
         state = len(json.dumps(svc.state_dict(), separators=(",", ":")))
         rows = svc.load_profile.entries_in_use()
         sm.close()

@@ -8,7 +8,12 @@ state follows; with ``debounce_s = 0`` (the power-fail signal) it follows at the
 
 Edges arrive on gpiozero's callback thread; :meth:`DebouncedInput.poll` (called by the owner each
 cycle) confirms levels that have been stable long enough. Listeners run on whichever thread
-confirmed the change: the owner must hand them to its own loop (``call_soon_threadsafe``).
+confirmed the change: the owner must hand them to its own loop (``call_soon_threadsafe``) — or
+the input is built with ``hand_over=True``: then a level that lasted ``debounce_s`` is also
+confirmed at the next edge (a press shorter than a metering cycle is not lost), confirmed changes
+are queued, and the listeners get them, with the time of their edge, only in :meth:`poll`, on
+the owner's thread. :class:`PushButton` is such an input for a push button or a logic-level
+detector (the relay button, the display's scroll button, the solar voltage-detect module).
 
 Wiring (default, BCM numbers): terminal-cover switch NC to GND with pull-up on GPIO5 (cover
 closed → pin low → pressed; *open* is the active state), Hall magnet sensor open-drain active low
@@ -19,6 +24,7 @@ nothing from ``meterd``.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,12 +70,15 @@ DEFAULT_CONFIG: dict[str, InputConfig] = {
 class DebouncedInput:
     """One input with software debounce against an injected monotonic clock."""
 
-    def __init__(self, name: str, config: InputConfig, pin_factory: Any, mono: Mono) -> None:
+    def __init__(self, name: str, config: InputConfig, pin_factory: Any, mono: Mono, *,
+                 hand_over: bool = False) -> None:
         self.name = name
         self.config = config
         self._mono = mono
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
+        self._hand_over = hand_over
+        self._queue: deque[tuple[bool, float]] = deque()  # (state, edge time), hand_over only
         # a plain input device: no hold thread to start and join (a Button would add one)
         self._button = DigitalInputDevice(config.pin, pull_up=config.pull_up, pin_factory=pin_factory)
         self._raw = self._read_raw()
@@ -109,6 +118,9 @@ class DebouncedInput:
 
     def _on_edge(self, *_: object) -> None:
         now_s = self._mono()
+        if self._hand_over:
+            self._queue_edge(now_s)
+            return
         with self._lock:
             level = self._read_raw()
             if level == self._raw:
@@ -126,14 +138,38 @@ class DebouncedInput:
         self.stable_since_s = self._raw_since_s
         return True
 
+    def _queue_edge(self, now_s: float) -> None:
+        """hand_over: confirm the level the edge ends when it lasted long enough, then follow."""
+        with self._lock:
+            level = self._read_raw()
+            if level == self._raw:
+                return
+            self.edges += 1
+            if self._confirm(now_s):
+                self._queue.append((self._stable, self.stable_since_s))
+            self._raw = level
+            self._raw_since_s = now_s
+
     def _notify(self, changed: bool, now_s: float) -> None:
         if changed:
             for listener in self._listeners:
                 listener(self.name, self._stable, now_s)
 
     def poll(self) -> bool:
-        """Confirm a level that has been stable for ``debounce_s``; returns True if the state changed."""
+        """Confirm a level that has been stable for ``debounce_s``; returns True if the state
+        changed. With ``hand_over`` the queued changes go to the listeners here, each with the
+        time (s) of its edge."""
         now_s = self._mono()
+        if self._hand_over:
+            with self._lock:
+                if self._confirm(now_s):
+                    self._queue.append((self._stable, self.stable_since_s))
+                changes = list(self._queue)
+                self._queue.clear()
+            for active, since_s in changes:
+                for listener in self._listeners:
+                    listener(self.name, active, since_s)
+            return bool(changes)
         with self._lock:
             changed = self._confirm(now_s)
         self._notify(changed, now_s)
@@ -151,6 +187,34 @@ class DebouncedInput:
     def close(self) -> None:
         """Release the pin."""
         self._button.close()
+
+
+class PushButton(DebouncedInput):
+    """A push button on a GPIO input (active low, internal pull-up), or with ``pull_up=False``
+    an active-high input with the internal pull-down (a voltage-detect module), debounced against
+    the meter's monotonic clock with ``hand_over``: ``listener(pressed, edge_mono_s)`` gets each
+    confirmed change in :meth:`poll`, on the owner's loop."""
+
+    def __init__(self, pin: int, pin_factory: Any, mono: Mono, debounce_s: float, pull_up: bool = True,
+                 name: str = "button") -> None:
+        super().__init__(name, InputConfig(pin, pull_up=pull_up, active_when_pressed=True, debounce_s=debounce_s),
+                         pin_factory, mono, hand_over=True)
+        self.listener: Callable[[bool, float], None] | None = None
+        self.add_listener(self._to_listener)
+
+    def _to_listener(self, _name: str, pressed: bool, since_s: float) -> None:
+        if self.listener is not None:
+            self.listener(pressed, since_s)
+
+    @property
+    def pressed(self) -> bool:
+        """The debounced state (True = pressed, or the detected level present)."""
+        return self.active
+
+    @property
+    def debounce_s(self) -> float:
+        """The debounce time (s)."""
+        return self.config.debounce_s
 
 
 class MeterInputs:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from meterd.app.config import SECTIONS, Config, load_config
+from meterd.app.config import SECTIONS, Config
 from meterd.app.daemon import Daemon
+from meterd.app.features import load_config
+
+T = TypeVar("T")
 
 
 def sim_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
@@ -44,7 +47,9 @@ def sim_config_file(tmp_path: Path, extra_toml: str = "", **replacements: str) -
 
 
 class SimMeter:
-    """A started meter with its simulated world; ``run(seconds, cycle_s)`` drives it."""
+    """A started meter with its simulated world: the daemon's own build, cycle
+    (:meth:`Daemon.step`) and shutdown, without the asyncio loop and the API socket;
+    ``run(seconds, cycle_s)`` drives it."""
 
     def __init__(self, state_dir: Path, **sections: dict[str, Any]) -> None:
         self.daemon = Daemon(sim_config(state_dir, **sections))
@@ -55,22 +60,15 @@ class SimMeter:
         self.world = self.daemon.hardware.sim
         self.clock = self.daemon.clock
 
+    def service(self, kind: type[T]) -> T:
+        """What a feature provides, by its class (e.g. ``RevenueService``)."""
+        return self.daemon.registry.need(kind, by="test")
+
     def run(self, seconds: float, cycle_s: float = 1.0) -> None:
         """Advance meter time by ``seconds`` in cycles of ``cycle_s`` (s), running each cycle."""
-        steps = round(seconds / cycle_s)
-        for _ in range(steps):
-            self.clock.advance(cycle_s)  # type: ignore[union-attr]
-            self.hardware.before_cycle()
-            result = self.meter.cycle()
-            self.hardware.after_cycle(result, cycle_s)
-            for hook in self.daemon.cycle_hooks:
-                hook(result)
+        for _ in range(round(seconds / cycle_s)):
+            self.daemon.step(cycle_s)
 
     def close(self) -> None:
         """Stop the way the daemon does: final checkpoint, devices and store closed."""
-        self.meter.persist(sync=True)
-        for closer in reversed(self.daemon.closers):
-            closer()
-        self.hardware.close()
-        assert self.daemon.store is not None
-        self.daemon.store.close()
+        self.daemon.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meterd.app.features.dlms import session_factory
+from meterd.app.features.dlms import DlmsSecurity, session_factory
 from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
 from tests.dlms_harness import PtyIO, SocketIO
 from tests.simmeter import SimMeter
@@ -13,7 +13,7 @@ class Client:
     (the same objects the daemon serves on its links); ``ic`` is the first invocation counter."""
 
     def __init__(self, meter: SimMeter, sap: int, ic: int = 1) -> None:
-        factory = session_factory(meter.daemon, "wrapper", "tcp")  # with the meter's event recorder
+        factory = session_factory(meter.daemon.context(), "wrapper", "tcp")  # with the meter's event recorder
         transport = InMemoryTransport(factory())
         self.gs = GuruxSession(make_client(sap, invocation_counter=ic), transport.send, transport.receive)
         self.gs.connect()
@@ -34,10 +34,10 @@ class ServedLinks:
     def __init__(self, meter: SimMeter) -> None:
         from tests.dlms_harness import LoopThread
 
-        self.store = meter.daemon.services["dlms_security_store"]
+        self.store = meter.daemon.registry.need(DlmsSecurity, by="test").store
         self.loop = LoopThread()
-        self.port = self.loop.tcp(session_factory(meter.daemon, "wrapper", "tcp"))
-        link = self.loop.serial(session_factory(meter.daemon, "hdlc", "rs485"))
+        self.port = self.loop.tcp(session_factory(meter.daemon.context(), "wrapper", "tcp"))
+        link = self.loop.serial(session_factory(meter.daemon.context(), "hdlc", "rs485"))
         assert link.slave_path is not None
         self.pty_path: str = link.slave_path
 

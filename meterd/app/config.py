@@ -12,6 +12,7 @@ import datetime as _dt
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,14 +153,10 @@ class Config:
     features: dict[str, Any] = field(default_factory=dict)
 
     def feature(self, name: str) -> Any:
-        """The parsed ``[name]`` section of a feature (its defaults when the file has none)."""
+        """The parsed ``[name]`` section of a feature (:func:`parse_config` fills in the defaults
+        of every feature section the file does not have)."""
         if name not in self.features:
-            from meterd.app.features import sections
-
-            cls = sections().get(name)
-            if cls is None:
-                raise KeyError(f"no feature section {name!r}")
-            return cls()
+            raise KeyError(f"no feature section {name!r}")
         return self.features[name]
 
     @property
@@ -300,11 +297,9 @@ def pin_keys(cfg: Config) -> dict[str, int]:
     """Every GPIO line (BCM number) the configuration wires, by dotted key: the ``*_pin`` keys
     of every section, core or feature (defaults included, since the features always attach),
     and the display's ``gpio_*`` lines when it drives an LCD; "not wired" (-1) left out."""
-    from meterd.app.features import sections as feature_sections
-
     found: dict[str, int] = {}
     named: dict[str, Any] = {name: getattr(cfg, name) for name in SECTIONS}
-    named.update({name: cfg.feature(name) for name in feature_sections()})
+    named.update(cfg.features)
     for name, section in named.items():
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
@@ -324,8 +319,10 @@ def _check_pins(cfg: Config) -> None:
         owner[pin] = key
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a configuration file; raises :class:`ConfigError`."""
+def parse_config(path: str | Path, feature_sections: Mapping[str, type]) -> Config:
+    """Read and validate a configuration file with the core sections and ``feature_sections``
+    (section name -> dataclass; a feature section the file lacks gets its defaults); raises
+    :class:`ConfigError`. :func:`meterd.app.features.load_config` passes the meter's features."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -337,9 +334,7 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "-", f"invalid TOML: {exc}") from None
-    from meterd.app.features import sections as feature_sections
-
-    optional = feature_sections()
+    optional = dict(feature_sections)
     sections: dict[str, Any] = {}
     features: dict[str, Any] = {}
     for name, value in raw.items():
@@ -350,6 +345,7 @@ def load_config(path: str | Path) -> Config:
         else:
             known = sorted([*SECTIONS, *optional])
             raise ConfigError(file, name, f"unknown section (known: {', '.join(known)})")
+    features = {name: features[name] if name in features else cls() for name, cls in optional.items()}
     cfg = Config(path=file, features=features, **sections)
     _cross_checks(cfg)
     return cfg

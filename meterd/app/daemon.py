@@ -1,8 +1,8 @@
 """The meterd process: wires config, hardware, the meter service, its adapters, and runs the loop.
 
-One asyncio loop owns all meter state. Every cycle (``[meter] cycle_s`` of meter time) it runs
-the metering service, executes the intents (pulse LED), pings the systemd watchdog when the cycle
-was healthy, and sleeps until the next cycle. In simulation the meter clock is a
+One asyncio loop owns all meter state. Every cycle (``[meter] cycle_s`` of meter time,
+:meth:`Daemon.step`) it runs the metering service, executes the intents (pulse LED), runs the
+features' cycle hooks, pings the systemd watchdog when it is due, and sleeps until the next cycle. In simulation the meter clock is a
 :class:`~meterd.core.clock.SimClock` advanced by exactly one cycle per iteration and the loop
 sleeps ``cycle_s / speed`` of real time (no sleep at speed 0), so any speed gives the same result.
 SIGTERM/SIGINT end the loop cleanly with a final checkpoint.
@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,20 +27,35 @@ from typing import Any
 from hw.systemd_notify import Notifier
 from meterd.api.server import ApiServer
 from meterd.app.config import Config
+from meterd.app.feature_api import CycleHook, FeatureContext, Link
+from meterd.app.features import attach_all, start_all
 from meterd.app.hardware import Hardware, backends_for, build_hardware
+from meterd.app.registry import Registry
+from meterd.app.routes import register_routes
 from meterd.core.checkpoint import CheckpointPolicy, choose_checkpoint
 from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
+from meterd.core.events import EventRecorder
 from meterd.core.model import MeterIdentity
 from meterd.runtime.clocks import HostClock
+from meterd.runtime.load_control import LoadControlUnit
 from meterd.runtime.state_lock import StateLock
-from meterd.services.metering import MeteringService
+from meterd.services.load_control import LoadControl
+from meterd.services.metering import CycleResult, MeteringService
+from meterd.services.revenue import RevenueService
+from meterd.services.supervision import Supervision
 from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, JournalError, shared_journal_path
 from meterd.store.energy_store import EnergyStore
 
 log = logging.getLogger("meterd")
 
 FIRMWARE_VERSION = "PMM1221-0.1.0"
+
+#: Transitional: what the payment, CIU and display features still read from ``services`` by
+#: name, mirrored from the typed registry (:meth:`Daemon.mirror_transitional`).
+TRANSITIONAL: tuple[tuple[str, type], ...] = (
+    ("events", EventRecorder), ("supervision", Supervision), ("revenue", RevenueService),
+    ("load_control", LoadControl))
 
 
 class Daemon:
@@ -62,12 +78,16 @@ class Daemon:
         self.missed_cycles = 0
         self.late_cycles = 0
         self.info: dict[str, Any] = {}
+        self.registry = Registry(cfg.path)
+        # transitional, string-keyed: filled by the payment, CIU and display features (and the
+        # registry entries they read, mirrored); every other feature uses ``registry``
         self.services: dict[str, Any] = {}
-        self.cycle_hooks: list[Callable[[Any], None]] = []
+        self.cycle_hooks: list[CycleHook] = []
         self.cosem_factories: list[Any] = []
         self.closers: list[Callable[[], None]] = []
-        self.links: list[Any] = []
+        self.links: list[Link] = []
         self.status_extras: dict[str, Callable[[], Any]] = {}
+        self._last_ping_s = time.monotonic()
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -104,10 +124,28 @@ class Daemon:
         if self.journal is not None:  # closed last, after the final synced checkpoint
             journal, meter = self.journal, self.meter
             self.closers.append(lambda: journal.close(discard=meter.journal_redundant()))
-        from meterd.app.features import attach_all
-
-        attach_all(self)
+        attach_all(self.context(), after_each=self.mirror_transitional)
         return self.meter
+
+    def context(self) -> FeatureContext:
+        """What the features receive: the built meter and the daemon's own hook lists."""
+        assert self.meter is not None and self.clock is not None and self.hardware is not None
+        return FeatureContext(cfg=self.cfg, meter=self.meter, clock=self.clock, hardware=self.hardware,
+                              api=self.api, registry=self.registry, cycle_hooks=self.cycle_hooks,
+                              cosem_factories=self.cosem_factories, closers=self.closers, links=self.links,
+                              info=self.info, status_extras=self.status_extras, services=self.services)
+
+    def mirror_transitional(self) -> None:
+        """Transitional: the registry entries the payment, CIU and display features read by name
+        (:data:`TRANSITIONAL`), copied into ``services``; plus, for the payment limit tests,
+        the load-control unit as ``"load_control_feature"``."""
+        for name, kind in TRANSITIONAL:
+            found = self.registry.find(kind)
+            if found is not None:
+                self.services[name] = found
+        unit = self.registry.find(LoadControlUnit)
+        if unit is not None:
+            self.services["load_control_feature"] = unit
 
     def journal_path(self) -> Path | None:
         """Where the energy journal lives: ``[storage] journal_dir``, else systemd's runtime
@@ -178,19 +216,15 @@ class Daemon:
         self.hardware.scheduler = lambda delay_s, action: loop.call_later(delay_s / speed if speed else 0.0, action)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        from meterd.app.routes import register_routes
-
         self.status_extras["loop"] = lambda: {
             "cycles": self.meter.cycles if self.meter else 0, "late_cycles": self.late_cycles,
             "missed_cycles": self.missed_cycles, "speed": self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0}
 
-        register_routes(self)
+        register_routes(self.api, meter, self.info, self.status_extras, self.hardware.sim)
         socket_path = self.cfg.under_state(self.cfg.api.socket)
         await self.api.start(socket_path)
         self.info["api_socket"] = str(socket_path)
-        from meterd.app.features import start_all
-
-        await start_all(self)
+        await start_all(self.context())
         self._announce()
         self.notifier.ready(self.status_line())
         try:
@@ -204,29 +238,41 @@ class Daemon:
         for key, value in sorted(self.info.items()):
             log.info("%s: %s", key, value)
 
-    async def _loop(self) -> None:
+    def step(self, cycle_s: float | None = None) -> CycleResult:
+        """One metering cycle of ``cycle_s`` (s; default ``[meter] cycle_s``): the simulated clock
+        advanced by it, the hardware's before-cycle work (scenario events, inputs), the metering
+        service, the cycle's intents (pulse LED), every feature's cycle hook, and the systemd
+        watchdog ping with a status line when it is due."""
         assert self.meter is not None and self.hardware is not None
+        cycle_s = self.cfg.meter.cycle_s if cycle_s is None else cycle_s
+        if isinstance(self.clock, SimClock):
+            self.clock.advance(cycle_s)
+        self.hardware.before_cycle()
+        result = self.meter.cycle()
+        self.hardware.after_cycle(result, cycle_s)
+        for hook in self.cycle_hooks:
+            hook(result)
+        self._watchdog()
+        return result
+
+    def _watchdog(self) -> None:
+        """Ping the systemd watchdog (with a status line) once per its interval (real time)."""
+        every = self.notifier.watchdog_interval_s
+        now = time.monotonic()
+        if every is not None and now - self._last_ping_s >= every:
+            self.notifier.watchdog()
+            self.notifier.status(self.status_line())
+            self._last_ping_s = now
+
+    async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         cycle_s = self.cfg.meter.cycle_s
-        sim = isinstance(self.clock, SimClock)
-        speed = self.cfg.sim.speed if sim else 1.0
+        speed = self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0
         real_period = cycle_s / speed if speed > 0 else 0.0
-        watchdog_every = self.notifier.watchdog_interval_s
-        last_ping = loop.time()
+        self._last_ping_s = time.monotonic()
         deadline = loop.time()
         while not self._stop.is_set():
-            if sim:
-                assert isinstance(self.clock, SimClock)
-                self.clock.advance(cycle_s)
-            self.hardware.before_cycle()
-            result = self.meter.cycle()
-            self.hardware.after_cycle(result, cycle_s)
-            for hook in self.cycle_hooks:
-                hook(result)
-            if watchdog_every is not None and loop.time() - last_ping >= watchdog_every:
-                self.notifier.watchdog()
-                self.notifier.status(self.status_line())
-                last_ping = loop.time()
+            self.step(cycle_s)
             if real_period == 0.0:
                 await asyncio.sleep(0)
                 continue
@@ -253,10 +299,14 @@ class Daemon:
         self._stop.set()
 
     async def shutdown(self) -> None:
-        """Final checkpoint and release of every resource."""
+        """Close the links and the API, then :meth:`close`."""
         for link in reversed(self.links):
             await link.close()
         await self.api.close()
+        self.close()
+
+    def close(self) -> None:
+        """Final checkpoint and release of every resource (links closed before)."""
         if self.meter is not None:
             self.meter.persist(sync=True)
         for closer in reversed(self.closers):

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from meterd.app.config import load_config
+    from meterd.app.features import load_config
 
     try:
         cfg = load_config(args.config)

@@ -88,7 +88,7 @@ class Failure(Exception):
 def config_socket(config: str) -> str:
     """The API socket a meterd run with ``config`` listens on (``[api] socket`` under
     ``[storage] state_dir``, as the daemon computes it)."""
-    from meterd.app.config import load_config  # the client reads the same config as the daemon
+    from meterd.app.features import load_config  # the client reads the same config as the daemon
 
     cfg = load_config(config)
     return str(cfg.under_state(cfg.api.socket))

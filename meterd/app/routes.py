@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-from meterd.api.server import ApiError
+from meterd.api.server import ApiError, ApiServer
 from meterd.api.views import status_view
+from meterd.app.sim_world import SimWorld
+from meterd.services.metering import MeteringService
 
-if TYPE_CHECKING:
-    from meterd.app.daemon import Daemon
 
-
-def register_routes(daemon: Daemon) -> None:
-    """Attach every route to ``daemon.api``."""
-    api = daemon.api
+def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any],
+                    status_extras: dict[str, Callable[[], Any]], sim: SimWorld | None) -> None:
+    """Attach ``/status`` (with ``info`` as its links and every ``status_extras`` provider) and,
+    with a simulated world, the ``/sim/...`` controls to ``api``."""
 
     def status(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        meter = daemon.meter
-        assert meter is not None
         snap = meter.snapshot()
-        extra: dict[str, Any] = {"links": dict(daemon.info)}
-        for name, provider in daemon.status_extras.items():
+        extra: dict[str, Any] = {"links": dict(info)}
+        for name, provider in status_extras.items():
             extra[name] = provider()
         return 200, status_view(meter.identity, snap, meter.status_flags(), extra)
 
     api.route("GET", "/status", status)
-    hw = daemon.hardware
-    if hw is not None and hw.sim is not None:
-        sim = hw.sim
-
+    if sim is not None:
         def sim_set(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             return 200, sim.set_load(body)
 

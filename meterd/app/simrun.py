@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from meterd.app.config import load_config
+from meterd.app.features import load_config
 from meterd.app.meterctl import SIM_RUN_SOCKET, request
 from meterd.core.errors import ConfigError
 from meterd.runtime.state_lock import probe

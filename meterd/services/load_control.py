@@ -42,16 +42,11 @@ from meterd.core.disconnect import (
     Trigger,
 )
 from meterd.core.limiter import ActionKind, Cause, Limiter, LimiterAction, LimiterConfig, LimiterState
+from meterd.core.ports import EventSink
 from meterd.core.reading import Reading
 from meterd.core.supply import Source, SupplyConfig, SupplySelector, SwapEvent, SwapReason
 
 # ---------------------------------------------------------------------------- ports
-
-
-class EventSink(Protocol):
-    """Where events go (the disconnector control log)."""
-
-    def record(self, code: int, utc: _dt.datetime, detail: dict[str, Any]) -> object: ...
 
 
 class RelayResult(Protocol):

@@ -33,6 +33,7 @@ from typing import Protocol
 
 from meterd.core import event_codes as ec
 from meterd.core.model import CaptureColumn, ProfileRow
+from meterd.core.ports import EventSink
 from meterd.pq.aggregation import Aggregate
 from meterd.pq.events import DIP, INTERRUPTION, OVERVOLTAGE, SWELL, UNDERVOLTAGE, PqEvent
 from meterd.pq.monitor import FlickerValue, PqMonitor, PqValues
@@ -157,14 +158,6 @@ class PqProfile:
         held = list(self._rows)
         stop = len(held) if last == 0 else min(last, len(held))
         return held[max(first, 1) - 1:stop]
-
-
-class EventSink(Protocol):
-    """Where events go (the :class:`~meterd.core.events.EventRecorder`)."""
-
-    def record(self, code: int, utc: _dt.datetime, detail: Mapping[str, object] | None = None) -> object:
-        """Record event ``code`` at ``utc``."""
-        ...
 
 
 def event_code(event: PqEvent) -> int:

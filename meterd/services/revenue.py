@@ -47,6 +47,7 @@ from meterd.core.demand import DemandConfig, DemandRegisters
 from meterd.core.energy import EnergyRegisters, RegisterKey
 from meterd.core.legal_time import ClockSettings, LegalTime, LocalTime
 from meterd.core.model import ProfileBuffer, ProfileRow
+from meterd.core.ports import EventSink
 from meterd.core.profile import (
     DAILY_PROFILE_OBIS,
     LOAD_PROFILE_OBIS,
@@ -88,14 +89,6 @@ class ProfileStore(Protocol):
 
     def redefine(self, obis: str, definition: str, clear: bool) -> None:
         """Record the capture definition of ``obis``, deleting its rows when ``clear``."""
-        ...
-
-
-class EventSink(Protocol):
-    """Where the service records meter events (the supervision's event recorder)."""
-
-    def record(self, code: int, utc: _dt.datetime, detail: Mapping[str, object] | None = None) -> object:
-        """Record event ``code`` at ``utc``."""
         ...
 
 

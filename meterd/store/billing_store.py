@@ -79,3 +79,24 @@ class SqliteBillingStore:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class FingerprintedSettings:
+    """The settings document of a billing store, tagged with the config fingerprint: settings
+    stored under another version of the ``[revenue]`` section are not loaded (the file wins
+    after an edit)."""
+
+    def __init__(self, store: SqliteBillingStore, fingerprint: str) -> None:
+        self._store = store
+        self._fingerprint = fingerprint
+
+    def save_settings(self, settings: Mapping[str, Any]) -> None:
+        """Save ``settings`` tagged with the fingerprint."""
+        self._store.save_settings({**settings, "config": self._fingerprint})
+
+    def load_settings(self) -> dict[str, Any] | None:
+        """The saved settings, or None when absent or saved under another fingerprint."""
+        saved = self._store.load_settings()
+        if saved is None or saved.pop("config", None) != self._fingerprint:
+            return None
+        return saved

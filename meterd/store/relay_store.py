@@ -153,3 +153,20 @@ class _Tx:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def relay_closed_at_start(record: RelayRecord | None) -> bool:
+    """Where a latching relay's contacts are at start: where the last completed operation left
+    them (a pulse saved as pending did not complete); a fresh meter leaves the factory connected."""
+    if record is None:
+        return True
+    return record.relay_closed if not record.pending else not record.relay_closed
+
+
+def source_at_start(record: RelayRecord | None, preferred: str) -> str:
+    """The source the changeover contactors close first: the one selected before the restart
+    (so a meter running on solar does not close onto a dead grid for a moment), else
+    ``preferred``."""
+    if record is not None and record.supply_source is not None:
+        return record.supply_source
+    return preferred

@@ -29,7 +29,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from meterd.app.config import load_config
+from meterd.app.features import load_config
 from meterd.app.features.payment import PaymentSection
 from meterd.core.errors import ConfigError
 from meterd.core.sts import dkga04

@@ -9,16 +9,13 @@ battery symbol; measurement updates are then ignored except the time of day.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
+from meterd.core.ports import MonoClock
 from meterd.ui.display_data import DisplayData
 from meterd.ui.screens import DEFAULT_ITEMS, DisplayItem, render_item, render_pairing, screen_key
-
-
-class MonoClock(Protocol):
-    def mono(self) -> float: ...
 
 
 class MeterLcd:

@@ -23,7 +23,7 @@ import pytest
 from gurux_dlms.objects import GXDLMSAccount, GXDLMSCredit
 
 from ciu.keys import send_keys
-from meterd.app.config import load_config
+from meterd.app.features import load_config
 from meterd.core.sts import dkga04
 from meterd.core.sts.codec import BASE_DATES
 from meterd.core.sts.keys import TEST_VENDING_KEY_DKGA04

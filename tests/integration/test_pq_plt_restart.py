@@ -20,6 +20,7 @@ import pytest
 from hw.sim.grid import Flicker
 from meterd.pq.flicker import plt_from_pst
 from meterd.pq.monitor import FlickerValue, PqValues
+from meterd.services.power_quality import PowerQualityService
 from tests.conftest import soak_enabled
 from tests.simmeter import SimMeter
 
@@ -50,7 +51,7 @@ def around_ticks(meter: SimMeter, ticks: list[dt.datetime]) -> None:
 
 
 def pq(meter: SimMeter) -> PqValues:
-    values: PqValues = meter.daemon.services["power_quality"].values()
+    values: PqValues = meter.service(PowerQualityService).values()
     return values
 
 
@@ -59,7 +60,7 @@ def test_plt_after_a_restart_equals_the_uninterrupted_run(tmp_path: Path) -> Non
     reference = start(tmp_path / "ref", first_start)
     try:
         around_ticks(reference, BEFORE)
-        before = {p: [v.pst for v in reference.daemon.services["power_quality"].monitor.plt_held(p)]
+        before = {p: [v.pst for v in reference.service(PowerQualityService).monitor.plt_held(p)]
                   for p in (1, 2, 3)}
         around_ticks(reference, AFTER)
         ref = pq(reference)
@@ -76,7 +77,7 @@ def test_plt_after_a_restart_equals_the_uninterrupted_run(tmp_path: Path) -> Non
     try:
         around_ticks(meter, AFTER)
         got = pq(meter)
-        held = {p: meter.daemon.services["power_quality"].monitor.plt_held(p) for p in (1, 2, 3)}
+        held = {p: meter.service(PowerQualityService).monitor.plt_held(p) for p in (1, 2, 3)}
     finally:
         meter.close()
 
@@ -116,7 +117,7 @@ def test_continuous_analysis_plt_after_a_restart_matches_the_uninterrupted_run(t
         try:
             meter.world.grid.set_all_phases(flicker=flicker)
             meter.run((t1 - t0).total_seconds())
-            service = meter.daemon.services["power_quality"]
+            service = meter.service(PowerQualityService)
             return pq(meter), {p: service.monitor.plt_held(p) for p in (1, 2, 3)}
         finally:
             meter.close()

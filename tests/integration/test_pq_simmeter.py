@@ -12,6 +12,8 @@ import pytest
 
 from meterd.core import event_codes as ec
 from meterd.core.event_codes import LogId
+from meterd.core.events import EventRecorder
+from meterd.services.power_quality import PowerQualityService
 from tests.simmeter import SimMeter
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +21,7 @@ START = dt.datetime(2026, 6, 1, 17, 0, tzinfo=dt.UTC)
 
 
 def pq_log(meter: SimMeter) -> list[tuple[str, dt.datetime, dict[str, object]]]:
-    log = meter.daemon.services["events"].log(LogId.POWER_QUALITY)
+    log = meter.service(EventRecorder).log(LogId.POWER_QUALITY)
     return [(ec.lookup(e.code).name, e.utc, dict(e.detail)) for e in log.entries()]
 
 
@@ -58,7 +60,7 @@ def test_chip_fallback_is_indicative(tmp_path: Path) -> None:
         meter.run(12)
         status = meter.daemon.status_extras["power_quality"]()
         assert status["indicative"] is True and status["source"] == "chip"
-        values = meter.daemon.services["power_quality"].values()
+        values = meter.service(PowerQualityService).values()
         assert values.harmonic_pct["I1"][3] == pytest.approx(20.0, abs=0.05)
         assert values.harmonic_pct["I1"][5] == pytest.approx(10.0, abs=0.05)
         assert values.harmonic_pct["I1"][33] != values.harmonic_pct["I1"][33]  # NaN above order 32
@@ -71,6 +73,6 @@ def test_chain_can_be_disabled(tmp_path: Path) -> None:
     try:
         meter.run(2)
         assert meter.daemon.status_extras["power_quality"]() == {"enabled": False}
-        assert "power_quality" not in meter.daemon.services
+        assert PowerQualityService not in meter.daemon.registry
     finally:
         meter.close()

@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 
-from meterd.app.features.revenue import default_calendar
 from meterd.core import event_codes
 from meterd.core.demand import DemandQuantity
 from meterd.core.energy import Quantity
 from meterd.core.event_codes import LogId
+from meterd.core.events import EventRecorder
 from meterd.core.profile import LOAD_PROFILE_OBIS
 from meterd.core.reading import Channel
+from meterd.services.revenue import RevenueService
+from meterd.services.revenue_setup import default_calendar
 from tests.simmeter import SimMeter
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)  # a Monday, CET
@@ -33,13 +35,13 @@ def open_meter(state_dir: Path, **revenue: Any) -> SimMeter:
 
 
 def changes(meter: SimMeter) -> list[dict[str, object]]:
-    log = meter.daemon.services["events"].log(LogId.STANDARD)
+    log = meter.service(EventRecorder).log(LogId.STANDARD)
     code = event_codes.code("PARAMETERS_CHANGED")
     return [dict(e.detail) for e in log.entries() if e.code == code]
 
 
 def rates_of(meter: SimMeter) -> list[int]:
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     return [svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, r) for r in range(1, svc.tariff.rates + 1)]
 
 
@@ -47,14 +49,14 @@ def test_demand_period_change_restarts_the_windows_and_keeps_maxima(tmp_path: Pa
     meter = open_meter(tmp_path)
     try:
         meter.run(4 * 3600, 60)
-        svc = meter.daemon.services["revenue"]
+        svc = meter.service(RevenueService)
         held = svc.demand.max_demand(DemandQuantity.ACTIVE_IMPORT, 0)
         assert held.value_w > 2000 and svc.demand.config.period_s == 900
     finally:
         meter.close()
     meter = open_meter(tmp_path, demand_period_s=300, demand_periods=3)
     try:
-        svc = meter.daemon.services["revenue"]
+        svc = meter.service(RevenueService)
         assert (svc.demand.config.period_s, svc.demand.config.number_of_periods) == (300, 3)
         assert svc.demand.max_demand(DemandQuantity.ACTIVE_IMPORT, 0) == held
         restart = meter.clock.utc()
@@ -82,7 +84,7 @@ def test_more_rates_are_added_at_zero(tmp_path: Path) -> None:
     try:
         assert rates_of(meter) == [*before, 0]
         meter.run(6 * 3600, 60)  # no TariffError: every cycle books to a rate that exists
-        svc = meter.daemon.services["revenue"]
+        svc = meter.service(RevenueService)
         assert sum(rates_of(meter)) == svc.tariff.totals()[A_PLUS] == meter.meter.registers.snapshot()[A_PLUS]
         assert any(c["object"] == "0.0.14.0.0.255" and c["change"] == "rates 3 -> 4" for c in changes(meter))
     finally:
@@ -127,13 +129,13 @@ def test_changed_load_profile_is_cleared_and_meterd_starts(tmp_path: Path) -> No
     meter = open_meter(tmp_path)
     try:
         meter.run(2 * 3600, 60)
-        assert meter.daemon.services["revenue"].load_profile.entries_in_use() == 8
-        daily_before = meter.daemon.services["revenue"].daily_profile.entries_in_use()
+        assert meter.service(RevenueService).load_profile.entries_in_use() == 8
+        daily_before = meter.service(RevenueService).daily_profile.entries_in_use()
     finally:
         meter.close()
     meter = open_meter(tmp_path, profile_period_s=600, profile_channels=("status", "active_import_interval"))
     try:
-        svc = meter.daemon.services["revenue"]
+        svc = meter.service(RevenueService)
         assert svc.load_profile.entries_in_use() == 0
         assert svc.daily_profile.entries_in_use() == daily_before  # its definition did not change
         restart = meter.clock.utc()
@@ -147,7 +149,7 @@ def test_changed_load_profile_is_cleared_and_meterd_starts(tmp_path: Path) -> No
         meter.close()
     meter = open_meter(tmp_path, profile_period_s=600, profile_channels=("status", "active_import_interval"))
     try:  # same definition again: rows are kept
-        assert meter.daemon.services["revenue"].load_profile.entries_in_use() == 6
+        assert meter.service(RevenueService).load_profile.entries_in_use() == 6
     finally:
         meter.close()
 
@@ -160,7 +162,7 @@ def test_remotely_written_profile_definition_survives_a_restart(tmp_path: Path) 
     meter = open_meter(tmp_path)
     try:
         meter.run(3600, 60)
-        svc = meter.daemon.services["revenue"]
+        svc = meter.service(RevenueService)
         config = dataclasses.replace(svc.load_profile.config, capture_period_s=300,
                                      channels=svc.load_profile.config.channels[:3])
         svc.set_load_profile_config(config)
@@ -171,7 +173,7 @@ def test_remotely_written_profile_definition_survives_a_restart(tmp_path: Path) 
         meter.close()
     meter = open_meter(tmp_path)
     try:
-        svc = meter.daemon.services["revenue"]
+        svc = meter.service(RevenueService)
         assert svc.load_profile.config.capture_period_s == 300
         assert svc.load_profile.rows_by_entry(1, 0) == rows
         assert not any(c["object"] == LOAD_PROFILE_OBIS for c in changes(meter))

@@ -16,11 +16,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from meterd.app.features.revenue import default_calendar
 from meterd.core.demand import DemandQuantity
 from meterd.core.energy import Quantity
 from meterd.core.profile import DAILY_PROFILE_OBIS, LOAD_PROFILE_OBIS, ProfileStatus
 from meterd.core.reading import Channel
+from meterd.services.revenue import RevenueService
+from meterd.services.revenue_setup import default_calendar
 from tests.simmeter import SimMeter
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -122,7 +123,7 @@ def scenario(tmp_path_factory):
             if day == MD_RESET_DAY:
                 status, body = sm.daemon.api.routes[("POST", "/billing/reset")]({})
                 assert status == 200 and body["reason"] == "command"
-            run.state_sizes.append(len(json.dumps(sm.daemon.services["revenue"].state_dict(), separators=(",", ":"))))
+            run.state_sizes.append(len(json.dumps(sm.service(RevenueService).state_dict(), separators=(",", ":"))))
         yield sm, run
     finally:
         sm.close()
@@ -130,7 +131,7 @@ def scenario(tmp_path_factory):
 
 def test_rate_registers_match_independent_energy(scenario):
     sm, run = scenario
-    svc = sm.daemon.services["revenue"]
+    svc = sm.service(RevenueService)
     for rate in (1, 2, 3):
         measured = svc.tariff.get(Quantity.ACTIVE_IMPORT, T, rate)
         # each uninterrupted run of a rate can differ by less than one chip count (1 mWh) of residue
@@ -140,7 +141,7 @@ def test_rate_registers_match_independent_energy(scenario):
 
 def test_rate_registers_sum_exactly_to_the_totals(scenario):
     sm, _ = scenario
-    svc = sm.daemon.services["revenue"]
+    svc = sm.service(RevenueService)
     for q in Quantity:
         assert svc.tariff.total(q, T) == sm.meter.registers.get(q, T), q
     assert sm.meter.registers.get(Quantity.REACTIVE_Q1, T) > 0
@@ -148,7 +149,7 @@ def test_rate_registers_sum_exactly_to_the_totals(scenario):
 
 def test_load_profile_rows_marks_and_energy(scenario):
     sm, _ = scenario
-    lp = sm.daemon.services["revenue"].load_profile
+    lp = sm.service(RevenueService).load_profile
     rows = lp.rows_by_entry(1, 0)
     assert 5700 <= len(rows) <= DAYS * 96  # 60 days at 15 min fit; a forward set skips its rows
     times = [r.utc for r in rows]
@@ -165,7 +166,7 @@ def test_load_profile_rows_marks_and_energy(scenario):
 
 def test_daily_profile_at_local_midnights(scenario):
     sm, _ = scenario
-    rows = sm.daemon.services["revenue"].profile(DAILY_PROFILE_OBIS).rows_by_entry(1, 0)
+    rows = sm.service(RevenueService).profile(DAILY_PROFILE_OBIS).rows_by_entry(1, 0)
     assert DAYS - 2 <= len(rows) <= DAYS
     locals_ = [r.utc.astimezone(BERLIN) for r in rows]
     assert all((t.hour, t.minute) == (0, 0) for t in locals_)
@@ -175,7 +176,7 @@ def test_daily_profile_at_local_midnights(scenario):
 
 def test_billing_schedule_command_and_max_demand(scenario):
     sm, run = scenario
-    svc = sm.daemon.services["revenue"]
+    svc = sm.service(RevenueService)
     snaps = list(svc.billing.snapshots)
     assert [s.reason for s in snaps] == ["schedule", "command", "schedule"]
     assert [s.utc.astimezone(BERLIN).date() for s in snaps if s.reason == "schedule"] == [
@@ -192,7 +193,7 @@ def test_billing_schedule_command_and_max_demand(scenario):
 def test_state_is_compact_and_everything_survived_the_restart(scenario):
     sm, run = scenario
     assert max(run.state_sizes) < 1024
-    svc = sm.daemon.services["revenue"]
+    svc = sm.service(RevenueService)
     assert svc.load_profile.entries_in_use() > (RESTART_DAY - 1) * 96
     assert sm.meter.profile(LOAD_PROFILE_OBIS) is svc.load_profile
     status, view = sm.daemon.api.routes[("GET", "/tariff")]({})

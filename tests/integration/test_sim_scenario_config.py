@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from meterd.core.event_codes import LogId
+from meterd.services.supervision import Supervision
 from tests.simmeter import SimMeter
 
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -48,7 +49,7 @@ def test_config_scenario_plays_from_the_first_cycle(tmp_path):
         assert meter.daemon.status_extras["tamper"]() == []
         meter.run(10)  # the cover signal at 5 s reaches the supervision's input pin
         assert meter.daemon.status_extras["tamper"]() == ["terminal_cover_open"]
-        log = meter.daemon.services["supervision"].recorder.log(LogId.FRAUD)
+        log = meter.service(Supervision).recorder.log(LogId.FRAUD)
         assert [e.utc - START for e in log.entries()] == [dt.timedelta(seconds=6)]
         meter.run(10)
         assert meter.meter.last_reading.phases[0].voltage_v == pytest.approx(200.0, rel=1e-3)

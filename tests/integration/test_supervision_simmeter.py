@@ -18,6 +18,7 @@ import pytest
 from meterd.core import event_codes as ec
 from meterd.core.alarms import Alarm
 from meterd.core.event_codes import LogId
+from meterd.services.supervision import Supervision
 from tests.simmeter import SimMeter
 
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -73,7 +74,7 @@ def scenario(on: str, off: str) -> str:
 
 
 def fraud(meter: SimMeter) -> list[tuple[str, dt.datetime]]:
-    log = meter.daemon.services["supervision"].recorder.log(LogId.FRAUD)
+    log = meter.service(Supervision).recorder.log(LogId.FRAUD)
     return [(ec.lookup(e.code).name, e.utc) for e in log.entries()]
 
 
@@ -132,7 +133,7 @@ def test_power_cut_clock_set_alarms_api_and_restart(tmp_path: Path) -> None:
         assert len(up) == 1 and 205 <= (dt.datetime.fromisoformat(up[0][1]) - t0).total_seconds() <= 206
         assert ("LONG_POWER_FAILURE" in [n for n, _ in names])
         assert names[-2:] == [("CLOCK_ADJUSTED_OLD", old.isoformat()), ("CLOCK_ADJUSTED_NEW", new.isoformat())]
-        sup = meter.daemon.services["supervision"]
+        sup = meter.service(Supervision)
         assert sup.alarm_register() & Alarm.LONG_POWER_FAILURE.mask
         assert sup.alarm_register() & Alarm.TERMINAL_COVER.mask
         assert sup.power_counters()["long_failures"] == 1
@@ -145,7 +146,7 @@ def test_power_cut_clock_set_alarms_api_and_restart(tmp_path: Path) -> None:
         meter.close()
     again = open_meter(tmp_path)
     try:
-        sup = again.daemon.services["supervision"]
+        sup = again.service(Supervision)
         assert sup.recent_events(100) == before  # a clean stop: no outage recorded at the restart
         assert sup.tamper_status() == ["terminal_cover_open"]
         again.run(10)
@@ -162,7 +163,7 @@ def test_cover_opened_while_unpowered_is_read_from_the_rtc_latch_once(tmp_path):
     at start, nothing more (not at a second read of the latch, not after a restart)."""
     import datetime as _dt
 
-    from meterd.app.features.supervision import read_rtc_tamper_latch
+    from meterd.runtime.rtc_tamper import read_rtc_tamper_latch
 
     latch = tmp_path / "timestamp0"
     opened = _dt.datetime(2025, 12, 31, 23, 10, 5, tzinfo=_dt.UTC)
@@ -170,7 +171,7 @@ def test_cover_opened_while_unpowered_is_read_from_the_rtc_latch_once(tmp_path):
     meter = SimMeter(tmp_path / "state", display={"kind": "dummy"}, supervision={"rtc_tamper_file": str(latch)})
     try:
         started = meter.clock.utc()
-        supervision = meter.daemon.services["supervision"]
+        supervision = meter.service(Supervision)
         assert fraud(meter) == [("TERMINAL_COVER_REMOVED", opened), ("TERMINAL_COVER_CLOSED", started)]
         assert latch.read_text() == "0"  # cleared
         latch.write_text(f"{int(opened.timestamp())}\n")  # a driver that cannot clear it

@@ -26,6 +26,7 @@ from gurux_dlms import GXDateTime
 from gurux_dlms.enums import ClockStatus, DateTimeSkips
 from gurux_dlms.objects import GXDLMSClock
 
+from meterd.services.revenue import RevenueService
 from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, make_keys
 from tests.simmeter import SimMeter
 from tests.simmeter_dlms import GuruxAssociation, ServedLinks
@@ -253,7 +254,7 @@ def _cosem_rows(links: ServedLinks, start: dt.datetime, end: dt.datetime) -> lis
 def test_the_load_profile_is_read_by_a_range_in_local_time_without_deviation(summer, read_rows: Any) -> None:
     meter, links = summer
     wall_start, wall_end = utc(2026, 7, 1, 10), utc(2026, 7, 1, 11)  # 10:00..11:00 as wall time (CEST)
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     local = [r.utc for r in svc.load_profile.rows_between(utc(2026, 7, 1, 8), utc(2026, 7, 1, 9))]
     as_utc = [r.utc for r in svc.load_profile.rows_between(wall_start, wall_end)]
     assert len(local) == 5 and len(as_utc) == 5 and local != as_utc  # the two readings differ by 2 h

@@ -36,6 +36,7 @@ from gurux_dlms.enums import AccessMode, ObjectType
 from gurux_dlms.objects import GXDLMSAssociationLogicalName, GXDLMSClock, GXDLMSProfileGeneric, GXDLMSRegister
 
 from meterd.core.profile import LOAD_PROFILE_OBIS
+from meterd.services.revenue import RevenueService
 from tests.conftest import soak_enabled
 from tests.dlms_fakes import CLIENT_TITLE, TEST_GAK, TEST_GUEK, TEST_PASSWORD, make_keys
 from tests.dlms_gurux_client import DlmsClientError
@@ -230,7 +231,7 @@ def test_gurux_sets_the_clock_only_in_the_management_association(served, link: s
 
 
 def _stored_rows(meter: SimMeter, start: dt.datetime, end: dt.datetime) -> list[Any]:
-    return list(meter.daemon.services["revenue"].load_profile.rows_between(start, end))
+    return list(meter.service(RevenueService).load_profile.rows_between(start, end))
 
 
 @pytest.mark.parametrize("link,sap", MATRIX)
@@ -459,7 +460,7 @@ def test_pydlms_reads_the_load_profile_by_range_with_columns_and_by_entry(served
     meter, links = served
     start, end = START + dt.timedelta(hours=2), START + dt.timedelta(hours=3)
     stored = _stored_rows(meter, start, end)
-    entries = list(meter.daemon.services["revenue"].load_profile.rows_by_entry(3, 5))
+    entries = list(meter.service(RevenueService).load_profile.rows_by_entry(3, 5))
     assert len(stored) == 5 and len(entries) == 3
 
     def utc(raw: bytes) -> dt.datetime:

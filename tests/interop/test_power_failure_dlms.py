@@ -13,6 +13,8 @@ from gurux_dlms.objects import GXDLMSData, GXDLMSProfileGeneric, GXDLMSRegister
 
 from meterd.core import event_codes as ec
 from meterd.core.event_codes import LogId
+from meterd.core.events import EventRecorder
+from meterd.services.supervision import Supervision
 from tests.dlms_fakes import make_keys
 from tests.simmeter import SimMeter
 from tests.simmeter_dlms import Client
@@ -46,9 +48,9 @@ def test_short_and_long_failures_with_durations_in_the_power_failure_log(tmp_pat
         meter.close()
     meter = open_meter(tmp_path)
     try:
-        entries = meter.daemon.services["supervision"].recorder.log(LogId.POWER_FAILURE).entries()
+        entries = meter.service(Supervision).recorder.log(LogId.POWER_FAILURE).entries()
         assert [ec.lookup(e.code).name for e in entries] == ["SHORT_POWER_FAILURE", "LONG_POWER_FAILURE"]
-        std = [ec.lookup(e.code).name for e in meter.daemon.services["events"].log(LogId.STANDARD).entries()]
+        std = [ec.lookup(e.code).name for e in meter.service(EventRecorder).log(LogId.STANDARD).entries()]
         assert "SHORT_POWER_FAILURE" in std and "LONG_POWER_FAILURE" not in std
         with Client(meter, 17) as gs:
             pg = GXDLMSProfileGeneric("1.0.99.97.0.255")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from gurux_dlms.objects import GXDLMSData, GXDLMSProfileGeneric, GXDLMSRegister
 
+from meterd.services.power_quality import PowerQualityService
 from tests.dlms_fakes import make_keys
 from tests.simmeter import SimMeter
 from tests.simmeter_dlms import Client
@@ -40,7 +41,7 @@ def test_pq_registers_and_profile_by_range_after_restart(tmp_path: Path) -> None
         meter.world.load_scenario('[[events]]\nat_s = 30\nphase = "L3"\nvoltage_v = 150.0\n'
                                   '[[events]]\nat_s = 31\nphase = "L3"\nvoltage_v = 230.0\n', "dip")
         meter.run(100)
-        service = meter.daemon.services["power_quality"]
+        service = meter.service(PowerQualityService)
         values = service.values()
         rows = service.profile.rows_by_entry(1, 0)
         assert [r.utc for r in rows] == [TICK]

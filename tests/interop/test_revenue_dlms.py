@@ -26,8 +26,10 @@ from gurux_dlms.objects import (
 
 from meterd.core.demand import DemandQuantity
 from meterd.core.energy import Quantity
+from meterd.core.events import EventRecorder
 from meterd.core.profile import LOAD_PROFILE_OBIS
 from meterd.core.reading import Channel
+from meterd.services.revenue import RevenueService
 from tests.dlms_fakes import make_keys
 from tests.dlms_gurux_client import DlmsClientError, GuruxSession
 from tests.simmeter import SimMeter
@@ -61,7 +63,7 @@ def read_calendar(gs: GuruxSession) -> GXDLMSActivityCalendar:
 
 
 def test_reader_reads_calendar_registers_and_demand(meter: SimMeter) -> None:
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     with Client(meter, 17) as gs:
         cal = read_calendar(gs)
         assert cal.calendarNameActive == "PMM3R"
@@ -96,7 +98,7 @@ def test_reader_reads_calendar_registers_and_demand(meter: SimMeter) -> None:
 
 
 def test_management_rewrites_the_calendar_and_it_takes_over(meter: SimMeter) -> None:
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     with Client(meter, 17) as gs:
         cal = read_calendar(gs)
     # passive: the active calendar with a flat rate 2 on weekdays, activated at local midnight
@@ -145,7 +147,7 @@ def test_billing_script_and_load_profile_by_range_after_restart(tmp_path: Path) 
         meter.close()
     meter = open_meter(tmp_path)
     try:
-        svc = meter.daemon.services["revenue"]
+        svc = meter.service(RevenueService)
         assert svc.billing.counter == 1
         start, end = START + dt.timedelta(hours=6), START + dt.timedelta(hours=30)
         expected = svc.load_profile.rows_between(start, end)
@@ -177,7 +179,7 @@ def test_passive_calendar_rewritten_twice_in_one_run(meter: SimMeter) -> None:
     """After the first passive calendar took over at its time, attribute 10 reads "not set" and
     rewriting only the passive set does not re-arm an activation with the past time; a second
     activation time then activates the second set."""
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     with Client(meter, 17) as gs:
         cal = read_calendar(gs)
 
@@ -222,7 +224,7 @@ def test_passive_calendar_rewritten_twice_in_one_run(meter: SimMeter) -> None:
     from meterd.core import event_codes
     from meterd.core.event_codes import LogId
 
-    log = meter.daemon.services["events"].log(LogId.STANDARD)
+    log = meter.service(EventRecorder).log(LogId.STANDARD)
     activated = [e for e in log.entries() if e.code == event_codes.code("TOU_ACTIVATED")]
     assert [e.detail["calendar"] for e in activated] == ["FLAT2", "FLAT3"]
     assert activated[1].utc == dt.datetime(2026, 1, 9, 11, 0, tzinfo=dt.UTC)
@@ -235,7 +237,7 @@ def test_management_writes_demand_period_and_number_of_periods(tmp_path: Path) -
     meter = open_meter(tmp_path)
     try:
         meter.run(86400, 900)
-        svc = meter.daemon.services["revenue"]
+        svc = meter.service(RevenueService)
         held = svc.demand.max_demand(DemandQuantity.ACTIVE_IMPORT, 0)
         demand = GXDLMSDemandRegister("1.0.1.4.0.255")
         with Client(meter, 1, ic=100) as gs:
@@ -275,7 +277,7 @@ def test_management_writes_load_profile_capture_objects(meter: SimMeter) -> None
     each of them an object the client reads on its own."""
     from gurux_dlms.objects import GXDLMSCaptureObject, GXDLMSClock
 
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     assert svc.load_profile.entries_in_use() > 90  # a day of quarter hours
     pg = GXDLMSProfileGeneric(LOAD_PROFILE_OBIS)
     pg.captureObjects = [(GXDLMSClock("0.0.1.0.0.255"), GXDLMSCaptureObject(2, 0)),
@@ -309,7 +311,7 @@ def test_management_writes_load_profile_capture_objects(meter: SimMeter) -> None
 def test_tariff_script_and_active_mask_force_a_rate_until_the_next_switch(meter: SimMeter) -> None:
     """It is 6 Jan 01:00 CET (a Tuesday, rate 1 until 07:00): script 3 puts rate 3 in force until
     07:00, then the calendar's rate 2; writing mask "RATE 1" at 08:00 holds rate 1 until 17:00."""
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
 
     def a_plus() -> list[int]:
         return [svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, r) for r in (1, 2, 3)]

@@ -12,6 +12,7 @@ import pytest
 from gurux_dlms.objects import GXDLMSProfileGeneric
 
 from meterd.core.profile import LOAD_PROFILE_OBIS
+from meterd.services.revenue import RevenueService
 from tests.dlms_fakes import make_keys
 from tests.simmeter import SimMeter
 from tests.simmeter_dlms import Client
@@ -57,7 +58,7 @@ def test_every_capture_object_is_served_and_readable(meter: SimMeter) -> None:
 
 
 def test_load_profile_columns_read_the_newest_row(meter: SimMeter) -> None:
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     row = svc.load_profile.last_row
     assert row is not None and row.utc == START + dt.timedelta(seconds=1800)
     with Client(meter, 17) as gs:

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 from gurux_dlms.objects import GXDLMSClock, GXDLMSProfileGeneric
 
+from meterd.app.features.dlms import DlmsSecurity
 from meterd.core.profile import LOAD_PROFILE_OBIS
 from meterd.cosem.config import ServerConfig
 from meterd.cosem.objects import ObjectRegistry, association_objects, security_objects
 from meterd.cosem.objects_revenue import revenue_factory
 from meterd.cosem.server import build_session_factory
+from meterd.services.revenue import RevenueService
 from tests.dlms_fakes import make_keys
 from tests.dlms_gurux_client import DlmsClientError, GuruxSession, InMemoryTransport, make_client
 from tests.simmeter import SimMeter
@@ -35,10 +37,10 @@ def session(meter: SimMeter, sap: int) -> GuruxSession:
     d = meter.daemon
     registry = ObjectRegistry()
     for factory in (association_objects, security_objects,
-                    revenue_factory(d.services["revenue"], serve_load_profile=True, serve_clock=True)):
+                    revenue_factory(meter.service(RevenueService), serve_load_profile=True, serve_clock=True)):
         registry.add(factory)
-    make = build_session_factory(d.meter, d.services["dlms_security_store"], d.services["dlms_keys"],
-                                 ServerConfig(registry=registry))
+    dlms = meter.service(DlmsSecurity)
+    make = build_session_factory(d.meter, dlms.store, dlms.keys, ServerConfig(registry=registry))
     transport = InMemoryTransport(make())
     gs = GuruxSession(make_client(sap), transport.send, transport.receive)
     gs.connect()
@@ -46,7 +48,7 @@ def session(meter: SimMeter, sap: int) -> GuruxSession:
 
 
 def test_capture_period_write_clears_the_profile(meter: SimMeter) -> None:
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     assert svc.load_profile.entries_in_use() == 23  # the first period starts at the first cycle
     gs = session(meter, 1)
     try:
@@ -68,7 +70,7 @@ def test_capture_period_write_clears_the_profile(meter: SimMeter) -> None:
 
 
 def test_clock_time_zone_and_dst_are_read_and_written(meter: SimMeter) -> None:
-    svc = meter.daemon.services["revenue"]
+    svc = meter.service(RevenueService)
     gs = session(meter, 1)
     try:
         clock = GXDLMSClock()

@@ -15,6 +15,7 @@ from gurux_dlms.objects import GXDLMSData, GXDLMSProfileGeneric
 from meterd.core import event_codes as ec
 from meterd.core.alarms import Alarm
 from meterd.core.event_codes import LogId
+from meterd.services.supervision import Supervision
 from tests.dlms_fakes import make_keys
 from tests.simmeter import SimMeter
 from tests.simmeter_dlms import Client
@@ -50,7 +51,7 @@ def test_event_logs_read_by_range_after_restart_and_alarm_objects(tmp_path: Path
         meter.close()
     meter = open_meter(tmp_path)
     try:
-        sup = meter.daemon.services["supervision"]
+        sup = meter.service(Supervision)
         fraud = sup.recorder.log(LogId.FRAUD).entries()
         assert [e.code for e in fraud] == [40, 41, 42, 43, 40, 41]
         with Client(meter, 17) as gs:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from meterd.app.features.supervision import AliveFile, alive_path
 from meterd.core import event_codes as ec
 from meterd.core.event_codes import LogId
 from meterd.core.power_fail import PowerFailSettings
 from meterd.services.supervision import Supervision, SupervisionSettings
+from meterd.store.alive_file import AliveFile, alive_path
 from meterd.store.event_store import SqliteEventStore
 
 T0 = dt.datetime(2026, 5, 1, 8, 0, tzinfo=dt.UTC)

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from meterd.app.config import load_config
+from meterd.app.features import load_config
 from meterd.core.checkpoint import Checkpoint, CheckpointPolicy, choose_checkpoint
 from meterd.core.energy import ALL_KEYS, Quantity
 from meterd.core.errors import ConfigError, StateError

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from meterd.app.config import load_config
+from meterd.app.features import load_config
 from meterd.app.main import main
 from meterd.core.errors import ConfigError
 

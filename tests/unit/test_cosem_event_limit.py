@@ -16,6 +16,7 @@ import pytest
 
 from meterd.core import event_codes as ec
 from meterd.core.clock import SimClock
+from meterd.core.events import EventRecorder
 from meterd.cosem.config import ServerConfig
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.security import MemoryCounterStore
@@ -149,20 +150,20 @@ def test_the_meter_shares_one_limit_per_link(tmp_path: Path):
     meter = SimMeter(tmp_path, display={"kind": "dummy"})
     try:
         def limit(link_name: str) -> EventLimiter:
-            return session_factory(meter.daemon, "wrapper", link_name)().server.event_limit  # type: ignore[union-attr]
+            return session_factory(meter.daemon.context(), "wrapper", link_name)().server.event_limit  # type: ignore[union-attr]
 
         assert limit("tcp") is limit("tcp") and limit("tcp") is not limit("rs485")
         assert limit("tcp").window_s == 60.0
-        recorder = meter.daemon.services["events"]
+        recorder = meter.service(EventRecorder)
 
         def rejected() -> list[dict[str, object]]:
             return [dict(e.detail) for e in reversed(recorder.recent(100)) if e.code == REJECTED]
 
         for _ in range(5):  # each on a new connection (a new session factory too): one limit for the link
-            session_factory(meter.daemon, "wrapper", "tcp")().receive(UNKNOWN_SAP)
+            session_factory(meter.daemon.context(), "wrapper", "tcp")().receive(UNKNOWN_SAP)
         assert len(rejected()) == 1
         meter.run(60)  # the meter's clock: the window is over
-        session_factory(meter.daemon, "wrapper", "tcp")().receive(PUBLIC)
+        session_factory(meter.daemon.context(), "wrapper", "tcp")().receive(PUBLIC)
         assert [d.get("suppressed") for d in rejected()] == [None, 4]  # stored in the meter's event logs
     finally:
         meter.close()

@@ -13,6 +13,7 @@ from meterd.app.features.dlms import session_factory
 from meterd.core import event_codes as ec
 from meterd.core.event_codes import LogId
 from meterd.cosem import datetime_codec
+from meterd.services.supervision import Supervision
 from tests.dlms_fakes import make_keys
 from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
 from tests.simmeter import SimMeter
@@ -27,7 +28,7 @@ def test_failed_lls_login_is_read_from_the_security_log_over_dlms(tmp_path: Path
     try:
         meter.run(2)
         failed_at = meter.clock.utc()
-        transport = InMemoryTransport(session_factory(meter.daemon, "wrapper", "tcp")())
+        transport = InMemoryTransport(session_factory(meter.daemon.context(), "wrapper", "tcp")())
         intruder = GuruxSession(make_client(17, password=b"letmein1"), transport.send, transport.receive)
         with pytest.raises(Exception, match="rejected"):  # gurux raises a bare exception on a refused AARE
             intruder.connect()
@@ -40,7 +41,7 @@ def test_failed_lls_login_is_read_from_the_security_log_over_dlms(tmp_path: Path
         codes = [row[1] for row in rows]
         assert codes == [ec.code("AUTHENTICATION_FAILURES")]
         assert datetime_codec.decode_utc(bytes(rows[0][0])) == failed_at.replace(microsecond=0)
-        sup = meter.daemon.services["supervision"]
+        sup = meter.service(Supervision)
         [entry] = sup.recorder.log(LogId.SECURITY).entries()
         assert entry.detail["client_sap"] == 17 and entry.detail["link"] == "tcp"
         assert "letmein1" not in repr(entry)

@@ -14,7 +14,8 @@ import pytest
 from gurux_dlms import GXReplyData
 from gurux_dlms.objects import GXDLMSClock
 
-from meterd.app.config import load_config
+from meterd.app.features import load_config
+from meterd.app.features.dlms import DlmsSecurity
 from meterd.core import event_codes as ec
 from meterd.core.clock import SimClock
 from meterd.core.errors import ConfigError
@@ -297,13 +298,13 @@ def test_the_meter_takes_the_policy_from_its_config_and_shares_one_lockout_per_l
     meter = SimMeter(tmp_path, dlms={"lockout_failures": 2, "lockout_s": 30.0}, display={"kind": "dummy"})
     try:
         def attempt(frame: bytes, link_name: str = "tcp") -> int:
-            answer = session_factory(meter.daemon, "wrapper", link_name)().receive(frame)[0]
+            answer = session_factory(meter.daemon.context(), "wrapper", link_name)().receive(frame)[0]
             return answer[answer.index(b"\xa2\x03\x02\x01") + 4]
 
         assert [attempt(WRONG), attempt(WRONG)] == [REJECTED_PERMANENT] * 2
         assert attempt(RIGHT) == REJECTED_TRANSIENT  # a new factory of the same link: the same lockout
         assert attempt(RIGHT, "rs485") == ACCEPTED
-        store = meter.daemon.services["dlms_security_store"]
+        store = meter.daemon.registry.need(DlmsSecurity, by="test").store
         assert store.load_lockouts("tcp")[17][0] == 2
         meter.run(30)
         assert attempt(RIGHT) == ACCEPTED

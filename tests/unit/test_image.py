@@ -150,7 +150,7 @@ def test_pi_config_passes_check_config():
 
 
 def test_pi_config_is_a_real_meter():
-    from meterd.app.config import load_config
+    from meterd.app.features import load_config
 
     cfg = load_config(ROOT / "config" / "pi.toml")
     assert cfg.hardware.backend == "pi" and cfg.hardware.pin_factory == "lgpio"
@@ -231,7 +231,8 @@ def test_pin_plan_has_no_conflicts():
             claim(pin, line)
     # every line the meter wires, feature defaults included (a section the file leaves out still
     # attaches with its default pins, which must fit the board too)
-    from meterd.app.config import load_config, pin_keys
+    from meterd.app.config import pin_keys
+    from meterd.app.features import load_config
 
     wired = pin_keys(load_config(ROOT / "config" / "pi.toml"))
     assert {"hardware.led_pin", "load_control.set_pin", "supervision.cover_pin", "display.gpio_dc"} <= set(wired)

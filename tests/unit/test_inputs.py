@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from hw.inputs import COVER_OPEN, MAGNETIC_FIELD, POWER_FAIL, InputConfig, InputError, MeterInputs
+from hw.inputs import COVER_OPEN, MAGNETIC_FIELD, POWER_FAIL, InputConfig, InputError, MeterInputs, PushButton
 
 
 class Mono:
@@ -118,4 +118,65 @@ def test_configuration_is_checked() -> None:
     factory.pin(20).drive_high()
     assert custom.states()[COVER_OPEN] is True
     custom.close()
+    factory.reset()
+
+
+@pytest.fixture
+def button():
+    factory = MockFactory()
+    mono = Mono()
+    factory.pin(26).drive_high()  # released: the pull-up holds the line high
+    device = PushButton(26, factory, mono, debounce_s=0.05)
+    seen: list[tuple[bool, float]] = []
+    device.listener = lambda pressed, since: seen.append((pressed, since))
+    yield factory, mono, device, seen
+    device.close()
+    factory.reset()
+
+
+def test_push_button_hands_changes_over_only_in_poll_with_the_edge_time(button) -> None:
+    factory, mono, device, seen = button
+    mono.t = 101.0
+    factory.pin(26).drive_low()  # pressed (active low)
+    mono.t = 101.2
+    assert seen == [] and device.pressed is False
+    assert device.poll() is True
+    assert seen == [(True, 101.0)] and device.pressed is True
+    assert device.poll() is False and seen == [(True, 101.0)]
+
+
+def test_push_button_keeps_a_press_shorter_than_a_poll_period(button) -> None:
+    factory, mono, device, seen = button
+    mono.t = 101.0
+    factory.pin(26).drive_low()
+    mono.t = 101.1  # held 100 ms, longer than the debounce, released before any poll
+    factory.pin(26).drive_high()
+    assert seen == []
+    mono.t = 102.0
+    device.poll()
+    assert seen == [(True, 101.0), (False, 101.1)]
+    assert device.edges == 2
+
+
+def test_push_button_ignores_a_bounce_shorter_than_the_debounce(button) -> None:
+    factory, mono, device, seen = button
+    mono.t = 101.0
+    factory.pin(26).drive_low()
+    mono.t = 101.01
+    factory.pin(26).drive_high()
+    mono.t = 102.0
+    device.poll()
+    assert seen == [] and device.pressed is False
+
+
+def test_push_button_with_pull_down_is_active_high() -> None:
+    factory = MockFactory()
+    mono = Mono()
+    factory.pin(16).drive_low()
+    detector = PushButton(16, factory, mono, debounce_s=0.05, pull_up=False, name="solar_present")
+    factory.pin(16).drive_high()
+    mono.t += 0.1
+    detector.poll()
+    assert detector.pressed is True and detector.name == "solar_present" and detector.debounce_s == 0.05
+    detector.close()
     factory.reset()

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from meterd.app.config import ConfigError, load_config
+from meterd.app.config import ConfigError
+from meterd.app.features import load_config
 from meterd.core.disconnect import DisconnectorEvent as Ev
 from tests.unit.test_load_control_feature import LcMeter
 
@@ -44,20 +45,20 @@ def test_grid_failure_swaps_to_solar_once_and_back_when_the_grid_returns(meters)
     m.world.load_scenario(SOLAR_PRESENT, "solar.toml")
     m.run(8)                                         # solar present long enough to be trusted
     co = m.f.changeover
-    assert co is not None and co.closed("grid") and m.f.view()["supply"] == "grid"
-    assert m.f.view()["solar_present"] is True and swaps(m) == []
+    assert co is not None and co.closed("grid") and m.relay()["supply"] == "grid"
+    assert m.relay()["solar_present"] is True and swaps(m) == []
     m.world.set_load({"voltage_v": 0.0})             # the grid fails
     m.run(1)
     assert co.closed("grid")                         # not before loss_duration_s
     m.run(4)
-    assert co.closed("solar") and not co.closed("grid") and m.f.view()["supply"] == "solar"
+    assert co.closed("solar") and not co.closed("grid") and m.relay()["supply"] == "solar"
     assert swaps(m) == [int(Ev.SUPPLY_SWAP_TO_SOLAR)]
     assert m.f.store.load().supply_source == "solar"
     m.world.set_load({"voltage_v": 230.0})           # the grid returns
     m.run(4)
     assert co.closed("solar")                        # it must stay for restore_duration_s first
     m.run(4)
-    assert co.closed("grid") and not co.closed("solar") and m.f.view()["supply"] == "grid"
+    assert co.closed("grid") and not co.closed("solar") and m.relay()["supply"] == "grid"
     assert swaps(m) == [int(Ev.SUPPLY_SWAP_TO_SOLAR), int(Ev.SUPPLY_SWAP_TO_GRID)]
     event = next(e for e in m.f.events.recent if e["code"] == int(Ev.SUPPLY_SWAP_TO_SOLAR))
     assert event["solar_present"] is True and event["solar_v"] is None and event["grid_v"] < 1.0
@@ -66,7 +67,7 @@ def test_grid_failure_swaps_to_solar_once_and_back_when_the_grid_returns(meters)
 def test_without_solar_present_a_grid_failure_is_both_lost(meters) -> None:
     m = meters()
     m.run(3)
-    assert m.f.view()["solar_present"] is False
+    assert m.relay()["solar_present"] is False
     m.world.set_load({"voltage_v": 0.0})
     m.run(6)
     assert m.f.changeover.closed("grid") and swaps(m) == [int(Ev.SUPPLY_BOTH_LOST)]
@@ -80,7 +81,7 @@ def test_a_bouncing_detect_output_does_not_count(meters) -> None:
         pin.drive_high()
         pin.drive_low()
     m.run(2)
-    assert m.f.view()["solar_present"] is False and m.f.solar_input.edges >= 10
+    assert m.relay()["solar_present"] is False and m.f.solar_input.edges >= 10
 
 
 def test_the_selected_source_survives_a_restart(meters) -> None:
@@ -89,15 +90,15 @@ def test_the_selected_source_survives_a_restart(meters) -> None:
     m.run(8)
     m.world.set_load({"voltage_v": 0.0})
     m.run(5)
-    assert m.f.view()["supply"] == "solar"
+    assert m.relay()["supply"] == "solar"
     m.close()
     m2 = meters("r")
     assert m2.f.changeover.closed("solar") and not m2.f.changeover.closed("grid")
     m2.world.pins.pin(16).drive_high()               # the solar detect output is still high
     m2.run(3)                                        # the grid is live again (fresh simulated world)
-    assert m2.f.view()["supply"] == "solar"          # but must stay healthy restore_duration_s first
+    assert m2.relay()["supply"] == "solar"          # but must stay healthy restore_duration_s first
     m2.run(5)
-    assert m2.f.view()["supply"] == "grid" and swaps(m2) == [int(Ev.SUPPLY_SWAP_TO_GRID)]
+    assert m2.relay()["supply"] == "grid" and swaps(m2) == [int(Ev.SUPPLY_SWAP_TO_GRID)]
 
 
 def test_solar_present_pin_is_validated(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ class Link:
         self.store = MemoryCounterStore()
         self.loop = LoopThread()
         factory = build_session_factory(meter.meter, self.store, make_keyring(),
-                                        ServerConfig(registry=registry_for(meter.daemon)))
+                                        ServerConfig(registry=registry_for(meter.daemon.context())))
         self.port = self.loop.tcp(factory)
 
     def session(self, sap: int) -> GuruxSession:

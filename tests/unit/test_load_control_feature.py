@@ -11,11 +11,13 @@ import pytest
 
 from hw.relay import RelayFault
 from meterd.api.server import ApiError
-from meterd.app.config import ConfigError, load_config
-from meterd.app.features.load_control import LoadControlFeature
+from meterd.app.config import ConfigError
+from meterd.app.features import load_config
 from meterd.core.disconnect import ControlState
 from meterd.core.disconnect import DisconnectorEvent as Ev
 from meterd.core.limiter import LimiterState
+from meterd.runtime.load_control import LoadControlUnit
+from meterd.services.load_control import LoadControl
 from tests.simmeter import SimMeter
 
 C, R, D = ControlState.CONNECTED, ControlState.READY_FOR_RECONNECTION, ControlState.DISCONNECTED
@@ -35,9 +37,12 @@ class LcMeter(SimMeter):
         self.closed = True
 
     @property
-    def f(self) -> LoadControlFeature:
-        feature: LoadControlFeature = self.daemon.services["load_control_feature"]
-        return feature
+    def f(self) -> LoadControlUnit:
+        return self.service(LoadControlUnit)
+
+    def relay(self) -> dict[str, Any]:
+        """``GET /relay``."""
+        return self.call("GET", "/relay")[1]
 
     def currents(self) -> list[float]:
         reading = self.meter.last_reading
@@ -257,7 +262,7 @@ def test_load_changes_while_open_come_back_on_closing(meters):
 
 def test_services_for_credit_and_the_sts_power_limit(meters):
     m = meters(min_over_threshold_s=5.0, reconnect_delay_s=5.0, min_under_threshold_s=1.0)
-    lc = m.daemon.services["load_control"]
+    lc = m.service(LoadControl)
     assert lc.credit_disconnect().accepted
     m.run(2)
     assert m.currents() == [0.0, 0.0, 0.0] and lc.status().local_causes == {"credit"}

@@ -145,7 +145,7 @@ def _scroll_button(daemon: Daemon, cfg: DisplaySection) -> Any:
     """The scroll push button on ``button_pin`` (None when -1), debounced on the meter clock."""
     if cfg.button_pin < 0:
         return None
-    from meterd.app.features.load_control import DebouncedButton  # the relay button's debouncer
+    from hw.inputs import PushButton as DebouncedButton  # the relay button's debouncer
 
     assert daemon.clock is not None and daemon.hardware is not None
     return DebouncedButton(cfg.button_pin, daemon.hardware.pin_factory, daemon.clock.mono, cfg.button_debounce_s)

@@ -5,22 +5,23 @@ free port, reported), ``hdlc_port`` and
 ``optical_port`` ("" = off, "pty" = a pseudo-terminal whose path is reported, otherwise a device
 such as /dev/ttyAMA3; RS-485 ports use the kernel's RS-485 mode), ``hdlc_baud``, ``keys_file``.
 Every link serves one object registry: the base model plus what other features registered in
-``daemon.cosem_factories``. On the simulated meter a missing keys file is created with random
+``ctx.cosem_factories``. On the simulated meter a missing keys file is created with random
 throwaway keys (mode 0600); on a Pi the keys file must be provisioned.
 
 Security events (authentication failures, deciphering failures, replayed invocation counters,
 key changes, refused associations) and the communication log (associations opened/closed, local
-on the optical port, remote otherwise) go to ``daemon.services["events"]`` (the supervision's
-event recorder) with the client SAP and the link name ("tcp", "rs485", "optical").
+on the optical port, remote otherwise) go to the supervision's event recorder (needed) with the
+client SAP and the link name ("tcp", "rs485", "optical").
 
 Repeated authentication failures lock a client SAP out of one link (``lockout_failures``,
 ``lockout_s``, ``lockout_max_s``); the lockout state is kept in the invocation-counter store
 (``dlms_security.db``), so a restart does not end it, and it is timed by the meter's clock.
 Events any client can cause (refused AARQs: unknown SAP, malformed, wrong context or mechanism;
 replayed invocation counters) are recorded at most once a minute per link and event, the count of
-those not recorded going into the next one (``daemon.services["dlms_event_limits"]``).
+those not recorded going into the next one. Keys, counter store, lockouts and limits are one
+:class:`DlmsSecurity`, which this feature provides.
 
-With the revenue feature (``services["revenue"]``) the links read a profile range bound sent
+With the revenue feature (optional) the links read a profile range bound sent
 without deviation as local time under its legal-time rules, as the clock 0-0:1.0.0.255 does;
 without it such bounds are UTC.
 """
@@ -30,24 +31,25 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from meterd.app.feature_api import FeatureContext
+from meterd.core.clock import Clock
+from meterd.core.events import EventRecorder
 from meterd.cosem.config import LinkKind, ServerConfig
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
 from meterd.cosem.profile import LegalTimeSource
-from meterd.cosem.security import AuthLockout, LockoutPolicy, UtcOnlyClock
+from meterd.cosem.security import AuthLockout, LockoutPolicy
 from meterd.cosem.server import build_session_factory
 from meterd.cosem.sessions import HdlcSession, WrapperSession
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink
 from meterd.runtime.dlms_tcp import DlmsTcpServer
+from meterd.services.revenue import RevenueService
 from meterd.store.dlms_security_store import DlmsSecurityStore
-
-if TYPE_CHECKING:
-    from meterd.app.daemon import Daemon
 
 SECTION = None
 log = logging.getLogger("meterd.dlms")
@@ -71,120 +73,119 @@ def write_throwaway_keys(path: Path) -> None:
     tmp.replace(path)
 
 
-def registry_for(daemon: Daemon) -> ObjectRegistry:
+def registry_for(ctx: FeatureContext) -> ObjectRegistry:
     """The base objects plus every feature's factories."""
     registry = default_registry()
-    for factory in daemon.cosem_factories:
+    for factory in ctx.cosem_factories:
         registry.add(factory)
     return registry
 
 
-def attach(daemon: Daemon) -> None:
+@dataclass
+class DlmsSecurity:
+    """What every DLMS link of the meter shares: the keys, the invocation-counter and lockout
+    store, the event recorder, the legal-time rules (None: UTC), the lockout policy, and per
+    link name its one authentication lockout and one event rate limit (every session factory of
+    a link shares them; both timed by the meter clock)."""
+
+    keys: KeyRing
+    store: DlmsSecurityStore
+    events: EventRecorder
+    legal: LegalTimeSource | None
+    policy: LockoutPolicy
+    clock: Clock
+    lockouts: dict[str, AuthLockout] = field(default_factory=dict)
+    limits: dict[str, EventLimiter] = field(default_factory=dict)
+
+    def auth_lockout(self, link_name: str) -> AuthLockout:
+        """The authentication lockout of ``link_name``, kept in the counter store."""
+        if link_name not in self.lockouts:
+            self.lockouts[link_name] = AuthLockout(self.store, self.policy, link_name, self.clock)
+        return self.lockouts[link_name]
+
+    def event_limiter(self, link_name: str) -> EventLimiter:
+        """The rate limit of ``link_name``'s refused-AARQ and replay events."""
+        if link_name not in self.limits:
+            self.limits[link_name] = EventLimiter(self.clock)
+        return self.limits[link_name]
+
+
+def attach(ctx: FeatureContext) -> None:
     """Load keys and open the invocation-counter store (links start with the loop)."""
-    cfg = daemon.cfg
+    cfg = ctx.cfg
     keys_path = cfg.under_state(cfg.dlms.keys_file)
     if cfg.hardware.backend == "sim" and not keys_path.exists():
         write_throwaway_keys(keys_path)
-    daemon.services["dlms_keys"] = KeyRing(load_keys(keys_path))
+    keys = KeyRing(load_keys(keys_path))
     store = DlmsSecurityStore(cfg.state_dir / "dlms_security.db")
-    daemon.services["dlms_security_store"] = store
-    daemon.closers.append(store.close)
-    daemon.info["dlms_keys_file"] = str(keys_path)
+    ctx.closers.append(store.close)
+    policy = LockoutPolicy(cfg.dlms.lockout_failures, cfg.dlms.lockout_s, cfg.dlms.lockout_max_s)
+    ctx.registry.provide(DlmsSecurity, DlmsSecurity(keys, store, ctx.registry.need(EventRecorder, by="dlms"),
+                                                    legal_time(ctx.registry.find(RevenueService)), policy,
+                                                    ctx.clock), by="dlms")
+    ctx.info["dlms_keys_file"] = str(keys_path)
 
 
-def lockout_policy(daemon: Daemon) -> LockoutPolicy:
-    """The authentication lockout policy of the ``[dlms]`` section."""
-    cfg = daemon.cfg.dlms
-    return LockoutPolicy(cfg.lockout_failures, cfg.lockout_s, cfg.lockout_max_s)
-
-
-def auth_lockout(daemon: Daemon, link_name: str) -> AuthLockout:
-    """The one authentication lockout of ``link_name`` (every session factory of that link
-    shares it), kept in the counter store and timed by the meter's clock."""
-    lockouts: dict[str, AuthLockout] = daemon.services.setdefault("dlms_lockouts", {})
-    if link_name not in lockouts:
-        assert daemon.meter is not None
-        clock = daemon.clock or UtcOnlyClock(daemon.meter.now_utc)
-        lockouts[link_name] = AuthLockout(daemon.services["dlms_security_store"], lockout_policy(daemon),
-                                          link_name, clock)
-    return lockouts[link_name]
-
-
-def event_limiter(daemon: Daemon, link_name: str) -> EventLimiter:
-    """The one rate limit of ``link_name``'s refused-AARQ and replay events (every session factory
-    of that link shares it), timed by the meter's clock."""
-    limits: dict[str, EventLimiter] = daemon.services.setdefault("dlms_event_limits", {})
-    if link_name not in limits:
-        assert daemon.meter is not None
-        limits[link_name] = EventLimiter(daemon.clock or UtcOnlyClock(daemon.meter.now_utc))
-    return limits[link_name]
-
-
-def legal_time(daemon: Daemon) -> LegalTimeSource | None:
+def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
     """The meter's legal-time rules (read at each use: a clock-rules write applies at once), from
     the revenue service; None without it (date-times without deviation are then UTC)."""
-    revenue = daemon.services.get("revenue")
     if revenue is None:
         return None
     return lambda: revenue.legal
 
 
-def session_factory(daemon: Daemon, link: LinkKind = "wrapper", link_name: str = "tcp",
+def session_factory(ctx: FeatureContext, link: LinkKind = "wrapper", link_name: str = "tcp",
                     registry: ObjectRegistry | None = None, baud: int = 9600,
                     optical: OpticalSetup | None = None) -> Callable[[], WrapperSession | HdlcSession]:
     """Sessions of one link of this meter: its model, keys, counter store, object registry,
     event recorder, authentication lockout, event rate limit and legal-time rules (``link``:
     "wrapper" or "hdlc"; ``link_name`` goes into event details; ``baud`` (Bd) and ``optical``: what
     the HDLC setup and the optical port's local port setup show)."""
-    assert daemon.meter is not None
-    config = ServerConfig(link=link, link_name=link_name, registry=registry or registry_for(daemon), baud=baud,
-                          optical=optical, lockout=lockout_policy(daemon), legal=legal_time(daemon),
-                          events=daemon.services.get("events"))
-    return build_session_factory(daemon.meter, daemon.services["dlms_security_store"], daemon.services["dlms_keys"],
-                                 config, auth_lockout=auth_lockout(daemon, link_name),
-                                 event_limit=event_limiter(daemon, link_name))
+    sec = ctx.registry.need(DlmsSecurity, by="dlms")
+    config = ServerConfig(link=link, link_name=link_name, registry=registry or registry_for(ctx), baud=baud,
+                          optical=optical, lockout=sec.policy, legal=sec.legal, events=sec.events)
+    return build_session_factory(ctx.meter, sec.store, sec.keys, config,
+                                 auth_lockout=sec.auth_lockout(link_name), event_limit=sec.event_limiter(link_name))
 
 
-async def start(daemon: Daemon) -> None:
-    """Open the configured links; their addresses go into ``daemon.info``."""
-    cfg = daemon.cfg.dlms
-    assert daemon.meter is not None
-    registry = registry_for(daemon)
+async def start(ctx: FeatureContext) -> None:
+    """Open the configured links; their addresses go into ``ctx.info``."""
+    cfg = ctx.cfg.dlms
+    registry = registry_for(ctx)
     if cfg.tcp_port >= 0 and cfg.tcp_host:
         try:
-            server = await DlmsTcpServer(session_factory(daemon, "wrapper", "tcp", registry)).start(
+            server = await DlmsTcpServer(session_factory(ctx, "wrapper", "tcp", registry)).start(
                 cfg.tcp_host, cfg.tcp_port)
         except OSError as exc:  # metering goes on without this link; say so loudly
             log.error("DLMS wrapper on %s:%d not available: %s", cfg.tcp_host, cfg.tcp_port, exc.strerror)
-            daemon.info["dlms_tcp"] = f"unavailable ({exc.strerror})"
+            ctx.info["dlms_tcp"] = f"unavailable ({exc.strerror})"
         else:
-            daemon.links.append(server)
-            daemon.info["dlms_tcp"] = f"{cfg.tcp_host}:{server.port} (wrapper; SAP 16 public, 17 LLS, 1 HLS-GMAC)"
+            ctx.links.append(server)
+            ctx.info["dlms_tcp"] = f"{cfg.tcp_host}:{server.port} (wrapper; SAP 16 public, 17 LLS, 1 HLS-GMAC)"
     for kind, port in (("dlms_hdlc", cfg.hdlc_port), ("dlms_optical", cfg.optical_port)):
         if not port:
             continue
         try:
-            link = await _serial_link(daemon, kind, port, registry)
+            link = await _serial_link(ctx, kind, port, registry)
         except OSError as exc:
             log.error("DLMS %s on %s not available: %s", kind, port, exc)
-            daemon.info[kind] = f"unavailable ({exc})"
+            ctx.info[kind] = f"unavailable ({exc})"
             continue
-        daemon.links.append(link)
+        ctx.links.append(link)
         mode = ", IEC 62056-21 mode E" if kind == "dlms_optical" else ""
-        daemon.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
+        ctx.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
 
 
-async def _serial_link(daemon: Daemon, kind: str, port: str, registry: ObjectRegistry) -> SerialLink:
-    cfg = daemon.cfg.dlms
-    assert daemon.meter is not None
+async def _serial_link(ctx: FeatureContext, kind: str, port: str, registry: ObjectRegistry) -> SerialLink:
+    cfg = ctx.cfg.dlms
     device = None if port == "pty" else port
     optical = None
     if kind == "dlms_optical":
-        ident = daemon.meter.identity.serial[-16:]
-        optical = ModeESignOn(daemon.cfg.meter.manufacturer_flag, ident, max_baud=cfg.hdlc_baud)
-        factory = session_factory(daemon, "hdlc", "optical", registry, baud=cfg.hdlc_baud,
+        ident = ctx.meter.identity.serial[-16:]
+        optical = ModeESignOn(ctx.cfg.meter.manufacturer_flag, ident, max_baud=cfg.hdlc_baud)
+        factory = session_factory(ctx, "hdlc", "optical", registry, baud=cfg.hdlc_baud,
                                   optical=OpticalSetup(baud=cfg.hdlc_baud))
     else:
-        factory = session_factory(daemon, "hdlc", "rs485", registry, baud=cfg.hdlc_baud)
+        factory = session_factory(ctx, "hdlc", "rs485", registry, baud=cfg.hdlc_baud)
     rs485 = "kernel" if device is not None and kind == "dlms_hdlc" else "none"
     return await SerialLink(factory, device, cfg.hdlc_baud, rs485=rs485, optical=optical).start()
