@@ -14,6 +14,7 @@ from meterd.core.sts.cipher import core_cipher_factory
 from meterd.core.sts.misty1 import Misty1Cipher
 from meterd.core.sts.sta import StaCipher
 from meterd.core.sts.vending import credit_token
+from meterd.services.payment import PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
 from meterd.store.sts_store import SqliteStsStore
 
@@ -73,7 +74,7 @@ def payment_feature() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(simmeter, "sim_config", with_payment):
         meter = simmeter.SimMeter(Path(tmp))
-        service = meter.daemon.services["payment"]
+        service = meter.service(PaymentService)
         result = meter.meter.cycle()
         utc = meter.clock.utc()  # type: ignore[union-attr]
         cost = per_call_us(lambda: service.on_cycle(utc, result.deltas, meter.meter.registers, result.reading), 5000)

@@ -35,28 +35,16 @@ from meterd.app.routes import register_routes
 from meterd.core.checkpoint import CheckpointPolicy, choose_checkpoint
 from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
-from meterd.core.events import EventRecorder
 from meterd.core.model import MeterIdentity
 from meterd.runtime.clocks import HostClock
-from meterd.runtime.load_control import LoadControlUnit
 from meterd.runtime.state_lock import StateLock
-from meterd.services.load_control import LoadControl
 from meterd.services.metering import CycleResult, MeteringService
-from meterd.services.revenue import RevenueService
-from meterd.services.supervision import Supervision
 from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, JournalError, shared_journal_path
 from meterd.store.energy_store import EnergyStore
 
 log = logging.getLogger("meterd")
 
 FIRMWARE_VERSION = "PMM1221-0.1.0"
-
-#: Transitional: what the payment, CIU and display features still read from ``services`` by
-#: name, mirrored from the typed registry (:meth:`Daemon.mirror_transitional`).
-TRANSITIONAL: tuple[tuple[str, type], ...] = (
-    ("events", EventRecorder), ("supervision", Supervision), ("revenue", RevenueService),
-    ("load_control", LoadControl))
-
 
 class Daemon:
     """Everything one meterd process runs."""
@@ -79,9 +67,6 @@ class Daemon:
         self.late_cycles = 0
         self.info: dict[str, Any] = {}
         self.registry = Registry(cfg.path)
-        # transitional, string-keyed: filled by the payment, CIU and display features (and the
-        # registry entries they read, mirrored); every other feature uses ``registry``
-        self.services: dict[str, Any] = {}
         self.cycle_hooks: list[CycleHook] = []
         self.cosem_factories: list[Any] = []
         self.closers: list[Callable[[], None]] = []
@@ -124,7 +109,7 @@ class Daemon:
         if self.journal is not None:  # closed last, after the final synced checkpoint
             journal, meter = self.journal, self.meter
             self.closers.append(lambda: journal.close(discard=meter.journal_redundant()))
-        attach_all(self.context(), after_each=self.mirror_transitional)
+        attach_all(self.context())
         return self.meter
 
     def context(self) -> FeatureContext:
@@ -133,19 +118,7 @@ class Daemon:
         return FeatureContext(cfg=self.cfg, meter=self.meter, clock=self.clock, hardware=self.hardware,
                               api=self.api, registry=self.registry, cycle_hooks=self.cycle_hooks,
                               cosem_factories=self.cosem_factories, closers=self.closers, links=self.links,
-                              info=self.info, status_extras=self.status_extras, services=self.services)
-
-    def mirror_transitional(self) -> None:
-        """Transitional: the registry entries the payment, CIU and display features read by name
-        (:data:`TRANSITIONAL`), copied into ``services``; plus, for the payment limit tests,
-        the load-control unit as ``"load_control_feature"``."""
-        for name, kind in TRANSITIONAL:
-            found = self.registry.find(kind)
-            if found is not None:
-                self.services[name] = found
-        unit = self.registry.find(LoadControlUnit)
-        if unit is not None:
-            self.services["load_control_feature"] = unit
+                              info=self.info, status_extras=self.status_extras)
 
     def journal_path(self) -> Path | None:
         """Where the energy journal lives: ``[storage] journal_dir``, else systemd's runtime

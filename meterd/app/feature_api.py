@@ -51,8 +51,6 @@ class FeatureContext:
     * ``closers``: run at shutdown, last added first (close stores, release pins);
     * ``links``: what ``start`` opened (``async close()``); ``info``: lines logged at start and
       shown in ``/status``;
-    * ``services``: transitional, string-keyed; only the payment, CIU and display features use
-      it (see :meth:`meterd.app.daemon.Daemon.mirror_transitional`).
     """
 
     cfg: Config
@@ -67,4 +65,3 @@ class FeatureContext:
     links: list[Link] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     status_extras: dict[str, Callable[[], Any]] = field(default_factory=dict)
-    services: dict[str, Any] = field(default_factory=dict)

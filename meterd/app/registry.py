@@ -23,10 +23,13 @@ from typing import TypeVar, cast
 
 from meterd.core.errors import ConfigError
 from meterd.core.events import EventRecorder
+from meterd.services.ciu_meter import MeterCiu
 from meterd.services.load_control import LoadControl
+from meterd.services.payment import PaymentService
 from meterd.services.power_quality import PowerQualityService
 from meterd.services.revenue import RevenueService
 from meterd.services.supervision import Supervision
+from meterd.ui.meter_display import MeterDisplay
 
 T = TypeVar("T")
 
@@ -37,6 +40,9 @@ KNOWN: dict[type, tuple[str, str]] = {
     RevenueService: ("the revenue service (tariffs, legal time)", "revenue"),
     LoadControl: ("the disconnect control", "load_control"),
     PowerQualityService: ("the power-quality service", "power_quality"),
+    PaymentService: ("the payment service (credit, tokens)", "payment"),
+    MeterDisplay: ("the meter display", "display"),
+    MeterCiu: ("the CIU link", "ciu"),
 }
 
 

@@ -20,8 +20,9 @@ from meterd.core import event_codes
 from meterd.core.credit import CreditMode, CreditUnit, CreditView, EmergencyCreditView
 from meterd.core.sts.outcome import TokenOutcome
 from meterd.proto.ciu_link import LinkDown, LinkEndpoint, LinkUp, Role
-from meterd.services.ciu_meter import token_fields
+from meterd.services.ciu_meter import MeterCiu, token_fields
 from meterd.store.pair_key import sim_prepair
+from meterd.ui.meter_display import MeterDisplay
 from tests.simmeter import SimMeter
 
 
@@ -73,7 +74,7 @@ def test_sim_prepair_writes_one_private_key_to_both_state_dirs(meter: SimMeter, 
     meter_key, ciu_key = tmp_path / "ciu-pair.key", tmp_path / "ciu" / "pair.key"
     assert meter_key.read_text() == ciu_key.read_text() and len(bytes.fromhex(meter_key.read_text())) == 32
     assert meter_key.stat().st_mode & 0o777 == 0o600 and ciu_key.stat().st_mode & 0o777 == 0o600
-    assert meter.daemon.services["ciu"].service.link.paired
+    assert meter.service(MeterCiu).service.link.paired
     ciu_key.write_text("00" * 32)  # a stale CIU copy is replaced by the meter's key on the next start
     assert sim_prepair(meter_key, ciu_key) == bytes.fromhex(meter_key.read_text())
     assert ciu_key.read_text() == meter_key.read_text()
@@ -85,7 +86,7 @@ def test_token_answer_fields_and_no_prepayment(meter: SimMeter) -> None:
                       "unit": "kWh"}
     fields = token_fields(outcome("Accept", True, "Accept", 1500, 11500))
     assert fields["code"] == "accepted" and fields["amount"] == 10.0 and fields["credit"] == 11.5
-    ciu = meter.daemon.services["ciu"]
+    ciu = meter.service(MeterCiu)
     ciu.links = dataclasses.replace(ciu.links, payment=None)  # a meter without prepayment
     assert ciu.submit_token("1" * 20) == {"accepted": False, "code": "not_enabled",
                                            "display": "Prepayment not enabled"}
@@ -93,7 +94,7 @@ def test_token_answer_fields_and_no_prepayment(meter: SimMeter) -> None:
 
 def test_link_loss_and_recovery_are_recorded_once_each(meter: SimMeter) -> None:
     events = FakeEvents()
-    ciu = meter.daemon.services["ciu"]
+    ciu = meter.service(MeterCiu)
     ciu.links = dataclasses.replace(ciu.links, events=events)
     ciu.on_events([LinkUp(1), LinkDown("timeout"), LinkDown("no-ack"), LinkUp(2), LinkDown("rehello"), LinkUp(3)])
     names = [event_codes.lookup(code).name for code, _ in events.recorded]
@@ -130,7 +131,7 @@ async def pump_until(ciu: InProcessCiu, predicate: Callable[[], bool], timeout_s
 def test_token_and_pairing_over_the_paced_pty_pair(meter: SimMeter, tmp_path: Path) -> None:
     daemon = meter.daemon
     events, payment = FakeEvents(), FakePayment()
-    ciu_service = daemon.services["ciu"]
+    ciu_service = daemon.registry.need(MeterCiu, by="test")
     ciu_service.links = dataclasses.replace(ciu_service.links, events=events, payment=payment)
 
     async def scenario() -> None:
@@ -146,18 +147,18 @@ def test_token_and_pairing_over_the_paced_pty_pair(meter: SimMeter, tmp_path: Pa
             # the installer's procedure: open pairing on the meter, type 80#, the code and # on the CIU
             code, answer = await daemon.api.dispatch("POST", "/ciu/pair", {})
             assert code == 200 and len(answer["pairing_code"]) == 8
-            display = daemon.services.get("display")
+            display = daemon.registry.find(MeterDisplay)
             ciu.type("80#" + answer["pairing_code"] + "#")
             assert await pump_until(ciu, lambda: bool(ciu.stored), 15.0), "pairing did not complete"
-            assert await pump_until(ciu, lambda: daemon.services["ciu"].fingerprint is not None, 5.0)
-            fingerprint = daemon.services["ciu"].fingerprint
+            assert await pump_until(ciu, lambda: daemon.registry.need(MeterCiu, by="test").fingerprint is not None, 5.0)
+            fingerprint = daemon.registry.need(MeterCiu, by="test").fingerprint
             assert ciu.state.view().info["fingerprint"] == fingerprint
             assert (tmp_path / "ciu-pair.key").read_text().strip() == ciu.stored[0].hex()
             if display is not None:
                 assert display.lcd.render().tobytes() != b""  # the fingerprint screen is drawn
             # the new key carries a new session
             assert await pump_until(ciu, lambda: ciu.state.view().link_up and
-                                    daemon.services["ciu"].service.link.state.value == "up", 10.0)
+                                    daemon.registry.need(MeterCiu, by="test").service.link.state.value == "up", 10.0)
             ciu.port.close()
         finally:
             for link in reversed(daemon.links):

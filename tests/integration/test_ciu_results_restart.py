@@ -24,6 +24,8 @@ from meterd.proto.ciu_link import (
     short_code,
     token_submit,
 )
+from meterd.services.ciu_meter import MeterCiu
+from meterd.services.payment import PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests.simmeter import SimMeter
 
@@ -47,7 +49,7 @@ class Cable:
     """An in-memory cable between a fresh CIU endpoint and the meter's CIU service."""
 
     def __init__(self, meter: SimMeter, state_dir: Path) -> None:
-        self.service = meter.daemon.services["ciu"].service
+        self.service = meter.service(MeterCiu).service
         key = bytes.fromhex((state_dir / "ciu" / "pair.key").read_text())
         self.ciu = LinkEndpoint(Role.CIU, Mono(), os.urandom, key)
         self.received: list[Any] = []
@@ -82,7 +84,7 @@ def test_resend_after_a_meter_restart_gets_the_original_result(tmp_path: Path) -
         token = vend(meter, 100)  # 10.0 kWh
         first = Cable(meter, tmp_path).submit(0x5151, token)
         assert first["accepted"] is True and first["code"] == "accepted"
-        credit = meter.daemon.services["payment"].credit_view()
+        credit = meter.service(PaymentService).credit_view()
     finally:
         meter.close()
     meter = SimMeter(tmp_path)  # the meter restarts before the CIU saw the answer; the CIU resends
@@ -90,7 +92,7 @@ def test_resend_after_a_meter_restart_gets_the_original_result(tmp_path: Path) -
         cable = Cable(meter, tmp_path)
         again = cable.submit(0x5151, token)
         assert again == first
-        assert meter.daemon.services["payment"].credit_view() == credit  # not applied a second time
+        assert meter.service(PaymentService).credit_view() == credit  # not applied a second time
         other = cable.submit(0x5252, token)  # the same token under a new request id: STS says used
         assert other["accepted"] is False and other["code"] == "used"
         cable.ciu.send(short_code(9, 2))  # the last token survived the restart too

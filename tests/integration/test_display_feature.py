@@ -11,9 +11,11 @@ from PIL import Image
 
 from meterd.app.features.display import DisplaySection
 from meterd.core.energy import Quantity
+from meterd.core.events import EventRecorder
+from meterd.services.payment import PaymentService
 from meterd.ui.display_data import DisplayData
 from meterd.ui.live_values import live_values
-from meterd.ui.meter_display import resolve_items
+from meterd.ui.meter_display import MeterDisplay, resolve_items
 from meterd.ui.screens import render_item
 from tests.simmeter import SimMeter
 
@@ -30,7 +32,7 @@ def api(meter: SimMeter, method: str, path: str, body: dict | None = None) -> tu
 
 
 def test_screen_png_follows_the_live_meter_and_frames_only_on_change(meter: SimMeter, tmp_path: Path) -> None:
-    display = meter.daemon.services["display"]
+    display = meter.service(MeterDisplay)
     meter.run(3)
     first = display.lcd.current
     screen = tmp_path / "lcd" / "screen.png"
@@ -53,7 +55,7 @@ def test_screen_png_follows_the_live_meter_and_frames_only_on_change(meter: SimM
 
 def display_data(meter: SimMeter) -> DisplayData:
     """What the meter LCD shows now."""
-    return meter.daemon.services["display"].data()  # type: ignore[no-any-return]
+    return meter.service(MeterDisplay).data()  # type: ignore[no-any-return]
 
 
 def with_feature(monkeypatch: pytest.MonkeyPatch, name: str, section: object) -> None:
@@ -74,7 +76,7 @@ def test_scroll_list_from_obis_codes_and_button_api(tmp_path: Path, monkeypatch:
                                                         scroll_s=5.0))
     meter = SimMeter(tmp_path)
     try:
-        lcd = meter.daemon.services["display"].lcd
+        lcd = meter.service(MeterDisplay).lcd
         assert [i.ident for i in lcd.items] == ["import", "voltage_l2", "time"]
         meter.run(5)
         assert lcd.current.ident == "voltage_l2"  # auto-scroll after 5 s
@@ -98,7 +100,7 @@ def test_unknown_items_are_refused_with_their_names() -> None:
 
 
 def test_power_cut_switches_to_the_battery_list_and_scenario_button(meter: SimMeter) -> None:
-    lcd = meter.daemon.services["display"].lcd
+    lcd = meter.service(MeterDisplay).lcd
     meter.run(2)
     assert not lcd.on_battery
     meter.world.power_cut(True)
@@ -115,12 +117,12 @@ def test_power_cut_switches_to_the_battery_list_and_scenario_button(meter: SimMe
 
 def test_live_values_carry_credit_relay_and_tamper(meter: SimMeter) -> None:
     meter.run(2)
-    values = live_values(meter.daemon.services["display"].sources)
+    values = live_values(meter.service(MeterDisplay).sources)
     assert values["power_w"] == pytest.approx(meter.meter.last_reading.total_active_power_w, abs=0.1)
     assert isinstance(values["relay"], bool) and values["tamper"] is False
-    if "payment" in meter.daemon.services:
+    if PaymentService in meter.daemon.registry:
         assert values["unit"] == ("kWh (postpaid)" if values["mode"] == "postpaid" else "kWh")
-        assert "credit" in [i.ident for i in meter.daemon.services["display"].lcd.items]
+        assert "credit" in [i.ident for i in meter.service(MeterDisplay).lcd.items]
 
 
 def battery_events(meter: SimMeter) -> list[object]:
@@ -128,7 +130,7 @@ def battery_events(meter: SimMeter) -> list[object]:
     from meterd.core.event_codes import LogId
 
     code = event_codes.code("BATTERY_VOLTAGE_LOW")
-    return [e for e in meter.daemon.services["events"].log(LogId.STANDARD).entries() if e.code == code]
+    return [e for e in meter.service(EventRecorder).log(LogId.STANDARD).entries() if e.code == code]
 
 
 def battery_scenario(*changes: tuple[float, bool]) -> str:
@@ -138,7 +140,7 @@ def battery_scenario(*changes: tuple[float, bool]) -> str:
 def test_rtc_battery_low_shows_on_the_lcd_and_logs_one_event_per_occurrence(tmp_path: Path) -> None:
     meter = SimMeter(tmp_path)
     try:
-        display = meter.daemon.services["display"]
+        display = meter.service(MeterDisplay)
         lcd = display.lcd
         lcd.show_item("battery")
         meter.run(2)
@@ -166,7 +168,7 @@ def test_rtc_battery_low_shows_on_the_lcd_and_logs_one_event_per_occurrence(tmp_
     try:
         meter.world.load_scenario(battery_scenario((0, True)), "still low")
         meter.run(3)
-        assert meter.daemon.services["display"].battery.low is True
+        assert meter.service(MeterDisplay).battery.low is True
         assert len(battery_events(meter)) == 2
     finally:
         meter.close()
@@ -175,7 +177,7 @@ def test_rtc_battery_low_shows_on_the_lcd_and_logs_one_event_per_occurrence(tmp_
 def test_gpio_scroll_button_is_debounced_and_steps_the_list(tmp_path: Path) -> None:
     meter = SimMeter(tmp_path, display={"button_pin": 16, "button_debounce_s": 0.05})
     try:
-        display = meter.daemon.services["display"]
+        display = meter.service(MeterDisplay)
         pin = meter.hardware.pin_factory.pin(16)
         meter.run(1)
         start = display.lcd.current.ident

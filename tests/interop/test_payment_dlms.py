@@ -16,6 +16,7 @@ from gurux_dlms.objects import GXDLMSAccount, GXDLMSCharge, GXDLMSCredit, GXDLMS
 
 from meterd.app.features.payment import PaymentSection, sim_key_register
 from meterd.core.sts.vending import credit_token
+from meterd.services.payment import PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests import simmeter
 from tests.dlms_fakes import make_keys
@@ -54,9 +55,9 @@ def token(tid: int, tenths: int) -> str:
 
 
 def test_reader_reads_account_credit_and_charge(meter: SimMeter) -> None:
-    meter.daemon.services["payment"].submit_token(token(10, 25), "test")  # 2.5 kWh
+    meter.service(PaymentService).submit_token(token(10, 25), "test")  # 2.5 kWh
     meter.run(30)
-    view = meter.daemon.services["payment"].credit_view()
+    view = meter.service(PaymentService).credit_view()
     with Client(meter, 17) as gs:
         account = GXDLMSAccount()
         gs.read(account, 2)
@@ -76,7 +77,7 @@ def test_reader_reads_account_credit_and_charge(meter: SimMeter) -> None:
         assert bytes(unit_charge[1][1]) == bytes((1, 0, 1, 8, 0, 255))  # charged from 1-0:1.8.0
         with pytest.raises(DlmsClientError):  # the reader may not enter tokens
             gs.method(GXDLMSTokenGateway(), 1, token(11, 10).encode(), DataType.OCTET_STRING)
-    assert meter.daemon.services["payment"].credit_view().credit == view.credit
+    assert meter.service(PaymentService).credit_view().credit == view.credit
 
 
 def test_management_enters_a_token_through_the_gateway(meter: SimMeter) -> None:
@@ -88,40 +89,40 @@ def test_management_enters_a_token_through_the_gateway(meter: SimMeter) -> None:
         status = gs.read_raw(gateway, 6)
         assert status[0] == 3  # token execution OK
         assert gs.read_raw(gateway, 5) == 0  # delivered remotely
-        assert meter.daemon.services["payment"].credit_view().credit == 3000
+        assert meter.service(PaymentService).credit_view().credit == 3000
         gs.method(gateway, 1, digits.encode(), DataType.OCTET_STRING)  # the same token again
         assert gs.read_raw(gateway, 6)[0] == 6  # validation failure (UsedError)
         assert [bytes(d).decode() for d in gs.read_raw(gateway, 4)] == ["UsedError"]
-    assert meter.daemon.services["payment"].credit_view().credit == 3000
+    assert meter.service(PaymentService).credit_view().credit == 3000
 
 
 def test_management_switches_mode_and_invokes_emergency_credit(meter: SimMeter) -> None:
     meter.run(3)
-    assert meter.daemon.services["payment"].credit_view().relay == "disconnect"
+    assert meter.service(PaymentService).credit_view().relay == "disconnect"
     with Client(meter, 1) as gs:
         emergency = GXDLMSCredit("0.0.19.10.1.255")
         gs.method(emergency, 3, 0, DataType.ENUM)
         assert gs.read_raw(emergency, 8) == 3  # in use
-        assert meter.daemon.services["payment"].credit_view().relay == "connect"
+        assert meter.service(PaymentService).credit_view().relay == "connect"
         with pytest.raises(DlmsClientError):  # only once until repaid
             gs.method(emergency, 3, 0, DataType.ENUM)
         account = GXDLMSAccount()
         gs.read(account, 2)
         account.paymentMode = 1  # credit (postpaid)
         gs.write(account, 2)
-    assert meter.daemon.services["payment"].credit_view().mode == "postpaid"
+    assert meter.service(PaymentService).credit_view().mode == "postpaid"
     with Client(meter, 17) as gs:
         account = GXDLMSAccount()
         account.paymentMode = 2
         with pytest.raises(DlmsClientError):  # the reader may not write
             gs.write(account, 2)
-    assert meter.daemon.services["payment"].credit_view().mode == "postpaid"
+    assert meter.service(PaymentService).credit_view().mode == "postpaid"
 
 
 @pytest.mark.parametrize("source, method", [("keypad", 2), ("ciu", 2), ("api", 1), ("meterctl", 1)])
 def test_gateway_reports_how_a_local_token_was_delivered(meter: SimMeter, source: str, method: int) -> None:
     digits = token(30, 10)
-    assert meter.daemon.services["payment"].submit_token(digits, source).result == "Accept"
+    assert meter.service(PaymentService).submit_token(digits, source).result == "Accept"
     with Client(meter, 17) as gs:
         gateway = GXDLMSTokenGateway()
         assert gs.read_raw(gateway, 5) == method  # 2 manual entry, 1 local communications
@@ -132,7 +133,7 @@ def test_gateway_shows_the_last_token_after_a_restart(tmp_path: Path) -> None:
     make_keys(tmp_path / "dlms-keys.toml").save()
     m = build(tmp_path, mode="prepaid")
     digits = token(40, 10)
-    assert m.daemon.services["payment"].submit_token(digits, "keypad").result == "Accept"
+    assert m.service(PaymentService).submit_token(digits, "keypad").result == "Accept"
     m.close()
     m = build(tmp_path, mode="prepaid")
     try:

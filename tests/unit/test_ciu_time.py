@@ -17,7 +17,9 @@ from meterd.proto.ciu_link import (
     short_code,
     time_fields,
 )
+from meterd.services.ciu_meter import MeterCiu
 from meterd.services.ciu_service import CiuService
+from meterd.services.revenue import RevenueService
 
 KEY = bytes(range(32))
 UTC_S = 1_800_000_000  # 2027-01-15 08:00:00 UTC
@@ -119,7 +121,7 @@ def test_the_meter_feature_takes_the_offset_from_its_legal_time(tmp_path) -> Non
 
     meter = SimMeter(tmp_path)
     try:
-        ciu, revenue = meter.daemon.services["ciu"], meter.daemon.services["revenue"]
+        ciu, revenue = meter.service(MeterCiu), meter.service(RevenueService)
         local = revenue.local_time(meter.clock.utc())
         assert ciu._legal_offset() == (local.utc_offset_min * 60, local.dst_active)
     finally:

@@ -21,6 +21,7 @@ from meterd.core.reading import Channel
 from meterd.core.sts.outcome import TokenOutcome
 from meterd.core.sts.results import TokenResult
 from meterd.core.sts.vending import credit_token
+from meterd.services.ciu_meter import MeterCiu
 from meterd.services.payment import PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests.simmeter import SimMeter
@@ -82,7 +83,7 @@ def test_a_token_from_the_ciu_builds_the_credit_view_once(tmp_path: Path) -> Non
     m = SimMeter(tmp_path, payment=NEVER_FRIENDLY)
     try:
         m.run(2)  # the LCD read this cycle's view
-        payment, ciu = m.daemon.services["payment"], m.daemon.services["ciu"]
+        payment, ciu = m.service(PaymentService), m.service(MeterCiu)
         before = payment.credit_view()
         token = credit_token(sts_cipher_factory(7, sim_key_register(PaymentSection()).key), 100, 10)
         with mock.patch.object(CreditView, "of", wraps=CreditView.of) as built:

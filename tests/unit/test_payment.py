@@ -31,8 +31,10 @@ from meterd.core.reading import Channel
 from meterd.core.sts.keys import TEST_VENDING_KEY_DKGA04, dkga04
 from meterd.core.sts.outcome import TokenOutcome
 from meterd.core.sts.vending import credit_token, currency_token, key_change_tokens, max_power_limit_token
-from meterd.services.payment import FriendlyPeriods
+from meterd.services.load_control import LoadControl
+from meterd.services.payment import FriendlyPeriods, PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
+from meterd.services.supervision import Supervision
 from meterd.store.sts_store import load_key_register
 from meterd.tools import vend
 from tests import simmeter
@@ -90,17 +92,17 @@ def cipher(krn: int = 1) -> Any:
 def with_fakes(meter: SimMeter) -> tuple[FakeLoadControl, FakeEvents]:
     """Recorders seen by the payment feature only (other features keep the real services)."""
     lc, ev = FakeLoadControl(), FakeEvents()
-    service = meter.daemon.services["payment"]
+    service = meter.service(PaymentService)
     service.links = dataclasses.replace(service.links, load_control=lc, events=ev)
     return lc, ev
 
 
 def view(meter: SimMeter) -> CreditView:
-    return meter.daemon.services["payment"].credit_view()  # type: ignore[no-any-return]
+    return meter.service(PaymentService).credit_view()  # type: ignore[no-any-return]
 
 
 def submit(meter: SimMeter, token: str, source: str = "test") -> TokenOutcome:
-    return meter.daemon.services["payment"].submit_token(token, source)  # type: ignore[no-any-return]
+    return meter.service(PaymentService).submit_token(token, source)  # type: ignore[no-any-return]
 
 
 def import_mwh(meter: SimMeter) -> int:
@@ -135,7 +137,7 @@ def test_credit_runs_down_warns_disconnects_at_zero_and_reconnects_after_a_token
     prepaid.run(40)
     v = view(prepaid)
     used = import_mwh(prepaid) - start_mwh
-    assert prepaid.daemon.services["payment"].account.balance_units == 100_000 - used  # exact, in mWh
+    assert prepaid.service(PaymentService).account.balance_units == 100_000 - used  # exact, in mWh
     assert used == pytest.approx(40 * WH_PER_S_AT_DEFAULT_LOAD * 1000, rel=0.02)
     assert not v.low_credit and lc.calls == []
     prepaid.run(20)  # 100 Wh - 60 s x 0.958 Wh/s < 50 Wh threshold
@@ -195,12 +197,12 @@ def test_emergency_credit_and_mode_switch(prepaid: SimMeter) -> None:
     lc, _ = with_fakes(prepaid)
     prepaid.run(5)
     assert lc.calls == ["disconnect"]
-    granted = prepaid.daemon.services["payment"].request_emergency()
+    granted = prepaid.service(PaymentService).request_emergency()
     assert granted and view(prepaid).emergency.active and lc.calls[-1] == "reconnect"
-    assert not prepaid.daemon.services["payment"].request_emergency()  # once until repaid
+    assert not prepaid.service(PaymentService).request_emergency()  # once until repaid
     prepaid.run(60)  # 30 Wh of emergency credit lasts about 31 s
     assert lc.calls[-1] == "disconnect"
-    v = prepaid.daemon.services["payment"].set_mode("postpaid")
+    v = prepaid.service(PaymentService).set_mode("postpaid")
     assert v.mode == "postpaid" and v.relay == "connect" and lc.calls[-1] == "reconnect"
     prepaid.run(30)
     assert lc.calls[-1] == "reconnect" and view(prepaid).credit < 0
@@ -215,7 +217,7 @@ def test_currency_account_charges_the_rate_price_exactly(tmp_path: Path) -> None
     try:
         with_fakes(m)
         r = submit(m, currency_token(cipher(), 300, 500_000))  # 5.00000 currency units = 500 cents
-        account = m.daemon.services["payment"].account
+        account = m.service(PaymentService).account
         credited = account.balance_units  # the token value, rounded up to what the field can carry
         assert r.accepted and view(m).credit == 500 and 500 * 10**6 <= credited < 501 * 10**6
         before = import_mwh(m)
@@ -247,7 +249,7 @@ def test_token_credit_survives_a_crash_before_the_energy_checkpoint(tmp_path: Pa
     m = build(tmp_path, **never_friendly())
     m.run(20)
     m.meter.persist()  # the last checkpoint before the token
-    service = m.daemon.services["payment"]
+    service = m.service(PaymentService)
     with mock.patch.object(service, "_persist", lambda: None):  # the crash comes before any checkpoint
         assert submit(m, credit_token(cipher(), 500, 20)).accepted
     for closer in reversed(m.daemon.closers):  # release files and pins, but no final checkpoint:
@@ -320,7 +322,7 @@ def test_vend_tool_makes_tokens_the_sim_meter_accepts(tmp_path: Path, capsys: py
 def test_real_relay_opens_at_zero_credit_and_closes_after_a_token(tmp_path: Path) -> None:
     m = build(tmp_path, **never_friendly())
     try:
-        lc = m.daemon.services.get("load_control")
+        lc = m.daemon.registry.find(LoadControl)
         if lc is None:
             pytest.skip("the load_control feature is not in this build")
         m.run(5)
@@ -339,7 +341,7 @@ def test_clear_tamper_token_clears_the_latched_tamper_alarms(prepaid) -> None:  
     from meterd.core.alarms import Alarm
     from meterd.core.sts.vending import management_token
 
-    supervision = prepaid.daemon.services["supervision"]
+    supervision = prepaid.service(Supervision)
     prepaid.hardware.sim.signal_handlers()["magnetic_field"](True)
     prepaid.run(30)
     prepaid.hardware.sim.signal_handlers()["magnetic_field"](False)

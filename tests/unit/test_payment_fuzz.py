@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from meterd.api.views import token_json
 from meterd.app.features.payment import PaymentSection, sim_key_register
 from meterd.core.sts.vending import credit_token
+from meterd.services.payment import PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests.simmeter import SimMeter
 
@@ -36,13 +37,13 @@ digits20 = st.text(alphabet="0123456789", min_size=20, max_size=20)
 
 def snapshot(m: SimMeter) -> tuple[Any, ...]:
     """The credit account and the whole STS decoder state."""
-    service = m.daemon.services["payment"]
+    service = m.service(PaymentService)
     assert service.processor is not None
     return service.account.to_dict(), service.processor.state.to_dict()
 
 
 def fuzz(m: SimMeter, ea: int) -> None:
-    submit = m.daemon.services["payment"].submit_token
+    submit = m.service(PaymentService).submit_token
     valid = credit_token(sts_cipher_factory(ea, sim_key_register(PaymentSection(ea=ea)).key), 700, 10)
     accepted: list[str] = []
 
@@ -77,7 +78,7 @@ def fuzz(m: SimMeter, ea: int) -> None:
 def test_random_tokens_never_crash_nor_change_state_unless_accepted(tmp_path: Path, ea: int) -> None:
     m = SimMeter(tmp_path, payment={**PREPAID, "ea": ea})
     try:
-        assert m.daemon.services["payment"].processor.key_info()["ea"] == ea
+        assert m.service(PaymentService).processor.key_info()["ea"] == ea
         fuzz(m, ea)
     finally:
         m.close()
@@ -88,7 +89,7 @@ def test_negative_vectors_through_the_payment_feature_are_crc_errors(tmp_path: P
     m = SimMeter(tmp_path, payment=PREPAID)   # the sim meter's key is the vectors' decoder key
     try:
         before = snapshot(m)
-        result = m.daemon.services["payment"].submit_token(token, "keypad")
+        result = m.service(PaymentService).submit_token(token, "keypad")
         assert result.result == "CRCError" and result.display == "Reject" and snapshot(m) == before
     finally:
         m.close()

@@ -14,6 +14,9 @@ from meterd.core.disconnect import ControlState
 from meterd.core.disconnect import DisconnectorEvent as Ev
 from meterd.core.sts.outcome import TokenOutcome
 from meterd.core.sts.vending import max_phase_unbalance_limit_token, max_power_limit_token
+from meterd.runtime.load_control import LoadControlUnit
+from meterd.services.load_control import LoadControl
+from meterd.services.payment import PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests.simmeter import SimMeter
 
@@ -30,7 +33,7 @@ def meter(state_dir: Path) -> SimMeter:
 
 
 def submit(m: SimMeter, token: str) -> TokenOutcome:
-    return m.daemon.services["payment"].submit_token(token, "keypad")  # type: ignore[no-any-return]
+    return m.service(PaymentService).submit_token(token, "keypad")  # type: ignore[no-any-return]
 
 
 def relay(m: SimMeter) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def test_max_power_limit_token_survives_a_restart(tmp_path: Path) -> None:
         assert relay(m)["limiter"]["max_power_w"] == 3000.0
         assert submit(m, token).result == "UsedError"       # it cannot be entered again
         m.run(7)
-        lc = m.daemon.services["load_control"]
+        lc = m.service(LoadControl)
         assert lc.control_state is R and lc.limiter.trip_cause.value == "max_power"
     finally:
         m.close()
@@ -56,7 +59,7 @@ def test_max_power_limit_token_survives_a_restart(tmp_path: Path) -> None:
 def test_phase_unbalance_token_trips_only_after_the_minimum_duration(tmp_path: Path) -> None:
     m = meter(tmp_path)
     try:
-        lc = m.daemon.services["load_control"]
+        lc = m.service(LoadControl)
         assert submit(m, max_phase_unbalance_limit_token(cipher(), 801, 1500)).result == "Accept"
         assert relay(m)["limiter"]["max_phase_unbalance_w"] == 1500.0
         m.world.set_load({"phase": "A", "current_a": 15.0})   # A 3.45 kW, B and C 1.15 kW: 2.3 kW spread
@@ -67,7 +70,7 @@ def test_phase_unbalance_token_trips_only_after_the_minimum_duration(tmp_path: P
         m.world.set_load({"phase": "A", "current_a": 15.0})
         m.run(7)                                              # over for more than 5 s
         assert lc.control_state is R and lc.limiter.trip_cause.value == "unbalance"
-        trip = [e for e in m.daemon.services["load_control_feature"].events.recent
+        trip = [e for e in m.service(LoadControlUnit).events.recent
                 if e["code"] == int(Ev.LIMITER_THRESHOLD_EXCEEDED)]
         assert trip[-1]["cause"] == "unbalance" and trip[-1]["value"] == pytest.approx(2300.0, rel=0.02)
         assert relay(m)["local_causes"] == ["limiter"]
@@ -89,6 +92,6 @@ def test_phase_unbalance_limit_survives_a_restart_and_zero_removes_it(tmp_path: 
         assert relay(m)["limiter"]["max_phase_unbalance_w"] is None
         m.world.set_load({"phase": "A", "current_a": 30.0})
         m.run(10)
-        assert m.daemon.services["load_control"].control_state is C
+        assert m.service(LoadControl).control_state is C
     finally:
         m.close()

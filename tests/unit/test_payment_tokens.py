@@ -11,6 +11,7 @@ import pytest
 from meterd.app.features.payment import PaymentSection, sim_key_register
 from meterd.core.sts.outcome import TokenOutcome
 from meterd.core.sts.vending import credit_token, currency_token
+from meterd.services.payment import PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
 from tests.simmeter import SimMeter
 
@@ -23,12 +24,12 @@ def cipher(ea: int = 7) -> Any:
 
 
 def submit(m: SimMeter, token: str, source: str = "keypad") -> TokenOutcome:
-    return m.daemon.services["payment"].submit_token(token, source)  # type: ignore[no-any-return]
+    return m.service(PaymentService).submit_token(token, source)  # type: ignore[no-any-return]
 
 
 def memory(m: SimMeter) -> tuple[Any, ...]:
     """The credit account and the TID memory."""
-    service = m.daemon.services["payment"]
+    service = m.service(PaymentService)
     assert service.processor is not None
     return (service.account.to_dict(), service.processor.state.tid_memory)
 
@@ -74,7 +75,7 @@ def test_keypad_lockout_survives_a_restart_of_the_meter(tmp_path: Path) -> None:
     try:
         locked = submit(m, credit_token(cipher(), 510, 10))
         assert locked.result == "TokenLockout" and locked.lockout_s is not None and 0 < locked.lockout_s <= 10.0
-        assert m.daemon.services["payment"].last_token.result == "TokenLockout"
+        assert m.service(PaymentService).last_token.result == "TokenLockout"
         m.run(11)
         assert submit(m, credit_token(cipher(), 510, 10)).result == "Accept"
     finally:

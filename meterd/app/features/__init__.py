@@ -8,7 +8,6 @@ every feature's section.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,12 +39,10 @@ def load_config(path: str | Path) -> Config:
     return parse_config(path, sections())
 
 
-def attach_all(ctx: FeatureContext, after_each: Callable[[], None] | None = None) -> None:
-    """Attach every feature to a built meter; ``after_each()`` runs after each one."""
+def attach_all(ctx: FeatureContext) -> None:
+    """Attach every feature to a built meter, in :data:`FEATURES` order."""
     for _name, mod in MODULES:
         mod.attach(ctx)
-        if after_each is not None:
-            after_each()
 
 
 async def start_all(ctx: FeatureContext) -> None:

@@ -4,14 +4,14 @@ Section ``[ciu]``:
 
 * ``port``: ``""`` = simulator: a pair of pseudo-terminals joined by a thread that paces bytes
   at ``baud`` (10 bit times per character, like the cable); the CIU end goes into
-  ``daemon.info["ciu_link"]``. Otherwise a device such as ``/dev/ttyAMA5`` opened in the
+  ``ctx.info["ciu_link"]``. Otherwise a device such as ``/dev/ttyAMA5`` opened in the
   kernel's RS-485 mode. ``"off"`` disables the link.
 * ``baud`` (Bd, 9600 by default), ``key_file`` (pair key, hex, mode 0600, under the state dir).
 * ``sim_prepair``: on the simulated meter, when no pair key exists yet, make a random throwaway
   key and write it both to ``key_file`` and to ``<state_dir>/<sim_ciu_dir>/pair.key`` (the
   simulated CIU's state dir, which ``make run`` passes to ``python -m ciu --state-dir``), so
   the two come up paired. The sim CIU's keypad socket ``<sim_ciu_dir>/keys.sock`` and screen
-  ``<sim_ciu_dir>/screens/screen.png`` go into ``daemon.info`` (``ciu_keypad``, ``ciu_screens``).
+  ``<sim_ciu_dir>/screens/screen.png`` go into ``ctx.info`` (``ciu_keypad``, ``ciu_screens``).
 * ``status_period_s`` (s) between STATUS pushes; ``poll_s`` (s) of the link timer.
 * ``results_file``: the last 32 token results by request id and the last token, kept across
   restarts (JSON under the state dir, replaced atomically), so a CIU resend after a meter restart
@@ -21,7 +21,7 @@ A real installation pairs with the documented procedure (docs/ciu-link.md): ``PO
 (``meterctl ciu pair``) opens pairing and shows an 8-digit code on the meter LCD; the installer types
 ``80#``, the code and ``#`` on the CIU; both displays then show the same 6-digit fingerprint.
 
-The service is :class:`meterd.services.ciu_meter.MeterCiu` (``services["ciu"]``); the services it
+The service is :class:`meterd.services.ciu_meter.MeterCiu` (provided as ``MeterCiu``); the services it
 works with are looked up once, here. Tokens go to the payment service (source ``"ciu"``); without
 it the CIU gets ``accepted = False, code = "not_enabled"``. Display data:
 :func:`~meterd.ui.live_values.live_values` (power W, energy kWh 1-0:1.8.0/2.8.0, credit
@@ -38,17 +38,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from meterd.app.config import choices, rng
+from meterd.app.feature_api import FeatureContext
+from meterd.core.events import EventRecorder
 from meterd.runtime.ciu_port import CiuLine, CiuPortRunner, RealMono, open_device_line, open_sim_line
 from meterd.services.ciu_meter import CiuLinks, CiuSettings, MeterCiu
+from meterd.services.load_control import LoadControl
+from meterd.services.payment import PaymentService
+from meterd.services.revenue import RevenueService
+from meterd.services.supervision import Supervision
 from meterd.store.ciu_results import JsonResultStore
 from meterd.store.pair_key import PairKeyFile, read_key, sim_prepair
 from meterd.ui.live_values import LiveSources, live_values
-
-if TYPE_CHECKING:
-    from meterd.app.daemon import Daemon
+from meterd.ui.meter_display import MeterDisplay
 
 log = logging.getLogger("meterd.ciu")
 
@@ -75,58 +78,58 @@ def _later(delay_s: float, action: Callable[[], None]) -> object:
     return asyncio.get_running_loop().call_later(delay_s, action)
 
 
-def attach(daemon: Daemon) -> None:
+def attach(ctx: FeatureContext) -> None:
     """Build the CIU service (pre-paired in sim), its routes and status entry."""
-    cfg: CiuSection = daemon.cfg.feature("ciu")
+    cfg: CiuSection = ctx.cfg.feature("ciu")
     if cfg.port == "off":
         return
-    assert daemon.clock is not None and daemon.meter is not None
-    services = daemon.services
-    display = services.get("display")
-    links = CiuLinks(payment=services.get("payment"), revenue=services.get("revenue"), events=services.get("events"),
+    assert ctx.clock is not None and ctx.meter is not None
+    reg = ctx.registry
+    display = reg.find(MeterDisplay)
+    links = CiuLinks(payment=reg.find(PaymentService), revenue=reg.find(RevenueService), events=reg.find(EventRecorder),
                      screen=display.lcd if display is not None else None)
-    sources = LiveSources(daemon.meter, daemon.clock, payment=links.payment, revenue=links.revenue,
-                          load_control=services.get("load_control"), supervision=services.get("supervision"))
-    key_path = daemon.cfg.under_state(cfg.key_file)
-    ciu_dir = daemon.cfg.under_state(cfg.sim_ciu_dir)
-    sim = daemon.cfg.hardware.backend == "sim"
-    key = sim_prepair(key_path, ciu_dir / "pair.key") if sim and cfg.sim_prepair else read_key(key_path)
+    sources = LiveSources(ctx.meter, ctx.clock, payment=links.payment, revenue=links.revenue,
+                          load_control=reg.find(LoadControl), supervision=reg.find(Supervision))
+    key_path = ctx.cfg.under_state(cfg.key_file)
+    ciu_dir = ctx.cfg.under_state(cfg.sim_ciu_dir)
+    throwaway = ctx.hardware.backends.throwaway_keys and cfg.sim_prepair
+    key = sim_prepair(key_path, ciu_dir / "pair.key") if throwaway else read_key(key_path)
     mono = RealMono()
     settings = CiuSettings(cfg.port or "sim-pty", cfg.status_period_s)
-    ciu = MeterCiu(MeterCiu.endpoint(mono, key), mono, daemon.clock, settings, links, lambda: live_values(sources),
-                   PairKeyFile(key_path), _later, JsonResultStore(daemon.cfg.under_state(cfg.results_file)))
-    daemon.services["ciu"] = ciu
-    daemon.status_extras["ciu"] = ciu.view
-    daemon.api.route("GET", "/ciu", lambda _body: (200, ciu.view()))
-    daemon.api.route("POST", "/ciu/pair", ciu.open_pairing)
+    ciu = MeterCiu(MeterCiu.endpoint(mono, key), mono, ctx.clock, settings, links, lambda: live_values(sources),
+                   PairKeyFile(key_path), _later, JsonResultStore(ctx.cfg.under_state(cfg.results_file)))
+    ctx.registry.provide(MeterCiu, ciu, by="ciu")
+    ctx.status_extras["ciu"] = ciu.view
+    ctx.api.route("GET", "/ciu", lambda _body: (200, ciu.view()))
+    ctx.api.route("POST", "/ciu/pair", ciu.open_pairing)
 
 
-def _open_line(daemon: Daemon, cfg: CiuSection) -> CiuLine:
-    """The meter end of the cable; where the CIU end is goes into ``daemon.info``."""
+def _open_line(ctx: FeatureContext, cfg: CiuSection) -> CiuLine:
+    """The meter end of the cable; where the CIU end is goes into ``ctx.info``."""
     if cfg.port:
         line = open_device_line(cfg.port, cfg.baud)
     else:
         line = open_sim_line(cfg.baud)
-        ciu_dir = daemon.cfg.under_state(cfg.sim_ciu_dir)
-        daemon.info["ciu_keypad"] = str(ciu_dir / "keys.sock")
-        daemon.info["ciu_screens"] = str(ciu_dir / "screens" / "screen.png")
-    daemon.info["ciu_link"] = line.description
+        ciu_dir = ctx.cfg.under_state(cfg.sim_ciu_dir)
+        ctx.info["ciu_keypad"] = str(ciu_dir / "keys.sock")
+        ctx.info["ciu_screens"] = str(ciu_dir / "screens" / "screen.png")
+    ctx.info["ciu_link"] = line.description
     return line
 
 
-async def start(daemon: Daemon) -> None:
+async def start(ctx: FeatureContext) -> None:
     """Open the meter end of the cable and run the service on the loop."""
-    ciu: MeterCiu | None = daemon.services.get("ciu")
+    ciu = ctx.registry.find(MeterCiu)
     if ciu is None:
         return
-    cfg: CiuSection = daemon.cfg.feature("ciu")
+    cfg: CiuSection = ctx.cfg.feature("ciu")
     from hw.serial_link import SerialLinkError
 
     try:
-        line = _open_line(daemon, cfg)
+        line = _open_line(ctx, cfg)
     except (OSError, SerialLinkError) as exc:  # metering goes on without the CIU; say so loudly
         log.error("CIU link on %s not available: %s", cfg.port or "a pty", exc)
-        daemon.info["ciu_link"] = f"unavailable ({exc})"
+        ctx.info["ciu_link"] = f"unavailable ({exc})"
         return
     ciu.runner = CiuPortRunner(ciu, line, cfg.poll_s)
-    daemon.links.append(ciu.runner)
+    ctx.links.append(ciu.runner)

@@ -12,7 +12,7 @@ Section ``[display]``:
 * ``lang``: ``"en"`` or ``"ar"``.
 * ``button_pin``: BCM pin of the scroll push button (to GND, internal pull-up; -1 = none), debounced
   in software for ``button_debounce_s`` (s) against the meter clock (the relay button's
-  :class:`~meterd.app.features.load_control.DebouncedButton`); a press shows the next item and
+  :class:`hw.inputs.PushButton`); a press shows the next item and
   pauses auto-scroll, like ``POST /display/button``.
 * ``rtc_device``: the RTC whose backup-battery flags (``RTC_VL_READ``: BACKUP_LOW, BACKUP_EMPTY)
   feed the battery item, read every ``battery_check_s`` (s); ``""`` = none (battery shown as
@@ -29,7 +29,7 @@ relay from load control (else the ``relay_open`` status flag), tamper from the s
 the ``tamper`` flag), the RTC backup battery (OK, LOW or unknown), battery mode while the
 power-fail input is active. A frame is drawn only when the visible text or symbols change, or on
 a scroll. Those services are looked up once, here (:class:`~meterd.ui.live_values.LiveSources`);
-the controller is :class:`~meterd.ui.meter_display.MeterDisplay` (``services["display"]``).
+the controller is :class:`~meterd.ui.meter_display.MeterDisplay` (provided as ``MeterDisplay``).
 
 API: ``POST /display/button`` ``{"button": "next"|"previous"}``, ``POST /display/show``
 ``{"item": id-or-OBIS}``, ``POST /display/lang`` ``{"lang": "en"|"ar"}``, ``GET /display``.
@@ -40,20 +40,24 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from hw.inputs import PushButton
 from meterd.app.config import choices, rng
+from meterd.app.feature_api import FeatureContext
 from meterd.core import event_codes
+from meterd.core.events import EventRecorder
 from meterd.runtime.rtc import VL_BACKUP_EMPTY, VL_BACKUP_LOW, LinuxRtc, SimRtc
+from meterd.services.load_control import LoadControl
+from meterd.services.payment import PaymentService
+from meterd.services.revenue import RevenueService
+from meterd.services.supervision import Supervision
 from meterd.store.json_file import JsonFile
 from meterd.ui.battery import BatteryWatch
 from meterd.ui.live_values import LiveSources
 from meterd.ui.meter_display import MeterDisplay, resolve_items
 from meterd.ui.meter_lcd import MeterLcd
 from meterd.ui.screens import DEFAULT_ITEMS
-
-if TYPE_CHECKING:
-    from meterd.app.daemon import Daemon
 
 log = logging.getLogger("meterd.display")
 
@@ -90,83 +94,81 @@ SECTION = DisplaySection
 # ---------------------------------------------------------------------------------------------
 
 
-def _device(daemon: Daemon, cfg: DisplaySection) -> Any:
+def _device(ctx: FeatureContext, cfg: DisplaySection) -> Any:
     from hw.lcd import make_device
 
     kind = cfg.kind
     if kind == "auto":
-        kind = "png" if daemon.cfg.hardware.backend == "sim" else "st7567"
+        kind = ctx.hardware.backends.lcd
     if kind in ("png", "dummy"):
-        return make_device(kind, 128, 64, "1", capture_dir=daemon.cfg.under_state(cfg.capture_dir))
-    assert daemon.hardware is not None
+        return make_device(kind, 128, 64, "1", capture_dir=ctx.cfg.under_state(cfg.capture_dir))
+    assert ctx.hardware is not None
     return make_device("st7567", 128, 64, "1", spi_port=cfg.spi_port, spi_device=cfg.spi_device,
                        gpio_dc=cfg.gpio_dc, gpio_rst=cfg.gpio_rst,
                        gpio_light=None if cfg.gpio_light < 0 else cfg.gpio_light,
-                       pin_factory=daemon.hardware.pin_factory)
+                       pin_factory=ctx.hardware.pin_factory)
 
 
-def attach(daemon: Daemon) -> None:
-    """Build the LCD, feed it every cycle, offer it as ``services["display"]`` (pairing code screen)."""
-    cfg: DisplaySection = daemon.cfg.feature("display")
+def attach(ctx: FeatureContext) -> None:
+    """Build the LCD, feed it every cycle, provide it as ``MeterDisplay`` (pairing code screen)."""
+    cfg: DisplaySection = ctx.cfg.feature("display")
     if cfg.kind == "off":
         return
-    assert daemon.clock is not None and daemon.hardware is not None and daemon.meter is not None
-    services = daemon.services
-    sources = LiveSources(daemon.meter, daemon.clock, payment=services.get("payment"), revenue=services.get("revenue"),
-                          load_control=services.get("load_control"), supervision=services.get("supervision"))
-    events = services.get("events")
-    device = _device(daemon, cfg)
+    assert ctx.clock is not None and ctx.hardware is not None and ctx.meter is not None
+    reg = ctx.registry
+    sources = LiveSources(ctx.meter, ctx.clock, payment=reg.find(PaymentService), revenue=reg.find(RevenueService),
+                          load_control=reg.find(LoadControl), supervision=reg.find(Supervision))
+    events = reg.find(EventRecorder)
+    device = _device(ctx, cfg)
     items = resolve_items(cfg.items)
     if sources.payment is None:  # no prepayment in this meter: no credit screen
         items = tuple(i for i in items if i.ident != "credit") or items
-    lcd = MeterLcd(device, daemon.clock, items, lang=cfg.lang, scroll_s=cfg.scroll_s,
+    lcd = MeterLcd(device, ctx.clock, items, lang=cfg.lang, scroll_s=cfg.scroll_s,
                    button_pause_s=cfg.button_pause_s)
-    inputs = daemon.hardware.inputs
+    inputs = ctx.hardware.inputs
     display = MeterDisplay(sources, lcd, device, lambda: not inputs.states().get("power_fail", False),
-                           _battery_watch(daemon, cfg, events), _scroll_button(daemon, cfg))
-    daemon.services["display"] = display
-    daemon.cycle_hooks.append(display.on_cycle)
-    daemon.status_extras["display"] = display.view
-    daemon.api.route("GET", "/display", lambda _body: (200, display.view()))
-    daemon.api.route("POST", "/display/button", display.button)
-    daemon.api.route("POST", "/display/show", display.show)
-    daemon.api.route("POST", "/display/lang", display.set_lang)
-    if daemon.hardware.sim is not None:
-        _add_scenario_signal(daemon, display)
-    daemon.closers.append(device.cleanup)
+                           _battery_watch(ctx, cfg, events), _scroll_button(ctx, cfg))
+    ctx.registry.provide(MeterDisplay, display, by="display")
+    ctx.cycle_hooks.append(display.on_cycle)
+    ctx.status_extras["display"] = display.view
+    ctx.api.route("GET", "/display", lambda _body: (200, display.view()))
+    ctx.api.route("POST", "/display/button", display.button)
+    ctx.api.route("POST", "/display/show", display.show)
+    ctx.api.route("POST", "/display/lang", display.set_lang)
+    if ctx.hardware.sim is not None:
+        _add_scenario_signal(ctx, display)
+    ctx.closers.append(device.cleanup)
     if display.scroll_button is not None:
-        daemon.closers.append(display.scroll_button.close)
+        ctx.closers.append(display.scroll_button.close)
     screen = getattr(device, "screen_path", None)
     if screen is not None:
-        daemon.info["lcd_screen"] = str(screen)
+        ctx.info["lcd_screen"] = str(screen)
 
 
-def _scroll_button(daemon: Daemon, cfg: DisplaySection) -> Any:
+def _scroll_button(ctx: FeatureContext, cfg: DisplaySection) -> Any:
     """The scroll push button on ``button_pin`` (None when -1), debounced on the meter clock."""
     if cfg.button_pin < 0:
         return None
-    from hw.inputs import PushButton as DebouncedButton  # the relay button's debouncer
-
-    assert daemon.clock is not None and daemon.hardware is not None
-    return DebouncedButton(cfg.button_pin, daemon.hardware.pin_factory, daemon.clock.mono, cfg.button_debounce_s)
+    assert ctx.clock is not None and ctx.hardware is not None
+    return PushButton(cfg.button_pin, ctx.hardware.pin_factory, ctx.clock.mono, cfg.button_debounce_s)
 
 
-def _battery_watch(daemon: Daemon, cfg: DisplaySection, events: Any) -> BatteryWatch | None:
+def _battery_watch(ctx: FeatureContext, cfg: DisplaySection, events: Any) -> BatteryWatch | None:
     """The RTC battery watch: a simulated RTC in sim, ``rtc_device`` on a Pi, none for ``""``."""
-    assert daemon.clock is not None and daemon.hardware is not None
-    if daemon.hardware.sim is not None:
+    assert ctx.clock is not None and ctx.hardware is not None
+    if ctx.hardware.sim is not None:
         rtc: Any = SimRtc(vl_flags=0)
     elif cfg.rtc_device:
         rtc = LinuxRtc(cfg.rtc_device)
     else:
         return None
-    clock = daemon.clock
+    clock = ctx.clock
 
     def record(detail: dict[str, Any]) -> None:
         if events is not None:
             events.record(event_codes.code("BATTERY_VOLTAGE_LOW"), clock.utc(), detail)
 
-    latch = JsonFile(daemon.cfg.state_dir / "display-state.json")
+    latch = JsonFile(ctx.cfg.state_dir / "display-state.json")
     return BatteryWatch(rtc, clock.mono, cfg.battery_check_s, record, latch, VL_BACKUP_LOW | VL_BACKUP_EMPTY)
 
 
@@ -179,8 +181,8 @@ def _set_sim_battery(display: MeterDisplay, low: Any) -> None:
     rtc.vl_flags = flags | VL_BACKUP_LOW if low else flags & ~VL_BACKUP_LOW
 
 
-def _add_scenario_signal(daemon: Daemon, display: MeterDisplay) -> None:
+def _add_scenario_signal(ctx: FeatureContext, display: MeterDisplay) -> None:
     """Scenario signals ``display_button`` (a press of the scroll button) and ``battery_low``."""
-    assert daemon.hardware is not None and daemon.hardware.sim is not None
-    daemon.hardware.sim.extra_signals["display_button"] = lambda _value: display.lcd.button_next()
-    daemon.hardware.sim.extra_signals["battery_low"] = lambda value: _set_sim_battery(display, bool(value))
+    assert ctx.hardware is not None and ctx.hardware.sim is not None
+    ctx.hardware.sim.extra_signals["display_button"] = lambda _value: display.lcd.button_next()
+    ctx.hardware.sim.extra_signals["battery_low"] = lambda value: _set_sim_battery(display, bool(value))

@@ -114,7 +114,7 @@ def attach(ctx: FeatureContext) -> None:
     """Load keys and open the invocation-counter store (links start with the loop)."""
     cfg = ctx.cfg
     keys_path = cfg.under_state(cfg.dlms.keys_file)
-    if cfg.hardware.backend == "sim" and not keys_path.exists():
+    if ctx.hardware.backends.throwaway_keys and not keys_path.exists():
         write_throwaway_keys(keys_path)
     keys = KeyRing(load_keys(keys_path))
     store = DlmsSecurityStore(cfg.state_dir / "dlms_security.db")

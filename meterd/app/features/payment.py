@@ -3,7 +3,7 @@
 Section ``[payment]`` (:class:`PaymentSection`): the account policy (amounts in Wh or minor
 currency units), friendly periods (``friendly_hours`` local ``HH:MM-HH:MM``, ``friendly_weekdays``
 0 = Monday, the revenue calendar's special days when ``friendly_holidays``) and the STS decoder.
-The use case is :class:`meterd.services.payment.PaymentService` (``daemon.services["payment"]``;
+The use case is :class:`meterd.services.payment.PaymentService` (provided as ``PaymentService``;
 how the account runs down, disconnects and applies class 2 tokens is told there); its
 neighbours (revenue, load control, supervision, events) are looked up once, here. Tokens (IEC
 62055-41 STS) come from the API (``POST /token``), the CIU keypad (the CIU feature calls the
@@ -32,21 +32,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from meterd.api.server import ApiError
 from meterd.api.views import credit_json, emergency_json, token_json
 from meterd.app.config import choices, rng
+from meterd.app.feature_api import FeatureContext
 from meterd.core.credit import CreditConfig, CreditError, CreditMode, CreditUnit
+from meterd.core.events import EventRecorder
 from meterd.core.sts import KeyInputs, KeyRegister, StsConfig, StsError, TokenProcessor, commission, dkga04
 from meterd.core.sts.keys import TEST_VENDING_KEY_DKGA04
 from meterd.cosem.objects_payment import payment_objects
+from meterd.services.load_control import LoadControl
 from meterd.services.payment import FRIENDLY_HOURS, AccountGate, PaymentLinks, PaymentPolicy, PaymentService
+from meterd.services.revenue import RevenueService
 from meterd.services.sts_crypto import sts_cipher_factory
+from meterd.services.supervision import Supervision
 from meterd.store.sts_store import SqliteStsStore, load_key_register, write_key_register
-
-if TYPE_CHECKING:
-    from meterd.app.daemon import Daemon
 
 log = logging.getLogger("meterd.payment")
 
@@ -145,14 +147,14 @@ def sim_key_register(section: PaymentSection, krn: int | None = None) -> KeyRegi
 # --- wiring -------------------------------------------------------------------------------------
 
 
-def _open_processor(daemon: Daemon, section: PaymentSection, gate: AccountGate) -> tuple[
+def _open_processor(ctx: FeatureContext, section: PaymentSection, gate: AccountGate) -> tuple[
         SqliteStsStore, TokenProcessor | None]:
-    cfg = daemon.cfg
-    assert daemon.clock is not None
+    cfg = ctx.cfg
+    assert ctx.clock is not None
     store = SqliteStsStore(cfg.under_state(section.store_file))
     if store.load() is None:
         keys_path = cfg.under_state(section.keys_file)
-        if cfg.hardware.backend == "sim" and not keys_path.exists():
+        if ctx.hardware.backends.throwaway_keys and not keys_path.exists():
             write_key_register(keys_path, sim_key_register(section),
                                "simulated meter: derived from the public STS test vending key (DKGA04)")
         try:
@@ -161,35 +163,35 @@ def _open_processor(daemon: Daemon, section: PaymentSection, gate: AccountGate) 
             log.error("STS decoder not commissioned: %s", exc)
             return store, None
         log.info("STS decoder commissioned from %s", keys_path)
-    return store, TokenProcessor(store, sts_cipher_factory, daemon.clock, section.sts_config(), gate,
+    return store, TokenProcessor(store, sts_cipher_factory, ctx.clock, section.sts_config(), gate,
                                  lockout_store=store)
 
 
-def attach(daemon: Daemon) -> None:
+def attach(ctx: FeatureContext) -> None:
     """Open the STS store, build the account and token entry, register API, services and COSEM."""
-    section: PaymentSection = daemon.cfg.feature("payment")
-    assert daemon.clock is not None and daemon.meter is not None
-    meter = daemon.meter
-    services = daemon.services
-    links = PaymentLinks(revenue=services.get("revenue"), load_control=services.get("load_control"),
-                         supervision=services.get("supervision"), events=services.get("events"))
+    section: PaymentSection = ctx.cfg.feature("payment")
+    assert ctx.clock is not None and ctx.meter is not None
+    meter = ctx.meter
+    reg = ctx.registry
+    links = PaymentLinks(revenue=reg.find(RevenueService), load_control=reg.find(LoadControl),
+                         supervision=reg.find(Supervision), events=reg.find(EventRecorder))
     gate = AccountGate()
-    store, processor = _open_processor(daemon, section, gate)
-    service = PaymentService(section.policy(), daemon.clock, processor, meter.persist, links,
+    store, processor = _open_processor(ctx, section, gate)
+    service = PaymentService(section.policy(), ctx.clock, processor, meter.persist, links,
                              store.load_companion(), memo=store)
     gate.account = service.account
     meter.listeners.append(service)
-    daemon.closers.append(store.close)
-    daemon.services["payment"] = service
-    daemon.status_extras["credit"] = lambda: credit_json(service.credit_view())
-    daemon.cosem_factories.append(payment_objects(service))
-    _routes(daemon, service)
-    daemon.info["sts_keys"] = (f"{daemon.cfg.under_state(section.keys_file)}"
+    ctx.closers.append(store.close)
+    ctx.registry.provide(PaymentService, service, by="payment")
+    ctx.status_extras["credit"] = lambda: credit_json(service.credit_view())
+    ctx.cosem_factories.append(payment_objects(service))
+    _routes(ctx, service)
+    ctx.info["sts_keys"] = (f"{ctx.cfg.under_state(section.keys_file)}"
                                + ("" if processor is not None else " (missing: tokens refused)"))
 
 
-def _routes(daemon: Daemon, service: PaymentService) -> None:
-    api = daemon.api
+def _routes(ctx: FeatureContext, service: PaymentService) -> None:
+    api = ctx.api
 
     def token(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         digits = body.get("token")
