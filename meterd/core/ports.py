@@ -18,6 +18,13 @@ class MonoClock(Protocol):
     def mono(self) -> float: ...
 
 
+class TimeSource(MonoClock, Protocol):
+    """Monotonic seconds and UTC, read only: what timers that also date their records need
+    (:class:`meterd.core.clock.Clock` provides it)."""
+
+    def utc(self) -> _dt.datetime: ...
+
+
 class EventSink(Protocol):
     """Where a service records meter events (the supervision's
     :class:`~meterd.core.events.EventRecorder` fits): event ``code`` (the 0-0:96.11.x.255

@@ -9,11 +9,10 @@ invocation-counter store are passed next to it (see
 
 from __future__ import annotations
 
-import datetime as _dt
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
+from meterd.core.ports import EventSink
 from meterd.cosem.errors import CosemError
 from meterd.cosem.objects import (
     DEFAULT_ASSOCIATIONS,
@@ -28,14 +27,6 @@ from meterd.proto.hdlc import HdlcParameters
 
 LinkKind = Literal["wrapper", "hdlc"]
 LINK_KINDS: tuple[LinkKind, ...] = ("wrapper", "hdlc")
-
-
-class EventSink(Protocol):
-    """Where security and communication events go (``meterd.core.events.EventRecorder``)."""
-
-    def record(self, code: int, utc: _dt.datetime, detail: Mapping[str, object] | None = None) -> object:
-        """Record event ``code`` (0-0:96.11.x.255 value) at ``utc`` with scalar ``detail``."""
-        ...
 
 
 @dataclass(frozen=True)

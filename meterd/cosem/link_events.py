@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 
 from meterd.core import event_codes
-from meterd.cosem.config import EventSink
+from meterd.core.ports import EventSink
 from meterd.cosem.event_limit import RATE_LIMITED_EVENTS, EventLimiter
 from meterd.cosem.objects import LOCAL_LINKS
 

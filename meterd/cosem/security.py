@@ -32,6 +32,7 @@ from typing import Protocol, runtime_checkable
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from meterd.core.ports import TimeSource
 from meterd.cosem.axdr import length_bytes, read_ber_length
 from meterd.cosem.errors import ApduError, ReplayError, SecurityError
 
@@ -319,16 +320,7 @@ class MemoryLockoutStore:
             self.states[(link, client_sap)] = (failures, until_utc, refused)
 
 
-class LockoutClock(Protocol):
-    """The time the lockout needs (``meterd.core.clock.Clock`` provides it)."""
-
-    def mono(self) -> float:
-        """Monotonic seconds (s)."""
-        ...
-
-    def utc(self) -> _dt.datetime:
-        """UTC, timezone-aware."""
-        ...
+LockoutClock = TimeSource  # the time the lockout needs (meterd.core.clock.Clock provides it)
 
 
 class UtcOnlyClock:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,13 +17,6 @@ from meterd.services.ciu_meter import MeterCiu
 
 log = logging.getLogger("meterd.ciu")
 READ_CHUNK = 4096
-
-
-class RealMono:
-    """Real monotonic seconds for the link's protocol timers."""
-
-    def mono(self) -> float:
-        return time.monotonic()
 
 
 @dataclass(frozen=True)

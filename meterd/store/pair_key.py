@@ -1,16 +1,17 @@
 """The CIU pair key file on the meter: 32 bytes as 64 hex digits, mode 0600, replaced atomically.
 
-A missing, unreadable or wrong-length file means "not paired" (None); an unreadable one is
-logged, since the CIU must then be paired again.
+A missing, unreadable, wrong-length or group/other-readable file means "not paired" (None); all
+but a missing one are logged, since the CIU must then be paired again. Read and written through
+:mod:`hw.secret_file`, the one secret-file reader and writer of both Pis.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
 
+from hw.secret_file import SecretFileError, SecretFileMissing, read_secret_text, write_secret_text
 from meterd.proto.ciu_link import KEY_LEN
 
 log = logging.getLogger("meterd.ciu")
@@ -19,25 +20,21 @@ log = logging.getLogger("meterd.ciu")
 def read_key(path: Path) -> bytes | None:
     """The pair key (64 hex digits) or None when there is no usable file."""
     try:
-        key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-    except FileNotFoundError:
+        key = bytes.fromhex(read_secret_text(path, encoding="ascii").strip())
+    except SecretFileMissing:
         return None
-    except (ValueError, UnicodeDecodeError):
+    except SecretFileError as exc:
+        log.error("CIU pair key refused (%s); the CIU must be paired again", exc)
+        return None
+    except ValueError:
         log.error("CIU pair key file %s is unreadable; the CIU must be paired again", path)
         return None
     return key if len(key) == KEY_LEN else None
 
 
 def write_key(path: Path, key: bytes) -> None:
-    """Store a pair key, mode 0600, atomically (write, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(key.hex() + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Store a pair key, mode 0600, atomically (write, fsync, rename, directory fsync)."""
+    write_secret_text(path, key.hex() + "\n", encoding="ascii")
 
 
 def sim_prepair(meter_key: Path, ciu_key: Path) -> bytes:

@@ -39,10 +39,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hw.monotonic import MonotonicClock
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.core.events import EventRecorder
-from meterd.runtime.ciu_port import CiuLine, CiuPortRunner, RealMono, open_device_line, open_sim_line
+from meterd.runtime.ciu_port import CiuLine, CiuPortRunner, open_device_line, open_sim_line
 from meterd.services.ciu_meter import CiuLinks, CiuSettings, MeterCiu
 from meterd.services.load_control import LoadControl
 from meterd.services.payment import PaymentService
@@ -94,7 +95,7 @@ def attach(ctx: FeatureContext) -> None:
     ciu_dir = ctx.cfg.under_state(cfg.sim_ciu_dir)
     throwaway = ctx.hardware.backends.throwaway_keys and cfg.sim_prepair
     key = sim_prepair(key_path, ciu_dir / "pair.key") if throwaway else read_key(key_path)
-    mono = RealMono()
+    mono = MonotonicClock()  # the link's protocol timers run on real time
     settings = CiuSettings(cfg.port or "sim-pty", cfg.status_period_s)
     ciu = MeterCiu(MeterCiu.endpoint(mono, key), mono, ctx.clock, settings, links, lambda: live_values(sources),
                    PairKeyFile(key_path), _later, JsonResultStore(ctx.cfg.under_state(cfg.results_file)))

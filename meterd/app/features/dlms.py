@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hw.secret_file import write_secret_text
 from meterd.app.feature_api import FeatureContext
 from meterd.core.clock import Clock
 from meterd.core.events import EventRecorder
@@ -57,7 +58,6 @@ log = logging.getLogger("meterd.dlms")
 
 def write_throwaway_keys(path: Path) -> None:
     """Random keys for a simulated meter (never for a real one), mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = (
         "# Throwaway DLMS keys of a simulated meter, made at first start.\n"
         f'[server]\nsystem_title = "504D4D{secrets.token_hex(5).upper()}"\n'
@@ -67,10 +67,7 @@ def write_throwaway_keys(path: Path) -> None:
         f'authentication_key = "{secrets.token_hex(16).upper()}"\n'
         f'master_key = "{secrets.token_hex(16).upper()}"\n'
     )
-    tmp = path.with_suffix(".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_secret_text(path, text)
 
 
 def registry_for(ctx: FeatureContext) -> ObjectRegistry:
