@@ -77,14 +77,25 @@ class StorageUnavailable(StateError):
 
 @dataclass(frozen=True)
 class Commissioning:
-    """The commissioning record: serial, id (32 hex digits), when (UTC, ISO) and how, and when
-    the meter first started from it ("" until then)."""
+    """The commissioning record: serial, id (32 hex digits), when (UTC, ISO) and how, when the
+    meter first started from it ("" until then), the kernel boot id of the last start, and the
+    sequence number of the last clean stop ("" while running or after a crash)."""
 
     serial: str
     id: str
     utc: str
     how: str
     started: str = ""
+    boot: str = ""
+    stopped: str = ""
+
+
+def boot_id() -> str:
+    """The kernel's id of this boot ("" where there is none): the journal on tmpfs lives as long."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _now() -> str:
@@ -113,7 +124,7 @@ def read_commissioning(state_dir: Path) -> Commissioning | None:
     try:
         raw = json.loads(path.read_text())
         return Commissioning(**{k: str(raw[k]) for k in ("serial", "id", "utc", "how")},
-                             started=str(raw.get("started", "")))
+                             **{k: str(raw.get(k, "")) for k in ("started", "boot", "stopped")})
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -197,6 +208,7 @@ class EnergyCopies:
         self.register_file = RegisterFile(self.state_dir / REGISTER_FILE_NAME, serial)
         self.journal = self._open_journal(journal_path)
         self._auto: Commissioning | None = None
+        self._record: Commissioning | None = None
         self.commissioning = self._resolve(record, fresh, auto_commission)
         self.restored, self.restored_from = self._choose(record or self._auto)
 
@@ -301,10 +313,10 @@ class EnergyCopies:
             self._events.append(StorageEvent(ec.code("STORAGE_FALLBACK"), {
                 "restored": str(source), "seq": restored.seq, "utc": restored.utc.isoformat(),
                 "damaged": ", ".join(sorted(self.damaged))}))
-        if record is None or not record.started:
-            base = record or Commissioning(serial=self.serial, id=commissioning, utc=_now(),
-                                           how="adopted from the copies of the registers")
-            write_commissioning(self.state_dir, replace(base, started=_now()))
+        base = record or Commissioning(serial=self.serial, id=commissioning, utc=_now(),
+                                       how="adopted from the copies of the registers")
+        self._record = replace(base, started=base.started or _now(), boot=boot_id(), stopped="")
+        write_commissioning(self.state_dir, self._record)
         self._repaired = not self.damaged
         return restored, f"{source} ({why})" if source != "journal" else "journal"
 
@@ -334,6 +346,9 @@ class EnergyCopies:
                 self._damage("journal", "; ".join(slots))
             elif found == "intact" and journaled is None:
                 self._damage("journal", "holds no record (zeroed?)")
+            elif (found == "missing" and record is not None and record.boot and record.boot == boot_id()
+                  and not record.stopped and any(cp is not None for cp in valid.values())):
+                self._damage("journal", "removed (the meter did not stop cleanly and the host did not restart)")
 
     # -- CheckpointStore ----------------------------------------------------------------------
 
@@ -393,8 +408,15 @@ class EnergyCopies:
         return self.database.synced_saves
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database and note the clean stop (with the sequence number of the newest
+        durable checkpoint) in the commissioning record."""
+        durable = self.load()
         self.database.close()
+        if self._record is not None and durable is not None:
+            try:
+                write_commissioning(self.state_dir, replace(self._record, stopped=str(durable.seq)))
+            except OSError as exc:
+                log.warning("energy storage: clean stop not noted: %s", exc.strerror)
 
     # -- StorageHealth ------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ def crash_copy(src: Path, dst: Path, **sections: dict) -> None:
     energy journal as it is in RAM, under the name a meter on ``dst`` looks for."""
     dst.mkdir(parents=True)
     for f in src.iterdir():
-        if f.name.startswith("energy.db"):
+        if f.name.startswith(("energy.", "commissioning.")):  # the database, register file, record
             shutil.copy2(f, dst / f.name)
     journal = journal_file(src, **sections)
     if journal is not None and journal.exists():
