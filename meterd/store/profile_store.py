@@ -20,7 +20,7 @@ from types import TracebackType
 
 from meterd.core.errors import StateError
 from meterd.core.model import ProfileRow
-from meterd.store.sqlite import open_database, schema_version
+from meterd.store.sqlite import WriteBacklog, end_transaction, open_database, schema_version
 
 SCHEMA_VERSION = 1
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -71,17 +71,27 @@ class SqliteProfileStore:
         self.depth = dict(depth or {})
         self.default_depth = default_depth
         self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA_VERSION)
+        self._backlog = WriteBacklog(f"profile store {self.path}")
 
     def append_row(self, obis: str, row: ProfileRow) -> None:
-        """Insert one row and trim the profile, in one transaction."""
+        """Insert one row and trim the profile, in one transaction; on a full or failing disk the
+        row waits in memory (:class:`~meterd.store.sqlite.WriteBacklog`)."""
         depth = self.depth.get(obis, self.default_depth)
         vals = json.dumps(list(row.values), separators=(",", ":"))
-        with self._conn:
+
+        def write() -> None:
             self._conn.execute("BEGIN IMMEDIATE")
-            last = self._conn.execute("SELECT MAX(seq) FROM profile_rows WHERE obis = ?", (obis,)).fetchone()[0]
-            seq = 1 if last is None else last + 1
-            self._conn.execute("INSERT INTO profile_rows VALUES (?, ?, ?, ?)", (obis, seq, to_us(row.utc), vals))
-            self._conn.execute("DELETE FROM profile_rows WHERE obis = ? AND seq <= ?", (obis, seq - depth))
+            failed = True
+            try:
+                last = self._conn.execute("SELECT MAX(seq) FROM profile_rows WHERE obis = ?", (obis,)).fetchone()[0]
+                seq = 1 if last is None else last + 1
+                self._conn.execute("INSERT INTO profile_rows VALUES (?, ?, ?, ?)", (obis, seq, to_us(row.utc), vals))
+                self._conn.execute("DELETE FROM profile_rows WHERE obis = ? AND seq <= ?", (obis, seq - depth))
+                failed = False
+            finally:
+                end_transaction(self._conn, failed)
+
+        self._backlog.run(write)
 
     def load_rows(self, obis: str, limit: int) -> list[ProfileRow]:
         """The newest ``limit`` rows of ``obis``, oldest first."""
