@@ -202,15 +202,23 @@ class EnergyCopies:
         self._first_error = ""
         self._repaired = True
         check_state_dir(self.state_dir)
-        fresh = not _copy_files(self.state_dir, journal_path)
+        before = set(_copy_files(self.state_dir, journal_path))
         record = self._read_record()
         self.database = self._open_database()
         self.register_file = RegisterFile(self.state_dir / REGISTER_FILE_NAME, serial)
         self.journal = self._open_journal(journal_path)
         self._auto: Commissioning | None = None
         self._record: Commissioning | None = None
-        self.commissioning = self._resolve(record, fresh, auto_commission)
-        self.restored, self.restored_from = self._choose(record or self._auto)
+        try:
+            self.commissioning = self._resolve(record, not before, auto_commission)
+            self.restored, self.restored_from = self._choose(record or self._auto)
+        except StorageUnavailable:  # leave nothing behind that a later commissioning would take for a copy
+            self.database.close()
+            if self.journal is not None:
+                self.journal.close()
+            for path in set(_copy_files(self.state_dir, journal_path)) - before:
+                path.unlink(missing_ok=True)
+            raise
 
     # -- opening ------------------------------------------------------------------------------
 

@@ -32,7 +32,10 @@ log = logging.getLogger("meterd.storage")
 def storage_failure(exc: BaseException) -> bool:
     """True for the error of a full, failing or read-only disk (not a bug or a damaged file)."""
     if isinstance(exc, sqlite3.OperationalError):
-        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _DISK_ERRORS
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return (code & 0xFF) in _DISK_ERRORS
+        return any(text in str(exc) for text in ("disk is full", "disk I/O error", "readonly database"))
     return isinstance(exc, OSError)
 
 
