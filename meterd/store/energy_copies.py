@@ -78,7 +78,7 @@ class StorageUnavailable(StateError):
 @dataclass(frozen=True)
 class Commissioning:
     """The commissioning record: serial, id (32 hex digits), when (UTC, ISO) and how, when the
-    meter first started from it ("" until then), the kernel boot id of the last start, and the
+    meter first started from it ("" until then), the boot token (:func:`boot_token`) of the last start, and the
     sequence number of the last clean stop ("" while running or after a crash)."""
 
     serial: str
@@ -90,12 +90,28 @@ class Commissioning:
     stopped: str = ""
 
 
-def boot_id() -> str:
-    """The kernel's id of this boot ("" where there is none): the journal on tmpfs lives as long."""
+def boot_token(journal_path: Path | None) -> str:
+    """An id of the life of the journal's RAM file system: kept in ``<journal>.boot`` next to the
+    journal (made when missing), so it changes when the host restarted (tmpfs emptied) and stays
+    while only meterd restarted. Works where ``/proc/sys`` is hidden (systemd ``ProcSubset=pid``);
+    "" without a journal."""
+    if journal_path is None:
+        return ""
+    marker = journal_path.with_name(journal_path.name + ".boot")
     try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        token = marker.read_text().strip()
+        if token:
+            return token
+    except FileNotFoundError:
+        pass
     except OSError:
         return ""
+    token = uuid.uuid4().hex
+    try:
+        marker.write_text(token)
+    except OSError:
+        return ""
+    return token
 
 
 def _now() -> str:
@@ -209,6 +225,7 @@ class EnergyCopies:
         self.journal = self._open_journal(journal_path)
         self._auto: Commissioning | None = None
         self._record: Commissioning | None = None
+        self._boot = boot_token(journal_path)
         try:
             self.commissioning = self._resolve(record, not before, auto_commission)
             self.restored, self.restored_from = self._choose(record or self._auto)
@@ -323,7 +340,7 @@ class EnergyCopies:
                 "damaged": ", ".join(sorted(self.damaged))}))
         base = record or Commissioning(serial=self.serial, id=commissioning, utc=_now(),
                                        how="adopted from the copies of the registers")
-        self._record = replace(base, started=base.started or _now(), boot=boot_id(), stopped="")
+        self._record = replace(base, started=base.started or _now(), boot=self._boot, stopped="")
         write_commissioning(self.state_dir, self._record)
         self._repaired = not self.damaged
         return restored, f"{source} ({why})" if source != "journal" else "journal"
@@ -354,7 +371,7 @@ class EnergyCopies:
                 self._damage("journal", "; ".join(slots))
             elif found == "intact" and journaled is None:
                 self._damage("journal", "holds no record (zeroed?)")
-            elif (found == "missing" and record is not None and record.boot and record.boot == boot_id()
+            elif (found == "missing" and record is not None and record.boot and record.boot == self._boot
                   and not record.stopped and any(cp is not None for cp in valid.values())):
                 self._damage("journal", "removed (the meter did not stop cleanly and the host did not restart)")
 
@@ -420,6 +437,9 @@ class EnergyCopies:
         durable checkpoint) in the commissioning record."""
         durable = self.load()
         self.database.close()
+        journal = self.journal.path if self.journal is not None else None
+        if journal is not None and not journal.exists():  # discarded after a clean stop
+            journal.with_name(journal.name + ".boot").unlink(missing_ok=True)
         if self._record is not None and durable is not None:
             try:
                 write_commissioning(self.state_dir, replace(self._record, stopped=str(durable.seq)))

@@ -55,6 +55,9 @@ def crash_copy(src: Path, dst: Path, **sections: dict) -> None:
         target = journal_file(dst, **sections)
         assert target is not None
         shutil.copyfile(journal, target)
+        boot = journal.with_name(journal.name + ".boot")  # the RAM file system's life, with it
+        if boot.exists():
+            shutil.copyfile(boot, target.with_name(target.name + ".boot"))
 
 
 def discard(meter: SimMeter) -> None:
@@ -64,6 +67,7 @@ def discard(meter: SimMeter) -> None:
     meter.daemon.store.close()
     if meter.daemon.journal is not None:
         meter.daemon.journal.close(discard=True)
+        meter.daemon.journal.path.with_name(meter.daemon.journal.path.name + ".boot").unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "database-only"])
