@@ -162,13 +162,22 @@ class SqlitePqStore(SqliteProfileStore):
 
     def save_pst(self, end_utc: _dt.datetime, values: Sequence[tuple[int, float, bool]]) -> None:
         """Store the (phase, Pst, flagged) of the 10-min interval ending at ``end_utc``, in one
-        transaction that also drops the values ending 2 h or more before it."""
+        transaction that also drops the values ending 2 h or more before it (on a full or failing
+        disk it waits in memory, as profile rows do)."""
         end_us = to_us(end_utc)
-        with self._conn:
+        rows = [(end_us, int(p), float(v), int(bool(f))) for p, v, f in values]
+
+        def write() -> None:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT OR REPLACE INTO pq_pst VALUES (?, ?, ?, ?)",
-                                   [(end_us, int(p), float(v), int(bool(f))) for p, v, f in values])
-            self._conn.execute("DELETE FROM pq_pst WHERE end_us <= ?", (end_us - PST_KEEP_S * 1_000_000,))
+            failed = True
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO pq_pst VALUES (?, ?, ?, ?)", rows)
+                self._conn.execute("DELETE FROM pq_pst WHERE end_us <= ?", (end_us - PST_KEEP_S * 1_000_000,))
+                failed = False
+            finally:
+                end_transaction(self._conn, failed)
+
+        self._backlog.run(write)
 
     def load_pst(self) -> list[tuple[_dt.datetime, int, float, bool]]:
         """Every stored (interval end UTC, phase, Pst, flagged), oldest first."""
