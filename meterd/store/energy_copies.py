@@ -131,6 +131,11 @@ def check_state_dir(state_dir: Path) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # full: the meter starts, the journal keeps the state
+            log.error("state directory %s is full: the registers stay in the energy journal until it is not",
+                      state_dir)
+            probe.unlink(missing_ok=True)
+            return
         raise StorageUnavailable(f"state directory {state_dir}: not writable: {exc.strerror}") from None
 
 
@@ -314,7 +319,10 @@ class EnergyCopies:
             self.database.close()
             self._set_aside("decommissioned")
             self.database = self._open_database(commissioning)
-        self.database.adopt(commissioning)
+        try:
+            self.database.adopt(commissioning)
+        except CheckpointWriteError as exc:
+            log.error("energy storage: commissioning id not stored in the database yet: %s", exc)
         self.register_file.adopt(commissioning)
         if self.journal is not None:
             self.journal.adopt(commissioning)
@@ -341,7 +349,10 @@ class EnergyCopies:
         base = record or Commissioning(serial=self.serial, id=commissioning, utc=_now(),
                                        how="adopted from the copies of the registers")
         self._record = replace(base, started=base.started or _now(), boot=self._boot, stopped="")
-        write_commissioning(self.state_dir, self._record)
+        try:
+            write_commissioning(self.state_dir, self._record)
+        except OSError as exc:  # a full disk: the record is written again at the clean stop
+            log.error("energy storage: commissioning record not updated: %s", exc.strerror or exc)
         self._repaired = not self.damaged
         return restored, f"{source} ({why})" if source != "journal" else "journal"
 

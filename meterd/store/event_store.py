@@ -73,6 +73,8 @@ class SqliteEventStore:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise EventStoreError(f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            return  # nothing to write: a start on a full disk goes on
         with self._transaction():
             for statement in _SCHEMA:
                 self._db.execute(statement)

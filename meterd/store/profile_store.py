@@ -46,14 +46,24 @@ def from_us(utc_us: int) -> _dt.datetime:
     return _EPOCH + _dt.timedelta(microseconds=utc_us)
 
 
+def _has_tables(conn: sqlite3.Connection, schema: tuple[str, ...]) -> bool:
+    """True when every ``CREATE TABLE IF NOT EXISTS name`` of ``schema`` already exists."""
+    names = [statement.split("EXISTS", 1)[1].split("(", 1)[0].strip() for statement in schema
+             if "IF NOT EXISTS" in statement]
+    have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return len(names) == len(schema) and all(name in have for name in names)
+
+
 def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], version: int) -> sqlite3.Connection:
     """Open (and create) a WAL database with ``schema`` at ``version``."""
     conn = open_database(path, synchronous, error=ProfileStoreError)
     try:
-        schema_version(conn, path, version, error=ProfileStoreError)
+        found = schema_version(conn, path, version, error=ProfileStoreError)
     except ProfileStoreError:
         conn.close()
         raise
+    if found == version and _has_tables(conn, schema):
+        return conn  # nothing to write: a start on a full disk goes on
     with conn:
         conn.execute("BEGIN")
         for statement in schema:
