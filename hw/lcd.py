@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, features
 
 from hw.errors import HwError
+
+_log = logging.getLogger("hw.lcd")
 
 DEVICE_KINDS = ("dummy", "capture", "gif", "png", "st7567", "st7789")
 
@@ -173,6 +176,7 @@ class PngDevice:
         self.size = (width, height)
         self.keep = keep
         self.frames = 0
+        self.failures = 0  # frames not saved (a full disk)
         self.image: Image.Image | None = None
         directory.mkdir(parents=True, exist_ok=True)
 
@@ -186,13 +190,19 @@ class PngDevice:
             raise LcdError(f"frame is {image.size}, the display is {self.size}")
         self.image = image.copy()
         tmp = self.directory / ".screen.tmp.png"
-        image.save(tmp, format="PNG")
-        os.replace(tmp, self.screen_path)
-        if self.keep > 0:
-            image.save(self.directory / f"frame_{self.frames:06d}.png", format="PNG")
-            old = self.directory / f"frame_{self.frames - self.keep:06d}.png"
-            if self.frames >= self.keep:
-                old.unlink(missing_ok=True)
+        try:
+            image.save(tmp, format="PNG")
+            os.replace(tmp, self.screen_path)
+            if self.keep > 0:
+                image.save(self.directory / f"frame_{self.frames:06d}.png", format="PNG")
+        except OSError as exc:  # a full or failing disk: the picture waits, the meter goes on
+            if not self.failures:
+                _log.warning("LCD image not saved in %s: %s (tried again with every frame)", self.directory,
+                             exc.strerror or exc)
+            self.failures += 1
+            tmp.unlink(missing_ok=True)
+        if self.keep > 0 and self.frames >= self.keep:
+            (self.directory / f"frame_{self.frames - self.keep:06d}.png").unlink(missing_ok=True)
         self.frames += 1
 
     def cleanup(self) -> None:

@@ -32,15 +32,16 @@ from meterd.app.features import attach_all, start_all
 from meterd.app.hardware import Hardware, backends_for, build_hardware
 from meterd.app.registry import Registry
 from meterd.app.routes import register_routes
-from meterd.core.checkpoint import CheckpointPolicy, choose_checkpoint
+from meterd.core.checkpoint import CheckpointPolicy, StorageEvent
 from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
+from meterd.core.events import EventRecorder
 from meterd.core.model import MeterIdentity
 from meterd.runtime.clocks import HostClock
 from meterd.runtime.state_lock import StateLock
 from meterd.services.metering import CycleResult, MeteringService
-from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, JournalError, shared_journal_path
-from meterd.store.energy_store import EnergyStore
+from meterd.store.energy_copies import EnergyCopies
+from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, shared_journal_path
 
 log = logging.getLogger("meterd")
 
@@ -60,7 +61,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self.meter: MeteringService | None = None
         self.hardware: Hardware | None = None
-        self.store: EnergyStore | None = None
+        self.store: EnergyCopies | None = None
         self.journal: EnergyJournal | None = None
         self.clock: Clock | None = None
         self.missed_cycles = 0
@@ -79,10 +80,9 @@ class Daemon:
     def build(self) -> MeteringService:
         """Create the clock, hardware, store and meter service (no I/O loops yet)."""
         cfg = self.cfg
-        cfg.state_dir.mkdir(parents=True, exist_ok=True)
-        self.store = EnergyStore(cfg.state_dir / "energy.db")
-        self.journal = self._open_journal(self.store)
-        last, _ = choose_checkpoint(self.store.load(), self.journal.load() if self.journal else None)
+        self.store = self._open_copies()
+        self.journal = self.store.journal
+        last = self.store.restored
         backends = backends_for(cfg)
         if backends.clock == "sim":
             start = _dt.datetime.fromisoformat(cfg.sim.start_utc)
@@ -102,7 +102,7 @@ class Daemon:
         start_current_a = cfg.meter.basic_current_a * cfg.meter.starting_current_pct / 100.0
         self.meter = MeteringService(
             frontend=self.hardware.frontend, clock=self.clock, store=self.store, identity_info=identity,
-            creep=CreepRule(start_current_a=start_current_a), journal=self.journal,
+            creep=CreepRule(start_current_a=start_current_a), journal=self.journal, health=self.store,
             policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
                                     period_s=cfg.storage.checkpoint_period_s,
                                     sync_period_s=cfg.storage.sync_period_s))
@@ -110,6 +110,14 @@ class Daemon:
             journal, meter = self.journal, self.meter
             self.closers.append(lambda: journal.close(discard=meter.journal_redundant()))
         attach_all(self.context())
+        events = self.registry.find(EventRecorder)  # the supervision's recorder
+        if events is not None:
+            recorder = events
+
+            def storage_event(event: StorageEvent, utc: _dt.datetime) -> None:
+                recorder.record(event.code, utc, event.detail)
+
+            self.meter.storage_sink = storage_event
         return self.meter
 
     def context(self) -> FeatureContext:
@@ -138,25 +146,17 @@ class Daemon:
             return cfg.state_dir / JOURNAL_NAME
         return shared_journal_path(directory, cfg.state_dir) if sim else Path(directory) / JOURNAL_NAME
 
-    def _open_journal(self, store: EnergyStore) -> EnergyJournal | None:
-        """The energy journal, bound to this meter's serial and energy database; None (the
-        database alone keeps the loss bound, as without a RAM file system) when it is switched
-        off or cannot be opened."""
-        path = self.journal_path()
-        if path is None:
-            log.info("energy journal off: the database keeps the loss bound")
-            return None
-        try:
-            journal = EnergyJournal(path, identity=f"{self.cfg.meter.serial}/{store.instance}")
-        except JournalError as exc:
-            log.warning("energy journal unavailable (%s): the database keeps the loss bound", exc)
-            return None
-        for why in journal.rejected:
-            log.warning("energy journal %s: %s", path, why)
-        if path.parent == self.cfg.state_dir:
-            log.warning("energy journal %s is not on a RAM file system: the kernel writes it back", path)
-        self.info["energy_journal"] = str(path)
-        return journal
+    def _open_copies(self) -> EnergyCopies:
+        """The copies of the registers (database, register file, journal), checked and chosen
+        (see :mod:`meterd.store.energy_copies`); a simulated meter on an empty state directory
+        commissions itself, a real one needs ``meterd commission``."""
+        cfg = self.cfg
+        copies = EnergyCopies(cfg.state_dir, cfg.meter.serial, self.journal_path(),
+                              auto_commission=backends_for(cfg).simulated)
+        if copies.journal is not None:
+            self.info["energy_journal"] = str(copies.journal.path)
+        self.info["energy_restored_from"] = copies.restored_from
+        return copies
 
     def _watch_power_fail(self) -> None:
         """The power-fail input: last-gasp checkpoint on the falling supply, resume when back."""

@@ -1,4 +1,12 @@
-"""meterd command line: ``meterd run --config FILE [--speed N] [--state-dir DIR]``."""
+"""meterd command line: ``meterd run --config FILE [--speed N] [--state-dir DIR]``,
+``meterd commission --config FILE [--state-dir DIR] [--force]``, ``meterd check-config``.
+
+meterd sets its own umask (0027) first: every file it makes (databases, journal, register file)
+is readable by its group at most, whoever starts it. A state directory that is missing and cannot
+be made, or is not writable, or holds no copy of the registers of a meter that was not
+commissioned, ends meterd at start with one line and exit status 2
+(:class:`~meterd.store.energy_copies.StorageUnavailable`).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,14 @@ import asyncio
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from meterd.core.errors import ConfigError
+from meterd.core.errors import ConfigError, StateError
+
+if TYPE_CHECKING:
+    from meterd.app.config import Config
+
+UMASK = 0o027
 
 
 class JournalFormatter(logging.Formatter):
@@ -42,10 +56,34 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default=os.environ.get("METERD_LOG_LEVEL", "INFO"))
     check = sub.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("--config", default=os.environ.get("METERD_CONFIG", "/etc/meterd/meterd.toml"))
+    new = sub.add_parser("commission", help="commission the meter as new: its registers start from zero")
+    new.add_argument("--config", default=os.environ.get("METERD_CONFIG", "/etc/meterd/meterd.toml"))
+    new.add_argument("--state-dir", help="override [storage] state_dir")
+    new.add_argument("--force", action="store_true",
+                     help="also when the state directory holds registers (they are moved aside, not deleted)")
     return parser
 
 
+def commission_meter(cfg: Config, state_dir: str | None, force: bool) -> int:
+    """``meterd commission``: write the commissioning record (the next start begins at zero and
+    records the event "meter commissioned")."""
+    from meterd.app.daemon import Daemon
+    from meterd.store.energy_copies import commission
+
+    daemon = Daemon(cfg, state_dir=state_dir)
+    try:
+        record = commission(daemon.cfg.state_dir, daemon.cfg.meter.serial, daemon.journal_path(),
+                            f"meterd commission{' --force' if force else ''}", force=force)
+    except StateError as exc:
+        print(f"meterd: commission refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"meter {record.serial} commissioned as new in {daemon.cfg.state_dir} (id {record.id}): "
+          "its registers start from zero at the next start")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    os.umask(UMASK)
     args = build_parser().parse_args(argv)
     from meterd.app.features import load_config
 
@@ -57,9 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: ok")
         return 0
+    if args.command == "commission":
+        setup_logging("ERROR")
+        return commission_meter(cfg, args.state_dir, args.force)
     setup_logging(args.log_level)
     from meterd.app.daemon import Daemon
     from meterd.runtime.state_lock import StateLockError
+    from meterd.store.energy_copies import StorageUnavailable
 
     daemon = Daemon(cfg, speed=args.speed, state_dir=args.state_dir)
     try:
@@ -69,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except StateLockError as exc:  # another meterd runs on this state directory
         print(f"meterd: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as exc:
+        print(f"meterd: cannot keep the energy registers: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0

@@ -35,6 +35,13 @@ Committing without syncing each time keeps SD-card writes near one small WAL fra
 
 Either way a power cut that the power-fail input did not announce loses at most the energy since
 the last synced save (``sync_period_s``, 5 min by default).
+
+Copies and their choice at start (see ``meterd.store.energy_copies``): the database, a separately
+synced register file and the journal each hold a whole checkpoint; :func:`choose_newest` picks
+the durable one to restore, :func:`choose_checkpoint` then weighs the journal against it. A copy
+that cannot be written (a full or failing disk) raises :class:`CheckpointWriteError`: the
+registers stay in the journal and the write is retried later. Damage, fall-backs, commissioning
+and failed writes reach the meter's event logs as :class:`StorageEvent`.
 """
 
 from __future__ import annotations
@@ -45,16 +52,78 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from meterd.core.energy import RegisterKey
+from meterd.core.errors import StateError
 
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Persisted meter state: registers in milli-units, the UTC of the save, extra state."""
+    """Persisted meter state: registers in milli-units, the UTC of the save, extra state, and the
+    commissioning id of the meter that wrote it ("" when the copy carries none)."""
 
     seq: int
     utc: _dt.datetime
     registers: Mapping[RegisterKey, int]
     extra: Mapping[str, Any] = field(default_factory=dict)
+    commissioning: str = field(default="", compare=False)
+
+
+class CheckpointWriteError(StateError):
+    """A durable copy of the registers could not be written (disk full, I/O error, read-only);
+    the caller keeps the state (in the journal) and tries again later."""
+
+
+@dataclass(frozen=True)
+class StorageEvent:
+    """Something the storage of the registers wants in the meter's event logs: an event code of
+    :mod:`meterd.core.event_codes` (NV memory error, storage fall-back, commissioned) and detail
+    (copy name, reason, sequence numbers, UTC of the restored state). The meter dates it with
+    its own clock when it hands it on."""
+
+    code: int
+    detail: Mapping[str, str | int]
+
+
+class StorageHealth(Protocol):
+    """Port: the state of the durable copies, as the meter reports it."""
+
+    def take_events(self) -> list[StorageEvent]:
+        """Events not yet handed out (each is handed out once)."""
+        ...
+
+    def status(self) -> set[str]:
+        """Status flags (``storage_fault`` while a copy is damaged or cannot be written)."""
+        ...
+
+
+def registers_below(checkpoint: Checkpoint, other: Checkpoint) -> list[RegisterKey]:
+    """The registers of ``checkpoint`` that are below ``other``'s."""
+    return [key for key, value in other.registers.items() if checkpoint.registers.get(key, 0) < value]
+
+
+def choose_newest(copies: Mapping[str, Checkpoint | None]) -> tuple[str | None, Checkpoint | None, str]:
+    """The copy to restore among valid ones (name → checkpoint, None for a copy that has none),
+    and why: the one with the highest sequence number none of whose registers is below any
+    other copy's. Every state the meter writes has a higher number and no smaller register than
+    the one before, so the newest copy normally qualifies; if none does (a copy holds a register
+    that is higher although its number is lower: not a state this meter wrote in order), the
+    newest is taken with each register raised to the highest value of any copy, so no register
+    is ever restored below a surviving copy (and none above the truth: every copy was true once)."""
+    valid = {name: cp for name, cp in copies.items() if cp is not None}
+    if not valid:
+        return None, None, "no copy holds a checkpoint"
+    ordered = sorted(valid.items(), key=lambda item: item[1].seq, reverse=True)
+    for name, cp in ordered:
+        if not any(registers_below(cp, other) for other in valid.values()):
+            older = [f"{n} {c.seq}" for n, c in ordered if n != name]
+            return name, cp, f"{name} {cp.seq}" + (f" (also: {', '.join(older)})" if older else "")
+    name, newest = ordered[0]
+    merged = dict(newest.registers)
+    for cp in valid.values():
+        for key, value in cp.registers.items():
+            merged[key] = max(merged.get(key, 0), value)
+    lifted = Checkpoint(seq=newest.seq, utc=newest.utc, registers=merged, extra=newest.extra,
+                        commissioning=newest.commissioning)
+    return name, lifted, f"{name} {newest.seq}, registers raised to the highest of every copy"
 
 
 class CheckpointStore(Protocol):
@@ -80,6 +149,15 @@ class CheckpointJournal(Protocol):
 
     def write(self, checkpoint: Checkpoint) -> None:
         """Record ``checkpoint``; a write interrupted at any point leaves the previous one valid."""
+        ...
+
+    def check(self) -> str | None:
+        """Cheap check that the record is still there and whole (None) or what is wrong; the
+        caller then re-creates it with :meth:`recreate`."""
+        ...
+
+    def recreate(self) -> None:
+        """Make a new journal file holding the last written checkpoint."""
         ...
 
 

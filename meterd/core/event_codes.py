@@ -162,6 +162,11 @@ _TABLE: tuple[EventCode, ...] = (
     # --- project codes: power failure ---
     EventCode(215, "LONG_POWER_FAILURE", "Long power failure (end time, duration)", (_P,), "project"),
     EventCode(216, "SHORT_POWER_FAILURE", "Short power failure (end time, duration)", (_S, _P), "project"),
+    # --- project codes: the copies of the energy registers (meterd.store.energy_copies); damage to
+    # a copy and failed writes are IDIS 14 "NV memory error" (alarm bit 10), with the copy ---
+    EventCode(219, "STORAGE_FALLBACK", "Registers restored from an older copy (energy after it may be missing)",
+              (_S,), "project"),
+    EventCode(255, "METER_COMMISSIONED", "Meter commissioned as new (registers start from zero)", (_S,), "project"),
     # --- project codes: communication log ---
     EventCode(220, "LOCAL_SESSION_OPENED", "Local (optical) association opened", (_C,), "project"),
     EventCode(221, "LOCAL_SESSION_CLOSED", "Local (optical) association closed", (_C,), "project"),

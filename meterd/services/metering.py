@@ -8,6 +8,14 @@ in which something changed: it survives kill -9 and costs no storage writes) and
 database when :class:`~meterd.core.checkpoint.CheckpointPolicy` says so. One sequence number
 counts the states written to either. It implements :class:`~meterd.core.model.MeterModel` for
 the adapters.
+
+Storage health: a save the disk refuses (:class:`~meterd.core.checkpoint.CheckpointWriteError`)
+does not stop metering: the state stays in the journal and the save is tried again at the next
+cycle (the store spaces the attempts). Each cycle the journal is checked (removed, replaced,
+damaged: WARNING, re-created, an NV memory error event). Storage events (from ``health``, the
+store's :class:`~meterd.core.checkpoint.StorageHealth`, and from the journal check) go to
+``storage_sink`` dated with the meter clock; while the sink fails (its own disk is full) they
+wait and are handed on later. ``health``'s flags join the status word (``storage_fault``).
 """
 
 from __future__ import annotations
@@ -19,11 +27,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from meterd.core import event_codes as ec
 from meterd.core.checkpoint import (
     Checkpoint,
     CheckpointJournal,
     CheckpointPolicy,
     CheckpointStore,
+    CheckpointWriteError,
+    StorageEvent,
+    StorageHealth,
     choose_checkpoint,
 )
 from meterd.core.clock import Clock
@@ -71,7 +83,7 @@ class CycleResult:
 STATUS_BITS: dict[str, int] = {
     "checksum_error": 0, "sag": 1, "phase_loss": 2, "voltage_sequence_error": 3,
     "current_sequence_error": 4, "neutral_overcurrent": 5, "reverse_power": 6, "power_fail": 7,
-    "clock_invalid": 8, "tamper": 9, "relay_open": 10,
+    "clock_invalid": 8, "tamper": 9, "relay_open": 10, "storage_fault": 11,
 }
 
 
@@ -97,6 +109,9 @@ class MeteringService:
     journal: CheckpointJournal | None = None
     seq: int = 0
     restored_from: str = ""
+    health: StorageHealth | None = None
+    storage_sink: Callable[[StorageEvent, _dt.datetime], None] | None = None
+    _storage_events: list[StorageEvent] = field(default_factory=list)
     _journaled: Checkpoint | None = None
     _journaled_json: str = ""
     _stored_seq: int = 0
@@ -126,8 +141,10 @@ class MeteringService:
             log.info("new meter: no checkpoint (%s)", self.restored_from)
         self.frontend.start()
         self.policy.saved(self.clock.mono(), synced=False)
-        if checkpoint is not None and checkpoint is journaled:
-            self.persist(sync=True)  # the database catches up with the journal at once
+        repair = self.health is not None and "storage_fault" in self.health.status()
+        if checkpoint is not None and (checkpoint is journaled or repair):
+            self.persist(sync=True)  # the durable copies catch up with the journal at once
+        self.deliver_storage_events()
 
     def cycle(self) -> CycleResult:
         """Run one metering cycle."""
@@ -146,6 +163,8 @@ class MeteringService:
             persisted = True
         elif self.journal is not None:
             self.journal_write()
+        if self._storage_events or self.health is not None:
+            self.deliver_storage_events()
         return CycleResult(reading=reading, deltas=deltas, persisted=persisted)
 
     def persist(self, sync: bool | None = None) -> None:
@@ -155,7 +174,10 @@ class MeteringService:
         if sync is None:
             sync = self.policy.sync_due(now)
         checkpoint = self.journal_write(force=True)
-        self.store.save(checkpoint.utc, checkpoint.registers, checkpoint.extra, sync=sync, seq=checkpoint.seq)
+        try:
+            self.store.save(checkpoint.utc, checkpoint.registers, checkpoint.extra, sync=sync, seq=checkpoint.seq)
+        except CheckpointWriteError:
+            return  # the store said so once; the state stays in the journal, the next cycle tries again
         self._stored_seq, self._stored_synced = checkpoint.seq, sync
         self.committed.restore(checkpoint.registers)
         self.policy.saved(now, synced=sync)
@@ -173,6 +195,7 @@ class MeteringService:
         checkpoint = Checkpoint(seq=self.seq, utc=self.clock.utc(), registers=values, extra=extra)
         if self.journal is not None:
             try:
+                self.watch_journal()
                 self.journal.write(checkpoint)
             except Exception:  # noqa: BLE001 - any failure: fall back to the database alone
                 log.exception("energy journal failed: the database alone keeps the registers from now on")
@@ -185,6 +208,31 @@ class MeteringService:
         self._journaled, self._journaled_json = checkpoint, extra_json
         return checkpoint
 
+    def watch_journal(self) -> None:
+        """Re-create the journal when its file was removed, replaced or damaged (WARNING, event)."""
+        assert self.journal is not None
+        problem = self.journal.check()
+        if problem is None:
+            return
+        log.warning("energy journal: %s: re-created with the last record", problem)
+        self.journal.recreate()
+        self._storage_events.append(StorageEvent(ec.code("NV_MEMORY_ERROR"), {"copy": "journal", "reason": problem}))
+
+    def deliver_storage_events(self) -> None:
+        """Hand storage events to ``storage_sink``; they wait while it fails or is not wired."""
+        if self.health is not None:
+            self._storage_events.extend(self.health.take_events())
+        if self.storage_sink is None:
+            return
+        while self._storage_events:
+            event = self._storage_events[0]
+            try:
+                self.storage_sink(event, self.clock.utc())
+            except Exception as exc:  # noqa: BLE001 - the event store's disk may be full too: later
+                log.debug("storage event %d waits: %s", event.code, exc)
+                return
+            self._storage_events.pop(0)
+
     def journal_redundant(self) -> bool:
         """True when the database holds, synced, the last state written to the journal (after
         a clean shutdown, for example): the journal file may then be removed."""
@@ -194,7 +242,10 @@ class MeteringService:
         """The power-fail input fired: last-gasp checkpoint, forced to the medium (zero loss)."""
         self.powered = False
         self.persist(sync=True)
-        log.warning("power fail: last-gasp checkpoint written")
+        if self._stored_seq == self.seq:
+            log.warning("power fail: last-gasp checkpoint written")
+        else:
+            log.error("power fail: last-gasp checkpoint NOT written (storage failing): the journal holds it")
 
     def power_restored(self) -> None:
         """Supply is back after a power-fail signal."""
@@ -233,6 +284,8 @@ class MeteringService:
                 flags.add("reverse_power")
         if not self.powered:
             flags.add("power_fail")
+        if self.health is not None:
+            flags |= self.health.status()
         for source in self.status_sources:
             flags |= source()
         return flags

@@ -16,9 +16,16 @@ write torn at any byte leaves the other slot whole. Each slot (big-endian)::
 
 The payload is what the SQLite checkpoint stores: the packed registers (int64 milli-units, in
 :data:`meterd.core.energy.ALL_KEYS` order) followed by the zlib-compressed JSON of the state
-saved with them. The CRC covers everything from the magic to the end of the payload. The
-identity (meter serial and the energy database's instance id) keeps a journal from ever being
-applied to another meter or to a database it was not written with.
+saved with them, in which the key ``_commissioning`` carries the meter's commissioning id. The
+CRC covers everything from the magic to the end of the payload. The identity (the digest of the
+meter's serial) keeps a journal from ever being applied to another meter; the commissioning id
+keeps it from being applied after the meter was commissioned anew. Neither depends on the
+database, so a journal outlives a lost or damaged database (:mod:`meterd.store.energy_copies`).
+
+Watched while running: :meth:`EnergyJournal.check` (each cycle, before the write) notices a file
+that was removed, replaced, truncated or overwritten (a stat and the CRC of the newest slot) and
+:meth:`EnergyJournal.recreate` makes a new one holding the last record. The same slot format,
+with the magic ``PMMR``, is the register file on the SD card (:mod:`meterd.store.register_file`).
 
 Not in the journal's power: a power cut or a reboot empties tmpfs. The energy database on the
 SD card then decides (see :mod:`meterd.core.checkpoint`).
@@ -48,6 +55,7 @@ from meterd.store.energy_store import (
 )
 
 MAGIC = b"PMMJ"
+COMMISSIONING_KEY = "_commissioning"
 VERSION = 1
 _HEADER = struct.Struct(">4sHHQq32sI")
 _CRC = struct.Struct(">I")
@@ -79,19 +87,34 @@ def _to_us(utc: _dt.datetime) -> int:
 
 
 def encode_slot(seq: int, utc: _dt.datetime, identity: bytes, registers: Mapping[RegisterKey, int],
-                extra: Mapping[str, Any]) -> bytes:
+                extra: Mapping[str, Any], commissioning: str = "", magic: bytes = MAGIC) -> bytes:
     """One slot's bytes: header, payload, CRC-32."""
+    if commissioning:
+        extra = {**extra, COMMISSIONING_KEY: commissioning}
     payload = pack_registers(registers) + encode_extra(extra, level=1)
-    body = _HEADER.pack(MAGIC, VERSION, len(ALL_KEYS), seq, _to_us(utc), identity, len(payload)) + payload
+    body = _HEADER.pack(magic, VERSION, len(ALL_KEYS), seq, _to_us(utc), identity, len(payload)) + payload
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def decode_slot(raw: bytes | memoryview, identity: bytes) -> tuple[Checkpoint | None, str]:
+def slot_seq(raw: bytes | memoryview, identity: bytes, magic: bytes = MAGIC) -> int | None:
+    """The sequence number of a whole slot of this meter (magic, length, CRC, identity), None
+    otherwise; the payload is not decoded (cheap enough for every cycle)."""
+    if len(raw) < _HEADER.size + _CRC.size:
+        return None
+    found, version, count, seq, _utc_us, ident, length = _HEADER.unpack_from(raw, 0)
+    end = _HEADER.size + length
+    if found != magic or ident != identity or end + _CRC.size > len(raw):
+        return None
+    (crc,) = _CRC.unpack_from(raw, end)
+    return int(seq) if zlib.crc32(raw[:end]) == crc else None
+
+
+def decode_slot(raw: bytes | memoryview, identity: bytes, magic: bytes = MAGIC) -> tuple[Checkpoint | None, str]:
     """The checkpoint in one slot, or None and why it is refused."""
     if len(raw) < _HEADER.size + _CRC.size:
         return None, "slot too small"
-    magic, version, count, seq, utc_us, ident, length = _HEADER.unpack_from(raw, 0)
-    if magic != MAGIC:
+    found, version, count, seq, utc_us, ident, length = _HEADER.unpack_from(raw, 0)
+    if found != magic:
         return None, "empty" if not any(bytes(raw[:_HEADER.size])) else "bad magic"
     if version != VERSION or count != len(ALL_KEYS):
         return None, f"format {version}/{count} registers not supported"
@@ -110,19 +133,28 @@ def decode_slot(raw: bytes | memoryview, identity: bytes) -> tuple[Checkpoint | 
     except (StateError, ValueError, zlib.error) as exc:
         return None, f"bad payload: {exc}"
     utc = _EPOCH + _dt.timedelta(microseconds=utc_us)
-    return Checkpoint(seq=seq, utc=utc, registers=registers, extra=extra), "valid"
+    commissioning = str(extra.pop(COMMISSIONING_KEY, ""))
+    return Checkpoint(seq=seq, utc=utc, registers=registers, extra=extra, commissioning=commissioning), "valid"
 
 
 class EnergyJournal:
-    """The two-slot journal file, memory-mapped (see the module docstring)."""
+    """The two-slot journal file, memory-mapped (see the module docstring). ``identity``: the
+    meter's serial; ``commissioning``: the id written into every record (see :meth:`adopt`).
+    ``found``: what was at ``path`` when it was opened ("intact", "missing", or why the file was
+    made anew); ``rejected``: slots refused, with the reason."""
 
-    def __init__(self, path: Path | str, identity: str, slot_size: int = DEFAULT_SLOT_SIZE) -> None:
+    def __init__(self, path: Path | str, identity: str, slot_size: int = DEFAULT_SLOT_SIZE,
+                 commissioning: str = "") -> None:
         if slot_size < MIN_SLOT_SIZE or slot_size % mmap.PAGESIZE:
             raise ValueError("slot_size must be a multiple of the page size, at least 4096")
         self.path = Path(path)
         self.identity = identity_digest(identity)
+        self.commissioning = commissioning
         self.writes = 0
+        self.recreated = 0
         self.rejected: list[str] = []
+        self.found = "intact"
+        self._inode = 0
         self._map = self._open(slot_size)
         self._slot_size = len(self._map) // 2
         self._newest, self._loaded = self._scan()
@@ -133,16 +165,23 @@ class EnergyJournal:
     def _open(self, slot_size: int) -> mmap.mmap:
         """Map the file, creating it (pages really allocated, so a full tmpfs fails here and not
         with SIGBUS at a later write) when it is missing or not a journal's size."""
+        existed = self.path.exists()
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise JournalError(f"{self.path}: cannot open energy journal: {exc.strerror}") from None
         try:
-            size = os.fstat(fd).st_size
+            stat = os.fstat(fd)
+            size = stat.st_size
+            if not existed:
+                self.found = "missing"
             if size < 2 * MIN_SLOT_SIZE or size % (2 * mmap.PAGESIZE):
+                if existed:
+                    self.found = f"truncated or resized ({size} bytes)"
                 os.ftruncate(fd, 0)
                 _fill(fd, 2 * slot_size)
                 size = 2 * slot_size
+            self._inode = stat.st_ino
             return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as exc:
             raise JournalError(f"{self.path}: cannot map energy journal: {exc.strerror}") from None
@@ -172,16 +211,65 @@ class EnergyJournal:
         """The newest valid checkpoint of this meter in the journal, or None."""
         return self._loaded
 
+    def adopt(self, commissioning: str) -> None:
+        """Write ``commissioning`` from now on, and forget a loaded record of another one (it
+        belongs to the meter as it was before it was commissioned anew)."""
+        self.commissioning = commissioning
+        if self._loaded is not None and self._loaded.commissioning != commissioning:
+            self.rejected.append(f"record {self._loaded.seq}: of another commissioning")
+            self._loaded = None
+
     def write(self, checkpoint: Checkpoint) -> None:
         """Copy a checkpoint into the slot that does not hold the newest valid one."""
         data = encode_slot(checkpoint.seq, checkpoint.utc, self.identity, checkpoint.registers,
-                           checkpoint.extra)
+                           checkpoint.extra, self.commissioning)
         if len(data) > self._slot_size:
             self._grow(len(data))
         self._map[self._next * self._slot_size:self._next * self._slot_size + len(data)] = data
         self._newest, self._next = self._next, 1 - self._next
         self._loaded = checkpoint
         self.writes += 1
+
+    def check(self) -> str | None:
+        """None while the file at ``path`` is the mapped one, of its size, and the newest slot
+        holds what was last written (a stat and one CRC: cheap enough for every cycle); else
+        what is wrong."""
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            return "file removed"
+        except OSError as exc:
+            return f"cannot stat: {exc.strerror}"
+        if stat.st_ino != self._inode:
+            return "file replaced"
+        if stat.st_size != len(self._map):
+            return f"file resized to {stat.st_size} bytes"
+        if self._newest is None:
+            return None
+        with self._slot(self._newest) as view:
+            seq = slot_seq(view, self.identity)
+        if seq is None or self._loaded is None or seq != self._loaded.seq:
+            return "newest record damaged"
+        return None
+
+    def recreate(self) -> None:
+        """A new file in place of a removed or damaged one, holding the last written record."""
+        last = self._loaded if self._newest is not None else None
+        self._map.close()
+        tmp = self.path.with_name(self.path.name + ".new")
+        tmp.unlink(missing_ok=True)
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise JournalError(f"{self.path}: cannot replace energy journal: {exc.strerror}") from None
+        found = self.found
+        self._map = self._open(self._slot_size)
+        self.found = found
+        self._slot_size = len(self._map) // 2
+        self._newest, self._next = None, 0
+        self.recreated += 1
+        if last is not None:
+            self.write(last)
 
     def _grow(self, needed: int) -> None:
         """Replace the file by one with larger slots; the swap is an atomic rename, and the new

@@ -13,8 +13,12 @@ Durability rules:
     backwards); the sequence number grows by one per save;
   * the sequence number is the caller's when it gives one (it must grow): the meter numbers its
     states once for this database and the energy journal (:mod:`meterd.store.energy_journal`);
-  * a random instance id, made with the database (table ``meta``), names this database: the
-    energy journal is bound to it, so a journal never applies to another meter or database;
+  * a random instance id, made with the database (table ``meta``), names this database; the
+    meter's commissioning id (``meta`` key ``commissioning``, see
+    :mod:`meterd.store.energy_copies`) is stored with it and returned with every checkpoint;
+  * an unreadable file (not a database, a damaged page) raises :class:`StateError` at open; a
+    failed write (disk full, I/O error, read-only) raises
+    :class:`~meterd.core.checkpoint.CheckpointWriteError` and leaves the last checkpoint as it was;
   * ``PRAGMA user_version`` carries the schema version (2; version 1 files gain the ``meta``
     table); unknown newer versions are refused.
 A checkpoint is one or two pages of WAL per save: with the energy journal a save every
@@ -23,8 +27,11 @@ A checkpoint is one or two pages of WAL per save: with the energy journal a save
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as _dt
 import json
+import sqlite3
 import struct
 import uuid
 import zlib
@@ -32,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from meterd.core.checkpoint import Checkpoint
+from meterd.core.checkpoint import Checkpoint, CheckpointWriteError
 from meterd.core.energy import ALL_KEYS, RegisterKey
 from meterd.core.errors import StateError
 from meterd.store.sqlite import open_database, schema_version
@@ -70,13 +77,21 @@ def decode_extra(blob: bytes) -> dict[str, Any]:
 class EnergyStore:
     """The energy checkpoint database."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, commissioning: str | None = None) -> None:
         self.path = Path(path)
         self._db = open_database(self.path, "FULL")
-        self._migrate()
+        try:
+            self._migrate()
+            self.instance = self._instance()
+            self.commissioning = self._commissioning(commissioning)
+            self._last: Checkpoint | None = self._read()
+        except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
+            self._db.close()
+            raise StateError(f"{self.path}: damaged energy database: {exc}") from None
+        except StateError:
+            self._db.close()
+            raise
         self._sync = True
-        self.instance = self._instance()
-        self._last: Checkpoint | None = self._read()
         self.saves = 0
         self.synced_saves = 0
 
@@ -102,13 +117,39 @@ class EnergyStore:
             raise StateError(f"{self.path}: no instance id")
         return str(row[0])
 
+    def _commissioning(self, wanted: str | None) -> str:
+        """The commissioning id kept in ``meta`` ("" for a file written before there was one);
+        ``wanted`` is stored when the file has none yet."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'commissioning'").fetchone()
+        if row is not None:
+            return str(row[0])
+        if wanted:
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('commissioning', ?)", (wanted,))
+            return wanted
+        return ""
+
+    def adopt(self, commissioning: str) -> None:
+        """Store ``commissioning`` as this database's when it has none (a file from before
+        commissioning ids); a database of another commissioning must be set aside instead."""
+        if self.commissioning == commissioning:
+            return
+        if self.commissioning:
+            raise StateError(f"{self.path}: of commissioning {self.commissioning}, not {commissioning}")
+        try:
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('commissioning', ?)", (commissioning,))
+        except sqlite3.Error as exc:
+            raise CheckpointWriteError(f"{self.path}: {exc}") from None
+        self.commissioning = commissioning
+        if self._last is not None:
+            self._last = dataclasses.replace(self._last, commissioning=commissioning)
+
     def _read(self) -> Checkpoint | None:
         row = self._db.execute("SELECT seq, utc, registers, extra FROM checkpoint WHERE id = 1").fetchone()
         if row is None:
             return None
         seq, utc, blob, extra = row
         return Checkpoint(seq=seq, utc=_dt.datetime.fromisoformat(utc), registers=unpack_registers(blob),
-                          extra=decode_extra(extra))
+                          extra=decode_extra(extra), commissioning=self.commissioning)
 
     def load(self) -> Checkpoint | None:
         """The last committed checkpoint, or None for a new meter."""
@@ -127,24 +168,29 @@ class EnergyStore:
             seq = last_seq + 1
         elif seq <= last_seq:
             raise StateError(f"checkpoint {seq} is not newer than the stored {last_seq}")
-        if sync != self._sync:
-            self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
-            self._sync = sync
         extra_blob = encode_extra(extra)
-        self._db.execute(
-            "INSERT INTO checkpoint (id, seq, utc, registers, extra) VALUES (1, ?, ?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, utc = excluded.utc,"
-            " registers = excluded.registers, extra = excluded.extra",
-            (seq, utc.isoformat(), pack_registers(registers), extra_blob),
-        )
-        self._last = Checkpoint(seq=seq, utc=utc, registers=dict(registers), extra=dict(extra or {}))
+        try:
+            if sync != self._sync:
+                self._db.execute(f"PRAGMA synchronous={'FULL' if sync else 'NORMAL'}")
+                self._sync = sync
+            self._db.execute(
+                "INSERT INTO checkpoint (id, seq, utc, registers, extra) VALUES (1, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, utc = excluded.utc,"
+                " registers = excluded.registers, extra = excluded.extra",
+                (seq, utc.isoformat(), pack_registers(registers), extra_blob),
+            )
+        except sqlite3.Error as exc:
+            raise CheckpointWriteError(f"{self.path}: {exc}") from None
+        self._last = Checkpoint(seq=seq, utc=utc, registers=dict(registers), extra=dict(extra or {}),
+                                commissioning=self.commissioning)
         self.saves += 1
         self.synced_saves += int(sync)
         return self._last
 
     def close(self) -> None:
-        """Close the database (a clean shutdown also folds the WAL back)."""
-        self._db.close()
+        """Close the database (a clean shutdown also folds the WAL back; on a full disk it stays)."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
 
     @property
     def page_size(self) -> int:

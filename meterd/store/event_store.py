@@ -6,6 +6,8 @@ Durability rules:
   * one transaction per event: the event's rows in all its logs and the trimming of each log to
     its depth commit together, so a log never holds more than its depth;
   * state records (JSON) are replaced in place, one transaction each;
+  * on a full or failing disk events and state records wait in memory, in order, and are
+    written when the disk takes writes again (:class:`~meterd.store.sqlite.WriteBacklog`);
   * ``PRAGMA user_version`` carries the schema version; a newer, unknown version is refused.
 Implements :class:`meterd.core.events.EventStore` and :class:`meterd.core.events.StateStore`.
 """
@@ -23,7 +25,7 @@ from types import TracebackType
 from meterd.core.errors import StateError
 from meterd.core.event_codes import LogId
 from meterd.core.events import DetailValue, EventEntry
-from meterd.store.sqlite import open_database
+from meterd.store.sqlite import WriteBacklog, end_transaction, open_database
 
 SCHEMA_VERSION = 1
 _SCHEMA = (
@@ -64,12 +66,15 @@ class SqliteEventStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = open_database(self.path, synchronous, error=EventStoreError)
+        self._backlog = WriteBacklog(f"event store {self.path}")
         self._migrate()
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise EventStoreError(f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}")
+        if version == SCHEMA_VERSION:
+            return  # nothing to write: a start on a full disk goes on
         with self._transaction():
             for statement in _SCHEMA:
                 self._db.execute(statement)
@@ -82,12 +87,17 @@ class SqliteEventStore:
     def append_event(self, entry: EventEntry, logs: Mapping[LogId, int]) -> None:
         """Store ``entry`` in each log of ``logs`` (log → depth), trimming each log, in one transaction."""
         detail = json.dumps(dict(entry.detail), separators=(",", ":"), sort_keys=True)
-        with self._transaction():
-            for log, depth in logs.items():
-                self._db.execute("INSERT INTO event_rows (log, seq, utc_us, code, detail) VALUES (?, ?, ?, ?, ?)",
-                                 (log.value, entry.seq, _to_us(entry.utc), entry.code, detail))
-                self._trim(log, depth)
-            self._db.execute("UPDATE event_seq SET last_seq = MAX(last_seq, ?) WHERE id = 1", (entry.seq,))
+        targets = dict(logs)
+
+        def write() -> None:
+            with self._transaction():
+                for log, depth in targets.items():
+                    self._db.execute("INSERT INTO event_rows (log, seq, utc_us, code, detail) VALUES (?, ?, ?, ?, ?)",
+                                     (log.value, entry.seq, _to_us(entry.utc), entry.code, detail))
+                    self._trim(log, depth)
+                self._db.execute("UPDATE event_seq SET last_seq = MAX(last_seq, ?) WHERE id = 1", (entry.seq,))
+
+        self._backlog.run(write)
 
     def _trim(self, log: LogId, depth: int) -> None:
         self._db.execute(
@@ -133,9 +143,13 @@ class SqliteEventStore:
     def save_state(self, key: str, value: Mapping[str, object]) -> None:
         """Replace the state record ``key`` (one transaction)."""
         text = json.dumps(dict(value), separators=(",", ":"), sort_keys=True)
-        with self._transaction():
-            self._db.execute("INSERT INTO state (key, value) VALUES (?, ?) "
-                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, text))
+
+        def write() -> None:
+            with self._transaction():
+                self._db.execute("INSERT INTO state (key, value) VALUES (?, ?) "
+                                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, text))
+
+        self._backlog.run(write)
 
     def close(self) -> None:
         """Close the database."""
@@ -168,6 +182,6 @@ class _Transaction:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         try:
-            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+            end_transaction(self._db, exc_type is not None)
         finally:
             self._lock.release()

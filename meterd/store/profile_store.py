@@ -20,7 +20,7 @@ from types import TracebackType
 
 from meterd.core.errors import StateError
 from meterd.core.model import ProfileRow
-from meterd.store.sqlite import open_database, schema_version
+from meterd.store.sqlite import WriteBacklog, end_transaction, open_database, schema_version
 
 SCHEMA_VERSION = 1
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
@@ -46,14 +46,24 @@ def from_us(utc_us: int) -> _dt.datetime:
     return _EPOCH + _dt.timedelta(microseconds=utc_us)
 
 
+def _has_tables(conn: sqlite3.Connection, schema: tuple[str, ...]) -> bool:
+    """True when every ``CREATE TABLE IF NOT EXISTS name`` of ``schema`` already exists."""
+    names = [statement.split("EXISTS", 1)[1].split("(", 1)[0].strip() for statement in schema
+             if "IF NOT EXISTS" in statement]
+    have = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return len(names) == len(schema) and all(name in have for name in names)
+
+
 def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], version: int) -> sqlite3.Connection:
     """Open (and create) a WAL database with ``schema`` at ``version``."""
     conn = open_database(path, synchronous, error=ProfileStoreError)
     try:
-        schema_version(conn, path, version, error=ProfileStoreError)
+        found = schema_version(conn, path, version, error=ProfileStoreError)
     except ProfileStoreError:
         conn.close()
         raise
+    if found == version and _has_tables(conn, schema):
+        return conn  # nothing to write: a start on a full disk goes on
     with conn:
         conn.execute("BEGIN")
         for statement in schema:
@@ -71,17 +81,27 @@ class SqliteProfileStore:
         self.depth = dict(depth or {})
         self.default_depth = default_depth
         self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA_VERSION)
+        self._backlog = WriteBacklog(f"profile store {self.path}")
 
     def append_row(self, obis: str, row: ProfileRow) -> None:
-        """Insert one row and trim the profile, in one transaction."""
+        """Insert one row and trim the profile, in one transaction; on a full or failing disk the
+        row waits in memory (:class:`~meterd.store.sqlite.WriteBacklog`)."""
         depth = self.depth.get(obis, self.default_depth)
         vals = json.dumps(list(row.values), separators=(",", ":"))
-        with self._conn:
+
+        def write() -> None:
             self._conn.execute("BEGIN IMMEDIATE")
-            last = self._conn.execute("SELECT MAX(seq) FROM profile_rows WHERE obis = ?", (obis,)).fetchone()[0]
-            seq = 1 if last is None else last + 1
-            self._conn.execute("INSERT INTO profile_rows VALUES (?, ?, ?, ?)", (obis, seq, to_us(row.utc), vals))
-            self._conn.execute("DELETE FROM profile_rows WHERE obis = ? AND seq <= ?", (obis, seq - depth))
+            failed = True
+            try:
+                last = self._conn.execute("SELECT MAX(seq) FROM profile_rows WHERE obis = ?", (obis,)).fetchone()[0]
+                seq = 1 if last is None else last + 1
+                self._conn.execute("INSERT INTO profile_rows VALUES (?, ?, ?, ?)", (obis, seq, to_us(row.utc), vals))
+                self._conn.execute("DELETE FROM profile_rows WHERE obis = ? AND seq <= ?", (obis, seq - depth))
+                failed = False
+            finally:
+                end_transaction(self._conn, failed)
+
+        self._backlog.run(write)
 
     def load_rows(self, obis: str, limit: int) -> list[ProfileRow]:
         """The newest ``limit`` rows of ``obis``, oldest first."""
@@ -152,13 +172,22 @@ class SqlitePqStore(SqliteProfileStore):
 
     def save_pst(self, end_utc: _dt.datetime, values: Sequence[tuple[int, float, bool]]) -> None:
         """Store the (phase, Pst, flagged) of the 10-min interval ending at ``end_utc``, in one
-        transaction that also drops the values ending 2 h or more before it."""
+        transaction that also drops the values ending 2 h or more before it (on a full or failing
+        disk it waits in memory, as profile rows do)."""
         end_us = to_us(end_utc)
-        with self._conn:
+        rows = [(end_us, int(p), float(v), int(bool(f))) for p, v, f in values]
+
+        def write() -> None:
             self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("INSERT OR REPLACE INTO pq_pst VALUES (?, ?, ?, ?)",
-                                   [(end_us, int(p), float(v), int(bool(f))) for p, v, f in values])
-            self._conn.execute("DELETE FROM pq_pst WHERE end_us <= ?", (end_us - PST_KEEP_S * 1_000_000,))
+            failed = True
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO pq_pst VALUES (?, ?, ?, ?)", rows)
+                self._conn.execute("DELETE FROM pq_pst WHERE end_us <= ?", (end_us - PST_KEEP_S * 1_000_000,))
+                failed = False
+            finally:
+                end_transaction(self._conn, failed)
+
+        self._backlog.run(write)
 
     def load_pst(self) -> list[tuple[_dt.datetime, int, float, bool]]:
         """Every stored (interval end UTC, phase, Pst, flagged), oldest first."""

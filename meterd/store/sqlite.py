@@ -8,17 +8,94 @@
   on its own schedule (the energy checkpoint, see :mod:`meterd.core.checkpoint`);
 * 1 KiB pages for new files: small records, so a commit writes about 1 KiB of WAL, not 4;
 * ``PRAGMA user_version`` is the schema version: :func:`schema_version` refuses a file written by a
-  newer meterd rather than guess at it.
+  newer meterd rather than guess at it;
+* a full, failing or read-only disk (:func:`storage_failure`) must not stop the meter: records
+  that can wait (events, profile rows) go through a :class:`WriteBacklog`, which keeps them in
+  order in memory and writes them when the disk takes writes again.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from meterd.core.errors import StateError
 
 PAGE_SIZE = 1024
+_DISK_ERRORS = {8, 10, 13, 14}  # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+
+log = logging.getLogger("meterd.storage")
+
+
+def storage_failure(exc: BaseException) -> bool:
+    """True for the error of a full, failing or read-only disk (not a bug or a damaged file)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return (code & 0xFF) in _DISK_ERRORS
+        return any(text in str(exc) for text in ("disk is full", "disk I/O error", "readonly database"))
+    return isinstance(exc, OSError)
+
+
+class WriteBacklog:
+    """Writes that a full or failing disk refused, kept in order (at most ``limit``; beyond it
+    the oldest are dropped and counted) and tried again before each new one. One ERROR line when
+    writes start failing, one WARNING when they resume; never an exception for a disk error."""
+
+    def __init__(self, name: str, limit: int = 10_000) -> None:
+        self.name = name
+        self.limit = limit
+        self.dropped = 0
+        self._pending: list[Callable[[], None]] = []
+        self._failing = False
+
+    @property
+    def pending(self) -> int:
+        """Writes waiting."""
+        return len(self._pending)
+
+    def run(self, write: Callable[[], None]) -> None:
+        """Do ``write`` after the ones waiting; keep it when the disk refuses."""
+        self._pending.append(write)
+        if len(self._pending) > self.limit:
+            self._pending.pop(0)
+            self.dropped += 1
+        self.flush()
+
+    def flush(self) -> bool:
+        """Try the waiting writes in order; True when none is left."""
+        while self._pending:
+            try:
+                self._pending[0]()
+            except (sqlite3.OperationalError, OSError) as exc:
+                if not storage_failure(exc):
+                    raise
+                if not self._failing:
+                    log.error("%s: cannot write (%s): kept in memory until the disk takes writes again",
+                              self.name, exc)
+                    self._failing = True
+                return False
+            self._pending.pop(0)
+        if self._failing:
+            log.warning("%s: writes resumed%s", self.name,
+                        f" ({self.dropped} of the oldest were dropped)" if self.dropped else "")
+            self._failing = False
+        return True
+
+
+def end_transaction(db: sqlite3.Connection, failed: bool) -> None:
+    """COMMIT (ROLLBACK when ``failed``); a COMMIT the disk refuses is rolled back, then raised."""
+    if failed:
+        db.execute("ROLLBACK")
+        return
+    try:
+        db.execute("COMMIT")
+    except sqlite3.Error:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def open_database(path: Path | str, synchronous: str = "FULL", page_size: int = PAGE_SIZE,

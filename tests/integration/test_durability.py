@@ -48,13 +48,16 @@ def crash_copy(src: Path, dst: Path, **sections: dict) -> None:
     energy journal as it is in RAM, under the name a meter on ``dst`` looks for."""
     dst.mkdir(parents=True)
     for f in src.iterdir():
-        if f.name.startswith("energy.db"):
+        if f.name.startswith(("energy.", "commissioning.")):  # the database, register file, record
             shutil.copy2(f, dst / f.name)
     journal = journal_file(src, **sections)
     if journal is not None and journal.exists():
         target = journal_file(dst, **sections)
         assert target is not None
         shutil.copyfile(journal, target)
+        boot = journal.with_name(journal.name + ".boot")  # the RAM file system's life, with it
+        if boot.exists():
+            shutil.copyfile(boot, target.with_name(target.name + ".boot"))
 
 
 def discard(meter: SimMeter) -> None:
@@ -64,6 +67,7 @@ def discard(meter: SimMeter) -> None:
     meter.daemon.store.close()
     if meter.daemon.journal is not None:
         meter.daemon.journal.close(discard=True)
+        meter.daemon.journal.path.with_name(meter.daemon.journal.path.name + ".boot").unlink(missing_ok=True)
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "database-only"])

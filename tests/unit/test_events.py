@@ -55,7 +55,7 @@ def test_recorder_routes_code_to_all_its_logs() -> None:
 def test_recorder_rejects_unknown_code_naive_time_and_bad_detail() -> None:
     rec = EventRecorder()
     with pytest.raises(EventError):
-        rec.record(219, at(0))  # a free code
+        rec.record(194, at(0))  # a code the meter does not know
     with pytest.raises(EventError):
         rec.record(1, dt.datetime(2026, 1, 1))
     with pytest.raises(EventError):
