@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meterd.app.sim_world import parse_power_factor
 from meterd.core.errors import ConfigError
 
 
@@ -260,8 +261,6 @@ _DISPLAY_WITHOUT_PINS = ("png", "dummy", "off")
 def _check_sim(cfg: Config) -> None:
     """``[sim]``: the power factor with the simulator's own parser; the scenario file read and
     parsed exactly as ``meterctl sim scenario`` would."""
-    from meterd.app.sim_world import parse_power_factor
-
     f = cfg.path
     try:
         parse_power_factor(cfg.sim.power_factor)

@@ -40,7 +40,7 @@ from meterd.core.model import MeterIdentity
 from meterd.runtime.clocks import HostClock
 from meterd.runtime.state_lock import StateLock
 from meterd.services.metering import CycleResult, MeteringService
-from meterd.store.energy_copies import EnergyCopies
+from meterd.store.energy_copies import EnergyCopies, check_state_dir
 from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, shared_journal_path
 
 log = logging.getLogger("meterd")
@@ -179,6 +179,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit status."""
+        check_state_dir(self.cfg.state_dir)  # one line and exit 2 when there is no place for energy
         self.closers.append(StateLock(self.cfg.state_dir, self.journal_path()).release)  # released last
         meter = self.build()
         meter.start()

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from meterd.api.server import ApiServer
-from meterd.app.hardware import Hardware
+from meterd.app.hardware import Backends, Hardware
+
+SIM_BACKENDS = Backends(simulated=True, pin_factory="mock", clock="sim", lcd="png", throwaway_keys=True)
 
 
 def test_close_removes_the_socket_it_bound(tmp_path: Path) -> None:
@@ -70,7 +72,7 @@ def test_hardware_close_cancels_the_timers_not_yet_fired() -> None:
 
     fired: list[str] = []
     frontend, inputs = Closable(), Closable()
-    hardware = Hardware(frontend=frontend, inputs=inputs, pin_factory=None)  # type: ignore[arg-type]
+    hardware = Hardware(frontend=frontend, inputs=inputs, pin_factory=None, backends=SIM_BACKENDS)  # type: ignore[arg-type]
     hardware.scheduler = scheduler
     hardware.schedule(0.0, lambda: fired.append("first"))
     hardware.schedule(0.02, lambda: fired.append("second"))
@@ -85,6 +87,6 @@ def test_hardware_close_cancels_the_timers_not_yet_fired() -> None:
 
 def test_hardware_without_scheduler_runs_actions_at_once() -> None:
     fired: list[int] = []
-    hardware = Hardware(frontend=Closable(), inputs=Closable(), pin_factory=None)  # type: ignore[arg-type]
+    hardware = Hardware(frontend=Closable(), inputs=Closable(), pin_factory=None, backends=SIM_BACKENDS)  # type: ignore[arg-type]
     assert hardware.schedule(1.0, lambda: fired.append(1)) is None
     assert fired == [1] and hardware.pending == {}
