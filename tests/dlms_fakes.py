@@ -8,12 +8,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from meterd.core.clock import SimClock
 from meterd.core.energy import ALL_KEYS
 from meterd.core.model import CaptureColumn, MeterIdentity, MeterSnapshot, ProfileBuffer, ProfileRow
 from meterd.core.reading import Channel, ChannelEnergy, PhaseValues, Reading
+from meterd.cosem.config import ServerConfig
+from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.keys import DlmsKeys, KeyRing
+from meterd.cosem.security import LockoutPolicy, MemoryCounterStore
+from meterd.cosem.server import build_session_factory
 
 UTC = dt.UTC
 SERVER_TITLE = bytes.fromhex("504D4D0000000001")
@@ -137,3 +142,47 @@ class ListSink:
 
     def of(self, code: int) -> list[dict[str, object]]:
         return [d for c, _, d in self.events if c == code]
+
+
+RIG_START = dt.datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class WrapperRig:
+    """Wrapper links of a fake meter on a :class:`SimClock`, sharing one event list, one counter
+    store and one key ring.
+
+    ``factories[name]``: the session factory of link ``name`` (``link_name`` and ``links``; each
+    call opens a fresh connection, the connections of a link share its lockout and event limit);
+    ``factory``: that of ``link_name``. ``window_s`` sets the event rate limit's window (s)."""
+
+    def __init__(self, *, store: Any = None, policy: LockoutPolicy | None = None, clock: SimClock | None = None,
+                 sink: ListSink | None = None, link_name: str = "tcp", links: tuple[str, ...] = (),
+                 window_s: float | None = None) -> None:
+        self.clock = clock or SimClock(RIG_START)
+        self.meter = FakeMeter(clock=self.clock)
+        self.sink = sink or ListSink()
+        self.store = store if store is not None else MemoryCounterStore()
+        self.keys = make_keyring()
+        self.policy = policy or LockoutPolicy()
+        self.limit = EventLimiter(self.clock, window_s) if window_s else None
+        self.factories = {name: self.build(name) for name in (link_name, *links)}
+        self.factory = self.factories[link_name]
+
+    def build(self, link_name: str) -> Any:
+        """A new session factory of link ``link_name`` on this rig's meter, store and keys."""
+        config = ServerConfig(events=self.sink, link_name=link_name, lockout=self.policy)
+        return build_session_factory(self.meter, self.store, self.keys, config, clock=self.clock,
+                                     event_limit=self.limit)
+
+    def send(self, frame: bytes, link: str | None = None) -> bytes:
+        """The answer to ``frame`` on a fresh connection of ``link`` (default: ``factory``'s)."""
+        factory = self.factory if link is None else self.factories[link]
+        answer: bytes = factory().receive(frame)[0]
+        return answer
+
+    def aarq(self, frame: bytes) -> tuple[int, int]:
+        """(association result, diagnostic) of the AARE answering ``frame`` on a fresh connection."""
+        answer = self.send(frame)
+        result = answer.index(b"\xa2\x03\x02\x01") + 4
+        diagnostic = answer.index(b"\xa3\x05", result) + 6
+        return answer[result], answer[diagnostic]

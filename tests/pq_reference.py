@@ -5,7 +5,7 @@ swells and an interruption after amplitude steps of several sizes, frequency ste
 52 Hz — are fed through :class:`~meterd.pq.monitor.PqMonitor` in blocks of random size (fixed seed).
 Every output is collected as it appears: finished events, 150-cycle and 10-min aggregates, 10-s
 frequencies, Pst, and the harmonic analysis of the last window of each channel.
-``tests/unit/test_pq_reference.py`` compares the chain with the recorded outputs within the
+``tests/unit/pq/test_pq_reference.py`` compares the chain with the recorded outputs within the
 class A tolerances. Regenerate (only when a change of results is intended and understood) with
 
     PYTHONPATH=$PWD python -m tests.pq_reference

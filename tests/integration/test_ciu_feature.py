@@ -14,6 +14,7 @@ import pytest
 
 from ciu.core.state import CiuState, Screen
 from ciu.runtime.client import CiuLinkClient
+from hw.monotonic import MonotonicClock
 from hw.serial_link import open_port
 from meterd.app.features import ciu as ciu_feature
 from meterd.core import event_codes
@@ -56,11 +57,6 @@ class FakePayment:
     def submit_token(self, digits: str, source: str) -> TokenOutcome:
         self.applied.append((digits, source))
         return outcome("Accept", True, "Accept", 0, 0)
-
-
-class Mono:
-    def mono(self) -> float:
-        return time.monotonic()
 
 
 @pytest.fixture
@@ -108,9 +104,9 @@ class InProcessCiu:
     def __init__(self, path: str, key: bytes | None) -> None:
         self.port = open_port(path, 9600)
         ids = iter(range(7000, 8000))
-        self.state = CiuState(Mono(), lambda: next(ids))
+        self.state = CiuState(MonotonicClock(), lambda: next(ids))
         self.stored: list[bytes] = []
-        self.client = CiuLinkClient(self.state, LinkEndpoint(Role.CIU, Mono(), lambda n: bytes(range(n)), key),
+        self.client = CiuLinkClient(self.state, LinkEndpoint(Role.CIU, MonotonicClock(), lambda n: bytes(range(n)), key),
                                     self.port, on_pair_key=self.stored.append)
 
     def type(self, keys: str) -> None:

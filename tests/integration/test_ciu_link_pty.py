@@ -15,16 +15,12 @@ from pathlib import Path
 from test_ciu_link import PAIR_KEY
 from test_ciu_link_e2e import TOKEN, FakeMeter
 
+from hw.monotonic import MonotonicClock
 from hw.serial_link import PtyWire, open_port
 from meterd.proto.ciu_link import LinkEndpoint, LinkState, Role
 from meterd.services.ciu_service import CiuService
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Mono:
-    def mono(self) -> float:
-        return time.monotonic()
 
 
 def wait_for(predicate, service: CiuService, port, timeout_s: float) -> bool:
@@ -57,7 +53,7 @@ def test_ciu_process_over_paced_pty(tmp_path: Path) -> None:
              "--run-seconds", "20"],
             env=env, stderr=subprocess.PIPE, text=True)
         port = open_port(wire.path_a, 9600)
-        clock = Mono()
+        clock = MonotonicClock()
         service = CiuService(LinkEndpoint(Role.METER, clock, os.urandom, PAIR_KEY), clock, meter.submit_token,
                              meter.display_data, utc_s=lambda: int(time.time()))
         try:

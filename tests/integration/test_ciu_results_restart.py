@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from hw.monotonic import MonotonicClock
 from meterd.core.sts import dkga04
 from meterd.core.sts.codec import BASE_DATES
 from meterd.core.sts.keys import TEST_VENDING_KEY_DKGA04
@@ -32,11 +33,6 @@ from tests.simmeter import SimMeter
 pytest.importorskip("meterd.app.features.payment")
 
 
-class Mono:
-    def mono(self) -> float:
-        return time.monotonic()
-
-
 def vend(meter: SimMeter, kwh_tenths: int) -> str:
     section = meter.daemon.cfg.feature("payment")
     cipher = sts_cipher_factory(section.ea, dkga04(TEST_VENDING_KEY_DKGA04, section.key_inputs()))
@@ -51,7 +47,7 @@ class Cable:
     def __init__(self, meter: SimMeter, state_dir: Path) -> None:
         self.service = meter.service(MeterCiu).service
         key = bytes.fromhex((state_dir / "ciu" / "pair.key").read_text())
-        self.ciu = LinkEndpoint(Role.CIU, Mono(), os.urandom, key)
+        self.ciu = LinkEndpoint(Role.CIU, MonotonicClock(), os.urandom, key)
         self.received: list[Any] = []
 
     def pump_until(self, predicate: Any, timeout_s: float = 10.0) -> bool:

@@ -4,7 +4,6 @@ tokens decode to their expected fields; negative tokens are rejected."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +20,10 @@ from meterd.core.sts.codec import (
 from meterd.core.sts.keys import KeyInputs, dkga02, dkga04
 from meterd.core.sts.misty1 import Misty1Cipher
 from meterd.services.sts_crypto import DesCipher, des_cipher, sts_cipher_factory
+from tests.paths import DATA
 
 VECTORS: list[dict[str, Any]] = json.loads(
-    (Path(__file__).resolve().parents[1] / "data" / "sts-vectors.json").read_text())
+    (DATA / "sts-vectors.json").read_text())
 
 
 def of_kind(kind: str) -> list[dict[str, Any]]:

@@ -23,12 +23,11 @@ from meterd.cosem.config import ServerConfig
 from meterd.cosem.security import (
     AuthLockout,
     LockoutPolicy,
-    MemoryCounterStore,
     MemoryLockoutStore,
 )
 from meterd.cosem.server import build_session_factory
 from meterd.store.dlms_security_store import DlmsSecurityStore
-from tests.dlms_fakes import UTC, FakeMeter, ListSink, make_keyring
+from tests.dlms_fakes import UTC, ListSink, WrapperRig, make_keyring
 from tests.dlms_gurux_client import (
     DlmsClientError,
     GuruxSession,
@@ -48,28 +47,9 @@ RIGHT = bytes(make_client(17).aarqRequest()[0])
 PUBLIC = bytes(make_client(16).aarqRequest()[0])
 
 
-class Rig:
-    """A wrapper link of a fake meter with a SimClock, an event list and a lockout store."""
-
-    def __init__(self, store=None, policy: LockoutPolicy | None = None, clock: SimClock | None = None,
-                 link_name: str = "tcp", sink: ListSink | None = None) -> None:
-        self.clock = clock or SimClock(START)
-        self.meter = FakeMeter(clock=self.clock)
-        self.sink = sink or ListSink()
-        self.store = store if store is not None else MemoryCounterStore()
-        config = ServerConfig(events=self.sink, link_name=link_name, lockout=policy or LockoutPolicy())
-        self.factory = build_session_factory(self.meter, self.store, make_keyring(), config, clock=self.clock)
-
-    def aarq(self, frame: bytes) -> tuple[int, int]:
-        """(association result, diagnostic) of the AARE answering ``frame`` on a fresh connection."""
-        answer = self.factory().receive(frame)[0]
-        result = answer.index(b"\xa2\x03\x02\x01") + 4
-        diagnostic = answer.index(b"\xa3\x05", result) + 6
-        return answer[result], answer[diagnostic]
-
 
 def test_three_wrong_passwords_lock_the_reader_out_even_with_the_right_one():
-    rig = Rig()
+    rig = WrapperRig()
     assert [rig.aarq(WRONG) for _ in range(3)] == [(REJECTED_PERMANENT, 13)] * 3
     assert rig.aarq(RIGHT) == (REJECTED_TRANSIENT, 13)  # the right password, refused: locked out
     assert rig.aarq(WRONG) == (REJECTED_TRANSIENT, 13)  # the same answer: no oracle while locked
@@ -90,7 +70,7 @@ def test_three_wrong_passwords_lock_the_reader_out_even_with_the_right_one():
 
 
 def test_a_success_resets_the_count_of_consecutive_failures():
-    rig = Rig()
+    rig = WrapperRig()
     for _ in range(2):
         rig.aarq(WRONG)
     assert rig.aarq(RIGHT)[0] == ACCEPTED
@@ -100,7 +80,7 @@ def test_a_success_resets_the_count_of_consecutive_failures():
 
 
 def test_the_lockout_doubles_per_further_failure_up_to_the_cap():
-    rig = Rig(policy=LockoutPolicy(failures=3, lockout_s=60.0, max_lockout_s=300.0))
+    rig = WrapperRig(policy=LockoutPolicy(failures=3, lockout_s=60.0, max_lockout_s=300.0))
     for _ in range(3):
         rig.aarq(WRONG)
     lockouts = [float(rig.sink.events[-1][2]["lockout_s"])]
@@ -117,7 +97,7 @@ def test_the_lockout_doubles_per_further_failure_up_to_the_cap():
 
 def test_the_public_client_and_other_links_are_not_affected():
     sink = ListSink()
-    tcp = Rig(sink=sink)
+    tcp = WrapperRig(sink=sink)
     for _ in range(5):
         tcp.aarq(WRONG)
     assert tcp.aarq(RIGHT)[0] == REJECTED_TRANSIENT
@@ -134,7 +114,7 @@ def test_the_public_client_and_other_links_are_not_affected():
 
 
 def test_wrong_hls_replies_and_wrong_keys_lock_the_management_client_out():
-    rig = Rig()
+    rig = WrapperRig()
     send_wrong_hls_reply(rig.factory(), 10)
     send_wrong_hls_reply(rig.factory(), 20)
     with pytest.raises(Exception, match="rejected"):  # wrong keys: the InitiateRequest fails its tag
@@ -151,7 +131,7 @@ def test_wrong_hls_replies_and_wrong_keys_lock_the_management_client_out():
 
 
 def test_a_lockout_is_refused_at_hls_pass_3_when_it_started_after_the_aarq():
-    rig = Rig()
+    rig = WrapperRig()
     for ic in (10, 20):
         send_wrong_hls_reply(rig.factory(), ic)
     transport = InMemoryTransport(rig.factory())
@@ -170,7 +150,7 @@ def test_a_lockout_is_refused_at_hls_pass_3_when_it_started_after_the_aarq():
 
 
 def test_a_clock_set_does_not_shorten_a_running_lockout():
-    rig = Rig()
+    rig = WrapperRig()
     for _ in range(3):
         rig.aarq(WRONG)
     rig.clock.set_utc(START + dt.timedelta(days=1))  # a clock step forward, as a clock write would
@@ -182,7 +162,7 @@ def test_a_clock_set_does_not_shorten_a_running_lockout():
 
 def test_a_lockout_survives_a_restart(tmp_path: Path):
     store = DlmsSecurityStore(tmp_path / "dlms_security.db")
-    rig = Rig(store=store)
+    rig = WrapperRig(store=store)
     for _ in range(3):
         rig.aarq(WRONG)
     for _ in range(5):
@@ -193,7 +173,7 @@ def test_a_lockout_survives_a_restart(tmp_path: Path):
     store = DlmsSecurityStore(tmp_path / "dlms_security.db")
     clock = SimClock(START + dt.timedelta(seconds=25), start_mono=0.0)
     sink = ListSink()
-    rig = Rig(store=store, clock=clock, sink=sink)
+    rig = WrapperRig(store=store, clock=clock, sink=sink)
     assert rig.aarq(RIGHT)[0] == REJECTED_TRANSIENT
     clock.advance(34.0)
     assert rig.aarq(RIGHT)[0] == REJECTED_TRANSIENT
@@ -206,7 +186,7 @@ def test_a_lockout_survives_a_restart(tmp_path: Path):
     store.close()
     store = DlmsSecurityStore(tmp_path / "dlms_security.db")
     assert store.load_lockouts("tcp")[17][0] == 4 and store.load_lockouts("rs485") == {}
-    rig = Rig(store=store, clock=SimClock(START + dt.timedelta(seconds=60), start_mono=5.0))
+    rig = WrapperRig(store=store, clock=SimClock(START + dt.timedelta(seconds=60), start_mono=5.0))
     assert rig.aarq(RIGHT)[0] == REJECTED_TRANSIENT
     rig.clock.advance(120.0)
     assert rig.aarq(RIGHT)[0] == ACCEPTED
@@ -216,12 +196,12 @@ def test_a_lockout_survives_a_restart(tmp_path: Path):
 
 def test_a_clock_step_while_meterd_is_down_never_lengthens_a_lockout(tmp_path: Path):
     store = DlmsSecurityStore(tmp_path / "dlms_security.db")
-    rig = Rig(store=store)
+    rig = WrapperRig(store=store)
     for _ in range(3):
         rig.aarq(WRONG)
     store.close()
     store = DlmsSecurityStore(tmp_path / "dlms_security.db")
-    rig = Rig(store=store, clock=SimClock(START - dt.timedelta(days=30)))  # the RTC lost a month
+    rig = WrapperRig(store=store, clock=SimClock(START - dt.timedelta(days=30)))  # the RTC lost a month
     rig.clock.advance(59.0)
     assert rig.aarq(RIGHT)[0] == REJECTED_TRANSIENT
     rig.clock.advance(1.0)
@@ -232,7 +212,7 @@ def test_a_clock_step_while_meterd_is_down_never_lengthens_a_lockout(tmp_path: P
 def test_events_and_writes_stay_bounded_during_a_three_hour_attack():
     """One wrong password a second for 3 h: 10,800 attempts, a few events and writes."""
     lockouts = MemoryLockoutStore()
-    rig = Rig()
+    rig = WrapperRig()
     rig.factory = build_session_factory(rig.meter, rig.store, make_keyring(),
                                         ServerConfig(events=rig.sink, link_name="tcp"), clock=rig.clock,
                                         auth_lockout=AuthLockout(lockouts, LockoutPolicy(), "tcp", rig.clock))

@@ -16,7 +16,7 @@ from meterd.cosem.errors import ApduError
 from meterd.cosem.profile import ProfileReader
 from tests.dlms_fakes import UTC, FakeMeter, FakeProfile
 from tests.dlms_gurux_client import connect_in_memory
-from tests.unit.test_cosem_server import _factory
+from tests.unit.cosem.test_cosem_server import _factory
 
 START = dt.datetime(2026, 1, 1, tzinfo=UTC)
 

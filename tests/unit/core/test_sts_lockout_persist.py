@@ -15,7 +15,7 @@ from meterd.core.sts.errors import StsStateError
 from meterd.core.sts.vending import credit_token
 from meterd.services.sts_crypto import sts_cipher_factory
 from meterd.store.sts_store import SCHEMA_VERSION, SqliteStsStore
-from tests.unit.test_sts_processor import cipher, register
+from tests.unit.core.test_sts_processor import cipher, register
 
 CONFIG = StsConfig(lockout_after=3, lockout_base_s=10.0, lockout_max_s=1280.0)
 BAD = credit_token(cipher(bytes(8)), 5000, 10)         # another key: CRCError here

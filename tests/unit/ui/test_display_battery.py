@@ -9,20 +9,13 @@ from meterd.store.json_file import JsonFile
 from meterd.ui.battery import BatteryWatch
 from meterd.ui.display_data import DisplayData
 from meterd.ui.screens import ITEMS_BY_ID, screen_key
+from tests.fakes import ManualMono
 
 LOW = VL_BACKUP_LOW | VL_BACKUP_EMPTY  # the flags the meter reads as a low battery
 
 
-class Mono:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_low_and_empty_flags_record_once_and_only_when_due(tmp_path: Path) -> None:
-    rtc, mono, recorded = SimRtc(vl_flags=0), Mono(), []
+    rtc, mono, recorded = SimRtc(vl_flags=0), ManualMono(0.0), []
     watch = BatteryWatch(rtc, mono, 60.0, recorded.append, JsonFile(tmp_path / "s.json"), LOW)
     watch.poll()
     assert watch.low is False
@@ -44,11 +37,11 @@ def test_low_and_empty_flags_record_once_and_only_when_due(tmp_path: Path) -> No
 
 def test_missing_rtc_or_no_flags_means_unknown(tmp_path: Path) -> None:
     recorded: list[dict] = []
-    watch = BatteryWatch(LinuxRtc(str(tmp_path / "no-rtc")), Mono(), 60.0, recorded.append, JsonFile(tmp_path / "s.json"),
+    watch = BatteryWatch(LinuxRtc(str(tmp_path / "no-rtc")), ManualMono(0.0), 60.0, recorded.append, JsonFile(tmp_path / "s.json"),
                          LOW)
     watch.poll()
     assert watch.low is None and recorded == []
-    watch = BatteryWatch(SimRtc(vl_flags=None), Mono(), 60.0, recorded.append, JsonFile(tmp_path / "s.json"), LOW)
+    watch = BatteryWatch(SimRtc(vl_flags=None), ManualMono(0.0), 60.0, recorded.append, JsonFile(tmp_path / "s.json"), LOW)
     watch.poll()
     assert watch.low is None
     key = screen_key(ITEMS_BY_ID["battery"], DisplayData(battery_known=False, battery_low=True), "en", False)

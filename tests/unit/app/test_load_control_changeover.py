@@ -13,7 +13,8 @@ import pytest
 from meterd.app.config import ConfigError
 from meterd.app.features import load_config
 from meterd.core.disconnect import DisconnectorEvent as Ev
-from tests.unit.test_load_control_feature import LcMeter
+from tests.paths import SIM_CONFIG
+from tests.unit.app.test_load_control_feature import LcMeter
 
 CHANGEOVER = {"changeover_grid_pin": 20, "changeover_solar_pin": 21, "solar_present_pin": 16,
               "supply_loss_s": 2.0, "supply_restore_s": 5.0}
@@ -102,7 +103,7 @@ def test_the_selected_source_survives_a_restart(meters) -> None:
 
 
 def test_solar_present_pin_is_validated(tmp_path: Path) -> None:
-    text = (Path(__file__).resolve().parents[2] / "config" / "sim.toml").read_text()
+    text = SIM_CONFIG.read_text()
     path = tmp_path / "c.toml"
     path.write_text(text + "\n[load_control]\nsolar_present_pin = 16\n")   # no changeover
     with pytest.raises(ConfigError):

@@ -28,7 +28,7 @@ from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import make_keyring
 from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
 from tests.dlms_harness import LoopThread, SocketIO
-from tests.unit.test_load_control_feature import LcMeter
+from tests.unit.app.test_load_control_feature import LcMeter
 
 DC_LN, SCRIPTS_LN, LIMITER_LN = "0.0.96.3.10.255", "0.0.10.0.106.255", "0.0.17.0.0.255"
 

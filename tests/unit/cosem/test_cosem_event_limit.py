@@ -10,18 +10,13 @@ import datetime as dt
 import logging
 import struct
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from meterd.core import event_codes as ec
-from meterd.core.clock import SimClock
 from meterd.core.events import EventRecorder
-from meterd.cosem.config import ServerConfig
 from meterd.cosem.event_limit import EventLimiter
-from meterd.cosem.security import MemoryCounterStore
-from meterd.cosem.server import build_session_factory
-from tests.dlms_fakes import UTC, FakeMeter, ListSink, make_keyring
+from tests.dlms_fakes import UTC, WrapperRig
 from tests.dlms_gurux_client import make_client
 
 REJECTED, REPLAY, AUTH_FAIL, OPENED = (ec.code(n) for n in (
@@ -35,30 +30,8 @@ MALFORMED = struct.pack(">HHHH", 1, 16, 1, 6) + b"\x60\x05\xa1\x03\x06\x01"  # A
 CIPHERED = bytes(make_client(1, invocation_counter=5).aarqRequest()[0])  # management AARQ, IC 5
 
 
-class Rig:
-    """Wrapper links of a fake meter with a SimClock, one event list and one counter store."""
-
-    def __init__(self, window_s: float | None = None) -> None:
-        self.clock = SimClock(START)
-        self.meter = FakeMeter(clock=self.clock)
-        self.sink = ListSink()
-        self.store = MemoryCounterStore()
-        self.keys = make_keyring()
-        self.limit = EventLimiter(self.clock, window_s) if window_s else None
-        self.factories = {name: self.factory(name) for name in ("tcp", "rs485")}
-
-    def factory(self, link_name: str) -> Any:
-        config = ServerConfig(events=self.sink, link_name=link_name)
-        return build_session_factory(self.meter, self.store, self.keys, config, clock=self.clock,
-                                     event_limit=self.limit)
-
-    def send(self, frame: bytes, link: str = "tcp") -> bytes:
-        """The answer to ``frame`` on a fresh connection of ``link``."""
-        return self.factories[link]().receive(frame)[0]
-
-
 def test_a_thousand_bad_aarqs_in_a_minute_write_one_event_per_code_with_the_counts():
-    rig = Rig()
+    rig = WrapperRig(links=("rs485",))
     assert ACCEPTED in rig.send(CIPHERED)  # accepted (HLS pending): IC 5 is used now
     frames = (UNKNOWN_SAP, MALFORMED, CIPHERED)
     answers: dict[bytes, bytes] = {}
@@ -85,7 +58,7 @@ def test_a_thousand_bad_aarqs_in_a_minute_write_one_event_per_code_with_the_coun
 
 
 def test_over_eight_minutes_one_event_per_window_carries_the_count_before_it():
-    rig = Rig()
+    rig = WrapperRig(links=("rs485",))
     for _ in range(1000):
         rig.send(UNKNOWN_SAP)
         rig.clock.advance(0.5)  # 1000 AARQs in 500 s
@@ -100,7 +73,7 @@ def test_over_eight_minutes_one_event_per_window_carries_the_count_before_it():
 
 
 def test_windows_are_per_link_and_per_code_and_authentication_failures_are_not_limited():
-    rig = Rig()
+    rig = WrapperRig(links=("rs485",))
     rig.send(CIPHERED)
     rig.send(UNKNOWN_SAP)
     rig.send(UNKNOWN_SAP, "rs485")  # another link: its own window
@@ -113,7 +86,7 @@ def test_windows_are_per_link_and_per_code_and_authentication_failures_are_not_l
 
 
 def test_the_next_recorded_event_carries_the_count_and_a_clock_set_does_not_end_a_window():
-    rig = Rig()
+    rig = WrapperRig(links=("rs485",))
     for _ in range(5):
         rig.send(UNKNOWN_SAP)
     rig.clock.set_utc(START + dt.timedelta(days=1))  # wall time only: the window goes on
@@ -129,7 +102,7 @@ def test_the_next_recorded_event_carries_the_count_and_a_clock_set_does_not_end_
 
 
 def test_a_shorter_window_and_the_log_stay_quiet(caplog: pytest.LogCaptureFixture):
-    rig = Rig(window_s=10.0)
+    rig = WrapperRig(links=("rs485",), window_s=10.0)
     with caplog.at_level(logging.DEBUG, logger="meterd.cosem"):
         for _ in range(100):
             rig.send(UNKNOWN_SAP)

@@ -8,13 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_meter_lcd_golden import check_golden
 
 from ciu.core.state import Screen, View
 from ciu.ui.render import render
 from hw.lcd import raqm_available
+from tests.paths import GOLDEN as golden_root
+from tests.unit.ui.test_meter_lcd_golden import check_golden
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "ciu"
+GOLDEN = golden_root / "ciu"
 STATUS = {"credit": "153.25", "unit": "kWh", "relay": True, "low_credit": False}
 UTC_S = 1772633109  # 2026-03-04 14:05:09 UTC
 

@@ -16,7 +16,7 @@ from meterd.core.reading import PhaseValues, Reading
 from meterd.core.supply import Source, SupplyConfig
 from meterd.services.load_control import LoadControl
 from meterd.store.relay_store import RelayStore
-from tests.unit.test_load_control import Rig
+from tests.unit.services.test_load_control import Rig
 
 C, R = ControlState.CONNECTED, ControlState.READY_FOR_RECONNECTION
 

@@ -35,6 +35,7 @@ from meterd.core.sts.vending import (
 )
 from meterd.services.sts_crypto import sts_cipher_factory
 from meterd.store.sts_store import SqliteStsStore
+from tests.paths import DATA
 
 # Public STS test keys (DKGA04 with the public test vending key; see tests/data/sts-vectors.json).
 DK_EA07 = bytes.fromhex("87f3ecbb2e46b48f")          # SGC 201457, TI 01, KRN 1, BD 2014
@@ -364,7 +365,7 @@ def test_any_valid_credit_token_round_trips(tid: int, field16: int) -> None:
         assert result.result == ResultName.ACCEPT and result.amount_tenths == decode_amount16(field16)
 
 
-_VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "sts-vectors.json").read_text())
+_VECTORS = json.loads((DATA / "sts-vectors.json").read_text())
 NEGATIVE = [v for v in _VECTORS if v["kind"] == "negative_token"]
 
 

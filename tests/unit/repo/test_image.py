@@ -22,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
+
+ROOT = REPO
 IMAGE = ROOT / "image"
 STAGE = IMAGE / "stage-meter"
 CHROOT_STEP = STAGE / "00-meter" / "02-run-chroot.sh"

@@ -20,7 +20,7 @@ from meterd.cosem.objects import (
 )
 from tests.dlms_fakes import FakeMeter, sample_reading
 from tests.dlms_gurux_client import connect_in_memory
-from tests.unit.test_cosem_server import _factory
+from tests.unit.cosem.test_cosem_server import _factory
 
 
 def _names(sap: int) -> dict[str, object]:

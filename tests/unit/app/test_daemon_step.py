@@ -10,6 +10,7 @@ from meterd.app.features import MODULES, load_config
 from meterd.app.features import supervision as supervision_feature
 from meterd.core.clock import SimClock
 from meterd.services.metering import CycleResult
+from tests.paths import SIM_CONFIG
 from tests.simmeter import SimMeter
 
 
@@ -64,6 +65,6 @@ def test_step_pings_the_watchdog_with_a_status_line_when_due(tmp_path: Path) -> 
 def test_features_attach_in_order_and_the_config_knows_every_section() -> None:
     names = [name for name, _ in MODULES]
     assert names[0] == "supervision" and names[-1] == "dlms"
-    cfg = load_config(Path(__file__).resolve().parents[2] / "config" / "sim.toml")
+    cfg = load_config(SIM_CONFIG)
     assert isinstance(cfg.feature("supervision"), supervision_feature.SupervisionSection)
     assert set(cfg.features) >= {name for name, mod in MODULES if mod.SECTION is not None}

@@ -6,20 +6,13 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from hw.inputs import COVER_OPEN, MAGNETIC_FIELD, POWER_FAIL, InputConfig, InputError, MeterInputs, PushButton
-
-
-class Mono:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
+from tests.fakes import ManualMono
 
 
 @pytest.fixture
 def rig():
     factory = MockFactory()
-    mono = Mono()
+    mono = ManualMono()
     inputs = MeterInputs(factory, mono)
     factory.pin(5).drive_low()      # cover closed (NC switch to GND)
     factory.pin(13).drive_high()    # no magnet
@@ -111,8 +104,8 @@ def test_configuration_is_checked() -> None:
     with pytest.raises(InputError):
         InputConfig(5, debounce_s=-0.1)
     with pytest.raises(InputError):
-        MeterInputs(factory, Mono(), {"door": InputConfig(7)})
-    custom = MeterInputs(factory, Mono(), {COVER_OPEN: InputConfig(20, active_when_pressed=False, debounce_s=0)})
+        MeterInputs(factory, ManualMono(), {"door": InputConfig(7)})
+    custom = MeterInputs(factory, ManualMono(), {COVER_OPEN: InputConfig(20, active_when_pressed=False, debounce_s=0)})
     factory.pin(20).drive_low()
     assert custom.states()[COVER_OPEN] is False
     factory.pin(20).drive_high()
@@ -124,7 +117,7 @@ def test_configuration_is_checked() -> None:
 @pytest.fixture
 def button():
     factory = MockFactory()
-    mono = Mono()
+    mono = ManualMono()
     factory.pin(26).drive_high()  # released: the pull-up holds the line high
     device = PushButton(26, factory, mono, debounce_s=0.05)
     seen: list[tuple[bool, float]] = []
@@ -171,7 +164,7 @@ def test_push_button_ignores_a_bounce_shorter_than_the_debounce(button) -> None:
 
 def test_push_button_with_pull_down_is_active_high() -> None:
     factory = MockFactory()
-    mono = Mono()
+    mono = ManualMono()
     factory.pin(16).drive_low()
     detector = PushButton(16, factory, mono, debounce_s=0.05, pull_up=False, name="solar_present")
     factory.pin(16).drive_high()

@@ -18,6 +18,7 @@ from meterd.core.disconnect import DisconnectorEvent as Ev
 from meterd.core.limiter import LimiterState
 from meterd.runtime.load_control import LoadControlUnit
 from meterd.services.load_control import LoadControl
+from tests.paths import SIM_CONFIG
 from tests.simmeter import SimMeter
 
 C, R, D = ControlState.CONNECTED, ControlState.READY_FOR_RECONNECTION, ControlState.DISCONNECTED
@@ -292,7 +293,7 @@ def test_routes_and_status(meters):
 
 
 def test_config_section_is_validated(tmp_path):
-    text = (Path(__file__).resolve().parents[2] / "config" / "sim.toml").read_text()
+    text = SIM_CONFIG.read_text()
     path = tmp_path / "c.toml"
     path.write_text(text + "\n[load_control]\nset_pin = 5\nreset_pin = 5\n")
     with pytest.raises(ConfigError):

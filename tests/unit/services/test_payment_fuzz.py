@@ -23,13 +23,14 @@ from meterd.app.features.payment import PaymentSection, sim_key_register
 from meterd.core.sts.vending import credit_token
 from meterd.services.payment import PaymentService
 from meterd.services.sts_crypto import sts_cipher_factory
+from tests.paths import DATA
 from tests.simmeter import SimMeter
 
 SOAK = bool(os.environ.get("PMM_SOAK"))
 EXAMPLES = 2000 if SOAK else 150
 PREPAID = {"mode": "prepaid", "friendly_hours": "", "friendly_weekdays": (), "friendly_holidays": False,
            "lockout_after": 0}   # no keypad lockout, so every fuzzed token reaches the decoder
-VECTORS = json.loads((Path(__file__).resolve().parents[1] / "data" / "sts-vectors.json").read_text())
+VECTORS = json.loads((DATA / "sts-vectors.json").read_text())
 NEGATIVE = [v["token"] for v in VECTORS if v["kind"] == "negative_token"]
 
 digits20 = st.text(alphabet="0123456789", min_size=20, max_size=20)

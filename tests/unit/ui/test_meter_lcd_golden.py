@@ -1,6 +1,6 @@
 """Golden images of the meter LCD screens (English and Arabic), compared pixel by pixel.
 
-Regenerate after an intended change with ``PMM_REGEN_GOLDEN=1 pytest tests/unit/test_meter_lcd_golden.py``
+Regenerate after an intended change with ``PMM_REGEN_GOLDEN=1 pytest tests/unit/ui/test_meter_lcd_golden.py``
 and inspect the PNGs under ``tests/golden/meter/`` before committing them.
 """
 
@@ -16,8 +16,9 @@ from PIL import Image, ImageChops
 from hw.lcd import raqm_available
 from meterd.ui.display_data import DisplayData
 from meterd.ui.screens import ITEMS_BY_ID, render_item
+from tests.paths import GOLDEN as golden_root
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "meter"
+GOLDEN = golden_root / "meter"
 REGEN = os.environ.get("PMM_REGEN_GOLDEN") == "1"
 
 DATA = DisplayData(
