@@ -194,7 +194,7 @@ def commission(state_dir: Path, serial: str, journal_path: Path | None, how: str
 def _new_record(state_dir: Path, serial: str, how: str) -> Commissioning:
     record = Commissioning(serial=serial, id=uuid.uuid4().hex, utc=_now(), how=how)
     write_commissioning(state_dir, record)
-    log.warning("meter %s commissioned as new (%s): its registers start from zero", serial, how)
+    log.info("meter %s: commissioning record written (%s)", serial, how)
     return record
 
 
