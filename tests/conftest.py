@@ -26,3 +26,11 @@ def mock_pins():
 def soak_enabled() -> bool:
     """Long soak tests run in full only with PMM_SOAK=1; CI runs their short form."""
     return os.environ.get("PMM_SOAK") == "1"
+
+
+@pytest.fixture
+def manual_mono():
+    """Monotonic seconds a test moves by hand (:class:`tests.fakes.ManualMono`, from 100 s)."""
+    from tests.fakes import ManualMono
+
+    return ManualMono()

@@ -10,9 +10,9 @@ from tests.fakes import ManualMono
 
 
 @pytest.fixture
-def rig():
+def rig(manual_mono):
     factory = MockFactory()
-    mono = ManualMono()
+    mono = manual_mono
     inputs = MeterInputs(factory, mono)
     factory.pin(5).drive_low()      # cover closed (NC switch to GND)
     factory.pin(13).drive_high()    # no magnet
