@@ -160,6 +160,11 @@ class CosemServer:
             self.release("internal error")
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
 
+    def _authenticated(self) -> bool:
+        """True when the present association's client proves who it is (LLS or HLS); the public
+        client's sessions (anyone can open them) are logged at DEBUG and their events limited."""
+        return self._assoc is not None and self._assoc.mechanism != acse.MECH_NONE
+
     def release(self, reason: str = "link closed") -> None:
         """Drop the association (link closed, DISC, inactivity)."""
         self._leave(Trigger.RELEASED, reason)
@@ -167,11 +172,12 @@ class CosemServer:
     def _leave(self, trigger: Trigger, reason: str) -> None:
         """Back to no association by ``trigger``; keys and state of the association go."""
         name = self.association_name
+        authenticated = self._authenticated()
         moved = self._association.apply(trigger)
         if moved.before is not Phase.IDLE:
-            _log.info("association %s released: %s", name, reason)
+            (_log.info if authenticated else _log.debug)("association %s released: %s", name, reason)
         if moved.closed:
-            self._events.session(False, self._client_sap, reason, name)
+            self._events.session(False, self._client_sap, reason, name, authenticated)
         self._security = None
         self._key_transfer.discard()
         if self._dispatcher is not None:
@@ -362,9 +368,10 @@ class CosemServer:
             self._set_status(AssociationStatus.ASSOCIATED)
             if assoc.mechanism != acse.MECH_NONE:
                 self.lockout.success(client_sap)
-            self._events.session(True, self._client_sap, "AARQ accepted", assoc.name)
+            self._events.session(True, self._client_sap, "AARQ accepted", assoc.name, self._authenticated())
         aare.user_information = response
-        _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._association.phase.value)
+        (_log.info if self._authenticated() else _log.debug)(
+            "association %s (client SAP %d) %s", assoc.name, client_sap, self._association.phase.value)
         return aare.encode()
 
     def _on_rlrq(self, apdu: bytes) -> bytes:
