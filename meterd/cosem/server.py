@@ -71,6 +71,7 @@ from meterd.cosem.xdlms import (
     STATE_SERVICE_NOT_ALLOWED,
     LnDispatcher,
     exception_response,
+    failure_reason,
     ln_settings,
     requests_of,
 )
@@ -159,8 +160,10 @@ class CosemServer:
         except (ApduError, CosemError) as exc:
             _log.info("client SAP %d: bad APDU: %s", client_sap, exc)
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
-        except Exception:  # last line of defence: a request must never take the link down
-            _log.exception("client SAP %d: request failed", client_sap)
+        except Exception as exc:  # last line of defence: a request must never take the link down
+            _log.warning("client SAP %d on %s: request failed, association released: %s", client_sap,
+                         self.config.link_name, failure_reason(exc))
+            _log.debug("client SAP %d: request traceback", client_sap, exc_info=True)
             self.release("internal error")
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
 
