@@ -1,6 +1,7 @@
 """Authentication lockout of the DLMS server (meterd.cosem.server, meterd.cosem.security.AuthLockout):
-per link and client SAP, N consecutive failures refuse every association attempt for a time that
-doubles per further failure up to a cap; a success resets the count; the state survives a
+per link, client SAP and source (here one source: sessions made without one are the link's), N
+consecutive failures refuse every association attempt for a time that doubles per further failure
+up to a cap (other sources: test_cosem_lockout_sources.py); a success resets the count; the state survives a
 restart (meterd.store.dlms_security_store); events stay bounded during an attack. Time is a
 SimClock advanced by the test."""
 
