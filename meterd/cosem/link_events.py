@@ -39,7 +39,10 @@ class LinkEvents:
         :data:`RATE_LIMITED_EVENTS` go through the limiter: False when this one is only counted; a
         recorded one carries ``suppressed``, the count not recorded before it, when there were any.
         """
-        if name in RATE_LIMITED_EVENTS:
+        return self._record(name, client_sap, reason, name in RATE_LIMITED_EVENTS, extra)
+
+    def _record(self, name: str, client_sap: int, reason: str, limited: bool, extra: Mapping[str, object]) -> bool:
+        if limited:
             suppressed = self._limiter.admit(name, client_sap, reason)
             if suppressed is None:
                 return False
@@ -57,11 +60,13 @@ class LinkEvents:
             self._write(over.name, {"client_sap": over.client_sap, "link": self._link,
                                     "reason": over.reason[:REASON_LEN], "suppressed": over.count})
 
-    def session(self, opened: bool, client_sap: int, reason: str, association: str) -> None:
-        """The communication log: a session of ``association`` opened or closed."""
+    def session(self, opened: bool, client_sap: int, reason: str, association: str,
+                authenticated: bool = True) -> None:
+        """The communication log: a session of ``association`` opened or closed; sessions without
+        authentication (the public client: anyone can open them) go through the rate limit."""
         where = "LOCAL" if self._link in LOCAL_LINKS else "REMOTE"
-        self.record(f"{where}_SESSION_{'OPENED' if opened else 'CLOSED'}", client_sap, reason,
-                    association=association)
+        self._record(f"{where}_SESSION_{'OPENED' if opened else 'CLOSED'}", client_sap, reason,
+                     not authenticated, {"association": association})
 
     def _write(self, name: str, detail: Mapping[str, object]) -> None:
         if self._sink is None:

@@ -12,12 +12,17 @@ Counters protect against replay and nonce reuse, so they are persisted **before 
 
 Counter names are ``"<association>/out"`` and ``"<association>/in"``.
 
-Authentication lockout (:class:`AuthLockout`): per link and client SAP, consecutive
-authentication failures are counted; after ``LockoutPolicy.failures`` of them every association
-attempt of that client on that link is refused for ``lockout_s`` seconds, doubling per further
-failure up to ``max_lockout_s``; a successful authentication resets the count. The state is kept
-by a :class:`LockoutStore` (durable in ``meterd.store.dlms_security_store``), so a restart does
-not end a lockout.
+Authentication lockout (:class:`AuthLockout`): per link, client SAP **and source** (the TCP
+peer's address, an IPv6 peer by its /64 prefix; on a serial link the link itself: the RS-485 bus
+or the optical port), consecutive authentication failures are counted; after
+``LockoutPolicy.failures`` of them the association attempts of that client SAP *from that source*
+are refused for ``lockout_s`` seconds, doubling per further failure up to ``max_lockout_s``; a
+successful authentication from that source resets its count. Other sources are never refused for
+someone else's failures, so nobody can lock the head end out without its keys. At most
+``LockoutPolicy.max_sources`` states are kept per link: a new source then evicts the state that
+changed longest ago (one not locked out if there is one), so an attacker with many addresses
+grows neither memory nor the database. The state is kept by a :class:`LockoutStore` (durable in
+``meterd.store.dlms_security_store``), so a restart does not end a lockout.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import hmac
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -258,22 +263,26 @@ class SecurityContext:
 
 @dataclass(frozen=True)
 class LockoutPolicy:
-    """When repeated authentication failures lock a client out of one link.
+    """When repeated authentication failures from one source lock a client out of one link.
 
-    ``failures``: consecutive failures (per link and client SAP) that start a lockout (≥ 1);
-    ``lockout_s``: length of the first lockout (s); each further failure doubles it, up to
-    ``max_lockout_s`` (s).
+    ``failures``: consecutive failures (per link, client SAP and source) that start a lockout of
+    that source (≥ 1); ``lockout_s``: length of the first lockout (s); each further failure doubles
+    it, up to ``max_lockout_s`` (s); ``max_sources``: states kept per link (≥ 1), the oldest
+    evicted beyond it.
     """
 
     failures: int = 3
     lockout_s: float = 60.0
     max_lockout_s: float = 3600.0
+    max_sources: int = 256
 
     def __post_init__(self) -> None:
         if self.failures < 1:
             raise ValueError("failures must be at least 1")
         if not 0 < self.lockout_s <= self.max_lockout_s:
             raise ValueError("lockout_s must be positive and not above max_lockout_s")
+        if self.max_sources < 1:
+            raise ValueError("max_sources must be at least 1")
 
     def lockout_for(self, failures: int) -> float:
         """Lockout (s) started by the ``failures``-th consecutive failure; 0 below the limit."""
@@ -285,19 +294,37 @@ class LockoutPolicy:
         return min(self.lockout_s * 2.0**excess, self.max_lockout_s)
 
 
+StoredLockout = tuple[int, _dt.datetime | None, int, _dt.datetime]
+"""A stored lockout state as the store keeps it (fields of :class:`LockoutState`)."""
+
+
+class LockoutState(NamedTuple):
+    """The stored lockout state of one client SAP from one source: consecutive ``failures``, the
+    end of the running or last lockout (``until_utc``, None: none), the attempts ``refused``
+    during it and not yet reported, and when the state last changed (``changed_utc``, to evict
+    the oldest)."""
+
+    failures: int
+    until_utc: _dt.datetime | None
+    refused: int
+    changed_utc: _dt.datetime
+
+
+LockoutKey = tuple[int, str]
+"""(client SAP, source) of a lockout state."""
+
+
 @runtime_checkable
 class LockoutStore(Protocol):
-    """Durable lockout states per link and client SAP: (consecutive failures, end of the running
-    or last lockout in UTC or None, attempts refused during it and not yet reported); implemented
-    in ``meterd.store.dlms_security_store``."""
+    """Durable lockout states per link, client SAP and source; implemented in
+    ``meterd.store.dlms_security_store``."""
 
-    def load_lockouts(self, link: str) -> dict[int, tuple[int, _dt.datetime | None, int]]:
-        """The stored states of ``link``, by client SAP."""
+    def load_lockouts(self, link: str) -> dict[LockoutKey, StoredLockout]:
+        """The stored states of ``link`` by (client SAP, source), oldest change first."""
         ...
 
-    def save_lockout(self, link: str, client_sap: int, failures: int, until_utc: _dt.datetime | None,
-                     refused: int) -> None:
-        """Store a state durably before returning (0, None, 0 removes the record)."""
+    def save_lockout(self, link: str, client_sap: int, source: str, state: StoredLockout | None) -> None:
+        """Store a state durably before returning (None removes the record)."""
         ...
 
 
@@ -305,19 +332,19 @@ class MemoryLockoutStore:
     """A non-durable :class:`LockoutStore` for tests and stores without lockout support."""
 
     def __init__(self) -> None:
-        self.states: dict[tuple[str, int], tuple[int, _dt.datetime | None, int]] = {}
+        self.states: dict[tuple[str, int, str], StoredLockout] = {}
         self.saves = 0
 
-    def load_lockouts(self, link: str) -> dict[int, tuple[int, _dt.datetime | None, int]]:
-        return {sap: st for (name, sap), st in self.states.items() if name == link}
+    def load_lockouts(self, link: str) -> dict[LockoutKey, StoredLockout]:
+        rows = sorted(((k, st) for k, st in self.states.items() if k[0] == link), key=lambda r: r[1][3])
+        return {(sap, source): st for (_, sap, source), st in rows}
 
-    def save_lockout(self, link: str, client_sap: int, failures: int, until_utc: _dt.datetime | None,
-                     refused: int) -> None:
+    def save_lockout(self, link: str, client_sap: int, source: str, state: StoredLockout | None) -> None:
         self.saves += 1
-        if failures == 0 and until_utc is None and refused == 0:
-            self.states.pop((link, client_sap), None)
+        if state is None:
+            self.states.pop((link, client_sap, source), None)
         else:
-            self.states[(link, client_sap)] = (failures, until_utc, refused)
+            self.states[(link, client_sap, source)] = state
 
 
 LockoutClock = TimeSource  # the time the lockout needs (meterd.core.clock.Clock provides it)
@@ -351,19 +378,23 @@ class LockoutEnded:
     """A lockout that ended with refused attempts to report (one event per lockout)."""
 
     client_sap: int
+    source: str
     refused: int
     lockout_s: float
     failures: int
 
 
 class AuthLockout:
-    """Consecutive authentication failures and lockouts of the clients of one link.
+    """Consecutive authentication failures and lockouts of the clients of one link, per client
+    SAP and source.
 
     Running lockouts are timed with the monotonic clock (a clock set does not shorten or stretch
     them); the stored end is UTC, so after a restart a lockout goes on for the time it had left,
     bounded by its own length (a clock step while meterd was down cannot lengthen it). Writes
     are few: one per failure outside a lockout, and while locked only when the count of refused
     attempts reaches a power of two (after a crash the reported count is then a lower bound).
+    At most ``policy.max_sources`` states are kept (in memory and in the store); a new one evicts
+    the state changed longest ago, preferring one that is not locked out.
     """
 
     def __init__(self, store: LockoutStore, policy: LockoutPolicy, link: str, clock: LockoutClock) -> None:
@@ -371,70 +402,98 @@ class AuthLockout:
         self.link = link
         self._store = store
         self._clock = clock
-        self._entries: dict[int, _LockEntry] = {}
+        self._entries: dict[LockoutKey, _LockEntry] = {}  # oldest change first
         now_mono, now_utc = clock.mono(), clock.utc()
-        for sap, (failures, until_utc, refused) in store.load_lockouts(link).items():
-            entry = _LockEntry(failures=max(0, failures), refused=max(0, refused), until_utc=until_utc)
-            if until_utc is not None:
+        for key, stored in store.load_lockouts(link).items():
+            state = LockoutState(*stored)
+            entry = _LockEntry(failures=max(0, state.failures), refused=max(0, state.refused),
+                               until_utc=state.until_utc)
+            if state.until_utc is not None:
                 entry.lockout_s = policy.lockout_for(entry.failures) or policy.lockout_s
-                left_s = min(max((until_utc - now_utc).total_seconds(), 0.0), entry.lockout_s)
+                left_s = min(max((state.until_utc - now_utc).total_seconds(), 0.0), entry.lockout_s)
                 entry.until_mono = now_mono + left_s
-            self._entries[sap] = entry
+            self._entries[key] = entry
+        while len(self._entries) > policy.max_sources:  # the cap was lowered since they were stored
+            self._evict()
 
-    def failures(self, client_sap: int) -> int:
-        """Consecutive authentication failures of ``client_sap`` on this link."""
-        entry = self._entries.get(client_sap)
+    @property
+    def kept(self) -> int:
+        """The number of (client SAP, source) states kept."""
+        return len(self._entries)
+
+    def failures(self, client_sap: int, source: str) -> int:
+        """Consecutive authentication failures of ``client_sap`` from ``source`` on this link."""
+        entry = self._entries.get((client_sap, source))
         return entry.failures if entry else 0
 
-    def remaining_s(self, client_sap: int) -> float:
-        """Seconds (s) left of the lockout of ``client_sap``; 0 when it may try to associate."""
-        entry = self._entries.get(client_sap)
+    def remaining_s(self, client_sap: int, source: str) -> float:
+        """Seconds (s) left of the lockout of ``client_sap`` from ``source``; 0 when it may try."""
+        entry = self._entries.get((client_sap, source))
         if entry is None or entry.until_mono is None:
             return 0.0
         return max(0.0, entry.until_mono - self._clock.mono())
 
-    def refuse(self, client_sap: int) -> int:
+    def refuse(self, client_sap: int, source: str) -> int:
         """Count one attempt refused during the lockout; returns the count so far."""
-        entry = self._entries.setdefault(client_sap, _LockEntry())
+        entry = self._entry(client_sap, source)
         entry.refused += 1
         if entry.refused & (entry.refused - 1) == 0:  # 1, 2, 4, 8, ...: log2(n) writes for n attempts
-            self._save(client_sap, entry)
+            self._save((client_sap, source), entry)
         return entry.refused
 
-    def failure(self, client_sap: int) -> float:
-        """Count one authentication failure (durable before returning); returns the lockout it
-        starts (s), 0 below the limit."""
-        entry = self._entries.setdefault(client_sap, _LockEntry())
+    def failure(self, client_sap: int, source: str) -> float:
+        """Count one authentication failure (durable before returning); returns the lockout of
+        ``source`` it starts (s), 0 below the limit."""
+        entry = self._entry(client_sap, source)
         entry.failures += 1
         lock_s = self.policy.lockout_for(entry.failures)
         if lock_s > 0:
             entry.lockout_s = lock_s
             entry.until_mono = self._clock.mono() + lock_s
             entry.until_utc = self._clock.utc() + _dt.timedelta(seconds=lock_s)
-        self._save(client_sap, entry)
+        self._save((client_sap, source), entry)
         return lock_s
 
-    def success(self, client_sap: int) -> None:
-        """A successful authentication: the count starts again from 0."""
-        entry = self._entries.pop(client_sap, None)
-        if entry is not None:
-            self._store.save_lockout(self.link, client_sap, 0, None, 0)
+    def success(self, client_sap: int, source: str) -> None:
+        """A successful authentication from ``source``: its count starts again from 0."""
+        if self._entries.pop((client_sap, source), None) is not None:
+            self._store.save_lockout(self.link, client_sap, source, None)
 
     def ended(self) -> list[LockoutEnded]:
         """Lockouts over since the last call that refused attempts (each reported once)."""
         now = self._clock.mono()
         out: list[LockoutEnded] = []
-        for sap, entry in self._entries.items():
+        for key, entry in list(self._entries.items()):
             if entry.until_mono is None or now < entry.until_mono:
                 continue
             if entry.refused:
-                out.append(LockoutEnded(sap, entry.refused, entry.lockout_s, entry.failures))
+                out.append(LockoutEnded(key[0], key[1], entry.refused, entry.lockout_s, entry.failures))
                 entry.refused = 0
                 entry.until_mono = entry.until_utc = None
-                self._save(sap, entry)
+                self._save(key, entry)
             else:
                 entry.until_mono = None
         return out
 
-    def _save(self, client_sap: int, entry: _LockEntry) -> None:
-        self._store.save_lockout(self.link, client_sap, entry.failures, entry.until_utc, entry.refused)
+    def _entry(self, client_sap: int, source: str) -> _LockEntry:
+        """The state of (``client_sap``, ``source``), made the newest; a new one may evict."""
+        key = (client_sap, source)
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            entry = _LockEntry()
+            while len(self._entries) >= self.policy.max_sources:
+                self._evict()
+        self._entries[key] = entry
+        return entry
+
+    def _evict(self) -> None:
+        """Forget the state changed longest ago, one not locked out if there is one."""
+        now = self._clock.mono()
+        key = next((k for k, e in self._entries.items() if e.until_mono is None or e.until_mono <= now),
+                   next(iter(self._entries)))
+        del self._entries[key]
+        self._store.save_lockout(self.link, key[0], key[1], None)
+
+    def _save(self, key: LockoutKey, entry: _LockEntry) -> None:
+        self._store.save_lockout(self.link, key[0], key[1],
+                                 LockoutState(entry.failures, entry.until_utc, entry.refused, self._clock.utc()))

@@ -60,7 +60,7 @@ from meterd.cosem.security import (
     split_ciphered,
     unprotect,
 )
-from meterd.cosem.sessions import HdlcSession, WrapperSession
+from meterd.cosem.sessions import HdlcSession, SessionMaker, WrapperSession
 from meterd.cosem.xdlms import (
     SERVICE_DECIPHERING_ERROR,
     SERVICE_INVOCATION_COUNTER_ERROR,
@@ -71,6 +71,7 @@ from meterd.cosem.xdlms import (
     STATE_SERVICE_NOT_ALLOWED,
     LnDispatcher,
     exception_response,
+    failure_reason,
     ln_settings,
     requests_of,
 )
@@ -94,13 +95,17 @@ class CosemServer:
     """One DLMS server instance (one association at a time) bound to the shared meter model."""
 
     def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore, config: ServerConfig | None = None,
-                 lockout: AuthLockout | None = None, event_limit: EventLimiter | None = None) -> None:
+                 lockout: AuthLockout | None = None, event_limit: EventLimiter | None = None,
+                 source: str = "") -> None:
         self.model = model
         self.keys = keys
         self.store = store
         self.config = config or ServerConfig()
         self.registry = self.config.registry or default_registry()
-        self.lockout = lockout or make_lockout(store, self.config, model.now_utc)
+        self.source = source or self.config.link_name
+        """Where this session's client is (the TCP peer's address; a serial link's name): its
+        authentication failures lock out that source only."""
+        self.lockout = lockout if lockout is not None else make_lockout(store, self.config, model.now_utc)
         """Authentication failures and lockouts of this link (shared by its sessions)."""
         self.event_limit = event_limit or EventLimiter(UtcOnlyClock(model.now_utc), self.config.event_window_s)
         """The rate limit of this link's :data:`~meterd.cosem.event_limit.RATE_LIMITED_EVENTS`
@@ -155,10 +160,17 @@ class CosemServer:
         except (ApduError, CosemError) as exc:
             _log.info("client SAP %d: bad APDU: %s", client_sap, exc)
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
-        except Exception:  # last line of defence: a request must never take the link down
-            _log.exception("client SAP %d: request failed", client_sap)
+        except Exception as exc:  # last line of defence: a request must never take the link down
+            _log.warning("client SAP %d on %s: request failed, association released: %s", client_sap,
+                         self.config.link_name, failure_reason(exc))
+            _log.debug("client SAP %d: request traceback", client_sap, exc_info=True)
             self.release("internal error")
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
+
+    def _authenticated(self) -> bool:
+        """True when the present association's client proves who it is (LLS or HLS); the public
+        client's sessions (anyone can open them) are logged at DEBUG and their events limited."""
+        return self._assoc is not None and self._assoc.mechanism != acse.MECH_NONE
 
     def release(self, reason: str = "link closed") -> None:
         """Drop the association (link closed, DISC, inactivity)."""
@@ -167,11 +179,12 @@ class CosemServer:
     def _leave(self, trigger: Trigger, reason: str) -> None:
         """Back to no association by ``trigger``; keys and state of the association go."""
         name = self.association_name
+        authenticated = self._authenticated()
         moved = self._association.apply(trigger)
         if moved.before is not Phase.IDLE:
-            _log.info("association %s released: %s", name, reason)
+            (_log.info if authenticated else _log.debug)("association %s released: %s", name, reason)
         if moved.closed:
-            self._events.session(False, self._client_sap, reason, name)
+            self._events.session(False, self._client_sap, reason, name, authenticated)
         self._security = None
         self._key_transfer.discard()
         if self._dispatcher is not None:
@@ -241,30 +254,31 @@ class CosemServer:
         return self._reject(context_id, diagnostic, why, client_sap, event=event, extra=extra)
 
     def _count_failure(self, client_sap: int) -> dict[str, object]:
-        lock_s = self.lockout.failure(client_sap)
-        extra: dict[str, object] = {"failures": self.lockout.failures(client_sap)}
+        lock_s = self.lockout.failure(client_sap, self.source)
+        extra: dict[str, object] = {"failures": self.lockout.failures(client_sap, self.source), "source": self.source}
         if lock_s > 0:
             extra["lockout_s"] = lock_s
-            _log.warning("client SAP %d locked out of %s for %.0f s after %d authentication failures",
-                         client_sap, self.config.link_name, lock_s, extra["failures"])
+            _log.warning("client SAP %d from %s locked out of %s for %.0f s after %d authentication failures",
+                         client_sap, self.source, self.config.link_name, lock_s, extra["failures"])
         return extra
 
     def _locked_out(self, client_sap: int) -> bool:
-        """True (and the attempt counted, without an event) while ``client_sap`` is locked out."""
-        left_s = self.lockout.remaining_s(client_sap)
+        """True (and the attempt counted, without an event) while ``client_sap`` is locked out
+        from this session's source."""
+        left_s = self.lockout.remaining_s(client_sap, self.source)
         if left_s <= 0:
             return False
-        refused = self.lockout.refuse(client_sap)
+        refused = self.lockout.refuse(client_sap, self.source)
         (_log.warning if refused == 1 else _log.debug)(
-            "association refused for client SAP %d on %s: locked out for %.0f s more (attempt %d)",
-            client_sap, self.config.link_name, left_s, refused)
+            "association refused for client SAP %d from %s on %s: locked out for %.0f s more (attempt %d)",
+            client_sap, self.source, self.config.link_name, left_s, refused)
         return True
 
     def _report_ended_lockouts(self) -> None:
         """One event per lockout that refused attempts, once it is over."""
         for ended in self.lockout.ended():
             self._events.record("AUTHENTICATION_FAILURES", ended.client_sap,
-                                "association attempts refused during a lockout",
+                                "association attempts refused during a lockout", source=ended.source,
                                 refused=ended.refused, lockout_s=ended.lockout_s, failures=ended.failures)
 
     # --- association establishment --------------------------------------------------------------
@@ -361,10 +375,11 @@ class CosemServer:
             self._association.apply(Trigger.AARQ_ACCEPTED)
             self._set_status(AssociationStatus.ASSOCIATED)
             if assoc.mechanism != acse.MECH_NONE:
-                self.lockout.success(client_sap)
-            self._events.session(True, self._client_sap, "AARQ accepted", assoc.name)
+                self.lockout.success(client_sap, self.source)
+            self._events.session(True, self._client_sap, "AARQ accepted", assoc.name, self._authenticated())
         aare.user_information = response
-        _log.info("association %s (client SAP %d) %s", assoc.name, client_sap, self._association.phase.value)
+        (_log.info if self._authenticated() else _log.debug)(
+            "association %s (client SAP %d) %s", assoc.name, client_sap, self._association.phase.value)
         return aare.encode()
 
     def _on_rlrq(self, apdu: bytes) -> bytes:
@@ -388,8 +403,8 @@ class CosemServer:
         if len(f_stoc) == 17 and f_stoc[0] == SC_AUTH:
             expected = gmac(sec.ek, sec.ak, sec.client_title, struct.unpack(">I", f_stoc[1:5])[0], self._stoc)
         if expected is None or not gmac_matches(expected, f_stoc):
-            _log.warning("HLS-GMAC: client %s (SAP %d) on %s failed authentication", self.association_name,
-                         self._client_sap, self.config.link_name)
+            _log.warning("HLS-GMAC: client %s (SAP %d) from %s on %s failed authentication", self.association_name,
+                         self._client_sap, self.source, self.config.link_name)
             extra = self._count_failure(self._client_sap)
             self._events.record("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response", **extra)
             return None
@@ -404,7 +419,7 @@ class CosemServer:
             self._leave(trigger, "HLS failed")
             return
         self._association.apply(trigger)
-        self.lockout.success(self._client_sap)
+        self.lockout.success(self._client_sap, self.source)
         _log.info("association %s established (HLS-GMAC)", self.association_name)
         self._events.session(True, self._client_sap, "HLS-GMAC passed", self.association_name)
 
@@ -488,7 +503,7 @@ class CosemServer:
 def build_session_factory(model: MeterModel, security_store: CounterStore, keys: KeyRing,
                           config: ServerConfig | None = None, *, clock: Clock | None = None,
                           auth_lockout: AuthLockout | None = None,
-                          event_limit: EventLimiter | None = None) -> Callable[[], WrapperSession | HdlcSession]:
+                          event_limit: EventLimiter | None = None) -> SessionMaker:
     """A factory of fresh sessions of one link (``config``, default: a TCP wrapper link) sharing the
     model, keys, counters and object registry.
 
@@ -496,16 +511,16 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
     ``config.lockout``, kept in ``security_store`` when it stores lockouts and timed by ``clock``
     (default: the model's UTC); and one :class:`~meterd.cosem.event_limit.EventLimiter` for the
     events any client can cause (``event_limit``, or one of ``config.event_window_s`` timed by
-    ``clock``).
+    ``clock``). The factory takes the session's source (see :class:`SessionMaker`).
     """
     cfg = config or ServerConfig()
     if cfg.registry is None:
         cfg = dataclasses.replace(cfg, registry=default_registry())
-    shared_lockout = auth_lockout or make_lockout(security_store, cfg, model.now_utc, clock)
+    shared_lockout = auth_lockout if auth_lockout is not None else make_lockout(security_store, cfg, model.now_utc, clock)
     shared_limit = event_limit or EventLimiter(clock or UtcOnlyClock(model.now_utc), cfg.event_window_s)
 
-    def make() -> WrapperSession | HdlcSession:
-        server = CosemServer(model, keys, security_store, cfg, shared_lockout, shared_limit)
+    def make(source: str = "") -> WrapperSession | HdlcSession:
+        server = CosemServer(model, keys, security_store, cfg, shared_lockout, shared_limit, source)
         if cfg.link == "wrapper":
             return WrapperSession(server, cfg.inactivity_timeout_s)
         return HdlcSession(server, cfg.hdlc_params, cfg.inactivity_timeout_s)

@@ -34,6 +34,18 @@ class ApduServer(Protocol):
         ...
 
 
+class SessionMaker(Protocol):
+    """Makes the session of a new connection or serial link (see
+    :func:`meterd.cosem.server.build_session_factory`)."""
+
+    def __call__(self, source: str = "") -> WrapperSession | HdlcSession:
+        """A fresh session for a client at ``source``: the TCP peer's address (an IPv6 peer by its
+        /64 prefix, see :func:`meterd.runtime.dlms_tcp.peer_source`); "" on a serial link, whose
+        source is the link itself (every client on an RS-485 bus or at the optical port is
+        there). Authentication failures lock out one source, never the client SAP for all."""
+        ...
+
+
 class WrapperSession:
     """IEC 62056-47 TCP/UDP wrapper framing (:mod:`meterd.proto.wrapper`) around a
     :class:`ApduServer` (a ByteSession); frames to another destination wPort are ignored."""

@@ -201,11 +201,23 @@ class LnDispatcher:
                     handler(self.settings, self._host, data, reply, None)
                 else:
                     GXDLMSLNCommandHandler.handleMethodRequest(self.settings, self._host, data, None, reply, None)
-        except Exception:  # gurux raises bare exceptions on malformed data: answer, never crash
-            _log.info("request %s failed in the dispatcher", apdu[:16].hex(), exc_info=True)
+        except Exception as exc:  # gurux raises bare exceptions on malformed data: answer, never crash
+            _log.info("request %s refused by the dispatcher: %s", apdu[:16].hex(), failure_reason(exc))
+            _log.debug("request %s: dispatcher traceback", apdu[:16].hex(), exc_info=True)
             self._host.transaction = None
             self.settings.setCount(0)
             self.settings.setIndex(0)
             return data_access_error(apdu, int(ErrorCode.OTHER_REASON))
         out = bytes(reply.array())
         return out if out else data_access_error(apdu, int(ErrorCode.OTHER_REASON))
+
+
+REASON_CHARS = 120  # characters of an exception's text kept in a log line
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line saying why a request failed: the exception's type and its first line of text,
+    cut to :data:`REASON_CHARS` characters (the traceback goes to DEBUG only)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return reason[:REASON_CHARS]

@@ -451,7 +451,19 @@ def fingerprint(transcript: bytes) -> str:
 
 @dataclass(frozen=True)
 class LinkConfig:
-    """Timers (s) and limits of the link. Defaults suit 9600 Bd."""
+    """Timers (s) and limits of the link. Defaults suit 9600 Bd.
+
+    Answers before a session is authenticated (the meter's HELLO_ACK and PAIR_RESP) are rate
+    limited: a token bucket of ``pre_auth_burst`` answers refilled at ``pre_auth_per_s`` (s⁻¹);
+    a HELLO_ACK is about 60 octets, so at 9600 Bd HELLOs, replayed or not, take at most ~6 % of
+    the line; requests beyond it are dropped unanswered (rejected as ``"rate"``). The nonces of
+    the last ``hello_memory`` HELLOs with a valid MAC are remembered: one seen again is a replay,
+    dropped unanswered (``"replay"``) without spending a token or touching the session being set
+    up. So a replayed HELLO is answered at most once, and the CIU's own re-HELLO (a fresh nonce
+    each second) gets through as soon as the replayer has used up its recorded HELLOs (at most
+    ``hello_memory`` of them); the established session is never touched by a HELLO that is not
+    answered.
+    """
 
     rto_s: float = 0.5
     max_retries: int = 8
@@ -460,6 +472,9 @@ class LinkConfig:
     hello_retry_s: float = 1.0
     pairing_timeout_s: float = 120.0
     max_queue: int = 64
+    pre_auth_burst: int = 3
+    pre_auth_per_s: float = 1.0
+    hello_memory: int = 1024
 
 
 class LinkState(enum.Enum):
@@ -537,6 +552,8 @@ class LinkEndpoint:
         self._last_hello_mono = float("-inf")
         self._pairing: _Pairing | None = None
         self._sessions = 0
+        self._pre_auth = _TokenBucket(self.config.pre_auth_burst, self.config.pre_auth_per_s, clock.mono())
+        self._hello_seen: dict[bytes, None] = {}  # nonces of the HELLOs with a valid MAC, oldest first
 
     # -- public API ------------------------------------------------------------------------
 
@@ -559,6 +576,7 @@ class LinkEndpoint:
             raise LinkError("pair key must be 32 bytes")
         self._pair_key = pair_key
         self._session = self._pending = None
+        self._hello_seen.clear()  # HELLOs under the old key are no replays under the new one
 
     def send(self, message: Message) -> bytes:
         """Queue ``message`` for reliable delivery (kept across sessions) and return bytes to write."""
@@ -647,6 +665,13 @@ class LinkEndpoint:
         assert self._pair_key is not None
         if not self._check(self._pair_key, frame) or len(frame.payload) != NONCE_LEN:
             return [self._reject("mac")]
+        if frame.payload in self._hello_seen:
+            return [self._reject("replay")]
+        self._hello_seen[frame.payload] = None
+        if len(self._hello_seen) > self.config.hello_memory:
+            del self._hello_seen[next(iter(self._hello_seen))]
+        if not self._pre_auth.take(self._clock.mono()):
+            return [self._reject("rate")]
         nonce_m = self._rand(NONCE_LEN)
         key = _session_key(self._pair_key, frame.payload, nonce_m)
         self._sessions += 1
@@ -812,6 +837,8 @@ class LinkEndpoint:
     def _on_pair_init(self, pairing: _Pairing, frame: Frame) -> list[LinkEvent]:
         if len(frame.payload) != DH_LEN:
             return [self._reject("short")]
+        if not self._pre_auth.take(self._clock.mono()):
+            return [self._reject("rate")]
         shared = _dh_shared(pairing.secret, frame.payload)
         pairing.transcript = frame.payload + pairing.public
         pairing.code_key = _code_key(pairing.code, shared, pairing.transcript)
@@ -842,6 +869,25 @@ class LinkEndpoint:
         pair_key = _derive_pair_key(pairing.code_key, pairing.transcript)
         self.set_pair_key(pair_key)
         return [PairingComplete(pair_key, fingerprint(pairing.transcript))]
+
+
+class _TokenBucket:
+    """``burst`` tokens, refilled at ``per_s`` tokens per second (s⁻¹) of the monotonic clock."""
+
+    def __init__(self, burst: int, per_s: float, now: float) -> None:
+        if burst < 1 or per_s <= 0:
+            raise LinkError("the pre-authentication rate limit needs a burst >= 1 and a positive rate")
+        self._burst, self._per_s = float(burst), per_s
+        self._tokens, self._at = float(burst), now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one (True), else False."""
+        self._tokens = min(self._burst, self._tokens + max(0.0, now - self._at) * self._per_s)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 def _session_key(pair_key: bytes, nonce_c: bytes, nonce_m: bytes) -> bytes:

@@ -3,13 +3,16 @@
 The runtime knows nothing of COSEM nor of the wrapper header (``meterd.proto.wrapper``, framed by
 the session): the composition root passes a session factory (see
 ``meterd.cosem.server.build_session_factory`` with a wrapper ``ServerConfig``); every accepted connection
-gets a fresh :class:`~meterd.proto.session.ByteSession`. A connection idle for the session's
-inactivity time is closed. The simulator default address is 127.0.0.1:4059.
+gets a fresh :class:`~meterd.proto.session.ByteSession`, made for the connection's source
+(:func:`peer_source`: the peer's IP address, an IPv6 peer by its /64 prefix), by which the server
+counts authentication failures. A connection idle for the session's inactivity time is closed.
+The simulator default address is 127.0.0.1:4059.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Callable
 
@@ -21,10 +24,28 @@ READ_CHUNK = 4096
 _log = logging.getLogger("meterd.runtime.dlms_tcp")
 
 
-class DlmsTcpServer:
-    """A listening wrapper server; ``connections`` counts the sessions currently open."""
+def peer_source(peername: object) -> str:
+    """The source of a TCP client, from asyncio's ``peername``: its IP address without the port
+    (a client reconnecting from another port is the same source); an IPv6 address by its /64
+    prefix, the block one host is usually given (an IPv4-mapped one as IPv4); "unknown" when there
+    is no address."""
+    host = peername[0] if isinstance(peername, tuple) and peername else peername
+    try:
+        address = ipaddress.ip_address(str(host))
+    except ValueError:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
-    def __init__(self, factory: Callable[[], ByteSession], max_connections: int = 8) -> None:
+
+class DlmsTcpServer:
+    """A listening wrapper server; ``connections`` counts the sessions currently open. The
+    factory is called with each connection's :func:`peer_source`."""
+
+    def __init__(self, factory: Callable[[str], ByteSession], max_connections: int = 8) -> None:
         self._factory = factory
         self._max = max_connections
         self.connections = 0
@@ -61,7 +82,7 @@ class DlmsTcpServer:
             writer.close()
             return
         self.connections += 1
-        session = self._factory()
+        session = self._factory(peer_source(peer))
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -95,7 +116,7 @@ class DlmsTcpServer:
             await writer.drain()
 
 
-async def start_tcp_server(host: str, port: int, factory: Callable[[], ByteSession],
+async def start_tcp_server(host: str, port: int, factory: Callable[[str], ByteSession],
                            max_connections: int = 8) -> DlmsTcpServer:
     """Start a wrapper server on ``host:port`` (port 0 picks a free one; see ``.port``)."""
     return await DlmsTcpServer(factory, max_connections).start(host, port)

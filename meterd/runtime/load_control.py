@@ -18,11 +18,41 @@ from meterd.services.relay_events import RelayEvents
 
 
 class LoopScheduler:
-    """``call_later`` on the running asyncio loop (real hardware: real time)."""
+    """``call_later`` on the running asyncio loop (real hardware: real time). The timers not yet
+    run are kept, so :meth:`cancel_all` at shutdown leaves no callback to run on released pins."""
 
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any:
-        """Run ``callback(*args)`` after ``delay`` (s)."""
-        return asyncio.get_running_loop().call_later(delay, callback, *args)
+    def __init__(self) -> None:
+        self._pending: set[asyncio.TimerHandle] = set()
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """Timers neither run nor cancelled."""
+        return sum(1 for handle in self._pending if not handle.cancelled())
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> asyncio.TimerHandle:
+        """Run ``callback(*args)`` after ``delay`` (s); after :meth:`cancel_all` the timer is
+        cancelled at once."""
+        made: list[asyncio.TimerHandle] = []  # the handle, known before the loop can run it
+
+        def fire() -> None:
+            self._pending.difference_update(made)
+            callback(*args)
+
+        handle = asyncio.get_running_loop().call_later(delay, fire)
+        made.append(handle)
+        if self._closed:
+            handle.cancel()
+        else:
+            self._pending.add(handle)
+        return handle
+
+    def cancel_all(self) -> None:
+        """Cancel every pending timer and any later one (at shutdown, before the pins go)."""
+        self._closed = True
+        for handle in self._pending:
+            handle.cancel()
+        self._pending.clear()
 
 
 @dataclass

@@ -16,10 +16,15 @@ Durability rules:
     per ``in_block`` requests instead of one per request (an fsync costs milliseconds, far more
     on an SD card); the price is that after a restart a client continues above the mark (it reads
     it as the frame counter 0-0:43.1.E.255, as it does after any doubt);
-  * authentication lockouts (``auth_lockout``, schema 2; a schema 1 file gets the table in place):
-    per link and client SAP the consecutive failures, the end of the running lockout (UTC) and the
-    attempts refused during it; each change is one transaction, on disk before the call returns
-    (implements ``meterd.cosem.security.LockoutStore``);
+  * authentication lockouts (``auth_lockout``, schema 3): per link, client SAP and source (the TCP
+    peer's address, or the serial link itself) the consecutive failures, the end of the running
+    lockout (UTC), the attempts refused during it and when the state last changed (UTC; the
+    oldest is evicted first, the cap is kept by ``meterd.cosem.security.AuthLockout``); each
+    change is one transaction, on disk before the call returns (implements
+    ``meterd.cosem.security.LockoutStore``). A schema 1 file gets the table in place; a schema 2
+    file (lockouts per link and client SAP) has its records moved to the source named after the
+    link, which is the source of a serial link's clients (a stored TCP lockout so no longer
+    refuses any peer);
   * ``PRAGMA user_version`` carries the schema version; newer unknown versions are refused.
 """
 
@@ -30,7 +35,7 @@ from pathlib import Path
 
 from meterd.store.sqlite import open_database, schema_version
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 IN_BLOCK = 64
 MAX_COUNTER = 0xFFFFFFFF
 
@@ -56,9 +61,19 @@ class DlmsSecurityStore:
         try:
             self._db.execute("CREATE TABLE IF NOT EXISTS outgoing (name TEXT PRIMARY KEY, next INTEGER NOT NULL)")
             self._db.execute("CREATE TABLE IF NOT EXISTS incoming (name TEXT PRIMARY KEY, last INTEGER NOT NULL)")
-            self._db.execute("CREATE TABLE IF NOT EXISTS auth_lockout (link TEXT NOT NULL, client_sap INTEGER NOT NULL, "
-                             "failures INTEGER NOT NULL, until_utc TEXT, refused INTEGER NOT NULL, "
-                             "PRIMARY KEY (link, client_sap))")
+            has_v2 = version == 2 and self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='auth_lockout'").fetchone() is not None
+            if has_v2:
+                self._db.execute("ALTER TABLE auth_lockout RENAME TO auth_lockout_v2")
+            self._db.execute("CREATE TABLE auth_lockout (link TEXT NOT NULL, client_sap INTEGER NOT NULL, "
+                             "source TEXT NOT NULL, failures INTEGER NOT NULL, until_utc TEXT, "
+                             "refused INTEGER NOT NULL, changed_utc TEXT NOT NULL, "
+                             "PRIMARY KEY (link, client_sap, source))")
+            if has_v2:
+                self._db.execute("INSERT INTO auth_lockout SELECT link, client_sap, link, failures, until_utc, "
+                                 "refused, COALESCE(until_utc, ?) FROM auth_lockout_v2",
+                                 (_dt.datetime.now(_dt.UTC).isoformat(),))
+                self._db.execute("DROP TABLE auth_lockout_v2")
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self._db.execute("COMMIT")
         except BaseException:
@@ -115,34 +130,33 @@ class DlmsSecurityStore:
         self._last[name] = value
         return True
 
-    def load_lockouts(self, link: str) -> dict[int, tuple[int, _dt.datetime | None, int]]:
-        """The stored authentication lockout states of ``link``: client SAP -> (consecutive
-        failures, end of the running or last lockout in UTC or None, refused attempts not yet
-        reported)."""
-        rows = self._db.execute("SELECT client_sap, failures, until_utc, refused FROM auth_lockout WHERE link=?",
-                                (link,)).fetchall()
-        out: dict[int, tuple[int, _dt.datetime | None, int]] = {}
-        for sap, failures, until, refused in rows:
-            until_utc = _dt.datetime.fromisoformat(until) if until else None
-            if until_utc is not None and until_utc.tzinfo is None:
-                until_utc = until_utc.replace(tzinfo=_dt.UTC)
-            out[int(sap)] = (int(failures), until_utc, int(refused))
-        return out
+    def load_lockouts(self, link: str) -> dict[tuple[int, str], tuple[int, _dt.datetime | None, int, _dt.datetime]]:
+        """The stored authentication lockout states of ``link`` by (client SAP, source), the
+        oldest change first: (consecutive failures, end of the running or last lockout in UTC or
+        None, refused attempts not yet reported, when the state last changed in UTC)."""
+        rows = self._db.execute("SELECT client_sap, source, failures, until_utc, refused, changed_utc "
+                                "FROM auth_lockout WHERE link=? ORDER BY changed_utc", (link,)).fetchall()
+        return {(int(sap), str(source)): (int(failures), _utc(until) if until else None, int(refused), _utc(changed))
+                for sap, source, failures, until, refused, changed in rows}
 
-    def save_lockout(self, link: str, client_sap: int, failures: int, until_utc: _dt.datetime | None,
-                     refused: int) -> None:
-        """Store one lockout state durably (all zero / None deletes the record)."""
+    def save_lockout(self, link: str, client_sap: int, source: str,
+                     state: tuple[int, _dt.datetime | None, int, _dt.datetime] | None) -> None:
+        """Store one lockout state durably, the fields as :meth:`load_lockouts` gives them (None
+        deletes the record)."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if failures == 0 and until_utc is None and refused == 0:
-                self._db.execute("DELETE FROM auth_lockout WHERE link=? AND client_sap=?", (link, client_sap))
+            if state is None:
+                self._db.execute("DELETE FROM auth_lockout WHERE link=? AND client_sap=? AND source=?",
+                                 (link, client_sap, source))
             else:
+                failures, until_utc, refused, changed_utc = state
                 until = until_utc.isoformat() if until_utc else None
                 self._db.execute(
-                    "INSERT INTO auth_lockout(link, client_sap, failures, until_utc, refused) VALUES(?, ?, ?, ?, ?) "
-                    "ON CONFLICT(link, client_sap) DO UPDATE SET failures=excluded.failures, "
-                    "until_utc=excluded.until_utc, refused=excluded.refused",
-                    (link, client_sap, failures, until, refused))
+                    "INSERT INTO auth_lockout(link, client_sap, source, failures, until_utc, refused, changed_utc) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?) ON CONFLICT(link, client_sap, source) DO UPDATE SET "
+                    "failures=excluded.failures, until_utc=excluded.until_utc, refused=excluded.refused, "
+                    "changed_utc=excluded.changed_utc",
+                    (link, client_sap, source, failures, until, refused, changed_utc.isoformat()))
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -151,3 +165,9 @@ class DlmsSecurityStore:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+
+def _utc(text: str) -> _dt.datetime:
+    """A stored ISO date-time, read as UTC when it carries no offset."""
+    value = _dt.datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=_dt.UTC)

@@ -80,8 +80,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimMeter,
 
 @pytest.fixture
 def server_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    """The server's own log: a request that raised inside the server is logged there."""
-    caplog.set_level(logging.INFO, logger="meterd.cosem")
+    """The server's own log: a request that raised inside the server is logged there (DEBUG: the
+    public client's associations are logged at that level)."""
+    caplog.set_level(logging.DEBUG, logger="meterd.cosem")
     return caplog
 
 

@@ -13,7 +13,8 @@ key changes, refused associations) and the communication log (associations opene
 on the optical port, remote otherwise) go to the supervision's event recorder (needed) with the
 client SAP and the link name ("tcp", "rs485", "optical").
 
-Repeated authentication failures lock a client SAP out of one link (``lockout_failures``,
+Repeated authentication failures lock a client SAP out of one link from the source they came
+from (the TCP peer's address; a serial link's clients are the link) (``lockout_failures``,
 ``lockout_s``, ``lockout_max_s``); the lockout state is kept in the invocation-counter store
 (``dlms_security.db``), so a restart does not end it, and it is timed by the meter's clock.
 Events any client can cause (refused AARQs: unknown SAP, malformed, wrong context or mechanism;
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +45,7 @@ from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
 from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy
 from meterd.cosem.server import build_session_factory
-from meterd.cosem.sessions import HdlcSession, WrapperSession
+from meterd.cosem.sessions import SessionMaker
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink
 from meterd.runtime.dlms_tcp import DlmsTcpServer
@@ -133,7 +133,7 @@ def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
 
 def session_factory(ctx: FeatureContext, link: LinkKind = "wrapper", link_name: str = "tcp",
                     registry: ObjectRegistry | None = None, baud: int = 9600,
-                    optical: OpticalSetup | None = None) -> Callable[[], WrapperSession | HdlcSession]:
+                    optical: OpticalSetup | None = None) -> SessionMaker:
     """Sessions of one link of this meter: its model, keys, counter store, object registry,
     event recorder, authentication lockout, event rate limit and legal-time rules (``link``:
     "wrapper" or "hdlc"; ``link_name`` goes into event details; ``baud`` (Bd) and ``optical``: what

@@ -188,6 +188,8 @@ def attach(ctx: FeatureContext) -> None:
         unit.solar_input = PushButton(section.solar_present_pin, hw.pin_factory, clock.mono,
                                       section.solar_present_debounce_s, pull_up=False, name="solar_present")
         unit.closers.append(unit.solar_input.close)
+    if isinstance(scheduler, LoopScheduler):  # closed first: no relay timer runs on released pins
+        unit.closers.append(scheduler.cancel_all)
     if hw.sim is not None:
         wire_sim_load_control(unit, hw.sim, _pin(section.button_pin), _pin(section.solar_present_pin))
     lc.start()

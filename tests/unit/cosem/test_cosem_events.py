@@ -75,7 +75,7 @@ def test_wrong_hls_response_records_an_authentication_failure(caplog):
     assert "failed authentication" in caplog.text
     assert sink.codes() == [AUTH_FAIL]
     assert sink.events[0][2] == {"client_sap": 1, "link": "tcp", "reason": "wrong HLS-GMAC response",
-                                 "failures": 1}
+                                 "failures": 1, "source": "tcp"}
 
 
 def test_tampered_request_records_a_decryption_failure_and_replay_a_replay_attack():

@@ -70,3 +70,24 @@ def test_without_a_sink_events_are_only_counted():
     events = LinkEvents(None, "tcp", EventLimiter(clock, 60.0), clock.utc)
     assert events.record("REPLAY_ATTACK", 1, "counter 5 again")
     assert not events.record("REPLAY_ATTACK", 1, "counter 5 again")
+
+
+def test_public_sessions_are_limited_and_authenticated_ones_are_not() -> None:
+    events, sink, clock = _events()
+    opened = ec.code("REMOTE_SESSION_OPENED")
+    for _ in range(3):
+        events.session(True, 16, "AARQ accepted", "public", authenticated=False)
+        events.session(True, 17, "AARQ accepted", "reader")
+    assert [d["client_sap"] for d in sink.of(opened)] == [16, 17, 17, 17]
+    clock.advance(60)
+    events.report_suppressed()
+    assert sink.of(opened)[-1]["suppressed"] == 2
+
+
+def test_authentication_failures_have_an_allowance_of_eight_per_window() -> None:
+    events, sink, clock = _events()
+    recorded = [events.record("AUTHENTICATION_FAILURES", 17, "wrong LLS password") for _ in range(10)]
+    assert recorded == [True] * 8 + [False] * 2
+    clock.advance(60)
+    assert events.record("AUTHENTICATION_FAILURES", 17, "wrong LLS password")
+    assert sink.of(ec.code("AUTHENTICATION_FAILURES"))[-1]["suppressed"] == 2

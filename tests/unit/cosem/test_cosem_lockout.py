@@ -1,6 +1,7 @@
 """Authentication lockout of the DLMS server (meterd.cosem.server, meterd.cosem.security.AuthLockout):
-per link and client SAP, N consecutive failures refuse every association attempt for a time that
-doubles per further failure up to a cap; a success resets the count; the state survives a
+per link, client SAP and source (here one source: sessions made without one are the link's), N
+consecutive failures refuse every association attempt for a time that doubles per further failure
+up to a cap (other sources: test_cosem_lockout_sources.py); a success resets the count; the state survives a
 restart (meterd.store.dlms_security_store); events stay bounded during an attack. Time is a
 SimClock advanced by the test."""
 
@@ -126,7 +127,7 @@ def test_wrong_hls_replies_and_wrong_keys_lock_the_management_client_out():
     assert rig.sink.codes() == [AUTH_FAIL, AUTH_FAIL, DECRYPT_FAIL]
     rig.clock.advance(60.0)
     connect_in_memory(rig.factory(), 1, invocation_counter=100)  # HLS pass 4 done: the count resets
-    assert rig.factory().server.lockout.failures(1) == 0
+    assert rig.factory().server.lockout.failures(1, "tcp") == 0
     assert rig.sink.events[-2][2]["refused"] == 1 and rig.sink.codes()[-1] == OPENED
 
 
@@ -185,7 +186,7 @@ def test_a_lockout_survives_a_restart(tmp_path: Path):
     assert failure["failures"] == 4 and failure["lockout_s"] == 120.0
     store.close()
     store = DlmsSecurityStore(tmp_path / "dlms_security.db")
-    assert store.load_lockouts("tcp")[17][0] == 4 and store.load_lockouts("rs485") == {}
+    assert store.load_lockouts("tcp")[(17, "tcp")][0] == 4 and store.load_lockouts("rs485") == {}
     rig = WrapperRig(store=store, clock=SimClock(START + dt.timedelta(seconds=60), start_mono=5.0))
     assert rig.aarq(RIGHT)[0] == REJECTED_TRANSIENT
     rig.clock.advance(120.0)
@@ -261,11 +262,11 @@ def test_a_schema_1_store_gets_the_lockout_table_and_keeps_its_counters(tmp_path
     db.close()
     store = DlmsSecurityStore(path)
     assert store.last_accepted("management/in") == 640
-    store.save_lockout("optical", 17, 3, START, 2)
+    store.save_lockout("optical", 17, "optical", (3, START, 2, START))
     store.close()
     store = DlmsSecurityStore(path)
-    assert store.load_lockouts("optical") == {17: (3, START, 2)}
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.load_lockouts("optical") == {(17, "optical"): (3, START, 2, START)}
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
     store.close()
 
 
@@ -285,7 +286,7 @@ def test_the_meter_takes_the_policy_from_its_config_and_shares_one_lockout_per_l
         assert attempt(RIGHT) == REJECTED_TRANSIENT  # a new factory of the same link: the same lockout
         assert attempt(RIGHT, "rs485") == ACCEPTED
         store = meter.daemon.registry.need(DlmsSecurity, by="test").store
-        assert store.load_lockouts("tcp")[17][0] == 2
+        assert store.load_lockouts("tcp")[(17, "tcp")][0] == 2
         meter.run(30)
         assert attempt(RIGHT) == ACCEPTED
         assert store.load_lockouts("tcp") == {}

@@ -167,7 +167,7 @@ def test_tcp_runtime_closes_idle_connections_and_releases_the_association():
     server = CosemServer(FakeMeter(), make_keyring(), MemoryCounterStore())
     loop = LoopThread()
     try:
-        port = loop.tcp(lambda: WrapperSession(server, inactivity_timeout_s=0.2))
+        port = loop.tcp(lambda source: WrapperSession(server, inactivity_timeout_s=0.2))
         with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
             sock.sendall(bytes(make_client(16).aarqRequest()[0]))
             assert sock.recv(4096)[8] == 0x61
