@@ -108,11 +108,16 @@ def test_reflected_frame_is_refused() -> None:
     assert [e.reason for e in meter.receive_bytes(own)] == ["mac"]
 
 
-def _exchange(a: LinkEndpoint, b: LinkEndpoint, data: bytes) -> list:
+def _bus(meter: LinkEndpoint, ciu: LinkEndpoint, clock: SimClock, seconds: float, dt: float = 0.01) -> list:
+    """Both ends on an ideal half-duplex bus for ``seconds``: each talks only when it holds the turn."""
     events: list = []
-    while data:
-        events += b.receive_bytes(data)
-        data, a, b = b.data_to_send(), b, a
+    for _ in range(int(round(seconds / dt))):
+        clock.advance(dt)
+        for a, b in ((meter, ciu), (ciu, meter)):
+            events += a.poll()
+            data = a.data_to_send()
+            if data:
+                events += b.receive_bytes(data)
     return events
 
 
@@ -123,15 +128,13 @@ def test_pairing_with_the_right_code_gives_both_sides_the_same_key() -> None:
     code = LinkEndpoint.new_pairing_code(rand(3))
     assert len(code) == 8 and code.isdigit()
     meter.start_pairing(code)
-    events = _exchange(ciu, meter, ciu.start_pairing(code))
+    assert ciu.start_pairing(code) == b""  # the CIU waits for its turn on the bus
+    events = _bus(meter, ciu, clock, 1.0)
     done = [e for e in events if isinstance(e, PairingComplete)]
     assert len(done) == 2 and done[0].pair_key == done[1].pair_key and done[0].fingerprint == done[1].fingerprint
     assert meter.paired and ciu.paired
     assert "pair_key" not in repr(done[0])  # the key never shows up in logs
-    for _ in range(30):
-        clock.advance(0.1)
-        ciu.poll()
-        _exchange(ciu, meter, ciu.data_to_send())
+    _bus(meter, ciu, clock, 3.0)
     assert meter.state is LinkState.UP and ciu.state is LinkState.UP
 
 
@@ -140,7 +143,8 @@ def test_pairing_with_a_wrong_code_fails_on_both_sides() -> None:
     meter = LinkEndpoint(Role.METER, clock, rand(1))
     ciu = LinkEndpoint(Role.CIU, clock, rand(2))
     meter.start_pairing("12345678")
-    events = _exchange(ciu, meter, ciu.start_pairing("12345679"))
+    ciu.start_pairing("12345679")
+    events = _bus(meter, ciu, clock, 1.0)
     assert [e for e in events if isinstance(e, PairingFailed)]
     assert not meter.paired and not ciu.paired
 
