@@ -68,6 +68,76 @@ def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0, rs485: bool = 
     return port
 
 
+class ReopeningPort:
+    """A serial port that outlives its device: the CIU's end of the meter cable.
+
+    A read or write that fails (the device vanished: a USB adapter pulled, the simulator's pty
+    closed when the meter stops; pyserial raises ``SerialException``, an ``OSError``) closes the
+    port; while it is closed, reads return ``b""``, writes are dropped, and opening is tried
+    again every ``retry_s`` (s, on the injected monotonic ``now``). ``connected`` tells whether
+    the device is open; ``failures`` counts the losses. ``opener`` is e.g.
+    ``lambda: open_port(path, baud)``.
+    """
+
+    def __init__(self, opener: Callable[[], Any], now: Callable[[], float], retry_s: float = 1.0) -> None:
+        self._opener = opener
+        self._now = now
+        self._retry_s = retry_s
+        self._port: Any = None
+        self._next_try = float("-inf")
+        self.failures = 0
+        self.last_error = ""
+        self._reopen()
+
+    @property
+    def connected(self) -> bool:
+        return self._port is not None
+
+    def _reopen(self) -> None:
+        now = self._now()
+        if self._port is not None or now < self._next_try:
+            return
+        self._next_try = now + self._retry_s
+        try:
+            self._port = self._opener()
+        except (OSError, SerialLinkError) as exc:
+            self.last_error = str(exc)
+
+    def _lost(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = str(exc)
+        port, self._port = self._port, None
+        self._next_try = self._now() + self._retry_s
+        with contextlib.suppress(Exception):
+            port.close()
+
+    def read(self, size: int = 4096) -> bytes:
+        self._reopen()
+        if self._port is None:
+            return b""
+        try:
+            return bytes(self._port.read(size))
+        except OSError as exc:
+            self._lost(exc)
+            return b""
+
+    def write(self, data: bytes) -> int:
+        if self._port is None:
+            return 0
+        try:
+            self._port.write(data)
+        except OSError as exc:
+            self._lost(exc)
+            return 0
+        return len(data)
+
+    def close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            with contextlib.suppress(Exception):
+                port.close()
+
+
 #: Character framings :func:`set_line` knows: 8 data bits no parity, 7 data bits even parity.
 FRAMINGS = ("8N1", "7E1")
 

@@ -21,6 +21,7 @@ from meterd.core.events import EventRecorder
 from meterd.core.sts.outcome import TokenOutcome
 from meterd.proto.ciu_link import (
     FieldValue,
+    LinkConfig,
     LinkDown,
     LinkEndpoint,
     LinkEvent,
@@ -133,9 +134,9 @@ class MeterCiu:
         self.runner: LineRunner | None = None
 
     @staticmethod
-    def endpoint(mono: MonoClock, key: bytes | None) -> LinkEndpoint:
-        """The meter's link endpoint with ``key`` (None = not paired)."""
-        return LinkEndpoint(Role.METER, mono, secrets.token_bytes, key)
+    def endpoint(mono: MonoClock, key: bytes | None, config: LinkConfig | None = None) -> LinkEndpoint:
+        """The meter's link endpoint (the bus master) with ``key`` (None = not paired)."""
+        return LinkEndpoint(Role.METER, mono, secrets.token_bytes, key, config)
 
     # -- callbacks of the service ------------------------------------------------------------
 
