@@ -311,6 +311,11 @@ class Deframer:
         self._in_frame = False
         self._max_len = max_len
 
+    @property
+    def mid_frame(self) -> bool:
+        """True while bytes of a frame not yet closed are buffered (someone is talking)."""
+        return self._in_frame and bool(self._buf)
+
     def feed(self, data: bytes) -> list[Frame | str]:
         """Return decoded frames, or a short reason string for each rejected one."""
         out: list[Frame | str] = []
@@ -714,6 +719,10 @@ class LinkEndpoint:
                 events.append(self._reject(item))
             else:
                 events.extend(self._on_frame(item))
+        if self._deframer.mid_frame and self._my_turn:
+            # a frame is still coming in (a final frame seen late, its closing flag lost and the next
+            # frame's opening flag closing it): the other station talks, so this one does not
+            self._my_turn = False
         return events
 
     def poll(self) -> list[LinkEvent]:
@@ -773,6 +782,8 @@ class LinkEndpoint:
             return self._on_hello_ack(frame)
         if kind in (FrameKind.DATA, FrameKind.ACK, FrameKind.HEARTBEAT):
             return self._on_session_frame(frame)
+        if kind == FrameKind.POLL and self.role is Role.CIU:
+            return []  # only the turn it gives matters
         return [self._reject("state")]
 
     def _take_turn(self, frame: Frame) -> None:

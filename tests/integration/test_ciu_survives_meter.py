@@ -110,10 +110,10 @@ def test_garbage_on_the_line_then_the_link_recovers_and_delivers_once() -> None:
     try:
         rig.run(2.0)
         rig.type(TOKEN + "\n")
-        for _ in range(300):  # 30 s of bursts of random bytes from both ends, at random moments
+        for _ in range(100):  # about a minute of bursts of random bytes from both ends, at random moments
             end = rig.wire.a if noise.random() < 0.5 else rig.wire.b
             end.write(bytes(noise.getrandbits(8) for _ in range(noise.randrange(1, 80))))
-            rig.run(0.1)
+            rig.run(noise.uniform(0.04, 1.0))
         assert rig.wire.collisions > 0
         rig.run(10.0)
         view = rig.state.view()
