@@ -16,8 +16,8 @@ Configuration (TOML, every key optional; unknown keys are refused)::
 
 ``link.direction`` is how the RS-485 transceiver's driver is switched on the 2-wire bus: ``"auto"``
 (an auto-direction transceiver such as the MAX13487E: no pin; also a pty in simulation) or
-``"kernel"`` (the kernel's RS-485 mode: uart5's RTS, GPIO15, drives DE; needs the
-``ciu-rs485-uart5`` overlay, see image/README.md). The port is opened again by itself when it
+``"kernel"`` (the kernel's RS-485 mode: the UART's RTS drives DE; only where that pin is free:
+uart5's RTS is GPIO15, uart0's RX in the CIU pin plan, see image/README.md). The port is opened again by itself when it
 vanishes (the meter restarted, the cable or adapter pulled): the screen says the meter is not
 reachable meanwhile.
 Without a file the back ends are the PC ones: ``display.kind = "png"`` and ``keypad.kind = "sim"``
