@@ -108,9 +108,7 @@ def main() -> None:
         clock.advance(0.01)
         for a, b in ((meter, ciu), (ciu, meter)):
             a.poll()
-            data = a.data_to_send()
-            if data:
-                b.receive_bytes(data)
+            b.receive_bytes(a.data_to_send())  # every read, also an empty one
     print(f"pairing_cpu: {(time.perf_counter() - t0) * 1000:.1f} ms")
     data_ = DisplayData(credit=153.25, import_energy_kwh=12345.678)
     print(f"meter_lcd_render_credit_en: {per_call_us(lambda: render_item(ITEMS_BY_ID['credit'], data_, 'en'), 200) / 1000:.2f} ms")

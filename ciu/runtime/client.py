@@ -4,7 +4,7 @@ The port is any object with ``read(n) -> bytes`` (non-blocking) and ``write(byte
 ``hw.serial_link.ReopeningPort`` (the daemon's: it survives the device vanishing and says so with
 ``connected``), a pyserial port, a ``hw.serial_link.SimWire`` end. :meth:`CiuLinkClient.pump`
 moves bytes both ways and runs the link and screen timers; call it every 10-50 ms (the link
-answers the meter's polls within its reply window, 60 ms).
+answers the meter's polls within its reply window: 120 ms from the read before the poll came).
 
 While the port is gone the CIU shows the meter as not reachable at once (not only after the
 link's loss timeout); when it is back, the link state decides again.
@@ -58,7 +58,7 @@ class CiuLinkClient:
         """Read the port, run the timers, write what the link has to send; returns the link events."""
         data = self._port.read(4096)
         self._watch_port()
-        events = self.link.receive_bytes(data) if data else []
+        events = self.link.receive_bytes(data)  # also empty: the reply window counts from the last read
         events += self.link.poll()
         for event in events:
             self._dispatch(event)

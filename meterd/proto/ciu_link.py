@@ -484,10 +484,11 @@ class LinkConfig:
     """Silence after the other station's final frame before a station starts to talk."""
     driver_delay_s: float = 0.001
     """RS-485 driver enable before the first start bit plus disable after the last stop bit."""
-    reply_window_s: float = 0.06
-    """The CIU starts its answer within this time of reading the meter's final frame, or stays silent."""
-    reply_timeout_s: float = 0.1
-    """The meter takes the turn back after this much silence (> window + the CIU's read latency)."""
+    reply_window_s: float = 0.12
+    """The CIU starts its answer within this time of its previous read (before which the meter's final
+    frame cannot have ended), or stays silent for that turn."""
+    reply_timeout_s: float = 0.18
+    """The meter takes the turn back after this much silence (> the CIU's window + margin)."""
     max_retries: int = 8
     """Turns a DATA frame goes unacknowledged before the session is declared dead (``no-ack``)."""
     loss_timeout_s: float = 7.0
@@ -598,6 +599,7 @@ class LinkEndpoint:
         self._urgent = False  # meter: the CIU sent DATA last turn and may have more
         self._line_mono = float("-inf")  # meter: end of its own talk or last byte heard
         self._echo_expected = 0
+        self._last_feed_mono = self._prev_feed_mono = clock.mono()  # receive_bytes calls (with or without data)
         self._pending_down: list[LinkDown] = []  # found while composing a turn, reported by poll()
         self._pairing: _Pairing | None = None
         self._sessions = 0
@@ -710,10 +712,15 @@ class LinkEndpoint:
             self._emit(FrameKind.HEARTBEAT, 0, 0, b"")
 
     def receive_bytes(self, data: bytes) -> list[LinkEvent]:
-        """Feed received bytes; returns the events they cause (acks go to :meth:`data_to_send`)."""
+        """Feed received bytes; returns the events they cause (acks go to :meth:`data_to_send`).
+
+        Call it on every read, also when nothing came: the CIU's reply window counts from the
+        previous call (the meter's final frame ended after it)."""
         events: list[LinkEvent] = []
+        now = self._clock.mono()
+        self._prev_feed_mono, self._last_feed_mono = self._last_feed_mono, now
         if data:
-            self._line_mono = max(self._line_mono, self._clock.mono())
+            self._line_mono = max(self._line_mono, now)
         for item in self._deframer.feed(data):
             if isinstance(item, str):
                 events.append(self._reject(item))
@@ -794,7 +801,7 @@ class LinkEndpoint:
         if frame.final:
             self._my_turn = True
             self._turn_at = now + self.config.turnaround_s
-            self._turn_deadline = now + self.config.reply_window_s
+            self._turn_deadline = self._prev_feed_mono + self.config.reply_window_s
 
     def _check(self, key: bytes, frame: Frame) -> bool:
         return hmac.compare_digest(mac(key, self.role.peer, frame.body), frame.tag)
