@@ -205,12 +205,14 @@ class MeterCiu:
     # -- API ---------------------------------------------------------------------------------
 
     def view(self) -> dict[str, Any]:
-        """Link state for ``/status`` and ``GET /ciu`` (never the key)."""
+        """Link state for ``/status`` and ``GET /ciu`` (never the key); ``polls``: the meter's turns
+        on the bus, ``reply_timeouts``: polls the CIU did not answer."""
         link = self.service.link
         return {"port": self.settings.port_name, "state": link.state.value, "paired": link.paired,
                 "pairing_open": self.pairing_code is not None, "fingerprint": self.fingerprint,
                 "tokens": self.service.tokens_submitted, "frames_tx": link.stats.frames_tx,
                 "frames_rx": link.stats.frames_rx, "retransmissions": link.stats.retransmissions,
+                "polls": link.stats.turns, "reply_timeouts": link.stats.reply_timeouts,
                 "rejected": dict(link.stats.rejected)}
 
     def open_pairing(self, _body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
