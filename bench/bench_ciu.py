@@ -1,4 +1,5 @@
-"""CIU link and display numbers: framing cost, token round trip on a 9600 Bd wire, noisy goodput, render times."""
+"""CIU link and display numbers: framing cost, token round trip on the 9600 Bd half-duplex bus, noisy goodput,
+pairing CPU (both ends), render times. ``bench_ciu_bus.py`` has the 30-min token latency and STATUS ratio."""
 
 from __future__ import annotations
 
@@ -102,10 +103,12 @@ def main() -> None:
     ciu = LinkEndpoint(Role.CIU, clock, rand(2))
     t0 = time.perf_counter()
     meter.start_pairing("12345678")
-    data = ciu.start_pairing("12345678")
-    meter.receive_bytes(data)
-    ciu.receive_bytes(meter.data_to_send())
-    meter.receive_bytes(ciu.data_to_send())
+    ciu.start_pairing("12345678")
+    while not (meter.paired and ciu.paired):  # each end talks in its turn on the polled bus
+        clock.advance(0.01)
+        for a, b in ((meter, ciu), (ciu, meter)):
+            a.poll()
+            b.receive_bytes(a.data_to_send())  # every read, also an empty one
     print(f"pairing_cpu: {(time.perf_counter() - t0) * 1000:.1f} ms")
     data_ = DisplayData(credit=153.25, import_energy_kwh=12345.678)
     print(f"meter_lcd_render_credit_en: {per_call_us(lambda: render_item(ITEMS_BY_ID['credit'], data_, 'en'), 200) / 1000:.2f} ms")

@@ -7,13 +7,19 @@ var/run-sim/ciu``; its files are then ``<state-dir>/pair.key`` (pair key, 0600),
 a terminal) and ``<state-dir>/screens/screen.png`` (the current screen, plus the last frames).
 Configuration (TOML, every key optional; unknown keys are refused)::
 
-    [link]     port = "/dev/ttyAMA5"  baud = 9600  key_file = "/var/lib/ciu/pair.key"
+    [link]     port = "/dev/ttyAMA5"  baud = 9600  key_file = "/var/lib/ciu/pair.key"  direction = "auto"
     [display]  kind = "st7789"  width = 240  height = 240  spi_port = 0  spi_device = 0
                gpio_dc = 24  gpio_rst = 25  gpio_light = 18  capture_dir = "var/ciu/screens"
     [keypad]   kind = "matrix"  rows = [5, 6, 13, 19]  cols = [12, 16, 20, 21]  socket = "var/ciu/keys.sock"
     [ui]       lang = "en"
     [buzzer]   pin = 17  pin_factory = "auto"  low_credit_repeat_s = 600.0
 
+``link.direction`` is how the RS-485 transceiver's driver is switched on the 2-wire bus: ``"auto"``
+(an auto-direction transceiver such as the MAX13487E: no pin; also a pty in simulation) or
+``"kernel"`` (the kernel's RS-485 mode: the UART's RTS drives DE; only where that pin is free:
+uart5's RTS is GPIO15, uart0's RX in the CIU pin plan, see image/README.md). The port is opened again by itself when it
+vanishes (the meter restarted, the cable or adapter pulled): the screen says the meter is not
+reachable meanwhile.
 Without a file the back ends are the PC ones: ``display.kind = "png"`` and ``keypad.kind = "sim"``
 (the UNIX socket keypad, plus stdin when it is a terminal); the Pi's file names ``st7789`` and
 ``matrix``. The buzzer (``pin`` BCM, -1 = none; a gpiozero ``Buzzer``, active high) beeps on low
@@ -44,14 +50,14 @@ from hw.keypad import CompositeKeypad, MatrixKeypad, SocketKeypad, StreamKeypad
 from hw.lcd import make_device, raqm_available
 from hw.monotonic import MonotonicClock
 from hw.secret_file import SecretFileError, SecretFileMissing, read_secret_text, write_secret_text
-from hw.serial_link import open_port
+from hw.serial_link import ReopeningPort, open_port
 from hw.systemd_notify import Notifier
-from meterd.proto.ciu_link import KEY_LEN, LinkEndpoint, Role
+from meterd.proto.ciu_link import KEY_LEN, LinkConfig, LinkEndpoint, Role
 
 log = logging.getLogger("ciu")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "link": {"port": "/dev/ttyAMA5", "baud": 9600, "key_file": "/var/lib/ciu/pair.key"},
+    "link": {"port": "/dev/ttyAMA5", "baud": 9600, "key_file": "/var/lib/ciu/pair.key", "direction": "auto"},
     "display": {"kind": "png", "width": 240, "height": 240, "spi_port": 0, "spi_device": 0, "gpio_dc": 24,
                 "gpio_rst": 25, "gpio_light": 18, "capture_dir": "var/ciu/screens"},
     "keypad": {"kind": "sim", "rows": [5, 6, 13, 19], "cols": [12, 16, 20, 21], "socket": "var/ciu/keys.sock"},
@@ -82,6 +88,9 @@ def load_config(path: str | None, overrides: dict[str, dict[str, Any]]) -> dict[
                 if not isinstance(value, type(config[section][key])):
                     raise CiuConfigError(f"{source}: {section}.{key}: expected {type(config[section][key]).__name__}")
                 config[section][key] = value
+    if config["link"]["direction"] not in ("auto", "kernel"):
+        raise CiuConfigError("link.direction: must be auto (auto-direction transceiver, or a pty) or kernel "
+                             "(kernel RS-485 mode, RTS drives DE)")
     if config["ui"]["lang"] not in ("en", "ar"):
         raise CiuConfigError("ui.lang: must be en or ar")
     if not -1 <= config["buzzer"]["pin"] <= 27:
@@ -173,6 +182,18 @@ def build_display(cfg: dict[str, Any]) -> Any:
                        bus_speed_hz=32_000_000)
 
 
+def open_link_port(cfg: dict[str, Any], clock: MonotonicClock) -> ReopeningPort:
+    """The meter cable, opened again by itself after the device vanished (meter restart, cable,
+    adapter); ``direction = "kernel"`` opens it in the kernel's RS-485 mode (the UART's RTS drives
+    the transceiver's DE), ``"auto"`` for an auto-direction transceiver or a pty."""
+    rs485 = cfg["direction"] == "kernel"
+    port = ReopeningPort(lambda: open_port(cfg["port"], cfg["baud"], timeout_s=0.0, rs485=rs485), clock.mono,
+                         retry_s=1.0)
+    if not port.connected:
+        log.warning("meter not reachable: %s (trying again every second)", port.last_error)
+    return port
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ciu", description="PMM customer interface unit daemon")
     parser.add_argument("--config", help="TOML configuration file")
@@ -250,8 +271,9 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
         log.warning("Pillow has no raqm layout (libfribidi0 missing): Arabic falls back to reshaper + bidi")
     clock = MonotonicClock()
     key_path = Path(config["link"]["key_file"])
-    link = LinkEndpoint(Role.CIU, clock, secrets.token_bytes, read_pair_key(key_path))
-    port = open_port(config["link"]["port"], config["link"]["baud"], timeout_s=0.0)
+    link = LinkEndpoint(Role.CIU, clock, secrets.token_bytes, read_pair_key(key_path),
+                        LinkConfig(baud=config["link"]["baud"]))
+    port = open_link_port(config["link"], clock)
     state = CiuState(clock, lambda: secrets.randbits(32), lang=config["ui"]["lang"])
     client = CiuLinkClient(state, link, port, on_pair_key=lambda key: write_pair_key(key_path, key))
     keypad = build_keypad(config["keypad"])

@@ -7,8 +7,10 @@
   so a pty behaves like the real cable in time.
 - :class:`PtyWire` joins two pty pairs with a forwarding thread that paces bytes at the baud
   rate: each end gets a device path a pyserial port can open (meter and CIU in two processes).
-- :class:`SimWire` is an in-memory null modem driven by an injected clock (seconds), which can
-  split, delay, drop and corrupt bytes and cut the line: used by tests and the simulator.
+- :class:`SimWire` is an in-memory 2-wire RS-485 bus driven by an injected clock (seconds): one
+  talker at a time, overlapping drivers garble what is on the line, driver turn-on and turn-off
+  delays, each station hears its own echo; it can also drop and corrupt bytes and cut the line.
+  Used by tests and the benches.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import select
 import threading
 import time
 import tty
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -65,6 +66,76 @@ def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0, rs485: bool = 
             port.close()
             raise SerialLinkError(f"{url}: kernel RS-485 mode unavailable: {exc}") from exc
     return port
+
+
+class ReopeningPort:
+    """A serial port that outlives its device: the CIU's end of the meter cable.
+
+    A read or write that fails (the device vanished: a USB adapter pulled, the simulator's pty
+    closed when the meter stops; pyserial raises ``SerialException``, an ``OSError``) closes the
+    port; while it is closed, reads return ``b""``, writes are dropped, and opening is tried
+    again every ``retry_s`` (s, on the injected monotonic ``now``). ``connected`` tells whether
+    the device is open; ``failures`` counts the losses. ``opener`` is e.g.
+    ``lambda: open_port(path, baud)``.
+    """
+
+    def __init__(self, opener: Callable[[], Any], now: Callable[[], float], retry_s: float = 1.0) -> None:
+        self._opener = opener
+        self._now = now
+        self._retry_s = retry_s
+        self._port: Any = None
+        self._next_try = float("-inf")
+        self.failures = 0
+        self.last_error = ""
+        self._reopen()
+
+    @property
+    def connected(self) -> bool:
+        return self._port is not None
+
+    def _reopen(self) -> None:
+        now = self._now()
+        if self._port is not None or now < self._next_try:
+            return
+        self._next_try = now + self._retry_s
+        try:
+            self._port = self._opener()
+        except (OSError, SerialLinkError) as exc:
+            self.last_error = str(exc)
+
+    def _lost(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = str(exc)
+        port, self._port = self._port, None
+        self._next_try = self._now() + self._retry_s
+        with contextlib.suppress(Exception):
+            port.close()
+
+    def read(self, size: int = 4096) -> bytes:
+        self._reopen()
+        if self._port is None:
+            return b""
+        try:
+            return bytes(self._port.read(size))
+        except OSError as exc:
+            self._lost(exc)
+            return b""
+
+    def write(self, data: bytes) -> int:
+        if self._port is None:
+            return 0
+        try:
+            self._port.write(data)
+        except OSError as exc:
+            self._lost(exc)
+            return 0
+        return len(data)
+
+    def close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            with contextlib.suppress(Exception):
+                port.close()
 
 
 #: Character framings :func:`set_line` knows: 8 data bits no parity, 7 data bits even parity.
@@ -178,6 +249,20 @@ class WireFaults:
     jitter_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class BusDrivers:
+    """RS-485 driver timing of the two stations on a :class:`SimWire` (s).
+
+    ``turn_on_s``: from the write until the driver holds the bus and the first start bit goes out
+    (the kernel's RS-485 ``delay_rts_before_send``, or an auto-direction transceiver's enable);
+    ``turn_off_s``: the driver keeps the bus this long after the last stop bit (the kernel's
+    ``delay_rts_after_send`` plus its latency in noticing the empty shift register).
+    """
+
+    turn_on_s: float = 0.0
+    turn_off_s: float = 0.0
+
+
 class SimWireEnd:
     """One end of a :class:`SimWire`: ``write`` and ``read`` like a non-blocking serial port."""
 
@@ -190,29 +275,46 @@ class SimWireEnd:
         return len(data)
 
     def read(self, size: int = 4096) -> bytes:
-        return self._wire.receive(1 - self._index, size)
+        return self._wire.receive(self._index, size)
 
     @property
     def in_waiting(self) -> int:
-        return self._wire.waiting(1 - self._index)
+        return self._wire.waiting(self._index)
+
+
+@dataclass
+class _Slot:
+    start: float
+    end: float
+    byte: int
+    sender: int
 
 
 class SimWire:
-    """A full-duplex null modem in memory; time comes from ``now`` (s), faults from a seeded RNG.
+    """A 2-wire RS-485 bus in memory: two stations, one pair of wires, time from ``now`` (s).
 
-    Each byte arrives one character time after the previous one on the same direction (plus
-    optional jitter); bytes written while the line is cut are lost.
+    Each station's transceiver drives the bus from ``drivers.turn_on_s`` before its first byte to
+    ``drivers.turn_off_s`` after its last one; bytes follow each other one character time
+    (10 / baud s) apart. While both drivers are on at once, every byte on the line in that time
+    is garbled, for both receivers. The receivers are always on (RE tied low), so each station
+    hears its own transmission back (``echo``). Faults (per byte, seeded), and a cut line: the
+    other station hears nothing, the talker still hears its own echo.
     """
 
-    def __init__(self, now: Callable[[], float], baud: int = 9600, faults: WireFaults | None = None, seed: int = 0) -> None:
+    def __init__(self, now: Callable[[], float], baud: int = 9600, faults: WireFaults | None = None, seed: int = 0,
+                 drivers: BusDrivers | None = None, echo: bool = True) -> None:
         self._now = now
         self._char_s = char_time_s(baud)
         self.faults = faults or WireFaults()
+        self.drivers = drivers or BusDrivers()
+        self.echo = echo
         self._rng = random.Random(seed)
-        self._queues: list[deque[tuple[float, int]]] = [deque(), deque()]
-        self._busy_until = [0.0, 0.0]
+        self._rx: list[list[_Slot]] = [[], []]  # bytes on their way to each station's receiver
+        self._busy_until = [float("-inf"), float("-inf")]  # end of the last byte each station sent
+        self._driving: list[list[tuple[float, float]]] = [[], []]  # driver-on intervals per station
         self._cut = False
         self.bytes_sent = [0, 0]
+        self.collisions = 0
         self.a = SimWireEnd(self, 0)
         self.b = SimWireEnd(self, 1)
 
@@ -225,32 +327,75 @@ class SimWire:
     def cut(self, value: bool) -> None:
         self._cut = value
         if value:
-            for queue in self._queues:
-                queue.clear()
+            for index, queue in enumerate(self._rx):
+                queue[:] = [slot for slot in queue if slot.sender == index]
 
-    def transmit(self, direction: int, data: bytes) -> None:
-        t = max(self._now(), self._busy_until[direction])
+    def transmit(self, station: int, data: bytes) -> None:
+        """``station`` (0 = a, 1 = b) writes ``data``: it goes out byte by byte after the driver is on."""
+        if not data:
+            return
+        now = self._now()
+        drivers = self.drivers
+        intervals = self._driving[station]
+        if intervals and now <= intervals[-1][1]:  # the driver is still on: continue this transmission
+            t = max(now, self._busy_until[station])
+        else:
+            t = now + drivers.turn_on_s
+            intervals.append((now, now))
         for b in data:
-            t += self._char_s
-            self.bytes_sent[direction] += 1
-            if self.cut or self._rng.random() < self.faults.drop_p:
+            start, t = t, t + self._char_s
+            self.bytes_sent[station] += 1
+            if self._rng.random() < self.faults.drop_p:
                 continue
             if self._rng.random() < self.faults.corrupt_p:
                 b ^= 1 << self._rng.randrange(8)
-            self._queues[direction].append((t + self._rng.random() * self.faults.jitter_s, b))
-        self._busy_until[direction] = t
+            end = t + self._rng.random() * self.faults.jitter_s
+            if self.echo:
+                self._rx[station].append(_Slot(start, end, b, station))
+            if not self._cut:
+                self._rx[1 - station].append(_Slot(start, end, b, station))
+        self._busy_until[station] = t
+        intervals[-1] = (intervals[-1][0], t + drivers.turn_off_s)
 
-    def receive(self, direction: int, size: int) -> bytes:
-        queue = self._queues[direction]
+    def _garbled(self, slot: _Slot) -> bool:
+        """Whether the other station's driver was on during any part of this byte."""
+        return any(on < slot.end and slot.start < off for on, off in self._driving[1 - slot.sender])
+
+    def receive(self, station: int, size: int) -> bytes:
+        """What ``station``'s receiver has heard until now (garbled bytes where drivers overlapped)."""
         now = self._now()
+        queue = self._rx[station]
+        n = 0
+        while n < len(queue) and n < size and queue[n].end <= now:  # in order of writing: jitter never reorders
+            n += 1
+        if not n:
+            return b""
+        ready = queue[:n]
+        del queue[:n]
         out = bytearray()
-        while queue and len(out) < size and queue[0][0] <= now:
-            out.append(queue.popleft()[1])
+        for slot in ready:
+            if self._garbled(slot):
+                self.collisions += 1
+                out.append(slot.byte ^ self._rng.randrange(1, 256))
+            else:
+                out.append(slot.byte)
+        self._prune(now)
         return bytes(out)
 
-    def waiting(self, direction: int) -> int:
+    def _prune(self, now: float) -> None:
+        horizon = now - 1.0  # no byte still queued started that long ago
+        for intervals in self._driving:
+            while len(intervals) > 1 and intervals[0][1] < horizon:
+                intervals.pop(0)
+
+    def waiting(self, station: int) -> int:
         now = self._now()
-        return sum(1 for t, _ in self._queues[direction] if t <= now)
+        return sum(1 for slot in self._rx[station] if slot.end <= now)
+
+    def talking(self, station: int) -> bool:
+        """Whether ``station``'s driver is on now."""
+        now = self._now()
+        return any(on <= now <= off for on, off in self._driving[station])
 
 
 def main() -> None:

@@ -1,8 +1,13 @@
 """CIU side of the link: carries out the state machine's commands over a LinkEndpoint and feeds it link events.
 
-The port is any object with ``read(n) -> bytes`` (non-blocking) and ``write(bytes)``: a pyserial
-port, a ``hw.serial_link.SimWire`` end, a pty. :meth:`CiuLinkClient.pump` moves bytes both ways
-and runs the link and screen timers; call it every 10-50 ms.
+The port is any object with ``read(n) -> bytes`` (non-blocking) and ``write(bytes)``: a
+``hw.serial_link.ReopeningPort`` (the daemon's: it survives the device vanishing and says so with
+``connected``), a pyserial port, a ``hw.serial_link.SimWire`` end. :meth:`CiuLinkClient.pump`
+moves bytes both ways and runs the link and screen timers; call it every 10-50 ms (the link
+answers the meter's polls within its reply window: 120 ms from the read before the poll came).
+
+While the port is gone the CIU shows the meter as not reachable at once (not only after the
+link's loss timeout); when it is back, the link state decides again.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from meterd.proto.ciu_link import (
     LinkEndpoint,
     LinkError,
     LinkEvent,
+    LinkState,
     LinkUp,
     MessageReceived,
     MsgKind,
@@ -39,6 +45,7 @@ class CiuLinkClient:
         self.link = link
         self._port = port
         self._on_pair_key = on_pair_key
+        self._port_up = True
         self.state.paired_changed(link.paired)
 
     def press(self, key: str) -> None:
@@ -50,13 +57,26 @@ class CiuLinkClient:
     def pump(self) -> list[LinkEvent]:
         """Read the port, run the timers, write what the link has to send; returns the link events."""
         data = self._port.read(4096)
-        events = self.link.receive_bytes(data) if data else []
+        self._watch_port()
+        events = self.link.receive_bytes(data)  # also empty: the reply window counts from the last read
         events += self.link.poll()
         for event in events:
             self._dispatch(event)
         self.state.tick()
         self._flush()
         return events
+
+    def _watch_port(self) -> None:
+        up = bool(getattr(self._port, "connected", True))
+        if up == self._port_up:
+            return
+        self._port_up = up
+        if up:
+            log.info("meter port open again")
+            self.state.link_changed(self.link.state is LinkState.UP)
+        else:
+            log.warning("meter not reachable: %s", getattr(self._port, "last_error", "") or "port closed")
+            self.state.link_changed(False)
 
     def _flush(self) -> None:
         out = self.link.data_to_send()
@@ -78,7 +98,7 @@ class CiuLinkClient:
     def _dispatch(self, event: LinkEvent) -> None:
         if isinstance(event, LinkUp | LinkDown):
             log.info("meter link %s", "up" if isinstance(event, LinkUp) else f"down ({event.reason})")
-            self.state.link_changed(isinstance(event, LinkUp))
+            self.state.link_changed(isinstance(event, LinkUp) and self._port_up)
         elif isinstance(event, PairingComplete):
             if self._on_pair_key is not None:
                 self._on_pair_key(event.pair_key)

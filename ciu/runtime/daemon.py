@@ -48,4 +48,6 @@ class CiuLoop:
         self._device.display(image if mode == "RGB" else image.convert(mode))
         self._shown = shown
         self.frames += 1
+        if self.client.link.talking_allowed:  # the meter's poll came before the drawing: answer now
+            self.client.pump()
         return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 TEXTS: dict[str, dict[str, str]] = {
     "credit": {"en": "Credit", "ar": "الرصيد"},
     "link_ok": {"en": "Meter link OK", "ar": "الاتصال بالعداد متاح"},
-    "link_down": {"en": "No meter link", "ar": "لا يوجد اتصال بالعداد"},
+    "link_down": {"en": "Meter not reachable", "ar": "لا يوجد اتصال بالعداد"},
     "not_paired": {"en": "Not paired", "ar": "غير مقترن"},
     "low_credit": {"en": "LOW CREDIT", "ar": "رصيد منخفض"},
     "enter_token": {"en": "Enter token", "ar": "أدخل رمز الشحن"},

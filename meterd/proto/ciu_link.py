@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-VERSION = 1
+VERSION = 2  # 2: the kind byte carries the bus bits (sender, final frame of a turn)
 FLAG = 0x7E
 ESC = 0x7D
 MAC_LEN = 8
@@ -42,7 +42,10 @@ MAX_FRAME_LEN = 1024
 RECENT_MESSAGES = 64  # message numbers remembered to drop repeats across sessions
 _HEADER = struct.Struct(">BBIII")
 _U32 = 0xFFFFFFFF
-_NO_KEY = bytes(32)  # pairing frames carry their own proof; their MAC only pads the format
+_NO_KEY = bytes(32)  # pairing and poll frames carry their own proof (or none); their MAC only pads the format
+KIND_MASK = 0x3F
+FROM_METER = 0x40  # kind bit: the meter (bus master) sent this frame
+FINAL = 0x80  # kind bit: last frame of the sender's turn; the other station may speak
 
 FieldValue = int | str | bool
 Fields = Mapping[str, FieldValue]
@@ -73,6 +76,7 @@ class FrameKind(enum.IntEnum):
     DATA = 0x01
     ACK = 0x02
     HEARTBEAT = 0x03
+    POLL = 0x04  # meter without a session: "your turn" (no key yet, nothing to authenticate)
     HELLO = 0x10
     HELLO_ACK = 0x11
     PAIR_INIT = 0x20
@@ -273,15 +277,27 @@ class Frame:
     ack: int
     payload: bytes
     tag: bytes
+    bus_bits: int = 0
+    """:data:`FROM_METER` and :data:`FINAL` as sent (covered by the MAC with the rest of the header)."""
 
     @property
     def body(self) -> bytes:
-        return _HEADER.pack(VERSION, self.kind, self.ctr, self.seq, self.ack) + self.payload
+        return _HEADER.pack(VERSION, self.kind | self.bus_bits, self.ctr, self.seq, self.ack) + self.payload
+
+    @property
+    def from_meter(self) -> bool:
+        return bool(self.bus_bits & FROM_METER)
+
+    @property
+    def final(self) -> bool:
+        return bool(self.bus_bits & FINAL)
 
 
-def build_frame(key: bytes, sender: Role, kind: FrameKind, ctr: int, seq: int, ack: int, payload: bytes) -> bytes:
-    """Encode, authenticate, checksum and stuff one frame."""
-    body = _HEADER.pack(VERSION, int(kind), ctr & _U32, seq & _U32, ack & _U32) + payload
+def build_frame(key: bytes, sender: Role, kind: FrameKind, ctr: int, seq: int, ack: int, payload: bytes,
+                final: bool = True) -> bytes:
+    """Encode, authenticate, checksum and stuff one frame (``final``: the last of the sender's turn)."""
+    bits = (FROM_METER if sender is Role.METER else 0) | (FINAL if final else 0)
+    body = _HEADER.pack(VERSION, int(kind) | bits, ctr & _U32, seq & _U32, ack & _U32) + payload
     raw = body + mac(key, sender, body)
     return stuff(raw + struct.pack(">H", crc16(raw)))
 
@@ -294,6 +310,11 @@ class Deframer:
         self._escaped = False
         self._in_frame = False
         self._max_len = max_len
+
+    @property
+    def mid_frame(self) -> bool:
+        """True while bytes of a frame not yet closed are buffered (someone is talking)."""
+        return self._in_frame and bool(self._buf)
 
     def feed(self, data: bytes) -> list[Frame | str]:
         """Return decoded frames, or a short reason string for each rejected one."""
@@ -327,7 +348,8 @@ def _parse(raw: bytes) -> Frame | str:
     ver, kind, ctr, seq, ack = _HEADER.unpack_from(raw, 0)
     if ver != VERSION:
         return "version"
-    return Frame(kind, ctr, seq, ack, raw[_HEADER.size : -2 - MAC_LEN], raw[-2 - MAC_LEN : -2])
+    return Frame(kind & KIND_MASK, ctr, seq, ack, raw[_HEADER.size : -2 - MAC_LEN], raw[-2 - MAC_LEN : -2],
+                 kind & (FROM_METER | FINAL))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +473,8 @@ def fingerprint(transcript: bytes) -> str:
 
 @dataclass(frozen=True)
 class LinkConfig:
-    """Timers (s) and limits of the link. Defaults suit 9600 Bd.
+    """Timers (s) and limits of the link on the half-duplex bus. Defaults suit 9600 Bd; the
+    arithmetic behind them is in ``docs/ciu-link.md`` ("Bus timing").
 
     Answers before a session is authenticated (the meter's HELLO_ACK and PAIR_RESP) are rate
     limited: a token bucket of ``pre_auth_burst`` answers refilled at ``pre_auth_per_s`` (s⁻¹);
@@ -465,9 +488,21 @@ class LinkConfig:
     answered.
     """
 
-    rto_s: float = 0.5
+    baud: int = 9600
+    """Line rate (Bd): one 8N1 character is 10 bit times."""
+    poll_period_s: float = 0.2
+    """The meter (bus master) gives the CIU a turn at least this often."""
+    turnaround_s: float = 0.005
+    """Silence after the other station's final frame before a station starts to talk."""
+    driver_delay_s: float = 0.001
+    """RS-485 driver enable before the first start bit plus disable after the last stop bit."""
+    reply_window_s: float = 0.12
+    """The CIU starts its answer within this time of its previous read (before which the meter's final
+    frame cannot have ended), or stays silent for that turn."""
+    reply_timeout_s: float = 0.18
+    """The meter takes the turn back after this much silence (> the CIU's window + margin)."""
     max_retries: int = 8
-    heartbeat_s: float = 2.0
+    """Turns a DATA frame goes unacknowledged before the session is declared dead (``no-ack``)."""
     loss_timeout_s: float = 7.0
     hello_retry_s: float = 1.0
     pairing_timeout_s: float = 120.0
@@ -475,6 +510,11 @@ class LinkConfig:
     pre_auth_burst: int = 3
     pre_auth_per_s: float = 1.0
     hello_memory: int = 1024
+
+    @property
+    def char_s(self) -> float:
+        """Time of one character on the wire (s)."""
+        return 10.0 / self.baud
 
 
 class LinkState(enum.Enum):
@@ -505,8 +545,8 @@ class _InFlight:
     message: Message
     msg_no: int
     seq: int
-    sent_mono: float
     tries: int
+    on_air: bool = False  # transmitted in an earlier turn (not only queued in the current burst)
 
 
 @dataclass
@@ -516,11 +556,27 @@ class LinkStats:
     frames_tx: int = 0
     frames_rx: int = 0
     retransmissions: int = 0
+    turns: int = 0
+    """Turns this station talked in."""
+    reply_timeouts: int = 0
+    """Meter: turns taken back after silence (the CIU's answer was lost or never came)."""
+    late_turns: int = 0
+    """CIU: turns given up because the answer could not start inside the reply window."""
+    echoes: int = 0
+    """Own frames heard back from the bus (a 2-wire transceiver listens while it talks)."""
     rejected: dict[str, int] = field(default_factory=dict)
 
 
 class LinkEndpoint:
-    """One end of the MCU-CIU link (meter = responder, CIU = initiator of sessions and pairing)."""
+    """One end of the MCU-CIU link on a half-duplex bus.
+
+    The meter is the bus master: it talks when it has something to say, and otherwise every
+    ``poll_period_s``; the last frame of its turn carries :data:`FINAL`. The CIU talks only in the
+    turn such a frame gives it (answering within ``reply_window_s``), and always ends its turn
+    with a final frame too. The meter takes the turn back on the CIU's final frame or after
+    ``reply_timeout_s`` of silence. Retransmissions happen in the next turn of the sender, so the
+    master's polls pace every retry. Sessions and pairing are started by the CIU (in its turns).
+    """
 
     def __init__(
         self,
@@ -539,7 +595,7 @@ class LinkEndpoint:
         self._rand = random_bytes
         self._pair_key = pair_key
         self._deframer = Deframer()
-        self._out = bytearray()
+        self._burst: list[tuple[bytes, FrameKind, int, int, int, bytes]] = []  # frames of the next turn
         self._outbox: deque[_Outgoing] = deque()
         self._next_msg_no = int.from_bytes(random_bytes(4), "big") | 1
         self._recent_rx: deque[int] = deque(maxlen=RECENT_MESSAGES)
@@ -548,8 +604,18 @@ class LinkEndpoint:
         self._pending: _Session | None = None  # meter: offered by HELLO_ACK, not yet confirmed
         self._hello_nonce: bytes | None = None
         self._last_rx_mono = clock.mono()
-        self._last_tx_mono = clock.mono()
         self._last_hello_mono = float("-inf")
+        self._last_pair_init_mono = float("-inf")
+        # turn-taking: the meter starts with the turn, the CIU waits to be given one
+        self._my_turn = role is Role.METER
+        self._turn_at = clock.mono()  # earliest start of this station's talk (turnaround)
+        self._turn_deadline = float("inf")  # CIU: latest start of its answer
+        self._next_poll_mono = clock.mono()
+        self._urgent = False  # meter: the CIU sent DATA last turn and may have more
+        self._line_mono = float("-inf")  # meter: end of its own talk or last byte heard
+        self._echo_expected = 0
+        self._last_feed_mono = self._prev_feed_mono = clock.mono()  # receive_bytes calls (with or without data)
+        self._pending_down: list[LinkDown] = []  # found while composing a turn, reported by poll()
         self._pairing: _Pairing | None = None
         self._sessions = 0
         self._pre_auth = _TokenBucket(self.config.pre_auth_burst, self.config.pre_auth_per_s, clock.mono())
@@ -589,34 +655,110 @@ class LinkEndpoint:
         return self.data_to_send()
 
     def data_to_send(self) -> bytes:
-        """Bytes to write to the wire now (and forget)."""
-        data = bytes(self._out)
-        self._out.clear()
-        return data
+        """Bytes to write to the wire now (and forget): a whole turn, or nothing when this
+        station may not talk yet. Call it after :meth:`receive_bytes` and :meth:`poll`."""
+        now = self._clock.mono()
+        self._update_turn(now)
+        if not self._my_turn or now < self._turn_at:
+            return b""
+        if self.role is Role.CIU and now > self._turn_deadline:
+            self._my_turn = False  # too late: the meter may take the turn back at any moment
+            self.stats.late_turns += 1
+            return b""
+        if self.role is Role.METER and not (self._burst or self._urgent or now >= self._next_poll_mono):
+            return b""
+        self._compose_turn(now)
+        if not self._burst:
+            self._my_turn = False  # nothing to say (a CIU not paired): the meter's timeout ends the turn
+            return b""
+        out = bytearray()
+        last = len(self._burst) - 1
+        for i, (key, kind, ctr, seq, ack, payload) in enumerate(self._burst):
+            out += build_frame(key, self.role, kind, ctr, seq, ack, payload, final=i == last)
+        self.stats.frames_tx += len(self._burst)
+        self.stats.turns += 1
+        self._echo_expected += len(self._burst)
+        self._burst.clear()
+        if self._inflight is not None:
+            self._inflight.on_air = True
+        self._my_turn = self._urgent = False
+        self._next_poll_mono = now + self.config.poll_period_s
+        self._line_mono = now + len(out) * self.config.char_s + self.config.driver_delay_s
+        return bytes(out)
+
+    @property
+    def talking_allowed(self) -> bool:
+        """True while this station holds the turn (diagnostics and tests)."""
+        return self._my_turn
+
+    def _update_turn(self, now: float) -> None:
+        """Meter: take the turn back after ``reply_timeout_s`` of silence on the bus."""
+        if self.role is Role.METER and not self._my_turn and now - self._line_mono > self.config.reply_timeout_s:
+            self._my_turn = True
+            self._turn_at = now
+            self.stats.reply_timeouts += 1
+
+    def _compose_turn(self, now: float) -> None:
+        """Add what a turn needs besides queued frames: retransmissions, hellos, polls."""
+        inflight = self._inflight
+        if inflight is not None and inflight.on_air and self._session is not None:
+            if inflight.tries > self.config.max_retries:
+                self._pending_down.append(self._drop_session("no-ack"))
+            else:
+                inflight.tries += 1
+                self.stats.retransmissions += 1
+                self._emit(FrameKind.DATA, inflight.seq, inflight.msg_no, inflight.message.encode())
+        if self.role is Role.CIU:
+            self._compose_ciu(now)
+        elif not self._burst:
+            if self._session is not None:
+                self._emit(FrameKind.HEARTBEAT, 0, 0, b"")
+            else:
+                self._send_raw(_NO_KEY, FrameKind.POLL, 0, 0, 0, b"")
+
+    def _compose_ciu(self, now: float) -> None:
+        pairing = self._pairing
+        if pairing is not None:
+            if not self._burst and now - self._last_pair_init_mono >= self.config.hello_retry_s:
+                self._send_raw(_NO_KEY, FrameKind.PAIR_INIT, 0, 0, 0, pairing.public)
+            if self._burst:
+                self._last_pair_init_mono = now
+            return
+        if self._session is None:
+            self._maybe_hello(now)
+        elif not self._burst:
+            self._emit(FrameKind.HEARTBEAT, 0, 0, b"")
 
     def receive_bytes(self, data: bytes) -> list[LinkEvent]:
-        """Feed received bytes; returns the events they cause (acks go to :meth:`data_to_send`)."""
+        """Feed received bytes; returns the events they cause (acks go to :meth:`data_to_send`).
+
+        Call it on every read, also when nothing came: the CIU's reply window counts from the
+        previous call (the meter's final frame ended after it)."""
         events: list[LinkEvent] = []
+        now = self._clock.mono()
+        self._prev_feed_mono, self._last_feed_mono = self._last_feed_mono, now
+        if data:
+            self._line_mono = max(self._line_mono, now)
         for item in self._deframer.feed(data):
             if isinstance(item, str):
                 events.append(self._reject(item))
             else:
                 events.extend(self._on_frame(item))
+        if self._deframer.mid_frame and self._my_turn:
+            # a frame is still coming in (a final frame seen late, its closing flag lost and the next
+            # frame's opening flag closing it): the other station talks, so this one does not
+            self._my_turn = False
         return events
 
     def poll(self) -> list[LinkEvent]:
         """Run the timers; call every few tens of milliseconds (and after clock steps in tests)."""
         now = self._clock.mono()
-        events: list[LinkEvent] = []
+        events: list[LinkEvent] = list(self._pending_down)
+        self._pending_down.clear()
         events.extend(self._poll_pairing(now))
         if self._session is not None and now - self._last_rx_mono > self.config.loss_timeout_s:
             events.append(self._drop_session("timeout"))
-        if self._session is None:
-            self._maybe_hello(now)
-            return events
-        events.extend(self._poll_retransmit(now))
-        if self._session is not None and now - self._last_tx_mono >= self.config.heartbeat_s:
-            self._emit(FrameKind.HEARTBEAT, 0, 0, b"")
+        self._update_turn(now)
         return events
 
     def start_pairing(self, code: str) -> bytes:
@@ -629,6 +771,7 @@ class LinkEndpoint:
         secret = int.from_bytes(self._rand(32), "big") | 1
         self._pairing = _Pairing(code, secret, _dh_public(secret), self._clock.mono() + self.config.pairing_timeout_s)
         if self.role is Role.CIU:
+            self._burst.clear()  # session frames are moot now
             self._send_raw(_NO_KEY, FrameKind.PAIR_INIT, 0, 0, 0, self._pairing.public)
         return self.data_to_send()
 
@@ -644,7 +787,15 @@ class LinkEndpoint:
         return FrameRejected(reason)
 
     def _on_frame(self, frame: Frame) -> list[LinkEvent]:
+        own = frame.from_meter == (self.role is Role.METER)
+        if own and self._echo_expected > 0:  # our own frame, heard back from the bus
+            self._echo_expected -= 1
+            self.stats.echoes += 1
+            return []
         self.stats.frames_rx += 1
+        if not own:
+            self._echo_expected = 0  # the peer talks: our echo is over (a line without echo)
+            self._take_turn(frame)
         kind = frame.kind
         if kind in (FrameKind.PAIR_INIT, FrameKind.PAIR_RESP, FrameKind.PAIR_DONE):
             return self._on_pairing(frame)
@@ -656,7 +807,19 @@ class LinkEndpoint:
             return self._on_hello_ack(frame)
         if kind in (FrameKind.DATA, FrameKind.ACK, FrameKind.HEARTBEAT):
             return self._on_session_frame(frame)
+        if kind == FrameKind.POLL and self.role is Role.CIU:
+            return []  # only the turn it gives matters
         return [self._reject("state")]
+
+    def _take_turn(self, frame: Frame) -> None:
+        """The peer's frame may hand the bus over (its final frame) or announce more data."""
+        now = self._clock.mono()
+        if self.role is Role.METER and frame.kind == FrameKind.DATA:
+            self._urgent = True
+        if frame.final:
+            self._my_turn = True
+            self._turn_at = now + self.config.turnaround_s
+            self._turn_deadline = self._prev_feed_mono + self.config.reply_window_s
 
     def _check(self, key: bytes, frame: Frame) -> bool:
         return hmac.compare_digest(mac(key, self.role.peer, frame.body), frame.tag)
@@ -750,9 +913,8 @@ class LinkEndpoint:
     # -- frames out ------------------------------------------------------------------------
 
     def _send_raw(self, key: bytes, kind: FrameKind, ctr: int, seq: int, ack: int, payload: bytes) -> None:
-        self._out += build_frame(key, self.role, kind, ctr, seq, ack, payload)
-        self.stats.frames_tx += 1
-        self._last_tx_mono = self._clock.mono()
+        """Queue one frame for this station's next turn."""
+        self._burst.append((key, kind, ctr, seq, ack, payload))
 
     def _emit(self, kind: FrameKind, seq: int, ack: int, payload: bytes) -> None:
         session = self._session
@@ -766,20 +928,8 @@ class LinkEndpoint:
             return
         item = self._outbox.popleft()
         session.tx_seq += 1
-        self._inflight = _InFlight(item.message, item.msg_no, session.tx_seq, self._clock.mono(), 1)
+        self._inflight = _InFlight(item.message, item.msg_no, session.tx_seq, 1)
         self._emit(FrameKind.DATA, session.tx_seq, item.msg_no, item.message.encode())
-
-    def _poll_retransmit(self, now: float) -> list[LinkEvent]:
-        inflight = self._inflight
-        if inflight is None or now - inflight.sent_mono < self.config.rto_s:
-            return []
-        if inflight.tries > self.config.max_retries:
-            return [self._drop_session("no-ack")]
-        inflight.tries += 1
-        inflight.sent_mono = now
-        self.stats.retransmissions += 1
-        self._emit(FrameKind.DATA, inflight.seq, inflight.msg_no, inflight.message.encode())
-        return []
 
     def _maybe_hello(self, now: float) -> None:
         if self.role is not Role.CIU or self._pair_key is None or self._pairing is not None:
@@ -815,8 +965,6 @@ class LinkEndpoint:
         if now > pairing.deadline_mono:
             self._pairing = None
             return [PairingFailed("timeout")]
-        if self.role is Role.CIU and now - self._last_tx_mono >= self.config.hello_retry_s:
-            self._send_raw(_NO_KEY, FrameKind.PAIR_INIT, 0, 0, 0, pairing.public)
         return []
 
     def _on_pairing(self, frame: Frame) -> list[LinkEvent]:

@@ -44,12 +44,14 @@ def open_sim_line(baud: int) -> CiuLine:
     return CiuLine(fd, close, wire.path_b)
 
 
-def open_device_line(port: str, baud: int) -> CiuLine:
-    """A serial device (e.g. ``/dev/ttyAMA5``) at ``baud`` (Bd) in the kernel's RS-485 mode."""
+def open_device_line(port: str, baud: int, rs485: bool) -> CiuLine:
+    """A serial device (e.g. ``/dev/ttyAMA5``) at ``baud`` (Bd); ``rs485``: in the kernel's RS-485
+    mode (the UART's RTS drives the transceiver's DE), else for an auto-direction transceiver."""
     from hw.serial_link import open_port
 
-    device = open_port(port, baud, rs485=True)
-    return CiuLine(device.fileno(), device.close, f"{port} ({baud} Bd, RS-485)")
+    device = open_port(port, baud, rs485=rs485)
+    mode = "kernel RS-485" if rs485 else "auto-direction RS-485"
+    return CiuLine(device.fileno(), device.close, f"{port} ({baud} Bd, {mode})")
 
 
 class CiuPortRunner:

@@ -21,6 +21,7 @@ from meterd.core.events import EventRecorder
 from meterd.core.sts.outcome import TokenOutcome
 from meterd.proto.ciu_link import (
     FieldValue,
+    LinkConfig,
     LinkDown,
     LinkEndpoint,
     LinkEvent,
@@ -133,9 +134,9 @@ class MeterCiu:
         self.runner: LineRunner | None = None
 
     @staticmethod
-    def endpoint(mono: MonoClock, key: bytes | None) -> LinkEndpoint:
-        """The meter's link endpoint with ``key`` (None = not paired)."""
-        return LinkEndpoint(Role.METER, mono, secrets.token_bytes, key)
+    def endpoint(mono: MonoClock, key: bytes | None, config: LinkConfig | None = None) -> LinkEndpoint:
+        """The meter's link endpoint (the bus master) with ``key`` (None = not paired)."""
+        return LinkEndpoint(Role.METER, mono, secrets.token_bytes, key, config)
 
     # -- callbacks of the service ------------------------------------------------------------
 
@@ -204,12 +205,14 @@ class MeterCiu:
     # -- API ---------------------------------------------------------------------------------
 
     def view(self) -> dict[str, Any]:
-        """Link state for ``/status`` and ``GET /ciu`` (never the key)."""
+        """Link state for ``/status`` and ``GET /ciu`` (never the key); ``polls``: the meter's turns
+        on the bus, ``reply_timeouts``: polls the CIU did not answer."""
         link = self.service.link
         return {"port": self.settings.port_name, "state": link.state.value, "paired": link.paired,
                 "pairing_open": self.pairing_code is not None, "fingerprint": self.fingerprint,
                 "tokens": self.service.tokens_submitted, "frames_tx": link.stats.frames_tx,
                 "frames_rx": link.stats.frames_rx, "retransmissions": link.stats.retransmissions,
+                "polls": link.stats.turns, "reply_timeouts": link.stats.reply_timeouts,
                 "rejected": dict(link.stats.rejected)}
 
     def open_pairing(self, _body: dict[str, Any]) -> tuple[int, dict[str, Any]]:

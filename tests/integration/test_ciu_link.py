@@ -1,15 +1,18 @@
-"""Test harness: a meter and a CIU link endpoint joined by an in-memory null modem on a SimClock."""
+"""Test harness: a meter and a CIU link endpoint on a simulated 2-wire RS-485 bus (one talker at a
+time, collisions garble, driver delays, echo) on a SimClock."""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
 
-from hw.serial_link import SimWire, WireFaults
+from hw.serial_link import BusDrivers, SimWire, WireFaults
 from meterd.core.clock import SimClock
 from meterd.proto.ciu_link import LinkConfig, LinkEndpoint, LinkEvent, Role
 
 PAIR_KEY = bytes(range(32))  # throwaway test key
+#: Driver timing of a kernel RS-485 port with ``rs485-rts-delay = <1 1>`` (ms) and its latency.
+DRIVERS = BusDrivers(turn_on_s=0.001, turn_off_s=0.002)
 
 
 def rand_source(seed: int) -> Callable[[int], bytes]:
@@ -23,7 +26,7 @@ class LinkPair:
     def __init__(self, faults: WireFaults | None = None, seed: int = 1, key: bytes | None = PAIR_KEY,
                  config: LinkConfig | None = None) -> None:
         self.clock = SimClock()
-        self.wire = SimWire(self.clock.mono, baud=9600, faults=faults, seed=seed)
+        self.wire = SimWire(self.clock.mono, baud=9600, faults=faults, seed=seed, drivers=DRIVERS)
         self.meter = LinkEndpoint(Role.METER, self.clock, rand_source(seed + 100), key, config)
         self.ciu = LinkEndpoint(Role.CIU, self.clock, rand_source(seed + 200), key, config)
         self.meter_events: list[LinkEvent] = []
@@ -82,6 +85,7 @@ def test_session_comes_up_and_a_token_is_delivered_once() -> None:
     assert received(pair.meter_events, MsgKind.TOKEN_SUBMIT) == ["12345678901234567890"]
     assert [e for e in pair.ciu_events if isinstance(e, MessageDelivered)]
     assert pair.ciu.pending_messages == 0
+    assert pair.wire.collisions == 0 and pair.ciu.stats.echoes > 0  # one talker at a time, own echo ignored
 
 
 @pytest.mark.parametrize("seed", range(6))

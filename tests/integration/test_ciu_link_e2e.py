@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from luma.core.device import dummy
-from test_ciu_link import PAIR_KEY, rand_source
+from test_ciu_link import DRIVERS, PAIR_KEY, rand_source
 
 from ciu.core.state import CiuState, Screen
 from ciu.runtime.client import CiuLinkClient
@@ -44,7 +44,7 @@ class FakeMeter:
 class Rig:
     def __init__(self, faults: WireFaults | None = None, seed: int = 3, key: bytes | None = PAIR_KEY) -> None:
         self.clock = SimClock()
-        self.wire = SimWire(self.clock.mono, baud=9600, faults=faults, seed=seed)
+        self.wire = SimWire(self.clock.mono, baud=9600, faults=faults, seed=seed, drivers=DRIVERS)
         self.meter = FakeMeter()
         meter_link = LinkEndpoint(Role.METER, self.clock, rand_source(seed), key)
         self.stored: dict[str, tuple[bytes, str] | bytes] = {}

@@ -4,15 +4,21 @@ Section ``[ciu]``:
 
 * ``port``: ``""`` = simulator: a pair of pseudo-terminals joined by a thread that paces bytes
   at ``baud`` (10 bit times per character, like the cable); the CIU end goes into
-  ``ctx.info["ciu_link"]``. Otherwise a device such as ``/dev/ttyAMA5`` opened in the
-  kernel's RS-485 mode. ``"off"`` disables the link.
+  ``ctx.info["ciu_link"]``. Otherwise a device such as ``/dev/ttyAMA5``. ``"off"`` disables the link.
+* ``direction``: how the RS-485 transceiver's driver is switched on the 2-wire bus: ``"auto"``
+  (an auto-direction transceiver, e.g. MAX13487E; no pin: the meter Pi has none free, and
+  uart5's RTS, GPIO15, is the optical port's RX) or ``"kernel"`` (the kernel's RS-485 mode, the
+  UART's RTS pin drives DE). The simulator's pty ignores it.
 * ``baud`` (Bd, 9600 by default), ``key_file`` (pair key, hex, mode 0600, under the state dir).
 * ``sim_prepair``: on the simulated meter, when no pair key exists yet, make a random throwaway
   key and write it both to ``key_file`` and to ``<state_dir>/<sim_ciu_dir>/pair.key`` (the
   simulated CIU's state dir, which ``make run`` passes to ``python -m ciu --state-dir``), so
   the two come up paired. The sim CIU's keypad socket ``<sim_ciu_dir>/keys.sock`` and screen
   ``<sim_ciu_dir>/screens/screen.png`` go into ``ctx.info`` (``ciu_keypad``, ``ciu_screens``).
-* ``status_period_s`` (s) between STATUS pushes; ``poll_s`` (s) of the link timer.
+* ``status_period_s`` (s) between STATUS pushes; ``poll_s`` (s) of the link timer (it must stay
+  well under the link's turnaround budget: the meter talks within one tick of its turn).
+* ``bus_poll_s`` (s): the meter polls the CIU at least this often (the CIU talks only when polled:
+  a token typed waits for the next poll); docs/ciu-link.md has the arithmetic.
 * ``results_file``: the last 32 token results by request id and the last token, kept across
   restarts (JSON under the state dir, replaced atomically), so a CIU resend after a meter restart
   gets its original answer.
@@ -43,6 +49,7 @@ from hw.monotonic import MonotonicClock
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.core.events import EventRecorder
+from meterd.proto.ciu_link import LinkConfig
 from meterd.runtime.ciu_port import CiuLine, CiuPortRunner, open_device_line, open_sim_line
 from meterd.services.ciu_meter import CiuLinks, CiuSettings, MeterCiu
 from meterd.services.load_control import LoadControl
@@ -68,7 +75,9 @@ class CiuSection:
     sim_ciu_dir: str = "ciu"
     status_period_s: float = field(default=5.0, metadata=rng(1.0, 600.0))
     results_file: str = "ciu-results.json"
-    poll_s: float = field(default=0.05, metadata=rng(0.01, 0.5))
+    poll_s: float = field(default=0.02, metadata=rng(0.005, 0.05))
+    direction: str = field(default="auto", metadata=choices("auto", "kernel"))
+    bus_poll_s: float = field(default=0.2, metadata=rng(0.1, 2.0))
 
 
 SECTION = CiuSection
@@ -97,7 +106,8 @@ def attach(ctx: FeatureContext) -> None:
     key = sim_prepair(key_path, ciu_dir / "pair.key") if throwaway else read_key(key_path)
     mono = MonotonicClock()  # the link's protocol timers run on real time
     settings = CiuSettings(cfg.port or "sim-pty", cfg.status_period_s)
-    ciu = MeterCiu(MeterCiu.endpoint(mono, key), mono, ctx.clock, settings, links, lambda: live_values(sources),
+    link_config = LinkConfig(baud=cfg.baud, poll_period_s=cfg.bus_poll_s)
+    ciu = MeterCiu(MeterCiu.endpoint(mono, key, link_config), mono, ctx.clock, settings, links, lambda: live_values(sources),
                    PairKeyFile(key_path), _later, JsonResultStore(ctx.cfg.under_state(cfg.results_file)))
     ctx.registry.provide(MeterCiu, ciu, by="ciu")
     ctx.status_extras["ciu"] = ciu.view
@@ -108,7 +118,7 @@ def attach(ctx: FeatureContext) -> None:
 def _open_line(ctx: FeatureContext, cfg: CiuSection) -> CiuLine:
     """The meter end of the cable; where the CIU end is goes into ``ctx.info``."""
     if cfg.port:
-        line = open_device_line(cfg.port, cfg.baud)
+        line = open_device_line(cfg.port, cfg.baud, rs485=cfg.direction == "kernel")
     else:
         line = open_sim_line(cfg.baud)
         ciu_dir = ctx.cfg.under_state(cfg.sim_ciu_dir)

@@ -108,11 +108,14 @@ def test_reflected_frame_is_refused() -> None:
     assert [e.reason for e in meter.receive_bytes(own)] == ["mac"]
 
 
-def _exchange(a: LinkEndpoint, b: LinkEndpoint, data: bytes) -> list:
+def _bus(meter: LinkEndpoint, ciu: LinkEndpoint, clock: SimClock, seconds: float, dt: float = 0.01) -> list:
+    """Both ends on an ideal half-duplex bus for ``seconds``: each talks only when it holds the turn."""
     events: list = []
-    while data:
-        events += b.receive_bytes(data)
-        data, a, b = b.data_to_send(), b, a
+    for _ in range(int(round(seconds / dt))):
+        clock.advance(dt)
+        for a, b in ((meter, ciu), (ciu, meter)):
+            events += a.poll()
+            events += b.receive_bytes(a.data_to_send())  # every read, also an empty one
     return events
 
 
@@ -123,15 +126,13 @@ def test_pairing_with_the_right_code_gives_both_sides_the_same_key() -> None:
     code = LinkEndpoint.new_pairing_code(rand(3))
     assert len(code) == 8 and code.isdigit()
     meter.start_pairing(code)
-    events = _exchange(ciu, meter, ciu.start_pairing(code))
+    assert ciu.start_pairing(code) == b""  # the CIU waits for its turn on the bus
+    events = _bus(meter, ciu, clock, 1.0)
     done = [e for e in events if isinstance(e, PairingComplete)]
     assert len(done) == 2 and done[0].pair_key == done[1].pair_key and done[0].fingerprint == done[1].fingerprint
     assert meter.paired and ciu.paired
     assert "pair_key" not in repr(done[0])  # the key never shows up in logs
-    for _ in range(30):
-        clock.advance(0.1)
-        ciu.poll()
-        _exchange(ciu, meter, ciu.data_to_send())
+    _bus(meter, ciu, clock, 3.0)
     assert meter.state is LinkState.UP and ciu.state is LinkState.UP
 
 
@@ -140,7 +141,8 @@ def test_pairing_with_a_wrong_code_fails_on_both_sides() -> None:
     meter = LinkEndpoint(Role.METER, clock, rand(1))
     ciu = LinkEndpoint(Role.CIU, clock, rand(2))
     meter.start_pairing("12345678")
-    events = _exchange(ciu, meter, ciu.start_pairing("12345679"))
+    ciu.start_pairing("12345679")
+    events = _bus(meter, ciu, clock, 1.0)
     assert [e for e in events if isinstance(e, PairingFailed)]
     assert not meter.paired and not ciu.paired
 
@@ -187,3 +189,67 @@ def test_endpoint_survives_well_formed_frames_with_hostile_content(frames, role:
         clock.advance(0.3)
         end.poll()
     assert not end.paired or not pairing
+
+
+def _frames(data: bytes) -> list[Frame]:
+    return [f for f in Deframer().feed(data) if isinstance(f, Frame)]
+
+
+def test_ciu_talks_only_in_the_turn_a_final_meter_frame_gives_it() -> None:
+    clock = SimClock()
+    ciu = LinkEndpoint(Role.CIU, clock, rand(2), KEY)
+    assert ciu.send(token_submit(1, "1" * 20)) == b"" and ciu.data_to_send() == b""
+    clock.advance(5.0)
+    ciu.poll()
+    assert ciu.data_to_send() == b""  # no hello either: nobody polled
+    poll = build_frame(bytes(32), Role.METER, FrameKind.POLL, 0, 0, 0, b"", final=False)
+    ciu.receive_bytes(poll)
+    clock.advance(0.01)
+    assert ciu.data_to_send() == b""  # not final: the meter has not finished its turn
+    ciu.receive_bytes(build_frame(bytes(32), Role.METER, FrameKind.POLL, 0, 0, 0, b""))
+    assert ciu.data_to_send() == b""  # turnaround first
+    clock.advance(ciu.config.turnaround_s)
+    frames = _frames(ciu.data_to_send())
+    assert [f.kind for f in frames] == [FrameKind.HELLO] and frames[-1].final and not frames[-1].from_meter
+    assert ciu.data_to_send() == b""  # one answer per turn
+
+
+def test_ciu_gives_up_a_turn_it_cannot_start_in_its_window() -> None:
+    clock = SimClock()
+    ciu = LinkEndpoint(Role.CIU, clock, rand(2), KEY)
+    ciu.receive_bytes(b"")
+    clock.advance(0.05)
+    ciu.receive_bytes(build_frame(bytes(32), Role.METER, FrameKind.POLL, 0, 0, 0, b""))
+    clock.advance(ciu.config.reply_window_s)  # the window counts from the read before
+    assert ciu.data_to_send() == b"" and ciu.stats.late_turns == 1
+
+
+def test_a_frame_still_coming_in_takes_the_turn_away() -> None:
+    clock = SimClock()
+    ciu = LinkEndpoint(Role.CIU, clock, rand(2), KEY)
+    poll = build_frame(bytes(32), Role.METER, FrameKind.POLL, 0, 0, 0, b"")
+    ciu.receive_bytes(poll[:-1])  # the closing flag lost ...
+    ciu.receive_bytes(poll[-1:] + poll[1:8])  # ... the next frame's opening flag closes it, more follows
+    clock.advance(0.01)
+    assert not ciu.talking_allowed and ciu.data_to_send() == b""
+
+
+def test_meter_polls_and_takes_the_turn_back_after_silence() -> None:
+    clock = SimClock()
+    meter = LinkEndpoint(Role.METER, clock, rand(1), KEY)
+    first = _frames(meter.data_to_send())
+    assert [f.kind for f in first] == [FrameKind.POLL] and first[0].final and first[0].from_meter
+    clock.advance(meter.config.reply_timeout_s)
+    assert meter.data_to_send() == b""  # still waiting (its own frame took time on the wire too)
+    clock.advance(0.05)  # 180 ms of silence after the end of the poll, and the poll period is over
+    assert [f.kind for f in _frames(meter.data_to_send())] == [FrameKind.POLL]
+    assert meter.stats.reply_timeouts == 1
+
+
+def test_own_echo_is_dropped_but_a_reflected_frame_is_still_refused() -> None:
+    clock = SimClock()
+    meter = LinkEndpoint(Role.METER, clock, rand(1), KEY)
+    sent = meter.data_to_send()
+    assert meter.receive_bytes(sent) == [] and meter.stats.echoes == 1
+    assert [e.reason for e in meter.receive_bytes(build_frame(KEY, Role.METER, FrameKind.HELLO, 0, 0, 0,
+                                                              bytes(16)))] == ["mac"]
