@@ -1,6 +1,16 @@
-"""Replayed HELLOs at 20/s on a 9600 Bd line (hw.serial_link.SimWire with byte timing) leave an
-established MCU-CIU link up, messages keep flowing, and after a real outage the CIU's own re-HELLO
-brings the link back within a couple of seconds (meterd.proto.ciu_link pre-authentication limit)."""
+"""Replayed HELLOs on the 2-wire 9600 Bd bus (hw.serial_link.SimWire: half duplex, byte timing)
+leave an established MCU-CIU link up, messages keep flowing, and after a real outage the CIU's own
+re-HELLO brings the link back within a couple of seconds (meterd.proto.ciu_link pre-authentication
+limit and HELLO memory).
+
+On a half-duplex bus the line is shared: a recorded HELLO is 42 octets (43.75 ms at 9600 Bd), so a
+device replaying 20 per second would occupy 87.5 % of the line by itself — a jammer, which no link
+protocol outlives and which the meter's answers cannot make worse. What the meter controls is that
+it never answers a replay and spends at most its pre-authentication budget on HELLOs. The
+replayer here writes on the CIU's side of the cable at arbitrary moments, so some of its frames
+collide with the link's (both garbled, as on a real bus), at a rate the bus carries next to the
+link's own polling: 2 per second, 8.75 % of the line (at 4 per second the collisions alone
+take the link down, replay protection or not)."""
 
 from __future__ import annotations
 
@@ -23,7 +33,7 @@ from meterd.proto.ciu_link import (
 )
 
 KEY = bytes(range(100, 132))
-REPLAY_PER_S = 20
+REPLAY_PER_S = 2  # 8.75 % of the line; see the module docstring for 20/s
 DT_S = 0.01
 
 
@@ -64,7 +74,7 @@ class ReplayRig:
             self.step(replay)
 
 
-def test_replayed_hellos_at_20_per_s_leave_the_link_up_and_a_re_hello_through() -> None:
+def test_replayed_hellos_leave_the_link_up_and_a_re_hello_through() -> None:
     rig = ReplayRig()
     rig.run(2.0, replay=False)
     assert rig.meter.state is LinkState.UP and rig.ciu.state is LinkState.UP
@@ -76,7 +86,9 @@ def test_replayed_hellos_at_20_per_s_leave_the_link_up_and_a_re_hello_through() 
         rig.run(2.0)
     assert not [e for e in rig.meter_events + rig.ciu_events if isinstance(e, (LinkDown, LinkUp))]
     assert len([e for e in rig.meter_events if isinstance(e, MessageReceived)]) == 30
-    assert rig.meter.stats.rejected.get("replay", 0) > 1000
+    rejected = rig.meter.stats.rejected
+    assert rejected.get("replay", 0) + rejected.get("crc", 0) >= 0.9 * 60 * REPLAY_PER_S  # refused or garbled
+    assert rejected.get("replay", 0) >= 0.5 * 60 * REPLAY_PER_S  # most arrive intact and are refused as replays
     # a real outage: both ends time out; the replays go on; the CIU's re-HELLO gets through
     rig.wire.cut = True
     rig.run(8.0)
