@@ -202,3 +202,29 @@ def test_run_stops_with_one_line_on_unusable_dlms_keys(tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "dlms.keys_file" in lines[0] and "too open" in lines[0]
     assert not (state / "energy.db").exists()  # stopped before the meter was built
+
+
+def test_a_port_that_passed_the_check_but_fails_to_open_switches_its_link_off(tmp_path: Path, caplog) -> None:
+    """The device changed between the check and the start (or refuses a setting the check only
+    read): the DLMS feature logs one line and leaves the link off; nothing is raised."""
+    import asyncio
+    import dataclasses
+    import logging
+
+    from meterd.app.features import dlms
+    from tests.simmeter import SimMeter
+
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    meter = SimMeter(tmp_path / "state")
+    try:
+        cfg = meter.daemon.cfg
+        cfg = dataclasses.replace(cfg, dlms=dataclasses.replace(cfg.dlms, tcp_host="", hdlc_port=str(plain),
+                                                                optical_port=""))
+        ctx = dataclasses.replace(meter.daemon.context(), cfg=cfg)
+        with caplog.at_level(logging.ERROR, logger="meterd.dlms"):
+            asyncio.run(dlms.start(ctx))
+        assert ctx.links == [] and ctx.info["dlms_hdlc"].startswith("unavailable")
+        assert [r.getMessage() for r in caplog.records if r.name == "meterd.dlms"][0].startswith("DLMS dlms_hdlc")
+    finally:
+        meter.close()
