@@ -45,7 +45,7 @@ cp -a "${here}/variants/${variant}" "${out}/variants/${variant}"
 if [ "${variant}" = meter ]; then
 	cp "${repo}/systemd/meterd.service" "${repo}/systemd/meter-clock.service" "${out}/systemd/"
 	if "${python}" -c 'import meterd.app.config' 2>/dev/null; then
-		(cd "${repo}" && "${python}" -m meterd check-config --config config/pi.toml)
+		(cd "${repo}" && "${python}" -m meterd check-config --config config/pi.toml --file-only)
 	fi
 	cp "${repo}/config/pi.toml" "${out}/meterd.toml"
 else

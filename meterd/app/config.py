@@ -249,7 +249,20 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.hardware.simulated and cfg.hardware.pin_factory not in ("", "mock"):
         raise ConfigError(f, "hardware.pin_factory", "the sim back end uses the mock pin factory")
     _check_sim(cfg)
+    _check_serial_values(cfg)
     _check_pins(cfg)
+
+
+def _check_serial_values(cfg: Config) -> None:
+    """``dlms.hdlc_port`` and ``dlms.optical_port``: "" (off), "pty" (simulator) or a device path
+    (or a pyserial URL); whether the device exists is checked before the meter runs
+    (:mod:`meterd.app.preflight`)."""
+    for key in ("hdlc_port", "optical_port"):
+        value = getattr(cfg.dlms, key)
+        if value in ("", "pty") or value.startswith("/") or "://" in value:
+            continue
+        raise ConfigError(cfg.path, f"dlms.{key}", f'{value!r} is no device path: use "" (off), "pty" (a '
+                                                   "pseudo-terminal) or a device such as /dev/ttyAMA3")
 
 
 #: The "not wired" value of optional pin keys (e.g. ``load_control.button_pin = -1``).

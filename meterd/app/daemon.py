@@ -37,6 +37,7 @@ from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
 from meterd.core.events import EventRecorder
 from meterd.core.model import MeterIdentity
+from meterd.core.power_fail import StartEvidence
 from meterd.runtime.clocks import HostClock
 from meterd.runtime.state_lock import StateLock
 from meterd.services.metering import CycleResult, MeteringService
@@ -82,6 +83,7 @@ class Daemon:
         cfg = self.cfg
         self.store = self._open_copies()
         self.journal = self.store.journal
+        self.registry.provide(StartEvidence, StartEvidence(self.store.host_kept), by="storage")
         last = self.store.restored
         backends = backends_for(cfg)
         if backends.clock == "sim":

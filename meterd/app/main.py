@@ -1,5 +1,13 @@
 """meterd command line: ``meterd run --config FILE [--speed N] [--state-dir DIR]``,
-``meterd commission --config FILE [--state-dir DIR] [--force]``, ``meterd check-config``.
+``meterd commission --config FILE [--state-dir DIR] [--force]``,
+``meterd check-config --config FILE [--state-dir DIR] [--file-only]``.
+
+``check-config`` checks the file and everything ``run`` needs from the host
+(:mod:`meterd.app.preflight`: state directory, serial ports, key files, the TCP port), one line
+per problem naming the file, the key and the reason, exit status 2; ``--file-only`` checks the
+file alone (an image build, away from the meter). ``run`` checks the same before it starts: a
+failing serial port switches its interface off with one line and the meter runs on; unusable
+DLMS keys end it with one line and exit status 2, as a configuration error does.
 
 meterd sets its own umask (0027) first: every file it makes (databases, journal, register file)
 is readable by its group at most, whoever starts it. A state directory that is missing and cannot
@@ -54,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--speed", type=float, help="simulator speed (x real time; 0 = as fast as possible)")
     run.add_argument("--state-dir", help="override [storage] state_dir")
     run.add_argument("--log-level", default=os.environ.get("METERD_LOG_LEVEL", "INFO"))
-    check = sub.add_parser("check-config", help="validate a configuration file and exit")
+    check = sub.add_parser("check-config", help="check a configuration file and what the meter needs from the host")
     check.add_argument("--config", default=os.environ.get("METERD_CONFIG", "/etc/meterd/meterd.toml"))
+    check.add_argument("--state-dir", help="override [storage] state_dir")
+    check.add_argument("--file-only", action="store_true",
+                       help="check the file alone, not the host (devices, key files, state directory, ports)")
     new = sub.add_parser("commission", help="commission the meter as new: its registers start from zero")
     new.add_argument("--config", default=os.environ.get("METERD_CONFIG", "/etc/meterd/meterd.toml"))
     new.add_argument("--state-dir", help="override [storage] state_dir")
@@ -82,6 +93,29 @@ def commission_meter(cfg: Config, state_dir: str | None, force: bool) -> int:
     return 0
 
 
+def with_state_dir(cfg: Config, state_dir: str | None) -> Config:
+    """``cfg`` with ``[storage] state_dir`` replaced by the command line's, when given."""
+    if state_dir is None:
+        return cfg
+    import dataclasses
+
+    return dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, state_dir=state_dir))
+
+
+def check_config(cfg: Config, file_only: bool) -> int:
+    """``meterd check-config``: ``FILE: ok``, or one line per problem and exit status 2."""
+    if not file_only:
+        from meterd.app.preflight import check_all
+
+        problems = check_all(cfg)
+        for problem in problems:
+            print(f"meterd: {problem.line(cfg)}", file=sys.stderr)
+        if problems:
+            return 2
+    print(f"{cfg.path}: ok")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.umask(UMASK)
     args = build_parser().parse_args(argv)
@@ -93,17 +127,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"meterd: config error: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
-        print(f"{args.config}: ok")
-        return 0
+        return check_config(with_state_dir(cfg, args.state_dir), args.file_only)
     if args.command == "commission":
         setup_logging("ERROR")
         return commission_meter(cfg, args.state_dir, args.force)
+    from meterd.app import preflight
+
+    cfg = with_state_dir(cfg, args.state_dir)
+    problems = preflight.run_checks(cfg)
+    fatal = [p for p in problems if p.switch is None]
+    for problem in fatal:
+        print(f"meterd: {problem.line(cfg)}", file=sys.stderr)
+    if fatal:
+        return 2
     setup_logging(args.log_level)
+    cfg = preflight.switch_off(cfg, problems)
     from meterd.app.daemon import Daemon
     from meterd.runtime.state_lock import StateLockError
     from meterd.store.energy_copies import StorageUnavailable
 
-    daemon = Daemon(cfg, speed=args.speed, state_dir=args.state_dir)
+    daemon = Daemon(cfg, speed=args.speed)
     try:
         return asyncio.run(daemon.run())
     except ConfigError as exc:

@@ -87,7 +87,9 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(12, "PROGRAM_MEMORY_ERROR", "Program memory error", (_S,)),
     EventCode(13, "RAM_ERROR", "RAM error", (_S,)),
     EventCode(14, "NV_MEMORY_ERROR", "NV memory error", (_S,)),
-    EventCode(15, "WATCHDOG_ERROR", "Watchdog error", (_S,)),
+    # a restart of the meter's software without a power cut (a crash, kill or watchdog restart of
+    # meterd while the host kept running): the microcontroller meter's watchdog reset
+    EventCode(15, "WATCHDOG_ERROR", "Watchdog error (software restarted, supply kept)", (_S,)),
     EventCode(16, "MEASUREMENT_SYSTEM_ERROR", "Measurement system error", (_S,)),
     EventCode(17, "FIRMWARE_READY", "Firmware ready for activation", (_S, _W)),
     EventCode(18, "FIRMWARE_ACTIVATED", "Firmware activated", (_S, _W)),

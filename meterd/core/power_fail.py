@@ -17,6 +17,12 @@ Counters: 0-0:96.7.21.255 power failures in any phase (every cut, short or long)
 0-0:96.7.9.255 long power failures in any phase; the power-failure log 1-0:99.97.0.255 holds
 every failure, short and long, with its end time and duration (s, 0-0:96.7.19.255); the
 threshold between them is 0-0:96.7.20.255 (s). A clean stop (service shutdown) is not an outage.
+
+Nor is a crash: when the meter stopped without a clean stop and without having seen a cut (no
+last-gasp time), and the host shows it kept running all along (:class:`StartEvidence`: the RAM file
+system beside the energy journal, which a reboot or a power cut empties, is the one of the previous
+start), the supply was never lost; :meth:`PowerFailMonitor.start` returns a
+:class:`SoftwareRestart` instead of a :class:`PowerFailure`, and no counter moves.
 """
 
 from __future__ import annotations
@@ -99,6 +105,31 @@ class PowerFailure:
     estimated_start: bool = False
     clock_suspect: bool = False
     start_uncertainty_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SoftwareRestart:
+    """The meter stopped without a clean stop while the host, and so its supply, stayed up (a
+    crash or kill of meterd, a systemd watchdog restart): last alive at ``last_alive_utc``, running
+    again at ``start_utc``, ``down_s`` (s) later; the last-alive time is known to
+    ``start_uncertainty_s`` (s)."""
+
+    last_alive_utc: _dt.datetime
+    start_utc: _dt.datetime
+    down_s: int
+    start_uncertainty_s: float
+
+
+@dataclass(frozen=True)
+class StartEvidence:
+    """What the host shows at start about the time the meter was not running.
+
+    ``host_kept``: True when the host kept running all along (the RAM file system that holds the
+    energy journal is the one of the previous start: its boot token is unchanged; a reboot or a
+    power cut empties it), False when it did not, None when nothing tells (no journal, first start).
+    """
+
+    host_kept: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -194,12 +225,23 @@ class PowerFailMonitor:
         self._alive_resolution_s = resolution_s
         return True
 
-    def start(self, now_utc: _dt.datetime) -> PowerFailure | None:
-        """At meter start: the outage that stopped the meter, or None (first start, clean stop)."""
+    def start(self, now_utc: _dt.datetime, host_kept: bool | None = None) -> PowerFailure | SoftwareRestart | None:
+        """At meter start: the outage that stopped the meter, or None (first start, clean stop).
+
+        ``host_kept`` (:attr:`StartEvidence.host_kept`): the host kept running while the meter
+        was down. Then a stop that was not clean, with no cut seen before it (no last-gasp time),
+        was a crash of the meter, not a power cut: a :class:`SoftwareRestart`, counters unchanged.
+        A cut the meter saw (power-fail input, voltage) stays an outage whatever the host shows.
+        """
         s = self._state
         if s.outage_start_utc is None and (s.clean_stop or s.last_alive_utc is None):
             self._state = replace(s, clean_stop=False, last_alive_utc=now_utc)
             return None
+        if s.outage_start_utc is None and host_kept and s.last_alive_utc is not None:
+            last = s.last_alive_utc
+            self._state = replace(s, clean_stop=False, last_alive_utc=now_utc)
+            down_s = max(0, round((now_utc - last).total_seconds()))
+            return SoftwareRestart(last, now_utc, down_s, self._alive_resolution_s)
         estimated = s.outage_start_utc is None
         failure = self._finish(now_utc, estimated)
         if estimated:

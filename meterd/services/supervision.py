@@ -5,7 +5,8 @@ calls the last-gasp callback, then records "power down"), the tamper detectors, 
 voltage monitor (under / over / missing voltage with programmable thresholds in V and minimum
 durations in s; "voltage normal" ends an episode). While a power cut is in progress the electrical
 detectors are frozen (the readings are meaningless), the input-driven tampers (cover, magnet) keep
-running. ``on_start(now_utc)`` accounts the outage that stopped the meter. Events go through the
+running. ``on_start(now_utc, evidence)`` accounts the outage that stopped the meter, or records
+a software restart ("watchdog error") when the meter crashed while the host kept running. Events go through the
 :class:`~meterd.core.events.EventRecorder`; the alarm register listens to it. Active tampers,
 voltage levels, alarms and power state are saved in a :class:`~meterd.core.events.StateStore`
 so that an episode open across a restart ends exactly once.
@@ -24,7 +25,15 @@ from meterd.core.alarms import ALL_BITS, AlarmRegister
 from meterd.core.errors import ConfigError
 from meterd.core.event_codes import LogId
 from meterd.core.events import DEFAULT_DEPTHS, EventEntry, EventLog, EventRecorder, EventStore, StateStore
-from meterd.core.power_fail import PowerFailMonitor, PowerFailSettings, PowerFailure, PowerState, PowerUpdate
+from meterd.core.power_fail import (
+    PowerFailMonitor,
+    PowerFailSettings,
+    PowerFailure,
+    PowerState,
+    PowerUpdate,
+    SoftwareRestart,
+    StartEvidence,
+)
 from meterd.core.reading import PHASES, Channel, Reading
 from meterd.core.tamper import InputStates, Persistence, Tamper, TamperKind, TamperMonitor, TamperSettings
 
@@ -220,8 +229,12 @@ class Supervision:
         return PowerState.from_record(saved) if saved is not None else None
 
     # --- lifecycle -------------------------------------------------------------------------
-    def on_start(self, now_utc: _dt.datetime) -> PowerFailure | None:
-        """At meter start: record the outage that stopped the meter (if any) and its class.
+    def on_start(self, now_utc: _dt.datetime,
+                 evidence: StartEvidence | None = None) -> PowerFailure | SoftwareRestart | None:
+        """At meter start: record the outage that stopped the meter (if any) and its class, or
+        the crash that did when the host shows it kept running (``evidence``, see
+        :meth:`PowerFailMonitor.start`): then "watchdog error" (IDIS 15, alarm bit 12) at the
+        start, with the down time (s) from the last-alive time, and no power-failure record.
 
         Called once, before the first cycle; ``on_cycle`` calls it itself if the owner did not,
         so the first heartbeat can never overwrite the last-alive time of the previous run.
@@ -231,8 +244,12 @@ class Supervision:
         if fine is not None and fine <= now_utc:
             assert self._alive is not None
             self.power.seen_alive(fine, self._alive.resolution_s)
-        failure = self.power.start(now_utc)
-        if failure is not None:
+        failure = self.power.start(now_utc, evidence.host_kept if evidence is not None else None)
+        if isinstance(failure, SoftwareRestart):
+            self.recorder.record(ec.code("WATCHDOG_ERROR"), now_utc, {
+                "restart": "software", "down_s": failure.down_s, "last_alive_utc": failure.last_alive_utc.isoformat(),
+                "start_uncertainty_s": failure.start_uncertainty_s})
+        elif failure is not None:
             if failure.estimated_start:
                 self.recorder.record(ec.code("POWER_DOWN"), failure.start_utc,
                                      {"estimated": True, "start_uncertainty_s": failure.start_uncertainty_s})

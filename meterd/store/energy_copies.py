@@ -231,6 +231,9 @@ class EnergyCopies:
         self._auto: Commissioning | None = None
         self._record: Commissioning | None = None
         self._boot = boot_token(journal_path)
+        #: the host kept running since the previous start (the journal's RAM file system, with its
+        #: boot token, lived on; a reboot or a power cut empties it); None: no token to tell
+        self.host_kept: bool | None = (record.boot == self._boot) if record and record.boot and self._boot else None
         try:
             self.commissioning = self._resolve(record, not before, auto_commission)
             self.restored, self.restored_from = self._choose(record or self._auto)

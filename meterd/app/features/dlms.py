@@ -47,7 +47,7 @@ from meterd.cosem.security import AuthLockout, LockoutPolicy
 from meterd.cosem.server import build_session_factory
 from meterd.cosem.sessions import SessionMaker
 from meterd.proto.iec62056_21 import ModeESignOn
-from meterd.runtime.dlms_serial import SerialLink
+from meterd.runtime.dlms_serial import SerialLink, SerialLinkError
 from meterd.runtime.dlms_tcp import DlmsTcpServer
 from meterd.services.revenue import RevenueService
 from meterd.store.dlms_security_store import DlmsSecurityStore
@@ -164,7 +164,7 @@ async def start(ctx: FeatureContext) -> None:
             continue
         try:
             link = await _serial_link(ctx, kind, port, registry)
-        except OSError as exc:
+        except (OSError, SerialLinkError) as exc:  # the port or its RS-485 mode refused: this link is off
             log.error("DLMS %s on %s not available: %s", kind, port, exc)
             ctx.info[kind] = f"unavailable ({exc})"
             continue

@@ -13,7 +13,10 @@ Wires :class:`meterd.services.supervision.Supervision` into the daemon:
   inputs (tampers, under/over/missing voltage per phase, power-cut detection, heartbeat);
 * at attach: ``on_start`` accounts the outage that stopped the meter (short or long against
   ``long_failure_s``, from the last-gasp time or else the last heartbeat); at shutdown
-  ``on_stop`` marks a clean stop (not an outage);
+  ``on_stop`` marks a clean stop (not an outage). A stop that was not clean, with no cut seen
+  before it, while the host kept running (:class:`~meterd.core.power_fail.StartEvidence` from the
+  energy storage: the journal's boot token unchanged) was a crash of meterd: "watchdog error"
+  (IDIS 15) with the down time, no power-failure record;
 * the power-fail input: its edge records "power down" at once, after the daemon's last-gasp
   energy checkpoint (energy first: it is the larger loss);
 * clock sets: "clock adjusted (old)" at the old time and "(new)" at the new time, with the source;
@@ -24,8 +27,8 @@ Wires :class:`meterd.services.supervision.Supervision` into the daemon:
   ``POST /alarms/clear {"mask": M}`` (default all bits).
 
 Heartbeat: the power-fail input (the supply supervisor's last gasp) dates a power cut exactly.
-Without it (a crash of meterd, a supervisor that did not fire) the outage starts at the last-alive
-time: saved in SQLite every ``heartbeat_period_s`` (default 300 s: one small transaction every
+Without it (a supervisor that did not fire, a host that went down with meterd) the outage starts at
+the last-alive time: saved in SQLite every ``heartbeat_period_s`` (default 300 s: one small transaction every
 five minutes, for SD cards) and, every second, in ``alive_file``
 (:class:`~meterd.store.alive_file.AliveFile`, 16 bytes
 rewritten in place, no flash wear): by default in meterd's runtime directory (``/run/meterd``,
@@ -57,7 +60,7 @@ from meterd.core.alarms import ALL_BITS
 from meterd.core.errors import MeterError
 from meterd.core.event_codes import LOG_OBIS, LogId
 from meterd.core.events import EventRecorder
-from meterd.core.power_fail import PowerFailSettings
+from meterd.core.power_fail import PowerFailSettings, SoftwareRestart, StartEvidence
 from meterd.core.tamper import Persistence, TamperKind, TamperSettings
 from meterd.cosem.objects_supervision import supervision_factory
 from meterd.runtime.rtc_tamper import read_rtc_tamper_latch
@@ -171,8 +174,11 @@ def attach(ctx: FeatureContext) -> None:
     ctx.closers.append(store.close)
     path = alive_path(section.alive_file, cfg.state_dir, sim=hw.sim is not None)
     supervision = Supervision(section.settings(), store, alive=AliveFile(path) if path is not None else None)
-    failure = supervision.on_start(clock.utc())
-    if failure is not None:
+    failure = supervision.on_start(clock.utc(), ctx.registry.find(StartEvidence))
+    if isinstance(failure, SoftwareRestart):
+        log.warning("meterd did not stop cleanly %d s ago while the host kept running: a software restart, "
+                    "not a power failure", failure.down_s)
+    elif failure is not None:
         log.info("%s power failure of %d s ended at start", "long" if failure.long else "short", failure.duration_s)
     ctx.closers.append(lambda: supervision.on_stop(clock.utc()))  # runs before the store closes
     _build_inputs(ctx, section)

@@ -61,17 +61,18 @@ def test_daemon_exits_2_with_one_line(tmp_path):
     assert "meter.nominal_voltage_v" in lines[0] and str(p) in lines[0] and "below the minimum" in lines[0]
 
 
-def check_config(path) -> subprocess.CompletedProcess[str]:
-    """``meterd check-config --config PATH`` through the command line's entry point, in-process."""
+def check_config(path, *options: str) -> subprocess.CompletedProcess[str]:
+    """``meterd check-config --config PATH`` through the command line's entry point, in-process;
+    the file alone (``--file-only``) unless ``options`` are given."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["check-config", "--config", str(path)])
+        code = main(["check-config", "--config", str(path), *(options or ("--file-only",))])
     return subprocess.CompletedProcess(["meterd", "check-config"], code, out.getvalue(), err.getvalue())
 
 
 def test_check_config_process_exits_2_with_one_line(tmp_path):
     p = write(tmp_path, '[sim]\npower_factor = "2.0X"\n')
-    proc = subprocess.run([sys.executable, "-m", "meterd", "check-config", "--config", str(p)],
+    proc = subprocess.run([sys.executable, "-m", "meterd", "check-config", "--config", str(p), "--file-only"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()

@@ -146,7 +146,8 @@ def test_overlay_compiles_and_applies(tmp_path):
 
 
 def test_pi_config_passes_check_config():
-    proc = run([sys.executable, "-m", "meterd", "check-config", "--config", "config/pi.toml"], cwd=ROOT)
+    proc = run([sys.executable, "-m", "meterd", "check-config", "--config", "config/pi.toml", "--file-only"],
+               cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "config/pi.toml: ok"
 
