@@ -94,7 +94,8 @@ def _serial_ports(cfg: Config) -> list[_Port]:
             ports.append(_Port(f"dlms.{key}", value, rs485, Switch("dlms", key, "", what)))
     ciu = cfg.feature("ciu")
     if ciu.port not in ("", "off") and _is_device(ciu.port):
-        ports.append(_Port("ciu.port", ciu.port, True, Switch("ciu", "port", "off", "CIU link")))
+        kernel_rs485 = ciu.direction == "kernel"  # "auto": the transceiver switches itself, no mode to check
+        ports.append(_Port("ciu.port", ciu.port, kernel_rs485, Switch("ciu", "port", "off", "CIU link")))
     return ports
 
 
