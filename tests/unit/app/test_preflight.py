@@ -96,12 +96,12 @@ def test_a_serial_port_that_cannot_serve_is_named(tmp_path: Path, kind: str) -> 
 
 
 def test_ciu_port_value_and_device(tmp_path: Path) -> None:
-    config = sim_config(tmp_path, '[ciu]\nport = "ttyAMA5"\n')
+    config = sim_config(tmp_path, port='"ttyAMA5"')
     one_problem(*check(config, tmp_path / "state")[:2], config, "ciu.port", "'ttyAMA5'", "device path")
     missing = tmp_path / "ttyCIU"
-    config = sim_config(tmp_path, f'[ciu]\nport = "{missing}"\n')
+    config = sim_config(tmp_path, port=f'"{missing}"')
     one_problem(*check(config, tmp_path / "state")[:2], config, "ciu.port", str(missing), "no such device")
-    config = sim_config(tmp_path, '[ciu]\nport = "off"\n')
+    config = sim_config(tmp_path, port='"off"')
     assert check(config, tmp_path / "state")[:2] == (0, [])
 
 
