@@ -20,7 +20,6 @@ from meterd.proto.ciu_link import (
     LinkEndpoint,
     LinkError,
     LinkState,
-    LinkUp,
     Role,
     build_frame,
 )
