@@ -22,6 +22,10 @@ class SpiDeviceMissing(SpiError, FileNotFoundError):
     """The ``/dev/spidevB.D`` node does not exist (SPI not enabled, wrong bus or device)."""
 
 
+class SpiTimeout(SpiError, TimeoutError):
+    """A transfer did not complete (spidev ``ETIMEDOUT``; the simulator's ``spi_timeout`` fault)."""
+
+
 class SpiDevice(Protocol):
     """What the drivers use of ``spidev.SpiDev``. Mode, speed (Hz) and word size are attributes."""
 

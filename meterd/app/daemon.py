@@ -33,6 +33,7 @@ from meterd.app.hardware import Hardware, backends_for, build_hardware
 from meterd.app.registry import Registry
 from meterd.app.routes import register_routes
 from meterd.core.checkpoint import CheckpointPolicy, StorageEvent
+from meterd.core.chip_health import ChipLimits, ChipSupervisor
 from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
 from meterd.core.events import EventRecorder
@@ -103,6 +104,8 @@ class Daemon:
         self.meter = MeteringService(
             frontend=self.hardware.frontend, clock=self.clock, store=self.store, identity_info=identity,
             creep=CreepRule(start_current_a=start_current_a), journal=self.journal, health=self.store,
+            chip=ChipSupervisor(ChipLimits(nominal_voltage_v=cfg.meter.nominal_voltage_v,
+                                           max_current_a=cfg.meter.max_current_a, cycle_s=cfg.meter.cycle_s)),
             policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
                                     period_s=cfg.storage.checkpoint_period_s,
                                     sync_period_s=cfg.storage.sync_period_s))

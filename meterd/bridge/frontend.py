@@ -5,6 +5,15 @@ Start-up resumes when it can: if the chip is still running with exactly this con
 after a crash or restart of meterd while the chip stayed powered — the energy it counted in the
 meantime is read and kept instead of being thrown away by a reset. Otherwise the full start-up
 sequence runs (soft reset, program, verify).
+
+Supervision: every read ends with the health reads (the four start registers and the four
+checksums CS0–CS3, 8 register reads) and hands the core the :class:`~meterd.core.chip_health.ChipFacts`
+it saw: the pattern of those reads (all 0xFFFF or all 0x0000 is a chip that does not answer),
+whether the configuration is still ours, the reads the driver repaired through LastSPIData, the
+energy registers found full. Every hardware error becomes a core
+:class:`~meterd.core.chip_health.ChipReadError`. :meth:`Atm90e36FrontEnd.recover` never resets a
+chip that does not answer (a stuck MISO line would otherwise cost the configuration and the
+energy the chip still holds); a chip that answers with its configuration intact is resumed as is.
 """
 
 from __future__ import annotations
@@ -12,7 +21,9 @@ from __future__ import annotations
 import logging
 
 from hw.atm90e36 import regmap as rm
-from hw.atm90e36.driver import Atm90e36, ChannelCounts, Measurements
+from hw.atm90e36.driver import Atm90e36, ChannelCounts, EnergyCounts, Measurements
+from hw.errors import HwError
+from meterd.core.chip_health import ChipFacts, ChipReadError, ReadPattern
 from meterd.core.clock import Clock
 from meterd.core.reading import Channel, ChannelEnergy, PhaseValues, Reading
 
@@ -43,6 +54,18 @@ def to_reading(mono_s: float, m: Measurements, energy: dict[Channel, ChannelEner
                    temperature_c=m.temperature_c, status=m.status)
 
 
+_FULL_COUNT = 0xFFFF
+
+
+def _saturated(energy: EnergyCounts) -> int:
+    """How many energy registers of a read were full (a lower bound of the true energy)."""
+    return sum(1 for c in energy.counts.values() for value in vars(c).values() if value == _FULL_COUNT)
+
+
+def _hw_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Atm90e36FrontEnd:
     """FrontEnd over :class:`hw.atm90e36.driver.Atm90e36`."""
 
@@ -51,33 +74,82 @@ class Atm90e36FrontEnd:
         self.clock = clock
         self.resumed = False
         self.last_measurements: Measurements | None = None
+        self._facts = ChipFacts()
+        self._expected_cs = {b.index: rm.checksum(driver.config.block_values(b.index)[a] for a in b.addrs)
+                             for b in rm.BLOCKS}
+
+    def health(self) -> tuple[ReadPattern, bool, bool]:
+        """Read the start registers and checksums: (pattern, start registers at operate,
+        every CSx ours). Raises the driver's errors."""
+        d = self.driver
+        values: list[int] = []
+        start_ok = cs_ok = True
+        for block in rm.BLOCKS:
+            start, cs = d.read_register(block.start_addr), d.read_register(block.cs_addr)
+            values += (start, cs)
+            start_ok = start_ok and start == rm.START_OPERATE
+            cs_ok = cs_ok and cs == self._expected_cs[block.index]
+        pattern = (ReadPattern.ALL_ONES if all(v == 0xFFFF for v in values)
+                   else ReadPattern.ALL_ZEROS if not any(values) else ReadPattern.NORMAL)
+        return pattern, start_ok, cs_ok
 
     def configured_as_ours(self) -> bool:
         """True when the chip runs with exactly our configuration (no reset needed)."""
-        d = self.driver
-        for block in rm.BLOCKS:
-            if d.read_register(block.start_addr) != rm.START_OPERATE:
-                return False
-            expected = rm.checksum(d.config.block_values(block.index)[a] for a in block.addrs)
-            if d.read_register(block.cs_addr) != expected:
-                return False
-        return True
+        pattern, start_ok, cs_ok = self.health()
+        return pattern is ReadPattern.NORMAL and start_ok and cs_ok
 
     def start(self) -> None:
-        """Resume a chip that kept running with our configuration, else start it afresh."""
-        self.resumed = self.configured_as_ours()
-        if self.resumed:
-            log.info("metering IC still configured: resuming without reset, keeping its counts")
-        else:
-            self.driver.start()
+        """Resume a chip that kept running with our configuration, else start it afresh;
+        ChipReadError when the chip does not answer or does not take its configuration."""
+        try:
+            self.resumed = self.configured_as_ours()
+            if self.resumed:
+                log.info("metering IC still configured: resuming without reset, keeping its counts")
+            else:
+                self.driver.start()
+        except (HwError, OSError) as exc:
+            raise ChipReadError(f"metering IC did not start: {_hw_text(exc)}") from exc
 
     def read(self) -> Reading:
-        """Energy since the last read (read-to-clear, once) and the latest measurements."""
-        energy = self.driver.read_energy()
-        m = self.driver.read_measurements()
+        """Energy since the last read (read-to-clear, once), the latest measurements, then the
+        health reads (:meth:`facts`); ChipReadError when a transfer fails."""
+        recovered = self.driver.stats.read_recoveries
+        try:
+            energy = self.driver.read_energy()
+            m = self.driver.read_measurements()
+            pattern, start_ok, cs_ok = self.health()
+        except (HwError, OSError) as exc:
+            self._facts = ChipFacts.failed(_hw_text(exc))
+            raise ChipReadError(f"metering IC read failed: {_hw_text(exc)}") from exc
+        self._facts = ChipFacts(pattern=pattern, start_ok=start_ok, checksums_ok=cs_ok,
+                                recovered_reads=self.driver.stats.read_recoveries - recovered,
+                                saturated=_saturated(energy))
         self.last_measurements = m
         deltas = {_CHANNELS[name]: channel_energy(c) for name, c in energy.milli.items()}
         return to_reading(self.clock.mono(), m, deltas)
+
+    def facts(self) -> ChipFacts:
+        """What the last read saw of the chip's health."""
+        return self._facts
+
+    def recover(self, restart: bool) -> bool:
+        """True when the chip runs with our configuration again: resumed as it was, or (with
+        ``restart``) started afresh. A chip whose reads are all ones or all zeros is left alone."""
+        try:
+            pattern, start_ok, cs_ok = self.health()
+            if pattern is not ReadPattern.NORMAL:
+                return False
+            if start_ok and cs_ok:
+                log.info("metering IC answers with its configuration: resumed without reset")
+                return True
+            if not restart:
+                return False
+            self.driver.start()
+        except (HwError, OSError) as exc:
+            log.info("metering IC not back yet: %s", _hw_text(exc))
+            return False
+        log.info("metering IC restarted")
+        return True
 
     def close(self) -> None:
         """Release the SPI device."""
