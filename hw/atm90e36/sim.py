@@ -177,7 +177,6 @@ class Atm90e36Sim:
             self._unpowered = True
         elif fault is ChipFault.CHECKSUM:
             self._block_error[0] = True   # the chip sees CS0 no longer match: metering stops
-            self._setup_cache = None
         elif fault is ChipFault.BIT_FLIPS:
             if not 0.0 < rate <= 0.5:
                 raise ValueError(f"bit flip rate {rate}: expected 0 < rate <= 0.5 per bit")

@@ -215,16 +215,18 @@ class Daemon:
         for key, value in sorted(self.info.items()):
             log.info("%s: %s", key, value)
 
-    def step(self, cycle_s: float | None = None) -> CycleResult:
+    def step(self, cycle_s: float | None = None) -> CycleResult | None:
         """One metering cycle of ``cycle_s`` (s; default ``[meter] cycle_s``): the simulated clock
         advanced by it, the hardware's before-cycle work (scenario events, inputs), the metering
         service, the cycle's intents (pulse LED), every feature's cycle hook, and the systemd
-        watchdog ping with a status line when it is due."""
+        watchdog ping with a status line when it is due. None when a simulated stall held the cycle."""
         assert self.meter is not None and self.hardware is not None
         cycle_s = self.cfg.meter.cycle_s if cycle_s is None else cycle_s
         if isinstance(self.clock, SimClock):
             self.clock.advance(cycle_s)
         self.hardware.before_cycle()
+        if self.hardware.sim is not None and self.hardware.sim.cycle_stalled():
+            return None  # a simulated stall of the metering cycle (sim fault late_cycle)
         result = self.meter.cycle()
         self.hardware.after_cycle(result, cycle_s)
         for hook in self.cycle_hooks:

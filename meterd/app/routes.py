@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hw.atm90e36.faults import ChipFault
 from meterd.api.server import ApiError, ApiServer
 from meterd.api.views import status_view
-from meterd.app.sim_world import SimWorld
+from meterd.app.sim_world import SimWorld, fault_request
 from meterd.services.metering import MeteringService
 
 
@@ -41,7 +42,22 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
             sim.power_cut(False)
             return 200, {"power": "restored"}
 
+        def sim_fault(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            try:
+                return 200, sim.inject_fault(*fault_request(body))
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+
+        def sim_fault_clear(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            try:
+                kind = ChipFault.parse(str(body["kind"])) if "kind" in body else None
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+            return 200, sim.clear_fault(kind)
+
         api.route("POST", "/sim/set", sim_set)
+        api.route("POST", "/sim/fault", sim_fault)
+        api.route("POST", "/sim/fault-clear", sim_fault_clear)
         api.route("POST", "/sim/scenario", sim_scenario)
         api.route("POST", "/sim/power-fail", power_fail)
         api.route("POST", "/sim/power-restore", power_restore)

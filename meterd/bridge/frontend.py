@@ -55,6 +55,8 @@ def to_reading(mono_s: float, m: Measurements, energy: dict[Channel, ChannelEner
 
 
 _FULL_COUNT = 0xFFFF
+_IRMS_FULL_SCALE_A = 0xFFFFFF00 / 65536 * 0.001 - 0.0005
+"""A phase current at or above this (A) is at the top of the Irms register pair."""
 
 
 def _saturated(energy: EnergyCounts) -> int:
@@ -123,7 +125,8 @@ class Atm90e36FrontEnd:
             raise ChipReadError(f"metering IC read failed: {_hw_text(exc)}") from exc
         self._facts = ChipFacts(pattern=pattern, start_ok=start_ok, checksums_ok=cs_ok,
                                 recovered_reads=self.driver.stats.read_recoveries - recovered,
-                                saturated=_saturated(energy))
+                                saturated=_saturated(energy),
+                                current_full_scale=any(p.current_a >= _IRMS_FULL_SCALE_A for p in m.phases))
         self.last_measurements = m
         deltas = {_CHANNELS[name]: channel_energy(c) for name, c in energy.milli.items()}
         return to_reading(self.clock.mono(), m, deltas)

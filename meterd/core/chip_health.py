@@ -15,7 +15,8 @@ checksums, whether the read failed). :func:`assess` turns them into a :class:`Ch
   chip could not be started);
 * **warnings** (:class:`MetrologyWarning`): billed, flagged. ``spi_recovered`` (reads repaired
   through LastSPIData), ``late_cycle`` (more than ``late_factor × cycle_s`` since the previous
-  read), ``energy_saturated`` (an energy register was full: the read is a lower bound).
+  read), ``energy_saturated`` (an energy register was full: the read is a lower bound),
+  ``current_full_scale`` (a current above the register's range).
 
 :class:`ChipSupervisor` keeps the fault state across cycles: the start of a fault, the restart
 back-off (1, 2, 4… cycles, at most ``max_backoff_s``) and, when it ends, its duration and an
@@ -60,6 +61,7 @@ class MetrologyWarning(enum.Enum):
     SPI_RECOVERED = "spi_recovered"
     LATE_CYCLE = "late_cycle"
     ENERGY_SATURATED = "energy_saturated"
+    CURRENT_FULL_SCALE = "current_full_scale"
 
 
 class ReadPattern(enum.Enum):
@@ -77,7 +79,9 @@ class ChipFacts:
     ``pattern``: the health reads' pattern; ``start_ok``: every start register at "operate";
     ``checksums_ok``: every CSx equal to the checksum of the configured values;
     ``recovered_reads``: reads repaired through LastSPIData this cycle; ``saturated``: energy
-    registers found full; ``error``: why the read failed ("" when it did not).
+    registers found full; ``current_full_scale``: a phase current read at the top of its register
+    (the current is above the measuring range: |P| ≤ U·I cannot be checked, the energy registers
+    still count); ``error``: why the read failed ("" when it did not).
     """
 
     pattern: ReadPattern = ReadPattern.NORMAL
@@ -85,6 +89,7 @@ class ChipFacts:
     checksums_ok: bool = True
     recovered_reads: int = 0
     saturated: int = 0
+    current_full_scale: bool = False
     error: str = ""
 
     @classmethod
@@ -138,8 +143,9 @@ class ChipCheck:
         return not self.faults
 
 
-def implausible(reading: Reading, limits: ChipLimits, supply_good: bool) -> str:
-    """Why ``reading`` is physically impossible for a working chip, or "" when it is not."""
+def implausible(reading: Reading, limits: ChipLimits, supply_good: bool, check_power: bool = True) -> str:
+    """Why ``reading`` is physically impossible for a working chip, or "" when it is not
+    (``check_power`` False: the current is at full scale, |P| ≤ U·I is not checked)."""
     voltages = [reading.phase(ch).voltage_v for ch in PHASES]
     for ch in PHASES:
         p = reading.phase(ch)
@@ -148,7 +154,7 @@ def implausible(reading: Reading, limits: ChipLimits, supply_good: bool) -> str:
         if p.current_a > limits.current_limit_a:
             return f"{ch.value} current {p.current_a:.1f} A above {limits.current_limit_a:.0f} A"
         bound = p.voltage_v * p.current_a * (1.0 + limits.power_tolerance) + limits.power_margin_w
-        if abs(p.active_power_w) > bound:
+        if check_power and abs(p.active_power_w) > bound:
             return f"{ch.value} |P| {abs(p.active_power_w):.0f} W above U·I {bound:.0f} W"
     live = max(voltages) > 0.5 * limits.nominal_voltage_v
     if live and not limits.frequency_min_hz <= reading.frequency_hz <= limits.frequency_max_hz:
@@ -180,7 +186,7 @@ def assess(reading: Reading | None, facts: ChipFacts, limits: ChipLimits, supply
             faults.add(MetrologyFault.CHECKSUM)
             why.append("configuration checksum mismatch")
         if reading is not None and not faults:
-            reason = implausible(reading, limits, supply_good)
+            reason = implausible(reading, limits, supply_good, check_power=not facts.current_full_scale)
             if reason:
                 faults.add(MetrologyFault.IMPLAUSIBLE)
                 why.append(reason)
@@ -188,6 +194,8 @@ def assess(reading: Reading | None, facts: ChipFacts, limits: ChipLimits, supply
         warnings.add(MetrologyWarning.SPI_RECOVERED)
     if facts.saturated:
         warnings.add(MetrologyWarning.ENERGY_SATURATED)
+    if facts.current_full_scale and not faults:
+        warnings.add(MetrologyWarning.CURRENT_FULL_SCALE)
     if interval_s is not None and interval_s > limits.late_factor * limits.cycle_s:
         warnings.add(MetrologyWarning.LATE_CYCLE)
         why.append(f"read {interval_s:.1f} s after the previous one")
@@ -257,7 +265,7 @@ class ChipSupervisor:
 
     def check(self, now_s: float, reading: Reading | None, facts: ChipFacts, supply_good: bool) -> ChipCheck:
         """Judge one read; a fault opens (or continues) the fault state."""
-        interval = None if self.last_good_mono is None else now_s - self.last_good_mono
+        interval = None if self.last_good_mono is None or self.in_fault else now_s - self.last_good_mono
         result = assess(reading, facts, self.limits, supply_good, interval)
         if result.faults:
             self.fault_seen(now_s, result.faults)
@@ -267,11 +275,13 @@ class ChipSupervisor:
         return result
 
     def fault_seen(self, now_s: float, kinds: frozenset[MetrologyFault]) -> bool:
-        """Note a fault at ``now_s``; True when it opens a new episode."""
+        """Note a fault seen at ``now_s``; True when it opens a new episode (dated from the last
+        good read, whose successor is the first the fault spoilt)."""
         self.kinds = self.kinds | kinds
         if self.fault_since is not None:
             return False
-        self.fault_since = now_s
+        # the energy since the last good read is what the fault hides: the episode starts there
+        self.fault_since = now_s if self.last_good_mono is None else min(self.last_good_mono, now_s)
         self._backoff_s = 0.0
         self._next_restart = now_s
         return True

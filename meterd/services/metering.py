@@ -40,14 +40,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from meterd.core import event_codes as ec
-from meterd.core.chip_health import (
-    ChipCheck,
-    ChipFacts,
-    ChipReadError,
-    ChipSupervisor,
-    MetrologyFault,
-    active_delivered_mwh,
-)
 from meterd.core.checkpoint import (
     Checkpoint,
     CheckpointJournal,
@@ -57,6 +49,14 @@ from meterd.core.checkpoint import (
     StorageEvent,
     StorageHealth,
     choose_checkpoint,
+)
+from meterd.core.chip_health import (
+    ChipCheck,
+    ChipFacts,
+    ChipReadError,
+    ChipSupervisor,
+    MetrologyFault,
+    active_delivered_mwh,
 )
 from meterd.core.clock import Clock
 from meterd.core.energy import CreepRule, EnergyRegisters, Quantity, RegisterKey, cycle_deltas
@@ -171,8 +171,11 @@ class MeteringService:
             self.frontend.start()
         except ChipReadError as exc:  # never dark: the meter runs on in the fault state
             log.error("%s: metering stopped, retrying with back-off", exc)
-            self._chip_fault(self.clock.mono(), frozenset({MetrologyFault.START_FAILED}), str(exc))
-            self.chip.restart_failed(self.clock.mono())
+            now = self.clock.mono()
+            kinds = frozenset({MetrologyFault.START_FAILED})
+            if self.chip.fault_seen(now, kinds):
+                self._chip_fault(kinds, str(exc))
+            self.chip.restart_failed(now)
         self.policy.saved(self.clock.mono(), synced=False)
         repair = self.health is not None and "storage_fault" in self.health.status()
         if checkpoint is not None and (checkpoint is journaled or repair):
@@ -188,7 +191,8 @@ class MeteringService:
         if chip.in_fault:
             restart = chip.restart_due(now)
             if not self.frontend.recover(restart=restart):
-                chip.restart_failed(now)
+                if restart:
+                    chip.restart_failed(now)
                 return self._dark_reading(now)
         try:
             reading: Reading | None = self.frontend.read()
@@ -199,7 +203,7 @@ class MeteringService:
         check = self.chip_check = chip.check(now, reading, facts, supply_good=self.powered)
         if check.faults or reading is None:
             if opened:
-                self._chip_fault(now, check.faults, check.detail)
+                self._chip_fault(check.faults, check.detail or "no reading")
             return self._dark_reading(now)
         if check.warnings:
             log.warning("metering IC: %s (%s)", ", ".join(sorted(w.value for w in check.warnings)), check.detail)
@@ -209,10 +213,8 @@ class MeteringService:
                         ", ".join(sorted(k.value for k in episode.kinds)), episode.energy_not_measured_wh)
         return reading
 
-    def _chip_fault(self, now: float, kinds: frozenset[MetrologyFault], detail: str) -> None:
-        """Open a fault episode: the event (once per episode) and one log line."""
-        if not self.chip.fault_seen(now, kinds):
-            return
+    def _chip_fault(self, kinds: frozenset[MetrologyFault], detail: str) -> None:
+        """A fault episode opened: one log line and the event (once per episode)."""
         names = sorted(k.value for k in kinds)
         log.error("metering IC fault (%s): %s; energy not billed until it resumes", ", ".join(names), detail)
         self._storage_events.append(StorageEvent(ec.code("MEASUREMENT_SYSTEM_ERROR"),
