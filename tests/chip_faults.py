@@ -31,7 +31,8 @@ TOLERANCE_MWH = 4
 
 @dataclass(frozen=True)
 class FaultRun:
-    """What one fault did (cycles counted from the injection; None = never)."""
+    """What one fault did: detection in metering cycles run since the injection (a stalled
+    cycle does not run), recovery in cycles after the fault's end; None = never."""
 
     kind: ChipFault
     detected_after: int | None
@@ -66,15 +67,16 @@ def run_fault(state_dir: Path, kind: ChipFault, duration_s: float = 10.0, before
         end_s = t0 + duration_s
         detected = recovered = None
         ahead = 0.0
-        cycles = 0
+        cycles = executed = 0
         while cycles < duration_s + after_s:
             result = meter.daemon.step(1.0)
             cycles += 1
-            if result is None:
+            if result is None:   # a stalled cycle: nothing ran
                 continue
+            executed += 1
             flags = m.status_flags()
             if detected is None and flags & {"metrology_fault", "metrology_warning"}:
-                detected = cycles
+                detected = executed
             now = meter.clock.mono()
             billed = m.registers.get(Quantity.ACTIVE_IMPORT) - start_import
             ahead = max(ahead, billed - (now - t0) * TRUE_MWH_PER_S)
