@@ -38,6 +38,7 @@ from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
 from meterd.core.events import EventRecorder
 from meterd.core.model import MeterIdentity
+from meterd.cosem.objects import metrology_fault_objects
 from meterd.runtime.clocks import HostClock
 from meterd.runtime.state_lock import StateLock
 from meterd.services.metering import CycleResult, MeteringService
@@ -109,6 +110,8 @@ class Daemon:
             policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
                                     period_s=cfg.storage.checkpoint_period_s,
                                     sync_period_s=cfg.storage.sync_period_s))
+        chip = self.meter.chip
+        self.cosem_factories.append(metrology_fault_objects(lambda: chip.totals))
         if self.journal is not None:  # closed last, after the final synced checkpoint
             journal, meter = self.journal, self.meter
             self.closers.append(lambda: journal.close(discard=meter.journal_redundant()))

@@ -10,6 +10,7 @@ from hw.atm90e36.faults import ChipFault
 from meterd.app.daemon import Daemon
 from meterd.core import event_codes as ec
 from meterd.core.events import EventRecorder
+from meterd.ui.live_values import LiveSources, display_data
 from tests.chip_faults import TOLERANCE_MWH, run_fault
 from tests.simmeter import SimMeter, sim_config
 
@@ -48,6 +49,8 @@ def test_a_chip_dead_at_start_leaves_the_meter_running_and_it_resumes_by_itself(
     try:
         assert m.chip.in_fault and "metrology_fault" in m.status_flags()
         assert m.status_word() >> 12 & 1             # status word bit 12: metrology fault
+        lcd = display_data(LiveSources(meter=m, clock=m.clock))
+        assert "metrology_fault" in lcd.tamper_other and lcd.tampered   # the LCD's ALARM line
         for _ in range(10):
             daemon.step(1.0)
         assert not any(m.registers.snapshot().values())

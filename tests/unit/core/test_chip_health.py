@@ -101,3 +101,4 @@ def test_restarts_back_off_up_to_the_limit() -> None:
             due.append(t)
             sup.restart_failed(float(t))
     assert due == [0, 1, 3, 7, 11, 15]
+
