@@ -23,7 +23,7 @@ import logging
 from hw.atm90e36 import regmap as rm
 from hw.atm90e36.driver import Atm90e36, ChannelCounts, EnergyCounts, Measurements
 from hw.errors import HwError
-from meterd.core.chip_health import ChipFacts, ChipReadError, ReadPattern
+from meterd.core.chip_health import ChipFacts, ChipReadError, ReadPattern, Recovery
 from meterd.core.clock import Clock
 from meterd.core.reading import Channel, ChannelEnergy, PhaseValues, Reading
 
@@ -135,24 +135,25 @@ class Atm90e36FrontEnd:
         """What the last read saw of the chip's health."""
         return self._facts
 
-    def recover(self, restart: bool) -> bool:
-        """True when the chip runs with our configuration again: resumed as it was, or (with
-        ``restart``) started afresh. A chip whose reads are all ones or all zeros is left alone."""
+    def recover(self, restart: bool) -> Recovery:
+        """RUNNING when the chip runs with our configuration again: resumed as it was, or (with
+        ``restart``) started afresh. A chip whose reads are all ones or all zeros is left alone
+        (SILENT); FAILED when the restart failed or was not allowed yet."""
         try:
             pattern, start_ok, cs_ok = self.health()
             if pattern is not ReadPattern.NORMAL:
-                return False
+                return Recovery.SILENT
             if start_ok and cs_ok:
                 log.info("metering IC answers with its configuration: resumed without reset")
-                return True
+                return Recovery.RUNNING
             if not restart:
-                return False
+                return Recovery.FAILED
             self.driver.start()
         except (HwError, OSError) as exc:
             log.info("metering IC not back yet: %s", _hw_text(exc))
-            return False
+            return Recovery.FAILED
         log.info("metering IC restarted")
-        return True
+        return Recovery.RUNNING
 
     def close(self) -> None:
         """Release the SPI device."""

@@ -64,6 +64,15 @@ class MetrologyWarning(enum.Enum):
     CURRENT_FULL_SCALE = "current_full_scale"
 
 
+class Recovery(enum.Enum):
+    """What an attempt to bring the chip back found: it runs with our configuration again, it
+    does not answer (left alone: no restart tried), or a restart was tried and failed."""
+
+    RUNNING = "running"
+    SILENT = "silent"
+    FAILED = "failed"
+
+
 class ReadPattern(enum.Enum):
     """How the chip's health reads (start registers, checksums) answered."""
 

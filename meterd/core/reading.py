@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from meterd.core.chip_health import ChipFacts
+    from meterd.core.chip_health import ChipFacts, Recovery
 
 
 class Channel(enum.Enum):
@@ -127,7 +127,8 @@ class FrontEnd(Protocol):
         read patterns, recovered reads)."""
         ...
 
-    def recover(self, restart: bool) -> bool:
-        """After a fault: True when the chip runs with our configuration again, resumed as it
-        was (its energy kept) or, with ``restart``, started afresh; False when it cannot yet."""
+    def recover(self, restart: bool) -> Recovery:
+        """After a fault: RUNNING when the chip runs with our configuration again, resumed as it
+        was (its energy kept) or, with ``restart``, started afresh; SILENT when it does not
+        answer (nothing tried); FAILED when a restart was tried and failed (or none allowed)."""
         ...

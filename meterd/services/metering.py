@@ -56,6 +56,7 @@ from meterd.core.chip_health import (
     ChipReadError,
     ChipSupervisor,
     MetrologyFault,
+    Recovery,
     active_delivered_mwh,
 )
 from meterd.core.clock import Clock
@@ -190,8 +191,9 @@ class MeteringService:
         self.chip_check = None
         if chip.in_fault:
             restart = chip.restart_due(now)
-            if not self.frontend.recover(restart=restart):
-                if restart:
+            recovery = self.frontend.recover(restart=restart)
+            if recovery is not Recovery.RUNNING:
+                if restart and recovery is Recovery.FAILED:
                     chip.restart_failed(now)
                 return self._dark_reading(now)
         try:
