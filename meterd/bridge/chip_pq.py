@@ -14,7 +14,6 @@ from hw.errors import HwError
 from meterd.core.clock import Clock
 from meterd.pq.monitor import CHIP_DFT_MAX_ORDER, PqValues, indicative_from_chip
 
-
 log = logging.getLogger("meterd.chip_pq")
 
 
