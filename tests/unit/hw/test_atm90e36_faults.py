@@ -92,3 +92,23 @@ def test_spi_timeouts_and_a_start_on_a_silent_bus() -> None:
     assert ChipFault.parse("miso_low") is ChipFault.MISO_LOW
     with pytest.raises(ValueError, match="choose from"):
         ChipFault.parse("smoke")
+
+
+def test_a_missing_spi_device_fails_each_transfer_until_it_appears() -> None:
+    from hw.spi import ReopeningSpiDev, SpiDeviceMissing
+
+    clock = SimClock()
+    sim = Atm90e36Sim(Grid(clock.mono), clock.mono)
+    present = False
+
+    def opener() -> SimSpiDev:
+        if not present:
+            raise SpiDeviceMissing(2, "/dev/spidev0.0 does not exist", "/dev/spidev0.0")
+        return SimSpiDev(sim)
+
+    drv = Atm90e36(ReopeningSpiDev(opener), sleep=clock.advance)
+    with pytest.raises(SpiDeviceMissing):
+        drv.start()
+    present = True
+    drv.start()
+    assert drv.configuration_ok()
