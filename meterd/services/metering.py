@@ -56,6 +56,7 @@ from meterd.core.chip_health import (
     ChipReadError,
     ChipSupervisor,
     MetrologyFault,
+    MetrologyWarning,
     Recovery,
     active_delivered_mwh,
 )
@@ -137,6 +138,7 @@ class MeteringService:
     storage_sink: Callable[[StorageEvent, _dt.datetime], None] | None = None
     chip: ChipSupervisor = field(default_factory=ChipSupervisor)
     chip_check: ChipCheck | None = None
+    _chip_warnings: frozenset[MetrologyWarning] = frozenset()
     _storage_events: list[StorageEvent] = field(default_factory=list)
     _journaled: Checkpoint | None = None
     _journaled_json: str = ""
@@ -207,8 +209,11 @@ class MeteringService:
             if opened:
                 self._chip_fault(check.faults, check.detail or "no reading")
             return self._dark_reading(now)
-        if check.warnings:
-            log.warning("metering IC: %s (%s)", ", ".join(sorted(w.value for w in check.warnings)), check.detail)
+        if check.warnings != self._chip_warnings:  # one line when the warnings change, not per cycle
+            if check.warnings:
+                log.warning("metering IC: %s (%s)", ", ".join(sorted(w.value for w in check.warnings)),
+                            check.detail)
+            self._chip_warnings = check.warnings
         episode = chip.resumed(now, active_delivered_mwh(reading))
         if episode is not None:
             log.warning("metering IC resumed after %.1f s of %s; about %.3f Wh not measured", episode.duration_s,
