@@ -6,8 +6,9 @@ after a crash or restart of meterd while the chip stayed powered — the energy 
 meantime is read and kept instead of being thrown away by a reset. Otherwise the full start-up
 sequence runs (soft reset, program, verify).
 
-Supervision: every read ends with the health reads (the four start registers and the four
-checksums CS0–CS3, 8 register reads) and hands the core the :class:`~meterd.core.chip_health.ChipFacts`
+Supervision: every read ends with the health reads (the four start registers every cycle, the
+four checksums CS0–CS3 every ``checksum_every`` cycles: the chip flags a CSx error itself in
+SysStatus0, read every cycle) and hands the core the :class:`~meterd.core.chip_health.ChipFacts`
 it saw: the pattern of those reads (all 0xFFFF or all 0x0000 is a chip that does not answer),
 whether the configuration is still ours, the reads the driver repaired through LastSPIData, the
 energy registers found full. Every hardware error becomes a core
@@ -71,8 +72,10 @@ def _hw_text(exc: BaseException) -> str:
 class Atm90e36FrontEnd:
     """FrontEnd over :class:`hw.atm90e36.driver.Atm90e36`."""
 
-    def __init__(self, driver: Atm90e36, clock: Clock) -> None:
+    def __init__(self, driver: Atm90e36, clock: Clock, checksum_every: int = 10) -> None:
         self.driver = driver
+        self.checksum_every = checksum_every
+        self._reads = 0
         self.clock = clock
         self.resumed = False
         self.last_measurements: Measurements | None = None
@@ -80,17 +83,20 @@ class Atm90e36FrontEnd:
         self._expected_cs = {b.index: rm.checksum(driver.config.block_values(b.index)[a] for a in b.addrs)
                              for b in rm.BLOCKS}
 
-    def health(self) -> tuple[ReadPattern, bool, bool]:
-        """Read the start registers and checksums: (pattern, start registers at operate,
-        every CSx ours). Raises the driver's errors."""
+    def health(self, checksums: bool = True) -> tuple[ReadPattern, bool, bool]:
+        """Read the start registers and (with ``checksums``) the checksums: (pattern, start
+        registers at operate, every CSx read ours). Raises the driver's errors."""
         d = self.driver
         values: list[int] = []
         start_ok = cs_ok = True
         for block in rm.BLOCKS:
-            start, cs = d.read_register(block.start_addr), d.read_register(block.cs_addr)
-            values += (start, cs)
+            start = d.read_register(block.start_addr)
+            values.append(start)
             start_ok = start_ok and start == rm.START_OPERATE
-            cs_ok = cs_ok and cs == self._expected_cs[block.index]
+            if checksums:
+                cs = d.read_register(block.cs_addr)
+                values.append(cs)
+                cs_ok = cs_ok and cs == self._expected_cs[block.index]
         pattern = (ReadPattern.ALL_ONES if all(v == 0xFFFF for v in values)
                    else ReadPattern.ALL_ZEROS if not any(values) else ReadPattern.NORMAL)
         return pattern, start_ok, cs_ok
@@ -119,7 +125,8 @@ class Atm90e36FrontEnd:
         try:
             energy = self.driver.read_energy()
             m = self.driver.read_measurements()
-            pattern, start_ok, cs_ok = self.health()
+            self._reads += 1
+            pattern, start_ok, cs_ok = self.health(checksums=self._reads % self.checksum_every == 0)
         except (HwError, OSError) as exc:
             self._facts = ChipFacts.failed(_hw_text(exc))
             raise ChipReadError(f"metering IC read failed: {_hw_text(exc)}") from exc
