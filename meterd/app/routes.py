@@ -12,6 +12,19 @@ from meterd.app.sim_world import SimWorld, fault_request
 from meterd.services.metering import MeteringService
 
 
+def metrology_view(meter: MeteringService) -> dict[str, Any]:
+    """The metering IC's supervision for ``/status``: the fault in force (kinds, since when, s of
+    meter monotonic time), this cycle's warnings, and the recorded totals (count, s, Wh)."""
+    chip = meter.chip
+    check = meter.chip_check
+    totals = chip.totals
+    return {"in_fault": chip.in_fault, "faults": sorted(k.value for k in chip.kinds),
+            "fault_since_s": chip.fault_since,
+            "warnings": sorted(w.value for w in check.warnings) if check is not None else [],
+            "fault_count": totals.count, "fault_duration_s": round(totals.duration_s, 1),
+            "energy_not_measured_wh": round(totals.energy_not_measured_wh, 3)}
+
+
 def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any],
                     status_extras: dict[str, Callable[[], Any]], sim: SimWorld | None) -> None:
     """Attach ``/status`` (with ``info`` as its links and every ``status_extras`` provider) and,
@@ -19,7 +32,7 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
 
     def status(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         snap = meter.snapshot()
-        extra: dict[str, Any] = {"links": dict(info)}
+        extra: dict[str, Any] = {"links": dict(info), "metrology": metrology_view(meter)}
         for name, provider in status_extras.items():
             extra[name] = provider()
         return 200, status_view(meter.identity, snap, meter.status_flags(), extra)

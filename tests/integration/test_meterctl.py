@@ -209,11 +209,13 @@ def test_a_chip_fault_from_meterctl_is_flagged_and_clears(meter):
     while "metrology_fault" not in flags():
         assert time.monotonic() < deadline, "fault not flagged"
         time.sleep(0.1)
+    assert ok(meter, "status")["metrology"]["faults"] == ["spi_error"]
     assert ok(meter, "sim", "fault-clear") == {"cleared": ["spi_timeout"]}
     deadline = time.monotonic() + 10
     while "metrology_fault" in flags():
         assert time.monotonic() < deadline, "metering did not resume"
         time.sleep(0.1)
+    assert ok(meter, "status")["metrology"]["fault_count"] == 1
     events = ok(meter, "events", "--log", "standard", "--limit", "10")["events"]
     assert "MEASUREMENT_SYSTEM_ERROR" in [e["name"] for e in events]
     assert ctl(meter, "sim", "fault", "smoke").returncode != 0
