@@ -9,6 +9,7 @@ to an :class:`SpiSlave` such as the ATM90E36 simulator.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 from hw.errors import HwError
@@ -20,6 +21,10 @@ class SpiError(HwError, OSError):
 
 class SpiDeviceMissing(SpiError, FileNotFoundError):
     """The ``/dev/spidevB.D`` node does not exist (SPI not enabled, wrong bus or device)."""
+
+
+class SpiTimeout(SpiError, TimeoutError):
+    """A transfer did not complete (spidev ``ETIMEDOUT``; the simulator's ``spi_timeout`` fault)."""
 
 
 class SpiDevice(Protocol):
@@ -71,6 +76,38 @@ def open_spidev(bus: int, device: int, speed_hz: int = 500_000, mode: int = 3) -
     dev.max_speed_hz = speed_hz
     dev.bits_per_word = 8
     return dev
+
+
+class ReopeningSpiDev:
+    """A :class:`SpiDevice` opened by ``opener`` on first use, and again on the next transfer
+    after the opening failed: a missing or refused ``/dev/spidevB.D`` raises from each transfer
+    (the chip's supervision sees a failing chip and retries) instead of stopping the program."""
+
+    def __init__(self, opener: Callable[[], SpiDevice]) -> None:
+        self._opener = opener
+        self._dev: SpiDevice | None = None
+        self.mode = 3
+        self.max_speed_hz = 0
+        self.bits_per_word = 8
+
+    def open(self, bus: int, device: int) -> None:
+        """Open now (``bus`` and ``device`` are the opener's; accepted for spidev compatibility)."""
+        self._device()
+
+    def _device(self) -> SpiDevice:
+        if self._dev is None:
+            self._dev = self._opener()
+        return self._dev
+
+    def xfer2(self, data: list[int]) -> list[int]:
+        """One CS-low window on the device, opening it first when it is not open."""
+        return self._device().xfer2(data)
+
+    def close(self) -> None:
+        """Close the device if it was opened."""
+        if self._dev is not None:
+            self._dev.close()
+            self._dev = None
 
 
 class SimSpiDev:

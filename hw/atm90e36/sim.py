@@ -44,16 +44,25 @@ Faults (``fault=``): ``"no_chip"`` (MISO stuck high: every byte reads 0xFF, writ
 ``"checksum"`` (the chip computes a different CS0, so CS0Err follows 0x8765), ``"corrupt_read"``
 (every ``corrupt_every``-th read frame has one SDO data bit flipped on the wire; the internal
 value and LastSPIData stay correct).
+
+Injected faults (:class:`hw.atm90e36.faults.ChipFault`, :meth:`Atm90e36Sim.inject` /
+:meth:`Atm90e36Sim.clear`, timed by the simulated world): brown-out (unpowered while it lasts,
+power-on defaults after), MISO stuck high / low, seeded SDO bit flips at a rate, a corrupted
+configuration checksum (CS0Err, metering stopped until block 0 is programmed again after the fault
+clears), SPI timeouts. ``late_cycle`` is the meter's own fault: the chip ignores it.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from hw.atm90e36 import regmap as rm
+from hw.atm90e36.faults import ChipFault
 from hw.sim.grid import Grid, GridState, PhaseState
+from hw.spi import SpiTimeout
 
 FAULTS = (None, "no_chip", "checksum", "corrupt_read")
 
@@ -145,7 +154,44 @@ class Atm90e36Sim:
         self._regs = [0] * 1024
         self._frames_read = 0
         self._dft_start: float | None = None
+        self._injected: set[ChipFault] = set()
+        self._flip_rate = 0.0
+        self._flip_rng = random.Random(0)
+        self._unpowered = False
         self._power_on(float(clock()))
+
+    # ---- injected faults ------------------------------------------------------------------
+    @property
+    def injected(self) -> frozenset[ChipFault]:
+        """The injected faults in force."""
+        return frozenset(self._injected)
+
+    def inject(self, fault: ChipFault, rate: float = 1e-3, seed: int = 0) -> None:
+        """Force ``fault`` from now on (see :mod:`hw.atm90e36.faults`); ``rate`` is the
+        probability per SDO data bit of ``bit_flips`` (0 < rate <= 0.5), ``seed`` its generator's."""
+        now = float(self.clock())
+        if not self._unpowered:
+            self._advance(now)
+        self._injected.add(fault)
+        if fault is ChipFault.BROWN_OUT:
+            self._unpowered = True
+        elif fault is ChipFault.CHECKSUM:
+            self._block_error[0] = True   # the chip sees CS0 no longer match: metering stops
+        elif fault is ChipFault.BIT_FLIPS:
+            if not 0.0 < rate <= 0.5:
+                raise ValueError(f"bit flip rate {rate}: expected 0 < rate <= 0.5 per bit")
+            self._flip_rate = rate
+            self._flip_rng = random.Random(seed)
+
+    def clear(self, fault: ChipFault) -> None:
+        """End ``fault``: a brown-out ends with a power-on reset; a corrupted checksum stays
+        latched until the host programs block 0 again; the others simply stop."""
+        if fault not in self._injected:
+            return
+        self._injected.discard(fault)
+        if fault is ChipFault.BROWN_OUT:
+            self._unpowered = False
+            self._power_on(float(self.clock()))
 
     # ---- reset ----------------------------------------------------------------------------
     def _power_on(self, now: float) -> None:
@@ -193,19 +239,35 @@ class Atm90e36Sim:
         rx = bytearray(b"\xff" * len(tx))
         if self.fault == "no_chip":
             return bytes(rx)
+        if ChipFault.SPI_TIMEOUT in self._injected:
+            raise SpiTimeout("SPI transfer timed out")
+        if self._unpowered:
+            return bytes(len(tx))
         self._advance(float(self.clock()))
-        if len(tx) < 2:
-            return bytes(rx)
-        address = ((tx[0] << 8) | tx[1]) & rm.ADDRESS_MASK
-        if tx[0] & 0x80:
-            value = self._wire_value(self._read(address))
-            if len(tx) >= 3:
-                rx[2] = value >> 8
-            if len(tx) >= 4:
-                rx[3] = value & 0xFF
-        elif len(tx) == 4:
-            self._write(address, (tx[2] << 8) | tx[3])
+        if len(tx) >= 2:
+            address = ((tx[0] << 8) | tx[1]) & rm.ADDRESS_MASK
+            if tx[0] & 0x80:
+                value = self._flip(self._wire_value(self._read(address)))
+                if len(tx) >= 3:
+                    rx[2] = value >> 8
+                if len(tx) >= 4:
+                    rx[3] = value & 0xFF
+            elif len(tx) == 4:
+                self._write(address, (tx[2] << 8) | tx[3])
+        if ChipFault.MISO_HIGH in self._injected:
+            return b"\xff" * len(tx)
+        if ChipFault.MISO_LOW in self._injected:
+            return bytes(len(tx))
         return bytes(rx)
+
+    def _flip(self, value: int) -> int:
+        """The 16 SDO data bits of a read with each bit flipped at the ``bit_flips`` rate."""
+        if ChipFault.BIT_FLIPS not in self._injected:
+            return value
+        for bit in range(16):
+            if self._flip_rng.random() < self._flip_rate:
+                value ^= 1 << bit
+        return value
 
     def _wire_value(self, value: int) -> int:
         if self.fault != "corrupt_read":
@@ -237,7 +299,8 @@ class Atm90e36Sim:
 
     def _computed_cs(self, block: rm.ChecksumBlock) -> int:
         cs = rm.checksum(self._regs[a] for a in block.addrs)
-        return cs ^ 0x0001 if self.fault == "checksum" and block.index == 0 else cs
+        corrupted = self.fault == "checksum" or ChipFault.CHECKSUM in self._injected
+        return cs ^ 0x0001 if corrupted and block.index == 0 else cs
 
     def _write(self, address: int, value: int) -> None:
         self._last = value
@@ -319,6 +382,9 @@ class Atm90e36Sim:
 
     # ---- time -----------------------------------------------------------------------------
     def _advance(self, now: float) -> None:
+        if self._unpowered:   # nothing runs; time just passes
+            self._t_last = now
+            return
         if now > self._t_last:
             if self._metering() and self._setup().quantum_mwh > 0:
                 self._integrate(self._t_last, now)

@@ -25,6 +25,11 @@ Format (times in seconds from the scenario start, which defaults to the grid's s
     at_s = 90.0
     signal = "cover_open"         # a world event for another component; optional value = ...
 
+    [[events]]
+    at_s = 120.0
+    signal = "chip_fault"         # a metering IC fault (hw.atm90e36.faults.ChipFault) for 10 s
+    value = { kind = "miso_high", duration_s = 10 }   # bit_flips also takes rate and seed
+
 Events are applied in ``at_s`` order (file order for equal times), each dated exactly at
 ``start + at_s`` (the grid moves a change that would rewrite already-observed time to the
 observation horizon). ``signal`` events are handed to the matching handler (``handlers[name](value)``)

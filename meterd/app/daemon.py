@@ -33,11 +33,13 @@ from meterd.app.hardware import Hardware, backends_for, build_hardware
 from meterd.app.registry import Registry
 from meterd.app.routes import register_routes
 from meterd.core.checkpoint import CheckpointPolicy, StorageEvent
+from meterd.core.chip_health import ChipLimits, ChipSupervisor
 from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
 from meterd.core.events import EventRecorder
 from meterd.core.model import MeterIdentity
 from meterd.core.power_fail import StartEvidence
+from meterd.cosem.objects import metrology_fault_objects
 from meterd.runtime.clocks import HostClock
 from meterd.runtime.state_lock import StateLock
 from meterd.services.metering import CycleResult, MeteringService
@@ -105,9 +107,13 @@ class Daemon:
         self.meter = MeteringService(
             frontend=self.hardware.frontend, clock=self.clock, store=self.store, identity_info=identity,
             creep=CreepRule(start_current_a=start_current_a), journal=self.journal, health=self.store,
+            chip=ChipSupervisor(ChipLimits(nominal_voltage_v=cfg.meter.nominal_voltage_v,
+                                           max_current_a=cfg.meter.max_current_a, cycle_s=cfg.meter.cycle_s)),
             policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
                                     period_s=cfg.storage.checkpoint_period_s,
                                     sync_period_s=cfg.storage.sync_period_s))
+        chip = self.meter.chip
+        self.cosem_factories.append(metrology_fault_objects(lambda: chip.totals))
         if self.journal is not None:  # closed last, after the final synced checkpoint
             journal, meter = self.journal, self.meter
             self.closers.append(lambda: journal.close(discard=meter.journal_redundant()))
@@ -214,16 +220,18 @@ class Daemon:
         for key, value in sorted(self.info.items()):
             log.info("%s: %s", key, value)
 
-    def step(self, cycle_s: float | None = None) -> CycleResult:
+    def step(self, cycle_s: float | None = None) -> CycleResult | None:
         """One metering cycle of ``cycle_s`` (s; default ``[meter] cycle_s``): the simulated clock
         advanced by it, the hardware's before-cycle work (scenario events, inputs), the metering
         service, the cycle's intents (pulse LED), every feature's cycle hook, and the systemd
-        watchdog ping with a status line when it is due."""
+        watchdog ping with a status line when it is due. None when a simulated stall held the cycle."""
         assert self.meter is not None and self.hardware is not None
         cycle_s = self.cfg.meter.cycle_s if cycle_s is None else cycle_s
         if isinstance(self.clock, SimClock):
             self.clock.advance(cycle_s)
         self.hardware.before_cycle()
+        if self.hardware.sim is not None and self.hardware.sim.cycle_stalled():
+            return None  # a simulated stall of the metering cycle (sim fault late_cycle)
         result = self.meter.cycle()
         self.hardware.after_cycle(result, cycle_s)
         for hook in self.cycle_hooks:

@@ -20,7 +20,7 @@ from hw.atm90e36.driver import Atm90e36, Atm90e36Config
 from hw.gpio import make_pin_factory, output_device, resolve_factory_name
 from hw.inputs import POWER_FAIL, InputConfig, MeterInputs
 from hw.pulse_led import PulseLed
-from hw.spi import SimSpiDev, open_spidev
+from hw.spi import ReopeningSpiDev, SimSpiDev, open_spidev
 from meterd.app.config import Config, read_scenario
 from meterd.app.sim_world import SimWorld
 from meterd.bridge.frontend import Atm90e36FrontEnd
@@ -146,7 +146,8 @@ def build_hardware(cfg: Config, clock: Clock, backends: Backends | None = None) 
         spi: Any = SimSpiDev(sim.chip)
         sleep: Any = lambda _s: None  # noqa: E731  the simulated chip resets instantly
     else:
-        spi = open_spidev(cfg.hardware.spi_bus, cfg.hardware.spi_device, cfg.hardware.spi_speed_hz)
+        bus, device, speed = cfg.hardware.spi_bus, cfg.hardware.spi_device, cfg.hardware.spi_speed_hz
+        spi = ReopeningSpiDev(lambda: open_spidev(bus, device, speed))  # a missing device: a chip fault, retried
         import time
 
         sleep = time.sleep

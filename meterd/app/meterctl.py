@@ -4,6 +4,7 @@
   meterctl sim set --phase A|B|C|all [--voltage V] [--current A] [--pf 0.5L|0.8C|1] [--frequency Hz]
   meterctl sim scenario FILE
   meterctl sim power-fail | power-restore
+  meterctl sim fault KIND [--duration S] [--rate R] [--seed N] | fault-clear [KIND]
   meterctl token 12345678901234567890
   meterctl events [--limit N] [--log standard|fraud|disconnector|power_quality|...]
   meterctl alarms-clear [--mask M]
@@ -143,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("file")
     sim.add_parser("power-fail", help="cut the supply and raise the power-fail input")
     sim.add_parser("power-restore", help="restore the supply")
+    sf = sim.add_parser("fault", help="inject a metering IC fault: brown_out, miso_high, miso_low, bit_flips, "
+                                      "checksum, spi_timeout, late_cycle")
+    sf.add_argument("kind")
+    sf.add_argument("--duration", type=float, help="meter seconds (default: until fault-clear)")
+    sf.add_argument("--rate", type=float, help="bit_flips: probability per SDO bit (default 0.001)")
+    sf.add_argument("--seed", type=int, help="bit_flips: random seed (default 0)")
+    sfc = sim.add_parser("fault-clear", help="end an injected fault (all when no kind)")
+    sfc.add_argument("kind", nargs="?")
     tok = sub.add_parser("token", help="enter a 20-digit STS token")
     tok.add_argument("digits")
     ev = sub.add_parser("events", help="recent events from all logs (or one)")
@@ -268,6 +277,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         elif args.sim_command == "scenario":
             text = Path(args.file).read_text(encoding="utf-8")
             _print(args, _call(args, "POST", "/sim/scenario", {"toml": text, "name": args.file}))
+        elif args.sim_command == "fault":
+            fault = {k: v for k, v in {"kind": args.kind, "duration_s": args.duration, "rate": args.rate,
+                                       "seed": args.seed}.items() if v is not None}
+            _print(args, _call(args, "POST", "/sim/fault", fault))
+        elif args.sim_command == "fault-clear":
+            _print(args, _call(args, "POST", "/sim/fault-clear", {"kind": args.kind} if args.kind else {}))
         else:
             _print(args, _call(args, "POST", f"/sim/{args.sim_command}", {}))
     elif args.command == "token":

@@ -5,10 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from hw.atm90e36.faults import ChipFault
 from meterd.api.server import ApiError, ApiServer
 from meterd.api.views import status_view
-from meterd.app.sim_world import SimWorld
+from meterd.app.sim_world import SimWorld, fault_request
 from meterd.services.metering import MeteringService
+
+
+def metrology_view(meter: MeteringService) -> dict[str, Any]:
+    """The metering IC's supervision for ``/status``: the fault in force (kinds, since when, s of
+    meter monotonic time), this cycle's warnings, and the recorded totals (count, s, Wh)."""
+    chip = meter.chip
+    check = meter.chip_check
+    totals = chip.totals
+    return {"in_fault": chip.in_fault, "faults": sorted(k.value for k in chip.kinds),
+            "fault_since_s": chip.fault_since,
+            "warnings": sorted(w.value for w in check.warnings) if check is not None else [],
+            "fault_count": totals.count, "fault_duration_s": round(totals.duration_s, 1),
+            "energy_not_measured_wh": round(totals.energy_not_measured_wh, 3)}
 
 
 def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any],
@@ -18,7 +32,7 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
 
     def status(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         snap = meter.snapshot()
-        extra: dict[str, Any] = {"links": dict(info)}
+        extra: dict[str, Any] = {"links": dict(info), "metrology": metrology_view(meter)}
         for name, provider in status_extras.items():
             extra[name] = provider()
         return 200, status_view(meter.identity, snap, meter.status_flags(), extra)
@@ -41,7 +55,22 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
             sim.power_cut(False)
             return 200, {"power": "restored"}
 
+        def sim_fault(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            try:
+                return 200, sim.inject_fault(*fault_request(body))
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+
+        def sim_fault_clear(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            try:
+                kind = ChipFault.parse(str(body["kind"])) if "kind" in body else None
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+            return 200, sim.clear_fault(kind)
+
         api.route("POST", "/sim/set", sim_set)
+        api.route("POST", "/sim/fault", sim_fault)
+        api.route("POST", "/sim/fault-clear", sim_fault_clear)
         api.route("POST", "/sim/scenario", sim_scenario)
         api.route("POST", "/sim/power-fail", power_fail)
         api.route("POST", "/sim/power-restore", power_restore)

@@ -2,7 +2,9 @@
 
 It is what ``meterctl sim ...`` drives: phase loads (``set_load``), scenario files
 (``load_scenario``), power cuts (``power_cut``: the grid goes dark and the supply supervisor's
-power-fail pin goes low, exactly what the meter sees on a real bench).
+power-fail pin goes low, exactly what the meter sees on a real bench), faults of the metering IC
+and its SPI link (``inject_fault``: :class:`hw.atm90e36.faults.ChipFault`, for a duration in meter
+seconds or until ``clear_fault``; ``late_cycle`` stalls the meter's own cycle instead).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from hw.atm90e36.faults import ChipFault
 from hw.atm90e36.sim import Atm90e36Sim
 from hw.sim.grid import Grid, GridError, phi_from_pf
 from hw.sim.pins import SimPins
@@ -52,6 +55,39 @@ class SimWorld:
         self._powered_state: Any = None
         self.scenario: Any = None
         self._pending_scenario: tuple[str, str] | None = None
+        self.fault_until: dict[ChipFault, float] = {}  # injected faults with their end (meter mono s)
+
+    def inject_fault(self, fault: ChipFault, duration_s: float | None = None, rate: float = 1e-3,
+                     seed: int = 0) -> dict[str, Any]:
+        """Force ``fault`` now for ``duration_s`` meter seconds (None: until :meth:`clear_fault`);
+        ``rate`` (per SDO bit) and ``seed`` for ``bit_flips``."""
+        if duration_s is not None and not 0 < duration_s <= 86_400:
+            raise ValueError(f"duration_s={duration_s}: expected 0 < duration_s <= 86400")
+        if fault is not ChipFault.LATE_CYCLE:
+            self.chip.inject(fault, rate=rate, seed=seed)
+        self.fault_until[fault] = self.clock() + duration_s if duration_s is not None else float("inf")
+        return {"fault": fault.value, "duration_s": duration_s}
+
+    def clear_fault(self, fault: ChipFault | None = None) -> dict[str, Any]:
+        """End ``fault`` (every injected fault when None)."""
+        ended = [fault] if fault is not None else list(self.fault_until)
+        for kind in ended:
+            self.fault_until.pop(kind, None)
+            self.chip.clear(kind)
+        return {"cleared": sorted(k.value for k in ended)}
+
+    def cycle_stalled(self) -> bool:
+        """True while a ``late_cycle`` fault holds the meter's cycle (no read of the chip)."""
+        return ChipFault.LATE_CYCLE in self.fault_until
+
+    def _end_faults(self, now_s: float) -> None:
+        for kind, until in list(self.fault_until.items()):
+            if now_s >= until:
+                self.clear_fault(kind)
+
+    def _fault_signal(self, value: Any) -> None:
+        """The scenario signal ``chip_fault`` (see :func:`fault_request`)."""
+        self.inject_fault(*fault_request(value))
 
     def set_load(self, body: dict[str, Any]) -> dict[str, Any]:
         """Apply ``{"phase", "voltage_v", "current_a", "power_factor", "frequency_hz"}``."""
@@ -80,10 +116,14 @@ class SimWorld:
     def load_scenario(self, text: str, name: str) -> dict[str, Any]:
         """Load a TOML scenario (format: :mod:`hw.sim.scenario`); it starts now and its events are
         applied as meter time passes. World signals: ``power_fail`` (true/false) cuts the supply and
-        drives the power-fail pin; ``cover_open``, ``magnetic_field`` drive those input pins."""
+        drives the power-fail pin; ``cover_open``, ``magnetic_field`` drive those input pins;
+        ``chip_fault`` with ``value = {kind = "miso_high", duration_s = 10}`` injects a chip fault
+        (:func:`fault_request`)."""
         try:
-            self.scenario = Scenario.from_text(text, self.grid, source=name, start_s=self.clock(),
-                                               handlers=self.signal_handlers())
+            scenario = Scenario.from_text(text, self.grid, source=name, start_s=self.clock(),
+                                          handlers=self.signal_handlers())
+            _check_scenario_faults(scenario)
+            self.scenario = scenario
         except ScenarioError as exc:
             raise ValueError(str(exc)) from None
         self._pending_scenario = None
@@ -94,14 +134,15 @@ class SimWorld:
         :meth:`before_cycle`, once every part of the meter has named its input pins and signals,
         so it starts at that cycle's time. Raises ValueError at once for a malformed scenario."""
         try:
-            Scenario.from_text(text, Grid(self.clock), source=name)
+            _check_scenario_faults(Scenario.from_text(text, Grid(self.clock), source=name))
         except ScenarioError as exc:
             raise ValueError(str(exc)) from None
         self._pending_scenario = (text, name)
 
     def signal_handlers(self) -> dict[str, Callable[[Any], None]]:
         """Scenario ``signal`` names and what they do to the simulated world."""
-        handlers: dict[str, Callable[[Any], None]] = {"power_fail": lambda v: self.power_cut(bool(v))}
+        handlers: dict[str, Callable[[Any], None]] = {"power_fail": lambda v: self.power_cut(bool(v)),
+                                                      "chip_fault": self._fault_signal}
         for name, pin in self.input_pins.items():
             handlers[name] = self._input_handler(pin)
         handlers.update(self.extra_signals)  # signals other parts of the simulated world react to
@@ -120,10 +161,12 @@ class SimWorld:
         events that fell due."""
         if self._pending_scenario is not None:
             self.load_scenario(*self._pending_scenario)
+        self._end_faults(now_s)
         for hook in self.cycle_hooks:
             hook(now_s)
         if self.scenario is not None:
             self.scenario.apply_due(now_s)
+            self._end_faults(now_s)  # a fault shorter than a cycle ends in the cycle it began
 
     def power_cut(self, cut: bool) -> None:
         """Cut or restore the supply: grid dark/lit and the power-fail pin low/high."""
@@ -137,6 +180,30 @@ class SimWorld:
                 self.grid.set_state(self._powered_state)
                 self._powered_state = None
             self.pins.drive(self.power_fail_pin, high=True)
+
+
+def fault_request(value: Any) -> tuple[ChipFault, float | None, float, int]:
+    """A chip fault request from a scenario ``value`` or an API body: a table ``{kind,
+    duration_s, rate, seed}`` (or just the kind's name) as (fault, duration s or None, bit-flip
+    rate, seed); ValueError for anything else."""
+    spec = value if isinstance(value, dict) else {"kind": value}
+    unknown = set(spec) - {"kind", "duration_s", "rate", "seed"}
+    if unknown:
+        raise ValueError(f"chip fault: unknown key(s) {sorted(unknown)}")
+    duration = spec.get("duration_s")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError("chip fault: seed must be an integer")
+    return (ChipFault.parse(str(spec.get("kind"))),
+            None if duration is None else _number(duration, "duration_s", 0.001, 86_400),
+            _number(spec.get("rate", 1e-3), "rate", 1e-9, 0.5), seed)
+
+
+def _check_scenario_faults(scenario: Scenario) -> None:
+    """Reject a malformed ``chip_fault`` event when the scenario is loaded, not when it plays."""
+    for event in scenario.events:
+        if event.signal == "chip_fault":
+            fault_request(event.value)
 
 
 def _number(value: Any, name: str, lo: float, hi: float) -> float:

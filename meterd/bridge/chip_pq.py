@@ -1,13 +1,20 @@
 """Indicative power-quality values from the ATM90E36's own DFT and THD+N registers (a Pi without
-the DMA waveform bridge): harmonic ratios of orders 2–32 per channel, THD per channel (%)."""
+the DMA waveform bridge): harmonic ratios of orders 2–32 per channel, THD per channel (%).
+
+A chip in fault (a transfer that fails, a chip that does not answer) only skips this DFT: the
+metering cycle's supervision flags the fault; the schedule starts again one period later."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
+from hw.errors import HwError
 from meterd.core.clock import Clock
 from meterd.pq.monitor import CHIP_DFT_MAX_ORDER, PqValues, indicative_from_chip
+
+log = logging.getLogger("meterd.chip_pq")
 
 
 class ChipPq:
@@ -25,7 +32,16 @@ class ChipPq:
         self._last: float | None = None
 
     def poll(self) -> PqValues | None:
-        """Run the DFT schedule; returns new values when a DFT finished."""
+        """Run the DFT schedule; returns new values when a DFT finished (None also when the chip
+        could not be read: that DFT is dropped)."""
+        try:
+            return self._poll()
+        except (HwError, OSError) as exc:
+            log.debug("chip DFT dropped: %s", exc)
+            self._started, self._last = None, self._clock.mono()
+            return None
+
+    def _poll(self) -> PqValues | None:
         now = self._clock.mono()
         if self._started is None:
             if self._last is None or now - self._last >= self._period_s:

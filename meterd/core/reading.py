@@ -9,7 +9,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from meterd.core.chip_health import ChipFacts, Recovery
 
 
 class Channel(enum.Enum):
@@ -104,12 +107,28 @@ class Reading:
 
 
 class FrontEnd(Protocol):
-    """Port: the metering front end (the ATM90E36 driver in production and in simulation)."""
+    """Port: the metering front end (the ATM90E36 driver in production and in simulation).
+
+    Every hardware failure reaches the core as :class:`~meterd.core.chip_health.ChipReadError`.
+    """
 
     def start(self) -> None:
-        """Configure the chip and start metering; raises on a chip that does not answer."""
+        """Configure the chip and start metering; raises ChipReadError on a chip that does not
+        answer or does not take its configuration."""
         ...
 
     def read(self) -> Reading:
-        """Read one cycle: instantaneous values and the energy counted since the last read."""
+        """Read one cycle: instantaneous values and the energy counted since the last read;
+        raises ChipReadError when the chip cannot be read."""
+        ...
+
+    def facts(self) -> ChipFacts:
+        """What the last :meth:`read` saw of the chip's health (start registers, checksums,
+        read patterns, recovered reads)."""
+        ...
+
+    def recover(self, restart: bool) -> Recovery:
+        """After a fault: RUNNING when the chip runs with our configuration again, resumed as it
+        was (its energy kept) or, with ``restart``, started afresh; SILENT when it does not
+        answer (nothing tried); FAILED when a restart was tried and failed (or none allowed)."""
         ...

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from meterd.core.chip_health import FaultTotals
 from meterd.core.energy import Derived, Quantity, obis_c
 from meterd.core.model import MeterModel
 from meterd.core.reading import PHASES, Channel, PhaseValues, Reading
@@ -51,6 +52,7 @@ from meterd.cosem.profile import ProfileReader
 UNIT_W, UNIT_VA, UNIT_VAR, UNIT_WH, UNIT_VAH, UNIT_VARH = 27, 28, 29, 30, 31, 32
 UNIT_A, UNIT_V, UNIT_HZ, UNIT_NONE = 33, 35, 44, 255
 UNIT_DEGREE = 8
+UNIT_SECOND = 7
 ENERGY_UNITS = {"Wh": UNIT_WH, "varh": UNIT_VARH, "VAh": UNIT_VAH}
 LOAD_PROFILE_LN = "1.0.99.1.0.255"
 
@@ -392,6 +394,27 @@ def profile_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
     buffer = ctx.model.profile(LOAD_PROFILE_LN)
     if buffer is not None:
         yield CosemEntry(ModelProfile(LOAD_PROFILE_LN, ProfileReader(buffer)))
+
+
+METROLOGY_FAULT_OBIS = ("0.0.96.50.0.255", "0.0.96.50.1.255", "0.0.96.50.2.255", "0.0.96.50.3.255",
+                        "0.0.96.50.4.255")
+"""Metrology faults (manufacturer-specific 0-0:96.50.E): count, total duration (s), total active
+energy estimated not measured (Wh), the last fault's duration (s) and estimate (Wh)."""
+
+
+def metrology_fault_objects(totals: Callable[[], FaultTotals]) -> ObjectFactory:
+    """A factory of the metrology-fault registers (class 3, read-only) over ``totals()``."""
+    def factory(_ctx: CosemContext) -> Iterable[CosemEntry]:
+        count, duration, energy, last_duration, last_energy = METROLOGY_FAULT_OBIS
+        yield CosemEntry(ValueRegister(count, lambda: (axdr.UINT32, totals().count), 0, UNIT_NONE))
+        yield CosemEntry(ValueRegister(duration, lambda: (axdr.UINT32, round(totals().duration_s)), 0, UNIT_SECOND))
+        yield CosemEntry(ValueRegister(energy, lambda: (axdr.UINT64, round(totals().energy_not_measured_wh * 1000)),
+                                       -3, UNIT_WH))
+        yield CosemEntry(ValueRegister(last_duration, lambda: (axdr.UINT32, round(totals().last_duration_s)), 0,
+                                       UNIT_SECOND))
+        yield CosemEntry(ValueRegister(last_energy, lambda: (axdr.UINT64, round(totals().last_energy_wh * 1000)),
+                                       -3, UNIT_WH))
+    return factory
 
 
 def default_registry() -> ObjectRegistry:

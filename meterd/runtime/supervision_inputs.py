@@ -38,7 +38,8 @@ class InputEdges:
             edge_utc = now_utc - _dt.timedelta(seconds=now_mono - at_s)
             self._supervision.on_cycle(edge_utc, None, seen, mono_s=at_s)
         self._last = {name: states[name] for name in self.WATCHED}
-        self._supervision.on_cycle(now_utc, result.reading, states, mono_s=now_mono)
+        measured = "metrology_fault" not in result.reading.status  # else nothing was measured
+        self._supervision.on_cycle(now_utc, result.reading if measured else None, states, mono_s=now_mono)
 
 
 class PowerFailEvents:

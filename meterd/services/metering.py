@@ -16,6 +16,18 @@ damaged: WARNING, re-created, an NV memory error event). Storage events (from ``
 store's :class:`~meterd.core.checkpoint.StorageHealth`, and from the journal check) go to
 ``storage_sink`` dated with the meter clock; while the sink fails (its own disk is full) they
 wait and are handed on later. ``health``'s flags join the status word (``storage_fault``).
+
+The supervised chip (:mod:`meterd.core.chip_health`): each cycle's read is judged by the
+:class:`~meterd.core.chip_health.ChipSupervisor` before anything is billed. A fault (the chip
+does not answer, lost its configuration, a checksum, a failed transfer, impossible values, a
+start that failed) bills nothing that cycle, hands the listeners a reading with no energy, zero
+values and the status ``metrology_fault``, records "measurement system error" (IDIS 16, standard
+log, alarm bit 11) once per episode, and from the next cycle on asks the front end to recover
+(resume a chip whose configuration survived, else restart it, with back-off). A chip that fails
+at start leaves the meter running in that state. The end of an episode records its duration and
+the estimated energy not measured (:class:`~meterd.core.chip_health.FaultTotals`, saved with the
+checkpoint, served over DLMS). Metrology events go out through ``storage_sink`` like the storage
+events (the one event outbox of the service).
 """
 
 from __future__ import annotations
@@ -38,10 +50,20 @@ from meterd.core.checkpoint import (
     StorageHealth,
     choose_checkpoint,
 )
+from meterd.core.chip_health import (
+    ChipCheck,
+    ChipFacts,
+    ChipReadError,
+    ChipSupervisor,
+    MetrologyFault,
+    MetrologyWarning,
+    Recovery,
+    active_delivered_mwh,
+)
 from meterd.core.clock import Clock
 from meterd.core.energy import CreepRule, EnergyRegisters, Quantity, RegisterKey, cycle_deltas
 from meterd.core.model import MeterIdentity, MeterSnapshot, ProfileBuffer
-from meterd.core.reading import Channel, FrontEnd, Reading
+from meterd.core.reading import Channel, FrontEnd, PhaseValues, Reading
 
 log = logging.getLogger("meterd.metering")
 
@@ -80,10 +102,13 @@ class CycleResult:
                 + self.deltas.get((Quantity.ACTIVE_EXPORT, Channel.TOTAL), 0))
 
 
+_CHIP_STATE = "metrology"
+"""The key of the chip supervision's totals in the checkpoint's extra state."""
+
 STATUS_BITS: dict[str, int] = {
     "checksum_error": 0, "sag": 1, "phase_loss": 2, "voltage_sequence_error": 3,
     "current_sequence_error": 4, "neutral_overcurrent": 5, "reverse_power": 6, "power_fail": 7,
-    "clock_invalid": 8, "tamper": 9, "relay_open": 10, "storage_fault": 11,
+    "clock_invalid": 8, "tamper": 9, "relay_open": 10, "storage_fault": 11, "metrology_fault": 12,
 }
 
 
@@ -111,6 +136,9 @@ class MeteringService:
     restored_from: str = ""
     health: StorageHealth | None = None
     storage_sink: Callable[[StorageEvent, _dt.datetime], None] | None = None
+    chip: ChipSupervisor = field(default_factory=ChipSupervisor)
+    chip_check: ChipCheck | None = None
+    _chip_warnings: frozenset[MetrologyWarning] = frozenset()
     _storage_events: list[StorageEvent] = field(default_factory=list)
     _journaled: Checkpoint | None = None
     _journaled_json: str = ""
@@ -139,16 +167,75 @@ class MeteringService:
                      self.restored_from)
         else:
             log.info("new meter: no checkpoint (%s)", self.restored_from)
-        self.frontend.start()
+        state = checkpoint.extra.get(_CHIP_STATE) if checkpoint is not None else None
+        if state is not None:
+            self.chip.totals.restore(state)
+        try:
+            self.frontend.start()
+        except ChipReadError as exc:  # never dark: the meter runs on in the fault state
+            log.error("%s: metering stopped, retrying with back-off", exc)
+            now = self.clock.mono()
+            kinds = frozenset({MetrologyFault.START_FAILED})
+            if self.chip.fault_seen(now, kinds):
+                self._chip_fault(kinds, str(exc))
+            self.chip.restart_failed(now)
         self.policy.saved(self.clock.mono(), synced=False)
         repair = self.health is not None and "storage_fault" in self.health.status()
         if checkpoint is not None and (checkpoint is journaled or repair):
             self.persist(sync=True)  # the durable copies catch up with the journal at once
         self.deliver_storage_events()
 
+    def read_supervised(self) -> Reading:
+        """The cycle's reading as the chip supervision lets it be billed: the front end's own
+        when it is good, else a reading with no energy, zero values and ``metrology_fault``."""
+        now = self.clock.mono()
+        chip = self.chip
+        self.chip_check = None
+        if chip.in_fault:
+            restart = chip.restart_due(now)
+            recovery = self.frontend.recover(restart=restart)
+            if recovery is not Recovery.RUNNING:
+                if restart and recovery is Recovery.FAILED:
+                    chip.restart_failed(now)
+                return self._dark_reading(now)
+        try:
+            reading: Reading | None = self.frontend.read()
+            facts = self.frontend.facts()
+        except ChipReadError as exc:
+            reading, facts = None, ChipFacts.failed(str(exc))
+        opened = not chip.in_fault
+        check = self.chip_check = chip.check(now, reading, facts, supply_good=self.powered)
+        if check.faults or reading is None:
+            if opened:
+                self._chip_fault(check.faults, check.detail or "no reading")
+            return self._dark_reading(now)
+        if check.warnings != self._chip_warnings:  # one line when the warnings change, not per cycle
+            if check.warnings:
+                log.warning("metering IC: %s (%s)", ", ".join(sorted(w.value for w in check.warnings)),
+                            check.detail)
+            self._chip_warnings = check.warnings
+        episode = chip.resumed(now, active_delivered_mwh(reading))
+        if episode is not None:
+            log.warning("metering IC resumed after %.1f s of %s; about %.3f Wh not measured", episode.duration_s,
+                        ", ".join(sorted(k.value for k in episode.kinds)), episode.energy_not_measured_wh)
+        return reading
+
+    def _chip_fault(self, kinds: frozenset[MetrologyFault], detail: str) -> None:
+        """A fault episode opened: one log line and the event (once per episode)."""
+        names = sorted(k.value for k in kinds)
+        log.error("metering IC fault (%s): %s; energy not billed until it resumes", ", ".join(names), detail)
+        self._storage_events.append(StorageEvent(ec.code("MEASUREMENT_SYSTEM_ERROR"),
+                                                 {"fault": ",".join(names), "detail": detail[:200]}))
+
+    def _dark_reading(self, now: float) -> Reading:
+        """What the listeners see while the chip is in fault: nothing measured, the fault flag."""
+        zero = PhaseValues(power_factor=0.0)
+        return Reading(mono_s=now, phases=(zero, zero, zero), energy={}, total_power_factor=0.0,
+                       frequency_hz=0.0, status=frozenset({"metrology_fault"}))
+
     def cycle(self) -> CycleResult:
         """Run one metering cycle."""
-        reading = self.frontend.read()
+        reading = self.read_supervised()
         deltas = cycle_deltas(reading, self.creep)
         self.registers.add(deltas)
         self.policy.note_cycle(deltas)
@@ -163,7 +250,7 @@ class MeteringService:
             persisted = True
         elif self.journal is not None:
             self.journal_write()
-        if self._storage_events or self.health is not None:
+        if self._storage_events or self.health is not None or self.storage_sink is not None:
             self.deliver_storage_events()
         return CycleResult(reading=reading, deltas=deltas, persisted=persisted)
 
@@ -186,6 +273,7 @@ class MeteringService:
         """The current state as the next checkpoint, copied into the journal (if any). Without
         ``force`` nothing is written (and the last checkpoint returned) when nothing changed."""
         extra = {listener.name: listener.state_dict() for listener in self.listeners}
+        extra[_CHIP_STATE] = self.chip.totals.state_dict()
         values = self.registers.snapshot()
         extra_json = json.dumps(extra, separators=(",", ":"), sort_keys=True)  # a copy, to compare
         last = self._journaled
@@ -282,6 +370,7 @@ class MeteringService:
                         flags.add(base)
             if self.last_reading.total_active_power_w < 0:
                 flags.add("reverse_power")
+        flags |= self.chip.flags(self.chip_check)
         if not self.powered:
             flags.add("power_fail")
         if self.health is not None:

@@ -127,5 +127,7 @@ def display_data(src: LiveSources, battery_low: bool | None = False) -> DisplayD
     values["cover_open"] = any("cover" in name for name in tampers)
     values["magnet"] = any("magnet" in name for name in tampers)
     values["tamper_other"] = tuple(n for n in tampers if "cover" not in n and "magnet" not in n)
+    if "metrology_fault" in src.meter.status_flags():  # the metering IC in fault: the ALARM line says so
+        values["tamper_other"] += ("metrology_fault",)
     values["battery_low"], values["battery_known"] = bool(battery_low), battery_low is not None
     return DisplayData(**values)

@@ -93,6 +93,7 @@ TAMPER_LABELS: dict[str, tuple[str, str]] = {
     "current_without_voltage": ("I without U", "تيار بلا جهد"),
     "current_imbalance": ("I imbalance", "عدم اتزان التيار"),
     "tamper": ("Tamper", "عبث"),
+    "metrology_fault": ("Meter fault", "عطل القياس"),
 }
 
 

@@ -198,3 +198,24 @@ def test_credit_decimals_are_the_same_everywhere(meter):
     assert in_status and re.fullmatch(r"-?\d+\.\d{3}", in_status.group(1)), status
     negative_zero = re.compile(r"(?<![\d.])-0(\.0+)?(?![\d.])")
     assert not negative_zero.search(credit) and not negative_zero.search(status)
+
+
+def test_a_chip_fault_from_meterctl_is_flagged_and_clears(meter):
+    def flags() -> list[str]:
+        return ok(meter, "status")["status_flags"]
+
+    assert ok(meter, "sim", "fault", "spi_timeout") == {"fault": "spi_timeout", "duration_s": None}
+    deadline = time.monotonic() + 10
+    while "metrology_fault" not in flags():
+        assert time.monotonic() < deadline, "fault not flagged"
+        time.sleep(0.1)
+    assert ok(meter, "status")["metrology"]["faults"] == ["spi_error"]
+    assert ok(meter, "sim", "fault-clear") == {"cleared": ["spi_timeout"]}
+    deadline = time.monotonic() + 10
+    while "metrology_fault" in flags():
+        assert time.monotonic() < deadline, "metering did not resume"
+        time.sleep(0.1)
+    assert ok(meter, "status")["metrology"]["fault_count"] == 1
+    events = ok(meter, "events", "--log", "standard", "--limit", "10")["events"]
+    assert "MEASUREMENT_SYSTEM_ERROR" in [e["name"] for e in events]
+    assert ctl(meter, "sim", "fault", "smoke").returncode != 0
