@@ -134,6 +134,21 @@ def test_launcher_tells_which_child_died_and_stops_the_other(tmp_path, meter_fil
     assert probe(state) is None  # the kernel dropped the killed meter's lock
 
 
+def test_a_killed_ciu_is_named_and_meterd_stops_cleanly_and_starts_again(tmp_path, meter_files, launchers):
+    config, state = meter_files
+    launchers.append(launcher := Launcher(tmp_path, config, state))
+    kids = launcher.wait_running()
+    os.kill(kids["ciu"], signal.SIGKILL)
+    assert launcher.proc.wait(timeout=DEADLINE_S) == 1
+    assert (f"simrun: ciu (pid {kids['ciu']}) was killed by signal SIGKILL; stopping meterd\n"
+            in launcher.stderr()), launcher.stderr()
+    assert not alive(kids["meterd"])
+    assert "Traceback" not in launcher.stderr(), launcher.stderr()
+    assert not (state / "meterd.sock").exists() and not (state / LOCK_NAME).exists()  # meterd stopped cleanly
+    launchers.append(second := Launcher(tmp_path, config, state, name="again"))
+    second.wait_running()  # and the meter starts again on its saved state
+
+
 def test_second_meter_on_a_state_directory_is_refused(tmp_path):
     first = MeterdProcess(tmp_path, speed="10")
     try:
