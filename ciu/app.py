@@ -12,7 +12,7 @@ Configuration (TOML, every key optional; unknown keys are refused)::
                gpio_dc = 24  gpio_rst = 25  gpio_light = 18  capture_dir = "var/ciu/screens"
     [keypad]   kind = "matrix"  rows = [5, 6, 13, 19]  cols = [12, 16, 20, 21]  socket = "var/ciu/keys.sock"
     [ui]       lang = "en"
-    [buzzer]   pin = 17  pin_factory = "auto"  low_credit_repeat_s = 600.0
+    [buzzer]   pin = 23  pin_factory = "auto"  low_credit_repeat_s = 600.0
 
 ``link.direction`` is how the RS-485 transceiver's driver is switched on the 2-wire bus: ``"auto"``
 (an auto-direction transceiver such as the MAX13487E: no pin; also a pty in simulation) or
@@ -62,7 +62,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                 "gpio_rst": 25, "gpio_light": 18, "capture_dir": "var/ciu/screens"},
     "keypad": {"kind": "sim", "rows": [5, 6, 13, 19], "cols": [12, 16, 20, 21], "socket": "var/ciu/keys.sock"},
     "ui": {"lang": "en"},
-    "buzzer": {"pin": 17, "pin_factory": "auto", "low_credit_repeat_s": 600.0},
+    "buzzer": {"pin": 23, "pin_factory": "auto", "low_credit_repeat_s": 600.0},
 }
 
 
@@ -95,6 +95,9 @@ def load_config(path: str | None, overrides: dict[str, dict[str, Any]]) -> dict[
         raise CiuConfigError("ui.lang: must be en or ar")
     if not -1 <= config["buzzer"]["pin"] <= 27:
         raise CiuConfigError("buzzer.pin: must be a BCM pin 0-27, or -1 for none")
+    keypad = config["keypad"]
+    if keypad["kind"] == "matrix" and config["buzzer"]["pin"] in (*keypad["rows"], *keypad["cols"]):
+        raise CiuConfigError(f"buzzer.pin: GPIO{config['buzzer']['pin']} is a keypad line (keypad.rows/cols)")
     if config["buzzer"]["low_credit_repeat_s"] < 10.0:
         raise CiuConfigError("buzzer.low_credit_repeat_s: must be at least 10 s")
     return config

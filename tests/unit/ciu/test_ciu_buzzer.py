@@ -91,7 +91,7 @@ def test_edges_on_the_mock_pin_of_the_built_buzzer() -> None:
     assert buzzer is not None and device is not None
     try:
         pin = device.pin
-        assert pin.info.name == "GPIO17" and pin.state is False
+        assert pin.info.name == "GPIO23" and pin.state is False
         state = CiuState(clock, lambda: 1)
         state.on_status({"low_credit": True})
         for _ in range(60):

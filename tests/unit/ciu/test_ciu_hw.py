@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 import hw.lcd as lcd
 from ciu.app import CiuConfigError, load_config, read_pair_key, write_pair_key
 from hw.serial_link import PacedWriter, SimWire, char_time_s
+from tests.paths import REPO
 
 
 class FakeSpi:
@@ -111,3 +112,11 @@ def test_ciu_config_is_strict_and_key_file_is_private(tmp_path: Path) -> None:
     write_pair_key(key_path, bytes(range(32)))
     assert read_pair_key(key_path) == bytes(range(32))
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
+
+
+def test_the_buzzer_may_not_share_a_keypad_line() -> None:
+    with pytest.raises(CiuConfigError, match="buzzer.pin: GPIO17 is a keypad line"):
+        load_config(None, {"keypad": {"kind": "matrix", "rows": [5, 6, 16, 17], "cols": [19, 20, 21, 26]},
+                           "buzzer": {"pin": 17}})
+    image = REPO / "image" / "variants" / "ciu" / "etc" / "ciu" / "ciu.toml"
+    assert load_config(str(image), {})["buzzer"]["pin"] == 23  # the image's pins are all distinct
