@@ -91,5 +91,6 @@ def test_bytes_written_per_day_within_budget_at_any_load(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # three whole simulated days, one per load: longer than the default 300 s
 def test_bytes_written_over_whole_days(tmp_path):
     check_day(tmp_path, 86_400)
