@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from test_ciu_link import PAIR_KEY
 from test_ciu_link_e2e import TOKEN, FakeMeter
@@ -23,8 +25,10 @@ from meterd.services.ciu_service import CiuService
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def wait_for(predicate, service: CiuService, port, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
+def pump_meter(service: CiuService, port: Any, seconds: float, until: Callable[[], bool] | None = None) -> bool:
+    """Run the meter end on ``port`` for ``seconds`` (real time) or until ``until()``; True when it
+    came (or, without ``until``, when the time ran out)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         data = port.read(4096)
         if data:
@@ -33,10 +37,14 @@ def wait_for(predicate, service: CiuService, port, timeout_s: float) -> bool:
         out = service.data_to_send()
         if out:
             port.write(out)
-        if predicate():
+        if until is not None and until():
             return True
-        time.sleep(0.01)
-    return False
+        time.sleep(0.005)
+    return until is None
+
+
+def wait_for(predicate: Callable[[], bool], service: CiuService, port: Any, timeout_s: float) -> bool:
+    return pump_meter(service, port, timeout_s, predicate)
 
 
 def test_ciu_process_over_paced_pty(tmp_path: Path) -> None:

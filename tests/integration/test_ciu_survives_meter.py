@@ -15,6 +15,7 @@ from typing import Any
 
 from test_ciu_link import PAIR_KEY
 from test_ciu_link_e2e import TOKEN, FakeMeter, Rig
+from test_ciu_link_pty import pump_meter
 
 from ciu.core.state import CiuState, Screen
 from ciu.runtime.client import CiuLinkClient
@@ -122,22 +123,6 @@ def test_garbage_on_the_line_then_the_link_recovers_and_delivers_once() -> None:
         assert sum(rig.service.link.stats.rejected.values()) > 0
     finally:
         rig.close()
-
-
-def pump_meter(service: CiuService, port: Any, seconds: float, until: Any = None) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        data = port.read(4096)
-        if data:
-            service.receive_bytes(data)
-        service.poll()
-        out = service.data_to_send()
-        if out:
-            port.write(out)
-        if until is not None and until():
-            return True
-        time.sleep(0.005)
-    return until is None
 
 
 def meter_on(path: str, meter: FakeMeter) -> tuple[CiuService, Any]:
