@@ -64,7 +64,7 @@ def test_a_silent_chip_is_left_alone_and_resumed_with_its_energy(kind: ChipFault
     total = fe.read().energy[Channel.TOTAL].active_import
     # stuck MISO: no reset, the 3 s the chip kept are delivered; brown-out: counted from the restart
     seconds = 1 if kind is ChipFault.BROWN_OUT else 3
-    assert total == pytest.approx(6900 * seconds / 3.6, abs=3)
+    assert total == pytest.approx(6900 * seconds / 3.6, abs=100)   # within one count (100 mWh)
 
 
 def test_a_failed_transfer_is_a_chip_read_error() -> None:
