@@ -25,8 +25,9 @@ CURRENT_A = 10.0
 VOLTAGE_V = 230.0
 """The load: 3 × 230 V × 10 A at PF 1 = 6.9 kW of import."""
 TRUE_MWH_PER_S = 3 * VOLTAGE_V * CURRENT_A / 3.6
-TOLERANCE_MWH = 4
-"""Register quantisation: the chip's count (1 mWh) plus sub-count residues across a read."""
+TOLERANCE_MWH = 200
+"""Register quantisation: the sub-count residue the chip holds back at the start and at the end
+of a run, each less than one count (100 mWh at 1000 imp/kWh and 0.1 CF)."""
 
 
 @dataclass(frozen=True)

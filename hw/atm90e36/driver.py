@@ -5,9 +5,18 @@ over the simulator in tests), so the same code runs in both. Every read is confi
 LastSPIData (``atm90e36.md`` §2.4) — the only safe way to recover a read-to-clear register whose
 transfer was corrupted — and every write is verified the same way with bounded retries.
 
-Energy: with the default meter constant 10000 imp/kWh and a register LSB of 0.01 CF
-(MMode0.001LSB = 1) one count is exactly 1 mWh (1 mvarh, 1 mVAh). :meth:`Atm90e36.read_energy`
-reads every energy register exactly once per call; no other code path reads them.
+Energy: with the default meter constant 1000 imp/kWh and a register LSB of 0.1 CF
+(MMode0.001LSB = 0) one count is exactly 0.1 Wh (100 mWh, mvarh, mVAh) and a 16-bit register
+holds 6553.5 Wh: about 247 s at 3 × 1.15 × 230 V × 120 A (``docs/architecture.md``, "Energy
+register saturation"). :meth:`Atm90e36.read_energy` reads every energy register exactly once per
+call; no other code path reads them.
+
+Current scale k (``current_scale``): the board presents I/k to the chip so that Imax plus
+headroom stays inside the 16-bit result registers (Irms 65.535 A, per-phase Pmean 32.767 kW).
+The driver multiplies every current and power it reads by k, divides the thresholds it writes
+(start-up power, neutral current) by k, and programs PL_constant for a chip meter constant of
+MC × k: one chip count is LSB / (MC × k) kWh of what the chip sees, that is LSB / MC kWh of true
+energy, so the CF pulses stay MC imp/kWh and one count stays ``1e6 × LSB / MC`` milli-units.
 """
 
 from __future__ import annotations
@@ -44,8 +53,9 @@ def _uint16(value: int, name: str) -> int:
 class Atm90e36Config:
     """Chip configuration and calibration; defaults are the datasheet reset values.
 
-    meter_constant_imp_per_kwh (MC, imp/kWh, also fixes PL_constant = 450e9/MC);
-    energy_lsb_cf (0.01 or 0.1 CF per register count); mains_frequency_hz (50/60);
+    meter_constant_imp_per_kwh (MC, imp/kWh of true energy); current_scale (k, the board's
+    current divider: PL_constant = 450e9 / (MC × k)); energy_lsb_cf (0.01 or 0.1 CF per
+    register count); mains_frequency_hz (50/60);
     nominal_voltage_v (Un, V) and starting_current_a (A) give the start-up thresholds
     (``startup_threshold_fraction × Un × I_start`` W per phase and for the total);
     sag/phase_loss_threshold_pct (% of Un, §7 formula); PGA gains (1/2/4, DPGA 1/2/4/8);
@@ -54,8 +64,9 @@ class Atm90e36Config:
     fundamental gains/offsets, neutral gain/offset; warning thresholds in A and %.
     """
 
-    meter_constant_imp_per_kwh: int = 10000
-    energy_lsb_cf: Fraction | float = Fraction(1, 100)
+    meter_constant_imp_per_kwh: int = 1000
+    energy_lsb_cf: Fraction | float = Fraction(1, 10)
+    current_scale: int = 1
     mains_frequency_hz: int = 50
     nominal_voltage_v: float = 230.0
     starting_current_a: float = 0.02
@@ -94,9 +105,12 @@ class Atm90e36Config:
         if lsb not in (Fraction(1, 100), Fraction(1, 10)):
             raise ValueError(f"energy_lsb_cf must be 0.01 or 0.1 CF, got {self.energy_lsb_cf}")
         object.__setattr__(self, "energy_lsb_cf", lsb)
-        if self.meter_constant_imp_per_kwh <= 0 or 450_000_000_000 % self.meter_constant_imp_per_kwh:
-            raise ValueError(f"meter constant {self.meter_constant_imp_per_kwh} imp/kWh: "
-                             "450e9 / MC must be an integer PL_constant")
+        if self.current_scale < 1:
+            raise ValueError(f"current_scale {self.current_scale}: expected a whole factor >= 1")
+        chip_mc = self.meter_constant_imp_per_kwh * self.current_scale
+        if self.meter_constant_imp_per_kwh <= 0 or 450_000_000_000 % chip_mc:
+            raise ValueError(f"meter constant {self.meter_constant_imp_per_kwh} imp/kWh × current scale "
+                             f"{self.current_scale}: 450e9 / {chip_mc} must be an integer PL_constant")
         milli = Fraction(10**6) * lsb / self.meter_constant_imp_per_kwh
         if milli.denominator != 1:
             raise ValueError(f"one energy count = 1e6 × {lsb} / {self.meter_constant_imp_per_kwh} = {float(milli)} "
@@ -114,21 +128,27 @@ class Atm90e36Config:
     # ---- derived values -------------------------------------------------------------------
     @property
     def milli_per_count(self) -> int:
-        """Milli-units (mWh, mvarh, mVAh) per energy-register count: 1e6 × LSB / MC."""
-        return int(Fraction(10**6) * Fraction(self.energy_lsb_cf) / self.meter_constant_imp_per_kwh)
+        """True milli-units (mWh, mvarh, mVAh) per energy-register count:
+        1e6 × LSB × k / (MC × k) = 1e6 × LSB / MC."""
+        return int(Fraction(10**6) * Fraction(self.energy_lsb_cf) * self.current_scale / self.chip_meter_constant)
+
+    @property
+    def chip_meter_constant(self) -> int:
+        """The meter constant the chip is programmed for (imp/kWh of what it sees): MC × k."""
+        return self.meter_constant_imp_per_kwh * self.current_scale
 
     @property
     def pl_constant(self) -> int:
-        """PL_constant = 450 000 000 000 / MC."""
-        return 450_000_000_000 // self.meter_constant_imp_per_kwh
+        """PL_constant = 450 000 000 000 / (MC × k)."""
+        return 450_000_000_000 // self.chip_meter_constant
 
     @property
     def startup_threshold_w(self) -> float:
-        """Start-up threshold (W, var, VA) per phase and for the total."""
+        """Start-up threshold (true W, var, VA) per phase and for the total."""
         return self.startup_threshold_fraction * self.nominal_voltage_v * self.starting_current_a
 
     def mmode0(self) -> int:
-        """MMode0: frequency, 0.01 CF LSB, CF2 = varh, absolute totals, enabled phases."""
+        """MMode0: frequency, energy LSB (001LSB for 0.01 CF), CF2 = varh, absolute totals, enabled phases."""
         value = 0x0080
         value |= 0x1000 if self.mains_frequency_hz == 60 else 0
         value |= 0x0200 if self.energy_lsb_cf == Fraction(1, 100) else 0
@@ -146,7 +166,8 @@ class Atm90e36Config:
                 | i4 << 6 | i3 << 4 | i2 << 2 | i1)
 
     def _threshold_reg(self) -> int:
-        return _uint16(round(self.startup_threshold_w / _THRESHOLD_W_PER_LSB), "start-up threshold (0.00032 W/LSB)")
+        chip_w = self.startup_threshold_w / self.current_scale   # the chip sees 1/k of the power
+        return _uint16(round(chip_w / _THRESHOLD_W_PER_LSB), "start-up threshold (0.00032 W/LSB)")
 
     def voltage_threshold_reg(self, pct: float) -> int:
         """SagTh/PhaseLossTh for ``pct`` % of Un: Vth × 100 × √2 / (2 × max Ugain / 32768)."""
@@ -157,13 +178,14 @@ class Atm90e36Config:
         """FuncEn0/1, ZXConfig, SagTh, PhaseLossTh, INWarnTh0/1, THDNUTh/THDNITh by address."""
         def limit(value: float | None, lsb: float, name: str) -> int:
             return 0xFFFF if value is None else _uint16(round(value / lsb), name)
+        k = self.current_scale
         return {
             rm.FUNC_EN0: _uint16(self.func_en0, "func_en0"), rm.FUNC_EN1: _uint16(self.func_en1, "func_en1"),
             rm.ZX_CONFIG: _uint16(self.zx_config, "zx_config"),
             rm.SAG_TH: self.voltage_threshold_reg(self.sag_threshold_pct),
             rm.PHASE_LOSS_TH: self.voltage_threshold_reg(self.phase_loss_threshold_pct),
-            rm.IN_WARN_TH0: limit(self.neutral_warn_calc_a, 0.001, "neutral_warn_calc_a"),
-            rm.IN_WARN_TH1: limit(self.neutral_warn_a, 0.001, "neutral_warn_a"),
+            rm.IN_WARN_TH0: limit(self.neutral_warn_calc_a, 0.001 * k, "neutral_warn_calc_a"),
+            rm.IN_WARN_TH1: limit(self.neutral_warn_a, 0.001 * k, "neutral_warn_a"),
             rm.THDNU_TH: limit(self.thd_u_warn_pct, 0.01, "thd_u_warn_pct"),
             rm.THDNI_TH: limit(self.thd_i_warn_pct, 0.01, "thd_i_warn_pct"),
         }
@@ -436,32 +458,34 @@ class Atm90e36:
 
     # ---- cycle ----------------------------------------------------------------------------
     def read_measurements(self) -> Measurements:
-        """Read every measurement register and the four status registers (SysStatus0/1 clear)."""
-        phases = tuple(self._read_phase(i) for i in range(3))
+        """Read every measurement register and the four status registers (SysStatus0/1 clear);
+        currents and powers in true A, W, var, VA (the chip's values × the current scale)."""
+        k = self.config.current_scale
+        phases = tuple(self._read_phase(i, k) for i in range(3))
         status = decode_flags(self.read_register(rm.SYS_STATUS0), _SYS0_FLAGS)
         status |= decode_flags(self.read_register(rm.SYS_STATUS1), _SYS1_FLAGS)
         status |= decode_flags(self.read_register(rm.EN_STATUS0), _EN0_FLAGS)
         status |= decode_flags(self.read_register(rm.EN_STATUS1), _EN1_FLAGS)
         return Measurements(
             phases=(phases[0], phases[1], phases[2]),
-            total_active_power_w=self.read_pair(rm.PMEAN_T),
-            total_reactive_power_var=self.read_pair(rm.QMEAN_T),
-            total_apparent_power_va=self.read_pair(rm.SAMEAN_T),
+            total_active_power_w=self.read_pair(rm.PMEAN_T) * k,
+            total_reactive_power_var=self.read_pair(rm.QMEAN_T) * k,
+            total_apparent_power_va=self.read_pair(rm.SAMEAN_T) * k,
             total_power_factor=self._read_scaled(rm.PFMEAN_T),
             frequency_hz=self._read_scaled(rm.FREQ),
             temperature_c=self._read_scaled(rm.TEMP),
-            neutral_current_a=self._read_scaled(rm.IRMS_N1),
-            neutral_current_calc_a=self._read_scaled(rm.IRMS_N0),
+            neutral_current_a=self._read_scaled(rm.IRMS_N1) * k,
+            neutral_current_calc_a=self._read_scaled(rm.IRMS_N0) * k,
             status=frozenset(status),
         )
 
-    def _read_phase(self, i: int) -> PhaseMeasurement:
+    def _read_phase(self, i: int, k: int) -> PhaseMeasurement:
         return PhaseMeasurement(
             voltage_v=self.read_pair(rm.URMS[i]),
-            current_a=self.read_pair(rm.IRMS[i]),
-            active_power_w=self.read_pair(rm.PMEAN[i]),
-            reactive_power_var=self.read_pair(rm.QMEAN[i]),
-            apparent_power_va=self.read_pair(rm.SMEAN[i]),
+            current_a=self.read_pair(rm.IRMS[i]) * k,
+            active_power_w=self.read_pair(rm.PMEAN[i]) * k,
+            reactive_power_var=self.read_pair(rm.QMEAN[i]) * k,
+            apparent_power_va=self.read_pair(rm.SMEAN[i]) * k,
             power_factor=self._read_scaled(rm.PFMEAN[i]),
             angle_deg=self._read_scaled(rm.PANGLE[i]),
             voltage_angle_deg=self._read_scaled(rm.UANGLE[i]),

@@ -25,6 +25,14 @@ PStartTh/QStartTh/SStartTh. Each channel has a bidirectional accumulator at 0.01
 forward/reverse registers at 0.01 or 0.1 CF (MMode0.001LSB). Sub-count residues stay inside, so
 nothing is lost; :meth:`Atm90e36Sim.residue_milli` exposes them (register + residue = truth).
 
+Board current scale (``current_scale`` k): the board's current inputs (burden, CT ratio) are set
+so that the chip sees I/k, as a front end sized for Imax plus headroom needs (the 16-bit Irms
+register ends at 65.535 A, per-phase Pmean at 32.767 kW). Everything current-derived is then
+1/k of the truth at the chip: Irms, the neutral currents, P, Q, S (fundamental and harmonic
+too), the DFT fundamental and every energy count. The driver multiplies back and programs the
+chip's meter constant as MC × k, so a count (and a CF pulse) stays the same true energy.
+:meth:`Atm90e36Sim.milli_per_count` and :meth:`Atm90e36Sim.residue_milli` speak of true energy.
+
 Overflow choice: the datasheet does not say what a 16-bit energy register does past 65535; this
 simulator **saturates** at 65535 and counts the lost counts in :meth:`Atm90e36Sim.overflow_counts`,
 so a driver that polls too slowly shows a visible, testable loss rather than a silent wrap.
@@ -115,6 +123,7 @@ class _Setup:
 
     quantum_mwh: float
     ratio: int
+    current_scale: float
     enabled: tuple[bool, bool, bool]
     abs_p: bool
     abs_q: bool
@@ -138,12 +147,16 @@ class _Flow:
 
 
 class Atm90e36Sim:
-    """The simulated chip. ``clock()`` returns monotonic seconds (the same clock as the grid's)."""
+    """The simulated chip. ``clock()`` returns monotonic seconds (the same clock as the grid's);
+    ``current_scale`` is the board's current scale k (the chip sees I/k, see the module docstring)."""
 
     def __init__(self, grid: Grid, clock: Callable[[], float], fault: str | None = None,
-                 corrupt_every: int = 7, temperature_c: float = 25.0) -> None:
+                 corrupt_every: int = 7, temperature_c: float = 25.0, current_scale: float = 1.0) -> None:
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; choose from {FAULTS}")
+        if not current_scale > 0:
+            raise ValueError(f"current_scale {current_scale}: expected a positive factor")
+        self.current_scale = float(current_scale)
         if corrupt_every < 3:
             raise ValueError("corrupt_every must be >= 3 so that LastSPIData can confirm a read")
         self.grid = grid
@@ -368,7 +381,7 @@ class Atm90e36Sim:
         th = {name: (rm.BY_NAME[name].unit or 0.0) * r[rm.addr(name)]
               for name in ("PStartTh", "QStartTh", "SStartTh", "PPhaseTh", "QPhaseTh", "SPhaseTh")}
         return _Setup(
-            quantum_mwh=pl / 45e6, ratio=1 if mmode0 & 0x0200 else 10,
+            quantum_mwh=pl / 45e6, ratio=1 if mmode0 & 0x0200 else 10, current_scale=self.current_scale,
             enabled=(bool(mmode0 & 4), bool(mmode0 & 2), bool(mmode0 & 1)),
             abs_p=bool(mmode0 & 0x08), abs_q=bool(mmode0 & 0x10), vector_pf=bool(mmode0 & 0x40),
             period_s=16 / nominal, nominal_hz=nominal,
@@ -454,12 +467,13 @@ class Atm90e36Sim:
         pw = ph.powers
         u = max(pw.urms_v * r[rm.UGAIN[i]] / _NOMINAL_UGAIN + rm.to_signed16(r[rm.UOFFSET[i]]) * _U_OFFSET_V_PER_LSB,
                 0.0)
-        cur = max(pw.irms_a * r[rm.IGAIN[i]] / _NOMINAL_IGAIN + rm.to_signed16(r[rm.IOFFSET[i]]) * _I_OFFSET_A_PER_LSB,
+        k = setup.current_scale
+        cur = max(pw.irms_a / k * r[rm.IGAIN[i]] / _NOMINAL_IGAIN + rm.to_signed16(r[rm.IOFFSET[i]]) * _I_OFFSET_A_PER_LSB,
                   0.0)
-        p = pw.p_w * setup.gains[i] + setup.p_off[i]
-        q = pw.q_var * setup.gains[i] + setup.q_off[i]
-        p_fund = pw.p_fund_w * setup.f_gains[i] + setup.f_off[i]
-        return {"u": u, "i": cur, "p": p, "q": q, "s": u * cur, "pf": p_fund, "ph": pw.p_harm_w * setup.gains[i],
+        p = pw.p_w / k * setup.gains[i] + setup.p_off[i]
+        q = pw.q_var / k * setup.gains[i] + setup.q_off[i]
+        p_fund = pw.p_fund_w / k * setup.f_gains[i] + setup.f_off[i]
+        return {"u": u, "i": cur, "p": p, "q": q, "s": u * cur, "pf": p_fund, "ph": pw.p_harm_w / k * setup.gains[i],
                 "thd_u": pw.thd_u_pct, "thd_i": pw.thd_i_pct, "peak": math.sqrt(2) * pw.urms_v}
 
     def _store_phases(self, meas: list[dict[str, float]], state: GridState) -> None:
@@ -509,8 +523,8 @@ class Atm90e36Sim:
         r[rm.SYS_STATUS0] |= sys0
         freq = setup.nominal_hz if all(sag) else state.frequency_hz
         self._put16(rm.FREQ, freq, 0.01, False)
-        n0 = state.neutral_rms_a(include_extra=False)
-        n1 = max(state.neutral_rms_a() * r[rm.IGAIN_N] / _NOMINAL_IGAIN
+        n0 = state.neutral_rms_a(include_extra=False) / setup.current_scale
+        n1 = max(state.neutral_rms_a() / setup.current_scale * r[rm.IGAIN_N] / _NOMINAL_IGAIN
                  + rm.to_signed16(r[rm.IOFFSET_N]) * _I_OFFSET_A_PER_LSB, 0.0)
         self._put16(rm.IRMS_N0, n0, 0.001, False)
         self._put16(rm.IRMS_N1, n1, 0.001, False)
@@ -528,7 +542,7 @@ class Atm90e36Sim:
     def _finish_dft(self) -> None:
         state = self.grid.state_at(self._t_last)
         for letter, ph in zip(rm.PHASE_LETTERS, state.phases, strict=True):
-            for prefix, harmonics, fund in ((f"{letter}I", ph.i_harmonics, ph.i1_a / 3.2656e-3),
+            for prefix, harmonics, fund in ((f"{letter}I", ph.i_harmonics, ph.i1_a / self.current_scale / 3.2656e-3),
                                             (f"{letter}V", ph.u_harmonics, ph.u1_v / 3.2656e-2)):
                 mags = {h.order: h.magnitude for h in harmonics if 2 <= h.order <= 32}
                 for order, address in enumerate(rm.harmonic_addrs(prefix), start=2):
@@ -565,7 +579,7 @@ class Atm90e36Sim:
         return self._register_value(address & rm.ADDRESS_MASK)
 
     def residue_milli(self, address: int) -> float:
-        """Energy (milli-units) integrated towards energy register ``address`` but not yet counted.
+        """True energy (milli-units) integrated towards energy register ``address`` but not yet counted.
 
         For a forward register: pending sub-count quanta plus the positive part of the
         bidirectional residue; for a reverse register the same with the negative part.
@@ -574,15 +588,16 @@ class Atm90e36Sim:
         setup = self._setup()
         for acc in self._accs.values():
             if address == acc.fwd_addr:
-                return acc.pend_fwd * setup.quantum_mwh + max(acc.acc, 0.0)
+                return (acc.pend_fwd * setup.quantum_mwh + max(acc.acc, 0.0)) * setup.current_scale
             if address == acc.rev_addr:
-                return acc.pend_rev * setup.quantum_mwh + max(-acc.acc, 0.0)
+                return (acc.pend_rev * setup.quantum_mwh + max(-acc.acc, 0.0)) * setup.current_scale
         raise ValueError(f"0x{address:02X} is not an energy register")
 
     def milli_per_count(self) -> float:
-        """Milli-units (mWh, mvarh, mVAh) per energy-register count under the current config."""
+        """True milli-units (mWh, mvarh, mVAh) per energy-register count under the current config
+        (the chip's own quantum × ratio × the board's current scale)."""
         setup = self._setup()
-        return setup.quantum_mwh * setup.ratio
+        return setup.quantum_mwh * setup.ratio * setup.current_scale
 
     def overflow_counts(self, address: int) -> int:
         """Counts lost to saturation of energy register ``address`` since the last reset."""
@@ -628,16 +643,17 @@ def _compute_flow(state: GridState, setup: _Setup) -> _Flow:
     powers: dict[tuple[str, str], float] = {}
     totals = {"P": 0.0, "Q": 0.0, "S": 0.0, "F": 0.0, "H": 0.0}
     th = setup.th
+    k = setup.current_scale
     for i, (ch, pw) in enumerate(zip(_CHANNELS[1:], state.phase_powers, strict=True)):
         g = setup.gains[i]
-        p = pw.p_w * g + setup.p_off[i]
-        q = pw.q_var * g + setup.q_off[i]
+        p = pw.p_w / k * g + setup.p_off[i]
+        q = pw.q_var / k * g + setup.q_off[i]
         magnitude = abs(p) + abs(q)
         values = {"P": p if magnitude > th["PPhaseTh"] else 0.0,
                   "Q": q if magnitude > th["QPhaseTh"] else 0.0,
-                  "S": pw.s_va * g if magnitude > th["SPhaseTh"] else 0.0,
-                  "F": pw.p_fund_w * setup.f_gains[i] + setup.f_off[i] if magnitude > th["PPhaseTh"] else 0.0,
-                  "H": pw.p_harm_w * g if magnitude > th["PPhaseTh"] else 0.0}
+                  "S": pw.s_va / k * g if magnitude > th["SPhaseTh"] else 0.0,
+                  "F": pw.p_fund_w / k * setup.f_gains[i] + setup.f_off[i] if magnitude > th["PPhaseTh"] else 0.0,
+                  "H": pw.p_harm_w / k * g if magnitude > th["PPhaseTh"] else 0.0}
         for kind, value in values.items():
             powers[(ch, kind)] = value
             if setup.enabled[i]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from meterd.app.sim_world import parse_power_factor
+from meterd.core import register_range
 from meterd.core.errors import ConfigError
 
 
@@ -68,10 +69,14 @@ class HardwareSection:
 
 @dataclass(frozen=True)
 class FrontEndSection:
-    """ATM90E36 set-up: meter constant (imp/kWh) and energy register LSB (fraction of a CF pulse)."""
+    """ATM90E36 set-up: meter constant (imp/kWh of true energy), energy register LSB (fraction of
+    a CF pulse) and the board's current scale k (the chip sees I/k; its meter constant is
+    programmed as MC × k). The defaults, 1000 imp/kWh, 0.1 CF and k = 2, give 100 mWh per count,
+    registers that hold 247 s at 3 × 1.15 × 230 V × 120 A, and 131 A full scale."""
 
-    meter_constant_imp_per_kwh: int = field(default=10_000, metadata=rng(100, 100_000))
-    energy_lsb_cf: float = field(default=0.01, metadata=choices(0.1, 0.01))
+    meter_constant_imp_per_kwh: int = field(default=1000, metadata=rng(100, 100_000))
+    energy_lsb_cf: float = field(default=0.1, metadata=choices(0.1, 0.01))
+    current_scale: int = field(default=2, metadata=rng(1, 16))
 
 
 @dataclass(frozen=True)
@@ -240,6 +245,12 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f, "frontend.meter_constant_imp_per_kwh",
                           f"energy LSB {cfg.frontend.energy_lsb_cf} CF at this constant is {milli:g} mWh;"
                           " it must be a whole number of mWh")
+    _check_range(cfg)
+    if cfg.meter.led_imp_per_kwh != cfg.frontend.meter_constant_imp_per_kwh:
+        raise ConfigError(f, "meter.led_imp_per_kwh",
+                          f"{cfg.meter.led_imp_per_kwh} imp/kWh differs from the chip's CF outputs,"
+                          f" frontend.meter_constant_imp_per_kwh = {cfg.frontend.meter_constant_imp_per_kwh}:"
+                          " the test LED must pulse at the meter constant")
     try:
         start = _dt.datetime.fromisoformat(cfg.sim.start_utc)
     except ValueError as exc:
@@ -251,6 +262,37 @@ def _cross_checks(cfg: Config) -> None:
     _check_sim(cfg)
     _check_serial_values(cfg)
     _check_pins(cfg)
+
+
+def _check_range(cfg: Config) -> None:
+    """The energy registers hold 60 s at the worst-case load (``register_range``), the chip's
+    meter constant MC × k gives an integer PL_constant, and 1.2 × Imax at 1.15 × Un fits the
+    chip's current and power registers once divided by the current scale k."""
+    f, fe, m = cfg.path, cfg.frontend, cfg.meter
+    problem = register_range.hold_problem(fe.meter_constant_imp_per_kwh, fe.energy_lsb_cf, m.nominal_voltage_v,
+                                          m.max_current_a)
+    if problem:
+        raise ConfigError(f, "frontend.meter_constant_imp_per_kwh",
+                          f"{problem} (choose a smaller frontend.meter_constant_imp_per_kwh or"
+                          " frontend.energy_lsb_cf = 0.1)")
+    chip_mc = fe.meter_constant_imp_per_kwh * fe.current_scale
+    if 450_000_000_000 % chip_mc:
+        raise ConfigError(f, "frontend.current_scale",
+                          f"the chip's meter constant {fe.meter_constant_imp_per_kwh} × {fe.current_scale} = {chip_mc}"
+                          " imp/kWh does not give an integer PL_constant (450e9 / MC)")
+    current = register_range.CURRENT_HEADROOM * m.max_current_a / fe.current_scale
+    power = register_range.VOLTAGE_HEADROOM * m.nominal_voltage_v * current
+    if current > _IRMS_LIMIT_A or power > _PMEAN_LIMIT_W:
+        raise ConfigError(f, "frontend.current_scale",
+                          f"at 1.2 × {m.max_current_a:g} A / {fe.current_scale} the chip sees {current:.1f} A and"
+                          f" {power:.0f} W per phase; its registers end at {_IRMS_LIMIT_A} A and {_PMEAN_LIMIT_W} W:"
+                          " choose a larger current scale")
+
+
+_IRMS_LIMIT_A = 65.535
+"""The top of the chip's Irms registers (A at the chip)."""
+_PMEAN_LIMIT_W = 32767
+"""The top of the chip's per-phase Pmean registers (W at the chip)."""
 
 
 def _check_serial_values(cfg: Config) -> None:

@@ -129,6 +129,7 @@ def chip_config(cfg: Config) -> Atm90e36Config:
     return Atm90e36Config(
         meter_constant_imp_per_kwh=cfg.frontend.meter_constant_imp_per_kwh,
         energy_lsb_cf=Fraction(1, 100) if cfg.frontend.energy_lsb_cf == 0.01 else Fraction(1, 10),
+        current_scale=cfg.frontend.current_scale,
         mains_frequency_hz=cfg.meter.frequency_hz,
         nominal_voltage_v=cfg.meter.nominal_voltage_v,
         starting_current_a=cfg.meter.basic_current_a * cfg.meter.starting_current_pct / 100.0,
@@ -142,7 +143,7 @@ def build_hardware(cfg: Config, clock: Clock, backends: Backends | None = None) 
     sim: SimWorld | None = None
     if backends.simulated:
         sim = SimWorld(clock.mono, factory, cfg.hardware.power_fail_pin, cfg.sim.voltage_v, cfg.sim.current_a,
-                       cfg.sim.power_factor, float(cfg.meter.frequency_hz))
+                       cfg.sim.power_factor, float(cfg.meter.frequency_hz), current_scale=cfg.frontend.current_scale)
         spi: Any = SimSpiDev(sim.chip)
         sleep: Any = lambda _s: None  # noqa: E731  the simulated chip resets instantly
     else:

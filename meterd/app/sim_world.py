@@ -40,12 +40,13 @@ class SimWorld:
     """Grid + chip + pins of one simulated meter."""
 
     def __init__(self, clock: Callable[[], float], pin_factory: Any, power_fail_pin: int,
-                 voltage_v: float, current_a: float, power_factor: str, frequency_hz: float) -> None:
+                 voltage_v: float, current_a: float, power_factor: str, frequency_hz: float,
+                 current_scale: float = 1.0) -> None:
         self.grid = Grid(clock)
         self.grid.set_frequency(frequency_hz)
         self.grid.set_all_phases(voltage_v=voltage_v, current_a=current_a,
                                  phi_deg=parse_power_factor(power_factor))
-        self.chip = Atm90e36Sim(self.grid, clock)
+        self.chip = Atm90e36Sim(self.grid, clock, current_scale=current_scale)  # the board's current divider
         self.clock = clock
         self.input_pins: dict[str, int] = {}
         self.extra_signals: dict[str, Callable[[Any], None]] = {}

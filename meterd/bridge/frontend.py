@@ -11,7 +11,8 @@ four checksums CS0–CS3 every ``checksum_every`` cycles: the chip flags a CSx e
 SysStatus0, read every cycle) and hands the core the :class:`~meterd.core.chip_health.ChipFacts`
 it saw: the pattern of those reads (all 0xFFFF or all 0x0000 is a chip that does not answer),
 whether the configuration is still ours, the reads the driver repaired through LastSPIData, the
-energy registers found full. Every hardware error becomes a core
+energy registers found full, the capacity of one energy register (Wh) and whether a current read
+at the top of its range (the chip's full scale × the board's current scale). Every hardware error becomes a core
 :class:`~meterd.core.chip_health.ChipReadError`. :meth:`Atm90e36FrontEnd.recover` never resets a
 chip that does not answer (a stuck MISO line would otherwise cost the configuration and the
 energy the chip still holds); a chip that answers with its configuration intact is resumed as is.
@@ -24,6 +25,7 @@ import logging
 from hw.atm90e36 import regmap as rm
 from hw.atm90e36.driver import Atm90e36, ChannelCounts, EnergyCounts, Measurements
 from hw.errors import HwError
+from meterd.core import register_range
 from meterd.core.chip_health import ChipFacts, ChipReadError, ReadPattern, Recovery
 from meterd.core.clock import Clock
 from meterd.core.reading import Channel, ChannelEnergy, PhaseValues, Reading
@@ -55,9 +57,15 @@ def to_reading(mono_s: float, m: Measurements, energy: dict[Channel, ChannelEner
                    temperature_c=m.temperature_c, status=m.status)
 
 
-_FULL_COUNT = 0xFFFF
+_FULL_COUNT = register_range.FULL_COUNT
 _IRMS_FULL_SCALE_A = 0xFFFFFF00 / 65536 * 0.001 - 0.0005
-"""A phase current at or above this (A) is at the top of the Irms register pair."""
+"""A current at or above this (A, at the chip) is at the top of the Irms register pair; the true
+full scale is this × the board's current scale (:func:`current_full_scale_a`)."""
+
+
+def current_full_scale_a(current_scale: int) -> float:
+    """The true phase current (A) at the top of the Irms register pair with current scale k."""
+    return _IRMS_FULL_SCALE_A * current_scale
 
 
 def _saturated(energy: EnergyCounts) -> int:
@@ -80,6 +88,8 @@ class Atm90e36FrontEnd:
         self.resumed = False
         self.last_measurements: Measurements | None = None
         self._facts = ChipFacts()
+        self._full_scale_a = current_full_scale_a(driver.config.current_scale)
+        self._capacity_wh = register_range.capacity_wh(driver.config.milli_per_count)
         self._expected_cs = {b.index: rm.checksum(driver.config.block_values(b.index)[a] for a in b.addrs)
                              for b in rm.BLOCKS}
 
@@ -133,7 +143,8 @@ class Atm90e36FrontEnd:
         self._facts = ChipFacts(pattern=pattern, start_ok=start_ok, checksums_ok=cs_ok,
                                 recovered_reads=self.driver.stats.read_recoveries - recovered,
                                 saturated=_saturated(energy),
-                                current_full_scale=any(p.current_a >= _IRMS_FULL_SCALE_A for p in m.phases))
+                                current_full_scale=any(p.current_a >= self._full_scale_a for p in m.phases),
+                                register_capacity_wh=self._capacity_wh)
         self.last_measurements = m
         deltas = {_CHANNELS[name]: channel_energy(c) for name, c in energy.milli.items()}
         return to_reading(self.clock.mono(), m, deltas)

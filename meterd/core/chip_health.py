@@ -16,7 +16,16 @@ checksums, whether the read failed). :func:`assess` turns them into a :class:`Ch
 * **warnings** (:class:`MetrologyWarning`): billed, flagged. ``spi_recovered`` (reads repaired
   through LastSPIData), ``late_cycle`` (more than ``late_factor × cycle_s`` since the previous
   read), ``energy_saturated`` (an energy register was full: the read is a lower bound),
-  ``current_full_scale`` (a current above the register's range).
+  ``saturation_risk`` (the time since the previous read × the worst-case power reaches
+  ``saturation_fraction`` of a register's capacity: the read came late enough that a register
+  may have filled), ``current_full_scale`` (a current above the register's range).
+
+Saturation (:mod:`meterd.core.register_range`): a cycle with ``energy_saturated`` or
+``saturation_risk`` opens a saturation episode (one "measurement system error" event, IDIS 16,
+per episode; it ends at the first cycle with neither). A saturated read is billed as the lower
+bound it is, and the shortfall — the mean active power of the previous and this read × the time
+between them, less the active energy the read returned (Wh) — joins the estimate of energy not
+measured in :class:`FaultTotals` (served over DLMS 0-0:96.50.2), so no energy is lost silently.
 
 :class:`ChipSupervisor` keeps the fault state across cycles: the start of a fault, the restart
 back-off (1, 2, 4… cycles, at most ``max_backoff_s``) and, when it ends, its duration and an
@@ -28,9 +37,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from meterd.core import register_range
 from meterd.core.errors import MeterError
 from meterd.core.reading import PHASES, Channel, Reading
 
@@ -61,7 +71,12 @@ class MetrologyWarning(enum.Enum):
     SPI_RECOVERED = "spi_recovered"
     LATE_CYCLE = "late_cycle"
     ENERGY_SATURATED = "energy_saturated"
+    SATURATION_RISK = "saturation_risk"
     CURRENT_FULL_SCALE = "current_full_scale"
+
+
+SATURATION_WARNINGS = frozenset({MetrologyWarning.ENERGY_SATURATED, MetrologyWarning.SATURATION_RISK})
+"""The warnings of a saturation episode."""
 
 
 class Recovery(enum.Enum):
@@ -90,7 +105,8 @@ class ChipFacts:
     ``recovered_reads``: reads repaired through LastSPIData this cycle; ``saturated``: energy
     registers found full; ``current_full_scale``: a phase current read at the top of its register
     (the current is above the measuring range: |P| ≤ U·I cannot be checked, the energy registers
-    still count); ``error``: why the read failed ("" when it did not).
+    still count); ``register_capacity_wh``: the energy one full energy register holds (Wh, 0 when
+    the front end does not say); ``error``: why the read failed ("" when it did not).
     """
 
     pattern: ReadPattern = ReadPattern.NORMAL
@@ -99,6 +115,7 @@ class ChipFacts:
     recovered_reads: int = 0
     saturated: int = 0
     current_full_scale: bool = False
+    register_capacity_wh: float = 0.0
     error: str = ""
 
     @classmethod
@@ -114,7 +131,9 @@ class ChipLimits:
     nominal_voltage_v (Un, V), max_current_a (Imax, A), current_headroom (fraction above Imax
     still plausible), power_tolerance (fraction) and power_margin_w (W) of ``|P| ≤ U·I``,
     frequency range (Hz), cycle_s (s, the metering cycle) and late_factor (a read later than
-    ``late_factor × cycle_s`` after the previous one is late).
+    ``late_factor × cycle_s`` after the previous one is late); saturation_fraction (a read is at
+    risk of saturation when the time since the previous one × :attr:`worst_case_power_w` reaches
+    this fraction of a register's capacity).
     """
 
     nominal_voltage_v: float = 230.0
@@ -126,6 +145,12 @@ class ChipLimits:
     frequency_max_hz: float = 65.0
     cycle_s: float = 1.0
     late_factor: float = 2.0
+    saturation_fraction: float = 0.5
+
+    @property
+    def worst_case_power_w(self) -> float:
+        """The largest power the meter is rated to see (W): 3 × 1.15 Un × 1.2 Imax."""
+        return register_range.worst_case_power_w(self.nominal_voltage_v, self.max_current_a)
 
     @property
     def max_voltage_v(self) -> float:
@@ -140,11 +165,15 @@ class ChipLimits:
 
 @dataclass(frozen=True)
 class ChipCheck:
-    """The verdict on one cycle: faults (not billed) and warnings (billed), with a short why."""
+    """The verdict on one cycle: faults (not billed) and warnings (billed), with a short why;
+    ``saturation_started``: this cycle opened a saturation episode (record the event);
+    ``shortfall_wh``: the active energy (Wh) a saturated read is estimated to have missed."""
 
     faults: frozenset[MetrologyFault] = frozenset()
     warnings: frozenset[MetrologyWarning] = frozenset()
     detail: str = ""
+    saturation_started: bool = False
+    shortfall_wh: float = 0.0
 
     @property
     def billable(self) -> bool:
@@ -208,6 +237,13 @@ def assess(reading: Reading | None, facts: ChipFacts, limits: ChipLimits, supply
     if interval_s is not None and interval_s > limits.late_factor * limits.cycle_s:
         warnings.add(MetrologyWarning.LATE_CYCLE)
         why.append(f"read {interval_s:.1f} s after the previous one")
+        if register_range.late_risk(interval_s, limits.worst_case_power_w, facts.register_capacity_wh,
+                                    limits.saturation_fraction):
+            warnings.add(MetrologyWarning.SATURATION_RISK)
+            why.append(f"{interval_s:.1f} s at up to {limits.worst_case_power_w / 1000:.1f} kW may fill "
+                       f"{limits.saturation_fraction:.0%} of an energy register ({facts.register_capacity_wh:g} Wh)")
+    if facts.saturated:
+        why.append(f"{facts.saturated} energy register(s) read full")
     return ChipCheck(frozenset(faults), frozenset(warnings), "; ".join(why))
 
 
@@ -264,6 +300,7 @@ class ChipSupervisor:
     kinds: frozenset[MetrologyFault] = frozenset()
     last_good_power_w: float = 0.0
     last_good_mono: float | None = None
+    saturation_open: bool = False
     _backoff_s: float = 0.0
     _next_restart: float = 0.0
 
@@ -279,9 +316,25 @@ class ChipSupervisor:
         if result.faults:
             self.fault_seen(now_s, result.faults)
         elif reading is not None:
+            result = self._saturation(result, reading, interval)
             self.last_good_mono = now_s
             self.last_good_power_w = abs(reading.total_active_power_w)
         return result
+
+    def _saturation(self, result: ChipCheck, reading: Reading, interval_s: float | None) -> ChipCheck:
+        """Open or close the saturation episode; a saturated read's estimated shortfall (Wh)
+        joins the energy not measured."""
+        saturating = bool(result.warnings & SATURATION_WARNINGS)
+        started = saturating and not self.saturation_open
+        self.saturation_open = saturating
+        shortfall = 0.0
+        if MetrologyWarning.ENERGY_SATURATED in result.warnings and interval_s is not None:
+            mean_w = (self.last_good_power_w + abs(reading.total_active_power_w)) / 2
+            shortfall = max(mean_w * interval_s / 3600.0 - active_delivered_mwh(reading) / 1000.0, 0.0)
+            self.totals.energy_not_measured_wh += shortfall
+        if not started and not shortfall:
+            return result
+        return replace(result, saturation_started=started, shortfall_wh=shortfall)
 
     def fault_seen(self, now_s: float, kinds: frozenset[MetrologyFault]) -> bool:
         """Note a fault seen at ``now_s``; True when it opens a new episode (dated from the last

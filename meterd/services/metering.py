@@ -209,6 +209,9 @@ class MeteringService:
             if opened:
                 self._chip_fault(check.faults, check.detail or "no reading")
             return self._dark_reading(now)
+        if check.saturation_started:  # one event per saturation episode; the shortfall is in the totals
+            self._storage_events.append(StorageEvent(ec.code("MEASUREMENT_SYSTEM_ERROR"),
+                                                     {"fault": "energy_saturation", "detail": check.detail[:200]}))
         if check.warnings != self._chip_warnings:  # one line when the warnings change, not per cycle
             if check.warnings:
                 log.warning("metering IC: %s (%s)", ", ".join(sorted(w.value for w in check.warnings)),

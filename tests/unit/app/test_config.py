@@ -11,6 +11,7 @@ import pytest
 
 from meterd.app.features import load_config
 from meterd.app.main import main
+from meterd.core import register_range
 from meterd.core.errors import ConfigError
 
 
@@ -23,7 +24,68 @@ def write(tmp_path, text):
 def test_default_sim_config_loads():
     cfg = load_config("config/sim.toml")
     assert cfg.hardware.backend == "sim"
-    assert cfg.frontend.meter_constant_imp_per_kwh == 10_000
+    assert cfg.frontend.meter_constant_imp_per_kwh == 1000
+    assert cfg.frontend.energy_lsb_cf == 0.1 and cfg.frontend.current_scale == 2
+
+
+def test_shipped_constants_hold_a_minute_at_imax():
+    """1000 imp/kWh at 0.1 CF: 100 mWh per count, 6553.5 Wh per register, 247.8 s at
+    3 × 1.15 × 230 V × 120 A = 95.22 kW; the Pi configuration ships the same."""
+    for path in ("config/sim.toml", "config/pi.toml"):
+        fe = load_config(path).frontend
+        assert (fe.meter_constant_imp_per_kwh, fe.energy_lsb_cf, fe.current_scale) == (1000, 0.1, 2)
+    assert register_range.milli_per_count(1000, 0.1) == 100
+    assert register_range.capacity_wh(100) == pytest.approx(6553.5)
+    assert register_range.worst_case_power_w(230.0, 100.0) == pytest.approx(95_220.0)
+    assert register_range.hold_time_s(6553.5, 95_220.0) == pytest.approx(247.77, abs=0.01)
+    assert register_range.hold_problem(1000, 0.1, 230.0, 100.0) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "numbers"),
+    [   # the old defaults: 1 mWh per count, 65.535 Wh, 2.5 s at 95.22 kW
+        ("[frontend]\nmeter_constant_imp_per_kwh = 10000\nenergy_lsb_cf = 0.01\n",
+         ("1 mWh per count", "65.535 Wh", "95.22 kW", "2.5 s", "60 s")),
+        # 10 mWh per count: 655.35 Wh, 24.8 s
+        ("[frontend]\nmeter_constant_imp_per_kwh = 10000\nenergy_lsb_cf = 0.1\n",
+         ("10 mWh per count", "655.35 Wh", "24.8 s")),
+        # the shipped constants on a meter rated 400 V, 200 A: 6553.5 Wh at 331.2 kW is 71.2 s (fine);
+        # 1000 imp/kWh at 0.01 CF is 10 mWh: 655.35 Wh, 7.1 s
+        ("[meter]\nnominal_voltage_v = 400\nmax_current_a = 200\n[frontend]\nenergy_lsb_cf = 0.01\n"
+         "current_scale = 4\n", ("10 mWh per count", "655.35 Wh", "331.20 kW", "7.1 s")),
+    ],
+)
+def test_constants_that_saturate_within_a_minute_are_refused(tmp_path, text, numbers):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key == "frontend.meter_constant_imp_per_kwh"
+    for number in numbers:
+        assert number in err.value.reason, err.value.reason
+
+
+def test_a_current_scale_too_small_for_imax_is_refused(tmp_path):
+    """k = 1: the chip would see 120 A, past its 65.535 A Irms register."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[frontend]\ncurrent_scale = 1\n"))
+    assert err.value.key == "frontend.current_scale"
+    assert "120.0 A" in err.value.reason and "65.535 A" in err.value.reason
+    # a 40 A meter needs no divider
+    cfg = load_config(write(tmp_path, "[meter]\nmax_current_a = 40\n[frontend]\ncurrent_scale = 1\n"))
+    assert cfg.frontend.current_scale == 1
+
+
+def test_a_current_scale_without_integer_pl_constant_is_refused(tmp_path):
+    """450e9 / (1000 × 7) is not an integer."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[frontend]\ncurrent_scale = 7\n"))
+    assert err.value.key == "frontend.current_scale" and "7000" in err.value.reason
+
+
+def test_led_follows_the_meter_constant(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[meter]\nled_imp_per_kwh = 10000\n"))
+    assert err.value.key == "meter.led_imp_per_kwh"
+    assert "frontend.meter_constant_imp_per_kwh = 1000:" in err.value.reason
 
 
 @pytest.mark.parametrize(

@@ -102,3 +102,62 @@ def test_restarts_back_off_up_to_the_limit() -> None:
             sup.restart_failed(float(t))
     assert due == [0, 1, 3, 7, 11, 15]
 
+
+
+CAPACITY = ChipFacts(register_capacity_wh=6553.5)
+"""A read's facts with the shipped registers (65535 counts × 0.1 Wh)."""
+
+
+def test_the_worst_case_power_is_three_phases_at_115_pct_un_and_120_pct_imax() -> None:
+    assert LIMITS.worst_case_power_w == pytest.approx(3 * 264.5 * 120.0)   # 95 220 W
+
+
+def test_a_read_late_enough_to_fill_half_a_register_is_at_risk() -> None:
+    # half of 6553.5 Wh at 95 220 W: 123.9 s
+    at_risk = 0.5 * 6553.5 * 3600 / LIMITS.worst_case_power_w
+    late = assess(reading(), CAPACITY, LIMITS, supply_good=True, interval_s=at_risk - 0.5)
+    assert late.warnings == {MetrologyWarning.LATE_CYCLE} and late.billable
+    risky = assess(reading(), CAPACITY, LIMITS, supply_good=True, interval_s=at_risk + 0.5)
+    assert risky.warnings == {MetrologyWarning.LATE_CYCLE, MetrologyWarning.SATURATION_RISK} and risky.billable
+    assert "energy register" in risky.detail
+    # a front end that does not say its capacity: no risk judged
+    unknown = assess(reading(), ChipFacts(), LIMITS, supply_good=True, interval_s=1000.0)
+    assert MetrologyWarning.SATURATION_RISK not in unknown.warnings
+
+
+def test_one_saturation_episode_one_start_and_the_shortfall_joins_the_energy_not_measured() -> None:
+    sup = ChipSupervisor(LIMITS)
+    full = ChipFacts(saturated=1, register_capacity_wh=6553.5)
+    p_w = 230.0 * 120.0                         # per phase; 82.8 kW in total
+    assert not sup.check(0.0, reading(i=120.0), CAPACITY, True).saturation_started
+    first = sup.check(300.0, reading(i=120.0, import_mwh=6_553_500), full, True)
+    assert first.billable and first.saturation_started and sup.saturation_open
+    assert MetrologyWarning.ENERGY_SATURATED in first.warnings
+    expected = 3 * p_w * 300.0 / 3600.0 - 6553.5   # 6900 Wh true, 6553.5 Wh read: 346.5 Wh
+    assert first.shortfall_wh == pytest.approx(expected)
+    assert sup.totals.energy_not_measured_wh == pytest.approx(expected)
+    assert sup.totals.count == 0                  # not a fault episode: billed, flagged
+    again = sup.check(600.0, reading(i=120.0, import_mwh=6_553_500), full, True)
+    assert not again.saturation_started and again.shortfall_wh == pytest.approx(expected)
+    assert sup.totals.energy_not_measured_wh == pytest.approx(2 * expected)
+    on_time = sup.check(601.0, reading(i=120.0, import_mwh=23_000), CAPACITY, True)
+    assert not on_time.saturation_started and not sup.saturation_open and on_time.shortfall_wh == 0.0
+    risky = sup.check(801.0, reading(i=120.0, import_mwh=4_600_000), CAPACITY, True)
+    assert risky.saturation_started and risky.shortfall_wh == 0.0     # at risk, nothing lost
+    assert sup.totals.energy_not_measured_wh == pytest.approx(2 * expected)
+
+
+def test_the_shortfall_uses_the_mean_power_of_the_two_reads() -> None:
+    sup = ChipSupervisor(LIMITS)
+    sup.check(0.0, reading(i=60.0), CAPACITY, True)                    # 41.4 kW
+    full = ChipFacts(saturated=1, register_capacity_wh=6553.5)
+    check = sup.check(600.0, reading(i=120.0, import_mwh=6_553_500), full, True)   # 82.8 kW
+    assert check.shortfall_wh == pytest.approx((41_400 + 82_800) / 2 * 600 / 3600 - 6553.5)   # 5866.5 Wh
+
+
+def test_a_faulted_read_opens_no_saturation_episode() -> None:
+    sup = ChipSupervisor(LIMITS)
+    sup.check(0.0, reading(), CAPACITY, True)
+    check = sup.check(300.0, reading(), ChipFacts(start_ok=False, saturated=1, register_capacity_wh=6553.5), True)
+    assert check.faults and not check.saturation_started and check.shortfall_wh == 0.0
+    assert not sup.saturation_open

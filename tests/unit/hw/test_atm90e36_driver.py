@@ -43,8 +43,8 @@ def test_startup_writes_blocks_with_computed_checksums() -> None:
         assert (block.cs_addr, expected) in w[i:j]
         assert sim.peek(block.start_addr) == rm.START_OPERATE
         assert sim.peek(block.cs_addr) == expected
-    assert (0x33, 0x0287) in w                      # 0.01 CF LSB, 3P4W, 50 Hz
-    assert (0x31, 0x02AE) in w and (0x32, 0xA540) in w   # PL_constant for 10000 imp/kWh
+    assert (0x33, 0x0087) in w                      # 0.1 CF LSB, 3P4W, 50 Hz
+    assert (0x31, 0x1AD2) in w and (0x32, 0x7480) in w   # PL_constant for 1000 imp/kWh (reference §8.1)
     assert not sim.warn_out
     assert drv.configuration_ok()
     # every write confirmed by a LastSPIData read right after it
@@ -174,15 +174,29 @@ def test_phase_sequence_flags() -> None:
 
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="not an integer"):
-        Atm90e36Config(meter_constant_imp_per_kwh=3200)
-    assert Atm90e36Config(meter_constant_imp_per_kwh=1000).milli_per_count == 10
-    assert Atm90e36Config(energy_lsb_cf=0.1).milli_per_count == 10
+        Atm90e36Config(meter_constant_imp_per_kwh=3200)   # 31.25 mWh per count
+    assert Atm90e36Config().milli_per_count == 100
+    assert Atm90e36Config(meter_constant_imp_per_kwh=10000).milli_per_count == 10
+    assert Atm90e36Config(energy_lsb_cf=0.01).milli_per_count == 10
+    assert Atm90e36Config(energy_lsb_cf=Fraction(1, 100)).mmode0() == 0x0287
     assert Atm90e36Config(energy_lsb_cf=Fraction(1, 10)).mmode0() == 0x0087
     with pytest.raises(ValueError):
         Atm90e36Config(energy_lsb_cf=0.05)
     cfg = Atm90e36Config()
     assert cfg.voltage_threshold_reg(78) == 7873        # reference §7 example
     assert cfg.block_values(0)[0x38] == round(0.5 * 230 * 0.02 / 0.00032)
+    # current scale 2: the chip counts MC × 2 per kWh of what it sees, one count stays 100 mWh
+    scaled = Atm90e36Config(current_scale=2, neutral_warn_a=10.0)
+    assert scaled.chip_meter_constant == 2000 and scaled.pl_constant == 225_000_000
+    block0 = scaled.block_values(0)
+    assert (block0[0x31], block0[0x32]) == (0x0D69, 0x3A40)   # 225 000 000
+    assert scaled.milli_per_count == 100
+    assert scaled.block_values(0)[0x38] == round(0.5 * 230 * 0.02 / 2 / 0.00032)   # the chip sees half the power
+    assert scaled.special_registers()[rm.IN_WARN_TH1] == 5000                       # 10 A is 5 A at the chip
+    with pytest.raises(ValueError, match="PL_constant"):
+        Atm90e36Config(current_scale=7)                 # 450e9 / 7000 is not an integer
+    with pytest.raises(ValueError, match="current_scale"):
+        Atm90e36Config(current_scale=0)
     assert Atm90e36Config(mains_frequency_hz=60).mmode0() & 0x1000
     with pytest.raises(ValueError, match="start-up threshold"):
         Atm90e36Config(starting_current_a=1.0)
