@@ -141,6 +141,10 @@ class ReopeningPort:
         if self._listener is not None:
             self._listener(connected, "" if connected else self.last_error)
 
+    def expire_wait(self) -> None:
+        """Make the next :meth:`reopen` try at once (the back-off it reached is kept)."""
+        self._next_try = float("-inf")
+
     def reopen(self) -> bool:
         """Try to open the device when it is closed and a try is due; True when it is open."""
         now = self._now()
@@ -208,16 +212,22 @@ FRAMINGS = ("8N1", "7E1")
 
 def set_line(port: Any, baud: int, framing: str) -> None:
     """Switch an open pyserial port to ``baud`` (Bd) and ``framing`` (one of :data:`FRAMINGS`),
-    after the pending output left the UART (``flush``: tcdrain), so it goes out at the old settings."""
+    after the pending output left the UART (``flush``: tcdrain), so it goes out at the old settings;
+    :class:`SerialLinkError` when the driver refuses them (or the device is gone)."""
     if framing not in FRAMINGS:
         raise SerialLinkError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
+    import termios
+
     import serial
 
     seven_e_one = framing == "7E1"
-    port.flush()
-    port.baudrate = baud
-    port.bytesize = serial.SEVENBITS if seven_e_one else serial.EIGHTBITS
-    port.parity = serial.PARITY_EVEN if seven_e_one else serial.PARITY_NONE
+    try:
+        port.flush()
+        port.baudrate = baud
+        port.bytesize = serial.SEVENBITS if seven_e_one else serial.EIGHTBITS
+        port.parity = serial.PARITY_EVEN if seven_e_one else serial.PARITY_NONE
+    except (OSError, ValueError, termios.error) as exc:  # the driver refuses the setting, or the device is gone
+        raise SerialLinkError(f"line settings {baud} Bd {framing} refused: {exc}") from exc
 
 
 class PacedWriter:

@@ -5,8 +5,8 @@ Each check gives one :class:`Problem`: the dotted key and the reason (the file i
 in it). The checks:
 
 * the state directory (``storage.state_dir``) exists and is writable, or can be created;
-* serial ports (``dlms.hdlc_port`` in the kernel RS-485 mode, ``dlms.optical_port``, ``ciu.port``
-  in the kernel RS-485 mode): a device that exists, is a terminal this user may open and, for
+* serial ports (``dlms.hdlc_port`` and ``ciu.port``, with ``direction = "kernel"`` in the kernel
+  RS-485 mode, ``dlms.optical_port``): a device that exists, is a terminal this user may open and, for
   RS-485, whose driver has the mode (:func:`hw.serial_probe.probe_port`: opened and closed, its
   settings only read); ``ciu.port`` must be "", "off" or a device path;
 * key files, each under the state directory unless absolute: the DLMS keys (``dlms.keys_file``),
@@ -75,7 +75,7 @@ class _Port:
 def _serial_ports(cfg: Config) -> list[_Port]:
     """The serial devices the configuration names (sim ptys and disabled ports left out)."""
     ports = []
-    for key, rs485 in (("hdlc_port", True), ("optical_port", False)):
+    for key, rs485 in (("hdlc_port", cfg.dlms.hdlc_direction == "kernel"), ("optical_port", False)):
         value = getattr(cfg.dlms, key)
         if value not in ("", "pty"):
             ports.append(_Port(f"dlms.{key}", value, rs485))

@@ -120,6 +120,17 @@ class CiuPortRunner:
         if self._keeper is not None and self._retry is None:
             self._retry = self._loop.call_later(self._keeper.retry_in_s(), self._try_reopen)
 
+    def reopen_now(self) -> bool:
+        """Try the device at once instead of after the back-off; True when it is open."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._keeper is None or self._keeper.connected:
+            return self._fd >= 0
+        self._keeper.expire_wait()
+        self._try_reopen()
+        return self._fd >= 0
+
     def _try_reopen(self) -> None:
         self._retry = None
         if self._keeper is not None and not self._keeper.reopen():

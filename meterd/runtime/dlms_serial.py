@@ -39,6 +39,8 @@ from meterd.proto.session import ByteSession
 
 _log = logging.getLogger("meterd.runtime.dlms_serial")
 READ_CHUNK = 4096
+#: The mode E sign-on's line settings (IEC 62056-21: 300 Bd, 7E1; :meth:`ModeESignOn.reset`).
+_SIGN_ON_LINE = (300, "7E1")
 
 __all__ = ["SerialLink", "SerialLinkError"]
 
@@ -95,14 +97,26 @@ class SerialLink:
             self._serve_fd()
             _log.info("DLMS serial link on %s", self.slave_path)
             return self
-        name, baud, rs485 = self._port_name, self._baud, self._rs485
-        self._keeper = ReopeningPort(lambda: _open_port(name, baud, rs485), self._loop.time, self._retry_s,
+        self._keeper = ReopeningPort(self._open_device, self._loop.time, self._retry_s,
                                      self._max_retry_s, listener=self._port_changed, open_now=False)
         if not self._keeper.reopen():
             if self._on_state is None:
                 raise SerialLinkError(self._keeper.last_error)
             self._schedule_retry()
         return self
+
+    def _open_device(self) -> Any:
+        """The device, open; an optical port already at the sign-on's line settings (a device
+        that refuses them fails here, so it stays off rather than flapping on and off)."""
+        assert self._port_name is not None
+        port = _open_port(self._port_name, self._baud, self._rs485)
+        if self._optical is not None:
+            try:
+                set_line(port, *_SIGN_ON_LINE)
+            except SerialLinkError:
+                port.close()
+                raise
+        return port
 
     def _serve_fd(self) -> None:
         assert self._loop is not None
@@ -125,6 +139,17 @@ class SerialLink:
         if self._loop is None or self._keeper is None or self._retry is not None:
             return
         self._retry = self._loop.call_later(self._keeper.retry_in_s(), self._try_reopen)
+
+    def reopen_now(self) -> bool:
+        """Try the device at once instead of after the back-off; True when it is open."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._keeper is None or self._keeper.connected:
+            return self._fd >= 0
+        self._keeper.expire_wait()
+        self._try_reopen()
+        return self._fd >= 0
 
     def _try_reopen(self) -> None:
         self._retry = None
@@ -233,7 +258,10 @@ class SerialLink:
     def _set_line(self, baud: int, framing: str) -> None:
         if self._serial is None:
             return
-        set_line(self._serial, baud, framing)
+        try:
+            set_line(self._serial, baud, framing)
+        except SerialLinkError as exc:  # refused (or the device is gone): off, tried again later
+            self._lost(exc)
 
     # --- time-outs --------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ Section ``[ciu]``:
 * ``direction``: how the RS-485 transceiver's driver is switched on the 2-wire bus: ``"auto"``
   (an auto-direction transceiver, e.g. MAX13487E; no pin: the meter Pi has none free, and
   uart5's RTS, GPIO15, is the optical port's RX) or ``"kernel"`` (the kernel's RS-485 mode, the
-  UART's RTS pin drives DE). The simulator's pty ignores it.
+  UART's RTS pin drives DE; ``de_pin`` names that GPIO, so the configuration's pin checks see
+  it). The simulator's pty ignores it.
 * ``baud`` (Bd, 9600 by default), ``key_file`` (pair key, hex, mode 0600, under the state dir).
 * ``sim_prepair``: on the simulated meter, when no pair key exists yet, make a random throwaway
   key and write it both to ``key_file`` and to ``<state_dir>/<sim_ciu_dir>/pair.key`` (the
@@ -84,7 +85,13 @@ class CiuSection:
     results_file: str = "ciu-results.json"
     poll_s: float = field(default=0.02, metadata=rng(0.005, 0.05))
     direction: str = field(default="auto", metadata=choices("auto", "kernel"))
+    de_pin: int = field(default=-1, metadata=rng(-1, 27))  # kernel: the GPIO the UART's RTS drives DE on
     bus_poll_s: float = field(default=0.2, metadata=rng(0.1, 2.0))
+
+    def __post_init__(self) -> None:
+        if self.direction == "auto" and self.de_pin != -1:
+            raise ValueError(f'de_pin = {self.de_pin}: an auto-direction transceiver has no DE pin (-1), or use'
+                             ' direction = "kernel"')
 
 
 SECTION = CiuSection

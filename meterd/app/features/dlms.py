@@ -3,7 +3,9 @@
 Uses the core ``[dlms]`` section: ``tcp_host`` ("" disables the wrapper), ``tcp_port`` (0 picks a
 free port, reported), ``hdlc_port`` and
 ``optical_port`` ("" = off, "pty" = a pseudo-terminal whose path is reported, otherwise a device
-such as /dev/ttyAMA3; RS-485 ports use the kernel's RS-485 mode), ``hdlc_baud``, ``keys_file``.
+such as /dev/ttyAMA3), ``hdlc_baud``, ``keys_file``; ``hdlc_direction``: the RS-485 port in the
+kernel's RS-485 mode ("kernel": RTS drives DE, on GPIO ``hdlc_de_pin``) or behind an
+auto-direction transceiver ("auto", no DE pin).
 Every link serves one object registry: the base model plus what other features registered in
 ``ctx.cosem_factories``. On the simulated meter a missing keys file is created with random
 throwaway keys (mode 0600); on a Pi the keys file must be provisioned.
@@ -222,7 +224,7 @@ async def _serial_link(ctx: FeatureContext, kind: str, port: str, registry: Obje
                                   optical=OpticalSetup(baud=cfg.hdlc_baud))
     else:
         factory = session_factory(ctx, "hdlc", "rs485", registry, baud=cfg.hdlc_baud)
-    rs485 = "kernel" if device is not None and kind == "dlms_hdlc" else "none"
+    rs485 = "kernel" if device is not None and kind == "dlms_hdlc" and cfg.hdlc_direction == "kernel" else "none"
     link = SerialLink(factory, device, cfg.hdlc_baud, rs485=rs485, optical=optical, on_state=on_state)
     if device is None:
         on_state(True, "")
