@@ -315,3 +315,45 @@ def test_a_missing_lcd_switches_the_display_off_and_metering_goes_on(
         meters_on(meter)
     finally:
         meter.close()
+
+
+def test_an_optical_device_that_refuses_the_sign_on_settings_is_off(
+        meter: SimMeter, ptys: list[Pty], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pty refuses 7E1 (EINVAL), as a driver that cannot do the sign-on's 300 Bd 7E1 would."""
+    from hw.serial_link import set_line
+
+    monkeypatch.setattr(dlms_serial, "set_line", set_line)  # the real one, this time
+    ptys.append(Pty())
+    device = ptys[-1].path
+
+    async def scenario() -> None:
+        ctx = context_for(meter, "dlms_optical", device)
+        with caplog.at_level(logging.INFO):
+            link = await start(ctx, "dlms_optical")
+        off_at_start(meter, caplog, "dlms_optical", device, "300 Bd 7E1 refused")
+        await link.close()
+
+    asyncio.run(scenario())
+
+
+def test_unusable_sts_keys_refuse_tokens_and_metering_goes_on(tmp_path: Path,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    from meterd.services.payment import PaymentService
+
+    state = tmp_path / "state"
+    state.mkdir()
+    keys = state / "sts-keys.toml"
+    keys.write_text("[decoder]\nkey_hex = 'not hex'\n")
+    keys.chmod(0o600)
+    with caplog.at_level(logging.INFO):
+        meter = SimMeter(state)
+    try:
+        status = status_of(meter, "sts")
+        assert status["state"] == "off" and "tokens refused" in status["what"], status
+        one_error_line(caplog, "STS token decoder", "not commissioned", "metering goes on")
+        assert interface_events(meter, "sts") == ["off"]
+        outcome = meter.service(PaymentService).submit_token("0" * 20, "api")
+        assert not outcome.accepted and outcome.result == "NotCommissioned"
+        meters_on(meter)
+    finally:
+        meter.close()

@@ -186,6 +186,11 @@ def test_run_switches_a_failing_serial_port_off_and_meters_on(tmp_path: Path) ->
         assert hdlc["state"] == "off" and "no such device" in hdlc["reason"] and str(missing) in hdlc["what"]
         assert view["interfaces"]["dlms_tcp"]["state"] == "on"
         assert view["energy"]["total"]["active_import_wh"] >= 0
+        table = subprocess.run([sys.executable, "-m", "meterd.app.meterctl", "status", "--socket", meter.socket],
+                               capture_output=True, text=True, cwd=REPO, timeout=60).stdout
+        interfaces = table.split("\nInterfaces\n", 1)[1].splitlines()
+        row = next(line for line in interfaces if line.strip().startswith("dlms_hdlc "))
+        assert " off since " in row and "no such device" in row, table
     finally:
         assert meter.stop() == 0
     stderr = meter.proc.stderr.read().decode() if meter.proc.stderr else ""
