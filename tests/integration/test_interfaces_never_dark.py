@@ -187,12 +187,24 @@ def test_a_port_in_use_is_off_and_comes_back_once_released(
     if how == "TIOCEXCL" and os.geteuid() == 0:
         pytest.skip("TIOCEXCL does not keep root out")
     ptys.append(Pty())
-    device = ptys[-1].path
-    holder = open_port(device, 9600, exclusive=True)  # another process's port
-    if how == "TIOCEXCL":
-        holder.close()
-        holder = open_port(device, 9600, exclusive=False)
-        fcntl.ioctl(holder.fileno(), termios.TIOCEXCL)
+    pty = ptys[-1]
+    device = pty.path
+
+    class Holder:
+        """Another process's hold on the port, and its release."""
+
+        def __init__(self) -> None:
+            self.port = open_port(device, 9600, exclusive=True) if how == "pyserial exclusive" else None
+            if self.port is None:
+                fcntl.ioctl(pty.slave, termios.TIOCEXCL)  # the tty refuses further opens (EBUSY)
+
+        def close(self) -> None:
+            if self.port is not None:
+                self.port.close()
+            else:
+                fcntl.ioctl(pty.slave, termios.TIOCNXCL)
+
+    holder = Holder()
 
     async def scenario() -> None:
         ctx = context_for(meter, iface, device)

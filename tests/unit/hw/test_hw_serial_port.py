@@ -144,3 +144,14 @@ def test_reopening_port_backs_off_and_reports_each_change_once() -> None:
     port.expire_wait()
     assert port.reopen() and port.write(b"x") == 0 and not port.connected  # the write raised
     assert [c for c, _ in changes] == [False, True, False, True, False]
+
+
+def test_a_tty_opened_with_tiocexcl_elsewhere_is_in_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What pyserial raises for a tty another process set TIOCEXCL on (open: EBUSY; root is let in,
+    so the test cannot make a real one when it runs as root)."""
+    def busy(url: str, **_kw: object) -> None:
+        raise serial.SerialException(16, f"could not open port {url}: [Errno 16] Device or resource busy: '{url}'")
+
+    monkeypatch.setattr(serial, "serial_for_url", busy)
+    with pytest.raises(SerialLinkError, match=r"/dev/ttyUSB0: in use by another process"):
+        open_port("/dev/ttyUSB0")
