@@ -271,6 +271,11 @@ def _check_serial_values(cfg: Config) -> None:
             continue
         raise ConfigError(cfg.path, f"dlms.{key}", f'{value!r} is no device path: use "" (off), "pty" (a '
                                                    "pseudo-terminal) or a device such as /dev/ttyAMA3")
+    dlms = cfg.dlms
+    if (not cfg.hardware.simulated and dlms.hdlc_port not in ("", "pty") and dlms.hdlc_direction == "kernel"
+            and dlms.hdlc_de_pin == NO_PIN):
+        raise ConfigError(cfg.path, "dlms.hdlc_de_pin", "the kernel RS-485 mode needs the GPIO its RTS drives DE on"
+                                                        ' (7 on the meter Pi\'s uart3), or hdlc_direction = "auto"')
 
 
 #: The "not wired" value of optional pin keys (e.g. ``load_control.button_pin = -1``).

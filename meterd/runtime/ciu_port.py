@@ -110,11 +110,11 @@ class CiuPortRunner:
         self._loop.add_reader(fd, self._on_readable)
 
     def _changed(self, connected: bool, reason: str) -> None:
+        if self._on_state is not None:
+            self._on_state(connected, reason)
         if connected:
             assert self._keeper is not None
             self._serve(self._keeper.fileno(), None)  # the keeper closes the device
-        if self._on_state is not None:
-            self._on_state(connected, reason)
 
     def _schedule_retry(self) -> None:
         if self._keeper is not None and self._retry is None:

@@ -127,13 +127,13 @@ class SerialLink:
 
     def _port_changed(self, connected: bool, reason: str) -> None:
         """The device opened (serve it) or failed (``reason``); the owner hears it."""
+        if self._on_state is not None:  # first: a device that fails at once is then reported off after this
+            self._on_state(connected, reason)
         if connected:
             assert self._keeper is not None
             self._fd = self._keeper.fileno()
-            self._serve_fd()
             _log.info("DLMS serial link on %s", self._port_name)
-        if self._on_state is not None:
-            self._on_state(connected, reason)
+            self._serve_fd()
 
     def _schedule_retry(self) -> None:
         if self._loop is None or self._keeper is None or self._retry is not None:

@@ -83,11 +83,13 @@ def context_for(meter: SimMeter, iface: str, device: str, kernel_rs485: bool = F
     cfg = meter.daemon.cfg
     dlms = dataclasses.replace(cfg.dlms, tcp_host="", hdlc_port=device if iface == "dlms_hdlc" else "",
                                optical_port=device if iface == "dlms_optical" else "",
-                               hdlc_direction="kernel" if kernel_rs485 else "auto")
+                               hdlc_direction="kernel" if kernel_rs485 else "auto",
+                               hdlc_de_pin=7 if kernel_rs485 else -1)
     features = dict(cfg.features)
     if iface == "ciu":
         features["ciu"] = dataclasses.replace(cfg.feature("ciu"), port=device,
-                                              direction="kernel" if kernel_rs485 else "auto")
+                                              direction="kernel" if kernel_rs485 else "auto",
+                                              de_pin=11 if kernel_rs485 else -1)
     return dataclasses.replace(meter.daemon.context(), cfg=dataclasses.replace(cfg, dlms=dlms, features=features))
 
 

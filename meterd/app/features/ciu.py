@@ -92,6 +92,9 @@ class CiuSection:
         if self.direction == "auto" and self.de_pin != -1:
             raise ValueError(f'de_pin = {self.de_pin}: an auto-direction transceiver has no DE pin (-1), or use'
                              ' direction = "kernel"')
+        if self.direction == "kernel" and self.de_pin == -1 and self.port.startswith("/"):
+            raise ValueError('direction = "kernel" needs de_pin, the GPIO the UART\'s RTS drives DE on, or use'
+                             ' direction = "auto"')
 
 
 SECTION = CiuSection

@@ -163,3 +163,12 @@ def test_shipped_configs_have_no_pin_clash():
                                           ("[ciu]\nde_pin = 7\n", "de_pin = 7")])
 def test_an_auto_direction_transceiver_has_no_de_pin(tmp_path, text, key):
     assert_one_line_error(write(tmp_path, text), key, "auto-direction transceiver has no DE pin")
+
+
+def test_a_real_meters_kernel_rs485_port_names_its_de_pin(tmp_path):
+    base = '[hardware]\nbackend = "pi"\n[dlms]\nhdlc_port = "/dev/ttyAMA3"\n'
+    assert_one_line_error(write(tmp_path, base), "dlms.hdlc_de_pin", "GPIO", 'hdlc_direction = "auto"')
+    assert_one_line_error(write(tmp_path, '[ciu]\nport = "/dev/ttyAMA5"\ndirection = "kernel"\n'), "ciu",
+                          "needs de_pin")
+    for text in (base + "hdlc_de_pin = 7\n", base + 'hdlc_direction = "auto"\n'):
+        assert load_config(write(tmp_path, text)).dlms.hdlc_port == "/dev/ttyAMA3"
