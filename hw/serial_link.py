@@ -69,7 +69,8 @@ def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0, rs485: bool = 
             port.rs485_mode = serial.rs485.RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False)
         except (ValueError, OSError) as exc:
             port.close()
-            raise SerialLinkError(f"{url}: kernel RS-485 mode unavailable: {exc}") from exc
+            raise SerialLinkError(f"{url}: kernel RS-485 mode unavailable: {exc} (a transceiver that switches"
+                                  ' itself is configured with direction "auto")') from exc
     return port
 
 
