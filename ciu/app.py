@@ -38,6 +38,7 @@ import signal
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ from ciu.core.state import CiuState
 from ciu.runtime.client import CiuLinkClient
 from ciu.runtime.daemon import CiuLoop
 from hw import gpio
-from hw.keypad import CompositeKeypad, MatrixKeypad, SocketKeypad, StreamKeypad
+from hw.errors import HwError
+from hw.keypad import CompositeKeypad, MatrixKeypad, NoKeypad, SocketKeypad, StreamKeypad
 from hw.lcd import make_device, raqm_available
 from hw.monotonic import MonotonicClock
 from hw.secret_file import SecretFileError, SecretFileMissing, read_secret_text, write_secret_text
@@ -175,6 +177,16 @@ def build_buzzer(cfg: dict[str, Any], keypad_kind: str, clock: MonotonicClock) -
     return Buzzer(lambda on: device.on() if on else device.off(), clock, cfg["low_credit_repeat_s"]), device
 
 
+def interface_or_none(name: str, build: Callable[[], Any], none: Callable[[], Any]) -> Any:
+    """The keypad or display ``build`` makes, or, when its hardware is missing (no SPI device, no
+    GPIO lines), ``none()`` with one ERROR line: the CIU goes on without it (the link, the other one)."""
+    try:
+        return build()
+    except HwError as exc:
+        log.error("%s is off: %s; the CIU goes on without it", name, exc)
+        return none()
+
+
 def build_display(cfg: dict[str, Any]) -> Any:
     kind = cfg["kind"]
     mode = "RGB"
@@ -279,9 +291,12 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
     port = open_link_port(config["link"], clock)
     state = CiuState(clock, lambda: secrets.randbits(32), lang=config["ui"]["lang"])
     client = CiuLinkClient(state, link, port, on_pair_key=lambda key: write_pair_key(key_path, key))
-    keypad = build_keypad(config["keypad"])
+    keypad = interface_or_none("keypad", lambda: build_keypad(config["keypad"]), NoKeypad)
     buzzer, buzzer_device = build_buzzer(config["buzzer"], config["keypad"]["kind"], clock)
-    loop = CiuLoop(client, keypad, build_display(config["display"]), buzzer)
+    display = interface_or_none("display", lambda: build_display(config["display"]),
+                                lambda: make_device("dummy", config["display"]["width"], config["display"]["height"],
+                                                    "RGB"))
+    loop = CiuLoop(client, keypad, display, buzzer)
     announce(config)
     notifier = Notifier()
     notifier.ready("CIU running")

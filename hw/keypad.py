@@ -10,6 +10,10 @@ Both return key characters of the keypad legend (``0``-``9``, ``*``, ``#``, ``A`
 - :class:`SocketKeypad` listens on a UNIX stream socket and feeds what clients type into a
   :class:`StreamKeypad` (the simulator's "keypad" for tests and the lab dashboard).
 - :class:`CompositeKeypad` reads several keypads as one.
+- :class:`NoKeypad`: none (a keypad that could not be set up is switched off; the CIU shows on).
+
+A matrix keypad whose GPIO lines cannot be had (no GPIO chip, a line taken, no pin library)
+raises :class:`KeypadError` naming the lines and why.
 """
 
 from __future__ import annotations
@@ -39,10 +43,19 @@ class MatrixKeypad:
         if len(layout) != len(row_pins) or any(len(r) != len(col_pins) for r in layout):
             raise KeypadError("layout does not match the row and column pins")
         from gpiozero import DigitalInputDevice, DigitalOutputDevice
+        from gpiozero.exc import GPIOZeroError
 
-        self._rows = [DigitalOutputDevice(p, active_high=False, initial_value=False, pin_factory=pin_factory)
-                      for p in row_pins]
-        self._cols = [DigitalInputDevice(p, pull_up=True, pin_factory=pin_factory) for p in col_pins]
+        self._rows: list[Any] = []
+        self._cols: list[Any] = []
+        try:
+            for p in row_pins:
+                self._rows.append(DigitalOutputDevice(p, active_high=False, initial_value=False,
+                                                      pin_factory=pin_factory))
+            for p in col_pins:
+                self._cols.append(DigitalInputDevice(p, pull_up=True, pin_factory=pin_factory))
+        except (GPIOZeroError, OSError, ImportError) as exc:  # no GPIO chip, a pin taken, no pin library
+            self.close()
+            raise KeypadError(f"keypad on GPIO rows {row_pins}, columns {col_pins} unavailable: {exc}") from exc
         self._layout = layout
         self._debounce = max(1, debounce_scans)
         self._seen: dict[str, int] = {}
@@ -157,3 +170,13 @@ class CompositeKeypad:
             close = getattr(pad, "close", None)
             if close is not None:
                 close()
+
+
+class NoKeypad:
+    """No keypad (switched off): never a key."""
+
+    def poll(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""

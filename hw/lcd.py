@@ -224,12 +224,18 @@ def _emulator(kind: str, width: int, height: int, mode: str, rotate: int, captur
 
 def _real(kind: str, width: int, height: int, rotate: int, spi: Any, port: int, device: int, gpio_dc: int,
           gpio_rst: int, gpio_light: int | None, bus_speed_hz: int, pin_factory: Any) -> Any:
+    from luma.core.error import Error as LumaError
     from luma.core.interface.serial import spi as luma_spi
     from luma.lcd.device import st7567, st7789
 
+    if spi is None and not Path(f"/dev/spidev{port}.{device}").exists():
+        raise LcdError(f"SPI device /dev/spidev{port}.{device} missing (is SPI{port} enabled in config.txt?)")
     gpio = GpioZeroAdapter(pin_factory)
-    serial = luma_spi(spi=spi, gpio=gpio, port=port, device=device, gpio_DC=gpio_dc, gpio_RST=gpio_rst,
-                      bus_speed_hz=bus_speed_hz)
+    try:
+        serial = luma_spi(spi=spi, gpio=gpio, port=port, device=device, gpio_DC=gpio_dc, gpio_RST=gpio_rst,
+                          bus_speed_hz=bus_speed_hz)
+    except (OSError, LumaError, ImportError) as exc:  # no spidev module, no device, no permission
+        raise LcdError(f"SPI {port}.{device}: {exc}") from exc
     light: dict[str, Any] = {"gpio": gpio}
     if gpio_light is None:
         light["backlight"] = lambda on: None  # no backlight line wired

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 import select
@@ -45,80 +46,148 @@ def char_time_s(baud: int) -> float:
 
 
 def open_port(url: str, baud: int = 9600, timeout_s: float = 0.0, rs485: bool = False,
-              write_timeout_s: float | None = 1.0) -> Any:
+              write_timeout_s: float | None = 1.0, exclusive: bool = True) -> Any:
     """Open a pyserial port (path or URL) in 8N1; ``timeout_s = 0`` makes reads non-blocking,
     ``write_timeout_s = 0`` writes (s, None = block until written).
 
-    ``rs485=True`` turns on the kernel RS-485 mode (``TIOCSRS485``: RTS drives the transceiver's
-    DE while sending) and fails loudly where the UART driver lacks it.
+    ``exclusive`` (a device path only) takes pyserial's exclusive lock (``flock``), so a second
+    process that opens the port the same way is refused; a port another process holds (that lock,
+    or ``TIOCEXCL``) fails with "in use by another process". ``rs485=True`` turns on the kernel
+    RS-485 mode (``TIOCSRS485``: RTS drives the transceiver's DE while sending) and fails loudly
+    where the UART driver lacks it (a USB RS-485 adapter refuses the ioctl).
     """
     import serial  # imported here: hw back ends import their libraries lazily
     import serial.rs485
 
+    options: dict[str, Any] = {"exclusive": True} if exclusive and "://" not in url else {}
     try:
-        port = serial.serial_for_url(url, baudrate=baud, timeout=timeout_s, write_timeout=write_timeout_s)
+        port = serial.serial_for_url(url, baudrate=baud, timeout=timeout_s, write_timeout=write_timeout_s, **options)
     except (serial.SerialException, ValueError) as exc:
-        raise SerialLinkError(f"cannot open {url}: {exc}") from exc
+        raise SerialLinkError(f"cannot open {url}: {_why_not_open(exc)}") from exc
     if rs485:
         try:
             port.rs485_mode = serial.rs485.RS485Settings(rts_level_for_tx=True, rts_level_for_rx=False)
         except (ValueError, OSError) as exc:
             port.close()
-            raise SerialLinkError(f"{url}: kernel RS-485 mode unavailable: {exc}") from exc
+            raise SerialLinkError(f"{url}: kernel RS-485 mode unavailable: {exc} (a transceiver that switches"
+                                  ' itself is configured with direction "auto")') from exc
     return port
 
 
+def _why_not_open(exc: Exception) -> str:
+    """pyserial's reason in words: a missing device, or a port another process holds."""
+    errno_ = getattr(exc, "errno", None)
+    text = str(exc)
+    if errno_ == errno.EBUSY or "exclusively lock" in text or "[Errno 16]" in text:
+        return "in use by another process"
+    if errno_ == errno.ENOENT or "[Errno 2]" in text:
+        return "no such device"
+    return text
+
+
 class ReopeningPort:
-    """A serial port that outlives its device: the CIU's end of the meter cable.
+    """A serial port that outlives its device: the CIU's end of the meter cable, and the meter's
+    own serial interfaces.
 
     A read or write that fails (the device vanished: a USB adapter pulled, the simulator's pty
     closed when the meter stops; pyserial raises ``SerialException``, an ``OSError``) closes the
     port; while it is closed, reads return ``b""``, writes are dropped, and opening is tried
-    again every ``retry_s`` (s, on the injected monotonic ``now``). ``connected`` tells whether
-    the device is open; ``failures`` counts the losses. ``opener`` is e.g.
-    ``lambda: open_port(path, baud)``.
+    again after ``retry_s`` (s, on the injected monotonic ``now``), the wait doubling after each
+    failed try up to ``max_retry_s`` (s; default ``retry_s``: a fixed period) and starting again
+    from ``retry_s`` once open. ``connected`` tells whether the device is open; ``failures``
+    counts the losses; ``last_error`` says why it is closed. ``listener(connected, reason)`` is
+    called on each change (open → closed, closed → open; a first open that fails counts as one).
+    ``opener`` is e.g. ``lambda: open_port(path, baud)``; the first try is made at once, unless
+    ``open_now`` is false (then at the first :meth:`reopen`, :meth:`read`).
     """
 
-    def __init__(self, opener: Callable[[], Any], now: Callable[[], float], retry_s: float = 1.0) -> None:
+    def __init__(self, opener: Callable[[], Any], now: Callable[[], float], retry_s: float = 1.0,
+                 max_retry_s: float | None = None, listener: Callable[[bool, str], None] | None = None,
+                 open_now: bool = True) -> None:
         self._opener = opener
         self._now = now
         self._retry_s = retry_s
+        self._max_retry_s = retry_s if max_retry_s is None else max(max_retry_s, retry_s)
+        self._wait_s = retry_s
+        self._listener = listener
         self._port: Any = None
         self._next_try = float("-inf")
+        self._reported: bool | None = None
         self.failures = 0
         self.last_error = ""
-        self._reopen()
+        if open_now:
+            self.reopen()
 
     @property
     def connected(self) -> bool:
         return self._port is not None
 
-    def _reopen(self) -> None:
-        now = self._now()
-        if self._port is not None or now < self._next_try:
+    @property
+    def port(self) -> Any:
+        """The open pyserial port, or None while closed."""
+        return self._port
+
+    def fileno(self) -> int:
+        """The open port's file descriptor; -1 while closed."""
+        return int(self._port.fileno()) if self._port is not None else -1
+
+    def retry_in_s(self) -> float:
+        """How long (s) until :meth:`reopen` tries again (0 when due; 0 while open)."""
+        return 0.0 if self._port is not None else max(self._next_try - self._now(), 0.0)
+
+    def _report(self, connected: bool) -> None:
+        if self._reported is connected:
             return
-        self._next_try = now + self._retry_s
+        self._reported = connected
+        if self._listener is not None:
+            self._listener(connected, "" if connected else self.last_error)
+
+    def expire_wait(self) -> None:
+        """Make the next :meth:`reopen` try at once (the back-off it reached is kept)."""
+        self._next_try = float("-inf")
+
+    def reopen(self) -> bool:
+        """Try to open the device when it is closed and a try is due; True when it is open."""
+        now = self._now()
+        if self._port is not None:
+            return True
+        if now < self._next_try:
+            return False
         try:
             self._port = self._opener()
         except (OSError, SerialLinkError) as exc:
             self.last_error = str(exc)
+            self._next_try = now + self._wait_s
+            self._wait_s = min(self._wait_s * 2, self._max_retry_s)
+            self._report(False)
+            return False
+        self._wait_s = self._retry_s
+        self._next_try = now + self._retry_s
+        self.last_error = ""
+        self._report(True)
+        return True
 
-    def _lost(self, exc: Exception) -> None:
+    def lost(self, exc: Exception | str) -> None:
+        """The device failed (a read or write raised ``exc``): close it, try again later."""
+        if self._port is None:
+            return
         self.failures += 1
-        self.last_error = str(exc)
+        self.last_error = str(exc) or type(exc).__name__
         port, self._port = self._port, None
-        self._next_try = self._now() + self._retry_s
+        self._next_try = self._now() + self._wait_s
+        self._wait_s = min(self._wait_s * 2, self._max_retry_s)
         with contextlib.suppress(Exception):
             port.close()
+        self._report(False)
 
     def read(self, size: int = 4096) -> bytes:
-        self._reopen()
+        self.reopen()
         if self._port is None:
             return b""
         try:
             return bytes(self._port.read(size))
         except OSError as exc:
-            self._lost(exc)
+            self.lost(exc)
             return b""
 
     def write(self, data: bytes) -> int:
@@ -127,7 +196,7 @@ class ReopeningPort:
         try:
             self._port.write(data)
         except OSError as exc:
-            self._lost(exc)
+            self.lost(exc)
             return 0
         return len(data)
 
@@ -144,16 +213,22 @@ FRAMINGS = ("8N1", "7E1")
 
 def set_line(port: Any, baud: int, framing: str) -> None:
     """Switch an open pyserial port to ``baud`` (Bd) and ``framing`` (one of :data:`FRAMINGS`),
-    after the pending output left the UART (``flush``: tcdrain), so it goes out at the old settings."""
+    after the pending output left the UART (``flush``: tcdrain), so it goes out at the old settings;
+    :class:`SerialLinkError` when the driver refuses them (or the device is gone)."""
     if framing not in FRAMINGS:
         raise SerialLinkError(f"unknown framing {framing!r}; choose one of {', '.join(FRAMINGS)}")
+    import termios
+
     import serial
 
     seven_e_one = framing == "7E1"
-    port.flush()
-    port.baudrate = baud
-    port.bytesize = serial.SEVENBITS if seven_e_one else serial.EIGHTBITS
-    port.parity = serial.PARITY_EVEN if seven_e_one else serial.PARITY_NONE
+    try:
+        port.flush()
+        port.baudrate = baud
+        port.bytesize = serial.SEVENBITS if seven_e_one else serial.EIGHTBITS
+        port.parity = serial.PARITY_EVEN if seven_e_one else serial.PARITY_NONE
+    except (OSError, ValueError, termios.error) as exc:  # the driver refuses the setting, or the device is gone
+        raise SerialLinkError(f"line settings {baud} Bd {framing} refused: {exc}") from exc
 
 
 class PacedWriter:

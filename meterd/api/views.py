@@ -113,7 +113,20 @@ def status_table(view: dict[str, Any]) -> str:
             lines.append("")
             lines.append(key.capitalize())
             lines.extend("  " + row for row in aligned(flat_rows(view[key])))
+    interfaces = view.get("interfaces")
+    if isinstance(interfaces, dict) and interfaces:
+        lines.append("")
+        lines.append("Interfaces")
+        lines.extend("  " + row for row in aligned([(name, _interface_text(state))
+                                                     for name, state in interfaces.items()]))
     return "\n".join(lines)
+
+
+def _interface_text(state: dict[str, Any]) -> str:
+    """One interface of ``/status``: "on", or "off since <UTC>: <reason>" (:mod:`meterd.services.interfaces`)."""
+    if state.get("state") == "on":
+        return "on"
+    return f"off since {state.get('since', '?')}: {state.get('reason', '')}"
 
 
 def text_value(value: Any) -> str:

@@ -115,6 +115,11 @@ class DlmsSection:
     tcp_port: int = field(default=4059, metadata=rng(0, 65535))
     hdlc_port: str = ""
     hdlc_baud: int = field(default=9600, metadata=choices(300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
+    # RS-485 direction of hdlc_port: "kernel" (the kernel's RS-485 mode: the UART's RTS drives the
+    # transceiver's DE; hdlc_de_pin names that GPIO, GPIO7 on the meter Pi's uart3, so the pin
+    # checks see it) or "auto" (an auto-direction transceiver: no DE pin, hdlc_de_pin = -1)
+    hdlc_direction: str = field(default="kernel", metadata=choices("kernel", "auto"))
+    hdlc_de_pin: int = field(default=-1, metadata=rng(-1, 27))
     optical_port: str = ""
     keys_file: str = "keys.toml"
     # authentication lockout per link and client SAP: after lockout_failures consecutive failures
@@ -125,6 +130,9 @@ class DlmsSection:
     lockout_max_s: float = field(default=3600.0, metadata=rng(1, 604_800))
 
     def __post_init__(self) -> None:
+        if self.hdlc_direction == "auto" and self.hdlc_de_pin != -1:
+            raise ValueError(f"hdlc_de_pin = {self.hdlc_de_pin}: an auto-direction transceiver has no DE pin"
+                             ' (-1), or use hdlc_direction = "kernel"')
         if self.lockout_max_s < self.lockout_s:
             raise ValueError(f"lockout_max_s ({self.lockout_max_s:g} s) must not be below lockout_s"
                              f" ({self.lockout_s:g} s)")
@@ -305,6 +313,11 @@ def _check_serial_values(cfg: Config) -> None:
             continue
         raise ConfigError(cfg.path, f"dlms.{key}", f'{value!r} is no device path: use "" (off), "pty" (a '
                                                    "pseudo-terminal) or a device such as /dev/ttyAMA3")
+    dlms = cfg.dlms
+    if (not cfg.hardware.simulated and dlms.hdlc_port not in ("", "pty") and dlms.hdlc_direction == "kernel"
+            and dlms.hdlc_de_pin == NO_PIN):
+        raise ConfigError(cfg.path, "dlms.hdlc_de_pin", "the kernel RS-485 mode needs the GPIO its RTS drives DE on"
+                                                        ' (7 on the meter Pi\'s uart3), or hdlc_direction = "auto"')
 
 
 #: The "not wired" value of optional pin keys (e.g. ``load_control.button_pin = -1``).

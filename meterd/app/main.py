@@ -5,9 +5,11 @@
 ``check-config`` checks the file and everything ``run`` needs from the host
 (:mod:`meterd.app.preflight`: state directory, serial ports, key files, the TCP port), one line
 per problem naming the file, the key and the reason, exit status 2; ``--file-only`` checks the
-file alone (an image build, away from the meter). ``run`` checks the same before it starts: a
-failing serial port switches its interface off with one line and the meter runs on; unusable
-DLMS keys end it with one line and exit status 2, as a configuration error does.
+file alone (an image build, away from the meter). ``run`` stops with one line and exit status 2
+only on a configuration error; an interface that fails (a serial port missing, in use or
+refusing its RS-485 mode, unusable DLMS keys, a missing LCD), at start or later, is switched off
+by the running meter with one line, an event and its reason in ``meterctl status``, and
+metering goes on (:mod:`meterd.app.preflight`).
 
 meterd sets its own umask (0027) first: every file it makes (databases, journal, register file)
 is readable by its group at most, whoever starts it. A state directory that is missing and cannot
@@ -134,14 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     from meterd.app import preflight
 
     cfg = with_state_dir(cfg, args.state_dir)
-    problems = preflight.run_checks(cfg)
-    fatal = [p for p in problems if p.switch is None]
+    fatal = preflight.run_checks(cfg)
     for problem in fatal:
         print(f"meterd: {problem.line(cfg)}", file=sys.stderr)
     if fatal:
         return 2
     setup_logging(args.log_level)
-    cfg = preflight.switch_off(cfg, problems)
     from meterd.app.daemon import Daemon
     from meterd.runtime.state_lock import StateLockError
     from meterd.store.energy_copies import StorageUnavailable

@@ -1,12 +1,12 @@
 """What ``meterd run`` needs from the host, checked before it starts: ``meterd check-config``
-checks all of it, ``meterd run`` the part it cannot start without.
+checks all of it, ``meterd run`` only what it cannot start without.
 
-Each check gives one :class:`Problem`: the dotted key, the reason (the file it concerns named in
-it), and, for an interface, how ``meterd run`` switches that interface off. The checks:
+Each check gives one :class:`Problem`: the dotted key and the reason (the file it concerns named
+in it). The checks:
 
 * the state directory (``storage.state_dir``) exists and is writable, or can be created;
-* serial ports (``dlms.hdlc_port`` in the kernel RS-485 mode, ``dlms.optical_port``, ``ciu.port``
-  in the kernel RS-485 mode): a device that exists, is a terminal this user may open and, for
+* serial ports (``dlms.hdlc_port`` and ``ciu.port``, with ``direction = "kernel"`` in the kernel
+  RS-485 mode, ``dlms.optical_port``): a device that exists, is a terminal this user may open and, for
   RS-485, whose driver has the mode (:func:`hw.serial_probe.probe_port`: opened and closed, its
   settings only read); ``ciu.port`` must be "", "off" or a device path;
 * key files, each under the state directory unless absolute: the DLMS keys (``dlms.keys_file``),
@@ -21,21 +21,24 @@ it), and, for an interface, how ``meterd run`` switches that interface off. The 
 * GPIO lines wired twice and every value are checked when the file is read
   (:mod:`meterd.app.config`).
 
-``meterd run`` (:func:`run_checks`): a failing serial port switches its interface off with one
-line and the meter runs on (a failing interface never stops metering); unusable DLMS keys and an
-invalid ``ciu.port`` stop it with one line and exit status 2, as a configuration error does. The
-state directory, a busy TCP port and the STS and pair keys are handled by the running meter
-itself (exit 2; the wrapper off; tokens refused; not paired), each with one line.
+``meterd run`` (:func:`run_checks`) stops with one line and exit status 2 only on what is a
+configuration error (an invalid ``ciu.port``). Everything else is an interface that fails, and
+a failing interface never stops metering nor darkens the others: the running meter switches it
+off with one line (no traceback), the event INTERFACE_OFF and an entry under ``interfaces`` in
+``meterctl status`` saying why (:class:`meterd.services.interfaces.InterfaceBoard`), and, for a
+serial port, tries it again with back-off (1 s doubling to 60 s) so it comes back by itself
+(INTERFACE_ON) once the device is there, free, or accepts its mode; the same holds for a port
+that fails while running (an unplugged USB adapter, a port another process grabbed). Unusable
+DLMS keys switch the DLMS server (all its links) off, unusable STS keys leave the decoder
+uncommissioned (tokens refused), a busy TCP port leaves the wrapper off, a missing LCD the
+display; a state directory that cannot hold the registers stops the meter (exit 2).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hw.secret_file import SecretFileError, read_secret_text
 from hw.serial_probe import SerialProbeError, probe_port
@@ -49,27 +52,13 @@ from meterd.runtime.port_probe import listens_on, tcp_port_problem
 from meterd.runtime.state_lock import probe
 from meterd.store.sts_store import load_key_register
 
-log = logging.getLogger("meterd")
-
-
-@dataclass(frozen=True)
-class Switch:
-    """How ``meterd run`` switches a failing interface off: ``section.key = value``; ``what`` names it."""
-
-    section: str
-    key: str
-    value: str
-    what: str
-
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing that keeps the meter from running as configured: the dotted ``key``, the
-    ``reason``, and the switch that turns the interface off at run (None: the meter cannot run)."""
+    """One thing that keeps the meter from running as configured: the dotted ``key`` and the ``reason``."""
 
     key: str
     reason: str
-    switch: Switch | None = None
 
     def line(self, cfg: Config) -> str:
         """One line: the configuration file, the key and the reason."""
@@ -81,21 +70,19 @@ class _Port:
     key: str
     value: str
     rs485: bool
-    switch: Switch
 
 
 def _serial_ports(cfg: Config) -> list[_Port]:
     """The serial devices the configuration names (sim ptys and disabled ports left out)."""
     ports = []
-    for key, rs485, what in (("hdlc_port", True, "DLMS HDLC link (RS-485)"),
-                             ("optical_port", False, "DLMS optical port")):
+    for key, rs485 in (("hdlc_port", cfg.dlms.hdlc_direction == "kernel"), ("optical_port", False)):
         value = getattr(cfg.dlms, key)
         if value not in ("", "pty"):
-            ports.append(_Port(f"dlms.{key}", value, rs485, Switch("dlms", key, "", what)))
+            ports.append(_Port(f"dlms.{key}", value, rs485))
     ciu = cfg.feature("ciu")
     if ciu.port not in ("", "off") and _is_device(ciu.port):
         kernel_rs485 = ciu.direction == "kernel"  # "auto": the transceiver switches itself, no mode to check
-        ports.append(_Port("ciu.port", ciu.port, kernel_rs485, Switch("ciu", "port", "off", "CIU link")))
+        ports.append(_Port("ciu.port", ciu.port, kernel_rs485))
     return ports
 
 
@@ -119,7 +106,7 @@ def check_serial_ports(cfg: Config) -> list[Problem]:
         try:
             probe_port(port.value, rs485=port.rs485)
         except SerialProbeError as exc:
-            problems.append(Problem(port.key, f"{port.value}: {exc}", port.switch))
+            problems.append(Problem(port.key, f"{port.value}: {exc}"))
     return problems
 
 
@@ -241,25 +228,6 @@ def check_all(cfg: Config) -> list[Problem]:
 
 
 def run_checks(cfg: Config) -> list[Problem]:
-    """What ``meterd run`` checks before it builds the meter: the serial ports (each failing one
-    is switched off), the DLMS keys and the CIU port's value (a problem there stops it)."""
-    return [*check_dlms_keys(cfg), *check_ciu_port_value(cfg), *check_serial_ports(cfg)]
-
-
-def switch_off(cfg: Config, problems: list[Problem]) -> Config:
-    """``cfg`` with the interface of every problem that has a switch turned off, one ERROR line each."""
-    for problem in problems:
-        switch = problem.switch
-        if switch is None:
-            continue
-        log.error("%s; the %s is switched off, metering goes on", problem.line(cfg), switch.what)
-        cfg = _replace(cfg, switch.section, switch.key, switch.value)
-    return cfg
-
-
-def _replace(cfg: Config, section: str, key: str, value: Any) -> Config:
-    if section in cfg.features:
-        features = dict(cfg.features)
-        features[section] = dataclasses.replace(features[section], **{key: value})
-        return dataclasses.replace(cfg, features=features)
-    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{key: value})})
+    """What stops ``meterd run`` before it builds the meter: the CIU port's value (a configuration
+    error). Ports and key files are the running meter's to switch off (see the module's text)."""
+    return check_ciu_port_value(cfg)

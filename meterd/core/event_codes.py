@@ -174,8 +174,10 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(221, "LOCAL_SESSION_CLOSED", "Local (optical) association closed", (_C,), "project"),
     EventCode(222, "REMOTE_SESSION_OPENED", "Remote association opened", (_C,), "project"),
     EventCode(223, "REMOTE_SESSION_CLOSED", "Remote association closed", (_C,), "project"),
-    EventCode(224, "MODEM_CONNECTED", "Modem connected to the network", (_C,), "project"),
-    EventCode(225, "MODEM_DISCONNECTED", "Modem disconnected from the network", (_C,), "project"),
+    # an interface of the meter (a DLMS serial port, the DLMS server, the CIU port, the LCD) switched
+    # off because it failed, and back on; the detail names the interface (and the reason)
+    EventCode(224, "INTERFACE_ON", "Interface back on", (_C,), "project"),
+    EventCode(225, "INTERFACE_OFF", "Interface off (failed at start or while running)", (_C,), "project"),
     EventCode(226, "CIU_LINK_LOST", "Customer interface unit link lost", (_C,), "project"),
     EventCode(227, "CIU_LINK_RESTORED", "Customer interface unit link restored", (_C,), "project"),
     EventCode(228, "CIU_PAIRED", "Customer interface unit paired", (_C, _X), "project"),

@@ -7,6 +7,12 @@ by the injected factory (``meterd.cosem.server.build_session_factory(..., link="
 * Real ports are opened by :func:`hw.serial_link.open_port`; ``rs485="kernel"`` turns on the
   kernel RS-485 mode (``TIOCSRS485``: RTS drives the transceiver's DE) and fails loudly where
   the driver lacks it.
+* A device that fails (missing, refusing the RS-485 ioctl, held by another process at start; a
+  read or write raising ``OSError`` or a hang-up while running: a USB adapter pulled) is closed
+  and reopened after a back-off (``retry_s`` doubling up to ``max_retry_s``, s) by a
+  :class:`hw.serial_link.ReopeningPort`; ``on_state(connected, reason)`` hears each change (the
+  composition root switches the interface off and on). Without ``on_state`` a device that
+  cannot be opened at start raises :class:`SerialLinkError`, as before.
 * ``port=None`` creates a pseudo-terminal for the simulator: the meter holds the master side and
   :attr:`SerialLink.slave_path` is the device a client opens (pty baud and parity are not
   enforced, see platform notes §4).
@@ -27,12 +33,14 @@ import tty
 from collections.abc import Callable
 from typing import Any
 
-from hw.serial_link import SerialLinkError, open_port, set_line
+from hw.serial_link import ReopeningPort, SerialLinkError, open_port, set_line
 from meterd.proto import iec62056_21 as mode_e
 from meterd.proto.session import ByteSession
 
 _log = logging.getLogger("meterd.runtime.dlms_serial")
 READ_CHUNK = 4096
+#: The mode E sign-on's line settings (IEC 62056-21: 300 Bd, 7E1; :meth:`ModeESignOn.reset`).
+_SIGN_ON_LINE = (300, "7E1")
 
 __all__ = ["SerialLink", "SerialLinkError"]
 
@@ -47,14 +55,18 @@ class SerialLink:
 
     def __init__(self, factory: Callable[[], ByteSession], port: str | None = None, baud: int = 9600,
                  rs485: str = "none", optical: mode_e.ModeESignOn | None = None,
-                 sign_on_timeout_s: float = 2.0) -> None:
+                 sign_on_timeout_s: float = 2.0, on_state: Callable[[bool, str], None] | None = None,
+                 retry_s: float = 1.0, max_retry_s: float = 60.0) -> None:
         if rs485 not in ("none", "kernel"):
             raise SerialLinkError(f"unknown rs485 mode {rs485!r}")
         self._factory = factory
         self._port_name, self._baud, self._rs485 = port, baud, rs485
         self._optical = optical
         self._sign_on_timeout_s = sign_on_timeout_s
-        self._serial: Any = None
+        self._on_state = on_state
+        self._retry_s, self._max_retry_s = retry_s, max_retry_s
+        self._keeper: ReopeningPort | None = None
+        self._retry: asyncio.TimerHandle | None = None
         self._fd = -1
         self._slave_fd = -1
         self.slave_path: str | None = None
@@ -66,25 +78,109 @@ class SerialLink:
         self.bytes_in = 0
         self.bytes_out = 0
 
+    @property
+    def _serial(self) -> Any:
+        return self._keeper.port if self._keeper is not None else None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the line is open (a pty always; a device until it fails, and again once reopened)."""
+        return self._fd >= 0
+
     async def start(self) -> SerialLink:
-        """Open the line and start serving."""
+        """Open the line and start serving (a device that fails is retried when ``on_state`` is given)."""
         self._loop = asyncio.get_running_loop()
         if self._port_name is None:
             master, slave = os.openpty()
             tty.setraw(slave)
             self._fd, self._slave_fd, self.slave_path = master, slave, os.ttyname(slave)
-        else:
-            self._serial = _open_port(self._port_name, self._baud, self._rs485)
-            self._fd = self._serial.fileno()
+            self._serve_fd()
+            _log.info("DLMS serial link on %s", self.slave_path)
+            return self
+        self._keeper = ReopeningPort(self._open_device, self._loop.time, self._retry_s,
+                                     self._max_retry_s, listener=self._port_changed, open_now=False)
+        if not self._keeper.reopen():
+            if self._on_state is None:
+                raise SerialLinkError(self._keeper.last_error)
+            self._schedule_retry()
+        return self
+
+    def _open_device(self) -> Any:
+        """The device, open; an optical port already at the sign-on's line settings (a device
+        that refuses them fails here, so it stays off rather than flapping on and off)."""
+        assert self._port_name is not None
+        port = _open_port(self._port_name, self._baud, self._rs485)
+        if self._optical is not None:
+            try:
+                set_line(port, *_SIGN_ON_LINE)
+            except SerialLinkError:
+                port.close()
+                raise
+        return port
+
+    def _serve_fd(self) -> None:
+        assert self._loop is not None
         os.set_blocking(self._fd, False)
         if self._optical is not None:
             self._apply_events(self._optical.reset())
         self._loop.add_reader(self._fd, self._on_readable)
-        _log.info("DLMS serial link on %s", self.slave_path or self._port_name)
-        return self
+
+    def _port_changed(self, connected: bool, reason: str) -> None:
+        """The device opened (serve it) or failed (``reason``); the owner hears it."""
+        if self._on_state is not None:  # first: a device that fails at once is then reported off after this
+            self._on_state(connected, reason)
+        if connected:
+            assert self._keeper is not None
+            self._fd = self._keeper.fileno()
+            _log.info("DLMS serial link on %s", self._port_name)
+            self._serve_fd()
+
+    def _schedule_retry(self) -> None:
+        if self._loop is None or self._keeper is None or self._retry is not None:
+            return
+        self._retry = self._loop.call_later(self._keeper.retry_in_s(), self._try_reopen)
+
+    def reopen_now(self) -> bool:
+        """Try the device at once instead of after the back-off; True when it is open."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._keeper is None or self._keeper.connected:
+            return self._fd >= 0
+        self._keeper.expire_wait()
+        self._try_reopen()
+        return self._fd >= 0
+
+    def _try_reopen(self) -> None:
+        self._retry = None
+        if self._keeper is not None and not self._keeper.reopen():
+            self._schedule_retry()
+
+    def _lost(self, why: Exception | str) -> None:
+        """The device failed while serving: leave the loop, drop the session and the pending
+        output (a client starts again), close the device and try it again after the back-off."""
+        if self._keeper is None:
+            return  # the simulator's pty: the meter holds both ends, nothing to reopen
+        if self._loop is not None and self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        self._fd = -1
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        self._out.clear()
+        self._sign_on_after_flush = False
+        self._keeper.lost(why)
+        self._schedule_retry()
 
     async def close(self) -> None:
         """Stop serving and close the line."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         if self._loop is not None and self._fd >= 0:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
@@ -93,8 +189,8 @@ class SerialLink:
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self._serial is not None:
-            self._serial.close()
+        if self._keeper is not None:
+            self._keeper.close()
         elif self._fd >= 0:
             os.close(self._fd)
             os.close(self._slave_fd)
@@ -107,8 +203,12 @@ class SerialLink:
             data = os.read(self._fd, READ_CHUNK)
         except BlockingIOError:
             return
-        except OSError as exc:  # pty peer closed (EIO) or line error
+        except OSError as exc:  # the device vanished (EIO, ENODEV): closed, tried again later
             _log.debug("serial read: %s", exc)
+            self._lost(exc)
+            return
+        if not data and self._keeper is not None:  # readable but empty: the device hung up
+            self._lost("device disconnected (hang-up)")
             return
         if data:
             self.bytes_in += len(data)
@@ -158,7 +258,10 @@ class SerialLink:
     def _set_line(self, baud: int, framing: str) -> None:
         if self._serial is None:
             return
-        set_line(self._serial, baud, framing)
+        try:
+            set_line(self._serial, baud, framing)
+        except SerialLinkError as exc:  # refused (or the device is gone): off, tried again later
+            self._lost(exc)
 
     # --- time-outs --------------------------------------------------------------------------------
 
@@ -188,10 +291,17 @@ class SerialLink:
         self._flush()
 
     def _flush(self) -> None:
+        if self._fd < 0:
+            self._out.clear()  # the device is gone: a client asks again once it is back
+            return
         try:
             n = os.write(self._fd, self._out)
         except BlockingIOError:
             n = 0
+        except OSError as exc:
+            _log.debug("serial write: %s", exc)
+            self._lost(exc)
+            return
         self.bytes_out += n
         del self._out[:n]
         if self._loop is None:

@@ -8,7 +8,8 @@ Section ``[ciu]``:
 * ``direction``: how the RS-485 transceiver's driver is switched on the 2-wire bus: ``"auto"``
   (an auto-direction transceiver, e.g. MAX13487E; no pin: the meter Pi has none free, and
   uart5's RTS, GPIO15, is the optical port's RX) or ``"kernel"`` (the kernel's RS-485 mode, the
-  UART's RTS pin drives DE). The simulator's pty ignores it.
+  UART's RTS pin drives DE; ``de_pin`` names that GPIO, so the configuration's pin checks see
+  it). The simulator's pty ignores it.
 * ``baud`` (Bd, 9600 by default), ``key_file`` (pair key, hex, mode 0600, under the state dir).
 * ``sim_prepair``: on the simulated meter, when no pair key exists yet, make a random throwaway
   key and write it both to ``key_file`` and to ``<state_dir>/<sim_ciu_dir>/pair.key`` (the
@@ -48,9 +49,16 @@ from dataclasses import dataclass, field
 from hw.monotonic import MonotonicClock
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
+from meterd.app.interfaces import interface_board
 from meterd.core.events import EventRecorder
 from meterd.proto.ciu_link import LinkConfig
-from meterd.runtime.ciu_port import CiuLine, CiuPortRunner, open_device_line, open_sim_line
+from meterd.runtime.ciu_port import (
+    CiuLine,
+    CiuPortRunner,
+    device_description,
+    open_device_line,
+    open_sim_line,
+)
 from meterd.services.ciu_meter import CiuLinks, CiuSettings, MeterCiu
 from meterd.services.load_control import LoadControl
 from meterd.services.payment import PaymentService
@@ -77,7 +85,16 @@ class CiuSection:
     results_file: str = "ciu-results.json"
     poll_s: float = field(default=0.02, metadata=rng(0.005, 0.05))
     direction: str = field(default="auto", metadata=choices("auto", "kernel"))
+    de_pin: int = field(default=-1, metadata=rng(-1, 27))  # kernel: the GPIO the UART's RTS drives DE on
     bus_poll_s: float = field(default=0.2, metadata=rng(0.1, 2.0))
+
+    def __post_init__(self) -> None:
+        if self.direction == "auto" and self.de_pin != -1:
+            raise ValueError(f'de_pin = {self.de_pin}: an auto-direction transceiver has no DE pin (-1), or use'
+                             ' direction = "kernel"')
+        if self.direction == "kernel" and self.de_pin == -1 and self.port.startswith("/"):
+            raise ValueError('direction = "kernel" needs de_pin, the GPIO the UART\'s RTS drives DE on, or use'
+                             ' direction = "auto"')
 
 
 SECTION = CiuSection
@@ -115,32 +132,45 @@ def attach(ctx: FeatureContext) -> None:
     ctx.api.route("POST", "/ciu/pair", ciu.open_pairing)
 
 
-def _open_line(ctx: FeatureContext, cfg: CiuSection) -> CiuLine:
-    """The meter end of the cable; where the CIU end is goes into ``ctx.info``."""
-    if cfg.port:
-        line = open_device_line(cfg.port, cfg.baud, rs485=cfg.direction == "kernel")
-    else:
-        line = open_sim_line(cfg.baud)
-        ciu_dir = ctx.cfg.under_state(cfg.sim_ciu_dir)
-        ctx.info["ciu_keypad"] = str(ciu_dir / "keys.sock")
-        ctx.info["ciu_screens"] = str(ciu_dir / "screens" / "screen.png")
+def _open_sim_line(ctx: FeatureContext, cfg: CiuSection) -> CiuLine:
+    """The meter end of the simulator's cable; where the CIU end is goes into ``ctx.info``."""
+    line = open_sim_line(cfg.baud)
+    ciu_dir = ctx.cfg.under_state(cfg.sim_ciu_dir)
+    ctx.info["ciu_keypad"] = str(ciu_dir / "keys.sock")
+    ctx.info["ciu_screens"] = str(ciu_dir / "screens" / "screen.png")
     ctx.info["ciu_link"] = line.description
     return line
 
 
 async def start(ctx: FeatureContext) -> None:
-    """Open the meter end of the cable and run the service on the loop."""
+    """Open the meter end of the cable and run the service on the loop. A device that cannot be
+    opened or fails later is off (interface board: one line, INTERFACE_OFF, ``meterctl status``)
+    and reopened with back-off; the service, metering and the other links go on."""
     ciu = ctx.registry.find(MeterCiu)
     if ciu is None:
         return
     cfg: CiuSection = ctx.cfg.feature("ciu")
-    from hw.serial_link import SerialLinkError
+    board = interface_board(ctx)
+    if cfg.port:
+        kernel = cfg.direction == "kernel"
+        what = f"CIU link on {cfg.port}"
 
-    try:
-        line = _open_line(ctx, cfg)
-    except (OSError, SerialLinkError) as exc:  # metering goes on without the CIU; say so loudly
-        log.error("CIU link on %s not available: %s", cfg.port or "a pty", exc)
-        ctx.info["ciu_link"] = f"unavailable ({exc})"
-        return
-    ciu.runner = CiuPortRunner(ciu, line, cfg.poll_s)
+        def changed(connected: bool, reason: str) -> None:
+            if connected:
+                board.on("ciu", what)
+            else:
+                board.off("ciu", what, reason)
+
+        ctx.info["ciu_link"] = device_description(cfg.port, cfg.baud, kernel)
+        ciu.runner = CiuPortRunner(ciu, None, cfg.poll_s, reopen=lambda: open_device_line(cfg.port, cfg.baud, kernel),
+                                   on_state=changed)
+    else:
+        try:
+            line = _open_sim_line(ctx, cfg)
+        except OSError as exc:  # no pseudo-terminal to be had: metering goes on without the CIU
+            board.off("ciu", "CIU link (simulated)", str(exc), retry=False)
+            ctx.info["ciu_link"] = f"unavailable ({exc})"
+            return
+        board.on("ciu", "CIU link (simulated)")
+        ciu.runner = CiuPortRunner(ciu, line, cfg.poll_s)
     ctx.links.append(ciu.runner)

@@ -34,6 +34,10 @@ the controller is :class:`~meterd.ui.meter_display.MeterDisplay` (provided as ``
 API: ``POST /display/button`` ``{"button": "next"|"previous"}``, ``POST /display/show``
 ``{"item": id-or-OBIS}``, ``POST /display/lang`` ``{"lang": "en"|"ar"}``, ``GET /display``.
 Scenario signal ``display_button`` (any value: one press of "next").
+
+A missing LCD (the SPI device absent, the driver failing at start) switches the display off with
+one line and INTERFACE_OFF (``meterctl status``: ``interfaces.display``); the meter runs on
+without it (no ``MeterDisplay``: the CIU pairing code is then shown on the CIU alone).
 """
 
 from __future__ import annotations
@@ -42,9 +46,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from hw.errors import HwError
 from hw.inputs import PushButton
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
+from meterd.app.interfaces import interface_board
 from meterd.core import event_codes
 from meterd.core.events import EventRecorder
 from meterd.runtime.rtc import VL_BACKUP_EMPTY, VL_BACKUP_LOW, LinuxRtc, SimRtc
@@ -119,7 +125,13 @@ def attach(ctx: FeatureContext) -> None:
     sources = LiveSources(ctx.meter, ctx.clock, payment=reg.find(PaymentService), revenue=reg.find(RevenueService),
                           load_control=reg.find(LoadControl), supervision=reg.find(Supervision))
     events = reg.find(EventRecorder)
-    device = _device(ctx, cfg)
+    try:
+        device = _device(ctx, cfg)
+    except HwError as exc:  # no LCD (SPI device absent, a driver that fails): the meter runs without it
+        interface_board(ctx).off("display", f"LCD ({cfg.kind})", str(exc), retry=False)
+        ctx.info["lcd"] = f"off ({exc})"
+        return
+    interface_board(ctx).on("display", f"LCD ({cfg.kind})")
     items = resolve_items(cfg.items)
     if sources.payment is None:  # no prepayment in this meter: no credit screen
         items = tuple(i for i in items if i.ident != "credit") or items

@@ -3,10 +3,20 @@
 Uses the core ``[dlms]`` section: ``tcp_host`` ("" disables the wrapper), ``tcp_port`` (0 picks a
 free port, reported), ``hdlc_port`` and
 ``optical_port`` ("" = off, "pty" = a pseudo-terminal whose path is reported, otherwise a device
-such as /dev/ttyAMA3; RS-485 ports use the kernel's RS-485 mode), ``hdlc_baud``, ``keys_file``.
+such as /dev/ttyAMA3), ``hdlc_baud``, ``keys_file``; ``hdlc_direction``: the RS-485 port in the
+kernel's RS-485 mode ("kernel": RTS drives DE, on GPIO ``hdlc_de_pin``) or behind an
+auto-direction transceiver ("auto", no DE pin).
 Every link serves one object registry: the base model plus what other features registered in
 ``ctx.cosem_factories``. On the simulated meter a missing keys file is created with random
 throwaway keys (mode 0600); on a Pi the keys file must be provisioned.
+
+Never dark: a keys file that is missing on a real meter, unreadable, too open or malformed
+switches the DLMS server off (every link: it has no keys to serve with) with one line and the
+event INTERFACE_OFF; a serial port that cannot be opened at start (missing, held by another
+process, refusing the kernel RS-485 mode) or fails while running (a USB adapter pulled) is off
+alone and tried again with back-off (1 s doubling to 60 s), coming back by itself with
+INTERFACE_ON; a TCP port that cannot be bound leaves the wrapper off. Each shows in ``meterctl
+status`` under ``interfaces`` (:mod:`meterd.app.interfaces`); metering and the other links go on.
 
 Security events (authentication failures, deciphering failures, replayed invocation counters,
 key changes, refused associations) and the communication log (associations opened/closed, local
@@ -31,14 +41,17 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.secret_file import write_secret_text
 from meterd.app.feature_api import FeatureContext
+from meterd.app.interfaces import interface_board
 from meterd.core.clock import Clock
 from meterd.core.events import EventRecorder
 from meterd.cosem.config import LinkKind, ServerConfig
+from meterd.cosem.errors import KeyFileError
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
@@ -49,6 +62,7 @@ from meterd.cosem.sessions import SessionMaker
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink, SerialLinkError
 from meterd.runtime.dlms_tcp import DlmsTcpServer
+from meterd.services.interfaces import InterfaceBoard
 from meterd.services.revenue import RevenueService
 from meterd.store.dlms_security_store import DlmsSecurityStore
 
@@ -111,16 +125,21 @@ def attach(ctx: FeatureContext) -> None:
     """Load keys and open the invocation-counter store (links start with the loop)."""
     cfg = ctx.cfg
     keys_path = cfg.under_state(cfg.dlms.keys_file)
-    if ctx.hardware.backends.throwaway_keys and not keys_path.exists():
-        write_throwaway_keys(keys_path)
-    keys = KeyRing(load_keys(keys_path))
+    ctx.info["dlms_keys_file"] = str(keys_path)
+    try:
+        if ctx.hardware.backends.throwaway_keys and not keys_path.exists():
+            write_throwaway_keys(keys_path)
+        keys = KeyRing(load_keys(keys_path))
+    except (KeyFileError, OSError) as exc:  # no keys to serve with: every DLMS link is off
+        reason = str(exc) if str(keys_path) in str(exc) else f"{keys_path}: {exc}"
+        interface_board(ctx).off("dlms", "DLMS server (all its links)", f"keys file: {reason}", retry=False)
+        return
     store = DlmsSecurityStore(cfg.state_dir / "dlms_security.db")
     ctx.closers.append(store.close)
     policy = LockoutPolicy(cfg.dlms.lockout_failures, cfg.dlms.lockout_s, cfg.dlms.lockout_max_s)
     ctx.registry.provide(DlmsSecurity, DlmsSecurity(keys, store, ctx.registry.need(EventRecorder, by="dlms"),
                                                     legal_time(ctx.registry.find(RevenueService)), policy,
                                                     ctx.clock), by="dlms")
-    ctx.info["dlms_keys_file"] = str(keys_path)
 
 
 def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
@@ -146,26 +165,33 @@ def session_factory(ctx: FeatureContext, link: LinkKind = "wrapper", link_name: 
 
 
 async def start(ctx: FeatureContext) -> None:
-    """Open the configured links; their addresses go into ``ctx.info``."""
+    """Open the configured links; their addresses go into ``ctx.info``, their state into the
+    interface board (a link that fails is off, the others go on)."""
+    if ctx.registry.find(DlmsSecurity) is None:
+        return  # the DLMS server is off (its keys file): said once, at attach
     cfg = ctx.cfg.dlms
+    board = interface_board(ctx)
     registry = registry_for(ctx)
     if cfg.tcp_port >= 0 and cfg.tcp_host:
+        what = f"DLMS wrapper on TCP {cfg.tcp_host}:{cfg.tcp_port}"
         try:
             server = await DlmsTcpServer(session_factory(ctx, "wrapper", "tcp", registry)).start(
                 cfg.tcp_host, cfg.tcp_port)
         except OSError as exc:  # metering goes on without this link; say so loudly
-            log.error("DLMS wrapper on %s:%d not available: %s", cfg.tcp_host, cfg.tcp_port, exc.strerror)
+            board.off("dlms_tcp", what, str(exc.strerror or exc), retry=False)
             ctx.info["dlms_tcp"] = f"unavailable ({exc.strerror})"
         else:
+            board.on("dlms_tcp", what)
             ctx.links.append(server)
             ctx.info["dlms_tcp"] = f"{cfg.tcp_host}:{server.port} (wrapper; SAP 16 public, 17 LLS, 1 HLS-GMAC)"
     for kind, port in (("dlms_hdlc", cfg.hdlc_port), ("dlms_optical", cfg.optical_port)):
         if not port:
             continue
+        what = f"{_LINK_NAMES[kind]} on {port}"
         try:
-            link = await _serial_link(ctx, kind, port, registry)
-        except (OSError, SerialLinkError) as exc:  # the port or its RS-485 mode refused: this link is off
-            log.error("DLMS %s on %s not available: %s", kind, port, exc)
+            link = await _serial_link(ctx, kind, port, registry, _reporter(board, kind, what))
+        except (OSError, SerialLinkError) as exc:  # the simulator's pty could not be made: this link is off
+            board.off(kind, what, str(exc), retry=False)
             ctx.info[kind] = f"unavailable ({exc})"
             continue
         ctx.links.append(link)
@@ -173,7 +199,21 @@ async def start(ctx: FeatureContext) -> None:
         ctx.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
 
 
-async def _serial_link(ctx: FeatureContext, kind: str, port: str, registry: ObjectRegistry) -> SerialLink:
+_LINK_NAMES = {"dlms_hdlc": "DLMS HDLC link (RS-485)", "dlms_optical": "DLMS optical port"}
+
+
+def _reporter(board: InterfaceBoard, kind: str, what: str) -> Callable[[bool, str], None]:
+    """The serial link's ``on_state``: the interface on, or off with the reason."""
+    def changed(connected: bool, reason: str) -> None:
+        if connected:
+            board.on(kind, what)
+        else:
+            board.off(kind, what, reason)
+    return changed
+
+
+async def _serial_link(ctx: FeatureContext, kind: str, port: str, registry: ObjectRegistry,
+                       on_state: Callable[[bool, str], None]) -> SerialLink:
     cfg = ctx.cfg.dlms
     device = None if port == "pty" else port
     optical = None
@@ -184,5 +224,8 @@ async def _serial_link(ctx: FeatureContext, kind: str, port: str, registry: Obje
                                   optical=OpticalSetup(baud=cfg.hdlc_baud))
     else:
         factory = session_factory(ctx, "hdlc", "rs485", registry, baud=cfg.hdlc_baud)
-    rs485 = "kernel" if device is not None and kind == "dlms_hdlc" else "none"
-    return await SerialLink(factory, device, cfg.hdlc_baud, rs485=rs485, optical=optical).start()
+    rs485 = "kernel" if device is not None and kind == "dlms_hdlc" and cfg.hdlc_direction == "kernel" else "none"
+    link = SerialLink(factory, device, cfg.hdlc_baud, rs485=rs485, optical=optical, on_state=on_state)
+    if device is None:
+        on_state(True, "")
+    return await link.start()

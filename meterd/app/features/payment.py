@@ -38,6 +38,7 @@ from meterd.api.server import ApiError
 from meterd.api.views import credit_json, emergency_json, token_json
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
+from meterd.app.interfaces import interface_board
 from meterd.core.credit import CreditConfig, CreditError, CreditMode, CreditUnit
 from meterd.core.events import EventRecorder
 from meterd.core.sts import KeyInputs, KeyRegister, StsConfig, StsError, TokenProcessor, commission, dkga04
@@ -159,8 +160,9 @@ def _open_processor(ctx: FeatureContext, section: PaymentSection, gate: AccountG
                                "simulated meter: derived from the public STS test vending key (DKGA04)")
         try:
             commission(store, load_key_register(keys_path), slots=section.tid_slots)
-        except StsError as exc:
-            log.error("STS decoder not commissioned: %s", exc)
+        except StsError as exc:  # no keys: tokens are refused, metering goes on
+            interface_board(ctx).off("sts", "STS token decoder (tokens refused)", f"not commissioned: {exc}",
+                                     retry=False)
             return store, None
         log.info("STS decoder commissioned from %s", keys_path)
     return store, TokenProcessor(store, sts_cipher_factory, ctx.clock, section.sts_config(), gate,

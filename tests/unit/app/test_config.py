@@ -199,6 +199,8 @@ def test_scenario_needs_the_sim_back_end(tmp_path):
          "load_control.changeover_grid_pin", "supervision.cover_pin", 5),
         ('[display]\nkind = "st7567"\ngpio_rst = 22\n', "display.gpio_rst", "load_control.set_pin", 22),
         ('[display]\ngpio_light = 27\n', "display.gpio_light", "load_control.feedback_pin", 27),
+        ("[dlms]\nhdlc_de_pin = 17\n", "dlms.hdlc_de_pin", "hardware.led_pin", 17),
+        ('[ciu]\ndirection = "kernel"\nde_pin = 6\n', "ciu.de_pin", "hardware.power_fail_pin", 6),
     ],
 )
 def test_a_gpio_pin_wired_twice_is_named(tmp_path, text, key, other, pin):
@@ -217,3 +219,18 @@ def test_shipped_configs_have_no_pin_clash():
     for name in ("config/sim.toml", "config/pi.toml"):
         proc = check_config(name)
         assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(("text", "key"), [('[dlms]\nhdlc_direction = "auto"\nhdlc_de_pin = 7\n', "hdlc_de_pin = 7"),
+                                          ("[ciu]\nde_pin = 7\n", "de_pin = 7")])
+def test_an_auto_direction_transceiver_has_no_de_pin(tmp_path, text, key):
+    assert_one_line_error(write(tmp_path, text), key, "auto-direction transceiver has no DE pin")
+
+
+def test_a_real_meters_kernel_rs485_port_names_its_de_pin(tmp_path):
+    base = '[hardware]\nbackend = "pi"\n[dlms]\nhdlc_port = "/dev/ttyAMA3"\n'
+    assert_one_line_error(write(tmp_path, base), "dlms.hdlc_de_pin", "GPIO", 'hdlc_direction = "auto"')
+    assert_one_line_error(write(tmp_path, '[ciu]\nport = "/dev/ttyAMA5"\ndirection = "kernel"\n'), "ciu",
+                          "needs de_pin")
+    for text in (base + "hdlc_de_pin = 7\n", base + 'hdlc_direction = "auto"\n'):
+        assert load_config(write(tmp_path, text)).dlms.hdlc_port == "/dev/ttyAMA3"

@@ -1,6 +1,7 @@
 """``meterd check-config`` checks everything ``meterd run`` needs, one line per problem naming the
 file, the key and the reason (exit 2); ``meterd run`` given the same configuration switches a
-failing serial interface off with one line and runs on, or stops with one line and exit 2."""
+failing interface (a serial port, the DLMS keys) off with one line and runs on, or stops with one
+line and exit 2 on a configuration error."""
 
 from __future__ import annotations
 
@@ -180,38 +181,54 @@ def test_run_switches_a_failing_serial_port_off_and_meters_on(tmp_path: Path) ->
     meter = MeterdProcess(tmp_path, hdlc_port=f'"{missing}"', optical_port='""')
     try:
         view = meter.status()
-        assert "dlms_hdlc" not in view["links"] and "dlms_tcp" in view["links"]
+        assert "dlms_tcp" in view["links"]
+        hdlc = view["interfaces"]["dlms_hdlc"]
+        assert hdlc["state"] == "off" and "no such device" in hdlc["reason"] and str(missing) in hdlc["what"]
+        assert view["interfaces"]["dlms_tcp"]["state"] == "on"
         assert view["energy"]["total"]["active_import_wh"] >= 0
+        table = subprocess.run([sys.executable, "-m", "meterd.app.meterctl", "status", "--socket", meter.socket],
+                               capture_output=True, text=True, cwd=REPO, timeout=60).stdout
+        interfaces = table.split("\nInterfaces\n", 1)[1].splitlines()
+        row = next(line for line in interfaces if line.strip().startswith("dlms_hdlc "))
+        assert " off since " in row and "no such device" in row, table
     finally:
         assert meter.stop() == 0
     stderr = meter.proc.stderr.read().decode() if meter.proc.stderr else ""
     assert "Traceback" not in stderr
-    switched = [line for line in stderr.splitlines() if "switched off" in line]
-    assert len(switched) == 1 and "dlms.hdlc_port" in switched[0] and str(missing) in switched[0]
+    switched = [line for line in stderr.splitlines() if " is off: " in line]
+    assert len(switched) == 1 and "DLMS HDLC" in switched[0] and str(missing) in switched[0], stderr
 
 
-def test_run_stops_with_one_line_on_unusable_dlms_keys(tmp_path: Path) -> None:
+def test_run_switches_the_dlms_server_off_on_unusable_keys_and_meters_on(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    make_keys(state / "dlms-keys.toml").save()
-    (state / "dlms-keys.toml").chmod(0o644)
-    config = sim_config(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "meterd", "run", "--config", str(config), "--state-dir",
-                           str(state), "--speed", "0"], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "dlms.keys_file" in lines[0] and "too open" in lines[0]
-    assert not (state / "energy.db").exists()  # stopped before the meter was built
+    bad = state / "open-keys.toml"
+    make_keys(bad).save()
+    bad.chmod(0o644)
+    meter = MeterdProcess(tmp_path, keys_file='"open-keys.toml"')
+    try:
+        view = meter.status()
+        dlms = view["interfaces"]["dlms"]
+        assert dlms["state"] == "off" and "too open" in dlms["reason"] and str(bad) in dlms["reason"]
+        assert "dlms_tcp" not in view["links"] and "dlms_hdlc" not in view["links"]
+        assert (state / "energy.db").exists()  # the meter was built and meters
+    finally:
+        assert meter.stop() == 0
+    stderr = meter.proc.stderr.read().decode() if meter.proc.stderr else ""
+    assert "Traceback" not in stderr
+    switched = [line for line in stderr.splitlines() if " is off: " in line]
+    assert len(switched) == 1 and "DLMS server" in switched[0] and "too open" in switched[0], stderr
 
 
 def test_a_port_that_passed_the_check_but_fails_to_open_switches_its_link_off(tmp_path: Path, caplog) -> None:
     """The device changed between the check and the start (or refuses a setting the check only
-    read): the DLMS feature logs one line and leaves the link off; nothing is raised."""
+    read): one line, the link off on the interface board (tried again later); nothing is raised."""
     import asyncio
     import dataclasses
     import logging
 
     from meterd.app.features import dlms
+    from meterd.services.interfaces import InterfaceBoard
     from tests.simmeter import SimMeter
 
     plain = tmp_path / "plain"
@@ -222,9 +239,17 @@ def test_a_port_that_passed_the_check_but_fails_to_open_switches_its_link_off(tm
         cfg = dataclasses.replace(cfg, dlms=dataclasses.replace(cfg.dlms, tcp_host="", hdlc_port=str(plain),
                                                                 optical_port=""))
         ctx = dataclasses.replace(meter.daemon.context(), cfg=cfg)
-        with caplog.at_level(logging.ERROR, logger="meterd.dlms"):
-            asyncio.run(dlms.start(ctx))
-        assert ctx.links == [] and ctx.info["dlms_hdlc"].startswith("unavailable")
-        assert [r.getMessage() for r in caplog.records if r.name == "meterd.dlms"][0].startswith("DLMS dlms_hdlc")
+
+        async def start_and_close() -> None:
+            await dlms.start(ctx)
+            for link in ctx.links:
+                await link.close()
+
+        with caplog.at_level(logging.ERROR):
+            asyncio.run(start_and_close())
+        state = meter.service(InterfaceBoard).state("dlms_hdlc")
+        assert state is not None and not state.on and str(plain) in state.reason
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1 and lines[0].startswith("DLMS HDLC link (RS-485) on ") and " is off: " in lines[0]
     finally:
         meter.close()

@@ -120,3 +120,28 @@ def test_the_buzzer_may_not_share_a_keypad_line() -> None:
                            "buzzer": {"pin": 17}})
     image = REPO / "image" / "variants" / "ciu" / "etc" / "ciu" / "ciu.toml"
     assert load_config(str(image), {})["buzzer"]["pin"] == 23  # the image's pins are all distinct
+
+
+def test_a_missing_display_or_keypad_is_switched_off_with_one_line(caplog) -> None:
+    import logging
+
+    from ciu.app import build_display, interface_or_none
+    from hw.keypad import NoKeypad
+
+    display_cfg = {"kind": "st7789", "width": 240, "height": 240, "spi_port": 6, "spi_device": 3, "gpio_dc": 24,
+                   "gpio_rst": 25, "gpio_light": 18}
+    with caplog.at_level(logging.INFO):
+        display = interface_or_none("display", lambda: build_display(display_cfg),
+                                    lambda: lcd.make_device("dummy", 240, 240, "RGB"))
+    assert display.size == (240, 240)  # a dummy: the CIU runs on
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert "display is off" in errors[0].getMessage() and "/dev/spidev6.3" in errors[0].getMessage()
+
+    def no_gpio() -> object:
+        from hw.keypad import KeypadError
+
+        raise KeypadError("keypad on GPIO rows [5], columns [12] unavailable: no GPIO chip")
+
+    keypad = interface_or_none("keypad", no_gpio, NoKeypad)
+    assert isinstance(keypad, NoKeypad) and "keypad is off" in caplog.records[-1].getMessage()

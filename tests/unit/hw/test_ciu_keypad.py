@@ -111,3 +111,18 @@ def test_socket_keypad_takes_keys_from_a_client(tmp_path: Path) -> None:
         client.close()
     finally:
         pad.close()
+
+
+def test_a_keypad_whose_lines_cannot_be_had_raises_one_clear_error_and_frees_the_others() -> None:
+    import pytest
+
+    from hw.keypad import KeypadError, NoKeypad
+
+    factory = MockFactory(pin_class=MatrixPin)
+    try:
+        with pytest.raises(KeypadError, match=r"columns \[12, 16, 20, 5\] unavailable"):
+            MatrixKeypad(ROWS, [12, 16, 20, 5], LAYOUT_4X4, pin_factory=factory)  # GPIO5 is a row already
+        MatrixKeypad(ROWS, COLS, LAYOUT_4X4, pin_factory=factory).close()  # the rows it took were released
+    finally:
+        factory.close()
+    assert NoKeypad().poll() == []

@@ -200,10 +200,18 @@ def test_config_txt_has_the_required_lines():
 def test_relay_coils_are_held_low_from_firmware():
     section = pi_config()["load_control"]
     gpio = [line for line in fragment_lines() if line.startswith("gpio=")]
-    assert len(gpio) == 1
+    assert len(gpio) == 2
     pins, _, mode = gpio[0].removeprefix("gpio=").partition("=")
     assert mode == "op,dl"
     assert sorted(int(p) for p in pins.split(",")) == sorted([section["set_pin"], section["reset_pin"]])
+
+
+def test_the_rs485_de_pin_is_named_in_the_config_and_held_low_from_firmware():
+    dlms = pi_config()["dlms"]
+    assert dlms["hdlc_direction"] == "kernel" and dlms["hdlc_de_pin"] == 7  # uart3's RTS in the overlay
+    assert f"gpio={dlms['hdlc_de_pin']}=op,dl" in fragment_lines()
+    assert pi_config()["ciu"]["direction"] == "auto"  # no DE pin: nothing to hold low on the CIU side
+    assert not any(line.startswith("gpio=") for line in fragment_lines("config-ciu.txt"))
 
 
 #: BCM2711 pins each enabled peripheral claims.
@@ -239,6 +247,7 @@ def test_pin_plan_has_no_conflicts():
 
     wired = pin_keys(load_config(ROOT / "config" / "pi.toml"))
     assert {"hardware.led_pin", "load_control.set_pin", "supervision.cover_pin", "display.gpio_dc"} <= set(wired)
+    assert wired.pop("dlms.hdlc_de_pin") == 7 and claims[7] == "dtoverlay=meter-rs485-uart3"  # DE is uart3's RTS
     for key, pin in wired.items():
         claim(pin, key)
     assert cfg["display"]["spi_port"] == 1 and cfg["hardware"]["spi_bus"] == 0
