@@ -11,8 +11,9 @@ Two ways to run the tick (see docs/architecture.md, "The metering loop's timing"
 
 * threaded (``Daemon.run`` with ``[meter] metering_thread = true`` on a Pi, and in simulation at
   a speed above 0): the ``metering`` thread ticks every ``cycle_s`` (``cycle_s / speed`` of real
-  time in simulation, where the thread also advances the simulated clock and runs the simulated
-  world), whatever the event loop is doing; the event loop drains after each tick it gets to;
+  time in simulation, where the thread also advances the simulated clock and ends the injected
+  faults on time), whatever the event loop is doing; the event loop drains after each tick it
+  gets to, and runs the simulated world's scenario events and timers;
 * inline (:meth:`Daemon.step`: tests, simulation at speed 0, ``metering_thread = false``): the
   tick and the drain run one after the other in the cycle, so a stepped meter gives exactly the
   numbers it always gave. In simulation the meter clock is a :class:`~meterd.core.clock.SimClock`
@@ -187,9 +188,10 @@ class Daemon:
         if isinstance(clock, SimClock):
             sim_clock = clock
 
-            def before_tick() -> None:  # the thread owns simulated time and the simulated world
+            def before_tick() -> None:  # the thread owns simulated time, and the faults' ends
                 sim_clock.advance(cycle_s)
-                hardware.world_cycle()
+                if sim is not None:
+                    sim.end_due_faults(sim_clock.mono())
 
         speed = cfg.sim.speed if isinstance(clock, SimClock) else 1.0
         return MetrologyLoop(self.meter.tick, cycle_s / speed if speed > 0 else cycle_s,
@@ -389,8 +391,9 @@ class Daemon:
 
     async def _loop_threaded(self) -> None:
         """The event loop's side while the metering thread ticks: the first cycle inline, then
-        after each tick it gets to (at least every two periods), confirm the inputs and
-        :meth:`apply` what is pending."""
+        after each tick it gets to (at least every two periods), the hardware's before-cycle work
+        (the simulated world's scenario events and timers, which drive the features' pins and
+        stores; the inputs) and :meth:`apply` what is pending."""
         assert self.metrology is not None and self.hardware is not None
         loop = asyncio.get_running_loop()
         wake = asyncio.Event()
@@ -412,7 +415,7 @@ class Daemon:
                                    return_when=asyncio.FIRST_COMPLETED)
                 ticked.cancel()
                 wake.clear()
-                hardware.inputs.poll()
+                hardware.before_cycle()
                 self.apply()
         finally:
             stop.cancel()

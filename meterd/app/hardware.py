@@ -102,13 +102,9 @@ class Hardware:
     def before_cycle(self) -> None:
         """Scenario events due now (a ``[sim] scenario`` is loaded by the first call), then
         confirm debounced inputs."""
-        self.world_cycle()
-        self.inputs.poll()
-
-    def world_cycle(self) -> None:
-        """The simulated world's own timers and the scenario events due now (nothing on a Pi)."""
         if self.sim is not None:
             self.sim.before_cycle(self.frontend.clock.mono())
+        self.inputs.poll()
 
     def after_cycle(self, result: CycleResult, cycle_s: float) -> None:
         """Execute the cycle's intents: pulse the LED for the active energy."""

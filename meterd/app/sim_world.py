@@ -121,6 +121,11 @@ class SimWorld:
         """True while a ``late_cycle`` fault holds the meter's cycle (no read of the chip)."""
         return ChipFault.LATE_CYCLE in self.fault_until
 
+    @_locked
+    def end_due_faults(self, now_s: float) -> None:
+        """End the injected faults (and slow storage) whose time is up at ``now_s`` (meter s)."""
+        self._end_faults(now_s)
+
     def _end_faults(self, now_s: float) -> None:
         if self.storage_delay_s and now_s >= self._slow_until:
             self.storage_delay_s = 0.0
