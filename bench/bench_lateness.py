@@ -3,7 +3,7 @@
 A real meterd process (simulated chip, speed 1, power quality on) is loaded the way a busy meter
 is: 8 DLMS clients (gurux, wrapper over TCP) read the whole load profile over and over, a client
 hammers the local API (``GET /status``), and the storage is slow (``[sim] slow_storage_s``:
-every energy-database write takes that much longer, with a checkpoint every few seconds, so the
+every energy-database write takes that much longer, with a synced save every 5 s, so the
 event loop blocks on it). Each mode runs on a copy of one prepared state directory holding two
 days of load profile (192 rows per read). Prints, per mode, the metering cycles' start lateness
 (p99 and max over the run, ms, from ``meterctl status`` → ``loop``), the ticks and late ticks,
@@ -111,7 +111,7 @@ def run_mode(base: Path, prepared: Path, threaded: bool, seconds: float, slow_s:
     work = base / name
     shutil.copytree(prepared, work / "state")
     meter = MeterdProcess(work, speed="1", power_quality=True, metering_thread="true" if threaded else "false",
-                          slow_storage_s=str(slow_s), checkpoint_period_s="5.0")
+                          slow_storage_s=str(slow_s), sync_period_s="5.0")
     try:
         load = Load(meter)
         start = meter.status()["loop"]
@@ -135,13 +135,13 @@ def main() -> None:
         prepare(prepared)
         print(f"prepared: {PROFILE_DAYS} days of load profile in {time.monotonic() - t0:.0f} s")
         print(f"load: {CLIENTS} DLMS clients reading the load profile, the API hammered, PQ on, "
-              f"each energy-database write {slow_s:g} s slower (checkpoint every 5 s); {seconds:g} s per mode")
+              f"each energy-database write {slow_s:g} s slower (a save every 5 s); {seconds:g} s per mode")
         results = [run_mode(base, prepared, threaded, seconds, slow_s) for threaded in (True, False)]
-    print(f"{'mode':8} {'ticks':>6} {'late':>5} {'missed':>6} {'p99 ms':>8} {'max ms':>8} "
+    print(f"{'mode':8} {'metering':>9} {'ticks':>6} {'late':>5} {'missed':>6} {'p99 ms':>8} {'max ms':>8} "
           f"{'profiles':>8} {'rows':>7} {'api':>6} errors")
     for r in results:
         loop = r["loop"]
-        print(f"{r['mode']:8} {loop['ticks']:6d} {loop['late_ticks']:5d} {loop['missed_ticks']:6d} "
+        print(f"{r['mode']:8} {loop['metering']:>9} {loop['ticks']:6d} {loop['late_ticks']:5d} {loop['missed_ticks']:6d} "
               f"{loop['lateness_p99_ms']:8.1f} {loop['lateness_max_ms']:8.1f} {r['profile_reads']:8d} "
               f"{r['rows']:7d} {r['api_calls']:6d} {len(r['errors'])}")
         for error in r["errors"][:3]:
