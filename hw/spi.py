@@ -9,8 +9,9 @@ to an :class:`SpiSlave` such as the ATM90E36 simulator.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from hw.errors import HwError
 
@@ -108,6 +109,56 @@ class ReopeningSpiDev:
         if self._dev is not None:
             self._dev.close()
             self._dev = None
+
+
+class LockedSpiDev:
+    """A :class:`SpiDevice` shared by threads: each ``xfer2`` holds :attr:`lock`, a re-entrant
+    lock that a caller also holds around a whole transaction (a register read and its
+    LastSPIData check, a chip read of many registers), so the frames of two threads never
+    interleave on the bus. ``lock``: the lock to use (default a new ``threading.RLock``)."""
+
+    def __init__(self, device: SpiDevice, lock: Any = None) -> None:
+        self.device = device
+        self.lock: Any = lock if lock is not None else threading.RLock()
+
+    @property
+    def mode(self) -> int:
+        return self.device.mode
+
+    @mode.setter
+    def mode(self, value: int) -> None:
+        self.device.mode = value
+
+    @property
+    def max_speed_hz(self) -> int:
+        return self.device.max_speed_hz
+
+    @max_speed_hz.setter
+    def max_speed_hz(self, value: int) -> None:
+        self.device.max_speed_hz = value
+
+    @property
+    def bits_per_word(self) -> int:
+        return self.device.bits_per_word
+
+    @bits_per_word.setter
+    def bits_per_word(self, value: int) -> None:
+        self.device.bits_per_word = value
+
+    def open(self, bus: int, device: int) -> None:
+        """Open the device."""
+        with self.lock:
+            self.device.open(bus, device)
+
+    def xfer2(self, data: list[int]) -> list[int]:
+        """One CS-low window, with the bus held."""
+        with self.lock:
+            return self.device.xfer2(data)
+
+    def close(self) -> None:
+        """Release the device."""
+        with self.lock:
+            self.device.close()
 
 
 class SimSpiDev:

@@ -30,6 +30,8 @@ put 644 "${here}/udev/99-meter.rules" usr/lib/udev/rules.d/99-meter.rules
 put 755 "${here}/rootfs/usr/lib/meterd/create-users" usr/lib/meterd/create-users
 put 755 "${here}/rootfs/usr/lib/meterd/data-partition" usr/lib/meterd/data-partition
 put 644 "${here}/rootfs/usr/lib/meterd/repart.d/50-data.conf" usr/lib/meterd/repart.d/50-data.conf
+put 644 "${here}/rootfs/usr/lib/systemd/system.conf.d/50-meter-watchdog.conf" \
+	usr/lib/systemd/system.conf.d/50-meter-watchdog.conf
 put 644 "${repo}/config/pi.toml" etc/meterd/meterd.toml
 
 doc="${staging}/usr/share/doc/${package}"

@@ -20,11 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 class MeterdProcess:
     """``meterd run`` with throwaway DLMS test keys; ``status()`` reads its API."""
 
-    def __init__(self, tmp_path: Path, speed: str = "10", extra_toml: str = "", **replacements: str) -> None:
+    def __init__(self, tmp_path: Path, speed: str = "10", extra_toml: str = "", power_quality: bool = False,
+                 **replacements: str) -> None:
         self.state = tmp_path / "state"
         self.state.mkdir(parents=True, exist_ok=True)
         make_keys(self.state / "dlms-keys.toml").save()
-        self.config = sim_config_file(tmp_path, extra_toml, **replacements)
+        self.config = sim_config_file(tmp_path, extra_toml, power_quality, **replacements)
         env = dict(os.environ, METERD_LOG_LEVEL="WARNING")
         self.proc = subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", str(self.config),
                                       "--state-dir", str(self.state), "--speed", speed], cwd=REPO, env=env,

@@ -29,15 +29,16 @@ def sim_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     return dataclasses.replace(cfg, features=features)
 
 
-def sim_config_file(tmp_path: Path, extra_toml: str = "", **replacements: str) -> Path:
+def sim_config_file(tmp_path: Path, extra_toml: str = "", power_quality: bool = False, **replacements: str) -> Path:
     """config/sim.toml as a file for a meterd process under test: DLMS on a free TCP port (so
     parallel tests never collide), with ``key = value`` lines replaced by ``replacements`` and
-    ``extra_toml`` (more tables, e.g. a feature section) appended."""
+    ``extra_toml`` (more tables, e.g. a feature section) appended; the waveform analysis off
+    unless ``power_quality`` (or a ``[power_quality]`` table in ``extra_toml``)."""
     import re
 
     text = (Path(__file__).resolve().parents[1] / "config" / "sim.toml").read_text()
     replacements = {"tcp_port": "0", **replacements}
-    if "[power_quality]" not in extra_toml:  # ~60 ms per simulated second: on only when asked for
+    if "[power_quality]" not in extra_toml and not power_quality:  # ~60 ms per simulated second: on only when asked for
         text = re.sub(r"(?m)^(\[power_quality\]\s*\nenabled = )true", r"\1false", text)
     for key, value in replacements.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)

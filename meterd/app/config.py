@@ -34,7 +34,9 @@ def choices(*values: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class MeterSection:
-    """Nameplate and metrology: nominal_voltage_v (V), basic/max current (A), frequency (Hz)."""
+    """Nameplate and metrology: nominal_voltage_v (V), basic/max current (A), frequency (Hz),
+    cycle_s (s, the metering cycle); metering_thread: read the chip on the dedicated metering
+    thread (on a Pi, and in simulation at a speed above 0), else inline in the event loop."""
 
     serial: str = "PMM1221000001"
     logical_device_name: str = "PMM1221000000001"
@@ -46,6 +48,7 @@ class MeterSection:
     frequency_hz: int = field(default=50, metadata=choices(50, 60))
     led_imp_per_kwh: int = field(default=1000, metadata=rng(1, 100_000))
     cycle_s: float = field(default=1.0, metadata=rng(0.1, 10.0))
+    metering_thread: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,9 @@ class DlmsSection:
 class SimSection:
     """Simulator: speed (× real time; 0 = as fast as possible), start time, initial load (V, A, power
     factor as ``meterctl sim set --pf`` takes it: 1, 0.5L, 0.8C, -0.5L), and a scenario file (TOML,
-    :mod:`hw.sim.scenario`; path relative to the working directory) played from the first cycle."""
+    :mod:`hw.sim.scenario`; path relative to the working directory) played from the first cycle;
+    slow_storage_s (s): every energy-database write takes this much longer (a slow SD card; also
+    ``meterctl sim slow-storage``)."""
 
     speed: float = field(default=1.0, metadata=rng(0, 100_000))
     start_utc: str = "2026-01-01T00:00:00+00:00"
@@ -150,6 +155,7 @@ class SimSection:
     current_a: float = field(default=5.0, metadata=rng(0, 200))
     power_factor: str = "1.0"
     scenario: str = ""
+    slow_storage_s: float = field(default=0.0, metadata=rng(0, 30))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,25 @@
 """The meterd process: wires config, hardware, the meter service, its adapters, and runs the loop.
 
-One asyncio loop owns all meter state. Every cycle (``[meter] cycle_s`` of meter time,
-:meth:`Daemon.step`) it runs the metering service, executes the intents (pulse LED), runs the
-features' cycle hooks, pings the systemd watchdog when it is due, and sleeps until the next cycle. In simulation the meter clock is a
-:class:`~meterd.core.clock.SimClock` advanced by exactly one cycle per iteration and the loop
-sleeps ``cycle_s / speed`` of real time (no sleep at speed 0), so any speed gives the same result.
+One asyncio loop owns the meter state; the chip read has its own schedule. Every cycle
+(``[meter] cycle_s`` of meter time) the metering loop (:class:`~meterd.runtime.metrology_loop.MetrologyLoop`)
+ticks: it reads the chip, judges the read and adds the increments to the pending energy (with
+its crash-safe record). The event loop then applies what is pending (registers, listeners,
+journal, database), executes the intents (pulse LED), runs the features' cycle hooks and pings
+the systemd watchdog when it is due, and only while the metering loop is healthy.
+
+Two ways to run the tick (see docs/architecture.md, "The metering loop's timing"):
+
+* threaded (``Daemon.run`` with ``[meter] metering_thread = true`` on a Pi, and in simulation at
+  a speed above 0): the ``metering`` thread ticks every ``cycle_s`` (``cycle_s / speed`` of real
+  time in simulation, where the thread also advances the simulated clock and ends the injected
+  faults on time), whatever the event loop is doing; the event loop drains after each tick it
+  gets to, and runs the simulated world's scenario events and timers;
+* inline (:meth:`Daemon.step`: tests, simulation at speed 0, ``metering_thread = false``): the
+  tick and the drain run one after the other in the cycle, so a stepped meter gives exactly the
+  numbers it always gave. In simulation the meter clock is a :class:`~meterd.core.clock.SimClock`
+  advanced by exactly one cycle per step, and the loop sleeps ``cycle_s / speed`` of real time
+  (no sleep at speed 0), so any speed gives the same result.
+
 SIGTERM/SIGINT end the loop cleanly with a final checkpoint.
 """
 
@@ -20,6 +35,7 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,14 +53,18 @@ from meterd.core.chip_health import ChipLimits, ChipSupervisor
 from meterd.core.clock import Clock, SimClock
 from meterd.core.energy import CreepRule
 from meterd.core.events import EventRecorder
+from meterd.core.lateness import LatenessStats
 from meterd.core.model import MeterIdentity
+from meterd.core.pending import PendingEnergy
 from meterd.core.power_fail import StartEvidence
-from meterd.cosem.objects import metrology_fault_objects
+from meterd.cosem.objects import metering_loop_objects, metrology_fault_objects
 from meterd.runtime.clocks import HostClock
+from meterd.runtime.metrology_loop import MetrologyLoop
 from meterd.runtime.state_lock import StateLock
 from meterd.services.metering import CycleResult, MeteringService
 from meterd.store.energy_copies import EnergyCopies, check_state_dir
-from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, shared_journal_path
+from meterd.store.energy_journal import JOURNAL_NAME, EnergyJournal, JournalError, shared_journal_path
+from meterd.store.pending_slot import PendingSlot, pending_path
 
 log = logging.getLogger("meterd")
 
@@ -76,7 +96,12 @@ class Daemon:
         self.closers: list[Callable[[], None]] = []
         self.links: list[Link] = []
         self.status_extras: dict[str, Callable[[], Any]] = {}
-        self._last_ping_s = time.monotonic()
+        self.mono: Callable[[], float] = time.monotonic  # real time of the watchdog (s)
+        self.lateness = LatenessStats(late_ms=cfg.meter.cycle_s * 1000.0 / 2)
+        self.metrology: MetrologyLoop | None = None
+        self.pending_slot: PendingSlot | None = None
+        self._watchdog_held = False
+        self._last_ping_s = self.mono()
 
     # -- wiring -----------------------------------------------------------------------------
 
@@ -99,12 +124,18 @@ class Daemon:
             helper = ClockHelperClient(cfg.hardware.clock_helper_socket)
             self.clock = HostClock(setter=helper.set_utc)
         self.hardware = build_hardware(cfg, self.clock, backends)
+        if self.hardware.sim is not None:
+            self.store.write_delay = self.hardware.sim.storage_delay
+            if cfg.sim.slow_storage_s > 0:
+                self.hardware.sim.slow_storage(cfg.sim.slow_storage_s)
         identity = MeterIdentity(
             serial=cfg.meter.serial, logical_device_name=cfg.meter.logical_device_name,
             manufacturer_flag=cfg.meter.manufacturer_flag, firmware_version=FIRMWARE_VERSION,
             firmware_signature=firmware_signature())
         start_current_a = cfg.meter.basic_current_a * cfg.meter.starting_current_pct / 100.0
+        pending = self._pending_energy()
         self.meter = MeteringService(
+            pending=pending, pending_found=self.pending_slot.load() if self.pending_slot is not None else None,
             frontend=self.hardware.frontend, clock=self.clock, store=self.store, identity_info=identity,
             creep=CreepRule(start_current_a=start_current_a), journal=self.journal, health=self.store,
             chip=ChipSupervisor(ChipLimits(nominal_voltage_v=cfg.meter.nominal_voltage_v,
@@ -114,9 +145,14 @@ class Daemon:
                                     sync_period_s=cfg.storage.sync_period_s))
         chip = self.meter.chip
         self.cosem_factories.append(metrology_fault_objects(lambda: chip.totals))
+        self.cosem_factories.append(metering_loop_objects(self.lateness.summary))
         if self.journal is not None:  # closed last, after the final synced checkpoint
             journal, meter = self.journal, self.meter
             self.closers.append(lambda: journal.close(discard=meter.journal_redundant()))
+        if self.pending_slot is not None:
+            slot, meter = self.pending_slot, self.meter
+            self.closers.append(lambda: slot.close(discard=meter.journal_redundant()))
+        self.metrology = self._metrology_loop()
         attach_all(self.context())
         events = self.registry.find(EventRecorder)  # the supervision's recorder
         if events is not None:
@@ -127,6 +163,48 @@ class Daemon:
 
             self.meter.storage_sink = storage_event
         return self.meter
+
+    def _pending_energy(self) -> PendingEnergy:
+        """The pending energy between the metering loop and the registers, with its record in
+        RAM beside the energy journal (none without a journal: the database's bound applies)."""
+        token = uuid.uuid4().hex
+        if self.journal is None or self.store is None:
+            return PendingEnergy(token)
+        try:
+            self.pending_slot = PendingSlot(pending_path(self.journal.path), self.cfg.meter.serial, self.store.boot)
+        except JournalError as exc:
+            log.warning("pending-energy record unavailable (%s): energy measured and not yet journaled "
+                        "is lost if meterd dies", exc)
+            return PendingEnergy(token)
+        return PendingEnergy(token, self.pending_slot)
+
+    def _metrology_loop(self) -> MetrologyLoop:
+        """The metering loop over the built meter (inline until :meth:`run` starts its thread)."""
+        assert self.meter is not None and self.hardware is not None and self.clock is not None
+        cfg, hardware, clock = self.cfg, self.hardware, self.clock
+        cycle_s = cfg.meter.cycle_s
+        sim = hardware.sim
+        before_tick: Callable[[], None] | None = None
+        if isinstance(clock, SimClock):
+            sim_clock = clock
+
+            def before_tick() -> None:  # the thread owns simulated time, and the faults' ends
+                sim_clock.advance(cycle_s)
+                if sim is not None:
+                    sim.end_due_faults(sim_clock.mono())
+
+        speed = cfg.sim.speed if isinstance(clock, SimClock) else 1.0
+        return MetrologyLoop(self.meter.tick, cycle_s / speed if speed > 0 else cycle_s,
+                             lock=hardware.bus_lock, before_tick=before_tick,
+                             stalled=sim.cycle_stalled if sim is not None else None, stats=self.lateness,
+                             realtime=not hardware.backends.simulated)
+
+    def threaded(self) -> bool:
+        """True when :meth:`run` ticks on the metering thread: ``[meter] metering_thread``, on a
+        real clock or in simulation at a speed above 0."""
+        if not self.cfg.meter.metering_thread:
+            return False
+        return not isinstance(self.clock, SimClock) or self.cfg.sim.speed > 0
 
     def context(self) -> FeatureContext:
         """What the features receive: the built meter and the daemon's own hook lists."""
@@ -198,9 +276,7 @@ class Daemon:
         self.hardware.scheduler = lambda delay_s, action: loop.call_later(delay_s / speed if speed else 0.0, action)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        self.status_extras["loop"] = lambda: {
-            "cycles": self.meter.cycles if self.meter else 0, "late_cycles": self.late_cycles,
-            "missed_cycles": self.missed_cycles, "speed": self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0}
+        self.status_extras["loop"] = self.loop_status
 
         register_routes(self.api, meter, self.info, self.status_extras, self.hardware.sim)
         socket_path = self.cfg.under_state(self.cfg.api.socket)
@@ -210,7 +286,10 @@ class Daemon:
         self._announce()
         self.notifier.ready(self.status_line())
         try:
-            await self._loop()
+            if self.threaded():
+                await self._loop_threaded()
+            else:
+                await self._loop()
         finally:
             self.notifier.stopping()
             await self.shutdown()
@@ -220,43 +299,80 @@ class Daemon:
         for key, value in sorted(self.info.items()):
             log.info("%s: %s", key, value)
 
-    def step(self, cycle_s: float | None = None) -> CycleResult | None:
-        """One metering cycle of ``cycle_s`` (s; default ``[meter] cycle_s``): the simulated clock
-        advanced by it, the hardware's before-cycle work (scenario events, inputs), the metering
-        service, the cycle's intents (pulse LED), every feature's cycle hook, and the systemd
-        watchdog ping with a status line when it is due. None when a simulated stall held the cycle."""
-        assert self.meter is not None and self.hardware is not None
+    def loop_status(self) -> dict[str, Any]:
+        """The status extras ``loop``: cycles, the metering loop's mode and timing (ms)."""
+        metrology = self.metrology
+        return {"cycles": self.meter.cycles if self.meter else 0, "late_cycles": self.late_cycles,
+                "missed_cycles": self.missed_cycles,
+                "speed": self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0,
+                "metering": "thread" if metrology is not None and metrology.threaded else "inline",
+                "scheduling": metrology.scheduling if metrology is not None else "inline",
+                "healthy": self.metering_healthy(), **self.lateness.summary().as_dict()}
+
+    def step(self, cycle_s: float | None = None, lateness_ms: float | None = None) -> CycleResult | None:
+        """One metering cycle of ``cycle_s`` (s; default ``[meter] cycle_s``), inline: the
+        simulated clock advanced by it, the hardware's before-cycle work (scenario events,
+        inputs), the metering tick (``lateness_ms``: how late it started, for the stats), then
+        :meth:`apply`. None when a simulated stall held the cycle."""
+        assert self.meter is not None and self.hardware is not None and self.metrology is not None
         cycle_s = self.cfg.meter.cycle_s if cycle_s is None else cycle_s
         if isinstance(self.clock, SimClock):
             self.clock.advance(cycle_s)
         self.hardware.before_cycle()
-        if self.hardware.sim is not None and self.hardware.sim.cycle_stalled():
+        if not self.metrology.tick(lateness_ms):
             return None  # a simulated stall of the metering cycle (sim fault late_cycle)
-        result = self.meter.cycle()
-        self.hardware.after_cycle(result, cycle_s)
-        for hook in self.cycle_hooks:
-            hook(result)
+        return self.apply(cycle_s)
+
+    def apply(self, cycle_s: float | None = None) -> CycleResult | None:
+        """The event loop's half of the cycles since the last call: the metering service applies
+        the pending ticks, then the intents (pulse LED over the ticks' ``cycle_s`` each), every
+        feature's cycle hook, and the watchdog. None (hooks not run) when no tick was pending."""
+        assert self.meter is not None and self.hardware is not None
+        cycle_s = self.cfg.meter.cycle_s if cycle_s is None else cycle_s
+        result = self.meter.apply_pending()
+        if result is not None:
+            self.hardware.after_cycle(result, cycle_s * result.ticks)
+            for hook in self.cycle_hooks:
+                hook(result)
         self._watchdog()
         return result
 
+    def metering_healthy(self, now: float | None = None) -> bool:
+        """True while the metering loop ticks on time (always, when it runs inline)."""
+        return self.metrology is None or self.metrology.healthy(now)
+
     def _watchdog(self) -> None:
-        """Ping the systemd watchdog (with a status line) once per its interval (real time)."""
+        """Ping the systemd watchdog (with a status line) once per its interval (real time), and
+        only while the metering loop is healthy: a metering thread that died or stalls stops the
+        pings, and systemd restarts meterd."""
         every = self.notifier.watchdog_interval_s
-        now = time.monotonic()
-        if every is not None and now - self._last_ping_s >= every:
-            self.notifier.watchdog()
-            self.notifier.status(self.status_line())
-            self._last_ping_s = now
+        if every is None:
+            return
+        now = self.mono()
+        if now - self._last_ping_s < every:
+            return
+        if not self.metering_healthy(now):
+            if not self._watchdog_held:
+                self._watchdog_held = True
+                log.critical("metering loop not ticking on time: systemd watchdog no longer kicked")
+            return
+        if self._watchdog_held:
+            self._watchdog_held = False
+            log.warning("metering loop ticks on time again: systemd watchdog kicked")
+        self.notifier.watchdog()
+        self.notifier.status(self.status_line())
+        self._last_ping_s = now
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         cycle_s = self.cfg.meter.cycle_s
         speed = self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0
         real_period = cycle_s / speed if speed > 0 else 0.0
-        self._last_ping_s = time.monotonic()
+        self._last_ping_s = self.mono()
         deadline = loop.time()
         while not self._stop.is_set():
-            self.step(cycle_s)
+            lateness_ms = max(loop.time() - deadline, 0.0) * 1000.0 if real_period else None
+            self.step(cycle_s, lateness_ms)
             if real_period == 0.0:
                 await asyncio.sleep(0)
                 continue
@@ -265,11 +381,45 @@ class Daemon:
             if delay < -real_period:  # this cycle ended more than a whole period late
                 self.late_cycles += 1
             if delay < -10 * real_period:  # far behind (host suspended?): resynchronise
-                self.missed_cycles += int(-delay / real_period)
+                missed = int(-delay / real_period)
+                self.missed_cycles += missed
+                self.lateness.skipped(missed)
                 deadline = loop.time()
                 delay = 0.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=max(delay, 0.0))
+
+    async def _loop_threaded(self) -> None:
+        """The event loop's side while the metering thread ticks: the first cycle inline, then
+        after each tick it gets to (at least every two periods), the hardware's before-cycle work
+        (the simulated world's scenario events and timers, which drive the features' pins and
+        stores; the inputs) and :meth:`apply` what is pending."""
+        assert self.metrology is not None and self.hardware is not None
+        loop = asyncio.get_running_loop()
+        wake = asyncio.Event()
+        metrology, hardware = self.metrology, self.hardware
+
+        def woken() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed under a last tick
+                loop.call_soon_threadsafe(wake.set)
+
+        metrology.on_tick = woken
+        self._last_ping_s = self.mono()
+        self.step()  # the first cycle at once, as inline: a reading before the first request is served
+        metrology.start()
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                ticked = asyncio.ensure_future(wake.wait())
+                await asyncio.wait({ticked, stop}, timeout=2 * metrology.period_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                ticked.cancel()
+                wake.clear()
+                hardware.before_cycle()
+                self.apply()
+        finally:
+            stop.cancel()
+            metrology.stop()
 
     def status_line(self) -> str:
         """One line for `systemctl status`."""
@@ -290,8 +440,12 @@ class Daemon:
         self.close()
 
     def close(self) -> None:
-        """Final checkpoint and release of every resource (links closed before)."""
+        """Final checkpoint and release of every resource (links closed before): the metering
+        thread stopped, what it measured applied, then the synced checkpoint."""
+        if self.metrology is not None:
+            self.metrology.stop()
         if self.meter is not None:
+            self.meter.apply_pending()
             self.meter.persist(sync=True)
         for closer in reversed(self.closers):
             closer()

@@ -20,7 +20,7 @@ from hw.atm90e36.driver import Atm90e36, Atm90e36Config
 from hw.gpio import make_pin_factory, output_device, resolve_factory_name
 from hw.inputs import POWER_FAIL, InputConfig, MeterInputs
 from hw.pulse_led import PulseLed
-from hw.spi import ReopeningSpiDev, SimSpiDev, open_spidev
+from hw.spi import LockedSpiDev, ReopeningSpiDev, SimSpiDev, open_spidev
 from meterd.app.config import Config, read_scenario
 from meterd.app.sim_world import SimWorld
 from meterd.bridge.frontend import Atm90e36FrontEnd
@@ -75,6 +75,7 @@ class Hardware:
     led: PulseLed | None = None
     closers: list[Any] = field(default_factory=list)
     scheduler: Callable[[float, Callable[[], None]], Any] | None = None
+    bus_lock: Any = None  # the SPI bus lock (in simulation the simulated world's lock too)
     pending: dict[int, Any] = field(default_factory=dict)  # timers not yet fired, by sequence number
     _timer_seq: int = 0
 
@@ -152,11 +153,13 @@ def build_hardware(cfg: Config, clock: Clock, backends: Backends | None = None) 
         import time
 
         sleep = time.sleep
-    driver = Atm90e36(spi, chip_config(cfg), sleep=sleep)
+    locked = LockedSpiDev(spi, sim.lock if sim is not None else None)
+    driver = Atm90e36(locked, chip_config(cfg), sleep=sleep)
     frontend = Atm90e36FrontEnd(driver, clock)
     inputs = MeterInputs(factory, clock.mono, {POWER_FAIL: InputConfig(cfg.hardware.power_fail_pin, pull_up=True,
                                                                        active_when_pressed=True, debounce_s=0.0)})
-    hardware = Hardware(backends=backends, frontend=frontend, inputs=inputs, pin_factory=factory, sim=sim)
+    hardware = Hardware(backends=backends, frontend=frontend, inputs=inputs, pin_factory=factory, sim=sim,
+                        bus_lock=locked.lock)
     led_device = output_device(cfg.hardware.led_pin, factory)
     hardware.led = PulseLed(led_device, imp_per_kwh=cfg.meter.led_imp_per_kwh, scheduler=hardware.schedule)
     hardware.closers.append(led_device.close)

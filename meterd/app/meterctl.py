@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     sf.add_argument("--duration", type=float, help="meter seconds (default: until fault-clear)")
     sf.add_argument("--rate", type=float, help="bit_flips: probability per SDO bit (default 0.001)")
     sf.add_argument("--seed", type=int, help="bit_flips: random seed (default 0)")
+    ss = sim.add_parser("slow-storage", help="make every energy-database write take DELAY s longer (0: normal)")
+    ss.add_argument("delay", type=float, help="extra time per write (s)")
+    ss.add_argument("--duration", type=float, help="meter seconds (default: until changed)")
     sfc = sim.add_parser("fault-clear", help="end an injected fault (all when no kind)")
     sfc.add_argument("kind", nargs="?")
     tok = sub.add_parser("token", help="enter a 20-digit STS token")
@@ -281,6 +284,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             fault = {k: v for k, v in {"kind": args.kind, "duration_s": args.duration, "rate": args.rate,
                                        "seed": args.seed}.items() if v is not None}
             _print(args, _call(args, "POST", "/sim/fault", fault))
+        elif args.sim_command == "slow-storage":
+            slow = {k: v for k, v in {"delay_s": args.delay, "duration_s": args.duration}.items() if v is not None}
+            _print(args, _call(args, "POST", "/sim/slow-storage", slow))
         elif args.sim_command == "fault-clear":
             _print(args, _call(args, "POST", "/sim/fault-clear", {"kind": args.kind} if args.kind else {}))
         else:

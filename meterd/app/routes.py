@@ -68,7 +68,14 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
                 raise ApiError(400, str(exc)) from None
             return 200, sim.clear_fault(kind)
 
+        def sim_slow_storage(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            try:
+                return 200, sim.slow_storage(body.get("delay_s", 0.0), body.get("duration_s"))
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
+
         api.route("POST", "/sim/set", sim_set)
+        api.route("POST", "/sim/slow-storage", sim_slow_storage)
         api.route("POST", "/sim/fault", sim_fault)
         api.route("POST", "/sim/fault-clear", sim_fault_clear)
         api.route("POST", "/sim/scenario", sim_scenario)

@@ -4,14 +4,23 @@ It is what ``meterctl sim ...`` drives: phase loads (``set_load``), scenario fil
 (``load_scenario``), power cuts (``power_cut``: the grid goes dark and the supply supervisor's
 power-fail pin goes low, exactly what the meter sees on a real bench), faults of the metering IC
 and its SPI link (``inject_fault``: :class:`hw.atm90e36.faults.ChipFault`, for a duration in meter
-seconds or until ``clear_fault``; ``late_cycle`` stalls the meter's own cycle instead).
+seconds or until ``clear_fault``; ``late_cycle`` stalls the meter's own cycle instead), slow
+storage (``slow_storage``: every write of the energy database takes ``delay_s`` longer, as on a
+worn SD card; the write blocks the event loop, not the metering thread).
+
+Threads: on a running meter the chip is read on the metering thread while the API changes the
+world on the event loop. :attr:`SimWorld.lock` (re-entrant) is the simulated SPI bus's lock too:
+every change of the world below holds it, and so does every chip read, so a read never sees a
+grid half changed and two threads' transfers never interleave.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from hw.atm90e36.faults import ChipFault
 from hw.atm90e36.sim import Atm90e36Sim
@@ -20,6 +29,18 @@ from hw.sim.pins import SimPins
 from hw.sim.scenario import Scenario, ScenarioError
 
 PHASE_NAMES = {"A": "L1", "B": "L2", "C": "L3", "L1": "L1", "L2": "L2", "L3": "L3"}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Run a :class:`SimWorld` method with the world's lock held."""
+    @functools.wraps(method)
+    def wrapper(self: SimWorld, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            return method(self, *args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
 _PF = re.compile(r"^\s*(-?)\s*(\d+(?:\.\d*)?|\.\d+)\s*([LlCc]?)\s*$")
 
 
@@ -42,6 +63,7 @@ class SimWorld:
     def __init__(self, clock: Callable[[], float], pin_factory: Any, power_fail_pin: int,
                  voltage_v: float, current_a: float, power_factor: str, frequency_hz: float,
                  current_scale: float = 1.0) -> None:
+        self.lock = threading.RLock()
         self.grid = Grid(clock)
         self.grid.set_frequency(frequency_hz)
         self.grid.set_all_phases(voltage_v=voltage_v, current_a=current_a,
@@ -57,7 +79,10 @@ class SimWorld:
         self.scenario: Any = None
         self._pending_scenario: tuple[str, str] | None = None
         self.fault_until: dict[ChipFault, float] = {}  # injected faults with their end (meter mono s)
+        self.storage_delay_s = 0.0
+        self._slow_until = 0.0
 
+    @_locked
     def inject_fault(self, fault: ChipFault, duration_s: float | None = None, rate: float = 1e-3,
                      seed: int = 0) -> dict[str, Any]:
         """Force ``fault`` now for ``duration_s`` meter seconds (None: until :meth:`clear_fault`);
@@ -69,6 +94,7 @@ class SimWorld:
         self.fault_until[fault] = self.clock() + duration_s if duration_s is not None else float("inf")
         return {"fault": fault.value, "duration_s": duration_s}
 
+    @_locked
     def clear_fault(self, fault: ChipFault | None = None) -> dict[str, Any]:
         """End ``fault`` (every injected fault when None)."""
         ended = [fault] if fault is not None else list(self.fault_until)
@@ -77,11 +103,33 @@ class SimWorld:
             self.chip.clear(kind)
         return {"cleared": sorted(k.value for k in ended)}
 
+    @_locked
+    def slow_storage(self, delay_s: float, duration_s: float | None = None) -> dict[str, Any]:
+        """Make every energy-database write take ``delay_s`` (s, 0 ends it) longer, for
+        ``duration_s`` meter seconds (None: until changed)."""
+        delay = _number(delay_s, "delay_s", 0, 30)
+        if duration_s is not None:
+            duration_s = _number(duration_s, "duration_s", 0.001, 86_400)
+        self.storage_delay_s = delay
+        self._slow_until = float("inf") if duration_s is None else self.clock() + duration_s
+        return {"slow_storage_s": delay, "duration_s": duration_s}
+
+    def storage_delay(self) -> float:
+        """How much longer (s) an energy-database write takes now (0: normal storage)."""
+        return self.storage_delay_s
+
     def cycle_stalled(self) -> bool:
         """True while a ``late_cycle`` fault holds the meter's cycle (no read of the chip)."""
         return ChipFault.LATE_CYCLE in self.fault_until
 
+    @_locked
+    def end_due_faults(self, now_s: float) -> None:
+        """End the injected faults (and slow storage) whose time is up at ``now_s`` (meter s)."""
+        self._end_faults(now_s)
+
     def _end_faults(self, now_s: float) -> None:
+        if self.storage_delay_s and now_s >= self._slow_until:
+            self.storage_delay_s = 0.0
         for kind, until in list(self.fault_until.items()):
             if now_s >= until:
                 self.clear_fault(kind)
@@ -90,6 +138,7 @@ class SimWorld:
         """The scenario signal ``chip_fault`` (see :func:`fault_request`)."""
         self.inject_fault(*fault_request(value))
 
+    @_locked
     def set_load(self, body: dict[str, Any]) -> dict[str, Any]:
         """Apply ``{"phase", "voltage_v", "current_a", "power_factor", "frequency_hz"}``."""
         phase = str(body.get("phase", "all"))
@@ -114,6 +163,7 @@ class SimWorld:
             raise ValueError(str(exc)) from None
         return {"phase": phase, **{k: v for k, v in body.items() if k != "phase"}}
 
+    @_locked
     def load_scenario(self, text: str, name: str) -> dict[str, Any]:
         """Load a TOML scenario (format: :mod:`hw.sim.scenario`); it starts now and its events are
         applied as meter time passes. World signals: ``power_fail`` (true/false) cuts the supply and
@@ -153,10 +203,12 @@ class SimWorld:
         """A scenario signal handler that drives ``pin`` (true = active, pulled low)."""
         return lambda value: self.drive_input(pin, bool(value))
 
+    @_locked
     def drive_input(self, pin: int, active_low: bool) -> None:
         """Pull an active-low input pin low (True) or let it go high (False)."""
         self.pins.drive_active_low(pin, active_low)
 
+    @_locked
     def before_cycle(self, now_s: float) -> None:
         """Run the world's own timers (``cycle_hooks``, e.g. a relay's contacts), then the scenario
         events that fell due."""
@@ -169,6 +221,7 @@ class SimWorld:
             self.scenario.apply_due(now_s)
             self._end_faults(now_s)  # a fault shorter than a cycle ends in the cycle it began
 
+    @_locked
     def power_cut(self, cut: bool) -> None:
         """Cut or restore the supply: grid dark/lit and the power-fail pin low/high."""
         if cut:

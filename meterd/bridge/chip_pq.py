@@ -2,12 +2,16 @@
 the DMA waveform bridge): harmonic ratios of orders 2–32 per channel, THD per channel (%).
 
 A chip in fault (a transfer that fails, a chip that does not answer) only skips this DFT: the
-metering cycle's supervision flags the fault; the schedule starts again one period later."""
+metering cycle's supervision flags the fault; the schedule starts again one period later.
+
+Each poll holds the SPI bus lock (``lock``), which the metering thread holds for each chip read:
+the DFT's transfers never interleave with the metering read."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from hw.errors import HwError
@@ -24,8 +28,10 @@ class ChipPq:
     DFT_S = 4096 / 8000
     BASES = {"I1": 0x100, "I2": 0x120, "I3": 0x140, "U1": 0x160, "U2": 0x180, "U3": 0x1A0}
 
-    def __init__(self, driver: Any, clock: Clock, period_s: float) -> None:
+    def __init__(self, driver: Any, clock: Clock, period_s: float,
+                 lock: AbstractContextManager[Any] | None = None) -> None:
         self._driver = driver
+        self._lock: AbstractContextManager[Any] = lock if lock is not None else nullcontext()
         self._clock = clock
         self._period_s = period_s
         self._started: float | None = None
@@ -35,7 +41,8 @@ class ChipPq:
         """Run the DFT schedule; returns new values when a DFT finished (None also when the chip
         could not be read: that DFT is dropped)."""
         try:
-            return self._poll()
+            with self._lock:
+                return self._poll()
         except (HwError, OSError) as exc:
             log.debug("chip DFT dropped: %s", exc)
             self._started, self._last = None, self._clock.mono()

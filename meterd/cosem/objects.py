@@ -32,6 +32,7 @@ from typing import Any
 
 from meterd.core.chip_health import FaultTotals
 from meterd.core.energy import Derived, Quantity, obis_c
+from meterd.core.lateness import LatenessSummary
 from meterd.core.model import MeterModel
 from meterd.core.reading import PHASES, Channel, PhaseValues, Reading
 from meterd.cosem import axdr
@@ -414,6 +415,28 @@ def metrology_fault_objects(totals: Callable[[], FaultTotals]) -> ObjectFactory:
                                        UNIT_SECOND))
         yield CosemEntry(ValueRegister(last_energy, lambda: (axdr.UINT64, round(totals().last_energy_wh * 1000)),
                                        -3, UNIT_WH))
+    return factory
+
+
+METERING_LOOP_OBIS = ("0.0.96.51.0.255", "0.0.96.51.1.255", "0.0.96.51.2.255", "0.0.96.51.3.255",
+                      "0.0.96.51.4.255")
+"""The metering loop's timing (manufacturer-specific 0-0:96.51.E): ticks since start, ticks that
+started late, the largest start lateness since start (ms), its 99th percentile over the last
+1000 ticks (ms), ticks given up (the loop was far behind)."""
+
+
+def metering_loop_objects(summary: Callable[[], LatenessSummary]) -> ObjectFactory:
+    """A factory of the metering-loop timing registers (class 3, read-only) over ``summary()``;
+    lateness in ms as seconds with scaler -3."""
+    def factory(_ctx: CosemContext) -> Iterable[CosemEntry]:
+        ticks, late, max_ms, p99_ms, missed = METERING_LOOP_OBIS
+        yield CosemEntry(ValueRegister(ticks, lambda: (axdr.UINT32, summary().count & 0xFFFFFFFF), 0, UNIT_NONE))
+        yield CosemEntry(ValueRegister(late, lambda: (axdr.UINT32, summary().late & 0xFFFFFFFF), 0, UNIT_NONE))
+        yield CosemEntry(ValueRegister(max_ms, lambda: (axdr.UINT32, min(round(summary().max_ms), 0xFFFFFFFF)),
+                                       -3, UNIT_SECOND))
+        yield CosemEntry(ValueRegister(p99_ms, lambda: (axdr.UINT32, min(round(summary().p99_ms), 0xFFFFFFFF)),
+                                       -3, UNIT_SECOND))
+        yield CosemEntry(ValueRegister(missed, lambda: (axdr.UINT32, summary().missed & 0xFFFFFFFF), 0, UNIT_NONE))
     return factory
 
 

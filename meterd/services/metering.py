@@ -28,6 +28,15 @@ at start leaves the meter running in that state. The end of an episode records i
 the estimated energy not measured (:class:`~meterd.core.chip_health.FaultTotals`, saved with the
 checkpoint, served over DLMS). Metrology events go out through ``storage_sink`` like the storage
 events (the one event outbox of the service).
+
+Two halves of a cycle (see docs/architecture.md, "The metering loop's timing"): :meth:`tick` is
+the metering side (read the chip, judge the read, the cycle's increments into ``pending``, a
+:class:`~meterd.core.pending.PendingEnergy` whose cumulative record survives kill -9);
+:meth:`apply_pending` the rest (drain every tick since the last drain, registers, listeners,
+journal, database). :meth:`cycle` runs both, one after the other; on a running meter the
+metering loop runs :meth:`tick` on its own thread and the event loop :meth:`apply_pending`. Each
+journal record stores the cumulative pending total its registers consumed, so that at restart
+:meth:`start` carries ``record − consumed`` into the first cycle.
 """
 
 from __future__ import annotations
@@ -63,6 +72,7 @@ from meterd.core.chip_health import (
 from meterd.core.clock import Clock
 from meterd.core.energy import CreepRule, EnergyRegisters, Quantity, RegisterKey, cycle_deltas
 from meterd.core.model import MeterIdentity, MeterSnapshot, ProfileBuffer
+from meterd.core.pending import CONSUMED_KEY, Consumed, PendingEnergy, RecordState, residual
 from meterd.core.reading import Channel, FrontEnd, PhaseValues, Reading
 
 log = logging.getLogger("meterd.metering")
@@ -89,11 +99,14 @@ class CycleListener(Protocol):
 
 @dataclass(frozen=True)
 class CycleResult:
-    """What one cycle did: the reading, the register increments, whether it persisted."""
+    """What one cycle did: the reading (the latest), the register increments (summed over
+    ``ticks`` metering ticks: 1 unless the event loop fell behind the metering thread), whether
+    it persisted."""
 
     reading: Reading
     deltas: Mapping[RegisterKey, int]
     persisted: bool
+    ticks: int = 1
 
     @property
     def led_energy_mwh(self) -> int:
@@ -138,6 +151,10 @@ class MeteringService:
     storage_sink: Callable[[StorageEvent, _dt.datetime], None] | None = None
     chip: ChipSupervisor = field(default_factory=ChipSupervisor)
     chip_check: ChipCheck | None = None
+    pending: PendingEnergy = field(default_factory=PendingEnergy)
+    pending_found: RecordState | None = None
+    carried: dict[RegisterKey, int] = field(default_factory=dict)
+    _consumed: Consumed | None = None
     _chip_warnings: frozenset[MetrologyWarning] = frozenset()
     _storage_events: list[StorageEvent] = field(default_factory=list)
     _journaled: Checkpoint | None = None
@@ -170,6 +187,7 @@ class MeteringService:
         state = checkpoint.extra.get(_CHIP_STATE) if checkpoint is not None else None
         if state is not None:
             self.chip.totals.restore(state)
+        self._carry_pending(checkpoint)
         try:
             self.frontend.start()
         except ChipReadError as exc:  # never dark: the meter runs on in the fault state
@@ -184,6 +202,23 @@ class MeteringService:
         if checkpoint is not None and (checkpoint is journaled or repair):
             self.persist(sync=True)  # the durable copies catch up with the journal at once
         self.deliver_storage_events()
+
+    def _carry_pending(self, checkpoint: Checkpoint | None) -> None:
+        """Energy the previous process measured and its checkpoint did not hold (the pending
+        record less what the checkpoint consumed) goes into this process's pending energy, to
+        be applied by the first cycle; the record is then this process's (before anything is
+        written that names it)."""
+        self._consumed = Consumed(self.pending.token, {})
+        found = self.pending_found
+        if checkpoint is not None:
+            self.carried = residual(found, Consumed.from_state(checkpoint.extra.get(CONSUMED_KEY)))
+        elif found is not None and found.totals:
+            log.warning("pending-energy record ignored: no checkpoint of the registers to add it to")
+        if self.carried:
+            log.warning("carried %s milli-units measured before the restart and not yet in the registers",
+                        sum(self.carried.values()))
+        self.pending.carry(self.carried)
+        self.pending.begin()
 
     def read_supervised(self) -> Reading:
         """The cycle's reading as the chip supervision lets it be billed: the front end's own
@@ -237,13 +272,33 @@ class MeteringService:
                        frequency_hz=0.0, status=frozenset({"metrology_fault"}))
 
     def cycle(self) -> CycleResult:
-        """Run one metering cycle."""
+        """Run one metering cycle: :meth:`tick` then :meth:`apply_pending`."""
+        self.tick()
+        result = self.apply_pending()
+        assert result is not None
+        return result
+
+    def tick(self) -> Reading:
+        """The metering side of a cycle: read the chip, judge the read, add the cycle's
+        increments (after the starting-current rule) to the pending energy. Thread-safe against
+        :meth:`apply_pending`; one caller at a time."""
         reading = self.read_supervised()
-        deltas = cycle_deltas(reading, self.creep)
+        self.pending.add(cycle_deltas(reading, self.creep), reading)
+        return reading
+
+    def apply_pending(self) -> CycleResult | None:
+        """Apply every tick since the last call: the summed increments to the registers, the
+        latest reading and those increments to the listeners, then the journal (with the
+        cumulative total consumed) and the database when due. None when no tick happened."""
+        drained = self.pending.drain()
+        if drained.reading is None:
+            return None
+        reading, deltas = drained.reading, dict(drained.deltas)
+        self._consumed = drained.consumed
         self.registers.add(deltas)
         self.policy.note_cycle(deltas)
         self.last_reading = reading
-        self.cycles += 1
+        self.cycles += drained.ticks
         utc = self.clock.utc()
         for listener in self.listeners:
             listener.on_cycle(utc, deltas, self.registers, reading)
@@ -255,7 +310,7 @@ class MeteringService:
             self.journal_write()
         if self._storage_events or self.health is not None or self.storage_sink is not None:
             self.deliver_storage_events()
-        return CycleResult(reading=reading, deltas=deltas, persisted=persisted)
+        return CycleResult(reading=reading, deltas=deltas, persisted=persisted, ticks=drained.ticks)
 
     def persist(self, sync: bool | None = None) -> None:
         """Commit registers and listener state now; ``sync`` forces them to the medium
@@ -277,6 +332,8 @@ class MeteringService:
         ``force`` nothing is written (and the last checkpoint returned) when nothing changed."""
         extra = {listener.name: listener.state_dict() for listener in self.listeners}
         extra[_CHIP_STATE] = self.chip.totals.state_dict()
+        if self.pending.record is not None and self._consumed is not None:
+            extra[CONSUMED_KEY] = self._consumed.state_dict()
         values = self.registers.snapshot()
         extra_json = json.dumps(extra, separators=(",", ":"), sort_keys=True)  # a copy, to compare
         last = self._journaled
@@ -332,6 +389,7 @@ class MeteringService:
     def power_fail(self) -> None:
         """The power-fail input fired: last-gasp checkpoint, forced to the medium (zero loss)."""
         self.powered = False
+        self.apply_pending()  # what the metering loop measured and the registers do not hold yet
         self.persist(sync=True)
         if self._stored_seq == self.seq:
             log.warning("power fail: last-gasp checkpoint written")

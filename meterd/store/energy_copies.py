@@ -43,8 +43,9 @@ import errno
 import json
 import logging
 import os
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,10 @@ class EnergyCopies:
         self._skip = 0
         self._first_error = ""
         self._repaired = True
+        #: extra time (s) each database write takes, asked before each save (a simulated slow
+        #: storage; None on a real meter) and spent in ``sleep``
+        self.write_delay: Callable[[], float] | None = None
+        self.sleep: Callable[[float], None] = time.sleep
         check_state_dir(self.state_dir)
         before = set(_copy_files(self.state_dir, journal_path))
         record = self._read_record()
@@ -244,6 +249,11 @@ class EnergyCopies:
             for path in set(_copy_files(self.state_dir, journal_path)) - before:
                 path.unlink(missing_ok=True)
             raise
+
+    @property
+    def boot(self) -> str:
+        """The boot token of the journal's RAM file system ("" without a journal)."""
+        return self._boot
 
     # -- opening ------------------------------------------------------------------------------
 
@@ -403,6 +413,10 @@ class EnergyCopies:
         if self._skip:
             self._skip -= 1
             raise CheckpointWriteError("energy storage: waiting to retry")
+        if self.write_delay is not None:
+            delay = self.write_delay()
+            if delay > 0:
+                self.sleep(delay)
         try:
             if self.fault is not None:
                 raise self.fault

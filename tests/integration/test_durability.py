@@ -71,6 +71,8 @@ def discard(meter: SimMeter) -> None:
     if meter.daemon.journal is not None:
         meter.daemon.journal.close(discard=True)
         meter.daemon.journal.path.with_name(meter.daemon.journal.path.name + ".boot").unlink(missing_ok=True)
+    if meter.daemon.pending_slot is not None:
+        meter.daemon.pending_slot.close(discard=True)
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "database-only"])

@@ -136,7 +136,7 @@ def _waveform_feed(ctx: FeatureContext, section: PowerQualitySection,
 def _chip_feed(ctx: FeatureContext, section: PowerQualitySection,
                service: PowerQualityService) -> Callable[[], None]:
     """Each cycle: the chip's DFT schedule; new indicative values when one finished."""
-    chip = ChipPq(ctx.hardware.frontend.driver, ctx.clock, section.chip_period_s)
+    chip = ChipPq(ctx.hardware.frontend.driver, ctx.clock, section.chip_period_s, ctx.hardware.bus_lock)
 
     def feed() -> None:
         values = chip.poll()

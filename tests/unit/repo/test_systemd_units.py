@@ -42,3 +42,18 @@ def test_meterd_unit_is_notify_with_watchdog():
     text = Path("systemd/meterd.service").read_text()
     for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict"):
         assert line in text
+
+
+def test_meterd_watchdog_and_realtime_metering_thread():
+    text = Path("systemd/meterd.service").read_text()
+    assert re.search(r"(?m)^WatchdogSec=\d+s$", text)
+    assert "RestrictRealtime=no" in text and re.search(r"(?m)^LimitRTPRIO=[1-9]\d*$", text)
+
+
+def test_image_arms_the_hardware_watchdog():
+    drop_in = Path("image/rootfs/usr/lib/systemd/system.conf.d/50-meter-watchdog.conf")
+    text = drop_in.read_text()
+    assert "[Manager]" in text
+    match = re.search(r"(?m)^RuntimeWatchdogSec=(\d+)s$", text)
+    assert match and 0 < int(match.group(1)) <= 15  # the BCM2835 timer holds at most ~15 s
+    assert drop_in.name in Path("image/build-deb.sh").read_text()
