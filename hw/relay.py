@@ -31,6 +31,7 @@ from ``meterd``.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import enum
 import importlib
@@ -368,10 +369,13 @@ class ManualScheduler:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> _Timer:
         """Schedule ``callback(*args)`` ``delay`` seconds (s) from now."""
+        return self.call_at(self._clock.mono() + max(0.0, delay), callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> _Timer:
+        """Schedule ``callback(*args)`` at the absolute time ``when`` (s, on the clock)."""
         self._seq += 1
-        timer = _Timer(self._clock.mono() + max(0.0, delay), self._seq, callback, args)
-        self._queue.append(timer)
-        self._queue.sort(key=lambda t: (t.due_mono, t.seq))
+        timer = _Timer(when, self._seq, callback, args)
+        bisect.insort(self._queue, timer, key=lambda t: (t.due_mono, t.seq))
         return timer
 
     def pending(self) -> int:
