@@ -81,10 +81,12 @@ class LedSection:
     meterd pulses ``[hardware] led_pin``, placed in time from the measured power and counted by
     the billed energy (where CF1 is not wired: simulation); "auto" = cf1 on ``backend = "pi"``,
     software in simulation. ``pulse_ms``: the software pulse's lit time (ms; shorter when the
-    pulse rate needs it, 50 % duty)."""
+    pulse rate needs it, 50 % duty). ``cf_sense``: with "cf1", CF1 also reaches ``led_pin`` as an
+    input: meterd counts its pulses and checks them against the billed energy."""
 
     source: str = field(default="auto", metadata=choices("auto", "cf1", "software"))
     pulse_ms: int = field(default=20, metadata=rng(2, 200))
+    cf_sense: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hw.atm90e36.driver import Atm90e36, Atm90e36Config
+from hw.cf_counter import CfPulseCounter
 from hw.gpio import make_pin_factory, output_device, resolve_factory_name
 from hw.inputs import POWER_FAIL, InputConfig, MeterInputs
 from hw.pulse_led import PulseEmitter, PulseLed, PulsePlacer, ScheduledEmitter, ThreadEmitter
@@ -77,6 +78,7 @@ class Hardware:
     led: PulseLed | None = None
     led_source: LedSource = "software"
     led_timers: ManualScheduler | None = None  # simulated time: the LED edges, run before each cycle
+    cf_counter: CfPulseCounter | None = None   # CF1 read back ([led] cf_sense)
     closers: list[Any] = field(default_factory=list)
     scheduler: Callable[[float, Callable[[], None]], Any] | None = None
     pending: dict[int, Any] = field(default_factory=dict)  # timers not yet fired, by sequence number
@@ -117,6 +119,8 @@ class Hardware:
         if self.led is not None:
             reading = result.reading
             self.led.feed(reading.mono_s, result.led_energy_mwh, reading.total_active_power_w)
+        if self.cf_counter is not None:
+            self.cf_counter.check(result.led_energy_mwh)
 
     def close(self) -> None:
         """Cancel the timers not yet fired (pulse LED edges), then release every device."""
@@ -169,6 +173,9 @@ def build_hardware(cfg: Config, clock: Clock, backends: Backends | None = None) 
         _build_software_led(cfg, clock, hardware)
     else:
         log.info("test LED: the chip's CF1 output, %d imp/kWh", cfg.frontend.meter_constant_imp_per_kwh)
+        if cfg.led.cf_sense:
+            hardware.cf_counter = CfPulseCounter(cfg.hardware.led_pin, factory, cfg.frontend.meter_constant_imp_per_kwh)
+            hardware.closers.append(hardware.cf_counter.close)
         if cfg.meter.led_imp_per_kwh != cfg.frontend.meter_constant_imp_per_kwh:
             log.warning("test LED follows CF1 at the meter constant %d imp/kWh; [meter] led_imp_per_kwh = %d "
                         "does not apply", cfg.frontend.meter_constant_imp_per_kwh, cfg.meter.led_imp_per_kwh)
