@@ -33,7 +33,7 @@ from meterd.runtime.load_control import LoopScheduler  # noqa: E402
 
 WIDTH_S = 0.050
 BLOCKS_S = (0.2, 1.0, 3.0)
-RUNS = 3
+RUNS = 4
 
 
 class HostClock:

@@ -13,7 +13,9 @@ event loop: on a Pi with the lgpio pin factory :class:`LgpioPulser` hands the wh
 lgpio's own timed output (``tx_pulse``, timed in lgpio's C thread); on any other pin factory
 :class:`ThreadPulser` ends it from a dedicated thread at an absolute monotonic deadline
 (:mod:`hw.timed_output`); on simulated time :class:`ScheduledPulser` ends it through the
-scheduler, which there runs on the simulated clock. :func:`coil_pulser` picks one.
+scheduler, which there runs on the simulated clock. :func:`coil_pulser` picks one. The relay's
+own state (busy, counters, commanded position) lives on the caller's loop only; a pulser thread
+touches nothing but the coil output it switches off.
 
 Rules enforced here, independent of the caller:
 
@@ -326,7 +328,12 @@ class LatchingRelay:
 
     def _check(self, close: bool, started: float,
                on_done: Callable[[OperationResult], None] | None) -> None:
-        """After pulse + settle (on the caller's loop; not time-critical): read the feedback."""
+        """After pulse + settle (on the caller's loop; not time-critical): read the feedback. A
+        coil still energised here (a pulser that failed to end it) is switched off, so no pulse
+        outlasts pulse width + settle by more than this callback's own lateness."""
+        for coil in (self._set, self._reset):
+            if coil.value:
+                coil.off()
         sensed = self.sensed_closed()
         result = OperationResult(commanded_closed=close, sensed_closed=sensed,
                                  ok=sensed is None or sensed == close, operation=self._pulses,

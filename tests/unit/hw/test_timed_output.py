@@ -164,3 +164,30 @@ def test_coil_pulser_picks_lgpio_on_the_lgpio_factory_else_a_thread() -> None:
     pulser = coil_pulser(MockFactory())
     assert isinstance(pulser, ThreadPulser)
     pulser.close()
+
+
+class StuckPulser:
+    """A pulser that energises the coil and never ends the pulse (a failed timed output)."""
+
+    def pulse(self, coil: DigitalOutputDevice, width_s: float) -> None:
+        coil.on()
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_feedback_check_ends_a_pulse_its_pulser_failed_to_end() -> None:
+    clock = SimClock(start_mono=100.0)
+    timers = ManualScheduler(clock)
+    factory = MockFactory()
+    sim = SimRelay(factory, 23, 24, 25, clock, timers)
+    relay = LatchingRelay.from_pins(23, 24, 25, clock, timers, pin_factory=factory, pulser=StuckPulser())
+    relay.operate(True)
+    timers.advance(0.060)
+    assert factory.pin(23).state                        # still on after the 50 ms width
+    timers.advance(0.015)                               # width + settle: the check ends it
+    assert not factory.pin(23).state and not relay.busy
+    on, off = [t for t, name, _ in sim.coil_edges if name == "set"]
+    assert off - on == pytest.approx(0.070)
+    relay.close()
+    factory.reset()
