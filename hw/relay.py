@@ -3,9 +3,19 @@
 The relay is bistable: a pulse on the *set* coil closes the three poles, a pulse on the *reset*
 coil opens them, and the contacts stay where they are without coil current. Both coils are
 gpiozero ``DigitalOutputDevice`` objects, the auxiliary contact is a gpiozero
-``DigitalInputDevice`` (high = main contacts closed). All timing runs through an injected
-monotonic clock (``mono() -> s``) and scheduler (``call_later(delay_s, callback)``, which an
-asyncio loop already provides), so nothing here sleeps and tests drive time by hand.
+``DigitalInputDevice`` (high = main contacts closed). The operation timing (minimum interval,
+settle, feedback check) runs through an injected monotonic clock (``mono() -> s``) and scheduler
+(``call_later(delay_s, callback)``, which an asyncio loop already provides), so nothing here
+sleeps and tests drive time by hand.
+
+The coil pulse itself is ended by a :class:`CoilPulser`, so its width does not depend on the
+event loop: on a Pi with the lgpio pin factory :class:`LgpioPulser` hands the whole pulse to
+lgpio's own timed output (``tx_pulse``, timed in lgpio's C thread); on any other pin factory
+:class:`ThreadPulser` ends it from a dedicated thread at an absolute monotonic deadline
+(:mod:`hw.timed_output`); on simulated time :class:`ScheduledPulser` ends it through the
+scheduler, which there runs on the simulated clock. :func:`coil_pulser` picks one. The relay's
+own state (busy, counters, commanded position) lives on the caller's loop only; a pulser thread
+touches nothing but the coil output it switches off.
 
 Rules enforced here, independent of the caller:
 
@@ -23,7 +33,12 @@ from ``meterd``.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import enum
+import importlib
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -32,6 +47,7 @@ from gpiozero import DigitalInputDevice, DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from hw.errors import HwError
+from hw.timed_output import DeadlineWorker
 
 
 class RelayError(HwError):
@@ -70,6 +86,105 @@ class Scheduler(Protocol):
     """Runs a callback after a delay (s); ``asyncio.AbstractEventLoop`` fits."""
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Cancellable: ...
+
+
+class CoilPulser(Protocol):
+    """Energises a coil now and de-energises it ``width_s`` (s) later by itself, whatever the
+    caller's event loop does meanwhile."""
+
+    def pulse(self, coil: DigitalOutputDevice, width_s: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ScheduledPulser:
+    """The pulse ended through ``scheduler`` (simulated time: the scheduler runs on the simulated
+    clock, so nothing can delay it)."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    def pulse(self, coil: DigitalOutputDevice, width_s: float) -> None:
+        """Coil on now, off after ``width_s`` (s) on the scheduler."""
+        coil.on()
+        self._scheduler.call_later(width_s, coil.off)
+
+    def close(self) -> None:
+        """Nothing to release (the scheduler belongs to the caller)."""
+
+
+COIL_RT_PRIORITY = 50
+"""SCHED_FIFO priority (1-99) of the coil pulse thread, where the process may use it."""
+
+
+class ThreadPulser:
+    """The pulse ended by a dedicated thread at the absolute deadline ``t_on + width_s`` (s,
+    ``time.monotonic``), for pin factories without a timed output (mock pins, native)."""
+
+    def __init__(self, worker: DeadlineWorker | None = None, mono: Callable[[], float] = time.monotonic) -> None:
+        self._mono = mono
+        self._worker = worker or DeadlineWorker("relay-coil", mono, realtime_priority=COIL_RT_PRIORITY)
+        self._lock = threading.Lock()
+
+    def pulse(self, coil: DigitalOutputDevice, width_s: float) -> None:
+        """Coil on now; the worker thread switches it off at the deadline."""
+        with self._lock:
+            coil.on()
+            deadline = self._mono() + width_s
+        self._worker.at(deadline, lambda: self._off(coil))
+
+    def _off(self, coil: DigitalOutputDevice) -> None:
+        with self._lock:
+            coil.off()
+
+    def close(self) -> None:
+        """Stop the worker thread (the relay switches its coils off itself)."""
+        self._worker.close()
+
+
+class LgpioPulser:
+    """The whole pulse timed by lgpio (``tx_pulse(handle, gpio, on_us, off_us, offset, cycles=1)``,
+    run by lgpio's own thread in C): neither the event loop nor the GIL can stretch it. ``lgpio``
+    is the module (injected by tests); the coil must sit on gpiozero's lgpio pin factory, whose
+    chip handle the pulse is sent on."""
+
+    OFF_US = 1000
+    """Low time (µs) after the pulse that ends the one-cycle train."""
+
+    def __init__(self, lgpio: Any = None) -> None:
+        self._lg = lgpio if lgpio is not None else importlib.import_module("lgpio")
+        self._busy: set[tuple[int, int]] = set()
+
+    @staticmethod
+    def _line(coil: DigitalOutputDevice) -> tuple[int, int]:
+        pin = coil.pin
+        handle = getattr(pin.factory, "_handle", None)  # gpiozero's LGPIOFactory chip handle
+        if handle is None:
+            raise RelayError(f"coil {pin!r} is not on an open lgpio pin factory")
+        return int(handle), int(pin.number)
+
+    def pulse(self, coil: DigitalOutputDevice, width_s: float) -> None:
+        """Send one hardware-timed pulse of ``width_s`` (s) on the coil line."""
+        handle, gpio = self._line(coil)
+        result = self._lg.tx_pulse(handle, gpio, round(width_s * 1e6), self.OFF_US, 0, 1)
+        if isinstance(result, int) and result < 0:
+            raise RelayError(f"lgpio tx_pulse on GPIO{gpio} failed ({result})")
+        self._busy.add((handle, gpio))
+
+    def close(self) -> None:
+        """Cancel any pulse still running (a zero pulse stops lgpio's output on the line)."""
+        for handle, gpio in self._busy:
+            with contextlib.suppress(Exception):  # the chip may already be closed at shutdown
+                self._lg.tx_pulse(handle, gpio, 0, 0, 0, 0)
+        self._busy.clear()
+
+
+def coil_pulser(pin_factory: Any, lgpio: Any = None) -> CoilPulser:
+    """The real-time pulser for ``pin_factory``: lgpio's timed output on gpiozero's lgpio
+    factory, else a dedicated deadline thread."""
+    if type(pin_factory).__name__ == "LGPIOFactory":
+        return LgpioPulser(lgpio)
+    return ThreadPulser()
 
 
 @dataclass(frozen=True)
@@ -113,12 +228,13 @@ class LatchingRelay:
 
     def __init__(self, set_coil: DigitalOutputDevice, reset_coil: DigitalOutputDevice,
                  feedback: DigitalInputDevice | None, clock: MonoClock, scheduler: Scheduler,
-                 timing: RelayTiming | None = None) -> None:
+                 timing: RelayTiming | None = None, pulser: CoilPulser | None = None) -> None:
         self._set = set_coil
         self._reset = reset_coil
         self._feedback = feedback
         self._clock = clock
         self._scheduler = scheduler
+        self._pulser: CoilPulser = pulser or ScheduledPulser(scheduler)
         self.timing = timing or RelayTiming()
         self._set.off()
         self._reset.off()
@@ -130,8 +246,10 @@ class LatchingRelay:
     @classmethod
     def from_pins(cls, set_pin: int | str, reset_pin: int | str, feedback_pin: int | str | None,
                   clock: MonoClock, scheduler: Scheduler, timing: RelayTiming | None = None,
-                  pin_factory: Any = None, feedback_pull_up: bool | None = None) -> LatchingRelay:
-        """Build the relay from BCM pin numbers; ``pin_factory`` None uses gpiozero's default.
+                  pin_factory: Any = None, feedback_pull_up: bool | None = None,
+                  pulser: CoilPulser | None = None) -> LatchingRelay:
+        """Build the relay from BCM pin numbers; ``pin_factory`` None uses gpiozero's default;
+        ``pulser`` None ends the coil pulse through ``scheduler`` (see :func:`coil_pulser`).
 
         ``feedback_pull_up`` None means an external resistor sets the idle level of the auxiliary
         input (high = contacts closed); True/False enable the internal pull-up/pull-down.
@@ -143,7 +261,7 @@ class LatchingRelay:
             active_state = True if feedback_pull_up is None else None
             feedback = DigitalInputDevice(feedback_pin, pull_up=feedback_pull_up,
                                           active_state=active_state, pin_factory=pin_factory)
-        return cls(set_coil, reset_coil, feedback, clock, scheduler, timing)
+        return cls(set_coil, reset_coil, feedback, clock, scheduler, timing, pulser)
 
     @property
     def busy(self) -> bool:
@@ -197,22 +315,25 @@ class LatchingRelay:
         self._last_start_mono = started
         self._commanded = close
         self._pulses += 1
-        self._scheduler.call_later(self.timing.pulse_width_s, self._end_pulse, coil)
         self._scheduler.call_later(self.timing.pulse_width_s + self.timing.settle_s,
                                    self._check, close, started, on_done)
 
     def _energise(self, coil: DigitalOutputDevice, other: DigitalOutputDevice) -> None:
+        """Interlock, then the timed pulse (the pulser ends it by itself)."""
         if other.value:
             self._set.off()
             self._reset.off()
             raise RelayInterlockError("refusing to energise both relay coils")
-        coil.on()
-
-    def _end_pulse(self, coil: DigitalOutputDevice) -> None:
-        coil.off()
+        self._pulser.pulse(coil, self.timing.pulse_width_s)
 
     def _check(self, close: bool, started: float,
                on_done: Callable[[OperationResult], None] | None) -> None:
+        """After pulse + settle (on the caller's loop; not time-critical): read the feedback. A
+        coil still energised here (a pulser that failed to end it) is switched off, so no pulse
+        outlasts pulse width + settle by more than this callback's own lateness."""
+        for coil in (self._set, self._reset):
+            if coil.value:
+                coil.off()
         sensed = self.sensed_closed()
         result = OperationResult(commanded_closed=close, sensed_closed=sensed,
                                  ok=sensed is None or sensed == close, operation=self._pulses,
@@ -222,7 +343,8 @@ class LatchingRelay:
             on_done(result)
 
     def close(self) -> None:
-        """De-energise both coils and release the pins."""
+        """Stop the pulser, de-energise both coils and release the pins."""
+        self._pulser.close()
         self._set.off()
         self._reset.off()
         for device in (self._set, self._reset, self._feedback):
@@ -254,10 +376,13 @@ class ManualScheduler:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> _Timer:
         """Schedule ``callback(*args)`` ``delay`` seconds (s) from now."""
+        return self.call_at(self._clock.mono() + max(0.0, delay), callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> _Timer:
+        """Schedule ``callback(*args)`` at the absolute time ``when`` (s, on the clock)."""
         self._seq += 1
-        timer = _Timer(self._clock.mono() + max(0.0, delay), self._seq, callback, args)
-        self._queue.append(timer)
-        self._queue.sort(key=lambda t: (t.due_mono, t.seq))
+        timer = _Timer(when, self._seq, callback, args)
+        bisect.insort(self._queue, timer, key=lambda t: (t.due_mono, t.seq))
         return timer
 
     def pending(self) -> int:

@@ -83,6 +83,21 @@ class FrontEndSection:
 
 
 @dataclass(frozen=True)
+class LedSection:
+    """The metrology test LED. ``source``: "cf1" = the chip's CF1 output drives the LED in
+    hardware (the Pi pin plan; the LED constant is then the chip's meter constant); "software" =
+    meterd pulses ``[hardware] led_pin``, placed in time from the measured power and counted by
+    the billed energy (where CF1 is not wired: simulation); "auto" = cf1 on ``backend = "pi"``,
+    software in simulation. ``pulse_ms``: the software pulse's lit time (ms; shorter when the
+    pulse rate needs it, 50 % duty). ``cf_sense``: with "cf1", CF1 also reaches ``led_pin`` as an
+    input: meterd counts its pulses and checks them against the billed energy."""
+
+    source: str = field(default="auto", metadata=choices("auto", "cf1", "software"))
+    pulse_ms: int = field(default=20, metadata=rng(2, 200))
+    cf_sense: bool = False
+
+
+@dataclass(frozen=True)
 class StorageSection:
     """Where state lives; the energy journal (a memory-mapped file on a RAM file system that keeps
     every cycle across a crash of meterd; ``journal_dir`` "" = ``/run/meterd`` on a Pi, ``/dev/shm``
@@ -166,6 +181,7 @@ class Config:
     meter: MeterSection = field(default_factory=MeterSection)
     hardware: HardwareSection = field(default_factory=HardwareSection)
     frontend: FrontEndSection = field(default_factory=FrontEndSection)
+    led: LedSection = field(default_factory=LedSection)
     storage: StorageSection = field(default_factory=StorageSection)
     api: ApiSection = field(default_factory=ApiSection)
     dlms: DlmsSection = field(default_factory=DlmsSection)

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hw.atm90e36.driver import Atm90e36, Atm90e36Config
+from hw.cf_counter import CfPulseCounter
 from hw.gpio import make_pin_factory, output_device, resolve_factory_name
 from hw.inputs import POWER_FAIL, InputConfig, MeterInputs
-from hw.pulse_led import PulseLed
+from hw.pulse_led import PulseEmitter, PulseLed, PulsePlacer, ScheduledEmitter, ThreadEmitter
+from hw.relay import ManualScheduler
 from hw.spi import LockedSpiDev, ReopeningSpiDev, SimSpiDev, open_spidev
 from meterd.app.config import Config, read_scenario
 from meterd.app.sim_world import SimWorld
@@ -30,6 +32,7 @@ from meterd.services.metering import CycleResult
 log = logging.getLogger("meterd.hardware")
 
 ClockKind = Literal["sim", "host"]
+LedSource = Literal["cf1", "software"]
 LcdKind = Literal["png", "st7567"]
 
 
@@ -73,6 +76,9 @@ class Hardware:
     pin_factory: Any
     sim: SimWorld | None = None
     led: PulseLed | None = None
+    led_source: LedSource = "software"
+    led_timers: ManualScheduler | None = None  # simulated time: the LED edges, run before each cycle
+    cf_counter: CfPulseCounter | None = None   # CF1 read back ([led] cf_sense)
     closers: list[Any] = field(default_factory=list)
     scheduler: Callable[[float, Callable[[], None]], Any] | None = None
     bus_lock: Any = None  # the SPI bus lock (in simulation the simulated world's lock too)
@@ -100,16 +106,22 @@ class Hardware:
         return handle
 
     def before_cycle(self) -> None:
-        """Scenario events due now (a ``[sim] scenario`` is loaded by the first call), then
-        confirm debounced inputs."""
+        """LED edges due by now (simulated time), scenario events due now (a ``[sim] scenario``
+        is loaded by the first call), then confirm debounced inputs."""
+        if self.led_timers is not None:
+            self.led_timers.run_due()
         if self.sim is not None:
             self.sim.before_cycle(self.frontend.clock.mono())
         self.inputs.poll()
 
     def after_cycle(self, result: CycleResult, cycle_s: float) -> None:
-        """Execute the cycle's intents: pulse the LED for the active energy."""
+        """Execute the cycle's intents: the software LED's pulses for the billed active energy,
+        placed in time by the mean total active power (W) since the previous read."""
         if self.led is not None:
-            self.led.feed(result.led_energy_mwh, cycle_s)
+            reading = result.reading
+            self.led.feed(reading.mono_s, result.led_energy_mwh, reading.total_active_power_w)
+        if self.cf_counter is not None:
+            self.cf_counter.check(result.led_energy_mwh)
 
     def close(self) -> None:
         """Cancel the timers not yet fired (pulse LED edges), then release every device."""
@@ -160,12 +172,49 @@ def build_hardware(cfg: Config, clock: Clock, backends: Backends | None = None) 
                                                                        active_when_pressed=True, debounce_s=0.0)})
     hardware = Hardware(backends=backends, frontend=frontend, inputs=inputs, pin_factory=factory, sim=sim,
                         bus_lock=locked.lock)
-    led_device = output_device(cfg.hardware.led_pin, factory)
-    hardware.led = PulseLed(led_device, imp_per_kwh=cfg.meter.led_imp_per_kwh, scheduler=hardware.schedule)
-    hardware.closers.append(led_device.close)
+    hardware.led_source = led_source(cfg, backends)
+    if hardware.led_source == "software":
+        _build_software_led(cfg, clock, hardware)
+    else:
+        log.info("test LED: the chip's CF1 output, %d imp/kWh", cfg.frontend.meter_constant_imp_per_kwh)
+        if cfg.led.cf_sense:
+            hardware.cf_counter = CfPulseCounter(cfg.hardware.led_pin, factory, cfg.frontend.meter_constant_imp_per_kwh)
+            hardware.closers.append(hardware.cf_counter.close)
+        if cfg.meter.led_imp_per_kwh != cfg.frontend.meter_constant_imp_per_kwh:
+            log.warning("test LED follows CF1 at the meter constant %d imp/kWh; [meter] led_imp_per_kwh = %d "
+                        "does not apply", cfg.frontend.meter_constant_imp_per_kwh, cfg.meter.led_imp_per_kwh)
     if sim is not None:
         sim.input_pins = {name: item.config.pin for name, item in inputs.inputs.items() if name != POWER_FAIL}
         if cfg.sim.scenario:
             sim.start_scenario(read_scenario(cfg), cfg.sim.scenario)
             log.info("scenario %s plays from the first cycle", cfg.sim.scenario)
     return hardware
+
+
+def led_source(cfg: Config, backends: Backends) -> LedSource:
+    """``[led] source``; "auto" is the chip's CF1 on a Pi and the software LED in simulation."""
+    if cfg.led.source == "auto":
+        return "software" if backends.simulated else "cf1"
+    return "cf1" if cfg.led.source == "cf1" else "software"
+
+
+def energy_resolution_mwh(cfg: Config) -> float:
+    """Energy of one chip register count (mWh): energy_lsb_cf / meter constant (kWh)."""
+    return 1e6 * cfg.frontend.energy_lsb_cf / cfg.frontend.meter_constant_imp_per_kwh
+
+
+def _build_software_led(cfg: Config, clock: Clock, hardware: Hardware) -> None:
+    """The software LED on ``[hardware] led_pin``: edges on the simulated clock (run before each
+    cycle) in simulation, from a dedicated real-time thread on a Pi."""
+    device = output_device(cfg.hardware.led_pin, hardware.pin_factory)
+    placer = PulsePlacer(cfg.meter.led_imp_per_kwh, energy_resolution_mwh(cfg), cfg.led.pulse_ms / 1000,
+                         lag_s=cfg.meter.cycle_s)
+    emitter: PulseEmitter
+    if hardware.backends.simulated:
+        hardware.led_timers = ManualScheduler(clock)
+        emitter = ScheduledEmitter(device, hardware.led_timers, clock.mono)
+    else:
+        emitter = ThreadEmitter(device, mono=clock.mono)
+    hardware.led = PulseLed(placer, emitter)
+    hardware.closers += [device.close, hardware.led.close]
+    log.info("test LED: software pulses on GPIO%d, %d imp/kWh", cfg.hardware.led_pin, cfg.meter.led_imp_per_kwh)

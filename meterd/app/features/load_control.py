@@ -10,7 +10,8 @@ Wires :class:`meterd.services.load_control.LoadControl` to the hardware and the 
   when the contacts close;
 * timers (coil pulse, feedback check, retries): in simulation they run on the meter's simulated
   clock, fired in due order before each cycle's reading (a contact move is dated at its due
-  time in the grid model); on a Pi on the asyncio loop;
+  time in the grid model); on a Pi on the asyncio loop, except the end of the coil pulse, which
+  lgpio times in hardware (``hw.relay.coil_pulser``; a deadline thread on other pin factories);
 * limiter (class 71, 0-0:17.0.0.255): fed with every cycle's reading (total active power, W,
   1-0:1.7.0.255, or the highest phase current, A); over-current and overload protection;
 * button: a GPIO input debounced on the meter clock (:class:`hw.inputs.PushButton`), press = manual
@@ -37,7 +38,7 @@ from typing import Any
 
 from hw.changeover import Changeover
 from hw.inputs import PushButton
-from hw.relay import LatchingRelay, ManualScheduler, RelayTiming, SimRelay
+from hw.relay import LatchingRelay, ManualScheduler, RelayTiming, SimRelay, coil_pulser
 from meterd.api.load_control_views import relay_routes, relay_view
 from meterd.app.config import NO_PIN, choices, rng
 from meterd.app.feature_api import FeatureContext
@@ -163,7 +164,8 @@ def attach(ctx: FeatureContext) -> None:
                              timers, initial_closed=relay_closed_at_start(store.load()))
     relay = LatchingRelay.from_pins(section.set_pin, section.reset_pin, _pin(section.feedback_pin), clock, scheduler,
                                     section.timing, pin_factory=hw.pin_factory,
-                                    feedback_pull_up={"external": None, "up": True, "down": False}[section.feedback_pull])
+                                    feedback_pull_up={"external": None, "up": True, "down": False}[section.feedback_pull],
+                                    pulser=None if hw.sim is not None else coil_pulser(hw.pin_factory))
     changeover = None
     if section.supply is not None:
         changeover = Changeover.from_pins(section.changeover_grid_pin, section.changeover_solar_pin, scheduler,

@@ -33,3 +33,35 @@ def test_simulated_hardware_carries_its_back_ends(tmp_path: Path) -> None:
         assert hardware.sim is not None
     finally:
         hardware.close()
+
+
+def test_the_test_led_follows_cf1_on_a_pi_and_is_pulsed_in_software_in_simulation(tmp_path: Path) -> None:
+    import dataclasses
+
+    from hw.pulse_led import ThreadEmitter
+    from meterd.app.hardware import energy_resolution_mwh, led_source
+    from meterd.runtime.clocks import HostClock
+
+    sim = sim_config(tmp_path, led={"source": "auto"})
+    pi = sim_config(tmp_path, hardware={"backend": "pi", "pin_factory": "mock"}, led={"source": "auto"})
+    assert led_source(sim, backends_for(sim)) == "software" and led_source(pi, backends_for(pi)) == "cf1"
+    assert energy_resolution_mwh(sim_config(tmp_path, frontend={"meter_constant_imp_per_kwh": 1000,
+                                                                  "energy_lsb_cf": 0.1})) == 100.0
+    sensed = build_hardware(dataclasses.replace(pi, led=dataclasses.replace(pi.led, cf_sense=True)), HostClock())
+    try:
+        assert sensed.led is None and sensed.led_source == "cf1" and sensed.cf_counter is not None
+        assert sensed.cf_counter.imp_per_kwh == pi.frontend.meter_constant_imp_per_kwh
+    finally:
+        sensed.close()
+    software = sim_config(tmp_path, hardware={"backend": "pi", "pin_factory": "mock"}, led={"source": "software"})
+    threaded = build_hardware(software, HostClock())
+    try:
+        assert threaded.led is not None and isinstance(threaded.led.emitter, ThreadEmitter)
+        assert threaded.led_timers is None and threaded.cf_counter is None
+    finally:
+        threaded.close()
+    simulated = build_hardware(sim, SimClock())
+    try:
+        assert simulated.led is not None and simulated.led_timers is not None
+    finally:
+        simulated.close()
