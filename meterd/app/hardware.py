@@ -124,7 +124,7 @@ class Hardware:
             self.cf_counter.check(result.led_energy_mwh)
 
     def close(self) -> None:
-        """Cancel the timers not yet fired (pulse LED edges), then release every device."""
+        """Cancel the timers not yet fired, then release every device (the LED emitter stops first)."""
         for handle in self.pending.values():
             if handle is not None:
                 handle.cancel()
