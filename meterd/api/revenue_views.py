@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from meterd.api.schema import EMPTY
 from meterd.api.server import ApiError, ApiServer
 from meterd.core.demand import DemandQuantity
 from meterd.core.energy import Quantity
@@ -67,5 +68,7 @@ def revenue_routes(api: ApiServer, service: RevenueService, now: Callable[[], _d
         log.info("billing period %d ended on command", snap.counter)
         return 200, {"counter": snap.counter, "utc": snap.utc.isoformat(), "reason": snap.reason}
 
-    api.route("GET", "/tariff", get_tariff)
-    api.route("POST", "/billing/reset", post_billing_reset)
+    api.route("GET", "/tariff", get_tariff,
+              description="Active rate, rate registers (Wh) and maximum demand (W) with their times.")
+    api.route("POST", "/billing/reset", post_billing_reset, body=EMPTY,
+              description="End the billing period now (maximum demand reset).")
