@@ -11,6 +11,8 @@ from meterd.api.views import status_view
 from meterd.app.sim_world import SimWorld, fault_request
 from meterd.services.metering import MeteringService
 
+CHIP_FAULTS = frozenset(f.value for f in ChipFault)
+
 
 def metrology_view(meter: MeteringService) -> dict[str, Any]:
     """The metering IC's supervision for ``/status``: the fault in force (kinds, since when, s of
@@ -56,21 +58,40 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
             return 200, {"power": "restored"}
 
         def sim_fault(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            """A metering IC fault (``chip_fault`` timing, bit-flip rate and seed) or any rig fault of
+            :mod:`meterd.app.sim_faults`, by ``kind``."""
             try:
-                return 200, sim.inject_fault(*fault_request(body))
+                if str(body.get("kind")) in CHIP_FAULTS:
+                    return 200, sim.inject_fault(*fault_request(body))
+                return 200, sim.inject(body)
             except ValueError as exc:
                 raise ApiError(400, str(exc)) from None
 
         def sim_fault_clear(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            kind = body.get("kind")
             try:
-                kind = ChipFault.parse(str(body["kind"])) if "kind" in body else None
+                if kind is None:
+                    return 200, {"cleared": sorted({*sim.clear_fault()["cleared"], *sim.clear()["cleared"]})}
+                if str(kind) in CHIP_FAULTS:
+                    return 200, {"cleared": sorted({*sim.clear_fault(ChipFault.parse(str(kind)))["cleared"],
+                                                    *sim.clear(str(kind))["cleared"]})}
+                return 200, sim.clear(str(kind))
             except ValueError as exc:
                 raise ApiError(400, str(exc)) from None
-            return 200, sim.clear_fault(kind)
+
+        def sim_faults(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            view = sim.faults_view()
+            now = sim.clock()
+            chip: list[dict[str, Any]] = [{"kind": k.value, "params": {},
+                     "remaining_s": None if until == float("inf") else round(max(until - now, 0.0), 3)}
+                    for k, until in sim.fault_until.items() if k.value not in sim.active]
+            view["active"] = sorted([*view["active"], *chip], key=lambda a: str(a["kind"]))
+            return 200, view
 
         api.route("POST", "/sim/set", sim_set)
         api.route("POST", "/sim/fault", sim_fault)
         api.route("POST", "/sim/fault-clear", sim_fault_clear)
+        api.route("GET", "/sim/faults", sim_faults)
         api.route("POST", "/sim/scenario", sim_scenario)
         api.route("POST", "/sim/power-fail", power_fail)
         api.route("POST", "/sim/power-restore", power_restore)
