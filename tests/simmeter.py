@@ -11,12 +11,14 @@ from meterd.app.daemon import Daemon
 from meterd.app.features import load_config
 
 T = TypeVar("T")
+TEST_START_UTC = "2026-01-01T00:00:00+00:00"  # config/sim.toml starts at the time of day; tests do not
 
 
 def sim_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
     """config/sim.toml with the state directory and any section fields replaced."""
     cfg = load_config(Path(__file__).resolve().parents[1] / "config" / "sim.toml")
-    cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, state_dir=str(state_dir)))
+    cfg = dataclasses.replace(cfg, storage=dataclasses.replace(cfg.storage, state_dir=str(state_dir)),
+                              sim=dataclasses.replace(cfg.sim, start_utc=TEST_START_UTC))
     features = dict(cfg.features)
     if "power_quality" not in sections:
         # the waveform analysis costs ~60 ms per simulated second: tests that want it ask for it
@@ -30,13 +32,13 @@ def sim_config(state_dir: Path, **sections: dict[str, Any]) -> Config:
 
 
 def sim_config_file(tmp_path: Path, extra_toml: str = "", **replacements: str) -> Path:
-    """config/sim.toml as a file for a meterd process under test: DLMS on a free TCP port (so
-    parallel tests never collide), with ``key = value`` lines replaced by ``replacements`` and
+    """config/sim.toml as a file for a meterd process under test: DLMS and the network API on
+    free TCP ports (so parallel tests never collide), the clock at :data:`TEST_START_UTC`, with ``key = value`` lines replaced by ``replacements`` and
     ``extra_toml`` (more tables, e.g. a feature section) appended."""
     import re
 
     text = (Path(__file__).resolve().parents[1] / "config" / "sim.toml").read_text()
-    replacements = {"tcp_port": "0", **replacements}
+    replacements = {"tcp_port": "0", "listen": '"127.0.0.1:0"', "start_utc": f'"{TEST_START_UTC}"', **replacements}
     if "[power_quality]" not in extra_toml:  # ~60 ms per simulated second: on only when asked for
         text = re.sub(r"(?m)^(\[power_quality\]\s*\nenabled = )true", r"\1false", text)
     for key, value in replacements.items():

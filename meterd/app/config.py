@@ -96,9 +96,30 @@ class StorageSection:
 
 @dataclass(frozen=True)
 class ApiSection:
-    """Local API: UNIX socket path (relative paths are under the state directory)."""
+    """The API (:mod:`meterd.api.server`): the UNIX socket path; the network listener ``listen``
+    (``host:port``, port 0 = one the kernel picks; "" = none), its token file (read and control
+    tokens, mode 0600; a simulated meter creates it) and, for HTTPS, a certificate and its key
+    (PEM). Relative paths are under the state directory."""
 
     socket: str = "meterd.sock"
+    listen: str = ""
+    tokens: str = "api-tokens.toml"
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    def __post_init__(self) -> None:
+        if self.listen:
+            self.listen_address()
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together (both, or neither for plain HTTP)")
+
+    def listen_address(self) -> tuple[str, int]:
+        """``listen`` as (host, port); ValueError when it is not ``host:port``."""
+        host, sep, port = self.listen.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen {self.listen!r}: expected host:port (port 0..65535, 0 = any free port)")
+        return host, int(port)
 
 
 @dataclass(frozen=True)
@@ -132,11 +153,18 @@ class SimSection:
     :mod:`hw.sim.scenario`; path relative to the working directory) played from the first cycle."""
 
     speed: float = field(default=1.0, metadata=rng(0, 100_000))
-    start_utc: str = "2026-01-01T00:00:00+00:00"
+    start_utc: str = "2026-01-01T00:00:00+00:00"  # or "now": the present time (UTC, whole seconds)
     voltage_v: float = field(default=230.0, metadata=rng(0, 480))
     current_a: float = field(default=5.0, metadata=rng(0, 200))
     power_factor: str = "1.0"
     scenario: str = ""
+
+    def start(self) -> _dt.datetime:
+        """The simulated clock's first instant: ``start_utc``, or the present time rounded down
+        to the second (UTC) when it is ``"now"``."""
+        if self.start_utc == "now":
+            return _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+        return _dt.datetime.fromisoformat(self.start_utc)
 
 
 @dataclass(frozen=True)
@@ -241,9 +269,9 @@ def _cross_checks(cfg: Config) -> None:
                           f"energy LSB {cfg.frontend.energy_lsb_cf} CF at this constant is {milli:g} mWh;"
                           " it must be a whole number of mWh")
     try:
-        start = _dt.datetime.fromisoformat(cfg.sim.start_utc)
+        start = cfg.sim.start()
     except ValueError as exc:
-        raise ConfigError(f, "sim.start_utc", f"not an ISO 8601 date-time: {exc}") from None
+        raise ConfigError(f, "sim.start_utc", f"not an ISO 8601 date-time or \"now\": {exc}") from None
     if start.tzinfo is None:
         raise ConfigError(f, "sim.start_utc", "must carry a UTC offset, e.g. +00:00")
     if cfg.hardware.simulated and cfg.hardware.pin_factory not in ("", "mock"):

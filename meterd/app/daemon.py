@@ -31,7 +31,7 @@ from meterd.app.feature_api import CycleHook, FeatureContext, Link
 from meterd.app.features import attach_all, start_all
 from meterd.app.hardware import Hardware, backends_for, build_hardware
 from meterd.app.registry import Registry
-from meterd.app.routes import register_routes
+from meterd.app.routes import register_routes, register_streams, start_network_api
 from meterd.core.checkpoint import CheckpointPolicy, StorageEvent
 from meterd.core.chip_health import ChipLimits, ChipSupervisor
 from meterd.core.clock import Clock, SimClock
@@ -89,7 +89,7 @@ class Daemon:
         last = self.store.restored
         backends = backends_for(cfg)
         if backends.clock == "sim":
-            start = _dt.datetime.fromisoformat(cfg.sim.start_utc)
+            start = cfg.sim.start()
             if last is not None and last.utc > start:
                 start = last.utc  # the simulated world carries on where the meter stopped
             self.clock = SimClock(start_utc=start)
@@ -126,6 +126,9 @@ class Daemon:
                 recorder.record(event.code, utc, event.detail)
 
             self.meter.storage_sink = storage_event
+        register_routes(self.api, self.meter, self.info, self.status_extras, self.hardware.sim)
+        register_streams(self.api, self.meter, self.cycle_hooks, events, self.hardware.sim, self.clock,
+                         cfg.meter.cycle_s)
         return self.meter
 
     def context(self) -> FeatureContext:
@@ -202,10 +205,10 @@ class Daemon:
             "cycles": self.meter.cycles if self.meter else 0, "late_cycles": self.late_cycles,
             "missed_cycles": self.missed_cycles, "speed": self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0}
 
-        register_routes(self.api, meter, self.info, self.status_extras, self.hardware.sim)
         socket_path = self.cfg.under_state(self.cfg.api.socket)
         await self.api.start(socket_path)
         self.info["api_socket"] = str(socket_path)
+        await start_network_api(self.api, self.cfg, self.hardware.backends.simulated, self.info)
         await start_all(self.context())
         self._announce()
         self.notifier.ready(self.status_line())

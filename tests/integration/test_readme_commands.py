@@ -34,10 +34,11 @@ SKIPPED = {
 }
 
 # The scratch copy of config/ differs from the repository's only here, so that tests running in
-# parallel never collide: DLMS on a free TCP port, and the power-quality analysis (~6 % of a core,
+# parallel never collide: DLMS and the network API on free TCP ports, and the power-quality analysis (~6 % of a core,
 # used by no README command) off.
 CONFIG_CHANGES = {
     "sim.toml": [(r"(?m)^tcp_port = .*$", "tcp_port = 0"),
+                 (r"(?m)^listen = .*$", 'listen = "127.0.0.1:0"'),
                  (r"(?m)^(\[power_quality\]\s*\nenabled = )true", r"\1false")],
 }
 

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from hw.relay import RelayFault
-from meterd.app.routes import register_routes
 from meterd.app.sim_faults import KINDS
 from meterd.runtime.load_control import LoadControlUnit
 from tests.simmeter import SimMeter
@@ -34,13 +33,7 @@ def open_meter(state_dir: Path, pq: bool = False, relay: bool = False) -> SimMet
                                            "supervision": FAST}
     if relay:
         sections["load_control"] = {"max_retries": 1}
-    return with_routes(SimMeter(state_dir, **sections))
-
-
-def with_routes(meter: SimMeter) -> SimMeter:
-    """The daemon's ``/status`` and ``/sim/...`` routes, which it adds when its API starts."""
-    register_routes(meter.daemon.api, meter.meter, meter.daemon.info, meter.daemon.status_extras, meter.world)
-    return meter
+    return SimMeter(state_dir, **sections)
 
 
 def call(meter: SimMeter, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
@@ -235,8 +228,8 @@ def test_relay_coil_open_then_cleared_lets_the_relay_move(tmp_path: Path) -> Non
 
 
 def test_rtc_battery_low_is_recorded_by_the_battery_watch(tmp_path: Path) -> None:
-    meter = with_routes(SimMeter(tmp_path, sim={"start_utc": START.isoformat()}, power_quality={"enabled": False},
-                                 display={"kind": "dummy", "battery_check_s": 5.0}))
+    meter = SimMeter(tmp_path, sim={"start_utc": START.isoformat()}, power_quality={"enabled": False},
+                     display={"kind": "dummy", "battery_check_s": 5.0})
     try:
         meter.run(6)
         before = len(event_names(meter))
@@ -267,9 +260,10 @@ def test_a_scenario_injects_and_clears_faults(tmp_path: Path) -> None:
 
 
 BAD: list[tuple[dict[str, Any], str]] = [
-    ({"kind": "lightning"}, "unknown fault"),
+    ({"kind": "lightning"}, "expected one of"),
     ({"kind": "voltage_dip", "residual_pct": 0}, "out of range"),
-    ({"kind": "voltage_dip", "depth": 50}, "unknown parameter"),
+    ({"kind": "voltage_dip", "depth": 50}, "unknown key(s) depth"),
+    ({"kind": "magnet", "phase": "L1"}, "unknown parameter(s) ['phase']"),
     ({"kind": "reversed_ct", "phase": "all"}, "choose from"),
     ({"kind": "magnet", "duration_s": -1}, "duration_s"),
     ({"kind": "swapped_phases", "phase": "L1", "other": "L1"}, "must differ"),
