@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from meterd.api.dashboard import add_dashboard, is_public
 from meterd.api.errors import ApiError
 from meterd.api.openapi import openapi_document
 from meterd.api.schema import Body
@@ -191,6 +192,7 @@ class ApiServer:
         app[_LOCAL] = tokens is None
         app.router.add_route("GET", "/metrics", self._metrics)
         app.router.add_route("GET", "/ws/{stream}", self._websocket)
+        add_dashboard(app.router)
         app.router.add_route("*", "/{tail:.*}", self._http)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)  # no URLs (tokens) in logs
         await runner.setup()
@@ -315,6 +317,8 @@ def _authenticator(tokens: Tokens, specs: dict[tuple[str, str], RouteSpec]) -> A
     @web.middleware
     async def authenticate(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if is_public(request.method, request.path):  # the console's static files
+            return await handler(request)
         token = presented_token(request)
         role = tokens.role_of(token) if token is not None else None
         if role is None:

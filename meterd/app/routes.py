@@ -228,6 +228,7 @@ async def start_network_api(api: ApiServer, cfg: Config, simulated: bool, info: 
     bound_host, bound_port = await api.start_tcp(host, port, tokens, tls)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     info["api_url"] = f"{'https' if tls else 'http'}://{shown}:{bound_port}"
+    info["dashboard"] = f"{info['api_url']}/dashboard/"
 
     def token_list(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """The network API's tokens (read, control) and address."""

@@ -71,7 +71,8 @@ export function drawPhasors(svg, ph) {
     const p1 = [x - head * Math.cos(a - spread), y + head * Math.sin(a - spread)];
     const p2 = [x - head * Math.cos(a + spread), y + head * Math.sin(a + spread)];
     el("polygon", { points: `${x},${y} ${p1[0]},${p1[1]} ${p2[0]},${p2[1]}`, fill: colour }, svg);
-    const lx = (len + 10) * Math.cos(a), ly = -(len + 10) * Math.sin(a);
+    const la = a + (dashed ? -0.22 : 0);
+    const lx = (len + 10) * Math.cos(la), ly = -(len + 10) * Math.sin(la);
     const text = el("text", { x: lx, y: ly + 3, fill: colour, "font-size": 9, "text-anchor": "middle",
                               "font-family": "DejaVu Sans Mono, monospace" }, svg);
     text.textContent = label;
@@ -83,11 +84,12 @@ export function drawPhasors(svg, ph) {
 export function drawScope(canvas, wave, show) {
   const ctx = canvas.getContext("2d");
   const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || canvas.width, h = Math.round(w * 0.47);
+  const w = canvas.clientWidth || canvas.width, h = Math.round(w * 0.42);
   if (canvas.width !== Math.round(w * dpr) || canvas.height !== Math.round(h * dpr)) {
     canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
   }
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.direction = "ltr";  // a scope reads left to right in any language
   ctx.fillStyle = "#0f141a"; ctx.fillRect(0, 0, w, h);
   ctx.strokeStyle = "#222c37"; ctx.lineWidth = 1;
   for (let i = 1; i < 10; i++) { const x = Math.round(w * i / 10) + 0.5; ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, h); ctx.stroke(); }
@@ -117,18 +119,19 @@ export function drawScope(canvas, wave, show) {
 /** Harmonic magnitudes (% of fundamental) of orders 2..50 as bars. */
 export function drawBars(svg, values, colour) {
   svg.replaceChildren();
-  const W = 500, H = 190, left = 26, bottom = 16;
+  const W = 500, H = 190, left = 26, bottom = 16, head = 8;
   const max = Math.max(1, ...values.map((v) => v || 0));
   const top = Math.ceil(max / 2) * 2 + (max < 2 ? 0 : 1);
+  const plotH = H - bottom - head;
   for (let k = 0; k <= 4; k++) {
-    const y = (H - bottom) * (1 - k / 4) + 0.5;
+    const y = head + plotH * (1 - k / 4) + 0.5;
     el("line", { x1: left, y1: y, x2: W, y2: y, stroke: "#27313d", "stroke-width": 0.7 }, svg);
     const lab = el("text", { x: left - 4, y: y + 3, fill: "#8491a1", "font-size": 9, "text-anchor": "end" }, svg);
     lab.textContent = (top * k / 4).toFixed(top < 4 ? 1 : 0);
   }
   const bw = (W - left) / values.length;
   values.forEach((v, i) => {
-    const hgt = (H - bottom) * (v || 0) / top;
+    const hgt = plotH * (v || 0) / top;
     if (hgt > 0.2) el("rect", { x: left + i * bw + 1, y: H - bottom - hgt, width: Math.max(bw - 2, 1), height: hgt, fill: colour, class: "bar" }, svg);
     const order = i + 2;
     if (order % 2 === 1 && (order <= 15 || order % 10 === 5)) {
@@ -141,7 +144,7 @@ export function drawBars(svg, values, colour) {
 /** Load profile: bars of mean active power per period (kW) and the mean voltages as lines. */
 export function drawProfile(svg, profile) {
   svg.replaceChildren();
-  const W = 600, H = 200, left = 34, right = 34, bottom = 16;
+  const W = 600, H = 200, left = 34, right = 34, bottom = 16, head = 8;
   const rows = profile.rows || [];
   const col = (pred) => (profile.columns || []).findIndex(pred);
   const ai = col((c) => c.kind === "interval" && c.quantity === "active_import");
@@ -150,16 +153,17 @@ export function drawProfile(svg, profile) {
   const hours = profile.period_s / 3600;
   const kw = rows.map((r) => ((ai >= 0 ? r.values[ai] : 0) - (ae >= 0 ? r.values[ae] : 0)) / hours / 1000);
   const kmax = Math.max(0.1, ...kw.map(Math.abs)) * 1.15;
+  const plotH = H - bottom - head;
   for (let k = 0; k <= 4; k++) {
-    const y = (H - bottom) * (1 - k / 4) + 0.5;
+    const y = head + plotH * (1 - k / 4) + 0.5;
     el("line", { x1: left, y1: y, x2: W - right, y2: y, stroke: "#27313d", "stroke-width": 0.7 }, svg);
     const lab = el("text", { x: left - 4, y: y + 3, fill: "#8491a1", "font-size": 9, "text-anchor": "end" }, svg);
-    lab.textContent = (kmax * k / 4).toFixed(kmax < 4 ? 1 : 0);
+    lab.textContent = (kmax * k / 4).toFixed(kmax < 1 ? 2 : kmax < 4 ? 1 : 0);
   }
   if (!rows.length) return;
   const bw = (W - left - right) / Math.max(rows.length, 24);
   kw.forEach((v, i) => {
-    const hgt = (H - bottom) * Math.max(v, 0) / kmax;
+    const hgt = plotH * Math.max(v, 0) / kmax;
     el("rect", { x: left + i * bw + 1, y: H - bottom - hgt, width: Math.max(bw - 2, 1), height: hgt, fill: "#3d7fc1", class: "bar" }, svg);
   });
   const volts = vcols.flatMap((c) => (c >= 0 ? rows.map((r) => r.values[c]) : []));
@@ -167,10 +171,10 @@ export function drawProfile(svg, profile) {
     const vmin = Math.min(...volts) - 5, vmax = Math.max(...volts) + 5;
     vcols.forEach((c, p) => {
       if (c < 0) return;
-      const pts = rows.map((r, i) => `${left + i * bw + bw / 2},${(H - bottom) * (1 - (r.values[c] - vmin) / (vmax - vmin))}`);
+      const pts = rows.map((r, i) => `${left + i * bw + bw / 2},${head + plotH * (1 - (r.values[c] - vmin) / (vmax - vmin))}`);
       el("polyline", { points: pts.join(" "), fill: "none", stroke: PHASE_COLOURS[p], "stroke-width": 1.4 }, svg);
     });
-    for (const [v, y] of [[vmax, 8], [vmin, H - bottom]]) {
+    for (const [v, y] of [[vmax, head], [vmin, H - bottom]]) {
       const lab = el("text", { x: W - right + 4, y: y + 3, fill: "#8491a1", "font-size": 9 }, svg);
       lab.textContent = `${v.toFixed(0)} V`;
     }

@@ -82,7 +82,8 @@ function kv(dl, rows) {
   dl.replaceChildren();
   for (const [label, value, cls] of rows) {
     const dt = document.createElement("dt"); dt.textContent = label;
-    const dd = document.createElement("dd"); dd.textContent = value; if (cls) dd.className = cls;
+    const dd = document.createElement("dd"); if (cls) dd.className = cls;
+    const v = document.createElement("bdi"); v.textContent = value; dd.append(v);
     dl.append(dt, dd);
   }
 }
@@ -111,7 +112,10 @@ function showValues(v) {
     ["L1", "L2", "L3"].forEach((p, i) => { row.cells[i + 1].textContent = fmt((v.phases[p] || {})[q], DECIMALS[q]); });
     const tot = q === "frequency_hz" ? v.frequency_hz : q === "current_a" ? v.total.neutral_current_a : v.total[q];
     row.cells[4].textContent = q === "voltage_v" ? "" : fmt(tot, DECIMALS[q]);
-    if (q === "current_a") row.cells[4].title = "N";
+    if (q === "current_a") {  // the total column holds the neutral current
+      const tag = document.createElement("span"); tag.className = "tag"; tag.textContent = "N";
+      row.cells[4].prepend(tag);
+    }
   }
   const flags = $("status-flags"); flags.replaceChildren();
   for (const f of v.status_flags || []) { const s = document.createElement("span"); s.className = "flag"; s.textContent = f; flags.append(s); }
@@ -136,6 +140,7 @@ function showEnergy(energy) {
 }
 
 function showStatus(s) {
+  state.status = s;
   if (!state.live) showValues(s);
   const relay = s.relay;
   const badge = $("relay-badge");
@@ -173,6 +178,7 @@ function showStatus(s) {
 
 function showPq(pq) {
   state.pq = pq;
+  if (pq.enabled === false) { $("thd").textContent = "—"; $("flicker-note").textContent = "power quality off ([power_quality] enabled = false)"; return; }
   const tabs = $("harm-tabs");
   const channels = Object.keys(pq.harmonic_pct || {}).filter((c) => c !== "IN");
   if (tabs.childElementCount !== channels.length) {
@@ -207,6 +213,7 @@ function showPq(pq) {
 }
 
 function showTariff(tf) {
+  state.tariff = tf;
   const regs = tf.rate_registers || {};
   table($("rate-table"), [t("rate_n"), t("import"), t("export")], Object.entries(regs).map(([rate, r]) => ({
     cells: [rate, kilo(r.active_import), kilo(r.active_export)], cls: Number(rate) === tf.rate ? "current" : "" })));
@@ -218,6 +225,7 @@ function showTariff(tf) {
 }
 
 function showProfile(p) {
+  state.profile = p;
   $("profile-note").textContent = p.rows.length ? `${p.rows.length} × ${p.period_s / 60} min` : t("no_profile");
   drawProfile($("profile"), p);
 }
@@ -257,16 +265,23 @@ function showFaults(view) {
     select.onchange = faultParams;
     faultParams();
   }
-  const list = $("active-faults"); list.replaceChildren();
+  const list = $("active-faults");
+  const left = (a) => (a.remaining_s === null ? t("until_cleared") : `${fmt(a.remaining_s, 0)} s ${t("remaining")}`);
+  const key = JSON.stringify(view.active.map((a) => [a.kind, a.params])) + getLang();
+  if (list.dataset.key === key) {  // the same faults: only the time left changes (buttons stay put)
+    view.active.forEach((a, i) => { list.children[i].querySelector(".t").textContent = left(a); });
+    return;
+  }
+  list.dataset.key = key;
+  list.replaceChildren();
   for (const a of view.active) {
     const item = document.createElement("li");
     const name = document.createElement("span");
     name.textContent = `${a.kind} ${Object.entries(a.params || {}).map(([k, v]) => `${k}=${v}`).join(" ")}`;
     const b = document.createElement("button"); b.type = "button"; b.textContent = t("clear");
     b.onclick = () => simCall("/sim/fault-clear", { kind: a.kind }, t("clear"));
-    const left = document.createElement("span"); left.className = "t";
-    left.textContent = a.remaining_s === null ? t("until_cleared") : `${fmt(a.remaining_s, 0)} s ${t("remaining")}`;
-    item.append(name, left, b);
+    const time = document.createElement("span"); time.className = "t"; time.textContent = left(a);
+    item.append(name, time, b);
     item.style.gridTemplateColumns = "1fr auto auto";
     list.append(item);
   }
@@ -377,7 +392,12 @@ function init() {
     sessionStorage.setItem(LANG_KEY, setLang(getLang() === "ar" ? "en" : "ar"));
     $("lang").textContent = getLang() === "ar" ? "English" : "عربي";
     if (state.values) showValues(state.values);
+    if (state.status) showStatus(state.status);
+    if (state.pq) showPq(state.pq);
+    if (state.tariff) showTariff(state.tariff);
+    if (state.profile) showProfile(state.profile);
     if (state.faults) showFaults(state.faults);
+    $("conn-text").textContent = t(state.live ? "live" : "polling");
   };
   $("token-form").onsubmit = () => {
     sessionStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
