@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from meterd.app.meterctl import request
+from meterd.client import MeterClient
 from tests.dlms_fakes import make_keys
 from tests.simmeter import sim_config_file
 
@@ -35,8 +35,13 @@ class MeterdProcess:
     def socket(self) -> str:
         return str(self.state / "meterd.sock")
 
+    @property
+    def client(self) -> MeterClient:
+        """The API client on the meter's UNIX socket."""
+        return MeterClient(self.socket)
+
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        return request(self.socket, method, path, body)
+        return self.client.request(method, path, body)
 
     def status(self, wait_s: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + wait_s

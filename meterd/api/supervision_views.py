@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from meterd.api.schema import Body, Field
 from meterd.api.server import ApiError, ApiServer
+from meterd.api.tokens import Role
 from meterd.core.alarms import ALL_BITS
 from meterd.core.clock import Clock
 from meterd.core.event_codes import LOG_OBIS, LogId
@@ -54,6 +56,10 @@ def supervision_routes(api: ApiServer, supervision: Supervision, clock: Clock) -
         cleared = supervision.clear_alarms(clock.utc(), mask)
         return 200, {"cleared": f"0x{cleared:08X}", **alarms_view(supervision)}
 
-    api.route("GET", "/events", get_events)
-    api.route("POST", "/events", post_events)
-    api.route("POST", "/alarms/clear", clear_alarms)
+    api.route("GET", "/events", get_events, description="The newest 50 events across all logs, newest first.")
+    api.route("POST", "/events", post_events, role=Role.READ,  # a query: a read token may ask it
+              description="The newest events, from all logs or one.",
+              body=Body((Field("limit", int, "events (newest first)", minimum=1, maximum=10_000),
+                         Field("log", str, "one log: standard, fraud, disconnector, power_quality, ..."))))
+    api.route("POST", "/alarms/clear", clear_alarms, description="Clear alarm register bits (0-0:97.98.0.255).",
+              body=Body((Field("mask", int, "bits to clear (default all)", minimum=0, maximum=ALL_BITS),)))

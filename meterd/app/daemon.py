@@ -31,7 +31,7 @@ from meterd.app.feature_api import CycleHook, FeatureContext, Link
 from meterd.app.features import attach_all, start_all
 from meterd.app.hardware import Hardware, backends_for, build_hardware
 from meterd.app.registry import Registry
-from meterd.app.routes import register_routes, register_streams, start_network_api
+from meterd.app.routes import register_metrics, register_routes, register_streams, start_network_api
 from meterd.core.checkpoint import CheckpointPolicy, StorageEvent
 from meterd.core.chip_health import ChipLimits, ChipSupervisor
 from meterd.core.clock import Clock, SimClock
@@ -129,6 +129,7 @@ class Daemon:
         register_routes(self.api, self.meter, self.info, self.status_extras, self.hardware.sim)
         register_streams(self.api, self.meter, self.cycle_hooks, events, self.hardware.sim, self.clock,
                          cfg.meter.cycle_s)
+        register_metrics(self.api, self.meter, self.status_extras)
         return self.meter
 
     def context(self) -> FeatureContext:

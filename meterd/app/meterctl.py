@@ -15,6 +15,7 @@
   meterctl tariff | billing-reset
   meterctl ciu [pair]
   meterctl display button next|previous
+  meterctl api-tokens          (the network API's address and tokens; UNIX socket only)
   meterctl sts decode TOKEN --key HEX --ea 7|11 --base-date 1993|2014|2035   (offline)
 
 ``--json`` (raw JSON instead of tables), ``--socket PATH`` and ``--config FILE`` go before or
@@ -32,44 +33,20 @@ accepted, an API error); 2 usage error, or meterd not reachable (not running, st
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from meterd.api.views import status_table, text_table, text_value
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """HTTP over a UNIX stream socket."""
-
-    def __init__(self, path: str, timeout: float = 10.0) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+from meterd.client import MeterClient
 
 
 def request(socket_path: str, method: str, path: str, body: dict[str, Any] | None = None,
             timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
-    """One API call; returns (HTTP status, JSON object)."""
-    conn = UnixHTTPConnection(socket_path, timeout=timeout)
-    try:
-        data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else {}
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        payload = json.loads(resp.read() or b"{}")
-        return resp.status, payload
-    finally:
-        conn.close()
+    """One API call over the UNIX socket; returns (HTTP status, JSON object)."""
+    return MeterClient(socket_path, timeout_s=timeout).request(method, path, body)
 
 
 SIM_RUN_SOCKET = Path("var/run-sim/meterd.sock")  # where `make run` puts it, from the source tree
@@ -178,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp = sub.add_parser("display", help="meter LCD")
     dp.add_argument("action", choices=["button"])
     dp.add_argument("button", choices=["next", "previous"])
+    sub.add_parser("api-tokens", help="the network API's address and its read and control tokens")
     sts = sub.add_parser("sts", help="offline STS tools", add_help=False)
     sts.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -328,6 +306,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print(args, _call(args, "POST", "/alarms/clear", {} if args.mask is None else {"mask": args.mask}))
     elif args.command == "pq":
         _print(args, _call(args, "GET", "/pq"))
+    elif args.command == "api-tokens":
+        _print(args, _call(args, "GET", "/api/tokens"))
     return 0
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hw.atm90e36.faults import ChipFault
+from meterd.api.metrics import MetricSources, metrics_registry
 from meterd.api.schema import EMPTY, Body, Field
 from meterd.api.server import ApiError, ApiServer
 from meterd.api.tokens import TokenFileError, ensure_tokens
@@ -217,6 +218,11 @@ async def start_network_api(api: ApiServer, cfg: Config, simulated: bool, info: 
     the file with fresh tokens when it is missing) and TLS when configured; the address goes to
     ``info["api_url"]``. ``GET /api/tokens`` (UNIX socket only) tells the local user the tokens."""
     if not cfg.api.listen:
+        def network_off(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            """The network API's tokens (read, control) and address."""
+            raise ApiError(404, "the network API is off on this meter ([api] listen is empty)")
+
+        api.route("GET", "/api/tokens", network_off, local_only=True)
         return
     path = cfg.under_state(cfg.api.tokens)
     try:
@@ -236,3 +242,19 @@ async def start_network_api(api: ApiServer, cfg: Config, simulated: bool, info: 
                      "control": list(tokens.control)}
 
     api.route("GET", "/api/tokens", token_list, local_only=True)
+
+
+def register_metrics(api: ApiServer, meter: MeteringService, status_extras: dict[str, Callable[[], Any]]) -> None:
+    """``GET /metrics``: the meter's health and measurements (:mod:`meterd.api.metrics`); the
+    loop's lateness counters and the CIU link's state are read from ``status_extras``."""
+
+    def loop() -> dict[str, Any]:
+        provider = status_extras.get("loop")
+        return dict(provider()) if provider is not None else {}
+
+    def links() -> dict[str, str]:
+        provider = status_extras.get("ciu")
+        view = provider() if provider is not None else None
+        return {"ciu": str(view["state"])} if isinstance(view, dict) and "state" in view else {}
+
+    api.metrics_registry = metrics_registry(MetricSources(meter, loop, links, api.hub))

@@ -116,15 +116,28 @@ def wait_for_api(socket_path: Path, proc: subprocess.Popen[bytes], timeout_s: fl
     raise RuntimeError(f"meterd did not answer within {timeout_s:.0f} s")
 
 
-def banner(view: dict[str, Any], socket_path: Path, config: str) -> str:
+def api_tokens(socket_path: Path) -> dict[str, Any] | None:
+    """The network API's address and tokens (None when it is off)."""
+    try:
+        status, answer = request(str(socket_path), "GET", "/api/tokens", timeout=2.0)
+    except OSError:
+        return None
+    return answer if status == 200 else None
+
+
+def banner(view: dict[str, Any], socket_path: Path, config: str, tokens: dict[str, Any] | None = None) -> str:
     """What the user needs to know, in a few lines."""
     links = view.get("links", {})
     lines = [
         f"PMM1221 simulated meter {view['serial']} is running.",
         f"  local API socket : {socket_path}",
     ]
+    if tokens is not None:
+        lines.append(f"  network API      : {tokens['url']}   (docs/api.md; OpenAPI at {tokens['url']}/openapi.json)")
+        lines.append(f"  API read token   : {' '.join(tokens['read']) or '-'}")
+        lines.append(f"  API control token: {' '.join(tokens['control']) or '-'}")
     for key in sorted(links):
-        if key != "api_socket":
+        if key not in ("api_socket", "api_url"):
             lines.append(f"  {key:17}: {links[key]}")
     lines += ["", "Try, in another terminal (after `source .venv/bin/activate`):",
               f"  export METERD_SOCKET={socket_path.resolve()}"
@@ -135,6 +148,9 @@ def banner(view: dict[str, Any], socket_path: Path, config: str) -> str:
         "  meterctl sim set --phase A --voltage 230 --current 10 --pf 0.5L",
         "  meterctl sim scenario config/scenarios/evening.toml",
     ]
+    if tokens is not None:
+        lines.append(f"  curl -H 'Authorization: Bearer {tokens['read'][0] if tokens['read'] else 'TOKEN'}' "
+                     f"{tokens['url']}/status")
     if "ciu_keypad" in links:
         lines.append(f"  type a token on the CIU keypad: python -m ciu.keys {links['ciu_keypad']}")
         lines.append("  make a token for this meter: python -m meterd.tools.vend credit --kwh 10 --config "
@@ -188,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         view = wait_for_api(socket_path, meterd.proc, stop=stop)
         if view is None:
             return 0
-        print(banner(view, socket_path, args.config), flush=True)
+        print(banner(view, socket_path, args.config, api_tokens(socket_path)), flush=True)
         ciu_port = view.get("links", {}).get("ciu_link")
         if ciu_port:
             children.append(spawn("ciu", [sys.executable, "-m", "ciu", "--port", str(ciu_port),
