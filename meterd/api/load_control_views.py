@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from meterd.api.schema import Body, Field
 from meterd.api.server import ApiError, ApiServer
 from meterd.core.disconnect import ControlState, Outcome, Trigger
 from meterd.services.load_control import LoadControl, LoadControlStatus
@@ -84,6 +85,10 @@ def relay_routes(api: ApiServer, lc: LoadControl, view: Callable[[], dict[str, A
         outcome = press(long_press)
         return (200 if outcome.accepted else 409), {**outcome_dict(outcome), "relay": view()}
 
-    api.route("GET", "/relay", get_relay)
-    api.route("POST", "/relay", post_relay)
-    api.route("POST", "/relay/button", post_button)
+    api.route("GET", "/relay", get_relay,
+              description="Relay and disconnect control state, control mode, limiter, recent relay events.")
+    api.route("POST", "/relay", post_relay, description="A local or remote disconnect/reconnect, or the control mode.",
+              body=Body((Field("action", str, "what to do", choices=tuple(sorted(_ACTIONS))),
+                         Field("control_mode", int, "disconnect control mode (0-0:96.3.10.255)", minimum=0, maximum=6))))
+    api.route("POST", "/relay/button", post_button, description="Press the relay button.",
+              body=Body((Field("long", bool, "a long press (local disconnect)"),)))

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from meterd.api.schema import EMPTY
 from meterd.api.server import ApiError, ApiServer
 from meterd.core.demand import DemandQuantity
 from meterd.core.energy import Quantity
@@ -98,8 +99,11 @@ def revenue_routes(api: ApiServer, service: RevenueService, now: Callable[[], _d
         return 200, {"counter": snap.counter, "utc": snap.utc.isoformat(), "reason": snap.reason}
 
     def get_load_profile(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The newest rows of the load profile 1-0:99.1.0.255 (Wh, varh, V per capture period)."""
         return 200, load_profile_view(service)
 
-    api.route("GET", "/tariff", get_tariff)
+    api.route("GET", "/tariff", get_tariff,
+              description="Active rate, rate registers (Wh) and maximum demand (W) with their times.")
     api.route("GET", "/load-profile", get_load_profile)
-    api.route("POST", "/billing/reset", post_billing_reset)
+    api.route("POST", "/billing/reset", post_billing_reset, body=EMPTY,
+              description="End the billing period now (maximum demand reset).")

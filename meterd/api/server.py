@@ -85,6 +85,7 @@ class ApiServer:
         self._sockets: list[web.WebSocketResponse] = []
         self._socket: tuple[Path, int, int] | None = None  # path, st_dev, st_ino of the bound socket
         self.tcp_address: tuple[str, int] | None = None
+        self.static_dirs: dict[str, Path] = {}  # URL prefix -> directory of public files
         self.route("GET", "/openapi.json", self._openapi, description="This document (OpenAPI 3.1).")
 
     # -- registration -----------------------------------------------------------------------
@@ -100,6 +101,14 @@ class ApiServer:
         self.routes[(method, path)] = handler
         self.specs[(method, path)] = RouteSpec(method, path, handler, description or _first_doc_line(handler),
                                                body, needed, local_only)
+
+    def static(self, prefix: str, directory: Path) -> None:
+        """Serve the files of ``directory`` under ``prefix`` (e.g. ``/ui``) on both listeners,
+        without a token: they must hold no meter data (a page asks the API for that, with its
+        token). Registered before the listeners start."""
+        if not prefix.startswith("/") or prefix.endswith("/") or prefix.startswith(("/ws/", "/metrics")):
+            raise ValueError(f"static prefix {prefix!r}: expected /name")
+        self.static_dirs[prefix] = directory
 
     def stream(self, name: str, description: str, hello: Callable[[], Payload] | None = None) -> None:
         """Offer the WebSocket stream ``GET /ws/<name>``; ``hello()`` is each client's first message."""
@@ -187,12 +196,15 @@ class ApiServer:
                 pass
 
     async def _runner(self, tokens: Tokens | None) -> web.AppRunner:
-        middlewares = [_errors_as_json] + ([_authenticator(tokens, self.specs)] if tokens is not None else [])
+        middlewares = [_errors_as_json] + ([_authenticator(tokens, self.specs, tuple(self.static_dirs))]
+                                           if tokens is not None else [])
         app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
         app[_LOCAL] = tokens is None
         app.router.add_route("GET", "/metrics", self._metrics)
         app.router.add_route("GET", "/ws/{stream}", self._websocket)
         add_dashboard(app.router)
+        for prefix, directory in self.static_dirs.items():
+            app.router.add_static(prefix, directory, follow_symlinks=False)
         app.router.add_route("*", "/{tail:.*}", self._http)
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)  # no URLs (tokens) in logs
         await runner.setup()
@@ -310,14 +322,17 @@ def presented_token(request: web.Request) -> str | None:
     return request.query.get(TOKEN_QUERY) or None
 
 
-def _authenticator(tokens: Tokens, specs: dict[tuple[str, str], RouteSpec]) -> Any:
+def _authenticator(tokens: Tokens, specs: dict[tuple[str, str], RouteSpec], public: tuple[str, ...]) -> Any:
     """The TCP listener's middleware: 401 without a known token, 403 when its role does not
-    allow the route (the role a route needs is in its spec; GET needs read, others control)."""
+    allow the route (the role a route needs is in its spec; GET needs read, others control);
+    the static files under the ``public`` prefixes need none."""
 
     @web.middleware
     async def authenticate(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         if is_public(request.method, request.path):  # the console's static files
+            return await handler(request)
+        if request.method in ("GET", "HEAD") and any(request.path.startswith(p + "/") for p in public):
             return await handler(request)
         token = presented_token(request)
         role = tokens.role_of(token) if token is not None else None

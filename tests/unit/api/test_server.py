@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from meterd.api.schema import Body, Field
 from meterd.api.server import MAX_BODY, ApiError, ApiServer
@@ -181,3 +182,30 @@ def test_a_stream_says_hello_then_fans_out_publications_and_drops_for_slow_clien
         assert api.hub.client_count() == 0
 
     run(test, tmp_path)
+
+
+def test_static_files_need_no_token_and_stay_in_their_directory(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>meter</h1>")
+    (tmp_path / "secret.txt").write_text("SECRET")
+
+    async def main() -> None:
+        api, _ = server_with_routes()
+        api.static("/ui", site)
+        host, port = await api.start_tcp("127.0.0.1", 0, TOKENS)
+        url = f"http://{host}:{port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"{url}/ui/index.html") as r:
+                    assert r.status == 200 and await r.text() == "<h1>meter</h1>"
+                async with s.get(URL(f"{url}/ui/%2e%2e/secret.txt", encoded=True)) as r:
+                    assert r.status in (403, 404) and "SECRET" not in await r.text()
+                async with s.get(f"{url}/uiother") as r:
+                    assert r.status == 401  # only what is under the prefix is public
+                async with s.get(f"{url}/thing") as r:
+                    assert r.status == 401
+        finally:
+            await api.close()
+
+    asyncio.run(main())
