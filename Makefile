@@ -14,8 +14,10 @@ all: test
 
 # Debian/Ubuntu packages the meter and its tests need: venv support, libfribidi (Arabic text
 # shaping through Pillow's raqm), systemd-analyze (offline unit verification), and the image
-# recipe's checks (shellcheck, dtc, lintian, partitioning and filesystem tools).
-SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools e2fsprogs
+# recipe's checks (shellcheck, dtc, lintian, partitioning and filesystem tools), and a headless
+# browser for the dashboard's tests (chromium, chromium-driver).
+SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools e2fsprogs \
+	chromium chromium-driver
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }

@@ -1,4 +1,4 @@
-"""The local API of the revenue functions: ``GET /tariff``, ``POST /billing/reset``."""
+"""The local API of the revenue functions: ``GET /tariff``, ``GET /load-profile``, ``POST /billing/reset``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from meterd.api.schema import EMPTY
 from meterd.api.server import ApiError, ApiServer
 from meterd.core.demand import DemandQuantity
 from meterd.core.energy import Quantity
+from meterd.core.profile import ColumnKind, ProfileChannel
 from meterd.core.reading import Channel
 from meterd.services.revenue import RevenueService
 
@@ -52,6 +53,35 @@ def tariff_view(service: RevenueService, utc: _dt.datetime) -> dict[str, Any]:
     }
 
 
+LOAD_PROFILE_ROWS = 96  # rows ``GET /load-profile`` returns: a day of 15-minute periods
+
+
+def load_profile_view(service: RevenueService) -> dict[str, Any]:
+    """``GET /load-profile``: the newest :data:`LOAD_PROFILE_ROWS` rows of the load profile
+    1-0:99.1.0.255 (capture period s; columns by OBIS after the clock, each with its unit: energy
+    in Wh or varh (the buffer's milli-units scaled), average voltage in V, status as its bits)."""
+    profile = service.load_profile
+    channels = profile.config.channels[1:]
+    scale = {ColumnKind.INTERVAL_ENERGY: 1e-3, ColumnKind.CUMULATIVE_ENERGY: 1e-3, ColumnKind.AVERAGE_VOLTAGE: 1e-2}
+    columns = [{"obis": c.column.obis, "kind": c.kind.value, "channel": c.channel.value,
+                "quantity": None if c.quantity is None else c.quantity.name.lower(), "unit": _profile_unit(c)}
+               for c in channels]
+    newest = profile.entries_in_use()
+    rows = profile.rows_by_entry(max(newest - LOAD_PROFILE_ROWS + 1, 1), 0)
+    return {"obis": profile.obis, "period_s": profile.capture_period_s, "columns": columns,
+            "rows": [{"utc": r.utc.isoformat(),
+                      "values": [round(float(v) * scale[c.kind], 3) if c.kind in scale else v
+                                 for c, v in zip(channels, r.values, strict=True)]} for r in rows]}
+
+
+def _profile_unit(channel: ProfileChannel) -> str:
+    if channel.kind is ColumnKind.AVERAGE_VOLTAGE:
+        return "V"
+    if channel.quantity is None:
+        return ""
+    return "varh" if "REACTIVE" in channel.quantity.name else "VAh" if "APPARENT" in channel.quantity.name else "Wh"
+
+
 def revenue_routes(api: ApiServer, service: RevenueService, now: Callable[[], _dt.datetime]) -> None:
     """``GET /tariff`` (:func:`tariff_view` at ``now()``) and ``POST /billing/reset`` (end the
     billing period now: MD reset; 409 when one already ended at this time)."""
@@ -68,7 +98,12 @@ def revenue_routes(api: ApiServer, service: RevenueService, now: Callable[[], _d
         log.info("billing period %d ended on command", snap.counter)
         return 200, {"counter": snap.counter, "utc": snap.utc.isoformat(), "reason": snap.reason}
 
+    def get_load_profile(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """The newest rows of the load profile 1-0:99.1.0.255 (Wh, varh, V per capture period)."""
+        return 200, load_profile_view(service)
+
     api.route("GET", "/tariff", get_tariff,
               description="Active rate, rate registers (Wh) and maximum demand (W) with their times.")
+    api.route("GET", "/load-profile", get_load_profile)
     api.route("POST", "/billing/reset", post_billing_reset, body=EMPTY,
               description="End the billing period now (maximum demand reset).")

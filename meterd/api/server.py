@@ -34,6 +34,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from meterd.api.dashboard import add_dashboard, is_public
 from meterd.api.errors import ApiError
 from meterd.api.openapi import openapi_document
 from meterd.api.schema import Body
@@ -201,6 +202,7 @@ class ApiServer:
         app[_LOCAL] = tokens is None
         app.router.add_route("GET", "/metrics", self._metrics)
         app.router.add_route("GET", "/ws/{stream}", self._websocket)
+        add_dashboard(app.router)
         for prefix, directory in self.static_dirs.items():
             app.router.add_static(prefix, directory, follow_symlinks=False)
         app.router.add_route("*", "/{tail:.*}", self._http)
@@ -328,6 +330,8 @@ def _authenticator(tokens: Tokens, specs: dict[tuple[str, str], RouteSpec], publ
     @web.middleware
     async def authenticate(request: web.Request,
                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if is_public(request.method, request.path):  # the console's static files
+            return await handler(request)
         if request.method in ("GET", "HEAD") and any(request.path.startswith(p + "/") for p in public):
             return await handler(request)
         token = presented_token(request)

@@ -4,7 +4,8 @@
   meterctl sim set --phase A|B|C|all [--voltage V] [--current A] [--pf 0.5L|0.8C|1] [--frequency Hz]
   meterctl sim scenario FILE
   meterctl sim power-fail | power-restore
-  meterctl sim fault KIND [--duration S] [--rate R] [--seed N] | fault-clear [KIND]
+  meterctl sim fault KIND [--duration S] [--param NAME=VALUE ...] [--rate R] [--seed N] | fault-clear [KIND]
+  meterctl sim faults
   meterctl token 12345678901234567890
   meterctl events [--limit N] [--log standard|fraud|disconnector|power_quality|...]
   meterctl alarms-clear [--mask M]
@@ -121,9 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("file")
     sim.add_parser("power-fail", help="cut the supply and raise the power-fail input")
     sim.add_parser("power-restore", help="restore the supply")
-    sf = sim.add_parser("fault", help="inject a metering IC fault: brown_out, miso_high, miso_low, bit_flips, "
-                                      "checksum, spi_timeout, late_cycle")
+    sf = sim.add_parser("fault", help="inject a fault: the grid, wiring, relay, supply, tamper inputs, RTC battery "
+                                      "or the metering IC (`meterctl sim faults` lists the kinds)")
     sf.add_argument("kind")
+    sf.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a fault parameter, e.g. --param phase=L2 --param residual_pct=40 (repeatable)")
     sf.add_argument("--duration", type=float, help="meter seconds (default: until fault-clear)")
     sf.add_argument("--rate", type=float, help="bit_flips: probability per SDO bit (default 0.001)")
     sf.add_argument("--seed", type=int, help="bit_flips: random seed (default 0)")
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("delay", type=float, help="extra time per write (s)")
     ss.add_argument("--duration", type=float, help="meter seconds (default: until changed)")
     sfc = sim.add_parser("fault-clear", help="end an injected fault (all when no kind)")
+    sim.add_parser("faults", help="the fault kinds with their parameters, and the faults in force")
     sfc.add_argument("kind", nargs="?")
     tok = sub.add_parser("token", help="enter a 20-digit STS token")
     tok.add_argument("digits")
@@ -261,10 +265,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         elif args.sim_command == "fault":
             fault = {k: v for k, v in {"kind": args.kind, "duration_s": args.duration, "rate": args.rate,
                                        "seed": args.seed}.items() if v is not None}
+            fault.update(_fault_params(args.param))
             _print(args, _call(args, "POST", "/sim/fault", fault))
         elif args.sim_command == "slow-storage":
             slow = {k: v for k, v in {"delay_s": args.delay, "duration_s": args.duration}.items() if v is not None}
             _print(args, _call(args, "POST", "/sim/slow-storage", slow))
+        elif args.sim_command == "faults":
+            _print(args, _call(args, "GET", "/sim/faults"))
         elif args.sim_command == "fault-clear":
             _print(args, _call(args, "POST", "/sim/fault-clear", {"kind": args.kind} if args.kind else {}))
         else:
@@ -341,6 +348,21 @@ def _reason(answer: dict[str, Any]) -> str:
         if isinstance(answer.get(key), str):
             return f": {answer[key]}"
     return ""
+
+
+def _fault_params(pairs: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` fault parameters: numbers as numbers, anything else (a phase) as text."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            print(f"meterctl: --param {pair!r}: expected NAME=VALUE", file=sys.stderr)
+            raise SystemExit(2)
+        try:
+            params[name] = float(value)
+        except ValueError:
+            params[name] = value
+    return params
 
 
 def _print(args: argparse.Namespace, payload: dict[str, Any]) -> None:

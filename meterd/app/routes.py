@@ -16,6 +16,7 @@ from meterd.api.views import status_view
 from meterd.app.config import Config
 from meterd.app.feature_api import CycleHook
 from meterd.app.sim_adapters import SAMPLE_RATE_HZ
+from meterd.app.sim_faults import KINDS
 from meterd.app.sim_world import SimWorld, fault_request
 from meterd.core.clock import Clock
 from meterd.core.errors import ConfigError
@@ -23,7 +24,22 @@ from meterd.core.events import EventEntry, EventRecorder
 from meterd.pq.source import ROW_NAMES
 from meterd.services.metering import CycleResult, MeteringService
 
-FAULT_KINDS = tuple(k.value for k in ChipFault)
+FAULT_KINDS = tuple(KINDS)
+
+
+def fault_param_fields() -> tuple[Field, ...]:
+    """Every fault parameter as a body field (type and choices; each kind checks its own ranges)."""
+    params: dict[str, tuple[type, set[str], list[str]]] = {}
+    for kind in KINDS.values():
+        for p in kind.params:
+            kind_type: type = str if p.choices else int if p.name == "seed" else float
+            entry = params.setdefault(p.name, (kind_type, set(), []))
+            entry[1].update(p.choices)
+            entry[2].append(kind.name)
+    return tuple(Field(name, kind_type, f"parameter of {', '.join(kinds)}", choices=tuple(sorted(choices)))
+                 for name, (kind_type, choices, kinds) in sorted(params.items()))
+
+
 SIM_SET = Body((
     Field("phase", str, "the phase to change, or all", choices=("A", "B", "C", "all", "L1", "L2", "L3")),
     Field("voltage_v", float, "RMS voltage (V)", minimum=0, maximum=480),
@@ -32,10 +48,9 @@ SIM_SET = Body((
     Field("frequency_hz", float, "frequency (Hz)", minimum=40, maximum=70),
 ))
 SIM_FAULT = Body((
-    Field("kind", str, "the metering IC fault", required=True, choices=FAULT_KINDS),
+    Field("kind", str, "the fault (GET /sim/faults lists them)", required=True, choices=FAULT_KINDS),
     Field("duration_s", float, "meter seconds (default: until fault-clear)", minimum=0.001, maximum=86_400),
-    Field("rate", float, "bit_flips: probability per SDO bit", minimum=1e-9, maximum=0.5),
-    Field("seed", int, "bit_flips: random seed"),
+    *fault_param_fields(),
 ))
 SIM_FAULT_CLEAR = Body((Field("kind", str, "the fault to end (default: all)", choices=FAULT_KINDS),))
 SIM_SCENARIO = Body((
@@ -43,7 +58,7 @@ SIM_SCENARIO = Body((
     Field("name", str, "a name for it (events and answers)"),
 ))
 WAVEFORM_SNAPSHOT_S = 0.04  # two 50 Hz periods per snapshot (s)
-
+CHIP_FAULTS = frozenset(f.value for f in ChipFault)
 
 def metrology_view(meter: MeteringService) -> dict[str, Any]:
     """The metering IC's supervision for ``/status``: the fault in force (kinds, since when, s of
@@ -90,17 +105,35 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
             return 200, {"power": "restored"}
 
         def sim_fault(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            """A metering IC fault (``chip_fault`` timing, bit-flip rate and seed) or any rig fault of
+            :mod:`meterd.app.sim_faults`, by ``kind``."""
             try:
-                return 200, sim.inject_fault(*fault_request(body))
+                if str(body.get("kind")) in CHIP_FAULTS:
+                    return 200, sim.inject_fault(*fault_request(body))
+                return 200, sim.inject(body)
             except ValueError as exc:
                 raise ApiError(400, str(exc)) from None
 
         def sim_fault_clear(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            kind = body.get("kind")
             try:
-                kind = ChipFault.parse(str(body["kind"])) if "kind" in body else None
+                if kind is None:
+                    return 200, {"cleared": sorted({*sim.clear_fault()["cleared"], *sim.clear()["cleared"]})}
+                if str(kind) in CHIP_FAULTS:
+                    return 200, {"cleared": sorted({*sim.clear_fault(ChipFault.parse(str(kind)))["cleared"],
+                                                    *sim.clear(str(kind))["cleared"]})}
+                return 200, sim.clear(str(kind))
             except ValueError as exc:
                 raise ApiError(400, str(exc)) from None
-            return 200, sim.clear_fault(kind)
+
+        def sim_faults(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            view = sim.faults_view()
+            now = sim.clock()
+            chip: list[dict[str, Any]] = [{"kind": k.value, "params": {},
+                     "remaining_s": None if until == float("inf") else round(max(until - now, 0.0), 3)}
+                    for k, until in sim.fault_until.items() if k.value not in sim.active]
+            view["active"] = sorted([*view["active"], *chip], key=lambda a: str(a["kind"]))
+            return 200, view
 
         def sim_slow_storage(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             try:
@@ -112,9 +145,13 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
                   description="Set a phase's (or all phases') voltage, current, power factor; the frequency.")
         api.route("POST", "/sim/slow-storage", sim_slow_storage,
                   description="Make every storage fsync of the simulated meter slow: delay_s (s) for duration_s (s).")
-        api.route("POST", "/sim/fault", sim_fault, body=SIM_FAULT, description="Inject a metering IC fault.")
+        api.route("POST", "/sim/fault", sim_fault, body=SIM_FAULT,
+                  description="Inject a fault: the grid, wiring, relay, supply, tamper inputs, RTC battery or the "
+                              "metering IC (GET /sim/faults lists the kinds and their parameters).")
         api.route("POST", "/sim/fault-clear", sim_fault_clear, body=SIM_FAULT_CLEAR,
-                  description="End an injected metering IC fault (all when no kind).")
+                  description="End an injected fault (all when no kind).")
+        api.route("GET", "/sim/faults", sim_faults,
+                  description="The fault kinds (group, parameters, the events they lead to) and the faults in force.")
         api.route("POST", "/sim/scenario", sim_scenario, body=SIM_SCENARIO,
                   description="Load a scenario (TOML): it starts now and plays as meter time passes.")
         api.route("POST", "/sim/power-fail", power_fail, body=EMPTY,
@@ -205,6 +242,7 @@ async def start_network_api(api: ApiServer, cfg: Config, simulated: bool, info: 
     bound_host, bound_port = await api.start_tcp(host, port, tokens, tls)
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     info["api_url"] = f"{'https' if tls else 'http'}://{shown}:{bound_port}"
+    info["dashboard"] = f"{info['api_url']}/dashboard/"
 
     def token_list(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """The network API's tokens (read, control) and address."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from hw.inputs import COVER_OPEN, MAGNETIC_FIELD, DebouncedInput
 from hw.sim.grid import Grid, GridError
+from meterd.app.sim_faults import SimRelayPins
 from meterd.app.sim_world import SimWorld
 from meterd.core.clock import Clock
 from meterd.pq.source import WaveformBlock
@@ -69,14 +70,17 @@ class SimLoadSide:
 
 
 def wire_sim_load_control(unit: LoadControlUnit, world: SimWorld, button_pin: int | None,
-                          solar_present_pin: int | None) -> SimLoadSide:
+                          solar_present_pin: int | None, coil_pins: tuple[int, int] | None = None) -> SimLoadSide:
     """The simulated relay's contacts cut the grid model's load; relay timers that fell due
     since the last cycle run before the front end reads, each dated at its due time (the contacts
     open 10 ms after the coil pulse, not a cycle later); the scenario signals ``button`` (on
     ``button_pin``), ``solar_voltage_v`` (V, with a changeover) and ``solar_present`` (on
-    ``solar_present_pin``: true = the voltage-detect module drives its output high)."""
+    ``solar_present_pin``: true = the voltage-detect module drives its output high); with
+    ``coil_pins`` (set, reset; BCM) the rig's relay faults reach the relay (``world.relay``)."""
     relay, timers = unit.sim_relay, unit.timers
     assert relay is not None and timers is not None
+    if coil_pins is not None:
+        world.relay = SimRelayPins(relay, coil_pins)
     load = SimLoadSide(world.grid)
     relay.contact_listeners.append(lambda closed: load.contact(closed, timers.due_mono))
     if not relay.closed:

@@ -6,7 +6,9 @@ power-fail pin goes low, exactly what the meter sees on a real bench), faults of
 and its SPI link (``inject_fault``: :class:`hw.atm90e36.faults.ChipFault`, for a duration in meter
 seconds or until ``clear_fault``; ``late_cycle`` stalls the meter's own cycle instead), slow
 storage (``slow_storage``: every write of the energy database takes ``delay_s`` longer, as on a
-worn SD card; the write blocks the event loop, not the metering thread).
+worn SD card; the write blocks the event loop, not the metering thread), and every rig fault of
+:mod:`meterd.app.sim_faults` by name (``inject``, ``clear``, ``faults_view``; the scenario signals
+``fault`` and ``fault_clear``).
 
 Threads: on a running meter the chip is read on the metering thread while the API changes the
 world on the event loop. :attr:`SimWorld.lock` (re-entrant) is the simulated SPI bus's lock too:
@@ -27,6 +29,7 @@ from hw.atm90e36.sim import Atm90e36Sim
 from hw.sim.grid import Grid, GridError, phi_from_pf
 from hw.sim.pins import SimPins
 from hw.sim.scenario import Scenario, ScenarioError
+from meterd.app.sim_faults import KINDS, ActiveFault, SimRelayPins, parse_fault_body
 
 PHASE_NAMES = {"A": "L1", "B": "L2", "C": "L3", "L1": "L1", "L2": "L2", "L3": "L3"}
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -81,6 +84,42 @@ class SimWorld:
         self.fault_until: dict[ChipFault, float] = {}  # injected faults with their end (meter mono s)
         self.storage_delay_s = 0.0
         self._slow_until = 0.0
+        self.active: dict[str, ActiveFault] = {}  # rig faults in force, by kind
+        self.relay: SimRelayPins | None = None  # the simulated relay, when load control has one
+
+    @_locked
+    def inject(self, body: Any) -> dict[str, Any]:
+        """Start the rig fault ``{"kind", "duration_s" (meter s; absent: until cleared),
+        ...parameters}`` (:mod:`meterd.app.sim_faults`); a fault of a kind already in force is
+        cleared first. ValueError (nothing changed) for a bad request."""
+        kind, duration, params = parse_fault_body(body)
+        if kind.name in self.active:
+            self.clear(kind.name)
+        undo = kind.start(self, params)
+        until = self.clock() + duration if duration is not None else float("inf")
+        self.active[kind.name] = ActiveFault(kind, params, until, undo)
+        return {"fault": kind.name, "group": kind.group, "duration_s": duration, "params": params}
+
+    @_locked
+    def clear(self, kind: str | None = None) -> dict[str, Any]:
+        """End the rig fault ``kind`` (every one in force when None); ValueError for an unknown kind."""
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"unknown fault {kind!r}; choose from {sorted(KINDS)}")
+        ended = [kind] if kind is not None else list(self.active)
+        for name in ended:
+            active = self.active.pop(name, None)
+            if active is not None:
+                active.undo()
+        return {"cleared": sorted(ended)}
+
+    def faults_view(self) -> dict[str, Any]:
+        """``GET /sim/faults``: every kind (group, parameters, the events it leads to) and the
+        faults in force with the meter seconds left (None: until cleared)."""
+        now = self.clock()
+        active = [{"kind": name, "params": a.params,
+                   "remaining_s": None if a.until_s == float("inf") else round(max(a.until_s - now, 0.0), 3)}
+                  for name, a in sorted(self.active.items())]
+        return {"kinds": [k.describe() for k in KINDS.values()], "active": active}
 
     @_locked
     def inject_fault(self, fault: ChipFault, duration_s: float | None = None, rate: float = 1e-3,
@@ -133,10 +172,21 @@ class SimWorld:
         for kind, until in list(self.fault_until.items()):
             if now_s >= until:
                 self.clear_fault(kind)
+        for name, active in list(self.active.items()):
+            if now_s >= active.until_s:
+                self.clear(name)
 
     def _fault_signal(self, value: Any) -> None:
         """The scenario signal ``chip_fault`` (see :func:`fault_request`)."""
         self.inject_fault(*fault_request(value))
+
+    def _fault_rig_signal(self, value: Any) -> None:
+        """The scenario signal ``fault``: ``value`` as the body of :meth:`inject`."""
+        self.inject(value)
+
+    def _clear_signal(self, value: Any) -> None:
+        """The scenario signal ``fault_clear``: a kind, or true / nothing for every fault."""
+        self.clear(None if value is None or value is True else str(value))
 
     @_locked
     def set_load(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +219,9 @@ class SimWorld:
         applied as meter time passes. World signals: ``power_fail`` (true/false) cuts the supply and
         drives the power-fail pin; ``cover_open``, ``magnetic_field`` drive those input pins;
         ``chip_fault`` with ``value = {kind = "miso_high", duration_s = 10}`` injects a chip fault
-        (:func:`fault_request`)."""
+        (:func:`fault_request`); ``fault`` with ``value = {kind = "voltage_dip", duration_s = 2,
+        residual_pct = 40}`` any rig fault and ``fault_clear`` (value: a kind, or true for all)
+        ends one (:mod:`meterd.app.sim_faults`)."""
         try:
             scenario = Scenario.from_text(text, self.grid, source=name, start_s=self.clock(),
                                           handlers=self.signal_handlers())
@@ -193,7 +245,9 @@ class SimWorld:
     def signal_handlers(self) -> dict[str, Callable[[Any], None]]:
         """Scenario ``signal`` names and what they do to the simulated world."""
         handlers: dict[str, Callable[[Any], None]] = {"power_fail": lambda v: self.power_cut(bool(v)),
-                                                      "chip_fault": self._fault_signal}
+                                                      "chip_fault": self._fault_signal,
+                                                      "fault": self._fault_rig_signal,
+                                                      "fault_clear": self._clear_signal}
         for name, pin in self.input_pins.items():
             handlers[name] = self._input_handler(pin)
         handlers.update(self.extra_signals)  # signals other parts of the simulated world react to
@@ -258,6 +312,10 @@ def _check_scenario_faults(scenario: Scenario) -> None:
     for event in scenario.events:
         if event.signal == "chip_fault":
             fault_request(event.value)
+        elif event.signal == "fault":
+            parse_fault_body(event.value)
+        elif event.signal == "fault_clear" and event.value not in (None, True) and str(event.value) not in KINDS:
+            raise ValueError(f"fault_clear: unknown fault {event.value!r}; choose from {sorted(KINDS)}")
 
 
 def _number(value: Any, name: str, lo: float, hi: float) -> float:

@@ -219,3 +219,19 @@ def test_a_chip_fault_from_meterctl_is_flagged_and_clears(meter):
     events = ok(meter, "events", "--log", "standard", "--limit", "10")["events"]
     assert "MEASUREMENT_SYSTEM_ERROR" in [e["name"] for e in events]
     assert ctl(meter, "sim", "fault", "smoke").returncode != 0
+
+
+def test_a_rig_fault_with_parameters_from_meterctl(meter):
+    answer = ok(meter, "sim", "fault", "voltage_dip", "--param", "phase=L2", "--param", "residual_pct=40",
+                "--duration", "30")
+    assert answer == {"fault": "voltage_dip", "group": "grid", "duration_s": 30.0,
+                      "params": {"phase": "L2", "residual_pct": 40.0}}
+    listing = ok(meter, "sim", "faults")
+    assert {"kind": "reversed_ct", "group": "wiring"}.items() <= next(
+        k for k in listing["kinds"] if k["kind"] == "reversed_ct").items()
+    assert [a["kind"] for a in listing["active"]] == ["voltage_dip"]
+    assert ok(meter, "sim", "fault-clear", "voltage_dip") == {"cleared": ["voltage_dip"]}
+    assert ok(meter, "sim", "faults")["active"] == []
+    assert ctl(meter, "sim", "fault", "voltage_dip", "--param", "residual_pct").returncode == 2
+    refused = ctl(meter, "sim", "fault", "voltage_dip", "--param", "residual_pct=0")
+    assert refused.returncode == 1 and "residual_pct=0.0 out of range" in refused.stderr

@@ -193,7 +193,8 @@ def attach(ctx: FeatureContext) -> None:
     if isinstance(scheduler, LoopScheduler):  # closed first: no relay timer runs on released pins
         unit.closers.append(scheduler.cancel_all)
     if hw.sim is not None:
-        wire_sim_load_control(unit, hw.sim, _pin(section.button_pin), _pin(section.solar_present_pin))
+        wire_sim_load_control(unit, hw.sim, _pin(section.button_pin), _pin(section.solar_present_pin),
+                              coil_pins=(section.set_pin, section.reset_pin))
     lc.start()
     _hook(ctx, unit)
 
