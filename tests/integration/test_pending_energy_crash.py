@@ -102,3 +102,20 @@ def test_clean_stop_removes_the_record(tmp_path: Path):
         assert again.meter.carried == {}
     finally:
         again.close()
+
+
+def test_power_fail_applies_what_is_pending_before_the_last_gasp(tmp_path: Path):
+    meter = SimMeter(tmp_path / "state")
+    try:
+        meter.run(5)
+        before = meter.meter.registers.snapshot()
+        ticks_without_drain(meter, 3)
+        meter.meter.power_fail()
+        after = meter.meter.registers.snapshot()
+        assert total(after) > total(before) and meter.meter.pending.waiting == 0
+        assert meter.daemon.store is not None
+        stored = meter.daemon.store.load()
+        assert stored is not None and stored.registers == after  # the synced last gasp holds it
+        meter.meter.power_restored()
+    finally:
+        meter.close()
