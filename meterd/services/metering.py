@@ -199,8 +199,11 @@ class MeteringService:
             self.chip.restart_failed(now)
         self.policy.saved(self.clock.mono(), synced=False)
         repair = self.health is not None and "storage_fault" in self.health.status()
-        if checkpoint is not None and (checkpoint is journaled or repair):
-            self.persist(sync=True)  # the durable copies catch up with the journal at once
+        if checkpoint is None or checkpoint is journaled or repair:
+            # the durable copies catch up with the journal at once; a new meter's zero state is
+            # made durable before its first cycle, so a crash before the first save leaves a
+            # database that holds it (not one that looks emptied)
+            self.persist(sync=True)
         self.deliver_storage_events()
 
     def _carry_pending(self, checkpoint: Checkpoint | None) -> None:

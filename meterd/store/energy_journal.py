@@ -218,6 +218,7 @@ class EnergyJournal:
         if self._loaded is not None and self._loaded.commissioning != commissioning:
             self.rejected.append(f"record {self._loaded.seq}: of another commissioning")
             self._loaded = None
+            self._newest = None  # no record of ours yet: the next write is the newest
 
     def write(self, checkpoint: Checkpoint) -> None:
         """Copy a checkpoint into the slot that does not hold the newest valid one."""

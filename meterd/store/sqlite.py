@@ -107,12 +107,32 @@ def open_database(path: Path | str, synchronous: str = "FULL", page_size: int = 
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        try:
+            return _connect(path, synchronous, page_size, exclusive=False)
+        except sqlite3.OperationalError as exc:
+            if not storage_failure(exc) or not path.exists():
+                raise
+            # a full disk has no room for the WAL index (``-shm``): a connection in exclusive
+            # locking mode keeps that index in its own memory, so the file still opens and reads;
+            # its writes fail as any write on a full disk does, and work again when space returns
+            log.error("%s: opened in exclusive mode (%s): no other process can read it while meterd runs",
+                      path, exc)
+            return _connect(path, synchronous, page_size, exclusive=True)
+    except (OSError, sqlite3.DatabaseError) as exc:
+        raise error(f"{path}: cannot open database: {exc}") from None
+
+
+def _connect(path: Path, synchronous: str, page_size: int, exclusive: bool) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        if exclusive:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before the first WAL access: no -shm file
         db.execute(f"PRAGMA page_size={int(page_size)}")  # takes effect only on a new file
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
-    except (OSError, sqlite3.DatabaseError) as exc:
-        raise error(f"{path}: cannot open database: {exc}") from None
+    except BaseException:
+        db.close()  # a half-open connection would hold a lock on the file
+        raise
     return db
 
 

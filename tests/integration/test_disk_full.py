@@ -154,3 +154,37 @@ def test_a_read_only_state_directory_is_one_line_and_exit_2(tmp_path):
         assert len(lines) == 1 and "state directory" in lines[0] and "Traceback" not in out.stderr, out.stderr
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_meter_starts_on_a_disk_full_to_the_last_byte(tmp_path, caplog):
+    """meterd stopped, the card filled, meterd started: the databases open (in exclusive locking
+    mode: the WAL index then needs no file), the registers are restored, metering goes on, and
+    when space returns the registers reach the disk."""
+    mnt = tmp_path / "small"
+    if not _mount_tmpfs(mnt, "4m"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        first = SimMeter(mnt / "state", sim={"current_a": 20.0})
+        first.run(60)
+        counted = first.meter.registers.snapshot()
+        first.close()
+        filler = _fill(mnt)
+        with caplog.at_level(logging.WARNING):
+            sm = SimMeter(mnt / "state", sim={"current_a": 20.0})
+        try:
+            assert sm.meter.registers.snapshot() == counted
+            assert not [r for r in caplog.records if "damaged" in r.getMessage()]  # full is not damage
+            assert not any(r.exc_info for r in caplog.records)
+            sm.run(600, cycle_s=CYCLE_S)
+            assert sm.meter.registers.snapshot()[IMPORT] > counted[IMPORT]
+            filler.unlink()
+            sm.run(MAX_WAIT_S, cycle_s=CYCLE_S)
+            sm.meter.persist(sync=True)
+            store = sm.daemon.store
+            assert store is not None and not store.failing
+            durable = store.load()
+            assert durable is not None and durable.registers == sm.meter.registers.snapshot()
+        finally:
+            sm.close()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

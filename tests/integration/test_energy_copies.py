@@ -152,7 +152,12 @@ def test_a_journal_of_an_earlier_commissioning_is_not_applied(tmp_path):
     again = SimMeter(state)
     try:
         assert sum(again.meter.registers.snapshot().values()) == 0
-        assert again.daemon.journal is not None and again.daemon.journal.load() is None
+        assert again.daemon.journal is not None
+        kept = again.daemon.journal.load()  # at most the new meter's own zero state, made durable at start
+        assert kept is None or (kept.seq == again.meter.seq and sum(kept.registers.values()) == 0)
+        again.run(2)  # the journal, checked each cycle, is not taken for damaged
+        assert not [e for e in again.service(EventRecorder).recent(50)
+                    if e.code == ec.code("NV_MEMORY_ERROR") and e.detail.get("reason") == "newest record damaged"]
     finally:
         again.close()
 
@@ -191,3 +196,20 @@ def test_the_register_file_is_a_whole_copy(tmp_path):
         assert filed.commissioning == sm.daemon.store.commissioning
     finally:
         sm.close()
+
+
+def test_a_crash_in_the_first_seconds_of_a_new_meter_is_not_taken_for_damage(tmp_path):
+    """kill -9 before the first periodic save: the database already holds the zero state made
+    durable at the first start, so the restart finds no copy emptied and restores every Wh."""
+    live = SimMeter(tmp_path / "live", sim={"current_a": 20.0})
+    live.run(5)
+    counted = live.meter.registers.snapshot()
+    crash_copy(tmp_path / "live", tmp_path / "crash")
+    again = SimMeter(tmp_path / "crash")
+    try:
+        assert again.meter.registers.snapshot() == counted
+        again.run(1)
+        assert not [e for e in again.service(EventRecorder).recent(50) if e.code == ec.code("NV_MEMORY_ERROR")]
+    finally:
+        discard(again)
+        discard(live)
