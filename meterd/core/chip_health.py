@@ -133,7 +133,9 @@ class ChipLimits:
     frequency range (Hz), cycle_s (s, the metering cycle) and late_factor (a read later than
     ``late_factor × cycle_s`` after the previous one is late); saturation_fraction (a read is at
     risk of saturation when the time since the previous one × :attr:`worst_case_power_w` reaches
-    this fraction of a register's capacity).
+    this fraction of a register's capacity); stall_factor (a read more than ``stall_factor ×
+    cycle_s`` after the previous one ends a stalled metering loop, recorded as an event even when
+    the chip kept the energy).
     """
 
     nominal_voltage_v: float = 230.0
@@ -146,6 +148,7 @@ class ChipLimits:
     cycle_s: float = 1.0
     late_factor: float = 2.0
     saturation_fraction: float = 0.5
+    stall_factor: float = 10.0
 
     @property
     def worst_case_power_w(self) -> float:
@@ -167,13 +170,16 @@ class ChipLimits:
 class ChipCheck:
     """The verdict on one cycle: faults (not billed) and warnings (billed), with a short why;
     ``saturation_started``: this cycle opened a saturation episode (record the event);
-    ``shortfall_wh``: the active energy (Wh) a saturated read is estimated to have missed."""
+    ``shortfall_wh``: the active energy (Wh) a saturated read is estimated to have missed;
+    ``stalled_s``: the time (s) since the previous read when it was more than
+    ``stall_factor × cycle_s`` (a stalled metering loop: record the event), else 0."""
 
     faults: frozenset[MetrologyFault] = frozenset()
     warnings: frozenset[MetrologyWarning] = frozenset()
     detail: str = ""
     saturation_started: bool = False
     shortfall_wh: float = 0.0
+    stalled_s: float = 0.0
 
     @property
     def billable(self) -> bool:
@@ -244,7 +250,8 @@ def assess(reading: Reading | None, facts: ChipFacts, limits: ChipLimits, supply
                        f"{limits.saturation_fraction:.0%} of an energy register ({facts.register_capacity_wh:g} Wh)")
     if facts.saturated:
         why.append(f"{facts.saturated} energy register(s) read full")
-    return ChipCheck(frozenset(faults), frozenset(warnings), "; ".join(why))
+    stalled = interval_s if interval_s is not None and interval_s > limits.stall_factor * limits.cycle_s else 0.0
+    return ChipCheck(frozenset(faults), frozenset(warnings), "; ".join(why), stalled_s=stalled)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,12 @@ def test_late_cycle_bills_the_energy_the_chip_kept(tmp_path):
     assert run.events == 0 and run.fault_count == 0
 
 
+def test_a_long_stall_bills_what_the_chip_kept_and_is_one_event(tmp_path):
+    run = run_fault(tmp_path, ChipFault.LATE_CYCLE, duration_s=30.0)
+    assert abs(run.billed_mwh - run.true_mwh) <= TOLERANCE_MWH   # 31 s is far from filling a register
+    assert run.events == 1 and run.fault_count == 0 and run.alarm    # evented, but not a fault episode
+
+
 @pytest.mark.parametrize("kind", [ChipFault.CHECKSUM, ChipFault.MISO_HIGH, ChipFault.SPI_TIMEOUT, ChipFault.BROWN_OUT],
                          ids=lambda k: k.value)
 def test_a_chip_dead_at_start_leaves_the_meter_running_and_it_resumes_by_itself(tmp_path, kind):

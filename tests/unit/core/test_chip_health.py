@@ -125,6 +125,14 @@ def test_a_read_late_enough_to_fill_half_a_register_is_at_risk() -> None:
     assert MetrologyWarning.SATURATION_RISK not in unknown.warnings
 
 
+def test_a_read_after_a_stalled_loop_says_how_long_the_stall_was() -> None:
+    limit = LIMITS.stall_factor * LIMITS.cycle_s
+    assert assess(reading(), CAPACITY, LIMITS, supply_good=True, interval_s=limit - 0.1).stalled_s == 0.0
+    stalled = assess(reading(), CAPACITY, LIMITS, supply_good=True, interval_s=limit + 20.0)
+    assert stalled.stalled_s == pytest.approx(limit + 20.0) and stalled.billable  # the chip kept the energy
+    assert assess(reading(), CAPACITY, LIMITS, supply_good=True, interval_s=None).stalled_s == 0.0
+
+
 def test_one_saturation_episode_one_start_and_the_shortfall_joins_the_energy_not_measured() -> None:
     sup = ChipSupervisor(LIMITS)
     full = ChipFacts(saturated=1, register_capacity_wh=6553.5)
