@@ -129,7 +129,8 @@ class DlmsSection:
 class SimSection:
     """Simulator: speed (× real time; 0 = as fast as possible), start time, initial load (V, A, power
     factor as ``meterctl sim set --pf`` takes it: 1, 0.5L, 0.8C, -0.5L), and a scenario file (TOML,
-    :mod:`hw.sim.scenario`; path relative to the working directory) played from the first cycle."""
+    :mod:`hw.sim.scenario`; path relative to the working directory) played from the first cycle, and
+    the board seed of the simulated analogue front end (:class:`hw.atm90e36.analog.AnalogBoard`)."""
 
     speed: float = field(default=1.0, metadata=rng(0, 100_000))
     start_utc: str = "2026-01-01T00:00:00+00:00"
@@ -137,6 +138,7 @@ class SimSection:
     current_a: float = field(default=5.0, metadata=rng(0, 200))
     power_factor: str = "1.0"
     scenario: str = ""
+    board_seed: int = field(default=0, metadata=rng(0, 2**31 - 1))  # analogue errors; 0 = ideal board
 
 
 @dataclass(frozen=True)

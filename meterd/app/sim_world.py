@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from hw.atm90e36.analog import AnalogBoard
 from hw.atm90e36.faults import ChipFault
 from hw.atm90e36.sim import Atm90e36Sim
 from hw.sim.grid import Grid, GridError, phi_from_pf
@@ -40,12 +41,13 @@ class SimWorld:
     """Grid + chip + pins of one simulated meter."""
 
     def __init__(self, clock: Callable[[], float], pin_factory: Any, power_fail_pin: int,
-                 voltage_v: float, current_a: float, power_factor: str, frequency_hz: float) -> None:
+                 voltage_v: float, current_a: float, power_factor: str, frequency_hz: float,
+                 board_seed: int = 0) -> None:
         self.grid = Grid(clock)
         self.grid.set_frequency(frequency_hz)
         self.grid.set_all_phases(voltage_v=voltage_v, current_a=current_a,
                                  phi_deg=parse_power_factor(power_factor))
-        self.chip = Atm90e36Sim(self.grid, clock)
+        self.chip = Atm90e36Sim(self.grid, clock, board=AnalogBoard.from_seed(board_seed))
         self.clock = clock
         self.input_pins: dict[str, int] = {}
         self.extra_signals: dict[str, Callable[[Any], None]] = {}
