@@ -15,7 +15,7 @@ all: test
 # Debian/Ubuntu packages the meter and its tests need: venv support, libfribidi (Arabic text
 # shaping through Pillow's raqm), systemd-analyze (offline unit verification), and the image
 # recipe's checks (shellcheck, dtc, lintian, partitioning and filesystem tools).
-SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools e2fsprogs
+SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools e2fsprogs poppler-utils
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }

@@ -25,9 +25,11 @@ Model, per phase ``k`` (U, I true RMS; φ true voltage-to-current angle; Un 230 
 * ``P_seen = gu_k × gi_k × (1 + nl_k e^(−I/I_nl)) × U I cos(φ + δ) + po_k × U / Un`` (W; same for
   Q with sin and ``qo_k``); apparent power scales with the gains.
 
-Ranges drawn for a seeded board (uniform): voltage gain ±1.5 %, current gain ±2 %, CT phase error
-±0.5°, voltage offset 0.05–0.3 V, current offset 0.5–3 mA, power offsets ±0.05–0.4 W (var),
-non-linearity 0.02–0.05 %.
+Ranges drawn for a seeded board (uniform): voltage gain ±0.8 %, current gain +1 … +2.5 % (burden
+resistors on the high side), CT phase error 0.35–0.6° of lead (δ < 0: a current transformer's
+secondary leads its primary), voltage offset 0.05–0.3 V, current offset 0.5–3 mA, power offsets
+±0.05–0.4 W (var), non-linearity 0.02–0.05 %. Every seeded board is then out of class 0.5S
+uncalibrated: at PF 0.5 L its power error is above +1.2 % on every phase.
 """
 
 from __future__ import annotations
@@ -90,8 +92,8 @@ class AnalogBoard:
 
         def channel() -> ChannelErrors:
             return ChannelErrors(
-                u_gain=1 + rng.uniform(-0.015, 0.015), i_gain=1 + rng.uniform(-0.02, 0.02),
-                phase_deg=rng.uniform(-0.5, 0.5), u_offset_v=rng.uniform(0.05, 0.3),
+                u_gain=1 + rng.uniform(-0.008, 0.008), i_gain=1 + rng.uniform(0.01, 0.025),
+                phase_deg=-rng.uniform(0.35, 0.6), u_offset_v=rng.uniform(0.05, 0.3),
                 i_offset_a=rng.uniform(0.0005, 0.003), p_offset_w=sign() * rng.uniform(0.05, 0.4),
                 q_offset_var=sign() * rng.uniform(0.05, 0.4), nonlinearity=rng.uniform(0.0002, 0.0005))
 

@@ -15,9 +15,9 @@ connected, a swapped CT) with a message naming the register, the phase and the l
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from meterd.core.errors import MeterError
 
@@ -252,3 +252,22 @@ def phase_step(values: CalibrationValues, meter: tuple[PhaseReading, ...], refer
         error = energy_error(meter[i].active_power_w, reference[i].active_power_w)
         out = out.with_phase(i, phase_delay=phase_delay(values.phase_delay[i], error, frequency_hz))
     return out
+
+
+class ReferenceStandard(Protocol):
+    """A reference standard (a lab's reference meter, or the simulated grid's truth) as the
+    calibration and the accuracy test use it. ``name``: the instrument (make, model, serial);
+    ``uncertainty_pct``: its expanded uncertainty (%).
+
+    ``read()``: the per-phase values now (V, A, W, var, phases L1–L3). ``energy_wh(times)``: the
+    cumulative total active energy (import Wh, export Wh) at each meter time (monotonic s) — a
+    lab adapter gates its standard's energy counter on the meter's cycles; a reference that only
+    reads values (typed in, from a file) raises :class:`CalibrationRejected` there.
+    """
+
+    name: str
+    uncertainty_pct: float
+
+    def read(self) -> tuple[PhaseReading, PhaseReading, PhaseReading]: ...
+
+    def energy_wh(self, times: Sequence[float]) -> list[tuple[float, float]]: ...
