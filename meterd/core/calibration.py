@@ -233,12 +233,18 @@ def offsets_step(values: CalibrationValues, no_voltage: tuple[PhaseReading, ...]
 
 def gains_step(values: CalibrationValues, meter: tuple[PhaseReading, ...],
                reference: tuple[PhaseReading, ...]) -> CalibrationValues:
-    """RMS gains and energy gain from a PF 1 point (meter and reference readings per phase)."""
+    """RMS gains and energy gain from a PF 1 point (meter and reference readings per phase).
+
+    The RMS offsets were measured at the old gains and the gain scales the board's offset with the
+    signal, so each offset is rescaled by new gain / old gain (the AN's order, offsets before
+    gains, otherwise leaves ``offset × gain change`` behind: tens of µA at a 2 % current gain)."""
     out = values
     for i in range(3):
+        u_gain = rms_gain(values.u_gain[i], reference[i].voltage_v, meter[i].voltage_v)
+        i_gain = rms_gain(values.i_gain[i], reference[i].current_a, meter[i].current_a)
         out = out.with_phase(
-            i, u_gain=rms_gain(values.u_gain[i], reference[i].voltage_v, meter[i].voltage_v),
-            i_gain=rms_gain(values.i_gain[i], reference[i].current_a, meter[i].current_a),
+            i, u_gain=u_gain, i_gain=i_gain, u_offset=round(values.u_offset[i] * u_gain / values.u_gain[i]),
+            i_offset=round(values.i_offset[i] * i_gain / values.i_gain[i]),
             energy_gain=energy_gain(values.energy_gain[i],
                                     energy_error(meter[i].active_power_w, reference[i].active_power_w)))
     return out

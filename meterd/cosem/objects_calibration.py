@@ -17,8 +17,8 @@ from meterd.cosem.adapters import ValueData
 from meterd.cosem.datetime_codec import encode_utc
 from meterd.cosem.objects import CosemContext, CosemEntry, ObjectFactory
 
-CALIBRATION_DATE_OBIS = "0-0:96.2.5.255"
-CALIBRATION_ID_OBIS = "0-0:96.2.128.255"
+CALIBRATION_DATE_OBIS = "0.0.96.2.5.255"
+CALIBRATION_ID_OBIS = "0.0.96.2.128.255"
 _NOT_SPECIFIED = bytes((0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x80, 0x00, 0xFF))
 """A date-time with every field "not specified" (deviation 0x8000)."""
 
