@@ -50,7 +50,7 @@ def _meter_lines(report: AccuracyReport) -> list[str]:
             f"Un {m.get('nominal_voltage_v', '?')} V, In {m.get('basic_current_a', '?')} A, "
             f"Imax {m.get('max_current_a', '?')} A; register {m.get('energy_resolution_mwh', '?')} mWh/count; "
             f"point resolution ≤ {report.resolution_pct:g} %",
-            f"Run: {m.get('run_utc', '?')}; largest |error| {report.max_abs_error_pct:.4f} %; "
+            f"Run: {m.get('run_utc') or 'not recorded'}; largest |error| {report.max_abs_error_pct:.4f} %; "
             f"verdict {'PASS' if report.passed else 'FAIL'}"]
 
 
@@ -87,7 +87,8 @@ def plot_errors(report: AccuracyReport, ax: Axes) -> None:
     ax.set_ylim(-1.3, 1.3)
     ax.grid(True, which="both", linewidth=0.3)
     ax.legend(fontsize=6, ncol=3, loc="lower right")
-    ax.set_title("error against current; class 0.5S limits in red", fontsize=9)
+    ax.set_title("error against current; class 0.5S limits in red (solid: balanced PF 1, dashed: balanced "
+                 "PF 0.5 L / 0.8 C, dotted: one phase alone)", fontsize=7)
 
 
 def _row(r: PointResult) -> list[str]:
@@ -105,6 +106,8 @@ def write_pdf(report: AccuracyReport, path: Path) -> None:
     with PdfPages(path) as pdf:
         fig = Figure(figsize=_A4)
         fig.text(0.07, 0.95, _title(report), fontsize=12, weight="bold")
+        fig.text(0.07, 0.235, "Starting current (meter's configured starting current; IEC 62053-22 class 0.5S: "
+                 "0.1 % In) and running with no load (Δt = 600·10⁶ / (k·m·Un·Imax) min)", fontsize=7)
         for i, line in enumerate(_meter_lines(report)):
             fig.text(0.07, 0.92 - 0.018 * i, line, fontsize=7.5)
         plot_errors(report, fig.add_axes((0.1, 0.3, 0.85, 0.5)))
@@ -115,7 +118,7 @@ def write_pdf(report: AccuracyReport, path: Path) -> None:
             ax.axis("off")
             table = ax.table(cellText=special, colLabels=["test", "condition", "meter Wh", "reference Wh",
                                                           "allowance", "result"], loc="upper center",
-                             colWidths=[0.12, 0.4, 0.09, 0.1, 0.2, 0.07])
+                             colWidths=[0.17, 0.33, 0.1, 0.12, 0.2, 0.08], cellLoc="center")
             table.auto_set_font_size(False)
             table.set_fontsize(6)
             for i, s in enumerate(report.special, start=1):

@@ -37,7 +37,8 @@ def _run(meter: SimMeter, loads: tuple[str, ...], directions: tuple[str, ...], r
     plate = Nameplate.from_mapping(service.nameplate)
     record = service.record
     info = {"serial": service.serial, "calibration_id": record.calibration_id if record else "",
-            "calibration_date": record.utc.isoformat() if record else "", **service.nameplate}
+            "calibration_date": record.utc.isoformat() if record else "", "run_utc": meter.clock.utc().isoformat(),
+            **service.nameplate}
     plan = [p for p in class_05s_plan(plate, directions=directions, loads=loads) if keep(p)]
     return run_accuracy(InProcessMeter(meter), SimSource(meter), reference(meter), plate, info, plan, resolution_pct)
 
