@@ -218,16 +218,19 @@ class PhaseReading:
 
 
 def offsets_step(values: CalibrationValues, no_voltage: tuple[PhaseReading, ...],
-                 no_current: tuple[PhaseReading, ...]) -> CalibrationValues:
+                 no_current: tuple[PhaseReading, ...], current_scale: float = 1.0) -> CalibrationValues:
     """RMS offsets from readings at no voltage and no current, power offsets from readings at Un
-    and no current (all with ``values`` in force)."""
+    and no current (all with ``values`` in force). ``current_scale`` is the board's current scale
+    k (the chip sees I/k and the meter reports k × the chip's current and power): the offset
+    registers are in the chip's units, so current and power readings are divided by it."""
+    k = current_scale
     out = values
     for i in range(3):
         out = out.with_phase(
             i, u_offset=rms_offset(values.u_offset[i], no_voltage[i].voltage_v, U_OFFSET_V_PER_LSB),
-            i_offset=rms_offset(values.i_offset[i], no_current[i].current_a, I_OFFSET_A_PER_LSB),
-            p_offset=power_offset(values.p_offset[i], no_current[i].active_power_w),
-            q_offset=power_offset(values.q_offset[i], no_current[i].reactive_power_var))
+            i_offset=rms_offset(values.i_offset[i], no_current[i].current_a / k, I_OFFSET_A_PER_LSB),
+            p_offset=power_offset(values.p_offset[i], no_current[i].active_power_w / k),
+            q_offset=power_offset(values.q_offset[i], no_current[i].reactive_power_var / k))
     return out
 
 

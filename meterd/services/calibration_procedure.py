@@ -62,7 +62,8 @@ class TestSource(Protocol):
 @dataclass(frozen=True)
 class ProcedureSettings:
     """Un (V), calibration current Ib (A), mains frequency (Hz), cycles averaged per point,
-    cycles to settle after a change, the verification limit (%), and who/what for the record."""
+    cycles to settle after a change, the verification limit (%), the board's current scale k (the
+    chip sees I/k: offsets are written in the chip's units), and who/what for the record."""
 
     nominal_voltage_v: float = 230.0
     current_a: float = 5.0
@@ -70,6 +71,7 @@ class ProcedureSettings:
     cycles: int = 4
     settle_cycles: int = 2
     verify_limit_pct: float = 0.1
+    current_scale: float = 1.0
     operator: str = ""
     note: str = ""
 
@@ -100,7 +102,7 @@ def calibrate(meter: MeterLink, source: TestSource, reference: ReferenceStandard
         no_voltage = _settled(meter, settings)
         source.set(un, (0.0, 0.0, 0.0), "1")
         no_current = _settled(meter, settings)
-        values = cal.offsets_step(values, no_voltage, no_current)
+        values = cal.offsets_step(values, no_voltage, no_current, settings.current_scale)
         cal.check_plausible(values)
         meter.apply(values, False, {})
         say(f"gains: {un:g} V, {ib:g} A, PF 1")

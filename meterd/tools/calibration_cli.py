@@ -212,6 +212,7 @@ def run(args: argparse.Namespace, call: Call, say: Callable[[str], None] = print
         settings = ProcedureSettings(nominal_voltage_v=plate.nominal_voltage_v,
                                      current_a=args.current or plate.basic_current_a,
                                      frequency_hz=plate.frequency_hz, cycles=args.cycles,
+                                     current_scale=float(view["nameplate"].get("current_scale", 1.0)),
                                      operator=args.operator, note=args.note)
         result = calibrate(meter, source, reference, settings, say)
         return {"calibration": result.record.get("record"), "verification": list(result.points)}

@@ -54,12 +54,13 @@ SECTION = CalibrationSection
 def nameplate(ctx: FeatureContext) -> dict[str, float]:
     """What the accuracy test needs of the meter: Un (V), Ib and Imax (A), the starting current (A),
     the frequency (Hz), the test output's constant (imp/kWh), the energy register resolution (mWh
-    per chip count) and the cycle (s)."""
+    per chip count), the cycle (s) and the board's current scale k (the chip sees I/k)."""
     m = ctx.cfg.meter
     return {"nominal_voltage_v": m.nominal_voltage_v, "basic_current_a": m.basic_current_a,
             "max_current_a": m.max_current_a, "starting_current_a": m.basic_current_a * m.starting_current_pct / 100,
             "frequency_hz": float(m.frequency_hz), "led_imp_per_kwh": float(m.led_imp_per_kwh),
-            "energy_resolution_mwh": float(ctx.hardware.frontend.driver.milli_per_count), "cycle_s": m.cycle_s}
+            "energy_resolution_mwh": float(ctx.hardware.frontend.driver.milli_per_count), "cycle_s": m.cycle_s,
+            "current_scale": 1.0}
 
 
 def attach(ctx: FeatureContext) -> None:

@@ -63,3 +63,14 @@ def test_plausibility_refuses_with_the_register_and_phase_named() -> None:
         cal.check_plausible(cal.CalibrationValues().with_phase(0, phase_delay=400))   # ~3.5°
     with pytest.raises(cal.CalibrationRejected, match="no load"):
         cal.energy_error(10.0, 0.0)
+
+
+def test_offsets_are_written_in_the_chips_units_with_a_current_scale() -> None:
+    zero = cal.PhaseReading(0.1, 0.0, 0.0, 0.0)
+    no_current = cal.PhaseReading(230.0, 0.004, 0.512, -0.256)
+    one = cal.offsets_step(cal.CalibrationValues(), (zero,) * 3, (no_current,) * 3)
+    two = cal.offsets_step(cal.CalibrationValues(), (zero,) * 3, (no_current,) * 3, current_scale=2.0)
+    assert one.u_offset == two.u_offset == (-5120,) * 3
+    assert one.p_offset == (-200,) * 3 and two.p_offset == (-100,) * 3
+    assert one.q_offset == (100,) * 3 and two.q_offset == (50,) * 3
+    assert one.i_offset == (-2048,) * 3 and two.i_offset == (-1024,) * 3
