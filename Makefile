@@ -15,9 +15,10 @@ all: test
 # Debian/Ubuntu packages the meter and its tests need: venv support, libfribidi (Arabic text
 # shaping through Pillow's raqm), systemd-analyze (offline unit verification), and the image
 # recipe's checks (shellcheck, dtc, lintian, partitioning and filesystem tools), and a headless
-# browser for the dashboard's tests (chromium, chromium-driver).
+# browser for the dashboard's tests (chromium, chromium-driver) and the PDF renderer for the
+# accuracy report's tests (poppler-utils).
 SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools e2fsprogs \
-	chromium chromium-driver
+	chromium chromium-driver poppler-utils
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }

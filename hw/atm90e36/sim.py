@@ -45,7 +45,10 @@ fundamental/harmonic power; MSW/LSW pairs in two's complement with LSW bits 7..0
 saturation. Status: sag/phase loss (peak voltage below SagTh/PhaseLossTh in sample units),
 voltage/current phase sequence, neutral over-current, THD+N over threshold, RevPchg/RevQchg on a
 direction change of an energy accumulator, no-load bits, CF direction flags, DFT (one-shot,
-0.512 s, ratio registers and DFTDone). Not modelled: phase compensation (PhiX), 3P3W mode,
+0.512 s, ratio registers and DFTDone). The board's analogue front end (``board=``,
+:class:`hw.atm90e36.analog.AnalogBoard`: gain, phase and offset errors) acts on what the chip sees,
+before its calibration registers; PhiX shifts the current against the voltage (bits 9:0 in
+2.048 MHz cycles, bit 15 = delay the voltage). Not modelled: 3P3W mode,
 I1/I3 swap, DMA mode, power modes other than Normal, hidden app-note registers.
 
 Faults (``fault=``): ``"no_chip"`` (MISO stuck high: every byte reads 0xFF, writes lost),
@@ -68,6 +71,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hw.atm90e36 import regmap as rm
+from hw.atm90e36.analog import AnalogBoard, phi_shift_rad, seen_powers
 from hw.atm90e36.faults import ChipFault
 from hw.sim.grid import Grid, GridState, PhaseState
 from hw.spi import SpiTimeout
@@ -136,6 +140,7 @@ class _Setup:
     f_gains: tuple[float, float, float]
     f_off: tuple[float, float, float]
     th: dict[str, float]
+    phi_rad: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,8 @@ class Atm90e36Sim:
     ``current_scale`` is the board's current scale k (the chip sees I/k, see the module docstring)."""
 
     def __init__(self, grid: Grid, clock: Callable[[], float], fault: str | None = None,
-                 corrupt_every: int = 7, temperature_c: float = 25.0, current_scale: float = 1.0) -> None:
+                 corrupt_every: int = 7, temperature_c: float = 25.0, current_scale: float = 1.0,
+                 board: AnalogBoard | None = None) -> None:
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; choose from {FAULTS}")
         if not current_scale > 0:
@@ -164,6 +170,7 @@ class Atm90e36Sim:
         self.fault = fault
         self.corrupt_every = corrupt_every
         self.temperature_c = temperature_c
+        self.board = board or AnalogBoard()
         self._regs = [0] * 1024
         self._frames_read = 0
         self._dft_start: float | None = None
@@ -390,7 +397,7 @@ class Atm90e36Sim:
             q_off=_triple(lambda i: s16(r[rm.QOFFSET[i]]) * _OFFSET_W_PER_LSB),
             f_gains=_triple(lambda i: 1 + s16(r[rm.PGAIN_F[i]]) / 32768),
             f_off=_triple(lambda i: s16(r[rm.POFFSET_F[i]]) * _OFFSET_W_PER_LSB),
-            th=th,
+            th=th, phi_rad=_triple(lambda i: phi_shift_rad(r[rm.PHI[i]], nominal)),
         )
 
     # ---- time -----------------------------------------------------------------------------
@@ -442,7 +449,7 @@ class Atm90e36Sim:
         cached = self._flow_cache
         if cached is not None and cached[0] is state and cached[1] is setup:
             return cached[2]
-        flow = _compute_flow(state, setup)
+        flow = _compute_flow(state, setup, self.board)
         self._flow_cache = (state, setup, flow)
         return flow
 
@@ -464,7 +471,7 @@ class Atm90e36Sim:
 
     def _phase_measurement(self, i: int, ph: PhaseState, setup: _Setup) -> dict[str, float]:
         r = self._regs
-        pw = ph.powers
+        pw = seen_powers(self.board, i, ph.powers, setup.phi_rad[i])
         u = max(pw.urms_v * r[rm.UGAIN[i]] / _NOMINAL_UGAIN + rm.to_signed16(r[rm.UOFFSET[i]]) * _U_OFFSET_V_PER_LSB,
                 0.0)
         k = setup.current_scale
@@ -639,12 +646,13 @@ def _sequence_ok(angles_deg: list[float]) -> bool:
     return _norm_deg(angles_deg[1] - angles_deg[0]) < 0 < _norm_deg(angles_deg[2] - angles_deg[0])
 
 
-def _compute_flow(state: GridState, setup: _Setup) -> _Flow:
+def _compute_flow(state: GridState, setup: _Setup, board: AnalogBoard) -> _Flow:
     powers: dict[tuple[str, str], float] = {}
     totals = {"P": 0.0, "Q": 0.0, "S": 0.0, "F": 0.0, "H": 0.0}
     th = setup.th
     k = setup.current_scale
-    for i, (ch, pw) in enumerate(zip(_CHANNELS[1:], state.phase_powers, strict=True)):
+    for i, (ch, true_pw) in enumerate(zip(_CHANNELS[1:], state.phase_powers, strict=True)):
+        pw = seen_powers(board, i, true_pw, setup.phi_rad[i])
         g = setup.gains[i]
         p = pw.p_w / k * g + setup.p_off[i]
         q = pw.q_var / k * g + setup.q_off[i]

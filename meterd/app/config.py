@@ -183,7 +183,8 @@ class SimSection:
     factor as ``meterctl sim set --pf`` takes it: 1, 0.5L, 0.8C, -0.5L), and a scenario file (TOML,
     :mod:`hw.sim.scenario`; path relative to the working directory) played from the first cycle;
     slow_storage_s (s): every energy-database write takes this much longer (a slow SD card; also
-    ``meterctl sim slow-storage``)."""
+    ``meterctl sim slow-storage``); the board seed of the simulated analogue front end
+    (:class:`hw.atm90e36.analog.AnalogBoard`)."""
 
     speed: float = field(default=1.0, metadata=rng(0, 100_000))
     start_utc: str = "2026-01-01T00:00:00+00:00"  # or "now": the present time (UTC, whole seconds)
@@ -191,6 +192,7 @@ class SimSection:
     current_a: float = field(default=5.0, metadata=rng(0, 200))
     power_factor: str = "1.0"
     scenario: str = ""
+    board_seed: int = field(default=0, metadata=rng(0, 2**31 - 1))  # analogue errors; 0 = ideal board
     slow_storage_s: float = field(default=0.0, metadata=rng(0, 30))
 
     def start(self) -> _dt.datetime:

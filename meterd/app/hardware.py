@@ -156,7 +156,8 @@ def build_hardware(cfg: Config, clock: Clock, backends: Backends | None = None) 
     sim: SimWorld | None = None
     if backends.simulated:
         sim = SimWorld(clock.mono, factory, cfg.hardware.power_fail_pin, cfg.sim.voltage_v, cfg.sim.current_a,
-                       cfg.sim.power_factor, float(cfg.meter.frequency_hz), current_scale=cfg.frontend.current_scale)
+                       cfg.sim.power_factor, float(cfg.meter.frequency_hz), current_scale=cfg.frontend.current_scale,
+                       board_seed=cfg.sim.board_seed)
         spi: Any = SimSpiDev(sim.chip)
         sleep: Any = lambda _s: None  # noqa: E731  the simulated chip resets instantly
     else:

@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("api-tokens", help="the network API's address and its read and control tokens")
     sts = sub.add_parser("sts", help="offline STS tools", add_help=False)
     sts.add_argument("rest", nargs=argparse.REMAINDER)
+    from meterd.tools.calibration_cli import add_commands  # calibrate, accuracy-test
+
+    add_commands(sub)
     return parser
 
 
@@ -314,7 +317,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print(args, _call(args, "GET", "/pq"))
     elif args.command == "api-tokens":
         _print(args, _call(args, "GET", "/api/tokens"))
+    elif args.command in ("calibrate", "accuracy-test"):
+        _print(args, _calibration(args))
     return 0
+
+
+def _calibration(args: argparse.Namespace) -> dict[str, Any]:
+    from meterd.core.calibration import CalibrationRejected
+    from meterd.tools.calibration_cli import run
+
+    try:
+        return run(args, lambda method, path, body: _call(args, method, path, body),
+                   lambda text: print(text, file=sys.stderr))
+    except CalibrationRejected as exc:
+        raise Failure(str(exc), EXIT_REFUSED) from None
 
 
 def _relay(args: argparse.Namespace) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from hw.atm90e36.analog import AnalogBoard
 from hw.atm90e36.faults import ChipFault
 from hw.atm90e36.sim import Atm90e36Sim
 from hw.sim.grid import Grid, GridError, phi_from_pf
@@ -65,13 +66,14 @@ class SimWorld:
 
     def __init__(self, clock: Callable[[], float], pin_factory: Any, power_fail_pin: int,
                  voltage_v: float, current_a: float, power_factor: str, frequency_hz: float,
-                 current_scale: float = 1.0) -> None:
+                 current_scale: float = 1.0, board_seed: int = 0) -> None:
         self.lock = threading.RLock()
         self.grid = Grid(clock)
         self.grid.set_frequency(frequency_hz)
         self.grid.set_all_phases(voltage_v=voltage_v, current_a=current_a,
                                  phi_deg=parse_power_factor(power_factor))
-        self.chip = Atm90e36Sim(self.grid, clock, current_scale=current_scale)  # the board's current divider
+        self.chip = Atm90e36Sim(self.grid, clock, current_scale=current_scale,  # the board's current divider
+                                board=AnalogBoard.from_seed(board_seed))
         self.clock = clock
         self.input_pins: dict[str, int] = {}
         self.extra_signals: dict[str, Callable[[Any], None]] = {}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 
 from hw.atm90e36 import regmap as rm
-from hw.atm90e36.driver import Atm90e36, ChannelCounts, EnergyCounts, Measurements
+from hw.atm90e36.driver import Atm90e36, Atm90e36Config, ChannelCounts, EnergyCounts, Measurements
 from hw.errors import HwError
 from meterd.core import register_range
 from meterd.core.chip_health import ChipFacts, ChipReadError, ReadPattern, Recovery
@@ -73,6 +73,11 @@ def _saturated(energy: EnergyCounts) -> int:
     return sum(1 for c in energy.counts.values() for value in vars(c).values() if value == _FULL_COUNT)
 
 
+def _checksums(config: Atm90e36Config) -> dict[int, int]:
+    """The CSx the chip computes for ``config``, by block index."""
+    return {b.index: rm.checksum(config.block_values(b.index)[a] for a in b.addrs) for b in rm.BLOCKS}
+
+
 def _hw_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -90,8 +95,15 @@ class Atm90e36FrontEnd:
         self._facts = ChipFacts()
         self._full_scale_a = current_full_scale_a(driver.config.current_scale)
         self._capacity_wh = register_range.capacity_wh(driver.config.milli_per_count)
-        self._expected_cs = {b.index: rm.checksum(driver.config.block_values(b.index)[a] for a in b.addrs)
-                             for b in rm.BLOCKS}
+        self._expected_cs = _checksums(driver.config)
+
+    def reconfigure(self, config: Atm90e36Config) -> None:
+        """Use ``config`` (a new calibration) from now on: in every start and restart of the chip
+        and in the checksum supervision. Writing it to a running chip is the caller's."""
+        self.driver.config = config
+        self._full_scale_a = current_full_scale_a(config.current_scale)
+        self._capacity_wh = register_range.capacity_wh(config.milli_per_count)
+        self._expected_cs = _checksums(config)
 
     def health(self, checksums: bool = True) -> tuple[ReadPattern, bool, bool]:
         """Read the start registers and (with ``checksums``) the checksums: (pattern, start

@@ -14,11 +14,21 @@ from typing import Any
 
 from meterd.app.config import Config, parse_config
 from meterd.app.feature_api import FeatureContext
-from meterd.app.features import ciu, display, dlms, load_control, payment, power_quality, revenue, supervision
+from meterd.app.features import (
+    calibration,
+    ciu,
+    display,
+    dlms,
+    load_control,
+    payment,
+    power_quality,
+    revenue,
+    supervision,
+)
 
 #: Attach order (a feature may need what one before it provides).
 MODULES: tuple[tuple[str, ModuleType], ...] = (
-    ("supervision", supervision), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
+    ("supervision", supervision), ("calibration", calibration), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
     ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("dlms", dlms))
 FEATURES: tuple[str, ...] = tuple(name for name, _ in MODULES)
 
