@@ -250,7 +250,7 @@ class MeteringService:
         if check.stalled_s:  # the chip kept the energy (billed now, up to saturation): the stall itself is evented
             log.warning("metering IC read %.1f s after the previous one: the metering loop was stalled", check.stalled_s)
             self._storage_events.append(StorageEvent(ec.code("MEASUREMENT_SYSTEM_ERROR"),
-                                                     {"fault": "metering_stalled", "interval_s": round(check.stalled_s, 1)}))
+                                                     {"fault": "metering_stalled", "interval_s": round(check.stalled_s)}))
         if check.saturation_started:  # one event per saturation episode; the shortfall is in the totals
             self._storage_events.append(StorageEvent(ec.code("MEASUREMENT_SYSTEM_ERROR"),
                                                      {"fault": "energy_saturation", "detail": check.detail[:200]}))
