@@ -282,11 +282,11 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         self.status_extras["loop"] = self.loop_status
 
+        await start_all(self.context())  # the links first: a status the API answers names them all
         socket_path = self.cfg.under_state(self.cfg.api.socket)
         await self.api.start(socket_path)
         self.info["api_socket"] = str(socket_path)
         await start_network_api(self.api, self.cfg, self.hardware.backends.simulated, self.info)
-        await start_all(self.context())
         self._announce()
         self.notifier.ready(self.status_line())
         try:

@@ -56,10 +56,13 @@ sm.run(seconds)
 b = io()
 files = open_files()
 allowed = str(state.resolve())
-strays = sorted(f for f in files if not f.startswith(allowed + "/") and (journal is None or f != str(journal.path)))
+ram = {str(journal.path)} if journal else set()  # the RAM files: the energy journal and the pending-energy record
+if sm.daemon.pending_slot is not None:
+    ram.add(str(sm.daemon.pending_slot.path))
+strays = sorted(f for f in files if not f.startswith(allowed + "/") and f not in ram)
 print(json.dumps({"wchar": b["wchar"] - a["wchar"], "write_bytes": b["write_bytes"] - a["write_bytes"],
                   "saves": sm.daemon.store.saves - saves, "journal_writes": (journal.writes if journal else 0) - writes,
-                  "journal": str(journal.path) if journal else "", "strays": strays}))
+                  "journal": str(journal.path) if journal else "", "ram": sorted(ram), "strays": strays}))
 sm.close()
 '''
 
@@ -78,6 +81,7 @@ def check_day(tmp_path: Path, seconds: int) -> dict[str, float]:
         result = measure(tmp_path, name, current_a, seconds)
         assert result["strays"] == [], result["strays"]  # nothing written outside the state dir
         assert result["journal"].startswith("/dev/shm/")  # the journal is on tmpfs
+        assert all(f.startswith("/dev/shm/") for f in result["ram"])  # and the pending-energy record
         assert result["journal_writes"] == seconds  # every cycle is in the journal...
         assert 0 < result["saves"] <= seconds // 300 + 1  # ...the database every 5 min only
         per_day[name] = result["wchar"] * 86_400 / seconds
