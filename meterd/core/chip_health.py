@@ -172,7 +172,8 @@ class ChipCheck:
     ``saturation_started``: this cycle opened a saturation episode (record the event);
     ``shortfall_wh``: the active energy (Wh) a saturated read is estimated to have missed;
     ``stalled_s``: the time (s) since the previous read when it was more than
-    ``stall_factor × cycle_s`` (a stalled metering loop: record the event), else 0."""
+    ``stall_factor × cycle_s`` and opened a stall episode (a stalled metering loop: record the
+    event; later late reads are the same episode until one comes on time), else 0."""
 
     faults: frozenset[MetrologyFault] = frozenset()
     warnings: frozenset[MetrologyWarning] = frozenset()
@@ -308,6 +309,7 @@ class ChipSupervisor:
     last_good_power_w: float = 0.0
     last_good_mono: float | None = None
     saturation_open: bool = False
+    stall_open: bool = False
     _backoff_s: float = 0.0
     _next_restart: float = 0.0
 
@@ -317,9 +319,16 @@ class ChipSupervisor:
         return self.fault_since is not None
 
     def check(self, now_s: float, reading: Reading | None, facts: ChipFacts, supply_good: bool) -> ChipCheck:
-        """Judge one read; a fault opens (or continues) the fault state."""
+        """Judge one read; a fault opens (or continues) the fault state; a stall opens an episode
+        that the next read on time ends (``stalled_s`` is kept only on the read that opens it)."""
         interval = None if self.last_good_mono is None or self.in_fault else now_s - self.last_good_mono
         result = assess(reading, facts, self.limits, supply_good, interval)
+        if interval is not None and interval <= self.limits.late_factor * self.limits.cycle_s:
+            self.stall_open = False
+        if result.stalled_s:
+            if self.stall_open:
+                result = replace(result, stalled_s=0.0)
+            self.stall_open = True
         if result.faults:
             self.fault_seen(now_s, result.faults)
         elif reading is not None:

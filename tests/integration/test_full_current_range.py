@@ -94,8 +94,10 @@ def test_over_current_protection_trips_at_its_setting(tmp_path):
         sm.close()
 
 
-def measurement_errors(sm: SimMeter) -> list:
-    return [e for e in sm.service(EventRecorder).recent(100) if e.code == ec.code("MEASUREMENT_SYSTEM_ERROR")]
+def measurement_errors(sm: SimMeter, fault: str = "energy_saturation") -> list:
+    """The measurement-system events of ``fault`` (a read 300 s late is also a stalled loop)."""
+    return [e for e in sm.service(EventRecorder).recent(100)
+            if e.code == ec.code("MEASUREMENT_SYSTEM_ERROR") and e.detail.get("fault") == fault]
 
 
 def test_a_read_late_enough_to_saturate_is_flagged_recorded_once_and_its_shortfall_estimated(tmp_path):
@@ -120,6 +122,7 @@ def test_a_read_late_enough_to_saturate_is_flagged_recorded_once_and_its_shortfa
         assert check.shortfall_wh == pytest.approx(shortfall)
         events = measurement_errors(sm)
         assert len(events) == 1 and events[0].detail["fault"] == "energy_saturation"
+        assert len(measurement_errors(sm, "metering_stalled")) == 1
         sm.run(300.0, 300.0)                     # still late: the same episode, no second event
         assert len(measurement_errors(sm)) == 1
         sm.run(2.0)                              # on time again: the episode ends

@@ -169,3 +169,18 @@ def test_a_faulted_read_opens_no_saturation_episode() -> None:
     check = sup.check(300.0, reading(), ChipFacts(start_ok=False, saturated=1, register_capacity_wh=6553.5), True)
     assert check.faults and not check.saturation_started and check.shortfall_wh == 0.0
     assert not sup.saturation_open
+
+
+def test_a_run_of_stalled_reads_is_one_episode_until_a_read_comes_on_time() -> None:
+    sup = ChipSupervisor(LIMITS)
+    limit = LIMITS.stall_factor * LIMITS.cycle_s
+    t = 1000.0
+    assert sup.check(t, reading(), CAPACITY, supply_good=True).stalled_s == 0.0
+    t += limit + 5
+    assert sup.check(t, reading(), CAPACITY, supply_good=True).stalled_s == pytest.approx(limit + 5)
+    t += limit + 5
+    assert sup.check(t, reading(), CAPACITY, supply_good=True).stalled_s == 0.0   # the same episode
+    t += LIMITS.cycle_s
+    assert sup.check(t, reading(), CAPACITY, supply_good=True).stalled_s == 0.0   # on time: it ends
+    t += limit + 5
+    assert sup.check(t, reading(), CAPACITY, supply_good=True).stalled_s == pytest.approx(limit + 5)
