@@ -46,7 +46,7 @@ def main() -> None:
         print(f"board seed {SEED}; register {plate.energy_resolution_mwh:g} mWh/count; cycle {plate.cycle_s:g} s; "
               f"point resolution {RESOLUTION_PCT:g} %")
         t0, c0, s0 = time.perf_counter(), service.cycles, meter.clock.mono()
-        calibrate(link, source, ref, ProcedureSettings(operator="bench"))
+        calibrate(link, source, ref, ProcedureSettings(operator="bench", current_scale=meter.daemon.cfg.frontend.current_scale))
         t1, c1, s1 = time.perf_counter(), service.cycles, meter.clock.mono()
         print(f"calibration:   {t1 - t0:8.1f} s wall, {s1 - s0:9.0f} s simulated, {c1 - c0:7d} cycles")
         record = service.record

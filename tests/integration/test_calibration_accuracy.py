@@ -81,7 +81,7 @@ def test_uncalibrated_fails_then_calibrated_passes_within_a_fifth_of_the_limit(t
     meter = SimMeter(tmp_path / "state", sim={"board_seed": SEED, "current_a": 0.0})
     before = _run(meter, ("L1",), ("import",), 0.2)
     assert not before.passed and sum(not p.passed for p in before.points) >= 2
-    calibrate(InProcessMeter(meter), SimSource(meter), reference(meter), ProcedureSettings(operator="A. Technician"))
+    calibrate(InProcessMeter(meter), SimSource(meter), reference(meter), ProcedureSettings(operator="A. Technician", current_scale=meter.daemon.cfg.frontend.current_scale))
     # every balanced point in import, unity PF in export, one phase alone (the full run: slow test)
     after = _run(meter, ("balanced", "L2"), ("import", "export"), 0.05,
                  lambda p: p.direction == "import" or (p.load == "balanced" and p.power_factor == "1"))
@@ -105,7 +105,7 @@ def test_uncalibrated_fails_then_calibrated_passes_within_a_fifth_of_the_limit(t
 @pytest.mark.slow
 def test_full_class_05s_run_after_calibration(tmp_path: Path) -> None:
     meter = SimMeter(tmp_path / "state", sim={"board_seed": SEED + 1, "current_a": 0.0})
-    calibrate(InProcessMeter(meter), SimSource(meter), reference(meter), ProcedureSettings(operator="A. Technician"))
+    calibrate(InProcessMeter(meter), SimSource(meter), reference(meter), ProcedureSettings(operator="A. Technician", current_scale=meter.daemon.cfg.frontend.current_scale))
     report = _run(meter, ("balanced", "L1", "L2", "L3"), ("import", "export"), 0.02)
     meter.close()
     assert len(report.points) == 60

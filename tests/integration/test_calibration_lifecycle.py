@@ -52,7 +52,7 @@ def _power_errors_pct(meter: SimMeter, pf: str, current_a: float = 5.0) -> list[
 def _calibrated(state: Path) -> tuple[SimMeter, CalibrationValues]:
     meter = _meter(state)
     result = calibrate(InProcessMeter(meter), SimSource(meter), reference(meter),
-                       ProcedureSettings(operator="A. Technician"))
+                       ProcedureSettings(operator="A. Technician", current_scale=meter.daemon.cfg.frontend.current_scale))
     return meter, result.values
 
 
@@ -64,7 +64,7 @@ def test_uncalibrated_seeded_board_is_a_fault_and_out_of_class_then_calibrated(t
     assert ec.code("MEASUREMENT_SYSTEM_ERROR") in _codes(meter)
     assert max(abs(e) for e in _power_errors_pct(meter, "0.5L")) > 0.6   # class 0.5S at PF 0.5 L: ±0.6 %
     result = calibrate(InProcessMeter(meter), SimSource(meter), reference(meter),
-                       ProcedureSettings(operator="A. Technician"))
+                       ProcedureSettings(operator="A. Technician", current_scale=meter.daemon.cfg.frontend.current_scale))
     assert service.problem is None and service.record is not None
     assert service.record.calibration_id.startswith("PMM1221000001-C001-")
     assert service.record.reference_instrument.startswith("simulated reference standard")
