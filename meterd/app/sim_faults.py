@@ -24,7 +24,9 @@ Groups and kinds (parameters in brackets, see :data:`KINDS` for ranges and defau
 * supply: ``power_cut`` (the power-fail input falls, then the supply goes: last gasp),
   ``power_cut_no_last_gasp`` (the supply goes, the power-fail input says nothing);
 * tamper: ``terminal_cover_open``, ``magnet``;
-* rtc: ``rtc_battery_low`` (the RTC reports its backup battery low);
+* rtc: ``rtc_battery_low`` (the RTC reports its backup battery low), ``rtc_battery_lost`` (the
+  backup battery gone and the RTC's time lost, as over a supply loss without it: the meter flags
+  its clock invalid until a clock set or the fault's end, which sets the RTC from the meter's time);
 * chip: ``brown_out``, ``miso_high``, ``miso_low``, ``bit_flips`` [rate, seed], ``checksum``,
   ``spi_timeout``, ``late_cycle``.
 """
@@ -344,6 +346,8 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
               _input("magnetic_field")),
     FaultKind("rtc_battery_low", "rtc", "the RTC reports its backup battery low", ("BATTERY_VOLTAGE_LOW",), (),
               _input("battery_low")),
+    FaultKind("rtc_battery_lost", "rtc", "the RTC's backup battery is gone and the RTC has lost its time",
+              ("BATTERY_VOLTAGE_LOW", "CLOCK_INVALID"), (), _input("rtc_lost")),
     *(FaultKind(f.value, "chip", "metering IC fault (see hw.atm90e36.faults)",
                 ("MEASUREMENT_SYSTEM_ERROR",) if f is not ChipFault.LATE_CYCLE else (),
                 (Param("rate", 1e-3, 1e-9, 0.5), Param("seed", 0.0, 0.0, 2**31)) if f is ChipFault.BIT_FLIPS else (),
