@@ -27,6 +27,8 @@ Groups and kinds (parameters in brackets, see :data:`KINDS` for ranges and defau
 * rtc: ``rtc_battery_low`` (the RTC reports its backup battery low), ``rtc_battery_lost`` (the
   backup battery gone and the RTC's time lost, as over a supply loss without it: the meter flags
   its clock invalid until a clock set or the fault's end, which sets the RTC from the meter's time);
+* links: ``ciu_cable_cut`` (the MCU–CIU cable: nothing crosses), ``rs485_noise`` [rate, line]
+  (bytes corrupted on the simulated CIU cable);
 * chip: ``brown_out``, ``miso_high``, ``miso_low``, ``bit_flips`` [rate, seed], ``checksum``,
   ``spi_timeout``, ``late_cycle``.
 """
@@ -293,6 +295,17 @@ def _input(signal: str) -> Callable[[SimWorld, Mapping[str, Any]], Undo]:
     return start
 
 
+def _line_noise(world: SimWorld, params: Mapping[str, Any]) -> Undo:
+    """Noise on an RS-485 line: each byte crossing it (either way) has one bit flipped with
+    probability ``rate``."""
+    signal = {"ciu": "ciu_noise"}[str(params["line"])]
+    handler = world.signal_handlers().get(signal)
+    if handler is None:
+        raise ValueError(f"the simulated meter has no {params['line']} line (feature off?)")
+    handler(float(params["rate"]))
+    return lambda: handler(0.0)
+
+
 def _chip(fault: ChipFault) -> Callable[[SimWorld, Mapping[str, Any]], Undo]:
     def start(world: SimWorld, params: Mapping[str, Any]) -> Undo:
         world.inject_fault(fault, None, rate=float(params.get("rate", 1e-3)), seed=int(params.get("seed", 0)))
@@ -348,6 +361,11 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
               _input("battery_low")),
     FaultKind("rtc_battery_lost", "rtc", "the RTC's backup battery is gone and the RTC has lost its time",
               ("BATTERY_VOLTAGE_LOW", "CLOCK_INVALID"), (), _input("rtc_lost")),
+    FaultKind("ciu_cable_cut", "links", "the MCU–CIU RS-485 cable is cut: nothing crosses either way",
+              ("CIU_LINK_LOST", "CIU_LINK_RESTORED"), (), _input("ciu_cable_cut")),
+    FaultKind("rs485_noise", "links", "noise on an RS-485 line: a byte's bit flipped with probability rate",
+              ("CIU_LINK_LOST",), (Param("rate", 0.01, 1e-6, 0.5), Param("line", "ciu", choices=("ciu",))),
+              _line_noise),
     *(FaultKind(f.value, "chip", "metering IC fault (see hw.atm90e36.faults)",
                 ("MEASUREMENT_SYSTEM_ERROR",) if f is not ChipFault.LATE_CYCLE else (),
                 (Param("rate", 1e-3, 1e-9, 0.5), Param("seed", 0.0, 0.0, 2**31)) if f is ChipFault.BIT_FLIPS else (),
