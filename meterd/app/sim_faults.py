@@ -28,7 +28,8 @@ Groups and kinds (parameters in brackets, see :data:`KINDS` for ranges and defau
   backup battery gone and the RTC's time lost, as over a supply loss without it: the meter flags
   its clock invalid until a clock set or the fault's end, which sets the RTC from the meter's time);
 * links: ``ciu_cable_cut`` (the MCU–CIU cable: nothing crosses), ``rs485_noise`` [rate, line]
-  (bytes corrupted on the simulated CIU cable);
+  (bytes corrupted on the simulated CIU cable and/or the DLMS HDLC line: the link layers drop the
+  garbled frames, the CIU link goes down when too few get through);
 * chip: ``brown_out``, ``miso_high``, ``miso_low``, ``bit_flips`` [rate, seed], ``checksum``,
   ``spi_timeout``, ``late_cycle``.
 """
@@ -296,14 +297,20 @@ def _input(signal: str) -> Callable[[SimWorld, Mapping[str, Any]], Undo]:
 
 
 def _line_noise(world: SimWorld, params: Mapping[str, Any]) -> Undo:
-    """Noise on an RS-485 line: each byte crossing it (either way) has one bit flipped with
-    probability ``rate``."""
-    signal = {"ciu": "ciu_noise"}[str(params["line"])]
-    handler = world.signal_handlers().get(signal)
-    if handler is None:
-        raise ValueError(f"the simulated meter has no {params['line']} line (feature off?)")
-    handler(float(params["rate"]))
-    return lambda: handler(0.0)
+    """Noise on RS-485 lines (``line``: ``ciu``, ``dlms`` (HDLC) or ``both``): each byte crossing
+    them, either way, has one bit flipped with probability ``rate``."""
+    names = {"ciu": ("ciu_noise",), "dlms": ("dlms_noise",), "both": ("ciu_noise", "dlms_noise")}[str(params["line"])]
+    signals = world.signal_handlers()
+    handlers = [signals[n] for n in names if n in signals]
+    if not handlers or (params["line"] != "both" and len(handlers) != len(names)):
+        raise ValueError(f"the simulated meter has no {params['line']} RS-485 line (feature off, or not a pty)")
+    for handler in handlers:
+        handler(float(params["rate"]))
+
+    def undo() -> None:
+        for handler in handlers:
+            handler(0.0)
+    return undo
 
 
 def _chip(fault: ChipFault) -> Callable[[SimWorld, Mapping[str, Any]], Undo]:
@@ -363,9 +370,9 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
               ("BATTERY_VOLTAGE_LOW", "CLOCK_INVALID"), (), _input("rtc_lost")),
     FaultKind("ciu_cable_cut", "links", "the MCU–CIU RS-485 cable is cut: nothing crosses either way",
               ("CIU_LINK_LOST", "CIU_LINK_RESTORED"), (), _input("ciu_cable_cut")),
-    FaultKind("rs485_noise", "links", "noise on an RS-485 line: a byte's bit flipped with probability rate",
-              ("CIU_LINK_LOST",), (Param("rate", 0.01, 1e-6, 0.5), Param("line", "ciu", choices=("ciu",))),
-              _line_noise),
+    FaultKind("rs485_noise", "links", "noise on the RS-485 lines (CIU, DLMS HDLC or both): a byte's bit flipped "
+              "with probability rate", ("CIU_LINK_LOST",),
+              (Param("rate", 0.01, 1e-6, 0.5), Param("line", "both", choices=("both", "ciu", "dlms"))), _line_noise),
     *(FaultKind(f.value, "chip", "metering IC fault (see hw.atm90e36.faults)",
                 ("MEASUREMENT_SYSTEM_ERROR",) if f is not ChipFault.LATE_CYCLE else (),
                 (Param("rate", 1e-3, 1e-9, 0.5), Param("seed", 0.0, 0.0, 2**31)) if f is ChipFault.BIT_FLIPS else (),

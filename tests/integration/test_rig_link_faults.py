@@ -17,7 +17,8 @@ from ciu.runtime.client import CiuLinkClient
 from hw.monotonic import MonotonicClock
 from hw.serial_link import open_port
 from meterd.app.features import ciu as ciu_feature
-from meterd.app.features.ciu import SimCiuCable
+from meterd.app.features import dlms as dlms_feature
+from meterd.app.sim_lines import SimCiuCable, SimHdlcLine
 from meterd.proto.ciu_link import LinkEndpoint, Role
 from meterd.services.ciu_meter import MeterCiu
 from tests.simmeter import SimMeter
@@ -134,6 +135,34 @@ def test_noise_corrupts_bytes_in_the_cable_and_the_link_rejects_them(tmp_path: P
             assert await recorded(meter, ciu, "CIU_LINK_RESTORED", 2), "the link did not come back"
         finally:
             ciu.port.close()
+            for link in reversed(daemon.links):
+                await link.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        meter.close()
+
+
+def test_noise_on_the_dlms_line_reaches_its_pty_and_ends_with_the_fault(tmp_path: Path) -> None:
+    """``rs485_noise`` with ``line = "dlms"`` acts on the HDLC pty's bytes (what the HDLC layer
+    then drops: tests/unit/runtime/test_dlms_serial_line_noise.py); a line that is not open is
+    refused with the reason and nothing changes."""
+    meter = SimMeter(tmp_path, power_quality={"enabled": False})
+    daemon = meter.daemon
+    hdlc = daemon.registry.need(SimHdlcLine, by="test")
+
+    async def scenario() -> None:
+        status, answer = await daemon.api.dispatch("POST", "/sim/fault", {"kind": "rs485_noise", "line": "dlms"})
+        assert status == 400 and "not open" in answer["error"]  # the links are not started yet
+        await dlms_feature.start(daemon)
+        try:
+            assert hdlc.faults is not None and hdlc.faults.corrupt_rate == 0.0
+            await fault(meter, "/sim/fault", {"kind": "rs485_noise", "rate": 0.05, "line": "dlms"})
+            assert hdlc.faults.corrupt_rate == 0.05
+            await fault(meter, "/sim/fault-clear", {"kind": "rs485_noise"})
+            assert hdlc.faults.corrupt_rate == 0.0
+        finally:
             for link in reversed(daemon.links):
                 await link.close()
 

@@ -48,13 +48,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from hw.monotonic import MonotonicClock
-from hw.serial_link import CableFaults
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
+from meterd.app.sim_lines import SimCiuCable
 from meterd.core.events import EventRecorder
 from meterd.proto.ciu_link import LinkConfig
 from meterd.runtime.ciu_port import (
@@ -139,27 +138,11 @@ def attach(ctx: FeatureContext) -> None:
     ctx.api.route("POST", "/ciu/pair", ciu.open_pairing)
 
 
-@dataclass
-class SimCiuCable:
-    """The simulated MCU–CIU cable's faults, once the line is open (:func:`start`)."""
-
-    faults: CableFaults | None = None
-
-    def set(self, what: str, value: Any) -> None:
-        """``cut`` (true/false) or ``noise`` (the rate of corrupted bytes, 0 = none)."""
-        if self.faults is None:
-            raise ValueError("the simulated CIU line is not open")
-        if what == "cut":
-            self.faults.cut = bool(value)
-        else:
-            self.faults.corrupt_rate = float(value)
-
-
 def _add_cable_signals(ctx: FeatureContext) -> None:
     """Scenario signals ``ciu_cable_cut`` (true/false) and ``ciu_noise`` (rate, 0..1) acting on the
     bytes crossing the simulated cable; the link's own timers and checks find the fault."""
     assert ctx.hardware.sim is not None
-    cable = SimCiuCable()
+    cable = SimCiuCable("CIU line")
     ctx.registry.provide(SimCiuCable, cable, by="ciu")
     ctx.hardware.sim.extra_signals["ciu_cable_cut"] = lambda value: cable.set("cut", value)
     ctx.hardware.sim.extra_signals["ciu_noise"] = lambda value: cable.set("noise", value)
