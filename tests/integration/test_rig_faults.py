@@ -340,3 +340,32 @@ def test_rtc_battery_lost_makes_the_clock_invalid_until_a_clock_set_or_the_fault
         assert new_names(meter, before).count("CLOCK_INVALID") == 2
     finally:
         meter.close()
+
+
+@pytest.mark.parametrize("cut", ["power_cut", "power_cut_no_last_gasp"])
+def test_rtc_battery_lost_at_the_next_supply_loss(tmp_path: Path, cut: str) -> None:
+    """``when = power_cut``: the battery is gone at once (BATTERY_VOLTAGE_LOW) but the RTC keeps its
+    time while the supply holds; the supply's loss stops it, and the meter then finds its clock
+    invalid; the fault's end gives it a battery and a time again."""
+    meter = SimMeter(tmp_path, sim={"start_utc": START.isoformat()}, power_quality={"enabled": False},
+                     display={"kind": "dummy", "battery_check_s": 5.0})
+    metering = meter.meter
+    try:
+        meter.run(6)
+        before = len(event_names(meter))
+        inject(meter, {"kind": "rtc_battery_lost", "when": "power_cut"})
+        meter.run(12)
+        assert new_names(meter, before).count("BATTERY_VOLTAGE_LOW") == 1
+        assert "CLOCK_INVALID" not in new_names(meter, before)
+        assert "clock_invalid" not in metering.status_flags()
+        inject(meter, {"kind": cut})
+        meter.run(2)
+        clear(meter, cut)
+        meter.run(6)
+        assert new_names(meter, before).count("CLOCK_INVALID") == 1
+        assert "clock_invalid" in metering.status_flags()
+        clear(meter, "rtc_battery_lost")
+        meter.run(2)
+        assert "clock_invalid" not in metering.status_flags()
+    finally:
+        meter.close()

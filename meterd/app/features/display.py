@@ -23,8 +23,8 @@ Section ``[display]``:
   DATA_INVALID flag (the RTC lost its time: a supply loss with the battery gone) sets the meter's
   ``clock_invalid`` status bit and records CLOCK_INVALID (code 6) once per occurrence; a clock
   set (DLMS, API, sync: it writes the RTC) or the RTC reading valid again ends it. Scenario
-  signal ``rtc_lost`` (true/false) makes the simulated RTC lose its battery and time, or gets
-  both back.
+  signal ``rtc_lost`` (true, ``"power_cut"``, false) makes the simulated RTC lose its battery and
+  its time (at once, or at the next supply loss), or gets both back.
 
 Values shown: per-phase U (V), I (A), PF and phasors, total P (kW), f (Hz), import/export
 energy 1-0:1.8.0 / 1-0:2.8.0 (kWh, the last committed checkpoint: never a value a crash could take
@@ -212,21 +212,41 @@ def _set_sim_battery(display: MeterDisplay, low: Any) -> None:
     rtc.vl_flags = flags | VL_BACKUP_LOW if low else flags & ~VL_BACKUP_LOW
 
 
-def _set_sim_rtc_lost(display: MeterDisplay, clock: Any, lost: bool) -> None:
-    """Scenario signal ``rtc_lost``: the simulated RTC's backup battery gone and its time lost
-    (BACKUP_EMPTY and DATA_INVALID, as after a supply loss without the battery), or (false) a
-    new battery and the RTC set again from the meter's time (both flags cleared)."""
-    assert display.battery is not None
-    rtc = display.battery.rtc
-    assert isinstance(rtc, SimRtc)
-    flags = rtc.vl_flags or 0
-    if lost:
-        rtc.time_utc = None
-        rtc.vl_flags = flags | VL_BACKUP_EMPTY | VL_DATA_INVALID
-    else:
-        rtc.vl_flags = flags & ~VL_BACKUP_EMPTY
-        rtc.write(clock.utc())
-    display.battery.poll_now()
+class _SimRtcBattery:
+    """Scenario signal ``rtc_lost`` on the simulated RTC: true, its backup battery gone and its
+    time lost (BACKUP_EMPTY and DATA_INVALID, as after a supply loss without the battery);
+    ``"power_cut"``, the battery gone now (BACKUP_EMPTY) and the time lost at the next supply loss;
+    false, a new battery and the RTC set again from the meter's time (both flags cleared)."""
+
+    def __init__(self, display: MeterDisplay, clock: Any) -> None:
+        assert display.battery is not None and isinstance(display.battery.rtc, SimRtc)
+        self.watch = display.battery
+        self.rtc: SimRtc = display.battery.rtc
+        self.clock = clock
+        self.battery_gone = False
+
+    def signal(self, value: Any) -> None:
+        flags = self.rtc.vl_flags or 0
+        if value:  # true or "power_cut"
+            self.battery_gone = True
+            self.rtc.vl_flags = flags | VL_BACKUP_EMPTY
+            if value != "power_cut":
+                self.lose_time()
+        else:
+            self.battery_gone = False
+            self.rtc.vl_flags = flags & ~VL_BACKUP_EMPTY
+            self.rtc.write(self.clock.utc())
+        self.watch.poll_now()
+
+    def supply(self, lost: bool) -> None:
+        """Without its battery the RTC stops with the supply: its time is lost."""
+        if lost and self.battery_gone:
+            self.lose_time()
+            self.watch.poll_now()
+
+    def lose_time(self) -> None:
+        self.rtc.time_utc = None
+        self.rtc.vl_flags = (self.rtc.vl_flags or 0) | VL_DATA_INVALID
 
 
 def _add_scenario_signal(ctx: FeatureContext, display: MeterDisplay) -> None:
@@ -234,5 +254,7 @@ def _add_scenario_signal(ctx: FeatureContext, display: MeterDisplay) -> None:
     assert ctx.hardware is not None and ctx.hardware.sim is not None
     ctx.hardware.sim.extra_signals["display_button"] = lambda _value: display.lcd.button_next()
     ctx.hardware.sim.extra_signals["battery_low"] = lambda value: _set_sim_battery(display, bool(value))
-    clock = ctx.clock
-    ctx.hardware.sim.extra_signals["rtc_lost"] = lambda value: _set_sim_rtc_lost(display, clock, bool(value))
+    if display.battery is not None and isinstance(display.battery.rtc, SimRtc):
+        battery = _SimRtcBattery(display, ctx.clock)
+        ctx.hardware.sim.extra_signals["rtc_lost"] = battery.signal
+        ctx.hardware.sim.supply_listeners.append(battery.supply)
