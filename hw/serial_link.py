@@ -251,14 +251,44 @@ class PacedWriter:
 # ---------------------------------------------------------------------------------------------
 
 
+class CableFaults:
+    """What a cable does to the bytes crossing it, set at any time from another thread: ``cut``
+    (nothing crosses, either way) and ``corrupt_rate`` (the probability that a byte arrives with
+    one bit flipped: noise on the line); ``corrupted`` counts the bytes it garbled. Each direction
+    (0, 1) draws from its own generator seeded from ``seed``, so which bytes one direction garbles
+    does not depend on how the traffic interleaves."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.cut = False
+        self.corrupt_rate = 0.0
+        self.corrupted = 0
+        self._rngs = (random.Random(seed), random.Random(seed + 1))
+
+    def carry(self, data: bytes, direction: int = 0) -> bytes:
+        """``data`` as it arrives at the other end (b"" when the cable is cut)."""
+        if self.cut:
+            return b""
+        if self.corrupt_rate <= 0.0:
+            return data
+        rng = self._rngs[direction]
+        out = bytearray(data)
+        for i in range(len(out)):
+            if rng.random() < self.corrupt_rate:
+                out[i] ^= 1 << rng.randrange(8)
+                self.corrupted += 1
+        return bytes(out)
+
+
 class PtyWire:
     """Two pty pairs joined by a thread that forwards bytes, one character time (10 / baud s) apart.
 
     ``path_a`` and ``path_b`` are the slave device paths for the two ends. Use as a context
-    manager; ``close()`` stops the thread and closes all descriptors.
+    manager; ``close()`` stops the thread and closes all descriptors. ``faults`` act on the bytes
+    on their way (a cut cable, noise).
     """
 
     def __init__(self, baud: int = 9600) -> None:
+        self.faults = CableFaults()
         self._char_s = char_time_s(baud)
         self._fds: list[int] = []
         self._masters: list[int] = []
@@ -291,6 +321,7 @@ class PtyWire:
                     data = os.read(fd, 256)
                 except OSError:
                     continue
+                data = self.faults.carry(data, 0 if fd == a else 1)
                 for i in range(len(data)):
                     os.write(peer[fd], data[i : i + 1])
                     time.sleep(self._char_s)

@@ -24,7 +24,13 @@ Groups and kinds (parameters in brackets, see :data:`KINDS` for ranges and defau
 * supply: ``power_cut`` (the power-fail input falls, then the supply goes: last gasp),
   ``power_cut_no_last_gasp`` (the supply goes, the power-fail input says nothing);
 * tamper: ``terminal_cover_open``, ``magnet``;
-* rtc: ``rtc_battery_low`` (the RTC reports its backup battery low);
+* rtc: ``rtc_battery_low`` (the RTC reports its backup battery low), ``rtc_battery_lost`` [when] (the
+  backup battery gone; the RTC's time lost at once, as over an outage, or at the next supply loss:
+  the meter flags its clock invalid until a clock set or the fault's end, which sets the RTC from
+  the meter's time);
+* links: ``ciu_cable_cut`` (the MCU–CIU cable: nothing crosses), ``rs485_noise`` [rate, line]
+  (bytes corrupted on the simulated CIU cable and/or the DLMS HDLC line: the link layers drop the
+  garbled frames, the CIU link goes down when too few get through);
 * chip: ``brown_out``, ``miso_high``, ``miso_low``, ``bit_flips`` [rate, seed], ``checksum``,
   ``spi_timeout``, ``late_cycle``.
 """
@@ -277,7 +283,12 @@ def _power_cut(last_gasp: bool) -> Callable[[SimWorld, Mapping[str, Any]], Undo]
             world.power_cut(True)
             return lambda: world.power_cut(False)
         undo = _patch_phases(world, {i: {"on": False} for i in range(3)})
-        return undo
+        world.supply_changed(True)
+
+        def restore() -> None:
+            undo()
+            world.supply_changed(False)
+        return restore
     return start
 
 
@@ -289,6 +300,31 @@ def _input(signal: str) -> Callable[[SimWorld, Mapping[str, Any]], Undo]:
         handler(True)
         return lambda: handler(False)
     return start
+
+
+def _rtc_lost(world: SimWorld, params: Mapping[str, Any]) -> Undo:
+    handler = world.signal_handlers().get("rtc_lost")
+    if handler is None:
+        raise ValueError("the simulated meter has no RTC (display off?)")
+    handler(True if params["when"] == "now" else "power_cut")
+    return lambda: handler(False)
+
+
+def _line_noise(world: SimWorld, params: Mapping[str, Any]) -> Undo:
+    """Noise on RS-485 lines (``line``: ``ciu``, ``dlms`` (HDLC) or ``both``): each byte crossing
+    them, either way, has one bit flipped with probability ``rate``."""
+    names = {"ciu": ("ciu_noise",), "dlms": ("dlms_noise",), "both": ("ciu_noise", "dlms_noise")}[str(params["line"])]
+    signals = world.signal_handlers()
+    handlers = [signals[n] for n in names if n in signals]
+    if not handlers or (params["line"] != "both" and len(handlers) != len(names)):
+        raise ValueError(f"the simulated meter has no {params['line']} RS-485 line (feature off, or not a pty)")
+    for handler in handlers:
+        handler(float(params["rate"]))
+
+    def undo() -> None:
+        for handler in handlers:
+            handler(0.0)
+    return undo
 
 
 def _chip(fault: ChipFault) -> Callable[[SimWorld, Mapping[str, Any]], Undo]:
@@ -344,6 +380,14 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
               _input("magnetic_field")),
     FaultKind("rtc_battery_low", "rtc", "the RTC reports its backup battery low", ("BATTERY_VOLTAGE_LOW",), (),
               _input("battery_low")),
+    FaultKind("rtc_battery_lost", "rtc", "the RTC's backup battery is gone: its time is lost now (when = now, as "
+              "after an outage) or at the next supply loss (when = power_cut)", ("BATTERY_VOLTAGE_LOW", "CLOCK_INVALID"),
+              (Param("when", "now", choices=("now", "power_cut")),), _rtc_lost),
+    FaultKind("ciu_cable_cut", "links", "the MCU–CIU RS-485 cable is cut: nothing crosses either way",
+              ("CIU_LINK_LOST", "CIU_LINK_RESTORED"), (), _input("ciu_cable_cut")),
+    FaultKind("rs485_noise", "links", "noise on the RS-485 lines (CIU, DLMS HDLC or both): a byte's bit flipped "
+              "with probability rate", ("CIU_LINK_LOST",),
+              (Param("rate", 0.01, 1e-6, 0.5), Param("line", "both", choices=("both", "ciu", "dlms"))), _line_noise),
     *(FaultKind(f.value, "chip", "metering IC fault (see hw.atm90e36.faults)",
                 ("MEASUREMENT_SYSTEM_ERROR",) if f is not ChipFault.LATE_CYCLE else (),
                 (Param("rate", 1e-3, 1e-9, 0.5), Param("seed", 0.0, 0.0, 2**31)) if f is ChipFault.BIT_FLIPS else (),

@@ -77,6 +77,9 @@ class SimWorld:
         self.clock = clock
         self.input_pins: dict[str, int] = {}
         self.extra_signals: dict[str, Callable[[Any], None]] = {}
+        self.supply_listeners: list[Callable[[bool], None]] = []
+        """Told of each supply loss (True) and return (False): parts of the simulated board that
+        live on the supply (the RTC without its battery)."""
         self.cycle_hooks: list[Callable[[float], None]] = []
         self.pins = SimPins(pin_factory)
         self.power_fail_pin = power_fail_pin
@@ -280,6 +283,7 @@ class SimWorld:
     @_locked
     def power_cut(self, cut: bool) -> None:
         """Cut or restore the supply: grid dark/lit and the power-fail pin low/high."""
+        self.supply_changed(cut)
         if cut:
             if self._powered_state is None:
                 self._powered_state = self.grid.state
@@ -290,6 +294,12 @@ class SimWorld:
                 self.grid.set_state(self._powered_state)
                 self._powered_state = None
             self.pins.drive(self.power_fail_pin, high=True)
+
+
+    def supply_changed(self, lost: bool) -> None:
+        """Tell the :attr:`supply_listeners` that the supply went (True) or came back."""
+        for listener in self.supply_listeners:
+            listener(lost)
 
 
 def fault_request(value: Any) -> tuple[ChipFault, float | None, float, int]:

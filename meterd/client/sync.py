@@ -165,14 +165,21 @@ class MeterClient:
         """Load a scenario file."""
         return self.sim_scenario(Path(path).read_text(encoding="utf-8"), str(path))
 
-    def sim_fault(self, kind: str, *, duration_s: float | None = None, rate: float | None = None,
-                  seed: int | None = None) -> Payload:
-        """Inject a metering IC fault for ``duration_s`` meter seconds (None: until cleared)."""
-        body: Payload = {"kind": kind}
-        for key, value in (("duration_s", duration_s), ("rate", rate), ("seed", seed)):
-            if value is not None:
-                body[key] = value
+    def sim_fault(self, kind: str, duration_s: float | None = None, **params: float | str) -> Payload:
+        """Inject the fault ``kind`` for ``duration_s`` meter seconds (None: until cleared), with
+        that kind's parameters by name (``phase="L2"``, ``residual_pct=40``, ``rate=1e-3``; the
+        meter refuses a parameter the kind does not take, or one out of range, with ApiRefused).
+        :meth:`sim_faults` lists the kinds and their parameters."""
+        body: Payload = {"kind": kind, **params}
+        if duration_s is not None:
+            body["duration_s"] = duration_s
         return self.call("POST", "/sim/fault", body)
+
+    def sim_faults(self) -> Payload:
+        """``{"kinds": [...], "active": [...]}``: every fault kind (group, summary, the events it
+        leads to, its parameters with ranges) and the faults in force (``remaining_s``: meter
+        seconds left, None until cleared)."""
+        return self.call("GET", "/sim/faults")
 
     def sim_fault_clear(self, kind: str | None = None) -> Payload:
         """End an injected fault (all of them when ``kind`` is None)."""

@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hw.serial_link import ReopeningPort
+from hw.serial_link import CableFaults, ReopeningPort
 from meterd.services.ciu_meter import MeterCiu
 
 log = logging.getLogger("meterd.ciu")
@@ -35,6 +35,8 @@ class CiuLine:
     close: Callable[[], None]
     description: str
     """The CIU end (a pty path in simulation) or the device with its settings."""
+    faults: CableFaults | None = None
+    """The simulated cable's faults (None on a device line)."""
 
     def fileno(self) -> int:
         return self.fd
@@ -52,7 +54,7 @@ def open_sim_line(baud: int) -> CiuLine:
         os.close(fd)
         wire.close()
 
-    return CiuLine(fd, close, wire.path_b)
+    return CiuLine(fd, close, wire.path_b, wire.faults)
 
 
 def open_device_line(port: str, baud: int, rs485: bool) -> CiuLine:

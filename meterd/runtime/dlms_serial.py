@@ -15,7 +15,10 @@ by the injected factory (``meterd.cosem.server.build_session_factory(..., link="
   cannot be opened at start raises :class:`SerialLinkError`, as before.
 * ``port=None`` creates a pseudo-terminal for the simulator: the meter holds the master side and
   :attr:`SerialLink.slave_path` is the device a client opens (pty baud and parity are not
-  enforced, see platform notes §4).
+  enforced, see platform notes §4). Its :attr:`SerialLink.faults` (a
+  :class:`hw.serial_link.CableFaults`) act on the bytes between the pty and the link (a cut
+  line, noise), as the line would; the HDLC layer's own checks find them (frames with a bad
+  HCS/FCS dropped, :attr:`SerialLink.dropped_frames`).
 * With ``optical=ModeESignOn(...)`` the line starts at 300 Bd 7E1 in the sign-on; after the
   option select it switches to the agreed rate, 8N1, HDLC. After the HDLC inactivity time, or
   once the client disconnected the data link (DISC answered; a session with a true ``ended``
@@ -33,7 +36,7 @@ import tty
 from collections.abc import Callable
 from typing import Any
 
-from hw.serial_link import ReopeningPort, SerialLinkError, open_port, set_line
+from hw.serial_link import CableFaults, ReopeningPort, SerialLinkError, open_port, set_line
 from meterd.proto import iec62056_21 as mode_e
 from meterd.proto.session import ByteSession
 
@@ -77,6 +80,9 @@ class SerialLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.bytes_in = 0
         self.bytes_out = 0
+        self.faults: CableFaults | None = None
+        """The simulated line's faults (the pty only; None on a device)."""
+        self._dropped_before = 0
 
     @property
     def _serial(self) -> Any:
@@ -94,6 +100,7 @@ class SerialLink:
             master, slave = os.openpty()
             tty.setraw(slave)
             self._fd, self._slave_fd, self.slave_path = master, slave, os.ttyname(slave)
+            self.faults = CableFaults()
             self._serve_fd()
             _log.info("DLMS serial link on %s", self.slave_path)
             return self
@@ -170,6 +177,7 @@ class SerialLink:
             self._idle = None
         if self._session is not None:
             self._session.close()
+            self._dropped_before += self._session_dropped()
             self._session = None
         self._out.clear()
         self._sign_on_after_flush = False
@@ -188,6 +196,7 @@ class SerialLink:
             self._idle.cancel()
         if self._session is not None:
             self._session.close()
+            self._dropped_before += self._session_dropped()
             self._session = None
         if self._keeper is not None:
             self._keeper.close()
@@ -212,7 +221,10 @@ class SerialLink:
             return
         if data:
             self.bytes_in += len(data)
-            self._on_data(data)
+            if self.faults is not None:
+                data = self.faults.carry(data, 0)
+            if data:
+                self._on_data(data)
 
     def _on_data(self, data: bytes) -> None:
         if self._optical is not None and not self._optical.signed_on:
@@ -235,11 +247,22 @@ class SerialLink:
             self._idle = None
         if self._session is not None:
             self._session.close()
+            self._dropped_before += self._session_dropped()
             self._session = None
         if self._out:
             self._sign_on_after_flush = True
             return
         self._apply_events(self._optical.reset())
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames the link layer discarded as damaged (HDLC: bad format, HCS or FCS), over all
+        sessions of this line."""
+        return self._dropped_before + self._session_dropped()
+
+    def _session_dropped(self) -> int:
+        link = getattr(self._session, "link", None)
+        return int(getattr(link, "dropped_frames", 0))
 
     def _ensure_session(self) -> ByteSession:
         if self._session is None:
@@ -285,6 +308,8 @@ class SerialLink:
     # --- writing ----------------------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        if self.faults is not None:
+            data = self.faults.carry(data, 1)
         if not data:
             return
         self._out += data

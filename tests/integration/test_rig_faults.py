@@ -19,6 +19,7 @@ import pytest
 from hw.relay import RelayFault
 from meterd.app.sim_faults import KINDS
 from meterd.runtime.load_control import LoadControlUnit
+from meterd.services.metering import STATUS_BITS
 from tests.simmeter import SimMeter
 
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -291,7 +292,8 @@ def test_every_kind_is_listed_with_its_group_and_parameters(tmp_path: Path) -> N
         assert status == 200
         kinds = {k["kind"]: k for k in view["kinds"]}
         assert set(kinds) == set(KINDS)
-        assert {k["group"] for k in kinds.values()} == {"grid", "wiring", "relay", "supply", "tamper", "rtc", "chip"}
+        assert {k["group"] for k in kinds.values()} == {"grid", "wiring", "relay", "supply", "tamper", "rtc", "links",
+                                                         "chip"}
         assert [p["name"] for p in kinds["voltage_dip"]["params"]] == ["phase", "residual_pct"]
         inject(meter, {"kind": "miso_high", "duration_s": 5})  # the chip's faults share the API
         assert [a["kind"] for a in call(meter, "GET", "/sim/faults")[1]["active"]] == ["miso_high"]
@@ -299,3 +301,71 @@ def test_every_kind_is_listed_with_its_group_and_parameters(tmp_path: Path) -> N
         meter.close()
 
 
+def test_rtc_battery_lost_makes_the_clock_invalid_until_a_clock_set_or_the_faults_end(tmp_path: Path) -> None:
+    """The RTC reads DATA_INVALID: the meter's own battery watch flags its clock invalid (status
+    bit ``clock_invalid``, CLOCK_INVALID once); a clock set (the DLMS write's path) writes the RTC
+    and makes it valid; clearing the fault (a new battery, the RTC set again) does too."""
+    meter = SimMeter(tmp_path, sim={"start_utc": START.isoformat()}, power_quality={"enabled": False},
+                     display={"kind": "dummy", "battery_check_s": 5.0})
+    metering = meter.meter
+    invalid_bit = 1 << STATUS_BITS["clock_invalid"]
+    try:
+        meter.run(6)
+        before = len(event_names(meter))
+        assert "clock_invalid" not in metering.status_flags()
+        inject(meter, {"kind": "rtc_battery_lost"})
+        meter.run(2)
+        assert "clock_invalid" in metering.status_flags() and metering.status_word() & invalid_bit
+        assert new_names(meter, before).count("CLOCK_INVALID") == 1
+        assert new_names(meter, before).count("BATTERY_VOLTAGE_LOW") == 1
+        meter.run(12)  # still invalid, recorded once
+        assert "clock_invalid" in metering.status_flags()
+        assert new_names(meter, before).count("CLOCK_INVALID") == 1
+
+        metering.set_clock(metering.now_utc(), "dlms:test")  # a clock set writes the RTC
+        meter.run(1)
+        assert "clock_invalid" not in metering.status_flags() and not metering.status_word() & invalid_bit
+        meter.run(12)
+        assert "clock_invalid" not in metering.status_flags()  # the RTC holds a time again
+        clear(meter, "rtc_battery_lost")
+
+        inject(meter, {"kind": "rtc_battery_lost"})  # a second loss is a second occurrence
+        meter.run(2)
+        assert "clock_invalid" in metering.status_flags()
+        assert new_names(meter, before).count("CLOCK_INVALID") == 2
+        clear(meter, "rtc_battery_lost")
+        meter.run(2)
+        assert "clock_invalid" not in metering.status_flags()
+        meter.run(12)
+        assert new_names(meter, before).count("CLOCK_INVALID") == 2
+    finally:
+        meter.close()
+
+
+@pytest.mark.parametrize("cut", ["power_cut", "power_cut_no_last_gasp"])
+def test_rtc_battery_lost_at_the_next_supply_loss(tmp_path: Path, cut: str) -> None:
+    """``when = power_cut``: the battery is gone at once (BATTERY_VOLTAGE_LOW) but the RTC keeps its
+    time while the supply holds; the supply's loss stops it, and the meter then finds its clock
+    invalid; the fault's end gives it a battery and a time again."""
+    meter = SimMeter(tmp_path, sim={"start_utc": START.isoformat()}, power_quality={"enabled": False},
+                     display={"kind": "dummy", "battery_check_s": 5.0})
+    metering = meter.meter
+    try:
+        meter.run(6)
+        before = len(event_names(meter))
+        inject(meter, {"kind": "rtc_battery_lost", "when": "power_cut"})
+        meter.run(12)
+        assert new_names(meter, before).count("BATTERY_VOLTAGE_LOW") == 1
+        assert "CLOCK_INVALID" not in new_names(meter, before)
+        assert "clock_invalid" not in metering.status_flags()
+        inject(meter, {"kind": cut})
+        meter.run(2)
+        clear(meter, cut)
+        meter.run(6)
+        assert new_names(meter, before).count("CLOCK_INVALID") == 1
+        assert "clock_invalid" in metering.status_flags()
+        clear(meter, "rtc_battery_lost")
+        meter.run(2)
+        assert "clock_invalid" not in metering.status_flags()
+    finally:
+        meter.close()

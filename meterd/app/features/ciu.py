@@ -5,6 +5,9 @@ Section ``[ciu]``:
 * ``port``: ``""`` = simulator: a pair of pseudo-terminals joined by a thread that paces bytes
   at ``baud`` (10 bit times per character, like the cable); the CIU end goes into
   ``ctx.info["ciu_link"]``. Otherwise a device such as ``/dev/ttyAMA5``. ``"off"`` disables the link.
+  The simulated cable takes faults on its bytes (scenario signals ``ciu_cable_cut``, true/false,
+  and ``ciu_noise``, the probability of a byte with a bit flipped; rig faults ``ciu_cable_cut``
+  and ``rs485_noise``): the link's own timers and checks find them.
 * ``direction``: how the RS-485 transceiver's driver is switched on the 2-wire bus: ``"auto"``
   (an auto-direction transceiver, e.g. MAX13487E; no pin: the meter Pi has none free, and
   uart5's RTS, GPIO15, is the optical port's RX) or ``"kernel"`` (the kernel's RS-485 mode, the
@@ -50,6 +53,7 @@ from hw.monotonic import MonotonicClock
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
+from meterd.app.sim_lines import SimCiuCable
 from meterd.core.events import EventRecorder
 from meterd.proto.ciu_link import LinkConfig
 from meterd.runtime.ciu_port import (
@@ -127,14 +131,29 @@ def attach(ctx: FeatureContext) -> None:
     ciu = MeterCiu(MeterCiu.endpoint(mono, key, link_config), mono, ctx.clock, settings, links, lambda: live_values(sources),
                    PairKeyFile(key_path), _later, JsonResultStore(ctx.cfg.under_state(cfg.results_file)))
     ctx.registry.provide(MeterCiu, ciu, by="ciu")
+    if not cfg.port and ctx.hardware.sim is not None:
+        _add_cable_signals(ctx)
     ctx.status_extras["ciu"] = ciu.view
     ctx.api.route("GET", "/ciu", lambda _body: (200, ciu.view()))
     ctx.api.route("POST", "/ciu/pair", ciu.open_pairing)
 
 
+def _add_cable_signals(ctx: FeatureContext) -> None:
+    """Scenario signals ``ciu_cable_cut`` (true/false) and ``ciu_noise`` (rate, 0..1) acting on the
+    bytes crossing the simulated cable; the link's own timers and checks find the fault."""
+    assert ctx.hardware.sim is not None
+    cable = SimCiuCable("CIU line")
+    ctx.registry.provide(SimCiuCable, cable, by="ciu")
+    ctx.hardware.sim.extra_signals["ciu_cable_cut"] = lambda value: cable.set("cut", value)
+    ctx.hardware.sim.extra_signals["ciu_noise"] = lambda value: cable.set("noise", value)
+
+
 def _open_sim_line(ctx: FeatureContext, cfg: CiuSection) -> CiuLine:
     """The meter end of the simulator's cable; where the CIU end is goes into ``ctx.info``."""
     line = open_sim_line(cfg.baud)
+    cable = ctx.registry.find(SimCiuCable)
+    if cable is not None:
+        cable.faults = line.faults
     ciu_dir = ctx.cfg.under_state(cfg.sim_ciu_dir)
     ctx.info["ciu_keypad"] = str(ciu_dir / "keys.sock")
     ctx.info["ciu_screens"] = str(ciu_dir / "screens" / "screen.png")

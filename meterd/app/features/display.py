@@ -19,7 +19,12 @@ Section ``[display]``:
   unknown). The simulated meter has a simulated RTC instead, driven by the scenario signal
   ``battery_low`` (true/false). A low battery records BATTERY_VOLTAGE_LOW (standard event log,
   code 8) once per occurrence (remembered across restarts in ``<state_dir>/display-state.json``;
-  the code table has no "battery ok" code, so the end is not logged).
+  the code table has no "battery ok" code, so the end is not logged). The same read's
+  DATA_INVALID flag (the RTC lost its time: a supply loss with the battery gone) sets the meter's
+  ``clock_invalid`` status bit and records CLOCK_INVALID (code 6) once per occurrence; a clock
+  set (DLMS, API, sync: it writes the RTC) or the RTC reading valid again ends it. Scenario
+  signal ``rtc_lost`` (true, ``"power_cut"``, false) makes the simulated RTC lose its battery and
+  its time (at once, or at the next supply loss), or gets both back.
 
 Values shown: per-phase U (V), I (A), PF and phasors, total P (kW), f (Hz), import/export
 energy 1-0:1.8.0 / 1-0:2.8.0 (kWh, the last committed checkpoint: never a value a crash could take
@@ -42,7 +47,9 @@ without it (no ``MeterDisplay``: the CIU pairing code is then shown on the CIU a
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +60,7 @@ from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
 from meterd.core import event_codes
 from meterd.core.events import EventRecorder
-from meterd.runtime.rtc import VL_BACKUP_EMPTY, VL_BACKUP_LOW, LinuxRtc, SimRtc
+from meterd.runtime.rtc import VL_BACKUP_EMPTY, VL_BACKUP_LOW, VL_DATA_INVALID, LinuxRtc, SimRtc
 from meterd.services.load_control import LoadControl
 from meterd.services.payment import PaymentService
 from meterd.services.revenue import RevenueService
@@ -176,12 +183,24 @@ def _battery_watch(ctx: FeatureContext, cfg: DisplaySection, events: Any) -> Bat
         return None
     clock = ctx.clock
 
-    def record(detail: dict[str, Any]) -> None:
-        if events is not None:
-            events.record(event_codes.code("BATTERY_VOLTAGE_LOW"), clock.utc(), detail)
+    def recorder(name: str) -> Callable[[dict[str, Any]], None]:
+        def record(detail: dict[str, Any]) -> None:
+            if events is not None:
+                events.record(event_codes.code(name), clock.utc(), detail)
+        return record
 
     latch = JsonFile(ctx.cfg.state_dir / "display-state.json")
-    return BatteryWatch(rtc, clock.mono, cfg.battery_check_s, record, latch, VL_BACKUP_LOW | VL_BACKUP_EMPTY)
+    watch = BatteryWatch(rtc, clock.mono, cfg.battery_check_s, recorder("BATTERY_VOLTAGE_LOW"), latch,
+                         VL_BACKUP_LOW | VL_BACKUP_EMPTY, VL_DATA_INVALID, recorder("CLOCK_INVALID"))
+    assert ctx.meter is not None
+    ctx.meter.status_sources.append(lambda: {"clock_invalid"} if watch.clock_invalid else set())
+
+    def on_clock_set(_old: dt.datetime, new: dt.datetime, _source: str) -> None:
+        if isinstance(rtc, SimRtc):  # the simulated clock helper: a clock set writes the RTC
+            rtc.write(new)
+        watch.clock_set()
+    ctx.meter.clock_listeners.append(on_clock_set)
+    return watch
 
 
 def _set_sim_battery(display: MeterDisplay, low: Any) -> None:
@@ -193,8 +212,49 @@ def _set_sim_battery(display: MeterDisplay, low: Any) -> None:
     rtc.vl_flags = flags | VL_BACKUP_LOW if low else flags & ~VL_BACKUP_LOW
 
 
+class _SimRtcBattery:
+    """Scenario signal ``rtc_lost`` on the simulated RTC: true, its backup battery gone and its
+    time lost (BACKUP_EMPTY and DATA_INVALID, as after a supply loss without the battery);
+    ``"power_cut"``, the battery gone now (BACKUP_EMPTY) and the time lost at the next supply loss;
+    false, a new battery and the RTC set again from the meter's time (both flags cleared)."""
+
+    def __init__(self, display: MeterDisplay, clock: Any) -> None:
+        assert display.battery is not None and isinstance(display.battery.rtc, SimRtc)
+        self.watch = display.battery
+        self.rtc: SimRtc = display.battery.rtc
+        self.clock = clock
+        self.battery_gone = False
+
+    def signal(self, value: Any) -> None:
+        flags = self.rtc.vl_flags or 0
+        if value:  # true or "power_cut"
+            self.battery_gone = True
+            self.rtc.vl_flags = flags | VL_BACKUP_EMPTY
+            if value != "power_cut":
+                self.lose_time()
+        else:
+            self.battery_gone = False
+            self.rtc.vl_flags = flags & ~VL_BACKUP_EMPTY
+            self.rtc.write(self.clock.utc())
+        self.watch.poll_now()
+
+    def supply(self, lost: bool) -> None:
+        """Without its battery the RTC stops with the supply: its time is lost."""
+        if lost and self.battery_gone:
+            self.lose_time()
+            self.watch.poll_now()
+
+    def lose_time(self) -> None:
+        self.rtc.time_utc = None
+        self.rtc.vl_flags = (self.rtc.vl_flags or 0) | VL_DATA_INVALID
+
+
 def _add_scenario_signal(ctx: FeatureContext, display: MeterDisplay) -> None:
     """Scenario signals ``display_button`` (a press of the scroll button) and ``battery_low``."""
     assert ctx.hardware is not None and ctx.hardware.sim is not None
     ctx.hardware.sim.extra_signals["display_button"] = lambda _value: display.lcd.button_next()
     ctx.hardware.sim.extra_signals["battery_low"] = lambda value: _set_sim_battery(display, bool(value))
+    if display.battery is not None and isinstance(display.battery.rtc, SimRtc):
+        battery = _SimRtcBattery(display, ctx.clock)
+        ctx.hardware.sim.extra_signals["rtc_lost"] = battery.signal
+        ctx.hardware.sim.supply_listeners.append(battery.supply)

@@ -48,6 +48,7 @@ from pathlib import Path
 from hw.secret_file import write_secret_text
 from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
+from meterd.app.sim_lines import SimHdlcLine
 from meterd.core.clock import Clock
 from meterd.core.events import EventRecorder
 from meterd.cosem.config import LinkKind, ServerConfig
@@ -140,6 +141,10 @@ def attach(ctx: FeatureContext) -> None:
     ctx.registry.provide(DlmsSecurity, DlmsSecurity(keys, store, ctx.registry.need(EventRecorder, by="dlms"),
                                                     legal_time(ctx.registry.find(RevenueService)), policy,
                                                     ctx.clock), by="dlms")
+    if cfg.dlms.hdlc_port == "pty" and ctx.hardware.sim is not None:
+        line = SimHdlcLine("DLMS HDLC line")
+        ctx.registry.provide(SimHdlcLine, line, by="dlms")
+        ctx.hardware.sim.extra_signals["dlms_noise"] = lambda value: line.set("noise", value)
 
 
 def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
@@ -195,6 +200,9 @@ async def start(ctx: FeatureContext) -> None:
             ctx.info[kind] = f"unavailable ({exc})"
             continue
         ctx.links.append(link)
+        line = ctx.registry.find(SimHdlcLine)
+        if kind == "dlms_hdlc" and line is not None and link.faults is not None:
+            line.faults = link.faults
         mode = ", IEC 62056-21 mode E" if kind == "dlms_optical" else ""
         ctx.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
 

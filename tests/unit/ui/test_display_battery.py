@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
-from meterd.runtime.rtc import VL_BACKUP_EMPTY, VL_BACKUP_LOW, LinuxRtc, SimRtc
+from meterd.runtime.rtc import VL_BACKUP_EMPTY, VL_BACKUP_LOW, VL_DATA_INVALID, LinuxRtc, SimRtc
 from meterd.store.json_file import JsonFile
 from meterd.ui.battery import BatteryWatch
 from meterd.ui.display_data import DisplayData
@@ -47,3 +48,33 @@ def test_missing_rtc_or_no_flags_means_unknown(tmp_path: Path) -> None:
     key = screen_key(ITEMS_BY_ID["battery"], DisplayData(battery_known=False, battery_low=True), "en", False)
     assert key[-1] == ("--", "unknown", "غير معروف")
     assert key[3][1] is False  # no low-battery symbol in the header while unknown
+
+
+def test_data_invalid_flags_the_clock_once_until_the_rtc_is_written_or_reads_valid(tmp_path: Path) -> None:
+    rtc, mono = SimRtc(vl_flags=0), ManualMono(0.0)
+    low: list[dict] = []
+    invalid: list[dict] = []
+    watch = BatteryWatch(rtc, mono, 60.0, low.append, JsonFile(tmp_path / "s.json"), LOW, VL_DATA_INVALID,
+                         invalid.append)
+    watch.poll()
+    assert watch.clock_invalid is False
+    rtc.vl_flags = VL_BACKUP_EMPTY | VL_DATA_INVALID
+    mono.t = 60.0
+    watch.poll()
+    assert watch.clock_invalid is True and invalid == [{"flags": VL_BACKUP_EMPTY | VL_DATA_INVALID}]
+    mono.t = 120.0
+    watch.poll()
+    assert watch.clock_invalid is True and len(invalid) == 1  # one occurrence, one event
+    rtc.write(dt.datetime(2026, 3, 2, tzinfo=dt.UTC))
+    watch.clock_set()  # a clock set writes the RTC: DATA_INVALID is gone
+    assert watch.clock_invalid is False
+    watch.poll()  # read at once, whatever the period
+    assert watch.clock_invalid is False and len(invalid) == 1
+    rtc.vl_flags = (rtc.vl_flags or 0) | VL_DATA_INVALID  # lost again: a second occurrence
+    mono.t = 240.0
+    watch.poll()
+    assert watch.clock_invalid is True and len(invalid) == 2
+    rtc.vl_flags = 0  # the RTC reads valid again
+    mono.t = 300.0
+    watch.poll()
+    assert watch.clock_invalid is False
