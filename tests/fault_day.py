@@ -80,6 +80,8 @@ def run_fault_day(state_dir: Path, hours: float = 24.0, every_s: int = 600, faul
         grid = meter.world.grid
         day = FaultDay(hours=hours)
         kinds = list(ChipFault)
+        recorded: list = []  # every fault event as recorded (the log itself keeps only its depth)
+        meter.service(EventRecorder).add_listener(lambda e: recorded.append(e) if e.code in _FAULT_CODES else None)
         windows: list[tuple[str, float, float]] = []  # kind, from, to (meter monotonic s)
         start_import = m.registers.get(Quantity.ACTIVE_IMPORT)
         start_export = m.registers.get(Quantity.ACTIVE_EXPORT)
@@ -109,8 +111,7 @@ def run_fault_day(state_dir: Path, hours: float = 24.0, every_s: int = 600, faul
         day.billed_wh = (m.registers.get(Quantity.ACTIVE_IMPORT) - start_import) / 1000
         day.export_wh = (m.registers.get(Quantity.ACTIVE_EXPORT) - start_export) / 1000
         day.estimate_wh = m.chip.totals.energy_not_measured_wh
-        events = [e for e in meter.service(EventRecorder).recent(100_000)
-                  if e.code in _FAULT_CODES]
+        events = recorded
         day.episodes_logged = len(events)
         offset = meter.clock.mono() - meter.clock.utc().timestamp()  # meter UTC -> monotonic s
         stamps = [e.utc.timestamp() + offset for e in events]
