@@ -36,6 +36,8 @@ class MetricSources:
     loop: Callable[[], Mapping[str, Any]]
     links: Callable[[], Mapping[str, str]]
     hub: StreamHub
+    dlms_events: Callable[[], Mapping[tuple[str, str], int]] = lambda: {}
+    """DLMS security and communication events by (link, event name) since start."""
 
 
 class MeterCollector(Collector):
@@ -57,6 +59,16 @@ class MeterCollector(Collector):
                                   value=int(loop.get("late_cycles", 0)))
         yield CounterMetricFamily("meterd_missed_cycles", "Metering cycles skipped after the loop fell far behind.",
                                   value=int(loop.get("missed_cycles", 0)))
+        for key, text in (("lateness_p99_ms", "99th percentile of the metering tick's start lateness (ms)."),
+                          ("lateness_max_ms", "Largest metering tick start lateness since start (ms).")):
+            if key in loop:
+                yield GaugeMetricFamily(f"meterd_metering_{key}", text, value=float(loop[key]))
+        dlms = CounterMetricFamily("meterd_dlms_events", "DLMS sessions opened and closed, refused associations, "
+                                   "authentication, deciphering and replay failures, by link (rate-limited ones "
+                                   "counted too).", labels=["link", "event"])
+        for (link, name), count in sorted(src.dlms_events().items()):
+            dlms.add_metric([link, name.lower()], count)
+        yield dlms
         chip = meter.chip
         yield GaugeMetricFamily("meterd_chip_in_fault", "1 while the metering IC is in fault.",
                                 value=1 if chip.in_fault else 0)

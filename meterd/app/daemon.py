@@ -45,6 +45,7 @@ from meterd.api.server import ApiServer
 from meterd.app.config import Config
 from meterd.app.feature_api import CycleHook, FeatureContext, Link
 from meterd.app.features import attach_all, start_all
+from meterd.app.features.dlms import DlmsSecurity
 from meterd.app.hardware import Hardware, backends_for, build_hardware
 from meterd.app.registry import Registry
 from meterd.app.routes import register_metrics, register_routes, register_streams, start_network_api
@@ -165,7 +166,15 @@ class Daemon:
         register_routes(self.api, self.meter, self.info, self.status_extras, self.hardware.sim)
         register_streams(self.api, self.meter, self.cycle_hooks, events, self.hardware.sim, self.clock,
                          cfg.meter.cycle_s)
-        register_metrics(self.api, self.meter, self.status_extras)
+        self.status_extras["loop"] = self.loop_status
+        security = self.registry.find(DlmsSecurity)
+
+        def dlms_events() -> dict[tuple[str, str], int]:
+            if security is None:
+                return {}
+            return {(link, name): n for link, limit in security.limits.items() for name, n in limit.occurred.items()}
+
+        register_metrics(self.api, self.meter, self.status_extras, dlms_events)
         return self.meter
 
     def _pending_energy(self) -> PendingEnergy:
@@ -280,7 +289,6 @@ class Daemon:
         self.hardware.scheduler = lambda delay_s, action: loop.call_later(delay_s / speed if speed else 0.0, action)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
-        self.status_extras["loop"] = self.loop_status
 
         await start_all(self.context())  # the links first: a status the API answers names them all
         socket_path = self.cfg.under_state(self.cfg.api.socket)

@@ -4,7 +4,7 @@ waveforms (what later features register comes on top)."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hw.atm90e36.faults import ChipFault
@@ -252,9 +252,11 @@ async def start_network_api(api: ApiServer, cfg: Config, simulated: bool, info: 
     api.route("GET", "/api/tokens", token_list, local_only=True)
 
 
-def register_metrics(api: ApiServer, meter: MeteringService, status_extras: dict[str, Callable[[], Any]]) -> None:
+def register_metrics(api: ApiServer, meter: MeteringService, status_extras: dict[str, Callable[[], Any]],
+                     dlms_events: Callable[[], Mapping[tuple[str, str], int]] = lambda: {}) -> None:
     """``GET /metrics``: the meter's health and measurements (:mod:`meterd.api.metrics`); the
-    loop's lateness counters and the CIU link's state are read from ``status_extras``."""
+    loop's lateness counters and the CIU link's state are read from ``status_extras``, the DLMS
+    links' event counts from ``dlms_events``."""
 
     def loop() -> dict[str, Any]:
         provider = status_extras.get("loop")
@@ -265,4 +267,4 @@ def register_metrics(api: ApiServer, meter: MeteringService, status_extras: dict
         view = provider() if provider is not None else None
         return {"ciu": str(view["state"])} if isinstance(view, dict) and "state" in view else {}
 
-    api.metrics_registry = metrics_registry(MetricSources(meter, loop, links, api.hub))
+    api.metrics_registry = metrics_registry(MetricSources(meter, loop, links, api.hub, dlms_events))

@@ -14,6 +14,7 @@ session is not authenticated; sessions of authenticated clients are always recor
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from meterd.cosem.security import LockoutClock
@@ -70,6 +71,8 @@ class EventLimiter:
             raise ValueError("window_s must be positive")
         self.window_s = window_s
         self._clock = clock
+        self.occurred: Counter[str] = Counter()
+        """Every event of the link by name since start, recorded or not (the metrics' counters)."""
         self._windows: dict[str, _EventWindow] = {}
         self._pending = 0  # names with suppressed events
 

@@ -42,6 +42,7 @@ class LinkEvents:
         return self._record(name, client_sap, reason, name in RATE_LIMITED_EVENTS, extra)
 
     def _record(self, name: str, client_sap: int, reason: str, limited: bool, extra: Mapping[str, object]) -> bool:
+        self._limiter.occurred[name] += 1
         if limited:
             suppressed = self._limiter.admit(name, client_sap, reason)
             if suppressed is None:

@@ -13,7 +13,9 @@ import aiohttp
 import pytest
 
 from meterd.api.tokens import Tokens, ensure_tokens, load_tokens
+from meterd.app.features.dlms import DlmsSecurity
 from meterd.client import ApiRefused, MeterClient
+from meterd.cosem.link_events import LinkEvents
 from tests.meterd_process import MeterdProcess
 from tests.simmeter import SimMeter
 
@@ -62,6 +64,26 @@ def test_every_get_endpoint_answers_and_the_document_lists_every_route(meter: Si
         assert 'meterd_voltage_volts{phase="L1"}' in text and "meterd_metering_cycles_total 2.0" in text
         assert 'meterd_energy_register_total{channel="total",obis="1.0.1.8.0.255",register="active_import_wh"}' in text
         assert "meterd_chip_in_fault 0.0" in text
+
+    serve(meter, test)
+
+
+def test_the_metrics_count_dlms_events_by_link_and_show_the_metering_lateness(meter: SimMeter) -> None:
+    """Sessions and replays counted per link, the rate-limited ones too (the event log keeps one
+    per window; the metrics keep the count); the tick lateness p99 and max as gauges."""
+    security = meter.service(DlmsSecurity)
+    events = LinkEvents(None, "tcp", security.event_limiter("tcp"), meter.clock.utc)
+    events.session(True, 1, "public client", "public", authenticated=False)
+    for _ in range(5):
+        events.record("REPLAY_ATTACK", 16, "invocation counter not above the last")
+
+    async def test(m: SimMeter, url: str, s: aiohttp.ClientSession) -> None:
+        m.run(2)
+        async with s.get(f"{url}/metrics", headers={"Authorization": f"Bearer {READ}"}) as r:
+            text = await r.text()
+        assert 'meterd_dlms_events_total{event="remote_session_opened",link="tcp"} 1.0' in text
+        assert 'meterd_dlms_events_total{event="replay_attack",link="tcp"} 5.0' in text
+        assert "meterd_metering_lateness_p99_ms " in text and "meterd_metering_lateness_max_ms " in text
 
     serve(meter, test)
 
