@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hw.serial_link import CableFaults, ReopeningPort
+from meterd.runtime.port_retry import PortRetry
 from meterd.services.ciu_meter import MeterCiu
 
 log = logging.getLogger("meterd.ciu")
@@ -88,14 +89,15 @@ class CiuPortRunner:
         self._out = bytearray()
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
-        self._retry: asyncio.TimerHandle | None = None
         self._on_state = on_state
         self._keeper: ReopeningPort | None = None
+        self._retry: PortRetry | None = None
         if reopen is not None:
             self._keeper = ReopeningPort(reopen, self._loop.time, retry_s, max_retry_s, listener=self._changed,
                                          open_now=False)
+            self._retry = PortRetry(self._keeper, self._loop)
             if not self._keeper.reopen():
-                self._schedule_retry()
+                self._retry.schedule()
         else:
             assert line is not None
             self._serve(line.fd, line.close)
@@ -118,25 +120,11 @@ class CiuPortRunner:
             assert self._keeper is not None
             self._serve(self._keeper.fileno(), None)  # the keeper closes the device
 
-    def _schedule_retry(self) -> None:
-        if self._keeper is not None and self._retry is None:
-            self._retry = self._loop.call_later(self._keeper.retry_in_s(), self._try_reopen)
-
     def reopen_now(self) -> bool:
         """Try the device at once instead of after the back-off; True when it is open."""
         if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        if self._keeper is None or self._keeper.connected:
-            return self._fd >= 0
-        self._keeper.expire_wait()
-        self._try_reopen()
+            self._retry.now()
         return self._fd >= 0
-
-    def _try_reopen(self) -> None:
-        self._retry = None
-        if self._keeper is not None and not self._keeper.reopen():
-            self._schedule_retry()
 
     def _lost(self, why: Exception | str) -> None:
         """The device failed: leave the loop, drop what waits to be sent, reopen after the back-off."""
@@ -147,7 +135,8 @@ class CiuPortRunner:
         self._fd = -1
         self._out.clear()
         self._keeper.lost(why)
-        self._schedule_retry()
+        if self._retry is not None:
+            self._retry.schedule()
 
     def _on_readable(self) -> None:
         try:
@@ -200,9 +189,10 @@ class CiuPortRunner:
 
     async def close(self) -> None:
         """Stop the timers, leave the loop, close the line."""
-        for timer in (self._timer, self._retry):
-            if timer is not None:
-                timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._retry is not None:
+            self._retry.cancel()
         if self._fd >= 0:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)

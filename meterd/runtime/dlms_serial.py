@@ -39,6 +39,7 @@ from typing import Any
 from hw.serial_link import CableFaults, ReopeningPort, SerialLinkError, open_port, set_line
 from meterd.proto import iec62056_21 as mode_e
 from meterd.proto.session import ByteSession
+from meterd.runtime.port_retry import PortRetry
 
 _log = logging.getLogger("meterd.runtime.dlms_serial")
 READ_CHUNK = 4096
@@ -69,7 +70,7 @@ class SerialLink:
         self._on_state = on_state
         self._retry_s, self._max_retry_s = retry_s, max_retry_s
         self._keeper: ReopeningPort | None = None
-        self._retry: asyncio.TimerHandle | None = None
+        self._retry: PortRetry | None = None
         self._fd = -1
         self._slave_fd = -1
         self.slave_path: str | None = None
@@ -106,10 +107,11 @@ class SerialLink:
             return self
         self._keeper = ReopeningPort(self._open_device, self._loop.time, self._retry_s,
                                      self._max_retry_s, listener=self._port_changed, open_now=False)
+        self._retry = PortRetry(self._keeper, self._loop)
         if not self._keeper.reopen():
             if self._on_state is None:
                 raise SerialLinkError(self._keeper.last_error)
-            self._schedule_retry()
+            self._retry.schedule()
         return self
 
     def _open_device(self) -> Any:
@@ -142,26 +144,11 @@ class SerialLink:
             _log.info("DLMS serial link on %s", self._port_name)
             self._serve_fd()
 
-    def _schedule_retry(self) -> None:
-        if self._loop is None or self._keeper is None or self._retry is not None:
-            return
-        self._retry = self._loop.call_later(self._keeper.retry_in_s(), self._try_reopen)
-
     def reopen_now(self) -> bool:
         """Try the device at once instead of after the back-off; True when it is open."""
         if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        if self._keeper is None or self._keeper.connected:
-            return self._fd >= 0
-        self._keeper.expire_wait()
-        self._try_reopen()
+            self._retry.now()
         return self._fd >= 0
-
-    def _try_reopen(self) -> None:
-        self._retry = None
-        if self._keeper is not None and not self._keeper.reopen():
-            self._schedule_retry()
 
     def _lost(self, why: Exception | str) -> None:
         """The device failed while serving: leave the loop, drop the session and the pending
@@ -182,13 +169,13 @@ class SerialLink:
         self._out.clear()
         self._sign_on_after_flush = False
         self._keeper.lost(why)
-        self._schedule_retry()
+        if self._retry is not None:
+            self._retry.schedule()
 
     async def close(self) -> None:
         """Stop serving and close the line."""
         if self._retry is not None:
             self._retry.cancel()
-            self._retry = None
         if self._loop is not None and self._fd >= 0:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
