@@ -103,6 +103,7 @@ def test_uncalibrated_fails_then_calibrated_passes_within_a_fifth_of_the_limit(t
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 60 points, each long enough for 0.02 % at 0.1 Wh per count: about 10 min
 def test_full_class_05s_run_after_calibration(tmp_path: Path) -> None:
     meter = SimMeter(tmp_path / "state", sim={"board_seed": SEED + 1, "current_a": 0.0})
     calibrate(InProcessMeter(meter), SimSource(meter), reference(meter), ProcedureSettings(operator="A. Technician", current_scale=meter.daemon.cfg.frontend.current_scale))
