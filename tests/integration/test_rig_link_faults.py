@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +79,19 @@ async def fault(meter: SimMeter, path: str, body: dict[str, Any]) -> dict[str, A
     return answer
 
 
-def test_cable_cut_takes_the_link_down_and_clearing_it_brings_it_back(tmp_path: Path) -> None:
+def with_linked_ciu(tmp_path: Path, body: Callable[[SimMeter, MeterCiu, InProcessCiu], Awaitable[None]]) -> None:
+    """A simulated meter whose CIU feature runs with an in-process CIU on its paced pty; once
+    both ends see the link up, ``body(meter, service, ciu)`` runs; then everything is closed."""
     meter = SimMeter(tmp_path, power_quality={"enabled": False})
     daemon = meter.daemon
     service = daemon.registry.need(MeterCiu, by="test")
-
-    def meter_link_up() -> bool:
-        return service.service.link.state.value == "up"
 
     async def scenario() -> None:
         await ciu_feature.start(daemon)
         ciu = InProcessCiu(daemon.info["ciu_link"], bytes.fromhex((tmp_path / "ciu" / "pair.key").read_text()))
         try:
-            assert await pump_until(ciu, lambda: meter_link_up() and ciu.state.view().link_up, WAIT_S)
-            assert (await names(meter)).count("CIU_LINK_RESTORED") == 1
-            await fault(meter, "/sim/fault", {"kind": "ciu_cable_cut"})
-            assert await recorded(meter, ciu, "CIU_LINK_LOST", 1), "the cut went unnoticed"
-            assert not meter_link_up()
-            await fault(meter, "/sim/fault-clear", {"kind": "ciu_cable_cut"})
-            assert await recorded(meter, ciu, "CIU_LINK_RESTORED", 2), "the link did not come back"
-            assert meter_link_up()
+            assert await pump_until(ciu, lambda: link_up(service) and ciu.state.view().link_up, WAIT_S)
+            await body(meter, service, ciu)
         finally:
             ciu.port.close()
             for link in reversed(daemon.links):
@@ -108,40 +101,40 @@ def test_cable_cut_takes_the_link_down_and_clearing_it_brings_it_back(tmp_path: 
         asyncio.run(scenario())
     finally:
         meter.close()
+
+
+def link_up(service: MeterCiu) -> bool:
+    """The meter's end of the CIU link is up."""
+    return service.service.link.state.value == "up"
+
+
+def test_cable_cut_takes_the_link_down_and_clearing_it_brings_it_back(tmp_path: Path) -> None:
+    async def body(meter: SimMeter, service: MeterCiu, ciu: InProcessCiu) -> None:
+        assert (await names(meter)).count("CIU_LINK_RESTORED") == 1
+        await fault(meter, "/sim/fault", {"kind": "ciu_cable_cut"})
+        assert await recorded(meter, ciu, "CIU_LINK_LOST", 1), "the cut went unnoticed"
+        assert not link_up(service)
+        await fault(meter, "/sim/fault-clear", {"kind": "ciu_cable_cut"})
+        assert await recorded(meter, ciu, "CIU_LINK_RESTORED", 2), "the link did not come back"
+        assert link_up(service)
+
+    with_linked_ciu(tmp_path, body)
 
 
 def test_noise_corrupts_bytes_in_the_cable_and_the_link_rejects_them(tmp_path: Path) -> None:
-    meter = SimMeter(tmp_path, power_quality={"enabled": False})
-    daemon = meter.daemon
-    service = daemon.registry.need(MeterCiu, by="test")
-    cable = daemon.registry.need(SimCiuCable, by="test")
+    async def body(meter: SimMeter, service: MeterCiu, ciu: InProcessCiu) -> None:
+        cable = meter.daemon.registry.need(SimCiuCable, by="test")
+        assert cable.faults is not None and cable.faults.corrupted == 0
+        assert garbled(service, ciu) == 0
+        await fault(meter, "/sim/fault", {"kind": "rs485_noise", "rate": 0.2, "line": "ciu"})
+        assert await recorded(meter, ciu, "CIU_LINK_LOST", 1), "the noise went unnoticed"
+        assert cable.faults.corrupted > 0
+        assert garbled(service, ciu) > 0  # the garbled frames were rejected, at one end or both
+        await fault(meter, "/sim/fault-clear", {"kind": "rs485_noise"})
+        assert cable.faults.corrupt_rate == 0.0
+        assert await recorded(meter, ciu, "CIU_LINK_RESTORED", 2), "the link did not come back"
 
-    def meter_link_up() -> bool:
-        return service.service.link.state.value == "up"
-
-    async def scenario() -> None:
-        await ciu_feature.start(daemon)
-        ciu = InProcessCiu(daemon.info["ciu_link"], bytes.fromhex((tmp_path / "ciu" / "pair.key").read_text()))
-        try:
-            assert await pump_until(ciu, lambda: meter_link_up() and ciu.state.view().link_up, WAIT_S)
-            assert cable.faults is not None and cable.faults.corrupted == 0
-            assert garbled(service, ciu) == 0
-            await fault(meter, "/sim/fault", {"kind": "rs485_noise", "rate": 0.2, "line": "ciu"})
-            assert await recorded(meter, ciu, "CIU_LINK_LOST", 1), "the noise went unnoticed"
-            assert cable.faults.corrupted > 0
-            assert garbled(service, ciu) > 0  # the garbled frames were rejected, at one end or both
-            await fault(meter, "/sim/fault-clear", {"kind": "rs485_noise"})
-            assert cable.faults.corrupt_rate == 0.0
-            assert await recorded(meter, ciu, "CIU_LINK_RESTORED", 2), "the link did not come back"
-        finally:
-            ciu.port.close()
-            for link in reversed(daemon.links):
-                await link.close()
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        meter.close()
+    with_linked_ciu(tmp_path, body)
 
 
 def test_noise_on_the_dlms_line_reaches_its_pty_and_ends_with_the_fault(tmp_path: Path) -> None:
