@@ -17,6 +17,7 @@ from hw.atm90e36.sim import Atm90e36Sim
 from hw.sim.grid import Grid
 from hw.spi import SimSpiDev
 from meterd.core import register_range
+from tests.fakes import ManualMono
 
 IB_A = 5.0
 IMAX_A = 100.0
@@ -27,22 +28,9 @@ SECONDS = 3600
 READ_EVERY_S = 10.0
 
 
-class Clock:
-    """Minimal monotonic sim clock (s)."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, dt_s: float) -> None:
-        self.t += dt_s
-
-
 def point(current_a: float, pf: float, kind: str) -> tuple[float, float, float]:
     """(billed error %, billed + residue error %, current read error %) after an hour."""
-    clock = Clock()
+    clock = ManualMono(0.0)
     grid = Grid(clock)
     sim = Atm90e36Sim(grid, clock, current_scale=CURRENT_SCALE)
     drv = Atm90e36(SimSpiDev(sim), Atm90e36Config(current_scale=CURRENT_SCALE), sleep=clock.advance)
