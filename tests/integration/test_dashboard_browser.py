@@ -106,6 +106,8 @@ def open_console(driver: Any, meter: MeterdProcess, role: str = "control") -> No
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#phasor .phasor-line")) == 6, "six phasors")
     wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#events li")) > 0, "the event list")
     wait(driver, lambda d: d.find_element(By.ID, "panel-sim").is_displayed(), "the simulation panel")
+    wait(driver, lambda d: d.execute_script("return document.getElementById('scope').dataset.traced") == "yes",
+         "the first waveform on the scope")
 
 
 def screenshot(driver: Any, tmp_path: Path, name: str) -> Any:

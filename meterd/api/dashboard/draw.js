@@ -95,6 +95,7 @@ export function drawScope(canvas, wave, show) {
   for (let i = 1; i < 10; i++) { const x = Math.round(w * i / 10) + 0.5; ctx.beginPath(); ctx.moveTo(x, 0); ctx.lineTo(x, h); ctx.stroke(); }
   for (let i = 1; i < 8; i++) { const y = Math.round(h * i / 8) + 0.5; ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(w, y); ctx.stroke(); }
   ctx.strokeStyle = "#35414f"; ctx.beginPath(); ctx.moveTo(0, h / 2 + 0.5); ctx.lineTo(w, h / 2 + 0.5); ctx.stroke();
+  canvas.dataset.traced = wave ? "yes" : "no";  // what a reader (or a test) can ask of the canvas
   if (!wave) return;
   const ch = wave.channels;
   const peak = (names) => Math.max(1e-3, ...names.flatMap((n) => (ch[n] || []).map(Math.abs)));
