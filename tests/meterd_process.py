@@ -30,7 +30,7 @@ class MeterdProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", str(self.config),
                                       "--state-dir", str(self.state), "--speed", speed], cwd=REPO, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self.view = self.status(wait_s=30.0)
+        self.view = self.status(wait_s=60.0)
 
     @property
     def socket(self) -> str:

@@ -30,7 +30,7 @@ def notify_socket(tmp_path):
     sock.close()
 
 
-def wait_status(sock_path: Path, proc: subprocess.Popen, timeout_s: float = 30.0) -> dict:
+def wait_status(sock_path: Path, proc: subprocess.Popen, timeout_s: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "meterd died"

@@ -152,7 +152,7 @@ def start_meterd(state: Path, config: Path | None = None) -> subprocess.Popen[by
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def status(state: Path, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> dict:
+def status(state: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
