@@ -19,6 +19,9 @@ by the injected factory (``meterd.cosem.server.build_session_factory(..., link="
   :class:`hw.serial_link.CableFaults`) act on the bytes between the pty and the link (a cut
   line, noise), as the line would; the HDLC layer's own checks find them (frames with a bad
   HCS/FCS dropped, :attr:`SerialLink.dropped_frames`).
+* The HDLC inactivity time-out runs on the loop's clock from the last valid frame addressed to
+  this station (:class:`~meterd.proto.session.TimedSession`): frames for other meters on the
+  bus, broadcasts and garbage never extend it.
 * With ``optical=ModeESignOn(...)`` the line starts at 300 Bd 7E1 in the sign-on; after the
   option select it switches to the agreed rate, 8N1, HDLC. After the HDLC inactivity time, or
   once the client disconnected the data link (DISC answered; a session with a true ``ended``
@@ -38,7 +41,7 @@ from typing import Any
 
 from hw.serial_link import CableFaults, ReopeningPort, SerialLinkError, open_port, set_line
 from meterd.proto import iec62056_21 as mode_e
-from meterd.proto.session import ByteSession
+from meterd.proto.session import ByteSession, TimedSession
 from meterd.runtime.port_retry import PortRetry
 
 _log = logging.getLogger("meterd.runtime.dlms_serial")
@@ -219,10 +222,30 @@ class SerialLink:
             self._arm_timer(self._sign_on_timeout_s)
             return
         session = self._ensure_session()
-        self._write(b"".join(session.receive(data)))
+        if isinstance(session, TimedSession):
+            assert self._loop is not None
+            self._write(b"".join(session.receive_at(data, self._loop.time())))
+        else:
+            self._write(b"".join(session.receive(data)))
         if self._optical is not None and getattr(session, "ended", False):
             self._back_to_sign_on()
             return
+        self._arm_session_timer(session)
+
+    def _arm_session_timer(self, session: ByteSession) -> None:
+        """The inactivity timer: at the session's deadline when it keeps one (HDLC: only valid
+        frames for this station move it, so a head end polling another meter on the bus, or
+        noise, never extends it); none while it has none, except on the optical port, which
+        returns to the sign-on after the inactivity time even without a data link; otherwise
+        the inactivity time after this input."""
+        if isinstance(session, TimedSession):
+            deadline = session.deadline_s
+            if deadline is not None:
+                self._arm_timer_at(deadline)
+                return
+            if self._optical is None:
+                self._arm_timer(0.0)
+                return
         self._arm_timer(session.inactivity_timeout_s)
 
     def _back_to_sign_on(self) -> None:
@@ -281,6 +304,12 @@ class SerialLink:
             self._idle = None
         if timeout_s and self._loop is not None:
             self._idle = self._loop.call_later(timeout_s, self._on_idle)
+
+    def _arm_timer_at(self, when_s: float) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        assert self._loop is not None
+        self._idle = self._loop.call_at(when_s, self._on_idle)
 
     def _on_idle(self) -> None:
         self._idle = None

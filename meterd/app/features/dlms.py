@@ -5,7 +5,10 @@ free port, reported), ``hdlc_port`` and
 ``optical_port`` ("" = off, "pty" = a pseudo-terminal whose path is reported, otherwise a device
 such as /dev/ttyAMA3), ``hdlc_baud``, ``keys_file``; ``hdlc_direction``: the RS-485 port in the
 kernel's RS-485 mode ("kernel": RTS drives DE, on GPIO ``hdlc_de_pin``) or behind an
-auto-direction transceiver ("auto", no DE pin).
+auto-direction transceiver ("auto", no DE pin); ``hdlc_address`` the meter's physical HDLC
+address on the RS-485 bus (0: none, the only station), ``hdlc_max_info_tx``/``_rx`` (octets) and
+``hdlc_window_tx``/``_rx`` (frames) the most the SNRM negotiation agrees to, ``hdlc_inactivity_s``
+(s) the HDLC inactivity time-out (see :mod:`meterd.proto.hdlc` and docs/dlms.md).
 Every link serves one object registry: the base model plus what other features registered in
 ``ctx.cosem_factories``. On the simulated meter a missing keys file is created with random
 throwaway keys (mode 0600); on a Pi the keys file must be provisioned.
@@ -46,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.secret_file import write_secret_text
+from meterd.app.config import DlmsSection
 from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
 from meterd.app.sim_lines import SimHdlcLine
@@ -60,6 +64,7 @@ from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy
 from meterd.cosem.server import build_session_factory
 from meterd.cosem.sessions import SessionMaker
+from meterd.proto.hdlc import HdlcParameters
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime.dlms_serial import SerialLink, SerialLinkError
 from meterd.runtime.dlms_tcp import DlmsTcpServer
@@ -155,16 +160,29 @@ def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
     return lambda: revenue.legal
 
 
+def hdlc_parameters(cfg: DlmsSection, point_to_point: bool = False) -> HdlcParameters:
+    """The HDLC link parameters of ``[dlms]``: the physical address ``hdlc_address`` (none on a
+    point-to-point link: the optical port, or ``hdlc_address = 0``), the largest information
+    fields and windows negotiated, the inactivity time-out."""
+    address = None if point_to_point or not cfg.hdlc_address else cfg.hdlc_address
+    return HdlcParameters(physical_address=address, max_info_tx=cfg.hdlc_max_info_tx,
+                          max_info_rx=cfg.hdlc_max_info_rx, window_tx=cfg.hdlc_window_tx,
+                          window_rx=cfg.hdlc_window_rx, inactivity_s=cfg.hdlc_inactivity_s)
+
+
 def session_factory(ctx: FeatureContext, link: LinkKind = "wrapper", link_name: str = "tcp",
                     registry: ObjectRegistry | None = None, baud: int = 9600,
-                    optical: OpticalSetup | None = None) -> SessionMaker:
+                    optical: OpticalSetup | None = None, hdlc: HdlcParameters | None = None) -> SessionMaker:
     """Sessions of one link of this meter: its model, keys, counter store, object registry,
     event recorder, authentication lockout, event rate limit and legal-time rules (``link``:
     "wrapper" or "hdlc"; ``link_name`` goes into event details; ``baud`` (Bd) and ``optical``: what
-    the HDLC setup and the optical port's local port setup show)."""
+    the HDLC setup and the optical port's local port setup show; ``hdlc``: an HDLC link's
+    addresses, negotiation maxima and inactivity time-out)."""
     sec = ctx.registry.need(DlmsSecurity, by="dlms")
+    inactivity_s = hdlc.inactivity_s if hdlc is not None else ServerConfig.inactivity_timeout_s
     config = ServerConfig(link=link, link_name=link_name, registry=registry or registry_for(ctx), baud=baud,
-                          optical=optical, lockout=sec.policy, legal=sec.legal, events=sec.events)
+                          optical=optical, lockout=sec.policy, legal=sec.legal, events=sec.events,
+                          hdlc_params=hdlc, inactivity_timeout_s=inactivity_s)
     return build_session_factory(ctx.meter, sec.store, sec.keys, config,
                                  auth_lockout=sec.auth_lockout(link_name), event_limit=sec.event_limiter(link_name))
 
@@ -229,9 +247,10 @@ async def _serial_link(ctx: FeatureContext, kind: str, port: str, registry: Obje
         ident = ctx.meter.identity.serial[-16:]
         optical = ModeESignOn(ctx.cfg.meter.manufacturer_flag, ident, max_baud=cfg.hdlc_baud)
         factory = session_factory(ctx, "hdlc", "optical", registry, baud=cfg.hdlc_baud,
-                                  optical=OpticalSetup(baud=cfg.hdlc_baud))
+                                  optical=OpticalSetup(baud=cfg.hdlc_baud),
+                                  hdlc=hdlc_parameters(cfg, point_to_point=True))
     else:
-        factory = session_factory(ctx, "hdlc", "rs485", registry, baud=cfg.hdlc_baud)
+        factory = session_factory(ctx, "hdlc", "rs485", registry, baud=cfg.hdlc_baud, hdlc=hdlc_parameters(cfg))
     rs485 = "kernel" if device is not None and kind == "dlms_hdlc" and cfg.hdlc_direction == "kernel" else "none"
     link = SerialLink(factory, device, cfg.hdlc_baud, rs485=rs485, optical=optical, on_state=on_state)
     if device is None:

@@ -1,0 +1,44 @@
+"""``[dlms]`` HDLC settings: the physical address, the negotiation maxima and the inactivity time-out
+reach the links' HDLC parameters; addresses the bus cannot carry are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from meterd.app.features import load_config
+from meterd.app.features.dlms import hdlc_parameters
+from meterd.core.errors import ConfigError
+
+
+def _load(tmp_path, text):
+    p = tmp_path / "m.toml"
+    p.write_text("[dlms]\n" + text)
+    return load_config(p)
+
+
+def test_shipped_configs_address_the_bus_meter_and_negotiate_2030_and_7():
+    pi = load_config("config/pi.toml").dlms
+    params = hdlc_parameters(pi)
+    assert params.physical_address == 16
+    assert (params.max_info_tx, params.max_info_rx, params.window_tx, params.window_rx) == (2030, 2030, 7, 7)
+    assert params.inactivity_s == 120.0
+    assert hdlc_parameters(pi, point_to_point=True).physical_address is None  # the optical port
+    assert hdlc_parameters(load_config("config/sim.toml").dlms).physical_address is None
+
+
+def test_settings_reach_the_parameters(tmp_path):
+    cfg = _load(tmp_path, "hdlc_address = 0x1234\nhdlc_max_info_rx = 512\nhdlc_window_tx = 3\n"
+                          "hdlc_inactivity_s = 30\n").dlms
+    params = hdlc_parameters(cfg)
+    assert (params.physical_address, params.max_info_rx, params.window_tx, params.inactivity_s) == (
+        0x1234, 512, 3, 30.0)
+
+
+@pytest.mark.parametrize("text,key", [
+    ("hdlc_address = 0x0F\n", "dlms"), ("hdlc_address = 0x7F\n", "dlms"), ("hdlc_address = 0x4000\n", "dlms"),
+    ("hdlc_max_info_rx = 2031\n", "dlms.hdlc_max_info_rx"), ("hdlc_window_tx = 8\n", "dlms.hdlc_window_tx"),
+])
+def test_settings_outside_the_profile_are_refused(tmp_path, text, key):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, text)
+    assert err.value.key.startswith(key)
