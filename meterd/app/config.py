@@ -152,6 +152,11 @@ class DlmsSection:
 
     tcp_host: str = "127.0.0.1"
     tcp_port: int = field(default=4059, metadata=rng(0, 65535))
+    # the wrapper's connections: at most tcp_max_connections at once; one without an association
+    # is closed tcp_association_timeout_s (s) after it opened or its association ended, and is
+    # the first dropped when a new connection finds every place taken
+    tcp_max_connections: int = field(default=8, metadata=rng(1, 64))
+    tcp_association_timeout_s: float = field(default=10.0, metadata=rng(1, 300))
     hdlc_port: str = ""
     hdlc_baud: int = field(default=9600, metadata=choices(300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
     # RS-485 direction of hdlc_port: "kernel" (the kernel's RS-485 mode: the UART's RTS drives the

@@ -26,6 +26,11 @@ class ApduServer(Protocol):
         """The link's settings (``server_sap`` is the wrapper's destination wPort)."""
         ...
 
+    @property
+    def associated(self) -> bool:
+        """Whether an association is fully established (HLS included)."""
+        ...
+
     def handle_apdu(self, client_sap: int, apdu: bytes) -> bytes | None:
         """Serve one request APDU; the response APDU (None: no answer)."""
         ...
@@ -60,6 +65,12 @@ class WrapperSession:
     @property
     def inactivity_timeout_s(self) -> float:
         return self._timeout_s
+
+    @property
+    def associated(self) -> bool:
+        """Whether the client holds a fully established association (the TCP runtime closes a
+        connection that stays without one; :class:`meterd.proto.wrapper.ConnectionGuard`)."""
+        return self.server.associated
 
     def receive(self, data: bytes) -> list[bytes]:
         out: list[bytes] = []

@@ -49,6 +49,17 @@ class TimedSession(ByteSession, Protocol):
         ...
 
 
+@runtime_checkable
+class AssociatingSession(ByteSession, Protocol):
+    """A session that tells whether its client holds an association (the TCP runtime closes
+    connections that stay without one, and displaces them first when it is full)."""
+
+    @property
+    def associated(self) -> bool:
+        """Whether an association is fully established."""
+        ...
+
+
 class SessionFactory(Protocol):
     """Builds a fresh session for a new connection or a restarted serial link."""
 
