@@ -347,7 +347,8 @@ class ModelHdlcSetup(AttributeTable, GXDLMSHdlcSetup):  # type: ignore[misc]  # 
 class ModelIecLocalPortSetup(AttributeTable, GXDLMSIECLocalPortSetup):  # type: ignore[misc]  # gurux is untyped
     """IEC local port setup (class 19) of the optical port, read-only: default mode IEC 62056-21
     (modes A…E, 0), default baud rate 300 Bd (0), proposed baud rate (the highest offered in the
-    mode E identification), response time 20 ms (0), device address; attributes 7-9 (mode C
+    mode E identification), response time 200 ms (1: the IEC 62056-21 minimum reaction time the
+    port keeps), device address; attributes 7-9 (mode C
     passwords) hold empty strings (the meter has none) and are hidden by the object's access rule."""
 
     BAUD_CODES = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6}
@@ -358,7 +359,7 @@ class ModelIecLocalPortSetup(AttributeTable, GXDLMSIECLocalPortSetup):  # type: 
             raise CosemError(f"IEC local port setup: no baud code for {proposed_baud} Bd")
         self._values: dict[int, tuple[int, axdr.Scalar]] = {
             2: (axdr.ENUM, 0), 3: (axdr.ENUM, 0), 4: (axdr.ENUM, self.BAUD_CODES[proposed_baud]),
-            5: (axdr.ENUM, 0), 6: (axdr.OCTET_STRING, device_address.encode("ascii")),
+            5: (axdr.ENUM, 1), 6: (axdr.OCTET_STRING, device_address.encode("ascii")),
             7: (axdr.OCTET_STRING, b""), 8: (axdr.OCTET_STRING, b""), 9: (axdr.OCTET_STRING, b""),
         }
 

@@ -1,4 +1,4 @@
-"""DLMS over serial lines: HDLC on RS-485 and the optical port with IEC 62056-21 mode E sign-on.
+"""DLMS over serial lines: HDLC on RS-485 and the optical port with the IEC 62056-21 sign-on (modes C and E).
 
 :class:`SerialLink` runs on the daemon's asyncio loop (``loop.add_reader`` on the line's file
 descriptor; nothing blocks the loop) and feeds a :class:`~meterd.proto.session.ByteSession` made
@@ -23,7 +23,9 @@ by the injected factory (``meterd.cosem.server.build_session_factory(..., link="
   this station (:class:`~meterd.proto.session.TimedSession`): frames for other meters on the
   bus, broadcasts and garbage never extend it.
 * With ``optical=ModeESignOn(...)`` the line starts at 300 Bd 7E1 in the sign-on; after the
-  option select it switches to the agreed rate, 8N1, HDLC. After the HDLC inactivity time, or
+  option select it switches to the agreed rate, 8N1, HDLC (mode E), or sends the data readout at
+  the agreed rate, 7E1, and returns to 300 Bd (mode C). No answer of the sign-on leaves before
+  its earliest send time (the IEC 62056-21 reaction time, >= 200 ms, on the loop's clock). After the HDLC inactivity time, or
   once the client disconnected the data link (DISC answered; a session with a true ``ended``
   attribute), the session is closed and the port returns to the sign-on at 300 Bd 7E1. The
   line settings change only after the pending output left the UART (``flush``: tcdrain), so
@@ -81,6 +83,9 @@ class SerialLink:
         self._out = bytearray()
         self._idle: asyncio.TimerHandle | None = None
         self._sign_on_after_flush = False
+        self._held: list[mode_e.ModeEEvent] = []
+        self._hold: asyncio.TimerHandle | None = None
+        self._release_after_flush = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -171,6 +176,7 @@ class SerialLink:
             self._session = None
         self._out.clear()
         self._sign_on_after_flush = False
+        self._drop_held()
         self._keeper.lost(why)
         if self._retry is not None:
             self._retry.schedule()
@@ -184,6 +190,7 @@ class SerialLink:
             self._loop.remove_writer(self._fd)
         if self._idle is not None:
             self._idle.cancel()
+        self._drop_held()
         if self._session is not None:
             self._session.close()
             self._dropped_before += self._session_dropped()
@@ -218,7 +225,8 @@ class SerialLink:
 
     def _on_data(self, data: bytes) -> None:
         if self._optical is not None and not self._optical.signed_on:
-            self._apply_events(self._optical.receive(data))
+            assert self._loop is not None
+            self._apply_events(self._optical.receive(data, self._loop.time()))
             self._arm_timer(self._sign_on_timeout_s)
             return
         session = self._ensure_session()
@@ -280,13 +288,37 @@ class SerialLink:
         return self._session
 
     def _apply_events(self, events: list[mode_e.ModeEEvent]) -> None:
-        for event in events:
+        """Carry out the sign-on's events in order: an answer waits for its earliest send time
+        (the reaction time, on the loop's clock) and a line change for the output before it to
+        have left; what follows waits with them."""
+        self._held += events
+        if self._hold is None:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        self._hold = None
+        while self._held:
+            event = self._held[0]
+            if isinstance(event, mode_e.Send) and self._loop is not None and event.not_before_s > self._loop.time():
+                self._hold = self._loop.call_at(event.not_before_s, self._release_held)
+                return
+            if isinstance(event, mode_e.SwitchBaud) and self._out:
+                self._release_after_flush = True
+                return
+            del self._held[0]
             if isinstance(event, mode_e.Send):
                 self._write(event.data)
             elif isinstance(event, mode_e.SwitchBaud):
                 self._set_line(event.baud, event.framing)
             else:
                 self._ensure_session()
+
+    def _drop_held(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        self._held.clear()
+        self._release_after_flush = False
 
     def _set_line(self, baud: int, framing: str) -> None:
         if self._serial is None:
@@ -354,3 +386,6 @@ class SerialLink:
             if self._sign_on_after_flush and self._optical is not None:
                 self._sign_on_after_flush = False
                 self._back_to_sign_on()
+            if self._release_after_flush:
+                self._release_after_flush = False
+                self._release_held()

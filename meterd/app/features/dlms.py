@@ -1,7 +1,10 @@
 """DLMS/COSEM links of the meter: TCP wrapper, HDLC on RS-485 and the optical port (mode E).
 
 Uses the core ``[dlms]`` section: ``tcp_host`` ("" disables the wrapper), ``tcp_port`` (0 picks a
-free port, reported), ``hdlc_port`` and
+free port, reported), ``tcp_max_connections`` and ``tcp_association_timeout_s`` (s: a connection
+without an association is closed after it, and displaced first when the wrapper is full; events
+TCP_ASSOCIATION_TIMEOUT, TCP_CONNECTION_DISPLACED, TCP_CONNECTION_REFUSED, at most one a minute
+each), ``hdlc_port`` and
 ``optical_port`` ("" = off, "pty" = a pseudo-terminal whose path is reported, otherwise a device
 such as /dev/ttyAMA3), ``hdlc_baud``, ``keys_file``; ``hdlc_direction``: the RS-485 port in the
 kernel's RS-485 mode ("kernel": RTS drives DE, on GPIO ``hdlc_de_pin``) or behind an
@@ -12,6 +15,10 @@ address on the RS-485 bus (0: none, the only station), ``hdlc_max_info_tx``/``_r
 Every link serves one object registry: the base model plus what other features registered in
 ``ctx.cosem_factories``. On the simulated meter a missing keys file is created with random
 throwaway keys (mode 0600); on a Pi the keys file must be provisioned.
+
+The optical port answers the IEC 62056-21 sign-on ``/?!`` and ``/?<serial>!`` (the meter's serial
+is its device address) no sooner than 200 ms after it, in mode E (HDLC) or mode C (the data
+readout of :mod:`meterd.services.optical_readout`).
 
 Never dark: a keys file that is missing on a real meter, unreadable, too open or malformed
 switches the DLMS server off (every link: it has no keys to serve with) with one line and the
@@ -44,7 +51,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +60,7 @@ from meterd.app.config import DlmsSection
 from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
 from meterd.app.sim_lines import SimHdlcLine
+from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.events import EventRecorder
 from meterd.cosem.config import LinkKind, ServerConfig
@@ -66,9 +74,11 @@ from meterd.cosem.server import build_session_factory
 from meterd.cosem.sessions import SessionMaker
 from meterd.proto.hdlc import HdlcParameters
 from meterd.proto.iec62056_21 import ModeESignOn
+from meterd.proto.wrapper import TcpLimits
 from meterd.runtime.dlms_serial import SerialLink, SerialLinkError
 from meterd.runtime.dlms_tcp import DlmsTcpServer
 from meterd.services.interfaces import InterfaceBoard
+from meterd.services.optical_readout import readout_data_sets
 from meterd.services.revenue import RevenueService
 from meterd.store.dlms_security_store import DlmsSecurityStore
 
@@ -198,8 +208,10 @@ async def start(ctx: FeatureContext) -> None:
     if cfg.tcp_port >= 0 and cfg.tcp_host:
         what = f"DLMS wrapper on TCP {cfg.tcp_host}:{cfg.tcp_port}"
         try:
-            server = await DlmsTcpServer(session_factory(ctx, "wrapper", "tcp", registry)).start(
-                cfg.tcp_host, cfg.tcp_port)
+            limits = TcpLimits(max_connections=cfg.tcp_max_connections,
+                               association_timeout_s=cfg.tcp_association_timeout_s)
+            server = await DlmsTcpServer(session_factory(ctx, "wrapper", "tcp", registry), limits=limits,
+                                         on_event=_tcp_events(ctx)).start(cfg.tcp_host, cfg.tcp_port)
         except OSError as exc:  # metering goes on without this link; say so loudly
             board.off("dlms_tcp", what, str(exc.strerror or exc), retry=False)
             ctx.info["dlms_tcp"] = f"unavailable ({exc.strerror})"
@@ -225,6 +237,15 @@ async def start(ctx: FeatureContext) -> None:
         ctx.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
 
 
+def _tcp_events(ctx: FeatureContext) -> Callable[[str, Mapping[str, object]], None]:
+    """The wrapper guard's reports as events of the meter (communication and security logs)."""
+    sec = ctx.registry.need(DlmsSecurity, by="dlms")
+
+    def record(name: str, detail: Mapping[str, object]) -> None:
+        sec.events.record(event_codes.code(name), ctx.clock.utc(), dict(detail, link="tcp"))
+    return record
+
+
 _LINK_NAMES = {"dlms_hdlc": "DLMS HDLC link (RS-485)", "dlms_optical": "DLMS optical port"}
 
 
@@ -244,10 +265,11 @@ async def _serial_link(ctx: FeatureContext, kind: str, port: str, registry: Obje
     device = None if port == "pty" else port
     optical = None
     if kind == "dlms_optical":
-        ident = ctx.meter.identity.serial[-16:]
-        optical = ModeESignOn(ctx.cfg.meter.manufacturer_flag, ident, max_baud=cfg.hdlc_baud)
+        serial = ctx.meter.identity.serial
+        optical = ModeESignOn(ctx.cfg.meter.manufacturer_flag, serial[-16:], max_baud=cfg.hdlc_baud,
+                              device_address=serial, readout=lambda: readout_data_sets(ctx.meter))
         factory = session_factory(ctx, "hdlc", "optical", registry, baud=cfg.hdlc_baud,
-                                  optical=OpticalSetup(baud=cfg.hdlc_baud),
+                                  optical=OpticalSetup(baud=cfg.hdlc_baud, device_address=serial),
                                   hdlc=hdlc_parameters(cfg, point_to_point=True))
     else:
         factory = session_factory(ctx, "hdlc", "rs485", registry, baud=cfg.hdlc_baud, hdlc=hdlc_parameters(cfg))

@@ -42,3 +42,19 @@ def test_settings_outside_the_profile_are_refused(tmp_path, text, key):
     with pytest.raises(ConfigError) as err:
         _load(tmp_path, text)
     assert err.value.key.startswith(key)
+
+
+def test_tcp_limits_and_their_events(tmp_path):
+    from meterd.core import event_codes
+    from meterd.runtime.dlms_tcp import ASSOCIATION_TIMEOUT, DISPLACED, REFUSED
+
+    cfg = _load(tmp_path, "tcp_max_connections = 4\ntcp_association_timeout_s = 5\n").dlms
+    assert (cfg.tcp_max_connections, cfg.tcp_association_timeout_s) == (4, 5.0)
+    defaults = load_config("config/sim.toml").dlms
+    assert (defaults.tcp_max_connections, defaults.tcp_association_timeout_s) == (8, 10.0)
+    for name in (ASSOCIATION_TIMEOUT, DISPLACED, REFUSED):
+        code = event_codes.code(name)
+        assert 188 <= code <= 194
+        assert event_codes.LogId.SECURITY in event_codes.lookup(code).logs
+    with pytest.raises(ConfigError):
+        _load(tmp_path, "tcp_max_connections = 0\n")
