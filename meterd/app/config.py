@@ -177,6 +177,9 @@ class DlmsSection:
     hdlc_window_tx: int = field(default=7, metadata=rng(1, 7))
     hdlc_window_rx: int = field(default=7, metadata=rng(1, 7))
     hdlc_inactivity_s: float = field(default=120.0, metadata=rng(1, 3600))
+    # a frame begun and left unfinished for longer than hdlc_inter_octet_ms (ms, 0 = never) is
+    # dropped (a transmission cut off on the bus)
+    hdlc_inter_octet_ms: int = field(default=500, metadata=rng(0, 10_000))
     keys_file: str = "keys.toml"
     # authentication lockout per link and client SAP: after lockout_failures consecutive failures
     # (wrong LLS password, wrong HLS keys or reply) associations are refused for lockout_s (s),

@@ -311,7 +311,9 @@ class Addressed(enum.Enum):
 @dataclass(frozen=True)
 class HdlcParameters:
     """Server side link parameters: addresses, the largest information fields (octets) and
-    windows (frames) the link agrees to at most, and the inactivity time-out (s, 0: none).
+    windows (frames) the link agrees to at most, the inactivity time-out (s, 0: none) and the
+    inter-octet time-out (s, 0: none): a frame begun and not finished when input pauses longer is
+    dropped, so a frame cut off on the line (its header valid) never holds the receiver.
 
     ``physical_address`` None: a point-to-point link (the optical port), any lower address is
     taken; otherwise the device's lower HDLC address on a multi-drop bus (0x10-0x3FFD; above 0x7D
@@ -325,6 +327,7 @@ class HdlcParameters:
     window_tx: int = 1
     window_rx: int = 1
     inactivity_s: float = 0.0
+    inter_octet_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.logical_address <= 0x3FFD:
@@ -338,8 +341,8 @@ class HdlcParameters:
         for name in ("window_tx", "window_rx"):
             if not 1 <= getattr(self, name) <= MAX_WINDOW:
                 raise ValueError(f"{name} {getattr(self, name)} outside 1..{MAX_WINDOW} frames")
-        if self.inactivity_s < 0:
-            raise ValueError("inactivity_s must not be negative")
+        if self.inactivity_s < 0 or self.inter_octet_s < 0:
+            raise ValueError("inactivity_s and inter_octet_s must not be negative")
 
     def addressed(self, dest: bytes) -> Addressed:
         """Whether a frame sent to ``dest`` is for this station, a broadcast it hears, or not for it."""
@@ -390,6 +393,7 @@ class HdlcLink:
         self._vr = 0
         self._peer = _Peer()
         self._last_valid_s = 0.0
+        self._last_input_s: float | None = None
         self.foreign_frames = 0
         """Valid frames addressed to other stations (a multi-drop bus), ignored."""
         self.broadcast_frames = 0
@@ -410,6 +414,11 @@ class HdlcLink:
     def receive(self, data: bytes, now_s: float = 0.0) -> list[HdlcEvent]:
         """Consume received octets at ``now_s`` (s); return the resulting events in order."""
         events: list[HdlcEvent] = []
+        gap = self.params.inter_octet_s
+        if gap and self._last_input_s is not None and now_s - self._last_input_s > gap and self.decoder.pending():
+            self.decoder.clear()  # a frame cut off: what was begun before the pause is dropped
+            self.decoder.dropped += 1
+        self._last_input_s = now_s
         for frame in self.decoder.feed(data):
             target = self.params.addressed(frame.dest)
             if target is Addressed.OURS:

@@ -173,11 +173,12 @@ def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
 def hdlc_parameters(cfg: DlmsSection, point_to_point: bool = False) -> HdlcParameters:
     """The HDLC link parameters of ``[dlms]``: the physical address ``hdlc_address`` (none on a
     point-to-point link: the optical port, or ``hdlc_address = 0``), the largest information
-    fields and windows negotiated, the inactivity time-out."""
+    fields and windows negotiated, the inactivity and inter-octet time-outs."""
     address = None if point_to_point or not cfg.hdlc_address else cfg.hdlc_address
     return HdlcParameters(physical_address=address, max_info_tx=cfg.hdlc_max_info_tx,
                           max_info_rx=cfg.hdlc_max_info_rx, window_tx=cfg.hdlc_window_tx,
-                          window_rx=cfg.hdlc_window_rx, inactivity_s=cfg.hdlc_inactivity_s)
+                          window_rx=cfg.hdlc_window_rx, inactivity_s=cfg.hdlc_inactivity_s,
+                          inter_octet_s=cfg.hdlc_inter_octet_ms / 1000)
 
 
 def session_factory(ctx: FeatureContext, link: LinkKind = "wrapper", link_name: str = "tcp",

@@ -21,7 +21,7 @@ def test_shipped_configs_address_the_bus_meter_and_negotiate_2030_and_7():
     params = hdlc_parameters(pi)
     assert params.physical_address == 16
     assert (params.max_info_tx, params.max_info_rx, params.window_tx, params.window_rx) == (2030, 2030, 7, 7)
-    assert params.inactivity_s == 120.0
+    assert params.inactivity_s == 120.0 and params.inter_octet_s == 0.5
     assert hdlc_parameters(pi, point_to_point=True).physical_address is None  # the optical port
     assert hdlc_parameters(load_config("config/sim.toml").dlms).physical_address is None
 
@@ -58,3 +58,13 @@ def test_tcp_limits_and_their_events(tmp_path):
         assert event_codes.LogId.SECURITY in event_codes.lookup(code).logs
     with pytest.raises(ConfigError):
         _load(tmp_path, "tcp_max_connections = 0\n")
+
+
+def test_the_hdlc_setup_object_shows_the_configured_link():
+    from meterd.cosem.config import ServerConfig
+
+    params = hdlc_parameters(load_config("config/pi.toml").dlms)
+    setup = ServerConfig(link="hdlc", hdlc_params=params, inactivity_timeout_s=params.inactivity_s).hdlc_setup
+    assert setup is not None
+    assert (setup.max_info_tx, setup.max_info_rx, setup.window_tx, setup.window_rx) == (2030, 2030, 7, 7)
+    assert (setup.inter_octet_ms, setup.inactivity_s, setup.device_address) == (500, 120, 16)

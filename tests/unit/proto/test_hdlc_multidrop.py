@@ -249,3 +249,23 @@ def test_info_2030_frames_round_trip_byte_by_byte():
     assert events == [ApduReceived(16, bytes(2027))]
     (answer,) = _frames(link.send_apdu(bytes(2027)))
     assert len(answer.info) == 2030 and not answer.segmented
+
+
+def test_a_frame_cut_off_on_the_line_is_dropped_after_the_inter_octet_time():
+    """A valid header announcing 2030 octets, then the transmission stops: the SNRM that comes
+    after the pause is answered at once, not after 2030 octets more."""
+    link = _bus_link(physical_address=None, inter_octet_s=0.5)
+    cut = Frame(encode_address(1, 0x7F, 2), CLIENT, 0x10, bytes(2030)).encode()[:40]
+    assert _bytewise(link, cut, 1.0) == []
+    events = _bytewise(link, _snrm(encode_address(1, None, 1)), 1.6)
+    assert [f.control for f in _frames(events)] == [0x73]
+    assert link.dropped_frames == 1
+
+
+def test_octets_closer_than_the_inter_octet_time_are_one_frame():
+    link = _bus_link(physical_address=None, inter_octet_s=0.5)
+    raw = _snrm(encode_address(1, None, 1))
+    events: list[hdlc.HdlcEvent] = []
+    for i, b in enumerate(raw):
+        events += link.receive(bytes((b,)), 10.0 + i * 0.4)  # slow, but never a pause of 0.5 s
+    assert [f.control for f in _frames(events)] == [0x73]
