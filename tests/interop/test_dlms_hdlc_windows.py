@@ -1,7 +1,7 @@
-"""HDLC windows end to end: the meter's real HDLC session read by a head end that negotiates
-windows of up to 7 frames (:mod:`tests.hdlc_head_end`; the gurux client makes the APDUs): the
-profile arrives whole, in bursts of the negotiated window, and the client's own windowed requests
-(segments sent without a poll until the last) are reassembled."""
+"""HDLC windows of 7 frames end to end: pydlms-client over the HDLC runtime on a pty, and the
+meter's HDLC session read by a scripted head end (:mod:`tests.hdlc_head_end`; the gurux client
+makes the APDUs): the profile arrives whole, in bursts of the negotiated window, and the client's
+own windowed requests (segments sent without a poll until the last) are reassembled."""
 
 from __future__ import annotations
 
@@ -50,3 +50,32 @@ def test_window_7_reads_the_profile_whole_in_fewer_turnarounds(info):
     # the same information frames; window 1 adds the RR the meter answers each segment of a request with
     assert windowed.count.from_meter <= single.count.from_meter
     assert windowed.count.turnarounds * 3 < single.count.turnarounds
+
+
+@pytest.mark.parametrize("info", [32, 128])
+def test_pydlms_reads_with_window_7_on_the_meters_pty(info):
+    """pydlms-client, which sends and receives windows, over the HDLC runtime on a pty."""
+    from pydlms import DlmsClient, Mechanism
+    from pydlms.apdu import xdlms
+    from pydlms.hdlc.connection import HdlcParameters as ClientParameters
+
+    from tests.dlms_fakes import TEST_PASSWORD
+    from tests.dlms_harness import LoopThread
+
+    params = HdlcParameters(max_info_tx=2030, max_info_rx=2030, window_tx=7, window_rx=7)
+    factory = build_session_factory(FakeMeter(96 * 3), MemoryCounterStore(), make_keyring(),
+                                    ServerConfig(link="hdlc", hdlc_params=params))
+    loop = LoopThread()
+    try:
+        link = loop.serial(factory)
+        proposal = ClientParameters(max_info_tx=info, max_info_rx=info, window_tx=7, window_rx=7)
+        with DlmsClient.serial(link.slave_path, 9600, client_sap=17, mechanism=Mechanism.LLS,
+                               password=TEST_PASSWORD, hdlc_parameters=proposal, timeout=5.0) as m:
+            session = link._session
+            assert isinstance(session, HdlcSession)
+            assert (session.link.window_tx, session.link.window_rx, session.link.max_info_tx) == (7, 7, info)
+            assert len(m.get_association_view()) >= 90
+            bounds = [xdlms.date_time_value(dt.datetime(2026, 1, d, tzinfo=UTC)) for d in (1, 4)]
+            assert len(m.read_profile("1.0.99.1.0.255", xdlms.range_descriptor(*bounds)).rows) == 96 * 3  # every row the meter holds
+    finally:
+        loop.stop()
