@@ -234,7 +234,10 @@ async def start(ctx: FeatureContext) -> None:
         line = ctx.registry.find(SimHdlcLine)
         if kind == "dlms_hdlc" and line is not None and link.faults is not None:
             line.faults = link.faults
-        mode = ", IEC 62056-21 mode E" if kind == "dlms_optical" else ""
+        if kind == "dlms_optical":
+            mode = ", IEC 62056-21 mode E and mode C"
+        else:
+            mode = f", physical address {cfg.hdlc_address}" if cfg.hdlc_address else ", point-to-point"
         ctx.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
 
 
