@@ -152,6 +152,11 @@ class DlmsSection:
 
     tcp_host: str = "127.0.0.1"
     tcp_port: int = field(default=4059, metadata=rng(0, 65535))
+    # the wrapper's connections: at most tcp_max_connections at once; one without an association
+    # is closed tcp_association_timeout_s (s) after it opened or its association ended, and is
+    # the first dropped when a new connection finds every place taken
+    tcp_max_connections: int = field(default=8, metadata=rng(1, 64))
+    tcp_association_timeout_s: float = field(default=10.0, metadata=rng(1, 300))
     hdlc_port: str = ""
     hdlc_baud: int = field(default=9600, metadata=choices(300, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200))
     # RS-485 direction of hdlc_port: "kernel" (the kernel's RS-485 mode: the UART's RTS drives the
@@ -160,6 +165,21 @@ class DlmsSection:
     hdlc_direction: str = field(default="kernel", metadata=choices("kernel", "auto"))
     hdlc_de_pin: int = field(default=-1, metadata=rng(-1, 27))
     optical_port: str = ""
+    # HDLC (IEC 62056-46) of hdlc_port and optical_port: hdlc_address, the meter's physical (lower
+    # HDLC) address on the RS-485 bus, 0x10..0x3FFD (above 0x7D reached by 4-octet addresses only),
+    # 0 = none: the only station on a point-to-point line, answering any lower address (the optical
+    # port is always point-to-point); the largest information fields (octets, 32..2030) and windows
+    # (frames, 1..7) the link agrees to in the SNRM (a client proposing less gets less); the
+    # inactivity time-out (s), restarted only by valid frames addressed to the meter
+    hdlc_address: int = field(default=0, metadata=rng(0, 0x3FFD))
+    hdlc_max_info_tx: int = field(default=2030, metadata=rng(32, 2030))
+    hdlc_max_info_rx: int = field(default=2030, metadata=rng(32, 2030))
+    hdlc_window_tx: int = field(default=7, metadata=rng(1, 7))
+    hdlc_window_rx: int = field(default=7, metadata=rng(1, 7))
+    hdlc_inactivity_s: float = field(default=120.0, metadata=rng(1, 3600))
+    # a frame begun and left unfinished for longer than hdlc_inter_octet_ms (ms, 0 = never) is
+    # dropped (a transmission cut off on the bus)
+    hdlc_inter_octet_ms: int = field(default=500, metadata=rng(0, 10_000))
     keys_file: str = "keys.toml"
     # authentication lockout per link and client SAP: after lockout_failures consecutive failures
     # (wrong LLS password, wrong HLS keys or reply) associations are refused for lockout_s (s),
@@ -172,6 +192,9 @@ class DlmsSection:
         if self.hdlc_direction == "auto" and self.hdlc_de_pin != -1:
             raise ValueError(f"hdlc_de_pin = {self.hdlc_de_pin}: an auto-direction transceiver has no DE pin"
                              ' (-1), or use hdlc_direction = "kernel"')
+        if 0 < self.hdlc_address < 0x10 or self.hdlc_address in (0x7E, 0x7F):
+            raise ValueError(f"hdlc_address = {self.hdlc_address:#x}: a physical address is 0x10..0x3FFD"
+                             " (not 0x7E calling nor 0x7F all-station), or 0 for none")
         if self.lockout_max_s < self.lockout_s:
             raise ValueError(f"lockout_max_s ({self.lockout_max_s:g} s) must not be below lockout_s"
                              f" ({self.lockout_s:g} s)")

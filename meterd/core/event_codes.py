@@ -213,6 +213,14 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(250, "ASSOCIATION_REJECTED", "Association rejected", (_X,), "project"),
     EventCode(251, "FRAME_COUNTER_RESERVED", "Invocation counter range reserved", (_X,), "project"),
     EventCode(252, "UNAUTHORISED_CLOCK_SET", "Clock set refused", (_X,), "project"),
+    # --- project codes, second block: links (188-194) ---
+    # the DLMS TCP wrapper's connection guard (detail: how many since the last such event)
+    EventCode(188, "TCP_ASSOCIATION_TIMEOUT", "TCP connection closed: no association within the association time-out",
+              (_C, _X), "project"),
+    EventCode(189, "TCP_CONNECTION_DISPLACED", "TCP connection without association dropped for a new one",
+              (_C, _X), "project"),
+    EventCode(190, "TCP_CONNECTION_REFUSED", "TCP connection refused: every connection associated", (_C, _X),
+              "project"),
 )
 
 EVENT_CODES: Mapping[int, EventCode] = MappingProxyType({e.code: e for e in _TABLE})

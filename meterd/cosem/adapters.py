@@ -322,19 +322,20 @@ class ModelSapAssignment(AttributeTable, GXDLMSSapAssignment):  # type: ignore[m
 
 class ModelHdlcSetup(AttributeTable, GXDLMSHdlcSetup):  # type: ignore[misc]  # gurux is untyped
     """IEC HDLC setup (class 23, version 1), read-only view of one HDLC link's parameters:
-    baud rate (Bd), window 1 both ways, max info field lengths transmit/receive (octets),
+    baud rate (Bd), the largest windows transmit/receive (frames), max info field lengths
+    transmit/receive (octets),
     inter-octet time-out (ms), inactivity time-out (s), physical device address."""
 
     BAUD_CODES = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6, 38400: 7, 57600: 8,
                   115200: 9}
 
     def __init__(self, ln: str, baud: int, max_info_tx: int, max_info_rx: int, inactivity_s: int,
-                 inter_octet_ms: int, device_address: int) -> None:
+                 inter_octet_ms: int, device_address: int, window_tx: int = 1, window_rx: int = 1) -> None:
         super().__init__(ln)
         if baud not in self.BAUD_CODES:
             raise CosemError(f"HDLC setup: no comm_speed code for {baud} Bd")
         self._values = {
-            2: (axdr.ENUM, self.BAUD_CODES[baud]), 3: (axdr.UINT8, 1), 4: (axdr.UINT8, 1),
+            2: (axdr.ENUM, self.BAUD_CODES[baud]), 3: (axdr.UINT8, window_tx), 4: (axdr.UINT8, window_rx),
             5: (axdr.UINT16, max_info_tx), 6: (axdr.UINT16, max_info_rx), 7: (axdr.UINT16, inter_octet_ms),
             8: (axdr.UINT16, inactivity_s), 9: (axdr.UINT16, device_address),
         }
@@ -346,7 +347,8 @@ class ModelHdlcSetup(AttributeTable, GXDLMSHdlcSetup):  # type: ignore[misc]  # 
 class ModelIecLocalPortSetup(AttributeTable, GXDLMSIECLocalPortSetup):  # type: ignore[misc]  # gurux is untyped
     """IEC local port setup (class 19) of the optical port, read-only: default mode IEC 62056-21
     (modes A…E, 0), default baud rate 300 Bd (0), proposed baud rate (the highest offered in the
-    mode E identification), response time 20 ms (0), device address; attributes 7-9 (mode C
+    mode E identification), response time 200 ms (1: the IEC 62056-21 minimum reaction time the
+    port keeps), device address; attributes 7-9 (mode C
     passwords) hold empty strings (the meter has none) and are hidden by the object's access rule."""
 
     BAUD_CODES = {300: 0, 600: 1, 1200: 2, 2400: 3, 4800: 4, 9600: 5, 19200: 6}
@@ -357,7 +359,7 @@ class ModelIecLocalPortSetup(AttributeTable, GXDLMSIECLocalPortSetup):  # type: 
             raise CosemError(f"IEC local port setup: no baud code for {proposed_baud} Bd")
         self._values: dict[int, tuple[int, axdr.Scalar]] = {
             2: (axdr.ENUM, 0), 3: (axdr.ENUM, 0), 4: (axdr.ENUM, self.BAUD_CODES[proposed_baud]),
-            5: (axdr.ENUM, 0), 6: (axdr.OCTET_STRING, device_address.encode("ascii")),
+            5: (axdr.ENUM, 1), 6: (axdr.OCTET_STRING, device_address.encode("ascii")),
             7: (axdr.OCTET_STRING, b""), 8: (axdr.OCTET_STRING, b""), 9: (axdr.OCTET_STRING, b""),
         }
 

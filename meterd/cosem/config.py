@@ -76,4 +76,6 @@ class ServerConfig:
             return None
         p = self.hdlc_params or HdlcParameters()
         return HdlcSetup(baud=self.baud, max_info_tx=p.max_info_tx, max_info_rx=p.max_info_rx,
-                         inactivity_s=int(self.inactivity_timeout_s), device_address=p.physical_address or 0)
+                         inactivity_s=int(self.inactivity_timeout_s), device_address=p.physical_address or 0,
+                         inter_octet_ms=round(p.inter_octet_s * 1000),
+                         window_tx=p.window_tx, window_rx=p.window_rx)

@@ -116,8 +116,8 @@ class CosemEntry:
 @dataclass(frozen=True)
 class HdlcSetup:
     """What the IEC HDLC setup 0-0:22.0.0.255 of an HDLC link shows: ``baud`` (Bd), the maximum
-    information field lengths (octets), the inactivity time-out (s), the inter-octet time-out (ms)
-    and the physical device address."""
+    information field lengths (octets), the inactivity time-out (s), the inter-octet time-out (ms),
+    the physical device address (0: none, a point-to-point link) and the largest windows (frames)."""
 
     baud: int = 9600
     max_info_tx: int = 128
@@ -125,6 +125,8 @@ class HdlcSetup:
     inactivity_s: int = 120
     inter_octet_ms: int = 0
     device_address: int = 0
+    window_tx: int = 1
+    window_rx: int = 1
 
 
 @dataclass(frozen=True)
@@ -384,7 +386,7 @@ def communication_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
     h = ctx.hdlc
     if h is not None:
         yield CosemEntry(ModelHdlcSetup("0.0.22.0.0.255", h.baud, h.max_info_tx, h.max_info_rx, h.inactivity_s,
-                                        h.inter_octet_ms, h.device_address))
+                                        h.inter_octet_ms, h.device_address, h.window_tx, h.window_rx))
     if ctx.optical is not None:
         yield CosemEntry(ModelIecLocalPortSetup("0.0.20.0.0.255", ctx.optical.baud, ctx.optical.device_address),
                          Access(hidden=frozenset({7, 8, 9})))

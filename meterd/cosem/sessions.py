@@ -8,6 +8,7 @@ IEC 62056-47 wrapper (:mod:`meterd.proto.wrapper`), :class:`HdlcSession` with HD
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Protocol
 
@@ -23,6 +24,11 @@ class ApduServer(Protocol):
     @property
     def config(self) -> ServerConfig:
         """The link's settings (``server_sap`` is the wrapper's destination wPort)."""
+        ...
+
+    @property
+    def associated(self) -> bool:
+        """Whether an association is fully established (HLS included)."""
         ...
 
     def handle_apdu(self, client_sap: int, apdu: bytes) -> bytes | None:
@@ -60,6 +66,12 @@ class WrapperSession:
     def inactivity_timeout_s(self) -> float:
         return self._timeout_s
 
+    @property
+    def associated(self) -> bool:
+        """Whether the client holds a fully established association (the TCP runtime closes a
+        connection that stays without one; :class:`meterd.proto.wrapper.ConnectionGuard`)."""
+        return self.server.associated
+
     def receive(self, data: bytes) -> list[bytes]:
         out: list[bytes] = []
         for event in self.decoder.feed(data):
@@ -83,13 +95,19 @@ class WrapperSession:
 
 
 class HdlcSession:
-    """HDLC framing (IEC 62056-46) around a :class:`ApduServer` (a ByteSession)."""
+    """HDLC framing (IEC 62056-46) around a :class:`ApduServer` (a ByteSession and a
+    :class:`~meterd.proto.session.TimedSession`: only valid frames for this station restart the
+    inactivity time-out, ``inactivity_timeout_s``, s). An APDU broadcast to every station (an UI
+    frame to the all-station address) is never answered; the server offers no unconfirmed
+    service, so it is counted and dropped."""
 
     def __init__(self, server: ApduServer, params: hdlc.HdlcParameters | None = None,
                  inactivity_timeout_s: float = 120.0) -> None:
         self.server = server
-        self.link = hdlc.HdlcLink(params)
+        self.link = hdlc.HdlcLink(dataclasses.replace(params or hdlc.HdlcParameters(),
+                                                      inactivity_s=inactivity_timeout_s))
         self._timeout_s = inactivity_timeout_s
+        self._now_s = 0.0
         self.ended = False
         """True once the client disconnected the data link (DISC); the optical port then returns
         to its mode E sign-on."""
@@ -98,8 +116,16 @@ class HdlcSession:
     def inactivity_timeout_s(self) -> float:
         return self._timeout_s
 
+    @property
+    def deadline_s(self) -> float | None:
+        return self.link.deadline_s
+
     def receive(self, data: bytes) -> list[bytes]:
-        return self._run(self.link.receive(data))
+        return self.receive_at(data, self._now_s)
+
+    def receive_at(self, data: bytes, now_s: float) -> list[bytes]:
+        self._now_s = now_s
+        return self._run(self.link.receive(data, now_s))
 
     def _run(self, events: list[hdlc.HdlcEvent]) -> list[bytes]:
         out: list[bytes] = []
@@ -107,6 +133,10 @@ class HdlcSession:
             if isinstance(event, hdlc.Send):
                 out.append(event.data)
             elif isinstance(event, hdlc.ApduReceived):
+                if event.broadcast:
+                    _log.debug("hdlc: broadcast APDU of %d octets from client %d dropped (no unconfirmed"
+                               " service)", len(event.apdu), event.client_sap)
+                    continue
                 response = self.server.handle_apdu(event.client_sap, event.apdu)
                 out += self._run(self.link.send_apdu(response)) if response is not None else []
             else:

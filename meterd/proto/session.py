@@ -8,7 +8,7 @@ returned chunks in order; it never knows what protocol runs inside. The composit
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ByteSession(Protocol):
@@ -29,6 +29,34 @@ class ByteSession(Protocol):
     @property
     def inactivity_timeout_s(self) -> float:
         """Idle time (s) after which the runtime calls :meth:`timeout`; 0 disables it."""
+        ...
+
+
+@runtime_checkable
+class TimedSession(ByteSession, Protocol):
+    """A session whose inactivity time-out only some input restarts (HDLC: valid frames addressed
+    to this station, never garbage nor frames for other stations on the bus). The runtime gives
+    each chunk its arrival time (s, the runtime's clock) and arms its timer at
+    :attr:`deadline_s`, calling :meth:`ByteSession.timeout` when it is reached."""
+
+    def receive_at(self, data: bytes, now_s: float) -> list[bytes]:
+        """:meth:`ByteSession.receive` of bytes that arrived at ``now_s`` (s)."""
+        ...
+
+    @property
+    def deadline_s(self) -> float | None:
+        """When (s, the clock of ``receive_at``) the session idles out; None: no time-out pending."""
+        ...
+
+
+@runtime_checkable
+class AssociatingSession(ByteSession, Protocol):
+    """A session that tells whether its client holds an association (the TCP runtime closes
+    connections that stay without one, and displaces them first when it is full)."""
+
+    @property
+    def associated(self) -> bool:
+        """Whether an association is fully established."""
         ...
 
 

@@ -12,12 +12,21 @@ the decoder's ``max_apdu`` leaves no way to find the next frame: the buffered in
 framing restarts with the next octets fed. A frame with length 0 carries no APDU: it is consumed
 and reported as :class:`Discarded`. :meth:`WrapperFrame.encode` builds a frame and
 :meth:`WrapperFrame.reply` the answer to one (ports swapped).
+
+:class:`ConnectionGuard` keeps a wrapper server's connections within its limits (time in s from
+the caller's clock): at most ``max_connections`` at once; a connection without an association
+(none requested yet, one never completed, or one released) is closed ``association_timeout_s``
+after it became so, whatever it sends meanwhile; and when every place is taken a new connection
+takes the place of the connection without an association that has been idle longest, so an
+association can always be opened while anyone holding places has none. Only when every
+connection is associated is a new one refused. What it did is reported through
+:meth:`ConnectionGuard.report` at most once per ``report_window_s`` per kind, with the count.
 """
 
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 VERSION = 1
 HEADER = struct.Struct(">HHHH")
@@ -114,3 +123,107 @@ class WrapperDecoder:
         self.discarded += len(self._buf)
         self._buf.clear()
         return dropped
+
+
+@dataclass(frozen=True)
+class TcpLimits:
+    """Limits of a wrapper server: ``max_connections`` at once, ``association_timeout_s`` (s) a
+    connection may stay without an association, ``report_window_s`` (s) between two reports of
+    one kind."""
+
+    max_connections: int = 8
+    association_timeout_s: float = 10.0
+    report_window_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if self.association_timeout_s <= 0 or self.report_window_s < 0:
+            raise ValueError("association_timeout_s must be positive, report_window_s not negative")
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to a new connection: its id (None: refused) and the id of the connection to
+    drop to make room for it (None: none)."""
+
+    conn_id: int | None
+    displaced: int | None = None
+
+
+@dataclass
+class _Connection:
+    opened_s: float
+    last_input_s: float
+    unassociated_since_s: float | None
+
+
+@dataclass
+class _Report:
+    count: int = 0
+    last_s: float | None = None
+
+
+@dataclass
+class ConnectionGuard:
+    """Admission and association time-out of one wrapper server's connections, sans-I/O."""
+
+    limits: TcpLimits = field(default_factory=TcpLimits)
+    _conns: dict[int, _Connection] = field(default_factory=dict)
+    _next_id: int = 0
+    _reports: dict[str, _Report] = field(default_factory=dict)
+
+    @property
+    def open(self) -> int:
+        """Connections held now."""
+        return len(self._conns)
+
+    def admit(self, now_s: float) -> Admission:
+        """A new connection at ``now_s``: admitted (perhaps displacing one without an association) or refused."""
+        displaced = None
+        if len(self._conns) >= self.limits.max_connections:
+            idle = [(c.last_input_s, c.opened_s, i) for i, c in self._conns.items()
+                    if c.unassociated_since_s is not None]
+            if not idle:
+                return Admission(None)
+            displaced = min(idle)[2]
+            del self._conns[displaced]
+        self._next_id += 1
+        self._conns[self._next_id] = _Connection(now_s, now_s, now_s)
+        return Admission(self._next_id, displaced)
+
+    def input(self, conn_id: int, now_s: float, associated: bool) -> None:
+        """Input on ``conn_id`` was served at ``now_s``; ``associated``: whether it has an association now."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return
+        conn.last_input_s = now_s
+        if associated:
+            conn.unassociated_since_s = None
+        elif conn.unassociated_since_s is None:
+            conn.unassociated_since_s = now_s  # released: the association time-out runs again
+
+    def closed(self, conn_id: int) -> None:
+        """``conn_id`` is gone."""
+        self._conns.pop(conn_id, None)
+
+    def held(self, conn_id: int) -> bool:
+        """Whether ``conn_id`` still has its place (False once displaced or closed)."""
+        return conn_id in self._conns
+
+    def deadline_s(self, conn_id: int) -> float | None:
+        """When ``conn_id`` is closed for want of an association; None while it has one."""
+        conn = self._conns.get(conn_id)
+        if conn is None or conn.unassociated_since_s is None:
+            return None
+        return conn.unassociated_since_s + self.limits.association_timeout_s
+
+    def report(self, kind: str, now_s: float) -> int | None:
+        """One more ``kind`` at ``now_s``: the count to report now (those held back since the last
+        report included), or None while the last report of this kind is younger than the window."""
+        rep = self._reports.setdefault(kind, _Report())
+        rep.count += 1
+        if rep.last_s is not None and now_s - rep.last_s < self.limits.report_window_s:
+            return None
+        count, rep.count, rep.last_s = rep.count, 0, now_s
+        return count

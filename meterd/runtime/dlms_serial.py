@@ -1,4 +1,4 @@
-"""DLMS over serial lines: HDLC on RS-485 and the optical port with IEC 62056-21 mode E sign-on.
+"""DLMS over serial lines: HDLC on RS-485 and the optical port with the IEC 62056-21 sign-on (modes C and E).
 
 :class:`SerialLink` runs on the daemon's asyncio loop (``loop.add_reader`` on the line's file
 descriptor; nothing blocks the loop) and feeds a :class:`~meterd.proto.session.ByteSession` made
@@ -19,8 +19,13 @@ by the injected factory (``meterd.cosem.server.build_session_factory(..., link="
   :class:`hw.serial_link.CableFaults`) act on the bytes between the pty and the link (a cut
   line, noise), as the line would; the HDLC layer's own checks find them (frames with a bad
   HCS/FCS dropped, :attr:`SerialLink.dropped_frames`).
+* The HDLC inactivity time-out runs on the loop's clock from the last valid frame addressed to
+  this station (:class:`~meterd.proto.session.TimedSession`): frames for other meters on the
+  bus, broadcasts and garbage never extend it.
 * With ``optical=ModeESignOn(...)`` the line starts at 300 Bd 7E1 in the sign-on; after the
-  option select it switches to the agreed rate, 8N1, HDLC. After the HDLC inactivity time, or
+  option select it switches to the agreed rate, 8N1, HDLC (mode E), or sends the data readout at
+  the agreed rate, 7E1, and returns to 300 Bd (mode C). No answer of the sign-on leaves before
+  its earliest send time (the IEC 62056-21 reaction time, >= 200 ms, on the loop's clock). After the HDLC inactivity time, or
   once the client disconnected the data link (DISC answered; a session with a true ``ended``
   attribute), the session is closed and the port returns to the sign-on at 300 Bd 7E1. The
   line settings change only after the pending output left the UART (``flush``: tcdrain), so
@@ -38,7 +43,7 @@ from typing import Any
 
 from hw.serial_link import CableFaults, ReopeningPort, SerialLinkError, open_port, set_line
 from meterd.proto import iec62056_21 as mode_e
-from meterd.proto.session import ByteSession
+from meterd.proto.session import ByteSession, TimedSession
 from meterd.runtime.port_retry import PortRetry
 
 _log = logging.getLogger("meterd.runtime.dlms_serial")
@@ -78,6 +83,9 @@ class SerialLink:
         self._out = bytearray()
         self._idle: asyncio.TimerHandle | None = None
         self._sign_on_after_flush = False
+        self._held: list[mode_e.ModeEEvent] = []
+        self._hold: asyncio.TimerHandle | None = None
+        self._release_after_flush = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -168,6 +176,7 @@ class SerialLink:
             self._session = None
         self._out.clear()
         self._sign_on_after_flush = False
+        self._drop_held()
         self._keeper.lost(why)
         if self._retry is not None:
             self._retry.schedule()
@@ -181,6 +190,7 @@ class SerialLink:
             self._loop.remove_writer(self._fd)
         if self._idle is not None:
             self._idle.cancel()
+        self._drop_held()
         if self._session is not None:
             self._session.close()
             self._dropped_before += self._session_dropped()
@@ -215,14 +225,35 @@ class SerialLink:
 
     def _on_data(self, data: bytes) -> None:
         if self._optical is not None and not self._optical.signed_on:
-            self._apply_events(self._optical.receive(data))
+            assert self._loop is not None
+            self._apply_events(self._optical.receive(data, self._loop.time()))
             self._arm_timer(self._sign_on_timeout_s)
             return
         session = self._ensure_session()
-        self._write(b"".join(session.receive(data)))
+        if isinstance(session, TimedSession):
+            assert self._loop is not None
+            self._write(b"".join(session.receive_at(data, self._loop.time())))
+        else:
+            self._write(b"".join(session.receive(data)))
         if self._optical is not None and getattr(session, "ended", False):
             self._back_to_sign_on()
             return
+        self._arm_session_timer(session)
+
+    def _arm_session_timer(self, session: ByteSession) -> None:
+        """The inactivity timer: at the session's deadline when it keeps one (HDLC: only valid
+        frames for this station move it, so a head end polling another meter on the bus, or
+        noise, never extends it); none while it has none, except on the optical port, which
+        returns to the sign-on after the inactivity time even without a data link; otherwise
+        the inactivity time after this input."""
+        if isinstance(session, TimedSession):
+            deadline = session.deadline_s
+            if deadline is not None:
+                self._arm_timer_at(deadline)
+                return
+            if self._optical is None:
+                self._arm_timer(0.0)
+                return
         self._arm_timer(session.inactivity_timeout_s)
 
     def _back_to_sign_on(self) -> None:
@@ -257,13 +288,37 @@ class SerialLink:
         return self._session
 
     def _apply_events(self, events: list[mode_e.ModeEEvent]) -> None:
-        for event in events:
+        """Carry out the sign-on's events in order: an answer waits for its earliest send time
+        (the reaction time, on the loop's clock) and a line change for the output before it to
+        have left; what follows waits with them."""
+        self._held += events
+        if self._hold is None:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        self._hold = None
+        while self._held:
+            event = self._held[0]
+            if isinstance(event, mode_e.Send) and self._loop is not None and event.not_before_s > self._loop.time():
+                self._hold = self._loop.call_at(event.not_before_s, self._release_held)
+                return
+            if isinstance(event, mode_e.SwitchBaud) and self._out:
+                self._release_after_flush = True
+                return
+            del self._held[0]
             if isinstance(event, mode_e.Send):
                 self._write(event.data)
             elif isinstance(event, mode_e.SwitchBaud):
                 self._set_line(event.baud, event.framing)
             else:
                 self._ensure_session()
+
+    def _drop_held(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        self._held.clear()
+        self._release_after_flush = False
 
     def _set_line(self, baud: int, framing: str) -> None:
         if self._serial is None:
@@ -281,6 +336,12 @@ class SerialLink:
             self._idle = None
         if timeout_s and self._loop is not None:
             self._idle = self._loop.call_later(timeout_s, self._on_idle)
+
+    def _arm_timer_at(self, when_s: float) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        assert self._loop is not None
+        self._idle = self._loop.call_at(when_s, self._on_idle)
 
     def _on_idle(self) -> None:
         self._idle = None
@@ -325,3 +386,6 @@ class SerialLink:
             if self._sign_on_after_flush and self._optical is not None:
                 self._sign_on_after_flush = False
                 self._back_to_sign_on()
+            if self._release_after_flush:
+                self._release_after_flush = False
+                self._release_held()

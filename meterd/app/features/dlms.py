@@ -1,14 +1,24 @@
 """DLMS/COSEM links of the meter: TCP wrapper, HDLC on RS-485 and the optical port (mode E).
 
 Uses the core ``[dlms]`` section: ``tcp_host`` ("" disables the wrapper), ``tcp_port`` (0 picks a
-free port, reported), ``hdlc_port`` and
+free port, reported), ``tcp_max_connections`` and ``tcp_association_timeout_s`` (s: a connection
+without an association is closed after it, and displaced first when the wrapper is full; events
+TCP_ASSOCIATION_TIMEOUT, TCP_CONNECTION_DISPLACED, TCP_CONNECTION_REFUSED, at most one a minute
+each), ``hdlc_port`` and
 ``optical_port`` ("" = off, "pty" = a pseudo-terminal whose path is reported, otherwise a device
 such as /dev/ttyAMA3), ``hdlc_baud``, ``keys_file``; ``hdlc_direction``: the RS-485 port in the
 kernel's RS-485 mode ("kernel": RTS drives DE, on GPIO ``hdlc_de_pin``) or behind an
-auto-direction transceiver ("auto", no DE pin).
+auto-direction transceiver ("auto", no DE pin); ``hdlc_address`` the meter's physical HDLC
+address on the RS-485 bus (0: none, the only station), ``hdlc_max_info_tx``/``_rx`` (octets) and
+``hdlc_window_tx``/``_rx`` (frames) the most the SNRM negotiation agrees to, ``hdlc_inactivity_s``
+(s) the HDLC inactivity time-out (see :mod:`meterd.proto.hdlc` and docs/dlms.md).
 Every link serves one object registry: the base model plus what other features registered in
 ``ctx.cosem_factories``. On the simulated meter a missing keys file is created with random
 throwaway keys (mode 0600); on a Pi the keys file must be provisioned.
+
+The optical port answers the IEC 62056-21 sign-on ``/?!`` and ``/?<serial>!`` (the meter's serial
+is its device address) no sooner than 200 ms after it, in mode E (HDLC) or mode C (the data
+readout of :mod:`meterd.services.optical_readout`).
 
 Never dark: a keys file that is missing on a real meter, unreadable, too open or malformed
 switches the DLMS server off (every link: it has no keys to serve with) with one line and the
@@ -41,14 +51,16 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hw.secret_file import write_secret_text
+from meterd.app.config import DlmsSection
 from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
 from meterd.app.sim_lines import SimHdlcLine
+from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.events import EventRecorder
 from meterd.cosem.config import LinkKind, ServerConfig
@@ -60,10 +72,13 @@ from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy
 from meterd.cosem.server import build_session_factory
 from meterd.cosem.sessions import SessionMaker
+from meterd.proto.hdlc import HdlcParameters
 from meterd.proto.iec62056_21 import ModeESignOn
+from meterd.proto.wrapper import TcpLimits
 from meterd.runtime.dlms_serial import SerialLink, SerialLinkError
 from meterd.runtime.dlms_tcp import DlmsTcpServer
 from meterd.services.interfaces import InterfaceBoard
+from meterd.services.optical_readout import readout_data_sets
 from meterd.services.revenue import RevenueService
 from meterd.store.dlms_security_store import DlmsSecurityStore
 
@@ -155,16 +170,30 @@ def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
     return lambda: revenue.legal
 
 
+def hdlc_parameters(cfg: DlmsSection, point_to_point: bool = False) -> HdlcParameters:
+    """The HDLC link parameters of ``[dlms]``: the physical address ``hdlc_address`` (none on a
+    point-to-point link: the optical port, or ``hdlc_address = 0``), the largest information
+    fields and windows negotiated, the inactivity and inter-octet time-outs."""
+    address = None if point_to_point or not cfg.hdlc_address else cfg.hdlc_address
+    return HdlcParameters(physical_address=address, max_info_tx=cfg.hdlc_max_info_tx,
+                          max_info_rx=cfg.hdlc_max_info_rx, window_tx=cfg.hdlc_window_tx,
+                          window_rx=cfg.hdlc_window_rx, inactivity_s=cfg.hdlc_inactivity_s,
+                          inter_octet_s=cfg.hdlc_inter_octet_ms / 1000)
+
+
 def session_factory(ctx: FeatureContext, link: LinkKind = "wrapper", link_name: str = "tcp",
                     registry: ObjectRegistry | None = None, baud: int = 9600,
-                    optical: OpticalSetup | None = None) -> SessionMaker:
+                    optical: OpticalSetup | None = None, hdlc: HdlcParameters | None = None) -> SessionMaker:
     """Sessions of one link of this meter: its model, keys, counter store, object registry,
     event recorder, authentication lockout, event rate limit and legal-time rules (``link``:
     "wrapper" or "hdlc"; ``link_name`` goes into event details; ``baud`` (Bd) and ``optical``: what
-    the HDLC setup and the optical port's local port setup show)."""
+    the HDLC setup and the optical port's local port setup show; ``hdlc``: an HDLC link's
+    addresses, negotiation maxima and inactivity time-out)."""
     sec = ctx.registry.need(DlmsSecurity, by="dlms")
+    inactivity_s = hdlc.inactivity_s if hdlc is not None else ServerConfig.inactivity_timeout_s
     config = ServerConfig(link=link, link_name=link_name, registry=registry or registry_for(ctx), baud=baud,
-                          optical=optical, lockout=sec.policy, legal=sec.legal, events=sec.events)
+                          optical=optical, lockout=sec.policy, legal=sec.legal, events=sec.events,
+                          hdlc_params=hdlc, inactivity_timeout_s=inactivity_s)
     return build_session_factory(ctx.meter, sec.store, sec.keys, config,
                                  auth_lockout=sec.auth_lockout(link_name), event_limit=sec.event_limiter(link_name))
 
@@ -180,8 +209,10 @@ async def start(ctx: FeatureContext) -> None:
     if cfg.tcp_port >= 0 and cfg.tcp_host:
         what = f"DLMS wrapper on TCP {cfg.tcp_host}:{cfg.tcp_port}"
         try:
-            server = await DlmsTcpServer(session_factory(ctx, "wrapper", "tcp", registry)).start(
-                cfg.tcp_host, cfg.tcp_port)
+            limits = TcpLimits(max_connections=cfg.tcp_max_connections,
+                               association_timeout_s=cfg.tcp_association_timeout_s)
+            server = await DlmsTcpServer(session_factory(ctx, "wrapper", "tcp", registry), limits=limits,
+                                         on_event=_tcp_events(ctx)).start(cfg.tcp_host, cfg.tcp_port)
         except OSError as exc:  # metering goes on without this link; say so loudly
             board.off("dlms_tcp", what, str(exc.strerror or exc), retry=False)
             ctx.info["dlms_tcp"] = f"unavailable ({exc.strerror})"
@@ -203,8 +234,20 @@ async def start(ctx: FeatureContext) -> None:
         line = ctx.registry.find(SimHdlcLine)
         if kind == "dlms_hdlc" and line is not None and link.faults is not None:
             line.faults = link.faults
-        mode = ", IEC 62056-21 mode E" if kind == "dlms_optical" else ""
+        if kind == "dlms_optical":
+            mode = ", IEC 62056-21 mode E and mode C"
+        else:
+            mode = f", physical address {cfg.hdlc_address}" if cfg.hdlc_address else ", point-to-point"
         ctx.info[kind] = f"{link.slave_path or port} (HDLC{mode})"
+
+
+def _tcp_events(ctx: FeatureContext) -> Callable[[str, Mapping[str, object]], None]:
+    """The wrapper guard's reports as events of the meter (communication and security logs)."""
+    sec = ctx.registry.need(DlmsSecurity, by="dlms")
+
+    def record(name: str, detail: Mapping[str, object]) -> None:
+        sec.events.record(event_codes.code(name), ctx.clock.utc(), dict(detail, link="tcp"))
+    return record
 
 
 _LINK_NAMES = {"dlms_hdlc": "DLMS HDLC link (RS-485)", "dlms_optical": "DLMS optical port"}
@@ -226,12 +269,14 @@ async def _serial_link(ctx: FeatureContext, kind: str, port: str, registry: Obje
     device = None if port == "pty" else port
     optical = None
     if kind == "dlms_optical":
-        ident = ctx.meter.identity.serial[-16:]
-        optical = ModeESignOn(ctx.cfg.meter.manufacturer_flag, ident, max_baud=cfg.hdlc_baud)
+        serial = ctx.meter.identity.serial
+        optical = ModeESignOn(ctx.cfg.meter.manufacturer_flag, serial[-16:], max_baud=cfg.hdlc_baud,
+                              device_address=serial, readout=lambda: readout_data_sets(ctx.meter))
         factory = session_factory(ctx, "hdlc", "optical", registry, baud=cfg.hdlc_baud,
-                                  optical=OpticalSetup(baud=cfg.hdlc_baud))
+                                  optical=OpticalSetup(baud=cfg.hdlc_baud, device_address=serial),
+                                  hdlc=hdlc_parameters(cfg, point_to_point=True))
     else:
-        factory = session_factory(ctx, "hdlc", "rs485", registry, baud=cfg.hdlc_baud)
+        factory = session_factory(ctx, "hdlc", "rs485", registry, baud=cfg.hdlc_baud, hdlc=hdlc_parameters(cfg))
     rs485 = "kernel" if device is not None and kind == "dlms_hdlc" and cfg.hdlc_direction == "kernel" else "none"
     link = SerialLink(factory, device, cfg.hdlc_baud, rs485=rs485, optical=optical, on_state=on_state)
     if device is None:

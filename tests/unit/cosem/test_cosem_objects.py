@@ -127,6 +127,7 @@ def test_hdlc_setup_shows_the_link_settings_and_local_port_setup_the_optical_por
     for attr in (2, 3, 4, 5):
         gs.read(port, attr)
     assert (int(port.defaultMode), int(port.defaultBaudrate), int(port.proposedBaudrate)) == (0, 0, 4)
+    assert int(port.responseTime) == 1  # 200 ms: the minimum reaction time the port keeps
     from tests.dlms_gurux_client import DlmsClientError
 
     with pytest.raises(DlmsClientError):

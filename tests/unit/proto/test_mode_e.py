@@ -15,7 +15,7 @@ def _sign_on() -> ModeESignOn:
 
 def test_full_sign_on_switches_to_hdlc_at_the_agreed_rate():
     s = _sign_on()
-    assert s.receive(b"/?!\r\n") == [Send(b"/PMM5\\2PMM1221000042\r\n")]
+    assert s.receive(b"/?!\r\n") == [Send(b"/PMM5\\2PMM1221000042\r\n", 0.2)]
     assert s.state is SignOnState.IDENTIFIED
     assert s.receive(b"\x06" + b"252\r\n") == [SwitchBaud(9600, "8N1"), EnterHdlc()]
     assert s.signed_on
@@ -28,13 +28,13 @@ def test_byte_by_byte_with_parity_bits_set():
     events = []
     for b in b"/?!\r\n":
         events += s.receive(bytes((b | 0x80 if bin(b).count("1") % 2 else b,)))  # 7E1 parity in bit 7
-    assert events == [Send(s.identification)]
+    assert events == [Send(s.identification, 0.2)]
 
 
 def test_device_address_must_match_when_given():
     s = _sign_on()
     assert s.receive(b"/?99!\r\n") == []
-    assert s.receive(b"/?42!\r\n") == [Send(s.identification)]
+    assert s.receive(b"/?42!\r\n") == [Send(s.identification, 0.2)]
 
 
 def test_lower_rate_may_be_chosen_higher_is_refused():
@@ -47,7 +47,7 @@ def test_lower_rate_may_be_chosen_higher_is_refused():
     assert s2.state is SignOnState.IDLE
 
 
-def test_mode_c_readout_request_is_not_served():
+def test_mode_c_readout_request_is_not_served_without_a_data_set_list():
     s = _sign_on()
     s.receive(b"/?!\r\n")
     assert s.receive(b"\x06050\r\n") == [SwitchBaud(300, "7E1")]
@@ -65,7 +65,7 @@ def test_ack_without_request_is_ignored_and_timeout_returns_to_idle():
 def test_overlong_garbage_is_dropped():
     s = _sign_on()
     assert s.receive(b"x" * 100) == []
-    assert s.receive(b"/?!\r\n") == [Send(s.identification)]
+    assert s.receive(b"/?!\r\n") == [Send(s.identification, 0.2)]
 
 
 def test_bad_configuration_is_refused():

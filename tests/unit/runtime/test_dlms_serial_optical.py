@@ -1,6 +1,6 @@
 """The optical port's line settings (meterd.runtime.dlms_serial.SerialLink with mode E) on a fake
 serial port: sign-on at 300 Bd 7E1, the agreed rate 8N1 after the option select, back to 300 Bd
-7E1 after the HDLC inactivity time or the client's DISC. The fake records every change of baud
+7E1 after the HDLC inactivity time or the client's DISC; the reaction time and the mode C readout. The fake records every change of baud
 rate, byte size and parity, and the order of changes and drains (tcdrain before a switch)."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from meterd.cosem.config import ServerConfig
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
 from meterd.proto.hdlc import Frame
+from meterd.proto.iec62056_21 import DataSet as ModeEDataSet
 from meterd.proto.iec62056_21 import ModeESignOn
 from meterd.runtime import dlms_serial
 from meterd.runtime.dlms_serial import SerialLink
@@ -196,3 +197,35 @@ def test_rs485_port_keeps_its_line_settings(monkeypatch):
     asyncio.run(scenario())
     assert rig.opened == [("/dev/ttyFAKE0", 9600, "kernel")]
     assert rig.port.log == []  # never switched
+
+
+def test_optical_port_keeps_the_reaction_time_and_serves_mode_c(monkeypatch):
+    """``/?SERIAL!`` is answered no sooner than 200 ms after it (the loop's clock); the mode C
+    option select switches to 9600 Bd 7E1 for the data message, then back to 300 Bd once it left."""
+    rig = Rig(monkeypatch)
+    sets = [ModeEDataSet("C.1.0", "PMM1221000042"), ModeEDataSet("1.8.0", "0000001.000", "kWh")]
+    rig.link = SerialLink(rig.factory, "/dev/ttyFAKE0", 9600,
+                          optical=ModeESignOn("PMM", "PMM1221000042", max_baud=9600,
+                                              device_address="PMM1221000042", readout=lambda: sets))
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        await rig.link.start()
+        await rig.send(b"/?PMM1221000099!\r\n")  # another meter's address: no answer
+        sent = loop.time()
+        await rig.send(b"/?PMM1221000042!\r\n")
+        ident = await rig.read_until(lambda d: d.endswith(b"\r\n"))
+        assert ident == b"/PMM5\\2PMM1221000042\r\n"  # the first request got nothing
+        assert loop.time() - sent >= 0.2
+        sent = loop.time()
+        await rig.send(b"\x06050\r\n")  # ACK, protocol 0, 9600 Bd, data readout
+        message = await rig.read_until(lambda d: len(d) >= 2 and d[-2] == 0x03)
+        assert loop.time() - sent >= 0.2
+        assert message == b"\x02C.1.0(PMM1221000042)\r\n1.8.0(0000001.000*kWh)\r\n!\r\n\x03" + bytes((message[-1],))
+        await rig.settle()
+        assert rig.port.line == (300, *SEVEN_E_ONE)
+        changes = [entry for entry in rig.port.log if entry[0] == "baudrate"]
+        assert changes[-2:] == [("baudrate", 9600), ("baudrate", 300)]
+        await rig.link.close()
+
+    asyncio.run(scenario())
