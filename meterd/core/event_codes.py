@@ -209,6 +209,10 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(247, "CREDIT_LOW", "Credit below the low-credit threshold", (_T,), "project"),
     EventCode(248, "CREDIT_EXHAUSTED", "Credit exhausted", (_T,), "project"),
     EventCode(249, "EMERGENCY_CREDIT_GRANTED", "Emergency credit granted", (_T,), "project"),
+    # --- project codes: pushes to the head end (meterd.services.push; second block 170-174) ---
+    EventCode(170, "PUSH_RETRIES_EXHAUSTED", "Push not delivered after its retries (kept queued)", (_C,), "project"),
+    EventCode(171, "PUSH_DROPPED", "Push dropped: the push queue is full", (_C,), "project"),
+    EventCode(172, "PUSH_BACKLOG_DELIVERED", "Queued pushes delivered after an outage", (_C,), "project"),
     # --- project codes: security log ---
     EventCode(250, "ASSOCIATION_REJECTED", "Association rejected", (_X,), "project"),
     EventCode(251, "FRAME_COUNTER_RESERVED", "Invocation counter range reserved", (_X,), "project"),
