@@ -49,6 +49,7 @@ class PushListener:
         self._server: asyncio.Server | None = None
         self._arrived = asyncio.Event()
         self._last_ic: dict[bytes, int] = {}
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, port: int = 0) -> int:
         """Listen (``port`` 0: a free one); the port."""
@@ -58,6 +59,8 @@ class PushListener:
 
     async def stop(self) -> None:
         """Stop listening (connections refused until :meth:`start` again)."""
+        for writer in list(self._writers):
+            writer.close()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -73,11 +76,12 @@ class PushListener:
         return self.received
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 try:
                     head = WrapperHeader.from_bytes(await reader.readexactly(8))
-                except asyncio.IncompleteReadError:
+                except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 apdu = await reader.readexactly(head.length)
                 try:
@@ -86,8 +90,9 @@ class PushListener:
                     self.errors.append(repr(exc))
                 self._arrived.set()
         finally:
+            self._writers.discard(writer)
             writer.close()
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
 
     def _parse(self, head: WrapperHeader, apdu: bytes) -> Received:
