@@ -1,0 +1,72 @@
+"""The push setups over DLMS (class 40 v2, gurux's client): read by the reader, written and
+invoked by the management association only, each write kept and recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gurux_dlms.enums import DataType
+from gurux_dlms.objects import GXDLMSPushSetup
+
+from meterd.app.features.dlms import registry_for
+from meterd.core import event_codes as ec
+from meterd.core.events import EventRecorder
+from meterd.cosem.config import ServerConfig
+from meterd.cosem.security import MemoryCounterStore
+from meterd.cosem.server import build_session_factory
+from meterd.services.push import ALARM_OBIS, SCHEDULED_OBIS, PushEngine, RepetitionDelay, Transport
+from tests.dlms_fakes import make_keyring
+from tests.dlms_gurux_client import DlmsClientError, connect_in_memory
+from tests.simmeter import SimMeter
+
+
+def _ln(raw: object) -> str:
+    return ".".join(str(b) for b in bytes(raw))  # type: ignore[arg-type]
+
+
+def test_push_setups_read_write_and_push_over_dlms(tmp_path: Path) -> None:
+    meter = SimMeter(tmp_path, push={"destination": "127.0.0.1:4059"})
+    try:
+        engine = meter.service(PushEngine)
+        store = MemoryCounterStore()
+        factory = build_session_factory(meter.daemon.meter, store, make_keyring(),
+                                        ServerConfig(registry=registry_for(meter.daemon.context())))
+        reader, _ = connect_in_memory(factory(), 17)
+        setup = GXDLMSPushSetup(ALARM_OBIS)
+        objects = reader.read_raw(setup, 2)
+        assert [(int(o[0]), _ln(o[1]), int(o[2])) for o in objects] == [
+            (40, ALARM_OBIS, 1), (1, "0.0.96.1.0.255", 2), (8, "0.0.1.0.0.255", 2), (1, "0.0.97.98.0.255", 2),
+            (1, "0.0.97.98.20.255", 2)]
+        method = reader.read_raw(setup, 3)
+        assert (int(method[0]), bytes(method[1]), int(method[2])) == (0, b"127.0.0.1:4059", 0)
+        assert [int(v) for v in reader.read_raw(setup, 7)] == [10, 200, 600]
+        assert int(reader.read_raw(setup, 6)) == 3 and int(reader.read_raw(setup, 11)) == 1
+        assert _ln(reader.read_raw(setup, 8)) == "0.0.25.0.0.255"
+        setup.numberOfRetries = 9
+        with pytest.raises(DlmsClientError):
+            reader.write(setup, 6)  # the reader may not write
+        reader.close()
+
+        manager, _ = connect_in_memory(factory(), 1)
+        setup.service, setup.destination, setup.message = Transport.UDP, "198.51.100.7:4060", 0
+        manager.write(setup, 3)
+        setup.numberOfRetries = 9
+        manager.write(setup, 6)
+        setup.repetitionDelay2.min, setup.repetitionDelay2.exponent, setup.repetitionDelay2.max = 30, 150, 900
+        manager.write(setup, 7)
+        s = engine.settings(ALARM_OBIS)
+        assert (s.transport, s.destination, s.retries, s.repetition) == (
+            Transport.UDP, "198.51.100.7:4060", 9, RepetitionDelay(30, 150, 900))
+        setup.destination = "no port"
+        with pytest.raises(DlmsClientError):
+            manager.write(setup, 3)
+        assert engine.settings(ALARM_OBIS).destination == "198.51.100.7:4060"
+        changed = [e for e in meter.service(EventRecorder).recent(10) if e.code == ec.code("PARAMETERS_CHANGED")]
+        assert sorted(e.detail.get("attribute") for e in changed if e.detail.get("object") == ALARM_OBIS) == [3, 6, 7]
+        before = engine.queued()
+        manager.method(GXDLMSPushSetup(SCHEDULED_OBIS), 1, 0, DataType.INT8)
+        assert engine.queued() == before + 1
+        manager.close()
+    finally:
+        meter.close()
