@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from meterd.app.features.dlms import DlmsSecurity
 from meterd.core.alarms import Alarm
@@ -144,6 +145,11 @@ def test_pushes_wait_for_an_absent_head_end_across_a_restart(tmp_path: Path) -> 
         engine = meter.service(PushEngine)
         queued = engine.queued()
         assert queued == 2 and engine.status().setups[2].parked == 2
+        code, view = meter.daemon.api.routes[("GET", "/push")]({})
+        assert code == 200 and view["queued"] == 2 and view["medium"] == "os"
+        assert [s["parked"] for s in view["setups"] if s["obis"] == ALARM_OBIS] == [2]
+        metrics = generate_latest(meter.daemon.api.metrics_registry).decode()
+        assert "meterd_push_backlog 2.0" in metrics and "meterd_push_parked 2.0" in metrics
         meter.close()
 
         meter = _meter(tmp_path, port, retries=1, repetition_min_s=5, repetition_max_s=5)
