@@ -198,6 +198,9 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(231, "FIRMWARE_VERIFY_FAILED", "Firmware image verification failed", (_W, _S), "project"),
     EventCode(232, "FIRMWARE_ACTIVATION_FAILED", "Firmware activation failed", (_W, _S), "project"),
     EventCode(233, "FIRMWARE_SELF_CHECK_OK", "Firmware self-check after update passed", (_W,), "project"),
+    # second block, firmware 165..169 (the DLMS image transfer; 160..164: the update engine)
+    EventCode(165, "FIRMWARE_ACTIVATION_SCHEDULED", "Firmware activation scheduled", (_W,), "project"),
+    EventCode(166, "FIRMWARE_TRANSFER_RESUMED", "Firmware image block transfer resumed", (_W,), "project"),
     # --- project codes: token log ---
     EventCode(240, "TOKEN_ACCEPTED", "Credit token accepted", (_T,), "project"),
     EventCode(241, "TOKEN_REJECTED_INVALID", "Token rejected: invalid", (_T,), "project"),
