@@ -16,6 +16,10 @@ OBIS map (IDIS package 3 practice):
   layer confirmation) and read as "not specified".
 * 0-0:97.98.20.255 (class 1, double-long-unsigned): alarm descriptor 1, the alarm bits whose
   setting triggered the last alarm push.
+* 0-0:15.0.4.255 (class 22): the push action schedule (legal time; attributes 2-4 written by
+  the management association, each write "parameters changed"), running a script of
+* 0-0:10.0.108.255 (class 9): the push script table; script 1 pushes the scheduled setup,
+  2 the alarm, 3 the on-connectivity, 4 the on-installation setup (method 1 execute).
 
 A DataNotification body is a structure with one element per push object list entry: the
 attribute's A-XDR value as a GET would return it; a profile buffer (class 7, attribute 2) holds
@@ -43,6 +47,7 @@ from gurux_dlms.objects import GXDLMSPushSetup
 from meterd.core import event_codes as ec
 from meterd.core.model import MeterModel
 from meterd.core.ports import EventSink
+from meterd.core.single_action import SingleActionSchedule
 from meterd.cosem import axdr
 from meterd.cosem.adapters import (
     DENIED,
@@ -65,14 +70,19 @@ from meterd.cosem.objects import (
     ObjectFactory,
     ObjectRegistry,
 )
+from meterd.cosem.objects_schedule import MethodScriptTable, ScriptAction, SingleActionScheduleObject
 from meterd.cosem.security import GENERAL_GLO, SC_AUTH_ENC, CounterStore, SecurityContext
 from meterd.cosem.xdlms import ln_settings
 from meterd.services.push import (
     ALARM_DESCRIPTOR_OBIS,
+    PUSH_SCHEDULE_OBIS,
+    PUSH_SCRIPT_TABLE_OBIS,
+    PUSH_SCRIPTS,
     Captured,
     OperationMethod,
     PushEngine,
     PushObject,
+    PushSchedule,
     PushSettings,
     RepetitionDelay,
     Transport,
@@ -233,8 +243,9 @@ def _unsigned(value: Any, top: int) -> int:
     return value
 
 
-def push_factory(engine: PushEngine, events: EventSink) -> ObjectFactory:
-    """The factory of the push setups and the alarm descriptor for every DLMS session."""
+def push_factory(engine: PushEngine, events: EventSink, schedule: PushSchedule) -> ObjectFactory:
+    """The factory of the push setups, the alarm descriptor, the push action schedule and the
+    push script table for every DLMS session."""
 
     def factory(ctx: CosemContext) -> Iterable[CosemEntry]:
         for s in engine.setups():
@@ -242,7 +253,27 @@ def push_factory(engine: PushEngine, events: EventSink) -> ObjectFactory:
                              Access(write=WRITABLE, methods=frozenset({1})))
         yield CosemEntry(ValueData(ALARM_DESCRIPTOR_OBIS, lambda: (axdr.UINT32, engine.alarm_descriptor)))
 
+        def put(new: SingleActionSchedule) -> bool:
+            if not schedule.put(new):
+                return False
+            events.record(ec.code("PARAMETERS_CHANGED"), ctx.model.now_utc(), {"object": PUSH_SCHEDULE_OBIS})
+            return True
+
+        yield CosemEntry(SingleActionScheduleObject(PUSH_SCHEDULE_OBIS, schedule.get, put,
+                                                    [(PUSH_SCRIPT_TABLE_OBIS, sid) for sid in PUSH_SCRIPTS]),
+                         Access(write=frozenset({2, 3, 4})))
+        yield CosemEntry(MethodScriptTable(PUSH_SCRIPT_TABLE_OBIS, {
+            sid: ScriptAction(40, obis, 1, _runner(schedule, sid)) for sid, obis in PUSH_SCRIPTS.items()}),
+            Access(methods=frozenset({1})))
+
     return factory
+
+
+def _runner(schedule: PushSchedule, selector: int) -> Callable[[], int]:
+    def run() -> int:
+        schedule.run_script(selector)
+        return OK
+    return run
 
 
 def _no_clock_set(_utc: Any) -> None:

@@ -9,8 +9,9 @@ allowed (``communication_window``) and how delivery is retried (``randomisation_
 
 The flow, pure apart from the uplink port:
 
-1. a trigger (a newly set alarm bit, the daily schedule, a medium coming up, the first start,
-   the head end's method 1 ``push``) captures the values now, through the injected
+1. a trigger (a newly set alarm bit, the push action schedule 0-0:15.0.4.255 (class 22, see
+   :class:`PushSchedule`), a medium coming up, the first start, the head end's method 1
+   ``push``) captures the values now, through the injected
    :class:`Capture` (the COSEM layer encodes them), and stores one message in the
    :class:`PushStore` in one transaction with the profile marks the capture advanced (so every
    profile row goes into exactly one message, also across restarts);
@@ -44,7 +45,16 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from meterd.core import event_codes as ec
+from meterd.core.legal_time import LegalTime
 from meterd.core.ports import EventSink, MonoClock
+from meterd.core.single_action import (
+    DatePattern,
+    ExecutionTime,
+    ScheduleError,
+    ScheduleRunner,
+    SingleActionSchedule,
+    TimePattern,
+)
 from meterd.proto.wrapper import WrapperFrame
 from meterd.services.uplink import Uplink, UplinkDown
 
@@ -61,6 +71,11 @@ SCHEDULED_OBIS = "0.1.25.9.0.255"
 ALARM_OBIS = "0.4.25.9.0.255"
 ON_INSTALLATION_OBIS = "0.7.25.9.0.255"
 ALARM_DESCRIPTOR_OBIS = "0.0.97.98.20.255"
+PUSH_SCHEDULE_OBIS = "0.0.15.0.4.255"
+PUSH_SCRIPT_TABLE_OBIS = "0.0.10.0.108.255"
+PUSH_SCRIPTS = {1: SCHEDULED_OBIS, 2: ALARM_OBIS, 3: ON_CONNECTIVITY_OBIS, 4: ON_INSTALLATION_OBIS}
+"""Scripts of the push script table 0-0:10.0.108.255: script id -> the push setup whose method 1
+(push) it invokes."""
 
 
 class Transport(enum.IntEnum):
@@ -364,18 +379,6 @@ class PushEngine:
             self.trigger_kind(PushKind.INSTALLATION, "first start")
             self._store.set_mark("installation", self._utc().isoformat())
 
-    def daily(self, utc: _dt.datetime, at_s: int) -> None:
-        """The scheduled push of the meter's own calendar: once a day at ``at_s`` seconds after
-        UTC midnight (a day missed while the meter was off is pushed at its next start)."""
-        day = utc.date().isoformat()
-        seconds = utc.hour * 3600 + utc.minute * 60 + utc.second
-        if seconds < at_s:
-            return
-        if self._store.marks().get("daily") == day:
-            return
-        self.trigger_kind(PushKind.SCHEDULED, f"daily schedule {day}")
-        self._store.set_mark("daily", day)
-
     def watch_uplink(self) -> None:
         """Called each cycle: a medium coming up gives parked messages a new round and triggers
         the on-connectivity pushes."""
@@ -537,3 +540,80 @@ def settings_from_dict(d: Mapping[str, object], base: PushSettings) -> PushSetti
     except (ValueError, TypeError, IndexError) as exc:
         log.warning("push setup %s: saved settings ignored in part (%s)", base.obis, exc)
     return s
+
+
+def daily_schedule(hour: int, minute: int) -> SingleActionSchedule:
+    """The default push action schedule: script 1 of the push script table (the scheduled push)
+    every day at ``hour``:``minute`` legal (local) time."""
+    return SingleActionSchedule(PUSH_SCRIPT_TABLE_OBIS, 1, 1,
+                                (ExecutionTime(TimePattern(hour, minute, 0, 0), DatePattern()),))
+
+
+def schedule_to_dict(s: SingleActionSchedule) -> dict[str, object]:
+    """A schedule as a JSON-able dict (wildcards as None)."""
+    return {"script": s.script, "selector": s.selector, "type": s.type,
+            "times": [[t.time.hour, t.time.minute, t.time.second, t.time.hundredths,
+                       t.date.year, t.date.month, t.date.day, t.date.weekday] for t in s.times]}
+
+
+def schedule_from_dict(d: Mapping[str, object]) -> SingleActionSchedule:
+    """Inverse of :func:`schedule_to_dict`; raises ValueError, TypeError or ScheduleError."""
+    times = d.get("times")
+    if not isinstance(times, list):
+        raise ValueError("times must be a list")
+
+    def opt(v: object) -> int | None:
+        return None if v is None else int(str(v))
+
+    entries = tuple(ExecutionTime(TimePattern(*(opt(v) for v in t[:4])), DatePattern(*(opt(v) for v in t[4:8])))
+                    for t in times)
+    return SingleActionSchedule(str(d["script"]), int(str(d["selector"])), int(str(d["type"])), entries)
+
+
+class PushSchedule:
+    """The push action schedule 0-0:15.0.4.255 (single action schedule, class 22): when due it
+    runs a script of the push script table 0-0:10.0.108.255 (:data:`PUSH_SCRIPTS`), each of which
+    triggers one push setup. Times are the meter's legal time; a written schedule is kept in the
+    push store and wins over the configured ``default``. A time the meter was off at is not
+    pushed afterwards: the next scheduled push carries every profile row since the last one."""
+
+    def __init__(self, engine: PushEngine, store: PushStore, default: SingleActionSchedule) -> None:
+        self._engine, self._store = engine, store
+        schedule = default
+        saved = store.load_settings().get(PUSH_SCHEDULE_OBIS)
+        if saved is not None:
+            try:
+                schedule = schedule_from_dict(saved)
+            except (ValueError, TypeError, KeyError, ScheduleError) as exc:
+                log.warning("push action schedule: saved schedule ignored (%s)", exc)
+        self._runner = ScheduleRunner(schedule)
+
+    def get(self) -> SingleActionSchedule:
+        """The schedule in force."""
+        return self._runner.schedule
+
+    def put(self, schedule: SingleActionSchedule) -> bool:
+        """Use and keep ``schedule`` (a DLMS write); False when its script is not a push script."""
+        if schedule.script != PUSH_SCRIPT_TABLE_OBIS or schedule.selector not in PUSH_SCRIPTS:
+            return False
+        self._store.save_settings(PUSH_SCHEDULE_OBIS, schedule_to_dict(schedule))
+        self._runner.set_schedule(schedule)
+        return True
+
+    def run_script(self, selector: int) -> int | None:
+        """Script ``selector`` of the push script table: trigger its push setup; the message id."""
+        obis = PUSH_SCRIPTS.get(selector)
+        if obis is None:
+            raise KeyError(selector)
+        return self._engine.trigger(obis, f"push script {selector}")
+
+    def tick(self, utc: _dt.datetime, legal: LegalTime) -> None:
+        """Called each cycle with the meter's UTC time and legal-time rules: runs the script
+        when an execution time was reached."""
+        if self._runner.due(utc, legal):
+            self.run_script(self.get().selector)
+
+    @property
+    def next_utc(self) -> _dt.datetime | None:
+        """The next execution (UTC), as computed at the last tick."""
+        return self._runner.next_utc

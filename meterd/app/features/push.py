@@ -7,13 +7,15 @@ without one until the head end writes attribute 3), ``transport`` (tcp/udp), ``c
 wPort the wrapper frames go to), ``security`` ("ciphered": general-glo-ciphering with the DLMS
 keys, pushes off when the DLMS server has no keys; "none": plain APDUs), the retry rules
 (``retries``, ``repetition_min_s``, ``repetition_exponent`` in percent, ``repetition_max_s``), the
-scheduled push's ``randomisation_s`` and time of day ``daily_at`` (UTC, "HH:MM"), the queue bound
+scheduled push's ``randomisation_s`` and the time of day ``daily_at`` ("HH:MM", legal time) of the
+push action schedule 0-0:15.0.4.255 (written over DLMS, the schedule wins), the queue bound
 ``max_messages``, ``park_s`` (s) after which messages whose retries ran out are tried again, and
 ``send_timeout_s`` (s) per connection. Settings written over DLMS are kept in ``push.db`` and win
 over the file.
 
 Per cycle: a newly set alarm bit (the alarm register 0-0:97.98.0.255 through its filter) queues
-the alarm push; the daily schedule the scheduled push; a medium coming up the on-connectivity
+the alarm push; the push action schedule (class 22, through the push script table
+0-0:10.0.108.255) the scheduled push; a medium coming up the on-connectivity
 push (and new attempts for parked messages); the first start of the meter's life the
 on-installation push. Messages leave through the :class:`~meterd.services.uplink.Uplink` the
 media feature provides, or a :class:`~meterd.runtime.direct_uplink.DirectUplink` (the OS's
@@ -32,6 +34,7 @@ from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.features.dlms import DlmsSecurity, registry_for
 from meterd.core.events import EventRecorder
+from meterd.core.legal_time import ClockSettings, LegalTime
 from meterd.cosem.objects import CosemEntry
 from meterd.cosem.objects_push import NotificationSealer, ObjectCapture, management_objects, push_factory
 from meterd.cosem.security import MemoryCounterStore
@@ -46,12 +49,15 @@ from meterd.services.push import (
     OperationMethod,
     PushEngine,
     PushKind,
+    PushSchedule,
     PushSettings,
     PushStatus,
     RepetitionDelay,
     Transport,
+    daily_schedule,
     default_objects,
 )
+from meterd.services.revenue import RevenueService
 from meterd.services.supervision import Supervision
 from meterd.services.uplink import Uplink
 from meterd.store.push_queue import SqlitePushQueue
@@ -98,12 +104,12 @@ def setups_of(section: PushSection) -> list[PushSettings]:
             for obis, kind in SETUPS]
 
 
-def daily_seconds(text: str) -> int:
-    """Seconds after midnight of "HH:MM" (ValueError otherwise)."""
+def daily_time(text: str) -> tuple[int, int]:
+    """(hour, minute) of "HH:MM" (ValueError otherwise)."""
     match = _HHMM.match(text)
     if match is None:
         raise ValueError(f"[push] daily_at must be HH:MM, got {text!r}")
-    return int(match.group(1)) * 3600 + int(match.group(2)) * 60
+    return int(match.group(1)), int(match.group(2))
 
 
 def status_view(status: PushStatus) -> dict[str, Any]:
@@ -122,7 +128,7 @@ def attach(ctx: FeatureContext) -> None:
     if not section.enabled:
         ctx.info["push"] = "off ([push] enabled = false)"
         return
-    at_s = daily_seconds(section.daily_at)
+    hour, minute = daily_time(section.daily_at)
     events = ctx.registry.need(EventRecorder, by="push")
     supervision = ctx.registry.find(Supervision)
     security = ctx.registry.find(DlmsSecurity)
@@ -146,8 +152,12 @@ def attach(ctx: FeatureContext) -> None:
     engine = PushEngine(setups_of(section), store, uplink, ObjectCapture(objects, ctx.meter), sealer, ctx.clock,
                         ctx.clock.utc, events, max_messages=section.max_messages, park_s=section.park_s,
                         send_timeout_s=section.send_timeout_s)
+    schedule = PushSchedule(engine, store, daily_schedule(hour, minute))
+    revenue = ctx.registry.find(RevenueService)
+    utc_only = LegalTime(ClockSettings())
     ctx.registry.provide(PushEngine, engine, by="push")
-    ctx.cosem_factories.append(push_factory(engine, events))
+    ctx.registry.provide(PushSchedule, schedule, by="push")
+    ctx.cosem_factories.append(push_factory(engine, events, schedule))
 
     def cycle(_result: CycleResult) -> None:
         try:
@@ -155,7 +165,7 @@ def attach(ctx: FeatureContext) -> None:
             engine.installed()
             if supervision is not None:
                 engine.watch_alarms(supervision.alarm_register())
-            engine.daily(ctx.clock.utc(), at_s)
+            schedule.tick(ctx.clock.utc(), revenue.legal if revenue is not None else utc_only)
         except Exception:  # noqa: BLE001 - metering goes on whatever a push capture does
             log.exception("push triggers failed this cycle")
 

@@ -3,11 +3,13 @@ invoked by the management association only, each write kept and recorded."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
+from gurux_dlms import GXDateTime
 from gurux_dlms.enums import DataType
-from gurux_dlms.objects import GXDLMSPushSetup
+from gurux_dlms.objects import GXDLMSActionSchedule, GXDLMSPushSetup, GXDLMSScriptTable
 
 from meterd.app.features.dlms import registry_for
 from meterd.core import event_codes as ec
@@ -15,7 +17,16 @@ from meterd.core.events import EventRecorder
 from meterd.cosem.config import ServerConfig
 from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.server import build_session_factory
-from meterd.services.push import ALARM_OBIS, SCHEDULED_OBIS, PushEngine, RepetitionDelay, Transport
+from meterd.services.push import (
+    ALARM_OBIS,
+    PUSH_SCHEDULE_OBIS,
+    PUSH_SCRIPT_TABLE_OBIS,
+    SCHEDULED_OBIS,
+    PushEngine,
+    PushSchedule,
+    RepetitionDelay,
+    Transport,
+)
 from tests.dlms_fakes import make_keyring
 from tests.dlms_gurux_client import DlmsClientError, connect_in_memory
 from tests.simmeter import SimMeter
@@ -67,6 +78,21 @@ def test_push_setups_read_write_and_push_over_dlms(tmp_path: Path) -> None:
         before = engine.queued()
         manager.method(GXDLMSPushSetup(SCHEDULED_OBIS), 1, 0, DataType.INT8)
         assert engine.queued() == before + 1
+        manager.method(GXDLMSScriptTable(PUSH_SCRIPT_TABLE_OBIS), 1, 2, DataType.UINT16)  # script 2: the alarm push
+        assert engine.queued() == before + 2 and engine.status().setups[2].queued >= 1
+
+        action = GXDLMSActionSchedule(PUSH_SCHEDULE_OBIS)
+        times = manager.read_raw(action, 4)
+        assert [(bytes(t[0]), bytes(t[1])) for t in times] == [(bytes((0, 5, 0, 0)), bytes((0xFF,) * 5))]
+        target = manager.read_raw(action, 2)
+        assert (_ln(target[0]), int(target[1])) == (PUSH_SCRIPT_TABLE_OBIS, 1)
+        schedule = meter.service(PushSchedule)
+        action.executionTime = [GXDateTime(dt.datetime(2026, 1, 2, 2, 30))]
+        manager.write(action, 4)
+        entry = schedule.get().times[0]
+        assert (entry.time.hour, entry.time.minute, entry.date.year, entry.date.month, entry.date.day) == (
+            2, 30, 2026, 1, 2)
+        assert PUSH_SCHEDULE_OBIS in [e.detail.get("object") for e in meter.service(EventRecorder).recent(10)]
         manager.close()
     finally:
         meter.close()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from meterd.core import event_codes as ec
+from meterd.core.legal_time import ClockSettings, LegalTime
 from meterd.proto.wrapper import WrapperDecoder, WrapperFrame
 from meterd.services.push import (
     ALARM_OBIS,
@@ -21,9 +22,11 @@ from meterd.services.push import (
     Captured,
     PushEngine,
     PushKind,
+    PushSchedule,
     PushSettings,
     RepetitionDelay,
     Window,
+    daily_schedule,
     default_objects,
 )
 from meterd.services.uplink import UplinkDown, UplinkState
@@ -251,20 +254,28 @@ def test_new_alarm_bits_trigger_the_alarm_push_with_the_descriptor(tmp_path: Pat
     assert rig.engine.queued() == 2 and rig.engine.alarm_descriptor == 0b10
 
 
-def test_daily_schedule_fires_once_per_day_and_catches_up_after_a_restart(tmp_path: Path) -> None:
+def test_push_action_schedule_runs_the_scheduled_push_daily_and_keeps_a_written_schedule(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
-    at = 5 * 60
-    rig.engine.daily(T0 + dt.timedelta(minutes=4), at)
+    utc_rules = LegalTime(ClockSettings())
+    schedule = PushSchedule(rig.engine, rig.store, daily_schedule(0, 5))
+    schedule.tick(T0, utc_rules)
+    schedule.tick(T0 + dt.timedelta(minutes=4), utc_rules)
     assert rig.engine.queued() == 0
-    rig.engine.daily(T0 + dt.timedelta(minutes=5), at)
-    rig.engine.daily(T0 + dt.timedelta(hours=5), at)
-    assert rig.engine.queued() == 1
+    schedule.tick(T0 + dt.timedelta(minutes=5), utc_rules)
+    schedule.tick(T0 + dt.timedelta(hours=5), utc_rules)
+    assert rig.engine.queued() == 1 and rig.store.pending()[0].setup == SCHEDULED_OBIS
+    schedule.tick(T0 + dt.timedelta(days=1, minutes=5), utc_rules)
+    assert rig.engine.queued() == 2
+    assert not schedule.put(replace(daily_schedule(1, 0), selector=9))  # not a push script
+    assert schedule.put(replace(daily_schedule(2, 30), selector=2))  # the alarm setup at 02:30
     rig.store.close()
     again = Rig(tmp_path)
-    again.engine.daily(T0 + dt.timedelta(hours=6), at)
-    assert again.engine.queued() == 1  # same day: not again
-    again.engine.daily(T0 + dt.timedelta(days=2, hours=3), at)  # day 2 missed while off: pushed now
-    assert again.engine.queued() == 2
+    kept = PushSchedule(again.engine, again.store, daily_schedule(0, 5))
+    assert kept.get() == replace(daily_schedule(2, 30), selector=2)
+    kept.tick(T0 + dt.timedelta(days=2), utc_rules)
+    kept.tick(T0 + dt.timedelta(days=2, hours=2, minutes=30), utc_rules)
+    assert [m.setup for m in again.store.pending()][-1] == ALARM_OBIS
+    assert kept.next_utc == T0 + dt.timedelta(days=3, hours=2, minutes=30)
 
 
 def test_randomisation_and_windows_delay_the_send(tmp_path: Path) -> None:
