@@ -17,7 +17,7 @@ The flow, pure apart from the uplink port:
    profile row goes into exactly one message, also across restarts);
 2. the message is due after a random delay in 0 … ``randomisation_start_interval`` (s), inside a
    communication window when the setup has any;
-3. :meth:`PushEngine.deliver_due` sends the due messages in id order: the DataNotification APDU
+3. :meth:`PushEngine.deliver_due` sends the due messages, alarms first, then in id order: the DataNotification APDU
    (long-invoke-id-and-priority from the message id, the captured date-time and body) is sealed
    by the injected :class:`Sealer` (ciphered when the meter has keys), framed by the wrapper and
    handed to the uplink; a message leaves the store only after its send succeeded;
@@ -423,10 +423,11 @@ class PushEngine:
         return WrapperFrame(SERVER_WPORT, setup.client_sap, self._seal(self.apdu(msg))).encode()
 
     async def deliver_due(self) -> int:
-        """Send every due message in id order while a medium is up; the number delivered."""
+        """Send every due message, alarms first, then in id order, while a medium is up; the
+        number delivered."""
         sent = 0
         now, utc = self._clock.mono(), self._utc()
-        for item in sorted(self._queue, key=lambda i: i.msg.id):
+        for item in sorted(self._queue, key=lambda i: (not i.msg.priority, i.msg.id)):
             if not self._is_due(item, now, utc):
                 continue
             if not self._uplink.state().up:
@@ -443,7 +444,8 @@ class PushEngine:
                 self._failed_attempt(item, setup, str(exc) or type(exc).__name__)
                 continue
             self._store.delivered(item.msg.id)
-            self._queue.remove(item)
+            if item in self._queue:  # the queue bound may have dropped it while it was being sent
+                self._queue.remove(item)
             self._sent[setup.obis] = self._sent.get(setup.obis, 0) + 1
             self._last_sent[setup.obis] = self._utc().isoformat()
             sent += 1

@@ -215,6 +215,17 @@ def test_queue_bound_drops_the_oldest_non_alarm_first(tmp_path: Path) -> None:
     assert len(dropped) == 4 and dropped[-1] == {"setup": ALARM_OBIS, "id": ids[3]}
 
 
+def test_alarms_go_before_an_older_backlog(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.uplink.up = False
+    rig.engine.trigger(SCHEDULED_OBIS, "s")
+    rig.engine.trigger(SCHEDULED_OBIS, "s")
+    rig.engine.trigger(ALARM_OBIS, "a")
+    rig.uplink.up = True
+    assert rig.deliver() == 3
+    assert [struct.unpack(">I", a[1:5])[0] for a in rig.apdus()] == [0x8000_0003, 1, 2]
+
+
 def test_queued_messages_survive_a_restart_and_ids_are_never_reused(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     rig.uplink.up = False
