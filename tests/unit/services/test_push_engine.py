@@ -25,6 +25,7 @@ from meterd.services.push import (
     PushSchedule,
     PushSettings,
     RepetitionDelay,
+    Transport,
     Window,
     daily_schedule,
     default_objects,
@@ -322,3 +323,12 @@ def test_a_setup_without_destination_sends_nothing(tmp_path: Path) -> None:
     rig.engine.update(replace(rig.engine.settings(ALARM_OBIS), destination=""))
     assert rig.engine.trigger(ALARM_OBIS, "a") is None
     assert rig.store.pending() == [] and "n" not in rig.store.marks()
+
+
+def test_udp_setups_send_one_datagram_per_message(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.engine.update(replace(rig.engine.settings(ALARM_OBIS), transport=Transport.UDP, client_sap=17))
+    rig.engine.trigger(ALARM_OBIS, "a")
+    assert rig.deliver() == 1 and rig.uplink.attempts == 1
+    frame = rig.uplink.sent[0]
+    assert struct.unpack(">HHHH", frame[:8]) == (1, 1, 17, len(frame) - 8)
