@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from prometheus_client import generate_latest
 
 from meterd.app.features.dlms import DlmsSecurity
 from meterd.core.alarms import Alarm
+from meterd.core.single_action import DatePattern, ExecutionTime, TimePattern
 from meterd.cosem.datetime_codec import decode_utc
 from meterd.services.push import (
     ALARM_OBIS,
@@ -21,6 +23,7 @@ from meterd.services.push import (
     ON_INSTALLATION_OBIS,
     SCHEDULED_OBIS,
     PushEngine,
+    PushSchedule,
 )
 from tests.push_listener import PushListener, Received
 from tests.simmeter import SimMeter
@@ -90,21 +93,30 @@ def _rows(received: list[Received]) -> list[dt.datetime]:
     return out
 
 
-def _daily_run(tmp_path: Path, days: int) -> None:
+def _scheduled_run(tmp_path: Path, pushes: int, hourly: bool) -> None:
+    """``pushes`` scheduled pushes, daily at 00:15 legal time (CET in sim.toml: 23:15 UTC), or
+    (short form) hourly at :15 through a schedule with a wildcard hour, as the head end may write
+    it; every load-profile row until the last push is in exactly one of them."""
     async def scenario() -> None:
         listener = PushListener()
-        meter = _meter(tmp_path, await listener.start(), daily_at="00:10")  # legal time (CET in sim.toml)
+        meter = _meter(tmp_path, await listener.start(), daily_at="00:15")
         try:
             listener.keys = _keys(meter)
-            for _day in range(days):
-                await _step(meter, 86400, cycle_s=600)
+            period = 3600 if hourly else 86400
+            if hourly:
+                schedule = meter.service(PushSchedule)
+                assert schedule.put(replace(schedule.get(), times=(
+                    ExecutionTime(TimePattern(None, 15, 0, 0), DatePattern()),)))
+            # one cycle per load-profile period; the first cycle (00:15 UTC) starts the schedule, so
+            # the hourly form's first push is at 01:15 and it needs an hour more
+            await _step(meter, period * pushes + (3600 if hourly else 0), cycle_s=900)
             await listener.wait_for(len(listener.received))
             scheduled = [r for r in listener.received if _setup_of(r) == SCHEDULED_OBIS]
             assert listener.errors == []
-            assert len(scheduled) == days
+            assert len(scheduled) == pushes
             stamps = [r.date_time for r in scheduled]
-            assert all(s is not None and (s.hour, s.minute) == (23, 10) for s in stamps)  # 00:10 CET
-            assert len({s.date() for s in stamps if s is not None}) == days  # one a day
+            assert all(s is not None and s.minute == 15 and (hourly or s.hour == 23) for s in stamps)
+            assert len(set(stamps)) == pushes
             profile = meter.daemon.meter.profile("1.0.99.1.0.255")
             assert profile is not None
             last = stamps[-1]
@@ -114,7 +126,7 @@ def _daily_run(tmp_path: Path, days: int) -> None:
             pushed = _rows(scheduled)
             assert len(pushed) == len(set(pushed))  # none twice
             assert pushed == every  # all until the last push, in order
-            assert len(every) >= 96 * days - 4
+            assert len(every) >= (4 if hourly else 96) * pushes - 4
         finally:
             meter.close()
             await listener.stop()
@@ -122,13 +134,14 @@ def _daily_run(tmp_path: Path, days: int) -> None:
     asyncio.run(scenario())
 
 
-def test_the_daily_push_carries_every_load_profile_row_once_over_a_day(tmp_path: Path) -> None:
-    _daily_run(tmp_path, 1)
+def test_scheduled_pushes_carry_every_load_profile_row_once_short_form(tmp_path: Path) -> None:
+    _scheduled_run(tmp_path, 6, hourly=True)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 30 simulated days, 2880 cycles: longer than the default 300 s on a loaded host
 def test_the_daily_push_carries_every_load_profile_row_once_over_30_days(tmp_path: Path) -> None:
-    _daily_run(tmp_path, 30)
+    _scheduled_run(tmp_path, 30, hourly=False)
 
 
 def test_pushes_wait_for_an_absent_head_end_across_a_restart(tmp_path: Path) -> None:
