@@ -96,3 +96,20 @@ def test_push_setups_read_write_and_push_over_dlms(tmp_path: Path) -> None:
         manager.close()
     finally:
         meter.close()
+
+
+def test_windows_and_object_lists_as_written_by_a_head_end() -> None:
+    from meterd.cosem.objects_push import _window_datetime, _window_seconds, parse_object_list
+
+    cet = bytes((0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 2, 30, 0, 0, 0xFF, 0xC4, 0x00))  # 02:30 local, deviation -60
+    assert _window_seconds(cet) == 3600 + 1800  # 01:30 UTC
+    assert _window_seconds(_window_datetime(7200)) == 7200
+    with pytest.raises(ValueError):
+        _window_seconds(bytes((0xFF,) * 12))  # no time of day
+    listed = parse_object_list([[1, bytes((0, 0, 96, 1, 0, 255)), 2, 0],
+                                [7, bytes((1, 0, 99, 1, 0, 255)), 2, 0, [0, None], []]])
+    assert [(o.class_id, o.obis, o.attribute) for o in listed] == [(1, "0.0.96.1.0.255", 2), (7, "1.0.99.1.0.255", 2)]
+    with pytest.raises(ValueError):
+        parse_object_list([[1, bytes((0, 0, 96, 1, 0, 255)), 2, 3]])  # data index
+    with pytest.raises(ValueError):
+        parse_object_list([[7, bytes((1, 0, 99, 1, 0, 255)), 2, 0, [1, [b"", b""]], []]])  # restriction by date
