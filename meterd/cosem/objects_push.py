@@ -221,9 +221,9 @@ class PushSetupObject(AttributeTable, GXDLMSPushSetup):  # type: ignore[misc]  #
             if not isinstance(value, list) or len(value) != 3:
                 raise ValueError("repetition_delay is a structure of 3 (v2)")
             return replace(s, repetition=RepetitionDelay(*(_unsigned(v, 0xFFFF) for v in value)))
-        if index == 9:
-            return replace(s, client_sap=_unsigned(value, 0xFF) if not isinstance(value, int) or value >= 0
-                           else value + 256)
+        if index == 9:  # an integer (-128..127) on the wire: SAPs above 127 come negative
+            sap = value + 256 if isinstance(value, int) and not isinstance(value, bool) and value < 0 else value
+            return replace(s, client_sap=_unsigned(sap, 0xFF))
         return replace(s, operation=OperationMethod(int(value)))
 
     def invoke(self, settings: Any, e: Any) -> Any:

@@ -35,6 +35,7 @@ head end discard a repeat, which is only ever sent after a send the uplink could
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import enum
 import logging
@@ -457,8 +458,6 @@ class PushEngine:
         return sent
 
     async def _send(self, setup: PushSettings, address: tuple[str, int], data: bytes) -> None:
-        import asyncio
-
         host, port = address
         if setup.transport is Transport.UDP:
             await self._uplink.send_datagram(host, port, data)
