@@ -3,7 +3,7 @@
 A custom collector reads the meter's state when Prometheus scrapes (nothing is done per metering
 cycle). Health: metering cycles, late and missed cycles, the metering IC's fault state and
 totals, the status flags (storage health among them), the links' states, the API's stream
-clients and dropped messages. Measurements: per-phase voltage (V), current (A), active (W),
+clients and dropped messages, the push backlog. Measurements: per-phase voltage (V), current (A), active (W),
 reactive (var) and apparent (VA) power, power factor, frequency (Hz), and the energy registers
 (Wh, varh, VAh; OBIS 1.0.C.8.0.255).
 """
@@ -38,6 +38,9 @@ class MetricSources:
     hub: StreamHub
     dlms_events: Callable[[], Mapping[tuple[str, str], int]] = lambda: {}
     """DLMS security and communication events by (link, event name) since start."""
+    push: Callable[[], Mapping[str, int] | None] = lambda: None
+    """The push queue: ``queued`` (messages not delivered yet), ``parked`` (retries used up, kept),
+    ``dropped`` (by the queue bound since start); None without pushes."""
 
 
 class MeterCollector(Collector):
@@ -69,6 +72,14 @@ class MeterCollector(Collector):
         for (link, name), count in sorted(src.dlms_events().items()):
             dlms.add_metric([link, name.lower()], count)
         yield dlms
+        push = src.push()
+        if push is not None:
+            yield GaugeMetricFamily("meterd_push_backlog", "Push messages queued and not delivered yet.",
+                                    value=int(push.get("queued", 0)))
+            yield GaugeMetricFamily("meterd_push_parked", "Queued push messages whose retries ran out (kept).",
+                                    value=int(push.get("parked", 0)))
+            yield CounterMetricFamily("meterd_push_dropped", "Push messages dropped by the queue bound.",
+                                      value=int(push.get("dropped", 0)))
         chip = meter.chip
         yield GaugeMetricFamily("meterd_chip_in_fault", "1 while the metering IC is in fault.",
                                 value=1 if chip.in_fault else 0)

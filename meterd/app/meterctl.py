@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp = sub.add_parser("display", help="meter LCD")
     dp.add_argument("action", choices=["button"])
     dp.add_argument("button", choices=["next", "previous"])
+    sub.add_parser("push", help="pushes to the head end: each push setup, the medium and the queue")
     sub.add_parser("api-tokens", help="the network API's address and its read and control tokens")
     sts = sub.add_parser("sts", help="offline STS tools", add_help=False)
     sts.add_argument("rest", nargs=argparse.REMAINDER)
@@ -315,6 +316,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print(args, _call(args, "POST", "/alarms/clear", {} if args.mask is None else {"mask": args.mask}))
     elif args.command == "pq":
         _print(args, _call(args, "GET", "/pq"))
+    elif args.command == "push":
+        _print(args, _call(args, "GET", "/push"))
     elif args.command == "api-tokens":
         _print(args, _call(args, "GET", "/api/tokens"))
     elif args.command in ("calibrate", "accuracy-test"):

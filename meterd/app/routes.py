@@ -255,7 +255,7 @@ async def start_network_api(api: ApiServer, cfg: Config, simulated: bool, info: 
 def register_metrics(api: ApiServer, meter: MeteringService, status_extras: dict[str, Callable[[], Any]],
                      dlms_events: Callable[[], Mapping[tuple[str, str], int]] = lambda: {}) -> None:
     """``GET /metrics``: the meter's health and measurements (:mod:`meterd.api.metrics`); the
-    loop's lateness counters and the CIU link's state are read from ``status_extras``, the DLMS
+    loop's lateness counters, the CIU link's state and the push queue are read from ``status_extras``, the DLMS
     links' event counts from ``dlms_events``."""
 
     def loop() -> dict[str, Any]:
@@ -267,4 +267,12 @@ def register_metrics(api: ApiServer, meter: MeteringService, status_extras: dict
         view = provider() if provider is not None else None
         return {"ciu": str(view["state"])} if isinstance(view, dict) and "state" in view else {}
 
-    api.metrics_registry = metrics_registry(MetricSources(meter, loop, links, api.hub, dlms_events))
+    def push() -> dict[str, int] | None:
+        provider = status_extras.get("push")
+        view = provider() if provider is not None else None
+        if not isinstance(view, dict):
+            return None
+        parked = sum(int(s.get("parked", 0)) for s in view.get("setups", []))
+        return {"queued": int(view.get("queued", 0)), "parked": parked, "dropped": int(view.get("dropped", 0))}
+
+    api.metrics_registry = metrics_registry(MetricSources(meter, loop, links, api.hub, dlms_events, push))

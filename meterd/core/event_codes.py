@@ -198,6 +198,9 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(231, "FIRMWARE_VERIFY_FAILED", "Firmware image verification failed", (_W, _S), "project"),
     EventCode(232, "FIRMWARE_ACTIVATION_FAILED", "Firmware activation failed", (_W, _S), "project"),
     EventCode(233, "FIRMWARE_SELF_CHECK_OK", "Firmware self-check after update passed", (_W,), "project"),
+    # second block, firmware 165..169 (the DLMS image transfer; 160..164: the update engine)
+    EventCode(165, "FIRMWARE_ACTIVATION_SCHEDULED", "Firmware activation scheduled", (_W,), "project"),
+    EventCode(166, "FIRMWARE_TRANSFER_RESUMED", "Firmware image block transfer resumed", (_W,), "project"),
     # --- project codes: token log ---
     EventCode(240, "TOKEN_ACCEPTED", "Credit token accepted", (_T,), "project"),
     EventCode(241, "TOKEN_REJECTED_INVALID", "Token rejected: invalid", (_T,), "project"),
@@ -209,6 +212,10 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(247, "CREDIT_LOW", "Credit below the low-credit threshold", (_T,), "project"),
     EventCode(248, "CREDIT_EXHAUSTED", "Credit exhausted", (_T,), "project"),
     EventCode(249, "EMERGENCY_CREDIT_GRANTED", "Emergency credit granted", (_T,), "project"),
+    # --- project codes: pushes to the head end (meterd.services.push; second block 170-174) ---
+    EventCode(170, "PUSH_RETRIES_EXHAUSTED", "Push not delivered after its retries (kept queued)", (_C,), "project"),
+    EventCode(171, "PUSH_DROPPED", "Push dropped: the push queue is full", (_C,), "project"),
+    EventCode(172, "PUSH_BACKLOG_DELIVERED", "Queued pushes delivered after an outage", (_C,), "project"),
     # --- project codes: security log ---
     EventCode(250, "ASSOCIATION_REJECTED", "Association rejected", (_X,), "project"),
     EventCode(251, "FRAME_COUNTER_RESERVED", "Invocation counter range reserved", (_X,), "project"),

@@ -1,0 +1,427 @@
+"""The firmware image transfer of the meter (what COSEM class 18, 0-0:44.0.0.255, serves) and its
+scheduled activation (0-0:15.0.2.255), over the update engine's port.
+
+The image comes in blocks (any order, over any link) into an :class:`ImageFiles` store on the data
+partition, so a transfer interrupted by a dropped link or a restart of meterd resumes at the first
+block not transferred. Verification and activation are the engine's
+(:class:`~meterd.services.firmware_port.FirmwareInstaller`): they take seconds, so they run as
+tasks (``spawn``) and a request answers :attr:`Answer.BUSY` (DLMS temporary-failure) until the
+status tells the outcome; asking again then answers :attr:`Answer.DONE` or :attr:`Answer.REFUSED`.
+
+Status (image_transfer_status, Blue Book): 0 not initiated, 1 initiated, 2 verification initiated,
+3 verification successful, 4 verification failed, 5 activation initiated, 6 activation
+successful, 7 activation failed. It is kept with the image, so it survives a restart; a restart
+during verification or activation returns it to 1 (the engine's task did not finish), and a
+restart after a successful activation keeps 6 when the running version is the image's, else 7
+(the new slot did not stay: the engine records why).
+
+Without an engine (a legitimate configuration) blocks are still received and their continuity
+kept, verification answers BUSY with the status left at 1 (the meter cannot verify), activation
+answers REFUSED; the log says so once.
+
+Events (firmware log): 230 transfer started (a new identifier), 166 block transfer resumed
+(the first block after a restart, or an initiate of the same image), 17 firmware ready (verified),
+231 verification failed (the :class:`~meterd.core.firmware.RejectReason`), 165 activation
+scheduled (with the next execution time, UTC), 18 firmware activated, 232 activation failed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from meterd.core.event_codes import EVENT_CODES
+from meterd.core.firmware import BundleVerdict, FirmwareIdentity, RejectReason
+from meterd.core.legal_time import LegalTime
+from meterd.core.ports import EventSink
+from meterd.core.single_action import (
+    DatePattern,
+    ExecutionTime,
+    ScheduleError,
+    ScheduleRunner,
+    SingleActionSchedule,
+    TimePattern,
+)
+from meterd.services.firmware_port import FirmwareInstaller
+
+log = logging.getLogger("meterd.image_transfer")
+
+ACTIVATION_SCRIPTS_LN = "0.0.10.0.107.255"
+ACTIVATION_SCRIPT = 1
+EV_READY, EV_ACTIVATED = 17, 18
+EV_STARTED, EV_VERIFY_FAILED, EV_ACTIVATION_FAILED = 230, 231, 232
+EV_SCHEDULED, EV_RESUMED = 165, 166
+MAX_IDENTIFIER = 64  # octets of an image identifier
+assert all(c in EVENT_CODES for c in (EV_READY, EV_ACTIVATED, EV_STARTED, EV_VERIFY_FAILED,
+                                      EV_ACTIVATION_FAILED, EV_SCHEDULED, EV_RESUMED))
+
+
+class Status(enum.IntEnum):
+    """image_transfer_status (class 18 attribute 6)."""
+
+    NOT_INITIATED = 0
+    INITIATED = 1
+    VERIFYING = 2
+    VERIFIED = 3
+    VERIFY_FAILED = 4
+    ACTIVATING = 5
+    ACTIVATED = 6
+    ACTIVATION_FAILED = 7
+
+
+class Answer(enum.Enum):
+    """The outcome of a request: DLMS success, temporary-failure, other-reason."""
+
+    DONE = "done"
+    BUSY = "busy"
+    REFUSED = "refused"
+
+
+class TransferError(Exception):
+    """A block or initiate the store refuses (one line saying why)."""
+
+
+class ImageFiles(Protocol):
+    """Where the image is kept (:class:`meterd.store.image_store.ImageStore`)."""
+
+    @property
+    def image_path(self) -> Path: ...
+
+    @property
+    def state(self) -> dict[str, Any]: ...
+
+    @property
+    def complete(self) -> bool: ...
+
+    def current(self) -> tuple[bytes, int, int] | None:
+        """(identifier, size, block size) of the transfer in the store, or None."""
+        ...
+
+    def start(self, identifier: bytes, size: int, block_size: int, state: dict[str, Any]) -> None:
+        """Begin a new transfer (raises TransferError)."""
+        ...
+
+    def put(self, number: int, data: bytes) -> None:
+        """Store block ``number`` (raises TransferError)."""
+        ...
+
+    def transferred(self, number: int) -> bool: ...
+
+    def count(self) -> int: ...
+
+    def first_missing(self) -> int: ...
+
+    def bitmap(self) -> tuple[int, bytes]: ...
+
+    def save_state(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class ActivateInfo:
+    """One entry of image_to_activate_info: size (octets), identification, signature (the
+    metrology checksum the engine read from the verified bundle; empty before)."""
+
+    size: int
+    identification: bytes
+    signature: bytes
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], None]
+
+
+class ImageTransferService:
+    """The image transfer and its activation schedule (see module docstring).
+
+    ``installer``: the update engine, or None; ``identity_fallback``: what runs when there is no
+    engine; ``block_size`` (octets) for new transfers; ``legal()``: the legal-time rules of the
+    activation schedule; ``utc()``: the meter clock; ``spawn(coro)``: runs the engine's tasks
+    without blocking the caller.
+    """
+
+    def __init__(self, files: ImageFiles, events: EventSink, utc: Callable[[], _dt.datetime],
+                 installer: FirmwareInstaller | None, identity_fallback: FirmwareIdentity, block_size: int,
+                 legal: Callable[[], LegalTime], spawn: Spawn) -> None:
+        self.files = files
+        self.events = events
+        self.utc = utc
+        self.installer = installer
+        self.fallback = identity_fallback
+        self.block_size = block_size
+        self.legal = legal
+        self.spawn = spawn
+        self._said_no_engine = False
+        self._resume_pending = files.current() is not None and files.count() > 0
+        state = files.state
+        self.status = self._status_at_start(state)
+        self.signature = bytes.fromhex(str(state.get("signature", "")))
+        self.image_version = str(state.get("version", ""))
+        self.runner = ScheduleRunner(self._schedule_of(state.get("schedule")))
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def identity(self) -> FirmwareIdentity:
+        """What runs now (1-0:0.2.0.255 / 1-0:0.2.8.255): the engine's word, else the fallback."""
+        if self.installer is None:
+            return self.fallback
+        return self.installer.running()
+
+    # -- attributes --------------------------------------------------------------------------
+
+    def first_not_transferred(self) -> int:
+        """image_first_not_transferred_block_number (0 without a transfer)."""
+        return self.files.first_missing() if self.files.current() is not None else 0
+
+    def activate_info(self) -> list[ActivateInfo]:
+        """image_to_activate_info: the image in the store, once initiated."""
+        cur = self.files.current()
+        if cur is None or self.status is Status.NOT_INITIATED:
+            return []
+        return [ActivateInfo(cur[1], cur[0], self.signature)]
+
+    # -- methods -----------------------------------------------------------------------------
+
+    def initiate(self, identifier: bytes, size: int) -> Answer:
+        """Method 1: a new image, or the same one again (kept blocks: the transfer resumes)."""
+        if self.status in (Status.VERIFYING, Status.ACTIVATING):
+            return Answer.BUSY
+        if not identifier or len(identifier) > MAX_IDENTIFIER:
+            log.info("image transfer refused: identifier of %d octets (1..%d)", len(identifier), MAX_IDENTIFIER)
+            return Answer.REFUSED
+        cur = self.files.current()
+        if cur == (identifier, size, self.block_size) and self.status is not Status.NOT_INITIATED:
+            self._set(Status.INITIATED)
+            self._resume_pending = False
+            if self.files.count():
+                self._record(EV_RESUMED, {"identifier": _text(identifier), "first_missing": self.files.first_missing(),
+                                          "blocks": self.files.count()})
+            log.info("image %s initiated again: %d of its blocks kept", _text(identifier), self.files.count())
+            return Answer.DONE
+        try:
+            self.files.start(identifier, size, self.block_size, {"status": int(Status.INITIATED)})
+        except TransferError as exc:
+            log.warning("image transfer of %s (%d octets) refused: %s", _text(identifier), size, exc)
+            return Answer.REFUSED
+        self.status = Status.INITIATED
+        self.signature = b""
+        self.image_version = ""
+        self._resume_pending = False
+        self._save()
+        self._record(EV_STARTED, {"identifier": _text(identifier), "size": size, "block_size": self.block_size})
+        log.info("image transfer of %s started: %d octets in blocks of %d", _text(identifier), size, self.block_size)
+        return Answer.DONE
+
+    def block(self, number: int, data: bytes) -> Answer:
+        """Method 2: one block of the image."""
+        if self.status in (Status.VERIFYING, Status.ACTIVATING):
+            return Answer.BUSY
+        if self.status is Status.NOT_INITIATED or self.files.current() is None:
+            return Answer.REFUSED
+        try:
+            self.files.put(number, data)
+        except TransferError as exc:
+            log.info("image block refused: %s", exc)
+            return Answer.REFUSED
+        if self._resume_pending:
+            self._resume_pending = False
+            cur = self.files.current()
+            self._record(EV_RESUMED, {"identifier": _text(cur[0]) if cur else "", "block": number,
+                                      "blocks": self.files.count()})
+        if self.status is not Status.INITIATED:
+            self.signature = b""
+            self._set(Status.INITIATED)  # a block after verification: the image must be verified again
+        return Answer.DONE
+
+    def verify(self) -> Answer:
+        """Method 3: verify the complete image (a task: BUSY until the status says)."""
+        status = self.status
+        if status in (Status.VERIFYING, Status.ACTIVATING):
+            return Answer.BUSY
+        if status in (Status.VERIFIED, Status.ACTIVATED):
+            return Answer.DONE
+        if status is Status.VERIFY_FAILED or status is Status.NOT_INITIATED:
+            return Answer.REFUSED
+        if not self.files.complete:
+            log.info("image verification refused: block %d not transferred", self.files.first_missing())
+            return Answer.REFUSED
+        if self.installer is None:
+            self._no_engine()
+            return Answer.BUSY
+        self._set(Status.VERIFYING)
+        self.spawn(self._verify(self.installer))
+        return Answer.BUSY
+
+    def activate(self, by: str = "client") -> Answer:
+        """Method 4 (``by`` "client"), or the activation schedule (``by`` "schedule"): install the
+        verified image and restart into it (a task: BUSY until the status says)."""
+        status = self.status
+        if status in (Status.VERIFYING, Status.ACTIVATING):
+            return Answer.BUSY
+        if status is Status.ACTIVATED:
+            return Answer.DONE
+        ready = status is Status.VERIFIED or (status in (Status.INITIATED, Status.ACTIVATION_FAILED)
+                                              and self.files.complete)
+        if self.installer is None or not ready:
+            if self.installer is None:
+                self._no_engine()
+            why = "no update engine" if self.installer is None else f"no verified image (status {int(status)})"
+            log.warning("image activation (%s) refused: %s", by, why)
+            if by == "schedule":
+                self._record(EV_ACTIVATION_FAILED, {"reason": RejectReason.NO_IMAGE.value, "detail": why, "by": by})
+            return Answer.REFUSED
+        self._set(Status.ACTIVATING)
+        self.spawn(self._activate(self.installer, by))
+        return Answer.BUSY
+
+    # -- the activation schedule -------------------------------------------------------------
+
+    @property
+    def schedule(self) -> SingleActionSchedule:
+        """The image activation schedule (0-0:15.0.2.255)."""
+        return self.runner.schedule
+
+    def set_schedule(self, schedule: SingleActionSchedule) -> bool:
+        """A new activation schedule (persisted); False for another script than activation."""
+        if (schedule.script, schedule.selector) != (ACTIVATION_SCRIPTS_LN, ACTIVATION_SCRIPT):
+            return False
+        self.runner.set_schedule(schedule)
+        self._save()
+        now = self.utc()
+        self.runner.due(now, self.legal())  # computes the next execution from now
+        nxt = self.runner.next_utc
+        if nxt is not None:
+            self._record(EV_SCHEDULED, {"at": nxt.isoformat(), "identifier": self._identifier_text()})
+            log.info("firmware activation scheduled at %s UTC", nxt.isoformat())
+        else:
+            log.info("firmware activation schedule cleared")
+        return True
+
+    def tick(self) -> None:
+        """Each metering cycle: run the activation when the schedule is due (meter clock)."""
+        if self.runner.due(self.utc(), self.legal()):
+            log.info("activation schedule due")
+            self.activate(by="schedule")
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    async def _verify(self, installer: FirmwareInstaller) -> None:
+        try:
+            verdict = await installer.verify(self.files.image_path)
+        except Exception as exc:  # an engine failure is a failed verification, never a crash
+            log.exception("image verification failed in the update engine")
+            verdict = BundleVerdict(None, RejectReason.MALFORMED, f"update engine error: {exc}"[:120])
+        if verdict.ok and verdict.identity is not None:
+            self.signature = _checksum_bytes(verdict.identity.metrology_checksum)
+            self.image_version = verdict.identity.version
+            self._set(Status.VERIFIED)
+            self._record(EV_READY, {"identifier": self._identifier_text(), "version": verdict.identity.version,
+                                    "running": self.identity().version})
+            log.info("image %s verified: version %s", self._identifier_text(), verdict.identity.version)
+        else:
+            self._set(Status.VERIFY_FAILED)
+            reason = verdict.reason.value if verdict.reason is not None else "unknown"
+            self._record(EV_VERIFY_FAILED, {"identifier": self._identifier_text(), "reason": reason,
+                                            "detail": verdict.detail})
+            log.warning("image %s failed verification: %s (%s)", self._identifier_text(), reason, verdict.detail)
+
+    async def _activate(self, installer: FirmwareInstaller, by: str) -> None:
+        running = self.identity().version
+        try:
+            verdict = await installer.activate(self.files.image_path, self.utc())
+        except Exception as exc:  # an engine failure is a failed activation, never a crash
+            log.exception("image activation failed in the update engine")
+            verdict = BundleVerdict(None, RejectReason.MALFORMED, f"update engine error: {exc}"[:120])
+        if verdict.ok and verdict.identity is not None:
+            self.image_version = verdict.identity.version
+            self.signature = _checksum_bytes(verdict.identity.metrology_checksum)
+            self._set(Status.ACTIVATED)
+            self._record(EV_ACTIVATED, {"from": running, "to": verdict.identity.version, "by": by})
+            log.warning("firmware %s activated (was %s); the meter restarts into it", verdict.identity.version,
+                        running)
+        else:
+            self._set(Status.ACTIVATION_FAILED)
+            reason = verdict.reason.value if verdict.reason is not None else "unknown"
+            self._record(EV_ACTIVATION_FAILED, {"reason": reason, "detail": verdict.detail, "by": by,
+                                                "running": running})
+            log.warning("firmware activation refused: %s (%s)", reason, verdict.detail)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _status_at_start(self, state: dict[str, Any]) -> Status:
+        if self.files.current() is None:
+            return Status.NOT_INITIATED
+        try:
+            status = Status(int(state.get("status", 1)))
+        except ValueError:
+            status = Status.INITIATED
+        if status in (Status.VERIFYING, Status.ACTIVATING):
+            log.warning("image %s: %s did not finish before the restart; verify it again",
+                        self._identifier_text(), "verification" if status is Status.VERIFYING else "activation")
+            return Status.INITIATED
+        if (status is Status.ACTIVATED and self.installer is not None
+                and self.installer.running().version != str(state.get("version", ""))):
+            log.warning("firmware %s was activated but version %s runs: activation failed",
+                        state.get("version", ""), self.installer.running().version)
+            return Status.ACTIVATION_FAILED
+        return status
+
+    def _set(self, status: Status) -> None:
+        self.status = status
+        self._save()
+
+    def _save(self) -> None:
+        if self.files.current() is None:
+            return
+        self.files.save_state({"status": int(self.status), "signature": self.signature.hex(),
+                               "version": self.image_version, "schedule": _schedule_state(self.runner.schedule)})
+
+    def _record(self, code: int, detail: dict[str, object]) -> None:
+        self.events.record(code, self.utc(), detail)
+
+    def _identifier_text(self) -> str:
+        cur = self.files.current()
+        return _text(cur[0]) if cur is not None else ""
+
+    def _no_engine(self) -> None:
+        if not self._said_no_engine:
+            self._said_no_engine = True
+            log.warning("no firmware update engine on this meter: images are received but not verified or "
+                        "activated")
+
+    @staticmethod
+    def _schedule_of(raw: object) -> SingleActionSchedule:
+        empty = SingleActionSchedule(ACTIVATION_SCRIPTS_LN, ACTIVATION_SCRIPT)
+        if not isinstance(raw, dict):
+            return empty
+        try:
+            times = tuple(ExecutionTime(TimePattern(*t), DatePattern(*d)) for t, d in raw.get("times", []))
+            return SingleActionSchedule(ACTIVATION_SCRIPTS_LN, ACTIVATION_SCRIPT, int(raw.get("type", 1)), times)
+        except (ScheduleError, TypeError, ValueError):
+            log.warning("stored activation schedule unreadable: not scheduled")
+            return empty
+
+
+def _schedule_state(schedule: SingleActionSchedule) -> dict[str, Any]:
+    return {"type": schedule.type,
+            "times": [[[t.time.hour, t.time.minute, t.time.second, t.time.hundredths],
+                       [t.date.year, t.date.month, t.date.day, t.date.weekday]] for t in schedule.times]}
+
+
+def _checksum_bytes(hex_text: str) -> bytes:
+    try:
+        return bytes.fromhex(hex_text)
+    except ValueError:
+        return hex_text.encode()
+
+
+def _text(identifier: bytes) -> str:
+    """An identifier for the log and events: text when printable ASCII, else hex."""
+    try:
+        text = identifier.decode("ascii")
+    except UnicodeDecodeError:
+        return identifier.hex()
+    return text if text.isprintable() else identifier.hex()
