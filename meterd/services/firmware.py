@@ -167,6 +167,8 @@ class FirmwareService:
     async def verify(self, bundle: Path) -> BundleVerdict:
         """Check a complete bundle (module docstring, step 1); installs and records nothing.
         Raises :class:`FirmwareEngineError` when RAUC itself cannot be run."""
+        if self.problem:
+            raise FirmwareEngineError(f"the update engine is unavailable: {self.problem}")
         if not Path(bundle).is_file():
             return BundleVerdict(None, RejectReason.NO_IMAGE, f"no bundle at {bundle}")
         try:

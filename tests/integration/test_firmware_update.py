@@ -156,6 +156,13 @@ def test_update_confirmed_then_bad_bundles_refused(tmp_path: Path) -> None:
             assert code == 422 and answer["reason"] == reason, (reason, answer)
             last = meter.firmware_events()[-1]
             assert last["name"] == "FIRMWARE_VERIFY_FAILED" and last["detail"]["reason"] == reason, last
+        # the operator's command line: the same verdicts, exit status 1 when refused
+        meterctl = [sys.executable, "-m", "meterd.app.meterctl", "--socket", str(meter.state / "meterd.sock")]
+        told = subprocess.run([*meterctl, "firmware", "verify", str(refused["hardware"])], capture_output=True,
+                              text=True, check=False, cwd=REPO)
+        assert told.returncode == 1 and "bundle refused: hardware: bundle is for 'pmm9999-other'" in told.stderr
+        shown = subprocess.run([*meterctl, "--json", "status"], capture_output=True, text=True, check=True, cwd=REPO)
+        assert '"firmware": {' in shown.stdout and '"confirmed 0.1.0 -> 1.1.0"' in shown.stdout
         assert _slot_bytes(board) == slots
         view = meter.wait("still running", lambda v: v["phase"] == "idle")
         assert view["version"] == "1.1.0" and view["slot"] == "B" and view["primary"] == "B"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -69,6 +70,15 @@ class FirmwareSection:
 
 
 SECTION = FirmwareSection
+
+
+@functools.lru_cache(maxsize=1)
+def code_identity(compatible: str) -> FirmwareIdentity:
+    """The identity of the code installed here: its version and the metrology identification
+    (the digest is read once per process)."""
+    version = code_version()
+    return FirmwareIdentity(version=version, compatible=compatible, metrology_id=f"{METROLOGY_NAME} {version}",
+                            metrology_checksum=metrology_digest())
 
 
 def code_version() -> str:
@@ -158,9 +168,7 @@ def attach(ctx: FeatureContext) -> None:
             boot = read_boot()
         except BootError as exc:
             log.warning("boot report: %s (no trial boot assumed)", exc)
-    version = code_version()
-    code = FirmwareIdentity(version=version, compatible=section.compatible,
-                            metrology_id=f"{METROLOGY_NAME} {version}", metrology_checksum=metrology_digest())
+    code = code_identity(section.compatible)
     policy = FirmwarePolicy(compatible=section.compatible, min_version=section.min_version,
                             allow_downgrade=section.allow_downgrade, self_check_cycles=section.self_check_cycles,
                             check_timeout_s=section.check_timeout_s, trial_timeout_s=section.trial_timeout_s,

@@ -270,3 +270,22 @@ def test_the_metrology_digest_covers_the_metrology_sources(tmp_path: Path) -> No
     assert metrology_digest(tmp_path) == first
     (tmp_path / "meterd/core/a.py").write_text("x = 2\n")
     assert metrology_digest(tmp_path) != first and len(first) == 64
+
+
+def test_the_record_of_a_newer_slot_reads_in_the_older_one(tmp_path: Path) -> None:
+    """Both slots share firmware.json: keys a newer slot adds are ignored, and kept."""
+    import json
+
+    ident = {"version": "1.0.0", "compatible": "pmm1221-rpi4", "metrology_id": "PMM-CORE 1.0.0",
+             "metrology_checksum": SHA, "slot": "A", "signed_by": "a newer field"}
+    doc = {"handover": {"old": ident, "new": {**ident, "version": "2.0.0", "slot": "B"}, "stage": "failed",
+                        "failure": "chip", "registers": {"active_import/total": 9, "new_register/total": 1},
+                        "schema": 7},
+           "last": {"outcome": "confirmed"}, "newer_section": {"x": 1}}
+    store = FirmwareStore(tmp_path)
+    store.path.write_text(json.dumps(doc))
+    handover = store.handover()
+    assert handover is not None and handover.new.version == "2.0.0" and handover.failure == "chip"
+    store.finish({"outcome": "rolled_back"})
+    kept = json.loads(store.path.read_text())
+    assert kept["newer_section"] == {"x": 1} and "handover" not in kept
