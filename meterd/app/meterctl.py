@@ -55,6 +55,7 @@ SYSTEM_CONFIG = "/etc/meterd/meterd.toml"
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_CLOSED_PIPE = 128 + 13  # as a tool killed by SIGPIPE
+FIRMWARE_TIMEOUT_S = 1800.0  # a firmware verify or install of a large bundle on an SD card (s)
 
 
 class Failure(Exception):
@@ -184,10 +185,10 @@ def _with_parents(common: argparse.ArgumentParser) -> type[argparse.ArgumentPars
 
 
 def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
-          ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+          ok: tuple[int, ...] = (200,), timeout: float = 10.0) -> dict[str, Any]:
     socket_path = find_socket(args)
     try:
-        status, payload = request(socket_path, method, path, body)
+        status, payload = request(socket_path, method, path, body, timeout=timeout)
     except FileNotFoundError:
         raise Failure(f"meterd is not running (no socket at {socket_path})", EXIT_USAGE) from None
     except ConnectionRefusedError:
@@ -337,7 +338,9 @@ def _firmware(args: argparse.Namespace) -> None:
     if not args.bundle:
         raise Failure(f"meterctl firmware {args.action} needs a bundle", EXIT_USAGE)
     bundle = Path(args.bundle).resolve()
-    answer = _call(args, "POST", f"/firmware/{args.action}", {"bundle": str(bundle)}, ok=(200, 202, 422))
+    # RAUC reads the whole bundle to check its signature and, to install, writes a whole slot
+    answer = _call(args, "POST", f"/firmware/{args.action}", {"bundle": str(bundle)}, ok=(200, 202, 422),
+                   timeout=FIRMWARE_TIMEOUT_S)
     _print(args, answer)
     if not answer.get("ok"):
         raise Failure(f"bundle refused: {answer.get('reason')}: {answer.get('detail')}", EXIT_REFUSED)

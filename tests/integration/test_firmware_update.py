@@ -123,6 +123,8 @@ def test_update_confirmed_then_bad_bundles_refused(tmp_path: Path) -> None:
     try:
         before = meter.registers()
         events_before = len(meter.firmware_events())
+        credit_before = meter.api("GET", "/credit")[1]
+        profile_before = [r["utc"] for r in meter.api("GET", "/load-profile")[1]["rows"]]
 
         # a good update: installed to B, trial boot, self-check passes, B confirmed
         code, answer = meter.api("POST", "/firmware/install", {"bundle": str(good)})
@@ -135,6 +137,11 @@ def test_update_confirmed_then_bad_bundles_refused(tmp_path: Path) -> None:
         after = meter.registers()
         for name, value in before.items():  # continued: never below what the old slot showed
             assert after[name] >= value, name
+        credit_after = meter.api("GET", "/credit")[1]  # the account and its tokens carried over
+        assert credit_after["token_seq"] == credit_before["token_seq"]
+        assert credit_after["consumed"] >= credit_before["consumed"]
+        profile_after = [r["utc"] for r in meter.api("GET", "/load-profile")[1]["rows"]]
+        assert set(profile_before) <= set(profile_after) or profile_after[0] > profile_before[-1]
         events = meter.firmware_events()
         assert [e["name"] for e in events[events_before:]] == [
             "FIRMWARE_INSTALLED", "FIRMWARE_SELF_CHECK_OK", "FIRMWARE_ACTIVATED"], events
