@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,17 +144,19 @@ class SimBoard:
         return {"PMM_AUTOBOOT_DIR": str(self.autoboot_dir), "PMM_TRYBOOT_FILE": str(self.tryboot_file),
                 "PMM_CMDLINE": str(self.cmdline)}
 
-    def start_services(self, program: str = "rauc") -> SimServices:
+    def start_services(self, program: str = "rauc", preexec: Callable[[], None] | None = None) -> SimServices:
         """Start the board's system bus and the RAUC service for the slot booted last (as
-        systemd would); raises BootError when they do not come up."""
+        systemd would); ``preexec`` runs in each child before it starts (the launcher makes
+        them die with it). Raises BootError when they do not come up."""
         sock = self.root / "bus.sock"
         sock.unlink(missing_ok=True)
         env = {**os.environ, **self.handler_env(), "DBUS_SYSTEM_BUS_ADDRESS": self.bus_address}
         log = open(self.root / "services.log", "ab")  # noqa: SIM115  the processes keep it
         bus = subprocess.Popen(["dbus-daemon", f"--config-file={self.root / 'bus.conf'}", "--nofork"],
-                               stdout=log, stderr=log, env=env)
+                               stdout=log, stderr=log, env=env, preexec_fn=preexec)  # noqa: PLW1509
         rauc = subprocess.Popen([program, "service", f"--conf={self.conf}",
-                                 f"--override-boot-slot={self.booted().slot}"], stdout=log, stderr=log, env=env)
+                                 f"--override-boot-slot={self.booted().slot}"], stdout=log, stderr=log, env=env,
+                                preexec_fn=preexec)  # noqa: PLW1509
         log.close()
         services = SimServices(bus, rauc)
         deadline = time.monotonic() + SERVICE_START_S

@@ -205,7 +205,7 @@ def power_on(board: SimBoard | None) -> SimServices | None:
     boot = board.boot()
     print(f"simrun: board booted slot {boot.slot}{' (trial: tryboot)' if boot.trial else ''}", file=sys.stderr,
           flush=True)
-    return board.start_services()
+    return board.start_services(preexec=die_with_parent())
 
 
 def main(argv: list[str] | None = None) -> int:
