@@ -52,13 +52,15 @@ bench: $(STAMP)
 
 # A signed RAUC update bundle of this release (docs/firmware.md): signed with the development key
 # (made in image/keys/dev/, git-ignored) unless SIGNING_CERT and SIGNING_KEY name production ones
-# outside the tree; ROOTFS is the release's root filesystem image, else a stand-in of BUNDLE_MB MiB.
+# outside the tree; ROOTFS is the release's root filesystem image, else a stand-in of BUNDLE_MB MiB;
+# ENCRYPT_TO a meter's certificate: a crypt bundle only its key opens.
 BUNDLE_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 BUNDLE_MB ?= 32
 bundle:
 	PYTHON=$(VPY) image/rauc/build-bundle.sh --version $(BUNDLE_VERSION) \
 		$(if $(ROOTFS),--rootfs $(ROOTFS),--size-mb $(BUNDLE_MB)) \
-		$(if $(SIGNING_CERT),--cert $(SIGNING_CERT) --key $(SIGNING_KEY))
+		$(if $(SIGNING_CERT),--cert $(SIGNING_CERT) --key $(SIGNING_KEY)) \
+		$(if $(ENCRYPT_TO),--encrypt-to $(ENCRYPT_TO))
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 #
 #   image/rauc/build-bundle.sh --version 1.2.0 [--rootfs ROOTFS.img | --size-mb N]
 #                              [--compatible pmm1221-rpi4] [--cert CERT.pem --key KEY.pem] [--out FILE]
+#                              [--encrypt-to METER-CERT.pem [--keyring CA.pem]]
 #
 # Without --cert/--key the bundle is signed with the development key in image/keys/dev/
 # (git-ignored), made here with openssl on first use; its certificate (keyring.pem) is what a
@@ -14,6 +15,9 @@
 # identification: its identifier and the SHA-256 of the metrology sources
 # (meterd.store.firmware_store.metrology_digest), in [meta.metrology] and, because RAUC 1.8
 # drops meta sections when it writes the bundle, in the description as well.
+# --encrypt-to makes a crypt bundle (verity format, payload encrypted) readable only with the
+# private key of that certificate (the meter's, or a group's): rauc encrypt after signing,
+# which checks the signature first against --keyring (default: the signing certificate).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -25,6 +29,8 @@ SIZE_MB=""
 CERT=${PMM_SIGNING_CERT:-}
 KEY=${PMM_SIGNING_KEY:-}
 OUT=""
+ENCRYPT_TO=""
+KEYRING=""
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 [ -x "$PYTHON" ] || PYTHON=python3
 
@@ -39,6 +45,8 @@ while [ $# -gt 0 ]; do
         --cert) CERT=${2:?}; shift 2 ;;
         --key) KEY=${2:?}; shift 2 ;;
         --out) OUT=${2:?}; shift 2 ;;
+        --encrypt-to) ENCRYPT_TO=${2:?}; shift 2 ;;
+        --keyring) KEYRING=${2:?}; shift 2 ;;
         *) die "unknown argument $1" ;;
     esac
 done
@@ -86,7 +94,7 @@ description=metrology_id=$METROLOGY_ID; metrology_sha256=$DIGEST
 build=$BUILD
 
 [bundle]
-format=plain
+format=$([ -n "$ENCRYPT_TO" ] && echo crypt || echo plain)
 
 [meta.metrology]
 id=$METROLOGY_ID
@@ -97,5 +105,14 @@ filename=rootfs.img
 MANIFEST
 mkdir -p "$(dirname "$OUT")"
 rm -f "$OUT"
-rauc bundle --cert="$CERT" --key="$KEY" "$WORK/content" "$OUT" > "$WORK/rauc.log" 2>&1 || { cat "$WORK/rauc.log" >&2; die "rauc bundle failed"; }
+if [ -n "$ENCRYPT_TO" ]; then
+    [ -f "$ENCRYPT_TO" ] || die "--encrypt-to $ENCRYPT_TO: no such certificate"
+    rauc bundle --cert="$CERT" --key="$KEY" "$WORK/content" "$WORK/unencrypted.raucb" > "$WORK/rauc.log" 2>&1 \
+        || { cat "$WORK/rauc.log" >&2; die "rauc bundle failed"; }
+    rauc encrypt --keyring="${KEYRING:-$CERT}" --to="$ENCRYPT_TO" "$WORK/unencrypted.raucb" "$OUT" >> "$WORK/rauc.log" 2>&1 \
+        || { cat "$WORK/rauc.log" >&2; die "rauc encrypt failed"; }
+else
+    rauc bundle --cert="$CERT" --key="$KEY" "$WORK/content" "$OUT" > "$WORK/rauc.log" 2>&1 \
+        || { cat "$WORK/rauc.log" >&2; die "rauc bundle failed"; }
+fi
 echo "$OUT"
