@@ -266,7 +266,9 @@ class FirmwareService:
         handover = self.store.handover()
         if handover is None:
             return
-        trial = self.boot.trial if self.boot is not None else False
+        # without the firmware's report a start in the new slot of an unfinished update is taken
+        # as its trial: the self-check decides, never the absence of evidence
+        trial = self.boot.trial if self.boot is not None else booted == handover.new.slot
         if booted == handover.new.slot and trial and handover.stage in ("installed", "trial"):
             handover = handover.but(stage="trial", attempts=handover.attempts + 1)
             self.store.save_handover(handover)

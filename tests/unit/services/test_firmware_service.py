@@ -289,3 +289,11 @@ def test_the_record_of_a_newer_slot_reads_in_the_older_one(tmp_path: Path) -> No
     store.finish({"outcome": "rolled_back"})
     kept = json.loads(store.path.read_text())
     assert kept["newer_section"] == {"x": 1} and "handover" not in kept
+
+
+def test_without_the_boot_report_the_new_slot_still_checks_itself(tmp_path: Path) -> None:
+    rauc, _old, _new = _update(tmp_path, [Check("chip", _ok)])
+    unknown = Meter(tmp_path / "state", rauc, BootInfo("B", True), {KEY: 5100}, [Check("chip", _ok)])
+    unknown.service.boot = None  # /proc/cmdline or the device tree unreadable: RAUC says B is booted
+    asyncio.run(_trial(unknown))
+    assert unknown.codes() == [233, 18] and rauc.primary == "B"
