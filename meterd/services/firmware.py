@@ -14,7 +14,7 @@ An update, step by step (events to the firmware log 0-0:99.98.6.255, versions in
 2. ``activate(bundle, utc)``: verified again; the handover record (both identities, the energy
    registers) is written to the data partition; ``rauc install`` writes the inactive slot and
    makes it the slot the next *tryboot* reboot starts (the permanent choice stays the running
-   slot); "firmware installed" (166); the board reboots with tryboot (``reboot_delay_s`` later,
+   slot); "firmware installed" (160); the board reboots with tryboot (``reboot_delay_s`` later,
    so the answer to the caller goes out). A failed install: "activation failed" (232).
 3. The new slot starts as a trial. After ``self_check_cycles`` metering cycles it runs the
    self-check: the checks the application wires (metering chip answering with its configuration
@@ -23,10 +23,10 @@ An update, step by step (events to the firmware log 0-0:99.98.6.255, versions in
    ``rauc status mark-good`` and ``mark-active`` (the slot becomes the permanent boot choice),
    "self-check passed" (233) and "firmware activated" (IDIS 18). Fail, a check that hangs past
    ``check_timeout_s``, no verdict within ``trial_timeout_s``, or a second start of meterd in the
-   same trial (it crashed or the watchdog restarted it): "self-check failed" (167),
+   same trial (it crashed or the watchdog restarted it): "self-check failed" (161),
    ``mark-bad``, and a plain reboot, which the firmware answers with the old slot.
 4. The old slot, booted again with a handover whose trial did not confirm, records "rolled back"
-   (168) with the version tried, its own version and the failure, and ends the update.
+   (162) with the version tried, its own version and the failure, and ends the update.
 """
 
 from __future__ import annotations

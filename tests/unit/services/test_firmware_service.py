@@ -156,7 +156,7 @@ def _update(tmp_path: Path, checks: list[Check] | None = None, **policy: object)
 
     asyncio.run(activate())
     assert old.board.reboots == [True] and rauc.installed and rauc.primary == "B"
-    assert old.codes() == [166] and old.events[0][1]["to_version"] == "1.1.0"
+    assert old.codes() == [160] and old.events[0][1]["to_version"] == "1.1.0"
     handover = FirmwareStore(state).handover()
     assert handover is not None and handover.stage == "installed" and handover.final
     assert handover.registers == {"active_import/total": 5100}
@@ -192,12 +192,12 @@ def test_a_failed_check_goes_back_and_the_old_slot_records_the_rollback(tmp_path
 
     rauc, _old, new = _update(tmp_path, [Check("metering_chip", chip)])
     asyncio.run(_trial(new))
-    assert new.codes() == [167] and "metering_chip: the metering chip" in str(new.events[0][1]["failure"])
+    assert new.codes() == [161] and "metering_chip: the metering chip" in str(new.events[0][1]["failure"])
     assert ("mark-bad", "booted") in rauc.marks and new.board.reboots == [False]
     rauc.booted, rauc.primary = "A", "A"
     back = Meter(tmp_path / "state", rauc, BootInfo("A", False), {KEY: 5100})
     asyncio.run(back.service.start())
-    assert back.codes() == [168]
+    assert back.codes() == [162]
     detail = back.events[0][1]
     assert detail["tried_version"] == "1.1.0" and detail["running_version"] == "1.0.0"
     assert back.service.outcome is UpdateOutcome.ROLLED_BACK
@@ -215,7 +215,7 @@ def test_registers_that_do_not_continue_fail_the_trial(tmp_path: Path) -> None:
     _rauc, _old, new = _update(tmp_path)
     new.registers[KEY] = 0  # the new slot did not find the old slot's energy
     asyncio.run(_trial(new))
-    assert new.codes() == [167] and "energy_continuity" in str(new.events[0][1]["failure"])
+    assert new.codes() == [161] and "energy_continuity" in str(new.events[0][1]["failure"])
 
 
 def test_a_hanging_check_and_a_second_start_fail_the_trial(tmp_path: Path) -> None:
@@ -225,13 +225,13 @@ def test_a_hanging_check_and_a_second_start_fail_the_trial(tmp_path: Path) -> No
 
     _rauc, _old, new = _update(tmp_path, [Check("dlms", hang)], check_timeout_s=0.01)
     asyncio.run(_trial(new))
-    assert new.codes() == [167] and "dlms: no answer" in str(new.events[0][1]["failure"])
+    assert new.codes() == [161] and "dlms: no answer" in str(new.events[0][1]["failure"])
 
     _rauc2, _old2, again = _update(tmp_path / "second")
     asyncio.run(again.service.start())  # meterd started in the trial ...
     crashed = Meter(tmp_path / "second" / "state", again.rauc, BootInfo("B", True), {KEY: 5100})
     asyncio.run(crashed.service.start())  # ... and once more in the same boot: it crashed
-    assert crashed.codes() == [167] and "started again" in str(crashed.events[0][1]["failure"])
+    assert crashed.codes() == [161] and "started again" in str(crashed.events[0][1]["failure"])
 
 
 def test_a_failed_install_changes_nothing_but_the_log(tmp_path: Path) -> None:
