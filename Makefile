@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= var/run-sim
 JOBS ?= 2
 
-.PHONY: all setup run test soak lint bench clean
+.PHONY: all setup run test soak lint bench bundle clean
 
 all: test
 
@@ -49,6 +49,18 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+# A signed RAUC update bundle of this release (docs/firmware.md): signed with the development key
+# (made in image/keys/dev/, git-ignored) unless SIGNING_CERT and SIGNING_KEY name production ones
+# outside the tree; ROOTFS is the release's root filesystem image, else a stand-in of BUNDLE_MB MiB;
+# ENCRYPT_TO a meter's certificate: a crypt bundle only its key opens.
+BUNDLE_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+BUNDLE_MB ?= 32
+bundle:
+	PYTHON=$(VPY) image/rauc/build-bundle.sh --version $(BUNDLE_VERSION) \
+		$(if $(ROOTFS),--rootfs $(ROOTFS),--size-mb $(BUNDLE_MB)) \
+		$(if $(SIGNING_CERT),--cert $(SIGNING_CERT) --key $(SIGNING_KEY)) \
+		$(if $(ENCRYPT_TO),--encrypt-to $(ENCRYPT_TO))
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -108,7 +108,7 @@ def status_table(view: dict[str, Any]) -> str:
     lines.append(f"Status flags: {flags}")
     if "tamper" in view:
         lines.append(f"Tamper: {text_value(view['tamper'])}")
-    for key in ("relay", "credit", "links"):
+    for key in ("relay", "credit", "firmware", "links"):
         if isinstance(view.get(key), dict):
             lines.append("")
             lines.append(key.capitalize())

@@ -15,6 +15,7 @@
   meterctl tariff | billing-reset
   meterctl ciu [pair]
   meterctl display button next|previous
+  meterctl firmware [status | verify BUNDLE | install BUNDLE]   (the A/B update, docs/firmware.md)
   meterctl api-tokens          (the network API's address and tokens; UNIX socket only)
   meterctl sts decode TOKEN --key HEX --ea 7|11 --base-date 1993|2014|2035   (offline)
 
@@ -54,6 +55,7 @@ SYSTEM_CONFIG = "/etc/meterd/meterd.toml"
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_CLOSED_PIPE = 128 + 13  # as a tool killed by SIGPIPE
+FIRMWARE_TIMEOUT_S = 1800.0  # a firmware verify or install of a large bundle on an SD card (s)
 
 
 class Failure(Exception):
@@ -160,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("button", choices=["next", "previous"])
     sub.add_parser("push", help="pushes to the head end: each push setup, the medium and the queue")
     sub.add_parser("api-tokens", help="the network API's address and its read and control tokens")
+    fw = sub.add_parser("firmware", help="running firmware and slots; verify or install an update bundle")
+    fw.add_argument("action", nargs="?", default="status", choices=["status", "verify", "install"])
+    fw.add_argument("bundle", nargs="?", help="the RAUC bundle (verify, install)")
     sts = sub.add_parser("sts", help="offline STS tools", add_help=False)
     sts.add_argument("rest", nargs=argparse.REMAINDER)
     from meterd.tools.calibration_cli import add_commands  # calibrate, accuracy-test
@@ -180,10 +185,11 @@ def _with_parents(common: argparse.ArgumentParser) -> type[argparse.ArgumentPars
     return SubParser
 
 
-def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
+          ok: tuple[int, ...] = (200,), timeout: float = 10.0) -> dict[str, Any]:
     socket_path = find_socket(args)
     try:
-        status, payload = request(socket_path, method, path, body)
+        status, payload = request(socket_path, method, path, body, timeout=timeout)
     except FileNotFoundError:
         raise Failure(f"meterd is not running (no socket at {socket_path})", EXIT_USAGE) from None
     except ConnectionRefusedError:
@@ -194,7 +200,7 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
         raise Failure(f"meterd did not answer on {socket_path}", EXIT_USAGE) from None
     except OSError as exc:
         raise Failure(f"cannot reach meterd on {socket_path}: {exc.strerror or exc}", EXIT_USAGE) from None
-    if status != 200:
+    if status not in ok:
         raise Failure(str(payload.get("error", f"HTTP status {status}")), EXIT_REFUSED)
     return payload
 
@@ -322,7 +328,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print(args, _call(args, "GET", "/api/tokens"))
     elif args.command in ("calibrate", "accuracy-test"):
         _print(args, _calibration(args))
+    elif args.command == "firmware":
+        _firmware(args)
     return 0
+
+
+def _firmware(args: argparse.Namespace) -> None:
+    """``meterctl firmware``: status, or a bundle verified or installed (refused: exit 1)."""
+    if args.action == "status":
+        _print(args, _call(args, "GET", "/firmware"))
+        return
+    if not args.bundle:
+        raise Failure(f"meterctl firmware {args.action} needs a bundle", EXIT_USAGE)
+    bundle = Path(args.bundle).resolve()
+    # RAUC reads the whole bundle to check its signature and, to install, writes a whole slot
+    answer = _call(args, "POST", f"/firmware/{args.action}", {"bundle": str(bundle)}, ok=(200, 202, 422),
+                   timeout=FIRMWARE_TIMEOUT_S)
+    _print(args, answer)
+    if not answer.get("ok"):
+        raise Failure(f"bundle refused: {answer.get('reason')}: {answer.get('detail')}", EXIT_REFUSED)
 
 
 def _calibration(args: argparse.Namespace) -> dict[str, Any]:

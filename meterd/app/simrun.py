@@ -9,6 +9,15 @@ or signal), stops the other cleanly and exits with status 1. The children die wi
 (``PR_SET_PDEATHSIG``: the kernel sends them SIGTERM when it ends, ``kill -9`` included), so no
 orphan meter keeps writing the state directory. A state directory a running meterd holds is
 refused before anything starts (exit status 2).
+
+The launcher is also the simulated board's power and boot (:class:`hw.boot_sim.SimBoard`, when
+``[firmware] sim_keyring`` names a keyring: ``make bundle`` makes the development one,
+``image/keys/dev/keyring.pem``): it prepares the board under ``<state_dir>/firmware-sim``, lets the simulated firmware
+choose the slot (tryboot once, else the permanent one), starts the board's D-Bus and RAUC
+service for that slot, then meterd. When meterd ends because it rebooted the board (an update's
+trial boot, or the way back after a failed self-check), the launcher stops the CIU and the
+board's services, boots again and starts both anew: the meter restarts in the slot the firmware
+chose, on the same state directory (the data partition).
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hw.boot_sim import SimBoard, SimServices
+from hw.errors import HwError
+from meterd.app.config import Config
 from meterd.app.features import load_config
 from meterd.app.meterctl import SIM_RUN_SOCKET, request
 from meterd.core.errors import ConfigError
@@ -171,6 +183,31 @@ def supervise(children: list[Child], stop: StopFlag) -> Child | None:
     return None
 
 
+def sim_board(cfg: Config, state_dir: Path) -> SimBoard | None:
+    """The simulated board when the configuration gives it a keyring that exists (else None,
+    with a note: the meter then runs without an update engine)."""
+    section = cfg.feature("firmware") if "firmware" in cfg.features else None
+    keyring = Path(section.sim_keyring) if section is not None and section.sim_keyring else None
+    if section is None or keyring is None or not keyring.is_file():
+        if keyring is not None:
+            print(f"simrun: no firmware keyring at {keyring} (make bundle makes one): no update engine",
+                  file=sys.stderr)
+        return None
+    board = SimBoard(state_dir / "firmware-sim")
+    board.prepare(keyring, section.compatible)
+    return board
+
+
+def power_on(board: SimBoard | None) -> SimServices | None:
+    """The board boots (the firmware's slot choice) and its services start."""
+    if board is None:
+        return None
+    boot = board.boot()
+    print(f"simrun: board booted slot {boot.slot}{' (trial: tryboot)' if boot.trial else ''}", file=sys.stderr,
+          flush=True)
+    return board.start_services(preexec=die_with_parent())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="simrun", description=__doc__)
     parser.add_argument("--config", default="config/sim.toml")
@@ -197,32 +234,58 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopFlag()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
-    meterd = spawn("meterd", cmd)
-    children = [meterd]
-    status = 0
     try:
-        view = wait_for_api(socket_path, meterd.proc, stop=stop)
-        if view is None:
-            return 0
-        print(banner(view, socket_path, args.config, api_tokens(socket_path)), flush=True)
-        ciu_port = view.get("links", {}).get("ciu_link")
-        if ciu_port:
-            children.append(spawn("ciu", [sys.executable, "-m", "ciu", "--port", str(ciu_port),
-                                          "--state-dir", str(state_dir / "ciu")]))
-        ended = supervise(children, stop)
-        if ended is not None:
-            others = [c.name for c in children if c is not ended and c.proc.poll() is None]
-            print(f"simrun: {ended.name} (pid {ended.proc.pid}) {how_it_ended(ended.proc.returncode)}"
-                  + (f"; stopping {', '.join(others)}" if others else ""), file=sys.stderr, flush=True)
+        board = sim_board(cfg, state_dir)
+        services = power_on(board)
+    except HwError as exc:
+        print(f"simrun: simulated board: {exc}", file=sys.stderr)
+        return 1
+    status = 0
+    first = True
+    while True:
+        meterd = spawn("meterd", cmd)
+        children = [meterd]
+        rebooted = False
+        try:
+            view = wait_for_api(socket_path, meterd.proc, stop=stop)
+            if view is None:
+                break
+            if first:
+                print(banner(view, socket_path, args.config, api_tokens(socket_path)), flush=True)
+            else:
+                print(f"simrun: meterd restarted (firmware {view.get('firmware', {}).get('version', '?')}, "
+                      f"slot {view.get('firmware', {}).get('slot', '?')})", file=sys.stderr, flush=True)
+            first = False
+            ciu_port = view.get("links", {}).get("ciu_link")
+            if ciu_port:
+                children.append(spawn("ciu", [sys.executable, "-m", "ciu", "--port", str(ciu_port),
+                                              "--state-dir", str(state_dir / "ciu")]))
+            ended = supervise(children, stop)
+            if ended is meterd and board is not None and board.take_reboot():
+                rebooted = True
+            elif ended is not None:
+                others = [c.name for c in children if c is not ended and c.proc.poll() is None]
+                print(f"simrun: {ended.name} (pid {ended.proc.pid}) {how_it_ended(ended.proc.returncode)}"
+                      + (f"; stopping {', '.join(others)}" if others else ""), file=sys.stderr, flush=True)
+                status = 1
+        except RuntimeError as exc:
+            print(f"simrun: {exc}", file=sys.stderr)
             status = 1
-    except RuntimeError as exc:
-        print(f"simrun: {exc}", file=sys.stderr)
-        status = 1
-    finally:
-        for child in reversed(children):  # the CIU first, then the meter it talks to
-            note = child.stop()
-            if note:
-                print(f"simrun: {note}", file=sys.stderr)
+        finally:
+            for child in reversed(children):  # the CIU first, then the meter it talks to
+                note = child.stop()
+                if note:
+                    print(f"simrun: {note}", file=sys.stderr)
+            if services is not None:
+                services.stop()
+                services = None
+        if not rebooted or stop.set:
+            break
+        try:
+            services = power_on(board)
+        except HwError as exc:
+            print(f"simrun: simulated board: {exc}", file=sys.stderr)
+            return 1
     return status
 
 

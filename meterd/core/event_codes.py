@@ -198,7 +198,13 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(231, "FIRMWARE_VERIFY_FAILED", "Firmware image verification failed", (_W, _S), "project"),
     EventCode(232, "FIRMWARE_ACTIVATION_FAILED", "Firmware activation failed", (_W, _S), "project"),
     EventCode(233, "FIRMWARE_SELF_CHECK_OK", "Firmware self-check after update passed", (_W,), "project"),
-    # second block, firmware 165..169 (the DLMS image transfer; 160..164: the update engine)
+    # second project block, firmware update 160...169 (the A/B update engine: 160...164)
+    EventCode(160, "FIRMWARE_INSTALLED", "Firmware installed to the inactive slot; trial boot next", (_W,),
+              "project"),
+    EventCode(161, "FIRMWARE_SELF_CHECK_FAILED", "Firmware self-check after update failed", (_W, _S), "project"),
+    EventCode(162, "FIRMWARE_ROLLED_BACK", "Firmware update rolled back: the previous slot runs again", (_W, _S),
+              "project"),
+    # the DLMS image transfer: 165...169
     EventCode(165, "FIRMWARE_ACTIVATION_SCHEDULED", "Firmware activation scheduled", (_W,), "project"),
     EventCode(166, "FIRMWARE_TRANSFER_RESUMED", "Firmware image block transfer resumed", (_W,), "project"),
     # --- project codes: token log ---

@@ -19,6 +19,7 @@ from meterd.app.features import (
     ciu,
     display,
     dlms,
+    firmware,
     load_control,
     payment,
     power_quality,
@@ -30,8 +31,8 @@ from meterd.app.features import (
 #: Attach order (a feature may need what one before it provides).
 MODULES: tuple[tuple[str, ModuleType], ...] = (
     ("supervision", supervision), ("calibration", calibration), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
-    ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("dlms", dlms),
-    ("push", push))
+    ("power_quality", power_quality), ("display", display), ("ciu", ciu),
+    ("firmware", firmware), ("dlms", dlms), ("push", push))
 FEATURES: tuple[str, ...] = tuple(name for name, _ in MODULES)
 
 
