@@ -225,6 +225,19 @@ class ModemSupervisor:
         self._backoff_s = min(self._backoff_s * 2.0, self.settings.reconnect_max_s)
         self._off(reason)
 
+    def connect_now(self) -> bool:
+        """Auto connect's ``connect`` method: an attempt at the next tick instead of after the
+        back-off; False when the modem cannot carry data or the mode forbids a connection now."""
+        if self._fault or not self.allowed_now() or self.control is None:
+            return False
+        self._next_attempt_mono = self._clock.mono()
+        return True
+
+    def set_apn(self, apn: str) -> None:
+        """A new APN (remote configuration), used from the next connect."""
+        self.settings = replace(self.settings, apn=apn)
+        log.info("cellular APN set to %s", apn)
+
     def allowed_now(self) -> bool:
         """Whether the auto connect mode wants the bearer up now."""
         mode = self.settings.mode
