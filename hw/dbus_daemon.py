@@ -10,10 +10,12 @@ client) goes away with the daemon.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -36,6 +38,16 @@ _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configura
   </policy>
 </busconfig>
 """
+
+
+def die_with_parent() -> None:
+    """In a child before exec: be sent SIGTERM when the process that started it dies (Linux
+    PR_SET_PDEATHSIG), so a meter killed with SIGKILL leaves no daemon behind."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class DbusDaemonError(HwError):
@@ -61,7 +73,7 @@ class PrivateBus:
         config.write_text(_CONFIG.format(dir=self._dir))
         self._proc = subprocess.Popen([exe, f"--config-file={config}", "--nofork", "--nopidfile",
                                        "--print-address=1"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+                                      stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
         assert self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + timeout_s

@@ -32,7 +32,7 @@ from typing import Any
 
 import dbus
 
-from hw.dbus_daemon import PrivateBus
+from hw.dbus_daemon import PrivateBus, die_with_parent
 from hw.errors import HwError
 
 log = logging.getLogger("hw.dbus_modem_mock")
@@ -125,7 +125,8 @@ class ModemManagerStandIn:
         address = self.bus.start()
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
         self._mock = subprocess.Popen([sys.executable, "-m", "dbusmock", "--system", "--template", "modemmanager"],
-                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      preexec_fn=die_with_parent)
         try:
             self._conn = dbus.bus.BusConnection(address)
             self._wait_for_service(timeout_s)

@@ -17,6 +17,7 @@ from meterd.app.feature_api import FeatureContext
 from meterd.app.features import (
     calibration,
     ciu,
+    comms,
     display,
     dlms,
     load_control,
@@ -29,7 +30,8 @@ from meterd.app.features import (
 #: Attach order (a feature may need what one before it provides).
 MODULES: tuple[tuple[str, ModuleType], ...] = (
     ("supervision", supervision), ("calibration", calibration), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
-    ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("dlms", dlms))
+    ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("comms", comms),
+    ("dlms", dlms))
 FEATURES: tuple[str, ...] = tuple(name for name, _ in MODULES)
 
 
