@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from meterd.app import meterctl
 from meterd.app.daemon import Daemon
 from meterd.app.features import start_all
 from meterd.app.features.comms import Comms, CommsSection, ModemSection
@@ -90,7 +94,7 @@ async def _until(cond: Callable[[], bool], step: Callable[[], None], timeout_s: 
         await asyncio.sleep(0.02)
 
 
-def test_fallback_and_modem_end_to_end_with_the_stand_in(tmp_path: Path) -> None:
+def test_fallback_and_modem_end_to_end_with_the_stand_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     async def scenario() -> None:
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -136,6 +140,17 @@ def test_fallback_and_modem_end_to_end_with_the_stand_in(tmp_path: Path) -> None
             assert names.count("MEDIUM_SWITCHED") == 2 and "MEDIUM_UNHEALTHY" in names
             assert names.count("MODEM_BEARER_LOST") == 1 and names.count("MODEM_BEARER_UP") == 2
             assert comms.sim_modem.stand_in.connects() == 2
+            # meterctl modem and /status show the same diagnostics
+            sock = tmp_path / "api.sock"
+            await daemon.api.start(sock)
+            code = await asyncio.to_thread(meterctl.main, ["modem", "--socket", str(sock), "--json"])
+            shown = json.loads(capsys.readouterr().out)
+            assert code == 0 and shown["modem"]["bearer"]["ipv4"] == "127.0.0.3"
+            assert shown["modem"]["registration"] == "home" and shown["modem"]["operator"]["name"] == "TheOperator"
+            assert shown["modem"]["technology"] == "lte" and shown["modem"]["signal"]["rsrp_dbm"] == -95.0
+            assert shown["media"]["current"] == "ethernet" and shown["modem"]["drops"] == 1
+            _status, view = await asyncio.to_thread(meterctl.request, str(sock), "GET", "/status")
+            assert view["modem"]["bearer"] == shown["modem"]["bearer"] and view["media"]["current"] == "ethernet"
         finally:
             await daemon.shutdown()
             server.close()
