@@ -22,6 +22,8 @@ Rules (:class:`MediaPolicy`, all in s):
   to and fro);
 * no healthy medium at all: NO_MEDIUM (178) once; the uplink then says "down" and pushes wait.
   A medium that passes a check again after being unhealthy: MEDIUM_HEALTHY (177);
+* a medium whose link just came up (the cellular bearer) is checked at once
+  (:meth:`MediaSelector.check_soon`), not at its standby period;
 * a send that fails on the current medium asks for an immediate check of it
   (:meth:`MediaSelector.send_failed`); it is not itself counted as a failed check (the head end
   may have refused the session, not the network).
@@ -146,6 +148,10 @@ class MediaSelector:
 
     def send_failed(self, name: str) -> None:
         """A send over ``name`` failed: check it now."""
+        self.check_soon(name)
+
+    def check_soon(self, name: str) -> None:
+        """Check ``name`` now rather than at its period (e.g. its link just came up)."""
         medium = self._media.get(name)
         if medium is not None and not medium.checking:
             medium.next_check_mono = min(medium.next_check_mono, self._clock.mono())

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -189,11 +190,6 @@ def attach(ctx: FeatureContext) -> None:
             settings = replace(settings, apn=apn)
         modem = ModemSupervisor(settings, None, ctx.clock, events, board)
         ctx.registry.provide(ModemSupervisor, modem, by="comms")
-        supervisor = modem
-
-        def tick(_result: CycleResult) -> None:
-            supervisor.tick()
-        ctx.cycle_hooks.append(tick)
         ctx.cosem_factories.append(modem_factory(modem, _provisioning(ctx, cfg, modem, provisioning_path)))
         ctx.status_extras["modem"] = modem.view
         if mcfg.bus == "sim":
@@ -212,11 +208,28 @@ def attach(ctx: FeatureContext) -> None:
             bearer = bearer_of.status.bearer
             return bearer.ipv4 if bearer.connected and bearer.ipv4 else None
         routes["cellular"] = MediumRoute("cellular", cellular_source, cfg.cellular_device)
+    if modem is not None:
+        ctx.cycle_hooks.append(_modem_tick(modem, selector if "cellular" in cfg.media else None))
     uplink = MediaUplink(selector, {m: routes[m] for m in cfg.media}, cfg.head_end_address(), gate)
     ctx.registry.provide(Uplink, uplink, by="comms")  # type: ignore[type-abstract]  # a Protocol as the key
     ctx.registry.provide(Comms, Comms(modem, selector, uplink, sim_modem), by="comms")
     ctx.status_extras["media"] = selector.view
     comms_routes(ctx.api, modem, selector)
+
+
+def _modem_tick(modem: ModemSupervisor, selector: MediaSelector | None) -> Callable[[CycleResult], None]:
+    """The per-cycle hook: the supervision's tick; a bearer that just came up has the cellular
+    medium checked at once."""
+    was_connected = False
+
+    def tick(_result: CycleResult) -> None:
+        nonlocal was_connected
+        modem.tick()
+        connected = modem.connected
+        if connected and not was_connected and selector is not None:
+            selector.check_soon("cellular")
+        was_connected = connected
+    return tick
 
 
 def _provisioning(ctx: FeatureContext, cfg: CommsSection, modem: ModemSupervisor,

@@ -110,6 +110,11 @@ def test_a_send_failure_asks_for_a_check_now() -> None:
     assert sel.due() == []
     sel.send_failed("ethernet")
     assert sel.due() == ["ethernet"]
+    sel.started("ethernet")
+    sel.result("ethernet", True)
+    sel.check_soon("ethernet")
+    assert sel.due() == ["ethernet"]
+    sel.check_soon("nothing")  # an unknown medium is ignored
 
 
 def test_policy_bound_and_validation() -> None:
