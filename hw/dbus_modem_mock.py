@@ -223,12 +223,13 @@ class ModemManagerStandIn:
         self._update(SIGNAL, {"Lte": _signal(-65, -95, -10, 12)})
         self._update(MODEM_3GPP, {"RegistrationState": dbus.UInt32(1)})
         dbus.Interface(self._obj(self.modem_path), CONTROL).SetSim(self.sim_path)
-        self._update(MODEM, {"StateFailedReason": dbus.UInt32(0),
-                             "SignalQuality": dbus.Struct((dbus.UInt32(70), dbus.Boolean(True))),
-                             "AccessTechnologies": dbus.UInt32(1 << 14)})
         state = dbus.Interface(self._obj(self.modem_path), "org.freedesktop.DBus.Properties").Get(MODEM, "State")
+        props: dict[str, Any] = {"StateFailedReason": dbus.UInt32(0),
+                                 "SignalQuality": dbus.Struct((dbus.UInt32(70), dbus.Boolean(True))),
+                                 "AccessTechnologies": dbus.UInt32(1 << 14)}
         if int(state) != 11:
-            self._update(MODEM, {"State": dbus.Int32(8)})
+            props["State"] = dbus.Int32(8)
+        self._update(MODEM, props)  # one change: no half-restored modem in between
 
     def stop(self) -> None:
         """End the mock and the bus."""

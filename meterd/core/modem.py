@@ -18,6 +18,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+SIM_LOCKED = "SIM locked (PIN)"
+"""The fault of a SIM waiting for its PIN (the one fault a connect may cure: Simple.Connect sends the PIN)."""
+
 
 class SimState(enum.Enum):
     """The SIM as the modem sees it."""
@@ -159,7 +162,7 @@ class ModemStatus:
         if self.sim is SimState.MISSING:
             return "no SIM"
         if self.sim is SimState.LOCKED or self.state is ModemState.LOCKED:
-            return "SIM locked (PIN)"
+            return SIM_LOCKED
         if self.registration is Registration.DENIED:
             return "registration denied"
         if not self.registration.registered:

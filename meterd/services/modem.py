@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from meterd.core import event_codes
-from meterd.core.modem import ModemState, ModemStatus
+from meterd.core.modem import SIM_LOCKED, ModemState, ModemStatus
 from meterd.core.ports import EventSink, TimeSource
 from meterd.services.interfaces import InterfaceBoard
 
@@ -115,8 +115,11 @@ class ModemSupervisor:
     """Reconnects the bearer with back-off and says what happened (module docstring)."""
 
     def __init__(self, settings: ModemSettings, control: ModemControl | None, clock: TimeSource,
-                 events: EventSink | None, board: InterfaceBoard | None) -> None:
+                 events: EventSink | None, board: InterfaceBoard | None,
+                 has_pin: Callable[[], bool] = lambda: False) -> None:
         self.settings = settings
+        self._has_pin = has_pin
+        self._pin_refused = False
         self.control = control
         self._clock = clock
         self._events = events
@@ -180,8 +183,25 @@ class ModemSupervisor:
         elif not status.bearer.connected and fault:
             self._off(fault)
 
+    def _may_dial(self) -> bool:
+        """No fault, or only a locked SIM with a PIN to unlock it (Simple.Connect sends it) that
+        has not been refused: a PIN the SIM refused is never sent again until a new one is
+        provisioned, so the meter cannot use up the SIM's attempts and lock it to its PUK."""
+        if not self._fault:
+            return True
+        return self._fault == SIM_LOCKED and self._has_pin() and not self._pin_refused
+
+    def pin_changed(self) -> None:
+        """A new PIN was provisioned: it may be tried (once)."""
+        self._pin_refused = False
+        self._next_attempt_mono = self._clock.mono()
+
     def connect_failed(self, reason: str) -> None:
         """The stack refused or failed the attempt (e.g. Simple.Connect returned an error)."""
+        if self._fault == SIM_LOCKED:
+            self._pin_refused = True
+            log.error("cellular modem: the SIM stays locked after the PIN was sent (%s); the PIN is not sent again"
+                      " until a new one is provisioned", reason)
         self.last_error = reason
         if self._attempt_since_mono is not None:
             self._attempt_since_mono = None
@@ -204,7 +224,7 @@ class ModemSupervisor:
                 log.info("cellular bearer: outside the connection windows, disconnecting")
                 self.control.disconnect()
             return
-        if not allowed or self._fault or not self._observed or self.control is None:
+        if not allowed or not self._may_dial() or not self._observed or self.control is None:
             return
         if status.state in (ModemState.CONNECTING, ModemState.DISCONNECTING):
             return
@@ -228,7 +248,7 @@ class ModemSupervisor:
     def connect_now(self) -> bool:
         """Auto connect's ``connect`` method: an attempt at the next tick instead of after the
         back-off; False when the modem cannot carry data or the mode forbids a connection now."""
-        if self._fault or not self.allowed_now() or self.control is None:
+        if not self._may_dial() or not self.allowed_now() or self.control is None:
             return False
         self._next_attempt_mono = self._clock.mono()
         return True
@@ -277,7 +297,7 @@ class ModemSupervisor:
                 "windows": [_window_text(w) for w in self.settings.windows],
                 "connect_allowed": self.allowed_now(), "attempts": self.attempts,
                 "total_attempts": self.total_attempts, "connects": self.connects, "drops": self.drops,
-                "backoff_s": self._backoff_s, "last_error": self.last_error,
+                "backoff_s": self._backoff_s, "last_error": self.last_error, "pin_refused": self._pin_refused,
                 "next_attempt_in_s": None if self.status.bearer.connected
                 else round(max(0.0, self._next_attempt_mono - now), 1),
                 "connected_for_s": round(now - self._up_since_mono) if self._up_since_mono is not None else None}

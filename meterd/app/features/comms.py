@@ -188,7 +188,8 @@ def attach(ctx: FeatureContext) -> None:
         apn = _provisioned_apn(provisioning_path)
         if apn is not None:
             settings = replace(settings, apn=apn)
-        modem = ModemSupervisor(settings, None, ctx.clock, events, board)
+        pin_path = ctx.cfg.under_state(mcfg.pin_file) if mcfg.pin_file else None
+        modem = ModemSupervisor(settings, None, ctx.clock, events, board, has_pin=lambda: bool(_secret(pin_path)))
         ctx.registry.provide(ModemSupervisor, modem, by="comms")
         ctx.cosem_factories.append(modem_factory(modem, _provisioning(ctx, cfg, modem, provisioning_path)))
         ctx.status_extras["modem"] = modem.view
@@ -256,6 +257,7 @@ def _provisioning(ctx: FeatureContext, cfg: CommsSection, modem: ModemSupervisor
             log.error("SIM PIN not stored: %s", exc.strerror)
             return TEMPORARY_FAILURE
         log.info("SIM PIN changed over DLMS")
+        modem.pin_changed()
         return OK
 
     tcp_port = ctx.cfg.dlms.tcp_port if ctx.cfg.dlms.tcp_host else 0

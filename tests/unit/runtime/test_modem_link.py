@@ -73,8 +73,10 @@ def test_the_link_follows_the_mock_and_reconnects(stand_in: ModemManagerStandIn)
             await until(lambda: sup.status.registration is Registration.HOME)
             clock.advance(60)
             await until(lambda: sup.connected, sup.tick)
-            assert events.names == ["MODEM_BEARER_UP", "MODEM_BEARER_LOST", "MODEM_BEARER_UP", "MODEM_FAULT",
-                                    "MODEM_BEARER_LOST", "MODEM_BEARER_UP"]
+            assert events.names[:3] == ["MODEM_BEARER_UP", "MODEM_BEARER_LOST", "MODEM_BEARER_UP"]
+            # the SIM taken out: the fault and the bearer's loss, in whichever order ModemManager tells them
+            assert sorted(events.names[3:5]) == ["MODEM_BEARER_LOST", "MODEM_FAULT"]
+            assert events.names[5:] == ["MODEM_BEARER_UP"]
         finally:
             await link.close()
     asyncio.run(scenario())

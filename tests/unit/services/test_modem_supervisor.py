@@ -192,3 +192,28 @@ def test_connection_windows() -> None:
     run(clock, modem, sup, 600)
     assert not sup.connected and modem.disconnects == 1
     assert Window.parse("23:00-01:00").contains(0) and not Window.parse("23:00-01:00").contains(7200)
+
+
+def test_a_locked_sim_gets_the_pin_once_and_never_again_after_a_refusal() -> None:
+    clock = SimClock(dt.datetime(2026, 3, 1, tzinfo=dt.UTC))
+    modem = ScriptedModem(clock)
+    pin = {"value": ""}
+    sup = ModemSupervisor(ModemSettings("iot.example", reconnect_min_s=10), modem, clock, Events(), None,
+                          has_pin=lambda: bool(pin["value"]))
+    modem.supervisor = sup
+    locked = replace(REGISTERED, state=ModemState.LOCKED, sim=SimState.LOCKED, registration=Registration.UNKNOWN)
+    modem.set(locked)
+    modem.refuse = True
+    run(clock, modem, sup, 300)
+    assert modem.connects == []  # no PIN: nothing to try
+    pin["value"] = "1234"
+    run(clock, modem, sup, 1)
+    assert len(modem.connects) == 1  # the PIN goes with Simple.Connect
+    sup.connect_failed("org.freedesktop.ModemManager1.Error.MobileEquipment.IncorrectPassword")
+    run(clock, modem, sup, 3600)
+    assert len(modem.connects) == 1 and sup.view()["pin_refused"] is True
+    assert not sup.connect_now()
+    sup.pin_changed()  # a new PIN provisioned (DLMS 0-0:25.4.0.255 attribute 3)
+    modem.refuse = False
+    run(clock, modem, sup, 10)
+    assert len(modem.connects) == 2 and sup.connected
