@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hw.dbus_modem_mock import ModemManagerStandIn
 from meterd.app.sim_world import SimWorld
+
+if TYPE_CHECKING:  # python-dbusmock (and dbus-python) are simulator and test dependencies only
+    from hw.dbus_modem_mock import ModemManagerStandIn
 
 log = logging.getLogger("meterd.sim")
 
@@ -51,12 +53,24 @@ class SimModem:
     the links), stopped by :meth:`close` / :meth:`stop`; ``script(action)`` changes it."""
 
     def __init__(self, bearer_ipv4: str) -> None:
-        self.stand_in = ModemManagerStandIn(bearer_ipv4=bearer_ipv4)
+        self.bearer_ipv4 = bearer_ipv4
+        self._stand_in: ModemManagerStandIn | None = None
         self.running = False
 
+    @property
+    def stand_in(self) -> ModemManagerStandIn:
+        """The stand-in (after :meth:`start`)."""
+        if self._stand_in is None:
+            raise ValueError("the simulated modem is not running (set [comms.modem] bus = \"sim\")")
+        return self._stand_in
+
     def start(self) -> str:
-        """Start the private bus and the mock; the bus address."""
-        address = self.stand_in.start()
+        """Start the private bus and the mock; the bus address. Raises ImportError without
+        python-dbusmock, :class:`hw.errors.HwError` when the daemons do not come up."""
+        from hw.dbus_modem_mock import ModemManagerStandIn
+
+        self._stand_in = ModemManagerStandIn(bearer_ipv4=self.bearer_ipv4)
+        address = self._stand_in.start()
         self.running = True
         return address
 
@@ -76,7 +90,8 @@ class SimModem:
 
     def stop(self) -> None:
         self.running = False
-        self.stand_in.stop()
+        if self._stand_in is not None:
+            self._stand_in.stop()
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self.stop)

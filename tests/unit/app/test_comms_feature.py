@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +36,7 @@ MODEM = ModemSection(enabled=True, bus="sim", apn="iot.example", reconnect_min_s
 FAST = dict(enabled=True, media=("ethernet", "cellular"), ethernet_source="127.0.0.2", check_period_s=1.0,
             recheck_s=0.5, confirm_failures=2, connect_timeout_s=0.5, standby_check_s=2.0, switch_back_s=5.0,
             switch_within_s=4.0, modem=MODEM)
+ROOT = Path(__file__).resolve().parents[3]
 REGISTERED = ModemStatus(state=ModemState.REGISTERED, sim=SimState.READY, registration=Registration.HOME,
                          technology=Technology.LTE, quality_pct=60)
 
@@ -160,3 +164,14 @@ def test_fallback_and_modem_end_to_end_with_the_stand_in(tmp_path: Path, capsys:
             await server.wait_closed()
         assert not comms.sim_modem.running and not comms.sim_modem.stand_in.bus.running
     asyncio.run(scenario())
+
+
+def test_a_meter_without_python_dbusmock_loads_the_feature() -> None:
+    """python-dbusmock (and dbus-python) are simulator and test dependencies: a Pi's meterd
+    imports the feature without them."""
+    code = ("import sys; sys.modules['dbus'] = None; sys.modules['dbusmock'] = None\n"
+            "import meterd.app.features, meterd.app.features.comms, meterd.app.sim_faults\n"
+            "assert 'hw.dbus_modem_mock' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
