@@ -10,12 +10,10 @@ client) goes away with the daemon.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import select
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -40,14 +38,12 @@ _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configura
 """
 
 
-def die_with_parent() -> None:
-    """In a child before exec: be sent SIGTERM when the process that started it dies (Linux
-    PR_SET_PDEATHSIG), so a meter killed with SIGKILL leaves no daemon behind."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def with_parent_death(argv: list[str]) -> list[str]:
+    """``argv`` run so that the child gets SIGTERM when the thread that started it ends (Linux
+    PR_SET_PDEATHSIG, through util-linux ``setpriv``, which keeps it across its exec): a meter
+    killed with SIGKILL leaves no daemon behind. Without ``setpriv``, ``argv`` unchanged."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", *argv] if setpriv else argv
 
 
 class DbusDaemonError(HwError):
@@ -71,9 +67,9 @@ class PrivateBus:
         self._dir = Path(tempfile.mkdtemp(prefix="meterd-dbus-"))
         config = self._dir / "bus.conf"
         config.write_text(_CONFIG.format(dir=self._dir))
-        self._proc = subprocess.Popen([exe, f"--config-file={config}", "--nofork", "--nopidfile",
-                                       "--print-address=1"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        argv = with_parent_death([exe, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"])
+        self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL)
         assert self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + timeout_s

@@ -32,7 +32,7 @@ from typing import Any
 
 import dbus
 
-from hw.dbus_daemon import PrivateBus, die_with_parent
+from hw.dbus_daemon import PrivateBus, with_parent_death
 from hw.errors import HwError
 
 log = logging.getLogger("hw.dbus_modem_mock")
@@ -124,9 +124,8 @@ class ModemManagerStandIn:
         """Start bus and mock, add the modem registered on a home LTE network; the bus address."""
         address = self.bus.start()
         env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
-        self._mock = subprocess.Popen([sys.executable, "-m", "dbusmock", "--system", "--template", "modemmanager"],
-                                      env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      preexec_fn=die_with_parent)
+        argv = with_parent_death([sys.executable, "-m", "dbusmock", "--system", "--template", "modemmanager"])
+        self._mock = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         try:
             self._conn = dbus.bus.BusConnection(address)
             self._wait_for_service(timeout_s)
@@ -205,12 +204,13 @@ class ModemManagerStandIn:
         self._update(MODEM, {"State": dbus.Int32(6)})
 
     def remove_sim(self) -> None:
-        """The SIM is taken out: the modem fails with reason sim-missing."""
-        self._bearer_down()
-        self._update(MODEM_3GPP, {"RegistrationState": dbus.UInt32(4)})
+        """The SIM is taken out: the modem fails with reason sim-missing (first, as ModemManager
+        says it), then the SIM object, the registration and the bearer go."""
+        self._update(MODEM, {"State": dbus.Int32(-1), "StateFailedReason": dbus.UInt32(2),
+                             "AccessTechnologies": dbus.UInt32(0)})
         dbus.Interface(self._obj(self.modem_path), CONTROL).SetSim("/")
-        self._update(MODEM, {"State": dbus.Int32(-1),
-                             "StateFailedReason": dbus.UInt32(2), "AccessTechnologies": dbus.UInt32(0)})
+        self._update(MODEM_3GPP, {"RegistrationState": dbus.UInt32(4)})
+        self._bearer_down()
 
     def refuse_connect(self, refuse: bool = True) -> None:
         """Simple.Connect fails (e.g. a wrong APN) while ``refuse``."""

@@ -124,6 +124,7 @@ class ModemLink:
         self._ops: set[asyncio.Task[None]] = set()
         self._path = ""
         self._signal_set_for = ""
+        self._closing = False
         self.reads = 0
 
     def start(self) -> ModemLink:
@@ -134,6 +135,8 @@ class ModemLink:
 
     async def close(self) -> None:
         """Stop reading, cancel calls in flight, leave the bus."""
+        self._closing = True  # the loops end even if a cancellation is lost in a wait_for race
+        self._wake.set()
         tasks = [t for t in (self._task, *self._ops) if t is not None]
         for task in tasks:
             task.cancel()
@@ -184,7 +187,7 @@ class ModemLink:
 
     async def _run(self) -> None:
         backoff_s = 2.0
-        while True:
+        while not self._closing:
             try:
                 await self._open()
                 backoff_s = 2.0
@@ -209,9 +212,8 @@ class ModemLink:
 
     async def _read_loop(self) -> None:
         assert self._client is not None
-        while True:
-            snap = await self._client.snapshot()
-            self.reads += 1
+        while not self._closing:
+            snap = await self._consistent_snapshot()
             self._path = snap.path
             if snap.present and self._signal_set_for != snap.path:
                 try:
@@ -225,6 +227,21 @@ class ModemLink:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
             if self.debounce_s > 0:
                 await asyncio.sleep(self.debounce_s)  # let a burst of property changes settle
-            self._wake.clear()
             if not self._client.connected:
                 raise ModemManagerError("D-Bus connection lost")
+
+    async def _consistent_snapshot(self, tries: int = 4) -> MmSnapshot:
+        """A snapshot no change was signalled during: the interfaces are read one after the
+        other, so a change in between would show half of it (a modem "connected" but "not
+        registered"); read again while changes come (at most ``tries`` reads)."""
+        assert self._client is not None
+        snap = None
+        for _ in range(tries):
+            self._wake.clear()
+            snap = await self._client.snapshot()
+            self.reads += 1
+            await asyncio.sleep(0)  # signals already received are handled before deciding
+            if not self._wake.is_set():
+                break
+        assert snap is not None
+        return snap

@@ -22,9 +22,11 @@ from meterd.services.modem import ModemSettings, ModemSupervisor
 class Events:
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.details: list[Any] = []
 
     def record(self, code: int, utc: dt.datetime, detail: Any = None) -> None:
         self.names.append(ec.lookup(code).name)
+        self.details.append(detail)
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ def test_the_link_follows_the_mock_and_reconnects(stand_in: ModemManagerStandIn)
             assert events.names[:3] == ["MODEM_BEARER_UP", "MODEM_BEARER_LOST", "MODEM_BEARER_UP"]
             # the SIM taken out: the fault and the bearer's loss, in whichever order ModemManager tells them
             assert sorted(events.names[3:5]) == ["MODEM_BEARER_LOST", "MODEM_FAULT"]
-            assert events.names[5:] == ["MODEM_BEARER_UP"]
+            assert events.names[5:] == ["MODEM_BEARER_UP"], list(zip(events.names, events.details, strict=True))
         finally:
             await link.close()
     asyncio.run(scenario())
