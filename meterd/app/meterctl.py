@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("billing-reset", help="end the billing period now (MD reset)")
     ci = sub.add_parser("ciu", help="CIU link state; open pairing")
     ci.add_argument("action", nargs="?", choices=["pair"])
+    sub.add_parser("modem", help="cellular modem diagnostics (registration, signal, operator, bearer, IP, "
+                   "counters) and the communication media")
     dp = sub.add_parser("display", help="meter LCD")
     dp.add_argument("action", choices=["button"])
     dp.add_argument("button", choices=["next", "previous"])
@@ -312,6 +314,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print(args, _call(args, "POST", "/ciu/pair", {}) if args.action else _call(args, "GET", "/ciu"))
     elif args.command == "display":
         _print(args, _call(args, "POST", "/display/button", {"button": args.button}))
+    elif args.command == "modem":
+        _print(args, _call(args, "GET", "/modem"))
     elif args.command == "events":
         body = {"limit": args.limit}
         if args.log:

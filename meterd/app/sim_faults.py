@@ -31,6 +31,11 @@ Groups and kinds (parameters in brackets, see :data:`KINDS` for ranges and defau
 * links: ``ciu_cable_cut`` (the MCU–CIU cable: nothing crosses), ``rs485_noise`` [rate, line]
   (bytes corrupted on the simulated CIU cable and/or the DLMS HDLC line: the link layers drop the
   garbled frames, the CIU link goes down when too few get through);
+* links (media): ``medium_cut`` [medium] (the simulated Ethernet or cellular medium: its connects fail
+  as an unreachable network's; the media fallback finds it), ``modem_signal_lost``,
+  ``modem_deregistered`` [denied], ``modem_bearer_drop``, ``modem_sim_removed``,
+  ``modem_connect_refused`` (scripted into the ModemManager stand-in; clearing restores a
+  registered modem and the meter reconnects by itself);
 * chip: ``brown_out``, ``miso_high``, ``miso_low``, ``bit_flips`` [rate, seed], ``checksum``,
   ``spi_timeout``, ``late_cycle``.
 """
@@ -327,6 +332,24 @@ def _line_noise(world: SimWorld, params: Mapping[str, Any]) -> Undo:
     return undo
 
 
+def _medium_cut(world: SimWorld, params: Mapping[str, Any]) -> Undo:
+    handler = world.signal_handlers().get(f"{params['medium']}_cut")
+    if handler is None:
+        raise ValueError("the simulated meter has no communication media (enable [comms])")
+    handler(True)
+    return lambda: handler(False)
+
+
+def _modem(action: str) -> Callable[[SimWorld, Mapping[str, Any]], Undo]:
+    def start(world: SimWorld, params: Mapping[str, Any]) -> Undo:
+        handler = world.signal_handlers().get("modem")
+        if handler is None:
+            raise ValueError('the simulated meter has no modem (enable [comms.modem] with bus = "sim")')
+        handler("denied" if action == "deregistered" and params.get("denied") == "yes" else action)
+        return lambda: handler("restore")
+    return start
+
+
 def _chip(fault: ChipFault) -> Callable[[SimWorld, Mapping[str, Any]], Undo]:
     def start(world: SimWorld, params: Mapping[str, Any]) -> Undo:
         world.inject_fault(fault, None, rate=float(params.get("rate", 1e-3)), seed=int(params.get("seed", 0)))
@@ -388,6 +411,20 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("rs485_noise", "links", "noise on the RS-485 lines (CIU, DLMS HDLC or both): a byte's bit flipped "
               "with probability rate", ("CIU_LINK_LOST",),
               (Param("rate", 0.01, 1e-6, 0.5), Param("line", "both", choices=("both", "ciu", "dlms"))), _line_noise),
+    FaultKind("medium_cut", "links", "a communication medium is cut: connects through it fail",
+              ("MEDIUM_UNHEALTHY", "MEDIUM_SWITCHED", "NO_MEDIUM"),
+              (Param("medium", "ethernet", choices=("ethernet", "cellular")),), _medium_cut),
+    FaultKind("modem_signal_lost", "links", "the modem loses coverage: no signal, searching, the bearer gone",
+              ("MODEM_FAULT", "MODEM_BEARER_LOST"), (), _modem("signal_lost")),
+    FaultKind("modem_deregistered", "links", "the network deregisters the modem (denied = yes: refuses it)",
+              ("MODEM_FAULT", "MODEM_BEARER_LOST"), (Param("denied", "no", choices=("no", "yes")),),
+              _modem("deregistered")),
+    FaultKind("modem_bearer_drop", "links", "the network drops the data bearer; the meter reconnects with back-off",
+              ("MODEM_BEARER_LOST", "MODEM_BEARER_UP"), (), _modem("bearer_drop")),
+    FaultKind("modem_sim_removed", "links", "the SIM is taken out: the modem fails (sim-missing)",
+              ("MODEM_FAULT", "MODEM_BEARER_LOST"), (), _modem("sim_removed")),
+    FaultKind("modem_connect_refused", "links", "every Simple.Connect fails (e.g. a wrong APN)", (), (),
+              _modem("connect_refused")),
     *(FaultKind(f.value, "chip", "metering IC fault (see hw.atm90e36.faults)",
                 ("MEASUREMENT_SYSTEM_ERROR",) if f is not ChipFault.LATE_CYCLE else (),
                 (Param("rate", 1e-3, 1e-9, 0.5), Param("seed", 0.0, 0.0, 2**31)) if f is ChipFault.BIT_FLIPS else (),

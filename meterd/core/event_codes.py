@@ -185,6 +185,16 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(227, "CIU_LINK_RESTORED", "Customer interface unit link restored", (_C,), "project"),
     EventCode(228, "CIU_PAIRED", "Customer interface unit paired", (_C, _X), "project"),
     EventCode(229, "CIU_PAIRING_FAILED", "Customer interface unit pairing failed", (_C, _X), "project"),
+    # --- second project block, communication media 175-181 (meterd.services.media, .modem); the
+    # detail names the medium (and the one before), the reason, or the modem's state ---
+    EventCode(175, "MEDIUM_SWITCHED", "Communication medium switched (from, to, reason)", (_C,), "project"),
+    EventCode(176, "MEDIUM_UNHEALTHY", "Communication medium lost the head end", (_C,), "project"),
+    EventCode(177, "MEDIUM_HEALTHY", "Communication medium reaches the head end again", (_C,), "project"),
+    EventCode(178, "NO_MEDIUM", "No communication medium reaches the head end", (_C,), "project"),
+    EventCode(179, "MODEM_FAULT", "Cellular modem fault (no SIM, SIM locked, not registered, failed)", (_C,),
+              "project"),
+    EventCode(180, "MODEM_BEARER_LOST", "Cellular data connection lost", (_C,), "project"),
+    EventCode(181, "MODEM_BEARER_UP", "Cellular data connection established", (_C,), "project"),
     # --- project codes: disconnector log (meterd.core.disconnect.DisconnectorEvent) ---
     EventCode(234, "RELAY_FAULT_RETRIES_EXHAUSTED", "Relay did not follow its coils; retries used up", (_D,),
               "project"),

@@ -17,6 +17,7 @@ from meterd.app.feature_api import FeatureContext
 from meterd.app.features import (
     calibration,
     ciu,
+    comms,
     display,
     dlms,
     firmware,
@@ -31,7 +32,7 @@ from meterd.app.features import (
 #: Attach order (a feature may need what one before it provides).
 MODULES: tuple[tuple[str, ModuleType], ...] = (
     ("supervision", supervision), ("calibration", calibration), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
-    ("power_quality", power_quality), ("display", display), ("ciu", ciu),
+    ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("comms", comms),
     ("firmware", firmware), ("dlms", dlms), ("push", push))
 FEATURES: tuple[str, ...] = tuple(name for name, _ in MODULES)
 
