@@ -19,6 +19,7 @@ from meterd.app.features import (
     ciu,
     display,
     dlms,
+    image_transfer,
     load_control,
     payment,
     power_quality,
@@ -29,7 +30,8 @@ from meterd.app.features import (
 #: Attach order (a feature may need what one before it provides).
 MODULES: tuple[tuple[str, ModuleType], ...] = (
     ("supervision", supervision), ("calibration", calibration), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
-    ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("dlms", dlms))
+    ("power_quality", power_quality), ("display", display), ("ciu", ciu),
+    ("image_transfer", image_transfer), ("dlms", dlms))
 FEATURES: tuple[str, ...] = tuple(name for name, _ in MODULES)
 
 
