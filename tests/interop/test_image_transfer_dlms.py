@@ -74,17 +74,18 @@ def send(gs: GuruxSession, frames: Any) -> None:
     gs._block(frames, GXReplyData())
 
 
-def blocks(gs: GuruxSession, it: GXDLMSImageTransfer, first: int, stop: int | None = None) -> None:
+def blocks(gs: GuruxSession, it: GXDLMSImageTransfer, first: int, stop: int | None = None,
+           image: bytes = BUNDLE) -> None:
     """image_block_transfer of blocks ``first`` .. ``stop`` - 1, each request made just before it
     is sent (gurux numbers HDLC frames when it makes them; its imageBlockTransfer makes them all)."""
     size = it.imageBlockSize
-    count = -(-len(BUNDLE) // size)
+    count = -(-len(image) // size)
     for n in range(first, count if stop is None else stop):
         data = GXByteBuffer()
         data.setUInt8(DataType.STRUCTURE)
         data.setUInt8(2)
         _GXCommon.setData(None, data, DataType.UINT32, n)
-        _GXCommon.setData(None, data, DataType.OCTET_STRING, BUNDLE[n * size:(n + 1) * size])
+        _GXCommon.setData(None, data, DataType.OCTET_STRING, image[n * size:(n + 1) * size])
         send(gs, gs.client.method(it, 2, data, DataType.ARRAY))
 
 
@@ -202,3 +203,58 @@ def test_refused_bundle_and_activation_by_the_script(meter: SimMeter, engine: Fa
     refused = [e for e in recorder.log(LogId.FIRMWARE).entries() if e.code == 231]
     assert refused and refused[0].detail["reason"] == "downgrade"
     assert [c[0] for c in engine.calls] == ["verify"]
+
+
+def test_hdlc_at_9600_bd_on_a_paced_line_dropped_and_resumed(tmp_path: Path, engine: FakeInstaller):
+    """The meter's RS-485 HDLC link on a pty pair paced at 9600 Bd (10 bit times a character,
+    each way); the client's line is dropped after two blocks (no release, no DISC), a new
+    association initiates the same image again and sends the rest."""
+    from hw.serial_link import PtyWire
+    from meterd.runtime.dlms_serial import SerialLink
+    from tests.dlms_harness import LoopThread, PtyIO
+
+    image = BUNDLE[:2000]  # 4 blocks: about 3 s of line time at 9600 Bd
+    meter = new_meter(tmp_path / "m")
+    loop = LoopThread()
+    wire = PtyWire(baud=9600)
+    try:
+        link = loop.run(SerialLink(session_factory(meter.daemon.context(), "hdlc", "rs485"), wire.path_a, 9600).start())
+        store = meter.daemon.registry.need(DlmsSecurity, by="test").store
+
+        def associate() -> tuple[GuruxSession, PtyIO]:
+            io = PtyIO(wire.path_b)
+            gs = GuruxSession(make_client(1, hdlc=True, invocation_counter=store.last_accepted("management/in") + 1),
+                              io.send, io.receive)
+            gs.connect()
+            return gs, io
+
+        gs, io = associate()
+        it = GXDLMSImageTransfer()
+        gs.read(it, 2)
+        send(gs, it.imageTransferInitiate(gs.client, IDENT.decode(), len(image)))
+        blocks(gs, it, 0, 2, image)
+        io.close()  # the line drops
+        service = meter.service(ImageTransferService)
+        assert service.files.count() == 2
+        gs, io = associate()
+        it = GXDLMSImageTransfer()
+        gs.read(it, 2)
+        send(gs, it.imageTransferInitiate(gs.client, IDENT.decode(), len(image)))
+        first = int(gs.read(it, 4))
+        assert first == 2
+        blocks(gs, it, first, image=image)
+        with pytest.raises(DlmsClientError):
+            send(gs, it.imageVerify(gs.client))  # temporary failure while the engine verifies
+        for _ in range(50):  # the engine's task runs on the link's event loop
+            if int(gs.read(it, 6)) != Status.VERIFYING:
+                break
+        assert int(gs.read(it, 6)) == Status.VERIFIED
+        gs.close()
+        io.close()
+        assert service.files.image_path.read_bytes() == image
+        assert firmware_log(meter) == [230, 166, 17]
+    finally:
+        loop.run(link.close())
+        loop.stop()
+        wire.close()
+        meter.close()
