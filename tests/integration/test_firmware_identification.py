@@ -4,7 +4,9 @@ without an update engine: the same values in both places."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import types
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,6 @@ import pytest
 from meterd.app import features
 from meterd.core.firmware import FirmwareIdentity
 from meterd.services.firmware_port import FirmwareInstaller
-from meterd.services.image_transfer import ImageTransferService
 from meterd.ui.meter_display import MeterDisplay
 from meterd.ui.screens import ITEMS_BY_ID, render_item
 from tests.fakes import FakeInstaller
@@ -27,16 +28,22 @@ def shown(meter: SimMeter, item: str) -> Any:
     return display.data()
 
 
-def test_without_an_engine_the_package_version_and_source_checksum(tmp_path: Path) -> None:
+def test_without_an_engine_the_package_version_and_metrology_digest(tmp_path: Path) -> None:
+    """Identified as the update engine identifies what runs: "PMM-CORE <package version>" and the
+    SHA-256 over the metrology sources (path, NUL, content), here computed independently."""
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parents[2]
+    for package in ("meterd/core", "meterd/bridge", "hw/atm90e36"):
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    version = metadata.version("pmm-reference-meter")
     meter = SimMeter(tmp_path)
     try:
-        ident = meter.meter.identity
         data = shown(meter, "1-0:0.2.0.255")
-        assert data.firmware_id == ident.firmware_version
-        assert data.firmware_checksum == ident.firmware_signature
-        assert meter.service(ImageTransferService).identity().metrology_checksum == ident.firmware_signature
+        assert data.firmware_id == f"PMM-CORE {version}"
+        assert data.firmware_checksum == digest.hexdigest()
         status = meter.daemon.context().status_extras["image_transfer"]()
-        assert status["status_name"] == "not_initiated" and status["running"] == ident.firmware_version
+        assert status["status_name"] == "not_initiated" and status["running"] == version
     finally:
         meter.close()
 

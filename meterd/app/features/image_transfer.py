@@ -26,9 +26,13 @@ Events go to the supervision's event recorder (needed): see the service's docstr
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from meterd.app.config import rng
@@ -85,12 +89,39 @@ class TaskSpawner:
         task.add_done_callback(self.tasks.discard)
 
 
-def fallback_identity(ctx: FeatureContext) -> FirmwareIdentity:
-    """What runs, on a meter without an update engine: the package version as both the release
-    and the metrology identifier, and the checksum over the meter's sources (the values the base
-    registry serves at 1-0:0.2.0.255 and 1-0:0.2.8.255)."""
-    ident = ctx.meter.identity
-    return FirmwareIdentity(ident.firmware_version, "", ident.firmware_version, ident.firmware_signature)
+#: The legally relevant software (the metrology core) whose SHA-256 identifies it: the pure core,
+#: the chip bridge and the ATM90E36 driver; the update engine computes the same for what runs and
+#: the bundle build for what it carries (path, NUL, content of every ``.py`` file in path order).
+METROLOGY_NAME = "PMM-CORE"
+METROLOGY_SOURCES = ("meterd/core", "meterd/bridge", "hw/atm90e36")
+SOURCE_ROOT = Path(__file__).resolve().parents[3]
+
+
+@functools.lru_cache(maxsize=1)
+def metrology_digest(root: Path = SOURCE_ROOT) -> str:
+    """Hex SHA-256 over the metrology sources under ``root`` (see :data:`METROLOGY_SOURCES`)."""
+    digest = hashlib.sha256()
+    for package in METROLOGY_SOURCES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def package_version() -> str:
+    """The version of the meter software installed here (the package's; "0.0.0" when unknown)."""
+    try:
+        return metadata.version("pmm-reference-meter")
+    except metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+def fallback_identity() -> FirmwareIdentity:
+    """What runs, on a meter without an update engine, identified as the engine identifies it:
+    the package version, the metrology identifier "PMM-CORE <version>" and the metrology digest."""
+    version = package_version()
+    return FirmwareIdentity(version, "", f"{METROLOGY_NAME} {version}", metrology_digest())
 
 
 def attach(ctx: FeatureContext) -> None:
@@ -103,7 +134,7 @@ def attach(ctx: FeatureContext) -> None:
     store = ImageStore(ctx.cfg.under_state(section.directory), section.max_image_bytes, section.sync_blocks)
     ctx.closers.append(store.close)
     service = ImageTransferService(
-        store, events, ctx.clock.utc, installer, fallback_identity(ctx), section.block_size,
+        store, events, ctx.clock.utc, installer, fallback_identity(), section.block_size,
         (lambda: revenue.legal) if revenue is not None else (lambda: _UTC_RULES), TaskSpawner())
     ctx.registry.provide(ImageTransferService, service, by="image_transfer")
     if installer is None:
