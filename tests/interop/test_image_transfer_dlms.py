@@ -59,12 +59,15 @@ def new_meter(state_dir: Path) -> SimMeter:
 
 
 def client(meter: SimMeter, sap: int, link: str = "wrapper") -> GuruxSession:
-    """A gurux association on a fresh in-memory session of the meter's own registry."""
+    """A gurux association on a fresh in-memory session of the meter's own registry: the TCP
+    wrapper, RS-485 HDLC, or the optical port's HDLC (after its mode E sign-on, which the serial
+    runtime does and tests/interop/test_dlms_optical.py covers)."""
     ctx = meter.daemon.context()
-    session = session_factory(ctx, link, "tcp" if link == "wrapper" else "rs485")()
+    names = {"wrapper": ("wrapper", "tcp"), "hdlc": ("hdlc", "rs485"), "optical": ("hdlc", "optical")}
+    session = session_factory(ctx, *names[link])()
     store = meter.daemon.registry.need(DlmsSecurity, by="test").store
     transport = InMemoryTransport(session)
-    gs = GuruxSession(make_client(sap, hdlc=link == "hdlc", invocation_counter=store.last_accepted("management/in") + 1),
+    gs = GuruxSession(make_client(sap, hdlc=link != "wrapper", invocation_counter=store.last_accepted("management/in") + 1),
                       transport.send, transport.receive)
     gs.connect()
     return gs
@@ -100,7 +103,7 @@ def meter(tmp_path: Path, engine: FakeInstaller) -> Iterator[SimMeter]:
     m.close()
 
 
-@pytest.mark.parametrize("link", ["wrapper", "hdlc"])
+@pytest.mark.parametrize("link", ["wrapper", "hdlc", "optical"])
 def test_transfer_interrupted_resumed_after_restart_verified_and_activated_on_schedule(
         tmp_path: Path, engine: FakeInstaller, link: str):
     meter = new_meter(tmp_path / "m")
