@@ -204,7 +204,7 @@ def render_item(item: DisplayItem, data: DisplayData, lang: str = "en", on_batte
         return image
     _label(draw, item, lang)
     value, unit_en, unit_ar = _value(item, data)
-    size = fit_size(value, 17) if item.ident in _FITTED else 17
+    size = fit_size(value, 17, bold=True) if item.ident in _FITTED else 17
     draw_text(draw, (WIDTH - 1, 42), value, size, INK, anchor="rs", bold=True)
     unit = unit_ar if lang == "ar" else unit_en
     if unit:
@@ -227,9 +227,9 @@ def _unit_line(draw: ImageDraw.ImageDraw, unit: str, lang: str) -> None:
     draw_text(draw, (WIDTH - 1, HEIGHT - 1), unit, fit_size(unit, 11 if lang == "en" else 12, width), INK, anchor="rd")
 
 
-def fit_size(text: str, size_px: int, width_px: int = WIDTH - 1, min_px: int = 8) -> int:
+def fit_size(text: str, size_px: int, width_px: int = WIDTH - 1, min_px: int = 8, bold: bool = False) -> int:
     """The largest font size up to ``size_px`` at which ``text`` fits ``width_px``."""
-    while size_px > min_px and text_width(text, size_px) > width_px:
+    while size_px > min_px and text_width(text, size_px, bold) > width_px:
         size_px -= 1
     return size_px
 
