@@ -161,6 +161,7 @@ class ImageTransferService:
         self.signature = bytes.fromhex(str(state.get("signature", "")))
         self.image_version = str(state.get("version", ""))
         self.runner = ScheduleRunner(self._schedule_of(state.get("schedule")))
+        self._due_at = _utc_or_none(state.get("due_at"))  # the next execution, as last computed
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -289,10 +290,11 @@ class ImageTransferService:
         if (schedule.script, schedule.selector) != (ACTIVATION_SCRIPTS_LN, ACTIVATION_SCRIPT):
             return False
         self.runner.set_schedule(schedule)
-        self._save()
         now = self.utc()
         self.runner.due(now, self.legal())  # computes the next execution from now
         nxt = self.runner.next_utc
+        self._due_at = nxt
+        self._save()
         if nxt is not None:
             self._record(EV_SCHEDULED, {"at": nxt.isoformat(), "identifier": self._identifier_text()})
             log.info("firmware activation scheduled at %s UTC", nxt.isoformat())
@@ -301,10 +303,17 @@ class ImageTransferService:
         return True
 
     def tick(self) -> None:
-        """Each metering cycle: run the activation when the schedule is due (meter clock)."""
-        if self.runner.due(self.utc(), self.legal()):
-            log.info("activation schedule due")
-            self.activate(by="schedule")
+        """Each metering cycle: run the activation when the schedule is due (meter clock). An
+        execution time that passed while meterd was not running is run at the first cycle."""
+        now = self.utc()
+        due = self.runner.due(now, self.legal())
+        missed = self._due_at is not None and self._due_at <= now and self.runner.next_utc != self._due_at
+        if not (due or missed):
+            return
+        log.info("activation schedule due%s", "" if due else f" (missed at {self._due_at})")
+        self._due_at = self.runner.next_utc
+        self._save()
+        self.activate(by="schedule")
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -377,7 +386,8 @@ class ImageTransferService:
         if self.files.current() is None:
             return
         self.files.save_state({"status": int(self.status), "signature": self.signature.hex(),
-                               "version": self.image_version, "schedule": _schedule_state(self.runner.schedule)})
+                               "version": self.image_version, "schedule": _schedule_state(self.runner.schedule),
+                               "due_at": self._due_at.isoformat() if self._due_at is not None else None})
 
     def _record(self, code: int, detail: dict[str, object]) -> None:
         self.events.record(code, self.utc(), detail)
@@ -409,6 +419,14 @@ def _schedule_state(schedule: SingleActionSchedule) -> dict[str, Any]:
     return {"type": schedule.type,
             "times": [[[t.time.hour, t.time.minute, t.time.second, t.time.hundredths],
                        [t.date.year, t.date.month, t.date.day, t.date.weekday]] for t in schedule.times]}
+
+
+def _utc_or_none(raw: object) -> _dt.datetime | None:
+    try:
+        value = _dt.datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        return None
+    return value if value is None or value.tzinfo is not None else None
 
 
 def _checksum_bytes(hex_text: str) -> bytes:

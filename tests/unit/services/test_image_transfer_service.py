@@ -175,3 +175,21 @@ def test_schedule_due_without_a_verified_image_is_a_failed_activation(tmp_path: 
     rig.clock.advance(86400)
     rig.svc.tick()
     assert rig.events.of(232)[0]["reason"] == "no_image" and rig.svc.status is Status.INITIATED
+
+
+def test_an_activation_time_passed_while_meterd_was_down_runs_at_the_first_cycle(tmp_path: Path):
+    rig = Rig(tmp_path, FakeInstaller())
+    rig.svc.initiate(b"x", len(BUNDLE))
+    rig.send(range(10))
+    rig.svc.verify()
+    rig.tasks.run_all()
+    rig.svc.set_schedule(SingleActionSchedule(ACTIVATION_SCRIPTS_LN, ACTIVATION_SCRIPT, 1, (
+        ExecutionTime(TimePattern(10, 0, 0, 0), DatePattern(2026, 2, 2, None)),)))
+    rig.svc.tick()
+    rig.clock.advance(2 * 86400)  # meterd stopped over the execution time
+    rig = rig.restart()
+    assert rig.svc.status is Status.VERIFIED
+    rig.svc.tick()
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.ACTIVATED and rig.events.of(18)[0]["by"] == "schedule"
+    assert rig.store.state["due_at"] is None  # run: not due again after another restart
