@@ -22,7 +22,10 @@ answers REFUSED; the log says so once.
 Events (firmware log): 230 transfer started (a new identifier), 166 block transfer resumed
 (the first block after a restart, or an initiate of the same image), 17 firmware ready (verified),
 231 verification failed (the :class:`~meterd.core.firmware.RejectReason`), 165 activation
-scheduled (with the next execution time, UTC), 18 firmware activated, 232 activation failed.
+scheduled (with the next execution time, UTC), 232 activation failed (the engine refused the
+image, or the schedule came due without a verified image). A successful activation is the
+engine's to record: it installs, restarts, and records "firmware activated" (18) when the new
+firmware passed its self-check.
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ log = logging.getLogger("meterd.image_transfer")
 
 ACTIVATION_SCRIPTS_LN = "0.0.10.0.107.255"
 ACTIVATION_SCRIPT = 1
-EV_READY, EV_ACTIVATED = 17, 18
+EV_READY = 17
 EV_STARTED, EV_VERIFY_FAILED, EV_ACTIVATION_FAILED = 230, 231, 232
 EV_SCHEDULED, EV_RESUMED = 165, 166
 MAX_IDENTIFIER = 64  # octets of an image identifier
-assert all(c in EVENT_CODES for c in (EV_READY, EV_ACTIVATED, EV_STARTED, EV_VERIFY_FAILED,
+assert all(c in EVENT_CODES for c in (EV_READY, EV_STARTED, EV_VERIFY_FAILED,
                                       EV_ACTIVATION_FAILED, EV_SCHEDULED, EV_RESUMED))
 
 
@@ -348,9 +351,10 @@ class ImageTransferService:
             self.image_version = verdict.identity.version
             self.signature = _checksum_bytes(verdict.identity.metrology_checksum)
             self._set(Status.ACTIVATED)
-            self._record(EV_ACTIVATED, {"from": running, "to": verdict.identity.version, "by": by})
-            log.warning("firmware %s activated (was %s); the meter restarts into it", verdict.identity.version,
-                        running)
+            # the engine records the installation and, once the new firmware passed its self-check,
+            # "firmware activated" (18): recorded here as well it would stand twice in the log
+            log.warning("firmware %s activated (was %s, by %s); the meter restarts into it",
+                        verdict.identity.version, running, by)
         else:
             self._set(Status.ACTIVATION_FAILED)
             reason = verdict.reason.value if verdict.reason is not None else "unknown"

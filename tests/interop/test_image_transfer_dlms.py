@@ -152,7 +152,7 @@ def test_transfer_interrupted_resumed_after_restart_verified_and_activated_on_sc
         meter.run(3)
         assert meter.service(ImageTransferService).status is Status.ACTIVATED
         assert [c[0] for c in engine.calls] == ["verify", "activate"]
-        assert firmware_log(meter) == [230, 166, 17, 165, 18]
+        assert firmware_log(meter) == [230, 166, 17, 165]  # installed / activated (160, 18): the engine's
         gs = client(meter, 17, link)
         assert int(gs.read(GXDLMSImageTransfer(), 6)) == Status.ACTIVATED
         assert bytes(gs.read_raw(GXDLMSData("1.0.0.2.0.255"), 2)) == b"PMM-CORE 1.1"
