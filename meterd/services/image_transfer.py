@@ -22,7 +22,10 @@ answers REFUSED; the log says so once.
 Events (firmware log): 230 transfer started (a new identifier), 166 block transfer resumed
 (the first block after a restart, or an initiate of the same image), 17 firmware ready (verified),
 231 verification failed (the :class:`~meterd.core.firmware.RejectReason`), 165 activation
-scheduled (with the next execution time, UTC), 18 firmware activated, 232 activation failed.
+scheduled (with the next execution time, UTC), 232 activation failed (the engine refused the
+image, or the schedule came due without a verified image). A successful activation is the
+engine's to record: it installs, restarts, and records "firmware activated" (18) when the new
+firmware passed its self-check.
 """
 
 from __future__ import annotations
@@ -53,11 +56,11 @@ log = logging.getLogger("meterd.image_transfer")
 
 ACTIVATION_SCRIPTS_LN = "0.0.10.0.107.255"
 ACTIVATION_SCRIPT = 1
-EV_READY, EV_ACTIVATED = 17, 18
+EV_READY = 17
 EV_STARTED, EV_VERIFY_FAILED, EV_ACTIVATION_FAILED = 230, 231, 232
 EV_SCHEDULED, EV_RESUMED = 165, 166
 MAX_IDENTIFIER = 64  # octets of an image identifier
-assert all(c in EVENT_CODES for c in (EV_READY, EV_ACTIVATED, EV_STARTED, EV_VERIFY_FAILED,
+assert all(c in EVENT_CODES for c in (EV_READY, EV_STARTED, EV_VERIFY_FAILED,
                                       EV_ACTIVATION_FAILED, EV_SCHEDULED, EV_RESUMED))
 
 
@@ -161,6 +164,7 @@ class ImageTransferService:
         self.signature = bytes.fromhex(str(state.get("signature", "")))
         self.image_version = str(state.get("version", ""))
         self.runner = ScheduleRunner(self._schedule_of(state.get("schedule")))
+        self._due_at = _utc_or_none(state.get("due_at"))  # the next execution, as last computed
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -289,10 +293,11 @@ class ImageTransferService:
         if (schedule.script, schedule.selector) != (ACTIVATION_SCRIPTS_LN, ACTIVATION_SCRIPT):
             return False
         self.runner.set_schedule(schedule)
-        self._save()
         now = self.utc()
         self.runner.due(now, self.legal())  # computes the next execution from now
         nxt = self.runner.next_utc
+        self._due_at = nxt
+        self._save()
         if nxt is not None:
             self._record(EV_SCHEDULED, {"at": nxt.isoformat(), "identifier": self._identifier_text()})
             log.info("firmware activation scheduled at %s UTC", nxt.isoformat())
@@ -301,10 +306,17 @@ class ImageTransferService:
         return True
 
     def tick(self) -> None:
-        """Each metering cycle: run the activation when the schedule is due (meter clock)."""
-        if self.runner.due(self.utc(), self.legal()):
-            log.info("activation schedule due")
-            self.activate(by="schedule")
+        """Each metering cycle: run the activation when the schedule is due (meter clock). An
+        execution time that passed while meterd was not running is run at the first cycle."""
+        now = self.utc()
+        due = self.runner.due(now, self.legal())
+        missed = self._due_at is not None and self._due_at <= now and self.runner.next_utc != self._due_at
+        if not (due or missed):
+            return
+        log.info("activation schedule due%s", "" if due else f" (missed at {self._due_at})")
+        self._due_at = self.runner.next_utc
+        self._save()
+        self.activate(by="schedule")
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -339,9 +351,10 @@ class ImageTransferService:
             self.image_version = verdict.identity.version
             self.signature = _checksum_bytes(verdict.identity.metrology_checksum)
             self._set(Status.ACTIVATED)
-            self._record(EV_ACTIVATED, {"from": running, "to": verdict.identity.version, "by": by})
-            log.warning("firmware %s activated (was %s); the meter restarts into it", verdict.identity.version,
-                        running)
+            # the engine records the installation and, once the new firmware passed its self-check,
+            # "firmware activated" (18): recorded here as well it would stand twice in the log
+            log.warning("firmware %s activated (was %s, by %s); the meter restarts into it",
+                        verdict.identity.version, running, by)
         else:
             self._set(Status.ACTIVATION_FAILED)
             reason = verdict.reason.value if verdict.reason is not None else "unknown"
@@ -377,7 +390,8 @@ class ImageTransferService:
         if self.files.current() is None:
             return
         self.files.save_state({"status": int(self.status), "signature": self.signature.hex(),
-                               "version": self.image_version, "schedule": _schedule_state(self.runner.schedule)})
+                               "version": self.image_version, "schedule": _schedule_state(self.runner.schedule),
+                               "due_at": self._due_at.isoformat() if self._due_at is not None else None})
 
     def _record(self, code: int, detail: dict[str, object]) -> None:
         self.events.record(code, self.utc(), detail)
@@ -409,6 +423,14 @@ def _schedule_state(schedule: SingleActionSchedule) -> dict[str, Any]:
     return {"type": schedule.type,
             "times": [[[t.time.hour, t.time.minute, t.time.second, t.time.hundredths],
                        [t.date.year, t.date.month, t.date.day, t.date.weekday]] for t in schedule.times]}
+
+
+def _utc_or_none(raw: object) -> _dt.datetime | None:
+    try:
+        value = _dt.datetime.fromisoformat(str(raw)) if raw else None
+    except ValueError:
+        return None
+    return value if value is None or value.tzinfo is not None else None
 
 
 def _checksum_bytes(hex_text: str) -> bytes:

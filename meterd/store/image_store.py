@@ -69,6 +69,7 @@ class ImageStore:
         self._header: ImageHeader | None = None
         self._state: dict[str, Any] = {}
         self._done: bytearray = bytearray()
+        self._count = 0  # blocks in the store (the set bytes of ``_done``)
         self._unsynced = 0
         self._data_fd: int | None = None
         self._crc_fd: int | None = None
@@ -97,7 +98,7 @@ class ImageStore:
 
     def count(self) -> int:
         """Blocks in the store."""
-        return sum(self._done)
+        return self._count
 
     def first_missing(self) -> int:
         """The lowest block number not in the store (= the number of blocks when complete; 0
@@ -110,7 +111,7 @@ class ImageStore:
     @property
     def complete(self) -> bool:
         """Every block of the transfer is in the store."""
-        return self._header is not None and all(self._done)
+        return self._header is not None and self._count == len(self._done)
 
     def bitmap(self) -> tuple[int, bytes]:
         """(number of bits, octets) of image_transferred_blocks_status: bit n (most significant
@@ -153,6 +154,7 @@ class ImageStore:
             raise ImageStoreError(f"cannot reserve {header.size} octets for the image: {exc.strerror or exc}") from exc
         self._header = header
         self._done = bytearray(header.blocks)
+        self._count = 0
         self._state = dict(state or {})
         self._save_header()
 
@@ -169,7 +171,9 @@ class ImageStore:
         data_fd, crc_fd = self._fds()
         os.pwrite(data_fd, data, number * h.block_size)
         os.pwrite(crc_fd, _CRC.pack(zlib.crc32(data) ^ 0xFFFFFFFF), number * _CRC.size)
-        self._done[number] = 1
+        if not self._done[number]:
+            self._done[number] = 1
+            self._count += 1
         self._unsynced += 1
         if self._unsynced >= self.sync_blocks or self.complete:
             self.sync()
@@ -192,6 +196,7 @@ class ImageStore:
         self.close()
         self._header = None
         self._done = bytearray()
+        self._count = 0
         self._state = {}
         if self.directory.exists():
             for name in (HEADER, IMAGE, CRCS):
@@ -246,3 +251,4 @@ class ImageStore:
                 entry = stored[n * _CRC.size:(n + 1) * _CRC.size]
                 if len(entry) == _CRC.size and _CRC.unpack(entry)[0] == zlib.crc32(block) ^ 0xFFFFFFFF:
                     self._done[n] = 1
+                    self._count += 1

@@ -41,6 +41,8 @@ class DisplayData:
     cover_open: bool = False
     magnet: bool = False
     tamper_other: tuple[str, ...] = field(default_factory=tuple)
+    firmware_id: str = ""  # legally relevant software identifier (1-0:0.2.0.255)
+    firmware_checksum: str = ""  # its checksum, hex (1-0:0.2.8.255)
 
     @property
     def tampered(self) -> bool:

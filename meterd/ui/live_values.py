@@ -11,6 +11,7 @@ payment service's :class:`~meterd.core.credit.CreditView`; the relay from load c
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class LiveSources:
     revenue: RevenueService | None = None
     load_control: LoadControl | None = None
     supervision: Supervision | None = None
+    firmware: Callable[[], tuple[str, str]] | None = None  # (identifier, checksum hex) of what runs
 
     def credit(self) -> CreditView | None:
         """The payment service's credit view, None without prepayment."""
@@ -130,4 +132,6 @@ def display_data(src: LiveSources, battery_low: bool | None = False) -> DisplayD
     if "metrology_fault" in src.meter.status_flags():  # the metering IC in fault: the ALARM line says so
         values["tamper_other"] += ("metrology_fault",)
     values["battery_low"], values["battery_known"] = bool(battery_low), battery_low is not None
+    if src.firmware is not None:
+        values["firmware_id"], values["firmware_checksum"] = src.firmware()
     return DisplayData(**values)

@@ -8,6 +8,7 @@ answers the display routes (``GET /display``, ``POST /display/button|show|lang``
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -63,6 +64,11 @@ class MeterDisplay:
         self.presses = 0
         if button is not None:
             button.listener = self._on_button
+
+    def add_identification(self, firmware: Callable[[], tuple[str, str]]) -> None:
+        """Show the running software's identification: ``firmware()`` gives (identifier,
+        checksum hex) of the legally relevant software (items ``firmware``, ``firmware_sig``)."""
+        self.sources = dataclasses.replace(self.sources, firmware=firmware)
 
     def _on_button(self, pressed: bool, _since_mono: float) -> None:
         """A debounced press (not the release) of the scroll button: next item."""

@@ -78,6 +78,11 @@ def _value(item: DisplayItem, d: DisplayData) -> tuple[str, str, str]:
         return ("LOW", "replace", "استبدال") if d.battery_low else ("OK", "", "")
     if ident == "tamper":
         return _tamper_text(d)
+    if ident == "firmware":
+        return d.firmware_id or "--", "", ""
+    if ident == "firmware_sig":  # the first 8 hex digits large, the next 16 on the unit line
+        text = d.firmware_checksum.upper()
+        return (text[:8] or "--"), text[8:24], text[8:24]
     raise KeyError(f"no value for display item {ident!r}")
 
 
@@ -147,6 +152,9 @@ DEFAULT_ITEMS: tuple[DisplayItem, ...] = (
     _item("relay", "0-0:96.3.10.255", "Relay", "المرحل", battery=True),
     _item("battery", "0-0:96.6.3.255", "Battery", "البطارية", battery=True),
     _item("tamper", "0-0:96.11.1.255", "Tamper", "العبث", battery=True),
+    # legal metrology's software identification: the metrology software's identifier and checksum
+    _item("firmware", "1-0:0.2.0.255", "Software id", "إصدار البرنامج"),
+    _item("firmware_sig", "1-0:0.2.8.255", "Software checksum", "المجموع الاختباري"),
 )
 
 ITEMS_BY_ID = {item.ident: item for item in DEFAULT_ITEMS}
@@ -196,11 +204,15 @@ def render_item(item: DisplayItem, data: DisplayData, lang: str = "en", on_batte
         return image
     _label(draw, item, lang)
     value, unit_en, unit_ar = _value(item, data)
-    draw_text(draw, (WIDTH - 1, 42), value, 17, INK, anchor="rs", bold=True)
+    size = fit_size(value, 17, bold=True) if item.ident in _FITTED else 17
+    draw_text(draw, (WIDTH - 1, 42), value, size, INK, anchor="rs", bold=True)
     unit = unit_ar if lang == "ar" else unit_en
     if unit:
         _unit_line(draw, unit, lang)
     return image
+
+
+_FITTED = frozenset({"firmware"})  # items whose value text may be longer than the line: shrunk to fit
 
 
 def _unit_line(draw: ImageDraw.ImageDraw, unit: str, lang: str) -> None:
@@ -215,9 +227,9 @@ def _unit_line(draw: ImageDraw.ImageDraw, unit: str, lang: str) -> None:
     draw_text(draw, (WIDTH - 1, HEIGHT - 1), unit, fit_size(unit, 11 if lang == "en" else 12, width), INK, anchor="rd")
 
 
-def fit_size(text: str, size_px: int, width_px: int = WIDTH - 1, min_px: int = 8) -> int:
+def fit_size(text: str, size_px: int, width_px: int = WIDTH - 1, min_px: int = 8, bold: bool = False) -> int:
     """The largest font size up to ``size_px`` at which ``text`` fits ``width_px``."""
-    while size_px > min_px and text_width(text, size_px) > width_px:
+    while size_px > min_px and text_width(text, size_px, bold) > width_px:
         size_px -= 1
     return size_px
 

@@ -21,6 +21,7 @@ from meterd.app.features import (
     display,
     dlms,
     firmware,
+    image_transfer,
     load_control,
     payment,
     power_quality,
@@ -33,7 +34,7 @@ from meterd.app.features import (
 MODULES: tuple[tuple[str, ModuleType], ...] = (
     ("supervision", supervision), ("calibration", calibration), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
     ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("comms", comms),
-    ("firmware", firmware), ("dlms", dlms), ("push", push))
+    ("firmware", firmware), ("image_transfer", image_transfer), ("dlms", dlms), ("push", push))
 FEATURES: tuple[str, ...] = tuple(name for name, _ in MODULES)
 
 

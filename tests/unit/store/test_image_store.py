@@ -26,6 +26,8 @@ def test_blocks_any_order_bitmap_and_restart(tmp_path: Path):
     for n in (0, 1, 2, 5):
         store.put(n, parts[n])
     assert store.first_missing() == 3 and store.count() == 4
+    store.put(5, parts[5])  # a block sent again (a lost answer) counts once
+    assert store.count() == 4
     assert store.bitmap() == (10, bytes((0b11100100, 0)))
     store.close()
     again = ImageStore(tmp_path / "image", max_size=10_000)
