@@ -26,19 +26,15 @@ Events go to the supervision's event recorder (needed): see the service's docstr
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from meterd.app.config import rng
 from meterd.app.feature_api import FeatureContext
+from meterd.app.features.firmware import code_identity
 from meterd.core.events import EventRecorder
-from meterd.core.firmware import FirmwareIdentity
 from meterd.core.legal_time import ClockSettings, LegalTime
 from meterd.cosem.config import ServerConfig
 from meterd.cosem.objects_firmware import firmware_factory
@@ -89,41 +85,6 @@ class TaskSpawner:
         task.add_done_callback(self.tasks.discard)
 
 
-#: The legally relevant software (the metrology core) whose SHA-256 identifies it: the pure core,
-#: the chip bridge and the ATM90E36 driver; the update engine computes the same for what runs and
-#: the bundle build for what it carries (path, NUL, content of every ``.py`` file in path order).
-METROLOGY_NAME = "PMM-CORE"
-METROLOGY_SOURCES = ("meterd/core", "meterd/bridge", "hw/atm90e36")
-SOURCE_ROOT = Path(__file__).resolve().parents[3]
-
-
-@functools.lru_cache(maxsize=1)
-def metrology_digest(root: Path = SOURCE_ROOT) -> str:
-    """Hex SHA-256 over the metrology sources under ``root`` (see :data:`METROLOGY_SOURCES`)."""
-    digest = hashlib.sha256()
-    for package in METROLOGY_SOURCES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def package_version() -> str:
-    """The version of the meter software installed here (the package's; "0.0.0" when unknown)."""
-    try:
-        return metadata.version("pmm-reference-meter")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
-
-
-def fallback_identity() -> FirmwareIdentity:
-    """What runs, on a meter without an update engine, identified as the engine identifies it:
-    the package version, the metrology identifier "PMM-CORE <version>" and the metrology digest."""
-    version = package_version()
-    return FirmwareIdentity(version, "", f"{METROLOGY_NAME} {version}", metrology_digest())
-
-
 def attach(ctx: FeatureContext) -> None:
     """Open the image store, build the service, add the COSEM objects, the cycle hook, the status
     and the display's identification lines."""
@@ -134,7 +95,7 @@ def attach(ctx: FeatureContext) -> None:
     store = ImageStore(ctx.cfg.under_state(section.directory), section.max_image_bytes, section.sync_blocks)
     ctx.closers.append(store.close)
     service = ImageTransferService(
-        store, events, ctx.clock.utc, installer, fallback_identity(), section.block_size,
+        store, events, ctx.clock.utc, installer, code_identity(""), section.block_size,
         (lambda: revenue.legal) if revenue is not None else (lambda: _UTC_RULES), TaskSpawner())
     ctx.registry.provide(ImageTransferService, service, by="image_transfer")
     if installer is None:
