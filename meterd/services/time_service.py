@@ -172,7 +172,7 @@ class TimeService:
         if state.value == self._announced:
             return
         first = self._announced == ""
-        previous = self._announced or TrustState.NEVER_SYNCHRONISED.value
+        previous = self._announced
         self._announced = state.value
         if self._events is None or (first and state is TrustState.SYNCHRONISED):
             return

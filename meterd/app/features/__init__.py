@@ -24,12 +24,15 @@ from meterd.app.features import (
     power_quality,
     revenue,
     supervision,
+    time,
 )
 
 #: Attach order (a feature may need what one before it provides).
 MODULES: tuple[tuple[str, ModuleType], ...] = (
     ("supervision", supervision), ("calibration", calibration), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
-    ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("dlms", dlms))
+    ("power_quality", power_quality), ("display", display),
+    ("time", time),  # after revenue and display (profiles, RTC watch), before dlms
+    ("ciu", ciu), ("dlms", dlms))
 FEATURES: tuple[str, ...] = tuple(name for name, _ in MODULES)
 
 

@@ -82,3 +82,21 @@ def test_events_recorded_while_the_time_is_not_trusted_carry_the_status():
     raw = ProfileReader(recorder.log(LogId.FRAUD)).buffer(0, None)
     stamps = [i for i in range(len(raw) - 1) if raw[i:i + 2] == bytes((axdr.OCTET_STRING, 12))]
     assert [raw[i + 2 + 11] for i in stamps] == [0, 0x01]
+
+
+def test_billing_rows_carry_the_status_of_their_closing_time():
+    from meterd.core.billing import BillingPeriods, BillingSnapshot
+    from meterd.core.demand import DemandConfig, DemandRegisters
+    from meterd.core.tariff import TariffRegisters
+
+    periods = BillingPeriods(rates=2)
+    bits = [0x02]
+    periods.clock_status = lambda: bits[0]
+    snap = periods.close_period(SUMMER, "schedule", {}, TariffRegisters(2), DemandRegisters(DemandConfig(rates=2)))
+    assert snap.clock_status == 0x02
+    assert BillingSnapshot.from_dict(snap.to_dict()) == snap
+    bits[0] = 0
+    later = periods.close_period(SUMMER + dt.timedelta(days=30), "schedule", {}, TariffRegisters(2),
+                                 DemandRegisters(DemandConfig(rates=2)))
+    assert "clock_status" not in later.to_dict()
+    assert [r.clock_status for r in periods.rows_by_entry(1, 0)] == [0x02, 0]
