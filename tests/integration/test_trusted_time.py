@@ -8,11 +8,14 @@ revenue service. Stepped with the manual clock (``SimMeter.run``), no real sleep
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
 import pytest
+from gurux_dlms import GXDateTime
+from gurux_dlms.objects import GXDLMSClock
 
 from meterd.core import event_codes as ec
 from meterd.core.energy import Quantity
@@ -24,7 +27,9 @@ from meterd.cosem import axdr
 from meterd.cosem.profile import ProfileReader
 from meterd.services.revenue import RevenueService
 from meterd.services.time_service import TimeService
+from tests.dlms_fakes import make_keys
 from tests.simmeter import SimMeter
+from tests.simmeter_dlms import Client
 
 U = dt.UTC
 AI = Quantity.ACTIVE_IMPORT
@@ -179,21 +184,42 @@ def test_days_without_sync_doubtful_after_the_limit_then_trusted_again(tmp_path:
         m.close()
 
 
+def _api(m: SimMeter, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    status, answer = asyncio.run(m.daemon.api.dispatch(method, path, body or {}))
+    assert status == 200, answer
+    return answer
+
+
+def _clock_status(m: SimMeter) -> tuple[int, int]:
+    """The clock 0-0:1.0.0.255 read by gurux: the status octet of attribute 2 and attribute 4."""
+    with Client(m, 17) as gs:
+        clock = GXDLMSClock()
+        gs.read(clock, 2)
+        gs.read(clock, 4)
+        return int(clock.time.status), int(clock.status)
+
+
 def test_rtc_battery_lost_is_invalid_until_a_dlms_write(tmp_path: Path) -> None:
+    make_keys(tmp_path / "dlms-keys.toml").save()
     m = _sim_at(tmp_path, START)
     try:
         svc, time_svc = m.service(RevenueService), m.service(TimeService)
-        m.world.inject({"kind": "ntp_lost"})
+        _api(m, "POST", "/sim/fault", {"kind": "ntp_lost"})  # the public rig-fault interface
         m.run(120)
-        m.world.inject({"kind": "rtc_battery_lost", "when": "now"})
+        assert _clock_status(m) == (0, 0)
+        _api(m, "POST", "/sim/fault", {"kind": "rtc_battery_lost", "when": "now"})
         m.run(1800, 60)
         assert time_svc.trust.state is TrustState.INVALID
         assert time_svc.status_bits() == CLOCK_STATUS_INVALID
         assert "clock_invalid" in m.meter.status_flags()
+        assert _clock_status(m) == (CLOCK_STATUS_INVALID, CLOCK_STATUS_INVALID)  # winter: no DST bit
+        view = _api(m, "GET", "/time")
+        assert view["state"] == "invalid" and view["clock_status"] == 1 and view["sync"]["synchronised"]
+        assert _api(m, "GET", "/status")["time"]["state"] == "invalid"
         assert [e.detail["state"] for e in _events(m, "TIME_UNTRUSTED")] == ["invalid"]
         assert _events(m, "CLOCK_INVALID")
         # events recorded meanwhile carry "invalid value" in their capture time
-        m.world.inject({"kind": "terminal_cover_open"})
+        _api(m, "POST", "/sim/fault", {"kind": "terminal_cover_open"})
         m.run(120)
         cover = _events(m, "TERMINAL_COVER_REMOVED")[-1]
         assert cover.detail["clock_status"] == CLOCK_STATUS_INVALID
@@ -201,12 +227,18 @@ def test_rtc_battery_lost_is_invalid_until_a_dlms_write(tmp_path: Path) -> None:
         assert rows[-1].clock_status == CLOCK_STATUS_INVALID
         assert int(rows[-1].values[_lp_column(svc, "0.0.96.10.1.255")]) & ProfileStatus.TIME_INVALID
 
-        m.meter.set_clock(m.clock.utc(), "dlms:management")
+        # the head end writes the clock (management association, HLS-GMAC)
+        with Client(m, 1) as gs:
+            clock = GXDLMSClock()
+            clock.time = GXDateTime(m.clock.utc())
+            gs.write(clock, 2)
         m.run(60)
         assert time_svc.trust.state is TrustState.SYNCHRONISED
-        assert time_svc.trust.record.last_sync_source == "dlms:management"
+        assert time_svc.trust.record.last_sync_source.startswith("dlms:")
         assert "clock_invalid" not in m.meter.status_flags()
+        assert _clock_status(m) == (0, 0)
         assert [e.detail["state"] for e in _events(m, "TIME_TRUSTED")] == ["synchronised"]
+        assert [e.detail["source"] for e in _events(m, "CLOCK_ADJUSTED_NEW")][-1].startswith("dlms:")
     finally:
         m.close()
 
