@@ -15,7 +15,8 @@ profiles and demand see the cycle's time:
    the meter's clock);
 4. a state other than the one last recorded is recorded: TIME_UNTRUSTED (182) or TIME_TRUSTED
    (183) with the state, the previous one, the reason and the last sync in the detail (a new
-   meter's first sync is not an event; the state last recorded survives restarts).
+   meter synchronised from its first cycle records nothing; the state last recorded survives
+   restarts).
 
 Every clock change the meter makes itself (a DLMS write, a routed step) reaches
 :meth:`TimeService.on_clock_set`: the step detector is rebased, and a change from a source other
@@ -167,7 +168,7 @@ class TimeService:
 
     def _announce_state(self, utc: _dt.datetime) -> None:
         """Record the state when it differs from the one last recorded (kept across restarts): a
-        new meter's first sync is not an event, every later change is."""
+        new meter found synchronised at its first cycle records nothing, every other change is."""
         state = self.trust.state
         if state.value == self._announced:
             return

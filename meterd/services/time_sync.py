@@ -105,5 +105,4 @@ class SimNtpSource:
             self.server_offset_s = 0.0
             if abs(offset) > self.makestep_s:
                 self.steps += 1
-        self._obs = SyncObservation(True, "SIM-NTP", self.stratum, -offset if abs(offset) <= self.makestep_s else 0.0,
-                                    "normal", self.clock.utc())
+        self._obs = SyncObservation(True, "SIM-NTP", self.stratum, -offset, "normal", self.clock.utc())
