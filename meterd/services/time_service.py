@@ -12,7 +12,9 @@ profiles and demand see the cycle's time:
 2. the time source's latest observation: a newer reference update is a sync;
 3. the RTC evidence: its data-invalid flag (the backup battery lost the time) makes the time
    INVALID until a sync, a clock write, or the RTC reading valid again (a new battery, set from
-   the meter's clock);
+   the meter's clock); so does an outage over which the clock went back (the power-fail
+   accounting's ``clock_suspect`` at start, :meth:`TimeService.outage_at_start`), until a sync
+   or a clock write;
 4. a state other than the one last recorded is recorded: TIME_UNTRUSTED (182) or TIME_TRUSTED
    (183) with the state, the previous one, the reason and the last sync in the detail (a new
    meter synchronised from its first cycle records nothing; the state last recorded survives
@@ -123,6 +125,13 @@ class TimeService:
         """Before the first cycle: the source's first observation and the RTC's flag."""
         self.detector.rebase(now_utc, self.clock.mono())
         self._observe(now_utc)
+
+    def outage_at_start(self, now_utc: _dt.datetime, clock_went_back: bool) -> None:
+        """The outage that stopped the meter, as the power-fail accounting saw it at start: when
+        the clock read earlier at start than when the supply went (``clock_went_back``), the RTC
+        did not keep the time over the outage: INVALID until a sync or a clock write."""
+        if clock_went_back:
+            self._note(self.trust.rtc_lost(now_utc))
 
     def on_cycle(self, utc: _dt.datetime, deltas: Mapping[RegisterKey, int], registers: EnergyRegisters,
                  reading: Reading) -> None:

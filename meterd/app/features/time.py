@@ -25,7 +25,8 @@ word of the load and daily profiles' periods; ``/time`` and ``/status`` ``time``
 
 RTC evidence: the display's RTC watch (:class:`~meterd.ui.battery.BatteryWatch`) reads the
 RTC's data-invalid flag (the backup battery lost the time); while it is set and no sync or clock
-write came since, the time is INVALID. In simulation, a sync also rewrites the simulated RTC, as
+write came since, the time is INVALID. So is it after an outage over which the clock went back
+(the supervision's :class:`~meterd.core.power_fail.PowerFailure` at start, ``clock_suspect``). In simulation, a sync also rewrites the simulated RTC, as
 the kernel's 11-minute mode (chrony's ``rtcsync``) does on a Pi.
 
 Simulation: scenario signals ``ntp_jump`` (s: the NTP server's time jumps) and ``ntp_reachable``
@@ -43,6 +44,7 @@ from meterd.api.time_views import time_json
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.core.events import EventRecorder
+from meterd.core.power_fail import PowerFailure
 from meterd.core.profile import ProfileStatus
 from meterd.core.time_trust import CLOCK_STATUS_INVALID, TrustSettings, TrustState
 from meterd.runtime.rtc import SimRtc
@@ -104,6 +106,9 @@ def attach(ctx: FeatureContext) -> None:
         sim_ntp.poll()
         _sim_signals(ctx, sim_ntp)
     service.start(ctx.clock.utc())
+    outage = ctx.registry.find(PowerFailure)  # the outage that stopped the meter, if any
+    if outage is not None:
+        service.outage_at_start(ctx.clock.utc(), outage.clock_suspect)
     revenue = ctx.registry.find(RevenueService)
     if revenue is not None:  # billing captures carry the clock status too
         revenue.billing.clock_status = service.status_bits

@@ -113,3 +113,15 @@ def test_rtc_invalid_until_a_write_and_the_state_is_saved_with_the_checkpoint():
     _cycle(service, clock)
     assert service.trust.state is TrustState.SYNCHRONISED
     assert [d["state"] for _, _, d in events.recorded] == ["invalid", "synchronised"]
+
+
+def test_an_outage_over_which_the_clock_went_back_makes_the_time_invalid():
+    service, clock, events, _ = _service(None)
+    service.outage_at_start(clock.utc(), clock_went_back=False)
+    assert service.trust.state is TrustState.NEVER_SYNCHRONISED
+    service.outage_at_start(clock.utc(), clock_went_back=True)
+    _cycle(service, clock)
+    assert service.trust.state is TrustState.INVALID
+    assert [d["state"] for _, _, d in events.recorded] == ["invalid"]
+    service.on_clock_set(clock.utc(), clock.utc(), "dlms:management")
+    assert service.trust.state is TrustState.SYNCHRONISED
