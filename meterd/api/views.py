@@ -108,6 +108,10 @@ def status_table(view: dict[str, Any]) -> str:
     lines.append(f"Status flags: {flags}")
     if "tamper" in view:
         lines.append(f"Tamper: {text_value(view['tamper'])}")
+    clock = view.get("time")
+    if isinstance(clock, dict):  # the time trust (meterd.api.time_views)
+        lines.append(f"Time: {clock.get('state')}, clock status 0x{int(clock.get('clock_status') or 0):02X}, "
+                     f"last sync {clock.get('last_sync_utc') or 'never'} ({clock.get('last_sync_source') or '-'})")
     for key in ("relay", "credit", "firmware", "links"):
         if isinstance(view.get(key), dict):
             lines.append("")

@@ -28,6 +28,9 @@ Groups and kinds (parameters in brackets, see :data:`KINDS` for ranges and defau
   backup battery gone; the RTC's time lost at once, as over an outage, or at the next supply loss:
   the meter flags its clock invalid until a clock set or the fault's end, which sets the RTC from
   the meter's time);
+* time: ``ntp_jump`` [offset_s] (the NTP server's time jumps by offset_s; its end jumps it back),
+  ``ntp_lost`` (the NTP server stops answering: the meter free-runs, doubtful after
+  ``[time] max_unsynced_h``);
 * links: ``ciu_cable_cut`` (the MCU–CIU cable: nothing crosses), ``rs485_noise`` [rate, line]
   (bytes corrupted on the simulated CIU cable and/or the DLMS HDLC line: the link layers drop the
   garbled frames, the CIU link goes down when too few get through);
@@ -315,6 +318,23 @@ def _rtc_lost(world: SimWorld, params: Mapping[str, Any]) -> Undo:
     return lambda: handler(False)
 
 
+def _ntp_jump(world: SimWorld, params: Mapping[str, Any]) -> Undo:
+    handler = world.signal_handlers().get("ntp_jump")
+    if handler is None:
+        raise ValueError("the simulated meter has no NTP source ([time] source)")
+    offset = float(params["offset_s"])
+    handler(offset)
+    return lambda: handler(-offset)
+
+
+def _ntp_lost(world: SimWorld, _params: Mapping[str, Any]) -> Undo:
+    handler = world.signal_handlers().get("ntp_reachable")
+    if handler is None:
+        raise ValueError("the simulated meter has no NTP source ([time] source)")
+    handler(False)
+    return lambda: handler(True)
+
+
 def _line_noise(world: SimWorld, params: Mapping[str, Any]) -> Undo:
     """Noise on RS-485 lines (``line``: ``ciu``, ``dlms`` (HDLC) or ``both``): each byte crossing
     them, either way, has one bit flipped with probability ``rate``."""
@@ -406,6 +426,11 @@ KINDS: dict[str, FaultKind] = {k.name: k for k in (
     FaultKind("rtc_battery_lost", "rtc", "the RTC's backup battery is gone: its time is lost now (when = now, as "
               "after an outage) or at the next supply loss (when = power_cut)", ("BATTERY_VOLTAGE_LOW", "CLOCK_INVALID"),
               (Param("when", "now", choices=("now", "power_cut")),), _rtc_lost),
+    FaultKind("ntp_jump", "time", "the NTP server's time jumps by offset_s (back again when the fault ends)",
+              ("CLOCK_ADJUSTED_OLD", "CLOCK_ADJUSTED_NEW"),
+              (Param("offset_s", 3600.0, -31_536_000.0, 31_536_000.0, "s"),), _ntp_jump),
+    FaultKind("ntp_lost", "time", "the NTP server stops answering: the meter clock free-runs",
+              ("TIME_UNTRUSTED", "TIME_TRUSTED"), (), _ntp_lost),
     FaultKind("ciu_cable_cut", "links", "the MCU–CIU RS-485 cable is cut: nothing crosses either way",
               ("CIU_LINK_LOST", "CIU_LINK_RESTORED"), (), _input("ciu_cable_cut")),
     FaultKind("rs485_noise", "links", "noise on the RS-485 lines (CIU, DLMS HDLC or both): a byte's bit flipped "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as _dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +72,8 @@ class BillingSnapshot:
 
     counter: billing period counter after closing; utc: end of the period; reason: "schedule"
     or "command"; registers: base registers (milli-units); rate_registers: {rate: {key: milli}};
-    max_demand: {(quantity, rate 0..n): MaxDemand} as it stood before the reset.
+    max_demand: {(quantity, rate 0..n): MaxDemand} as it stood before the reset; clock_status:
+    the status bits of ``utc`` when the time was not trusted (0x01 invalid, 0x02 doubtful).
     """
 
     counter: int
@@ -81,16 +82,20 @@ class BillingSnapshot:
     registers: Mapping[RegisterKey, int]
     rate_registers: Mapping[int, Mapping[RegisterKey, int]]
     max_demand: Mapping[tuple[DemandQuantity, int], MaxDemand]
+    clock_status: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain, JSON-ready dict."""
-        return {
+        """Plain, JSON-ready dict (``clock_status`` only when set)."""
+        out: dict[str, Any] = {
             "counter": self.counter, "utc": self.utc.isoformat(), "reason": self.reason,
             "registers": {_key_text(k): v for k, v in self.registers.items()},
             "rate_registers": {str(r): {_key_text(k): v for k, v in vals.items()}
                                for r, vals in self.rate_registers.items()},
             "max_demand": [[q.name, r, m.to_dict()] for (q, r), m in self.max_demand.items()],
         }
+        if self.clock_status:
+            out["clock_status"] = self.clock_status
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BillingSnapshot:
@@ -100,6 +105,7 @@ class BillingSnapshot:
             {_text_key(k): int(v) for k, v in data["registers"].items()},
             {int(r): {_text_key(k): int(v) for k, v in vals.items()} for r, vals in data["rate_registers"].items()},
             {(DemandQuantity[q], int(r)): MaxDemand.from_dict(m) for q, r, m in data["max_demand"]},
+            int(data.get("clock_status", 0)),
         )
 
 
@@ -117,6 +123,7 @@ class BillingPeriods:
         self.counter = 0
         self.last_billing_utc: _dt.datetime | None = None
         self._snapshots: list[BillingSnapshot] = []
+        self.clock_status: Callable[[], int] | None = None  # the time trust's clock status bits
 
     @property
     def snapshots(self) -> Sequence[BillingSnapshot]:
@@ -128,7 +135,8 @@ class BillingPeriods:
         """End the billing period at ``utc``: snapshot everything, reset MD, count."""
         rate_values = {r: {k: v for k, v in _rate_values(rates, r).items() if v}
                        for r in range(1, rates.rates + 1)}
-        snap = BillingSnapshot(self.counter + 1, utc, reason, dict(registers), rate_values, demand.all_max())
+        status = self.clock_status() if self.clock_status is not None else 0
+        snap = BillingSnapshot(self.counter + 1, utc, reason, dict(registers), rate_values, demand.all_max(), status)
         demand.reset_max()
         self.add(snap)
         return snap
@@ -176,7 +184,7 @@ class BillingPeriods:
                 md = snap.max_demand.get((dq, r), MaxDemand())
                 values.append(round(md.value_milli))
                 values.append("" if md.capture_utc is None else md.capture_utc.isoformat())
-        return ProfileRow(snap.utc, tuple(values))
+        return ProfileRow(snap.utc, tuple(values), snap.clock_status)
 
     def rows_between(self, start_utc: _dt.datetime, end_utc: _dt.datetime) -> list[ProfileRow]:
         """Rows with start_utc <= time <= end_utc, oldest first."""

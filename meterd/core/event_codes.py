@@ -217,6 +217,11 @@ _TABLE: tuple[EventCode, ...] = (
     # the DLMS image transfer: 165...169
     EventCode(165, "FIRMWARE_ACTIVATION_SCHEDULED", "Firmware activation scheduled", (_W,), "project"),
     EventCode(166, "FIRMWARE_TRANSFER_RESUMED", "Firmware image block transfer resumed", (_W,), "project"),
+    # --- project codes: trusted time (meterd.core.time_trust); the detail gives the state, the
+    # reason and the last sync; the clock steps themselves are IDIS 4/5 with their source ---
+    EventCode(182, "TIME_UNTRUSTED", "Time not trusted (never synchronised, no sync for too long, RTC time lost)",
+              (_S,), "project"),
+    EventCode(183, "TIME_TRUSTED", "Time trusted again (synchronised)", (_S,), "project"),
     # --- project codes: token log ---
     EventCode(240, "TOKEN_ACCEPTED", "Credit token accepted", (_T,), "project"),
     EventCode(241, "TOKEN_REJECTED_INVALID", "Token rejected: invalid", (_T,), "project"),

@@ -33,6 +33,9 @@ from meterd.core.event_codes import LOG_OBIS, EventCode, LogId
 from meterd.core.model import CaptureColumn, ProfileRow
 
 CLOCK_OBIS = "0.0.1.0.0.255"
+CLOCK_STATUS_KEY = "clock_status"
+"""Detail key of the clock status bits of an event's time when it was not trusted (0x01 invalid,
+0x02 doubtful, :mod:`meterd.core.time_trust`); the log's clock column carries them."""
 POWER_FAILURE_DURATION_OBIS = "0.0.96.7.19.255"
 DetailValue = str | int | float | bool | None
 RowValue = int | float | str
@@ -189,7 +192,9 @@ class EventLog:
         for extra in self._extra:
             value = entry.detail.get(extra.detail_key, extra.default)
             values.append(extra.default if value is None or isinstance(value, bool) else value)
-        return ProfileRow(entry.utc, tuple(values))
+        status = entry.detail.get(CLOCK_STATUS_KEY, 0)
+        return ProfileRow(entry.utc, tuple(values), status if isinstance(status, int) and not isinstance(status, bool)
+                          else 0)
 
     def rows_between(self, start_utc: _dt.datetime, end_utc: _dt.datetime) -> list[ProfileRow]:
         """Rows with start_utc <= time <= end_utc, in log order (oldest first)."""
@@ -216,6 +221,7 @@ class EventRecorder:
         self._store = store
         self._listeners: list[Listener] = []
         self._seq = 0
+        self.clock_status: Callable[[], int] | None = None  # the time trust's clock status bits
         if store is not None:
             self._restore(store)
 
@@ -246,6 +252,9 @@ class EventRecorder:
         if code not in event_codes.EVENT_CODES:
             raise EventError(f"unknown event code {code}")
         _check_utc(utc)
+        status = self.clock_status() if self.clock_status is not None else 0
+        if status:  # the time was not trusted: its capture carries the clock status (0x01, 0x02)
+            detail = {**(detail or {}), CLOCK_STATUS_KEY: status}
         entry = EventEntry(self._seq + 1, utc.astimezone(_dt.UTC), code, _check_detail(detail))
         targets = {log: self._logs[log].depth for log in event_codes.lookup(code).logs}
         if self._store is not None:

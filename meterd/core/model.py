@@ -61,10 +61,12 @@ class CaptureColumn:
 
 @dataclass(frozen=True)
 class ProfileRow:
-    """One profile entry: capture time (UTC) and one value per capture column."""
+    """One profile entry: capture time (UTC), one value per capture column, and the clock status
+    of the capture time (0x01 invalid value, 0x02 doubtful value: the time was not trusted)."""
 
     utc: _dt.datetime
     values: tuple[int | float | str, ...]
+    clock_status: int = 0
 
 
 class ProfileBuffer(Protocol):

@@ -47,7 +47,9 @@ class ProfileStatus(enum.IntFlag):
 
     ERR critical error, CIV clock invalid, DNV data not valid, DST daylight saving active at
     capture, CAD clock adjusted in the period, PDN power down in the period; project bits:
-    CLOCK_FORWARD / CLOCK_BACKWARD say which way the clock was set.
+    CLOCK_FORWARD / CLOCK_BACKWARD say which way the clock was set; CIV is set while the time is
+    not trusted in the period (:mod:`meterd.core.time_trust`), with TIME_INVALID when the RTC had
+    lost it (clock status 0x01 "invalid value" of the row's capture time, else 0x02 "doubtful").
     """
 
     ERR = 0x01
@@ -58,6 +60,15 @@ class ProfileStatus(enum.IntFlag):
     PDN = 0x80
     CLOCK_FORWARD = 0x100
     CLOCK_BACKWARD = 0x200
+    TIME_INVALID = 0x400
+
+
+def clock_status_of(word: int) -> int:
+    """The clock status of a row's capture time from its status word: 0x01 (invalid value) with
+    CIV and TIME_INVALID, 0x02 (doubtful value) with CIV alone, else 0."""
+    if not word & ProfileStatus.CIV:
+        return 0
+    return 0x01 if word & ProfileStatus.TIME_INVALID else 0x02
 
 
 class ColumnKind(enum.Enum):
@@ -196,6 +207,7 @@ class LoadProfile:
         self._vsum = [0.0, 0.0, 0.0]
         self._vcount = 0
         self.pending = ProfileStatus(0)
+        self._status_index = next((i for i, c in enumerate(config.channels[1:]) if c.kind is ColumnKind.STATUS), None)
 
     # -- model.ProfileBuffer -------------------------------------------------------------
     @property
@@ -283,9 +295,14 @@ class LoadProfile:
         return word
 
     def append(self, row: ProfileRow) -> None:
-        """Store a row (also used to reload persisted rows); keeps at most ``max_entries``."""
+        """Store a row (also used to reload persisted rows); keeps at most ``max_entries``. The
+        row's clock status follows its status word (:func:`clock_status_of`)."""
         if self._times and row.utc <= self._times[-1]:
             raise ProfileError(f"{self.obis}: row at {row.utc} out of order")
+        if self._status_index is not None and not row.clock_status:
+            status = clock_status_of(int(row.values[self._status_index]))
+            if status:
+                row = ProfileRow(row.utc, row.values, status)
         self._rows.append(row)
         self._times.append(row.utc)
         excess = len(self._rows) - self.config.max_entries

@@ -29,9 +29,11 @@ from gurux_dlms.objects import (
 from gurux_dlms.objects.enums import AssociationStatus
 
 from meterd.core.legal_time import ClockSettings, LegalTime, LocalTime
+from meterd.core.model import MeterModel
 from meterd.cosem import axdr, datetime_codec
 from meterd.cosem.errors import ApduError, CosemError
 from meterd.cosem.profile import ProfileReader
+from meterd.services.metering import STATUS_BITS
 
 _log = logging.getLogger("meterd.cosem")
 
@@ -113,11 +115,27 @@ class ValueRegister(AttributeTable, GXDLMSRegister):  # type: ignore[misc]  # gu
                 3: lambda: axdr.encode_scaler_unit(self.scaler_exponent, self.unit)}
 
 
-def encode_clock_datetime(local: LocalTime) -> bytes:
+def encode_clock_datetime(local: LocalTime, quality: int = 0) -> bytes:
     """12-octet COSEM date-time of legal time: local wall date-time, hundredths of a second,
     deviation (minutes, UTC = local + deviation: −60 in CET, −120 in CEST) and clock status
-    (0x80 daylight saving active)."""
-    return datetime_codec.encode_legal(local)
+    (0x80 daylight saving active, ORed with ``quality``: 0x01 invalid, 0x02 doubtful value)."""
+    return datetime_codec.encode_legal(local, quality)
+
+
+CLOCK_QUALITY_FLAGS = {"clock_invalid": 0x01, "clock_doubtful": 0x02}
+"""Meter status flags (bits of 0-0:96.5.0.255) and the clock status bit each sets."""
+
+
+def clock_quality(model: MeterModel) -> Callable[[], int]:
+    """The clock status bits of the meter's time trust, read from its status word: 0x01 invalid
+    value (``clock_invalid``: the RTC lost its time), 0x02 doubtful value (``clock_doubtful``:
+    never synchronised, or not for ``[time] max_unsynced_h``)."""
+    bits = [(1 << STATUS_BITS[name], bit) for name, bit in CLOCK_QUALITY_FLAGS.items()]
+
+    def quality() -> int:
+        word = model.snapshot().status_word
+        return next((bit for mask, bit in bits if word & mask), 0)
+    return quality
 
 
 def decode_clock_datetime(raw: bytes, legal: LegalTime) -> _dt.datetime:
@@ -145,17 +163,19 @@ class ModelClock(AttributeTable, GXDLMSClock):  # type: ignore[misc]  # gurux is
 
     def __init__(self, ln: str, now_utc: Callable[[], _dt.datetime],
                  set_clock: Callable[[_dt.datetime], None],
-                 legal: Callable[[], LegalTime] | None = None) -> None:
+                 legal: Callable[[], LegalTime] | None = None, quality: Callable[[], int] | None = None) -> None:
         super().__init__(ln)
         self._now = now_utc
         self._set = set_clock
         self._legal = legal or (lambda: _UTC_ONLY)
+        self._quality = quality or (lambda: 0)
 
     def attribute_values(self) -> Mapping[int, AttributeValue]:
         return {
-            2: lambda: axdr.encode_value(axdr.OCTET_STRING, encode_clock_datetime(self._local())),
+            2: lambda: axdr.encode_value(axdr.OCTET_STRING,
+                                         encode_clock_datetime(self._local(), self._quality())),
             3: lambda: axdr.encode_value(axdr.INT16, self._legal().settings.time_zone_min),
-            4: lambda: axdr.encode_value(axdr.UINT8, int(self._local().status())),
+            4: lambda: axdr.encode_value(axdr.UINT8, int(self._local().status()) | self._quality()),
             5: axdr.encode_value(axdr.OCTET_STRING, b"\xff" * 12),
             6: axdr.encode_value(axdr.OCTET_STRING, b"\xff" * 12),
             7: axdr.encode_value(axdr.INT8, 0),

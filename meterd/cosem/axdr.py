@@ -71,31 +71,33 @@ class ProfileEncoder:
         self._row = struct.Struct(fmt) if self._fixed else None
         self._head = (STRUCTURE, len(self._types) + (1 if with_clock else 0))
 
-    def encode(self, rows: Sequence[tuple[_dt.datetime, Sequence[int | float | str]]]) -> bytes:
-        """The whole buffer: ``array`` of ``structure(clock, values...)``."""
+    def encode(self, rows: Sequence[tuple[_dt.datetime, Sequence[int | float | str]]
+                                    | tuple[_dt.datetime, Sequence[int | float | str], int]]) -> bytes:
+        """The whole buffer: ``array`` of ``structure(clock, values...)``; a row may carry the
+        clock status of its capture time as a third item."""
         out = bytearray((ARRAY,))
         out += length_bytes(len(rows))
-        for utc, values in rows:
-            out += self.encode_row(utc, values)
+        for row in rows:
+            out += self.encode_row(row[0], row[1], row[2] if len(row) > 2 else 0)  # type: ignore[misc]
         return bytes(out)
 
-    def encode_row(self, utc: _dt.datetime, values: Sequence[int | float | str]) -> bytes:
-        """One row: ``structure(clock?, values...)``."""
+    def encode_row(self, utc: _dt.datetime, values: Sequence[int | float | str], clock_status: int = 0) -> bytes:
+        """One row: ``structure(clock?, values...)``; ``clock_status``: the capture time's status."""
         if len(values) != len(self._types):
             raise ApduError(f"row has {len(values)} values, expected {len(self._types)}")
         if self._row is not None:
             args: list[object] = list(self._head)
             if self._with_clock:
-                args += (OCTET_STRING, DATETIME_LEN, encode_utc(utc))
+                args += (OCTET_STRING, DATETIME_LEN, encode_utc(utc, clock_status))
             for tag, value in zip(self._types, values, strict=True):
                 args += (tag, value)
             return self._row.pack(*args)
-        return self._encode_slow(utc, values)
+        return self._encode_slow(utc, values, clock_status)
 
-    def _encode_slow(self, utc: _dt.datetime, values: Sequence[int | float | str]) -> bytes:
+    def _encode_slow(self, utc: _dt.datetime, values: Sequence[int | float | str], clock_status: int) -> bytes:
         out = bytearray(self._head)
         if self._with_clock:
-            out += bytes((OCTET_STRING, DATETIME_LEN)) + encode_utc(utc)
+            out += bytes((OCTET_STRING, DATETIME_LEN)) + encode_utc(utc, clock_status)
         for tag, value in zip(self._types, values, strict=True):
             if tag == VISIBLE_STRING:
                 raw = str(value).encode("ascii", "replace")

@@ -11,8 +11,9 @@ saving active" (:class:`meterd.core.legal_time.ClockStatus`).
 
 The meter writes four kinds of date-time, each with one function here:
 
-* :func:`encode_utc`: an instant as UTC with deviation 0 and status 0 (profile capture times,
-  billing and credit times: the same bytes for every client; the profile buffers' hot path);
+* :func:`encode_utc`: an instant as UTC with deviation 0 (profile capture times, billing and
+  credit times: the same bytes for every client; the profile buffers' hot path); a capture
+  time carries the clock status it was captured with (0x01 invalid, 0x02 doubtful);
 * :func:`encode_legal`: the clock 0-0:1.0.0.255, legal local time with its deviation and status;
 * :func:`encode_wall`: a local wall time without deviation (calendar and schedule entries);
 * :data:`UNSPECIFIED`: every field not specified (a time never set).
@@ -84,19 +85,22 @@ UNSPECIFIED = CosemDateTime().encode()
 """A date-time with every field not specified (FFFF FF FF FF FF FF FF FF 8000 FF)."""
 
 
-def encode_utc(utc: _dt.datetime) -> bytes:
-    """An aware instant as UTC, deviation 0, status 0 (one struct pack: profile buffers' hot path)."""
+def encode_utc(utc: _dt.datetime, status: int = 0) -> bytes:
+    """An aware instant as UTC, deviation 0 (one struct pack: profile buffers' hot path);
+    ``status``: the clock status of a captured time (0x01 invalid value, 0x02 doubtful value,
+    :mod:`meterd.core.time_trust`), 0 for a trusted one and for dates that are not captures."""
     t = utc.astimezone(UTC)
     return _STRUCT.pack(t.year, t.month, t.day, t.isoweekday(), t.hour, t.minute, t.second,
-                        t.microsecond // 10000, 0, 0x00)
+                        t.microsecond // 10000, 0, status)
 
 
-def encode_legal(local: LocalTime) -> bytes:
+def encode_legal(local: LocalTime, quality: int = 0) -> bytes:
     """Legal time (the clock 0-0:1.0.0.255): the local wall date-time, hundredths of a second, the
-    deviation (minutes, UTC = local + deviation) and the clock status (0x80 daylight saving)."""
+    deviation (minutes, UTC = local + deviation) and the clock status: 0x80 daylight saving, ORed
+    with ``quality`` (0x01 invalid value, 0x02 doubtful value while the time is not trusted)."""
     w = local.wall
     return _STRUCT.pack(w.year, w.month, w.day, w.isoweekday(), w.hour, w.minute, w.second,
-                        w.microsecond // 10000, local.deviation_min, int(local.status()))
+                        w.microsecond // 10000, local.deviation_min, int(local.status()) | quality)
 
 
 def encode_wall(wall: _dt.datetime | None, year_wild: bool = False) -> bytes:

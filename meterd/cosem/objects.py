@@ -46,6 +46,7 @@ from meterd.cosem.adapters import (
     ModelSecuritySetup,
     ValueData,
     ValueRegister,
+    clock_quality,
 )
 from meterd.cosem.profile import ProfileReader
 
@@ -220,7 +221,7 @@ def identity_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
 
 def clock_objects(ctx: CosemContext) -> Iterable[CosemEntry]:
     """The clock 0-0:1.0.0.255 (writable and adjustable by the management client)."""
-    yield CosemEntry(ModelClock("0.0.1.0.0.255", ctx.model.now_utc, ctx.set_clock),
+    yield CosemEntry(ModelClock("0.0.1.0.0.255", ctx.model.now_utc, ctx.set_clock, quality=clock_quality(ctx.model)),
                      Access(public=True, write=frozenset({2}), methods=frozenset({1, 3, 6})))
 
 

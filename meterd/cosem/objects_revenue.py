@@ -101,6 +101,7 @@ from meterd.cosem.adapters import (
     ModelProfile,
     ValueData,
     ValueRegister,
+    clock_quality,
 )
 from meterd.cosem.errors import ApduError
 from meterd.cosem.objects import (
@@ -644,7 +645,8 @@ class LegalClock(ModelClock):
     """
 
     def __init__(self, ctx: CosemContext, service: RevenueService) -> None:
-        super().__init__("0.0.1.0.0.255", ctx.model.now_utc, ctx.set_clock, lambda: service.legal)
+        super().__init__("0.0.1.0.0.255", ctx.model.now_utc, ctx.set_clock, lambda: service.legal,
+                         clock_quality(ctx.model))
         self._svc = service
 
     def attribute_values(self) -> Mapping[int, AttributeValue]:

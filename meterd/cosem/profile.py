@@ -146,4 +146,4 @@ class ProfileReader:
             raise ApduError("the clock column must come first")
         types = [axdr.column_type([r.values[i] for r in rows]) for i in value_idx]
         encoder = axdr.ProfileEncoder(types, with_clock=with_clock)
-        return encoder.encode([(r.utc, [r.values[i] for i in value_idx]) for r in rows])
+        return encoder.encode([(r.utc, [r.values[i] for i in value_idx], r.clock_status) for r in rows])

@@ -122,6 +122,7 @@ STATUS_BITS: dict[str, int] = {
     "checksum_error": 0, "sag": 1, "phase_loss": 2, "voltage_sequence_error": 3,
     "current_sequence_error": 4, "neutral_overcurrent": 5, "reverse_power": 6, "power_fail": 7,
     "clock_invalid": 8, "tamper": 9, "relay_open": 10, "storage_fault": 11, "metrology_fault": 12,
+    "clock_doubtful": 13,
 }
 
 
@@ -464,8 +465,13 @@ class MeteringService:
         old = self.clock.utc()
         self.clock.set_utc(new_utc)
         log.info("clock set by %s: %s -> %s", source, old.isoformat(), new_utc.isoformat())
+        self.clock_changed(old, new_utc, source)
+
+    def clock_changed(self, old_utc: _dt.datetime, new_utc: _dt.datetime, source: str) -> None:
+        """The meter clock changed from ``old_utc`` to ``new_utc``, set here or stepped by the
+        time daemon (``source`` "ntp"): the clock listeners apply the rules of a clock set."""
         for listener in self.clock_listeners:
-            listener(old, new_utc, source)
+            listener(old_utc, new_utc, source)
 
     def profile(self, obis: str) -> ProfileBuffer | None:
         return self.profiles.get(obis)

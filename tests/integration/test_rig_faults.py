@@ -292,8 +292,8 @@ def test_every_kind_is_listed_with_its_group_and_parameters(tmp_path: Path) -> N
         assert status == 200
         kinds = {k["kind"]: k for k in view["kinds"]}
         assert set(kinds) == set(KINDS)
-        assert {k["group"] for k in kinds.values()} == {"grid", "wiring", "relay", "supply", "tamper", "rtc", "links",
-                                                         "chip"}
+        assert {k["group"] for k in kinds.values()} == {"grid", "wiring", "relay", "supply", "tamper", "rtc", "time",
+                                                         "links", "chip"}
         assert [p["name"] for p in kinds["voltage_dip"]["params"]] == ["phase", "residual_pct"]
         inject(meter, {"kind": "miso_high", "duration_s": 5})  # the chip's faults share the API
         assert [a["kind"] for a in call(meter, "GET", "/sim/faults")[1]["active"]] == ["miso_high"]

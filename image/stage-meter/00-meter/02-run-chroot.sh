@@ -18,8 +18,10 @@ if ! command -v systemd-repart >/dev/null; then
 	apt-get install -y --no-install-recommends systemd-repart
 fi
 
-# Time: the PCF2129 sets the clock at boot and DLMS is the time master, so no fake-hwclock
-# and no NTP client fighting the head-end's clock setting.
+# Time: the PCF2129 sets the clock at boot (no fake-hwclock); chronyd keeps it from NTP when a
+# network medium is up, with the RTC from the system clock (rtcsync); a DLMS clock write still
+# sets it through meter-clock. One NTP client only: timesyncd stays masked (the chrony package
+# enables chrony.service itself; its config comes with the variant's files).
 apt-get purge -y fake-hwclock
 systemctl mask systemd-timesyncd.service
 

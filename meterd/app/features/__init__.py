@@ -28,12 +28,15 @@ from meterd.app.features import (
     push,
     revenue,
     supervision,
+    time,
 )
 
 #: Attach order (a feature may need what one before it provides).
 MODULES: tuple[tuple[str, ModuleType], ...] = (
     ("supervision", supervision), ("calibration", calibration), ("revenue", revenue), ("load_control", load_control), ("payment", payment),
-    ("power_quality", power_quality), ("display", display), ("ciu", ciu), ("comms", comms),
+    ("power_quality", power_quality), ("display", display),
+    ("time", time),  # after revenue and display (profiles, RTC watch), before dlms
+    ("ciu", ciu), ("comms", comms),
     ("firmware", firmware), ("image_transfer", image_transfer), ("dlms", dlms), ("push", push))
 FEATURES: tuple[str, ...] = tuple(name for name, _ in MODULES)
 

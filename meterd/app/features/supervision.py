@@ -60,7 +60,7 @@ from meterd.core.alarms import ALL_BITS
 from meterd.core.errors import MeterError
 from meterd.core.event_codes import LOG_OBIS, LogId
 from meterd.core.events import EventRecorder
-from meterd.core.power_fail import PowerFailSettings, SoftwareRestart, StartEvidence
+from meterd.core.power_fail import PowerFailSettings, PowerFailure, SoftwareRestart, StartEvidence
 from meterd.core.tamper import Persistence, TamperKind, TamperSettings
 from meterd.cosem.objects_supervision import supervision_factory
 from meterd.runtime.rtc_tamper import read_rtc_tamper_latch
@@ -180,6 +180,7 @@ def attach(ctx: FeatureContext) -> None:
                     "not a power failure", failure.down_s)
     elif failure is not None:
         log.info("%s power failure of %d s ended at start", "long" if failure.long else "short", failure.duration_s)
+        ctx.registry.provide(PowerFailure, failure, by="supervision")  # the time's RTC evidence
     ctx.closers.append(lambda: supervision.on_stop(clock.utc()))  # runs before the store closes
     _build_inputs(ctx, section)
     read_rtc_tamper_latch(Path(section.rtc_tamper_file) if section.rtc_tamper_file else None, supervision,
