@@ -51,9 +51,9 @@ def test_without_an_engine_the_package_version_and_metrology_digest(tmp_path: Pa
 def test_with_an_engine_its_running_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeInstaller(running=FirmwareIdentity("1.4.0", "pmm1221-rpi4", "PMM-CORE 1.2", "0123abcd" * 8, "B"))
     module = types.SimpleNamespace(
-        SECTION=None, attach=lambda ctx: ctx.registry.provide(FirmwareInstaller, fake, by="firmware"))  # type: ignore[type-abstract]
-    modules = list(features.MODULES)
-    modules.insert([n for n, _ in modules].index("image_transfer"), ("firmware", module))
+        SECTION=features.firmware.SECTION,  # in place of the RAUC engine
+        attach=lambda ctx: ctx.registry.provide(FirmwareInstaller, fake, by="firmware"))  # type: ignore[type-abstract]
+    modules = [(n, module if n == "firmware" else m) for n, m in features.MODULES]
     monkeypatch.setattr(features, "MODULES", tuple(modules))
     meter = SimMeter(tmp_path)
     try:

@@ -37,15 +37,14 @@ IDENT = b"pmm1221-1.1.0"
 
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> FakeInstaller:
-    """A fake update engine provided by a ``firmware`` feature attached before the image transfer."""
+    """A fake update engine provided by the ``firmware`` feature in place of the RAUC engine."""
     fake = FakeInstaller()
 
     def attach(ctx: Any) -> None:
         ctx.registry.provide(FirmwareInstaller, fake, by="firmware")  # type: ignore[type-abstract]
 
-    module = types.SimpleNamespace(SECTION=None, attach=attach)
-    modules = list(features.MODULES)
-    modules.insert([n for n, _ in modules].index("image_transfer"), ("firmware", module))
+    module = types.SimpleNamespace(SECTION=features.firmware.SECTION, attach=attach)  # in place of the RAUC engine
+    modules = [(n, module if n == "firmware" else m) for n, m in features.MODULES]
     monkeypatch.setattr(features, "MODULES", tuple(modules))
     return fake
 
