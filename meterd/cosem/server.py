@@ -32,10 +32,10 @@ from meterd.core.model import MeterModel
 from meterd.cosem import acse, association
 from meterd.cosem.association import Association, Phase, Request, Trigger
 from meterd.cosem.config import ServerConfig
-from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
+from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError, UnsupportedSuite
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.key_transfer import KeyTransfer
-from meterd.cosem.keys import KeyRing
+from meterd.cosem.keys import SUITE0_KEY_LEN, KeyRing
 from meterd.cosem.link_events import LinkEvents
 from meterd.cosem.objects import (
     AccessLevel,
@@ -45,8 +45,7 @@ from meterd.cosem.objects import (
     default_registry,
 )
 from meterd.cosem.security import (
-    GENERAL_GLO,
-    PLAIN_OF_GLO,
+    CIPHERED_TAGS,
     SC_AUTH,
     SC_AUTH_ENC,
     AuthLockout,
@@ -57,7 +56,9 @@ from meterd.cosem.security import (
     UtcOnlyClock,
     gmac,
     gmac_matches,
+    plain_of,
     split_ciphered,
+    suite_of,
     unprotect,
 )
 from meterd.cosem.sessions import HdlcSession, SessionMaker, WrapperSession
@@ -202,7 +203,7 @@ class CosemServer:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
         if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_PDU_TOO_LONG)
-        if tag == GENERAL_GLO or tag in PLAIN_OF_GLO:
+        if tag in CIPHERED_TAGS:
             return self._on_ciphered(apdu)
         if self._assoc.ciphered:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
@@ -217,8 +218,9 @@ class CosemServer:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
         if not plain:
             raise ApduError("empty ciphered APDU")
-        if apdu[0] != GENERAL_GLO and PLAIN_OF_GLO[apdu[0]] != plain[0]:
-            raise ApduError("glo tag does not match the ciphered service")
+        inner = plain_of(apdu[0])
+        if inner is not None and inner != plain[0]:
+            raise ApduError("glo/ded tag does not match the ciphered service")
         response = self._serve_plain(plain)
         sealed = security.seal(apdu[0], sc, response)
         self._apply_pending_keys()
@@ -310,6 +312,10 @@ class CosemServer:
                                        self.keys.current.authentication_key, self.store)
             if not aarq.calling_title or len(aarq.calling_title) != 8:
                 return self._reject(aarq.context_id, acse.DIAG_NO_REASON, "no client system title", client_sap)
+            allowed = self.keys.current.client_system_titles
+            if allowed and aarq.calling_title not in allowed:
+                return self._reject(aarq.context_id, acse.DIAG_CALLING_AP_TITLE_NOT_RECOGNISED,
+                                    f"client system title {aarq.calling_title.hex().upper()} not configured", client_sap)
             if not aarq.auth_value or not 8 <= len(aarq.auth_value) <= 64:
                 return self._auth_failed(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap)
             security.client_title = aarq.calling_title
@@ -327,17 +333,29 @@ class CosemServer:
         if security is not None:
             if info[0] != 0x21:
                 raise SecurityError("the InitiateRequest must be glo-ciphered")
-            sc, ic, info = unprotect(security.ek, security.ak, security.client_title or b"",
-                                     split_ciphered(info).payload)
+            payload = split_ciphered(info).payload
+            if suite_of(payload) != 0:
+                raise UnsupportedSuite(f"security suite {suite_of(payload)} is not offered (suite 0 only)")
+            sc, ic, info = unprotect(security.ek, security.ak, security.client_title or b"", payload)
             if sc != SC_AUTH_ENC:
                 raise SecurityError("the InitiateRequest must be authenticated and encrypted")
             security.check_incoming(ic)
-        return acse.parse_initiate_request(info)
+        request = acse.parse_initiate_request(info)
+        if request.dedicated_key is not None:
+            if security is None:
+                raise ApduError("a dedicated key in an association without ciphering")
+            if len(request.dedicated_key) != SUITE0_KEY_LEN:
+                raise ApduError(f"a dedicated key of {len(request.dedicated_key)} octets (suite 0: {SUITE0_KEY_LEN})")
+            security.dedicated_key = request.dedicated_key
+        return request
 
     def _accept(self, assoc: AssociationConfig, aarq: acse.Aarq, security: SecurityContext | None,
                 client_sap: int) -> bytes:
         try:
             request = self._initiate(aarq, security)
+        except UnsupportedSuite as exc:  # not a failure to authenticate: the suite is not offered
+            return self._reject(aarq.context_id, acse.DIAG_CONTEXT_NOT_SUPPORTED, f"InitiateRequest: {exc}",
+                                client_sap)
         except ReplayError as exc:
             return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap,
                                 event="REPLAY_ATTACK")
