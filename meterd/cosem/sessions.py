@@ -25,8 +25,9 @@ class ApduServer(Protocol):
         """The link's settings (``server_sap`` is the wrapper's destination wPort)."""
         ...
 
-    def handle_apdu(self, client_sap: int, apdu: bytes) -> bytes | None:
-        """Serve one request APDU; the response APDU (None: no answer)."""
+    def handle_apdus(self, client_sap: int, apdu: bytes) -> list[bytes]:
+        """Serve one request APDU; the response APDUs in order (none, one, or the blocks of a
+        streamed general block transfer window)."""
         ...
 
     def release(self, reason: str = "link closed") -> None:
@@ -68,8 +69,7 @@ class WrapperSession:
                 continue
             if event.destination != self.server.config.server_sap:
                 continue
-            response = self.server.handle_apdu(event.source, event.apdu)
-            if response is not None:
+            for response in self.server.handle_apdus(event.source, event.apdu):
                 out.append(event.reply(response).encode())
         return out
 
@@ -107,8 +107,8 @@ class HdlcSession:
             if isinstance(event, hdlc.Send):
                 out.append(event.data)
             elif isinstance(event, hdlc.ApduReceived):
-                response = self.server.handle_apdu(event.client_sap, event.apdu)
-                out += self._run(self.link.send_apdu(response)) if response is not None else []
+                for response in self.server.handle_apdus(event.client_sap, event.apdu):
+                    out += self._run(self.link.send_apdu(response))
             else:
                 self.server.release(event.reason)
                 self.ended = self.ended or self.link.state is hdlc.LinkState.NDM

@@ -16,25 +16,10 @@ from gurux_dlms.objects import GXDLMSClock, GXDLMSRegister
 from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.security import GENERAL_DED, split_ciphered, unprotect
 from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE, TEST_GAK, WrapperRig, make_keys
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, InMemoryTransport, make_client
+from tests.dlms_gurux_client import DlmsClientError, GuruxSession, Spy, make_client
 
 DEDICATED = bytes(range(0x30, 0x40))
 OTHER_TITLE = bytes.fromhex("4758580000000002")
-
-
-class Spy(InMemoryTransport):
-    """An in-memory transport keeping every APDU (without the wrapper header) both ways."""
-
-    def __init__(self, session: object) -> None:
-        super().__init__(session)
-        self.sent: list[bytes] = []
-        self.received: list[bytes] = []
-
-    def send(self, data: bytes) -> None:
-        self.sent.append(bytes(data)[8:])
-        before = len(self._pending)
-        super().send(data)
-        self.received.append(bytes(self._pending[before:])[8:])
 
 
 def _client(rig: WrapperRig, *, ic: int = 1, title: bytes = CLIENT_TITLE, dedicated: bytes | None = None,
