@@ -5,11 +5,14 @@ Layers, outermost first:
 * :class:`~meterd.cosem.sessions.WrapperSession` (IEC 62056-47 TCP wrapper,
   :mod:`meterd.proto.wrapper`) or :class:`~meterd.cosem.sessions.HdlcSession` (HDLC,
   :mod:`meterd.proto.hdlc`): both implement :class:`meterd.proto.session.ByteSession`;
-* :class:`CosemServer`: APDU in, APDU out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
-  (glo- and general-glo-ciphering, HLS-GMAC, invocation counters) are our own code; the
-  association phases follow the table of :mod:`meterd.cosem.association`; GET, SET and ACTION
-  go to :class:`meterd.cosem.xdlms.LnDispatcher` (gurux's ``GXDLMSLNCommandHandler``) against
-  the objects of :mod:`meterd.cosem.objects`.
+* :class:`CosemServer`: APDU in, APDUs out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
+  (glo-, ded-, general-glo- and general-ded-ciphering, HLS-GMAC, invocation counters per client
+  system title) are our own code; general block transfer, when the client proposes it, wraps
+  the (ciphered) APDUs (:mod:`meterd.cosem.gbt`); the association phases follow the table of
+  :mod:`meterd.cosem.association`; GET, SET and ACTION go to
+  :class:`meterd.cosem.xdlms.LnDispatcher` (the with-list services and SET data blocks its own,
+  the -normal ones gurux's ``GXDLMSLNCommandHandler``) against the objects of
+  :mod:`meterd.cosem.objects`.
 
 Entry point for the composition root: :func:`build_session_factory`.
 """
