@@ -48,6 +48,22 @@ class InMemoryTransport:
         return data
 
 
+class Spy(InMemoryTransport):
+    """An in-memory transport of a wrapper session keeping every APDU (without the wrapper
+    header) both ways."""
+
+    def __init__(self, session: object) -> None:
+        super().__init__(session)
+        self.sent: list[bytes] = []
+        self.received: list[bytes] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(bytes(data)[8:])
+        before = len(self._pending)
+        super().send(data)
+        self.received.append(bytes(self._pending[before:])[8:])
+
+
 def make_client(sap: int, hdlc: bool = False, password: bytes = TEST_PASSWORD,
                 guek: bytes = TEST_GUEK, gak: bytes = TEST_GAK, invocation_counter: int = 1,
                 max_info: int = 128) -> Any:
@@ -163,7 +179,8 @@ def connect_in_memory(session: Any, sap: int, **kwargs: Any) -> tuple[GuruxSessi
     return gs, transport
 
 
-__all__ = ["SERVER_TITLE", "DlmsClientError", "GuruxSession", "InMemoryTransport", "connect_in_memory", "make_client"]
+__all__ = ["SERVER_TITLE", "DlmsClientError", "GuruxSession", "InMemoryTransport", "Spy", "connect_in_memory",
+           "make_client"]
 
 
 def send_wrong_hls_reply(session: Any, invocation_counter: int = 1) -> None:

@@ -47,9 +47,15 @@ def read_ber_length(data: bytes, pos: int) -> tuple[int, int]:
     return int.from_bytes(data[pos + 1:pos + 1 + n], "big"), pos + 1 + n
 
 
-def column_type(values: Sequence[int | float | str]) -> int:
+Cell = int | float | str | bytes
+"""One value of a profile row: a number, a visible string or an octet string (a date-time)."""
+
+
+def column_type(values: Sequence[Cell]) -> int:
     """The narrowest A-XDR type holding every value of one column."""
-    if any(isinstance(v, str) for v in values):
+    if values and all(isinstance(v, bytes) for v in values):
+        return OCTET_STRING
+    if any(isinstance(v, str | bytes) for v in values):
         return VISIBLE_STRING
     if any(isinstance(v, float) for v in values):
         return FLOAT64
@@ -71,8 +77,7 @@ class ProfileEncoder:
         self._row = struct.Struct(fmt) if self._fixed else None
         self._head = (STRUCTURE, len(self._types) + (1 if with_clock else 0))
 
-    def encode(self, rows: Sequence[tuple[_dt.datetime, Sequence[int | float | str]]
-                                    | tuple[_dt.datetime, Sequence[int | float | str], int]]) -> bytes:
+    def encode(self, rows: Sequence[tuple[_dt.datetime, Sequence[Cell]] | tuple[_dt.datetime, Sequence[Cell], int]]) -> bytes:
         """The whole buffer: ``array`` of ``structure(clock, values...)``; a row may carry the
         clock status of its capture time as a third item."""
         out = bytearray((ARRAY,))
@@ -81,7 +86,7 @@ class ProfileEncoder:
             out += self.encode_row(row[0], row[1], row[2] if len(row) > 2 else 0)  # type: ignore[misc]
         return bytes(out)
 
-    def encode_row(self, utc: _dt.datetime, values: Sequence[int | float | str], clock_status: int = 0) -> bytes:
+    def encode_row(self, utc: _dt.datetime, values: Sequence[Cell], clock_status: int = 0) -> bytes:
         """One row: ``structure(clock?, values...)``; ``clock_status``: the capture time's status."""
         if len(values) != len(self._types):
             raise ApduError(f"row has {len(values)} values, expected {len(self._types)}")
@@ -94,13 +99,13 @@ class ProfileEncoder:
             return self._row.pack(*args)
         return self._encode_slow(utc, values, clock_status)
 
-    def _encode_slow(self, utc: _dt.datetime, values: Sequence[int | float | str], clock_status: int) -> bytes:
+    def _encode_slow(self, utc: _dt.datetime, values: Sequence[Cell], clock_status: int) -> bytes:
         out = bytearray(self._head)
         if self._with_clock:
             out += bytes((OCTET_STRING, DATETIME_LEN)) + encode_utc(utc, clock_status)
         for tag, value in zip(self._types, values, strict=True):
-            if tag == VISIBLE_STRING:
-                raw = str(value).encode("ascii", "replace")
+            if tag in (OCTET_STRING, VISIBLE_STRING):
+                raw = value if isinstance(value, bytes) else str(value).encode("ascii", "replace")
                 out += bytes((tag,)) + length_bytes(len(raw)) + raw
             else:
                 out += struct.pack(">B" + _VALUE_FORMATS[tag], tag, value)

@@ -21,3 +21,8 @@ class ReplayError(SecurityError):
 
 class ApduError(CosemError):
     """An APDU is malformed, truncated or not supported."""
+
+
+class UnsupportedSuite(ApduError):
+    """A client asked for a security suite the meter does not offer (not an authentication
+    failure: the AARQ is refused without counting toward the lockout)."""

@@ -20,6 +20,7 @@ from typing import Any
 from gurux_dlms import GXDLMSSettings, ValueEventArgs
 from gurux_dlms.GXDLMSLNParameters import GXDLMSLNParameters
 from gurux_dlms.GXDLMSLongTransaction import GXDLMSLongTransaction
+from gurux_dlms.objects import GXDLMSExtendedRegister
 
 from meterd.cosem.errors import CosemError
 
@@ -180,7 +181,17 @@ def _vea_row_end_index_fix() -> None:
     ValueEventArgs.getRowEndIndex = lambda self: self.rowEndIndex
 
 
-# --- 5. print() noise on stdout from library internals -----------------------------------------
+# --- 5. GXDLMSExtendedRegister: no methods counted, though class 4 has reset (method 1) -----------
+
+def _extended_register_methods_probe() -> bool:
+    return int(GXDLMSExtendedRegister().getMethodCount()) < 1
+
+
+def _extended_register_methods_fix() -> None:
+    GXDLMSExtendedRegister.getMethodCount = lambda self: 1  # Blue Book class 4: method 1 reset
+
+
+# --- 6. print() noise on stdout from library internals -----------------------------------------
 
 _NOISY_MODULES = (
     "gurux_dlms.GXDLMSLNCommandHandler", "gurux_dlms.GXDLMS", "gurux_dlms._GXAPDU",
@@ -238,6 +249,8 @@ PATCHES: dict[str, Patch] = {
               _missing_attribute_probe("isSkipMaxPduSize"), _vea_skip_max_pdu_fix),
         Patch("value_event_args_row_end_index", "ValueEventArgs.getRowEndIndex() missing",
               _missing_attribute_probe("getRowEndIndex"), _vea_row_end_index_fix),
+        Patch("extended_register_methods", "class 4 counts no methods: the object list hides reset (method 1)",
+              _extended_register_methods_probe, _extended_register_methods_fix),
         Patch("quiet_stdout", "library internals print() to stdout", _print_probe, _print_fix),
     )
 }

@@ -12,6 +12,7 @@ TOML, mode 0600 (anything readable by group or others is refused)::
     global_unicast_key = "000102...0F"         # 16 octets (suite 0: AES-128), hex
     authentication_key = "D0D1...DF"
     master_key = "0001...0F"                   # KEK for key_transfer (RFC 3394 wrap)
+    client_system_titles = ["4758580000000001"]  # optional: only these clients may associate
 
 Keys never appear in ``repr`` or logs. :meth:`DlmsKeys.save` writes the file atomically with
 mode 0600 (used after a key_transfer through Security setup).
@@ -42,11 +43,16 @@ class DlmsKeys:
     authentication_key: bytes = field(repr=False)
     master_key: bytes = field(repr=False)
     path: Path | None = None
+    client_system_titles: frozenset[bytes] = frozenset()
+    """The system titles (8 octets) of the clients allowed to open a ciphered association;
+    empty: any client holding the keys."""
 
     def __post_init__(self) -> None:
         if len(self.server_system_title) != 8:
             raise KeyFileError("server system_title must be 8 octets")
         where = f"{self.path}: " if self.path is not None else ""
+        if any(len(title) != 8 for title in self.client_system_titles):
+            raise KeyFileError(f"{where}[management] client_system_titles: every title must be 8 octets")
         for name in _KEY_NAMES:
             length = len(getattr(self, name))
             if length != SUITE0_KEY_LEN:
@@ -73,6 +79,9 @@ class DlmsKeys:
             "[management]\n"
             + "".join(f'{n} = "{getattr(self, n).hex().upper()}"\n' for n in _KEY_NAMES)
         )
+        if self.client_system_titles:
+            titles = ", ".join(f'"{t.hex().upper()}"' for t in sorted(self.client_system_titles))
+            text += f"client_system_titles = [{titles}]\n"
         write_secret_text(target, text)
 
 
@@ -109,7 +118,18 @@ def parse_keys(doc: dict[str, Any], path: Path | None = None) -> DlmsKeys:
         authentication_key=_hex(mgmt, "management", "authentication_key"),
         master_key=_hex(mgmt, "management", "master_key"),
         path=path,
+        client_system_titles=_titles(mgmt),
     )
+
+
+def _titles(mgmt: dict[str, Any]) -> frozenset[bytes]:
+    raw = mgmt.get("client_system_titles", [])
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise KeyFileError("[management] client_system_titles: a list of hexadecimal strings expected")
+    try:
+        return frozenset(bytes.fromhex(t) for t in raw)
+    except ValueError as exc:
+        raise KeyFileError("[management] client_system_titles: not hexadecimal") from exc
 
 
 def load_keys(path: Path) -> DlmsKeys:

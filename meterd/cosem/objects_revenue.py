@@ -787,10 +787,12 @@ def revenue_factory(service: RevenueService, serve_load_profile: bool = False,
         yield CosemEntry(ValueData(BILLING_COUNTER_OBIS, lambda: (axdr.UINT32, service.billing.counter)))
         yield CosemEntry(ValueData(LAST_BILLING_LN, lambda: (
             axdr.OCTET_STRING, _last_billing(service.billing.last_billing_utc))))
+        capacity = {DAILY_PROFILE_OBIS: service.daily_profile.config.max_entries,
+                    BILLING_PROFILE_OBIS: service.billing.max_periods}
         for ln in (DAILY_PROFILE_OBIS, BILLING_PROFILE_OBIS):
             buffer = service.profile(ln)
             assert buffer is not None
-            yield CosemEntry(ModelProfile(ln, ProfileReader(buffer)))
+            yield CosemEntry(ModelProfile(ln, ProfileReader(buffer, max_entries=capacity[ln])))
         yield from capture_object_entries(service)
         if serve_load_profile:
             yield CosemEntry(LoadProfileObject(service), Access(write=frozenset({3, 4})))

@@ -144,6 +144,27 @@ class ProfileReader:
         value_idx = [i - 1 for i in picked if i != 0]
         if 0 in picked[1:]:
             raise ApduError("the clock column must come first")
-        types = [axdr.column_type([r.values[i] for r in rows]) for i in value_idx]
+        columns = self._buffer.columns
+        cells = [[_cell(columns[i + 1], r.values[i]) for i in value_idx] for r in rows]
+        types = [axdr.column_type([row[k] for row in cells]) for k in range(len(value_idx))]
         encoder = axdr.ProfileEncoder(types, with_clock=with_clock)
-        return encoder.encode([(r.utc, [r.values[i] for i in value_idx], r.clock_status) for r in rows])
+        return encoder.encode([(r.utc, row, r.clock_status) for r, row in zip(rows, cells, strict=True)])
+
+
+DATETIME_ATTRIBUTES = frozenset({(8, 2), (4, 5), (5, 6), (5, 7)})
+"""(class, attribute) of the capture objects that are COSEM date-times: clock time, the capture
+time of an extended register, the capture and start times of a demand register."""
+
+
+def _cell(column: CaptureColumn, value: int | float | str) -> axdr.Cell:
+    """A value as its column is encoded: a date-time column's value (an ISO 8601 instant, or ""
+    for a time never set) as the 12-octet COSEM date-time (all fields not specified when unset,
+    Blue Book §4.1.6.1), anything else as it is."""
+    if (column.class_id, column.attribute) not in DATETIME_ATTRIBUTES or not isinstance(value, str):
+        return value
+    if not value:
+        return datetime_codec.UNSPECIFIED
+    try:
+        return datetime_codec.encode_utc(_dt.datetime.fromisoformat(value))
+    except ValueError:
+        return datetime_codec.UNSPECIFIED

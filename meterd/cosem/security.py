@@ -1,4 +1,6 @@
-"""DLMS security suite 0 (AES-GCM-128, 12-octet tags) with persistent invocation counters.
+"""DLMS security suite 0 (AES-GCM-128, 12-octet tags) with persistent invocation counters; glo- and
+ded-ciphering (the dedicated key a client sends in its InitiateRequest protects the ded-xxx and
+general-ded-ciphering APDUs of that association).
 
 AES-GCM comes from ``cryptography`` (gurux's pure-Python GCM is ≈7 ms per KB and is not used).
 Counters protect against replay and nonce reuse, so they are persisted **before use**:
@@ -10,7 +12,8 @@ Counters protect against replay and nonce reuse, so they are persisted **before 
   the request is served, with a high-water mark raised in blocks (one commit per block, not per
   request; after a restart everything up to the mark counts as used).
 
-Counter names are ``"<association>/out"`` and ``"<association>/in"``.
+Counter names are ``"<association>/out"``, ``"<association>/in/<client system title, hex>"`` (the
+replay check, per client) and ``"<association>/in"`` (the highest accepted from any client).
 
 Authentication lockout (:class:`AuthLockout`): per link, client SAP **and source** (the TCP
 peer's address, an IPv6 peer by its /64 prefix; on a serial link the link itself: the RS-485 bus
@@ -44,11 +47,30 @@ from meterd.cosem.errors import ApduError, ReplayError, SecurityError
 TAG_LEN = 12
 SC_AUTH, SC_ENC = 0x10, 0x20
 SC_AUTH_ENC = SC_AUTH | SC_ENC
-GENERAL_GLO = 0xDB
+GENERAL_GLO, GENERAL_DED = 0xDB, 0xDC
 # plain xDLMS tag -> glo-ciphered tag (IEC 62056-5-3 table 7)
 GLO_OF_PLAIN = {0xC0: 0xC8, 0xC1: 0xC9, 0xC2: 0xCA, 0xC3: 0xCB, 0xC4: 0xCC, 0xC5: 0xCD, 0xC7: 0xCF,
                 0x01: 0x21, 0x08: 0x28, 0x0E: 0x2E}
 PLAIN_OF_GLO = {v: k for k, v in GLO_OF_PLAIN.items()}
+# plain xDLMS tag -> ded-ciphered tag: the same services under the association's dedicated key
+DED_OF_PLAIN = {0xC0: 0xD0, 0xC1: 0xD1, 0xC2: 0xD2, 0xC3: 0xD3, 0xC4: 0xD4, 0xC5: 0xD5, 0xC7: 0xD7}
+PLAIN_OF_DED = {v: k for k, v in DED_OF_PLAIN.items()}
+CIPHERED_TAGS = frozenset({GENERAL_GLO, GENERAL_DED, *PLAIN_OF_GLO, *PLAIN_OF_DED})
+"""Every ciphered APDU tag the server opens."""
+DEDICATED_TAGS = frozenset({GENERAL_DED, *PLAIN_OF_DED})
+"""The ciphered APDU tags protected by the dedicated key."""
+
+
+def plain_of(tag: int) -> int | None:
+    """The plain xDLMS tag a glo- or ded-ciphered tag protects (None: a general-ciphering tag)."""
+    return PLAIN_OF_GLO.get(tag, PLAIN_OF_DED.get(tag))
+
+
+def suite_of(payload: bytes) -> int:
+    """The security suite named by the security control octet of ``SC || IC || body``."""
+    if not payload:
+        raise ApduError("ciphered payload empty")
+    return payload[0] & 0x0F
 MAX_COUNTER = 0xFFFFFFFF
 
 
@@ -188,11 +210,11 @@ def split_ciphered(apdu: bytes) -> CipheredApdu:
     """Split a glo-xxx or general-glo-ciphering APDU (raises :class:`ApduError`)."""
     tag, pos = apdu[0], 1
     title = None
-    if tag == GENERAL_GLO:
+    if tag in (GENERAL_GLO, GENERAL_DED):
         n, pos = read_ber_length(apdu, pos)
         title = apdu[pos:pos + n]
         if len(title) != 8:
-            raise ApduError("general-glo-ciphering needs an 8-octet system title")
+            raise ApduError("general-glo/ded-ciphering needs an 8-octet system title")
         pos += n
     length, pos = read_ber_length(apdu, pos)
     if pos + length != len(apdu):
@@ -209,13 +231,22 @@ def build_ciphered(tag: int, payload: bytes, system_title: bytes | None = None) 
 
 
 class SecurityContext:
-    """Suite-0 keys, counters and replay check of one ciphered association."""
+    """Suite-0 keys, counters and replay check of one ciphered association.
+
+    The client invocation counter is checked per client system title (``"<name>/in/<title>"``):
+    each client keeps its own counter (the GCM nonce is the title and the counter, so a replay is
+    a repeated counter of the same title). ``"<name>/in"`` keeps the highest counter accepted
+    from any title: 0-0:43.1.E.255 shows it, and a client that continues above it is above its
+    own counter too. ``dedicated_key``: the
+    key the client sent in its InitiateRequest, for the ded-ciphered APDUs of this association
+    only (None: none was sent)."""
 
     def __init__(self, name: str, server_title: bytes, ek: bytes, ak: bytes, store: CounterStore) -> None:
         self.name = name
         self.server_title = server_title
         self.ek, self.ak = ek, ak
         self.client_title: bytes | None = None
+        self.dedicated_key: bytes | None = None
         self._store = store
         self._out = OutgoingCounter(store, f"{name}/out")
 
@@ -227,35 +258,55 @@ class SecurityContext:
         """A fresh, durably reserved server invocation counter."""
         return self._out.take()
 
+    def _incoming_name(self) -> str:
+        if self.client_title is None:
+            raise SecurityError("no client system title")
+        return f"{self.name}/in/{self.client_title.hex().upper()}"
+
     def check_incoming(self, ic: int) -> None:
-        """Accept a client invocation counter once; raises :class:`ReplayError` otherwise."""
-        if not self._store.accept(f"{self.name}/in", ic):
+        """Accept a client invocation counter once per client system title; raises
+        :class:`ReplayError` otherwise."""
+        own = self._incoming_name()
+        shared = f"{self.name}/in"
+        if not self._store.accept(own, ic):
             raise ReplayError("client invocation counter replayed or stale")
+        if ic > self._store.last_accepted(shared):
+            self._store.accept(shared, ic)
 
     def last_incoming(self) -> int:
-        """The last accepted client invocation counter (0-0:43.1.E.255)."""
-        return self._store.last_accepted(f"{self.name}/in")
+        """The last accepted client invocation counter of this client system title."""
+        return self._store.last_accepted(self._incoming_name())
+
+    def _key_of(self, tag: int) -> bytes:
+        if tag not in DEDICATED_TAGS:
+            return self.ek
+        if self.dedicated_key is None:
+            raise SecurityError("ded-ciphered APDU without a dedicated key")
+        return self.dedicated_key
 
     def open(self, apdu: bytes) -> tuple[int, bytes]:
         """Check a ciphered request; returns (security control, inner plain APDU)."""
         if self.client_title is None:
             raise SecurityError("no client system title")
+        key = self._key_of(apdu[0])
         parts = split_ciphered(apdu)
         if parts.system_title is not None and parts.system_title != self.client_title:
             raise SecurityError("system title differs from the one of the association")
-        sc, ic, plain = unprotect(self.ek, self.ak, self.client_title, parts.payload)
+        sc, ic, plain = unprotect(key, self.ak, self.client_title, parts.payload)
         self.check_incoming(ic)
         return sc, plain
 
     def seal(self, request_tag: int, sc: int, plain: bytes) -> bytes:
-        """Protect a response in the family of the request (glo-xxx or general-glo)."""
-        payload = protect(sc, self.ek, self.ak, self.server_title, self.next_ic(), plain)
-        if request_tag == GENERAL_GLO:
-            return build_ciphered(GENERAL_GLO, payload, self.server_title)
-        glo = GLO_OF_PLAIN.get(plain[0])
-        if glo is None:
+        """Protect a response in the family of the request (glo-xxx, ded-xxx, general-glo or
+        general-ded), under the key of that family."""
+        payload = protect(sc, self._key_of(request_tag), self.ak, self.server_title, self.next_ic(), plain)
+        if request_tag in (GENERAL_GLO, GENERAL_DED):
+            return build_ciphered(request_tag, payload, self.server_title)
+        family = DED_OF_PLAIN if request_tag in DEDICATED_TAGS else GLO_OF_PLAIN
+        tag = family.get(plain[0])
+        if tag is None:
             return plain
-        return build_ciphered(glo, payload)
+        return build_ciphered(tag, payload)
 
 
 # --- authentication lockout ---------------------------------------------------------------------

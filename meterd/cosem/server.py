@@ -5,11 +5,14 @@ Layers, outermost first:
 * :class:`~meterd.cosem.sessions.WrapperSession` (IEC 62056-47 TCP wrapper,
   :mod:`meterd.proto.wrapper`) or :class:`~meterd.cosem.sessions.HdlcSession` (HDLC,
   :mod:`meterd.proto.hdlc`): both implement :class:`meterd.proto.session.ByteSession`;
-* :class:`CosemServer`: APDU in, APDU out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
-  (glo- and general-glo-ciphering, HLS-GMAC, invocation counters) are our own code; the
-  association phases follow the table of :mod:`meterd.cosem.association`; GET, SET and ACTION
-  go to :class:`meterd.cosem.xdlms.LnDispatcher` (gurux's ``GXDLMSLNCommandHandler``) against
-  the objects of :mod:`meterd.cosem.objects`.
+* :class:`CosemServer`: APDU in, APDUs out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
+  (glo-, ded-, general-glo- and general-ded-ciphering, HLS-GMAC, invocation counters per client
+  system title) are our own code; general block transfer, when the client proposes it, wraps
+  the (ciphered) APDUs (:mod:`meterd.cosem.gbt`); the association phases follow the table of
+  :mod:`meterd.cosem.association`; GET, SET and ACTION go to
+  :class:`meterd.cosem.xdlms.LnDispatcher` (the with-list services and SET data blocks its own,
+  the -normal ones gurux's ``GXDLMSLNCommandHandler``) against the objects of
+  :mod:`meterd.cosem.objects`.
 
 Entry point for the composition root: :func:`build_session_factory`.
 """
@@ -32,10 +35,11 @@ from meterd.core.model import MeterModel
 from meterd.cosem import acse, association
 from meterd.cosem.association import Association, Phase, Request, Trigger
 from meterd.cosem.config import ServerConfig
-from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError
+from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError, UnsupportedSuite
 from meterd.cosem.event_limit import EventLimiter
+from meterd.cosem.gbt import GbtTransfer, Send
 from meterd.cosem.key_transfer import KeyTransfer
-from meterd.cosem.keys import KeyRing
+from meterd.cosem.keys import SUITE0_KEY_LEN, KeyRing
 from meterd.cosem.link_events import LinkEvents
 from meterd.cosem.objects import (
     AccessLevel,
@@ -45,8 +49,7 @@ from meterd.cosem.objects import (
     default_registry,
 )
 from meterd.cosem.security import (
-    GENERAL_GLO,
-    PLAIN_OF_GLO,
+    CIPHERED_TAGS,
     SC_AUTH,
     SC_AUTH_ENC,
     AuthLockout,
@@ -57,11 +60,14 @@ from meterd.cosem.security import (
     UtcOnlyClock,
     gmac,
     gmac_matches,
+    plain_of,
     split_ciphered,
+    suite_of,
     unprotect,
 )
 from meterd.cosem.sessions import HdlcSession, SessionMaker, WrapperSession
 from meterd.cosem.xdlms import (
+    MAX_REASSEMBLY,
     SERVICE_DECIPHERING_ERROR,
     SERVICE_INVOCATION_COUNTER_ERROR,
     SERVICE_NOT_SUPPORTED,
@@ -75,11 +81,15 @@ from meterd.cosem.xdlms import (
     ln_settings,
     requests_of,
 )
+from meterd.cosem.xdlms_codec import GENERAL_BLOCK_TRANSFER, parse_gbt
 
 _log = logging.getLogger("meterd.cosem")
 
 CIPHER_OVERHEAD = 32  # general-glo header + SC + IC + tag, octets
 MIN_PDU = 64
+GBT_WINDOW = 8
+"""The meter's general block transfer window on the TCP wrapper (blocks streamed before an
+acknowledgement, and received before it acknowledges); 1 on HDLC, whose own window paces it."""
 
 
 def make_lockout(store: object, config: ServerConfig, utc: Callable[[], _dt.datetime],
@@ -123,6 +133,8 @@ class CosemServer:
         self._key_transfer = KeyTransfer(keys)
         self._max_pdu = self.config.max_pdu
         self._client_sap = 0
+        self._gbt: GbtTransfer | None = None
+        self._gbt_responses = False
 
     @property
     def association_name(self) -> str:
@@ -136,36 +148,42 @@ class CosemServer:
 
     # --- entry points ---------------------------------------------------------------------------
 
-    def handle_apdu(self, client_sap: int, apdu: bytes) -> bytes | None:
-        """Serve one request APDU; returns the response APDU (None: no answer)."""
+    def handle_apdus(self, client_sap: int, apdu: bytes) -> list[bytes]:
+        """Serve one request APDU; returns the response APDUs in order: one, none (a block of a
+        streamed general block transfer window) or several (a streamed window of blocks)."""
         if not apdu:
-            return None
+            return []
         try:
             return self._serve(client_sap, apdu)
         finally:
             self._events.report_suppressed()
 
-    def _serve(self, client_sap: int, apdu: bytes) -> bytes | None:
+    def handle_apdu(self, client_sap: int, apdu: bytes) -> bytes | None:
+        """Serve one request APDU; returns the first response APDU (None: no answer)."""
+        answers = self.handle_apdus(client_sap, apdu)
+        return answers[0] if answers else None
+
+    def _serve(self, client_sap: int, apdu: bytes) -> list[bytes]:
         try:
             return self._dispatch(client_sap, apdu)
         except ReplayError as exc:
             recorded = self._events.record("REPLAY_ATTACK", client_sap, str(exc))
             (_log.warning if recorded else _log.debug)("client SAP %d on %s: %s", client_sap,
                                                        self.config.link_name, exc)
-            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_INVOCATION_COUNTER_ERROR)
+            return self._failed(exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_INVOCATION_COUNTER_ERROR))
         except SecurityError as exc:
             _log.warning("client SAP %d on %s: rejected protected APDU: %s", client_sap, self.config.link_name, exc)
             self._events.record("DECRYPTION_FAILURE", client_sap, str(exc))
-            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
+            return self._failed(exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR))
         except (ApduError, CosemError) as exc:
             _log.info("client SAP %d: bad APDU: %s", client_sap, exc)
-            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
+            return self._failed(exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON))
         except Exception as exc:  # last line of defence: a request must never take the link down
             _log.warning("client SAP %d on %s: request failed, association released: %s", client_sap,
                          self.config.link_name, failure_reason(exc))
             _log.debug("client SAP %d: request traceback", client_sap, exc_info=True)
             self.release("internal error")
-            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON)
+            return self._failed(exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OTHER_REASON))
 
     def _authenticated(self) -> bool:
         """True when the present association's client proves who it is (LLS or HLS); the public
@@ -186,23 +204,55 @@ class CosemServer:
         if moved.closed:
             self._events.session(False, self._client_sap, reason, name, authenticated)
         self._security = None
+        self._gbt = None
         self._key_transfer.discard()
         if self._dispatcher is not None:
             self._dispatcher.reset()
 
     # --- dispatch -------------------------------------------------------------------------------
 
-    def _dispatch(self, client_sap: int, apdu: bytes) -> bytes | None:
+    def _failed(self, answer: bytes) -> list[bytes]:
+        """An error answer; a general block transfer in progress ends with it."""
+        if self._gbt is not None:
+            self._gbt.reset()
+        return [answer]
+
+    def _dispatch(self, client_sap: int, apdu: bytes) -> list[bytes]:
         tag = apdu[0]
         if tag == acse.AARQ:
-            return self._on_aarq(client_sap, apdu)
+            return [self._on_aarq(client_sap, apdu)]
         if tag == acse.RLRQ:
-            return self._on_rlrq(apdu)
+            return [self._on_rlrq(apdu)]
         if not self._association.serves_data() or self._assoc is None or client_sap != self._assoc.client_sap:
-            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)
+            return [exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)]
         if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD:
-            return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_PDU_TOO_LONG)
-        if tag == GENERAL_GLO or tag in PLAIN_OF_GLO:
+            return self._failed(exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_PDU_TOO_LONG))
+        if tag == GENERAL_BLOCK_TRANSFER:
+            return self._on_block(apdu)
+        if self._gbt is None:
+            return [self._serve_data(apdu)]
+        self._gbt.reset()  # a whole request ends any transfer in progress
+        response = self._serve_data(apdu)
+        if len(response) <= self._max_pdu or not self._gbt_responses:
+            return [response]
+        return list(self._gbt.send(response).apdus)
+
+    def _on_block(self, apdu: bytes) -> list[bytes]:
+        """A general-block-transfer APDU: a block of a request, or the acknowledgement of blocks
+        of a response."""
+        if self._gbt is None:
+            return [exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)]
+        outcome = self._gbt.receive(parse_gbt(apdu))
+        if isinstance(outcome, Send):
+            return list(outcome.apdus)
+        if not outcome.apdu or outcome.apdu[0] in (GENERAL_BLOCK_TRANSFER, acse.AARQ, acse.RLRQ):
+            raise ApduError("a general block transfer must carry an xDLMS service request")
+        return list(self._gbt.send(self._serve_data(outcome.apdu), outcome.ack).apdus)
+
+    def _serve_data(self, apdu: bytes) -> bytes:
+        """A whole GET, SET or ACTION request, ciphered or plain."""
+        assert self._assoc is not None  # checked by the caller
+        if apdu[0] in CIPHERED_TAGS:
             return self._on_ciphered(apdu)
         if self._assoc.ciphered:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
@@ -217,8 +267,9 @@ class CosemServer:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
         if not plain:
             raise ApduError("empty ciphered APDU")
-        if apdu[0] != GENERAL_GLO and PLAIN_OF_GLO[apdu[0]] != plain[0]:
-            raise ApduError("glo tag does not match the ciphered service")
+        inner = plain_of(apdu[0])
+        if inner is not None and inner != plain[0]:
+            raise ApduError("glo/ded tag does not match the ciphered service")
         response = self._serve_plain(plain)
         sealed = security.seal(apdu[0], sc, response)
         self._apply_pending_keys()
@@ -310,6 +361,10 @@ class CosemServer:
                                        self.keys.current.authentication_key, self.store)
             if not aarq.calling_title or len(aarq.calling_title) != 8:
                 return self._reject(aarq.context_id, acse.DIAG_NO_REASON, "no client system title", client_sap)
+            allowed = self.keys.current.client_system_titles
+            if allowed and aarq.calling_title not in allowed:
+                return self._reject(aarq.context_id, acse.DIAG_CALLING_AP_TITLE_NOT_RECOGNISED,
+                                    f"client system title {aarq.calling_title.hex().upper()} not configured", client_sap)
             if not aarq.auth_value or not 8 <= len(aarq.auth_value) <= 64:
                 return self._auth_failed(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap)
             security.client_title = aarq.calling_title
@@ -327,17 +382,29 @@ class CosemServer:
         if security is not None:
             if info[0] != 0x21:
                 raise SecurityError("the InitiateRequest must be glo-ciphered")
-            sc, ic, info = unprotect(security.ek, security.ak, security.client_title or b"",
-                                     split_ciphered(info).payload)
+            payload = split_ciphered(info).payload
+            if suite_of(payload) != 0:
+                raise UnsupportedSuite(f"security suite {suite_of(payload)} is not offered (suite 0 only)")
+            sc, ic, info = unprotect(security.ek, security.ak, security.client_title or b"", payload)
             if sc != SC_AUTH_ENC:
                 raise SecurityError("the InitiateRequest must be authenticated and encrypted")
             security.check_incoming(ic)
-        return acse.parse_initiate_request(info)
+        request = acse.parse_initiate_request(info)
+        if request.dedicated_key is not None:
+            if security is None:
+                raise ApduError("a dedicated key in an association without ciphering")
+            if len(request.dedicated_key) != SUITE0_KEY_LEN:
+                raise ApduError(f"a dedicated key of {len(request.dedicated_key)} octets (suite 0: {SUITE0_KEY_LEN})")
+            security.dedicated_key = request.dedicated_key
+        return request
 
     def _accept(self, assoc: AssociationConfig, aarq: acse.Aarq, security: SecurityContext | None,
                 client_sap: int) -> bytes:
         try:
             request = self._initiate(aarq, security)
+        except UnsupportedSuite as exc:  # not a failure to authenticate: the suite is not offered
+            return self._reject(aarq.context_id, acse.DIAG_CONTEXT_NOT_SUPPORTED, f"InitiateRequest: {exc}",
+                                client_sap)
         except ReplayError as exc:
             return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"InitiateRequest: {exc}", client_sap,
                                 event="REPLAY_ATTACK")
@@ -360,6 +427,13 @@ class CosemServer:
                                 acse.initiate_error(error))
         self._assoc, self._security, self._client_sap = assoc, security, client_sap
         self._max_pdu = min(self.config.max_pdu, client_pdu)
+        if negotiated & acse.CONF_GENERAL_BLOCK_TRANSFER:
+            window = GBT_WINDOW if self.config.link == "wrapper" else 1
+            self._gbt = GbtTransfer(window, self._max_pdu, MAX_REASSEMBLY)
+        # long answers in GBT blocks only for a client without GET data blocks: some clients
+        # (dlms-cosem) propose GBT and then cannot read it, while every client that proposes
+        # block transfer with GET reads GET data blocks
+        self._gbt_responses = bool(self._gbt) and not negotiated & acse.CONF_BLOCK_GET
         self._build_objects(assoc, negotiated)
         response = acse.initiate_response(negotiated, self.config.max_pdu)
         aare = acse.Aare(aarq.context_id, acse.RESULT_ACCEPTED, acse.DIAG_NONE)
@@ -441,9 +515,12 @@ class CosemServer:
         )
         entries = self.registry.build(ctx)
         overhead = CIPHER_OVERHEAD if assoc.ciphered else 0
-        self._settings = ln_settings([e.obj for e in entries], acse.wire_to_gurux_conformance(conformance),
+        # gurux never sees general block transfer: it would wrap its own GET data blocks in GBT
+        # blocks inside the ciphering; the meter's GBT (gbt.py) wraps whole APDUs
+        gurux_conformance = acse.wire_to_gurux_conformance(conformance & ~acse.CONF_GENERAL_BLOCK_TRANSFER)
+        self._settings = ln_settings([e.obj for e in entries], gurux_conformance,
                                      max(MIN_PDU, self._max_pdu - overhead))
-        self._dispatcher = LnDispatcher(self._settings, self, self.config.legal)
+        self._dispatcher = LnDispatcher(self._settings, self, self.config.legal, whole=self._gbt_responses)
         self._access = {id(e.obj): e for e in entries}
         self._current_assoc_obj = entries_current = next(
             (e.obj for e in entries if e.obj.logicalName == "0.0.40.0.0.255"), None)

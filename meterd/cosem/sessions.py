@@ -31,8 +31,9 @@ class ApduServer(Protocol):
         """Whether an association is fully established (HLS included)."""
         ...
 
-    def handle_apdu(self, client_sap: int, apdu: bytes) -> bytes | None:
-        """Serve one request APDU; the response APDU (None: no answer)."""
+    def handle_apdus(self, client_sap: int, apdu: bytes) -> list[bytes]:
+        """Serve one request APDU; the response APDUs in order (none, one, or the blocks of a
+        streamed general block transfer window)."""
         ...
 
     def release(self, reason: str = "link closed") -> None:
@@ -80,8 +81,7 @@ class WrapperSession:
                 continue
             if event.destination != self.server.config.server_sap:
                 continue
-            response = self.server.handle_apdu(event.source, event.apdu)
-            if response is not None:
+            for response in self.server.handle_apdus(event.source, event.apdu):
                 out.append(event.reply(response).encode())
         return out
 
@@ -137,8 +137,8 @@ class HdlcSession:
                     _log.debug("hdlc: broadcast APDU of %d octets from client %d dropped (no unconfirmed"
                                " service)", len(event.apdu), event.client_sap)
                     continue
-                response = self.server.handle_apdu(event.client_sap, event.apdu)
-                out += self._run(self.link.send_apdu(response)) if response is not None else []
+                for response in self.server.handle_apdus(event.client_sap, event.apdu):
+                    out += self._run(self.link.send_apdu(response))
             else:
                 self.server.release(event.reason)
                 self.ended = self.ended or self.link.state is hdlc.LinkState.NDM

@@ -1,9 +1,10 @@
 """xDLMS data services of the COSEM server: GET, SET and ACTION (IEC 62056-5-3 §9.4), answered by
 gurux's ``GXDLMSLNCommandHandler`` against the objects of one association.
 
-:class:`LnDispatcher` refuses what the meter does not offer (unknown services, unknown classes,
-the *-with-list variants) with the proper error APDU and hands the rest to gurux, whose server
-call-backs :class:`_DispatchHost` answers: values and writes come from the objects themselves,
+:class:`LnDispatcher` refuses what the meter does not offer (unknown services and request
+choices, unknown classes) with the proper error APDU, serves the *-with-list requests and the SET
+data blocks itself (:mod:`meterd.cosem.xdlms_codec`), one -normal request per element, and hands
+the -normal requests to gurux, whose server call-backs :class:`_DispatchHost` answers: values and writes come from the objects themselves,
 access rights and the end of the HLS exchange from the session (:class:`AccessPolicy`). Also
 here: the APDU tags and error answers (:func:`exception_response`, :func:`data_access_error`) and
 what a request asks for in terms of :mod:`meterd.cosem.association` (:func:`requests_of`).
@@ -22,7 +23,9 @@ from gurux_dlms.GXDLMSLNCommandHandler import GXDLMSLNCommandHandler
 from gurux_dlms.objects import GXDLMSObjectCollection
 
 from meterd.cosem import gurux_patches, profile
+from meterd.cosem import xdlms_codec as codec
 from meterd.cosem.association import Request
+from meterd.cosem.errors import ApduError
 
 gurux_patches.apply()  # before the command handler serves anything
 _log = logging.getLogger("meterd.cosem")
@@ -164,30 +167,161 @@ def ln_settings(objects: Sequence[Any], conformance: int, max_pdu: int) -> Any:
     return settings
 
 
+MAX_REASSEMBLY = 0xFFFF
+"""The most octets of data a SET sent in data blocks may carry (a longer one is aborted)."""
+UNBOUNDED_PDU = 0xFFFFFF
+"""The PDU size given to gurux when an answer must be built whole (octets)."""
+
+
 class LnDispatcher:
     """GET, SET and ACTION of one association, on gurux ``settings`` (see :func:`ln_settings`).
 
+    The -normal requests (and GET-next-block of a long -normal answer) go to gurux; the
+    *-with-list requests and the SET data blocks are the meter's own (:mod:`meterd.cosem.xdlms_codec`):
+    each element of a list is served as its own -normal request, so the access rights apply per
+    element, and a long GET-with-list answer goes out in GET data blocks. ``whole`` (general
+    block transfer granted): every answer is built whole, the session cuts it into GBT blocks.
+    ``max_reassembly`` (octets) bounds the data of a SET sent in blocks.
     ``legal`` gives the legal-time rules by which profile range bounds without deviation are
     read (None: UTC)."""
 
-    def __init__(self, settings: Any, policy: AccessPolicy, legal: profile.LegalTimeSource | None = None) -> None:
+    def __init__(self, settings: Any, policy: AccessPolicy, legal: profile.LegalTimeSource | None = None,
+                 *, whole: bool = False, max_reassembly: int = MAX_REASSEMBLY) -> None:
         self.settings = settings
         self._host = _DispatchHost(settings, policy)
         self._legal = legal
+        self._block_pdu = int(settings.maxPduSize)
+        self._whole = whole
+        self._max_reassembly = max_reassembly
+        if whole:
+            settings.maxPduSize = UNBOUNDED_PDU
+        self._long_get: _LongGet | None = None
+        self._long_set: _LongSet | None = None
 
     def reset(self) -> None:
         """Forget a block transfer in progress (the association ended)."""
         self._host.transaction = None
+        self._long_get = None
+        self._long_set = None
 
     def serve(self, apdu: bytes) -> bytes:
         """The answer to a plain GET, SET or ACTION request (an error answer for anything else)."""
         if apdu[0] not in (GET_REQUEST, SET_REQUEST, ACTION_REQUEST) or len(apdu) < 3:
             return exception_response(STATE_SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
-        if apdu[1] == 1 and len(apdu) >= 5 and struct.unpack(">H", apdu[3:5])[0] not in _KNOWN_CLASSES:
+        choice = apdu[1]
+        try:
+            if apdu[0] == GET_REQUEST:
+                return self._get(apdu, choice)
+            if apdu[0] == SET_REQUEST:
+                return self._set(apdu, choice)
+            return self._action(apdu, choice)
+        except ApduError as exc:
+            _log.info("request %s refused: %s", apdu[:16].hex(), exc)
+            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))
+
+    # --- the services, by request choice --------------------------------------------------------
+
+    def _get(self, apdu: bytes, choice: int) -> bytes:
+        if choice == codec.GET_NORMAL:
+            return self._normal(apdu)
+        if choice == codec.GET_NEXT:
+            return self._next_block(apdu) if self._long_get is not None else self._gurux(apdu)
+        if choice == codec.GET_WITH_LIST:
+            self._long_get = None
+            request = codec.parse_get_with_list(apdu)
+            results = [self._element(codec.normal_request(request, i))[3:] for i in range(len(request.items))]
+            answer = codec.get_with_list_response(request.invoke_id, results)
+            if self._whole or len(answer) <= self._block_pdu:
+                return answer
+            self._long_get = _LongGet(request.invoke_id, codec.list_body(results))
+            return self._long_get.block(self._block_pdu)
+        return exception_response(STATE_SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
+
+    def _next_block(self, apdu: bytes) -> bytes:
+        long_get = self._long_get
+        assert long_get is not None
+        if len(apdu) != 7 or apdu[2] != long_get.invoke_id or struct.unpack(">I", apdu[3:7])[0] != long_get.number:
+            self._long_get = None
+            return codec.get_datablock_error(apdu[2], long_get.number, int(ErrorCode.LONG_GET_OR_READ_ABORTED))
+        answer = long_get.block(self._block_pdu)
+        if long_get.done:
+            self._long_get = None
+        return answer
+
+    def _set(self, apdu: bytes, choice: int) -> bytes:
+        if choice == codec.SET_NORMAL:
+            self._long_set = None
+            return self._normal(apdu)
+        if choice == codec.SET_WITH_LIST:
+            self._long_set = None
+            request = codec.parse_set_with_list(apdu)
+            return codec.set_with_list_response(request.invoke_id, self._set_results(request))
+        if choice in (codec.SET_FIRST_DATABLOCK, codec.SET_DATABLOCK, codec.SET_WITH_LIST_FIRST_DATABLOCK):
+            return self._set_block(codec.parse_set_block(apdu))
+        return exception_response(STATE_SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
+
+    def _set_results(self, request: codec.ListRequest) -> list[int]:
+        return [self._element(codec.normal_request(request, i))[3] for i in range(len(request.items))]
+
+    def _set_block(self, block: codec.SetBlock) -> bytes:
+        if block.choice != codec.SET_DATABLOCK:  # a first block starts a new transfer
+            self._long_set = _LongSet(block.invoke_id, block.choice, block.items) if block.number == 1 else None
+        long_set = self._long_set
+        if long_set is None:
+            return codec.set_last_block_response(block.invoke_id, int(ErrorCode.NO_LONG_SET_OR_WRITE_IN_PROGRESS),
+                                                 block.number)
+        if block.number != long_set.number or block.invoke_id != long_set.invoke_id:
+            self._long_set = None
+            return codec.set_last_block_response(block.invoke_id, int(ErrorCode.DATA_BLOCK_NUMBER_INVALID),
+                                                 block.number)
+        if len(long_set.data) + len(block.raw) > self._max_reassembly:
+            self._long_set = None
+            return codec.set_last_block_response(block.invoke_id, int(ErrorCode.LONG_SET_OR_WRITE_ABORTED),
+                                                 block.number)
+        long_set.data += block.raw
+        long_set.number += 1
+        if not block.last:
+            return codec.set_block_ack(block.invoke_id, block.number)
+        self._long_set = None
+        data = bytes(long_set.data)
+        if long_set.choice == codec.SET_WITH_LIST_FIRST_DATABLOCK:
+            values = codec.values_of(data, len(long_set.items))
+            request = codec.ListRequest(SET_REQUEST, block.invoke_id, long_set.items, tuple(values))
+            return codec.set_last_block_with_list_response(block.invoke_id, self._set_results(request), block.number)
+        if codec.data_end(data, 0) != len(data):
+            raise ApduError("the blocks hold more than one value")
+        request = codec.ListRequest(SET_REQUEST, block.invoke_id, long_set.items, (data,))
+        result = self._element(codec.normal_request(request, 0))[3]
+        return codec.set_last_block_response(block.invoke_id, result, block.number)
+
+    def _action(self, apdu: bytes, choice: int) -> bytes:
+        if choice == codec.ACTION_NORMAL:
+            return self._normal(apdu)
+        if choice == codec.ACTION_WITH_LIST:
+            request = codec.parse_action_with_list(apdu)
+            results = [self._element(codec.normal_request(request, i))[3:] for i in range(len(request.items))]
+            return codec.action_with_list_response(request.invoke_id, results)
+        return exception_response(STATE_SERVICE_UNKNOWN, SERVICE_NOT_SUPPORTED)
+
+    # --- one -normal request ----------------------------------------------------------------------
+
+    def _normal(self, apdu: bytes) -> bytes:
+        """A -normal request: unknown classes refused here, the rest answered by gurux."""
+        if len(apdu) >= 5 and struct.unpack(">H", apdu[3:5])[0] not in _KNOWN_CLASSES:
             return data_access_error(apdu, int(ErrorCode.UNDEFINED_OBJECT))
-        if apdu[1] == 3 or (apdu[0] == SET_REQUEST and apdu[1] in (4, 5)):
-            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))  # *-with-list not offered
         return self._gurux(apdu)
+
+    def _element(self, apdu: bytes) -> bytes:
+        """The -normal answer to one element of a list or of a SET sent in blocks, built whole
+        (never in blocks of its own)."""
+        if len(apdu) < 5 + 6 + 1:
+            raise ApduError("element cut short")
+        bounded = self.settings.maxPduSize
+        self.settings.maxPduSize = UNBOUNDED_PDU
+        try:
+            return self._normal(apdu)
+        finally:
+            self.settings.maxPduSize = bounded
 
     def _gurux(self, apdu: bytes) -> bytes:
         data = GXByteBuffer(bytearray(apdu))
@@ -209,7 +343,45 @@ class LnDispatcher:
             self.settings.setIndex(0)
             return data_access_error(apdu, int(ErrorCode.OTHER_REASON))
         out = bytes(reply.array())
-        return out if out else data_access_error(apdu, int(ErrorCode.OTHER_REASON))
+        if not out:
+            return data_access_error(apdu, int(ErrorCode.OTHER_REASON))
+        if apdu[0] == ACTION_REQUEST and len(out) == 4 and out[:2] == bytes((ACTION_RESPONSE, 1)):
+            out += b"\x00"  # gurux leaves out the absent return parameters' flag of a refused ACTION
+        return out
+
+
+class _LongGet:
+    """A long GET-with-list answer going out in GET data blocks (the part after the invoke-id)."""
+
+    def __init__(self, invoke_id: int, body: bytes) -> None:
+        self.invoke_id = invoke_id
+        self._body = body
+        self._sent = 0
+        self.number = 0
+        """The number of the last block sent."""
+
+    @property
+    def done(self) -> bool:
+        return self._sent >= len(self._body)
+
+    def block(self, pdu: int) -> bytes:
+        room = max(16, pdu - 16)  # tag, choice, invoke-id, last, number, choice, length: < 16 octets
+        raw = self._body[self._sent:self._sent + room]
+        self._sent += len(raw)
+        self.number += 1
+        return codec.get_datablock_response(self.invoke_id, self.done, self.number, raw)
+
+
+class _LongSet:
+    """A SET arriving in data blocks: the elements it writes and the data so far."""
+
+    def __init__(self, invoke_id: int, choice: int, items: tuple[bytes, ...]) -> None:
+        self.invoke_id = invoke_id
+        self.choice = choice
+        self.items = items
+        self.number = 1
+        """The number of the block expected next."""
+        self.data = bytearray()
 
 
 REASON_CHARS = 120  # characters of an exception's text kept in a log line

@@ -66,6 +66,7 @@ def test_tampered_or_unsupported_payloads_are_refused():
 
 def test_replayed_and_stale_client_counters_are_rejected():
     ctx = SecurityContext("m", SERVER_TITLE, TEST_GUEK, TEST_GAK, MemoryCounterStore())
+    ctx.client_title = CLIENT_TITLE  # counters are kept per client system title
     ctx.check_incoming(10)
     for stale in (10, 9, 0):
         with pytest.raises(ReplayError):

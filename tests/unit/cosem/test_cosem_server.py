@@ -66,10 +66,10 @@ def test_oversized_apdu_is_refused():
     assert server.handle_apdu(17, GET_LDN + bytes(5000)) == b"\xd8\x01\x04"
 
 
-def test_with_list_services_are_not_offered():
+def test_get_with_list_is_served():
     server = _associated()
     answer = server.handle_apdu(17, bytes.fromhex("c003c101") + GET_LDN[3:])
-    assert answer[0] in (0xC4, 0xD8)
+    assert answer == bytes.fromhex("c403c10100") + b"\x09\x10PMM0001221000042"
 
 
 def test_reader_cannot_write_or_act_and_manager_gets_type_errors():

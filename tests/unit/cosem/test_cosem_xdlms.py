@@ -63,7 +63,7 @@ def test_dispatcher_serves_a_get_and_refuses_what_is_not_offered():
     assert d.serve(b"\xc2\x01\xc1") == b"\xd8\x02\x02"  # unknown service
     assert d.serve(b"\xc0\x01") == b"\xd8\x02\x02"  # too short
     assert d.serve(bytes.fromhex("c001c1270f00002a0000ff0200")) == bytes.fromhex("c401c10104")  # class 9999
-    assert d.serve(bytes.fromhex("c003c1") + GET_LDN[3:]) == b"\xd8\x01\x03"  # GET-with-list
+    assert d.serve(bytes.fromhex("c003c1") + GET_LDN[3:]) == b"\xd8\x01\x03"  # GET-with-list of no element
     assert d.serve(bytes.fromhex("c001c1000100002a0000ff0200")) == bytes.fromhex("c401c100") + b"\x0a\x03PMM"
 
 
