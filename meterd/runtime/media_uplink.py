@@ -162,14 +162,28 @@ class MediaUplink:
         return self
 
     async def run(self) -> None:
-        """Run every due check, forever (each in its own task)."""
+        """Run every due check, forever (each in its own task), looking every ``poll_s`` (s)."""
         while True:
-            for name in self.selector.due():
-                self.selector.started(name)
-                task = asyncio.get_running_loop().create_task(self._check(name))
-                self._checks.add(task)
-                task.add_done_callback(self._checks.discard)
+            self.start_due()
             await asyncio.sleep(self.poll_s)
+
+    def start_due(self) -> int:
+        """Start every check that is due now, each in its own task (what :meth:`run` does at
+        each look); how many started. A simulator running faster than real time calls it after
+        each step, so no check waits for the next look."""
+        started = 0
+        for name in self.selector.due():
+            self.selector.started(name)
+            task = asyncio.get_running_loop().create_task(self._check(name))
+            self._checks.add(task)
+            task.add_done_callback(self._checks.discard)
+            started += 1
+        return started
+
+    @property
+    def checking(self) -> bool:
+        """Whether a health check is running now."""
+        return bool(self._checks)
 
     async def check_now(self, name: str) -> bool:
         """One health check of ``name`` (also what :meth:`run` does); True when it passed."""

@@ -27,6 +27,7 @@ from meterd.core.event_codes import LogId
 from meterd.core.events import EventRecorder
 from meterd.core.modem import Bearer, ModemState, ModemStatus, Registration, SimState, Technology
 from meterd.core.reading import Channel
+from meterd.runtime.media_uplink import MediaUplink
 from meterd.services.modem import ModemSupervisor
 from meterd.services.uplink import Uplink
 from tests.simmeter import SimMeter, sim_config
@@ -89,12 +90,21 @@ def test_modem_faults_leave_metering_and_the_other_links_untouched(tmp_path: Pat
         ref.close()
 
 
-async def _until(cond: Callable[[], bool], step: Callable[[], None], timeout_s: float = 20.0) -> None:
+async def _until(cond: Callable[[], bool], step: Callable[[], None], timeout_s: float = 20.0,
+                 uplink: MediaUplink | None = None) -> None:
+    """Step meter time until ``cond``; with ``uplink``, every due health check is started and
+    finished before the next step, so meter time never runs ahead of a check the loop is slow to
+    finish (a loaded machine)."""
     deadline = time.monotonic() + timeout_s
     while not cond():
         assert time.monotonic() < deadline, "condition not met in time"
         step()
         await asyncio.sleep(0.02)
+        if uplink is not None:
+            uplink.start_due()
+            while uplink.checking:
+                assert time.monotonic() < deadline, "a health check did not finish"
+                await asyncio.sleep(0.005)
 
 
 def test_fallback_and_modem_end_to_end_with_the_stand_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,7 +135,7 @@ def test_fallback_and_modem_end_to_end_with_the_stand_in(tmp_path: Path, capsys:
             # the primary is cut: the meter switches within switch_within_s of meter time
             undo = KINDS["medium_cut"].start(world, {"medium": "ethernet"})
             t_cut = clock.mono()
-            await _until(lambda: sel.state().current == "cellular", step)
+            await _until(lambda: sel.state().current == "cellular", step, uplink=comms.uplink)
             assert clock.mono() - t_cut <= 4.0
             reader, writer = await comms.uplink.open_stream("127.0.0.1", port, 1.0)
             assert writer.get_extra_info("sockname")[0] == "127.0.0.3"  # out of the cellular bearer
@@ -138,7 +148,7 @@ def test_fallback_and_modem_end_to_end_with_the_stand_in(tmp_path: Path, capsys:
             # the primary returns: back only after switch_back_s of good checks (the cellular being healthy)
             undo()
             t_back = clock.mono()
-            await _until(lambda: sel.state().current == "ethernet", step)
+            await _until(lambda: sel.state().current == "ethernet", step, uplink=comms.uplink)
             assert clock.mono() - t_back >= 5.0
             names = communication_events(daemon.registry.need(EventRecorder, by="test"))
             assert names.count("MEDIUM_SWITCHED") == 2 and "MEDIUM_UNHEALTHY" in names
