@@ -4,7 +4,14 @@ Events set alarm bits (latching); a bit is set only if the same bit of the filte
 semantics: the filter enables alarms). Bits are cleared only by command, with a mask of the
 bits to clear (DLMS write of the clear pattern). Bit numbers 0, 1, 8…13 follow IDIS alarm
 register 1; the others (IDIS reserved or M-Bus bits, unused on this meter) are project bits.
-The register and filter survive restarts through :class:`meterd.core.events.StateStore`.
+Bits 5…7, 14, 15 and 31 are free. The register and filter survive restarts through
+:class:`meterd.core.events.StateStore`.
+
+Project bits 3 and 4 tell the head end of the supply itself: 3 "power restored" is set by the
+power-up that ends every power failure (IDIS 2, recorded at restoration with the duration;
+short and long failures alike, a long one also sets bit 2), 4 "supply disconnected locally" by
+the meter opening the relay on its own (IDIS 64 local disconnection: credit exhausted, the
+limiter or the over-current protection; the disconnector log says which).
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ class Alarm(enum.IntEnum):
     CLOCK_INVALID = 0
     REPLACE_BATTERY = 1
     LONG_POWER_FAILURE = 2
+    POWER_RESTORED = 3
+    LOCAL_DISCONNECTION = 4
     PROGRAM_MEMORY_ERROR = 8
     RAM_ERROR = 9
     NV_MEMORY_ERROR = 10
@@ -81,6 +90,8 @@ def _alarm_table() -> dict[int, int]:
         c("REPLACE_BATTERY"): _bits(Alarm.REPLACE_BATTERY),
         c("BATTERY_VOLTAGE_LOW"): _bits(Alarm.REPLACE_BATTERY),
         c("LONG_POWER_FAILURE"): _bits(Alarm.LONG_POWER_FAILURE),
+        c("POWER_UP"): _bits(Alarm.POWER_RESTORED),
+        c("LOCAL_DISCONNECTION"): _bits(Alarm.LOCAL_DISCONNECTION),
         c("PROGRAM_MEMORY_ERROR"): _bits(Alarm.PROGRAM_MEMORY_ERROR),
         c("RAM_ERROR"): _bits(Alarm.RAM_ERROR),
         c("NV_MEMORY_ERROR"): _bits(Alarm.NV_MEMORY_ERROR),
