@@ -12,6 +12,11 @@ power-up that ends every power failure (IDIS 2, recorded at restoration with the
 short and long failures alike, a long one also sets bit 2), 4 "supply disconnected locally" by
 the meter opening the relay on its own (IDIS 64 local disconnection: credit exhausted, the
 limiter or the over-current protection; the disconnector log says which).
+
+Bit 0 "clock invalid" follows the clock status' invalid bit: set by the RTC's own report (IDIS 6)
+and by the trusted-time event 182 when the time became invalid (the RTC lost its time over an
+outage); 182 for a merely doubtful time (never synchronised, no sync for too long) sets no bit:
+the status byte of the clock in every push says so.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from types import MappingProxyType
 
 from meterd.core import event_codes as ec
 from meterd.core.events import EventEntry, StateStore
+from meterd.core.time_trust import TrustState
 
 ALARM_REGISTER_OBIS = "0.0.97.98.0.255"
 ALARM_FILTER_OBIS = "0.0.97.98.10.255"
@@ -121,6 +127,16 @@ def _alarm_table() -> dict[int, int]:
 
 
 ALARMS_BY_CODE: Mapping[int, int] = MappingProxyType(_alarm_table())
+_TIME_UNTRUSTED = ec.code("TIME_UNTRUSTED")
+
+
+def alarm_mask(entry: EventEntry) -> int:
+    """The alarm bits ``entry`` raises (before the filter): its code's, and "clock invalid" for a
+    time untrusted (182) whose new state is invalid."""
+    mask = ALARMS_BY_CODE.get(entry.code, 0)
+    if entry.code == _TIME_UNTRUSTED and entry.detail.get("state") == TrustState.INVALID.value:
+        mask |= Alarm.CLOCK_INVALID.mask
+    return mask
 
 
 def _check_mask(mask: int) -> int:
@@ -170,7 +186,7 @@ class AlarmRegister:
 
     def on_event(self, entry: EventEntry) -> None:
         """Event listener: set the alarms that ``entry``'s code raises."""
-        mask = ALARMS_BY_CODE.get(entry.code, 0)
+        mask = alarm_mask(entry)
         if mask:
             self.raise_bits(mask)
 

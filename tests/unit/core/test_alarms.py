@@ -76,6 +76,15 @@ def test_power_restored_and_local_disconnection_have_project_bits_3_and_4() -> N
     assert reg.value == 0
 
 
+@pytest.mark.parametrize(("state", "expected"), [("invalid", Alarm.CLOCK_INVALID.mask),
+                                                 ("free_running", 0), ("never_synchronised", 0)])
+def test_time_untrusted_sets_clock_invalid_only_when_the_time_is_invalid(state: str, expected: int) -> None:
+    rec, reg = wired()
+    rec.record(ec.code("TIME_UNTRUSTED"), T0, {"state": state, "previous": "synchronised"})
+    rec.record(ec.code("TIME_TRUSTED"), T0, {"state": "synchronised", "previous": state})
+    assert reg.value == expected
+
+
 def test_project_bits_stay_clear_of_the_idis_bits() -> None:
     idis = {0, 1} | set(range(8, 14))
     free = {5, 6, 7, 14, 15, 31}
