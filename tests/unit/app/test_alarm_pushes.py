@@ -121,6 +121,29 @@ def test_a_power_cut_is_pushed_when_the_supply_is_back(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_power_cut_that_stopped_the_meter_is_pushed_after_its_restart(tmp_path: Path) -> None:
+    """The Pi's own supply goes: the last gasp, the stop, and "power restored" set at the start
+    of the next run, before the push feature's first cycle."""
+    async def scenario() -> None:
+        listener = PushListener()
+        meter = await _started(tmp_path, listener)
+        meter.world.inject({"kind": "power_cut"})
+        await _step(meter, 3)
+        meter.close()
+        assert _alarms(listener) == []
+        meter = SimMeter(tmp_path, push={"destination": f"127.0.0.1:{listener.port}"})
+        try:
+            assert meter.service(Supervision).alarm_register() == Alarm.POWER_RESTORED.mask  # before a cycle
+            await _step(meter, 1)
+            await listener.wait_for(4)  # this run's on-connectivity push and the alarm
+            assert _alarms(listener) == [(Alarm.POWER_RESTORED.mask, Alarm.POWER_RESTORED.mask)]
+        finally:
+            meter.close()
+            await listener.stop()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("clock_alarms", [True, False], ids=["filter allows", "filter holds back"])
 def test_the_rtc_losing_its_time_is_pushed_as_clock_invalid_when_the_filter_allows(
         tmp_path: Path, clock_alarms: bool) -> None:
