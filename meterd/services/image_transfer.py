@@ -23,9 +23,10 @@ Events (firmware log): 230 transfer started (a new identifier), 166 block transf
 (the first block after a restart, or an initiate of the same image), 17 firmware ready (verified),
 231 verification failed (the :class:`~meterd.core.firmware.RejectReason`), 165 activation
 scheduled (with the next execution time, UTC), 232 activation failed (the engine refused the
-image, or the schedule came due without a verified image). A successful activation is the
-engine's to record: it installs, restarts, and records "firmware activated" (18) when the new
-firmware passed its self-check.
+image, the engine failed, or the schedule came due without a verified image; a failed install
+the engine records itself, :attr:`EngineFailure.recorded`, so it stands once in the log). A
+successful activation is the engine's to record: it installs, restarts, and records "firmware
+activated" (18) when the new firmware passed its self-check.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from meterd.core.single_action import (
     SingleActionSchedule,
     TimePattern,
 )
-from meterd.services.firmware_port import FirmwareInstaller
+from meterd.services.firmware_port import EngineFailure, FirmwareInstaller
 
 log = logging.getLogger("meterd.image_transfer")
 
@@ -345,8 +346,14 @@ class ImageTransferService:
         try:
             verdict = await installer.activate(self.files.image_path, self.utc())
         except Exception as exc:  # an engine failure is a failed activation, never a crash
+            self._set(Status.ACTIVATION_FAILED)
+            if isinstance(exc, EngineFailure) and exc.recorded:  # the engine logged 232 with its reason
+                log.warning("firmware activation (%s) failed in the update engine: %s", by, exc)
+                return
             log.exception("image activation failed in the update engine")
-            verdict = BundleVerdict(None, RejectReason.MALFORMED, f"update engine error: {exc}"[:120])
+            self._record(EV_ACTIVATION_FAILED, {"reason": "engine", "detail": f"{exc}"[:200], "by": by,
+                                                "running": running})
+            return
         if verdict.ok and verdict.identity is not None:
             self.image_version = verdict.identity.version
             self.signature = _checksum_bytes(verdict.identity.metrology_checksum)

@@ -126,6 +126,20 @@ def test_failed_activation_and_engine_errors(tmp_path: Path):
     rig2.tasks.run_all()
     assert rig2.svc.status is Status.VERIFY_FAILED and "rauc vanished" in str(rig2.events.of(231)[0]["detail"])
 
+    async def failing(bundle: Path, utc: dt.datetime) -> BundleVerdict:
+        raise RuntimeError("rauc vanished")
+
+    rig3 = Rig(tmp_path / "c", FakeInstaller())
+    rig3.installer.activate = failing  # type: ignore[method-assign,union-attr]
+    rig3.svc.initiate(b"x", len(BUNDLE))
+    rig3.send(range(10))
+    rig3.svc.verify()
+    rig3.tasks.run_all()
+    rig3.svc.activate()
+    rig3.tasks.run_all()
+    assert rig3.svc.status is Status.ACTIVATION_FAILED
+    assert [(e["reason"], e["detail"]) for e in rig3.events.of(232)] == [("engine", "rauc vanished")]
+
 
 def test_without_an_engine_blocks_are_kept_and_verification_cannot_start(tmp_path: Path, caplog):
     rig = Rig(tmp_path, None)
