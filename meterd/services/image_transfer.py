@@ -124,6 +124,10 @@ class ImageFiles(Protocol):
 
     def save_state(self, state: dict[str, Any]) -> None: ...
 
+    def close(self) -> None:
+        """Sync and close the image's files (opened again by the next block)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ActivateInfo:
@@ -257,6 +261,7 @@ class ImageTransferService:
             self._no_engine()
             return Answer.BUSY
         self._set(Status.VERIFYING)
+        self.files.close()  # RAUC reads the bundle only when no process holds it open for writing
         self.spawn(self._verify(self.installer))
         return Answer.BUSY
 
@@ -279,6 +284,7 @@ class ImageTransferService:
                 self._record(EV_ACTIVATION_FAILED, {"reason": RejectReason.NO_IMAGE.value, "detail": why, "by": by})
             return Answer.REFUSED
         self._set(Status.ACTIVATING)
+        self.files.close()
         self.spawn(self._activate(self.installer, by))
         return Answer.BUSY
 
