@@ -13,7 +13,8 @@ Status (image_transfer_status, Blue Book): 0 not initiated, 1 initiated, 2 verif
 successful, 7 activation failed. It is kept with the image, so it survives a restart; a restart
 during verification or activation returns it to 1 (the engine's task did not finish), and a
 restart after a successful activation keeps 6 when the running version is the image's, else 7
-(the new slot did not stay: the engine records why).
+(the new slot did not stay: the engine records why); :meth:`ImageTransferService.start` judges
+that again once the engine knows the version of the booted slot.
 
 Without an engine (a legitimate configuration) blocks are still received and their continuity
 kept, verification answers BUSY with the status left at 1 (the meter cannot verify), activation
@@ -170,6 +171,13 @@ class ImageTransferService:
         self.image_version = str(state.get("version", ""))
         self.runner = ScheduleRunner(self._schedule_of(state.get("schedule")))
         self._due_at = _utc_or_none(state.get("due_at"))  # the next execution, as last computed
+
+    def start(self) -> None:
+        """Once the update engine has started (it has asked RAUC what the booted slot holds):
+        an image activated before the restart is judged again by the version running now,
+        activation successful if it is the image's, else activation failed."""
+        if str(self.files.state.get("status", "")) == str(int(Status.ACTIVATED)):
+            self.status = self._status_at_start(self.files.state)
 
     # -- identity ----------------------------------------------------------------------------
 

@@ -76,6 +76,15 @@ def test_transfer_interrupted_resumes_after_restart_then_verifies_and_activates(
     assert rig.restart().svc.status is Status.ACTIVATED
     rig.installer.identity = FirmwareIdentity("1.0.0", "pmm1221-rpi4", "PMM-CORE 1.0", "aa" * 32, "A")
     assert rig.restart().svc.status is Status.ACTIVATION_FAILED
+    # the real engine learns the booted slot's version in its start, after this service is made:
+    # start() judges the activation again by what runs then
+    new = rig.installer.verdict.identity
+    rig = rig.restart()
+    assert rig.svc.status is Status.ACTIVATION_FAILED
+    assert rig.installer is not None
+    rig.installer.identity = new
+    rig.svc.start()
+    assert rig.svc.status is Status.ACTIVATED and rig.restart().svc.status is Status.ACTIVATED
 
 
 def test_same_identifier_resumes_another_starts_over(tmp_path: Path):
