@@ -155,11 +155,12 @@ def test_bundle_over_the_wrapper_interrupted_resumed_scheduled_confirmed_then_a_
         dlms.send(it.imageVerify(gs.client))
         info = gs.read_raw(it, 7)
         assert info[0][0] == len(good) and bytes(info[0][1]) == b"pmm1221-1.1.0" and len(info[0][2]) == 32
+        declared = bytes(info[0][2])  # the bundle's metrology SHA-256, as rauc read its manifest
         assert bytes(gs.read_raw(GXDLMSData("0.0.0.2.0.255"), 2)) == b"0.1.0"
 
-        # activation at the meter's local time + 20 s (its clock runs ten times as fast)
+        # activation at the meter's local time + 40 s (4 s here: its clock runs ten times as fast)
         now = gs.read(GXDLMSClock(), 2)
-        when = (now.value.replace(tzinfo=None) + dt.timedelta(seconds=20)).replace(microsecond=0)
+        when = (now.value.replace(tzinfo=None) + dt.timedelta(seconds=40)).replace(microsecond=0)
         sched = GXDLMSActionSchedule("0.0.15.0.2.255")
         sched.executionTime = [GXDateTime(when)]
         gs.write(sched, 4)
@@ -179,11 +180,13 @@ def test_bundle_over_the_wrapper_interrupted_resumed_scheduled_confirmed_then_a_
         assert "energy_continuity" in str(log[6][2]["checks"])
         assert log[7][2]["from_version"] == "0.1.0" and log[7][2]["to_version"] == "1.1.0"
 
-        # the new slot answers over DLMS: its version, the transfer's outcome
+        # the new slot answers over DLMS: its release version, its software identification (both
+        # simulated slots run this tree's code: the identifier is the code's, its SHA-256 the one
+        # the bundle declared), the transfer's outcome
         gs = dlms.open(meter.dlms_port())
         assert bytes(gs.read_raw(GXDLMSData("0.0.0.2.0.255"), 2)) == b"1.1.0"
-        assert bytes(gs.read_raw(GXDLMSData("1.0.0.2.0.255"), 2)).startswith(b"PMM-CORE ")
-        assert len(bytes(gs.read_raw(GXDLMSData("1.0.0.2.8.255"), 2))) == 32
+        assert bytes(gs.read_raw(GXDLMSData("1.0.0.2.0.255"), 2)) == confirmed["metrology_id"].encode()
+        assert bytes(gs.read_raw(GXDLMSData("1.0.0.2.8.255"), 2)) == declared
         assert status(gs) is Status.ACTIVATED
 
         # a bundle signed by a stranger: transferred, refused at verification, nothing installed
