@@ -88,11 +88,16 @@ class Launcher:
         return {f"{channel}/{name}": value for channel, values in view["energy"].items()
                 for name, value in values.items()}
 
-    def dlms_port(self) -> int:
-        """The DLMS TCP wrapper's port (a free one, chosen anew at each start of meterd)."""
+    def link(self, kind: str) -> str:
+        """Where a link of meterd is now (``dlms_tcp``: host:port, ``dlms_hdlc``: the pty's path),
+        chosen anew at each start of meterd."""
         code, view = self.api("GET", "/status")
         assert code == 200
-        return int(view["links"]["dlms_tcp"].split()[0].rsplit(":", 1)[1])
+        return str(view["links"][kind].split()[0])
+
+    def dlms_port(self) -> int:
+        """The DLMS TCP wrapper's port."""
+        return int(self.link("dlms_tcp").rsplit(":", 1)[1])
 
     def output(self) -> str:
         self.log.flush()
