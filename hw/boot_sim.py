@@ -10,7 +10,8 @@ itself is the data partition both slots share)::
     chosen/tryboot          what the firmware tells the booted system (4 bytes, 1 = trial)
     cmdline                 the booted slot's kernel command line (rauc.slot=A)
     slotA.img, slotB.img    the root filesystem slots (plain files: RAUC raw slots)
-    system.conf, keyring.pem, rauc/ (RAUC's status), bus.conf, bus.sock (a private system bus)
+    system.conf, keyring.pem, rauc/ (RAUC's status), bus.conf, bus.sock (a private system bus;
+    in the system's temporary directory when the board's path is too long for a socket)
 
 :meth:`SimBoard.boot` is the firmware: it boots ``[tryboot]`` once when the reboot asked for
 it and ``[all]`` otherwise, so a trial that did not confirm is gone at the next reboot.
@@ -22,10 +23,12 @@ again and starts meterd in the slot the firmware chose. The same handler script
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from hw.boot import PARTITIONS, Autoboot, BootError, BootInfo, read_autoboot, re
 HANDLER = Path(__file__).resolve().parents[1] / "image" / "rauc" / "tryboot-handler"
 SLOT_BYTES = 1 << 20          # size of a fresh slot file (B); an install replaces it
 SERVICE_START_S = 20.0        # how long the RAUC service may take to answer (s)
+MAX_SOCKET_PATH = 99          # dbus-daemon's limit for a unix:path= socket (octets)
 
 
 @dataclass
@@ -74,7 +78,17 @@ class SimBoard:
 
     @property
     def bus_address(self) -> str:
-        return f"unix:path={self.root / 'bus.sock'}"
+        return f"unix:path={self.bus_socket}"
+
+    @property
+    def bus_socket(self) -> Path:
+        """The private system bus's socket: ``bus.sock`` on the board, or, when that path is
+        longer than a socket's may be, a name in the temporary directory derived from it."""
+        sock = self.root.absolute() / "bus.sock"
+        if len(os.fsencode(sock)) <= MAX_SOCKET_PATH:
+            return sock
+        digest = hashlib.sha256(os.fsencode(self.root.absolute())).hexdigest()[:20]
+        return Path(tempfile.gettempdir()) / f"pmm-board-{digest}.sock"
 
     @property
     def cmdline(self) -> Path:
@@ -115,7 +129,7 @@ class SimBoard:
         (self.root / "bus.conf").write_text(
             '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"\n'
             ' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">\n'
-            f"<busconfig><type>system</type><listen>unix:path={self.root / 'bus.sock'}</listen>"
+            f"<busconfig><type>system</type><listen>unix:path={self.bus_socket}</listen>"
             "<auth>EXTERNAL</auth><policy context=\"default\"><allow user=\"*\"/><allow own=\"*\"/>"
             "<allow send_type=\"method_call\"/><allow send_destination=\"*\"/><allow receive_sender=\"*\"/>"
             "</policy></busconfig>\n",
@@ -148,8 +162,7 @@ class SimBoard:
         """Start the board's system bus and the RAUC service for the slot booted last (as
         systemd would); ``preexec`` runs in each child before it starts (the launcher makes
         them die with it). Raises BootError when they do not come up."""
-        sock = self.root / "bus.sock"
-        sock.unlink(missing_ok=True)
+        self.bus_socket.unlink(missing_ok=True)
         env = {**os.environ, **self.handler_env(), "DBUS_SYSTEM_BUS_ADDRESS": self.bus_address}
         log = open(self.root / "services.log", "ab")  # noqa: SIM115  the processes keep it
         bus = subprocess.Popen(["dbus-daemon", f"--config-file={self.root / 'bus.conf'}", "--nofork"],

@@ -192,6 +192,8 @@ class RaucClient:
             if not Path(bundle).is_file():
                 raise RaucError(f"no bundle at {bundle}")
             lower = line.lower()
+            if "exclusive bundle access" in lower:  # F_SETLEASE: another process has it open for writing
+                raise RaucError(f"the bundle is open for writing elsewhere: {line}")
             if any(word in lower for word in _FORMAT_ERRORS):
                 raise BundleUnreadable("format", f"not a complete bundle: {line}")
             if "signature" in lower or "verif" in lower:

@@ -46,18 +46,19 @@ from hw.rauc import BundleInfo, BundleUnreadable, RaucError, RaucStatus
 from meterd.core import event_codes as ec
 from meterd.core.clock import Clock
 from meterd.core.energy import RegisterKey
-from meterd.core.errors import MeterError
 from meterd.core.firmware import BundleVerdict, FirmwareIdentity, RejectReason, UpdateOutcome, version_key
 from meterd.services.firmware_handover import Handover, register_name
+from meterd.services.firmware_port import EngineFailure
 
 log = logging.getLogger("meterd.firmware")
 
 Record = Callable[[int, _dt.datetime, Mapping[str, object]], object]
 
 
-class FirmwareEngineError(MeterError):
+class FirmwareEngineError(EngineFailure):
     """The update engine itself failed (RAUC not reachable, an install that failed, an update
-    already in progress); the one-line message says what. A refused bundle is a verdict, not this."""
+    already in progress); the one-line message says what. A refused bundle is a verdict, not this.
+    ``recorded``: "activation failed" (232) is already in the firmware log (a failed install)."""
 
 
 class UpdateEngine(Protocol):
@@ -207,7 +208,8 @@ class FirmwareService:
     async def activate(self, bundle: Path, utc: _dt.datetime) -> BundleVerdict:
         """Verify again, install to the inactive slot, reboot into it once (module docstring,
         step 2). A refused bundle is returned as its verdict (nothing changed); a failure of
-        the engine raises :class:`FirmwareEngineError` (recorded as "activation failed")."""
+        the engine raises :class:`FirmwareEngineError`; a failed install is recorded here as
+        "activation failed" (232, with RAUC's message) and raised with ``recorded``."""
         if self._lock.locked() or self.phase not in ("idle",):
             raise FirmwareEngineError(f"an update is in progress ({self.phase})")
         async with self._lock:
@@ -236,7 +238,7 @@ class FirmwareService:
                 self.phase = "idle"
                 self.record(ec.code("FIRMWARE_ACTIVATION_FAILED"), self.clock.utc(),
                             {**_versions(old, new), "reason": str(exc)[:200]})
-                raise FirmwareEngineError(str(exc)) from None
+                raise FirmwareEngineError(str(exc), recorded=True) from None
             self.rauc = after
             self.store.save_handover(handover.but(stage="installed"))
             self.record(ec.code("FIRMWARE_INSTALLED"), self.clock.utc(), _versions(old, new))

@@ -12,7 +12,18 @@ import datetime as _dt
 from pathlib import Path
 from typing import Protocol
 
+from meterd.core.errors import MeterError
 from meterd.core.firmware import BundleVerdict, FirmwareIdentity
+
+
+class EngineFailure(MeterError):
+    """The update engine itself failed (not a refused bundle, which is a verdict). ``recorded``:
+    the engine has already put "activation failed" (232) with the reason and the versions in the
+    firmware log, so the caller must not record it again."""
+
+    def __init__(self, message: str, recorded: bool = False) -> None:
+        super().__init__(message)
+        self.recorded = recorded
 
 
 class FirmwareInstaller(Protocol):
@@ -30,5 +41,6 @@ class FirmwareInstaller(Protocol):
 
     async def activate(self, bundle: Path, utc: _dt.datetime) -> BundleVerdict:
         """Verify again, install to the inactive slot and restart into it for one trial boot
-        (tryboot). Returns the verdict; when it is ok the meter is about to restart."""
+        (tryboot). Returns the verdict; when it is ok the meter is about to restart. A failure
+        of the engine raises :class:`EngineFailure` (``recorded`` when the engine logged it)."""
         ...

@@ -13,7 +13,8 @@ Status (image_transfer_status, Blue Book): 0 not initiated, 1 initiated, 2 verif
 successful, 7 activation failed. It is kept with the image, so it survives a restart; a restart
 during verification or activation returns it to 1 (the engine's task did not finish), and a
 restart after a successful activation keeps 6 when the running version is the image's, else 7
-(the new slot did not stay: the engine records why).
+(the new slot did not stay: the engine records why); :meth:`ImageTransferService.start` judges
+that again once the engine knows the version of the booted slot.
 
 Without an engine (a legitimate configuration) blocks are still received and their continuity
 kept, verification answers BUSY with the status left at 1 (the meter cannot verify), activation
@@ -23,9 +24,10 @@ Events (firmware log): 230 transfer started (a new identifier), 166 block transf
 (the first block after a restart, or an initiate of the same image), 17 firmware ready (verified),
 231 verification failed (the :class:`~meterd.core.firmware.RejectReason`), 165 activation
 scheduled (with the next execution time, UTC), 232 activation failed (the engine refused the
-image, or the schedule came due without a verified image). A successful activation is the
-engine's to record: it installs, restarts, and records "firmware activated" (18) when the new
-firmware passed its self-check.
+image, the engine failed, or the schedule came due without a verified image; a failed install
+the engine records itself, :attr:`EngineFailure.recorded`, so it stands once in the log). A
+successful activation is the engine's to record: it installs, restarts, and records "firmware
+activated" (18) when the new firmware passed its self-check.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from meterd.core.single_action import (
     SingleActionSchedule,
     TimePattern,
 )
-from meterd.services.firmware_port import FirmwareInstaller
+from meterd.services.firmware_port import EngineFailure, FirmwareInstaller
 
 log = logging.getLogger("meterd.image_transfer")
 
@@ -123,6 +125,10 @@ class ImageFiles(Protocol):
 
     def save_state(self, state: dict[str, Any]) -> None: ...
 
+    def close(self) -> None:
+        """Sync and close the image's files (opened again by the next block)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ActivateInfo:
@@ -165,6 +171,13 @@ class ImageTransferService:
         self.image_version = str(state.get("version", ""))
         self.runner = ScheduleRunner(self._schedule_of(state.get("schedule")))
         self._due_at = _utc_or_none(state.get("due_at"))  # the next execution, as last computed
+
+    def start(self) -> None:
+        """Once the update engine has started (it has asked RAUC what the booted slot holds):
+        an image activated before the restart is judged again by the version running now,
+        activation successful if it is the image's, else activation failed."""
+        if str(self.files.state.get("status", "")) == str(int(Status.ACTIVATED)):
+            self.status = self._status_at_start(self.files.state)
 
     # -- identity ----------------------------------------------------------------------------
 
@@ -256,6 +269,7 @@ class ImageTransferService:
             self._no_engine()
             return Answer.BUSY
         self._set(Status.VERIFYING)
+        self.files.close()  # RAUC reads the bundle only when no process holds it open for writing
         self.spawn(self._verify(self.installer))
         return Answer.BUSY
 
@@ -278,6 +292,7 @@ class ImageTransferService:
                 self._record(EV_ACTIVATION_FAILED, {"reason": RejectReason.NO_IMAGE.value, "detail": why, "by": by})
             return Answer.REFUSED
         self._set(Status.ACTIVATING)
+        self.files.close()
         self.spawn(self._activate(self.installer, by))
         return Answer.BUSY
 
@@ -345,8 +360,14 @@ class ImageTransferService:
         try:
             verdict = await installer.activate(self.files.image_path, self.utc())
         except Exception as exc:  # an engine failure is a failed activation, never a crash
+            self._set(Status.ACTIVATION_FAILED)
+            if isinstance(exc, EngineFailure) and exc.recorded:  # the engine logged 232 with its reason
+                log.warning("firmware activation (%s) failed in the update engine: %s", by, exc)
+                return
             log.exception("image activation failed in the update engine")
-            verdict = BundleVerdict(None, RejectReason.MALFORMED, f"update engine error: {exc}"[:120])
+            self._record(EV_ACTIVATION_FAILED, {"reason": "engine", "detail": f"{exc}"[:200], "by": by,
+                                                "running": running})
+            return
         if verdict.ok and verdict.identity is not None:
             self.image_version = verdict.identity.version
             self.signature = _checksum_bytes(verdict.identity.metrology_checksum)

@@ -10,116 +10,23 @@ out), which the board answers with the old slot.
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from meterd.client import MeterClient
-from tests.dlms_fakes import make_keys
 from tests.paths import REPO
-from tests.simmeter import sim_config_file
+from tests.rauc_board import build_bundle, needs_rauc, signing_keys, slot_bytes, start_board
 
-BUILD = REPO / "image" / "rauc" / "build-bundle.sh"
-NEEDS = ("rauc", "dbus-daemon", "mksquashfs", "openssl")
-pytestmark = pytest.mark.skipif(any(shutil.which(p) is None for p in NEEDS),
-                                reason=f"needs {', '.join(NEEDS)} (RAUC's plain bundles and service)")
-
-
-def _keys(directory: Path, name: str) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    cert, key = directory / f"{name}.cert.pem", directory / f"{name}.key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj",
-                    f"/O=test/CN={name}", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    return cert, key
-
-
-def _bundle(out: Path, version: str, cert: Path, key: Path, compatible: str = "pmm1221-rpi4") -> Path:
-    subprocess.run(["bash", str(BUILD), "--version", version, "--size-mb", "1", "--compatible", compatible,
-                    "--cert", str(cert), "--key", str(key), "--out", str(out)], check=True, capture_output=True,
-                   env={**os.environ, "PYTHON": sys.executable})
-    return out
-
-
-class Launcher:
-    """``python -m meterd.app.simrun`` on a config of its own; the API through its socket."""
-
-    def __init__(self, tmp_path: Path, config: Path) -> None:
-        self.state = tmp_path / "state"
-        self.log = open(tmp_path / "simrun.log", "wb")  # noqa: SIM115  closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "-m", "meterd.app.simrun", "--config", str(config),
-                                      "--state-dir", str(self.state), "--speed", "10"], cwd=REPO,
-                                     env={**os.environ, "METERD_LOG_LEVEL": "WARNING"},
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        self.tmp = tmp_path
-
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-        return MeterClient(str(self.state / "meterd.sock"), timeout_s=60).request(method, path, body)
-
-    def wait(self, what: str, ok: Any, timeout_s: float = 90.0) -> dict[str, Any]:
-        """Poll GET /firmware until ``ok(view)`` (a restart in between is expected)."""
-        deadline = time.monotonic() + timeout_s
-        view: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"simrun ended: {self.output()}"
-            try:
-                code, view = self.api("GET", "/firmware")
-                if code == 200 and ok(view):
-                    return view
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"{what}: last view {view}\n{self.output()}")
-
-    def firmware_events(self) -> list[dict[str, Any]]:
-        code, answer = self.api("POST", "/events", {"limit": 50, "log": "firmware"})
-        assert code == 200, answer
-        return list(reversed(answer["events"]))  # oldest first
-
-    def registers(self) -> dict[str, Any]:
-        code, view = self.api("GET", "/status")
-        assert code == 200
-        return {f"{channel}/{name}": value for channel, values in view["energy"].items()
-                for name, value in values.items()}
-
-    def output(self) -> str:
-        self.log.flush()
-        return (self.tmp / "simrun.log").read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=60)
-        self.log.close()
-
-
-def _slot_bytes(board: Path) -> dict[str, bytes]:
-    return {s: (board / f"slot{s}.img").read_bytes() for s in ("A", "B")}
-
-
-def _start(tmp_path: Path, cert: Path, scenario: Path | None = None) -> Launcher:
-    (tmp_path / "state").mkdir()
-    make_keys(tmp_path / "state" / "dlms-keys.toml").save()
-    settings = {"sim_keyring": f'"{cert}"', "self_check_cycles": "3", "reboot_delay_s": "0.2", "port": '"off"'}
-    if scenario is not None:
-        settings["# scenario"] = f'"{scenario}"\nscenario = "{scenario}"'
-    meter = Launcher(tmp_path, sim_config_file(tmp_path, **settings))
-    first = meter.wait("first start", lambda v: v["engine"] == "rauc")
-    assert first["slot"] == "A" and first["version"] == "0.1.0" and first["outcome"] == "none"
-    return meter
+pytestmark = needs_rauc
 
 
 def test_update_confirmed_then_bad_bundles_refused(tmp_path: Path) -> None:
-    cert, key = _keys(tmp_path / "keys", "signing")
-    other_cert, other_key = _keys(tmp_path / "keys", "stranger")
-    good = _bundle(tmp_path / "good.raucb", "1.1.0", cert, key)
-    meter = _start(tmp_path, cert)
+    cert, key = signing_keys(tmp_path / "keys", "signing")
+    other_cert, other_key = signing_keys(tmp_path / "keys", "stranger")
+    good = build_bundle(tmp_path / "good.raucb", "1.1.0", cert, key)
+    meter = start_board(tmp_path, cert)
     try:
         before = meter.registers()
         events_before = len(meter.firmware_events())
@@ -149,13 +56,13 @@ def test_update_confirmed_then_bad_bundles_refused(tmp_path: Path) -> None:
 
         # refused before anything is installed: each with its reason in the firmware log
         board = tmp_path / "state" / "firmware-sim"
-        slots = _slot_bytes(board)
+        slots = slot_bytes(board)
         truncated = tmp_path / "truncated.raucb"
         truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
         refused = {
-            "signature": _bundle(tmp_path / "stranger.raucb", "1.3.0", other_cert, other_key),
-            "hardware": _bundle(tmp_path / "other-board.raucb", "1.3.0", cert, key, compatible="pmm9999-other"),
-            "downgrade": _bundle(tmp_path / "old.raucb", "1.0.0", cert, key),
+            "signature": build_bundle(tmp_path / "stranger.raucb", "1.3.0", other_cert, other_key),
+            "hardware": build_bundle(tmp_path / "other-board.raucb", "1.3.0", cert, key, compatible="pmm9999-other"),
+            "downgrade": build_bundle(tmp_path / "old.raucb", "1.0.0", cert, key),
             "truncated": truncated,
         }
         for reason, bundle in refused.items():
@@ -170,7 +77,7 @@ def test_update_confirmed_then_bad_bundles_refused(tmp_path: Path) -> None:
         assert told.returncode == 1 and "bundle refused: hardware: bundle is for 'pmm9999-other'" in told.stderr
         shown = subprocess.run([*meterctl, "--json", "status"], capture_output=True, text=True, check=True, cwd=REPO)
         assert '"firmware": {' in shown.stdout and '"confirmed 0.1.0 -> 1.1.0"' in shown.stdout
-        assert _slot_bytes(board) == slots
+        assert slot_bytes(board) == slots
         view = meter.wait("still running", lambda v: v["phase"] == "idle")
         assert view["version"] == "1.1.0" and view["slot"] == "B" and view["primary"] == "B"
         assert meter.registers()["total/active_import_wh"] >= after["total/active_import_wh"]
@@ -180,14 +87,14 @@ def test_update_confirmed_then_bad_bundles_refused(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_failed_self_check_rolls_back_to_the_old_slot(tmp_path: Path) -> None:
-    cert, key = _keys(tmp_path / "keys", "signing")
-    failing = _bundle(tmp_path / "next.raucb", "1.2.0", cert, key)
+    cert, key = signing_keys(tmp_path / "keys", "signing")
+    failing = build_bundle(tmp_path / "next.raucb", "1.2.0", cert, key)
     # the simulated world's chip fault from each start on, for 60 s of meter time: the trial
     # slot's self-check finds the chip silent; the old slot, back, rides it out like any fault
     scenario = tmp_path / "chip-fault.toml"
     scenario.write_text('[[events]]\nat_s = 0.0\nsignal = "chip_fault"\n'
                         'value = { kind = "spi_timeout", duration_s = 60 }\n')
-    meter = _start(tmp_path, cert, scenario)
+    meter = start_board(tmp_path, cert, scenario)
     try:
         meter.wait("the chip fault over", lambda v: "metrology_fault" not in meter.api("GET", "/status")[1]
                    ["status_flags"], timeout_s=120)

@@ -112,6 +112,12 @@ def attach(ctx: FeatureContext) -> None:
         display.add_identification(lambda: (service.identity().metrology_id, service.identity().metrology_checksum))
 
 
+async def start(ctx: FeatureContext) -> None:
+    """After the update engine's start (``firmware`` comes first): judge an activation made
+    before the restart by the version that runs now."""
+    ctx.registry.need(ImageTransferService, by="image_transfer").start()
+
+
 def status(service: ImageTransferService) -> dict[str, Any]:
     """``/status`` ``image_transfer``: status (0..7 and its name), blocks received and expected,
     the image identifier, the next scheduled activation (UTC) and the running identity."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hw.boot import Autoboot, BootError, read_boot, slot_of
-from hw.boot_sim import HANDLER, SimBoard
+from hw.boot_sim import HANDLER, MAX_SOCKET_PATH, SimBoard
 
 
 def _board(tmp_path: Path) -> SimBoard:
@@ -107,3 +107,13 @@ def test_the_handler_refuses_unknown_slots_and_commands(tmp_path: Path) -> None:
 def test_the_handler_is_shellcheck_clean() -> None:
     proc = subprocess.run(["shellcheck", str(HANDLER)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_the_private_bus_socket_fits_a_socket_path(tmp_path: Path) -> None:
+    short = SimBoard(tmp_path / "b")
+    assert short.bus_socket == (tmp_path / "b" / "bus.sock").absolute()
+    deep = tmp_path / ("d" * 60) / ("e" * 60) / "firmware-sim"
+    board = SimBoard(deep)
+    assert len(str(board.bus_socket)) <= MAX_SOCKET_PATH and board.bus_socket.parent != deep
+    assert SimBoard(deep).bus_address == board.bus_address == f"unix:path={board.bus_socket}"  # meterd's view
+    assert SimBoard(tmp_path / ("d" * 60) / ("e" * 60) / "other").bus_socket != board.bus_socket

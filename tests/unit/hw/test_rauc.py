@@ -60,3 +60,9 @@ def test_errors_are_hw_errors_with_one_line(tmp_path: Path) -> None:
     assert unsigned.value.kind == "signature"
     with pytest.raises(RaucError, match="mark-good booted: signature"):
         asyncio.run(RaucClient(program=str(fake)).mark("mark-good"))
+    # rauc 1.8's message when another process has the bundle open for writing: not the bundle's fault
+    fake.write_text("#!/bin/sh\necho 'could not ensure exclusive bundle access (F_SETLEASE): EAGAIN: existing open "
+                    "file descriptor' >&2\nexit 1\n")
+    with pytest.raises(RaucError, match="open for writing elsewhere") as held:
+        asyncio.run(RaucClient(program=str(fake)).info(bundle))
+    assert not isinstance(held.value, BundleUnreadable)

@@ -297,3 +297,37 @@ def test_without_the_boot_report_the_new_slot_still_checks_itself(tmp_path: Path
     unknown.service.boot = None  # /proc/cmdline or the device tree unreadable: RAUC says B is booted
     asyncio.run(_trial(unknown))
     assert unknown.codes() == [233, 18] and rauc.primary == "B"
+
+
+def test_a_failed_install_asked_for_over_dlms_stands_once_in_the_log(tmp_path: Path) -> None:
+    """The image transfer's activation over this engine: "activation failed" (232) once, with
+    RAUC's message, recorded by the engine; the transfer's status says activation failed."""
+    from meterd.core.legal_time import LegalTime, eu_clock_settings
+    from meterd.services.image_transfer import Answer, ImageTransferService, Status
+    from meterd.store.image_store import ImageStore
+
+    image = b"bundle" * 100
+    store = ImageStore(tmp_path / "image", max_size=1 << 20)
+    rauc = FakeRauc(bundles={store.image_path.name: _info("1.1.0")}, fail_install="rauc install: no space left")
+    meter = Meter(tmp_path / "state", rauc, BootInfo("A", False), {KEY: 1})
+    tasks: list[object] = []
+    transfer = ImageTransferService(store, meter, meter.clock.utc, meter.service, meter.service.running(), 512,
+                                    lambda: LegalTime(eu_clock_settings(60)), tasks.append)
+
+    async def run() -> None:
+        await meter.service.start()
+        assert transfer.initiate(b"pmm-1.1.0", len(image)) is Answer.DONE
+        for n in range(2):
+            assert transfer.block(n, image[n * 512:(n + 1) * 512]) is Answer.DONE
+        assert transfer.verify() is Answer.BUSY
+        await tasks.pop()  # type: ignore[misc]
+        assert transfer.status is Status.VERIFIED
+        assert transfer.activate() is Answer.BUSY
+        await tasks.pop()  # type: ignore[misc]
+
+    asyncio.run(run())
+    assert transfer.status is Status.ACTIVATION_FAILED
+    assert meter.codes() == [230, 17, 232], meter.events
+    failed = meter.events[-1][1]
+    assert failed["reason"] == "rauc install: no space left" and failed["to_version"] == "1.1.0"
+    assert rauc.installed == [] and meter.board.reboots == []

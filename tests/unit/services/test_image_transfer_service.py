@@ -76,6 +76,15 @@ def test_transfer_interrupted_resumes_after_restart_then_verifies_and_activates(
     assert rig.restart().svc.status is Status.ACTIVATED
     rig.installer.identity = FirmwareIdentity("1.0.0", "pmm1221-rpi4", "PMM-CORE 1.0", "aa" * 32, "A")
     assert rig.restart().svc.status is Status.ACTIVATION_FAILED
+    # the real engine learns the booted slot's version in its start, after this service is made:
+    # start() judges the activation again by what runs then
+    new = rig.installer.verdict.identity
+    rig = rig.restart()
+    assert rig.svc.status is Status.ACTIVATION_FAILED
+    assert rig.installer is not None
+    rig.installer.identity = new
+    rig.svc.start()
+    assert rig.svc.status is Status.ACTIVATED and rig.restart().svc.status is Status.ACTIVATED
 
 
 def test_same_identifier_resumes_another_starts_over(tmp_path: Path):
@@ -125,6 +134,20 @@ def test_failed_activation_and_engine_errors(tmp_path: Path):
     rig2.svc.verify()
     rig2.tasks.run_all()
     assert rig2.svc.status is Status.VERIFY_FAILED and "rauc vanished" in str(rig2.events.of(231)[0]["detail"])
+
+    async def failing(bundle: Path, utc: dt.datetime) -> BundleVerdict:
+        raise RuntimeError("rauc vanished")
+
+    rig3 = Rig(tmp_path / "c", FakeInstaller())
+    rig3.installer.activate = failing  # type: ignore[method-assign,union-attr]
+    rig3.svc.initiate(b"x", len(BUNDLE))
+    rig3.send(range(10))
+    rig3.svc.verify()
+    rig3.tasks.run_all()
+    rig3.svc.activate()
+    rig3.tasks.run_all()
+    assert rig3.svc.status is Status.ACTIVATION_FAILED
+    assert [(e["reason"], e["detail"]) for e in rig3.events.of(232)] == [("engine", "rauc vanished")]
 
 
 def test_without_an_engine_blocks_are_kept_and_verification_cannot_start(tmp_path: Path, caplog):
