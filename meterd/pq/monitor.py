@@ -57,7 +57,8 @@ class PqValues:
     """Snapshot of the latest power-quality values.
 
     urms_half_v: latest Urms(1/2) per phase (V). rms_10cycle: latest 10/12-cycle RMS per channel
-    name (V, A). frequency_hz: latest 10-s frequency (Hz). thd_pct / harmonic_pct: THDS (% of the
+    name (V, A). frequency_hz: latest 10-s frequency (Hz); frequency_end_utc: the end of its 10-s
+    clock interval (UTC). thd_pct / harmonic_pct: THDS (% of the
     fundamental, orders 2–50) and individual harmonic ratios (index = order, %) per channel name;
     None where not available. pst / plt: latest per phase; plt_flagged: per phase, True when any
     of the Pst of that Plt was flagged or fewer than 12 were present (IEC 61000-4-30 §4.7). aggregates: latest of each kind.
@@ -70,6 +71,7 @@ class PqValues:
     rms_10cycle: dict[str, float] = field(default_factory=dict)
     frequency_hz: float | None = None
     frequency_flagged: bool = False
+    frequency_end_utc: _dt.datetime | None = None
     thd_pct: dict[str, float | None] = field(default_factory=dict)
     harmonic_pct: dict[str, tuple[float, ...]] = field(default_factory=dict)
     harmonics: dict[str, HarmonicResult] = field(default_factory=dict)
@@ -336,7 +338,8 @@ class PqMonitor:
         while self._pending_freq and self._pending_freq[0].end_index <= horizon:
             f = self._pending_freq.pop(0)
             flagged = self._events.touched(f.start_index, f.end_index) or self._gap_flag
-            self._values = _replace(self._values, frequency_hz=f.frequency_hz, frequency_flagged=flagged)
+            self._values = _replace(self._values, frequency_hz=f.frequency_hz, frequency_flagged=flagged,
+                                    frequency_end_utc=_dt.datetime.fromtimestamp(f.end_posix_s, tz=_dt.UTC))
 
     def _release_pst(self, horizon: float) -> None:
         while self._pending_pst and self._timebase.index_at(self._pending_pst[0][1]) <= horizon:

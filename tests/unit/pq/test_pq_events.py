@@ -291,6 +291,27 @@ def test_dip_of_40_pct_ends_on_the_cycle_after_the_step_back() -> None:
     assert dip.residual_v == pytest.approx(92.0, abs=0.002 * UDIN)
 
 
+@pytest.mark.parametrize("level", [0.05, 0.1, 0.4, 0.7])
+def test_dip_of_the_example_ends_at_1_22_s_whatever_the_step_and_the_blocks(level: float) -> None:
+    """The 1.0–1.2 s dip of L1 to ``level`` fed in blocks of random size (1 to 2999 samples): edge windows
+    read m = √((1 + level²)/2) ≤ 0.863 pu < 0.90, so the dip starts at 1.01 s; the window 1.19–1.21 s
+    reads at most 0.863 pu < 0.92, so it ends with the first whole window back at 230 V (1.20–1.22 s);
+    windows wholly inside read 230·level V."""
+    x = grid(2.0, {1: [(1.0, 1.2, level)]})
+    rng = np.random.default_rng(int(level * 100))
+    mon = PqMonitor()
+    events: list[PqEvent] = []
+    first = 0
+    while first < x.shape[1]:
+        n = int(rng.integers(1, 3000))
+        events += mon.feed(WaveformBlock(first, x[:, first : first + n], FS, T0 + dt.timedelta(seconds=first / FS)))
+        first += n
+    dip = only(events, "dip")
+    assert dip.start_index / FS == pytest.approx(1.01, abs=STAMP_TOL_S)
+    assert dip.end_index / FS == pytest.approx(1.22, abs=STAMP_TOL_S)
+    assert dip.residual_v == pytest.approx(230 * level, abs=0.002 * UDIN)
+
+
 @pytest.mark.parametrize("onset", [0.4, 0.405, 0.4083])  # 0°, 90°, 150° on phase 1
 @pytest.mark.parametrize("level", [0.1, 0.4, 0.6, 0.75, 0.85])
 def test_dip_after_a_step_of_any_size_starts_and_ends_on_the_ideal_stamps(onset: float, level: float) -> None:

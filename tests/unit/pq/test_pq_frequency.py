@@ -59,22 +59,31 @@ def expected_ten_second_hz(schedule: Schedule, seconds: float, interval: int) ->
     return (len(inside) - 1) / (inside[-1] - inside[0])
 
 
-def ten_second_values(schedule: Schedule, seconds: int, f_nom_hz: float = 50.0) -> dict[int, float]:
-    """Feed three phases at 230 V in 1-s blocks; the 10-s value of each interval (index → Hz)."""
+def ten_second_values(schedule: Schedule, seconds: int, f_nom_hz: float = 50.0, seed: int = 19) -> dict[int, float]:
+    """Feed three phases at 230 V in blocks of random size (1 sample to 1 s); every 10-s value
+    released, by interval index (interval k ends at T0 + 10·(k + 1) s), each exactly once and unflagged."""
     mon = PqMonitor(PqSettings(f_nom_hz=f_nom_hz))
+    rng = np.random.default_rng(seed)
     values: dict[int, float] = {}
-    for second in range(seconds):
-        t = (second * FS + np.arange(FS)) / FS
+    first = 0
+    while first < seconds * FS:
+        n = min(int(rng.integers(1, FS + 1)), seconds * FS - first)
+        t = (first + np.arange(n)) / FS
         cycles = cycles_at(schedule, t)
-        x = np.zeros((7, FS))
+        x = np.zeros((7, n))
         for p in range(3):
             x[2 * p] = math.sqrt(2) * 230 * np.sin(2 * np.pi * (cycles - p / 3))
-        mon.feed(WaveformBlock(second * FS, x, float(FS), T0 + dt.timedelta(seconds=second)))
-        if (second + 1) % 10 == 1 and second >= 10:  # the interval that ended a second ago is final
-            v = mon.latest()
-            assert v.frequency_hz is not None
-            assert not v.frequency_flagged
-            values[(second + 1) // 10 - 1] = v.frequency_hz
+        mon.feed(WaveformBlock(first, x, float(FS), T0 + dt.timedelta(seconds=first / FS)))
+        first += n
+        v = mon.latest()
+        if v.frequency_end_utc is None:
+            continue
+        interval = round((v.frequency_end_utc - T0).total_seconds()) // 10 - 1
+        assert v.frequency_hz is not None and not v.frequency_flagged
+        if interval not in values:
+            assert interval == len(values), f"10-s interval {len(values)} gave no value"
+            values[interval] = v.frequency_hz
+        assert values[interval] == v.frequency_hz
     return values
 
 
@@ -88,10 +97,11 @@ def test_ten_second_frequency_at_the_en_50160_limits(f_hz: float) -> None:
         assert value == pytest.approx(expected, abs=CLASS_A_HZ)
 
 
-@pytest.mark.parametrize(("before_hz", "after_hz"), [(50.5, 47.0), (47.0, 52.0), (49.5, 50.5)])
-def test_ten_second_frequency_across_a_step(before_hz: float, after_hz: float) -> None:
-    """The step at 14.3 s: the interval 10–20 s holds cycles of both frequencies, the next only the new."""
-    schedule = [(0.0, before_hz), (14.3, after_hz)]
+@pytest.mark.parametrize(("before_hz", "after_hz", "step_s"),
+                         [(50.5, 47.0, 14.3), (50.5, 47.0, 17.77), (47.0, 52.0, 14.3), (49.5, 50.5, 14.3)])
+def test_ten_second_frequency_across_a_step(before_hz: float, after_hz: float, step_s: float) -> None:
+    """The step inside 10–20 s: that interval holds cycles of both frequencies, the next only the new."""
+    schedule = [(0.0, before_hz), (step_s, after_hz)]
     got = ten_second_values(schedule, 31)
     assert sorted(got) == [0, 1, 2]
     for interval, value in got.items():
