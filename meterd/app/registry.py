@@ -24,11 +24,13 @@ from typing import TypeVar, cast
 from meterd.core.errors import ConfigError
 from meterd.core.events import EventRecorder
 from meterd.services.ciu_meter import MeterCiu
+from meterd.services.firmware_port import FirmwareInstaller
 from meterd.services.load_control import LoadControl
 from meterd.services.payment import PaymentService
 from meterd.services.power_quality import PowerQualityService
 from meterd.services.revenue import RevenueService
 from meterd.services.supervision import Supervision
+from meterd.services.uplink import Uplink
 from meterd.ui.meter_display import MeterDisplay
 
 T = TypeVar("T")
@@ -43,6 +45,8 @@ KNOWN: dict[type, tuple[str, str]] = {
     PaymentService: ("the payment service (credit, tokens)", "payment"),
     MeterDisplay: ("the meter display", "display"),
     MeterCiu: ("the CIU link", "ciu"),
+    FirmwareInstaller: ("the firmware installer (A/B update engine)", "firmware"),
+    Uplink: ("the uplink to the head end (communication media)", "comms"),
 }
 
 

@@ -4,7 +4,19 @@ Events set alarm bits (latching); a bit is set only if the same bit of the filte
 semantics: the filter enables alarms). Bits are cleared only by command, with a mask of the
 bits to clear (DLMS write of the clear pattern). Bit numbers 0, 1, 8…13 follow IDIS alarm
 register 1; the others (IDIS reserved or M-Bus bits, unused on this meter) are project bits.
-The register and filter survive restarts through :class:`meterd.core.events.StateStore`.
+Bits 5…7, 14, 15 and 31 are free. The register and filter survive restarts through
+:class:`meterd.core.events.StateStore`.
+
+Project bits 3 and 4 tell the head end of the supply itself: 3 "power restored" is set by the
+power-up that ends every power failure (IDIS 2, recorded at restoration with the duration;
+short and long failures alike, a long one also sets bit 2), 4 "supply disconnected locally" by
+the meter opening the relay on its own (IDIS 64 local disconnection: credit exhausted, the
+limiter or the over-current protection; the disconnector log says which).
+
+Bit 0 "clock invalid" follows the clock status' invalid bit: set by the RTC's own report (IDIS 6)
+and by the trusted-time event 182 when the time became invalid (the RTC lost its time over an
+outage); 182 for a merely doubtful time (never synchronised, no sync for too long) sets no bit:
+the status byte of the clock in every push says so.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ from types import MappingProxyType
 
 from meterd.core import event_codes as ec
 from meterd.core.events import EventEntry, StateStore
+from meterd.core.time_trust import TrustState
 
 ALARM_REGISTER_OBIS = "0.0.97.98.0.255"
 ALARM_FILTER_OBIS = "0.0.97.98.10.255"
@@ -28,6 +41,8 @@ class Alarm(enum.IntEnum):
     CLOCK_INVALID = 0
     REPLACE_BATTERY = 1
     LONG_POWER_FAILURE = 2
+    POWER_RESTORED = 3
+    LOCAL_DISCONNECTION = 4
     PROGRAM_MEMORY_ERROR = 8
     RAM_ERROR = 9
     NV_MEMORY_ERROR = 10
@@ -81,6 +96,8 @@ def _alarm_table() -> dict[int, int]:
         c("REPLACE_BATTERY"): _bits(Alarm.REPLACE_BATTERY),
         c("BATTERY_VOLTAGE_LOW"): _bits(Alarm.REPLACE_BATTERY),
         c("LONG_POWER_FAILURE"): _bits(Alarm.LONG_POWER_FAILURE),
+        c("POWER_UP"): _bits(Alarm.POWER_RESTORED),
+        c("LOCAL_DISCONNECTION"): _bits(Alarm.LOCAL_DISCONNECTION),
         c("PROGRAM_MEMORY_ERROR"): _bits(Alarm.PROGRAM_MEMORY_ERROR),
         c("RAM_ERROR"): _bits(Alarm.RAM_ERROR),
         c("NV_MEMORY_ERROR"): _bits(Alarm.NV_MEMORY_ERROR),
@@ -110,6 +127,16 @@ def _alarm_table() -> dict[int, int]:
 
 
 ALARMS_BY_CODE: Mapping[int, int] = MappingProxyType(_alarm_table())
+_TIME_UNTRUSTED = ec.code("TIME_UNTRUSTED")
+
+
+def alarm_mask(entry: EventEntry) -> int:
+    """The alarm bits ``entry`` raises (before the filter): its code's, and "clock invalid" for a
+    time untrusted (182) whose new state is invalid."""
+    mask = ALARMS_BY_CODE.get(entry.code, 0)
+    if entry.code == _TIME_UNTRUSTED and entry.detail.get("state") == TrustState.INVALID.value:
+        mask |= Alarm.CLOCK_INVALID.mask
+    return mask
 
 
 def _check_mask(mask: int) -> int:
@@ -159,7 +186,7 @@ class AlarmRegister:
 
     def on_event(self, entry: EventEntry) -> None:
         """Event listener: set the alarms that ``entry``'s code raises."""
-        mask = ALARMS_BY_CODE.get(entry.code, 0)
+        mask = alarm_mask(entry)
         if mask:
             self.raise_bits(mask)
 

@@ -72,6 +72,8 @@ SCHEDULED_OBIS = "0.1.25.9.0.255"
 ALARM_OBIS = "0.4.25.9.0.255"
 ON_INSTALLATION_OBIS = "0.7.25.9.0.255"
 ALARM_DESCRIPTOR_OBIS = "0.0.97.98.20.255"
+ALARM_BITS_MARK = "alarm_bits"
+"""The push store's mark holding the alarm register as the alarm push last saw it."""
 PUSH_SCHEDULE_OBIS = "0.0.15.0.4.255"
 PUSH_SCRIPT_TABLE_OBIS = "0.0.10.0.108.255"
 PUSH_SCRIPTS = {1: SCHEDULED_OBIS, 2: ALARM_OBIS, 3: ON_CONNECTIVITY_OBIS, 4: ON_INSTALLATION_OBIS}
@@ -294,7 +296,8 @@ class PushEngine:
         now = clock.mono()
         self._queue: list[_Pending] = [_Pending(m, now) for m in store.pending()]
         self._was_up: bool | None = None
-        self._alarm_bits: int | None = None
+        watched = store.marks().get(ALARM_BITS_MARK)
+        self._alarm_bits: int | None = int(watched) if watched is not None else None
         self.alarm_descriptor = 0
         self.dropped = 0
         self._sent: dict[str, int] = {}
@@ -357,17 +360,24 @@ class PushEngine:
     def watch_alarms(self, register: int) -> None:
         """Called with the alarm register 0-0:97.98.0.255 each cycle: bits newly set since the
         last call (the filter already applied) trigger the alarm pushes, the alarm descriptor
-        holding those bits."""
+        holding those bits. The register last seen is kept (mark ``alarm_bits``, written after
+        the pushes are queued): bits set while the meter was down or at its start (the power
+        restored after an outage that stopped it) are new at the first call after a restart;
+        on a meter that never watched, what is set at the first call is the starting point."""
         if self._alarm_bits is None:
             self._alarm_bits = register
+            self._store.set_mark(ALARM_BITS_MARK, str(register))
             return
         new = register & ~self._alarm_bits
+        changed = register != self._alarm_bits
         self._alarm_bits = register
         if new:
             self.alarm_descriptor = new
             for s in self._setups.values():
                 if s.kind is PushKind.ALARM:
                     self.trigger(s.obis, f"alarm bits {new:#010x}")
+        if changed:
+            self._store.set_mark(ALARM_BITS_MARK, str(register))
 
     def trigger_kind(self, kind: PushKind, reason: str) -> list[int]:
         """Trigger every setup of ``kind``; the ids of the queued messages."""

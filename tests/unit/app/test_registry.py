@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from meterd.app.registry import Registry
+from meterd.app.registry import KNOWN, Registry
 from meterd.core.errors import ConfigError
 from meterd.core.events import EventRecorder
+from meterd.services.firmware_port import FirmwareInstaller
 from meterd.services.revenue import RevenueService
+from meterd.services.uplink import Uplink
+from tests.simmeter import SimMeter
 
 
 class Widget:
@@ -45,3 +50,23 @@ def test_a_kind_has_one_provider() -> None:
     registry.provide(Widget, Widget(), by="a")
     with pytest.raises(ValueError, match="provided by 'a' already"):
         registry.provide(Widget, Widget(), by="b")
+
+
+def test_the_known_providers_are_the_features_that_provide_them(tmp_path: Path) -> None:
+    meter = SimMeter(tmp_path)
+    try:
+        registry = meter.daemon.registry
+        provided = {kind: registry.provider(kind) for kind in KNOWN if kind in registry}
+        assert len(provided) >= 6
+        assert provided == {kind: KNOWN[kind][1] for kind in provided}
+    finally:
+        meter.close()
+
+
+@pytest.mark.parametrize(("kind", "what", "feature"), [
+    (FirmwareInstaller, "the firmware installer", "firmware"),
+    (Uplink, "the uplink to the head end", "comms"),
+])
+def test_the_firmware_installer_and_the_uplink_name_their_feature(kind: type, what: str, feature: str) -> None:
+    with pytest.raises(ConfigError, match=f"needs {what} .*which the '{feature}' feature provides"):
+        Registry().need(kind, by="push")

@@ -52,9 +52,44 @@ def test_clear_by_mask_returns_cleared_bits() -> None:
 
 def test_events_without_alarm_leave_register_alone() -> None:
     rec, reg = wired()
-    rec.record(ec.code("POWER_UP"), T0)
+    rec.record(ec.code("POWER_DOWN"), T0)
     rec.record(ec.code("REMOTE_CONNECTION"), T0)
+    rec.record(ec.code("REMOTE_DISCONNECTION"), T0)
+    rec.record(ec.code("CREDIT_EXHAUSTED"), T0)  # the relay opening that may follow sets bit 4
     assert reg.value == 0
+
+
+def test_power_restored_and_local_disconnection_have_project_bits_3_and_4() -> None:
+    assert (Alarm.POWER_RESTORED.value, Alarm.LOCAL_DISCONNECTION.value) == (3, 4)
+    rec, reg = wired()
+    rec.record(ec.code("POWER_UP"), T0)
+    assert reg.value == Alarm.POWER_RESTORED.mask
+    rec.record(ec.code("LONG_POWER_FAILURE"), T0)
+    assert reg.active() == [Alarm.LONG_POWER_FAILURE, Alarm.POWER_RESTORED]
+    reg.clear()
+    rec.record(ec.code("LOCAL_DISCONNECTION"), T0)
+    assert reg.value == Alarm.LOCAL_DISCONNECTION.mask
+    reg.set_filter(ALL_BITS & ~(Alarm.POWER_RESTORED.mask | Alarm.LOCAL_DISCONNECTION.mask))
+    reg.clear()
+    rec.record(ec.code("POWER_UP"), T0)
+    rec.record(ec.code("LOCAL_DISCONNECTION"), T0)
+    assert reg.value == 0
+
+
+@pytest.mark.parametrize(("state", "expected"), [("invalid", Alarm.CLOCK_INVALID.mask),
+                                                 ("free_running", 0), ("never_synchronised", 0)])
+def test_time_untrusted_sets_clock_invalid_only_when_the_time_is_invalid(state: str, expected: int) -> None:
+    rec, reg = wired()
+    rec.record(ec.code("TIME_UNTRUSTED"), T0, {"state": state, "previous": "synchronised"})
+    rec.record(ec.code("TIME_TRUSTED"), T0, {"state": "synchronised", "previous": state})
+    assert reg.value == expected
+
+
+def test_project_bits_stay_clear_of_the_idis_bits() -> None:
+    idis = {0, 1} | set(range(8, 14))
+    free = {5, 6, 7, 14, 15, 31}
+    assert {a.value for a in Alarm}.isdisjoint(free)
+    assert {a.value for a in Alarm} >= idis
 
 
 def test_masks_are_32_bit() -> None:

@@ -266,6 +266,23 @@ def test_new_alarm_bits_trigger_the_alarm_push_with_the_descriptor(tmp_path: Pat
     assert rig.engine.queued() == 2 and rig.engine.alarm_descriptor == 0b10
 
 
+def test_alarm_bits_set_while_the_meter_was_down_are_pushed_after_the_restart(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.engine.watch_alarms(0b1)  # a new meter: the starting point
+    rig.engine.watch_alarms(0b101)
+    assert rig.engine.queued() == 1
+    rig.store.close()
+    again = Rig(tmp_path)  # the supply came back: "power restored" (bit 3) set before the first cycle
+    assert again.engine.queued() == 1
+    again.engine.watch_alarms(0b1101)
+    assert again.engine.queued() == 2 and again.engine.alarm_descriptor == 0b1000
+    again.engine.watch_alarms(0)  # cleared by the head end
+    again.store.close()
+    third = Rig(tmp_path)
+    third.engine.watch_alarms(0)  # nothing set since: nothing pushed, nothing pushed twice
+    assert third.engine.queued() == 2
+
+
 def test_push_action_schedule_runs_the_scheduled_push_daily_and_keeps_a_written_schedule(tmp_path: Path) -> None:
     rig = Rig(tmp_path)
     utc_rules = LegalTime(ClockSettings())
