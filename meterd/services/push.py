@@ -392,10 +392,14 @@ class PushEngine:
 
     def watch_uplink(self) -> None:
         """Called each cycle: a medium coming up gives parked messages a new round and triggers
-        the on-connectivity pushes."""
+        the on-connectivity pushes. Messages waiting while no medium is up are a backlog: the
+        event 172 when they are all delivered (the delivery task may send them before this call
+        sees the medium back)."""
         up = self._uplink.state().up
         was = self._was_up
         self._was_up = up
+        if not up and was is not None and self._queue:
+            self._backlog_after_outage = True
         if up and not was:
             now = self._clock.mono()
             for item in self._queue:
@@ -442,6 +446,7 @@ class PushEngine:
             if not self._is_due(item, now, utc):
                 continue
             if not self._uplink.state().up:
+                self._backlog_after_outage = True
                 break
             setup = self._setups.get(item.msg.setup)
             address = setup.address() if setup is not None else None
@@ -450,6 +455,7 @@ class PushEngine:
             try:
                 await self._send(setup, address, self.frame(item.msg))
             except UplinkDown:
+                self._backlog_after_outage = True
                 break
             except (OSError, TimeoutError) as exc:
                 self._failed_attempt(item, setup, str(exc) or type(exc).__name__)

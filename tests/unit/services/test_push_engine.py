@@ -197,6 +197,22 @@ def test_no_medium_uses_no_retry_and_a_returning_medium_sends_the_backlog(tmp_pa
     assert ec.code("PUSH_BACKLOG_DELIVERED") in rig.events.codes()
 
 
+def test_a_backlog_sent_before_the_cycle_sees_the_medium_back_is_still_reported(tmp_path: Path) -> None:
+    """The delivery task runs on its own: it may send the backlog as soon as the medium is up,
+    before the next cycle's watch of the uplink."""
+    rig = Rig(tmp_path, retries=0)
+    rig.engine.watch_uplink()  # up at start
+    rig.uplink.up = False
+    rig.engine.trigger(ALARM_OBIS, "test")
+    rig.engine.watch_uplink()
+    rig.uplink.up = True  # back: the delivery task is first
+    assert rig.deliver() == 1
+    assert rig.events.codes().count(ec.code("PUSH_BACKLOG_DELIVERED")) == 1
+    rig.engine.watch_uplink()  # then the cycle sees the medium back: no second report
+    rig.deliver()
+    assert rig.events.codes().count(ec.code("PUSH_BACKLOG_DELIVERED")) == 1
+
+
 def test_queue_bound_drops_the_oldest_non_alarm_first(tmp_path: Path) -> None:
     rig = Rig(tmp_path, max_messages=10)
     rig.uplink.up = False
