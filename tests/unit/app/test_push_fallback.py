@@ -180,8 +180,8 @@ def test_alarms_arrive_over_the_fallback_while_the_primary_is_cut_and_none_is_lo
 
 
 def test_an_hour_of_modem_faults_queues_pushes_and_leaves_metering_untouched(tmp_path: Path) -> None:
-    """A cellular-only meter: every 6 minutes the bearer drops for a minute, twice the modem is
-    faulty for longer (no SIM, then no registration) while a tamper is raised. Each tamper's
+    """A cellular-only meter: every 6 minutes the bearer drops for 2 minutes, twice because of a
+    modem fault (no SIM, then no registration), a tamper raised during those two. Each tamper's
     push waits for the bearer and arrives once; every return of the bearer is an on-connectivity
     push; the registers are those of a meter without comms, to the Wh."""
     no_bearer = dataclasses.replace(REGISTERED, bearer=Bearer(False, "", "", 0))
@@ -192,7 +192,7 @@ def test_an_hour_of_modem_faults_queues_pushes_and_leaves_metering_untouched(tmp
     script = {m: BEARER_UP for m in range(0, 60, 6)}
     script.update({m + 4: no_bearer for m in range(0, 60, 6)})
     script.update({16: no_sim, 40: searching})
-    tampers = {17: "terminal_cover_open", 41: "magnet"}  # raised during the long faults
+    tampers = {17: "terminal_cover_open", 41: "magnet"}  # raised during the modem faults
     CYCLE_S = 10  # noqa: N806 - metering cycles of 10 s: an hour in 360 cycles of each meter
 
     async def scenario() -> None:
@@ -232,6 +232,9 @@ def test_an_hour_of_modem_faults_queues_pushes_and_leaves_metering_untouched(tmp
             assert names.count("PUSH_BACKLOG_DELIVERED") == 2
             view = meter.daemon.status_extras["modem"]()
             assert view["drops"] == 10 and view["connects"] == 10
+            interfaces = meter.daemon.status_extras["interfaces"]()
+            assert interfaces["modem"]["times_off"] == 10
+            assert {k: v["times_off"] for k, v in interfaces.items() if k != "modem" and v["times_off"]} == {}
         finally:
             meter.close()
             ref.close()
