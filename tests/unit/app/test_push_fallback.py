@@ -224,6 +224,7 @@ def test_an_hour_of_modem_faults_queues_pushes_and_leaves_metering_untouched(tmp
             assert {r.source for r in got} == {CELLULAR}
             assert len({r.invoke_id for r in got}) == len(got) and engine.queued() == 0 and engine.dropped == 0
             assert [d for d, _ in _alarms(listener)] == [COVER, MAGNET]
+            assert engine.status().setups[2].failed_attempts == 0  # no medium: nothing tried, no retry used
             # the bearer came back 10 times (every 6 minutes): 10 on-connectivity pushes
             assert [_setup_of(r) for r in got].count(ON_CONNECTIVITY_OBIS) == 10
             names = [n for n, _ in _events(meter)]
