@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dlms_cosem.dlms_data import DlmsDataParser
@@ -35,6 +35,8 @@ class Received:
     system_title: bytes | None
     invocation_counter: int | None
     octets: int
+    source: str = ""
+    """The IPv4 address the meter sent from (which medium carried the message)."""
 
 
 class PushListener:
@@ -77,6 +79,8 @@ class PushListener:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        peer = writer.get_extra_info("peername")
+        source = str(peer[0]) if peer else ""
         try:
             while True:
                 try:
@@ -85,7 +89,7 @@ class PushListener:
                     return
                 apdu = await reader.readexactly(head.length)
                 try:
-                    self.received.append(self._parse(head, apdu))
+                    self.received.append(replace(self._parse(head, apdu), source=source))
                 except Exception as exc:  # noqa: BLE001 - the test reads the error
                     self.errors.append(repr(exc))
                 self._arrived.set()

@@ -249,6 +249,7 @@ class _Pending:
     due_mono: float
     attempts: int = 0  # failed attempts in this round (a medium was up)
     parked_mono: float | None = None
+    failed_on: str = ""  # the medium of the last failed attempt
 
 
 @dataclass(frozen=True)
@@ -392,10 +393,14 @@ class PushEngine:
 
     def watch_uplink(self) -> None:
         """Called each cycle: a medium coming up gives parked messages a new round and triggers
-        the on-connectivity pushes."""
+        the on-connectivity pushes. Messages waiting while no medium is up are a backlog: the
+        event 172 when they are all delivered (the delivery task may send them before this call
+        sees the medium back)."""
         up = self._uplink.state().up
         was = self._was_up
         self._was_up = up
+        if not up and was is not None and self._queue:
+            self._backlog_after_outage = True
         if up and not was:
             now = self._clock.mono()
             for item in self._queue:
@@ -420,6 +425,10 @@ class PushEngine:
             if now - item.parked_mono < self.park_s:
                 return False
             item.parked_mono, item.attempts = None, 0
+        if item.failed_on and item.due_mono > now:
+            state = self._uplink.state()
+            if state.up and state.medium != item.failed_on:  # the uplink switched media: retry on the new one now
+                item.due_mono = now
         setup = self._setups.get(item.msg.setup)
         return item.due_mono <= now and (setup is None or setup.in_window(utc))
 
@@ -442,17 +451,20 @@ class PushEngine:
             if not self._is_due(item, now, utc):
                 continue
             if not self._uplink.state().up:
+                self._backlog_after_outage = True
                 break
             setup = self._setups.get(item.msg.setup)
             address = setup.address() if setup is not None else None
             if setup is None or address is None:
                 continue  # the destination was removed: kept until one is set
+            medium = self._uplink.state().medium
             try:
                 await self._send(setup, address, self.frame(item.msg))
             except UplinkDown:
+                self._backlog_after_outage = True
                 break
             except (OSError, TimeoutError) as exc:
-                self._failed_attempt(item, setup, str(exc) or type(exc).__name__)
+                self._failed_attempt(item, setup, str(exc) or type(exc).__name__, medium)
                 continue
             self._store.delivered(item.msg.id)
             if item in self._queue:  # the queue bound may have dropped it while it was being sent
@@ -484,8 +496,11 @@ class PushEngine:
                 if setup.operation is OperationMethod.CONFIRMED_TRANSPORT:
                     raise
 
-    def _failed_attempt(self, item: _Pending, setup: PushSettings, reason: str) -> None:
+    def _failed_attempt(self, item: _Pending, setup: PushSettings, reason: str, medium: str) -> None:
+        """A failed attempt over ``medium``: the next retry after the repetition delay, or at once
+        when the uplink has switched to another medium meanwhile (:meth:`_is_due`)."""
         item.attempts += 1
+        item.failed_on = medium
         self._failed[setup.obis] = self._failed.get(setup.obis, 0) + 1
         now = self._clock.mono()
         if item.attempts <= setup.retries:

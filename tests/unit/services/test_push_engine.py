@@ -62,9 +62,10 @@ class ScriptedUplink:
         self.fail = 0
         self.sent: list[bytes] = []
         self.attempts = 0
+        self.medium = "test"
 
     def state(self) -> UplinkState:
-        return UplinkState("test", self.up, "" if self.up else "cut")
+        return UplinkState(self.medium, self.up, "" if self.up else "cut")
 
     async def open_stream(self, host: str, port: int, timeout_s: float) -> tuple[Any, Any]:
         if not self.up:
@@ -178,6 +179,25 @@ def test_failed_sends_retry_after_the_repetition_delay_then_park(tmp_path: Path)
     assert rig.store.pending() == []
 
 
+def test_a_retry_goes_out_at_once_when_the_uplink_switched_media(tmp_path: Path) -> None:
+    """An attempt failed on the primary; the uplink falls back: the push continues on the new
+    medium without waiting out the repetition delay, and counts its retries as before."""
+    rig = Rig(tmp_path, retries=2)
+    rig.uplink.medium, rig.uplink.fail = "ethernet", 1
+    rig.engine.trigger(ALARM_OBIS, "test")
+    assert rig.deliver() == 0 and rig.uplink.attempts == 1
+    rig.advance(1)
+    assert not rig.engine.has_due()  # same medium: retry 1 after 10 s
+    rig.uplink.medium, rig.uplink.fail = "cellular", 1
+    assert rig.engine.has_due()
+    assert rig.deliver() == 0 and rig.uplink.attempts == 2  # failed on the fallback too
+    rig.advance(19)
+    assert not rig.engine.has_due()  # retry 2 after 20 s on the same medium
+    rig.advance(1)
+    assert rig.deliver() == 1 and rig.uplink.attempts == 3
+    assert ec.code("PUSH_RETRIES_EXHAUSTED") not in rig.events.codes()
+
+
 def test_no_medium_uses_no_retry_and_a_returning_medium_sends_the_backlog(tmp_path: Path) -> None:
     rig = Rig(tmp_path, retries=0)
     rig.engine.watch_uplink()  # up at start
@@ -195,6 +215,22 @@ def test_no_medium_uses_no_retry_and_a_returning_medium_sends_the_backlog(tmp_pa
     ids = [struct.unpack(">I", a[1:5])[0] & 0xFFFFFF for a in rig.apdus()]
     assert ids == [1, 2, 3, 4, 5]
     assert ec.code("PUSH_BACKLOG_DELIVERED") in rig.events.codes()
+
+
+def test_a_backlog_sent_before_the_cycle_sees_the_medium_back_is_still_reported(tmp_path: Path) -> None:
+    """The delivery task runs on its own: it may send the backlog as soon as the medium is up,
+    before the next cycle's watch of the uplink."""
+    rig = Rig(tmp_path, retries=0)
+    rig.engine.watch_uplink()  # up at start
+    rig.uplink.up = False
+    rig.engine.trigger(ALARM_OBIS, "test")
+    rig.engine.watch_uplink()
+    rig.uplink.up = True  # back: the delivery task is first
+    assert rig.deliver() == 1
+    assert rig.events.codes().count(ec.code("PUSH_BACKLOG_DELIVERED")) == 1
+    rig.engine.watch_uplink()  # then the cycle sees the medium back: no second report
+    rig.deliver()
+    assert rig.events.codes().count(ec.code("PUSH_BACKLOG_DELIVERED")) == 1
 
 
 def test_queue_bound_drops_the_oldest_non_alarm_first(tmp_path: Path) -> None:
