@@ -315,7 +315,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "display":
         _print(args, _call(args, "POST", "/display/button", {"button": args.button}))
     elif args.command == "modem":
-        _print(args, _call(args, "GET", "/modem"))
+        view = _call(args, "GET", "/modem", ok=(200, 404))
+        if "error" in view:
+            raise Failure("this meter runs no modem or media fallback ([comms] enabled = false in its configuration)",
+                          EXIT_REFUSED)
+        _print(args, view)
     elif args.command == "events":
         body = {"limit": args.limit}
         if args.log:
