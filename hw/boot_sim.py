@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.boot import PARTITIONS, Autoboot, BootError, BootInfo, read_autoboot, read_boot, slot_of
+from hw.dbus_daemon import stop_process
 
 HANDLER = Path(__file__).resolve().parents[1] / "image" / "rauc" / "tryboot-handler"
 SLOT_BYTES = 1 << 20          # size of a fresh slot file (B); an install replaces it
@@ -52,13 +53,7 @@ class SimServices:
     def stop(self) -> None:
         """Stop both (the board goes down)."""
         for proc in (self.rauc, self.bus):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc, wait_s=10.0)
 
 
 class SimBoard:

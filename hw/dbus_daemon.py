@@ -46,6 +46,18 @@ def with_parent_death(argv: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", *argv] if setpriv else argv
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, wait_s: float = 5.0) -> None:
+    """End a helper daemon: SIGTERM, then SIGKILL if it is still there after ``wait_s`` (s)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class DbusDaemonError(HwError):
     """The private bus could not be started."""
 
@@ -97,13 +109,7 @@ class PrivateBus:
         """Terminate the daemon (killed after 5 s) and remove its directory."""
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(5.0)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
             if proc.stdout is not None:
                 proc.stdout.close()
         if self._dir is not None:

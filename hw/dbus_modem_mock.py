@@ -32,7 +32,7 @@ from typing import Any
 
 import dbus
 
-from hw.dbus_daemon import PrivateBus, with_parent_death
+from hw.dbus_daemon import PrivateBus, stop_process, with_parent_death
 from hw.errors import HwError
 
 log = logging.getLogger("hw.dbus_modem_mock")
@@ -238,11 +238,5 @@ class ModemManagerStandIn:
                 self._conn.close()
             self._conn = None
         proc, self._mock = self._mock, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         self.bus.stop()

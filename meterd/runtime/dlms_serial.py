@@ -167,13 +167,7 @@ class SerialLink:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
         self._fd = -1
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        if self._session is not None:
-            self._session.close()
-            self._dropped_before += self._session_dropped()
-            self._session = None
+        self._end_session()
         self._out.clear()
         self._sign_on_after_flush = False
         self._drop_held()
@@ -256,10 +250,8 @@ class SerialLink:
                 return
         self._arm_timer(session.inactivity_timeout_s)
 
-    def _back_to_sign_on(self) -> None:
-        """Close the HDLC session and return the optical port to the mode E sign-on (300 Bd 7E1)
-        once the pending output has been written."""
-        assert self._optical is not None
+    def _end_session(self) -> None:
+        """Stop the inactivity timer and close the HDLC session, keeping its dropped-frame count."""
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
@@ -267,6 +259,12 @@ class SerialLink:
             self._session.close()
             self._dropped_before += self._session_dropped()
             self._session = None
+
+    def _back_to_sign_on(self) -> None:
+        """Close the HDLC session and return the optical port to the mode E sign-on (300 Bd 7E1)
+        once the pending output has been written."""
+        assert self._optical is not None
+        self._end_session()
         if self._out:
             self._sign_on_after_flush = True
             return
