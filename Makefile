@@ -18,9 +18,10 @@ all: test
 # browser for the dashboard's tests (chromium, chromium-driver) and the PDF renderer for the
 # accuracy report's tests (poppler-utils); RAUC and squashfs-tools for the A/B update bundles, chrony
 # for trusted time, and a D-Bus daemon with the headers dbus-python builds against (the ModemManager
-# and NetworkManager stand-ins of the communications tests).
+# stand-in of the communications tests), with the compiler and Python headers
+# its build needs (dbus-python ships no wheels).
 SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools e2fsprogs \
-	chromium chromium-driver poppler-utils rauc squashfs-tools chrony dbus libdbus-1-dev libglib2.0-dev pkg-config
+	chromium chromium-driver poppler-utils rauc squashfs-tools chrony dbus libdbus-1-dev libglib2.0-dev pkg-config gcc python3-dev
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
