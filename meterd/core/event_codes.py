@@ -7,8 +7,8 @@ tamper episode, per-phase reverse current, the token, firmware and security logs
 defines one (``source="project"``) in the block 195…255, which IDIS leaves free for an electricity
 meter without M-Bus channels (IDIS 231…255 is manufacturer-specific). That block is full; the
 second project block is 160…194, numbers the IDIS tables this meter follows leave unassigned
-(firmware update 160…169, pushes 170…174, communication media 175…181, time 182…187,
-links 188…194).
+(firmware update 160…169, pushes 170…174, communication media 175…181, time 182…185, power
+quality settings and statistics 186…187, links and certificates 188…194).
 
 Each code belongs to one or more logs (:class:`LogId`); the :class:`~meterd.core.events.EventRecorder`
 routes a recorded code to every log listed here. The power-failure log 1-0:99.97.0.255 carries
