@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meterd.pq.errors import PqConfigError
-from meterd.pq.source import DEFAULT_SAMPLE_RATE_HZ
+from meterd.pq.source import DEFAULT_SAMPLE_RATE_HZ, ROW_U1, VOLTAGE_ROWS
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class PqSettings:
     (50 or 60 Hz). Thresholds are in % of Udin; hysteresis in % of Udin. Under/over-voltage
     events work on 10/12-cycle RMS and last at least their minimum duration (s).
     lamp: flicker lamp model, "230V" or "120V" (None: chosen from Udin).
+    phases: 3 for a three-phase four-wire supply (3P4W), 1 for single-phase two-wire (1P2W: only
+    U1, I1 and the neutral current are measured).
     """
 
     udin_v: float = 230.0
@@ -31,6 +33,7 @@ class PqSettings:
     overvoltage_min_duration_s: float = 60.0
     lamp: str | None = None
     min_current_for_thd_a: float = 0.05
+    phases: int = 3
 
     def __post_init__(self) -> None:
         self._check(self.udin_v > 0, "udin_v", "must be positive")
@@ -50,6 +53,7 @@ class PqSettings:
         self._check(self.undervoltage_min_duration_s >= 0, "undervoltage_min_duration_s", "must be >= 0")
         self._check(self.overvoltage_min_duration_s >= 0, "overvoltage_min_duration_s", "must be >= 0")
         self._check(self.lamp in (None, "230V", "120V"), "lamp", "must be '230V' or '120V'")
+        self._check(self.phases in (1, 3), "phases", "must be 1 (1P2W) or 3 (3P4W)")
 
     @staticmethod
     def _check(ok: bool, key: str, reason: str) -> None:
@@ -67,6 +71,11 @@ class PqSettings:
     def cycles_per_window(self) -> int:
         """Cycles in an IEC 61000-4-30 basic window: 10 at 50 Hz, 12 at 60 Hz."""
         return 10 if self.f_nom_hz == 50.0 else 12
+
+    @property
+    def voltage_rows(self) -> tuple[int, ...]:
+        """The voltage channels measured: U1, U2, U3 (3P4W) or U1 alone (1P2W)."""
+        return VOLTAGE_ROWS if self.phases == 3 else (ROW_U1,)
 
     def volts(self, pct: float) -> float:
         """A percentage of Udin in volts (V)."""
