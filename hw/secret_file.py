@@ -36,11 +36,11 @@ class SecretFileTooOpen(SecretFileError):
         self.mode = mode
 
 
-def read_secret_text(path: str | Path, encoding: str = "utf-8") -> str:
-    """The text of a secret file whose mode is 0600 or stricter.
+def read_secret_bytes(path: str | Path) -> bytes:
+    """The content of a secret file whose mode is 0600 or stricter.
 
     Raises :class:`SecretFileMissing` when there is no file, :class:`SecretFileTooOpen` when group
-    or others have any access, and :class:`SecretFileError` when it cannot be read or decoded.
+    or others have any access, and :class:`SecretFileError` when it cannot be read.
     The mode is checked on the opened file, so it is the mode of what is read.
     """
     file = Path(path)
@@ -55,17 +55,28 @@ def read_secret_text(path: str | Path, encoding: str = "utf-8") -> str:
         if mode & 0o077:
             raise SecretFileTooOpen(file, mode)
         try:
-            data = fh.read()
+            return fh.read()
         except OSError as exc:
             raise SecretFileError(f"{file}: cannot read ({exc.strerror})") from None
+
+
+def read_secret_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """The text of a secret file whose mode is 0600 or stricter (see :func:`read_secret_bytes`;
+    :class:`SecretFileError` also when it cannot be decoded)."""
+    data = read_secret_bytes(path)
     try:
         return data.decode(encoding)
     except UnicodeDecodeError:
-        raise SecretFileError(f"{file}: not {encoding} text") from None
+        raise SecretFileError(f"{Path(path)}: not {encoding} text") from None
 
 
 def write_secret_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
-    """Replace ``path`` atomically by ``text`` with mode 0600, creating missing parent directories.
+    """Replace ``path`` atomically by ``text`` with mode 0600 (see :func:`write_secret_bytes`)."""
+    write_secret_bytes(path, text.encode(encoding))
+
+
+def write_secret_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` atomically by ``data`` with mode 0600, creating missing parent directories.
 
     Temporary file ``<name>.tmp`` beside it, fsync, rename, fsync of the directory; on an error
     the old file is left as it was and :class:`SecretFileError` names the file.
@@ -80,7 +91,7 @@ def write_secret_text(path: str | Path, text: str, encoding: str = "utf-8") -> N
         try:
             with os.fdopen(fd, "wb") as fh:
                 os.fchmod(fh.fileno(), SECRET_MODE)  # whatever the umask
-                fh.write(text.encode(encoding))
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, file)
@@ -91,6 +102,21 @@ def write_secret_text(path: str | Path, text: str, encoding: str = "utf-8") -> N
         _fsync_directory(file.parent)
     except OSError as exc:
         raise SecretFileError(f"{file}: cannot write ({exc.strerror or exc})") from exc
+
+
+def remove_secret_file(path: str | Path) -> None:
+    """Remove ``path`` durably (unlink, then fsync of its directory); nothing when it is gone."""
+    file = Path(path)
+    try:
+        file.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise SecretFileError(f"{file}: cannot remove ({exc.strerror or exc})") from exc
+    try:
+        _fsync_directory(file.parent)
+    except OSError as exc:
+        raise SecretFileError(f"{file.parent}: cannot sync ({exc.strerror or exc})") from exc
 
 
 def _fsync_directory(directory: Path) -> None:
