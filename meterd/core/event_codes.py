@@ -249,6 +249,11 @@ _TABLE: tuple[EventCode, ...] = (
               (_C, _X), "project"),
     EventCode(190, "TCP_CONNECTION_REFUSED", "TCP connection refused: every connection associated", (_C, _X),
               "project"),
+    # keys and certificates of security suites 1 and 2 (Security setup 0-0:43.0.x.255, version 1;
+    # detail: the certificate's serial number (hex), entity and use, or the key pair's use and suite)
+    EventCode(191, "CERTIFICATE_IMPORTED", "Certificate imported", (_X,), "project"),
+    EventCode(192, "CERTIFICATE_REMOVED", "Certificate removed", (_X,), "project"),
+    EventCode(193, "KEY_PAIR_GENERATED", "Server key pair generated", (_X,), "project"),
 )
 
 EVENT_CODES: Mapping[int, EventCode] = MappingProxyType({e.code: e for e in _TABLE})
