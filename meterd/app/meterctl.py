@@ -17,6 +17,7 @@
   meterctl display button next|previous
   meterctl firmware [status | verify BUNDLE | install BUNDLE]   (the A/B update, docs/firmware.md)
   meterctl api-tokens          (the network API's address and tokens; UNIX socket only)
+  meterctl certificates        (DLMS suites 1 and 2: certificates and server key pairs held; read-only)
   meterctl sts decode TOKEN --key HEX --ea 7|11 --base-date 1993|2014|2035   (offline)
 
 ``--json`` (raw JSON instead of tables), ``--socket PATH`` and ``--config FILE`` go before or
@@ -164,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("button", choices=["next", "previous"])
     sub.add_parser("push", help="pushes to the head end: each push setup, the medium and the queue")
     sub.add_parser("api-tokens", help="the network API's address and its read and control tokens")
+    sub.add_parser("certificates", help="DLMS suites 1 and 2: the certificates and server key pairs held")
     fw = sub.add_parser("firmware", help="running firmware and slots; verify or install an update bundle")
     fw.add_argument("action", nargs="?", default="status", choices=["status", "verify", "install"])
     fw.add_argument("bundle", nargs="?", help="the RAUC bundle (verify, install)")
@@ -334,6 +336,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print(args, _call(args, "GET", "/push"))
     elif args.command == "api-tokens":
         _print(args, _call(args, "GET", "/api/tokens"))
+    elif args.command == "certificates":
+        view = _call(args, "GET", "/certificates", ok=(200, 404))
+        if "error" in view:
+            raise Failure("this meter holds no DLMS keys or certificates (its DLMS server is off)", EXIT_REFUSED)
+        print(json.dumps(view, sort_keys=True) if args.json else certificates_table(view))
     elif args.command in ("calibrate", "accuracy-test"):
         _print(args, _calibration(args))
     elif args.command == "firmware":
@@ -465,6 +472,23 @@ def fixed(value: float, decimals: int) -> str:
     """``value`` with ``decimals`` decimals, never ``-0.000``."""
     text = f"{value:.{decimals}f}"
     return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
+def certificates_table(view: dict[str, Any]) -> str:
+    """The certificates (entity, use, serial, subject, valid until, issuer) and the server key
+    pairs (use, suite) of ``GET /certificates`` as text."""
+    certs = view.get("certificates", [])
+    rows = [(str(c.get("entity", "-")), str(c.get("use", "-")), str(c.get("serial", "-")), str(c.get("subject", "-")),
+             str(c.get("not_after", "-")), str(c.get("issuer", "-"))) for c in certs]
+    head = ("entity", "use", "serial", "subject", "valid until (UTC)", "issuer")
+    lines = ["no certificates"]
+    if rows:
+        widths = [max(len(r[i]) for r in [head, *rows]) for i in range(5)]
+        lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(row[:5], widths, strict=True)) + "  " + row[5]
+                 for row in [head, *rows]]
+    pairs = ", ".join(f"{k.get('use')} (suite {k.get('suite')})" for k in view.get("key_pairs", []))
+    lines.append(f"server key pairs: {pairs or 'none'}")
+    return "\n".join(lines)
 
 
 def events_table(events: list[dict[str, Any]]) -> str:

@@ -42,6 +42,11 @@ replayed invocation counters) are recorded at most once a minute per link and ev
 those not recorded going into the next one. Keys, counter store, lockouts and limits are one
 :class:`DlmsSecurity`, which this feature provides.
 
+The keys and certificates of security suites 1 and 2 live in ``dlms_pki/`` under the state
+directory (:class:`~meterd.cosem.pki_store.PkiStore`, provided as the meter's
+:class:`~meterd.cosem.pki.Pki`); the Security setup objects of version 1 manage them, ``GET
+/certificates`` (``meterctl certificates``) lists them.
+
 With the revenue feature (optional) the links read a profile range bound sent
 without deviation as local time under its legal-time rules, as the clock 0-0:1.0.0.255 does;
 without it such bounds are UTC.
@@ -67,9 +72,12 @@ from meterd.cosem.config import LinkKind, ServerConfig
 from meterd.cosem.errors import KeyFileError
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.keys import KeyRing, load_keys
-from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
+from meterd.cosem.objects import DEFAULT_ASSOCIATIONS, ObjectRegistry, OpticalSetup, default_registry
+from meterd.cosem.pki import SUITE_CURVES, KeyUse, Pki, PkiError
+from meterd.cosem.pki_store import PkiStore
 from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy
+from meterd.cosem.security_setup import security_setup_factory
 from meterd.cosem.server import build_session_factory
 from meterd.cosem.sessions import SessionMaker
 from meterd.proto.hdlc import HdlcParameters
@@ -83,6 +91,7 @@ from meterd.services.revenue import RevenueService
 from meterd.store.dlms_security_store import DlmsSecurityStore
 
 SECTION = None
+PKI_DIRECTORY = "dlms_pki"
 log = logging.getLogger("meterd.dlms")
 
 
@@ -156,10 +165,41 @@ def attach(ctx: FeatureContext) -> None:
     ctx.registry.provide(DlmsSecurity, DlmsSecurity(keys, store, ctx.registry.need(EventRecorder, by="dlms"),
                                                     legal_time(ctx.registry.find(RevenueService)), policy,
                                                     ctx.clock), by="dlms")
+    attach_pki(ctx, keys)
     if cfg.dlms.hdlc_port == "pty" and ctx.hardware.sim is not None:
         line = SimHdlcLine("DLMS HDLC line")
         ctx.registry.provide(SimHdlcLine, line, by="dlms")
         ctx.hardware.sim.extra_signals["dlms_noise"] = lambda value: line.set("noise", value)
+
+
+def attach_pki(ctx: FeatureContext, keys: KeyRing) -> None:
+    """The keys and certificates of suites 1 and 2 (``dlms_pki`` under the state directory,
+    :class:`PkiStore`), provided as the meter's :class:`Pki`, managed through the Security setup
+    objects of version 1 and listed by ``GET /certificates``. A directory that cannot be made
+    leaves them off (said once); suite 0 goes on."""
+    directory = ctx.cfg.state_dir / PKI_DIRECTORY
+    try:
+        store = PkiStore(directory, keys.current.server_system_title)
+    except (OSError, PkiError) as exc:
+        log.error("DLMS keys and certificates (suites 1 and 2) off: %s: %s", directory, exc)
+        return
+    ctx.registry.provide(Pki, store, by="dlms")  # type: ignore[type-abstract]  # a Protocol as the key
+    events = ctx.registry.need(EventRecorder, by="dlms")
+    ctx.cosem_factories.append(security_setup_factory(store, events, lambda: keys.current.master_key,
+                                                      DEFAULT_ASSOCIATIONS))
+    ctx.api.route("GET", "/certificates", lambda _body: (200, pki_view(store)),
+                  description="The certificates and server key pairs of DLMS suites 1 and 2 (no key material).")
+
+
+def pki_view(pki: Pki) -> dict[str, object]:
+    """What ``meterctl certificates`` shows: the certificates held and the server key pairs
+    present (use and suite only; never key material)."""
+    certificates = [{"entity": c.entity.name.lower(), "use": c.use.name.lower(), "serial": f"{c.serial_number:X}",
+                     "subject": c.subject, "issuer": c.issuer, "subject_alt_name": c.subject_alt_name,
+                     "not_after": c.not_after.isoformat()} for c in pki.certificates()]
+    key_pairs = [{"use": use.name.lower(), "suite": suite} for suite in SUITE_CURVES for use in KeyUse
+                 if pki.own_key(use, suite) is not None]
+    return {"certificates": certificates, "key_pairs": key_pairs}
 
 
 def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
