@@ -243,3 +243,34 @@ def test_key_agreement_refuses_a_bad_signature_an_unknown_key_and_a_missing_cert
     assert info.value.code == 3
     assert rig.ring.current == before and rig.sink.of(KEY_CHANGED) == []
     assert "Traceback" not in caplog.text
+
+
+def _by_serial(serial: bytes, issuer: bytes) -> bytearray:
+    """certificate_identification by serial: structure {enum 1, structure {octet-string, octet-string}}."""
+    return bytearray(b"\x02\x02\x16\x01\x02\x02" + _octets(serial) + _octets(issuer))
+
+
+def test_export_and_remove_by_serial_number_in_either_encoding(tmp_path):
+    rig = Rig(tmp_path)
+    gs = rig.manager()
+    ca = TestCa()
+    setup = GXDLMSSecuritySetup(SETUP)
+    _run(gs, setup.importCertificate(gs.client, _Encoded(ca.der)))
+    first = ca.issue(client_key().public_key(), CLIENT_TITLE, serial=0x0123456789)
+    second = ca.issue(client_key().public_key(), bytes.fromhex("4758580000000002"), serial=0x80)
+    for cert in (first, second):
+        _run(gs, setup.importCertificate(gs.client, _Encoded(der(cert))))
+    issuer_text = ca.cert.subject.rfc4514_string().encode()
+    issuer_der = ca.cert.subject.public_bytes()
+    exported = gs.method(setup, 7, _by_serial(bytes.fromhex("0123456789"), issuer_text), DataType.STRUCTURE)
+    assert bytes(exported) == der(first)
+    with pytest.raises(DlmsClientError) as info:  # the right serial from another issuer
+        gs.method(setup, 8, _by_serial(bytes.fromhex("0123456789"), b"CN=Someone else"), DataType.STRUCTURE)
+    assert info.value.code == 11
+    gs.method(setup, 8, _by_serial(bytes.fromhex("02020080"), issuer_der), DataType.STRUCTURE)  # DER INTEGER 128
+    gs.method(setup, 8, _by_serial(bytes.fromhex("0123456789"), issuer_der), DataType.STRUCTURE)
+    assert [c.entity.name for c in rig.pki.certificates()] == ["CERTIFICATION_AUTHORITY"]
+    assert [d["serial"] for d in rig.sink.of(REMOVED)] == ["80", "123456789"]
+    with pytest.raises(DlmsClientError) as info:
+        gs.method(setup, 8, bytearray(b"\x02\x02\x16\x05\x02\x00"), DataType.STRUCTURE)  # no such identification
+    assert info.value.code == 12
