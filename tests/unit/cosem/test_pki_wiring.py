@@ -51,3 +51,22 @@ def test_the_daemon_provides_the_store_and_lists_it(tmp_path):
 def test_an_empty_store_says_so():
     assert certificates_table({"certificates": [], "key_pairs": []}).splitlines() == [
         "no certificates", "server key pairs: none"]
+
+
+def test_meterctl_reads_the_listing_from_the_api(monkeypatch, capsys):
+    from meterd.app import meterctl
+
+    calls = []
+
+    def answer(socket_path, method, path, body=None, timeout=10.0):
+        calls.append((method, path))
+        if path == "/certificates" and socket_path == "ok.sock":
+            return 200, {"certificates": [], "key_pairs": [{"use": "key_agreement", "suite": 1}]}
+        return 404, {"error": "no route"}
+
+    monkeypatch.setattr(meterctl, "request", answer)
+    assert meterctl.main(["certificates", "--socket", "ok.sock"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["no certificates", "server key pairs: key_agreement (suite 1)"]
+    assert meterctl.main(["--socket", "off.sock", "certificates"]) == meterctl.EXIT_REFUSED
+    assert "DLMS server is off" in capsys.readouterr().err
+    assert calls == [("GET", "/certificates")] * 2
