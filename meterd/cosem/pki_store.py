@@ -223,11 +223,20 @@ class PkiStore:
                 self._load_key(use, suite)
         for path in sorted(self._cert_dir.glob(f"*{CERT_SUFFIX}")):
             self._load_certificate(path)
-        for held in list(self._certs.values()):  # a key pair made after the certificate: stale
-            if held.entity is CertificateEntity.SERVER and not self._certifies_own_key(held):
+        for held in list(self._certs.values()):
+            if held.entity is not CertificateEntity.SERVER or self._certifies_own_key(held):
+                continue
+            if self._keys.get((held.use, held.suite)) is None:  # its key refused or missing: keep the file
                 self._refuse_file(self._cert_dir / f"{held.fingerprint}{CERT_SUFFIX}",
-                                  "server certificate does not certify the meter's current key")
+                                  "server certificate without the meter's key")
                 del self._certs[held.fingerprint]
+            else:  # a new key pair whose write was not followed by the removal of the old certificate
+                _log.info("server certificate %X of a replaced key pair removed", held.cert.serial_number)
+                try:
+                    self._remove(held)
+                except PkiError as exc:
+                    self._refuse_file(self._cert_dir / f"{held.fingerprint}{CERT_SUFFIX}", str(exc))
+                    self._certs.pop(held.fingerprint, None)
 
     def _read(self, path: Path) -> bytes | None:
         try:
@@ -271,9 +280,16 @@ class PkiStore:
             self._refuse_file(path, "name is not the certificate's fingerprint")
             return
         rival = self._same_slot(held)
-        if rival is not None:  # a replacement interrupted before the old one was removed
-            if (rival.cert.not_valid_before_utc, rival.cert.serial_number) >= (
-                    held.cert.not_valid_before_utc, held.cert.serial_number):
+        if rival is not None:  # a replacement interrupted before the old one was removed: keep the newer
+            older = rival if (rival.cert.not_valid_before_utc, rival.cert.serial_number) < (
+                held.cert.not_valid_before_utc, held.cert.serial_number) else held
+            _log.info("certificate %X replaced by a newer one of the same %s; removed",
+                      older.cert.serial_number, "subject" if older.title is None else "system title and use")
+            try:
+                remove_secret_file(self._cert_dir / f"{older.fingerprint}{CERT_SUFFIX}")
+            except SecretFileError as exc:
+                _log.error("PKI file not removed: %s", exc)
+            if older is held:
                 return
             del self._certs[rival.fingerprint]
         self._certs[held.fingerprint] = held

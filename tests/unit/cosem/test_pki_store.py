@@ -226,3 +226,30 @@ def test_a_full_store_refuses_more(tmp_path, monkeypatch):
     with pytest.raises(PkiError, match="remove one first"):
         store.import_certificate(der(ca.issue(client_key().public_key(), other)), NOW)
     store.import_certificate(der(ca.issue(client_key().public_key(), CLIENT_TITLE)), NOW)  # a replacement fits
+
+
+def test_a_restart_finishes_a_replacement_or_a_new_key_pair_cut_short(tmp_path, monkeypatch):
+    from meterd.cosem import pki_store
+
+    store, ca = _provisioned(tmp_path)
+    store.generate_key_pair(KeyUse.DIGITAL_SIGNATURE, 1)
+    store.import_certificate(der(ca.sign_request(store.certificate_request(KeyUse.DIGITAL_SIGNATURE, 1))), NOW)
+    old = ca.issue(client_key().public_key(), CLIENT_TITLE, serial=7)
+    new = ca.issue(client_key().public_key(), CLIENT_TITLE, serial=8)
+    store.import_certificate(der(old), NOW)
+
+    def killed(path):  # the process dies after the new file was written, before the old one goes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pki_store, "remove_secret_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.import_certificate(der(new), NOW)
+    with pytest.raises(KeyboardInterrupt):
+        store.generate_key_pair(KeyUse.DIGITAL_SIGNATURE, 1)
+    monkeypatch.undo()
+    assert len(list((tmp_path / "pki" / "certificates").iterdir())) == 4  # CA, server, both clients
+    again = PkiStore(tmp_path / "pki", SERVER_TITLE)
+    assert again.problems == []
+    assert [(c.entity, c.serial_number) for c in again.certificates()] == [
+        (CertificateEntity.CERTIFICATION_AUTHORITY, ca.cert.serial_number), (CertificateEntity.CLIENT, 8)]
+    assert len(list((tmp_path / "pki" / "certificates").iterdir())) == 2
