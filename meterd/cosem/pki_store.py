@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import logging
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,30 @@ MAX_CERTIFICATE_OCTETS = 4096
 MAX_CERTIFICATES = 32
 """Certificates held at most (server, clients, CAs), so that imports cannot fill the partition."""
 KEY_SUFFIX, CERT_SUFFIX = ".p8", ".der"
+_MALFORMED = (ValueError, x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+"""What ``cryptography`` raises for DER it cannot take as a certificate or its extensions."""
+
+
+def parse_certificate(der: bytes) -> x509.Certificate:
+    """``der`` as a certificate whose every field the store reads has been decoded once
+    (``cryptography`` decodes lazily); :class:`PkiError` for DER that is not one."""
+    try:
+        with warnings.catch_warnings():  # what it says of hostile input is in the refusal, not on stderr
+            warnings.simplefilter("ignore")
+            cert = x509.load_der_x509_certificate(der)
+            _ = (cert.serial_number, cert.issuer.rfc4514_string(), cert.subject.rfc4514_string(), cert.extensions,
+                 cert.not_valid_before_utc, cert.not_valid_after_utc, cert.tbs_certificate_bytes, cert.signature)
+    except _MALFORMED:
+        raise PkiError("certificate is not well-formed DER X.509") from None
+    if cert.serial_number <= 0:
+        raise PkiError("certificate serial number is not positive (RFC 5280)")
+    try:
+        _ = (cert.signature_hash_algorithm, cert.public_key())
+    except UnsupportedAlgorithm:
+        raise PkiError("certificate uses a signature or key algorithm the meter does not know") from None
+    except _MALFORMED:
+        raise PkiError("certificate is not well-formed DER X.509") from None
+    return cert
 
 
 def title_text(system_title: bytes) -> str:
@@ -269,9 +294,9 @@ class PkiStore:
         if data is None:
             return
         try:
-            held = self._classify(x509.load_der_x509_certificate(data))
-        except ValueError:
-            self._refuse_file(path, "not an X.509 certificate")
+            held = self._classify(parse_certificate(data))
+        except _MALFORMED:
+            self._refuse_file(path, "not an X.509 certificate the meter can use")
             return
         except PkiError as exc:
             self._refuse_file(path, str(exc))
@@ -339,7 +364,7 @@ class PkiStore:
                 continue
             try:
                 cert.verify_directly_issued_by(held.cert)
-            except (ValueError, TypeError, InvalidSignature):
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
                 continue
             return held
         return None
@@ -362,15 +387,12 @@ class PkiStore:
             raise PkiError("certificate is empty")
         if len(der) > MAX_CERTIFICATE_OCTETS:
             raise PkiError(f"certificate is {len(der)} octets, more than {MAX_CERTIFICATE_OCTETS}")
+        cert = parse_certificate(bytes(der))
         try:
-            cert = x509.load_der_x509_certificate(bytes(der))
             held = self._classify(cert)
-            sig_hash = cert.signature_hash_algorithm
-        except (ValueError, x509.UnsupportedGeneralNameType):
+        except _MALFORMED:
             raise PkiError("certificate is not well-formed DER X.509") from None
-        except UnsupportedAlgorithm:
-            raise PkiError("certificate is signed with an algorithm the meter does not know") from None
-        if sig_hash is None:
+        if cert.signature_hash_algorithm is None:
             raise PkiError("certificate is not signed with ECDSA")
         if now_utc < cert.not_valid_before_utc:
             raise PkiError(f"certificate is not valid yet (from {cert.not_valid_before_utc.isoformat()})")
@@ -380,7 +402,7 @@ class PkiStore:
         if held.entity is CertificateEntity.CERTIFICATION_AUTHORITY and self_signed:
             try:
                 cert.verify_directly_issued_by(cert)
-            except (ValueError, TypeError, InvalidSignature):
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
                 raise PkiError("self-signed CA certificate whose signature does not verify") from None
         elif self._issuer_of(cert, now_utc, exclude=held.fingerprint) is None:
             raise PkiError(f"certificate is not issued by a trusted CA held by the meter (issuer "

@@ -207,11 +207,11 @@ class SecuritySetupV1(ModelSecuritySetup):
     def _identified(self, params: Any) -> CertificateInfo:
         """The held certificate a ``certificate_identification`` names."""
         try:
-            kind, options = int(params[0]), params[1]
+            kind, options = _enum(params[0]), params[1]
             if kind == 0:
-                entity, use, title = int(options[0]), int(options[1]), bytes(options[2])
+                entity, use, title = _enum(options[0]), _enum(options[1]), _octets(options[2])
             elif kind == 1:
-                serial, issuer = bytes(options[0]), bytes(options[1])
+                serial, issuer = _octets(options[0]), _octets(options[1])
             else:
                 raise _Refused(TYPE_UNMATCHED, f"certificate_identification_type {kind} unknown")
         except (TypeError, ValueError, IndexError, KeyError):
@@ -265,7 +265,7 @@ class SecuritySetupV1(ModelSecuritySetup):
     def _key_agreement(self, params: Any) -> bytes:
         suite = self._ecc_suite()
         try:
-            items = [(int(item[0]), bytes(item[1])) for item in params]
+            items = [(_enum(item[0]), _octets(item[1])) for item in params]
         except (TypeError, ValueError, IndexError):
             raise _Refused(TYPE_UNMATCHED, "key_agreement takes an array of {enum, octet-string}") from None
         if not items:
@@ -304,6 +304,20 @@ class SecuritySetupV1(ModelSecuritySetup):
     def _record(self, name: str, **detail: object) -> None:
         if self._events is not None:
             self._events.record(event_codes.code(name), self._now(), dict(detail, client=self._client_sap))
+
+
+def _enum(value: Any) -> int:
+    """An enum (or unsigned) parameter as gurux decoded it; TypeError for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("not an enum")
+    return value
+
+
+def _octets(value: Any) -> bytes:
+    """An octet-string parameter as gurux decoded it; TypeError for anything else."""
+    if not isinstance(value, bytes | bytearray):
+        raise TypeError("not an octet-string")
+    return bytes(value)
 
 
 def _int(params: Any, name: str) -> int:

@@ -253,3 +253,32 @@ def test_a_restart_finishes_a_replacement_or_a_new_key_pair_cut_short(tmp_path, 
     assert [(c.entity, c.serial_number) for c in again.certificates()] == [
         (CertificateEntity.CERTIFICATION_AUTHORITY, ca.cert.serial_number), (CertificateEntity.CLIENT, 8)]
     assert len(list((tmp_path / "pki" / "certificates").iterdir())) == 2
+
+
+def test_mutated_certificates_are_refused_with_a_reason_or_kept_whole(tmp_path):
+    """600 single-octet mutations, truncations and extensions of a good client certificate: each
+    is a PkiError or (a mutation the signature does not cover cannot exist) never anything else."""
+    import random
+
+    store, ca = _provisioned(tmp_path)
+    good = der(ca.issue(client_key().public_key(), CLIENT_TITLE))
+    rng = random.Random(15)
+    kept = 0
+    for i in range(600):
+        data = bytearray(good)
+        if i % 3 == 0:
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        elif i % 3 == 1:
+            data = data[:rng.randrange(len(data))]
+        else:
+            data[rng.randrange(len(data))] = rng.randrange(256)
+            data += bytes(rng.randrange(4))
+        try:
+            store.import_certificate(bytes(data), NOW)
+        except PkiError as exc:
+            assert str(exc)
+        else:
+            kept += 1
+            assert store.export_certificate(CertificateEntity.CLIENT, KeyUse.DIGITAL_SIGNATURE, CLIENT_TITLE) == \
+                bytes(data)
+    assert len(store.certificates()) <= 2

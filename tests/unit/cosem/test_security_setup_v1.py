@@ -274,3 +274,38 @@ def test_export_and_remove_by_serial_number_in_either_encoding(tmp_path):
     with pytest.raises(DlmsClientError) as info:
         gs.method(setup, 8, bytearray(b"\x02\x02\x16\x05\x02\x00"), DataType.STRUCTURE)  # no such identification
     assert info.value.code == 12
+
+
+def _random_data(rng, depth: int = 0) -> bytes:
+    """A random A-XDR value: enum, unsigned, octet-string, or an array/structure of such."""
+    kind = rng.randrange(5 if depth < 2 else 3)
+    if kind == 0:
+        return bytes((0x16, rng.randrange(256)))
+    if kind == 1:
+        return bytes((0x11, rng.randrange(256)))
+    if kind == 2:
+        return _octets(bytes(rng.randrange(256) for _ in range(rng.choice((0, 1, 8, 64, 128, 200)))))
+    items = [_random_data(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return bytes((0x01 if kind == 3 else 0x02, len(items))) + b"".join(items)
+
+
+def test_random_parameters_are_refused_and_the_association_goes_on(tmp_path, caplog):
+    import random
+
+    rig = Rig(tmp_path)
+    gs = rig.manager()
+    setup = GXDLMSSecuritySetup(SETUP)
+    rng = random.Random(64)
+    answered = 0
+    for i in range(80):
+        index = (1, 3, 4, 5, 6, 7, 8)[i % 7]
+        try:
+            gs.method(setup, index, bytearray(_random_data(rng)), DataType.ARRAY)
+        except DlmsClientError as exc:
+            assert exc.code in (3, 11, 12, 250)
+        else:
+            answered += 1
+    assert answered == 0
+    assert rig.pki.certificates() == () and rig.sink.of(KEY_CHANGED) == []
+    assert not any(r.exc_info for r in caplog.records) and "Traceback" not in caplog.text
+    gs.read(GXDLMSClock(), 2)
