@@ -1,4 +1,4 @@
-"""Interharmonic groups and centred subgroups (IEC 61000-4-7 §5.6.3, power-quality.md §6.4).
+"""Interharmonic groups and centred subgroups (IEC 61000-4-7, power-quality.md §6.4).
 
 From the line RMS Y_k of a 10-cycle (50 Hz, 5 Hz lines) or 12-cycle (60 Hz) window, with the
 harmonic h on line k = cycles·h, the interharmonic quantities between orders h and h+1 are

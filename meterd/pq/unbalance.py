@@ -14,6 +14,7 @@ voltage is below the minimum (an interruption) has no unbalance value.
 from __future__ import annotations
 
 import cmath
+import functools
 import math
 from dataclasses import dataclass
 
@@ -30,8 +31,14 @@ def fundamental_phasors(window: FloatArray, cycles: int) -> ComplexArray:
     """RMS phasors (V, complex) of DFT line ``cycles`` of each row of ``window`` (rows, N points
     covering exactly ``cycles`` fundamental periods): √2·X_k / N, angle relative to the window start."""
     n = window.shape[-1]
-    kernel = np.exp(-2j * math.pi * cycles * np.arange(n) / n)
-    return np.asarray(window @ kernel * (math.sqrt(2.0) / n), dtype=np.complex128)
+    return np.asarray(window @ _kernel(n, cycles), dtype=np.complex128)
+
+
+@functools.cache
+def _kernel(n: int, cycles: int) -> ComplexArray:
+    """√2/N · e^{−j2π·cycles·n/N}: the DFT line ``cycles`` of N points as RMS, computed once."""
+    return np.asarray(np.exp(-2j * math.pi * cycles * np.arange(n) / n) * (math.sqrt(2.0) / n),
+                      dtype=np.complex128)
 
 
 @dataclass(frozen=True)

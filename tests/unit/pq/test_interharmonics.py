@@ -1,4 +1,4 @@
-"""Interharmonic groups and centred subgroups (IEC 61000-4-7 §5.6.3, ref. §6.4), aggregated.
+"""Interharmonic groups and centred subgroups (IEC 61000-4-7, ref. §6.4), aggregated.
 
 Tones are placed on known DFT lines of the 10-cycle (50 Hz, 5 Hz lines) or 12-cycle (60 Hz, 5 Hz
 lines) window; the expected membership follows from the definitions: between harmonics h and h+1
