@@ -13,25 +13,19 @@ groups are kept beside them (IEC 61000-4-7's basic interharmonic quantity).
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
 from meterd.pq.harmonics import MAX_ORDER
 from meterd.pq.source import FloatArray
 
 
-@functools.cache
-def _interharmonic_lines(cycles: int) -> tuple[np.ndarray, np.ndarray]:
-    """DFT line indices (orders 0…50, lines) of the groups and of the centred subgroups."""
-    k = (np.arange(MAX_ORDER + 1) * cycles)[:, None]
-    return k + np.arange(1, cycles)[None, :], k + np.arange(2, cycles - 1)[None, :]
-
-
 def interharmonic_rows(lines: FloatArray, cycles: int) -> tuple[FloatArray, FloatArray]:
-    """(groups, centred subgroups) of every row of ``lines`` (rows, lines): two (rows, 51) arrays."""
-    group_lines, subgroup_lines = _interharmonic_lines(cycles)
-    sq = lines**2
-    groups = np.sqrt(np.sum(sq[:, group_lines], axis=2))
-    subgroups = np.sqrt(np.sum(sq[:, subgroup_lines], axis=2))
+    """(groups, centred subgroups) of every row of ``lines`` (rows, lines): two (rows, 51) arrays.
+
+    Lines k = cycles·h … cycles·h + cycles − 1 are viewed as one row of a (rows, 51, cycles) array:
+    column 0 is harmonic h, columns 1…cycles−1 the interharmonic lines after it.
+    """
+    spans = (lines[:, : (MAX_ORDER + 1) * cycles] ** 2).reshape(lines.shape[0], MAX_ORDER + 1, cycles)
+    groups = np.sqrt(np.sum(spans[:, :, 1:], axis=2))
+    subgroups = np.sqrt(np.sum(spans[:, :, 2 : cycles - 1], axis=2))
     return np.asarray(groups, dtype=np.float64), np.asarray(subgroups, dtype=np.float64)
