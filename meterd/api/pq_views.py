@@ -19,7 +19,7 @@ def pq_view(service: PowerQualityService, source: str, cycle: dict[str, float], 
     v = service.values()
     view: dict[str, Any] = {
         "enabled": True, "source": source, "indicative": service.indicative,
-        "thd_pct": {k: _round(x) for k, x in sorted(v.thd_pct.items())},
+        "thd_pct": {k: _round(x) for k, x in sorted(v.thd_pct.items()) if _exists(k, service.phases)},
         "frequency_hz": _round(v.frequency_hz, 3), "pst": {str(p): _round(x.pst, 3) for p, x in v.pst.items()},
         "plt": {str(p): _round(x, 3) for p, x in v.plt.items()},
         "plt_flagged": {str(p): x for p, x in v.plt_flagged.items()}, "active_events": list(v.active_events),
@@ -33,9 +33,15 @@ def pq_view(service: PowerQualityService, source: str, cycle: dict[str, float], 
         view["ten_min"] = ten_minute_view(ten, service.phases, detail)
     if detail:
         view["recent_events"] = [{"utc": e.start_utc.isoformat(), **event_detail(e)} for e in service.recent]
-        view["harmonic_pct"] = {k: [_round(x) for x in r[2:]] for k, r in sorted(v.harmonic_pct.items())}
+        view["harmonic_pct"] = {k: [_round(x) for x in r[2:]] for k, r in sorted(v.harmonic_pct.items())
+                                if _exists(k, service.phases)}
         view["profile_rows"] = service.profile.entries_in_use()
     return view
+
+
+def _exists(name: str, phases: int) -> bool:
+    """Whether channel ``name`` ("U2", "IN", ...) exists on a supply of ``phases`` phases."""
+    return name == "IN" or int(name[1]) <= phases
 
 
 def _channels(phases: int) -> list[tuple[int, str]]:

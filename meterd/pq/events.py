@@ -88,7 +88,8 @@ class _Rule:
 
 
 class RmsEventDetector:
-    """Dip, swell and interruption detection on merged Urms(1/2) values of the three voltages."""
+    """Dip, swell and interruption detection on merged Urms(1/2) values of the voltages measured
+    (three on 3P4W, U1 alone on 1P2W: ``PqSettings.voltage_rows``)."""
 
     def __init__(self, settings: PqSettings, to_utc: Callable[[float], _dt.datetime], fs_hz: float) -> None:
         h = settings.hysteresis_pct

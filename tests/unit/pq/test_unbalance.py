@@ -144,3 +144,21 @@ def test_aggregation_is_the_rms_of_the_window_ratios_and_keeps_flags() -> None:
     empty = Aggregator(230.0)
     only_none = [a for i in range(15) for a in empty.feed(_window(t0 + 0.2 * i, None))]
     assert only_none[0].u2_pct is None and only_none[0].u0_pct is None
+
+
+def test_two_hour_value_is_the_rms_of_its_ten_minute_values() -> None:
+    """Fifteen windows in each of the twelve 10-min intervals of a 2-h interval, then windows of
+    the next two intervals to close it: the 2-h u2 is the RMS of the twelve 10-min values (each
+    weighs one)."""
+    t0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC).timestamp()  # an even hour
+    agg = Aggregator(230.0)
+    out: list[Aggregate] = []
+    ten_minute_u2 = [0.5 + 0.25 * k for k in range(12)]
+    for k, u2 in enumerate(ten_minute_u2):
+        for i in range(15):
+            out += agg.feed(_window(t0 + 600 * k + 0.2 * i, u2))
+    out += agg.feed(_window(t0 + 7200.0, 1.0)) + agg.feed(_window(t0 + 7800.0, 1.0))
+    two = [a for a in out if a.kind == "2-h"]
+    assert len(two) == 1 and two[0].partial  # windows cover little of each interval: flagged, kept
+    assert two[0].u2_pct == pytest.approx(math.sqrt(sum(u**2 for u in ten_minute_u2) / 12))
+    assert [a.u2_pct for a in out if a.kind == "10-min"] == pytest.approx([*ten_minute_u2, 1.0])
