@@ -11,6 +11,7 @@ for these quantities: they take project codes in the manufacturer range of value
   unbalance u2 (negative sequence) and u0 (zero sequence) of the three phases (3P4W only);
 * 1-0:C.7.134.255 (class 3, long-unsigned, scaler −2, %): THDS40, harmonic subgroups 2–40;
 * 1-0:C.7.135.255: THDG40, harmonic groups 2–40; 1-0:C.7.136.255: PWHD, subgroups 14–40;
+  1-0:C.7.139.255: TIHDS40, interharmonic centred subgroups between orders 0 and 40;
 * 1-0:C.7.137.255 / 1-0:C.7.138.255 (class 1, array of 51 long-unsigned, in 0.01 % of the
   fundamental subgroup): the interharmonic centred subgroups / groups between orders h and h+1,
   h = 0…50 (element h);
@@ -37,6 +38,7 @@ from meterd.services.power_quality import (
     PWHD_E,
     THDG40_E,
     THDS40_E,
+    TIHDS40_E,
     U0_OBIS,
     U2_OBIS,
     VOLTAGE_C,
@@ -99,7 +101,7 @@ def quantities_factory(service: PowerQualityService) -> ObjectFactory:
         for c in channels_c(service.phases):
             row = ROW_OF_C[c]
             for e, values in ((THDS40_E, lambda a: a.thds40_pct), (THDG40_E, lambda a: a.thdg40_pct),
-                              (PWHD_E, lambda a: a.pwhd_pct)):
+                              (PWHD_E, lambda a: a.pwhd_pct), (TIHDS40_E, lambda a: a.tihds40_pct)):
                 yield CosemEntry(ValueRegister(quantity_obis(c, e), reader(_row_of(values, row)), -2,
                                                UNIT_PERCENT))
             yield CosemEntry(PercentArray(quantity_obis(c, IH_SUBGROUP_E), interharmonics(row, groups=False)))

@@ -112,6 +112,15 @@ class Aggregate:
         return [None if row[1] <= 0 else pwhd_pct(row, PWHD_FIRST_ORDER, PWHD_LAST_ORDER)
                 for row in self.subgroup_rms]
 
+    @property
+    def tihds40_pct(self) -> list[float | None]:
+        """Interharmonic distortion of the centred subgroups between orders 0 and 40 (h = 0…39), in %
+        of the fundamental subgroup, per row; None when not measured or without a fundamental."""
+        if self.interharmonic_subgroup_rms is None:
+            return [None] * len(self.subgroup_rms)
+        return [None if sg[1] <= 0 else math.sqrt(float(np.sum(isg[:THD40_LAST_ORDER] ** 2))) / float(sg[1]) * 100.0
+                for sg, isg in zip(self.subgroup_rms, self.interharmonic_subgroup_rms, strict=True)]
+
     def interharmonic_subgroup_pct(self) -> FloatArray | None:
         """Interharmonic centred subgroups in % of the fundamental subgroup, (7, 51) (rows without a
         fundamental: 0); None when not measured."""

@@ -11,7 +11,7 @@ Columns (after the clock 0-0:1.0.0.255, the end of the interval in UTC): 10-min 
 U3 (V, 1-0:C.5.0.255 with C = 32, 52, 72), THDS of U1, U2, U3 (% of the fundamental, orders
 2–50, 1-0:C.7.124.255), Pst of L1, L2, L3 of the interval (1-0:C.7.130.255, project code in the
 manufacturer range of value group E), the quantities of :data:`QUANTITY_COLUMNS` (voltage
-unbalance u2 and u0, THDS40 and PWHD of U1, U2, U3, OBIS codes with the constants below) and
+unbalance u2 and u0, THDS40, PWHD and TIHDS40 of U1, U2, U3, OBIS codes with the constants below) and
 the flag (1 when a dip, swell, interruption or a
 sample gap touched the interval, or the interval was only partly measured, as the first one after
 a start, IEC 61000-4-30 §4.7). On a single-phase two-wire supply (1P2W, ``phases`` 1) only the
@@ -87,6 +87,7 @@ THDG40_E = 135  # THDG of groups 2–40 (%)
 PWHD_E = 136  # partial weighted harmonic distortion, subgroups 14–40 (%)
 IH_SUBGROUP_E = 137  # interharmonic centred subgroups 0…50, array (% of the fundamental)
 IH_GROUP_E = 138  # interharmonic groups 0…50, array (% of the fundamental)
+TIHDS40_E = 139  # interharmonic distortion of the centred subgroups 0…39 (%)
 
 
 def quantity_obis(c: int, e: int) -> str:
@@ -104,10 +105,10 @@ def voltage_c(phases: int) -> tuple[int, ...]:
 
 
 def quantity_columns(phases: int = 3) -> tuple[CaptureColumn, ...]:
-    """The profile's unbalance (3P4W only), THDS40 and PWHD columns, before the flag."""
+    """The profile's unbalance (3P4W only), THDS40, PWHD and TIHDS40 columns, before the flag."""
     unbalance = (CaptureColumn(U2_OBIS, 3), CaptureColumn(U0_OBIS, 3)) if phases == 3 else ()
-    return (*unbalance, *(CaptureColumn(quantity_obis(c, THDS40_E), 3) for c in voltage_c(phases)),
-            *(CaptureColumn(quantity_obis(c, PWHD_E), 3) for c in voltage_c(phases)))
+    return (*unbalance, *(CaptureColumn(quantity_obis(c, e), 3)
+                          for e in (THDS40_E, PWHD_E, TIHDS40_E) for c in voltage_c(phases)))
 
 
 def quantity_values(aggregate: Aggregate, phases: int = 3) -> list[int | float | str]:
@@ -116,9 +117,8 @@ def quantity_values(aggregate: Aggregate, phases: int = 3) -> list[int | float |
     values: list[int | float | str] = []
     if phases == 3:
         values += [round(aggregate.u2_pct or 0.0, 2), round(aggregate.u0_pct or 0.0, 2)]
-    thd40, pwhd = aggregate.thds40_pct, aggregate.pwhd_pct
-    values += [round(thd40[r] or 0.0, 2) for r in rows]
-    values += [round(pwhd[r] or 0.0, 2) for r in rows]
+    for per_row in (aggregate.thds40_pct, aggregate.pwhd_pct, aggregate.tihds40_pct):
+        values += [round(per_row[r] or 0.0, 2) for r in rows]
     return values
 # --- end of unbalance, THD40, PWHD and interharmonics ---
 

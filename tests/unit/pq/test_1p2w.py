@@ -60,7 +60,7 @@ def test_single_phase_meter_in_the_simulator(tmp_path: Path) -> None:
         rows = service.profile.rows_by_entry(1, 0)
         columns = [c.obis for c in service.profile.columns]
         assert columns == [CLOCK_OBIS, "1.0.32.5.0.255", "1.0.32.7.124.255", "1.0.32.7.130.255",
-                           "1.0.32.7.134.255", "1.0.32.7.136.255", FLAG_OBIS]
+                           "1.0.32.7.134.255", "1.0.32.7.136.255", "1.0.32.7.139.255", FLAG_OBIS]
         assert len(rows) == 1 and len(rows[0].values) == len(columns) - 1 and rows[0].values[-1] == 1
         # the 8 s measured before the tick hold 0.5 s at 0 V: RMS = 230 V · sqrt(7.5 / 8)
         assert rows[0].values[0] == pytest.approx(230.0 * (7.5 / 8) ** 0.5, abs=0.5)

@@ -68,6 +68,8 @@ def test_175_hz_and_1215_hz_tones_at_50_hz() -> None:
         assert isg[h] == pytest.approx(expected_isg[h], abs=_class_i_tolerance(expected_isg[h], h)), h
     assert ig[3] == pytest.approx(2.3, rel=1e-3)  # well inside the class
     assert isg[24] == pytest.approx(4.6, rel=1e-3)
+    # TIHDS40: the centred subgroups below order 40 (175 Hz, 1215 Hz; not 255 Hz, next to h5)
+    assert agg.tihds40_pct[ROW_U1] == pytest.approx((2.3**2 + 4.6**2) ** 0.5 / UN * 100, rel=2e-3)
     pct = agg.interharmonic_subgroup_pct()
     assert pct is not None and pct[ROW_U1, 24] == pytest.approx(2.0, rel=1e-3)  # % of the fundamental
     # the harmonic subgroup of order 5 holds the 255 Hz line (k+1), the centred subgroup does not
