@@ -189,7 +189,7 @@ class PqProfile:
         if len(row.values) == width:
             return row
         if self.phases == 3 and len(row.values) == _LEGACY_VALUES:
-            pad = (0,) * (width - _LEGACY_VALUES)
+            pad = (0.0,) * (width - _LEGACY_VALUES)
             return ProfileRow(row.utc, (*row.values[:-1], *pad, row.values[-1]))
         return None
 
