@@ -168,7 +168,8 @@ class _Window:
 
 
 class PqMonitor:
-    """Power quality of a three-phase four-wire supply from a continuous waveform stream."""
+    """Power quality of a three-phase four-wire (or, with ``settings.phases`` 1, single-phase two-wire)
+    supply from a continuous waveform stream."""
 
     def __init__(self, settings: PqSettings | None = None) -> None:
         self.settings = s = settings if settings is not None else PqSettings()
@@ -197,7 +198,7 @@ class PqMonitor:
         self._zc = {r: ZeroCrossingDetector(self._fs, s.f_nom_hz, dead_band) for r in self.settings.voltage_rows}
         self._prefilter = PreFilter(self._fs, s.f_nom_hz, len(self.settings.voltage_rows))
         self._half = {r: HalfCycleRms(r, self._period) for r in self.settings.voltage_rows}
-        self._flicker = Flickermeter(self._fs, s.f_nom_hz, s.lamp_model, self._flicker_k)  # U1, U2, U3
+        self._flicker = Flickermeter(self._fs, s.f_nom_hz, s.lamp_model, self._flicker_k)  # the voltage rows
         self._pending_half: list[HalfCycleValue] = []
         self._rising: list[float] = []
         self._win_start: float | None = None
