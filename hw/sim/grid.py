@@ -316,6 +316,19 @@ class Grid:
         self._segments: list[_Segment] = [first]
         self._starts: list[float] = [self.t0]
         self._horizon = self.t0
+        self.phases = 3
+        """Phases of the supply: 3 (three-phase four-wire) or 1 (single-phase two-wire, L1 only)."""
+
+    def set_wiring(self, phases: int, at_s: float | None = None) -> float:
+        """Wire the supply as 3P4W (``phases`` 3) or 1P2W (1: L2 and L3 do not exist, their voltages
+        and currents are 0 and stay so; the neutral carries the current of L1); returns the time."""
+        if phases not in (1, 3):
+            raise GridError(f"phases {phases!r}: a supply has 3 (3P4W) or 1 (1P2W)")
+        self.phases = phases
+        if phases == 3:
+            return self.set_state(self.state, at_s)
+        a, b, c = self.state.phases
+        return self.set_state(replace(self.state, phases=(a, replace(b, on=False), replace(c, on=False))), at_s)
 
     # ---- changes -------------------------------------------------------------------------
     @property
@@ -344,13 +357,16 @@ class Grid:
         ``pf_kind`` "L"/"C", ``voltage_angle_deg``, ``u_harmonics``/``i_harmonics`` as
         (order, magnitude, phase_deg) tuples, ``on``, ``flicker``); returns the effective time."""
         idx = phase_index(phase)
+        if idx >= self.phases:
+            raise GridError(f"phase {phase!r}: a single-phase (1P2W) supply has L1 only")
         phases = list(self.state.phases)
         phases[idx] = _changed_phase(phases[idx], changes)
         return self.set_state(replace(self.state, phases=(phases[0], phases[1], phases[2])), at_s)
 
     def set_all_phases(self, at_s: float | None = None, **changes: Any) -> float:
-        """Apply the same :meth:`set_phase` changes to L1, L2 and L3 at once."""
-        a, b, c = (_changed_phase(ph, dict(changes)) for ph in self.state.phases)
+        """Apply the same :meth:`set_phase` changes to L1, L2 and L3 at once (1P2W: to L1)."""
+        a, b, c = (_changed_phase(ph, dict(changes)) if i < self.phases else ph
+                   for i, ph in enumerate(self.state.phases))
         return self.set_state(replace(self.state, phases=(a, b, c)), at_s)
 
     def set_frequency(self, frequency_hz: float, at_s: float | None = None) -> float:

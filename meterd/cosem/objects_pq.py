@@ -102,8 +102,12 @@ def _plt_flags(service: PowerQualityService) -> Callable[[], tuple[int, int]]:
 def pq_factory(service: PowerQualityService) -> ObjectFactory:
     """The factory registering the power-quality objects for every DLMS session."""
 
+    phases = service.phases  # 1P2W: only the objects of L1
+
     def factory(ctx: CosemContext) -> Iterable[CosemEntry]:
         for c, name in CHANNELS.items():
+            if int(name[1]) > phases:
+                continue
             yield CosemEntry(ValueRegister(f"1.0.{c}.7.{THD_E}.255", _thd(service, name), -2, UNIT_PERCENT))
             for order in range(2, MAX_HARMONIC + 1):
                 yield CosemEntry(ValueRegister(f"1.0.{c}.7.{order}.255", _harmonic(service, name, order), -2,
@@ -111,7 +115,7 @@ def pq_factory(service: PowerQualityService) -> ObjectFactory:
             volts = c in VOLTAGE_C
             yield CosemEntry(ValueRegister(rms_10min_obis(c), _rms_10min(service, name, -2 if volts else -3),
                                            -2 if volts else -3, UNIT_V if volts else UNIT_A))
-        for phase, c in enumerate(VOLTAGE_C, start=1):
+        for phase, c in enumerate(VOLTAGE_C[:phases], start=1):
             yield CosemEntry(ValueRegister(f"1.0.{c}.7.{PST_E}.255", _pst(service, phase), -3, UNIT_NONE))
             yield CosemEntry(ValueRegister(f"1.0.{c}.7.{PLT_E}.255", _plt(service, phase), -3, UNIT_NONE))
         yield CosemEntry(ModelProfile(PQ_PROFILE_OBIS, ProfileReader(service.profile, service.profile.depth)))

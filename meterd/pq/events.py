@@ -56,8 +56,9 @@ def phase_of_row(row: int) -> int:
 class _Rule:
     """One polyphase rule: start/end predicates over the latest value of every channel."""
 
-    def __init__(self, kind: str, threshold_v: float, end_v: float) -> None:
+    def __init__(self, kind: str, threshold_v: float, end_v: float, channels: int = len(VOLTAGE_ROWS)) -> None:
         self.kind = kind
+        self.channels = channels  # voltage channels measured (3P4W: 3, 1P2W: 1)
         self.threshold_v = threshold_v
         self.end_v = end_v
         self.active = False
@@ -74,7 +75,7 @@ class _Rule:
 
     def starts(self, latest: dict[int, float]) -> bool:
         if self.kind == INTERRUPTION:
-            return len(latest) == len(VOLTAGE_ROWS) and all(self.beyond(v) for v in latest.values())
+            return len(latest) == self.channels and all(self.beyond(v) for v in latest.values())
         return any(self.beyond(v) for v in latest.values())
 
     def ends(self, latest: dict[int, float]) -> bool:
@@ -87,7 +88,8 @@ class _Rule:
 
 
 class RmsEventDetector:
-    """Dip, swell and interruption detection on merged Urms(1/2) values of the three voltages."""
+    """Dip, swell and interruption detection on merged Urms(1/2) values of the voltages measured
+    (three on 3P4W, U1 alone on 1P2W: ``PqSettings.voltage_rows``)."""
 
     def __init__(self, settings: PqSettings, to_utc: Callable[[float], _dt.datetime], fs_hz: float) -> None:
         h = settings.hysteresis_pct
@@ -96,7 +98,7 @@ class RmsEventDetector:
             _Rule(SWELL, settings.volts(settings.swell_threshold_pct),
                   settings.volts(settings.swell_threshold_pct - h)),
             _Rule(INTERRUPTION, settings.volts(settings.interruption_threshold_pct),
-                  settings.volts(settings.interruption_threshold_pct + h)),
+                  settings.volts(settings.interruption_threshold_pct + h), len(settings.voltage_rows)),
         ]
         self._latest: dict[int, float] = {}
         self._to_utc = to_utc

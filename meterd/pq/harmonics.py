@@ -116,6 +116,18 @@ def distortion_pct(values: FloatArray, last_order: int = MAX_ORDER) -> float:
     return float(math.sqrt(float(np.sum(values[2 : last_order + 1] ** 2))) / values[1] * 100.0)
 
 
+PWHD_FIRST_ORDER = 14
+PWHD_LAST_ORDER = 40
+THD40_LAST_ORDER = 40
+
+
+def pwhd_pct(values: FloatArray, first_order: int = PWHD_FIRST_ORDER, last_order: int = PWHD_LAST_ORDER) -> float:
+    """Partial weighted harmonic distortion sqrt(Σ_{h=14..40} h·(Y_h / Y_1)²) · 100 % (IEC 61000-4-7
+    Annex, IEC 61000-3-12) for an array indexed by order (components, subgroups or groups)."""
+    orders = np.arange(first_order, last_order + 1)
+    return float(math.sqrt(float(np.sum(orders * values[first_order : last_order + 1] ** 2))) / values[1] * 100.0)
+
+
 def analyse_lines(lines: FloatArray, cycles: int, min_fundamental: float = 0.0) -> HarmonicResult:
     """Harmonic components, subgroups, groups and THD from the line RMS of a ``cycles``-cycle window."""
     return analyse_rows(lines[None, :], cycles, [min_fundamental])[0]

@@ -33,10 +33,12 @@ from meterd.pq.harmonics import (
     resample_window,
 )
 from meterd.pq.history import SampleHistory
+from meterd.pq.interharmonics import interharmonic_rows
 from meterd.pq.rms import HalfCycleRms, HalfCycleValue, window_mean_square
 from meterd.pq.settings import PqSettings
-from meterd.pq.source import CURRENT_ROWS, N_ROWS, ROW_NAMES, ROW_U1, VOLTAGE_ROWS, FloatArray, WaveformBlock
+from meterd.pq.source import CURRENT_ROWS, N_ROWS, ROW_NAMES, ROW_U1, FloatArray, WaveformBlock
 from meterd.pq.timebase import IndexTimebase
+from meterd.pq.unbalance import fundamental_phasors, unbalance
 from meterd.pq.zerocross import Mark, PreFilter, ZeroCrossingDetector
 
 CHIP_DFT_MAX_ORDER = 32
@@ -166,7 +168,8 @@ class _Window:
 
 
 class PqMonitor:
-    """Power quality of a three-phase four-wire supply from a continuous waveform stream."""
+    """Power quality of a three-phase four-wire (or, with ``settings.phases`` 1, single-phase two-wire)
+    supply from a continuous waveform stream."""
 
     def __init__(self, settings: PqSettings | None = None) -> None:
         self.settings = s = settings if settings is not None else PqSettings()
@@ -180,8 +183,9 @@ class PqMonitor:
         self._sustained = SustainedDetector(s, self._timebase.utc, self._fs)
         self._aggregator = Aggregator(s.udin_v, s.cycles_per_window)
         self._values = PqValues()
-        self._plt = {phase_of_row(r): PltSeries() for r in VOLTAGE_ROWS}
-        self._new_pst: deque[FlickerValue] = deque(maxlen=TWO_HOURS_S // TEN_MIN_S * len(VOLTAGE_ROWS))
+        self._plt = {phase_of_row(r): PltSeries() for r in self.settings.voltage_rows}
+        self._new_pst: deque[FlickerValue] = deque(
+            maxlen=TWO_HOURS_S // TEN_MIN_S * len(self.settings.voltage_rows))
         self._expected_index: int | None = None
         self._reset_stream(0)
 
@@ -191,10 +195,10 @@ class PqMonitor:
         self._history = SampleHistory(N_ROWS, 1 << 15)
         self._history.reset(next_index)
         dead_band = s.volts(s.interruption_threshold_pct) / 2.0
-        self._zc = {r: ZeroCrossingDetector(self._fs, s.f_nom_hz, dead_band) for r in VOLTAGE_ROWS}
-        self._prefilter = PreFilter(self._fs, s.f_nom_hz, len(VOLTAGE_ROWS))
-        self._half = {r: HalfCycleRms(r, self._period) for r in VOLTAGE_ROWS}
-        self._flicker = Flickermeter(self._fs, s.f_nom_hz, s.lamp_model, self._flicker_k)  # U1, U2, U3
+        self._zc = {r: ZeroCrossingDetector(self._fs, s.f_nom_hz, dead_band) for r in self.settings.voltage_rows}
+        self._prefilter = PreFilter(self._fs, s.f_nom_hz, len(self.settings.voltage_rows))
+        self._half = {r: HalfCycleRms(r, self._period) for r in self.settings.voltage_rows}
+        self._flicker = Flickermeter(self._fs, s.f_nom_hz, s.lamp_model, self._flicker_k)  # the voltage rows
         self._pending_half: list[HalfCycleValue] = []
         self._rising: list[float] = []
         self._win_start: float | None = None
@@ -202,7 +206,7 @@ class PqMonitor:
         self._pending_windows: list[_Window] = []
         self._frequency = TenSecondFrequency(self._fs, self._timebase.posix_s)
         self._pending_freq: list[FrequencyValue] = []
-        self._pinst: dict[int, list[np.ndarray]] = {r: [] for r in VOLTAGE_ROWS}
+        self._pinst: dict[int, list[np.ndarray]] = {r: [] for r in self.settings.voltage_rows}
         self._pinst_key: int | None = None
         self._pinst_settling = False
         self._pending_pst: list[tuple[int, float, dict[int, float], bool]] = []
@@ -235,8 +239,8 @@ class PqMonitor:
         self._expected_index = block.end_index
         self._timebase.observe(block.first_index, block.utc_first)
         self._history.append(block.first_index, block.samples)
-        filtered = self._prefilter.filter(block.samples[list(VOLTAGE_ROWS)])
-        for i, row in enumerate(VOLTAGE_ROWS):
+        filtered = self._prefilter.filter(block.samples[list(self.settings.voltage_rows)])
+        for i, row in enumerate(self.settings.voltage_rows):
             self._process_channel(row, block, filtered[i])
         self._process_flicker(block)
         return self._release(block.end_index - self._horizon_lag)
@@ -269,8 +273,9 @@ class PqMonitor:
 
     def _process_flicker(self, block: WaveformBlock) -> None:
         """Run the flickermeters (all phases advance in lock-step) and file Pinst by 10-min interval."""
-        idx, values = self._flicker.process(block.first_index, block.samples[list(VOLTAGE_ROWS)])
-        pinst = {r: values[i] for i, r in enumerate(VOLTAGE_ROWS)}
+        rows = self.settings.voltage_rows
+        idx, values = self._flicker.process(block.first_index, block.samples[list(rows)])
+        pinst = {r: values[i] for i, r in enumerate(rows)}
         if idx.size == 0:
             return
         keys = np.floor_divide(self._timebase.posix_s(0) + idx / self._fs, TEN_MIN_S)
@@ -279,7 +284,7 @@ class PqMonitor:
                 self._close_pst_interval()
             self._pinst_key = int(key)
             sel = keys == key
-            for r in VOLTAGE_ROWS:
+            for r in self.settings.voltage_rows:
                 self._pinst[r].append(pinst[r][sel])
             self._pinst_settling |= bool(idx[sel][0] < self._settled_index)
 
@@ -289,7 +294,7 @@ class PqMonitor:
         end_posix = (self._pinst_key + 1) * TEN_MIN_S
         psts = {r: pst_from_pinst(v) for r, v in values.items() if v.size > 100}
         self._pending_pst.append((self._pinst_key, end_posix, psts, self._pinst_settling or self._gap_flag))
-        self._pinst = {r: [] for r in VOLTAGE_ROWS}
+        self._pinst = {r: [] for r in self.settings.voltage_rows}
         self._pinst_settling = False
         self._gap_flag = False
 
@@ -314,21 +319,32 @@ class PqMonitor:
         s = self.settings
         rms = np.array([math.sqrt(max(window_mean_square(self._history, r, w.start, w.stop), 0.0))
                         for r in range(N_ROWS)])
-        lines = line_rms(resample_window(self._history, slice(0, N_ROWS), w.start, w.stop))
+        resampled = resample_window(self._history, slice(0, N_ROWS), w.start, w.stop)
+        lines = line_rms(resampled)
         results = analyse_rows(lines, s.cycles_per_window,
                                [s.min_current_for_thd_a if r in CURRENT_ROWS else 0.01 * s.udin_v
                                 for r in range(N_ROWS)])
+        ih_groups, ih_subgroups = interharmonic_rows(lines, s.cycles_per_window)
+        sequences = None
+        if len(s.voltage_rows) == 3:  # 3P4W: symmetrical components of the fundamentals of U1, U2, U3
+            sequences = unbalance(fundamental_phasors(resampled[list(s.voltage_rows)], s.cycles_per_window),
+                                  s.volts(s.interruption_threshold_pct))
         flagged = self._events.touched(w.start, w.stop) or self._gap_flag
         window = WindowValues(w.start, w.stop, self._timebase.posix_s(w.start), self._timebase.posix_s(w.stop),
-                              rms, np.array([h.subgroup_rms for h in results]), flagged, w.resync)
+                              rms, np.array([h.subgroup_rms for h in results]), flagged, w.resync,
+                              group_rms=np.array([h.group_rms for h in results]),
+                              interharmonic_group_rms=ih_groups, interharmonic_subgroup_rms=ih_subgroups,
+                              unbalance_pct=None if sequences is None
+                              else np.array([sequences.u2_pct, sequences.u0_pct]))
         events: list[PqEvent] = []
-        for r in VOLTAGE_ROWS:
+        for r in s.voltage_rows:
             events += self._sustained.feed(r, w.start, w.stop, float(rms[r]))
         v = self._values
-        v.rms_10cycle.update({ROW_NAMES[r]: float(rms[r]) for r in range(N_ROWS)})
-        v.harmonics.update({ROW_NAMES[r]: results[r] for r in range(N_ROWS)})
-        v.thd_pct.update({ROW_NAMES[r]: results[r].thds_pct for r in range(N_ROWS)})
-        v.harmonic_pct.update({ROW_NAMES[r]: tuple(results[r].harmonic_pct()) for r in range(N_ROWS)})
+        measured = s.measured_rows
+        v.rms_10cycle.update({ROW_NAMES[r]: float(rms[r]) for r in measured})
+        v.harmonics.update({ROW_NAMES[r]: results[r] for r in measured})
+        v.thd_pct.update({ROW_NAMES[r]: results[r].thds_pct for r in measured})
+        v.harmonic_pct.update({ROW_NAMES[r]: tuple(results[r].harmonic_pct()) for r in measured})
         for agg in self._aggregator.feed(window):
             v.aggregates[agg.kind] = agg
         self._values = _replace(v, utc=self._timebase.utc(w.stop))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meterd.pq.errors import PqConfigError
-from meterd.pq.source import DEFAULT_SAMPLE_RATE_HZ, ROW_U1, VOLTAGE_ROWS
+from meterd.pq.source import DEFAULT_SAMPLE_RATE_HZ, N_ROWS, ROW_I1, ROW_IN, ROW_U1, VOLTAGE_ROWS
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,11 @@ class PqSettings:
     def voltage_rows(self) -> tuple[int, ...]:
         """The voltage channels measured: U1, U2, U3 (3P4W) or U1 alone (1P2W)."""
         return VOLTAGE_ROWS if self.phases == 3 else (ROW_U1,)
+
+    @property
+    def measured_rows(self) -> tuple[int, ...]:
+        """The waveform rows that exist: all seven (3P4W) or U1, I1 and IN (1P2W)."""
+        return tuple(range(N_ROWS)) if self.phases == 3 else (ROW_U1, ROW_I1, ROW_IN)
 
     def volts(self, pct: float) -> float:
         """A percentage of Udin in volts (V)."""

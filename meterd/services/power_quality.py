@@ -10,12 +10,17 @@ The power-quality profile: one row per 10-min aggregate (a DLMS profile generic 
 Columns (after the clock 0-0:1.0.0.255, the end of the interval in UTC): 10-min RMS of U1, U2,
 U3 (V, 1-0:C.5.0.255 with C = 32, 52, 72), THDS of U1, U2, U3 (% of the fundamental, orders
 2–50, 1-0:C.7.124.255), Pst of L1, L2, L3 of the interval (1-0:C.7.130.255, project code in the
-manufacturer range of value group E) and the flag (1 when a dip, swell, interruption or a
+manufacturer range of value group E), the quantities of :data:`QUANTITY_COLUMNS` (voltage
+unbalance u2 and u0, THDS40, PWHD and TIHDS40 of U1, U2, U3, OBIS codes with the constants below) and
+the flag (1 when a dip, swell, interruption or a
 sample gap touched the interval, or the interval was only partly measured, as the first one after
-a start, IEC 61000-4-30 §4.7). Rows are values, the time is the row's
+a start, IEC 61000-4-30 §4.7). On a single-phase two-wire supply (1P2W, ``phases`` 1) only the
+columns of L1 exist and there is no unbalance. Rows are values, the time is the row's
 ``utc`` (the ProfileBuffer convention); a ring of ``depth`` rows (default 1008 = 7 days).
 With a :class:`RowStore` every row is written durably (one transaction) before it is visible,
 and the newest ``depth`` rows are restored when the profile is built (the meter restarted).
+Rows stored before the quantity columns existed (3P4W: 10 values) come back with those columns
+0; rows of the other supply layout (the configured phases changed) are not restored.
 
 The Plt of the running 2-h interval survives a restart: with a :class:`PstStore` each released
 Pst (exact value, flag, end of its 10-min interval) is written durably, one transaction per
@@ -70,13 +75,68 @@ def plt_obis(c: int) -> str:
 
 FLAG_OBIS = "0.0.96.10.4.255"
 
-COLUMNS: tuple[CaptureColumn, ...] = (
-    CaptureColumn(CLOCK_OBIS, 8),
-    *(CaptureColumn(rms_10min_obis(c), 3) for c in VOLTAGE_C),
-    *(CaptureColumn(thd_obis(c), 3) for c in VOLTAGE_C),
-    *(CaptureColumn(pst_obis(c), 3) for c in VOLTAGE_C),
-    CaptureColumn(FLAG_OBIS, 1),
-)
+# --- Unbalance, THD40, PWHD and interharmonics (10-min values, IEC 61000-4-30 class A methods) ---
+# No OBIS code for these quantities is given in the meter's DLMS reference; like Pst and Plt they
+# take project codes in the manufacturer range (128…254) of value group E, on the quantity's C:
+# C = 12 (voltage, any phase) for the polyphase unbalance, the channel's C for the others.
+UNBALANCE_C = 12
+U2_E = 132  # negative-sequence voltage unbalance u2 (%)
+U0_E = 133  # zero-sequence voltage unbalance u0 (%)
+THDS40_E = 134  # THDS of subgroups 2–40 (%)
+THDG40_E = 135  # THDG of groups 2–40 (%)
+PWHD_E = 136  # partial weighted harmonic distortion, subgroups 14–40 (%)
+IH_SUBGROUP_E = 137  # interharmonic centred subgroups 0…50, array (% of the fundamental)
+IH_GROUP_E = 138  # interharmonic groups 0…50, array (% of the fundamental)
+TIHDS40_E = 139  # interharmonic distortion of the centred subgroups 0…39 (%)
+
+
+def quantity_obis(c: int, e: int) -> str:
+    """The 10-min value of quantity C with project code E (see above)."""
+    return f"1.0.{c}.7.{e}.255"
+
+
+U2_OBIS = quantity_obis(UNBALANCE_C, U2_E)
+U0_OBIS = quantity_obis(UNBALANCE_C, U0_E)
+
+
+def voltage_c(phases: int) -> tuple[int, ...]:
+    """Value group C of the voltages measured: 32, 52, 72 (3P4W) or 32 (1P2W)."""
+    return VOLTAGE_C if phases == 3 else VOLTAGE_C[:1]
+
+
+def quantity_columns(phases: int = 3) -> tuple[CaptureColumn, ...]:
+    """The profile's unbalance (3P4W only), THDS40, PWHD and TIHDS40 columns, before the flag."""
+    unbalance = (CaptureColumn(U2_OBIS, 3), CaptureColumn(U0_OBIS, 3)) if phases == 3 else ()
+    return (*unbalance, *(CaptureColumn(quantity_obis(c, e), 3)
+                          for e in (THDS40_E, PWHD_E, TIHDS40_E) for c in voltage_c(phases)))
+
+
+def quantity_values(aggregate: Aggregate, phases: int = 3) -> list[int | float | str]:
+    """The values of :func:`quantity_columns` from a 10-min aggregate (% rounded to 0.01; 0 if none)."""
+    rows = VOLTAGE_ROWS[:phases]
+    values: list[int | float | str] = []
+    if phases == 3:
+        values += [round(aggregate.u2_pct or 0.0, 2), round(aggregate.u0_pct or 0.0, 2)]
+    for per_row in (aggregate.thds40_pct, aggregate.pwhd_pct, aggregate.tihds40_pct):
+        values += [round(per_row[r] or 0.0, 2) for r in rows]
+    return values
+# --- end of unbalance, THD40, PWHD and interharmonics ---
+
+
+def profile_columns(phases: int = 3) -> tuple[CaptureColumn, ...]:
+    """Capture objects of the PQ profile of a 3P4W (``phases`` 3) or 1P2W (1) supply."""
+    return (
+        CaptureColumn(CLOCK_OBIS, 8),
+        *(CaptureColumn(rms_10min_obis(c), 3) for c in voltage_c(phases)),
+        *(CaptureColumn(thd_obis(c), 3) for c in voltage_c(phases)),
+        *(CaptureColumn(pst_obis(c), 3) for c in voltage_c(phases)),
+        *quantity_columns(phases),
+        CaptureColumn(FLAG_OBIS, 1),
+    )
+
+
+COLUMNS: tuple[CaptureColumn, ...] = profile_columns(3)
+_LEGACY_VALUES = 10  # values of a 3P4W row before the quantity columns: U, THD, Pst ×3, flag
 
 
 class RowStore(Protocol):
@@ -107,21 +167,37 @@ class PqProfile:
     """Ring of 10-min power-quality rows; implements :class:`meterd.core.model.ProfileBuffer`.
 
     ``store``: where rows are persisted (restored at construction); None keeps them in RAM only.
+    ``phases``: 3 (3P4W) or 1 (1P2W: the columns of L1 only, no unbalance).
     """
 
-    def __init__(self, depth: int = 1008, store: RowStore | None = None) -> None:
+    def __init__(self, depth: int = 1008, store: RowStore | None = None, phases: int = 3) -> None:
         if depth < 1:
             raise ValueError("depth must be at least 1")
         self.depth = depth
+        self.phases = phases
+        self._columns = profile_columns(phases)
         self._store = store
         self._rows: deque[ProfileRow] = deque(maxlen=depth)
         if store is not None:
-            self._rows.extend(store.load_rows(PQ_PROFILE_OBIS, depth))
+            self._rows.extend(r for r in map(self._current_layout, store.load_rows(PQ_PROFILE_OBIS, depth))
+                              if r is not None)
+
+    def _current_layout(self, row: ProfileRow) -> ProfileRow | None:
+        """A stored row in this profile's columns: as stored, a 3P4W row from before the quantity
+        columns with those 0, or None for a row of the other supply layout."""
+        width = len(self._columns) - 1
+        if len(row.values) == width:
+            return row
+        if self.phases == 3 and len(row.values) == _LEGACY_VALUES:
+            pad = (0.0,) * (width - _LEGACY_VALUES)
+            return ProfileRow(row.utc, (*row.values[:-1], *pad, row.values[-1]))
+        return None
 
     @property
     def columns(self) -> Sequence[CaptureColumn]:
-        """Clock, U RMS ×3, THD U ×3, Pst ×3, flag."""
-        return COLUMNS
+        """Clock, U RMS, THD U, Pst (per phase), unbalance u2 and u0 (3P4W), THDS40 and PWHD (per
+        phase), flag."""
+        return self._columns
 
     @property
     def capture_period_s(self) -> int:
@@ -135,9 +211,11 @@ class PqProfile:
     def add(self, aggregate: Aggregate, pst: Mapping[int, float]) -> ProfileRow:
         """Append the row of a 10-min aggregate; ``pst`` by phase 1…3 (missing: 0)."""
         thd = aggregate.thds_pct
-        values: list[int | float | str] = [round(float(aggregate.rms[r]), 2) for r in VOLTAGE_ROWS]
-        values += [round(thd[r] or 0.0, 2) for r in VOLTAGE_ROWS]
-        values += [round(pst.get(p, 0.0), 3) for p in (1, 2, 3)]
+        rows = VOLTAGE_ROWS[: self.phases]
+        values: list[int | float | str] = [round(float(aggregate.rms[r]), 2) for r in rows]
+        values += [round(thd[r] or 0.0, 2) for r in rows]
+        values += [round(pst.get(p, 0.0), 3) for p in range(1, self.phases + 1)]
+        values += quantity_values(aggregate, self.phases)
         values.append(int(aggregate.flagged))
         row = ProfileRow(aggregate.end_utc, tuple(values))
         if self._store is not None:
@@ -185,15 +263,17 @@ class PowerQualityService:
 
     def __init__(self, monitor: PqMonitor | None, events: EventSink | None, profile_depth: int = 1008,
                  keep_events: int = 20, store: RowStore | None = None,
-                 pst_store: PstStore | None = None) -> None:
+                 pst_store: PstStore | None = None, phases: int = 3) -> None:
         self.monitor = monitor
+        self.phases = phases
+        """Voltage phases of the supply: 3 (3P4W) or 1 (1P2W), as the monitor's settings."""
         self._pst_store = pst_store
         self._pst_to_restore: list[FlickerValue] | None = None
         if monitor is not None and pst_store is not None:
             self._pst_to_restore = [FlickerValue(phase, end, pst, flagged)
                                     for end, phase, pst, flagged in pst_store.load_pst()]
         self._events = events
-        self.profile = PqProfile(profile_depth, store)
+        self.profile = PqProfile(profile_depth, store, self.phases)
         self.recent: deque[PqEvent] = deque(maxlen=keep_events)
         self.event_count = 0
         self._chip_values: PqValues | None = None

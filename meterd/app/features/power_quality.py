@@ -14,7 +14,8 @@ Wires :class:`meterd.services.power_quality.PowerQualityService` into the daemon
   values are marked indicative (:func:`meterd.pq.monitor.indicative_from_chip`) and there are no
   IEC events; ``auto`` picks ``waveform`` when a waveform source exists, else ``chip``;
 * COSEM objects from :mod:`meterd.cosem.objects_pq` (THD, harmonics 2–50, Pst/Plt, 10-min
-  RMS, the PQ profile 1-0:99.14.0.255 also in ``ctx.meter.profiles``); provides the
+  RMS, the PQ profile 1-0:99.14.0.255 also in ``ctx.meter.profiles``) and
+  :mod:`meterd.cosem.objects_pq_quantities` (unbalance, THD40, PWHD, interharmonics); provides the
   :class:`~meterd.services.power_quality.PowerQualityService`;
 * the PQ profile rows in ``<state_dir>/pq.db`` (SQLite, WAL, one transaction per row, trimmed to
   ``profile_depth``, versioned schema: :class:`meterd.store.profile_store.SqlitePqStore`),
@@ -26,7 +27,11 @@ Wires :class:`meterd.services.power_quality.PowerQualityService` into the daemon
 
 Section ``[power_quality]``: ``enabled`` (default on), ``source``, thresholds in % of the nominal
 voltage (dip, swell, interruption, hysteresis, under/over-voltage) with minimum durations (s),
-``max_step_s``, ``chip_period_s``, ``profile_depth`` (10-min rows).
+``max_step_s``, ``chip_period_s``, ``profile_depth`` (10-min rows), ``phases``: 3 for a
+three-phase four-wire supply (3P4W), 1 for single-phase two-wire (1P2W: U1, I1 and IN are
+measured, events, flicker, frequency and aggregates are those of L1, there is no unbalance, and
+the DLMS objects, the PQ profile and ``meterctl pq`` show L1 only; in simulation the grid is wired
+alike, L2 and L3 dark).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from meterd.app.sim_adapters import GridWaveformSource
 from meterd.bridge.chip_pq import ChipPq
 from meterd.core.events import EventRecorder
 from meterd.cosem.objects_pq import pq_factory
+from meterd.cosem.objects_pq_quantities import quantities_factory
 from meterd.pq.errors import PqConfigError
 from meterd.pq.monitor import PqMonitor
 from meterd.pq.settings import PqSettings
@@ -68,6 +74,7 @@ class PowerQualitySection:
     max_step_s: float = field(default=2.0, metadata=rng(0.1, 60))
     chip_period_s: float = field(default=10.0, metadata=rng(1, 3600))
     profile_depth: int = field(default=1008, metadata=rng(6, 100_000))
+    phases: int = field(default=3, metadata=choices(3, 1))
 
     def pq_settings(self, nominal_voltage_v: float, frequency_hz: float) -> PqSettings:
         """The monitor's settings at the meter's nominal voltage (V) and frequency (Hz)."""
@@ -76,7 +83,8 @@ class PowerQualitySection:
             swell_threshold_pct=self.swell_threshold_pct, interruption_threshold_pct=self.interruption_threshold_pct,
             hysteresis_pct=self.hysteresis_pct, undervoltage_threshold_pct=self.undervoltage_threshold_pct,
             overvoltage_threshold_pct=self.overvoltage_threshold_pct,
-            undervoltage_min_duration_s=self.undervoltage_min_s, overvoltage_min_duration_s=self.overvoltage_min_s)
+            undervoltage_min_duration_s=self.undervoltage_min_s, overvoltage_min_duration_s=self.overvoltage_min_s,
+            phases=self.phases)
 
     def __post_init__(self) -> None:
         try:
@@ -106,13 +114,18 @@ def attach(ctx: FeatureContext) -> None:
     monitor = PqMonitor(settings) if source == "waveform" else None
     store = SqlitePqStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
     ctx.closers.append(store.close)
-    service = PowerQualityService(monitor, events, section.profile_depth, store=store, pst_store=store)
+    if hw.sim is not None and settings.phases == 1:
+        with hw.sim.lock:  # the simulated supply is wired as the meter is configured
+            hw.sim.grid.set_wiring(1)
+    service = PowerQualityService(monitor, events, section.profile_depth, store=store, pst_store=store,
+                                  phases=settings.phases)
     timer = CycleTimer()
     ctx.cycle_hooks.append(_timed(timer, _waveform_feed(ctx, section, service) if monitor is not None
                                   else _chip_feed(ctx, section, service)))
     ctx.meter.profiles[PQ_PROFILE_OBIS] = service.profile
     ctx.registry.provide(PowerQualityService, service, by="power_quality")
     ctx.cosem_factories.append(pq_factory(service))
+    ctx.cosem_factories.append(quantities_factory(service))
     ctx.status_extras["power_quality"] = lambda: pq_view(service, source, timer.view())
     ctx.api.route("GET", "/pq", lambda _body: (200, pq_view(service, source, timer.view(), detail=True)))
     ctx.info["power_quality"] = ("waveform analysis (IEC 61000-4-30 methods, 8 kHz)" if monitor is not None
