@@ -433,6 +433,14 @@ class CiuUpdater:
         self.reboot_requested = False
         self._submit(mark_bad_and_reboot(), lambda _r: [])
 
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` (s) for a running RAUC call or reboot; True when none runs."""
+        job = self._job
+        if job is None:
+            return True
+        concurrent.futures.wait([job], timeout=timeout_s)
+        return job.done()
+
     def view(self) -> dict[str, Any]:
         """The update state for logs and tests."""
         return {"version": self.version, "slot": self.slot, "phase": self._phase.value if self._phase else "idle",
