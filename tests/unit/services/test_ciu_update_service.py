@@ -16,6 +16,7 @@ from ciu.core.update_rules import BootVerdict, TrialRecord, UpdatePolicy, boot_v
 from ciu.runtime.client import CiuLinkClient
 from ciu.runtime.update import CiuUpdater, UpdateSettings
 from hw.boot import BootInfo
+from hw.monotonic import MonotonicClock
 from hw.rauc import BundleInfo, BundleUnreadable, RaucStatus, SlotStatus
 from hw.serial_link import BusDrivers, SimWire
 from meterd.core import event_codes as ec
@@ -311,3 +312,36 @@ def test_a_second_start_in_the_trial_fails_it(tmp_path: Path) -> None:
         assert ident.outcome_to == "0.2.0" and ident.outcome_from == "0.1.0"
     finally:
         old.close()
+
+
+def test_the_meter_wires_it_and_refuses_while_no_ciu_identified(tmp_path: Path) -> None:
+    """The ``ciu`` feature's routes and events: no CIU has identified itself, so a bundle is
+    refused (422) before anything is verified or carried, and the refusal is in the firmware log."""
+    from meterd.core.event_codes import LogId
+    from meterd.core.events import EventRecorder
+    from meterd.services.ciu_meter import MeterCiu
+    from tests.simmeter import SimMeter
+
+    meter = SimMeter(tmp_path / "state")
+    try:
+        update = meter.service(CiuUpdateService)
+        assert update.on_events in meter.service(MeterCiu).listeners
+        code, view = asyncio.run(meter.daemon.api.dispatch("GET", "/ciu/firmware", {}))
+        assert code == 200 and view["ciu"] is None and view["job"] == {}
+        bundle = fake_bundle(tmp_path, "pmm-ciu-rpi4 0.2.0", 100)
+        code, answer = asyncio.run(meter.daemon.api.dispatch("POST", "/ciu/firmware/install", {"bundle": str(bundle)}))
+        assert code == 422 and answer["reason"] == "ciu_unknown"
+        recorder = meter.service(EventRecorder)
+        assert ec.code("CIU_FIRMWARE_REFUSED") in [e.code for e in recorder.log(LogId.FIRMWARE).entries()]
+    finally:
+        meter.close()
+
+
+def test_the_ciu_daemon_update_section() -> None:
+    from ciu.app import CiuConfigError, build_updater, load_config
+
+    config = load_config(None, {"update": {"trial_timeout_s": 60.0}})
+    assert config["update"]["enabled"] is False and config["update"]["compatible"] == "pmm-ciu-rpi4"
+    assert build_updater(config, MonotonicClock(), dict) is None
+    with pytest.raises(CiuConfigError):
+        load_config(None, {"update": {"keyring_file": "x"}})
