@@ -153,7 +153,8 @@ class Rig:
         self.events = ListSink()
         self.applied: list[str] = []
         link = LinkEndpoint(Role.METER, self.clock, rand_source(5), PAIR_KEY)
-        self.service = CiuService(link, self.clock, self._token, lambda: {"credit": 1.5, "fwu_v": FWU_VERSION})
+        self.statuses = 0
+        self.service = CiuService(link, self.clock, self._token, self._status)
         self.sent: list[Message] = []
         self.update = CiuUpdateService(self, Reader(), CiuUpdateFiles(tmp / "meter"), self.events, self.clock,
                                        self.clock, CiuUpdatePolicy(compatible="pmm-ciu-rpi4"))
@@ -167,6 +168,10 @@ class Rig:
         self.state = CiuState(self.clock, lambda: next(ids))
         self.client = CiuLinkClient(self.state, LinkEndpoint(Role.CIU, self.clock, rand_source(6), PAIR_KEY),
                                     self.wire.b, updater=self.updater)
+
+    def _status(self) -> dict[str, object]:
+        self.statuses += 1
+        return {"credit": 1.5, "fwu_v": FWU_VERSION, "n": self.statuses}
 
     def _token(self, digits: str) -> dict[str, object]:
         self.applied.append(digits)
@@ -245,6 +250,8 @@ def test_the_keypad_is_answered_while_a_bundle_is_carried(tmp_path: Path) -> Non
                 break
             rig.step()
         assert rig.engine.installed and rig.board.reboots == [True]
+        shown = rig.state.view().status.get("n")  # STATUS (every 5 s) went on between the blocks
+        assert isinstance(shown, int) and shown >= 1 + int(line_s / 5.0)
         held = (tmp_path / "ciu" / "update" / "bundle.part").read_bytes()
         assert hashlib.sha256(held).hexdigest() == hashlib.sha256(bundle.read_bytes()).hexdigest()
         steps = [e["step"] for e in rig.events.of(ec.code("CIU_FIRMWARE_TRANSFER"))]
