@@ -304,10 +304,9 @@ def self_check(config: dict[str, dict[str, Any]], state: CiuState, loop: CiuLoop
     STATUS), the display drawn, the keypad driver up, the state files readable."""
     view = state.view()
     try:
-        read_pair_key(key_path)
+        files = read_pair_key(key_path) is not None
         (Path(config["update"]["state_dir"]) / "update").stat()
-        files = True
-    except (OSError, SecretFileError):
+    except (OSError, CiuConfigError):
         files = False
     return {"meter_link": view.link_up and bool(view.status), "display": loop.frames > 0,
             "keypad": not isinstance(keypad, NoKeypad), "state_files": files}

@@ -253,7 +253,7 @@ class CiuUpdater:
             return 0
 
     def _on_offer(self, offer: FwOffer) -> list[Message]:
-        if self._phase in (FwPhase.VERIFYING, FwPhase.INSTALLING, FwPhase.REBOOTING) and self._offer is not None:
+        if self._phase in (FwPhase.VERIFYING, FwPhase.REBOOTING) and self._offer is not None:
             return [self._state(self._phase).message()]  # busy with it: say so, the meter waits
         current = self._offer
         if current is None or current.sha256 != offer.sha256 or current.size != offer.size or self._held() > offer.size:

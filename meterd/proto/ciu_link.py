@@ -327,8 +327,7 @@ class FwPhase(enum.Enum):
     """Where the CIU is with a transfer (FW_STATE ``state``)."""
 
     RECEIVING = "receiving"    # wants the octets from ``next`` on
-    VERIFYING = "verifying"    # has the whole bundle, checking it
-    INSTALLING = "installing"  # verified, rauc install into the inactive slot
+    VERIFYING = "verifying"    # has the whole bundle: checking and installing it
     REBOOTING = "rebooting"    # installed; trial boot (tryboot) of the new slot next
     REFUSED = "refused"        # the bundle is refused (``reason``, ``detail``); nothing installed
     FAILED = "failed"          # the install failed (``detail``); the running slot unchanged

@@ -37,6 +37,7 @@ from meterd.services.ciu_service import CiuService
 from meterd.services.ciu_update import CiuUpdatePolicy, CiuUpdateService
 from meterd.store.ciu_update_store import CiuUpdateFiles
 from meterd.ui.meter_display import MeterDisplay
+from meterd.ui.screens import ITEMS_BY_ID, render_item
 from tests.dlms_fakes import ListSink, make_keys
 from tests.rauc_board import build_bundle, needs_rauc, signing_keys
 from tests.simmeter import SimMeter
@@ -284,6 +285,8 @@ def test_carried_interrupted_resumed_installed_confirmed_then_rolled_back(rig: R
         assert code == 200 and view["obis"] == "1-1:0.2.0.255"
         assert display.data().ciu_firmware_id == "PMM-CIU 0.2.0"
         assert display.data().ciu_firmware_checksum == ident.fw_sha256
+        blank = render_item(ITEMS_BY_ID["ciu_firmware"], display.data().__class__())
+        assert render_item(ITEMS_BY_ID["ciu_firmware"], display.data()).tobytes() != blank.tobytes()
     finally:
         meter.close()
 
