@@ -255,6 +255,10 @@ class CiuUpdater:
     def _on_offer(self, offer: FwOffer) -> list[Message]:
         if self._phase in (FwPhase.VERIFYING, FwPhase.REBOOTING) and self._offer is not None:
             return [self._state(self._phase).message()]  # busy with it: say so, the meter waits
+        trial = self._trial()
+        if trial is not None and trial.sha256 == offer.sha256:  # installed already: the trial decides
+            return [FwState(offer.transfer, FwPhase.REBOOTING, 0, detail="installed; in its trial",
+                            version=offer.version).message()]
         current = self._offer
         if current is None or current.sha256 != offer.sha256 or current.size != offer.size or self._held() > offer.size:
             self._close_part()
@@ -344,6 +348,8 @@ class CiuUpdater:
         assert offer is not None
         if outcome == "ok":
             log.info("update %s: trial boot next", detail)
+            self.part_path.unlink(missing_ok=True)  # in the slot now
+            _write_json(self.dir / "offer.json", None)
             self._phase = FwPhase.REBOOTING
             self._reboot_after = self._mono()
             self._reboot_trial = True

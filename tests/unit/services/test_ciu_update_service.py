@@ -126,6 +126,7 @@ class FakeEngine:
 
     async def install(self, bundle: Path) -> None:
         self.installed.append(bundle)
+        self.installed_bytes = bundle.read_bytes()
 
     async def mark(self, action: str, slot: str = "booted") -> None:
         self.marks.append(action)
@@ -252,8 +253,8 @@ def test_the_keypad_is_answered_while_a_bundle_is_carried(tmp_path: Path) -> Non
         assert rig.engine.installed and rig.board.reboots == [True]
         shown = rig.state.view().status.get("n")  # STATUS (every 5 s) went on between the blocks
         assert isinstance(shown, int) and shown >= 1 + int(line_s / 5.0)
-        held = (tmp_path / "ciu" / "update" / "bundle.part").read_bytes()
-        assert hashlib.sha256(held).hexdigest() == hashlib.sha256(bundle.read_bytes()).hexdigest()
+        assert hashlib.sha256(rig.engine.installed_bytes).digest() == hashlib.sha256(bundle.read_bytes()).digest()
+        assert not (tmp_path / "ciu" / "update" / "bundle.part").exists()  # in the slot now
         steps = [e["step"] for e in rig.events.of(ec.code("CIU_FIRMWARE_TRANSFER"))]
         assert steps == ["started", "complete"]
         assert [e["step"] for e in rig.events.of(ec.code("CIU_FIRMWARE_OUTCOME"))] == ["installed"]
@@ -352,3 +353,22 @@ def test_the_ciu_daemon_update_section() -> None:
     assert build_updater(config, MonotonicClock(), dict) is None
     with pytest.raises(CiuConfigError):
         load_config(None, {"update": {"keyring_file": "x"}})
+
+
+def test_an_offer_of_the_bundle_in_its_trial_is_not_carried_again(tmp_path: Path) -> None:
+    """The meter missed "rebooting" (the line went before it was acknowledged) and offers the
+    bundle again: the CIU in its trial answers that it is installed, and nothing is re-sent."""
+    (tmp_path / "update").mkdir()
+    (tmp_path / "update" / "trial.json").write_text(
+        '{"from_version": "0.1.0", "to_version": "0.2.0", "slot": "B", "sha256": "' + "ab" * 32 + '", "starts": 0,'
+        ' "failure": ""}')
+    updater = CiuUpdater(tmp_path, FakeEngine(), FakeBoard(), BootInfo("B", True), UpdatePolicy("pmm-ciu-rpi4"),
+                         lambda: {"ok": False}, SimClock().mono)
+    try:
+        assert updater.start() is BootVerdict.TRIAL
+        answer = updater.on_message(FwOffer(9, "ab" * 32, 5000, "0.2.0").message())
+        state = FwState.parse(answer[0])
+        assert state is not None and state.phase is FwPhase.REBOOTING and state.transfer == 9
+        assert not (tmp_path / "update" / "bundle.part").exists()
+    finally:
+        updater.close()
