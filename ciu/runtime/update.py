@@ -28,7 +28,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -211,7 +211,7 @@ class CiuUpdater:
 
     # -- messages from the meter -------------------------------------------------------------
 
-    def on_status(self, fields: dict[str, Any] | Any) -> list[Message]:
+    def on_status(self, fields: Mapping[str, object]) -> list[Message]:
         """A STATUS from the meter: identify this CIU once per session when the meter speaks the
         update protocol (``fwu_v``); an old meter never sees CIU_IDENT."""
         version = fields.get("fwu_v")
