@@ -13,6 +13,9 @@ Configuration (TOML, every key optional; unknown keys are refused)::
     [keypad]   kind = "matrix"  rows = [5, 6, 13, 19]  cols = [12, 16, 20, 21]  socket = "var/ciu/keys.sock"
     [ui]       lang = "en"
     [buzzer]   pin = 23  pin_factory = "auto"  low_credit_repeat_s = 600.0
+    [update]   enabled = true  state_dir = "/var/lib/ciu"  compatible = "pmm-ciu-rpi4"  rauc_conf = ""
+               keyring = ""  min_version = "0.0.0"  allow_downgrade = false  trial_timeout_s = 120.0
+               check_after_s = 5.0
 
 ``link.direction`` is how the RS-485 transceiver's driver is switched on the 2-wire bus: ``"auto"``
 (an auto-direction transceiver such as the MAX13487E: no pin; also a pty in simulation) or
@@ -26,6 +29,15 @@ Without a file the back ends are the PC ones: ``display.kind = "png"`` and ``key
 credit (again every ``low_credit_repeat_s``) and on a token result; short code 81 mutes it.
 ``pin_factory = "auto"`` is gpiozero's default factory (lgpio) with the matrix keypad and a mock pin
 with the PC back ends, so the simulated CIU runs the same buzzer code.
+
+``[update]`` (off unless ``enabled``; on the CIU's Pi ``/etc/ciu/ciu.toml`` turns it on): the CIU's
+own A/B update (:mod:`ciu.runtime.update`, docs/firmware.md "The CIU"): the bundle the meter
+carries goes to ``state_dir/update/`` (the data partition), RAUC (``rauc_conf``: its system.conf,
+empty = ``/etc/rauc/system.conf``; ``keyring``: a PEM keyring overriding its one) verifies and
+installs it, the board reboots with tryboot (``systemctl reboot '0 tryboot'``), and the trial's
+self-check (the meter link paired and answering, the display drawn, the keypad driver up, the
+state files readable; within ``trial_timeout_s``, judged after ``check_after_s``) confirms the
+slot or marks it bad and reboots into the old one.
 """
 
 from __future__ import annotations
@@ -44,13 +56,17 @@ from typing import Any
 
 from ciu.core.buzzer import Buzzer
 from ciu.core.state import CiuState
+from ciu.core.update_rules import UpdatePolicy
 from ciu.runtime.client import CiuLinkClient
 from ciu.runtime.daemon import CiuLoop
+from ciu.runtime.update import CiuUpdater, UpdateSettings
 from hw import gpio
+from hw.boot import BootError, PiBoard, read_boot
 from hw.errors import HwError
 from hw.keypad import CompositeKeypad, MatrixKeypad, NoKeypad, SocketKeypad, StreamKeypad
 from hw.lcd import make_device, raqm_available
 from hw.monotonic import MonotonicClock
+from hw.rauc import RaucClient
 from hw.secret_file import SecretFileError, SecretFileMissing, read_secret_text, write_secret_text
 from hw.serial_link import ReopeningPort, open_port
 from hw.systemd_notify import Notifier
@@ -65,6 +81,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "keypad": {"kind": "sim", "rows": [5, 6, 13, 19], "cols": [12, 16, 20, 21], "socket": "var/ciu/keys.sock"},
     "ui": {"lang": "en"},
     "buzzer": {"pin": 23, "pin_factory": "auto", "low_credit_repeat_s": 600.0},
+    "update": {"enabled": False, "state_dir": "/var/lib/ciu", "compatible": "pmm-ciu-rpi4", "rauc_conf": "",
+               "keyring": "", "min_version": "0.0.0", "allow_downgrade": False, "trial_timeout_s": 120.0,
+               "check_after_s": 5.0},
 }
 
 
@@ -279,6 +298,45 @@ class StopRequest:
             signal.signal(sig, self)
 
 
+def self_check(config: dict[str, dict[str, Any]], state: CiuState, loop: CiuLoop, keypad: Any,
+               key_path: Path) -> dict[str, bool]:
+    """The trial's self-check: the meter link paired and answering (a session and the meter's
+    STATUS), the display drawn, the keypad driver up, the state files readable."""
+    view = state.view()
+    try:
+        files = read_pair_key(key_path) is not None
+        (Path(config["update"]["state_dir"]) / "update").stat()
+    except (OSError, CiuConfigError):
+        files = False
+    return {"meter_link": view.link_up and bool(view.status), "display": loop.frames > 0,
+            "keypad": not isinstance(keypad, NoKeypad), "state_files": files}
+
+
+def build_updater(config: dict[str, dict[str, Any]], clock: MonotonicClock,
+                  checks: Callable[[], dict[str, bool]]) -> CiuUpdater | None:
+    """The update agent when ``[update] enabled`` (module docstring); it judges this boot first."""
+    cfg = config["update"]
+    if not cfg["enabled"]:
+        return None
+    try:
+        boot = read_boot()
+    except BootError as exc:
+        log.warning("CIU update off: %s", exc)
+        return None
+    engine = RaucClient(Path(cfg["rauc_conf"]) if cfg["rauc_conf"] else None,
+                        keyring=Path(cfg["keyring"]) if cfg["keyring"] else None)
+    updater = CiuUpdater(Path(cfg["state_dir"]), engine, PiBoard(), boot,
+                         UpdatePolicy(cfg["compatible"], cfg["min_version"], cfg["allow_downgrade"]), checks,
+                         clock.mono, UpdateSettings(cfg["trial_timeout_s"], cfg["check_after_s"]))
+    try:
+        verdict = updater.start()
+    except HwError as exc:
+        log.warning("CIU update: RAUC not reachable (%s); updates are refused until it is", exc)
+        return updater
+    log.info("CIU firmware %s in slot %s (%s)", updater.version, updater.slot, verdict.value)
+    return updater
+
+
 def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: float = 0.02) -> int:
     stop = StopRequest()
     stop.install()  # first: a stop request during start-up ends the loop before its first step
@@ -297,6 +355,7 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
                                 lambda: make_device("dummy", config["display"]["width"], config["display"]["height"],
                                                     "RGB"))
     loop = CiuLoop(client, keypad, display, buzzer)
+    client.updater = build_updater(config, clock, lambda: self_check(config, state, loop, keypad, key_path))
     announce(config)
     notifier = Notifier()
     notifier.ready("CIU running")
@@ -323,6 +382,8 @@ def run(config: dict[str, dict[str, Any]], run_seconds: float = 0.0, tick_s: flo
         if buzzer_device is not None:
             buzzer_device.close()
         port.close()
+        if client.updater is not None:
+            client.updater.close()
     if stop.signum is not None:
         log.info("CIU stopped (%s)", signal.Signals(stop.signum).name)
     return 0

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ciu.core.state import CiuState, Command, SendShortCode, SendToken, StartPairing
+from ciu.runtime.update import CiuUpdater
 from meterd.proto.ciu_link import (
     LinkDown,
     LinkEndpoint,
@@ -24,6 +25,7 @@ from meterd.proto.ciu_link import (
     LinkEvent,
     LinkState,
     LinkUp,
+    Message,
     MessageReceived,
     MsgKind,
     PairingComplete,
@@ -40,11 +42,12 @@ class CiuLinkClient:
     """Joins the CIU state machine, the link core and a byte port."""
 
     def __init__(self, state: CiuState, link: LinkEndpoint, port: Any,
-                 on_pair_key: Callable[[bytes], None] | None = None) -> None:
+                 on_pair_key: Callable[[bytes], None] | None = None, updater: CiuUpdater | None = None) -> None:
         self.state = state
         self.link = link
         self._port = port
         self._on_pair_key = on_pair_key
+        self.updater = updater
         self._port_up = True
         self.state.paired_changed(link.paired)
 
@@ -62,6 +65,8 @@ class CiuLinkClient:
         events += self.link.poll()
         for event in events:
             self._dispatch(event)
+        if self.updater is not None:
+            self._send_all(self.updater.step(self.link.pending_messages))
         self.state.tick()
         self._flush()
         return events
@@ -83,6 +88,13 @@ class CiuLinkClient:
         if out:
             self._port.write(out)
 
+    def _send_all(self, messages: list[Message]) -> None:
+        for message in messages:
+            try:
+                self._port.write(self.link.send(message))
+            except LinkError as exc:
+                log.warning("CIU link refused an update message: %s", exc)
+
     def _execute(self, command: Command) -> None:
         try:
             if isinstance(command, SendToken):
@@ -99,6 +111,8 @@ class CiuLinkClient:
         if isinstance(event, LinkUp | LinkDown):
             log.info("meter link %s", "up" if isinstance(event, LinkUp) else f"down ({event.reason})")
             self.state.link_changed(isinstance(event, LinkUp) and self._port_up)
+            if isinstance(event, LinkUp) and self.updater is not None:
+                self.updater.link_up()
         elif isinstance(event, PairingComplete):
             if self._on_pair_key is not None:
                 self._on_pair_key(event.pair_key)
@@ -116,5 +130,9 @@ class CiuLinkClient:
             self.state.on_short_code_reply(message.request_id, message.fields)
         elif message.kind is MsgKind.STATUS:
             self.state.on_status(message.fields)
+            if self.updater is not None:
+                self._send_all(self.updater.on_status(message.fields))
+        elif message.kind in (MsgKind.FW_OFFER, MsgKind.FW_BLOCK) and self.updater is not None:
+            self._send_all(self.updater.on_message(message))
         elif message.kind is MsgKind.TIME:
             self.state.on_time(*parse_time_fields(message.fields))

@@ -152,12 +152,17 @@ def _result(c: _Canvas, view: View) -> None:
     if accepted:
         if "amount" in result:
             c.line(86, c.t("added"), 16, DIM)
-            c.center(106, f"+{result['amount']} {result.get('unit', '')}".strip(), 26, GREEN, bold=True)
+            c.center(106, f"+{_text(result['amount'])} {_text(result.get('unit', ''))}".strip(), 26, GREEN, bold=True)
         if "credit" in result:
             c.line(146, c.t("new_credit"), 16, DIM)
-            c.center(166, f"{result['credit']} {result.get('unit', '')}".strip(), 24, FG, bold=True)
+            c.center(166, f"{_text(result['credit'])} {_text(result.get('unit', ''))}".strip(), 24, FG, bold=True)
     else:
-        c.center(100, c.t(f"code_{result.get('code', 'rejected')}"), 22, FG)
+        c.center(100, c.t(f"code_{_text(result.get('code', 'rejected'))}"), 22, FG)
+
+
+def _text(value: object) -> str:
+    """A link field as text (octets, which no display field carries, as hex)."""
+    return value.hex() if isinstance(value, bytes) else str(value)
 
 
 def _info(c: _Canvas, view: View) -> None:

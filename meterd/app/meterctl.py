@@ -16,6 +16,7 @@
   meterctl ciu [pair]
   meterctl display button next|previous
   meterctl firmware [status | verify BUNDLE | install BUNDLE]   (the A/B update, docs/firmware.md)
+  meterctl firmware --ciu [status | install BUNDLE]            (the CIU's, carried over the link)
   meterctl api-tokens          (the network API's address and tokens; UNIX socket only)
   meterctl certificates        (DLMS suites 1 and 2: certificates and server key pairs held; read-only)
   meterctl sts decode TOKEN --key HEX --ea 7|11 --base-date 1993|2014|2035   (offline)
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     fw = sub.add_parser("firmware", help="running firmware and slots; verify or install an update bundle")
     fw.add_argument("action", nargs="?", default="status", choices=["status", "verify", "install"])
     fw.add_argument("bundle", nargs="?", help="the RAUC bundle (verify, install)")
+    fw.add_argument("--ciu", action="store_true",
+                    help="the CIU's firmware: status, or install (verified, then carried to the CIU over the link)")
     sts = sub.add_parser("sts", help="offline STS tools", add_help=False)
     sts.add_argument("rest", nargs=argparse.REMAINDER)
     from meterd.tools.calibration_cli import add_commands  # calibrate, accuracy-test
@@ -350,14 +353,17 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _firmware(args: argparse.Namespace) -> None:
     """``meterctl firmware``: status, or a bundle verified or installed (refused: exit 1)."""
+    base = "/ciu/firmware" if args.ciu else "/firmware"
     if args.action == "status":
-        _print(args, _call(args, "GET", "/firmware"))
+        _print(args, _call(args, "GET", base))
         return
     if not args.bundle:
         raise Failure(f"meterctl firmware {args.action} needs a bundle", EXIT_USAGE)
+    if args.ciu and args.action != "install":
+        raise Failure("meterctl firmware --ciu: status or install (the meter verifies before it carries)", EXIT_USAGE)
     bundle = Path(args.bundle).resolve()
     # RAUC reads the whole bundle to check its signature and, to install, writes a whole slot
-    answer = _call(args, "POST", f"/firmware/{args.action}", {"bundle": str(bundle)}, ok=(200, 202, 422),
+    answer = _call(args, "POST", f"{base}/{args.action}", {"bundle": str(bundle)}, ok=(200, 202, 409, 422),
                    timeout=FIRMWARE_TIMEOUT_S)
     _print(args, answer)
     if not answer.get("ok"):

@@ -214,6 +214,15 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(161, "FIRMWARE_SELF_CHECK_FAILED", "Firmware self-check after update failed", (_W, _S), "project"),
     EventCode(162, "FIRMWARE_ROLLED_BACK", "Firmware update rolled back: the previous slot runs again", (_W, _S),
               "project"),
+    # the CIU's update, carried over the MCU-CIU link (meterd.services.ciu_update): 163, 164, 167;
+    # the detail says the step, the versions (from, to) and the reason
+    EventCode(163, "CIU_FIRMWARE_TRANSFER", "CIU firmware update: bundle transfer started, resumed or complete",
+              (_W,), "project"),
+    EventCode(164, "CIU_FIRMWARE_REFUSED",
+              "CIU firmware update refused (signature, hardware, version) or failed to install", (_W, _S), "project"),
+    EventCode(167, "CIU_FIRMWARE_OUTCOME",
+              "CIU firmware update: installed for a trial boot, activated after its self-check, or rolled back",
+              (_W, _S), "project"),
     # the DLMS image transfer: 165...169
     EventCode(165, "FIRMWARE_ACTIVATION_SCHEDULED", "Firmware activation scheduled", (_W,), "project"),
     EventCode(166, "FIRMWARE_TRANSFER_RESUMED", "Firmware image block transfer resumed", (_W,), "project"),

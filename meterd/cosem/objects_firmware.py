@@ -18,6 +18,9 @@
   octet-string of the SHA-256), 0-0:0.2.0.255 the release version of the running firmware. They
   replace the base registry's 1-0:0.2.0.255 and 1-0:0.2.8.255 (which show the same values on a
   meter without an update engine).
+* The CIU's identification (:func:`ciu_firmware_factory`, added by the CIU feature when the
+  CIU's update is on): 1-1:0.2.0.255 its active firmware identifier, 1-1:0.2.8.255 its SHA-256,
+  read-only, as the CIU last identified itself over the link.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ from meterd.services.image_transfer import (
 IMAGE_TRANSFER_LN = "0.0.44.0.0.255"
 ACTIVATION_SCHEDULE_LN = "0.0.15.0.2.255"
 FIRMWARE_ID_LN, FIRMWARE_SIGNATURE_LN, CORE_VERSION_LN = "1.0.0.2.0.255", "1.0.0.2.8.255", "0.0.0.2.0.255"
+#: The CIU's software identification: the same objects as the meter's own 1-0:0.2.0 / 1-0:0.2.8
+#: with the channel (value group B) 1, the device on the meter's first channel (the CIU link;
+#: IDIS numbers a module's firmware objects by B the same way); docs/firmware.md "The CIU".
+CIU_FIRMWARE_ID_LN, CIU_FIRMWARE_SIGNATURE_LN = "1.1.0.2.0.255", "1.1.0.2.8.255"
 CLASS_IMAGE_TRANSFER = 18
 BIT_STRING = 4
 _RESULTS = {Answer.DONE: ErrorCode.OK, Answer.BUSY: ErrorCode.TEMPORARY_FAILURE,
@@ -142,4 +149,15 @@ def firmware_factory(service: ImageTransferService, enabled: bool = True) -> Obj
                          Access(methods=frozenset({1})))
 
     factory.replaces = {FIRMWARE_ID_LN, FIRMWARE_SIGNATURE_LN}  # type: ignore[attr-defined]
+    return factory
+
+
+def ciu_firmware_factory(identity: Callable[[], tuple[str, str]]) -> ObjectFactory:
+    """The CIU's active firmware identifier 1-1:0.2.0.255 and signature 1-1:0.2.8.255 (octet
+    strings: the identifier's text and the SHA-256), from ``identity()`` = (identifier, SHA-256
+    hex) as the CIU last identified itself (empty while it never did)."""
+    def factory(_ctx: CosemContext) -> Iterable[CosemEntry]:
+        yield CosemEntry(ValueData(CIU_FIRMWARE_ID_LN, _octets(lambda: identity()[0])))
+        yield CosemEntry(ValueData(CIU_FIRMWARE_SIGNATURE_LN, _octets(lambda: _checksum(identity()[1]))))
+
     return factory

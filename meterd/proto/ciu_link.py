@@ -40,6 +40,7 @@ NONCE_LEN = 16
 KEY_LEN = 32
 MAX_FRAME_LEN = 1024
 RECENT_MESSAGES = 64  # message numbers remembered to drop repeats across sessions
+MAX_OCTETS = 768  # longest octet field (B): an image block and its frame stay under MAX_FRAME_LEN
 _HEADER = struct.Struct(">BBIII")
 _U32 = 0xFFFFFFFF
 _NO_KEY = bytes(32)  # pairing and poll frames carry their own proof (or none); their MAC only pads the format
@@ -47,7 +48,7 @@ KIND_MASK = 0x3F
 FROM_METER = 0x40  # kind bit: the meter (bus master) sent this frame
 FINAL = 0x80  # kind bit: last frame of the sender's turn; the other station may speak
 
-FieldValue = int | str | bool
+FieldValue = int | str | bool | bytes
 Fields = Mapping[str, FieldValue]
 
 
@@ -93,6 +94,13 @@ class MsgKind(enum.IntEnum):
     SHORT_CODE = 0x04  # CIU -> meter: request_id, fields {code}
     SHORT_CODE_REPLY = 0x05  # meter -> CIU: request_id, fields {code, ...}
     TIME = 0x06  # meter -> CIU: fields {utc_s} (v1); v2 adds {time_v, utc_offset_s, dst}
+    # the CIU's firmware update (update protocol ``fwu_v`` 1, docs/ciu-link.md "The CIU's update"):
+    # sent only to a peer that announced ``fwu_v``, because a receiver that does not know a kind
+    # drops the frame unacknowledged (``codec``)
+    CIU_IDENT = 0x07  # CIU -> meter: {fwu_v, version, compatible, fw_id, fw_sha256, slot, update_*}
+    FW_OFFER = 0x08  # meter -> CIU: request_id = transfer number; {fwu_v, sha256, size, version}
+    FW_BLOCK = 0x09  # meter -> CIU: request_id = transfer number; {off, data (octets)}
+    FW_STATE = 0x0A  # CIU -> meter: request_id = transfer number; {state, next, reason, detail}
 
 
 class ShortCode(enum.IntEnum):
@@ -173,6 +181,10 @@ def _encode_field(key: str, value: FieldValue) -> bytes:
         if len(text) > 255:
             raise CodecError(f"field {key} too long")
         return head + b"s" + bytes([len(text)]) + text
+    if isinstance(value, bytes):  # octets (update protocol 1: image blocks); u16 length
+        if len(value) > MAX_OCTETS:
+            raise CodecError(f"field {key} too long")
+        return head + b"x" + struct.pack(">H", len(value)) + value
     raise CodecError(f"field {key}: unsupported type {type(value).__name__}")
 
 
@@ -196,6 +208,9 @@ def _decode_field(data: bytes, pos: int) -> tuple[str, FieldValue, int]:
         if tag == b"s":
             n = _take(data, pos, 1)[0]
             return key, _take(data, pos + 1, n).decode("utf-8"), pos + 1 + n
+        if tag == b"x":
+            n = struct.unpack(">H", _take(data, pos, 2))[0]
+            return key, _take(data, pos + 2, n), pos + 2 + n
     except UnicodeDecodeError as exc:
         raise CodecError("bad utf-8 in message") from exc
     raise CodecError(f"unknown field tag {tag!r}")
@@ -238,6 +253,147 @@ def parse_time_fields(fields: Fields) -> tuple[int, int | None]:
             or abs(offset) > 18 * 3600:
         return utc, None
     return utc, offset
+
+
+# ---------------------------------------------------------------------------------------------
+# The CIU's firmware update (update protocol 1)
+# ---------------------------------------------------------------------------------------------
+
+#: Version of the update protocol (CIU_IDENT, FW_OFFER, FW_BLOCK, FW_STATE). The meter announces
+#: it as the STATUS field ``fwu_v``; a CIU that knows it answers with CIU_IDENT (``fwu_v``), and
+#: only then does the meter send FW_OFFER/FW_BLOCK. A peer of either side that knows nothing of
+#: it never sees the new kinds: an old CIU ignores the STATUS field, an old meter is never sent
+#: CIU_IDENT (no ``fwu_v`` in its STATUS).
+FWU_VERSION = 1
+FW_BLOCK_BYTES = 512
+"""Octets of image per FW_BLOCK (B): a 560-octet DATA frame, about 0.6 s at 9600 Bd."""
+
+
+def _text(fields: Fields, key: str) -> str:
+    value = fields.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+def _int(fields: Fields, key: str) -> int | None:
+    value = fields.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _short(text: str) -> str:
+    """``text`` cut to a string field's 255 octets of UTF-8."""
+    return text.encode("utf-8")[:255].decode("utf-8", errors="ignore")
+
+
+@dataclass(frozen=True)
+class FwOffer:
+    """Meter -> CIU: a bundle to carry. ``transfer`` (request id) numbers this transfer;
+    ``sha256`` (hex) of the whole bundle identifies it (a CIU that holds a part of the same bundle
+    resumes there); ``size`` (B); ``version`` the bundle's release version."""
+
+    transfer: int
+    sha256: str
+    size: int
+    version: str
+
+    def message(self) -> Message:
+        return Message(MsgKind.FW_OFFER, self.transfer, {"fwu_v": FWU_VERSION, "sha256": self.sha256,
+                                                         "size": self.size, "version": self.version})
+
+    @classmethod
+    def parse(cls, message: Message) -> FwOffer | None:
+        """The offer in ``message``, or None when a field is missing or out of range."""
+        size = _int(message.fields, "size")
+        digest = _text(message.fields, "sha256")
+        if size is None or size <= 0 or len(digest) != 64:
+            return None
+        return cls(message.request_id, digest, size, _text(message.fields, "version"))
+
+
+def fw_block(transfer: int, offset: int, data: bytes) -> Message:
+    """Meter -> CIU: ``data`` of the bundle at ``offset`` (B) of transfer ``transfer``."""
+    return Message(MsgKind.FW_BLOCK, transfer, {"off": offset, "data": data})
+
+
+def parse_fw_block(message: Message) -> tuple[int, bytes] | None:
+    """``(offset, data)`` of a FW_BLOCK, or None when malformed."""
+    offset = _int(message.fields, "off")
+    data = message.fields.get("data")
+    if offset is None or offset < 0 or not isinstance(data, bytes):
+        return None
+    return offset, data
+
+
+class FwPhase(enum.Enum):
+    """Where the CIU is with a transfer (FW_STATE ``state``)."""
+
+    RECEIVING = "receiving"    # wants the octets from ``next`` on
+    VERIFYING = "verifying"    # has the whole bundle: checking and installing it
+    REBOOTING = "rebooting"    # installed; trial boot (tryboot) of the new slot next
+    REFUSED = "refused"        # the bundle is refused (``reason``, ``detail``); nothing installed
+    FAILED = "failed"          # the install failed (``detail``); the running slot unchanged
+
+
+@dataclass(frozen=True)
+class FwState:
+    """CIU -> meter: the state of transfer ``transfer`` (see :class:`FwPhase`); ``next`` (B) the
+    first octet it does not hold durably; ``version`` the bundle's, once read."""
+
+    transfer: int
+    phase: FwPhase
+    next: int = 0
+    reason: str = ""
+    detail: str = ""
+    version: str = ""
+
+    def message(self) -> Message:
+        return Message(MsgKind.FW_STATE, self.transfer, {
+            "state": self.phase.value, "next": self.next, "reason": _short(self.reason),
+            "detail": _short(self.detail), "version": _short(self.version)})
+
+    @classmethod
+    def parse(cls, message: Message) -> FwState | None:
+        try:
+            phase = FwPhase(_text(message.fields, "state"))
+        except ValueError:
+            return None
+        return cls(message.request_id, phase, _int(message.fields, "next") or 0, _text(message.fields, "reason"),
+                   _text(message.fields, "detail"), _text(message.fields, "version"))
+
+
+@dataclass(frozen=True)
+class CiuIdent:
+    """CIU -> meter, at each session once the meter announced ``fwu_v``: the CIU's running
+    software (``version``, ``compatible``, ``fw_id`` its identifier, ``fw_sha256`` its SHA-256,
+    ``slot`` A/B) and the outcome of its last update: ``outcome`` (``""``, ``confirmed``,
+    ``rolled_back``), ``outcome_from``/``outcome_to`` versions, ``outcome_detail`` (the failed
+    checks) and ``outcome_id`` (the same for every report of one outcome: the meter records it once)."""
+
+    version: str
+    compatible: str
+    fw_id: str
+    fw_sha256: str
+    slot: str
+    outcome: str = ""
+    outcome_from: str = ""
+    outcome_to: str = ""
+    outcome_detail: str = ""
+    outcome_id: str = ""
+    fwu_v: int = FWU_VERSION
+
+    def message(self) -> Message:
+        return Message(MsgKind.CIU_IDENT, 0, {
+            "fwu_v": self.fwu_v, "version": _short(self.version), "compatible": _short(self.compatible),
+            "fw_id": _short(self.fw_id), "fw_sha256": _short(self.fw_sha256), "slot": _short(self.slot),
+            "outcome": _short(self.outcome), "outcome_from": _short(self.outcome_from),
+            "outcome_to": _short(self.outcome_to), "outcome_detail": _short(self.outcome_detail),
+            "outcome_id": _short(self.outcome_id)})
+
+    @classmethod
+    def parse(cls, message: Message) -> CiuIdent:
+        f = message.fields
+        return cls(_text(f, "version"), _text(f, "compatible"), _text(f, "fw_id"), _text(f, "fw_sha256"),
+                   _text(f, "slot"), _text(f, "outcome"), _text(f, "outcome_from"), _text(f, "outcome_to"),
+                   _text(f, "outcome_detail"), _text(f, "outcome_id"), _int(f, "fwu_v") or 0)
 
 
 # ---------------------------------------------------------------------------------------------

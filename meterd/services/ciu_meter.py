@@ -132,6 +132,8 @@ class MeterCiu:
         self._was_up = False
         self._lost = False
         self.runner: LineRunner | None = None
+        self.listeners: list[Callable[[list[LinkEvent]], None]] = []
+        """Called with the link events of every read and timer tick (the CIU's update)."""
 
     @staticmethod
     def endpoint(mono: MonoClock, key: bytes | None, config: LinkConfig | None = None) -> LinkEndpoint:
@@ -177,6 +179,8 @@ class MeterCiu:
                 self._paired(event)
             elif isinstance(event, PairingFailed):
                 self._pairing_failed(event.reason)
+        for listener in self.listeners:
+            listener(events)
 
     def _paired(self, event: PairingComplete) -> None:
         self._key_store.save(event.pair_key)

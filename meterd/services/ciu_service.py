@@ -142,6 +142,10 @@ class CiuService:
     def _send(self, message: Message) -> None:
         self._out += self.link.send(message)
 
+    def send(self, message: Message) -> None:
+        """Queue ``message`` for the CIU; its bytes go out with :meth:`data_to_send`."""
+        self._send(message)
+
     def start_pairing(self, code: str) -> bytes:
         """Open pairing with ``code`` (shown on the meter LCD); returns bytes to write."""
         self._out += self.link.start_pairing(code)

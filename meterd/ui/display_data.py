@@ -43,6 +43,8 @@ class DisplayData:
     tamper_other: tuple[str, ...] = field(default_factory=tuple)
     firmware_id: str = ""  # legally relevant software identifier (1-0:0.2.0.255)
     firmware_checksum: str = ""  # its checksum, hex (1-0:0.2.8.255)
+    ciu_firmware_id: str = ""  # the CIU's software identifier (1-1:0.2.0.255), empty while unknown
+    ciu_firmware_checksum: str = ""  # its SHA-256, hex (1-1:0.2.8.255)
 
     @property
     def tampered(self) -> bool:

@@ -38,6 +38,7 @@ class LiveSources:
     load_control: LoadControl | None = None
     supervision: Supervision | None = None
     firmware: Callable[[], tuple[str, str]] | None = None  # (identifier, checksum hex) of what runs
+    ciu_firmware: Callable[[], tuple[str, str]] | None = None  # the same of the CIU's software
 
     def credit(self) -> CreditView | None:
         """The payment service's credit view, None without prepayment."""
@@ -134,4 +135,6 @@ def display_data(src: LiveSources, battery_low: bool | None = False) -> DisplayD
     values["battery_low"], values["battery_known"] = bool(battery_low), battery_low is not None
     if src.firmware is not None:
         values["firmware_id"], values["firmware_checksum"] = src.firmware()
+    if src.ciu_firmware is not None:
+        values["ciu_firmware_id"], values["ciu_firmware_checksum"] = src.ciu_firmware()
     return DisplayData(**values)

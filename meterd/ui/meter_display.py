@@ -16,7 +16,7 @@ from meterd.ui.battery import BatteryWatch
 from meterd.ui.display_data import DisplayData
 from meterd.ui.live_values import LiveSources, display_data
 from meterd.ui.meter_lcd import MeterLcd
-from meterd.ui.screens import DEFAULT_ITEMS, ITEMS_BY_ID, DisplayItem
+from meterd.ui.screens import CIU_FIRMWARE_ITEM, DEFAULT_ITEMS, ITEMS_BY_ID, DisplayItem
 
 
 class ScrollButton(Protocol):
@@ -69,6 +69,12 @@ class MeterDisplay:
         """Show the running software's identification: ``firmware()`` gives (identifier,
         checksum hex) of the legally relevant software (items ``firmware``, ``firmware_sig``)."""
         self.sources = dataclasses.replace(self.sources, firmware=firmware)
+
+    def add_ciu_identification(self, firmware: Callable[[], tuple[str, str]]) -> None:
+        """Show the CIU's software identification, ``firmware()`` = (identifier, SHA-256 hex), as
+        the scroll list's item ``ciu_firmware`` (1-1:0.2.0.255)."""
+        self.sources = dataclasses.replace(self.sources, ciu_firmware=firmware)
+        self.lcd.add_item(CIU_FIRMWARE_ITEM)
 
     def _on_button(self, pressed: bool, _since_mono: float) -> None:
         """A debounced press (not the release) of the scroll button: next item."""

@@ -41,6 +41,11 @@ class MeterLcd:
         self._pairing: tuple[str, str | None] | None = None
         self.frames = 0
 
+    def add_item(self, item: DisplayItem) -> None:
+        """Append ``item`` to the scroll list (once)."""
+        if item not in self._items:
+            self._items = (*self._items, item)
+
     @property
     def items(self) -> tuple[DisplayItem, ...]:
         """Items in the current scroll list (battery mode shows only the ``on_battery`` ones)."""

@@ -80,6 +80,9 @@ def _value(item: DisplayItem, d: DisplayData) -> tuple[str, str, str]:
         return _tamper_text(d)
     if ident == "firmware":
         return d.firmware_id or "--", "", ""
+    if ident == "ciu_firmware":  # the identifier, the first 16 hex digits of its SHA-256 below
+        text = d.ciu_firmware_checksum.upper()
+        return d.ciu_firmware_id or "--", text[:16], text[:16]
     if ident == "firmware_sig":  # the first 8 hex digits large, the next 16 on the unit line
         text = d.firmware_checksum.upper()
         return (text[:8] or "--"), text[8:24], text[8:24]
@@ -157,7 +160,11 @@ DEFAULT_ITEMS: tuple[DisplayItem, ...] = (
     _item("firmware_sig", "1-0:0.2.8.255", "Software checksum", "المجموع الاختباري"),
 )
 
-ITEMS_BY_ID = {item.ident: item for item in DEFAULT_ITEMS}
+#: Items a feature adds to the scroll list when it has their value: the CIU's software
+#: identification (the CIU update adds it, docs/firmware.md "The CIU").
+CIU_FIRMWARE_ITEM = _item("ciu_firmware", "1-1:0.2.0.255", "CIU software", "برنامج وحدة العميل")
+
+ITEMS_BY_ID = {item.ident: item for item in (*DEFAULT_ITEMS, CIU_FIRMWARE_ITEM)}
 
 
 def items_from_ids(idents: list[str]) -> tuple[DisplayItem, ...]:
@@ -212,7 +219,7 @@ def render_item(item: DisplayItem, data: DisplayData, lang: str = "en", on_batte
     return image
 
 
-_FITTED = frozenset({"firmware"})  # items whose value text may be longer than the line: shrunk to fit
+_FITTED = frozenset({"firmware", "ciu_firmware"})  # items whose value text may be longer than the line: shrunk to fit
 
 
 def _unit_line(draw: ImageDraw.ImageDraw, unit: str, lang: str) -> None:

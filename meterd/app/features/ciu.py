@@ -26,6 +26,15 @@ Section ``[ciu]``:
 * ``results_file``: the last 32 token results by request id and the last token, kept across
   restarts (JSON under the state dir, replaced atomically), so a CIU resend after a meter restart
   gets its original answer.
+* The CIU's firmware update (:mod:`meterd.services.ciu_update`, docs/firmware.md "The CIU"):
+  ``update`` (on by default) carries a CIU bundle over the link; ``update_compatible`` (the
+  CIU's RAUC compatible string), ``update_min_version``, ``update_allow_downgrade``;
+  ``update_keyring`` (PEM) verifies the bundle's signature before anything is carried (empty:
+  ``[firmware] keyring``, or its ``sim_keyring`` on the simulated meter, else RAUC's own
+  configuration); ``update_line_share`` (0.1..0.95) the largest part of the line's time the
+  blocks take. ``GET /ciu/firmware``, ``POST /ciu/firmware/install {"bundle": path}``
+  (``meterctl firmware install --ciu``); the CIU's identification over DLMS (1-1:0.2.0.255,
+  1-1:0.2.8.255) and on the LCD (item ``ciu_firmware``).
 
 A real installation pairs with the documented procedure (docs/ciu-link.md): ``POST /ciu/pair``
 (``meterctl ciu pair``) opens pairing and shows an 8-digit code on the meter LCD; the installer types
@@ -48,14 +57,19 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from hw.monotonic import MonotonicClock
+from hw.rauc import RaucClient
+from meterd.api.schema import Body, Field
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
 from meterd.app.sim_lines import SimCiuCable
 from meterd.core.events import EventRecorder
-from meterd.proto.ciu_link import LinkConfig
+from meterd.cosem.objects_firmware import ciu_firmware_factory
+from meterd.proto.ciu_link import FWU_VERSION, LinkConfig, LinkState, Message
 from meterd.runtime.ciu_port import (
     CiuLine,
     CiuPortRunner,
@@ -64,11 +78,13 @@ from meterd.runtime.ciu_port import (
     open_sim_line,
 )
 from meterd.services.ciu_meter import CiuLinks, CiuSettings, MeterCiu
+from meterd.services.ciu_update import CiuUpdatePolicy, CiuUpdateService
 from meterd.services.load_control import LoadControl
 from meterd.services.payment import PaymentService
 from meterd.services.revenue import RevenueService
 from meterd.services.supervision import Supervision
 from meterd.store.ciu_results import JsonResultStore
+from meterd.store.ciu_update_store import CiuUpdateFiles
 from meterd.store.pair_key import PairKeyFile, read_key, sim_prepair
 from meterd.ui.live_values import LiveSources, live_values
 from meterd.ui.meter_display import MeterDisplay
@@ -91,6 +107,12 @@ class CiuSection:
     direction: str = field(default="auto", metadata=choices("auto", "kernel"))
     de_pin: int = field(default=-1, metadata=rng(-1, 27))  # kernel: the GPIO the UART's RTS drives DE on
     bus_poll_s: float = field(default=0.2, metadata=rng(0.1, 2.0))
+    update: bool = True
+    update_compatible: str = "pmm-ciu-rpi4"
+    update_min_version: str = "0.0.0"
+    update_allow_downgrade: bool = False
+    update_keyring: str = ""
+    update_line_share: float = field(default=0.8, metadata=rng(0.1, 0.95))
 
     def __post_init__(self) -> None:
         if self.direction == "auto" and self.de_pin != -1:
@@ -128,9 +150,13 @@ def attach(ctx: FeatureContext) -> None:
     mono = MonotonicClock()  # the link's protocol timers run on real time
     settings = CiuSettings(cfg.port or "sim-pty", cfg.status_period_s)
     link_config = LinkConfig(baud=cfg.baud, poll_period_s=cfg.bus_poll_s)
-    ciu = MeterCiu(MeterCiu.endpoint(mono, key, link_config), mono, ctx.clock, settings, links, lambda: live_values(sources),
+    announce = {"fwu_v": FWU_VERSION} if cfg.update else {}  # a CIU that knows the update protocol identifies itself
+    ciu = MeterCiu(MeterCiu.endpoint(mono, key, link_config), mono, ctx.clock, settings, links,
+                   lambda: {**live_values(sources), **announce},
                    PairKeyFile(key_path), _later, JsonResultStore(ctx.cfg.under_state(cfg.results_file)))
     ctx.registry.provide(MeterCiu, ciu, by="ciu")
+    if cfg.update:
+        _attach_update(ctx, cfg, ciu, display)
     if not cfg.port and ctx.hardware.sim is not None:
         _add_cable_signals(ctx)
     ctx.status_extras["ciu"] = ciu.view
@@ -193,3 +219,70 @@ async def start(ctx: FeatureContext) -> None:
         board.on("ciu", "CIU link (simulated)")
         ciu.runner = CiuPortRunner(ciu, line, cfg.poll_s)
     ctx.links.append(ciu.runner)
+
+
+class _LinkPort:
+    """The CIU service's link as the update sees it."""
+
+    def __init__(self, ciu: MeterCiu) -> None:
+        self._ciu = ciu
+
+    def send(self, message: Message) -> None:
+        self._ciu.service.send(message)
+
+    def up(self) -> bool:
+        return self._ciu.service.link.state is LinkState.UP
+
+    def pending(self) -> int:
+        return self._ciu.service.link.pending_messages
+
+
+def _update_keyring(ctx: FeatureContext, cfg: CiuSection) -> Path | None:
+    """The keyring CIU bundles are verified with (module docstring)."""
+    if cfg.update_keyring:
+        return Path(cfg.update_keyring)
+    try:
+        firmware = ctx.cfg.feature("firmware")
+    except (KeyError, AttributeError):
+        return None
+    sim_keyring = str(getattr(firmware, "sim_keyring", "") or "")
+    keyring = str(getattr(firmware, "keyring", "") or "")
+    if ctx.hardware.backends.simulated and sim_keyring:
+        return Path(sim_keyring)
+    return Path(keyring) if keyring else None
+
+
+def _attach_update(ctx: FeatureContext, cfg: CiuSection, ciu: MeterCiu, display: MeterDisplay | None) -> None:
+    """The CIU's update: the service, its routes, DLMS identification and the LCD item."""
+    assert ctx.clock is not None
+    policy = CiuUpdatePolicy(compatible=cfg.update_compatible, min_version=cfg.update_min_version,
+                             allow_downgrade=cfg.update_allow_downgrade, line_share=cfg.update_line_share,
+                             baud=cfg.baud)
+    update = CiuUpdateService(_LinkPort(ciu), RaucClient(keyring=_update_keyring(ctx, cfg)),
+                              CiuUpdateFiles(ctx.cfg.state_dir), ciu.links.events, ctx.clock, MonotonicClock(), policy)
+    ctx.registry.provide(CiuUpdateService, update, by="ciu")
+
+    ciu.listeners.append(update.on_events)  # the port runner writes what it queued after each call
+
+    def identity() -> tuple[str, str]:
+        return (update.ciu.fw_id, update.ciu.fw_sha256) if update.ciu is not None else ("", "")
+
+    ctx.cosem_factories.append(ciu_firmware_factory(identity))
+    if display is not None:
+        display.add_ciu_identification(identity)
+
+    async def install(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Verify a CIU bundle and carry it to the CIU, which installs it (docs/firmware.md)."""
+        path = Path(str(body["bundle"]))
+        if not path.is_absolute():
+            return 400, {"error": "bundle: expected an absolute path on the meter"}
+        verdict = await update.stage(path)
+        code = 202 if verdict.ok else (409 if verdict.reason == "busy" else 422)
+        return code, {"ok": verdict.ok, "reason": verdict.reason or None, "detail": verdict.detail,
+                      "version": verdict.version}
+
+    ctx.status_extras["ciu_firmware"] = update.view
+    ctx.api.route("GET", "/ciu/firmware", lambda _body: (200, update.view()))
+    ctx.api.route("POST", "/ciu/firmware/install", install,
+                  body=Body((Field("bundle", str, "absolute path of the CIU's RAUC bundle on the meter",
+                                   required=True),)))
