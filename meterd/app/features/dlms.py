@@ -40,7 +40,10 @@ from (the TCP peer's address; a serial link's clients are the link) (``lockout_f
 Events any client can cause (refused AARQs: unknown SAP, malformed, wrong context or mechanism;
 replayed invocation counters) are recorded at most once a minute per link and event, the count of
 those not recorded going into the next one. Keys, counter store, lockouts and limits are one
-:class:`DlmsSecurity`, which this feature provides.
+:class:`DlmsSecurity`, which this feature provides. Security suites 1 and 2 (``security_suite`` in
+the keys file) take the meter's key pairs and the clients' certificates from the
+:class:`~meterd.cosem.pki.Pki` another feature provides; without one their associations are
+refused (one warning at start, one line per refused AARQ).
 
 With the revenue feature (optional) the links read a profile range bound sent
 without deviation as local time under its legal-time rules, as the clock 0-0:1.0.0.255 does;
@@ -68,6 +71,7 @@ from meterd.cosem.errors import KeyFileError
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
+from meterd.cosem.pki import Pki
 from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy
 from meterd.cosem.server import build_session_factory
@@ -162,6 +166,12 @@ def attach(ctx: FeatureContext) -> None:
         ctx.hardware.sim.extra_signals["dlms_noise"] = lambda value: line.set("noise", value)
 
 
+def find_pki(ctx: FeatureContext) -> Pki | None:
+    """The meter's key pairs and certificates of security suites 1 and 2, when a feature
+    provides them (the registry keys them by the :class:`~meterd.cosem.pki.Pki` protocol)."""
+    return ctx.registry.find(Pki)  # type: ignore[type-abstract]  # a Protocol is the registry's key
+
+
 def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
     """The meter's legal-time rules (read at each use: a clock-rules write applies at once), from
     the revenue service; None without it (date-times without deviation are then UTC)."""
@@ -195,7 +205,8 @@ def session_factory(ctx: FeatureContext, link: LinkKind = "wrapper", link_name: 
                           optical=optical, lockout=sec.policy, legal=sec.legal, events=sec.events,
                           hdlc_params=hdlc, inactivity_timeout_s=inactivity_s)
     return build_session_factory(ctx.meter, sec.store, sec.keys, config,
-                                 auth_lockout=sec.auth_lockout(link_name), event_limit=sec.event_limiter(link_name))
+                                 auth_lockout=sec.auth_lockout(link_name), event_limit=sec.event_limiter(link_name),
+                                 pki=find_pki(ctx))
 
 
 async def start(ctx: FeatureContext) -> None:
@@ -206,6 +217,10 @@ async def start(ctx: FeatureContext) -> None:
     cfg = ctx.cfg.dlms
     board = interface_board(ctx)
     registry = registry_for(ctx)
+    suite = ctx.registry.need(DlmsSecurity, by="dlms").keys.current.security_suite
+    if suite and find_pki(ctx) is None:
+        log.warning("DLMS security suite %d configured but no key pairs and certificates (PKI) are available: "
+                    "ciphered associations are refused", suite)
     if cfg.tcp_port >= 0 and cfg.tcp_host:
         what = f"DLMS wrapper on TCP {cfg.tcp_host}:{cfg.tcp_port}"
         try:

@@ -1,0 +1,210 @@
+"""An in-memory :class:`meterd.cosem.pki.Pki` for the tests of security suites 1 and 2.
+
+Every key is made with ``cryptography`` when a test runs (throwaway, never stored): a
+certification authority per suite, the meter's key pairs, and clients whose certificates carry
+their system title as the subject common name (hex), issued by that CA or, for the refusal
+tests, by a foreign one, expired, not yet valid or on the other suite's curve. ``peer_public_key``
+applies the port's rules: valid at the given time, the right use and curve, issued by a trusted
+CA (the signature checked).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from meterd.cosem.pki import (
+    CertificateEntity,
+    CertificateInfo,
+    KeyUse,
+    PkiError,
+    curve_of_suite,
+    hash_of_suite,
+    suite_of_curve,
+)
+
+VALID_FROM = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+VALID_UNTIL = dt.datetime(2035, 1, 1, tzinfo=dt.UTC)
+_USAGE = {KeyUse.DIGITAL_SIGNATURE: "digital_signature", KeyUse.KEY_AGREEMENT: "key_agreement"}
+
+
+@dataclass
+class _Held:
+    entity: CertificateEntity
+    use: KeyUse
+    cert: x509.Certificate
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def make_certificate(subject: str, public_key: ec.EllipticCurvePublicKey, use: KeyUse | None,
+                     issuer: str, issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool = False,
+                     not_before: dt.datetime = VALID_FROM, not_after: dt.datetime = VALID_UNTIL) -> x509.Certificate:
+    """An X.509 certificate of ``public_key`` for ``use`` signed by ``issuer_key``."""
+    flags = dict.fromkeys(("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+                           "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only"), False)
+    if ca:
+        flags["key_cert_sign"] = flags["digital_signature"] = True
+    elif use is not None:
+        flags[_USAGE[use]] = True
+    suite = suite_of_curve(issuer_key.curve) or 1
+    return (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(**flags), critical=True)
+            .sign(issuer_key, hash_of_suite(suite)))
+
+
+class FakePki:
+    """The meter's key pairs and the certificates it trusts, in memory (one CA per suite)."""
+
+    def __init__(self, server_title: bytes) -> None:
+        self.server_title = server_title
+        self.ca_keys = {suite: ec.generate_private_key(curve_of_suite(suite)) for suite in (1, 2)}
+        self._own: dict[tuple[KeyUse, int], ec.EllipticCurvePrivateKey] = {}
+        self._held: list[_Held] = []
+        for suite, key in self.ca_keys.items():
+            cert = make_certificate(f"PMM test CA suite {suite}", key.public_key(), None,
+                                    f"PMM test CA suite {suite}", key, ca=True)
+            self._held.append(_Held(CertificateEntity.CERTIFICATION_AUTHORITY, KeyUse.DIGITAL_SIGNATURE, cert))
+        self.lookups = 0
+
+    # --- helpers of the tests -------------------------------------------------------------------
+
+    def give_server_keys(self, *suites: int) -> None:
+        """Make the meter's digital-signature and key-agreement key pairs of ``suites``."""
+        for suite in suites:
+            for use in (KeyUse.DIGITAL_SIGNATURE, KeyUse.KEY_AGREEMENT):
+                self.generate_key_pair(use, suite)
+
+    def enrol_client(self, title: bytes, suite: int, use: KeyUse = KeyUse.DIGITAL_SIGNATURE, *,
+                     issuer_key: ec.EllipticCurvePrivateKey | None = None,
+                     curve_suite: int | None = None, not_before: dt.datetime = VALID_FROM,
+                     not_after: dt.datetime = VALID_UNTIL) -> ec.EllipticCurvePrivateKey:
+        """A new client key pair for ``use`` whose certificate (CN = title in hex) the meter holds;
+        ``issuer_key`` another CA's key (a foreign certificate), ``curve_suite`` the curve of
+        another suite, ``not_before``/``not_after`` its validity. Returns the client's private key."""
+        key = ec.generate_private_key(curve_of_suite(curve_suite or suite))
+        issuer = issuer_key or self.ca_keys[suite]
+        issuer_name = f"PMM test CA suite {suite}" if issuer_key is None else "Foreign CA"
+        cert = make_certificate(title.hex().upper(), key.public_key(), use, issuer_name, issuer,
+                                not_before=not_before, not_after=not_after)
+        self._held.append(_Held(CertificateEntity.CLIENT, use, cert))
+        return key
+
+    def server_public_key(self, use: KeyUse, suite: int) -> ec.EllipticCurvePublicKey:
+        """The public half of the meter's key of ``use`` (as a client reads it from its certificate)."""
+        key = self._own[(use, suite)]
+        return key.public_key()
+
+    # --- the port -------------------------------------------------------------------------------
+
+    def own_key(self, use: KeyUse, suite: int) -> ec.EllipticCurvePrivateKey | None:
+        return self._own.get((use, suite))
+
+    def own_certificate(self, use: KeyUse, suite: int) -> x509.Certificate | None:
+        key = self._own.get((use, suite))
+        if key is None:
+            return None
+        return make_certificate(self.server_title.hex().upper(), key.public_key(), use,
+                                f"PMM test CA suite {suite}", self.ca_keys[suite])
+
+    def peer_public_key(self, system_title: bytes, use: KeyUse, suite: int,
+                        now_utc: dt.datetime) -> ec.EllipticCurvePublicKey | None:
+        self.lookups += 1
+        ca_cert = next(h.cert for h in self._held if h.entity is CertificateEntity.CERTIFICATION_AUTHORITY
+                       and h.cert.subject == _name(f"PMM test CA suite {suite}"))
+        for held in reversed(self._held):
+            cert = held.cert
+            if held.entity is not CertificateEntity.CLIENT or held.use is not use:
+                continue
+            if cert.subject != _name(system_title.hex().upper()):
+                continue
+            if not cert.not_valid_before_utc <= now_utc <= cert.not_valid_after_utc:
+                continue
+            public = cert.public_key()
+            if not isinstance(public, ec.EllipticCurvePublicKey) or suite_of_curve(public.curve) != suite:
+                continue
+            if cert.issuer != ca_cert.subject:
+                continue
+            try:
+                cert.verify_directly_issued_by(ca_cert)
+            except (InvalidSignature, ValueError, TypeError):
+                continue
+            return public
+        return None
+
+    def certificates(self) -> tuple[CertificateInfo, ...]:
+        return tuple(CertificateInfo(h.entity, h.use, h.cert.serial_number, h.cert.issuer.rfc4514_string(),
+                                     h.cert.subject.rfc4514_string(), "", h.cert.not_valid_after_utc)
+                     for h in self._held)
+
+    def generate_key_pair(self, use: KeyUse, suite: int) -> None:
+        self._own[(use, suite)] = ec.generate_private_key(curve_of_suite(suite))
+
+    def certificate_request(self, use: KeyUse, suite: int) -> bytes:
+        key = self._own.get((use, suite))
+        if key is None:
+            raise PkiError(f"no {use.name} key pair for suite {suite}")
+        csr = (x509.CertificateSigningRequestBuilder().subject_name(_name(self.server_title.hex().upper()))
+               .sign(key, hash_of_suite(suite)))
+        return csr.public_bytes(serialization.Encoding.DER)
+
+    def import_certificate(self, der: bytes, now_utc: dt.datetime) -> CertificateInfo:
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise PkiError("malformed certificate") from exc
+        if not cert.not_valid_before_utc <= now_utc <= cert.not_valid_after_utc:
+            raise PkiError("certificate not valid now")
+        self._held.append(_Held(CertificateEntity.CLIENT, KeyUse.DIGITAL_SIGNATURE, cert))
+        return self.certificates()[-1]
+
+    def export_certificate(self, entity: CertificateEntity, use: KeyUse, system_title: bytes | None,
+                           serial_number: int | None = None) -> bytes:
+        for held in self._held:
+            if serial_number is not None and held.cert.serial_number != serial_number:
+                continue
+            if serial_number is None and (held.entity is not entity or held.use is not use):
+                continue
+            return held.cert.public_bytes(serialization.Encoding.DER)
+        raise PkiError("no such certificate")
+
+    def remove_certificate(self, serial_number: int, issuer: str) -> None:
+        before = len(self._held)
+        self._held = [h for h in self._held
+                      if not (h.cert.serial_number == serial_number and h.cert.issuer.rfc4514_string() == issuer)]
+        if len(self._held) == before:
+            raise PkiError("no such certificate")
+
+
+def sign_low_s(key: ec.EllipticCurvePrivateKey, data: bytes, suite: int) -> bytes:
+    """A client's DLMS signature ``r || s`` made with ``cryptography`` alone (low s), independently
+    of the meter's code."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    size = 32 if suite == 1 else 48
+    hash_ = hashes.SHA256() if suite == 1 else hashes.SHA384()
+    r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hash_)))
+    order = {1: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+             2: 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973}[suite]
+    s = min(s, order - s)
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def verify_raw(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes, suite: int) -> None:
+    """Verify a DLMS signature ``r || s`` with ``cryptography`` alone (raises InvalidSignature)."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    size = len(signature) // 2
+    r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+    key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256() if suite == 1 else hashes.SHA384()))
