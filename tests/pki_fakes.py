@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -68,6 +69,7 @@ class FakePki:
     """The meter's key pairs and the certificates it trusts, in memory (one CA per suite)."""
 
     def __init__(self, server_title: bytes) -> None:
+        """A PKI of the meter with system title ``server_title``: one CA per suite, no keys yet."""
         self.server_title = server_title
         self.ca_keys = {suite: ec.generate_private_key(curve_of_suite(suite)) for suite in (1, 2)}
         self._own: dict[tuple[KeyUse, int], ec.EllipticCurvePrivateKey] = {}
@@ -208,3 +210,149 @@ def verify_raw(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes, su
     size = len(signature) // 2
     r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
     key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256() if suite == 1 else hashes.SHA384()))
+
+
+# --- a meter with suite 0/1/2 keys, and gurux clients for it ------------------------------------
+
+SUITE_KEYS = {n: (bytes(range(0x10, 0x10 + n)), bytes(range(0x40, 0x40 + n)), bytes(range(0x80, 0x80 + n)))
+              for n in (16, 32)}
+"""Throwaway (global unicast, authentication, master) keys of each length (test constants)."""
+
+
+def suite_keys(suite: int, mechanism: int = 5, policy: int | None = None, path: Any = None) -> Any:
+    """Test keys of ``suite`` (16-octet keys for suites 0 and 1, 32 for suite 2) with the HLS
+    ``mechanism`` of the ciphered association (5 GMAC, 7 ECDSA) and its security ``policy``."""
+    from meterd.cosem.keys import POLICY_AUTH_ENC, DlmsKeys
+    from tests.dlms_fakes import SERVER_TITLE, TEST_PASSWORD
+
+    ek, ak, kek = SUITE_KEYS[32 if suite == 2 else 16]
+    return DlmsKeys(SERVER_TITLE, TEST_PASSWORD, ek, ak, kek, path, security_suite=suite, mechanism=mechanism,
+                    security_policy=POLICY_AUTH_ENC if policy is None else policy)
+
+
+class SuiteRig:
+    """A fake meter whose ciphered association uses ``suite`` and ``mechanism``, with a
+    :class:`FakePki` (the meter's key pairs of suites 1 and 2, the client's certificates) and
+    session factories of the three links: "wrapper", "hdlc" (RS-485) and "optical"."""
+
+    def __init__(self, suite: int = 0, mechanism: int = 5, policy: int | None = None, *,
+                 pki: bool = True, profile_rows: int = 96) -> None:
+        from meterd.cosem.config import ServerConfig
+        from meterd.cosem.keys import KeyRing
+        from meterd.cosem.objects import OpticalSetup
+        from meterd.cosem.security import MemoryCounterStore
+        from meterd.cosem.server import build_session_factory
+        from meterd.proto.hdlc import HdlcParameters
+        from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE, FakeMeter, ListSink
+
+        self.suite, self.mechanism = suite, mechanism
+        self.meter = FakeMeter(profile_rows)
+        self.sink = ListSink()
+        self.store = MemoryCounterStore()
+        self.keys = KeyRing(suite_keys(suite, mechanism, policy), persist=False)
+        self.pki = FakePki(SERVER_TITLE) if pki else None
+        self.client_keys: dict[KeyUse, ec.EllipticCurvePrivateKey] = {}
+        if self.pki is not None:
+            self.pki.give_server_keys(1, 2)
+            if suite:
+                for use in (KeyUse.DIGITAL_SIGNATURE, KeyUse.KEY_AGREEMENT):
+                    self.client_keys[use] = self.pki.enrol_client(CLIENT_TITLE, suite, use)
+        configs = {
+            "wrapper": ServerConfig(events=self.sink, link_name="tcp"),
+            "hdlc": ServerConfig(link="hdlc", link_name="rs485", events=self.sink,
+                                 hdlc_params=HdlcParameters(max_info_tx=512, max_info_rx=512)),
+            "optical": ServerConfig(link="hdlc", link_name="optical", events=self.sink,
+                                    hdlc_params=HdlcParameters(max_info_tx=128, max_info_rx=128),
+                                    optical=OpticalSetup(baud=9600, device_address=self.meter.identity.serial)),
+        }
+        self.factories = {name: build_session_factory(self.meter, self.store, self.keys, cfg, pki=self.pki)
+                          for name, cfg in configs.items()}
+
+    @property
+    def ek(self) -> bytes:
+        return bytes(self.keys.current.global_unicast_key)
+
+    @property
+    def ak(self) -> bytes:
+        return bytes(self.keys.current.authentication_key)
+
+    def next_ic(self) -> int:
+        return self.store.last_accepted("management/in") + 1
+
+    def gurux(self, link: str, sap: int, *, ecdsa: bool | None = None, suite: int | None = None) -> tuple[Any, Any]:
+        """A connected-ready (not yet associated) gurux client on a fresh session of ``link``,
+        through an octet-by-octet in-memory transport (the optical port signed on in mode E
+        first); returns (GuruxSession, transport)."""
+        from gurux_dlms.ecdsa import GXPrivateKey, GXPublicKey
+        from gurux_dlms.enums import Authentication
+
+        from tests import gurux_ecdsa_patches
+        from tests.dlms_gurux_client import GuruxSession, make_client
+
+        gurux_ecdsa_patches.apply()
+        session = self.factories[link]()
+        transport = OctetTransport(session, optical=link == "optical")
+        client = make_client(sap, hdlc=link != "wrapper", guek=self.ek, gak=self.ak, invocation_counter=self.next_ic())
+        if sap == 1:
+            client.ciphering.securitySuite = self.suite if suite is None else suite
+            if ecdsa if ecdsa is not None else self.mechanism == 7:
+                client.authentication = Authentication.HIGH_ECDSA
+                use_suite = suite or self.suite or 1
+                own = self.client_keys.get(KeyUse.DIGITAL_SIGNATURE) or ec.generate_private_key(
+                    curve_of_suite(use_suite))
+                size = 32 if use_suite == 1 else 48
+                server = (self.pki.server_public_key(KeyUse.DIGITAL_SIGNATURE, use_suite) if self.pki
+                          else ec.generate_private_key(curve_of_suite(use_suite)).public_key())
+                client.ciphering.signingKeyPair = (
+                    GXPublicKey.fromRawBytes(server.public_bytes(serialization.Encoding.X962,
+                                                                 serialization.PublicFormat.UncompressedPoint)),
+                    GXPrivateKey.fromRawBytes(own.private_numbers().private_value.to_bytes(size, "big")))
+        return GuruxSession(client, transport.send, transport.receive), transport
+
+
+class OctetTransport:
+    """Feeds a session one octet at a time and keeps what it answers; on the optical port it
+    first runs the IEC 62056-21 mode E sign-on (``/?!``, identification, ACK 2 5 2) through the
+    meter's :class:`~meterd.proto.iec62056_21.ModeESignOn`, as the serial link does."""
+
+    def __init__(self, session: Any, optical: bool = False) -> None:
+        self.session = session
+        self._pending = bytearray()
+        self.sent: list[bytes] = []
+        self.received: list[bytes] = []
+        self.apdus: list[tuple[bytes, list[bytes]]] = []
+        """Every (request APDU, response APDUs) the COSEM server served, whatever the framing."""
+        serve = session.server.handle_apdus
+
+        def spy(client_sap: int, apdu: bytes) -> list[bytes]:
+            answers: list[bytes] = serve(client_sap, apdu)
+            self.apdus.append((bytes(apdu), list(answers)))
+            return answers
+
+        session.server.handle_apdus = spy
+        if optical:
+            self._sign_on()
+
+    def _sign_on(self) -> None:
+        from meterd.proto.iec62056_21 import EnterHdlc, ModeESignOn, Send
+
+        sign_on = ModeESignOn("PMM", "PMM1221", max_baud=9600, device_address="PMM1221000042")
+        answers = [e for octet in b"/?PMM1221000042!\r\n" for e in sign_on.receive(bytes((octet,)))]
+        assert any(isinstance(e, Send) and e.data.startswith(b"/PMM5") for e in answers), answers
+        events = [e for octet in b"\x06252\r\n" for e in sign_on.receive(bytes((octet,)))]
+        assert any(isinstance(e, EnterHdlc) for e in events) and sign_on.signed_on
+
+    def send(self, data: bytes) -> None:
+        self.sent.append(bytes(data))
+        got = bytearray()
+        for octet in bytes(data):
+            for chunk in self.session.receive(bytes((octet,))):
+                got += chunk
+        self._pending += got
+        self.received.append(bytes(got))
+
+    def receive(self) -> bytes:
+        if not self._pending:
+            raise TimeoutError("no answer from the meter")
+        data, self._pending = bytes(self._pending), bytearray()
+        return data

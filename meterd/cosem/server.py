@@ -423,7 +423,7 @@ class CosemServer:
                 raise UnsupportedSuite(f"security suite {suite_of(payload)} is not offered (the association "
                                        f"uses suite {security.suite})")
             sc, ic, info = unprotect(security.ek, security.ak, security.client_title or b"", payload, security.suite)
-            if sc != SC_AUTH_ENC:
+            if sc & 0xF0 != SC_AUTH_ENC:
                 raise SecurityError("the InitiateRequest must be authenticated and encrypted")
             security.check_incoming(ic)
         request = acse.parse_initiate_request(info)
