@@ -74,13 +74,14 @@ class Opened:
 
     ``tag``: the ciphered APDU's tag (the family of the response); ``sc``: its security control;
     ``signed``: the general-signing header (None: not signed); ``ciphering``: the
-    general-ciphering header and content key (None: another family)."""
+    general-ciphering header and content key (None: another family); ``establishing``: HLS pass 3."""
 
     plain: bytes
     tag: int
     sc: int
     signed: Header | None = None
     ciphering: tuple[Header, bytes] | None = None
+    establishing: bool = False
 
 
 class Protection:
@@ -101,11 +102,13 @@ class Protection:
     def suite(self) -> int:
         return self.security.suite
 
-    def open(self, apdu: bytes) -> Opened:
+    def open(self, apdu: bytes, establishing: bool = False) -> Opened:
         """Check and open a protected request; :class:`SecurityError` (a deciphering or signature
         failure), :class:`PolicyError` (protection missing) or :class:`ApduError` (malformed).
         Nothing changes in the association unless it opens (only the client's invocation
-        counter then moves on)."""
+        counter then moves on). ``establishing``: the request completes the association (HLS
+        pass 3), which the policy's digital signatures do not cover (its own signature or
+        GMAC proves the client), and neither its response."""
         signed = None
         if apdu[0] == GENERAL_SIGNING:
             message = parse_general_signing(apdu)
@@ -115,18 +118,18 @@ class Protection:
             signed, apdu = message.header, message.content
             if not apdu or apdu[0] == GENERAL_SIGNING:
                 raise ApduError("general-signing must carry one xDLMS APDU")
-        if signed is None and self.policy & POLICY_SIGNED_REQUEST:
+        if signed is None and self.policy & POLICY_SIGNED_REQUEST and not establishing:
             raise PolicyError("the security policy requires digitally signed requests")
-        if self.policy & POLICY_SIGNED_RESPONSE or signed is not None:
+        if self._signs_response(signed, establishing):
             self._own_key(KeyUse.DIGITAL_SIGNATURE)  # the response must be signable before serving
         if apdu[0] == GENERAL_CIPHERING:
-            opened = self._open_general_ciphering(parse_general_ciphering(apdu), signed)
+            opened = self._open_general_ciphering(parse_general_ciphering(apdu), signed, establishing)
         elif apdu[0] in CIPHERED_TAGS:
             self._check_policy(_sc_of(split_ciphered(apdu).payload))  # before the counter moves on
             sc, plain = self.security.open(apdu)
-            opened = Opened(plain, apdu[0], sc, signed)
+            opened = Opened(plain, apdu[0], sc, signed, establishing=establishing)
         else:
-            opened = Opened(apdu, 0, 0, signed)
+            opened = Opened(apdu, 0, 0, signed, establishing=establishing)
         self._check_policy(opened.sc)
         if not opened.plain:
             raise ApduError("empty protected APDU")
@@ -148,7 +151,7 @@ class Protection:
             sealed = build_general_ciphering(answer, None, payload)
         elif opened.tag and sc:
             sealed = self.security.seal(opened.tag, sc, response)
-        if opened.signed is not None or self.policy & POLICY_SIGNED_RESPONSE:
+        if self._signs_response(opened.signed, opened.establishing):
             header = (opened.signed.answer() if opened.signed is not None
                       else Header(b"", self.security.server_title, self.security.client_title or b""))
             signer = self._own_key(KeyUse.DIGITAL_SIGNATURE)
@@ -156,6 +159,9 @@ class Protection:
         return sealed
 
     # --- parts ----------------------------------------------------------------------------------
+
+    def _signs_response(self, signed: Header | None, establishing: bool) -> bool:
+        return signed is not None or bool(self.policy & POLICY_SIGNED_RESPONSE) and not establishing
 
     def _check_policy(self, sc: int) -> None:
         if self.policy & POLICY_AUTH_REQUEST and not sc & SC_AUTH:
@@ -188,7 +194,8 @@ class Protection:
             raise SecurityError(f"the meter has no {use.name.lower().replace('_', '-')} key for suite {self.suite}")
         return key
 
-    def _open_general_ciphering(self, message: GeneralCiphering, signed: Header | None) -> Opened:
+    def _open_general_ciphering(self, message: GeneralCiphering, signed: Header | None,
+                                establishing: bool) -> Opened:
         self._check_titles(message.header)
         key = self._content_key(message)
         payload = message.ciphered_content
@@ -196,7 +203,7 @@ class Protection:
         sc, ic, plain = unprotect(key, self.security.ak, message.header.originator, payload, self.suite,
                                   message.header.encode())
         self.security.check_incoming(ic)
-        return Opened(plain, GENERAL_CIPHERING, sc, signed, (message.header, key))
+        return Opened(plain, GENERAL_CIPHERING, sc, signed, (message.header, key), establishing)
 
     def _content_key(self, message: GeneralCiphering) -> bytes:
         info = message.key_info

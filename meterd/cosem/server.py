@@ -273,7 +273,7 @@ class CosemServer:
         if protection is None:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)
         try:
-            opened = protection.open(apdu)
+            opened = protection.open(apdu, establishing=self._association.phase is Phase.PENDING_HLS)
         except PolicyError as exc:
             _log.info("client SAP %d on %s: request refused: %s", self._client_sap, self.config.link_name, exc)
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
