@@ -236,11 +236,12 @@ class SuiteRig:
     session factories of the three links: "wrapper", "hdlc" (RS-485) and "optical"."""
 
     def __init__(self, suite: int = 0, mechanism: int = 5, policy: int | None = None, *,
-                 pki: bool = True, profile_rows: int = 96) -> None:
+                 pki: bool = True, client_certificates: bool = True, profile_rows: int = 96,
+                 lockout_failures: int = 3) -> None:
         from meterd.cosem.config import ServerConfig
         from meterd.cosem.keys import KeyRing
         from meterd.cosem.objects import OpticalSetup
-        from meterd.cosem.security import MemoryCounterStore
+        from meterd.cosem.security import LockoutPolicy, MemoryCounterStore
         from meterd.cosem.server import build_session_factory
         from meterd.proto.hdlc import HdlcParameters
         from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE, FakeMeter, ListSink
@@ -254,14 +255,15 @@ class SuiteRig:
         self.client_keys: dict[KeyUse, ec.EllipticCurvePrivateKey] = {}
         if self.pki is not None:
             self.pki.give_server_keys(1, 2)
-            if suite:
+            if suite and client_certificates:
                 for use in (KeyUse.DIGITAL_SIGNATURE, KeyUse.KEY_AGREEMENT):
                     self.client_keys[use] = self.pki.enrol_client(CLIENT_TITLE, suite, use)
+        lockout = LockoutPolicy(failures=lockout_failures)
         configs = {
-            "wrapper": ServerConfig(events=self.sink, link_name="tcp"),
-            "hdlc": ServerConfig(link="hdlc", link_name="rs485", events=self.sink,
+            "wrapper": ServerConfig(events=self.sink, link_name="tcp", lockout=lockout),
+            "hdlc": ServerConfig(link="hdlc", link_name="rs485", events=self.sink, lockout=lockout,
                                  hdlc_params=HdlcParameters(max_info_tx=512, max_info_rx=512)),
-            "optical": ServerConfig(link="hdlc", link_name="optical", events=self.sink,
+            "optical": ServerConfig(link="hdlc", link_name="optical", events=self.sink, lockout=lockout,
                                     hdlc_params=HdlcParameters(max_info_tx=128, max_info_rx=128),
                                     optical=OpticalSetup(baud=9600, device_address=self.meter.identity.serial)),
         }

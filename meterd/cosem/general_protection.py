@@ -162,7 +162,10 @@ def parse_general_ciphering(apdu: bytes) -> GeneralCiphering:
     reader = _Reader(apdu, 1)
     header = reader.header()
     key_info = None
-    if reader.octet():
+    present = reader.octet()
+    if present > 1:
+        raise ApduError("key-info presence flag neither 0 nor 1")
+    if present:
         choice = reader.octet()
         if choice == KEY_INFO_IDENTIFIED:
             key_info = KeyInfo(choice, reader.octet())

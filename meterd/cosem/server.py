@@ -265,6 +265,8 @@ class CosemServer:
         if apdu[0] in PROTECTED_TAGS:
             return self._on_ciphered(apdu)
         if self._assoc.ciphered:
+            _log.info("client SAP %d on %s: unprotected APDU 0x%02X refused in a ciphered association",
+                      self._client_sap, self.config.link_name, apdu[0])
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
         return self._serve_plain(apdu)
 
