@@ -235,7 +235,8 @@ class CosemServer:
             return [self._on_rlrq(apdu)]
         if not self._association.serves_data() or self._assoc is None or client_sap != self._assoc.client_sap:
             return [exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)]
-        if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD + SIGNING_OVERHEAD:
+        signing = SIGNING_OVERHEAD if self._protection is not None and self._protection.suite else 0
+        if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD + signing:
             return self._failed(exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_PDU_TOO_LONG))
         if tag == GENERAL_BLOCK_TRANSFER:
             return self._on_block(apdu)

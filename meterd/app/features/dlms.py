@@ -69,7 +69,7 @@ from meterd.core.events import EventRecorder
 from meterd.cosem.config import LinkKind, ServerConfig
 from meterd.cosem.errors import KeyFileError
 from meterd.cosem.event_limit import EventLimiter
-from meterd.cosem.keys import KeyRing, load_keys
+from meterd.cosem.keys import MECH_HLS_ECDSA, KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
 from meterd.cosem.pki import Pki
 from meterd.cosem.profile import LegalTimeSource
@@ -217,10 +217,10 @@ async def start(ctx: FeatureContext) -> None:
     cfg = ctx.cfg.dlms
     board = interface_board(ctx)
     registry = registry_for(ctx)
-    suite = ctx.registry.need(DlmsSecurity, by="dlms").keys.current.security_suite
-    if suite and find_pki(ctx) is None:
+    keys = ctx.registry.need(DlmsSecurity, by="dlms").keys.current
+    if keys.security_suite and find_pki(ctx) is None:
         log.warning("DLMS security suite %d configured but no key pairs and certificates (PKI) are available: "
-                    "ciphered associations are refused", suite)
+                    "ciphered associations are refused", keys.security_suite)
     if cfg.tcp_port >= 0 and cfg.tcp_host:
         what = f"DLMS wrapper on TCP {cfg.tcp_host}:{cfg.tcp_port}"
         try:
@@ -234,7 +234,9 @@ async def start(ctx: FeatureContext) -> None:
         else:
             board.on("dlms_tcp", what)
             ctx.links.append(server)
-            ctx.info["dlms_tcp"] = f"{cfg.tcp_host}:{server.port} (wrapper; SAP 16 public, 17 LLS, 1 HLS-GMAC)"
+            hls = "HLS-ECDSA" if keys.mechanism == MECH_HLS_ECDSA else "HLS-GMAC"
+            ctx.info["dlms_tcp"] = (f"{cfg.tcp_host}:{server.port} (wrapper; SAP 16 public, 17 LLS, 1 {hls}, "
+                                    f"suite {keys.security_suite})")
     for kind, port in (("dlms_hdlc", cfg.hdlc_port), ("dlms_optical", cfg.optical_port)):
         if not port:
             continue
