@@ -233,3 +233,40 @@ def test_general_ciphering_with_agreed_keys(suite: int) -> None:
     assert server.handle_apdu(1, _general_ciphering(rig, key, b"\x01\x02\x01\x01" + _octets(bad), tid)) \
         == DECIPHERING_ERROR
     assert server.associated
+
+
+# --- keys of the suite's length -----------------------------------------------------------------
+
+
+def test_key_transfer_takes_keys_of_the_suite_length() -> None:
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap as wrap
+    from gurux_dlms.enums import ErrorCode
+
+    from meterd.cosem.key_transfer import KeyTransfer
+    from meterd.cosem.keys import KeyRing
+
+    ring = KeyRing(suite_keys(2), persist=False)
+    transfer = KeyTransfer(ring)
+    new = os.urandom(32)
+    assert transfer.stage([(0, wrap(ring.current.master_key, os.urandom(16)))]) == int(ErrorCode.OTHER_REASON)
+    assert transfer.stage([(0, wrap(ring.current.master_key, new))]) == int(ErrorCode.OK)
+    assert list(transfer.apply()) == ["global_unicast_key"] and ring.current.global_unicast_key == new
+
+
+@pytest.mark.parametrize("length, accepted", [(32, True), (16, False)])
+def test_a_dedicated_key_of_suite_2_has_32_octets(length: int, accepted: bool) -> None:
+    rig = SuiteRig(2, mechanism=5)
+    dedicated = os.urandom(length)
+    gs, transport = rig.gurux("wrapper", 1)
+    gs.client.ciphering.dedicatedKey = bytearray(dedicated)
+    if not accepted:
+        with pytest.raises(Exception):  # noqa: B017 - gurux raises its own exception type for a refused AARE
+            gs.connect()
+        assert b"\xa2\x03\x02\x01\x01" in transport.apdus[0][1][0]
+        return
+    gs.connect()
+    server = transport.session.server
+    payload = _gcm_seal(dedicated, rig.ak, CLIENT_TITLE, 0x32, rig.next_ic(), ENERGY_GET)
+    answer = server.handle_apdu(1, b"\xd0" + _octets(payload))  # ded-get-request
+    assert answer[0] == 0xD4  # ded-get-response, under the dedicated key
+    _energy_in(_gcm_open(dedicated, rig.ak, SERVER_TITLE, answer[2:]), rig)
