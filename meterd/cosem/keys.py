@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from hw.secret_file import SecretFileError, read_secret_text, write_secret_text
+from meterd.cosem.acse import MECH_HLS_ECDSA, MECH_HLS_GMAC
 from meterd.cosem.errors import KeyFileError
 
 _KEY_NAMES = ("global_unicast_key", "authentication_key", "master_key")
@@ -43,7 +44,6 @@ SUITE0_KEY_LEN = 16  # security suite 0: AES-GCM-128 and AES-128 key wrap (octet
 SUITE_KEY_LEN = {0: 16, 1: 16, 2: 32}
 """Octets of every symmetric key of a suite: AES-128 (suites 0, 1), AES-256 (suite 2)."""
 KEY_IDS = {0: "global_unicast_key", 2: "authentication_key", 3: "master_key"}
-MECH_HLS_GMAC, MECH_HLS_ECDSA = 5, 7
 AUTHENTICATIONS = {"hls-gmac": MECH_HLS_GMAC, "hls-ecdsa": MECH_HLS_ECDSA}
 """The HLS mechanisms a ciphered association may use, by their name in the keys file."""
 POLICY_BITS = {"authenticated-request": 0x04, "encrypted-request": 0x08, "digitally-signed-request": 0x10,

@@ -41,7 +41,7 @@ from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityErro
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.gbt import GbtTransfer, Send
 from meterd.cosem.key_transfer import KeyTransfer
-from meterd.cosem.keys import MECH_HLS_ECDSA, KeyRing
+from meterd.cosem.keys import KeyRing
 from meterd.cosem.link_events import LinkEvents
 from meterd.cosem.objects import (
     AccessLevel,
@@ -91,7 +91,7 @@ _log = logging.getLogger("meterd.cosem")
 
 CIPHER_OVERHEAD = 32  # general-glo header + SC + IC + tag, octets
 SIGNING_OVERHEAD = 160  # general-signing header, titles and a P-384 signature, octets
-MECHANISM_NAMES = {acse.MECH_HLS_GMAC: "HLS-GMAC", MECH_HLS_ECDSA: "HLS-ECDSA"}
+MECHANISM_NAMES = {acse.MECH_HLS_GMAC: "HLS-GMAC", acse.MECH_HLS_ECDSA: "HLS-ECDSA"}
 MIN_PDU = 64
 GBT_WINDOW = 8
 """The meter's general block transfer window on the TCP wrapper (blocks streamed before an
@@ -391,7 +391,7 @@ class CosemServer:
             if not aarq.auth_value or not 8 <= len(aarq.auth_value) <= 64:
                 return self._auth_failed(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap)
             security.client_title = aarq.calling_title
-            if assoc.mechanism == MECH_HLS_ECDSA:
+            if assoc.mechanism == acse.MECH_HLS_ECDSA:
                 refused = self._ecdsa_keys_missing(security)
                 if refused is not None:
                     return self._reject(aarq.context_id, refused[0], refused[1], client_sap)
@@ -488,7 +488,7 @@ class CosemServer:
             aare.responding_title = security.server_title
         if assoc.mechanism in MECHANISM_NAMES:
             self._ctos = aarq.auth_value or b""
-            self._stoc = secrets.token_bytes(32 if assoc.mechanism == MECH_HLS_ECDSA else 16)
+            self._stoc = secrets.token_bytes(32 if assoc.mechanism == acse.MECH_HLS_ECDSA else 16)
             aare.diagnostic, aare.mechanism, aare.stoc = acse.DIAG_AUTH_REQUIRED, assoc.mechanism, self._stoc
             self._association.apply(Trigger.AARQ_ACCEPTED_HLS)
         else:
@@ -519,7 +519,7 @@ class CosemServer:
             return None
         if self._locked_out(self._client_sap):  # locked out by another session after this AARQ
             return None
-        if self._assoc is not None and self._assoc.mechanism == MECH_HLS_ECDSA:
+        if self._assoc is not None and self._assoc.mechanism == acse.MECH_HLS_ECDSA:
             return self._hls_ecdsa_reply(sec, f_stoc)
         expected = None
         if len(f_stoc) == 17 and f_stoc[0] == SC_AUTH | sec.suite:

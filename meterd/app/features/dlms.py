@@ -66,10 +66,11 @@ from meterd.app.sim_lines import SimHdlcLine
 from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.events import EventRecorder
+from meterd.cosem.acse import MECH_HLS_ECDSA
 from meterd.cosem.config import LinkKind, ServerConfig
 from meterd.cosem.errors import KeyFileError
 from meterd.cosem.event_limit import EventLimiter
-from meterd.cosem.keys import MECH_HLS_ECDSA, KeyRing, load_keys
+from meterd.cosem.keys import KeyRing, load_keys
 from meterd.cosem.objects import ObjectRegistry, OpticalSetup, default_registry
 from meterd.cosem.pki import Pki
 from meterd.cosem.profile import LegalTimeSource
