@@ -3,8 +3,8 @@
 An association (IEC 62056-5-3 §9.3, DLMS UA 1000-2 §9.2.7) goes through these phases:
 
 * ``IDLE``: no association; only ACSE requests (AARQ, RLRQ) are answered;
-* ``PENDING_HLS``: the AARQ of an HLS-GMAC association was accepted (AARE "authentication
-  required", passes 1 and 2); the only service allowed is pass 3, the ACTION
+* ``PENDING_HLS``: the AARQ of an HLS association (GMAC, mechanism 5, or ECDSA, mechanism 7)
+  was accepted (AARE "authentication required", passes 1 and 2); the only service allowed is pass 3, the ACTION
   reply_to_HLS_authentication (class 15, 0-0:40.0.0.255, method 1);
 * ``ASSOCIATED``: accepted without HLS (lowest security, LLS) or HLS passes 3 and 4 done; GET,
   SET and ACTION are served (each object's access rights still apply).

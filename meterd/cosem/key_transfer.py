@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 from gurux_dlms.enums import ErrorCode
 
-from meterd.cosem.keys import KEY_IDS, SUITE0_KEY_LEN, KeyRing
+from meterd.cosem.keys import KEY_IDS, KeyRing
 
 _log = logging.getLogger("meterd.cosem")
 
@@ -37,7 +37,7 @@ class KeyTransfer:
     def stage(self, items: Sequence[tuple[int, bytes]]) -> int:
         """Unwrap ``(key id, wrapped key)`` items with the current master key; the DLMS
         action result: OK (staged), READ_WRITE_DENIED (unknown key id) or OTHER_REASON (does not
-        unwrap, or not a suite 0 key of 16 octets)."""
+        unwrap, or not of the length of the configured suite: 16 octets, 32 for suite 2)."""
         staged: list[tuple[str, bytes]] = []
         kek = self._keys.current.master_key
         for key_id, wrapped in items:
@@ -49,9 +49,10 @@ class KeyTransfer:
             except (InvalidUnwrap, ValueError):
                 _log.warning("key_transfer refused: key %d does not unwrap with the master key", key_id)
                 return int(ErrorCode.OTHER_REASON)
-            if len(key) != SUITE0_KEY_LEN:
-                _log.warning("key_transfer refused: key %d is %d octets, suite 0 needs %d", key_id, len(key),
-                             SUITE0_KEY_LEN)
+            need = self._keys.current.key_length
+            if len(key) != need:
+                _log.warning("key_transfer refused: key %d is %d octets, suite %d needs %d", key_id, len(key),
+                             self._keys.current.security_suite, need)
                 return int(ErrorCode.OTHER_REASON)
             staged.append((name, key))
         self._pending = staged

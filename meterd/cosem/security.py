@@ -1,6 +1,9 @@
-"""DLMS security suite 0 (AES-GCM-128, 12-octet tags) with persistent invocation counters; glo- and
-ded-ciphering (the dedicated key a client sends in its InitiateRequest protects the ded-xxx and
-general-ded-ciphering APDUs of that association).
+"""DLMS symmetric protection with persistent invocation counters: AES-GCM-128 (security suites 0
+and 1) and AES-GCM-256 (suite 2), 12-octet tags; glo- and ded-ciphering (the dedicated key a
+client sends in its InitiateRequest protects the ded-xxx and general-ded-ciphering APDUs of that
+association). The suite is the low nibble of the security control octet; a payload naming
+another suite than the association's is refused. The key length follows the suite (16 octets for
+suites 0 and 1, 32 for suite 2, :data:`SUITE_KEY_LEN`).
 
 AES-GCM comes from ``cryptography`` (gurux's pure-Python GCM is ≈7 ms per KB and is not used).
 Counters protect against replay and nonce reuse, so they are persisted **before use**:
@@ -71,7 +74,26 @@ def suite_of(payload: bytes) -> int:
     if not payload:
         raise ApduError("ciphered payload empty")
     return payload[0] & 0x0F
+
+
 MAX_COUNTER = 0xFFFFFFFF
+SUITES = (0, 1, 2)
+SUITE_KEY_LEN = {0: 16, 1: 16, 2: 32}
+"""Octets of the block cipher, authentication, master and dedicated keys of each security suite
+(AES-128 for suites 0 and 1, AES-256 for suite 2)."""
+
+
+def key_length(suite: int) -> int:
+    """Octets of a symmetric key of ``suite`` (:class:`SecurityError` for an unknown suite)."""
+    try:
+        return SUITE_KEY_LEN[suite]
+    except KeyError:
+        raise SecurityError(f"security suite {suite} is not supported") from None
+
+
+def _check_key(suite: int, key: bytes) -> None:
+    if len(key) != key_length(suite):
+        raise SecurityError(f"security suite {suite} needs keys of {key_length(suite)} octets")
 
 
 class CounterStore(Protocol):
@@ -149,47 +171,57 @@ def _gcm_open(key: bytes, iv: bytes, aad: bytes, ciphertext: bytes, tag: bytes) 
         raise SecurityError("authentication tag mismatch") from exc
 
 
-def protect(sc: int, key: bytes, auth_key: bytes, system_title: bytes, ic: int, plain: bytes) -> bytes:
-    """``SC || IC || ciphertext || tag`` of an APDU (security control ``sc``)."""
+def protect(sc: int, key: bytes, auth_key: bytes, system_title: bytes, ic: int, plain: bytes,
+            header: bytes = b"") -> bytes:
+    """``SC || IC || ciphertext || tag`` of an APDU (security control ``sc``, whose low nibble is
+    the suite: the keys must have its length). ``header``: the fields a general-ciphering APDU
+    authenticates besides SC and AK (empty for the other APDUs)."""
+    suite = sc & 0x0F
+    _check_key(suite, key)
     iv = system_title + struct.pack(">I", ic)
-    if sc & 0x0F:
-        raise SecurityError("only security suite 0 is supported")
     if sc & SC_ENC:
-        aad = bytes((sc,)) + auth_key if sc & SC_AUTH else b""
+        aad = bytes((sc,)) + auth_key + header if sc & SC_AUTH else b""
         body, tag = _gcm(key, iv, aad, plain)
         return bytes((sc,)) + struct.pack(">I", ic) + body + (tag if sc & SC_AUTH else b"")
     if sc & SC_AUTH:
-        _, tag = _gcm(key, iv, bytes((sc,)) + auth_key + plain, b"")
+        _, tag = _gcm(key, iv, bytes((sc,)) + auth_key + header + plain, b"")
         return bytes((sc,)) + struct.pack(">I", ic) + plain + tag
     raise SecurityError("security control requests no protection")
 
 
-def unprotect(key: bytes, auth_key: bytes, system_title: bytes, payload: bytes) -> tuple[int, int, bytes]:
-    """Check and decrypt ``SC || IC || body``; returns (sc, ic, plaintext)."""
+def unprotect(key: bytes, auth_key: bytes, system_title: bytes, payload: bytes, suite: int = 0,
+              header: bytes = b"") -> tuple[int, int, bytes]:
+    """Check and decrypt ``SC || IC || body`` protected under ``suite``; returns (sc, ic,
+    plaintext). A payload naming another suite is refused (:class:`SecurityError`)."""
     if len(payload) < 5:
         raise ApduError("ciphered payload too short")
     sc, ic = payload[0], struct.unpack(">I", payload[1:5])[0]
     body = payload[5:]
-    if sc & 0x0F:
-        raise SecurityError(f"security suite {sc & 0x0F} is not supported")
+    if sc & 0x0F != suite:
+        raise SecurityError(f"security suite {sc & 0x0F} is not the association's (suite {suite})")
+    if sc & 0xC0:
+        raise SecurityError("compressed or broadcast-key APDUs are not supported")
+    _check_key(suite, key)
     iv = system_title + payload[1:5]
     if sc & SC_AUTH and len(body) < TAG_LEN:
         raise ApduError("ciphered payload shorter than its tag")
     if sc & SC_ENC:
         if sc & SC_AUTH:
-            return sc, ic, _gcm_open(key, iv, bytes((sc,)) + auth_key, body[:-TAG_LEN], body[-TAG_LEN:])
+            return sc, ic, _gcm_open(key, iv, bytes((sc,)) + auth_key + header, body[:-TAG_LEN], body[-TAG_LEN:])
         return sc, ic, Cipher(algorithms.AES(key), modes.CTR(iv + b"\x00\x00\x00\x02")).decryptor().update(body)
     if sc & SC_AUTH:
         plain, tag = body[:-TAG_LEN], body[-TAG_LEN:]
-        _gcm_open(key, iv, bytes((sc,)) + auth_key + plain, b"", tag)
+        _gcm_open(key, iv, bytes((sc,)) + auth_key + header + plain, b"", tag)
         return sc, ic, plain
     raise SecurityError("unprotected payload in a ciphered APDU")
 
 
-def gmac(key: bytes, auth_key: bytes, system_title: bytes, ic: int, challenge: bytes) -> bytes:
-    """HLS-GMAC response ``SC(0x10) || IC || GMAC(SC || AK || challenge)`` (17 octets)."""
-    _, tag = _gcm(key, system_title + struct.pack(">I", ic), bytes((SC_AUTH,)) + auth_key + challenge, b"")
-    return bytes((SC_AUTH,)) + struct.pack(">I", ic) + tag
+def gmac(key: bytes, auth_key: bytes, system_title: bytes, ic: int, challenge: bytes, suite: int = 0) -> bytes:
+    """HLS-GMAC response ``SC(0x10 | suite) || IC || GMAC(SC || AK || challenge)`` (17 octets)."""
+    _check_key(suite, key)
+    sc = SC_AUTH | suite
+    _, tag = _gcm(key, system_title + struct.pack(">I", ic), bytes((sc,)) + auth_key + challenge, b"")
+    return bytes((sc,)) + struct.pack(">I", ic) + tag
 
 
 def gmac_matches(expected: bytes, received: bytes) -> bool:
@@ -231,7 +263,7 @@ def build_ciphered(tag: int, payload: bytes, system_title: bytes | None = None) 
 
 
 class SecurityContext:
-    """Suite-0 keys, counters and replay check of one ciphered association.
+    """Keys, security suite (0, 1 or 2), counters and replay check of one ciphered association.
 
     The client invocation counter is checked per client system title (``"<name>/in/<title>"``):
     each client keeps its own counter (the GCM nonce is the title and the counter, so a replay is
@@ -241,8 +273,10 @@ class SecurityContext:
     key the client sent in its InitiateRequest, for the ded-ciphered APDUs of this association
     only (None: none was sent)."""
 
-    def __init__(self, name: str, server_title: bytes, ek: bytes, ak: bytes, store: CounterStore) -> None:
+    def __init__(self, name: str, server_title: bytes, ek: bytes, ak: bytes, store: CounterStore,
+                 suite: int = 0) -> None:
         self.name = name
+        self.suite = suite
         self.server_title = server_title
         self.ek, self.ak = ek, ak
         self.client_title: bytes | None = None
@@ -292,13 +326,14 @@ class SecurityContext:
         parts = split_ciphered(apdu)
         if parts.system_title is not None and parts.system_title != self.client_title:
             raise SecurityError("system title differs from the one of the association")
-        sc, ic, plain = unprotect(key, self.ak, self.client_title, parts.payload)
+        sc, ic, plain = unprotect(key, self.ak, self.client_title, parts.payload, self.suite)
         self.check_incoming(ic)
         return sc, plain
 
     def seal(self, request_tag: int, sc: int, plain: bytes) -> bytes:
         """Protect a response in the family of the request (glo-xxx, ded-xxx, general-glo or
-        general-ded), under the key of that family."""
+        general-ded), under the key of that family and the association's suite."""
+        sc = (sc & 0xF0) | self.suite
         payload = protect(sc, self._key_of(request_tag), self.ak, self.server_title, self.next_ic(), plain)
         if request_tag in (GENERAL_GLO, GENERAL_DED):
             return build_ciphered(request_tag, payload, self.server_title)

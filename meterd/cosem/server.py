@@ -5,9 +5,11 @@ Layers, outermost first:
 * :class:`~meterd.cosem.sessions.WrapperSession` (IEC 62056-47 TCP wrapper,
   :mod:`meterd.proto.wrapper`) or :class:`~meterd.cosem.sessions.HdlcSession` (HDLC,
   :mod:`meterd.proto.hdlc`): both implement :class:`meterd.proto.session.ByteSession`;
-* :class:`CosemServer`: APDU in, APDUs out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suite 0
-  (glo-, ded-, general-glo- and general-ded-ciphering, HLS-GMAC, invocation counters per client
-  system title) are our own code; general block transfer, when the client proposes it, wraps
+* :class:`CosemServer`: APDU in, APDUs out. ACSE (AARQ/AARE, RLRQ/RLRE) and security suites
+  0, 1 and 2 (glo-, ded-, general-glo-, general-ded- and general-ciphering, general-signing,
+  HLS-GMAC and HLS-ECDSA, the security policy, invocation counters per client system title;
+  :mod:`meterd.cosem.protection`) are our own code; the key pairs and certificates of suites 1
+  and 2 come from a :class:`~meterd.cosem.pki.Pki`; general block transfer, when the client proposes it, wraps
   the (ciphered) APDUs (:mod:`meterd.cosem.gbt`); the association phases follow the table of
   :mod:`meterd.cosem.association`; GET, SET and ACTION go to
   :class:`meterd.cosem.xdlms.LnDispatcher` (the with-list services and SET data blocks its own,
@@ -32,14 +34,14 @@ from gurux_dlms.objects.enums import AssociationStatus
 
 from meterd.core.clock import Clock
 from meterd.core.model import MeterModel
-from meterd.cosem import acse, association
+from meterd.cosem import acse, association, ecdsa_auth
 from meterd.cosem.association import Association, Phase, Request, Trigger
 from meterd.cosem.config import ServerConfig
 from meterd.cosem.errors import ApduError, CosemError, ReplayError, SecurityError, UnsupportedSuite
 from meterd.cosem.event_limit import EventLimiter
 from meterd.cosem.gbt import GbtTransfer, Send
 from meterd.cosem.key_transfer import KeyTransfer
-from meterd.cosem.keys import SUITE0_KEY_LEN, KeyRing
+from meterd.cosem.keys import KeyRing
 from meterd.cosem.link_events import LinkEvents
 from meterd.cosem.objects import (
     AccessLevel,
@@ -48,8 +50,9 @@ from meterd.cosem.objects import (
     CosemEntry,
     default_registry,
 )
+from meterd.cosem.pki import KeyUse, Pki
+from meterd.cosem.protection import PROTECTED_TAGS, PolicyError, Protection
 from meterd.cosem.security import (
-    CIPHERED_TAGS,
     SC_AUTH,
     SC_AUTH_ENC,
     AuthLockout,
@@ -60,6 +63,7 @@ from meterd.cosem.security import (
     UtcOnlyClock,
     gmac,
     gmac_matches,
+    key_length,
     plain_of,
     split_ciphered,
     suite_of,
@@ -86,6 +90,8 @@ from meterd.cosem.xdlms_codec import GENERAL_BLOCK_TRANSFER, parse_gbt
 _log = logging.getLogger("meterd.cosem")
 
 CIPHER_OVERHEAD = 32  # general-glo header + SC + IC + tag, octets
+SIGNING_OVERHEAD = 160  # general-signing header, titles and a P-384 signature, octets
+MECHANISM_NAMES = {acse.MECH_HLS_GMAC: "HLS-GMAC", acse.MECH_HLS_ECDSA: "HLS-ECDSA"}
 MIN_PDU = 64
 GBT_WINDOW = 8
 """The meter's general block transfer window on the TCP wrapper (blocks streamed before an
@@ -106,10 +112,12 @@ class CosemServer:
 
     def __init__(self, model: MeterModel, keys: KeyRing, store: CounterStore, config: ServerConfig | None = None,
                  lockout: AuthLockout | None = None, event_limit: EventLimiter | None = None,
-                 source: str = "") -> None:
+                 source: str = "", pki: Pki | None = None) -> None:
         self.model = model
         self.keys = keys
         self.store = store
+        self.pki = pki
+        """The key pairs and certificates of suites 1 and 2 (None: those suites are refused)."""
         self.config = config or ServerConfig()
         self.registry = self.config.registry or default_registry()
         self.source = source or self.config.link_name
@@ -124,6 +132,7 @@ class CosemServer:
         self._assoc: AssociationConfig | None = None
         self._association = Association()
         self._security: SecurityContext | None = None
+        self._protection: Protection | None = None
         self._settings: Any = None
         self._dispatcher: LnDispatcher | None = None
         self._access: dict[int, CosemEntry] = {}
@@ -204,6 +213,7 @@ class CosemServer:
         if moved.closed:
             self._events.session(False, self._client_sap, reason, name, authenticated)
         self._security = None
+        self._protection = None
         self._gbt = None
         self._key_transfer.discard()
         if self._dispatcher is not None:
@@ -225,7 +235,8 @@ class CosemServer:
             return [self._on_rlrq(apdu)]
         if not self._association.serves_data() or self._assoc is None or client_sap != self._assoc.client_sap:
             return [exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_OPERATION_NOT_POSSIBLE)]
-        if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD:
+        signing = SIGNING_OVERHEAD if self._protection is not None and self._protection.suite else 0
+        if len(apdu) > self.config.max_pdu + CIPHER_OVERHEAD + signing:
             return self._failed(exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_PDU_TOO_LONG))
         if tag == GENERAL_BLOCK_TRANSFER:
             return self._on_block(apdu)
@@ -252,26 +263,28 @@ class CosemServer:
     def _serve_data(self, apdu: bytes) -> bytes:
         """A whole GET, SET or ACTION request, ciphered or plain."""
         assert self._assoc is not None  # checked by the caller
-        if apdu[0] in CIPHERED_TAGS:
+        if apdu[0] in PROTECTED_TAGS:
             return self._on_ciphered(apdu)
         if self._assoc.ciphered:
+            _log.info("client SAP %d on %s: unprotected APDU 0x%02X refused in a ciphered association",
+                      self._client_sap, self.config.link_name, apdu[0])
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
         return self._serve_plain(apdu)
 
     def _on_ciphered(self, apdu: bytes) -> bytes:
-        security = self._security  # kept: a failed HLS releases the association while serving
-        if security is None:
+        protection = self._protection  # kept: a failed HLS releases the association while serving
+        if protection is None:
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_NOT_SUPPORTED)
-        sc, plain = security.open(apdu)
-        if sc != SC_AUTH_ENC:
+        try:
+            opened = protection.open(apdu, establishing=self._association.phase is Phase.PENDING_HLS)
+        except PolicyError as exc:
+            _log.info("client SAP %d on %s: request refused: %s", self._client_sap, self.config.link_name, exc)
             return exception_response(STATE_SERVICE_NOT_ALLOWED, SERVICE_DECIPHERING_ERROR)
-        if not plain:
-            raise ApduError("empty ciphered APDU")
-        inner = plain_of(apdu[0])
-        if inner is not None and inner != plain[0]:
+        inner = plain_of(opened.tag)
+        if inner is not None and inner != opened.plain[0]:
             raise ApduError("glo/ded tag does not match the ciphered service")
-        response = self._serve_plain(plain)
-        sealed = security.seal(apdu[0], sc, response)
+        response = self._serve_plain(opened.plain)
+        sealed = protection.seal(opened, response)
         self._apply_pending_keys()
         return sealed
 
@@ -283,8 +296,14 @@ class CosemServer:
 
     # --- ACSE -----------------------------------------------------------------------------------
 
+    def _associations(self) -> tuple[AssociationConfig, ...]:
+        """The configured associations, the ciphered ones with the HLS mechanism of the keys file."""
+        mechanism = self.keys.current.mechanism
+        return tuple(dataclasses.replace(a, mechanism=mechanism) if a.ciphered and a.mechanism != mechanism
+                     else a for a in self.config.associations)
+
     def _find_association(self, client_sap: int) -> AssociationConfig | None:
-        return next((a for a in self.config.associations if a.client_sap == client_sap), None)
+        return next((a for a in self._associations() if a.client_sap == client_sap), None)
 
     def _reject(self, context_id: int, diagnostic: int, why: str, client_sap: int,
                 user_info: bytes | None = None, event: str = "ASSOCIATION_REJECTED",
@@ -356,9 +375,13 @@ class CosemServer:
             return self._auth_failed(aarq.context_id, acse.DIAG_AUTH_FAILURE, "wrong LLS password", client_sap)
         security = None
         if assoc.ciphered:
-            security = SecurityContext(assoc.name, self.keys.current.server_system_title,
-                                       self.keys.current.global_unicast_key,
-                                       self.keys.current.authentication_key, self.store)
+            keys = self.keys.current
+            security = SecurityContext(assoc.name, keys.server_system_title, keys.global_unicast_key,
+                                       keys.authentication_key, self.store, keys.security_suite)
+            if keys.security_suite and self.pki is None:
+                return self._reject(aarq.context_id, acse.DIAG_NO_REASON,
+                                    f"security suite {keys.security_suite} needs the meter's key pairs and "
+                                    "certificates, and no PKI is available", client_sap)
             if not aarq.calling_title or len(aarq.calling_title) != 8:
                 return self._reject(aarq.context_id, acse.DIAG_NO_REASON, "no client system title", client_sap)
             allowed = self.keys.current.client_system_titles
@@ -368,7 +391,23 @@ class CosemServer:
             if not aarq.auth_value or not 8 <= len(aarq.auth_value) <= 64:
                 return self._auth_failed(aarq.context_id, acse.DIAG_AUTH_FAILURE, "bad CtoS challenge", client_sap)
             security.client_title = aarq.calling_title
+            if assoc.mechanism == acse.MECH_HLS_ECDSA:
+                refused = self._ecdsa_keys_missing(security)
+                if refused is not None:
+                    return self._reject(aarq.context_id, refused[0], refused[1], client_sap)
         return self._accept(assoc, aarq, security, client_sap)
+
+    def _ecdsa_keys_missing(self, security: SecurityContext) -> tuple[int, str] | None:
+        """Why HLS-ECDSA cannot run for this client (AARE diagnostic, reason), None when it can:
+        the meter needs its digital-signature key, the client a valid certificate."""
+        assert self.pki is not None and security.client_title is not None  # checked by the caller
+        if self.pki.own_key(KeyUse.DIGITAL_SIGNATURE, security.suite) is None:
+            return acse.DIAG_NO_REASON, f"no digital-signature key of the meter for suite {security.suite}"
+        if self.pki.peer_public_key(security.client_title, KeyUse.DIGITAL_SIGNATURE, security.suite,
+                                    self.model.now_utc()) is None:
+            return (acse.DIAG_CALLING_AP_TITLE_NOT_RECOGNISED, "no valid digital-signature certificate of client "
+                    f"system title {security.client_title.hex().upper()} for suite {security.suite}")
+        return None
 
     def _lls_ok(self, password: bytes | None) -> bool:
         import hmac
@@ -383,18 +422,21 @@ class CosemServer:
             if info[0] != 0x21:
                 raise SecurityError("the InitiateRequest must be glo-ciphered")
             payload = split_ciphered(info).payload
-            if suite_of(payload) != 0:
-                raise UnsupportedSuite(f"security suite {suite_of(payload)} is not offered (suite 0 only)")
-            sc, ic, info = unprotect(security.ek, security.ak, security.client_title or b"", payload)
-            if sc != SC_AUTH_ENC:
+            if suite_of(payload) != security.suite:
+                raise UnsupportedSuite(f"security suite {suite_of(payload)} is not offered (the association "
+                                       f"uses suite {security.suite})")
+            sc, ic, info = unprotect(security.ek, security.ak, security.client_title or b"", payload, security.suite)
+            if sc & 0xF0 != SC_AUTH_ENC:
                 raise SecurityError("the InitiateRequest must be authenticated and encrypted")
             security.check_incoming(ic)
         request = acse.parse_initiate_request(info)
         if request.dedicated_key is not None:
             if security is None:
                 raise ApduError("a dedicated key in an association without ciphering")
-            if len(request.dedicated_key) != SUITE0_KEY_LEN:
-                raise ApduError(f"a dedicated key of {len(request.dedicated_key)} octets (suite 0: {SUITE0_KEY_LEN})")
+            need = key_length(security.suite)
+            if len(request.dedicated_key) != need:
+                raise ApduError(f"a dedicated key of {len(request.dedicated_key)} octets (suite {security.suite}: "
+                                f"{need})")
             security.dedicated_key = request.dedicated_key
         return request
 
@@ -426,6 +468,10 @@ class CosemServer:
             return self._reject(aarq.context_id, acse.DIAG_NO_REASON, f"initiate error {error}", client_sap,
                                 acse.initiate_error(error))
         self._assoc, self._security, self._client_sap = assoc, security, client_sap
+        if security is not None:
+            keys = self.keys
+            self._protection = Protection(security, keys.current.security_policy, self.pki,
+                                          lambda: keys.current.master_key, self.model.now_utc)
         self._max_pdu = min(self.config.max_pdu, client_pdu)
         if negotiated & acse.CONF_GENERAL_BLOCK_TRANSFER:
             window = GBT_WINDOW if self.config.link == "wrapper" else 1
@@ -440,9 +486,9 @@ class CosemServer:
         if security is not None:
             response = security.seal(0x21, SC_AUTH_ENC, response)
             aare.responding_title = security.server_title
-        if assoc.mechanism == acse.MECH_HLS_GMAC:
+        if assoc.mechanism in MECHANISM_NAMES:
             self._ctos = aarq.auth_value or b""
-            self._stoc = secrets.token_bytes(16)
+            self._stoc = secrets.token_bytes(32 if assoc.mechanism == acse.MECH_HLS_ECDSA else 16)
             aare.diagnostic, aare.mechanism, aare.stoc = acse.DIAG_AUTH_REQUIRED, assoc.mechanism, self._stoc
             self._association.apply(Trigger.AARQ_ACCEPTED_HLS)
         else:
@@ -473,16 +519,41 @@ class CosemServer:
             return None
         if self._locked_out(self._client_sap):  # locked out by another session after this AARQ
             return None
+        if self._assoc is not None and self._assoc.mechanism == acse.MECH_HLS_ECDSA:
+            return self._hls_ecdsa_reply(sec, f_stoc)
         expected = None
-        if len(f_stoc) == 17 and f_stoc[0] == SC_AUTH:
-            expected = gmac(sec.ek, sec.ak, sec.client_title, struct.unpack(">I", f_stoc[1:5])[0], self._stoc)
+        if len(f_stoc) == 17 and f_stoc[0] == SC_AUTH | sec.suite:
+            expected = gmac(sec.ek, sec.ak, sec.client_title, struct.unpack(">I", f_stoc[1:5])[0], self._stoc,
+                            sec.suite)
         if expected is None or not gmac_matches(expected, f_stoc):
             _log.warning("HLS-GMAC: client %s (SAP %d) from %s on %s failed authentication", self.association_name,
                          self._client_sap, self.source, self.config.link_name)
             extra = self._count_failure(self._client_sap)
             self._events.record("AUTHENTICATION_FAILURES", self._client_sap, "wrong HLS-GMAC response", **extra)
             return None
-        return gmac(sec.ek, sec.ak, sec.server_title, sec.next_ic(), self._ctos)
+        return gmac(sec.ek, sec.ak, sec.server_title, sec.next_ic(), self._ctos, sec.suite)
+
+    def _hls_ecdsa_reply(self, sec: SecurityContext, f_stoc: bytes) -> bytes | None:
+        """HLS-ECDSA passes 3 and 4: check the client's signature over ST_C || ST_S || StoC ||
+        CtoS with its certificate's key, answer with the meter's over ST_S || ST_C || CtoS || StoC
+        (:mod:`meterd.cosem.ecdsa_auth`); None (a counted authentication failure) when it fails."""
+        assert sec.client_title is not None and self.pki is not None  # set when the AARQ was accepted
+        now = self.model.now_utc()
+        peer = self.pki.peer_public_key(sec.client_title, KeyUse.DIGITAL_SIGNATURE, sec.suite, now)
+        own = self.pki.own_key(KeyUse.DIGITAL_SIGNATURE, sec.suite)
+        try:
+            if peer is None or own is None:
+                raise ecdsa_auth.SignatureError("the keys of HLS-ECDSA are no longer available")
+            ecdsa_auth.verify(peer, f_stoc, ecdsa_auth.client_proof_data(sec.client_title, sec.server_title,
+                                                                         self._stoc, self._ctos), sec.suite)
+        except ecdsa_auth.SignatureError as exc:
+            _log.warning("HLS-ECDSA: client %s (SAP %d) from %s on %s failed authentication: %s",
+                         self.association_name, self._client_sap, self.source, self.config.link_name, exc)
+            extra = self._count_failure(self._client_sap)
+            self._events.record("AUTHENTICATION_FAILURES", self._client_sap, f"HLS-ECDSA: {exc}", **extra)
+            return None
+        return ecdsa_auth.sign(own, ecdsa_auth.server_proof_data(sec.server_title, sec.client_title, self._ctos,
+                                                                 self._stoc), sec.suite)
 
     def on_hls_done(self, ok: bool) -> None:
         """Called after ACTION reply_to_HLS_authentication (ignored unless HLS is pending)."""
@@ -494,8 +565,9 @@ class CosemServer:
             return
         self._association.apply(trigger)
         self.lockout.success(self._client_sap, self.source)
-        _log.info("association %s established (HLS-GMAC)", self.association_name)
-        self._events.session(True, self._client_sap, "HLS-GMAC passed", self.association_name)
+        name = MECHANISM_NAMES.get(self._assoc.mechanism if self._assoc else 0, "HLS")
+        _log.info("association %s established (%s)", self.association_name, name)
+        self._events.session(True, self._client_sap, f"{name} passed", self.association_name)
 
     def _set_status(self, status: int) -> None:
         if self._current_assoc_obj is not None:
@@ -505,7 +577,7 @@ class CosemServer:
 
     def _build_objects(self, assoc: AssociationConfig, conformance: int) -> None:
         ctx = CosemContext(
-            model=self.model, association=assoc, associations=self.config.associations,
+            model=self.model, association=assoc, associations=self._associations(),
             server_sap=self.config.server_sap, server_title=self.keys.current.server_system_title,
             conformance=conformance, max_pdu=self.config.max_pdu,
             set_clock=lambda utc: self.model.set_clock(utc, f"dlms:{assoc.name}"),
@@ -514,7 +586,9 @@ class CosemServer:
             link_name=self.config.link_name,
         )
         entries = self.registry.build(ctx)
-        overhead = CIPHER_OVERHEAD if assoc.ciphered else 0
+        overhead = 0
+        if assoc.ciphered:
+            overhead = CIPHER_OVERHEAD + (SIGNING_OVERHEAD if self.keys.current.security_suite else 0)
         # gurux never sees general block transfer: it would wrap its own GET data blocks in GBT
         # blocks inside the ciphering; the meter's GBT (gbt.py) wraps whole APDUs
         gurux_conformance = acse.wire_to_gurux_conformance(conformance & ~acse.CONF_GENERAL_BLOCK_TRANSFER)
@@ -529,7 +603,7 @@ class CosemServer:
             entries_current.objectList.clear()
             for obj in visible:
                 entries_current.objectList.append(obj)
-            entries_current.hls_reply = self._hls_reply if assoc.mechanism == acse.MECH_HLS_GMAC else None
+            entries_current.hls_reply = self._hls_reply if assoc.mechanism in MECHANISM_NAMES else None
             entries_current.associationStatus = AssociationStatus.ASSOCIATION_PENDING
 
     @staticmethod
@@ -580,7 +654,7 @@ class CosemServer:
 def build_session_factory(model: MeterModel, security_store: CounterStore, keys: KeyRing,
                           config: ServerConfig | None = None, *, clock: Clock | None = None,
                           auth_lockout: AuthLockout | None = None,
-                          event_limit: EventLimiter | None = None) -> SessionMaker:
+                          event_limit: EventLimiter | None = None, pki: Pki | None = None) -> SessionMaker:
     """A factory of fresh sessions of one link (``config``, default: a TCP wrapper link) sharing the
     model, keys, counters and object registry.
 
@@ -588,7 +662,8 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
     ``config.lockout``, kept in ``security_store`` when it stores lockouts and timed by ``clock``
     (default: the model's UTC); and one :class:`~meterd.cosem.event_limit.EventLimiter` for the
     events any client can cause (``event_limit``, or one of ``config.event_window_s`` timed by
-    ``clock``). The factory takes the session's source (see :class:`SessionMaker`).
+    ``clock``). The factory takes the session's source (see :class:`SessionMaker`). ``pki``: the
+    key pairs and certificates of security suites 1 and 2 (None: their associations are refused).
     """
     cfg = config or ServerConfig()
     if cfg.registry is None:
@@ -597,7 +672,7 @@ def build_session_factory(model: MeterModel, security_store: CounterStore, keys:
     shared_limit = event_limit or EventLimiter(clock or UtcOnlyClock(model.now_utc), cfg.event_window_s)
 
     def make(source: str = "") -> WrapperSession | HdlcSession:
-        server = CosemServer(model, keys, security_store, cfg, shared_lockout, shared_limit, source)
+        server = CosemServer(model, keys, security_store, cfg, shared_lockout, shared_limit, source, pki)
         if cfg.link == "wrapper":
             return WrapperSession(server, cfg.inactivity_timeout_s)
         return HdlcSession(server, cfg.hdlc_params, cfg.inactivity_timeout_s)

@@ -40,7 +40,10 @@ from (the TCP peer's address; a serial link's clients are the link) (``lockout_f
 Events any client can cause (refused AARQs: unknown SAP, malformed, wrong context or mechanism;
 replayed invocation counters) are recorded at most once a minute per link and event, the count of
 those not recorded going into the next one. Keys, counter store, lockouts and limits are one
-:class:`DlmsSecurity`, which this feature provides.
+:class:`DlmsSecurity`, which this feature provides. Security suites 1 and 2 (``security_suite`` in
+the keys file) take the meter's key pairs and the clients' certificates from the
+:class:`~meterd.cosem.pki.Pki` another feature provides; without one their associations are
+refused (one warning at start, one line per refused AARQ).
 
 The keys and certificates of security suites 1 and 2 live in ``dlms_pki/`` under the state
 directory (:class:`~meterd.cosem.pki_store.PkiStore`, provided as the meter's
@@ -68,6 +71,7 @@ from meterd.app.sim_lines import SimHdlcLine
 from meterd.core import event_codes
 from meterd.core.clock import Clock
 from meterd.core.events import EventRecorder
+from meterd.cosem.acse import MECH_HLS_ECDSA
 from meterd.cosem.config import LinkKind, ServerConfig
 from meterd.cosem.errors import KeyFileError
 from meterd.cosem.event_limit import EventLimiter
@@ -201,6 +205,11 @@ def pki_view(pki: Pki) -> dict[str, object]:
                  if pki.own_key(use, suite) is not None]
     return {"certificates": certificates, "key_pairs": key_pairs}
 
+def find_pki(ctx: FeatureContext) -> Pki | None:
+    """The meter's key pairs and certificates of security suites 1 and 2, when a feature
+    provides them (the registry keys them by the :class:`~meterd.cosem.pki.Pki` protocol)."""
+    return ctx.registry.find(Pki)  # type: ignore[type-abstract]  # a Protocol is the registry's key
+
 
 def legal_time(revenue: RevenueService | None) -> LegalTimeSource | None:
     """The meter's legal-time rules (read at each use: a clock-rules write applies at once), from
@@ -235,7 +244,8 @@ def session_factory(ctx: FeatureContext, link: LinkKind = "wrapper", link_name: 
                           optical=optical, lockout=sec.policy, legal=sec.legal, events=sec.events,
                           hdlc_params=hdlc, inactivity_timeout_s=inactivity_s)
     return build_session_factory(ctx.meter, sec.store, sec.keys, config,
-                                 auth_lockout=sec.auth_lockout(link_name), event_limit=sec.event_limiter(link_name))
+                                 auth_lockout=sec.auth_lockout(link_name), event_limit=sec.event_limiter(link_name),
+                                 pki=find_pki(ctx))
 
 
 async def start(ctx: FeatureContext) -> None:
@@ -246,6 +256,10 @@ async def start(ctx: FeatureContext) -> None:
     cfg = ctx.cfg.dlms
     board = interface_board(ctx)
     registry = registry_for(ctx)
+    keys = ctx.registry.need(DlmsSecurity, by="dlms").keys.current
+    if keys.security_suite and find_pki(ctx) is None:
+        log.warning("DLMS security suite %d configured but no key pairs and certificates (PKI) are available: "
+                    "ciphered associations are refused", keys.security_suite)
     if cfg.tcp_port >= 0 and cfg.tcp_host:
         what = f"DLMS wrapper on TCP {cfg.tcp_host}:{cfg.tcp_port}"
         try:
@@ -259,7 +273,9 @@ async def start(ctx: FeatureContext) -> None:
         else:
             board.on("dlms_tcp", what)
             ctx.links.append(server)
-            ctx.info["dlms_tcp"] = f"{cfg.tcp_host}:{server.port} (wrapper; SAP 16 public, 17 LLS, 1 HLS-GMAC)"
+            hls = "HLS-ECDSA" if keys.mechanism == MECH_HLS_ECDSA else "HLS-GMAC"
+            ctx.info["dlms_tcp"] = (f"{cfg.tcp_host}:{server.port} (wrapper; SAP 16 public, 17 LLS, 1 {hls}, "
+                                    f"suite {keys.security_suite})")
     for kind, port in (("dlms_hdlc", cfg.hdlc_port), ("dlms_optical", cfg.optical_port)):
         if not port:
             continue

@@ -15,7 +15,7 @@ from pathlib import Path
 from meterd.cosem.pki import CertificateEntity, KeyUse
 from meterd.cosem.pki_store import PkiStore
 from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE
-from tests.pki_fakes import NOW, TestCa, client_key, der
+from tests.pki_ca import NOW, TestCa, client_key, der
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -24,7 +24,7 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from meterd.cosem.pki import KeyUse
     from meterd.cosem.pki_store import PkiStore
-    from tests.pki_fakes import NOW
+    from tests.pki_ca import NOW
 
     store = PkiStore(Path(sys.argv[1]), bytes.fromhex(sys.argv[2]))
     certs = [bytes.fromhex(line) for line in Path(sys.argv[3]).read_text().split()]

@@ -14,7 +14,7 @@ from hw import secret_file
 from meterd.cosem.pki import CertificateEntity, KeyUse, Pki, PkiError
 from meterd.cosem.pki_store import PkiStore
 from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE
-from tests.pki_fakes import DAY, NOW, TestCa, client_key, der, rsa_certificate
+from tests.pki_ca import DAY, NOW, TestCa, client_key, der, rsa_certificate
 
 
 def _mode(path) -> int:

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from meterd.app.meterctl import certificates_table
 from meterd.cosem.pki import KeyUse, Pki
 from meterd.cosem.pki_store import PkiStore
-from tests.pki_fakes import TestCa, der
+from tests.pki_ca import TestCa, der
 from tests.simmeter import SimMeter
 
 

@@ -24,7 +24,7 @@ from meterd.cosem.security_setup import security_setup_factory
 from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE, TEST_KEK, FakeMeter, ListSink, make_keyring
 from tests.dlms_gurux_client import DlmsClientError, GuruxSession, connect_in_memory
-from tests.pki_fakes import NOW, TestCa, client_key, der
+from tests.pki_ca import NOW, TestCa, client_key, der
 
 SETUP = "0.0.43.0.3.255"
 KEY_CHANGED, IMPORTED, REMOVED, GENERATED = (event_codes.code(n) for n in (
