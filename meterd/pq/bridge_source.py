@@ -1,9 +1,9 @@
 """The waveform bridge as a :class:`meterd.pq.source.WaveformSource` (docs/waveform-bridge.md).
 
-The frames are decoded by :class:`meterd.pq.bridge_frames.BridgeDecoder`. A :class:`BridgeLink` hands over the bytes the bridge sent (``hw.waveform_bridge.BridgeReceiver``
-on the meter: a thread draining the USB CDC device). :class:`BridgeWaveformSource` decodes them,
-turns the chip's codes into volts and
-amps and returns blocks of consecutive samples:
+A :class:`BridgeLink` hands over the bytes the bridge sent (``hw.waveform_bridge.BridgeReceiver``
+on the meter: a thread draining the USB CDC device). :class:`BridgeWaveformSource` decodes them
+(:class:`meterd.pq.bridge_frames.BridgeDecoder`), turns the chip's codes into volts and amps and
+returns blocks of consecutive samples:
 
 * **sample loss**: the frames carry the index of their first sample set (an 8 kHz count of every
   set the chip clocked out, unwrapped from 32 bits here). Sets lost anywhere (dropped by the
@@ -30,6 +30,7 @@ anchor is late by the bridge's latency, 4 ms a frame plus at most one USB frame)
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 from collections.abc import Callable
@@ -38,6 +39,15 @@ from typing import Protocol
 
 import numpy as np
 
+from meterd.pq.bridge_frames import (
+    FLAG_OVERRUN,
+    FLAG_RESTART,
+    FLAG_SYNC_LOST,
+    BridgeDecoder,
+    BridgeFrame,
+    channels_of,
+    width_of,
+)
 from meterd.pq.errors import SampleStreamError
 from meterd.pq.source import (
     DEFAULT_SAMPLE_RATE_HZ,
@@ -51,15 +61,6 @@ from meterd.pq.source import (
     ROW_U3,
     FloatArray,
     WaveformBlock,
-)
-from meterd.pq.bridge_frames import (
-    FLAG_OVERRUN,
-    FLAG_RESTART,
-    FLAG_SYNC_LOST,
-    BridgeDecoder,
-    BridgeFrame,
-    channels_of,
-    width_of,
 )
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,15 @@ class BridgeScale:
 
     volts_per_code: float = 2 * 52800 / 32768 / 100 / 256
     amps_per_code: float = 2 * 2 * 30000 / 32768 / 1000 / 256
+
+    @classmethod
+    def nominal(cls, current_scale: int, volts_per_code: float | None = None,
+                amps_per_code: float = 0.0) -> BridgeScale:
+        """The scale of a board with ``current_scale`` (the chip sees I / k): ``amps_per_code`` when
+        given (non-zero), else the chip's sample unit times k; ``volts_per_code`` when given."""
+        unit = 2 * 30000 / 32768 / 1000 / 256
+        return cls(volts_per_code if volts_per_code is not None else cls().volts_per_code,
+                   amps_per_code if amps_per_code > 0 else unit * current_scale)
 
     def for_width(self, width: int) -> tuple[float, float]:
         """(V, A) per code for samples of ``width`` bytes (the scale is given for 3)."""
@@ -160,9 +170,21 @@ class BridgeWaveformSource:
         return self._live
 
     @property
+    def link(self) -> BridgeLink:
+        """The link the bytes come from."""
+        return self._link
+
+    @property
     def decoder(self) -> BridgeDecoder:
         """The frame decoder (its CRC, header and discard counters)."""
         return self._decoder
+
+    def status(self) -> dict[str, object]:
+        """Live or off (with the reason), and the counters of the source and its decoder."""
+        dec = self._decoder
+        return {"live": self._live, "off_reason": "" if self._live else self.off_reason,
+                **dataclasses.asdict(self.counters), "crc_errors": dec.crc_errors,
+                "header_errors": dec.header_errors, "bytes_discarded": dec.bytes_discarded}
 
     def read_block(self, max_samples: int = 8000) -> WaveformBlock | None:
         """The next run of consecutive samples (at most ``max_samples``), or None when none is ready.
@@ -217,8 +239,7 @@ class BridgeWaveformSource:
             return
         c.frames += 1
         self._last_frame_mono = self._mono()
-        if frame.flags & FLAG_RESTART and self._next_index is not None:
-            c.restarts += 1
+        if frame.flags & FLAG_RESTART:
             self._restart_stream()
         if self._seq is not None:
             c.lost_frames += (frame.seq - self._seq - 1) & 0xFFFF
@@ -246,8 +267,7 @@ class BridgeWaveformSource:
             step = (raw - self._raw_next) % _INDEX_MOD
             if step < _INDEX_MOD // 2:
                 return self._next_index + step
-            self.counters.restarts += 1  # behind what was taken in: the bridge counts afresh
-            self._restart_stream()
+            self._restart_stream()  # behind what was taken in: the bridge counts afresh
         return raw if self._resume_at is None else self._resume_at
 
     def _restart_stream(self) -> None:
@@ -255,6 +275,7 @@ class BridgeWaveformSource:
         monitor restarts at, and is dated afresh."""
         self._seal()
         if self._next_index is not None:
+            self.counters.restarts += 1
             self._resume_at = self._next_index + int(self._fs)
         self._next_index = None
         self._raw_next = None

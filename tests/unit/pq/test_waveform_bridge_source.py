@@ -167,7 +167,7 @@ def test_unplugged_switches_off_with_one_log_line_and_replugged_resumes(caplog: 
         assert len(off) == 1 and "unplugged" in off[0] and "indicative" in off[0]
         world.replug()
         blocks = world.run(3.5, mon)
-    assert world.source.live and world.source.counters.switched_off == 1
+    assert world.source.live and world.source.counters.switched_off == 1 and world.source.counters.restarts == 1
     assert "waveform bridge on" in caplog.records[-1].getMessage()
     # the restarted count continues the meter's indices after a gap, dated by the meter's UTC
     assert blocks[0].first_index == first[-1].end_index + FS
