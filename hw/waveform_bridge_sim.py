@@ -6,7 +6,8 @@ sample sets, behind a pty that stands for the USB CDC device (docs/waveform-brid
   unit the meter's default scale assumes (``VOLTS_PER_CODE``, ``AMPS_PER_CODE``: the chip's
   SagTh unit at the nominal gains, 1/256 per 24-bit code, currents through a current scale of 2).
 * :class:`SimBridge` is the firmware's framing: 32 sets a frame (4 ms), sequence numbers, the
-  32-bit set index, CRC-32; a bounded send buffer like the RP2040's (``buffer_bytes``): when the
+  32-bit set index, CRC-32; a bounded send buffer like the RP2040's (``buffer_bytes``, 96 KiB:
+  its DMA ring and send queue): when the
   host does not read, sets are dropped and the next frame says OVERRUN. Faults the tests ask
   for: frames lost in transit, bytes corrupted on the way, the DMA framing lost (a set dropped,
   SYNC_LOST on the next frame).
@@ -95,7 +96,7 @@ class SimBridge:
     """
 
     def __init__(self, payload: Callable[[int, int], bytes], sets_per_frame: int = SETS_PER_FRAME,
-                 buffer_bytes: int = 128 * 1024, seed: int = 0) -> None:
+                 buffer_bytes: int = 96 * 1024, seed: int = 0) -> None:
         self._payload = payload
         self.sets_per_frame = sets_per_frame
         self.buffer_bytes = buffer_bytes

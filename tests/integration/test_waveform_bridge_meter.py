@@ -64,7 +64,7 @@ class Rig:
 
     def send_until(self, index: int) -> None:
         """The bridge samples up to set ``index`` and the host fetches as it goes (every 0.1 s of
-        sets: the bridge's buffer holds 0.75 s), until the receiver has read every byte."""
+        sets: the bridge's buffer holds 0.57 s), until the receiver has read every byte."""
         while self.bridge.next_index + self.bridge.sets_per_frame <= index:
             self.bridge.sample_to(min(index, self.bridge.next_index + SAMPLE_RATE_HZ // 10))
             while self.bridge.buffered:

@@ -146,7 +146,7 @@ def test_lost_dma_framing_is_counted_and_the_dropped_set_is_a_gap(caplog: pytest
 def test_an_unread_bridge_overruns_and_says_so() -> None:
     world = World()
     world.run(0.5)
-    world.t += 2.0  # two seconds not fetched: 346 kB > the bridge's 128 KiB
+    world.t += 2.0  # two seconds not fetched: 346 kB > the bridge's 96 KiB
     world.bridge.sample_to(round(world.t * FS))
     world.link.data += world.bridge.take()
     world.run(0.5)
