@@ -135,6 +135,26 @@ class BridgeCounters:
     switched_off: int = 0
 
 
+@dataclass(frozen=True)
+class BridgeStatus:
+    """The source's state for the status view: live, why it is off, the counters of
+    :class:`BridgeCounters` and of the decoder."""
+
+    live: bool
+    off_reason: str
+    frames: int
+    lost_frames: int
+    lost_sets: int
+    sync_losses: int
+    overruns: int
+    restarts: int
+    format_errors: int
+    switched_off: int
+    crc_errors: int
+    header_errors: int
+    bytes_discarded: int
+
+
 class BridgeWaveformSource:
     """Gapless waveform blocks from the waveform bridge; off (``live`` false) when it fails."""
 
@@ -179,12 +199,12 @@ class BridgeWaveformSource:
         """The frame decoder (its CRC, header and discard counters)."""
         return self._decoder
 
-    def status(self) -> dict[str, object]:
+    def status(self) -> BridgeStatus:
         """Live or off (with the reason), and the counters of the source and its decoder."""
         dec = self._decoder
-        return {"live": self._live, "off_reason": "" if self._live else self.off_reason,
-                **dataclasses.asdict(self.counters), "crc_errors": dec.crc_errors,
-                "header_errors": dec.header_errors, "bytes_discarded": dec.bytes_discarded}
+        return BridgeStatus(live=self._live, off_reason="" if self._live else self.off_reason,
+                            crc_errors=dec.crc_errors, header_errors=dec.header_errors,
+                            bytes_discarded=dec.bytes_discarded, **dataclasses.asdict(self.counters))
 
     def read_block(self, max_samples: int = 8000) -> WaveformBlock | None:
         """The next run of consecutive samples (at most ``max_samples``), or None when none is ready.

@@ -40,6 +40,7 @@ voltage (dip, swell, interruption, hysteresis, under/over-voltage) with minimum 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,7 +133,7 @@ def attach(ctx: FeatureContext) -> None:
     bridge = ctx.registry.find(BridgeWaveformSource) if source == "bridge" else None
     if bridge is not None:
         ctx.status_extras["power_quality"] = lambda: {**pq_view(service, source, timer.view()),
-                                                      "bridge": bridge.status()}
+                                                      "bridge": dataclasses.asdict(bridge.status())}
     else:
         ctx.status_extras["power_quality"] = lambda: pq_view(service, source, timer.view())
     ctx.api.route("GET", "/pq", lambda _body: (200, pq_view(service, source, timer.view(), detail=True)))
