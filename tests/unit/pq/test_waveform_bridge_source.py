@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hw.sim.grid import Grid, GridState, Harmonic, PhaseState
-from hw.waveform_bridge_sim import SimBridge, SimDmaChip
+from hw.waveform_bridge_sim import SimBridge, SimDmaChip, encode_frame
 from meterd.pq.bridge_source import BridgeWaveformSource
 from meterd.pq.monitor import PqMonitor
 from meterd.pq.source import WaveformBlock
@@ -191,3 +191,26 @@ def test_a_stalled_bridge_switches_off_and_comes_back_by_itself(caplog: pytest.L
     assert blocks[0].first_index == resumed_at  # the bridge kept its count: the monitor sees a jump
     assert world.source.counters.lost_sets == resumed_at - FS
     assert mon.latest().aggregates["150-cycle"].flagged
+
+
+def test_the_32_bit_set_index_wraps_without_a_gap() -> None:
+    world = World()
+    start = (1 << 32) - 3 * 32 - 5  # the bridge has been counting for 6.2 days
+    world.t = start / FS  # the grid's index of now is the bridge's
+    world.bridge.next_index = start
+    blocks = world.run(0.2)
+    assert blocks[0].first_index == start and blocks[-1].end_index > 1 << 32
+    assert all(a.end_index == b.first_index for a, b in zip(blocks, blocks[1:], strict=False))
+    assert world.source.counters.lost_sets == 0 and world.source.counters.restarts == 0
+
+
+def test_a_frame_with_another_channel_selection_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    world = World()
+    world.run(0.1)
+    seen = world.source.counters.frames
+    # the chip's default DMACtrl: no I4, so every later channel would sit in the wrong row
+    world.link.data += encode_frame(world.bridge.seq, 0, world.bridge.next_index, 1, b"\x00" * 18, dma_ctrl=0x7E44)
+    with caplog.at_level(logging.WARNING, logger="meterd.pq.bridge_source"):
+        assert world.source.read_block() is None
+    assert world.source.counters.format_errors == 1 and world.source.counters.frames == seen
+    assert "DMACtrl 0x7E44" in caplog.text
