@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= var/run-sim
 JOBS ?= 2
 
-.PHONY: all setup run test soak lint bench bundle clean
+.PHONY: all setup run test soak lint bench bundle bridge-firmware clean
 
 all: test
 
@@ -19,9 +19,11 @@ all: test
 # accuracy report's tests (poppler-utils); RAUC and squashfs-tools for the A/B update bundles, chrony
 # for trusted time, and a D-Bus daemon with the headers dbus-python builds against (the ModemManager
 # stand-in of the communications tests), with the compiler and Python headers
-# its build needs (dbus-python ships no wheels).
+# its build needs (dbus-python ships no wheels), and the ARM cross compiler of the waveform
+# bridge's RP2040 firmware.
 SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools e2fsprogs \
-	chromium chromium-driver poppler-utils rauc squashfs-tools chrony dbus libdbus-1-dev libglib2.0-dev pkg-config gcc python3-dev
+	chromium chromium-driver poppler-utils rauc squashfs-tools chrony dbus libdbus-1-dev libglib2.0-dev pkg-config gcc python3-dev \
+	gcc-arm-none-eabi
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3 is required (apt-get install python3 python3-venv)"; exit 1; }
@@ -62,6 +64,12 @@ bundle:
 		$(if $(ROOTFS),--rootfs $(ROOTFS),--size-mb $(BUNDLE_MB)) \
 		$(if $(SIGNING_CERT),--cert $(SIGNING_CERT) --key $(SIGNING_KEY)) \
 		$(if $(ENCRYPT_TO),--encrypt-to $(ENCRYPT_TO))
+
+# The waveform bridge's RP2040 firmware (docs/waveform-bridge.md): firmware/waveform-bridge/build/
+# waveform-bridge.uf2, and the host check of its framing.
+bridge-firmware:
+	@command -v arm-none-eabi-gcc >/dev/null || bash tools/sysdeps.sh gcc-arm-none-eabi
+	$(MAKE) -C firmware/waveform-bridge
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

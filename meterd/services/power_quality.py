@@ -277,12 +277,17 @@ class PowerQualityService:
         self.recent: deque[PqEvent] = deque(maxlen=keep_events)
         self.event_count = 0
         self._chip_values: PqValues | None = None
+        self._stream_live = True
         self._last_ten: _dt.datetime | None = self.profile.last_utc()
 
     @property
     def indicative(self) -> bool:
-        """True when the values come from the chip's registers (no waveform stream)."""
-        return self.monitor is None
+        """True when the values come from the chip's registers (no waveform stream, or it is off)."""
+        return self.monitor is None or not self._stream_live
+
+    def set_stream_live(self, live: bool) -> None:
+        """Whether the waveform stream delivers; while it does not, the chip's values stand in."""
+        self._stream_live = live
 
     def feed(self, block: WaveformBlock) -> list[PqEvent]:
         """Analyse one block; record the events that ended and the new 10-min row."""
@@ -328,6 +333,6 @@ class PowerQualityService:
 
     def values(self) -> PqValues:
         """The latest values: from the analysis, or the chip's (indicative), or empty."""
-        if self.monitor is not None:
+        if self.monitor is not None and self._stream_live:
             return self.monitor.latest()
         return self._chip_values or PqValues(indicative=True)

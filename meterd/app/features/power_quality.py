@@ -13,6 +13,12 @@ Wires :class:`meterd.services.power_quality.PowerQualityService` into the daemon
   (0.512 s, :class:`~meterd.bridge.chip_pq.ChipPq`) gives harmonic ratios of orders 2–32 per channel and the THD+N registers the THD; the
   values are marked indicative (:func:`meterd.pq.monitor.indicative_from_chip`) and there are no
   IEC events; ``auto`` picks ``waveform`` when a waveform source exists, else ``chip``;
+* source ``bridge`` (a Pi with the waveform bridge, docs/waveform-bridge.md): the samples of the
+  waveform chip's DMA stream from the bridge's USB CDC device ``bridge_device``, drained by a
+  thread (:class:`hw.waveform_bridge.BridgeReceiver`) and decoded by
+  :class:`meterd.pq.bridge_source.BridgeWaveformSource` (provided in the registry); while the
+  bridge is off (unplugged, stalled for ``bridge_stall_s``) the chip's indicative values stand in,
+  and the analysis resumes by itself when frames come back;
 * COSEM objects from :mod:`meterd.cosem.objects_pq` (THD, harmonics 2–50, Pst/Plt, 10-min
   RMS, the PQ profile 1-0:99.14.0.255 also in ``ctx.meter.profiles``) and
   :mod:`meterd.cosem.objects_pq_quantities` (unbalance, THD40, PWHD, interharmonics); provides the
@@ -31,11 +37,15 @@ voltage (dip, swell, interruption, hysteresis, under/over-voltage) with minimum 
 three-phase four-wire supply (3P4W), 1 for single-phase two-wire (1P2W: U1, I1 and IN are
 measured, events, flicker, frequency and aggregates are those of L1, there is no unbalance, and
 the DLMS objects, the PQ profile and ``meterctl pq`` show L1 only; in simulation the grid is wired
-alike, L2 and L3 dark).
+alike, L2 and L3 dark); for the bridge
+``bridge_device``, ``bridge_stall_s``, ``bridge_retry_s`` (s) and the code scales
+``bridge_volts_per_code`` (V) and ``bridge_amps_per_code`` (A; 0: the chip's sample unit through
+``[frontend] current_scale``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +58,7 @@ from meterd.bridge.chip_pq import ChipPq
 from meterd.core.events import EventRecorder
 from meterd.cosem.objects_pq import pq_factory
 from meterd.cosem.objects_pq_quantities import quantities_factory
+from meterd.pq.bridge_source import BridgeScale, BridgeWaveformSource
 from meterd.pq.errors import PqConfigError
 from meterd.pq.monitor import PqMonitor
 from meterd.pq.settings import PqSettings
@@ -62,7 +73,7 @@ class PowerQualitySection:
     """``[power_quality]``: chain on/off, source, event thresholds (% of Un), durations (s)."""
 
     enabled: bool = True
-    source: str = field(default="auto", metadata=choices("auto", "waveform", "chip"))
+    source: str = field(default="auto", metadata=choices("auto", "waveform", "chip", "bridge"))
     dip_threshold_pct: float = field(default=90.0, metadata=rng(1, 99))
     swell_threshold_pct: float = field(default=110.0, metadata=rng(101, 200))
     interruption_threshold_pct: float = field(default=5.0, metadata=rng(1, 50))
@@ -75,6 +86,11 @@ class PowerQualitySection:
     chip_period_s: float = field(default=10.0, metadata=rng(1, 3600))
     profile_depth: int = field(default=1008, metadata=rng(6, 100_000))
     phases: int = field(default=3, metadata=choices(3, 1))
+    bridge_device: str = "/dev/pmm-waveform-bridge"
+    bridge_stall_s: float = field(default=2.0, metadata=rng(0.1, 60))
+    bridge_retry_s: float = field(default=2.0, metadata=rng(0.01, 600))
+    bridge_volts_per_code: float = field(default=BridgeScale().volts_per_code, metadata=rng(1e-9, 1))
+    bridge_amps_per_code: float = field(default=0.0, metadata=rng(0, 1))
 
     def pq_settings(self, nominal_voltage_v: float, frequency_hz: float) -> PqSettings:
         """The monitor's settings at the meter's nominal voltage (V) and frequency (Hz)."""
@@ -111,7 +127,7 @@ def attach(ctx: FeatureContext) -> None:
         raise ValueError("power_quality.source = waveform needs a waveform stream (the simulated grid)")
     events = ctx.registry.need(EventRecorder, by="power_quality")
     settings = section.pq_settings(cfg.meter.nominal_voltage_v, cfg.meter.frequency_hz)
-    monitor = PqMonitor(settings) if source == "waveform" else None
+    monitor = PqMonitor(settings) if source in ("waveform", "bridge") else None
     store = SqlitePqStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
     ctx.closers.append(store.close)
     if hw.sim is not None and settings.phases == 1:
@@ -120,13 +136,19 @@ def attach(ctx: FeatureContext) -> None:
     service = PowerQualityService(monitor, events, section.profile_depth, store=store, pst_store=store,
                                   phases=settings.phases)
     timer = CycleTimer()
-    ctx.cycle_hooks.append(_timed(timer, _waveform_feed(ctx, section, service) if monitor is not None
-                                  else _chip_feed(ctx, section, service)))
+    feed = (_bridge_feed(ctx, section, service) if source == "bridge"
+            else _waveform_feed(ctx, section, service) if monitor is not None else _chip_feed(ctx, section, service))
+    ctx.cycle_hooks.append(_timed(timer, feed))
     ctx.meter.profiles[PQ_PROFILE_OBIS] = service.profile
     ctx.registry.provide(PowerQualityService, service, by="power_quality")
     ctx.cosem_factories.append(pq_factory(service))
     ctx.cosem_factories.append(quantities_factory(service))
-    ctx.status_extras["power_quality"] = lambda: pq_view(service, source, timer.view())
+    bridge = ctx.registry.find(BridgeWaveformSource) if source == "bridge" else None
+    if bridge is not None:
+        ctx.status_extras["power_quality"] = lambda: {**pq_view(service, source, timer.view()),
+                                                      "bridge": dataclasses.asdict(bridge.status())}
+    else:
+        ctx.status_extras["power_quality"] = lambda: pq_view(service, source, timer.view())
     ctx.api.route("GET", "/pq", lambda _body: (200, pq_view(service, source, timer.view(), detail=True)))
     ctx.info["power_quality"] = ("waveform analysis (IEC 61000-4-30 methods, 8 kHz)" if monitor is not None
                                  else "chip THD+N and DFT registers (indicative)")
@@ -143,6 +165,29 @@ def _waveform_feed(ctx: FeatureContext, section: PowerQualitySection,
         block = waveform.read_block()
         if block is not None:
             service.feed(block)
+    return feed
+
+
+def _bridge_feed(ctx: FeatureContext, section: PowerQualitySection,
+                 service: PowerQualityService) -> Callable[[], None]:
+    """Each cycle: the bridge's samples into the monitor; the chip's indicative values while it is off."""
+    from hw.waveform_bridge import BridgeReceiver  # the device is opened only with a bridge configured
+
+    receiver = BridgeReceiver(section.bridge_device, retry_s=section.bridge_retry_s)
+    ctx.closers.append(receiver.close)
+    receiver.start()
+    scale = BridgeScale.nominal(ctx.cfg.frontend.current_scale, section.bridge_volts_per_code,
+                                section.bridge_amps_per_code)
+    source = BridgeWaveformSource(receiver, ctx.clock.mono, ctx.clock.utc, scale, stall_s=section.bridge_stall_s)
+    ctx.registry.provide(BridgeWaveformSource, source, by="power_quality")
+    chip = _chip_feed(ctx, section, service)
+
+    def feed() -> None:
+        while (block := source.read_block()) is not None:
+            service.feed(block)
+        service.set_stream_live(source.live)
+        if not source.live:
+            chip()
     return feed
 
 
