@@ -285,7 +285,10 @@ def udev_rules() -> list[dict[str, tuple[str, str]]]:
 def test_udev_rules_give_stable_names_and_groups():
     rules = udev_rules()
     links = {r["SYMLINK"][1]: r for r in rules if "SYMLINK" in r}
-    assert set(links) == {"meter-rs485", "meter-optical", "meter-ciu"}
+    assert set(links) == {"meter-rs485", "meter-optical", "meter-ciu", "pmm-waveform-bridge"}
+    bridge = links["pmm-waveform-bridge"]
+    assert bridge["ATTRS{product}"] == ("==", "PMM waveform bridge")  # the string the bridge's firmware reports
+    assert bridge["ENV{ID_MM_DEVICE_IGNORE}"] == ("=", "1")
     assert links["meter-optical"]["KERNELS"] == ("==", "fe201000.serial")  # uart0
     assert links["meter-rs485"]["KERNELS"] == ("==", "fe201600.serial")  # uart3
     assert links["meter-ciu"]["KERNELS"] == ("==", "fe201a00.serial")  # uart5
