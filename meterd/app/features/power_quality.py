@@ -20,6 +20,15 @@ Wires :class:`meterd.services.power_quality.PowerQualityService` into the daemon
   ``profile_depth``, versioned schema: :class:`meterd.store.profile_store.SqlitePqStore`),
   restored at start; beside them the exact Pst of the last 2 h (one transaction per 10-min
   interval), from which the running 2-h Plt interval is restored at start;
+* EN 50160 (:mod:`meterd.services.pq_week`, waveform source only): the weekly statistics and
+  verdict of each week, event 187 when a week closes not compliant, ``GET /pq/en50160``;
+* interruptions while the meter was unpowered (the supervision's
+  :class:`~meterd.core.power_fail.PowerFailure` of this start) entered once into the PQ
+  interruption records (:mod:`meterd.services.pq_interruptions`);
+* PQ thresholds written at run time over DLMS (management association,
+  :mod:`meterd.cosem.objects_pq_week`) or ``POST /pq/thresholds`` (control role), validated,
+  kept in ``pq.db``, applied to the running monitor and evented (186)
+  (:mod:`meterd.services.pq_thresholds`); the values written override the section's;
 * ``status_extras["power_quality"]``: source, ``indicative``, THD per channel, frequency, Pst, Plt,
   active and recent events and the analysis time per cycle (ms, mean and max); ``GET /pq``
   (:mod:`meterd.api.pq_views`).
@@ -35,20 +44,25 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from meterd.api.pq_views import pq_view
+from meterd.api.pq_views import pq_view, pq_week_routes
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.sim_adapters import GridWaveformSource
 from meterd.bridge.chip_pq import ChipPq
 from meterd.core.events import EventRecorder
+from meterd.core.power_fail import PowerFailure
 from meterd.cosem.objects_pq import pq_factory
+from meterd.cosem.objects_pq_week import pq_week_factory
 from meterd.pq.errors import PqConfigError
 from meterd.pq.monitor import PqMonitor
 from meterd.pq.settings import PqSettings
 from meterd.runtime.cycle_timer import CycleTimer
 from meterd.services.metering import CycleResult
 from meterd.services.power_quality import PQ_PROFILE_OBIS, PowerQualityService
-from meterd.store.profile_store import SqlitePqStore
+from meterd.services.pq_interruptions import InterruptionLog
+from meterd.services.pq_thresholds import PqThresholds
+from meterd.services.pq_week import WeekTracker
+from meterd.store.pq_store import SqlitePqWeekStore
 
 
 @dataclass(frozen=True)
@@ -102,17 +116,30 @@ def attach(ctx: FeatureContext) -> None:
     if source == "waveform" and hw.sim is None:
         raise ValueError("power_quality.source = waveform needs a waveform stream (the simulated grid)")
     events = ctx.registry.need(EventRecorder, by="power_quality")
-    settings = section.pq_settings(cfg.meter.nominal_voltage_v, cfg.meter.frequency_hz)
-    monitor = PqMonitor(settings) if source == "waveform" else None
-    store = SqlitePqStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
+    store = SqlitePqWeekStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
     ctx.closers.append(store.close)
-    service = PowerQualityService(monitor, events, section.profile_depth, store=store, pst_store=store)
+    thresholds = PqThresholds(section.pq_settings(cfg.meter.nominal_voltage_v, cfg.meter.frequency_hz), store,
+                              events)
+    monitor = PqMonitor(thresholds.settings) if source == "waveform" else None
+    if monitor is not None:
+        thresholds.apply = monitor.apply_settings
+    interruptions = InterruptionLog(store, events, ctx.clock.utc())
+    failure = ctx.registry.find(PowerFailure)  # the outage that stopped the meter (supervision)
+    if failure is not None:
+        interruptions.from_power_failure(failure)
+    week = WeekTracker(store, events, interruptions.counts) if monitor is not None else None
+    if week is not None:
+        ctx.closers.append(week.flush)  # closers run last-in first: before the store closes
+    service = PowerQualityService(monitor, events, section.profile_depth, store=store, pst_store=store,
+                                  week=week, interruptions=interruptions)
     timer = CycleTimer()
     ctx.cycle_hooks.append(_timed(timer, _waveform_feed(ctx, section, service) if monitor is not None
                                   else _chip_feed(ctx, section, service)))
     ctx.meter.profiles[PQ_PROFILE_OBIS] = service.profile
     ctx.registry.provide(PowerQualityService, service, by="power_quality")
     ctx.cosem_factories.append(pq_factory(service))
+    ctx.cosem_factories.append(pq_week_factory(thresholds, week))
+    pq_week_routes(ctx.api, thresholds, week, ctx.clock.utc)
     ctx.status_extras["power_quality"] = lambda: pq_view(service, source, timer.view())
     ctx.api.route("GET", "/pq", lambda _body: (200, pq_view(service, source, timer.view(), detail=True)))
     ctx.info["power_quality"] = ("waveform analysis (IEC 61000-4-30 methods, 8 kHz)" if monitor is not None
