@@ -27,7 +27,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from meterd.pq.en50160 import LimitResult, Quantity, Sample, Verdict, WeekRecord
+from meterd.pq.en50160 import LIMITS, LimitResult, Quantity, Sample, Verdict, WeekRecord
 from meterd.services.pq_interruptions import InterruptionRecord
 from meterd.services.pq_week import StoredInterval
 from meterd.store.profile_store import SqlitePqStore, from_us, to_us
@@ -50,6 +50,7 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS pq_thresholds (name TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID",
 )
 INTERRUPTIONS_KEEP_S = 400 * 86400
+_ORDER = {limit.key: i for i, limit in enumerate(LIMITS)}
 
 
 def pack_samples(samples: Sequence[Sample]) -> bytes:
@@ -137,8 +138,9 @@ class SqlitePqWeekStore(SqlitePqStore):
         for start, end, verdict, intervals, flagged, short, long_ in reversed(weeks):
             rows = self._conn.execute("SELECT key, verdict, within_pct, p95, p5, n_values, n_flagged, n_outside,"
                                       " worst_phase FROM pq_week_results WHERE start_us = ?", (start,)).fetchall()
-            results = tuple(LimitResult(k, Verdict(v), w, p95, p5, n, nf, no, wp)
-                            for k, v, w, p95, p5, n, nf, no, wp in rows)
+            results = tuple(sorted((LimitResult(k, Verdict(v), w, p95, p5, n, nf, no, wp)
+                                    for k, v, w, p95, p5, n, nf, no, wp in rows),
+                                   key=lambda r: _ORDER.get(r.key, len(_ORDER))))  # the table's order
             out.append(WeekRecord(from_us(start), from_us(end), Verdict(verdict), results, intervals, flagged,
                                   short, long_))
         return out
