@@ -34,7 +34,7 @@ from typing import Protocol
 from meterd.core import event_codes as ec
 from meterd.core.model import CaptureColumn, ProfileRow
 from meterd.core.ports import EventSink
-from meterd.pq.aggregation import Aggregate
+from meterd.pq.aggregation import TWO_HOURS_S, Aggregate
 from meterd.pq.en50160 import Sample, aggregate_samples, frequency_sample, plt_sample
 from meterd.pq.events import DIP, INTERRUPTION, OVERVOLTAGE, SWELL, UNDERVOLTAGE, PqEvent
 from meterd.pq.monitor import FlickerValue, PqMonitor, PqValues
@@ -250,7 +250,7 @@ class PowerQualityService:
     def _collect_plt(self, values: PqValues) -> None:
         """Keep each new 2-h Plt (released with the Pst that closes its 2-h interval) for the week."""
         for phase, pst in values.pst.items():
-            if (int(pst.end_utc.timestamp()) % 7200 or phase not in values.plt
+            if (int(pst.end_utc.timestamp()) % TWO_HOURS_S or phase not in values.plt
                     or self._plt_end.get(phase) == pst.end_utc):
                 continue
             self._plt_end[phase] = pst.end_utc

@@ -44,6 +44,8 @@ def test_a_week_closes_on_the_meter_and_reads_over_dlms_and_the_api(tmp_path: Pa
         assert record.result("frequency_always").verdict is Verdict.COMPLIANT  # within +4 %/−6 %
         assert record.verdict is Verdict.NOT_COMPLIANT and record.intervals == 1 and record.flagged_intervals == 1
         assert record.result("voltage").verdict is Verdict.NOT_MEASURED  # the partial interval is flagged
+        plt = record.result("plt")  # Monday 00:00 also ends a 2-h interval: its Plt (1 of 12 Pst) is flagged
+        assert plt.verdict is Verdict.NOT_MEASURED and plt.n_flagged == 3
         [event] = [e for e in meter.service(EventRecorder).log(LogId.POWER_QUALITY).entries() if e.code == 187]
         assert event.utc == MONDAY and "frequency" in str(event.detail["failed"])
 
