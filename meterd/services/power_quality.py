@@ -22,6 +22,12 @@ Pst (exact value, flag, end of its 10-min interval) is written durably, one tran
 interval, and at the first block after start the monitor takes back those of the 2-h interval
 running at that block's time (:meth:`~meterd.pq.monitor.PqMonitor.restore_pst`). Intervals lost in
 the outage are simply absent: that Plt is then computed from the Pst present and flagged.
+
+EN 50160: with a :class:`~meterd.services.pq_week.WeekTracker` each 10-min aggregate's samples
+(voltage, THD 2-40, harmonics 2-25), the 10-s frequency values and the 2-h Plt released since the
+previous interval go into the running week (:mod:`meterd.pq.en50160`). With an
+:class:`~meterd.services.pq_interruptions.InterruptionLog` every measured interruption is kept in
+the interruption records beside those entered from the power-fail evidence.
 """
 
 from __future__ import annotations
