@@ -147,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--log", help="one log: standard, fraud, disconnector, power_quality, communication, ...")
     al = sub.add_parser("alarms-clear", help="clear the alarm register (0-0:97.98.0.255)")
     al.add_argument("--mask", type=lambda v: int(v, 0), help="bits to clear (default all)")
-    sub.add_parser("pq", help="power quality: RMS, THD, harmonics, flicker, aggregates")
+    sub.add_parser("pq", help="power quality: RMS, THD, harmonics, flicker, aggregates, EN 50160 week verdict")
+    pqt = sub.add_parser("pq-thresholds", help="PQ event thresholds in force; --set NAME=VALUE changes them")
+    pqt.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                     help="e.g. dip_threshold_pct=85 (Udin in V, thresholds in %% of Udin, durations in s)")
     cr = sub.add_parser("credit", help="prepayment credit; switch payment mode; emergency credit")
     cr.add_argument("action", nargs="*", help="mode prepaid|postpaid, or emergency")
     rl = sub.add_parser("relay", help="relay state; local or remote disconnect/reconnect; control mode; button")
@@ -334,7 +337,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "alarms-clear":
         _print(args, _call(args, "POST", "/alarms/clear", {} if args.mask is None else {"mask": args.mask}))
     elif args.command == "pq":
-        _print(args, _call(args, "GET", "/pq"))
+        _pq(args, _call(args, "GET", "/pq"))
+    elif args.command == "pq-thresholds":
+        try:
+            changes = {k: float(v) for k, _, v in (item.partition("=") for item in args.set)}
+        except ValueError:
+            raise SystemExit(f"meterctl: --set takes NAME=NUMBER, got {' '.join(args.set)}") from None
+        _print(args, _call(args, "POST", "/pq/thresholds", changes) if changes else _call(args, "GET", "/pq/thresholds"))
     elif args.command == "push":
         _print(args, _call(args, "GET", "/push"))
     elif args.command == "api-tokens":
@@ -427,6 +436,18 @@ def _fault_params(pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             params[name] = value
     return params
+
+
+def _pq(args: argparse.Namespace, payload: dict[str, Any]) -> None:
+    """``meterctl pq``: the PQ values, then the last closed EN 50160 week's verdict per quantity."""
+    week = (payload.get("en50160") or {}).get("last_week")
+    if args.json or week is None:
+        _print(args, payload)
+        return
+    from meterd.api.pq_views import en50160_table
+
+    _print(args, {k: v for k, v in payload.items() if k != "en50160"})
+    print(en50160_table(week))
 
 
 def _print(args: argparse.Namespace, payload: dict[str, Any]) -> None:

@@ -246,6 +246,12 @@ _TABLE: tuple[EventCode, ...] = (
     EventCode(170, "PUSH_RETRIES_EXHAUSTED", "Push not delivered after its retries (kept queued)", (_C,), "project"),
     EventCode(171, "PUSH_DROPPED", "Push dropped: the push queue is full", (_C,), "project"),
     EventCode(172, "PUSH_BACKLOG_DELIVERED", "Queued pushes delivered after an outage", (_C,), "project"),
+    # --- project codes, second block: power-quality settings and statistics (186-187;
+    # meterd.services.pq_thresholds, .pq_week) ---
+    EventCode(186, "PQ_THRESHOLDS_CHANGED", "Power-quality thresholds changed (old -> new in the detail)", (_Q, _S),
+              "project"),
+    EventCode(187, "EN50160_WEEK_NOT_COMPLIANT", "EN 50160 week closed not compliant (limits not met in the detail)",
+              (_Q,), "project"),
     # --- project codes: security log ---
     EventCode(250, "ASSOCIATION_REJECTED", "Association rejected", (_X,), "project"),
     EventCode(251, "FRAME_COUNTER_RESERVED", "Invocation counter range reserved", (_X,), "project"),

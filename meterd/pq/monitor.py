@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from meterd.pq.aggregation import TEN_MIN_S, TWO_HOURS_S, Aggregate, Aggregator, WindowValues
-from meterd.pq.errors import SampleStreamError
+from meterd.pq.errors import PqConfigError, SampleStreamError
 from meterd.pq.events import PqEvent, RmsEventDetector, SustainedDetector, phase_of_row
 from meterd.pq.flicker import SETTLING_S, Flickermeter, plt_from_pst, pst_from_pinst
 from meterd.pq.frequency import FrequencyValue, TenSecondFrequency
@@ -187,7 +187,36 @@ class PqMonitor:
         self._new_pst: deque[FlickerValue] = deque(
             maxlen=TWO_HOURS_S // TEN_MIN_S * len(self.settings.voltage_rows))
         self._expected_index: int | None = None
+        self._next_settings: PqSettings | None = None
         self._reset_stream(0)
+
+    def apply_settings(self, settings: PqSettings) -> None:
+        """Take new event thresholds and Udin at run time (already validated by :class:`PqSettings`).
+
+        They apply from the first block that starts with no dip, swell or interruption in
+        progress (an event ends by the rules it started with), without restarting the stream;
+        a sustained under/over-voltage in progress then starts its timing again. Only the
+        thresholds, hysteresis, minimum durations and Udin may change: the nominal frequency,
+        sample rate, lamp model and phase configuration need a restart (PqConfigError).
+        """
+        s = self.settings
+        fixed = ("f_nom_hz", "sample_rate_hz", "lamp_model", "phases", "min_current_for_thd_a")
+        changed = [name for name in fixed if getattr(settings, name) != getattr(s, name)]
+        if changed:
+            raise PqConfigError(f"{', '.join(changed)}: cannot change while running")
+        self._next_settings = settings
+
+    def _swap_settings(self) -> None:
+        """Install the pending settings between two blocks (see :meth:`apply_settings`)."""
+        s = self._next_settings
+        if s is None or self._events.active_kinds():
+            return
+        closed = self._events.closed
+        self.settings, self._next_settings = s, None
+        self._events = RmsEventDetector(s, self._timebase.utc, self._fs)
+        self._events.closed = closed  # the finished events still flag the windows they touched
+        self._sustained = SustainedDetector(s, self._timebase.utc, self._fs)
+        self._aggregator._udin = s.udin_v  # the deviations of the intervals begun from now on
 
     def _reset_stream(self, next_index: int) -> None:
         """(Re)start the sample-level state: at start-up and after a gap in the sample indices."""
@@ -229,6 +258,7 @@ class PqMonitor:
         return events
 
     def _feed(self, block: WaveformBlock) -> list[PqEvent]:
+        self._swap_settings()
         if block.sample_rate_hz != self._fs:
             raise SampleStreamError(f"sample rate {block.sample_rate_hz} Hz, expected {self._fs} Hz")
         if self._expected_index is not None and block.first_index != self._expected_index:

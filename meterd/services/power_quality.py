@@ -27,6 +27,12 @@ Pst (exact value, flag, end of its 10-min interval) is written durably, one tran
 interval, and at the first block after start the monitor takes back those of the 2-h interval
 running at that block's time (:meth:`~meterd.pq.monitor.PqMonitor.restore_pst`). Intervals lost in
 the outage are simply absent: that Plt is then computed from the Pst present and flagged.
+
+EN 50160: with a :class:`~meterd.services.pq_week.WeekTracker` each 10-min aggregate's samples
+(voltage, THD 2-40, harmonics 2-25), the 10-s frequency values and the 2-h Plt released since the
+previous interval go into the running week (:mod:`meterd.pq.en50160`). With an
+:class:`~meterd.services.pq_interruptions.InterruptionLog` every measured interruption is kept in
+the interruption records beside those entered from the power-fail evidence.
 """
 
 from __future__ import annotations
@@ -39,10 +45,13 @@ from typing import Protocol
 from meterd.core import event_codes as ec
 from meterd.core.model import CaptureColumn, ProfileRow
 from meterd.core.ports import EventSink
-from meterd.pq.aggregation import Aggregate
+from meterd.pq.aggregation import TWO_HOURS_S, Aggregate
+from meterd.pq.en50160 import Sample, aggregate_samples, frequency_sample, plt_sample
 from meterd.pq.events import DIP, INTERRUPTION, OVERVOLTAGE, SWELL, UNDERVOLTAGE, PqEvent
 from meterd.pq.monitor import FlickerValue, PqMonitor, PqValues
 from meterd.pq.source import VOLTAGE_ROWS, WaveformBlock
+from meterd.services.pq_interruptions import InterruptionLog
+from meterd.services.pq_week import WeekTracker
 
 PQ_PROFILE_OBIS = "1.0.99.14.0.255"
 CLOCK_OBIS = "0.0.1.0.0.255"
@@ -263,10 +272,17 @@ class PowerQualityService:
 
     def __init__(self, monitor: PqMonitor | None, events: EventSink | None, profile_depth: int = 1008,
                  keep_events: int = 20, store: RowStore | None = None,
-                 pst_store: PstStore | None = None, phases: int = 3) -> None:
+                 pst_store: PstStore | None = None, week: WeekTracker | None = None,
+                 interruptions: InterruptionLog | None = None, phases: int = 3) -> None:
         self.monitor = monitor
         self.phases = phases
         """Voltage phases of the supply: 3 (3P4W) or 1 (1P2W), as the monitor's settings."""
+        self.week = week
+        self.interruptions = interruptions
+        self._week_frequency: list[Sample] = []
+        self._week_plt: list[Sample] = []
+        self._plt_end: dict[int, _dt.datetime] = {}
+        self._frequency_end: _dt.datetime | None = None
         self._pst_store = pst_store
         self._pst_to_restore: list[FlickerValue] | None = None
         if monitor is not None and pst_store is not None:
@@ -302,8 +318,46 @@ class PowerQualityService:
             self.event_count += 1
             if self._events is not None:
                 self._events.record(event_code(event), event.start_utc, event_detail(event))
+            if event.kind == INTERRUPTION and self.interruptions is not None:
+                self.interruptions.from_waveform(event)
+        self._collect_frequency()
         self._profile_row()
         return events
+
+    # --- EN 50160 week (meterd.services.pq_week) -------------------------------------------------
+    def _collect_frequency(self) -> None:
+        """Keep each new 10-s frequency value for the EN 50160 week."""
+        assert self.monitor is not None
+        if self.week is None:
+            return
+        v = self.monitor.latest()
+        self._collect_plt(v)
+        if v.frequency_hz is None or v.frequency_end_utc is None or v.frequency_end_utc == self._frequency_end:
+            return
+        self._frequency_end = v.frequency_end_utc
+        self._week_frequency.append(frequency_sample(v.frequency_hz, self.monitor.settings.f_nom_hz,
+                                                     v.frequency_flagged))
+
+    def _collect_plt(self, values: PqValues) -> None:
+        """Keep each new 2-h Plt (released with the Pst that closes its 2-h interval) for the week."""
+        for phase, pst in values.pst.items():
+            if (int(pst.end_utc.timestamp()) % TWO_HOURS_S or phase not in values.plt
+                    or self._plt_end.get(phase) == pst.end_utc):
+                continue
+            self._plt_end[phase] = pst.end_utc
+            self._week_plt.append(plt_sample(phase, values.plt[phase], values.plt_flagged.get(phase, True)))
+
+    def _week_interval(self, ten: Aggregate) -> None:
+        """The samples of a closed 10-min interval into the EN 50160 week: the aggregate's, and the
+        10-s frequency values and 2-h Plt released since the previous interval."""
+        assert self.monitor is not None
+        if self.week is None:
+            return
+        s = self.monitor.settings
+        samples = aggregate_samples(ten, s.udin_v, s.voltage_rows)
+        samples += self._week_frequency + self._week_plt
+        self._week_frequency, self._week_plt = [], []
+        self.week.add_interval(ten.end_utc, ten.flagged, samples)
 
     def _save_pst(self) -> None:
         """Persist the Pst released by the last block, one transaction per 10-min interval."""
@@ -326,6 +380,7 @@ class PowerQualityService:
         self._last_ten = ten.end_utc
         pst = {p: v.pst for p, v in values.pst.items() if v.end_utc == ten.end_utc}
         self.profile.add(ten, pst)
+        self._week_interval(ten)
 
     def set_chip_values(self, values: PqValues) -> None:
         """Indicative values read from the chip (fallback without a waveform stream)."""

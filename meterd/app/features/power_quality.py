@@ -27,6 +27,15 @@ Wires :class:`meterd.services.power_quality.PowerQualityService` into the daemon
   ``profile_depth``, versioned schema: :class:`meterd.store.profile_store.SqlitePqStore`),
   restored at start; beside them the exact Pst of the last 2 h (one transaction per 10-min
   interval), from which the running 2-h Plt interval is restored at start;
+* EN 50160 (:mod:`meterd.services.pq_week`, waveform source only): the weekly statistics and
+  verdict of each week, event 187 when a week closes not compliant, ``GET /pq/en50160``;
+* interruptions while the meter was unpowered (the supervision's
+  :class:`~meterd.core.power_fail.PowerFailure` of this start) entered once into the PQ
+  interruption records (:mod:`meterd.services.pq_interruptions`);
+* PQ thresholds written at run time over DLMS (management association,
+  :mod:`meterd.cosem.objects_pq_week`) or ``POST /pq/thresholds`` (control role), validated,
+  kept in ``pq.db``, applied to the running monitor and evented (186)
+  (:mod:`meterd.services.pq_thresholds`); the values written override the section's;
 * ``status_extras["power_quality"]``: source, ``indicative``, THD per channel, frequency, Pst, Plt,
   active and recent events and the analysis time per cycle (ms, mean and max); ``GET /pq``
   (:mod:`meterd.api.pq_views`).
@@ -50,14 +59,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from meterd.api.pq_views import pq_view
+from meterd.api.pq_views import pq_view, pq_week_routes
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.sim_adapters import GridWaveformSource
 from meterd.bridge.chip_pq import ChipPq
 from meterd.core.events import EventRecorder
+from meterd.core.power_fail import PowerFailure
 from meterd.cosem.objects_pq import pq_factory
 from meterd.cosem.objects_pq_quantities import quantities_factory
+from meterd.cosem.objects_pq_week import pq_week_factory
 from meterd.pq.bridge_source import BridgeScale, BridgeWaveformSource
 from meterd.pq.errors import PqConfigError
 from meterd.pq.monitor import PqMonitor
@@ -65,7 +76,10 @@ from meterd.pq.settings import PqSettings
 from meterd.runtime.cycle_timer import CycleTimer
 from meterd.services.metering import CycleResult
 from meterd.services.power_quality import PQ_PROFILE_OBIS, PowerQualityService
-from meterd.store.profile_store import SqlitePqStore
+from meterd.services.pq_interruptions import InterruptionLog
+from meterd.services.pq_thresholds import PqThresholds
+from meterd.services.pq_week import WeekTracker
+from meterd.store.pq_store import SqlitePqWeekStore
 
 
 @dataclass(frozen=True)
@@ -126,15 +140,25 @@ def attach(ctx: FeatureContext) -> None:
     if source == "waveform" and hw.sim is None:
         raise ValueError("power_quality.source = waveform needs a waveform stream (the simulated grid)")
     events = ctx.registry.need(EventRecorder, by="power_quality")
-    settings = section.pq_settings(cfg.meter.nominal_voltage_v, cfg.meter.frequency_hz)
-    monitor = PqMonitor(settings) if source in ("waveform", "bridge") else None
-    store = SqlitePqStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
+    store = SqlitePqWeekStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
     ctx.closers.append(store.close)
-    if hw.sim is not None and settings.phases == 1:
+    thresholds = PqThresholds(section.pq_settings(cfg.meter.nominal_voltage_v, cfg.meter.frequency_hz), store,
+                              events)
+    monitor = PqMonitor(thresholds.settings) if source in ("waveform", "bridge") else None
+    if hw.sim is not None and thresholds.settings.phases == 1:
         with hw.sim.lock:  # the simulated supply is wired as the meter is configured
             hw.sim.grid.set_wiring(1)
+    if monitor is not None:
+        thresholds.apply = monitor.apply_settings
+    interruptions = InterruptionLog(store, events, ctx.clock.utc())
+    failure = ctx.registry.find(PowerFailure)  # the outage that stopped the meter (supervision)
+    if failure is not None:
+        interruptions.from_power_failure(failure)
+    week = WeekTracker(store, events, interruptions.counts) if monitor is not None else None
+    if week is not None:
+        ctx.closers.append(week.flush)  # closers run last-in first: before the store closes
     service = PowerQualityService(monitor, events, section.profile_depth, store=store, pst_store=store,
-                                  phases=settings.phases)
+                                  week=week, interruptions=interruptions, phases=thresholds.settings.phases)
     timer = CycleTimer()
     feed = (_bridge_feed(ctx, section, service) if source == "bridge"
             else _waveform_feed(ctx, section, service) if monitor is not None else _chip_feed(ctx, section, service))
@@ -143,6 +167,8 @@ def attach(ctx: FeatureContext) -> None:
     ctx.registry.provide(PowerQualityService, service, by="power_quality")
     ctx.cosem_factories.append(pq_factory(service))
     ctx.cosem_factories.append(quantities_factory(service))
+    ctx.cosem_factories.append(pq_week_factory(thresholds, week))
+    pq_week_routes(ctx.api, thresholds, week, ctx.clock.utc)
     bridge = ctx.registry.find(BridgeWaveformSource) if source == "bridge" else None
     if bridge is not None:
         ctx.status_extras["power_quality"] = lambda: {**pq_view(service, source, timer.view()),
