@@ -30,7 +30,7 @@ FS = 8000.0
 def _object_names(meter: SimMeter) -> set[str]:
     names: set[str] = set()
     for factory in meter.daemon.cosem_factories:
-        if factory.__qualname__.split(".")[0] in ("pq_factory", "quantities_factory"):
+        if getattr(factory, "__qualname__", "").split(".")[0] in ("pq_factory", "quantities_factory"):
             names |= {entry.obj.logicalName for entry in factory(None)}
     return names
 

@@ -35,7 +35,7 @@ CLASS_A_PCT = 0.15
 def _objects(meter: SimMeter) -> dict[str, object]:
     out: dict[str, object] = {}
     for factory in meter.daemon.cosem_factories:
-        if factory.__qualname__.split(".")[0] == "quantities_factory":
+        if getattr(factory, "__qualname__", "").split(".")[0] == "quantities_factory":
             out |= {entry.obj.logicalName: entry.obj for entry in factory(None)}
     return out
 
