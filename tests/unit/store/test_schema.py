@@ -227,3 +227,30 @@ def test_notices_are_taken_per_state_directory(tmp_path: Path) -> None:
 
 def test_schema_refused_is_a_state_error() -> None:
     assert issubclass(SchemaRefused, StateError)
+
+
+def test_a_running_meter_records_what_its_stores_met_in_the_firmware_log(tmp_path: Path) -> None:
+    """The whole path on the simulated meter: a store of the state directory migrated by the next
+    version (additively), the meter started again: event 168 in the firmware log, metering on."""
+    from meterd.core.events import EventRecorder
+    from tests.simmeter import SimMeter
+
+    meter = SimMeter(tmp_path / "state")
+    meter.run(2)
+    before = meter.meter.registers.snapshot()
+    meter.close()
+    events_db = tmp_path / "state" / "events.db"
+    assert events_db.exists(), sorted(p.name for p in (tmp_path / "state").iterdir())
+    next_version(events_db, event_store.SCHEMA, readable_by=1,
+                 statements=("ALTER TABLE event_rows ADD COLUMN origin TEXT NOT NULL DEFAULT 'meter'",))
+    meter = SimMeter(tmp_path / "state")
+    try:
+        meter.run(2)
+        firmware = meter.service(EventRecorder).log(LogId.FIRMWARE).entries()
+        met = [e for e in firmware if e.code == ec.code("STORE_SCHEMA_NEWER")]
+        assert len(met) == 1 and met[0].detail["store"] == "events" and met[0].detail["found"] == 2
+        assert met[0].detail["supported"] == event_store.SCHEMA_VERSION
+        for key, value in before.items():  # metering went on from where it was
+            assert meter.meter.registers.snapshot()[key] >= value, key
+    finally:
+        meter.close()
