@@ -72,7 +72,7 @@ boot_mib=$(((boot_sectors * 512 + 1048575) / 1048576))
 ab="${out}/meter-ab.img"
 rm -f "${ab}"
 truncate -s $(((FIRST_MIB + AUTOBOOT_MIB + 2 * boot_mib + 2 * root_mib + 1) * 1024 * 1024)) "${ab}"
-sgdisk -o "${ab}" >/dev/null
+table=(-o)  # one sgdisk run: each one syncs and waits for the kernel
 while read -r number name type; do
 	case "${name}" in
 	autoboot) size="${AUTOBOOT_MIB}" ;;
@@ -82,8 +82,9 @@ while read -r number name type; do
 	[ "${type}" = ROOT ] && type="${root_type}"
 	start=0
 	[ "${number}" = 1 ] && start="${FIRST_MIB}M"
-	sgdisk -n "${number}:${start}:+${size}M" -t "${number}:${type}" -c "${number}:${name}" "${ab}" >/dev/null
+	table+=(-n "${number}:${start}:+${size}M" -t "${number}:${type}" -c "${number}:${name}")
 done <<<"${LAYOUT}"
+sgdisk "${table[@]}" "${ab}" >/dev/null
 sgdisk --verify "${ab}" >/dev/null
 
 part_start() { sgdisk -i "$1" "${ab}" | sed -n 's/^First sector: \([0-9]*\).*/\1/p'; }
