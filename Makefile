@@ -21,7 +21,7 @@ all: test
 # stand-in of the communications tests), with the compiler and Python headers
 # its build needs (dbus-python ships no wheels), and the ARM cross compiler of the waveform
 # bridge's RP2040 firmware.
-SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools e2fsprogs \
+SYS_PKGS := python3-venv libfribidi0 systemd shellcheck device-tree-compiler lintian gdisk fdisk dosfstools mtools e2fsprogs \
 	chromium chromium-driver poppler-utils rauc squashfs-tools chrony dbus libdbus-1-dev libglib2.0-dev pkg-config gcc python3-dev \
 	gcc-arm-none-eabi
 

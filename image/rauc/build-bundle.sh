@@ -1,7 +1,7 @@
 #!/bin/bash
 # Build a signed RAUC bundle of a meter release (docs/firmware.md).
 #
-#   image/rauc/build-bundle.sh --version 1.2.0 [--rootfs ROOTFS.img | --size-mb N]
+#   image/rauc/build-bundle.sh --version 1.2.0 [--rootfs ROOTFS.img | --size-mb N] [--boot BOOT.vfat]
 #                              [--compatible pmm1221-rpi4] [--cert CERT.pem --key KEY.pem] [--out FILE]
 #                              [--encrypt-to METER-CERT.pem [--keyring CA.pem]]
 #
@@ -10,7 +10,8 @@
 # simulated meter and a development image trust. Production signing keys never live in the
 # repository: pass their paths (or PMM_SIGNING_CERT / PMM_SIGNING_KEY); a key inside the
 # source tree is refused. --rootfs is the release's root filesystem image (pi-gen's export);
-# --size-mb makes a stand-in payload of that many MiB of random bytes (tests, bench).
+# --size-mb makes a stand-in payload of that many MiB of random bytes (tests, bench); --boot is
+# the release's boot file system (make-ab-image.sh's boot.vfat) for the slot's boot partition.
 # The manifest carries the version, the board's compatible string and the metrology
 # identification: its identifier and the SHA-256 of the metrology sources
 # (meterd.store.firmware_store.metrology_digest), in [meta.metrology] and, because RAUC 1.8
@@ -26,6 +27,7 @@ VERSION=""
 COMPATIBLE="pmm1221-rpi4"
 ROOTFS=""
 SIZE_MB=""
+BOOT=""
 CERT=${PMM_SIGNING_CERT:-}
 KEY=${PMM_SIGNING_KEY:-}
 OUT=""
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
         --compatible) COMPATIBLE=${2:?}; shift 2 ;;
         --rootfs) ROOTFS=${2:?}; shift 2 ;;
         --size-mb) SIZE_MB=${2:?}; shift 2 ;;
+        --boot) BOOT=${2:?}; shift 2 ;;
         --cert) CERT=${2:?}; shift 2 ;;
         --key) KEY=${2:?}; shift 2 ;;
         --out) OUT=${2:?}; shift 2 ;;
@@ -55,15 +58,7 @@ done
 OUT=${OUT:-$REPO/build/bundles/meter-$VERSION.raucb}
 
 if [ -z "$CERT" ] && [ -z "$KEY" ]; then
-    DEV="$REPO/image/keys/dev"
-    if [ ! -f "$DEV/key.pem" ]; then
-        mkdir -p "$DEV"
-        chmod 700 "$DEV"
-        openssl req -x509 -newkey rsa:3072 -nodes -sha256 -days 3650 -subj "/O=PMM Reference Meter/CN=development signing" \
-            -keyout "$DEV/key.pem" -out "$DEV/cert.pem" 2> /dev/null
-        cp "$DEV/cert.pem" "$DEV/keyring.pem"
-        echo "build-bundle: made the development signing key in $DEV (git-ignored)" >&2
-    fi
+    DEV=$(bash "$HERE/dev-keys.sh")
     CERT="$DEV/cert.pem"
     KEY="$DEV/key.pem"
 else
@@ -103,6 +98,11 @@ sha256=$DIGEST
 [image.rootfs]
 filename=rootfs.img
 MANIFEST
+if [ -n "$BOOT" ]; then
+    [ -f "$BOOT" ] || die "--boot $BOOT: no such file"
+    cp "$BOOT" "$WORK/content/boot.vfat"
+    printf '\n[image.boot]\nfilename=boot.vfat\n' >> "$WORK/content/manifest.raucm"
+fi
 mkdir -p "$(dirname "$OUT")"
 rm -f "$OUT"
 if [ -n "$ENCRYPT_TO" ]; then

@@ -226,6 +226,14 @@ _TABLE: tuple[EventCode, ...] = (
     # the DLMS image transfer: 165...169
     EventCode(165, "FIRMWARE_ACTIVATION_SCHEDULED", "Firmware activation scheduled", (_W,), "project"),
     EventCode(166, "FIRMWARE_TRANSFER_RESUMED", "Firmware image block transfer resumed", (_W,), "project"),
+    # store schemas across a rollback (meterd.store.schema): 168 when this version opens a store a
+    # newer slot migrated and reads it as it is (additive change), 169 when it first runs the
+    # down-migration the newer slot left in the file; the detail names the store, the file, the
+    # version found, its oldest reader and the version this software knows
+    EventCode(168, "STORE_SCHEMA_NEWER", "A store written by newer firmware is read by this version", (_W,),
+              "project"),
+    EventCode(169, "STORE_SCHEMA_MIGRATED_BACK", "A store was migrated back to a schema this version reads",
+              (_W, _S), "project"),
     # --- project codes: trusted time (meterd.core.time_trust); the detail gives the state, the
     # reason and the last sync; the clock steps themselves are IDIS 4/5 with their source ---
     EventCode(182, "TIME_UNTRUSTED", "Time not trusted (never synchronised, no sync for too long, RTC time lost)",

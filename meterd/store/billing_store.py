@@ -17,8 +17,10 @@ from typing import Any
 
 from meterd.core.billing import BillingSnapshot
 from meterd.store.profile_store import ProfileStoreError, open_db, to_us
+from meterd.store.schema import StoreSchema
 
-SCHEMA_VERSION = 2
+SCHEMA = StoreSchema("billing", {1: 1, 2: 1})  # 2: table settings (additive)
+SCHEMA_VERSION = SCHEMA.version
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS billing_snapshots (counter INTEGER PRIMARY KEY, utc_us INTEGER NOT NULL,"
     " reason TEXT NOT NULL, data TEXT NOT NULL)",
@@ -36,7 +38,7 @@ class SqliteBillingStore:
     def __init__(self, path: Path | str, keep: int = 24, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self.keep = keep
-        self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA_VERSION)
+        self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA)
 
     def save_snapshot(self, snapshot: BillingSnapshot) -> None:
         """Insert one snapshot and trim to ``keep``, in one transaction."""

@@ -33,9 +33,11 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from meterd.store.sqlite import open_database, schema_version
+from meterd.store.schema import StoreSchema, admit, stamp
+from meterd.store.sqlite import open_database
 
-SCHEMA_VERSION = 3
+SCHEMA = StoreSchema("dlms_security", {1: 1, 2: 1, 3: 3})  # 3: auth_lockout rebuilt with a new key
+SCHEMA_VERSION = SCHEMA.version
 IN_BLOCK = 64
 MAX_COUNTER = 0xFFFFFFFF
 
@@ -54,9 +56,9 @@ class DlmsSecurityStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        version = schema_version(self._db, self.path, SCHEMA_VERSION)
-        if version == SCHEMA_VERSION:
-            return
+        version = admit(self._db, self.path, SCHEMA)
+        if version >= SCHEMA_VERSION:
+            return  # ours, or a newer slot's that this code reads
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute("CREATE TABLE IF NOT EXISTS outgoing (name TEXT PRIMARY KEY, next INTEGER NOT NULL)")
@@ -74,7 +76,7 @@ class DlmsSecurityStore:
                                  "refused, COALESCE(until_utc, ?) FROM auth_lockout_v2",
                                  (_dt.datetime.now(_dt.UTC).isoformat(),))
                 self._db.execute("DROP TABLE auth_lockout_v2")
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            stamp(self._db, SCHEMA)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -63,6 +63,7 @@ from meterd.core.errors import StateError
 from meterd.store.energy_journal import EnergyJournal, JournalError
 from meterd.store.energy_store import EnergyStore
 from meterd.store.register_file import REGISTER_FILE_NAME, RegisterFile, sync_directory
+from meterd.store.schema import SchemaRefused, take_notices
 
 log = logging.getLogger("meterd.storage")
 
@@ -273,6 +274,8 @@ class EnergyCopies:
         path = self.state_dir / DATABASE_NAME
         try:
             return EnergyStore(path, commissioning)
+        except SchemaRefused as exc:  # a newer slot's file this code cannot read: never reset it
+            raise StorageUnavailable(str(exc)) from None
         except StateError as exc:
             self._damage("database", str(exc))
             self._set_aside("damaged")
@@ -477,6 +480,9 @@ class EnergyCopies:
     # -- StorageHealth ------------------------------------------------------------------------
 
     def take_events(self) -> list[StorageEvent]:
+        """The storage events not yet handed on, with what the stores of this state directory met
+        of a newer schema (:func:`meterd.store.schema.take_notices`)."""
+        self._events.extend(StorageEvent(n.code, n.detail) for n in take_notices(self.state_dir))
         events, self._events = self._events, []
         return events
 

@@ -20,7 +20,8 @@ Durability rules:
     failed write (disk full, I/O error, read-only) raises
     :class:`~meterd.core.checkpoint.CheckpointWriteError` and leaves the last checkpoint as it was;
   * ``PRAGMA user_version`` carries the schema version (2; version 1 files gain the ``meta``
-    table); unknown newer versions are refused.
+    table); a newer version is read when its stamp says this code can, else refused
+    (:class:`~meterd.store.schema.SchemaRefused`, never reset: :mod:`meterd.store.schema`).
 A checkpoint is one or two pages of WAL per save: with the energy journal a save every
 ``sync_period_s`` (5 min) writes well under 1 MB a day.
 """
@@ -42,9 +43,11 @@ from typing import Any
 from meterd.core.checkpoint import Checkpoint, CheckpointWriteError
 from meterd.core.energy import ALL_KEYS, RegisterKey
 from meterd.core.errors import StateError
-from meterd.store.sqlite import open_database, schema_version
+from meterd.store.schema import SchemaRefused, StoreSchema, admit, stamp
+from meterd.store.sqlite import open_database
 
-SCHEMA_VERSION = 2
+SCHEMA = StoreSchema("energy", {1: 1, 2: 1})  # 2: table meta (additive)
+SCHEMA_VERSION = SCHEMA.version
 _PACK = struct.Struct(">" + "q" * len(ALL_KEYS))
 REGISTERS_SIZE = _PACK.size
 
@@ -96,9 +99,9 @@ class EnergyStore:
         self.synced_saves = 0
 
     def _migrate(self) -> None:
-        version = schema_version(self._db, self.path, SCHEMA_VERSION)
-        if version == SCHEMA_VERSION:
-            return
+        version = admit(self._db, self.path, SCHEMA, error=SchemaRefused)
+        if version >= SCHEMA_VERSION:
+            return  # ours, or a newer slot's that this code reads (meterd.store.schema)
         self._db.execute("BEGIN")
         if version == 0:
             self._db.execute(
@@ -107,7 +110,7 @@ class EnergyStore:
             )
         self._db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")  # version 2
         self._db.execute("INSERT INTO meta (key, value) VALUES ('instance', ?)", (uuid.uuid4().hex,))
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        stamp(self._db, SCHEMA)
         self._db.execute("COMMIT")
 
     def _instance(self) -> str:

@@ -25,9 +25,11 @@ from types import TracebackType
 from meterd.core.errors import StateError
 from meterd.core.event_codes import LogId
 from meterd.core.events import DetailValue, EventEntry
+from meterd.store.schema import StoreSchema, admit, stamp
 from meterd.store.sqlite import WriteBacklog, end_transaction, open_database
 
-SCHEMA_VERSION = 1
+SCHEMA = StoreSchema("events", {1: 1})
+SCHEMA_VERSION = SCHEMA.version
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS event_rows ("
     " log TEXT NOT NULL, seq INTEGER NOT NULL, utc_us INTEGER NOT NULL, code INTEGER NOT NULL,"
@@ -70,16 +72,14 @@ class SqliteEventStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise EventStoreError(f"{self.path}: schema version {version} is newer than {SCHEMA_VERSION}")
-        if version == SCHEMA_VERSION:
-            return  # nothing to write: a start on a full disk goes on
+        version = admit(self._db, self.path, SCHEMA, error=EventStoreError)
+        if version >= SCHEMA_VERSION:
+            return  # nothing to write (a start on a full disk goes on), or a newer slot's readable file
         with self._transaction():
             for statement in _SCHEMA:
                 self._db.execute(statement)
             self._db.execute("INSERT OR IGNORE INTO event_seq (id, last_seq) VALUES (1, 0)")
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            stamp(self._db, SCHEMA)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, self._lock)

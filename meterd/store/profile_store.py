@@ -20,9 +20,11 @@ from types import TracebackType
 
 from meterd.core.errors import StateError
 from meterd.core.model import ProfileRow
-from meterd.store.sqlite import WriteBacklog, end_transaction, open_database, schema_version
+from meterd.store.schema import StoreSchema, admit, stamp
+from meterd.store.sqlite import WriteBacklog, end_transaction, open_database
 
-SCHEMA_VERSION = 1
+SCHEMA = StoreSchema("profiles", {1: 1})
+SCHEMA_VERSION = SCHEMA.version
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS profile_rows (obis TEXT NOT NULL, seq INTEGER NOT NULL,"
@@ -54,21 +56,23 @@ def _has_tables(conn: sqlite3.Connection, schema: tuple[str, ...]) -> bool:
     return len(names) == len(schema) and all(name in have for name in names)
 
 
-def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], version: int) -> sqlite3.Connection:
-    """Open (and create) a WAL database with ``schema`` at ``version``."""
-    conn = open_database(path, synchronous, error=ProfileStoreError)
+def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], declared: StoreSchema,
+            error: type[ProfileStoreError] = ProfileStoreError) -> sqlite3.Connection:
+    """Open (and create) a WAL database with ``schema`` at ``declared.version``; a newer file is
+    read when its stamp allows it (:mod:`meterd.store.schema`), else ``error``."""
+    conn = open_database(path, synchronous, error=error)
     try:
-        found = schema_version(conn, path, version, error=ProfileStoreError)
+        found = admit(conn, path, declared, error=error)
     except ProfileStoreError:
         conn.close()
         raise
-    if found == version and _has_tables(conn, schema):
+    if found > declared.version or (found == declared.version and _has_tables(conn, schema)):
         return conn  # nothing to write: a start on a full disk goes on
     with conn:
         conn.execute("BEGIN")
         for statement in schema:
             conn.execute(statement)
-        conn.execute(f"PRAGMA user_version={version}")
+        stamp(conn, declared)
     return conn
 
 
@@ -80,7 +84,7 @@ class SqliteProfileStore:
         self.path = Path(path)
         self.depth = dict(depth or {})
         self.default_depth = default_depth
-        self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA_VERSION)
+        self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA)
         self._backlog = WriteBacklog(f"profile store {self.path}")
 
     def append_row(self, obis: str, row: ProfileRow) -> None:

@@ -18,8 +18,10 @@ from pathlib import Path
 
 from meterd.services.push import StoredPush
 from meterd.store.profile_store import from_us, open_db, to_us
+from meterd.store.schema import StoreSchema
 
-SCHEMA_VERSION = 1
+SCHEMA = StoreSchema("push_queue", {1: 1})
+SCHEMA_VERSION = SCHEMA.version
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY AUTOINCREMENT, setup TEXT NOT NULL,"
     " priority INTEGER NOT NULL, created_us INTEGER NOT NULL, body BLOB NOT NULL)",
@@ -33,7 +35,7 @@ class SqlitePushQueue:
 
     def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
         self.path = Path(path)
-        self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA_VERSION)
+        self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA)
 
     def pending(self) -> list[StoredPush]:
         """Every undelivered message, oldest first."""

@@ -18,11 +18,13 @@ from pathlib import Path
 from meterd.core.errors import StateError
 from meterd.core.limiter import LimiterConfig, LimiterConfigError
 from meterd.services.load_control import RelayRecord
+from meterd.store.schema import StoreSchema, admit, stamp
 from meterd.store.sqlite import open_database
 
 log = logging.getLogger("meterd.relay_store")
 
-SCHEMA_VERSION = 3
+SCHEMA = StoreSchema("relay", {1: 1, 2: 1, 3: 1})  # 2, 3: new columns with defaults
+SCHEMA_VERSION = SCHEMA.version
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS relay_state (
@@ -69,9 +71,7 @@ class RelayStore:
         self.saves = 0
 
     def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StateError(f"{self.path}: relay schema version {version} is newer than {SCHEMA_VERSION}")
+        version = admit(self._db, self.path, SCHEMA)
         if version < SCHEMA_VERSION:
             with self._transaction():
                 if version < 1:
@@ -81,7 +81,7 @@ class RelayStore:
                         self._db.execute(f"ALTER TABLE relay_state ADD COLUMN {column}")
                 for column in _V3_COLUMNS:
                     self._db.execute(f"ALTER TABLE relay_state ADD COLUMN {column}")
-                self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                stamp(self._db, SCHEMA)
 
     def _transaction(self) -> _Tx:
         return _Tx(self._db)

@@ -7,8 +7,8 @@
   (a commit survives a crash of meterd, the WAL is synced at checkpoints) where the caller syncs
   on its own schedule (the energy checkpoint, see :mod:`meterd.core.checkpoint`);
 * 1 KiB pages for new files: small records, so a commit writes about 1 KiB of WAL, not 4;
-* ``PRAGMA user_version`` is the schema version: :func:`schema_version` refuses a file written by a
-  newer meterd rather than guess at it;
+* ``PRAGMA user_version`` is the schema version; :mod:`meterd.store.schema` decides whether a
+  file written by a newer meterd is read, migrated back or refused, never guessed at;
 * a full, failing or read-only disk (:func:`storage_failure`) must not stop the meter: records
   that can wait (events, profile rows) go through a :class:`WriteBacklog`, which keeps them in
   order in memory and writes them when the disk takes writes again.
@@ -135,14 +135,3 @@ def _connect(path: Path, synchronous: str, page_size: int, exclusive: bool) -> s
         raise
     return db
 
-
-def schema_version(db: sqlite3.Connection, path: Path | str, supported: int,
-                   error: type[Exception] = StateError) -> int:
-    """The file's schema version; ``error`` if it is newer than ``supported``."""
-    try:
-        found = int(db.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.DatabaseError as exc:
-        raise error(f"{path}: not a readable database: {exc}") from None
-    if found > supported:
-        raise error(f"{path}: schema version {found} is newer than this meterd ({supported})")
-    return found

@@ -29,9 +29,11 @@ from typing import Any
 from hw.secret_file import SecretFileError, read_secret_text, write_secret_text
 from meterd.core.sts.errors import StsStateError
 from meterd.core.sts.state import KeyRegister, StsState
+from meterd.store.schema import StoreSchema, admit, stamp
 from meterd.store.sqlite import open_database
 
-SCHEMA_VERSION = 2
+SCHEMA = StoreSchema("sts", {1: 1, 2: 1})  # 2: table sts_memo (additive)
+SCHEMA_VERSION = SCHEMA.version
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sts_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -64,13 +66,17 @@ class SqliteStsStore:
             os.close(fd)
 
     def _check_schema(self) -> None:
+        """The schema version is kept in ``sts_meta``; a newer one is read or migrated back when
+        its stamp allows it (:mod:`meterd.store.schema`), else refused."""
         row = self._db.execute("SELECT value FROM sts_meta WHERE name = 'schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO sts_meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) == 1:  # schema 1 -> 2: sts_memo was created by _SCHEMA above
-            self._db.execute("UPDATE sts_meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise StsStateError(f"STS state store schema {row[0]} is not {SCHEMA_VERSION}")
+        found = None if row is None else int(row[0])
+        version = admit(self._db, self._path, SCHEMA, error=StsStateError, found=found or 0)
+        if found is not None and version < found:  # migrated back: the version it reached
+            self._db.execute("UPDATE sts_meta SET value = ? WHERE name = 'schema'", (str(version),))
+        if found is None or version < SCHEMA_VERSION:  # new, or 1 -> 2: sts_memo made by _SCHEMA above
+            self._db.execute("INSERT INTO sts_meta VALUES ('schema', ?) ON CONFLICT(name) DO UPDATE SET "
+                             "value = excluded.value", (str(SCHEMA_VERSION),))
+            stamp(self._db, SCHEMA, user_version=False)
 
     def load(self) -> StsState | None:
         """The last saved state, or None for a store never commissioned."""

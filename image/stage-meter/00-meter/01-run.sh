@@ -54,11 +54,25 @@ if ! grep -q 'overlayroot=' "${firmware}/cmdline.txt"; then
 	sed -i '1s/^/overlayroot=tmpfs:recurse=0 /' "${firmware}/cmdline.txt"
 fi
 
-# fstab: labels instead of PARTUUIDs, boot read-only, and the /data partition.
+# fstab: labels instead of PARTUUIDs, boot read-only, and the /data partition. The meter's A/B
+# image (image/make-ab-image.sh) has two boot and two root partitions with the same labels: its
+# fstab names the running slot's (/dev/meter-boot, /dev/meter-root: udev, rauc.slot= of the
+# kernel command line) and mounts the autoboot partition the tryboot handler writes.
+if [ "${variant}" = meter ]; then
+	boot_dev=/dev/meter-boot
+	root_dev=/dev/meter-root
+else
+	boot_dev=LABEL=bootfs
+	root_dev=LABEL=rootfs
+fi
 sed -i -E \
-	-e 's#^BOOTDEV([[:space:]]+/boot/firmware[[:space:]]+vfat[[:space:]]+)defaults#LABEL=bootfs\1defaults,ro#' \
-	-e 's#^ROOTDEV([[:space:]])#LABEL=rootfs\1#' \
+	-e "s#^BOOTDEV([[:space:]]+/boot/firmware[[:space:]]+vfat[[:space:]]+)defaults#${boot_dev}\\1defaults,ro#" \
+	-e "s#^ROOTDEV([[:space:]])#${root_dev}\\1#" \
 	"${root}/etc/fstab"
+if [ "${variant}" = meter ] && ! grep -q '^PARTLABEL=autoboot[[:space:]]' "${root}/etc/fstab"; then
+	printf '%s\n' "PARTLABEL=autoboot  /boot/autoboot  vfat  defaults,noatime,nofail  0  2" >>"${root}/etc/fstab"
+	install -d -m 755 "${root}/boot/autoboot"
+fi
 if ! grep -q '^LABEL=data[[:space:]]' "${root}/etc/fstab"; then
 	printf '%s\n' "LABEL=data  /data  ext4  defaults,noatime,commit=30,nofail,x-systemd.device-timeout=120s,x-systemd.before=systemd-tmpfiles-setup.service  0  2" >>"${root}/etc/fstab"
 fi
@@ -66,6 +80,9 @@ install -d -m 755 "${root}/data"
 
 # udev rules, first-boot partitioning, users script, the variant's drop-ins and files.
 install -D -m 644 "${files}/udev/99-meter.rules" "${root}/usr/lib/udev/rules.d/99-meter.rules"
+if [ "${variant}" = meter ]; then
+	install -D -m 644 "${files}/udev/98-meter-slots.rules" "${root}/usr/lib/udev/rules.d/98-meter-slots.rules"
+fi
 install_tree "${files}/rootfs"
 install_tree "${files}/variants/${variant}"
 for unit in "${files}"/systemd/*.service; do
@@ -73,6 +90,13 @@ for unit in "${files}"/systemd/*.service; do
 done
 if [ "${variant}" = meter ]; then
 	install -D -m 644 "${files}/meterd.toml" "${root}/etc/meterd/meterd.toml"
+	# RAUC (docs/firmware.md): its configuration, the keyring (certificates only), the tryboot
+	# back end and the post-install handler named in system.conf
+	install -D -m 644 "${files}/rauc/system.conf" "${root}/etc/rauc/system.conf"
+	install -D -m 644 "${files}/rauc/keyring.pem" "${root}/etc/rauc/keyring.pem"
+	install -D -m 755 "${files}/rauc/tryboot-handler" "${root}/usr/lib/meterd/tryboot-handler"
+	install -D -m 755 "${files}/rauc/post-install" "${root}/usr/lib/meterd/rauc-post-install"
+	install -D -m 755 "${files}/rauc/slot-cmdline" "${root}/usr/lib/meterd/slot-cmdline"
 fi
 printf '%s\n' "${variant}" >"${root}/usr/lib/meterd/image-variant"
 

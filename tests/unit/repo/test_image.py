@@ -435,8 +435,9 @@ def test_host_step_builds_the_meter_root(tmp_path):
     cmdline = fw.joinpath("cmdline.txt").read_text()
     assert cmdline == "overlayroot=tmpfs:recurse=0 console=tty1 root=LABEL=rootfs rootfstype=ext4 fsck.repair=yes rootwait\n"
     fstab = root.joinpath("etc/fstab").read_text().splitlines()
-    assert fstab[1].split() == ["LABEL=bootfs", "/boot/firmware", "vfat", "defaults,ro", "0", "2"]
-    assert fstab[2].split() == ["LABEL=rootfs", "/", "ext4", "defaults,noatime", "0", "1"]
+    # the A/B image: the running slot's partitions (udev names them from rauc.slot=)
+    assert fstab[1].split() == ["/dev/meter-boot", "/boot/firmware", "vfat", "defaults,ro", "0", "2"]
+    assert fstab[2].split() == ["/dev/meter-root", "/", "ext4", "defaults,noatime", "0", "1"]
     data = [line.split() for line in fstab if line.startswith("LABEL=data")]
     assert len(data) == 1 and data[0][1:3] == ["/data", "ext4"] and "nofail" in data[0][3]
     assert (root / "data").is_dir()
