@@ -1,7 +1,8 @@
 """The meter carries the CIU's firmware update over the MCU-CIU link (docs/firmware.md, "The CIU").
 
-An operator (``meterctl firmware install --ciu BUNDLE``, ``POST /ciu/firmware/install``) hands
-the meter a RAUC bundle for the CIU. The meter verifies it first, with the same keyring
+An operator (``meterctl firmware install --ciu BUNDLE``, ``POST /ciu/firmware/install``) or the
+head end (the DLMS image transfer 0-0:44.0.0.255, through :class:`CiuImageTarget`) hands the
+meter a RAUC bundle for the CIU. The meter verifies it first, with the same keyring
 mechanism as its own bundles (``rauc info`` against the meter's keyring: the CIU's bundles are
 signed by the same release key) and the CIU's rules: the CIU's compatible string
 (``[ciu_update] compatible``), a dotted version not below ``min_version`` and, unless

@@ -16,6 +16,15 @@ restart after a successful activation keeps 6 when the running version is the im
 (the new slot did not stay: the engine records why); :meth:`ImageTransferService.start` judges
 that again once the engine knows the version of the booted slot.
 
+Another device's image (the CIU's): at verification each :class:`~meterd.services.image_target.ImageTarget`
+is asked whether the bundle's compatible string is its own; the first that claims it verifies it
+and, at activation (method or schedule), takes it over, with ``target`` in the image's state and in
+the events 17/231. The image identifier does not choose the target: the signed manifest does. Such
+an activation stays at 5 (activation initiated, ``handed``) while the device receives, installs and
+tries it, across restarts of meterd; :meth:`ImageTransferService.tick` asks the target each cycle
+and sets 6 when the device confirmed the version, 7 when it refused it or rolled back (the target
+records those steps in the firmware log). Meanwhile another image may be initiated.
+
 Without an engine (a legitimate configuration) blocks are still received and their continuity
 kept, verification answers BUSY with the status left at 1 (the meter cannot verify), activation
 answers REFUSED; the log says so once.
@@ -211,13 +220,19 @@ class ImageTransferService:
     # -- methods -----------------------------------------------------------------------------
 
     def initiate(self, identifier: bytes, size: int) -> Answer:
-        """Method 1: a new image, or the same one again (kept blocks: the transfer resumes)."""
-        if self.status in (Status.VERIFYING, Status.ACTIVATING):
+        """Method 1: a new image, or the same one again (kept blocks: the transfer resumes).
+        While a target delivers the image (status 5, handed) another image may begin: the
+        target has its own copy and records its outcome in the firmware log."""
+        cur = self.files.current()
+        if self.status in (Status.VERIFYING, Status.ACTIVATING) and not (self.handed and cur is not None
+                                                                        and cur[0] != identifier):
             return Answer.BUSY
         if not identifier or len(identifier) > MAX_IDENTIFIER:
             log.info("image transfer refused: identifier of %d octets (1..%d)", len(identifier), MAX_IDENTIFIER)
             return Answer.REFUSED
-        cur = self.files.current()
+        if self.handed:
+            log.warning("image %s: a new transfer while the %s installs %s; its outcome goes to the firmware log",
+                        _text(identifier), self.target, self.image_version)
         if cur == (identifier, size, self.block_size) and self.status is not Status.NOT_INITIATED:
             self._set(Status.INITIATED)
             self._resume_pending = False

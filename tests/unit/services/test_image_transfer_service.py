@@ -276,7 +276,7 @@ def test_a_bundle_a_target_claims_is_verified_and_delivered_by_it_across_a_resta
     assert rig.svc.activate() is Answer.BUSY
     rig.tasks.run_all()
     assert rig.svc.status is Status.ACTIVATING and rig.svc.activate() is Answer.BUSY  # carried, not yet tried
-    assert rig.svc.initiate(b"other", 100) is Answer.BUSY
+    assert rig.svc.initiate(b"ciu", len(BUNDLE)) is Answer.BUSY  # the image being delivered
     rig.svc.tick()
     assert rig.svc.status is Status.ACTIVATING
     # a restart of meterd while the target delivers: still activating (not a task that died)
@@ -291,6 +291,29 @@ def test_a_bundle_a_target_claims_is_verified_and_delivered_by_it_across_a_resta
     rig.svc.start()
     assert rig.svc.status is Status.ACTIVATED and meter.calls == []
     assert 232 not in rig.events.codes() and target.calls == ["verify", "activate"]
+
+
+def test_another_image_may_begin_while_a_target_delivers(tmp_path: Path):
+    from meterd.services.image_target import Delivery
+
+    target, meter = FakeTarget(), FakeInstaller()
+    rig = target_rig(tmp_path, target, meter)
+    verified(rig)
+    rig.svc.activate()
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.ACTIVATING and rig.svc.handed
+    assert rig.svc.initiate(b"ciu", len(BUNDLE)) is Answer.BUSY  # the image being delivered
+    assert rig.svc.block(0, BUNDLE[:512]) is Answer.BUSY
+    target.claim = False
+    assert rig.svc.initiate(b"meter-1.1.0", len(BUNDLE)) is Answer.DONE
+    assert rig.svc.status is Status.INITIATED and rig.svc.target == "meter" and not rig.svc.handed
+    target.state = Delivery.DONE
+    rig.send(range(10))
+    rig.svc.tick()
+    assert rig.svc.status is Status.INITIATED  # the target's outcome is the firmware log's now
+    assert rig.svc.verify() is Answer.BUSY
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.VERIFIED and [c[0] for c in meter.calls] == ["verify"]
 
 
 def test_a_target_that_rolls_back_or_refuses_is_a_failed_activation(tmp_path: Path):
