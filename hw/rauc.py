@@ -201,6 +201,16 @@ class RaucClient:
             raise BundleUnreadable("format", f"not a complete bundle: {line}")
         return parse_info(out)
 
+    async def manifest(self, bundle: Path) -> BundleInfo:
+        """Read ``bundle``'s manifest without verifying its signature (``rauc info --no-verify``):
+        only to see whom a bundle is for; :meth:`info` is the check. :class:`BundleUnreadable`
+        (``format``) when it is not a bundle."""
+        code, out, err = await self._run(["info", *self._common(), "--no-verify", "--output-format=json",
+                                          str(bundle)], INFO_TIMEOUT_S)
+        if code != 0:
+            raise BundleUnreadable("format", f"not a complete bundle: {_last_line(err)}")
+        return parse_info(out)
+
     async def status(self) -> RaucStatus:
         """The slots, the booted and the primary one (from the service)."""
         code, out, err = await self._run(["status", *self._common(), "--detailed", "--output-format=json"],

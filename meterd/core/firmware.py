@@ -27,6 +27,7 @@ class RejectReason(Enum):
     TOO_OLD = "too_old"                # below the configured minimum version
     MALFORMED = "malformed"            # manifest lacks the version or metrology identification
     NO_IMAGE = "no_image"              # activation asked for with no verified image
+    CIU_UNKNOWN = "ciu_unknown"        # a CIU bundle, but no CIU with the update protocol identified itself
 
 
 @dataclass(frozen=True)

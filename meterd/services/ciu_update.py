@@ -1,7 +1,8 @@
 """The meter carries the CIU's firmware update over the MCU-CIU link (docs/firmware.md, "The CIU").
 
-An operator (``meterctl firmware install --ciu BUNDLE``, ``POST /ciu/firmware/install``) hands
-the meter a RAUC bundle for the CIU. The meter verifies it first, with the same keyring
+An operator (``meterctl firmware install --ciu BUNDLE``, ``POST /ciu/firmware/install``) or the
+head end (the DLMS image transfer 0-0:44.0.0.255, through :class:`CiuImageTarget`) hands the
+meter a RAUC bundle for the CIU. The meter verifies it first, with the same keyring
 mechanism as its own bundles (``rauc info`` against the meter's keyring: the CIU's bundles are
 signed by the same release key) and the CIU's rules: the CIU's compatible string
 (``[ciu_update] compatible``), a dotted version not below ``min_version`` and, unless
@@ -29,6 +30,7 @@ The CIU's running firmware (:class:`CiuFirmware`) is read over DLMS (1-1:0.2.0.2
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import hashlib
 import logging
 import secrets
@@ -40,7 +42,7 @@ from hw.errors import HwError
 from hw.rauc import BundleInfo, BundleUnreadable
 from meterd.core import event_codes as ec
 from meterd.core.clock import Clock
-from meterd.core.firmware import version_key
+from meterd.core.firmware import BundleVerdict, FirmwareIdentity, RejectReason, version_key
 from meterd.core.ports import EventSink
 from meterd.proto.ciu_link import (
     FW_BLOCK_BYTES,
@@ -57,6 +59,8 @@ from meterd.proto.ciu_link import (
     MsgKind,
     fw_block,
 )
+from meterd.services.firmware_port import EngineFailure
+from meterd.services.image_target import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -177,27 +181,37 @@ class CiuUpdateService:
                               "from": self.ciu.version if self.ciu else "", "to": version})
         return Verdict(False, reason, detail, version)
 
-    async def stage(self, bundle: Path) -> Verdict:
-        """Verify ``bundle`` for the CIU and, when it may go, start carrying it (module docstring)."""
-        if self.job.get("phase") in ("carrying", "installing", "trial"):
-            return Verdict(False, "busy", f"a CIU update to {self.job.get('to')} is running ({self.job.get('phase')})")
+    def running_job(self) -> bool:
+        """A job is being carried, installed or tried (another is refused as ``busy``)."""
+        return self.job.get("phase") in ("carrying", "installing", "trial")
+
+    async def check(self, bundle: Path) -> Verdict:
+        """The meter's verdict on ``bundle`` for the CIU (signature against the keyring, then
+        :meth:`judge`); records nothing, carries nothing."""
         if self.ciu is None:
-            return self._refuse("ciu_unknown", "the CIU has not identified itself (link down, or a CIU without the"
-                                " update protocol)")
+            return Verdict(False, "ciu_unknown", "the CIU has not identified itself (link down, or a CIU without"
+                           " the update protocol)")
         if not Path(bundle).is_file():
-            return self._refuse("no_image", f"no bundle at {bundle}")
+            return Verdict(False, "no_image", f"no bundle at {bundle}")
         try:
             info = await self.reader.info(Path(bundle))
         except BundleUnreadable as exc:
-            return self._refuse("signature" if exc.kind == "signature" else "truncated", str(exc))
+            return Verdict(False, "signature" if exc.kind == "signature" else "truncated", str(exc))
         except HwError as exc:
-            return self._refuse("engine", str(exc))
-        verdict = self.judge(info)
+            return Verdict(False, "engine", str(exc))
+        return self.judge(info)
+
+    async def stage(self, bundle: Path) -> Verdict:
+        """Verify ``bundle`` for the CIU and, when it may go, start carrying it (module docstring)."""
+        if self.running_job():
+            return Verdict(False, "busy", f"a CIU update to {self.job.get('to')} is running ({self.job.get('phase')})")
+        verdict = await self.check(bundle)
         if not verdict.ok:
             return self._refuse(verdict.reason, verdict.detail, verdict.version)
+        assert self.ciu is not None  # check() refuses while the CIU is unknown
         self.files.take_bundle(Path(bundle))
         digest, size = await asyncio.to_thread(_digest, self.files.bundle_path)
-        job = {"transfer": secrets.randbits(31) | 1, "sha256": digest, "size": size, "to": info.version,
+        job = {"transfer": secrets.randbits(31) | 1, "sha256": digest, "size": size, "to": verdict.version,
                "from": self.ciu.version, "phase": "carrying", "started_utc": self.clock.utc().isoformat()}
         self.record["job"] = job
         self._save()
@@ -205,8 +219,8 @@ class CiuUpdateService:
         self._offset = 0
         log.info("CIU update %s -> %s: %d B to carry", job["from"], job["to"], size)
         self._event(TRANSFER, {"step": "started", "from": job["from"], "to": job["to"], "size": size})
-        return Verdict(True, "", f"version {info.version} for {info.compatible}: carrying {size} B to the CIU",
-                       info.version)
+        return Verdict(True, "", f"version {verdict.version} for {self.policy.compatible}: carrying {size} B to the"
+                       " CIU", verdict.version)
 
     def judge(self, info: BundleInfo) -> Verdict:
         """The CIU's rules on a bundle whose signature holds (the CIU checks them again)."""
@@ -324,6 +338,69 @@ class CiuUpdateService:
         """The CIU's firmware and the running or last job (``GET /ciu/firmware``)."""
         return {"ciu": asdict(self.ciu) if self.ciu else None, "supported": self._identified,
                 "job": dict(self.job), "offset": self._offset, "blocks_sent": self.blocks_sent}
+
+
+class CiuImageTarget:
+    """The CIU as a target of the meter's DLMS image transfer
+    (:class:`~meterd.services.image_target.ImageTarget`): a bundle whose compatible string is the
+    CIU's is verified by :meth:`CiuUpdateService.check` (the same checks as ``meterctl firmware
+    install --ciu``), and its activation is :meth:`CiuUpdateService.stage`: carried over the link,
+    installed and tried by the CIU. Its delivery is done when the CIU confirmed the version, failed
+    when the CIU refused it, its install failed or it rolled back."""
+
+    name = "ciu"
+
+    def __init__(self, service: CiuUpdateService, manifest: ManifestReader) -> None:
+        self.service = service
+        self.manifest = manifest
+
+    async def claims(self, bundle: Path) -> bool:
+        try:
+            info = await self.manifest.manifest(Path(bundle))
+        except HwError:  # not a bundle, or RAUC cannot be run: the meter's engine says why
+            return False
+        return info.compatible == self.service.policy.compatible
+
+    async def verify(self, bundle: Path) -> BundleVerdict:
+        verdict = await self.service.check(bundle)
+        if verdict.reason == "engine":
+            raise EngineFailure(f"the CIU's bundle could not be read: {verdict.detail}")
+        return _bundle_verdict(verdict, self.service.policy.compatible)
+
+    async def activate(self, bundle: Path, utc: _dt.datetime) -> BundleVerdict:
+        verdict = await self.service.stage(bundle)
+        if not verdict.ok:  # stage() recorded the refusal (164), except while another job runs
+            raise EngineFailure(f"CIU update refused ({verdict.reason}): {verdict.detail}",
+                                recorded=verdict.reason != "busy")
+        return _bundle_verdict(verdict, self.service.policy.compatible)
+
+    def delivery(self, version: str) -> Delivery:
+        job = self.service.job
+        if job.get("to") != version:
+            return Delivery.FAILED  # the job was replaced (not possible while it runs)
+        if self.service.running_job():
+            return Delivery.RUNNING
+        return Delivery.DONE if job.get("outcome") == "activated" else Delivery.FAILED
+
+
+class ManifestReader(Protocol):
+    """A bundle's manifest read without its signature (:meth:`hw.rauc.RaucClient.manifest`)."""
+
+    async def manifest(self, bundle: Path) -> BundleInfo: ...
+
+
+def _bundle_verdict(verdict: Verdict, compatible: str) -> BundleVerdict:
+    """The CIU's verdict as the image transfer's: identity ``PMM-CIU <version>`` (the CIU's own
+    SHA-256 is known once it runs and identifies itself, so the checksum is empty)."""
+    identity = FirmwareIdentity(verdict.version, compatible, f"PMM-CIU {verdict.version}", "") if verdict.version \
+        else None
+    if verdict.ok:
+        return BundleVerdict(identity, None, verdict.detail)
+    try:
+        reason = RejectReason(verdict.reason)
+    except ValueError:
+        reason = RejectReason.MALFORMED
+    return BundleVerdict(identity, reason, verdict.detail)
 
 
 def _digest(path: Path) -> tuple[str, int]:

@@ -16,6 +16,15 @@ restart after a successful activation keeps 6 when the running version is the im
 (the new slot did not stay: the engine records why); :meth:`ImageTransferService.start` judges
 that again once the engine knows the version of the booted slot.
 
+Another device's image (the CIU's): at verification each :class:`~meterd.services.image_target.ImageTarget`
+is asked whether the bundle's compatible string is its own; the first that claims it verifies it
+and, at activation (method or schedule), takes it over, with ``target`` in the image's state and in
+the events 17/231. The image identifier does not choose the target: the signed manifest does. Such
+an activation stays at 5 (activation initiated, ``handed``) while the device receives, installs and
+tries it, across restarts of meterd; :meth:`ImageTransferService.tick` asks the target each cycle
+and sets 6 when the device confirmed the version, 7 when it refused it or rolled back (the target
+records those steps in the firmware log). Meanwhile another image may be initiated.
+
 Without an engine (a legitimate configuration) blocks are still received and their continuity
 kept, verification answers BUSY with the status left at 1 (the meter cannot verify), activation
 answers REFUSED; the log says so once.
@@ -35,7 +44,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,6 +62,7 @@ from meterd.core.single_action import (
     TimePattern,
 )
 from meterd.services.firmware_port import EngineFailure, FirmwareInstaller
+from meterd.services.image_target import Delivery, ImageTarget
 
 log = logging.getLogger("meterd.image_transfer")
 
@@ -62,6 +72,7 @@ EV_READY = 17
 EV_STARTED, EV_VERIFY_FAILED, EV_ACTIVATION_FAILED = 230, 231, 232
 EV_SCHEDULED, EV_RESUMED = 165, 166
 MAX_IDENTIFIER = 64  # octets of an image identifier
+METER = "meter"  # the image's target when no other target claims it: the meter's own update engine
 assert all(c in EVENT_CODES for c in (EV_READY, EV_STARTED, EV_VERIFY_FAILED,
                                       EV_ACTIVATION_FAILED, EV_SCHEDULED, EV_RESUMED))
 
@@ -149,13 +160,15 @@ class ImageTransferService:
     ``installer``: the update engine, or None; ``identity_fallback``: what runs when there is no
     engine; ``block_size`` (octets) for new transfers; ``legal()``: the legal-time rules of the
     activation schedule; ``utc()``: the meter clock; ``spawn(coro)``: runs the engine's tasks
-    without blocking the caller.
+    without blocking the caller; ``targets``: other devices an image may be for (the CIU), asked
+    in order at verification (:mod:`meterd.services.image_target`).
     """
 
     def __init__(self, files: ImageFiles, events: EventSink, utc: Callable[[], _dt.datetime],
                  installer: FirmwareInstaller | None, identity_fallback: FirmwareIdentity, block_size: int,
-                 legal: Callable[[], LegalTime], spawn: Spawn) -> None:
+                 legal: Callable[[], LegalTime], spawn: Spawn, targets: Sequence[ImageTarget] = ()) -> None:
         self.files = files
+        self.targets = {t.name: t for t in targets}
         self.events = events
         self.utc = utc
         self.installer = installer
@@ -166,6 +179,10 @@ class ImageTransferService:
         self._said_no_engine = False
         self._resume_pending = files.current() is not None and files.count() > 0
         state = files.state
+        #: the device the image in the store is for: "meter", or a target's name (chosen at verify)
+        self.target = str(state.get("target") or METER)
+        #: the image was handed to its target, which is delivering it (status 5 until it ends)
+        self.handed = bool(state.get("handed"))
         self.status = self._status_at_start(state)
         self.signature = bytes.fromhex(str(state.get("signature", "")))
         self.image_version = str(state.get("version", ""))
@@ -203,13 +220,19 @@ class ImageTransferService:
     # -- methods -----------------------------------------------------------------------------
 
     def initiate(self, identifier: bytes, size: int) -> Answer:
-        """Method 1: a new image, or the same one again (kept blocks: the transfer resumes)."""
-        if self.status in (Status.VERIFYING, Status.ACTIVATING):
+        """Method 1: a new image, or the same one again (kept blocks: the transfer resumes).
+        While a target delivers the image (status 5, handed) another image may begin: the
+        target has its own copy and records its outcome in the firmware log."""
+        cur = self.files.current()
+        if self.status in (Status.VERIFYING, Status.ACTIVATING) and not (self.handed and cur is not None
+                                                                        and cur[0] != identifier):
             return Answer.BUSY
         if not identifier or len(identifier) > MAX_IDENTIFIER:
             log.info("image transfer refused: identifier of %d octets (1..%d)", len(identifier), MAX_IDENTIFIER)
             return Answer.REFUSED
-        cur = self.files.current()
+        if self.handed:
+            log.warning("image %s: a new transfer while the %s installs %s; its outcome goes to the firmware log",
+                        _text(identifier), self.target, self.image_version)
         if cur == (identifier, size, self.block_size) and self.status is not Status.NOT_INITIATED:
             self._set(Status.INITIATED)
             self._resume_pending = False
@@ -226,6 +249,8 @@ class ImageTransferService:
         self.status = Status.INITIATED
         self.signature = b""
         self.image_version = ""
+        self.target = METER
+        self.handed = False
         self._resume_pending = False
         self._save()
         self._record(EV_STARTED, {"identifier": _text(identifier), "size": size, "block_size": self.block_size})
@@ -265,12 +290,12 @@ class ImageTransferService:
         if not self.files.complete:
             log.info("image verification refused: block %d not transferred", self.files.first_missing())
             return Answer.REFUSED
-        if self.installer is None:
+        if self.installer is None and not self.targets:
             self._no_engine()
             return Answer.BUSY
         self._set(Status.VERIFYING)
         self.files.close()  # RAUC reads the bundle only when no process holds it open for writing
-        self.spawn(self._verify(self.installer))
+        self.spawn(self._verify())
         return Answer.BUSY
 
     def activate(self, by: str = "client") -> Answer:
@@ -281,19 +306,25 @@ class ImageTransferService:
             return Answer.BUSY
         if status is Status.ACTIVATED:
             return Answer.DONE
-        ready = status is Status.VERIFIED or (status in (Status.INITIATED, Status.ACTIVATION_FAILED)
+        target = self.targets.get(self.target) if self.target != METER else None
+        if target is None:
+            self.target = METER  # a target that is no longer configured: the meter's engine judges the image
+        engine: FirmwareInstaller | ImageTarget | None = target if target is not None else self.installer
+        # a target's image must have been verified for it; the meter's may be verified by activation itself
+        ready = status is Status.VERIFIED or (target is None and status in (Status.INITIATED,
+                                                                            Status.ACTIVATION_FAILED)
                                               and self.files.complete)
-        if self.installer is None or not ready:
-            if self.installer is None:
+        if engine is None or not ready:
+            if engine is None:
                 self._no_engine()
-            why = "no update engine" if self.installer is None else f"no verified image (status {int(status)})"
+            why = "no update engine" if engine is None else f"no verified image (status {int(status)})"
             log.warning("image activation (%s) refused: %s", by, why)
             if by == "schedule":
                 self._record(EV_ACTIVATION_FAILED, {"reason": RejectReason.NO_IMAGE.value, "detail": why, "by": by})
             return Answer.REFUSED
         self._set(Status.ACTIVATING)
         self.files.close()
-        self.spawn(self._activate(self.installer, by))
+        self.spawn(self._activate(engine, by))
         return Answer.BUSY
 
     # -- the activation schedule -------------------------------------------------------------
@@ -322,7 +353,9 @@ class ImageTransferService:
 
     def tick(self) -> None:
         """Each metering cycle: run the activation when the schedule is due (meter clock). An
-        execution time that passed while meterd was not running is run at the first cycle."""
+        execution time that passed while meterd was not running is run at the first cycle. An
+        image handed to a target (the CIU): its delivery, until the device confirmed or refused it."""
+        self._follow_delivery()
         now = self.utc()
         due = self.runner.due(now, self.legal())
         missed = self._due_at is not None and self._due_at <= now and self.runner.next_utc != self._due_at
@@ -335,27 +368,62 @@ class ImageTransferService:
 
     # -- tasks -------------------------------------------------------------------------------
 
-    async def _verify(self, installer: FirmwareInstaller) -> None:
+    async def _choose_target(self) -> ImageTarget | None:
+        """The target whose compatible string the bundle names, or None (the meter's)."""
+        for target in self.targets.values():
+            try:
+                if await target.claims(self.files.image_path):
+                    return target
+            except Exception:  # a target that cannot read the bundle does not claim it
+                log.exception("image target %s could not read the image", target.name)
+        return None
+
+    async def _verify(self) -> None:
+        target = await self._choose_target()
+        self.target = target.name if target is not None else METER
+        engine = target if target is not None else self.installer
         try:
-            verdict = await installer.verify(self.files.image_path)
+            if engine is None:  # only targets configured, and the bundle is for none of them
+                verdict = BundleVerdict(None, RejectReason.HARDWARE, "no update engine for the meter, and the bundle"
+                                        f" is not for {', '.join(self.targets)}")
+            else:
+                verdict = await engine.verify(self.files.image_path)
         except Exception as exc:  # an engine failure is a failed verification, never a crash
             log.exception("image verification failed in the update engine")
             verdict = BundleVerdict(None, RejectReason.MALFORMED, f"update engine error: {exc}"[:120])
+        where = {} if target is None else {"target": self.target}
         if verdict.ok and verdict.identity is not None:
             self.signature = _checksum_bytes(verdict.identity.metrology_checksum)
             self.image_version = verdict.identity.version
             self._set(Status.VERIFIED)
+            running = {"running": self.identity().version} if target is None else where
             self._record(EV_READY, {"identifier": self._identifier_text(), "version": verdict.identity.version,
-                                    "running": self.identity().version})
-            log.info("image %s verified: version %s", self._identifier_text(), verdict.identity.version)
+                                    **running})
+            log.info("image %s verified for the %s: version %s", self._identifier_text(), self.target,
+                     verdict.identity.version)
         else:
             self._set(Status.VERIFY_FAILED)
             reason = verdict.reason.value if verdict.reason is not None else "unknown"
             self._record(EV_VERIFY_FAILED, {"identifier": self._identifier_text(), "reason": reason,
-                                            "detail": verdict.detail})
-            log.warning("image %s failed verification: %s (%s)", self._identifier_text(), reason, verdict.detail)
+                                            "detail": verdict.detail, **where})
+            log.warning("image %s failed verification for the %s: %s (%s)", self._identifier_text(), self.target,
+                        reason, verdict.detail)
 
-    async def _activate(self, installer: FirmwareInstaller, by: str) -> None:
+    def _follow_delivery(self) -> None:
+        """An image a target is delivering: activation successful once the device confirmed the
+        version, failed when it refused it or rolled back (the target records those steps)."""
+        if self.status is not Status.ACTIVATING or not self.handed:
+            return
+        target = self.targets.get(self.target)
+        delivery = target.delivery(self.image_version) if target is not None else Delivery.FAILED
+        if delivery is Delivery.RUNNING:
+            return
+        self._set(Status.ACTIVATED if delivery is Delivery.DONE else Status.ACTIVATION_FAILED)
+        log.log(logging.INFO if delivery is Delivery.DONE else logging.WARNING, "image %s for the %s: %s",
+                self.image_version, self.target, "confirmed by the device" if delivery is Delivery.DONE
+                else "not installed (refused, failed or rolled back; see the firmware log)")
+
+    async def _activate(self, installer: FirmwareInstaller | ImageTarget, by: str) -> None:
         running = self.identity().version
         try:
             verdict = await installer.activate(self.files.image_path, self.utc())
@@ -368,7 +436,12 @@ class ImageTransferService:
             self._record(EV_ACTIVATION_FAILED, {"reason": "engine", "detail": f"{exc}"[:200], "by": by,
                                                 "running": running})
             return
-        if verdict.ok and verdict.identity is not None:
+        if verdict.ok and verdict.identity is not None and self.target != METER:
+            self.image_version = verdict.identity.version
+            self.handed = True
+            self._set(Status.ACTIVATING)  # the target records its steps; tick() follows them
+            log.warning("firmware %s handed to the %s (by %s)", verdict.identity.version, self.target, by)
+        elif verdict.ok and verdict.identity is not None:
             self.image_version = verdict.identity.version
             self.signature = _checksum_bytes(verdict.identity.metrology_checksum)
             self._set(Status.ACTIVATED)
@@ -392,11 +465,13 @@ class ImageTransferService:
             status = Status(int(state.get("status", 1)))
         except ValueError:
             status = Status.INITIATED
+        if status is Status.ACTIVATING and self.handed:
+            return status  # a target delivers it: tick() follows the delivery
         if status in (Status.VERIFYING, Status.ACTIVATING):
             log.warning("image %s: %s did not finish before the restart; verify it again",
                         self._identifier_text(), "verification" if status is Status.VERIFYING else "activation")
             return Status.INITIATED
-        if (status is Status.ACTIVATED and self.installer is not None
+        if (status is Status.ACTIVATED and self.installer is not None and self.target == METER
                 and self.installer.running().version != str(state.get("version", ""))):
             log.warning("firmware %s was activated but version %s runs: activation failed",
                         state.get("version", ""), self.installer.running().version)
@@ -405,6 +480,8 @@ class ImageTransferService:
 
     def _set(self, status: Status) -> None:
         self.status = status
+        if status is not Status.ACTIVATING:
+            self.handed = False
         self._save()
 
     def _save(self) -> None:
@@ -412,7 +489,8 @@ class ImageTransferService:
             return
         self.files.save_state({"status": int(self.status), "signature": self.signature.hex(),
                                "version": self.image_version, "schedule": _schedule_state(self.runner.schedule),
-                               "due_at": self._due_at.isoformat() if self._due_at is not None else None})
+                               "due_at": self._due_at.isoformat() if self._due_at is not None else None,
+                               "target": self.target, "handed": self.handed})
 
     def _record(self, code: int, detail: dict[str, object]) -> None:
         self.events.record(code, self.utc(), detail)

@@ -34,7 +34,9 @@ Section ``[ciu]``:
   configuration); ``update_line_share`` (0.1..0.95) the largest part of the line's time the
   blocks take. ``GET /ciu/firmware``, ``POST /ciu/firmware/install {"bundle": path}``
   (``meterctl firmware install --ciu``); the CIU's identification over DLMS (1-1:0.2.0.255,
-  1-1:0.2.8.255) and on the LCD (item ``ciu_firmware``).
+  1-1:0.2.8.255) and on the LCD (item ``ciu_firmware``). It is also the DLMS image transfer's
+  :class:`~meterd.services.image_target.ImageTarget` (:class:`~meterd.services.ciu_update.CiuImageTarget`):
+  a CIU bundle sent by the head end to 0-0:44.0.0.255 is verified and carried the same way.
 
 A real installation pairs with the documented procedure (docs/ciu-link.md): ``POST /ciu/pair``
 (``meterctl ciu pair``) opens pairing and shows an 8-digit code on the meter LCD; the installer types
@@ -78,7 +80,8 @@ from meterd.runtime.ciu_port import (
     open_sim_line,
 )
 from meterd.services.ciu_meter import CiuLinks, CiuSettings, MeterCiu
-from meterd.services.ciu_update import CiuUpdatePolicy, CiuUpdateService
+from meterd.services.ciu_update import CiuImageTarget, CiuUpdatePolicy, CiuUpdateService
+from meterd.services.image_target import ImageTarget
 from meterd.services.load_control import LoadControl
 from meterd.services.payment import PaymentService
 from meterd.services.revenue import RevenueService
@@ -258,9 +261,12 @@ def _attach_update(ctx: FeatureContext, cfg: CiuSection, ciu: MeterCiu, display:
     policy = CiuUpdatePolicy(compatible=cfg.update_compatible, min_version=cfg.update_min_version,
                              allow_downgrade=cfg.update_allow_downgrade, line_share=cfg.update_line_share,
                              baud=cfg.baud)
-    update = CiuUpdateService(_LinkPort(ciu), RaucClient(keyring=_update_keyring(ctx, cfg)),
-                              CiuUpdateFiles(ctx.cfg.state_dir), ciu.links.events, ctx.clock, MonotonicClock(), policy)
+    rauc = RaucClient(keyring=_update_keyring(ctx, cfg))
+    update = CiuUpdateService(_LinkPort(ciu), rauc, CiuUpdateFiles(ctx.cfg.state_dir), ciu.links.events, ctx.clock,
+                              MonotonicClock(), policy)
     ctx.registry.provide(CiuUpdateService, update, by="ciu")
+    # the DLMS image transfer hands it a bundle whose compatible string is the CIU's
+    ctx.registry.provide(ImageTarget, CiuImageTarget(update, rauc), by="ciu")  # type: ignore[type-abstract]
 
     ciu.listeners.append(update.on_events)  # the port runner writes what it queued after each call
 

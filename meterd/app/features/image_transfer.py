@@ -9,6 +9,10 @@ Wires :class:`meterd.services.image_transfer.ImageTransferService`:
   registry when the ``firmware`` feature provides it (attached before this one); without it the
   meter still receives images and keeps their continuity, but cannot verify or activate them
   (said once in the log): a meter without an update engine is a legitimate configuration;
+* another device's update (:class:`~meterd.services.image_target.ImageTarget`, the ``ciu``
+  feature's when the CIU's update is on): a bundle whose compatible string is the CIU's is
+  verified for the CIU and, at activation, carried to it (docs/firmware.md, "A CIU bundle over
+  DLMS");
 * the engine's verification and installation run as tasks on the event loop; when no loop runs
   (a meter stepped in-process) they run to their end at once;
 * the activation schedule 0-0:15.0.2.255 checked every metering cycle against the meter clock,
@@ -39,6 +43,7 @@ from meterd.core.legal_time import ClockSettings, LegalTime
 from meterd.cosem.config import ServerConfig
 from meterd.cosem.objects_firmware import firmware_factory
 from meterd.services.firmware_port import FirmwareInstaller
+from meterd.services.image_target import ImageTarget
 from meterd.services.image_transfer import ImageTransferService
 from meterd.services.metering import CycleResult
 from meterd.services.revenue import RevenueService
@@ -91,12 +96,14 @@ def attach(ctx: FeatureContext) -> None:
     section: ImageTransferSection = ctx.cfg.feature("image_transfer")
     events = ctx.registry.need(EventRecorder, by="image_transfer")
     installer = ctx.registry.find(FirmwareInstaller)  # type: ignore[type-abstract]  # a Protocol as the key
+    target = ctx.registry.find(ImageTarget)  # type: ignore[type-abstract]  # the CIU, when its update is on
     revenue = ctx.registry.find(RevenueService)
     store = ImageStore(ctx.cfg.under_state(section.directory), section.max_image_bytes, section.sync_blocks)
     ctx.closers.append(store.close)
     service = ImageTransferService(
         store, events, ctx.clock.utc, installer, code_identity(""), section.block_size,
-        (lambda: revenue.legal) if revenue is not None else (lambda: _UTC_RULES), TaskSpawner())
+        (lambda: revenue.legal) if revenue is not None else (lambda: _UTC_RULES), TaskSpawner(),
+        targets=(target,) if target is not None else ())
     ctx.registry.provide(ImageTransferService, service, by="image_transfer")
     if installer is None:
         log.info("no firmware update engine: DLMS image transfer receives images but cannot verify or activate")
@@ -124,7 +131,7 @@ def status(service: ImageTransferService) -> dict[str, Any]:
     cur = service.files.current()
     ident = service.identity()
     nxt = service.runner.next_utc
-    return {"status": int(service.status), "status_name": service.status.name.lower(),
+    return {"status": int(service.status), "status_name": service.status.name.lower(), "target": service.target,
             "identifier": cur[0].hex() if cur else "", "size": cur[1] if cur else 0,
             "blocks": service.files.count() if cur else 0, "first_missing": service.first_not_transferred(),
             "activation_at": nxt.isoformat() if nxt else None, "running": ident.version,

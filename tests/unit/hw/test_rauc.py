@@ -66,3 +66,19 @@ def test_errors_are_hw_errors_with_one_line(tmp_path: Path) -> None:
     with pytest.raises(RaucError, match="open for writing elsewhere") as held:
         asyncio.run(RaucClient(program=str(fake)).info(bundle))
     assert not isinstance(held.value, BundleUnreadable)
+
+
+def test_manifest_reads_without_verifying(tmp_path: Path) -> None:
+    fake = tmp_path / "rauc"
+    args = tmp_path / "args"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" > {args}\necho '{INFO}'\n")
+    fake.chmod(0o755)
+    bundle = tmp_path / "b.raucb"
+    bundle.write_bytes(b"x")
+    info = asyncio.run(RaucClient(program=str(fake), keyring=tmp_path / "k.pem").manifest(bundle))
+    assert info.compatible == "pmm1221-rpi4" and info.version == "0.2.0"
+    assert "--no-verify" in args.read_text().split() and "--keyring" not in args.read_text()
+    fake.write_text("#!/bin/sh\necho 'Invalid bundle format: too small' >&2\nexit 1\n")
+    with pytest.raises(BundleUnreadable) as refused:
+        asyncio.run(RaucClient(program=str(fake)).manifest(bundle))
+    assert refused.value.kind == "format"

@@ -372,3 +372,50 @@ def test_an_offer_of_the_bundle_in_its_trial_is_not_carried_again(tmp_path: Path
         assert not (tmp_path / "update" / "bundle.part").exists()
     finally:
         updater.close()
+
+
+class Manifest:
+    """``rauc info --no-verify`` stand-in: the compatible and version of the first line, whoever signed."""
+
+    async def manifest(self, bundle: Path) -> BundleInfo:
+        head = bundle.read_bytes()[:64].split(b"\n")[0].decode().removeprefix("stranger ")
+        if " " not in head:
+            raise BundleUnreadable("format", "not a complete bundle: Invalid bundle format")
+        compatible, version = head.split()
+        return BundleInfo(compatible, version, "", "")
+
+
+def test_the_ciu_as_a_target_of_the_dlms_image_transfer(tmp_path: Path) -> None:
+    from meterd.core.firmware import RejectReason
+    from meterd.services.ciu_update import CiuImageTarget
+    from meterd.services.firmware_port import EngineFailure
+    from meterd.services.image_target import Delivery
+
+    rig = Rig(tmp_path)
+    target = CiuImageTarget(rig.update, Manifest())
+    try:
+        good = fake_bundle(tmp_path, "pmm-ciu-rpi4 0.2.0", 3000)
+        meters = fake_bundle(tmp_path, "pmm1221-rpi4 1.0.0", 100)
+        garbage = fake_bundle(tmp_path, "nonsense", 100)
+        stranger = fake_bundle(tmp_path, "stranger pmm-ciu-rpi4 0.4.0", 100)
+        assert [asyncio.run(target.claims(b)) for b in (good, meters, garbage, stranger)] == [True, False, False, True]
+        assert asyncio.run(target.verify(good)).reason is RejectReason.CIU_UNKNOWN  # not identified yet
+        rig.run(3.0)
+        verdict = asyncio.run(target.verify(good))
+        assert verdict.ok and verdict.identity is not None and verdict.identity.metrology_id == "PMM-CIU 0.2.0"
+        assert asyncio.run(target.verify(stranger)).reason is RejectReason.SIGNATURE
+        assert rig.events.events == [] and rig.update.job == {}  # verification records and carries nothing
+        with pytest.raises(EngineFailure) as refused:
+            asyncio.run(target.activate(stranger, rig.clock.utc()))
+        assert refused.value.recorded and rig.events.of(ec.code("CIU_FIRMWARE_REFUSED"))[-1]["reason"] == "signature"
+        assert asyncio.run(target.activate(good, rig.clock.utc())).ok
+        assert rig.update.job["phase"] == "carrying" and target.delivery("0.2.0") is Delivery.RUNNING
+        with pytest.raises(EngineFailure) as busy:  # another while it runs: not recorded by the service
+            asyncio.run(target.activate(good, rig.clock.utc()))
+        assert not busy.value.recorded
+        rig.update.record["job"].update(phase="done", outcome="activated")
+        assert target.delivery("0.2.0") is Delivery.DONE and target.delivery("0.3.0") is Delivery.FAILED
+        rig.update.record["job"].update(outcome="rolled_back")
+        assert target.delivery("0.2.0") is Delivery.FAILED
+    finally:
+        rig.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,3 +217,141 @@ def test_an_activation_time_passed_while_meterd_was_down_runs_at_the_first_cycle
     rig.tasks.run_all()
     assert rig.svc.status is Status.ACTIVATED and [c[0] for c in rig.installer.calls] == ["verify", "activate"]
     assert rig.store.state["due_at"] is None  # run: not due again after another restart
+
+
+class FakeTarget:
+    """Another device's update (:class:`meterd.services.image_target.ImageTarget`): claims every
+    bundle when ``claim``; ``state`` is its delivery; ``refusal`` makes activation raise."""
+
+    name = "ciu"
+
+    def __init__(self, claim: bool = True) -> None:
+        from meterd.services.image_target import Delivery
+
+        self.claim = claim
+        self.state = Delivery.RUNNING
+        self.refusal: Exception | None = None
+        self.calls: list[str] = []
+
+    async def claims(self, bundle: Path) -> bool:
+        return self.claim
+
+    async def verify(self, bundle: Path) -> BundleVerdict:
+        self.calls.append("verify")
+        return BundleVerdict(FirmwareIdentity("0.2.0", "pmm-ciu-rpi4", "PMM-CIU 0.2.0", ""), None)
+
+    async def activate(self, bundle: Path, utc: dt.datetime) -> BundleVerdict:
+        self.calls.append("activate")
+        if self.refusal is not None:
+            raise self.refusal
+        return BundleVerdict(FirmwareIdentity("0.2.0", "pmm-ciu-rpi4", "PMM-CIU 0.2.0", ""), None)
+
+    def delivery(self, version: str) -> Any:
+        assert version == "0.2.0"
+        return self.state
+
+
+def target_rig(tmp: Path, target: FakeTarget, installer: FakeInstaller | None = None) -> Rig:
+    rig = Rig(tmp, installer)
+    rig.svc = ImageTransferService(rig.store, rig.events, rig.clock.utc, installer, FALLBACK, 512, lambda: CET,
+                                   rig.tasks, targets=(target,))
+    return rig
+
+
+def verified(rig: Rig) -> None:
+    assert rig.svc.initiate(b"ciu", len(BUNDLE)) is Answer.DONE
+    rig.send(range(10))
+    assert rig.svc.verify() is Answer.BUSY
+    rig.tasks.run_all()
+
+
+def test_a_bundle_a_target_claims_is_verified_and_delivered_by_it_across_a_restart(tmp_path: Path):
+    from meterd.services.image_target import Delivery
+
+    target, meter = FakeTarget(), FakeInstaller()
+    rig = target_rig(tmp_path, target, meter)
+    verified(rig)
+    assert rig.svc.status is Status.VERIFIED and rig.svc.target == "ciu" and target.calls == ["verify"]
+    assert meter.calls == [] and rig.events.of(17)[0]["target"] == "ciu"
+    assert rig.svc.activate() is Answer.BUSY
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.ACTIVATING and rig.svc.activate() is Answer.BUSY  # carried, not yet tried
+    assert rig.svc.initiate(b"ciu", len(BUNDLE)) is Answer.BUSY  # the image being delivered
+    rig.svc.tick()
+    assert rig.svc.status is Status.ACTIVATING
+    # a restart of meterd while the target delivers: still activating (not a task that died)
+    rig.store.close()
+    rig = target_rig(tmp_path, target, meter)
+    assert rig.svc.status is Status.ACTIVATING and rig.svc.target == "ciu"
+    target.state = Delivery.DONE
+    rig.svc.tick()
+    assert rig.svc.status is Status.ACTIVATED and rig.svc.activate() is Answer.DONE
+    rig.store.close()
+    rig = target_rig(tmp_path, target, meter)  # the meter's running version does not judge the CIU's image
+    rig.svc.start()
+    assert rig.svc.status is Status.ACTIVATED and meter.calls == []
+    assert 232 not in rig.events.codes() and target.calls == ["verify", "activate"]
+
+
+def test_another_image_may_begin_while_a_target_delivers(tmp_path: Path):
+    from meterd.services.image_target import Delivery
+
+    target, meter = FakeTarget(), FakeInstaller()
+    rig = target_rig(tmp_path, target, meter)
+    verified(rig)
+    rig.svc.activate()
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.ACTIVATING and rig.svc.handed
+    assert rig.svc.initiate(b"ciu", len(BUNDLE)) is Answer.BUSY  # the image being delivered
+    assert rig.svc.block(0, BUNDLE[:512]) is Answer.BUSY
+    target.claim = False
+    assert rig.svc.initiate(b"meter-1.1.0", len(BUNDLE)) is Answer.DONE
+    assert rig.svc.status is Status.INITIATED and rig.svc.target == "meter" and not rig.svc.handed
+    target.state = Delivery.DONE
+    rig.send(range(10))
+    rig.svc.tick()
+    assert rig.svc.status is Status.INITIATED  # the target's outcome is the firmware log's now
+    assert rig.svc.verify() is Answer.BUSY
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.VERIFIED and [c[0] for c in meter.calls] == ["verify"]
+
+
+def test_a_target_that_rolls_back_or_refuses_is_a_failed_activation(tmp_path: Path):
+    from meterd.services.firmware_port import EngineFailure
+    from meterd.services.image_target import Delivery
+
+    target = FakeTarget()
+    rig = target_rig(tmp_path, target)
+    verified(rig)
+    rig.svc.activate()
+    rig.tasks.run_all()
+    target.state = Delivery.FAILED  # the CIU rolled back (it records that itself)
+    rig.svc.tick()
+    assert rig.svc.status is Status.ACTIVATION_FAILED and 232 not in rig.events.codes()
+    # activation again: the target refuses and has recorded why; then it is busy (not recorded)
+    target.refusal = EngineFailure("CIU update refused (downgrade)", recorded=True)
+    assert rig.svc.activate() is Answer.REFUSED  # a target's image must be verified again first
+    verified(rig)
+    rig.svc.activate()
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.ACTIVATION_FAILED and 232 not in rig.events.codes()
+    target.refusal = EngineFailure("CIU update refused (busy)", recorded=False)
+    verified(rig)
+    rig.svc.activate()
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.ACTIVATION_FAILED and rig.events.of(232)[-1]["reason"] == "engine"
+
+
+def test_a_bundle_no_target_claims_goes_to_the_meters_engine(tmp_path: Path):
+    target, meter = FakeTarget(claim=False), FakeInstaller()
+    rig = target_rig(tmp_path, target, meter)
+    verified(rig)
+    assert rig.svc.target == "meter" and target.calls == [] and [c[0] for c in meter.calls] == ["verify"]
+    assert "target" not in rig.events.of(17)[0]
+    rig.svc.activate()
+    rig.tasks.run_all()
+    assert rig.svc.status is Status.ACTIVATED and meter.calls[-1][0] == "activate"
+    # only a target and the bundle is not for it: refused as the wrong hardware
+    rig = target_rig(tmp_path / "alone", FakeTarget(claim=False))
+    verified(rig)
+    assert rig.svc.status is Status.VERIFY_FAILED and rig.events.of(231)[0]["reason"] == "hardware"
