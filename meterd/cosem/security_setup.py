@@ -362,7 +362,9 @@ class SecuritySetupFactory:
             e = cfg.security_instance
             if e is None or f"0.0.43.0.{e}.255" not in self.replaces:
                 continue
-            is_current = cfg is ctx.association
+            # equal, not identical: the server hands the associations over again with the
+            # keys file's HLS mechanism (HLS-ECDSA) as new copies
+            is_current = cfg == ctx.association
             manages = is_current and ctx.association.level >= AccessLevel.MANAGER
             obj = SecuritySetupV1(f"0.0.43.0.{e}.255", ctx.server_title,
                                   ctx.client_title if is_current else (lambda: None), ctx.stage_keys,

@@ -198,6 +198,11 @@ def test_with_the_meters_pki_provisioned_hls_ecdsa_associates(make_meter: MeterM
     gs, transport = Management(meter, 1).client((server_key, client))
     gs.connect()
     assert gs.read(GXDLMSRegister("1.0.1.8.0.255"), 2) is not None
+    setup = GXDLMSSecuritySetup(SETUP)
+    assert len(gs.read_raw(setup, 6)) == 3  # CA, the meter's, the client's
+    exported = gs.method(setup, 7, bytearray(b"\x02\x02\x16\x00\x02\x03\x16\x00\x16\x00") + _octets(SERVER_TITLE),
+                         DataType.STRUCTURE)  # export_certificate by entity: server, digital signature
+    assert bytes(exported) == der(store.own_certificate(KeyUse.DIGITAL_SIGNATURE, 1))  # methods served under HLS-ECDSA
     gs.close()
     assert lookups[:2] == [CLIENT_TITLE] * 2  # the client's certificate looked up at the AARQ and at HLS pass 3
     assert transport.apdus[1][1][0][0] == 0xCF  # HLS pass 4 answered in a glo-action-response
