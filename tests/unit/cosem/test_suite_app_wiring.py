@@ -172,6 +172,8 @@ def test_with_an_empty_pki_the_suite_1_association_is_refused_with_clear_lines(
     management.not_counted()
 
     store.generate_key_pair(KeyUse.DIGITAL_SIGNATURE, 1)  # the meter's key, but no client certificate
+    at_next_start = dlms.pki_missing(management.sec.keys.current, store)
+    assert at_next_start is not None and "no client digital-signature certificate is held" in at_next_start
     meter.clock.advance(61)  # the next refused-AARQ event (and its warning) after the rate limit's window
     for _ in range(4):
         management.refused((ec.generate_private_key(ec.SECP256R1()).public_key(), client))
@@ -186,6 +188,7 @@ def test_with_the_meters_pki_provisioned_hls_ecdsa_associates(make_meter: MeterM
     meter = make_meter(1, 7)
     server_key, client = _provision(meter, 1)
     store = _store(meter)
+    assert dlms.pki_missing(meter.service(dlms.DlmsSecurity).keys.current, store) is None  # nothing to say at start
     lookups: list[bytes] = []
     peer_public_key = store.peer_public_key
 
