@@ -285,9 +285,6 @@ class SuiteRig:
         """A connected-ready (not yet associated) gurux client on a fresh session of ``link``,
         through an octet-by-octet in-memory transport (the optical port signed on in mode E
         first); returns (GuruxSession, transport)."""
-        from gurux_dlms.ecdsa import GXPrivateKey, GXPublicKey
-        from gurux_dlms.enums import Authentication
-
         from tests import gurux_ecdsa_patches
         from tests.dlms_gurux_client import GuruxSession, make_client
 
@@ -298,18 +295,33 @@ class SuiteRig:
         if sap == 1:
             client.ciphering.securitySuite = self.suite if suite is None else suite
             if ecdsa if ecdsa is not None else self.mechanism == 7:
-                client.authentication = Authentication.HIGH_ECDSA
                 use_suite = suite or self.suite or 1
                 own = self.client_keys.get(KeyUse.DIGITAL_SIGNATURE) or ec.generate_private_key(
                     curve_of_suite(use_suite))
-                size = 32 if use_suite == 1 else 48
                 server = (self.pki.server_public_key(KeyUse.DIGITAL_SIGNATURE, use_suite) if self.pki
                           else ec.generate_private_key(curve_of_suite(use_suite)).public_key())
-                client.ciphering.signingKeyPair = (
-                    GXPublicKey.fromRawBytes(server.public_bytes(serialization.Encoding.X962,
-                                                                 serialization.PublicFormat.UncompressedPoint)),
-                    GXPrivateKey.fromRawBytes(own.private_numbers().private_value.to_bytes(size, "big")))
+                use_hls_ecdsa(client, server, own, use_suite)
         return GuruxSession(client, transport.send, transport.receive), transport
+
+
+def use_hls_ecdsa(client: Any, server_key: ec.EllipticCurvePublicKey, client_key: ec.EllipticCurvePrivateKey,
+                  suite: int) -> None:
+    """Make a gurux management client authenticate with HLS-ECDSA (mechanism 7) on ``suite``: it
+    signs with ``client_key`` (given to gurux as the suite's 32 or 48 octets) and checks the
+    meter's signature with ``server_key`` (the public key of the meter's digital-signature
+    certificate)."""
+    from gurux_dlms.ecdsa import GXPrivateKey, GXPublicKey
+    from gurux_dlms.enums import Authentication
+
+    from tests import gurux_ecdsa_patches
+
+    gurux_ecdsa_patches.apply()
+    size = 32 if suite == 1 else 48
+    client.authentication = Authentication.HIGH_ECDSA
+    client.ciphering.signingKeyPair = (
+        GXPublicKey.fromRawBytes(server_key.public_bytes(serialization.Encoding.X962,
+                                                         serialization.PublicFormat.UncompressedPoint)),
+        GXPrivateKey.fromRawBytes(client_key.private_numbers().private_value.to_bytes(size, "big")))
 
 
 class OctetTransport:

@@ -8,8 +8,12 @@ setup object of version 1 (class 64, 0-0:43.0.x.255) manages both through the me
 port; the association (HLS mechanism 7, general-signing, general-ciphering with agreed keys)
 only reads from it.
 
-This module is the port only: the implementation (keys and certificates on the data partition,
-files of mode 0600) lives in ``meterd.store``; tests may use an in-memory one.
+This module is the port only. The meter's implementation is
+:class:`meterd.cosem.pki_store.PkiStore` (keys and certificates in ``dlms_pki/`` under the state
+directory on the data partition, files of mode 0600 written atomically), which the DLMS feature
+(:mod:`meterd.app.features.dlms`) opens at start and provides in the registry as the meter's
+:class:`Pki`, empty on a new meter until it is provisioned over DLMS; the association takes it
+from there. Tests may use an in-memory one (``tests/pki_fakes.py``).
 """
 
 from __future__ import annotations

@@ -1,18 +1,26 @@
 """Security setup version 1 (class 64, 0-0:43.0.E.255) with the key and certificate management of
 security suites 1 and 2: :class:`SecuritySetupV1` and its object factory.
 
-Attributes: 2 security_policy (enum, version 1 bits: authenticated and encrypted requests and
-responses, 0x6C), 3 security_suite, 4 client_system_title, 5 server_system_title, 6 certificates
-(array of certificate_info). Methods, with the Blue Book's parameters:
+Attributes: 2 security_policy (enum, version 1 bits: the policy in force, the keys file's
+``security_policy``; by default authenticated and encrypted requests and responses, 0x6C),
+3 security_suite (the keys file's ``security_suite``), 4 client_system_title, 5
+server_system_title, 6 certificates (array of certificate_info). Both are read at each use from
+what the association is configured with (``suite_of`` / ``policy_of`` of the factory), so the
+object never shows another suite or policy than the association applies. Methods, with the Blue
+Book's parameters:
 
 === ===================================== =====================================================
- 1  security_activate(enum policy)         OK for the policy in force; the meter neither weakens
-                                           it nor signs APDUs (anything else: other-reason)
- 2  key_transfer(array {enum, octet-str})  suite 0 key wrap (:mod:`meterd.cosem.key_transfer`)
+ 1  security_activate(enum policy)         OK when it names the policy in force; any other
+                                           (weaker, stronger or signed): other-reason, as the
+                                           policy changes only in the keys file
+ 2  key_transfer(array {enum, octet-str})  keys wrapped with the master key, of the suite's
+                                           length (:mod:`meterd.cosem.key_transfer`)
  3  key_agreement(array {enum key_id,      ECDH per :mod:`meterd.cosem.key_agreement`; answers
     octet-string key_agreement_data})      the same array; keys 0 (global unicast) and 2
-                                           (authentication); the key takes effect after the
-                                           response went out, evented as KEY_CHANGED (48)
+                                           (authentication), 16 octets on suite 1, 32 on suite 2;
+                                           the key takes effect after the response went out
+                                           (and is saved in the keys file), evented as
+                                           KEY_CHANGED (48)
  4  generate_key_pair(enum key_pair_type)  0 digital signature, 1 key agreement, 2 TLS; on the
                                            suite of this object; event KEY_PAIR_GENERATED (193)
  5  generate_certificate_request(enum)     returns the PKCS #10 request (octet-string, DER)
@@ -38,6 +46,7 @@ is may invoke methods 1-8 (its access rule; the reader has none).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -50,8 +59,8 @@ from meterd.core import event_codes
 from meterd.core.ports import EventSink
 from meterd.cosem import axdr
 from meterd.cosem.adapters import ModelSecuritySetup, _answer, _deny
-from meterd.cosem.key_agreement import KEY_LENGTHS, agree
-from meterd.cosem.keys import KEY_IDS, SUITE0_KEY_LEN
+from meterd.cosem.key_agreement import agree
+from meterd.cosem.keys import KEY_IDS
 from meterd.cosem.objects import (
     Access,
     AccessLevel,
@@ -107,21 +116,21 @@ def serial_from_octets(raw: bytes) -> int:
 class SecuritySetupV1(ModelSecuritySetup):
     """Security setup (class 64, version 1) of one ciphered association, with methods 1-8.
 
-    ``pki``: the keys and certificates; ``suite``: this object's security suite (read at each
-    use); ``master_key``: the current key-encrypting key (an agreed key is staged as a wrapped
+    ``pki``: the keys and certificates; ``suite`` and ``policy``: the security suite and the
+    security policy (version 1 bits) the association applies, read at each use;
+    ``master_key``: the current key-encrypting key (an agreed key is staged as a wrapped
     key_transfer item, so it is applied like one); ``events``: the security log; ``now_utc``: the
     meter's clock (certificate validity, event times); ``client_sap``: named in event details.
     """
 
-    POLICY_V1 = ModelSecuritySetup.POLICY_ALL_AE
-
     def __init__(self, ln: str, server_title: bytes, client_title: Callable[[], bytes | None],
                  stage_keys: Callable[[Sequence[tuple[int, bytes]]], int], *, pki: Pki,
-                 suite: Callable[[], int], master_key: Callable[[], bytes], events: EventSink | None,
-                 now_utc: Callable[[], Any], client_sap: int) -> None:
+                 suite: Callable[[], int], policy: Callable[[], int], master_key: Callable[[], bytes],
+                 events: EventSink | None, now_utc: Callable[[], Any], client_sap: int) -> None:
         super().__init__(ln, server_title, client_title, stage_keys)
         self._pki = pki
         self._suite = suite
+        self._policy = policy
         self._master_key = master_key
         self._events = events
         self._now = now_utc
@@ -129,6 +138,7 @@ class SecuritySetupV1(ModelSecuritySetup):
 
     def attribute_values(self) -> Mapping[int, Any]:
         values = dict(super().attribute_values())
+        values[2] = lambda: axdr.encode_value(axdr.ENUM, self._policy())
         values[3] = lambda: axdr.encode_value(axdr.ENUM, self._suite())
         values[6] = lambda: axdr.encode_array([certificate_info_encoding(c) for c in self._pki.certificates()])
         return values
@@ -153,10 +163,10 @@ class SecuritySetupV1(ModelSecuritySetup):
     # --- the methods ----------------------------------------------------------------------------
 
     def _activate(self, params: Any) -> bytes | None:
-        policy = _int(params, "security_policy")
-        if policy != self.POLICY_V1:
-            raise _Refused(OTHER_REASON, f"security policy {policy:#04x} asked, {self.POLICY_V1:#04x} in force: "
-                           "the meter neither weakens it nor signs APDUs")
+        asked, in_force = _int(params, "security_policy"), self._policy()
+        if asked != in_force:
+            raise _Refused(OTHER_REASON, f"security policy {asked:#04x} asked, {in_force:#04x} in force: "
+                           "the policy changes only in the keys file")
         return None
 
     def _ecc_suite(self) -> int:
@@ -273,9 +283,6 @@ class SecuritySetupV1(ModelSecuritySetup):
         unknown = [key_id for key_id, _ in items if key_id not in AGREED_KEY_IDS]
         if unknown:
             raise _Refused(DENIED, f"key id {unknown[0]} cannot be agreed (0 global unicast, 2 authentication)")
-        if KEY_LENGTHS[suite] != SUITE0_KEY_LEN:
-            raise _Refused(OTHER_REASON, f"the keys file holds {SUITE0_KEY_LEN}-octet keys; suite {suite} agrees "
-                           f"{KEY_LENGTHS[suite]}-octet ones")
         client_title = self._client_title()
         if client_title is None:
             raise _Refused(OTHER_REASON, "no client system title in this association")
@@ -331,50 +338,46 @@ def _carries(der: bytes, title: bytes) -> bool:
     return title in titles_of(x509.load_der_x509_certificate(der))
 
 
-def association_suite(cfg: AssociationConfig) -> int:
-    """The security suite of an association: its ``security_suite`` where the configuration
-    carries one, else 0 (suite 0: symmetric keys only)."""
-    return int(getattr(cfg, "security_suite", 0) or 0)
-
-
 class SecuritySetupFactory:
     """The COSEM factory serving :class:`SecuritySetupV1` for every ciphered association
     (``replaces`` the plain Security setup objects of the base model; the frame counters stay).
 
-    ``master_key()``: the current key-encrypting key; ``suite_of``: the suite of an association.
+    ``master_key()``: the current key-encrypting key; ``suite_of`` / ``policy_of``: the security
+    suite and policy an association applies (the daemon reads both from the keys file in force).
     """
 
     def __init__(self, pki: Pki, events: EventSink | None, master_key: Callable[[], bytes],
-                 associations: Iterable[AssociationConfig],
-                 suite_of: Callable[[AssociationConfig], int] = association_suite) -> None:
+                 associations: Iterable[AssociationConfig], *, suite_of: Callable[[AssociationConfig], int],
+                 policy_of: Callable[[AssociationConfig], int]) -> None:
         self._pki = pki
         self._events = events
         self._master_key = master_key
         self._suite_of = suite_of
+        self._policy_of = policy_of
         self.replaces = frozenset(f"0.0.43.0.{a.security_instance}.255" for a in associations
                                   if a.security_instance is not None)
-
-    def _suite_reader(self, cfg: AssociationConfig) -> Callable[[], int]:
-        return lambda: self._suite_of(cfg)
 
     def __call__(self, ctx: CosemContext) -> Iterable[CosemEntry]:
         for cfg in ctx.associations:
             e = cfg.security_instance
             if e is None or f"0.0.43.0.{e}.255" not in self.replaces:
                 continue
-            is_current = cfg is ctx.association
+            # equal, not identical: the server hands the associations over again with the
+            # keys file's HLS mechanism (HLS-ECDSA) as new copies
+            is_current = cfg == ctx.association
             manages = is_current and ctx.association.level >= AccessLevel.MANAGER
             obj = SecuritySetupV1(f"0.0.43.0.{e}.255", ctx.server_title,
                                   ctx.client_title if is_current else (lambda: None), ctx.stage_keys,
-                                  pki=self._pki, suite=self._suite_reader(cfg),
-                                  master_key=self._master_key, events=self._events, now_utc=ctx.model.now_utc,
+                                  pki=self._pki, suite=functools.partial(self._suite_of, cfg),
+                                  policy=functools.partial(self._policy_of, cfg), master_key=self._master_key,
+                                  events=self._events, now_utc=ctx.model.now_utc,
                                   client_sap=ctx.association.client_sap)
             yield CosemEntry(obj, Access(methods=MANAGEMENT_METHODS if manages else frozenset()))
 
 
 def security_setup_factory(pki: Pki, events: EventSink | None, master_key: Callable[[], bytes],
-                           associations: Iterable[AssociationConfig],
-                           suite_of: Callable[[AssociationConfig], int] = association_suite) -> ObjectFactory:
+                           associations: Iterable[AssociationConfig], *,
+                           suite_of: Callable[[AssociationConfig], int],
+                           policy_of: Callable[[AssociationConfig], int]) -> ObjectFactory:
     """The factory of :class:`SecuritySetupFactory` for ``ObjectRegistry.add``."""
-    return SecuritySetupFactory(pki, events, master_key, associations, suite_of)
-
+    return SecuritySetupFactory(pki, events, master_key, associations, suite_of=suite_of, policy_of=policy_of)

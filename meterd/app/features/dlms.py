@@ -40,15 +40,17 @@ from (the TCP peer's address; a serial link's clients are the link) (``lockout_f
 Events any client can cause (refused AARQs: unknown SAP, malformed, wrong context or mechanism;
 replayed invocation counters) are recorded at most once a minute per link and event, the count of
 those not recorded going into the next one. Keys, counter store, lockouts and limits are one
-:class:`DlmsSecurity`, which this feature provides. Security suites 1 and 2 (``security_suite`` in
-the keys file) take the meter's key pairs and the clients' certificates from the
-:class:`~meterd.cosem.pki.Pki` another feature provides; without one their associations are
-refused (one warning at start, one line per refused AARQ).
+:class:`DlmsSecurity`, which this feature provides.
 
-The keys and certificates of security suites 1 and 2 live in ``dlms_pki/`` under the state
-directory (:class:`~meterd.cosem.pki_store.PkiStore`, provided as the meter's
-:class:`~meterd.cosem.pki.Pki`); the Security setup objects of version 1 manage them, ``GET
-/certificates`` (``meterctl certificates``) lists them.
+Security suites 1 and 2 (``security_suite`` in the keys file) take the meter's key pairs and the
+clients' certificates from ``dlms_pki/`` under the state directory
+(:class:`~meterd.cosem.pki_store.PkiStore`, which this feature provides as the meter's
+:class:`~meterd.cosem.pki.Pki`, possibly empty); the Security setup objects of version 1 manage
+them with the suite and security policy of the keys file in force, ``GET /certificates``
+(``meterctl certificates``) lists them. What HLS-ECDSA lacks at start (the meter's
+digital-signature key pair, any client certificate; or the whole store, when its directory cannot
+be made) is one warning; each association it refuses is one line (rate-limited like every
+refused AARQ) and no authentication failure.
 
 With the revenue feature (optional) the links read a profile range bound sent
 without deviation as local time under its legal-time rules, as the clock 0-0:1.0.0.255 does;
@@ -75,9 +77,15 @@ from meterd.cosem.acse import MECH_HLS_ECDSA
 from meterd.cosem.config import LinkKind, ServerConfig
 from meterd.cosem.errors import KeyFileError
 from meterd.cosem.event_limit import EventLimiter
-from meterd.cosem.keys import KeyRing, load_keys
-from meterd.cosem.objects import DEFAULT_ASSOCIATIONS, ObjectRegistry, OpticalSetup, default_registry
-from meterd.cosem.pki import SUITE_CURVES, KeyUse, Pki, PkiError
+from meterd.cosem.keys import DlmsKeys, KeyRing, load_keys
+from meterd.cosem.objects import (
+    DEFAULT_ASSOCIATIONS,
+    AssociationConfig,
+    ObjectRegistry,
+    OpticalSetup,
+    default_registry,
+)
+from meterd.cosem.pki import SUITE_CURVES, CertificateEntity, KeyUse, Pki, PkiError
 from meterd.cosem.pki_store import PkiStore
 from meterd.cosem.profile import LegalTimeSource
 from meterd.cosem.security import AuthLockout, LockoutPolicy
@@ -170,6 +178,9 @@ def attach(ctx: FeatureContext) -> None:
                                                     legal_time(ctx.registry.find(RevenueService)), policy,
                                                     ctx.clock), by="dlms")
     attach_pki(ctx, keys)
+    missing = pki_missing(keys.current, find_pki(ctx))
+    if missing is not None:
+        log.warning("%s", missing)
     if cfg.dlms.hdlc_port == "pty" and ctx.hardware.sim is not None:
         line = SimHdlcLine("DLMS HDLC line")
         ctx.registry.provide(SimHdlcLine, line, by="dlms")
@@ -190,9 +201,46 @@ def attach_pki(ctx: FeatureContext, keys: KeyRing) -> None:
     ctx.registry.provide(Pki, store, by="dlms")  # type: ignore[type-abstract]  # a Protocol as the key
     events = ctx.registry.need(EventRecorder, by="dlms")
     ctx.cosem_factories.append(security_setup_factory(store, events, lambda: keys.current.master_key,
-                                                      DEFAULT_ASSOCIATIONS))
+                                                      DEFAULT_ASSOCIATIONS, suite_of=suite_in_force(keys),
+                                                      policy_of=policy_in_force(keys)))
     ctx.api.route("GET", "/certificates", lambda _body: (200, pki_view(store)),
                   description="The certificates and server key pairs of DLMS suites 1 and 2 (no key material).")
+
+
+def suite_in_force(keys: KeyRing) -> Callable[[AssociationConfig], int]:
+    """The security suite an association applies: the keys file's ``security_suite`` for a
+    ciphered one (read at each use), 0 otherwise."""
+    return lambda assoc: keys.current.security_suite if assoc.ciphered else 0
+
+
+def policy_in_force(keys: KeyRing) -> Callable[[AssociationConfig], int]:
+    """The security policy (version 1 bits) an association applies: the keys file's
+    ``security_policy`` for a ciphered one (read at each use), 0 (nothing required) otherwise."""
+    return lambda assoc: keys.current.security_policy if assoc.ciphered else 0
+
+
+def pki_missing(keys: DlmsKeys, pki: Pki | None) -> str | None:
+    """What the ciphered associations of ``keys`` lack of the meter's key pairs and certificates,
+    as one sentence (None: nothing, or suite 0, which needs none): no PKI at all (every ciphered
+    association is refused), or for HLS-ECDSA the meter's digital-signature key pair of the suite
+    or any client's digital-signature certificate (every management association is refused)."""
+    suite = keys.security_suite
+    if not suite:
+        return None
+    if pki is None:
+        return (f"DLMS security suite {suite} configured but the meter's key pairs and certificates (PKI) are not "
+                "available: ciphered associations are refused")
+    if keys.mechanism != MECH_HLS_ECDSA:
+        return None
+    provision = ('provision them over HLS-GMAC (keys file authentication = "hls-gmac") through the Security setup '
+                 "0-0:43.0.3.255")
+    if pki.own_key(KeyUse.DIGITAL_SIGNATURE, suite) is None:
+        return (f"DLMS HLS-ECDSA on security suite {suite} configured but the meter has no digital-signature key pair "
+                f"for it: management associations are refused; {provision}")
+    if not any(c.entity is CertificateEntity.CLIENT and c.use is KeyUse.DIGITAL_SIGNATURE for c in pki.certificates()):
+        return (f"DLMS HLS-ECDSA on security suite {suite} configured but no client digital-signature certificate "
+                f"is held: management associations are refused; {provision}")
+    return None
 
 
 def pki_view(pki: Pki) -> dict[str, object]:
@@ -257,9 +305,6 @@ async def start(ctx: FeatureContext) -> None:
     board = interface_board(ctx)
     registry = registry_for(ctx)
     keys = ctx.registry.need(DlmsSecurity, by="dlms").keys.current
-    if keys.security_suite and find_pki(ctx) is None:
-        log.warning("DLMS security suite %d configured but no key pairs and certificates (PKI) are available: "
-                    "ciphered associations are refused", keys.security_suite)
     if cfg.tcp_port >= 0 and cfg.tcp_host:
         what = f"DLMS wrapper on TCP {cfg.tcp_host}:{cfg.tcp_port}"
         try:

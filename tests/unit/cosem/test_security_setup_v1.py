@@ -43,7 +43,8 @@ class Rig:
         self.suite = suite
         registry = default_registry()
         registry.add(security_setup_factory(self.pki, self.sink, lambda: self.ring.current.master_key,
-                                            DEFAULT_ASSOCIATIONS, suite_of=lambda _cfg: self.suite))
+                                            DEFAULT_ASSOCIATIONS, suite_of=lambda _cfg: self.suite,
+                                            policy_of=lambda _cfg: self.ring.current.security_policy))
         config = ServerConfig(registry=registry, events=self.sink)
         self.factory = build_session_factory(self.meter, MemoryCounterStore(), self.ring, config)
 
