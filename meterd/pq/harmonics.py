@@ -113,7 +113,8 @@ class HarmonicResult:
 
 def distortion_pct(values: FloatArray, last_order: int = MAX_ORDER) -> float:
     """sqrt(Σ_{h=2..H} Y_h²) / Y_1 · 100 % for an array indexed by order."""
-    return float(math.sqrt(float(np.sum(values[2 : last_order + 1] ** 2))) / values[1] * 100.0)
+    upper = values[2 : last_order + 1]
+    return math.sqrt(float(np.dot(upper, upper))) / float(values[1]) * 100.0
 
 
 def analyse_lines(lines: FloatArray, cycles: int, min_fundamental: float = 0.0) -> HarmonicResult:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import bisect
 import cmath
 import math
-import statistics
 from collections import deque
 from dataclasses import dataclass
 
@@ -41,6 +40,14 @@ from scipy import signal
 from meterd.pq.source import FloatArray
 
 _DISTURBED_SAMPLES = 0.25  # a filtered estimate this far (samples) off the raw crossing is disturbed
+
+
+def _median(values: deque[float]) -> float:
+    """Median of a few values (as :func:`statistics.median`: the mean of the middle two when even)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 @dataclass(frozen=True)
@@ -204,7 +211,7 @@ class ZeroCrossingDetector:
         raw = self._raw_first + c + a / (a - b)
         offsets = self._offsets[direction]
         offsets.append(estimate - raw)
-        placed = raw + statistics.median(offsets)
+        placed = raw + _median(offsets)
         # in steady state the (smooth) filtered estimate is kept: interpolating between raw samples
         # that carry harmonics up to 2.5 kHz jitters by a few hundredths of a sample
         return estimate if abs(estimate - placed) <= _DISTURBED_SAMPLES else placed
@@ -235,8 +242,10 @@ class ZeroCrossingDetector:
                 period = mark.index - same.index
                 if abs(period - self._nominal_period) <= 0.15 * self._nominal_period:
                     self._periods.append(period)
-                    self.period = statistics.median(self._periods)
-                    self._delay = self._phase_delay(self.period)
+                    median = _median(self._periods)
+                    if median != self.period:  # the delay only changes with the period
+                        self.period = median
+                        self._delay = self._phase_delay(median)
             self._good = self._good_by_dir[mark.direction] = mark
         self.marks.append(mark)
         self._last_by_dir[mark.direction] = mark
