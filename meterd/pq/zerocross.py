@@ -35,7 +35,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from meterd.pq.source import FloatArray
 
@@ -61,6 +60,8 @@ class Mark:
 
 def prefilter_sos(sample_rate_hz: float, f_nom_hz: float) -> FloatArray:
     """The detector's low-pass: 2nd-order Butterworth at 1.2·f_nom (second-order sections)."""
+    from scipy import signal  # loaded on first use: no scipy in a meter without the waveform analysis
+
     return np.asarray(signal.butter(2, 1.2 * f_nom_hz, fs=sample_rate_hz, output="sos"), dtype=np.float64)
 
 
@@ -73,6 +74,7 @@ class PreFilter:
 
     def filter(self, x: FloatArray) -> FloatArray:
         """Filtered samples of consecutive blocks, shape (channels, n) as ``x`` (V)."""
+        from scipy import signal
         y, self._zi = signal.sosfilt(self._sos, x, axis=-1, zi=self._zi)
         return np.asarray(y, dtype=np.float64)
 
@@ -121,6 +123,7 @@ class ZeroCrossingDetector:
         :class:`PreFilter` shared by several channels); None filters here.
         """
         if filtered is None:
+            from scipy import signal
             y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
         else:
             y = filtered
