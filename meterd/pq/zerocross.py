@@ -135,14 +135,14 @@ class ZeroCrossingDetector:
             self._raw, self._raw_first = np.asarray(x, dtype=np.float64), first_index
         self._index_raw()
         out: list[Mark] = []
-        for kind, at, value in self._events(first_index, yy):
+        for at, kind, value in self._events(first_index, yy):
             self._free_run_until(at, out)
             if kind == 0:
-                self._on_crossing(int(value))
-                if int(value) != self._strong_sign and self._strong_sign != 0:
+                self._on_crossing(value)
+                if value != self._strong_sign and self._strong_sign != 0:
                     self._pending = at - 1 + yy[at - first_index] / (yy[at - first_index] - yy[at - first_index + 1])
             else:
-                self._on_strong(int(value), at, out)
+                self._on_strong(value, at, out)
         self._free_run_until(first_index + len(x), out)
         if self._raw.size > self._raw_keep:
             self._raw_first += self._raw.size - self._raw_keep
@@ -156,21 +156,24 @@ class ZeroCrossingDetector:
         nonneg, nonpos = raw >= 0, raw <= 0
         self._changes = {1: np.flatnonzero(nonneg[1:] != nonneg[:-1]).tolist(),  # rising made rising
                          -1: np.flatnonzero(nonpos[1:] != nonpos[:-1]).tolist()}  # falling made rising
-        self._strong_count = np.concatenate(([0], np.cumsum(np.abs(raw) >= self._dead_band / 2))).tolist()
+        self._strong_count = np.concatenate(([0], np.cumsum(np.abs(raw) >= self._dead_band / 2)))
 
-    def _events(self, first_index: int, yy: FloatArray) -> list[tuple[int, int, float]]:
-        """(kind, sample index, value) sorted by index: kind 0 crossing (value: direction), 1 strong flip."""
+    def _events(self, first_index: int, yy: FloatArray) -> list[tuple[int, int, int]]:
+        """(sample index, kind, value) in time order: kind 0 crossing (value: direction), 1 strong flip
+        (value: the new sign); at one index a crossing comes before a flip."""
         pos = yy >= 0
         cross = np.nonzero(pos[1:] != pos[:-1])[0]  # crossing between yy[c] and yy[c+1]
-        events = [(0, first_index + int(c), 1.0 if pos[c + 1] else -1.0) for c in cross]
+        at = (first_index + cross).tolist()
+        events = list(zip(at, [0] * len(at), np.where(pos[cross + 1], 1, -1).tolist(), strict=True))
         y = yy[1:]
         strong = np.nonzero(np.abs(y) > self._dead_band)[0]
         if strong.size:
-            signs = np.sign(y[strong])
+            signs = np.sign(y[strong]).astype(np.int64)
             prev = np.concatenate(([self._strong_sign], signs[:-1]))
             flips = np.nonzero(signs != prev)[0]
-            events += [(1, first_index + int(strong[i]), float(signs[i])) for i in flips]
-        events.sort(key=lambda e: (e[1], e[0]))
+            flip_at = (first_index + strong[flips]).tolist()
+            events += zip(flip_at, [1] * len(flip_at), signs[flips].tolist(), strict=True)
+        events.sort()
         return events
 
     def _on_crossing(self, direction: int) -> None:
@@ -200,7 +203,7 @@ class ZeroCrossingDetector:
         if lo < self._raw_first or hi > known_until:
             return estimate
         r0, r1 = lo - self._raw_first, hi - self._raw_first
-        if self._strong_count[r1] == self._strong_count[r0]:  # all within half the dead band
+        if int(self._strong_count[r1]) == int(self._strong_count[r0]):  # all within half the dead band
             return None
         changes = self._changes[direction]
         first = bisect.bisect_left(changes, r0)
