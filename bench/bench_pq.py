@@ -1,27 +1,45 @@
-"""Benchmark: CPU time of the whole power-quality chain per second of 3-phase 8 kHz input.
+"""Benchmark of power quality: the chain's CPU, the simulated meter's speed, the event loop's hold,
+meterd's RSS and its storage writes over a simulated day, with the waveform analysis on.
 
-The run starts on a 10-min UTC tick and crosses the next one, so a full 10-min interval is closed:
-its aggregation and the Pst of three phases (percentiles over 10 min of Pinst) are included, with
-the 10/12-cycle RMS, harmonics, events, 10-s frequency and the flickermeters of every block.
-Prints CPU per input second (ms), the share of one core (%), and the cost of the block that
-closed the interval (ms). ``--seconds N`` changes the length (at least 605 s to cross the tick).
+Parts (``--part``, default all but ``day``):
+
+* ``chain``: CPU time of the whole chain (:class:`~meterd.pq.monitor.PqMonitor`) per second of
+  three-phase 8 kHz input, in 100-ms blocks and in the meter's 1-s blocks. The run starts on a
+  10-min UTC tick and crosses the next one, so a full 10-min interval is closed (aggregation and
+  the Pst of three phases) besides the RMS, harmonics, events, 10-s frequency and flickermeters;
+* ``meter``: simulated hours per wall hour of the whole simulated meter (every feature of
+  tests/simmeter, PQ on), stepped as ``meterd run --speed 0`` steps it, and with PQ off;
+* ``hold``: the longest time the event loop was held, seen by a 1-ms ticker on the loop while
+  the meter runs at 10× real time (1 cycle per 100 ms), with the analysis inline and on its
+  worker thread (``[power_quality] worker``);
+* ``day``: a real ``meterd run --speed 0`` process (PQ on) over ``--day-seconds`` of meter time
+  (default a whole day): its RSS after 10 min of meter time (warm-up) and at the end, its peak
+  (VmHWM), and the bytes it sent to the block layer (``/proc/<pid>/io`` ``write_bytes`` minus
+  ``cancelled_write_bytes``: what this process made the kernel write to storage, tmpfs excluded,
+  whatever else runs on the machine), scaled to a day.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import math
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from meterd.pq.monitor import PqMonitor
-from meterd.pq.source import WaveformBlock
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from meterd.pq.monitor import PqMonitor  # noqa: E402
+from meterd.pq.source import WaveformBlock  # noqa: E402
 
 FS = 8000
 SECONDS = 610
-BLOCK = 800  # 100 ms blocks, as the runtime would deliver them
 T0 = dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.UTC)  # on a 10-min tick
 
 
@@ -40,20 +58,18 @@ def make_signal(first: int, n: int) -> np.ndarray:
     return x
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=SECONDS, help="input seconds (default %(default)s)")
-    seconds = parser.parse_args().seconds
+def chain(seconds: int, block: int) -> None:
+    """CPU of the chain per input second in blocks of ``block`` samples."""
     mon = PqMonitor()  # includes the one-off flicker scale calibration
     cpu_s, tick_ms, worst_ms = 0.0, 0.0, 0.0
     for second in range(seconds):
         x = make_signal(second * FS, FS)  # signal generation is not timed
-        for s in range(0, FS, BLOCK):
+        for s in range(0, FS, block):
             first = second * FS + s
-            block = WaveformBlock(first, x[:, s : s + BLOCK], float(FS), T0 + dt.timedelta(seconds=first / FS))
+            blk = WaveformBlock(first, x[:, s : s + block], float(FS), T0 + dt.timedelta(seconds=first / FS))
             had = mon.latest().aggregates.get("10-min")
             start = time.process_time()
-            mon.feed(block)
+            mon.feed(blk)
             spent = time.process_time() - start
             cpu_s += spent
             worst_ms = max(worst_ms, spent * 1000)
@@ -63,11 +79,139 @@ def main() -> None:
     closed = v.aggregates.get("10-min")
     if seconds >= 605 and (closed is None or len(v.pst) != 3):
         raise SystemExit("the run did not close a 10-min interval with its Pst")
-    print(f"pq_chain_cpu_per_input_second: {cpu_s / seconds * 1000:.1f} ms")
-    print(f"pq_chain_core_load: {cpu_s / seconds * 100:.1f} % of one core")
-    print(f"pq_block_closing_10min_interval: {tick_ms:.1f} ms (worst 100-ms block {worst_ms:.1f} ms)")
-    print(f"pq_input_seconds: {seconds} s, 10-min intervals closed: {int(closed is not None)}, "
-          f"Pst L1 {v.pst[1].pst:.3f}" if 1 in v.pst else f"pq_input_seconds: {seconds} s")
+    label = f"{block * 1000 // FS}-ms blocks"
+    print(f"pq_chain_cpu_per_input_second ({label}): {cpu_s / seconds * 1000:.1f} ms"
+          f" ({cpu_s / seconds * 100:.2f} % of one core)")
+    print(f"pq_block_closing_10min_interval ({label}): {tick_ms:.1f} ms (worst block {worst_ms:.1f} ms)")
+
+
+def meter_speed(seconds: int) -> None:
+    """Simulated hours per wall hour of the stepped simulated meter, PQ on and off."""
+    from tests.simmeter import SimMeter
+
+    for pq in (True, False):
+        with tempfile.TemporaryDirectory() as d:
+            sm = SimMeter(Path(d), sim={"current_a": 1.45, "power_factor": "0.95L"}, display={"kind": "dummy"},
+                          power_quality={"enabled": pq})
+            sm.run(30)  # warm-up: the first windows, caches
+            t0, c0 = time.perf_counter(), time.process_time()
+            sm.run(seconds)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            sm.close()
+        print(f"simulated_hours_per_wall_hour_pq_{'on' if pq else 'off'}: {seconds / wall:.1f}"
+              f" ({wall / seconds * 1000:.1f} ms wall, {cpu / seconds * 1000:.1f} ms CPU per simulated second;"
+              f" {seconds} s of meter time)")
+
+
+def loop_hold(seconds: int) -> None:
+    """The longest event-loop hold at 10× real time, the analysis inline and on its worker."""
+    from meterd.app.features.power_quality import WaveformFeed
+    from tests.simmeter import SimMeter
+
+    async def run(meter: SimMeter, cycles: int) -> float:
+        loop = asyncio.get_running_loop()
+        worst = [0.0]
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            last = loop.time()
+            while not done.is_set():
+                await asyncio.sleep(0.001)
+                now = loop.time()
+                worst[0] = max(worst[0], now - last)
+                last = now
+
+        async def cycles_at_10x() -> None:
+            for _ in range(cycles):
+                meter.daemon.step(1.0)
+                await asyncio.sleep(0.1)
+            done.set()
+
+        t = asyncio.ensure_future(ticker())
+        await cycles_at_10x()
+        await t
+        return worst[0] * 1000.0
+
+    for mode in ("inline", "thread"):
+        with tempfile.TemporaryDirectory() as d:
+            meter = SimMeter(Path(d), display={"kind": "dummy"}, power_quality={"enabled": True})
+            feed = meter.daemon.registry.need(WaveformFeed, by="bench")
+            if mode == "thread":
+                feed.start_worker(4)
+            meter.run(5)
+            hold_ms = asyncio.run(run(meter, seconds))
+            stats = feed.stats()
+            meter.close()
+        print(f"event_loop_longest_hold_{mode}: {hold_ms:.1f} ms (1-ms ticker, {seconds} cycles at 10x real time;"
+              f" PQ hook wall max {stats['loop_hold_max_ms']:.1f} ms, p99 {stats['loop_hold_p99_ms']:.1f} ms"
+              + (f"; worker: {stats['analysed']} analysed, {stats['dropped']} dropped)" if mode == "thread" else ")"))
+
+
+def _proc_kib(pid: int, key: str) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in text.splitlines() if line.startswith(key + ":"))
+
+
+def _proc_io(pid: int) -> int:
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["write_bytes"]) - int(fields["cancelled_write_bytes"])
+
+
+def day(day_seconds: int) -> None:
+    """A meterd process at speed 0 with PQ on: RSS after warm-up and at the end, peak, storage writes."""
+    from tests.meterd_process import MeterdProcess
+
+    with tempfile.TemporaryDirectory() as d:
+        meter = MeterdProcess(Path(d), speed="0", power_quality=True)
+        pid = meter.proc.pid
+        try:
+            warm_rss = None
+            t0 = time.perf_counter()
+            start_cycles = int(meter.status()["loop"]["cycles"])
+            samples: list[tuple[int, int]] = []
+            while True:
+                cycles = int(meter.status()["loop"]["cycles"]) - start_cycles
+                rss = _proc_kib(pid, "VmRSS")
+                samples.append((cycles, rss))
+                if warm_rss is None and cycles >= 600:
+                    warm_rss, io_warm, warm_cycles = rss, _proc_io(pid), cycles
+                if cycles >= day_seconds:
+                    break
+                time.sleep(5)
+            wall = time.perf_counter() - t0
+            end_rss, peak = _proc_kib(pid, "VmRSS"), _proc_kib(pid, "VmHWM")
+            io_end = _proc_io(pid)
+        finally:
+            meter.stop()
+    assert warm_rss is not None
+    written = (io_end - io_warm) * 86_400 / max(cycles - warm_cycles, 1)
+    print(f"meterd_rss_after_warmup: {warm_rss / 1024:.1f} MiB (after {warm_cycles} s of meter time)")
+    print(f"meterd_rss_end: {end_rss / 1024:.1f} MiB after {cycles} s of meter time"
+          f" (growth {(end_rss - warm_rss) / 1024:+.2f} MiB); peak (VmHWM) {peak / 1024:.1f} MiB")
+    print(f"meterd_storage_writes_per_day: {written / 1e6:.2f} MB (/proc/<pid>/io write_bytes - cancelled,"
+          f" {cycles - warm_cycles} s of meter time scaled to 24 h; budget 5 MB)")
+    print(f"meterd_speed_0: {cycles / wall:.1f} simulated hours per wall hour (process, PQ on, incl. start)")
+    print("meterd_rss_samples (meter s, MiB): "
+          + ", ".join(f"{c}:{r / 1024:.1f}" for c, r in samples[:: max(len(samples) // 12, 1)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("all", "chain", "meter", "hold", "day"), default="all")
+    parser.add_argument("--seconds", type=int, default=SECONDS, help="chain input seconds (default %(default)s)")
+    parser.add_argument("--meter-seconds", type=int, default=600, help="meter time of the speed run (s)")
+    parser.add_argument("--hold-cycles", type=int, default=100, help="cycles of the loop-hold run")
+    parser.add_argument("--day-seconds", type=int, default=86_400, help="meter time of the day run (s)")
+    args = parser.parse_args()
+    if args.part in ("all", "chain"):
+        chain(args.seconds, FS // 10)
+        chain(args.seconds, FS)
+    if args.part in ("all", "meter"):
+        meter_speed(args.meter_seconds)
+    if args.part in ("all", "hold"):
+        loop_hold(args.hold_cycles)
+    if args.part == "day":
+        day(args.day_seconds)
 
 
 if __name__ == "__main__":

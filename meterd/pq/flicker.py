@@ -14,7 +14,6 @@ import functools
 import math
 
 import numpy as np
-from scipy import signal
 
 from meterd.pq.errors import CalibrationError
 from meterd.pq.source import FloatArray
@@ -46,6 +45,7 @@ class _Filters:
     """Designed filters of the chain for one (sample rate, mains frequency, lamp)."""
 
     def __init__(self, fs_hz: float, f_mains_hz: float, lamp: str) -> None:
+        from scipy import signal  # loaded on first use: no scipy in a meter without the waveform analysis
         self.fs_low = fs_hz / DECIMATION
         self.anti_alias = signal.butter(6, 150.0, fs=fs_hz, output="sos")
         hp_b, hp_a = signal.butter(1, 0.05, btype="highpass", fs=self.fs_low)
@@ -75,6 +75,7 @@ class Flickermeter:
 
     def _start(self, mean_square: FloatArray) -> None:
         """Filter states at steady state for the first second's mean square of each channel (V²)."""
+        from scipy import signal
         f = self._f
         ms = mean_square[:, None]
         self._zi_aa = signal.sosfilt_zi(f.anti_alias)[:, None, :] * ms[None, :, :]
@@ -111,6 +112,7 @@ class Flickermeter:
         return idx, (p[0] if one else p)
 
     def _run(self, first_index: int, x: FloatArray) -> tuple[np.ndarray, FloatArray]:
+        from scipy import signal
         f = self._f
         s, self._zi_aa = signal.sosfilt(f.anti_alias, x * x, axis=-1, zi=self._zi_aa)
         idx = first_index + np.arange(x.shape[1])

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import special
 
 from meterd.pq.history import SampleHistory
 from meterd.pq.source import FloatArray
@@ -44,7 +43,7 @@ def _weight_table() -> npt.NDArray[np.float32]:
     frac = np.arange(_TABLE_STEPS + 1) / _TABLE_STEPS
     u = frac[:, None] - np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)[None, :]  # distance from each tap (samples)
     ratio = np.clip(u / float(_HALF_TAPS), -1.0, 1.0)
-    table = np.sinc(u) * special.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / special.i0(_KAISER_BETA)
+    table = np.sinc(u) * np.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / np.i0(_KAISER_BETA)
     return np.ascontiguousarray(table, dtype=np.float32)
 
 
@@ -113,7 +112,8 @@ class HarmonicResult:
 
 def distortion_pct(values: FloatArray, last_order: int = MAX_ORDER) -> float:
     """sqrt(Σ_{h=2..H} Y_h²) / Y_1 · 100 % for an array indexed by order."""
-    return float(math.sqrt(float(np.sum(values[2 : last_order + 1] ** 2))) / values[1] * 100.0)
+    upper = values[2 : last_order + 1]
+    return math.sqrt(float(np.dot(upper, upper))) / float(values[1]) * 100.0
 
 
 PWHD_FIRST_ORDER = 14

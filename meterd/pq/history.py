@@ -110,6 +110,36 @@ class SampleHistory:
         right = (stop - j0) * (b0 + gb) / 2.0
         return (inner + left + right) / (stop - start)
 
+    def mean_squares(self, row: int, start: FloatArray, stop: FloatArray) -> FloatArray:
+        """:meth:`mean_square` of many intervals [start[i], stop[i]] of one row at once (V², A²),
+        each stop − start at least one sample and shorter than ``SUM_SEGMENT``; the same
+        arithmetic element by element, so the same values."""
+        buf, sums, cap = self._buf[row], self._sums[row], self._capacity
+        i0, j0 = np.floor(start).astype(np.int64), np.floor(stop).astype(np.int64)
+        if start.size == 0:
+            return np.zeros(0)
+        if int(i0.min()) < self.start_index or int(np.ceil(stop).max()) >= self.end_index:
+            raise SampleStreamError(f"windows outside history {self.start_index}..{self.end_index}")
+        fa, fb = start - i0, stop - j0
+        a0, a1 = buf[i0 % cap] ** 2, buf[(i0 + 1) % cap] ** 2
+        b0, b1 = buf[j0 % cap] ** 2, buf[(j0 + 1) % cap] ** 2
+        whole_a, whole_b = fa == 0.0, fb == 0.0
+        ga = np.where(whole_a, a0, a0 * (1.0 - fa) + a1 * fa)
+        gb = np.where(whole_b, b0, b0 * (1.0 - fb) + b1 * fb)
+        ia = np.where(whole_a, i0, i0 + 1)
+        g_ia = np.where(whole_a, a0, a1)
+        seg_first = np.maximum(ia - ia % SUM_SEGMENT, self._restart)
+        seg_last = np.maximum(j0 - j0 % SUM_SEGMENT, self._restart)
+        before = np.where(ia > seg_first, sums[(ia - 1) % cap], 0.0)
+        last = sums[j0 % cap]
+        total = np.where(seg_first == seg_last, last - before, (sums[(seg_last - 1) % cap] - before) + last)
+        inner = total - (g_ia + b0) / 2.0
+        left = (ia - start) * (ga + g_ia) / 2.0
+        right = (stop - j0) * (b0 + gb) / 2.0
+        one_interval = j0 < ia
+        return np.asarray(np.where(one_interval, (ga + gb) / 2.0, (inner + left + right) / (stop - start)),
+                          dtype=np.float64)
+
     def value(self, row: int, index: int) -> float:
         """One sample (V or A)."""
         return float(self._buf[row, index % self._capacity])

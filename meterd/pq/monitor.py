@@ -245,9 +245,9 @@ class PqMonitor:
     def feed(self, block: WaveformBlock) -> list[PqEvent]:
         """Process one block; return the events that ended (dips, swells, interruptions, UV/OV).
 
-        Long blocks are processed in chunks of at most 0.5 s (the results do not depend on it).
+        Long blocks are processed in chunks of at most 1 s (the results do not depend on it).
         """
-        chunk = int(self._fs // 2)
+        chunk = int(self._fs)
         if block.n_samples <= chunk:
             return self._feed(block)
         events: list[PqEvent] = []
@@ -277,12 +277,12 @@ class PqMonitor:
 
     def _process_channel(self, row: int, block: WaveformBlock, filtered: FloatArray) -> None:
         zc = self._zc[row]
-        for mark in zc.process(block.first_index, block.samples[row], filtered):
-            value = self._half[row].on_mark(mark, zc.period, self._history)
-            if value is not None:
-                self._pending_half.append(value)
-            if row == ROW_U1 and mark.direction > 0:
-                self._on_reference_rising(mark)
+        marks = zc.process(block.first_index, block.samples[row], filtered)
+        self._pending_half += self._half[row].on_marks(marks, zc.period, self._history)
+        if row == ROW_U1:
+            for mark in marks:
+                if mark.direction > 0:
+                    self._on_reference_rising(mark)
         zc.trim(8)
 
     def _on_reference_rising(self, mark: Mark) -> None:

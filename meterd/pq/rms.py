@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from meterd.pq.history import SampleHistory
 from meterd.pq.zerocross import Mark
 
@@ -46,6 +48,26 @@ class HalfCycleRms:
 
     def on_mark(self, mark: Mark, period: float, history: SampleHistory) -> HalfCycleValue | None:
         """Compute the value that ends at ``mark``; None until a same-direction mark is known."""
+        window = self.window(mark, period, history)
+        if window is None:
+            return None
+        start, real = window
+        rms = math.sqrt(max(window_mean_square(history, self.row, start, mark.index), 0.0))
+        return HalfCycleValue(self.row, start, mark.index, rms, real)
+
+    def on_marks(self, marks: list[Mark], period: float, history: SampleHistory) -> list[HalfCycleValue]:
+        """:meth:`on_mark` of consecutive marks, the RMS of all their windows in one pass."""
+        windows = [(m, w) for m in marks if (w := self.window(m, period, history)) is not None]
+        if not windows:
+            return []
+        starts = np.array([w[0] for _m, w in windows])
+        stops = np.array([m.index for m, _w in windows])
+        rms = np.sqrt(np.maximum(history.mean_squares(self.row, starts, stops), 0.0)).tolist()
+        return [HalfCycleValue(self.row, w[0], m.index, r, w[1]) for (m, w), r in zip(windows, rms, strict=True)]
+
+    def window(self, mark: Mark, period: float, history: SampleHistory) -> tuple[float, bool] | None:
+        """The start (fractional sample index) and realness of the one-cycle window ending at
+        ``mark``; None until a same-direction mark is known or when the start left the history."""
         prev = self._last.get(mark.direction)
         self._last[mark.direction] = mark
         if prev is None and not self._last.get(-mark.direction):
@@ -55,5 +77,4 @@ class HalfCycleRms:
             start = mark.index - period
         if start < history.start_index:
             return None
-        rms = math.sqrt(max(window_mean_square(history, self.row, start, mark.index), 0.0))
-        return HalfCycleValue(self.row, start, mark.index, rms, mark.real and (prev is None or prev.real))
+        return start, mark.real and (prev is None or prev.real)

@@ -31,16 +31,22 @@ from __future__ import annotations
 import bisect
 import cmath
 import math
-import statistics
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal
 
 from meterd.pq.source import FloatArray
 
 _DISTURBED_SAMPLES = 0.25  # a filtered estimate this far (samples) off the raw crossing is disturbed
+
+
+def _median(values: deque[float]) -> float:
+    """Median of a few values (as :func:`statistics.median`: the mean of the middle two when even)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,8 @@ class Mark:
 
 def prefilter_sos(sample_rate_hz: float, f_nom_hz: float) -> FloatArray:
     """The detector's low-pass: 2nd-order Butterworth at 1.2·f_nom (second-order sections)."""
+    from scipy import signal  # loaded on first use: no scipy in a meter without the waveform analysis
+
     return np.asarray(signal.butter(2, 1.2 * f_nom_hz, fs=sample_rate_hz, output="sos"), dtype=np.float64)
 
 
@@ -66,6 +74,7 @@ class PreFilter:
 
     def filter(self, x: FloatArray) -> FloatArray:
         """Filtered samples of consecutive blocks, shape (channels, n) as ``x`` (V)."""
+        from scipy import signal
         y, self._zi = signal.sosfilt(self._sos, x, axis=-1, zi=self._zi)
         return np.asarray(y, dtype=np.float64)
 
@@ -114,6 +123,7 @@ class ZeroCrossingDetector:
         :class:`PreFilter` shared by several channels); None filters here.
         """
         if filtered is None:
+            from scipy import signal
             y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
         else:
             y = filtered
@@ -125,14 +135,14 @@ class ZeroCrossingDetector:
             self._raw, self._raw_first = np.asarray(x, dtype=np.float64), first_index
         self._index_raw()
         out: list[Mark] = []
-        for kind, at, value in self._events(first_index, yy):
+        for at, kind, value in self._events(first_index, yy):
             self._free_run_until(at, out)
             if kind == 0:
-                self._on_crossing(int(value))
-                if int(value) != self._strong_sign and self._strong_sign != 0:
+                self._on_crossing(value)
+                if value != self._strong_sign and self._strong_sign != 0:
                     self._pending = at - 1 + yy[at - first_index] / (yy[at - first_index] - yy[at - first_index + 1])
             else:
-                self._on_strong(int(value), at, out)
+                self._on_strong(value, at, out)
         self._free_run_until(first_index + len(x), out)
         if self._raw.size > self._raw_keep:
             self._raw_first += self._raw.size - self._raw_keep
@@ -146,21 +156,24 @@ class ZeroCrossingDetector:
         nonneg, nonpos = raw >= 0, raw <= 0
         self._changes = {1: np.flatnonzero(nonneg[1:] != nonneg[:-1]).tolist(),  # rising made rising
                          -1: np.flatnonzero(nonpos[1:] != nonpos[:-1]).tolist()}  # falling made rising
-        self._strong_count = np.concatenate(([0], np.cumsum(np.abs(raw) >= self._dead_band / 2))).tolist()
+        self._strong_count = np.concatenate(([0], np.cumsum(np.abs(raw) >= self._dead_band / 2)))
 
-    def _events(self, first_index: int, yy: FloatArray) -> list[tuple[int, int, float]]:
-        """(kind, sample index, value) sorted by index: kind 0 crossing (value: direction), 1 strong flip."""
+    def _events(self, first_index: int, yy: FloatArray) -> list[tuple[int, int, int]]:
+        """(sample index, kind, value) in time order: kind 0 crossing (value: direction), 1 strong flip
+        (value: the new sign); at one index a crossing comes before a flip."""
         pos = yy >= 0
         cross = np.nonzero(pos[1:] != pos[:-1])[0]  # crossing between yy[c] and yy[c+1]
-        events = [(0, first_index + int(c), 1.0 if pos[c + 1] else -1.0) for c in cross]
+        at = (first_index + cross).tolist()
+        events = list(zip(at, [0] * len(at), np.where(pos[cross + 1], 1, -1).tolist(), strict=True))
         y = yy[1:]
         strong = np.nonzero(np.abs(y) > self._dead_band)[0]
         if strong.size:
-            signs = np.sign(y[strong])
+            signs = np.sign(y[strong]).astype(np.int64)
             prev = np.concatenate(([self._strong_sign], signs[:-1]))
             flips = np.nonzero(signs != prev)[0]
-            events += [(1, first_index + int(strong[i]), float(signs[i])) for i in flips]
-        events.sort(key=lambda e: (e[1], e[0]))
+            flip_at = (first_index + strong[flips]).tolist()
+            events += zip(flip_at, [1] * len(flip_at), signs[flips].tolist(), strict=True)
+        events.sort()
         return events
 
     def _on_crossing(self, direction: int) -> None:
@@ -190,7 +203,7 @@ class ZeroCrossingDetector:
         if lo < self._raw_first or hi > known_until:
             return estimate
         r0, r1 = lo - self._raw_first, hi - self._raw_first
-        if self._strong_count[r1] == self._strong_count[r0]:  # all within half the dead band
+        if int(self._strong_count[r1]) == int(self._strong_count[r0]):  # all within half the dead band
             return None
         changes = self._changes[direction]
         first = bisect.bisect_left(changes, r0)
@@ -204,7 +217,7 @@ class ZeroCrossingDetector:
         raw = self._raw_first + c + a / (a - b)
         offsets = self._offsets[direction]
         offsets.append(estimate - raw)
-        placed = raw + statistics.median(offsets)
+        placed = raw + _median(offsets)
         # in steady state the (smooth) filtered estimate is kept: interpolating between raw samples
         # that carry harmonics up to 2.5 kHz jitters by a few hundredths of a sample
         return estimate if abs(estimate - placed) <= _DISTURBED_SAMPLES else placed
@@ -235,8 +248,10 @@ class ZeroCrossingDetector:
                 period = mark.index - same.index
                 if abs(period - self._nominal_period) <= 0.15 * self._nominal_period:
                     self._periods.append(period)
-                    self.period = statistics.median(self._periods)
-                    self._delay = self._phase_delay(self.period)
+                    median = _median(self._periods)
+                    if median != self.period:  # the delay only changes with the period
+                        self.period = median
+                        self._delay = self._phase_delay(median)
             self._good = self._good_by_dir[mark.direction] = mark
         self.marks.append(mark)
         self._last_by_dir[mark.direction] = mark

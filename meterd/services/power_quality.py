@@ -5,6 +5,10 @@ the power-quality log (dip, swell, short/long interruption, sustained under/over
 at its start with duration (s), residual or maximum voltage (V) and phases), and appends a profile
 row per 10-min aggregate. Without a waveform stream (a Pi without the DMA bridge) it holds the
 chip's indicative THD+N and DFT ratios instead (:func:`~meterd.pq.monitor.indicative_from_chip`).
+The work is split in two so that the analysis can run off the event loop: :meth:`~PowerQualityService.analyse`
+touches only the monitor (a worker thread runs it, :mod:`meterd.runtime.pq_worker`) and gives a
+:class:`PqOutcome`; :meth:`~PowerQualityService.apply` records it (event log, profile, Pst store)
+where the stores live; :meth:`~PowerQualityService.feed` does both at once.
 
 The power-quality profile: one row per 10-min aggregate (a DLMS profile generic buffer).
 Columns (after the clock 0-0:1.0.0.255, the end of the interval in UTC): 10-min RMS of U1, U2,
@@ -40,6 +44,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from meterd.core import event_codes as ec
@@ -267,6 +272,16 @@ def event_detail(event: PqEvent) -> dict[str, object]:
     return detail
 
 
+@dataclass(frozen=True)
+class PqOutcome:
+    """What the analysis of one block gives: the events that ended, the Pst released (to be
+    persisted) and a snapshot of the latest values."""
+
+    events: tuple[PqEvent, ...]
+    new_pst: tuple[FlickerValue, ...]
+    values: PqValues
+
+
 class PowerQualityService:
     """Runs the PQ chain of one meter (waveform analysis, or the chip's indicative values)."""
 
@@ -294,6 +309,7 @@ class PowerQualityService:
         self.event_count = 0
         self._chip_values: PqValues | None = None
         self._stream_live = True
+        self._latest: PqValues | None = None  # of the last block applied
         self._last_ten: _dt.datetime | None = self.profile.last_utc()
 
     @property
@@ -307,30 +323,42 @@ class PowerQualityService:
 
     def feed(self, block: WaveformBlock) -> list[PqEvent]:
         """Analyse one block; record the events that ended and the new 10-min row."""
+        return self.apply(self.analyse(block))
+
+    def analyse(self, block: WaveformBlock) -> PqOutcome:
+        """The analysis of one block, touching only the monitor (no store, no event log): what a
+        worker thread runs; :meth:`apply` then records its outcome where the stores live."""
         assert self.monitor is not None
         if self._pst_to_restore is not None:  # first block after start: the stream's own time
             self.monitor.restore_pst(self._pst_to_restore, block.utc_first)
             self._pst_to_restore = None
         events = self.monitor.feed(block)
-        self._save_pst()
-        for event in events:
+        new_pst = tuple(self.monitor.take_new_pst()) if self._pst_store is not None else ()  # to be persisted
+        return PqOutcome(tuple(events), new_pst, self.monitor.latest())
+
+    def apply(self, outcome: PqOutcome) -> list[PqEvent]:
+        """Record an analysed block: its Pst, the events that ended, the new 10-min row; its
+        values become the latest shown. Returns the events."""
+        self._latest = outcome.values
+        self._save_pst(outcome.new_pst)
+        for event in outcome.events:
             self.recent.append(event)
             self.event_count += 1
             if self._events is not None:
                 self._events.record(event_code(event), event.start_utc, event_detail(event))
             if event.kind == INTERRUPTION and self.interruptions is not None:
                 self.interruptions.from_waveform(event)
-        self._collect_frequency()
-        self._profile_row()
-        return events
+        self._collect_frequency(outcome.values)
+        self._profile_row(outcome.values)
+        return list(outcome.events)
 
     # --- EN 50160 week (meterd.services.pq_week) -------------------------------------------------
-    def _collect_frequency(self) -> None:
-        """Keep each new 10-s frequency value for the EN 50160 week."""
+    def _collect_frequency(self, v: PqValues) -> None:
+        """Keep each new 10-s frequency value of the values ``v`` of an applied block for the
+        EN 50160 week."""
         assert self.monitor is not None
         if self.week is None:
             return
-        v = self.monitor.latest()
         self._collect_plt(v)
         if v.frequency_hz is None or v.frequency_end_utc is None or v.frequency_end_utc == self._frequency_end:
             return
@@ -359,21 +387,17 @@ class PowerQualityService:
         self._week_frequency, self._week_plt = [], []
         self.week.add_interval(ten.end_utc, ten.flagged, samples)
 
-    def _save_pst(self) -> None:
+    def _save_pst(self, new: Sequence[FlickerValue]) -> None:
         """Persist the Pst released by the last block, one transaction per 10-min interval."""
-        assert self.monitor is not None
         if self._pst_store is None:
             return
-        new = self.monitor.take_new_pst()
         by_end: dict[_dt.datetime, list[tuple[int, float, bool]]] = {}
         for v in new:
             by_end.setdefault(v.end_utc, []).append((v.phase, v.pst, v.flagged))
         for end_utc, values in sorted(by_end.items()):
             self._pst_store.save_pst(end_utc, values)
 
-    def _profile_row(self) -> None:
-        assert self.monitor is not None
-        values = self.monitor.latest()
+    def _profile_row(self, values: PqValues) -> None:
         ten = values.aggregates.get("10-min")
         if ten is None or (self._last_ten is not None and ten.end_utc <= self._last_ten):
             return  # already held (also across a restart: a row is never written twice)
@@ -389,5 +413,5 @@ class PowerQualityService:
     def values(self) -> PqValues:
         """The latest values: from the analysis, or the chip's (indicative), or empty."""
         if self.monitor is not None and self._stream_live:
-            return self.monitor.latest()
+            return self._latest if self._latest is not None else self.monitor.latest()
         return self._chip_values or PqValues(indicative=True)

@@ -49,15 +49,20 @@ the DLMS objects, the PQ profile and ``meterctl pq`` show L1 only; in simulation
 alike, L2 and L3 dark); for the bridge
 ``bridge_device``, ``bridge_stall_s``, ``bridge_retry_s`` (s) and the code scales
 ``bridge_volts_per_code`` (V) and ``bridge_amps_per_code`` (A; 0: the chip's sample unit through
-``[frontend] current_scale``).
+``[frontend] current_scale``); ``worker`` (``auto``: the
+analysis runs on a worker thread when the daemon runs in real time, inline when stepped or at
+simulation speed 0; ``thread``; ``inline``) and ``worker_queue_blocks`` (blocks that may wait
+for the worker; beyond, a block is dropped and the values spanning the gap are flagged).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from meterd.api.pq_views import pq_view, pq_week_routes
 from meterd.app.config import choices, rng
@@ -65,6 +70,7 @@ from meterd.app.feature_api import FeatureContext
 from meterd.app.sim_adapters import GridWaveformSource
 from meterd.bridge.chip_pq import ChipPq
 from meterd.core.events import EventRecorder
+from meterd.core.lateness import LatenessStats
 from meterd.core.power_fail import PowerFailure
 from meterd.cosem.objects_pq import pq_factory
 from meterd.cosem.objects_pq_quantities import quantities_factory
@@ -73,9 +79,11 @@ from meterd.pq.bridge_source import BridgeScale, BridgeWaveformSource
 from meterd.pq.errors import PqConfigError
 from meterd.pq.monitor import PqMonitor
 from meterd.pq.settings import PqSettings
+from meterd.pq.source import WaveformBlock
 from meterd.runtime.cycle_timer import CycleTimer
+from meterd.runtime.pq_worker import PqWorker
 from meterd.services.metering import CycleResult
-from meterd.services.power_quality import PQ_PROFILE_OBIS, PowerQualityService
+from meterd.services.power_quality import PQ_PROFILE_OBIS, PowerQualityService, PqOutcome
 from meterd.services.pq_interruptions import InterruptionLog
 from meterd.services.pq_thresholds import PqThresholds
 from meterd.services.pq_week import WeekTracker
@@ -105,6 +113,8 @@ class PowerQualitySection:
     bridge_retry_s: float = field(default=2.0, metadata=rng(0.01, 600))
     bridge_volts_per_code: float = field(default=BridgeScale().volts_per_code, metadata=rng(1e-9, 1))
     bridge_amps_per_code: float = field(default=0.0, metadata=rng(0, 1))
+    worker: str = field(default="auto", metadata=choices("auto", "thread", "inline"))
+    worker_queue_blocks: int = field(default=4, metadata=rng(1, 60))
 
     def pq_settings(self, nominal_voltage_v: float, frequency_hz: float) -> PqSettings:
         """The monitor's settings at the meter's nominal voltage (V) and frequency (Hz)."""
@@ -160,9 +170,22 @@ def attach(ctx: FeatureContext) -> None:
     service = PowerQualityService(monitor, events, section.profile_depth, store=store, pst_store=store,
                                   week=week, interruptions=interruptions, phases=thresholds.settings.phases)
     timer = CycleTimer()
-    feed = (_bridge_feed(ctx, section, service) if source == "bridge"
-            else _waveform_feed(ctx, section, service) if monitor is not None else _chip_feed(ctx, section, service))
-    ctx.cycle_hooks.append(_timed(timer, feed))
+    feed: WaveformFeed | None = None
+    hook: Callable[[], None]
+    if source == "bridge":
+        feed = hook = _bridge_feed(ctx, section, service)
+        ctx.registry.provide(WaveformFeed, feed, by="power_quality")
+        ctx.closers.append(feed.stop_worker)
+    elif monitor is not None:
+        assert hw.sim is not None
+        waveform = GridWaveformSource(hw.sim.grid, ctx.clock, section.max_step_s)
+        waveform.read_block()  # the stream starts now
+        feed = hook = WaveformFeed(waveform, service)
+        ctx.registry.provide(WaveformFeed, feed, by="power_quality")
+        ctx.closers.append(feed.stop_worker)  # before the store closes (closers run last added first)
+    else:
+        hook = _chip_feed(ctx, section, service)
+    ctx.cycle_hooks.append(_timed(timer, hook))
     ctx.meter.profiles[PQ_PROFILE_OBIS] = service.profile
     ctx.registry.provide(PowerQualityService, service, by="power_quality")
     ctx.cosem_factories.append(pq_factory(service))
@@ -170,33 +193,132 @@ def attach(ctx: FeatureContext) -> None:
     ctx.cosem_factories.append(pq_week_factory(thresholds, week))
     pq_week_routes(ctx.api, thresholds, week, ctx.clock.utc)
     bridge = ctx.registry.find(BridgeWaveformSource) if source == "bridge" else None
-    if bridge is not None:
-        ctx.status_extras["power_quality"] = lambda: {**pq_view(service, source, timer.view()),
-                                                      "bridge": dataclasses.asdict(bridge.status())}
-    else:
-        ctx.status_extras["power_quality"] = lambda: pq_view(service, source, timer.view())
+
+    def status() -> dict[str, object]:
+        view = pq_view(service, source, timer.view())
+        if feed is not None:
+            view["analysis"] = feed.stats()
+        if bridge is not None:
+            view["bridge"] = dataclasses.asdict(bridge.status())
+        return view
+    ctx.status_extras["power_quality"] = status
     ctx.api.route("GET", "/pq", lambda _body: (200, pq_view(service, source, timer.view(), detail=True)))
     ctx.info["power_quality"] = ("waveform analysis (IEC 61000-4-30 methods, 8 kHz)" if monitor is not None
                                  else "chip THD+N and DFT registers (indicative)")
 
 
-def _waveform_feed(ctx: FeatureContext, section: PowerQualitySection,
-                   service: PowerQualityService) -> Callable[[], None]:
-    """Each cycle: the simulated grid's samples since the last cycle into the monitor."""
-    assert ctx.hardware.sim is not None
-    waveform = GridWaveformSource(ctx.hardware.sim.grid, ctx.clock, section.max_step_s)
-    waveform.read_block()  # the stream starts now
+SWITCH_INTERVAL_S = 0.001
 
-    def feed() -> None:
-        block = waveform.read_block()
-        if block is not None:
-            service.feed(block)
-    return feed
+
+class BlockSource(Protocol):
+    """Where the samples come from: the simulated grid or the waveform bridge."""
+
+    def read_block(self) -> WaveformBlock | None:
+        """The next block of samples, None when there is none yet."""
+        ...
+
+
+class WaveformFeed:
+    """Each cycle: the waveform samples since the last cycle into the analysis.
+
+    Inline (as built): the block is analysed and recorded within the cycle hook. After
+    :meth:`start_worker` (a daemon running in real time) the block goes to a
+    :class:`~meterd.runtime.pq_worker.PqWorker` thread and the hook only records the outcomes the
+    worker finished since the last cycle, so the event loop never waits for the analysis.
+    ``holds``: how long each call held the event loop (ms; over ``HOLD_LIMIT_MS`` counts as late),
+    the lateness statistic of the metering loop used for the loop's hold by power quality.
+    """
+
+    HOLD_LIMIT_MS = 10.0
+
+    def __init__(self, source: BlockSource, service: PowerQualityService, drain: bool = False,
+                 after: Callable[[], None] | None = None) -> None:
+        self._source = source
+        self._service = service
+        self._drain = drain
+        self._after = after
+        self.worker: PqWorker[PqOutcome] | None = None
+        self.holds = LatenessStats(late_ms=self.HOLD_LIMIT_MS)
+
+    def _blocks(self) -> list[WaveformBlock]:
+        """The block of this cycle (the simulated grid), or every block waiting (``drain``: the
+        bridge, whose receiver thread queues frames between cycles)."""
+        blocks: list[WaveformBlock] = []
+        while (block := self._source.read_block()) is not None:
+            blocks.append(block)
+            if not self._drain:
+                break
+        return blocks
+
+    def __call__(self) -> None:
+        started = time.perf_counter()
+        blocks = self._blocks()
+        worker = self.worker
+        if worker is None:
+            for block in blocks:
+                self._service.feed(block)
+        else:
+            for block in blocks:
+                worker.submit(block)
+            for outcome in worker.take():
+                self._service.apply(outcome)
+        if self._after is not None:
+            self._after()
+        self.holds.record((time.perf_counter() - started) * 1000.0)
+
+    def start_worker(self, capacity: int) -> None:
+        """Analyse on a worker thread from now on (``capacity`` blocks may wait).
+
+        The interpreter's thread switch interval is lowered to 1 ms (from 5 ms) for the process:
+        the event loop's thread, when it wants to run while the worker computes, then waits at
+        most about 1 ms for the interpreter lock instead of 5 ms at each hand-over.
+        """
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        worker: PqWorker[PqOutcome] = PqWorker(self._service.analyse, capacity)
+        worker.start()
+        self.worker = worker
+
+    def stop_worker(self) -> None:
+        """Stop the worker; what it finished is still recorded."""
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.stop()
+            for outcome in worker.take():
+                self._service.apply(outcome)
+
+    def stats(self) -> dict[str, float | int | str]:
+        """Where the analysis runs and, on the worker, its counters."""
+        held = self.holds.summary()
+        hold = {"loop_hold_max_ms": round(held.max_ms, 3), "loop_hold_p99_ms": round(held.p99_ms, 3),
+                "loop_holds_over_limit": held.late}
+        if self.worker is None:
+            return {"runs": "inline", **hold}
+        return {"runs": "worker", **hold, **self.worker.stats().as_dict()}
+
+
+def uses_worker(section: PowerQualitySection, simulated: bool, speed: float) -> bool:
+    """Whether a running daemon analyses on a worker thread: ``worker = "thread"``, or ``"auto"``
+    in real time (a real meter, or a simulation at a speed above 0); a simulation at speed 0
+    analyses inline, so that every block is analysed before the next cycle."""
+    if section.worker == "auto":
+        return not simulated or speed > 0
+    return section.worker == "thread"
+
+
+async def start(ctx: FeatureContext) -> None:
+    """A daemon starting to run: move the waveform analysis to its worker thread when it should."""
+    feed = ctx.registry.find(WaveformFeed)
+    if feed is None:
+        return
+    section: PowerQualitySection = ctx.cfg.feature("power_quality")
+    if uses_worker(section, ctx.hardware.backends.simulated, ctx.cfg.sim.speed):
+        feed.start_worker(section.worker_queue_blocks)
 
 
 def _bridge_feed(ctx: FeatureContext, section: PowerQualitySection,
-                 service: PowerQualityService) -> Callable[[], None]:
-    """Each cycle: the bridge's samples into the monitor; the chip's indicative values while it is off."""
+                 service: PowerQualityService) -> WaveformFeed:
+    """Each cycle: every block the bridge delivered into the analysis (on the worker thread once
+    the daemon runs); the chip's indicative values while the bridge is off."""
     from hw.waveform_bridge import BridgeReceiver  # the device is opened only with a bridge configured
 
     receiver = BridgeReceiver(section.bridge_device, retry_s=section.bridge_retry_s)
@@ -208,13 +330,11 @@ def _bridge_feed(ctx: FeatureContext, section: PowerQualitySection,
     ctx.registry.provide(BridgeWaveformSource, source, by="power_quality")
     chip = _chip_feed(ctx, section, service)
 
-    def feed() -> None:
-        while (block := source.read_block()) is not None:
-            service.feed(block)
+    def after() -> None:
         service.set_stream_live(source.live)
         if not source.live:
             chip()
-    return feed
+    return WaveformFeed(source, service, drain=True, after=after)
 
 
 def _chip_feed(ctx: FeatureContext, section: PowerQualitySection,
