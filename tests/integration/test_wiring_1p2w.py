@@ -9,22 +9,26 @@ A configuration whose ``[power_quality] phases`` contradicts the wiring is refus
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import datetime as dt
 import re
 from pathlib import Path
 
 import pytest
 
+from meterd.api.views import status_table
+from meterd.app.daemon import Daemon
 from meterd.app.features import load_config
 from meterd.app.wiring import meter_wiring
 from meterd.core import event_codes as ec
 from meterd.core.alarms import Alarm
+from meterd.core.energy import Quantity
 from meterd.core.errors import ConfigError
 from meterd.core.event_codes import LogId
 from meterd.core.reading import Channel
 from meterd.core.tamper import THREE_PHASE_KINDS
 from meterd.services.supervision import Supervision
+from meterd.ui.meter_display import MeterDisplay
 from tests.simmeter import SimMeter, sim_config
 
 START = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.UTC)
@@ -93,6 +97,22 @@ def test_an_hour_of_a_single_phase_meter_gives_no_event_of_l2_or_l3(tmp_path: Pa
         assert reading is not None and reading.phase(Channel.L1).voltage_v == pytest.approx(230.0, abs=1.0)
         assert all(reading.phase(ch).voltage_v == 0.0 and reading.phase(ch).current_a == 0.0
                    for ch in (Channel.L2, Channel.L3))
+        # metering unchanged: the registers of L2 and L3 exist and stay at 0
+        energy = meter.meter.snapshot()
+        assert energy.energy(Quantity.ACTIVE_IMPORT, Channel.L1) > 0
+        assert energy.energy(Quantity.ACTIVE_IMPORT, Channel.L2) == energy.energy(Quantity.ACTIVE_IMPORT, Channel.L3) == 0
+        # the display and the status list L1 alone
+        display = meter.service(MeterDisplay)
+        shown = [i.ident for i in display.lcd.items]
+        assert "voltage_l1" in shown and not [i for i in shown if i.endswith(("_l2", "_l3"))]
+        assert display.data().phases == 1
+        status = asyncio.run(meter.daemon.api.dispatch("GET", "/status", {}))[1]
+        assert list(status["phases"]) == ["L1"] and set(status["energy"]) == {"total", "L1", "L2", "L3"}
+        table = status_table(status)
+        rows = [line.split()[0] for line in table.splitlines() if line.startswith(("L1", "L2", "L3"))]
+        assert rows == ["L1"] and any(line.split() == ["Energy", "total", "L1"] for line in table.splitlines())
+        assert not {"sag", "phase_loss", "voltage_sequence_error"} & set(status["status_flags"])  # the dark phases
+        assert not meter.meter.status_word() & 0b1110  # no sag, phase loss, voltage sequence bit (0-0:96.5.0.255)
     finally:
         meter.close()
 
@@ -111,9 +131,9 @@ def test_phases_that_contradict_the_wiring_are_refused(tmp_path: Path) -> None:
         load_config(path)
     cfg = sim_config(tmp_path / "state", meter={"wiring": "1P2W"}, power_quality={"phases": 3})
     with pytest.raises(ConfigError, match="contradicts"):  # also when the sections are built in code
-        meter_wiring(dataclasses.replace(cfg))
+        Daemon(cfg).build()
+    path.write_text(_sim_toml('wiring = "2P3W"\n', ""))
     with pytest.raises(ConfigError, match=r"meter\.wiring: '2P3W' is not one of '3P4W', '1P2W'"):
-        path.write_text(_sim_toml('wiring = "2P3W"\n', ""))
         load_config(path)
 
 
