@@ -4,7 +4,8 @@ An hour of meter time on a 1P2W supply (L2 and L3 dark) with a dip, an under-vol
 outage on L1: supervision watches L1 alone, so no log holds an event of L2 or L3 and the alarm
 register has no missing-voltage bit, while the dip, the under-voltage and the outage of L1 are
 seen as on any meter (a power failure and its restoration recorded once); metering is unchanged.
-A configuration whose ``[power_quality] phases`` contradicts the wiring is refused at start.
+A configuration whose ``[power_quality] phases`` contradicts the wiring is refused at start. The
+tamper checks and chip status flags of a single-phase supply under both rule sets, in-process.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import pytest
 from meterd.api.views import status_table
 from meterd.app.daemon import Daemon
 from meterd.app.features import load_config
+from meterd.app.features.supervision import SupervisionSection
 from meterd.app.wiring import meter_wiring
 from meterd.core import event_codes as ec
 from meterd.core.alarms import Alarm
 from meterd.core.energy import Quantity
 from meterd.core.errors import ConfigError
 from meterd.core.event_codes import LogId
-from meterd.core.reading import Channel
-from meterd.core.tamper import THREE_PHASE_KINDS
+from meterd.core.reading import PHASES, Channel, PhaseValues, Reading
+from meterd.core.tamper import THREE_PHASE_KINDS, InputStates, TamperMonitor
+from meterd.services.metering import wired_flag
 from meterd.services.supervision import Supervision
 from meterd.ui.meter_display import MeterDisplay
 from tests.simmeter import SimMeter, sim_config
@@ -153,3 +156,34 @@ def test_the_wiring_and_the_phases_of_power_quality(tmp_path: Path, meter_lines:
     assert resolved.name == wiring and len(resolved.phases) == pq_phases
     section = cfg.feature("power_quality")
     assert section.pq_settings(230.0, 50.0, len(resolved.phases)).phases == pq_phases
+
+
+def _single_phase_reading(mono_s: float, l1_power_w: float, status: frozenset[str]) -> Reading:
+    """L1 at 230 V carrying 8 A (``l1_power_w`` W), L2 and L3 absent (0 V, 0 A)."""
+    l1 = PhaseValues(voltage_v=230.0, current_a=8.0, active_power_w=l1_power_w)
+    return Reading(mono_s, (l1, PhaseValues(), PhaseValues()), {}, neutral_current_a=8.0,
+                   neutral_current_calc_a=8.0, status=status)
+
+
+@pytest.mark.parametrize(("phases", "expected"), [
+    # three-phase rules on a single-phase supply: every comparison of phases fires
+    (PHASES, {"current_imbalance", "phase_sequence", "reverse_current_L1"}),
+    # 1P2W: only the reverse current of L1, which is a tamper on any import-only supply
+    ((Channel.L1,), {"reverse_current_L1"}),
+])
+def test_tamper_checks_of_a_single_phase_supply(phases: tuple[Channel, ...], expected: set[str]) -> None:
+    section = SupervisionSection(reverse_current_min_s=0.0, phase_sequence_min_s=0.0, imbalance_min_s=0.0,
+                                 missing_potential_min_s=0.0, current_without_voltage_min_s=0.0,
+                                 neutral_mismatch_min_s=0.0, import_only=True)
+    monitor = TamperMonitor(section.settings(phases).tamper)
+    flags = frozenset({"voltage_sequence_error", "sag", "phase_loss", "sag_L2", "phase_loss_L3"})
+    events = monitor.update(START, 0.0, _single_phase_reading(0.0, -1840.0, flags), InputStates())
+    assert {e.tamper.name for e in events if e.started} == expected
+
+
+def test_status_flags_of_the_phases_wired() -> None:
+    flags = ["sag", "phase_loss", "voltage_sequence_error", "current_sequence_error", "sag_L1", "sag_L2",
+             "phase_loss_L3", "rev_p_L2", "checksum_error_cs0", "neutral_overcurrent"]
+    assert [f for f in flags if wired_flag(f, (Channel.L1,))] == ["sag_L1", "checksum_error_cs0",
+                                                                   "neutral_overcurrent"]
+    assert [f for f in flags if wired_flag(f, PHASES)] == flags
