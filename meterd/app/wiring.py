@@ -16,9 +16,6 @@ from meterd.app.config import Config
 from meterd.core.errors import ConfigError
 from meterd.core.reading import PHASES, Channel
 
-#: ``[meter] wiring`` -> number of phases.
-WIRING_PHASES = {"3P4W": 3, "1P2W": 1}
-
 
 @dataclass(frozen=True)
 class Wiring:

@@ -40,7 +40,8 @@ debounce (s), tamper thresholds (W, A, V, %), minimum durations (s) per detector
 thresholds (V), outage short/long limit (s), heartbeat period (s), log depths (entries), alarm
 filter. The phases watched follow ``[meter] wiring`` (:mod:`meterd.app.wiring`): with "1P2W"
 voltage events and power-cut detection see L1 only, reverse current is watched on L1, and missing
-potential, phase sequence and current imbalance are off. A cover opened while the meter is unpowered is read at start from the RTC's battery-backed
+potential, phase sequence and current imbalance are off (in simulation the grid is wired alike).
+A cover opened while the meter is unpowered is read at start from the RTC's battery-backed
 timestamp input (``rtc_tamper_file``, :func:`~meterd.runtime.rtc_tamper.read_rtc_tamper_latch`).
 """
 from __future__ import annotations
