@@ -46,14 +46,15 @@ def energy_obis(snapshot: MeterSnapshot) -> dict[str, float]:
 
 
 def status_view(identity: MeterIdentity, snapshot: MeterSnapshot, flags: set[str],
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The `meterctl --json status` object."""
+                extra: dict[str, Any] | None = None, phases: tuple[Channel, ...] = PHASES) -> dict[str, Any]:
+    """The `meterctl --json status` object; ``phases``: those the meter's wiring has (L1 alone for
+    1P2W: L2 and L3 are not listed; the energy registers are all there, unchanged)."""
     reading = snapshot.reading
-    phases: dict[str, dict[str, float]] = {}
+    per_phase: dict[str, dict[str, float]] = {}
     freq = reading.frequency_hz if reading else 0.0
-    for ch in PHASES:
+    for ch in phases:
         p = reading.phase(ch) if reading else None
-        phases[ch.value] = {
+        per_phase[ch.value] = {
             "voltage_v": round(p.voltage_v, 3) if p else 0.0,
             "current_a": round(p.current_a, 4) if p else 0.0,
             "active_power_w": round(p.active_power_w, 3) if p else 0.0,
@@ -77,7 +78,7 @@ def status_view(identity: MeterIdentity, snapshot: MeterSnapshot, flags: set[str
         "utc": snapshot.utc.isoformat(),
         "frequency_hz": round(freq, 3),
         "temperature_c": round(reading.temperature_c, 1) if reading else None,
-        "phases": phases,
+        "phases": per_phase,
         "total": total,
         "energy": energy_view(snapshot),
         "status_word": snapshot.status_word,
@@ -99,10 +100,11 @@ def status_table(view: dict[str, Any]) -> str:
     lines.append(f"{'total':8}{'':>10}{'':>10}{t['active_power_w']:>12.1f}{t['reactive_power_var']:>12.1f}"
                  f"{t['apparent_power_va']:>12.1f}{t['power_factor']:>8.3f}")
     lines.append("")
-    lines.append(f"{'Energy':22}{'total':>14}{'L1':>14}{'L2':>14}{'L3':>14}")
+    columns = ("total", *view["phases"])  # the phases the meter's wiring has
+    lines.append(f"{'Energy':22}" + "".join(f"{ch:>14}" for ch in columns))
     e = view["energy"]
     for key in e["total"]:
-        lines.append(f"{key:22}" + "".join(f"{e[ch][key]:>14.3f}" for ch in ("total", "L1", "L2", "L3")))
+        lines.append(f"{key:22}" + "".join(f"{e[ch][key]:>14.3f}" for ch in columns))
     flags = ", ".join(view["status_flags"]) or "none"
     lines.append("")
     lines.append(f"Status flags: {flags}")

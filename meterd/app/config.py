@@ -36,7 +36,9 @@ def choices(*values: Any) -> dict[str, Any]:
 class MeterSection:
     """Nameplate and metrology: nominal_voltage_v (V), basic/max current (A), frequency (Hz),
     cycle_s (s, the metering cycle); metering_thread: read the chip on the dedicated metering
-    thread (on a Pi, and in simulation at a speed above 0), else inline in the event loop."""
+    thread (on a Pi, and in simulation at a speed above 0), else inline in the event loop;
+    wiring: the supply the meter is connected to, "3P4W" (three phases and neutral) or "1P2W"
+    (single phase, L1 and neutral: L2 and L3 are not supervised, see :mod:`meterd.app.wiring`)."""
 
     serial: str = "PMM1221000001"
     logical_device_name: str = "PMM1221000000001"
@@ -49,6 +51,7 @@ class MeterSection:
     led_imp_per_kwh: int = field(default=1000, metadata=rng(1, 100_000))
     cycle_s: float = field(default=1.0, metadata=rng(0.1, 10.0))
     metering_thread: bool = True
+    wiring: str = field(default="3P4W", metadata=choices("3P4W", "1P2W"))
 
 
 @dataclass(frozen=True)

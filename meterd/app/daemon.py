@@ -49,6 +49,7 @@ from meterd.app.features.dlms import DlmsSecurity
 from meterd.app.hardware import Hardware, backends_for, build_hardware
 from meterd.app.registry import Registry
 from meterd.app.routes import register_metrics, register_routes, register_streams, start_network_api
+from meterd.app.wiring import meter_wiring
 from meterd.core.checkpoint import CheckpointPolicy, StorageEvent
 from meterd.core.chip_health import ChipLimits, ChipSupervisor
 from meterd.core.clock import Clock, SimClock
@@ -139,6 +140,7 @@ class Daemon:
             pending=pending, pending_found=self.pending_slot.load() if self.pending_slot is not None else None,
             frontend=self.hardware.frontend, clock=self.clock, store=self.store, identity_info=identity,
             creep=CreepRule(start_current_a=start_current_a), journal=self.journal, health=self.store,
+            phases=meter_wiring(cfg).phases,
             chip=ChipSupervisor(ChipLimits(nominal_voltage_v=cfg.meter.nominal_voltage_v,
                                            max_current_a=cfg.meter.max_current_a, cycle_s=cfg.meter.cycle_s)),
             policy=CheckpointPolicy(bound_milli=round(cfg.storage.checkpoint_bound_wh * 1000),
@@ -163,9 +165,10 @@ class Daemon:
                 recorder.record(event.code, utc, event.detail)
 
             self.meter.storage_sink = storage_event
-        register_routes(self.api, self.meter, self.info, self.status_extras, self.hardware.sim)
+        phases = meter_wiring(cfg).phases  # the phases /status and /ws/values list
+        register_routes(self.api, self.meter, self.info, self.status_extras, self.hardware.sim, phases)
         register_streams(self.api, self.meter, self.cycle_hooks, events, self.hardware.sim, self.clock,
-                         cfg.meter.cycle_s)
+                         cfg.meter.cycle_s, phases)
         self.status_extras["loop"] = self.loop_status
         security = self.registry.find(DlmsSecurity)
 

@@ -21,6 +21,7 @@ from meterd.app.sim_world import SimWorld, fault_request
 from meterd.core.clock import Clock
 from meterd.core.errors import ConfigError
 from meterd.core.events import EventEntry, EventRecorder
+from meterd.core.reading import PHASES, Channel
 from meterd.pq.source import ROW_NAMES
 from meterd.services.metering import CycleResult, MeteringService
 
@@ -74,9 +75,10 @@ def metrology_view(meter: MeteringService) -> dict[str, Any]:
 
 
 def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any],
-                    status_extras: dict[str, Callable[[], Any]], sim: SimWorld | None) -> None:
-    """Attach ``/status`` (with ``info`` as its links and every ``status_extras`` provider) and,
-    with a simulated world, the ``/sim/...`` controls to ``api``."""
+                    status_extras: dict[str, Callable[[], Any]], sim: SimWorld | None,
+                    phases: tuple[Channel, ...] = PHASES) -> None:
+    """Attach ``/status`` (with ``info`` as its links and every ``status_extras`` provider; the
+    ``phases`` of the meter's wiring) and, with a simulated world, the ``/sim/...`` controls to ``api``."""
 
     def status(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Instantaneous values, energy registers (Wh, varh, VAh), status and every feature's state."""
@@ -84,7 +86,7 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
         extra: dict[str, Any] = {"links": dict(info), "metrology": metrology_view(meter)}
         for name, provider in status_extras.items():
             extra[name] = provider()
-        return 200, status_view(meter.identity, snap, meter.status_flags(), extra)
+        return 200, status_view(meter.identity, snap, meter.status_flags(), extra, phases)
 
     api.route("GET", "/status", status)
     if sim is not None:
@@ -159,10 +161,10 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
         api.route("POST", "/sim/power-restore", power_restore, body=EMPTY, description="Restore the supply.")
 
 
-def values_view(meter: MeteringService) -> dict[str, Any]:
+def values_view(meter: MeteringService, phases: tuple[Channel, ...] = PHASES) -> dict[str, Any]:
     """One cycle's values for ``/ws/values``: per-phase V, A, W, var, VA, power factor, angle,
-    frequency (Hz), totals, energy registers (Wh, varh, VAh) and status flags."""
-    return status_view(meter.identity, meter.snapshot(), meter.status_flags())
+    frequency (Hz) of ``phases``, totals, energy registers (Wh, varh, VAh) and status flags."""
+    return status_view(meter.identity, meter.snapshot(), meter.status_flags(), phases=phases)
 
 
 def event_view(entry: EventEntry) -> dict[str, Any]:
@@ -171,7 +173,8 @@ def event_view(entry: EventEntry) -> dict[str, Any]:
 
 
 def register_streams(api: ApiServer, meter: MeteringService, cycle_hooks: list[CycleHook],
-                     events: EventRecorder | None, sim: SimWorld | None, clock: Clock, cycle_s: float) -> None:
+                     events: EventRecorder | None, sim: SimWorld | None, clock: Clock, cycle_s: float,
+                     phases: tuple[Channel, ...] = PHASES) -> None:
     """Offer ``/ws/values`` (fed each cycle), ``/ws/events`` (fed by the event recorder) and
     ``/ws/waveform`` (a snapshot of the simulated grid's samples each cycle; none on hardware,
     where the chip's samples do not reach the API: the stream's first message says so)."""
@@ -181,7 +184,7 @@ def register_streams(api: ApiServer, meter: MeteringService, cycle_hooks: list[C
                lambda: {"available": events is not None})
 
     def publish_values(_result: CycleResult) -> None:
-        api.publish("values", lambda: values_view(meter))
+        api.publish("values", lambda: values_view(meter, phases))
 
     cycle_hooks.append(publish_values)
     if events is not None:

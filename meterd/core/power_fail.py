@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from meterd.core.errors import ConfigError
-from meterd.core.reading import Reading
+from meterd.core.reading import PHASES, Channel, Reading
 from meterd.core.tamper import InputStates, Persistence, Qualifier
 
 FAILURES_OBIS = "0.0.96.7.21.255"
@@ -44,7 +44,8 @@ STATE_KEY = "power"
 @dataclass(frozen=True)
 class PowerFailSettings:
     """Supply-loss threshold (V), restore hysteresis (V), largest current of a cut (A),
-    long-failure boundary (s), heartbeat period (s), minimum durations of a cut and a restoration."""
+    long-failure boundary (s), heartbeat period (s), minimum durations of a cut and a restoration;
+    ``phases``: the phases of the supply (L1 alone for 1P2W: a power failure is L1 down)."""
 
     supply_loss_v: float = 23.0
     restore_hysteresis_v: float = 4.6
@@ -52,6 +53,7 @@ class PowerFailSettings:
     long_failure_s: float = 180.0
     heartbeat_period_s: float = 1.0
     persistence: Persistence = Persistence(0.0, 0.0)
+    phases: tuple[Channel, ...] = PHASES
 
     def __post_init__(self) -> None:
         for key in ("supply_loss_v", "cut_max_current_a", "long_failure_s", "heartbeat_period_s"):
@@ -166,8 +168,9 @@ class PowerFailMonitor:
     def _voltage_says_lost(self, reading: Reading) -> bool:
         s = self.settings
         limit_v = s.supply_loss_v + (s.restore_hysteresis_v if self.in_outage else 0.0)
-        no_current = all(p.current_a <= s.cut_max_current_a for p in reading.phases)
-        return no_current and all(p.voltage_v < limit_v for p in reading.phases)
+        phases = [reading.phase(ch) for ch in s.phases]
+        no_current = all(p.current_a <= s.cut_max_current_a for p in phases)
+        return no_current and all(p.voltage_v < limit_v for p in phases)
 
     def update(self, utc: _dt.datetime, mono_s: float, reading: Reading | None,
                inputs: InputStates) -> PowerUpdate:

@@ -13,6 +13,10 @@ on a phase carrying current while another phase has voltage), current without vo
 phase below the voltage threshold while current flows), wrong phase sequence (chip flag
 ``voltage_sequence_error``, ATM90E36 URevWn), current imbalance (largest deviation of a phase
 current from the mean, in % of the mean, above threshold while the mean is above a minimum).
+
+A single-phase two-wire meter (``TamperSettings.phases`` = L1 only) runs the per-phase detectors
+on L1 alone and never the three-phase ones (:data:`THREE_PHASE_KINDS`: missing potential, phase
+sequence, current imbalance), whose conditions a supply without L2 and L3 would always meet.
 """
 
 from __future__ import annotations
@@ -113,6 +117,11 @@ class Tamper:
         return next(t for t in ALL_TAMPERS if t.name == name)
 
 
+#: Detectors that compare phases with each other: meaningless without L2 and L3 (1P2W).
+THREE_PHASE_KINDS: frozenset[TamperKind] = frozenset(
+    {TamperKind.MISSING_POTENTIAL, TamperKind.PHASE_SEQUENCE, TamperKind.CURRENT_IMBALANCE})
+
+
 ALL_TAMPERS: tuple[Tamper, ...] = tuple(
     t for kind in TamperKind
     for t in ((Tamper(kind, p) for p in PHASES) if kind.per_phase else (Tamper(kind),))
@@ -150,7 +159,9 @@ DEFAULT_PERSISTENCE: Mapping[TamperKind, Persistence] = MappingProxyType({
 
 @dataclass(frozen=True)
 class TamperSettings:
-    """Programmable thresholds (V, A, W, %) and minimum durations of the tamper detectors."""
+    """Programmable thresholds (V, A, W, %) and minimum durations of the tamper detectors;
+    ``enabled``: the kinds that run; ``phases``: the phases the per-phase kinds watch (the
+    meter's wiring: L1-L3, or L1 alone for 1P2W)."""
 
     import_only: bool = True
     reverse_power_w: float = 25.0
@@ -161,6 +172,7 @@ class TamperSettings:
     imbalance_min_current_a: float = 1.0
     persistence: Mapping[TamperKind, Persistence] = field(default_factory=lambda: dict(DEFAULT_PERSISTENCE))
     enabled: frozenset[TamperKind] = frozenset(TamperKind)
+    phases: tuple[Channel, ...] = PHASES
 
     def __post_init__(self) -> None:
         for key in ("reverse_power_w", "neutral_mismatch_a", "missing_potential_v",
@@ -256,6 +268,8 @@ class TamperMonitor:
 
     def _condition(self, tamper: Tamper, reading: Reading | None, inputs: InputStates) -> bool | None:
         if tamper.kind not in self.settings.enabled:
+            return False
+        if tamper.phase is not None and tamper.phase not in self.settings.phases:
             return False
         if tamper.kind is TamperKind.TERMINAL_COVER:
             return inputs.cover_open

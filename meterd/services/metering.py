@@ -73,7 +73,7 @@ from meterd.core.clock import Clock
 from meterd.core.energy import CreepRule, EnergyRegisters, Quantity, RegisterKey, cycle_deltas
 from meterd.core.model import MeterIdentity, MeterSnapshot, ProfileBuffer
 from meterd.core.pending import CONSUMED_KEY, Consumed, PendingEnergy, RecordState, residual
-from meterd.core.reading import Channel, FrontEnd, PhaseValues, Reading
+from meterd.core.reading import PHASES, Channel, FrontEnd, PhaseValues, Reading
 
 log = logging.getLogger("meterd.metering")
 
@@ -126,6 +126,20 @@ STATUS_BITS: dict[str, int] = {
 }
 
 
+#: Chip flags that compare or OR all three phases: without L2 and L3 (1P2W) they say nothing
+#: of the supply (the per-phase flags of L1, e.g. ``sag_L1``, stand for them).
+THREE_PHASE_FLAGS = frozenset({"sag", "phase_loss", "voltage_sequence_error", "current_sequence_error"})
+
+
+def wired_flag(name: str, phases: tuple[Channel, ...]) -> bool:
+    """Whether the chip status flag ``name`` concerns the phases the meter is wired to."""
+    if len(phases) == len(PHASES):
+        return True
+    if name in THREE_PHASE_FLAGS:
+        return False
+    return not any(name.endswith(f"_{ch.value}") for ch in PHASES if ch not in phases)
+
+
 @dataclass
 class MeteringService:
     """The meter: one owner of registers, reading and checkpoint."""
@@ -155,6 +169,7 @@ class MeteringService:
     pending: PendingEnergy = field(default_factory=PendingEnergy)
     pending_found: RecordState | None = None
     carried: dict[RegisterKey, int] = field(default_factory=dict)
+    phases: tuple[Channel, ...] = PHASES  # the meter's wiring: L1 alone for 1P2W (status flags)
     _consumed: Consumed | None = None
     _chip_warnings: frozenset[MetrologyWarning] = frozenset()
     _storage_events: list[StorageEvent] = field(default_factory=list)
@@ -434,6 +449,8 @@ class MeteringService:
         flags: set[str] = set()
         if self.last_reading is not None:
             for name in self.last_reading.status:
+                if not wired_flag(name, self.phases):
+                    continue
                 for base in STATUS_BITS:
                     if name == base or name.startswith(base + "_"):
                         flags.add(base)

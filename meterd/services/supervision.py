@@ -55,7 +55,8 @@ class VoltageSettings:
 
     Defaults: Un 230 V, under < 207 V (−10 %), over > 253 V (+10 %), missing < 23 V (10 %),
     hysteresis 4.6 V (2 %); under/over must last 60 s (sustained, power-quality.md §5.11),
-    missing voltage 5 s; restoration must last 10 s / 5 s.
+    missing voltage 5 s; restoration must last 10 s / 5 s. ``phases``: the phases watched (the
+    meter's wiring; L1 alone for 1P2W, where L2 and L3 do not exist and give no event).
     """
 
     under_v: float = 207.0
@@ -64,6 +65,7 @@ class VoltageSettings:
     hysteresis_v: float = 4.6
     sustained: Persistence = Persistence(60.0, 10.0)
     missing: Persistence = Persistence(5.0, 5.0)
+    phases: tuple[Channel, ...] = PHASES
 
     def __post_init__(self) -> None:
         if self.hysteresis_v <= 0:
@@ -114,8 +116,9 @@ class PhaseVoltageMonitor:
     def __init__(self, settings: VoltageSettings | None = None,
                  levels: Mapping[Channel, VoltageLevel] | None = None) -> None:
         self.settings = settings or VoltageSettings()
-        self._levels = {p: VoltageLevel.NORMAL for p in PHASES}
-        self._levels.update(levels or {})
+        phases = self.settings.phases
+        self._levels = {p: VoltageLevel.NORMAL for p in phases}
+        self._levels.update({p: lvl for p, lvl in (levels or {}).items() if p in phases})
         self._candidates: dict[Channel, tuple[VoltageLevel, float, _dt.datetime]] = {}
 
     @property
@@ -126,7 +129,7 @@ class PhaseVoltageMonitor:
     def update(self, utc: _dt.datetime, mono_s: float, reading: Reading) -> list[VoltageEvent]:
         """Evaluate one cycle; returns the qualified level changes."""
         events = []
-        for phase in PHASES:
+        for phase in self.settings.phases:
             event = self._update_phase(phase, reading.phase(phase).voltage_v, mono_s, utc)
             if event is not None:
                 events.append(event)

@@ -16,7 +16,9 @@ class DisplayData:
 
     Phase tuples are (L1, L2, L3). Angles are phasor angles in degrees, counter-clockwise from
     the L1 voltage (so a lagging current has a negative angle relative to its voltage).
-    ``active_power_w`` is signed: positive import (+P), negative export (-P).
+    ``active_power_w`` is signed: positive import (+P), negative export (-P). ``phases``: 3 for a
+    three-phase four-wire meter, 1 for single-phase two-wire (1P2W: the phasor diagram draws L1
+    alone; the tuples still hold three values, L2 and L3 reading 0).
     """
 
     voltage_v: Triple = (0.0, 0.0, 0.0)
@@ -45,6 +47,7 @@ class DisplayData:
     firmware_checksum: str = ""  # its checksum, hex (1-0:0.2.8.255)
     ciu_firmware_id: str = ""  # the CIU's software identifier (1-1:0.2.0.255), empty while unknown
     ciu_firmware_checksum: str = ""  # its SHA-256, hex (1-1:0.2.8.255)
+    phases: int = 3  # the meter's wiring: 3 (3P4W) or 1 (1P2W)
 
     @property
     def tampered(self) -> bool:

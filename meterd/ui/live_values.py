@@ -39,6 +39,7 @@ class LiveSources:
     supervision: Supervision | None = None
     firmware: Callable[[], tuple[str, str]] | None = None  # (identifier, checksum hex) of what runs
     ciu_firmware: Callable[[], tuple[str, str]] | None = None  # the same of the CIU's software
+    phases: int = 3  # the meter's wiring: 3 (3P4W) or 1 (1P2W, L1 only on the display)
 
     def credit(self) -> CreditView | None:
         """The payment service's credit view, None without prepayment."""
@@ -133,6 +134,7 @@ def display_data(src: LiveSources, battery_low: bool | None = False) -> DisplayD
     if "metrology_fault" in src.meter.status_flags():  # the metering IC in fault: the ALARM line says so
         values["tamper_other"] += ("metrology_fault",)
     values["battery_low"], values["battery_known"] = bool(battery_low), battery_low is not None
+    values["phases"] = src.phases
     if src.firmware is not None:
         values["firmware_id"], values["firmware_checksum"] = src.firmware()
     if src.ciu_firmware is not None:

@@ -167,6 +167,12 @@ CIU_FIRMWARE_ITEM = _item("ciu_firmware", "1-1:0.2.0.255", "CIU software", "بر
 ITEMS_BY_ID = {item.ident: item for item in (*DEFAULT_ITEMS, CIU_FIRMWARE_ITEM)}
 
 
+def items_for_phases(items: tuple[DisplayItem, ...], phases: int) -> tuple[DisplayItem, ...]:
+    """The scroll list of a meter with ``phases`` phases (1 for 1P2W): the per-phase items of
+    phases the supply does not have (voltage, current, power factor of L2 and L3) left out."""
+    return tuple(i for i in items if not i.phase or _phase_index(i) < phases)
+
+
 def items_from_ids(idents: list[str]) -> tuple[DisplayItem, ...]:
     """The scroll list from configuration (a list of item identifiers); unknown ones raise KeyError."""
     missing = [i for i in idents if i not in ITEMS_BY_ID]
@@ -181,7 +187,7 @@ def screen_key(item: DisplayItem, data: DisplayData, lang: str, on_battery: bool
     header = (data.tampered, data.battery_low and data.battery_known, data.relay_closed,
               _direction(data.active_power_w))
     if item.ident == "phasor":
-        body: tuple[object, ...] = (
+        body: tuple[object, ...] = (data.phases,
             tuple(round(a) for a in data.voltage_angle_deg), tuple(round(a) for a in data.current_angle_deg),
             tuple(round(i, 1) for i in data.current_a))
     else:
@@ -299,12 +305,14 @@ def _direction_symbol(draw: ImageDraw.ImageDraw, right: int, power_w: float) -> 
 
 
 def _phasor(draw: ImageDraw.ImageDraw, data: DisplayData, lang: str) -> None:
-    """Vector diagram: voltages full radius, currents scaled to the largest current (60-100 %)."""
+    """Vector diagram: voltages full radius, currents scaled to the largest current (60-100 %);
+    the phases of the meter's wiring only (L1 alone for 1P2W)."""
     cx, cy, radius = 103, 38, 19
     draw.ellipse((cx - 1, cy - 1, cx + 1, cy + 1), fill=INK)
     draw.arc((cx - radius, cy - radius, cx + radius, cy + radius), 0, 360, fill=INK)
-    i_max = max(max(data.current_a), 1e-9)
-    for n in range(3):
+    phases = range(data.phases)
+    i_max = max(max(data.current_a[n] for n in phases), 1e-9)
+    for n in phases:
         _vector(draw, cx, cy, radius, data.voltage_angle_deg[n], f"U{n + 1}", head=False)
         length = radius * (0.35 + 0.35 * data.current_a[n] / i_max)
         _vector(draw, cx, cy, length, data.current_angle_deg[n], "", head=True)
@@ -313,7 +321,7 @@ def _phasor(draw: ImageDraw.ImageDraw, data: DisplayData, lang: str) -> None:
         draw_text(draw, (70, 11), title, 12, INK, anchor="ra")
     else:
         draw_text(draw, (1, 13), title, 10, INK, anchor="la")
-    for n in range(3):
+    for n in phases:
         phi = (data.voltage_angle_deg[n] - data.current_angle_deg[n] + 180) % 360 - 180
         draw_text(draw, (1, 33 + 10 * n), f"φ{n + 1} {phi:+.0f}°", 9, INK, anchor="la")
 

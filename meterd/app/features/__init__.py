@@ -30,6 +30,7 @@ from meterd.app.features import (
     supervision,
     time,
 )
+from meterd.app.wiring import meter_wiring
 
 #: Attach order (a feature may need what one before it provides).
 MODULES: tuple[tuple[str, ModuleType], ...] = (
@@ -53,8 +54,11 @@ def sections() -> dict[str, Any]:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate the meter's configuration file: the core sections and every feature's
-    (defaults for those the file lacks); raises :class:`~meterd.core.errors.ConfigError`."""
-    return parse_config(path, sections())
+    (defaults for those the file lacks); raises :class:`~meterd.core.errors.ConfigError`, also
+    when ``[power_quality] phases`` contradicts ``[meter] wiring``."""
+    cfg = parse_config(path, sections())
+    meter_wiring(cfg)
+    return cfg
 
 
 def attach_all(ctx: FeatureContext) -> None:

@@ -9,6 +9,8 @@ Section ``[display]``:
 * ``items``: the scroll list, each entry an item id (``"credit"``, ``"import"``, ``"voltage_l1"``…)
   or its OBIS code (``"1-0:1.8.0.255"`` import energy, ``"0-0:19.10.0.255"`` credit, ...);
   ``scroll_s`` (s) between items, ``button_pause_s`` (s) of auto-scroll pause after a button press.
+  A single-phase meter (``[meter] wiring = "1P2W"``) leaves the items of L2 and L3 out and draws
+  the phasors of L1 only.
 * ``lang``: ``"en"`` or ``"ar"``.
 * ``button_pin``: BCM pin of the scroll push button (to GND, internal pull-up; -1 = none), debounced
   in software for ``button_debounce_s`` (s) against the meter clock (the relay button's
@@ -58,6 +60,7 @@ from hw.inputs import PushButton
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.interfaces import interface_board
+from meterd.app.wiring import meter_wiring
 from meterd.core import event_codes
 from meterd.core.events import EventRecorder
 from meterd.runtime.rtc import VL_BACKUP_EMPTY, VL_BACKUP_LOW, VL_DATA_INVALID, LinuxRtc, SimRtc
@@ -70,7 +73,7 @@ from meterd.ui.battery import BatteryWatch
 from meterd.ui.live_values import LiveSources
 from meterd.ui.meter_display import MeterDisplay, resolve_items
 from meterd.ui.meter_lcd import MeterLcd
-from meterd.ui.screens import DEFAULT_ITEMS
+from meterd.ui.screens import DEFAULT_ITEMS, items_for_phases
 
 log = logging.getLogger("meterd.display")
 
@@ -129,8 +132,9 @@ def attach(ctx: FeatureContext) -> None:
         return
     assert ctx.clock is not None and ctx.hardware is not None and ctx.meter is not None
     reg = ctx.registry
+    phases = len(meter_wiring(ctx.cfg).phases)
     sources = LiveSources(ctx.meter, ctx.clock, payment=reg.find(PaymentService), revenue=reg.find(RevenueService),
-                          load_control=reg.find(LoadControl), supervision=reg.find(Supervision))
+                          load_control=reg.find(LoadControl), supervision=reg.find(Supervision), phases=phases)
     events = reg.find(EventRecorder)
     try:
         device = _device(ctx, cfg)
@@ -139,7 +143,7 @@ def attach(ctx: FeatureContext) -> None:
         ctx.info["lcd"] = f"off ({exc})"
         return
     interface_board(ctx).on("display", f"LCD ({cfg.kind})")
-    items = resolve_items(cfg.items)
+    items = items_for_phases(resolve_items(cfg.items), phases) or resolve_items(cfg.items)  # 1P2W: no L2, L3
     if sources.payment is None:  # no prepayment in this meter: no credit screen
         items = tuple(i for i in items if i.ident != "credit") or items
     lcd = MeterLcd(device, ctx.clock, items, lang=cfg.lang, scroll_s=cfg.scroll_s,

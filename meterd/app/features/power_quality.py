@@ -42,7 +42,8 @@ Wires :class:`meterd.services.power_quality.PowerQualityService` into the daemon
 
 Section ``[power_quality]``: ``enabled`` (default on), ``source``, thresholds in % of the nominal
 voltage (dip, swell, interruption, hysteresis, under/over-voltage) with minimum durations (s),
-``max_step_s``, ``chip_period_s``, ``profile_depth`` (10-min rows), ``phases``: 3 for a
+``max_step_s``, ``chip_period_s``, ``profile_depth`` (10-min rows), ``phases``: follows
+``[meter] wiring`` (default 0; :mod:`meterd.app.wiring`), 3 for a
 three-phase four-wire supply (3P4W), 1 for single-phase two-wire (1P2W: U1, I1 and IN are
 measured, events, flicker, frequency and aggregates are those of L1, there is no unbalance, and
 the DLMS objects, the PQ profile and ``meterctl pq`` show L1 only; in simulation the grid is wired
@@ -68,6 +69,7 @@ from meterd.api.pq_views import pq_view, pq_week_routes
 from meterd.app.config import choices, rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.sim_adapters import GridWaveformSource
+from meterd.app.wiring import meter_wiring
 from meterd.bridge.chip_pq import ChipPq
 from meterd.core.events import EventRecorder
 from meterd.core.lateness import LatenessStats
@@ -107,7 +109,7 @@ class PowerQualitySection:
     max_step_s: float = field(default=2.0, metadata=rng(0.1, 60))
     chip_period_s: float = field(default=10.0, metadata=rng(1, 3600))
     profile_depth: int = field(default=1008, metadata=rng(6, 100_000))
-    phases: int = field(default=3, metadata=choices(3, 1))
+    phases: int = field(default=0, metadata=choices(0, 3, 1))  # 0: as [meter] wiring (meterd.app.wiring)
     bridge_device: str = "/dev/pmm-waveform-bridge"
     bridge_stall_s: float = field(default=2.0, metadata=rng(0.1, 60))
     bridge_retry_s: float = field(default=2.0, metadata=rng(0.01, 600))
@@ -116,15 +118,16 @@ class PowerQualitySection:
     worker: str = field(default="auto", metadata=choices("auto", "thread", "inline"))
     worker_queue_blocks: int = field(default=4, metadata=rng(1, 60))
 
-    def pq_settings(self, nominal_voltage_v: float, frequency_hz: float) -> PqSettings:
-        """The monitor's settings at the meter's nominal voltage (V) and frequency (Hz)."""
+    def pq_settings(self, nominal_voltage_v: float, frequency_hz: float, phases: int = 0) -> PqSettings:
+        """The monitor's settings at the meter's nominal voltage (V) and frequency (Hz) for a supply
+        of ``phases`` phases (0: this section's, else three)."""
         return PqSettings(
             udin_v=nominal_voltage_v, f_nom_hz=float(frequency_hz), dip_threshold_pct=self.dip_threshold_pct,
             swell_threshold_pct=self.swell_threshold_pct, interruption_threshold_pct=self.interruption_threshold_pct,
             hysteresis_pct=self.hysteresis_pct, undervoltage_threshold_pct=self.undervoltage_threshold_pct,
             overvoltage_threshold_pct=self.overvoltage_threshold_pct,
             undervoltage_min_duration_s=self.undervoltage_min_s, overvoltage_min_duration_s=self.overvoltage_min_s,
-            phases=self.phases)
+            phases=phases or self.phases or 3)
 
     def __post_init__(self) -> None:
         try:
@@ -152,8 +155,8 @@ def attach(ctx: FeatureContext) -> None:
     events = ctx.registry.need(EventRecorder, by="power_quality")
     store = SqlitePqWeekStore(cfg.state_dir / "pq.db", depth={PQ_PROFILE_OBIS: section.profile_depth})
     ctx.closers.append(store.close)
-    thresholds = PqThresholds(section.pq_settings(cfg.meter.nominal_voltage_v, cfg.meter.frequency_hz), store,
-                              events)
+    thresholds = PqThresholds(section.pq_settings(cfg.meter.nominal_voltage_v, cfg.meter.frequency_hz,
+                                                  len(meter_wiring(cfg).phases)), store, events)
     monitor = PqMonitor(thresholds.settings) if source in ("waveform", "bridge") else None
     if hw.sim is not None and thresholds.settings.phases == 1:
         with hw.sim.lock:  # the simulated supply is wired as the meter is configured

@@ -38,7 +38,10 @@ state directory), or the battery-backed RAM of an RTC that has some (``/sys/bus/
 power cut; ``"off"`` disables it. The outage's "power down" carries the start uncertainty (s). Section ``[supervision]``: pins and
 debounce (s), tamper thresholds (W, A, V, %), minimum durations (s) per detector, voltage
 thresholds (V), outage short/long limit (s), heartbeat period (s), log depths (entries), alarm
-filter. A cover opened while the meter is unpowered is read at start from the RTC's battery-backed
+filter. The phases watched follow ``[meter] wiring`` (:mod:`meterd.app.wiring`): with "1P2W"
+voltage events and power-cut detection see L1 only, reverse current is watched on L1, and missing
+potential, phase sequence and current imbalance are off (in simulation the grid is wired alike).
+A cover opened while the meter is unpowered is read at start from the RTC's battery-backed
 timestamp input (``rtc_tamper_file``, :func:`~meterd.runtime.rtc_tamper.read_rtc_tamper_latch`).
 """
 from __future__ import annotations
@@ -55,13 +58,15 @@ from meterd.api.supervision_views import alarms_view, supervision_routes
 from meterd.app.config import rng
 from meterd.app.feature_api import FeatureContext
 from meterd.app.sim_adapters import drive_sim_tamper_inputs
+from meterd.app.wiring import meter_wiring
 from meterd.core import event_codes as ec
 from meterd.core.alarms import ALL_BITS
 from meterd.core.errors import MeterError
 from meterd.core.event_codes import LOG_OBIS, LogId
 from meterd.core.events import EventRecorder
 from meterd.core.power_fail import PowerFailSettings, PowerFailure, SoftwareRestart, StartEvidence
-from meterd.core.tamper import Persistence, TamperKind, TamperSettings
+from meterd.core.reading import PHASES, Channel
+from meterd.core.tamper import THREE_PHASE_KINDS, Persistence, TamperKind, TamperSettings
 from meterd.cosem.objects_supervision import supervision_factory
 from meterd.runtime.rtc_tamper import read_rtc_tamper_latch
 from meterd.runtime.supervision_inputs import InputEdges, PowerFailEvents
@@ -133,10 +138,13 @@ class SupervisionSection:
         except MeterError as exc:
             raise ValueError(str(exc)) from None
 
-    def settings(self) -> SupervisionSettings:
-        """The service settings this section gives."""
+    def settings(self, phases: tuple[Channel, ...] = PHASES) -> SupervisionSettings:
+        """The service settings this section gives for a supply of ``phases`` (the meter's wiring:
+        L1 alone for 1P2W, where the detectors that compare phases, :data:`THREE_PHASE_KINDS`,
+        are off)."""
         both = Persistence
-        tamper = TamperSettings(
+        enabled = frozenset(TamperKind) - (THREE_PHASE_KINDS if len(phases) == 1 else frozenset())
+        tamper = TamperSettings(enabled=enabled, phases=phases,
             import_only=self.import_only, reverse_power_w=self.reverse_power_w,
             neutral_mismatch_a=self.neutral_mismatch_a, missing_potential_v=self.missing_potential_v,
             current_present_a=self.current_present_a, imbalance_pct=self.imbalance_pct,
@@ -155,9 +163,9 @@ class SupervisionSection:
         voltage = VoltageSettings(
             under_v=self.under_voltage_v, over_v=self.over_voltage_v, missing_v=self.missing_voltage_v,
             hysteresis_v=self.voltage_hysteresis_v, sustained=Persistence(self.voltage_min_s, self.voltage_restore_s),
-            missing=Persistence(self.missing_voltage_min_s, self.missing_voltage_min_s))
+            missing=Persistence(self.missing_voltage_min_s, self.missing_voltage_min_s), phases=phases)
         power = PowerFailSettings(supply_loss_v=self.supply_loss_v, long_failure_s=self.long_failure_s,
-                                  heartbeat_period_s=self.heartbeat_period_s)
+                                  heartbeat_period_s=self.heartbeat_period_s, phases=phases)
         depths = {log_id: getattr(self, f"{log_id.value}_depth") for log_id in LogId}
         return SupervisionSettings(tamper=tamper, voltage=voltage, power=power, depths=depths,
                                    alarm_filter=self.alarm_filter)
@@ -172,8 +180,12 @@ def attach(ctx: FeatureContext) -> None:
     section: SupervisionSection = cfg.feature("supervision")
     store = SqliteEventStore(cfg.state_dir / "events.db")
     ctx.closers.append(store.close)
+    wiring = meter_wiring(cfg)
+    if hw.sim is not None and wiring.single_phase:
+        with hw.sim.lock:  # the simulated supply is wired as the meter is configured
+            hw.sim.grid.set_wiring(1)
     path = alive_path(section.alive_file, cfg.state_dir, sim=hw.sim is not None)
-    supervision = Supervision(section.settings(), store, alive=AliveFile(path) if path is not None else None)
+    supervision = Supervision(section.settings(wiring.phases), store, alive=AliveFile(path) if path is not None else None)
     failure = supervision.on_start(clock.utc(), ctx.registry.find(StartEvidence))
     if isinstance(failure, SoftwareRestart):
         log.warning("meterd did not stop cleanly %d s ago while the host kept running: a software restart, "
@@ -202,7 +214,7 @@ def attach(ctx: FeatureContext) -> None:
     ctx.status_extras["tamper"] = supervision.tamper_status
     ctx.status_extras["alarms"] = lambda: alarms_view(supervision)
     supervision_routes(ctx.api, supervision, clock)
-    ctx.info["supervision"] = (f"events in {store.path.name}, cover pin {section.cover_pin}, "
+    ctx.info["supervision"] = (f"{wiring.name}, events in {store.path.name}, cover pin {section.cover_pin}, "
                                f"magnet pin {section.magnet_pin}, long failure ≥ {section.long_failure_s:g} s")
 
 
