@@ -16,7 +16,7 @@ from meterd.ui.battery import BatteryWatch
 from meterd.ui.display_data import DisplayData
 from meterd.ui.live_values import LiveSources, display_data
 from meterd.ui.meter_lcd import MeterLcd
-from meterd.ui.screens import CIU_FIRMWARE_ITEM, DEFAULT_ITEMS, ITEMS_BY_ID, DisplayItem
+from meterd.ui.screens import CIU_FIRMWARE_ITEM, ITEMS_BY_ID, DisplayItem
 
 
 class ScrollButton(Protocol):
@@ -31,7 +31,7 @@ class ScrollButton(Protocol):
 
 def resolve_items(entries: tuple[str, ...] | list[str]) -> tuple[DisplayItem, ...]:
     """Display items from ids or OBIS codes (ValueError naming the unknown ones)."""
-    by_obis = {item.obis: item for item in DEFAULT_ITEMS}
+    by_obis = {item.obis: item for item in ITEMS_BY_ID.values()}
     found: list[DisplayItem] = []
     unknown: list[str] = []
     for entry in map(str, entries):
@@ -70,11 +70,13 @@ class MeterDisplay:
         checksum hex) of the legally relevant software (items ``firmware``, ``firmware_sig``)."""
         self.sources = dataclasses.replace(self.sources, firmware=firmware)
 
-    def add_ciu_identification(self, firmware: Callable[[], tuple[str, str]]) -> None:
-        """Show the CIU's software identification, ``firmware()`` = (identifier, SHA-256 hex), as
-        the scroll list's item ``ciu_firmware`` (1-1:0.2.0.255)."""
+    def add_ciu_identification(self, firmware: Callable[[], tuple[str, str]], append: bool = True) -> None:
+        """Show the CIU's software identification, ``firmware()`` = (identifier, SHA-256 hex), in
+        the item ``ciu_firmware`` (1-1:0.2.0.255), appended to the scroll list when ``append`` (the
+        default list; a list the operator configured shows it only where it names it)."""
         self.sources = dataclasses.replace(self.sources, ciu_firmware=firmware)
-        self.lcd.add_item(CIU_FIRMWARE_ITEM)
+        if append:
+            self.lcd.add_item(CIU_FIRMWARE_ITEM)
 
     def _on_button(self, pressed: bool, _since_mono: float) -> None:
         """A debounced press (not the release) of the scroll button: next item."""

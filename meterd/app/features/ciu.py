@@ -91,6 +91,7 @@ from meterd.store.ciu_update_store import CiuUpdateFiles
 from meterd.store.pair_key import PairKeyFile, read_key, sim_prepair
 from meterd.ui.live_values import LiveSources, live_values
 from meterd.ui.meter_display import MeterDisplay
+from meterd.ui.screens import DEFAULT_ITEMS
 
 log = logging.getLogger("meterd.ciu")
 
@@ -274,8 +275,9 @@ def _attach_update(ctx: FeatureContext, cfg: CiuSection, ciu: MeterCiu, display:
         return (update.ciu.fw_id, update.ciu.fw_sha256) if update.ciu is not None else ("", "")
 
     ctx.cosem_factories.append(ciu_firmware_factory(identity))
-    if display is not None:
-        display.add_ciu_identification(identity)
+    if display is not None:  # appended to the default scroll list; a configured list names it or not
+        configured = tuple(str(i) for i in ctx.cfg.feature("display").items)
+        display.add_ciu_identification(identity, append=configured == tuple(i.ident for i in DEFAULT_ITEMS))
 
     async def install(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Verify a CIU bundle and carry it to the CIU, which installs it (docs/firmware.md)."""
