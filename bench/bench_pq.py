@@ -8,7 +8,8 @@ Parts (``--part``, default all but ``day``):
   10-min UTC tick and crosses the next one, so a full 10-min interval is closed (aggregation and
   the Pst of three phases) besides the RMS, harmonics, events, 10-s frequency and flickermeters;
 * ``meter``: simulated hours per wall hour of the whole simulated meter (every feature of
-  tests/simmeter, PQ on), stepped as ``meterd run --speed 0`` steps it, and with PQ off;
+  tests/simmeter, PQ on), stepped as ``meterd run --speed 0`` steps it, and with PQ off, with
+  the machine's load average; and simulated hours per CPU hour (what an idle core gives);
 * ``hold``: the longest time the event loop was held, seen by a 1-ms ticker on the loop while
   the meter runs at 10× real time (1 cycle per 100 ms), with the analysis inline and on its
   worker thread (``[power_quality] worker``);
@@ -25,6 +26,7 @@ import argparse
 import asyncio
 import datetime as dt
 import math
+import os
 import sys
 import tempfile
 import time
@@ -98,9 +100,17 @@ def meter_speed(seconds: int) -> None:
             sm.run(seconds)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             sm.close()
-        print(f"simulated_hours_per_wall_hour_pq_{'on' if pq else 'off'}: {seconds / wall:.1f}"
+        state = "on" if pq else "off"
+        print(f"simulated_hours_per_wall_hour_pq_{state}: {seconds / wall:.1f}"
               f" ({wall / seconds * 1000:.1f} ms wall, {cpu / seconds * 1000:.1f} ms CPU per simulated second;"
-              f" {seconds} s of meter time)")
+              f" {seconds} s of meter time; load average {_load_average()})")
+        print(f"simulated_hours_per_cpu_hour_pq_{state}: {seconds / cpu:.1f}"
+              " (the wall-clock figure on an otherwise idle core)")
+
+
+def _load_average() -> str:
+    """The 1-min load average of the machine (the wall-clock figures depend on it)."""
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def loop_hold(seconds: int) -> None:

@@ -42,6 +42,7 @@ import cmath
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from functools import cached_property
 from typing import Any, Literal
 
@@ -316,6 +317,7 @@ class Grid:
         self._segments: list[_Segment] = [first]
         self._starts: list[float] = [self.t0]
         self._horizon = self.t0
+        self._tables: dict[int, tuple[_Segment, _CycleTable | None]] = {}
         self.phases = 3
         """Phases of the supply: 3 (three-phase four-wire) or 1 (single-phase two-wire, L1 only)."""
 
@@ -429,11 +431,35 @@ class Grid:
         if n == 0:
             return out
         self._horizon = max(self._horizon, float(t[-1]))
-        seg_of = np.searchsorted(np.asarray(self._starts), t, side="right") - 1
-        for seg_i in np.unique(seg_of):
-            lo, hi = np.searchsorted(seg_of, [seg_i, seg_i + 1])
-            _fill_segment(out[:, lo:hi], self._segments[max(int(seg_i), 0)], t[lo:hi], self.t0)
+        first_seg, last_seg = self._segment_index(float(t[0])), self._segment_index(float(t[-1]))
+        if first_seg == last_seg:  # the usual case: no change of state inside the block
+            pieces: list[tuple[int, int, int]] = [(first_seg, 0, n)]
+        else:
+            seg_of = np.searchsorted(np.asarray(self._starts), t, side="right") - 1
+            pieces = []
+            for seg_i in np.unique(seg_of):
+                lo, hi = np.searchsorted(seg_of, [seg_i, seg_i + 1])
+                pieces.append((int(seg_i), int(lo), int(hi)))
+        for seg_i, lo, hi in pieces:
+            seg = self._segments[max(seg_i, 0)]
+            table = self._cycle_table(seg)
+            if table is None:
+                _fill_segment(out[:, lo:hi], seg, t[lo:hi], self.t0)
+            else:
+                table.fill(out[:, lo:hi], start_index + lo, t[lo:hi] - self.t0)
         return out
+
+    def _cycle_table(self, seg: _Segment) -> _CycleTable | None:
+        """The samples of one period of ``seg``'s waveform, computed once per segment (None when
+        the period is not a whole number of samples up to one second)."""
+        cached = self._tables.get(id(seg))
+        if cached is not None and cached[0] is seg:
+            return cached[1]
+        if len(self._tables) > 64:
+            self._tables.clear()
+        table = _CycleTable.build(seg, self.t0, self.sample_rate_hz)
+        self._tables[id(seg)] = (seg, table)
+        return table
 
 
 def _harmonic_tuple(value: Any) -> tuple[Harmonic, ...]:
@@ -468,33 +494,102 @@ def _changed_phase(phase: PhaseState, changes: dict[str, Any]) -> PhaseState:
     return replace(phase, **changes)
 
 
-def _series(theta: np.ndarray, base_angle_deg: float, rms: float, fund_angle_deg: float,
-            harmonics: tuple[Harmonic, ...]) -> np.ndarray:
-    """√2·rms·[sin(θ + fund) + Σ m_h sin(h(θ + base) + φ_h)] for instantaneous samples."""
-    wave = np.sin(theta + math.radians(fund_angle_deg))
+def _sine_at(sin_theta: np.ndarray, cos_theta: np.ndarray, angle_deg: float) -> np.ndarray:
+    """sin(θ + angle) from sin θ and cos θ (angle addition: two products instead of a sine per sample)."""
+    if angle_deg == 0.0:
+        return sin_theta.copy()
+    a = math.radians(angle_deg)
+    result: np.ndarray = sin_theta * math.cos(a) + cos_theta * math.sin(a)
+    return result
+
+
+def _series(theta: np.ndarray, sin_theta: np.ndarray, cos_theta: np.ndarray, base_angle_deg: float, rms: float,
+            fund_angle_deg: float, harmonics: tuple[Harmonic, ...]) -> np.ndarray:
+    """√2·rms·[sin(θ + fund) + Σ m_h sin(h(θ + base) + φ_h)] for instantaneous samples.
+
+    The fundamental comes from sin θ and cos θ (computed once per block for every channel), the
+    harmonics from their own sines.
+    """
+    wave = _sine_at(sin_theta, cos_theta, fund_angle_deg)
     for h in harmonics:
         wave += h.magnitude * np.sin(h.order * (theta + math.radians(base_angle_deg)) + math.radians(h.phase_deg))
-    result: np.ndarray = math.sqrt(2.0) * rms * wave
-    return result
+    wave *= math.sqrt(2.0) * rms
+    return wave
 
 
 def _fill_segment(out: np.ndarray, seg: _Segment, t: np.ndarray, t0: float) -> None:
     state = seg.state
     theta = 2 * np.pi * (seg.cycles0 + state.frequency_hz * (t - seg.t_start))
+    sin_theta, cos_theta = np.sin(theta), np.cos(theta)
     neutral = np.zeros_like(t)
     for p, ph in enumerate(state.phases):
         if not ph.on:
             continue
-        u = _series(theta, ph.voltage_angle_deg, ph.voltage_v, ph.voltage_angle_deg, ph.u_harmonics)
+        u = _series(theta, sin_theta, cos_theta, ph.voltage_angle_deg, ph.voltage_v, ph.voltage_angle_deg,
+                    ph.u_harmonics)
         if ph.flicker is not None:
             u *= ph.flicker.factor(t - t0)
-        i = _series(theta, ph.voltage_angle_deg, ph.i1_a, ph.current_angle_deg, ph.i_harmonics)
+        i = _series(theta, sin_theta, cos_theta, ph.voltage_angle_deg, ph.i1_a, ph.current_angle_deg,
+                    ph.i_harmonics)
         out[2 * p] = u
         out[2 * p + 1] = i
         neutral += i
     if state.neutral_extra_a:
-        neutral += math.sqrt(2.0) * state.neutral_extra_a * np.sin(theta + math.radians(state.neutral_extra_angle_deg))
+        neutral += math.sqrt(2.0) * state.neutral_extra_a * _sine_at(sin_theta, cos_theta,
+                                                                      state.neutral_extra_angle_deg)
     out[6] = neutral
+
+
+class _CycleTable:
+    """The seven rows of one period of a segment's waveform (without flicker), P samples long.
+
+    When f·P/fs is a whole number for a period P of at most one second of samples (50 Hz at
+    8 kHz: 160 samples, 60 Hz: 400), the phase of sample n is that of sample n mod P, so a block
+    is a gather from the table: the same formula as :func:`_fill_segment`, evaluated once per
+    period (with the phase reduced modulo one cycle first, so also exact after days of samples).
+    Flicker, a function of time, is applied per block.
+    """
+
+    def __init__(self, samples: np.ndarray, state: GridState, sample_rate_hz: int) -> None:
+        self.period = samples.shape[1]
+        # whole periods covering one second of samples plus one period: any block of up to one
+        # second is one contiguous slice, starting at its first sample's place in the period
+        self._span = -(-sample_rate_hz // self.period) * self.period
+        self._samples = np.tile(samples, (1, self._span // self.period + 1))
+        self._state = state
+
+    @classmethod
+    def build(cls, seg: _Segment, t0: float, sample_rate_hz: int) -> _CycleTable | None:
+        """The table of ``seg`` (grid start ``t0``, s), or None when its period is too long."""
+        ratio = Fraction(seg.state.frequency_hz) / Fraction(sample_rate_hz)  # cycles per sample
+        if ratio.denominator > sample_rate_hz:
+            return None
+        period = ratio.denominator
+        phase0 = (seg.cycles0 + seg.state.frequency_hz * (t0 - seg.t_start)) % 1.0  # cycles at sample 0
+        j = np.arange(period, dtype=np.float64)
+        out = np.zeros((len(ROW_ORDER), period))
+        pseudo = _Segment(0.0, _without_flicker(seg.state), phase0, seg.cum)
+        _fill_segment(out, pseudo, j / sample_rate_hz, 0.0)
+        return cls(out, seg.state, sample_rate_hz)
+
+    def fill(self, out: np.ndarray, first_index: int, rel_t: np.ndarray) -> None:
+        """Samples ``first_index`` … into ``out`` (7, n); ``rel_t`` their times after the grid's start (s)."""
+        n = out.shape[1]
+        for a in range(0, n, self._span):
+            m = min(self._span, n - a)
+            off = (first_index + a) % self.period
+            out[:, a : a + m] = self._samples[:, off : off + m]
+        for p, ph in enumerate(self._state.phases):
+            if ph.on and ph.flicker is not None:
+                out[2 * p] *= ph.flicker.factor(rel_t)
+
+
+def _without_flicker(state: GridState) -> GridState:
+    """``state`` with no flicker on any phase (the cycle table holds the unmodulated waveform)."""
+    if all(ph.flicker is None for ph in state.phases):
+        return state
+    a, b, c = (replace(ph, flicker=None) for ph in state.phases)
+    return replace(state, phases=(a, b, c))
 
 
 def truth_as_mapping(truth: Mapping[str, TruthEnergy]) -> dict[str, dict[str, float]]:

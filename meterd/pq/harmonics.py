@@ -159,17 +159,29 @@ def analyse_rows(lines: FloatArray, cycles: int, min_fundamentals: list[float]) 
     group[:, 1:] = np.sqrt(np.sum(sq[:, inner], axis=2) + 0.5 * sq[:, edges[0]] + 0.5 * sq[:, edges[1]])
     ih = np.zeros_like(harmonic)
     ih[:, 1:] = np.sqrt(np.sum(sq[:, ih_lines], axis=2))
+    thd, thds, thdg, thd40 = (_distortion_rows(harmonic), _distortion_rows(subgroup), _distortion_rows(group),
+                              _distortion_rows(harmonic, 40))
+    fundamentals = harmonic[:, 1].tolist()
     results = []
     for r, minimum in enumerate(min_fundamentals):
-        ok = harmonic[r, 1] > max(minimum, 1e-12)
+        ok = fundamentals[r] > max(minimum, 1e-12)
         results.append(HarmonicResult(
             harmonic_rms=harmonic[r],
             subgroup_rms=subgroup[r],
             group_rms=group[r],
             interharmonic_subgroup_rms=ih[r],
-            thd_pct=distortion_pct(harmonic[r]) if ok else None,
-            thds_pct=distortion_pct(subgroup[r]) if ok else None,
-            thdg_pct=distortion_pct(group[r]) if ok else None,
-            thd40_pct=distortion_pct(harmonic[r], 40) if ok else None,
+            thd_pct=thd[r] if ok else None,
+            thds_pct=thds[r] if ok else None,
+            thdg_pct=thdg[r] if ok else None,
+            thd40_pct=thd40[r] if ok else None,
         ))
     return results
+
+
+def _distortion_rows(values: FloatArray, last_order: int = MAX_ORDER) -> list[float]:
+    """:func:`distortion_pct` of every row of ``values`` (rows, orders) at once (the value of a row
+    whose fundamental is 0 is not used)."""
+    upper = values[:, 2 : last_order + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.sqrt(np.einsum("ij,ij->i", upper, upper)) / values[:, 1] * 100.0
+    return [float(v) for v in pct.tolist()]

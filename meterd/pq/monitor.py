@@ -360,8 +360,9 @@ class PqMonitor:
             sequences = unbalance(fundamental_phasors(resampled[list(s.voltage_rows)], s.cycles_per_window),
                                   s.volts(s.interruption_threshold_pct))
         flagged = self._events.touched(w.start, w.stop) or self._gap_flag
+        subgroups = np.array([h.subgroup_rms for h in results])
         window = WindowValues(w.start, w.stop, self._timebase.posix_s(w.start), self._timebase.posix_s(w.stop),
-                              rms, np.array([h.subgroup_rms for h in results]), flagged, w.resync,
+                              rms, subgroups, flagged, w.resync,
                               group_rms=np.array([h.group_rms for h in results]),
                               interharmonic_group_rms=ih_groups, interharmonic_subgroup_rms=ih_subgroups,
                               unbalance_pct=None if sequences is None
@@ -374,7 +375,8 @@ class PqMonitor:
         v.rms_10cycle.update({ROW_NAMES[r]: float(rms[r]) for r in measured})
         v.harmonics.update({ROW_NAMES[r]: results[r] for r in measured})
         v.thd_pct.update({ROW_NAMES[r]: results[r].thds_pct for r in measured})
-        v.harmonic_pct.update({ROW_NAMES[r]: tuple(results[r].harmonic_pct()) for r in measured})
+        ratios = _harmonic_ratios(subgroups)
+        v.harmonic_pct.update({ROW_NAMES[r]: tuple(ratios[r]) for r in measured})
         for agg in self._aggregator.feed(window):
             v.aggregates[agg.kind] = agg
         self._values = _replace(v, utc=self._timebase.utc(w.stop))
@@ -439,6 +441,16 @@ class PqMonitor:
                              harmonic_ratios: dict[str, Sequence[float]]) -> PqValues:
         """See :func:`indicative_from_chip`."""
         return indicative_from_chip(thd_u_pct, thd_i_pct, harmonic_ratios)
+
+
+def _harmonic_ratios(subgroups: FloatArray) -> list[list[float]]:
+    """:meth:`HarmonicResult.harmonic_pct` of every row of ``subgroups`` (rows, orders) at once, as
+    Python floats (%; a row whose fundamental subgroup is 0 is all zeros)."""
+    ratios = np.zeros_like(subgroups)
+    ok = ~(subgroups[:, 1] <= 0)  # as harmonic_pct: a NaN fundamental gives NaN ratios
+    ratios[ok] = subgroups[ok] / subgroups[ok, 1:2] * 100.0
+    rows: list[list[float]] = ratios.tolist()
+    return rows
 
 
 def _replace(v: PqValues, **changes: object) -> PqValues:
