@@ -27,8 +27,9 @@ Rows stored before the quantity columns existed (3P4W: 10 values) come back with
 0; rows of the other supply layout (the configured phases changed) are not restored.
 
 The Plt of the running 2-h interval survives a restart: with a :class:`PstStore` each released
-Pst (exact value, flag, end of its 10-min interval) is written durably, one transaction per
-interval, and at the first block after start the monitor takes back those of the 2-h interval
+Pst (exact value, flag, end of its 10-min interval) is written durably (with a store that has
+:class:`OneTransaction`, what one block brings to it, Pst, interruption records, profile row and
+EN 50160 batch, is one transaction, committed before :meth:`PowerQualityService.apply` returns), and at the first block after start the monitor takes back those of the 2-h interval
 running at that block's time (:meth:`~meterd.pq.monitor.PqMonitor.restore_pst`). Intervals lost in
 the outage are simply absent: that Plt is then computed from the Pst present and flagged.
 

@@ -2,7 +2,9 @@
 
 Durability rules: WAL journal, ``synchronous=FULL`` by default, so a row is on disk when
 :meth:`SqliteProfileStore.append_row` returns; the insert and the trim of that profile to its
-depth commit together. Each profile's capture definition (capture objects and period) is kept
+depth commit together. :meth:`SqliteProfileStore.one_transaction` commits several writes
+(rows, Pst, EN 50160 intervals of one analysed block) as one transaction, one sync instead of
+one each, durable when its ``with`` block ends. Each profile's capture definition (capture objects and period) is kept
 beside its rows, so rows made under another definition are recognised and cleared with it
 in one transaction (the table was added without a version change: older databases gain it
 empty). ``PRAGMA user_version`` carries the schema version; a newer one is refused.
