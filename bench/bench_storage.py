@@ -46,7 +46,9 @@ def _written() -> int:
 
 
 def _writeback(state: Path) -> None:
-    """fdatasync every file of the state directory: what the kernel's write-back does within ~30 s."""
+    """fdatasync every file of the state directory: what the kernel's write-back does within ~30 s
+    (marked in a trace, so that these are not counted as the meter's syncs)."""
+    _mark(b"MARK-WB")
     for path in state.rglob("*"):
         if path.is_file():
             try:
@@ -57,6 +59,7 @@ def _writeback(state: Path) -> None:
                 os.fdatasync(fd)
             finally:
                 os.close(fd)
+    _mark(b"MARK-WB-END")
 
 
 def _mark(text: bytes) -> None:
@@ -94,20 +97,26 @@ def run(pq: bool, seconds: int, writeback_s: int) -> float:
 
 
 def attribute(trace: Path, seconds: int) -> None:
-    """Per file of the state directory: write(2) calls and bytes, syncs, 4-KiB pages written at each
-    sync (the span between the marks, scaled to a day)."""
+    """Per file of the state directory: write(2) calls and bytes, the meter's syncs, 4-KiB pages
+    written at them, and pages of unsynced writes flushed by the emulated write-back (the span
+    between the marks, scaled to a day)."""
     calls: collections.Counter[str] = collections.Counter()
     nbytes: collections.Counter[str] = collections.Counter()
     syncs: collections.Counter[str] = collections.Counter()
     pages: collections.Counter[str] = collections.Counter()
+    flushed: collections.Counter[str] = collections.Counter()
     dirty: dict[str, set[int]] = collections.defaultdict(set)
     spans = 0
-    inside = False
+    inside = writeback = False
     for line in trace.read_text(errors="replace").splitlines():
         if "MARK-START" in line:
             inside, spans = True, spans + 1
         elif "MARK-END" in line:
             inside = False
+        elif "MARK-WB-END" in line:
+            writeback = False
+        elif "MARK-WB" in line:
+            writeback = True
         m = _CALL.match(line)
         if not inside or m is None:
             continue
@@ -116,8 +125,11 @@ def attribute(trace: Path, seconds: int) -> None:
             continue
         name = Path(path).name
         if op in ("fsync", "fdatasync"):
-            syncs[name] += 1
-            pages[name] += len(dirty[name])
+            if writeback:
+                flushed[name] += len(dirty[name])
+            else:
+                syncs[name] += 1
+                pages[name] += len(dirty[name])
             dirty[name].clear()
         elif int(ret) > 0:
             calls[name] += 1
@@ -125,10 +137,12 @@ def attribute(trace: Path, seconds: int) -> None:
             offset = int(rest.rsplit(",", 1)[1]) if op == "pwrite64" else nbytes[name] - int(ret)
             dirty[name].update(range(offset // 4096, (offset + int(ret) - 1) // 4096 + 1))
     scale = DAY_S / (seconds * max(spans, 1))
-    print(f"per file and day ({spans} measured span(s)): write(2) calls, bytes; syncs; 4-KiB pages written at syncs")
+    print(f"per file and day ({spans} measured span(s)): write(2) calls, bytes; syncs; 4-KiB pages written"
+          " at syncs; pages of unsynced writes at write-back (mmap'd -shm pages are not seen by strace)")
     for name in sorted(set(calls) | set(syncs), key=lambda n: (-pages[n], n)):
         print(f"  {name:28s} {calls[name] * scale:8.0f} {nbytes[name] * scale / 1e6:7.3f} MB"
-              f" {syncs[name] * scale:6.0f} {pages[name] * scale * 4096 / 1e6:7.3f} MB")
+              f" {syncs[name] * scale:6.0f} {pages[name] * scale * 4096 / 1e6:7.3f} MB"
+              f" {flushed[name] * scale * 4096 / 1e6:7.3f} MB")
 
 
 def main() -> None:
