@@ -27,8 +27,9 @@ Rows stored before the quantity columns existed (3P4W: 10 values) come back with
 0; rows of the other supply layout (the configured phases changed) are not restored.
 
 The Plt of the running 2-h interval survives a restart: with a :class:`PstStore` each released
-Pst (exact value, flag, end of its 10-min interval) is written durably, one transaction per
-interval, and at the first block after start the monitor takes back those of the 2-h interval
+Pst (exact value, flag, end of its 10-min interval) is written durably (with a store that has
+:class:`OneTransaction`, what one block brings to it, Pst, interruption records, profile row and
+EN 50160 batch, is one transaction, committed before :meth:`PowerQualityService.apply` returns), and at the first block after start the monitor takes back those of the 2-h interval
 running at that block's time (:meth:`~meterd.pq.monitor.PqMonitor.restore_pst`). Intervals lost in
 the outage are simply absent: that Plt is then computed from the Pst present and flagged.
 
@@ -44,8 +45,9 @@ from __future__ import annotations
 import datetime as _dt
 from collections import deque
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from meterd.core import event_codes as ec
 from meterd.core.model import CaptureColumn, ProfileRow
@@ -174,6 +176,16 @@ class PstStore(Protocol):
 
     def load_pst(self) -> list[tuple[_dt.datetime, int, float, bool]]:
         """Every stored (interval end UTC, phase, Pst, flagged), oldest first."""
+        ...
+
+
+@runtime_checkable
+class OneTransaction(Protocol):
+    """A store that can commit several writes together
+    (:meth:`meterd.store.profile_store.SqliteProfileStore.one_transaction`)."""
+
+    def one_transaction(self) -> AbstractContextManager[None]:
+        """Writes made inside the ``with`` block are committed in one transaction at its end."""
         ...
 
 
@@ -340,17 +352,24 @@ class PowerQualityService:
         """Record an analysed block: its Pst, the events that ended, the new 10-min row; its
         values become the latest shown. Returns the events."""
         self._latest = outcome.values
-        self._save_pst(outcome.new_pst)
-        for event in outcome.events:
-            self.recent.append(event)
-            self.event_count += 1
-            if self._events is not None:
-                self._events.record(event_code(event), event.start_utc, event_detail(event))
-            if event.kind == INTERRUPTION and self.interruptions is not None:
-                self.interruptions.from_waveform(event)
-        self._collect_frequency(outcome.values)
-        self._profile_row(outcome.values)
+        # what the block brings to pq.db (Pst, interruption records, profile row, EN 50160 batch)
+        # is committed in one transaction (one sync), durable when apply returns as before
+        with self._one_transaction():
+            self._save_pst(outcome.new_pst)
+            for event in outcome.events:
+                self.recent.append(event)
+                self.event_count += 1
+                if self._events is not None:
+                    self._events.record(event_code(event), event.start_utc, event_detail(event))
+                if event.kind == INTERRUPTION and self.interruptions is not None:
+                    self.interruptions.from_waveform(event)
+            self._collect_frequency(outcome.values)
+            self._profile_row(outcome.values)
         return list(outcome.events)
+
+    def _one_transaction(self) -> AbstractContextManager[None]:
+        store = self._pst_store
+        return store.one_transaction() if isinstance(store, OneTransaction) else nullcontext()
 
     # --- EN 50160 week (meterd.services.pq_week) -------------------------------------------------
     def _collect_frequency(self, v: PqValues) -> None:

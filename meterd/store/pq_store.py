@@ -31,7 +31,6 @@ from meterd.pq.en50160 import LIMITS, LimitResult, Quantity, Sample, Verdict, We
 from meterd.services.pq_interruptions import InterruptionRecord
 from meterd.services.pq_week import StoredInterval
 from meterd.store.profile_store import SqlitePqStore, from_us, to_us
-from meterd.store.sqlite import end_transaction
 
 _SAMPLE = struct.Struct("<HBBf")
 _TABLES = (
@@ -84,19 +83,13 @@ class SqlitePqWeekStore(SqlitePqStore):
 
     def _transaction(self, statements: Sequence[tuple[str, Sequence[object]]],
                      many: Sequence[tuple[str, Sequence[Sequence[object]]]] = ()) -> None:
-        def write() -> None:
-            self._conn.execute("BEGIN IMMEDIATE")
-            failed = True
-            try:
-                for sql, rows in many:
-                    self._conn.executemany(sql, rows)
-                for sql, args in statements:
-                    self._conn.execute(sql, args)
-                failed = False
-            finally:
-                end_transaction(self._conn, failed)
+        def body() -> None:
+            for sql, rows in many:
+                self._conn.executemany(sql, rows)
+            for sql, args in statements:
+                self._conn.execute(sql, args)
 
-        self._backlog.run(write)
+        self._write(body)
 
     # --- EN 50160 weeks ----------------------------------------------------------------------
     def save_intervals(self, intervals: Sequence[StoredInterval]) -> None:

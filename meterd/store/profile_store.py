@@ -2,7 +2,9 @@
 
 Durability rules: WAL journal, ``synchronous=FULL`` by default, so a row is on disk when
 :meth:`SqliteProfileStore.append_row` returns; the insert and the trim of that profile to its
-depth commit together. Each profile's capture definition (capture objects and period) is kept
+depth commit together. :meth:`SqliteProfileStore.one_transaction` commits several writes
+(rows, Pst, EN 50160 intervals of one analysed block) as one transaction, one sync instead of
+one each, durable when its ``with`` block ends. Each profile's capture definition (capture objects and period) is kept
 beside its rows, so rows made under another definition are recognised and cleared with it
 in one transaction (the table was added without a version change: older databases gain it
 empty). ``PRAGMA user_version`` carries the schema version; a newer one is refused.
@@ -14,7 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -76,6 +79,11 @@ def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], declare
     return conn
 
 
+def _run_all(bodies: Sequence[Callable[[], None]]) -> None:
+    for body in bodies:
+        body()
+
+
 class SqliteProfileStore:
     """Profile rows keyed by profile OBIS, trimmed to a depth per profile."""
 
@@ -86,26 +94,61 @@ class SqliteProfileStore:
         self.default_depth = default_depth
         self._conn = open_db(self.path, synchronous, _SCHEMA, SCHEMA)
         self._backlog = WriteBacklog(f"profile store {self.path}")
+        self._scope: list[Callable[[], None]] | None = None
 
-    def append_row(self, obis: str, row: ProfileRow) -> None:
-        """Insert one row and trim the profile, in one transaction; on a full or failing disk the
-        row waits in memory (:class:`~meterd.store.sqlite.WriteBacklog`)."""
-        depth = self.depth.get(obis, self.default_depth)
-        vals = json.dumps(list(row.values), separators=(",", ":"))
+    def _write(self, body: Callable[[], None]) -> None:
+        """Run ``body`` (statements, no transaction control) in a transaction of its own, or add it
+        to the open :meth:`one_transaction`; on a full or failing disk it waits in memory
+        (:class:`~meterd.store.sqlite.WriteBacklog`)."""
+        if self._scope is not None:
+            self._scope.append(body)
+            return
 
         def write() -> None:
             self._conn.execute("BEGIN IMMEDIATE")
             failed = True
             try:
-                last = self._conn.execute("SELECT MAX(seq) FROM profile_rows WHERE obis = ?", (obis,)).fetchone()[0]
-                seq = 1 if last is None else last + 1
-                self._conn.execute("INSERT INTO profile_rows VALUES (?, ?, ?, ?)", (obis, seq, to_us(row.utc), vals))
-                self._conn.execute("DELETE FROM profile_rows WHERE obis = ? AND seq <= ?", (obis, seq - depth))
+                body()
                 failed = False
             finally:
                 end_transaction(self._conn, failed)
 
         self._backlog.run(write)
+
+    @contextmanager
+    def one_transaction(self) -> Iterator[None]:
+        """Every write made inside the ``with`` block is committed together, in one transaction at
+        its end (one WAL commit and one sync instead of one each). The writes are durable when the
+        block ends, not before: a caller opens it around writes it makes in one go, with nothing
+        between them that could see or lose them (no wait, no await). Writes made before an
+        exception in the block are still committed, as they would have been one by one. Nested
+        scopes join the outer one."""
+        if self._scope is not None:
+            yield
+            return
+        bodies: list[Callable[[], None]] = []
+        self._scope = bodies
+        try:
+            yield
+        finally:
+            self._scope = None
+            if bodies:
+                self._write(lambda: _run_all(bodies))
+
+    def append_row(self, obis: str, row: ProfileRow) -> None:
+        """Insert one row and trim the profile, in one transaction (or the open
+        :meth:`one_transaction`); on a full or failing disk the row waits in memory
+        (:class:`~meterd.store.sqlite.WriteBacklog`)."""
+        depth = self.depth.get(obis, self.default_depth)
+        vals = json.dumps(list(row.values), separators=(",", ":"))
+
+        def body() -> None:
+            last = self._conn.execute("SELECT MAX(seq) FROM profile_rows WHERE obis = ?", (obis,)).fetchone()[0]
+            seq = 1 if last is None else last + 1
+            self._conn.execute("INSERT INTO profile_rows VALUES (?, ?, ?, ?)", (obis, seq, to_us(row.utc), vals))
+            self._conn.execute("DELETE FROM profile_rows WHERE obis = ? AND seq <= ?", (obis, seq - depth))
+
+        self._write(body)
 
     def load_rows(self, obis: str, limit: int) -> list[ProfileRow]:
         """The newest ``limit`` rows of ``obis``, oldest first."""
@@ -181,17 +224,11 @@ class SqlitePqStore(SqliteProfileStore):
         end_us = to_us(end_utc)
         rows = [(end_us, int(p), float(v), int(bool(f))) for p, v, f in values]
 
-        def write() -> None:
-            self._conn.execute("BEGIN IMMEDIATE")
-            failed = True
-            try:
-                self._conn.executemany("INSERT OR REPLACE INTO pq_pst VALUES (?, ?, ?, ?)", rows)
-                self._conn.execute("DELETE FROM pq_pst WHERE end_us <= ?", (end_us - PST_KEEP_S * 1_000_000,))
-                failed = False
-            finally:
-                end_transaction(self._conn, failed)
+        def body() -> None:
+            self._conn.executemany("INSERT OR REPLACE INTO pq_pst VALUES (?, ?, ?, ?)", rows)
+            self._conn.execute("DELETE FROM pq_pst WHERE end_us <= ?", (end_us - PST_KEEP_S * 1_000_000,))
 
-        self._backlog.run(write)
+        self._write(body)
 
     def load_pst(self) -> list[tuple[_dt.datetime, int, float, bool]]:
         """Every stored (interval end UTC, phase, Pst, flagged), oldest first."""
