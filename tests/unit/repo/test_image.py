@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tomllib
 import zipfile
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.image_tools import MIB, make_pi_gen_image, need, run
 from tests.paths import REPO
 
 ROOT = REPO
@@ -34,16 +33,6 @@ LINTIAN_ACCEPTED = {
     # The meter runs systemd only (Type=notify, watchdog, sandboxing); no sysvinit scripts.
     "package-supports-alternative-init-but-no-init.d-script",
 }
-
-
-def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
-
-
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
 
 
 def shell_scripts() -> list[Path]:
@@ -472,23 +461,6 @@ def test_host_step_refuses_unprepared_files(tmp_path):
 
 
 # ---------------------------------------------------------------- GPT and the first-boot /data partition
-
-MIB = 1024 * 1024
-
-
-def make_pi_gen_image(path: Path, boot_mib: int, root_mib: int) -> None:
-    """An image laid out like pi-gen's export: MBR, FAT bootfs at 8 MiB, ext4 rootfs to the end."""
-    start = 8 * MIB
-    path.write_bytes(b"")
-    os.truncate(path, start + (boot_mib + root_mib) * MIB)
-    table = (f"label: dos\nstart={start // 512},size={boot_mib * MIB // 512},type=c\n"
-             f"start={(start + boot_mib * MIB) // 512},type=83\n")
-    assert run(["sfdisk", "-q", str(path)], input=table).returncode == 0
-    assert run(["mkfs.vfat", "-n", "bootfs", "--offset", str(start // 512), str(path),
-                str(boot_mib * 1024)]).returncode == 0
-    assert run(["mkfs.ext4", "-q", "-L", "rootfs", "-E", f"offset={start + boot_mib * MIB}", str(path),
-                f"{root_mib}M"]).returncode == 0
-
 
 def digest(path: Path, offset: int, size: int) -> str:
     with path.open("rb") as fh:
