@@ -36,9 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXReplyData
-from gurux_dlms.enums import DataType
-from gurux_dlms.internal._GXCommon import _GXCommon
 from gurux_dlms.objects import GXDLMSData, GXDLMSImageTransfer, GXDLMSProfileGeneric
 
 from hw.serial_link import PtyWire
@@ -46,6 +43,7 @@ from meterd.services.image_transfer import Status
 from tests.dlms_fakes import make_keys
 from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
 from tests.dlms_harness import PtyIO
+from tests.image_transfer_client import send_blocks, status, until
 from tests.rauc_board import Launcher, build_bundle, needs_rauc, slot_bytes
 from tests.simmeter import sim_config_file
 
@@ -96,21 +94,11 @@ class Association:
 
     def send(self, frames: Any) -> None:
         assert self.gs is not None
-        self.gs._block(frames, GXReplyData())
+        self.gs.exchange(frames)
 
     def blocks(self, it: GXDLMSImageTransfer, image: bytes, first: int, stop: int | None = None) -> None:
-        """image_block_transfer of blocks ``first`` .. ``stop`` - 1, each request made just before
-        it is sent (gurux numbers HDLC frames when it makes them)."""
         assert self.gs is not None
-        size = int(it.imageBlockSize)
-        count = -(-len(image) // size)
-        for n in range(first, count if stop is None else stop):
-            data = GXByteBuffer()
-            data.setUInt8(DataType.STRUCTURE)
-            data.setUInt8(2)
-            _GXCommon.setData(None, data, DataType.UINT32, n)
-            _GXCommon.setData(None, data, DataType.OCTET_STRING, image[n * size:(n + 1) * size])
-            self.send(self.gs.client.method(it, 2, data, DataType.ARRAY))
+        send_blocks(self.gs, it, image, first, stop)
 
     def drop(self) -> None:
         """The line drops (or the meter went away): no release, no DISC."""
@@ -139,18 +127,6 @@ def sign_on(io: PtyIO) -> None:
     # the client's side of the switch (as IEC 62056-21 clients do): the option select's own line
     # time at 300 Bd and a margin, which a pty does not take, before HDLC begins at 9600 Bd 8N1
     time.sleep(len(ack) * 10 / 300 + 0.05)
-
-
-def until(what: str, ok: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll ``ok()`` (each call a DLMS read) until it holds; bounded."""
-    deadline = time.monotonic() + timeout_s
-    while not ok():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
-def status(gs: GuruxSession) -> Status:
-    return Status(int(gs.read(GXDLMSImageTransfer(), 6)))
 
 
 @dataclass(frozen=True)

@@ -23,20 +23,17 @@ from __future__ import annotations
 import datetime as dt
 import random
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
-from gurux_dlms.enums import DataType
-from gurux_dlms.internal._GXCommon import _GXCommon
+from gurux_dlms import GXDateTime
 from gurux_dlms.objects import GXDLMSActionSchedule, GXDLMSClock, GXDLMSData, GXDLMSImageTransfer
 
 from meterd.services.image_transfer import Status
 from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
 from tests.dlms_harness import PtyIO, SocketIO
+from tests.image_transfer_client import send_blocks, status, until
 from tests.rauc_board import Launcher, build_bundle, needs_rauc, signing_keys, slot_bytes, start_board
 
 pytestmark = [needs_rauc, pytest.mark.interop]
@@ -74,20 +71,11 @@ class Management:
 
     def send(self, frames: Any) -> None:
         assert self.gs is not None
-        self.gs._block(frames, GXReplyData())
+        self.gs.exchange(frames)
 
     def send_blocks(self, it: GXDLMSImageTransfer, image: bytes, first: int = 0) -> None:
-        """image_block_transfer from block ``first`` on, each request made just before it is
-        sent (gurux numbers HDLC frames when it makes them; its imageBlockTransfer makes all)."""
         assert self.gs is not None
-        size = int(it.imageBlockSize)
-        for n in range(first, -(-len(image) // size)):
-            data = GXByteBuffer()
-            data.setUInt8(DataType.STRUCTURE)
-            data.setUInt8(2)
-            _GXCommon.setData(None, data, DataType.UINT32, n)
-            _GXCommon.setData(None, data, DataType.OCTET_STRING, image[n * size:(n + 1) * size])
-            self.send(self.gs.client.method(it, 2, data, DataType.ARRAY))
+        send_blocks(self.gs, it, image, first)
 
     def drop(self) -> None:
         """The line drops: no release, the socket just closes."""
@@ -101,18 +89,6 @@ class Management:
         self.gs.close()
         self.counter = self.gs.client.ciphering.invocationCounter + 1
         self.io.close()
-
-
-def until(what: str, ok: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll ``ok()`` (each call a DLMS read) until it holds; bounded."""
-    deadline = time.monotonic() + timeout_s
-    while not ok():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
-def status(gs: GuruxSession) -> Status:
-    return Status(int(gs.read(GXDLMSImageTransfer(), 6)))
 
 
 def firmware_log(meter: Launcher, since: int = 0) -> list[tuple[int, str, dict[str, Any]]]:
