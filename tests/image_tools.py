@@ -1,11 +1,12 @@
 """What the tests of the SD card image recipe share: the host tools they run, skipped when a
-tool is not installed, and a disk image laid out like pi-gen's export."""
+tool is not installed, a disk image laid out like pi-gen's export and a stand-in wheel."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,14 @@ def make_pi_gen_image(path: Path, boot_mib: int, root_mib: int) -> None:
                 str(boot_mib * 1024)]).returncode == 0
     assert run(["mkfs.ext4", "-q", "-L", "rootfs", "-E", f"offset={start + boot_mib * MIB}", str(path),
                 f"{root_mib}M"]).returncode == 0
+
+
+def fake_wheel(directory: Path) -> Path:
+    """A small valid wheel standing in for the project's (building it needs PyPI here)."""
+    path = directory / "pmm_reference_meter-0.1.0-py3-none-any.whl"
+    dist = "pmm_reference_meter-0.1.0.dist-info"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: pmm-reference-meter\nVersion: 0.1.0\n")
+        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{dist}/RECORD", "")
+    return path

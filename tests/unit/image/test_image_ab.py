@@ -13,12 +13,11 @@ import configparser
 import json
 import os
 import re
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.image_tools import MIB, make_pi_gen_image, need, run
+from tests.image_tools import MIB, fake_wheel, make_pi_gen_image, need, run
 from tests.paths import REPO
 
 IMAGE = REPO / "image"
@@ -91,16 +90,6 @@ def test_system_conf_keeps_its_status_on_the_data_partition_and_takes_plain_bund
     assert re.search(r"^d /data/rauc 0700 root root", tmpfiles, re.M)
     packages = (IMAGE / "stage-meter/00-meter/00-packages-nr").read_text().split()
     assert "rauc" in packages
-
-
-def fake_wheel(directory: Path) -> Path:
-    path = directory / "pmm_reference_meter-0.1.0-py3-none-any.whl"
-    dist = "pmm_reference_meter-0.1.0.dist-info"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: pmm-reference-meter\nVersion: 0.1.0\n")
-        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{dist}/RECORD", "")
-    return path
 
 
 def test_the_stage_installs_what_system_conf_names(tmp_path: Path) -> None:

@@ -15,12 +15,11 @@ import os
 import re
 import sys
 import tomllib
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.image_tools import MIB, make_pi_gen_image, need, run
+from tests.image_tools import MIB, fake_wheel, make_pi_gen_image, need, run
 from tests.paths import REPO
 
 ROOT = REPO
@@ -371,17 +370,6 @@ def test_deb_builds_and_lintian_is_clean(tmp_path):
 
 
 # ---------------------------------------------------------------- the stage's host step
-
-
-def fake_wheel(directory: Path) -> Path:
-    """A small valid wheel standing in for the project's (building it needs PyPI here)."""
-    path = directory / "pmm_reference_meter-0.1.0-py3-none-any.whl"
-    dist = "pmm_reference_meter-0.1.0.dist-info"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: pmm-reference-meter\nVersion: 0.1.0\n")
-        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{dist}/RECORD", "")
-    return path
 
 
 PI_GEN_CMDLINE = "console=serial0,115200 console=tty1 root=ROOTDEV rootfstype=ext4 fsck.repair=yes rootwait resize\n"
