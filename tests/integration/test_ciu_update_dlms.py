@@ -90,7 +90,7 @@ class Both:
         make_keys(state / "dlms-keys.toml").save()
         self.meter = SimMeter(state, ciu={"update_keyring": str(cert)})
         self.update = self.meter.service(CiuUpdateService)
-        self.update.link = self.rig.meter  # the rig's end of the line (send, up, pending)
+        self.update.link = self.rig.meter.port  # the rig's end of the line (send, up, pending)
         self.update.mono = self.rig.clock  # its line share paced on the rig's clock
         self.rig.meter.update = self.update
         self.head = Head(self.meter)
