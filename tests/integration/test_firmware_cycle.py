@@ -41,9 +41,9 @@ from gurux_dlms.objects import GXDLMSData, GXDLMSImageTransfer, GXDLMSProfileGen
 from hw.serial_link import PtyWire
 from meterd.services.image_transfer import Status
 from tests.dlms_fakes import make_keys
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
+from tests.dlms_gurux_client import DlmsClientError, GuruxSession
 from tests.dlms_harness import PtyIO
-from tests.image_transfer_client import send_blocks, status, until
+from tests.image_transfer_client import ManagementLine, status, until
 from tests.rauc_board import Launcher, build_bundle, needs_rauc, slot_bytes
 from tests.simmeter import sim_config_file
 
@@ -62,16 +62,14 @@ def ec_keys(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class Association:
+class Association(ManagementLine):
     """Management associations (client SAP 1) on one serial line (a pty path), optionally after
     the optical port's mode E sign-on; the invocation counter read from 0-0:43.1.3.255 first."""
 
     def __init__(self, path: str, optical: bool) -> None:
+        super().__init__(hdlc=True)
         self.path = path
         self.optical = optical
-        self.counter = 1
-        self.io: PtyIO | None = None
-        self.gs: GuruxSession | None = None
 
     def _line(self) -> PtyIO:
         io = PtyIO(self.path, timeout=30.0)
@@ -80,36 +78,11 @@ class Association:
         return io
 
     def open(self) -> GuruxSession:
-        io = self._line()
-        public = GuruxSession(make_client(16, hdlc=True), io.send, io.receive)
-        public.connect()
-        self.counter = max(self.counter, int(public.read_raw(GXDLMSData("0.0.43.1.3.255"), 2)) + 1)
-        public.close()
-        io.close()
-        self.io = self._line()
-        self.gs = GuruxSession(make_client(1, hdlc=True, invocation_counter=self.counter), self.io.send,
-                               self.io.receive)
-        self.gs.connect()
-        return self.gs
-
-    def send(self, frames: Any) -> None:
-        assert self.gs is not None
-        self.gs.exchange(frames)
-
-    def blocks(self, it: GXDLMSImageTransfer, image: bytes, first: int, stop: int | None = None) -> None:
-        assert self.gs is not None
-        send_blocks(self.gs, it, image, first, stop)
+        return self.associate(self._line)
 
     def drop(self) -> None:
         """The line drops (or the meter went away): no release, no DISC."""
         assert self.io is not None and self.gs is not None
-        self.counter = self.gs.client.ciphering.invocationCounter + 1
-        self.io.close()
-        self.io = self.gs = None
-
-    def close(self) -> None:
-        assert self.io is not None and self.gs is not None
-        self.gs.close()
         self.counter = self.gs.client.ciphering.invocationCounter + 1
         self.io.close()
         self.io = self.gs = None
@@ -207,7 +180,7 @@ def transfer(line: Association, image: bytes, identifier: str, drop_after: int |
     count = -(-len(image) // 512)
     line.send(it.imageTransferInitiate(gs.client, identifier, len(image)))
     if drop_after is not None:
-        line.blocks(it, image, 0, drop_after)
+        line.send_blocks(it, image, 0, drop_after)
         line.drop()
         if between is not None:
             between()
@@ -216,7 +189,7 @@ def transfer(line: Association, image: bytes, identifier: str, drop_after: int |
         gs.read(it, 2)
         line.send(it.imageTransferInitiate(gs.client, identifier, len(image)))
         assert int(gs.read(it, 4)) == drop_after
-    line.blocks(it, image, int(gs.read(it, 4)))
+    line.send_blocks(it, image, int(gs.read(it, 4)))
     assert int(gs.read(it, 4)) == count and str(gs.read_raw(it, 3)) == "1" * count
     return gs
 

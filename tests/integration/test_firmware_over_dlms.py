@@ -31,9 +31,9 @@ from gurux_dlms import GXDateTime
 from gurux_dlms.objects import GXDLMSActionSchedule, GXDLMSClock, GXDLMSData, GXDLMSImageTransfer
 
 from meterd.services.image_transfer import Status
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
+from tests.dlms_gurux_client import DlmsClientError, GuruxSession
 from tests.dlms_harness import PtyIO, SocketIO
-from tests.image_transfer_client import send_blocks, status, until
+from tests.image_transfer_client import ManagementLine, status, until
 from tests.rauc_board import Launcher, build_bundle, needs_rauc, signing_keys, slot_bytes, start_board
 
 pytestmark = [needs_rauc, pytest.mark.interop]
@@ -41,53 +41,24 @@ pytestmark = [needs_rauc, pytest.mark.interop]
 ROOTFS = random.Random(1221).randbytes(4096)  # the slot image in the bundle: incompressible, the same each run
 
 
-class Management:
+class Management(ManagementLine):
     """Management associations (client SAP 1) over the TCP wrapper (``where`` host:port) or HDLC
-    (``where`` the pty). Each starts as a head end does: the public client reads the frame
-    counter 0-0:43.1.3.255 (after a restart the meter has moved it past what it accepted, in
-    blocks), and the association's invocation counter goes on above it."""
+    (``where`` the pty), each started as a head end starts one (:class:`ManagementLine`)."""
 
     def __init__(self, hdlc: bool = False) -> None:
-        self.hdlc = hdlc
-        self.counter = 1
-        self.io: SocketIO | PtyIO | None = None
-        self.gs: GuruxSession | None = None
+        super().__init__(hdlc)
 
     def _io(self, where: str) -> SocketIO | PtyIO:
         return PtyIO(where, timeout=30.0) if self.hdlc else SocketIO(int(where.rsplit(":", 1)[1]), timeout=30.0)
 
     def open(self, where: str) -> GuruxSession:
-        io = self._io(where)
-        public = GuruxSession(make_client(16, hdlc=self.hdlc), io.send, io.receive)
-        public.connect()
-        self.counter = max(self.counter, int(public.read_raw(GXDLMSData("0.0.43.1.3.255"), 2)) + 1)
-        public.close()
-        io.close()
-        self.io = self._io(where)
-        self.gs = GuruxSession(make_client(1, hdlc=self.hdlc, invocation_counter=self.counter), self.io.send,
-                               self.io.receive)
-        self.gs.connect()
-        return self.gs
-
-    def send(self, frames: Any) -> None:
-        assert self.gs is not None
-        self.gs.exchange(frames)
-
-    def send_blocks(self, it: GXDLMSImageTransfer, image: bytes, first: int = 0) -> None:
-        assert self.gs is not None
-        send_blocks(self.gs, it, image, first)
+        return self.associate(lambda: self._io(where))
 
     def drop(self) -> None:
         """The line drops: no release, the socket just closes."""
         assert isinstance(self.io, SocketIO) and self.gs is not None
         self.counter = self.gs.client.ciphering.invocationCounter + 1
         self.io.sock.shutdown(socket.SHUT_RDWR)
-        self.io.close()
-
-    def close(self) -> None:
-        assert self.io is not None and self.gs is not None
-        self.gs.close()
-        self.counter = self.gs.client.ciphering.invocationCounter + 1
         self.io.close()
 
 
