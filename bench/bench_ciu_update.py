@@ -36,10 +36,11 @@ from ciu.runtime.update import CiuUpdater, UpdateSettings
 from hw.boot import BootInfo
 from hw.serial_link import BusDrivers, SimWire
 from meterd.core.clock import SimClock
-from meterd.proto.ciu_link import FWU_VERSION, LinkConfig, LinkEndpoint, LinkState, Message, Role
+from meterd.proto.ciu_link import FWU_VERSION, LinkConfig, LinkEndpoint, Role
 from meterd.services.ciu_service import CiuService
 from meterd.services.ciu_update import CiuUpdatePolicy, CiuUpdateService
 from meterd.store.ciu_update_store import CiuUpdateFiles
+from tests.ciu_link_port import RecordingLinkPort
 from tests.unit.services.test_ciu_update_service import FakeBoard, FakeEngine, Reader
 
 DT_S = 0.02  # loop step of both ends (s), as the daemons' timers
@@ -55,8 +56,8 @@ class Bench:
         meter_link = LinkEndpoint(Role.METER, self.clock, rng.randbytes, bytes(range(32)), config)
         self.service = CiuService(meter_link, self.clock, lambda _d: {"accepted": True, "code": "accepted"},
                                   lambda: {"credit": 12.5, "unit": "kWh", "fwu_v": FWU_VERSION})
-        self.update = CiuUpdateService(self, Reader(), CiuUpdateFiles(tmp / "meter"), None, self.clock, self.clock,
-                                       CiuUpdatePolicy(compatible="pmm-ciu-rpi4", baud=baud))
+        self.update = CiuUpdateService(RecordingLinkPort(self.service), Reader(), CiuUpdateFiles(tmp / "meter"), None,
+                                       self.clock, self.clock, CiuUpdatePolicy(compatible="pmm-ciu-rpi4", baud=baud))
         self.engine = FakeEngine()
         self.updater = CiuUpdater(tmp / "ciu", self.engine, FakeBoard(), BootInfo("A", False),
                                   UpdatePolicy("pmm-ciu-rpi4"), lambda: {"ok": True}, self.clock.mono,
@@ -66,15 +67,6 @@ class Bench:
         self.state = CiuState(self.clock, lambda: next(ids))
         self.client = CiuLinkClient(self.state, LinkEndpoint(Role.CIU, self.clock, rng.randbytes, bytes(range(32)),
                                                              config), self.wire.b, updater=self.updater)
-
-    def send(self, message: Message) -> None:
-        self.service.send(message)
-
-    def up(self) -> bool:
-        return self.service.link.state is LinkState.UP
-
-    def pending(self) -> int:
-        return self.service.link.pending_messages
 
     def step(self) -> None:
         self.clock.advance(DT_S)

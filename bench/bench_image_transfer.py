@@ -29,13 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gurux_dlms import GXReplyData
 from gurux_dlms.objects import GXDLMSImageTransfer
 
 from meterd.app.features.dlms import DlmsSecurity, session_factory
 from meterd.services.image_transfer import ImageTransferService
 from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
-from tests.interop.test_image_transfer_dlms import blocks, new_meter
+from tests.image_transfer_client import send_blocks
+from tests.interop.test_image_transfer_dlms import new_meter
 from tests.simmeter import SimMeter
 
 BAUD = 9600
@@ -47,8 +47,8 @@ def _transfer(meter: SimMeter, gs: GuruxSession, image: bytes) -> float:
     it = GXDLMSImageTransfer()
     t0 = time.perf_counter()
     gs.read(it, 2)
-    gs._block(it.imageTransferInitiate(gs.client, "bench-image", len(image)), GXReplyData())
-    blocks(gs, it, 0, image=image)
+    gs.exchange(it.imageTransferInitiate(gs.client, "bench-image", len(image)))
+    send_blocks(gs, it, image)
     elapsed = time.perf_counter() - t0
     assert meter.service(ImageTransferService).files.image_path.read_bytes() == image
     return elapsed

@@ -102,6 +102,12 @@ class GuruxSession:
         if reply.error != 0:
             raise DlmsClientError(f"meter error {reply.error}", int(reply.error))
 
+    def exchange(self, frames: Any) -> Any:
+        """Send the request frames gurux made (one or a list) and return the reply's value."""
+        reply = GXReplyData()
+        self._block(frames, reply)
+        return reply.value
+
     def _block(self, frames: Any, reply: Any) -> None:
         if isinstance(frames, bytes | bytearray):
             frames = [frames]
@@ -170,6 +176,26 @@ class GuruxSession:
                 self._packet(self.client.disconnectRequest(), reply)
 
 
+class Encoded:
+    """A certificate as gurux's ``importCertificate`` reads it: DER octets in ``.encoded``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.encoded = bytearray(data)
+
+
+def ber_element(apdu: bytes, tag: int) -> bytes:
+    """The value of the first BER element ``tag`` of an AARQ/AARE, inside its 0x80 wrapper."""
+    pos = 2
+    while pos < len(apdu):
+        element, length = apdu[pos], apdu[pos + 1]
+        value = apdu[pos + 2:pos + 2 + length]
+        if element == tag:
+            assert value[0] == 0x80
+            return value[2:2 + value[1]]
+        pos += 2 + length
+    raise AssertionError(f"no element 0x{tag:02X}")
+
+
 def connect_in_memory(session: Any, sap: int, **kwargs: Any) -> tuple[GuruxSession, InMemoryTransport]:
     """A gurux client associated with ``session`` through an in-memory transport."""
     transport = InMemoryTransport(session)
@@ -179,8 +205,8 @@ def connect_in_memory(session: Any, sap: int, **kwargs: Any) -> tuple[GuruxSessi
     return gs, transport
 
 
-__all__ = ["SERVER_TITLE", "DlmsClientError", "GuruxSession", "InMemoryTransport", "Spy", "connect_in_memory",
-           "make_client"]
+__all__ = ["SERVER_TITLE", "DlmsClientError", "Encoded", "GuruxSession", "InMemoryTransport", "Spy", "ber_element",
+           "connect_in_memory", "make_client"]
 
 
 def send_wrong_hls_reply(session: Any, invocation_counter: int = 1) -> None:

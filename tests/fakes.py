@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 
@@ -24,6 +25,18 @@ class ManualMono:
     def advance(self, dt_s: float) -> None:
         """Move forward by ``dt_s`` (s)."""
         self.t += dt_s
+
+
+class RecordedEvents:
+    """An event sink (``record(code, utc, detail)``) that keeps each event as
+    ``(code, utc, detail as a dict)`` in :attr:`recorded`."""
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[int, dt.datetime, dict[str, object]]] = []
+
+    def record(self, code: int, utc: dt.datetime, detail: object = None) -> object:
+        self.recorded.append((code, utc, dict(detail or {})))  # type: ignore[call-overload]
+        return None
 
 
 class FakeInstaller:

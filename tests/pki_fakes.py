@@ -29,6 +29,7 @@ from meterd.cosem.pki import (
     hash_of_suite,
     suite_of_curve,
 )
+from meterd.cosem.pki_store import parse_certificate, title_text
 
 VALID_FROM = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 VALID_UNTIL = dt.datetime(2035, 1, 1, tzinfo=dt.UTC)
@@ -98,7 +99,7 @@ class FakePki:
         key = ec.generate_private_key(curve_of_suite(curve_suite or suite))
         issuer = issuer_key or self.ca_keys[suite]
         issuer_name = f"PMM test CA suite {suite}" if issuer_key is None else "Foreign CA"
-        cert = make_certificate(title.hex().upper(), key.public_key(), use, issuer_name, issuer,
+        cert = make_certificate(title_text(title), key.public_key(), use, issuer_name, issuer,
                                 not_before=not_before, not_after=not_after)
         self._held.append(_Held(CertificateEntity.CLIENT, use, cert))
         return key
@@ -117,7 +118,7 @@ class FakePki:
         key = self._own.get((use, suite))
         if key is None:
             return None
-        return make_certificate(self.server_title.hex().upper(), key.public_key(), use,
+        return make_certificate(title_text(self.server_title), key.public_key(), use,
                                 f"PMM test CA suite {suite}", self.ca_keys[suite])
 
     def peer_public_key(self, system_title: bytes, use: KeyUse, suite: int,
@@ -129,7 +130,7 @@ class FakePki:
             cert = held.cert
             if held.entity is not CertificateEntity.CLIENT or held.use is not use:
                 continue
-            if cert.subject != _name(system_title.hex().upper()):
+            if cert.subject != _name(title_text(system_title)):
                 continue
             if not cert.not_valid_before_utc <= now_utc <= cert.not_valid_after_utc:
                 continue
@@ -157,15 +158,12 @@ class FakePki:
         key = self._own.get((use, suite))
         if key is None:
             raise PkiError(f"no {use.name} key pair for suite {suite}")
-        csr = (x509.CertificateSigningRequestBuilder().subject_name(_name(self.server_title.hex().upper()))
+        csr = (x509.CertificateSigningRequestBuilder().subject_name(_name(title_text(self.server_title)))
                .sign(key, hash_of_suite(suite)))
         return csr.public_bytes(serialization.Encoding.DER)
 
     def import_certificate(self, der: bytes, now_utc: dt.datetime) -> CertificateInfo:
-        try:
-            cert = x509.load_der_x509_certificate(der)
-        except ValueError as exc:
-            raise PkiError("malformed certificate") from exc
+        cert = parse_certificate(der)
         if not cert.not_valid_before_utc <= now_utc <= cert.not_valid_after_utc:
             raise PkiError("certificate not valid now")
         self._held.append(_Held(CertificateEntity.CLIENT, KeyUse.DIGITAL_SIGNATURE, cert))

@@ -208,11 +208,15 @@ class SecuritySetupV1(ModelSecuritySetup):
             info = self._pki.import_certificate(bytes(params), self._now())
         except PkiError as exc:
             raise _Refused(OTHER_REASON, f"certificate refused: {exc}") from None
-        _log.warning("certificate %X imported (%s, %s)", info.serial_number, info.entity.name.lower(),
-                     info.use.name.lower())
-        self._record("CERTIFICATE_IMPORTED", serial=f"{info.serial_number:X}", entity=info.entity.name.lower(),
-                     use=info.use.name.lower())
+        self._certificate_changed("imported", "CERTIFICATE_IMPORTED", info)
         return None
+
+    def _certificate_changed(self, what: str, event: str, info: CertificateInfo) -> None:
+        """Log and record a certificate ``what`` (imported, removed) as ``event``, with its serial
+        number, entity and use."""
+        entity, use = info.entity.name.lower(), info.use.name.lower()
+        _log.warning("certificate %X %s (%s, %s)", info.serial_number, what, entity, use)
+        self._record(event, serial=f"{info.serial_number:X}", entity=entity, use=use)
 
     def _identified(self, params: Any) -> CertificateInfo:
         """The held certificate a ``certificate_identification`` names."""
@@ -266,10 +270,7 @@ class SecuritySetupV1(ModelSecuritySetup):
             self._pki.remove_certificate(info.serial_number, info.issuer)
         except PkiError as exc:
             raise _Refused(OTHER_REASON, str(exc)) from None
-        _log.warning("certificate %X removed (%s, %s)", info.serial_number, info.entity.name.lower(),
-                     info.use.name.lower())
-        self._record("CERTIFICATE_REMOVED", serial=f"{info.serial_number:X}", entity=info.entity.name.lower(),
-                     use=info.use.name.lower())
+        self._certificate_changed("removed", "CERTIFICATE_REMOVED", info)
         return None
 
     def _key_agreement(self, params: Any) -> bytes:

@@ -32,12 +32,13 @@ from hw.rauc import RaucClient
 from hw.serial_link import BusDrivers, SimWire
 from meterd.core import event_codes as ec
 from meterd.core.clock import SimClock
-from meterd.proto.ciu_link import FWU_VERSION, LinkEndpoint, LinkState, Message, MsgKind, Role
+from meterd.proto.ciu_link import FWU_VERSION, LinkEndpoint, LinkState, MsgKind, Role
 from meterd.services.ciu_service import CiuService
 from meterd.services.ciu_update import CiuUpdatePolicy, CiuUpdateService
 from meterd.store.ciu_update_store import CiuUpdateFiles
 from meterd.ui.meter_display import MeterDisplay
 from meterd.ui.screens import ITEMS_BY_ID, render_item
+from tests.ciu_link_port import RecordingLinkPort
 from tests.dlms_fakes import ListSink, make_keys
 from tests.rauc_board import build_bundle, needs_rauc, signing_keys
 from tests.simmeter import SimMeter
@@ -79,19 +80,10 @@ class MeterSide:
         link = LinkEndpoint(Role.METER, rig.clock, rand_source(seed), PAIR_KEY)
         self.service = CiuService(link, rig.clock, lambda _d: {"accepted": False, "code": "invalid"},
                                   lambda: {"credit": 12.5, "unit": "kWh", "fwu_v": FWU_VERSION})
-        self.sent: list[Message] = []
-        self.update = CiuUpdateService(self, RaucClient(keyring=rig.cert), CiuUpdateFiles(rig.tmp / "meter"),
+        self.port = RecordingLinkPort(self.service)
+        self.sent = self.port.sent
+        self.update = CiuUpdateService(self.port, RaucClient(keyring=rig.cert), CiuUpdateFiles(rig.tmp / "meter"),
                                        rig.events, rig.clock, rig.clock, CiuUpdatePolicy(compatible=COMPATIBLE))
-
-    def send(self, message: Message) -> None:
-        self.sent.append(message)
-        self.service.send(message)
-
-    def up(self) -> bool:
-        return self.service.link.state is LinkState.UP
-
-    def pending(self) -> int:
-        return self.service.link.pending_messages
 
 
 class CiuSide:

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
-from gurux_dlms.enums import DataType
-from gurux_dlms.internal._GXCommon import _GXCommon
+from gurux_dlms import GXDateTime
 from gurux_dlms.objects import GXDLMSActionSchedule, GXDLMSData, GXDLMSImageTransfer
 
 from meterd.app.features.dlms import DlmsSecurity
@@ -32,7 +30,8 @@ from meterd.proto.ciu_link import MsgKind
 from meterd.services.ciu_update import CiuUpdateService
 from meterd.services.image_transfer import ImageTransferService, Status
 from tests.dlms_fakes import make_keys
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession
+from tests.dlms_gurux_client import DlmsClientError
+from tests.image_transfer_client import block_count, send_blocks
 from tests.integration.test_ciu_update import Rig, bundle
 from tests.rauc_board import needs_rauc, signing_keys
 from tests.simmeter import SimMeter
@@ -61,15 +60,9 @@ class Head:
             it = GXDLMSImageTransfer()
             size = int(gs.read(it, 2))
             it.imageBlockSize = size
-            send(gs, it.imageTransferInitiate(gs.client, identifier, len(image)))
-            for n in range(-(-len(image) // size)):
-                data = GXByteBuffer()
-                data.setUInt8(DataType.STRUCTURE)
-                data.setUInt8(2)
-                _GXCommon.setData(None, data, DataType.UINT32, n)
-                _GXCommon.setData(None, data, DataType.OCTET_STRING, image[n * size:(n + 1) * size])
-                send(gs, gs.client.method(it, 2, data, DataType.ARRAY))
-            assert int(gs.read(it, 4)) == -(-len(image) // size)
+            gs.exchange(it.imageTransferInitiate(gs.client, identifier, len(image)))
+            send_blocks(gs, it, image)
+            assert int(gs.read(it, 4)) == block_count(image, size)
             return it
 
     def verify(self) -> Status:
@@ -77,17 +70,13 @@ class Head:
         with self.management() as gs:
             it = GXDLMSImageTransfer()
             with pytest.raises(DlmsClientError) as err:
-                send(gs, it.imageVerify(gs.client))
+                gs.exchange(it.imageVerify(gs.client))
             assert err.value.code == 2
             return Status(int(gs.read(it, 6)))
 
     def status(self) -> Status:
         with Client(self.meter, 17) as gs:  # the reader association reads the status
             return Status(int(gs.read(GXDLMSImageTransfer(), 6)))
-
-
-def send(gs: GuruxSession, frames: Any) -> None:
-    gs._block(frames, GXReplyData())
 
 
 class Both:
@@ -101,7 +90,7 @@ class Both:
         make_keys(state / "dlms-keys.toml").save()
         self.meter = SimMeter(state, ciu={"update_keyring": str(cert)})
         self.update = self.meter.service(CiuUpdateService)
-        self.update.link = self.rig.meter  # the rig's end of the line (send, up, pending)
+        self.update.link = self.rig.meter.port  # the rig's end of the line (send, up, pending)
         self.update.mono = self.rig.clock  # its line share paced on the rig's clock
         self.rig.meter.update = self.update
         self.head = Head(self.meter)
@@ -183,7 +172,7 @@ def test_a_ciu_bundle_over_dlms_scheduled_carried_confirmed_then_one_rolled_back
     assert both.head.verify() is Status.VERIFIED
     with both.head.management() as gs:
         with pytest.raises(DlmsClientError) as err:
-            send(gs, GXDLMSImageTransfer().imageActivate(gs.client))
+            gs.exchange(GXDLMSImageTransfer().imageActivate(gs.client))
         assert err.value.code == 2  # temporary failure: carried, then tried by the CIU
     assert svc.status is Status.ACTIVATING
     both.until("rolled back by the CIU", lambda: svc.status is not Status.ACTIVATING, 60.0)
@@ -192,7 +181,7 @@ def test_a_ciu_bundle_over_dlms_scheduled_carried_confirmed_then_one_rolled_back
     assert rolled[0] == OUTCOME and rolled[1]["step"] == "rolled_back" and rolled[1]["to"] == "0.3.0"
     assert both.rig.ciu.updater.version == "0.2.0" and both.rig.board.booted().slot == "B"
     with both.head.management() as gs, pytest.raises(DlmsClientError):
-        send(gs, GXDLMSImageTransfer().imageActivate(gs.client))  # asked again: other-reason
+        gs.exchange(GXDLMSImageTransfer().imageActivate(gs.client))  # asked again: other-reason
 
 
 def test_a_ciu_bundle_signed_by_a_stranger_is_refused_at_verify_nothing_carried(
@@ -203,7 +192,7 @@ def test_a_ciu_bundle_signed_by_a_stranger_is_refused_at_verify_nothing_carried(
     code, detail = both.log()[-1]
     assert code == VERIFY_FAILED and detail["target"] == "ciu" and detail["reason"] == "signature"
     with both.head.management() as gs, pytest.raises(DlmsClientError):
-        send(gs, GXDLMSImageTransfer().imageActivate(gs.client))
+        gs.exchange(GXDLMSImageTransfer().imageActivate(gs.client))
     both.rig.steps(2.0)
     assert not any(m.kind in (MsgKind.FW_OFFER, MsgKind.FW_BLOCK) for m in both.rig.meter.sent)
     assert not both.update.job and not both.update.files.bundle_path.exists()

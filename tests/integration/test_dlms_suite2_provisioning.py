@@ -31,7 +31,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.x509.oid import NameOID
-from gurux_dlms import GXReplyData
 from gurux_dlms.objects import (
     GXDLMSClock,
     GXDLMSData,
@@ -46,7 +45,7 @@ from meterd.core.reading import Channel
 from meterd.cosem.acse import MECH_HLS_ECDSA, MECH_HLS_GMAC
 from meterd.cosem.keys import load_keys
 from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE
-from tests.dlms_gurux_client import GuruxSession, InMemoryTransport, make_client
+from tests.dlms_gurux_client import Encoded, GuruxSession, InMemoryTransport, ber_element, make_client
 from tests.pki_ca import TestCa, der
 from tests.pki_fakes import OctetTransport, suite_keys, use_hls_ecdsa
 from tests.simmeter import SimMeter
@@ -104,37 +103,12 @@ class HeadEnd:
         return gs, transport
 
 
-def _run(gs: GuruxSession, frames: Any) -> Any:
-    reply = GXReplyData()
-    gs._block(frames, reply)
-    return reply.value
-
-
-class _Encoded:
-    """What gurux's importCertificate reads: ``.encoded``."""
-
-    def __init__(self, data: bytes) -> None:
-        self.encoded = bytearray(data)
-
-
-def _ber_element(apdu: bytes, tag: int) -> bytes:
-    """The value of the first element ``tag`` of an AARQ/AARE, inside its 0x80 wrapper."""
-    pos = 2
-    while pos < len(apdu):
-        element, length = apdu[pos], apdu[pos + 1]
-        value = apdu[pos + 2:pos + 2 + length]
-        if element == tag:
-            return value[2:2 + value[1]]
-        pos += 2 + length
-    raise AssertionError(f"no element 0x{tag:02X}")
-
-
 def _meters_hls_signature(transport: OctetTransport, ek: bytes, ak: bytes) -> tuple[bytes, bytes]:
     """(the data the meter signed at HLS pass 4, its signature r || s) from the octets exchanged:
     ST_S || ST_C || CtoS || StoC, and f(CtoS) out of the glo-action-response opened with
     AES-GCM-256 (the suite's 32-octet key, IV = ST_S || IC, additional data SC || AK, 12-octet tag)."""
     (aarq, (aare,)), (_, (pass4,)) = transport.apdus[0], transport.apdus[1]
-    ctos, stoc = _ber_element(aarq, AUTH_VALUE), _ber_element(aare, STOC_TAG)
+    ctos, stoc = ber_element(aarq, AUTH_VALUE), ber_element(aare, STOC_TAG)
     assert pass4[0] == 0xCF and pass4[1] < 0x80 and len(pass4) == 2 + pass4[1]
     sc, ic, body = pass4[2], pass4[3:7], pass4[7:]
     assert sc == 0x30 | 2  # authenticated and encrypted, suite 2
@@ -157,11 +131,11 @@ def _provision(meter: SimMeter, head_end: HeadEnd) -> x509.Certificate:
     now = meter.clock.utc()
     gs, _ = head_end.associate(meter, ecdsa=False)
     setup = GXDLMSSecuritySetup(SETUP)
-    assert _run(gs, gs.client.read(setup, 3)) == 2 and not _run(gs, gs.client.read(setup, 6))  # suite 2, none held
+    assert gs.exchange(gs.client.read(setup, 3)) == 2 and not gs.exchange(gs.client.read(setup, 6))  # suite 2, none held
     ca = TestCa("Throwaway head-end CA", curve=ec.SECP384R1(), not_before=now - YEAR, not_after=now + 5 * YEAR)
-    _run(gs, setup.importCertificate(gs.client, _Encoded(ca.der)))
-    _run(gs, setup.generateKeyPair(gs.client, 0))
-    csr_der = bytes(_run(gs, setup.generateCertificate(gs.client, 0)))
+    gs.exchange(setup.importCertificate(gs.client, Encoded(ca.der)))
+    gs.exchange(setup.generateKeyPair(gs.client, 0))
+    csr_der = bytes(gs.exchange(setup.generateCertificate(gs.client, 0)))
     csr = x509.load_der_x509_csr(csr_der)
     public = csr.public_key()
     assert isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP384R1)
@@ -169,11 +143,11 @@ def _provision(meter: SimMeter, head_end: HeadEnd) -> x509.Certificate:
     assert isinstance(csr.signature_hash_algorithm, hashes.SHA384)
     public.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(hashes.SHA384()))  # signed with the new key
     server = ca.sign_request(csr_der, not_before=now - YEAR, not_after=now + YEAR)
-    _run(gs, setup.importCertificate(gs.client, _Encoded(der(server))))
+    gs.exchange(setup.importCertificate(gs.client, Encoded(der(server))))
     head_end.client_key = ec.generate_private_key(ec.SECP384R1())
     client_cert = ca.issue(head_end.client_key.public_key(), CLIENT_TITLE, not_before=now - YEAR, not_after=now + YEAR)
-    _run(gs, setup.importCertificate(gs.client, _Encoded(der(client_cert))))
-    held = _run(gs, gs.client.read(setup, 6))
+    gs.exchange(setup.importCertificate(gs.client, Encoded(der(client_cert))))
+    held = gs.exchange(gs.client.read(setup, 6))
     assert [(c[0], c[1]) for c in held] == [(2, 3), (0, 0), (1, 0)]  # CA, the meter's, the head end's
     gs.close()
     key = server.public_key()
@@ -239,7 +213,7 @@ def test_a_suite_2_meter_provisioned_over_dlms_serves_hls_ecdsa_across_restarts(
         _verify(head_end.meter_key, *reversed(_meters_hls_signature(transport, keys.global_unicast_key,
                                                                      keys.authentication_key)))
         setup = GXDLMSSecuritySetup(SETUP)
-        _run(gs, setup.removeCertificateByEntity(gs.client, 1, 0, bytearray(CLIENT_TITLE)))  # its own certificate
+        gs.exchange(setup.removeCertificateByEntity(gs.client, 1, 0, bytearray(CLIENT_TITLE)))  # its own certificate
         gs.close()
 
         caplog.clear()

@@ -36,16 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXReplyData
-from gurux_dlms.enums import DataType
-from gurux_dlms.internal._GXCommon import _GXCommon
 from gurux_dlms.objects import GXDLMSData, GXDLMSImageTransfer, GXDLMSProfileGeneric
 
 from hw.serial_link import PtyWire
 from meterd.services.image_transfer import Status
 from tests.dlms_fakes import make_keys
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
+from tests.dlms_gurux_client import DlmsClientError, GuruxSession
 from tests.dlms_harness import PtyIO
+from tests.image_transfer_client import ManagementLine, status, until
 from tests.rauc_board import Launcher, build_bundle, needs_rauc, slot_bytes
 from tests.simmeter import sim_config_file
 
@@ -64,16 +62,14 @@ def ec_keys(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
-class Association:
+class Association(ManagementLine):
     """Management associations (client SAP 1) on one serial line (a pty path), optionally after
     the optical port's mode E sign-on; the invocation counter read from 0-0:43.1.3.255 first."""
 
     def __init__(self, path: str, optical: bool) -> None:
+        super().__init__(hdlc=True)
         self.path = path
         self.optical = optical
-        self.counter = 1
-        self.io: PtyIO | None = None
-        self.gs: GuruxSession | None = None
 
     def _line(self) -> PtyIO:
         io = PtyIO(self.path, timeout=30.0)
@@ -82,46 +78,11 @@ class Association:
         return io
 
     def open(self) -> GuruxSession:
-        io = self._line()
-        public = GuruxSession(make_client(16, hdlc=True), io.send, io.receive)
-        public.connect()
-        self.counter = max(self.counter, int(public.read_raw(GXDLMSData("0.0.43.1.3.255"), 2)) + 1)
-        public.close()
-        io.close()
-        self.io = self._line()
-        self.gs = GuruxSession(make_client(1, hdlc=True, invocation_counter=self.counter), self.io.send,
-                               self.io.receive)
-        self.gs.connect()
-        return self.gs
-
-    def send(self, frames: Any) -> None:
-        assert self.gs is not None
-        self.gs._block(frames, GXReplyData())
-
-    def blocks(self, it: GXDLMSImageTransfer, image: bytes, first: int, stop: int | None = None) -> None:
-        """image_block_transfer of blocks ``first`` .. ``stop`` - 1, each request made just before
-        it is sent (gurux numbers HDLC frames when it makes them)."""
-        assert self.gs is not None
-        size = int(it.imageBlockSize)
-        count = -(-len(image) // size)
-        for n in range(first, count if stop is None else stop):
-            data = GXByteBuffer()
-            data.setUInt8(DataType.STRUCTURE)
-            data.setUInt8(2)
-            _GXCommon.setData(None, data, DataType.UINT32, n)
-            _GXCommon.setData(None, data, DataType.OCTET_STRING, image[n * size:(n + 1) * size])
-            self.send(self.gs.client.method(it, 2, data, DataType.ARRAY))
+        return self.associate(self._line)
 
     def drop(self) -> None:
         """The line drops (or the meter went away): no release, no DISC."""
         assert self.io is not None and self.gs is not None
-        self.counter = self.gs.client.ciphering.invocationCounter + 1
-        self.io.close()
-        self.io = self.gs = None
-
-    def close(self) -> None:
-        assert self.io is not None and self.gs is not None
-        self.gs.close()
         self.counter = self.gs.client.ciphering.invocationCounter + 1
         self.io.close()
         self.io = self.gs = None
@@ -139,18 +100,6 @@ def sign_on(io: PtyIO) -> None:
     # the client's side of the switch (as IEC 62056-21 clients do): the option select's own line
     # time at 300 Bd and a margin, which a pty does not take, before HDLC begins at 9600 Bd 8N1
     time.sleep(len(ack) * 10 / 300 + 0.05)
-
-
-def until(what: str, ok: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll ``ok()`` (each call a DLMS read) until it holds; bounded."""
-    deadline = time.monotonic() + timeout_s
-    while not ok():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
-def status(gs: GuruxSession) -> Status:
-    return Status(int(gs.read(GXDLMSImageTransfer(), 6)))
 
 
 @dataclass(frozen=True)
@@ -231,7 +180,7 @@ def transfer(line: Association, image: bytes, identifier: str, drop_after: int |
     count = -(-len(image) // 512)
     line.send(it.imageTransferInitiate(gs.client, identifier, len(image)))
     if drop_after is not None:
-        line.blocks(it, image, 0, drop_after)
+        line.send_blocks(it, image, 0, drop_after)
         line.drop()
         if between is not None:
             between()
@@ -240,7 +189,7 @@ def transfer(line: Association, image: bytes, identifier: str, drop_after: int |
         gs.read(it, 2)
         line.send(it.imageTransferInitiate(gs.client, identifier, len(image)))
         assert int(gs.read(it, 4)) == drop_after
-    line.blocks(it, image, int(gs.read(it, 4)))
+    line.send_blocks(it, image, int(gs.read(it, 4)))
     assert int(gs.read(it, 4)) == count and str(gs.read_raw(it, 3)) == "1" * count
     return gs
 

@@ -23,20 +23,17 @@ from __future__ import annotations
 import datetime as dt
 import random
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
-from gurux_dlms.enums import DataType
-from gurux_dlms.internal._GXCommon import _GXCommon
+from gurux_dlms import GXDateTime
 from gurux_dlms.objects import GXDLMSActionSchedule, GXDLMSClock, GXDLMSData, GXDLMSImageTransfer
 
 from meterd.services.image_transfer import Status
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, make_client
+from tests.dlms_gurux_client import DlmsClientError, GuruxSession
 from tests.dlms_harness import PtyIO, SocketIO
+from tests.image_transfer_client import ManagementLine, status, until
 from tests.rauc_board import Launcher, build_bundle, needs_rauc, signing_keys, slot_bytes, start_board
 
 pytestmark = [needs_rauc, pytest.mark.interop]
@@ -44,50 +41,18 @@ pytestmark = [needs_rauc, pytest.mark.interop]
 ROOTFS = random.Random(1221).randbytes(4096)  # the slot image in the bundle: incompressible, the same each run
 
 
-class Management:
+class Management(ManagementLine):
     """Management associations (client SAP 1) over the TCP wrapper (``where`` host:port) or HDLC
-    (``where`` the pty). Each starts as a head end does: the public client reads the frame
-    counter 0-0:43.1.3.255 (after a restart the meter has moved it past what it accepted, in
-    blocks), and the association's invocation counter goes on above it."""
+    (``where`` the pty), each started as a head end starts one (:class:`ManagementLine`)."""
 
     def __init__(self, hdlc: bool = False) -> None:
-        self.hdlc = hdlc
-        self.counter = 1
-        self.io: SocketIO | PtyIO | None = None
-        self.gs: GuruxSession | None = None
+        super().__init__(hdlc)
 
     def _io(self, where: str) -> SocketIO | PtyIO:
         return PtyIO(where, timeout=30.0) if self.hdlc else SocketIO(int(where.rsplit(":", 1)[1]), timeout=30.0)
 
     def open(self, where: str) -> GuruxSession:
-        io = self._io(where)
-        public = GuruxSession(make_client(16, hdlc=self.hdlc), io.send, io.receive)
-        public.connect()
-        self.counter = max(self.counter, int(public.read_raw(GXDLMSData("0.0.43.1.3.255"), 2)) + 1)
-        public.close()
-        io.close()
-        self.io = self._io(where)
-        self.gs = GuruxSession(make_client(1, hdlc=self.hdlc, invocation_counter=self.counter), self.io.send,
-                               self.io.receive)
-        self.gs.connect()
-        return self.gs
-
-    def send(self, frames: Any) -> None:
-        assert self.gs is not None
-        self.gs._block(frames, GXReplyData())
-
-    def send_blocks(self, it: GXDLMSImageTransfer, image: bytes, first: int = 0) -> None:
-        """image_block_transfer from block ``first`` on, each request made just before it is
-        sent (gurux numbers HDLC frames when it makes them; its imageBlockTransfer makes all)."""
-        assert self.gs is not None
-        size = int(it.imageBlockSize)
-        for n in range(first, -(-len(image) // size)):
-            data = GXByteBuffer()
-            data.setUInt8(DataType.STRUCTURE)
-            data.setUInt8(2)
-            _GXCommon.setData(None, data, DataType.UINT32, n)
-            _GXCommon.setData(None, data, DataType.OCTET_STRING, image[n * size:(n + 1) * size])
-            self.send(self.gs.client.method(it, 2, data, DataType.ARRAY))
+        return self.associate(lambda: self._io(where))
 
     def drop(self) -> None:
         """The line drops: no release, the socket just closes."""
@@ -95,24 +60,6 @@ class Management:
         self.counter = self.gs.client.ciphering.invocationCounter + 1
         self.io.sock.shutdown(socket.SHUT_RDWR)
         self.io.close()
-
-    def close(self) -> None:
-        assert self.io is not None and self.gs is not None
-        self.gs.close()
-        self.counter = self.gs.client.ciphering.invocationCounter + 1
-        self.io.close()
-
-
-def until(what: str, ok: Callable[[], bool], timeout_s: float = 60.0) -> None:
-    """Poll ``ok()`` (each call a DLMS read) until it holds; bounded."""
-    deadline = time.monotonic() + timeout_s
-    while not ok():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
-def status(gs: GuruxSession) -> Status:
-    return Status(int(gs.read(GXDLMSImageTransfer(), 6)))
 
 
 def firmware_log(meter: Launcher, since: int = 0) -> list[tuple[int, str, dict[str, Any]]]:

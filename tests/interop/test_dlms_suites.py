@@ -20,24 +20,12 @@ from gurux_dlms.objects import GXDLMSClock, GXDLMSProfileGeneric, GXDLMSRegister
 from meterd.cosem.pki import KeyUse
 from tests import gurux_ecdsa_patches
 from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE
+from tests.dlms_gurux_client import ber_element
 from tests.pki_fakes import SuiteRig, verify_raw
 
 pytestmark = pytest.mark.interop
 UTC = dt.UTC
 AUTH_VALUE, STOC_TAG = 0xAC, 0xAA
-
-
-def _ber_element(apdu: bytes, tag: int) -> bytes:
-    """The value of the first BER element ``tag`` of an AARQ/AARE, inside its 0x80 wrapper."""
-    pos = 2
-    while pos < len(apdu):
-        element, length = apdu[pos], apdu[pos + 1]
-        value = apdu[pos + 2:pos + 2 + length]
-        if element == tag:
-            assert value[0] == 0x80
-            return value[2:2 + value[1]]
-        pos += 2 + length
-    raise AssertionError(f"no element 0x{tag:02X}")
 
 
 def _gcm_open(rig: SuiteRig, title: bytes, apdu: bytes) -> tuple[int, bytes]:
@@ -74,7 +62,7 @@ def test_gurux_reads_through_hls_ecdsa_and_the_cryptography_checks_out(suite: in
     gs.close()
 
     (aarq, (aare,)), (hls_request, (hls_response,)) = transport.apdus[0], transport.apdus[1]
-    ctos, stoc = _ber_element(aarq, AUTH_VALUE), _ber_element(aare, STOC_TAG)
+    ctos, stoc = ber_element(aarq, AUTH_VALUE), ber_element(aare, STOC_TAG)
     assert bytes.fromhex("8907608574050802") + b"\x07" in aare  # mechanism 7 named in the AARE
     # pass 3: the client's signature, checked with the client's certificate key
     sc, plain = _gcm_open(rig, CLIENT_TITLE, hls_request)

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gurux_dlms import GXByteBuffer, GXDateTime, GXReplyData
+from gurux_dlms import GXDateTime
 from gurux_dlms.enums import DataType
-from gurux_dlms.internal._GXCommon import _GXCommon
 from gurux_dlms.objects import GXDLMSActionSchedule, GXDLMSData, GXDLMSImageTransfer, GXDLMSScriptTable
 
 from meterd.app import features
@@ -27,6 +26,7 @@ from meterd.services.image_transfer import ImageTransferService, Status
 from tests.dlms_fakes import make_keys
 from tests.dlms_gurux_client import DlmsClientError, GuruxSession, InMemoryTransport, make_client
 from tests.fakes import FakeInstaller
+from tests.image_transfer_client import send_blocks
 from tests.simmeter import SimMeter
 
 pytestmark = pytest.mark.interop
@@ -72,25 +72,6 @@ def client(meter: SimMeter, sap: int, link: str = "wrapper") -> GuruxSession:
     return gs
 
 
-def send(gs: GuruxSession, frames: Any) -> None:
-    gs._block(frames, GXReplyData())
-
-
-def blocks(gs: GuruxSession, it: GXDLMSImageTransfer, first: int, stop: int | None = None,
-           image: bytes = BUNDLE) -> None:
-    """image_block_transfer of blocks ``first`` .. ``stop`` - 1, each request made just before it
-    is sent (gurux numbers HDLC frames when it makes them; its imageBlockTransfer makes them all)."""
-    size = it.imageBlockSize
-    count = -(-len(image) // size)
-    for n in range(first, count if stop is None else stop):
-        data = GXByteBuffer()
-        data.setUInt8(DataType.STRUCTURE)
-        data.setUInt8(2)
-        _GXCommon.setData(None, data, DataType.UINT32, n)
-        _GXCommon.setData(None, data, DataType.OCTET_STRING, image[n * size:(n + 1) * size])
-        send(gs, gs.client.method(it, 2, data, DataType.ARRAY))
-
-
 def firmware_log(meter: SimMeter) -> list[int]:
     return [e.code for e in meter.service(EventRecorder).log(LogId.FIRMWARE).entries()]
 
@@ -109,8 +90,8 @@ def test_transfer_interrupted_resumed_after_restart_verified_and_activated_on_sc
     gs = client(meter, 1, link)
     it = GXDLMSImageTransfer()
     assert gs.read(it, 2) == 512 and gs.read(it, 5) is True
-    send(gs, it.imageTransferInitiate(gs.client, IDENT.decode(), len(BUNDLE)))
-    blocks(gs, it, 0, 7)
+    gs.exchange(it.imageTransferInitiate(gs.client, IDENT.decode(), len(BUNDLE)))
+    send_blocks(gs, it, BUNDLE, 0, 7)
     assert gs.read(it, 4) == 7
     gs.close()
     meter.close()  # meterd stops in the middle of the transfer
@@ -122,15 +103,15 @@ def test_transfer_interrupted_resumed_after_restart_verified_and_activated_on_sc
         gs.read(it, 2)
         first = int(gs.read(it, 4))
         assert first == 7 and int(gs.read(it, 6)) == Status.INITIATED
-        blocks(gs, it, first)
+        send_blocks(gs, it, BUNDLE, first)
         assert gs.read(it, 4) == 18
         status = gs.read_raw(it, 3)
         assert str(status) == "1" * 18  # every block transferred
         with pytest.raises(DlmsClientError) as err:
-            send(gs, it.imageVerify(gs.client))
+            gs.exchange(it.imageVerify(gs.client))
         assert err.value.code == 2  # temporary failure: the engine runs; the status tells
         assert int(gs.read(it, 6)) == Status.VERIFIED
-        send(gs, it.imageVerify(gs.client))  # asked again: success
+        gs.exchange(it.imageVerify(gs.client))  # asked again: success
         info = gs.read_raw(it, 7)
         assert info[0][0] == len(BUNDLE) and bytes(info[0][1]) == IDENT and bytes(info[0][2]) == b"\xbb" * 32
         assert engine.calls[0][0] == "verify" and engine.calls[0][2] == len(BUNDLE)
@@ -168,7 +149,7 @@ def test_only_management_may_transfer(meter: SimMeter, engine: FakeInstaller):
     assert gs.read(it, 2) == 512  # the reader reads
     it.imageBlockSize = 512
     with pytest.raises(DlmsClientError) as err:
-        send(gs, it.imageTransferInitiate(gs.client, IDENT.decode(), len(BUNDLE)))
+        gs.exchange(it.imageTransferInitiate(gs.client, IDENT.decode(), len(BUNDLE)))
     assert err.value.code == 3  # read-write-denied
     with pytest.raises(DlmsClientError):
         gs.method(GXDLMSScriptTable("0.0.10.0.107.255"), 1, 1, DataType.UINT16)
@@ -191,11 +172,11 @@ def test_refused_bundle_and_activation_by_the_script(meter: SimMeter, engine: Fa
     gs = client(meter, 1)
     it = GXDLMSImageTransfer()
     gs.read(it, 2)
-    send(gs, it.imageTransferInitiate(gs.client, IDENT.decode(), len(BUNDLE)))
-    blocks(gs, it, 0)
+    gs.exchange(it.imageTransferInitiate(gs.client, IDENT.decode(), len(BUNDLE)))
+    send_blocks(gs, it, BUNDLE, 0)
     engine.verdict = BundleVerdict(None, RejectReason.DOWNGRADE, "1.0.0 is older than the running 1.1.0")
     with pytest.raises(DlmsClientError):
-        send(gs, it.imageVerify(gs.client))
+        gs.exchange(it.imageVerify(gs.client))
     assert int(gs.read(it, 6)) == Status.VERIFY_FAILED
     with pytest.raises(DlmsClientError) as err:
         gs.method(GXDLMSScriptTable("0.0.10.0.107.255"), 1, 1, DataType.UINT16)
@@ -233,20 +214,20 @@ def test_hdlc_at_9600_bd_on_a_paced_line_dropped_and_resumed(tmp_path: Path, eng
         gs, io = associate()
         it = GXDLMSImageTransfer()
         gs.read(it, 2)
-        send(gs, it.imageTransferInitiate(gs.client, IDENT.decode(), len(image)))
-        blocks(gs, it, 0, 2, image)
+        gs.exchange(it.imageTransferInitiate(gs.client, IDENT.decode(), len(image)))
+        send_blocks(gs, it, image, 0, 2)
         io.close()  # the line drops
         service = meter.service(ImageTransferService)
         assert service.files.count() == 2
         gs, io = associate()
         it = GXDLMSImageTransfer()
         gs.read(it, 2)
-        send(gs, it.imageTransferInitiate(gs.client, IDENT.decode(), len(image)))
+        gs.exchange(it.imageTransferInitiate(gs.client, IDENT.decode(), len(image)))
         first = int(gs.read(it, 4))
         assert first == 2
-        blocks(gs, it, first, image=image)
+        send_blocks(gs, it, image, first)
         with pytest.raises(DlmsClientError):
-            send(gs, it.imageVerify(gs.client))  # temporary failure while the engine verifies
+            gs.exchange(it.imageVerify(gs.client))  # temporary failure while the engine verifies
         for _ in range(50):  # the engine's task runs on the link's event loop
             if int(gs.read(it, 6)) != Status.VERIFYING:
                 break

@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
-from gurux_dlms import GXReplyData
 from gurux_dlms.enums import DataType
 from gurux_dlms.objects import GXDLMSClock, GXDLMSSecuritySetup
 
@@ -23,7 +22,7 @@ from meterd.cosem.security import MemoryCounterStore
 from meterd.cosem.security_setup import security_setup_factory
 from meterd.cosem.server import build_session_factory
 from tests.dlms_fakes import CLIENT_TITLE, SERVER_TITLE, TEST_KEK, FakeMeter, ListSink, make_keyring
-from tests.dlms_gurux_client import DlmsClientError, GuruxSession, connect_in_memory
+from tests.dlms_gurux_client import DlmsClientError, Encoded, GuruxSession, connect_in_memory
 from tests.pki_ca import NOW, TestCa, client_key, der
 
 SETUP = "0.0.43.0.3.255"
@@ -52,28 +51,15 @@ class Rig:
         return connect_in_memory(self.factory(), 1, **kwargs)[0]
 
 
-def _run(gs: GuruxSession, frames):
-    reply = GXReplyData()
-    gs._block(frames, reply)
-    return reply.value
-
-
-class _Encoded:
-    """What gurux's importCertificate reads: ``.encoded``."""
-
-    def __init__(self, data: bytes) -> None:
-        self.encoded = bytearray(data)
-
-
 def _provision(rig: Rig, gs: GuruxSession, ca: TestCa, client: ec.EllipticCurvePrivateKey):
     """CA, the server's signing key pair and certificate, the client's certificate, over DLMS."""
     setup = GXDLMSSecuritySetup(SETUP)
-    _run(gs, setup.importCertificate(gs.client, _Encoded(ca.der)))
-    _run(gs, setup.generateKeyPair(gs.client, 0))
-    csr = bytes(_run(gs, setup.generateCertificate(gs.client, 0)))
+    gs.exchange(setup.importCertificate(gs.client, Encoded(ca.der)))
+    gs.exchange(setup.generateKeyPair(gs.client, 0))
+    csr = bytes(gs.exchange(setup.generateCertificate(gs.client, 0)))
     server_cert = ca.sign_request(csr)
-    _run(gs, setup.importCertificate(gs.client, _Encoded(der(server_cert))))
-    _run(gs, setup.importCertificate(gs.client, _Encoded(der(ca.issue(client.public_key(), CLIENT_TITLE)))))
+    gs.exchange(setup.importCertificate(gs.client, Encoded(der(server_cert))))
+    gs.exchange(setup.importCertificate(gs.client, Encoded(der(ca.issue(client.public_key(), CLIENT_TITLE)))))
     return setup, server_cert, csr
 
 
@@ -88,20 +74,20 @@ def test_key_pair_request_import_export_remove_over_dlms(tmp_path, suite):
     own = rig.pki.own_key(KeyUse.DIGITAL_SIGNATURE, suite)
     assert request.public_key().public_numbers() == own.public_key().public_numbers()
     assert isinstance(own.curve, ec.SECP256R1 if suite == 1 else ec.SECP384R1)
-    assert _run(gs, gs.client.read(setup, 3)) == suite
-    certificates = _run(gs, gs.client.read(setup, 6))
+    assert gs.exchange(gs.client.read(setup, 3)) == suite
+    certificates = gs.exchange(gs.client.read(setup, 6))
     assert [(c[0], c[1]) for c in certificates] == [(2, 3), (0, 0), (1, 0)]  # CA, server, client
     assert bytes(certificates[1][2]) == server_cert.serial_number.to_bytes(len(certificates[1][2]), "big")
     assert bytes(certificates[1][3]).decode() == ca.cert.subject.rfc4514_string()
-    exported = _run(gs, setup.exportCertificateByEntity(gs.client, 0, 0, bytearray(SERVER_TITLE)))
+    exported = gs.exchange(setup.exportCertificateByEntity(gs.client, 0, 0, bytearray(SERVER_TITLE)))
     assert bytes(exported) == der(server_cert)
     issuer = bytearray(ca.cert.subject.public_bytes())
-    exported = _run(gs, setup.exportCertificateBySerial(gs.client, server_cert.serial_number, issuer))
+    exported = gs.exchange(setup.exportCertificateBySerial(gs.client, server_cert.serial_number, issuer))
     assert bytes(exported) == der(server_cert)
-    _run(gs, setup.removeCertificateByEntity(gs.client, 1, 0, bytearray(CLIENT_TITLE)))
+    gs.exchange(setup.removeCertificateByEntity(gs.client, 1, 0, bytearray(CLIENT_TITLE)))
     assert [c.entity.name for c in rig.pki.certificates()] == ["CERTIFICATION_AUTHORITY", "SERVER"]
     with pytest.raises(DlmsClientError) as info:  # nothing left to remove
-        _run(gs, setup.removeCertificateByEntity(gs.client, 1, 0, bytearray(CLIENT_TITLE)))
+        gs.exchange(setup.removeCertificateByEntity(gs.client, 1, 0, bytearray(CLIENT_TITLE)))
     assert info.value.code == 11  # object-unavailable
     assert rig.sink.codes().count(IMPORTED) == 3 and rig.sink.codes().count(GENERATED) == 1
     removed = rig.sink.of(REMOVED)
@@ -114,9 +100,9 @@ def test_the_reader_and_the_public_client_may_not_manage(tmp_path):
     setup = GXDLMSSecuritySetup(SETUP)
     for sap in (17, 16):
         gs = connect_in_memory(rig.factory(), sap)[0]
-        for frames in (setup.generateKeyPair(gs.client, 0), setup.importCertificate(gs.client, _Encoded(TestCa().der))):
+        for frames in (setup.generateKeyPair(gs.client, 0), setup.importCertificate(gs.client, Encoded(TestCa().der))):
             with pytest.raises(DlmsClientError):
-                _run(gs, frames)
+                gs.exchange(frames)
     assert rig.pki.own_key(KeyUse.DIGITAL_SIGNATURE, 1) is None and rig.pki.certificates() == ()
     assert rig.sink.of(GENERATED) == [] and rig.sink.of(IMPORTED) == []
 
@@ -128,7 +114,7 @@ def test_bad_certificates_over_dlms_are_refused_once_each_without_traceback(tmp_
     gs = rig.manager()
     ca = TestCa()
     setup = GXDLMSSecuritySetup(SETUP)
-    _run(gs, setup.importCertificate(gs.client, _Encoded(ca.der)))
+    gs.exchange(setup.importCertificate(gs.client, Encoded(ca.der)))
     caplog.clear()
     cases = _refusals(ca, rig.pki)
     del cases["oversized"]  # more than one PDU: refused by the store (test_pki_store), not sent here
@@ -166,7 +152,7 @@ def test_security_activate_keeps_the_policy_and_key_transfer_still_works(tmp_pat
     rig = Rig(tmp_path)
     gs = rig.manager()
     setup = GXDLMSSecuritySetup(SETUP)
-    assert _run(gs, gs.client.read(setup, 2)) == 0x6C
+    assert gs.exchange(gs.client.read(setup, 2)) == 0x6C
     gs.method(setup, 1, 0x6C, DataType.ENUM)
     for weaker_or_signed in (0x04, 0xFC):
         with pytest.raises(DlmsClientError):
@@ -256,11 +242,11 @@ def test_export_and_remove_by_serial_number_in_either_encoding(tmp_path):
     gs = rig.manager()
     ca = TestCa()
     setup = GXDLMSSecuritySetup(SETUP)
-    _run(gs, setup.importCertificate(gs.client, _Encoded(ca.der)))
+    gs.exchange(setup.importCertificate(gs.client, Encoded(ca.der)))
     first = ca.issue(client_key().public_key(), CLIENT_TITLE, serial=0x0123456789)
     second = ca.issue(client_key().public_key(), bytes.fromhex("4758580000000002"), serial=0x80)
     for cert in (first, second):
-        _run(gs, setup.importCertificate(gs.client, _Encoded(der(cert))))
+        gs.exchange(setup.importCertificate(gs.client, Encoded(der(cert))))
     issuer_text = ca.cert.subject.rfc4514_string().encode()
     issuer_der = ca.cert.subject.public_bytes()
     exported = gs.method(setup, 7, _by_serial(bytes.fromhex("0123456789"), issuer_text), DataType.STRUCTURE)

@@ -13,32 +13,19 @@ import configparser
 import json
 import os
 import re
-import shutil
-import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.image_tools import MIB, fake_wheel, make_pi_gen_image, need, run
 from tests.paths import REPO
 
 IMAGE = REPO / "image"
 RAUC = IMAGE / "rauc"
 ASSEMBLY = IMAGE / "make-ab-image.sh"
 HANDLER = RAUC / "tryboot-handler"
-MIB = 1024 * 1024
 SCRIPTS = [ASSEMBLY, HANDLER, RAUC / "post-install", RAUC / "slot-cmdline", RAUC / "dev-keys.sh",
            RAUC / "build-bundle.sh", IMAGE / "prepare-stage.sh", IMAGE / "stage-meter/00-meter/01-run.sh"]
-
-
-def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
-
-
-def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, **kw)  # type: ignore[call-overload]
 
 
 def layout() -> dict[str, int]:
@@ -105,16 +92,6 @@ def test_system_conf_keeps_its_status_on_the_data_partition_and_takes_plain_bund
     assert "rauc" in packages
 
 
-def fake_wheel(directory: Path) -> Path:
-    path = directory / "pmm_reference_meter-0.1.0-py3-none-any.whl"
-    dist = "pmm_reference_meter-0.1.0.dist-info"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: pmm-reference-meter\nVersion: 0.1.0\n")
-        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{dist}/RECORD", "")
-    return path
-
-
 def test_the_stage_installs_what_system_conf_names(tmp_path: Path) -> None:
     need("dtc", "openssl")
     keyring = tmp_path / "ca.pem"
@@ -159,16 +136,8 @@ def test_the_stage_installs_what_system_conf_names(tmp_path: Path) -> None:
 def pi_gen_export(path: Path, boot_mib: int, root_mib: int) -> None:
     """An image laid out like pi-gen's export: MBR, FAT bootfs at 8 MiB with cmdline.txt, ext4
     rootfs to the end."""
+    make_pi_gen_image(path, boot_mib, root_mib)
     start = 8 * MIB
-    path.write_bytes(b"")
-    os.truncate(path, start + (boot_mib + root_mib) * MIB)
-    table = (f"label: dos\nstart={start // 512},size={boot_mib * MIB // 512},type=c\n"
-             f"start={(start + boot_mib * MIB) // 512},type=83\n")
-    assert run(["sfdisk", "-q", str(path)], input=table).returncode == 0
-    assert run(["mkfs.vfat", "-n", "bootfs", "--offset", str(start // 512), str(path),
-                str(boot_mib * 1024)]).returncode == 0
-    assert run(["mkfs.ext4", "-q", "-L", "rootfs", "-E", f"offset={start + boot_mib * MIB}", str(path),
-                f"{root_mib}M"]).returncode == 0
     cmdline = path.with_name("cmdline.txt")
     cmdline.write_text("overlayroot=tmpfs:recurse=0 console=tty1 root=LABEL=rootfs rootfstype=ext4 rootwait\n")
     proc = run(["mcopy", "-i", f"{path}@@{start}", str(cmdline), "::cmdline.txt"],

@@ -14,18 +14,10 @@ from meterd.pq.en50160 import Quantity, Sample, Verdict, WeekRecord
 from meterd.services.pq_interruptions import InterruptionLog
 from meterd.services.pq_week import WeekTracker
 from meterd.store.pq_store import SqlitePqWeekStore, pack_samples, unpack_samples
+from tests.fakes import RecordedEvents
 
 MONDAY = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 TEN = dt.timedelta(minutes=10)
-
-
-class Events:
-    def __init__(self) -> None:
-        self.recorded: list[tuple[int, dt.datetime, dict[str, object]]] = []
-
-    def record(self, code: int, utc: dt.datetime, detail: object = None) -> object:
-        self.recorded.append((code, utc, dict(detail or {})))  # type: ignore[call-overload]
-        return None
 
 
 def samples(i: int, outside: int, value: float = 112.0) -> list[Sample]:
@@ -47,7 +39,7 @@ def feed(tracker: WeekTracker, first: int, last: int, outside: int, week: int = 
 
 
 def test_a_week_closes_with_its_last_interval_and_is_evented(tmp_path: Path) -> None:
-    events = Events()
+    events = RecordedEvents()
     with SqlitePqWeekStore(tmp_path / "pq.db", synchronous="NORMAL") as store:
         tracker = WeekTracker(store, events)
         assert feed(tracker, 0, 1007, 60) == []
@@ -65,7 +57,7 @@ def test_a_week_closes_with_its_last_interval_and_is_evented(tmp_path: Path) -> 
 
 
 def test_a_compliant_week_is_not_evented(tmp_path: Path) -> None:
-    events = Events()
+    events = RecordedEvents()
     with SqlitePqWeekStore(tmp_path / "pq.db", synchronous="NORMAL") as store:
         [record] = feed(WeekTracker(store, events), 0, 1008, 50, value=88.0)  # inside +10/−15 %
         assert record.verdict is Verdict.COMPLIANT and record.result("voltage").within_pct == 100.0 * 958 / 1008

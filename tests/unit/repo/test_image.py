@@ -13,15 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tomllib
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.image_tools import MIB, fake_wheel, make_pi_gen_image, need, run
 from tests.paths import REPO
 
 ROOT = REPO
@@ -34,16 +32,6 @@ LINTIAN_ACCEPTED = {
     # The meter runs systemd only (Type=notify, watchdog, sandboxing); no sysvinit scripts.
     "package-supports-alternative-init-but-no-init.d-script",
 }
-
-
-def need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t) is None]
-    if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
-
-
-def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, **kw)
 
 
 def shell_scripts() -> list[Path]:
@@ -384,17 +372,6 @@ def test_deb_builds_and_lintian_is_clean(tmp_path):
 # ---------------------------------------------------------------- the stage's host step
 
 
-def fake_wheel(directory: Path) -> Path:
-    """A small valid wheel standing in for the project's (building it needs PyPI here)."""
-    path = directory / "pmm_reference_meter-0.1.0-py3-none-any.whl"
-    dist = "pmm_reference_meter-0.1.0.dist-info"
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"{dist}/METADATA", "Metadata-Version: 2.1\nName: pmm-reference-meter\nVersion: 0.1.0\n")
-        zf.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{dist}/RECORD", "")
-    return path
-
-
 PI_GEN_CMDLINE = "console=serial0,115200 console=tty1 root=ROOTDEV rootfstype=ext4 fsck.repair=yes rootwait resize\n"
 PI_GEN_FSTAB = ("proc            /proc           proc    defaults          0       0\n"
                 "BOOTDEV  /boot/firmware  vfat    defaults          0       2\n"
@@ -472,23 +449,6 @@ def test_host_step_refuses_unprepared_files(tmp_path):
 
 
 # ---------------------------------------------------------------- GPT and the first-boot /data partition
-
-MIB = 1024 * 1024
-
-
-def make_pi_gen_image(path: Path, boot_mib: int, root_mib: int) -> None:
-    """An image laid out like pi-gen's export: MBR, FAT bootfs at 8 MiB, ext4 rootfs to the end."""
-    start = 8 * MIB
-    path.write_bytes(b"")
-    os.truncate(path, start + (boot_mib + root_mib) * MIB)
-    table = (f"label: dos\nstart={start // 512},size={boot_mib * MIB // 512},type=c\n"
-             f"start={(start + boot_mib * MIB) // 512},type=83\n")
-    assert run(["sfdisk", "-q", str(path)], input=table).returncode == 0
-    assert run(["mkfs.vfat", "-n", "bootfs", "--offset", str(start // 512), str(path),
-                str(boot_mib * 1024)]).returncode == 0
-    assert run(["mkfs.ext4", "-q", "-L", "rootfs", "-E", f"offset={start + boot_mib * MIB}", str(path),
-                f"{root_mib}M"]).returncode == 0
-
 
 def digest(path: Path, offset: int, size: int) -> str:
     with path.open("rb") as fh:

@@ -46,6 +46,7 @@ from meterd.proto.ciu_link import (
 from meterd.services.ciu_service import CiuService
 from meterd.services.ciu_update import CiuUpdatePolicy, CiuUpdateService
 from meterd.store.ciu_update_store import CiuUpdateFiles
+from tests.ciu_link_port import RecordingLinkPort
 from tests.dlms_fakes import ListSink
 
 PAIR_KEY = bytes(range(32))
@@ -156,8 +157,9 @@ class Rig:
         link = LinkEndpoint(Role.METER, self.clock, rand_source(5), PAIR_KEY)
         self.statuses = 0
         self.service = CiuService(link, self.clock, self._token, self._status)
-        self.sent: list[Message] = []
-        self.update = CiuUpdateService(self, Reader(), CiuUpdateFiles(tmp / "meter"), self.events, self.clock,
+        self.port = RecordingLinkPort(self.service)
+        self.sent = self.port.sent
+        self.update = CiuUpdateService(self.port, Reader(), CiuUpdateFiles(tmp / "meter"), self.events, self.clock,
                                        self.clock, CiuUpdatePolicy(compatible="pmm-ciu-rpi4"))
         self.engine, self.board = FakeEngine(), FakeBoard()
         self.updater = CiuUpdater(tmp / "ciu", self.engine, self.board, BootInfo("A", False),
@@ -177,16 +179,6 @@ class Rig:
     def _token(self, digits: str) -> dict[str, object]:
         self.applied.append(digits)
         return {"accepted": True, "code": "accepted"}
-
-    def send(self, message: Message) -> None:
-        self.sent.append(message)
-        self.service.send(message)
-
-    def up(self) -> bool:
-        return self.service.link.state is LinkState.UP
-
-    def pending(self) -> int:
-        return self.service.link.pending_messages
 
     def step(self, dt_s: float = 0.02) -> None:
         self.clock.advance(dt_s)

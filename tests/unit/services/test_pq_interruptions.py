@@ -15,18 +15,10 @@ from meterd.pq.events import INTERRUPTION, PqEvent
 from meterd.services.power_quality import PowerQualityService
 from meterd.services.pq_interruptions import POWER_FAIL, WAVEFORM, InterruptionLog
 from meterd.store.pq_store import SqlitePqWeekStore
+from tests.fakes import RecordedEvents
 from tests.simmeter import SimMeter
 
 T0 = dt.datetime(2026, 2, 2, 8, 0, tzinfo=dt.UTC)
-
-
-class Events:
-    def __init__(self) -> None:
-        self.recorded: list[tuple[int, dt.datetime, dict[str, object]]] = []
-
-    def record(self, code: int, utc: dt.datetime, detail: object = None) -> object:
-        self.recorded.append((code, utc, dict(detail or {})))  # type: ignore[call-overload]
-        return None
 
 
 def at(s: float) -> dt.datetime:
@@ -34,7 +26,7 @@ def at(s: float) -> dt.datetime:
 
 
 def test_an_outage_is_entered_once_with_its_evidence(tmp_path: Path) -> None:
-    events = Events()
+    events = RecordedEvents()
     failure = PowerFailure(at(0), at(600), 600, long=True, estimated_start=True, start_uncertainty_s=1.0)
     with SqlitePqWeekStore(tmp_path / "pq.db", synchronous="NORMAL") as store:
         log = InterruptionLog(store, events, at(700))
@@ -53,7 +45,7 @@ def test_an_outage_is_entered_once_with_its_evidence(tmp_path: Path) -> None:
 
 
 def test_an_interruption_the_waveform_measured_is_not_entered_again() -> None:
-    events = Events()
+    events = RecordedEvents()
     log = InterruptionLog(None, events, at(0))
     log.from_waveform(PqEvent(INTERRUPTION, (1, 2, 3), at(10), 30.0, 0.0, None, 1, 0.0, 240000.0))
     assert log.from_power_failure(PowerFailure(at(9), at(41), 32, long=False)) is None

@@ -19,18 +19,10 @@ from meterd.pq.settings import PqSettings
 from meterd.pq.source import WaveformBlock
 from meterd.services.pq_thresholds import PqThresholds
 from meterd.store.pq_store import SqlitePqWeekStore
+from tests.fakes import RecordedEvents
 from tests.unit.pq.test_pq_events import FS, T0, grid
 
 T = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
-
-
-class Events:
-    def __init__(self) -> None:
-        self.recorded: list[tuple[int, dt.datetime, dict[str, object]]] = []
-
-    def record(self, code: int, utc: dt.datetime, detail: object = None) -> object:
-        self.recorded.append((code, utc, dict(detail or {})))  # type: ignore[call-overload]
-        return None
 
 
 def feed(mon: PqMonitor, x: np.ndarray, first: int, block: int = 800) -> list[PqEvent]:
@@ -41,7 +33,7 @@ def feed(mon: PqMonitor, x: np.ndarray, first: int, block: int = 800) -> list[Pq
 
 
 def test_a_new_dip_threshold_judges_the_next_dip(tmp_path: Path) -> None:
-    events = Events()
+    events = RecordedEvents()
     mon = PqMonitor(PqSettings())
     with SqlitePqWeekStore(tmp_path / "pq.db") as store:
         th = PqThresholds(PqSettings(), store, events, apply=mon.apply_settings)
@@ -68,7 +60,7 @@ def test_a_new_dip_threshold_judges_the_next_dip(tmp_path: Path) -> None:
     {"dip_threshold_pct": 85.0, "hysteresis_pct": -1.0},  # one bad value refuses the whole write
 ])
 def test_a_wrong_value_is_refused_and_nothing_changes(tmp_path: Path, changes: dict[str, float]) -> None:
-    events = Events()
+    events = RecordedEvents()
     applied: list[PqSettings] = []
     with SqlitePqWeekStore(tmp_path / "pq.db") as store:
         th = PqThresholds(PqSettings(), store, events, apply=applied.append)
