@@ -13,8 +13,9 @@ Parts (``--part``, default all but ``day``):
 * ``hold``: the longest time the event loop was held, seen by a 1-ms ticker on the loop while
   the meter runs at 10× real time (1 cycle per 100 ms), with the analysis inline and on its
   worker thread (``[power_quality] worker``);
-* ``day``: a real ``meterd run --speed 0`` process (PQ on) over ``--day-seconds`` of meter time
-  (default a whole day): its RSS after 10 min of meter time (warm-up) and at the end, its peak
+* ``day``: a real ``meterd run --speed 0`` process (PQ on, or off with ``--day-pq off``) over
+  ``--day-seconds`` of meter time (default a whole day): its RSS at start (the first status
+  answer), after 10 min of meter time (warm-up) and at the end, its peak
   (VmHWM), and the bytes it sent to the block layer (``/proc/<pid>/io`` ``write_bytes`` minus
   ``cancelled_write_bytes``: what this process made the kernel write to storage, tmpfs excluded,
   whatever else runs on the machine), scaled to a day.
@@ -167,17 +168,18 @@ def _proc_io(pid: int) -> int:
     return int(fields["write_bytes"]) - int(fields["cancelled_write_bytes"])
 
 
-def day(day_seconds: int) -> None:
-    """A meterd process at speed 0 with PQ on: RSS after warm-up and at the end, peak, storage writes."""
+def day(day_seconds: int, power_quality: bool = True) -> None:
+    """A meterd process at speed 0 (PQ on or off): RSS at start, after warm-up and at the end, peak, storage writes."""
     from tests.meterd_process import MeterdProcess
 
     with tempfile.TemporaryDirectory() as d:
-        meter = MeterdProcess(Path(d), speed="0", power_quality=True)
+        meter = MeterdProcess(Path(d), speed="0", power_quality=power_quality)
         pid = meter.proc.pid
         try:
             warm_rss = None
             t0 = time.perf_counter()
             start_cycles = int(meter.status()["loop"]["cycles"])
+            start_rss = _proc_kib(pid, "VmRSS")
             samples: list[tuple[int, int]] = []
             while True:
                 cycles = int(meter.status()["loop"]["cycles"]) - start_cycles
@@ -195,12 +197,14 @@ def day(day_seconds: int) -> None:
             meter.stop()
     assert warm_rss is not None
     written = (io_end - io_warm) * 86_400 / max(cycles - warm_cycles, 1)
+    print(f"meterd_power_quality: {'on' if power_quality else 'off'}")
+    print(f"meterd_rss_at_start: {start_rss / 1024:.1f} MiB (first status answer)")
     print(f"meterd_rss_after_warmup: {warm_rss / 1024:.1f} MiB (after {warm_cycles} s of meter time)")
     print(f"meterd_rss_end: {end_rss / 1024:.1f} MiB after {cycles} s of meter time"
           f" (growth {(end_rss - warm_rss) / 1024:+.2f} MiB); peak (VmHWM) {peak / 1024:.1f} MiB")
     print(f"meterd_storage_writes_per_day: {written / 1e6:.2f} MB (/proc/<pid>/io write_bytes - cancelled,"
           f" {cycles - warm_cycles} s of meter time scaled to 24 h; budget 5 MB)")
-    print(f"meterd_speed_0: {cycles / wall:.1f} simulated hours per wall hour (process, PQ on, incl. start)")
+    print(f"meterd_speed_0: {cycles / wall:.1f} simulated hours per wall hour (process, incl. start)")
     print("meterd_rss_samples (meter s, MiB): "
           + ", ".join(f"{c}:{r / 1024:.1f}" for c, r in samples[:: max(len(samples) // 12, 1)]))
 
@@ -212,6 +216,7 @@ def main() -> None:
     parser.add_argument("--meter-seconds", type=int, default=600, help="meter time of the speed run (s)")
     parser.add_argument("--hold-cycles", type=int, default=100, help="cycles of the loop-hold run")
     parser.add_argument("--day-seconds", type=int, default=86_400, help="meter time of the day run (s)")
+    parser.add_argument("--day-pq", choices=("on", "off"), default="on", help="power quality in the day run")
     args = parser.parse_args()
     if args.part in ("all", "chain"):
         chain(args.seconds, FS // 10)
@@ -221,7 +226,7 @@ def main() -> None:
     if args.part in ("all", "hold"):
         loop_hold(args.hold_cycles)
     if args.part == "day":
-        day(args.day_seconds)
+        day(args.day_seconds, power_quality=args.day_pq == "on")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from meterd.pq.errors import CalibrationError
+from meterd.pq.iir import SosFilter, bilinear_sos, butter_sos, steady_state
 from meterd.pq.source import FloatArray
 
 DECIMATION = 8
@@ -45,19 +46,15 @@ class _Filters:
     """Designed filters of the chain for one (sample rate, mains frequency, lamp)."""
 
     def __init__(self, fs_hz: float, f_mains_hz: float, lamp: str) -> None:
-        from scipy import signal  # loaded on first use: no scipy in a meter without the waveform analysis
         self.fs_low = fs_hz / DECIMATION
-        self.anti_alias = signal.butter(6, 150.0, fs=fs_hz, output="sos")
-        hp_b, hp_a = signal.butter(1, 0.05, btype="highpass", fs=self.fs_low)
-        lp = signal.butter(6, 35.0 if f_mains_hz < 55 else 42.0, fs=self.fs_low, output="sos")
-        wb, wa = signal.bilinear(*weighting_filter_analog(lamp), fs=self.fs_low)
-        sb, sa = signal.bilinear([1.0], [0.3, 1.0], fs=self.fs_low)
-        self.hp = signal.tf2sos(hp_b, hp_a)
-        self.chain = np.vstack([self.hp, lp, signal.tf2sos(wb, wa)])
-        self.smooth = signal.tf2sos(sb, sa)
+        self.anti_alias = butter_sos(6, 150.0, fs_hz)
+        self.hp = butter_sos(1, 0.05, self.fs_low, highpass=True)
+        lp = butter_sos(6, 35.0 if f_mains_hz < 55 else 42.0, self.fs_low)
+        self.chain = np.vstack([self.hp, lp, bilinear_sos(*weighting_filter_analog(lamp), fs_hz=self.fs_low)])
+        self.smooth = bilinear_sos(np.array([1.0]), np.array([0.3, 1.0]), fs_hz=self.fs_low)
         tau_s = 60.0
         a = math.exp(-1.0 / (tau_s * self.fs_low))
-        self.ref_b, self.ref_a = np.array([1.0 - a]), np.array([1.0, -a])
+        self.ref = np.array([[1.0 - a, 0.0, 0.0, 1.0, -a, 0.0]])  # first-order low-pass, 60 s
 
 
 class Flickermeter:
@@ -75,14 +72,18 @@ class Flickermeter:
 
     def _start(self, mean_square: FloatArray) -> None:
         """Filter states at steady state for the first second's mean square of each channel (V²)."""
-        from scipy import signal
         f = self._f
-        ms = mean_square[:, None]
-        self._zi_aa = signal.sosfilt_zi(f.anti_alias)[:, None, :] * ms[None, :, :]
-        self._zi_ref = signal.lfilter_zi(f.ref_b, f.ref_a)[None, :] * ms
-        self._zi_chain = np.zeros((f.chain.shape[0], ms.shape[0], 2))
-        self._zi_chain[0] = signal.sosfilt_zi(f.hp)[0] * 1.0
-        self._zi_smooth = np.zeros((1, ms.shape[0], 2))
+        channels = mean_square.shape[0]
+        ms = mean_square[None, :, None]
+        self._aa = SosFilter(f.anti_alias, channels)
+        self._aa.state = steady_state(f.anti_alias)[:, None, :] * ms
+        self._ref = SosFilter(f.ref, channels)
+        self._ref.state = steady_state(f.ref)[:, None, :] * ms
+        self._chain = SosFilter(f.chain, channels)
+        chain_zi = np.zeros((f.chain.shape[0], channels, 2))
+        chain_zi[0] = steady_state(f.hp)[0]  # the high-pass at rest on the normalised signal (1)
+        self._chain.state = chain_zi
+        self._smooth = SosFilter(f.smooth, channels)
         self._started = True
 
     def process(self, first_index: int, x: FloatArray, full_rate: bool = False) -> tuple[np.ndarray, FloatArray]:
@@ -112,17 +113,15 @@ class Flickermeter:
         return idx, (p[0] if one else p)
 
     def _run(self, first_index: int, x: FloatArray) -> tuple[np.ndarray, FloatArray]:
-        from scipy import signal
-        f = self._f
-        s, self._zi_aa = signal.sosfilt(f.anti_alias, x * x, axis=-1, zi=self._zi_aa)
+        s = self._aa.filter(x * x)
         idx = first_index + np.arange(x.shape[1])
         keep = idx % DECIMATION == 0
         s, idx = s[:, keep], idx[keep]
         if idx.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros((x.shape[0], 0))
-        ref, self._zi_ref = signal.lfilter(f.ref_b, f.ref_a, s, axis=-1, zi=self._zi_ref)
-        y, self._zi_chain = signal.sosfilt(f.chain, s / ref, axis=-1, zi=self._zi_chain)
-        p, self._zi_smooth = signal.sosfilt(f.smooth, y * y, axis=-1, zi=self._zi_smooth)
+        ref = self._ref.filter(s)
+        y = self._chain.filter(s / ref)
+        p = self._smooth.filter(y * y)
         return idx, p * self.k
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from meterd.pq.iir import SosFilter, butter_sos
 from meterd.pq.source import FloatArray
 
 _DISTURBED_SAMPLES = 0.25  # a filtered estimate this far (samples) off the raw crossing is disturbed
@@ -60,23 +61,18 @@ class Mark:
 
 def prefilter_sos(sample_rate_hz: float, f_nom_hz: float) -> FloatArray:
     """The detector's low-pass: 2nd-order Butterworth at 1.2·f_nom (second-order sections)."""
-    from scipy import signal  # loaded on first use: no scipy in a meter without the waveform analysis
-
-    return np.asarray(signal.butter(2, 1.2 * f_nom_hz, fs=sample_rate_hz, output="sos"), dtype=np.float64)
+    return butter_sos(2, 1.2 * f_nom_hz, sample_rate_hz)
 
 
 class PreFilter:
     """The detectors' low-pass run over several channels at once (one filter call per block)."""
 
     def __init__(self, sample_rate_hz: float, f_nom_hz: float, channels: int) -> None:
-        self._sos = prefilter_sos(sample_rate_hz, f_nom_hz)
-        self._zi = np.zeros((self._sos.shape[0], channels, 2))
+        self._filter = SosFilter(prefilter_sos(sample_rate_hz, f_nom_hz), channels)
 
     def filter(self, x: FloatArray) -> FloatArray:
         """Filtered samples of consecutive blocks, shape (channels, n) as ``x`` (V)."""
-        from scipy import signal
-        y, self._zi = signal.sosfilt(self._sos, x, axis=-1, zi=self._zi)
-        return np.asarray(y, dtype=np.float64)
+        return self._filter.filter(x)
 
 
 class ZeroCrossingDetector:
@@ -85,7 +81,7 @@ class ZeroCrossingDetector:
     def __init__(self, sample_rate_hz: float, f_nom_hz: float, min_amplitude_v: float) -> None:
         self._fs = sample_rate_hz
         self._sos = prefilter_sos(sample_rate_hz, f_nom_hz)
-        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._filter = SosFilter(self._sos, 1)
         self._sections = [tuple(float(c) for c in row) for row in self._sos]  # for the phase delay
         self._dead_band = min_amplitude_v
         self._nominal_period = sample_rate_hz / f_nom_hz  # samples
@@ -122,11 +118,7 @@ class ZeroCrossingDetector:
         ``filtered``: the same samples through :func:`prefilter_sos` with carried state (a
         :class:`PreFilter` shared by several channels); None filters here.
         """
-        if filtered is None:
-            from scipy import signal
-            y, self._zi = signal.sosfilt(self._sos, x, zi=self._zi)
-        else:
-            y = filtered
+        y = self._filter.filter(np.asarray(x, dtype=np.float64)[None, :])[0] if filtered is None else filtered
         yy = np.concatenate(([self._prev_y], y))
         self._prev_y = float(y[-1])
         if self._raw.size and self._raw_first + self._raw.size == first_index:

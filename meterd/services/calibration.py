@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import numpy as np
 
 from meterd.core import event_codes as ec
 from meterd.core.calibration import CalibrationRejected, CalibrationValues, PhaseReading, check_plausible
@@ -84,6 +85,65 @@ class CycleSample:
                 "phases": [[p.voltage_v, p.current_a, p.active_power_w, p.reactive_power_var] for p in self.phases]}
 
 
+class CycleRing:
+    """The last ``capacity`` cycle samples in preallocated numpy columns (a ring, oldest overwritten).
+
+    The columns are written once at construction, so the memory they take is committed at start
+    and does not grow while the ring fills: cycle number (int64), meter time (s, float64), the
+    per-phase V, A, W, var (float64, 3 × 4), the import/export registers (mWh, int64) and the
+    billed flag.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._cycle = np.full(capacity, -1, dtype=np.int64)
+        self._mono = np.full(capacity, 0.0)
+        self._phases = np.full((capacity, 3, 4), 0.0)
+        self._energy = np.full((capacity, 2), 0, dtype=np.int64)
+        self._valid = np.full(capacity, False)
+        self._next = 0  # slot of the next sample
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, sample: CycleSample) -> None:
+        """Keep ``sample`` (cycle numbers rising), overwriting the oldest when full."""
+        i = self._next
+        self._cycle[i] = sample.cycle
+        self._mono[i] = sample.mono_s
+        self._phases[i] = [[p.voltage_v, p.current_a, p.active_power_w, p.reactive_power_var] for p in sample.phases]
+        self._energy[i] = (sample.import_mwh, sample.export_mwh)
+        self._valid[i] = sample.valid
+        self._next = (i + 1) % self.capacity
+        self._count = min(self._count + 1, self.capacity)
+
+    def _slots(self) -> np.ndarray:
+        """Slots in time order, oldest first."""
+        start = (self._next - self._count) % self.capacity
+        return (start + np.arange(self._count)) % self.capacity
+
+    def sample(self, slot: int) -> CycleSample:
+        """The sample kept in ``slot``."""
+        ph = self._phases[slot].tolist()
+        phases = tuple(PhaseReading(*row) for row in ph)
+        imp, exp = self._energy[slot].tolist()
+        return CycleSample(int(self._cycle[slot]), float(self._mono[slot]), (phases[0], phases[1], phases[2]),
+                           imp, exp, bool(self._valid[slot]))
+
+    def since(self, cycle: int, limit: int, valid_only: bool = False) -> list[CycleSample]:
+        """The kept samples numbered above ``cycle`` (oldest first, at most ``limit``; billed ones only
+        with ``valid_only``)."""
+        slots = self._slots()
+        slots = slots[np.searchsorted(self._cycle[slots], cycle, side="right"):]
+        if valid_only:
+            slots = slots[self._valid[slots]]
+        return [self.sample(int(i)) for i in slots[:limit]]
+
+    def __iter__(self) -> Iterator[CycleSample]:
+        return (self.sample(int(i)) for i in self._slots())
+
+
 @dataclass(frozen=True)
 class ApplyRequest:
     """New calibration registers with who/what/how sure; ``commit`` False keeps them as a trial."""
@@ -115,7 +175,7 @@ class CalibrationService:
         self.problem: CalibrationProblem | None = None
         self.problem_text = ""
         self.trial: CalibrationValues | None = None
-        self.samples: deque[CycleSample] = deque(maxlen=SAMPLES_KEPT)
+        self.samples = CycleRing(SAMPLES_KEPT)
         self.cycles = 0
 
     # ---- start ------------------------------------------------------------------------------
@@ -163,12 +223,12 @@ class CalibrationService:
 
     def samples_since(self, cycle: int, limit: int = SAMPLES_KEPT) -> list[CycleSample]:
         """The kept cycles numbered above ``cycle`` (oldest first, at most ``limit``)."""
-        return [s for s in self.samples if s.cycle > cycle][:limit]
+        return self.samples.since(cycle, limit)
 
     def measure(self, since: int, cycles: int) -> tuple[PhaseReading, PhaseReading, PhaseReading] | None:
         """Per-phase averages of the first ``cycles`` billed cycles after cycle ``since``; None
         while fewer have run."""
-        chosen = [s for s in self.samples if s.cycle > since and s.valid][:cycles]
+        chosen = self.samples.since(since, cycles, valid_only=True)
         if len(chosen) < cycles or cycles <= 0:
             return None
         return average(chosen)
