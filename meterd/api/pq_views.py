@@ -76,7 +76,7 @@ def ten_minute_view(ten: Aggregate, phases: int, detail: bool = False) -> dict[s
     """The last 10-min values of unbalance (3P4W), THDS40, THDG40, PWHD, TIHDS40 (%) and, in ``detail``, the
     interharmonic centred subgroups h = 0…50 (% of the fundamental), with the interval's flags."""
     channels = _channels(phases)
-    view: dict[str, Any] = {"end_utc": ten.end_utc.isoformat(), "flagged": ten.flagged, "partial": ten.partial}
+    view: dict[str, Any] = {"end_utc": ten.end_utc.isoformat(), "flagged": bool(ten.flagged), "partial": bool(ten.partial)}
     if phases == 3:
         view["u2_pct"], view["u0_pct"] = _round(ten.u2_pct, 3), _round(ten.u0_pct, 3)
     for key, values in (("thds40_pct", ten.thds40_pct), ("thdg40_pct", ten.thdg40_pct), ("pwhd_pct", ten.pwhd_pct),

@@ -237,7 +237,7 @@ class _Acc:
         over = (np.sqrt(self.over_sq / n) - self.udin_v) / self.udin_v * 100.0
         group, ih_group, ih_subgroup, unbalance = self.spectra.means()
         return Aggregate(kind, _dt.datetime.fromtimestamp(round(end_posix_s, 3), tz=UTC), self.n,
-                         self.flagged or partial, np.sqrt(self.sq / n), self.lo, self.hi, np.sqrt(self.sg / n),
+                         bool(self.flagged or partial), np.sqrt(self.sq / n), self.lo, self.hi, np.sqrt(self.sg / n),
                          under, over, partial, group, ih_group, ih_subgroup, unbalance)
 
 

@@ -8,7 +8,9 @@ U_neg = U_zero = (0.95 − 1)/3 · 230 V and U_pos = (0.95 + 2)/3 · 230 V, so u
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,9 @@ def test_ten_minute_quantities_in_profile_dlms_and_status(tmp_path: Path) -> Non
         array = _read(objects["1.0.52.7.137.255"])
         assert array[:2] == bytes((axdr.ARRAY, 51)) and len(array) == 2 + 51 * 3
         status = meter.daemon.status_extras["power_quality"]()
+        assert json.loads(json.dumps(status)) == status  # the API sends it as JSON: plain types only
+        code, pq = asyncio.run(meter.daemon.api.dispatch("GET", "/pq", {}))
+        assert code == 200 and json.loads(json.dumps(pq)) == pq
         assert status["phases"] == 3
         assert status["ten_min"]["u2_pct"] == pytest.approx(U2_PCT, abs=CLASS_A_PCT)
         assert status["unbalance_pct"]["u2"] == pytest.approx(U2_PCT, abs=CLASS_A_PCT)  # the 150-cycle value
