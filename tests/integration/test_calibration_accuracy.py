@@ -77,6 +77,7 @@ def _check_pdf(pdf: Path, tmp: Path, report: AccuracyReport) -> None:
         assert rows == n                                           # one PASS row per point
 
 
+@pytest.mark.slow  # about 100 s: `make soak`; `make test` keeps the short form, test_calibration_meterctl.py
 def test_uncalibrated_fails_then_calibrated_passes_within_a_fifth_of_the_limit(tmp_path: Path) -> None:
     meter = SimMeter(tmp_path / "state", sim={"board_seed": SEED, "current_a": 0.0})
     before = _run(meter, ("L1",), ("import",), 0.2)
