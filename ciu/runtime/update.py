@@ -37,6 +37,7 @@ from ciu.core.update_rules import BootVerdict, Refusal, TrialRecord, UpdatePolic
 from hw.boot import BootInfo
 from hw.errors import HwError
 from hw.rauc import BundleInfo, BundleUnreadable, RaucStatus
+from hw.source_digest import sources_digest
 from meterd.proto.ciu_link import (
     FWU_VERSION,
     CiuIdent,
@@ -87,13 +88,7 @@ class UpdateSettings:
 def software_digest(root: Path = SOURCE_ROOT) -> str:
     """Hex SHA-256 over the CIU's sources (path and content of every ``.py`` file under
     ``ciu``, ``meterd/proto`` and ``hw``, in path order): its firmware signature."""
-    digest = hashlib.sha256()
-    for package in SOURCES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return sources_digest(root, SOURCES)
 
 
 def _write_json(path: Path, doc: dict[str, Any] | None) -> None:

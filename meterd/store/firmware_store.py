@@ -8,10 +8,10 @@ write the same file, so its form only ever gains keys: a slot ignores keys it do
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
+from hw.source_digest import sources_digest
 from meterd.services.firmware_handover import Handover
 from meterd.store.json_file import JsonFile
 
@@ -27,13 +27,7 @@ SOURCE_ROOT = Path(__file__).resolve().parents[2]
 def metrology_digest(root: Path = SOURCE_ROOT) -> str:
     """Hex SHA-256 over the metrology sources under ``root`` (path and content of every ``.py``
     file, in path order): the same on the meter and in the bundle build."""
-    digest = hashlib.sha256()
-    for package in METROLOGY_SOURCES:
-        for path in sorted((root / package).rglob("*.py")):
-            digest.update(path.relative_to(root).as_posix().encode())
-            digest.update(b"\0")
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
+    return sources_digest(root, METROLOGY_SOURCES)
 
 
 class FirmwareStore:
