@@ -101,13 +101,21 @@ class RmsEventDetector:
                   settings.volts(settings.interruption_threshold_pct + h), len(settings.voltage_rows)),
         ]
         self._latest: dict[int, float] = {}
+        # a value within [quiet_low, quiet_high] while no event is in progress starts none: the
+        # common case, decided without asking each rule
+        self._quiet_low = max(self._rules[0].threshold_v, self._rules[2].threshold_v)
+        self._quiet_high = self._rules[1].threshold_v
+        self._active = 0  # rules in progress
         self._to_utc = to_utc
         self._fs = fs_hz
         self.closed: list[tuple[float, float]] = []  # (start, end) of finished events, for flags
 
     def feed(self, value: HalfCycleValue) -> list[PqEvent]:
         """Process one Urms(1/2) value (in timestamp order); return events that ended with it."""
-        self._latest[value.row] = value.rms_v
+        v = value.rms_v
+        self._latest[value.row] = v
+        if not self._active and self._quiet_low <= v <= self._quiet_high:
+            return []
         out: list[PqEvent] = []
         for rule in self._rules:
             if rule.active:
@@ -120,6 +128,7 @@ class RmsEventDetector:
 
     def _begin(self, rule: _Rule, at: float) -> None:
         rule.active = True
+        self._active += 1
         rule.start_index = at
         rule.rows = set()
         worst = min if rule.kind != SWELL else max
@@ -136,6 +145,7 @@ class RmsEventDetector:
 
     def _finish(self, rule: _Rule, at: float) -> PqEvent:
         rule.active = False
+        self._active -= 1
         self.closed.append((rule.start_index, at))
         low = rule.kind != SWELL
         return PqEvent(

@@ -190,20 +190,23 @@ class SosFilter:
             return np.zeros((self._channels, 0))
         complete = total // size
         rest = total - complete * size
-        out = np.empty((self._channels, (complete + (rest > 0)) * size))
-        work = np.zeros((self._channels, size + self._n))  # [x of the block, state at its start]
-        result = np.empty_like(work)
-        work[:, size:] = self._s
-        for k in range(complete):
-            work[:, :size] = buf[:, k * size : (k + 1) * size]
-            np.matmul(work, self._lifted, out=result)
-            out[:, k * size : (k + 1) * size] = result[:, :size]
-            work[:, size:] = result[:, size:]
-        self._s = np.array(work[:, size:])
+        blocks = complete + (rest > 0)
+        # every block as [x of the block, state at its start], one row per channel: the same
+        # (channels, size + n) · lifted product per block as ever, without copies in the loop
+        work = np.zeros((blocks, self._channels, size + self._n))
+        work[:complete, :, :size] = buf[:, : complete * size].reshape(self._channels, complete, size).transpose(1, 0, 2)
         if rest:
-            work[:, :size] = 0.0
-            work[:, :rest] = buf[:, complete * size :]
-            np.matmul(work, self._lifted, out=result)
-            out[:, complete * size :] = result[:, :size]
+            work[complete, :, :rest] = buf[:, complete * size :]
+        result = np.empty_like(work)
+        state = self._s
+        lifted = self._lifted
+        for k in range(blocks):
+            w = work[k]
+            w[:, size:] = state
+            np.matmul(w, lifted, out=result[k])
+            state = result[k, :, size:]
+        if complete:
+            self._s = np.array(result[complete - 1, :, size:])
+        out = result[:, :, :size].transpose(1, 0, 2).reshape(self._channels, blocks * size)
         self._pending = np.array(buf[:, complete * size :])
         return out[:, held:total]

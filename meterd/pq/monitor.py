@@ -36,7 +36,7 @@ from meterd.pq.history import SampleHistory
 from meterd.pq.interharmonics import interharmonic_rows
 from meterd.pq.rms import HalfCycleRms, HalfCycleValue, window_mean_square
 from meterd.pq.settings import PqSettings
-from meterd.pq.source import CURRENT_ROWS, N_ROWS, ROW_NAMES, ROW_U1, FloatArray, WaveformBlock
+from meterd.pq.source import CURRENT_ROWS, N_ROWS, ROW_NAMES, ROW_U1, VOLTAGE_ROWS, FloatArray, WaveformBlock
 from meterd.pq.timebase import IndexTimebase
 from meterd.pq.unbalance import fundamental_phasors, unbalance
 from meterd.pq.zerocross import Mark, PreFilter, ZeroCrossingDetector
@@ -334,9 +334,12 @@ class PqMonitor:
         ready = sorted((v for v in self._pending_half if v.end_index <= horizon),
                        key=lambda v: (v.end_index, v.row))
         self._pending_half = [v for v in self._pending_half if v.end_index > horizon]
+        feed, urms_half = self._events.feed, self._values.urms_half_v
         for value in ready:
-            events += self._events.feed(value)
-            self._values.urms_half_v[phase_of_row(value.row)] = value.rms_v
+            ended = feed(value)
+            if ended:
+                events += ended
+            urms_half[_PHASE_OF_ROW[value.row]] = value.rms_v
         while self._pending_windows and self._pending_windows[0].stop <= horizon:
             events += self._finish_window(self._pending_windows.pop(0))
         self._release_frequency(horizon)
@@ -441,6 +444,9 @@ class PqMonitor:
                              harmonic_ratios: dict[str, Sequence[float]]) -> PqValues:
         """See :func:`indicative_from_chip`."""
         return indicative_from_chip(thd_u_pct, thd_i_pct, harmonic_ratios)
+
+
+_PHASE_OF_ROW = {row: phase_of_row(row) for row in VOLTAGE_ROWS}
 
 
 def _harmonic_ratios(subgroups: FloatArray) -> list[list[float]]:
