@@ -7,6 +7,14 @@ as IEC 61000-4-30 §4.7 asks (the stream restarts; the values that span it are f
 metering never waits for power quality and a slow analysis costs flagged values, not lateness.
 The worker runs ``analyse`` on one block after the other in order; the event loop collects the
 outcomes with :meth:`PqWorker.take` and records them where its stores live.
+
+The thread shares the interpreter lock with the event loop. Waking it while the loop still has
+work in hand costs the loop a hand-over of that lock: the woken thread takes it after the switch
+interval and the loop waits to get it back, which on a busy machine also means waiting for the
+operating system to run the loop's thread again (10–20 ms were seen inside ``submit``). So a
+block can be queued without waking the worker (``submit(block, wake=False)``), and the loop
+wakes it with :meth:`PqWorker.wake` once its own work is done: a queued block is analysed only
+after a wake.
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ class PqWorker(Generic[T]):
         self._queue: deque[WaveformBlock] = deque()
         self._results: deque[T] = deque()
         self._busy = False
+        self._woken = False  # blocks queued since the last wake may be taken
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._analysed = self._dropped = self._failed = 0
@@ -72,15 +81,27 @@ class PqWorker(Generic[T]):
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
-    def submit(self, block: WaveformBlock) -> bool:
-        """Queue a block without waiting; False when it was dropped (the queue was full)."""
+    def submit(self, block: WaveformBlock, wake: bool = True) -> bool:
+        """Queue a block without waiting; False when it was dropped (the queue was full).
+
+        ``wake``: let the worker start on it now; False leaves it queued until :meth:`wake`.
+        """
         with self._cond:
             if self._stopping or len(self._queue) >= self._capacity:
                 self._dropped += 1
                 return False
             self._queue.append(block)
-            self._cond.notify_all()
+            if wake:
+                self._woken = True
+                self._cond.notify_all()
             return True
+
+    def wake(self) -> None:
+        """Let the worker analyse the blocks queued (once woken, it goes on until its queue is empty)."""
+        with self._cond:
+            if self._queue and not self._woken:
+                self._woken = True
+                self._cond.notify_all()
 
     def take(self) -> list[T]:
         """The outcomes finished since the last call, in the order of their blocks."""
@@ -90,7 +111,9 @@ class PqWorker(Generic[T]):
             return out
 
     def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until every queued block is analysed (at most ``timeout_s``); True when idle."""
+        """Wake the worker and wait until every queued block is analysed (at most ``timeout_s``);
+        True when idle."""
+        self.wake()
         with self._cond:
             return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout_s)
 
@@ -113,10 +136,11 @@ class PqWorker(Generic[T]):
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._stopping)
+                self._cond.wait_for(lambda: (self._queue and self._woken) or self._stopping)
                 if self._stopping:
                     return
                 block = self._queue.popleft()
+                self._woken = bool(self._queue)  # the rest of a woken queue follows
                 self._busy = True
             started = time.perf_counter()
             try:

@@ -58,6 +58,7 @@ for the worker; beyond, a block is dropped and the values spanning the gap are f
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sys
 import time
@@ -227,7 +228,12 @@ class WaveformFeed:
     Inline (as built): the block is analysed and recorded within the cycle hook. After
     :meth:`start_worker` (a daemon running in real time) the block goes to a
     :class:`~meterd.runtime.pq_worker.PqWorker` thread and the hook only records the outcomes the
-    worker finished since the last cycle, so the event loop never waits for the analysis.
+    worker finished since the last cycle, so the event loop never waits for the analysis. The
+    block is queued without waking the worker; the wake comes from the event loop's next round
+    (``call_soon``: after the cycle in hand, when the loop is about to wait), so that the worker
+    does not take the interpreter lock from the loop in the middle of its work (that hand-over,
+    and the wait for the operating system to run the loop's thread again, made the hook's
+    10–20 ms holds on a busy machine; see :mod:`meterd.runtime.pq_worker`).
     ``holds``: how long each call held the event loop (ms; over ``HOLD_LIMIT_MS`` counts as late),
     the lateness statistic of the metering loop used for the loop's hold by power quality.
     """
@@ -262,9 +268,11 @@ class WaveformFeed:
                 self._service.feed(block)
         else:
             for block in blocks:
-                worker.submit(block)
+                worker.submit(block, wake=False)
             for outcome in worker.take():
                 self._service.apply(outcome)
+            if blocks:
+                _when_idle(worker.wake)
         if self._after is not None:
             self._after()
         self.holds.record((time.perf_counter() - started) * 1000.0)
@@ -297,6 +305,17 @@ class WaveformFeed:
         if self.worker is None:
             return {"runs": "inline", **hold}
         return {"runs": "worker", **hold, **self.worker.stats().as_dict()}
+
+
+def _when_idle(action: Callable[[], None]) -> None:
+    """Run ``action`` from the running event loop's next round, or now without a running loop
+    (a daemon stepped by a test)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        action()
+        return
+    loop.call_soon(action)
 
 
 def uses_worker(section: PowerQualitySection, simulated: bool, speed: float) -> bool:

@@ -79,6 +79,42 @@ def test_a_slow_worker_never_holds_the_cycle_and_a_lost_block_is_flagged(tmp_pat
     assert feed.worker is None  # stopped by the daemon's closers
 
 
+def test_the_cycle_wakes_the_worker_from_the_loops_next_round(tmp_path: Path) -> None:
+    """Within a running event loop the cycle hook queues the block without waking the worker;
+    the wake comes from the loop's next round (after the cycle), so the worker does not take the
+    interpreter lock from the loop in the middle of its work."""
+    meter = SimMeter(tmp_path, display={"kind": "dummy"}, power_quality={"enabled": True})
+    try:
+        feed = meter.daemon.registry.need(WaveformFeed, by="test")
+        service = meter.service(PowerQualityService)
+        analyse = service.analyse
+        analysed = threading.Event()
+
+        def watched(block: WaveformBlock) -> PqOutcome:
+            outcome = analyse(block)
+            analysed.set()
+            return outcome
+
+        service.analyse = watched  # type: ignore[method-assign]
+        feed.start_worker(capacity=3)
+        worker = feed.worker
+        assert worker is not None
+
+        async def cycle() -> None:
+            meter.daemon.step(1.0)
+            stats = worker.stats()
+            assert (stats.queued, stats.analysed) == (1, 0)  # queued, not woken: the worker cannot take it
+            assert not analysed.is_set()
+            await asyncio.sleep(0)  # the loop's next round: the wake
+            assert analysed.wait(WAIT_S)
+
+        asyncio.run(cycle())
+        assert worker.wait_idle(WAIT_S)
+        assert worker.stats().analysed == 1
+    finally:
+        meter.close()
+
+
 def test_start_moves_the_analysis_to_the_worker_when_the_meter_runs_in_real_time(tmp_path: Path) -> None:
     meter = SimMeter(tmp_path, display={"kind": "dummy"}, sim={"speed": 1.0}, power_quality={"enabled": True})
     try:

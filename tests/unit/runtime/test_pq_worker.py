@@ -126,3 +126,32 @@ def test_worker_gives_the_inline_results_and_a_dropped_block_flags_the_values() 
     assert lost.frequency_hz == pytest.approx(50.0, abs=0.001) and lost.frequency_flagged is True
     assert lost.aggregates["150-cycle"].flagged is True
     assert lost.rms_10cycle["U1"] == pytest.approx(ok.rms_10cycle["U1"], rel=1e-6)
+
+
+def test_a_block_queued_without_waking_waits_for_the_wake() -> None:
+    """``submit(wake=False)`` leaves the block queued (the worker cannot take it), ``wake`` hands
+    over everything queued: the loop decides when the worker competes for the interpreter lock."""
+    done = threading.Event()
+    seen: list[int] = []
+
+    def analyse(b: WaveformBlock) -> int:
+        seen.append(b.first_index)
+        if len(seen) == 2:
+            done.set()
+        return b.first_index
+
+    worker: PqWorker[int] = PqWorker(analyse, capacity=4)
+    worker.start()
+    try:
+        assert worker.submit(block(0, 80), wake=False) and worker.submit(block(80, 80), wake=False)
+        stats = worker.stats()
+        assert (stats.analysed, stats.queued) == (0, 2) and seen == []
+        worker.wake()
+        assert done.wait(WAIT_S)
+        assert worker.wait_idle(WAIT_S)
+        assert worker.take() == [0, 80]
+        worker.wake()  # nothing queued: a wake is harmless
+        assert worker.submit(block(160, 80))  # woken at once (the default)
+        assert worker.wait_idle(WAIT_S) and worker.take() == [160]
+    finally:
+        worker.stop()
