@@ -56,7 +56,7 @@ class Mark(NamedTuple):
     A named tuple (immutable, made about 300 times a second per three-phase supply: cheaper than
     a frozen dataclass)."""
 
-    index: float
+    index: float  # type: ignore[assignment]  # the field hides tuple.index, which marks never use
     direction: int
     real: bool
 
