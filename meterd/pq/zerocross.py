@@ -226,8 +226,8 @@ class ZeroCrossingDetector:
         a, b = float(self._raw[c]), float(self._raw[c + 1])
         raw = self._raw_first + c + a / (a - b)
         offsets = self._offsets[direction]
-        offsets.append(estimate - raw)
-        placed = raw + _median(offsets)
+        offsets.append(float(estimate - raw))  # plain floats: sorted for the median 100 times a second
+        placed = np.float64(raw + _median(offsets))  # a numpy float, as every mark index
         # in steady state the (smooth) filtered estimate is kept: interpolating between raw samples
         # that carry harmonics up to 2.5 kHz jitters by a few hundredths of a sample
         return estimate if abs(estimate - placed) <= _DISTURBED_SAMPLES else placed
@@ -257,7 +257,7 @@ class ZeroCrossingDetector:
             if same is not None and good is same:
                 period = mark.index - same.index
                 if abs(period - self._nominal_period) <= 0.15 * self._nominal_period:
-                    self._periods.append(period)
+                    self._periods.append(float(period))
                     median = _median(self._periods)
                     if median != self.period:  # the delay only changes with the period
                         self.period = median
