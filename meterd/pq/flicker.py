@@ -70,12 +70,14 @@ class Flickermeter:
         self._started = False
         self.k = scale_k if scale_k is not None else calibrated_k(fs_hz, f_mains_hz, lamp)
 
-    def _start(self, mean_square: FloatArray) -> None:
-        """Filter states at steady state for the first second's mean square of each channel (V²)."""
+    def _start(self, mean_square: FloatArray, first_index: int) -> None:
+        """Filter states at steady state for the first second's mean square of each channel (V²);
+        ``first_index``: the index of the first sample filtered. The anti-alias filter computes
+        only the outputs the decimation keeps (sample indices divisible by ``DECIMATION``)."""
         f = self._f
         channels = mean_square.shape[0]
         ms = mean_square[None, :, None]
-        self._aa = SosFilter(f.anti_alias, channels)
+        self._aa = SosFilter(f.anti_alias, channels, every=DECIMATION, offset=-first_index % DECIMATION)
         self._aa.state = steady_state(f.anti_alias)[:, None, :] * ms
         self._ref = SosFilter(f.ref, channels)
         self._ref.state = steady_state(f.ref)[:, None, :] * ms
@@ -104,7 +106,7 @@ class Flickermeter:
                 empty = np.zeros(0) if one else np.zeros((x2.shape[0], 0))
                 return np.zeros(0, dtype=np.int64), empty
             self._prebuffer = []
-            self._start(np.mean(held[:, : self._init_len] ** 2, axis=1))
+            self._start(np.mean(held[:, : self._init_len] ** 2, axis=1), self._pre_first)
             first_index, x2 = self._pre_first, held
         idx, p = self._run(first_index, x2)
         if not full_rate:
@@ -113,10 +115,9 @@ class Flickermeter:
         return idx, (p[0] if one else p)
 
     def _run(self, first_index: int, x: FloatArray) -> tuple[np.ndarray, FloatArray]:
-        s = self._aa.filter(x * x)
+        s = self._aa.filter(x * x)  # at the sample indices divisible by DECIMATION only
         idx = first_index + np.arange(x.shape[1])
-        keep = idx % DECIMATION == 0
-        s, idx = s[:, keep], idx[keep]
+        idx = idx[idx % DECIMATION == 0]
         if idx.size == 0:
             return np.zeros(0, dtype=np.int64), np.zeros((x.shape[0], 0))
         ref = self._ref.filter(s)

@@ -135,9 +135,16 @@ class SosFilter:
 
     ``state``, shape (sections, channels, 2), is scipy's ``zi`` layout: set it (e.g. from
     :func:`steady_state`) before the first samples; it is the state at the last block boundary.
+
+    ``every`` > 1 (a divisor of ``block``): only the outputs at positions p ≡ ``offset`` (mod
+    ``every``) are computed and returned, p counted from the filter's first sample (a filter
+    ahead of a decimation): each block's product then has ``block/every`` output columns instead
+    of ``block``; the state runs over every sample as before.
     """
 
-    def __init__(self, sos: FloatArray, channels: int, block: int = 64) -> None:
+    def __init__(self, sos: FloatArray, channels: int, block: int = 64, every: int = 1, offset: int = 0) -> None:
+        if every < 1 or block % every:
+            raise ValueError("every must be a positive divisor of the block")
         self.sos = np.asarray(sos, dtype=np.float64)
         a_m, b_v, c_v, d = state_space(self.sos)
         n = a_m.shape[0]
@@ -164,7 +171,8 @@ class SosFilter:
         lifted[:block, block:] = reach.T
         lifted[block:, :block] = obs.T
         lifted[block:, block:] = np.linalg.matrix_power(a_m, block).T
-        self._lifted = lifted
+        self._columns = np.arange(offset % every, block, every)  # outputs computed within a block
+        self._lifted = np.ascontiguousarray(lifted[:, np.concatenate((self._columns, np.arange(block, block + n)))])
         self._s = np.zeros((channels, n))
         self._pending = np.zeros((channels, 0))
 
@@ -181,7 +189,8 @@ class SosFilter:
         self._s = np.ascontiguousarray(zi.transpose(1, 0, 2).reshape(self._channels, self._n))
 
     def filter(self, x: FloatArray) -> FloatArray:
-        """Filtered samples of consecutive calls, shape (channels, n) as ``x``."""
+        """Filtered samples of consecutive calls, shape (channels, n) as ``x`` (with ``every`` > 1:
+        only the outputs at the chosen positions among this call's samples)."""
         held = self._pending.shape[1]
         xa = np.asarray(x, dtype=np.float64)
         buf = np.concatenate((self._pending, xa), axis=1) if held else xa
@@ -191,22 +200,27 @@ class SosFilter:
         complete = total // size
         rest = total - complete * size
         blocks = complete + (rest > 0)
-        # every block as [x of the block, state at its start], one row per channel: the same
-        # (channels, size + n) · lifted product per block as ever, without copies in the loop
+        # every block as [x of the block, state at its start], one row per channel: one
+        # (channels, size + n) · lifted product per block, without copies in the loop
         work = np.zeros((blocks, self._channels, size + self._n))
         work[:complete, :, :size] = buf[:, : complete * size].reshape(self._channels, complete, size).transpose(1, 0, 2)
         if rest:
             work[complete, :, :rest] = buf[:, complete * size :]
-        result = np.empty_like(work)
+        m = self._columns.size
+        result = np.empty((blocks, self._channels, m + self._n))
         state = self._s
         lifted = self._lifted
         for k in range(blocks):
             w = work[k]
             w[:, size:] = state
             np.matmul(w, lifted, out=result[k])
-            state = result[k, :, size:]
+            state = result[k, :, m:]
         if complete:
-            self._s = np.array(result[complete - 1, :, size:])
-        out = result[:, :, :size].transpose(1, 0, 2).reshape(self._channels, blocks * size)
+            self._s = np.array(result[complete - 1, :, m:])
+        out = result[:, :, :m].transpose(1, 0, 2).reshape(self._channels, blocks * m)
+        if m < size:  # the computed outputs of this call's samples only
+            positions = (np.arange(blocks)[:, None] * size + self._columns[None, :]).ravel()
+            self._pending = np.array(buf[:, complete * size :])
+            return np.asarray(out[:, (positions >= held) & (positions < total)])
         self._pending = np.array(buf[:, complete * size :])
         return out[:, held:total]
