@@ -103,3 +103,31 @@ def test_state_is_set_only_at_a_block_boundary() -> None:
     f.filter(np.ones((1, 10)))
     with pytest.raises(ValueError):
         f.state = np.zeros((1, 1, 2))
+
+
+@pytest.mark.parametrize("offset", [0, 3, 7])
+def test_a_decimating_filter_gives_the_kept_outputs_however_the_stream_is_cut(offset: int) -> None:
+    """``every = 8``: the outputs at positions ≡ offset (mod 8) only, the same values as the whole
+    filter's there (the same products), whatever the calls' sizes; the state runs on unchanged."""
+    rng = np.random.default_rng(11)
+    sos = iir.butter_sos(6, 150.0, 8000.0)
+    n = 20_000
+    x = (325 * np.sin(2 * np.pi * 50 * np.arange(n) / 8000.0)[None, :] + rng.standard_normal((2, n))) ** 2
+    zi = iir.steady_state(sos)[:, None, :] * np.mean(x[:, :8000], axis=1)[None, :, None]
+    full = iir.SosFilter(sos, 2)
+    full.state = zi
+    want = full.filter(x)[:, offset::8]
+
+    kept = iir.SosFilter(sos, 2, every=8, offset=offset)
+    kept.state = zi
+    parts, at = [], 0
+    for size in [1, 7, 8, 9, 63, 64, 65, 0, 8000, *rng.integers(1, 2000, size=20).tolist()]:
+        parts.append(kept.filter(x[:, at : at + size]))
+        at += size
+    parts.append(kept.filter(x[:, at:]))
+    got = np.concatenate(parts, axis=1)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0.0)
+    np.testing.assert_array_equal(kept.state, full.state)
+    with pytest.raises(ValueError):
+        iir.SosFilter(sos, 1, every=3)  # not a divisor of the 64-sample block
