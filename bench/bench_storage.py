@@ -15,6 +15,7 @@ itself are counted as they happen either way. The ext4 journal's own blocks (wri
 kernel's journal thread) are not in these figures. The last-alive file goes to tmpfs
 (``/dev/shm``), as on a Pi (``/run/meterd``): the simulation's default puts it in the state
 directory, where its 16 bytes a second would cost a page every 30 s that a Pi never writes.
+A long run prints the figure so far on stderr after each hour of meter time.
 
 ``--trace FILE`` is for attribution per file: run the bench under
 ``strace -f -y -e trace=write,pwrite64,fsync,fdatasync -o FILE`` and pass the same FILE: the bench
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))
 
 WARM_UP_S = 600
 DAY_S = 86_400
+PROGRESS_S = 3600  # a line on stderr per hour of meter time
 _CALL = re.compile(r"^\d+\s+(write|pwrite64|fsync|fdatasync)\((\d+)<([^>]*)>(.*)\)\s+=\s+(-?\d+)")
 
 
@@ -89,6 +91,9 @@ def run(pq: bool, seconds: int, writeback_s: int) -> float:
             sm.run(step)
             done += step
             _writeback(state)
+            if done % PROGRESS_S < step and done < seconds:  # a long run reports as it goes
+                print(f"  after {done / 3600:.1f} h of meter time: {(_written() - before) * DAY_S / done / 1e6:.2f}"
+                      " MB/day", file=sys.stderr, flush=True)
         written = _written() - before
         _mark(b"MARK-END")
         sm.close()

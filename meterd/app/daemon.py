@@ -112,8 +112,10 @@ class Daemon:
         cfg = self.cfg
         self.store = self._open_copies()
         self.journal = self.store.journal
-        self.registry.provide(StartEvidence, StartEvidence(self.store.host_kept), by="storage")
         last = self.store.restored
+        self.registry.provide(StartEvidence, StartEvidence(self.store.host_kept, last.utc if last is not None else None),
+                              by="storage")
+        self.registry.provide(EnergyCopies, self.store, by="storage")  # its synced checkpoints: last-alive times
         backends = backends_for(cfg)
         if backends.clock == "sim":
             start = cfg.sim.start()

@@ -6,8 +6,13 @@ carries more than ``cut_max_current_a`` (A) — voltage gone with current still 
 "current without voltage" tamper, not a cut; it ends when the input is released and the voltage
 condition clears (some phase back at ``supply_loss_v + restore_hysteresis_v`` or above).
 If the meter itself stops, the outage is measured at the next start from the RTC: from the
-persisted outage start (last-gasp time) or, failing that, from the last-alive heartbeat
-(persisted every ``heartbeat_period_s``) to the start time. A finer last-alive time kept where
+persisted outage start (last-gasp time) or, failing that, from the last-alive time to the start
+time. The last-alive time is the later of the persisted heartbeat and the newest energy
+checkpoint found at start (:attr:`StartEvidence.checkpoint_utc`: every checkpoint is a time the
+meter was alive, and one is forced to the medium every ``sync_period_s`` while energy flows); the
+heartbeat is persisted only when neither is younger than ``heartbeat_period_s``
+(:meth:`PowerFailMonitor.alive_stale`), so the start of an outage is known to within
+``heartbeat_period_s`` (and a cycle) at no write of its own while the checkpoint carries it. A finer last-alive time kept where
 writing is free (:meth:`PowerFailMonitor.seen_alive`: a RAM file that survives a crash of the
 daemon, or the RTC's battery-backed RAM that also survives a power cut) narrows that estimate;
 the failure carries the uncertainty of its start (s). Outages shorter than ``long_failure_s``
@@ -129,9 +134,12 @@ class StartEvidence:
     ``host_kept``: True when the host kept running all along (the RAM file system that holds the
     energy journal is the one of the previous start: its boot token is unchanged; a reboot or a
     power cut empties it), False when it did not, None when nothing tells (no journal, first start).
+    ``checkpoint_utc``: the time of the newest energy checkpoint restored at start (None: none), a
+    time the meter was alive.
     """
 
     host_kept: bool | None = None
+    checkpoint_utc: _dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +224,22 @@ class PowerFailMonitor:
             long_failures=s.long_failures + int(long),
             long_failure_time_s=s.long_failure_time_s + (duration_s if long else 0))
         return PowerFailure(start_utc, end_utc, duration_s, long, estimated, clock_suspect=raw_s < 0)
+
+    def alive_stale(self, utc: _dt.datetime, saved_alive: _dt.datetime | None,
+                    durable_alive: _dt.datetime | None) -> bool:
+        """True when the heartbeat must be persisted at ``utc``: running (not in an outage) and
+        neither the persisted last-alive time ``saved_alive`` nor ``durable_alive`` (the newest
+        energy checkpoint forced to the medium) is younger than ``heartbeat_period_s``."""
+        if self.in_outage:
+            return False
+        newest = max((t for t in (saved_alive, durable_alive) if t is not None), default=None)
+        return newest is None or (utc - newest).total_seconds() >= self.settings.heartbeat_period_s
+
+    def mark_alive(self, utc: _dt.datetime, mono_s: float) -> None:
+        """The meter is alive at ``utc``: the heartbeat taken now (to be persisted by the caller)."""
+        if not self.in_outage:
+            self._heartbeat_mono = mono_s
+            self._state = replace(self._state, last_alive_utc=utc)
 
     def seen_alive(self, utc: _dt.datetime, resolution_s: float) -> bool:
         """Before :meth:`start`: a last-alive time kept with a finer ``resolution_s`` (s) than the

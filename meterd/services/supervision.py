@@ -5,11 +5,18 @@ calls the last-gasp callback, then records "power down"), the tamper detectors, 
 voltage monitor (under / over / missing voltage with programmable thresholds in V and minimum
 durations in s; "voltage normal" ends an episode). While a power cut is in progress the electrical
 detectors are frozen (the readings are meaningless), the input-driven tampers (cover, magnet) keep
-running. ``on_start(now_utc, evidence)`` accounts the outage that stopped the meter, or records
+running. ``on_start(now_utc, evidence)`` accounts the outage that stopped the meter (its start
+the later of the persisted last-alive time and the newest energy checkpoint), or records
 a software restart ("watchdog error") when the meter crashed while the host kept running. Events go through the
 :class:`~meterd.core.events.EventRecorder`; the alarm register listens to it. Active tampers,
 voltage levels, alarms and power state are saved in a :class:`~meterd.core.events.StateStore`
 so that an episode open across a restart ends exactly once.
+
+The last-alive heartbeat rides on the energy checkpoint: given ``durable_alive`` (the time of the
+newest checkpoint forced to the medium), the heartbeat is persisted only when neither it nor the
+last persisted one is younger than ``heartbeat_period_s`` (a meter through which no energy
+flows, whose checkpoint is not saved); an outage's start is known to within
+``heartbeat_period_s`` either way.
 """
 
 from __future__ import annotations
@@ -196,11 +203,15 @@ class Supervision:
     """Runs the supervision of one meter; owned by the metering loop (one thread)."""
 
     def __init__(self, settings: SupervisionSettings | None = None, store: SupervisionStore | None = None,
-                 last_gasp: LastGasp | None = None, alive: AliveCell | None = None) -> None:
+                 last_gasp: LastGasp | None = None, alive: AliveCell | None = None,
+                 durable_alive: Callable[[], _dt.datetime | None] | None = None) -> None:
+        """``durable_alive``: the UTC of the newest energy checkpoint forced to the medium (None:
+        none yet); without it the heartbeat is persisted every ``heartbeat_period_s``."""
         self.settings = settings or SupervisionSettings()
         self._store = store
         self._last_gasp = last_gasp
         self._alive = alive
+        self._durable_alive = durable_alive
         self._alive_mono: float | None = None
         self.recorder = EventRecorder(self.settings.depths, store)
         self.alarms = AlarmRegister(self.settings.alarm_filter, store)
@@ -208,6 +219,7 @@ class Supervision:
         self.tamper = TamperMonitor(self.settings.tamper, self._saved_tampers())
         self.voltage = PhaseVoltageMonitor(self.settings.voltage, self._saved_levels())
         self.power = PowerFailMonitor(self.settings.power, self._saved_power())
+        self._saved_alive = self.power.state.last_alive_utc  # the persisted last-alive time
         self._started = False
 
     # --- restoring state -------------------------------------------------------------------
@@ -243,6 +255,9 @@ class Supervision:
         so the first heartbeat can never overwrite the last-alive time of the previous run.
         """
         self._started = True
+        checkpoint = evidence.checkpoint_utc if evidence is not None else None
+        if checkpoint is not None and checkpoint <= now_utc:
+            self.power.seen_alive(checkpoint, self.settings.power.heartbeat_period_s)
         fine = self._alive.read() if self._alive is not None else None
         if fine is not None and fine <= now_utc:
             assert self._alive is not None
@@ -257,7 +272,7 @@ class Supervision:
                 self.recorder.record(ec.code("POWER_DOWN"), failure.start_utc,
                                      {"estimated": True, "start_uncertainty_s": failure.start_uncertainty_s})
             self._record_restoration(failure)
-        self._save(_POWER_KEY, self.power.state.to_record())
+        self._save_power()
         return failure
 
     def on_latched_cover_open(self, opened_utc: _dt.datetime, now_utc: _dt.datetime, cover_open_now: bool) -> bool:
@@ -287,7 +302,11 @@ class Supervision:
     def on_stop(self, utc: _dt.datetime) -> None:
         """A clean service stop: the next start is not counted as a power failure."""
         self.power.stop(utc)
+        self._save_power()
+
+    def _save_power(self) -> None:
         self._save(_POWER_KEY, self.power.state.to_record())
+        self._saved_alive = self.power.state.last_alive_utc
 
     # --- per cycle -------------------------------------------------------------------------
     def on_cycle(self, utc: _dt.datetime, reading: Reading | None,
@@ -303,7 +322,7 @@ class Supervision:
         now_mono = mono_s if mono_s is not None else (reading.mono_s if reading is not None else None)
         if now_mono is None:
             raise ValueError("mono_s is required when there is no reading")
-        recorded = self._apply_power(self.power.update(utc, now_mono, reading, states))
+        recorded = self._apply_power(self.power.update(utc, now_mono, reading, states), utc, now_mono)
         self._keep_alive(utc, now_mono)
         electrical = None if self.power.in_outage else reading
         recorded += self._run_tamper(utc, now_mono, electrical, states)
@@ -326,7 +345,8 @@ class Supervision:
             self._alive_mono = mono_s
             cell.write(utc)
 
-    def _apply_power(self, update: PowerUpdate) -> list[EventEntry]:
+    def _apply_power(self, update: PowerUpdate, utc: _dt.datetime | None = None,
+                     mono_s: float | None = None) -> list[EventEntry]:
         recorded: list[EventEntry] = []
         if update.down_utc is not None:
             try:
@@ -336,8 +356,13 @@ class Supervision:
                 recorded.append(self.recorder.record(ec.code("POWER_DOWN"), update.down_utc))
         if update.restored is not None:
             recorded += self._record_restoration(update.restored)
-        if update.save:
-            self._save(_POWER_KEY, self.power.state.to_record())
+        edge = update.down_utc is not None or update.restored is not None
+        if update.save and (edge or self._durable_alive is None):
+            self._save_power()
+        elif self._durable_alive is not None and utc is not None and mono_s is not None \
+                and self.power.alive_stale(utc, self._saved_alive, self._durable_alive()):
+            self.power.mark_alive(utc, mono_s)  # no checkpoint carries the last-alive time: save it
+            self._save_power()
         return recorded
 
     def _record_restoration(self, failure: PowerFailure) -> list[EventEntry]:

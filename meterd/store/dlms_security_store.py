@@ -53,7 +53,11 @@ class DlmsSecurityStore:
         self._in_block = in_block
         self._last: dict[str, int] = {}  # last accepted incoming value, per name
         self._mark: dict[str, int] = {}  # stored high-water mark, per name
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()  # a connection left open would keep holding the file's lock
+            raise
 
     def _migrate(self) -> None:
         version = admit(self._db, self.path, SCHEMA)

@@ -21,7 +21,9 @@ database emptied or behind the register file, a journal that holds no record alt
 is there) is logged at WARNING and becomes an NV memory error event (alarm bit 10) with the copy
 and the reason, and, when the state was restored from a durable copy, a storage fall-back event
 with the sequence number and time of the restored state (energy counted after it may be
-missing). A damaged database is moved aside (``energy.db.damaged-<UTC>``) and made anew.
+missing). A damaged database is moved aside (``energy.db.damaged-<UTC>``) and made anew; a
+database held by another connection ("database is locked": in use, not damaged) is left as it is
+and the meter does not start (:class:`StorageUnavailable`).
 
 The registers start from zero only on a commissioned meter: ``meterd commission`` writes the
 commissioning record, and the first start after it begins at zero and records "meter
@@ -64,6 +66,7 @@ from meterd.store.energy_journal import EnergyJournal, JournalError
 from meterd.store.energy_store import EnergyStore
 from meterd.store.register_file import REGISTER_FILE_NAME, RegisterFile, sync_directory
 from meterd.store.schema import SchemaRefused, take_notices
+from meterd.store.sqlite import DatabaseLocked
 
 log = logging.getLogger("meterd.storage")
 
@@ -218,6 +221,9 @@ class EnergyCopies:
         self.state_dir = Path(state_dir)
         self.serial = serial
         self.fault: OSError | None = None
+        #: the UTC of the newest checkpoint forced to the medium since start (None: none yet): a
+        #: time the meter was alive that survives a power cut (the supervision's heartbeat)
+        self.synced_utc: _dt.datetime | None = None
         self.damaged: dict[str, str] = {}
         self._events: list[StorageEvent] = []
         self._failures = 0
@@ -275,6 +281,8 @@ class EnergyCopies:
         try:
             return EnergyStore(path, commissioning)
         except SchemaRefused as exc:  # a newer slot's file this code cannot read: never reset it
+            raise StorageUnavailable(str(exc)) from None
+        except DatabaseLocked as exc:  # in use, not damaged: never moved aside or made anew
             raise StorageUnavailable(str(exc)) from None
         except StateError as exc:
             self._damage("database", str(exc))
@@ -430,6 +438,8 @@ class EnergyCopies:
             self._failed(exc)
             raise CheckpointWriteError(str(exc)) from None
         self._succeeded(sync)
+        if sync:
+            self.synced_utc = utc
         return checkpoint
 
     def _failed(self, exc: Exception) -> None:

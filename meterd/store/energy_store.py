@@ -16,6 +16,8 @@ Durability rules:
   * a random instance id, made with the database (table ``meta``), names this database; the
     meter's commissioning id (``meta`` key ``commissioning``, see
     :mod:`meterd.store.energy_copies`) is stored with it and returned with every checkpoint;
+  * a file held by another connection raises :class:`~meterd.store.sqlite.DatabaseLocked` at
+    open (in use, not damaged);
   * an unreadable file (not a database, a damaged page) raises :class:`StateError` at open; a
     failed write (disk full, I/O error, read-only) raises
     :class:`~meterd.core.checkpoint.CheckpointWriteError` and leaves the last checkpoint as it was;
@@ -44,7 +46,7 @@ from meterd.core.checkpoint import Checkpoint, CheckpointWriteError
 from meterd.core.energy import ALL_KEYS, RegisterKey
 from meterd.core.errors import StateError
 from meterd.store.schema import SchemaRefused, StoreSchema, admit, stamp
-from meterd.store.sqlite import open_database
+from meterd.store.sqlite import DatabaseLocked, locked, open_database
 
 SCHEMA = StoreSchema("energy", {1: 1, 2: 1})  # 2: table meta (additive)
 SCHEMA_VERSION = SCHEMA.version
@@ -90,6 +92,8 @@ class EnergyStore:
             self._last: Checkpoint | None = self._read()
         except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
             self._db.close()
+            if locked(exc):
+                raise DatabaseLocked(f"{self.path}: in use by another connection or process ({exc})") from None
             raise StateError(f"{self.path}: damaged energy database: {exc}") from None
         except StateError:
             self._db.close()

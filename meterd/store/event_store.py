@@ -69,7 +69,11 @@ class SqliteEventStore:
         self._lock = threading.Lock()
         self._db = open_database(self.path, synchronous, error=EventStoreError)
         self._backlog = WriteBacklog(f"event store {self.path}")
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()  # a connection left open would keep holding the file's lock
+            raise
 
     def _migrate(self) -> None:
         version = admit(self._db, self.path, SCHEMA, error=EventStoreError)

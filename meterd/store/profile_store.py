@@ -66,16 +66,16 @@ def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], declare
     conn = open_database(path, synchronous, error=error)
     try:
         found = admit(conn, path, declared, error=error)
-    except ProfileStoreError:
-        conn.close()
+        if found > declared.version or (found == declared.version and _has_tables(conn, schema)):
+            return conn  # nothing to write: a start on a full disk goes on
+        with conn:
+            conn.execute("BEGIN")
+            for statement in schema:
+                conn.execute(statement)
+            stamp(conn, declared)
+    except BaseException:
+        conn.close()  # a connection left open would keep holding the file's lock
         raise
-    if found > declared.version or (found == declared.version and _has_tables(conn, schema)):
-        return conn  # nothing to write: a start on a full disk goes on
-    with conn:
-        conn.execute("BEGIN")
-        for statement in schema:
-            conn.execute(statement)
-        stamp(conn, declared)
     return conn
 
 

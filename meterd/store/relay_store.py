@@ -67,7 +67,11 @@ class RelayStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = open_database(self.path, "FULL")
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()  # a connection left open would keep holding the file's lock
+            raise
         self.saves = 0
 
     def _migrate(self) -> None:

@@ -52,12 +52,15 @@ class SqliteStsStore:
         self._path = Path(path)
         self._companion_name = companion_name
         self._create_private_file()
+        self._db = open_database(self._path, "FULL", error=StsStateError)
         try:
-            self._db = open_database(self._path, "FULL", error=StsStateError)
             self._db.executescript(_SCHEMA)
             self._check_schema()
-        except sqlite3.Error as exc:
-            raise StsStateError(f"cannot open STS state store: {exc}") from None
+        except BaseException as exc:
+            self._db.close()  # a connection left open would keep holding the file's lock
+            if isinstance(exc, sqlite3.Error):
+                raise StsStateError(f"cannot open STS state store: {exc}") from None
+            raise
 
     def _create_private_file(self) -> None:
         if not self._path.exists():

@@ -2,7 +2,9 @@
 in the registers is carried by the next meterd from the pending-energy record, once.
 
 A crash is simulated by building a new meter on the same state directory (and so the same
-journal and record in RAM) without closing or draining the old one."""
+journal and record in RAM) without draining the old one or saving its registers; the old one's
+files are released first, as the kernel releases a killed process's (meterd holds each of its
+databases exclusively while it runs)."""
 
 from __future__ import annotations
 
@@ -49,28 +51,26 @@ def test_kill_between_tick_and_drain_loses_nothing_and_counts_nothing_twice(tmp_
     ticks_without_drain(first, 5)
     assert first.meter.registers.snapshot() == journaled  # the five ticks are only pending
 
-    second = SimMeter(state)  # kill -9 of the first, restart on the same state
-    try:
-        undrained = dict(first.meter.pending.drain().deltas)  # what the five ticks measured (nothing written)
-        assert undrained and sum(undrained.values()) > 0
-        assert second.meter.registers.snapshot() == journaled
-        assert second.meter.carried == undrained
+    abandon(first)  # kill -9 of the first, restart on the same state
+    second = SimMeter(state)
+    undrained = dict(first.meter.pending.drain().deltas)  # what the five ticks measured (nothing written)
+    assert undrained and sum(undrained.values()) > 0
+    assert second.meter.registers.snapshot() == journaled
+    assert second.meter.carried == undrained
 
-        third = SimMeter(state)  # the second killed at once, before it drained or journaled anything
-        try:
-            assert third.meter.carried == undrained
-            third.run(3)
-            final = third.meter.registers.snapshot()
-            gained = {k: final[k] - journaled[k] for k in ALL_KEYS if final[k] != journaled[k]}
-            # the carried energy once, plus the third's own three ticks: no more, no less
-            assert gained == {k: v for k, v in measured(third).items() if v}
-            assert all(gained[k] >= v for k, v in undrained.items())
-            assert total(gained) > total(undrained)
-        finally:
-            abandon(second)
-            third.close()
+    abandon(second)  # the second killed at once, before it drained or journaled anything
+    third = SimMeter(state)
+    try:
+        assert third.meter.carried == undrained
+        third.run(3)
+        final = third.meter.registers.snapshot()
+        gained = {k: final[k] - journaled[k] for k in ALL_KEYS if final[k] != journaled[k]}
+        # the carried energy once, plus the third's own three ticks: no more, no less
+        assert gained == {k: v for k, v in measured(third).items() if v}
+        assert all(gained[k] >= v for k, v in undrained.items())
+        assert total(gained) > total(undrained)
     finally:
-        abandon(first)
+        third.close()
 
 
 def test_kill_after_the_journal_write_carries_nothing(tmp_path: Path):
@@ -78,6 +78,7 @@ def test_kill_after_the_journal_write_carries_nothing(tmp_path: Path):
     first = SimMeter(state)
     first.run(10)
     journaled = first.meter.registers.snapshot()
+    abandon(first)
     second = SimMeter(state)
     try:
         assert second.meter.carried == {}
@@ -86,7 +87,6 @@ def test_kill_after_the_journal_write_carries_nothing(tmp_path: Path):
         assert result is not None
         assert total(second.meter.registers.snapshot()) == total(journaled) + total(result.deltas)
     finally:
-        abandon(first)
         second.close()
 
 

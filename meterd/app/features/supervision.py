@@ -28,8 +28,11 @@ Wires :class:`meterd.services.supervision.Supervision` into the daemon:
 
 Heartbeat: the power-fail input (the supply supervisor's last gasp) dates a power cut exactly.
 Without it (a supervisor that did not fire, a host that went down with meterd) the outage starts at
-the last-alive time: saved in SQLite every ``heartbeat_period_s`` (default 300 s: one small transaction every
-five minutes, for SD cards) and, every second, in ``alive_file``
+the last-alive time: the later of the newest energy checkpoint (forced to the medium every
+``sync_period_s`` while energy flows: :attr:`~meterd.store.energy_copies.EnergyCopies.synced_utc`)
+and the heartbeat saved in SQLite, which is saved only when neither is younger than
+``heartbeat_period_s`` (default 300 s; so no write of its own while the checkpoint carries it)
+and, every second, in ``alive_file``
 (:class:`~meterd.store.alive_file.AliveFile`, 16 bytes
 rewritten in place, no flash wear): by default in meterd's runtime directory (``/run/meterd``,
 tmpfs, kept across a crash or restart of meterd but not across a power cut; in simulation the
@@ -72,6 +75,7 @@ from meterd.runtime.rtc_tamper import read_rtc_tamper_latch
 from meterd.runtime.supervision_inputs import InputEdges, PowerFailEvents
 from meterd.services.supervision import Supervision, SupervisionSettings, VoltageSettings
 from meterd.store.alive_file import AliveFile, alive_path
+from meterd.store.energy_copies import EnergyCopies
 from meterd.store.event_store import SqliteEventStore
 
 log = logging.getLogger("meterd.supervision")
@@ -185,7 +189,9 @@ def attach(ctx: FeatureContext) -> None:
         with hw.sim.lock:  # the simulated supply is wired as the meter is configured
             hw.sim.grid.set_wiring(1)
     path = alive_path(section.alive_file, cfg.state_dir, sim=hw.sim is not None)
-    supervision = Supervision(section.settings(wiring.phases), store, alive=AliveFile(path) if path is not None else None)
+    copies = ctx.registry.find(EnergyCopies)
+    supervision = Supervision(section.settings(wiring.phases), store, alive=AliveFile(path) if path is not None else None,
+                              durable_alive=(lambda: copies.synced_utc) if copies is not None else None)
     failure = supervision.on_start(clock.utc(), ctx.registry.find(StartEvidence))
     if isinstance(failure, SoftwareRestart):
         log.warning("meterd did not stop cleanly %d s ago while the host kept running: a software restart, "

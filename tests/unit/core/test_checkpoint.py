@@ -58,6 +58,7 @@ def test_store_round_trip_and_monotonic(tmp_path):
     again = EnergyStore(tmp_path / "energy.db")
     cp = again.load()
     assert cp is not None and cp.seq == 2 and cp.registers[KEY] == 7 and cp.utc == t
+    again.close()  # meterd holds its databases exclusively: read the file once it is closed
     db = sqlite3.connect(tmp_path / "energy.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA user_version").fetchone()[0] == 2

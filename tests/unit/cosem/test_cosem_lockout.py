@@ -266,8 +266,8 @@ def test_a_schema_1_store_gets_the_lockout_table_and_keeps_its_counters(tmp_path
     store.close()
     store = DlmsSecurityStore(path)
     assert store.load_lockouts("optical") == {(17, "optical"): (3, START, 2, START)}
+    store.close()  # meterd holds its databases exclusively: read the file once it is closed
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 3
-    store.close()
 
 
 def test_the_meter_takes_the_policy_from_its_config_and_shares_one_lockout_per_link(tmp_path: Path):

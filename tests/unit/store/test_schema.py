@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,8 +63,20 @@ def next_version(path: Path, current: StoreSchema, readable_by: int, statements:
     return newer
 
 
+@contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """The file opened as any SQLite client would (the store closed: meterd holds its databases
+    exclusively), committed and closed at the end."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
 def user_version(path: Path) -> int:
-    with sqlite3.connect(path) as db:
+    with raw(path) as db:
         return int(db.execute("PRAGMA user_version").fetchone()[0])
 
 
@@ -84,7 +98,7 @@ def test_declarations_run_one_to_n_with_readers_at_or_below() -> None:
 
 def test_new_files_carry_their_stamp(tmp_path: Path) -> None:
     EnergyStore(tmp_path / "energy.db").close()
-    with sqlite3.connect(tmp_path / "energy.db") as db:
+    with raw(tmp_path / "energy.db") as db:
         assert db.execute("SELECT store, version, readable_by FROM meterd_schema").fetchone() == \
             ("energy", energy_store.SCHEMA_VERSION, 1)
 
@@ -106,7 +120,7 @@ def test_an_additive_change_of_the_next_version_is_read_and_written_on(tmp_path:
     assert [(n.code, n.store, n.found, n.readable_by, n.supported) for n in notices] == \
         [(ec.code("STORE_SCHEMA_NEWER"), "energy", 3, 2, 2)]
     assert user_version(path) == 3  # the newer slot's stamp and tables stay
-    with sqlite3.connect(path) as db:
+    with raw(path) as db:
         assert db.execute("SELECT note FROM tariff_notes").fetchall() == [("kept",)]
         assert db.execute("SELECT origin FROM checkpoint").fetchone() == ("slot",)
     reopened = EnergyStore(path)
@@ -134,7 +148,7 @@ def test_a_breaking_change_with_a_down_migration_is_taken_back(tmp_path: Path) -
     notices = take_notices(tmp_path)
     assert [(n.code, n.found, n.migrated_to) for n in notices] == [(ec.code("STORE_SCHEMA_MIGRATED_BACK"), 2, 1)]
     assert user_version(path) == 1
-    with sqlite3.connect(path) as db:
+    with raw(path) as db:
         assert db.execute(f"SELECT COUNT(*) FROM {DOWN_TABLE}").fetchone() == (0,)
         assert db.execute("SELECT version, readable_by FROM meterd_schema").fetchone() == (1, 1)
 
@@ -161,14 +175,14 @@ def test_a_failing_down_migration_leaves_the_file_as_it_was(tmp_path: Path) -> N
     with pytest.raises(EventStoreError, match="down-migration to 1 failed"):
         SqliteEventStore(path)
     assert user_version(path) == 2
-    with sqlite3.connect(path) as db:
+    with raw(path) as db:
         assert db.execute("SELECT name FROM sqlite_master WHERE name = 'extra'").fetchone() == ("extra",)
 
 
 def test_a_file_older_than_the_stamp_is_readable_only_by_its_own_version(tmp_path: Path) -> None:
     path = tmp_path / "relay.db"
-    relay_store.RelayStore(path)
-    with sqlite3.connect(path) as db:
+    relay_store.RelayStore(path).close()
+    with raw(path) as db:
         db.execute("DROP TABLE meterd_schema")
         db.execute("PRAGMA user_version=4")
     with pytest.raises(StateError, match="schema 4 needs software of schema 4"):
@@ -177,14 +191,14 @@ def test_a_file_older_than_the_stamp_is_readable_only_by_its_own_version(tmp_pat
 
 def test_the_sts_store_keeps_its_version_in_its_meta_table(tmp_path: Path) -> None:
     path = tmp_path / "sts.db"
-    SqliteStsStore(path)
+    SqliteStsStore(path).close()
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("UPDATE sts_meta SET value = '3' WHERE name = 'schema'")
     db.execute("UPDATE meterd_schema SET version = 3, readable_by = 2")
     db.close()
-    SqliteStsStore(path)
+    SqliteStsStore(path).close()
     assert [(n.store, n.found) for n in take_notices()] == [("sts", 3)]
-    with sqlite3.connect(path) as db:
+    with raw(path) as db:
         db.execute("UPDATE meterd_schema SET readable_by = 3")
     with pytest.raises(StateError, match="sts schema 3"):
         SqliteStsStore(path)
@@ -204,7 +218,7 @@ def test_energy_is_never_lost_and_a_refused_database_is_never_reset(tmp_path: Pa
     assert db_path.read_bytes() == before
     assert not list(state.glob("energy.db.damaged-*"))  # never moved aside as damage
     # the additive form of the same release: read, registers restored whole, the event handed on
-    with sqlite3.connect(db_path) as db:
+    with raw(db_path) as db:
         db.execute("UPDATE meterd_schema SET readable_by = 2")
     copies = EnergyCopies(state, "SN1", None)
     assert copies.restored is not None and copies.restored.registers[KEY] == 5_000_000
@@ -218,9 +232,9 @@ def test_energy_is_never_lost_and_a_refused_database_is_never_reset(tmp_path: Pa
 def test_notices_are_taken_per_state_directory(tmp_path: Path) -> None:
     for name in ("a", "b"):
         path = tmp_path / name / "relay.db"
-        relay_store.RelayStore(path)
+        relay_store.RelayStore(path).close()
         next_version(path, relay_store.SCHEMA, readable_by=3, statements=())
-        relay_store.RelayStore(path)
+        relay_store.RelayStore(path).close()
     assert [n.path.parent.name for n in take_notices(tmp_path / "a")] == ["a"]
     assert [n.path.parent.name for n in take_notices()] == ["b"]
 
