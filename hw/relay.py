@@ -33,9 +33,9 @@ from ``meterd``.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import enum
+import heapq
 import importlib
 import threading
 import time
@@ -370,7 +370,7 @@ class ManualScheduler:
 
     def __init__(self, clock: Any) -> None:
         self._clock = clock
-        self._queue: list[_Timer] = []
+        self._queue: list[tuple[float, int, _Timer]] = []  # a heap in due order (time, then seq)
         self._seq = 0
         self.due_mono: float | None = None
 
@@ -382,12 +382,12 @@ class ManualScheduler:
         """Schedule ``callback(*args)`` at the absolute time ``when`` (s, on the clock)."""
         self._seq += 1
         timer = _Timer(when, self._seq, callback, args)
-        bisect.insort(self._queue, timer, key=lambda t: (t.due_mono, t.seq))
+        heapq.heappush(self._queue, (when, self._seq, timer))
         return timer
 
     def pending(self) -> int:
         """Number of callbacks not yet run or cancelled."""
-        return sum(1 for t in self._queue if not t.cancelled)
+        return sum(1 for _, _, t in self._queue if not t.cancelled)
 
     def run_due(self) -> int:
         """Run, in due order, every callback due at or before the clock's present time without
@@ -396,8 +396,8 @@ class ManualScheduler:
         :attr:`due_mono` holds the time (s) it was due, so it can date what it does."""
         ran = 0
         now = self._clock.mono()
-        while self._queue and self._queue[0].due_mono <= now:
-            timer = self._queue.pop(0)
+        while self._queue and self._queue[0][0] <= now:
+            timer = heapq.heappop(self._queue)[2]
             if not timer.cancelled:
                 self.due_mono = timer.due_mono
                 try:
@@ -410,8 +410,8 @@ class ManualScheduler:
     def advance(self, dt_s: float) -> None:
         """Move time forward by ``dt_s`` (s), running every callback that falls due on the way."""
         end = self._clock.mono() + dt_s
-        while self._queue and self._queue[0].due_mono <= end:
-            timer = self._queue.pop(0)
+        while self._queue and self._queue[0][0] <= end:
+            timer = heapq.heappop(self._queue)[2]
             step = timer.due_mono - self._clock.mono()
             if step > 0:
                 self._clock.advance(step)

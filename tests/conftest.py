@@ -34,3 +34,13 @@ def manual_mono():
     from tests.fakes import ManualMono
 
     return ManualMono()
+
+
+@pytest.fixture
+def ram_tmp_path():
+    """A fresh directory on a RAM file system (:mod:`tests.ram_dir`), removed afterwards: for
+    state directories of tests that prove what the meter computes, never its durability."""
+    from tests.ram_dir import ram_directory
+
+    with ram_directory() as path:
+        yield path

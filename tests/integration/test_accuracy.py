@@ -9,6 +9,14 @@ the meter shows comes from the chip, counted once, lost nowhere.
 
 The points run from 1 % Ib to Imax and on to the 120 A over-current setting (Imax + 20 %): the
 board's current scale (the chip sees I/2) keeps them all inside the chip's registers.
+
+``make test`` runs a pairwise subset of the 72 points (:data:`QUICK`, 18 hours of meter time):
+every current at every power factor once, with the direction and the layout (balanced or one
+phase) chosen so that every pair of values of any two of current, power factor, direction and
+layout occurs, and the one-phase points land on all three phases. An error of the software at
+a point comes from one of these values or the meeting of two (a sign at export, a phase's
+channel mapping, quantisation at the smallest currents); the subset meets each of those, and
+``make soak`` (``slow``) runs the whole matrix and every one-phase point on the other phases.
 """
 
 from __future__ import annotations
@@ -86,9 +94,23 @@ def single_phase_for(current_a: float, pf: str, direction: str) -> str:
     return PHASE_NAMES[rank % 3]
 
 
+def quick_point(current_a: float, pf: str) -> tuple[str, str]:
+    """The direction and layout of the ``make test`` point at ``current_a`` and ``pf``: the
+    direction alternates with the sum of the two indices, and one power factor in three (the
+    current's index modulo 3) is loaded on one phase (its rotated phase), the others balanced."""
+    ci, pi = CURRENTS_A.index(current_a), POWER_FACTORS.index(pf)
+    direction = ["import", "export"][(ci + pi) % 2]
+    layout = f"single-{single_phase_for(current_a, pf, direction)}" if pi == ci % 3 else "balanced"
+    return direction, layout
+
+
+QUICK = [(current, pf, *quick_point(current, pf)) for current in CURRENTS_A for pf in POWER_FACTORS]
+"""The points ``make test`` runs (see the module notes); the rest are ``slow``."""
+
 POINTS = [
     pytest.param(current, pf, direction, layout,
-                 id=f"{current:g}A-pf{pf}-{direction}-{layout}")
+                 id=f"{current:g}A-pf{pf}-{direction}-{layout}",
+                 marks=() if (current, pf, direction, layout) in QUICK else pytest.mark.slow)
     for current, pf, direction, layout in itertools.product(
         CURRENTS_A, POWER_FACTORS, ["import", "export"],
         ["balanced", "single-L1", "single-L2", "single-L3"])
@@ -131,6 +153,17 @@ def test_single_phase_points_cover_every_phase():
     for index, values in ((0, CURRENTS_A), (1, POWER_FACTORS), (2, ["import", "export"])):
         for value in values:
             assert {s[3] for s in singles if s[index] == value} == {"single-L1", "single-L2", "single-L3"}, value
+
+
+def test_quick_points_meet_every_pair_of_values():
+    factors = [CURRENTS_A, POWER_FACTORS, ["import", "export"], ["balanced", "single"]]
+    quick = [(c, pf, d, layout.split("-")[0]) for c, pf, d, layout in QUICK]
+    assert len(QUICK) == 18 and all(p in [q.values for q in POINTS] for p in QUICK)
+    for i, j in itertools.combinations(range(4), 2):
+        assert {(q[i], q[j]) for q in quick} == set(itertools.product(factors[i], factors[j])), (i, j)
+    assert {layout for *_, layout in QUICK if layout != "balanced"} == {"single-L1", "single-L2", "single-L3"}
+    unmarked = [p for p in POINTS if not p.marks]
+    assert sorted(p.values for p in unmarked) == sorted(QUICK)
 
 
 OTHER_PHASES = [
