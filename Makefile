@@ -40,7 +40,7 @@ run: $(STAMP)
 
 # Every test, with the short form of the soak tests (`make soak` runs their full length).
 test: $(STAMP)
-	$(VPY) -m pytest -n $(JOBS) -q -m 'not slow' tests
+	$(VPY) -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder -q -m 'not slow' tests
 
 soak: $(STAMP)
 	PMM_SOAK=1 $(VPY) -m pytest -q -m slow tests

@@ -3,7 +3,8 @@ configuration wins, as on a meter whose parameters were changed. Demand windows 
 new period (recorded maxima kept); rate registers are widened (new rates at 0) or narrowed (the
 energy of removed rates stays in the totals, and the change is logged); a load profile whose
 capture objects or period changed is cleared, and meterd starts. Each change is a
-PARAMETERS_CHANGED event in the standard log."""
+PARAMETERS_CHANGED event in the standard log. The state directory is on a RAM file system
+(:mod:`tests.ram_dir`): these runs prove what a changed configuration does, not the medium."""
 
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def rates_of(meter: SimMeter) -> list[int]:
     return [svc.tariff.get(Quantity.ACTIVE_IMPORT, Channel.TOTAL, r) for r in range(1, svc.tariff.rates + 1)]
 
 
-def test_demand_period_change_restarts_the_windows_and_keeps_maxima(tmp_path: Path) -> None:
-    meter = open_meter(tmp_path)
+def test_demand_period_change_restarts_the_windows_and_keeps_maxima(ram_tmp_path: Path) -> None:
+    meter = open_meter(ram_tmp_path)
     try:
         meter.run(4 * 3600, 60)
         svc = meter.service(RevenueService)
@@ -54,7 +55,7 @@ def test_demand_period_change_restarts_the_windows_and_keeps_maxima(tmp_path: Pa
         assert held.value_w > 2000 and svc.demand.config.period_s == 900
     finally:
         meter.close()
-    meter = open_meter(tmp_path, demand_period_s=300, demand_periods=3)
+    meter = open_meter(ram_tmp_path, demand_period_s=300, demand_periods=3)
     try:
         svc = meter.service(RevenueService)
         assert (svc.demand.config.period_s, svc.demand.config.number_of_periods) == (300, 3)
@@ -72,15 +73,15 @@ def test_demand_period_change_restarts_the_windows_and_keeps_maxima(tmp_path: Pa
         meter.close()
 
 
-def test_more_rates_are_added_at_zero(tmp_path: Path) -> None:
-    meter = open_meter(tmp_path, rates=3)
+def test_more_rates_are_added_at_zero(ram_tmp_path: Path) -> None:
+    meter = open_meter(ram_tmp_path, rates=3)
     try:
         meter.run(86400, 60)
         before = rates_of(meter)
         assert all(v > 0 for v in before)
     finally:
         meter.close()
-    meter = open_meter(tmp_path, rates=4)
+    meter = open_meter(ram_tmp_path, rates=4)
     try:
         assert rates_of(meter) == [*before, 0]
         meter.run(6 * 3600, 60)  # no TariffError: every cycle books to a rate that exists
@@ -99,9 +100,9 @@ def two_rate_calendar() -> dict[str, Any]:
     return calendar
 
 
-def test_fewer_rates_keep_the_removed_energy_in_the_totals(tmp_path: Path,
+def test_fewer_rates_keep_the_removed_energy_in_the_totals(ram_tmp_path: Path,
                                                           caplog: pytest.LogCaptureFixture) -> None:
-    meter = open_meter(tmp_path, rates=3)
+    meter = open_meter(ram_tmp_path, rates=3)
     try:
         meter.run(86400, 60)
         before = rates_of(meter)
@@ -110,7 +111,7 @@ def test_fewer_rates_keep_the_removed_energy_in_the_totals(tmp_path: Path,
     finally:
         meter.close()
     with caplog.at_level(logging.WARNING, logger="meterd.revenue"):
-        meter = open_meter(tmp_path, rates=2, calendar=two_rate_calendar())
+        meter = open_meter(ram_tmp_path, rates=2, calendar=two_rate_calendar())
     try:
         assert rates_of(meter) == before[:2]
         assert meter.meter.registers.snapshot()[A_PLUS] == total  # nothing taken from the total
@@ -125,15 +126,15 @@ def test_fewer_rates_keep_the_removed_energy_in_the_totals(tmp_path: Path,
         meter.close()
 
 
-def test_changed_load_profile_is_cleared_and_meterd_starts(tmp_path: Path) -> None:
-    meter = open_meter(tmp_path)
+def test_changed_load_profile_is_cleared_and_meterd_starts(ram_tmp_path: Path) -> None:
+    meter = open_meter(ram_tmp_path)
     try:
         meter.run(2 * 3600, 60)
         assert meter.service(RevenueService).load_profile.entries_in_use() == 8
         daily_before = meter.service(RevenueService).daily_profile.entries_in_use()
     finally:
         meter.close()
-    meter = open_meter(tmp_path, profile_period_s=600, profile_channels=("status", "active_import_interval"))
+    meter = open_meter(ram_tmp_path, profile_period_s=600, profile_channels=("status", "active_import_interval"))
     try:
         svc = meter.service(RevenueService)
         assert svc.load_profile.entries_in_use() == 0
@@ -147,19 +148,19 @@ def test_changed_load_profile_is_cleared_and_meterd_starts(tmp_path: Path) -> No
         assert any(c["object"] == LOAD_PROFILE_OBIS for c in changes(meter))
     finally:
         meter.close()
-    meter = open_meter(tmp_path, profile_period_s=600, profile_channels=("status", "active_import_interval"))
+    meter = open_meter(ram_tmp_path, profile_period_s=600, profile_channels=("status", "active_import_interval"))
     try:  # same definition again: rows are kept
         assert meter.service(RevenueService).load_profile.entries_in_use() == 6
     finally:
         meter.close()
 
 
-def test_remotely_written_profile_definition_survives_a_restart(tmp_path: Path) -> None:
+def test_remotely_written_profile_definition_survives_a_restart(ram_tmp_path: Path) -> None:
     """A capture definition written at run time (as over DLMS) is the stored one: a restart with
     the same [revenue] section keeps its rows."""
     import dataclasses
 
-    meter = open_meter(tmp_path)
+    meter = open_meter(ram_tmp_path)
     try:
         meter.run(3600, 60)
         svc = meter.service(RevenueService)
@@ -171,7 +172,7 @@ def test_remotely_written_profile_definition_survives_a_restart(tmp_path: Path) 
         assert len(rows) == 12 and all(len(r.values) == 2 for r in rows)
     finally:
         meter.close()
-    meter = open_meter(tmp_path)
+    meter = open_meter(ram_tmp_path)
     try:
         svc = meter.service(RevenueService)
         assert svc.load_profile.config.capture_period_s == 300
