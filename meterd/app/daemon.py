@@ -40,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hw.memory import trim
 from hw.systemd_notify import Notifier
 from meterd.api.server import ApiServer
 from meterd.app.config import Config
@@ -71,6 +72,9 @@ from meterd.store.pending_slot import PendingSlot, pending_path
 log = logging.getLogger("meterd")
 
 FIRMWARE_VERSION = "PMM1221-0.1.0"
+TRIM_PERIOD_S = 60.0
+"""Real time (s) between two returns of the allocator's free memory to the kernel."""
+
 
 class Daemon:
     """Everything one meterd process runs."""
@@ -302,15 +306,26 @@ class Daemon:
         await start_network_api(self.api, self.cfg, self.hardware.backends.simulated, self.info)
         self._announce()
         self.notifier.ready(self.status_line())
+        trimmer = asyncio.ensure_future(self._trim_memory())
         try:
             if self.threaded():
                 await self._loop_threaded()
             else:
                 await self._loop()
         finally:
+            trimmer.cancel()
             self.notifier.stopping()
             await self.shutdown()
         return 0
+
+    async def _trim_memory(self) -> None:
+        """Give the allocator's free pages back to the kernel once the start-up is done (its
+        temporaries: tables, filter designs, the first windows), then every
+        :data:`TRIM_PERIOD_S` of real time, so meterd's resident set stays flat
+        (:mod:`hw.memory`)."""
+        while True:
+            trim()
+            await asyncio.sleep(TRIM_PERIOD_S)
 
     def _announce(self) -> None:
         for key, value in sorted(self.info.items()):

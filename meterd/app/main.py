@@ -121,6 +121,10 @@ def check_config(cfg: Config, file_only: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.umask(UMASK)
     args = build_parser().parse_args(argv)
+    if args.command == "run":
+        from hw.memory import apply_malloc_policy
+
+        apply_malloc_policy()  # before the daemon's modules, arrays and threads take memory
     from meterd.app.features import load_config
 
     try:

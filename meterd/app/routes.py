@@ -4,11 +4,10 @@ waveforms (what later features register comes on top)."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from hw.atm90e36.faults import ChipFault
-from meterd.api.metrics import MetricSources, metrics_registry
 from meterd.api.schema import EMPTY, Body, Field
 from meterd.api.server import ApiError, ApiServer
 from meterd.api.tokens import TokenFileError, ensure_tokens
@@ -278,4 +277,24 @@ def register_metrics(api: ApiServer, meter: MeteringService, status_extras: dict
         parked = sum(int(s.get("parked", 0)) for s in view.get("setups", []))
         return {"queued": int(view.get("queued", 0)), "parked": parked, "dropped": int(view.get("dropped", 0))}
 
-    api.metrics_registry = metrics_registry(MetricSources(meter, loop, links, api.hub, dlms_events, push))
+    def build() -> Any:
+        from meterd.api.metrics import MetricSources, metrics_registry
+
+        return metrics_registry(MetricSources(meter, loop, links, api.hub, dlms_events, push))
+
+    api.metrics_registry = LazyMetricsRegistry(build)
+
+
+class LazyMetricsRegistry:
+    """The meter's Prometheus registry as ``GET /metrics`` collects it, built at the first
+    scrape: prometheus_client (about 4 MiB resident) is imported only by a meter that is scraped."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._registry: Any = None
+
+    def collect(self) -> Iterator[Any]:
+        """The metrics, as the registry's ``collect`` gives them."""
+        if self._registry is None:
+            self._registry = self._build()
+        return iter(self._registry.collect())

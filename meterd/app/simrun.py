@@ -36,6 +36,7 @@ from typing import Any
 
 from hw.boot_sim import SimBoard, SimServices
 from hw.errors import HwError
+from hw.memory import malloc_env
 from meterd.app.config import Config
 from meterd.app.features import load_config
 from meterd.app.meterctl import SIM_RUN_SOCKET, request
@@ -103,9 +104,14 @@ class Child:
             return f"{self.name} (pid {self.proc.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s: killed"
 
 
-def spawn(name: str, cmd: list[str]) -> Child:
-    """Start ``cmd`` as a child that dies with the launcher."""
-    return Child(name, subprocess.Popen(cmd, preexec_fn=die_with_parent()))  # noqa: PLW1509  no threads here
+def meterd_env() -> dict[str, str]:
+    """meterd's environment: ours with the allocator policy the systemd unit sets (:mod:`hw.memory`)."""
+    return dict(os.environ, **malloc_env())
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None) -> Child:
+    """Start ``cmd`` as a child that dies with the launcher (``env``: its environment, default ours)."""
+    return Child(name, subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent()))  # noqa: PLW1509  no threads here
 
 
 def wait_for_api(socket_path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 30.0,
@@ -243,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     first = True
     while True:
-        meterd = spawn("meterd", cmd)
+        meterd = spawn("meterd", cmd, env=meterd_env())
         children = [meterd]
         rebooted = False
         try:

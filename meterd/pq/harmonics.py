@@ -41,10 +41,12 @@ def _weight_table() -> npt.NDArray[np.float32]:
     Row q holds the weights of the samples at offsets −23…+24 from the sample before the position.
     """
     frac = np.arange(_TABLE_STEPS + 1) / _TABLE_STEPS
-    u = frac[:, None] - np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)[None, :]  # distance from each tap (samples)
-    ratio = np.clip(u / float(_HALF_TAPS), -1.0, 1.0)
-    table = np.sinc(u) * np.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / np.i0(_KAISER_BETA)
-    return np.ascontiguousarray(table, dtype=np.float32)
+    table = np.empty((_TABLE_STEPS + 1, 2 * _HALF_TAPS), dtype=np.float32)
+    for a in range(0, _TABLE_STEPS + 1, 512):  # in slices: np.i0's temporaries stay small (RSS peak)
+        u = frac[a : a + 512, None] - np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1)[None, :]  # distance from each tap
+        ratio = np.clip(u / float(_HALF_TAPS), -1.0, 1.0)
+        table[a : a + 512] = np.sinc(u) * np.i0(_KAISER_BETA * np.sqrt(1.0 - ratio**2)) / np.i0(_KAISER_BETA)
+    return table
 
 
 def prepare_tables() -> None:

@@ -90,15 +90,16 @@ class CycleRing:
 
     The columns are written once at construction, so the memory they take is committed at start
     and does not grow while the ring fills: cycle number (int64), meter time (s, float64), the
-    per-phase V, A, W, var (float64, 3 × 4), the import/export registers (mWh, int64) and the
-    billed flag.
+    per-phase V, A, W, var (float32, 3 × 4: about 7 significant digits, 6·10⁻⁸ relative, far
+    below the 0.01 % the calibration procedure and the accuracy test resolve), the import/export
+    registers (mWh, int64, exact) and the billed flag: 77 bytes a cycle, 3.9 MB for 50 000.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._cycle = np.full(capacity, -1, dtype=np.int64)
         self._mono = np.full(capacity, 0.0)
-        self._phases = np.full((capacity, 3, 4), 0.0)
+        self._phases = np.full((capacity, 3, 4), 0.0, dtype=np.float32)
         self._energy = np.full((capacity, 2), 0, dtype=np.int64)
         self._valid = np.full(capacity, False)
         self._next = 0  # slot of the next sample

@@ -53,7 +53,6 @@ from meterd.core.events import EventRecorder
 from meterd.cosem.adapters import OK, TEMPORARY_FAILURE
 from meterd.cosem.objects_modem import ModemProvisioning, modem_factory
 from meterd.runtime.media_uplink import MediaUplink, MediumGate, MediumRoute
-from meterd.runtime.modem_link import ModemLink
 from meterd.services.media import MediaPolicy, MediaSelector
 from meterd.services.metering import CycleResult
 from meterd.services.modem import ModemSettings, ModemSupervisor, parse_windows
@@ -283,6 +282,8 @@ async def start(ctx: FeatureContext) -> None:
             ctx.info["modem_bus"] = address
         pin_path = ctx.cfg.under_state(cfg.modem.pin_file) if cfg.modem.pin_file else None
         password_path = ctx.cfg.under_state(cfg.modem.password_file) if cfg.modem.password_file else None
+        from meterd.runtime.modem_link import ModemLink  # dbus_fast: imported only with a modem
+
         link = ModemLink(comms.modem, address, ctx.clock.utc, pin=lambda: _secret(pin_path),
                          password=lambda: _secret(password_path), poll_s=cfg.modem.poll_s,
                          signal_rate_s=cfg.modem.signal_rate_s).start()

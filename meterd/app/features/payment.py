@@ -42,12 +42,12 @@ from meterd.app.interfaces import interface_board
 from meterd.core.credit import CreditConfig, CreditError, CreditMode, CreditUnit
 from meterd.core.events import EventRecorder
 from meterd.core.sts import KeyInputs, KeyRegister, StsConfig, StsError, TokenProcessor, commission, dkga04
+from meterd.core.sts.cipher import BlockCipher64
 from meterd.core.sts.keys import TEST_VENDING_KEY_DKGA04
 from meterd.cosem.objects_payment import payment_objects
 from meterd.services.load_control import LoadControl
 from meterd.services.payment import FRIENDLY_HOURS, AccountGate, PaymentLinks, PaymentPolicy, PaymentService
 from meterd.services.revenue import RevenueService
-from meterd.services.sts_crypto import sts_cipher_factory
 from meterd.services.supervision import Supervision
 from meterd.store.sts_store import SqliteStsStore, load_key_register, write_key_register
 
@@ -137,6 +137,14 @@ class PaymentSection:
 SECTION = PaymentSection
 
 
+def _sts_cipher(ea: int, key: bytes) -> BlockCipher64:
+    """The STS cipher for a key register (:func:`meterd.services.sts_crypto.sts_cipher_factory`);
+    pycryptodome (DES) is imported at the first token, not at start."""
+    from meterd.services.sts_crypto import sts_cipher_factory
+
+    return sts_cipher_factory(ea, key)
+
+
 def sim_key_register(section: PaymentSection, krn: int | None = None) -> KeyRegister:
     """The decoder key register of a simulated meter: DKGA04 from the public test vending key."""
     inputs = section.key_inputs(krn)
@@ -165,7 +173,7 @@ def _open_processor(ctx: FeatureContext, section: PaymentSection, gate: AccountG
                                      retry=False)
             return store, None
         log.info("STS decoder commissioned from %s", keys_path)
-    return store, TokenProcessor(store, sts_cipher_factory, ctx.clock, section.sts_config(), gate,
+    return store, TokenProcessor(store, _sts_cipher, ctx.clock, section.sts_config(), gate,
                                  lockout_store=store)
 
 
