@@ -19,9 +19,9 @@
 * a page cache of at most :data:`CACHE_KIB` per connection, stated here so that it is one
   constant: SQLite's default (2000 KiB). A 256-KiB cache was measured against it on the stepped
   meter and kept nothing: the same RSS over 30 min of meter time (the databases are small),
-  about 3 % more CPU per simulated second (3.23 against 3.13 ms, PQ off) and slightly more
-  block writes (6.3 against 5.9 MB/day, PQ on, 30 min): pages it evicts are read back from the
-  WAL, whose cached folios then grow;
+  about 3 % more CPU per simulated second (3.23 against 3.13 ms, PQ off: the pages it evicts are
+  read back) and no fewer block writes (6.3 against 5.9 MB/day, PQ on, 30 min, within the
+  storage bench's spread);
 * ``PRAGMA user_version`` is the schema version; :mod:`meterd.store.schema` decides whether a
   file written by a newer meterd is read, migrated back or refused, never guessed at;
 * a full, failing or read-only disk (:func:`storage_failure`) must not stop the meter: records
