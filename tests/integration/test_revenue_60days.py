@@ -153,6 +153,10 @@ def tariff_wall(t: dt.datetime) -> dt.datetime:
     return (u + (2 * H if dst(u) else H)).replace(tzinfo=None)
 
 
+TABLE_SECONDS = {name: [(hms(s), r) for s, r in switches] for name, switches in TABLES.items()}
+""":data:`TABLES` with each switch time in seconds after midnight."""
+
+
 def table_for(day: dt.date, new: bool) -> list[tuple[int, int]]:
     if day in HOLIDAYS or day.weekday() >= 5:
         name = "weekend"
@@ -160,7 +164,7 @@ def table_for(day: dt.date, new: bool) -> list[tuple[int, int]]:
         name = "summer_work_new" if new else "summer_work_old"
     else:
         name = "winter_work"
-    return [(hms(s), r) for s, r in TABLES[name]]
+    return TABLE_SECONDS[name]
 
 
 def expected_rate(t: dt.datetime) -> int:
@@ -229,9 +233,9 @@ class Expected:
         for b, _, kind in (d for d in due if d[0] < t):
             self.execute(kind, b)
         d = deltas_for(k)
+        rate = self.rates[expected_rate(t)]
         for key, v in d.items():
             self.totals[key] = self.totals.get(key, 0) + v
-            rate = self.rates[expected_rate(t)]
             rate[key] = rate.get(key, 0) + v
         volts = READINGS[k % 7].phases
         for i in range(3):
