@@ -30,11 +30,14 @@ _M_ARENA_MAX = -8
 
 ARENA_MAX = 2
 """Malloc arenas (the main one and one shared by the threads)."""
-TRIM_THRESHOLD_BYTES = 128 * 1024
-"""Free memory at the top of the heap above which free() gives it back to the kernel (B)."""
-MMAP_THRESHOLD_BYTES = 256 * 1024
+TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
+"""Free memory at the top of the heap above which free() gives it back to the kernel (B); the rest
+goes back at the periodic :func:`trim`."""
+MMAP_THRESHOLD_BYTES = 8 * 1024 * 1024
 """Allocations from this size (B) get their own mapping, returned to the kernel when freed (fixed:
-glibc would otherwise raise it to the largest block freed, up to 32 MiB)."""
+glibc would otherwise raise it to the largest block freed, up to 32 MiB). Not lower: the waveform
+analysis allocates and frees arrays of 0.1–6 MB several times a second, and a fresh mapping for
+each (page faults, zeroed pages) cost about 5 ms of CPU per simulated second with 256 KiB."""
 
 #: The policy as glibc's environment variables and mallopt parameters: name → (parameter, value).
 MALLOC_POLICY: Mapping[str, tuple[int, int]] = {

@@ -27,8 +27,8 @@ def unit_environment(path: Path) -> dict[str, str]:
 def test_the_systemd_unit_sets_the_policy_meterd_applies() -> None:
     env = unit_environment(REPO / "systemd" / "meterd.service")
     assert {k: v for k, v in env.items() if k.startswith("MALLOC_")} == malloc_env()
-    assert malloc_env() == {"MALLOC_ARENA_MAX": "2", "MALLOC_TRIM_THRESHOLD_": "131072",
-                            "MALLOC_MMAP_THRESHOLD_": "262144"}
+    assert malloc_env() == {"MALLOC_ARENA_MAX": "2", "MALLOC_TRIM_THRESHOLD_": "8388608",
+                            "MALLOC_MMAP_THRESHOLD_": "8388608"}
     assert set(malloc_env()) == set(MALLOC_POLICY)
 
 
