@@ -37,12 +37,34 @@ def resolve_factory_name(explicit: str | None = None, configured: str | None = N
     return name
 
 
+MOCK_STATES_KEPT = 1000
+"""State changes a simulated pin keeps (its newest; gpiozero's mock pins keep every one)."""
+
+
+def _bounded_history(pin_class: Any) -> Any:
+    """``pin_class`` (a gpiozero mock pin) keeping at most about 2 × :data:`MOCK_STATES_KEPT` of
+    its state changes in ``states``: gpiozero's own keep every change for ever, so the simulated
+    meter's test LED (an edge every fraction of a second) and relay grew meterd without bound,
+    about 0.7 MiB per simulated hour."""
+
+    class BoundedHistoryPin(pin_class):  # type: ignore[misc,valid-type]
+        def _change_state(self, value: bool) -> bool:
+            changed: bool = super()._change_state(value)
+            if len(self.states) > 2 * MOCK_STATES_KEPT:
+                del self.states[:-MOCK_STATES_KEPT]
+            return changed
+
+    BoundedHistoryPin.__name__ = BoundedHistoryPin.__qualname__ = f"BoundedHistory{pin_class.__name__}"
+    return BoundedHistoryPin
+
+
 def make_pin_factory(name: str) -> Any:
-    """Build the gpiozero pin factory called ``name`` (see :data:`FACTORY_NAMES`)."""
+    """Build the gpiozero pin factory called ``name`` (see :data:`FACTORY_NAMES`); the mock
+    factories' pins keep a bounded history of their states (:func:`_bounded_history`)."""
     name = resolve_factory_name(explicit=name)
     if name in ("mock", "mockpwm"):
-        from gpiozero.pins.mock import MockFactory, MockPWMPin
-        return MockFactory(pin_class=MockPWMPin) if name == "mockpwm" else MockFactory()
+        from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
+        return MockFactory(pin_class=_bounded_history(MockPWMPin if name == "mockpwm" else MockPin))
     if name == "lgpio":
         from gpiozero.pins.lgpio import LGPIOFactory
         return LGPIOFactory()

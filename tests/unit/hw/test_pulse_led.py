@@ -217,3 +217,19 @@ def test_a_power_reading_biased_against_the_registers_is_learned_from_them() -> 
     errors = gate_errors(late, lambda t: (t - 1.0) * 3450 / 3600, 10_000, 10)   # lit one cycle late
     assert len(errors) > 100 and max(abs(e) for e in errors) < 0.1
     assert abs(placer.placed - counted / 100) <= 1
+
+
+def test_the_simulated_meters_mock_pins_keep_a_bounded_history() -> None:
+    from hw.gpio import MOCK_STATES_KEPT
+    factory = make_pin_factory("mock")
+    try:
+        led = output_device(5, factory)
+        for _ in range(3 * MOCK_STATES_KEPT):
+            led.on()
+            led.off()
+        pin = factory.pin(5)
+        assert MOCK_STATES_KEPT <= len(pin.states) <= 2 * MOCK_STATES_KEPT
+        assert [s for _, s in pin.states][-2:] == [True, False]  # the newest changes are the ones kept
+        assert not led.value
+    finally:
+        factory.close()
