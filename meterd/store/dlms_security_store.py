@@ -34,7 +34,7 @@ import datetime as _dt
 from pathlib import Path
 
 from meterd.store.schema import StoreSchema, admit, stamp
-from meterd.store.sqlite import open_database
+from meterd.store.sqlite import closed_on_failure, open_database
 
 SCHEMA = StoreSchema("dlms_security", {1: 1, 2: 1, 3: 3})  # 3: auth_lockout rebuilt with a new key
 SCHEMA_VERSION = SCHEMA.version
@@ -53,11 +53,8 @@ class DlmsSecurityStore:
         self._in_block = in_block
         self._last: dict[str, int] = {}  # last accepted incoming value, per name
         self._mark: dict[str, int] = {}  # stored high-water mark, per name
-        try:
+        with closed_on_failure(self._db):
             self._migrate()
-        except BaseException:
-            self._db.close()  # a connection left open would keep holding the file's lock
-            raise
 
     def _migrate(self) -> None:
         version = admit(self._db, self.path, SCHEMA)

@@ -26,7 +26,7 @@ from meterd.core.errors import StateError
 from meterd.core.event_codes import LogId
 from meterd.core.events import DetailValue, EventEntry
 from meterd.store.schema import StoreSchema, admit, stamp
-from meterd.store.sqlite import WriteBacklog, end_transaction, open_database
+from meterd.store.sqlite import WriteBacklog, closed_on_failure, end_transaction, open_database
 
 SCHEMA = StoreSchema("events", {1: 1})
 SCHEMA_VERSION = SCHEMA.version
@@ -69,11 +69,8 @@ class SqliteEventStore:
         self._lock = threading.Lock()
         self._db = open_database(self.path, synchronous, error=EventStoreError)
         self._backlog = WriteBacklog(f"event store {self.path}")
-        try:
+        with closed_on_failure(self._db):
             self._migrate()
-        except BaseException:
-            self._db.close()  # a connection left open would keep holding the file's lock
-            raise
 
     def _migrate(self) -> None:
         version = admit(self._db, self.path, SCHEMA, error=EventStoreError)

@@ -31,6 +31,7 @@ from meterd.pq.en50160 import LIMITS, LimitResult, Quantity, Sample, Verdict, We
 from meterd.services.pq_interruptions import InterruptionRecord
 from meterd.services.pq_week import StoredInterval
 from meterd.store.profile_store import SqlitePqStore, from_us, to_us
+from meterd.store.sqlite import closed_on_failure
 
 _SAMPLE = struct.Struct("<HBBf")
 _TABLES = (
@@ -74,16 +75,13 @@ class SqlitePqWeekStore(SqlitePqStore):
                  synchronous: str = "FULL", keep_weeks: int = 52) -> None:
         super().__init__(path, depth, default_depth, synchronous)
         self._keep_weeks = keep_weeks
-        try:
+        with closed_on_failure(self._conn):
             have = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if not all(t.split("EXISTS", 1)[1].split("(", 1)[0].strip() in have for t in _TABLES):
                 with self._conn:
                     self._conn.execute("BEGIN")
                     for statement in _TABLES:
                         self._conn.execute(statement)
-        except BaseException:
-            self._conn.close()  # a connection left open would keep holding the file's lock
-            raise
 
     def _transaction(self, statements: Sequence[tuple[str, Sequence[object]]],
                      many: Sequence[tuple[str, Sequence[Sequence[object]]]] = ()) -> None:

@@ -24,7 +24,7 @@ from types import TracebackType
 from meterd.core.errors import StateError
 from meterd.core.model import ProfileRow
 from meterd.store.schema import StoreSchema, admit, stamp
-from meterd.store.sqlite import WriteBacklog, end_transaction, open_database
+from meterd.store.sqlite import WriteBacklog, closed_on_failure, end_transaction, open_database
 
 SCHEMA = StoreSchema("profiles", {1: 1})
 SCHEMA_VERSION = SCHEMA.version
@@ -64,7 +64,7 @@ def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], declare
     """Open (and create) a WAL database with ``schema`` at ``declared.version``; a newer file is
     read when its stamp allows it (:mod:`meterd.store.schema`), else ``error``."""
     conn = open_database(path, synchronous, error=error)
-    try:
+    with closed_on_failure(conn):
         found = admit(conn, path, declared, error=error)
         if found > declared.version or (found == declared.version and _has_tables(conn, schema)):
             return conn  # nothing to write: a start on a full disk goes on
@@ -73,9 +73,6 @@ def open_db(path: Path | str, synchronous: str, schema: tuple[str, ...], declare
             for statement in schema:
                 conn.execute(statement)
             stamp(conn, declared)
-    except BaseException:
-        conn.close()  # a connection left open would keep holding the file's lock
-        raise
     return conn
 
 

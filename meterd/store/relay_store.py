@@ -19,7 +19,7 @@ from meterd.core.errors import StateError
 from meterd.core.limiter import LimiterConfig, LimiterConfigError
 from meterd.services.load_control import RelayRecord
 from meterd.store.schema import StoreSchema, admit, stamp
-from meterd.store.sqlite import open_database
+from meterd.store.sqlite import closed_on_failure, open_database
 
 log = logging.getLogger("meterd.relay_store")
 
@@ -67,11 +67,8 @@ class RelayStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = open_database(self.path, "FULL")
-        try:
+        with closed_on_failure(self._db):
             self._migrate()
-        except BaseException:
-            self._db.close()  # a connection left open would keep holding the file's lock
-            raise
         self.saves = 0
 
     def _migrate(self) -> None:

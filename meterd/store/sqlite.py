@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from meterd.core.errors import StateError
@@ -127,6 +128,17 @@ def end_transaction(db: sqlite3.Connection, failed: bool) -> None:
     except sqlite3.Error:
         if db.in_transaction:
             db.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def closed_on_failure(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Close ``db`` when the block raises (then re-raise): a store whose set-up fails after the
+    database opened must not leave its connection holding the file's exclusive lock."""
+    try:
+        yield db
+    except BaseException:
+        db.close()
         raise
 
 

@@ -30,7 +30,7 @@ from hw.secret_file import SecretFileError, read_secret_text, write_secret_text
 from meterd.core.sts.errors import StsStateError
 from meterd.core.sts.state import KeyRegister, StsState
 from meterd.store.schema import StoreSchema, admit, stamp
-from meterd.store.sqlite import open_database
+from meterd.store.sqlite import closed_on_failure, open_database
 
 SCHEMA = StoreSchema("sts", {1: 1, 2: 1})  # 2: table sts_memo (additive)
 SCHEMA_VERSION = SCHEMA.version
@@ -53,14 +53,12 @@ class SqliteStsStore:
         self._companion_name = companion_name
         self._create_private_file()
         self._db = open_database(self._path, "FULL", error=StsStateError)
-        try:
-            self._db.executescript(_SCHEMA)
-            self._check_schema()
-        except BaseException as exc:
-            self._db.close()  # a connection left open would keep holding the file's lock
-            if isinstance(exc, sqlite3.Error):
+        with closed_on_failure(self._db):
+            try:
+                self._db.executescript(_SCHEMA)
+                self._check_schema()
+            except sqlite3.Error as exc:
                 raise StsStateError(f"cannot open STS state store: {exc}") from None
-            raise
 
     def _create_private_file(self) -> None:
         if not self._path.exists():
