@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -194,7 +195,7 @@ class PngDevice:
             image.save(tmp, format="PNG")
             os.replace(tmp, self.screen_path)
             if self.keep > 0:
-                image.save(self.directory / f"frame_{self.frames:06d}.png", format="PNG")
+                image.save(self._frame_path(self.frames), format="PNG")
         except OSError as exc:  # a full or failing disk: the picture waits, the meter goes on
             if not self.failures:
                 _log.warning("LCD image not saved in %s: %s (tried again with every frame)", self.directory,
@@ -202,8 +203,14 @@ class PngDevice:
             self.failures += 1
             tmp.unlink(missing_ok=True)
         if self.keep > 0 and self.frames >= self.keep:
-            (self.directory / f"frame_{self.frames - self.keep:06d}.png").unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._frame_path(self.frames - self.keep))
         self.frames += 1
+
+    def _frame_path(self, number: int) -> str:
+        """The ring file of frame ``number``, as a ``str``: a :class:`~pathlib.Path` would intern
+        every new file name (``sys.intern``) for the life of the process, some 20 000 a day."""
+        return os.path.join(self.directory, f"frame_{number:06d}.png")
 
     def cleanup(self) -> None:
         """Nothing to release (luma device interface)."""
