@@ -74,7 +74,7 @@ if [ "${variant}" = meter ] && ! grep -q '^PARTLABEL=autoboot[[:space:]]' "${roo
 	install -d -m 755 "${root}/boot/autoboot"
 fi
 if ! grep -q '^LABEL=data[[:space:]]' "${root}/etc/fstab"; then
-	printf '%s\n' "LABEL=data  /data  ext4  defaults,noatime,commit=30,nofail,x-systemd.device-timeout=120s,x-systemd.before=systemd-tmpfiles-setup.service  0  2" >>"${root}/etc/fstab"
+	printf '%s\n' "LABEL=data  /data  ext4  defaults,noatime,lazytime,commit=30,nofail,x-systemd.device-timeout=120s,x-systemd.before=systemd-tmpfiles-setup.service  0  2" >>"${root}/etc/fstab"
 fi
 install -d -m 755 "${root}/data"
 

@@ -130,6 +130,10 @@ def test_the_stage_installs_what_system_conf_names(tmp_path: Path) -> None:
     mounts = {fields[1]: fields for fields in fstab}
     assert mounts["/boot/firmware"][0] == "/dev/meter-boot" and mounts["/"][0] == "/dev/meter-root"
     assert mounts[handler_default("DIR", "PMM_AUTOBOOT_DIR")][0] == "PARTLABEL=autoboot"
+    # the data partition: no access times, lazy timestamps (a write that keeps a file's size costs
+    # no journal commit), ext4's journal every 30 s
+    assert mounts["/data"][0] == "LABEL=data" and mounts["/data"][2] == "ext4"
+    assert {"noatime", "lazytime", "commit=30"} <= set(mounts["/data"][3].split(","))
     assert (root / "usr/lib/udev/rules.d/98-meter-slots.rules").exists()
 
 
