@@ -134,16 +134,22 @@ def near(pixel: tuple[int, int, int], rgb: tuple[int, int, int], tolerance: int 
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, rgb, strict=True))
 
 
+def pixels(image: Any) -> list[tuple[int, ...]]:
+    """The image's pixels as tuples of band values, row by row (``Image.getdata`` is deprecated)."""
+    data, bands = image.tobytes(), len(image.getbands())
+    return [tuple(data[i:i + bands]) for i in range(0, len(data), bands)]
+
+
 def looks_right(driver: Any, image: Any) -> None:
     """What a person checks at a glance: phasor lines in each phase colour, a scope with traces,
     and no text running out of its panel."""
     phasor = crop(driver, image, "phasor")
-    pixels = list(phasor.getdata())
+    drawn = pixels(phasor)
     for phase, rgb in PHASE_RGB.items():
-        assert sum(near(p, rgb) for p in pixels) > 150, f"no {phase} phasor drawn"
+        assert sum(near(p, rgb) for p in drawn) > 150, f"no {phase} phasor drawn"
     scope = crop(driver, image, "scope")
     background = (0x0F, 0x14, 0x1A)
-    traced = sum(1 for p in scope.getdata() if not near(p, background, 30) and max(p) > 120)
+    traced = sum(1 for p in pixels(scope) if not near(p, background, 30) and max(p) > 120)
     assert traced > 0.01 * scope.width * scope.height, "the scope is blank"
     overflowing = driver.execute_script("""
         const bad = [];
