@@ -46,7 +46,7 @@ from meterd.core.checkpoint import Checkpoint, CheckpointWriteError
 from meterd.core.energy import ALL_KEYS, RegisterKey
 from meterd.core.errors import StateError
 from meterd.store.schema import SchemaRefused, StoreSchema, admit, stamp
-from meterd.store.sqlite import DatabaseLocked, locked, open_database
+from meterd.store.sqlite import DatabaseLocked, closed_on_failure, locked, open_database
 
 SCHEMA = StoreSchema("energy", {1: 1, 2: 1})  # 2: table meta (additive)
 SCHEMA_VERSION = SCHEMA.version
@@ -90,19 +90,16 @@ class EnergyStore:
     def __init__(self, path: Path | str, commissioning: str | None = None) -> None:
         self.path = Path(path)
         self._db = open_database(self.path, "FULL", wal_pages=WAL_PAGES)
-        try:
-            self._migrate()
-            self.instance = self._instance()
-            self.commissioning = self._commissioning(commissioning)
-            self._last: Checkpoint | None = self._read()
-        except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
-            self._db.close()
-            if locked(exc):
-                raise DatabaseLocked(f"{self.path}: in use by another connection or process ({exc})") from None
-            raise StateError(f"{self.path}: damaged energy database: {exc}") from None
-        except StateError:
-            self._db.close()
-            raise
+        with closed_on_failure(self._db):
+            try:
+                self._migrate()
+                self.instance = self._instance()
+                self.commissioning = self._commissioning(commissioning)
+                self._last: Checkpoint | None = self._read()
+            except (sqlite3.DatabaseError, zlib.error, ValueError) as exc:
+                if locked(exc):
+                    raise DatabaseLocked(f"{self.path}: in use by another connection or process ({exc})") from None
+                raise StateError(f"{self.path}: damaged energy database: {exc}") from None
         self._sync = True
         self.saves = 0
         self.synced_saves = 0
