@@ -72,17 +72,19 @@ class LoopExt4:
 
     def __enter__(self) -> LoopExt4:
         image = self._dir / "data.ext4"
-        with image.open("wb") as fh:
-            fh.truncate(self._size)
-        # inode tables and journal zeroed now, not by ext4lazyinit in the background while the
-        # bench counts (a meter's card does that once, after its first boot)
-        _run("mkfs.ext4", "-q", "-F", "-L", "data", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image))
-        self.device = _run("losetup", "--find", "--show", str(image)).strip()
-        self.mountpoint.mkdir()
         try:
+            with image.open("wb") as fh:
+                fh.truncate(self._size)
+            # inode tables and journal zeroed now, not by ext4lazyinit in the background while the
+            # bench counts (a meter's card does that once, after its first boot)
+            _run("mkfs.ext4", "-q", "-F", "-L", "data", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image))
+            self.device = _run("losetup", "--find", "--show", str(image)).strip()
+            self.mountpoint.mkdir()
             _run("mount", "-t", "ext4", "-o", self.options, self.device, str(self.mountpoint))
         except BaseException:
-            _run("losetup", "-d", self.device)
+            if self.device:
+                _run("losetup", "-d", self.device)
+            shutil.rmtree(self._dir)
             raise
         return self
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,12 @@ def test_a_synced_write_reaches_the_loop_devices_block_layer(tmp_path: Path) -> 
         assert "lazytime" in Path("/proc/mounts").read_text().split(str(device.mountpoint))[1].split("\n")[0]
     assert written * 512 >= 4096
     assert not any(tmp_path.iterdir())  # unmounted, detached, removed
+
+
+@pytest.mark.skipif(unavailable() is not None, reason=f"no loop device here: {unavailable()}")
+def test_a_mount_that_fails_leaves_no_device_and_no_files(tmp_path: Path) -> None:
+    before = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout
+    with pytest.raises(subprocess.CalledProcessError), LoopExt4(tmp_path, size_mib=16, options="no_such_option"):
+        pass
+    assert subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True).stdout == before
+    assert not any(tmp_path.iterdir())
