@@ -18,16 +18,17 @@ ext4 commits its journal every ``commit=`` 30 s). To count what a meter running 
 writes, every file of the state directory is flushed (``fdatasync``: its data, and a journal
 commit when its size or blocks changed) after each ``--writeback-s`` (30) of meter time, as the
 kernel's write-back and the journal would have done by then; the meter's own syncs are counted
-as they happen either way. The last-alive
-file goes to tmpfs (``/dev/shm``), as on a Pi (``/run/meterd``): the simulation's default puts it
-in the state directory, where its 16 bytes a second would cost a page every 30 s that a Pi never
-writes. A long run prints the figure so far on stderr after each hour of meter time.
+as they happen either way. The last-alive file goes to tmpfs (``/dev/shm``), as on a Pi
+(``/run/meterd``): the simulation's default puts it in the state directory, where its 16 bytes a
+second would cost a page every 30 s that a Pi never writes. A long run prints the figure so far
+on stderr after each hour of meter time.
 
 ``--trace FILE`` is for attribution per file: run the bench under
 ``strace -f -y -e trace=write,pwrite64,fsync,fdatasync -o FILE`` and pass the same FILE: the bench
 marks the measured span in the trace (writes of ``MARK-START``/``MARK-END`` to /dev/null) and
 prints, per file, write(2) calls and bytes, syncs, and the 4-KiB pages written at each sync.
 """
+
 from __future__ import annotations
 
 import argparse

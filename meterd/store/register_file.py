@@ -2,9 +2,9 @@
 of the SQLite database (``<state_dir>/energy.registers``).
 
 Same slot format as the energy journal (:mod:`meterd.store.energy_journal`), magic ``PMMR``: two
-slots A and B of equal size, written alternately with ``pwrite`` and ``fdatasync`` (the file never
-changes size once made: data only, no metadata), so a write torn
-by a power cut at any byte leaves the other slot whole; each slot carries its sequence number,
+slots A and B of equal size, written alternately with ``pwrite`` and ``fdatasync`` (the file
+never changes size once made: data only, no metadata), so a write torn by a power cut at any
+byte leaves the other slot whole; each slot carries its sequence number,
 the UTC of the state, the digest of the meter's serial, the commissioning id, the registers
 (int64 milli-units) and the state saved with them, under a CRC-32. Written at the moments the
 database is saved synced (every ``sync_period_s``, on the power-fail input, at shutdown): the

@@ -19,15 +19,14 @@
 * a WAL of a fixed size: SQLite checkpoints it after ``wal_pages`` pages (:data:`WAL_PAGES`, 64
   KiB of 1-KiB pages, instead of its default 1000; 16 for the energy checkpoint, one page a save)
   and then writes it again from its start, so after the first checkpoint a commit no longer
-  grows the file. On ext4 a commit that grows a file costs
-  a journal commit of its metadata (size, extents, bitmaps: about three 4-KiB blocks, and their
-  write-back later) on top of its data; with the WAL growing towards 1000 pages (3.5 days of
-  energy checkpoints at one page each) that was more than the data itself. The checkpoint adds
-  the pages it copies (the newest version of each page, rewritten in place) and a sync of the
-  database: a larger WAL copies a page changed by several commits once, a smaller one stops
-  growing sooner after a start.
-  The ``/data`` partition is mounted ``lazytime`` (image fstab), so the timestamps of a write
-  that leaves the size alone cost no journal commit either;
+  grows the file. On ext4 a commit that grows a file costs a journal commit of its metadata
+  (size, extents, bitmaps: about three 4-KiB blocks, and their write-back later) on top of its
+  data; with the WAL growing towards 1000 pages (3.5 days of energy checkpoints at one page
+  each) that was more than the data itself. A checkpoint adds the pages it copies (the newest
+  version of each page, rewritten in place) and a sync of the database: a larger WAL copies a
+  page changed by several commits once, a smaller one stops growing sooner after a start. The
+  ``/data`` partition is mounted ``lazytime`` (image fstab), so the timestamps of a write that
+  leaves the size alone cost no journal commit either;
 * a page cache of at most :data:`CACHE_KIB` per connection, stated here so that it is one
   constant: SQLite's default (2000 KiB). A 256-KiB cache was measured against it on the stepped
   meter and kept nothing: the same RSS over 30 min of meter time (the databases are small),
