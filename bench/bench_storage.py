@@ -36,6 +36,7 @@ import collections
 import contextlib
 import os
 import re
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -207,7 +208,15 @@ def main() -> None:
         print(f"no loop device ({reason or '--block proc'}): page writes of the process only, without the"
               " file system's metadata and journal", file=sys.stderr)
     for pq in ((True, False) if args.pq == "both" else (args.pq == "on",)):
-        day = run(pq, args.seconds, args.writeback_s, loop)
+        try:
+            day = run(pq, args.seconds, args.writeback_s, loop)
+        except subprocess.CalledProcessError as exc:
+            if args.block != "auto":
+                raise
+            print(f"no loop device ({exc.cmd[0]} failed: {(exc.stderr or '').strip()}): page writes of the process"
+                  " only, without the file system's metadata and journal", file=sys.stderr)
+            loop = False
+            day = run(pq, args.seconds, args.writeback_s, loop)
         span = (f"{args.seconds} s of meter time after a {WARM_UP_S}-s warm-up, write-back every"
                 f" {args.writeback_s} s of meter time; budget 5 MB")
         tag = "on" if pq else "off"
