@@ -1,0 +1,86 @@
+"""What keeps the waveform analysis light in memory (meterd's peak RSS): the same results with
+smaller temporaries and buffers."""
+
+from __future__ import annotations
+
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from meterd.pq import harmonics
+from meterd.pq.history import SampleHistory
+from meterd.pq.monitor import PqMonitor, history_capacity
+from meterd.pq.percentile import percentile, percentiles
+
+FS = 8000.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 101, 5000])
+def test_percentiles_equal_numpys_linear_method(n: int) -> None:
+    rng = np.random.default_rng(n)
+    values = rng.lognormal(size=n) * rng.choice([1.0, -1.0], size=n)
+    values[rng.integers(0, n, size=n // 3)] = 0.5  # ties
+    qs = [0.0, 0.1, 0.7, 1, 5, 17, 20, 50, 83, 95, 99.9, 100.0]
+    assert np.array_equal(percentiles(values, qs), np.percentile(values, qs))
+    assert percentile(values, 95) == float(np.percentile(values, 95))
+
+
+def test_percentile_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        percentiles(np.zeros(0), [50])
+
+
+def _history(seconds: float) -> SampleHistory:
+    n = int(seconds * FS)
+    t = np.arange(n) / FS
+    x = np.vstack([np.sqrt(2) * 230 * np.sin(2 * np.pi * 50 * t + k) + 3 * np.sin(2 * np.pi * 350 * t)
+                   for k in range(7)])
+    hist = SampleHistory(7, history_capacity(FS))
+    hist.reset(0)
+    hist.append(0, x)
+    return hist
+
+
+def test_resampling_in_chunks_gives_the_whole_products_result_with_a_small_peak() -> None:
+    hist = _history(1.0)
+    start, stop = 1234.56, 1234.56 + 1600.2
+    harmonics.prepare_tables()
+    tracemalloc.start()
+    try:
+        got = harmonics.resample_window(hist, slice(0, 7), start, stop)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the whole product at once, as it was computed before
+    t = start + np.arange(2048) * ((stop - start) / 2048)
+    base = np.floor(t).astype(np.int64)
+    weights = harmonics._weight_table()[np.rint((t - base) * 4096).astype(np.int64)]
+    segment = hist.get(slice(0, 7), int(base[0]) - 23, int(base[-1]) + 25).astype(np.float32)
+    taps = np.lib.stride_tricks.sliding_window_view(segment, 48, axis=1)[:, base - base[0]]
+    whole = np.einsum("rnj,nj->rn", taps, weights).astype(np.float64)
+    assert np.array_equal(got, whole)
+    assert peak < 1.5 * 2**20  # 1.3 MB; the whole product at once: 3.4 MB
+
+
+def test_history_holds_a_second_block_and_the_longest_window_behind_it() -> None:
+    assert history_capacity(8000.0) == 16384
+    assert history_capacity(16000.0) == 32768
+    lowest_hz, cycles = 42.5, 12  # the longest window: 12 cycles at −15 % of 50 Hz
+    for fs in (4000.0, 8000.0, 10240.0, 16000.0):
+        window = cycles * fs / lowest_hz
+        lag = fs / lowest_hz + harmonics.interpolation_margin() + 8
+        assert history_capacity(fs) >= fs + window + lag + harmonics.interpolation_margin()
+
+
+def test_the_monitors_history_takes_under_two_megabytes_at_8_khz() -> None:
+    monitor = PqMonitor()
+    history = monitor._history
+    assert history._buf.nbytes + history._sums.nbytes <= 2 * 7 * 16384 * 8
+
+
+def test_a_percentile_does_not_import_numpy_ma() -> None:
+    had = "numpy.ma" in sys.modules
+    percentiles(np.arange(10.0), [50])
+    assert had or "numpy.ma" not in sys.modules
