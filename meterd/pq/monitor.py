@@ -160,6 +160,15 @@ def _two_hour_key(end_utc: _dt.datetime) -> int:
     return int(end_utc.timestamp() - 1) // TWO_HOURS_S
 
 
+def history_capacity(sample_rate_hz: float) -> int:
+    """Samples of each channel the monitor keeps (a power of two): at least 2 s. A block is at
+    most 1 s (:meth:`PqMonitor.feed` cuts longer ones) and what it must still reach behind itself
+    is the oldest window not yet released: 10/12 cycles (0.28 s at 42.5 Hz) plus the release lag
+    (one period and the interpolation margin), far below the other second. 16 384 at 8 kHz:
+    2 × 7 × 16 384 × 8 B = 1.8 MB for the samples and their running sums."""
+    return 1 << math.ceil(math.log2(2.0 * sample_rate_hz))
+
+
 class _Window:
     """A 10/12-cycle window waiting for its flags: sample-index boundaries, resync flag."""
 
@@ -221,7 +230,7 @@ class PqMonitor:
     def _reset_stream(self, next_index: int) -> None:
         """(Re)start the sample-level state: at start-up and after a gap in the sample indices."""
         s = self.settings
-        self._history = SampleHistory(N_ROWS, 1 << 15)
+        self._history = SampleHistory(N_ROWS, history_capacity(self._fs))
         self._history.reset(next_index)
         dead_band = s.volts(s.interruption_threshold_pct) / 2.0
         self._zc = {r: ZeroCrossingDetector(self._fs, s.f_nom_hz, dead_band) for r in self.settings.voltage_rows}
