@@ -30,6 +30,7 @@ import numpy as np
 
 from meterd.pq.aggregation import Aggregate
 from meterd.pq.events import phase_of_row
+from meterd.pq.percentile import percentile
 
 WEEK_S = 7 * 86400
 TEN_MIN_S = 600
@@ -261,7 +262,7 @@ def judge(limit: Limit, series: QuantitySeries | None) -> LimitResult:
         total += v.size
         outside += v.size - inside
         if worst is None or share < worst[0]:
-            worst = (share, phase, float(np.percentile(v, 95)), float(np.percentile(v, 5)))
+            worst = (share, phase, percentile(v, 95), percentile(v, 5))
     if worst is None:
         return LimitResult(limit.key, Verdict.NOT_MEASURED, None, None, None, 0, n_flagged, 0, 0)
     share, phase, p95, p5 = worst

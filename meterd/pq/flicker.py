@@ -17,6 +17,7 @@ import numpy as np
 
 from meterd.pq.errors import CalibrationError
 from meterd.pq.iir import SosFilter, bilinear_sos, butter_sos, steady_state
+from meterd.pq.percentile import percentiles
 from meterd.pq.source import FloatArray
 
 DECIMATION = 8
@@ -154,7 +155,7 @@ def pst_from_pinst(pinst: FloatArray) -> float:
     """Short-term flicker severity from Pinst samples with exact smoothed percentiles (§7.6)."""
     q = {x: float(v) for x, v in zip(
         (0.1, 0.7, 1, 1.5, 2.2, 3, 4, 6, 8, 10, 13, 17, 30, 50, 80),
-        np.percentile(pinst, [100 - x for x in (0.1, 0.7, 1, 1.5, 2.2, 3, 4, 6, 8, 10, 13, 17, 30, 50, 80)]),
+        percentiles(pinst, [100 - x for x in (0.1, 0.7, 1, 1.5, 2.2, 3, 4, 6, 8, 10, 13, 17, 30, 50, 80)]),
         strict=True)}
     p50s = (q[30] + q[50] + q[80]) / 3
     p10s = (q[6] + q[8] + q[10] + q[13] + q[17]) / 5
