@@ -88,6 +88,8 @@ def firmware_routes(api: ApiServer, service: FirmwareService, record: Record, cl
             return 422, verdict_view(verdict)
         return 202, {**verdict_view(verdict), "rebooting": True}
 
-    api.route("GET", "/firmware", status)
-    api.route("POST", "/firmware/verify", verify, body=_BUNDLE)
-    api.route("POST", "/firmware/install", install, body=_BUNDLE)
+    api.route("GET", "/firmware", status, description="The running firmware, the slots and the last update.")
+    api.route("POST", "/firmware/verify", verify, body=_BUNDLE,
+              description="Verify a bundle (signature, completeness, hardware, versions); installs nothing.")
+    api.route("POST", "/firmware/install", install, body=_BUNDLE,
+              description="Install a bundle to the inactive slot and restart into it for a trial.")

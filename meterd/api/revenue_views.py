@@ -104,6 +104,7 @@ def revenue_routes(api: ApiServer, service: RevenueService, now: Callable[[], _d
 
     api.route("GET", "/tariff", get_tariff,
               description="Active rate, rate registers (Wh) and maximum demand (W) with their times.")
-    api.route("GET", "/load-profile", get_load_profile)
+    api.route("GET", "/load-profile", get_load_profile,
+              description="The newest rows of the load profile 1-0:99.1.0.255 (Wh, varh, V per capture period).")
     api.route("POST", "/billing/reset", post_billing_reset, body=EMPTY,
               description="End the billing period now (maximum demand reset).")

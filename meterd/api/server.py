@@ -66,11 +66,6 @@ class RouteSpec:
     local_only: bool = False
 
 
-def _first_doc_line(handler: Handler) -> str:
-    doc = getattr(handler, "__doc__", None) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
-
-
 class ApiServer:
     """Routes, streams, and the listeners."""
 
@@ -92,14 +87,14 @@ class ApiServer:
 
     def route(self, method: str, path: str, handler: Handler, *, description: str | None = None,
               body: Body | None = None, role: Role | None = None, local_only: bool = False) -> None:
-        """Register ``handler`` for ``method path``; ``description`` (default: the handler's
-        first docstring line), the ``body`` it takes (checked before it runs), the ``role`` a
-        TCP client needs (default read for GET, control otherwise) and ``local_only`` (served on
-        the UNIX socket only)."""
+        """Register ``handler`` for ``method path``; ``description`` (the OpenAPI summary, given
+        here and never taken from the handler's docstring, which ``python -OO`` removes), the
+        ``body`` it takes (checked before it runs), the ``role`` a TCP client needs (default read
+        for GET, control otherwise) and ``local_only`` (served on the UNIX socket only)."""
         method = method.upper()
         needed = role if role is not None else (Role.READ if method == "GET" else Role.CONTROL)
         self.routes[(method, path)] = handler
-        self.specs[(method, path)] = RouteSpec(method, path, handler, description or _first_doc_line(handler),
+        self.specs[(method, path)] = RouteSpec(method, path, handler, description or "",
                                                body, needed, local_only)
 
     def static(self, prefix: str, directory: Path) -> None:

@@ -87,7 +87,8 @@ def register_routes(api: ApiServer, meter: MeteringService, info: dict[str, Any]
             extra[name] = provider()
         return 200, status_view(meter.identity, snap, meter.status_flags(), extra, phases)
 
-    api.route("GET", "/status", status)
+    api.route("GET", "/status", status,
+              description="Instantaneous values, energy registers (Wh, varh, VAh), status and every feature's state.")
     if sim is not None:
         def sim_set(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             return 200, sim.set_load(body)

@@ -165,7 +165,8 @@ def attach(ctx: FeatureContext) -> None:
         _add_cable_signals(ctx)
     ctx.status_extras["ciu"] = ciu.view
     ctx.api.route("GET", "/ciu", lambda _body: (200, ciu.view()))
-    ctx.api.route("POST", "/ciu/pair", ciu.open_pairing)
+    ctx.api.route("POST", "/ciu/pair", ciu.open_pairing,
+                  description="Open pairing: a fresh 8-digit code on the meter LCD (and in the answer) for 120 s.")
 
 
 def _add_cable_signals(ctx: FeatureContext) -> None:
@@ -292,5 +293,6 @@ def _attach_update(ctx: FeatureContext, cfg: CiuSection, ciu: MeterCiu, display:
     ctx.status_extras["ciu_firmware"] = update.view
     ctx.api.route("GET", "/ciu/firmware", lambda _body: (200, update.view()))
     ctx.api.route("POST", "/ciu/firmware/install", install,
+                  description="Verify a CIU bundle and carry it to the CIU, which installs it (docs/firmware.md).",
                   body=Body((Field("bundle", str, "absolute path of the CIU's RAUC bundle on the meter",
                                    required=True),)))

@@ -155,9 +155,12 @@ def attach(ctx: FeatureContext) -> None:
     ctx.cycle_hooks.append(display.on_cycle)
     ctx.status_extras["display"] = display.view
     ctx.api.route("GET", "/display", lambda _body: (200, display.view()))
-    ctx.api.route("POST", "/display/button", display.button)
-    ctx.api.route("POST", "/display/show", display.show)
-    ctx.api.route("POST", "/display/lang", display.set_lang)
+    ctx.api.route("POST", "/display/button", display.button,
+                  description='Press a display button: {"button": "next"|"previous"}.')
+    ctx.api.route("POST", "/display/show", display.show,
+                  description='Show one display item: {"item": id or OBIS code}.')
+    ctx.api.route("POST", "/display/lang", display.set_lang,
+                  description='The display language: {"lang": "en"|"ar"}.')
     if ctx.hardware.sim is not None:
         _add_scenario_signal(ctx, display)
     ctx.closers.append(device.cleanup)

@@ -138,7 +138,8 @@ def attach(ctx: FeatureContext) -> None:
         """The meter's time trust: state, clock status, last sync, the time source."""
         return 200, time_json(service.view(clock.utc()))
 
-    ctx.api.route("GET", "/time", time_route)
+    ctx.api.route("GET", "/time", time_route,
+                  description="The meter's time trust: state, clock status, last sync, the time source.")
 
 
 async def start(ctx: FeatureContext) -> None:

@@ -38,7 +38,7 @@ def server_with_routes() -> tuple[ApiServer, list[dict[str, Any]]]:
     def broken(_: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         raise RuntimeError("bug")
 
-    api.route("GET", "/thing", get_thing)
+    api.route("GET", "/thing", get_thing, description="A thing.")
     api.route("POST", "/thing", set_thing, body=Body((Field("level", int, minimum=0, maximum=9, required=True),)))
     api.route("POST", "/refuse", refuse)
     api.route("POST", "/broken", broken)
