@@ -18,16 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class MeterdProcess:
-    """``meterd run`` with throwaway DLMS test keys; ``status()`` reads its API."""
+    """``meterd run`` with throwaway DLMS test keys; ``status()`` reads its API. ``python_flags``:
+    the interpreter's options (``("-OO",)`` as the meter's systemd unit runs it)."""
 
     def __init__(self, tmp_path: Path, speed: str = "10", extra_toml: str = "", power_quality: bool = False,
-                 **replacements: str) -> None:
+                 python_flags: tuple[str, ...] = (), **replacements: str) -> None:
         self.state = tmp_path / "state"
         self.state.mkdir(parents=True, exist_ok=True)
         make_keys(self.state / "dlms-keys.toml").save()
         self.config = sim_config_file(tmp_path, extra_toml, power_quality, **replacements)
         env = dict(os.environ, METERD_LOG_LEVEL="WARNING")
-        self.proc = subprocess.Popen([sys.executable, "-m", "meterd", "run", "--config", str(self.config),
+        self.proc = subprocess.Popen([sys.executable, *python_flags, "-m", "meterd", "run", "--config", str(self.config),
                                       "--state-dir", str(self.state), "--speed", speed], cwd=REPO, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.view = self.status(wait_s=60.0)

@@ -11,6 +11,11 @@ variant="$(cat /usr/lib/meterd/image-variant)"
 # system site packages, pip adds only what Debian lacks.
 python3 -m venv --system-site-packages /opt/meterd/venv
 /opt/meterd/venv/bin/pip install --no-cache-dir /opt/meterd/wheels/*.whl
+# meterd runs with python -OO (meterd.service): its optimised bytecode (.opt-2.pyc) for everything it
+# imports, made here once (/opt and /usr are read-only to meterd, which would otherwise compile
+# every module from source at each start)
+/opt/meterd/venv/bin/python -OO -m compileall -q -j 0 -o 2 /opt/meterd/venv /usr/lib/python3/dist-packages \
+	"$(/opt/meterd/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("stdlib"))')"
 rm -rf /opt/meterd/wheels
 
 # systemd-repart is its own package from systemd 256 on (part of systemd before).
