@@ -269,7 +269,7 @@ def no_load_test(meter: AccuracyMeterLink, source: TestSource, reference: Refere
     source.set(1.15 * plate.nominal_voltage_v, (0.0, 0.0, 0.0), "1")
     start = meter.cycle() + 2
     meter.run_until(start)
-    meter.run_until(start + math.ceil(minutes * 60 / plate.cycle_s))
+    meter.run_until(start + no_load_cycles(plate))
     samples = meter.samples_since(start - 1)
     first, last = samples[0], samples[-1]
     meter_wh = sum(_register(last, d) - _register(first, d) for d in ("import", "export")) / 1000
@@ -281,12 +281,48 @@ def no_load_test(meter: AccuracyMeterLink, source: TestSource, reference: Refere
                        f"< 1 pulse ({pulse_wh:g} Wh)", meter_wh < pulse_wh)
 
 
+def no_load_cycles(plate: Nameplate) -> int:
+    """Cycles of the no-load test: Δt = 600·10⁶ / (k·3·Un·Imax) minutes."""
+    minutes = 600e6 / (plate.led_imp_per_kwh * 3 * plate.nominal_voltage_v * plate.max_current_a)
+    return math.ceil(minutes * 60 / plate.cycle_s)
+
+
+def _longest_run(plate: Nameplate, points: Sequence[AccuracyPoint], resolution_pct: float) -> int:
+    """Cycles of samples the longest read of a run needs: a point with one extension of half its
+    length (as :func:`run_point` makes when the first try falls short), or the no-load test."""
+    return max([3 * point_cycles(plate, point_power_w(plate, p), resolution_pct) // 2 + 2 for p in points]
+               + [no_load_cycles(plate) + 2])
+
+
+def check_plan_fits(plate: Nameplate, points: Sequence[AccuracyPoint], resolution_pct: float,
+                    samples_kept: int) -> None:
+    """CalibrationRejected, before anything runs, when a read of the run needs more cycles than the
+    meter keeps (``samples_kept``, ``GET /calibration``), naming the finest resolution that fits."""
+    longest = _longest_run(plate, points, resolution_pct)
+    if longest <= samples_kept:
+        return
+    if no_load_cycles(plate) + 2 > samples_kept:
+        raise CalibrationRejected(f"the no-load test needs {no_load_cycles(plate) + 2} cycles of samples and the "
+                                  f"meter keeps {samples_kept}")
+    fine, coarse = resolution_pct, 100.0  # bisect on a log scale: coarse fits, fine does not
+    for _ in range(40):
+        middle = math.sqrt(fine * coarse)
+        fine, coarse = (fine, middle) if _longest_run(plate, points, middle) <= samples_kept else (middle, coarse)
+    raise CalibrationRejected(f"a point at {resolution_pct:g} % needs {longest} cycles of samples and the meter "
+                              f"keeps {samples_kept}: ask for a resolution of {coarse:.3g} % or coarser")
+
+
 def run_accuracy(meter: AccuracyMeterLink, source: TestSource, reference: ReferenceStandard, plate: Nameplate,
                  meter_info: Mapping[str, Any], points: Sequence[AccuracyPoint] | None = None,
-                 resolution_pct: float = 0.02, say: Callable[[str], None] = lambda _t: None) -> AccuracyReport:
-    """The whole run: every point, then the starting and no-load tests."""
+                 resolution_pct: float = 0.02, say: Callable[[str], None] = lambda _t: None,
+                 samples_kept: int | None = None) -> AccuracyReport:
+    """The whole run: every point, then the starting and no-load tests; refused before it starts
+    when a point or the no-load test needs more cycles than the meter keeps (``samples_kept``)."""
+    points = list(points) if points is not None else class_05s_plan(plate)
+    if samples_kept is not None:
+        check_plan_fits(plate, points, resolution_pct, samples_kept)
     results = []
-    for point in points if points is not None else class_05s_plan(plate):
+    for point in points:
         result = run_point(meter, source, reference, plate, point, resolution_pct)
         say(f"{point.label:<36} {result.error_pct:+.4f} % (±{result.resolution_pct:.4f}) "
             f"{'PASS' if result.passed else 'FAIL'}")

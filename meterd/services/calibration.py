@@ -41,8 +41,16 @@ from meterd.core.reading import Reading
 
 log = logging.getLogger("meterd.calibration")
 
-SAMPLES_KEPT = 50_000
-"""Cycles of readings kept for the procedure and the accuracy test (about 14 h at 1 s)."""
+SAMPLES_KEPT = 16_200
+"""Cycles of readings kept for the procedure and the accuracy test: 4.5 h at 1 s, 1.31 MB.
+
+The longest run the accuracy test reads in one piece is a point at a resolution finer than one
+cycle's energy, which needs about 100 / resolution_pct cycles and half as many again when its
+first try falls short (7 500 at the default 0.02 %, 15 000 at 0.01 %, the simulated reference
+standard's uncertainty), or the no-load test (8.7 min at the PMM1221's 1000 imp/kWh, 230 V,
+100 A). A run that would need more is refused before it starts
+(:func:`meterd.services.accuracy_test.check_plan_fits`); the procedure averages at most 3600
+cycles."""
 
 
 class CalibrationFile(Protocol):
@@ -92,7 +100,7 @@ class CycleRing:
     and does not grow while the ring fills: cycle number (int64), meter time (s, float64), the
     per-phase V, A, W, var (float32, 3 × 4: about 7 significant digits, 6·10⁻⁸ relative, far
     below the 0.01 % the calibration procedure and the accuracy test resolve), the import/export
-    registers (mWh, int64, exact) and the billed flag: 81 bytes a cycle, 4.05 MB for 50 000.
+    registers (mWh, int64, exact) and the billed flag: 81 bytes a cycle, 1.31 MB for 16 200.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -285,7 +293,7 @@ class CalibrationService:
                 "problem": self.problem.value if self.problem is not None else None,
                 "problem_text": self.problem_text, "serial": self.serial, "cycle": self.cycles,
                 "record": rec.as_dict() if rec is not None else None, "values": self.values.as_dict(),
-                "nameplate": self.nameplate}
+                "nameplate": self.nameplate, "samples_kept": self.samples.capacity}
 
 
 def average(samples: Sequence[CycleSample]) -> tuple[PhaseReading, PhaseReading, PhaseReading]:

@@ -223,7 +223,8 @@ def run(args: argparse.Namespace, call: Call, say: Callable[[str], None] = print
             "calibration_date": record.get("utc", ""), "run_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             **view["nameplate"]}
     plan = class_05s_plan(plate, directions=args.directions.split(","), loads=args.loads.split(","))
-    report = run_accuracy(meter, source, reference, plate, info, plan, args.resolution, say)
+    report = run_accuracy(meter, source, reference, plate, info, plan, args.resolution, say,
+                          samples_kept=view.get("samples_kept"))
     paths = write_all(report, Path(args.out))
     return {"passed": report.passed, "max_abs_error_pct": report.max_abs_error_pct,
             "points": len(report.points), "files": {k: str(v) for k, v in paths.items()}}

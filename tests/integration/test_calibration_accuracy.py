@@ -40,7 +40,8 @@ def _run(meter: SimMeter, loads: tuple[str, ...], directions: tuple[str, ...], r
             "calibration_date": record.utc.isoformat() if record else "", "run_utc": meter.clock.utc().isoformat(),
             **service.nameplate}
     plan = [p for p in class_05s_plan(plate, directions=directions, loads=loads) if keep(p)]
-    return run_accuracy(InProcessMeter(meter), SimSource(meter), reference(meter), plate, info, plan, resolution_pct)
+    return run_accuracy(InProcessMeter(meter), SimSource(meter), reference(meter), plate, info, plan, resolution_pct,
+                        samples_kept=service.view()["samples_kept"])
 
 
 def _rgb(hex_colour: str) -> np.ndarray:

@@ -20,7 +20,7 @@ def ring_bytes(ring: CycleRing) -> int:
 
 def test_the_ring_takes_81_bytes_a_cycle() -> None:
     ring = CycleRing(SAMPLES_KEPT)
-    assert ring_bytes(ring) == 81 * SAMPLES_KEPT  # 4.05 MB for 14 h at 1 s (was 129 bytes: 6.45 MB)
+    assert ring_bytes(ring) == 81 * SAMPLES_KEPT  # 1.31 MB for 4.5 h at 1 s (was 129 bytes a cycle)
 
 
 def test_cycle_time_and_registers_exact_readings_to_seven_digits() -> None:
