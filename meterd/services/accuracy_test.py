@@ -245,9 +245,7 @@ def starting_test(meter: AccuracyMeterLink, source: TestSource, reference: Refer
     source.set(plate.nominal_voltage_v, (ist, ist, ist), "1")
     start = meter.cycle() + 2
     meter.run_until(start)
-    power = 3 * plate.nominal_voltage_v * ist
-    cycles = max(60, math.ceil(1.5 * plate.energy_resolution_mwh / (power * plate.cycle_s / 3.6)))
-    meter.run_until(start + cycles)
+    meter.run_until(start + starting_cycles(plate))
     samples = meter.samples_since(start - 1)
     first, last = samples[0], samples[-1]
     meter_wh = (_register(last, "import") - _register(first, "import")) / 1000
@@ -281,6 +279,18 @@ def no_load_test(meter: AccuracyMeterLink, source: TestSource, reference: Refere
                        f"< 1 pulse ({pulse_wh:g} Wh)", meter_wh < pulse_wh)
 
 
+def starting_cycles(plate: Nameplate) -> int:
+    """Cycles of the starting test: 1.5 × the time of one register count at the starting current
+    (balanced, PF 1), at least 60."""
+    power_w = 3 * plate.nominal_voltage_v * plate.starting_current_a
+    return max(60, math.ceil(1.5 * plate.energy_resolution_mwh / (power_w * plate.cycle_s / 3.6)))
+
+
+def _special_runs(plate: Nameplate) -> dict[str, int]:
+    """Cycles of samples the starting and no-load tests read (their length and the 2 settling cycles)."""
+    return {"starting current test": starting_cycles(plate) + 2, "no-load test": no_load_cycles(plate) + 2}
+
+
 def no_load_cycles(plate: Nameplate) -> int:
     """Cycles of the no-load test: Δt = 600·10⁶ / (k·3·Un·Imax) minutes."""
     minutes = 600e6 / (plate.led_imp_per_kwh * 3 * plate.nominal_voltage_v * plate.max_current_a)
@@ -289,9 +299,9 @@ def no_load_cycles(plate: Nameplate) -> int:
 
 def _longest_run(plate: Nameplate, points: Sequence[AccuracyPoint], resolution_pct: float) -> int:
     """Cycles of samples the longest read of a run needs: a point with one extension of half its
-    length (as :func:`run_point` makes when the first try falls short), or the no-load test."""
+    length (as :func:`run_point` makes when the first try falls short), or a special test."""
     return max([3 * point_cycles(plate, point_power_w(plate, p), resolution_pct) // 2 + 2 for p in points]
-               + [no_load_cycles(plate) + 2])
+               + list(_special_runs(plate).values()))
 
 
 def check_plan_fits(plate: Nameplate, points: Sequence[AccuracyPoint], resolution_pct: float,
@@ -301,9 +311,9 @@ def check_plan_fits(plate: Nameplate, points: Sequence[AccuracyPoint], resolutio
     longest = _longest_run(plate, points, resolution_pct)
     if longest <= samples_kept:
         return
-    if no_load_cycles(plate) + 2 > samples_kept:
-        raise CalibrationRejected(f"the no-load test needs {no_load_cycles(plate) + 2} cycles of samples and the "
-                                  f"meter keeps {samples_kept}")
+    name, cycles = max(_special_runs(plate).items(), key=lambda item: item[1])
+    if cycles > samples_kept:  # no resolution makes it fit
+        raise CalibrationRejected(f"the {name} needs {cycles} cycles of samples and the meter keeps {samples_kept}")
     fine, coarse = resolution_pct, 100.0  # bisect on a log scale: coarse fits, fine does not
     for _ in range(40):
         middle = math.sqrt(fine * coarse)

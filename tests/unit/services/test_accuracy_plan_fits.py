@@ -50,3 +50,9 @@ def test_the_run_is_refused_before_it_touches_the_meter() -> None:
     never = _Untouched()
     with pytest.raises(CalibrationRejected, match="keeps 16200"):
         run_accuracy(never, never, never, PLATE, {}, None, 0.005, samples_kept=SAMPLES_KEPT)  # type: ignore[arg-type]
+
+
+def test_a_starting_test_longer_than_the_ring_is_refused() -> None:
+    coarse = Nameplate(energy_resolution_mwh=1e6, starting_current_a=0.02)  # 1 kWh a count at 13.8 W
+    with pytest.raises(CalibrationRejected, match="starting current test needs 391307 cycles"):
+        check_plan_fits(coarse, class_05s_plan(coarse), 0.02, SAMPLES_KEPT)
