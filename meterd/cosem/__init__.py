@@ -2,3 +2,7 @@
 
 Entry point for the composition root: :func:`meterd.cosem.server.build_session_factory`.
 """
+
+from meterd.cosem import gurux_lazy
+
+gurux_lazy.install()  # before any module of this package imports gurux_dlms
