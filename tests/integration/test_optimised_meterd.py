@@ -1,5 +1,5 @@
-"""meterd as its systemd unit runs it (``python -OO``: no docstrings, no asserts) meters, answers
-its API with the same route descriptions and serves DLMS clients."""
+"""meterd as its systemd unit runs it (``python -OO -X no_debug_ranges``: no docstrings, no asserts,
+no column ranges) meters, answers its API with the same route descriptions and serves DLMS clients."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.meterd_process import MeterdProcess
 def test_optimised_meterd_meters_and_serves_its_api_and_dlms(tmp_path: Path) -> None:
     meter = MeterdProcess(tmp_path, power_quality=True, python_flags=METERD_PYTHON_FLAGS)
     try:
-        assert Path(f"/proc/{meter.proc.pid}/cmdline").read_bytes().split(b"\0")[1:2] == [b"-OO"]
+        assert Path(f"/proc/{meter.proc.pid}/cmdline").read_bytes().split(b"\0")[1:4] == [flag.encode() for flag in METERD_PYTHON_FLAGS]
         assert meter.api("GET", "/status")[1]["energy"]["total"]["active_import_wh"] >= 0
         code, doc = meter.api("GET", "/openapi.json")
         assert code == 200

@@ -60,13 +60,14 @@ def test_image_arms_the_hardware_watchdog():
 
 
 def test_meterd_runs_optimised_as_the_simulated_meter_does():
-    """The unit and ``make run`` start meterd with the same interpreter options (-OO), and the
-    image compiles the matching bytecode (read-only /opt and /usr: no compiling at each start)."""
+    """The unit and ``make run`` start meterd with the same interpreter options (-OO, no column
+    ranges), and the image compiles the matching bytecode (read-only /opt and /usr: no compiling at each start)."""
     from meterd.app.simrun import METERD_PYTHON_FLAGS
 
     exec_start = re.search(r"(?m)^ExecStart=(.*)$", Path("systemd/meterd.service").read_text())
     assert exec_start is not None
-    assert exec_start.group(1).split()[:4] == ["/opt/meterd/venv/bin/python", *METERD_PYTHON_FLAGS, "-m", "meterd"]
+    assert exec_start.group(1).split()[: len(METERD_PYTHON_FLAGS) + 3] == [
+        "/opt/meterd/venv/bin/python", *METERD_PYTHON_FLAGS, "-m", "meterd"]
     chroot = Path("image/stage-meter/00-meter/02-run-chroot.sh").read_text()
     compiled = re.search(r"(?m)^/opt/meterd/venv/bin/python (-OO) -m compileall .*-o 2 /opt/meterd/venv "
                          r"/usr/lib/python3/dist-packages", chroot)
