@@ -21,7 +21,15 @@ import numpy as np
 from meterd.pq.aggregation import TEN_MIN_S, TWO_HOURS_S, Aggregate, Aggregator, WindowValues
 from meterd.pq.errors import PqConfigError, SampleStreamError
 from meterd.pq.events import PqEvent, RmsEventDetector, SustainedDetector, phase_of_row
-from meterd.pq.flicker import SETTLING_S, Flickermeter, plt_from_pst, pst_from_pinst
+from meterd.pq.flicker import (
+    DECIMATION,
+    SETTLING_S,
+    STAT_DECIMATION,
+    Flickermeter,
+    PinstInterval,
+    plt_from_pst,
+    pst_from_pinst,
+)
 from meterd.pq.frequency import FrequencyValue, TenSecondFrequency
 from meterd.pq.harmonics import (
     MAX_ORDER,
@@ -244,7 +252,7 @@ class PqMonitor:
         self._pending_windows: list[_Window] = []
         self._frequency = TenSecondFrequency(self._fs, self._timebase.posix_s)
         self._pending_freq: list[FrequencyValue] = []
-        self._pinst: dict[int, list[np.ndarray]] = {r: [] for r in self.settings.voltage_rows}
+        self._pinst = PinstInterval(len(self.settings.voltage_rows), self._fs / (DECIMATION * STAT_DECIMATION))
         self._pinst_key: int | None = None
         self._pinst_settling = False
         self._pending_pst: list[tuple[int, float, dict[int, float], bool]] = []
@@ -314,7 +322,6 @@ class PqMonitor:
         """Run the flickermeters (all phases advance in lock-step) and file Pinst by 10-min interval."""
         rows = self.settings.voltage_rows
         idx, values = self._flicker.process(block.first_index, block.samples[list(rows)])
-        pinst = {r: values[i] for i, r in enumerate(rows)}
         if idx.size == 0:
             return
         keys = np.floor_divide(self._timebase.posix_s(0) + idx / self._fs, TEN_MIN_S)
@@ -323,17 +330,16 @@ class PqMonitor:
                 self._close_pst_interval()
             self._pinst_key = int(key)
             sel = keys == key
-            for r in self.settings.voltage_rows:
-                self._pinst[r].append(pinst[r][sel])
+            self._pinst.append(values if sel.all() else values[:, sel])
             self._pinst_settling |= bool(idx[sel][0] < self._settled_index)
 
     def _close_pst_interval(self) -> None:
         assert self._pinst_key is not None
-        values = {r: np.concatenate(chunks) for r, chunks in self._pinst.items() if chunks}
         end_posix = (self._pinst_key + 1) * TEN_MIN_S
-        psts = {r: pst_from_pinst(v) for r, v in values.items() if v.size > 100}
+        psts = ({r: pst_from_pinst(self._pinst.channel(i)) for i, r in enumerate(self.settings.voltage_rows)}
+                if len(self._pinst) > 100 else {})
         self._pending_pst.append((self._pinst_key, end_posix, psts, self._pinst_settling or self._gap_flag))
-        self._pinst = {r: [] for r in self.settings.voltage_rows}
+        self._pinst.clear()
         self._pinst_settling = False
         self._gap_flag = False
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from meterd.pq import harmonics
+from meterd.pq.flicker import PinstInterval, pst_from_pinst
 from meterd.pq.history import SampleHistory
 from meterd.pq.monitor import PqMonitor, history_capacity
 from meterd.pq.percentile import percentile, percentiles
@@ -91,3 +92,36 @@ def test_a_percentile_does_not_import_numpy_ma() -> None:
             "assert 'numpy.ma' in sys.modules  # what np.percentile does\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_pinst_interval_gives_the_joined_values_from_one_array() -> None:
+    rng = np.random.default_rng(7)
+    chunks = [rng.random((3, n)) for n in (100, 37, 100, 63)]
+    interval = PinstInterval(3, rate_hz=100.0)
+    array = interval._values
+    for chunk in chunks:
+        interval.append(chunk)
+    joined = np.concatenate(chunks, axis=1)
+    assert len(interval) == 300
+    for i in range(3):
+        assert np.array_equal(interval.channel(i), joined[i])
+        assert pst_from_pinst(interval.channel(i)) == pst_from_pinst(joined[i].copy())
+    interval.clear()
+    interval.append(chunks[0])
+    assert len(interval) == 100 and interval._values is array  # the next interval reuses the array
+
+
+def test_pinst_interval_grows_when_an_interval_outgrows_it() -> None:
+    interval = PinstInterval(1, rate_hz=100.0, capacity_s=1.0)
+    values = np.arange(250.0)[None, :]
+    for a in range(0, 250, 50):
+        interval.append(values[:, a : a + 50])
+    assert interval.capacity >= 250
+    assert np.array_equal(interval.channel(0), values[0])
+
+
+def test_the_monitors_pinst_array_holds_ten_minutes_of_a_fast_clock() -> None:
+    monitor = PqMonitor()
+    interval = monitor._pinst
+    assert interval.capacity >= 600 * 100 * 1.02  # 100 Hz Pinst, a sample clock 2 % fast
+    assert interval._values.shape[0] == 3 and interval._values.nbytes < 1.5 * 2**20
