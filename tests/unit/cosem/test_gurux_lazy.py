@@ -83,3 +83,15 @@ def test_reexports_reads_plain_reexports_and_refuses_anything_else() -> None:
     assert reexports("from . import A\n") is None
     assert reexports("import os\n") is None
     assert reexports("from .A import A\nA.patch()\n") is None
+
+
+def test_the_lazy_package_reads_its_data_files() -> None:
+    out = _run("""
+        import sys
+        import meterd.cosem
+        from gurux_dlms import GXDLMSConverter
+        from gurux_dlms.enums import Standard
+        assert type(sys.modules["gurux_dlms"]).__name__ == "LazyPackage"
+        print(GXDLMSConverter(Standard.DLMS).getDescription("1.0.1.8.0.255")[0])
+    """)
+    assert "Active power+" in out
