@@ -13,8 +13,8 @@ Parts (``--part``, default all but ``day``):
 * ``hold``: the longest time the event loop was held, seen by a 1-ms ticker on the loop while
   the meter runs at 10× real time (1 cycle per 100 ms), with the analysis inline and on its
   worker thread (``[power_quality] worker``);
-* ``day``: a real ``meterd run --speed 0`` process (PQ on, or off with ``--day-pq off``; ``python
-  -OO`` as ``systemd/meterd.service`` runs it) over
+* ``day``: a real ``meterd run --speed 0`` process (PQ on, or off with ``--day-pq off``; with the
+  interpreter options ``systemd/meterd.service`` runs it with) over
   ``--day-seconds`` of meter time (default a whole day): its RSS at start (the first status
   answer), after 10 min of meter time (warm-up) and at the end, its peak
   (VmHWM), and the bytes it sent to the block layer (``/proc/<pid>/io`` ``write_bytes`` minus
@@ -174,7 +174,7 @@ def day(day_seconds: int, power_quality: bool = True) -> None:
     from meterd.app.simrun import METERD_PYTHON_FLAGS
     from tests.meterd_process import MeterdProcess
 
-    with tempfile.TemporaryDirectory() as d:  # meterd as its systemd unit and `make run` start it (-OO)
+    with tempfile.TemporaryDirectory() as d:  # meterd as its systemd unit and `make run` start it (METERD_PYTHON_FLAGS)
         meter = MeterdProcess(Path(d), speed="0", power_quality=power_quality, python_flags=METERD_PYTHON_FLAGS)
         pid = meter.proc.pid
         try:

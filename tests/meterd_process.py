@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 class MeterdProcess:
     """``meterd run`` with throwaway DLMS test keys; ``status()`` reads its API. ``python_flags``:
-    the interpreter's options (``("-OO",)`` as the meter's systemd unit runs it)."""
+    the interpreter's options (``meterd.app.simrun.METERD_PYTHON_FLAGS`` as the meter's systemd unit runs it)."""
 
     def __init__(self, tmp_path: Path, speed: str = "10", extra_toml: str = "", power_quality: bool = False,
                  python_flags: tuple[str, ...] = (), **replacements: str) -> None:

@@ -73,10 +73,11 @@ def reexports(init_source: str) -> tuple[dict[str, tuple[str, str]], dict[str, o
                 and all(alias.name != "*" for alias in node.names)):
             for alias in node.names:
                 names[alias.asname or alias.name] = (node.module, alias.name)
-        elif (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
-              and all(isinstance(target, ast.Name) for target in node.targets)):
-            for target in node.targets:
-                constants[target.id] = node.value.value  # type: ignore[union-attr]
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            targets = [target.id for target in node.targets if isinstance(target, ast.Name)]
+            if len(targets) != len(node.targets):
+                return None
+            constants.update(dict.fromkeys(targets, node.value.value))
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
             continue  # a docstring
         else:
@@ -94,7 +95,8 @@ def _install_package(name: str, search_path: list[str] | None) -> LazyPackage | 
     names, constants = plan
     package = LazyPackage(name)
     package.__dict__.update(constants)
-    package.__dict__.update(__file__=spec.origin, __path__=list(spec.submodule_search_locations),
+    search_locations = list(spec.submodule_search_locations)
+    package.__dict__.update(__file__=spec.origin, __path__=search_locations,
                             __spec__=spec, __package__=name, __loader__=spec.loader, _lazy_names=names)
     sys.modules[name] = package
     parent, _, child = name.rpartition(".")
@@ -102,7 +104,7 @@ def _install_package(name: str, search_path: list[str] | None) -> LazyPackage | 
         types.ModuleType.__setattr__(sys.modules[parent], child, package)
     for entry in sorted(Path(spec.origin).parent.iterdir()):
         if entry.is_dir() and (entry / "__init__.py").is_file():
-            _install_package(f"{name}.{entry.name}", package.__path__)
+            _install_package(f"{name}.{entry.name}", search_locations)
     return package
 
 

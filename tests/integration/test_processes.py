@@ -51,7 +51,8 @@ def children_of(pid: int) -> dict[str, int]:
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         if ppid == pid and alive(int(entry.name)):
-            name = "meterd" if b"meterd" in argv[1:4] else "ciu" if b"ciu" in argv[1:4] else argv[0].decode()
+            module = argv[argv.index(b"-m") + 1] if b"-m" in argv[:-1] else b""  # python [options] -m module
+            name = module.decode() if module in (b"meterd", b"ciu") else argv[0].decode()
             found[name] = int(entry.name)
     return found
 
