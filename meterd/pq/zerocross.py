@@ -66,6 +66,9 @@ def prefilter_sos(sample_rate_hz: float, f_nom_hz: float) -> FloatArray:
     return butter_sos(2, 1.2 * f_nom_hz, sample_rate_hz)
 
 
+_NO_COUNT = np.zeros(1, dtype=np.int64)
+
+
 class PreFilter:
     """The detectors' low-pass run over several channels at once (one filter call per block)."""
 
@@ -146,7 +149,8 @@ class ZeroCrossingDetector:
         self._free_run_until(first_index + len(x), out)
         if self._raw.size > self._raw_keep:
             self._raw_first += self._raw.size - self._raw_keep
-            self._raw = self._raw[-self._raw_keep :]
+            self._raw = self._raw[-self._raw_keep :].copy()  # a copy: a view would keep the whole block
+        self._strong_count = _NO_COUNT  # this block's index (64 kB a second of 8 kHz) is not kept
         return out
 
     def _index_raw(self) -> None:

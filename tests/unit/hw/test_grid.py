@@ -202,3 +202,19 @@ def test_scenario_file(tmp_path) -> None:
     clock.advance(1)
     scenario.apply_due(clock.mono())
     assert grid.state.phases[0].voltage_v == 150
+
+
+@pytest.mark.parametrize("frequency_hz", [50.0, 60.0])
+def test_blocks_from_the_cycle_table_follow_the_formula(frequency_hz: float) -> None:
+    from hw.sim.grid import _fill_segment
+
+    clock, grid = make()
+    grid.set_frequency(frequency_hz)
+    grid.set_all_phases(current_a=5, u_harmonics=[(5, 0.04, 30)], i_harmonics=[(3, 0.2, 0)])
+    seg = grid._segments[-1]
+    for start, n in ((0, 8000), (37, 159), (12345, 8000), (999, 20000), (70001, 1)):
+        got = grid.waveform_block(start, n)
+        expected = np.zeros((7, n))
+        _fill_segment(expected, seg, grid.t0 + np.arange(start, start + n) / grid.sample_rate_hz, grid.t0)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)  # µV, µA: float rounding of the phase
+    assert grid._cycle_table(seg)._samples.nbytes <= 2 * 7 * 400 * 8  # two periods, not a second

@@ -125,3 +125,17 @@ def test_the_monitors_pinst_array_holds_ten_minutes_of_a_fast_clock() -> None:
     interval = monitor._pinst
     assert interval.capacity >= 600 * 100 * 1.02  # 100 Hz Pinst, a sample clock 2 % fast
     assert interval._values.shape[0] == 3 and interval._values.nbytes < 1.5 * 2**20
+
+
+def test_the_zero_crossing_detector_keeps_two_periods_not_the_block() -> None:
+    from meterd.pq.zerocross import ZeroCrossingDetector
+
+    zc = ZeroCrossingDetector(FS, 50.0, min_amplitude_v=10.0)
+    t = np.arange(3 * int(FS)) / FS
+    x = 325.0 * np.sin(2 * np.pi * 50.0 * t)
+    marks = []
+    for a in range(0, x.size, int(FS)):
+        marks += zc.process(a, x[a : a + int(FS)])
+    assert len(marks) >= 290  # 100 crossings a second, less the filter's start
+    assert zc._raw.size == 2 * 160 and zc._raw.base is None  # two periods of its own
+    assert zc._strong_count.nbytes <= 8  # the block's index is dropped after the block
