@@ -17,7 +17,8 @@ Parts (``--part``, default all but ``day``):
   interpreter options ``systemd/meterd.service`` runs it with) over
   ``--day-seconds`` of meter time (default a whole day): its RSS at start (the first status
   answer), after 10 min of meter time (warm-up) and at the end, its peak
-  (VmHWM), and the bytes it sent to the block layer (``/proc/<pid>/io`` ``write_bytes`` minus
+  (VmHWM before the stop, and over its whole life with the stop: the exited child's maximum RSS),
+  and the bytes it sent to the block layer (``/proc/<pid>/io`` ``write_bytes`` minus
   ``cancelled_write_bytes``: what this process made the kernel write to storage, tmpfs excluded,
   whatever else runs on the machine), scaled to a day.
 """
@@ -29,6 +30,7 @@ import asyncio
 import datetime as dt
 import math
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -196,7 +198,12 @@ def day(day_seconds: int, power_quality: bool = True) -> None:
             end_rss, peak = _proc_kib(pid, "VmRSS"), _proc_kib(pid, "VmHWM")
             io_end = _proc_io(pid)
         finally:
+            t_stop = time.perf_counter()
             meter.stop()
+            stop_s = time.perf_counter() - t_stop
+    # the peak over meterd's whole life, its stop included: the exited child's maximum RSS (meterd is
+    # this process's only child) or the VmHWM read before the stop, whichever is higher
+    lifetime_peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, peak)
     assert warm_rss is not None
     written = (io_end - io_warm) * 86_400 / max(cycles - warm_cycles, 1)
     print(f"meterd_power_quality: {'on' if power_quality else 'off'}")
@@ -204,6 +211,8 @@ def day(day_seconds: int, power_quality: bool = True) -> None:
     print(f"meterd_rss_after_warmup: {warm_rss / 1024:.1f} MiB (after {warm_cycles} s of meter time)")
     print(f"meterd_rss_end: {end_rss / 1024:.1f} MiB after {cycles} s of meter time"
           f" (growth {(end_rss - warm_rss) / 1024:+.2f} MiB); peak (VmHWM) {peak / 1024:.1f} MiB")
+    print(f"meterd_peak_rss_lifetime: {lifetime_peak / 1024:.1f} MiB (start to exit, the stop included;"
+          f" the stop took {stop_s:.1f} s)")
     print(f"meterd_process_writes_per_day: {written / 1e6:.2f} MB (/proc/<pid>/io write_bytes - cancelled,"
           f" {cycles - warm_cycles} s of meter time scaled to 24 h; not the 5-MB budget's measure: a speed-0"
           " process without real-time write-back, the simulation's last-alive file in the state directory;"
