@@ -12,7 +12,8 @@ Parts (``--part``, default all but ``day``):
   the machine's load average; and simulated hours per CPU hour (what an idle core gives);
 * ``hold``: the longest time the event loop was held, seen by a 1-ms ticker on the loop while
   the meter runs at 10× real time (1 cycle per 100 ms), with the analysis inline and on its
-  worker thread (``[power_quality] worker``);
+  worker thread (``[power_quality] worker``), the start-up's objects frozen as meterd freezes them
+  (``meterd.runtime.gc_policy``), and a full collection's time before and after that;
 * ``day``: a real ``meterd run --speed 0`` process (PQ on, or off with ``--day-pq off``; with the
   interpreter options ``systemd/meterd.service`` runs it with) over
   ``--day-seconds`` of meter time (default a whole day): its RSS at start (the first status
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import math
 import os
 import resource
@@ -117,9 +119,17 @@ def _load_average() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
+def _full_collection_ms() -> float:
+    """The time of one full (generation 2) collection of the cyclic garbage collector (ms)."""
+    t0 = time.perf_counter()
+    gc.collect()
+    return (time.perf_counter() - t0) * 1000.0
+
+
 def loop_hold(seconds: int) -> None:
     """The longest event-loop hold at 10× real time, the analysis inline and on its worker."""
     from meterd.app.features.power_quality import WaveformFeed
+    from meterd.runtime import gc_policy
     from tests.simmeter import SimMeter
 
     async def run(meter: SimMeter, cycles: int) -> float:
@@ -153,6 +163,12 @@ def loop_hold(seconds: int) -> None:
             if mode == "thread":
                 feed.start_worker(4)
             meter.run(5)
+            if mode == "inline":
+                full_ms = _full_collection_ms()
+            settled = gc_policy.settle()  # as meterd does once started
+            if mode == "inline":
+                print(f"gc_full_collection: {full_ms:.1f} ms before the start-up's objects are frozen,"
+                      f" {_full_collection_ms():.1f} ms after ({settled.frozen} frozen)")
             hold_ms = asyncio.run(run(meter, seconds))
             stats = feed.stats()
             meter.close()

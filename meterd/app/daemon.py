@@ -61,6 +61,7 @@ from meterd.core.model import MeterIdentity
 from meterd.core.pending import PendingEnergy
 from meterd.core.power_fail import StartEvidence
 from meterd.cosem.objects import metering_loop_objects, metrology_fault_objects
+from meterd.runtime import gc_policy
 from meterd.runtime.clocks import HostClock
 from meterd.runtime.metrology_loop import MetrologyLoop
 from meterd.runtime.state_lock import StateLock
@@ -305,6 +306,9 @@ class Daemon:
         self.info["api_socket"] = str(socket_path)
         await start_network_api(self.api, self.cfg, self.hardware.backends.simulated, self.info)
         self._announce()
+        settled = gc_policy.settle()  # the start-up's objects out of every later collection
+        log.info("start-up objects frozen: %d (%d collected, %.0f ms)", settled.frozen, settled.collected,
+                 settled.duration_ms)
         self.notifier.ready(self.status_line())
         trimmer = asyncio.ensure_future(self._trim_memory())
         try:
@@ -339,7 +343,8 @@ class Daemon:
                 "speed": self.cfg.sim.speed if isinstance(self.clock, SimClock) else 1.0,
                 "metering": "thread" if metrology is not None and metrology.threaded else "inline",
                 "scheduling": metrology.scheduling if metrology is not None else "inline",
-                "healthy": self.metering_healthy(), **self.lateness.summary().as_dict()}
+                "healthy": self.metering_healthy(), "gc_frozen_objects": gc_policy.frozen_objects(),
+                **self.lateness.summary().as_dict()}
 
     def step(self, cycle_s: float | None = None, lateness_ms: float | None = None) -> CycleResult | None:
         """One metering cycle of ``cycle_s`` (s; default ``[meter] cycle_s``), inline: the

@@ -18,7 +18,9 @@ def test_optimised_meterd_meters_and_serves_its_api_and_dlms(tmp_path: Path) -> 
     meter = MeterdProcess(tmp_path, power_quality=True, python_flags=METERD_PYTHON_FLAGS)
     try:
         assert Path(f"/proc/{meter.proc.pid}/cmdline").read_bytes().split(b"\0")[1:4] == [flag.encode() for flag in METERD_PYTHON_FLAGS]
-        assert meter.api("GET", "/status")[1]["energy"]["total"]["active_import_wh"] >= 0
+        status = meter.api("GET", "/status")[1]
+        assert status["energy"]["total"]["active_import_wh"] >= 0
+        assert status["loop"]["gc_frozen_objects"] > 50_000  # the start-up's objects, out of every collection
         code, doc = meter.api("GET", "/openapi.json")
         assert code == 200
         assert doc["paths"]["/status"]["get"]["summary"].startswith("Instantaneous values")
