@@ -73,6 +73,9 @@ def main() -> None:
                         help="directory of the full DejaVu faces (Debian fonts-dejavu-core)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "assets" / "fonts")
     args = parser.parse_args()
+    missing = [str(args.source / name) for name in FACES if not (args.source / name).is_file()]
+    if missing:
+        raise SystemExit(f"subset_fonts: {', '.join(missing)} not found (Debian: apt-get install fonts-dejavu-core)")
     for name in FACES:
         subset_face(args.source / name, args.out / name)
         print(f"{args.out / name}: {(args.out / name).stat().st_size} bytes")
