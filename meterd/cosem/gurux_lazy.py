@@ -22,7 +22,6 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.machinery
-import importlib.util
 import logging
 import sys
 import types
