@@ -263,7 +263,6 @@ def no_load_test(meter: AccuracyMeterLink, source: TestSource, reference: Refere
     """115 % Un, no current, for Δt = 600·10⁶/(k·3·Un·Imax) min: at most one test-output pulse
     (1/k kWh) of energy in either direction."""
     k = plate.led_imp_per_kwh
-    minutes = 600e6 / (k * 3 * plate.nominal_voltage_v * plate.max_current_a)
     source.set(1.15 * plate.nominal_voltage_v, (0.0, 0.0, 0.0), "1")
     start = meter.cycle() + 2
     meter.run_until(start)
@@ -274,7 +273,7 @@ def no_load_test(meter: AccuracyMeterLink, source: TestSource, reference: Refere
     ref = reference.energy_wh([float(first["mono_s"]), float(last["mono_s"])])
     ref_wh = (ref[1][0] - ref[0][0]) + (ref[1][1] - ref[0][1])
     pulse_wh = 1000 / k
-    return SpecialTest("no load", f"{1.15 * plate.nominal_voltage_v:g} V (115 % Un), I = 0, {minutes:.2f} min",
+    return SpecialTest("no load", f"{1.15 * plate.nominal_voltage_v:g} V (115 % Un), I = 0, {no_load_minutes(plate):.2f} min",
                        float(last["mono_s"]) - float(first["mono_s"]), meter_wh, ref_wh,
                        f"< 1 pulse ({pulse_wh:g} Wh)", meter_wh < pulse_wh)
 
@@ -291,10 +290,14 @@ def _special_runs(plate: Nameplate) -> dict[str, int]:
     return {"starting current test": starting_cycles(plate) + 2, "no-load test": no_load_cycles(plate) + 2}
 
 
+def no_load_minutes(plate: Nameplate) -> float:
+    """Length of the no-load test: Δt = 600·10⁶ / (k·3·Un·Imax) minutes."""
+    return 600e6 / (plate.led_imp_per_kwh * 3 * plate.nominal_voltage_v * plate.max_current_a)
+
+
 def no_load_cycles(plate: Nameplate) -> int:
-    """Cycles of the no-load test: Δt = 600·10⁶ / (k·3·Un·Imax) minutes."""
-    minutes = 600e6 / (plate.led_imp_per_kwh * 3 * plate.nominal_voltage_v * plate.max_current_a)
-    return math.ceil(minutes * 60 / plate.cycle_s)
+    """Cycles of the no-load test (:func:`no_load_minutes`)."""
+    return math.ceil(no_load_minutes(plate) * 60 / plate.cycle_s)
 
 
 def _longest_run(plate: Nameplate, points: Sequence[AccuracyPoint], resolution_pct: float) -> int:
